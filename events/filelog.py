@@ -1,0 +1,443 @@
+"""`FileEventLog`: the embedded default event store.
+
+Theory of operation
+-------------------
+The log is a directory of segment files named after the seq of their first event
+(`00000000000000000001.seg`). A segment starts with a 48-byte header:
+
+    magic b"TLSEG\\x00\\x01\\n" | first_seq u64 | prev hash (32 bytes: last hash of the segment before)
+
+then holds frames, one per appended batch (one command = one batch = one frame):
+
+    body_len u32 | first_seq u64 | body_crc32c u32 | header_crc32c u32 | body (msgpack)
+
+The body is `[[seq, stream, type, v, at, actor, correlation, payload, hash], ...]`, where each
+`hash` is SHA-256(prev hash + msgpack(core)) (see `events.store`). The header has its own CRC so
+a damaged length is never mistaken for a torn write.
+
+Crash safety: a batch is written with one `write` and made durable with `fdatasync` before
+`append` returns; that return is the acknowledgement. After a crash the only damage a write can
+leave is an incomplete last frame (or an incomplete new segment header): on open it is truncated
+and reported in `recovered`. Anything else that fails a check (a CRC, a seq gap) refuses to open
+with `LogCorrupted`, naming the segment and byte offset: an acknowledged event is never dropped.
+
+One writer at a time: the writer holds an exclusive `flock` on `LOCK`; a second writer gets
+`LogLocked`. Readers (`FileEventLog.open(..., readonly=True)`) take no lock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import struct
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import crc32c
+
+from events.codec import decode_body, encode_body, encode_core
+from events.store import GENESIS, PendingEvent, Recorded, chain_hash, seal
+
+MAGIC = b"TLSEG\x00\x01\n"
+SEG_HEADER = struct.Struct("<8sQ32s")
+FRAME_HEADER = struct.Struct("<IQII")
+_FRAME_PREFIX = struct.Struct("<IQI")  # the part of the frame header its own CRC covers
+MAX_BODY = 64 * 1024 * 1024
+DEFAULT_SEGMENT_BYTES = 64 * 1024 * 1024
+READ_BUFFER = 1 << 20
+
+
+class LogError(Exception):
+    """Base of the log's errors (operator-visible: the message says what and where)."""
+
+
+class LogLocked(LogError):
+    """Another process holds the log open for writing."""
+
+
+@dataclass(frozen=True)
+class Damage:
+    segment: str
+    offset: int
+    seq: int | None
+    reason: str
+
+    def __str__(self) -> str:
+        at = f"seq {self.seq}, " if self.seq is not None else ""
+        return f"{self.reason} ({at}segment {self.segment}, offset {self.offset})"
+
+
+class LogCorrupted(LogError):
+    def __init__(self, damage: Damage) -> None:
+        super().__init__(f"event log is damaged: {damage}")
+        self.damage = damage
+
+
+@dataclass(frozen=True)
+class Frame:
+    segment: Path
+    offset: int
+    first_seq: int
+    body: bytes
+
+    @property
+    def end(self) -> int:
+        return self.offset + FRAME_HEADER.size + len(self.body)
+
+
+class _Torn(Exception):
+    """Internal: the segment ends inside a frame (a write the crash cut short)."""
+
+    def __init__(self, offset: int) -> None:
+        self.offset = offset
+
+
+def encode_frame(first_seq: int, records: Sequence[Recorded]) -> bytes:
+    body = encode_body([[*r.core(), r.hash] for r in records])
+    prefix = _FRAME_PREFIX.pack(len(body), first_seq, crc32c.crc32c(body))
+    return prefix + struct.pack("<I", crc32c.crc32c(prefix)) + body
+
+
+def _segment_name(first_seq: int) -> str:
+    return f"{first_seq:020d}.seg"
+
+
+def iter_frames(path: Path, start: int = SEG_HEADER.size) -> Iterator[Frame]:
+    """Frames of one segment from byte `start`; raises `_Torn` or `LogCorrupted`."""
+    with open(path, "rb", buffering=READ_BUFFER) as f:
+        f.seek(start)
+        offset = start
+        while True:
+            header = f.read(FRAME_HEADER.size)
+            if not header:
+                return
+            if len(header) < FRAME_HEADER.size:
+                raise _Torn(offset)
+            length, first_seq, body_crc, header_crc = FRAME_HEADER.unpack(header)
+            if crc32c.crc32c(header[: _FRAME_PREFIX.size]) != header_crc:
+                if _all_zero(header):
+                    raise _Torn(offset)  # size grew before the data reached the disk
+                raise LogCorrupted(Damage(path.name, offset, None, "frame header checksum mismatch"))
+            if length > MAX_BODY:
+                raise LogCorrupted(Damage(path.name, offset, first_seq, "frame length out of range"))
+            body = f.read(length)
+            if len(body) < length:
+                raise _Torn(offset)
+            if crc32c.crc32c(body) != body_crc:
+                raise LogCorrupted(Damage(path.name, offset, first_seq, "frame checksum mismatch"))
+            yield Frame(path, offset, first_seq, body)
+            offset += FRAME_HEADER.size + length
+
+
+def _all_zero(b: bytes) -> bool:
+    return not any(b)
+
+
+def read_segment_header(path: Path) -> tuple[int, bytes]:
+    with open(path, "rb") as f:
+        raw = f.read(SEG_HEADER.size)
+    if len(raw) < SEG_HEADER.size:
+        raise _Torn(0)
+    magic, first_seq, prev = SEG_HEADER.unpack(raw)
+    if magic != MAGIC:
+        raise LogCorrupted(Damage(path.name, 0, None, "not a trustledger segment (bad magic)"))
+    if _segment_name(first_seq) != path.name:
+        raise LogCorrupted(Damage(path.name, 0, first_seq, "segment name and header disagree"))
+    return first_seq, prev
+
+
+def records_of(frame: Frame, prev: bytes) -> list[Recorded]:
+    """Decode a frame into envelopes; `prev` is the hash of the event before the frame."""
+    try:
+        rows = decode_body(frame.body)
+    except ValueError as e:
+        raise LogCorrupted(Damage(frame.segment.name, frame.offset, frame.first_seq,
+                                  f"undecodable frame body: {e}")) from e
+    out: list[Recorded] = []
+    for row in rows:
+        seq, stream, typ, v, at, actor, corr, payload, h = row
+        out.append(Recorded(seq, stream, typ, v, at, actor, corr, payload, prev, h))
+        prev = h
+    return out
+
+
+class FileEventLog:
+    """Append-only, hash-chained, crash-safe event log in a directory."""
+
+    def __init__(self, root: Path, readonly: bool, segment_bytes: int) -> None:
+        self.root = root
+        self.readonly = readonly
+        self.segment_bytes = segment_bytes
+        self.recovered: str | None = None  # what open() truncated, if anything
+        self._lock_fd: int | None = None
+        self._fd: int | None = None
+        self._segment: Path | None = None
+        self._segment_size = 0
+        self._head_seq = 0
+        self._head_hash = GENESIS
+        self._pending_sync = False
+        self._group_depth = 0
+
+    # -- opening ---------------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, root: str | os.PathLike[str], *, readonly: bool = False,
+             segment_bytes: int = DEFAULT_SEGMENT_BYTES) -> FileEventLog:
+        log = cls(Path(root), readonly, segment_bytes)
+        if not readonly:
+            log.root.mkdir(parents=True, exist_ok=True)
+            log._lock()
+        try:
+            log._recover()
+        except BaseException:
+            log.close()
+            raise
+        return log
+
+    def _lock(self) -> None:
+        fd = os.open(self.root / "LOCK", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise LogLocked(f"event log {self.root} is open for writing by another process")
+        self._lock_fd = fd
+
+    def segments(self) -> list[Path]:
+        if not self.root.exists():
+            return []
+        return sorted(p for p in self.root.iterdir() if p.suffix == ".seg")
+
+    def _recover(self) -> None:
+        """Find the head; truncate a torn tail (writer only); refuse any other damage."""
+        segs = self.segments()
+        expect_seq = 1
+        prev = GENESIS
+        for i, seg in enumerate(segs):
+            last = i == len(segs) - 1
+            try:
+                first_seq, seg_prev = read_segment_header(seg)
+            except _Torn:
+                if not last:
+                    raise LogCorrupted(Damage(seg.name, 0, None, "segment header is incomplete"))
+                self._repair(f"removed incomplete segment {seg.name}", seg, None)
+                segs = segs[:-1]
+                break
+            if first_seq != expect_seq:
+                raise LogCorrupted(Damage(seg.name, 0, first_seq,
+                                          f"segment starts at seq {first_seq}, expected {expect_seq}"))
+            if seg_prev != prev:
+                raise LogCorrupted(Damage(seg.name, 0, first_seq, "segment prev hash breaks the chain"))
+            size = SEG_HEADER.size
+            last_frame: Frame | None = None
+            try:
+                for frame in iter_frames(seg):
+                    if frame.first_seq != expect_seq:
+                        raise LogCorrupted(Damage(seg.name, frame.offset, frame.first_seq,
+                                                  f"frame starts at seq {frame.first_seq}, "
+                                                  f"expected {expect_seq}"))
+                    count = _count_records(frame)
+                    expect_seq += count
+                    size = frame.end
+                    last_frame = frame
+            except _Torn as torn:
+                if not last:
+                    raise LogCorrupted(Damage(seg.name, torn.offset, None,
+                                              "incomplete frame inside the log")) from None
+                self._repair(f"truncated torn tail of {seg.name} at offset {torn.offset}",
+                             seg, torn.offset)
+                size = torn.offset
+            if last_frame is not None:
+                prev = decode_body(last_frame.body)[-1][8]
+            self._segment, self._segment_size = seg, size
+        self._head_seq, self._head_hash = expect_seq - 1, prev
+        if not self.readonly and self._segment is not None:
+            self._fd = os.open(self._segment, os.O_WRONLY | os.O_APPEND)
+
+    def _repair(self, what: str, seg: Path, offset: int | None) -> None:
+        if self.readonly:
+            self.recovered = f"(not repaired, read-only) {what}"
+            return
+        if offset is None:
+            seg.unlink()
+        else:
+            with open(seg, "r+b") as f:
+                f.truncate(offset)
+                os.fsync(f.fileno())
+        _fsync_dir(self.root)
+        self.recovered = what
+
+    # -- the port ---------------------------------------------------------------------------
+
+    @property
+    def head(self) -> tuple[int, bytes]:
+        return self._head_seq, self._head_hash
+
+    def append(self, batch: Sequence[PendingEvent]) -> list[Recorded]:
+        """Append one command's events as one frame; durable when this returns (unless inside
+        `group_commit()`, where the block's end is the acknowledgement)."""
+        if self.readonly:
+            raise LogError("event log is open read-only")
+        if not batch:
+            return []
+        records = seal(batch, self._head_seq + 1, self._head_hash)
+        frame = encode_frame(self._head_seq + 1, records)
+        if self._fd is None or self._segment_size + len(frame) > self.segment_bytes:
+            self._rotate()
+        assert self._fd is not None
+        _write_all(self._fd, frame)
+        self._segment_size += len(frame)
+        self._head_seq, self._head_hash = records[-1].seq, records[-1].hash
+        if self._group_depth:
+            self._pending_sync = True
+        else:
+            os.fdatasync(self._fd)
+        return records
+
+    @contextlib.contextmanager
+    def group_commit(self) -> Iterator[None]:
+        """Bulk writers: every append inside the block is made durable by one fdatasync at its
+        end. Nothing appended inside is acknowledged before the block exits normally."""
+        self._group_depth += 1
+        try:
+            yield
+        finally:
+            self._group_depth -= 1
+            if not self._group_depth and self._pending_sync and self._fd is not None:
+                os.fdatasync(self._fd)
+                self._pending_sync = False
+
+    def _rotate(self) -> None:
+        if self._fd is not None:
+            os.fdatasync(self._fd)
+            os.close(self._fd)
+        first = self._head_seq + 1
+        path = self.root / _segment_name(first)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o600)
+        _write_all(fd, SEG_HEADER.pack(MAGIC, first, self._head_hash))
+        os.fsync(fd)
+        _fsync_dir(self.root)
+        self._fd, self._segment, self._segment_size = fd, path, SEG_HEADER.size
+
+    def read(self, from_seq: int = 1) -> Iterator[Recorded]:
+        """Stream events with seq >= from_seq, up to the head as of this call."""
+        head = self._head_seq
+        segs = self.segments()
+        firsts = [int(p.stem) for p in segs]
+        start = 0
+        for i, first in enumerate(firsts):
+            if first <= from_seq:
+                start = i
+        for seg in segs[start:]:
+            try:
+                _, prev = read_segment_header(seg)
+                for frame in iter_frames(seg):
+                    if frame.first_seq > head:
+                        return
+                    for rec in records_of(frame, prev):
+                        if from_seq <= rec.seq <= head:
+                            yield rec
+                        prev = rec.hash
+            except _Torn:
+                return
+
+    def read_rows(self, from_seq: int = 1) -> Iterator[list[Any]]:
+        """The raw rows `[seq, stream, type, v, at, actor, correlation, payload, hash]`, for
+        replay loops that must not pay for an envelope object per event."""
+        head = self._head_seq
+        segs = self.segments()
+        start = 0
+        for i, p in enumerate(segs):
+            if int(p.stem) <= from_seq:
+                start = i
+        for seg in segs[start:]:
+            try:
+                for frame in iter_frames(seg):
+                    if frame.first_seq > head:
+                        return
+                    for row in decode_body(frame.body):
+                        if from_seq <= row[0] <= head:
+                            yield row
+            except _Torn:
+                return
+
+    def close(self) -> None:
+        if self._fd is not None:
+            if self._pending_sync:
+                os.fdatasync(self._fd)
+            os.close(self._fd)
+            self._fd = None
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def __enter__(self) -> FileEventLog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _count_records(frame: Frame) -> int:
+    try:
+        return len(decode_body(frame.body))
+    except ValueError as e:
+        raise LogCorrupted(Damage(frame.segment.name, frame.offset, frame.first_seq,
+                                  f"undecodable frame body: {e}")) from e
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        n = os.write(fd, view)
+        view = view[n:]
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+# -- audit -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    events: int
+    head_seq: int
+    head_hash: bytes
+    damage: Damage | None
+
+
+def verify(root: str | os.PathLike[str]) -> VerifyReport:
+    """Walk every frame and the whole hash chain; report the first damage found."""
+    rootp = Path(root)
+    log = FileEventLog(rootp, True, DEFAULT_SEGMENT_BYTES)
+    prev, expect, events = GENESIS, 1, 0
+    for seg in log.segments():
+        try:
+            first_seq, seg_prev = read_segment_header(seg)
+            if first_seq != expect or seg_prev != prev:
+                return VerifyReport(events, expect - 1, prev,
+                                    Damage(seg.name, 0, first_seq, "segment breaks the chain"))
+            for frame in iter_frames(seg):
+                for rec in records_of(frame, prev):
+                    if rec.seq != expect:
+                        return VerifyReport(events, expect - 1, prev, Damage(
+                            seg.name, frame.offset, rec.seq, f"expected seq {expect}"))
+                    if chain_hash(prev, encode_core(rec.core())) != rec.hash:
+                        return VerifyReport(events, expect - 1, prev, Damage(
+                            seg.name, frame.offset, rec.seq, "hash chain broken"))
+                    prev, expect, events = rec.hash, expect + 1, events + 1
+        except _Torn as torn:
+            return VerifyReport(events, expect - 1, prev,
+                                Damage(seg.name, torn.offset, None, "incomplete frame (torn tail)"))
+        except LogCorrupted as bad:
+            return VerifyReport(events, expect - 1, prev, bad.damage)
+    return VerifyReport(events, expect - 1, prev, None)

@@ -1,0 +1,100 @@
+"""The event store port: what every log (file, memory, PostgreSQL) promises.
+
+A command's events are appended as one batch: all of them become durable, or none. Each stored
+event is wrapped in a `Recorded` envelope whose `hash` is SHA-256 over the previous event's hash
+and the event's own encoding, so the log is a hash chain an auditor can verify end to end.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from events.codec import encode_core
+from events.registry import Event, event_from, payload_of
+
+GENESIS = bytes(32)
+"""The `prev` of the first event of a log."""
+
+
+@dataclass(frozen=True, slots=True)
+class PendingEvent:
+    """An event about to be appended, with its context (who, when, which command)."""
+
+    event: Event
+    stream: str
+    at: int  # microseconds since the epoch, from the engine clock
+    actor: str = ""
+    correlation: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Recorded:
+    """One event as stored: the envelope `{seq, stream, type, v, at, actor, correlation,
+    payload, prev, hash}` of DESIGN.md."""
+
+    seq: int
+    stream: str
+    type: str
+    v: int
+    at: int
+    actor: str
+    correlation: str
+    payload: dict[str, Any]
+    prev: bytes
+    hash: bytes
+    _event: list[Event] = field(default_factory=list, compare=False, repr=False)
+
+    @property
+    def event(self) -> Event:
+        """The typed event (current schema version; upcast if stored older)."""
+        if not self._event:
+            self._event.append(event_from(self.type, self.v, self.payload))
+        return self._event[0]
+
+    def core(self) -> list[Any]:
+        return [self.seq, self.stream, self.type, self.v, self.at, self.actor, self.correlation,
+                self.payload]
+
+    def expected_hash(self) -> bytes:
+        return chain_hash(self.prev, encode_core(self.core()))
+
+
+def chain_hash(prev: bytes, core: bytes) -> bytes:
+    return hashlib.sha256(prev + core).digest()
+
+
+def seal(pending: Sequence[PendingEvent], first_seq: int, prev: bytes) -> list[Recorded]:
+    """Number and hash-chain a batch of pending events after `prev`."""
+    out: list[Recorded] = []
+    for i, p in enumerate(pending):
+        ev = p.event
+        payload = payload_of(ev)
+        seq = first_seq + i
+        core = [seq, p.stream, ev.type_name, ev.version, p.at, p.actor, p.correlation, payload]
+        h = chain_hash(prev, encode_core(core))
+        out.append(Recorded(seq, p.stream, ev.type_name, ev.version, p.at, p.actor,
+                            p.correlation, payload, prev, h, [ev]))
+        prev = h
+    return out
+
+
+class EventStore(Protocol):
+    """The port. Sequence numbers start at 1 and have no gaps."""
+
+    @property
+    def head(self) -> tuple[int, bytes]:
+        """(seq of the last durable event, its hash); (0, GENESIS) when empty."""
+        ...
+
+    def append(self, batch: Sequence[PendingEvent]) -> list[Recorded]:
+        """Append one atomic batch; returns once it is durable."""
+        ...
+
+    def read(self, from_seq: int = 1) -> Iterator[Recorded]:
+        """Stream events from `from_seq` on, in order, in constant memory."""
+        ...
+
+    def close(self) -> None: ...
