@@ -285,8 +285,9 @@ class FileEventLog:
             return []
         records = seal(batch, self._head_seq + 1, self._head_hash)
         frame = encode_frame(self._head_seq + 1, records)
-        if self._fd is None or self._segment_size + len(frame) > self.segment_bytes:
-            self._rotate()
+        if self._fd is None or (self._segment_size > SEG_HEADER.size
+                                and self._segment_size + len(frame) > self.segment_bytes):
+            self._rotate()  # a segment holding no frame yet takes any frame: its name is taken
         assert self._fd is not None
         _write_all(self._fd, frame)
         self._segment_size += len(frame)
