@@ -118,7 +118,7 @@ def iter_frames(path: Path, start: int = SEG_HEADER.size) -> Iterator[Frame]:
                 raise _Torn(offset)
             length, first_seq, body_crc, header_crc = FRAME_HEADER.unpack(header)
             if crc32c.crc32c(header[: _FRAME_PREFIX.size]) != header_crc:
-                if _all_zero(header):
+                if _all_zero(header) and _zero_to_eof(f):
                     raise _Torn(offset)  # size grew before the data reached the disk
                 raise LogCorrupted(Damage(path.name, offset, None, "frame header checksum mismatch"))
             if length > MAX_BODY:
@@ -134,6 +134,15 @@ def iter_frames(path: Path, start: int = SEG_HEADER.size) -> Iterator[Frame]:
 
 def _all_zero(b: bytes) -> bool:
     return not any(b)
+
+
+def _zero_to_eof(f: IO[bytes]) -> bool:
+    """Whether nothing but zeros follows: a zeroed header with data after it is damage
+    inside the log, not a torn tail, and truncating there would drop acknowledged frames."""
+    while chunk := f.read(READ_BUFFER):
+        if not _all_zero(chunk):
+            return False
+    return True
 
 
 def read_segment_header(path: Path) -> tuple[int, bytes]:
