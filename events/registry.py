@@ -100,6 +100,8 @@ def _thaw(value: Any) -> Any:
     # msgpack returns lists; events keep tuples so they stay hashable and immutable.
     if isinstance(value, list):
         return tuple(_thaw(v) for v in value)
+    if isinstance(value, dict):
+        return {k: _thaw(v) for k, v in value.items()}
     return value
 
 
