@@ -1,0 +1,191 @@
+"""Crash safety: a torn last batch is cut back to the acknowledged prefix, nothing more.
+
+A crash can leave the last frame (one append = one batch = one frame) cut at any byte, or a
+new segment's header cut short. We simulate every such cut and check that a writer's open
+yields exactly the events of all earlier batches, says what it repaired, and can append again.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from eventlog_support import copy_log, fingerprint, noted, noted_batch, segment_files
+
+from events.filelog import (
+    FRAME_HEADER,
+    MAGIC,
+    SEG_HEADER,
+    FileEventLog,
+    LogCorrupted,
+    iter_frames,
+    verify,
+)
+from events.store import GENESIS
+
+
+@dataclass
+class Crashed:
+    """A pristine log whose last batch we are about to tear."""
+
+    root: Path
+    last_segment: Path
+    frame_start: int  # offset of the last frame in last_segment
+    frame_end: int
+    prefix: list[tuple[int, bytes, bytes, object]]  # the events of every earlier batch
+
+    @property
+    def prefix_head(self) -> tuple[int, bytes]:
+        return (self.prefix[-1][0], self.prefix[-1][2]) if self.prefix else (0, GENESIS)
+
+
+def _build(root: Path, last_batch_in_new_segment: bool) -> Crashed:
+    with FileEventLog.open(root) as log:
+        log.append(noted_batch(1, 1))
+        log.append(noted_batch(2, 2, size=40))
+        prefix = fingerprint(log.read())
+        seg_size = log.segments()[-1].stat().st_size
+    # A segment limit equal to the current size forces the last batch into a new segment.
+    limit = seg_size if last_batch_in_new_segment else 1 << 20
+    with FileEventLog.open(root, segment_bytes=limit) as log:
+        log.append(noted_batch(4, 3, size=30))
+        last = log.segments()[-1]
+    assert (len(segment_files(root)) == 2) is last_batch_in_new_segment
+    frames = list(iter_frames(last))
+    return Crashed(root, last, frames[-1].offset, frames[-1].end, prefix)
+
+
+@pytest.fixture(params=[False, True], ids=["same-segment", "new-segment"])
+def crashed(request: pytest.FixtureRequest, tmp_path: Path) -> Crashed:
+    return _build(tmp_path / "pristine", request.param)
+
+
+def _tear(c: Crashed, where: Path, cut: int) -> Path:
+    root = copy_log(c.root, where)
+    os.truncate(root / c.last_segment.name, cut)
+    return root
+
+
+def _assert_opens_to_prefix(c: Crashed, root: Path, *, repaired: bool) -> None:
+    with FileEventLog.open(root) as log:
+        assert (log.recovered is not None) is repaired, log.recovered
+        assert log.head == c.prefix_head
+        assert fingerprint(log.read()) == c.prefix
+        # Appendable afterwards, continuing the chain from the acknowledged head.
+        [rec] = log.append([noted(99)])
+        assert (rec.seq, rec.prev) == (c.prefix_head[0] + 1, c.prefix_head[1])
+    report = verify(root)
+    assert report.damage is None
+    assert (report.events, report.head_seq) == (len(c.prefix) + 1, len(c.prefix) + 1)
+    with FileEventLog.open(root, readonly=True) as again:
+        assert again.recovered is None
+        assert fingerprint(again.read())[:-1] == c.prefix
+
+
+def test_cut_at_every_byte_of_the_last_frame_opens_to_the_acknowledged_prefix(
+        crashed: Crashed, tmp_path: Path) -> None:
+    for cut in range(crashed.frame_start, crashed.frame_end):
+        root = _tear(crashed, tmp_path / f"cut{cut}", cut)
+        # Cut exactly at the frame's start = the batch never reached the file: nothing to repair.
+        _assert_opens_to_prefix(crashed, root, repaired=cut > crashed.frame_start)
+
+
+def test_an_intact_log_opens_with_every_event_and_nothing_recovered(crashed: Crashed) -> None:
+    with FileEventLog.open(crashed.root) as log:
+        assert log.recovered is None
+        assert log.head[0] == len(crashed.prefix) + 3
+
+
+def test_cut_inside_a_new_segment_header_removes_the_segment(tmp_path: Path) -> None:
+    c = _build(tmp_path / "pristine", last_batch_in_new_segment=True)
+    for cut in range(SEG_HEADER.size):
+        root = _tear(c, tmp_path / f"cut{cut}", cut)
+        with FileEventLog.open(root) as log:
+            assert log.recovered is not None and c.last_segment.name in log.recovered
+            assert not (root / c.last_segment.name).exists()
+            assert (log.head, fingerprint(log.read())) == (c.prefix_head, c.prefix)
+        _assert_opens_to_prefix(c, root, repaired=False)  # nothing left to repair on reopen
+
+
+def test_torn_tail_is_reported_but_not_repaired_by_a_reader(crashed: Crashed,
+                                                            tmp_path: Path) -> None:
+    cut = crashed.frame_start + FRAME_HEADER.size + 3
+    root = _tear(crashed, tmp_path / "torn", cut)
+    with FileEventLog.open(root, readonly=True) as log:
+        assert log.recovered is not None and log.recovered.startswith("(not repaired")
+        assert log.head == crashed.prefix_head
+        assert fingerprint(log.read()) == crashed.prefix
+        assert [r[0] for r in log.read_rows()] == [e[0] for e in crashed.prefix]
+    assert (root / crashed.last_segment.name).stat().st_size == cut  # file untouched
+    assert verify(root).damage is not None  # the auditor still sees the torn tail
+
+
+def test_header_only_segment_accepts_a_frame_larger_than_the_segment_limit(
+        tmp_path: Path) -> None:
+    """A crash right after rotation leaves a segment holding only its header; the next
+    append must write there, not try to create a segment of the same name again."""
+    root = tmp_path / "log"
+    with FileEventLog.open(root, segment_bytes=300) as log:
+        log.append(noted_batch(1, 1))
+        head = log.head
+    (root / f"{2:020d}.seg").write_bytes(SEG_HEADER.pack(MAGIC, 2, head[1]))
+    with FileEventLog.open(root, segment_bytes=300) as log:
+        assert log.recovered is None
+        big = log.append(noted_batch(2, 1, size=500))
+        after = log.append(noted_batch(3, 1))
+    assert [r.seq for r in big + after] == [2, 3]
+    assert [p.name for p in segment_files(root)] == [f"{n:020d}.seg" for n in (1, 2, 3)]
+    assert verify(root).damage is None
+
+
+def test_zeroed_frame_header_followed_by_data_is_damage_not_a_torn_tail(
+        tmp_path: Path) -> None:
+    """Zeros where a header should be are a torn tail only if nothing but zeros follows
+    (the file grew before its data reached the disk). With frames after it, truncating
+    would drop acknowledged events, so the open must refuse."""
+    root = tmp_path / "log"
+    with FileEventLog.open(root) as log:
+        for n in range(1, 4):
+            log.append([noted(n)])
+        [seg] = log.segments()
+    second = list(iter_frames(seg))[1].offset
+    data = bytearray(seg.read_bytes())
+    data[second:second + FRAME_HEADER.size] = bytes(FRAME_HEADER.size)
+    seg.write_bytes(bytes(data))
+    with pytest.raises(LogCorrupted) as err:
+        FileEventLog.open(root)
+    assert err.value.damage.offset == second
+    assert seg.read_bytes() == bytes(data)  # nothing truncated
+
+
+def test_zeros_from_a_frame_header_to_eof_are_a_torn_tail(tmp_path: Path) -> None:
+    root = tmp_path / "log"
+    with FileEventLog.open(root) as log:
+        log.append([noted(1)])
+        [seg] = log.segments()
+        end = seg.stat().st_size
+    with open(seg, "ab") as f:
+        f.write(bytes(FRAME_HEADER.size + 50))  # size grew, data never arrived
+    with FileEventLog.open(root) as log:
+        assert log.recovered is not None and str(end) in log.recovered
+        assert log.head[0] == 1
+    assert seg.stat().st_size == end
+
+
+def test_a_cut_inside_a_segment_that_is_not_the_last_refuses_to_open(tmp_path: Path) -> None:
+    root = tmp_path / "log"
+    with FileEventLog.open(root, segment_bytes=300) as log:
+        for n in range(1, 12):
+            log.append(noted_batch(n, 1, size=60))
+        segs = log.segments()
+    assert len(segs) >= 3
+    os.truncate(segs[1], segs[1].stat().st_size - 5)
+    with pytest.raises(LogCorrupted) as err:
+        FileEventLog.open(root)
+    assert err.value.damage.segment == segs[1].name
+    assert "incomplete" in str(err.value)
+    os.truncate(segs[1], 10)  # a cut inside a non-last segment's header
+    with pytest.raises(LogCorrupted, match="header is incomplete"):
+        FileEventLog.open(root)
