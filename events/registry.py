@@ -50,7 +50,7 @@ def event(name: str, version: int = 1) -> Callable[[E], E]:
     """Register a frozen dataclass as the event type `name` at schema `version`."""
 
     def register(cls: E) -> E:
-        if not dataclasses.is_dataclass(cls) or not cls.__dataclass_params__.frozen:  # type: ignore[attr-defined]
+        if not dataclasses.is_dataclass(cls) or not cls.__dataclass_params__.frozen:
             raise TypeError(f"{cls.__name__} must be a frozen dataclass")
         if name in _TYPES and _TYPES[name] is not cls:
             raise TypeError(f"event type {name!r} is registered twice")

@@ -1,0 +1,207 @@
+"""`trustledger` — the command line.
+
+    trustledger shell [--data DIR]            interactive IOS XR-style shell (a script on stdin
+                                              when stdin is not a terminal)
+    trustledger exec [--data DIR] -f FILE     run a batch script [--continue]
+    trustledger log verify DIR                walk the hash chain; non-zero exit on damage
+    trustledger log show DIR [--from SEQ] [--json]
+    trustledger replay DIR --until SEQ|ISO-TIME [--show CMD]...
+    trustledger demo                          the reference example session, end to end
+    trustledger ca ...                        the built-in CA (see `trustledger ca -h`)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from events.filelog import FileEventLog, LogError, verify
+
+
+def default_data_dir() -> Path:
+    env = os.environ.get("TRUSTLEDGER_DATA")
+    if env:
+        return Path(env)
+    state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(state) / "trustledger"
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="trustledger", description=__doc__.split("\n")[0].strip(
+        " `—"), formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    sh = sub.add_parser("shell", help="interactive IOS XR-style shell")
+    sh.add_argument("--data", type=Path, default=None, help="data directory "
+                    "(default: $TRUSTLEDGER_DATA, else ~/.local/state/trustledger)")
+    sh.add_argument("--continue", dest="keep_going", action="store_true",
+                    help="batch input: go on after an error")
+
+    ex = sub.add_parser("exec", help="run a batch script of CLI lines")
+    ex.add_argument("--data", type=Path, default=None)
+    ex.add_argument("-f", "--file", required=True, help="script file ('-' for stdin)")
+    ex.add_argument("--continue", dest="keep_going", action="store_true",
+                    help="go on after an error (exit status is still non-zero)")
+
+    lg = sub.add_parser("log", help="audit the event log")
+    lsub = lg.add_subparsers(dest="log_command", required=True, metavar="ACTION")
+    lv = lsub.add_parser("verify", help="walk the chain; print events, head seq and hash")
+    lv.add_argument("dir", type=Path)
+    ls = lsub.add_parser("show", help="dump events, readable or JSON lines")
+    ls.add_argument("dir", type=Path)
+    ls.add_argument("--from", dest="from_seq", type=int, default=1)
+    ls.add_argument("--json", action="store_true")
+
+    rp = sub.add_parser("replay", help="the state as it was at a seq or a time")
+    rp.add_argument("dir", type=Path)
+    rp.add_argument("--until", required=True, help="a seq number, or an ISO-8601 time (UTC)")
+    rp.add_argument("--show", action="append", default=None,
+                    help="a show command to run against that state (repeatable)")
+
+    sub.add_parser("demo", help="the reference example session against the built-in CA")
+    _register_optional(sub)
+    return p
+
+
+def _register_optional(sub: Any) -> None:
+    """Subcommand groups that live with their feature (the built-in CA)."""
+    try:
+        from engine.ca.cli import register  # type: ignore[import-not-found,unused-ignore]
+    except ImportError:
+        return
+    register(sub)
+
+
+def _log_dir(d: Path) -> Path:
+    return d / "log" if (d / "log").is_dir() else d
+
+
+def cmd_log_verify(d: Path) -> int:
+    report = verify(_log_dir(d))
+    print(f"events    : {report.events}")
+    print(f"head seq  : {report.head_seq}")
+    print(f"head hash : {report.head_hash.hex()}")
+    if report.damage is not None:
+        print(f"DAMAGED   : {report.damage}")
+        return 1
+    print("chain     : OK")
+    return 0
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, bytes):
+        return v.hex()
+    if isinstance(v, (list, tuple)):
+        return [_jsonable(x) for x in v]
+    if isinstance(v, dict):
+        return {str(k): _jsonable(x) for k, x in v.items()}
+    return v
+
+
+def cmd_log_show(d: Path, from_seq: int, as_json: bool) -> int:
+    with FileEventLog.open(_log_dir(d), readonly=True) as log:
+        for r in log.read(from_seq):
+            if as_json:
+                print(json.dumps(_jsonable({
+                    "seq": r.seq, "stream": r.stream, "type": r.type, "v": r.v,
+                    "at": datetime.fromtimestamp(r.at / 1e6, UTC).isoformat(),
+                    "actor": r.actor, "correlation": r.correlation, "payload": r.payload,
+                    "prev": r.prev, "hash": r.hash})))
+            else:
+                at = datetime.fromtimestamp(r.at / 1e6, UTC).strftime("%Y-%m-%d %H:%M:%S")
+                body = json.dumps(_jsonable(r.payload), separators=(",", ":"))
+                if len(body) > 120:
+                    body = body[:117] + "..."
+                print(f"{r.seq:>8} {at} {r.stream:<8} {r.type:<28} {r.actor:<10} {body}")
+    return 0
+
+
+def _until(spec: str) -> tuple[int | None, int | None]:
+    if spec.isdigit():
+        return int(spec), None
+    try:
+        t = datetime.fromisoformat(spec.replace("Z", "+00:00"))
+    except ValueError:
+        raise SystemExit(f"trustledger replay: --until {spec!r} is neither a seq nor an ISO "
+                         "time") from None
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=UTC)
+    return None, int(t.timestamp() * 1_000_000)
+
+
+def cmd_replay(d: Path, until: str, shows: Sequence[str] | None) -> int:
+    from engine.engine import Engine
+    from engine.state import DeviceState, evolve
+
+    max_seq, max_at = _until(until)
+    state = DeviceState()
+    with FileEventLog.open(_log_dir(d), readonly=True) as log:
+        for r in log.read():
+            if (max_seq is not None and r.seq > max_seq) or (max_at is not None and r.at > max_at):
+                break
+            state = evolve(state, r.event, r.at, r.seq)
+    print(f"! state at seq {state.seq}")
+    eng = Engine.frozen(state)
+    for line in shows or ["show running-config", "show configuration commit list"]:
+        print(eng.prompt + line)
+        res = eng.execute(line)
+        sys.stdout.write(res.output)
+    return 0
+
+
+def cmd_shell(data: Path | None, keep_going: bool) -> int:
+    from engine.engine import Engine
+    from engine.frontends import run_batch, run_interactive
+
+    root = data or default_data_dir()
+    with Engine.open(root) as eng:
+        if sys.stdin.isatty():
+            return run_interactive(eng, root / "history")
+        return run_batch(eng, iter(sys.stdin.readline, ""), sys.stdout, keep_going)
+
+
+def cmd_exec(data: Path | None, file: str, keep_going: bool) -> int:
+    from engine.engine import Engine
+    from engine.frontends import run_batch
+
+    with Engine.open(data or default_data_dir()) as eng:
+        if file == "-":
+            return run_batch(eng, iter(sys.stdin.readline, ""), sys.stdout, keep_going)
+        with open(file, encoding="utf-8") as f:
+            return run_batch(eng, iter(f.readline, ""), sys.stdout, keep_going)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "shell":
+            return cmd_shell(args.data, args.keep_going)
+        if args.command == "exec":
+            return cmd_exec(args.data, args.file, args.keep_going)
+        if args.command == "log":
+            if args.log_command == "verify":
+                return cmd_log_verify(args.dir)
+            return cmd_log_show(args.dir, args.from_seq, args.json)
+        if args.command == "replay":
+            return cmd_replay(args.dir, args.until, args.show)
+        if args.command == "demo":
+            from engine.demo import run_demo
+
+            return run_demo(sys.stdout)
+        handler = getattr(args, "handler", None)
+        if handler is not None:
+            return int(handler(args))
+    except LogError as err:
+        print(f"trustledger: {err}", file=sys.stderr)
+        return 2
+    return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,9 @@
+"""Command modules: each registers its commands into `engine.grammar.GRAMMAR` on import.
+
+To add a feature's commands, write a module here and list it below; the parser, `?` help,
+Tab completion and `show running-config` pick it up with no other change.
+"""
+
+from engine.commands import configuration, system
+
+__all__ = ["configuration", "system"]

@@ -1,0 +1,144 @@
+"""The configuration model: an immutable tree of configuration lines, and changes to it.
+
+A node is one line of `show running-config` (`hostname myrouter`, `crypto ca trustpoint myca`)
+with the lines under it. Each node sits under a *key*: the words that name what the line sets,
+so that setting it again replaces it (`hostname`, `enrollment` for both `enrollment url ...` and
+`enrollment terminal`, `crypto ca trustpoint myca`). Keys come from the command grammar.
+
+A `Change` is `(path, old, new)`: the line at `path` goes from `old` to `new` (None = absent).
+Every edit, commit and rollback is a list of such changes, so the inverse of a commit is its
+changes reversed, each with old and new swapped. Removing a node with children is expressed as
+the removal of each child first, then of the node: inverses then restore the whole subtree.
+
+Trees are never mutated after they are built; `apply` returns a new tree sharing what did not
+change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+Path = tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Node:
+    line: str
+    children: Mapping[str, Node] = field(default_factory=lambda: _EMPTY)
+
+
+_EMPTY: Mapping[str, Node] = MappingProxyType({})
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    path: Path
+    old: str | None
+    new: str | None
+
+    def inverse(self) -> Change:
+        return Change(self.path, self.new, self.old)
+
+    def to_wire(self) -> tuple[tuple[str, ...], str | None, str | None]:
+        return (self.path, self.old, self.new)
+
+    @classmethod
+    def from_wire(cls, raw: tuple[tuple[str, ...], str | None, str | None]) -> Change:
+        path, old, new = raw
+        return cls(tuple(path), old, new)
+
+
+class ConfigConflict(ValueError):
+    """A change does not apply: its `old` is not what the tree holds (a bug in the caller)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigTree:
+    roots: Mapping[str, Node] = field(default_factory=lambda: _EMPTY)
+
+    def node(self, path: Path) -> Node | None:
+        nodes = self.roots
+        found: Node | None = None
+        for key in path:
+            found = nodes.get(key)
+            if found is None:
+                return None
+            nodes = found.children
+        return found
+
+    def line(self, path: Path) -> str | None:
+        n = self.node(path)
+        return None if n is None else n.line
+
+    def children(self, path: Path = ()) -> Mapping[str, Node]:
+        if not path:
+            return self.roots
+        n = self.node(path)
+        return _EMPTY if n is None else n.children
+
+    def apply(self, change: Change) -> ConfigTree:
+        if self.line(change.path) != change.old:
+            raise ConfigConflict(f"{change.path}: expected {change.old!r}, "
+                                 f"found {self.line(change.path)!r}")
+        return ConfigTree(_apply(self.roots, change.path, change.new))
+
+    def apply_all(self, changes: Iterable[Change]) -> ConfigTree:
+        tree = self
+        for c in changes:
+            tree = tree.apply(c)
+        return tree
+
+    def removal(self, path: Path) -> list[Change]:
+        """The changes that remove the node at `path` and everything under it."""
+        n = self.node(path)
+        if n is None:
+            return []
+        out: list[Change] = []
+        for key in n.children:
+            out.extend(self.removal((*path, key)))
+        out.append(Change(path, n.line, None))
+        return out
+
+    def walk(self, path: Path = ()) -> Iterator[tuple[Path, Node]]:
+        for key, n in self.children(path).items():
+            yield (*path, key), n
+            yield from self.walk((*path, key))
+
+
+def _apply(nodes: Mapping[str, Node], path: Path, new: str | None) -> Mapping[str, Node]:
+    key, rest = path[0], path[1:]
+    out = dict(nodes)
+    if rest:
+        parent = nodes.get(key)
+        if parent is None:
+            raise ConfigConflict(f"no parent {key!r} for {rest}")
+        out[key] = Node(parent.line, _apply(parent.children, rest, new))
+    elif new is None:
+        child = out.pop(key, None)
+        if child is not None and child.children:
+            raise ConfigConflict(f"{key!r} still has children; remove them first")
+    else:
+        old = nodes.get(key)
+        out[key] = Node(new, old.children if old is not None else _EMPTY)
+    return MappingProxyType(out)
+
+
+def diff(before: ConfigTree, after: ConfigTree) -> list[Change]:
+    """Changes that turn `before` into `after` (removals children-first, additions parent-first)."""
+    out: list[Change] = []
+    _diff(before, after, (), out)
+    return out
+
+
+def _diff(before: ConfigTree, after: ConfigTree, path: Path, out: list[Change]) -> None:
+    b, a = before.children(path), after.children(path)
+    for key in b:
+        if key not in a:
+            out.extend(before.removal((*path, key)))
+    for key, node in a.items():
+        old = b.get(key)
+        if old is None or old.line != node.line:
+            out.append(Change((*path, key), None if old is None else old.line, node.line))
+        _diff(before, after, (*path, key), out)

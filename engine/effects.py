@@ -1,0 +1,80 @@
+"""What a command handler may ask of the outside world, and what it hands back.
+
+Handlers are pure: plain functions returning an `Outcome`, or generators that `yield` effect
+requests and receive the runtime's answer (`answer = yield Ask("Password: ", secret=True)`).
+The runtime performs each request through a port (prompter, key generator, SCEP transport,
+...); whatever comes back that matters later is recorded in the command's events, so replay
+never performs an effect. Feature modules add effect types and register how the runtime
+performs them with `performs(EffectType)`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from engine.config import Change, Path
+from engine.grammar import Mode
+from events.registry import Event
+
+if TYPE_CHECKING:
+    from engine.runtime import Ports
+
+
+class Effect:
+    """Base of effect requests."""
+
+
+@dataclass(frozen=True)
+class Say(Effect):
+    """Print text now (before the command ends, e.g. before a question or a slow step)."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class Ask(Effect):
+    """Ask the operator; the answer is a str (the default when the line is empty)."""
+
+    prompt: str
+    default: str | None = None
+    secret: bool = False
+
+
+@dataclass(frozen=True)
+class ReadBlock(Effect):
+    """Read pasted lines until a blank line or `quit`; the answer is the text (no terminator)."""
+
+    intro: str = ""
+
+
+@dataclass
+class Outcome:
+    """The result of one command."""
+
+    output: str = ""
+    events: Sequence[Event] = ()
+    edits: Sequence[Change] = ()  # configuration modes: changes to the target configuration
+    enter: tuple[Mode, Path] | None = None  # push a configuration submode
+    leave: str | None = None  # "one": up one mode; "exec": back to exec
+    commit_done: bool = False  # the target was committed: start a new one
+    abort: bool = False  # drop the target
+    stream: str = "device"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+F = TypeVar("F", bound=Effect)
+Performer = Callable[["Ports", Any], Any]
+PERFORMERS: dict[type[Effect], Performer] = {}
+
+
+def performs(effect_type: type[F]) -> Callable[[Callable[[Ports, F], Any]],
+                                               Callable[[Ports, F], Any]]:
+    """Register how the runtime performs one effect type through its ports."""
+
+    def register(fn: Callable[[Ports, F], Any]) -> Callable[[Ports, F], Any]:
+        PERFORMERS[effect_type] = fn
+        return fn
+
+    return register

@@ -1,0 +1,279 @@
+"""The Engine: opens a data directory, folds its log into state, and executes command lines.
+
+    engine = Engine.open("/var/lib/trustledger")
+    result = engine.execute("show running-config")
+    print(result.output)
+
+One command = one atomic append: its events are written and made durable as one batch before
+the state moves and before `execute` returns. A command that fails (bad syntax, a refused
+state transition, a peer error, the operator saying no) appends nothing.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import engine.commands  # noqa: F401  (registers every command into GRAMMAR)
+from engine import snapshot
+from engine.config import Change, ConfigConflict
+from engine.effects import Outcome
+from engine.errors import CommandError, Reason
+from engine.grammar import GRAMMAR, Grammar, Mode
+from engine.parser import Match, choices, complete_word, parse, render_choices
+from engine.ports import Clock, Prompter, SystemClock
+from engine.runtime import Ports, queue, run
+from engine.session import Session
+from engine.state import DeviceState, evolve, replay_rows
+from events.filelog import FileEventLog
+from events.memory import MemoryEventLog
+from events.store import EventStore, PendingEvent, Recorded
+
+
+@dataclass
+class Result:
+    """What one executed line did, for programs that embed the engine."""
+
+    output: str
+    events: list[Recorded] = field(default_factory=list)
+    error: CommandError | None = None
+    prompt: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+@dataclass(frozen=True)
+class Ctx:
+    """What a handler may read: the folded state, the session, the command's time and user."""
+
+    state: DeviceState
+    session: Session
+    now: int
+    user: str
+    match: Match
+    grammar: Grammar
+
+    @property
+    def args(self) -> dict[str, Any]:
+        return self.match.args
+
+
+class Engine:
+    def __init__(self, store: EventStore, state: DeviceState, ports: Ports,
+                 data_dir: Path | None, user: str) -> None:
+        self.store = store
+        self.state = state
+        self.ports = ports
+        self.data_dir = data_dir
+        self.session = Session(user=user)
+        self.grammar = GRAMMAR
+        self._since_snapshot = 0
+
+    # -- opening -------------------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, data_dir: str | os.PathLike[str], *, clock: Clock | None = None,
+             prompter: Prompter | None = None, user: str | None = None,
+             write: Callable[[str], None] | None = None, use_snapshots: bool = True) -> Engine:
+        root = Path(data_dir)
+        root.mkdir(parents=True, exist_ok=True)
+        log = FileEventLog.open(root / "log")
+        try:
+            state = snapshot.load(root / "snapshots", log) if use_snapshots else None
+            state = state or DeviceState()
+            state = replay_rows(state, log.read_rows(state.seq + 1))
+        except BaseException:
+            log.close()
+            raise
+        ports = Ports(clock=clock or SystemClock(), prompter=prompter, write=write)
+        return cls(log, state, ports, root, user or _default_user())
+
+    @classmethod
+    def in_memory(cls, *, clock: Clock | None = None, prompter: Prompter | None = None,
+                  user: str = "admin") -> Engine:
+        ports = Ports(clock=clock or SystemClock(), prompter=prompter)
+        return cls(MemoryEventLog(), DeviceState(), ports, None, user)
+
+    @classmethod
+    def frozen(cls, state: DeviceState) -> Engine:
+        """An engine over a replayed state: show commands work, anything that would append
+        an event is refused (audit replays never change history)."""
+        return cls(_ReadOnlyStore(state.seq), state, Ports(), None, "auditor")
+
+    def close(self) -> None:
+        if (self.data_dir is not None and isinstance(self.store, FileEventLog)
+                and self._since_snapshot):
+            snapshot.save(self.data_dir / "snapshots", self.state, self.store.head)
+        self.store.close()
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- executing -----------------------------------------------------------------------------
+
+    @property
+    def prompt(self) -> str:
+        return self.session.mode.prompt(self.state.hostname)
+
+    def execute(self, line: str, answers: Iterable[str] | None = None) -> Result:
+        """Run one line as typed at the prompt. Errors come back in `Result.error`."""
+        self.ports.out = []
+        self.ports.answers = queue(answers)
+        width = len(self.prompt)
+        try:
+            records = self._execute(line)
+        except CommandError as err:
+            self.ports.say(err.render(width) + "\n")
+            return Result(_joined(self.ports.out), [], err, self.prompt)
+        return Result(_joined(self.ports.out), records, None, self.prompt)
+
+    def _execute(self, line: str) -> list[Recorded]:
+        if len(line) > 4096:
+            raise CommandError(Reason.INVALID_INPUT, "% Line too long (4096 characters at most).")
+        if "\x00" in line or any(ord(ch) < 32 and ch not in "\t\r\n" for ch in line):
+            raise CommandError(Reason.INVALID_INPUT, "% Control characters are not allowed.")
+        if line.rstrip().endswith("?"):
+            self.ports.say(self.help(line.rstrip()[:-1]) + "\n")
+            return []
+        match, pops = self._parse(line)
+        if match is None:
+            return []
+        for _ in range(pops):
+            self.session.modes.pop()
+        return self._dispatch(match)
+
+    def help(self, text: str) -> str:
+        """What `?` shows after `text` in the current mode."""
+        return render_choices(choices(self.grammar, self.session.mode, text))
+
+    def complete(self, text: str) -> str | None:
+        """Tab: the keyword a unique partial last word completes to."""
+        return complete_word(self.grammar, self.session.mode, text)
+
+    def _parse(self, line: str) -> tuple[Match | None, int]:
+        """Parse in the current mode; a line a submode does not know is tried in the modes
+        above it (as IOS does), and a match there leaves the submode."""
+        first_error: CommandError | None = None
+        for pops, (mode, _path) in enumerate(reversed(self.session.modes)):
+            try:
+                return parse(self.grammar, mode, line), pops
+            except CommandError as err:
+                if first_error is None:
+                    first_error = err
+                if mode is not Mode.TRUSTP and mode is not Mode.TRUSTPOOL:
+                    break
+        assert first_error is not None
+        raise first_error
+
+    def _dispatch(self, match: Match) -> list[Recorded]:
+        cmd = match.command
+        if cmd.handler is None:
+            self._edit_config(match)
+            return []
+        now = self.ports.clock.now_us()
+        ctx = Ctx(self.state, self.session, now, self.session.user, match, self.grammar)
+        outcome = run(cmd.handler(ctx), self.ports)
+        if "do" in outcome.extra:
+            return self._do(outcome.extra["do"])
+        return self._apply(outcome, now)
+
+    def _do(self, line: str) -> list[Recorded]:
+        """`do <exec command>` from a configuration mode: run it as exec, stay in the mode."""
+        match = parse(self.grammar, Mode.EXEC, line)
+        if match is None:
+            return []
+        if match.command.name.startswith("configure"):
+            raise CommandError(Reason.NOT_ALLOWED, "% Already in configuration mode.")
+        saved = list(self.session.modes)
+        self.session.modes = [(Mode.EXEC, ())]
+        try:
+            return self._dispatch(match)
+        finally:
+            self.session.modes = saved
+
+    def _edit_config(self, match: Match) -> None:
+        cmd, session = match.command, self.session
+        assert session.target is not None
+        path = (*session.path, cmd.key_for(match.args))
+        if cmd.removes is not None:
+            session.edit(session.target.removal(path))
+            return
+        old = session.target.line(path)
+        if old != match.text:
+            session.edit([Change(path, old, match.text)])
+        if cmd.enters is not None:
+            session.modes.append((cmd.enters, path))
+
+    def _apply(self, outcome: Outcome, now: int) -> list[Recorded]:
+        records: list[Recorded] = []
+        if outcome.events:
+            corr = f"cmd:{self.store.head[0] + 1}"
+            batch = [PendingEvent(ev, outcome.stream, now, self.session.user, corr)
+                     for ev in outcome.events]
+            records = self.store.append(batch)
+            self.fold(records)
+        session = self.session
+        if outcome.edits:
+            try:
+                session.edit(list(outcome.edits))
+            except ConfigConflict as err:
+                raise CommandError(Reason.INVALID_VALUE, f"% {err}") from err
+        if outcome.commit_done:
+            session.restart_target(self.state.config)
+        if outcome.abort:
+            session.to_exec()
+        if outcome.enter is not None:
+            if session.mode is Mode.EXEC:
+                session.enter_config(self.state.config)
+            if outcome.enter[0] is not Mode.CONFIG:
+                session.modes.append(outcome.enter)
+        if outcome.leave == "exec":
+            session.to_exec()
+        elif outcome.leave == "one":
+            session.modes.pop()
+            if session.mode is Mode.EXEC:
+                session.to_exec()
+        if outcome.output:
+            self.ports.say(outcome.output if outcome.output.endswith("\n")
+                           else outcome.output + "\n")
+        return records
+
+    def fold(self, records: Iterable[Recorded]) -> None:
+        state = self.state
+        for rec in records:
+            state = evolve(state, rec.event, rec.at, rec.seq)
+            self._since_snapshot += 1
+        self.state = state
+        if (self._since_snapshot >= snapshot.EVERY and self.data_dir is not None
+                and isinstance(self.store, FileEventLog)):
+            snapshot.save(self.data_dir / "snapshots", self.state, self.store.head)
+            self._since_snapshot = 0
+
+
+class _ReadOnlyStore(MemoryEventLog):
+    def __init__(self, seq: int) -> None:
+        super().__init__()
+        self._seq = seq
+
+    def append(self, batch: Sequence[PendingEvent]) -> list[Recorded]:
+        raise CommandError(Reason.NOT_ALLOWED,
+                           f"% This is a replay of the log at seq {self._seq}: read-only.")
+
+
+def _joined(parts: list[str]) -> str:
+    return "".join(parts)
+
+
+def _default_user() -> str:
+    try:
+        return os.getlogin()
+    except OSError:
+        return os.environ.get("USER", "admin")

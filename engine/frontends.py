@@ -1,0 +1,117 @@
+"""The text frontends: the interactive shell (prompt_toolkit) and batch scripts.
+
+Batch: each line is typed as at the prompt and echoed after it; a question asked by a command
+takes the next line as its answer (an empty line takes the default); `!` lines are comments.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TextIO
+
+from engine.engine import Engine
+from engine.grammar import Mode
+
+
+class ScriptPrompter:
+    """Answers questions from the following lines of a script."""
+
+    def __init__(self, lines: Iterator[str], out: TextIO) -> None:
+        self.lines = lines
+        self.out = out
+
+    def ask(self, prompt: str, secret: bool) -> str | None:
+        raw = next(self.lines, None)
+        if raw is None:
+            return None
+        line = raw.rstrip("\r\n")
+        self.out.write(prompt + ("" if secret else line) + "\n")
+        self.out.flush()
+        return line
+
+
+def run_batch(engine: Engine, lines: Iterator[str], out: TextIO, keep_going: bool) -> int:
+    """Run a script; the exit status is 1 at the first error unless `keep_going`."""
+    status = 0
+    engine.ports.prompter = ScriptPrompter(lines, out)
+    engine.ports.write = _writer(out)
+    for raw in lines:
+        line = raw.rstrip("\r\n")
+        out.write(engine.prompt + line + "\n")
+        out.flush()
+        result = engine.execute(line)
+        if not result.ok:
+            status = 1
+            if not keep_going:
+                break
+    return status
+
+
+def _writer(out: TextIO) -> Callable[[str], None]:
+    def write(text: str) -> None:
+        out.write(text)
+        out.flush()
+
+    return write
+
+
+def run_interactive(engine: Engine, history_file: Path | None) -> int:
+    from prompt_toolkit import PromptSession
+    from prompt_toolkit.completion import CompleteEvent, Completer, Completion
+    from prompt_toolkit.document import Document
+    from prompt_toolkit.history import FileHistory, InMemoryHistory
+    from prompt_toolkit.key_binding import KeyBindings, KeyPressEvent
+
+    class GrammarCompleter(Completer):
+        def get_completions(self, document: Document, event: CompleteEvent
+                            ) -> Iterator[Completion]:
+            text = document.text_before_cursor
+            word = document.get_word_before_cursor(WORD=True)
+            from engine.parser import choices
+
+            for ch in choices(engine.grammar, engine.session.mode, text):
+                if ch.keyword:
+                    yield Completion(ch.word + " ", start_position=-len(word),
+                                     display=ch.word, display_meta=ch.help)
+
+    keys = KeyBindings()
+
+    @keys.add("?")
+    def _help(event: KeyPressEvent) -> None:
+        buf = event.app.current_buffer
+        text = buf.document.text_before_cursor
+        listing = engine.help(text)
+
+        def show() -> None:
+            print(engine.prompt + text + "?")
+            print(listing)
+
+        from prompt_toolkit.application import run_in_terminal
+
+        run_in_terminal(show)
+
+    history = FileHistory(str(history_file)) if history_file else InMemoryHistory()
+    session: PromptSession[str] = PromptSession(history=history, completer=GrammarCompleter(),
+                                                key_bindings=keys, complete_while_typing=False)
+
+    class TerminalPrompter:
+        def ask(self, prompt: str, secret: bool) -> str | None:
+            try:
+                return session.prompt(prompt, is_password=secret, completer=None)
+            except (EOFError, KeyboardInterrupt):
+                return None
+
+    engine.ports.prompter = TerminalPrompter()
+    engine.ports.write = _writer(sys.stdout)
+    while True:
+        try:
+            line = session.prompt(engine.prompt)
+        except KeyboardInterrupt:
+            continue
+        except EOFError:
+            return 0
+        if line.strip() in ("exit", "quit", "logout") and engine.session.mode is Mode.EXEC:
+            return 0
+        engine.execute(line)

@@ -1,0 +1,265 @@
+"""The command grammar: one declaration per command, used by the parser, `?` help, Tab
+completion and `show running-config` alike.
+
+A command is declared with a compact pattern:
+
+    crypto key generate rsa [{usage: general-keys | usage-keys}] [<label>]
+
+- a bare word is a keyword (`crypto`), matched by any unique prefix (`cry`);
+- `<name>` is an argument whose kind (and help) comes from the `args` mapping;
+- `[ ... ]` is optional; `{name: a | b}` chooses one keyword and binds it to `name`.
+
+Patterns are expanded once into linear variants (every optional taken or not), so the parser
+walks flat token lists. Keywords beat arguments at the same position (IOS does the same: `rsa
+usage` is the keyword, not a label called "usage").
+
+Configuration commands name a *key* template (`hostname`, `crypto ca trustpoint {name}`): the
+line they produce replaces the line under that key, and `no <key words>` removes it.
+"""
+
+from __future__ import annotations
+
+import enum
+import ipaddress
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class Mode(enum.Enum):
+    EXEC = ""
+    CONFIG = "config"
+    TRUSTP = "config-trustp"
+    TRUSTPOOL = "config-trustpool"
+
+    def prompt(self, hostname: str) -> str:
+        suffix = f"({self.value})" if self.value else ""
+        return f"RP/0/RP0/CPU0:{hostname}{suffix}#"
+
+
+CONFIG_MODES = (Mode.CONFIG, Mode.TRUSTP, Mode.TRUSTPOOL)
+
+
+# -- argument kinds ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ArgKind:
+    """How one argument is shown in `?` help and what it accepts. `parse` raises ValueError."""
+
+    label: str
+    parse: Callable[[str], Any]
+    rest_of_line: bool = False
+
+
+def _word(s: str) -> str:
+    return s
+
+
+def int_range(lo: int, hi: int) -> ArgKind:
+    def parse(s: str) -> int:
+        if not s.isdigit():
+            raise ValueError(s)
+        n = int(s)
+        if not lo <= n <= hi:
+            raise ValueError(s)
+        return n
+
+    return ArgKind(f"<{lo}-{hi}>", parse)
+
+
+_LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
+
+
+def _hostname(s: str) -> str:
+    """RFC 1123 §2.1: letters, digits and hyphens; a label may start with a digit."""
+    if not _LABEL.match(s):
+        raise ValueError(s)
+    return s
+
+
+def _domain(s: str) -> str:
+    labels = s.rstrip(".").split(".")
+    if len(s) > 253 or not all(_LABEL.match(x) for x in labels):
+        raise ValueError(s)
+    return s.rstrip(".")
+
+
+def _url(s: str) -> str:
+    if not re.match(r"^[a-z][a-z0-9+.-]*://[^\s]+$", s, re.IGNORECASE):
+        raise ValueError(s)
+    return s
+
+
+def _ip(s: str) -> str:
+    return str(ipaddress.ip_address(s))
+
+
+WORD = ArgKind("WORD", _word)
+LINE = ArgKind("LINE", _word, rest_of_line=True)
+HOSTNAME = ArgKind("WORD", _hostname)
+DOMAIN = ArgKind("WORD", _domain)
+URL = ArgKind("WORD", _url)
+IP_ADDRESS = ArgKind("A.B.C.D|X:X::X", _ip)
+
+
+@dataclass(frozen=True)
+class ArgSpec:
+    kind: ArgKind
+    help: str
+
+
+# -- tokens and patterns -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Kw:
+    word: str
+    help: str
+    binds: str | None = None  # a `{name: a | b}` choice binds args[name] = word
+
+
+@dataclass(frozen=True)
+class Arg:
+    name: str
+    spec: ArgSpec
+
+
+Token = Kw | Arg
+Variant = tuple[Token, ...]
+
+
+class GrammarError(Exception):
+    """A command declaration is wrong (a bug in the grammar, found at import)."""
+
+
+def expand(pattern: str, args: Mapping[str, ArgSpec], helps: Mapping[str, str]) -> list[Variant]:
+    """All linear variants of a pattern, shortest first."""
+    items = re.findall(r"\[|\]|\{[^}]*\}|<[^>]+>|[^\s\[\]{}<>]+", pattern)
+    pos = 0
+
+    def seq(stop: str | None) -> list[Variant]:
+        nonlocal pos
+        variants: list[Variant] = [()]
+        while pos < len(items):
+            it = items[pos]
+            pos += 1
+            if it == stop:
+                return variants
+            if it == "[":
+                inner = seq("]")
+                variants = [v + w for v in variants for w in [(), *inner]]
+            elif it.startswith("{"):
+                name, _, alts = it[1:-1].partition(":")
+                choices = [a.strip() for a in alts.split("|")]
+                variants = [(*v, Kw(c, helps.get(c, ""), name.strip())) for v in variants
+                            for c in choices]
+            elif it.startswith("<"):
+                name = it[1:-1]
+                if name not in args:
+                    raise GrammarError(f"{pattern!r}: argument <{name}> has no ArgSpec")
+                variants = [(*v, Arg(name, args[name])) for v in variants]
+            else:
+                variants = [(*v, Kw(it, helps.get(it, ""))) for v in variants]
+        if stop is not None:
+            raise GrammarError(f"{pattern!r}: unclosed {stop!r}")
+        return variants
+
+    out = seq(None)
+    return sorted(set(out), key=len)
+
+
+# -- commands ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str  # the pattern as declared, for messages and docs
+    modes: tuple[Mode, ...]
+    variants: tuple[Variant, ...]
+    help: str
+    handler: Callable[..., Any] | None  # exec and action commands (see engine.engine)
+    key: str | None = None  # configuration lines: the key template
+    enters: Mode | None = None  # a configuration line that opens a submode
+    removes: str | None = None  # the `no` form: the key template it removes
+    order: int = 0
+
+    def key_for(self, args: Mapping[str, Any]) -> str:
+        template = self.key or self.removes or ""
+        return template.format(**args)
+
+
+@dataclass
+class Grammar:
+    commands: list[Command] = field(default_factory=list)
+    keyword_help: dict[str, str] = field(default_factory=dict)
+
+    def describe(self, helps: Mapping[str, str]) -> None:
+        """Help texts for keywords, shared by every command that uses the word."""
+        self.keyword_help.update(helps)
+
+    def _add(self, cmd: Command) -> Command:
+        self.commands.append(cmd)
+        return cmd
+
+    def action(self, pattern: str, *, modes: Sequence[Mode] = (Mode.EXEC,), help: str = "",
+               args: Mapping[str, ArgSpec] | None = None) -> Callable[[Callable[..., Any]],
+                                                                     Callable[..., Any]]:
+        """Declare a command that runs a handler (exec commands, commit, show, ...)."""
+
+        def register(fn: Callable[..., Any]) -> Callable[..., Any]:
+            self._add(Command(pattern, tuple(modes), tuple(self._expand(pattern, args)), help,
+                              fn, order=len(self.commands)))
+            return fn
+
+        return register
+
+    def config(self, pattern: str, *, key: str, mode: Mode = Mode.CONFIG, help: str = "",
+               args: Mapping[str, ArgSpec] | None = None, enters: Mode | None = None,
+               no_form: bool = True) -> None:
+        """Declare a configuration line (and, unless no_form=False, its `no` form)."""
+        order = len(self.commands)
+        self._add(Command(pattern, (mode,), tuple(self._expand(pattern, args)), help, None,
+                          key=key, enters=enters, order=order))
+        if no_form:
+            no_pattern = "no " + re.sub(r"\{(\w+)\}", r"<\1>", key) + " [<rest>]"
+            rest = {**(args or {}), "rest": ArgSpec(LINE, "")}
+            self._add(Command("no " + pattern, (mode,), tuple(self._expand(no_pattern, rest)),
+                              help, None, removes=key, order=order))
+
+    def _expand(self, pattern: str, args: Mapping[str, ArgSpec] | None) -> list[Variant]:
+        return expand(pattern, args or {}, self.keyword_help)
+
+    def in_mode(self, mode: Mode) -> list[Command]:
+        return [c for c in self.commands if mode in c.modes]
+
+
+GRAMMAR = Grammar()
+"""The one grammar every command module registers into."""
+
+GRAMMAR.describe({
+    "no": "Negate a command or set its defaults",
+    "show": "Show commands",
+    "configure": "Enter the configuration mode",
+    "terminal": "Configure from the terminal",
+    "exit": "Exit from this submode",
+    "end": "Exit from configure mode",
+    "commit": "Commit the configuration changes to running",
+    "abort": "Discard all uncommitted changes and exit to exec mode",
+    "do": "Run an exec command",
+    "running-config": "Current operating configuration",
+    "configuration": "Contents of the configuration (target, commits)",
+    "commit-list": "List of commit identifiers",
+    "rollback": "Roll back the configuration",
+    "hostname": "Set system's network name",
+    "domain": "Domain service configuration commands",
+    "name": "Define the default domain name",
+    "label": "Assign a label to this commit",
+    "comment": "Assign a comment to this commit",
+    "list": "List of commits",
+    "changes": "Display the changes made by a commit",
+    "last": "Roll back the last N commits",
+    "to": "Roll back up to (but not including) a commit",
+    "crypto": "Encryption module",
+})

@@ -1,0 +1,173 @@
+"""The parser: a line of text and a mode -> a matched command with its arguments, or an
+IOS-style error. Also the `?` help and Tab completion, from the same walk.
+
+All variants of every command in the mode advance word by word together. At each word:
+a keyword typed in full beats a keyword matched by prefix, which beats an argument; two
+different keywords matched by prefix are ambiguous; no survivor is an invalid input at that
+word's column. At the end, a variant that has consumed all its tokens is a match; survivors
+that still expect tokens make the command incomplete.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from engine.errors import ambiguous, incomplete, invalid_input
+from engine.grammar import Arg, Command, Grammar, Kw, Mode, Token
+
+_WORD = re.compile(r"\S+")
+
+
+@dataclass(frozen=True)
+class Match:
+    command: Command
+    args: dict[str, Any]
+    words: tuple[str, ...]  # the canonical words: keywords in full, arguments as typed
+
+    @property
+    def text(self) -> str:
+        return " ".join(self.words)
+
+
+@dataclass
+class _Cand:
+    command: Command
+    variant: tuple[Token, ...]
+    pos: int
+    args: dict[str, Any]
+    words: list[str]
+    done: bool = False  # a rest-of-line argument swallowed the remainder
+
+
+def _start(grammar: Grammar, mode: Mode) -> list[_Cand]:
+    return [_Cand(c, v, 0, {}, []) for c in grammar.in_mode(mode) for v in c.variants]
+
+
+def _advance(cands: list[_Cand], word: str, column: int, line: str
+             ) -> tuple[list[_Cand], list[str]]:
+    """Cands that accept `word`; also the distinct prefix-matched keywords (for ambiguity)."""
+    exact: list[_Cand] = []
+    prefix: list[_Cand] = []
+    argm: list[_Cand] = []
+    lw = word.lower()
+    for c in cands:
+        if c.done or c.pos >= len(c.variant):
+            continue
+        tok = c.variant[c.pos]
+        if isinstance(tok, Kw):
+            if tok.word == lw:
+                exact.append(_step(c, tok.word, tok))
+            elif tok.word.startswith(lw):
+                prefix.append(_step(c, tok.word, tok))
+        else:
+            if tok.spec.kind.rest_of_line:
+                value = line[column:].rstrip()
+                nc = _step(c, value, tok, value)
+                nc.done = True
+                argm.append(nc)
+                continue
+            try:
+                value = tok.spec.kind.parse(word)
+            except ValueError:
+                continue
+            argm.append(_step(c, word, tok, value))
+    if exact:
+        return exact, []
+    if prefix:
+        return prefix, sorted({c.words[-1] for c in prefix})
+    return argm, []
+
+
+def _step(c: _Cand, shown: str, tok: Token, value: Any = None) -> _Cand:
+    args = dict(c.args)
+    if isinstance(tok, Arg):
+        args[tok.name] = value
+    elif tok.binds:
+        args[tok.binds] = tok.word
+    return _Cand(c.command, c.variant, c.pos + 1, args, [*c.words, shown], c.done)
+
+
+def parse(grammar: Grammar, mode: Mode, line: str) -> Match | None:
+    """The command the line names in `mode`; None for an empty line or a `!` comment."""
+    stripped = line.strip()
+    if not stripped or stripped.startswith("!"):
+        return None
+    cands = _start(grammar, mode)
+    for m in _WORD.finditer(line):
+        if cands and all(c.done for c in cands):
+            break
+        live = [c for c in cands if c.done]
+        moving, kws = _advance([c for c in cands if not c.done], m.group(), m.start(), line)
+        if len(kws) > 1:
+            raise ambiguous(stripped)
+        cands = moving or live
+        if not moving:
+            if live:
+                break
+            raise invalid_input(m.start())
+    complete = [c for c in cands if c.done or c.pos == len(c.variant)]
+    if not complete:
+        raise incomplete()
+    best = min(complete, key=lambda c: (c.command.order, len(c.variant)))
+    return Match(best.command, best.args, tuple(best.words))
+
+
+# -- interactive help ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Choice:
+    word: str  # a keyword, an argument label (WORD, <1-60>) or <cr>
+    help: str
+    keyword: bool
+
+
+def choices(grammar: Grammar, mode: Mode, text: str) -> list[Choice]:
+    """What `?` lists after `text`: completions of a partial last word, or the next tokens."""
+    words = list(_WORD.finditer(text))
+    partial = bool(words) and not text[-1:].isspace()
+    cands = _start(grammar, mode)
+    upto = words[:-1] if partial else words
+    for m in upto:
+        cands, kws = _advance([c for c in cands if not c.done], m.group(), m.start(), text)
+        if len(kws) > 1 or not cands:
+            return []
+    seen: dict[str, Choice] = {}
+    want = words[-1].group().lower() if partial else ""
+    for c in cands:
+        if c.done:
+            continue
+        if c.pos == len(c.variant):
+            if not partial:
+                seen.setdefault("<cr>", Choice("<cr>", "", False))
+            continue
+        tok = c.variant[c.pos]
+        if isinstance(tok, Kw):
+            if tok.word.startswith(want):
+                seen.setdefault(tok.word, Choice(tok.word, tok.help or c.command.help, True))
+        elif not partial:
+            label = tok.spec.kind.label
+            seen.setdefault(label + tok.name, Choice(label, tok.spec.help, False))
+    return sorted(seen.values(), key=lambda ch: (not ch.keyword, ch.word == "<cr>", ch.word))
+
+
+def render_choices(found: Sequence[Choice]) -> str:
+    if not found:
+        return "% Unrecognized command"
+    width = max(len(c.word) for c in found)
+    return "\n".join(f"  {c.word.ljust(width)}  {c.help}".rstrip() for c in found)
+
+
+def complete_word(grammar: Grammar, mode: Mode, text: str) -> str | None:
+    """Tab: the whole keyword a unique partial last word stands for (with a trailing space)."""
+    if not text or text[-1].isspace():
+        return None
+    kws = {c.word for c in choices(grammar, mode, text) if c.keyword}
+    if len(kws) == 1:
+        return kws.pop() + " "
+    return None
+
+

@@ -1,0 +1,94 @@
+"""The runtime: drives a handler, performing each effect it yields through the ports."""
+
+from __future__ import annotations
+
+import inspect
+from collections import deque
+from collections.abc import Callable, Generator, Iterable
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+from engine.effects import PERFORMERS, Ask, Effect, Outcome, ReadBlock, Say, performs
+from engine.errors import CommandError, Reason
+from engine.ports import Clock, Prompter, SystemClock
+
+
+@dataclass
+class Ports:
+    clock: Clock = field(default_factory=SystemClock)
+    prompter: Prompter | None = None
+    answers: deque[str] = field(default_factory=deque)  # scripted answers, used first
+    write: Callable[[str], None] | None = None  # streams output as it is produced
+    out: list[str] = field(default_factory=list)  # everything printed by the current command
+
+    def say(self, text: str) -> None:
+        self.out.append(text)
+        if self.write is not None:
+            self.write(text)
+
+    def answer(self, prompt: str, secret: bool) -> str:
+        if self.answers:
+            reply = self.answers.popleft()
+            self.say(prompt + ("" if secret else reply) + "\n")
+            return reply
+        if self.prompter is not None:
+            self.out.append(prompt)
+            got = self.prompter.ask(prompt, secret)
+            if got is not None:
+                self.out.append(("" if secret else got) + "\n")
+                return got
+        raise CommandError(Reason.NO_INPUT, f"% No answer to {prompt.strip()!r}: input ended.")
+
+
+@performs(Say)
+def _say(ports: Ports, eff: Say) -> None:
+    ports.say(eff.text)
+
+
+@performs(Ask)
+def _ask(ports: Ports, eff: Ask) -> str:
+    reply = ports.answer(eff.prompt, eff.secret).strip()
+    if not reply and eff.default is not None:
+        return eff.default
+    return reply
+
+
+@performs(ReadBlock)
+def _read_block(ports: Ports, eff: ReadBlock) -> str:
+    if eff.intro:
+        ports.say(eff.intro)
+    lines: list[str] = []
+    while True:
+        line = ports.answer("", False).rstrip("\r\n")
+        if not line.strip() or line.strip().lower() == "quit":
+            return "\n".join(lines)
+        lines.append(line)
+
+
+def run(handler_result: Any, ports: Ports) -> Outcome:
+    """Drive a handler's result (an Outcome, or a generator of effects) to its Outcome."""
+    if not inspect.isgenerator(handler_result):
+        if not isinstance(handler_result, Outcome):
+            raise TypeError(f"handler returned {type(handler_result).__name__}")
+        return handler_result
+    gen = cast(Generator[Effect, Any, Outcome], handler_result)
+    reply: Any = None
+    try:
+        while True:
+            eff = gen.send(reply)
+            reply = perform(eff, ports)
+    except StopIteration as stop:
+        if not isinstance(stop.value, Outcome):
+            raise TypeError("handler generator did not return an Outcome") from None
+        return stop.value
+
+
+def perform(eff: Effect, ports: Ports) -> Any:
+    fn = PERFORMERS.get(type(eff))
+    if fn is None:
+        raise TypeError(f"no performer for {type(eff).__name__}")
+    return fn(ports, eff)
+
+
+def queue(answers: Iterable[str] | None) -> deque[str]:
+    return deque(answers or ())

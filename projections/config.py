@@ -1,0 +1,103 @@
+"""`show running-config`, `show configuration` and the commit database views."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from engine.config import Change, ConfigTree, Node, Path
+from engine.grammar import Grammar, Mode
+from engine.parser import parse
+from engine.state import Commit, CommitHistory
+from projections.timefmt import stamp
+
+
+def _order(grammar: Grammar, mode: Mode, line: str) -> tuple[int, str]:
+    try:
+        m = parse(grammar, mode, line)
+    except Exception:
+        return (1 << 30, line)
+    return ((m.command.order if m else 1 << 30), line)
+
+
+def _submode(grammar: Grammar, mode: Mode, line: str) -> Mode:
+    m = parse(grammar, mode, line)
+    return m.command.enters if m and m.command.enters else mode
+
+
+def render_tree(grammar: Grammar, nodes: dict[str, Node] | ConfigTree, mode: Mode = Mode.CONFIG,
+                depth: int = 0) -> list[str]:
+    items = nodes.roots if isinstance(nodes, ConfigTree) else nodes
+    out: list[str] = []
+    for node in sorted(items.values(), key=lambda n: _order(grammar, mode, n.line)):
+        out.append(" " * depth + node.line)
+        if node.children:
+            out.extend(render_tree(grammar, dict(node.children),
+                                   _submode(grammar, mode, node.line), depth + 1))
+            out.append(" " * depth + "!")
+    return out
+
+
+def render_running(grammar: Grammar, tree: ConfigTree, commits: CommitHistory,
+                   section: str | None = None) -> str:
+    roots = dict(tree.roots)
+    if section:
+        want = section.split()
+        roots = {k: n for k, n in roots.items() if n.line.split()[: len(want)] == want}
+        if not roots:
+            return "% No such configuration item(s)\n"
+        return "\n".join([*render_tree(grammar, roots), ""])
+    head = ["Building configuration...", "!! IOS XR Configuration (trustledger)"]
+    last = next(iter(commits), None)
+    if last is not None:
+        head.append(f"!! Last configuration change at {stamp(last.at)} by {last.user}")
+    body = render_tree(grammar, roots)
+    return "\n".join([*head, "!", *body, "!" if body else "", "end", ""]).replace("\n\n", "\n")
+
+
+def render_changes(changes: Sequence[Change]) -> str:
+    """Changes as configuration lines: set lines under their parents, removals as `no ...`."""
+    out: list[str] = []
+    opened: Path = ()
+    for ch in changes:
+        parent = ch.path[:-1]
+        if parent != opened:
+            if opened:
+                out.append(" " * (len(opened) - 1) + "!")
+            opened = parent
+            for depth, key in enumerate(parent):
+                out.append(" " * depth + _parent_line(changes, parent[: depth + 1], key))
+        indent = " " * len(parent)
+        out.append(indent + (ch.new if ch.new is not None else f"no {ch.old}"))
+    if opened:
+        out.append("!")
+    return "\n".join(out)
+
+
+def _parent_line(changes: Sequence[Change], path: Path, key: str) -> str:
+    for ch in changes:
+        if ch.path == path:
+            return ch.new or ch.old or key
+    return key
+
+
+def render_target(changes: Sequence[Change]) -> str:
+    body = render_changes(changes)
+    return "\n".join(["Building configuration...", *([body] if body else []), "end", ""])
+
+
+def render_commit_list(commits: CommitHistory) -> str:
+    rows = ["SNo. Label/ID              User      Line                Client      Time Stamp",
+            "~~~~ ~~~~~~~~              ~~~~      ~~~~                ~~~~~~      ~~~~~~~~~~"]
+    for n, c in enumerate(commits, 1):
+        label = c.label or str(c.commit_id)
+        rows.append(f"{n:<4} {label:<21} {c.user[:9]:<9} {'con0_RP0_CPU0':<19} "
+                    f"{'Rollback' if c.rollback_to else 'CLI':<11} {stamp(c.at)}")
+    return "\n".join(rows) + "\n"
+
+
+def render_commit_changes(commit: Commit) -> str:
+    head = ["Building configuration...", f"!! Commit {commit.commit_id} by {commit.user} "
+            f"at {stamp(commit.at)}" + (f" label {commit.label}" if commit.label else "")]
+    if commit.comment:
+        head.append(f"!! Comment: {commit.comment}")
+    return "\n".join([*head, render_changes(commit.changes), "end", ""])
