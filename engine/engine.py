@@ -90,7 +90,8 @@ class Engine:
         except BaseException:
             log.close()
             raise
-        ports = Ports(clock=clock or SystemClock(), prompter=prompter, write=write)
+        ports = Ports(data_dir=root, clock=clock or SystemClock(), prompter=prompter,
+                      write=write)
         return cls(log, state, ports, root, user or _default_user())
 
     @classmethod

@@ -6,6 +6,7 @@ import inspect
 from collections import deque
 from collections.abc import Callable, Generator, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, cast
 
 from engine.effects import PERFORMERS, Ask, Effect, Outcome, ReadBlock, Say, performs
@@ -15,6 +16,10 @@ from engine.ports import Clock, Prompter, SystemClock
 
 @dataclass
 class Ports:
+    """Everything a performer may use. Features add their ports here, each with a default
+    that works for an in-memory engine and is replaced by `Engine.open` for a data dir."""
+
+    data_dir: Path | None = None
     clock: Clock = field(default_factory=SystemClock)
     prompter: Prompter | None = None
     answers: deque[str] = field(default_factory=deque)  # scripted answers, used first
