@@ -1,0 +1,29 @@
+"""The built-in CA: an event-sourced SCEP CA (RFC 8894) in a directory.
+
+    ca = BuiltinCA.init(dir)                  # or BuiltinCA.open(dir)
+    server = serve(ca, "127.0.0.1", 0)        # ThreadingHTTPServer in a thread
+    server.url                                # http://127.0.0.1:PORT/scep
+    password = ca.mint_challenge()            # one-time challenge password
+    server.stop(); ca.close()
+
+See engine/ca/service.py (runtime, layout), decide.py (rules), state.py (evolve),
+profile.py (certificate/CRL profiles), scep_frontend.py (SCEP operations), cli.py (`ca` command).
+"""
+
+from engine.ca.decide import Approval, Policy
+from engine.ca.errors import CAError, ScepRefusal
+from engine.ca.service import BuiltinCA, CALocked
+from engine.ca.state import CAState, IssuedCertificate, Request, RequestStatus
+
+__all__ = [
+    "Approval",
+    "BuiltinCA",
+    "CAError",
+    "CALocked",
+    "CAState",
+    "IssuedCertificate",
+    "Policy",
+    "Request",
+    "RequestStatus",
+    "ScepRefusal",
+]

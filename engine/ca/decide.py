@@ -1,0 +1,232 @@
+"""The CA's decisions: pure functions from (state, command) to the events that record them.
+
+No function here performs I/O, reads a clock or draws randomness; `now` and every signed artifact
+(certificate, CRL) come in as arguments, made by the service around them. A refused command raises
+a `CAError` (a `ScepRefusal` with its failInfo when a SCEP peer caused it) and yields no events.
+
+Approval: in `Approval.AUTO` a request with a valid challenge password (or a renewal signed by a
+current certificate of this CA) is approved at once; in `Approval.MANUAL` every request stays
+PENDING until the operator approves or rejects it. A request without a challenge password is
+accepted as PENDING in manual mode (the operator is the check) and refused in auto mode.
+"""
+
+from __future__ import annotations
+
+import enum
+import hmac
+from dataclasses import dataclass
+
+from cryptography import x509
+
+from engine.ca.errors import CAError, FailInfo, ScepRefusal
+from engine.ca.profile import REASONS, serial_hex
+from engine.ca.state import CAState, Request, RequestStatus
+from engine.errors import Reason
+from events.ca import (
+    CAInitialized,
+    CertificateIssued,
+    CertificateRevoked,
+    ChallengeConsumed,
+    ChallengeMinted,
+    CRLIssued,
+    RequestApproved,
+    RequestReceived,
+    RequestRejected,
+)
+from events.registry import Event
+
+PKCS_REQ = 19
+RENEWAL_REQ = 17
+
+
+class Approval(enum.Enum):
+    AUTO = "auto"
+    MANUAL = "manual"
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    approval: Approval = Approval.AUTO
+    static_challenge_sha256: bytes | None = None  # digest of `ca serve --challenge`
+
+
+@dataclass(frozen=True, slots=True)
+class Enroll:
+    """A verified, decrypted PKCSReq or RenewalReq (the pkiMessage signature and the PKCS#10
+    signature were checked by the caller)."""
+
+    transaction_id: str
+    message_type: int
+    subject: bytes
+    subject_text: str
+    public_key: bytes
+    requested_extensions: bytes
+    signer_certificate: bytes
+    challenge_sha256: bytes | None  # digest of the challengePassword, None if absent
+
+
+def _require_initialized(state: CAState) -> None:
+    if not state.initialized:
+        raise CAError(Reason.NOT_ALLOWED, "the CA is not initialized (run `ca init` first)")
+
+
+def decide_init(state: CAState, ev: CAInitialized, first_crl: CRLIssued) -> list[Event]:
+    if state.initialized:
+        raise CAError(Reason.NOT_ALLOWED, "the CA is already initialized")
+    if first_crl.crl_number != 1:
+        raise ValueError("the first CRL has number 1")
+    return [ev, first_crl]
+
+
+def decide_mint_challenge(state: CAState, digest: bytes, expires_at: int) -> list[Event]:
+    _require_initialized(state)
+    if len(digest) != 32:
+        raise ValueError("a challenge digest is 32 bytes (SHA-256)")
+    if digest.hex() in state.challenges:
+        raise CAError(Reason.NOT_ALLOWED, "this challenge was minted before; mint another")
+    return [ChallengeMinted(digest, expires_at)]
+
+
+def _our_current_certificate(state: CAState, der: bytes, now: int) -> str | None:
+    """The serial of `der` if it is a certificate this CA issued, unrevoked and within its
+    validity at `now`; None if it is not one of ours. Raises if it is ours but not usable."""
+    try:
+        serial = serial_hex(x509.load_der_x509_certificate(der).serial_number)
+    except ValueError:
+        return None
+    issued = state.certificates.get(serial)
+    if issued is None or issued.certificate != der:
+        return None
+    if issued.revoked_at is not None:
+        raise ScepRefusal(FailInfo.BAD_REQUEST,
+                          f"renewal signed by revoked certificate {serial}")
+    if not issued.not_before <= now <= issued.not_after:
+        raise ScepRefusal(FailInfo.BAD_REQUEST,
+                          f"renewal signed by certificate {serial} outside its validity")
+    return serial
+
+
+def _authorize_challenge(state: CAState, cmd: Enroll, policy: Policy,
+                         now: int) -> tuple[str, list[Event]]:
+    presented = cmd.challenge_sha256
+    if presented is None:
+        if policy.approval is Approval.MANUAL:
+            return "none", []
+        raise ScepRefusal(FailInfo.BAD_REQUEST, "a challenge password is required")
+    static = policy.static_challenge_sha256
+    if static is not None and hmac.compare_digest(presented, static):
+        return "challenge:static", []
+    minted = state.challenges.get(presented.hex())
+    if minted is None:
+        raise ScepRefusal(FailInfo.BAD_REQUEST, "wrong challenge password")
+    if minted.consumed_by is not None:
+        raise ScepRefusal(FailInfo.BAD_REQUEST, "the one-time challenge password was used before")
+    if now > minted.expires_at:
+        raise ScepRefusal(FailInfo.BAD_REQUEST, "the one-time challenge password has expired")
+    return "challenge:one-time", [ChallengeConsumed(presented, cmd.transaction_id)]
+
+
+def decide_enrollment(state: CAState, cmd: Enroll, policy: Policy, now: int) -> list[Event]:
+    """Events for a PKCSReq/RenewalReq. A re-sent request (same transactionID, same key) yields
+    no events: its answer follows from the request's recorded status (see `reply_status`)."""
+    _require_initialized(state)
+    if cmd.message_type not in (PKCS_REQ, RENEWAL_REQ):
+        raise ScepRefusal(FailInfo.BAD_REQUEST, f"messageType {cmd.message_type} is not a "
+                                                "certificate request")
+    known = state.requests.get(cmd.transaction_id)
+    if known is not None:
+        if known.public_key != cmd.public_key:
+            raise ScepRefusal(FailInfo.BAD_REQUEST, f"transactionID {cmd.transaction_id} was "
+                                                    "used before with a different key")
+        return []
+    renewal_of = _our_current_certificate(state, cmd.signer_certificate, now)
+    events: list[Event] = []
+    if renewal_of is not None:
+        authorization = "renewal"
+    elif cmd.message_type == RENEWAL_REQ:
+        raise ScepRefusal(FailInfo.BAD_REQUEST,
+                          "a RenewalReq must be signed by a current certificate of this CA")
+    else:
+        authorization, events = _authorize_challenge(state, cmd, policy, now)
+    received = RequestReceived(cmd.transaction_id, cmd.message_type, cmd.subject,
+                               cmd.subject_text, cmd.public_key, cmd.requested_extensions,
+                               cmd.signer_certificate, authorization, renewal_of)
+    events.insert(0, received)
+    if policy.approval is Approval.AUTO:
+        events.append(RequestApproved(cmd.transaction_id, "auto"))
+    return events
+
+
+def _pending(state: CAState, txid: str) -> Request:
+    _require_initialized(state)
+    req = state.requests.get(txid)
+    if req is None:
+        raise CAError(Reason.NOT_FOUND, f"no request with transaction ID {txid}")
+    if req.status is not RequestStatus.PENDING:
+        raise CAError(Reason.NOT_ALLOWED,
+                      f"request {txid} is {req.status.value}, not pending")
+    return req
+
+
+def decide_approve(state: CAState, txid: str) -> list[Event]:
+    _pending(state, txid)
+    return [RequestApproved(txid, "operator")]
+
+
+def decide_reject(state: CAState, txid: str, reason: str) -> list[Event]:
+    _pending(state, txid)
+    return [RequestRejected(txid, reason or "rejected by the operator")]
+
+
+def decide_issue(state: CAState, txid: str, serial: str, certificate: bytes,
+                 not_before: int, not_after: int) -> list[Event]:
+    req = state.requests.get(txid)
+    if req is None or req.status is not RequestStatus.APPROVED:
+        raise CAError(Reason.NOT_ALLOWED, f"request {txid} is not approved")
+    if serial in state.certificates:
+        raise CAError(Reason.NOT_ALLOWED, f"serial {serial} was issued before")
+    return [CertificateIssued(txid, serial, certificate, req.subject_text, not_before, not_after)]
+
+
+def decide_revoke(state: CAState, serial: str, reason: str, at: int) -> list[Event]:
+    _require_initialized(state)
+    serial = serial.lower().removeprefix("0x").replace(":", "").lstrip("0") or "0"
+    cert = state.certificates.get(serial)
+    if cert is None:
+        raise CAError(Reason.NOT_FOUND, f"no certificate with serial {serial}")
+    if cert.revoked_at is not None:
+        raise CAError(Reason.NOT_ALLOWED, f"certificate {serial} is already revoked")
+    if reason not in REASONS:
+        raise CAError(Reason.INVALID_VALUE, f"unknown revocation reason {reason}")
+    return [CertificateRevoked(serial, reason, at)]
+
+
+def decide_crl(state: CAState, number: int, der: bytes, this_update: int,
+               next_update: int) -> list[Event]:
+    _require_initialized(state)
+    expected = state.crl.number + 1 if state.crl is not None else 1
+    if number != expected:
+        raise CAError(Reason.NOT_ALLOWED, f"CRL number {number}, expected {expected}")
+    if next_update <= this_update:
+        raise ValueError("a CRL's nextUpdate must be after its thisUpdate")
+    return [CRLIssued(number, der, this_update, next_update)]
+
+
+class ReplyStatus(enum.Enum):
+    SUCCESS = "success"
+    PENDING = "pending"
+    FAILURE = "failure"
+
+
+def reply_status(state: CAState, txid: str) -> ReplyStatus:
+    """How a PKCSReq/RenewalReq/CertPoll for `txid` is answered, from the recorded status.
+    APPROVED-not-yet-issued is PENDING (the service issues in the same batch, so it is only seen
+    if an approval recorded while no server ran is waiting for the next one)."""
+    req = state.requests.get(txid)
+    if req is None:
+        raise ScepRefusal(FailInfo.BAD_CERT_ID, f"no request with transaction ID {txid}")
+    if req.status is RequestStatus.ISSUED:
+        return ReplyStatus.SUCCESS
+    if req.status is RequestStatus.REJECTED:
+        return ReplyStatus.FAILURE
+    return ReplyStatus.PENDING

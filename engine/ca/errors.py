@@ -1,0 +1,26 @@
+"""Errors of the built-in CA.
+
+`CAError` is a `CommandError` (see engine/errors.py): the operator or a peer caused it, it
+changed nothing, and `str(e)` is the `%` message. `ScepRefusal` is the kind a SCEP peer causes:
+it carries the failInfo the CertRep FAILURE answers with (RFC 8894 §3.2.1.4).
+"""
+
+from __future__ import annotations
+
+from engine.errors import CommandError, Reason
+from engine.scep.types import FailInfo
+
+__all__ = ["CAError", "FailInfo", "ScepRefusal"]
+
+
+class CAError(CommandError):
+    def __init__(self, reason: Reason, message: str) -> None:
+        super().__init__(reason, message if message.startswith("%") else f"% {message}")
+
+
+class ScepRefusal(CAError):
+    """A SCEP request the CA refuses; answered with CertRep FAILURE and `fail_info`."""
+
+    def __init__(self, fail_info: FailInfo, message: str) -> None:
+        super().__init__(Reason.PEER, message)
+        self.fail_info = fail_info

@@ -1,0 +1,260 @@
+"""Certificate and CRL profiles of the built-in CA: pure builders over explicit inputs.
+
+Nothing here reads a clock or draws randomness: times, serials and keys are parameters. RSA
+PKCS#1 v1.5 signatures are deterministic, so the same inputs give the same DER; every signed
+artifact is recorded in the log anyway (`CertificateIssued`, `CRLIssued`), so replay never
+signs again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from asn1crypto import core as asn1_core
+from asn1crypto import x509 as asn1_x509
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.name import _ASN1Type
+from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID, ObjectIdentifier
+
+from engine.ca.ports import PrivateKey, Randomness
+
+SIGNATURE_HASH = hashes.SHA256()
+CLOCK_SKEW = timedelta(minutes=5)
+"""Issued certificates start this much before the request was decided, for devices whose
+clocks run a little behind."""
+
+EKU_IPSEC_IKE = ObjectIdentifier("1.3.6.1.5.5.7.3.17")
+
+REASONS: dict[str, x509.ReasonFlags] = {
+    "unspecified": x509.ReasonFlags.unspecified,
+    "keyCompromise": x509.ReasonFlags.key_compromise,
+    "cACompromise": x509.ReasonFlags.ca_compromise,
+    "affiliationChanged": x509.ReasonFlags.affiliation_changed,
+    "superseded": x509.ReasonFlags.superseded,
+    "cessationOfOperation": x509.ReasonFlags.cessation_of_operation,
+    "certificateHold": x509.ReasonFlags.certificate_hold,
+    "privilegeWithdrawn": x509.ReasonFlags.privilege_withdrawn,
+    "aACompromise": x509.ReasonFlags.aa_compromise,
+}
+"""RFC 5280 §5.3.1 CRLReason names (removeFromCRL only makes sense in delta CRLs)."""
+
+
+def reason_name(text: str) -> str:
+    """The canonical RFC 5280 reason name for `text` (case and `-`/`_` insensitive)."""
+    wanted = text.replace("-", "").replace("_", "").lower()
+    for name in REASONS:
+        if name.lower() == wanted:
+            return name
+    raise ValueError(f"unknown revocation reason {text!r}; expected one of {', '.join(REASONS)}")
+
+
+def parse_subject(text: str) -> x509.Name:
+    """An RFC 4514 DN (`CN=CA,O=Example`) or an OpenSSL one (`/O=Example/CN=CA`)."""
+    text = text.strip()
+    if text.startswith("/"):
+        parts = [p for p in text.split("/") if p]
+        text = ",".join(reversed(parts))  # OpenSSL lists the most significant RDN first
+    try:
+        name = x509.Name.from_rfc4514_string(text)
+    except ValueError as e:
+        raise ValueError(f"invalid subject {text!r}: {e}") from e
+    if not len(name):
+        raise ValueError("the subject is empty")
+    return name
+
+
+_TAG_TYPES = {
+    asn1_core.PrintableString: _ASN1Type.PrintableString,
+    asn1_core.UTF8String: _ASN1Type.UTF8String,
+    asn1_core.IA5String: _ASN1Type.IA5String,
+    asn1_core.TeletexString: _ASN1Type.T61String,
+    asn1_core.BMPString: _ASN1Type.BMPString,
+    asn1_core.UniversalString: _ASN1Type.UniversalString,
+}
+
+
+def name_from_der(der: bytes) -> x509.Name:
+    """Rebuild a `cryptography` Name from DER, keeping each value's string type."""
+    parsed = asn1_x509.Name.load(der)
+    rdns: list[x509.RelativeDistinguishedName] = []
+    for rdn in parsed.chosen:
+        attrs: list[x509.NameAttribute[str]] = []
+        for ava in rdn:
+            oid = ObjectIdentifier(ava["type"].dotted)
+            value = ava["value"]
+            inner = value.chosen if isinstance(value, asn1_core.Choice) else value
+            string_type = _TAG_TYPES.get(type(inner), _ASN1Type.UTF8String)
+            attrs.append(x509.NameAttribute(oid, str(inner.native), _type=string_type))
+        rdns.append(x509.RelativeDistinguishedName(attrs))
+    return x509.Name(rdns)
+
+
+def random_serial(randomness: Randomness) -> int:
+    """A positive serial with 127 random bits (RFC 5280 §4.1.2.2: "The serial number MUST be a
+    positive integer ... Conforming CAs MUST NOT use serialNumber values longer than 20
+    octets"; CA/B Forum asks for at least 64 bits of randomness)."""
+    while True:
+        value = int.from_bytes(randomness.token_bytes(16), "big") >> 1
+        if value >= 1 << 64:
+            return value
+
+
+def serial_hex(serial: int) -> str:
+    return format(serial, "x")
+
+
+def _ski(key: PrivateKey) -> x509.SubjectKeyIdentifier:
+    return x509.SubjectKeyIdentifier.from_public_key(key.public_key())
+
+
+def _ca_ski(ca_cert: x509.Certificate) -> x509.SubjectKeyIdentifier:
+    return ca_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+
+
+def ca_certificate(key: PrivateKey, subject: x509.Name, serial: int, not_before: datetime,
+                   not_after: datetime) -> x509.Certificate:
+    """The self-signed CA certificate. digitalSignature is set because the CA signs CertReps
+    (OpenSSL's purpose check rejects a CMS signer without it); keyEncipherment too for RSA,
+    since SCEP clients encrypt their requests to the CA certificate without an RA."""
+    is_rsa = isinstance(key, rsa.RSAPrivateKey)
+    ski = _ski(key)
+    return (x509.CertificateBuilder()
+            .subject_name(subject).issuer_name(subject)
+            .public_key(key.public_key()).serial_number(serial)
+            .not_valid_before(not_before).not_valid_after(not_after)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+            .add_extension(_key_usage(digital_signature=True, key_encipherment=is_rsa,
+                                      cert_sign=True), critical=True)
+            .add_extension(ski, critical=False)
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski),
+                           critical=False)
+            .sign(key, SIGNATURE_HASH))
+
+
+def _key_usage(*, digital_signature: bool = False, key_encipherment: bool = False,
+               cert_sign: bool = False) -> x509.KeyUsage:
+    return x509.KeyUsage(digital_signature=digital_signature, content_commitment=False,
+                         key_encipherment=key_encipherment, data_encipherment=False,
+                         key_agreement=False, key_cert_sign=cert_sign, crl_sign=cert_sign,
+                         encipher_only=False, decipher_only=False)
+
+
+def ra_certificate(ca_key: PrivateKey, ca_cert: x509.Certificate, ra_key: rsa.RSAPrivateKey,
+                   purpose: str, serial: int, not_before: datetime,
+                   not_after: datetime) -> x509.Certificate:
+    """An RA certificate as Windows NDES has them: one for signing CertReps (digitalSignature),
+    one requests are encrypted to (keyEncipherment). `purpose` is "signing" or "encryption"."""
+    if purpose not in ("signing", "encryption"):
+        raise ValueError(f"unknown RA purpose {purpose!r}")
+    cn = ca_cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
+    base = str(cn[0].value) if cn else "trustledger CA"
+    others = [a for a in ca_cert.subject if a.oid != x509.NameOID.COMMON_NAME]
+    subject = x509.Name([*others, x509.NameAttribute(x509.NameOID.COMMON_NAME,
+                                                       f"{base} RA {purpose}")])
+    usage = (_key_usage(digital_signature=True) if purpose == "signing"
+             else _key_usage(key_encipherment=True))
+    return (x509.CertificateBuilder()
+            .subject_name(subject).issuer_name(ca_cert.subject)
+            .public_key(ra_key.public_key()).serial_number(serial)
+            .not_valid_before(not_before).not_valid_after(not_after)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(usage, critical=True)
+            .add_extension(_ski(ra_key), critical=False)
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(
+                _ca_ski(ca_cert)), critical=False)
+            .sign(ca_key, SIGNATURE_HASH))
+
+
+@dataclass(frozen=True, slots=True)
+class EndEntityRequest:
+    subject: bytes  # DER Name
+    public_key: bytes  # DER SubjectPublicKeyInfo
+    requested_extensions: bytes  # DER Extensions, or b""
+
+
+def requested_san(extensions_der: bytes) -> bytes | None:
+    """The DER GeneralNames of a requested subjectAltName, or None. It is the only requested
+    extension the CA honours; a request cannot ask for CA:TRUE or a key usage of its choosing."""
+    if not extensions_der:
+        return None
+    for ext in asn1_x509.Extensions.load(extensions_der):
+        if ext["extn_id"].dotted == ExtensionOID.SUBJECT_ALTERNATIVE_NAME.dotted_string:
+            contents: bytes = ext["extn_value"].contents
+            return contents
+    return None
+
+
+def end_entity_certificate(ca_key: PrivateKey, ca_cert: x509.Certificate,
+                           request: EndEntityRequest, serial: int, not_before: datetime,
+                           not_after: datetime, crl_url: str | None) -> x509.Certificate:
+    """A device certificate: subject and key from the request, SAN copied, KU/EKU/SKI/AKI and a
+    CRL distribution point. Validity is clipped to the CA certificate's."""
+    public_key = serialization.load_der_public_key(request.public_key)
+    if not isinstance(public_key, rsa.RSAPublicKey | ec.EllipticCurvePublicKey):
+        raise ValueError("only RSA and EC subject keys are supported")
+    subject = name_from_der(request.subject)
+    not_after = min(not_after, ca_cert.not_valid_after_utc)
+    usage = _key_usage(digital_signature=True,
+                       key_encipherment=isinstance(public_key, rsa.RSAPublicKey))
+    builder = (x509.CertificateBuilder()
+               .subject_name(subject).issuer_name(ca_cert.subject)
+               .public_key(public_key).serial_number(serial)
+               .not_valid_before(not_before).not_valid_after(not_after)
+               .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+               .add_extension(usage, critical=True)
+               .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH,
+                                                     ExtendedKeyUsageOID.CLIENT_AUTH,
+                                                     EKU_IPSEC_IKE]), critical=False)
+               .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key),
+                              critical=False)
+               .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(
+                   _ca_ski(ca_cert)), critical=False))
+    san = requested_san(request.requested_extensions)
+    if san is not None:
+        # RFC 5280 §4.2.1.6: "If the subject field contains an empty sequence, then the issuing
+        # CA MUST include a subjectAltName extension that is marked as critical."
+        builder = builder.add_extension(
+            x509.UnrecognizedExtension(ExtensionOID.SUBJECT_ALTERNATIVE_NAME, san),
+            critical=not len(subject))
+    elif not len(subject):
+        raise ValueError("the request has an empty subject and no subjectAltName")
+    if crl_url:
+        builder = builder.add_extension(x509.CRLDistributionPoints([x509.DistributionPoint(
+            full_name=[x509.UniformResourceIdentifier(crl_url)], relative_name=None,
+            reasons=None, crl_issuer=None)]), critical=False)
+    return builder.sign(ca_key, SIGNATURE_HASH)
+
+
+@dataclass(frozen=True, slots=True)
+class RevokedEntry:
+    serial: int
+    revoked_at: datetime
+    reason: str  # a key of REASONS
+
+
+def certificate_revocation_list(ca_key: PrivateKey, ca_cert: x509.Certificate, number: int,
+                                this_update: datetime, next_update: datetime,
+                                revoked: Sequence[RevokedEntry],
+                                ) -> x509.CertificateRevocationList:
+    builder = (x509.CertificateRevocationListBuilder()
+               .issuer_name(ca_cert.subject)
+               .last_update(this_update).next_update(next_update)
+               # RFC 5280 §5.2.3: "conforming CRL issuers MUST include this extension [CRL
+               # number] in all CRLs"; §5.2.1: they "MUST use the key identifier method, and
+               # MUST include this extension [AKI] in all CRLs issued".
+               .add_extension(x509.CRLNumber(number), critical=False)
+               .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(
+                   _ca_ski(ca_cert)), critical=False))
+    for entry in revoked:
+        rb = (x509.RevokedCertificateBuilder()
+              .serial_number(entry.serial).revocation_date(entry.revoked_at))
+        if entry.reason != "unspecified":
+            # RFC 5280 §5.3.1: "the reason code CRL entry extension SHOULD be absent instead of
+            # using the unspecified (0) reasonCode value".
+            rb = rb.add_extension(x509.CRLReason(REASONS[entry.reason]), critical=False)
+        builder = builder.add_revoked_certificate(rb.build())
+    return builder.sign(ca_key, SIGNATURE_HASH)

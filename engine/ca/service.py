@@ -1,0 +1,483 @@
+"""`BuiltinCA`: the CA's runtime. It folds the log into state, runs the pure decisions, performs
+their effects (signing with the CA key, drawing serials, reading the clock) and appends each
+command's events as one atomic batch.
+
+Directory layout (`DIR`):
+
+    DIR/ca.key              CA private key, PEM PKCS#8, mode 0600 (never logged)
+    DIR/ca.pem              CA certificate (public; a convenience copy of what the log holds)
+    DIR/ra-signing.key      RA keys, in --ra mode only (0600)
+    DIR/ra-encryption.key
+    DIR/log/                the CA's FileEventLog (stream "ca")
+    DIR/admin.json          while `ca serve` runs: its loopback admin URL and token (0600)
+
+One writer: the process that opened the CA read-write holds the log's lock for as long as it
+stays open. Another process can open it read-only (listings) or ask the running server's
+admin endpoint to act (see engine/ca/admin.py).
+
+Thread safety: every write runs under one lock; readers take the current state, an immutable
+value, without it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Self
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from engine.ca import profile
+from engine.ca.decide import (
+    Enroll,
+    Policy,
+    ReplyStatus,
+    decide_approve,
+    decide_crl,
+    decide_enrollment,
+    decide_init,
+    decide_issue,
+    decide_mint_challenge,
+    decide_reject,
+    decide_revoke,
+    reply_status,
+)
+from engine.ca.errors import CAError, FailInfo, ScepRefusal
+from engine.ca.keyfile import load_private_key, write_private_key
+from engine.ca.ports import (
+    KEY_SPECS,
+    Clock,
+    GeneratedKeys,
+    KeyFactory,
+    PrivateKey,
+    Randomness,
+    SystemClock,
+    SystemRandomness,
+    from_micros,
+    to_micros,
+)
+from engine.ca.state import CRL, CAState, IssuedCertificate, Request, RequestStatus, evolve
+from engine.errors import Reason
+from events.ca import STREAM, CAInitialized, CRLIssued
+from events.filelog import FileEventLog, LogLocked
+from events.registry import Event
+from events.store import EventStore, PendingEvent
+
+CA_KEY = "ca.key"
+CA_PEM = "ca.pem"
+RA_SIGNING_KEY = "ra-signing.key"
+RA_ENCRYPTION_KEY = "ra-encryption.key"
+LOG_DIR = "log"
+DEFAULT_SUBJECT = "CN=trustledger CA,O=trustledger"
+DEFAULT_CA_DAYS = 3650
+DEFAULT_CERTIFICATE_DAYS = 365
+DEFAULT_CRL_LIFETIME = timedelta(days=7)
+DEFAULT_CHALLENGE_LIFETIME = timedelta(hours=1)
+CRL_PATH = "/crl/ca.crl"
+
+
+class CALocked(CAError):
+    """The CA directory is open for writing by another process (normally `ca serve`)."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(Reason.NOT_ALLOWED, f"the CA in {root} is in use by another process")
+        self.root = root
+
+
+@dataclass(frozen=True, slots=True)
+class Enrolled:
+    """The outcome of a certificate request: its status and, on SUCCESS, the certificate."""
+
+    transaction_id: str
+    status: ReplyStatus
+    certificate: IssuedCertificate | None = None
+    reason: str = ""
+
+
+def challenge_digest(password: str) -> bytes:
+    return hashlib.sha256(password.encode("utf-8")).digest()
+
+
+class BuiltinCA:
+    """The built-in CA over its directory. Use `BuiltinCA.init` or `BuiltinCA.open`."""
+
+    def __init__(self, root: Path, log: EventStore, state: CAState, *, clock: Clock,
+                 randomness: Randomness, ca_key: PrivateKey | None,
+                 ra_keys: tuple[rsa.RSAPrivateKey, rsa.RSAPrivateKey] | None) -> None:
+        self.root = root
+        self._log = log
+        self._state = state
+        self.clock = clock
+        self.randomness = randomness
+        self._ca_key = ca_key
+        self._ra_keys = ra_keys
+        self._lock = threading.Lock()
+        self.crl_url: str | None = None  # the CDP put in issued certificates (set by serve)
+        self._ca_cert = x509.load_der_x509_certificate(state.ca_certificate)
+
+    # -- opening ----------------------------------------------------------------------------
+
+    @classmethod
+    def init(cls, root: str | os.PathLike[str], *, subject: str = DEFAULT_SUBJECT,
+             key: str = "rsa:2048", days: int = DEFAULT_CA_DAYS,
+             certificate_days: int = DEFAULT_CERTIFICATE_DAYS, ra: bool = False,
+             crl_lifetime: timedelta = DEFAULT_CRL_LIFETIME, clock: Clock | None = None,
+             randomness: Randomness | None = None, keys: KeyFactory | None = None) -> Self:
+        """Create a CA in `root`: keys, self-signed certificate (RA certificates with `ra`), the
+        first (empty) CRL; returns it open read-write."""
+        clock = clock or SystemClock()
+        randomness = randomness or SystemRandomness()
+        keys = keys or GeneratedKeys()
+        if key not in KEY_SPECS:
+            raise CAError(Reason.INVALID_VALUE,
+                          f"unknown key type {key}; expected one of {', '.join(KEY_SPECS)}")
+        if key.startswith("ecdsa") and not ra:
+            # RFC 8894 §3.2.2: requests are enveloped with key transport to the CA (or RA)
+            # certificate, which needs an RSA key.
+            raise CAError(Reason.INVALID_VALUE, "an ECDSA CA cannot decrypt SCEP requests "
+                                                "(RSA key transport); add --ra")
+        if days <= 0 or certificate_days <= 0:
+            raise CAError(Reason.INVALID_VALUE, "validity days must be positive")
+        try:
+            name = profile.parse_subject(subject)
+        except ValueError as e:
+            raise CAError(Reason.INVALID_VALUE, str(e)) from None
+        rootp = Path(root)
+        rootp.mkdir(parents=True, exist_ok=True)
+        log = _open_log(rootp, readonly=False)
+        try:
+            if log.head[0] != 0:
+                raise CAError(Reason.NOT_ALLOWED, f"{rootp} already holds a CA")
+            now = clock.now()
+            ca_key = keys.generate(key)
+            ca_cert = profile.ca_certificate(ca_key, name, profile.random_serial(randomness),
+                                             now - profile.CLOCK_SKEW, now + timedelta(days=days))
+            ra_keys: tuple[rsa.RSAPrivateKey, rsa.RSAPrivateKey] | None = None
+            ra_certs: tuple[bytes, bytes] | None = None
+            if ra:
+                ra_keys = (_rsa(keys.generate("rsa:2048")), _rsa(keys.generate("rsa:2048")))
+                ra_certs = tuple(  # type: ignore[assignment]
+                    profile.ra_certificate(ca_key, ca_cert, k, purpose,
+                                           profile.random_serial(randomness),
+                                           now - profile.CLOCK_SKEW, ca_cert.not_valid_after_utc,
+                                           ).public_bytes(serialization.Encoding.DER)
+                    for k, purpose in zip(ra_keys, ("signing", "encryption"), strict=True))
+            initialized = CAInitialized(
+                name.rfc4514_string(), key, ca_cert.public_bytes(serialization.Encoding.DER),
+                ra_certs[0] if ra_certs else None, ra_certs[1] if ra_certs else None,
+                certificate_days, int(crl_lifetime.total_seconds()))
+            state = evolve(CAState(), initialized, to_micros(now))
+            crl = _crl_event(state, ca_key, ca_cert, now)
+            events = decide_init(CAState(), initialized, crl)
+            write_private_key(rootp / CA_KEY, ca_key)
+            if ra_keys is not None:
+                write_private_key(rootp / RA_SIGNING_KEY, ra_keys[0])
+                write_private_key(rootp / RA_ENCRYPTION_KEY, ra_keys[1])
+            (rootp / CA_PEM).write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
+            state = CAState()
+            for rec in log.append([PendingEvent(ev, STREAM, to_micros(now), "operator")
+                                   for ev in events]):
+                state = evolve(state, rec.event, rec.at)
+        except BaseException:
+            log.close()
+            raise
+        return cls(rootp, log, state, clock=clock, randomness=randomness, ca_key=ca_key,
+                   ra_keys=ra_keys)
+
+    @classmethod
+    def open(cls, root: str | os.PathLike[str], *, readonly: bool = False,
+             clock: Clock | None = None, randomness: Randomness | None = None) -> Self:
+        """Open an existing CA. Read-only needs no key and no lock (listings while serving)."""
+        rootp = Path(root)
+        if not (rootp / LOG_DIR).is_dir():
+            raise CAError(Reason.NOT_FOUND, f"{rootp} holds no CA (run `ca init {rootp}`)")
+        log = _open_log(rootp, readonly=readonly)
+        try:
+            state = replay(log.read())
+            if not state.initialized:
+                raise CAError(Reason.NOT_FOUND, f"{rootp} holds no CA (run `ca init {rootp}`)")
+            ca_key = None if readonly else load_private_key(rootp / CA_KEY)
+            ra_keys = None
+            if state.ra_mode and not readonly:
+                ra_keys = (_rsa(load_private_key(rootp / RA_SIGNING_KEY)),
+                           _rsa(load_private_key(rootp / RA_ENCRYPTION_KEY)))
+        except BaseException:
+            log.close()
+            raise
+        return cls(rootp, log, state, clock=clock or SystemClock(),
+                   randomness=randomness or SystemRandomness(), ca_key=ca_key, ra_keys=ra_keys)
+
+    def close(self) -> None:
+        self._log.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- read side --------------------------------------------------------------------------
+
+    @property
+    def state(self) -> CAState:
+        return self._state
+
+    @property
+    def ca_certificate(self) -> x509.Certificate:
+        return self._ca_cert
+
+    def ra_certificates(self) -> tuple[x509.Certificate, x509.Certificate] | None:
+        """(signing, encryption) RA certificates in --ra mode."""
+        st = self._state
+        if st.ra_signing_certificate is None or st.ra_encryption_certificate is None:
+            return None
+        return (x509.load_der_x509_certificate(st.ra_signing_certificate),
+                x509.load_der_x509_certificate(st.ra_encryption_certificate))
+
+    def requests(self, status: RequestStatus | None = None) -> list[Request]:
+        reqs = [r for r in self._state.requests.values() if status is None or r.status is status]
+        return sorted(reqs, key=lambda r: (r.received_at, r.transaction_id))
+
+    def certificates(self) -> list[IssuedCertificate]:
+        return sorted(self._state.certificates.values(), key=lambda c: (c.not_before, c.serial))
+
+    def certificate(self, serial: str) -> IssuedCertificate | None:
+        return self._state.certificates.get(serial)
+
+    def current_crl(self) -> CRL:
+        """The current CRL, re-issued first if it is due (see `refresh_crl`)."""
+        if not self._readonly:
+            self.refresh_crl()
+        crl = self._state.crl
+        assert crl is not None  # `init` issues the first one
+        return crl
+
+    # -- keys (for the SCEP frontend) ----------------------------------------------------------
+
+    @property
+    def _readonly(self) -> bool:
+        return self._ca_key is None
+
+    def signer(self) -> tuple[x509.Certificate, PrivateKey]:
+        """Who signs CertReps: the RA signing certificate in --ra mode, else the CA."""
+        if self._ra_keys is not None:
+            ra = self.ra_certificates()
+            assert ra is not None
+            return ra[0], self._ra_keys[0]
+        return self._ca_cert, self._writable_key()
+
+    def decrypter(self) -> tuple[x509.Certificate, PrivateKey]:
+        """Whom requests are encrypted to: the RA encryption certificate in --ra mode."""
+        if self._ra_keys is not None:
+            ra = self.ra_certificates()
+            assert ra is not None
+            return ra[1], self._ra_keys[1]
+        return self._ca_cert, self._writable_key()
+
+    def _writable_key(self) -> PrivateKey:
+        if self._ca_key is None:
+            raise CAError(Reason.NOT_ALLOWED, "the CA is open read-only")
+        return self._ca_key
+
+    # -- write side -------------------------------------------------------------------------
+
+    def _commit(self, state: CAState, events: list[Event], at: int, actor: str,
+                correlation: str = "") -> CAState:
+        """Append `events` as one batch and make their state current. Call under the lock."""
+        if not events:
+            return state
+        batch = [PendingEvent(ev, STREAM, at, actor, correlation) for ev in events]
+        for rec in self._log.append(batch):
+            state = evolve(state, rec.event, rec.at)
+        self._state = state
+        return state
+
+    def mint_challenge(self, valid_for: timedelta = DEFAULT_CHALLENGE_LIFETIME) -> str:
+        """A new one-time challenge password (only its SHA-256 is recorded)."""
+        self._writable_key()
+        password = self.randomness.token_bytes(15).hex()  # 120 bits
+        with self._lock:
+            now = to_micros(self.clock.now())
+            expires = now + int(valid_for.total_seconds() * 1_000_000)
+            events = decide_mint_challenge(self._state, challenge_digest(password), expires)
+            self._commit(self._state, events, now, "operator")
+        return password
+
+    def enroll(self, cmd: Enroll, policy: Policy, actor: str = "scep") -> Enrolled:
+        """Record a PKCSReq/RenewalReq and, if approved, issue its certificate in the same batch."""
+        key = self._writable_key()
+        with self._lock:
+            now_dt = self.clock.now()
+            now = to_micros(now_dt)
+            state = self._state
+            events = decide_enrollment(state, cmd, policy, now)
+            tentative = _fold(state, events, now)
+            req = tentative.requests[cmd.transaction_id]
+            if req.status is RequestStatus.APPROVED and self.crl_url is not None:
+                more = self._issue(tentative, key, cmd.transaction_id, now_dt)
+                events += more
+                tentative = _fold(tentative, more, now)
+            self._commit(state, events, now, actor, cmd.transaction_id)
+            return self._outcome(cmd.transaction_id)
+
+    def poll(self, txid: str) -> Enrolled:
+        """The status of a known request (CertPoll, or a re-sent PKCSReq)."""
+        return self._outcome(txid)
+
+    def _outcome(self, txid: str) -> Enrolled:
+        state = self._state
+        status = reply_status(state, txid)
+        req = state.requests[txid]
+        cert = state.certificates.get(req.serial) if req.serial else None
+        return Enrolled(txid, status, cert, req.reject_reason)
+
+    def approve(self, txid: str, actor: str = "operator") -> IssuedCertificate | None:
+        """Approve a pending request; its certificate is issued at once if a server has set the
+        CDP URL, else by the next `issue_approved` (which `serve` runs at start)."""
+        key = self._writable_key()
+        with self._lock:
+            now_dt = self.clock.now()
+            now = to_micros(now_dt)
+            state = self._state
+            events = decide_approve(state, txid)
+            if self.crl_url is not None:
+                events += self._issue(_fold(state, events, now), key, txid, now_dt)
+            state = self._commit(state, events, now, actor, txid)
+            serial = state.requests[txid].serial
+            return state.certificates[serial] if serial else None
+
+    def issue_approved(self) -> list[IssuedCertificate]:
+        """Issue every approved request still without a certificate (approved while no server
+        ran). Needs the CDP URL, so `serve` calls it once the URL is known."""
+        key = self._writable_key()
+        out: list[IssuedCertificate] = []
+        with self._lock:
+            for req in [r for r in self._state.requests.values()
+                        if r.status is RequestStatus.APPROVED]:
+                now_dt = self.clock.now()
+                now = to_micros(now_dt)
+                events = self._issue(self._state, key, req.transaction_id, now_dt)
+                state = self._commit(self._state, events, now, "ca", req.transaction_id)
+                serial = state.requests[req.transaction_id].serial
+                assert serial is not None
+                out.append(state.certificates[serial])
+        return out
+
+    def reject(self, txid: str, reason: str = "", actor: str = "operator") -> None:
+        self._writable_key()
+        with self._lock:
+            now = to_micros(self.clock.now())
+            self._commit(self._state, decide_reject(self._state, txid, reason), now, actor, txid)
+
+    def revoke(self, serial: str, reason: str = "unspecified", actor: str = "operator") -> CRL:
+        """Revoke a certificate and issue a new CRL in the same batch."""
+        key = self._writable_key()
+        try:
+            reason = profile.reason_name(reason)
+        except ValueError as e:
+            raise CAError(Reason.INVALID_VALUE, str(e)) from None
+        with self._lock:
+            now_dt = self.clock.now()
+            now = to_micros(now_dt)
+            state = self._state
+            events = decide_revoke(state, serial, reason, now)
+            tentative = _fold(state, events, now)
+            events.append(_crl_event(tentative, key, self._ca_cert, now_dt))
+            state = self._commit(state, events, now, actor, serial)
+            assert state.crl is not None
+            return state.crl
+
+    def crl_due(self) -> bool:
+        """True once less than half the CRL's lifetime remains before its nextUpdate."""
+        st = self._state
+        if st.crl is None:
+            return True
+        margin = st.crl_lifetime_seconds * 1_000_000 // 2
+        return to_micros(self.clock.now()) >= st.crl.next_update - margin
+
+    def refresh_crl(self, force: bool = False) -> CRL | None:
+        """Issue a new CRL if one is due (or `force`); returns it, or None if none was due."""
+        key = self._writable_key()
+        with self._lock:
+            if not (force or self.crl_due()):
+                return None
+            now_dt = self.clock.now()
+            now = to_micros(now_dt)
+            state = self._commit(self._state, [_crl_event(self._state, key, self._ca_cert,
+                                                          now_dt)], now, "ca")
+            return state.crl
+
+    def _issue(self, state: CAState, key: PrivateKey, txid: str,
+               now: datetime) -> list[Event]:
+        """Sign the certificate of approved request `txid` (an effect: key + randomness)."""
+        req = state.requests[txid]
+        serial = profile.random_serial(self.randomness)
+        while profile.serial_hex(serial) in state.certificates:
+            serial = profile.random_serial(self.randomness)  # 2^-127 per try; never loops
+        try:
+            cert = profile.end_entity_certificate(
+                key, self._ca_cert,
+                profile.EndEntityRequest(req.subject, req.public_key, req.requested_extensions),
+                serial, now - profile.CLOCK_SKEW, now + timedelta(days=state.certificate_days),
+                self.crl_url)
+        except ValueError as e:
+            raise ScepRefusal(FailInfo.BAD_REQUEST, f"cannot issue: {e}") from None
+        return decide_issue(state, txid, profile.serial_hex(serial),
+                            cert.public_bytes(serialization.Encoding.DER),
+                            to_micros(cert.not_valid_before_utc),
+                            to_micros(cert.not_valid_after_utc))
+
+
+def replay(records: Iterable[object]) -> CAState:
+    """Fold recorded events (`Recorded` envelopes) into a state; no effects, no validation."""
+    state = CAState()
+    for rec in records:
+        state = evolve(state, rec.event, rec.at)  # type: ignore[attr-defined]
+    return state
+
+
+def _fold(state: CAState, events: Iterable[Event], at: int) -> CAState:
+    for ev in events:
+        state = evolve(state, ev, at)
+    return state
+
+
+def _crl_event(state: CAState, key: PrivateKey, ca_cert: x509.Certificate,
+               now: datetime) -> CRLIssued:
+    number = state.crl.number + 1 if state.crl is not None else 1
+    lifetime = timedelta(seconds=state.crl_lifetime_seconds)
+    entries = []
+    for serial in state.revoked:
+        cert = state.certificates[serial]
+        assert cert.revoked_at is not None and cert.revocation_reason is not None
+        entries.append(profile.RevokedEntry(int(serial, 16), from_micros(cert.revoked_at),
+                                            cert.revocation_reason))
+    this_update = now.replace(microsecond=0)
+    crl = profile.certificate_revocation_list(key, ca_cert, number, this_update,
+                                              this_update + lifetime, entries)
+    events = decide_crl(state, number, crl.public_bytes(serialization.Encoding.DER),
+                        to_micros(this_update), to_micros(this_update + lifetime))
+    ev = events[0]
+    assert isinstance(ev, CRLIssued)
+    return ev
+
+
+def _rsa(key: PrivateKey) -> rsa.RSAPrivateKey:
+    if not isinstance(key, rsa.RSAPrivateKey):
+        raise CAError(Reason.BAD_DATA, "RA keys must be RSA")
+    return key
+
+
+def _open_log(root: Path, readonly: bool) -> FileEventLog:
+    try:
+        return FileEventLog.open(root / LOG_DIR, readonly=readonly)
+    except LogLocked:
+        raise CALocked(root) from None
+

@@ -1,0 +1,178 @@
+"""The CA's state, folded from its events by a pure `evolve`.
+
+Rule: everything that changes the CA's state happens in `evolve`, one `register` per event
+type. `evolve` trusts the log (it never re-validates what `decide` accepted) and performs no
+I/O, so replaying a log gives the same state bit for bit (tests check replay equals live).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field, replace
+from functools import singledispatch
+
+from engine.ca.pmap import PMap
+from events.ca import (
+    CAInitialized,
+    CertificateIssued,
+    CertificateRevoked,
+    ChallengeConsumed,
+    ChallengeMinted,
+    CRLIssued,
+    RequestApproved,
+    RequestReceived,
+    RequestRejected,
+)
+from events.registry import Event
+
+
+class RequestStatus(enum.Enum):
+    PENDING = "pending"
+    APPROVED = "approved"  # approved, certificate not yet issued
+    REJECTED = "rejected"
+    ISSUED = "issued"
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    transaction_id: str
+    message_type: int
+    subject: bytes
+    subject_text: str
+    public_key: bytes
+    requested_extensions: bytes
+    signer_certificate: bytes
+    authorization: str
+    renewal_of: str | None
+    received_at: int
+    status: RequestStatus = RequestStatus.PENDING
+    decided_by: str = ""
+    reject_reason: str = ""
+    serial: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedCertificate:
+    serial: str
+    transaction_id: str
+    certificate: bytes
+    subject_text: str
+    not_before: int
+    not_after: int
+    revoked_at: int | None = None
+    revocation_reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Challenge:
+    digest_hex: str
+    expires_at: int
+    consumed_by: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CRL:
+    number: int
+    der: bytes
+    this_update: int
+    next_update: int
+
+
+@dataclass(frozen=True, slots=True)
+class CAState:
+    initialized: bool = False
+    subject: str = ""
+    key_algorithm: str = ""
+    ca_certificate: bytes = b""
+    ra_signing_certificate: bytes | None = None
+    ra_encryption_certificate: bytes | None = None
+    certificate_days: int = 0
+    crl_lifetime_seconds: int = 0
+    requests: PMap[Request] = field(default_factory=PMap)
+    certificates: PMap[IssuedCertificate] = field(default_factory=PMap)
+    challenges: PMap[Challenge] = field(default_factory=PMap)
+    revoked: tuple[str, ...] = ()  # serials, in revocation order (the CRL's entries)
+    crl: CRL | None = None
+    last_at: int = 0  # `at` of the last event folded in
+
+    @property
+    def ra_mode(self) -> bool:
+        return self.ra_signing_certificate is not None
+
+
+@singledispatch
+def _apply(ev: Event, state: CAState, at: int) -> CAState:
+    raise TypeError(f"not a CA event: {type(ev).__name__}")
+
+
+def evolve(state: CAState, ev: Event, at: int) -> CAState:
+    """The state after `ev`, recorded at `at` (microseconds); `state` is left unchanged."""
+    return replace(_apply(ev, state, at), last_at=at)
+
+
+@_apply.register
+def _(ev: CAInitialized, state: CAState, at: int) -> CAState:
+    return replace(state, initialized=True, subject=ev.subject, key_algorithm=ev.key_algorithm,
+                   ca_certificate=ev.ca_certificate,
+                   ra_signing_certificate=ev.ra_signing_certificate,
+                   ra_encryption_certificate=ev.ra_encryption_certificate,
+                   certificate_days=ev.certificate_days,
+                   crl_lifetime_seconds=ev.crl_lifetime_seconds)
+
+
+@_apply.register
+def _(ev: ChallengeMinted, state: CAState, at: int) -> CAState:
+    key = ev.challenge_sha256.hex()
+    return replace(state, challenges=state.challenges.set(key, Challenge(key, ev.expires_at)))
+
+
+@_apply.register
+def _(ev: ChallengeConsumed, state: CAState, at: int) -> CAState:
+    key = ev.challenge_sha256.hex()
+    ch = replace(state.challenges[key], consumed_by=ev.transaction_id)
+    return replace(state, challenges=state.challenges.set(key, ch))
+
+
+@_apply.register
+def _(ev: RequestReceived, state: CAState, at: int) -> CAState:
+    req = Request(ev.transaction_id, ev.message_type, ev.subject, ev.subject_text, ev.public_key,
+                  ev.requested_extensions, ev.signer_certificate, ev.authorization,
+                  ev.renewal_of, at)
+    return replace(state, requests=state.requests.set(ev.transaction_id, req))
+
+
+@_apply.register
+def _(ev: RequestApproved, state: CAState, at: int) -> CAState:
+    req = replace(state.requests[ev.transaction_id], status=RequestStatus.APPROVED,
+                  decided_by=ev.approved_by)
+    return replace(state, requests=state.requests.set(ev.transaction_id, req))
+
+
+@_apply.register
+def _(ev: RequestRejected, state: CAState, at: int) -> CAState:
+    req = replace(state.requests[ev.transaction_id], status=RequestStatus.REJECTED,
+                  reject_reason=ev.reason)
+    return replace(state, requests=state.requests.set(ev.transaction_id, req))
+
+
+@_apply.register
+def _(ev: CertificateIssued, state: CAState, at: int) -> CAState:
+    cert = IssuedCertificate(ev.serial, ev.transaction_id, ev.certificate, ev.subject_text,
+                             ev.not_before, ev.not_after)
+    req = replace(state.requests[ev.transaction_id], status=RequestStatus.ISSUED,
+                  serial=ev.serial)
+    return replace(state, certificates=state.certificates.set(ev.serial, cert),
+                   requests=state.requests.set(ev.transaction_id, req))
+
+
+@_apply.register
+def _(ev: CertificateRevoked, state: CAState, at: int) -> CAState:
+    cert = replace(state.certificates[ev.serial], revoked_at=ev.revoked_at,
+                   revocation_reason=ev.reason)
+    return replace(state, certificates=state.certificates.set(ev.serial, cert),
+                   revoked=(*state.revoked, ev.serial))
+
+
+@_apply.register
+def _(ev: CRLIssued, state: CAState, at: int) -> CAState:
+    return replace(state, crl=CRL(ev.crl_number, ev.crl, ev.this_update, ev.next_update))

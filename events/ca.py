@@ -1,0 +1,107 @@
+"""Events of the built-in CA (its own log, stream `ca`).
+
+Everything the CA decided or signed is here, so replaying the log rebuilds its state without a
+key, a clock or a network. What never enters the log: the CA and RA private keys (files beside
+the log, mode 0600), challenge passwords in clear (only SHA-256 digests of one-time challenges;
+the static `--challenge` is not recorded at all), and the raw PKCS#10 (it carries the
+challengePassword attribute; only its subject, public key and requested extensions are kept).
+
+Times are microseconds since the epoch (UTC). Serial numbers are lowercase hex strings (they are
+64+ bits, wider than a msgpack integer may be).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from events.registry import Event, event
+
+STREAM = "ca"
+
+
+@event("CAInitialized", version=1)
+@dataclass(frozen=True, slots=True)
+class CAInitialized(Event):
+    subject: str  # RFC 4514 text of the CA's subject
+    key_algorithm: str  # "rsa:2048" | "rsa:4096" | "ecdsa:p256"
+    ca_certificate: bytes  # DER, self-signed
+    ra_signing_certificate: bytes | None  # DER, issued by the CA (--ra)
+    ra_encryption_certificate: bytes | None  # DER, issued by the CA (--ra)
+    certificate_days: int  # validity of issued certificates
+    crl_lifetime_seconds: int  # nextUpdate - thisUpdate of each CRL
+
+
+@event("ChallengeMinted", version=1)
+@dataclass(frozen=True, slots=True)
+class ChallengeMinted(Event):
+    challenge_sha256: bytes  # digest of the one-time password; the password itself is not kept
+    expires_at: int
+
+
+@event("ChallengeConsumed", version=1)
+@dataclass(frozen=True, slots=True)
+class ChallengeConsumed(Event):
+    challenge_sha256: bytes
+    transaction_id: str
+
+
+@event("RequestReceived", version=1)
+@dataclass(frozen=True, slots=True)
+class RequestReceived(Event):
+    transaction_id: str
+    message_type: int  # SCEP messageType: 19 PKCSReq, 17 RenewalReq
+    subject: bytes  # DER Name from the PKCS#10
+    subject_text: str  # RFC 4514, for listings
+    public_key: bytes  # DER SubjectPublicKeyInfo from the PKCS#10
+    requested_extensions: bytes  # DER Extensions from the extensionRequest attribute, or b""
+    signer_certificate: bytes  # DER of the certificate that signed the pkiMessage
+    authorization: str  # "challenge:static" | "challenge:one-time" | "renewal" | "none"
+    renewal_of: str | None  # serial of our certificate that signed a renewal
+
+
+@event("RequestApproved", version=1)
+@dataclass(frozen=True, slots=True)
+class RequestApproved(Event):
+    transaction_id: str
+    approved_by: str  # "auto" | "operator"
+
+
+@event("RequestRejected", version=1)
+@dataclass(frozen=True, slots=True)
+class RequestRejected(Event):
+    transaction_id: str
+    reason: str
+
+
+@event("CertificateIssued", version=1)
+@dataclass(frozen=True, slots=True)
+class CertificateIssued(Event):
+    transaction_id: str
+    serial: str
+    certificate: bytes  # DER
+    subject_text: str
+    not_before: int
+    not_after: int
+
+
+@event("CertificateRevoked", version=1)
+@dataclass(frozen=True, slots=True)
+class CertificateRevoked(Event):
+    serial: str
+    reason: str  # RFC 5280 CRLReason name, e.g. "keyCompromise"
+    revoked_at: int
+
+
+@event("CRLIssued", version=1)
+@dataclass(frozen=True, slots=True)
+class CRLIssued(Event):
+    crl_number: int
+    crl: bytes  # DER
+    this_update: int
+    next_update: int
+
+
+CA_EVENTS: tuple[type[Event], ...] = (
+    CAInitialized, ChallengeMinted, ChallengeConsumed, RequestReceived, RequestApproved,
+    RequestRejected, CertificateIssued, CertificateRevoked, CRLIssued,
+)
