@@ -1,0 +1,17 @@
+#!/bin/sh
+# Debian packages the integration tests talk to, all started on loopback by the tests:
+#   scep (micromdm scepserver/scepclient), slapd + ldap-utils (OpenLDAP), socat + iproute2 +
+#   util-linux (the loopback-only wrapper for scepserver), openssl, curl.
+# No system daemon is configured or started (slapd is preseeded with no_configuration).
+set -eu
+need=""
+for bin in scepserver scepclient slapd ldapsearch socat unshare openssl curl; do
+    command -v "$bin" >/dev/null 2>&1 || need=yes
+done
+[ -z "$need" ] && exit 0
+export DEBIAN_FRONTEND=noninteractive
+SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
+echo "slapd slapd/no_configuration boolean true" | $SUDO debconf-set-selections
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends \
+    scep slapd ldap-utils socat iproute2 util-linux openssl curl ca-certificates procps >/dev/null
