@@ -7,7 +7,7 @@ vocabulary in the process-wide registry.
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -85,7 +85,10 @@ def noted_batch(first: int, count: int, *, size: int = 0) -> list[PendingEvent]:
             for n in range(first, first + count)]
 
 
-def fingerprint(records: Iterable[Recorded]) -> list[tuple[int, bytes, bytes, Event]]:
+Fingerprint = list[tuple[int, bytes, bytes, Event]]
+
+
+def fingerprint(records: Iterable[Recorded]) -> Fingerprint:
     """What must survive storage: seq, prev, hash and the typed event."""
     return [(r.seq, r.prev, r.hash, r.event) for r in records]
 
@@ -97,7 +100,3 @@ def segment_files(root: Path) -> list[Path]:
 def copy_log(src: Path, dst: Path) -> Path:
     shutil.copytree(src, dst, ignore=shutil.ignore_patterns("LOCK"))
     return dst
-
-
-def file_bits(data: Sequence[int]) -> int:
-    return len(data) * 8

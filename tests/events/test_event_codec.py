@@ -94,7 +94,7 @@ def test_bytes_str_and_int_kinds_are_kept_apart(number: int, blob: bytes, text: 
     ev = Sampled(text, number, blob, False, None, (blob, text, number, True))
     back = event_from("LogTestSampled", 1, stored(ev))
     assert back == ev
-    assert [type(x) for x in back.nested] == [bytes, str, int, bool]  # type: ignore[attr-defined]
+    assert [type(x) for x in back.nested] == [bytes, str, int, bool]
 
 
 def test_integers_outside_msgpack_range_are_refused_at_append() -> None:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from eventlog_support import copy_log, fingerprint, noted, noted_batch, segment_files
+from eventlog_support import Fingerprint, copy_log, fingerprint, noted, noted_batch, segment_files
 
 from events.filelog import (
     FRAME_HEADER,
@@ -34,7 +34,7 @@ class Crashed:
     last_segment: Path
     frame_start: int  # offset of the last frame in last_segment
     frame_end: int
-    prefix: list[tuple[int, bytes, bytes, object]]  # the events of every earlier batch
+    prefix: Fingerprint  # the events of every earlier batch
 
     @property
     def prefix_head(self) -> tuple[int, bytes]:
