@@ -1,0 +1,402 @@
+"""The three CMS (RFC 5652) shapes SCEP is built from, over asn1crypto + cryptography.
+
+- SignedData with signed attributes, one signer: the outer pkiMessage. Reading is two-phase:
+  `read_signed` checks the structure and collects the attributes (so a server can still address
+  a FAILURE to a request whose signature is bad), then `verify_signed` checks the digest and the
+  signature against a certificate the caller chose.
+- EnvelopedData with one RSA key-transport recipient (PKCS#1 v1.5): the pkcsPKIEnvelope.
+- Degenerate certs-only SignedData (no signers): CertRep SUCCESS payloads and CA/RA bundles.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hmac
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from asn1crypto import algos, cms, core
+from asn1crypto import crl as asn1_crl
+from asn1crypto import x509 as asn1_x509
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+
+from engine.scep._der import (
+    ber_elements,
+    ber_octets,
+    cert_matches,
+    cms_time,
+    contained,
+    header,
+    load,
+    to_asn1_certificate,
+    to_certificate,
+)
+from engine.scep.algorithms import (
+    ECDSA_SIGNATURE_OID,
+    RSA_ENCRYPTION_OID,
+    ContentCipher,
+    DigestAlgorithm,
+    RandomBytes,
+    signature_hash_oid,
+)
+from engine.scep.errors import ScepError, ScepErrorReason
+from engine.scep.identity import Credential
+
+OID_DATA = "1.2.840.113549.1.7.1"
+OID_SIGNED_DATA = "1.2.840.113549.1.7.2"
+OID_ENVELOPED_DATA = "1.2.840.113549.1.7.3"
+OID_CONTENT_TYPE = "1.2.840.113549.1.9.3"
+OID_MESSAGE_DIGEST = "1.2.840.113549.1.9.4"
+OID_SIGNING_TIME = "1.2.840.113549.1.9.5"
+
+
+# ----------------------------------------------------------------------------- SignedData
+
+
+def attribute(oid: str, value: core.Asn1Value) -> cms.CMSAttribute:
+    """One single-valued CMS attribute: SEQUENCE { type OID, SET { value } }."""
+    value_der = value.dump()
+    body = core.ObjectIdentifier(oid).dump() + header(0x31, len(value_der)) + value_der
+    return cms.CMSAttribute.load(header(0x30, len(body)) + body)
+
+
+def sign(
+    content: bytes,
+    *,
+    signer: Credential,
+    digest: DigestAlgorithm,
+    attributes: Sequence[cms.CMSAttribute],
+    certificates: Sequence[x509.Certificate],
+    signing_time: dt.datetime | None = None,
+) -> bytes:
+    """A ContentInfo(SignedData) over `content` (as id-data eContent), one SignerInfo.
+
+    RSA signers use signatureAlgorithm rsaEncryption (RFC 8894 CertRep convention); EC signers
+    ecdsa-with-SHAn with deterministic (RFC 6979) nonces, so output depends only on inputs.
+    """
+    attrs = [
+        attribute(OID_CONTENT_TYPE, core.ObjectIdentifier(OID_DATA)),
+        attribute(OID_MESSAGE_DIGEST, core.OctetString(digest.digest(content))),
+        *attributes,
+    ]
+    if signing_time is not None:
+        attrs.append(attribute(OID_SIGNING_TIME, cms.Time(cms_time(signing_time))))
+    # RFC 5652 §5.4: signedAttrs are DER-encoded, i.e. the SET OF sorted by encoding.
+    attrs.sort(key=lambda a: a.dump())
+    signed_attrs = cms.CMSAttributes(attrs)
+    to_be_signed = signed_attrs.dump()  # EXPLICIT SET OF tag, as RFC 5652 §5.4 requires
+    key = signer.private_key
+    digest_algo = algos.DigestAlgorithm({"algorithm": digest.oid})
+    if isinstance(key, rsa.RSAPrivateKey):
+        signature = key.sign(to_be_signed, padding.PKCS1v15(), digest.hash_algorithm())
+        sig_algo = {"algorithm": RSA_ENCRYPTION_OID, "parameters": core.Null()}
+    else:
+        signature = key.sign(
+            to_be_signed, ec.ECDSA(digest.hash_algorithm(), deterministic_signing=True)
+        )
+        sig_algo = {"algorithm": ECDSA_SIGNATURE_OID[digest]}
+    signer_cert = to_asn1_certificate(signer.certificate)
+    signer_info = cms.SignerInfo({
+        "version": "v1",
+        "sid": cms.SignerIdentifier({"issuer_and_serial_number": cms.IssuerAndSerialNumber({
+            "issuer": signer_cert.issuer, "serial_number": signer_cert.serial_number,
+        })}),
+        "digest_algorithm": digest_algo,
+        "signed_attrs": signed_attrs,
+        "signature_algorithm": algos.SignedDigestAlgorithm(sig_algo),
+        "signature": signature,
+    })
+    signed_data = cms.SignedData({
+        "version": "v1",
+        "digest_algorithms": [digest_algo],
+        "encap_content_info": {"content_type": "data", "content": content},
+        "certificates": [to_asn1_certificate(c) for c in certificates],
+        "signer_infos": [signer_info],
+    })
+    return _dump(cms.ContentInfo({"content_type": "signed_data", "content": signed_data}))
+
+
+@dataclass(frozen=True, slots=True)
+class SignedMessage:
+    """A structurally valid one-signer SignedData whose signature is NOT yet verified."""
+
+    content: bytes  # eContent; b"" when absent
+    content_type: str
+    digest: DigestAlgorithm
+    signature_oid: str
+    attributes: dict[str, core.Asn1Value]  # signed attributes, by OID (single-valued)
+    certificates: tuple[x509.Certificate, ...]
+    _signer_info: cms.SignerInfo
+    _asn1_certificates: tuple[asn1_x509.Certificate, ...]
+
+    def find_signer(self, candidates: Sequence[x509.Certificate]) -> x509.Certificate | None:
+        """The candidate the SignerInfo's sid names, if any."""
+        sid = self._signer_info["sid"]
+        with contained("SignerInfo sid"):
+            if sid.name == "subject_key_identifier":
+                issuer, serial, ski = None, None, bytes(sid.chosen.native)
+            else:
+                issuer = sid.chosen["issuer"]
+                serial, ski = int(sid.chosen["serial_number"].native), None
+            for cert in candidates:
+                if cert_matches(to_asn1_certificate(cert), issuer, serial, ski):
+                    return cert
+        return None
+
+    def included_signer(self) -> x509.Certificate | None:
+        return self.find_signer(self.certificates)
+
+
+def read_signed(der: bytes, what: str = "pkiMessage") -> SignedMessage:
+    """Parse a ContentInfo(SignedData) with exactly one signer and signed attributes."""
+    info = load(cms.ContentInfo, der, what)
+    with contained(what):
+        if info["content_type"].dotted != OID_SIGNED_DATA:
+            raise ScepError(ScepErrorReason.WRONG_CONTENT_TYPE,
+                            f"{what}: content type {info['content_type'].dotted}, "
+                            "expected signedData")
+        sd = info["content"]
+        signers = list(sd["signer_infos"])
+        if len(signers) != 1:
+            raise ScepError(ScepErrorReason.MALFORMED,
+                            f"{what}: {len(signers)} SignerInfos, expected exactly one")
+        si = signers[0]
+        digest = DigestAlgorithm.from_oid(si["digest_algorithm"]["algorithm"].dotted)
+        sig_oid = si["signature_algorithm"]["algorithm"].dotted
+        encap = sd["encap_content_info"]
+        raw = encap["content"]
+        content = b"" if isinstance(raw, core.Void) else _octets(raw, what)
+        if isinstance(si["signed_attrs"], core.Void):
+            raise ScepError(ScepErrorReason.MISSING_ATTRIBUTE,
+                            f"{what}: no signed attributes")
+        attributes: dict[str, core.Asn1Value] = {}
+        for attr in si["signed_attrs"]:
+            oid = attr["type"].dotted
+            values = list(attr["values"])
+            if oid in attributes or len(values) != 1:
+                raise ScepError(ScepErrorReason.BAD_ATTRIBUTE,
+                                f"{what}: attribute {oid} must occur once with one value")
+            attributes[oid] = values[0]
+        asn1_certs: list[asn1_x509.Certificate] = []
+        if not isinstance(sd["certificates"], core.Void):
+            asn1_certs = [c.chosen for c in sd["certificates"] if c.name == "certificate"]
+        certs = tuple(to_certificate(c, f"{what} certificate") for c in asn1_certs)
+        return SignedMessage(
+            content=content, content_type=encap["content_type"].dotted, digest=digest,
+            signature_oid=sig_oid, attributes=attributes, certificates=certs,
+            _signer_info=si, _asn1_certificates=tuple(asn1_certs),
+        )
+
+
+def verify_signed(msg: SignedMessage, signer: x509.Certificate, what: str = "pkiMessage") -> None:
+    """Check contentType, messageDigest and the signature with `signer`'s public key."""
+    with contained(what):
+        family = signature_hash_oid(msg.signature_oid, msg.digest)
+        ctype = msg.attributes.get(OID_CONTENT_TYPE)
+        md = msg.attributes.get(OID_MESSAGE_DIGEST)
+        # RFC 5652 §5.3: if signedAttrs is present it "MUST contain, at a minimum" the
+        # content-type and message-digest attributes.
+        if ctype is None or md is None:
+            raise ScepError(ScepErrorReason.MISSING_ATTRIBUTE,
+                            f"{what}: contentType or messageDigest attribute missing")
+        # RFC 5652 §11.1: the content-type attribute value MUST match eContentType.
+        if core.ObjectIdentifier.load(ctype.dump()).dotted != msg.content_type:
+            raise ScepError(ScepErrorReason.BAD_ATTRIBUTE,
+                            f"{what}: contentType attribute does not match eContentType")
+        expected = msg.digest.digest(msg.content)
+        if not hmac.compare_digest(core.OctetString.load(md.dump()).native, expected):
+            raise ScepError(ScepErrorReason.DIGEST_MISMATCH,
+                            f"{what}: messageDigest is not the {msg.digest.caps_keyword} "
+                            "of the content")
+        si = msg._signer_info
+        attrs_contents = si["signed_attrs"].contents
+        # RFC 5652 §5.4: the digest is over the DER of signedAttrs with "an EXPLICIT SET OF
+        # tag" instead of the IMPLICIT [0]; we re-wrap the sender's own bytes.
+        to_be_verified = header(0x31, len(attrs_contents)) + attrs_contents
+        signature = bytes(si["signature"].native)
+        public_key = signer.public_key()
+        try:
+            if family == "rsa" and isinstance(public_key, rsa.RSAPublicKey):
+                public_key.verify(signature, to_be_verified, padding.PKCS1v15(),
+                                  msg.digest.hash_algorithm())
+            elif family == "ecdsa" and isinstance(public_key, ec.EllipticCurvePublicKey):
+                public_key.verify(signature, to_be_verified,
+                                  ec.ECDSA(msg.digest.hash_algorithm()))
+            else:
+                raise ScepError(ScepErrorReason.UNSUPPORTED_ALGORITHM,
+                                f"{what}: signature algorithm {msg.signature_oid} does not "
+                                "fit the signer's key")
+        except InvalidSignature:
+            raise ScepError(ScepErrorReason.BAD_SIGNATURE,
+                            f"{what}: the signature does not verify") from None
+
+
+# --------------------------------------------------------------------------- EnvelopedData
+
+
+def envelope(
+    plaintext: bytes,
+    *,
+    recipient: x509.Certificate,
+    cipher: ContentCipher,
+    random_bytes: RandomBytes,
+) -> bytes:
+    """ContentInfo(EnvelopedData) for one RSA key-transport recipient (RFC 5652 §6)."""
+    public_key = recipient.public_key()
+    if not isinstance(public_key, rsa.RSAPublicKey):
+        raise ValueError("SCEP envelopes need an RSA recipient certificate")
+    key = cipher.new_key(random_bytes)
+    iv = cipher.new_iv(random_bytes)
+    encrypted = cipher.encrypt(key, iv, plaintext)
+    cert = to_asn1_certificate(recipient)
+    ktri = cms.KeyTransRecipientInfo({
+        "version": "v0",
+        "rid": cms.RecipientIdentifier({"issuer_and_serial_number": cms.IssuerAndSerialNumber({
+            "issuer": cert.issuer, "serial_number": cert.serial_number,
+        })}),
+        "key_encryption_algorithm": {"algorithm": "rsaes_pkcs1v15", "parameters": core.Null()},
+        "encrypted_key": public_key.encrypt(key, padding.PKCS1v15()),
+    })
+    enveloped = cms.EnvelopedData({
+        "version": "v0",
+        "recipient_infos": [cms.RecipientInfo({"ktri": ktri})],
+        "encrypted_content_info": {
+            "content_type": "data",
+            "content_encryption_algorithm": {
+                "algorithm": cipher.oid, "parameters": core.OctetString(iv),
+            },
+            "encrypted_content": encrypted,
+        },
+    })
+    return _dump(cms.ContentInfo({"content_type": "enveloped_data", "content": enveloped}))
+
+
+def open_envelope(
+    der: bytes, recipients: Sequence[Credential], what: str = "pkcsPKIEnvelope"
+) -> tuple[bytes, ContentCipher]:
+    """Decrypt a ContentInfo(EnvelopedData) addressed to one of `recipients`."""
+    info = load(cms.ContentInfo, der, what)
+    with contained(what):
+        if info["content_type"].dotted != OID_ENVELOPED_DATA:
+            raise ScepError(ScepErrorReason.WRONG_CONTENT_TYPE,
+                            f"{what}: content type {info['content_type'].dotted}, "
+                            "expected envelopedData")
+        ed = info["content"]
+        eci = ed["encrypted_content_info"]
+        cipher = ContentCipher.from_oid(eci["content_encryption_algorithm"]["algorithm"].dotted)
+        iv_value = eci["content_encryption_algorithm"]["parameters"]
+        iv = core.OctetString.load(iv_value.dump()).native
+        if not isinstance(iv, bytes) or len(iv) != cipher.block_size:
+            raise ScepError(ScepErrorReason.MALFORMED, f"{what}: bad {cipher.name} IV")
+        ciphertext = _encrypted_content(eci, what)
+        ktri, credential = _pick_recipient(ed["recipient_infos"], recipients, what)
+        algo = ktri["key_encryption_algorithm"]["algorithm"].dotted
+        if algo != RSA_ENCRYPTION_OID:
+            raise ScepError(ScepErrorReason.UNSUPPORTED_ALGORITHM,
+                            f"{what}: unsupported key transport {algo}")
+        private_key = credential.private_key
+        if not isinstance(private_key, rsa.RSAPrivateKey):
+            raise ScepError(ScepErrorReason.UNSUPPORTED_ALGORITHM,
+                            f"{what}: our recipient key is not RSA")
+        try:
+            key = private_key.decrypt(bytes(ktri["encrypted_key"].native), padding.PKCS1v15())
+        except ValueError:
+            raise ScepError(ScepErrorReason.DECRYPTION_FAILED,
+                            f"{what}: key transport decryption failed") from None
+        if len(key) != cipher.key_size:  # also what OpenSSL's implicit rejection yields
+            raise ScepError(ScepErrorReason.DECRYPTION_FAILED,
+                            f"{what}: key transport decryption failed")
+        return cipher.decrypt(key, iv, ciphertext), cipher
+
+
+def _encrypted_content(eci: cms.EncryptedContentInfo, what: str) -> bytes:
+    """encryptedContent [0] IMPLICIT OCTET STRING, primitive or constructed (BER)."""
+    elements = ber_elements(eci.contents)
+    if len(elements) != 3 or elements[2][:1] != (2,) or elements[2][2] != 0:
+        raise ScepError(ScepErrorReason.MALFORMED, f"{what}: no encrypted content")
+    _, method, _, contents = elements[2]
+    return ber_octets(method, contents)
+
+
+def _pick_recipient(
+    infos: cms.RecipientInfos, recipients: Sequence[Credential], what: str
+) -> tuple[cms.KeyTransRecipientInfo, Credential]:
+    ktris = [ri.chosen for ri in infos if ri.name == "ktri"]
+    if not ktris:
+        raise ScepError(ScepErrorReason.UNSUPPORTED_ALGORITHM,
+                        f"{what}: no key-transport RecipientInfo")
+    for ktri in ktris:
+        rid = ktri["rid"]
+        if rid.name == "subject_key_identifier":
+            issuer, serial, ski = None, None, bytes(rid.chosen.native)
+        else:
+            issuer = rid.chosen["issuer"]
+            serial, ski = int(rid.chosen["serial_number"].native), None
+        for cred in recipients:
+            if cert_matches(to_asn1_certificate(cred.certificate), issuer, serial, ski):
+                return ktri, cred
+    raise ScepError(ScepErrorReason.NOT_A_RECIPIENT,
+                    f"{what}: not encrypted to any of our certificates")
+
+
+# ------------------------------------------------------------------------ certs-only bundle
+
+
+def certs_only(
+    certificates: Sequence[x509.Certificate],
+    crls: Sequence[x509.CertificateRevocationList] = (),
+) -> bytes:
+    """A degenerate certs-only SignedData (no signers; RFC 8894 §3.4 "degenerate")."""
+    fields: dict[str, object] = {
+        "version": "v1",
+        "digest_algorithms": [],
+        "encap_content_info": {"content_type": "data"},
+        "signer_infos": [],
+    }
+    if certificates:
+        fields["certificates"] = [to_asn1_certificate(c) for c in certificates]
+    if crls:
+        fields["crls"] = [
+            asn1_crl.CertificateList.load(c.public_bytes(serialization.Encoding.DER))
+            for c in crls
+        ]
+    sd = cms.SignedData(fields)
+    return _dump(cms.ContentInfo({"content_type": "signed_data", "content": sd}))
+
+
+def read_certs_only(
+    der: bytes, what: str
+) -> tuple[tuple[x509.Certificate, ...], tuple[x509.CertificateRevocationList, ...]]:
+    """Certificates and CRLs of a (normally degenerate) ContentInfo(SignedData)."""
+    info = load(cms.ContentInfo, der, what)
+    with contained(what):
+        if info["content_type"].dotted != OID_SIGNED_DATA:
+            raise ScepError(ScepErrorReason.WRONG_CONTENT_TYPE,
+                            f"{what}: content type {info['content_type'].dotted}, "
+                            "expected signedData")
+        sd = info["content"]
+        certs: list[x509.Certificate] = []
+        if not isinstance(sd["certificates"], core.Void):
+            for choice in sd["certificates"]:
+                if choice.name == "certificate":
+                    certs.append(to_certificate(choice.chosen, f"{what} certificate"))
+        crls: list[x509.CertificateRevocationList] = []
+        if not isinstance(sd["crls"], core.Void):
+            for choice in sd["crls"]:
+                if choice.name == "crl":
+                    crls.append(x509.load_der_x509_crl(choice.chosen.dump()))
+        return tuple(certs), tuple(crls)
+
+
+def _dump(value: core.Asn1Value) -> bytes:
+    return bytes(value.dump())
+
+
+def _octets(value: core.Asn1Value, what: str) -> bytes:
+    native = value.native
+    if not isinstance(native, bytes):
+        raise ScepError(ScepErrorReason.MALFORMED, f"{what}: content is not an OCTET STRING")
+    return native
