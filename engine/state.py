@@ -29,7 +29,7 @@ class Commit:
     rollback_to: int = 0
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class CommitHistory:
     """A persistent list of commits, newest first: appending shares everything before."""
 
@@ -45,6 +45,16 @@ class CommitHistory:
         while node is not None and node.head is not None:
             yield node.head
             node = node.rest
+
+    def __eq__(self, other: object) -> bool:
+        # Iterative: the generated __eq__ would recurse once per commit.
+        if not isinstance(other, CommitHistory):
+            return NotImplemented
+        return self.count == other.count and all(a == b for a, b in zip(self, other,
+                                                                          strict=True))
+
+    def __hash__(self) -> int:
+        return hash((self.count, self.head))
 
     def find(self, commit_id: int) -> Commit | None:
         return next((c for c in self if c.commit_id == commit_id), None)

@@ -1,0 +1,139 @@
+"""Replay equals live: whatever sequence of commands ran, folding the log from disk (from the
+start, or from a snapshot plus the tail) gives the same state and the same show outputs."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import hypothesis.strategies as st
+import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
+
+from engine import Engine, snapshot
+from engine.ports import FakeClock
+from engine.state import DeviceState, replay_rows
+from engine_support import SHOWS, open_engine
+from events.filelog import FileEventLog
+
+NAMES = st.sampled_from(["r1", "r2", "edge-7", "core01"])
+DOMAINS = st.sampled_from(["example.com", "lab.example.net", "a.b"])
+
+
+def replayed(path: Path, use_snapshot: bool) -> DeviceState:
+    with FileEventLog.open(path / "log", readonly=True) as log:
+        state = snapshot.load(path / "snapshots", log) if use_snapshot else None
+        state = state or DeviceState()
+        return replay_rows(state, log.read_rows(state.seq + 1))
+
+
+def shows(state: DeviceState) -> dict[str, str]:
+    frozen = Engine.frozen(state)
+    return {line: frozen.execute(line).output for line in SHOWS}
+
+
+class ReplayEqualsLive(RuleBasedStateMachine):
+    @initialize()
+    def start(self) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix="tl-replay-"))
+        self.clock = FakeClock()
+        self.engine = open_engine(self.dir, self.clock)
+
+    def teardown(self) -> None:
+        self.engine.close()
+
+    def _run(self, line: str, answers: list[str] | None = None) -> None:
+        self.clock.advance(1)
+        self.engine.execute(line, answers=answers)
+
+    @rule()
+    def configure(self) -> None:
+        self._run("configure")
+
+    @rule(name=NAMES)
+    def hostname(self, name: str) -> None:
+        self._run(f"hostname {name}")
+
+    @rule(domain=DOMAINS)
+    def domain(self, domain: str) -> None:
+        self._run(f"domain name {domain}")
+
+    @rule(what=st.sampled_from(["no hostname", "no domain name"]))
+    def remove(self, what: str) -> None:
+        self._run(what)
+
+    @rule(line=st.sampled_from(["commit", "abort", "exit", "show configuration"]))
+    def session(self, line: str) -> None:
+        self._run(line, ["yes"])
+
+    @rule(answer=st.sampled_from(["yes", "no", "cancel", ""]))
+    def end(self, answer: str) -> None:
+        self._run("end", [answer])
+
+    @rule(n=st.integers(1, 3))
+    def rollback(self, n: int) -> None:
+        self._run(f"rollback configuration last {n}")
+
+    @rule()
+    def snapshot_now(self) -> None:
+        snapshot.save(self.dir / "snapshots", self.engine.state, self.engine.store.head)
+
+    @invariant()
+    def replay_equals_live(self) -> None:
+        if not hasattr(self, "engine"):
+            return
+        live = self.engine.state
+        for use_snapshot in (False, True):
+            again = replayed(self.dir, use_snapshot)
+            assert again == live
+        assert shows(live) == shows(replayed(self.dir, False))
+
+
+ReplayEqualsLive.TestCase.settings = settings(
+    max_examples=40, stateful_step_count=25, deadline=None,
+    suppress_health_check=[HealthCheck.too_slow])
+TestReplayEqualsLive = ReplayEqualsLive.TestCase
+
+
+def test_reopen_uses_the_snapshot_and_matches_a_full_replay(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(snapshot, "EVERY", 5)
+    e = open_engine(tmp_path)
+    for i in range(12):
+        e.execute("configure")
+        e.execute(f"hostname r{i}")
+        e.execute("end", answers=["yes"])
+    e.close()
+    snaps = sorted((tmp_path / "snapshots").glob("*.snap"))
+    assert [int(p.stem) for p in snaps] == [10, 12]  # every 5 events, the last two kept
+    loaded: list[DeviceState | None] = []
+    real_load = snapshot.load
+    monkeypatch.setattr(snapshot, "load", lambda d, log: loaded.append(real_load(d, log))
+                        or loaded[-1])
+    again = open_engine(tmp_path)
+    assert loaded[0] is not None and loaded[0].seq == 12
+    assert again.state == replayed(tmp_path, use_snapshot=False)
+    assert again.state.hostname == "r11"
+    again.close()
+
+
+def test_a_snapshot_that_no_longer_matches_the_log_is_ignored(tmp_path: Path) -> None:
+    e = open_engine(tmp_path)
+    for line in ("configure", "hostname r1", "commit", "hostname r2", "commit", "end"):
+        e.execute(line)
+    state, head = e.state, e.store.head
+    e.close()
+    bogus = snapshot.encode(state, (head[0], b"\x00" * 32))
+    (tmp_path / "snapshots").mkdir(exist_ok=True)
+    for p in (tmp_path / "snapshots").glob("*.snap"):
+        p.unlink()
+    (tmp_path / "snapshots" / f"{head[0]:020d}.snap").write_bytes(bogus)
+    with FileEventLog.open(tmp_path / "log", readonly=True) as log:
+        assert snapshot.load(tmp_path / "snapshots", log) is None
+    (tmp_path / "snapshots" / f"{head[0]:020d}.snap").write_bytes(b"\x92garbage")
+    with FileEventLog.open(tmp_path / "log", readonly=True) as log:
+        assert snapshot.load(tmp_path / "snapshots", log) is None
+    reopened = open_engine(tmp_path)
+    assert reopened.state == state
+    reopened.close()
