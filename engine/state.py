@@ -88,11 +88,20 @@ _FOLDS: dict[str, Fold] = {}
 
 def evolves(event_type: type[E]) -> Callable[[Callable[[DeviceState, E, int], DeviceState]],
                                             Callable[[DeviceState, E, int], DeviceState]]:
-    """Register the fold of one event type: `fn(state, event, at_us) -> state`."""
+    """Register a fold of one event type: `fn(state, event, at_us) -> state`. Several
+    features may fold the same event (a commit that removes a trustpoint also drops its
+    certificates): their folds are chained in registration order into one callable."""
 
     def register(fn: Callable[[DeviceState, E, int], DeviceState]
                  ) -> Callable[[DeviceState, E, int], DeviceState]:
-        _FOLDS[event_type.type_name] = fn
+        before = _FOLDS.get(event_type.type_name)
+        if before is None:
+            _FOLDS[event_type.type_name] = fn
+        else:
+            def chained(state: DeviceState, ev: Any, at: int) -> DeviceState:
+                return fn(before(state, ev, at), ev, at)
+
+            _FOLDS[event_type.type_name] = chained
         return fn
 
     return register
