@@ -17,6 +17,7 @@ import hmac
 from dataclasses import dataclass
 
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 from engine.ca.errors import CAError, FailInfo, ScepRefusal
 from engine.ca.profile import REASONS, serial_hex
@@ -106,6 +107,14 @@ def _our_current_certificate(state: CAState, der: bytes, now: int) -> str | None
     return serial
 
 
+def _spki_of(der: bytes) -> bytes | None:
+    try:
+        return x509.load_der_x509_certificate(der).public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    except ValueError:
+        return None
+
+
 def _authorize_challenge(state: CAState, cmd: Enroll, policy: Policy,
                          now: int) -> tuple[str, list[Event]]:
     presented = cmd.challenge_sha256
@@ -128,18 +137,21 @@ def _authorize_challenge(state: CAState, cmd: Enroll, policy: Policy,
 
 def decide_enrollment(state: CAState, cmd: Enroll, policy: Policy, now: int) -> list[Event]:
     """Events for a PKCSReq/RenewalReq. A re-sent request (same transactionID, same key) yields
-    no events: its answer follows from the request's recorded status (see `reply_status`)."""
+    no events: its answer follows from the request's recorded status (see `reply_status`).
+    A renewal reusing a finished transaction's ID (see `_renews_anew`) replaces that entry in
+    the state's request table; the log keeps both."""
     _require_initialized(state)
     if cmd.message_type not in (PKCS_REQ, RENEWAL_REQ):
         raise ScepRefusal(FailInfo.BAD_REQUEST, f"messageType {cmd.message_type} is not a "
                                                 "certificate request")
     known = state.requests.get(cmd.transaction_id)
+    renewal_of = _our_current_certificate(state, cmd.signer_certificate, now)
     if known is not None:
         if known.public_key != cmd.public_key:
             raise ScepRefusal(FailInfo.BAD_REQUEST, f"transactionID {cmd.transaction_id} was "
                                                     "used before with a different key")
-        return []
-    renewal_of = _our_current_certificate(state, cmd.signer_certificate, now)
+        if not _renews_anew(known, renewal_of):
+            return []  # a re-send (or a poll by PKCSReq): answered from the recorded status
     events: list[Event] = []
     if renewal_of is not None:
         authorization = "renewal"
@@ -147,6 +159,11 @@ def decide_enrollment(state: CAState, cmd: Enroll, policy: Policy, now: int) -> 
         raise ScepRefusal(FailInfo.BAD_REQUEST,
                           "a RenewalReq must be signed by a current certificate of this CA")
     else:
+        # RFC 8894 §2.3: the self-signed certificate of a first request "MUST use the same
+        # subject name and key as in the PKCS #10 request" (we check the key).
+        if _spki_of(cmd.signer_certificate) != cmd.public_key:
+            raise ScepRefusal(FailInfo.BAD_REQUEST, "the pkiMessage is not signed with the key "
+                                                    "the request is for")
         authorization, events = _authorize_challenge(state, cmd, policy, now)
     received = RequestReceived(cmd.transaction_id, cmd.message_type, cmd.subject,
                                cmd.subject_text, cmd.public_key, cmd.requested_extensions,
@@ -155,6 +172,16 @@ def decide_enrollment(state: CAState, cmd: Enroll, policy: Policy, now: int) -> 
     if policy.approval is Approval.AUTO:
         events.append(RequestApproved(cmd.transaction_id, "auto"))
     return events
+
+
+def _renews_anew(known: Request, renewal_of: str | None) -> bool:
+    """A request for a known transactionID and key starts a new transaction only when it is a
+    renewal signed by one of our certificates other than the one the recorded request renewed:
+    clients that derive the transactionID from the key (micromdm) reuse it when they renew
+    with the same key. Anything else with that ID and key is the same request sent again."""
+    if renewal_of is None or renewal_of == known.renewal_of:
+        return False
+    return known.status in (RequestStatus.ISSUED, RequestStatus.REJECTED)
 
 
 def _pending(state: CAState, txid: str) -> Request:

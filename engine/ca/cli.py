@@ -1,0 +1,293 @@
+"""`trustledger ca ...`: the built-in CA's command line.
+
+    trustledger ca init DIR [--subject DN] [--key rsa:2048|rsa:4096|ecdsa:p256] [--days N]
+                            [--cert-days N] [--ra]
+    trustledger ca serve DIR [--host 127.0.0.1] [--port N] [--challenge PW] [--strict]
+                             [--approval auto|manual | --manual] [--public-url URL]
+    trustledger ca challenge DIR [--valid-minutes N]   (the password alone on the last line)
+    trustledger ca requests DIR [--all]
+    trustledger ca approve DIR TXID
+    trustledger ca reject DIR TXID [--reason TEXT]
+    trustledger ca revoke DIR SERIAL [--reason R]
+    trustledger ca list DIR
+
+`--days` is the CA certificate's validity (default 3650), `--cert-days` that of the
+certificates it issues (default 365). Approval: `--approval auto` (default) issues at once to a
+request with a valid challenge password (static `--challenge`, or one-time from `ca challenge`)
+or a renewal signed by a current certificate; `--approval manual` (shorthand `--manual`)
+answers PENDING until `ca approve` / `ca reject`.
+
+While `ca serve` runs it holds the CA log's write lock. `challenge`, `approve`, `reject` and
+`revoke` then go through the server's loopback admin endpoint (engine/ca/admin.py); `requests`
+and `list` read the log read-only. Without a running server they act on DIR directly.
+
+The integrator's `trustledger` calls `register(subparsers)`; every leaf sets `func`, so
+`args.func(args)` runs the command and returns the exit status. `python -m engine.ca.cli ...`
+works stand-alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives import hashes
+
+from engine.ca import admin
+from engine.ca.decide import Approval
+from engine.ca.errors import CAError
+from engine.ca.ports import KEY_SPECS, from_micros, to_micros
+from engine.ca.profile import REASONS
+from engine.ca.service import (
+    DEFAULT_CA_DAYS,
+    DEFAULT_CERTIFICATE_DAYS,
+    DEFAULT_SUBJECT,
+    BuiltinCA,
+    CALocked,
+)
+from engine.ca.state import RequestStatus
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the `ca` command and its subcommands to a `trustledger` parser."""
+    ca = subparsers.add_parser("ca", help="the built-in SCEP CA",
+                               description="The built-in SCEP CA (RFC 8894).")
+    sub = ca.add_subparsers(dest="ca_command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("init", help="create a CA in DIR")
+    p.add_argument("dir", type=Path, metavar="DIR")
+    p.add_argument("--subject", default=DEFAULT_SUBJECT, metavar="DN",
+                   help=f"CA subject, RFC 4514 or /-separated (default {DEFAULT_SUBJECT!r})")
+    p.add_argument("--key", default="rsa:2048", choices=KEY_SPECS, help="CA key type")
+    p.add_argument("--days", type=_positive, default=DEFAULT_CA_DAYS, metavar="N",
+                   help=f"CA certificate validity in days (default {DEFAULT_CA_DAYS})")
+    p.add_argument("--cert-days", type=_positive, default=DEFAULT_CERTIFICATE_DAYS,
+                   metavar="N", help="validity of issued certificates in days "
+                                     f"(default {DEFAULT_CERTIFICATE_DAYS})")
+    p.add_argument("--ra", action="store_true",
+                   help="separate RA signing and encryption certificates (like Windows NDES)")
+    p.set_defaults(func=_init)
+
+    p = sub.add_parser("serve", help="run the SCEP server")
+    p.add_argument("dir", type=Path, metavar="DIR")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8080, help="TCP port (0 = any free port)")
+    p.add_argument("--challenge", metavar="PW", help="static challenge password")
+    p.add_argument("--strict", action="store_true",
+                   help="refuse DES, 3DES and SHA-1 with badAlg")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--approval", choices=[a.value for a in Approval], default="auto",
+                      help="auto: issue at once to authorized requests; manual: PENDING "
+                           "until `ca approve`")
+    mode.add_argument("--manual", dest="approval", action="store_const", const="manual",
+                      help="same as --approval manual")
+    p.add_argument("--public-url", metavar="URL",
+                   help="base URL clients reach this server at (for the CRL distribution "
+                        "point; default: the bound address)")
+    p.set_defaults(func=_serve)
+
+    p = sub.add_parser("challenge", help="mint a one-time challenge password")
+    p.add_argument("dir", type=Path, metavar="DIR")
+    p.add_argument("--valid-minutes", type=_positive, default=60, metavar="N")
+    p.set_defaults(func=_challenge)
+
+    p = sub.add_parser("requests", help="list pending requests (--all: every request)")
+    p.add_argument("dir", type=Path, metavar="DIR")
+    p.add_argument("--all", action="store_true")
+    p.set_defaults(func=_requests)
+
+    for name, func in (("approve", _approve), ("reject", _reject)):
+        p = sub.add_parser(name, help=f"{name} a pending request")
+        p.add_argument("dir", type=Path, metavar="DIR")
+        p.add_argument("txid", metavar="TXID", help="its transaction ID (see `ca requests`)")
+        if name == "reject":
+            p.add_argument("--reason", default="", metavar="TEXT")
+        p.set_defaults(func=func)
+
+    p = sub.add_parser("revoke", help="revoke a certificate and issue a new CRL")
+    p.add_argument("dir", type=Path, metavar="DIR")
+    p.add_argument("serial", metavar="SERIAL", help="hex serial (see `ca list`)")
+    p.add_argument("--reason", default="unspecified", metavar="R",
+                   help=f"RFC 5280 reason: {', '.join(REASONS)}")
+    p.set_defaults(func=_revoke)
+
+    p = sub.add_parser("list", help="list issued certificates")
+    p.add_argument("dir", type=Path, metavar="DIR")
+    p.set_defaults(func=_list)
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError("must be positive")
+    return value
+
+
+def _fingerprint(der_cert: Any) -> str:
+    return ":".join(f"{b:02X}" for b in der_cert.fingerprint(hashes.SHA256()))
+
+
+def _init(args: argparse.Namespace) -> int:
+    with BuiltinCA.init(args.dir, subject=args.subject, key=args.key, days=args.days,
+                        certificate_days=args.cert_days, ra=args.ra) as ca:
+        cert = ca.ca_certificate
+        print(f"CA initialized in {args.dir}")
+        print(f"  subject:      {cert.subject.rfc4514_string()}")
+        print(f"  key:          {args.key} ({args.dir / 'ca.key'}, mode 0600)")
+        print(f"  certificate:  {args.dir / 'ca.pem'}")
+        print(f"  fingerprint:  SHA256 {_fingerprint(cert)}")
+        print(f"  valid until:  {cert.not_valid_after_utc:%Y-%m-%d %H:%M:%S} UTC")
+        ra = ca.ra_certificates()
+        if ra is not None:
+            print(f"  RA signing:   {ra[0].subject.rfc4514_string()}")
+            print(f"  RA encryption:{ra[1].subject.rfc4514_string()}")
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from engine.ca.server import serve  # the HTTP stack only for this command
+
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    with BuiltinCA.open(args.dir) as ca:
+        server = serve(ca, args.host, args.port, approval=Approval(args.approval),
+                       challenge=args.challenge, strict=args.strict, public_url=args.public_url)
+        try:
+            print(f"SCEP server for {ca.ca_certificate.subject.rfc4514_string()} "
+                  f"listening on {server.url}")
+            print(f"  enrollment URLs: {server.scep_url}  {server.url}/cgi-bin/pkiclient.exe")
+            print(f"  CRL:             {server.crl_url}")
+            print(f"  approval: {args.approval}; static challenge: "
+                  f"{'yes' if args.challenge else 'no'}; strict: "
+                  f"{'yes' if args.strict else 'no'}", flush=True)
+            stop.wait()
+        finally:
+            server.stop()
+    return 0
+
+
+def _on_ca(root: Path, local: Callable[[BuiltinCA], dict[str, Any]], action: str,
+           remote_args: dict[str, Any]) -> dict[str, Any]:
+    """Run a write command on DIR directly, or through the running server's admin endpoint."""
+    try:
+        ca = BuiltinCA.open(root)
+    except CALocked:
+        return admin.call(root, action, remote_args)
+    with ca:
+        return local(ca)
+
+
+def _challenge(args: argparse.Namespace) -> int:
+    minutes = args.valid_minutes
+    result = _on_ca(args.dir, lambda ca: {
+        "password": ca.mint_challenge(timedelta(minutes=minutes))}, "challenge",
+        {"valid_minutes": minutes})
+    print(f"One-time challenge password (valid for {minutes} minutes, usable once):")
+    print(result["password"])
+    return 0
+
+
+def _approve(args: argparse.Namespace) -> int:
+    def local(ca: BuiltinCA) -> dict[str, Any]:
+        cert = ca.approve(args.txid)
+        return {"serial": cert.serial if cert else None}
+
+    result = _on_ca(args.dir, local, "approve", {"transaction_id": args.txid})
+    if result.get("serial"):
+        print(f"Request {args.txid} approved; certificate {result['serial']} issued.")
+    else:
+        print(f"Request {args.txid} approved; the certificate is issued when `ca serve` "
+              "next runs.")
+    return 0
+
+
+def _reject(args: argparse.Namespace) -> int:
+    def local(ca: BuiltinCA) -> dict[str, Any]:
+        ca.reject(args.txid, args.reason)
+        return {}
+
+    _on_ca(args.dir, local, "reject", {"transaction_id": args.txid, "reason": args.reason})
+    print(f"Request {args.txid} rejected.")
+    return 0
+
+
+def _revoke(args: argparse.Namespace) -> int:
+    result = _on_ca(args.dir, lambda ca: {"crl_number": ca.revoke(args.serial, args.reason)
+                                          .number}, "revoke",
+                    {"serial": args.serial, "reason": args.reason})
+    print(f"Certificate {args.serial} revoked ({args.reason}); CRL number "
+          f"{result['crl_number']} issued.")
+    return 0
+
+
+def _time(us: int) -> str:
+    return f"{from_micros(us):%Y-%m-%d %H:%M:%S}"
+
+
+def _requests(args: argparse.Namespace) -> int:
+    with BuiltinCA.open(args.dir, readonly=True) as ca:
+        reqs = ca.requests(None if args.all else RequestStatus.PENDING)
+    if not reqs:
+        print("No pending requests." if not args.all else "No requests.")
+        return 0
+    rows = [(r.transaction_id, r.status.value, {19: "PKCSReq", 17: "RenewalReq"}.get(
+        r.message_type, str(r.message_type)), r.authorization, _time(r.received_at),
+        r.subject_text) for r in reqs]
+    _table(("TRANSACTION ID", "STATUS", "TYPE", "AUTHORIZED BY", "RECEIVED (UTC)", "SUBJECT"),
+           rows)
+    return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    with BuiltinCA.open(args.dir, readonly=True) as ca:
+        certs = ca.certificates()
+        now = to_micros(ca.clock.now())
+    if not certs:
+        print("No certificates issued.")
+        return 0
+    rows = []
+    for c in certs:
+        if c.revoked_at is not None:
+            status = f"revoked ({c.revocation_reason})"
+        elif c.not_after < now:
+            status = "expired"
+        else:
+            status = "valid"
+        rows.append((c.serial, status, _time(c.not_after), c.subject_text))
+    _table(("SERIAL", "STATUS", "NOT AFTER (UTC)", "SUBJECT"), rows)
+    return 0
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
+    for line in (header, *rows):
+        print("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip())
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="trustledger")
+    register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["ca", *argv] if argv is not None and argv[:1] != ["ca"]
+                             else argv)
+    func: Handler = args.func
+    try:
+        return func(args)
+    except CAError as e:
+        print(e.message, file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

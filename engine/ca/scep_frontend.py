@@ -1,0 +1,224 @@
+"""The CA's SCEP operations (RFC 8894 §3.5, §4) over the sans-I/O core in engine/scep.
+
+`ScepFrontend` is the application behind the HTTP adapter: bytes in, bytes out. It parses and
+verifies a pkiMessage with the core, turns it into a CA command, runs it on `BuiltinCA`, and
+answers with a CertRep built with the request's own digest and cipher (signatureAlgorithm
+rsaEncryption, by the core). Everything a peer gets wrong becomes a CertRep FAILURE with its
+failInfo when the request's transactionID and senderNonce could be read, else HTTP 400.
+
+Policy applied here (the core leaves it to us): `strict` refuses DES, 3DES and SHA-1 with
+badAlg; a signingTime more than `signing_time_tolerance` from our clock gets badTime; CertPoll
+is answered only to the key of the pending request (or its renewal signer); GetCert and GetCRL
+only for our own issuer name.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import timedelta
+from http import HTTPStatus
+
+import structlog
+from asn1crypto import csr as asn1_csr
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from engine.adapters.scep_server import HttpError
+from engine.ca.decide import Enroll, Policy, ReplyStatus
+from engine.ca.errors import CAError, ScepRefusal
+from engine.ca.profile import serial_hex
+from engine.ca.service import BuiltinCA, Enrolled, challenge_digest
+from engine.scep import (
+    Capabilities,
+    Capability,
+    ContentCipher,
+    Credential,
+    DigestAlgorithm,
+    FailInfo,
+    MessageType,
+    ReplyTo,
+    ScepError,
+    ScepRequest,
+    build_ca_certificates,
+    build_cert_rep_failure,
+    build_cert_rep_pending,
+    build_cert_rep_success,
+    check_signing_time,
+    new_nonce,
+    parse_request,
+)
+
+log = structlog.get_logger("trustledger.ca.scep")
+
+CAPABILITIES = Capabilities.of(
+    Capability.AES, Capability.DES3, Capability.POST_PKI_OPERATION, Capability.RENEWAL,
+    Capability.SHA1, Capability.SHA256, Capability.SHA384, Capability.SHA512,
+    Capability.SCEP_STANDARD)
+STRICT_CAPABILITIES = Capabilities(CAPABILITIES.keywords - {Capability.DES3, Capability.SHA1})
+WEAK_CIPHERS = frozenset({ContentCipher.DES_CBC, ContentCipher.DES_EDE3_CBC})
+DEFAULT_SIGNING_TIME_TOLERANCE = timedelta(hours=24)
+
+
+class ScepFrontend:
+    def __init__(self, ca: BuiltinCA, policy: Policy, *, strict: bool = False,
+                 signing_time_tolerance: timedelta = DEFAULT_SIGNING_TIME_TOLERANCE) -> None:
+        self.ca = ca
+        self.policy = policy
+        self.strict = strict
+        self.tolerance = signing_time_tolerance
+        self._signer = Credential(*ca.signer())
+        decrypter = Credential(*ca.decrypter())
+        # In --ra mode requests go to the RA encryption certificate; clients that envelope to
+        # every certificate of GetCACert (micromdm) also list the others, which is fine.
+        self._recipients = [decrypter]
+        self._caps = (STRICT_CAPABILITIES if strict else CAPABILITIES).render()
+        ra = ca.ra_certificates()
+        self._ca_cert_answer = build_ca_certificates(ca.ca_certificate, ra or ())
+
+    # -- the ScepApplication protocol --------------------------------------------------------
+
+    def get_ca_caps(self) -> bytes:
+        return self._caps
+
+    def get_ca_cert(self) -> tuple[str, bytes]:
+        return self._ca_cert_answer
+
+    def crl(self) -> bytes:
+        return self.ca.current_crl().der
+
+    def pki_operation(self, message: bytes, peer: str) -> bytes:
+        try:
+            req = parse_request(message, recipients=self._recipients)
+        except ScepError as e:
+            if e.reply_to is None:
+                raise HttpError(HTTPStatus.BAD_REQUEST, f"not a pkiMessage: {e.detail}") from None
+            log.info("scep refused", peer=peer, transaction_id=e.reply_to.transaction_id,
+                     reason=e.reason.value, detail=e.detail)
+            return self._failure(e.reply_to, e.fail_info or FailInfo.BAD_REQUEST, e.detail)
+        try:
+            self._check_policy(req)
+            return self._answer(req, peer)
+        except ScepError as e:
+            log.info("scep refused", peer=peer, transaction_id=req.transaction_id,
+                     reason=e.reason.value, detail=e.detail)
+            return self._failure(req.reply_to, e.fail_info or FailInfo.BAD_REQUEST, e.detail)
+        except ScepRefusal as e:
+            log.info("scep refused", peer=peer, transaction_id=req.transaction_id,
+                     detail=e.message)
+            return self._failure(req.reply_to, e.fail_info, e.message.removeprefix("% "))
+        except CAError as e:
+            log.info("scep refused", peer=peer, transaction_id=req.transaction_id,
+                     detail=e.message)
+            return self._failure(req.reply_to, FailInfo.BAD_REQUEST,
+                                 e.message.removeprefix("% "))
+
+    # -- policy and dispatch -----------------------------------------------------------------
+
+    def _check_policy(self, req: ScepRequest) -> None:
+        if self.strict and (req.cipher in WEAK_CIPHERS or req.digest is DigestAlgorithm.SHA1):
+            raise ScepRefusal(FailInfo.BAD_ALG, f"{req.cipher.name} / {req.digest.caps_keyword} "
+                                                "refused (strict mode)")
+        check_signing_time(req.signing_time, now=self.ca.clock.now(), tolerance=self.tolerance)
+
+    def _answer(self, req: ScepRequest, peer: str) -> bytes:
+        mt = req.message_type
+        if mt in (MessageType.PKCS_REQ, MessageType.RENEWAL_REQ):
+            return self._reply(req, self.ca.enroll(self._enroll_command(req), self.policy,
+                                                   actor=f"scep:{peer}"))
+        if mt is MessageType.CERT_POLL:
+            return self._reply(req, self._poll(req))
+        if mt is MessageType.GET_CERT:
+            return self._success(req, certificates=[self._get_cert(req)])
+        if mt is MessageType.GET_CRL:
+            self._check_issuer(req)
+            crl = x509.load_der_x509_crl(self.ca.current_crl().der)
+            return self._success(req, crls=[crl])
+        raise ScepRefusal(FailInfo.BAD_REQUEST, f"{mt.label} is not a request this CA serves")
+
+    def _enroll_command(self, req: ScepRequest) -> Enroll:
+        assert req.csr is not None  # the core sets it for PKCSReq/RenewalReq
+        csr = req.csr.csr
+        password = req.csr.challenge_password
+        return Enroll(
+            transaction_id=req.transaction_id,
+            message_type=int(req.message_type),
+            subject=csr.subject.public_bytes(),
+            subject_text=csr.subject.rfc4514_string(),
+            public_key=csr.public_key().public_bytes(
+                serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo),
+            requested_extensions=_requested_extensions(req.csr.der),
+            signer_certificate=req.signer_certificate.public_bytes(serialization.Encoding.DER),
+            challenge_sha256=challenge_digest(password) if password else None,
+        )
+
+    def _poll(self, req: ScepRequest) -> Enrolled:
+        known = self.ca.state.requests.get(req.transaction_id)
+        if known is None:
+            raise ScepRefusal(FailInfo.BAD_CERT_ID,
+                              f"no request with transactionID {req.transaction_id}")
+        signer = req.signer_certificate
+        signer_spki = signer.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+        if signer_spki != known.public_key and (
+                signer.public_bytes(serialization.Encoding.DER) != known.signer_certificate):
+            raise ScepRefusal(FailInfo.BAD_REQUEST,
+                              "CertPoll not signed by the requester of that transaction")
+        return self.ca.poll(req.transaction_id)
+
+    def _check_issuer(self, req: ScepRequest) -> int:
+        ias = req.issuer_and_serial
+        assert ias is not None
+        if ias.issuer != self.ca.ca_certificate.subject:
+            raise ScepRefusal(FailInfo.BAD_CERT_ID, "not this CA's issuer name")
+        return ias.serial_number
+
+    def _get_cert(self, req: ScepRequest) -> x509.Certificate:
+        serial = self._check_issuer(req)
+        issued = self.ca.certificate(serial_hex(serial))
+        if issued is None:
+            raise ScepRefusal(FailInfo.BAD_CERT_ID, f"no certificate with serial {serial:x}")
+        return x509.load_der_x509_certificate(issued.certificate)
+
+    # -- CertReps ----------------------------------------------------------------------------
+
+    def _reply(self, req: ScepRequest, outcome: Enrolled) -> bytes:
+        if outcome.status is ReplyStatus.SUCCESS:
+            assert outcome.certificate is not None
+            cert = x509.load_der_x509_certificate(outcome.certificate.certificate)
+            return self._success(req, certificates=[cert])
+        if outcome.status is ReplyStatus.PENDING:
+            return build_cert_rep_pending(req.reply_to, signer=self._signer,
+                                          sender_nonce=self._nonce(),
+                                          signing_time=self.ca.clock.now())
+        return self._failure(req.reply_to, FailInfo.BAD_REQUEST,
+                             outcome.reason or "request rejected")
+
+    def _success(self, req: ScepRequest, *, certificates: list[x509.Certificate] | None = None,
+                 crls: list[x509.CertificateRevocationList] | None = None) -> bytes:
+        return build_cert_rep_success(req.reply_to, signer=self._signer,
+                                      sender_nonce=self._nonce(),
+                                      random_bytes=self.ca.randomness.token_bytes,
+                                      certificates=certificates or (), crls=crls or (),
+                                      signing_time=self.ca.clock.now())
+
+    def _failure(self, reply_to: ReplyTo, fail_info: FailInfo, text: str) -> bytes:
+        if self.strict and reply_to.digest is DigestAlgorithm.SHA1:
+            # Strict mode signs nothing with SHA-1, not even the refusal.
+            reply_to = dataclasses.replace(reply_to, digest=DigestAlgorithm.SHA256)
+        return build_cert_rep_failure(reply_to, fail_info, signer=self._signer,
+                                      sender_nonce=self._nonce(),
+                                      signing_time=self.ca.clock.now(),
+                                      fail_info_text=text[:200])
+
+    def _nonce(self) -> bytes:
+        return new_nonce(self.ca.randomness.token_bytes)
+
+
+def _requested_extensions(csr_der: bytes) -> bytes:
+    """The DER Extensions of the PKCS#10 extensionRequest attribute (RFC 2985 §5.4.2), or b""."""
+    info = asn1_csr.CertificationRequest.load(csr_der)["certification_request_info"]
+    for attr in info["attributes"]:
+        if attr["type"].dotted == "1.2.840.113549.1.9.14":
+            values = list(attr["values"])
+            return bytes(values[0].dump()) if values else b""
+    return b""

@@ -1,0 +1,109 @@
+"""`serve(ca, host, port)`: run the built-in CA's SCEP server in background threads.
+
+    server = serve(ca, "127.0.0.1", 0, approval=Approval.MANUAL, challenge="secret")
+    server.url          # http://127.0.0.1:PORT           (IOS appends /cgi-bin/pkiclient.exe)
+    server.scep_url     # http://127.0.0.1:PORT/scep      (micromdm scepclient's -server-url)
+    server.crl_url      # http://127.0.0.1:PORT/crl/ca.crl (the CDP of issued certificates)
+    server.stop()
+
+Besides HTTP it runs the CRL upkeep: a thread re-issues the CRL once less than half of its
+lifetime is left before nextUpdate (checked every `crl_check_interval` seconds, and on every
+CRL download).
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+
+import structlog
+
+from engine.adapters import scep_server
+from engine.ca.admin import AdminEndpoint, remove_admin_file, write_admin_file
+from engine.ca.decide import Approval, Policy
+from engine.ca.errors import CAError
+from engine.ca.scep_frontend import ScepFrontend
+from engine.ca.service import CRL_PATH, BuiltinCA, challenge_digest
+
+log = structlog.get_logger("trustledger.ca")
+
+
+@dataclass
+class CAServer:
+    url: str  # base URL
+    admin_url: str | None
+    ca: BuiltinCA
+    _running: scep_server.RunningServer
+    _token: str
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _upkeep: threading.Thread | None = None
+
+    @property
+    def scep_url(self) -> str:
+        return self.url + "/scep"
+
+    @property
+    def crl_url(self) -> str:
+        return self.url + CRL_PATH
+
+    @property
+    def port(self) -> int:
+        return self._running.port
+
+    def stop(self) -> None:
+        """Stop serving (the CA stays open; close it yourself)."""
+        self._stop.set()
+        self._running.stop()
+        if self._upkeep is not None:
+            self._upkeep.join(timeout=5)
+        if self.admin_url is not None:
+            remove_admin_file(self.ca.root, self._token)
+
+    def __enter__(self) -> CAServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def serve(ca: BuiltinCA, host: str = "127.0.0.1", port: int = 0, *,
+          approval: Approval = Approval.AUTO, challenge: str | None = None,
+          strict: bool = False, public_url: str | None = None, admin: bool = True,
+          crl_check_interval: float = 60.0) -> CAServer:
+    """Serve `ca` over SCEP on host:port (0 = ephemeral). `challenge` is a static challenge
+    password (one-time ones from `ca.mint_challenge()` work too); `strict` refuses DES, 3DES and
+    SHA-1 with badAlg; `public_url` is the base URL clients reach us at, for the CDP (default
+    the bound address); `admin` publishes the loopback admin endpoint in DIR/admin.json."""
+    policy = Policy(approval, challenge_digest(challenge) if challenge else None)
+    frontend = ScepFrontend(ca, policy, strict=strict)
+    token = ca.randomness.token_bytes(32).hex()
+
+    def ready(base_url: str) -> None:
+        # Before the first request is served: certificates issued from now on carry a CDP.
+        ca.crl_url = (public_url or base_url).rstrip("/") + CRL_PATH
+        ca.issue_approved()
+        ca.refresh_crl()
+
+    running = scep_server.start(frontend, host, port, admin=AdminEndpoint(ca) if admin else None,
+                                admin_token=token, before_serving=ready)
+    server = CAServer(running.url, running.admin_url, ca, running, token)
+    if running.admin_url is not None:
+        write_admin_file(ca.root, running.admin_url, token, server.scep_url)
+    server._upkeep = threading.Thread(target=_crl_upkeep, args=(ca, server._stop,
+                                                                crl_check_interval),
+                                      name="ca-crl-upkeep", daemon=True)
+    server._upkeep.start()
+    log.info("ca serving", url=server.url, approval=approval.value, strict=strict,
+             static_challenge=challenge is not None)
+    return server
+
+
+def _crl_upkeep(ca: BuiltinCA, stop: threading.Event, interval: float) -> None:
+    while not stop.wait(interval):
+        try:
+            crl = ca.refresh_crl()
+        except CAError as e:  # e.g. the log refused the append: keep the old CRL, retry later
+            log.warning("crl refresh failed", error=str(e))
+            continue
+        if crl is not None:
+            log.info("crl issued", number=crl.number)

@@ -1,0 +1,251 @@
+"""The CA's pure rules: decide_* over states folded with evolve (no keys, no clock, no I/O)."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+from ca_support import T0, enroll_cmd, rsa_key, self_signed
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+
+from engine.ca.decide import (
+    RENEWAL_REQ,
+    Approval,
+    Policy,
+    ReplyStatus,
+    decide_approve,
+    decide_crl,
+    decide_enrollment,
+    decide_issue,
+    decide_mint_challenge,
+    decide_reject,
+    decide_revoke,
+    reply_status,
+)
+from engine.ca.errors import CAError, ScepRefusal
+from engine.ca.ports import to_micros
+from engine.ca.state import CAState, RequestStatus, evolve
+from engine.errors import Reason
+from engine.scep.types import FailInfo
+from events.ca import (
+    CAInitialized,
+    ChallengeConsumed,
+    CRLIssued,
+    RequestApproved,
+    RequestReceived,
+)
+from events.registry import Event
+
+NOW = to_micros(T0)
+HOUR = 3600 * 1_000_000
+STATIC = Policy(Approval.AUTO, hashlib.sha256(b"static-pw").digest())
+MANUAL = Policy(Approval.MANUAL, hashlib.sha256(b"static-pw").digest())
+
+
+def fold(state: CAState, events: list[Event], at: int = NOW) -> CAState:
+    for ev in events:
+        state = evolve(state, ev, at)
+    return state
+
+
+@pytest.fixture
+def ca() -> CAState:
+    return fold(CAState(), [
+        CAInitialized("CN=Test CA", "rsa:2048", b"ca-der", None, None, 365, 7 * 86400),
+        CRLIssued(1, b"crl-1", NOW, NOW + 7 * 86400 * 1_000_000),
+    ])
+
+
+def test_evolve_leaves_the_old_state_unchanged(ca: CAState) -> None:
+    cmd = enroll_cmd(rsa_key(1), "r1", challenge="static-pw")
+    after = fold(ca, decide_enrollment(ca, cmd, STATIC, NOW))
+    assert cmd.transaction_id in after.requests
+    assert cmd.transaction_id not in ca.requests
+    assert len(ca.requests) == 0 and len(after.requests) == 1
+
+
+def test_static_challenge_auto_approves(ca: CAState) -> None:
+    cmd = enroll_cmd(rsa_key(1), "r1", challenge="static-pw")
+    events = decide_enrollment(ca, cmd, STATIC, NOW)
+    assert [type(e) for e in events] == [RequestReceived, RequestApproved]
+    received = events[0]
+    assert isinstance(received, RequestReceived)
+    assert received.authorization == "challenge:static"
+    assert received.subject_text == "CN=r1,O=Example"
+    assert fold(ca, events).requests[cmd.transaction_id].status is RequestStatus.APPROVED
+
+
+@pytest.mark.parametrize("challenge", ["wrong", None])
+def test_wrong_or_missing_challenge_is_bad_request(ca: CAState, challenge: str | None) -> None:
+    cmd = enroll_cmd(rsa_key(1), "r1", challenge=challenge)
+    with pytest.raises(ScepRefusal) as e:
+        decide_enrollment(ca, cmd, STATIC, NOW)
+    assert e.value.fail_info is FailInfo.BAD_REQUEST
+
+
+def test_manual_mode_without_challenge_is_pending(ca: CAState) -> None:
+    cmd = enroll_cmd(rsa_key(1), "r1")
+    state = fold(ca, decide_enrollment(ca, cmd, MANUAL, NOW))
+    assert state.requests[cmd.transaction_id].status is RequestStatus.PENDING
+    assert state.requests[cmd.transaction_id].authorization == "none"
+    assert reply_status(state, cmd.transaction_id) is ReplyStatus.PENDING
+
+
+def test_manual_mode_still_refuses_a_wrong_challenge(ca: CAState) -> None:
+    with pytest.raises(ScepRefusal):
+        decide_enrollment(ca, enroll_cmd(rsa_key(1), "r1", challenge="nope"), MANUAL, NOW)
+
+
+def test_one_time_challenge_is_consumed_once(ca: CAState) -> None:
+    digest = hashlib.sha256(b"otp-1").digest()
+    state = fold(ca, decide_mint_challenge(ca, digest, NOW + HOUR))
+    first = enroll_cmd(rsa_key(1), "r1", challenge="otp-1")
+    events = decide_enrollment(state, first, Policy(), NOW)
+    assert ChallengeConsumed(digest, first.transaction_id) in events
+    state = fold(state, events)
+    assert state.challenges[digest.hex()].consumed_by == first.transaction_id
+    second = enroll_cmd(rsa_key(2), "r2", challenge="otp-1")
+    with pytest.raises(ScepRefusal, match="used before") as e:
+        decide_enrollment(state, second, Policy(), NOW)
+    assert e.value.fail_info is FailInfo.BAD_REQUEST
+
+
+def test_expired_one_time_challenge_is_refused(ca: CAState) -> None:
+    digest = hashlib.sha256(b"otp-2").digest()
+    state = fold(ca, decide_mint_challenge(ca, digest, NOW + HOUR))
+    with pytest.raises(ScepRefusal, match="expired"):
+        decide_enrollment(state, enroll_cmd(rsa_key(1), "r1", challenge="otp-2"), Policy(),
+                          NOW + HOUR + 1)
+
+
+def test_resent_request_same_key_yields_nothing_and_keeps_status(ca: CAState) -> None:
+    cmd = enroll_cmd(rsa_key(1), "r1")
+    state = fold(ca, decide_enrollment(ca, cmd, MANUAL, NOW))
+    assert decide_enrollment(state, cmd, MANUAL, NOW + 1) == []
+    assert reply_status(state, cmd.transaction_id) is ReplyStatus.PENDING
+
+
+def test_replayed_transaction_id_with_another_key_is_refused(ca: CAState) -> None:
+    cmd = enroll_cmd(rsa_key(1), "r1", txid="TX1")
+    state = fold(ca, decide_enrollment(ca, cmd, MANUAL, NOW))
+    with pytest.raises(ScepRefusal, match="different key") as e:
+        decide_enrollment(state, enroll_cmd(rsa_key(2), "r1", txid="TX1"), MANUAL, NOW)
+    assert e.value.fail_info is FailInfo.BAD_REQUEST
+
+
+def _issued_state(ca: CAState) -> tuple[CAState, bytes, str]:
+    """A state where request TX1 got a certificate (its DER returned)."""
+    key = rsa_key(1)
+    name = x509.Name.from_rfc4514_string("CN=r1")
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(0xABCDEF0123456789AB)
+            .not_valid_before(T0).not_valid_after(T0.replace(year=2027))
+            .sign(key, hashes.SHA256()))
+    der = cert.public_bytes(serialization.Encoding.DER)
+    cmd = enroll_cmd(key, "r1", txid="TX1", challenge="static-pw")
+    state = fold(ca, decide_enrollment(ca, cmd, STATIC, NOW))
+    serial = format(cert.serial_number, "x")
+    state = fold(state, decide_issue(state, "TX1", serial, der, NOW, to_micros(
+        T0.replace(year=2027))))
+    return state, der, serial
+
+
+def test_issue_requires_approval_and_a_fresh_serial(ca: CAState) -> None:
+    state, der, serial = _issued_state(ca)
+    assert reply_status(state, "TX1") is ReplyStatus.SUCCESS
+    assert state.certificates[serial].certificate == der
+    with pytest.raises(CAError, match="not approved"):
+        decide_issue(state, "TX1", "1234", der, NOW, NOW)
+    pending = fold(state, decide_enrollment(state, enroll_cmd(rsa_key(2), "r2", txid="TX2"),
+                                            MANUAL, NOW))
+    with pytest.raises(CAError, match="not approved"):
+        decide_issue(pending, "TX2", "99", der, NOW, NOW)
+    approved = fold(pending, decide_approve(pending, "TX2"))
+    with pytest.raises(CAError, match="issued before"):
+        decide_issue(approved, "TX2", serial, der, NOW, NOW)
+
+
+def test_renewal_signed_by_our_certificate_needs_no_challenge(ca: CAState) -> None:
+    state, der, serial = _issued_state(ca)
+    for mt in (RENEWAL_REQ, 19):  # RenewalReq, and PKCSReq signed by the current certificate
+        cmd = enroll_cmd(rsa_key(3), "r1", txid=f"RENEW{mt}", signer=der, message_type=mt)
+        events = decide_enrollment(state, cmd, Policy(), NOW)
+        received = events[0]
+        assert isinstance(received, RequestReceived)
+        assert (received.authorization, received.renewal_of) == ("renewal", serial)
+        assert isinstance(events[-1], RequestApproved)
+
+
+def test_renewal_with_revoked_or_foreign_certificate_is_refused(ca: CAState) -> None:
+    state, der, serial = _issued_state(ca)
+    foreign = enroll_cmd(rsa_key(3), "r1", txid="R1", message_type=RENEWAL_REQ)
+    with pytest.raises(ScepRefusal, match="current certificate of this CA"):
+        decide_enrollment(state, foreign, Policy(), NOW)
+    revoked = fold(state, decide_revoke(state, serial, "keyCompromise", NOW))
+    cmd = enroll_cmd(rsa_key(3), "r1", txid="R2", signer=der, message_type=RENEWAL_REQ)
+    with pytest.raises(ScepRefusal, match="revoked"):
+        decide_enrollment(revoked, cmd, Policy(), NOW)
+
+
+def test_approve_and_reject_only_pending_requests(ca: CAState) -> None:
+    cmd = enroll_cmd(rsa_key(1), "r1", txid="TXP")
+    state = fold(ca, decide_enrollment(ca, cmd, MANUAL, NOW))
+    with pytest.raises(CAError) as missing:
+        decide_approve(state, "nope")
+    assert missing.value.reason is Reason.NOT_FOUND
+    rejected = fold(state, decide_reject(state, "TXP", ""))
+    assert rejected.requests["TXP"].status is RequestStatus.REJECTED
+    assert reply_status(rejected, "TXP") is ReplyStatus.FAILURE
+    with pytest.raises(CAError) as again:
+        decide_approve(rejected, "TXP")
+    assert again.value.reason is Reason.NOT_ALLOWED
+
+
+def test_revoke_once_with_a_known_reason(ca: CAState) -> None:
+    state, _, serial = _issued_state(ca)
+    with pytest.raises(CAError):
+        decide_revoke(state, "feed", "unspecified", NOW)
+    with pytest.raises(CAError):
+        decide_revoke(state, serial, "bored", NOW)
+    # serials are matched in any case and with leading zeros / colons
+    events = decide_revoke(state, "00:" + serial.upper(), "superseded", NOW)
+    state = fold(state, events)
+    assert state.revoked == (serial,)
+    assert state.certificates[serial].revocation_reason == "superseded"
+    with pytest.raises(CAError, match="already revoked"):
+        decide_revoke(state, serial, "superseded", NOW)
+
+
+def test_crl_numbers_increase_by_one(ca: CAState) -> None:
+    with pytest.raises(CAError):
+        decide_crl(ca, 3, b"crl", NOW, NOW + 1)
+    state = fold(ca, decide_crl(ca, 2, b"crl-2", NOW, NOW + 1))
+    assert state.crl is not None and (state.crl.number, state.crl.der) == (2, b"crl-2")
+
+
+def test_nothing_but_init_on_an_uninitialized_ca() -> None:
+    with pytest.raises(CAError, match="not initialized"):
+        decide_enrollment(CAState(), enroll_cmd(rsa_key(1), "r1"), Policy(), NOW)
+
+
+
+def test_renewal_reusing_a_finished_transaction_id_is_a_new_transaction(ca: CAState) -> None:
+    # micromdm derives the transactionID from the key and renews with the same key.
+    state, der, serial = _issued_state(ca)
+    renewal = enroll_cmd(rsa_key(1), "r1", txid="TX1", signer=der, message_type=RENEWAL_REQ)
+    events = decide_enrollment(state, renewal, Policy(), NOW)
+    assert [type(e) for e in events] == [RequestReceived, RequestApproved]
+    state = fold(state, events)
+    assert state.requests["TX1"].renewal_of == serial
+    assert state.requests["TX1"].status is RequestStatus.APPROVED
+    # the same renewal sent again (same signer) is a re-send, not a third transaction
+    assert decide_enrollment(state, renewal, Policy(), NOW) == []
+
+
+def test_first_request_must_be_signed_with_the_requested_key(ca: CAState) -> None:
+    cmd = enroll_cmd(rsa_key(1), "r1", challenge="static-pw",
+                     signer=self_signed(rsa_key(2), "r1"))
+    with pytest.raises(ScepRefusal, match="not signed with the key") as e:
+        decide_enrollment(ca, cmd, STATIC, NOW)
+    assert e.value.fail_info is FailInfo.BAD_REQUEST
