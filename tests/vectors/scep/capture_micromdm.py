@@ -29,7 +29,6 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.parse
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
@@ -149,8 +148,8 @@ def main() -> None:
         out: dict[str, bytes] = {}
         n = len(rec.exchanges)
         assert run_client(proxy_port, work / "c1", "router1.example.com", CHALLENGE) == 0
-        caps = [e for e in rec.exchanges[n:] if "GetCACaps" in str(e["path"])][0]
-        cacert = [e for e in rec.exchanges[n:] if "GetCACert" in str(e["path"])][0]
+        caps = next(e for e in rec.exchanges[n:] if "GetCACaps" in str(e["path"]))
+        cacert = next(e for e in rec.exchanges[n:] if "GetCACert" in str(e["path"]))
         out["getcacaps_micromdm.txt"] = bytes(caps["response"])  # type: ignore[arg-type]
         out["getcacert_micromdm.der"] = bytes(cacert["response"])  # type: ignore[arg-type]
         (op,) = pki_ops(rec, n)
