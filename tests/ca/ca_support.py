@@ -5,9 +5,14 @@ from __future__ import annotations
 
 import functools
 import hashlib
+
+# SCEP client side
+import http.client
+import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, urlsplit
 
 from asn1crypto import csr as asn1_csr
 from cryptography import x509
@@ -17,6 +22,23 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from engine.ca.decide import PKCS_REQ, Enroll
 from engine.ca.ports import FixedClock, PrivateKey, SeededRandomness
 from engine.ca.service import BuiltinCA
+from engine.scep import (
+    CertRep,
+    ContentCipher,
+    Credential,
+    DigestAlgorithm,
+    RequestParameters,
+    build_cert_poll,
+    build_get_cert,
+    build_get_crl,
+    build_pkcs_req,
+    build_renewal_req,
+    encode_message_param,
+    new_nonce,
+    parse_ca_certificates,
+    parse_cert_rep,
+    transaction_id_for,
+)
 
 T0 = datetime(2026, 11, 27, 12, 0, 0, tzinfo=UTC)
 
@@ -102,3 +124,90 @@ def enroll_cmd(key: PrivateKey, cn: str, *, txid: str | None = None,
         signer_certificate=signer if signer is not None else self_signed(key, cn),
         challenge_sha256=hashlib.sha256(challenge.encode()).digest() if challenge else None,
     )
+
+
+# -- an in-process SCEP client over HTTP, built on engine/scep ---------------------------------
+
+def http_request(url: str, method: str = "GET", body: bytes | None = None,
+                 headers: dict[str, str] | None = None) -> tuple[int, str, bytes]:
+    u = urlsplit(url)
+    assert u.hostname is not None and u.port is not None
+    conn = http.client.HTTPConnection(u.hostname, u.port, timeout=30)
+    try:
+        path = u.path + (f"?{u.query}" if u.query else "")
+        conn.request(method, path, body=body, headers=headers or {})
+        resp = conn.getresponse()
+        return resp.status, resp.headers.get("Content-Type", ""), resp.read()
+    finally:
+        conn.close()
+
+
+class ScepTestClient:
+    """One device identity enrolling against `scep_url` with our own SCEP core."""
+
+    def __init__(self, scep_url: str, key: rsa.RSAPrivateKey, cn: str, *,
+                 signing_time: datetime | None = T0) -> None:
+        self.url = scep_url
+        self.key = key
+        self.cn = cn
+        self.signing_time = signing_time
+        self.credential = Credential(x509.load_der_x509_certificate(self_signed(key, cn)), key)
+        status, ctype, body = http_request(f"{scep_url}?operation=GetCACert")
+        assert status == 200
+        self.cas = parse_ca_certificates(ctype, body)
+        self.transaction_id = transaction_id_for(key.public_key())
+
+    def params(self, *, cipher: ContentCipher = ContentCipher.AES_128_CBC,
+               digest: DigestAlgorithm = DigestAlgorithm.SHA256,
+               signer: Credential | None = None, transaction_id: str | None = None,
+               signing_time: datetime | None = None) -> RequestParameters:
+        return RequestParameters(
+            signer=signer or self.credential, recipient=self.cas.recipient,
+            transaction_id=transaction_id or self.transaction_id,
+            sender_nonce=new_nonce(os.urandom), cipher=cipher, digest=digest,
+            signing_time=signing_time or self.signing_time)
+
+    def csr(self, challenge: str | None) -> x509.CertificateSigningRequest:
+        return make_csr(self.key, self.cn, challenge=challenge, dns=(f"{self.cn}.example.com",))
+
+    def send(self, der: bytes, params: RequestParameters, *, get: bool = False) -> CertRep:
+        if get:
+            status, ctype, body = http_request(
+                f"{self.url}?operation=PKIOperation&message="
+                f"{quote(encode_message_param(der), safe='')}")
+        else:
+            status, ctype, body = http_request(f"{self.url}?operation=PKIOperation", "POST", der)
+        assert status == 200, (status, body[:200])
+        assert ctype == "application/x-pki-message"
+        return parse_cert_rep(body, signers=[self.cas.signer],
+                              transaction_id=params.transaction_id,
+                              sender_nonce=params.sender_nonce, recipient=params.signer)
+
+    def enroll(self, challenge: str | None = None, *, get: bool = False,
+               **kw: Any) -> CertRep:
+        p = self.params(**kw)
+        return self.send(build_pkcs_req(p, self.csr(challenge), random_bytes=os.urandom), p,
+                         get=get)
+
+    def renew(self, current: x509.Certificate, *, renewal_req: bool = True,
+              **kw: Any) -> CertRep:
+        p = self.params(signer=Credential(current, self.key), **kw)
+        build = build_renewal_req if renewal_req else build_pkcs_req
+        return self.send(build(p, self.csr(None), random_bytes=os.urandom), p)
+
+    def poll(self, **kw: Any) -> CertRep:
+        p = self.params(**kw)
+        der = build_cert_poll(p, issuer=self.cas.ca.subject,
+                              subject=x509.Name.from_rfc4514_string(f"CN={self.cn},O=Example"),
+                              random_bytes=os.urandom)
+        return self.send(der, p)
+
+    def get_cert(self, serial: int, **kw: Any) -> CertRep:
+        p = self.params(**kw)
+        return self.send(build_get_cert(p, issuer=self.cas.ca.subject, serial_number=serial,
+                                        random_bytes=os.urandom), p)
+
+    def get_crl(self, serial: int, **kw: Any) -> CertRep:
+        p = self.params(**kw)
+        return self.send(build_get_crl(p, issuer=self.cas.ca.subject, serial_number=serial,
+                                       random_bytes=os.urandom), p)

@@ -1,0 +1,251 @@
+"""Our SCEP client core against our CA over real loopback HTTP (in-process server)."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from asn1crypto import cms as asn1_cms
+from ca_support import T0, ScepTestClient, http_request, make_ca, rsa_key
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from engine.ca import Approval, BuiltinCA
+from engine.ca.server import CAServer, serve
+from engine.ca.state import RequestStatus
+from engine.scep import (
+    ContentCipher,
+    Credential,
+    DigestAlgorithm,
+    FailInfo,
+    PkiStatus,
+    build_pkcs_req,
+    parse_cert_rep,
+)
+
+PW = "static-secret"
+
+
+@pytest.fixture
+def ca(tmp_path: Path) -> Iterator[BuiltinCA]:
+    with make_ca(tmp_path / "ca", subject="CN=Test CA,O=Example") as ca:
+        yield ca
+
+
+@pytest.fixture
+def server(ca: BuiltinCA) -> Iterator[CAServer]:
+    with serve(ca, challenge=PW, admin=False) as srv:
+        yield srv
+
+
+def _verify_issued(ca: BuiltinCA, cert: x509.Certificate) -> None:
+    cert.verify_directly_issued_by(ca.ca_certificate)
+
+
+def test_enroll_with_static_challenge(ca: BuiltinCA, server: CAServer) -> None:
+    client = ScepTestClient(server.scep_url, rsa_key(1), "r1")
+    rep = client.enroll(PW)
+    assert rep.status is PkiStatus.SUCCESS
+    cert = rep.certificate_for(client.key.public_key())
+    assert cert is not None
+    _verify_issued(ca, cert)
+    assert ca.state.requests[client.transaction_id].status is RequestStatus.ISSUED
+    assert cert.serial_number >= 1 << 64
+    cdp = cert.extensions.get_extension_for_class(x509.CRLDistributionPoints).value
+    assert cdp[0].full_name is not None
+    assert cdp[0].full_name[0].value == server.crl_url
+    status, ctype, body = http_request(server.crl_url)
+    assert (status, ctype) == (200, "application/pkix-crl")
+    assert x509.load_der_x509_crl(body).is_signature_valid(ca.ca_certificate.public_key())
+
+
+@pytest.mark.parametrize(("cipher", "digest"), [
+    (ContentCipher.DES_CBC, DigestAlgorithm.SHA1),
+    (ContentCipher.DES_EDE3_CBC, DigestAlgorithm.SHA256),
+    (ContentCipher.AES_128_CBC, DigestAlgorithm.SHA512),
+    (ContentCipher.AES_256_CBC, DigestAlgorithm.SHA384),
+])
+def test_certrep_answers_with_the_requests_algorithms(
+        server: CAServer, cipher: ContentCipher, digest: DigestAlgorithm) -> None:
+    client = ScepTestClient(server.scep_url, rsa_key(2), "r2")
+    p = client.params(cipher=cipher, digest=digest)
+    der = build_pkcs_req(p, client.csr(PW), random_bytes=os.urandom)
+    status, _, body = http_request(f"{server.scep_url}?operation=PKIOperation", "POST", der)
+    assert status == 200
+    rep = parse_cert_rep(body, signers=[client.cas.signer], transaction_id=p.transaction_id,
+                         sender_nonce=p.sender_nonce, recipient=p.signer)
+    assert rep.status is PkiStatus.SUCCESS
+    assert (rep.cipher, rep.digest) == (cipher, digest)
+    signer_info = asn1_cms.ContentInfo.load(body)["content"]["signer_infos"][0]
+    assert signer_info["signature_algorithm"]["algorithm"].dotted == "1.2.840.113549.1.1.1"
+
+
+def test_get_pki_operation_works_like_post(server: CAServer) -> None:
+    client = ScepTestClient(server.scep_url, rsa_key(3), "r3")
+    assert client.enroll(PW, get=True).status is PkiStatus.SUCCESS
+
+
+def test_strict_refuses_des_and_sha1_with_bad_alg(ca: BuiltinCA) -> None:
+    with serve(ca, challenge=PW, strict=True, admin=False) as srv:
+        caps = http_request(f"{srv.scep_url}?operation=GetCACaps")[2].decode().split()
+        assert "DES3" not in caps and "SHA-1" not in caps and "AES" in caps
+        client = ScepTestClient(srv.scep_url, rsa_key(4), "r4")
+        for cipher, digest in ((ContentCipher.DES_CBC, DigestAlgorithm.SHA256),
+                               (ContentCipher.DES_EDE3_CBC, DigestAlgorithm.SHA256),
+                               (ContentCipher.AES_128_CBC, DigestAlgorithm.SHA1)):
+            rep = client.enroll(PW, cipher=cipher, digest=digest)
+            assert (rep.status, rep.fail_info) == (PkiStatus.FAILURE, FailInfo.BAD_ALG)
+            assert rep.digest is DigestAlgorithm.SHA256  # never signs with SHA-1 itself
+        assert client.enroll(PW).status is PkiStatus.SUCCESS
+    assert len(ca.state.requests) == 1
+
+
+def test_wrong_and_reused_challenges_fail_with_bad_request(ca: BuiltinCA,
+                                                           server: CAServer) -> None:
+    wrong = ScepTestClient(server.scep_url, rsa_key(5), "r5").enroll("not-it")
+    assert (wrong.status, wrong.fail_info) == (PkiStatus.FAILURE, FailInfo.BAD_REQUEST)
+    otp = ca.mint_challenge()
+    first = ScepTestClient(server.scep_url, rsa_key(6), "r6").enroll(otp)
+    assert first.status is PkiStatus.SUCCESS
+    again = ScepTestClient(server.scep_url, rsa_key(7), "r7").enroll(otp)
+    assert (again.status, again.fail_info) == (PkiStatus.FAILURE, FailInfo.BAD_REQUEST)
+    assert otp.encode() not in b"".join(p.read_bytes() for p in (ca.root / "log").iterdir())
+
+
+def test_manual_approval_pending_then_poll(ca: BuiltinCA) -> None:
+    with serve(ca, challenge=PW, approval=Approval.MANUAL, admin=False) as srv:
+        client = ScepTestClient(srv.scep_url, rsa_key(8), "r8")
+        assert client.enroll(PW).status is PkiStatus.PENDING
+        head = ca._log.head
+        # the same PKCSReq again (micromdm polls so): PENDING, and nothing recorded
+        assert client.enroll(PW).status is PkiStatus.PENDING
+        assert ca._log.head == head
+        assert client.poll().status is PkiStatus.PENDING
+        issued = ca.approve(client.transaction_id)
+        assert issued is not None
+        rep = client.poll()
+        assert rep.status is PkiStatus.SUCCESS
+        cert = rep.certificate_for(client.key.public_key())
+        assert cert is not None and format(cert.serial_number, "x") == issued.serial
+        assert client.enroll(PW).status is PkiStatus.SUCCESS  # re-send after issue: same cert
+        assert len(ca.state.certificates) == 1
+
+        rejected = ScepTestClient(srv.scep_url, rsa_key(9), "r9")
+        assert rejected.enroll(PW).status is PkiStatus.PENDING
+        ca.reject(rejected.transaction_id, "not on the list")
+        rep = rejected.poll()
+        assert (rep.status, rep.fail_info) == (PkiStatus.FAILURE, FailInfo.BAD_REQUEST)
+
+
+def test_poll_for_unknown_transaction_is_bad_cert_id(server: CAServer) -> None:
+    rep = ScepTestClient(server.scep_url, rsa_key(10), "r10").poll()
+    assert (rep.status, rep.fail_info) == (PkiStatus.FAILURE, FailInfo.BAD_CERT_ID)
+
+
+def test_get_cert_and_get_crl(ca: BuiltinCA, server: CAServer) -> None:
+    client = ScepTestClient(server.scep_url, rsa_key(11), "r11")
+    cert = client.enroll(PW).certificate_for(client.key.public_key())
+    assert cert is not None
+    fetched = client.get_cert(cert.serial_number)
+    assert fetched.status is PkiStatus.SUCCESS and fetched.certificates == (cert,)
+    missing = client.get_cert(12345)
+    assert (missing.status, missing.fail_info) == (PkiStatus.FAILURE, FailInfo.BAD_CERT_ID)
+    ca.revoke(format(cert.serial_number, "x"), "keyCompromise")
+    crl_rep = client.get_crl(cert.serial_number)
+    assert crl_rep.status is PkiStatus.SUCCESS and len(crl_rep.crls) == 1
+    entry = crl_rep.crls[0].get_revoked_certificate_by_serial_number(cert.serial_number)
+    assert entry is not None
+
+
+def test_renewal_as_renewal_req_and_as_pkcs_req_signed_by_current_cert(
+        ca: BuiltinCA, server: CAServer) -> None:
+    client = ScepTestClient(server.scep_url, rsa_key(12), "r12")
+    first = client.enroll(PW).certificate_for(client.key.public_key())
+    assert first is not None
+    renewed = client.renew(first, renewal_req=True)
+    assert renewed.status is PkiStatus.SUCCESS
+    second = renewed.certificate_for(client.key.public_key())
+    assert second is not None and second.serial_number != first.serial_number
+    # Cisco style: a PKCSReq (no challenge) signed by the current certificate, new key + txid
+    rekey = ScepTestClient(server.scep_url, rsa_key(13), "r12")
+    p = rekey.params(signer=Credential(second, client.key))
+    rep = rekey.send(build_pkcs_req(p, rekey.csr(None), random_bytes=os.urandom), p)
+    assert rep.status is PkiStatus.SUCCESS
+    third = rep.certificate_for(rekey.key.public_key())
+    assert third is not None
+    serial_of_second = format(second.serial_number, "x")
+    assert ca.state.requests[rekey.transaction_id].renewal_of == serial_of_second
+
+
+def test_renewal_with_a_revoked_certificate_fails(ca: BuiltinCA, server: CAServer) -> None:
+    client = ScepTestClient(server.scep_url, rsa_key(14), "r14")
+    cert = client.enroll(PW).certificate_for(client.key.public_key())
+    assert cert is not None
+    ca.revoke(format(cert.serial_number, "x"))
+    rep = client.renew(cert)
+    assert (rep.status, rep.fail_info) == (PkiStatus.FAILURE, FailInfo.BAD_REQUEST)
+
+
+def test_transaction_id_replayed_with_another_key_fails(server: CAServer) -> None:
+    first = ScepTestClient(server.scep_url, rsa_key(15), "r15")
+    assert first.enroll(PW).status is PkiStatus.SUCCESS
+    thief = ScepTestClient(server.scep_url, rsa_key(16), "r15")
+    rep = thief.enroll(PW, transaction_id=first.transaction_id)
+    assert (rep.status, rep.fail_info) == (PkiStatus.FAILURE, FailInfo.BAD_REQUEST)
+
+
+def test_signing_time_far_off_is_bad_time(server: CAServer) -> None:
+    client = ScepTestClient(server.scep_url, rsa_key(17), "r17")
+    rep = client.enroll(PW, signing_time=T0 - timedelta(days=3))
+    assert (rep.status, rep.fail_info) == (PkiStatus.FAILURE, FailInfo.BAD_TIME)
+
+
+def test_tampered_signature_is_bad_message_check(server: CAServer) -> None:
+    client = ScepTestClient(server.scep_url, rsa_key(18), "r18")
+    p = client.params()
+    der = bytearray(build_pkcs_req(p, client.csr(PW), random_bytes=os.urandom))
+    signature = bytes(asn1_cms.ContentInfo.load(bytes(der))["content"]["signer_infos"][0]
+                      ["signature"].native)
+    at = bytes(der).index(signature)
+    der[at + 10] ^= 0xFF
+    status, _, body = http_request(f"{server.scep_url}?operation=PKIOperation", "POST",
+                                   bytes(der))
+    assert status == 200
+    rep = parse_cert_rep(body, signers=[client.cas.signer], transaction_id=p.transaction_id,
+                         sender_nonce=p.sender_nonce, recipient=p.signer)
+    assert (rep.status, rep.fail_info) == (PkiStatus.FAILURE, FailInfo.BAD_MESSAGE_CHECK)
+
+
+def test_ra_mode(tmp_path: Path) -> None:
+    with make_ca(tmp_path / "ra", ra=True, key="ecdsa:p256") as ca, \
+            serve(ca, challenge=PW, admin=False) as srv:
+        status, ctype, _ = http_request(f"{srv.scep_url}?operation=GetCACert")
+        assert (status, ctype) == (200, "application/x-x509-ca-ra-cert")
+        client = ScepTestClient(srv.scep_url, rsa_key(19), "r19")
+        ra = ca.ra_certificates()
+        assert ra is not None
+        assert client.cas.ca == ca.ca_certificate
+        assert (client.cas.ra_signing, client.cas.ra_encryption) == ra
+        rep = client.enroll(PW)  # enveloped to the RA encryption cert; CertRep by RA signing
+        assert rep.status is PkiStatus.SUCCESS and rep.signer_certificate == ra[0]
+        cert = rep.certificate_for(client.key.public_key())
+        assert cert is not None
+        _verify_issued(ca, cert)
+
+
+def test_replay_equals_live(ca: BuiltinCA, server: CAServer, tmp_path: Path) -> None:
+    client = ScepTestClient(server.scep_url, rsa_key(20), "r20")
+    cert = client.enroll(PW).certificate_for(client.key.public_key())
+    assert cert is not None
+    ca.mint_challenge()
+    ca.revoke(format(cert.serial_number, "x"), "superseded")
+    live = ca.state
+    with BuiltinCA.open(ca.root, readonly=True) as again:
+        assert again.state == live
+    spki = client.key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    assert dataclasses.asdict(live.requests[client.transaction_id])["public_key"] == spki
