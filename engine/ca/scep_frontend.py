@@ -47,6 +47,7 @@ from engine.scep import (
     new_nonce,
     parse_request,
 )
+from engine.scep.attributes import check_transaction_id
 
 log = structlog.get_logger("trustledger.ca.scep")
 
@@ -89,12 +90,19 @@ class ScepFrontend:
     def pki_operation(self, message: bytes, peer: str) -> bytes:
         try:
             req = parse_request(message, recipients=self._recipients)
+        except x509.InvalidVersion:
+            # cryptography raises this (not ValueError) for a certificate with a bad version;
+            # the core lets it through, so it is caught here.
+            raise HttpError(HTTPStatus.BAD_REQUEST,
+                            "not a pkiMessage: a certificate has an invalid version") from None
         except ScepError as e:
-            if e.reply_to is None:
+            if e.reply_to is None or not _replyable(e.reply_to.transaction_id):
                 raise HttpError(HTTPStatus.BAD_REQUEST, f"not a pkiMessage: {e.detail}") from None
             log.info("scep refused", peer=peer, transaction_id=e.reply_to.transaction_id,
                      reason=e.reason.value, detail=e.detail)
             return self._failure(e.reply_to, e.fail_info or FailInfo.BAD_REQUEST, e.detail)
+        if not _replyable(req.transaction_id):
+            raise HttpError(HTTPStatus.BAD_REQUEST, "transactionID is not a PrintableString")
         try:
             self._check_policy(req)
             return self._answer(req, peer)
@@ -212,6 +220,17 @@ class ScepFrontend:
 
     def _nonce(self) -> bytes:
         return new_nonce(self.ca.randomness.token_bytes)
+
+
+def _replyable(transaction_id: str) -> bool:
+    """Whether a CertRep can echo this transactionID. The core reads UTF8String/IA5String IDs
+    too, but writes only PrintableStrings (RFC 8894 §3.2.1.1); an ID it cannot write gets an
+    HTTP 400 instead of a CertRep."""
+    try:
+        check_transaction_id(transaction_id)
+    except ValueError:
+        return False
+    return True
 
 
 def _requested_extensions(csr_der: bytes) -> bytes:

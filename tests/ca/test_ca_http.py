@@ -1,0 +1,155 @@
+"""The HTTP adapter under bad input: 4xx or a CertRep FAILURE, never a 500, never a crash."""
+
+from __future__ import annotations
+
+import os
+import random
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from ca_support import ScepTestClient, http_request, make_ca, rsa_key
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from engine.adapters.scep_server import decode_message_param
+from engine.ca.server import CAServer, serve
+from engine.scep import Capability, PkiStatus, build_pkcs_req, parse_capabilities
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CAServer]:
+    with make_ca(tmp_path_factory.mktemp("http") / "ca") as ca, \
+            serve(ca, challenge="pw", admin=False) as srv:
+        yield srv
+
+
+def test_caps_list_what_the_issue_requires(server: CAServer) -> None:
+    status, ctype, body = http_request(f"{server.scep_url}?operation=GetCACaps")
+    assert (status, ctype) == (200, "text/plain")
+    caps = parse_capabilities(body)
+    for cap in (Capability.POST_PKI_OPERATION, Capability.SHA256, Capability.SHA512,
+                Capability.AES, Capability.RENEWAL, Capability.SCEP_STANDARD,
+                Capability.SHA384, Capability.DES3):
+        assert cap in caps.keywords
+
+
+@pytest.mark.parametrize("path", ["/scep", "/cgi-bin/pkiclient.exe"])
+def test_get_ca_cert_on_both_paths(server: CAServer, path: str) -> None:
+    status, ctype, body = http_request(f"{server.url}{path}?operation=GetCACert")
+    assert (status, ctype) == (200, "application/x-x509-ca-cert")
+    assert x509.load_der_x509_certificate(body) == server.ca.ca_certificate
+
+
+def test_body_over_64k_is_413(server: CAServer) -> None:
+    status, _, _ = http_request(f"{server.scep_url}?operation=PKIOperation", "POST",
+                                b"\x30" * (64 * 1024 + 1))
+    assert status == 413
+    big = "A" * (100 * 1024)
+    assert http_request(f"{server.scep_url}?operation=PKIOperation&message={big}")[0] in (
+        413, 414)
+
+
+def test_post_without_content_length_is_411(server: CAServer) -> None:
+    host, port = server.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as s:
+        s.sendall(b"POST /scep?operation=PKIOperation HTTP/1.1\r\nHost: x\r\n"
+                  b"Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n")
+        assert s.recv(100).startswith(b"HTTP/1.1 411")
+
+
+@pytest.mark.parametrize(("query", "status"), [
+    ("operation=PKIOperation&message=%%%not-base64", 400),
+    ("operation=PKIOperation&message=", 400),
+    ("operation=PKIOperation", 400),
+    ("operation=GetNextCACert", 400),
+    ("", 400),
+])
+def test_malformed_queries_are_400(server: CAServer, query: str, status: int) -> None:
+    assert http_request(f"{server.scep_url}?{query}")[0] == status
+
+
+def test_unknown_path_is_404(server: CAServer) -> None:
+    assert http_request(f"{server.url}/admin/approve", "POST", b"{}")[0] == 404
+    assert http_request(f"{server.url}/")[0] == 404
+
+
+def test_garbage_der_is_400(server: CAServer) -> None:
+    for body in (b"\x00", b"\x30\x03\x02\x01", b"hello world", os.urandom(300)):
+        status, _, _ = http_request(f"{server.scep_url}?operation=PKIOperation", "POST", body)
+        assert status == 400
+
+
+def test_mutated_messages_never_get_a_500(server: CAServer) -> None:
+    client = ScepTestClient(server.scep_url, rsa_key(30), "fuzz")
+    p = client.params()
+    good = build_pkcs_req(p, client.csr("pw"), random_bytes=os.urandom)
+    rng = random.Random(8894)
+    statuses = set()
+    for _ in range(60):
+        der = bytearray(good)
+        for _ in range(rng.randint(1, 4)):
+            der[rng.randrange(len(der))] = rng.randrange(256)
+        if rng.random() < 0.2:
+            der = der[: rng.randrange(len(der))]
+        status, ctype, _ = http_request(f"{server.scep_url}?operation=PKIOperation", "POST",
+                                        bytes(der))
+        assert status in (200, 400), status
+        if status == 200:
+            assert ctype == "application/x-pki-message"
+        statuses.add(status)
+    assert http_request(f"{server.scep_url}?operation=GetCACaps")[0] == 200  # still serving
+    assert client.enroll("pw").status is PkiStatus.SUCCESS
+
+
+def test_message_param_decoding_tolerates_client_quirks() -> None:
+    der = bytes(range(256))
+    import base64
+    std = base64.b64encode(der).decode()
+    assert decode_message_param(std) == der  # raw '+' and '/'
+    assert decode_message_param(std.replace("+", "%2B").replace("/", "%2F")) == der
+    assert decode_message_param(base64.urlsafe_b64encode(der).decode().rstrip("=")) == der
+
+
+def test_crl_endpoint(server: CAServer) -> None:
+    status, ctype, body = http_request(server.crl_url)
+    assert (status, ctype) == (200, "application/pkix-crl")
+    crl = x509.load_der_x509_crl(body)
+    assert crl.issuer == server.ca.ca_certificate.subject
+
+
+def test_admin_endpoint_needs_the_token(tmp_path: Path) -> None:
+    with make_ca(tmp_path / "ca") as ca, serve(ca) as srv:
+        assert srv.admin_url is not None and (ca.root / "admin.json").exists()
+        assert (ca.root / "admin.json").stat().st_mode & 0o077 == 0
+        status, _, _ = http_request(f"{srv.admin_url}/admin/challenge", "POST", b"{}",
+                                       {"Authorization": "Bearer wrong"})
+        assert status == 403
+        assert len(ca.state.challenges) == 0
+    assert not (ca.root / "admin.json").exists()
+
+
+def test_key_file_is_private_and_never_in_the_log(tmp_path: Path) -> None:
+    with make_ca(tmp_path / "ca") as ca:
+        key_path = ca.root / "ca.key"
+        assert key_path.stat().st_mode & 0o777 == 0o600
+        pem = key_path.read_bytes()
+        assert pem.startswith(b"-----BEGIN PRIVATE KEY-----")  # PKCS#8
+        key = serialization.load_pem_private_key(pem, None)
+        der = key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption())
+        log_bytes = b"".join(p.read_bytes() for p in (ca.root / "log").iterdir())
+        assert der[-64:] not in log_bytes and pem[40:100] not in log_bytes
+
+
+
+
+def test_certificate_with_invalid_version_is_400(server: CAServer) -> None:
+    client = ScepTestClient(server.scep_url, rsa_key(31), "badversion")
+    der = build_pkcs_req(client.params(), client.csr("pw"), random_bytes=os.urandom)
+    version_v3 = b"\xa0\x03\x02\x01\x02"
+    assert version_v3 in der
+    bad = der.replace(version_v3, b"\xa0\x03\x02\x01\x3d", 1)
+    status, _, _ = http_request(f"{server.scep_url}?operation=PKIOperation", "POST", bad)
+    assert status == 400
