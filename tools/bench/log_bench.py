@@ -1,0 +1,401 @@
+"""Event log benchmark: our FileEventLog against the physical floors and `eventsourcing`.
+
+    python tools/bench/log_bench.py [--events N] [--dir DIR] [--keep]
+
+Everything is measured in one run, in one directory (so on one disk), and reported as a table
+plus ratios against named baselines from the same run (DESIGN.md: benchmarks print ratios,
+never absolute promises). See tools/bench/README.md for what each line means.
+
+Rows that hold the same events on every side: a `ConfigurationCommitted` of one hostname change
+(the engine's commit event); its stored row is about 200 bytes of msgpack. The raw decode floor
+reads back exactly our rows, each in its own length-prefixed frame.
+
+Replay (and the raw decode floor it is compared with) runs in a child process of its own, so
+its peak RSS (VmHWM) is not inflated by the parent that generated the log.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+REPO = Path(__file__).resolve().parents[2]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+import msgpack  # noqa: E402
+
+from events.codec import encode_core  # noqa: E402
+from events.device import ConfigurationCommitted  # noqa: E402
+from events.filelog import FileEventLog  # noqa: E402
+from events.registry import payload_of  # noqa: E402
+from events.store import GENESIS, PendingEvent, chain_hash  # noqa: E402
+
+RAW_RECORD = 200  # bytes per raw fdatasync-floor record
+BATCH = 100  # events per group commit / batched sync
+EPOCH_US = 1_700_000_000_000_000
+LENGTH = struct.Struct("<I")
+
+# -- the events all sides store -------------------------------------------------------------
+
+
+def commit_event(n: int) -> ConfigurationCommitted:
+    """Commit number n (0-based): the hostname goes from the previous commit's to its own."""
+    old = f"hostname edge-{n - 1:07d}" if n else None
+    return ConfigurationCommitted(1_000_000_001 + n, "admin", "", "",
+                                  ((("hostname",), old, f"hostname edge-{n:07d}"),))
+
+
+def pending(n: int) -> PendingEvent:
+    return PendingEvent(commit_event(n), "device", EPOCH_US + n, "admin", f"cmd-{n:07d}")
+
+
+def stored_rows(count: int) -> Iterator[list[Any]]:
+    """The rows our log stores for commits 0..count-1 (hash-chained), without a log."""
+    prev = GENESIS
+    for n in range(count):
+        ev = commit_event(n)
+        core = [n + 1, "device", ev.type_name, ev.version, EPOCH_US + n, "admin",
+                f"cmd-{n:07d}", payload_of(ev)]
+        prev = chain_hash(prev, encode_core(core))
+        yield [*core, prev]
+
+
+# -- results --------------------------------------------------------------------------------
+
+
+@dataclass
+class Result:
+    name: str
+    events: int
+    seconds: float
+    note: str = ""
+    rss_mb: float | None = None
+
+    @property
+    def rate(self) -> float:
+        return self.events / self.seconds
+
+
+def timed(name: str, events: int, fn: Callable[[], object], note: str = "") -> Result:
+    t0 = time.perf_counter()
+    fn()
+    return Result(name, events, time.perf_counter() - t0, note)
+
+
+# -- physical floors ------------------------------------------------------------------------
+
+
+def raw_sync_floor(path: Path, records: int, per_sync: int) -> Result:
+    """append + fdatasync of 200-byte records, `per_sync` writes per fdatasync."""
+    record = os.urandom(RAW_RECORD)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_TRUNC, 0o600)
+    try:
+        t0 = time.perf_counter()
+        for _ in range(records // per_sync):
+            for _ in range(per_sync):
+                os.write(fd, record)
+            os.fdatasync(fd)
+        seconds = time.perf_counter() - t0
+    finally:
+        os.close(fd)
+    return Result(f"raw append+fdatasync, {per_sync}/sync", records, seconds,
+                  f"{RAW_RECORD} B records")
+
+
+def write_raw_frames(path: Path, count: int) -> int:
+    """Our rows, each as its own length-prefixed msgpack frame; returns the file size."""
+    packer = msgpack.Packer(use_bin_type=True)
+    with open(path, "wb") as f:
+        for row in stored_rows(count):
+            body = packer.pack(row)
+            f.write(LENGTH.pack(len(body)) + body)
+    return path.stat().st_size
+
+
+def raw_decode(path: Path) -> int:
+    """The floor: read length-prefixed frames and unpack each (child process)."""
+    n = 0
+    unpackb, unpack_len, size = msgpack.unpackb, LENGTH.unpack, LENGTH.size
+    with open(path, "rb", buffering=1 << 20) as f:
+        read = f.read
+        while header := read(size):
+            (length,) = unpack_len(header)
+            unpackb(read(length))
+            n += 1
+    return n
+
+
+# -- ours ---------------------------------------------------------------------------------
+
+
+def ours_single_commits(root: Path, commits: int) -> Result:
+    with FileEventLog.open(root) as log:
+        log.append([pending(0)])  # segment creation is not a commit
+        t0 = time.perf_counter()
+        for n in range(1, commits + 1):
+            log.append([pending(n)])
+        seconds = time.perf_counter() - t0
+    return Result("ours: 1-event commits (append, fdatasync)", commits, seconds)
+
+
+def ours_group_commits(root: Path, groups: int) -> Result:
+    with FileEventLog.open(root) as log:
+        log.append([pending(0)])
+        n = 1
+        t0 = time.perf_counter()
+        for _ in range(groups):
+            with log.group_commit():
+                for _ in range(BATCH):
+                    log.append([pending(n)])
+                    n += 1
+        seconds = time.perf_counter() - t0
+    return Result(f"ours: group commit ({BATCH} appends/group_commit)", groups * BATCH, seconds)
+
+
+def ours_batches(root: Path, groups: int) -> Result:
+    with FileEventLog.open(root) as log:
+        log.append([pending(0)])
+        n = 1
+        t0 = time.perf_counter()
+        for _ in range(groups):
+            log.append([pending(i) for i in range(n, n + BATCH)])
+            n += BATCH
+        seconds = time.perf_counter() - t0
+    return Result(f"ours: {BATCH}-event batches (1 append each)", groups * BATCH, seconds)
+
+
+def generate_log(root: Path, events: int) -> Result:
+    """The replay log: one commit per append (as the engine writes it), group-committed."""
+    with FileEventLog.open(root) as log:
+        t0 = time.perf_counter()
+        for start in range(0, events, 10_000):
+            with log.group_commit():
+                for n in range(start, min(events, start + 10_000)):
+                    log.append([pending(n)])
+        seconds = time.perf_counter() - t0
+    return Result("ours: generate replay log (10k appends/group)", events, seconds,
+                  "setup, not a target")
+
+
+# -- eventsourcing (the library) ------------------------------------------------------------
+
+
+def eventsourcing_results(db: Path, saves: int, groups: int,
+                          aggregate_events: int) -> list[Result]:
+    from eventsourcing.application import Application
+    from eventsourcing.domain import Aggregate, event
+
+    class Router(Aggregate):
+        @event("Created")
+        def __init__(self, hostname: str) -> None:
+            self.hostname = hostname
+            self.commits = 0
+
+        @event("ConfigurationCommitted")
+        def commit(self, commit_id: int, user: str, old: str, new: str) -> None:
+            self.hostname = new
+            self.commits += 1
+
+    env = {"PERSISTENCE_MODULE": "eventsourcing.sqlite", "SQLITE_DBNAME": str(db)}
+    app: Application[UUID] = Application(env=env)
+
+    def commits(router: Router, first: int, count: int) -> None:
+        for n in range(first, first + count):
+            router.commit(1_000_000_001 + n, "admin", f"hostname edge-{n - 1:07d}",
+                          f"hostname edge-{n:07d}")
+
+    out = []
+    one = Router("edge-0")
+    app.save(one)
+    t0 = time.perf_counter()
+    for n in range(saves):
+        commits(one, n, 1)
+        app.save(one)
+    out.append(Result("eventsourcing: 1-event saves (SQLite file)", saves,
+                      time.perf_counter() - t0, "WAL, synchronous=FULL"))
+    many = Router("edge-0")
+    app.save(many)
+    t0 = time.perf_counter()
+    for g in range(groups):
+        commits(many, g * BATCH, BATCH)
+        app.save(many)
+    out.append(Result(f"eventsourcing: {BATCH}-event saves", groups * BATCH,
+                      time.perf_counter() - t0))
+    big = Router("edge-0")
+    for start in range(1, aggregate_events, 1000):
+        commits(big, start, min(1000, aggregate_events - start))
+        app.save(big)
+    t0 = time.perf_counter()
+    again: Router = app.repository.get(big.id)
+    seconds = time.perf_counter() - t0
+    assert again.version == aggregate_events and again.hostname == big.hostname
+    out.append(Result(f"eventsourcing: reconstruct {aggregate_events}-event aggregate",
+                      aggregate_events, seconds))
+    app.close()
+    return out
+
+
+# -- child processes (isolated peak RSS) ----------------------------------------------------
+
+
+def _peak_rss_mb() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")
+
+
+def child_replay(root: str) -> dict[str, Any]:
+    from engine.state import DeviceState, replay_rows
+
+    with FileEventLog.open(root, readonly=True) as log:
+        t0 = time.perf_counter()
+        state = replay_rows(DeviceState(), log.read_rows())
+        seconds = time.perf_counter() - t0
+    return {"events": state.seq, "seconds": seconds, "rss_mb": _peak_rss_mb(),
+            "check": state.hostname}
+
+
+def child_raw_decode(path: str) -> dict[str, Any]:
+    t0 = time.perf_counter()
+    n = raw_decode(Path(path))
+    return {"events": n, "seconds": time.perf_counter() - t0, "rss_mb": _peak_rss_mb()}
+
+
+def in_child(kind: str, arg: Path) -> dict[str, Any]:
+    out = subprocess.run([sys.executable, __file__, f"--child-{kind}", str(arg)], check=True,
+                         capture_output=True, text=True)
+    return json.loads(out.stdout)  # type: ignore[no-any-return]
+
+
+# -- report ---------------------------------------------------------------------------------
+
+
+def print_table(results: list[Result]) -> None:
+    print(f"{'measurement':<52} {'events':>9} {'seconds':>8} {'events/s':>11} {'peak RSS':>9}"
+          "  note")
+    for r in results:
+        rss = f"{r.rss_mb:.1f} MB" if r.rss_mb is not None else ""
+        print(f"{r.name:<52} {r.events:>9} {r.seconds:>8.3f} {r.rate:>11,.0f} {rss:>9}"
+              f"  {r.note}")
+
+
+def check(label: str, value: float, target: float, unit: str = "x",
+          higher_is_better: bool = True) -> bool:
+    ok = value >= target if higher_is_better else value < target
+    cmp = ">=" if higher_is_better else "<"
+    print(f"  {'PASS' if ok else 'FAIL'}  {label:<58} {value:8.2f}{unit}  (target {cmp} "
+          f"{target:g}{unit})")
+    return ok
+
+
+def run(args: argparse.Namespace) -> int:
+    base = Path(args.dir) if args.dir else Path(tempfile.gettempdir())
+    base.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="log_bench-", dir=base))
+    print(f"log_bench: {args.events:,} replay events, {args.syncs} single commits, "
+          f"{args.groups} x {BATCH} grouped; files in {work}")
+    results: dict[str, Result] = {}
+
+    def add(key: str, r: Result) -> None:
+        results[key] = r
+        print(f"  .. {r.name}: {r.rate:,.0f} events/s", file=sys.stderr)
+
+    try:
+        add("raw_sync1", raw_sync_floor(work / "raw-sync", args.syncs, 1))
+        add("raw_sync100", raw_sync_floor(work / "raw-sync", args.groups * BATCH, BATCH))
+        add("our_sync1", ours_single_commits(work / "ours-single", args.syncs))
+        add("our_group", ours_group_commits(work / "ours-group", args.groups))
+        add("our_batch", ours_batches(work / "ours-batch", args.groups))
+        for key, r in zip(("es_save1", "es_save100", "es_rebuild"),
+                          eventsourcing_results(work / "es.db", args.es_saves, args.groups,
+                                                args.es_events), strict=True):
+            add(key, r)
+
+        raw_path = work / "raw-frames"
+        raw_bytes = write_raw_frames(raw_path, args.events)
+        raw = in_child("raw-decode", raw_path)
+        add("raw_decode", Result("raw read length-prefixed frames + unpackb",
+                                 raw["events"], raw["seconds"],
+                                 f"{raw_bytes / args.events:.0f} B/record", raw["rss_mb"]))
+        add("generate", generate_log(work / "ours-replay", args.events))
+        rep = in_child("replay", work / "ours-replay")
+        assert rep["events"] == args.events, rep
+        assert rep["check"] == f"edge-{args.events - 1:07d}", rep
+        add("replay", Result("ours: replay log -> engine DeviceState", rep["events"],
+                             rep["seconds"], "read_rows + engine.state.replay_rows",
+                             rep["rss_mb"]))
+    finally:
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+
+    print()
+    print_table(list(results.values()))
+    rate = {k: v.rate for k, v in results.items()}
+    print("\nratios:")
+    for label, num, den in [
+        ("ours 1-event commits / raw 1-per-sync floor", "our_sync1", "raw_sync1"),
+        (f"ours group commits / raw {BATCH}-per-sync floor", "our_group", "raw_sync100"),
+        (f"ours {BATCH}-event batches / raw {BATCH}-per-sync floor", "our_batch", "raw_sync100"),
+        ("ours 1-event commits / eventsourcing 1-event saves", "our_sync1", "es_save1"),
+        (f"ours group commits / eventsourcing {BATCH}-event saves", "our_group", "es_save100"),
+        ("ours replay / raw decode floor", "replay", "raw_decode"),
+        ("ours replay / eventsourcing reconstruction", "replay", "es_rebuild"),
+    ]:
+        print(f"  {label:<58} {rate[num] / rate[den]:8.2f}x")
+    print("\ntargets:")
+    verdicts = [
+        check("one-command commits vs raw fdatasync floor",
+              rate["our_sync1"] / rate["raw_sync1"], 0.75),
+        check("group commits vs raw batch floor", rate["our_group"] / rate["raw_sync100"], 0.5),
+        check("replay vs raw decode floor", rate["replay"] / rate["raw_decode"], 0.75),
+        check("replay vs eventsourcing reconstruction", rate["replay"] / rate["es_rebuild"], 10),
+        check("replay peak RSS", results["replay"].rss_mb or 0.0, 150, " MB",
+              higher_is_better=False),
+    ]
+    return 0 if all(verdicts) else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--events", type=int, default=1_000_000,
+                   help="events in the replay log and the raw decode floor (default 1,000,000)")
+    p.add_argument("--dir", help="directory for the files (default: the system temp dir); "
+                                 "every measurement uses this one disk")
+    p.add_argument("--syncs", type=int, default=3000,
+                   help="single-event durable commits per side (default 3000)")
+    p.add_argument("--groups", type=int, default=300,
+                   help=f"groups of {BATCH} events per side (default 300)")
+    p.add_argument("--es-saves", type=int, default=3000,
+                   help="eventsourcing 1-event saves (default 3000)")
+    p.add_argument("--es-events", type=int, default=20_000,
+                   help="events in the eventsourcing aggregate to reconstruct (default 20,000)")
+    p.add_argument("--keep", action="store_true", help="keep the files afterwards")
+    p.add_argument("--child-replay", help=argparse.SUPPRESS)
+    p.add_argument("--child-raw-decode", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.child_replay:
+        print(json.dumps(child_replay(args.child_replay)))
+        return 0
+    if args.child_raw_decode:
+        print(json.dumps(child_raw_decode(args.child_raw_decode)))
+        return 0
+    return run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
