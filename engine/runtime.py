@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import inspect
+import os
 from collections import deque
 from collections.abc import Callable, Generator, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from engine.effects import PERFORMERS, Ask, Effect, Outcome, ReadBlock, Say, performs
 from engine.errors import CommandError, Reason
 from engine.ports import Clock, Prompter, SystemClock
+
+if TYPE_CHECKING:
+    from engine.keystore import KeyGenerator, Keystore
+    from engine.scep_client import ScepTransport
 
 
 @dataclass
@@ -25,6 +30,10 @@ class Ports:
     answers: deque[str] = field(default_factory=deque)  # scripted answers, used first
     write: Callable[[str], None] | None = None  # streams output as it is produced
     out: list[str] = field(default_factory=list)  # everything printed by the current command
+    keystore: Keystore | None = None  # engine.keystore: built from data_dir on first use
+    keygen: KeyGenerator | None = None  # engine.keystore: real key generation unless injected
+    scep: ScepTransport | None = None  # engine.scep_client: httpx unless injected
+    random: Callable[[int], bytes] = os.urandom  # nonces, serials, content-encryption keys
 
     def say(self, text: str) -> None:
         self.out.append(text)

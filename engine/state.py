@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 from engine.config import Change, ConfigTree
+from engine.keys import KeyRing
 from events.device import ConfigurationCommitted
 from events.registry import Event, event_from
 
@@ -65,6 +66,7 @@ class DeviceState:
     seq: int = 0  # the last event folded in
     config: ConfigTree = field(default_factory=ConfigTree)
     commits: CommitHistory = field(default_factory=CommitHistory)
+    keys: KeyRing = field(default_factory=KeyRing)  # key pairs and imported keys (engine.keys)
 
     @property
     def next_commit_id(self) -> int:

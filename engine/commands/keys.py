@@ -1,0 +1,306 @@
+"""Key pairs: `crypto key generate | zeroize | import`, `show crypto key ...`, and their folds.
+
+    crypto key generate rsa [general-keys | usage-keys] [<label>]
+    crypto key generate ecdsa {nistp256 | nistp384 | nistp521} [<label>]
+    crypto key generate ed25519 [<label>]
+    crypto key zeroize {rsa | ecdsa | ed25519} [<label>]
+    crypto key import authentication rsa [general-keys | usage-keys] [<label>]
+    crypto key zeroize authentication rsa [<label>]
+    show crypto key mypubkey {rsa | ecdsa | ed25519} [<label>]
+    show crypto key authentication rsa [<label>]
+
+Without a label a command acts on the default key pair `the_default` (zeroize: on every key of
+the algorithm, after a yes/no question). Every question is asked before anything is generated
+or destroyed, so "no" (or a bad answer) leaves the keystore and the log as they were.
+
+Order of effects: a new key is generated and sealed (its wrapped data key written to the
+keystore) before its event is appended; a replaced or zeroized key's data key is destroyed
+*before* `KeyPairZeroized` is appended. A crash in between can therefore leave an unused data
+key (harmless; `DirectoryKeystore.key_ids()` lists them) or a key the state still shows whose
+private half is already gone (fail-safe: opening it raises `KeyZeroized`) — never a key the log
+says was zeroized that could still be opened.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Generator
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from engine.effects import Ask, Effect, Outcome, ReadBlock, Say
+from engine.errors import CommandError, Reason
+from engine.grammar import GRAMMAR, ArgKind, ArgSpec
+from engine.keys import (
+    DEFAULT_LABEL,
+    RSA_DEFAULT_BITS,
+    RSA_MAX_BITS,
+    RSA_MIN_BITS,
+    RSA_WEAK_BELOW,
+    ImportedKey,
+    KeyAlgorithm,
+    KeyPair,
+    KeyRing,
+    KeySpec,
+    KeyUsage,
+    parse_public_key,
+)
+from engine.keystore import DestroyKeys, GenerateKeyPair
+from engine.state import DeviceState, evolves
+from events.keys import KeyPairGenerated, KeyPairZeroized, PublicKeyImported, PublicKeyRemoved
+from events.registry import Event
+from projections.keys import render_imported_keys, render_key_pairs
+
+if TYPE_CHECKING:
+    from engine.engine import Ctx
+
+G = GRAMMAR
+
+_LABEL_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+
+
+def _label(s: str) -> str:
+    if not _LABEL_RE.match(s):
+        raise ValueError(s)
+    return s
+
+
+LABEL = ArgSpec(ArgKind("WORD", _label), "RSA key pair label")
+EC_LABEL = ArgSpec(ArgKind("WORD", _label), "Key pair label")
+
+G.describe({
+    "key": "Long term key operations",
+    "generate": "Generate new keys",
+    "zeroize": "Remove keys",
+    "import": "Import a key",
+    "authentication": "Authentication key (a peer's public key)",
+    "rsa": "RSA keys",
+    "ecdsa": "ECDSA keys",
+    "ed25519": "Ed25519 keys",
+    "general-keys": "Generate a general purpose RSA key pair",
+    "usage-keys": "Generate separate signature and encryption RSA key pairs",
+    "nistp256": "NIST P-256 curve",
+    "nistp384": "NIST P-384 curve",
+    "nistp521": "NIST P-521 curve",
+    "mypubkey": "Show this device's public keys",
+})
+
+_PURPOSE = {KeyUsage.GENERAL: "General Purpose Keypair", KeyUsage.SIGNATURE: "Signature Keypair",
+            KeyUsage.ENCRYPTION: "Encryption Keypair"}
+
+
+def confirm(prompt: str) -> Generator[Effect, Any, bool]:
+    """Ask until the operator says yes or no (IOS accepts y/n too)."""
+    while True:
+        reply = str((yield Ask(prompt))).strip().lower()
+        if reply in ("yes", "y"):
+            return True
+        if reply in ("no", "n"):
+            return False
+        yield Say("% Please answer 'yes' or 'no'.\n")
+
+
+def _usages(ctx: Ctx) -> tuple[KeyUsage, ...]:
+    if ctx.args.get("usage") == "usage-keys":
+        return (KeyUsage.SIGNATURE, KeyUsage.ENCRYPTION)
+    return (KeyUsage.GENERAL,)
+
+
+# -- generate --------------------------------------------------------------------------------------
+
+
+def _rsa_spec(usage: KeyUsage) -> Generator[Effect, Any, KeySpec]:
+    yield Say(f"Choose the size of the key modulus in the range of {RSA_MIN_BITS} to "
+              f"{RSA_MAX_BITS} for your {_PURPOSE[usage]}.\nChoosing a key modulus greater "
+              f"than {RSA_DEFAULT_BITS} may take a few minutes.\n")
+    reply = str((yield Ask(f"How many bits in the modulus [{RSA_DEFAULT_BITS}]: ",
+                           default=str(RSA_DEFAULT_BITS)))).strip()
+    if not reply.isdigit() or not RSA_MIN_BITS <= int(reply) <= RSA_MAX_BITS:
+        raise CommandError(Reason.INVALID_VALUE,
+                           f"% Invalid modulus size {reply!r}: choose {RSA_MIN_BITS} to "
+                           f"{RSA_MAX_BITS} bits. No keys were generated.")
+    bits = int(reply)
+    if bits < RSA_WEAK_BELOW:
+        yield Say(f"% Warning: a {bits}-bit RSA key is weak; use {RSA_WEAK_BELOW} bits or "
+                  "more.\n")
+    return KeySpec(KeyAlgorithm.RSA, bits)
+
+
+def _generate(ctx: Ctx, algorithm: KeyAlgorithm, usages: tuple[KeyUsage, ...],
+              fixed: KeySpec | None) -> Generator[Effect, Any, Outcome]:
+    label: str = ctx.args.get("label", DEFAULT_LABEL)
+    yield Say(f"The name for the keys will be: {label}\n")
+    old = ctx.state.keys.pairs_of(algorithm, label)
+    if old:
+        yield Say(f"% You already have {algorithm.shown} keys defined named {label}.\n")
+        if not (yield from confirm("Do you really want to replace them? [yes/no]: ")):
+            return Outcome()
+    specs = []
+    for usage in usages:
+        specs.append(fixed if fixed is not None else (yield from _rsa_spec(usage)))
+    yield Say(f"Generating {algorithm.shown} keys ...\n")
+    events: list[Event] = []
+    for usage, spec in zip(usages, specs, strict=True):
+        sealed = yield GenerateKeyPair(spec)
+        events.append(KeyPairGenerated(sealed.key_id, label, algorithm.value, usage.value,
+                                       spec.size, spec.curve, sealed.public_key,
+                                       sealed.ciphertext, sealed.nonce, sealed.sealing))
+    if old:
+        ids = tuple(p.key_id for p in old)
+        yield DestroyKeys(ids)
+        events.insert(0, KeyPairZeroized(label, algorithm.value, ids, "replaced"))
+    return Outcome(events=events, output="Done w/ crypto generate keypair\n[OK]")
+
+
+@G.action("crypto key generate rsa [{usage: general-keys | usage-keys}] [<label>]",
+          help="Generate RSA keys", args={"label": LABEL})
+def generate_rsa(ctx: Ctx) -> Generator[Effect, Any, Outcome]:
+    return _generate(ctx, KeyAlgorithm.RSA, _usages(ctx), None)
+
+
+@G.action("crypto key generate ecdsa {curve: nistp256 | nistp384 | nistp521} [<label>]",
+          help="Generate ECDSA keys", args={"label": EC_LABEL})
+def generate_ecdsa(ctx: Ctx) -> Generator[Effect, Any, Outcome]:
+    return _generate(ctx, KeyAlgorithm.ECDSA, (KeyUsage.GENERAL,),
+                     KeySpec.ecdsa(ctx.args["curve"]))
+
+
+@G.action("crypto key generate ed25519 [<label>]", help="Generate Ed25519 keys",
+          args={"label": EC_LABEL})
+def generate_ed25519(ctx: Ctx) -> Generator[Effect, Any, Outcome]:
+    return _generate(ctx, KeyAlgorithm.ED25519, (KeyUsage.GENERAL,),
+                     KeySpec(KeyAlgorithm.ED25519, 256))
+
+
+# -- zeroize ---------------------------------------------------------------------------------------
+
+
+@G.action("crypto key zeroize {algorithm: rsa | ecdsa | ed25519} [<label>]",
+          help="Remove keys (crypto-shredding: the private keys become unrecoverable)",
+          args={"label": EC_LABEL})
+def zeroize(ctx: Ctx) -> Generator[Effect, Any, Outcome]:
+    algorithm = KeyAlgorithm(ctx.args["algorithm"])
+    ring = ctx.state.keys
+    label: str | None = ctx.args.get("label")
+    if label is not None:
+        if not ring.pairs_of(algorithm, label):
+            raise CommandError(Reason.NOT_FOUND,
+                               f"% No {algorithm.shown} key pair named '{label}'.")
+        labels: tuple[str, ...] = (label,)
+    else:
+        labels = ring.labels(algorithm)
+        if not labels:
+            raise CommandError(Reason.NOT_FOUND, f"% No {algorithm.shown} keys to zeroize.")
+        yield Say(f"% All {algorithm.shown} keys will be removed.\n% All router certificates "
+                  "issued using these keys will also be removed.\n")
+        if not (yield from confirm("Do you really want to remove these keys? [yes/no]: ")):
+            return Outcome()
+    events = [KeyPairZeroized(lb, algorithm.value,
+                              tuple(p.key_id for p in ring.pairs_of(algorithm, lb)), "zeroize")
+              for lb in labels]
+    yield DestroyKeys(tuple(k for ev in events for k in ev.key_ids))
+    return Outcome(events=events)
+
+
+# -- import ----------------------------------------------------------------------------------------
+
+_INTRO = {KeyUsage.GENERAL: "Enter the public key",
+          KeyUsage.SIGNATURE: "Enter the signature public key",
+          KeyUsage.ENCRYPTION: "Enter the encryption public key"}
+
+
+@G.action("crypto key import authentication rsa [{usage: general-keys | usage-keys}] [<label>]",
+          help="Import a peer's RSA public key", args={"label": LABEL})
+def import_rsa(ctx: Ctx) -> Generator[Effect, Any, Outcome]:
+    label: str = ctx.args.get("label", DEFAULT_LABEL)
+    events: list[Event] = []
+    if ctx.state.keys.imported_of(KeyAlgorithm.RSA, label):
+        yield Say(f"% You already have an RSA public key imported named {label}.\n")
+        if not (yield from confirm("Do you really want to replace it? [yes/no]: ")):
+            return Outcome()
+        events.append(PublicKeyRemoved(label, KeyAlgorithm.RSA.value, "replaced"))
+    for usage in _usages(ctx):
+        text = yield ReadBlock(f"{_INTRO[usage]} (base64 DER SubjectPublicKeyInfo, PKCS#1 or "
+                               "PEM); end with a blank line or 'quit':\n")
+        parsed = parse_public_key(str(text), KeyAlgorithm.RSA)
+        events.append(PublicKeyImported(label, KeyAlgorithm.RSA.value, usage.value, parsed.size,
+                                        parsed.spki, parsed.pasted_format))
+    return Outcome(events=events, output="[OK]")
+
+
+@G.action("crypto key zeroize authentication rsa [<label>]",
+          help="Remove imported RSA public keys", args={"label": LABEL})
+def zeroize_imported(ctx: Ctx) -> Generator[Effect, Any, Outcome]:
+    ring = ctx.state.keys
+    label: str | None = ctx.args.get("label")
+    if label is not None:
+        if not ring.imported_of(KeyAlgorithm.RSA, label):
+            raise CommandError(Reason.NOT_FOUND, f"% No imported RSA public key named "
+                                                 f"'{label}'.")
+        labels: tuple[str, ...] = (label,)
+    else:
+        labels = ring.imported_labels(KeyAlgorithm.RSA)
+        if not labels:
+            raise CommandError(Reason.NOT_FOUND, "% No imported RSA public keys to remove.")
+        if not (yield from confirm("Do you really want to remove all imported RSA public "
+                                   "keys? [yes/no]: ")):
+            return Outcome()
+    return Outcome(events=[PublicKeyRemoved(lb, KeyAlgorithm.RSA.value, "zeroize")
+                           for lb in labels])
+
+
+# -- show ------------------------------------------------------------------------------------------
+
+
+@G.action("show crypto key mypubkey {algorithm: rsa | ecdsa | ed25519} [<label>]",
+          help="Show this device's public keys", args={"label": EC_LABEL})
+def show_mypubkey(ctx: Ctx) -> Outcome:
+    algorithm = KeyAlgorithm(ctx.args["algorithm"])
+    label: str | None = ctx.args.get("label")
+    if label is None:
+        return Outcome(output=render_key_pairs(ctx.state.keys.all_pairs(algorithm)))
+    pairs = ctx.state.keys.pairs_of(algorithm, label)
+    if not pairs:
+        raise CommandError(Reason.NOT_FOUND, f"% No {algorithm.shown} key pair named '{label}'.")
+    return Outcome(output=render_key_pairs(pairs))
+
+
+@G.action("show crypto key authentication rsa [<label>]",
+          help="Show imported RSA public keys", args={"label": LABEL})
+def show_imported(ctx: Ctx) -> Outcome:
+    label: str | None = ctx.args.get("label")
+    ring = ctx.state.keys
+    if label is None:
+        return Outcome(output=render_imported_keys(ring.all_imported(KeyAlgorithm.RSA)))
+    keys = ring.imported_of(KeyAlgorithm.RSA, label)
+    if not keys:
+        raise CommandError(Reason.NOT_FOUND, f"% No imported RSA public key named '{label}'.")
+    return Outcome(output=render_imported_keys(keys))
+
+
+# -- evolve ----------------------------------------------------------------------------------------
+
+
+@evolves(KeyPairGenerated)
+def _generated(state: DeviceState, ev: KeyPairGenerated, at: int) -> DeviceState:
+    return _with_ring(state, state.keys.with_pair(KeyPair.from_event(ev, at)))
+
+
+@evolves(KeyPairZeroized)
+def _zeroized(state: DeviceState, ev: KeyPairZeroized, at: int) -> DeviceState:
+    return _with_ring(state, state.keys.without_keys(KeyAlgorithm(ev.algorithm), ev.label,
+                                                     ev.key_ids))
+
+
+@evolves(PublicKeyImported)
+def _imported(state: DeviceState, ev: PublicKeyImported, at: int) -> DeviceState:
+    return _with_ring(state, state.keys.with_imported(ImportedKey.from_event(ev, at)))
+
+
+@evolves(PublicKeyRemoved)
+def _removed(state: DeviceState, ev: PublicKeyRemoved, at: int) -> DeviceState:
+    return _with_ring(state, state.keys.without_imported(KeyAlgorithm(ev.algorithm), ev.label))
+
+
+def _with_ring(state: DeviceState, ring: KeyRing) -> DeviceState:
+    return replace(state, keys=ring)
