@@ -1,0 +1,156 @@
+"""BuiltinCA: directory layout, key files, determinism, replay, CRL upkeep, offline approval,
+and the issued certificate / CRL profiles (checked by OpenSSL too)."""
+
+from __future__ import annotations
+
+import subprocess
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from ca_support import T0, enroll_cmd, make_ca, rsa_key
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.x509.oid import ExtendedKeyUsageOID
+
+from engine.ca import BuiltinCA, CAError, Policy
+from engine.ca.decide import Approval
+from engine.ca.ports import FixedClock, to_micros
+from engine.ca.service import challenge_digest, replay
+from engine.ca.state import RequestStatus
+from events.filelog import FileEventLog
+
+PW_POLICY = Policy(Approval.AUTO, challenge_digest("pw"))
+MANUAL = Policy(Approval.MANUAL)
+
+
+def test_init_refuses_bad_parameters(tmp_path: Path) -> None:
+    with pytest.raises(CAError, match="add --ra"):
+        make_ca(tmp_path / "ec", key="ecdsa:p256")
+    with pytest.raises(CAError, match="invalid subject"):
+        make_ca(tmp_path / "dn", subject="this is no DN")
+    with make_ca(tmp_path / "ok"):
+        pass
+    with pytest.raises(CAError, match="already holds a CA"):
+        make_ca(tmp_path / "ok")
+
+
+def test_open_refuses_a_key_others_can_read(tmp_path: Path) -> None:
+    make_ca(tmp_path / "ca").close()
+    (tmp_path / "ca" / "ca.key").chmod(0o644)
+    with pytest.raises(CAError, match="chmod 600"):
+        BuiltinCA.open(tmp_path / "ca")
+    with BuiltinCA.open(tmp_path / "ca", readonly=True) as ro:  # listings need no key
+        assert ro.state.initialized
+
+
+def test_same_inputs_give_the_same_log(tmp_path: Path) -> None:
+    heads = []
+    for name in ("a", "b"):
+        with make_ca(tmp_path / name, seed=7) as ca:
+            ca.crl_url = "http://127.0.0.1:1/crl/ca.crl"
+            ca.enroll(enroll_cmd(rsa_key(1), "r1", challenge="pw"), PW_POLICY)
+            ca.mint_challenge()
+            heads.append(FileEventLog.open(tmp_path / name / "log", readonly=True).head)
+    assert heads[0] == heads[1]
+
+
+def test_replay_equals_live_after_every_operation(tmp_path: Path) -> None:
+    clock = FixedClock(T0)
+    with make_ca(tmp_path / "ca", clock=clock) as ca:
+        ca.crl_url = "http://127.0.0.1:1/crl/ca.crl"
+        states = [ca.state]
+        auto = ca.enroll(enroll_cmd(rsa_key(1), "r1", challenge="pw"), PW_POLICY)
+        states.append(ca.state)
+        ca.enroll(enroll_cmd(rsa_key(2), "r2"), MANUAL)
+        ca.enroll(enroll_cmd(rsa_key(3), "r3"), MANUAL)
+        clock.advance(timedelta(minutes=1))
+        ca.approve(enroll_cmd(rsa_key(2), "r2").transaction_id)
+        ca.reject(enroll_cmd(rsa_key(3), "r3").transaction_id, "no")
+        assert auto.certificate is not None
+        ca.revoke(auto.certificate.serial, "keyCompromise")
+        ca.mint_challenge()
+        clock.advance(timedelta(days=4))
+        assert ca.refresh_crl() is not None
+        states.append(ca.state)
+        log = FileEventLog.open(tmp_path / "ca" / "log", readonly=True)
+        assert replay(log.read()) == ca.state
+        # replay of each prefix equals the state the live CA had then
+        records = list(log.read())
+        assert replay(records[:2]) == states[0]
+        assert replay(records[:5]) == states[1]  # + RequestReceived, Approved, Issued
+
+
+def test_crl_is_reissued_before_next_update(tmp_path: Path) -> None:
+    clock = FixedClock(T0)
+    with make_ca(tmp_path / "ca", clock=clock, crl_lifetime=timedelta(days=4)) as ca:
+        first = ca.current_crl()
+        assert first.number == 1
+        clock.advance(timedelta(days=1, hours=23))
+        assert ca.refresh_crl() is None and not ca.crl_due()
+        clock.advance(timedelta(hours=2))  # now less than half the lifetime is left
+        crl = ca.current_crl()
+        assert crl.number == 2 and crl.this_update == to_micros(clock.now().replace(
+            microsecond=0))
+        parsed = x509.load_der_x509_crl(crl.der)
+        assert parsed.next_update_utc - parsed.last_update_utc == timedelta(days=4)
+
+
+def test_offline_approval_is_issued_when_served(tmp_path: Path) -> None:
+    with make_ca(tmp_path / "ca") as ca:
+        cmd = enroll_cmd(rsa_key(4), "r4")
+        ca.enroll(cmd, MANUAL)
+        assert ca.approve(cmd.transaction_id) is None  # no CDP known yet: approve only
+        assert ca.state.requests[cmd.transaction_id].status is RequestStatus.APPROVED
+        ca.crl_url = "http://127.0.0.1:9/crl/ca.crl"
+        issued = ca.issue_approved()
+        assert [c.transaction_id for c in issued] == [cmd.transaction_id]
+        assert ca.state.requests[cmd.transaction_id].status is RequestStatus.ISSUED
+
+
+def test_issued_profile_and_openssl(tmp_path: Path) -> None:
+    with make_ca(tmp_path / "ca", certificate_days=30) as ca:
+        ca.crl_url = "http://127.0.0.1:9/crl/ca.crl"
+        out = ca.enroll(enroll_cmd(rsa_key(5), "r5", challenge="pw", dns=("r5.example.com",),
+                                   ca_true=True), PW_POLICY)
+        assert out.certificate is not None
+        cert = x509.load_der_x509_certificate(out.certificate.certificate)
+        ext = cert.extensions
+        assert ext.get_extension_for_class(x509.BasicConstraints).value.ca is False
+        ku = ext.get_extension_for_class(x509.KeyUsage)
+        assert ku.critical and ku.value.digital_signature and ku.value.key_encipherment
+        assert not ku.value.key_cert_sign
+        eku = ext.get_extension_for_class(x509.ExtendedKeyUsage).value
+        assert ExtendedKeyUsageOID.CLIENT_AUTH in eku and ExtendedKeyUsageOID.SERVER_AUTH in eku
+        assert ext.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest == \
+            x509.SubjectKeyIdentifier.from_public_key(rsa_key(5).public_key()).digest
+        ca_ski = ca.ca_certificate.extensions.get_extension_for_class(
+            x509.SubjectKeyIdentifier).value.digest
+        assert ext.get_extension_for_class(
+            x509.AuthorityKeyIdentifier).value.key_identifier == ca_ski
+        san = ext.get_extension_for_class(x509.SubjectAlternativeName).value
+        assert san.get_values_for_type(x509.DNSName) == ["r5.example.com"]
+        assert cert.not_valid_after_utc - cert.not_valid_before_utc == timedelta(days=30,
+                                                                                 minutes=5)
+        assert cert.serial_number.bit_length() > 64
+        revoked_crl = ca.revoke(out.certificate.serial, "key-compromise")
+        ca_pem = tmp_path / "ca" / "ca.pem"
+        leaf = tmp_path / "leaf.pem"
+        leaf.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        crl_der = tmp_path / "ca.crl"
+        crl_der.write_bytes(revoked_crl.der)
+    attime = ["-attime", str(int(T0.timestamp()))]
+    ok = subprocess.run(["openssl", "verify", *attime, "-CAfile", ca_pem, leaf],
+                        check=False, capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stderr
+    text = subprocess.run(["openssl", "crl", "-inform", "DER", "-in", crl_der, "-noout",
+                           "-text"], capture_output=True, text=True, check=True).stdout
+    assert format(cert.serial_number, "X") in text.replace(":", "")
+    assert "Key Compromise" in text and "CRL Number" in text
+    pem_crl = tmp_path / "ca.crl.pem"
+    subprocess.run(["openssl", "crl", "-inform", "DER", "-in", crl_der, "-out", pem_crl],
+                   check=True)
+    revoked = subprocess.run(["openssl", "verify", *attime, "-crl_check", "-CAfile", ca_pem,
+                              "-CRLfile", pem_crl, leaf],
+                             check=False, capture_output=True, text=True)
+    assert revoked.returncode != 0 and "revoked" in revoked.stdout + revoked.stderr
