@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Callable
 
 import pytest
@@ -47,6 +48,7 @@ def _client_params() -> RequestParameters:
                              digest=DigestAlgorithm.SHA256, signing_time=NOW)
 
 
+@functools.cache
 def _micromdm_ca() -> Credential:
     return Credential(vector_cert("micromdm_ca.pem"), vector_key("micromdm_ca.key.pem"))
 
