@@ -1,0 +1,82 @@
+"""`python -m engine.ca.cli`: every subcommand, with and without a running `ca serve`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from ca_support import ScepTestClient, http_request, rsa_key
+from cli_support import cli, served
+from cryptography import x509
+
+from engine.scep import FailInfo, PkiStatus
+
+
+@pytest.fixture(scope="module")
+def ca_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("cli") / "ca"
+    out = cli("init", root, "--subject", "/C=US/O=Example/CN=CLI Test CA", "--cert-days", "90")
+    assert "CA initialized" in out.stdout
+    assert (root / "ca.key").stat().st_mode & 0o777 == 0o600
+    cert = x509.load_pem_x509_certificate((root / "ca.pem").read_bytes())
+    assert cert.subject.rfc4514_string() == "CN=CLI Test CA,O=Example,C=US"
+    return root
+
+
+def test_init_refuses_an_existing_ca_and_bad_keys(ca_dir: Path, tmp_path: Path) -> None:
+    again = cli("init", ca_dir, check=False)
+    assert again.returncode == 1 and again.stderr.startswith("% ")
+    bad = cli("init", tmp_path / "x", "--key", "dsa:1024", check=False)
+    assert bad.returncode == 2  # argparse: not one of the choices
+
+
+def test_commands_go_through_the_running_server(ca_dir: Path) -> None:
+    with served(ca_dir, "--manual") as srv:
+        info = json.loads((ca_dir / "admin.json").read_text())
+        assert info["admin_url"].startswith("http://127.0.0.1:")
+        # a one-time challenge minted while the server holds the log
+        out = cli("challenge", ca_dir)
+        password = out.stdout.strip().splitlines()[-1]
+        assert len(password) >= 20
+        client = ScepTestClient(srv.scep_url, rsa_key(40), "cli1", signing_time=None)
+        assert client.enroll(password).status is PkiStatus.PENDING
+        listed = cli("requests", ca_dir).stdout
+        assert client.transaction_id in listed and "challenge:one-time" in listed
+        approved = cli("approve", ca_dir, client.transaction_id).stdout
+        assert "approved; certificate" in approved
+        rep = client.poll()
+        assert rep.status is PkiStatus.SUCCESS
+        cert = rep.certificate_for(client.key.public_key())
+        assert cert is not None
+        serial = format(cert.serial_number, "x")
+        assert serial in approved and serial in cli("list", ca_dir).stdout
+        reused = ScepTestClient(srv.scep_url, rsa_key(41), "cli2", signing_time=None)
+        rep = reused.enroll(password)
+        assert (rep.status, rep.fail_info) == (PkiStatus.FAILURE, FailInfo.BAD_REQUEST)
+
+        pending = ScepTestClient(srv.scep_url, rsa_key(42), "cli3", signing_time=None)
+        assert pending.enroll(None).status is PkiStatus.PENDING
+        assert "rejected" in cli("reject", ca_dir, pending.transaction_id, "--reason",
+                                 "unknown device").stdout
+        assert pending.poll().fail_info is FailInfo.BAD_REQUEST
+
+        missing = cli("approve", ca_dir, "NO-SUCH-TXID", check=False)
+        assert missing.returncode == 1 and "no request" in missing.stderr
+
+        revoked = cli("revoke", ca_dir, serial, "--reason", "keyCompromise").stdout
+        assert "CRL number 2" in revoked
+        status, _, body = http_request(f"{srv.url}/crl/ca.crl")
+        assert status == 200
+        crl = x509.load_der_x509_crl(body)
+        assert crl.get_revoked_certificate_by_serial_number(cert.serial_number) is not None
+    assert not (ca_dir / "admin.json").exists()
+    # with no server, commands act on the directory directly
+    listing = cli("list", ca_dir).stdout
+    assert f"{serial}  revoked (keyCompromise)" in listing
+    unknown = cli("revoke", ca_dir, "abcdef", check=False)
+    assert unknown.returncode == 1 and "no certificate with serial abcdef" in unknown.stderr
+    offline = cli("challenge", ca_dir).stdout.strip().splitlines()[-1]
+    assert len(offline) >= 20 and offline != password
+    assert "No pending requests." in cli("requests", ca_dir).stdout
+    assert "rejected" in cli("requests", ca_dir, "--all").stdout
