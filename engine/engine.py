@@ -26,6 +26,7 @@ from engine.grammar import GRAMMAR, Grammar, Mode
 from engine.parser import Match, choices, complete_word, parse, render_choices
 from engine.ports import Clock, Prompter, SystemClock
 from engine.runtime import Ports, queue, run
+from engine.schedule import due_jobs
 from engine.session import Session
 from engine.state import DeviceState, evolve, replay_rows
 from events.filelog import FileEventLog
@@ -246,6 +247,27 @@ class Engine:
             self.ports.say(outcome.output if outcome.output.endswith("\n")
                            else outcome.output + "\n")
         return records
+
+    def run_due(self) -> list[Result]:
+        """Run the scheduled work due at the engine clock's now (enrollment polls, ...), each
+        job as one command by the actor `scheduler`. Frontends call this between commands."""
+        results = []
+        now = self.ports.clock.now_us()
+        for job in due_jobs(self.state, now):
+            self.ports.out = []
+            self.ports.answers = queue(())
+            user, self.session.user = self.session.user, "scheduler"
+            try:
+                outcome = run(job.run(self.state, now), self.ports)
+                records = self._apply(outcome, now)
+            except CommandError as err:
+                self.ports.say(f"%PKI-3-{job.name.split()[0].upper()}: {err.message[2:]}\n")
+                results.append(Result(_joined(self.ports.out), [], err, self.prompt))
+                continue
+            finally:
+                self.session.user = user
+            results.append(Result(_joined(self.ports.out), records, None, self.prompt))
+        return results
 
     def fold(self, records: Iterable[Recorded]) -> None:
         state = self.state

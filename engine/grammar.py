@@ -184,6 +184,7 @@ class Command:
     enters: Mode | None = None  # a configuration line that opens a submode
     removes: str | None = None  # the `no` form: the key template it removes
     order: int = 0
+    rank: int = 50  # where its lines go in `show running-config` (then declaration order)
 
     def key_for(self, args: Mapping[str, Any]) -> str:
         template = self.key or self.removes or ""
@@ -217,11 +218,12 @@ class Grammar:
 
     def config(self, pattern: str, *, key: str, mode: Mode = Mode.CONFIG, help: str = "",
                args: Mapping[str, ArgSpec] | None = None, enters: Mode | None = None,
-               no_form: bool = True) -> None:
-        """Declare a configuration line (and, unless no_form=False, its `no` form)."""
+               no_form: bool = True, rank: int = 50) -> None:
+        """Declare a configuration line (and, unless no_form=False, its `no` form). `rank`
+        places it in `show running-config` (identity 10, keys 30, PKI 50, ...)."""
         order = len(self.commands)
         self._add(Command(pattern, (mode,), tuple(self._expand(pattern, args)), help, None,
-                          key=key, enters=enters, order=order))
+                          key=key, enters=enters, order=order, rank=rank))
         if no_form:
             no_pattern = "no " + re.sub(r"\{(\w+)\}", r"<\1>", key) + " [<rest>]"
             rest = {**(args or {}), "rest": ArgSpec(LINE, "")}

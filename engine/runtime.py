@@ -87,10 +87,16 @@ def run(handler_result: Any, ports: Ports) -> Outcome:
         return handler_result
     gen = cast(Generator[Effect, Any, Outcome], handler_result)
     reply: Any = None
+    failed: CommandError | None = None
     try:
         while True:
-            eff = gen.send(reply)
-            reply = perform(eff, ports)
+            # A peer's error is thrown into the handler at its `yield`, so a handler that
+            # can make sense of it (a poll that counts a failed attempt) may catch it.
+            eff = gen.send(reply) if failed is None else gen.throw(failed)
+            try:
+                reply, failed = perform(eff, ports), None
+            except CommandError as err:
+                failed = err
     except StopIteration as stop:
         if not isinstance(stop.value, Outcome):
             raise TypeError("handler generator did not return an Outcome") from None

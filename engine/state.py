@@ -7,14 +7,18 @@ Replay dispatches on the stored type name, so the hot loop is a dict lookup and 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, TypeVar
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from engine.config import Change, ConfigTree
 from engine.keys import KeyRing
 from events.device import ConfigurationCommitted
 from events.registry import Event, event_from
+
+if TYPE_CHECKING:
+    from engine.trustpoints import TrustpointStatus
 
 FIRST_COMMIT_ID = 1000000001
 
@@ -67,6 +71,8 @@ class DeviceState:
     config: ConfigTree = field(default_factory=ConfigTree)
     commits: CommitHistory = field(default_factory=CommitHistory)
     keys: KeyRing = field(default_factory=KeyRing)  # key pairs and imported keys (engine.keys)
+    trustpoints: Mapping[str, TrustpointStatus] = field(
+        default_factory=lambda: MappingProxyType({}))
 
     @property
     def next_commit_id(self) -> int:

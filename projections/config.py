@@ -5,18 +5,21 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from engine.config import Change, ConfigTree, Node, Path
+from engine.errors import CommandError
 from engine.grammar import Grammar, Mode
 from engine.parser import parse
 from engine.state import Commit, CommitHistory
 from projections.timefmt import stamp
 
 
-def _order(grammar: Grammar, mode: Mode, line: str) -> tuple[int, str]:
+def _order(grammar: Grammar, mode: Mode, line: str) -> tuple[int, int, str]:
     try:
         m = parse(grammar, mode, line)
-    except Exception:
-        return (1 << 30, line)
-    return ((m.command.order if m else 1 << 30), line)
+    except CommandError:  # a line this build no longer knows sorts last, unchanged
+        return (1 << 30, 0, line)
+    if m is None:
+        return (1 << 30, 0, line)
+    return (m.command.rank, m.command.order, line)
 
 
 def _submode(grammar: Grammar, mode: Mode, line: str) -> Mode:

@@ -4,6 +4,6 @@ To add a feature's commands, write a module here and list it below; the parser, 
 Tab completion and `show running-config` pick it up with no other change.
 """
 
-from engine.commands import configuration, keys, system
+from engine.commands import configuration, keys, paste, system, trustpoint
 
-__all__ = ["configuration", "keys", "system"]
+__all__ = ["configuration", "keys", "paste", "system", "trustpoint"]

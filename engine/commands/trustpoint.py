@@ -1,0 +1,493 @@
+"""Trustpoints: `crypto ca trustpoint` configuration, `crypto ca authenticate`, `crypto ca
+enroll` (SCEP), `crypto ca cancel-enroll`, and the certificate `show` commands.
+
+Every exec command first asks the lifecycle table (engine.lifecycle) whether it is legal in
+the trustpoint's state; an illegal one gets a `%` error and writes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator
+from typing import TYPE_CHECKING, Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from engine.effects import Ask, Effect, Outcome, ReadBlock, Say
+from engine.errors import CommandError, Reason
+from engine.grammar import (
+    GRAMMAR,
+    IP_ADDRESS,
+    LINE,
+    URL,
+    WORD,
+    ArgSpec,
+    Mode,
+    int_range,
+)
+from engine.keys import KeyAlgorithm, KeyPair
+from engine.lifecycle import Lifecycle, next_state
+from engine.pki import (
+    bad,
+    check_ca_certificate,
+    check_router_certificate,
+    decode_pasted,
+    load_certificate,
+)
+from engine.scep import FailInfo, PkiStatus
+from engine.scep_client import (
+    CAFetched,
+    CAView,
+    FetchCA,
+    Identity,
+    ScepEnroll,
+    ScepPoll,
+    ScepReply,
+)
+from engine.schedule import Job, scheduled
+from engine.state import DeviceState
+from engine.trustpoints import (
+    TrustpointConfig,
+    TrustpointStatus,
+    status_of,
+    trustpoint_config,
+    trustpoint_names,
+)
+from events.trustpoint import (
+    CACertificateAccepted,
+    CACertificateRefused,
+    CertificateReceived,
+    EnrollmentFailed,
+    EnrollmentPending,
+    EnrollmentRequested,
+)
+from projections.certfmt import ios_name, ios_serial, md5_spaced, md5_words, sha256_hex, validity
+from projections.trustpoints import render_certificates, render_trustpoints
+
+if TYPE_CHECKING:
+    from engine.engine import Ctx
+
+G = GRAMMAR
+TP = Mode.TRUSTP
+NAME = ArgSpec(WORD, "Trustpoint name")
+
+G.describe({
+    "ca": "Certification authority",
+    "trustpoint": "Define a CA trustpoint",
+    "authenticate": "Get the certification authority certificate",
+    "enroll": "Request a certificate from a CA",
+    "cancel-enroll": "Cancel a pending enrollment request",
+    "certificates": "Show certificates of trustpoints",
+    "enrollment": "Enrollment parameters",
+    "url": "CA server enrollment URL",
+    "retry": "Polling parameters",
+    "period": "Minutes between polls of a pending request",
+    "count": "Polls before giving up",
+    "query": "Query parameters",
+    "rsakeypair": "RSA key pair for this trustpoint",
+    "subject-name": "Subject name in the certificate request",
+    "ip-address": "IP address in the certificate request",
+    "serial-number": "Include the device serial number in the certificate request",
+    "crl": "Certificate revocation list options",
+    "optional": "Accept certificates when no CRL can be had",
+    "message-digest": "Digest algorithm of the certificate request",
+    "description": "Trustpoint description",
+})
+
+# -- configuration ---------------------------------------------------------------------------------
+
+G.config("crypto ca trustpoint <name>", key="crypto ca trustpoint {name}", enters=TP,
+         help="Define a CA trustpoint", args={"name": NAME})
+G.config("enrollment url <url>", key="enrollment", mode=TP, help="CA server enrollment URL",
+         args={"url": ArgSpec(URL, "http://host[:port][/path]")})
+G.config("enrollment terminal", key="enrollment", mode=TP,
+         help="Enroll by cut-and-paste at the terminal")
+G.config("enrollment retry period <minutes>", key="enrollment retry period", mode=TP,
+         help="Minutes between polls of a pending request",
+         args={"minutes": ArgSpec(int_range(1, 60), "Minutes (default 1)")})
+G.config("enrollment retry count <count>", key="enrollment retry count", mode=TP,
+         help="Polls before giving up",
+         args={"count": ArgSpec(int_range(1, 100), "Number of polls")})
+G.config("query url <url>", key="query url", mode=TP, help="LDAP URL of the CA's directory",
+         args={"url": ArgSpec(URL, "ldap://host[:port]/dn")})
+G.config("rsakeypair <label>", key="rsakeypair", mode=TP, help="RSA key pair for this trustpoint",
+         args={"label": ArgSpec(WORD, "Key pair label")})
+G.config("subject-name <dn>", key="subject-name", mode=TP,
+         help="Subject name in the certificate request",
+         args={"dn": ArgSpec(LINE, "X.500 distinguished name, e.g. CN=r1,O=Example")})
+G.config("ip-address <address>", key="ip-address", mode=TP,
+         help="IP address in the certificate request",
+         args={"address": ArgSpec(IP_ADDRESS, "Address")})
+G.config("serial-number", key="serial-number", mode=TP,
+         help="Include the device serial number in the certificate request")
+G.config("crl optional", key="crl optional", mode=TP,
+         help="Accept certificates when no CRL can be had")
+G.config("message-digest {digest: md5 | sha1 | sha256 | sha384 | sha512}", key="message-digest",
+         mode=TP, help="Digest algorithm of the certificate request")
+G.config("description <text>", key="description", mode=TP, help="Trustpoint description",
+         args={"text": ArgSpec(LINE, "Up to 80 characters")})
+
+
+# -- helpers ------------------------------------------------------------------------------------
+
+
+def _configured(state: DeviceState, name: str) -> TrustpointConfig:
+    cfg = trustpoint_config(state, name)
+    if cfg is None:
+        raise CommandError(Reason.NOT_FOUND, f"% Trustpoint {name} is not configured.")
+    return cfg
+
+
+def _legal(status: TrustpointStatus, trigger: str, message: str) -> Lifecycle:
+    dest = next_state(status.lifecycle, trigger)
+    if dest is None:
+        raise CommandError(Reason.NOT_ALLOWED, message)
+    return dest
+
+
+def _describe_ca(cert: x509.Certificate) -> str:
+    start, end = validity(cert)
+    der = cert.public_bytes(Encoding.DER)
+    return "\n".join([
+        f"Serial Number :{ios_serial(cert)}",
+        "Subject Name  :", ios_name(cert.subject),
+        "Issued By     :", ios_name(cert.issuer),
+        f"Validity Start :{start}",
+        f"Validity End   :{end}",
+        f"Fingerprint:{md5_spaced(der)}",
+        f"SHA256 Fingerprint:{sha256_hex(der)}", ""])
+
+
+
+
+# -- crypto ca authenticate ----------------------------------------------------------------------
+
+
+PASTE_CA = ("Enter the base 64 encoded CA certificate.\n"
+            "End with a blank line or the word \"quit\" on a line by itself\n")
+
+
+@G.action("crypto ca authenticate <name>", help="Get the certification authority certificate",
+          args={"name": NAME})
+def authenticate(ctx: Ctx) -> Generator[Effect, Any, Outcome]:
+    name = ctx.args["name"]
+    cfg = _configured(ctx.state, name)
+    status = status_of(ctx.state, name)
+    _legal(status, "authenticate",
+           f"% Trustpoint {name} already has an authenticated CA certificate. Remove the "
+           "trustpoint (no crypto ca trustpoint) to authenticate another CA.")
+    if cfg.terminal:
+        pasted = yield ReadBlock(PASTE_CA)
+        fetched = CAFetched(decode_pasted(pasted, "CA certificate"), (), ())
+        source = "terminal"
+    elif cfg.scep_url is not None:
+        fetched = yield FetchCA(cfg.scep_url)
+        source = "scep"
+    else:
+        raise CommandError(Reason.NOT_ALLOWED,
+                           f"% Trustpoint {name} has no enrollment method: configure "
+                           "'enrollment url' or 'enrollment terminal'.")
+    ca = load_certificate(fetched.ca_certificate, "CA certificate")
+    check_ca_certificate(ca, ctx.now)
+    yield Say(_describe_ca(ca))
+    answer = ""
+    while answer not in ("yes", "no"):
+        answer = (yield Ask("Do you accept this certificate?? [yes/no]: ")).lower()
+        answer = {"y": "yes", "n": "no"}.get(answer, answer)
+    if answer == "no":
+        return Outcome(events=[CACertificateRefused(name, sha256_hex(fetched.ca_certificate),
+                                                    ios_name(ca.subject))],
+                       output="% Certificate not accepted: nothing was stored.")
+    return Outcome(events=[CACertificateAccepted(name, fetched.ca_certificate,
+                                                 fetched.ra_certificates,
+                                                 fetched.capabilities, source)])
+
+
+# -- crypto ca enroll -------------------------------------------------------------------------------
+
+
+START = """\
+% Start certificate enrollment ...
+% Create a challenge password. You will need to verbally provide this
+password to the CA Administrator in order to revoke your certificate.
+% For security reasons your password will not be saved in the configuration.
+% Please make a note of it.
+"""
+
+
+def key_pairs(state: DeviceState, cfg: TrustpointConfig) -> tuple[KeyPair, ...]:
+    pairs = state.keys.pairs_of(KeyAlgorithm.RSA, cfg.key_label)
+    if not pairs:
+        raise CommandError(Reason.NOT_FOUND,
+                           f"% RSA key pair {cfg.key_label} not found. Generate it with "
+                           f"'crypto key generate rsa"
+                           f"{'' if cfg.key_label == 'the_default' else ' ' + cfg.key_label}'.")
+    return pairs
+
+
+def identity(state: DeviceState, cfg: TrustpointConfig) -> Identity:
+    """The request subject: unstructuredName=<hostname>.<domain> plus what the trustpoint adds
+    (subject-name, serial-number, ip-address); the FQDN also goes in a dNSName."""
+    fqdn = state.hostname + (f".{state.domain}" if state.domain else "")
+    parts = [f"unstructuredName={fqdn}"]
+    if cfg.ip_address:
+        parts.append(f"unstructuredAddress={cfg.ip_address}")
+    if cfg.serial_number:
+        parts.append(f"serialNumber={_serial_of(state)}")
+    extra = cfg.subject_name
+    if extra:
+        try:
+            x509.Name.from_rfc4514_string(extra)
+        except ValueError as e:
+            raise CommandError(Reason.INVALID_VALUE,
+                               f"% subject-name {extra!r} is not a distinguished name.") from e
+        parts.append(extra)
+    return Identity(",".join(parts), (fqdn,),
+                    (cfg.ip_address,) if cfg.ip_address else ())
+
+
+def _serial_of(state: DeviceState) -> str:
+    import hashlib
+
+    return hashlib.sha256(state.hostname.encode()).hexdigest()[:11].upper()
+
+
+def ca_view(status: TrustpointStatus) -> CAView:
+    assert status.ca_certificate is not None
+    return CAView(status.ca_certificate, status.ra_certificates, status.capabilities)
+
+
+def _password() -> Generator[Effect, Any, str]:
+    for _ in range(3):
+        first = yield Ask("Password: ", secret=True)
+        again = yield Ask("Re-enter Password: ", secret=True)
+        if first != again:
+            yield Say("% Passwords do not match.\n")
+            continue
+        if not first:
+            yield Say("% The challenge password cannot be empty.\n")
+            continue
+        return str(first)
+    raise CommandError(Reason.CANCELLED, "% Enrollment cancelled: no challenge password.")
+
+
+@G.action("crypto ca enroll <name>", help="Request a certificate from a CA", args={"name": NAME})
+def enroll(ctx: Ctx) -> Generator[Effect, Any, Outcome]:
+    name = ctx.args["name"]
+    cfg = _configured(ctx.state, name)
+    status = status_of(ctx.state, name)
+    if status.lifecycle is Lifecycle.DECLARED:
+        raise CommandError(Reason.NOT_ALLOWED,
+                           f"% The CA of trustpoint {name} is not authenticated. Use "
+                           f"'crypto ca authenticate {name}' first.")
+    _legal(status, "enroll", f"% An enrollment for trustpoint {name} is already in progress. "
+           f"Use 'crypto ca cancel-enroll {name}' to stop it.")
+    pairs = key_pairs(ctx.state, cfg)
+    if status.certificates:
+        answer = (yield Ask(f"% Trustpoint {name} already has a router certificate.\n"
+                            "Re-enroll to replace it? [yes/no]: ")).lower()
+        if answer not in ("y", "yes"):
+            return Outcome(output="% Enrollment cancelled.")
+    if cfg.terminal:
+        from engine.commands.paste import enroll_terminal
+
+        done: Outcome = yield from enroll_terminal(ctx, cfg, status, pairs)
+        return done
+    if cfg.scep_url is None:
+        raise CommandError(Reason.NOT_ALLOWED,
+                           f"% Trustpoint {name} has no enrollment url.")
+    yield Say(START)
+    challenge = yield from _password()
+    who = identity(ctx.state, cfg)
+    replies: list[ScepReply] = []
+    for pair in pairs:
+        replies.append((yield ScepEnroll(cfg.scep_url, pair, who, ca_view(status), challenge,
+                                         cfg.message_digest)))
+    return _enrolled(ctx, cfg, status, pairs, who, replies)
+
+
+def _enrolled(ctx: Ctx, cfg: TrustpointConfig, status: TrustpointStatus,
+              pairs: tuple[KeyPair, ...], who: Identity, replies: list[ScepReply]) -> Outcome:
+    """Turn the CA's answers into events: requested, then issued / pending / failed."""
+    name = cfg.name
+    fingerprints = tuple(md5_words(r.request_fingerprint) for r in replies)
+    events: list[Any] = [EnrollmentRequested(
+        name, tuple(p.key_id for p in pairs), tuple(p.usage.value for p in pairs),
+        tuple(r.transaction_id for r in replies), who.subject, fingerprints, "scep",
+        cfg.retry_period, cfg.retry_count)]
+    lines = [f"  Fingerprint: {fp}" for fp in fingerprints]
+    out, pending = handle_replies(ctx.now, cfg, status, pairs, replies, polls=0)
+    events += out
+    if any(isinstance(e, EnrollmentFailed) for e in out):
+        lines.append(_failure_text(name, replies))
+    elif pending:
+        lines.append(f"% Certificate request pending at the CA: polling every "
+                     f"{cfg.retry_period} minute(s), up to {cfg.retry_count} times.")
+    else:
+        lines.append("% Certificate received from Certificate Authority")
+    return Outcome(events=events, output="\n".join(lines))
+
+
+def handle_replies(now: int, cfg: TrustpointConfig, status: TrustpointStatus,
+                   pairs: tuple[KeyPair, ...], replies: list[ScepReply], polls: int
+                   ) -> tuple[list[Any], bool]:
+    """Events for a round of CA answers (enroll or poll). Certificates are checked before
+    anything is accepted: ours, from the trustpoint's CA, valid now."""
+    assert status.ca_certificate is not None
+    events: list[Any] = []
+    pending = False
+    for pair, reply in zip(pairs, replies, strict=True):
+        if reply.status is PkiStatus.SUCCESS:
+            if reply.certificate is None:
+                raise bad("The CA answered SUCCESS without a certificate for our key.")
+            check_router_certificate(reply.certificate, pair.public_key,
+                                     status.ca_certificate, now)
+            events.append(CertificateReceived(cfg.name, pair.key_id, pair.usage.value,
+                                              reply.certificate, reply.transaction_id))
+        elif reply.status is PkiStatus.PENDING:
+            pending = True
+        else:
+            return [EnrollmentFailed(cfg.name, reply.transaction_id, "failure",
+                                     _fail_name(reply.fail_info), _explain(reply.fail_info))
+                    ], False
+    if pending:
+        txid = next(r.transaction_id for r in replies if r.status is PkiStatus.PENDING)
+        events.append(EnrollmentPending(cfg.name, txid, polls,
+                                        now + cfg.retry_period * 60_000_000))
+    return events, pending
+
+
+_FAIL_NAMES = {FailInfo.BAD_ALG: "badAlg", FailInfo.BAD_MESSAGE_CHECK: "badMessageCheck",
+               FailInfo.BAD_REQUEST: "badRequest", FailInfo.BAD_TIME: "badTime",
+               FailInfo.BAD_CERT_ID: "badCertId"}
+_FAIL_TEXT = {
+    FailInfo.BAD_ALG: "the CA does not accept the algorithms of the request",
+    FailInfo.BAD_MESSAGE_CHECK: "the CA could not verify the request's signature",
+    FailInfo.BAD_REQUEST: "the CA refused the request (often a wrong or reused challenge "
+                          "password)",
+    FailInfo.BAD_TIME: "the request's signing time is too far from the CA's clock",
+    FailInfo.BAD_CERT_ID: "the CA does not know the certificate the request refers to",
+}
+
+
+def _fail_name(info: FailInfo | None) -> str:
+    return _FAIL_NAMES.get(info, "") if info is not None else ""
+
+
+def _explain(info: FailInfo | None) -> str:
+    return _FAIL_TEXT.get(info, "the CA gave no reason") if info is not None else \
+        "the CA gave no reason"
+
+
+def _failure_text(name: str, replies: list[ScepReply]) -> str:
+    info = next((r.fail_info for r in replies if r.status is PkiStatus.FAILURE), None)
+    return (f"% Certificate enrollment for trustpoint {name} failed: "
+            f"{_fail_name(info) or 'FAILURE'}: {_explain(info)}.")
+
+
+# -- crypto ca cancel-enroll ------------------------------------------------------------------------
+
+
+@G.action("crypto ca cancel-enroll <name>", help="Cancel a pending enrollment request",
+          args={"name": NAME})
+def cancel_enroll(ctx: Ctx) -> Outcome:
+    name = ctx.args["name"]
+    _configured(ctx.state, name)
+    status = status_of(ctx.state, name)
+    _legal(status, "cancel", f"% Trustpoint {name} has no enrollment in progress.")
+    assert status.enrollment is not None
+    txid = status.enrollment.transaction_ids[0] if status.enrollment.transaction_ids else ""
+    return Outcome(events=[EnrollmentFailed(name, txid, "cancelled", "",
+                                            "cancelled by the operator")],
+                   output=f"% Enrollment request for trustpoint {name} cancelled.")
+
+
+# -- show ------------------------------------------------------------------------------------------------
+
+
+@G.action("show crypto ca certificates [<name>]", help="Show certificates of trustpoints",
+          args={"name": NAME})
+def show_certificates(ctx: Ctx) -> Outcome:
+    names = trustpoint_names(ctx.state)
+    want = ctx.args.get("name")
+    if want is not None:
+        _configured(ctx.state, want)
+        names = [want]
+    return Outcome(output=render_certificates(ctx.state, names))
+
+
+@G.action("show crypto ca trustpoint [<name>]", help="Show trustpoints and their state",
+          args={"name": NAME})
+def show_trustpoint(ctx: Ctx) -> Outcome:
+    names = trustpoint_names(ctx.state)
+    want = ctx.args.get("name")
+    if want is not None:
+        _configured(ctx.state, want)
+        names = [want]
+    return Outcome(output=render_trustpoints(ctx.state, names, ctx.now))
+
+
+# -- polling (scheduled) -----------------------------------------------------------------------------
+
+
+@scheduled
+def due_polls(state: DeviceState, now: int) -> list[Job]:
+    """Trustpoints whose pending SCEP request is due for a CertPoll."""
+    jobs = []
+    for name, st in state.trustpoints.items():
+        e = st.enrollment
+        if e is not None and e.method == "scep" and e.next_poll_at and e.next_poll_at <= now:
+            jobs.append(Job(f"poll {name}", _poller(name)))
+    return jobs
+
+
+def _poller(name: str) -> Callable[[DeviceState, int], Generator[Effect, Any, Outcome]]:
+    return lambda state, now: poll(state, now, name)
+
+
+def poll(state: DeviceState, now: int, name: str) -> Generator[Effect, Any, Outcome]:
+    """One CertPoll round (RFC 8894 §3.3.3) for every key pair still waiting."""
+    cfg = trustpoint_config(state, name)
+    status = status_of(state, name)
+    e = status.enrollment
+    if cfg is None or e is None or cfg.scep_url is None:
+        return Outcome()
+    waiting = [(k, t) for k, t in zip(e.key_ids, e.transaction_ids, strict=True)
+               if k not in e.received]
+    pairs = tuple(p for k, _ in waiting if (p := state.keys.by_key_id(k)) is not None)
+    if len(pairs) != len(waiting):
+        return Outcome(events=[EnrollmentFailed(name, e.transaction_ids[0], "failure", "",
+                                                "the key pair was removed")])
+    who = identity(state, cfg)
+    replies = []
+    polls = e.polls + 1
+    try:
+        for pair, (_, txid) in zip(pairs, waiting, strict=True):
+            replies.append((yield ScepPoll(cfg.scep_url, pair, who, ca_view(status), txid)))
+    except CommandError as err:
+        # The CA could not be asked this time: the attempt counts, the next one is scheduled.
+        if polls >= e.retry_count:
+            return Outcome(events=[EnrollmentFailed(name, e.transaction_ids[0], "timeout", "",
+                                                    f"last poll: {err.message[2:]}")],
+                           output=f"%PKI-3-ENROLL_TIMEOUT: Certificate enrollment for "
+                                  f"trustpoint {name} gave up after {polls} polls: "
+                                  f"{err.message[2:]}")
+        return Outcome(events=[EnrollmentPending(name, waiting[0][1], polls,
+                                                 now + cfg.retry_period * 60_000_000)],
+                       output=f"%PKI-4-POLL_FAILED: trustpoint {name}: {err.message[2:]}")
+    events, pending = handle_replies(now, cfg, status, pairs, replies, polls)
+    if any(isinstance(ev, EnrollmentFailed) for ev in events):
+        return Outcome(events=events, output=f"%PKI-3-ENROLL_FAILED: "
+                       f"{_failure_text(name, replies)[2:]}")
+    if pending and polls >= e.retry_count:
+        return Outcome(
+            events=[*[ev for ev in events if not isinstance(ev, EnrollmentPending)],
+                    EnrollmentFailed(name, e.transaction_ids[0], "timeout", "",
+                                     f"no certificate after {polls} polls")],
+            output=f"%PKI-3-ENROLL_TIMEOUT: Certificate enrollment for trustpoint {name} "
+                   f"timed out after {polls} polls. Ask the CA administrator to approve the "
+                   f"request, then enter 'crypto ca enroll {name}' again.")
+    if pending:
+        return Outcome(events=events)
+    return Outcome(events=events, output=f"%PKI-6-CERTRET: Certificate received from "
+                   f"Certificate Authority for trustpoint {name}")

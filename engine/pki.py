@@ -1,0 +1,87 @@
+"""Pure certificate checks (RFC 5280), with the time and the trust anchor as inputs."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+
+from engine.errors import CommandError, Reason
+
+
+def bad(message: str) -> CommandError:
+    return CommandError(Reason.BAD_DATA, f"% {message}")
+
+
+def load_certificate(der: bytes, what: str = "certificate") -> x509.Certificate:
+    try:
+        return x509.load_der_x509_certificate(der)
+    except ValueError as e:
+        raise bad(f"The {what} is not a valid X.509 certificate ({e}).") from e
+
+
+def spki(cert: x509.Certificate) -> bytes:
+    return cert.public_key().public_bytes(serialization.Encoding.DER,
+                                          serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+def _at(now_us: int) -> dt.datetime:
+    return dt.datetime.fromtimestamp(now_us / 1_000_000, dt.UTC)
+
+
+def check_ca_certificate(cert: x509.Certificate, now_us: int) -> None:
+    """A certificate offered as a trustpoint's CA: a CA (RFC 5280 §4.2.1.9: cA TRUE for
+    certificate signers), and valid now."""
+    try:
+        bc = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
+        is_ca = bc.ca
+    except x509.ExtensionNotFound:
+        is_ca = cert.issuer == cert.subject and cert.version is x509.Version.v1
+    if not is_ca:
+        raise bad("The certificate is not a CA certificate (basicConstraints cA is not TRUE).")
+    check_validity(cert, now_us, "CA certificate")
+
+
+def check_validity(cert: x509.Certificate, now_us: int, what: str) -> None:
+    now = _at(now_us)
+    if now < cert.not_valid_before_utc:
+        raise bad(f"The {what} is not valid yet (valid from "
+                  f"{cert.not_valid_before_utc:%Y-%m-%d %H:%M:%S} UTC).")
+    if now > cert.not_valid_after_utc:
+        raise bad(f"The {what} has expired ({cert.not_valid_after_utc:%Y-%m-%d %H:%M:%S} UTC).")
+
+
+def check_issued_by(cert: x509.Certificate, ca: x509.Certificate, what: str) -> None:
+    """RFC 5280 §6.1.3: the issuer name matches and the CA's key verifies the signature."""
+    try:
+        cert.verify_directly_issued_by(ca)
+    except (ValueError, TypeError, InvalidSignature) as e:
+        raise bad(f"The {what} was not issued by the trustpoint's CA ({e or 'bad signature'})."
+                  ) from e
+
+
+def check_router_certificate(der: bytes, public_key: bytes, ca_der: bytes,
+                             now_us: int) -> x509.Certificate:
+    """A certificate the CA returned for one of our key pairs: ours, from our CA, valid."""
+    cert = load_certificate(der)
+    if spki(cert) != public_key:
+        raise bad("The certificate is for another key, not the trustpoint's key pair.")
+    check_issued_by(cert, load_certificate(ca_der, "CA certificate"), "certificate")
+    check_validity(cert, now_us, "certificate")
+    return cert
+
+
+def decode_pasted(text: str, what: str = "certificate") -> bytes:
+    """A pasted PEM block or bare base64 (lines, BEGIN/END lines optional) -> DER."""
+    body = "".join(line.strip() for line in text.splitlines()
+                   if line.strip() and not line.lstrip().startswith("-----"))
+    if not body:
+        raise bad(f"No {what} was pasted.")
+    try:
+        return base64.b64decode(body, validate=True)
+    except (binascii.Error, ValueError) as e:
+        raise bad(f"The pasted {what} is not base64 ({e}).") from e

@@ -1,0 +1,323 @@
+"""The SCEP client: the effects a trustpoint command asks for, and how the runtime performs
+them (HTTP through a transport port, messages through the sans-I/O core in engine.scep).
+
+The handler stays pure: it gets back facts (`CAFetched`, `ScepReply`) and decides what they
+mean; the performer does the talking and the crypto that needs the private key. Everything a
+peer can get wrong (unreachable, HTTP errors, wrong content type, garbage or truncated
+PKCS#7, a reply signed by someone else, a mismatched transaction ID or nonce) becomes one
+`CommandError` with a `%` message, and nothing is accepted.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import ipaddress
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import httpx
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.x509.oid import NameOID
+
+from engine import scep
+from engine.effects import Effect, performs
+from engine.errors import CommandError, Reason
+from engine.keys import KeyPair
+from engine.keystore import keystore_of
+from engine.runtime import Ports
+from projections.certfmt import UNSTRUCTURED_ADDRESS
+
+MAX_REPLY = 1 << 20  # a SCEP reply larger than 1 MiB is not a SCEP reply
+TIMEOUT = 10.0
+
+
+# -- the transport port ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HttpReply:
+    status: int
+    content_type: str
+    body: bytes
+
+
+class ScepTransport(Protocol):
+    def get(self, url: str, params: Mapping[str, str]) -> HttpReply: ...
+
+    def post(self, url: str, params: Mapping[str, str], body: bytes) -> HttpReply: ...
+
+
+class TransportError(Exception):
+    """The CA could not be reached or did not answer in time."""
+
+
+class HttpxTransport:
+    """HTTP/1.1 through httpx: no proxies from the environment, no redirects, bounded bodies."""
+
+    def __init__(self, timeout: float = TIMEOUT) -> None:
+        self.client = httpx.Client(timeout=timeout, follow_redirects=False, trust_env=False)
+
+    def _send(self, request: httpx.Request) -> HttpReply:
+        try:
+            with self.client.stream(request.method, request.url, content=request.content,
+                                    headers=request.headers) as resp:
+                body = bytearray()
+                for chunk in resp.iter_bytes():
+                    body += chunk
+                    if len(body) > MAX_REPLY:
+                        raise TransportError(f"reply larger than {MAX_REPLY} bytes")
+                ctype = resp.headers.get("content-type", "").split(";")[0].strip().lower()
+                return HttpReply(resp.status_code, ctype, bytes(body))
+        except httpx.HTTPError as e:
+            raise TransportError(str(e) or type(e).__name__) from e
+
+    def get(self, url: str, params: Mapping[str, str]) -> HttpReply:
+        return self._send(self.client.build_request("GET", url, params=dict(params)))
+
+    def post(self, url: str, params: Mapping[str, str], body: bytes) -> HttpReply:
+        return self._send(self.client.build_request(
+            "POST", url, params=dict(params), content=body,
+            headers={"content-type": "application/x-pki-message"}))
+
+
+def transport_of(ports: Ports) -> ScepTransport:
+    if ports.scep is None:
+        ports.scep = HttpxTransport()
+    return ports.scep
+
+
+# -- effects and facts --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FetchCA(Effect):
+    """GetCACaps + GetCACert from the enrollment URL."""
+
+    url: str
+
+
+@dataclass(frozen=True)
+class CAFetched:
+    ca_certificate: bytes
+    ra_certificates: tuple[bytes, ...]
+    capabilities: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Identity:
+    """What goes into our requests for one key pair."""
+
+    subject: str  # RFC 4514 (as x509.Name.rfc4514_string gives it)
+    dns_names: tuple[str, ...] = ()
+    ip_addresses: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class CAView:
+    """The trustpoint's CA as authenticated: what we envelope to and trust replies from."""
+
+    ca_certificate: bytes
+    ra_certificates: tuple[bytes, ...]
+    capabilities: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ScepEnroll(Effect):
+    url: str
+    key: KeyPair
+    identity: Identity
+    ca: CAView
+    challenge: str = field(repr=False)  # never logged, never stored
+    digest: str | None = None  # `message-digest` of the trustpoint, if set
+
+
+@dataclass(frozen=True)
+class ScepPoll(Effect):
+    url: str
+    key: KeyPair
+    identity: Identity
+    ca: CAView
+    transaction_id: str
+
+
+@dataclass(frozen=True)
+class ScepReply:
+    status: scep.PkiStatus
+    transaction_id: str
+    request_fingerprint: bytes  # DER of the PKCS#10 (for the MD5 shown to the operator)
+    certificate: bytes | None = None  # the one for our key, if SUCCESS
+    other_certificates: tuple[bytes, ...] = ()
+    fail_info: scep.FailInfo | None = None
+
+
+def peer_error(message: str) -> CommandError:
+    return CommandError(Reason.PEER, f"% {message}")
+
+
+# -- performing ------------------------------------------------------------------------------------
+
+
+def _checked(reply: HttpReply, what: str, url: str) -> HttpReply:
+    if reply.status != 200:
+        raise peer_error(f"{what} failed: the CA at {url} answered HTTP {reply.status}.")
+    return reply
+
+
+def _caps(ports: Ports, url: str) -> scep.Capabilities:
+    try:
+        reply = transport_of(ports).get(url, {"operation": "GetCACaps"})
+    except TransportError as e:
+        raise peer_error(f"Unable to reach the CA at {url}: {e}") from e
+    if reply.status != 200:
+        # RFC 8894 §3.5.2: a CA that does not answer GetCACaps is taken to support nothing.
+        return scep.parse_capabilities(b"")
+    try:
+        return scep.parse_capabilities(reply.body)
+    except scep.ScepError as e:
+        raise peer_error(f"GetCACaps: {e}") from e
+
+
+@performs(FetchCA)
+def _fetch_ca(ports: Ports, eff: FetchCA) -> CAFetched:
+    caps = _caps(ports, eff.url)
+    try:
+        reply = _checked(transport_of(ports).get(eff.url, {"operation": "GetCACert",
+                                                           "message": "trustledger"}),
+                         "GetCACert", eff.url)
+    except TransportError as e:
+        raise peer_error(f"Unable to reach the CA at {eff.url}: {e}") from e
+    try:
+        found = scep.parse_ca_certificates(reply.content_type, reply.body)
+    except scep.ScepError as e:
+        raise peer_error(f"GetCACert: {e}") from e
+    ra_certs = [c for c in (found.ra_signing, found.ra_encryption) if c is not None]
+    ra = tuple(dict.fromkeys(c.public_bytes(serialization.Encoding.DER) for c in ra_certs))
+    return CAFetched(found.ca.public_bytes(serialization.Encoding.DER), ra,
+                     tuple(sorted(c.value for c in caps.keywords)))
+
+
+def _ca_certs(view: CAView) -> scep.CACertificates:
+    certs = [x509.load_der_x509_certificate(view.ca_certificate)]
+    certs += [x509.load_der_x509_certificate(d) for d in view.ra_certificates]
+    return scep.cacert.identify_roles(certs)
+
+
+def _subject(identity: Identity) -> x509.Name:
+    return x509.Name.from_rfc4514_string(identity.subject, {
+        "unstructuredName": NameOID.UNSTRUCTURED_NAME,
+        "unstructuredAddress": UNSTRUCTURED_ADDRESS,
+        "serialNumber": NameOID.SERIAL_NUMBER})
+
+
+def _signer(ports: Ports, key: KeyPair, subject: x509.Name) -> scep.Credential:
+    private = keystore_of(ports).private_key(key.sealed)
+    if not isinstance(private, scep.SigningKey):
+        raise CommandError(Reason.NOT_ALLOWED,
+                           f"% Key pair {key.label} ({key.algorithm.value}) cannot sign SCEP "
+                           "messages; use an RSA or ECDSA key pair.")
+    now = dt.datetime.fromtimestamp(ports.clock.now_us() / 1e6, dt.UTC)
+    serial = int.from_bytes(ports.random(8), "big") | 1
+    cert = scep.build_self_signed_certificate(
+        private, subject, not_before=now - dt.timedelta(minutes=5),
+        not_after=now + dt.timedelta(days=1), serial_number=serial)
+    return scep.Credential(cert, private)
+
+
+def _params(ports: Ports, signer: scep.Credential, cas: scep.CACertificates,
+            caps: tuple[str, ...], txid: str) -> scep.RequestParameters:
+    capabilities = scep.parse_capabilities("\n".join(caps))
+    now = dt.datetime.fromtimestamp(ports.clock.now_us() / 1e6, dt.UTC)
+    return scep.RequestParameters(
+        signer=signer, recipient=cas.recipient, transaction_id=txid,
+        sender_nonce=scep.new_nonce(ports.random), cipher=capabilities.strongest_cipher(),
+        digest=capabilities.strongest_digest(), signing_time=now)
+
+
+def _exchange(ports: Ports, url: str, message: bytes, params: scep.RequestParameters,
+              cas: scep.CACertificates, caps: tuple[str, ...]) -> scep.CertRep:
+    post = scep.parse_capabilities("\n".join(caps)).post_pki_operation
+    try:
+        if post:
+            reply = transport_of(ports).post(url, {"operation": "PKIOperation"}, message)
+        else:
+            reply = transport_of(ports).get(url, {"operation": "PKIOperation",
+                                                  "message": scep.encode_message_param(message)})
+    except TransportError as e:
+        raise peer_error(f"Unable to reach the CA at {url}: {e}") from e
+    _checked(reply, "PKIOperation", url)
+    if reply.content_type != scep.PKI_MESSAGE_CONTENT_TYPE:
+        raise peer_error(f"PKIOperation: the CA answered {reply.content_type or 'no type'}, "
+                         f"not {scep.PKI_MESSAGE_CONTENT_TYPE}.")
+    try:
+        return scep.parse_cert_rep(reply.body, signers=[cas.signer],
+                                   transaction_id=params.transaction_id,
+                                   sender_nonce=params.sender_nonce, recipient=params.signer)
+    except scep.ScepError as e:
+        raise peer_error(f"CertRep refused: {e}") from e
+
+
+def _reply(rep: scep.CertRep, key: KeyPair, csr_der: bytes) -> ScepReply:
+    mine = None
+    others = []
+    for cert in rep.certificates:
+        der = cert.public_bytes(serialization.Encoding.DER)
+        spki = cert.public_key().public_bytes(serialization.Encoding.DER,
+                                              serialization.PublicFormat.SubjectPublicKeyInfo)
+        if spki == key.public_key and mine is None:
+            mine = der
+        else:
+            others.append(der)
+    return ScepReply(rep.status, rep.transaction_id, csr_der, mine, tuple(others), rep.fail_info)
+
+
+@performs(ScepEnroll)
+def _enroll(ports: Ports, eff: ScepEnroll) -> ScepReply:
+    subject = _subject(eff.identity)
+    signer = _signer(ports, eff.key, subject)
+    cas = _ca_certs(eff.ca)
+    csr = scep.build_csr(
+        signer.private_key, subject, challenge_password=eff.challenge,
+        dns_names=eff.identity.dns_names,
+        ip_addresses=[ipaddress.ip_address(a) for a in eff.identity.ip_addresses])
+    txid = scep.transaction_id_for(signer.private_key.public_key())
+    params = _params(ports, signer, cas, eff.ca.capabilities, txid)
+    message = scep.build_pkcs_req(params, csr, random_bytes=ports.random)
+    rep = _exchange(ports, eff.url, message, params, cas, eff.ca.capabilities)
+    return _reply(rep, eff.key, csr.public_bytes(serialization.Encoding.DER))
+
+
+@performs(ScepPoll)
+def _poll(ports: Ports, eff: ScepPoll) -> ScepReply:
+    subject = _subject(eff.identity)
+    signer = _signer(ports, eff.key, subject)
+    cas = _ca_certs(eff.ca)
+    params = _params(ports, signer, cas, eff.ca.capabilities, eff.transaction_id)
+    message = scep.build_cert_poll(params, issuer=cas.ca.subject, subject=subject,
+                                   random_bytes=ports.random)
+    rep = _exchange(ports, eff.url, message, params, cas, eff.ca.capabilities)
+    return _reply(rep, eff.key, hashlib.sha256(eff.transaction_id.encode()).digest())
+
+
+@dataclass(frozen=True)
+class BuildRequest(Effect):
+    """A PKCS#10 request for cut-and-paste enrollment (signed with the keystore's key)."""
+
+    key: KeyPair
+    identity: Identity
+    challenge: str = field(repr=False)
+
+
+@performs(BuildRequest)
+def _build_request(ports: Ports, eff: BuildRequest) -> bytes:
+    private = keystore_of(ports).private_key(eff.key.sealed)
+    if not isinstance(private, scep.SigningKey):
+        raise CommandError(Reason.NOT_ALLOWED,
+                           f"% Key pair {eff.key.label} cannot sign a certificate request.")
+    csr = scep.build_csr(
+        private, _subject(eff.identity), challenge_password=eff.challenge,
+        dns_names=eff.identity.dns_names,
+        ip_addresses=[ipaddress.ip_address(a) for a in eff.identity.ip_addresses])
+    return csr.public_bytes(serialization.Encoding.DER)

@@ -1,0 +1,256 @@
+"""Trustpoints: their configuration (read from the running config through the grammar) and
+their PKI status (folded from events): lifecycle, CA certificate, router certificates, and
+the enrollment in flight.
+
+A trustpoint exists while `crypto ca trustpoint NAME` is in the running configuration; its
+status record appears with the first event about it and disappears with the commit that
+removes it (and so do its certificates, as on the router).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from types import MappingProxyType
+from typing import Any
+
+from engine.config import Change
+from engine.grammar import GRAMMAR, Mode
+from engine.lifecycle import Lifecycle
+from engine.parser import parse
+from engine.state import DeviceState, evolves
+from events.device import ConfigurationCommitted
+from events.keys import KeyPairZeroized
+from events.trustpoint import (
+    CACertificateAccepted,
+    CertificateReceived,
+    EnrollmentFailed,
+    EnrollmentPending,
+    EnrollmentRequested,
+)
+
+DEFAULT_KEY_LABEL = "the_default"
+DEFAULT_RETRY_PERIOD = 1  # minutes (reference: "Default is 1 minute")
+DEFAULT_RETRY_COUNT = 10  # the reference gives no default; ten polls, then the timeout
+SCEP_PATH = "/cgi-bin/pkiclient.exe"  # where IOS goes when the enrollment URL has no path
+
+
+def trustpoint_key(name: str) -> str:
+    return f"crypto ca trustpoint {name}"
+
+
+# -- configuration -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TrustpointConfig:
+    name: str
+    enrollment_url: str | None = None
+    terminal: bool = False
+    query_url: str | None = None
+    retry_period: int = DEFAULT_RETRY_PERIOD
+    retry_count: int = DEFAULT_RETRY_COUNT
+    key_label: str = DEFAULT_KEY_LABEL
+    subject_name: str | None = None
+    ip_address: str | None = None
+    serial_number: bool = False
+    crl_optional: bool = False
+    message_digest: str | None = None
+    description: str | None = None
+
+    @property
+    def scep_url(self) -> str | None:
+        """The enrollment URL as used: no path means IOS's `/cgi-bin/pkiclient.exe`."""
+        if self.enrollment_url is None:
+            return None
+        scheme, _, rest = self.enrollment_url.partition("://")
+        host, slash, path = rest.partition("/")
+        if not slash or not path:
+            return f"{scheme}://{host}{SCEP_PATH}"
+        return self.enrollment_url
+
+
+def trustpoint_config(state: DeviceState, name: str) -> TrustpointConfig | None:
+    node = state.config.node((trustpoint_key(name),))
+    if node is None:
+        return None
+    values: dict[str, Any] = {}
+    for child in node.children.values():
+        m = parse(GRAMMAR, Mode.TRUSTP, child.line)
+        if m is None:
+            continue
+        a, words = m.args, m.words
+        match words[0]:
+            case "enrollment" if words[1] == "url":
+                values["enrollment_url"] = a["url"]
+            case "enrollment" if words[1] == "terminal":
+                values["terminal"] = True
+            case "enrollment" if words[2] == "period":
+                values["retry_period"] = a["minutes"]
+            case "enrollment" if words[2] == "count":
+                values["retry_count"] = a["count"]
+            case "query":
+                values["query_url"] = a["url"]
+            case "rsakeypair":
+                values["key_label"] = a["label"]
+            case "subject-name":
+                values["subject_name"] = a["dn"]
+            case "ip-address":
+                values["ip_address"] = a["address"]
+            case "serial-number":
+                values["serial_number"] = True
+            case "crl":
+                values["crl_optional"] = True
+            case "message-digest":
+                values["message_digest"] = a["digest"]
+            case "description":
+                values["description"] = a["text"]
+    return TrustpointConfig(name, **values)
+
+
+def trustpoint_names(state: DeviceState) -> list[str]:
+    prefix = "crypto ca trustpoint "
+    return [k[len(prefix):] for k in state.config.roots if k.startswith(prefix)]
+
+
+# -- status ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RouterCertificate:
+    key_id: str
+    usage: str  # "general" | "signature" | "encryption"
+    der: bytes
+    installed_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class Enrollment:
+    """An enrollment in flight (SCEP PENDING, or a cut-and-paste request awaiting import)."""
+
+    key_ids: tuple[str, ...]
+    usages: tuple[str, ...]
+    transaction_ids: tuple[str, ...]
+    subject: str
+    fingerprints: tuple[str, ...]
+    method: str
+    retry_period: int
+    retry_count: int
+    requested_at: int
+    polls: int = 0
+    next_poll_at: int = 0
+    received: tuple[str, ...] = ()  # key ids whose certificate is already in
+
+
+@dataclass(frozen=True, slots=True)
+class TrustpointStatus:
+    name: str
+    lifecycle: Lifecycle = Lifecycle.DECLARED
+    ca_certificate: bytes | None = None
+    ra_certificates: tuple[bytes, ...] = ()
+    capabilities: tuple[str, ...] = ()
+    ca_source: str = ""
+    certificates: tuple[RouterCertificate, ...] = ()
+    enrollment: Enrollment | None = None
+    last_result: str = ""  # what the last enrollment ended with, for `show crypto ca trustpoint`
+
+
+def status_of(state: DeviceState, name: str) -> TrustpointStatus:
+    return state.trustpoints.get(name) or TrustpointStatus(name)
+
+
+def _put(state: DeviceState, status: TrustpointStatus) -> DeviceState:
+    tps = dict(state.trustpoints)
+    tps[status.name] = status
+    return replace(state, trustpoints=MappingProxyType(tps))
+
+
+@evolves(CACertificateAccepted)
+def _ca_accepted(state: DeviceState, ev: CACertificateAccepted, at: int) -> DeviceState:
+    return _put(state, replace(status_of(state, ev.trustpoint), lifecycle=Lifecycle.AUTHENTICATED,
+                               ca_certificate=ev.ca_certificate,
+                               ra_certificates=ev.ra_certificates,
+                               capabilities=ev.capabilities, ca_source=ev.source))
+
+
+@evolves(EnrollmentRequested)
+def _requested(state: DeviceState, ev: EnrollmentRequested, at: int) -> DeviceState:
+    enrollment = Enrollment(ev.key_ids, ev.usages, ev.transaction_ids, ev.subject,
+                            ev.request_fingerprints, ev.method, ev.retry_period,
+                            ev.retry_count, at)
+    return _put(state, replace(status_of(state, ev.trustpoint), lifecycle=Lifecycle.ENROLLING,
+                               enrollment=enrollment, last_result=""))
+
+
+@evolves(EnrollmentPending)
+def _pending(state: DeviceState, ev: EnrollmentPending, at: int) -> DeviceState:
+    st = status_of(state, ev.trustpoint)
+    if st.enrollment is None:
+        return state
+    enrollment = replace(st.enrollment, polls=ev.polls, next_poll_at=ev.next_poll_at)
+    return _put(state, replace(st, enrollment=enrollment, last_result="pending"))
+
+
+@evolves(CertificateReceived)
+def _received(state: DeviceState, ev: CertificateReceived, at: int) -> DeviceState:
+    st = status_of(state, ev.trustpoint)
+    certs = [c for c in st.certificates if c.usage != ev.usage]
+    certs.append(RouterCertificate(ev.key_id, ev.usage, ev.certificate, at))
+    enrollment = st.enrollment
+    lifecycle = st.lifecycle
+    if enrollment is not None:
+        received = (*enrollment.received, ev.key_id)
+        if set(received) >= set(enrollment.key_ids):
+            enrollment, lifecycle = None, Lifecycle.ENROLLED
+        else:
+            enrollment = replace(enrollment, received=received)
+    else:
+        lifecycle = Lifecycle.ENROLLED
+    order = {"general": 0, "signature": 1, "encryption": 2}
+    certs.sort(key=lambda c: order.get(c.usage, 3))
+    return _put(state, replace(st, certificates=tuple(certs), enrollment=enrollment,
+                               lifecycle=lifecycle,
+                               last_result="issued" if enrollment is None else st.last_result))
+
+
+@evolves(EnrollmentFailed)
+def _failed(state: DeviceState, ev: EnrollmentFailed, at: int) -> DeviceState:
+    st = status_of(state, ev.trustpoint)
+    # A failed re-enrollment leaves the certificates already installed in place.
+    lifecycle = Lifecycle.ENROLLED if st.certificates else Lifecycle.AUTHENTICATED
+    result = ev.reason + (f" ({ev.fail_info})" if ev.fail_info else "")
+    return _put(state, replace(st, lifecycle=lifecycle, enrollment=None, last_result=result))
+
+
+@evolves(KeyPairZeroized)
+def _zeroized(state: DeviceState, ev: KeyPairZeroized, at: int) -> DeviceState:
+    gone = set(ev.key_ids)
+    for st in list(state.trustpoints.values()):
+        in_flight = st.enrollment is not None and bool(gone & set(st.enrollment.key_ids))
+        kept = tuple(c for c in st.certificates if c.key_id not in gone)
+        if kept == st.certificates and not in_flight:
+            continue
+        lifecycle = st.lifecycle
+        if not kept and lifecycle in (Lifecycle.ENROLLED, Lifecycle.ENROLLING, Lifecycle.REVOKED):
+            lifecycle = Lifecycle.AUTHENTICATED
+        state = _put(state, replace(st, certificates=kept, lifecycle=lifecycle,
+                                    enrollment=None if in_flight else st.enrollment,
+                                    last_result="key zeroized" if in_flight else st.last_result))
+    return state
+
+
+@evolves(ConfigurationCommitted)
+def _config(state: DeviceState, ev: ConfigurationCommitted, at: int) -> DeviceState:
+    removed = [Change.from_wire(c).path[0] for c in ev.changes
+               if len(c[0]) == 1 and c[2] is None and c[0][0].startswith("crypto ca trustpoint ")]
+    if not removed:
+        return state
+    names = {p[len("crypto ca trustpoint "):] for p in removed}
+    kept = {k: v for k, v in state.trustpoints.items() if k not in names}
+    return replace(state, trustpoints=MappingProxyType(kept))
+
+
+def empty_trustpoints() -> Mapping[str, TrustpointStatus]:
+    return MappingProxyType({})
+
+

@@ -1,0 +1,99 @@
+"""Certificates as IOS prints them: names, serials, dates, fingerprints."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC
+
+from cryptography import x509
+from cryptography.x509.oid import NameOID, ObjectIdentifier
+
+from projections.timefmt import ios_time
+
+UNSTRUCTURED_ADDRESS = ObjectIdentifier("1.2.840.113549.1.9.8")
+
+_SHORT = {
+    NameOID.COMMON_NAME: "cn",
+    NameOID.ORGANIZATIONAL_UNIT_NAME: "ou",
+    NameOID.ORGANIZATION_NAME: "o",
+    NameOID.LOCALITY_NAME: "l",
+    NameOID.STATE_OR_PROVINCE_NAME: "st",
+    NameOID.COUNTRY_NAME: "c",
+    NameOID.EMAIL_ADDRESS: "ea",
+    NameOID.SERIAL_NUMBER: "serialNumber",
+    NameOID.UNSTRUCTURED_NAME: "unstructuredName",
+    UNSTRUCTURED_ADDRESS: "unstructuredAddress",
+    NameOID.DOMAIN_COMPONENT: "dc",
+    NameOID.TITLE: "title",
+}
+
+
+def _escape(value: str) -> str:
+    out = value.replace("\\", "\\\\")
+    for ch in ',+"<>;=':
+        out = out.replace(ch, "\\" + ch)
+    if out.startswith((" ", "#")):
+        out = "\\" + out
+    if out.endswith(" "):
+        out = out[:-1] + "\\ "
+    return out
+
+
+def ios_name(name: x509.Name) -> str:
+    """`cn=Root CA,ou=HFR,o=Cisco Systems,c=US`: RFC 4514 order, IOS's lower-case labels."""
+    parts = []
+    for rdn in reversed(name.rdns):
+        parts.append("+".join(
+            f"{_SHORT.get(a.oid, a.oid.dotted_string)}={_escape(str(a.value))}" for a in rdn))
+    return ",".join(parts)
+
+
+def ios_serial(cert: x509.Certificate) -> str:
+    """`01`, `6E`, `5FF87B282B54DC8D`: upper-case hex, whole bytes."""
+    h = format(cert.serial_number, "X")
+    return h if len(h) % 2 == 0 else "0" + h
+
+
+def colon_serial(cert: x509.Certificate) -> str:
+    """`5F:F8:7B:28` (trustpool listings)."""
+    s = ios_serial(cert)
+    return ":".join(s[i:i + 2] for i in range(0, len(s), 2))
+
+
+def md5_spaced(der: bytes) -> str:
+    """`58 71 FB 94 55 65 D4 64 38 91 2B 00 61 E9 F8 05` (the authenticate fingerprint)."""
+    d = hashlib.md5(der, usedforsecurity=False).hexdigest().upper()
+    return " ".join(d[i:i + 2] for i in range(0, 32, 2))
+
+
+def md5_words(der: bytes) -> str:
+    """`17D8B38D ED2BDF2E DF8ADB7F A7DBE35A` (the enrollment request fingerprint)."""
+    d = hashlib.md5(der, usedforsecurity=False).hexdigest().upper()
+    return " ".join(d[i:i + 8] for i in range(0, 32, 8))
+
+
+def sha256_hex(der: bytes) -> str:
+    return hashlib.sha256(der).hexdigest().upper()
+
+
+def sha1_hex(der: bytes) -> str:
+    return hashlib.sha1(der, usedforsecurity=False).hexdigest().upper()
+
+
+def validity(cert: x509.Certificate) -> tuple[str, str]:
+    start = cert.not_valid_before_utc.astimezone(UTC)
+    end = cert.not_valid_after_utc.astimezone(UTC)
+    return ios_time(int(start.timestamp() * 1e6)), ios_time(int(end.timestamp() * 1e6))
+
+
+def crl_distribution_points(cert: x509.Certificate) -> list[str]:
+    try:
+        ext = cert.extensions.get_extension_for_class(x509.CRLDistributionPoints)
+    except x509.ExtensionNotFound:
+        return []
+    out = []
+    for dp in ext.value:
+        for gn in dp.full_name or ():
+            if isinstance(gn, x509.UniformResourceIdentifier):
+                out.append(gn.value)
+    return out

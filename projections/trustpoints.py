@@ -1,0 +1,115 @@
+"""`show crypto ca certificates` and `show crypto ca trustpoint`, from the folded state."""
+
+from __future__ import annotations
+
+from cryptography import x509
+
+from engine.state import DeviceState
+from engine.trustpoints import status_of, trustpoint_config
+from projections.certfmt import crl_distribution_points, ios_name, ios_serial, validity
+from projections.timefmt import ios_time
+
+INDENT = " " * 19
+USAGE = {"general": "General Purpose", "signature": "Signature", "encryption": "Encryption"}
+
+
+def _block(title: str, cert: x509.Certificate, extra: list[str], now: int) -> list[str]:
+    start, end = validity(cert)
+    lines = [title, *extra,
+             f"Serial Number      :{ios_serial(cert)}",
+             "Subject Name       :", INDENT + ios_name(cert.subject),
+             "Issued By          :", INDENT + ios_name(cert.issuer),
+             f"Validity Start     :{start}",
+             f"Validity End       :{end}"]
+    cdps = crl_distribution_points(cert)
+    if cdps:
+        lines.append("CRL Distribution Point")
+        lines += [INDENT + u for u in cdps]
+    return lines
+
+
+def _status(cert: x509.Certificate, now: int) -> str:
+    if now / 1e6 > cert.not_valid_after_utc.timestamp():
+        return "Expired"
+    if now / 1e6 < cert.not_valid_before_utc.timestamp():
+        return "Not yet valid"
+    return "Available"
+
+
+def _ra_title(cert: x509.Certificate) -> str:
+    try:
+        ku = cert.extensions.get_extension_for_class(x509.KeyUsage).value
+    except x509.ExtensionNotFound:
+        return "RA certificate"
+    if ku.key_encipherment and not ku.digital_signature:
+        return "RA KeyE certificate"
+    if ku.digital_signature and not ku.key_encipherment:
+        return "RA Signature certificate"
+    return "RA certificate"
+
+
+def render_certificates(state: DeviceState, names: list[str], now: int = 0) -> str:
+    out: list[str] = []
+    for name in names:
+        st = status_of(state, name)
+        if st.ca_certificate is None:
+            continue
+        if out:
+            out.append("")
+        out += [f"Trustpoint          :{name}", "====="]
+        out += _block("CA certificate", x509.load_der_x509_certificate(st.ca_certificate), [],
+                      now)
+        for der in st.ra_certificates:
+            ra = x509.load_der_x509_certificate(der)
+            out += _block(_ra_title(ra), ra, [], now)
+        for rc in st.certificates:
+            cert = x509.load_der_x509_certificate(rc.der)
+            out += _block("Router certificate", cert,
+                          [f"Key usage          :{USAGE.get(rc.usage, rc.usage)}",
+                           f"Status             :{_status(cert, now or rc.installed_at)}"], now)
+    return "\n".join(out) + ("\n" if out else "")
+
+
+def _duration(us: int) -> str:
+    s = max(0, us // 1_000_000)
+    return f"{s // 3600:02d}:{s % 3600 // 60:02d}:{s % 60:02d}"
+
+
+def render_trustpoints(state: DeviceState, names: list[str], now: int) -> str:
+    out: list[str] = []
+    for name in names:
+        cfg = trustpoint_config(state, name)
+        if cfg is None:
+            continue
+        st = status_of(state, name)
+        if out:
+            out.append("")
+        method = ("terminal" if cfg.terminal else
+                  f"url {cfg.scep_url}" if cfg.scep_url else "not configured")
+        out += [f"Trustpoint          :{name}",
+                f"State               :{st.lifecycle.value}",
+                f"Enrollment          :{method}",
+                f"Key pair            :{cfg.key_label}",
+                f"Retry period        :{cfg.retry_period} minute(s)",
+                f"Retry count         :{cfg.retry_count}",
+                f"CA certificate      :{'authenticated (' + st.ca_source + ')' if st.ca_certificate else 'not authenticated'}",
+                f"Router certificates :{len(st.certificates)}"]
+        if cfg.query_url:
+            out.append(f"Query url           :{cfg.query_url}")
+        if cfg.crl_optional:
+            out.append("CRL                 :optional")
+        e = st.enrollment
+        if e is not None:
+            out.append(f"Pending request     :{e.method}, requested "
+                       f"{ios_time(e.requested_at)}")
+            out += [f"  Transaction ID    :{t}" for t in e.transaction_ids]
+            if e.method == "scep":
+                out.append(f"  Polls             :{e.polls} of {e.retry_count}")
+                if e.next_poll_at:
+                    out.append(f"  Next poll         :in {_duration(e.next_poll_at - now)} "
+                               f"({ios_time(e.next_poll_at)})")
+            else:
+                out.append(f"  Certificates in   :{len(e.received)} of {len(e.key_ids)}")
+        if st.last_result:
+            out.append(f"Last enrollment     :{st.last_result}")
+    return "\n".join(out) + ("\n" if out else "")
