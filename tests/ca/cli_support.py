@@ -4,10 +4,11 @@ loopback port), and the other commands."""
 from __future__ import annotations
 
 import os
+import queue
 import re
-import select
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -46,17 +47,25 @@ def served(root: Path, *args: str) -> Iterator[Served]:
                             stderr=subprocess.STDOUT, text=True, env=env, cwd=REPO,
                             start_new_session=True)
     assert proc.stdout is not None
+    lines: queue.Queue[str] = queue.Queue()
+    # Drain the server's output for its whole life (a full pipe would block it).
+    drain = threading.Thread(target=lambda: [lines.put(ln) for ln in proc.stdout or ()],
+                             daemon=True)
+    drain.start()
     deadline = time.monotonic() + 30
     url = None
     seen = []
-    while url is None and time.monotonic() < deadline and proc.poll() is None:
-        ready, _, _ = select.select([proc.stdout], [], [], 0.5)
-        if ready:
-            line = proc.stdout.readline()
-            seen.append(line)
-            m = re.search(r"listening on (http://\S+)", line)
-            if m:
-                url = m.group(1)
+    while url is None and time.monotonic() < deadline:
+        try:
+            line = lines.get(timeout=0.5)
+        except queue.Empty:
+            if proc.poll() is not None:
+                break
+            continue
+        seen.append(line)
+        m = re.search(r"listening on (http://\S+)", line)
+        if m:
+            url = m.group(1)
     if url is None:
         proc.kill()
         proc.wait()
@@ -66,4 +75,4 @@ def served(root: Path, *args: str) -> Iterator[Served]:
     finally:
         proc.terminate()
         proc.wait(timeout=10)
-        proc.stdout.close()
+        drain.join(timeout=5)
