@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from engine.logsetup import configure as configure_logging
 from events.filelog import FileEventLog, LogError, verify
 
 
@@ -179,6 +180,7 @@ def cmd_exec(data: Path | None, file: str, keep_going: bool) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    configure_logging("info" if args.command == "ca" else "warning")
     try:
         if args.command == "shell":
             return cmd_shell(args.data, args.keep_going)
@@ -194,9 +196,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             from engine.demo import run_demo
 
             return run_demo(sys.stdout)
-        handler = getattr(args, "handler", None)
-        if handler is not None:
-            return int(handler(args))
+        if args.command == "ca":
+            from engine.ca.errors import CAError
+
+            try:
+                return int(args.func(args))
+            except CAError as err:
+                print(err.message, file=sys.stderr)
+                return 1
     except LogError as err:
         print(f"trustledger: {err}", file=sys.stderr)
         return 2

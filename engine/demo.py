@@ -1,34 +1,66 @@
-"""`trustledger demo`: the reference example session, run through the batch frontend into a
-fresh temporary data directory, printing the transcript.
+"""`trustledger demo`: the reference example session, end to end.
 
-The script follows ../shared/reference/ca-interoperability.md's example as far as the engine
-implements it: device identity and two-stage commits today; keys, the built-in CA, trustpoint
-authentication and SCEP enrollment join as their issues land.
+It creates a built-in CA in a temporary directory, serves it over SCEP on an ephemeral
+loopback port, and runs the example session of ../shared/reference/ca-interoperability.md
+through the batch frontend (each line echoed after the prompt, answers on the lines that
+follow): identity, an RSA key pair, a trustpoint, CA authentication, SCEP enrollment with a
+one-time challenge password the CA administrator minted, and the `show` outputs.
 """
 
 from __future__ import annotations
 
 import tempfile
+from pathlib import Path
 from typing import TextIO
 
+from engine.ca.server import serve
+from engine.ca.service import BuiltinCA
 from engine.engine import Engine
 from engine.frontends import run_batch
 
 SESSION = """\
-! The hostname and domain name make the FQDN that goes into certificates.
 configure
 hostname myrouter
 domain name mydomain.com
 end
 yes
-show running-config
-show configuration commit list
+crypto key generate rsa mykey
+
+show crypto key mypubkey rsa
+! The following commands declare a CA and configure a trusted point.
+configure
+crypto ca trustpoint myca
+enrollment url {url}
+enrollment retry count 25
+enrollment retry period 2
+rsakeypair mykey
+end
+yes
+! The following command authenticates the CA to your router.
+crypto ca authenticate myca
+yes
+! The following command requests certificates for all of your RSA key pairs.
+crypto ca enroll myca
+{challenge}
+{challenge}
+! The following command displays information about your certificate and the CA certificate.
+show crypto ca certificates
+show crypto ca trustpoint myca
 """
 
 
-def run_demo(out: TextIO) -> int:
+def run_demo(out: TextIO, workdir: Path | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="trustledger-demo-") as tmp:
-        out.write(f"! data directory: {tmp}\n")
-        with Engine.open(tmp, user="demo") as eng:
-            status = run_batch(eng, iter(SESSION.splitlines(keepends=True)), out, False)
-    return status
+        root = workdir or Path(tmp)
+        with BuiltinCA.init(root / "ca", subject="CN=trustledger demo CA,O=Example") as ca:
+            challenge = ca.mint_challenge()
+            server = serve(ca)
+            try:
+                out.write(f"! built-in CA serving SCEP at {server.url} (loopback)\n")
+                out.write(f"! the CA administrator's one-time challenge password: {challenge}\n")
+                out.write(f"! device data directory: {root / 'device'}\n")
+                script = SESSION.format(url=server.url, challenge=challenge)
+                with Engine.open(root / "device", user="demo") as eng:
+                    return run_batch(eng, iter(script.splitlines(keepends=True)), out, False)
+            finally:
+                server.stop()
