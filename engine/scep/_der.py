@@ -23,8 +23,12 @@ from engine.scep.errors import ScepError, ScepErrorReason
 
 T = TypeVar("T", bound=core.Asn1Value)
 
-# What asn1crypto/cryptography raise on bad input (UnicodeDecodeError is a ValueError).
-_PARSE_ERRORS = (ValueError, TypeError, KeyError, IndexError, OverflowError, AttributeError)
+# What asn1crypto/cryptography raise on bad input (UnicodeDecodeError is a ValueError;
+# cryptography's InvalidVersion, DuplicateExtension, UnsupportedGeneralNameType are not).
+_PARSE_ERRORS = (
+    ValueError, TypeError, KeyError, IndexError, OverflowError, AttributeError,
+    x509.InvalidVersion, x509.DuplicateExtension, x509.UnsupportedGeneralNameType,
+)
 
 
 @contextlib.contextmanager

@@ -29,6 +29,7 @@ OID_FAIL_INFO_TEXT = _VERISIGN + "24"
 
 NONCE_SIZE = 16  # RFC 8894 §3.2.1.5: "a 16-byte random number"
 MAX_NONCE_SIZE = 64  # what we accept from peers
+MAX_TRANSACTION_ID = 256
 _PRINTABLE = re.compile(r"[A-Za-z0-9 '()+,\-./:=?]+")
 _NUMBER = re.compile(r"\s*[0-9]{1,9}\s*")
 _TEXT_TYPES = {0x13: core.PrintableString, 0x0C: core.UTF8String, 0x16: core.IA5String}
@@ -154,9 +155,18 @@ class Common:
         )
 
 
+def transaction_id_attribute(transaction_id: str) -> cms.CMSAttribute:
+    """transactionID as a PrintableString (RFC 8894 §3.2.1.1); a peer's ID that does not fit
+    one is echoed as a UTF8String rather than altered, so the peer can still match it."""
+    if _PRINTABLE.fullmatch(transaction_id):
+        return printable(OID_TRANSACTION_ID, transaction_id)
+    return attribute(OID_TRANSACTION_ID, core.UTF8String(transaction_id))
+
+
 def read_common(msg: SignedMessage) -> Common:
     transaction_id = text_of(msg, OID_TRANSACTION_ID, "transactionID")
-    assert transaction_id is not None
+    if not transaction_id or len(transaction_id) > MAX_TRANSACTION_ID:
+        raise ScepError(ScepErrorReason.BAD_ATTRIBUTE, "transactionID is empty or too long")
     return Common(
         message_type=message_type_of(msg),
         transaction_id=transaction_id,

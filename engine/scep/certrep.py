@@ -112,7 +112,7 @@ def _build(
     A.check_nonce(sender_nonce, "sender_nonce")
     attrs = [
         A.printable(A.OID_MESSAGE_TYPE, str(int(MessageType.CERT_REP))),
-        A.printable(A.OID_TRANSACTION_ID, A.check_transaction_id(reply_to.transaction_id)),
+        A.transaction_id_attribute(reply_to.transaction_id),
         A.printable(A.OID_PKI_STATUS, str(int(status))),
         A.octets(A.OID_SENDER_NONCE, sender_nonce),
         # RFC 8894 §3.2.1.5: the recipient "MUST copy the senderNonce into the

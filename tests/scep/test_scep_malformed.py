@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-from asn1crypto import cms
+from asn1crypto import cms, core
 from scep_support import NOW, name, pki, random_bytes
 
 from engine.scep import (
@@ -15,6 +15,7 @@ from engine.scep import (
     RequestParameters,
     ScepError,
     ScepErrorReason,
+    build_cert_rep_failure,
     build_cert_rep_pending,
     build_csr,
     build_pkcs_req,
@@ -264,3 +265,26 @@ def test_bad_arguments_are_value_errors() -> None:
         _params(transaction_id="tx_with_underscore")
     with pytest.raises(ValueError, match="does not belong"):
         Credential(pki().ca.certificate, pki().client_key)
+
+
+def test_non_printable_transaction_id_is_echoed_not_fatal() -> None:
+    """A peer's UTF8String transactionID outside PrintableString still gets its FAILURE."""
+    p = pki()
+    env = scep_cms.envelope(b"not a CSR", recipient=p.ca.certificate,
+                            cipher=ContentCipher.AES_128_CBC, random_bytes=random_bytes(13))
+    attrs = [A.printable(A.OID_MESSAGE_TYPE, "19"),
+             scep_cms.attribute(A.OID_TRANSACTION_ID, core.UTF8String("tx_ünïcode")),
+             A.octets(A.OID_SENDER_NONCE, b"n" * 16)]
+    err = _parse(_sign(env, attrs))
+    assert err.reply_to is not None and err.reply_to.transaction_id == "tx_ünïcode"
+    der = build_cert_rep_failure(err.reply_to, FailInfo.BAD_REQUEST, signer=p.ca,
+                                 sender_nonce=new_nonce(random_bytes(14)))
+    rep = parse_cert_rep(der, signers=[p.ca.certificate], transaction_id="tx_ünïcode",
+                         sender_nonce=b"n" * 16, recipient=p.client)
+    assert rep.fail_info is FailInfo.BAD_REQUEST
+
+
+def test_empty_transaction_id_is_bad_attribute() -> None:
+    attrs = [A.printable(A.OID_MESSAGE_TYPE, "19"), A.printable(A.OID_TRANSACTION_ID, ""),
+             A.octets(A.OID_SENDER_NONCE, b"n" * 16)]
+    assert _parse(_sign(b"", attrs)).reason is ScepErrorReason.BAD_ATTRIBUTE

@@ -35,7 +35,7 @@ from engine.scep import (
 from engine.scep.cms import open_envelope
 
 pytestmark = pytest.mark.filterwarnings(
-    "ignore:Parsed a serial number:cryptography.utils.CryptographyDeprecationWarning")
+    "ignore::cryptography.utils.CryptographyDeprecationWarning")
 
 PROFILE = settings(max_examples=150, deadline=None,
                    suppress_health_check=[HealthCheck.too_slow])
