@@ -204,6 +204,10 @@ class Keystore(Protocol):
         """Whether the data key of `key_id` is present (not zeroized, not lost)."""
         ...
 
+    def key_ids(self) -> list[str]:
+        """Every key id whose data key is present (to sweep keys no event recorded)."""
+        ...
+
 
 class _WrappingKeystore(ABC):
     """Sealing and opening, common to every adapter; subclasses say where wrapped DEKs live."""
@@ -266,6 +270,9 @@ class _WrappingKeystore(ABC):
 
     @abstractmethod
     def _zeroized(self, key_id: str) -> bool: ...
+
+    @abstractmethod
+    def key_ids(self) -> list[str]: ...
 
 
 class DirectoryKeystore(_WrappingKeystore):
@@ -354,6 +361,9 @@ class MemoryKeystore(_WrappingKeystore):
 
     def _zeroized(self, key_id: str) -> bool:
         return key_id in self._destroyed
+
+    def key_ids(self) -> list[str]:
+        return sorted(self._wrapped)
 
 
 def open_keystore(data_dir: Path | None,
@@ -445,11 +455,29 @@ class KeyGenerator(Protocol):
         ...
 
 
+class KeyGenerationRefused(CommandError):
+    """The key generator cannot make a key of this spec (nothing was generated or stored)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(Reason.INVALID_VALUE, message)
+
+
+CRYPTOGRAPHY_MIN_RSA_BITS = 1024
+
+
 class CryptographyKeyGenerator:
-    """Real key generation (pyca/cryptography, OpenSSL's CSPRNG); RSA uses e = 65537."""
+    """Real key generation (pyca/cryptography, OpenSSL's CSPRNG); RSA uses e = 65537.
+
+    pyca/cryptography refuses RSA moduli under 1024 bits, so the 512..1023 part of the IOS
+    range is refused here with a clear message (such keys are broken anyway)."""
 
     def generate(self, spec: KeySpec) -> PrivateKey:
         if spec.algorithm is KeyAlgorithm.RSA:
+            if spec.size < CRYPTOGRAPHY_MIN_RSA_BITS:
+                raise KeyGenerationRefused(
+                    f"% Cannot generate a {spec.size}-bit RSA key: this build's crypto library "
+                    f"makes RSA keys of {CRYPTOGRAPHY_MIN_RSA_BITS} bits or more. No keys were "
+                    "generated.")
             return rsa.generate_private_key(public_exponent=65537, key_size=spec.size)
         if spec.algorithm is KeyAlgorithm.ECDSA:
             return ec.generate_private_key(CURVES[spec.curve][0]())
@@ -482,10 +510,11 @@ T = TypeVar("T")
 
 
 @dataclass(frozen=True)
-class GenerateKeyPair(Effect):
-    """Generate a key of `spec` and seal it; the answer is the `SealedKey` (never the key)."""
+class GenerateKeyPairs(Effect):
+    """Generate one key per spec, then seal them all; the answer is the tuple of `SealedKey`s
+    (never the keys). If any generation fails, nothing was sealed or stored."""
 
-    spec: KeySpec
+    specs: tuple[KeySpec, ...]
 
 
 @dataclass(frozen=True)
@@ -516,12 +545,15 @@ def keygen_of(ports: Ports) -> KeyGenerator:
     return ports.keygen
 
 
-@performs(GenerateKeyPair)
-def _generate(ports: Ports, eff: GenerateKeyPair) -> SealedKey:
-    key = keygen_of(ports).generate(eff.spec)
-    if not eff.spec.matches(key):
-        raise TypeError(f"the key generator returned a key that is not {eff.spec}")
-    return keystore_of(ports).seal(key)
+@performs(GenerateKeyPairs)
+def _generate(ports: Ports, eff: GenerateKeyPairs) -> tuple[SealedKey, ...]:
+    keygen = keygen_of(ports)
+    keys = [keygen.generate(spec) for spec in eff.specs]
+    for spec, key in zip(eff.specs, keys, strict=True):
+        if not spec.matches(key):
+            raise TypeError(f"the key generator returned a key that is not {spec}")
+    store = keystore_of(ports)
+    return tuple(store.seal(key) for key in keys)
 
 
 @performs(DestroyKeys)

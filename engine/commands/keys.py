@@ -45,7 +45,7 @@ from engine.keys import (
     KeyUsage,
     parse_public_key,
 )
-from engine.keystore import DestroyKeys, GenerateKeyPair
+from engine.keystore import DestroyKeys, GenerateKeyPairs
 from engine.state import DeviceState, evolves
 from events.keys import KeyPairGenerated, KeyPairZeroized, PublicKeyImported, PublicKeyRemoved
 from events.registry import Event
@@ -140,8 +140,8 @@ def _generate(ctx: Ctx, algorithm: KeyAlgorithm, usages: tuple[KeyUsage, ...],
         specs.append(fixed if fixed is not None else (yield from _rsa_spec(usage)))
     yield Say(f"Generating {algorithm.shown} keys ...\n")
     events: list[Event] = []
-    for usage, spec in zip(usages, specs, strict=True):
-        sealed = yield GenerateKeyPair(spec)
+    sealed_keys = yield GenerateKeyPairs(tuple(specs))
+    for usage, spec, sealed in zip(usages, specs, sealed_keys, strict=True):
         events.append(KeyPairGenerated(sealed.key_id, label, algorithm.value, usage.value,
                                        spec.size, spec.curve, sealed.public_key,
                                        sealed.ciphertext, sealed.nonce, sealed.sealing))
