@@ -7,6 +7,7 @@ takes the next line as its answer (an empty line takes the default); `!` lines a
 from __future__ import annotations
 
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TextIO
@@ -38,6 +39,7 @@ def run_batch(engine: Engine, lines: Iterator[str], out: TextIO, keep_going: boo
     engine.ports.prompter = ScriptPrompter(lines, out)
     engine.ports.write = _writer(out)
     for raw in lines:
+        engine.run_due()  # scheduled work (enrollment polls) prints as it happens
         line = raw.rstrip("\r\n")
         out.write(engine.prompt + line + "\n")
         out.flush()
@@ -63,6 +65,7 @@ def run_interactive(engine: Engine, history_file: Path | None) -> int:
     from prompt_toolkit.document import Document
     from prompt_toolkit.history import FileHistory, InMemoryHistory
     from prompt_toolkit.key_binding import KeyBindings, KeyPressEvent
+    from prompt_toolkit.patch_stdout import patch_stdout
 
     class GrammarCompleter(Completer):
         def get_completions(self, document: Document, event: CompleteEvent
@@ -105,13 +108,34 @@ def run_interactive(engine: Engine, history_file: Path | None) -> int:
 
     engine.ports.prompter = TerminalPrompter()
     engine.ports.write = _writer(sys.stdout)
-    while True:
+    lock = threading.Lock()
+    stop = threading.Event()
+
+    def tick() -> None:
+        # Scheduled work (enrollment polls) runs between commands, never during one.
+        while not stop.wait(1.0):
+            if lock.acquire(blocking=False):
+                try:
+                    engine.run_due()
+                finally:
+                    lock.release()
+
+    ticker = threading.Thread(target=tick, name="scheduler", daemon=True)
+    with patch_stdout(raw=True):
+        ticker.start()
         try:
-            line = session.prompt(engine.prompt)
-        except KeyboardInterrupt:
-            continue
-        except EOFError:
-            return 0
-        if line.strip() in ("exit", "quit", "logout") and engine.session.mode is Mode.EXEC:
-            return 0
-        engine.execute(line)
+            while True:
+                try:
+                    line = session.prompt(engine.prompt)
+                except KeyboardInterrupt:
+                    continue
+                except EOFError:
+                    return 0
+                if line.strip() in ("exit", "quit", "logout") and \
+                        engine.session.mode is Mode.EXEC:
+                    return 0
+                with lock:
+                    engine.execute(line)
+        finally:
+            stop.set()
+            ticker.join()
