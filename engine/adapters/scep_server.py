@@ -22,6 +22,7 @@ import binascii
 import hmac
 import json
 import socket
+import sys
 import threading
 from base64 import b64decode
 from collections.abc import Callable, Mapping
@@ -233,6 +234,14 @@ class _AdminHandler(_Handler):
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 128
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A peer that hangs up mid-answer is routine; anything else is logged, not printed."""
+        exc = sys.exc_info()[1]
+        if isinstance(exc, ConnectionError | TimeoutError):
+            log.debug("peer went away", peer=client_address[0], error=str(exc))
+        else:
+            log.error("http connection failed", peer=client_address[0], exc_info=True)
 
 
 class _Server6(_Server):
