@@ -92,7 +92,8 @@ def render_trustpoints(state: DeviceState, names: list[str], now: int) -> str:
                 f"Key pair            :{cfg.key_label}",
                 f"Retry period        :{cfg.retry_period} minute(s)",
                 f"Retry count         :{cfg.retry_count}",
-                f"CA certificate      :{'authenticated (' + st.ca_source + ')' if st.ca_certificate else 'not authenticated'}",
+                "CA certificate      :" + (f"authenticated ({st.ca_source})"
+                                           if st.ca_certificate else "not authenticated"),
                 f"Router certificates :{len(st.certificates)}"]
         if cfg.query_url:
             out.append(f"Query url           :{cfg.query_url}")

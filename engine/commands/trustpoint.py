@@ -94,7 +94,7 @@ G.describe({
     "description": "Trustpoint description",
 })
 
-# -- configuration ---------------------------------------------------------------------------------
+# -- configuration --------------------------------------------------------------------------------
 
 G.config("crypto ca trustpoint <name>", key="crypto ca trustpoint {name}", enters=TP,
          help="Define a CA trustpoint", args={"name": NAME})
@@ -128,7 +128,7 @@ G.config("description <text>", key="description", mode=TP, help="Trustpoint desc
          args={"text": ArgSpec(LINE, "Up to 80 characters")})
 
 
-# -- helpers ------------------------------------------------------------------------------------
+# -- helpers --------------------------------------------------------------------------------------
 
 
 def _configured(state: DeviceState, name: str) -> TrustpointConfig:
@@ -160,7 +160,7 @@ def _describe_ca(cert: x509.Certificate) -> str:
 
 
 
-# -- crypto ca authenticate ----------------------------------------------------------------------
+# -- crypto ca authenticate -----------------------------------------------------------------------
 
 
 PASTE_CA = ("Enter the base 64 encoded CA certificate.\n"
@@ -203,7 +203,7 @@ def authenticate(ctx: Ctx) -> Generator[Effect, Any, Outcome]:
                                                  fetched.capabilities, source)])
 
 
-# -- crypto ca enroll -------------------------------------------------------------------------------
+# -- crypto ca enroll -----------------------------------------------------------------------------
 
 
 START = """\
@@ -385,7 +385,7 @@ def _failure_text(name: str, replies: list[ScepReply]) -> str:
             f"{_fail_name(info) or 'FAILURE'}: {_explain(info)}.")
 
 
-# -- crypto ca cancel-enroll ------------------------------------------------------------------------
+# -- crypto ca cancel-enroll ----------------------------------------------------------------------
 
 
 @G.action("crypto ca cancel-enroll <name>", help="Cancel a pending enrollment request",
@@ -402,7 +402,7 @@ def cancel_enroll(ctx: Ctx) -> Outcome:
                    output=f"% Enrollment request for trustpoint {name} cancelled.")
 
 
-# -- show ------------------------------------------------------------------------------------------------
+# -- show -----------------------------------------------------------------------------------------
 
 
 @G.action("show crypto ca certificates [<name>]", help="Show certificates of trustpoints",
@@ -427,7 +427,7 @@ def show_trustpoint(ctx: Ctx) -> Outcome:
     return Outcome(output=render_trustpoints(ctx.state, names, ctx.now))
 
 
-# -- polling (scheduled) -----------------------------------------------------------------------------
+# -- polling (scheduled) --------------------------------------------------------------------------
 
 
 @scheduled

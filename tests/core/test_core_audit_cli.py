@@ -6,17 +6,17 @@ import json
 from pathlib import Path
 
 import pytest
+from engine_support import open_engine
 
 from engine.cli import main
 from engine.ports import FakeClock
-from engine_support import open_engine
 
 
 @pytest.fixture
 def device(tmp_path: Path) -> Path:
     clock = FakeClock(1_764_201_600_000_000)  # 2025-11-27T00:00:00Z
     e = open_engine(tmp_path, clock)
-    for i, name in enumerate(("r1", "r2", "r3")):
+    for name in ("r1", "r2", "r3"):
         clock.advance(3600)
         e.execute("configure")
         e.execute(f"hostname {name}")

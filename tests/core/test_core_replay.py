@@ -8,13 +8,13 @@ from pathlib import Path
 
 import hypothesis.strategies as st
 import pytest
+from engine_support import SHOWS, open_engine
 from hypothesis import HealthCheck, settings
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 from engine import Engine, snapshot
 from engine.ports import FakeClock
 from engine.state import DeviceState, replay_rows
-from engine_support import SHOWS, open_engine
 from events.filelog import FileEventLog
 
 NAMES = st.sampled_from(["r1", "r2", "edge-7", "core01"])
