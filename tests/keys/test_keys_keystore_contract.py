@@ -11,10 +11,15 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from engine.keys import PrivateKey, spki_of
+from engine.keys import KeyAlgorithm, KeySpec, PrivateKey, describe, spki_of
 from engine.keystore import (
     MASTER_KEY_ENV,
+    CryptographyKeyGenerator,
     DirectoryKeystore,
+    KeyGenerationRefused,
+    KeyGenerator,
+    KeyPool,
+    KeyPoolExhausted,
     Keystore,
     KeystoreError,
     KeystoreFailure,
@@ -168,3 +173,57 @@ def test_the_environment_wins_over_the_file(tmp_path: Path) -> None:
     assert load_master_key(tmp_path, {MASTER_KEY_ENV: env.hex()}, create=True) == MasterKey(env)
     assert load_master_key(tmp_path, {}, create=False) == from_file
     assert "secret" not in repr(from_file) and from_file.secret.hex() not in repr(from_file)
+
+
+# -- the KeyGenerator port ---------------------------------------------------------------------
+
+SPECS = [KeySpec(KeyAlgorithm.RSA, 1024), KeySpec.ecdsa("nistp256"), KeySpec.ecdsa("nistp384"),
+         KeySpec.ecdsa("nistp521"), KeySpec(KeyAlgorithm.ED25519, 256)]
+
+
+class KeyGeneratorContract:
+    def make(self, pregenerated: list[PrivateKey]) -> KeyGenerator:
+        raise NotImplementedError  # pragma: no cover - each adapter overrides it
+
+    @pytest.mark.parametrize("spec", SPECS, ids=str)
+    def test_generates_a_key_of_the_spec(self, pregenerated: list[PrivateKey],
+                                         spec: KeySpec) -> None:
+        gen = self.make(pregenerated)
+        a, b = gen.generate(spec), gen.generate(spec)
+        assert spec.matches(a) and spec.matches(b)
+        assert describe(a)[0] is spec.algorithm and describe(a)[1] == spec.size
+        assert spki_of(a) != spki_of(b)
+
+
+class TestCryptographyKeyGenerator(KeyGeneratorContract):
+    def make(self, pregenerated: list[PrivateKey]) -> KeyGenerator:
+        return CryptographyKeyGenerator()
+
+    def test_refuses_rsa_below_what_the_library_makes(self) -> None:
+        with pytest.raises(KeyGenerationRefused) as err:
+            CryptographyKeyGenerator().generate(KeySpec(KeyAlgorithm.RSA, 768))
+        assert err.value.message.startswith("% Cannot generate a 768-bit RSA key")
+
+
+class TestKeyPool(KeyGeneratorContract):
+    def make(self, pregenerated: list[PrivateKey]) -> KeyGenerator:
+        return KeyPool(pregenerated)
+
+    def test_hands_each_key_out_once_then_says_it_is_exhausted(
+            self, pregenerated: list[PrivateKey]) -> None:
+        pool = KeyPool(pregenerated)
+        spec = KeySpec(KeyAlgorithm.ED25519, 256)
+        got = [pool.generate(spec), pool.generate(spec)]
+        assert got == [k for k in pregenerated if spec.matches(k)]
+        with pytest.raises(KeyPoolExhausted):
+            pool.generate(spec)
+
+
+@pytest.mark.parametrize(("algorithm", "size", "curve"), [
+    (KeyAlgorithm.RSA, 511, ""), (KeyAlgorithm.RSA, 4097, ""), (KeyAlgorithm.RSA, 2048, "x"),
+    (KeyAlgorithm.ECDSA, 256, "nistp384"), (KeyAlgorithm.ECDSA, 256, "p256"),
+    (KeyAlgorithm.ED25519, 255, "")])
+def test_impossible_key_specs_are_value_errors(algorithm: KeyAlgorithm, size: int,
+                                               curve: str) -> None:
+    with pytest.raises(ValueError, match="spec"):
+        KeySpec(algorithm, size, curve)
