@@ -1,0 +1,85 @@
+"""Fixtures for the trustpoint tests: a fake clock shared by device and CA, a device engine on
+disk with pre-generated keys, and the built-in CA served on an ephemeral loopback port."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from tp_support import make_ca, open_device
+
+from engine import Engine
+from engine.ca.decide import Approval
+from engine.ca.server import CAServer, serve
+from engine.ca.service import BuiltinCA
+from engine.keystore import MASTER_KEY_ENV
+from engine.ports import FakeClock
+
+
+@pytest.fixture(autouse=True)
+def _no_master_key_in_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(MASTER_KEY_ENV, raising=False)
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def device_dir(tmp_path: Path) -> Path:
+    return tmp_path / "device"
+
+
+@pytest.fixture
+def open_engine(device_dir: Path, clock: FakeClock) -> Iterator[Callable[..., Engine]]:
+    """`open_engine()` opens (or reopens) the device on `device_dir`; all are closed at the end."""
+    opened: list[Engine] = []
+
+    def opener(**kw: Any) -> Engine:
+        e = open_device(device_dir, clock, **kw)
+        opened.append(e)
+        return e
+
+    yield opener
+    for e in opened:
+        e.store.close()
+
+
+@pytest.fixture
+def device(open_engine: Callable[..., Engine]) -> Engine:
+    return open_engine()
+
+
+class CAFactory:
+    """Builds built-in CAs on the shared clock and serves them; everything stops at teardown."""
+
+    def __init__(self, root: Path, clock: FakeClock) -> None:
+        self.root = root
+        self.clock = clock
+        self.cas: list[BuiltinCA] = []
+        self.servers: list[CAServer] = []
+
+    def __call__(self, approval: Approval = Approval.AUTO, *, name: str = "ca",
+                 challenge: str | None = None, **kw: Any) -> tuple[BuiltinCA, CAServer]:
+        ca = make_ca(self.root / name, self.clock, **kw)
+        self.cas.append(ca)
+        server = serve(ca, approval=approval, challenge=challenge, admin=False,
+                       crl_check_interval=3600)
+        self.servers.append(server)
+        return ca, server
+
+    def close(self) -> None:
+        for s in self.servers:
+            s.stop()
+        for ca in self.cas:
+            ca.close()
+
+
+@pytest.fixture
+def ca_factory(tmp_path: Path, clock: FakeClock) -> Iterator[CAFactory]:
+    f = CAFactory(tmp_path, clock)
+    yield f
+    f.close()

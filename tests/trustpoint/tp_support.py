@@ -1,0 +1,232 @@
+"""Helpers for the trustpoint tests: one clock shared by the device and the built-in CA, keys
+generated once per process, and a device set up the way the reference example session does.
+
+The device engine runs on a `FakeClock`; the CA reads the same clock (`CAClockView`), so a
+certificate the CA issues "now" is valid "now" on the device, and advancing the clock moves both.
+"""
+
+from __future__ import annotations
+
+import functools
+import subprocess
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from engine import Engine
+from engine.ca.ports import PrivateKey as CAPrivateKey
+from engine.ca.ports import SeededRandomness
+from engine.ca.service import BuiltinCA
+from engine.engine import Result
+from engine.keystore import KeyPool
+from engine.ports import FakeClock
+from engine.scep_client import HttpReply
+from engine.trustpoints import TrustpointStatus, status_of
+
+T0_US = FakeClock().us  # 2025-11-27 00:00:00 UTC
+KEY_BITS = 2048
+HOSTNAME = "myrouter"
+DOMAIN = "mydomain.com"
+CHALLENGE = "cisco123"
+
+
+# -- keys ------------------------------------------------------------------------------------------
+
+
+@functools.cache
+def rsa_key(index: int, bits: int = KEY_BITS) -> rsa.RSAPrivateKey:
+    """Key number `index`, made once per process (RSA generation is the slow part)."""
+    return rsa.generate_private_key(public_exponent=65537, key_size=bits)
+
+
+def device_pool(first: int = 0, count: int = 3) -> KeyPool:
+    """A fresh pool over keys `first`..: every engine gets the same keys, in order."""
+    return KeyPool([rsa_key(i) for i in range(first, first + count)])
+
+
+class CAKeys:
+    """The built-in CA's KeyFactory: process-cached keys 100, 101, ... (CA, then RA keys)."""
+
+    def __init__(self, base: int = 100) -> None:
+        self.next = base
+
+    def generate(self, spec: str) -> CAPrivateKey:
+        self.next += 1
+        return rsa_key(self.next, int(spec.split(":")[1]))
+
+
+@dataclass
+class CAClockView:
+    """The CA's clock (datetime) over the device's FakeClock (µs)."""
+
+    clock: FakeClock
+
+    def now(self) -> datetime:
+        return datetime.fromtimestamp(self.clock.us / 1_000_000, UTC)
+
+
+def make_ca(root: Path, clock: FakeClock, *, seed: int = 7, base: int = 100,
+            subject: str = "CN=trustledger test CA,O=Example", **kw: object) -> BuiltinCA:
+    return BuiltinCA.init(root, subject=subject, clock=CAClockView(clock),
+                          randomness=SeededRandomness(seed), keys=CAKeys(base),
+                          **kw)  # type: ignore[arg-type]
+
+
+# -- the device ------------------------------------------------------------------------------------
+
+
+def open_device(root: Path, clock: FakeClock, *, first_key: int = 0) -> Engine:
+    e = Engine.open(root, clock=clock, user="tester")
+    e.ports.keygen = device_pool(first_key)
+    return e
+
+
+def run(e: Engine, *lines: str) -> list[Result]:
+    """Run config lines; each must succeed."""
+    results = []
+    for line in lines:
+        r = e.execute(line)
+        assert r.ok, (line, r.output)
+        results.append(r)
+    return results
+
+
+def configure(e: Engine, *lines: str) -> None:
+    """Enter configuration mode, run `lines`, commit, back to exec."""
+    run(e, "configure", *lines, "commit", "end")
+
+
+def identity_and_key(e: Engine, *, usage_keys: bool = False, label: str = "mykey") -> None:
+    configure(e, f"hostname {HOSTNAME}", f"domain name {DOMAIN}")
+    usage = " usage-keys" if usage_keys else ""
+    answers = [str(KEY_BITS)] * (2 if usage_keys else 1)
+    r = e.execute(f"crypto key generate rsa{usage} {label}", answers=answers)
+    assert r.ok, r.output
+
+
+def declare(e: Engine, name: str = "myca", *, url: str | None = None, terminal: bool = False,
+            period: int = 2, count: int = 25, label: str = "mykey", extra: Iterable[str] = ()
+            ) -> None:
+    lines = [f"crypto ca trustpoint {name}"]
+    if url is not None:
+        lines.append(f"enrollment url {url}")
+    if terminal:
+        lines.append("enrollment terminal")
+    lines += [f"enrollment retry count {count}", f"enrollment retry period {period}",
+              f"rsakeypair {label}", *extra]
+    configure(e, *lines)
+
+
+def authenticate(e: Engine, name: str = "myca", answer: str = "yes",
+                 pasted: Iterable[str] | None = None) -> Result:
+    answers = [*(pasted if pasted is not None else ()), answer]
+    return e.execute(f"crypto ca authenticate {name}", answers=answers)
+
+
+def enroll(e: Engine, name: str = "myca", password: str = CHALLENGE,
+           again: str | None = None) -> Result:
+    return e.execute(f"crypto ca enroll {name}",
+                     answers=[password, password if again is None else again])
+
+
+def status(e: Engine, name: str = "myca") -> TrustpointStatus:
+    return status_of(e.state, name)
+
+
+def event_types(r: Result) -> list[str]:
+    return [type(rec.event).__name__ for rec in r.events]
+
+
+def pem_lines(der: bytes, kind: str = "CERTIFICATE") -> list[str]:
+    """A pasted PEM block, line by line, ending with the blank line that ends a paste."""
+    import base64
+    import textwrap
+
+    body = textwrap.wrap(base64.b64encode(der).decode(), 64)
+    return [f"-----BEGIN {kind}-----", *body, f"-----END {kind}-----", ""]
+
+
+def printed_requests(output: str) -> list[bytes]:
+    """The PKCS#10 requests `crypto ca enroll` printed for cut-and-paste, as DER."""
+    import base64
+
+    found, body, inside = [], [], False
+    for line in output.splitlines():
+        if line == "-----BEGIN CERTIFICATE REQUEST-----":
+            inside, body = True, []
+        elif line == "-----END CERTIFICATE REQUEST-----":
+            inside = False
+            found.append(base64.b64decode("".join(body)))
+        elif inside:
+            body.append(line)
+    return found
+
+
+# -- certificates made outside the CA --------------------------------------------------------------
+
+
+def self_signed_ca(key: rsa.RSAPrivateKey, cn: str, now_us: int = T0_US,
+                   days: int = 3650) -> x509.Certificate:
+    now = datetime.fromtimestamp(now_us / 1e6, UTC)
+    name = x509.Name.from_rfc4514_string(f"CN={cn},O=Elsewhere")
+    return (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(0x5EED)
+            .not_valid_before(now - timedelta(days=1)).not_valid_after(now + timedelta(days=days))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+
+
+def issue(ca_key: rsa.RSAPrivateKey, ca_cert: x509.Certificate, public_key: rsa.RSAPublicKey,
+          subject: x509.Name, not_before: datetime, not_after: datetime,
+          serial: int = 0x1234) -> x509.Certificate:
+    """An end-entity certificate signed by `ca_key` (for cases the real CAs would not make)."""
+    return (x509.CertificateBuilder().subject_name(subject).issuer_name(ca_cert.subject)
+            .public_key(public_key).serial_number(serial)
+            .not_valid_before(not_before).not_valid_after(not_after)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .sign(ca_key, hashes.SHA256()))
+
+
+def der(cert: x509.Certificate) -> bytes:
+    return cert.public_bytes(serialization.Encoding.DER)
+
+
+def openssl(*args: str, cwd: Path) -> str:
+    done = subprocess.run(["openssl", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=60, check=False)
+    assert done.returncode == 0, (args, done.stdout, done.stderr)
+    return done.stdout
+
+
+# -- a scripted SCEP transport (pure bad-peer cases) -----------------------------------------------
+
+
+@dataclass
+class ScriptedTransport:
+    """A `ScepTransport` answering from a script: `replies[operation]` is an HttpReply or a
+    function (params, body) -> HttpReply; operations it has no answer for raise."""
+
+    replies: Mapping[str, object]
+    seen: list[tuple[str, dict[str, str], bytes]] = field(default_factory=list)
+
+    def _answer(self, params: Mapping[str, str], body: bytes) -> HttpReply:
+        op = params.get("operation", "")
+        self.seen.append((op, dict(params), body))
+        got = self.replies[op]
+        if isinstance(got, HttpReply):
+            return got
+        assert callable(got)
+        reply = got(dict(params), body)
+        assert isinstance(reply, HttpReply)
+        return reply
+
+    def get(self, url: str, params: Mapping[str, str]) -> HttpReply:
+        return self._answer(params, b"")
+
+    def post(self, url: str, params: Mapping[str, str], body: bytes) -> HttpReply:
+        return self._answer(params, body)
