@@ -226,14 +226,30 @@ def _signer(ports: Ports, key: KeyPair, subject: x509.Name) -> scep.Credential:
     return scep.Credential(cert, private)
 
 
+_DIGESTS = {"sha1": scep.DigestAlgorithm.SHA1, "sha256": scep.DigestAlgorithm.SHA256,
+            "sha384": scep.DigestAlgorithm.SHA384, "sha512": scep.DigestAlgorithm.SHA512}
+
+
+def request_digest(caps: tuple[str, ...], configured: str | None) -> scep.DigestAlgorithm:
+    """The trustpoint's `message-digest` if set, else the strongest the CA advertises."""
+    if configured is None:
+        return scep.parse_capabilities("\n".join(caps)).strongest_digest()
+    if configured not in _DIGESTS:
+        raise CommandError(Reason.NOT_ALLOWED,
+                           f"% message-digest {configured} cannot sign a request: MD5 is "
+                           "broken for signatures. Use sha256 or stronger.")
+    return _DIGESTS[configured]
+
+
 def _params(ports: Ports, signer: scep.Credential, cas: scep.CACertificates,
-            caps: tuple[str, ...], txid: str) -> scep.RequestParameters:
+            caps: tuple[str, ...], txid: str, digest: str | None = None
+            ) -> scep.RequestParameters:
     capabilities = scep.parse_capabilities("\n".join(caps))
     now = dt.datetime.fromtimestamp(ports.clock.now_us() / 1e6, dt.UTC)
     return scep.RequestParameters(
         signer=signer, recipient=cas.recipient, transaction_id=txid,
         sender_nonce=scep.new_nonce(ports.random), cipher=capabilities.strongest_cipher(),
-        digest=capabilities.strongest_digest(), signing_time=now)
+        digest=request_digest(caps, digest), signing_time=now)
 
 
 def _exchange(ports: Ports, url: str, message: bytes, params: scep.RequestParameters,
@@ -281,9 +297,10 @@ def _enroll(ports: Ports, eff: ScepEnroll) -> ScepReply:
     csr = scep.build_csr(
         signer.private_key, subject, challenge_password=eff.challenge,
         dns_names=eff.identity.dns_names,
-        ip_addresses=[ipaddress.ip_address(a) for a in eff.identity.ip_addresses])
+        ip_addresses=[ipaddress.ip_address(a) for a in eff.identity.ip_addresses],
+        digest=request_digest(eff.ca.capabilities, eff.digest))
     txid = scep.transaction_id_for(signer.private_key.public_key())
-    params = _params(ports, signer, cas, eff.ca.capabilities, txid)
+    params = _params(ports, signer, cas, eff.ca.capabilities, txid, eff.digest)
     message = scep.build_pkcs_req(params, csr, random_bytes=ports.random)
     rep = _exchange(ports, eff.url, message, params, cas, eff.ca.capabilities)
     return _reply(rep, eff.key, csr.public_bytes(serialization.Encoding.DER))
