@@ -23,9 +23,11 @@ from engine.config import Change, ConfigConflict
 from engine.effects import Outcome
 from engine.errors import CommandError, Reason
 from engine.grammar import GRAMMAR, Grammar, Mode
+from engine.keystore import KeyGenerator
 from engine.parser import Match, choices, complete_word, parse, render_choices
 from engine.ports import Clock, Prompter, SystemClock
 from engine.runtime import Ports, queue, run
+from engine.scep_client import ScepTransport
 from engine.schedule import due_jobs
 from engine.session import Session
 from engine.state import DeviceState, evolve, replay_rows
@@ -80,7 +82,11 @@ class Engine:
     @classmethod
     def open(cls, data_dir: str | os.PathLike[str], *, clock: Clock | None = None,
              prompter: Prompter | None = None, user: str | None = None,
-             write: Callable[[str], None] | None = None, use_snapshots: bool = True) -> Engine:
+             write: Callable[[str], None] | None = None, use_snapshots: bool = True,
+             keygen: KeyGenerator | None = None, scep: ScepTransport | None = None) -> Engine:
+        """Open (or create) a device's data directory: the log in `log/`, snapshots in
+        `snapshots/`, the keystore in `keystore/` and `master.key`. Ports left None get their
+        real adapters (system clock, cryptography key generation, httpx SCEP transport)."""
         root = Path(data_dir)
         root.mkdir(parents=True, exist_ok=True)
         log = FileEventLog.open(root / "log")
@@ -92,13 +98,14 @@ class Engine:
             log.close()
             raise
         ports = Ports(data_dir=root, clock=clock or SystemClock(), prompter=prompter,
-                      write=write)
+                      write=write, keygen=keygen, scep=scep)
         return cls(log, state, ports, root, user or _default_user())
 
     @classmethod
     def in_memory(cls, *, clock: Clock | None = None, prompter: Prompter | None = None,
-                  user: str = "admin") -> Engine:
-        ports = Ports(clock=clock or SystemClock(), prompter=prompter)
+                  user: str = "admin", keygen: KeyGenerator | None = None,
+                  scep: ScepTransport | None = None) -> Engine:
+        ports = Ports(clock=clock or SystemClock(), prompter=prompter, keygen=keygen, scep=scep)
         return cls(MemoryEventLog(), DeviceState(), ports, None, user)
 
     @classmethod
