@@ -233,6 +233,9 @@ def _zeroized(state: DeviceState, ev: KeyPairZeroized, at: int) -> DeviceState:
         lifecycle = st.lifecycle
         if not kept and lifecycle in (Lifecycle.ENROLLED, Lifecycle.ENROLLING, Lifecycle.REVOKED):
             lifecycle = Lifecycle.AUTHENTICATED
+        elif in_flight:
+            # A re-enrollment lost its key: as when it fails, the installed certificates stay.
+            lifecycle = Lifecycle.ENROLLED
         state = _put(state, replace(st, certificates=kept, lifecycle=lifecycle,
                                     enrollment=None if in_flight else st.enrollment,
                                     last_result="key zeroized" if in_flight else st.last_result))
