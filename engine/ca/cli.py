@@ -29,6 +29,7 @@ works stand-alone.
 from __future__ import annotations
 
 import argparse
+import logging
 import signal
 import sys
 import threading
@@ -37,6 +38,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import structlog
 from cryptography.hazmat.primitives import hashes
 
 from engine.ca import admin
@@ -158,6 +160,8 @@ def _init(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace) -> int:
     from engine.ca.server import serve  # the HTTP stack only for this command
 
+    if not structlog.is_configured():  # per-request debug lines only when asked for
+        structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.INFO))
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())

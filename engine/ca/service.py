@@ -21,10 +21,11 @@ value, without it.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -119,6 +120,7 @@ class BuiltinCA:
         self._ca_key = ca_key
         self._ra_keys = ra_keys
         self._lock = threading.Lock()
+        self._durability = _GroupCommit(log)
         self.crl_url: str | None = None  # the CDP put in issued certificates (set by serve)
         self._ca_cert = x509.load_der_x509_certificate(state.ca_certificate)
 
@@ -215,6 +217,7 @@ class BuiltinCA:
                    randomness=randomness or SystemRandomness(), ca_key=ca_key, ra_keys=ra_keys)
 
     def close(self) -> None:
+        self._durability.close()
         self._log.close()
 
     def __enter__(self) -> Self:
@@ -288,6 +291,16 @@ class BuiltinCA:
 
     # -- write side -------------------------------------------------------------------------
 
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[None]:
+        """Run a command under the write lock; once the lock is released, wait until everything
+        it appended (or read, if another thread appended it) is durable. Concurrent commands
+        thus share one fdatasync (group commit) instead of queueing behind one each."""
+        with self._lock:
+            yield
+            seq = self._log.head[0]
+        self._durability.wait(seq)
+
     def _commit(self, state: CAState, events: list[Event], at: int, actor: str,
                 correlation: str = "") -> CAState:
         """Append `events` as one batch and make their state current. Call under the lock."""
@@ -303,7 +316,7 @@ class BuiltinCA:
         """A new one-time challenge password (only its SHA-256 is recorded)."""
         self._writable_key()
         password = self.randomness.token_bytes(15).hex()  # 120 bits
-        with self._lock:
+        with self._writing():
             now = to_micros(self.clock.now())
             expires = now + int(valid_for.total_seconds() * 1_000_000)
             events = decide_mint_challenge(self._state, challenge_digest(password), expires)
@@ -313,7 +326,7 @@ class BuiltinCA:
     def enroll(self, cmd: Enroll, policy: Policy, actor: str = "scep") -> Enrolled:
         """Record a PKCSReq/RenewalReq and, if approved, issue its certificate in the same batch."""
         key = self._writable_key()
-        with self._lock:
+        with self._writing():
             now_dt = self.clock.now()
             now = to_micros(now_dt)
             state = self._state
@@ -342,7 +355,7 @@ class BuiltinCA:
         """Approve a pending request; its certificate is issued at once if a server has set the
         CDP URL, else by the next `issue_approved` (which `serve` runs at start)."""
         key = self._writable_key()
-        with self._lock:
+        with self._writing():
             now_dt = self.clock.now()
             now = to_micros(now_dt)
             state = self._state
@@ -358,7 +371,7 @@ class BuiltinCA:
         ran). Needs the CDP URL, so `serve` calls it once the URL is known."""
         key = self._writable_key()
         out: list[IssuedCertificate] = []
-        with self._lock:
+        with self._writing():
             for req in [r for r in self._state.requests.values()
                         if r.status is RequestStatus.APPROVED]:
                 now_dt = self.clock.now()
@@ -372,7 +385,7 @@ class BuiltinCA:
 
     def reject(self, txid: str, reason: str = "", actor: str = "operator") -> None:
         self._writable_key()
-        with self._lock:
+        with self._writing():
             now = to_micros(self.clock.now())
             self._commit(self._state, decide_reject(self._state, txid, reason), now, actor, txid)
 
@@ -383,7 +396,7 @@ class BuiltinCA:
             reason = profile.reason_name(reason)
         except ValueError as e:
             raise CAError(Reason.INVALID_VALUE, str(e)) from None
-        with self._lock:
+        with self._writing():
             now_dt = self.clock.now()
             now = to_micros(now_dt)
             state = self._state
@@ -405,7 +418,7 @@ class BuiltinCA:
     def refresh_crl(self, force: bool = False) -> CRL | None:
         """Issue a new CRL if one is due (or `force`); returns it, or None if none was due."""
         key = self._writable_key()
-        with self._lock:
+        with self._writing():
             if not (force or self.crl_due()):
                 return None
             now_dt = self.clock.now()
@@ -433,6 +446,59 @@ class BuiltinCA:
                             cert.public_bytes(serialization.Encoding.DER),
                             to_micros(cert.not_valid_before_utc),
                             to_micros(cert.not_valid_after_utc))
+
+
+class _GroupCommit:
+    """Group commit over a FileEventLog held in its `group_commit()` mode (appends write but do
+    not sync). `wait(seq)` returns once events up to `seq` are on disk: the first waiter syncs
+    everything written so far with one fdatasync while later ones wait for it. fdatasync is
+    done on a descriptor of its own for the newest segment (syncing the file, not the fd);
+    older segments were synced when the log rotated away from them."""
+
+    def __init__(self, log: EventStore) -> None:
+        self._log = log if isinstance(log, FileEventLog) and not log.readonly else None
+        self._cond = threading.Condition()
+        self._durable = log.head[0]
+        self._syncing = False
+        self._group = None
+        if self._log is not None:
+            self._group = self._log.group_commit()
+            self._group.__enter__()
+
+    def wait(self, seq: int) -> None:
+        if self._log is None:
+            return
+        with self._cond:
+            while self._durable < seq:
+                if self._syncing:
+                    self._cond.wait()
+                    continue
+                self._syncing = True
+                target = self._log.head[0]
+                self._cond.release()
+                try:
+                    self._sync(self._log)
+                finally:
+                    self._cond.acquire()
+                    self._syncing = False
+                    self._cond.notify_all()
+                self._durable = max(self._durable, target)
+
+    @staticmethod
+    def _sync(log: FileEventLog) -> None:
+        segments = log.segments()
+        if not segments:
+            return
+        fd = os.open(segments[-1], os.O_RDONLY)
+        try:
+            os.fdatasync(fd)
+        finally:
+            os.close(fd)
+
+    def close(self) -> None:
+        if self._group is not None:
+            self._group.__exit__(None, None, None)  # syncs whatever is still pending
+            self._group = None
 
 
 def replay(records: Iterable[object]) -> CAState:
