@@ -230,3 +230,26 @@ class ScriptedTransport:
 
     def post(self, url: str, params: Mapping[str, str], body: bytes) -> HttpReply:
         return self._answer(params, body)
+
+
+class RecordingTransport:
+    """The real HTTP transport, keeping every exchange: (operation, request body, reply)."""
+
+    def __init__(self) -> None:
+        from engine.scep_client import HttpxTransport
+
+        self.inner = HttpxTransport(timeout=10)
+        self.exchanges: list[tuple[str, bytes, HttpReply]] = []
+
+    def get(self, url: str, params: Mapping[str, str]) -> HttpReply:
+        reply = self.inner.get(url, params)
+        self.exchanges.append((params.get("operation", ""), b"", reply))
+        return reply
+
+    def post(self, url: str, params: Mapping[str, str], body: bytes) -> HttpReply:
+        reply = self.inner.post(url, params, body)
+        self.exchanges.append((params.get("operation", ""), body, reply))
+        return reply
+
+    def operations(self) -> list[tuple[bytes, HttpReply]]:
+        return [(body, reply) for op, body, reply in self.exchanges if op == "PKIOperation"]
