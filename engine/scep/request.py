@@ -253,26 +253,22 @@ def _open(msg: SignedMessage, common: A.Common, recipients: Sequence[Credential]
         raise ScepError(ScepErrorReason.WRONG_CONTENT_TYPE,
                         "the signed content is not an id-data pkcsPKIEnvelope")
     body, cipher = open_envelope(msg.content, recipients)
-    fields: dict[str, object] = {}
+    csr: CertificationRequest | None = None
+    subject_query: IssuerAndSubject | None = None
+    serial_query: IssuerAndSerial | None = None
     if message_type in (MessageType.PKCS_REQ, MessageType.RENEWAL_REQ):
-        fields["csr"] = parse_csr(body)
+        csr = parse_csr(body)
     elif message_type is MessageType.CERT_POLL:
         ias = load(_IssuerAndSubject, body, "CertPoll IssuerAndSubject")
-        fields["issuer_and_subject"] = IssuerAndSubject(
-            issuer=to_name(ias["issuer"], "CertPoll issuer"),
-            subject=to_name(ias["subject"], "CertPoll subject"),
-        )
+        subject_query = IssuerAndSubject(issuer=to_name(ias["issuer"], "CertPoll issuer"),
+                                         subject=to_name(ias["subject"], "CertPoll subject"))
     else:
-        ias = load(asn1_cms.IssuerAndSerialNumber, body, "IssuerAndSerialNumber")
-        fields["issuer_and_serial"] = IssuerAndSerial(
-            issuer=to_name(ias["issuer"], "IssuerAndSerialNumber issuer"),
-            serial_number=int(ias["serial_number"].native),
-        )
+        isn = load(asn1_cms.IssuerAndSerialNumber, body, "IssuerAndSerialNumber")
+        serial_query = IssuerAndSerial(issuer=to_name(isn["issuer"], "IssuerAndSerial issuer"),
+                                       serial_number=int(isn["serial_number"].native))
     return ScepRequest(
         message_type=message_type, transaction_id=common.transaction_id,
         sender_nonce=common.sender_nonce, signer_certificate=signer, digest=msg.digest,
         cipher=cipher, signature_algorithm=msg.signature_oid, signing_time=common.signing_time,
-        csr=fields.get("csr"),  # type: ignore[arg-type]
-        issuer_and_subject=fields.get("issuer_and_subject"),  # type: ignore[arg-type]
-        issuer_and_serial=fields.get("issuer_and_serial"),  # type: ignore[arg-type]
+        csr=csr, issuer_and_subject=subject_query, issuer_and_serial=serial_query,
     )
