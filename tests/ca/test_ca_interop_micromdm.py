@@ -128,3 +128,17 @@ def test_scepclient_with_manual_approval(tmp_path: Path) -> None:
         assert verified.returncode == 0, verified.stdout + verified.stderr
         issued = cli("requests", root, "--all").stdout
         assert txid in issued and "issued" in issued
+
+
+def test_scepclient_enrolls_against_ra_mode(tmp_path: Path) -> None:
+    # scepclient envelopes to every certificate GetCACert returned (CA, RA signing, RA
+    # encryption); we decrypt with the RA encryption key and sign the CertRep as the RA.
+    root = tmp_path / "ra-ca"
+    cli("init", root, "--ra", "--subject", "CN=RA Mode CA,O=Example")
+    with served(root, "--challenge", CHALLENGE) as srv:
+        status, ctype, _ = http_request(f"{srv.scep_url}?operation=GetCACert")
+        assert (status, ctype) == (200, "application/x-x509-ca-ra-cert")
+        done = run_scepclient(srv.scep_url, tmp_path / "dev", "ra.example.com")
+        assert done.returncode == 0, done.stderr
+    verified = openssl_verify(root, tmp_path / "dev" / "device.pem")
+    assert verified.returncode == 0, verified.stdout + verified.stderr

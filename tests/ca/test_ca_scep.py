@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
 
@@ -15,6 +17,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from engine.ca import Approval, BuiltinCA
+from engine.ca.ports import FixedClock
 from engine.ca.server import CAServer, serve
 from engine.ca.state import RequestStatus
 from engine.scep import (
@@ -249,3 +252,29 @@ def test_replay_equals_live(ca: BuiltinCA, server: CAServer, tmp_path: Path) -> 
     spki = client.key.public_key().public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
     assert dataclasses.asdict(live.requests[client.transaction_id])["public_key"] == spki
+
+
+def test_concurrent_enrollments_share_commits_and_replay(ca: BuiltinCA,
+                                                         server: CAServer) -> None:
+    clients = [ScepTestClient(server.scep_url, rsa_key(60 + i), f"c{i}") for i in range(12)]
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        reps = list(pool.map(lambda c: c.enroll(PW), clients))
+    certs = [r.certificate_for(c.key.public_key()) for r, c in zip(reps, clients, strict=True)]
+    assert all(c is not None for c in certs)
+    assert len({c.serial_number for c in certs if c is not None}) == 12
+    with BuiltinCA.open(ca.root, readonly=True) as again:
+        assert again.state == ca.state
+        assert len(again.state.certificates) == 12
+
+
+def test_crl_upkeep_thread_reissues_the_crl(tmp_path: Path) -> None:
+    clock = FixedClock(T0)
+    with make_ca(tmp_path / "ca", clock=clock, crl_lifetime=timedelta(hours=2)) as ca, \
+            serve(ca, admin=False, crl_check_interval=0.05):
+        assert ca.state.crl is not None and ca.state.crl.number == 1
+        clock.advance(timedelta(hours=1, minutes=1))
+        deadline = time.monotonic() + 10
+        while ca.state.crl.number == 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert ca.state.crl.number == 2
+        assert x509.load_der_x509_crl(ca.state.crl.der).last_update_utc == clock.now()
