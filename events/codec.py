@@ -12,6 +12,7 @@ from typing import Any
 import msgpack
 
 _packer = msgpack.Packer(use_bin_type=True)
+_unpackb = msgpack.unpackb
 
 
 def encode_core(core: list[Any]) -> bytes:
@@ -23,7 +24,23 @@ def encode_body(records: list[list[Any]]) -> bytes:
 
 
 def decode_body(body: bytes) -> list[list[Any]]:
-    out = msgpack.unpackb(body, raw=False, use_list=True, strict_map_key=True)
-    if not isinstance(out, list):
+    """The rows of a frame body. Each row is a list; arrays inside it (payload values) come
+    back as tuples, the form events hold, so rebuilding an event needs no conversion."""
+    out = _unpackb(body, raw=False, use_list=False, strict_map_key=True)
+    if type(out) is not tuple:
         raise ValueError("frame body is not a list of events")
-    return out
+    if len(out) == 1:
+        return [list(out[0])]  # one command, one event: the common frame, kept cheap
+    return [list(row) for row in out]
+
+
+def count_rows(body: bytes) -> int:
+    """How many rows a frame body holds, read from its msgpack array header alone."""
+    first = body[0] if body else -1
+    if 0x90 <= first <= 0x9F:  # fixarray
+        return first & 0x0F
+    if first == 0xDC and len(body) >= 3:  # array 16
+        return int.from_bytes(body[1:3], "big")
+    if first == 0xDD and len(body) >= 5:  # array 32
+        return int.from_bytes(body[1:5], "big")
+    raise ValueError("frame body is not a list of events")
