@@ -11,7 +11,7 @@ from eventlog_support import INT64, Sampled, native_values, sampled_events
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from events.codec import decode_body, encode_body, encode_core
+from events.codec import count_rows, decode_body, encode_body, encode_core
 from events.filelog import FRAME_HEADER, MAGIC, SEG_HEADER, FileEventLog, encode_frame, verify
 from events.registry import Event, UnknownEventType, event, event_from, payload_of, upcaster
 from events.store import GENESIS, PendingEvent, Recorded, chain_hash, seal
@@ -114,7 +114,46 @@ def test_sealed_records_hash_the_same_after_a_frame_round_trip(evs: list[Sampled
         prev = rec.hash
 
 
+@pytest.mark.parametrize("rows", [1, 2, 15, 16, 17, 65535, 65536])
+def test_count_rows_reads_the_array_header_of_any_body_size(rows: int) -> None:
+    body = encode_body([[n] for n in range(rows)])
+    assert count_rows(body) == rows == len(decode_body(body))
+
+
+@pytest.mark.parametrize("body", [b"", b"\x01", b"\xdc\x00", b"\xdd\x00\x00\x01",
+                                  b"\x81\xa1a\x01"])
+def test_count_rows_refuses_what_is_not_an_array(body: bytes) -> None:
+    with pytest.raises(ValueError, match="not a list"):
+        count_rows(body)
+
+
+def test_decoded_rows_are_lists_whose_inner_arrays_are_tuples() -> None:
+    [row] = decode_body(encode_body([[1, "s", [["a"], None, "b"], {"k": [1, [2]]}]]))
+    assert row == [1, "s", (("a",), None, "b"), {"k": (1, (2,))}]
+
+
 # -- upcasters -------------------------------------------------------------------------
+
+
+@event("LogTestTagged", version=2)
+@dataclass(frozen=True, slots=True)
+class Tagged(Event):
+    tags: tuple[str, ...]
+
+
+@upcaster("LogTestTagged", from_version=1)
+def _tagged_v1_to_v2(payload: dict[str, Any]) -> dict[str, Any]:
+    return {"tags": [t.strip() for t in payload["tags"].split(",")]}  # builds a list
+
+
+def test_lists_an_upcaster_builds_become_tuples() -> None:
+    ev = event_from("LogTestTagged", 1, {"tags": "a, b"})
+    assert ev == Tagged(("a", "b"))
+    assert hash(ev) == hash(Tagged(("a", "b")))
+
+
+def test_fields_this_build_does_not_know_are_dropped() -> None:
+    assert event_from("LogTestTagged", 2, {"tags": ("x",), "colour": "red"}) == Tagged(("x",))
 
 
 @given(st.text(max_size=10), st.text(max_size=10))
