@@ -5,7 +5,7 @@ Theory of operation
 The log is a directory of segment files named after the seq of their first event
 (`00000000000000000001.seg`). A segment starts with a 48-byte header:
 
-    magic b"TLSEG\\x00\\x01\\n" | first_seq u64 | prev hash (32 bytes: last hash of the segment before)
+    magic b"TLSEG\\x00\\x01\\n" | first_seq u64 | prev (32 bytes: last hash of the segment before)
 
 then holds frames, one per appended batch (one command = one batch = one frame):
 
@@ -38,7 +38,7 @@ from typing import IO, Any
 
 import crc32c
 
-from events.codec import decode_body, encode_body, encode_core
+from events.codec import count_rows, decode_body, encode_body, encode_core
 from events.store import GENESIS, PendingEvent, Recorded, chain_hash, seal
 
 MAGIC = b"TLSEG\x00\x01\n"
@@ -107,40 +107,68 @@ def _segment_name(first_seq: int) -> str:
 
 def iter_frames(path: Path, start: int = SEG_HEADER.size) -> Iterator[Frame]:
     """Frames of one segment from byte `start`; raises `_Torn` or `LogCorrupted`."""
-    with open(path, "rb", buffering=READ_BUFFER) as f:
+    for offset, first_seq, body in scan_frames(path, start):
+        yield Frame(path, offset, first_seq, body)
+
+
+def scan_frames(path: Path, start: int = SEG_HEADER.size) -> Iterator[tuple[int, int, bytes]]:
+    """`(offset, first_seq, body)` of each frame of one segment from byte `start`, both CRCs
+    checked; raises `_Torn` or `LogCorrupted`. This is the hot loop of every read and of
+    recovery, so frames are cut out of large chunks rather than read one at a time."""
+    unpack_header, header_size = FRAME_HEADER.unpack_from, FRAME_HEADER.size
+    prefix_size, crc = _FRAME_PREFIX.size, crc32c.crc32c
+    with open(path, "rb", buffering=0) as f:
         f.seek(start)
-        offset = start
+        buf, pos, base = b"", 0, start  # base: the file offset of buf[0]
         while True:
-            header = f.read(FRAME_HEADER.size)
-            if not header:
-                return
-            if len(header) < FRAME_HEADER.size:
-                raise _Torn(offset)
-            length, first_seq, body_crc, header_crc = FRAME_HEADER.unpack(header)
-            if crc32c.crc32c(header[: _FRAME_PREFIX.size]) != header_crc:
-                if _all_zero(header) and _zero_to_eof(f):
-                    raise _Torn(offset)  # size grew before the data reached the disk
-                raise LogCorrupted(Damage(path.name, offset, None, "frame header checksum mismatch"))
+            if len(buf) - pos < header_size:
+                buf, pos, base = _refill(f, buf, pos, base, header_size)
+                if pos == len(buf):
+                    return
+                if len(buf) - pos < header_size:
+                    raise _Torn(base + pos)
+            length, first_seq, body_crc, header_crc = unpack_header(buf, pos)
+            if crc(buf[pos:pos + prefix_size]) != header_crc:
+                if not any(buf[pos:]) and _zero_to_eof(f):
+                    raise _Torn(base + pos)  # size grew before the data reached the disk
+                raise LogCorrupted(Damage(path.name, base + pos, None,
+                                          "frame header checksum mismatch"))
             if length > MAX_BODY:
-                raise LogCorrupted(Damage(path.name, offset, first_seq, "frame length out of range"))
-            body = f.read(length)
-            if len(body) < length:
-                raise _Torn(offset)
-            if crc32c.crc32c(body) != body_crc:
-                raise LogCorrupted(Damage(path.name, offset, first_seq, "frame checksum mismatch"))
-            yield Frame(path, offset, first_seq, body)
-            offset += FRAME_HEADER.size + length
+                raise LogCorrupted(Damage(path.name, base + pos, first_seq,
+                                          "frame length out of range"))
+            end = pos + header_size + length
+            if end > len(buf):
+                buf, pos, base = _refill(f, buf, pos, base, header_size + length)
+                end = header_size + length
+                if end > len(buf):
+                    raise _Torn(base)
+            body = buf[end - length:end]
+            if crc(body) != body_crc:
+                raise LogCorrupted(Damage(path.name, base + pos, first_seq,
+                                          "frame checksum mismatch"))
+            yield base + pos, first_seq, body
+            pos = end
 
 
-def _all_zero(b: bytes) -> bool:
-    return not any(b)
+def _refill(f: IO[bytes], buf: bytes, pos: int, base: int, need: int) -> tuple[bytes, int, int]:
+    """Keep `buf[pos:]` and read on until it holds `need` bytes or the file ends."""
+    rest = buf[pos:]
+    parts = [rest]
+    have = len(rest)
+    while have < need:
+        chunk = f.read(max(READ_BUFFER, need - have))
+        if not chunk:
+            break
+        parts.append(chunk)
+        have += len(chunk)
+    return b"".join(parts), 0, base + pos
 
 
 def _zero_to_eof(f: IO[bytes]) -> bool:
     """Whether nothing but zeros follows: a zeroed header with data after it is damage
     inside the log, not a torn tail, and truncating there would drop acknowledged frames."""
     while chunk := f.read(READ_BUFFER):
-        if not _all_zero(chunk):
+        if any(chunk):
             return False
     return True
 
@@ -160,11 +188,7 @@ def read_segment_header(path: Path) -> tuple[int, bytes]:
 
 def records_of(frame: Frame, prev: bytes) -> list[Recorded]:
     """Decode a frame into envelopes; `prev` is the hash of the event before the frame."""
-    try:
-        rows = decode_body(frame.body)
-    except ValueError as e:
-        raise LogCorrupted(Damage(frame.segment.name, frame.offset, frame.first_seq,
-                                  f"undecodable frame body: {e}")) from e
+    rows = _decode(frame.segment, frame.offset, frame.first_seq, frame.body)
     out: list[Recorded] = []
     for row in rows:
         seq, stream, typ, v, at, actor, corr, payload, h = row
@@ -212,7 +236,8 @@ class FileEventLog:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
-            raise LogLocked(f"event log {self.root} is open for writing by another process")
+            raise LogLocked(
+                f"event log {self.root} is open for writing by another process") from None
         self._lock_fd = fd
 
     def segments(self) -> list[Path]:
@@ -231,27 +256,30 @@ class FileEventLog:
                 first_seq, seg_prev = read_segment_header(seg)
             except _Torn:
                 if not last:
-                    raise LogCorrupted(Damage(seg.name, 0, None, "segment header is incomplete"))
+                    raise LogCorrupted(Damage(seg.name, 0, None,
+                                              "segment header is incomplete")) from None
                 self._repair(f"removed incomplete segment {seg.name}", seg, None)
                 segs = segs[:-1]
                 break
             if first_seq != expect_seq:
-                raise LogCorrupted(Damage(seg.name, 0, first_seq,
-                                          f"segment starts at seq {first_seq}, expected {expect_seq}"))
+                raise LogCorrupted(Damage(seg.name, 0, first_seq, f"segment starts at seq "
+                                          f"{first_seq}, expected {expect_seq}"))
             if seg_prev != prev:
-                raise LogCorrupted(Damage(seg.name, 0, first_seq, "segment prev hash breaks the chain"))
+                raise LogCorrupted(Damage(seg.name, 0, first_seq,
+                                          "segment prev hash breaks the chain"))
             size = SEG_HEADER.size
-            last_frame: Frame | None = None
+            last_frame: tuple[int, int, bytes] | None = None
             try:
-                for frame in iter_frames(seg):
-                    if frame.first_seq != expect_seq:
-                        raise LogCorrupted(Damage(seg.name, frame.offset, frame.first_seq,
-                                                  f"frame starts at seq {frame.first_seq}, "
+                # Checksums and numbering only: counting a frame's rows needs its msgpack
+                # array header, not a decode. Only the last frame is decoded (for its hash).
+                for offset, frame_seq, body in scan_frames(seg):
+                    if frame_seq != expect_seq:
+                        raise LogCorrupted(Damage(seg.name, offset, frame_seq,
+                                                  f"frame starts at seq {frame_seq}, "
                                                   f"expected {expect_seq}"))
-                    count = _count_records(frame)
-                    expect_seq += count
-                    size = frame.end
-                    last_frame = frame
+                    expect_seq += _count_records(seg, offset, frame_seq, body)
+                    size = offset + FRAME_HEADER.size + len(body)
+                    last_frame = (offset, frame_seq, body)
             except _Torn as torn:
                 if not last:
                     raise LogCorrupted(Damage(seg.name, torn.offset, None,
@@ -260,7 +288,7 @@ class FileEventLog:
                              seg, torn.offset)
                 size = torn.offset
             if last_frame is not None:
-                prev = decode_body(last_frame.body)[-1][8]
+                prev = records_of(Frame(seg, *last_frame), prev)[-1].hash
             self._segment, self._segment_size = seg, size
         self._head_seq, self._head_hash = expect_seq - 1, prev
         if not self.readonly and self._segment is not None:
@@ -333,46 +361,53 @@ class FileEventLog:
         self._fd, self._segment, self._segment_size = fd, path, SEG_HEADER.size
 
     def read(self, from_seq: int = 1) -> Iterator[Recorded]:
-        """Stream events with seq >= from_seq, up to the head as of this call."""
+        """Stream events with seq >= from_seq, up to the head as of the first step."""
         head = self._head_seq
-        segs = self.segments()
-        firsts = [int(p.stem) for p in segs]
-        start = 0
-        for i, first in enumerate(firsts):
-            if first <= from_seq:
-                start = i
-        for seg in segs[start:]:
+        for seg in self._segments_from(from_seq):
             try:
                 _, prev = read_segment_header(seg)
-                for frame in iter_frames(seg):
-                    if frame.first_seq > head:
+                for offset, first_seq, body in scan_frames(seg):
+                    if first_seq > head:
                         return
-                    for rec in records_of(frame, prev):
-                        if from_seq <= rec.seq <= head:
-                            yield rec
-                        prev = rec.hash
+                    if first_seq < from_seq - 1 and \
+                            first_seq + _count_records(seg, offset, first_seq, body) < from_seq:
+                        continue  # wholly before from_seq - 1, whose hash is the first prev
+                    for row in _decode(seg, offset, first_seq, body):
+                        seq, stream, typ, v, at, actor, corr, payload, h = row
+                        if seq >= from_seq:
+                            yield Recorded(seq, stream, typ, v, at, actor, corr, payload,
+                                           prev, h)
+                        prev = h
             except _Torn:
                 return
 
     def read_rows(self, from_seq: int = 1) -> Iterator[list[Any]]:
         """The raw rows `[seq, stream, type, v, at, actor, correlation, payload, hash]`, for
-        replay loops that must not pay for an envelope object per event."""
+        replay loops that must not pay for an envelope object per event. Arrays inside a
+        payload are tuples, as `events.registry.event_from` expects them."""
         head = self._head_seq
+        for seg in self._segments_from(from_seq):
+            try:
+                for offset, first_seq, body in scan_frames(seg):
+                    if first_seq > head:
+                        return
+                    if first_seq >= from_seq:
+                        yield from _decode(seg, offset, first_seq, body)
+                    elif first_seq + _count_records(seg, offset, first_seq, body) > from_seq:
+                        for row in _decode(seg, offset, first_seq, body):
+                            if row[0] >= from_seq:
+                                yield row
+            except _Torn:
+                return
+
+    def _segments_from(self, from_seq: int) -> list[Path]:
+        """The segments that can hold seq >= from_seq (names are their first seqs)."""
         segs = self.segments()
         start = 0
         for i, p in enumerate(segs):
             if int(p.stem) <= from_seq:
                 start = i
-        for seg in segs[start:]:
-            try:
-                for frame in iter_frames(seg):
-                    if frame.first_seq > head:
-                        return
-                    for row in decode_body(frame.body):
-                        if from_seq <= row[0] <= head:
-                            yield row
-            except _Torn:
-                return
+        return segs[start:]
 
     def close(self) -> None:
         if self._fd is not None:
@@ -391,11 +426,19 @@ class FileEventLog:
         self.close()
 
 
-def _count_records(frame: Frame) -> int:
+def _count_records(seg: Path, offset: int, first_seq: int, body: bytes) -> int:
     try:
-        return len(decode_body(frame.body))
+        return count_rows(body)
     except ValueError as e:
-        raise LogCorrupted(Damage(frame.segment.name, frame.offset, frame.first_seq,
+        raise LogCorrupted(Damage(seg.name, offset, first_seq,
+                                  f"undecodable frame body: {e}")) from e
+
+
+def _decode(seg: Path, offset: int, first_seq: int, body: bytes) -> list[list[Any]]:
+    try:
+        return decode_body(body)
+    except ValueError as e:
+        raise LogCorrupted(Damage(seg.name, offset, first_seq,
                                   f"undecodable frame body: {e}")) from e
 
 
