@@ -1,9 +1,11 @@
 """The built-in CA: an event-sourced SCEP CA (RFC 8894) in a directory.
 
     ca = BuiltinCA.init(dir)                  # or BuiltinCA.open(dir)
-    server = serve(ca, "127.0.0.1", 0)        # ThreadingHTTPServer in a thread
-    server.url                                # http://127.0.0.1:PORT/scep
+    server = serve(ca, "127.0.0.1", 0)        # ThreadingHTTPServer threads, ephemeral port
+    server.url                                # http://127.0.0.1:PORT (IOS-style base URL)
+    server.scep_url                           # http://127.0.0.1:PORT/scep
     password = ca.mint_challenge()            # one-time challenge password
+    ca.approve(txid); ca.revoke(serial, "keyCompromise"); ca.requests(); ca.certificates()
     server.stop(); ca.close()
 
 See engine/ca/service.py (runtime, layout), decide.py (rules), state.py (evolve),
@@ -12,6 +14,7 @@ profile.py (certificate/CRL profiles), scep_frontend.py (SCEP operations), cli.p
 
 from engine.ca.decide import Approval, Policy
 from engine.ca.errors import CAError, ScepRefusal
+from engine.ca.server import CAServer, serve
 from engine.ca.service import BuiltinCA, CALocked
 from engine.ca.state import CAState, IssuedCertificate, Request, RequestStatus
 
@@ -20,10 +23,12 @@ __all__ = [
     "BuiltinCA",
     "CAError",
     "CALocked",
+    "CAServer",
     "CAState",
     "IssuedCertificate",
     "Policy",
     "Request",
     "RequestStatus",
     "ScepRefusal",
+    "serve",
 ]

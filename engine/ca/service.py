@@ -69,7 +69,7 @@ from engine.errors import Reason
 from events.ca import STREAM, CAInitialized, CRLIssued
 from events.filelog import FileEventLog, LogLocked
 from events.registry import Event
-from events.store import EventStore, PendingEvent
+from events.store import EventStore, PendingEvent, Recorded
 
 CA_KEY = "ca.key"
 CA_PEM = "ca.pem"
@@ -161,16 +161,8 @@ class BuiltinCA:
             ca_key = keys.generate(key)
             ca_cert = profile.ca_certificate(ca_key, name, profile.random_serial(randomness),
                                              now - profile.CLOCK_SKEW, now + timedelta(days=days))
-            ra_keys: tuple[rsa.RSAPrivateKey, rsa.RSAPrivateKey] | None = None
-            ra_certs: tuple[bytes, bytes] | None = None
-            if ra:
-                ra_keys = (_rsa(keys.generate("rsa:2048")), _rsa(keys.generate("rsa:2048")))
-                ra_certs = tuple(  # type: ignore[assignment]
-                    profile.ra_certificate(ca_key, ca_cert, k, purpose,
-                                           profile.random_serial(randomness),
-                                           now - profile.CLOCK_SKEW, ca_cert.not_valid_after_utc,
-                                           ).public_bytes(serialization.Encoding.DER)
-                    for k, purpose in zip(ra_keys, ("signing", "encryption"), strict=True))
+            ra_keys, ra_certs = (_make_ra(keys, ca_key, ca_cert, randomness, now) if ra
+                                 else (None, None))
             initialized = CAInitialized(
                 name.rfc4514_string(), key, ca_cert.public_bytes(serialization.Encoding.DER),
                 ra_certs[0] if ra_certs else None, ra_certs[1] if ra_certs else None,
@@ -501,11 +493,11 @@ class _GroupCommit:
             self._group = None
 
 
-def replay(records: Iterable[object]) -> CAState:
-    """Fold recorded events (`Recorded` envelopes) into a state; no effects, no validation."""
+def replay(records: Iterable[Recorded]) -> CAState:
+    """Fold recorded events into a state; no effects, no validation."""
     state = CAState()
     for rec in records:
-        state = evolve(state, rec.event, rec.at)  # type: ignore[attr-defined]
+        state = evolve(state, rec.event, rec.at)
     return state
 
 
@@ -533,6 +525,18 @@ def _crl_event(state: CAState, key: PrivateKey, ca_cert: x509.Certificate,
     ev = events[0]
     assert isinstance(ev, CRLIssued)
     return ev
+
+
+def _make_ra(keys: KeyFactory, ca_key: PrivateKey, ca_cert: x509.Certificate,
+             randomness: Randomness, now: datetime,
+             ) -> tuple[tuple[rsa.RSAPrivateKey, rsa.RSAPrivateKey], tuple[bytes, bytes]]:
+    """RSA-2048 keys and CA-issued certificates for the RA (signing, encryption)."""
+    signing, encryption = _rsa(keys.generate("rsa:2048")), _rsa(keys.generate("rsa:2048"))
+    certs = [profile.ra_certificate(ca_key, ca_cert, k, purpose, profile.random_serial(randomness),
+                                    now - profile.CLOCK_SKEW, ca_cert.not_valid_after_utc,
+                                    ).public_bytes(serialization.Encoding.DER)
+             for k, purpose in ((signing, "signing"), (encryption, "encryption"))]
+    return (signing, encryption), (certs[0], certs[1])
 
 
 def _rsa(key: PrivateKey) -> rsa.RSAPrivateKey:
