@@ -80,8 +80,9 @@ def make_ca(root: Path, clock: FakeClock, *, seed: int = 7, base: int = 100,
 # -- the device ------------------------------------------------------------------------------------
 
 
-def open_device(root: Path, clock: FakeClock, *, first_key: int = 0) -> Engine:
-    e = Engine.open(root, clock=clock, user="tester")
+def open_device(root: Path, clock: FakeClock, *, first_key: int = 0,
+                use_snapshots: bool = True) -> Engine:
+    e = Engine.open(root, clock=clock, user="tester", use_snapshots=use_snapshots)
     e.ports.keygen = device_pool(first_key)
     return e
 
@@ -253,3 +254,10 @@ class RecordingTransport:
 
     def operations(self) -> list[tuple[bytes, HttpReply]]:
         return [(body, reply) for op, body, reply in self.exchanges if op == "PKIOperation"]
+
+
+def spki_of(public_key: object) -> bytes:
+    """SubjectPublicKeyInfo DER of a `cryptography` public key."""
+    assert isinstance(public_key, rsa.RSAPublicKey)
+    return public_key.public_bytes(serialization.Encoding.DER,
+                                   serialization.PublicFormat.SubjectPublicKeyInfo)

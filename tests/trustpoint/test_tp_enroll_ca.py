@@ -1,0 +1,435 @@
+"""SCEP enrollment end to end against the built-in CA served on loopback (issue 6 items 4, 5
+and 7): auto and manual approval, polling on the fake clock (approval arriving while polling,
+retries exhausted, a restart resuming the polls, cancel-enroll), FAILURE explained, the
+challenge password (mismatch, never on disk), and usage keys."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import structlog
+from conftest import CAFactory
+from cryptography import x509
+from cryptography.x509.oid import NameOID
+from tp_support import (
+    DOMAIN,
+    HOSTNAME,
+    RecordingTransport,
+    authenticate,
+    declare,
+    der,
+    enroll,
+    event_types,
+    identity_and_key,
+    spki_of,
+    status,
+)
+
+from engine import Engine
+from engine.ca.decide import Approval
+from engine.ca.service import BuiltinCA
+from engine.keys import KeyAlgorithm
+from engine.lifecycle import Lifecycle
+from engine.ports import FakeClock
+from engine.scep import ContentCipher, Credential, DigestAlgorithm, ScepRequest, parse_request
+from engine.scep_client import HttpxTransport
+from events.trustpoint import (
+    CertificateReceived,
+    EnrollmentFailed,
+    EnrollmentPending,
+    EnrollmentRequested,
+)
+
+VECTORS = Path(__file__).parent / "vectors"
+REFERENCE_CA = ("CN=Root coax-u10 Certificate Manager,OU=HFR,O=Cisco Systems,L=San Jose,ST=CA,"
+                "C=US")
+START = """\
+% Start certificate enrollment ...
+% Create a challenge password. You will need to verbally provide this
+password to the CA Administrator in order to revoke your certificate.
+% For security reasons your password will not be saved in the configuration.
+% Please make a note of it.
+Password: \nRe-enter Password: \n"""
+
+
+def ready(device: Engine, url: str, *, usage_keys: bool = False, period: int = 2,
+          count: int = 25, extra: tuple[str, ...] = ()) -> None:
+    identity_and_key(device, usage_keys=usage_keys)
+    declare(device, url=url, period=period, count=count, extra=extra)
+    assert event_types(authenticate(device)) == ["CACertificateAccepted"]
+
+
+def requests_seen(ca: BuiltinCA, transport: RecordingTransport) -> list[ScepRequest]:
+    """The PKIOperation requests the device sent, opened with the CA's key."""
+    cred = Credential(*ca.decrypter())
+    return [parse_request(body, recipients=[cred]) for body, _ in transport.operations()]
+
+
+def shape(line: str) -> str:
+    """A show line with its value blanked, except the values the reference fixes."""
+    if line.startswith(" " * 19):
+        return "<value>"
+    label, colon, _ = line.partition(":")
+    if not colon or label.strip() in ("Key usage", "Status", "Trustpoint"):
+        return line
+    return label + ":"
+
+
+# -- auto approval -----------------------------------------------------------------------------
+
+
+def test_auto_approval_example_session(device: Engine, ca_factory: CAFactory) -> None:
+    ca, server = ca_factory(subject=REFERENCE_CA)
+    ready(device, server.url, extra=("subject-name O=Cisco Systems",))
+    transport = RecordingTransport()
+    device.ports.scep = transport
+    pw = ca.mint_challenge()
+    r = enroll(device, password=pw)
+    assert event_types(r) == ["EnrollmentRequested", "CertificateReceived"]
+    (req,) = requests_seen(ca, transport)
+    assert req.csr is not None
+    fp = hashlib.md5(req.csr.der).hexdigest().upper()
+    assert r.output == (START + "  Fingerprint: " + " ".join(fp[i:i + 8] for i in range(0, 32, 8))
+                        + "\n% Certificate received from Certificate Authority\n")
+    assert pw not in r.output
+    # The request: our subject, our key, the challenge, the CA's strongest algorithms.
+    assert req.csr.challenge_password == pw
+    assert [(a.oid, a.value) for a in req.csr.subject] == [
+        (NameOID.ORGANIZATION_NAME, "Cisco Systems"),
+        (NameOID.UNSTRUCTURED_NAME, f"{HOSTNAME}.{DOMAIN}")]
+    assert req.csr.dns_names == (f"{HOSTNAME}.{DOMAIN}",)
+    (pair,) = device.state.keys.pairs_of(KeyAlgorithm.RSA, "mykey")
+    assert spki_of(req.csr.csr.public_key()) == pair.public_key
+    assert req.cipher in (ContentCipher.AES_128_CBC, ContentCipher.AES_256_CBC)
+    assert req.digest not in (DigestAlgorithm.SHA1,)
+
+    st = status(device)
+    assert st.lifecycle is Lifecycle.ENROLLED and st.enrollment is None
+    (rc,) = st.certificates
+    cert = x509.load_der_x509_certificate(rc.der)
+    cert.verify_directly_issued_by(ca.ca_certificate)
+    assert spki_of(cert.public_key()) == pair.public_key
+
+    shown = device.execute("show crypto ca certificates").output.splitlines()
+    reference = (VECTORS / "show_crypto_ca_certificates_reference.txt").read_text().splitlines()
+    assert [shape(ln) for ln in shown] == [shape(ln) for ln in reference]
+    # The names print exactly as in the reference; serials, dates and the CDP are ours.
+    names = [ln for ln in shown if ln.startswith(" " * 19)][:4]
+    assert names == [ln for ln in reference if ln.startswith(" " * 19)][:4]
+    serial = format(cert.serial_number, "X")
+    serial = serial if len(serial) % 2 == 0 else "0" + serial
+    assert shown[shown.index("Router certificate") + 3] == f"Serial Number      :{serial}"
+    assert shown[-1] == " " * 19 + server.crl_url
+    assert device.execute("show crypto ca certificates myca").output.splitlines() == shown
+
+    tp = device.execute("show crypto ca trustpoint myca").output
+    assert "State               :enrolled" in tp and "Last enrollment     :issued" in tp
+    assert "Router certificates :1" in tp
+
+
+# -- manual approval and polling ------------------------------------------------------------------
+
+
+def pending_txid(ca: BuiltinCA) -> str:
+    (req,) = [r for r in ca.requests() if r.status.value == "pending"]
+    return req.transaction_id
+
+
+def test_manual_approval_arrives_while_polling(device: Engine, ca_factory: CAFactory,
+                                               clock: FakeClock) -> None:
+    ca, server = ca_factory(Approval.MANUAL)
+    ready(device, server.url, period=2, count=25)
+    r = enroll(device, password=ca.mint_challenge())
+    assert event_types(r) == ["EnrollmentRequested", "EnrollmentPending"]
+    assert "% Certificate request pending at the CA: polling every 2 minute(s), up to 25 " \
+           "times." in r.output
+    st = status(device)
+    assert st.lifecycle is Lifecycle.ENROLLING and st.certificates == ()
+    txid = pending_txid(ca)
+    assert st.enrollment is not None and st.enrollment.transaction_ids == (txid,)
+    tp = device.execute("show crypto ca trustpoint myca").output
+    assert "State               :enrolling" in tp
+    assert f"  Transaction ID    :{txid}" in tp
+    assert "  Polls             :0 of 25" in tp
+    assert "  Next poll         :in 00:02:00 (00:02:00 UTC Thu Nov 27 2025)" in tp
+
+    clock.advance(119)
+    assert device.run_due() == []  # not due yet: nothing asked, nothing written
+    clock.advance(1)
+    (polled,) = device.run_due()
+    assert event_types(polled) == ["EnrollmentPending"]
+    assert polled.events[0].actor == "scheduler"
+    assert "  Polls             :1 of 25" in device.execute("show crypto ca trustpoint").output
+
+    clock.advance(60)
+    ca.approve(txid)  # the CA administrator approves between two polls
+    assert device.run_due() == []
+    clock.advance(60)
+    (done,) = device.run_due()
+    assert event_types(done) == ["CertificateReceived"]
+    assert done.output == ("%PKI-6-CERTRET: Certificate received from Certificate Authority "
+                           "for trustpoint myca\n")
+    st = status(device)
+    assert st.lifecycle is Lifecycle.ENROLLED and st.enrollment is None
+    (rc,) = st.certificates
+    (req,) = ca.requests()
+    issued = ca.certificate(req.serial or "")
+    assert issued is not None and rc.der == issued.certificate
+    assert device.run_due() == []
+    clock.advance(3600)
+    assert device.run_due() == []
+
+
+def test_retries_exhausted(device: Engine, ca_factory: CAFactory, clock: FakeClock) -> None:
+    ca, server = ca_factory(Approval.MANUAL)
+    ready(device, server.url, period=1, count=3)
+    enroll(device, password=ca.mint_challenge())
+    outputs = []
+    for _ in range(3):
+        clock.advance(60)
+        (res,) = device.run_due()
+        outputs.append((event_types(res), res.output))
+    assert outputs[0] == (["EnrollmentPending"], "")
+    assert outputs[1] == (["EnrollmentPending"], "")
+    assert outputs[2][0] == ["EnrollmentFailed"]
+    assert outputs[2][1] == (
+        "%PKI-3-ENROLL_TIMEOUT: Certificate enrollment for trustpoint myca timed out after 3 "
+        "polls. Ask the CA administrator to approve the request, then enter 'crypto ca enroll "
+        "myca' again.\n")
+    st = status(device)
+    assert st.lifecycle is Lifecycle.AUTHENTICATED and st.enrollment is None
+    assert st.last_result == "timeout"
+    clock.advance(3600)
+    assert device.run_due() == []  # the polling stopped
+
+    # Approved after the timeout: the operator enrolls again, as the message says.
+    ca.approve(pending_txid(ca))
+    r = enroll(device, password="unused-now")
+    assert event_types(r) == ["EnrollmentRequested", "CertificateReceived"]
+
+
+def test_poll_with_ca_down_counts_and_retries(device: Engine, ca_factory: CAFactory,
+                                               clock: FakeClock) -> None:
+    ca, server = ca_factory(Approval.MANUAL)
+    ready(device, server.url, period=1, count=5)
+    enroll(device, password=ca.mint_challenge())
+    txid = pending_txid(ca)
+    server.stop()
+    # A CA that went down drops its connections too (a stopped test server may still answer
+    # on a kept-alive one): start from a fresh HTTP client.
+    device.ports.scep = HttpxTransport(timeout=5)
+    clock.advance(60)
+    (res,) = device.run_due()
+    assert event_types(res) == ["EnrollmentPending"]
+    assert res.output.startswith("%PKI-4-POLL_FAILED: trustpoint myca: Unable to reach the CA")
+    assert status(device).enrollment.polls == 1  # type: ignore[union-attr]
+    ca.approve(txid)
+    from engine.ca.server import serve
+
+    again = serve(ca, port=server.port, approval=Approval.MANUAL, admin=False)
+    try:
+        clock.advance(60)
+        (res,) = device.run_due()
+        assert event_types(res) == ["CertificateReceived"]
+    finally:
+        again.stop()
+
+
+@pytest.mark.parametrize("snapshots", [True, False], ids=["snapshot", "full-replay"])
+def test_restart_resumes_polling(ca_factory: CAFactory, clock: FakeClock,
+                                 open_engine: Callable[..., Engine], snapshots: bool) -> None:
+    ca, server = ca_factory(Approval.MANUAL)
+    device = open_engine()
+    ready(device, server.url, period=5, count=10)
+    enroll(device, password=ca.mint_challenge())
+    clock.advance(5 * 60)
+    assert event_types(device.run_due()[0]) == ["EnrollmentPending"]
+    device.close()
+
+    clock.advance(4 * 60)
+    device = open_engine(use_snapshots=snapshots)
+    st = status(device)
+    assert st.lifecycle is Lifecycle.ENROLLING
+    assert st.enrollment is not None and st.enrollment.polls == 1
+    transport = RecordingTransport()
+    device.ports.scep = transport
+    assert device.run_due() == []  # next poll is at 10 min; we are at 9
+    assert transport.exchanges == []
+    clock.advance(60)
+    (res,) = device.run_due()
+    assert event_types(res) == ["EnrollmentPending"]
+    assert len(transport.operations()) == 1
+    assert status(device).enrollment.polls == 2  # type: ignore[union-attr]
+    ca.approve(pending_txid(ca))
+    clock.advance(5 * 60)
+    assert event_types(device.run_due()[0]) == ["CertificateReceived"]
+    assert status(device).lifecycle is Lifecycle.ENROLLED
+
+
+def test_cancel_enroll_stops_polling(device: Engine, ca_factory: CAFactory,
+                                     clock: FakeClock) -> None:
+    ca, server = ca_factory(Approval.MANUAL)
+    ready(device, server.url, period=1, count=10)
+    enroll(device, password=ca.mint_challenge())
+    r = device.execute("crypto ca cancel-enroll myca")
+    assert r.output == "% Enrollment request for trustpoint myca cancelled.\n"
+    (rec,) = r.events
+    assert isinstance(rec.event, EnrollmentFailed) and rec.event.reason == "cancelled"
+    assert rec.event.transaction_id == pending_txid(ca)
+    st = status(device)
+    assert st.lifecycle is Lifecycle.AUTHENTICATED and st.enrollment is None
+    assert "Last enrollment     :cancelled" in device.execute("show crypto ca trustpoint").output
+    transport = RecordingTransport()
+    device.ports.scep = transport
+    ca.approve(pending_txid(ca))
+    clock.advance(600)
+    assert device.run_due() == []
+    assert transport.exchanges == []
+    assert status(device).certificates == ()
+
+
+# -- FAILURE and the challenge password ---------------------------------------------------------
+
+
+def test_wrong_challenge_is_explained(device: Engine, ca_factory: CAFactory) -> None:
+    ca, server = ca_factory(Approval.AUTO)
+    ready(device, server.url)
+    ca.mint_challenge()
+    r = enroll(device, password="not-the-challenge")
+    assert event_types(r) == ["EnrollmentRequested", "EnrollmentFailed"]
+    ev = r.events[1].event
+    assert isinstance(ev, EnrollmentFailed)
+    assert (ev.reason, ev.fail_info) == ("failure", "badRequest")
+    assert r.output.endswith(
+        "% Certificate enrollment for trustpoint myca failed: badRequest: the CA refused the "
+        "request (often a wrong or reused challenge password).\n")
+    st = status(device)
+    assert st.lifecycle is Lifecycle.AUTHENTICATED and st.enrollment is None
+    assert st.certificates == ()
+    assert "Last enrollment     :failure (badRequest)" in device.execute(
+        "show crypto ca trustpoint").output
+    # A right password afterwards enrolls.
+    assert event_types(enroll(device, password=ca.mint_challenge()))[-1] == "CertificateReceived"
+
+
+def test_password_mismatch_asks_again(device: Engine, ca_factory: CAFactory) -> None:
+    ca, server = ca_factory(Approval.AUTO)
+    ready(device, server.url)
+    pw = ca.mint_challenge()
+    r = device.execute("crypto ca enroll myca", answers=[pw, pw + "x", pw, pw])
+    lines = r.output.splitlines()
+    assert lines.count("Password: ") == 2 and lines.count("Re-enter Password: ") == 2
+    assert "% Passwords do not match.\n" in r.output
+    assert event_types(r) == ["EnrollmentRequested", "CertificateReceived"]
+
+
+def test_three_mismatches_give_up_and_write_nothing(device: Engine,
+                                                    ca_factory: CAFactory) -> None:
+    _, server = ca_factory(Approval.AUTO)
+    ready(device, server.url)
+    head = device.store.head
+    transport = RecordingTransport()
+    device.ports.scep = transport
+    r = device.execute("crypto ca enroll myca", answers=["a", "b", "c", "d", "", ""])
+    assert not r.ok and r.events == [] and device.store.head == head
+    assert r.output.count("% Passwords do not match.") == 2
+    assert "% The challenge password cannot be empty." in r.output
+    assert r.output.endswith("% Enrollment cancelled: no challenge password.\n")
+    assert transport.exchanges == []
+
+
+def all_bytes(root: Path) -> dict[Path, bytes]:
+    return {p: p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+def test_challenge_password_never_on_disk(ca_factory: CAFactory, clock: FakeClock,
+                                          open_engine: Callable[..., Engine],
+                                          device_dir: Path) -> None:
+    good, wrong = "Zebra-Challenge-7731", "Okapi-Wrong-4417"
+    ca, server = ca_factory(Approval.MANUAL, challenge=good)
+    device = open_engine()
+    ready(device, server.url, period=1, count=5)
+    with structlog.testing.capture_logs() as logs:
+        failed = enroll(device, password=wrong)
+        ok = enroll(device, password=good)
+    assert event_types(failed)[-1] == "EnrollmentFailed"
+    assert event_types(ok) == ["EnrollmentRequested", "EnrollmentPending"]
+    ca.approve(pending_txid(ca))
+    clock.advance(60)
+    assert event_types(device.run_due()[0]) == ["CertificateReceived"]
+    device.close()  # writes a snapshot too
+    files = all_bytes(device_dir)
+    assert any(p.parent.name == "snapshots" for p in files), files.keys()
+    for secret in (good, wrong):
+        for form in (secret.encode(), secret.encode("utf-16-le"),
+                     base64.b64encode(secret.encode()), hashlib.sha256(secret.encode()).digest()):
+            hits = [p for p, data in files.items() if form in data]
+            assert hits == [], (secret, form, hits)
+        assert secret not in failed.output + ok.output
+        assert all(secret not in repr(entry) for entry in logs)
+
+
+# -- usage keys ---------------------------------------------------------------------------------
+
+
+# Both requests carry the same challenge password (as on IOS), so the CA is given a static one:
+# a one-time challenge would be spent by the first request.
+
+
+def test_usage_keys_two_requests_two_certificates(device: Engine, ca_factory: CAFactory) -> None:
+    ca, server = ca_factory(Approval.AUTO, challenge="usage-keys-pw")
+    ready(device, server.url, usage_keys=True)
+    transport = RecordingTransport()
+    device.ports.scep = transport
+    r = enroll(device, password="usage-keys-pw")
+    assert event_types(r) == ["EnrollmentRequested", "CertificateReceived",
+                              "CertificateReceived"]
+    requested = r.events[0].event
+    assert isinstance(requested, EnrollmentRequested)
+    assert requested.usages == ("signature", "encryption")
+    assert r.output.count("  Fingerprint: ") == 2
+    reqs = requests_seen(ca, transport)
+    assert len(reqs) == 2 and len({q.transaction_id for q in reqs}) == 2
+    pairs = {p.usage.value: p for p in device.state.keys.pairs_of(KeyAlgorithm.RSA, "mykey")}
+    assert {spki_of(q.csr.csr.public_key()) for q in reqs} == {
+        p.public_key for p in pairs.values()}
+    st = status(device)
+    assert st.lifecycle is Lifecycle.ENROLLED
+    assert [c.usage for c in st.certificates] == ["signature", "encryption"]
+    by_usage = {c.usage: c for c in st.certificates}
+    for usage in ("signature", "encryption"):
+        cert = x509.load_der_x509_certificate(by_usage[usage].der)
+        assert spki_of(cert.public_key()) == pairs[usage].public_key
+    shown = device.execute("show crypto ca certificates").output
+    assert shown.count("Router certificate") == 2
+    assert "Key usage          :Signature" in shown and "Key usage          :Encryption" in shown
+    assert shown.index(":Signature") < shown.index(":Encryption")
+
+
+def test_usage_keys_enrolled_once_both_are_approved(device: Engine, ca_factory: CAFactory,
+                                                    clock: FakeClock) -> None:
+    ca, server = ca_factory(Approval.MANUAL, challenge="usage-keys-pw")
+    ready(device, server.url, usage_keys=True, period=1, count=10)
+    r = enroll(device, password="usage-keys-pw")
+    assert event_types(r) == ["EnrollmentRequested", "EnrollmentPending"]
+    first, second = [q.transaction_id for q in ca.requests()]
+    ca.approve(first)
+    clock.advance(60)
+    (res,) = device.run_due()
+    assert event_types(res) == ["CertificateReceived", "EnrollmentPending"]
+    st = status(device)
+    assert st.lifecycle is Lifecycle.ENROLLING and len(st.certificates) == 1
+    assert isinstance(res.events[1].event, EnrollmentPending)
+    assert res.events[1].event.transaction_id == second
+    ca.approve(second)
+    clock.advance(60)
+    (res,) = device.run_due()
+    assert event_types(res) == ["CertificateReceived"]
+    assert isinstance(res.events[0].event, CertificateReceived)
+    assert status(device).lifecycle is Lifecycle.ENROLLED
+    assert len(status(device).certificates) == 2
+    assert der(ca.ca_certificate) == status(device).ca_certificate
