@@ -1,0 +1,163 @@
+"""Live: the device authenticates and enrolls against micromdm's real `scepserver` (issue 6
+item 7), started on loopback by ../shared/peers/scep-server.sh. micromdm answers with a SHA-1
+signature (sha1WithRSAEncryption) and a single-DES envelope whatever we send; our client must
+take that, and openssl must accept the certificate we installed."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from asn1crypto import cms as asn1_cms
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from tp_support import (
+    RecordingTransport,
+    authenticate,
+    declare,
+    enroll,
+    event_types,
+    identity_and_key,
+    open_device,
+    openssl,
+    spki_of,
+    status,
+)
+
+from engine import Engine
+from engine.keys import KeyAlgorithm
+from engine.lifecycle import Lifecycle
+from engine.ports import FakeClock
+from engine.scep import DigestAlgorithm
+from engine.scep.cms import read_signed
+from events.trustpoint import EnrollmentFailed
+
+pytestmark = pytest.mark.integration
+
+CHALLENGE = "micromdm-secret"
+REPO = Path(__file__).resolve().parents[2]
+DES_CBC = "1.3.14.3.2.7"
+
+
+def peers_dir() -> Path:
+    env = os.environ.get("TRUSTLEDGER_PEERS")
+    where = Path(env) if env else REPO.parent / "shared" / "peers"
+    if not (where / "scep-server.sh").is_file() or shutil.which("scepserver") is None:
+        why = (f"micromdm peer not available: {where / 'scep-server.sh'} missing or "
+               "`scepserver` not on PATH (set TRUSTLEDGER_PEERS, run peers/install.sh)")
+        if os.environ.get("CI"):
+            pytest.fail(why)
+        pytest.skip(why)
+    return where
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url + "?operation=GetCACaps", timeout=2) as resp:
+            return bool(resp.status == 200)
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="module")
+def micromdm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    """(SCEP URL, work dir) of a micromdm scepserver on a free loopback port."""
+    script = peers_dir() / "scep-server.sh"
+    work = tmp_path_factory.mktemp("mdm")  # short: the script puts a unix socket in it
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/scep"
+    proc = subprocess.Popen([str(script), "run", str(work), str(port), CHALLENGE, "--",
+                             "-allowrenew", "0"], start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while not answers(url):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                log = work / "scepserver.log"
+                pytest.fail("micromdm scepserver did not start: "
+                            + (log.read_text(errors="replace")[-2000:] if log.exists() else ""))
+            time.sleep(0.05)
+        yield url, work
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)
+
+
+@pytest.fixture
+def live_device(tmp_path: Path) -> Iterator[Engine]:
+    # micromdm signs with the machine's clock, so the device's fake clock starts there.
+    e = open_device(tmp_path / "device", FakeClock(time.time_ns() // 1000))
+    yield e
+    e.close()
+
+
+def test_authenticate_and_enroll(micromdm: tuple[str, Path], live_device: Engine,
+                                 tmp_path: Path) -> None:
+    url, work = micromdm
+    identity_and_key(live_device)
+    declare(live_device, url=url)
+    r = authenticate(live_device)
+    assert event_types(r) == ["CACertificateAccepted"], r.output
+    ca_pem = (work / "depot" / "ca.pem").read_bytes()
+    ca = x509.load_pem_x509_certificate(ca_pem)
+    assert status(live_device).ca_certificate == ca.public_bytes(serialization.Encoding.DER)
+    # No CN in micromdm's CA subject; IOS order (most specific first), lower-case labels.
+    assert "Subject Name  :\nou=SCEP CA,o=Example SCEP CA,c=US\n" in r.output
+
+    transport = RecordingTransport()
+    live_device.ports.scep = transport
+    r = enroll(live_device, password=CHALLENGE)
+    assert event_types(r) == ["EnrollmentRequested", "CertificateReceived"], r.output
+    st = status(live_device)
+    assert st.lifecycle is Lifecycle.ENROLLED
+    (rc,) = st.certificates
+    cert = x509.load_der_x509_certificate(rc.der)
+    (pair,) = live_device.state.keys.pairs_of(KeyAlgorithm.RSA, "mykey")
+    assert spki_of(cert.public_key()) == pair.public_key
+
+    # We asked with the strongest the caps offer; micromdm answered SHA-1 and single DES.
+    ((request, reply),) = transport.operations()
+    assert read_signed(request).digest is DigestAlgorithm.SHA256
+    rep = read_signed(reply.body, "CertRep")
+    assert rep.digest is DigestAlgorithm.SHA1
+    assert rep.signature_oid == "1.2.840.113549.1.1.5"  # sha1WithRSAEncryption
+    envelope = asn1_cms.ContentInfo.load(rep.content)["content"]
+    assert envelope["encrypted_content_info"]["content_encryption_algorithm"][
+        "algorithm"].dotted == DES_CBC
+
+    (tmp_path / "ca.pem").write_bytes(ca_pem)
+    (tmp_path / "router.der").write_bytes(rc.der)
+    openssl("x509", "-inform", "DER", "-in", "router.der", "-out", "router.pem", cwd=tmp_path)
+    out = openssl("verify", "-CAfile", "ca.pem", "router.pem", cwd=tmp_path)
+    assert out.strip() == "router.pem: OK"
+
+    shown = live_device.execute("show crypto ca certificates").output
+    assert "Router certificate" in shown and "Status             :Available" in shown
+
+
+def test_wrong_challenge(micromdm: tuple[str, Path], live_device: Engine) -> None:
+    url, _ = micromdm
+    identity_and_key(live_device)
+    declare(live_device, url=url)
+    authenticate(live_device)
+    r = enroll(live_device, password="not-" + CHALLENGE)
+    assert event_types(r) == ["EnrollmentRequested", "EnrollmentFailed"]
+    ev = r.events[1].event
+    assert isinstance(ev, EnrollmentFailed)
+    assert (ev.reason, ev.fail_info) == ("failure", "badRequest")
+    assert "failed: badRequest: the CA refused the request" in r.output
+    st = status(live_device)
+    assert st.lifecycle is Lifecycle.AUTHENTICATED and st.certificates == ()
