@@ -39,14 +39,16 @@ from typing import IO, Any
 import crc32c
 
 from events.codec import count_rows, decode_body, encode_body, encode_core
-from events.store import GENESIS, PendingEvent, Recorded, chain_hash, seal
+from events.store import GENESIS, PendingEvent, Recorded, chain_hash, seal_encoded
 
 MAGIC = b"TLSEG\x00\x01\n"
 SEG_HEADER = struct.Struct("<8sQ32s")
 FRAME_HEADER = struct.Struct("<IQII")
 _FRAME_PREFIX = struct.Struct("<IQI")  # the part of the frame header its own CRC covers
+_CRC = struct.Struct("<I")
 MAX_BODY = 64 * 1024 * 1024
 DEFAULT_SEGMENT_BYTES = 64 * 1024 * 1024
+GROUP_BUFFER = 1 << 20  # a group commit writes its frames out whenever this much waits
 READ_BUFFER = 1 << 20
 
 
@@ -96,9 +98,29 @@ class _Torn(Exception):
 
 
 def encode_frame(first_seq: int, records: Sequence[Recorded]) -> bytes:
-    body = encode_body([[*r.core(), r.hash] for r in records])
+    return _frame(first_seq, encode_body([[*r.core(), r.hash] for r in records]))
+
+
+def _frame(first_seq: int, body: bytes) -> bytes:
     prefix = _FRAME_PREFIX.pack(len(body), first_seq, crc32c.crc32c(body))
-    return prefix + struct.pack("<I", crc32c.crc32c(prefix)) + body
+    return prefix + _CRC.pack(crc32c.crc32c(prefix)) + body
+
+
+def _body_from_cores(records: Sequence[Recorded], cores: Sequence[bytes]) -> bytes:
+    """The msgpack body `[[*core, hash], ...]` spliced from already-encoded cores: each core
+    is an 8-element array (fixarray 0x98); a row is the same array grown to 9 (0x99) with
+    the hash appended as bin 8 of 32 bytes (0xc4 0x20). Byte for byte what `encode_body`
+    would produce."""
+    n = len(cores)
+    if n < 16:
+        parts = [bytes((0x90 | n,))]
+    elif n < 1 << 16:
+        parts = [b"\xdc" + n.to_bytes(2, "big")]
+    else:
+        parts = [b"\xdd" + n.to_bytes(4, "big")]
+    for rec, core in zip(records, cores, strict=True):
+        parts += (b"\x99", core[1:], b"\xc4\x20", rec.hash)
+    return b"".join(parts)
 
 
 def _segment_name(first_seq: int) -> str:
@@ -211,8 +233,11 @@ class FileEventLog:
         self._segment_size = 0
         self._head_seq = 0
         self._head_hash = GENESIS
-        self._pending_sync = False
+        self._pending_sync = False  # appended inside a group, not yet fdatasync'd
         self._group_depth = 0
+        self._unwritten: list[bytes] = []  # frames a group has not written out yet
+        self._unwritten_bytes = 0
+        self._broken: OSError | None = None  # a write or sync failed: no more appends
 
     # -- opening ---------------------------------------------------------------------------
 
@@ -318,21 +343,29 @@ class FileEventLog:
         `group_commit()`, where the block's end is the acknowledgement)."""
         if self.readonly:
             raise LogError("event log is open read-only")
+        if self._broken is not None:
+            raise LogError(f"event log {self.root} failed to write ({self._broken}); "
+                           "reopen it to recover")
         if not batch:
             return []
-        records = seal(batch, self._head_seq + 1, self._head_hash)
-        frame = encode_frame(self._head_seq + 1, records)
+        first = self._head_seq + 1
+        records, cores = seal_encoded(batch, first, self._head_hash)
+        frame = _frame(first, _body_from_cores(records, cores))
         if self._fd is None or (self._segment_size > SEG_HEADER.size
                                 and self._segment_size + len(frame) > self.segment_bytes):
             self._rotate()  # a segment holding no frame yet takes any frame: its name is taken
-        assert self._fd is not None
-        _write_all(self._fd, frame)
+        self._unwritten.append(frame)
+        self._unwritten_bytes += len(frame)
         self._segment_size += len(frame)
-        self._head_seq, self._head_hash = records[-1].seq, records[-1].hash
         if self._group_depth:
+            # Inside a group, frames wait in memory and go out in one write: nothing is
+            # acknowledged before the block ends anyway.
             self._pending_sync = True
+            if self._unwritten_bytes >= GROUP_BUFFER:
+                self._write_out()
         else:
-            os.fdatasync(self._fd)
+            self._sync()
+        self._head_seq, self._head_hash = records[-1].seq, records[-1].hash
         return records
 
     @contextlib.contextmanager
@@ -345,24 +378,55 @@ class FileEventLog:
         finally:
             self._group_depth -= 1
             if not self._group_depth and self._pending_sync and self._fd is not None:
-                os.fdatasync(self._fd)
-                self._pending_sync = False
+                self._sync()
+
+    def _write_out(self) -> None:
+        """Write the frames waiting in memory, in one write."""
+        if not self._unwritten:
+            return
+        data = b"".join(self._unwritten) if len(self._unwritten) > 1 else self._unwritten[0]
+        self._unwritten.clear()
+        self._unwritten_bytes = 0
+        assert self._fd is not None
+        try:
+            _write_all(self._fd, data)
+        except OSError as e:
+            self._broken = e  # a partial frame may be on disk: only a reopen may go on
+            raise
+
+    def _sync(self) -> None:
+        """Write what waits, then fdatasync: the acknowledgement point. After a failed
+        fdatasync the page cache can no longer be trusted, so the log refuses more appends."""
+        self._write_out()
+        assert self._fd is not None
+        try:
+            os.fdatasync(self._fd)
+        except OSError as e:
+            self._broken = e
+            raise
+        self._pending_sync = False
 
     def _rotate(self) -> None:
         if self._fd is not None:
-            os.fdatasync(self._fd)
+            self._sync()
             os.close(self._fd)
+            self._fd = None
         first = self._head_seq + 1
         path = self.root / _segment_name(first)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o600)
-        _write_all(fd, SEG_HEADER.pack(MAGIC, first, self._head_hash))
-        os.fsync(fd)
-        _fsync_dir(self.root)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o600)
+            _write_all(fd, SEG_HEADER.pack(MAGIC, first, self._head_hash))
+            os.fsync(fd)
+            _fsync_dir(self.root)
+        except OSError as e:
+            self._broken = e
+            raise
         self._fd, self._segment, self._segment_size = fd, path, SEG_HEADER.size
 
     def read(self, from_seq: int = 1) -> Iterator[Recorded]:
         """Stream events with seq >= from_seq, up to the head as of the first step."""
         head = self._head_seq
+        self._write_out()  # what a group commit holds back is part of the head
         for seg in self._segments_from(from_seq):
             try:
                 _, prev = read_segment_header(seg)
@@ -386,6 +450,7 @@ class FileEventLog:
         replay loops that must not pay for an envelope object per event. Arrays inside a
         payload are tuples, as `events.registry.event_from` expects them."""
         head = self._head_seq
+        self._write_out()
         for seg in self._segments_from(from_seq):
             try:
                 for offset, first_seq, body in scan_frames(seg):
@@ -410,14 +475,16 @@ class FileEventLog:
         return segs[start:]
 
     def close(self) -> None:
-        if self._fd is not None:
-            if self._pending_sync:
-                os.fdatasync(self._fd)
-            os.close(self._fd)
-            self._fd = None
-        if self._lock_fd is not None:
-            os.close(self._lock_fd)
-            self._lock_fd = None
+        try:
+            if self._fd is not None and self._broken is None and self._pending_sync:
+                self._sync()
+        finally:
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
+            if self._lock_fd is not None:
+                os.close(self._lock_fd)
+                self._lock_fd = None
 
     def __enter__(self) -> FileEventLog:
         return self

@@ -68,17 +68,29 @@ def chain_hash(prev: bytes, core: bytes) -> bytes:
 
 def seal(pending: Sequence[PendingEvent], first_seq: int, prev: bytes) -> list[Recorded]:
     """Number and hash-chain a batch of pending events after `prev`."""
+    return seal_encoded(pending, first_seq, prev)[0]
+
+
+def seal_encoded(pending: Sequence[PendingEvent], first_seq: int,
+                 prev: bytes) -> tuple[list[Recorded], list[bytes]]:
+    """`seal`, also giving each event's encoded core (the bytes its hash covers), so a store
+    can write them without encoding every event a second time."""
     out: list[Recorded] = []
-    for i, p in enumerate(pending):
+    cores: list[bytes] = []
+    sha256 = hashlib.sha256
+    seq = first_seq
+    for p in pending:
         ev = p.event
         payload = payload_of(ev)
-        seq = first_seq + i
-        core = [seq, p.stream, ev.type_name, ev.version, p.at, p.actor, p.correlation, payload]
-        h = chain_hash(prev, encode_core(core))
+        core = encode_core([seq, p.stream, ev.type_name, ev.version, p.at, p.actor,
+                            p.correlation, payload])
+        h = sha256(prev + core).digest()  # chain_hash, inlined on the append path
         out.append(Recorded(seq, p.stream, ev.type_name, ev.version, p.at, p.actor,
                             p.correlation, payload, prev, h, [ev]))
+        cores.append(core)
         prev = h
-    return out
+        seq += 1
+    return out, cores
 
 
 class EventStore(Protocol):
