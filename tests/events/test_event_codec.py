@@ -7,12 +7,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from eventlog_support import INT64, Sampled, native_values, sampled_events
+from eventlog_support import INT64, Sampled, native_values, pending_events, sampled_events
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from events.codec import count_rows, decode_body, encode_body, encode_core
-from events.filelog import FRAME_HEADER, MAGIC, SEG_HEADER, FileEventLog, encode_frame, verify
+from events.filelog import (
+    FRAME_HEADER,
+    MAGIC,
+    SEG_HEADER,
+    FileEventLog,
+    encode_frame,
+    iter_frames,
+    verify,
+)
 from events.registry import Event, UnknownEventType, event, event_from, payload_of, upcaster
 from events.store import GENESIS, PendingEvent, Recorded, chain_hash, seal
 
@@ -247,3 +255,28 @@ def test_registration_records_name_and_version() -> None:
     assert (WidgetRenamed.type_name, WidgetRenamed.version) == ("LogTestWidgetRenamed", 3)
     assert payload_of(WidgetRenamed("a", "b", "c")) == {"widget": "a", "new_name": "b",
                                                          "reason": "c"}
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.lists(pending_events, min_size=1, max_size=20), min_size=1, max_size=3))
+def test_appended_frames_hold_exactly_the_encoded_rows(
+        tmp_path_factory: pytest.TempPathFactory, log_batches: list[list[PendingEvent]]) -> None:
+    root = tmp_path_factory.mktemp("frames")
+    with FileEventLog.open(root) as log:
+        appended = [log.append(b) for b in log_batches]
+        [seg] = log.segments()
+    for frame, recs in zip(iter_frames(seg), appended, strict=True):
+        assert frame.first_seq == recs[0].seq
+        assert frame.body == encode_body([[*r.core(), r.hash] for r in recs])
+
+
+def test_a_batch_of_more_than_65535_events_is_one_readable_frame(tmp_path: Path) -> None:
+    batch = [PendingEvent(Sampled("", n, b"", False, None, ()), "s", n) for n in range(70_000)]
+    with FileEventLog.open(tmp_path) as log:
+        recs = log.append(batch)
+        [seg] = log.segments()
+    [frame] = list(iter_frames(seg))
+    assert frame.body[0] == 0xDD and count_rows(frame.body) == 70_000
+    assert frame.body == encode_body([[*r.core(), r.hash] for r in recs])
+    with FileEventLog.open(tmp_path, readonly=True) as log:
+        assert sum(1 for _ in log.read_rows()) == 70_000

@@ -7,6 +7,7 @@ yields exactly the events of all earlier batches, says what it repaired, and can
 
 from __future__ import annotations
 
+import errno
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,7 @@ from events.filelog import (
     SEG_HEADER,
     FileEventLog,
     LogCorrupted,
+    LogError,
     iter_frames,
     verify,
 )
@@ -189,3 +191,49 @@ def test_a_cut_inside_a_segment_that_is_not_the_last_refuses_to_open(tmp_path: P
     os.truncate(segs[1], 10)  # a cut inside a non-last segment's header
     with pytest.raises(LogCorrupted, match="header is incomplete"):
         FileEventLog.open(root)
+
+
+def test_a_failed_write_stops_appends_until_reopened(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """A write cut short by the disk (ENOSPC, EIO) leaves a partial frame: appending after it
+    would bury acknowledged-looking events behind damage, so the log refuses until reopened,
+    and the reopen truncates the partial frame."""
+    root = tmp_path / "log"
+    log = FileEventLog.open(root)
+    log.append(noted_batch(1, 2))
+    head = log.head
+    real_write = os.write
+
+    def half_then_fail(fd: int, data: bytes) -> int:
+        monkeypatch.setattr(os, "write", real_write)
+        real_write(fd, bytes(data)[: len(data) // 2])
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "write", half_then_fail)
+    with pytest.raises(OSError, match="No space"):
+        log.append([noted(3)])
+    assert log.head == head  # not acknowledged
+    with pytest.raises(LogError, match="reopen"):
+        log.append([noted(3)])
+    log.close()
+    with FileEventLog.open(root) as again:
+        assert again.recovered is not None and "torn" in again.recovered
+        assert again.head == head
+        assert again.append([noted(3)])[0].seq == 3
+    assert verify(root).damage is None
+
+
+def test_a_failed_fdatasync_stops_appends(tmp_path: Path,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    with FileEventLog.open(tmp_path / "log") as log:
+        log.append([noted(1)])
+
+        def eio(fd: int) -> None:
+            raise OSError(errno.EIO, "Input/output error")
+
+        monkeypatch.setattr(os, "fdatasync", eio)
+        with pytest.raises(OSError), log.group_commit():
+            log.append([noted(2)])
+        monkeypatch.undo()
+        with pytest.raises(LogError, match="reopen"):
+            log.append([noted(3)])

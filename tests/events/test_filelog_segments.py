@@ -12,7 +12,13 @@ from eventlog_support import fingerprint, noted, noted_batch, segment_files
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from events.filelog import FileEventLog, iter_frames, read_segment_header, verify
+from events import filelog
+from events.filelog import (
+    FileEventLog,
+    iter_frames,
+    read_segment_header,
+    verify,
+)
 from events.store import GENESIS
 
 # -- rotation ---------------------------------------------------------------------------------
@@ -207,3 +213,35 @@ def test_read_rows_streams_from_a_late_seq_in_constant_memory(big_log: Path) -> 
         first = next(log.read_rows(150_001))
     assert (seen, first[0]) == (50_000, 150_001)
     assert peak < 4 << 20
+
+
+def test_appends_inside_a_group_are_readable_before_the_block_ends(tmp_path: Path,
+                                                                   syncs: list[int]) -> None:
+    with FileEventLog.open(tmp_path / "log") as log, log.group_commit():
+        log.append(noted_batch(1, 3))
+        log.append([noted(4)])
+        assert [r.seq for r in log.read()] == [1, 2, 3, 4]
+        assert [r[0] for r in log.read_rows(3)] == [3, 4]
+        assert syncs == []  # written so readers see them, but not yet acknowledged
+
+
+def test_a_long_group_writes_out_in_bounded_chunks(tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    writes: list[int] = []
+    real_write = os.write
+
+    def counting(fd: int, data: bytes) -> int:
+        writes.append(len(data))
+        return real_write(fd, data)
+
+    with FileEventLog.open(tmp_path / "log") as log:
+        log.append([noted(0)])
+        [seg] = log.segments()
+        before = seg.stat().st_size
+        monkeypatch.setattr(os, "write", counting)
+        with log.group_commit():
+            for first in range(1, 3001, 100):
+                log.append(noted_batch(first, 100, size=400))  # ~45 KB per frame
+            assert writes and max(writes) <= filelog.GROUP_BUFFER + 64 * 1024
+    assert len(writes) < 30  # one write per ~1 MiB, not one per frame
+    assert sum(writes) == seg.stat().st_size - before  # and every byte went out
