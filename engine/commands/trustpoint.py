@@ -464,8 +464,11 @@ def poll(state: DeviceState, now: int, name: str) -> Generator[Effect, Any, Outc
     try:
         for pair, (_, txid) in zip(pairs, waiting, strict=True):
             replies.append((yield ScepPoll(cfg.scep_url, pair, who, ca_view(status), txid)))
+        events, pending = handle_replies(now, cfg, status, pairs, replies, polls)
     except CommandError as err:
-        # The CA could not be asked this time: the attempt counts, the next one is scheduled.
+        # The CA could not be asked this time, or answered with nothing we can accept (e.g.
+        # SUCCESS with a certificate for another key): the attempt counts, the next one is
+        # scheduled. (Raised past this point, the poll would stay due and rerun at once.)
         if polls >= e.retry_count:
             return Outcome(events=[EnrollmentFailed(name, e.transaction_ids[0], "timeout", "",
                                                     f"last poll: {err.message[2:]}")],
@@ -475,7 +478,6 @@ def poll(state: DeviceState, now: int, name: str) -> Generator[Effect, Any, Outc
         return Outcome(events=[EnrollmentPending(name, waiting[0][1], polls,
                                                  now + cfg.retry_period * 60_000_000)],
                        output=f"%PKI-4-POLL_FAILED: trustpoint {name}: {err.message[2:]}")
-    events, pending = handle_replies(now, cfg, status, pairs, replies, polls)
     if any(isinstance(ev, EnrollmentFailed) for ev in events):
         return Outcome(events=events, output=f"%PKI-3-ENROLL_FAILED: "
                        f"{_failure_text(name, replies)[2:]}")
