@@ -120,7 +120,7 @@ class BuiltinCA:
         self._ca_key = ca_key
         self._ra_keys = ra_keys
         self._lock = threading.Lock()
-        self._durability = _GroupCommit(log)
+        self._durability = _GroupCommit(log, self._lock)
         self.crl_url: str | None = None  # the CDP put in issued certificates (set by serve)
         self._ca_cert = x509.load_der_x509_certificate(state.ca_certificate)
 
@@ -441,23 +441,26 @@ class BuiltinCA:
 
 
 class _GroupCommit:
-    """Group commit over a FileEventLog held in its `group_commit()` mode (appends write but do
-    not sync). `wait(seq)` returns once events up to `seq` are on disk: the first waiter syncs
-    everything written so far with one fdatasync while later ones wait for it. fdatasync is
-    done on a descriptor of its own for the newest segment (syncing the file, not the fd);
-    older segments were synced when the log rotated away from them."""
+    """Group commit over a FileEventLog: appends run inside one long `group_commit()` block, so
+    they are buffered, not synced; `wait(seq)` returns once events up to `seq` are durable. The
+    first waiter becomes the leader: under the CA's write lock (so no append interleaves) it
+    ends the block, which writes every buffered frame and fdatasyncs once, and opens a new one;
+    the other waiters sleep until it is done. Commands appended while one sync runs share the
+    next, so N concurrent commands cost about two fdatasyncs, not N."""
 
-    def __init__(self, log: EventStore) -> None:
+    def __init__(self, log: EventStore, write_lock: threading.Lock) -> None:
         self._log = log if isinstance(log, FileEventLog) and not log.readonly else None
+        self._write_lock = write_lock
         self._cond = threading.Condition()
         self._durable = log.head[0]
         self._syncing = False
-        self._group = None
+        self._group: contextlib.AbstractContextManager[None] | None = None
         if self._log is not None:
             self._group = self._log.group_commit()
             self._group.__enter__()
 
     def wait(self, seq: int) -> None:
+        """Block until `seq` is durable. Call without holding the write lock."""
         if self._log is None:
             return
         with self._cond:
@@ -466,26 +469,23 @@ class _GroupCommit:
                     self._cond.wait()
                     continue
                 self._syncing = True
-                target = self._log.head[0]
                 self._cond.release()
                 try:
-                    self._sync(self._log)
+                    target = self._sync(self._log)
                 finally:
                     self._cond.acquire()
                     self._syncing = False
                     self._cond.notify_all()
                 self._durable = max(self._durable, target)
 
-    @staticmethod
-    def _sync(log: FileEventLog) -> None:
-        segments = log.segments()
-        if not segments:
-            return
-        fd = os.open(segments[-1], os.O_RDONLY)
-        try:
-            os.fdatasync(fd)
-        finally:
-            os.close(fd)
+    def _sync(self, log: FileEventLog) -> int:
+        with self._write_lock:
+            target = log.head[0]
+            assert self._group is not None
+            self._group.__exit__(None, None, None)  # write out + fdatasync
+            self._group = log.group_commit()
+            self._group.__enter__()
+            return target
 
     def close(self) -> None:
         if self._group is not None:
