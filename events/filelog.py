@@ -112,6 +112,8 @@ def _body_from_cores(records: Sequence[Recorded], cores: Sequence[bytes]) -> byt
     the hash appended as bin 8 of 32 bytes (0xc4 0x20). Byte for byte what `encode_body`
     would produce."""
     n = len(cores)
+    if n == 1:  # one command, one event: the common frame
+        return b"".join((b"\x91\x99", cores[0][1:], b"\xc4\x20", records[0].hash))
     if n < 16:
         parts = [bytes((0x90 | n,))]
     elif n < 1 << 16:

