@@ -17,6 +17,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes
 from tp_support import (
     authenticate,
     declare,
@@ -240,8 +241,7 @@ def _enroll_cases(c: CraftingCA) -> dict[str, tuple[Callable[[bytes], Reply], st
                     .serial_number(c.ca_cert.serial_number)
                     .not_valid_before(c.ca_cert.not_valid_before_utc)
                     .not_valid_after(c.ca_cert.not_valid_after_utc)
-                    .sign(impostor_key, __import__("cryptography.hazmat.primitives.hashes",
-                                                   fromlist=["SHA256"]).SHA256()))
+                    .sign(impostor_key, hashes.SHA256()))
         req = c.open(body)
         return 200, PKI, c.success(req, c.certificate(req),
                                    signer=Credential(impostor, impostor_key))

@@ -14,6 +14,7 @@ from tp_support import (
     authenticate,
     configure,
     declare,
+    der,
     enroll,
     event_types,
     identity_and_key,
@@ -245,9 +246,7 @@ def test_enroll_while_enrolling(world: World) -> None:
 def test_import_with_nothing_pending(world: World, src: Lifecycle) -> None:
     """Nothing waits for a pasted certificate (an SCEP enrollment in flight does not count)."""
     REACH[src](world)
-    paste = pem_lines(world.ca.ca_certificate.public_bytes(
-        __import__("cryptography.hazmat.primitives.serialization",
-                   fromlist=["Encoding"]).Encoding.DER))
+    paste = pem_lines(der(world.ca.ca_certificate))
     r = refused(world.device, "crypto ca import myca certificate", paste)
     assert "no cut-and-paste request waiting" in r.output
 
