@@ -241,6 +241,12 @@ def request_digest(caps: tuple[str, ...], configured: str | None) -> scep.Digest
     return _DIGESTS[configured]
 
 
+def csr_digest(digest: scep.DigestAlgorithm) -> scep.DigestAlgorithm:
+    """The PKCS#10 signature's hash: SHA-1 cannot sign X.509 objects here (cryptography refuses
+    it), so a CA that only speaks SHA-1 gets a SHA-1 pkiMessage around a SHA-256 request."""
+    return scep.DigestAlgorithm.SHA256 if digest is scep.DigestAlgorithm.SHA1 else digest
+
+
 def _params(ports: Ports, signer: scep.Credential, cas: scep.CACertificates,
             caps: tuple[str, ...], txid: str, digest: str | None = None
             ) -> scep.RequestParameters:
@@ -298,7 +304,7 @@ def _enroll(ports: Ports, eff: ScepEnroll) -> ScepReply:
         signer.private_key, subject, challenge_password=eff.challenge,
         dns_names=eff.identity.dns_names,
         ip_addresses=[ipaddress.ip_address(a) for a in eff.identity.ip_addresses],
-        digest=request_digest(eff.ca.capabilities, eff.digest))
+        digest=csr_digest(request_digest(eff.ca.capabilities, eff.digest)))
     txid = scep.transaction_id_for(signer.private_key.public_key())
     params = _params(ports, signer, cas, eff.ca.capabilities, txid, eff.digest)
     message = scep.build_pkcs_req(params, csr, random_bytes=ports.random)
