@@ -5,6 +5,7 @@ built-in CA key (engine.scep build functions), then tampered with. Each case mus
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import os
 import socket
@@ -38,7 +39,9 @@ from engine.ca.service import BuiltinCA
 from engine.lifecycle import Lifecycle
 from engine.ports import FakeClock
 from engine.scep import (
+    ContentCipher,
     Credential,
+    DigestAlgorithm,
     ScepRequest,
     build_ca_certificates,
     build_cert_rep_pending,
@@ -58,12 +61,14 @@ class ScriptedServer:
 
     def __init__(self, handler: Handler) -> None:
         self.handler = handler
+        self.requests: list[tuple[str, str]] = []  # (HTTP method, SCEP operation)
         outer = self
 
         class H(BaseHTTPRequestHandler):
             def _answer(self, body: bytes) -> None:
-                query = parse_qs(urlsplit(self.path).query)
-                status, ctype, out = outer.handler(query.get("operation", [""])[0], body)
+                operation = parse_qs(urlsplit(self.path).query).get("operation", [""])[0]
+                outer.requests.append((self.command, operation))
+                status, ctype, out = outer.handler(operation, body)
                 self.send_response(status)
                 self.send_header("Content-Type", ctype)
                 self.send_header("Content-Length", str(len(out)))
@@ -71,7 +76,10 @@ class ScriptedServer:
                 self.wfile.write(out)
 
             def do_GET(self) -> None:
-                self._answer(b"")
+                query = parse_qs(urlsplit(self.path).query)
+                message = query.get("message", [""])[0]
+                operation = query.get("operation", [""])[0]
+                self._answer(base64.b64decode(message) if operation == "PKIOperation" else b"")
 
             def do_POST(self) -> None:
                 self._answer(self.rfile.read(int(self.headers.get("Content-Length", "0"))))
@@ -102,6 +110,7 @@ class CraftingCA:
         self.other_ca = self_signed_ca(other_key, "Another CA", clock.us)
         self.other = Credential(self.other_ca, other_key)
         self.seen: list[ScepRequest] = []
+        self.caps = CAPABILITIES.render()
 
     def now(self) -> datetime:
         return datetime.fromtimestamp(self.clock.us / 1e6, UTC)
@@ -132,7 +141,7 @@ class CraftingCA:
 
     def get(self, operation: str) -> Reply:
         if operation == "GetCACaps":
-            return 200, "text/plain", CAPABILITIES.render()
+            return 200, "text/plain", self.caps
         ctype, body = build_ca_certificates(self.ca_cert)
         return 200, ctype, body
 
@@ -372,3 +381,38 @@ def test_bad_poll_reply_accepts_nothing(device: Engine, crafting: CraftingCA,
     (res,) = device.run_due()
     assert event_types(res) == ["CertificateReceived"], res.output
     assert status(device).lifecycle is Lifecycle.ENROLLED
+
+
+# -- the algorithms the CA advertises --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("caps", "cipher", "digest"), [
+    (b"AES\nSHA-256\nPOSTPKIOperation\n", ContentCipher.AES_128_CBC, DigestAlgorithm.SHA256),
+    (b"DES3\nSHA-1\nPOSTPKIOperation\n", ContentCipher.DES_EDE3_CBC, DigestAlgorithm.SHA1),
+    (b"SCEPStandard\n", ContentCipher.AES_128_CBC, DigestAlgorithm.SHA256),
+    (b"", ContentCipher.DES_EDE3_CBC, DigestAlgorithm.SHA1),
+], ids=["aes-sha256", "des3-sha1", "scep-standard", "nothing"])
+def test_strongest_advertised_algorithms(device: Engine, crafting: CraftingCA,
+                                         scripted: Callable[[Handler], ScriptedServer],
+                                         caps: bytes, cipher: ContentCipher,
+                                         digest: DigestAlgorithm) -> None:
+    """AES/SHA-256 when offered; DES3/SHA-1 only when the CA advertises nothing better. Without
+    POSTPKIOperation the request goes by GET."""
+    crafting.caps = caps
+
+    def handler(op: str, body: bytes) -> Reply:
+        if op != "PKIOperation":
+            return crafting.get(op)
+        req = crafting.open(body)
+        return 200, PKI, crafting.success(req, crafting.certificate(req))
+
+    server = scripted(handler)
+    identity_and_key(device)
+    declare(device, url=server.url)
+    assert event_types(authenticate(device)) == ["CACertificateAccepted"]
+    r = enroll(device)
+    assert event_types(r)[-1] == "CertificateReceived", r.output
+    (req,) = crafting.seen
+    assert (req.cipher, req.digest) == (cipher, digest)
+    post = b"POSTPKIOperation" in caps or b"SCEPStandard" in caps
+    assert server.requests[-1] == ("POST" if post else "GET", "PKIOperation")
