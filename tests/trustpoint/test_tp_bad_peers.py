@@ -416,3 +416,38 @@ def test_strongest_advertised_algorithms(device: Engine, crafting: CraftingCA,
     assert (req.cipher, req.digest) == (cipher, digest)
     post = b"POSTPKIOperation" in caps or b"SCEPStandard" in caps
     assert server.requests[-1] == ("POST" if post else "GET", "PKIOperation")
+
+
+@pytest.mark.parametrize(("configured", "digest", "csr_hash"), [
+    ("sha384", DigestAlgorithm.SHA384, "sha384"),
+    ("sha256", DigestAlgorithm.SHA256, "sha256"),
+    ("sha1", DigestAlgorithm.SHA1, "sha256"),  # SHA-1 cannot sign the PKCS#10 itself
+])
+def test_message_digest_is_used(device: Engine, crafting: CraftingCA,
+                                scripted: Callable[[Handler], ScriptedServer],
+                                configured: str, digest: DigestAlgorithm, csr_hash: str) -> None:
+    def pki(body: bytes) -> Reply:
+        req = crafting.open(body)
+        return 200, PKI, crafting.success(req, crafting.certificate(req))
+
+    server = scripted(lambda op, body: pki(body) if op == "PKIOperation" else crafting.get(op))
+    identity_and_key(device)
+    declare(device, url=server.url, extra=(f"message-digest {configured}",))
+    authenticate(device)
+    assert event_types(enroll(device))[-1] == "CertificateReceived"
+    (req,) = crafting.seen
+    assert req.digest is digest
+    assert req.csr is not None
+    assert req.csr.csr.signature_hash_algorithm is not None
+    assert req.csr.csr.signature_hash_algorithm.name == csr_hash
+
+
+def test_message_digest_md5_refused(device: Engine, crafting: CraftingCA,
+                                    scripted: Callable[[Handler], ScriptedServer]) -> None:
+    server = scripted(lambda op, body: crafting.get(op))
+    identity_and_key(device)
+    declare(device, url=server.url, extra=("message-digest md5",))
+    authenticate(device)
+    message = refused_cleanly(device, "crypto ca enroll myca", ["cisco123", "cisco123"])
+    assert "MD5" in message
+    assert server.requests[-1][1] != "PKIOperation"  # nothing was sent
