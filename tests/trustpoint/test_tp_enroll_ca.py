@@ -395,7 +395,7 @@ def test_usage_keys_two_requests_two_certificates(device: Engine, ca_factory: CA
     reqs = requests_seen(ca, transport)
     assert len(reqs) == 2 and len({q.transaction_id for q in reqs}) == 2
     pairs = {p.usage.value: p for p in device.state.keys.pairs_of(KeyAlgorithm.RSA, "mykey")}
-    assert {spki_of(q.csr.csr.public_key()) for q in reqs} == {
+    assert {spki_of(q.csr.csr.public_key()) for q in reqs if q.csr is not None} == {
         p.public_key for p in pairs.values()}
     st = status(device)
     assert st.lifecycle is Lifecycle.ENROLLED
@@ -433,3 +433,37 @@ def test_usage_keys_enrolled_once_both_are_approved(device: Engine, ca_factory: 
     assert status(device).lifecycle is Lifecycle.ENROLLED
     assert len(status(device).certificates) == 2
     assert der(ca.ca_certificate) == status(device).ca_certificate
+
+
+def test_rejected_while_polling(device: Engine, ca_factory: CAFactory, clock: FakeClock) -> None:
+    ca, server = ca_factory(Approval.MANUAL)
+    ready(device, server.url, period=1, count=10)
+    enroll(device, password=ca.mint_challenge())
+    ca.reject(pending_txid(ca), "unknown device")
+    clock.advance(60)
+    (res,) = device.run_due()
+    assert event_types(res) == ["EnrollmentFailed"]
+    ev = res.events[0].event
+    assert isinstance(ev, EnrollmentFailed) and ev.reason == "failure" and ev.fail_info
+    assert res.output.startswith(
+        "%PKI-3-ENROLL_FAILED: Certificate enrollment for trustpoint myca failed: ")
+    st = status(device)
+    assert st.lifecycle is Lifecycle.AUTHENTICATED and st.enrollment is None
+    clock.advance(600)
+    assert device.run_due() == []
+
+
+def test_demo_transcript() -> None:
+    """`trustledger demo`: the example session against the built-in CA, enrolled at the end."""
+    import io
+
+    from engine.demo import run_demo
+
+    out = io.StringIO()
+    assert run_demo(out) == 0
+    text = out.getvalue()
+    assert "Do you accept this certificate?? [yes/no]: yes" in text
+    assert "% Certificate received from Certificate Authority" in text
+    assert "Key usage          :General Purpose" in text
+    assert "State               :enrolled" in text
+    assert "% " + "Invalid" not in text

@@ -7,8 +7,10 @@ certificate the CA issues "now" is valid "now" on the device, and advancing the 
 
 from __future__ import annotations
 
+import base64
 import functools
 import subprocess
+import textwrap
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -145,18 +147,15 @@ def event_types(r: Result) -> list[str]:
 
 def pem_lines(der: bytes, kind: str = "CERTIFICATE") -> list[str]:
     """A pasted PEM block, line by line, ending with the blank line that ends a paste."""
-    import base64
-    import textwrap
-
     body = textwrap.wrap(base64.b64encode(der).decode(), 64)
     return [f"-----BEGIN {kind}-----", *body, f"-----END {kind}-----", ""]
 
 
 def printed_requests(output: str) -> list[bytes]:
     """The PKCS#10 requests `crypto ca enroll` printed for cut-and-paste, as DER."""
-    import base64
-
-    found, body, inside = [], [], False
+    found: list[bytes] = []
+    body: list[str] = []
+    inside = False
     for line in output.splitlines():
         if line == "-----BEGIN CERTIFICATE REQUEST-----":
             inside, body = True, []
