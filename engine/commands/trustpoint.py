@@ -413,7 +413,7 @@ def show_certificates(ctx: Ctx) -> Outcome:
     if want is not None:
         _configured(ctx.state, want)
         names = [want]
-    return Outcome(output=render_certificates(ctx.state, names))
+    return Outcome(output=render_certificates(ctx.state, names, ctx.now))
 
 
 @G.action("show crypto ca trustpoint [<name>]", help="Show trustpoints and their state",
