@@ -467,3 +467,14 @@ def test_demo_transcript() -> None:
     assert "Key usage          :General Purpose" in text
     assert "State               :enrolled" in text
     assert "% " + "Invalid" not in text
+
+
+def test_status_follows_the_clock(device: Engine, ca_factory: CAFactory, clock: FakeClock) -> None:
+    """`Status` in show crypto ca certificates is the certificate's state now, not at install."""
+    ca, server = ca_factory(Approval.AUTO)
+    ready(device, server.url)
+    enroll(device, password=ca.mint_challenge())
+    assert "Status             :Available" in device.execute("show crypto ca certificates").output
+    clock.advance(400 * 86_400)  # issued for 365 days
+    shown = device.execute("show crypto ca certificates").output
+    assert "Status             :Expired" in shown, shown
