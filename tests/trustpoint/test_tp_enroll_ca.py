@@ -478,3 +478,48 @@ def test_status_follows_the_clock(device: Engine, ca_factory: CAFactory, clock: 
     clock.advance(400 * 86_400)  # issued for 365 days
     shown = device.execute("show crypto ca certificates").output
     assert "Status             :Expired" in shown, shown
+
+
+def test_request_carries_what_the_trustpoint_adds(device: Engine, ca_factory: CAFactory) -> None:
+    ca, server = ca_factory(Approval.AUTO)
+    ready(device, server.url, extra=("subject-name CN=r1,OU=NET,O=Example", "ip-address 10.1.1.1",
+                                     "serial-number"))
+    transport = RecordingTransport()
+    device.ports.scep = transport
+    r = enroll(device, password=ca.mint_challenge())
+    assert event_types(r) == ["EnrollmentRequested", "CertificateReceived"], r.output
+    (req,) = requests_seen(ca, transport)
+    assert req.csr is not None
+    subject = {a.oid: a.value for a in req.csr.subject}
+    assert subject[NameOID.UNSTRUCTURED_NAME] == f"{HOSTNAME}.{DOMAIN}"
+    assert subject[NameOID.COMMON_NAME] == "r1"
+    assert subject[NameOID.ORGANIZATIONAL_UNIT_NAME] == "NET"
+    assert subject[NameOID.ORGANIZATION_NAME] == "Example"
+    assert subject[x509.ObjectIdentifier("1.2.840.113549.1.9.8")] == "10.1.1.1"
+    assert len(subject[NameOID.SERIAL_NUMBER]) == 11
+    assert [str(a) for a in req.csr.ip_addresses] == ["10.1.1.1"]
+    requested = r.events[0].event
+    assert isinstance(requested, EnrollmentRequested)
+    assert x509.Name.from_rfc4514_string(requested.subject, {
+        "unstructuredName": NameOID.UNSTRUCTURED_NAME,
+        "unstructuredAddress": x509.ObjectIdentifier("1.2.840.113549.1.9.8"),
+        "serialNumber": NameOID.SERIAL_NUMBER}) == req.csr.subject
+
+
+@pytest.mark.parametrize(("extra", "line", "words"), [
+    (("subject-name not a dn",), "crypto ca enroll myca", "is not a distinguished name"),
+    (("rsakeypair nosuchkey",), "crypto ca enroll myca", "RSA key pair nosuchkey not found"),
+])
+def test_enroll_refused_before_anything_is_sent(device: Engine, ca_factory: CAFactory,
+                                                extra: tuple[str, ...], line: str,
+                                                words: str) -> None:
+    _, server = ca_factory(Approval.AUTO)
+    ready(device, server.url, extra=extra)
+    transport = RecordingTransport()
+    device.ports.scep = transport
+    head = device.store.head
+    r = device.execute(line, answers=["pw", "pw"])
+    assert not r.ok and r.events == [] and device.store.head == head
+    assert words in r.output, r.output
+    assert transport.exchanges == []
+    assert status(device).lifecycle is Lifecycle.AUTHENTICATED
