@@ -277,3 +277,13 @@ def test_zeroizing_the_key_of_a_reenrollment_in_flight(world: World) -> None:
     assert st.lifecycle is Lifecycle.ENROLLED
     refused(world.device, "crypto ca cancel-enroll myca")
     assert world.device.run_due() == []
+
+
+@pytest.mark.parametrize("src", list(REACH), ids=[s.value for s in REACH])
+def test_no_trustpoint_removes_it_from_any_state(world: World, src: Lifecycle) -> None:
+    REACH[src](world)
+    configure(world.device, "no crypto ca trustpoint myca")
+    assert "myca" not in world.device.state.trustpoints
+    assert world.device.execute("show crypto ca certificates").output == ""
+    world.clock.advance(3600)
+    assert world.device.run_due() == []  # a pending enrollment stops polling with it
