@@ -10,6 +10,12 @@
     trustledger ca reject DIR TXID [--reason TEXT]
     trustledger ca revoke DIR SERIAL [--reason R]
     trustledger ca list DIR
+    trustledger ca sign DIR --csr FILE [--out FILE] [--days N]
+
+`ca sign` signs a PKCS#10 request carried from a device (cut-and-paste enrollment): FILE holds
+what the device printed (PEM between BEGIN/END CERTIFICATE REQUEST lines, other lines
+ignored), bare base64 or DER; `-` reads standard input. The certificate (PEM) goes to standard
+output or to `--out FILE`; `--days` overrides the CA's certificate validity.
 
 `--days` is the CA certificate's validity (default 3650), `--cert-days` that of the
 certificates it issues (default 365). Approval: `--approval auto` (default) issues at once to a
@@ -17,9 +23,9 @@ request with a valid challenge password (static `--challenge`, or one-time from 
 or a renewal signed by a current certificate; `--approval manual` (shorthand `--manual`)
 answers PENDING until `ca approve` / `ca reject`.
 
-While `ca serve` runs it holds the CA log's write lock. `challenge`, `approve`, `reject` and
-`revoke` then go through the server's loopback admin endpoint (engine/ca/admin.py); `requests`
-and `list` read the log read-only. Without a running server they act on DIR directly.
+While `ca serve` runs it holds the CA log's write lock. `challenge`, `approve`, `reject`,
+`revoke` and `sign` then go through the server's loopback admin endpoint (engine/ca/admin.py);
+`requests` and `list` read the log read-only. Without a running server they act on DIR directly.
 
 The integrator's `trustledger` calls `register(subparsers)`; every leaf sets `func`, so
 `args.func(args)` runs the command and returns the exit status. `python -m engine.ca.cli ...`
@@ -29,6 +35,7 @@ works stand-alone.
 from __future__ import annotations
 
 import argparse
+import base64
 import logging
 import signal
 import sys
@@ -41,7 +48,7 @@ from typing import Any
 import structlog
 from cryptography.hazmat.primitives import hashes
 
-from engine.ca import admin
+from engine.ca import admin, offline
 from engine.ca.decide import Approval
 from engine.ca.errors import CAError
 from engine.ca.ports import KEY_SPECS, from_micros, to_micros
@@ -54,6 +61,7 @@ from engine.ca.service import (
     CALocked,
 )
 from engine.ca.state import RequestStatus
+from engine.errors import Reason
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -124,6 +132,16 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p = sub.add_parser("list", help="list issued certificates")
     p.add_argument("dir", type=Path, metavar="DIR")
     p.set_defaults(func=_list)
+
+    p = sub.add_parser("sign", help="sign a PKCS#10 request carried from a device (offline)")
+    p.add_argument("dir", type=Path, metavar="DIR")
+    p.add_argument("--csr", required=True, metavar="FILE",
+                   help="the request as the device printed it (PEM), base64 or DER; - = stdin")
+    p.add_argument("--out", type=Path, metavar="FILE",
+                   help="write the certificate (PEM) here instead of standard output")
+    p.add_argument("--days", type=_positive, metavar="N",
+                   help="validity in days (default: the CA's --cert-days)")
+    p.set_defaults(func=_sign)
 
 
 def _positive(text: str) -> int:
@@ -236,6 +254,36 @@ def _revoke(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sign(args: argparse.Namespace) -> int:
+    try:
+        data = (sys.stdin.buffer.read(offline.MAX_CSR_FILE + 1) if args.csr == "-"
+                else Path(args.csr).read_bytes())
+    except OSError as e:
+        raise CAError(Reason.NOT_FOUND, f"cannot read {args.csr}: {e.strerror}") from None
+    der = offline.read_pasted_csr(data)
+    offline.verified_request(der)  # refuse junk before touching the CA or its server
+    result = _on_ca(args.dir, lambda ca: admin.issued_summary(ca.sign_offline(der,
+                                                                             days=args.days)),
+                    "sign", {"csr": base64.b64encode(der).decode("ascii"), "days": args.days})
+    pem = str(result["certificate"])
+    summary = (f"Certificate {result['serial']} issued to {result['subject']} (transaction "
+               f"{result['transaction_id']}), valid until {_time(int(result['not_after']))} UTC"
+               + ("" if result["crl_dp"] else "; no CRL distribution point (the CA's URL is "
+                                                "known only while `ca serve` runs)"))
+    if args.out is not None:
+        try:
+            args.out.write_text(pem)
+        except OSError as e:
+            raise CAError(Reason.INVALID_VALUE,
+                          f"cannot write {args.out}: {e.strerror} (the certificate is issued; "
+                          f"see `ca list`)") from None
+        print(f"{summary}; written to {args.out}")
+    else:
+        print(summary, file=sys.stderr)
+        print(pem, end="")
+    return 0
+
+
 def _time(us: int) -> str:
     return f"{from_micros(us):%Y-%m-%d %H:%M:%S}"
 
@@ -246,7 +294,7 @@ def _requests(args: argparse.Namespace) -> int:
     if not reqs:
         print("No pending requests." if not args.all else "No requests.")
         return 0
-    rows = [(r.transaction_id, r.status.value, {19: "PKCSReq", 17: "RenewalReq"}.get(
+    rows = [(r.transaction_id, r.status.value, {19: "PKCSReq", 17: "RenewalReq", 0: "offline"}.get(
         r.message_type, str(r.message_type)), r.authorization, _time(r.received_at),
         r.subject_text) for r in reqs]
     _table(("TRANSACTION ID", "STATUS", "TYPE", "AUTHORIZED BY", "RECEIVED (UTC)", "SUBJECT"),

@@ -38,6 +38,8 @@ from events.registry import Event
 
 PKCS_REQ = 19
 RENEWAL_REQ = 17
+OFFLINE = 0
+"""`RequestReceived.message_type` of a request signed offline (`ca sign`): no SCEP message."""
 
 
 class Approval(enum.Enum):
@@ -172,6 +174,29 @@ def decide_enrollment(state: CAState, cmd: Enroll, policy: Policy, now: int) -> 
     if policy.approval is Approval.AUTO:
         events.append(RequestApproved(cmd.transaction_id, "auto"))
     return events
+
+
+@dataclass(frozen=True, slots=True)
+class SignOffline:
+    """A PKCS#10 request the operator carried to the CA (`ca sign`), signature checked by the
+    caller. The operator is the authorization, so no challenge password is involved."""
+
+    transaction_id: str
+    subject: bytes
+    subject_text: str
+    public_key: bytes
+    requested_extensions: bytes
+
+
+def decide_offline(state: CAState, cmd: SignOffline) -> list[Event]:
+    """Record an offline request as received and approved by the operator; the service issues
+    its certificate in the same batch (`decide_issue`)."""
+    _require_initialized(state)
+    if cmd.transaction_id in state.requests:
+        raise CAError(Reason.NOT_ALLOWED, f"transaction ID {cmd.transaction_id} is taken")
+    return [RequestReceived(cmd.transaction_id, OFFLINE, cmd.subject, cmd.subject_text,
+                            cmd.public_key, cmd.requested_extensions, b"", "offline", None),
+            RequestApproved(cmd.transaction_id, "operator")]
 
 
 def _renews_anew(known: Request, renewal_of: str | None) -> bool:

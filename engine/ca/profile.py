@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from asn1crypto import core as asn1_core
+from asn1crypto import csr as asn1_csr
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -174,6 +175,16 @@ class EndEntityRequest:
     subject: bytes  # DER Name
     public_key: bytes  # DER SubjectPublicKeyInfo
     requested_extensions: bytes  # DER Extensions, or b""
+
+
+def requested_extensions(csr_der: bytes) -> bytes:
+    """The DER Extensions of the PKCS#10 extensionRequest attribute (RFC 2985 §5.4.2), or b""."""
+    info = asn1_csr.CertificationRequest.load(csr_der)["certification_request_info"]
+    for attr in info["attributes"]:
+        if attr["type"].dotted == "1.2.840.113549.1.9.14":
+            values = list(attr["values"])
+            return bytes(values[0].dump()) if values else b""
+    return b""
 
 
 def requested_san(extensions_der: bytes) -> bytes | None:

@@ -19,14 +19,13 @@ from datetime import timedelta
 from http import HTTPStatus
 
 import structlog
-from asn1crypto import csr as asn1_csr
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from engine.adapters.scep_server import HttpError
 from engine.ca.decide import Enroll, Policy, ReplyStatus
 from engine.ca.errors import CAError, ScepRefusal
-from engine.ca.profile import serial_hex
+from engine.ca.profile import requested_extensions, serial_hex
 from engine.ca.service import BuiltinCA, Enrolled, challenge_digest
 from engine.scep import (
     Capabilities,
@@ -154,7 +153,7 @@ class ScepFrontend:
             subject_text=csr.subject.rfc4514_string(),
             public_key=csr.public_key().public_bytes(
                 serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo),
-            requested_extensions=_requested_extensions(req.csr.der),
+            requested_extensions=requested_extensions(req.csr.der),
             signer_certificate=req.signer_certificate.public_bytes(serialization.Encoding.DER),
             challenge_sha256=challenge_digest(password) if password else None,
         )
@@ -231,13 +230,3 @@ def _replyable(transaction_id: str) -> bool:
     except ValueError:
         return False
     return True
-
-
-def _requested_extensions(csr_der: bytes) -> bytes:
-    """The DER Extensions of the PKCS#10 extensionRequest attribute (RFC 2985 §5.4.2), or b""."""
-    info = asn1_csr.CertificationRequest.load(csr_der)["certification_request_info"]
-    for attr in info["attributes"]:
-        if attr["type"].dotted == "1.2.840.113549.1.9.14":
-            values = list(attr["values"])
-            return bytes(values[0].dump()) if values else b""
-    return b""

@@ -35,17 +35,19 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from engine.ca import profile
+from engine.ca import offline, profile
 from engine.ca.decide import (
     Enroll,
     Policy,
     ReplyStatus,
+    SignOffline,
     decide_approve,
     decide_crl,
     decide_enrollment,
     decide_init,
     decide_issue,
     decide_mint_challenge,
+    decide_offline,
     decide_reject,
     decide_revoke,
     reply_status,
@@ -419,9 +421,37 @@ class BuiltinCA:
                                                           now_dt)], now, "ca")
             return state.crl
 
+    def sign_offline(self, csr_der: bytes, *, days: int | None = None,
+                     actor: str = "operator") -> IssuedCertificate:
+        """Sign a PKCS#10 request the operator carried here (`ca sign`): verify its signature,
+        record it as received and approved by the operator and issue its certificate with the
+        SCEP profile (CDP only if a server has set `crl_url`), all in one batch. Its
+        challenge password, if any, is ignored and never recorded."""
+        key = self._writable_key()
+        if days is not None and days <= 0:
+            raise CAError(Reason.INVALID_VALUE, "validity days must be positive")
+        request = offline.verified_request(csr_der)
+        with self._writing():
+            now_dt = self.clock.now()
+            now = to_micros(now_dt)
+            state = self._state
+            txid = "OFFLINE-" + self.randomness.token_bytes(8).hex().upper()
+            events = decide_offline(state, SignOffline(
+                txid, request.subject, request.subject_text, request.public_key,
+                request.requested_extensions))
+            try:
+                events += self._issue(_fold(state, events, now), key, txid, now_dt, days)
+            except ScepRefusal as e:  # the profile refused the request: no peer to answer
+                raise CAError(Reason.BAD_DATA, e.message) from None
+            state = self._commit(state, events, now, actor, txid)
+            serial = state.requests[txid].serial
+            assert serial is not None
+            return state.certificates[serial]
+
     def _issue(self, state: CAState, key: PrivateKey, txid: str,
-               now: datetime) -> list[Event]:
-        """Sign the certificate of approved request `txid` (an effect: key + randomness)."""
+               now: datetime, days: int | None = None) -> list[Event]:
+        """Sign the certificate of approved request `txid` (an effect: key + randomness),
+        valid for `days` (default: the CA's certificate validity)."""
         req = state.requests[txid]
         serial = profile.random_serial(self.randomness)
         while profile.serial_hex(serial) in state.certificates:
@@ -430,7 +460,8 @@ class BuiltinCA:
             cert = profile.end_entity_certificate(
                 key, self._ca_cert,
                 profile.EndEntityRequest(req.subject, req.public_key, req.requested_extensions),
-                serial, now - profile.CLOCK_SKEW, now + timedelta(days=state.certificate_days),
+                serial, now - profile.CLOCK_SKEW,
+                now + timedelta(days=days if days is not None else state.certificate_days),
                 self.crl_url)
         except ValueError as e:
             raise ScepRefusal(FailInfo.BAD_REQUEST, f"cannot issue: {e}") from None

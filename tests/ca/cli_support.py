@@ -49,8 +49,11 @@ def served(root: Path, *args: str) -> Iterator[Served]:
     assert proc.stdout is not None
     lines: queue.Queue[str] = queue.Queue()
     # Drain the server's output for its whole life (a full pipe would block it).
-    drain = threading.Thread(target=lambda: [lines.put(ln) for ln in proc.stdout or ()],
-                             daemon=True)
+    def pump() -> None:
+        for ln in proc.stdout or ():
+            lines.put(ln)
+
+    drain = threading.Thread(target=pump, daemon=True)
     drain.start()
     deadline = time.monotonic() + 30
     url = None
