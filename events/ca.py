@@ -49,13 +49,14 @@ class ChallengeConsumed(Event):
 @dataclass(frozen=True, slots=True)
 class RequestReceived(Event):
     transaction_id: str
-    message_type: int  # SCEP messageType: 19 PKCSReq, 17 RenewalReq
+    message_type: int  # SCEP messageType: 19 PKCSReq, 17 RenewalReq; 0 offline (`ca sign`)
     subject: bytes  # DER Name from the PKCS#10
     subject_text: str  # RFC 4514, for listings
     public_key: bytes  # DER SubjectPublicKeyInfo from the PKCS#10
     requested_extensions: bytes  # DER Extensions from the extensionRequest attribute, or b""
-    signer_certificate: bytes  # DER of the certificate that signed the pkiMessage
-    authorization: str  # "challenge:static" | "challenge:one-time" | "renewal" | "none"
+    signer_certificate: bytes  # DER of the certificate that signed the pkiMessage (b"" offline)
+    authorization: str  # "challenge:static" | "challenge:one-time" | "renewal" | "none" |
+    #                     "offline" (carried to the CA by the operator, `ca sign`)
     renewal_of: str | None  # serial of our certificate that signed a renewal
 
 
