@@ -1,26 +1,21 @@
 """Cut-and-paste enrollment, `enrollment terminal` (issue 7): the CA certificate pasted at
 `crypto ca authenticate`, the request(s) printed by `crypto ca enroll`, signed outside the
-device — (a) by `openssl x509 -req` with an openssl-made CA, (b) by the built-in CA's own
-certificate profile and key — and pasted back with `crypto ca import`; general and usage keys
-(either order); and everything that must be refused with nothing stored.
-
-`trustledger ca sign DIR --csr FILE` does not exist yet, so (b) signs through engine.ca's Python
-API: the CA's key and `profile.end_entity_certificate`, exactly what the CA issues over SCEP.
-"""
+device — (a) by `openssl x509 -req` with an openssl-made CA, (b) by `trustledger ca sign DIR
+--csr FILE` with the built-in CA — and pasted back with `crypto ca import`; general and usage
+keys (either order); and everything that must be refused with nothing stored."""
 
 from __future__ import annotations
 
 import base64
+import subprocess
+import sys
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Protocol
 
 import pytest
-from asn1crypto import csr as asn1_csr
-from conftest import CAFactory
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -31,6 +26,7 @@ from tp_support import (
     event_types,
     identity_and_key,
     issue,
+    make_ca,
     openssl,
     pem_lines,
     printed_requests,
@@ -41,8 +37,6 @@ from tp_support import (
 )
 
 from engine import Engine
-from engine.ca import profile
-from engine.ca.ports import SeededRandomness
 from engine.ca.service import BuiltinCA
 from engine.keys import KeyAlgorithm
 from engine.lifecycle import Lifecycle
@@ -51,21 +45,13 @@ from engine.scep import parse_csr
 from events.trustpoint import CACertificateAccepted, CertificateReceived, EnrollmentRequested
 
 PW = "paste-challenge-5501"
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
 def clock() -> FakeClock:
     # openssl stamps certificates with the machine's clock: the device lives a minute later.
     return FakeClock(time.time_ns() // 1000 + 60_000_000)
-
-
-def requested_extensions(csr_der: bytes) -> bytes:
-    """The DER Extensions of the request's extensionRequest attribute (RFC 2985 §5.4.2)."""
-    info = asn1_csr.CertificationRequest.load(csr_der)["certification_request_info"]
-    for attr in info["attributes"]:
-        if attr["type"].dotted == "1.2.840.113549.1.9.14":
-            return bytes(attr["values"][0].dump())
-    return b""
 
 
 # -- the two offline CAs ------------------------------------------------------------------------
@@ -111,37 +97,38 @@ class OpenSSLCA:
 
 
 @dataclass
-class BuiltinOffline:
+class BuiltinCLI:
+    """The built-in CA through its command line: `trustledger ca sign DIR --csr FILE`, fed the
+    request exactly as the device printed it."""
+
     certificate: x509.Certificate
     key: rsa.RSAPrivateKey
-    ca: BuiltinCA
-    now: datetime
+    root: Path
 
     def sign(self, csr_der: bytes, work: Path) -> bytes:
-        csr = x509.load_der_x509_csr(csr_der)
-        assert csr.is_signature_valid
-        request = profile.EndEntityRequest(csr.subject.public_bytes(), spki_of(csr.public_key()),
-                                           requested_extensions(csr_der))
-        cert = profile.end_entity_certificate(
-            self.key, self.certificate, request, profile.random_serial(SeededRandomness(9)),
-            self.now - profile.CLOCK_SKEW, self.now + timedelta(days=365),
-            "http://ca.example.com/crl/ca.crl")
+        work.mkdir(parents=True, exist_ok=True)
+        (work / "printed.txt").write_text("\n".join(pem_lines(csr_der, "CERTIFICATE REQUEST")))
+        done = subprocess.run(
+            [sys.executable, "-m", "engine.cli", "ca", "sign", str(self.root), "--csr",
+             str(work / "printed.txt"), "--out", str(work / "router.pem")],
+            cwd=REPO, capture_output=True, text=True, timeout=60, check=False)
+        assert done.returncode == 0, (done.stdout, done.stderr)
+        cert = x509.load_pem_x509_certificate((work / "router.pem").read_bytes())
+        # It went through the CA's books: the log lists it as issued.
+        with BuiltinCA.open(self.root, readonly=True) as ca:
+            assert der(cert) in {c.certificate for c in ca.certificates()}
         return der(cert)
 
 
 @pytest.fixture(params=["openssl", "builtin"])
-def offline_ca(request: pytest.FixtureRequest, tmp_path: Path, ca_factory: CAFactory,
-               clock: FakeClock) -> Iterator[OfflineCA]:
+def offline_ca(request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock) -> OfflineCA:
     if request.param == "openssl":
-        yield OpenSSLCA.make(tmp_path / "openssl-ca")
-        return
-    from tp_support import make_ca
-
-    ca = make_ca(tmp_path / "builtin-ca", clock)
-    cert, key = ca.signer()
+        return OpenSSLCA.make(tmp_path / "openssl-ca")
+    root = tmp_path / "builtin-ca"
+    with make_ca(root, clock) as ca:  # closed again: `ca sign` takes the CA's lock
+        cert, key = ca.signer()
     assert isinstance(key, rsa.RSAPrivateKey)
-    yield BuiltinOffline(cert, key, ca, datetime.fromtimestamp(clock.us / 1e6, UTC))
-    ca.close()
+    return BuiltinCLI(cert, key, root)
 
 
 # -- driving the device --------------------------------------------------------------------------
@@ -195,7 +182,7 @@ def test_general_purpose(device: Engine, offline_ca: OfflineCA, tmp_path: Path) 
     st = status(device)
     assert st.lifecycle is Lifecycle.ENROLLED and st.enrollment is None
     assert [c.der for c in st.certificates] == [cert_der]
-    if isinstance(offline_ca, BuiltinOffline):  # the CA's profile copies the requested SAN
+    if isinstance(offline_ca, BuiltinCLI):  # the CA's profile copies the requested SAN
         san = x509.load_der_x509_certificate(cert_der).extensions.get_extension_for_class(
             x509.SubjectAlternativeName).value
         assert san.get_values_for_type(x509.DNSName) == ["myrouter.mydomain.com"]
