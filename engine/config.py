@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import NamedTuple
 
 Path = tuple[str, ...]
 
@@ -32,8 +33,10 @@ class Node:
 _EMPTY: Mapping[str, Node] = MappingProxyType({})
 
 
-@dataclass(frozen=True, slots=True)
-class Change:
+class Change(NamedTuple):
+    """`(path, old, new)`. A named tuple, so the stored form of a commit's changes (tuples of
+    `(path, old, new)`) becomes Change objects with one `_make` each during replay."""
+
     path: Path
     old: str | None
     new: str | None
@@ -42,7 +45,7 @@ class Change:
         return Change(self.path, self.new, self.old)
 
     def to_wire(self) -> tuple[tuple[str, ...], str | None, str | None]:
-        return (self.path, self.old, self.new)
+        return (tuple(self.path), self.old, self.new)
 
     @classmethod
     def from_wire(cls, raw: tuple[tuple[str, ...], str | None, str | None]) -> Change:

@@ -7,7 +7,7 @@ ignored and the whole log is replayed. Tests check snapshot + tail == full repla
 
 The encoding is msgpack with extension types for dataclasses (by module and name, restricted
 to this project's packages, with their exact field names), tuples, read-only mappings, enums
-and the commit history — never pickle, so a snapshot cannot run code when it is read.
+and named tuples — never pickle, so a snapshot cannot run code when it is read.
 """
 
 from __future__ import annotations
@@ -22,12 +22,12 @@ from typing import Any
 
 import msgpack
 
-from engine.state import CommitHistory, DeviceState
+from engine.state import DeviceState
 from events.filelog import FileEventLog
 
 EVERY = 10_000  # events between snapshots
 KEEP = 2
-_DATACLASS, _TUPLE, _MAPPING, _ENUM, _HISTORY = 1, 2, 3, 4, 5
+_DATACLASS, _TUPLE, _MAPPING, _ENUM, _NAMEDTUPLE = 1, 2, 3, 4, 6
 _PACKAGES = ("engine.", "events.", "projections.")
 
 
@@ -36,8 +36,10 @@ class SnapshotMismatch(Exception):
 
 
 def _default(obj: Any) -> Any:
-    if isinstance(obj, CommitHistory):
-        return msgpack.ExtType(_HISTORY, _pack(list(reversed(list(obj)))))
+    if isinstance(obj, tuple) and hasattr(type(obj), "_fields"):  # a NamedTuple (Change)
+        ncls = type(obj)
+        return msgpack.ExtType(_NAMEDTUPLE, _pack([ncls.__module__, ncls.__qualname__,
+                                                   list(obj)]))
     if isinstance(obj, enum.Enum):
         ecls = type(obj)
         return msgpack.ExtType(_ENUM, _pack([ecls.__module__, ecls.__qualname__, obj.value]))
@@ -72,11 +74,11 @@ def _ext(code: int, data: bytes) -> Any:
         return tuple(raw)
     if code == _MAPPING:
         return MappingProxyType(dict(raw))
-    if code == _HISTORY:
-        history = CommitHistory()
-        for commit in raw:
-            history = history.push(commit)
-        return history
+    if code == _NAMEDTUPLE:
+        ncls = _class(raw[0], raw[1])
+        if not (isinstance(ncls, type) and issubclass(ncls, tuple)):
+            raise SnapshotMismatch(f"{raw[1]} is not a named tuple")
+        return ncls(*raw[2])
     if code == _ENUM:
         return _class(raw[0], raw[1])(raw[2])
     if code == _DATACLASS:

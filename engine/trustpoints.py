@@ -18,7 +18,7 @@ from engine.config import Change
 from engine.grammar import GRAMMAR, Mode
 from engine.lifecycle import Lifecycle
 from engine.parser import parse
-from engine.state import DeviceState, evolves
+from engine.state import DeviceState, evolves, with_state
 from events.device import ConfigurationCommitted
 from events.keys import KeyPairZeroized
 from events.trustpoint import (
@@ -162,7 +162,7 @@ def status_of(state: DeviceState, name: str) -> TrustpointStatus:
 def _put(state: DeviceState, status: TrustpointStatus) -> DeviceState:
     tps = dict(state.trustpoints)
     tps[status.name] = status
-    return replace(state, trustpoints=MappingProxyType(tps))
+    return with_state(state, trustpoints=MappingProxyType(tps))
 
 
 @evolves(CACertificateAccepted)
@@ -244,13 +244,15 @@ def _zeroized(state: DeviceState, ev: KeyPairZeroized, at: int) -> DeviceState:
 
 @evolves(ConfigurationCommitted)
 def _config(state: DeviceState, ev: ConfigurationCommitted, at: int) -> DeviceState:
+    if not state.trustpoints:
+        return state
     removed = [Change.from_wire(c).path[0] for c in ev.changes
                if len(c[0]) == 1 and c[2] is None and c[0][0].startswith("crypto ca trustpoint ")]
     if not removed:
         return state
     names = {p[len("crypto ca trustpoint "):] for p in removed}
     kept = {k: v for k, v in state.trustpoints.items() if k not in names}
-    return replace(state, trustpoints=MappingProxyType(kept))
+    return with_state(state, trustpoints=MappingProxyType(kept))
 
 
 def empty_trustpoints() -> Mapping[str, TrustpointStatus]:
