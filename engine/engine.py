@@ -213,6 +213,8 @@ class Engine:
         assert session.target is not None
         path = (*session.path, cmd.key_for(match.args))
         if cmd.removes is not None:
+            _check_no_form(session.target.line(path), cmd.key_for(match.args),
+                           match.args.get("rest"))
             session.edit(session.target.removal(path))
             return
         old = session.target.line(path)
@@ -286,6 +288,20 @@ class Engine:
                 and isinstance(self.store, FileEventLog)):
             snapshot.save(self.data_dir / "snapshots", self.state, self.store.head)
             self._since_snapshot = 0
+
+
+def _check_no_form(current: str | None, key: str, rest: str | None) -> None:
+    """`no enrollment terminal` must not remove `enrollment url ...`: words typed after the
+    key must match (as abbreviations) the configured line's words after the key."""
+    if current is None or not rest:
+        return
+    have = current.split()[len(key.split()):]
+    typed = rest.split()
+    if len(typed) > len(have) or not all(h.lower().startswith(t.lower())
+                                         for h, t in zip(have, typed, strict=False)):
+        raise CommandError(Reason.INVALID_VALUE,
+                           f"% The configuration holds '{current}', not "
+                           f"'{key} {rest.strip()}': nothing removed.")
 
 
 class _ReadOnlyStore(MemoryEventLog):

@@ -12,7 +12,9 @@ event type through both and checks they agree.
         │                                                            revoked ◀─────┘
         └── `no crypto ca trustpoint` removes the trustpoint from any state    └─enroll─▶ enrolling
 
-`lose_certificates` is what zeroizing the trustpoint's key pair does (as on the router).
+`lose_certificates` is what zeroizing the trustpoint's key pair does (as on the router). A
+re-enrollment (enrolled -> enrolling) that fails or is cancelled goes back to enrolled: the
+certificate already installed stays (`renewal_failed`, `renewal_cancelled`).
 """
 
 from __future__ import annotations
@@ -41,6 +43,8 @@ TABLE: list[tuple[str, list[Lifecycle], Lifecycle]] = [
     ("issued", [EG], ED),  # every key pair has its certificate
     ("fail", [EG], A),  # FAILURE, retries exhausted, or a broken exchange
     ("cancel", [EG], A),  # crypto ca cancel-enroll
+    ("renewal_failed", [EG], ED),  # a re-enrollment failed: the installed certificate stays
+    ("renewal_cancelled", [EG], ED),  # a re-enrollment was cancelled: likewise
     ("revoke", [ED], R),  # our certificate is on the CA's CRL
     ("lose_certificates", [EG, ED, R], A),  # the key pair was zeroized
 ]

@@ -305,6 +305,9 @@ def _enroll(ports: Ports, eff: ScepEnroll) -> ScepReply:
         dns_names=eff.identity.dns_names,
         ip_addresses=[ipaddress.ip_address(a) for a in eff.identity.ip_addresses],
         digest=csr_digest(request_digest(eff.ca.capabilities, eff.digest)))
+    # The transactionID is a hash of the key, as IOS does: after a timeout the operator has
+    # the request approved "and then enter[s] this command again" (the reference), and the CA
+    # recognises the same transaction. Re-enrolling for a new certificate takes a new key.
     txid = scep.transaction_id_for(signer.private_key.public_key())
     params = _params(ports, signer, cas, eff.ca.capabilities, txid, eff.digest)
     message = scep.build_pkcs_req(params, csr, random_bytes=ports.random)

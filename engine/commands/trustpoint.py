@@ -394,7 +394,8 @@ def cancel_enroll(ctx: Ctx) -> Outcome:
     name = ctx.args["name"]
     _configured(ctx.state, name)
     status = status_of(ctx.state, name)
-    _legal(status, "cancel", f"% Trustpoint {name} has no enrollment in progress.")
+    _legal(status, "renewal_cancelled" if status.certificates else "cancel",
+           f"% Trustpoint {name} has no enrollment in progress.")
     assert status.enrollment is not None
     txid = status.enrollment.transaction_ids[0] if status.enrollment.transaction_ids else ""
     return Outcome(events=[EnrollmentFailed(name, txid, "cancelled", "",
