@@ -114,3 +114,14 @@ def test_do_runs_exec_commands_from_config_mode() -> None:
     out = e.execute("do show running-config hostname").output
     assert out == "hostname r1\n"
     assert e.session.mode.value == "config"
+
+
+def test_no_form_must_match_the_configured_line() -> None:
+    e = Engine.in_memory()
+    run(e, "configure", "crypto ca trustpoint t", "enrollment url http://127.0.0.1:1")
+    res = e.execute("no enrollment terminal")
+    assert res.error is not None and "nothing removed" in res.output
+    assert e.session.target is not None
+    assert e.session.target.line(("crypto ca trustpoint t", "enrollment")) is not None
+    assert e.execute("no enrollment url http://127.0.0.1:1").ok
+    assert e.session.target.line(("crypto ca trustpoint t", "enrollment")) is None
