@@ -409,23 +409,22 @@ def cancel_enroll(ctx: Ctx) -> Outcome:
 @G.action("show crypto ca certificates [<name>]", help="Show certificates of trustpoints",
           args={"name": NAME})
 def show_certificates(ctx: Ctx) -> Outcome:
-    names = trustpoint_names(ctx.state)
+    return Outcome(output=render_certificates(ctx.state, _selected(ctx), ctx.now))
+
+
+def _selected(ctx: Ctx) -> list[str]:
+    """The trustpoint a show command names (which must exist), or all of them."""
     want = ctx.args.get("name")
-    if want is not None:
-        _configured(ctx.state, want)
-        names = [want]
-    return Outcome(output=render_certificates(ctx.state, names, ctx.now))
+    if want is None:
+        return trustpoint_names(ctx.state)
+    _configured(ctx.state, want)
+    return [want]
 
 
 @G.action("show crypto ca trustpoint [<name>]", help="Show trustpoints and their state",
           args={"name": NAME})
 def show_trustpoint(ctx: Ctx) -> Outcome:
-    names = trustpoint_names(ctx.state)
-    want = ctx.args.get("name")
-    if want is not None:
-        _configured(ctx.state, want)
-        names = [want]
-    return Outcome(output=render_trustpoints(ctx.state, names, ctx.now))
+    return Outcome(output=render_trustpoints(ctx.state, _selected(ctx), ctx.now))
 
 
 # -- polling (scheduled) --------------------------------------------------------------------------
