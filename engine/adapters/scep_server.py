@@ -1,5 +1,9 @@
-"""The SCEP HTTP server: a thin stdlib adapter (`http.server.ThreadingHTTPServer`) over an
-application object that speaks bytes.
+"""The SCEP HTTP server: thin adapters over an application object that speaks bytes.
+
+Two of them share the routing below: `start` runs a stdlib `ThreadingHTTPServer` (one process,
+a thread per connection; the in-process default), `serve_async` a lean HTTP/1.1 server on an
+asyncio loop over an already-listening socket (the worker processes of `ca serve --workers N`,
+whose PKIOperation answer is awaited from the process that owns the CA log).
 
 Routes (RFC 8894 §4.1: `GET|POST <path>?operation=OPERATION[&message=MESSAGE]`):
 
@@ -18,15 +22,19 @@ transaction with a CertRep FAILURE (HTTP 200) itself. A 500 means a bug in this 
 
 from __future__ import annotations
 
+import asyncio
 import binascii
+import enum
 import hmac
 import json
 import socket
 import sys
 import threading
+import time
 from base64 import b64decode
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from email.utils import formatdate
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Protocol
@@ -42,6 +50,7 @@ MAX_MESSAGE = 64 * 1024
 """Largest PKIOperation message accepted (after base64 decoding for GET)."""
 MAX_ADMIN_BODY = 16 * 1024
 REQUEST_TIMEOUT = 30.0  # seconds a connection may sit idle mid-request
+PKI_MESSAGE = "application/x-pki-message"
 
 
 class HttpError(Exception):
@@ -87,6 +96,57 @@ def decode_message_param(raw: str) -> bytes:
         return b64decode(text, validate=True)
     except (binascii.Error, ValueError):
         raise HttpError(HTTPStatus.BAD_REQUEST, "message is not valid base64") from None
+
+
+class Operation(enum.Enum):
+    CA_CAPS = "GetCACaps"
+    CA_CERT = "GetCACert"
+    CRL = "crl"  # GET CRL_PATH
+    PKI_OPERATION = "PKIOperation"
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """What a request asks for; `message` is the decoded GET PKIOperation message (a POST's
+    is its body, read by the adapter)."""
+
+    operation: Operation
+    message: bytes | None = None
+
+
+def route(command: str, target: str) -> Route:
+    """The operation a `command` (GET/POST/HEAD) on `target` (path?query) asks for; HttpError
+    (404, 400, 413) for anything else."""
+    url = urlsplit(target)
+    path = url.path.rstrip("/") or "/"
+    if path == CRL_PATH and command in ("GET", "HEAD"):
+        return Route(Operation.CRL)
+    if path not in SCEP_PATHS:
+        raise HttpError(HTTPStatus.NOT_FOUND, "not found")
+    query = _query(url.query)
+    operation = unquote(query.get("operation", ""))
+    if operation == "GetCACaps":
+        return Route(Operation.CA_CAPS)
+    if operation == "GetCACert":
+        return Route(Operation.CA_CERT)
+    if operation == "PKIOperation":
+        if command == "POST":
+            return Route(Operation.PKI_OPERATION)
+        if "message" in query:
+            return Route(Operation.PKI_OPERATION, decode_message_param(query["message"]))
+        raise HttpError(HTTPStatus.BAD_REQUEST, "PKIOperation needs a message")
+    if not operation:
+        raise HttpError(HTTPStatus.BAD_REQUEST, "missing operation")
+    raise HttpError(HTTPStatus.BAD_REQUEST, f"unsupported operation {operation[:40]!r}")
+
+
+def check_message(message: bytes) -> bytes:
+    """A PKIOperation message within bounds (RFC 8894 §4.1 carries it in the body or query)."""
+    if len(message) > MAX_MESSAGE:
+        raise HttpError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "message larger than 64 KiB")
+    if not message:
+        raise HttpError(HTTPStatus.BAD_REQUEST, "empty message")
+    return message
 
 
 def _query(raw: str) -> dict[str, str]:
@@ -178,35 +238,17 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(status, ctype, body)
 
     def _route(self) -> tuple[HTTPStatus, str, bytes]:
-        url = urlsplit(self.path)
-        path = url.path.rstrip("/") or "/"
-        if path == CRL_PATH and self.command in ("GET", "HEAD"):
+        r = route(self.command, self.path)
+        if r.operation is Operation.CRL:
             return HTTPStatus.OK, "application/pkix-crl", self.app.crl()
-        if path not in SCEP_PATHS:
-            raise HttpError(HTTPStatus.NOT_FOUND, "not found")
-        query = _query(url.query)
-        operation = unquote(query.get("operation", ""))
-        if operation == "GetCACaps":
+        if r.operation is Operation.CA_CAPS:
             return HTTPStatus.OK, "text/plain", self.app.get_ca_caps()
-        if operation == "GetCACert":
+        if r.operation is Operation.CA_CERT:
             ctype, body = self.app.get_ca_cert()
             return HTTPStatus.OK, ctype, body
-        if operation == "PKIOperation":
-            if self.command == "POST":
-                message = self._read_body(MAX_MESSAGE)
-            elif "message" in query:
-                message = decode_message_param(query["message"])
-            else:
-                raise HttpError(HTTPStatus.BAD_REQUEST, "PKIOperation needs a message")
-            if len(message) > MAX_MESSAGE:
-                raise HttpError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "message larger than 64 KiB")
-            if not message:
-                raise HttpError(HTTPStatus.BAD_REQUEST, "empty message")
-            return (HTTPStatus.OK, "application/x-pki-message",
-                    self.app.pki_operation(message, self.client_address[0]))
-        if not operation:
-            raise HttpError(HTTPStatus.BAD_REQUEST, "missing operation")
-        raise HttpError(HTTPStatus.BAD_REQUEST, f"unsupported operation {operation[:40]!r}")
+        message = r.message if r.message is not None else self._read_body(MAX_MESSAGE)
+        return (HTTPStatus.OK, PKI_MESSAGE,
+                self.app.pki_operation(check_message(message), self.client_address[0]))
 
 
 class _AdminHandler(_Handler):
@@ -319,3 +361,290 @@ def start(app: ScepApplication, host: str = "127.0.0.1", port: int = 0, *,
         t.start()
         threads.append(t)
     return RunningServer(base_url, admin_url, tuple(servers), tuple(threads))
+
+
+# -- the asyncio adapter (worker processes) ---------------------------------------------------
+
+
+class AsyncScepApplication(Protocol):
+    """Like `ScepApplication`, but a PKIOperation answer may wait for another process."""
+
+    def get_ca_caps(self) -> bytes: ...
+
+    def get_ca_cert(self) -> tuple[str, bytes]: ...
+
+    def crl(self) -> bytes: ...
+
+    async def pki_operation(self, message: bytes, peer: str) -> bytes: ...
+
+
+MAX_HEAD = 64 * 1024
+"""Largest request line + headers accepted (http.server's per-line limit)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Request:
+    command: str
+    target: str
+    keep_alive: bool
+    body: bytes
+
+
+class _HeadError(Exception):
+    """A request head we answer with `status` and then close the connection."""
+
+    def __init__(self, status: HTTPStatus, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def _parse_head(head: bytes) -> tuple[str, str, str, dict[str, str]]:
+    """(command, target, version, headers with lower-case names) of a request head."""
+    lines = head.decode("latin-1").split("\n")
+    parts = lines[0].rstrip("\r").split()
+    if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
+        raise _HeadError(HTTPStatus.BAD_REQUEST, "bad request line")
+    headers: dict[str, str] = {}
+    for raw in lines[1:]:
+        line = raw.rstrip("\r")
+        if not line:
+            continue
+        name, sep, value = line.partition(":")
+        if not sep or not name or name != name.strip():
+            raise _HeadError(HTTPStatus.BAD_REQUEST, "malformed header line")
+        headers[name.lower()] = value.strip()
+    return parts[0], parts[1], parts[2], headers
+
+
+def _body_length(command: str, headers: Mapping[str, str]) -> int:
+    if headers.get("transfer-encoding", "identity").lower() != "identity":
+        raise _HeadError(HTTPStatus.LENGTH_REQUIRED,
+                         "chunked bodies are not accepted; send Content-Length")
+    text = headers.get("content-length")
+    if text is None:
+        if command == "POST":
+            raise _HeadError(HTTPStatus.LENGTH_REQUIRED, "Content-Length is required")
+        return 0
+    if not text.isdigit():
+        raise _HeadError(HTTPStatus.BAD_REQUEST, "bad Content-Length")
+    length = int(text)
+    if length > MAX_MESSAGE:
+        raise _HeadError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+                         f"body of {length} bytes is larger than {MAX_MESSAGE}")
+    return length
+
+
+class _DateCache:
+    """The Date header value, formatted once per second."""
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._text = ""
+
+    def now(self) -> str:
+        second = int(time.time())
+        if second != self._second:
+            self._second = second
+            self._text = formatdate(second, usegmt=True)
+        return self._text
+
+
+_DATE = _DateCache()
+
+
+class _Connection(asyncio.Protocol):
+    """One HTTP/1.1 connection: requests are answered one at a time, in order (pipelined ones
+    wait in the buffer); keep-alive unless the client or an error says otherwise; idle for
+    REQUEST_TIMEOUT seconds, it is closed."""
+
+    def __init__(self, app: AsyncScepApplication, connections: set[_Connection]) -> None:
+        self._app = app
+        self._connections = connections
+        self._buffer = bytearray()
+        self._transport: asyncio.Transport | None = None
+        self._busy = False
+        self._closing = False
+        self._continued = False
+        self._peer = ""
+        self._timer: asyncio.TimerHandle | None = None
+        self._task: asyncio.Future[bytes] | None = None  # the PKIOperation being answered
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+        peer = transport.get_extra_info("peername")
+        self._peer = str(peer[0]) if isinstance(peer, tuple) else "local"
+        self._connections.add(self)
+        self._arm_timer()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._connections.discard(self)
+        self._closing = True
+        if self._timer is not None:
+            self._timer.cancel()
+
+    def data_received(self, data: bytes) -> None:
+        self._buffer += data
+        self._arm_timer()
+        if not self._busy:
+            self._next()
+        elif len(self._buffer) > MAX_HEAD + MAX_MESSAGE and self._transport is not None:
+            self._transport.pause_reading()  # a pipelining client waits for our answers
+
+    def _arm_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        loop = asyncio.get_running_loop()
+        self._timer = loop.call_later(REQUEST_TIMEOUT, self.close)
+
+    def close(self) -> None:
+        self._closing = True
+        if self._transport is not None:
+            self._transport.close()
+
+    def _next(self) -> None:
+        """Answer the next complete request in the buffer, if there is one."""
+        while not self._busy and not self._closing:
+            try:
+                request = self._take_request()
+            except _HeadError as e:
+                self._respond(e.status, "text/plain; charset=utf-8",
+                              (e.message + "\n").encode(), command="GET", keep_alive=False)
+                return
+            if request is None:
+                if self._transport is not None and len(self._buffer) <= MAX_HEAD:
+                    self._transport.resume_reading()
+                return
+            self._dispatch(request)
+
+    def _take_request(self) -> _Request | None:
+        buf = self._buffer
+        end = buf.find(b"\r\n\r\n")
+        sep = 4
+        bare = buf.find(b"\n\n")
+        if bare != -1 and (end == -1 or bare < end):
+            end, sep = bare, 2
+        if end == -1:
+            if len(buf) > MAX_HEAD:
+                raise _HeadError(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE,
+                                 "request head larger than 64 KiB")
+            return None
+        command, target, version, headers = _parse_head(bytes(buf[:end]))
+        if command not in ("GET", "POST", "HEAD"):
+            raise _HeadError(HTTPStatus.NOT_IMPLEMENTED, f"unsupported method {command[:20]!r}")
+        length = _body_length(command, headers)
+        start = end + sep
+        if len(buf) < start + length:
+            if (length and not self._continued and version == "HTTP/1.1"
+                    and headers.get("expect", "").lower() == "100-continue"
+                    and self._transport is not None):
+                self._continued = True
+                self._transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            return None
+        body = bytes(buf[start:start + length])
+        del buf[:start + length]
+        self._continued = False
+        connection = headers.get("connection", "").lower()
+        keep_alive = (connection != "close" if version == "HTTP/1.1"
+                      else connection == "keep-alive")
+        return _Request(command, target, keep_alive, body)
+
+    def _dispatch(self, request: _Request) -> None:
+        try:
+            r = route(request.command, request.target)
+            if r.operation is Operation.PKI_OPERATION:
+                message = check_message(r.message if r.message is not None else request.body)
+                self._busy = True
+                self._task = asyncio.ensure_future(self._app.pki_operation(message, self._peer))
+                self._task.add_done_callback(lambda t: self._answered(t, request))
+                return
+            if r.operation is Operation.CRL:
+                ctype, body = "application/pkix-crl", self._app.crl()
+            elif r.operation is Operation.CA_CAPS:
+                ctype, body = "text/plain", self._app.get_ca_caps()
+            else:
+                ctype, body = self._app.get_ca_cert()
+        except HttpError as e:
+            self._respond(e.status, "text/plain; charset=utf-8", (e.message + "\n").encode(),
+                          request.command, request.keep_alive)
+            return
+        except Exception:  # a bug: answer 500, keep serving, log it with its traceback
+            log.exception("scep request failed", path=request.target.split("?")[0])
+            self._respond(HTTPStatus.INTERNAL_SERVER_ERROR, "text/plain; charset=utf-8",
+                          b"internal error\n", request.command, keep_alive=False)
+            return
+        self._respond(HTTPStatus.OK, ctype, body, request.command, request.keep_alive)
+
+    def _answered(self, task: asyncio.Future[bytes], request: _Request) -> None:
+        self._busy = False
+        self._task = None
+        if task.cancelled():
+            self.close()
+            return
+        exc = task.exception()
+        if exc is None:
+            self._respond(HTTPStatus.OK, PKI_MESSAGE, task.result(), request.command,
+                          request.keep_alive)
+        elif isinstance(exc, HttpError):
+            self._respond(exc.status, "text/plain; charset=utf-8", (exc.message + "\n").encode(),
+                          request.command, request.keep_alive)
+        else:
+            log.error("scep request failed", path=request.target.split("?")[0],
+                      exc_info=(type(exc), exc, exc.__traceback__))
+            self._respond(HTTPStatus.INTERNAL_SERVER_ERROR, "text/plain; charset=utf-8",
+                          b"internal error\n", request.command, keep_alive=False)
+        self._next()
+
+    def _respond(self, status: HTTPStatus, content_type: str, body: bytes, command: str,
+                 keep_alive: bool) -> None:
+        if self._transport is None or self._transport.is_closing():
+            return
+        head = (f"HTTP/1.1 {status.value} {status.phrase}\r\n"
+                f"Server: trustledger-scep\r\nDate: {_DATE.now()}\r\n"
+                f"Content-Type: {content_type}\r\nContent-Length: {len(body)}\r\n"
+                + ("" if keep_alive else "Connection: close\r\n") + "\r\n").encode("latin-1")
+        self._transport.write(head + body if command != "HEAD" else head)
+        if not keep_alive:
+            self._closing = True
+            self._transport.close()
+
+
+class AsyncServer:
+    """Accepts connections from a listening socket other processes may share: one connection
+    per readiness event, so an idle process takes the next one and a busy one leaves it to
+    its siblings (asyncio's own accept loop would take a whole burst at once)."""
+
+    def __init__(self, app: AsyncScepApplication, sock: socket.socket) -> None:
+        self._app = app
+        self._sock = sock
+        self._connections: set[_Connection] = set()
+        self._starting: set[asyncio.Task[tuple[asyncio.Transport, _Connection]]] = set()
+        self._loop = asyncio.get_running_loop()
+        sock.setblocking(False)
+        self._loop.add_reader(sock.fileno(), self._accept)
+
+    def _accept(self) -> None:
+        try:
+            conn, _ = self._sock.accept()
+        except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+            return  # a sibling process took it
+        except OSError as e:  # e.g. EMFILE: keep serving the connections we have
+            log.warning("accept failed", error=str(e))
+            return
+        conn.setblocking(False)
+        task = asyncio.create_task(self._loop.connect_accepted_socket(
+            lambda: _Connection(self._app, self._connections), sock=conn))
+        self._starting.add(task)  # the loop keeps only weak references to tasks
+        task.add_done_callback(self._starting.discard)
+
+    def close(self) -> None:
+        """Stop accepting and close every connection (the listening socket stays open)."""
+        self._loop.remove_reader(self._sock.fileno())
+        for conn in list(self._connections):
+            conn.close()
+
+
+def serve_async(app: AsyncScepApplication, sock: socket.socket) -> AsyncServer:
+    """Serve `app` on the listening `sock` from the running asyncio loop."""
+    return AsyncServer(app, sock)

@@ -1,10 +1,16 @@
 """The CA's SCEP operations (RFC 8894 §3.5, §4) over the sans-I/O core in engine/scep.
 
-`ScepFrontend` is the application behind the HTTP adapter: bytes in, bytes out. It parses and
-verifies a pkiMessage with the core, turns it into a CA command, runs it on `BuiltinCA`, and
-answers with a CertRep built with the request's own digest and cipher (signatureAlgorithm
-rsaEncryption, by the core). Everything a peer gets wrong becomes a CertRep FAILURE with its
-failInfo when the request's transactionID and senderNonce could be read, else HTTP 400.
+`ScepResponder` does everything a SCEP request needs except the CA's state: it parses and
+verifies a pkiMessage with the core (`begin`), turns it into a `Query` (engine/ca/queries.py),
+and builds the CertRep from the `Answer` (`finish`) with the request's own digest and cipher
+(signatureAlgorithm rsaEncryption, by the core). Everything a peer gets wrong becomes a
+CertRep FAILURE with its failInfo when the request's transactionID and senderNonce could be
+read, else HTTP 400. It holds only certificates, keys, a clock and randomness, so the worker
+processes of `ca serve --workers N` each run one while the process that owns the log answers
+their queries.
+
+`ScepFrontend` is the in-process application behind the threaded HTTP adapter: a responder
+whose queries `BuiltinCA` answers directly. Bytes in, bytes out.
 
 Policy applied here (the core leaves it to us): `strict` refuses DES, 3DES and SHA-1 with
 badAlg; a signingTime more than `signing_time_tolerance` from our clock gets badTime; CertPoll
@@ -15,6 +21,8 @@ only for our own issuer name.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import timedelta
 from http import HTTPStatus
 
@@ -24,9 +32,20 @@ from cryptography.hazmat.primitives import serialization
 
 from engine.adapters.scep_server import HttpError
 from engine.ca.decide import Enroll, Policy, ReplyStatus
-from engine.ca.errors import CAError, ScepRefusal
+from engine.ca.errors import ScepRefusal
+from engine.ca.ports import Clock, Randomness
 from engine.ca.profile import requested_extensions, serial_hex
-from engine.ca.service import BuiltinCA, Enrolled, challenge_digest
+from engine.ca.queries import (
+    Answer,
+    CertificateQuery,
+    EnrollQuery,
+    Found,
+    PollQuery,
+    Query,
+    Refused,
+    answer,
+)
+from engine.ca.service import BuiltinCA, challenge_digest
 from engine.scep import (
     Capabilities,
     Capability,
@@ -59,23 +78,48 @@ WEAK_CIPHERS = frozenset({ContentCipher.DES_CBC, ContentCipher.DES_EDE3_CBC})
 DEFAULT_SIGNING_TIME_TOLERANCE = timedelta(hours=24)
 
 
-class ScepFrontend:
-    def __init__(self, ca: BuiltinCA, policy: Policy, *, strict: bool = False,
+@dataclass(frozen=True, slots=True)
+class Ask:
+    """A verified request waiting for the CA's answer to `query`."""
+
+    request: ScepRequest
+    query: Query
+    peer: str
+
+
+class ScepResponder:
+    """Parse, check and answer pkiMessages for a CA whose state lives elsewhere.
+
+    `signer` signs CertReps (the CA, or the RA signing credential), `decrypter` opens requests
+    (the CA, or the RA encryption credential); `crl` returns the current CRL (DER) for GetCRL.
+    """
+
+    def __init__(self, *, ca_certificate: x509.Certificate,
+                 ra_certificates: tuple[x509.Certificate, x509.Certificate] | None,
+                 signer: Credential, decrypter: Credential, crl: Callable[[], bytes],
+                 clock: Clock, randomness: Randomness, strict: bool = False,
                  signing_time_tolerance: timedelta = DEFAULT_SIGNING_TIME_TOLERANCE) -> None:
-        self.ca = ca
-        self.policy = policy
+        self.ca_certificate = ca_certificate
         self.strict = strict
         self.tolerance = signing_time_tolerance
-        self._signer = Credential(*ca.signer())
-        decrypter = Credential(*ca.decrypter())
+        self.clock = clock
+        self.randomness = randomness
+        self._signer = signer
         # In --ra mode requests go to the RA encryption certificate; clients that envelope to
         # every certificate of GetCACert (micromdm) also list the others, which is fine.
         self._recipients = [decrypter]
+        self._crl = crl
         self._caps = (STRICT_CAPABILITIES if strict else CAPABILITIES).render()
-        ra = ca.ra_certificates()
-        self._ca_cert_answer = build_ca_certificates(ca.ca_certificate, ra or ())
+        self._ca_cert_answer = build_ca_certificates(ca_certificate, ra_certificates or ())
 
-    # -- the ScepApplication protocol --------------------------------------------------------
+    @classmethod
+    def for_ca(cls, ca: BuiltinCA, *, strict: bool = False,
+               signing_time_tolerance: timedelta = DEFAULT_SIGNING_TIME_TOLERANCE,
+               ) -> ScepResponder:
+        return cls(ca_certificate=ca.ca_certificate, ra_certificates=ca.ra_certificates(),
+                   signer=Credential(*ca.signer()), decrypter=Credential(*ca.decrypter()),
+                   crl=lambda: ca.current_crl().der, clock=ca.clock, randomness=ca.randomness,
+                   strict=strict, signing_time_tolerance=signing_time_tolerance)
 
     def get_ca_caps(self) -> bytes:
         return self._caps
@@ -83,10 +127,11 @@ class ScepFrontend:
     def get_ca_cert(self) -> tuple[str, bytes]:
         return self._ca_cert_answer
 
-    def crl(self) -> bytes:
-        return self.ca.current_crl().der
+    # -- a PKIOperation in two steps ------------------------------------------------------
 
-    def pki_operation(self, message: bytes, peer: str) -> bytes:
+    def begin(self, message: bytes, peer: str) -> bytes | Ask:
+        """The CertRep, if it needs nothing from the CA's state; else what to ask the CA.
+        Raises HttpError for what is not a pkiMessage."""
         try:
             req = parse_request(message, recipients=self._recipients)
         except x509.InvalidVersion:
@@ -104,7 +149,7 @@ class ScepFrontend:
             raise HttpError(HTTPStatus.BAD_REQUEST, "transactionID is not a PrintableString")
         try:
             self._check_policy(req)
-            return self._answer(req, peer)
+            return self._dispatch(req, peer)
         except ScepError as e:
             log.info("scep refused", peer=peer, transaction_id=req.transaction_id,
                      reason=e.reason.value, detail=e.detail)
@@ -113,11 +158,27 @@ class ScepFrontend:
             log.info("scep refused", peer=peer, transaction_id=req.transaction_id,
                      detail=e.message)
             return self._failure(req.reply_to, e.fail_info, e.message.removeprefix("% "))
-        except CAError as e:
-            log.info("scep refused", peer=peer, transaction_id=req.transaction_id,
-                     detail=e.message)
-            return self._failure(req.reply_to, FailInfo.BAD_REQUEST,
-                                 e.message.removeprefix("% "))
+
+    def finish(self, ask: Ask, answer: Answer) -> bytes:
+        """The CertRep for `ask` once the CA has answered."""
+        req = ask.request
+        if isinstance(answer, Refused):
+            log.info("scep refused", peer=ask.peer, transaction_id=req.transaction_id,
+                     detail=answer.message)
+            return self._failure(req.reply_to, answer.fail_info, answer.message)
+        if isinstance(answer, Found):
+            return self._success(req, certificates=[
+                x509.load_der_x509_certificate(answer.certificate)])
+        if answer.status is ReplyStatus.SUCCESS:
+            assert answer.certificate is not None
+            return self._success(req, certificates=[
+                x509.load_der_x509_certificate(answer.certificate)])
+        if answer.status is ReplyStatus.PENDING:
+            return build_cert_rep_pending(req.reply_to, signer=self._signer,
+                                          sender_nonce=self._nonce(),
+                                          signing_time=self.clock.now())
+        return self._failure(req.reply_to, FailInfo.BAD_REQUEST,
+                             answer.reason or "request rejected")
 
     # -- policy and dispatch -----------------------------------------------------------------
 
@@ -125,24 +186,24 @@ class ScepFrontend:
         if self.strict and (req.cipher in WEAK_CIPHERS or req.digest is DigestAlgorithm.SHA1):
             raise ScepRefusal(FailInfo.BAD_ALG, f"{req.cipher.name} / {req.digest.caps_keyword} "
                                                 "refused (strict mode)")
-        check_signing_time(req.signing_time, now=self.ca.clock.now(), tolerance=self.tolerance)
+        check_signing_time(req.signing_time, now=self.clock.now(), tolerance=self.tolerance)
 
-    def _answer(self, req: ScepRequest, peer: str) -> bytes:
+    def _dispatch(self, req: ScepRequest, peer: str) -> bytes | Ask:
         mt = req.message_type
+        signer_der = req.signer_certificate.public_bytes(serialization.Encoding.DER)
         if mt in (MessageType.PKCS_REQ, MessageType.RENEWAL_REQ):
-            return self._reply(req, self.ca.enroll(self._enroll_command(req), self.policy,
-                                                   actor=f"scep:{peer}"))
+            return Ask(req, EnrollQuery(self._enroll_command(req, signer_der), f"scep:{peer}"),
+                       peer)
         if mt is MessageType.CERT_POLL:
-            return self._reply(req, self._poll(req))
+            return Ask(req, PollQuery(req.transaction_id, signer_der), peer)
         if mt is MessageType.GET_CERT:
-            return self._success(req, certificates=[self._get_cert(req)])
+            return Ask(req, CertificateQuery(serial_hex(self._check_issuer(req))), peer)
         if mt is MessageType.GET_CRL:
             self._check_issuer(req)
-            crl = x509.load_der_x509_crl(self.ca.current_crl().der)
-            return self._success(req, crls=[crl])
+            return self._success(req, crls=[x509.load_der_x509_crl(self._crl())])
         raise ScepRefusal(FailInfo.BAD_REQUEST, f"{mt.label} is not a request this CA serves")
 
-    def _enroll_command(self, req: ScepRequest) -> Enroll:
+    def _enroll_command(self, req: ScepRequest, signer_der: bytes) -> Enroll:
         assert req.csr is not None  # the core sets it for PKCSReq/RenewalReq
         csr = req.csr.csr
         password = req.csr.challenge_password
@@ -154,59 +215,26 @@ class ScepFrontend:
             public_key=csr.public_key().public_bytes(
                 serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo),
             requested_extensions=requested_extensions(req.csr.der),
-            signer_certificate=req.signer_certificate.public_bytes(serialization.Encoding.DER),
+            signer_certificate=signer_der,
             challenge_sha256=challenge_digest(password) if password else None,
         )
-
-    def _poll(self, req: ScepRequest) -> Enrolled:
-        known = self.ca.state.requests.get(req.transaction_id)
-        if known is None:
-            raise ScepRefusal(FailInfo.BAD_CERT_ID,
-                              f"no request with transactionID {req.transaction_id}")
-        signer = req.signer_certificate
-        signer_spki = signer.public_key().public_bytes(
-            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-        if signer_spki != known.public_key and (
-                signer.public_bytes(serialization.Encoding.DER) != known.signer_certificate):
-            raise ScepRefusal(FailInfo.BAD_REQUEST,
-                              "CertPoll not signed by the requester of that transaction")
-        return self.ca.poll(req.transaction_id)
 
     def _check_issuer(self, req: ScepRequest) -> int:
         ias = req.issuer_and_serial
         assert ias is not None
-        if ias.issuer != self.ca.ca_certificate.subject:
+        if ias.issuer != self.ca_certificate.subject:
             raise ScepRefusal(FailInfo.BAD_CERT_ID, "not this CA's issuer name")
         return ias.serial_number
 
-    def _get_cert(self, req: ScepRequest) -> x509.Certificate:
-        serial = self._check_issuer(req)
-        issued = self.ca.certificate(serial_hex(serial))
-        if issued is None:
-            raise ScepRefusal(FailInfo.BAD_CERT_ID, f"no certificate with serial {serial:x}")
-        return x509.load_der_x509_certificate(issued.certificate)
-
     # -- CertReps ----------------------------------------------------------------------------
-
-    def _reply(self, req: ScepRequest, outcome: Enrolled) -> bytes:
-        if outcome.status is ReplyStatus.SUCCESS:
-            assert outcome.certificate is not None
-            cert = x509.load_der_x509_certificate(outcome.certificate.certificate)
-            return self._success(req, certificates=[cert])
-        if outcome.status is ReplyStatus.PENDING:
-            return build_cert_rep_pending(req.reply_to, signer=self._signer,
-                                          sender_nonce=self._nonce(),
-                                          signing_time=self.ca.clock.now())
-        return self._failure(req.reply_to, FailInfo.BAD_REQUEST,
-                             outcome.reason or "request rejected")
 
     def _success(self, req: ScepRequest, *, certificates: list[x509.Certificate] | None = None,
                  crls: list[x509.CertificateRevocationList] | None = None) -> bytes:
         return build_cert_rep_success(req.reply_to, signer=self._signer,
                                       sender_nonce=self._nonce(),
-                                      random_bytes=self.ca.randomness.token_bytes,
+                                      random_bytes=self.randomness.token_bytes,
                                       certificates=certificates or (), crls=crls or (),
-                                      signing_time=self.ca.clock.now())
+                                      signing_time=self.clock.now())
 
     def _failure(self, reply_to: ReplyTo, fail_info: FailInfo, text: str) -> bytes:
         if self.strict and reply_to.digest is DigestAlgorithm.SHA1:
@@ -214,11 +242,37 @@ class ScepFrontend:
             reply_to = dataclasses.replace(reply_to, digest=DigestAlgorithm.SHA256)
         return build_cert_rep_failure(reply_to, fail_info, signer=self._signer,
                                       sender_nonce=self._nonce(),
-                                      signing_time=self.ca.clock.now(),
+                                      signing_time=self.clock.now(),
                                       fail_info_text=text[:200])
 
     def _nonce(self) -> bytes:
-        return new_nonce(self.ca.randomness.token_bytes)
+        return new_nonce(self.randomness.token_bytes)
+
+
+class ScepFrontend:
+    """The in-process SCEP application: a responder whose queries `ca` answers at once."""
+
+    def __init__(self, ca: BuiltinCA, policy: Policy, *, strict: bool = False,
+                 signing_time_tolerance: timedelta = DEFAULT_SIGNING_TIME_TOLERANCE) -> None:
+        self.ca = ca
+        self.policy = policy
+        self.responder = ScepResponder.for_ca(ca, strict=strict,
+                                              signing_time_tolerance=signing_time_tolerance)
+
+    def get_ca_caps(self) -> bytes:
+        return self.responder.get_ca_caps()
+
+    def get_ca_cert(self) -> tuple[str, bytes]:
+        return self.responder.get_ca_cert()
+
+    def crl(self) -> bytes:
+        return self.ca.current_crl().der
+
+    def pki_operation(self, message: bytes, peer: str) -> bytes:
+        step = self.responder.begin(message, peer)
+        if isinstance(step, Ask):
+            return self.responder.finish(step, answer(self.ca, self.policy, step.query))
+        return step
 
 
 def _replyable(transaction_id: str) -> bool:
