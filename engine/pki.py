@@ -46,12 +46,18 @@ def check_ca_certificate(cert: x509.Certificate, now_us: int) -> None:
     check_validity(cert, now_us, "CA certificate")
 
 
-def check_validity(cert: x509.Certificate, now_us: int, what: str) -> None:
-    now = _at(now_us)
+CLOCK_SKEW_US = 5 * 60 * 1_000_000
+"""How far ahead of our clock a just-issued certificate's notBefore may be: a CA stamps it
+with its own `now` (micromdm does, to the second), and two clocks never agree exactly."""
+
+
+def check_validity(cert: x509.Certificate, now_us: int, what: str, *,
+                   skew_us: int = 0) -> None:
+    now = _at(now_us + skew_us)
     if now < cert.not_valid_before_utc:
         raise bad(f"The {what} is not valid yet (valid from "
                   f"{cert.not_valid_before_utc:%Y-%m-%d %H:%M:%S} UTC).")
-    if now > cert.not_valid_after_utc:
+    if _at(now_us) > cert.not_valid_after_utc:
         raise bad(f"The {what} has expired ({cert.not_valid_after_utc:%Y-%m-%d %H:%M:%S} UTC).")
 
 
@@ -71,7 +77,7 @@ def check_router_certificate(der: bytes, public_key: bytes, ca_der: bytes,
     if spki(cert) != public_key:
         raise bad("The certificate is for another key, not the trustpoint's key pair.")
     check_issued_by(cert, load_certificate(ca_der, "CA certificate"), "certificate")
-    check_validity(cert, now_us, "certificate")
+    check_validity(cert, now_us, "certificate", skew_us=CLOCK_SKEW_US)
     return cert
 
 
