@@ -216,7 +216,7 @@ def records_of(frame: Frame, prev: bytes) -> list[Recorded]:
     out: list[Recorded] = []
     for row in rows:
         seq, stream, typ, v, at, actor, corr, payload, h = row
-        out.append(Recorded(seq, stream, typ, v, at, actor, corr, payload, prev, h))
+        out.append(Recorded(seq, stream, typ, v, at, actor, corr, payload, prev, h, []))
         prev = h
     return out
 
@@ -442,7 +442,7 @@ class FileEventLog:
                         seq, stream, typ, v, at, actor, corr, payload, h = row
                         if seq >= from_seq:
                             yield Recorded(seq, stream, typ, v, at, actor, corr, payload,
-                                           prev, h)
+                                           prev, h, [])
                         prev = h
             except _Torn:
                 return
