@@ -335,13 +335,9 @@ def start(app: ScepApplication, host: str = "127.0.0.1", port: int = 0, *,
     servers: list[_Server] = [family_server((host, port), handler)]
     admin_url = None
     if admin is not None:
-        if not admin_token:
-            raise ValueError("an admin endpoint needs a token")
-        ah = type("AdminHandler", (_AdminHandler,), {"app": app, "admin_app": admin,
-                                                      "token": admin_token})
         try:
-            servers.append(_Server(("127.0.0.1", 0), ah))
-        except OSError:
+            servers.append(_admin_server(admin, admin_token))
+        except (OSError, ValueError):
             servers[0].server_close()
             raise
         admin_url = _url("127.0.0.1", servers[1].server_address[1])
@@ -354,6 +350,25 @@ def start(app: ScepApplication, host: str = "127.0.0.1", port: int = 0, *,
             for srv in servers:
                 srv.server_close()
             raise
+    return _run(base_url, admin_url, servers)
+
+
+def start_admin(admin: AdminApplication, admin_token: str) -> RunningServer:
+    """Serve only the admin endpoint (127.0.0.1, an ephemeral port) in a daemon thread; its
+    `url` and `admin_url` are both the endpoint's URL."""
+    srv = _admin_server(admin, admin_token)
+    url = _url("127.0.0.1", srv.server_address[1])
+    return _run(url, url, [srv])
+
+
+def _admin_server(admin: AdminApplication, admin_token: str) -> _Server:
+    if not admin_token:
+        raise ValueError("an admin endpoint needs a token")
+    ah = type("AdminHandler", (_AdminHandler,), {"admin_app": admin, "token": admin_token})
+    return _Server(("127.0.0.1", 0), ah)
+
+
+def _run(base_url: str, admin_url: str | None, servers: list[_Server]) -> RunningServer:
     threads = []
     for srv in servers:
         t = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.2},
@@ -361,6 +376,15 @@ def start(app: ScepApplication, host: str = "127.0.0.1", port: int = 0, *,
         t.start()
         threads.append(t)
     return RunningServer(base_url, admin_url, tuple(servers), tuple(threads))
+
+
+def listen(host: str, port: int) -> tuple[socket.socket, str]:
+    """A listening TCP socket on host:port (0 = ephemeral) and its base URL, for processes
+    that share it (see `serve_async`). Inheritable, so child processes can be given it."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.create_server((host, port), family=family, backlog=_Server.request_queue_size)
+    sock.set_inheritable(True)
+    return sock, _url(host, int(sock.getsockname()[1]))
 
 
 # -- the asyncio adapter (worker processes) ---------------------------------------------------
@@ -497,6 +521,10 @@ class _Connection(asyncio.Protocol):
             self._timer.cancel()
         loop = asyncio.get_running_loop()
         self._timer = loop.call_later(REQUEST_TIMEOUT, self.close)
+
+    @property
+    def busy(self) -> bool:
+        return self._busy
 
     def close(self) -> None:
         self._closing = True
@@ -638,9 +666,19 @@ class AsyncServer:
         self._starting.add(task)  # the loop keeps only weak references to tasks
         task.add_done_callback(self._starting.discard)
 
-    def close(self) -> None:
-        """Stop accepting and close every connection (the listening socket stays open)."""
+    def stop_accepting(self) -> None:
+        """Leave new connections to the siblings (the listening socket stays open)."""
         self._loop.remove_reader(self._sock.fileno())
+
+    async def drained(self, timeout: float) -> None:
+        """Return once no connection is in the middle of a request (or after `timeout`)."""
+        deadline = self._loop.time() + timeout
+        while any(c.busy for c in self._connections) and self._loop.time() < deadline:
+            await asyncio.sleep(0.05)
+
+    def close(self) -> None:
+        """Stop accepting and close every connection."""
+        self.stop_accepting()
         for conn in list(self._connections):
             conn.close()
 

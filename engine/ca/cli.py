@@ -4,6 +4,7 @@
                             [--cert-days N] [--ra]
     trustledger ca serve DIR [--host 127.0.0.1] [--port N] [--challenge PW] [--strict]
                              [--approval auto|manual | --manual] [--public-url URL]
+                             [--workers N]
     trustledger ca challenge DIR [--valid-minutes N]   (the password alone on the last line)
     trustledger ca requests DIR [--all]
     trustledger ca approve DIR TXID
@@ -16,6 +17,9 @@
 what the device printed (PEM between BEGIN/END CERTIFICATE REQUEST lines, other lines
 ignored), bare base64 or DER; `-` reads standard input. The certificate (PEM) goes to standard
 output or to `--out FILE`; `--days` overrides the CA's certificate validity.
+
+`ca serve --workers N` serves HTTP from N worker processes (default: one per CPU) while the
+serving process stays the one writer of the CA's log; `--workers 1` serves from one process.
 
 `--days` is the CA certificate's validity (default 3650), `--cert-days` that of the
 certificates it issues (default 365). Approval: `--approval auto` (default) issues at once to a
@@ -37,6 +41,7 @@ from __future__ import annotations
 import argparse
 import base64
 import logging
+import os
 import signal
 import sys
 import threading
@@ -86,23 +91,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                    help="separate RA signing and encryption certificates (like Windows NDES)")
     p.set_defaults(func=_init)
 
-    p = sub.add_parser("serve", help="run the SCEP server")
-    p.add_argument("dir", type=Path, metavar="DIR")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8080, help="TCP port (0 = any free port)")
-    p.add_argument("--challenge", metavar="PW", help="static challenge password")
-    p.add_argument("--strict", action="store_true",
-                   help="refuse DES, 3DES and SHA-1 with badAlg")
-    mode = p.add_mutually_exclusive_group()
-    mode.add_argument("--approval", choices=[a.value for a in Approval], default="auto",
-                      help="auto: issue at once to authorized requests; manual: PENDING "
-                           "until `ca approve`")
-    mode.add_argument("--manual", dest="approval", action="store_const", const="manual",
-                      help="same as --approval manual")
-    p.add_argument("--public-url", metavar="URL",
-                   help="base URL clients reach this server at (for the CRL distribution "
-                        "point; default: the bound address)")
-    p.set_defaults(func=_serve)
+    _add_serve(sub)
 
     p = sub.add_parser("challenge", help="mint a one-time challenge password")
     p.add_argument("dir", type=Path, metavar="DIR")
@@ -142,6 +131,29 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--days", type=_positive, metavar="N",
                    help="validity in days (default: the CA's --cert-days)")
     p.set_defaults(func=_sign)
+
+
+def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("serve", help="run the SCEP server")
+    p.add_argument("dir", type=Path, metavar="DIR")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8080, help="TCP port (0 = any free port)")
+    p.add_argument("--challenge", metavar="PW", help="static challenge password")
+    p.add_argument("--strict", action="store_true",
+                   help="refuse DES, 3DES and SHA-1 with badAlg")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--approval", choices=[a.value for a in Approval], default="auto",
+                      help="auto: issue at once to authorized requests; manual: PENDING "
+                           "until `ca approve`")
+    mode.add_argument("--manual", dest="approval", action="store_const", const="manual",
+                      help="same as --approval manual")
+    p.add_argument("--public-url", metavar="URL",
+                   help="base URL clients reach this server at (for the CRL distribution "
+                        "point; default: the bound address)")
+    p.add_argument("--workers", type=_positive, default=os.cpu_count() or 1, metavar="N",
+                   help="HTTP worker processes (default: one per CPU, here "
+                        f"{os.cpu_count() or 1}); 1 serves from this process alone")
+    p.set_defaults(func=_serve)
 
 
 def _positive(text: str) -> int:
@@ -185,7 +197,8 @@ def _serve(args: argparse.Namespace) -> int:
         signal.signal(sig, lambda *_: stop.set())
     with BuiltinCA.open(args.dir) as ca:
         server = serve(ca, args.host, args.port, approval=Approval(args.approval),
-                       challenge=args.challenge, strict=args.strict, public_url=args.public_url)
+                       challenge=args.challenge, strict=args.strict, public_url=args.public_url,
+                       workers=args.workers)
         try:
             print(f"SCEP server for {ca.ca_certificate.subject.rfc4514_string()} "
                   f"listening on {server.url}")
@@ -193,7 +206,9 @@ def _serve(args: argparse.Namespace) -> int:
             print(f"  CRL:             {server.crl_url}")
             print(f"  approval: {args.approval}; static challenge: "
                   f"{'yes' if args.challenge else 'no'}; strict: "
-                  f"{'yes' if args.strict else 'no'}", flush=True)
+                  f"{'yes' if args.strict else 'no'}; workers: "
+                  + (", ".join(map(str, server.pool.pids())) if server.pool is not None
+                     else "none (one process)"), flush=True)
             stop.wait()
         finally:
             server.stop()

@@ -8,13 +8,21 @@
 
 Besides HTTP it runs the CRL upkeep: a thread re-issues the CRL once less than half of its
 lifetime is left before nextUpdate (checked every `crl_check_interval` seconds, and on every
-CRL download).
+CRL download in one process).
+
+`workers=N` (N >= 2; `ca serve` defaults to one per CPU) serves HTTP from N worker processes
+instead of threads of this one, which stays the decider: the only writer of the log, where the
+admin endpoint and the CRL upkeep also run (engine/ca/workers.py). The default, `workers=1`,
+keeps everything in this process (embedding, the demo, most tests).
 """
 
 from __future__ import annotations
 
+import socket
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 import structlog
 
@@ -22,8 +30,10 @@ from engine.adapters import scep_server
 from engine.ca.admin import AdminEndpoint, remove_admin_file, write_admin_file
 from engine.ca.decide import Approval, Policy
 from engine.ca.errors import CAError
-from engine.ca.scep_frontend import ScepFrontend
+from engine.ca.scep_frontend import DEFAULT_SIGNING_TIME_TOLERANCE, ScepFrontend
 from engine.ca.service import CRL_PATH, BuiltinCA, challenge_digest
+from engine.ca.workers import WorkerPool
+from engine.errors import Reason
 
 log = structlog.get_logger("trustledger.ca")
 
@@ -33,10 +43,13 @@ class CAServer:
     url: str  # base URL
     admin_url: str | None
     ca: BuiltinCA
-    _running: scep_server.RunningServer
+    _running: scep_server.RunningServer | None  # HTTP threads (one process) or the admin only
     _token: str
     _stop: threading.Event = field(default_factory=threading.Event)
     _upkeep: threading.Thread | None = None
+    pool: WorkerPool | None = None  # the worker processes, with workers >= 2
+    _listen: socket.socket | None = None
+    _port: int = 0
 
     @property
     def scep_url(self) -> str:
@@ -48,12 +61,17 @@ class CAServer:
 
     @property
     def port(self) -> int:
-        return self._running.port
+        return self._port
 
     def stop(self) -> None:
         """Stop serving (the CA stays open; close it yourself)."""
         self._stop.set()
-        self._running.stop()
+        if self.pool is not None:
+            self.pool.stop()
+        if self._listen is not None:
+            self._listen.close()
+        if self._running is not None:
+            self._running.stop()
         if self._upkeep is not None:
             self._upkeep.join(timeout=5)
         if self.admin_url is not None:
@@ -69,13 +87,16 @@ class CAServer:
 def serve(ca: BuiltinCA, host: str = "127.0.0.1", port: int = 0, *,
           approval: Approval = Approval.AUTO, challenge: str | None = None,
           strict: bool = False, public_url: str | None = None, admin: bool = True,
-          crl_check_interval: float = 60.0) -> CAServer:
+          crl_check_interval: float = 60.0, workers: int = 1,
+          signing_time_tolerance: timedelta = DEFAULT_SIGNING_TIME_TOLERANCE) -> CAServer:
     """Serve `ca` over SCEP on host:port (0 = ephemeral). `challenge` is a static challenge
     password (one-time ones from `ca.mint_challenge()` work too); `strict` refuses DES, 3DES and
     SHA-1 with badAlg; `public_url` is the base URL clients reach us at, for the CDP (default
-    the bound address); `admin` publishes the loopback admin endpoint in DIR/admin.json."""
+    the bound address); `admin` publishes the loopback admin endpoint in DIR/admin.json;
+    `workers` >= 2 serves from that many worker processes (see the module docstring)."""
+    if workers < 1:
+        raise CAError(Reason.INVALID_VALUE, "workers must be at least 1")
     policy = Policy(approval, challenge_digest(challenge) if challenge else None)
-    frontend = ScepFrontend(ca, policy, strict=strict)
     token = ca.randomness.token_bytes(32).hex()
 
     def ready(base_url: str) -> None:
@@ -83,19 +104,50 @@ def serve(ca: BuiltinCA, host: str = "127.0.0.1", port: int = 0, *,
         ca.crl_url = (public_url or base_url).rstrip("/") + CRL_PATH
         ca.issue_approved()
         ca.refresh_crl()
+        ca.publish_crl()
 
-    running = scep_server.start(frontend, host, port, admin=AdminEndpoint(ca) if admin else None,
-                                admin_token=token, before_serving=ready)
-    server = CAServer(running.url, running.admin_url, ca, running, token)
-    if running.admin_url is not None:
-        write_admin_file(ca.root, running.admin_url, token, server.scep_url)
+    if workers == 1:
+        frontend = ScepFrontend(ca, policy, strict=strict,
+                                signing_time_tolerance=signing_time_tolerance)
+        running = scep_server.start(frontend, host, port,
+                                    admin=AdminEndpoint(ca) if admin else None,
+                                    admin_token=token, before_serving=ready)
+        server = CAServer(running.url, running.admin_url, ca, running, token,
+                          _port=running.port)
+    else:
+        server = _serve_workers(ca, policy, host, port, ready, token, admin=admin,
+                                workers=workers, strict=strict,
+                                signing_time_tolerance=signing_time_tolerance)
+    if server.admin_url is not None:
+        write_admin_file(ca.root, server.admin_url, token, server.scep_url)
     server._upkeep = threading.Thread(target=_crl_upkeep, args=(ca, server._stop,
                                                                 crl_check_interval),
                                       name="ca-crl-upkeep", daemon=True)
     server._upkeep.start()
     log.info("ca serving", url=server.url, approval=approval.value, strict=strict,
-             static_challenge=challenge is not None)
+             static_challenge=challenge is not None, workers=workers)
     return server
+
+
+def _serve_workers(ca: BuiltinCA, policy: Policy, host: str, port: int,
+                   ready: Callable[[str], None], token: str, *, admin: bool, workers: int,
+                   strict: bool, signing_time_tolerance: timedelta) -> CAServer:
+    listen, base_url = scep_server.listen(host, port)
+    running = None
+    try:
+        ready(base_url)
+        if admin:
+            running = scep_server.start_admin(AdminEndpoint(ca), token)
+        pool = WorkerPool(ca, policy, listen, workers, strict=strict,
+                          signing_time_tolerance=signing_time_tolerance)
+        pool.start()
+    except BaseException:
+        if running is not None:
+            running.stop()
+        listen.close()
+        raise
+    return CAServer(base_url, running.admin_url if running else None, ca, running, token,
+                    pool=pool, _listen=listen, _port=int(listen.getsockname()[1]))
 
 
 def _crl_upkeep(ca: BuiltinCA, stop: threading.Event, interval: float) -> None:

@@ -6,6 +6,8 @@ Directory layout (`DIR`):
 
     DIR/ca.key              CA private key, PEM PKCS#8, mode 0600 (never logged)
     DIR/ca.pem              CA certificate (public; a convenience copy of what the log holds)
+    DIR/ca.crl              the current CRL, DER (public; rewritten whenever one is issued;
+                            the worker processes of `ca serve --workers N` serve it from here)
     DIR/ra-signing.key      RA keys, in --ra mode only (0600)
     DIR/ra-encryption.key
     DIR/log/                the CA's FileEventLog (stream "ca")
@@ -75,6 +77,7 @@ from events.store import EventStore, PendingEvent, Recorded
 
 CA_KEY = "ca.key"
 CA_PEM = "ca.pem"
+CRL_FILE = "ca.crl"
 RA_SIGNING_KEY = "ra-signing.key"
 RA_ENCRYPTION_KEY = "ra-encryption.key"
 LOG_DIR = "log"
@@ -184,8 +187,10 @@ class BuiltinCA:
         except BaseException:
             log.close()
             raise
-        return cls(rootp, log, state, clock=clock, randomness=randomness, ca_key=ca_key,
-                   ra_keys=ra_keys)
+        ca = cls(rootp, log, state, clock=clock, randomness=randomness, ca_key=ca_key,
+                 ra_keys=ra_keys)
+        ca.publish_crl()
+        return ca
 
     @classmethod
     def open(cls, root: str | os.PathLike[str], *, readonly: bool = False,
@@ -301,10 +306,24 @@ class BuiltinCA:
         if not events:
             return state
         batch = [PendingEvent(ev, STREAM, at, actor, correlation) for ev in events]
+        before = state.crl
         for rec in self._log.append(batch):
             state = evolve(state, rec.event, rec.at)
         self._state = state
+        if state.crl is not before:
+            self.publish_crl()
         return state
+
+    def publish_crl(self) -> None:
+        """Write the current CRL to DIR/ca.crl (atomically: readers see the old or the new).
+        A copy for readers that do not hold the log; the log stays the record."""
+        crl = self._state.crl
+        if crl is None or self._readonly:
+            return
+        path = self.root / CRL_FILE
+        tmp = path.with_name(f".{CRL_FILE}.{os.getpid()}.{threading.get_ident()}")
+        tmp.write_bytes(crl.der)
+        os.replace(tmp, path)
 
     def mint_challenge(self, valid_for: timedelta = DEFAULT_CHALLENGE_LIFETIME) -> str:
         """A new one-time challenge password (only its SHA-256 is recorded)."""
