@@ -147,7 +147,8 @@ class Engine:
     def _execute(self, line: str) -> list[Recorded]:
         if len(line) > 4096:
             raise CommandError(Reason.INVALID_INPUT, "% Line too long (4096 characters at most).")
-        if "\x00" in line or any(ord(ch) < 32 and ch not in "\t\r\n" for ch in line):
+        line = line.rstrip("\r\n")
+        if any(ord(ch) < 32 and ch != "\t" or ch == "\x7f" for ch in line):
             raise CommandError(Reason.INVALID_INPUT, "% Control characters are not allowed.")
         if line.rstrip().endswith("?"):
             self.ports.say(self.help(line.rstrip()[:-1]) + "\n")
