@@ -1,9 +1,9 @@
 """The SCEP HTTP server: thin adapters over an application object that speaks bytes.
 
 Two of them share the routing below: `start` runs a stdlib `ThreadingHTTPServer` (one process,
-a thread per connection; the in-process default), `serve_async` a lean HTTP/1.1 server on an
-asyncio loop over an already-listening socket (the worker processes of `ca serve --workers N`,
-whose PKIOperation answer is awaited from the process that owns the CA log).
+a thread per connection; the in-process default), `AsyncServer` a lean HTTP/1.1 server on an
+asyncio loop for connections accepted elsewhere (the worker processes of `ca serve --workers
+N`, whose PKIOperation answers are awaited from the process that owns the CA log).
 
 Routes (RFC 8894 §4.1: `GET|POST <path>?operation=OPERATION[&message=MESSAGE]`):
 
@@ -379,11 +379,9 @@ def _run(base_url: str, admin_url: str | None, servers: list[_Server]) -> Runnin
 
 
 def listen(host: str, port: int) -> tuple[socket.socket, str]:
-    """A listening TCP socket on host:port (0 = ephemeral) and its base URL, for processes
-    that share it (see `serve_async`). Inheritable, so child processes can be given it."""
+    """A listening TCP socket on host:port (0 = ephemeral) and its base URL."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.create_server((host, port), family=family, backlog=_Server.request_queue_size)
-    sock.set_inheritable(True)
     return sock, _url(host, int(sock.getsockname()[1]))
 
 
@@ -482,9 +480,11 @@ class _Connection(asyncio.Protocol):
     wait in the buffer); keep-alive unless the client or an error says otherwise; idle for
     REQUEST_TIMEOUT seconds, it is closed."""
 
-    def __init__(self, app: AsyncScepApplication, connections: set[_Connection]) -> None:
+    def __init__(self, app: AsyncScepApplication, connections: set[_Connection],
+                 on_closed: Callable[[], None] | None = None) -> None:
         self._app = app
         self._connections = connections
+        self._on_closed = on_closed
         self._buffer = bytearray()
         self._transport: asyncio.Transport | None = None
         self._busy = False
@@ -507,6 +507,8 @@ class _Connection(asyncio.Protocol):
         self._closing = True
         if self._timer is not None:
             self._timer.cancel()
+        if self._on_closed is not None:
+            self._on_closed()
 
     def data_received(self, data: bytes) -> None:
         self._buffer += data
@@ -639,36 +641,32 @@ class _Connection(asyncio.Protocol):
 
 
 class AsyncServer:
-    """Accepts connections from a listening socket other processes may share: one connection
-    per readiness event, so an idle process takes the next one and a busy one leaves it to
-    its siblings (asyncio's own accept loop would take a whole burst at once)."""
+    """Serves HTTP connections on the running asyncio loop that another process accepted and
+    handed over (`adopt`; see engine/ca/workers.py for why). `on_closed` runs whenever one of
+    them closes."""
 
-    def __init__(self, app: AsyncScepApplication, sock: socket.socket) -> None:
+    def __init__(self, app: AsyncScepApplication,
+                 on_closed: Callable[[], None] | None = None) -> None:
         self._app = app
-        self._sock = sock
+        self._on_closed = on_closed
         self._connections: set[_Connection] = set()
         self._starting: set[asyncio.Task[tuple[asyncio.Transport, _Connection]]] = set()
         self._loop = asyncio.get_running_loop()
-        sock.setblocking(False)
-        self._loop.add_reader(sock.fileno(), self._accept)
 
-    def _accept(self) -> None:
-        try:
-            conn, _ = self._sock.accept()
-        except (BlockingIOError, InterruptedError, ConnectionAbortedError):
-            return  # a sibling process took it
-        except OSError as e:  # e.g. EMFILE: keep serving the connections we have
-            log.warning("accept failed", error=str(e))
-            return
+    def adopt(self, conn: socket.socket) -> None:
+        """Serve an accepted connection."""
         conn.setblocking(False)
         task = asyncio.create_task(self._loop.connect_accepted_socket(
-            lambda: _Connection(self._app, self._connections), sock=conn))
+            lambda: _Connection(self._app, self._connections, self._on_closed), sock=conn))
         self._starting.add(task)  # the loop keeps only weak references to tasks
-        task.add_done_callback(self._starting.discard)
+        task.add_done_callback(self._started)
 
-    def stop_accepting(self) -> None:
-        """Leave new connections to the siblings (the listening socket stays open)."""
-        self._loop.remove_reader(self._sock.fileno())
+    def _started(self, task: asyncio.Task[tuple[asyncio.Transport, _Connection]]) -> None:
+        self._starting.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.debug("connection lost before it was served", error=str(task.exception()))
+            if self._on_closed is not None:
+                self._on_closed()
 
     async def drained(self, timeout: float) -> None:
         """Return once no connection is in the middle of a request (or after `timeout`)."""
@@ -677,12 +675,6 @@ class AsyncServer:
             await asyncio.sleep(0.05)
 
     def close(self) -> None:
-        """Stop accepting and close every connection."""
-        self.stop_accepting()
+        """Close every connection."""
         for conn in list(self._connections):
             conn.close()
-
-
-def serve_async(app: AsyncScepApplication, sock: socket.socket) -> AsyncServer:
-    """Serve `app` on the listening `sock` from the running asyncio loop."""
-    return AsyncServer(app, sock)

@@ -1,12 +1,13 @@
 """A worker process of `ca serve --workers N`: HTTP and the CA-state-free crypto of SCEP.
 
-    python -m engine.ca.worker DIR --listen-fd FD --channel-fd FD     (started by the decider)
+    python -m engine.ca.worker DIR --channel-fd FD --handoff-fd FD    (started by the decider)
 
-It accepts connections on the listening socket it inherited (shared with its siblings), and
-for each PKIOperation does the heavy work that needs no CA state: parse, decrypt and verify the
-pkiMessage, then build and sign the CertRep (engine/ca/scep_frontend.py `ScepResponder`). What
-needs the state (enroll, poll, GetCert) it asks the decider over its channel
-(engine/ca/channel.py), the one process that owns the log. GetCACaps and GetCACert come from
+It serves the HTTP connections the decider accepted and handed over (their descriptors arrive
+on the handoff socket; it reports each close on the channel). For each PKIOperation it does
+the heavy work that needs no CA state: parse, decrypt and verify the pkiMessage, then build and
+sign the CertRep (engine/ca/scep_frontend.py `ScepResponder`). What needs the state (enroll,
+poll, GetCert) it asks the decider over its channel (engine/ca/channel.py), the one process
+that owns the log. GetCACaps and GetCACert come from
 what the decider sent at start; the CRL (download and SCEP GetCRL) from DIR/ca.crl, re-read
 when the decider replaces it.
 
@@ -16,14 +17,15 @@ decider sent, and never sends them anywhere.
 
 Lifetime: SIGTERM stops it (after the requests in progress, at most `DRAIN_SECONDS`); SIGINT is
 ignored (a terminal's Ctrl-C reaches the whole process group: the decider stops the workers);
-when the channel closes (the decider exited or crashed) it stops at once: no serving without
-the writer.
+when the channel or the handoff closes (the decider exited or crashed) it stops at once: no
+serving without the writer.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import logging
 import os
@@ -39,7 +41,7 @@ from typing import Any
 import structlog
 from cryptography import x509
 
-from engine.adapters.scep_server import HttpError, serve_async
+from engine.adapters.scep_server import AsyncServer, HttpError
 from engine.ca.channel import MAX_FRAME, AsyncChannel, ChannelClosed, decode_payload
 from engine.ca.errors import CAError
 from engine.ca.keyfile import load_private_key
@@ -162,41 +164,60 @@ def _recv_exactly(sock: socket.socket, n: int) -> bytes:
     return data
 
 
-async def _serve(listen: socket.socket, chan: socket.socket, responder: ScepResponder,
+async def _serve(handoff: socket.socket, chan: socket.socket, responder: ScepResponder,
                  crl: CRLFile) -> int:
     loop = asyncio.get_running_loop()
     channel = await AsyncChannel.open(chan)
     stop = asyncio.Event()
+    gone = asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
-    server = serve_async(WorkerApp(responder, channel, crl), listen)
+
+    def closed() -> None:
+        with contextlib.suppress(ChannelClosed):  # the decider is gone: nobody counts
+            channel.send({"t": "closed"})
+
+    server = AsyncServer(WorkerApp(responder, channel, crl), on_closed=closed)
+
+    def take() -> None:
+        try:
+            data, fds, _, _ = socket.recv_fds(handoff, 16, 4)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data, fds = b"", []
+        if not data and not fds:  # the decider closed its end
+            loop.remove_reader(handoff.fileno())
+            gone.set()
+            return
+        for fd in fds:
+            server.adopt(socket.socket(fileno=fd))
+
+    handoff.setblocking(False)
+    loop.add_reader(handoff.fileno(), take)
     channel.send({"t": "ready", "pid": os.getpid()})
     reader = asyncio.create_task(channel.run())
-    stopping = asyncio.create_task(stop.wait())
-    await asyncio.wait({reader, stopping}, return_when=asyncio.FIRST_COMPLETED)
-    if reader.done():  # the decider is gone: stop serving at once
+    waits = {reader, asyncio.create_task(stop.wait()), asyncio.create_task(gone.wait())}
+    await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    if not stop.is_set():  # the decider is gone: stop serving at once
         server.close()
-        stopping.cancel()
-        exc = reader.exception()
-        log.warning("ca worker stopping: the decider is gone", pid=os.getpid(),
-                    error=str(exc) if exc else "")
+        log.warning("ca worker stopping: the decider is gone", pid=os.getpid())
         return EXIT_DECIDER_GONE
-    server.stop_accepting()
+    loop.remove_reader(handoff.fileno())
     await server.drained(DRAIN_SECONDS)
     server.close()
-    reader.cancel()
     return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m engine.ca.worker")
     parser.add_argument("dir", type=Path)
-    parser.add_argument("--listen-fd", type=int, required=True)
     parser.add_argument("--channel-fd", type=int, required=True)
+    parser.add_argument("--handoff-fd", type=int, required=True)
     args = parser.parse_args(argv)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if not structlog.is_configured():
         structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.INFO))
-    listen = socket.socket(fileno=args.listen_fd)
+    handoff = socket.socket(fileno=args.handoff_fd)
     chan = socket.socket(fileno=args.channel_fd)
     crl = CRLFile(args.dir / "ca.crl")
     try:
@@ -207,7 +228,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Everything imported and built so far lives as long as the process: keep the cyclic
     # collector from walking it again and again under load.
     gc.freeze()
-    return asyncio.run(_serve(listen, chan, responder, crl))
+    return asyncio.run(_serve(handoff, chan, responder, crl))
 
 
 if __name__ == "__main__":
