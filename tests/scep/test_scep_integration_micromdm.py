@@ -7,10 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import http.client
-import os
 import secrets
-import shutil
-import socket
 import subprocess
 import time
 import urllib.parse
@@ -20,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
+from peer_support import free_port, peers_dir
 from scep_support import name
 
 from engine.scep import (
@@ -45,21 +43,6 @@ from engine.scep import (
 pytestmark = pytest.mark.integration
 
 CHALLENGE = "secret123"
-REPO = Path(__file__).resolve().parents[2]
-
-
-def _peers_dir() -> Path | None:
-    for candidate in (os.environ.get("TRUSTLEDGER_PEERS"), REPO.parent / "shared" / "peers",
-                      Path("/work/shared/peers")):
-        if candidate and (Path(candidate) / "scep-server.sh").exists():
-            return Path(candidate)
-    return None
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -80,12 +63,10 @@ class Peer:
 
 @pytest.fixture(scope="module")
 def scepserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Peer]:
-    peers = _peers_dir()
-    if peers is None or shutil.which("scepserver") is None:
-        pytest.skip("micromdm scepserver or shared/peers/scep-server.sh not available")
+    peers = peers_dir("scepserver", "socat")
     # a short directory: the script puts a unix socket in it
     work = Path(tmp_path_factory.mktemp("scep", numbered=True))
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [str(peers / "scep-server.sh"), "run", str(work), str(port), CHALLENGE, "--",
          "-allowrenew", "0"],

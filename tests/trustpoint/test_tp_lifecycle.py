@@ -177,8 +177,8 @@ def test_fold_agrees_with_table(world: World, src: Lifecycle, trigger: str,
     assert status(world.device).lifecycle is dst
     # Every lifecycle change the log's events made on the way is an edge of the table.
     trig_of = {"CACertificateAccepted": {"authenticate"}, "EnrollmentRequested": {"enroll"},
-               "CertificateReceived": {"issued"}, "EnrollmentFailed": {"fail", "cancel", "renewal_failed",
-                                                         "renewal_cancelled"},
+               "CertificateReceived": {"issued"},
+               "EnrollmentFailed": {"fail", "cancel", "renewal_failed", "renewal_cancelled"},
                "KeyPairZeroized": {"lose_certificates"}}
     for before, ev, after in lifecycles_along_the_log(world.device):
         assert any((before, t, after) in EDGES for t in trig_of[ev]), (before, ev, after)

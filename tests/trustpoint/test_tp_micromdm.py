@@ -5,9 +5,6 @@ take that, and openssl must accept the certificate we installed."""
 
 from __future__ import annotations
 
-import os
-import shutil
-import socket
 import subprocess
 import time
 import urllib.request
@@ -18,6 +15,7 @@ import pytest
 from asn1crypto import cms as asn1_cms
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from peer_support import free_port, peers_dir
 from tp_support import (
     RecordingTransport,
     authenticate,
@@ -34,7 +32,7 @@ from tp_support import (
 from engine import Engine
 from engine.keys import KeyAlgorithm
 from engine.lifecycle import Lifecycle
-from engine.ports import FakeClock
+from engine.ports import SystemClock
 from engine.scep import DigestAlgorithm
 from engine.scep.cms import read_signed
 from events.trustpoint import EnrollmentFailed
@@ -42,26 +40,7 @@ from events.trustpoint import EnrollmentFailed
 pytestmark = pytest.mark.integration
 
 CHALLENGE = "micromdm-secret"
-REPO = Path(__file__).resolve().parents[2]
 DES_CBC = "1.3.14.3.2.7"
-
-
-def peers_dir() -> Path:
-    env = os.environ.get("TRUSTLEDGER_PEERS")
-    where = Path(env) if env else REPO.parent / "shared" / "peers"
-    if not (where / "scep-server.sh").is_file() or shutil.which("scepserver") is None:
-        why = (f"micromdm peer not available: {where / 'scep-server.sh'} missing or "
-               "`scepserver` not on PATH (set TRUSTLEDGER_PEERS, run peers/install.sh)")
-        if os.environ.get("CI"):
-            pytest.fail(why)
-        pytest.skip(why)
-    return where
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def answers(url: str) -> bool:
@@ -75,7 +54,7 @@ def answers(url: str) -> bool:
 @pytest.fixture(scope="module")
 def micromdm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
     """(SCEP URL, work dir) of a micromdm scepserver on a free loopback port."""
-    script = peers_dir() / "scep-server.sh"
+    script = peers_dir("scepserver", "socat") / "scep-server.sh"
     work = tmp_path_factory.mktemp("mdm")  # short: the script puts a unix socket in it
     port = free_port()
     url = f"http://127.0.0.1:{port}/scep"
@@ -98,8 +77,8 @@ def micromdm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Pa
 
 @pytest.fixture
 def live_device(tmp_path: Path) -> Iterator[Engine]:
-    # micromdm signs with the machine's clock, so the device's fake clock starts there.
-    e = open_device(tmp_path / "device", FakeClock(time.time_ns() // 1000))
+    # micromdm stamps certificates with the machine's clock: the device runs on it too.
+    e = open_device(tmp_path / "device", SystemClock())
     yield e
     e.close()
 

@@ -26,7 +26,7 @@ from engine.ca.ports import SeededRandomness
 from engine.ca.service import BuiltinCA
 from engine.engine import Result
 from engine.keystore import KeyPool
-from engine.ports import FakeClock
+from engine.ports import Clock, FakeClock
 from engine.scep_client import HttpReply
 from engine.trustpoints import TrustpointStatus, status_of
 
@@ -82,7 +82,7 @@ def make_ca(root: Path, clock: FakeClock, *, seed: int = 7, base: int = 100,
 # -- the device ------------------------------------------------------------------------------------
 
 
-def open_device(root: Path, clock: FakeClock, *, first_key: int = 0,
+def open_device(root: Path, clock: Clock, *, first_key: int = 0,
                 use_snapshots: bool = True) -> Engine:
     e = Engine.open(root, clock=clock, user="tester", use_snapshots=use_snapshots)
     e.ports.keygen = device_pool(first_key)

@@ -1,0 +1,40 @@
+"""Where the real third-party peers are, for integration tests.
+
+The peers' scripts live in the steering repository's `shared/peers/` (beside this checkout in
+CI); `$TRUSTLEDGER_PEERS` overrides. A missing peer fails the test under CI (where .ci/run
+installed it) and skips it on a developer machine without it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def peers_dir(*binaries: str) -> Path:
+    """The peers directory holding scep-server.sh etc.; each named binary must be on PATH."""
+    env = os.environ.get("TRUSTLEDGER_PEERS")
+    where = Path(env) if env else REPO.parent / "shared" / "peers"
+    missing = [b for b in binaries if shutil.which(b) is None]
+    if not (where / "scep-server.sh").is_file() or missing:
+        why = (f"peer not available: {where / 'scep-server.sh'} "
+               f"{'present' if (where / 'scep-server.sh').is_file() else 'missing'}"
+               f"{', not on PATH: ' + ' '.join(missing) if missing else ''} "
+               "(set TRUSTLEDGER_PEERS; tools/install-peers.sh installs the binaries)")
+        if os.environ.get("CI"):
+            pytest.fail(why)
+        pytest.skip(why)
+    return where
+
+
+def free_port() -> int:
+    """An ephemeral port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
