@@ -99,10 +99,14 @@ def run_interactive(engine: Engine, history_file: Path | None) -> int:
     session: PromptSession[str] = PromptSession(history=history, completer=GrammarCompleter(),
                                                 key_bindings=keys, complete_while_typing=False)
 
+    # Questions get their own session: arguments given to PromptSession.prompt() stick to
+    # the session, and the command line must keep its completer and never turn to `***`.
+    questions: PromptSession[str] = PromptSession()
+
     class TerminalPrompter:
         def ask(self, prompt: str, secret: bool) -> str | None:
             try:
-                return session.prompt(prompt, is_password=secret, completer=None)
+                return questions.prompt(prompt, is_password=secret)
             except (EOFError, KeyboardInterrupt):
                 return None
 

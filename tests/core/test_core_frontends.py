@@ -93,6 +93,11 @@ def test_interactive_shell(shell: pexpect.spawn) -> None:
     shell.expect_exact("Uncommitted changes found, commit them? [yes]:")
     shell.send("yes\r")
     shell.expect_exact("RP/0/RP0/CPU0:r1#")  # the prompt follows the committed hostname
+    shell.send("conf\t")  # after a question, Tab still completes on the command line
+    shell.send("\r")
+    shell.expect_exact("RP/0/RP0/CPU0:r1(config)#")
+    shell.send("end\r")
+    shell.expect_exact("RP/0/RP0/CPU0:r1#")
     shell.send("sh runnin-config\r")
     shell.expect_exact("% Invalid input detected at '^' marker.")
     shell.send("sh run\r")
