@@ -6,6 +6,7 @@ takes the next line as its answer (an empty line takes the default); `!` lines a
 
 from __future__ import annotations
 
+import getpass
 import sys
 import threading
 from collections.abc import Callable, Iterator
@@ -106,7 +107,9 @@ def run_interactive(engine: Engine, history_file: Path | None) -> int:
     class TerminalPrompter:
         def ask(self, prompt: str, secret: bool) -> str | None:
             try:
-                return questions.prompt(prompt, is_password=secret)
+                if secret:  # as on the router: nothing at all is echoed, not even `*`
+                    return getpass.getpass(prompt)
+                return questions.prompt(prompt)
             except (EOFError, KeyboardInterrupt):
                 return None
 
