@@ -12,7 +12,7 @@ Frames (key "t"):
     decider -> worker   answer  {id, a}   its answer (encode_answer)
     decider -> worker   error   {id, message}   the decider failed (a bug): HTTP 500
 
-The decider side is blocking (`Channel`, one reader thread per worker, sends under a lock);
+The decider reads every channel from one thread (`Channel.read_frames` under a selector);
 the worker side lives on its asyncio loop (`AsyncChannel`).
 """
 
@@ -63,12 +63,16 @@ def _length(header: bytes) -> int:
 
 
 class Channel:
-    """The decider's end: blocking receive (one reader thread), thread-safe send."""
+    """The decider's end: frames are read when a selector reports the socket readable
+    (`read_frames`, from the one thread that serves all channels); `send` is thread-safe."""
 
     def __init__(self, sock: socket.socket) -> None:
         self._sock = sock
         self._send_lock = threading.Lock()
-        self._file = sock.makefile("rb")
+        self._buffer = bytearray()
+
+    def fileno(self) -> int:
+        return self._sock.fileno()
 
     def send(self, message: dict[str, Any]) -> None:
         frame = encode_frame(message)
@@ -78,24 +82,34 @@ class Channel:
             except OSError as e:
                 raise ChannelClosed(str(e)) from None
 
-    def receive(self) -> dict[str, Any]:
-        """The next frame; ChannelClosed at the end, BadFrame for garbage."""
+    def read_frames(self) -> list[dict[str, Any]]:
+        """The frames completed by what the socket holds now (one recv: call it when it is
+        readable); ChannelClosed at the end, BadFrame for garbage."""
         try:
-            header = self._file.read(_LENGTH.size)
-            if len(header) < _LENGTH.size:
-                raise ChannelClosed("end of channel")
-            length = _length(header)
-            payload = self._file.read(length)
-        except (OSError, ValueError) as e:  # ValueError: read from a closed file
+            data = self._sock.recv(1 << 16)
+        except (BlockingIOError, InterruptedError):
+            return []
+        except OSError as e:
             raise ChannelClosed(str(e)) from None
-        if len(payload) < length:
-            raise ChannelClosed("end of channel inside a frame")
-        return decode_payload(payload)
+        if not data:
+            raise ChannelClosed("end of channel")
+        buf = self._buffer
+        buf += data
+        frames = []
+        pos = 0
+        while len(buf) - pos >= _LENGTH.size:
+            length = _length(bytes(buf[pos:pos + _LENGTH.size]))
+            end = pos + _LENGTH.size + length
+            if len(buf) < end:
+                break
+            frames.append(decode_payload(bytes(buf[pos + _LENGTH.size:end])))
+            pos = end
+        del buf[:pos]
+        return frames
 
     def close(self) -> None:
         with contextlib.suppress(OSError):  # already gone
-            self._sock.shutdown(socket.SHUT_RDWR)  # wakes a reader blocked in receive
-        self._file.close()
+            self._sock.shutdown(socket.SHUT_RDWR)
         self._sock.close()
 
 

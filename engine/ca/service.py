@@ -126,6 +126,7 @@ class BuiltinCA:
         self._ra_keys = ra_keys
         self._lock = threading.Lock()
         self._durability = _GroupCommit(log, self._lock)
+        self._deferred = threading.local()  # .seq: highest seq to make durable, in a block
         self.crl_url: str | None = None  # the CDP put in issued certificates (set by serve)
         self._ca_cert = x509.load_der_x509_certificate(state.ca_certificate)
 
@@ -294,11 +295,33 @@ class BuiltinCA:
     def _writing(self) -> Iterator[None]:
         """Run a command under the write lock; once the lock is released, wait until everything
         it appended (or read, if another thread appended it) is durable. Concurrent commands
-        thus share one fdatasync (group commit) instead of queueing behind one each."""
+        thus share one fdatasync (group commit) instead of queueing behind one each. Inside
+        `deferred_durability` the wait is left to the end of that block."""
         with self._lock:
             yield
             seq = self._log.head[0]
-        self._durability.wait(seq)
+        deferred = getattr(self._deferred, "seq", None)
+        if deferred is None:
+            self._durability.wait(seq)
+        else:
+            self._deferred.seq = max(deferred, seq)
+
+    @contextlib.contextmanager
+    def deferred_durability(self) -> Iterator[None]:
+        """Group commit for one thread that runs commands one after another (the decider of
+        `ca serve --workers`): commands in this block return once their events are appended,
+        and the block's end waits once until all of them are durable. Nothing a command in
+        the block returned may be shown to anyone before the block ends."""
+        if getattr(self._deferred, "seq", None) is not None:
+            raise RuntimeError("deferred_durability blocks do not nest")
+        self._deferred.seq = 0
+        try:
+            yield
+            seq = self._deferred.seq
+        finally:
+            self._deferred.seq = None
+        if seq:
+            self._durability.wait(seq)
 
     def _commit(self, state: CAState, events: list[Event], at: int, actor: str,
                 correlation: str = "") -> CAState:

@@ -1,14 +1,17 @@
 """The decider's side of `ca serve --workers N`: start, feed and supervise worker processes.
 
 Theory of operation. One process, the decider, owns the CA: it holds the log's write lock and
-is the only one that decides, evolves, appends (group commit) and signs certificates and CRLs.
-It starts N workers (engine/ca/worker.py), each inheriting the ends of two AF_UNIX socket
-pairs: the channel (engine/ca/channel.py) and the handoff. Workers serve HTTP and do the SCEP
-crypto that needs no CA state; for the rest they send a query (engine/ca/queries.py) and the
-decider answers it with `queries.answer`, exactly what the in-process server runs. The decider
-serves each channel with a reader thread that hands queries to a thread pool, so concurrent
-enrollments from all workers meet in `BuiltinCA` and share fdatasyncs as they do in one
-process.
+is the only one that decides, evolves, appends and signs certificates and CRLs. It starts N
+workers (engine/ca/worker.py), each inheriting the ends of two AF_UNIX socket pairs: the
+channel (engine/ca/channel.py) and the handoff. Workers serve HTTP and do the SCEP crypto that
+needs no CA state; for the rest they send a query (engine/ca/queries.py) and the decider
+answers it with `queries.answer`, exactly what the in-process server runs.
+
+The decider loop: one thread reads every channel under a selector. Whatever queries have
+arrived when it wakes form a batch; it answers them one after another inside
+`BuiltinCA.deferred_durability` (appends without waiting), waits once until the batch is
+durable (one fdatasync: group commit), and only then sends the answers. One thread does all
+the CA's SCEP work, so no thread waits for the GIL behind another to learn that a query came.
 
 Connections: the decider owns the listening socket; a thread accepts and hands each connection
 (its file descriptor, SCM_RIGHTS over the handoff pair) to the worker with the fewest open
@@ -19,8 +22,9 @@ leaving one core half idle.
 
 Supervision: a worker that exits while the pool runs is replaced (after a pause that grows
 while replacements keep dying young). A worker whose channel closes stops at once, so if the
-decider dies, nothing serves without the writer. `stop()` sends SIGTERM to every worker, waits
-for them (SIGKILL after `STOP_TIMEOUT`) and reaps them.
+decider dies, nothing serves without the writer. `stop()` stops accepting, sends SIGTERM to
+every worker (each finishes the requests it holds, which the decider still answers), waits for
+them (SIGKILL after `STOP_TIMEOUT`) and reaps them.
 """
 
 from __future__ import annotations
@@ -34,7 +38,6 @@ import subprocess
 import sys
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -54,14 +57,13 @@ from engine.errors import Reason
 log = structlog.get_logger("trustledger.ca.workers")
 
 START_TIMEOUT = 30.0
-STOP_TIMEOUT = 5.0
+STOP_TIMEOUT = 8.0  # > the workers' own drain time
 SUPERVISE_INTERVAL = 0.1
-DECIDER_THREADS = 16
 HANDOFF_TIMEOUT = 10.0  # how long an accepted connection may wait for a worker to take it
 _PACKAGE_ROOT = str(Path(engine.__file__).resolve().parents[1])
 
 
-@dataclass
+@dataclass(eq=False)
 class _Worker:
     slot: int
     process: subprocess.Popen[bytes]
@@ -69,12 +71,30 @@ class _Worker:
     handoff: socket.socket  # SOCK_SEQPACKET: one connection's descriptor per message
     started: float
     ready: threading.Event = field(default_factory=threading.Event)
-    reader: threading.Thread | None = None
-    connections: int = 0  # handed over and not yet reported closed
+    connections: int = 0  # handed over and not yet reported closed (under the pool's lock)
+    retired: bool = False  # no longer in its slot: the decider loop closes its channel
+
+
+class _Wakeup:
+    """A socket pair whose read end a selector watches; `wake` makes it readable."""
+
+    def __init__(self) -> None:
+        self.reader, self._writer = socket.socketpair()
+        self.reader.setblocking(False)
+        self._writer.setblocking(False)
+
+    def wake(self) -> None:
+        with contextlib.suppress(BlockingIOError):  # already pending: enough
+            self._writer.send(b"!")
+
+    def drain(self) -> None:
+        with contextlib.suppress(BlockingIOError):
+            while self.reader.recv(4096):
+                pass
 
     def close(self) -> None:
-        self.channel.close()
-        self.handoff.close()
+        self.reader.close()
+        self._writer.close()
 
 
 class WorkerPool:
@@ -94,47 +114,53 @@ class WorkerPool:
             "ra_signing": ca.state.ra_signing_certificate,
             "ra_encryption": ca.state.ra_encryption_certificate,
             "strict": strict, "tolerance": signing_time_tolerance.total_seconds()}
-        self._executor = ThreadPoolExecutor(DECIDER_THREADS, thread_name_prefix="ca-decider")
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # _workers, their connection counts and handoffs
         self._workers: dict[int, _Worker] = {}
-        self._stopping = threading.Event()
-        self._supervisor: threading.Thread | None = None
-        self._acceptor: threading.Thread | None = None
-        self._wakeup = socket.socketpair()  # wakes the acceptor at stop()
+        self._stopping = threading.Event()  # no new connections, no replacements
+        self._deciding = threading.Event()  # cleared to end the decider loop
+        self._decider_wakeup = _Wakeup()
+        self._acceptor_wakeup = _Wakeup()
+        self._threads: dict[str, threading.Thread] = {}
         self.restarts = 0
 
     # -- lifecycle ---------------------------------------------------------------------------
 
     def start(self) -> None:
         """Start every worker and wait until each serves; CAError if one cannot start."""
+        self._deciding.set()
+        self._start_thread("decider", self._decide)
         try:
-            for slot in range(self.count):
-                self._workers[slot] = self._spawn(slot)
-            for worker in self._workers.values():
+            with self._lock:
+                for slot in range(self.count):
+                    self._workers[slot] = self._spawn(slot)
+            self._decider_wakeup.wake()
+            for worker in list(self._workers.values()):
                 self._await_ready(worker)
         except BaseException:
             self.stop()
             raise
-        self._supervisor = threading.Thread(target=self._supervise, name="ca-supervisor",
-                                            daemon=True)
-        self._supervisor.start()
-        self._acceptor = threading.Thread(target=self._accept, name="ca-acceptor", daemon=True)
-        self._acceptor.start()
+        self._start_thread("supervisor", self._supervise)
+        self._start_thread("acceptor", self._accept)
+
+    def _start_thread(self, name: str, target: Any) -> None:
+        thread = threading.Thread(target=target, name=f"ca-{name}", daemon=True)
+        self._threads[name] = thread
+        thread.start()
 
     def pids(self) -> list[int]:
         with self._lock:
             return [w.process.pid for w in self._workers.values()]
 
     def stop(self) -> None:
-        """Stop the workers (SIGTERM, then SIGKILL after STOP_TIMEOUT) and reap them."""
+        """Stop accepting, stop the workers (SIGTERM, SIGKILL after STOP_TIMEOUT), reap them,
+        then end the decider loop."""
         self._stopping.set()
-        self._wakeup[1].send(b"x")
-        for thread in (self._acceptor, self._supervisor):
-            if thread is not None:
-                thread.join(timeout=STOP_TIMEOUT)
+        self._acceptor_wakeup.wake()
+        for name in ("acceptor", "supervisor"):
+            if name in self._threads:
+                self._threads[name].join(timeout=STOP_TIMEOUT)
         with self._lock:
             workers = list(self._workers.values())
-            self._workers.clear()
         for w in workers:
             if w.process.poll() is None:
                 w.process.send_signal(signal.SIGTERM)
@@ -146,16 +172,21 @@ class WorkerPool:
                 log.warning("ca worker did not stop; killing it", pid=w.process.pid)
                 w.process.kill()
                 w.process.wait()
-            w.close()
-            if w.reader is not None:
-                w.reader.join(timeout=STOP_TIMEOUT)
-        self._executor.shutdown(wait=True, cancel_futures=True)
-        for s in self._wakeup:
-            s.close()
+        with self._lock:
+            for w in self._workers.values():
+                self._retire(w)
+            self._workers.clear()
+        self._deciding.clear()
+        self._decider_wakeup.wake()
+        if "decider" in self._threads:
+            self._threads["decider"].join(timeout=STOP_TIMEOUT)
+        self._decider_wakeup.close()
+        self._acceptor_wakeup.close()
 
     # -- workers ------------------------------------------------------------------------------
 
     def _spawn(self, slot: int) -> _Worker:
+        """Start a worker for `slot` (call under the lock; wake the decider loop after)."""
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         give, take = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
@@ -176,11 +207,15 @@ class WorkerPool:
         worker = _Worker(slot, process, Channel(ours), give, time.monotonic())
         with contextlib.suppress(ChannelClosed):  # it died at once: _await_ready or the
             worker.channel.send(self._init)          # supervisor sees that
-        worker.reader = threading.Thread(target=self._read, args=(worker,),
-                                         name=f"ca-channel-{process.pid}", daemon=True)
-        worker.reader.start()
         log.info("ca worker started", slot=slot, pid=process.pid)
         return worker
+
+    def _retire(self, worker: _Worker) -> None:
+        """Take `worker` out of service (under the lock): no more connections; the decider
+        loop closes its channel."""
+        worker.retired = True
+        worker.handoff.close()
+        self._decider_wakeup.wake()
 
     def _await_ready(self, worker: _Worker) -> None:
         deadline = time.monotonic() + START_TIMEOUT
@@ -193,24 +228,59 @@ class WorkerPool:
                 raise CAError(Reason.NOT_ALLOWED, f"a worker process did not start within "
                                                   f"{START_TIMEOUT:.0f} s")
 
-    def _read(self, worker: _Worker) -> None:
-        """Serve one worker's channel until it closes."""
-        while True:
+    # -- the decider loop ---------------------------------------------------------------------
+
+    def _decide(self) -> None:
+        registered: dict[_Worker, None] = {}
+        with selectors.DefaultSelector() as sel:
+            sel.register(self._decider_wakeup.reader, selectors.EVENT_READ)
             try:
-                message = worker.channel.receive()
-            except ChannelClosed:
-                return
-            except BadFrame as e:
-                log.error("ca worker sent garbage; dropping it", pid=worker.process.pid,
+                while self._deciding.is_set():
+                    self._sync_registrations(sel, registered)
+                    asks: list[tuple[_Worker, dict[str, Any]]] = []
+                    for key, _ in sel.select():
+                        if key.data is None:
+                            self._decider_wakeup.drain()
+                            continue
+                        asks += self._read(key.data, sel, registered)
+                    if asks:
+                        self._answer_batch(asks)
+            finally:
+                for w in list(registered):
+                    sel.unregister(w.channel)
+                    w.channel.close()
+
+    def _sync_registrations(self, sel: selectors.BaseSelector,
+                            registered: dict[_Worker, None]) -> None:
+        with self._lock:
+            current = set(self._workers.values())
+        for w in [w for w in registered if w.retired or w not in current]:
+            sel.unregister(w.channel)
+            w.channel.close()
+            del registered[w]
+        for w in current:
+            if w not in registered and not w.retired:
+                sel.register(w.channel, selectors.EVENT_READ, w)
+                registered[w] = None
+
+    def _read(self, worker: _Worker, sel: selectors.BaseSelector,
+              registered: dict[_Worker, None]) -> list[tuple[_Worker, dict[str, Any]]]:
+        try:
+            frames = worker.channel.read_frames()
+        except (ChannelClosed, BadFrame) as e:
+            if isinstance(e, BadFrame):
+                log.error("ca worker sent garbage; stopping it", pid=worker.process.pid,
                           error=str(e))
                 worker.process.kill()  # the supervisor replaces it
-                return
-            kind = message["t"]
+            sel.unregister(worker.channel)
+            worker.channel.close()
+            del registered[worker]
+            return []
+        asks = []
+        for frame in frames:
+            kind = frame["t"]
             if kind == "ask":
-                try:
-                    self._executor.submit(self._answer, worker, message)
-                except RuntimeError:  # shutting down
-                    return
+                asks.append((worker, frame))
             elif kind == "closed":
                 with self._lock:
                     worker.connections = max(0, worker.connections - 1)
@@ -219,20 +289,34 @@ class WorkerPool:
             else:
                 log.error("ca worker sent an unexpected frame", pid=worker.process.pid,
                           kind=kind[:20])
+        return asks
 
-    def _answer(self, worker: _Worker, message: dict[str, Any]) -> None:
-        ident = message.get("id")
+    def _answer_batch(self, asks: list[tuple[_Worker, dict[str, Any]]]) -> None:
+        """Answer `asks` in order, make what they appended durable once, then reply."""
         try:
-            reply: dict[str, Any] = {"t": "answer", "id": ident, "a": encode_answer(
-                answer(self.ca, self.policy, decode_query(message.get("q"))))}
+            with self.ca.deferred_durability():
+                replies = [(w, self._answer(w, frame)) for w, frame in asks]
+        except Exception:  # the log could not be made durable: nothing was promised yet
+            log.exception("ca batch failed", queries=len(asks))
+            replies = [(w, {"t": "error", "id": frame.get("id"), "message": "internal error"})
+                       for w, frame in asks]
+        for w, reply in replies:
+            with contextlib.suppress(ChannelClosed):  # the worker is gone; its client sees
+                w.channel.send(reply)                    # the connection close
+
+    def _answer(self, worker: _Worker, frame: dict[str, Any]) -> dict[str, Any]:
+        ident = frame.get("id")
+        try:
+            query = decode_query(frame.get("q"))
         except BadFrame as e:
             log.error("ca worker sent a bad query", pid=worker.process.pid, error=str(e))
-            reply = {"t": "error", "id": ident, "message": "bad query"}
+            return {"t": "error", "id": ident, "message": "bad query"}
+        try:
+            return {"t": "answer", "id": ident,
+                    "a": encode_answer(answer(self.ca, self.policy, query))}
         except Exception:  # a bug (or the log refused the append): the worker answers 500
             log.exception("ca query failed", pid=worker.process.pid)
-            reply = {"t": "error", "id": ident, "message": "internal error"}
-        with contextlib.suppress(ChannelClosed):  # the worker is gone; its client sees the
-            worker.channel.send(reply)               # connection close
+            return {"t": "error", "id": ident, "message": "internal error"}
 
     # -- supervision --------------------------------------------------------------------------
 
@@ -241,35 +325,33 @@ class WorkerPool:
         while not self._stopping.wait(SUPERVISE_INTERVAL):
             with self._lock:
                 dead = [w for w in self._workers.values() if w.process.poll() is not None]
+                for w in dead:
+                    self._retire(w)
             for w in dead:
                 lived = time.monotonic() - w.started
                 failures[w.slot] = failures.get(w.slot, 0) + 1 if lived < 2.0 else 0
                 log.warning("ca worker exited; replacing it", pid=w.process.pid,
                             status=w.process.returncode, lived_s=round(lived, 2))
-                w.close()
                 pause = min(5.0, 0.1 * 2 ** failures[w.slot]) if failures[w.slot] else 0.0
                 if self._stopping.wait(pause):
                     return
-                try:
-                    replacement = self._spawn(w.slot)
-                except OSError as e:
-                    log.error("cannot start a ca worker", error=str(e))
-                    continue  # the dead one stays in its slot: retried next round
                 with self._lock:
                     if self._stopping.is_set():
-                        replacement.process.terminate()
-                        replacement.process.wait()
-                        replacement.close()
                         return
-                    self._workers[w.slot] = replacement
+                    try:
+                        self._workers[w.slot] = self._spawn(w.slot)
+                    except OSError as e:  # the retired one stays in its slot: retried later
+                        log.error("cannot start a ca worker", error=str(e))
+                        continue
                     self.restarts += 1
+                self._decider_wakeup.wake()
 
     # -- connections --------------------------------------------------------------------------
 
     def _accept(self) -> None:
         with selectors.DefaultSelector() as sel:
             sel.register(self.listen, selectors.EVENT_READ)
-            sel.register(self._wakeup[0], selectors.EVENT_READ)
+            sel.register(self._acceptor_wakeup.reader, selectors.EVENT_READ)
             while not self._stopping.is_set():
                 if not any(key.fileobj is self.listen for key, _ in sel.select()):
                     continue
@@ -291,16 +373,15 @@ class WorkerPool:
         while not self._stopping.is_set():
             with self._lock:
                 candidates = sorted((w for w in self._workers.values()
-                                     if w.ready.is_set() and w.process.poll() is None),
+                                     if w.ready.is_set() and not w.retired),
                                     key=lambda w: w.connections)
-            for w in candidates:
-                try:
-                    socket.send_fds(w.handoff, [b"c"], [conn.fileno()])
-                except OSError:  # gone, or not taking connections: try the next one
-                    continue
-                with self._lock:
+                for w in candidates:
+                    try:
+                        socket.send_fds(w.handoff, [b"c"], [conn.fileno()])
+                    except OSError:  # gone, or not taking connections: try the next one
+                        continue
                     w.connections += 1
-                return
+                    return
             if time.monotonic() > deadline:
                 log.warning("no worker took a connection; closing it")
                 return
