@@ -3,7 +3,8 @@
     python tools/bench/scep_bench.py [--enrollments 300] [--concurrency 8] [--keys 16]
 
 Both servers run as separate processes on 127.0.0.1 with an RSA-2048 CA and a static
-challenge: ours as `python -m engine.ca.cli serve`, micromdm's through
+challenge: ours as `python -m engine.ca.cli serve --workers N` (default: one worker per CPU,
+as `ca serve` itself; `--workers 1` is the single-process server), micromdm's through
 /work/shared/peers/scep-server.sh (scepserver 2.1.0 inside a network namespace behind two socat
 relays; `-allowrenew 0`). By default ours is put behind the same two-relay path (TCP -> unix
 socket -> TCP) so both pay the same transport; `--direct` measures ours without it.
@@ -205,13 +206,15 @@ def _median(results: list[Result]) -> Result:
     return sorted(results, key=lambda r: r.rate)[len(results) // 2]
 
 
-def start_ours(work: Path, port: int, relay_port: int | None) -> list[subprocess.Popen[bytes]]:
+def start_ours(work: Path, port: int, relay_port: int | None,
+               workers: int) -> list[subprocess.Popen[bytes]]:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     ca = work / "ours"
     subprocess.run([sys.executable, "-m", "engine.ca.cli", "init", str(ca), "--subject",
                     "CN=Bench CA,O=Example"], check=True, env=env, stdout=subprocess.DEVNULL)
     procs = [subprocess.Popen([sys.executable, "-m", "engine.ca.cli", "serve", str(ca),
-                               "--port", str(port), "--challenge", CHALLENGE], env=env,
+                               "--port", str(port), "--challenge", CHALLENGE,
+                               "--workers", str(workers)], env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
     if relay_port is not None:  # the same TCP -> unix -> TCP path scep-server.sh builds
         sock = work / "ours.sock"
@@ -238,6 +241,8 @@ def main() -> int:
                         help="alternating rounds per server; the median round is reported")
     parser.add_argument("--direct", action="store_true",
                         help="no socat relays in front of our server")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                        help="our worker processes (default: one per CPU; 1 = one process)")
     args = parser.parse_args()
     for tool in ("scepserver", "socat", "unshare"):
         if shutil.which(tool) is None:
@@ -257,7 +262,7 @@ def main() -> int:
         work = Path(tmp)
         ours_port, theirs_port = free_port(), free_port()
         relay_port = None if args.direct else free_port()
-        ours = start_ours(work, ours_port, relay_port)
+        ours = start_ours(work, ours_port, relay_port, args.workers)
         theirs = subprocess.run([str(PEERS / "scep-server.sh"), "start", str(work / "micromdm"),
                                  str(theirs_port), CHALLENGE, "--", "-allowrenew", "0"],
                                 capture_output=True, text=True, check=True).stdout.split()[-1]
@@ -275,6 +280,11 @@ def main() -> int:
             for name, rs in rounds.items():
                 print(f"{name:<12} rounds (answers/s): "
                       + ", ".join(f"{r.rate:.1f}" for r in rs))
+            paired = [o.rate / t.rate for o, t in zip(rounds["trustledger"],
+                                                      rounds["scepserver"], strict=True)]
+            print("ratio per round (trustledger/scepserver, answers/s): "
+                  + ", ".join(f"{x:.2f}" for x in paired)
+                  + f"; median {statistics.median(paired):.2f}")
         finally:
             subprocess.run(["kill", theirs], check=False)
             for p in ours:
@@ -285,7 +295,7 @@ def main() -> int:
     path = "direct" if args.direct else "via 2 socat relays (as scepserver)"
     print(f"\nSCEP PKCSReq enrollments, RSA-2048 CA, AES-128/SHA-256, {args.enrollments} "
           f"enrollments x {args.rounds} rounds (median shown), {args.concurrency} concurrent "
-          f"clients, {os.cpu_count()} CPUs")
+          f"clients, {os.cpu_count()} CPUs, trustledger --workers {args.workers}")
     print(f"{'server':<14}{'answers/s':>10}{'issued/s':>10}{'p50 ms':>9}{'p95 ms':>9}"
           f"{'SUCCESS':>10}")
     for r in results:
