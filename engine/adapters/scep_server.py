@@ -569,10 +569,12 @@ class _Connection(asyncio.Protocol):
         bare = buf.find(b"\n\n")
         if bare != -1 and (end == -1 or bare < end):
             end, sep = bare, 2
+        if end > MAX_HEAD or (end == -1 and len(buf) > MAX_HEAD):
+            if buf.find(b"\n", 0, MAX_HEAD) == -1:
+                raise _HeadError(HTTPStatus.REQUEST_URI_TOO_LONG, "request line too long")
+            raise _HeadError(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE,
+                             "request head larger than 64 KiB")
         if end == -1:
-            if len(buf) > MAX_HEAD:
-                raise _HeadError(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE,
-                                 "request head larger than 64 KiB")
             return None
         command, target, version, headers = _parse_head(bytes(buf[:end]))
         if command not in ("GET", "POST", "HEAD"):

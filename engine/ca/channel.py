@@ -74,6 +74,10 @@ class Channel:
     def fileno(self) -> int:
         return self._sock.fileno()
 
+    @property
+    def closed(self) -> bool:
+        return self._sock.fileno() == -1
+
     def send(self, message: dict[str, Any]) -> None:
         frame = encode_frame(message)
         with self._send_lock:

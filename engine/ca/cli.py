@@ -209,7 +209,12 @@ def _serve(args: argparse.Namespace) -> int:
                   f"{'yes' if args.strict else 'no'}; workers: "
                   + (", ".join(map(str, server.pool.pids())) if server.pool is not None
                      else "none (one process)"), flush=True)
-            stop.wait()
+            failed = server.pool.failed if server.pool is not None else threading.Event()
+            while not stop.wait(0.5):
+                if failed.is_set():
+                    print("% the CA's decider failed (see the log above); stopped serving",
+                          file=sys.stderr)
+                    return 1
         finally:
             server.stop()
     return 0

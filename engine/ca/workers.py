@@ -72,6 +72,7 @@ class _Worker:
     started: float
     ready: threading.Event = field(default_factory=threading.Event)
     connections: int = 0  # handed over and not yet reported closed (under the pool's lock)
+    handed: int = 0  # connections handed over in all
     retired: bool = False  # no longer in its slot: the decider loop closes its channel
 
 
@@ -122,6 +123,7 @@ class WorkerPool:
         self._acceptor_wakeup = _Wakeup()
         self._threads: dict[str, threading.Thread] = {}
         self.restarts = 0
+        self.failed = threading.Event()  # set if the decider loop died (then nothing serves)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -148,8 +150,14 @@ class WorkerPool:
         thread.start()
 
     def pids(self) -> list[int]:
+        """The workers' process IDs, by slot."""
         with self._lock:
-            return [w.process.pid for w in self._workers.values()]
+            return [self._workers[slot].process.pid for slot in sorted(self._workers)]
+
+    def connections_handed(self) -> list[int]:
+        """How many connections each current worker was given, by slot."""
+        with self._lock:
+            return [self._workers[slot].handed for slot in sorted(self._workers)]
 
     def stop(self) -> None:
         """Stop accepting, stop the workers (SIGTERM, SIGKILL after STOP_TIMEOUT), reap them,
@@ -245,6 +253,10 @@ class WorkerPool:
                         asks += self._read(key.data, sel, registered)
                     if asks:
                         self._answer_batch(asks)
+            except Exception:  # a bug: without this loop nobody answers; stop serving
+                log.exception("ca decider loop failed; stopping the workers")
+                self._stopping.set()
+                self.failed.set()
             finally:
                 for w in list(registered):
                     sel.unregister(w.channel)
@@ -259,7 +271,7 @@ class WorkerPool:
             w.channel.close()
             del registered[w]
         for w in current:
-            if w not in registered and not w.retired:
+            if w not in registered and not w.retired and not w.channel.closed:
                 sel.register(w.channel, selectors.EVENT_READ, w)
                 registered[w] = None
 
@@ -381,6 +393,7 @@ class WorkerPool:
                     except OSError:  # gone, or not taking connections: try the next one
                         continue
                     w.connections += 1
+                    w.handed += 1
                     return
             if time.monotonic() > deadline:
                 log.warning("no worker took a connection; closing it")

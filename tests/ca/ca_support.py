@@ -23,6 +23,7 @@ from engine.ca.decide import PKCS_REQ, Enroll
 from engine.ca.ports import FixedClock, PrivateKey, SeededRandomness
 from engine.ca.service import BuiltinCA
 from engine.scep import (
+    CACertificates,
     CertRep,
     ContentCipher,
     Credential,
@@ -146,15 +147,18 @@ class ScepTestClient:
     """One device identity enrolling against `scep_url` with our own SCEP core."""
 
     def __init__(self, scep_url: str, key: rsa.RSAPrivateKey, cn: str, *,
-                 signing_time: datetime | None = T0) -> None:
+                 signing_time: datetime | None = T0, cas: CACertificates | None = None) -> None:
+        """`cas`: the CA's GetCACert answer, if known (else fetched from `scep_url`)."""
         self.url = scep_url
         self.key = key
         self.cn = cn
         self.signing_time = signing_time
         self.credential = Credential(x509.load_der_x509_certificate(self_signed(key, cn)), key)
-        status, ctype, body = http_request(f"{scep_url}?operation=GetCACert")
-        assert status == 200
-        self.cas = parse_ca_certificates(ctype, body)
+        if cas is None:
+            status, ctype, body = http_request(f"{scep_url}?operation=GetCACert")
+            assert status == 200
+            cas = parse_ca_certificates(ctype, body)
+        self.cas = cas
         self.transaction_id = transaction_id_for(key.public_key())
 
     def params(self, *, cipher: ContentCipher = ContentCipher.AES_128_CBC,

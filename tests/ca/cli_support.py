@@ -32,6 +32,7 @@ def cli(*args: str | Path, check: bool = True) -> subprocess.CompletedProcess[st
 class Served:
     url: str
     proc: subprocess.Popen[str]
+    banner: str  # what `ca serve` printed up to its last banner line
 
     @property
     def scep_url(self) -> str:
@@ -58,7 +59,7 @@ def served(root: Path, *args: str) -> Iterator[Served]:
     deadline = time.monotonic() + 30
     url = None
     seen = []
-    while url is None and time.monotonic() < deadline:
+    while time.monotonic() < deadline:
         try:
             line = lines.get(timeout=0.5)
         except queue.Empty:
@@ -69,12 +70,14 @@ def served(root: Path, *args: str) -> Iterator[Served]:
         m = re.search(r"listening on (http://\S+)", line)
         if m:
             url = m.group(1)
+        if url is not None and line.lstrip().startswith("approval:"):
+            break
     if url is None:
         proc.kill()
         proc.wait()
         raise AssertionError("ca serve did not start:\n" + "".join(seen))
     try:
-        yield Served(url, proc)
+        yield Served(url, proc, "".join(seen))
     finally:
         proc.terminate()
         proc.wait(timeout=10)

@@ -18,10 +18,12 @@ from engine.ca.server import CAServer, serve
 from engine.scep import Capability, PkiStatus, build_pkcs_req, parse_capabilities
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CAServer]:
+@pytest.fixture(scope="module", params=[1, 2], ids=["one-process", "workers"])
+def server(tmp_path_factory: pytest.TempPathFactory,
+           request: pytest.FixtureRequest) -> Iterator[CAServer]:
+    """The threaded server of one process, and the asyncio one of `ca serve --workers`."""
     with make_ca(tmp_path_factory.mktemp("http") / "ca") as ca, \
-            serve(ca, challenge="pw", admin=False) as srv:
+            serve(ca, challenge="pw", admin=False, workers=request.param) as srv:
         yield srv
 
 
@@ -85,7 +87,7 @@ def test_garbage_der_is_400(server: CAServer) -> None:
 
 
 def test_mutated_messages_never_get_a_500(server: CAServer) -> None:
-    client = ScepTestClient(server.scep_url, rsa_key(30), "fuzz")
+    client = ScepTestClient(server.scep_url, rsa_key(30), "fuzz", signing_time=None)
     p = client.params()
     good = build_pkcs_req(p, client.csr("pw"), random_bytes=os.urandom)
     rng = random.Random(8894)
@@ -149,7 +151,7 @@ def test_key_file_is_private_and_never_in_the_log(tmp_path: Path) -> None:
 
 
 def test_certificate_with_invalid_version_is_400(server: CAServer) -> None:
-    client = ScepTestClient(server.scep_url, rsa_key(31), "badversion")
+    client = ScepTestClient(server.scep_url, rsa_key(31), "badversion", signing_time=None)
     der = build_pkcs_req(client.params(), client.csr("pw"), random_bytes=os.urandom)
     version_v3 = b"\xa0\x03\x02\x01\x02"
     assert version_v3 in der

@@ -15,6 +15,7 @@ from asn1crypto import cms as asn1_cms
 from ca_support import T0, ScepTestClient, http_request, make_ca, rsa_key
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from engine.ca import Approval, BuiltinCA
 from engine.ca.ports import FixedClock
@@ -63,7 +64,9 @@ def test_enroll_with_static_challenge(ca: BuiltinCA, server: CAServer) -> None:
     assert cdp[0].full_name[0].value == server.crl_url
     status, ctype, body = http_request(server.crl_url)
     assert (status, ctype) == (200, "application/pkix-crl")
-    assert x509.load_der_x509_crl(body).is_signature_valid(ca.ca_certificate.public_key())
+    ca_key = ca.ca_certificate.public_key()
+    assert isinstance(ca_key, rsa.RSAPublicKey)
+    assert x509.load_der_x509_crl(body).is_signature_valid(ca_key)
 
 
 @pytest.mark.parametrize(("cipher", "digest"), [

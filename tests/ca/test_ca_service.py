@@ -93,6 +93,7 @@ def test_crl_is_reissued_before_next_update(tmp_path: Path) -> None:
         assert crl.number == 2 and crl.this_update == to_micros(clock.now().replace(
             microsecond=0))
         parsed = x509.load_der_x509_crl(crl.der)
+        assert parsed.next_update_utc is not None
         assert parsed.next_update_utc - parsed.last_update_utc == timedelta(days=4)
 
 
