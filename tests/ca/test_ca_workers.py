@@ -20,7 +20,7 @@ from ca_support import ScepTestClient, http_request, make_ca, rsa_key
 from cli_support import served
 from cryptography import x509
 
-from engine.ca import Approval, BuiltinCA
+from engine.ca import Approval, BuiltinCA, CAError
 from engine.ca.server import CAServer, serve
 from engine.ca.service import replay
 from engine.ca.state import RequestStatus
@@ -145,6 +145,41 @@ def test_manual_approval_with_workers(tmp_path: Path) -> None:
         cert = c.poll().certificate_for(c.key.public_key())
         assert cert is not None
         assert [r.transaction_id for r in ca.requests()] == [c.transaction_id]
+
+
+def test_ra_mode_workers_sign_with_the_ra_key(tmp_path: Path) -> None:
+    with make_ca(tmp_path / "ra", ra=True, key="ecdsa:p256") as ca, \
+            serve(ca, challenge=PW, workers=2, admin=False) as srv:
+        ra = ca.ra_certificates()
+        assert ra is not None
+        c = client(srv, 251)
+        rep = c.enroll(PW)  # enveloped to the RA encryption cert; CertRep by RA signing
+        assert rep.status is PkiStatus.SUCCESS and rep.signer_certificate == ra[0]
+        cert = rep.certificate_for(c.key.public_key())
+        assert cert is not None
+        cert.verify_directly_issued_by(ca.ca_certificate)
+
+
+def test_workers_that_cannot_start_fail_serve_and_leave_nothing(tmp_path: Path) -> None:
+    with make_ca(tmp_path / "ca") as ca:
+        # the decider holds the key in memory; the workers read it from DIR and find none
+        (ca.root / "ca.key").rename(ca.root / "elsewhere.key")
+        with pytest.raises(CAError, match="worker process failed to start"):
+            serve(ca, workers=2)
+        assert not (ca.root / "admin.json").exists()
+        assert not [p for p in live_children() if "engine.ca.worker" in p]
+
+
+def live_children() -> list[str]:
+    """Command lines of this process's live children."""
+    out = []
+    for task in os.listdir(f"/proc/{os.getpid()}/task"):
+        with open(f"/proc/{os.getpid()}/task/{task}/children") as f:
+            for pid in f.read().split():
+                if alive(int(pid)):
+                    with open(f"/proc/{pid}/cmdline", "rb") as cmd:
+                        out.append(cmd.read().replace(b"\0", b" ").decode())
+    return out
 
 
 # -- the operator's process: signals and crashes --------------------------------------------------
