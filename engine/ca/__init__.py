@@ -6,10 +6,16 @@
     server.scep_url                           # http://127.0.0.1:PORT/scep
     password = ca.mint_challenge()            # one-time challenge password
     ca.approve(txid); ca.revoke(serial, "keyCompromise"); ca.requests(); ca.certificates()
+    ca.sign_offline(csr_der)                  # a request carried from a device (`ca sign`)
     server.stop(); ca.close()
 
+    serve(ca, workers=2)                      # HTTP + SCEP crypto in 2 worker processes;
+                                              # this process stays the log's one writer
+
 See engine/ca/service.py (runtime, layout), decide.py (rules), state.py (evolve),
-profile.py (certificate/CRL profiles), scep_frontend.py (SCEP operations), cli.py (`ca` command).
+profile.py (certificate/CRL profiles), scep_frontend.py (SCEP operations), queries.py (what
+SCEP asks of the CA's state), offline.py (pasted requests), workers.py / worker.py / channel.py
+(`ca serve --workers N`), cli.py (`ca` command).
 """
 
 from engine.ca.decide import Approval, Policy

@@ -48,7 +48,7 @@ from engine.ca.keyfile import load_private_key
 from engine.ca.ports import SystemClock, SystemRandomness
 from engine.ca.queries import BadFrame
 from engine.ca.scep_frontend import Ask, ScepResponder
-from engine.ca.service import CA_KEY, RA_ENCRYPTION_KEY, RA_SIGNING_KEY
+from engine.ca.service import CA_KEY, CRL_FILE, RA_ENCRYPTION_KEY, RA_SIGNING_KEY
 from engine.scep import Credential
 
 log = structlog.get_logger("trustledger.ca.worker")
@@ -200,7 +200,9 @@ async def _serve(handoff: socket.socket, chan: socket.socket, responder: ScepRes
     await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
     if not stop.is_set():  # the decider is gone: stop serving at once
         server.close()
-        log.warning("ca worker stopping: the decider is gone", pid=os.getpid())
+        error = reader.exception() if reader.done() else None
+        log.warning("ca worker stopping: the decider is gone", pid=os.getpid(),
+                    error=str(error or "the handoff closed"))
         return EXIT_DECIDER_GONE
     loop.remove_reader(handoff.fileno())
     await server.drained(DRAIN_SECONDS)
@@ -219,7 +221,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.INFO))
     handoff = socket.socket(fileno=args.handoff_fd)
     chan = socket.socket(fileno=args.channel_fd)
-    crl = CRLFile(args.dir / "ca.crl")
+    crl = CRLFile(args.dir / CRL_FILE)
     try:
         responder = responder_from(args.dir, _receive_init(chan), crl)
     except (CAError, BadFrame, ChannelClosed, OSError) as e:
