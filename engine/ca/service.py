@@ -324,14 +324,20 @@ class BuiltinCA:
             self._durability.wait(seq)
 
     def _commit(self, state: CAState, events: list[Event], at: int, actor: str,
-                correlation: str = "") -> CAState:
-        """Append `events` as one batch and make their state current. Call under the lock."""
+                correlation: str = "", *, folded: CAState | None = None) -> CAState:
+        """Append `events` as one batch and make their state current. Call under the lock.
+        `folded`, if the caller has it, is `_fold(state, events, at)`: the appended records
+        carry exactly those events at `at`, so folding them again would give the same."""
         if not events:
             return state
         batch = [PendingEvent(ev, STREAM, at, actor, correlation) for ev in events]
         before = state.crl
-        for rec in self._log.append(batch):
-            state = evolve(state, rec.event, rec.at)
+        records = self._log.append(batch)
+        if folded is not None:
+            state = folded
+        else:
+            for rec in records:
+                state = evolve(state, rec.event, rec.at)
         self._state = state
         if state.crl is not before:
             self.publish_crl()
@@ -373,7 +379,7 @@ class BuiltinCA:
                 more = self._issue(tentative, key, cmd.transaction_id, now_dt)
                 events += more
                 tentative = _fold(tentative, more, now)
-            self._commit(state, events, now, actor, cmd.transaction_id)
+            self._commit(state, events, now, actor, cmd.transaction_id, folded=tentative)
             return self._outcome(cmd.transaction_id)
 
     def poll(self, txid: str) -> Enrolled:

@@ -106,8 +106,10 @@ def _apply(ev: Event, state: CAState, at: int) -> CAState:
 
 
 def evolve(state: CAState, ev: Event, at: int) -> CAState:
-    """The state after `ev`, recorded at `at` (microseconds); `state` is left unchanged."""
-    return replace(_apply(ev, state, at), last_at=at)
+    """The state after `ev`, recorded at `at` (microseconds); `state` is left unchanged.
+    Each handler sets `last_at` in its one `replace` (a second one would copy the state
+    again: replay and every command run this per event)."""
+    return _apply(ev, state, at)
 
 
 @_apply.register
@@ -117,20 +119,21 @@ def _(ev: CAInitialized, state: CAState, at: int) -> CAState:
                    ra_signing_certificate=ev.ra_signing_certificate,
                    ra_encryption_certificate=ev.ra_encryption_certificate,
                    certificate_days=ev.certificate_days,
-                   crl_lifetime_seconds=ev.crl_lifetime_seconds)
+                   crl_lifetime_seconds=ev.crl_lifetime_seconds, last_at=at)
 
 
 @_apply.register
 def _(ev: ChallengeMinted, state: CAState, at: int) -> CAState:
     key = ev.challenge_sha256.hex()
-    return replace(state, challenges=state.challenges.set(key, Challenge(key, ev.expires_at)))
+    return replace(state, challenges=state.challenges.set(key, Challenge(key, ev.expires_at)),
+                   last_at=at)
 
 
 @_apply.register
 def _(ev: ChallengeConsumed, state: CAState, at: int) -> CAState:
     key = ev.challenge_sha256.hex()
     ch = replace(state.challenges[key], consumed_by=ev.transaction_id)
-    return replace(state, challenges=state.challenges.set(key, ch))
+    return replace(state, challenges=state.challenges.set(key, ch), last_at=at)
 
 
 @_apply.register
@@ -138,21 +141,21 @@ def _(ev: RequestReceived, state: CAState, at: int) -> CAState:
     req = Request(ev.transaction_id, ev.message_type, ev.subject, ev.subject_text, ev.public_key,
                   ev.requested_extensions, ev.signer_certificate, ev.authorization,
                   ev.renewal_of, at)
-    return replace(state, requests=state.requests.set(ev.transaction_id, req))
+    return replace(state, requests=state.requests.set(ev.transaction_id, req), last_at=at)
 
 
 @_apply.register
 def _(ev: RequestApproved, state: CAState, at: int) -> CAState:
     req = replace(state.requests[ev.transaction_id], status=RequestStatus.APPROVED,
                   decided_by=ev.approved_by)
-    return replace(state, requests=state.requests.set(ev.transaction_id, req))
+    return replace(state, requests=state.requests.set(ev.transaction_id, req), last_at=at)
 
 
 @_apply.register
 def _(ev: RequestRejected, state: CAState, at: int) -> CAState:
     req = replace(state.requests[ev.transaction_id], status=RequestStatus.REJECTED,
                   reject_reason=ev.reason)
-    return replace(state, requests=state.requests.set(ev.transaction_id, req))
+    return replace(state, requests=state.requests.set(ev.transaction_id, req), last_at=at)
 
 
 @_apply.register
@@ -162,7 +165,7 @@ def _(ev: CertificateIssued, state: CAState, at: int) -> CAState:
     req = replace(state.requests[ev.transaction_id], status=RequestStatus.ISSUED,
                   serial=ev.serial)
     return replace(state, certificates=state.certificates.set(ev.serial, cert),
-                   requests=state.requests.set(ev.transaction_id, req))
+                   requests=state.requests.set(ev.transaction_id, req), last_at=at)
 
 
 @_apply.register
@@ -170,9 +173,10 @@ def _(ev: CertificateRevoked, state: CAState, at: int) -> CAState:
     cert = replace(state.certificates[ev.serial], revoked_at=ev.revoked_at,
                    revocation_reason=ev.reason)
     return replace(state, certificates=state.certificates.set(ev.serial, cert),
-                   revoked=(*state.revoked, ev.serial))
+                   revoked=(*state.revoked, ev.serial), last_at=at)
 
 
 @_apply.register
 def _(ev: CRLIssued, state: CAState, at: int) -> CAState:
-    return replace(state, crl=CRL(ev.crl_number, ev.crl, ev.this_update, ev.next_update))
+    return replace(state, crl=CRL(ev.crl_number, ev.crl, ev.this_update, ev.next_update),
+                   last_at=at)

@@ -17,7 +17,7 @@ from engine.ca import BuiltinCA, CAError, Policy
 from engine.ca.decide import Approval
 from engine.ca.ports import FixedClock, to_micros
 from engine.ca.service import challenge_digest, replay
-from engine.ca.state import RequestStatus
+from engine.ca.state import RequestStatus, evolve
 from events.filelog import FileEventLog
 
 PW_POLICY = Policy(Approval.AUTO, challenge_digest("pw"))
@@ -155,3 +155,28 @@ def test_issued_profile_and_openssl(tmp_path: Path) -> None:
                               "-CRLfile", pem_crl, leaf],
                              check=False, capture_output=True, text=True)
     assert revoked.returncode != 0 and "revoked" in revoked.stdout + revoked.stderr
+
+
+def test_every_event_sets_last_at(tmp_path: Path) -> None:
+    """`evolve` stamps the state with the time of the event it folded, whatever its type."""
+    clock = FixedClock(T0)
+    with make_ca(tmp_path / "ca", clock=clock) as ca:
+        ca.crl_url = "http://127.0.0.1:1/crl/ca.crl"
+        for step in range(4):
+            clock.advance(timedelta(seconds=7))
+            if step == 0:
+                ca.mint_challenge()
+            elif step == 1:
+                issued = ca.enroll(enroll_cmd(rsa_key(1), "r1", challenge="pw"), PW_POLICY)
+            elif step == 2:
+                ca.enroll(enroll_cmd(rsa_key(2), "r2"), MANUAL)
+                ca.reject(enroll_cmd(rsa_key(2), "r2").transaction_id)
+            else:
+                assert issued.certificate is not None
+                ca.revoke(issued.certificate.serial)
+        records = list(FileEventLog.open(tmp_path / "ca" / "log", readonly=True).read())
+    assert len({type(r.event) for r in records}) >= 8
+    state = replay([])
+    for rec in records:
+        state = evolve(state, rec.event, rec.at)
+        assert state.last_at == rec.at
