@@ -18,11 +18,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 
 
-def cli(*args: str | Path, check: bool = True) -> subprocess.CompletedProcess[str]:
+def cli(*args: str | Path, check: bool = True,
+        stdin: str | None = None) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     done = subprocess.run([sys.executable, "-m", "engine.ca.cli", *map(str, args)],
                           capture_output=True, text=True, timeout=60, env=env, cwd=REPO,
-                          check=False)
+                          check=False, input=stdin)
     if check and done.returncode != 0:
         raise AssertionError(f"ca {args} failed ({done.returncode}): {done.stderr}")
     return done

@@ -171,6 +171,9 @@ def test_cli_signs_our_csr_offline_and_openssl_verifies(ca_dir: Path, tmp_path: 
     listing = cli("list", ca_dir).stdout
     assert format(cert.serial_number, "x") in listing
     assert "offline" in cli("requests", ca_dir, "--all").stdout
+    pasted = cli("sign", ca_dir, "--csr", "-", stdin=device_output(our_csr(66, "r66")).decode())
+    assert x509.load_pem_x509_certificate(pasted.stdout.encode()).subject.rfc4514_string() == \
+        "CN=r66,O=Example"
     assert CHALLENGE.encode() not in log_bytes(ca_dir)
 
 
