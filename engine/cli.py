@@ -34,8 +34,10 @@ def default_data_dir() -> Path:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="trustledger", description=__doc__.split("\n")[0].strip(
-        " `—"), formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="trustledger", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="A router-side PKI engine: Cisco IOS XR CA interoperability, "
+                    "event-sourced.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     sh = sub.add_parser("shell", help="interactive IOS XR-style shell")
