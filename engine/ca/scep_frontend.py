@@ -32,7 +32,7 @@ from cryptography.hazmat.primitives import serialization
 
 from engine.adapters.scep_server import HttpError
 from engine.ca.decide import Enroll, Policy, ReplyStatus
-from engine.ca.errors import ScepRefusal
+from engine.ca.errors import CAError, ScepRefusal
 from engine.ca.ports import Clock, Randomness
 from engine.ca.profile import requested_extensions, serial_hex
 from engine.ca.queries import (
@@ -158,6 +158,10 @@ class ScepResponder:
             log.info("scep refused", peer=peer, transaction_id=req.transaction_id,
                      detail=e.message)
             return self._failure(req.reply_to, e.fail_info, e.message.removeprefix("% "))
+        except CAError as e:  # e.g. the CRL could not be re-issued for a GetCRL
+            log.info("scep refused", peer=peer, transaction_id=req.transaction_id,
+                     detail=e.message)
+            return self._failure(req.reply_to, FailInfo.BAD_REQUEST, e.message.removeprefix("% "))
 
     def finish(self, ask: Ask, answer: Answer) -> bytes:
         """The CertRep for `ask` once the CA has answered."""
