@@ -117,17 +117,8 @@ def run_interactive(engine: Engine, history_file: Path | None) -> int:
     engine.ports.write = _writer(sys.stdout)
     lock = threading.Lock()
     stop = threading.Event()
-
-    def tick() -> None:
-        # Scheduled work (enrollment polls) runs between commands, never during one.
-        while not stop.wait(1.0):
-            if lock.acquire(blocking=False):
-                try:
-                    engine.run_due()
-                finally:
-                    lock.release()
-
-    ticker = threading.Thread(target=tick, name="scheduler", daemon=True)
+    ticker = threading.Thread(target=_tick, args=(engine, lock, stop), name="scheduler",
+                              daemon=True)
     with patch_stdout(raw=True):
         ticker.start()
         try:
@@ -146,3 +137,14 @@ def run_interactive(engine: Engine, history_file: Path | None) -> int:
         finally:
             stop.set()
             ticker.join()
+
+
+def _tick(engine: Engine, lock: threading.Lock, stop: threading.Event) -> None:
+    """Scheduled work (enrollment polls) runs between commands, never during one: a command
+    holds `lock` from its line to its last answer."""
+    while not stop.wait(1.0):
+        if lock.acquire(blocking=False):
+            try:
+                engine.run_due()
+            finally:
+                lock.release()

@@ -9,8 +9,23 @@ import datetime as dt
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
+from cryptography.x509.oid import NameOID
 
 from engine.errors import CommandError, Reason
+
+UNSTRUCTURED_ADDRESS = x509.ObjectIdentifier("1.2.840.113549.1.9.8")
+NAMES = {NameOID.UNSTRUCTURED_NAME: "unstructuredName", UNSTRUCTURED_ADDRESS: "unstructuredAddress",
+         NameOID.SERIAL_NUMBER: "serialNumber"}
+"""Labels for the attributes IOS puts in request subjects, which RFC 4514 has no names for."""
+
+
+def rfc4514(name: x509.Name) -> str:
+    """RFC 4514 text of a name, with IOS's unstructuredName/Address labels instead of OIDs."""
+    return name.rfc4514_string(NAMES)
+
+
+def parse_rfc4514(text: str) -> x509.Name:
+    return x509.Name.from_rfc4514_string(text, {v: k for k, v in NAMES.items()})
 
 
 def bad(message: str) -> CommandError:

@@ -20,15 +20,14 @@ from typing import Protocol
 import httpx
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from cryptography.x509.oid import NameOID
 
 from engine import scep
 from engine.effects import Effect, performs
 from engine.errors import CommandError, Reason
 from engine.keys import KeyPair
 from engine.keystore import keystore_of
+from engine.pki import parse_rfc4514
 from engine.runtime import Ports
-from projections.certfmt import UNSTRUCTURED_ADDRESS
 
 MAX_REPLY = 1 << 20  # a SCEP reply larger than 1 MiB is not a SCEP reply
 TIMEOUT = 10.0
@@ -206,10 +205,7 @@ def _ca_certs(view: CAView) -> scep.CACertificates:
 
 
 def _subject(identity: Identity) -> x509.Name:
-    return x509.Name.from_rfc4514_string(identity.subject, {
-        "unstructuredName": NameOID.UNSTRUCTURED_NAME,
-        "unstructuredAddress": UNSTRUCTURED_ADDRESS,
-        "serialNumber": NameOID.SERIAL_NUMBER})
+    return parse_rfc4514(identity.subject)
 
 
 def _signer(ports: Ports, key: KeyPair, subject: x509.Name) -> scep.Credential:

@@ -6,11 +6,10 @@ import hashlib
 from datetime import UTC
 
 from cryptography import x509
-from cryptography.x509.oid import NameOID, ObjectIdentifier
+from cryptography.x509.oid import NameOID
 
+from engine.pki import UNSTRUCTURED_ADDRESS
 from projections.timefmt import ios_time
-
-UNSTRUCTURED_ADDRESS = ObjectIdentifier("1.2.840.113549.1.9.8")
 
 _SHORT = {
     NameOID.COMMON_NAME: "cn",

@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives import serialization
 from engine.ca.errors import CAError
 from engine.ca.profile import requested_extensions
 from engine.errors import Reason
+from engine.pki import rfc4514
 from engine.scep import ScepError, parse_csr
 
 MAX_CSR_FILE = 64 * 1024
@@ -81,7 +82,7 @@ def verified_request(der: bytes) -> OfflineRequest:
     csr = parsed.csr
     return OfflineRequest(
         subject=csr.subject.public_bytes(),
-        subject_text=csr.subject.rfc4514_string(),
+        subject_text=rfc4514(csr.subject),
         public_key=csr.public_key().public_bytes(
             serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo),
         requested_extensions=requested_extensions(der))

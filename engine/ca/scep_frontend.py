@@ -46,6 +46,7 @@ from engine.ca.queries import (
     answer,
 )
 from engine.ca.service import BuiltinCA, challenge_digest
+from engine.pki import rfc4514
 from engine.scep import (
     Capabilities,
     Capability,
@@ -215,7 +216,7 @@ class ScepResponder:
             transaction_id=req.transaction_id,
             message_type=int(req.message_type),
             subject=csr.subject.public_bytes(),
-            subject_text=csr.subject.rfc4514_string(),
+            subject_text=rfc4514(csr.subject),
             public_key=csr.public_key().public_bytes(
                 serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo),
             requested_extensions=requested_extensions(req.csr.der),
