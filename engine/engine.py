@@ -148,7 +148,7 @@ class Engine:
         if len(line) > 4096:
             raise CommandError(Reason.INVALID_INPUT, "% Line too long (4096 characters at most).")
         line = line.rstrip("\r\n")
-        if any(ord(ch) < 32 and ch != "\t" or ch == "\x7f" for ch in line):
+        if any((ord(ch) < 32 and ch != "\t") or ch == "\x7f" for ch in line):
             raise CommandError(Reason.INVALID_INPUT, "% Control characters are not allowed.")
         if line.rstrip().endswith("?"):
             self.ports.say(self.help(line.rstrip()[:-1]) + "\n")
