@@ -239,7 +239,7 @@ class FileEventLog:
         self._group_depth = 0
         self._unwritten: list[bytes] = []  # frames a group has not written out yet
         self._unwritten_bytes = 0
-        self._broken: OSError | None = None  # a write or sync failed: no more appends
+        self._broken: BaseException | None = None  # a write or sync failed: no more appends
 
     # -- opening ---------------------------------------------------------------------------
 
@@ -353,20 +353,29 @@ class FileEventLog:
         first = self._head_seq + 1
         records, cores = seal_encoded(batch, first, self._head_hash)
         frame = _frame(first, _body_from_cores(records, cores))
-        if self._fd is None or (self._segment_size > SEG_HEADER.size
-                                and self._segment_size + len(frame) > self.segment_bytes):
-            self._rotate()  # a segment holding no frame yet takes any frame: its name is taken
-        self._unwritten.append(frame)
-        self._unwritten_bytes += len(frame)
-        self._segment_size += len(frame)
-        if self._group_depth:
-            # Inside a group, frames wait in memory and go out in one write: nothing is
-            # acknowledged before the block ends anyway.
-            self._pending_sync = True
-            if self._unwritten_bytes >= GROUP_BUFFER:
-                self._write_out()
-        else:
-            self._sync()
+        try:
+            if self._fd is None or (self._segment_size > SEG_HEADER.size
+                                    and self._segment_size + len(frame) > self.segment_bytes):
+                self._rotate()  # a segment holding no frame yet takes any frame
+            self._unwritten.append(frame)
+            self._unwritten_bytes += len(frame)
+            self._segment_size += len(frame)
+            if self._group_depth:
+                # Inside a group, frames wait in memory and go out in one write: nothing is
+                # acknowledged before the block ends anyway.
+                self._pending_sync = True
+                if self._unwritten_bytes >= GROUP_BUFFER:
+                    self._write_out()
+            else:
+                self._sync()
+        except BaseException as e:
+            # Interrupted anywhere between buffering the frame and moving the head (an OSError,
+            # or a KeyboardInterrupt the caller catches): the frame may or may not be on disk,
+            # so no further frame may follow it. Reopening recovers (a torn tail is cut, a
+            # whole frame is kept).
+            if self._broken is None:
+                self._broken = e
+            raise
         self._head_seq, self._head_hash = records[-1].seq, records[-1].hash
         return records
 

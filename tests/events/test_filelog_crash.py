@@ -237,3 +237,30 @@ def test_a_failed_fdatasync_stops_appends(tmp_path: Path,
         monkeypatch.undo()
         with pytest.raises(LogError, match="reopen"):
             log.append([noted(3)])
+
+
+def test_an_interrupt_between_write_and_sync_stops_appends(tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch
+                                                           ) -> None:
+    """A KeyboardInterrupt the caller catches (the shell, an embedding program) after the
+    frame reached the file but before the head moved must not let a second frame with the
+    same seq follow it; a reopen keeps the whole frame and appending goes on after it."""
+    root = tmp_path / "log"
+    log = FileEventLog.open(root)
+    log.append([noted(1)])
+    real = os.fdatasync
+
+    def interrupted(fd: int) -> None:
+        monkeypatch.setattr(os, "fdatasync", real)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "fdatasync", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        log.append([noted(2)])
+    with pytest.raises(LogError, match="reopen"):
+        log.append([noted(3)])
+    log.close()
+    with FileEventLog.open(root) as again:
+        assert again.head[0] == 2  # the written frame was whole: it stays
+        assert again.append([noted(3)])[0].seq == 3
+    assert verify(root).damage is None
