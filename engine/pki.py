@@ -7,8 +7,9 @@ import binascii
 import datetime as dt
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
 from engine.errors import CommandError, Reason
@@ -33,10 +34,29 @@ def bad(message: str) -> CommandError:
 
 
 def load_certificate(der: bytes, what: str = "certificate") -> x509.Certificate:
+    """Parse a DER certificate completely: cryptography parses names, extensions and the key
+    lazily, so a certificate that loads can still fail later (a duplicated extension, an
+    unknown key algorithm). Everything is touched here, so it fails here, as a `%` error."""
     try:
-        return x509.load_der_x509_certificate(der)
-    except ValueError as e:
-        raise bad(f"The {what} is not a valid X.509 certificate ({e}).") from e
+        cert = x509.load_der_x509_certificate(der)
+        _ = cert.subject.rdns, cert.issuer.rdns, list(cert.extensions)
+        key = cert.public_key()
+        _ = cert.not_valid_before_utc, cert.not_valid_after_utc, cert.serial_number
+    except (ValueError, TypeError, UnsupportedAlgorithm, x509.DuplicateExtension,
+            x509.UnsupportedGeneralNameType) as e:
+        raise bad(f"The {what} is not a usable X.509 certificate ({_reason(e)}).") from e
+    if not isinstance(key, rsa.RSAPublicKey | ec.EllipticCurvePublicKey):
+        raise bad(f"The {what} has a {type(key).__name__.removesuffix('PublicKey')} key; "
+                  "only RSA and ECDSA keys are supported.")
+    return cert
+
+
+def _reason(e: Exception) -> str:
+    """A short reason an operator can read (not the parser's internal structures)."""
+    text = str(e).split("\n")[0]
+    if "ParseError" in text or len(text) > 80:
+        return f"malformed DER ({type(e).__name__})"
+    return text or type(e).__name__
 
 
 def spki(cert: x509.Certificate) -> bytes:
@@ -80,9 +100,11 @@ def check_issued_by(cert: x509.Certificate, ca: x509.Certificate, what: str) -> 
     """RFC 5280 §6.1.3: the issuer name matches and the CA's key verifies the signature."""
     try:
         cert.verify_directly_issued_by(ca)
-    except (ValueError, TypeError, InvalidSignature) as e:
-        raise bad(f"The {what} was not issued by the trustpoint's CA ({e or 'bad signature'})."
-                  ) from e
+    except InvalidSignature as e:
+        raise bad(f"The {what} was not issued by the trustpoint's CA (its signature does not "
+                  "verify with the CA's key).") from e
+    except (ValueError, TypeError, UnsupportedAlgorithm) as e:
+        raise bad(f"The {what} was not issued by the trustpoint's CA ({_reason(e)}).") from e
 
 
 def check_router_certificate(der: bytes, public_key: bytes, ca_der: bytes,
