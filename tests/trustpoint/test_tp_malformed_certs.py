@@ -51,7 +51,7 @@ def test_broken_ca_certificates_are_refused_at_authenticate(tmp_path: Path) -> N
                        (unknown_key_algorithm(ca), "Unknown key type")):
         r = e.execute("crypto ca authenticate myca", answers=[*paste(bad), "yes"])
         assert r.error is not None and r.events == [], r.output
-        assert "not a usable X.509 certificate" in r.output and words in r.output
+        assert "not a valid X.509 certificate" in r.output and words in r.output
     assert e.execute("crypto ca authenticate myca", answers=[*paste(ca), "yes"]).events
 
 
