@@ -176,7 +176,7 @@ def cmd_exec(data: Path | None, file: str, keep_going: bool) -> int:
     with Engine.open(data or default_data_dir()) as eng:
         if file == "-":
             return run_batch(eng, iter(sys.stdin.readline, ""), sys.stdout, keep_going)
-        with open(file, encoding="utf-8") as f:
+        with open(file, encoding="utf-8", errors="surrogateescape") as f:
             return run_batch(eng, iter(f.readline, ""), sys.stdout, keep_going)
 
 

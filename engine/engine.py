@@ -26,7 +26,7 @@ from engine.grammar import GRAMMAR, Grammar, Mode
 from engine.keystore import KeyGenerator
 from engine.parser import Match, choices, complete_word, parse, render_choices
 from engine.ports import Clock, Prompter, SystemClock
-from engine.runtime import Ports, queue, run
+from engine.runtime import Ports, queue, require_utf8, run
 from engine.scep_client import ScepTransport
 from engine.schedule import due_jobs
 from engine.session import Session
@@ -150,6 +150,7 @@ class Engine:
         line = line.rstrip("\r\n")
         if any((ord(ch) < 32 and ch != "\t") or ch == "\x7f" for ch in line):
             raise CommandError(Reason.INVALID_INPUT, "% Control characters are not allowed.")
+        require_utf8(line)
         if line.rstrip().endswith("?"):
             self.ports.say(self.help(line.rstrip()[:-1]) + "\n")
             return []

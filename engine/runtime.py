@@ -42,16 +42,27 @@ class Ports:
 
     def answer(self, prompt: str, secret: bool) -> str:
         if self.answers:
-            reply = self.answers.popleft()
+            reply = require_utf8(self.answers.popleft())
             self.say(prompt + ("" if secret else reply) + "\n")
             return reply
         if self.prompter is not None:
             self.out.append(prompt)
             got = self.prompter.ask(prompt, secret)
             if got is not None:
-                self.out.append(("" if secret else got) + "\n")
-                return got
+                self.out.append(("" if secret else require_utf8(got)) + "\n")
+                return require_utf8(got)
         raise CommandError(Reason.NO_INPUT, f"% No answer to {prompt.strip()!r}: input ended.")
+
+
+def require_utf8(text: str) -> str:
+    """Input that is not valid Unicode text (bytes a frontend decoded with surrogateescape)
+    cannot be stored or sent: refuse it as the operator's error, before anything happens."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise CommandError(Reason.INVALID_INPUT,
+                           f"% Input is not valid UTF-8 text (at character {e.start}).") from e
+    return text
 
 
 @performs(Say)

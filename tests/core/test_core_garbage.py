@@ -40,3 +40,13 @@ def test_a_ten_kilobyte_line_is_refused() -> None:
 def test_control_characters_are_refused() -> None:
     res = Engine.in_memory().execute("show\x00running-config")
     assert res.error is not None and res.events == []
+
+
+def test_text_that_is_not_utf8_is_refused_in_lines_and_answers() -> None:
+    e = Engine.in_memory()
+    e.execute("configure")
+    res = e.execute("hostname caf\udcff")  # a \xff byte decoded with surrogateescape
+    assert res.error is not None and "not valid UTF-8" in res.output
+    e.execute("hostname r1")
+    res = e.execute("end", answers=["y\udcffes"])
+    assert res.error is not None and res.events == [] and e.state.config.line(("hostname",)) is None
