@@ -131,6 +131,7 @@ class ScepEnroll(Effect):
     ca: CAView
     challenge: str = field(repr=False)  # never logged, never stored
     digest: str | None = None  # `message-digest` of the trustpoint, if set
+    current_certificate: bytes | None = None  # re-enrollment: our certificate for this key
 
 
 @dataclass(frozen=True)
@@ -140,6 +141,7 @@ class ScepPoll(Effect):
     identity: Identity
     ca: CAView
     transaction_id: str
+    digest: str | None = None
 
 
 @dataclass(frozen=True)
@@ -208,12 +210,21 @@ def _subject(identity: Identity) -> x509.Name:
     return parse_rfc4514(identity.subject)
 
 
-def _signer(ports: Ports, key: KeyPair, subject: x509.Name) -> scep.Credential:
+def _signer(ports: Ports, key: KeyPair, subject: x509.Name,
+            current: bytes | None = None) -> scep.Credential:
+    """Who signs our request: the router certificate we hold for this key when there is one
+    (a renewal, as Cisco devices do, so the CA issues anew rather than answering a re-send),
+    else a transient self-signed certificate (RFC 8894 §2.3)."""
     private = keystore_of(ports).private_key(key.sealed)
     if not isinstance(private, scep.SigningKey):
         raise CommandError(Reason.NOT_ALLOWED,
                            f"% Key pair {key.label} ({key.algorithm.value}) cannot sign SCEP "
                            "messages; use an RSA or ECDSA key pair.")
+    if current is not None:
+        try:
+            return scep.Credential(x509.load_der_x509_certificate(current), private)
+        except ValueError:
+            pass  # not this key's certificate after all: sign as a first enrollment
     now = dt.datetime.fromtimestamp(ports.clock.now_us() / 1e6, dt.UTC)
     serial = int.from_bytes(ports.random(8), "big") | 1
     cert = scep.build_self_signed_certificate(
@@ -294,7 +305,7 @@ def _reply(rep: scep.CertRep, key: KeyPair, csr_der: bytes) -> ScepReply:
 @performs(ScepEnroll)
 def _enroll(ports: Ports, eff: ScepEnroll) -> ScepReply:
     subject = _subject(eff.identity)
-    signer = _signer(ports, eff.key, subject)
+    signer = _signer(ports, eff.key, subject, eff.current_certificate)
     cas = _ca_certs(eff.ca)
     csr = scep.build_csr(
         signer.private_key, subject, challenge_password=eff.challenge,
@@ -316,7 +327,7 @@ def _poll(ports: Ports, eff: ScepPoll) -> ScepReply:
     subject = _subject(eff.identity)
     signer = _signer(ports, eff.key, subject)
     cas = _ca_certs(eff.ca)
-    params = _params(ports, signer, cas, eff.ca.capabilities, eff.transaction_id)
+    params = _params(ports, signer, cas, eff.ca.capabilities, eff.transaction_id, eff.digest)
     message = scep.build_cert_poll(params, issuer=cas.ca.subject, subject=subject,
                                    random_bytes=ports.random)
     rep = _exchange(ports, eff.url, message, params, cas, eff.ca.capabilities)

@@ -300,9 +300,10 @@ def enroll(ctx: Ctx) -> Generator[Effect, Any, Outcome]:
     challenge = yield from _password()
     who = identity(ctx.state, cfg)
     replies: list[ScepReply] = []
+    held = {c.key_id: c.der for c in status.certificates}
     for pair in pairs:
         replies.append((yield ScepEnroll(cfg.scep_url, pair, who, ca_view(status), challenge,
-                                         cfg.message_digest)))
+                                         cfg.message_digest, held.get(pair.key_id))))
     return _enrolled(ctx, cfg, status, pairs, who, replies)
 
 
@@ -316,7 +317,8 @@ def _enrolled(ctx: Ctx, cfg: TrustpointConfig, status: TrustpointStatus,
         tuple(r.transaction_id for r in replies), who.subject, fingerprints, "scep",
         cfg.retry_period, cfg.retry_count)]
     lines = [f"  Fingerprint: {fp}" for fp in fingerprints]
-    out, pending = handle_replies(ctx.now, cfg, status, pairs, replies, polls=0)
+    out, pending = handle_replies(ctx.now, cfg, status, pairs, replies, 0,
+                                  cfg.retry_period)
     events += out
     if any(isinstance(e, EnrollmentFailed) for e in out):
         lines.append(_failure_text(name, replies))
@@ -329,13 +331,14 @@ def _enrolled(ctx: Ctx, cfg: TrustpointConfig, status: TrustpointStatus,
 
 
 def handle_replies(now: int, cfg: TrustpointConfig, status: TrustpointStatus,
-                   pairs: tuple[KeyPair, ...], replies: list[ScepReply], polls: int
-                   ) -> tuple[list[Any], bool]:
+                   pairs: tuple[KeyPair, ...], replies: list[ScepReply], polls: int,
+                   retry_period: int) -> tuple[list[Any], bool]:
     """Events for a round of CA answers (enroll or poll). Certificates are checked before
     anything is accepted: ours, from the trustpoint's CA, valid now."""
     assert status.ca_certificate is not None
     events: list[Any] = []
     pending = False
+    failed: list[Any] = []
     for pair, reply in zip(pairs, replies, strict=True):
         if reply.status is PkiStatus.SUCCESS:
             if reply.certificate is None:
@@ -346,14 +349,17 @@ def handle_replies(now: int, cfg: TrustpointConfig, status: TrustpointStatus,
                                               reply.certificate, reply.transaction_id))
         elif reply.status is PkiStatus.PENDING:
             pending = True
-        else:
-            return [EnrollmentFailed(cfg.name, reply.transaction_id, "failure",
-                                     _fail_name(reply.fail_info), _explain(reply.fail_info))
-                    ], False
+        elif not failed:
+            failed.append(EnrollmentFailed(cfg.name, reply.transaction_id, "failure",
+                                           _fail_name(reply.fail_info),
+                                           _explain(reply.fail_info)))
+    if failed:
+        # A sibling request the CA did answer with a certificate (usage keys) is kept.
+        return [*events, *failed], False
     if pending:
         txid = next(r.transaction_id for r in replies if r.status is PkiStatus.PENDING)
         events.append(EnrollmentPending(cfg.name, txid, polls,
-                                        now + cfg.retry_period * 60_000_000))
+                                        now + retry_period * 60_000_000))
     return events, pending
 
 
@@ -450,21 +456,28 @@ def poll(state: DeviceState, now: int, name: str) -> Generator[Effect, Any, Outc
     cfg = trustpoint_config(state, name)
     status = status_of(state, name)
     e = status.enrollment
-    if cfg is None or e is None or cfg.scep_url is None:
+    if cfg is None or e is None:
         return Outcome()
+    if cfg.scep_url is None:
+        return Outcome(events=[EnrollmentFailed(name, e.transaction_ids[0], "failure", "",
+                                                "the trustpoint has no enrollment url now")],
+                       output=f"%PKI-3-ENROLL_FAILED: trustpoint {name}: the enrollment url "
+                              "was removed while a request was pending; polling stopped.")
     waiting = [(k, t) for k, t in zip(e.key_ids, e.transaction_ids, strict=True)
                if k not in e.received]
     pairs = tuple(p for k, _ in waiting if (p := state.keys.by_key_id(k)) is not None)
     if len(pairs) != len(waiting):
         return Outcome(events=[EnrollmentFailed(name, e.transaction_ids[0], "failure", "",
                                                 "the key pair was removed")])
-    who = identity(state, cfg)
+    who = Identity(e.subject)  # CertPoll names the subject as requested (RFC 8894 §3.3.3)
     replies = []
     polls = e.polls + 1
     try:
         for pair, (_, txid) in zip(pairs, waiting, strict=True):
-            replies.append((yield ScepPoll(cfg.scep_url, pair, who, ca_view(status), txid)))
-        events, pending = handle_replies(now, cfg, status, pairs, replies, polls)
+            replies.append((yield ScepPoll(cfg.scep_url, pair, who, ca_view(status), txid,
+                                           cfg.message_digest)))
+        events, pending = handle_replies(now, cfg, status, pairs, replies, polls,
+                                     e.retry_period)
     except CommandError as err:
         # The CA could not be asked this time, or answered with nothing we can accept (e.g.
         # SUCCESS with a certificate for another key): the attempt counts, the next one is
@@ -476,7 +489,7 @@ def poll(state: DeviceState, now: int, name: str) -> Generator[Effect, Any, Outc
                                   f"trustpoint {name} gave up after {polls} polls: "
                                   f"{err.message[2:]}")
         return Outcome(events=[EnrollmentPending(name, waiting[0][1], polls,
-                                                 now + cfg.retry_period * 60_000_000)],
+                                                 now + e.retry_period * 60_000_000)],
                        output=f"%PKI-4-POLL_FAILED: trustpoint {name}: {err.message[2:]}")
     if any(isinstance(ev, EnrollmentFailed) for ev in events):
         return Outcome(events=events, output=f"%PKI-3-ENROLL_FAILED: "

@@ -14,12 +14,15 @@ import pytest
 import structlog
 from conftest import CAFactory
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 from tp_support import (
+    CHALLENGE,
     DOMAIN,
     HOSTNAME,
     RecordingTransport,
     authenticate,
+    configure,
     declare,
     der,
     enroll,
@@ -523,3 +526,51 @@ def test_enroll_refused_before_anything_is_sent(device: Engine, ca_factory: CAFa
     assert words in r.output, r.output
     assert transport.exchanges == []
     assert status(device).lifecycle is Lifecycle.AUTHENTICATED
+
+
+# -- found in review ---------------------------------------------------------------------------
+
+
+def test_reenrollment_is_a_renewal_signed_by_the_current_certificate(
+        device: Engine, ca_factory: CAFactory) -> None:
+    """Re-enrolling with the same key pair must get a new certificate: the request is signed
+    with the router certificate we hold (Cisco's renewal), not answered as a re-send."""
+    ca, server = ca_factory(Approval.AUTO, challenge=CHALLENGE)
+    ready(device, server.url)
+    assert event_types(enroll(device)) == ["EnrollmentRequested", "CertificateReceived"]
+    (old,) = status(device).certificates
+    transport = RecordingTransport()
+    device.ports.scep = transport
+    r = device.execute("crypto ca enroll myca", answers=["yes", CHALLENGE, CHALLENGE])
+    assert event_types(r) == ["EnrollmentRequested", "CertificateReceived"], r.output
+    (new,) = status(device).certificates
+    assert new.der != old.der
+    (req,) = requests_seen(ca, transport)
+    assert req.signer_certificate.public_bytes(serialization.Encoding.DER) == old.der
+
+
+def test_usage_keys_keep_the_certificate_the_ca_issued_when_the_other_fails(
+        device: Engine, ca_factory: CAFactory) -> None:
+    """A one-time challenge is spent by the first of the two usage-key requests: the second
+    fails, and the certificate the CA did issue for the first is kept, not thrown away."""
+    ca, server = ca_factory(Approval.AUTO)
+    ready(device, server.url, usage_keys=True)
+    once = ca.mint_challenge()
+    r = enroll(device, password=once)
+    assert event_types(r) == ["EnrollmentRequested", "CertificateReceived", "EnrollmentFailed"]
+    st = status(device)
+    assert [c.usage for c in st.certificates] == ["signature"]
+    assert "badRequest" in r.output
+
+
+def test_removing_the_enrollment_url_while_pending_stops_the_polling(
+        device: Engine, ca_factory: CAFactory, clock: FakeClock) -> None:
+    ca, server = ca_factory(Approval.MANUAL)
+    ready(device, server.url, period=1, count=5)
+    assert event_types(enroll(device, password=ca.mint_challenge()))[-1] == "EnrollmentPending"
+    configure(device, "crypto ca trustpoint myca", "enrollment terminal")
+    clock.advance(60)
+    (res,) = device.run_due()
+    assert event_types(res) == ["EnrollmentFailed"] and "polling stopped" in res.output
+    clock.advance(3600)
+    assert device.run_due() == []
