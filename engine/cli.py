@@ -144,13 +144,16 @@ def cmd_replay(d: Path, until: str, shows: Sequence[str] | None) -> int:
 
     max_seq, max_at = _until(until)
     state = DeviceState()
+    last_at = 0
     with FileEventLog.open(_log_dir(d), readonly=True) as log:
         for r in log.read():
             if (max_seq is not None and r.seq > max_seq) or (max_at is not None and r.at > max_at):
                 break
             state = evolve(state, r.event, r.at, r.seq)
+            last_at = r.at
     print(f"! state at seq {state.seq}")
-    eng = Engine.frozen(state)
+    # Shows that depend on the time (certificate status, poll timers) see the replayed moment.
+    eng = Engine.frozen(state, max_at if max_at is not None else last_at)
     for line in shows or ["show running-config", "show configuration commit list"]:
         print(eng.prompt + line)
         res = eng.execute(line)

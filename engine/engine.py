@@ -25,7 +25,7 @@ from engine.errors import CommandError, Reason
 from engine.grammar import GRAMMAR, Grammar, Mode
 from engine.keystore import KeyGenerator
 from engine.parser import Match, choices, complete_word, parse, render_choices
-from engine.ports import Clock, Prompter, SystemClock
+from engine.ports import Clock, FakeClock, Prompter, SystemClock
 from engine.runtime import Ports, queue, require_utf8, run
 from engine.scep_client import ScepTransport
 from engine.schedule import due_jobs
@@ -109,10 +109,13 @@ class Engine:
         return cls(MemoryEventLog(), DeviceState(), ports, None, user)
 
     @classmethod
-    def frozen(cls, state: DeviceState) -> Engine:
-        """An engine over a replayed state: show commands work, anything that would append
-        an event is refused (audit replays never change history)."""
-        return cls(_ReadOnlyStore(state.seq), state, Ports(), None, "auditor")
+    def frozen(cls, state: DeviceState, at: int = 0) -> Engine:
+        """An engine over a replayed state, as it was at `at` (µs; the clock stands still
+        there): show commands work; anything that would append an event, or perform an
+        effect other than printing (a CA exchange, a question, a key), is refused. Audit
+        replays never change history and never touch the network."""
+        ports = Ports(clock=FakeClock(at), offline=True)
+        return cls(_ReadOnlyStore(state.seq), state, ports, None, "auditor")
 
     def close(self) -> None:
         if (self.data_dir is not None and isinstance(self.store, FileEventLog)

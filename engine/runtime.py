@@ -34,6 +34,7 @@ class Ports:
     keygen: KeyGenerator | None = None  # engine.keystore: real key generation unless injected
     scep: ScepTransport | None = None  # engine.scep_client: httpx unless injected
     random: Callable[[int], bytes] = os.urandom  # nonces, serials, content-encryption keys
+    offline: bool = False  # an audit replay: no effect but printing may be performed
 
     def say(self, text: str) -> None:
         self.out.append(text)
@@ -115,6 +116,10 @@ def run(handler_result: Any, ports: Ports) -> Outcome:
 
 
 def perform(eff: Effect, ports: Ports) -> Any:
+    if ports.offline and not isinstance(eff, Say):
+        raise CommandError(Reason.NOT_ALLOWED,
+                           "% This is a replay of the log: commands that reach a CA, ask a "
+                           "question or use a key are not available.")
     fn = PERFORMERS.get(type(eff))
     if fn is None:
         raise TypeError(f"no performer for {type(eff).__name__}")

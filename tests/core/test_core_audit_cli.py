@@ -71,3 +71,17 @@ def test_replay_is_read_only(device: Path, capsys: pytest.CaptureFixture[str]) -
                  "rollback configuration last 1"]) == 0
     assert "read-only" in capsys.readouterr().out
     assert main(["log", "verify", str(device)]) == 0
+
+
+def test_replay_performs_no_effect(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """An audit replay never reaches a CA, asks a question or uses a key."""
+    e = open_engine(tmp_path)
+    for line in ("configure", "crypto ca trustpoint t1", "enrollment url http://127.0.0.1:9",
+                 "commit", "end"):
+        e.execute(line)
+    e.close()
+    assert main(["replay", str(tmp_path), "--until", "1", "--show",
+                 "crypto ca authenticate t1", "--show", "crypto key generate rsa k"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("This is a replay of the log") == 2
+    assert "Unable to reach" not in out
