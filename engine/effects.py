@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from engine.config import Change, Path
+from engine.errors import CommandError
 from engine.grammar import Mode
 from events.registry import Event
 
@@ -62,6 +63,9 @@ class Outcome:
     abort: bool = False  # drop the target
     stream: str = "device"
     extra: dict[str, Any] = field(default_factory=dict)
+    # The command failed, but what happened is on record (a CA's FAILURE answer): the events
+    # are appended and the output shown, and the Result still carries this error.
+    failure: CommandError | None = None
 
 
 F = TypeVar("F", bound=Effect)

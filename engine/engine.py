@@ -76,6 +76,7 @@ class Engine:
         self.session = Session(user=user)
         self.grammar = GRAMMAR
         self._since_snapshot = 0
+        self._failure: CommandError | None = None
 
     # -- opening -------------------------------------------------------------------------------
 
@@ -140,12 +141,13 @@ class Engine:
         self.ports.out = []
         self.ports.answers = queue(answers)
         width = len(self.prompt)
+        self._failure = None
         try:
             records = self._execute(line)
         except CommandError as err:
             self.ports.say(err.render(width) + "\n")
             return Result(_joined(self.ports.out), [], err, self.prompt)
-        return Result(_joined(self.ports.out), records, None, self.prompt)
+        return Result(_joined(self.ports.out), records, self._failure, self.prompt)
 
     def _execute(self, line: str) -> list[Recorded]:
         if len(line) > 4096:
@@ -260,6 +262,7 @@ class Engine:
         if outcome.output:
             self.ports.say(outcome.output if outcome.output.endswith("\n")
                            else outcome.output + "\n")
+        self._failure = outcome.failure
         return records
 
     def run_due(self) -> list[Result]:
@@ -270,7 +273,10 @@ class Engine:
         for job in due_jobs(self.state, now):
             self.ports.out = []
             self.ports.answers = queue(())
+            self._failure = None
+            # Nobody is at the keyboard for scheduled work: a job that asked would fail.
             user, self.session.user = self.session.user, "scheduler"
+            prompter, self.ports.prompter = self.ports.prompter, None
             try:
                 outcome = run(job.run(self.state, now), self.ports)
                 records = self._apply(outcome, now)
@@ -280,7 +286,8 @@ class Engine:
                 continue
             finally:
                 self.session.user = user
-            results.append(Result(_joined(self.ports.out), records, None, self.prompt))
+                self.ports.prompter = prompter
+            results.append(Result(_joined(self.ports.out), records, self._failure, self.prompt))
         return results
 
     def fold(self, records: Iterable[Recorded]) -> None:

@@ -133,7 +133,12 @@ def run_interactive(engine: Engine, history_file: Path | None) -> int:
                         engine.session.mode is Mode.EXEC:
                     return 0
                 with lock:
-                    engine.execute(line)
+                    try:
+                        engine.execute(line)
+                    except KeyboardInterrupt:
+                        # The command was abandoned: it appended nothing unless its batch
+                        # was already durable (the log refuses to go on after a cut write).
+                        print("^C")
         finally:
             stop.set()
             ticker.join()
@@ -146,5 +151,7 @@ def _tick(engine: Engine, lock: threading.Lock, stop: threading.Event) -> None:
         if lock.acquire(blocking=False):
             try:
                 engine.run_due()
+            except Exception as e:  # noqa: BLE001 - report and keep scheduling; never die quietly
+                print(f"%SCHED-3-FAILED: scheduled work failed: {type(e).__name__}: {e}")
             finally:
                 lock.release()

@@ -317,17 +317,19 @@ def _enrolled(ctx: Ctx, cfg: TrustpointConfig, status: TrustpointStatus,
         tuple(r.transaction_id for r in replies), who.subject, fingerprints, "scep",
         cfg.retry_period, cfg.retry_count)]
     lines = [f"  Fingerprint: {fp}" for fp in fingerprints]
+    failure: CommandError | None = None
     out, pending = handle_replies(ctx.now, cfg, status, pairs, replies, 0,
                                   cfg.retry_period)
     events += out
     if any(isinstance(e, EnrollmentFailed) for e in out):
         lines.append(_failure_text(name, replies))
+        failure = CommandError(Reason.PEER, lines[-1])
     elif pending:
         lines.append(f"% Certificate request pending at the CA: polling every "
                      f"{cfg.retry_period} minute(s), up to {cfg.retry_count} times.")
     else:
         lines.append("% Certificate received from Certificate Authority")
-    return Outcome(events=events, output="\n".join(lines))
+    return Outcome(events=events, output="\n".join(lines), failure=failure)
 
 
 def handle_replies(now: int, cfg: TrustpointConfig, status: TrustpointStatus,
@@ -452,6 +454,15 @@ def _poller(name: str) -> Callable[[DeviceState, int], Generator[Effect, Any, Ou
 
 
 def poll(state: DeviceState, now: int, name: str) -> Generator[Effect, Any, Outcome]:
+    """One CertPoll round; an enrollment that ends failed makes the job's Result an error."""
+    outcome: Outcome = yield from _poll_round(state, now, name)
+    if any(isinstance(ev, EnrollmentFailed) for ev in outcome.events):
+        outcome.failure = CommandError(Reason.PEER, outcome.output or
+                                       f"% Enrollment for trustpoint {name} failed.")
+    return outcome
+
+
+def _poll_round(state: DeviceState, now: int, name: str) -> Generator[Effect, Any, Outcome]:
     """One CertPoll round (RFC 8894 §3.3.3) for every key pair still waiting."""
     cfg = trustpoint_config(state, name)
     status = status_of(state, name)

@@ -574,3 +574,14 @@ def test_removing_the_enrollment_url_while_pending_stops_the_polling(
     assert event_types(res) == ["EnrollmentFailed"] and "polling stopped" in res.output
     clock.advance(3600)
     assert device.run_due() == []
+
+
+def test_a_ca_failure_is_recorded_and_still_an_error(device: Engine,
+                                                    ca_factory: CAFactory) -> None:
+    """FAILURE from the CA: the attempt is on record, and the Result (and so a batch script's
+    exit status) says the command failed."""
+    _ca, server = ca_factory(Approval.AUTO, challenge=CHALLENGE)
+    ready(device, server.url)
+    r = enroll(device, password="not-the-challenge")
+    assert event_types(r) == ["EnrollmentRequested", "EnrollmentFailed"]
+    assert r.error is not None and not r.ok and "badRequest" in r.error.message
