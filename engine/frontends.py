@@ -151,7 +151,7 @@ def _tick(engine: Engine, lock: threading.Lock, stop: threading.Event) -> None:
         if lock.acquire(blocking=False):
             try:
                 engine.run_due()
-            except Exception as e:  # noqa: BLE001 - report and keep scheduling; never die quietly
+            except Exception as e:  # report and keep scheduling: never die quietly
                 print(f"%SCHED-3-FAILED: scheduled work failed: {type(e).__name__}: {e}")
             finally:
                 lock.release()
