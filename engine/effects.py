@@ -1,7 +1,7 @@
 """What a command handler may ask of the outside world, and what it hands back.
 
 Handlers are pure: plain functions returning an `Outcome`, or generators that `yield` effect
-requests and receive the runtime's answer (`answer = yield Ask("Password: ", secret=True)`).
+requests and receive the runtime's answer (`answer = yield Ask("Password:", secret=True)`).
 The runtime performs each request through a port (prompter, key generator, SCEP transport,
 ...); whatever comes back that matters later is recorded in the command's events, so replay
 never performs an effect. Feature modules add effect types and register how the runtime

@@ -82,7 +82,7 @@ def _leave(ctx: Ctx, how: str) -> Generator[Effect, Any, Outcome]:
         return Outcome(leave=how)
     reply = ""
     while reply not in ("yes", "no", "cancel"):
-        reply = (yield Ask("Uncommitted changes found, commit them? [yes]: ", default="yes"))
+        reply = (yield Ask("Uncommitted changes found, commit them? [yes]:", default="yes"))
         reply = {"y": "yes", "n": "no", "c": "cancel"}.get(reply.lower(), reply.lower())
     if reply == "cancel":
         return Outcome()

@@ -113,7 +113,7 @@ def _rsa_spec(usage: KeyUsage) -> Generator[Effect, Any, KeySpec]:
     yield Say(f"Choose the size of the key modulus in the range of {RSA_MIN_BITS} to "
               f"{RSA_MAX_BITS} for your {_PURPOSE[usage]}.\nChoosing a key modulus greater "
               f"than {RSA_DEFAULT_BITS} may take a few minutes.\n")
-    reply = str((yield Ask(f"How many bits in the modulus [{RSA_DEFAULT_BITS}]: ",
+    reply = str((yield Ask(f"How many bits in the modulus [{RSA_DEFAULT_BITS}]:",
                            default=str(RSA_DEFAULT_BITS)))).strip()
     if not reply.isdigit() or not RSA_MIN_BITS <= int(reply) <= RSA_MAX_BITS:
         raise CommandError(Reason.INVALID_VALUE,
@@ -129,11 +129,11 @@ def _rsa_spec(usage: KeyUsage) -> Generator[Effect, Any, KeySpec]:
 def _generate(ctx: Ctx, algorithm: KeyAlgorithm, usages: tuple[KeyUsage, ...],
               fixed: KeySpec | None) -> Generator[Effect, Any, Outcome]:
     label: str = ctx.args.get("label", DEFAULT_LABEL)
-    yield Say(f"The name for the keys will be: {label}\n")
+    yield Say(f"The name for the keys will be:{label}\n")
     old = ctx.state.keys.pairs_of(algorithm, label)
     if old:
         yield Say(f"% You already have {algorithm.shown} keys defined named {label}.\n")
-        if not (yield from confirm("Do you really want to replace them? [yes/no]: ")):
+        if not (yield from confirm("Do you really want to replace them? [yes/no]:")):
             return Outcome()
     specs = []
     for usage in usages:
@@ -193,7 +193,7 @@ def zeroize(ctx: Ctx) -> Generator[Effect, Any, Outcome]:
             raise CommandError(Reason.NOT_FOUND, f"% No {algorithm.shown} keys to zeroize.")
         yield Say(f"% All {algorithm.shown} keys will be removed.\n% All router certificates "
                   "issued using these keys will also be removed.\n")
-        if not (yield from confirm("Do you really want to remove these keys? [yes/no]: ")):
+        if not (yield from confirm("Do you really want to remove these keys? [yes/no]:")):
             return Outcome()
     events = [KeyPairZeroized(lb, algorithm.value,
                               tuple(p.key_id for p in ring.pairs_of(algorithm, lb)), "zeroize")
@@ -216,7 +216,7 @@ def import_rsa(ctx: Ctx) -> Generator[Effect, Any, Outcome]:
     events: list[Event] = []
     if ctx.state.keys.imported_of(KeyAlgorithm.RSA, label):
         yield Say(f"% You already have an RSA public key imported named {label}.\n")
-        if not (yield from confirm("Do you really want to replace it? [yes/no]: ")):
+        if not (yield from confirm("Do you really want to replace it? [yes/no]:")):
             return Outcome()
         events.append(PublicKeyRemoved(label, KeyAlgorithm.RSA.value, "replaced"))
     for usage in _usages(ctx):
@@ -243,7 +243,7 @@ def zeroize_imported(ctx: Ctx) -> Generator[Effect, Any, Outcome]:
         if not labels:
             raise CommandError(Reason.NOT_FOUND, "% No imported RSA public keys to remove.")
         if not (yield from confirm("Do you really want to remove all imported RSA public "
-                                   "keys? [yes/no]: ")):
+                                   "keys? [yes/no]:")):
             return Outcome()
     return Outcome(events=[PublicKeyRemoved(lb, KeyAlgorithm.RSA.value, "zeroize")
                            for lb in labels])

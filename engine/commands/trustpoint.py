@@ -192,7 +192,7 @@ def authenticate(ctx: Ctx) -> Generator[Effect, Any, Outcome]:
     yield Say(_describe_ca(ca))
     answer = ""
     while answer not in ("yes", "no"):
-        answer = (yield Ask("Do you accept this certificate?? [yes/no]: ")).lower()
+        answer = (yield Ask("Do you accept this certificate?? [yes/no]:")).lower()
         answer = {"y": "yes", "n": "no"}.get(answer, answer)
     if answer == "no":
         return Outcome(events=[CACertificateRefused(name, sha256_hex(fetched.ca_certificate),
@@ -259,8 +259,8 @@ def ca_view(status: TrustpointStatus) -> CAView:
 
 def _password() -> Generator[Effect, Any, str]:
     for _ in range(3):
-        first = yield Ask("Password: ", secret=True)
-        again = yield Ask("Re-enter Password: ", secret=True)
+        first = yield Ask("Password:", secret=True)
+        again = yield Ask("Re-enter Password:", secret=True)
         if first != again:
             yield Say("% Passwords do not match.\n")
             continue
@@ -285,7 +285,7 @@ def enroll(ctx: Ctx) -> Generator[Effect, Any, Outcome]:
     pairs = key_pairs(ctx.state, cfg)
     if status.certificates:
         answer = (yield Ask(f"% Trustpoint {name} already has a router certificate.\n"
-                            "Re-enroll to replace it? [yes/no]: ")).lower()
+                            "Re-enroll to replace it? [yes/no]:")).lower()
         if answer not in ("y", "yes"):
             return Outcome(output="% Enrollment cancelled.")
     if cfg.terminal:

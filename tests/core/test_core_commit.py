@@ -29,7 +29,7 @@ def test_end_asks_and_yes_commits_no_discards_cancel_stays() -> None:
     e = Engine.in_memory()
     run(e, "configure", "hostname r1")
     res = e.execute("end", answers=["cancel"])
-    assert res.output == "Uncommitted changes found, commit them? [yes]: cancel\n"
+    assert res.output == "Uncommitted changes found, commit them? [yes]:cancel\n"
     assert e.session.mode.value == "config" and res.events == []
     res = e.execute("end", answers=["no"])
     assert res.events == [] and e.state.config.line(("hostname",)) is None

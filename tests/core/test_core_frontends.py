@@ -48,7 +48,7 @@ def test_batch_stops_at_the_first_error_unless_continue(tmp_path: Path) -> None:
 def test_a_question_takes_the_next_line_and_empty_means_default(tmp_path: Path) -> None:
     status, text = batch(tmp_path, "configure\nhostname r5\nend\n\nshow running-config hostname\n")
     assert status == 0
-    assert "Uncommitted changes found, commit them? [yes]: \n" in text
+    assert "Uncommitted changes found, commit them? [yes]:\n" in text
     assert text.endswith("RP/0/RP0/CPU0:r5#show running-config hostname\nhostname r5\n")
 
 

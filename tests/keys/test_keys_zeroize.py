@@ -89,7 +89,7 @@ def test_zeroize_all_asks_and_no_changes_nothing(engine: Engine) -> None:
     r = engine.execute("crypto key zeroize rsa", answers=["no"])
     assert r.ok and r.events == [] and engine.store.head == head
     assert "% All RSA keys will be removed." in r.output
-    assert "Do you really want to remove these keys? [yes/no]: no" in r.output
+    assert "Do you really want to remove these keys? [yes/no]:no" in r.output
     assert engine.state.keys.labels(KeyAlgorithm.RSA) == ("a", "b")
 
 

@@ -27,7 +27,7 @@ from engine.lifecycle import Lifecycle
 from engine.scep.cms import read_signed
 from events.trustpoint import CACertificateAccepted, CACertificateRefused
 
-QUESTION = "Do you accept this certificate?? [yes/no]: "
+QUESTION = "Do you accept this certificate?? [yes/no]:"
 
 
 def when(t: datetime) -> str:

@@ -56,7 +56,7 @@ START = """\
 password to the CA Administrator in order to revoke your certificate.
 % For security reasons your password will not be saved in the configuration.
 % Please make a note of it.
-Password: \nRe-enter Password: \n"""
+Password:\nRe-enter Password:\n"""
 
 
 def ready(device: Engine, url: str, *, usage_keys: bool = False, period: int = 2,
@@ -325,7 +325,7 @@ def test_password_mismatch_asks_again(device: Engine, ca_factory: CAFactory) -> 
     pw = ca.mint_challenge()
     r = device.execute("crypto ca enroll myca", answers=[pw, pw + "x", pw, pw])
     lines = r.output.splitlines()
-    assert lines.count("Password: ") == 2 and lines.count("Re-enter Password: ") == 2
+    assert lines.count("Password:") == 2 and lines.count("Re-enter Password:") == 2
     assert "% Passwords do not match.\n" in r.output
     assert event_types(r) == ["EnrollmentRequested", "CertificateReceived"]
 
@@ -465,7 +465,7 @@ def test_demo_transcript() -> None:
     out = io.StringIO()
     assert run_demo(out) == 0
     text = out.getvalue()
-    assert "Do you accept this certificate?? [yes/no]: yes" in text
+    assert "Do you accept this certificate?? [yes/no]:yes" in text
     assert "% Certificate received from Certificate Authority" in text
     assert "Key usage          :General Purpose" in text
     assert "State               :enrolled" in text

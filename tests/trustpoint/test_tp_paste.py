@@ -141,7 +141,7 @@ def terminal_device(device: Engine, ca: OfflineCA, *, usage_keys: bool = False) 
     assert event_types(r) == ["CACertificateAccepted"], r.output
     assert r.output.startswith("Enter the base 64 encoded CA certificate.\n"
                                "End with a blank line or the word \"quit\" on a line by itself\n")
-    assert "Do you accept this certificate?? [yes/no]: yes" in r.output
+    assert "Do you accept this certificate?? [yes/no]:yes" in r.output
     ev = r.events[0].event
     assert isinstance(ev, CACertificateAccepted) and ev.source == "terminal"
 
