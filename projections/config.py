@@ -58,29 +58,38 @@ def render_running(grammar: Grammar, tree: ConfigTree, commits: CommitHistory,
 
 
 def render_changes(changes: Sequence[Change]) -> str:
-    """Changes as configuration lines: set lines under their parents, removals as `no ...`."""
+    """Changes as configuration lines, nested under their parents; a removal shows as
+    `no <line>`, and the removal of a whole section only as the `no` of its head."""
+    removed = {ch.path for ch in changes if ch.new is None}
+    heads = {ch.path[:i] for ch in changes for i in range(1, len(ch.path))}
     out: list[str] = []
-    opened: Path = ()
+    shown: list[str] = []  # the section heads currently open, outermost first
     for ch in changes:
-        parent = ch.path[:-1]
-        if parent != opened:
-            if opened:
-                out.append(" " * (len(opened) - 1) + "!")
-            opened = parent
-            for depth, key in enumerate(parent):
-                out.append(" " * depth + _parent_line(changes, parent[: depth + 1], key))
-        indent = " " * len(parent)
-        out.append(indent + (ch.new if ch.new is not None else f"no {ch.old}"))
-    if opened:
-        out.append("!")
+        if ch.new is None and any(ch.path[:i] in removed for i in range(1, len(ch.path))):
+            continue  # inside a section removed as a whole
+        parents = [_line_of(changes, ch.path[: i + 1]) for i in range(len(ch.path) - 1)]
+        common = 0
+        while common < min(len(shown), len(parents)) and shown[common] == parents[common]:
+            common += 1
+        for depth in range(len(shown) - 1, common - 1, -1):
+            out.append(" " * depth + "!")
+        for depth in range(common, len(parents)):
+            out.append(" " * depth + parents[depth])
+        depth = len(parents)
+        line = ch.new if ch.new is not None else f"no {ch.old}"
+        out.append(" " * depth + line)
+        shown = parents + ([line] if ch.path in heads and ch.new is not None else [])
+    for depth in range(len(shown) - 1, -1, -1):
+        out.append(" " * depth + "!")
     return "\n".join(out)
 
 
-def _parent_line(changes: Sequence[Change], path: Path, key: str) -> str:
+def _line_of(changes: Sequence[Change], path: Path) -> str:
+    """The line a parent path shows: as changed in this list if it is, else its key."""
     for ch in changes:
         if ch.path == path:
-            return ch.new or ch.old or key
-    return key
+            return ch.new or ch.old or path[-1]
+    return path[-1]
 
 
 def render_target(changes: Sequence[Change]) -> str:

@@ -125,3 +125,17 @@ def test_no_form_must_match_the_configured_line() -> None:
     assert e.session.target.line(("crypto ca trustpoint t", "enrollment")) is not None
     assert e.execute("no enrollment url http://127.0.0.1:1").ok
     assert e.session.target.line(("crypto ca trustpoint t", "enrollment")) is None
+
+
+def test_show_configuration_nests_sections_once_and_removes_them_whole() -> None:
+    e = Engine.in_memory()
+    run(e, "configure", "hostname r1", "crypto ca trustpoint myca", "enrollment url http://a",
+        "enrollment retry count 5", "exit", "crypto ca trustpoint b", "description hello")
+    assert e.execute("show configuration").output == (
+        "Building configuration...\nhostname r1\ncrypto ca trustpoint myca\n"
+        " enrollment url http://a\n enrollment retry count 5\n!\ncrypto ca trustpoint b\n"
+        " description hello\n!\nend\n")
+    run(e, "commit", "no crypto ca trustpoint myca", "crypto ca trustpoint b", "no description")
+    assert e.execute("show configuration").output == (
+        "Building configuration...\nno crypto ca trustpoint myca\ncrypto ca trustpoint b\n"
+        " no description hello\n!\nend\n")
