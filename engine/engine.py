@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import structlog
+
 import engine.commands  # noqa: F401  (registers every command into GRAMMAR)
 from engine import snapshot
 from engine.config import Change, ConfigConflict
@@ -34,6 +36,8 @@ from engine.state import DeviceState, evolve, replay_rows
 from events.filelog import FileEventLog
 from events.memory import MemoryEventLog
 from events.store import EventStore, PendingEvent, Recorded
+
+log = structlog.get_logger("trustledger.engine")
 
 
 @dataclass
@@ -77,6 +81,7 @@ class Engine:
         self.grammar = GRAMMAR
         self._since_snapshot = 0
         self._failure: CommandError | None = None
+        self._line = ""
 
     # -- opening -------------------------------------------------------------------------------
 
@@ -121,7 +126,7 @@ class Engine:
     def close(self) -> None:
         if (self.data_dir is not None and isinstance(self.store, FileEventLog)
                 and self._since_snapshot):
-            snapshot.save(self.data_dir / "snapshots", self.state, self.store.head)
+            self._snapshot()
         self.store.close()
 
     def __enter__(self) -> Engine:
@@ -159,6 +164,7 @@ class Engine:
         if line.rstrip().endswith("?"):
             self.ports.say(self.help(line.rstrip()[:-1]) + "\n")
             return []
+        self._line = line
         match, pops = self._parse(line)
         if match is None:
             return []
@@ -167,12 +173,21 @@ class Engine:
         return self._dispatch(match)
 
     def help(self, text: str) -> str:
-        """What `?` shows after `text` in the current mode."""
-        return render_choices(choices(self.grammar, self.session.mode, text))
+        """What `?` shows after `text` in the current mode (after `do `, in exec mode)."""
+        mode, rest = self._help_context(text)
+        return render_choices(choices(self.grammar, mode, rest))
 
     def complete(self, text: str) -> str | None:
         """Tab: the keyword a unique partial last word completes to."""
-        return complete_word(self.grammar, self.session.mode, text)
+        mode, rest = self._help_context(text)
+        return complete_word(self.grammar, mode, rest)
+
+    def _help_context(self, text: str) -> tuple[Mode, str]:
+        words = text.split(maxsplit=1)
+        if (self.session.mode is not Mode.EXEC and len(words) == 2 and "do".startswith(
+                words[0].lower()) and words[0]):
+            return Mode.EXEC, words[1] if not text[-1:].isspace() else words[1] + " "
+        return self.session.mode, text
 
     def _parse(self, line: str) -> tuple[Match | None, int]:
         """Parse in the current mode; a line a submode does not know is tried in the modes
@@ -203,7 +218,12 @@ class Engine:
 
     def _do(self, line: str) -> list[Recorded]:
         """`do <exec command>` from a configuration mode: run it as exec, stay in the mode."""
-        match = parse(self.grammar, Mode.EXEC, line)
+        try:
+            match = parse(self.grammar, Mode.EXEC, line)
+        except CommandError as err:
+            if err.caret is not None:  # point into the whole line, not the part after `do`
+                err.caret += max(self._line.rfind(line), 0)
+            raise
         if match is None:
             return []
         if match.command.name.startswith("configure"):
@@ -298,8 +318,17 @@ class Engine:
         self.state = state
         if (self._since_snapshot >= snapshot.EVERY and self.data_dir is not None
                 and isinstance(self.store, FileEventLog)):
+            self._snapshot()
+
+    def _snapshot(self) -> None:
+        """Save a snapshot; it is a cache, so failing to write one is logged, never raised
+        (the command that triggered it is already durable)."""
+        assert self.data_dir is not None and isinstance(self.store, FileEventLog)
+        try:
             snapshot.save(self.data_dir / "snapshots", self.state, self.store.head)
             self._since_snapshot = 0
+        except OSError as e:
+            log.warning("snapshot not written", error=str(e), seq=self.state.seq)
 
 
 def _check_no_form(current: str | None, key: str, rest: str | None) -> None:

@@ -43,6 +43,8 @@ def run_batch(engine: Engine, lines: Iterator[str], out: TextIO, keep_going: boo
         engine.run_due()  # scheduled work (enrollment polls) prints as it happens
         line = raw.rstrip("\r\n")
         out.write(engine.prompt + line + "\n")
+        if line.strip() in ("exit", "quit", "logout") and engine.session.mode is Mode.EXEC:
+            break  # leaving the exec prompt ends the session, as at the console
         out.flush()
         result = engine.execute(line)
         if not result.ok:

@@ -73,7 +73,9 @@ def _say(ports: Ports, eff: Say) -> None:
 
 @performs(Ask)
 def _ask(ports: Ports, eff: Ask) -> str:
-    reply = ports.answer(eff.prompt, eff.secret).strip()
+    # A password is taken as typed (spaces are characters); other answers are trimmed.
+    raw = ports.answer(eff.prompt, eff.secret)
+    reply = raw.rstrip("\r\n") if eff.secret else raw.strip()
     if not reply and eff.default is not None:
         return eff.default
     return reply

@@ -33,16 +33,3 @@ def scheduled(fn: Due) -> Due:
 
 def due_jobs(state: DeviceState, now: int) -> list[Job]:
     return [job for due in SCHEDULES for job in due(state, now)]
-
-
-def next_due(state: DeviceState) -> int | None:
-    """The earliest time anything will be due (µs), for frontends that sleep until then."""
-    times = [t for t in (_next(state),) if t is not None]
-    return min(times) if times else None
-
-
-def _next(state: DeviceState) -> int | None:
-    pending = [st.enrollment.next_poll_at for st in state.trustpoints.values()
-               if st.enrollment is not None and st.enrollment.method == "scep"
-               and st.enrollment.next_poll_at]
-    return min(pending) if pending else None

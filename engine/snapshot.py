@@ -116,7 +116,8 @@ def save(directory: Path, state: DeviceState, head: tuple[int, bytes]) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"{head[0]:020d}.snap"
     tmp = path.with_suffix(".tmp")
-    with open(tmp, "wb") as f:
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # as private as the log
+    with os.fdopen(fd, "wb") as f:
         f.write(encode(state, head))
         f.flush()
         os.fsync(f.fileno())

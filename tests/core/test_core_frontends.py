@@ -104,3 +104,8 @@ def test_interactive_shell(shell: pexpect.spawn) -> None:
     shell.expect_exact("hostname r1")
     shell.send("exit\r")
     shell.expect(pexpect.EOF)
+
+
+def test_exit_at_the_exec_prompt_ends_a_script(tmp_path: Path) -> None:
+    status, text = batch(tmp_path, "configure\nhostname r1\ncommit\nend\nexit\nhostname never\n")
+    assert status == 0 and "never" not in text and text.endswith("RP/0/RP0/CPU0:r1#exit\n")

@@ -98,3 +98,14 @@ def test_pattern_expansion_covers_every_optional_combination() -> None:
     variants = expand("a [b] [{c: x | y}]", {}, {})
     words = sorted(" ".join(t.word for t in v) for v in variants)  # type: ignore[union-attr]
     assert words == ["a", "a b", "a b x", "a b y", "a x", "a y"]
+
+
+def test_do_points_the_caret_into_the_whole_line_and_helps_in_exec_mode() -> None:
+    e = Engine.in_memory()
+    e.execute("configure")
+    res = e.execute("do shw run")
+    assert res.error is not None and res.error.caret == 3
+    assert res.output.splitlines()[0] == " " * (len(e.prompt) + 3) + "^"
+    listing = e.execute("do show ?").output
+    assert "running-config" in listing and "Unrecognized" not in listing
+    assert e.complete("do show runn") == "running-config "
