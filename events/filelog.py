@@ -168,10 +168,31 @@ def scan_frames(path: Path, start: int = SEG_HEADER.size) -> Iterator[tuple[int,
                     raise _Torn(base)
             body = buf[end - length:end]
             if crc(body) != body_crc:
+                if end == len(buf) and _torn_page(body, base + end - length) and \
+                        not f.read(1):
+                    # The last frame of the file, ending in zeros from a sector boundary: its
+                    # size reached the disk but its last pages did not (a crash before the
+                    # fdatasync that would have acknowledged it).
+                    raise _Torn(base + pos)
                 raise LogCorrupted(Damage(path.name, base + pos, first_seq,
                                           "frame checksum mismatch"))
             yield base + pos, first_seq, body
             pos = end
+
+
+SECTOR = 512
+
+
+def _torn_page(body: bytes, body_offset: int) -> bool:
+    """Does `body` end in zeros from a sector boundary of the file on? A whole frame never
+    ends in 32 zero bytes (its last 32 bytes are a SHA-256), so such a run is a page that
+    never reached the disk, not a flipped bit in an acknowledged frame."""
+    stripped = len(body.rstrip(b"\x00"))
+    if len(body) - stripped < 32:
+        return False
+    start = body_offset + stripped
+    boundary = -(-start // SECTOR) * SECTOR  # the first sector boundary at or after it
+    return boundary < body_offset + len(body)
 
 
 def _refill(f: IO[bytes], buf: bytes, pos: int, base: int, need: int) -> tuple[bytes, int, int]:
@@ -506,18 +527,34 @@ class FileEventLog:
 
 def _count_records(seg: Path, offset: int, first_seq: int, body: bytes) -> int:
     try:
-        return count_rows(body)
+        n = count_rows(body)
     except ValueError as e:
         raise LogCorrupted(Damage(seg.name, offset, first_seq,
                                   f"undecodable frame body: {e}")) from e
+    if n == 0:
+        raise LogCorrupted(Damage(seg.name, offset, first_seq, "an empty batch"))
+    return n
+
+
+ROW_FIELDS = 9  # seq, stream, type, v, at, actor, correlation, payload, hash
 
 
 def _decode(seg: Path, offset: int, first_seq: int, body: bytes) -> list[list[Any]]:
+    """A frame's rows; a frame that decodes but is not a batch of whole rows (never written
+    by us: crafted, or damaged with checksums recomputed) is damage, named like any other."""
     try:
-        return decode_body(body)
-    except ValueError as e:
+        rows = decode_body(body)
+    except (ValueError, TypeError) as e:
         raise LogCorrupted(Damage(seg.name, offset, first_seq,
                                   f"undecodable frame body: {e}")) from e
+    if len(rows) == 1:
+        if len(rows[0]) != ROW_FIELDS:  # the common frame: one command, one event
+            raise LogCorrupted(Damage(seg.name, offset, first_seq,
+                                      "frame body is not a batch of whole event rows"))
+    elif not rows or any(len(row) != ROW_FIELDS for row in rows):
+        raise LogCorrupted(Damage(seg.name, offset, first_seq,
+                                  "frame body is not a batch of whole event rows"))
+    return rows
 
 
 def _write_all(fd: int, data: bytes) -> None:

@@ -264,3 +264,39 @@ def test_an_interrupt_between_write_and_sync_stops_appends(tmp_path: Path,
         assert again.head[0] == 2  # the written frame was whole: it stays
         assert again.append([noted(3)])[0].seq == 3
     assert verify(root).damage is None
+
+
+def test_a_last_frame_whose_tail_pages_never_reached_the_disk_is_a_torn_tail(
+        tmp_path: Path) -> None:
+    """The file's size was persisted but its last pages were not (zeros from a sector
+    boundary to the end): not acknowledged, so cut like any torn tail."""
+    root = tmp_path / "log"
+    with FileEventLog.open(root) as log:
+        log.append(noted_batch(1, 2))
+        head = log.head
+        log.append(noted_batch(3, 2, size=5000))
+    seg = sorted(root.glob("*.seg"))[-1]
+    data = bytearray(seg.read_bytes())
+    start = (len(data) - 1000) // 512 * 512
+    data[start:] = bytes(len(data) - start)
+    seg.write_bytes(bytes(data))
+    with FileEventLog.open(root) as again:
+        assert again.head == head and again.recovered is not None
+
+
+def test_crafted_frames_with_valid_checksums_are_damage_not_crashes(tmp_path: Path) -> None:
+    import msgpack
+
+    from events.filelog import _frame
+
+    for body in (b"\x90", msgpack.packb([[3, "s", "x"]]), msgpack.packb("not a batch")):
+        root = tmp_path / f"log{len(body)}"
+        with FileEventLog.open(root) as log:
+            log.append(noted_batch(1, 2))
+        seg = sorted(root.glob("*.seg"))[-1]
+        with open(seg, "ab") as f:
+            f.write(_frame(3, body))
+        with pytest.raises(LogCorrupted):
+            FileEventLog.open(root)
+        report = verify(root)
+        assert report.damage is not None and report.head_seq == 2
