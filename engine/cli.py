@@ -167,6 +167,7 @@ def cmd_shell(data: Path | None, keep_going: bool) -> int:
 
     root = data or default_data_dir()
     with Engine.open(root) as eng:
+        _report_recovery(eng)
         if sys.stdin.isatty():
             return run_interactive(eng, root / "history")
         return run_batch(eng, iter(sys.stdin.readline, ""), sys.stdout, keep_going)
@@ -177,10 +178,17 @@ def cmd_exec(data: Path | None, file: str, keep_going: bool) -> int:
     from engine.frontends import run_batch
 
     with Engine.open(data or default_data_dir()) as eng:
+        _report_recovery(eng)
         if file == "-":
             return run_batch(eng, iter(sys.stdin.readline, ""), sys.stdout, keep_going)
         with open(file, encoding="utf-8", errors="surrogateescape") as f:
             return run_batch(eng, iter(f.readline, ""), sys.stdout, keep_going)
+
+
+def _report_recovery(eng: Any) -> None:
+    if eng.recovered:
+        print(f"%LOG-4-RECOVERED: {eng.recovered} (a command cut short by a crash was not "
+              "acknowledged and is not in the log)", file=sys.stderr)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -33,11 +33,11 @@ from engine.scep_client import ScepTransport
 from engine.schedule import due_jobs
 from engine.session import Session
 from engine.state import DeviceState, evolve, replay_rows
-from events.filelog import FileEventLog
+from events.filelog import FileEventLog, LogError
 from events.memory import MemoryEventLog
 from events.store import EventStore, PendingEvent, Recorded
 
-log = structlog.get_logger("trustledger.engine")
+logger = structlog.get_logger("trustledger.engine")
 
 
 @dataclass
@@ -82,6 +82,7 @@ class Engine:
         self._since_snapshot = 0
         self._failure: CommandError | None = None
         self._line = ""
+        self.recovered: str | None = None  # what opening the log repaired (a torn tail)
 
     # -- opening -------------------------------------------------------------------------------
 
@@ -97,6 +98,14 @@ class Engine:
         root.mkdir(parents=True, exist_ok=True)
         log = FileEventLog.open(root / "log")
         try:
+            known = snapshot.newest_seq(root / "snapshots")
+            if known > log.head[0]:
+                raise LogError(
+                    f"event log {root / 'log'} ends at seq {log.head[0]}, but a snapshot of "
+                    f"seq {known} exists: acknowledged events are missing. Restore the log "
+                    f"from a backup (or move {root / 'snapshots'} aside to accept the loss).")
+            if log.recovered:
+                logger.warning("event log recovered after a crash", repaired=log.recovered)
             state = snapshot.load(root / "snapshots", log) if use_snapshots else None
             state = state or DeviceState()
             state = replay_rows(state, log.read_rows(state.seq + 1))
@@ -105,7 +114,9 @@ class Engine:
             raise
         ports = Ports(data_dir=root, clock=clock or SystemClock(), prompter=prompter,
                       write=write, keygen=keygen, scep=scep)
-        return cls(log, state, ports, root, user or _default_user())
+        engine = cls(log, state, ports, root, user or _default_user())
+        engine.recovered = log.recovered
+        return engine
 
     @classmethod
     def in_memory(cls, *, clock: Clock | None = None, prompter: Prompter | None = None,
@@ -328,7 +339,7 @@ class Engine:
             snapshot.save(self.data_dir / "snapshots", self.state, self.store.head)
             self._since_snapshot = 0
         except OSError as e:
-            log.warning("snapshot not written", error=str(e), seq=self.state.seq)
+            logger.warning("snapshot not written", error=str(e), seq=self.state.seq)
 
 
 def _check_no_form(current: str | None, key: str, rest: str | None) -> None:

@@ -127,6 +127,13 @@ def save(directory: Path, state: DeviceState, head: tuple[int, bytes]) -> Path:
     return path
 
 
+def newest_seq(directory: Path) -> int:
+    """The seq of the newest snapshot file (0 if none): how far the log is known to reach."""
+    seqs = [int(p.stem) for p in directory.glob("*.snap") if p.stem.isdigit()] \
+        if directory.exists() else []
+    return max(seqs, default=0)
+
+
 def load(directory: Path, log: FileEventLog) -> DeviceState | None:
     """The newest snapshot that still matches the log, or None."""
     head_seq = log.head[0]

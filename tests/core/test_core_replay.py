@@ -137,3 +137,35 @@ def test_a_snapshot_that_no_longer_matches_the_log_is_ignored(tmp_path: Path) ->
     reopened = open_engine(tmp_path)
     assert reopened.state == state
     reopened.close()
+
+
+def test_a_log_shorter_than_its_snapshot_refuses_to_open(tmp_path: Path) -> None:
+    """Losing the last acknowledged batch whole (cut at a frame boundary) leaves a valid
+    log; the snapshot proves it was longer, so the engine refuses instead of going back in
+    time silently."""
+    from events.filelog import LogError, iter_frames
+
+    e = open_engine(tmp_path)
+    for line in ("configure", "hostname r1", "commit", "hostname r2", "commit", "end"):
+        e.execute(line)
+    e.close()  # writes a snapshot at seq 2
+    seg = sorted((tmp_path / "log").glob("*.seg"))[-1]
+    last = list(iter_frames(seg))[-1]
+    with open(seg, "r+b") as f:
+        f.truncate(last.offset)
+    with pytest.raises(LogError, match="acknowledged events are missing"):
+        open_engine(tmp_path)
+
+
+def test_a_recovered_torn_tail_is_reported(tmp_path: Path) -> None:
+    e = open_engine(tmp_path)
+    for line in ("configure", "hostname r1", "commit", "end"):
+        e.execute(line)
+    e.store.close()  # a crash: no snapshot written at close
+    seg = sorted((tmp_path / "log").glob("*.seg"))[-1]
+    with open(seg, "ab") as f:
+        f.write(b"\x10\x00")  # the start of a frame header that never finished
+    again = open_engine(tmp_path)
+    assert again.recovered is not None and "torn tail" in again.recovered
+    assert again.state.hostname == "r1"
+    again.close()
