@@ -24,8 +24,9 @@ serving process stays the one writer of the CA's log; `--workers 1` serves from 
 `--days` is the CA certificate's validity (default 3650), `--cert-days` that of the
 certificates it issues (default 365). Approval: `--approval auto` (default) issues at once to a
 request with a valid challenge password (static `--challenge`, or one-time from `ca challenge`)
-or a renewal signed by a current certificate; `--approval manual` (shorthand `--manual`)
-answers PENDING until `ca approve` / `ca reject`.
+or a renewal signed by a current certificate for the same subject and subjectAltNames (once
+per certificate); `--approval manual` (shorthand `--manual`) answers PENDING until
+`ca approve` / `ca reject`.
 
 While `ca serve` runs it holds the CA log's write lock. `challenge`, `approve`, `reject`,
 `revoke` and `sign` then go through the server's loopback admin endpoint (engine/ca/admin.py);

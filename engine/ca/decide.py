@@ -8,6 +8,13 @@ Approval: in `Approval.AUTO` a request with a valid challenge password (or a ren
 current certificate of this CA) is approved at once; in `Approval.MANUAL` every request stays
 PENDING until the operator approves or rejects it. A request without a challenge password is
 accepted as PENDING in manual mode (the operator is the check) and refused in auto mode.
+
+Renewal: a request signed by a current certificate of this CA renews it without a challenge
+only if it asks for the same identity, the same subject and the same set of subjectAltNames
+(the key may change: Cisco devices re-key that way), and only once: a certificate a newer one
+was issued on the strength of (`IssuedCertificate.renewed_by`) cannot renew again. A RenewalReq
+for another identity is refused; a PKCSReq for another identity is an enrollment like any other
+(challenge password, or the operator in manual mode).
 """
 
 from __future__ import annotations
@@ -20,7 +27,14 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from engine.ca.errors import CAError, FailInfo, ScepRefusal
-from engine.ca.profile import REASONS, serial_hex
+from engine.ca.profile import (
+    REASONS,
+    certified_identity,
+    general_names,
+    issued_subject,
+    requested_san,
+    serial_hex,
+)
 from engine.ca.state import CAState, Request, RequestStatus
 from engine.errors import Reason
 from events.ca import (
@@ -109,6 +123,24 @@ def _our_current_certificate(state: CAState, der: bytes, now: int) -> str | None
     return serial
 
 
+def _identity_mismatch(state: CAState, serial: str, cmd: Enroll) -> str:
+    """Why `cmd` does not ask for the identity certificate `serial` certifies ("" if it does):
+    a renewal re-certifies the same subject and subjectAltNames, it cannot name another."""
+    issued = state.certificates[serial]
+    try:
+        subject, names = certified_identity(issued.certificate)
+        same_subject = issued_subject(cmd.subject) == subject
+        same_names = general_names(requested_san(cmd.requested_extensions)) == names
+    except ValueError as e:
+        return f"the requested identity cannot be read ({e})"
+    if not same_subject:
+        return (f"it requests subject {cmd.subject_text!r}, the certificate has "
+                f"{issued.subject_text!r}")
+    if not same_names:
+        return "it requests other subjectAltNames than the certificate has"
+    return ""
+
+
 def _spki_of(der: bytes) -> bytes | None:
     try:
         return x509.load_der_x509_certificate(der).public_key().public_bytes(
@@ -148,6 +180,14 @@ def decide_enrollment(state: CAState, cmd: Enroll, policy: Policy, now: int) -> 
                                                 "certificate request")
     known = state.requests.get(cmd.transaction_id)
     renewal_of = _our_current_certificate(state, cmd.signer_certificate, now)
+    not_renewal = ""
+    if renewal_of is not None:
+        mismatch = _identity_mismatch(state, renewal_of, cmd)
+        if mismatch:
+            not_renewal = f"not a renewal of certificate {renewal_of}: {mismatch}"
+            if cmd.message_type == RENEWAL_REQ:
+                raise ScepRefusal(FailInfo.BAD_REQUEST, not_renewal)
+            renewal_of = None  # a PKCSReq for another identity: enrolls like any other
     if known is not None:
         if known.public_key != cmd.public_key:
             raise ScepRefusal(FailInfo.BAD_REQUEST, f"transactionID {cmd.transaction_id} was "
@@ -156,17 +196,24 @@ def decide_enrollment(state: CAState, cmd: Enroll, policy: Policy, now: int) -> 
             return []  # a re-send (or a poll by PKCSReq): answered from the recorded status
     events: list[Event] = []
     if renewal_of is not None:
+        _check_not_renewed(state, renewal_of)
         authorization = "renewal"
     elif cmd.message_type == RENEWAL_REQ:
         raise ScepRefusal(FailInfo.BAD_REQUEST,
                           "a RenewalReq must be signed by a current certificate of this CA")
     else:
-        # RFC 8894 §2.3: the self-signed certificate of a first request "MUST use the same
-        # subject name and key as in the PKCS #10 request" (we check the key).
-        if _spki_of(cmd.signer_certificate) != cmd.public_key:
-            raise ScepRefusal(FailInfo.BAD_REQUEST, "the pkiMessage is not signed with the key "
-                                                    "the request is for")
-        authorization, events = _authorize_challenge(state, cmd, policy, now)
+        try:
+            # RFC 8894 §2.3: the self-signed certificate of a first request "MUST use the same
+            # subject name and key as in the PKCS #10 request" (we check the key).
+            if _spki_of(cmd.signer_certificate) != cmd.public_key:
+                raise ScepRefusal(FailInfo.BAD_REQUEST, "the pkiMessage is not signed with the "
+                                                        "key the request is for")
+            authorization, events = _authorize_challenge(state, cmd, policy, now)
+        except ScepRefusal as e:
+            if not not_renewal:
+                raise
+            raise ScepRefusal(e.fail_info, f"{not_renewal}; as an enrollment: "
+                                           f"{e.message.removeprefix('% ')}") from None
     received = RequestReceived(cmd.transaction_id, cmd.message_type, cmd.subject,
                                cmd.subject_text, cmd.public_key, cmd.requested_extensions,
                                cmd.signer_certificate, authorization, renewal_of)
@@ -199,6 +246,25 @@ def decide_offline(state: CAState, cmd: SignOffline) -> list[Event]:
             RequestApproved(cmd.transaction_id, "operator")]
 
 
+def _check_not_renewed(state: CAState, serial: str) -> None:
+    """Refuse a second renewal on the strength of certificate `serial`: once a newer
+    certificate was issued for it, only that one may renew."""
+    renewed_by = state.certificates[serial].renewed_by
+    if renewed_by is not None:
+        raise ScepRefusal(FailInfo.BAD_REQUEST,
+                          f"certificate {serial} was renewed before (certificate {renewed_by} "
+                          "was issued on its strength); renew with the newer certificate")
+
+
+def _check_renewal_still_open(state: CAState, req: Request) -> None:
+    """Refuse to approve or issue a renewal whose certificate was renewed since it arrived."""
+    renewed = state.certificates.get(req.renewal_of) if req.renewal_of is not None else None
+    if renewed is not None and renewed.renewed_by is not None:
+        raise CAError(Reason.NOT_ALLOWED,
+                      f"request {req.transaction_id} renews certificate {renewed.serial}, which "
+                      f"was renewed since (certificate {renewed.renewed_by}); reject it")
+
+
 def _renews_anew(known: Request, renewal_of: str | None) -> bool:
     """A request for a known transactionID and key starts a new transaction only when it is a
     renewal signed by one of our certificates other than the one the recorded request renewed:
@@ -221,7 +287,7 @@ def _pending(state: CAState, txid: str) -> Request:
 
 
 def decide_approve(state: CAState, txid: str) -> list[Event]:
-    _pending(state, txid)
+    _check_renewal_still_open(state, _pending(state, txid))
     return [RequestApproved(txid, "operator")]
 
 
@@ -237,6 +303,7 @@ def decide_issue(state: CAState, txid: str, serial: str, certificate: bytes,
         raise CAError(Reason.NOT_ALLOWED, f"request {txid} is not approved")
     if serial in state.certificates:
         raise CAError(Reason.NOT_ALLOWED, f"serial {serial} was issued before")
+    _check_renewal_still_open(state, req)  # two renewals of one certificate were pending
     return [CertificateIssued(txid, serial, certificate, req.subject_text, not_before, not_after)]
 
 

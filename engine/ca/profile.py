@@ -199,6 +199,35 @@ def requested_san(extensions_der: bytes) -> bytes | None:
     return None
 
 
+def general_names(san_der: bytes | None) -> frozenset[bytes]:
+    """The set of DER GeneralName entries of a DER GeneralNames (empty for None); ValueError if
+    it does not parse."""
+    if san_der is None:
+        return frozenset()
+    try:
+        names = asn1_x509.GeneralNames.load(san_der)
+        names.native  # noqa: B018 - parse every entry now, not lazily later
+        return frozenset(name.dump() for name in names)
+    except (ValueError, TypeError, KeyError) as e:
+        raise ValueError(f"the subjectAltName does not parse ({e})") from None
+
+
+def issued_subject(subject_der: bytes) -> bytes:
+    """The DER subject `end_entity_certificate` writes for a requested DER subject."""
+    return name_from_der(subject_der).public_bytes()
+
+
+def certified_identity(certificate_der: bytes) -> tuple[bytes, frozenset[bytes]]:
+    """(DER subject, set of DER subjectAltName entries) of a certificate; ValueError if it does
+    not parse."""
+    try:
+        cert = asn1_x509.Certificate.load(certificate_der)
+        san = cert.subject_alt_name_value
+        return cert.subject.dump(), frozenset(name.dump() for name in san or ())
+    except (ValueError, TypeError, KeyError) as e:
+        raise ValueError(f"the certificate does not parse ({e})") from None
+
+
 def end_entity_certificate(ca_key: PrivateKey, ca_cert: x509.Certificate,
                            request: EndEntityRequest, serial: int, not_before: datetime,
                            not_after: datetime, crl_url: str | None) -> x509.Certificate:

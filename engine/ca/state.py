@@ -61,6 +61,7 @@ class IssuedCertificate:
     not_after: int
     revoked_at: int | None = None
     revocation_reason: str | None = None
+    renewed_by: str | None = None  # serial of the first certificate issued on its strength
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,7 +165,13 @@ def _(ev: CertificateIssued, state: CAState, at: int) -> CAState:
                              ev.not_before, ev.not_after)
     req = replace(state.requests[ev.transaction_id], status=RequestStatus.ISSUED,
                   serial=ev.serial)
-    return replace(state, certificates=state.certificates.set(ev.serial, cert),
+    certificates = state.certificates.set(ev.serial, cert)
+    # The link a renewal leaves (derived from RequestReceived.renewal_of, so older logs carry
+    # it too): the renewed certificate cannot renew again (see decide_enrollment).
+    renewed = certificates.get(req.renewal_of) if req.renewal_of is not None else None
+    if renewed is not None and renewed.renewed_by is None:
+        certificates = certificates.set(renewed.serial, replace(renewed, renewed_by=ev.serial))
+    return replace(state, certificates=certificates,
                    requests=state.requests.set(ev.transaction_id, req), last_at=at)
 
 

@@ -194,8 +194,10 @@ class ScepTestClient:
                          get=get)
 
     def renew(self, current: x509.Certificate, *, renewal_req: bool = True,
-              **kw: Any) -> CertRep:
-        p = self.params(signer=Credential(current, self.key), **kw)
+              current_key: rsa.RSAPrivateKey | None = None, **kw: Any) -> CertRep:
+        """Request a certificate for this identity, signed with `current` (whose key is
+        `current_key`, by default this client's)."""
+        p = self.params(signer=Credential(current, current_key or self.key), **kw)
         build = build_renewal_req if renewal_req else build_pkcs_req
         return self.send(build(p, self.csr(None), random_bytes=os.urandom), p)
 

@@ -137,7 +137,7 @@ def test_replayed_transaction_id_with_another_key_is_refused(ca: CAState) -> Non
 def _issued_state(ca: CAState) -> tuple[CAState, bytes, str]:
     """A state where request TX1 got a certificate (its DER returned)."""
     key = rsa_key(1)
-    name = x509.Name.from_rfc4514_string("CN=r1")
+    name = x509.Name.from_rfc4514_string("CN=r1,O=Example")  # what enroll_cmd(.., "r1") asks
     cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
             .public_key(key.public_key()).serial_number(0xABCDEF0123456789AB)
             .not_valid_before(T0).not_valid_after(T0.replace(year=2027))
@@ -249,3 +249,70 @@ def test_first_request_must_be_signed_with_the_requested_key(ca: CAState) -> Non
     with pytest.raises(ScepRefusal, match="not signed with the key") as e:
         decide_enrollment(ca, cmd, STATIC, NOW)
     assert e.value.fail_info is FailInfo.BAD_REQUEST
+
+
+# -- renewal re-certifies one identity, once ---------------------------------------------------
+
+
+@pytest.mark.parametrize(("cn", "dns"), [("core-router-1", ()), ("r1", ("vpn.example.com",))],
+                         ids=["other-subject", "other-san"])
+def test_renewal_req_for_another_identity_is_refused(ca: CAState, cn: str,
+                                                     dns: tuple[str, ...]) -> None:
+    state, der, serial = _issued_state(ca)
+    cmd = enroll_cmd(rsa_key(3), cn, txid="EVIL", signer=der, message_type=RENEWAL_REQ,
+                     dns=dns)
+    with pytest.raises(ScepRefusal, match=f"not a renewal of certificate {serial}") as e:
+        decide_enrollment(state, cmd, STATIC, NOW)
+    assert e.value.fail_info is FailInfo.BAD_REQUEST
+
+
+def test_pkcs_req_for_another_identity_is_an_enrollment(ca: CAState) -> None:
+    """Signed by a current certificate but naming another subject: no renewal, so the
+    challenge password decides (refused without one, enrolled like any request with one)."""
+    state, der, _serial = _issued_state(ca)
+    same_key = rsa_key(1)  # the key of the signing certificate
+    without = enroll_cmd(same_key, "core-router-1", txid="OTHER", signer=der)
+    with pytest.raises(ScepRefusal, match=r"not a renewal .* challenge password is required"):
+        decide_enrollment(state, without, STATIC, NOW)
+    other_key = enroll_cmd(rsa_key(3), "core-router-1", txid="OTHER", signer=der,
+                           challenge="static-pw")
+    with pytest.raises(ScepRefusal, match=r"not a renewal .* not signed with the key"):
+        decide_enrollment(state, other_key, STATIC, NOW)
+    with_pw = enroll_cmd(same_key, "core-router-1", txid="OTHER", signer=der,
+                         challenge="static-pw")
+    received = decide_enrollment(state, with_pw, STATIC, NOW)[0]
+    assert isinstance(received, RequestReceived)
+    assert (received.authorization, received.renewal_of) == ("challenge:static", None)
+
+
+def test_a_renewed_certificate_cannot_renew_again(ca: CAState) -> None:
+    state, der, serial = _issued_state(ca)
+    first = enroll_cmd(rsa_key(3), "r1", txid="RENEW1", signer=der, message_type=RENEWAL_REQ)
+    state = fold(state, decide_enrollment(state, first, Policy(), NOW))
+    state = fold(state, decide_issue(state, "RENEW1", "beef", b"new-cert", NOW, NOW + HOUR))
+    assert state.certificates[serial].renewed_by == "beef"
+    # the same renewal re-sent is answered from its record, not refused ...
+    assert decide_enrollment(state, first, Policy(), NOW) == []
+    assert reply_status(state, "RENEW1") is ReplyStatus.SUCCESS
+    # ... but no other renewal on the strength of the old certificate, by either message type
+    for mt in (RENEWAL_REQ, 19):
+        again = enroll_cmd(rsa_key(4), "r1", txid=f"RENEW2-{mt}", signer=der, message_type=mt)
+        with pytest.raises(ScepRefusal, match=f"{serial} was renewed before") as e:
+            decide_enrollment(state, again, Policy(), NOW)
+        assert e.value.fail_info is FailInfo.BAD_REQUEST
+
+
+def test_two_pending_renewals_of_one_certificate_issue_once(ca: CAState) -> None:
+    state, der, _serial = _issued_state(ca)
+    for txid in ("P1", "P2"):
+        cmd = enroll_cmd(rsa_key(3), "r1", txid=txid, signer=der, message_type=RENEWAL_REQ)
+        state = fold(state, decide_enrollment(state, cmd, MANUAL, NOW))
+    both = fold(state, decide_approve(state, "P1") + decide_approve(state, "P2"))
+    state = fold(state, decide_approve(state, "P1"))
+    state = fold(state, decide_issue(state, "P1", "beef", b"new-cert", NOW, NOW + HOUR))
+    with pytest.raises(CAError, match="renewed since") as e:
+        decide_approve(state, "P2")
+    assert e.value.reason is Reason.NOT_ALLOWED
+    both = fold(both, decide_issue(both, "P1", "beef", b"new-cert", NOW, NOW + HOUR))
+    with pytest.raises(CAError, match="renewed since"):
+        decide_issue(both, "P2", "cafe", b"other-cert", NOW, NOW + HOUR)

@@ -187,6 +187,26 @@ def test_renewal_as_renewal_req_and_as_pkcs_req_signed_by_current_cert(
     assert ca.state.requests[rekey.transaction_id].renewal_of == serial_of_second
 
 
+def test_renewal_is_for_the_same_identity_and_only_once(ca: BuiltinCA,
+                                                         server: CAServer) -> None:
+    client = ScepTestClient(server.scep_url, rsa_key(16), "r16")
+    first = client.enroll(PW).certificate_for(client.key.public_key())
+    assert first is not None
+    # signed by its certificate, a device asks for another subject (and so other SANs)
+    impostor = ScepTestClient(server.scep_url, rsa_key(17), "core-router-1")
+    for renewal_req in (True, False):
+        rep = impostor.renew(first, renewal_req=renewal_req, current_key=client.key)
+        assert (rep.status, rep.fail_info) == (PkiStatus.FAILURE, FailInfo.BAD_REQUEST)
+        assert rep.fail_info_text is not None and "not a renewal" in rep.fail_info_text
+    renewed = client.renew(first)
+    assert renewed.status is PkiStatus.SUCCESS
+    again = ScepTestClient(server.scep_url, rsa_key(18), "r16").renew(
+        first, current_key=client.key)
+    assert (again.status, again.fail_info) == (PkiStatus.FAILURE, FailInfo.BAD_REQUEST)
+    assert again.fail_info_text is not None and "renewed before" in again.fail_info_text
+    assert len(ca.state.certificates) == 2
+
+
 def test_renewal_with_a_revoked_certificate_fails(ca: BuiltinCA, server: CAServer) -> None:
     client = ScepTestClient(server.scep_url, rsa_key(14), "r14")
     cert = client.enroll(PW).certificate_for(client.key.public_key())

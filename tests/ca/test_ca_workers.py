@@ -106,6 +106,22 @@ def test_refusals_polls_and_get_cert_through_the_decider(ca: BuiltinCA,
     assert ca.state.requests[c.transaction_id].status is RequestStatus.ISSUED
 
 
+def test_the_decider_enforces_renewal_rules(ca: BuiltinCA, server: CAServer) -> None:
+    c = client(server, 235)
+    first = c.enroll(PW).certificate_for(c.key.public_key())
+    assert first is not None
+    other = client(server, 236)  # another identity (w236), signed by w235's certificate
+    rep = other.renew(first, current_key=c.key)
+    assert (rep.status, rep.fail_info) == (PkiStatus.FAILURE, FailInfo.BAD_REQUEST)
+    assert rep.fail_info_text is not None and "not a renewal" in rep.fail_info_text
+    assert c.renew(first).status is PkiStatus.SUCCESS
+    again = ScepTestClient(server.scep_url, rsa_key(237), "w235", signing_time=None).renew(
+        first, current_key=c.key)
+    assert (again.status, again.fail_info) == (PkiStatus.FAILURE, FailInfo.BAD_REQUEST)
+    assert again.fail_info_text is not None and "renewed before" in again.fail_info_text
+    assert len(ca.state.certificates) == 2
+
+
 def test_workers_serve_the_crl_the_decider_publishes(ca: BuiltinCA, server: CAServer) -> None:
     c = client(server, 234)
     cert = c.enroll(PW).certificate_for(c.key.public_key())
