@@ -21,7 +21,7 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 
-from engine.scep._der import contained
+from engine.scep._der import complete_certificate, contained
 from engine.scep.cms import certs_only, read_certs_only
 from engine.scep.errors import ScepError, ScepErrorReason
 
@@ -81,7 +81,7 @@ def parse_ca_certificates(content_type: str, body: bytes) -> CACertificates:
                 cert = x509.load_pem_x509_certificate(body)
             else:
                 cert = x509.load_der_x509_certificate(body)
-        return CACertificates(ca=cert)
+        return CACertificates(ca=complete_certificate(cert, "GetCACert certificate"))
     if ctype == CA_RA_CERT_CONTENT_TYPE:
         certs, _ = read_certs_only(body, "GetCACert PKCS#7")
         return identify_roles(certs)

@@ -28,9 +28,11 @@ from engine.scep._der import (
     ber_octets,
     cert_matches,
     cms_time,
+    complete_certificate,
     contained,
     header,
     load,
+    load_crl,
     to_asn1_certificate,
     to_certificate,
 )
@@ -146,8 +148,14 @@ class SignedMessage:
                     return cert
         return None
 
-    def included_signer(self) -> x509.Certificate | None:
-        return self.find_signer(self.certificates)
+    def included_signer(self, what: str = "pkiMessage") -> x509.Certificate | None:
+        """The signer's own certificate from the message, parsed completely (it is handed
+        out to the caller; `read_signed` only loaded it, so a failure here can still be
+        answered with a CertRep FAILURE)."""
+        signer = self.find_signer(self.certificates)
+        if signer is None:
+            return None
+        return complete_certificate(signer, f"{what} signer certificate")
 
 
 def read_signed(der: bytes, what: str = "pkiMessage") -> SignedMessage:
@@ -183,7 +191,7 @@ def read_signed(der: bytes, what: str = "pkiMessage") -> SignedMessage:
         asn1_certs: list[asn1_x509.Certificate] = []
         if not isinstance(sd["certificates"], core.Void):
             asn1_certs = [c.chosen for c in sd["certificates"] if c.name == "certificate"]
-        certs = tuple(to_certificate(c, f"{what} certificate") for c in asn1_certs)
+        certs = tuple(x509.load_der_x509_certificate(c.dump()) for c in asn1_certs)
         return SignedMessage(
             content=content, content_type=encap["content_type"].dotted, digest=digest,
             signature_oid=sig_oid, attributes=attributes, certificates=certs,
@@ -387,7 +395,7 @@ def read_certs_only(
         if not isinstance(sd["crls"], core.Void):
             for choice in sd["crls"]:
                 if choice.name == "crl":
-                    crls.append(x509.load_der_x509_crl(choice.chosen.dump()))
+                    crls.append(load_crl(choice.chosen.dump(), f"{what} CRL"))
         return tuple(certs), tuple(crls)
 
 
