@@ -23,6 +23,7 @@ __all__ = [
     "DigestAlgorithm",
     "RandomBytes",
     "signature_hash_oid",
+    "x509_signature_algorithm",
 ]
 
 X509Hash = hashes.SHA256 | hashes.SHA384 | hashes.SHA512
@@ -72,6 +73,15 @@ class DigestAlgorithm(enum.Enum):
                 ScepErrorReason.UNSUPPORTED_ALGORITHM, f"unsupported digest algorithm {oid}"
             ) from None
 
+    @classmethod
+    def from_hash(cls, algorithm: hashes.HashAlgorithm | None) -> DigestAlgorithm:
+        """The digest a `cryptography` hash object names (SHA-1/256/384/512 only)."""
+        for digest in cls:
+            if algorithm is not None and digest.hash_algorithm().name == algorithm.name:
+                return digest
+        name = algorithm.name if algorithm is not None else "none"
+        raise ScepError(ScepErrorReason.UNSUPPORTED_ALGORITHM, f"unsupported digest {name}")
+
 
 _DIGEST_INFO: dict[DigestAlgorithm, tuple[str, Callable[[], hashes.HashAlgorithm]]] = {
     DigestAlgorithm.SHA1: ("SHA-1", hashes.SHA1),
@@ -93,6 +103,7 @@ _SIGNATURE_HASH: dict[str, DigestAlgorithm | None] = {
     "1.2.840.10045.4.3.4": DigestAlgorithm.SHA512,
 }
 RSA_ENCRYPTION_OID = "1.2.840.113549.1.1.1"
+RSASSA_PSS_OID = "1.2.840.113549.1.1.10"  # its hash is in the parameters, not the OID
 ECDSA_SIGNATURE_OID = {
     DigestAlgorithm.SHA1: "1.2.840.10045.4.1",
     DigestAlgorithm.SHA256: "1.2.840.10045.4.3.2",
@@ -119,6 +130,19 @@ def signature_hash_oid(signature_oid: str, digest: DigestAlgorithm) -> str:
             f"signature algorithm {signature_oid} disagrees with digest {digest.caps_keyword}",
         )
     return "ecdsa" if signature_oid.startswith("1.2.840.10045.") else "rsa"
+
+
+def x509_signature_algorithm(signature_oid: str) -> tuple[str, DigestAlgorithm]:
+    """The family ("rsa" = PKCS#1 v1.5, "ecdsa") and hash of an X.509/PKCS#10
+    signatureAlgorithm that names its hash (RSASSA-PSS, whose hash is a parameter, is not
+    here). Bare rsaEncryption names no hash, so it cannot sign a request."""
+    digest = _SIGNATURE_HASH.get(signature_oid)
+    if digest is None:
+        raise ScepError(
+            ScepErrorReason.UNSUPPORTED_ALGORITHM,
+            f"unsupported signature algorithm {signature_oid}",
+        )
+    return ("ecdsa" if signature_oid.startswith("1.2.840.10045.") else "rsa"), digest
 
 
 class ContentCipher(enum.Enum):

@@ -2,9 +2,21 @@
 
 `build_csr` makes the request a router sends: its subject (optionally with serialNumber
 appended, as IOS `serial-number` does), SANs (dNSName, iPAddress) in an extensionRequest, and
-the challenge password (RFC 2985 §5.4.1 DirectoryString; written as UTF8String). `parse_csr`
-reads any such request, accepts the challenge as PrintableString, UTF8String, IA5String,
-TeletexString, BMPString or UniversalString, and checks the proof-of-possession signature.
+the challenge password (RFC 2985 §5.4.1 DirectoryString; written as UTF8String).
+
+`parse_csr` reads any such request completely, inside the core's error containment, so that
+nothing a caller reads afterwards (subject, public key, extensions, attributes) can raise:
+
+- the subject: every value a character string its attribute allows (X.520), read both by
+  asn1crypto and by cryptography;
+- the key: RSA or EC (the only keys SCEP can certify and envelope to);
+- the proof of possession: verified here with the request's own key and signature algorithm,
+  RSA PKCS#1 v1.5, RSASSA-PSS or ECDSA, with SHA-1, SHA-256, SHA-384 or SHA-512
+  (`signature_digest` says which; refusing SHA-1 is the caller's policy). cryptography's
+  `is_signature_valid` is not used: it reports sha1WithRSAEncryption requests as invalid;
+- attributes: each type at most once, each with exactly one value; the challenge as
+  PrintableString, UTF8String, IA5String, TeletexString, BMPString or UniversalString; the
+  extensionRequest a well-formed Extensions whose subjectAltName both libraries can read.
 """
 
 from __future__ import annotations
@@ -14,12 +26,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from asn1crypto import csr as asn1_csr
+from asn1crypto import x509 as asn1_x509
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
-from cryptography.x509.oid import AttributeOID, NameOID
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.x509.oid import AttributeOID, ExtensionOID, NameOID
 
-from engine.scep._der import contained, load
-from engine.scep.algorithms import DigestAlgorithm
+from engine.scep._der import ber_elements, complete_name, contained, load, to_name
+from engine.scep.algorithms import RSASSA_PSS_OID, DigestAlgorithm, x509_signature_algorithm
 from engine.scep.errors import ScepError, ScepErrorReason
 from engine.scep.identity import SigningKey
 
@@ -63,10 +78,12 @@ def build_csr(
 
 @dataclass(frozen=True, slots=True)
 class CertificationRequest:
-    """A parsed, signature-checked PKCS#10 request."""
+    """A parsed, signature-checked PKCS#10 request, read completely (see `parse_csr`)."""
 
     csr: x509.CertificateSigningRequest
     challenge_password: str | None
+    signature_digest: DigestAlgorithm  # the hash its proof-of-possession signature used
+    signature_algorithm: str  # its signatureAlgorithm OID, e.g. sha1WithRSAEncryption
 
     @property
     def der(self) -> bytes:
@@ -75,6 +92,12 @@ class CertificationRequest:
     @property
     def subject(self) -> x509.Name:
         return self.csr.subject
+
+    @property
+    def public_key(self) -> rsa.RSAPublicKey | ec.EllipticCurvePublicKey:
+        key = self.csr.public_key()
+        assert isinstance(key, rsa.RSAPublicKey | ec.EllipticCurvePublicKey)  # parse_csr
+        return key
 
     @property
     def dns_names(self) -> tuple[str, ...]:
@@ -97,28 +120,123 @@ class CertificationRequest:
             return None
 
 
+_WHAT = "PKCS#10 request"
+OID_EXTENSION_REQUEST = "1.2.840.113549.1.9.14"  # RFC 2985 §5.4.2
+
+
 def parse_csr(der: bytes) -> CertificationRequest:
-    """Parse a DER PKCS#10 request, extract its challenge password, verify its signature."""
-    info = load(asn1_csr.CertificationRequest, der, "PKCS#10 request")
-    with contained("PKCS#10 request"):
-        challenge: str | None = None
-        for attr in info["certification_request_info"]["attributes"]:
-            if attr["type"].dotted != AttributeOID.CHALLENGE_PASSWORD.dotted_string:
-                continue
-            values = list(attr["values"])
-            if challenge is not None or len(values) != 1:
-                raise ScepError(ScepErrorReason.BAD_ATTRIBUTE,
-                                "PKCS#10 request: challengePassword must occur once, "
-                                "with one value")
-            value = values[0].native
-            if not isinstance(value, str):
-                raise ScepError(ScepErrorReason.BAD_ATTRIBUTE,
-                                "PKCS#10 request: challengePassword is not a string")
-            challenge = value
+    """Parse a DER PKCS#10 request completely, verify its signature, extract its challenge.
+
+    Raises only ScepError: BAD_CSR_SIGNATURE (badMessageCheck) when the signature does not
+    verify, UNSUPPORTED_ALGORITHM (badAlg) for a key or signature algorithm we cannot check,
+    MALFORMED or BAD_ATTRIBUTE (badRequest) for anything else a caller could trip over."""
+    request = load(asn1_csr.CertificationRequest, der, _WHAT)
+    with contained(_WHAT):
+        info = request["certification_request_info"]
+        to_name(info["subject"], f"{_WHAT} subject")
+        challenge = _read_attributes(info["attributes"])
         csr = x509.load_der_x509_csr(bytes(der))
-        if not csr.is_signature_valid:
-            raise ScepError(ScepErrorReason.BAD_CSR_SIGNATURE,
-                            "PKCS#10 request: the signature does not verify "
-                            "(no proof of possession)")
-        _ = csr.extensions  # parse now: a malformed extensionRequest is the peer's fault
-        return CertificationRequest(csr=csr, challenge_password=challenge)
+        algorithm, digest = _verify_proof_of_possession(csr)
+        parsed = CertificationRequest(csr=csr, challenge_password=challenge,
+                                      signature_digest=digest, signature_algorithm=algorithm)
+        _read_everything(parsed)
+        return parsed
+
+
+def _verify_proof_of_possession(
+    csr: x509.CertificateSigningRequest,
+) -> tuple[str, DigestAlgorithm]:
+    """Check the request's signature over certificationRequestInfo with its own public key
+    (RFC 2986 §4.2: the signature is made "with the certification request subject's private
+    key"); return (signatureAlgorithm OID, digest)."""
+    key = csr.public_key()
+    if not isinstance(key, rsa.RSAPublicKey | ec.EllipticCurvePublicKey):
+        kind = type(key).__name__.removesuffix("PublicKey").lstrip("_")
+        raise ScepError(ScepErrorReason.UNSUPPORTED_ALGORITHM,
+                        f"{_WHAT}: its key is {kind}; only RSA and EC keys can be certified")
+    oid = csr.signature_algorithm_oid.dotted_string
+    signature, signed = csr.signature, csr.tbs_certrequest_bytes
+    try:
+        if oid == RSASSA_PSS_OID:
+            digest = DigestAlgorithm.from_hash(csr.signature_hash_algorithm)
+            pss = csr.signature_algorithm_parameters
+            if not isinstance(key, rsa.RSAPublicKey) or not isinstance(pss, padding.PSS):
+                raise _misfit(oid, key)
+            key.verify(signature, signed, pss, digest.hash_algorithm())
+            return oid, digest
+        family, digest = x509_signature_algorithm(oid)
+        if family == "rsa" and isinstance(key, rsa.RSAPublicKey):
+            key.verify(signature, signed, padding.PKCS1v15(), digest.hash_algorithm())
+        elif family == "ecdsa" and isinstance(key, ec.EllipticCurvePublicKey):
+            key.verify(signature, signed, ec.ECDSA(digest.hash_algorithm()))
+        else:
+            raise _misfit(oid, key)
+    except InvalidSignature:
+        raise ScepError(ScepErrorReason.BAD_CSR_SIGNATURE,
+                        f"{_WHAT}: the signature does not verify "
+                        "(no proof of possession)") from None
+    return oid, digest
+
+
+def _misfit(oid: str, key: rsa.RSAPublicKey | ec.EllipticCurvePublicKey) -> ScepError:
+    kind = "RSA" if isinstance(key, rsa.RSAPublicKey) else "EC"
+    return ScepError(ScepErrorReason.UNSUPPORTED_ALGORITHM,
+                     f"{_WHAT}: signature algorithm {oid} does not fit its {kind} key")
+
+
+def _read_attributes(attributes: asn1_csr.CRIAttributes) -> str | None:
+    """Check every attribute; return the challenge password, if any."""
+    seen: set[str] = set()
+    challenge: str | None = None
+    for attr in attributes:
+        oid = attr["type"].dotted
+        label = attr["type"].native
+        _, values = ber_elements(attr.contents)  # type OID, SET OF value
+        # RFC 2985 §5.4.1/§5.4.2: challengePassword and extensionRequest are "SINGLE VALUE
+        # TRUE"; other attributes are refused with more than one value too, as cryptography
+        # (whose CertificateSigningRequest our callers read) cannot represent them.
+        if oid in seen or len(ber_elements(values[3])) != 1:
+            raise ScepError(ScepErrorReason.BAD_ATTRIBUTE,
+                            f"{_WHAT}: attribute {label} must occur once, with one value")
+        seen.add(oid)
+        if oid == AttributeOID.CHALLENGE_PASSWORD.dotted_string:
+            challenge = _challenge(attr["values"])
+        elif oid == OID_EXTENSION_REQUEST:
+            with contained(f"{_WHAT} extensionRequest"):
+                _check_extension_request(attr["values"][0])
+    return challenge
+
+
+def _challenge(values: asn1_csr.SetOfDirectoryString) -> str:
+    try:
+        value: object = values[0].native
+    except ValueError:  # not a DirectoryString choice, or bytes that do not decode
+        value = None
+    if not isinstance(value, str):
+        raise ScepError(ScepErrorReason.BAD_ATTRIBUTE,
+                        f"{_WHAT}: challengePassword is not a character string")
+    return value
+
+
+def _check_extension_request(extensions: asn1_x509.Extensions) -> None:
+    """Read the extensionRequest as our callers do (asn1crypto: OIDs, criticality, raw
+    values; the subjectAltName decoded), besides cryptography's parse in `_read_everything`."""
+    for ext in asn1_x509.Extensions.load(extensions.dump(), strict=True):
+        _ = ext["extn_id"].dotted, ext["critical"].native, ext["extn_value"].contents
+        if ext["extn_id"].dotted == ExtensionOID.SUBJECT_ALTERNATIVE_NAME.dotted_string:
+            _ = ext["extn_value"].parsed.native
+
+
+def _read_everything(parsed: CertificationRequest) -> None:
+    """Read with cryptography whatever a caller may read (it parses all of these lazily)."""
+    csr = parsed.csr
+    with contained(f"{_WHAT} subject"):
+        complete_name(csr.subject)
+    _ = parsed.public_key.public_bytes(serialization.Encoding.DER,
+                                       serialization.PublicFormat.SubjectPublicKeyInfo)
+    with contained(f"{_WHAT} extensionRequest"):
+        _ = [ext.value for ext in csr.extensions]
+        _ = parsed.dns_names, parsed.ip_addresses
+    with contained(f"{_WHAT} attributes"):
+        _ = [(attr.oid, attr.value) for attr in csr.attributes]
+    _ = parsed.der

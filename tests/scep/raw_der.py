@@ -55,7 +55,7 @@ def cn(text: str) -> bytes:
 
 def attribute(type_oid: str, *values: bytes) -> bytes:
     """An Attribute: SEQUENCE { type, SET OF value } (values given as whole DER elements)."""
-    return tlv(0x30, oid(type_oid) + tlv(0x31, b"".join(values)))
+    return tlv(0x30, oid(type_oid) + tlv(0x31, b"".join(sorted(values))))
 
 
 def extension(extn_id: str, value: bytes, critical: bool = False) -> bytes:
@@ -98,7 +98,7 @@ def csr(key: Key, subject: bytes, attributes: Sequence[bytes] = (), *,
         digest: str = "sha256", subject_key: bytes | None = None) -> bytes:
     """A PKCS#10 request signed by `key` (over whatever it holds)."""
     info = tlv(0x30, b"\x02\x01\x00" + subject + (subject_key or spki(key))
-               + tlv(0xA0, b"".join(attributes)))
+               + tlv(0xA0, b"".join(sorted(attributes))))  # DER: a SET OF is sorted
     return _signed(key, info, digest)
 
 
