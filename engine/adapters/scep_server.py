@@ -28,18 +28,19 @@ import contextlib
 import enum
 import hmac
 import json
+import re
 import socket
 import sys
 import threading
 import time
 from base64 import b64decode
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from email.utils import formatdate
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Protocol
-from urllib.parse import unquote, urlsplit
+from urllib.parse import SplitResult, unquote, urlsplit
 
 import structlog
 
@@ -115,10 +116,40 @@ class Route:
     message: bytes | None = None
 
 
+def split_target(target: str) -> SplitResult:
+    """`target` split into path and query; HttpError(400) for one urlsplit cannot read (an
+    unclosed `[` in what it takes for a host: `http://[::1/scep`, `//[/scep`)."""
+    try:
+        return urlsplit(target)
+    except ValueError:
+        raise HttpError(HTTPStatus.BAD_REQUEST, "malformed request target") from None
+
+
+_CONTENT_LENGTH = re.compile(r"[0-9]+")
+
+
+def content_length(values: Sequence[str]) -> int | None:
+    """The body length the Content-Length header field(s) `values` give (None if absent).
+
+    RFC 9112 §6.3: a request "with an invalid Content-Length header field" has invalid framing
+    and "the server MUST respond with a 400 (Bad Request) status code and then close the
+    connection". Valid is ASCII digits only (not `+4`, `1_0` or `²`, which Python's int()
+    reads); repeated fields are refused too, even equal ones (the RFC allows that), so the
+    two servers never disagree on which one counts."""
+    if not values:
+        return None
+    if len(values) > 1:
+        raise HttpError(HTTPStatus.BAD_REQUEST, "repeated Content-Length")
+    text = values[0].strip()
+    if not _CONTENT_LENGTH.fullmatch(text):
+        raise HttpError(HTTPStatus.BAD_REQUEST, "bad Content-Length")
+    return int(text)
+
+
 def route(command: str, target: str) -> Route:
     """The operation a `command` (GET/POST/HEAD) on `target` (path?query) asks for; HttpError
     (404, 400, 413) for anything else."""
-    url = urlsplit(target)
+    url = split_target(target)
     path = url.path.rstrip("/") or "/"
     if path == CRL_PATH and command in ("GET", "HEAD"):
         return Route(Operation.CRL)
@@ -194,18 +225,14 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             raise HttpError(HTTPStatus.LENGTH_REQUIRED, "chunked bodies are not accepted; "
                                                         "send Content-Length")
-        length_text = self.headers.get("Content-Length")
-        if length_text is None:
+        try:
+            length = content_length(self.headers.get_all("Content-Length") or [])
+        except HttpError:
+            self.close_connection = True
+            raise
+        if length is None:
             self.close_connection = True
             raise HttpError(HTTPStatus.LENGTH_REQUIRED, "Content-Length is required")
-        try:
-            length = int(length_text)
-        except ValueError:
-            self.close_connection = True
-            raise HttpError(HTTPStatus.BAD_REQUEST, "bad Content-Length") from None
-        if length < 0:
-            self.close_connection = True
-            raise HttpError(HTTPStatus.BAD_REQUEST, "bad Content-Length")
         if length > limit:
             self.close_connection = True  # the unread body must not be parsed as a request
             raise HttpError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
@@ -257,7 +284,7 @@ class _AdminHandler(_Handler):
     token: str
 
     def _route(self) -> tuple[HTTPStatus, str, bytes]:
-        path = urlsplit(self.path).path
+        path = split_target(self.path).path
         if self.command != "POST" or not path.startswith("/admin/"):
             raise HttpError(HTTPStatus.NOT_FOUND, "not found")
         presented = self.headers.get("Authorization", "").removeprefix("Bearer ").strip()
@@ -436,7 +463,10 @@ def _parse_head(head: bytes) -> tuple[str, str, str, dict[str, str]]:
         name, sep, value = line.partition(":")
         if not sep or not name or name != name.strip():
             raise _HeadError(HTTPStatus.BAD_REQUEST, "malformed header line")
-        headers[name.lower()] = value.strip()
+        key = name.lower()
+        if key == "content-length" and key in headers:
+            raise _HeadError(HTTPStatus.BAD_REQUEST, "repeated Content-Length")  # see below
+        headers[key] = value.strip()
     return parts[0], parts[1], parts[2], headers
 
 
@@ -445,13 +475,14 @@ def _body_length(command: str, headers: Mapping[str, str]) -> int:
         raise _HeadError(HTTPStatus.LENGTH_REQUIRED,
                          "chunked bodies are not accepted; send Content-Length")
     text = headers.get("content-length")
-    if text is None:
+    try:
+        length = content_length([text] if text is not None else [])
+    except HttpError as e:
+        raise _HeadError(e.status, e.message) from None
+    if length is None:
         if command == "POST":
             raise _HeadError(HTTPStatus.LENGTH_REQUIRED, "Content-Length is required")
         return 0
-    if not text.isdigit():
-        raise _HeadError(HTTPStatus.BAD_REQUEST, "bad Content-Length")
-    length = int(text)
     if length > MAX_MESSAGE:
         raise _HeadError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
                          f"body of {length} bytes is larger than {MAX_MESSAGE}")

@@ -17,6 +17,8 @@ import binascii
 import re
 from dataclasses import dataclass
 
+from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 
 from engine.ca.errors import CAError
@@ -79,10 +81,24 @@ def verified_request(der: bytes) -> OfflineRequest:
         parsed = parse_csr(der)
     except ScepError as e:
         raise CAError(Reason.BAD_DATA, f"not a usable certificate request: {e.detail}") from None
-    csr = parsed.csr
-    return OfflineRequest(
-        subject=csr.subject.public_bytes(),
-        subject_text=rfc4514(csr.subject),
-        public_key=csr.public_key().public_bytes(
-            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo),
-        requested_extensions=requested_extensions(der))
+    try:
+        return request_of(parsed.csr, der)
+    except ValueError as e:
+        raise CAError(Reason.BAD_DATA, f"not a usable certificate request: {e}") from None
+
+
+def request_of(csr: x509.CertificateSigningRequest, der: bytes) -> OfflineRequest:
+    """What the CA records of a parsed PKCS#10 (`der` is its encoding). `cryptography` reads
+    the subject and the key lazily and raises more than ValueError for some that the request
+    parser let through (a subject attribute whose value is not a string: KeyError; a key of an
+    algorithm it does not know: UnsupportedAlgorithm); all of them are a ValueError here."""
+    try:
+        return OfflineRequest(
+            subject=csr.subject.public_bytes(),
+            subject_text=rfc4514(csr.subject),
+            public_key=csr.public_key().public_bytes(
+                serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo),
+            requested_extensions=requested_extensions(der))
+    except (ValueError, KeyError, TypeError, UnsupportedAlgorithm) as e:
+        raise ValueError(f"its subject or public key cannot be read ({type(e).__name__}: "
+                         f"{e})") from None

@@ -31,10 +31,11 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from engine.adapters.scep_server import HttpError
+from engine.ca import offline
 from engine.ca.decide import Enroll, Policy, ReplyStatus
 from engine.ca.errors import CAError, ScepRefusal
 from engine.ca.ports import Clock, Randomness
-from engine.ca.profile import requested_extensions, serial_hex
+from engine.ca.profile import serial_hex
 from engine.ca.queries import (
     Answer,
     CertificateQuery,
@@ -46,7 +47,6 @@ from engine.ca.queries import (
     answer,
 )
 from engine.ca.service import BuiltinCA, challenge_digest
-from engine.pki import rfc4514
 from engine.scep import (
     Capabilities,
     Capability,
@@ -210,16 +210,18 @@ class ScepResponder:
 
     def _enroll_command(self, req: ScepRequest, signer_der: bytes) -> Enroll:
         assert req.csr is not None  # the core sets it for PKCSReq/RenewalReq
-        csr = req.csr.csr
         password = req.csr.challenge_password
+        try:
+            request = offline.request_of(req.csr.csr, req.csr.der)
+        except ValueError as e:
+            raise ScepRefusal(FailInfo.BAD_REQUEST, str(e)) from None
         return Enroll(
             transaction_id=req.transaction_id,
             message_type=int(req.message_type),
-            subject=csr.subject.public_bytes(),
-            subject_text=rfc4514(csr.subject),
-            public_key=csr.public_key().public_bytes(
-                serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo),
-            requested_extensions=requested_extensions(req.csr.der),
+            subject=request.subject,
+            subject_text=request.subject_text,
+            public_key=request.public_key,
+            requested_extensions=request.requested_extensions,
             signer_certificate=signer_der,
             challenge_sha256=challenge_digest(password) if password else None,
         )

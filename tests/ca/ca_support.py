@@ -14,10 +14,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
 
+from asn1crypto import core as asn1_core
 from asn1crypto import csr as asn1_csr
+from asn1crypto import keys as asn1_keys
+from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
 from engine.ca.decide import PKCS_REQ, Enroll
 from engine.ca.ports import FixedClock, PrivateKey, SeededRandomness
@@ -99,6 +102,34 @@ def requested_extensions(csr: x509.CertificateSigningRequest) -> bytes:
         if attr["type"].native == "extension_request":
             return bytes(attr["values"][0].dump())
     return b""
+
+
+INTEGER_AVA_SUBJECT = bytes.fromhex("300d310b300906032a0304020201 00".replace(" ", ""))
+"""A DER Name whose one attribute (OID 1.2.3.4) has an INTEGER value, not a string."""
+
+
+def raw_csr(key: rsa.RSAPrivateKey, subject_der: bytes, challenge: str | None = None) -> bytes:
+    """A PKCS#10 (DER) with exactly `subject_der` as its subject, signed with `key`: for
+    subjects `cryptography`'s builder refuses to write."""
+    attrs = [] if challenge is None else [{"type": "challenge_password",
+                                           "values": [asn1_core.PrintableString(challenge)]}]
+    info = asn1_csr.CertificationRequestInfo({
+        "version": 0, "subject": asn1_x509.Name.load(subject_der),
+        "subject_pk_info": asn1_keys.PublicKeyInfo.load(spki(key)), "attributes": attrs})
+    signature = key.sign(info.dump(), padding.PKCS1v15(), hashes.SHA256())
+    return bytes(asn1_csr.CertificationRequest({
+        "certification_request_info": info,
+        "signature_algorithm": {"algorithm": "sha256_rsa"}, "signature": signature}).dump())
+
+
+class RawCSR:
+    """Stands in for a CertificateSigningRequest where only its DER is used (build_pkcs_req)."""
+
+    def __init__(self, der: bytes) -> None:
+        self.der = der
+
+    def public_bytes(self, encoding: serialization.Encoding) -> bytes:
+        return self.der
 
 
 def self_signed(key: PrivateKey, cn: str) -> bytes:

@@ -9,13 +9,21 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from ca_support import ScepTestClient, http_request, make_ca, rsa_key
+from ca_support import (
+    INTEGER_AVA_SUBJECT,
+    RawCSR,
+    ScepTestClient,
+    http_request,
+    make_ca,
+    raw_csr,
+    rsa_key,
+)
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from engine.adapters.scep_server import decode_message_param
 from engine.ca.server import CAServer, serve
-from engine.scep import Capability, PkiStatus, build_pkcs_req, parse_capabilities
+from engine.scep import Capability, FailInfo, PkiStatus, build_pkcs_req, parse_capabilities
 
 
 @pytest.fixture(scope="module", params=[1, 2], ids=["one-process", "workers"])
@@ -158,3 +166,53 @@ def test_certificate_with_invalid_version_is_400(server: CAServer) -> None:
     bad = der.replace(version_v3, b"\xa0\x03\x02\x01\x3d", 1)
     status, _, _ = http_request(f"{server.scep_url}?operation=PKIOperation", "POST", bad)
     assert status == 400
+
+
+# -- found in review: request heads and subjects that used to get a 500 or a dropped connection
+
+
+def raw_exchange(server: CAServer, request: bytes) -> bytes:
+    """Send `request` on a fresh connection; everything the server answers until it closes."""
+    host, port = server.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as s:
+        s.sendall(request)
+        answer = b""
+        while chunk := s.recv(4096):
+            answer += chunk
+    return answer
+
+
+@pytest.mark.parametrize("target", [b"http://[::1/scep?operation=GetCACaps",
+                                    b"//[/scep?operation=GetCACaps"])
+def test_a_target_urlsplit_cannot_read_is_a_4xx(server: CAServer, target: bytes) -> None:
+    answer = raw_exchange(server, b"GET " + target + b" HTTP/1.1\r\nHost: x\r\n"
+                                                     b"Connection: close\r\n\r\n")
+    # http.server turns a leading '//' into '/' (then: no such path, 404); ours reads it as is
+    assert answer.split(b"\r\n")[0] in (b"HTTP/1.1 400 Bad Request", b"HTTP/1.1 404 Not Found")
+    if target.startswith(b"http:"):
+        assert answer.startswith(b"HTTP/1.1 400")
+
+
+@pytest.mark.parametrize("lengths", [["\u00b2"], ["1_0"], ["+4"], ["4", "4"], ["4", "400"],
+                                     ["400", "4"]],
+                         ids=["superscript", "underscore", "plus", "repeated", "conflicting",
+                              "conflicting-reversed"])
+def test_content_length_is_one_ascii_number(server: CAServer, lengths: list[str]) -> None:
+    head = "POST /scep?operation=PKIOperation HTTP/1.1\r\nHost: x\r\n" + "".join(
+        f"Content-Length: {n}\r\n" for n in lengths) + "\r\n"
+    answer = raw_exchange(server, head.encode("latin-1") + b"0\x03\x02\x01" + b"\x00" * 6)
+    assert answer.startswith(b"HTTP/1.1 400 "), answer[:80]
+    assert b"Content-Length\n" in answer  # refused for its framing, not for a bad body
+    assert answer.count(b"HTTP/1.1 ") == 1  # answered once, then closed: no smuggled request
+    assert http_request(f"{server.scep_url}?operation=GetCACaps")[0] == 200
+
+
+def test_a_subject_that_cannot_be_read_is_bad_request(server: CAServer) -> None:
+    """A subject attribute with an INTEGER value: cryptography raises KeyError when asked for
+    the subject. The answer is a CertRep FAILURE (badRequest), not a 500."""
+    client = ScepTestClient(server.scep_url, rsa_key(32), "intava", signing_time=None)
+    der = raw_csr(client.key, INTEGER_AVA_SUBJECT, "pw")
+    p = client.params()
+    rep = client.send(build_pkcs_req(p, RawCSR(der), random_bytes=os.urandom),  # type: ignore[arg-type]
+                      p)
+    assert (rep.status, rep.fail_info) == (PkiStatus.FAILURE, FailInfo.BAD_REQUEST)

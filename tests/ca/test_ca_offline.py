@@ -10,7 +10,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from ca_support import T0, make_ca, rsa_key, spki
+from ca_support import INTEGER_AVA_SUBJECT, T0, make_ca, raw_csr, rsa_key, spki
 from cli_support import cli, served
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -19,7 +19,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from engine.ca import BuiltinCA, CAError
 from engine.ca.decide import OFFLINE
-from engine.ca.offline import read_pasted_csr
+from engine.ca.offline import read_pasted_csr, request_of
 from engine.ca.service import replay
 from engine.ca.state import RequestStatus
 from engine.errors import Reason
@@ -115,7 +115,7 @@ def test_without_a_server_no_cdp_and_the_default_validity(tmp_path: Path) -> Non
 
 
 @pytest.mark.parametrize("case", ["garbage", "tampered", "two", "not-a-request", "dsa",
-                                  "certificate-block", "empty"])
+                                  "certificate-block", "empty", "integer-subject"])
 def test_junk_is_refused_and_nothing_is_recorded(tmp_path: Path, case: str) -> None:
     good = our_csr(62, "r62")
     with make_ca(tmp_path / "ca") as ca:
@@ -138,6 +138,8 @@ def test_junk_is_refused_and_nothing_is_recorded(tmp_path: Path, case: str) -> N
                 csr = (x509.CertificateSigningRequestBuilder().subject_name(
                     x509.Name.from_rfc4514_string("CN=dsa")).sign(key, hashes.SHA256()))
                 ca.sign_offline(csr.public_bytes(serialization.Encoding.DER))
+            elif case == "integer-subject":
+                ca.sign_offline(raw_csr(rsa_key(62), INTEGER_AVA_SUBJECT))
             elif case == "certificate-block":
                 read_pasted_csr(ca.ca_certificate.public_bytes(serialization.Encoding.PEM))
             else:
@@ -148,9 +150,19 @@ def test_junk_is_refused_and_nothing_is_recorded(tmp_path: Path, case: str) -> N
         expected = {"garbage": "not a base64", "tampered": "signature does not verify",
                     "two": "holds 2 certificate requests", "not-a-request": "malformed",
                     "dsa": "only RSA and EC", "certificate-block": "CERTIFICATE block",
-                    "empty": "empty"}[case]
+                    "empty": "empty",
+                    "integer-subject": "not a usable certificate request"}[case]
         assert expected in err.value.message
         assert ca.state is state
+
+
+def test_a_subject_cryptography_cannot_read_is_a_value_error() -> None:
+    """Whatever the request parser lets through, reading it for the record raises only
+    ValueError (which both the SCEP frontend and `ca sign` turn into a refusal)."""
+    der = raw_csr(rsa_key(62), INTEGER_AVA_SUBJECT)
+    csr = x509.load_der_x509_csr(der)  # loads: the subject is parsed lazily
+    with pytest.raises(ValueError, match="subject or public key cannot be read"):
+        request_of(csr, der)
 
 
 # -- the command line, with and without `ca serve` -----------------------------------------------
