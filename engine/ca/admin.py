@@ -28,7 +28,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from engine.adapters.scep_server import HttpError
-from engine.ca.errors import CAError
+from engine.ca.errors import CAError, CAUnavailable
 from engine.ca.service import BuiltinCA
 from engine.ca.state import IssuedCertificate
 from engine.errors import Reason
@@ -37,7 +37,8 @@ ADMIN_FILE = "admin.json"
 ADMIN_TIMEOUT = 30.0
 
 _STATUS_OF = {Reason.NOT_FOUND: HTTPStatus.NOT_FOUND, Reason.NOT_ALLOWED: HTTPStatus.CONFLICT}
-_REASON_OF = {HTTPStatus.NOT_FOUND: Reason.NOT_FOUND, HTTPStatus.CONFLICT: Reason.NOT_ALLOWED}
+_REASON_OF = {HTTPStatus.NOT_FOUND: Reason.NOT_FOUND, HTTPStatus.CONFLICT: Reason.NOT_ALLOWED,
+              HTTPStatus.SERVICE_UNAVAILABLE: Reason.NOT_ALLOWED}
 
 
 class AdminEndpoint:
@@ -49,6 +50,8 @@ class AdminEndpoint:
     def admin(self, action: str, args: Mapping[str, Any]) -> dict[str, Any]:
         try:
             return self._perform(action, args)
+        except CAUnavailable as e:
+            raise HttpError(HTTPStatus.SERVICE_UNAVAILABLE, e.message) from None
         except CAError as e:
             raise HttpError(_STATUS_OF.get(e.reason, HTTPStatus.BAD_REQUEST), e.message) from None
 

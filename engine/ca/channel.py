@@ -10,7 +10,8 @@ Frames (key "t"):
     worker -> decider   ready   {pid}
     worker -> decider   ask     {id, q}   a query (engine/ca/queries.py encode_query)
     decider -> worker   answer  {id, a}   its answer (encode_answer)
-    decider -> worker   error   {id, message}   the decider failed (a bug): HTTP 500
+    decider -> worker   error   {id, message[, status]}   no answer: HTTP `status` (503: the
+                                the log cannot be made durable), else 500 (a bug)
 
 The decider reads every channel from one thread (`Channel.read_frames` under a selector);
 the worker side lives on its asyncio loop (`AsyncChannel`).
@@ -28,9 +29,11 @@ from typing import Any
 
 import msgpack
 
+from engine.ca.errors import CAUnavailable
 from engine.ca.queries import Answer, BadFrame, Query, decode_answer, encode_query
 
 MAX_FRAME = 1 << 20
+UNAVAILABLE = 503  # the `status` of an error frame sent while the log cannot be made durable
 _LENGTH = struct.Struct(">I")
 
 
@@ -172,5 +175,7 @@ class AsyncChannel:
             return  # the question was withdrawn (its connection closed while it waited)
         if message["t"] == "answer":
             future.set_result(decode_answer(message.get("a")))
+        elif message.get("status") == UNAVAILABLE:
+            future.set_exception(CAUnavailable(RuntimeError(str(message.get("message")))))
         else:
             future.set_exception(RuntimeError(f"the decider failed: {message.get('message')}"))

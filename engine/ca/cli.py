@@ -220,6 +220,9 @@ def _serve(args: argparse.Namespace) -> int:
                     print("% the CA's decider failed (see the log above); stopped serving",
                           file=sys.stderr)
                     return 1
+                if ca.unavailable is not None:  # restarting reopens (recovers) the log
+                    print(f"{ca.unavailable.message}; stopped serving", file=sys.stderr)
+                    return 1
         finally:
             server.stop()
     return 0

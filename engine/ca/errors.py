@@ -10,7 +10,7 @@ from __future__ import annotations
 from engine.errors import CommandError, Reason
 from engine.scep.types import FailInfo
 
-__all__ = ["CAError", "FailInfo", "ScepRefusal"]
+__all__ = ["CAError", "CAUnavailable", "FailInfo", "ScepRefusal"]
 
 
 class CAError(CommandError):
@@ -24,3 +24,15 @@ class ScepRefusal(CAError):
     def __init__(self, fail_info: FailInfo, message: str) -> None:
         super().__init__(Reason.PEER, message)
         self.fail_info = fail_info
+
+
+class CAUnavailable(CAError):
+    """The CA's log could not be made durable (a failed write or fdatasync): what it holds in
+    memory may never have reached the disk, so it answers nothing more (HTTP 503) until it is
+    reopened, which recovers the log from what is on disk."""
+
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__(Reason.NOT_ALLOWED,
+                         f"the CA's log could not be made durable ({cause}); it answers nothing "
+                         "more until it is reopened (restart `ca serve`)")
+        self.cause = cause

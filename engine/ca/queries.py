@@ -21,7 +21,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from engine.ca.decide import Enroll, Policy, ReplyStatus
-from engine.ca.errors import CAError, FailInfo, ScepRefusal
+from engine.ca.errors import CAError, CAUnavailable, FailInfo, ScepRefusal
 from engine.ca.service import BuiltinCA, Enrolled
 
 T = TypeVar("T")
@@ -83,7 +83,8 @@ Answer = Outcome | Found | Refused
 
 
 def answer(ca: BuiltinCA, policy: Policy, query: Query) -> Answer:
-    """Run `query` on the CA (the only side that reads or writes its state)."""
+    """Run `query` on the CA (the only side that reads or writes its state). CAUnavailable
+    (the log cannot be made durable) is no answer to a peer's request: it propagates."""
     try:
         if isinstance(query, EnrollQuery):
             return _outcome(ca.enroll(query.command, policy, actor=query.actor))
@@ -93,6 +94,8 @@ def answer(ca: BuiltinCA, policy: Policy, query: Query) -> Answer:
         if issued is None:
             raise ScepRefusal(FailInfo.BAD_CERT_ID, f"no certificate with serial {query.serial}")
         return Found(issued.certificate)
+    except CAUnavailable:
+        raise
     except ScepRefusal as e:
         return Refused(e.fail_info, e.message.removeprefix("% "))
     except CAError as e:

@@ -33,7 +33,7 @@ from cryptography.hazmat.primitives import serialization
 from engine.adapters.scep_server import HttpError
 from engine.ca import offline
 from engine.ca.decide import Enroll, Policy, ReplyStatus
-from engine.ca.errors import CAError, ScepRefusal
+from engine.ca.errors import CAError, CAUnavailable, ScepRefusal
 from engine.ca.ports import Clock, Randomness
 from engine.ca.profile import serial_hex
 from engine.ca.queries import (
@@ -159,6 +159,8 @@ class ScepResponder:
             log.info("scep refused", peer=peer, transaction_id=req.transaction_id,
                      detail=e.message)
             return self._failure(req.reply_to, e.fail_info, e.message.removeprefix("% "))
+        except CAUnavailable as e:  # GetCRL: the CA can no longer vouch for what it holds
+            raise unavailable(e) from e
         except CAError as e:  # e.g. the CRL could not be re-issued for a GetCRL
             log.info("scep refused", peer=peer, transaction_id=req.transaction_id,
                      detail=e.message)
@@ -273,13 +275,27 @@ class ScepFrontend:
         return self.responder.get_ca_cert()
 
     def crl(self) -> bytes:
-        return self.ca.current_crl().der
+        try:
+            return self.ca.current_crl().der
+        except CAUnavailable as e:
+            raise unavailable(e) from e
 
     def pki_operation(self, message: bytes, peer: str) -> bytes:
         step = self.responder.begin(message, peer)
         if isinstance(step, Ask):
-            return self.responder.finish(step, answer(self.ca, self.policy, step.query))
+            try:
+                result = answer(self.ca, self.policy, step.query)
+            except CAUnavailable as e:
+                raise unavailable(e) from e
+            return self.responder.finish(step, result)
         return step
+
+
+def unavailable(e: CAUnavailable) -> HttpError:
+    """The HTTP answer while the CA's log cannot be made durable: 503, nothing it holds."""
+    log.error("ca unavailable", error=str(e.cause))
+    return HttpError(HTTPStatus.SERVICE_UNAVAILABLE, "the CA cannot record requests durably; "
+                                                     "try again later")
 
 
 def _replyable(transaction_id: str) -> bool:

@@ -19,6 +19,13 @@ admin endpoint to act (see engine/ca/admin.py).
 
 Thread safety: every write runs under one lock; readers take the current state, an immutable
 value, without it.
+
+Durability: commands append under the lock and then wait, without it, until what they
+appended is on disk (group commit, `_GroupCommit`); only then is anything shown to anyone:
+a command's result, a poll or GetCert answer (they wait for the events they read), the CRL file
+(published once its CRLIssued is durable, so a crash never makes its number go backwards). If
+a write or an fdatasync fails, the events in memory may never reach the disk: from then on
+every command and every answer raises `CAUnavailable` until the CA is reopened.
 """
 
 from __future__ import annotations
@@ -54,7 +61,7 @@ from engine.ca.decide import (
     decide_revoke,
     reply_status,
 )
-from engine.ca.errors import CAError, FailInfo, ScepRefusal
+from engine.ca.errors import CAError, CAUnavailable, FailInfo, ScepRefusal
 from engine.ca.keyfile import load_private_key, write_private_key
 from engine.ca.ports import (
     KEY_SPECS,
@@ -71,7 +78,7 @@ from engine.ca.ports import (
 from engine.ca.state import CRL, CAState, IssuedCertificate, Request, RequestStatus, evolve
 from engine.errors import Reason
 from events.ca import STREAM, CAInitialized, CRLIssued
-from events.filelog import FileEventLog, LogLocked
+from events.filelog import FileEventLog, LogError, LogLocked
 from events.registry import Event
 from events.store import EventStore, PendingEvent, Recorded
 
@@ -127,6 +134,10 @@ class BuiltinCA:
         self._lock = threading.Lock()
         self._durability = _GroupCommit(log, self._lock)
         self._deferred = threading.local()  # .seq: highest seq to make durable, in a block
+        self._publishing = threading.Lock()  # the two below
+        self._unpublished: list[tuple[int, CRL]] = (  # (seq of its CRLIssued, CRL)
+            [(log.head[0], state.crl)] if state.crl is not None else [])
+        self._published = 0  # number of the CRL in DIR/ca.crl (by this process)
         self.crl_url: str | None = None  # the CDP put in issued certificates (set by serve)
         self._ca_cert = x509.load_der_x509_certificate(state.ca_certificate)
 
@@ -252,15 +263,21 @@ class BuiltinCA:
         return sorted(self._state.certificates.values(), key=lambda c: (c.not_before, c.serial))
 
     def certificate(self, serial: str) -> IssuedCertificate | None:
-        return self._state.certificates.get(serial)
+        """A certificate this CA issued, once the event that issued it is durable."""
+        return self._durable_state().certificates.get(serial)
 
     def current_crl(self) -> CRL:
-        """The current CRL, re-issued first if it is due (see `refresh_crl`)."""
+        """The current CRL, re-issued first if it is due (see `refresh_crl`); durable."""
         if not self._readonly:
             self.refresh_crl()
-        crl = self._state.crl
+        crl = self._durable_state().crl
         assert crl is not None  # `init` issues the first one
         return crl
+
+    @property
+    def unavailable(self) -> CAUnavailable | None:
+        """Why the CA answers nothing more (its log could not be made durable), or None."""
+        return self._durability.failure
 
     # -- keys (for the SCEP frontend) ----------------------------------------------------------
 
@@ -298,11 +315,24 @@ class BuiltinCA:
         thus share one fdatasync (group commit) instead of queueing behind one each. Inside
         `deferred_durability` the wait is left to the end of that block."""
         with self._lock:
+            self._durability.check()
             yield
             seq = self._log.head[0]
+        self._await_durable(seq)
+
+    def _durable_state(self) -> CAState:
+        """The current state, once every event it folds is durable (for answers that read it:
+        another thread may have appended what it shows and still be waiting for the sync)."""
+        self._durability.check()
+        state = self._state
+        self._await_durable(self._log.head[0])  # the head moves before the state does
+        return state
+
+    def _await_durable(self, seq: int) -> None:
         deferred = getattr(self._deferred, "seq", None)
         if deferred is None:
             self._durability.wait(seq)
+            self._publish_durable_crl()
         else:
             self._deferred.seq = max(deferred, seq)
 
@@ -322,6 +352,7 @@ class BuiltinCA:
             self._deferred.seq = None
         if seq:
             self._durability.wait(seq)
+            self._publish_durable_crl()
 
     def _commit(self, state: CAState, events: list[Event], at: int, actor: str,
                 correlation: str = "", *, folded: CAState | None = None) -> CAState:
@@ -332,27 +363,45 @@ class BuiltinCA:
             return state
         batch = [PendingEvent(ev, STREAM, at, actor, correlation) for ev in events]
         before = state.crl
-        records = self._log.append(batch)
+        try:
+            records = self._log.append(batch)
+        except (LogError, OSError) as e:  # the log is broken until reopened
+            raise self._durability.fail(e) from e
         if folded is not None:
             state = folded
         else:
             for rec in records:
                 state = evolve(state, rec.event, rec.at)
         self._state = state
-        if state.crl is not before:
-            self.publish_crl()
+        if state.crl is not before and state.crl is not None:
+            with self._publishing:  # published once durable (`_publish_durable_crl`)
+                self._unpublished.append((records[-1].seq, state.crl))
         return state
 
     def publish_crl(self) -> None:
-        """Write the current CRL to DIR/ca.crl (atomically: readers see the old or the new).
-        A copy for readers that do not hold the log; the log stays the record."""
-        crl = self._state.crl
-        if crl is None or self._readonly:
+        """Write the newest durable CRL to DIR/ca.crl, if this process has not yet."""
+        self._publish_durable_crl()
+
+    def _publish_durable_crl(self) -> None:
+        """Write the newest CRL whose CRLIssued is durable to DIR/ca.crl (atomically: readers
+        see the old or the new), never one older than what it wrote before. A copy for readers
+        that do not hold the log (the workers); the log stays the record."""
+        if self._readonly:
             return
-        path = self.root / CRL_FILE
-        tmp = path.with_name(f".{CRL_FILE}.{os.getpid()}.{threading.get_ident()}")
-        tmp.write_bytes(crl.der)
-        os.replace(tmp, path)
+        with self._publishing:
+            durable = self._durability.durable
+            ready = [crl for seq, crl in self._unpublished if seq <= durable]
+            if not ready:
+                return
+            self._unpublished = [(seq, crl) for seq, crl in self._unpublished if seq > durable]
+            crl = max(ready, key=lambda c: c.number)
+            if crl.number <= self._published:
+                return
+            path = self.root / CRL_FILE
+            tmp = path.with_name(f".{CRL_FILE}.{os.getpid()}.{threading.get_ident()}")
+            tmp.write_bytes(crl.der)
+            os.replace(tmp, path)
+            self._published = crl.number
 
     def mint_challenge(self, valid_for: timedelta = DEFAULT_CHALLENGE_LIFETIME) -> str:
         """A new one-time challenge password (only its SHA-256 is recorded)."""
@@ -383,11 +432,11 @@ class BuiltinCA:
             return self._outcome(cmd.transaction_id)
 
     def poll(self, txid: str) -> Enrolled:
-        """The status of a known request (CertPoll, or a re-sent PKCSReq)."""
-        return self._outcome(txid)
+        """The status of a known request (CertPoll, or a re-sent PKCSReq), once durable."""
+        return self._outcome(txid, self._durable_state())
 
-    def _outcome(self, txid: str) -> Enrolled:
-        state = self._state
+    def _outcome(self, txid: str, state: CAState | None = None) -> Enrolled:
+        state = state if state is not None else self._state
         status = reply_status(state, txid)
         req = state.requests[txid]
         cert = state.certificates.get(req.serial) if req.serial else None
@@ -528,34 +577,75 @@ class _GroupCommit:
     next, so N concurrent commands cost about two fdatasyncs, not N."""
 
     def __init__(self, log: EventStore, write_lock: threading.Lock) -> None:
+        self._store = log
         self._log = log if isinstance(log, FileEventLog) and not log.readonly else None
         self._write_lock = write_lock
         self._cond = threading.Condition()
         self._durable = log.head[0]
         self._syncing = False
         self._group: contextlib.AbstractContextManager[None] | None = None
+        self._failure: BaseException | None = None  # set once, never cleared: reopen instead
         if self._log is not None:
             self._group = self._log.group_commit()
             self._group.__enter__()
 
+    @property
+    def durable(self) -> int:
+        """The highest seq known to be on disk."""
+        return self._durable if self._log is not None else self._store.head[0]
+
+    @property
+    def failure(self) -> CAUnavailable | None:
+        cause = self._failure
+        return CAUnavailable(cause) if cause is not None else None
+
+    def check(self) -> None:
+        """Raise CAUnavailable once a write or a sync has failed."""
+        cause = self._failure
+        if cause is not None:
+            raise CAUnavailable(cause) from cause
+
+    def fail(self, cause: BaseException) -> CAUnavailable:
+        """Record that the log is broken (a write or sync failed); returns the error to raise.
+        After a failed fdatasync the kernel may have dropped the dirty pages and cleared the
+        error, so a later sync succeeding would prove nothing: nothing is durable any more."""
+        with self._cond:
+            if self._failure is None:
+                self._failure = cause
+            self._cond.notify_all()
+        return CAUnavailable(cause)
+
     def wait(self, seq: int) -> None:
-        """Block until `seq` is durable. Call without holding the write lock."""
+        """Block until `seq` is durable; CAUnavailable if it cannot be (now or before). Call
+        without holding the write lock."""
+        self.check()
         if self._log is None:
             return
         with self._cond:
             while self._durable < seq:
+                self.check()
                 if self._syncing:
                     self._cond.wait()
                     continue
                 self._syncing = True
+                failed: BaseException | None = None
                 self._cond.release()
                 try:
                     target = self._sync(self._log)
+                except BaseException as e:  # the group block is spent: it must not be reused
+                    failed = e
                 finally:
                     self._cond.acquire()
                     self._syncing = False
+                    if failed is not None and self._failure is None:
+                        self._failure = failed
                     self._cond.notify_all()
+                if failed is not None:
+                    if not isinstance(failed, Exception):
+                        raise failed  # KeyboardInterrupt and the like go on as they are
+                    raise CAUnavailable(failed) from failed
                 self._durable = max(self._durable, target)
+            self.check()  # after a failure nothing is answered, durable or not
 
     def _sync(self, log: FileEventLog) -> int:
         with self._write_lock:
@@ -567,9 +657,9 @@ class _GroupCommit:
             return target
 
     def close(self) -> None:
-        if self._group is not None:
+        if self._group is not None and self._failure is None:
             self._group.__exit__(None, None, None)  # syncs whatever is still pending
-            self._group = None
+        self._group = None
 
 
 def replay(records: Iterable[Recorded]) -> CAState:

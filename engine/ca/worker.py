@@ -43,11 +43,11 @@ from cryptography import x509
 
 from engine.adapters.scep_server import AsyncServer, HttpError
 from engine.ca.channel import MAX_FRAME, AsyncChannel, ChannelClosed, decode_payload
-from engine.ca.errors import CAError
+from engine.ca.errors import CAError, CAUnavailable
 from engine.ca.keyfile import load_private_key
 from engine.ca.ports import SystemClock, SystemRandomness
 from engine.ca.queries import BadFrame
-from engine.ca.scep_frontend import Ask, ScepResponder
+from engine.ca.scep_frontend import Ask, ScepResponder, unavailable
 from engine.ca.service import CA_KEY, CRL_FILE, RA_ENCRYPTION_KEY, RA_SIGNING_KEY
 from engine.scep import Credential
 
@@ -103,6 +103,8 @@ class WorkerApp:
             answer = await self.channel.ask(step.query)
         except ChannelClosed:
             raise HttpError(HTTPStatus.SERVICE_UNAVAILABLE, "the CA is shutting down") from None
+        except CAUnavailable as e:
+            raise unavailable(e) from e
         return self.responder.finish(step, answer)
 
 

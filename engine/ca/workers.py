@@ -47,9 +47,9 @@ import structlog
 from cryptography.hazmat.primitives import serialization
 
 import engine
-from engine.ca.channel import Channel, ChannelClosed
+from engine.ca.channel import UNAVAILABLE, Channel, ChannelClosed
 from engine.ca.decide import Policy
-from engine.ca.errors import CAError
+from engine.ca.errors import CAError, CAUnavailable
 from engine.ca.queries import BadFrame, answer, decode_query, encode_answer
 from engine.ca.service import BuiltinCA
 from engine.errors import Reason
@@ -308,7 +308,11 @@ class WorkerPool:
         try:
             with self.ca.deferred_durability():
                 replies = [(w, self._answer(w, frame)) for w, frame in asks]
-        except Exception:  # the log could not be made durable: nothing was promised yet
+        except CAUnavailable as e:  # the log could not be made durable: nothing was promised
+            log.error("ca batch failed: the log cannot be made durable", queries=len(asks),
+                      error=str(e.cause))
+            replies = [(w, _unavailable(frame)) for w, frame in asks]
+        except Exception:  # a bug
             log.exception("ca batch failed", queries=len(asks))
             replies = [(w, {"t": "error", "id": frame.get("id"), "message": "internal error"})
                        for w, frame in asks]
@@ -326,7 +330,9 @@ class WorkerPool:
         try:
             return {"t": "answer", "id": ident,
                     "a": encode_answer(answer(self.ca, self.policy, query))}
-        except Exception:  # a bug (or the log refused the append): the worker answers 500
+        except CAUnavailable:
+            return _unavailable(frame)
+        except Exception:  # a bug: the worker answers 500
             log.exception("ca query failed", pid=worker.process.pid)
             return {"t": "error", "id": ident, "message": "internal error"}
 
@@ -399,3 +405,9 @@ class WorkerPool:
                 log.warning("no worker took a connection; closing it")
                 return
             self._stopping.wait(0.05)
+
+
+def _unavailable(frame: dict[str, Any]) -> dict[str, Any]:
+    """The reply to a query while the log cannot be made durable (the worker answers 503)."""
+    return {"t": "error", "id": frame.get("id"), "status": UNAVAILABLE,
+            "message": "the CA's log cannot be made durable"}
