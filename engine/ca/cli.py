@@ -105,8 +105,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--all", action="store_true")
     p.set_defaults(func=_requests)
 
-    for name, func in (("approve", _approve), ("reject", _reject)):
-        p = sub.add_parser(name, help=f"{name} a pending request")
+    for name, func, what in (("approve", _approve, "a pending request"),
+                             ("reject", _reject, "a pending request, or an approved one whose "
+                                                 "certificate is not issued yet")):
+        p = sub.add_parser(name, help=f"{name} {what}")
         p.add_argument("dir", type=Path, metavar="DIR")
         p.add_argument("txid", metavar="TXID", help="its transaction ID (see `ca requests`)")
         if name == "reject":

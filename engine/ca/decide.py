@@ -29,7 +29,9 @@ from cryptography.hazmat.primitives import serialization
 from engine.ca.errors import CAError, FailInfo, ScepRefusal
 from engine.ca.profile import (
     REASONS,
+    EndEntityRequest,
     certified_identity,
+    check_issuable,
     general_names,
     issued_subject,
     requested_san,
@@ -194,6 +196,9 @@ def decide_enrollment(state: CAState, cmd: Enroll, policy: Policy, now: int) -> 
                                                     "used before with a different key")
         if not _renews_anew(known, renewal_of):
             return []  # a re-send (or a poll by PKCSReq): answered from the recorded status
+    problem = _unissuable(cmd.subject, cmd.public_key, cmd.requested_extensions)
+    if problem:  # refused now, not approved and then found impossible to issue
+        raise ScepRefusal(FailInfo.BAD_REQUEST, problem)
     events: list[Event] = []
     if renewal_of is not None:
         _check_not_renewed(state, renewal_of)
@@ -241,9 +246,21 @@ def decide_offline(state: CAState, cmd: SignOffline) -> list[Event]:
     _require_initialized(state)
     if cmd.transaction_id in state.requests:
         raise CAError(Reason.NOT_ALLOWED, f"transaction ID {cmd.transaction_id} is taken")
+    problem = _unissuable(cmd.subject, cmd.public_key, cmd.requested_extensions)
+    if problem:
+        raise CAError(Reason.BAD_DATA, problem)
     return [RequestReceived(cmd.transaction_id, OFFLINE, cmd.subject, cmd.subject_text,
                             cmd.public_key, cmd.requested_extensions, b"", "offline", None),
             RequestApproved(cmd.transaction_id, "operator")]
+
+
+def _unissuable(subject: bytes, public_key: bytes, requested_extensions: bytes) -> str:
+    """Why no certificate can be issued for these request contents ("" if one can)."""
+    try:
+        check_issuable(EndEntityRequest(subject, public_key, requested_extensions))
+    except ValueError as e:
+        return f"cannot issue a certificate for this request: {e}"
+    return ""
 
 
 def _check_not_renewed(state: CAState, serial: str) -> None:
@@ -292,8 +309,24 @@ def decide_approve(state: CAState, txid: str) -> list[Event]:
 
 
 def decide_reject(state: CAState, txid: str, reason: str) -> list[Event]:
-    _pending(state, txid)
+    """Reject a pending request, or an approved one still without its certificate (approved
+    while no server ran: it is issued only when one starts)."""
+    _require_initialized(state)
+    req = state.requests.get(txid)
+    if req is None:
+        raise CAError(Reason.NOT_FOUND, f"no request with transaction ID {txid}")
+    if req.status not in (RequestStatus.PENDING, RequestStatus.APPROVED):
+        raise CAError(Reason.NOT_ALLOWED, f"request {txid} is {req.status.value}, not pending")
     return [RequestRejected(txid, reason or "rejected by the operator")]
+
+
+def decide_unissuable(state: CAState, txid: str, problem: str) -> list[Event]:
+    """Record that approved request `txid` cannot be issued (`problem` says why; the service
+    found it signing), so that it is answered FAILURE instead of blocking every start."""
+    req = state.requests.get(txid)
+    if req is None or req.status is not RequestStatus.APPROVED:
+        raise CAError(Reason.NOT_ALLOWED, f"request {txid} is not approved")
+    return [RequestRejected(txid, problem.removeprefix("% "))]
 
 
 def decide_issue(state: CAState, txid: str, serial: str, certificate: bytes,

@@ -16,6 +16,7 @@ from asn1crypto import core as asn1_core
 from asn1crypto import csr as asn1_csr
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.name import _ASN1Type
@@ -228,14 +229,43 @@ def certified_identity(certificate_der: bytes) -> tuple[bytes, frozenset[bytes]]
         raise ValueError(f"the certificate does not parse ({e})") from None
 
 
+def check_issuable(request: EndEntityRequest) -> None:
+    """Raise ValueError, saying why, unless `end_entity_certificate` can certify `request`: an
+    RSA or EC key, a subject it can rewrite, and a subjectAltName that parses. Checked when a
+    request arrives, so that an approved request can always be issued."""
+    try:
+        public_key = serialization.load_der_public_key(request.public_key)
+    except (ValueError, UnsupportedAlgorithm):
+        raise ValueError("the subject public key cannot be read") from None
+    if not isinstance(public_key, rsa.RSAPublicKey | ec.EllipticCurvePublicKey):
+        raise ValueError("only RSA and EC subject keys are supported")
+    try:
+        subject = name_from_der(request.subject)
+    except (ValueError, TypeError, KeyError) as e:
+        raise ValueError(f"the subject cannot be used ({e})") from None
+    try:
+        san = requested_san(request.requested_extensions)
+    except (ValueError, TypeError, KeyError) as e:
+        raise ValueError(f"the requested extensions do not parse ({e})") from None
+    if san is not None and not general_names(san):
+        # RFC 5280 §4.2.1.6: "If the subjectAltName extension is present, the sequence MUST
+        # contain at least one entry."
+        raise ValueError("the requested subjectAltName is empty")
+    if san is None and not len(subject):
+        # RFC 5280 §4.1.2.6: an empty subject is allowed only with the identity in a
+        # subjectAltName, which then "MUST be critical".
+        raise ValueError("the request has an empty subject and no subjectAltName")
+
+
 def end_entity_certificate(ca_key: PrivateKey, ca_cert: x509.Certificate,
                            request: EndEntityRequest, serial: int, not_before: datetime,
                            not_after: datetime, crl_url: str | None) -> x509.Certificate:
     """A device certificate: subject and key from the request, SAN copied, KU/EKU/SKI/AKI and a
-    CRL distribution point. Validity is clipped to the CA certificate's."""
+    CRL distribution point. Validity is clipped to the CA certificate's. ValueError for a
+    request `check_issuable` refuses."""
+    check_issuable(request)
     public_key = serialization.load_der_public_key(request.public_key)
-    if not isinstance(public_key, rsa.RSAPublicKey | ec.EllipticCurvePublicKey):
-        raise ValueError("only RSA and EC subject keys are supported")
+    assert isinstance(public_key, rsa.RSAPublicKey | ec.EllipticCurvePublicKey)
     subject = name_from_der(request.subject)
     not_after = min(not_after, ca_cert.not_valid_after_utc)
     usage = _key_usage(digital_signature=True,
@@ -260,8 +290,6 @@ def end_entity_certificate(ca_key: PrivateKey, ca_cert: x509.Certificate,
         builder = builder.add_extension(
             x509.UnrecognizedExtension(ExtensionOID.SUBJECT_ALTERNATIVE_NAME, san),
             critical=not len(subject))
-    elif not len(subject):
-        raise ValueError("the request has an empty subject and no subjectAltName")
     if crl_url:
         builder = builder.add_extension(x509.CRLDistributionPoints([x509.DistributionPoint(
             full_name=[x509.UniformResourceIdentifier(crl_url)], relative_name=None,

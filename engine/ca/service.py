@@ -40,6 +40,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Self
 
+import structlog
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -59,6 +60,7 @@ from engine.ca.decide import (
     decide_offline,
     decide_reject,
     decide_revoke,
+    decide_unissuable,
     reply_status,
 )
 from engine.ca.errors import CAError, CAUnavailable, FailInfo, ScepRefusal
@@ -94,6 +96,8 @@ DEFAULT_CERTIFICATE_DAYS = 365
 DEFAULT_CRL_LIFETIME = timedelta(days=7)
 DEFAULT_CHALLENGE_LIFETIME = timedelta(hours=1)
 CRL_PATH = "/crl/ca.crl"
+
+log = structlog.get_logger("trustledger.ca")
 
 
 class CALocked(CAError):
@@ -459,19 +463,29 @@ class BuiltinCA:
 
     def issue_approved(self) -> list[IssuedCertificate]:
         """Issue every approved request still without a certificate (approved while no server
-        ran). Needs the CDP URL, so `serve` calls it once the URL is known."""
+        ran). Needs the CDP URL, so `serve` calls it once the URL is known. A request that
+        cannot be issued (one recorded before requests were checked on arrival, or a renewal
+        of a certificate renewed since) is recorded as rejected, with the reason, instead:
+        it must not keep every server start failing."""
         key = self._writable_key()
         out: list[IssuedCertificate] = []
         with self._writing():
-            for req in [r for r in self._state.requests.values()
-                        if r.status is RequestStatus.APPROVED]:
+            for req in sorted((r for r in self._state.requests.values()
+                               if r.status is RequestStatus.APPROVED),
+                              key=lambda r: (r.received_at, r.transaction_id)):
                 now_dt = self.clock.now()
                 now = to_micros(now_dt)
-                events = self._issue(self._state, key, req.transaction_id, now_dt)
-                state = self._commit(self._state, events, now, "ca", req.transaction_id)
-                serial = state.requests[req.transaction_id].serial
-                assert serial is not None
-                out.append(state.certificates[serial])
+                txid = req.transaction_id
+                try:
+                    events = self._issue(self._state, key, txid, now_dt)
+                except CAError as e:
+                    log.warning("approved request cannot be issued; rejecting it",
+                                transaction_id=txid, reason=e.message)
+                    events = decide_unissuable(self._state, txid, e.message)
+                state = self._commit(self._state, events, now, "ca", txid)
+                serial = state.requests[txid].serial
+                if serial is not None:
+                    out.append(state.certificates[serial])
         return out
 
     def reject(self, txid: str, reason: str = "", actor: str = "operator") -> None:

@@ -3,22 +3,28 @@ and the issued certificate / CRL profiles (checked by OpenSSL too)."""
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from ca_support import T0, enroll_cmd, make_ca, rsa_key
+from ca_support import T0, enroll_cmd, make_ca, rsa_key, spki
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import dsa
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from engine.ca import BuiltinCA, CAError, Policy
-from engine.ca.decide import Approval
+from engine.ca.decide import PKCS_REQ, Approval, Enroll, ReplyStatus
+from engine.ca.errors import FailInfo, ScepRefusal
 from engine.ca.ports import FixedClock, to_micros
+from engine.ca.server import serve
 from engine.ca.service import challenge_digest, replay
 from engine.ca.state import RequestStatus, evolve
+from events.ca import STREAM, RequestApproved, RequestReceived
 from events.filelog import FileEventLog
+from events.store import PendingEvent
 
 PW_POLICY = Policy(Approval.AUTO, challenge_digest("pw"))
 MANUAL = Policy(Approval.MANUAL)
@@ -107,6 +113,71 @@ def test_offline_approval_is_issued_when_served(tmp_path: Path) -> None:
         issued = ca.issue_approved()
         assert [c.transaction_id for c in issued] == [cmd.transaction_id]
         assert ca.state.requests[cmd.transaction_id].status is RequestStatus.ISSUED
+
+
+def _dsa_request(txid: str) -> Enroll:
+    key = dsa.generate_private_key(2048)
+    name = x509.Name.from_rfc4514_string("CN=dsa-dev")
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(1)
+            .not_valid_before(T0).not_valid_after(T0 + timedelta(days=1))
+            .sign(key, hashes.SHA256()))
+    return Enroll(txid, PKCS_REQ, name.public_bytes(), "CN=dsa-dev", spki(key), b"",
+                  cert.public_bytes(serialization.Encoding.DER), None)
+
+
+def test_requests_that_cannot_be_issued_are_refused_on_arrival(tmp_path: Path) -> None:
+    """Manual mode used to record them PENDING; approved while no server ran, they made
+    every `ca serve` fail to start."""
+    empty = dataclasses.replace(enroll_cmd(rsa_key(6), "r6"), subject=b"\x30\x00",
+                                subject_text="")
+    with make_ca(tmp_path / "ca") as ca:
+        state = ca.state
+        for cmd, why in ((_dsa_request("DSA1"), "only RSA and EC"),
+                         (empty, "empty subject and no subjectAltName")):
+            with pytest.raises(ScepRefusal, match=why) as e:
+                ca.enroll(cmd, MANUAL)
+            assert e.value.fail_info is FailInfo.BAD_REQUEST
+        assert ca.state is state
+
+
+def test_an_approved_request_that_cannot_be_issued_is_rejected_at_start(
+        tmp_path: Path) -> None:
+    """A log written before requests were checked on arrival: `serve` starts anyway and the
+    request is answered FAILURE with the reason, instead of failing every start."""
+    make_ca(tmp_path / "ca").close()
+    bad = _dsa_request("DSA1")
+    with FileEventLog.open(tmp_path / "ca" / "log") as log:
+        log.append([PendingEvent(ev, STREAM, to_micros(T0), "scep") for ev in (
+            RequestReceived(bad.transaction_id, PKCS_REQ, bad.subject, bad.subject_text,
+                            bad.public_key, b"", bad.signer_certificate, "none", None),
+            RequestApproved(bad.transaction_id, "operator"))])
+    good = enroll_cmd(rsa_key(7), "r7")
+    with BuiltinCA.open(tmp_path / "ca", clock=FixedClock(T0)) as ca:
+        ca.enroll(good, MANUAL)
+        ca.approve(good.transaction_id)  # no server: approved, issued at the next start
+        with serve(ca, admin=False):
+            pass
+        req = ca.state.requests["DSA1"]
+        assert req.status is RequestStatus.REJECTED
+        assert "only RSA and EC" in req.reject_reason
+        assert ca.poll("DSA1").status is ReplyStatus.FAILURE
+        assert ca.state.requests[good.transaction_id].status is RequestStatus.ISSUED
+        assert replay(FileEventLog.open(ca.root / "log", readonly=True).read()) == ca.state
+
+
+def test_an_approved_request_without_its_certificate_can_be_rejected(tmp_path: Path) -> None:
+    with make_ca(tmp_path / "ca") as ca:
+        cmd = enroll_cmd(rsa_key(8), "r8")
+        ca.enroll(cmd, MANUAL)
+        ca.approve(cmd.transaction_id)
+        ca.reject(cmd.transaction_id, "approved by mistake")
+        req = ca.state.requests[cmd.transaction_id]
+        assert (req.status, req.reject_reason) == (RequestStatus.REJECTED, "approved by mistake")
+        ca.crl_url = "http://127.0.0.1:9/crl/ca.crl"
+        assert ca.issue_approved() == []
+        with pytest.raises(CAError, match="rejected, not pending"):
+            ca.reject(cmd.transaction_id)
 
 
 def test_issued_profile_and_openssl(tmp_path: Path) -> None:
