@@ -45,7 +45,7 @@ def oid(dotted: str) -> bytes:
 def name(*rdns: Sequence[tuple[str, int, bytes]]) -> bytes:
     """A Name: each RDN a list of (attribute OID, value tag, value contents)."""
     return tlv(0x30, b"".join(
-        tlv(0x31, b"".join(tlv(0x30, oid(t) + tlv(tag, v)) for t, tag, v in rdn))
+        tlv(0x31, b"".join(sorted(tlv(0x30, oid(t) + tlv(tag, v)) for t, tag, v in rdn)))
         for rdn in rdns))
 
 

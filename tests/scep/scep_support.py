@@ -9,12 +9,24 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
+import raw_der as R
+from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
-from engine.scep import Credential, build_self_signed_certificate
+from engine.scep import (
+    CertificationRequest,
+    ContentCipher,
+    Credential,
+    DigestAlgorithm,
+    MessageType,
+    PkiStatus,
+    build_self_signed_certificate,
+)
+from engine.scep import attributes as A
+from engine.scep import cms as scep_cms
 
 VECTORS = Path(__file__).resolve().parent.parent / "vectors" / "scep"
 NOW = dt.datetime(2026, 11, 27, 12, 0, 0, tzinfo=dt.UTC)
@@ -159,3 +171,63 @@ def crl(issuer: Credential, revoked_serials: list[int]) -> x509.CertificateRevoc
         builder = builder.add_revoked_certificate(
             x509.RevokedCertificateBuilder().serial_number(serial).revocation_date(NOW).build())
     return builder.sign(issuer.private_key, hashes.SHA256())
+
+
+# --------------------------------------------------- hand-made messages and what callers read
+
+
+def read_like_a_caller(req: CertificationRequest) -> None:
+    """Read what the CA and the trustpoint code read from a parsed request (with cryptography,
+    and the subject again with asn1crypto, as the CA's profile does); raises if any fails."""
+    csr = req.csr
+    _ = csr.subject.public_bytes(), csr.subject.rfc4514_string(), [a.value for a in csr.subject]
+    _ = asn1_x509.Name.load(csr.subject.public_bytes()).native
+    _ = csr.public_key().public_bytes(serialization.Encoding.DER,
+                                      serialization.PublicFormat.SubjectPublicKeyInfo)
+    _ = [e.value for e in csr.extensions], [(a.oid, a.value) for a in csr.attributes]
+    _ = req.dns_names, req.ip_addresses, req.challenge_password, req.der
+
+
+def read_certificate_like_a_caller(cert: x509.Certificate) -> None:
+    """Read what a trustpoint reads from a certificate the core handed out."""
+    for name_ in (cert.subject, cert.issuer):
+        _ = name_.public_bytes(), name_.rfc4514_string(), [a.value for a in name_]
+    _ = [e.value for e in cert.extensions], cert.public_key(), cert.serial_number
+    _ = cert.not_valid_before_utc, cert.not_valid_after_utc
+
+
+def pkcs_req(body: bytes, transaction_id: str = "TX-CSR") -> bytes:
+    """A PKCSReq around any body, as a device would send it (signed by the test client,
+    enveloped to the test CA)."""
+    p = pki()
+    enveloped = scep_cms.envelope(body, recipient=p.ca.certificate,
+                                  cipher=ContentCipher.AES_128_CBC, random_bytes=random_bytes(9))
+    attrs = [A.printable(A.OID_MESSAGE_TYPE, str(int(MessageType.PKCS_REQ))),
+             A.printable(A.OID_TRANSACTION_ID, transaction_id),
+             A.octets(A.OID_SENDER_NONCE, b"n" * 16)]
+    return scep_cms.sign(enveloped, signer=p.client, digest=DigestAlgorithm.SHA256,
+                         attributes=attrs, certificates=[p.client.certificate], signing_time=NOW)
+
+
+def raw_certs_only(certificates: list[bytes]) -> bytes:
+    """A degenerate certs-only SignedData around DER certificates, written byte by byte (no
+    library re-encodes what it could not parse)."""
+    signed_data = R.tlv(0x30, b"\x02\x01\x01" + R.tlv(0x31, b"")
+                        + R.tlv(0x30, R.oid("1.2.840.113549.1.7.1"))
+                        + R.tlv(0xA0, b"".join(certificates)) + R.tlv(0x31, b""))
+    return R.tlv(0x30, R.oid("1.2.840.113549.1.7.2") + R.tlv(0xA0, signed_data))
+
+
+def cert_rep_success_raw(payload: bytes, transaction_id: str = "TX",
+                         recipient_nonce: bytes = b"N" * 16) -> bytes:
+    """A CertRep SUCCESS from the test CA enveloping any payload to the test client."""
+    p = pki()
+    enveloped = scep_cms.envelope(payload, recipient=p.client.certificate,
+                                  cipher=ContentCipher.AES_128_CBC, random_bytes=random_bytes(10))
+    attrs = [A.printable(A.OID_MESSAGE_TYPE, str(int(MessageType.CERT_REP))),
+             A.printable(A.OID_TRANSACTION_ID, transaction_id),
+             A.printable(A.OID_PKI_STATUS, str(int(PkiStatus.SUCCESS))),
+             A.octets(A.OID_SENDER_NONCE, b"S" * 16),
+             A.octets(A.OID_RECIPIENT_NONCE, recipient_nonce)]
+    return scep_cms.sign(enveloped, signer=p.ca, digest=DigestAlgorithm.SHA256, attributes=attrs,
+                         certificates=[p.ca.certificate], signing_time=NOW)

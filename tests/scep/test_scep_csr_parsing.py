@@ -17,23 +17,27 @@ import raw_der as R
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ec
-from scep_support import NOW, ec_key, name, pki, random_bytes, vector, vector_cert, vector_key
+from scep_support import (
+    ec_key,
+    name,
+    pkcs_req,
+    pki,
+    read_like_a_caller,
+    vector,
+    vector_cert,
+    vector_key,
+)
 
 from engine.scep import (
-    CertificationRequest,
     Credential,
     DigestAlgorithm,
     FailInfo,
-    RequestParameters,
     ScepError,
     ScepErrorReason,
     build_csr,
     parse_csr,
     parse_request,
 )
-from engine.scep import attributes as A
-from engine.scep import cms as scep_cms
-from engine.scep.types import MessageType
 
 OPENSSL = shutil.which("openssl")
 needs_openssl = pytest.mark.skipif(OPENSSL is None, reason="openssl not installed")
@@ -43,31 +47,6 @@ def _refused(der: bytes) -> ScepError:
     with pytest.raises(ScepError) as e:
         parse_csr(der)
     return e.value
-
-
-def _read_like_a_caller(req: CertificationRequest) -> None:
-    """What the CA and the trustpoint code read from a parsed request."""
-    csr = req.csr
-    _ = csr.subject.public_bytes(), csr.subject.rfc4514_string(), [a.value for a in csr.subject]
-    _ = csr.public_key().public_bytes(serialization.Encoding.DER,
-                                      serialization.PublicFormat.SubjectPublicKeyInfo)
-    _ = [e.value for e in csr.extensions], [(a.oid, a.value) for a in csr.attributes]
-    _ = req.dns_names, req.ip_addresses, req.challenge_password, req.der
-
-
-def _pkcs_req(body: bytes, transaction_id: str = "TX-CSR") -> bytes:
-    """A PKCSReq around any body, as a device would send it (signed, enveloped to the CA)."""
-    p = pki()
-    params = RequestParameters(signer=p.client, recipient=p.ca.certificate,
-                               transaction_id=transaction_id, sender_nonce=b"n" * 16,
-                               signing_time=NOW)
-    enveloped = scep_cms.envelope(body, recipient=p.ca.certificate, cipher=params.cipher,
-                                  random_bytes=random_bytes(9))
-    attrs = [A.printable(A.OID_MESSAGE_TYPE, str(int(MessageType.PKCS_REQ))),
-             A.printable(A.OID_TRANSACTION_ID, transaction_id),
-             A.octets(A.OID_SENDER_NONCE, params.sender_nonce)]
-    return scep_cms.sign(enveloped, signer=p.client, digest=params.digest, attributes=attrs,
-                         certificates=[p.client.certificate], signing_time=NOW)
 
 
 # ----------------------------------------------------------------- 1. complete parsing
@@ -102,7 +81,7 @@ def test_subject_values_that_are_not_strings_are_bad_request(case: str) -> None:
 @pytest.mark.parametrize("case", ["integer", "integer-in-cn", "empty-rdn"])
 def test_a_pkcsreq_with_such_a_subject_can_be_answered_with_a_failure(case: str) -> None:
     """The reviewer's case: the CA's server answered HTTP 500 (KeyError from csr.subject)."""
-    der = _pkcs_req(R.csr(pki().client_key, BAD_SUBJECTS[case][0]))
+    der = pkcs_req(R.csr(pki().client_key, BAD_SUBJECTS[case][0]))
     with pytest.raises(ScepError) as e:
         parse_request(der, recipients=[pki().ca])
     assert e.value.fail_info is FailInfo.BAD_REQUEST
@@ -125,7 +104,7 @@ GOOD_SUBJECTS = {
 @pytest.mark.parametrize("case", sorted(GOOD_SUBJECTS))
 def test_string_subjects_of_every_allowed_type_are_accepted(case: str) -> None:
     req = parse_csr(R.csr(pki().client_key, R.name(*[[ava] for ava in GOOD_SUBJECTS[case]])))
-    _read_like_a_caller(req)
+    read_like_a_caller(req)
     expected = {ava[0]: ava[2] for ava in GOOD_SUBJECTS[case]}
     codec = {0x1E: "utf-16-be", 0x1C: "utf-32-be"}
     for attr, (_, tag, raw) in zip(req.subject, GOOD_SUBJECTS[case], strict=True):
@@ -197,7 +176,7 @@ def test_unusual_but_wellformed_attributes_and_extensions_are_accepted() -> None
             R.extension(R.OID_SAN, R.tlv(0x30, R.tlv(0x82, b"r1.example.com")
                                          + R.tlv(0x87, b"\xc0\x00\x02\x01")))))
     req = parse_csr(der)
-    _read_like_a_caller(req)
+    read_like_a_caller(req)
     assert req.challenge_password == "pw"
     assert req.dns_names == ("r1.example.com",)
     assert [str(a) for a in req.ip_addresses] == ["192.0.2.1"]
@@ -263,7 +242,7 @@ def test_openssl_requests_verify_and_report_their_digest(tmp_path: Path, case: s
     assert _openssl_verifies(tmp_path, der)
     req = parse_csr(der)
     assert (req.signature_digest, req.signature_algorithm) == (digest, algorithm)
-    _read_like_a_caller(req)
+    read_like_a_caller(req)
     tampered = bytearray(der)
     at = tampered.index(b"legacy-router")
     tampered[at:at + 6] = b"evil-r"  # the subject changes, the signature does not
@@ -298,7 +277,7 @@ def test_handmade_requests_verify_with_every_digest(key_type: str, digest: str) 
 
 def test_a_sha1_request_in_a_pkcsreq_reports_its_digest() -> None:
     """What the CA's strict mode reads to refuse SHA-1 with badAlg."""
-    der = _pkcs_req(R.csr(pki().client_key, R.cn("r1"), [R.challenge("pw")], digest="sha1"))
+    der = pkcs_req(R.csr(pki().client_key, R.cn("r1"), [R.challenge("pw")], digest="sha1"))
     req = parse_request(der, recipients=[pki().ca])
     assert req.csr is not None and req.csr.signature_digest is DigestAlgorithm.SHA1
     assert req.csr.challenge_password == "pw"
@@ -337,4 +316,4 @@ def test_micromdm_requests_carry_sha256_csrs(vector_name: str) -> None:
     req = parse_request(vector(vector_name), recipients=[ca])
     assert req.digest is DigestAlgorithm.SHA1
     assert req.csr is not None and req.csr.signature_digest is DigestAlgorithm.SHA256
-    _read_like_a_caller(req.csr)
+    read_like_a_caller(req.csr)
