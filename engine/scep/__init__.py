@@ -48,14 +48,19 @@ Server side::
 
 Errors: every parse function raises only `ScepError` (``reason``, ``fail_info`` to answer
 with, ``reply_to`` when the request's attributes were readable so a FAILURE can still be
-addressed). Bad arguments from our own code raise `ValueError`.
+addressed). Bad arguments from our own code raise `ValueError`. What a parse function returns
+has been read completely first: cryptography parses names, extensions, keys and attributes of
+certificates, CRLs and PKCS#10 requests lazily, so the core touches all of them inside its
+error containment and a caller never meets a KeyError or UnsupportedAlgorithm later.
 
 What the parsers accept from peers: SignerInfo signatureAlgorithm rsaEncryption or
 shaNWithRSAEncryption (micromdm sends sha1WithRSAEncryption) or ecdsa-with-SHAn; digests
 SHA-1/256/384/512; ciphers AES-128/256-CBC, DES-EDE3-CBC, single DES-CBC (micromdm's default);
 BER constructed encryptedContent (Go's pkcs7); string attributes as PrintableString,
-UTF8String or IA5String. Policy (refusing DES or SHA-1, challenge checks, renewal rules,
-signingTime window via `check_signing_time`) belongs to the caller.
+UTF8String or IA5String; PKCS#10 requests for RSA or EC keys signed with PKCS#1 v1.5,
+RSASSA-PSS or ECDSA over SHA-1/256/384/512 (verified by the core itself). Policy (refusing DES
+or SHA-1 — the CMS ``req.digest`` and the PKCS#10 ``req.csr.signature_digest`` —, challenge
+checks, renewal rules, signingTime window via `check_signing_time`) belongs to the caller.
 """
 
 from engine.scep.algorithms import ContentCipher, DigestAlgorithm, RandomBytes
