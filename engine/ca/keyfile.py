@@ -23,15 +23,35 @@ def write_private_key(path: Path, key: PrivateKey) -> None:
     """Create `path` (mode 0600, must not exist) holding `key` as PEM PKCS#8, durably."""
     pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                             serialization.NoEncryption())
+    write_new_file(path, pem, 0o600)
+
+
+def write_new_file(path: Path, data: bytes, mode: int) -> None:
+    """Create `path` (must not exist) with exactly `mode`, holding `data`, durably: the file
+    and its directory entry are synced. A file this could not complete is removed."""
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     except FileExistsError:
         raise CAError(Reason.NOT_ALLOWED, f"{path} already exists") from None
     try:
-        os.fchmod(fd, 0o600)  # the umask may only narrow it; make it exact
-        view = memoryview(pem)
-        while view:
-            view = view[os.write(fd, view):]
+        try:
+            os.fchmod(fd, mode)  # the umask may only narrow it; make it exact
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        fsync_directory(path.parent)
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+
+
+def fsync_directory(path: Path) -> None:
+    """Make the entries of directory `path` (files created, renamed, removed) durable."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
         os.fsync(fd)
     finally:
         os.close(fd)

@@ -64,7 +64,7 @@ from engine.ca.decide import (
     reply_status,
 )
 from engine.ca.errors import CAError, CAUnavailable, FailInfo, ScepRefusal
-from engine.ca.keyfile import load_private_key, write_private_key
+from engine.ca.keyfile import fsync_directory, load_private_key, write_new_file, write_private_key
 from engine.ca.ports import (
     KEY_SPECS,
     Clock,
@@ -175,9 +175,18 @@ class BuiltinCA:
         rootp = Path(root)
         rootp.mkdir(parents=True, exist_ok=True)
         log = _open_log(rootp, readonly=False)
+        created: list[Path] = []  # undone if init fails before its events are durable
+        fresh = False
         try:
             if log.head[0] != 0:
                 raise CAError(Reason.NOT_ALLOWED, f"{rootp} already holds a CA")
+            leftovers = [n for n in (CA_KEY, RA_SIGNING_KEY, RA_ENCRYPTION_KEY, CA_PEM)
+                         if (rootp / n).exists()]
+            if leftovers:
+                raise CAError(Reason.NOT_ALLOWED,
+                              f"{rootp} holds {', '.join(leftovers)} but no CA log (an "
+                              "interrupted `ca init`?); move them away and run init again")
+            fresh = True
             now = clock.now()
             ca_key = keys.generate(key)
             ca_cert = profile.ca_certificate(ca_key, name, profile.random_serial(randomness),
@@ -191,17 +200,26 @@ class BuiltinCA:
             state = evolve(CAState(), initialized, to_micros(now))
             crl = _crl_event(state, ca_key, ca_cert, now)
             events = decide_init(CAState(), initialized, crl)
-            write_private_key(rootp / CA_KEY, ca_key)
-            if ra_keys is not None:
-                write_private_key(rootp / RA_SIGNING_KEY, ra_keys[0])
-                write_private_key(rootp / RA_ENCRYPTION_KEY, ra_keys[1])
-            (rootp / CA_PEM).write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
+            # Files first, the log last: its first frame, synced, is the commit point.
+            for name, secret in ((CA_KEY, ca_key), *(
+                    ((RA_SIGNING_KEY, ra_keys[0]), (RA_ENCRYPTION_KEY, ra_keys[1]))
+                    if ra_keys is not None else ())):
+                write_private_key(rootp / name, secret)
+                created.append(rootp / name)
+            write_new_file(rootp / CA_PEM, ca_cert.public_bytes(serialization.Encoding.PEM),
+                           0o644)
+            created.append(rootp / CA_PEM)
             state = CAState()
             for rec in log.append([PendingEvent(ev, STREAM, to_micros(now), "operator")
                                    for ev in events]):
                 state = evolve(state, rec.event, rec.at)
-        except BaseException:
+        except BaseException as e:
+            if fresh:
+                _undo_init(rootp, created)
             log.close()
+            if isinstance(e, OSError):
+                raise CAError(Reason.NOT_ALLOWED, f"cannot create a CA in {rootp}: {e} "
+                                                  "(nothing was left behind)") from e
             raise
         ca = cls(rootp, log, state, clock=clock, randomness=randomness, ca_key=ca_key,
                  ra_keys=ra_keys)
@@ -726,6 +744,17 @@ def _rsa(key: PrivateKey) -> rsa.RSAPrivateKey:
     if not isinstance(key, rsa.RSAPrivateKey):
         raise CAError(Reason.BAD_DATA, "RA keys must be RSA")
     return key
+
+
+def _undo_init(root: Path, created: list[Path]) -> None:
+    """Remove what a failed `init` wrote: its files and its log segments (the log was empty
+    and is locked by us, so every segment is ours; a frame may be on disk even though its
+    append failed). Otherwise a key without a log, or a log without its key, would be left."""
+    with contextlib.suppress(OSError):  # what cannot be removed, `init` names next time
+        for path in [*created, *(root / LOG_DIR).glob("*.seg")]:
+            path.unlink(missing_ok=True)
+        fsync_directory(root / LOG_DIR)
+        fsync_directory(root)
 
 
 def _open_log(root: Path, readonly: bool) -> FileEventLog:

@@ -4,6 +4,8 @@ and the issued certificate / CRL profiles (checked by OpenSSL too)."""
 from __future__ import annotations
 
 import dataclasses
+import errno
+import os
 import subprocess
 from datetime import timedelta
 from pathlib import Path
@@ -251,3 +253,34 @@ def test_every_event_sets_last_at(tmp_path: Path) -> None:
     for rec in records:
         state = evolve(state, rec.event, rec.at)
         assert state.last_at == rec.at
+
+
+# -- found in review: `ca init` is all or nothing ---------------------------------------------
+
+
+def test_an_init_that_fails_leaves_nothing_behind(tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """The log's first sync fails: its frame may be on disk, the keys are. Without undoing
+    both, the next init refuses ("ca.key already exists") or finds a CA without its key."""
+    def failing(fd: int) -> None:
+        raise OSError(errno.EIO, "simulated EIO")
+
+    root = tmp_path / "ca"
+    monkeypatch.setattr(os, "fdatasync", failing)
+    with pytest.raises(CAError, match="nothing was left behind"):
+        make_ca(root, ra=True)
+    monkeypatch.undo()
+    assert sorted(p.name for p in root.iterdir()) == ["log"]
+    assert [p.name for p in (root / "log").iterdir()] == ["LOCK"]
+    with make_ca(root, ra=True) as ca:
+        assert ca.state.initialized and (root / "ca.key").exists()
+    with BuiltinCA.open(root) as reopened:
+        assert reopened.state.ca_certificate == ca.state.ca_certificate
+
+
+def test_init_names_what_an_interrupted_init_left(tmp_path: Path) -> None:
+    (tmp_path / "ca").mkdir()
+    (tmp_path / "ca" / "ca.key").write_text("left over\n")
+    with pytest.raises(CAError, match=r"holds ca\.key but no CA log"):
+        make_ca(tmp_path / "ca")
+    assert (tmp_path / "ca" / "ca.key").read_text() == "left over\n"  # never deleted
