@@ -2,9 +2,9 @@
 
     trustledger ca init DIR [--subject DN] [--key rsa:2048|rsa:4096|ecdsa:p256] [--days N]
                             [--cert-days N] [--ra]
-    trustledger ca serve DIR [--host 127.0.0.1] [--port N] [--challenge PW] [--strict]
-                             [--approval auto|manual | --manual] [--public-url URL]
-                             [--workers N]
+    trustledger ca serve DIR [--host 127.0.0.1] [--port N] [--challenge-file FILE |
+                             --challenge PW] [--strict] [--approval auto|manual | --manual]
+                             [--public-url URL] [--workers N]
     trustledger ca challenge DIR [--valid-minutes N]   (the password alone on the last line)
     trustledger ca requests DIR [--all]
     trustledger ca approve DIR TXID
@@ -20,6 +20,12 @@ output or to `--out FILE`; `--days` overrides the CA's certificate validity.
 
 `ca serve --workers N` serves HTTP from N worker processes (default: one per CPU) while the
 serving process stays the one writer of the CA's log; `--workers 1` serves from one process.
+
+The static challenge password of `ca serve` comes from `--challenge-file FILE` (its first
+line) or `--challenge PW`, else from `$TRUSTLEDGER_CA_CHALLENGE`. Other local users can read a
+process's command line (/proc/PID/cmdline, `ps`), so `--challenge` shows them the password;
+a file (mode 0600) or the environment (readable by the same user and root only) does not.
+The variable is removed from the environment once read, so worker processes do not inherit it.
 
 `--days` is the CA certificate's validity (default 3650), `--cert-days` that of the
 certificates it issues (default 365). Approval: `--approval auto` (default) issues at once to a
@@ -42,9 +48,9 @@ from __future__ import annotations
 import argparse
 import base64
 import gc
-import logging
 import os
 import signal
+import stat
 import sys
 import threading
 from collections.abc import Callable, Sequence
@@ -55,6 +61,7 @@ from typing import Any
 import structlog
 from cryptography.hazmat.primitives import hashes
 
+from engine import logsetup
 from engine.ca import admin, offline
 from engine.ca.decide import Approval
 from engine.ca.errors import CAError
@@ -138,11 +145,21 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("serve", help="run the SCEP server")
+    p = sub.add_parser("serve", help="run the SCEP server", epilog=(
+        f"Without --challenge-file or --challenge, ${CHALLENGE_ENV} (if set) is the static "
+        "challenge password. --challenge is the easy way and the leaky one: other local users "
+        "see a command line (ps, /proc/PID/cmdline), not a 0600 file or the environment."))
     p.add_argument("dir", type=Path, metavar="DIR")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8080, help="TCP port (0 = any free port)")
-    p.add_argument("--challenge", metavar="PW", help="static challenge password")
+    secret = p.add_mutually_exclusive_group()
+    secret.add_argument("--challenge-file", type=Path, metavar="FILE",
+                        help="read the static challenge password from the first line of FILE "
+                             "(keep it mode 0600)")
+    secret.add_argument("--challenge", metavar="PW",
+                        help="static challenge password, given on the command line: other "
+                             "local users see it in the process list (/proc/PID/cmdline); "
+                             f"prefer --challenge-file or ${CHALLENGE_ENV}")
     p.add_argument("--strict", action="store_true",
                    help="refuse DES, 3DES and SHA-1 with badAlg")
     mode = p.add_mutually_exclusive_group()
@@ -158,6 +175,52 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
                    help="HTTP worker processes (default: one per CPU, here "
                         f"{os.cpu_count() or 1}); 1 serves from this process alone")
     p.set_defaults(func=_serve)
+
+
+CHALLENGE_ENV = "TRUSTLEDGER_CA_CHALLENGE"
+MAX_CHALLENGE = 1024
+
+
+def static_challenge(args: argparse.Namespace) -> str | None:
+    """The static challenge password of `ca serve`: from --challenge-file or --challenge, else
+    from $TRUSTLEDGER_CA_CHALLENGE (removed from the environment in any case: worker processes
+    do not need it); None for none. CAError for a file that cannot be used."""
+    from_env = os.environ.pop(CHALLENGE_ENV, None)
+    if args.challenge_file is not None:
+        return _read_challenge_file(args.challenge_file)
+    if args.challenge is not None:
+        password: str = args.challenge
+    elif from_env is not None:
+        password = from_env
+    else:
+        return None
+    if not password:
+        raise CAError(Reason.INVALID_VALUE, "the challenge password is empty")
+    return password
+
+
+def _read_challenge_file(path: Path) -> str:
+    try:
+        with path.open("rb") as f:
+            mode = os.fstat(f.fileno()).st_mode
+            data = f.read(MAX_CHALLENGE + 1)
+    except OSError as e:
+        raise CAError(Reason.NOT_FOUND, f"cannot read {path}: {e.strerror}") from None
+    if stat.S_ISREG(mode) and mode & 0o077:
+        print(f"% warning: {path} is accessible by other users (mode "
+              f"{stat.S_IMODE(mode):04o}); chmod 600 it", file=sys.stderr)
+    first = data.split(b"\n", 1)[0].removesuffix(b"\r")
+    if len(first) > MAX_CHALLENGE:
+        raise CAError(Reason.INVALID_VALUE, f"{path}: the challenge password is longer than "
+                                            f"{MAX_CHALLENGE} bytes")
+    try:
+        password = first.decode("utf-8")
+    except UnicodeDecodeError:
+        raise CAError(Reason.INVALID_VALUE, f"{path} is not UTF-8 text") from None
+    if not password:
+        raise CAError(Reason.INVALID_VALUE, f"{path} holds no challenge password (its first "
+                                            "line is empty)")
+    return password
 
 
 def _positive(text: str) -> int:
@@ -194,8 +257,9 @@ def _init(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace) -> int:
     from engine.ca.server import serve  # the HTTP stack only for this command
 
-    if not structlog.is_configured():  # per-request debug lines only when asked for
-        structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.INFO))
+    if not structlog.is_configured():  # `trustledger` configures it; stand-alone, we do
+        logsetup.configure(default="info")
+    challenge = static_challenge(args)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
@@ -204,7 +268,7 @@ def _serve(args: argparse.Namespace) -> int:
         # cyclic collector from walking them again and again under load.
         gc.freeze()
         server = serve(ca, args.host, args.port, approval=Approval(args.approval),
-                       challenge=args.challenge, strict=args.strict, public_url=args.public_url,
+                       challenge=challenge, strict=args.strict, public_url=args.public_url,
                        workers=args.workers)
         try:
             print(f"SCEP server for {ca.ca_certificate.subject.rfc4514_string()} "
@@ -212,7 +276,7 @@ def _serve(args: argparse.Namespace) -> int:
             print(f"  enrollment URLs: {server.scep_url}  {server.url}/cgi-bin/pkiclient.exe")
             print(f"  CRL:             {server.crl_url}")
             print(f"  approval: {args.approval}; static challenge: "
-                  f"{'yes' if args.challenge else 'no'}; strict: "
+                  f"{'yes' if challenge else 'no'}; strict: "
                   f"{'yes' if args.strict else 'no'}; workers: "
                   + (", ".join(map(str, server.pool.pids())) if server.pool is not None
                      else "none (one process)"), flush=True)
@@ -364,6 +428,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(["ca", *argv] if argv is not None and argv[:1] != ["ca"]
                              else argv)
     func: Handler = args.func
+    # Secrets redacted first (engine.keystore.redact_secrets); `serve` reports at INFO.
+    logsetup.configure(default="info" if args.ca_command == "serve" else "warning")
     try:
         return func(args)
     except CAError as e:

@@ -27,7 +27,6 @@ import argparse
 import asyncio
 import contextlib
 import gc
-import logging
 import os
 import signal
 import socket
@@ -41,6 +40,7 @@ from typing import Any
 import structlog
 from cryptography import x509
 
+from engine import logsetup
 from engine.adapters.scep_server import AsyncServer, HttpError
 from engine.ca.channel import MAX_FRAME, AsyncChannel, ChannelClosed, decode_payload
 from engine.ca.errors import CAError, CAUnavailable
@@ -219,8 +219,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--handoff-fd", type=int, required=True)
     args = parser.parse_args(argv)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    if not structlog.is_configured():
-        structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.INFO))
+    logsetup.configure(default="info")  # secrets redacted first, as in every entry point
     handoff = socket.socket(fileno=args.handoff_fd)
     chan = socket.socket(fileno=args.channel_fd)
     crl = CRLFile(args.dir / CRL_FILE)

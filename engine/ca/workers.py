@@ -20,6 +20,19 @@ would each take whatever burst of connections they happen to wake for: SCEP clie
 connection for many requests, and we measured a 70/30 split of eight clients over two workers,
 leaving one core half idle.
 
+Trust: the workers are not a security boundary. They run as the same user as the decider and
+read DIR/ca.key (or the RA keys) themselves, so a compromised worker holds the CA key; the
+split is for throughput and for keeping one writer of the log, not for privilege separation.
+What the decider does not take on a worker's word: it decodes every frame as data (msgpack,
+typed fields, `queries.decode_query`; a worker sending garbage is killed) and runs the same
+pure rules as the one-process server on what a query carries (`decide_enrollment`: challenge
+digest, one-time challenges, renewal signer current, unrevoked, same subject and
+subjectAltNames and not renewed before, transactionID reuse, issuability; `_poll`: only the
+requester's key or renewal signer may poll). What it does take on trust: that the worker
+verified the pkiMessage and PKCS#10 signatures, decrypted the request, checked signingTime and
+strict-mode algorithms, and that the signer certificate and challenge digest in a query are
+the ones the peer sent. Run the CA under a dedicated user and keep DIR 0700.
+
 Supervision: a worker that exits while the pool runs is replaced (after a pause that grows
 while replacements keep dying young). A worker whose channel closes stops at once, so if the
 decider dies, nothing serves without the writer. `stop()` stops accepting, sends SIGTERM to

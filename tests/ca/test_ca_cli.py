@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import pytest
 from ca_support import ScepTestClient, http_request, rsa_key
-from cli_support import cli, served
+from cli_support import REPO, cli, served
 from cryptography import x509
 
 from engine.scep import FailInfo, PkiStatus
@@ -80,3 +84,76 @@ def test_commands_go_through_the_running_server(ca_dir: Path) -> None:
     assert len(offline) >= 20 and offline != password
     assert "No pending requests." in cli("requests", ca_dir).stdout
     assert "rejected" in cli("requests", ca_dir, "--all").stdout
+
+
+# -- found in review: secrets in logs, on the command line, and a half-made CA ----------------
+
+LOG_A_SECRET = textwrap.dedent("""
+    import socket, sys, structlog
+    {setup}
+    structlog.get_logger("probe").warning("probe", challenge="hunter2-secret",
+                                          blob=b"hunter2-bytes")
+""")
+
+
+@pytest.mark.parametrize("entry", ["cli", "worker"])
+def test_entry_points_configure_logging_with_secret_redaction(tmp_path: Path,
+                                                              entry: str) -> None:
+    """Each process's own structlog set-up puts engine.keystore.redact_secrets first: what it
+    logs after its entry point ran has no secret in it."""
+    if entry == "cli":
+        setup = (f"from engine.ca.cli import main\n"
+                 f"main(['list', {str(tmp_path / 'none')!r}])")
+    else:  # a worker whose decider hangs up before the init frame: it configures, then exits
+        setup = ("from engine.ca.worker import main\n"
+                 "chan, peer = socket.socketpair()\n"
+                 "take, give = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)\n"
+                 "peer.close()\n"
+                 f"main([{str(tmp_path)!r}, '--channel-fd', str(chan.detach()), "
+                 "'--handoff-fd', str(take.detach())])")
+    done = subprocess.run([sys.executable, "-c", LOG_A_SECRET.format(setup=setup)], cwd=REPO,
+                          check=False,
+                          capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert done.returncode == 0, done.stderr
+    out = done.stdout + done.stderr
+    assert "probe" in out and "[redacted]" in out
+    assert "hunter2" not in out
+
+
+def cmdline(pid: int) -> str:
+    with open(f"/proc/{pid}/cmdline", "rb") as f:
+        return f.read().replace(b"\0", b" ").decode()
+
+
+def environ(pid: int) -> bytes:
+    with open(f"/proc/{pid}/environ", "rb") as f:
+        return f.read()
+
+
+def test_the_static_challenge_from_a_file_or_the_environment(
+        ca_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    secret = tmp_path / "challenge"
+    secret.write_text("from-a-file-5150\n")
+    secret.chmod(0o600)
+    with served(ca_dir, "--challenge-file", str(secret), "--workers", "1") as srv:
+        assert "static challenge: yes" in srv.banner
+        assert "from-a-file-5150" not in cmdline(srv.proc.pid)
+        client = ScepTestClient(srv.scep_url, rsa_key(43), "cli4", signing_time=None)
+        assert client.enroll("from-a-file-5150").status is PkiStatus.SUCCESS
+    monkeypatch.setenv("TRUSTLEDGER_CA_CHALLENGE", "from-the-env-5151")
+    with served(ca_dir, "--workers", "2") as srv:
+        client = ScepTestClient(srv.scep_url, rsa_key(44), "cli5", signing_time=None)
+        assert client.enroll("from-the-env-5151").status is PkiStatus.SUCCESS
+        pids = [int(p) for p in srv.banner.rsplit("workers: ", 1)[1].split(",")]
+        assert len(pids) == 2
+        for pid in pids:  # the workers never get it
+            assert b"TRUSTLEDGER_CA_CHALLENGE" not in environ(pid)
+    monkeypatch.delenv("TRUSTLEDGER_CA_CHALLENGE")
+    secret.write_text("\n")
+    empty = cli("serve", ca_dir, "--port", "0", "--challenge-file", secret, check=False)
+    assert empty.returncode == 1 and "holds no challenge password" in empty.stderr
+    both = cli("serve", ca_dir, "--challenge-file", secret, "--challenge", "x", check=False)
+    assert both.returncode == 2  # one or the other
+    helped = cli("serve", "--help").stdout
+    assert "/proc/PID/cmdline" in helped and "TRUSTLEDGER_CA_CHALLENGE" in helped
