@@ -19,7 +19,7 @@ SCEP asks of the CA's state), offline.py (pasted requests), workers.py / worker.
 """
 
 from engine.ca.decide import Approval, Policy
-from engine.ca.errors import CAError, ScepRefusal
+from engine.ca.errors import CAError, CAUnavailable, ScepRefusal
 from engine.ca.server import CAServer, serve
 from engine.ca.service import BuiltinCA, CALocked
 from engine.ca.state import CAState, IssuedCertificate, Request, RequestStatus
@@ -31,6 +31,7 @@ __all__ = [
     "CALocked",
     "CAServer",
     "CAState",
+    "CAUnavailable",
     "IssuedCertificate",
     "Policy",
     "Request",
