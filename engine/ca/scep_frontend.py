@@ -193,6 +193,10 @@ class ScepResponder:
         if self.strict and (req.cipher in WEAK_CIPHERS or req.digest is DigestAlgorithm.SHA1):
             raise ScepRefusal(FailInfo.BAD_ALG, f"{req.cipher.name} / {req.digest.caps_keyword} "
                                                 "refused (strict mode)")
+        if self.strict and req.csr is not None and \
+                req.csr.signature_digest is DigestAlgorithm.SHA1:
+            raise ScepRefusal(FailInfo.BAD_ALG, "a certificate request signed with SHA-1 is "
+                                                "refused (strict mode)")
         check_signing_time(req.signing_time, now=self.clock.now(), tolerance=self.tolerance)
 
     def _dispatch(self, req: ScepRequest, peer: str) -> bytes | Ask:

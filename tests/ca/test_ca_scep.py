@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from asn1crypto import cms as asn1_cms
@@ -301,3 +302,35 @@ def test_crl_upkeep_thread_reissues_the_crl(tmp_path: Path) -> None:
             time.sleep(0.05)
         assert ca.state.crl.number == 2
         assert x509.load_der_x509_crl(ca.state.crl.der).last_update_utc == clock.now()
+
+
+def _raw_der() -> Any:
+    """tests/scep/raw_der.py: signs requests with digests cryptography will not sign with."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "scep" / "raw_der.py"
+    spec = importlib.util.spec_from_file_location("raw_der_for_ca", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_sha1_signed_request_is_refused_only_in_strict_mode(ca: BuiltinCA) -> None:
+    raw = _raw_der()
+    for strict, expected in ((True, PkiStatus.FAILURE), (False, PkiStatus.SUCCESS)):
+        with serve(ca, challenge=PW, strict=strict, admin=False) as srv:
+            client = ScepTestClient(srv.scep_url, rsa_key(40 + strict), f"sha1-{strict}")
+            der = raw.csr(client.key, raw.cn(f"sha1-{strict}"), [raw.challenge(PW)],
+                          digest="sha1")
+            p = client.params()
+            msg = build_pkcs_req(p, x509.load_der_x509_csr(der), random_bytes=os.urandom)
+            status, _, body = http_request(f"{srv.scep_url}?operation=PKIOperation", "POST",
+                                           msg)
+            rep = parse_cert_rep(body, signers=[client.cas.signer],
+                                 transaction_id=p.transaction_id,
+                                 sender_nonce=p.sender_nonce, recipient=p.signer)
+            assert status == 200 and rep.status is expected
+            if strict:
+                assert rep.fail_info is FailInfo.BAD_ALG
