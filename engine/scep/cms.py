@@ -14,6 +14,7 @@ import datetime as dt
 import hmac
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from asn1crypto import algos, cms, core
 from asn1crypto import crl as asn1_crl
@@ -158,15 +159,19 @@ class SignedMessage:
         return complete_certificate(signer, f"{what} signer certificate")
 
 
+def _content(der: bytes, content_type: str, name: str, what: str) -> Any:
+    """The content of a ContentInfo of the expected type (RFC 5652 §3)."""
+    info = load(cms.ContentInfo, der, what)
+    if info["content_type"].dotted != content_type:
+        raise ScepError(ScepErrorReason.WRONG_CONTENT_TYPE,
+                        f"{what}: content type {info['content_type'].dotted}, expected {name}")
+    return info["content"]
+
+
 def read_signed(der: bytes, what: str = "pkiMessage") -> SignedMessage:
     """Parse a ContentInfo(SignedData) with exactly one signer and signed attributes."""
-    info = load(cms.ContentInfo, der, what)
     with contained(what):
-        if info["content_type"].dotted != OID_SIGNED_DATA:
-            raise ScepError(ScepErrorReason.WRONG_CONTENT_TYPE,
-                            f"{what}: content type {info['content_type'].dotted}, "
-                            "expected signedData")
-        sd = info["content"]
+        sd = _content(der, OID_SIGNED_DATA, "signedData", what)
         signers = list(sd["signer_infos"])
         if len(signers) != 1:
             raise ScepError(ScepErrorReason.MALFORMED,
@@ -286,13 +291,8 @@ def open_envelope(
     der: bytes, recipients: Sequence[Credential], what: str = "pkcsPKIEnvelope"
 ) -> tuple[bytes, ContentCipher]:
     """Decrypt a ContentInfo(EnvelopedData) addressed to one of `recipients`."""
-    info = load(cms.ContentInfo, der, what)
     with contained(what):
-        if info["content_type"].dotted != OID_ENVELOPED_DATA:
-            raise ScepError(ScepErrorReason.WRONG_CONTENT_TYPE,
-                            f"{what}: content type {info['content_type'].dotted}, "
-                            "expected envelopedData")
-        ed = info["content"]
+        ed = _content(der, OID_ENVELOPED_DATA, "envelopedData", what)
         eci = ed["encrypted_content_info"]
         cipher = ContentCipher.from_oid(eci["content_encryption_algorithm"]["algorithm"].dotted)
         iv_value = eci["content_encryption_algorithm"]["parameters"]
@@ -379,13 +379,8 @@ def read_certs_only(
     der: bytes, what: str
 ) -> tuple[tuple[x509.Certificate, ...], tuple[x509.CertificateRevocationList, ...]]:
     """Certificates and CRLs of a (normally degenerate) ContentInfo(SignedData)."""
-    info = load(cms.ContentInfo, der, what)
     with contained(what):
-        if info["content_type"].dotted != OID_SIGNED_DATA:
-            raise ScepError(ScepErrorReason.WRONG_CONTENT_TYPE,
-                            f"{what}: content type {info['content_type'].dotted}, "
-                            "expected signedData")
-        sd = info["content"]
+        sd = _content(der, OID_SIGNED_DATA, "signedData", what)
         certs: list[x509.Certificate] = []
         if not isinstance(sd["certificates"], core.Void):
             for choice in sd["certificates"]:
