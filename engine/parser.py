@@ -136,6 +136,7 @@ def choices(grammar: Grammar, mode: Mode, text: str) -> list[Choice]:
         if len(kws) > 1 or not cands:
             return []
     seen: dict[str, Choice] = {}
+    commands: dict[str, set[str]] = {}  # keyword -> the commands it leads to
     want = words[-1].group().lower() if partial else ""
     for c in cands:
         if c.done:
@@ -147,7 +148,13 @@ def choices(grammar: Grammar, mode: Mode, text: str) -> list[Choice]:
         tok = c.variant[c.pos]
         if isinstance(tok, Kw):
             if tok.word.startswith(want):
-                seen.setdefault(tok.word, Choice(tok.word, tok.help or c.command.help, True))
+                commands.setdefault(tok.word, set()).add(c.command.name)
+                if len(commands[tok.word]) == 1 and c.command.help:
+                    # A keyword that leads to one command only is described by that command
+                    # (`crypto ca import` imports a certificate, `crypto key import` a key).
+                    seen[tok.word] = Choice(tok.word, c.command.help, True)
+                else:
+                    seen[tok.word] = Choice(tok.word, tok.help or c.command.help, True)
         elif not partial:
             label = tok.spec.kind.label
             seen.setdefault(label + tok.name, Choice(label, tok.spec.help, False))

@@ -109,3 +109,12 @@ def test_do_points_the_caret_into_the_whole_line_and_helps_in_exec_mode() -> Non
     listing = e.execute("do show ?").output
     assert "running-config" in listing and "Unrecognized" not in listing
     assert e.complete("do show runn") == "running-config "
+
+
+def test_help_describes_a_keyword_by_the_one_command_it_leads_to() -> None:
+    """`crypto ca import` imports a certificate and `crypto key import` a key: a keyword that
+    leads to one command is described by it; a shared one keeps its own help."""
+    ca = {c.word: c.help for c in choices(GRAMMAR, Mode.EXEC, "crypto ca ")}
+    assert ca["import"].startswith("Import a certificate")
+    top = {c.word: c.help for c in choices(GRAMMAR, Mode.EXEC, "crypto ")}
+    assert top["ca"] == "Certification authority"
