@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import binascii
 import http.client
+import contextlib
 import json
 import os
 from collections.abc import Mapping
@@ -117,11 +118,9 @@ def write_admin_file(root: Path, admin_url: str, token: str, scep_url: str) -> P
 def remove_admin_file(root: Path, token: str) -> None:
     """Remove admin.json if it is still ours (a newer server may have replaced it)."""
     path = root / ADMIN_FILE
-    try:
+    with contextlib.suppress(OSError, ValueError):  # gone already, or not ours to judge
         if json.loads(path.read_text()).get("token") == token:
             path.unlink()
-    except (OSError, ValueError):
-        pass
 
 
 def call(root: Path, action: str, args: Mapping[str, Any]) -> dict[str, Any]:
