@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import base64
 import binascii
-import http.client
 import contextlib
+import http.client
 import json
 import os
 from collections.abc import Mapping
