@@ -67,7 +67,9 @@ def _parser() -> argparse.ArgumentParser:
     rp.add_argument("--show", action="append", default=None,
                     help="a show command to run against that state (repeatable)")
 
-    sub.add_parser("demo", help="the reference example session against the built-in CA")
+    dm = sub.add_parser("demo", help="the reference example session against the built-in CA")
+    dm.add_argument("--dir", type=Path, default=None,
+                    help="keep the CA and the device data in DIR (new or empty)")
     _register_optional(sub)
     return p
 
@@ -208,7 +210,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "demo":
             from engine.demo import run_demo
 
-            return run_demo(sys.stdout)
+            return run_demo(sys.stdout, args.dir)
         if args.command == "ca":
             from engine.ca.errors import CAError
 

@@ -50,6 +50,10 @@ show crypto ca trustpoint myca
 
 
 def run_demo(out: TextIO, workdir: Path | None = None) -> int:
+    """Run the session; with `workdir`, the CA and the device data are kept there."""
+    if workdir is not None and workdir.exists() and any(workdir.iterdir()):
+        out.write(f"% {workdir} is not empty: the demo needs a fresh directory.\n")
+        return 2
     with tempfile.TemporaryDirectory(prefix="trustledger-demo-") as tmp:
         root = workdir or Path(tmp)
         with BuiltinCA.init(root / "ca", subject="CN=trustledger demo CA,O=Example") as ca:
@@ -58,9 +62,16 @@ def run_demo(out: TextIO, workdir: Path | None = None) -> int:
             try:
                 out.write(f"! built-in CA serving SCEP at {server.url} (loopback)\n")
                 out.write(f"! the CA administrator's one-time challenge password: {challenge}\n")
-                out.write(f"! device data directory: {root / 'device'}\n")
+                out.write(f"! device data directory: {root / 'device'}"
+                          f"{'' if workdir else ' (removed when the demo ends; --dir keeps it)'}"
+                          "\n")
                 script = SESSION.format(url=server.url, challenge=challenge)
                 with Engine.open(root / "device", user="demo") as eng:
-                    return run_batch(eng, iter(script.splitlines(keepends=True)), out, False)
+                    status = run_batch(eng, iter(script.splitlines(keepends=True)), out, False)
+                if workdir is not None:
+                    out.write(f"! kept: trustledger shell --data {root / 'device'}  |  "
+                              f"trustledger log verify {root / 'device'}  |  "
+                              f"trustledger ca list {root / 'ca'}\n")
+                return status
             finally:
                 server.stop()

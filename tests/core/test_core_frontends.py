@@ -109,3 +109,19 @@ def test_interactive_shell(shell: pexpect.spawn) -> None:
 def test_exit_at_the_exec_prompt_ends_a_script(tmp_path: Path) -> None:
     status, text = batch(tmp_path, "configure\nhostname r1\ncommit\nend\nexit\nhostname never\n")
     assert status == 0 and "never" not in text and text.endswith("RP/0/RP0/CPU0:r1#exit\n")
+
+
+def test_demo_keeps_its_data_with_dir(tmp_path: Path) -> None:
+    """The main job: the reference session against the built-in CA; --dir keeps the device
+    so a newcomer can open it afterwards, and a used directory is refused."""
+    from engine.demo import run_demo
+
+    out = io.StringIO()
+    assert run_demo(out, tmp_path / "demo") == 0
+    text = out.getvalue()
+    assert "% Certificate received from Certificate Authority" in text
+    assert "State               :enrolled" in text
+    with open_engine(tmp_path / "demo" / "device") as again:
+        assert again.state.hostname == "myrouter"
+        assert again.state.trustpoints["myca"].certificates
+    assert run_demo(io.StringIO(), tmp_path / "demo") == 2
