@@ -102,9 +102,9 @@ class _Wakeup:
             self._writer.send(b"!")
 
     def drain(self) -> None:
-        with contextlib.suppress(BlockingIOError):
-            while self.reader.recv(4096):
-                pass
+        with contextlib.suppress(BlockingIOError):  # empty now: every wake-up byte read
+            for _ in iter(lambda: self.reader.recv(4096), b""):
+                continue
 
     def close(self) -> None:
         self.reader.close()
