@@ -113,6 +113,7 @@ class Engine:
             for bad in ignored:
                 logger.warning("snapshot ignored", path=str(bad.path), reason=bad.reason)
             state = state or DeviceState()
+            covered = state.seq
             state = replay_rows(state, log.read_rows(state.seq + 1))
         except BaseException:
             log.close()
@@ -122,6 +123,7 @@ class Engine:
         engine = cls(log, state, ports, root, user or _default_user())
         engine.recovered = log.recovered
         engine.snapshots_ignored = ignored
+        engine._since_snapshot = state.seq - covered  # so close() replaces an ignored snapshot
         return engine
 
     @classmethod

@@ -70,6 +70,7 @@ EVERY = 10_000  # events between snapshots
 KEEP = 2
 MAGIC = b"TLSNAP\x00\x02"
 _HEADER = struct.Struct(">8sQ32s32s")
+HEADER_SIZE = _HEADER.size
 MAX_DEPTH = 64  # nesting of configuration nodes (real configurations nest 2 or 3 deep)
 
 TABLE: Mapping[str, type] = types.MappingProxyType({
@@ -156,7 +157,8 @@ def _decoder(hint: Any) -> Decoder:
         return lambda raw, depth: types.MappingProxyType(
             {key(k, depth): value(v, depth) for k, v in _typed(raw, dict).items()})
     if hint in _TAG_OF:
-        return lambda raw, depth: _DECODERS[hint](raw, depth)
+        # Looked up when called: Node's decoder is being built when its children ask for it.
+        return lambda raw, depth: _DECODERS[hint](raw, depth)  # noqa: PLW0108
     raise TypeError(f"snapshot schema: {hint} is not in snapshot.TABLE")
 
 
@@ -208,6 +210,9 @@ def _class_decoder(cls: type) -> Decoder:
 _DECODERS: dict[type, Decoder] = {}
 _DECODERS.update({cls: _class_decoder(cls) for cls in TABLE.values()})
 _decode_state = _DECODERS[DeviceState]
+_NAMES: Mapping[type, tuple[str, ...]] = {
+    cls: tuple(name for name, _ in _fields(cls))
+    for cls in TABLE.values() if not issubclass(cls, enum.Enum)}
 
 
 def reachable_types(root: type = DeviceState) -> set[type]:
@@ -235,9 +240,7 @@ def _plain(obj: Any) -> Any:
     if tag is not None:
         if isinstance(obj, enum.Enum):
             return [tag, obj.value]
-        names = obj._fields if isinstance(obj, tuple) else [
-            f.name for f in dataclasses.fields(obj)]
-        return [tag, {name: _plain(getattr(obj, name)) for name in names}]
+        return [tag, {name: _plain(getattr(obj, name)) for name in _NAMES[type(obj)]}]
     if obj is None or type(obj) in (int, str, bytes, bool):
         return obj
     if type(obj) is tuple:
@@ -253,8 +256,13 @@ def _digest(seq: int, chain_hash: bytes, body: bytes) -> bytes:
 
 
 def encode(state: DeviceState, head: tuple[int, bytes]) -> bytes:
-    seq, chain_hash = head
     body: bytes = msgpack.packb(_plain(state), use_bin_type=True)
+    return frame(head[0], head[1], body)
+
+
+def frame(seq: int, chain_hash: bytes, body: bytes) -> bytes:
+    """A snapshot file: the header (with the digest binding `body` to seq and hash), then
+    `body`."""
     return _HEADER.pack(MAGIC, seq, chain_hash, _digest(seq, chain_hash, body)) + body
 
 
