@@ -3,7 +3,8 @@
     trustledger shell [--data DIR]            interactive IOS XR-style shell (a script on stdin
                                               when stdin is not a terminal)
     trustledger exec [--data DIR] -f FILE     run a batch script [--continue]
-    trustledger log verify DIR                walk the hash chain; non-zero exit on damage
+    trustledger log verify DIR                walk the hash chain (non-zero exit on damage),
+                                              check every snapshot against it
     trustledger log show DIR [--from SEQ] [--json]
     trustledger replay DIR --until SEQ|ISO-TIME [--show CMD]...
     trustledger demo                          the reference example session, end to end
