@@ -397,14 +397,15 @@ def save(directory: Path, state: DeviceState, head: tuple[int, bytes]) -> Path:
     path = directory / f"{head[0]:020d}.snap"
     tmp = directory / f"{head[0]:020d}.tmp"
     data = encode(state, head)
+    written = tmp
     try:
         _write_file(tmp, data)
         os.replace(tmp, path)
+        written = path  # not known to be durable until the directory is synced
         _sync_directory(directory)
     except OSError:
-        for leftover in (tmp, path):
-            with contextlib.suppress(OSError):
-                leftover.unlink()
+        with contextlib.suppress(OSError):
+            written.unlink()
         raise
     for old in _files(directory)[:-KEEP]:
         with contextlib.suppress(FileNotFoundError):
