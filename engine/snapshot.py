@@ -59,6 +59,7 @@ from typing import Any
 
 import msgpack
 
+import engine.commands  # noqa: F401  (registers every feature's folds: verify() replays)
 from engine.config import Change, ConfigTree, Node
 from engine.keys import ImportedKey, KeyAlgorithm, KeyPair, KeyRing, KeyUsage
 from engine.lifecycle import Lifecycle
