@@ -270,14 +270,20 @@ def frame(seq: int, chain_hash: bytes, body: bytes) -> bytes:
 # -- decoding ------------------------------------------------------------------------------------
 
 
-def decode(data: bytes) -> Snapshot:
-    """The snapshot in `data`, or SnapshotMismatch saying why not (never anything else)."""
+def _unseal(data: bytes) -> tuple[int, bytes, bytes]:
+    """(seq, chain hash, body) of a file whose magic and digest check out."""
     if len(data) < _HEADER.size or data[:len(MAGIC)] != MAGIC:
         raise SnapshotMismatch("not a version-2 snapshot (damaged, or from another build)")
     _, seq, chain_hash, digest = _HEADER.unpack_from(data)
     body = data[_HEADER.size:]
     if _digest(seq, chain_hash, body) != digest:
         raise SnapshotMismatch("its digest does not match its content (damaged)")
+    return seq, chain_hash, body
+
+
+def decode(data: bytes) -> Snapshot:
+    """The snapshot in `data`, or SnapshotMismatch saying why not (never anything else)."""
+    seq, chain_hash, body = _unseal(data)
     try:
         raw = msgpack.unpackb(body, raw=False, use_list=True, strict_map_key=True)
         state = _decode_state(raw, 0)
@@ -290,16 +296,24 @@ def decode(data: bytes) -> Snapshot:
     return Snapshot(seq, chain_hash, state)
 
 
-def read(path: Path) -> Snapshot:
+def _read_bytes(path: Path) -> bytes:
     try:
-        snap = decode(path.read_bytes())
+        return path.read_bytes()
     except OSError as e:
         raise SnapshotMismatch(f"unreadable ({e.strerror})") from e
-    if not path.stem.isdigit() or int(path.stem) != snap.seq:
-        raise SnapshotMismatch(f"its name does not match the seq {snap.seq} it covers")
-    if snap.seq == 0:
+
+
+def _check_name(path: Path, seq: int) -> None:
+    if not path.stem.isdigit() or int(path.stem) != seq:
+        raise SnapshotMismatch(f"its name does not match the seq {seq} it covers")
+    if seq == 0:
         raise SnapshotMismatch("it covers no event (seq 0)")
-    return snap
+
+
+def read(path: Path) -> Snapshot:
+    data = _read_bytes(path)
+    _check_name(path, _unseal(data)[0])
+    return decode(data)
 
 
 def _files(directory: Path) -> list[Path]:
@@ -311,7 +325,9 @@ def newest_seq(directory: Path) -> int:
     A file whose digest fails proves nothing and is passed over."""
     for path in reversed(_files(directory)):
         with contextlib.suppress(SnapshotMismatch):
-            return read(path).seq
+            seq = _unseal(_read_bytes(path))[0]
+            _check_name(path, seq)
+            return seq
     return 0
 
 
