@@ -83,6 +83,7 @@ class Engine:
         self._failure: CommandError | None = None
         self._line = ""
         self.recovered: str | None = None  # what opening the log repaired (a torn tail)
+        self.snapshots_ignored: list[snapshot.Ignored] = []  # passed over at open, and why
 
     # -- opening -------------------------------------------------------------------------------
 
@@ -106,8 +107,13 @@ class Engine:
                     f"from a backup (or move {root / 'snapshots'} aside to accept the loss).")
             if log.recovered:
                 logger.warning("event log recovered after a crash", repaired=log.recovered)
-            state = snapshot.load(root / "snapshots", log) if use_snapshots else None
+            snapshot.remove_leftovers(root / "snapshots")
+            ignored: list[snapshot.Ignored] = []
+            state = snapshot.load(root / "snapshots", log, ignored) if use_snapshots else None
+            for bad in ignored:
+                logger.warning("snapshot ignored", path=str(bad.path), reason=bad.reason)
             state = state or DeviceState()
+            covered = state.seq
             state = replay_rows(state, log.read_rows(state.seq + 1))
         except BaseException:
             log.close()
@@ -116,6 +122,8 @@ class Engine:
                       write=write, keygen=keygen, scep=scep)
         engine = cls(log, state, ports, root, user or _default_user())
         engine.recovered = log.recovered
+        engine.snapshots_ignored = ignored
+        engine._since_snapshot = state.seq - covered  # so close() replaces an ignored snapshot
         return engine
 
     @classmethod
@@ -333,13 +341,17 @@ class Engine:
 
     def _snapshot(self) -> None:
         """Save a snapshot; it is a cache, so failing to write one is logged, never raised
-        (the command that triggered it is already durable)."""
+        (the command that triggered it is already durable). The one place that decides a
+        snapshot was written: what must follow a written snapshot goes after `save`."""
         assert self.data_dir is not None and isinstance(self.store, FileEventLog)
+        self._since_snapshot = 0  # a failed write is retried EVERY events later, not per command
         try:
             snapshot.save(self.data_dir / "snapshots", self.state, self.store.head)
-            self._since_snapshot = 0
         except OSError as e:
-            logger.warning("snapshot not written", error=str(e), seq=self.state.seq)
+            logger.warning("snapshot not written; the log holds every event", error=str(e),
+                           seq=self.state.seq)
+        except snapshot.SnapshotUnencodable as e:
+            logger.error("snapshot not written: a bug", error=str(e), seq=self.state.seq)
 
 
 def _check_no_form(current: str | None, key: str, rest: str | None) -> None:

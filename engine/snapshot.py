@@ -1,152 +1,458 @@
 """Snapshots of the folded device state at a seq, with the chain hash they cover.
 
-A snapshot is a cache: opening uses the newest one whose (seq, hash) is still what the log
-holds at that seq, then folds only the events after it. If anything does not match (the log
-was replaced, the state's shape changed in this build, the file is damaged), the snapshot is
-ignored and the whole log is replayed. Tests check snapshot + tail == full replay.
+A snapshot is a cache, never a source of truth: opening uses the newest one that passes every
+check below, then folds only the events after it. Anything that fails a check is ignored with a
+warning (`Ignored`, shown as `%LOG-4-SNAPSHOT_IGNORED`) and the state is rebuilt from the log.
 
-The encoding is msgpack with extension types for dataclasses (by module and name, restricted
-to this project's packages, with their exact field names), tuples, read-only mappings, enums
-and named tuples — never pickle, so a snapshot cannot run code when it is read.
+File format (version 2), `snapshots/<seq, 20 digits>.snap`, mode 0600:
+
+    magic   8 bytes   b"TLSNAP\\x00\\x02"
+    seq     8 bytes   big-endian: the last event folded into the state
+    hash   32 bytes   the log's chain hash at that seq
+    digest 32 bytes   SHA-256(magic | seq | hash | body)
+    body    the rest  msgpack of the state, encoded through the closed type table
+
+Rules, in the order `read` checks them:
+1. The digest is checked before a single byte of the body is decoded: a damaged file (a flipped
+   byte, a truncation) is ignored without being parsed. The digest binds the body to the
+   (seq, hash) it claims to cover, and `load` binds that pair to the log.
+2. Types come only from `TABLE` (tag -> class), declared here. A class instance is stored as
+   `[tag, {field: value}]`, an enum member as `[tag, value]`; nothing is imported, looked up by
+   name or called because the file says so. Decoding is driven by the declared type hints of
+   `DeviceState` and the table's classes: each value must have exactly the hinted type (no
+   floats, no extension types, no extra or missing fields, the tag of the hinted class), or
+   the snapshot is ignored. Decoding builds frozen dataclasses, named tuples, enum members
+   (by value), tuples and read-only mappings: nothing else.
+3. The state's own seq equals the header's, the file name's, and the log has an event at that
+   seq whose chain hash is the header's.
+
+What the digest does not stop: it is keyed by nothing secret, so someone who can write the data
+directory can write a snapshot whose state lies, with a correct digest. We do not add an HMAC
+keyed from the master key: `master.key` usually sits in the same directory (whoever hands over
+the directory hands over the key), it does not exist until the first key is generated, and it
+may come from the environment instead, so snapshot validity would depend on where the process
+runs. What we guarantee instead: (a) reading a snapshot cannot run code or build anything but
+the declared state types (rule 2), so the worst a hand-made snapshot can do is what a hand-made
+log can do, since the hash chain is keyed by nothing secret either; (b) `trustledger log verify`
+folds the log to every snapshot's seq and reports any snapshot whose state differs (`verify`).
+
+Writes are atomic and never fail a command: temp name, write, fsync, rename, fsync the
+directory. Any OSError on the way removes what was written and is raised to the engine, which
+logs it and carries on (the events are already durable; the next open folds more of the log).
+Leftover `*.tmp` files of an interrupted write are removed when a writer opens the directory.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import enum
-import importlib
+import hashlib
 import os
+import struct
+import types
+import typing
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from types import MappingProxyType
 from typing import Any
 
 import msgpack
 
-from engine.state import DeviceState
+import engine.commands  # noqa: F401  (registers every feature's folds: verify() replays)
+from engine.config import Change, ConfigTree, Node
+from engine.keys import ImportedKey, KeyAlgorithm, KeyPair, KeyRing, KeyUsage
+from engine.lifecycle import Lifecycle
+from engine.state import Commit, CommitHistory, DeviceState, replay_rows
+from engine.trustpoints import Enrollment, RouterCertificate, TrustpointStatus
 from events.filelog import FileEventLog
 
 EVERY = 10_000  # events between snapshots
 KEEP = 2
-_DATACLASS, _TUPLE, _MAPPING, _ENUM, _NAMEDTUPLE = 1, 2, 3, 4, 6
-_PACKAGES = ("engine.", "events.", "projections.")
+MAGIC = b"TLSNAP\x00\x02"
+_HEADER = struct.Struct(">8sQ32s32s")
+HEADER_SIZE = _HEADER.size
+MAX_DEPTH = 64  # nesting of configuration nodes (real configurations nest 2 or 3 deep)
+
+TABLE: Mapping[str, type] = types.MappingProxyType({
+    "DeviceState": DeviceState,
+    "ConfigTree": ConfigTree,
+    "Node": Node,
+    "Commit": Commit,
+    "CommitHistory": CommitHistory,
+    "Change": Change,
+    "KeyRing": KeyRing,
+    "KeyPair": KeyPair,
+    "ImportedKey": ImportedKey,
+    "KeyAlgorithm": KeyAlgorithm,
+    "KeyUsage": KeyUsage,
+    "TrustpointStatus": TrustpointStatus,
+    "RouterCertificate": RouterCertificate,
+    "Enrollment": Enrollment,
+    "Lifecycle": Lifecycle,
+})
+"""Every type a snapshot may hold, by the tag it is stored under. Add a state type here (a
+test fails until you do: it walks DeviceState's type hints)."""
+_TAG_OF: Mapping[type, str] = {cls: tag for tag, cls in TABLE.items()}
 
 
 class SnapshotMismatch(Exception):
     """The snapshot does not fit this build or this log; replay from the start instead."""
 
 
-def _default(obj: Any) -> Any:
-    if isinstance(obj, tuple) and hasattr(type(obj), "_fields"):  # a NamedTuple (Change)
-        ncls = type(obj)
-        return msgpack.ExtType(_NAMEDTUPLE, _pack([ncls.__module__, ncls.__qualname__,
-                                                   list(obj)]))
-    if isinstance(obj, enum.Enum):
-        ecls = type(obj)
-        return msgpack.ExtType(_ENUM, _pack([ecls.__module__, ecls.__qualname__, obj.value]))
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        cls = type(obj)
-        fields = {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)}
-        return msgpack.ExtType(_DATACLASS, _pack([cls.__module__, cls.__qualname__, fields]))
-    if isinstance(obj, tuple):
-        return msgpack.ExtType(_TUPLE, _pack(list(obj)))
-    if isinstance(obj, (dict, MappingProxyType)):
-        return msgpack.ExtType(_MAPPING, _pack(list(obj.items())))
-    raise TypeError(f"cannot snapshot {type(obj).__name__}")
+class SnapshotUnencodable(TypeError):
+    """The state holds a value whose type is not in TABLE (a bug: add the type)."""
 
 
-def _pack(obj: Any) -> bytes:
-    return msgpack.packb(obj, default=_default, strict_types=True,  # type: ignore[no-any-return]
-                         use_bin_type=True)
+@dataclass(frozen=True)
+class Ignored:
+    """A snapshot file that opening did not use, and why."""
+
+    path: Path
+    reason: str
+
+    def render(self) -> str:
+        return (f"%LOG-4-SNAPSHOT_IGNORED: {self.path}: {self.reason}; "
+                "rebuilding the state from the log")
 
 
-def _class(module: str, qualname: str) -> Any:
-    if not module.startswith(_PACKAGES):
-        raise SnapshotMismatch(f"class {module}.{qualname} is not ours")
-    obj: Any = importlib.import_module(module)
-    for part in qualname.split("."):
-        obj = getattr(obj, part)
-    return obj
+@dataclass(frozen=True)
+class Snapshot:
+    seq: int
+    chain_hash: bytes
+    state: DeviceState
 
 
-def _ext(code: int, data: bytes) -> Any:
-    raw = _unpack(data)
-    if code == _TUPLE:
-        return tuple(raw)
-    if code == _MAPPING:
-        return MappingProxyType(dict(raw))
-    if code == _NAMEDTUPLE:
-        ncls = _class(raw[0], raw[1])
-        if not (isinstance(ncls, type) and issubclass(ncls, tuple)):
-            raise SnapshotMismatch(f"{raw[1]} is not a named tuple")
-        return ncls(*raw[2])
-    if code == _ENUM:
-        return _class(raw[0], raw[1])(raw[2])
-    if code == _DATACLASS:
-        cls = _class(raw[0], raw[1])
-        names = {f.name for f in dataclasses.fields(cls)}
-        if set(raw[2]) != names:
-            raise SnapshotMismatch(f"{raw[1]} fields changed")
-        return cls(**raw[2])
-    raise SnapshotMismatch(f"unknown extension {code}")
+# -- the type schema ---------------------------------------------------------------------------
+
+Decoder = Callable[[Any, int], Any]
 
 
-def _unpack(data: bytes) -> Any:
-    return msgpack.unpackb(data, ext_hook=_ext, raw=False, strict_map_key=False)
+def _fields(cls: type) -> list[tuple[str, Any]]:
+    """(name, hint) of a table class's fields, hints resolved (DeviceState names
+    TrustpointStatus only under TYPE_CHECKING, hence the local namespace)."""
+    hints = typing.get_type_hints(cls, localns=dict(TABLE))
+    if dataclasses.is_dataclass(cls):
+        return [(f.name, hints[f.name]) for f in dataclasses.fields(cls)]
+    return [(name, hints[name]) for name in cls._fields]  # type: ignore[attr-defined]
+
+
+def _decoder(hint: Any) -> Decoder:
+    """A function checking one raw msgpack value against `hint` and building the value."""
+    if hint in (int, str, bytes, bool):
+        return _scalar(hint)
+    if hint is type(None):
+        return _scalar(type(None))
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (types.UnionType, typing.Union):
+        rest = [a for a in args if a is not type(None)]
+        if len(args) != 2 or len(rest) != 1:
+            raise TypeError(f"snapshot schema: only `X | None` unions, not {hint}")
+        inner = _decoder(rest[0])
+        return lambda raw, depth: None if raw is None else inner(raw, depth)
+    if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
+        item = _decoder(args[0])
+        return lambda raw, depth: tuple(item(x, depth) for x in _typed(raw, list))
+    if origin is Mapping:
+        key, value = _decoder(args[0]), _decoder(args[1])
+        return lambda raw, depth: types.MappingProxyType(
+            {key(k, depth): value(v, depth) for k, v in _typed(raw, dict).items()})
+    if hint in _TAG_OF:
+        # Looked up when called: Node's decoder is being built when its children ask for it.
+        return lambda raw, depth: _DECODERS[hint](raw, depth)  # noqa: PLW0108
+    raise TypeError(f"snapshot schema: {hint} is not in snapshot.TABLE")
+
+
+def _typed(raw: Any, kind: type) -> Any:
+    if type(raw) is not kind:
+        raise SnapshotMismatch(f"{type(raw).__name__} where {kind.__name__} was expected")
+    return raw
+
+
+def _scalar(kind: type) -> Decoder:
+    return lambda raw, depth: _typed(raw, kind)
+
+
+def _tagged(raw: Any, cls: type) -> Any:
+    """The payload of `[tag, payload]`, if tag names `cls`."""
+    if type(raw) is not list or len(raw) != 2 or type(raw[0]) is not str:
+        raise SnapshotMismatch(f"not a tagged {cls.__name__}")
+    if raw[0] not in TABLE:
+        raise SnapshotMismatch(f"unknown tag {raw[0][:40]!r}")
+    if TABLE[raw[0]] is not cls:
+        raise SnapshotMismatch(f"a {raw[0]} where a {cls.__name__} was expected")
+    return raw[1]
+
+
+def _class_decoder(cls: type) -> Decoder:
+    if issubclass(cls, enum.Enum):
+        by_value = {m.value: m for m in cls}
+
+        def member(raw: Any, depth: int) -> Any:
+            value = _tagged(raw, cls)
+            if type(value) not in (str, int) or value not in by_value:
+                raise SnapshotMismatch(f"no {cls.__name__} member {str(value)[:40]!r}")
+            return by_value[value]
+
+        return member
+    fields = {name: _decoder(hint) for name, hint in _fields(cls)}
+
+    def instance(raw: Any, depth: int) -> Any:
+        if depth > MAX_DEPTH:
+            raise SnapshotMismatch("nested too deep")
+        values = _typed(_tagged(raw, cls), dict)
+        if values.keys() != fields.keys():
+            raise SnapshotMismatch(f"{cls.__name__} fields differ from this build's")
+        return cls(**{name: fields[name](values[name], depth + 1) for name in fields})
+
+    return instance
+
+
+_DECODERS: dict[type, Decoder] = {}
+_DECODERS.update({cls: _class_decoder(cls) for cls in TABLE.values()})
+_decode_state = _DECODERS[DeviceState]
+_NAMES: Mapping[type, tuple[str, ...]] = {
+    cls: tuple(name for name, _ in _fields(cls))
+    for cls in TABLE.values() if not issubclass(cls, enum.Enum)}
+
+
+def reachable_types(root: type = DeviceState) -> set[type]:
+    """Every class named in `root`'s type hints, transitively (what TABLE must hold)."""
+    found: set[type] = set()
+    todo: list[Any] = [root]
+    while todo:
+        hint = todo.pop()
+        args = typing.get_args(hint)
+        if args:
+            todo.extend(a for a in args if a is not Ellipsis)
+        elif isinstance(hint, type) and hint not in found and hint.__module__ != "builtins":
+            found.add(hint)
+            if not issubclass(hint, enum.Enum):
+                todo.extend(h for _, h in _fields(hint))
+    return found
+
+
+# -- encoding ------------------------------------------------------------------------------------
+
+
+def _plain(obj: Any) -> Any:
+    """`obj` as plain msgpack values: table classes tagged, tuples as arrays, mappings as maps."""
+    tag = _TAG_OF.get(type(obj))
+    if tag is not None:
+        if isinstance(obj, enum.Enum):
+            return [tag, obj.value]
+        return [tag, {name: _plain(getattr(obj, name)) for name in _NAMES[type(obj)]}]
+    if obj is None or type(obj) in (int, str, bytes, bool):
+        return obj
+    if type(obj) is tuple:
+        return [_plain(x) for x in obj]
+    if isinstance(obj, (dict, types.MappingProxyType)):
+        return {k: _plain(v) for k, v in obj.items()}
+    raise SnapshotUnencodable(f"cannot snapshot a {type(obj).__qualname__}: not in "
+                              "snapshot.TABLE")
+
+
+def _digest(seq: int, chain_hash: bytes, body: bytes) -> bytes:
+    return hashlib.sha256(MAGIC + seq.to_bytes(8, "big") + chain_hash + body).digest()
 
 
 def encode(state: DeviceState, head: tuple[int, bytes]) -> bytes:
-    return _pack({"v": 1, "seq": head[0], "hash": head[1], "state": state})
+    body: bytes = msgpack.packb(_plain(state), use_bin_type=True)
+    return frame(head[0], head[1], body)
 
 
-def decode(data: bytes) -> tuple[int, bytes, DeviceState]:
+def frame(seq: int, chain_hash: bytes, body: bytes) -> bytes:
+    """A snapshot file: the header (with the digest binding `body` to seq and hash), then
+    `body`."""
+    return _HEADER.pack(MAGIC, seq, chain_hash, _digest(seq, chain_hash, body)) + body
+
+
+# -- decoding ------------------------------------------------------------------------------------
+
+
+def _unseal(data: bytes) -> tuple[int, bytes, bytes]:
+    """(seq, chain hash, body) of a file whose magic and digest check out."""
+    if len(data) < _HEADER.size or data[:len(MAGIC)] != MAGIC:
+        raise SnapshotMismatch("not a version-2 snapshot (damaged, or from another build)")
+    _, seq, chain_hash, digest = _HEADER.unpack_from(data)
+    body = data[_HEADER.size:]
+    if _digest(seq, chain_hash, body) != digest:
+        raise SnapshotMismatch("its digest does not match its content (damaged)")
+    return seq, chain_hash, body
+
+
+def decode(data: bytes) -> Snapshot:
+    """The snapshot in `data`, or SnapshotMismatch saying why not (never anything else)."""
+    seq, chain_hash, body = _unseal(data)
     try:
-        raw = _unpack(data)
+        raw = msgpack.unpackb(body, raw=False, use_list=True, strict_map_key=True)
+        state = _decode_state(raw, 0)
     except SnapshotMismatch:
         raise
-    except (ValueError, TypeError, KeyError, AttributeError, ImportError,
-            msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as e:
-        raise SnapshotMismatch(f"undecodable snapshot: {e}") from e
-    if not isinstance(raw, dict) or raw.get("v") != 1 or not isinstance(raw.get("state"),
-                                                                        DeviceState):
-        raise SnapshotMismatch("not a version-1 device snapshot")
-    return raw["seq"], raw["hash"], raw["state"]
+    except Exception as e:  # untrusted bytes: any failure to decode means "ignore it"
+        raise SnapshotMismatch(f"undecodable state ({type(e).__name__})") from e
+    if state.seq != seq:
+        raise SnapshotMismatch(f"its state is at seq {state.seq}, its header says {seq}")
+    return Snapshot(seq, chain_hash, state)
 
 
-def save(directory: Path, state: DeviceState, head: tuple[int, bytes]) -> Path:
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"{head[0]:020d}.snap"
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # as private as the log
-    with os.fdopen(fd, "wb") as f:
-        f.write(encode(state, head))
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    for old in sorted(directory.glob("*.snap"))[:-KEEP]:
-        old.unlink()
-    return path
+def _read_bytes(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as e:
+        raise SnapshotMismatch(f"unreadable ({e.strerror})") from e
+
+
+def _check_name(path: Path, seq: int) -> None:
+    if not path.stem.isdigit() or int(path.stem) != seq:
+        raise SnapshotMismatch(f"its name does not match the seq {seq} it covers")
+    if seq == 0:
+        raise SnapshotMismatch("it covers no event (seq 0)")
+
+
+def read(path: Path) -> Snapshot:
+    data = _read_bytes(path)
+    _check_name(path, _unseal(data)[0])
+    return decode(data)
+
+
+def _files(directory: Path) -> list[Path]:
+    return sorted(directory.glob("*.snap")) if directory.is_dir() else []
 
 
 def newest_seq(directory: Path) -> int:
-    """The seq of the newest snapshot file (0 if none): how far the log is known to reach."""
-    seqs = [int(p.stem) for p in directory.glob("*.snap") if p.stem.isdigit()] \
-        if directory.exists() else []
-    return max(seqs, default=0)
+    """The seq of the newest intact snapshot (0 if none): how far the log is known to reach.
+    A file whose digest fails proves nothing and is passed over."""
+    for path in reversed(_files(directory)):
+        with contextlib.suppress(SnapshotMismatch):
+            seq = _unseal(_read_bytes(path))[0]
+            _check_name(path, seq)
+            return seq
+    return 0
 
 
-def load(directory: Path, log: FileEventLog) -> DeviceState | None:
-    """The newest snapshot that still matches the log, or None."""
-    head_seq = log.head[0]
-    for path in sorted(directory.glob("*.snap"), reverse=True) if directory.exists() else []:
-        try:
-            seq, digest, state = decode(path.read_bytes())
-        except SnapshotMismatch:
-            continue
-        if seq > head_seq or seq != state.seq:
-            continue
-        if seq == 0:
-            return state
-        row = next(iter(log.read_rows(seq)), None)
-        if row is not None and row[0] == seq and row[8] == digest:
-            return state
+def _against_log(snap: Snapshot, log: FileEventLog) -> str | None:
+    """Why `snap` does not cover this log's events, or None if it does."""
+    row = next(iter(log.read_rows(snap.seq)), None)
+    if row is None or row[0] != snap.seq:
+        return f"it covers seq {snap.seq}, but the log ends at seq {log.head[0]}"
+    if row[8] != snap.chain_hash:
+        return f"it covers seq {snap.seq} of another log (the chain hash differs)"
     return None
+
+
+def load(directory: Path, log: FileEventLog, ignored: list[Ignored] | None = None
+         ) -> DeviceState | None:
+    """The newest snapshot that passes every check against `log`, or None. Each snapshot
+    passed over on the way is added to `ignored`."""
+    for path in reversed(_files(directory)):
+        try:
+            snap = read(path)
+            problem = _against_log(snap, log)
+        except SnapshotMismatch as e:
+            problem = str(e)
+        if problem is None:
+            return snap.state
+        if ignored is not None:
+            ignored.append(Ignored(path, problem))
+    return None
+
+
+# -- `trustledger log verify` ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Check:
+    path: Path
+    seq: int | None
+    problem: str | None  # None: it is exactly the log folded to `seq`
+
+
+def verify(directory: Path, log: FileEventLog) -> list[Check]:
+    """Check every snapshot against the log, folding the log once up to each snapshot's seq."""
+    checks: list[Check] = []
+    good: list[tuple[int, Path, Snapshot]] = []
+    for path in _files(directory):
+        try:
+            snap = read(path)
+        except SnapshotMismatch as e:
+            checks.append(Check(path, None, str(e)))
+            continue
+        good.append((snap.seq, path, snap))
+    state, rows, last = DeviceState(), iter(log.read_rows(1)), [None]
+    for seq, path, snap in sorted(good, key=lambda g: g[0]):
+        if seq > state.seq:
+            state = replay_rows(state, _rows_upto(rows, seq, last))
+        row = last[0]
+        if row is None or row[0] != seq:
+            problem = f"it covers seq {seq}, but the log ends at seq {state.seq}"
+        elif row[8] != snap.chain_hash:
+            problem = f"it covers seq {seq} of another log (the chain hash differs)"
+        elif snap.state != state:
+            problem = f"its state differs from the log folded to seq {seq}"
+        else:
+            problem = None
+        checks.append(Check(path, seq, problem))
+    return sorted(checks, key=lambda c: c.path)
+
+
+def _rows_upto(rows: Iterator[list[Any]], seq: int, last: list[Any]) -> Iterator[list[Any]]:
+    """Rows from `rows` through `seq` (consuming nothing after it); `last[0]` is the last."""
+    for row in rows:
+        last[0] = row
+        yield row
+        if row[0] >= seq:
+            return
+
+
+# -- writing -------------------------------------------------------------------------------------
+
+
+def save(directory: Path, state: DeviceState, head: tuple[int, bytes]) -> Path:
+    """Write a snapshot atomically and prune old ones. An OSError leaves nothing behind."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{head[0]:020d}.snap"
+    tmp = directory / f"{head[0]:020d}.tmp"
+    data = encode(state, head)
+    written = tmp
+    try:
+        _write_file(tmp, data)
+        os.replace(tmp, path)
+        written = path  # not known to be durable until the directory is synced
+        _sync_directory(directory)
+    except OSError:
+        with contextlib.suppress(OSError):
+            written.unlink()
+        raise
+    for old in _files(directory)[:-KEEP]:
+        with contextlib.suppress(FileNotFoundError):
+            old.unlink()
+    return path
+
+
+def _write_file(path: Path, data: bytes) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _sync_directory(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def remove_leftovers(directory: Path) -> None:
+    """Remove the temp files of snapshot writes a crash interrupted (writers only)."""
+    for tmp in directory.glob("*.tmp") if directory.is_dir() else ():
+        with contextlib.suppress(OSError):
+            tmp.unlink()

@@ -109,8 +109,8 @@ def test_reopen_uses_the_snapshot_and_matches_a_full_replay(
     assert [int(p.stem) for p in snaps] == [10, 12]  # every 5 events, the last two kept
     loaded: list[DeviceState | None] = []
     real_load = snapshot.load
-    monkeypatch.setattr(snapshot, "load", lambda d, log: loaded.append(real_load(d, log))
-                        or loaded[-1])
+    monkeypatch.setattr(snapshot, "load", lambda d, log, *rest: loaded.append(
+        real_load(d, log, *rest)) or loaded[-1])
     again = open_engine(tmp_path)
     assert loaded[0] is not None and loaded[0].seq == 12
     assert again.state == replayed(tmp_path, use_snapshot=False)
