@@ -27,6 +27,7 @@ from events.trustpoint import (
     EnrollmentFailed,
     EnrollmentPending,
     EnrollmentRequested,
+    TrustpointCertificatesRemoved,
 )
 
 DEFAULT_KEY_LABEL = "the_default"
@@ -252,6 +253,13 @@ def _config(state: DeviceState, ev: ConfigurationCommitted, at: int) -> DeviceSt
         return state
     names = {p[len("crypto ca trustpoint "):] for p in removed}
     kept = {k: v for k, v in state.trustpoints.items() if k not in names}
+    return with_state(state, trustpoints=MappingProxyType(kept))
+
+
+@evolves(TrustpointCertificatesRemoved)
+def _certificates_removed(state: DeviceState, ev: TrustpointCertificatesRemoved,
+                          at: int) -> DeviceState:
+    kept = {k: v for k, v in state.trustpoints.items() if k != ev.trustpoint}
     return with_state(state, trustpoints=MappingProxyType(kept))
 
 
