@@ -5,49 +5,19 @@ in batch mode where they do not need a terminal."""
 from __future__ import annotations
 
 import io
-import os
-import re
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pexpect
 import pytest
 from engine_support import open_engine
+from pty_support import Screen, shell_env, spawn_shell
 
 from engine.frontends import async_message, run_batch
 from engine.ports import FakeClock
 
-REPO = Path(__file__).resolve().parents[2]
 EXEC, CONFIG = "RP/0/RP0/CPU0:r1#", "RP/0/RP0/CPU0:r1(config)#"
-
-
-_ESCAPE = re.compile(r"\x1b(\[[0-9;?]*[A-Za-z]|[()][0-9A-Za-z]|[=>])")
-
-
-class Screen:
-    """What the shell printed, without terminal escapes; `expect` consumes up to a match."""
-
-    def __init__(self, child: pexpect.spawn) -> None:
-        self.child = child
-        self.text = ""
-
-    def send(self, keys: str) -> None:
-        self.child.send(keys)
-
-    def expect(self, wanted: str, timeout: float = 15) -> str:
-        deadline = time.monotonic() + timeout
-        while wanted not in self.text:
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{wanted!r} not in {self.text[-800:]!r}")
-            try:
-                self.text += self.child.read_nonblocking(65536, timeout=0.2)
-            except pexpect.TIMEOUT:
-                continue
-            self.text = _ESCAPE.sub("", self.text)
-        before, _, self.text = self.text.partition(wanted)
-        return before
 
 
 def batch(tmp_path: Path, script: str) -> str:
@@ -65,14 +35,11 @@ def shell(tmp_path: Path) -> Iterator[Screen]:
                      "enrollment url http://127.0.0.1:9/\ncommit label base\nend\n"
                      "crypto key generate ecdsa nistp256 edge-key\n"
                      "crypto key generate ecdsa nistp256 spare\n")
-    env = {**os.environ, "PYTHONPATH": str(REPO), "PROMPT_TOOLKIT_NO_CPR": "1",
-           "TERM": "xterm"}
-    data = str(tmp_path / "d")
+    data = tmp_path / "d"
     done = pexpect.run(f"{sys.executable} -m engine.cli exec --data {data} -f {setup}",
-                       env=env, encoding="utf-8", withexitstatus=True, timeout=30)
+                       env=shell_env(), encoding="utf-8", withexitstatus=True, timeout=30)
     assert done[1] == 0, done[0]
-    child = pexpect.spawn(sys.executable, ["-m", "engine.cli", "shell", "--data", data],
-                          env=env, encoding="utf-8", timeout=15, dimensions=(40, 200))
+    child = spawn_shell(data)
     screen = Screen(child)
     screen.expect(EXEC)
     yield screen

@@ -79,3 +79,22 @@ def test_show_logging_is_a_projection_of_the_log(
 def test_a_v1_pending_event_still_replays() -> None:
     old = {"trustpoint": "myca", "transaction_id": "T", "polls": 2, "next_poll_at": 5}
     assert event_from("EnrollmentPending", 1, old) == EnrollmentPending("myca", "T", 2, 5, "")
+
+
+def test_counts_of_one_read_right(device: Engine, ca_factory: CAFactory,
+                                  clock: FakeClock) -> None:
+    ca, server = ca_factory(Approval.MANUAL)
+    identity_and_key(device)
+    declare(device, url=server.url, period=1, count=1)
+    assert authenticate(device).ok
+    r = enroll(device, password=ca.mint_challenge())
+    assert r.output.endswith("% Certificate request pending at the CA: polling every 1 minute, "
+                             "up to 1 time.\n")
+    clock.advance(60)
+    (timed_out,) = device.run_due()
+    assert timed_out.output == (
+        "%PKI-3-ENROLL_TIMEOUT: Certificate enrollment for trustpoint myca timed out (no "
+        "certificate after 1 poll). Ask the CA administrator to approve the request, then "
+        "enter 'crypto ca enroll myca' again.\n")
+    assert device.execute("show logging | count ENROLL_TIMEOUT").output == \
+        "Number of lines which match regexp = 1\n"
