@@ -15,6 +15,7 @@ from types import MappingProxyType
 from typing import Any
 
 from engine.config import Change
+from engine.errors import CommandError
 from engine.grammar import GRAMMAR, Mode
 from engine.lifecycle import Lifecycle
 from engine.parser import parse
@@ -77,7 +78,10 @@ def trustpoint_config(state: DeviceState, name: str) -> TrustpointConfig | None:
         return None
     values: dict[str, Any] = {}
     for child in node.children.values():
-        m = parse(GRAMMAR, Mode.TRUSTP, child.line)
+        try:
+            m = parse(GRAMMAR, Mode.TRUSTP, child.line)
+        except CommandError:  # a line an older build accepted (e.g. an ftp:// url): unused
+            continue
         if m is None:
             continue
         a, words = m.args, m.words

@@ -16,6 +16,7 @@ from pty_support import Screen, shell_env, spawn_shell
 
 from engine.frontends import async_message, run_batch
 from engine.ports import FakeClock
+from events.store import PendingEvent
 
 EXEC, CONFIG = "RP/0/RP0/CPU0:r1#", "RP/0/RP0/CPU0:r1(config)#"
 
@@ -184,3 +185,19 @@ def test_async_messages_are_cut_between_words_only() -> None:
     wrapped = async_message(msg + "\n", 40)
     assert all(len(line) <= 39 for line in wrapped.splitlines())
     assert wrapped.split() == msg.split() and wrapped.endswith("\n")
+
+
+def test_a_url_an_older_build_accepted_is_shown_and_unused(tmp_path: Path) -> None:
+    from engine.engine import Engine
+    from events.device import ConfigurationCommitted
+
+    eng = Engine.in_memory()
+    tp = "crypto ca trustpoint old"
+    eng.fold(eng.store.append([PendingEvent(ConfigurationCommitted(
+        1000000001, "admin", "", "", (((tp,), None, tp),
+                                      ((tp, "enrollment"), None, "enrollment url ftp://ca/"))),
+        "device", 0, "admin", "cmd:1")]))
+    assert "enrollment url ftp://ca/" in eng.execute("show running-config").output
+    r = eng.execute("crypto ca authenticate old")
+    assert r.output == ("% Trustpoint old has no enrollment method: configure 'enrollment url' "
+                        "or 'enrollment terminal'.\n")
