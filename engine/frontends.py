@@ -106,7 +106,10 @@ def run_interactive(engine: Engine, history_file: Path | None) -> int:
     engine.ports.prompter = TerminalPrompter()
     engine.ports.write = _writer(sys.stdout)
     lock = threading.Lock()
-    width = session.output.get_size().columns
+
+    def width() -> int:  # asked per message: the terminal may have been resized
+        return session.output.get_size().columns
+
     stop = threading.Event()
     ticker = threading.Thread(target=_tick, args=(engine, lock, stop, width), name="scheduler",
                               daemon=True)
@@ -165,7 +168,8 @@ def _key_bindings(engine: Engine) -> KeyBindings:
     return keys
 
 
-def _tick(engine: Engine, lock: threading.Lock, stop: threading.Event, width: int) -> None:
+def _tick(engine: Engine, lock: threading.Lock, stop: threading.Event,
+          width: Callable[[], int]) -> None:
     """Scheduled work (enrollment polls) runs between commands, never during one: a command
     holds `lock` from its line to its last answer. What it prints is an asynchronous message:
     written whole, wrapped at word boundaries, through the patched stdout, which prints it
@@ -178,13 +182,13 @@ def _tick(engine: Engine, lock: threading.Lock, stop: threading.Event, width: in
             except Exception as e:  # report and keep scheduling: never die quietly
                 results = []
                 print(async_message(f"%SCHED-3-FAILED: scheduled work failed: "
-                                    f"{type(e).__name__}: {e}", width), end="", flush=True)
+                                    f"{type(e).__name__}: {e}", width()), end="", flush=True)
             finally:
                 engine.ports.write = write
                 lock.release()
             for r in results:
                 if r.output:
-                    print(async_message(r.output, width), end="", flush=True)
+                    print(async_message(r.output, width()), end="", flush=True)
 
 
 def async_message(text: str, width: int) -> str:
