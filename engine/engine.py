@@ -20,19 +20,21 @@ from typing import Any
 import structlog
 
 import engine.commands  # noqa: F401  (registers every command into GRAMMAR)
-from engine import snapshot
+from engine import pipe, snapshot
 from engine.config import Change, ConfigConflict
 from engine.effects import Outcome
 from engine.errors import CommandError, Reason
 from engine.grammar import GRAMMAR, Grammar, Mode
+from engine.keys import KeyAlgorithm
 from engine.keystore import KeyGenerator
-from engine.parser import Match, choices, complete_word, parse, render_choices
+from engine.parser import Choice, Match, choices, parse, render_choices
 from engine.ports import Clock, FakeClock, Prompter, SystemClock
 from engine.runtime import Ports, queue, require_utf8, run
 from engine.scep_client import ScepTransport
 from engine.schedule import due_jobs
 from engine.session import Session
 from engine.state import DeviceState, evolve, replay_rows
+from engine.trustpoints import trustpoint_names
 from events.filelog import FileEventLog, LogError
 from events.memory import MemoryEventLog
 from events.store import EventStore, PendingEvent, Recorded
@@ -184,6 +186,12 @@ class Engine:
             self.ports.say(self.help(line.rstrip()[:-1]) + "\n")
             return []
         self._line = line
+        piped = pipe.split(line)
+        if piped is not None:
+            return self._piped(line, *piped)
+        return self._run_line(line)
+
+    def _run_line(self, line: str) -> list[Recorded]:
         match, pops = self._parse(line)
         if match is None:
             return []
@@ -191,15 +199,67 @@ class Engine:
             self.session.modes.pop()
         return self._dispatch(match)
 
+    def _piped(self, line: str, head: str, bar: int) -> list[Recorded]:
+        """`show ... | modifier`: the show's output is held back, filtered, then printed."""
+        modifier = pipe.parse_modifier(line, bar)
+        write, self.ports.write = self.ports.write, None
+        start = len(self.ports.out)
+        try:
+            records = self._run_line(head)
+        finally:
+            self.ports.write = write
+            text = "".join(self.ports.out[start:])
+            del self.ports.out[start:]
+        self.ports.say(pipe.apply(modifier, text))
+        return records
+
     def help(self, text: str) -> str:
         """What `?` shows after `text` in the current mode (after `do `, in exec mode)."""
-        mode, rest = self._help_context(text)
-        return render_choices(choices(self.grammar, mode, rest))
+        return render_choices(self._choices(text))
 
     def complete(self, text: str) -> str | None:
-        """Tab: the keyword a unique partial last word completes to."""
+        """Tab: the word a unique partial last word completes to (with a trailing space)."""
+        if not text or text[-1].isspace():
+            return None
+        words = {c.word for c in self._choices(text) if c.keyword}
+        return words.pop() + " " if len(words) == 1 else None
+
+    def completions(self, text: str) -> list[Choice]:
+        """What Tab may put in place of the partial last word: keywords and known values."""
+        if text and text[-1].isspace():
+            return []
+        return [c for c in self._choices(text) if c.keyword]
+
+    def _choices(self, text: str) -> list[Choice]:
+        """`?` after `text`: the grammar's choices, `|` after a complete show command, the
+        modifiers after `|`, and the values of arguments the engine knows (trustpoint names,
+        key labels), which a partial word lists as if they were keywords."""
+        piped = pipe.split(text)
+        if piped is not None:
+            return pipe.help_after(text, piped[1])
         mode, rest = self._help_context(text)
-        return complete_word(self.grammar, mode, rest)
+        found = choices(self.grammar, mode, rest)
+        if pipe.is_show(text) and any(c.word == "<cr>" for c in found):
+            found.append(pipe.PIPE_CHOICE)
+        partial = bool(rest.strip()) and not rest[-1:].isspace()
+        want = rest.split()[-1] if partial else ""
+        out: list[Choice] = []
+        for c in found:
+            if c.source and partial:
+                out += [Choice(v, c.help, True) for v in self._values(c.source)
+                        if v.startswith(want)]
+            else:
+                out.append(c)
+        return out
+
+    def _values(self, source: str) -> list[str]:
+        if source == "trustpoint":
+            return sorted(trustpoint_names(self.state))
+        if source in ("rsa", "ecdsa", "ed25519"):
+            return list(self.state.keys.labels(KeyAlgorithm(source)))
+        if source == "key":
+            return sorted({lb for a in KeyAlgorithm for lb in self.state.keys.labels(a)})
+        return []
 
     def _help_context(self, text: str) -> tuple[Mode, str]:
         words = text.split(maxsplit=1)

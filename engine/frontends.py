@@ -8,13 +8,18 @@ from __future__ import annotations
 
 import getpass
 import sys
+import textwrap
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from engine.engine import Engine
+from engine.errors import CommandError, Reason
 from engine.grammar import Mode
+
+if TYPE_CHECKING:
+    from prompt_toolkit.key_binding import KeyBindings
 
 
 class ScriptPrompter:
@@ -67,7 +72,6 @@ def run_interactive(engine: Engine, history_file: Path | None) -> int:
     from prompt_toolkit.completion import CompleteEvent, Completer, Completion
     from prompt_toolkit.document import Document
     from prompt_toolkit.history import FileHistory, InMemoryHistory
-    from prompt_toolkit.key_binding import KeyBindings, KeyPressEvent
     from prompt_toolkit.patch_stdout import patch_stdout
 
     class GrammarCompleter(Completer):
@@ -75,29 +79,11 @@ def run_interactive(engine: Engine, history_file: Path | None) -> int:
                             ) -> Iterator[Completion]:
             text = document.text_before_cursor
             word = document.get_word_before_cursor(WORD=True)
-            from engine.parser import choices
+            for ch in engine.completions(text):  # keywords, trustpoint names, key labels
+                yield Completion(ch.word + " ", start_position=-len(word),
+                                 display=ch.word, display_meta=ch.help)
 
-            for ch in choices(engine.grammar, engine.session.mode, text):
-                if ch.keyword:
-                    yield Completion(ch.word + " ", start_position=-len(word),
-                                     display=ch.word, display_meta=ch.help)
-
-    keys = KeyBindings()
-
-    @keys.add("?")
-    def _help(event: KeyPressEvent) -> None:
-        buf = event.app.current_buffer
-        text = buf.document.text_before_cursor
-        listing = engine.help(text)
-
-        def show() -> None:
-            print(engine.prompt + text + "?")
-            print(listing)
-
-        from prompt_toolkit.application import run_in_terminal
-
-        run_in_terminal(show)
-
+    keys = _key_bindings(engine)
     history = FileHistory(str(history_file)) if history_file else InMemoryHistory()
     session: PromptSession[str] = PromptSession(history=history, completer=GrammarCompleter(),
                                                 key_bindings=keys, complete_while_typing=False)
@@ -112,14 +98,20 @@ def run_interactive(engine: Engine, history_file: Path | None) -> int:
                 if secret:  # as on the router: nothing at all is echoed, not even `*`
                     return getpass.getpass(prompt)
                 return questions.prompt(prompt)
-            except (EOFError, KeyboardInterrupt):
+            except EOFError:
                 return None
+            except KeyboardInterrupt:  # Ctrl-C at a question: the command changes nothing
+                raise CommandError(Reason.CANCELLED, "% Aborted.") from None
 
     engine.ports.prompter = TerminalPrompter()
     engine.ports.write = _writer(sys.stdout)
     lock = threading.Lock()
+
+    def width() -> int:  # asked per message: the terminal may have been resized
+        return session.output.get_size().columns
+
     stop = threading.Event()
-    ticker = threading.Thread(target=_tick, args=(engine, lock, stop), name="scheduler",
+    ticker = threading.Thread(target=_tick, args=(engine, lock, stop, width), name="scheduler",
                               daemon=True)
     with patch_stdout(raw=True):
         ticker.start()
@@ -146,14 +138,63 @@ def run_interactive(engine: Engine, history_file: Path | None) -> int:
             ticker.join()
 
 
-def _tick(engine: Engine, lock: threading.Lock, stop: threading.Event) -> None:
+def _key_bindings(engine: Engine) -> KeyBindings:
+    """`?` lists what may come next; Ctrl-Z in a configuration mode is `end`."""
+    from prompt_toolkit.key_binding import KeyBindings, KeyPressEvent
+
+    keys = KeyBindings()
+
+    @keys.add("c-z")
+    def _end(event: KeyPressEvent) -> None:
+        """Ctrl-Z in a configuration mode is `end` (with its commit question)."""
+        if engine.session.mode is not Mode.EXEC:
+            event.app.current_buffer.text = "end"
+            event.app.current_buffer.validate_and_handle()
+
+    @keys.add("?")
+    def _help(event: KeyPressEvent) -> None:
+        buf = event.app.current_buffer
+        text = buf.document.text_before_cursor
+        listing = engine.help(text)
+
+        def show() -> None:
+            print(engine.prompt + text + "?")
+            print(listing)
+
+        from prompt_toolkit.application import run_in_terminal
+
+        run_in_terminal(show)
+
+    return keys
+
+
+def _tick(engine: Engine, lock: threading.Lock, stop: threading.Event,
+          width: Callable[[], int]) -> None:
     """Scheduled work (enrollment polls) runs between commands, never during one: a command
-    holds `lock` from its line to its last answer."""
+    holds `lock` from its line to its last answer. What it prints is an asynchronous message:
+    written whole, wrapped at word boundaries, through the patched stdout, which prints it
+    above the prompt and redraws the prompt and any half-typed line."""
     while not stop.wait(1.0):
         if lock.acquire(blocking=False):
+            write, engine.ports.write = engine.ports.write, None
             try:
-                engine.run_due()
+                results = engine.run_due()
             except Exception as e:  # report and keep scheduling: never die quietly
-                print(f"%SCHED-3-FAILED: scheduled work failed: {type(e).__name__}: {e}")
+                results = []
+                print(async_message(f"%SCHED-3-FAILED: scheduled work failed: "
+                                    f"{type(e).__name__}: {e}", width()), end="", flush=True)
             finally:
+                engine.ports.write = write
                 lock.release()
+            for r in results:
+                if r.output:
+                    print(async_message(r.output, width()), end="", flush=True)
+
+
+def async_message(text: str, width: int) -> str:
+    """`text` as whole lines no wider than the terminal, broken between words only."""
+    out = []
+    for line in text.splitlines():
+        out += textwrap.wrap(line, max(width - 1, 20), break_long_words=False,
+                             break_on_hyphens=False) or [""]
+    return "".join(ln + "\n" for ln in out)

@@ -92,6 +92,14 @@ def _url(s: str) -> str:
     return s
 
 
+def _enrollment_url(s: str) -> str:
+    """What the SCEP client can reach: http:// or https:// (RFC 8894 §4.1 runs SCEP over
+    HTTP), with a host."""
+    if not re.match(r"^https?://[^\s/]+(/\S*)?$", s, re.IGNORECASE):
+        raise ValueError(s)
+    return s
+
+
 def _ip(s: str) -> str:
     return str(ipaddress.ip_address(s))
 
@@ -101,6 +109,7 @@ LINE = ArgKind("LINE", _word, rest_of_line=True)
 HOSTNAME = ArgKind("WORD", _hostname)
 DOMAIN = ArgKind("WORD", _domain)
 URL = ArgKind("WORD", _url)
+ENROLLMENT_URL = ArgKind("WORD", _enrollment_url)
 IP_ADDRESS = ArgKind("A.B.C.D|X:X::X", _ip)
 
 
@@ -108,6 +117,7 @@ IP_ADDRESS = ArgKind("A.B.C.D|X:X::X", _ip)
 class ArgSpec:
     kind: ArgKind
     help: str
+    source: str = ""  # Tab and `?` offer the values the engine knows under this name
 
 
 # -- tokens and patterns -----------------------------------------------------------------------
@@ -185,6 +195,7 @@ class Command:
     removes: str | None = None  # the `no` form: the key template it removes
     order: int = 0
     rank: int = 50  # where its lines go in `show running-config` (then declaration order)
+    words: Mapping[str, str] = field(default_factory=dict)  # this command's keyword helps
 
     def key_for(self, args: Mapping[str, Any]) -> str:
         template = self.key or self.removes or ""
@@ -205,13 +216,17 @@ class Grammar:
         return cmd
 
     def action(self, pattern: str, *, modes: Sequence[Mode] = (Mode.EXEC,), help: str = "",
-               args: Mapping[str, ArgSpec] | None = None) -> Callable[[Callable[..., Any]],
-                                                                     Callable[..., Any]]:
-        """Declare a command that runs a handler (exec commands, commit, show, ...)."""
+               args: Mapping[str, ArgSpec] | None = None,
+               words: Mapping[str, str] | None = None) -> Callable[[Callable[..., Any]],
+                                                                  Callable[..., Any]]:
+        """Declare a command that runs a handler (exec commands, commit, show, ...). `words`
+        gives keywords of this command their own `?` help (`commit label`, not the shared
+        text of `label`)."""
 
         def register(fn: Callable[..., Any]) -> Callable[..., Any]:
-            self._add(Command(pattern, tuple(modes), tuple(self._expand(pattern, args)), help,
-                              fn, order=len(self.commands)))
+            self._add(Command(pattern, tuple(modes),
+                              tuple(self._expand(pattern, args, words)), help, fn,
+                              order=len(self.commands), words=dict(words or {})))
             return fn
 
         return register
@@ -230,8 +245,9 @@ class Grammar:
             self._add(Command("no " + pattern, (mode,), tuple(self._expand(no_pattern, rest)),
                               help, None, removes=key, order=order))
 
-    def _expand(self, pattern: str, args: Mapping[str, ArgSpec] | None) -> list[Variant]:
-        return expand(pattern, args or {}, self.keyword_help)
+    def _expand(self, pattern: str, args: Mapping[str, ArgSpec] | None,
+                words: Mapping[str, str] | None = None) -> list[Variant]:
+        return expand(pattern, args or {}, {**self.keyword_help, **(words or {})})
 
     def in_mode(self, mode: Mode) -> list[Command]:
         return [c for c in self.commands if mode in c.modes]

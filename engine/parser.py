@@ -123,6 +123,7 @@ class Choice:
     word: str  # a keyword, an argument label (WORD, <1-60>) or <cr>
     help: str
     keyword: bool
+    source: str = ""  # an argument whose values the engine can list (trustpoint names, ...)
 
 
 def choices(grammar: Grammar, mode: Mode, text: str) -> list[Choice]:
@@ -149,15 +150,17 @@ def choices(grammar: Grammar, mode: Mode, text: str) -> list[Choice]:
         if isinstance(tok, Kw):
             if tok.word.startswith(want):
                 commands.setdefault(tok.word, set()).add(c.command.name)
-                if len(commands[tok.word]) == 1 and c.command.help:
+                own = c.command.words.get(tok.word)
+                if own is None and len(commands[tok.word]) == 1 and c.command.help:
                     # A keyword that leads to one command only is described by that command
                     # (`crypto ca import` imports a certificate, `crypto key import` a key).
                     seen[tok.word] = Choice(tok.word, c.command.help, True)
                 else:
-                    seen[tok.word] = Choice(tok.word, tok.help or c.command.help, True)
-        elif not partial:
+                    seen[tok.word] = Choice(tok.word, own or tok.help or c.command.help, True)
+        elif not partial or tok.spec.source:
             label = tok.spec.kind.label
-            seen.setdefault(label + tok.name, Choice(label, tok.spec.help, False))
+            seen.setdefault(label + tok.name, Choice(label, tok.spec.help, False,
+                                                     tok.spec.source))
     return sorted(seen.values(), key=lambda ch: (not ch.keyword, ch.word == "<cr>", ch.word))
 
 

@@ -66,6 +66,7 @@ class DeviceState:
     keys: KeyRing = field(default_factory=KeyRing)  # key pairs and imported keys (engine.keys)
     trustpoints: Mapping[str, TrustpointStatus] = field(
         default_factory=lambda: MappingProxyType({}))
+    messages: tuple[tuple[int, str], ...] = ()  # (µs, %FACILITY-SEV-MNEMONIC text), newest last
 
     @property
     def next_commit_id(self) -> int:

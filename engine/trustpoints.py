@@ -15,6 +15,7 @@ from types import MappingProxyType
 from typing import Any
 
 from engine.config import Change
+from engine.errors import CommandError
 from engine.grammar import GRAMMAR, Mode
 from engine.lifecycle import Lifecycle
 from engine.parser import parse
@@ -27,6 +28,7 @@ from events.trustpoint import (
     EnrollmentFailed,
     EnrollmentPending,
     EnrollmentRequested,
+    TrustpointCertificatesRemoved,
 )
 
 DEFAULT_KEY_LABEL = "the_default"
@@ -76,7 +78,10 @@ def trustpoint_config(state: DeviceState, name: str) -> TrustpointConfig | None:
         return None
     values: dict[str, Any] = {}
     for child in node.children.values():
-        m = parse(GRAMMAR, Mode.TRUSTP, child.line)
+        try:
+            m = parse(GRAMMAR, Mode.TRUSTP, child.line)
+        except CommandError:  # a line an older build accepted (e.g. an ftp:// url): unused
+            continue
         if m is None:
             continue
         a, words = m.args, m.words
@@ -252,6 +257,13 @@ def _config(state: DeviceState, ev: ConfigurationCommitted, at: int) -> DeviceSt
         return state
     names = {p[len("crypto ca trustpoint "):] for p in removed}
     kept = {k: v for k, v in state.trustpoints.items() if k not in names}
+    return with_state(state, trustpoints=MappingProxyType(kept))
+
+
+@evolves(TrustpointCertificatesRemoved)
+def _certificates_removed(state: DeviceState, ev: TrustpointCertificatesRemoved,
+                          at: int) -> DeviceState:
+    kept = {k: v for k, v in state.trustpoints.items() if k != ev.trustpoint}
     return with_state(state, trustpoints=MappingProxyType(kept))
 
 

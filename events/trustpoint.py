@@ -8,8 +8,9 @@ transaction ID and fingerprint.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
-from events.registry import Event, event
+from events.registry import Event, event, upcaster
 
 
 @event("CACertificateAccepted", version=1)
@@ -50,15 +51,22 @@ class EnrollmentRequested(Event):
     retry_count: int  # polls before giving up
 
 
-@event("EnrollmentPending", version=1)
+@event("EnrollmentPending", version=2)
 @dataclass(frozen=True, slots=True)
 class EnrollmentPending(Event):
-    """The CA holds the request (PENDING); the next poll is due at `next_poll_at`."""
+    """The CA holds the request (PENDING), or this poll could not reach it (`poll_error`, the
+    reason shown in `%PKI-4-POLL_FAILED`); the next poll is due at `next_poll_at`."""
 
     trustpoint: str
     transaction_id: str
     polls: int  # CertPolls made so far for this enrollment
     next_poll_at: int  # µs since the epoch
+    poll_error: str = ""  # v2: why this poll got no answer ("" when the CA said PENDING)
+
+
+@upcaster("EnrollmentPending", from_version=1)
+def _pending_v1_to_v2(payload: dict[str, Any]) -> dict[str, Any]:
+    return {**payload, "poll_error": ""}  # v1 did not record failed polls' reasons
 
 
 @event("CertificateReceived", version=1)
@@ -83,3 +91,19 @@ class EnrollmentFailed(Event):
     reason: str  # "failure" | "timeout" | "cancelled" | "peer"
     fail_info: str  # SCEP failInfo name when the CA said FAILURE, else ""
     detail: str
+
+
+@event("TrustpointCertificatesRemoved", version=1)
+@dataclass(frozen=True, slots=True)
+class TrustpointCertificatesRemoved(Event):
+    """A commit or rollback removed an enrolled trustpoint, after the operator said yes: its
+    CA, RA and router certificates are destroyed with it. Appended in the same batch as, and
+    just before, the `ConfigurationCommitted` that removes the trustpoint's configuration, so
+    `log show` and an auditor see which certificates went, and why."""
+
+    trustpoint: str
+    reason: str  # "commit" | "rollback"
+    commit_id: int  # the commit that removes the trustpoint
+    kinds: tuple[str, ...]  # per certificate: "ca" | "ra" | "general" | "signature" | ...
+    serials: tuple[str, ...]  # as the router prints them (upper-case hex, whole bytes)
+    fingerprints: tuple[str, ...]  # SHA-256 of the DER, upper-case hex

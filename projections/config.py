@@ -54,7 +54,8 @@ def render_running(grammar: Grammar, tree: ConfigTree, commits: CommitHistory,
     if last is not None:
         head.append(f"!! Last configuration change at {stamp(last.at)} by {last.user}")
     body = render_tree(grammar, roots)
-    return "\n".join([*head, "!", *body, "!" if body else "", "end", ""]).replace("\n\n", "\n")
+    close = "!" if body and body[-1] != "!" else ""  # a submode's `!` closes the body too
+    return "\n".join([*head, "!", *body, close, "end", ""]).replace("\n\n", "\n")
 
 
 def render_changes(changes: Sequence[Change]) -> str:

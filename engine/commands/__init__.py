@@ -4,6 +4,13 @@ To add a feature's commands, write a module here and list it below; the parser, 
 Tab completion and `show running-config` pick it up with no other change.
 """
 
-from engine.commands import configuration, keys, paste, system, trustpoint
+from engine.commands import (
+    configuration,
+    keys,
+    logging,  # after trustpoint: its folds see the trustpoint folded
+    paste,
+    system,
+    trustpoint,
+)
 
-__all__ = ["configuration", "keys", "paste", "system", "trustpoint"]
+__all__ = ["configuration", "keys", "logging", "paste", "system", "trustpoint"]

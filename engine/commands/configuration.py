@@ -7,11 +7,22 @@ from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
 from engine.config import Change, ConfigConflict
+from engine.destruction import confirm_removal, removal_events, removed_trustpoints
 from engine.effects import Ask, Effect, Outcome
 from engine.errors import CommandError, Reason
-from engine.grammar import CONFIG_MODES, GRAMMAR, LINE, WORD, ArgSpec, Mode, int_range
+from engine.grammar import (
+    CONFIG_MODES,
+    GRAMMAR,
+    LINE,
+    WORD,
+    ArgKind,
+    ArgSpec,
+    Mode,
+    int_range,
+)
 from engine.state import FIRST_COMMIT_ID, Commit, DeviceState
 from events.device import ConfigurationCommitted
+from events.registry import Event
 from projections.config import (
     render_commit_changes,
     render_commit_list,
@@ -23,7 +34,19 @@ if TYPE_CHECKING:
     from engine.engine import Ctx
 
 G = GRAMMAR
-COMMIT_ID = ArgSpec(int_range(FIRST_COMMIT_ID, 2_000_000_000), "Commit ID")
+_COMMIT_ID = int_range(FIRST_COMMIT_ID, 2_000_000_000)
+
+
+def _commit_ref(s: str) -> int | str:
+    """A commit ID (1000000001, ...) or a commit label (which starts with a letter)."""
+    if s[:1].isdigit():
+        return int(_COMMIT_ID.parse(s))
+    if not s[:1].isalpha():
+        raise ValueError(s)
+    return s
+
+
+COMMIT_REF = ArgSpec(ArgKind(f"{_COMMIT_ID.label}|WORD", _commit_ref), "Commit ID or label")
 TEXT = ArgSpec(LINE, "Text")
 ANY_MODE = (Mode.EXEC, *CONFIG_MODES)
 
@@ -49,25 +72,43 @@ def commit_event(state: DeviceState, user: str, changes: list[Change], label: st
                                   tuple(c.to_wire() for c in changes), rollback_to)
 
 
-def _commit(ctx: Ctx, label: str = "", comment: str = "") -> Outcome:
+def _commit(ctx: Ctx, label: str = "", comment: str = ""
+            ) -> Generator[Effect, Any, Outcome]:
     changes = ctx.session.pending()
     if not changes:
         return Outcome(output="% No configuration changes to commit.", commit_done=True)
-    if label and any(c.label == label for c in ctx.state.commits):
+    if label and _labelled(ctx.state, label) is not None:
         raise CommandError(Reason.INVALID_VALUE, f"% Label {label!r} is already in use.")
-    return Outcome(events=[commit_event(ctx.state, ctx.user, changes, label, comment)],
-                   commit_done=True)
+    ev = commit_event(ctx.state, ctx.user, changes, label, comment)
+    removed = yield from _removals(ctx.state, changes, "commit", ev.commit_id)
+    if removed is None:
+        return Outcome(output="% Commit cancelled: nothing was committed.")
+    return Outcome(events=[*removed, ev], commit_done=True)
+
+
+def _removals(state: DeviceState, changes: list[Change], reason: str, commit_id: int
+              ) -> Generator[Effect, Any, list[Event] | None]:
+    """The events recording the certificates these changes destroy (none: no question);
+    None when the operator said no."""
+    doomed = removed_trustpoints(state, changes)
+    if not doomed:
+        return []
+    if not (yield from confirm_removal(doomed)):
+        return None
+    return list(removal_events(doomed, reason, commit_id))
 
 
 @G.action("commit [label <label>] [comment <comment>]", modes=CONFIG_MODES,
           help="Commit the configuration changes to running",
           args={"label": ArgSpec(WORD, "Commit label"),
-                "comment": TEXT})
-def commit(ctx: Ctx) -> Outcome:
+                "comment": TEXT},
+          words={"label": "Assign a label to this commit",
+                 "comment": "Assign a comment to this commit"})
+def commit(ctx: Ctx) -> Generator[Effect, Any, Outcome]:
     label = ctx.args.get("label", "")
     if label and label[0].isdigit():
         raise CommandError(Reason.INVALID_VALUE, "% A commit label must start with a letter.")
-    return _commit(ctx, label, ctx.args.get("comment", ""))
+    return (yield from _commit(ctx, label, ctx.args.get("comment", "")))
 
 
 @G.action("abort", modes=CONFIG_MODES, help="Discard all uncommitted changes and exit")
@@ -88,8 +129,9 @@ def _leave(ctx: Ctx, how: str) -> Generator[Effect, Any, Outcome]:
         return Outcome()
     if reply == "no":
         return Outcome(abort=True)
-    done = _commit(ctx)
-    done.leave = "exec"
+    done: Outcome = yield from _commit(ctx)
+    if done.commit_done:
+        done.leave = "exec"
     return done
 
 
@@ -103,6 +145,13 @@ def exit_(ctx: Ctx) -> Generator[Effect, Any, Outcome]:
     return _leave(ctx, "one")
 
 
+@G.action("exit", help="Exit from the EXEC (end this session)")
+def exit_exec(ctx: Ctx) -> Outcome:
+    """At the exec prompt the frontends end the session before running the line; a program
+    that embeds the engine has nothing to leave."""
+    return Outcome()
+
+
 @G.action("do <command>", modes=CONFIG_MODES, help="Run an exec command",
           args={"command": ArgSpec(LINE, "Exec command")})
 def do(ctx: Ctx) -> Outcome:
@@ -113,7 +162,9 @@ def do(ctx: Ctx) -> Outcome:
 
 
 @G.action("show configuration", modes=CONFIG_MODES,
-          help="Contents of the target configuration (uncommitted changes)")
+          help="Contents of the target configuration (uncommitted changes)",
+          words={"configuration": "Contents of the target configuration and the commit "
+                                  "database"})
 def show_configuration(ctx: Ctx) -> Outcome:
     return Outcome(output=render_target(ctx.session.pending()))
 
@@ -126,28 +177,54 @@ def show_running(ctx: Ctx) -> Outcome:
                                          ctx.args.get("section")))
 
 
-@G.action("show configuration commit list", modes=ANY_MODE, help="List of commits")
+_COMMIT_DB = {"commit": "Commit database: the list of commits and what each changed"}
+
+
+@G.action("show configuration commit list", modes=ANY_MODE, help="List of commits",
+          words=_COMMIT_DB)
 def show_commit_list(ctx: Ctx) -> Outcome:
     return Outcome(output=render_commit_list(ctx.state.commits))
 
 
 @G.action("show configuration commit changes <id>", modes=ANY_MODE,
-          help="Display the changes made by a commit", args={"id": COMMIT_ID})
+          help="Display the changes made by a commit", args={"id": COMMIT_REF},
+          words=_COMMIT_DB)
 def show_commit_changes(ctx: Ctx) -> Outcome:
     return Outcome(output=render_commit_changes(_find(ctx, ctx.args["id"])))
 
 
-def _find(ctx: Ctx, commit_id: int) -> Commit:
-    found = ctx.state.commits.find(commit_id)
+@G.action("show configuration commit changes last <n>", modes=ANY_MODE,
+          help="Display the changes made by the last N commits",
+          args={"n": ArgSpec(int_range(1, 100), "Number of commits")},
+          words={**_COMMIT_DB, "last": "Changes made by the last N commits"})
+def show_last_changes(ctx: Ctx) -> Outcome:
+    commits = list(ctx.state.commits)[: ctx.args["n"]]
+    if not commits:
+        raise CommandError(Reason.NOT_FOUND, "% No commits to show.")
+    return Outcome(output="".join(render_commit_changes(c) for c in reversed(commits)))
+
+
+def _labelled(state: DeviceState, label: str) -> Commit | None:
+    return next((c for c in state.commits if c.label == label), None)
+
+
+def _find(ctx: Ctx, ref: int | str) -> Commit:
+    if isinstance(ref, str):
+        by_label = _labelled(ctx.state, ref)
+        if by_label is None:
+            raise CommandError(Reason.NOT_FOUND, f"% Commit label {ref} not found.")
+        return by_label
+    found = ctx.state.commits.find(ref)
     if found is None:
-        raise CommandError(Reason.NOT_FOUND, f"% Commit ID {commit_id} not found.")
+        raise CommandError(Reason.NOT_FOUND, f"% Commit ID {ref} not found.")
     return found
 
 
 # -- rollback ------------------------------------------------------------------------------------
 
 
-def _rollback(ctx: Ctx, undo: list[Commit], back_to: int) -> Outcome:
+def _rollback(ctx: Ctx, undo: list[Commit], back_to: int
+              ) -> Generator[Effect, Any, Outcome]:
     if ctx.session.mode is not Mode.EXEC:
         raise CommandError(Reason.NOT_ALLOWED, "% Rollback is an exec command; 'end' first.")
     changes = [c.inverse() for commit in undo for c in reversed(commit.changes)]
@@ -155,27 +232,36 @@ def _rollback(ctx: Ctx, undo: list[Commit], back_to: int) -> Outcome:
         return Outcome(output="% No changes to roll back.")
     ev = commit_event(ctx.state, ctx.user, changes, comment=f"rollback to {back_to}",
                       rollback_to=back_to)
-    return Outcome(events=[ev], output="\n".join([
+    removed = yield from _removals(ctx.state, changes, "rollback", ev.commit_id)
+    if removed is None:
+        return Outcome(output="% Rollback cancelled: nothing was changed.")
+    n = len(undo)
+    return Outcome(events=[*removed, ev], output="\n".join([
         "Loading Rollback Changes.", "Loaded Rollback Changes.", "Committing.",
-        f"{len(changes)} items committed.",
-        f"Configuration successfully rolled back {len(undo)} commits."]))
+        f"{len(changes)} {_plural(len(changes), 'item')} committed.",
+        f"Configuration successfully rolled back {n} {_plural(n, 'commit')}."]))
+
+
+def _plural(n: int, word: str) -> str:
+    return word if n == 1 else word + "s"
 
 
 @G.action("rollback configuration last <n>", help="Roll back the last N commits",
           args={"n": ArgSpec(int_range(1, 100), "Number of commits to roll back")})
-def rollback_last(ctx: Ctx) -> Outcome:
+def rollback_last(ctx: Ctx) -> Generator[Effect, Any, Outcome]:
     commits = list(ctx.state.commits)
     n = ctx.args["n"]
     if n > len(commits):
         raise CommandError(Reason.INVALID_VALUE,
-                           f"% Only {len(commits)} commits exist; cannot roll back {n}.")
+                           f"% Only {len(commits)} {_plural(len(commits), 'commit')} "
+                           f"exist; cannot roll back {n}.")
     back_to = commits[n].commit_id if n < len(commits) else 0
     return _rollback(ctx, commits[:n], back_to)
 
 
 @G.action("rollback configuration to <id>",
-          help="Roll back to the configuration right after a commit", args={"id": COMMIT_ID})
-def rollback_to(ctx: Ctx) -> Outcome:
+          help="Roll back to the configuration right after a commit", args={"id": COMMIT_REF})
+def rollback_to(ctx: Ctx) -> Generator[Effect, Any, Outcome]:
     target = _find(ctx, ctx.args["id"])
     undo = []
     for c in ctx.state.commits:

@@ -28,6 +28,7 @@ from collections.abc import Generator
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+from engine.destruction import ZEROIZE_QUESTION, confirm, zeroize_notice
 from engine.effects import Ask, Effect, Outcome, ReadBlock, Say
 from engine.errors import CommandError, Reason
 from engine.grammar import GRAMMAR, ArgKind, ArgSpec
@@ -65,8 +66,8 @@ def _label(s: str) -> str:
     return s
 
 
-LABEL = ArgSpec(ArgKind("WORD", _label), "RSA key pair label")
-EC_LABEL = ArgSpec(ArgKind("WORD", _label), "Key pair label")
+LABEL = ArgSpec(ArgKind("WORD", _label), "RSA key pair label", source="rsa")
+EC_LABEL = ArgSpec(ArgKind("WORD", _label), "Key pair label", source="key")
 
 G.describe({
     "key": "Long term key operations",
@@ -89,17 +90,6 @@ _PURPOSE = {KeyUsage.GENERAL: "General Purpose Keypair", KeyUsage.SIGNATURE: "Si
             KeyUsage.ENCRYPTION: "Encryption Keypair"}
 
 
-def confirm(prompt: str) -> Generator[Effect, Any, bool]:
-    """Ask until the operator says yes or no (IOS accepts y/n too)."""
-    while True:
-        reply = str((yield Ask(prompt))).strip().lower()
-        if reply in ("yes", "y"):
-            return True
-        if reply in ("no", "n"):
-            return False
-        yield Say("% Please answer 'yes' or 'no'.\n")
-
-
 def _usages(ctx: Ctx) -> tuple[KeyUsage, ...]:
     if ctx.args.get("usage") == "usage-keys":
         return (KeyUsage.SIGNATURE, KeyUsage.ENCRYPTION)
@@ -113,12 +103,13 @@ def _rsa_spec(usage: KeyUsage) -> Generator[Effect, Any, KeySpec]:
     yield Say(f"Choose the size of the key modulus in the range of {RSA_MIN_BITS} to "
               f"{RSA_MAX_BITS} for your {_PURPOSE[usage]}.\nChoosing a key modulus greater "
               f"than {RSA_DEFAULT_BITS} may take a few minutes.\n")
-    reply = str((yield Ask(f"How many bits in the modulus [{RSA_DEFAULT_BITS}]:",
-                           default=str(RSA_DEFAULT_BITS)))).strip()
-    if not reply.isdigit() or not RSA_MIN_BITS <= int(reply) <= RSA_MAX_BITS:
-        raise CommandError(Reason.INVALID_VALUE,
-                           f"% Invalid modulus size {reply!r}: choose {RSA_MIN_BITS} to "
-                           f"{RSA_MAX_BITS} bits. No keys were generated.")
+    while True:  # a bad answer asks again, as IOS does; nothing is generated until then
+        reply = str((yield Ask(f"How many bits in the modulus [{RSA_DEFAULT_BITS}]:",
+                               default=str(RSA_DEFAULT_BITS)))).strip()
+        if reply.isdigit() and RSA_MIN_BITS <= int(reply) <= RSA_MAX_BITS:
+            break
+        yield Say(f"% Invalid modulus size {reply!r}: choose {RSA_MIN_BITS} to "
+                  f"{RSA_MAX_BITS} bits.\n")
     bits = int(reply)
     if bits < RSA_WEAK_BELOW:
         yield Say(f"% Warning: a {bits}-bit RSA key is weak; use {RSA_WEAK_BELOW} bits or "
@@ -187,14 +178,17 @@ def zeroize(ctx: Ctx) -> Generator[Effect, Any, Outcome]:
             raise CommandError(Reason.NOT_FOUND,
                                f"% No {algorithm.shown} key pair named '{label}'.")
         labels: tuple[str, ...] = (label,)
+        yield Say(f"% The {algorithm.shown} keys named '{label}' will be removed.\n")
     else:
         labels = ring.labels(algorithm)
         if not labels:
             raise CommandError(Reason.NOT_FOUND, f"% No {algorithm.shown} keys to zeroize.")
         yield Say(f"% All {algorithm.shown} keys will be removed.\n% All router certificates "
                   "issued using these keys will also be removed.\n")
-        if not (yield from confirm("Do you really want to remove these keys? [yes/no]:")):
-            return Outcome()
+    key_ids = [p.key_id for lb in labels for p in ring.pairs_of(algorithm, lb)]
+    yield Say(zeroize_notice(ctx.state, key_ids))
+    if not (yield from confirm(ZEROIZE_QUESTION)):
+        return Outcome()
     events = [KeyPairZeroized(lb, algorithm.value,
                               tuple(p.key_id for p in ring.pairs_of(algorithm, lb)), "zeroize")
               for lb in labels]

@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from engine.effects import Ask, Effect, Outcome, ReadBlock, Say
 from engine.errors import CommandError, Reason
 from engine.grammar import (
+    ENROLLMENT_URL,
     GRAMMAR,
     IP_ADDRESS,
     LINE,
@@ -62,6 +63,7 @@ from events.trustpoint import (
     EnrollmentRequested,
 )
 from projections.certfmt import ios_name, ios_serial, md5_spaced, md5_words, sha256_hex, validity
+from projections.syslog import certret, failure_message, plural, poll_failed
 from projections.trustpoints import render_certificates, render_trustpoints
 
 if TYPE_CHECKING:
@@ -69,7 +71,7 @@ if TYPE_CHECKING:
 
 G = GRAMMAR
 TP = Mode.TRUSTP
-NAME = ArgSpec(WORD, "Trustpoint name")
+NAME = ArgSpec(WORD, "Trustpoint name", source="trustpoint")
 
 G.describe({
     "ca": "Certification authority",
@@ -99,7 +101,7 @@ G.describe({
 G.config("crypto ca trustpoint <name>", key="crypto ca trustpoint {name}", enters=TP,
          help="Define a CA trustpoint", args={"name": NAME})
 G.config("enrollment url <url>", key="enrollment", mode=TP, help="CA server enrollment URL",
-         args={"url": ArgSpec(URL, "http://host[:port][/path]")})
+         args={"url": ArgSpec(ENROLLMENT_URL, "http://host[:port][/path] or https://...")})
 G.config("enrollment terminal", key="enrollment", mode=TP,
          help="Enroll by cut-and-paste at the terminal")
 G.config("enrollment retry period <minutes>", key="enrollment retry period", mode=TP,
@@ -111,7 +113,7 @@ G.config("enrollment retry count <count>", key="enrollment retry count", mode=TP
 G.config("query url <url>", key="query url", mode=TP, help="LDAP URL of the CA's directory",
          args={"url": ArgSpec(URL, "ldap://host[:port]/dn")})
 G.config("rsakeypair <label>", key="rsakeypair", mode=TP, help="RSA key pair for this trustpoint",
-         args={"label": ArgSpec(WORD, "Key pair label")})
+         args={"label": ArgSpec(WORD, "Key pair label", source="rsa")})
 G.config("subject-name <dn>", key="subject-name", mode=TP,
          help="Subject name in the certificate request",
          args={"dn": ArgSpec(LINE, "X.500 distinguished name, e.g. CN=r1,O=Example")})
@@ -326,9 +328,10 @@ def _enrolled(ctx: Ctx, cfg: TrustpointConfig, status: TrustpointStatus,
         failure = CommandError(Reason.PEER, lines[-1])
     elif pending:
         lines.append(f"% Certificate request pending at the CA: polling every "
-                     f"{cfg.retry_period} minute(s), up to {cfg.retry_count} times.")
+                     f"{plural(cfg.retry_period, 'minute')}, up to "
+                     f"{plural(cfg.retry_count, 'time')}.")
     else:
-        lines.append("% Certificate received from Certificate Authority")
+        lines.append(certret(name))
     return Outcome(events=events, output="\n".join(lines), failure=failure)
 
 
@@ -470,16 +473,15 @@ def _poll_round(state: DeviceState, now: int, name: str) -> Generator[Effect, An
     if cfg is None or e is None:
         return Outcome()
     if cfg.scep_url is None:
-        return Outcome(events=[EnrollmentFailed(name, e.transaction_ids[0], "failure", "",
-                                                "the trustpoint has no enrollment url now")],
-                       output=f"%PKI-3-ENROLL_FAILED: trustpoint {name}: the enrollment url "
-                              "was removed while a request was pending; polling stopped.")
+        return _failed(EnrollmentFailed(name, e.transaction_ids[0], "failure", "",
+                                        "the enrollment url was removed while a request was "
+                                        "pending; polling stopped"))
     waiting = [(k, t) for k, t in zip(e.key_ids, e.transaction_ids, strict=True)
                if k not in e.received]
     pairs = tuple(p for k, _ in waiting if (p := state.keys.by_key_id(k)) is not None)
     if len(pairs) != len(waiting):
-        return Outcome(events=[EnrollmentFailed(name, e.transaction_ids[0], "failure", "",
-                                                "the key pair was removed")])
+        return _failed(EnrollmentFailed(name, e.transaction_ids[0], "failure", "",
+                                        "the key pair was removed"))
     who = Identity(e.subject)  # CertPoll names the subject as requested (RFC 8894 §3.3.3)
     replies = []
     polls = e.polls + 1
@@ -493,27 +495,26 @@ def _poll_round(state: DeviceState, now: int, name: str) -> Generator[Effect, An
         # The CA could not be asked this time, or answered with nothing we can accept (e.g.
         # SUCCESS with a certificate for another key): the attempt counts, the next one is
         # scheduled. (Raised past this point, the poll would stay due and rerun at once.)
+        error = err.message[2:]
         if polls >= e.retry_count:
-            return Outcome(events=[EnrollmentFailed(name, e.transaction_ids[0], "timeout", "",
-                                                    f"last poll: {err.message[2:]}")],
-                           output=f"%PKI-3-ENROLL_TIMEOUT: Certificate enrollment for "
-                                  f"trustpoint {name} gave up after {polls} polls: "
-                                  f"{err.message[2:]}")
+            return _failed(EnrollmentFailed(name, e.transaction_ids[0], "timeout", "",
+                                            f"{plural(polls, 'poll')}, the last one failed: "
+                                            f"{error}"))
         return Outcome(events=[EnrollmentPending(name, waiting[0][1], polls,
-                                                 now + e.retry_period * 60_000_000)],
-                       output=f"%PKI-4-POLL_FAILED: trustpoint {name}: {err.message[2:]}")
+                                                 now + e.retry_period * 60_000_000, error)],
+                       output=poll_failed(name, error))
     if any(isinstance(ev, EnrollmentFailed) for ev in events):
-        return Outcome(events=events, output=f"%PKI-3-ENROLL_FAILED: "
-                       f"{_failure_text(name, replies)[2:]}")
+        return _failed(*events)
     if pending and polls >= e.retry_count:
-        return Outcome(
-            events=[*[ev for ev in events if not isinstance(ev, EnrollmentPending)],
-                    EnrollmentFailed(name, e.transaction_ids[0], "timeout", "",
-                                     f"no certificate after {polls} polls")],
-            output=f"%PKI-3-ENROLL_TIMEOUT: Certificate enrollment for trustpoint {name} "
-                   f"timed out after {polls} polls. Ask the CA administrator to approve the "
-                   f"request, then enter 'crypto ca enroll {name}' again.")
+        return _failed(*[ev for ev in events if not isinstance(ev, EnrollmentPending)],
+                       EnrollmentFailed(name, e.transaction_ids[0], "timeout", "",
+                                        f"no certificate after {plural(polls, 'poll')}"))
     if pending:
         return Outcome(events=events)
-    return Outcome(events=events, output=f"%PKI-6-CERTRET: Certificate received from "
-                   f"Certificate Authority for trustpoint {name}")
+    return Outcome(events=events, output=certret(name))
+
+
+def _failed(*events: Any) -> Outcome:
+    """A poll round that ends the enrollment: its message is the one the log keeps."""
+    failed = next(ev for ev in events if isinstance(ev, EnrollmentFailed))
+    return Outcome(events=list(events), output=failure_message(failed) or "")

@@ -119,7 +119,7 @@ def test_demo_keeps_its_data_with_dir(tmp_path: Path) -> None:
     out = io.StringIO()
     assert run_demo(out, tmp_path / "demo") == 0
     text = out.getvalue()
-    assert "% Certificate received from Certificate Authority" in text
+    assert "%PKI-6-CERTRET: Certificate received from Certificate Authority for " in text
     assert "State               :enrolled" in text
     with open_engine(tmp_path / "demo" / "device") as again:
         assert again.state.hostname == "myrouter"

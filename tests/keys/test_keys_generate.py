@@ -50,13 +50,19 @@ def test_no_label_means_the_default_key_and_an_empty_answer_means_2048(engine: E
 
 
 @pytest.mark.parametrize("answer", ["511", "4097", "abc", "-1024", "2048.0"])
-def test_a_bad_modulus_is_refused_before_anything_is_generated(engine: Engine, pool: KeyPool,
-                                                               answer: str) -> None:
+def test_a_bad_modulus_asks_again_and_nothing_is_generated_until_a_good_one(
+        engine: Engine, pool: KeyPool, answer: str) -> None:
     r = engine.execute("crypto key generate rsa k", answers=[answer])
-    assert not r.ok and r.events == []
-    assert "% Invalid modulus size" in r.output
+    assert not r.ok and r.events == []  # the script ended at the second question
+    assert (f"How many bits in the modulus [2048]:{answer}\n"
+            f"% Invalid modulus size {answer!r}: choose 512 to 4096 bits.\n"
+            "% No answer to 'How many bits in the modulus [2048]:': input ended.\n"
+            ) in r.output  # it asked again
     assert pool.handed_out == [] and engine.store.head[0] == 0
     assert engine.state.keys.labels(KeyAlgorithm.RSA) == ()
+    r = engine.execute("crypto key generate rsa k", answers=[answer, "1024"])
+    assert r.ok, r.output
+    assert only_pair(engine, KeyAlgorithm.RSA, "k").size == 1024
 
 
 def test_512_bits_is_in_range_but_the_real_generator_refuses_it_cleanly(engine: Engine) -> None:

@@ -39,7 +39,7 @@ def test_zeroize_label_shreds_the_dek_leaves_the_log_bytes_and_replay_drops_the_
     assert dek.exists()
     before = log_bytes(data_dir)
 
-    r = e.execute("crypto key zeroize rsa gone")
+    r = e.execute("crypto key zeroize rsa gone", answers=["yes"])
     assert r.ok, r.output
     assert [rec.event for rec in r.events] == [
         KeyPairZeroized("gone", "rsa", (gone.key_id,), "zeroize")]
@@ -76,7 +76,7 @@ def test_zeroize_overwrites_the_dek_in_place_before_unlinking(
     witness = data_dir / "witness"
     os.link(dek, witness)  # a second name for the same inode sees what zeroize does to it
     original = witness.read_bytes()
-    assert e.execute("crypto key zeroize ecdsa k").ok
+    assert e.execute("crypto key zeroize ecdsa k", answers=["yes"]).ok
     shredded = witness.read_bytes()
     assert len(shredded) == len(original) and shredded != original
     assert shredded[:6] != b"TLDEK\x01"

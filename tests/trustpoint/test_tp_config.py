@@ -8,11 +8,15 @@ from collections.abc import Callable
 
 import pytest
 from conftest import CAFactory
+from cryptography import x509
 from tp_support import authenticate, configure, declare, enroll, identity_and_key, run, status
 
 from engine import Engine
+from engine.destruction import REMOVE_QUESTION
 from engine.lifecycle import Lifecycle
 from engine.trustpoints import trustpoint_config
+from events.trustpoint import TrustpointCertificatesRemoved
+from projections.certfmt import ios_serial, sha256_hex
 
 TP = "crypto ca trustpoint myca"
 
@@ -162,7 +166,33 @@ def test_no_trustpoint_removes_its_certificates(
     run(device, "configure", f"no {TP}", "abort")
     assert device.execute("show crypto ca certificates").output == certs
 
-    configure(device, f"no {TP}")
+    st = status(device)
+    assert st.ca_certificate is not None
+    ((_, router),) = [(c.usage, c.der) for c in st.certificates]
+    ca_cert, rc = x509.load_der_x509_certificate(st.ca_certificate), \
+        x509.load_der_x509_certificate(router)
+    head = device.store.head[0]
+
+    # Commit asks, naming the certificates; "no" commits nothing and keeps the target.
+    run(device, "configure", f"no {TP}")
+    r = device.execute("commit", answers=["no"])
+    assert r.ok and r.events == [] and device.store.head[0] == head
+    named = ("% Trustpoint myca holds certificates that will be destroyed:\n"
+             f"%   CA certificate serial {ios_serial(ca_cert)} "
+             f"SHA256 {sha256_hex(st.ca_certificate)}\n"
+             f"%   router (general purpose) certificate serial {ios_serial(rc)} "
+             f"SHA256 {sha256_hex(router)}\n")
+    assert r.output == (named + REMOVE_QUESTION + "no\n"
+                        "% Commit cancelled: nothing was committed.\n")
+    assert device.execute("do show crypto ca certificates").output == certs
+    r = device.execute("end", answers=["yes", "yes"])  # `end` commits through the same question
+    assert r.ok and r.output == ("Uncommitted changes found, commit them? [yes]:yes\n"
+                                 + named + REMOVE_QUESTION + "yes\n")
+    removed, _committed = (rec.event for rec in r.events)
+    assert removed == TrustpointCertificatesRemoved(
+        "myca", "commit", _committed.commit_id, ("ca", "general"),  # type: ignore[attr-defined]
+        (ios_serial(ca_cert), ios_serial(rc)), (sha256_hex(st.ca_certificate),
+                                                sha256_hex(router)))
     assert "myca" not in device.state.trustpoints
     assert device.execute("show crypto ca certificates").output == ""
     assert device.execute("show crypto ca trustpoint").output == ""

@@ -97,7 +97,8 @@ def test_auto_approval_example_session(device: Engine, ca_factory: CAFactory) ->
     assert req.csr is not None
     fp = hashlib.md5(req.csr.der).hexdigest().upper()
     assert r.output == (START + "  Fingerprint: " + " ".join(fp[i:i + 8] for i in range(0, 32, 8))
-                        + "\n% Certificate received from Certificate Authority\n")
+                        + "\n%PKI-6-CERTRET: Certificate received from Certificate Authority "
+                          "for trustpoint myca\n")
     assert pw not in r.output
     # The request: our subject, our key, the challenge, the CA's strongest algorithms.
     assert req.csr.challenge_password == pw
@@ -148,7 +149,7 @@ def test_manual_approval_arrives_while_polling(device: Engine, ca_factory: CAFac
     ready(device, server.url, period=2, count=25)
     r = enroll(device, password=ca.mint_challenge())
     assert event_types(r) == ["EnrollmentRequested", "EnrollmentPending"]
-    assert "% Certificate request pending at the CA: polling every 2 minute(s), up to 25 " \
+    assert "% Certificate request pending at the CA: polling every 2 minutes, up to 25 " \
            "times." in r.output
     st = status(device)
     assert st.lifecycle is Lifecycle.ENROLLING and st.certificates == ()
@@ -200,9 +201,9 @@ def test_retries_exhausted(device: Engine, ca_factory: CAFactory, clock: FakeClo
     assert outputs[1] == (["EnrollmentPending"], "")
     assert outputs[2][0] == ["EnrollmentFailed"]
     assert outputs[2][1] == (
-        "%PKI-3-ENROLL_TIMEOUT: Certificate enrollment for trustpoint myca timed out after 3 "
-        "polls. Ask the CA administrator to approve the request, then enter 'crypto ca enroll "
-        "myca' again.\n")
+        "%PKI-3-ENROLL_TIMEOUT: Certificate enrollment for trustpoint myca timed out (no "
+        "certificate after 3 polls). Ask the CA administrator to approve the request, then "
+        "enter 'crypto ca enroll myca' again.\n")
     st = status(device)
     assert st.lifecycle is Lifecycle.AUTHENTICATED and st.enrollment is None
     assert st.last_result == "timeout"
@@ -466,7 +467,8 @@ def test_demo_transcript() -> None:
     assert run_demo(out) == 0
     text = out.getvalue()
     assert "Do you accept this certificate?? [yes/no]:yes" in text
-    assert "% Certificate received from Certificate Authority" in text
+    assert ("%PKI-6-CERTRET: Certificate received from Certificate Authority for trustpoint "
+            "myca\n") in text
     assert "Key usage          :General Purpose" in text
     assert "State               :enrolled" in text
     assert "% " + "Invalid" not in text

@@ -19,6 +19,7 @@ from tp_support import (
     event_types,
     identity_and_key,
     pem_lines,
+    run,
     status,
 )
 
@@ -125,7 +126,7 @@ def fire_cancel(w: World) -> list[str]:
 
 def fire_lose_certificates(w: World) -> list[str]:
     label = trustpoint_config(w.device.state, "myca").key_label  # type: ignore[union-attr]
-    return event_types(w.device.execute(f"crypto key zeroize rsa {label}"))
+    return event_types(w.device.execute(f"crypto key zeroize rsa {label}", answers=["yes"]))
 
 
 FIRE: dict[str, tuple[Callable[[World], list[str]], list[str]]] = {
@@ -291,7 +292,11 @@ def test_zeroizing_the_key_of_a_reenrollment_in_flight(world: World) -> None:
 @pytest.mark.parametrize("src", list(REACH), ids=[s.value for s in REACH])
 def test_no_trustpoint_removes_it_from_any_state(world: World, src: Lifecycle) -> None:
     REACH[src](world)
-    configure(world.device, "no crypto ca trustpoint myca")
+    held = ["TrustpointCertificatesRemoved"] if status(world.device).ca_certificate else []
+    run(world.device, "configure", "no crypto ca trustpoint myca")
+    r = world.device.execute("commit", answers=["yes"])
+    assert event_types(r) == [*held, "ConfigurationCommitted"]
+    run(world.device, "end")
     assert "myca" not in world.device.state.trustpoints
     assert world.device.execute("show crypto ca certificates").output == ""
     world.clock.advance(3600)

@@ -1,0 +1,203 @@
+"""IOS XR habits in the interactive shell, on a real pty (issue 14 items 4, 5, 8): output
+modifiers after `|`, Ctrl-Z as `end`, Ctrl-C at a question, `?` and Tab; and the same rules
+in batch mode where they do not need a terminal."""
+
+from __future__ import annotations
+
+import io
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pexpect
+import pytest
+from engine_support import open_engine
+from pty_support import Screen, shell_env, spawn_shell
+
+from engine.frontends import async_message, run_batch
+from engine.ports import FakeClock
+from events.store import PendingEvent
+
+EXEC, CONFIG = "RP/0/RP0/CPU0:r1#", "RP/0/RP0/CPU0:r1(config)#"
+
+
+def batch(tmp_path: Path, script: str) -> str:
+    out = io.StringIO()
+    with open_engine(tmp_path, FakeClock()) as eng:
+        run_batch(eng, iter(script.splitlines(keepends=True)), out, keep_going=True)
+    return out.getvalue()
+
+
+@pytest.fixture
+def shell(tmp_path: Path) -> Iterator[Screen]:
+    """The shell on a pty, on a device named r1 with one trustpoint and two key pairs."""
+    setup = tmp_path / "setup.txt"
+    setup.write_text("configure\nhostname r1\ncrypto ca trustpoint myca\n"
+                     "enrollment url http://127.0.0.1:9/\ncommit label base\nend\n"
+                     "crypto key generate ecdsa nistp256 edge-key\n"
+                     "crypto key generate ecdsa nistp256 spare\n")
+    data = tmp_path / "d"
+    done = pexpect.run(f"{sys.executable} -m engine.cli exec --data {data} -f {setup}",
+                       env=shell_env(), encoding="utf-8", withexitstatus=True, timeout=30)
+    assert done[1] == 0, done[0]
+    child = spawn_shell(data)
+    screen = Screen(child)
+    screen.expect(EXEC)
+    yield screen
+    child.terminate(force=True)
+
+
+def test_output_modifiers_on_the_pty(shell: Screen) -> None:
+    shell.send("show running-config | include url\r")
+    shell.expect(" enrollment url http://127.0.0.1:9/\r\n" + EXEC)
+    shell.send("show running-config | ?")
+    for line in ("begin    Begin with the line that matches",
+                 "count    Count the number of lines in the output",
+                 "exclude  Exclude lines that match",
+                 "include  Include lines that match",
+                 "section  Filter a section of output"):
+        shell.expect(line)
+    shell.send("\x15")  # Ctrl-U: clear the line offered again
+    shell.send("show running-config | sec\t")  # Tab completes a modifier
+    shell.send("trustpoint\r")
+    shell.expect("show running-config | section trustpoint")
+    shell.expect("crypto ca trustpoint myca\r\n enrollment url http://127.0.0.1:9/\r\n"
+                 + EXEC)
+    shell.send("show running-config | include (\r")
+    shell.expect("^\r\n% Invalid regular expression: missing ), unterminated "
+                       "subpattern.")
+    shell.send("show running-config | count\r")
+    shell.expect("Number of lines which match regexp = ")
+
+
+def test_ctrl_z_is_end_with_the_commit_question(shell: Screen) -> None:
+    shell.send("configure\r")
+    shell.expect(CONFIG)
+    shell.send("hostname r2\r")
+    shell.expect(CONFIG)
+    shell.send("\x1a")  # Ctrl-Z
+    shell.expect("Uncommitted changes found, commit them? [yes]:")
+    shell.send("yes\r")
+    shell.expect("RP/0/RP0/CPU0:r2#")
+
+
+def test_ctrl_c_at_a_question_aborts_and_changes_nothing(shell: Screen) -> None:
+    shell.send("crypto key zeroize ecdsa spare\r")
+    shell.expect("Do you really want to remove these keys? [yes/no]:")
+    shell.send("\x03")  # Ctrl-C
+    shell.expect("% Aborted.")
+    shell.expect(EXEC)
+    shell.send("show crypto key mypubkey ecdsa | include label\r")
+    shell.expect("Key label:spare")
+    shell.send("configure\r")
+    shell.send("hostname r3\r")
+    shell.send("end\r")
+    shell.expect("Uncommitted changes found, commit them? [yes]:")
+    shell.send("\x03")
+    shell.expect("% Aborted.")
+    shell.expect(CONFIG)  # still configuring, the change still pending
+    shell.send("show configuration\r")
+    shell.expect("hostname r3")
+
+
+def test_help_and_tab_know_exit_end_trustpoints_and_key_labels(shell: Screen) -> None:
+    shell.send("?")
+    shell.expect("exit       Exit from the EXEC (end this session)")
+    shell.send("\x15")
+    shell.send("crypto ca authenticate m\t")  # Tab completes the trustpoint name
+    shell.send("?")  # the completion ended with a space: `?` lists what follows the name
+    shell.expect("crypto ca authenticate myca ?\r\n  <cr>\r\n")
+    shell.send("\x15")
+    shell.send("crypto key zeroize ecdsa ed\t")  # and a key label
+    shell.expect("crypto key zeroize ecdsa edge-key")
+    shell.send("?")
+    shell.expect("crypto key zeroize ecdsa edge-key ?\r\n  <cr>\r\n")
+    shell.send("\x15")
+    shell.send("configure\r")
+    shell.expect(CONFIG)
+    shell.send("?")
+    shell.expect("end       Exit from configure mode")
+    shell.expect("exit      Exit from this submode")
+    shell.send("\x15")
+    shell.send("commit ?")
+    shell.expect("comment  Assign a comment to this commit")
+    shell.expect("label    Assign a label to this commit")
+
+
+def test_modifiers_in_batch_mode_and_do_show(tmp_path: Path) -> None:
+    text = batch(tmp_path, "configure\nhostname r1\ndomain name example.com\ncommit\n"
+                           "do show running-config | exclude ^(!|Building|end)\n"
+                           "do show running-config | begin domain\n"
+                           "do show running-config | count name\n"
+                           "show running-config | bogus\n")
+    assert ("#do show running-config | exclude ^(!|Building|end)\n"
+            "hostname r1\ndomain name example.com\n") in text
+    assert "#do show running-config | begin domain\ndomain name example.com\n!\nend\n" in text
+    assert "#do show running-config | count name\nNumber of lines which match regexp = 2\n" \
+        in text
+    column = len("RP/0/RP0/CPU0:r1(config)#show running-config | ")
+    assert ("#show running-config | bogus\n" + " " * column + "^\n"
+            "% Invalid input detected at '^' marker.\n") in text
+
+
+def test_commit_database_by_label_and_last_n(tmp_path: Path) -> None:
+    text = batch(tmp_path, "configure\nhostname r1\ncommit label first\nhostname r2\ncommit\n"
+                           "end\nshow configuration commit changes last 2\n"
+                           "rollback configuration to first\n"
+                           "show configuration commit changes first\n"
+                           "rollback configuration to nosuch\n")
+    assert text.count("Building configuration...\n!! Commit ") == 3
+    assert "label first\nhostname r1\nend\nBuilding configuration...\n!! Commit 1000000002" in text
+    assert ("#rollback configuration to first\nLoading Rollback Changes.\n"
+            "Loaded Rollback Changes.\nCommitting.\n1 item committed.\n"
+            "Configuration successfully rolled back 1 commit.\nRP/0/RP0/CPU0:r1#") in text
+    assert "#rollback configuration to nosuch\n% Commit label nosuch not found.\n" in text
+
+
+def test_help_texts_of_show_configuration_are_their_own(tmp_path: Path) -> None:
+    text = batch(tmp_path, "show configuration ?\nshow configuration commit changes ?\n"
+                           "show running-config ?\n")
+    assert ("#show configuration ?\n"
+            "  commit  Commit database: the list of commits and what each changed\n") in text
+    assert "  last                          Changes made by the last N commits\n" in text
+    assert "  <1000000001-2000000000>|WORD  Commit ID or label\n" in text
+    assert "  |     Output modifiers\n" in text
+
+
+def test_enrollment_url_the_client_cannot_use_is_refused_when_typed(tmp_path: Path) -> None:
+    text = batch(tmp_path, "configure\ncrypto ca trustpoint t\nenrollment url ftp://ca/\n"
+                           "enrollment url https://ca.example/scep\ncommit\n"
+                           "do show running-config crypto ca trustpoint t\n")
+    column = len("RP/0/RP0/CPU0:ios(config-trustp)#enrollment url ")
+    assert ("(config-trustp)#enrollment url ftp://ca/\n" + " " * column + "^\n"
+            "% Invalid input detected at '^' marker.\n") in text
+    assert " enrollment url https://ca.example/scep\n!\n" in text
+
+
+def test_running_config_closes_a_last_submode_with_one_bang(tmp_path: Path) -> None:
+    text = batch(tmp_path, "configure\ncrypto ca trustpoint t\nenrollment terminal\ncommit\n"
+                           "end\nshow running-config\n")
+    assert text.endswith("crypto ca trustpoint t\n enrollment terminal\n!\nend\n")
+
+
+def test_async_messages_are_cut_between_words_only() -> None:
+    msg = "%PKI-4-POLL_FAILED: trustpoint myca: Unable to reach the CA at http://127.0.0.1:9/x"
+    wrapped = async_message(msg + "\n", 40)
+    assert all(len(line) <= 39 for line in wrapped.splitlines())
+    assert wrapped.split() == msg.split() and wrapped.endswith("\n")
+
+
+def test_a_url_an_older_build_accepted_is_shown_and_unused(tmp_path: Path) -> None:
+    from engine.engine import Engine
+    from events.device import ConfigurationCommitted
+
+    eng = Engine.in_memory()
+    tp = "crypto ca trustpoint old"
+    eng.fold(eng.store.append([PendingEvent(ConfigurationCommitted(
+        1000000001, "admin", "", "", (((tp,), None, tp),
+                                      ((tp, "enrollment"), None, "enrollment url ftp://ca/"))),
+        "device", 0, "admin", "cmd:1")]))
+    assert "enrollment url ftp://ca/" in eng.execute("show running-config").output
+    r = eng.execute("crypto ca authenticate old")
+    assert r.output == ("% Trustpoint old has no enrollment method: configure 'enrollment url' "
+                        "or 'enrollment terminal'.\n")
