@@ -153,6 +153,8 @@ def _decoder(hint: Any) -> Decoder:
     if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
         item = _decoder(args[0])
         return lambda raw, depth: tuple(item(x, depth) for x in _typed(raw, list))
+    if origin is tuple and args and Ellipsis not in args:
+        return _fixed_tuple([_decoder(a) for a in args])
     if origin is Mapping:
         key, value = _decoder(args[0]), _decoder(args[1])
         return lambda raw, depth: types.MappingProxyType(
@@ -161,6 +163,18 @@ def _decoder(hint: Any) -> Decoder:
         # Looked up when called: Node's decoder is being built when its children ask for it.
         return lambda raw, depth: _DECODERS[hint](raw, depth)  # noqa: PLW0108
     raise TypeError(f"snapshot schema: {hint} is not in snapshot.TABLE")
+
+
+def _fixed_tuple(items: list[Decoder]) -> Decoder:
+    """`tuple[A, B]`: an array of exactly that many values, each of its own type."""
+
+    def decode(raw: Any, depth: int) -> tuple[Any, ...]:
+        values = _typed(raw, list)
+        if len(values) != len(items):
+            raise SnapshotMismatch(f"{len(values)} values where {len(items)} were expected")
+        return tuple(item(value, depth) for item, value in zip(items, values, strict=True))
+
+    return decode
 
 
 def _typed(raw: Any, kind: type) -> Any:

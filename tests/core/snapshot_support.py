@@ -24,7 +24,8 @@ from engine.state import DeviceState
 SHOWS = ("show running-config", "show configuration commit list",
          "show crypto ca certificates", "show crypto ca trustpoint",
          "show crypto key mypubkey rsa", "show crypto key mypubkey ecdsa",
-         "show crypto key mypubkey ed25519", "show crypto key authentication rsa")
+         "show crypto key mypubkey ed25519", "show crypto key authentication rsa",
+         "show logging")
 PW = "snapshot-challenge-77"
 
 

@@ -178,6 +178,7 @@ def test_a_rich_live_state_round_trips_and_uses_every_table_type(rich: Device) -
     assert e.snapshots_ignored == []
     assert_live(rich, e)
     assert "Router certificate" in rich.shown["show crypto ca certificates"]
+    assert "%PKI-6-CERTRET" in rich.shown["show logging"]  # messages: fixed-size tuples
 
 
 def test_opening_uses_the_snapshot(rich: Device, monkeypatch: pytest.MonkeyPatch) -> None:
