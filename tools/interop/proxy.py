@@ -93,6 +93,7 @@ class Exchange:
     content_type: str
     request: Signed | None  # PKIOperation only
     reply: Signed | None  # PKIOperation with a 200 answer only
+    body: bytes = b""  # the answer as sent (PKIOperation only)
 
     def line(self) -> str:
         what = f"{self.method} {self.operation} -> {self.status}"
@@ -194,7 +195,8 @@ class RecordingProxy:
                                         if c.strip() not in GET_ONLY_DROPS)
                 reply = (read_pki_message(answer) if op == "PKIOperation" and status == 200
                          else None)
-                proxy._record(Exchange(self.command, op, status, ctype, request, reply))
+                proxy._record(Exchange(self.command, op, status, ctype, request, reply,
+                                       answer if op == "PKIOperation" else b""))
                 self._send(status, ctype, answer)
 
             def _send(self, status: int, ctype: str, body: bytes) -> None:
