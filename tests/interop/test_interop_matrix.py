@@ -16,7 +16,7 @@ import shutil
 import pytest
 
 from tools.interop.matrix import Cell, all_cells, run_cell
-from tools.interop.support import PeerFault
+from tools.interop.support import PeerFault, peers_dir
 
 pytestmark = [pytest.mark.interop, pytest.mark.integration, pytest.mark.slow]
 
@@ -24,6 +24,19 @@ PEER_BINARIES = {"scepclient": ("scepclient",), "certmonger": ("certmonger", "ge
                                                               "dbus-run-session"),
                  "strongswan": ("pki",), "scepserver": ("scepserver", "socat", "unshare"),
                  "openssl": ("openssl",)}
+NEEDS_SCRIPTS = {"certmonger", "strongswan", "scepserver"}  # ../shared/peers
+
+
+def _missing(peer: str) -> str:
+    missing = [b for b in PEER_BINARIES[peer] if shutil.which(b) is None]
+    if missing:
+        return f"peer not installed: {' '.join(missing)} (tools/install-peers.sh)"
+    if peer in NEEDS_SCRIPTS:
+        try:
+            peers_dir()
+        except RuntimeError as e:
+            return str(e)
+    return ""
 
 
 def _param(c: Cell) -> object:
@@ -34,9 +47,8 @@ def _param(c: Cell) -> object:
 
 @pytest.mark.parametrize("cell", [_param(c) for c in all_cells()])
 def test_cell(cell: Cell) -> None:
-    missing = [b for b in PEER_BINARIES[cell.peer] if shutil.which(b) is None]
-    if missing:
-        why = f"peer not installed: {' '.join(missing)} (tools/install-peers.sh)"
+    why = _missing(cell.peer)
+    if why:
         if os.environ.get("CI"):
             pytest.fail(why)
         pytest.skip(why)
