@@ -18,6 +18,7 @@ from tools.interop.support import (
     OurCA,
     Workspace,
     expect,
+    expect_dns_name,
     last_lines,
     need,
     openssl_verify,
@@ -35,19 +36,19 @@ def getcert(ws: Workspace, ca: OurCA, cn: str, challenge: str = CHALLENGE,
                   timeout=90, env=env)
 
 
-def enrolled(ws: Workspace, ca: OurCA, done: subprocess.CompletedProcess[str]) -> str:
+def enrolled(ws: Workspace, ca: OurCA, done: subprocess.CompletedProcess[str], cn: str) -> str:
     ca.answered("SUCCESS")
     expect(done.returncode == 0, f"getcert failed after our SUCCESS: "
                                  f"{last_lines(done.stdout + done.stderr)}")
     cert = ws.root / "cm" / "cert.pem"
-    return (f"issued {subject_of(cert)}; {openssl_verify(ws, ca.ca_pem, cert)}; "
-            f"{ca.proxy.summary()}")
+    return (f"issued {subject_of(cert)}; {expect_dns_name(cert, cn)}; "
+            f"{openssl_verify(ws, ca.ca_pem, cert)}; {ca.proxy.summary()}")
 
 
 @cell("certmonger", "auto")
 def auto(ws: Workspace) -> str:
     ca = ws.our_ca()
-    return enrolled(ws, ca, getcert(ws, ca, "cm1.example.com"))
+    return enrolled(ws, ca, getcert(ws, ca, "cm1.example.com"), "cm1.example.com")
 
 
 @cell("certmonger", "wrong-challenge")
@@ -64,4 +65,4 @@ def wrong_challenge(ws: Workspace) -> str:
 @cell("certmonger", "ra-mode")
 def ra_mode(ws: Workspace) -> str:
     ca = ws.our_ca(ra=True)
-    return enrolled(ws, ca, getcert(ws, ca, "cm3.example.com"))
+    return enrolled(ws, ca, getcert(ws, ca, "cm3.example.com"), "cm3.example.com")

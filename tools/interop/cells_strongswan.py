@@ -25,6 +25,7 @@ from tools.interop.support import (
     PeerFault,
     Workspace,
     expect,
+    expect_dns_name,
     last_lines,
     need,
     openssl_verify,
@@ -35,6 +36,9 @@ from tools.interop.support import (
 BUG_1615 = ("strongSwan 5.9.8 accepts only rsaEncryption as a CertRep's SignerInfo algorithm "
             "(fixed by PR #1615, after 5.9.8)")
 RSA_ENCRYPTION = "1.2.840.113549.1.1.1"
+SIGNATURES = {RSA_ENCRYPTION: "rsaEncryption", "1.2.840.113549.1.1.10": "RSASSA-PSS",
+              "1.2.840.113549.1.1.5": "sha1WithRSAEncryption",
+              "1.2.840.113549.1.1.11": "sha256WithRSAEncryption"}
 
 
 def _env() -> dict[str, str]:
@@ -69,7 +73,17 @@ def enroll(ws: Workspace, ca: OurCA, cn: str, *extra: str | Path, **kw: Path) ->
     done = pki(ws, *scep_args(ca, key, cn, *extra, **kw))
     cert = ws.root / f"{cn}.pem"
     cert.write_text(done.stdout)
-    return issued(ws, ca, done.returncode, done.stderr, cert)
+    detail = issued(ws, ca, done.returncode, done.stderr, cert)
+    return _with_san(cert, extra, detail)
+
+
+def _with_san(cert: Path, extra: tuple[str | Path, ...], detail: str) -> str:
+    """With `--san NAME` the certificate must carry it."""
+    if "--san" not in extra:
+        return detail
+    name = str(extra[extra.index("--san") + 1])
+    first, rest = detail.split("; ", 1)
+    return f"{first}; {expect_dns_name(cert, name)}; {rest}"
 
 
 def issued(ws: Workspace, ca: OurCA, returncode: int, stderr: str, cert: Path) -> str:
@@ -84,7 +98,9 @@ def issued(ws: Workspace, ca: OurCA, returncode: int, stderr: str, cert: Path) -
                             f"(openssl cms -verify: OK); pki: {why}", BUG_1615)
         raise Failed(f"pki refused our SUCCESS CertRep: {why} ({ca.proxy.summary()})")
     verified = openssl_verify(ws, ca.ca_pem, cert)
-    return f"issued {subject_of(cert)}; {verified}; {ca.proxy.summary()}"
+    signed = SIGNATURES.get(reply.signature_oid, reply.signature_oid)
+    return f"issued {subject_of(cert)}; {verified}; CertRep signed {signed}; " \
+           f"{ca.proxy.summary()}"
 
 
 @cell("strongswan", "no-san")
@@ -220,7 +236,8 @@ def _manual(ws: Workspace, cn: str, *extra: str) -> str:
     while proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.1)
     expect(proc.returncode is not None, "pki was still polling 30 s after the approval")
-    detail = issued(ws, ca, proc.returncode or 0, log.read_text(errors="replace"), cert)
+    detail = _with_san(cert, extra, issued(ws, ca, proc.returncode or 0,
+                                           log.read_text(errors="replace"), cert))
     types = ca.message_types()
     expect(types[:1] == ["PKCSReq"] and "CertPoll" in types,
            f"expected PKCSReq then CertPolls, saw {types}")
