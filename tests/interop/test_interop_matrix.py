@@ -59,5 +59,5 @@ def test_cell(cell: Cell) -> None:
     if outcome.peer_bug is not None:
         if cell.known_peer_bug:
             raise PeerFault(outcome.detail, outcome.peer_bug)
-        pytest.xfail(outcome.detail)
+        pytest.xfail(outcome.line())
     pytest.fail(outcome.line(), pytrace=False)

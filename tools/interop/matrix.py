@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import importlib
 import tempfile
-import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -52,7 +51,7 @@ class Outcome:
     passed: bool
     detail: str
     peer_bug: str | None = None  # set when the peer is at fault (our side checked correct)
-    seconds: float = 0.0
+    kept: Path | None = None  # the cell's directory, when kept
 
     def line(self) -> str:
         return (f"{'PASS' if self.passed else 'FAIL'} {self.cell.peer} {self.cell.case}: "
@@ -84,19 +83,17 @@ def all_cells() -> list[Cell]:
 
 def run_cell(c: Cell, base: Path | None = None, *, keep: bool = False) -> Outcome:
     """Run one cell in a fresh temporary directory under `base` (removed unless `keep`)."""
-    t0 = time.monotonic()
-    tmp = tempfile.mkdtemp(prefix=f"ix-{c.case[:12]}-", dir=base)
-    ws = Workspace(Path(tmp), keep=keep)
+    tmp = Path(tempfile.mkdtemp(prefix=f"ix-{c.case[:12]}-", dir=base))
+    kept = tmp if keep else None
     try:
-        with ws:
+        with Workspace(tmp, keep=keep) as ws:
             detail = c.run(ws)
-        return Outcome(c, True, detail, seconds=time.monotonic() - t0)
+        return Outcome(c, True, detail, kept=kept)
     except PeerFault as e:
-        return Outcome(c, False, e.detail, e.bug, time.monotonic() - t0)
+        return Outcome(c, False, e.detail, e.bug, kept=kept)
     except Failed as e:
-        return Outcome(c, False, e.detail, seconds=time.monotonic() - t0)
+        return Outcome(c, False, e.detail, kept=kept)
     except Exception as e:  # a timeout, a missing peer: red, with what happened
         last = traceback.extract_tb(e.__traceback__)[-1]
         return Outcome(c, False, f"error: {type(e).__name__}: {e} "
-                                 f"({Path(last.filename).name}:{last.lineno})",
-                       seconds=time.monotonic() - t0)
+                                 f"({Path(last.filename).name}:{last.lineno})", kept=kept)

@@ -55,6 +55,8 @@ def run(cells: list[Cell], *, jobs: int = 1, keep: bool = False) -> int:
         for future in futures:  # in order, each as soon as it and those before it are done
             outcome = future.result()
             print(outcome.line(), flush=True)
+            if outcome.kept is not None:
+                print(f"  kept: {outcome.kept}", file=sys.stderr, flush=True)
             passed += outcome.passed
             failed += not outcome.passed
     print(f"(matrix took {time.monotonic() - t0:.0f} s)", file=sys.stderr)
