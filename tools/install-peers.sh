@@ -1,11 +1,16 @@
 #!/bin/sh
-# Debian packages the integration tests talk to, all started on loopback by the tests:
+# Debian packages the integration tests and the interop matrix (tools/interop) talk to, all
+# started on loopback by the tests (the same names as ../shared/peers/install.sh):
 #   scep (micromdm scepserver/scepclient), slapd + ldap-utils (OpenLDAP), socat + iproute2 +
-#   util-linux (the loopback-only wrapper for scepserver), openssl, curl.
+#   util-linux (the loopback-only wrapper for scepserver), openssl, curl,
+#   strongswan-pki + libstrongswan-standard-plugins + libstrongswan-extra-plugins (pki --scep,
+#   --scepca; the curl fetcher is in the extra plugins), certmonger + dbus (getcert on a private
+#   session bus: dbus-run-session).
 # No system daemon is configured or started (slapd is preseeded with no_configuration).
 set -eu
 need=""
-for bin in scepserver scepclient slapd ldapsearch socat unshare openssl curl; do
+for bin in scepserver scepclient slapd ldapsearch socat unshare openssl curl \
+           pki certmonger getcert dbus-run-session dbus-send; do
     command -v "$bin" >/dev/null 2>&1 || need=yes
 done
 [ -z "$need" ] && exit 0
@@ -14,4 +19,6 @@ SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
 echo "slapd slapd/no_configuration boolean true" | $SUDO debconf-set-selections
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends \
-    scep slapd ldap-utils socat iproute2 util-linux openssl curl ca-certificates procps >/dev/null
+    scep slapd ldap-utils socat iproute2 util-linux openssl curl ca-certificates procps \
+    strongswan-pki libstrongswan-standard-plugins libstrongswan-extra-plugins \
+    certmonger dbus >/dev/null
