@@ -322,7 +322,7 @@ def _enrolled(ctx: Ctx, cfg: TrustpointConfig, status: TrustpointStatus,
                                   cfg.retry_period)
     events += out
     if any(isinstance(e, EnrollmentFailed) for e in out):
-        lines.append(_failure_text(name, replies))
+        lines.append(_failure_text(name, pairs, replies))
         failure = CommandError(Reason.PEER, lines[-1])
     elif pending:
         lines.append(f"% Certificate request pending at the CA: polling every "
@@ -354,7 +354,7 @@ def handle_replies(now: int, cfg: TrustpointConfig, status: TrustpointStatus,
         elif not failed:
             failed.append(EnrollmentFailed(cfg.name, reply.transaction_id, "failure",
                                            _fail_name(reply.fail_info),
-                                           _explain(reply.fail_info)))
+                                           _explain(reply.fail_info) + _ca_says(reply)))
     if failed:
         # A sibling request the CA did answer with a certificate (usage keys) is kept.
         return [*events, *failed], False
@@ -387,10 +387,31 @@ def _explain(info: FailInfo | None) -> str:
         "the CA gave no reason"
 
 
-def _failure_text(name: str, replies: list[ScepReply]) -> str:
-    info = next((r.fail_info for r in replies if r.status is PkiStatus.FAILURE), None)
-    return (f"% Certificate enrollment for trustpoint {name} failed: "
-            f"{_fail_name(info) or 'FAILURE'}: {_explain(info)}.")
+def _failure_text(name: str, pairs: tuple[KeyPair, ...], replies: list[ScepReply]) -> str:
+    """The `%` line for an enrollment the CA refused: the failInfo, what it usually means and
+    the CA's own failInfoText; with usage keys, which certificate was issued and which refused
+    (a CA that allows one certificate per subject, as micromdm's default does, refuses the
+    second)."""
+    refused = next(r for r in replies if r.status is PkiStatus.FAILURE)
+    info = refused.fail_info
+    which = ""
+    if len(pairs) > 1:
+        which = ", ".join(f"the {pair.usage.value} certificate was {_OUTCOME[reply.status]}"
+                          for pair, reply in zip(pairs, replies, strict=True)) + ": "
+    return (f"% Certificate enrollment for trustpoint {name} failed: {which}"
+            f"{_fail_name(info) or 'FAILURE'}: {_explain(info)}{_ca_says(refused)}.")
+
+
+_OUTCOME = {PkiStatus.SUCCESS: "issued", PkiStatus.PENDING: "left pending",
+            PkiStatus.FAILURE: "refused"}
+
+
+def _ca_says(reply: ScepReply) -> str:
+    """"; the CA says: TEXT" for a failInfoText (control characters shown as '?', at most 200
+    characters: it is the peer's text), else ""."""
+    text = "".join(c if c.isprintable() else "?" for c in (reply.fail_info_text or ""))
+    text = text.strip().rstrip(".")[:200]
+    return f"; the CA says: {text}" if text else ""
 
 
 # -- crypto ca cancel-enroll ----------------------------------------------------------------------
@@ -504,7 +525,7 @@ def _poll_round(state: DeviceState, now: int, name: str) -> Generator[Effect, An
                        output=f"%PKI-4-POLL_FAILED: trustpoint {name}: {err.message[2:]}")
     if any(isinstance(ev, EnrollmentFailed) for ev in events):
         return Outcome(events=events, output=f"%PKI-3-ENROLL_FAILED: "
-                       f"{_failure_text(name, replies)[2:]}")
+                       f"{_failure_text(name, pairs, replies)[2:]}")
     if pending and polls >= e.retry_count:
         return Outcome(
             events=[*[ev for ev in events if not isinstance(ev, EnrollmentPending)],

@@ -307,9 +307,12 @@ def test_wrong_challenge_is_explained(device: Engine, ca_factory: CAFactory) -> 
     ev = r.events[1].event
     assert isinstance(ev, EnrollmentFailed)
     assert (ev.reason, ev.fail_info) == ("failure", "badRequest")
+    # the CA's own failInfoText (RFC 8894 §3.2.1.4) is shown after what badRequest usually means
     assert r.output.endswith(
         "% Certificate enrollment for trustpoint myca failed: badRequest: the CA refused the "
-        "request (often a wrong or reused challenge password).\n")
+        "request (often a wrong or reused challenge password); the CA says: wrong challenge "
+        "password.\n")
+    assert ev.detail.endswith("; the CA says: wrong challenge password")
     st = status(device)
     assert st.lifecycle is Lifecycle.AUTHENTICATED and st.enrollment is None
     assert st.certificates == ()
