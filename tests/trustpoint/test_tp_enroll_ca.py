@@ -441,6 +441,29 @@ def test_usage_keys_enrolled_once_both_are_approved(device: Engine, ca_factory: 
     assert der(ca.ca_certificate) == status(device).ca_certificate
 
 
+def test_usage_keys_say_which_certificate_was_issued_and_which_refused(
+        device: Engine, ca_factory: CAFactory, clock: FakeClock) -> None:
+    """Issue 13 item 6: one usage-key request issued, the other refused (as micromdm refuses
+    a second certificate for the same subject): the line names both, and the CA's reason."""
+    ca, server = ca_factory(Approval.MANUAL, challenge="usage-keys-pw")
+    ready(device, server.url, usage_keys=True, period=1, count=10)
+    enroll(device, password="usage-keys-pw")
+    first, second = [q.transaction_id for q in ca.requests()]
+    ca.approve(first)
+    ca.reject(second, "one certificate per subject")
+    clock.advance(60)
+    (res,) = device.run_due()
+    assert event_types(res) == ["CertificateReceived", "EnrollmentFailed"]
+    assert res.output == (
+        "%PKI-3-ENROLL_FAILED: Certificate enrollment for trustpoint myca failed: the "
+        "signature certificate was issued, the encryption certificate was refused: badRequest: "
+        "the CA refused the request (often a wrong or reused challenge password); the CA says: "
+        "one certificate per subject.\n")
+    failed = res.events[1].event
+    assert isinstance(failed, EnrollmentFailed) and failed.transaction_id == second
+    assert [c.usage for c in status(device).certificates] == ["signature"]
+
+
 def test_rejected_while_polling(device: Engine, ca_factory: CAFactory, clock: FakeClock) -> None:
     ca, server = ca_factory(Approval.MANUAL)
     ready(device, server.url, period=1, count=10)
