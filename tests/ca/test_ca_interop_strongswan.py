@@ -127,12 +127,14 @@ def test_pki_scep_wrong_challenge_is_a_clean_bad_request(auto: Served, ca_dir: P
 def test_pki_scep_with_manual_approval_polls_until_issued(tmp_path: Path) -> None:
     ca_dir = tmp_path / "manual-ca"  # its own CA: the module's is held by its server
     cli("init", ca_dir, "--subject", "CN=strongSwan Manual CA,O=Example")
-    with served(ca_dir, "--manual") as srv:
+    # With --password, pki's request carries both attributes, in BER order (without one it
+    # has only the extensionRequest, and no ordering to get wrong).
+    with served(ca_dir, "--manual", "--challenge", CHALLENGE) as srv:
         cn = "ss-manual.example.com"
         out = tmp_path / "manual.pem"
         args = scep_args(srv.scep_url, new_key(tmp_path / "manual.key"), cn,
-                         ca_dir / "ca.pem", out, "--san", cn, "--interval", "1s",
-                         "--maxpolltime", "60")
+                         ca_dir / "ca.pem", out, "--san", cn, "--password", CHALLENGE,
+                         "--interval", "1s", "--maxpolltime", "60")
         proc = subprocess.Popen(["pki", *map(str, args)], stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True, env=_env())
         try:
