@@ -162,3 +162,20 @@ def _wait_for_pending(ca_dir: Path, cn: str) -> str:
                 return line.split()[0]
         time.sleep(0.3)
     raise AssertionError(f"no pending request for {cn}: {cli('requests', ca_dir).stdout}")
+
+
+def test_pki_scep_against_a_strict_ca(tmp_path: Path) -> None:
+    """--strict: pki signs with the requested key (strict's same-key rule is met) and, by
+    default, AES + SHA-256: issued. SHA-1 + 3DES: FAILURE badAlg, failInfo 0, which pki must
+    receive as badAlg (not badRequest)."""
+    ca_dir = tmp_path / "strict-ca"
+    cli("init", ca_dir, "--subject", "CN=strongSwan Strict CA,O=Example")
+    with served(ca_dir, "--strict", "--challenge", CHALLENGE) as srv:
+        done, out = _enroll(srv, ca_dir, tmp_path, "ss-strict.example.com",
+                            "--san", "ss-strict.example.com")
+        assert done.returncode == 0, done.stderr
+        assert openssl_verify(ca_dir / "ca.pem", out).endswith(": OK")
+        done, _ = _enroll(srv, ca_dir, tmp_path, "ss-sha1.example.com", "--digest", "sha1",
+                          "--cipher", "des3")
+        assert done.returncode != 0
+        assert "failInfo:     badAlg" in done.stderr, done.stderr
