@@ -22,10 +22,10 @@ Attribute order. `attributes` is a SET OF, which DER sorts by encoding; strongSw
 --req/--scep --san` writes its extensionRequest before its challengePassword, which is BER but
 not DER. cryptography refuses that (InvalidSetOrdering), openssl and other CAs accept it. We are
 liberal: the proof of possession is verified over the certificationRequestInfo exactly as
-received (RFC 2986 §4.2 signs "the DER encoding" the requester made; re-encoding would verify
-something the requester never signed), and only the copy cryptography reads is re-encoded with
-the attributes in DER order (the same bytes, permuted). `CertificationRequest.der` stays the
-request as received.
+received (the requester signed its own encoding; a verifier that re-encodes first would
+accept a signature over bytes nobody sent), and only the copy cryptography reads is re-encoded
+with the attributes in DER order (the same bytes, permuted). `CertificationRequest.der` stays
+the request as received.
 """
 
 from __future__ import annotations
