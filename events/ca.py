@@ -12,9 +12,11 @@ Times are microseconds since the epoch (UTC). Serial numbers are lowercase hex s
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
+from typing import Any
 
-from events.registry import Event, event
+from events.registry import Event, event, upcaster
 
 STREAM = "ca"
 
@@ -45,7 +47,7 @@ class ChallengeConsumed(Event):
     transaction_id: str
 
 
-@event("RequestReceived", version=1)
+@event("RequestReceived", version=2)
 @dataclass(frozen=True, slots=True)
 class RequestReceived(Event):
     transaction_id: str
@@ -58,6 +60,21 @@ class RequestReceived(Event):
     authorization: str  # "challenge:static" | "challenge:one-time" | "renewal" | "none" |
     #                     "offline" (carried to the CA by the operator, `ca sign`)
     renewal_of: str | None  # serial of our certificate that signed a renewal
+    signer_key_sha256: bytes  # v2: SHA-256 of the pkiMessage signer's SubjectPublicKeyInfo;
+    #                           equals SHA-256(public_key) when the request's own key signed
+    #                           (RFC 8894 §2.3 SHOULD), differs for a throwaway identity key;
+    #                           b"" offline, and for v1 renewals (not recorded then)
+
+
+@upcaster("RequestReceived", from_version=1)
+def _request_received_v1_to_v2(payload: dict[str, Any]) -> dict[str, Any]:
+    """v1 had no signer_key_sha256. Version 1 refused a first request not signed with the
+    requested key, so for those the signer key is the request's; a v1 renewal was signed by
+    the certificate it renews, whose key v1 did not record (b"", as offline requests)."""
+    signed_by_own_key = payload.get("authorization") not in ("renewal", "offline")
+    key = payload.get("public_key", b"")
+    digest = hashlib.sha256(key).digest() if signed_by_own_key and key else b""
+    return {**payload, "signer_key_sha256": digest}
 
 
 @event("RequestApproved", version=1)

@@ -23,9 +23,13 @@ def certret(trustpoint: str) -> str:
 
 
 def enroll_failed(trustpoint: str, fail_info: str, detail: str) -> str:
+    return f"%PKI-3-ENROLL_FAILED: {enrollment_failure(trustpoint, fail_info, detail)}"
+
+
+def enrollment_failure(trustpoint: str, fail_info: str, detail: str) -> str:
+    """Why an enrollment failed, as both the synchronous `%` line and ENROLL_FAILED say it."""
     why = f"{fail_info}: {detail}" if fail_info else detail
-    return (f"%PKI-3-ENROLL_FAILED: Certificate enrollment for trustpoint {trustpoint} "
-            f"failed: {why}.")
+    return f"Certificate enrollment for trustpoint {trustpoint} failed: {why}."
 
 
 def enroll_timeout(trustpoint: str, detail: str) -> str:

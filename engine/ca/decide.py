@@ -15,11 +15,23 @@ only if it asks for the same identity, the same subject and the same set of subj
 was issued on the strength of (`IssuedCertificate.renewed_by`) cannot renew again. A RenewalReq
 for another identity is refused; a PKCSReq for another identity is an enrollment like any other
 (challenge password, or the operator in manual mode).
+
+Signing key of a first request: RFC 8894 §2.3 says a client without a certificate uses a
+self-signed one, which "SHOULD use the same subject name and key as in the PKCS #10 request"
+(a SHOULD, not a MUST). Clients that sign with a throwaway identity key (always so when an EC
+request travels under an RSA identity, since the CertRep is enveloped to the signer) are
+accepted when the request is otherwise authorized: the pkiMessage signature was verified with
+the certificate it carries and the PKCS#10 with its own key (proof of possession) by the
+caller. `RequestReceived.signer_key_sha256` records which key signed. `Policy.same_key_only`
+(`ca serve --strict`) refuses them with badRequest ("transaction not permitted or supported",
+RFC 8894 §3.2.1.4): the message checks out, so badMessageCheck ("integrity check ... failed")
+would be untrue; the transaction is what the policy does not permit. Renewals are unaffected.
 """
 
 from __future__ import annotations
 
 import enum
+import hashlib
 import hmac
 from dataclasses import dataclass
 
@@ -67,6 +79,7 @@ class Approval(enum.Enum):
 class Policy:
     approval: Approval = Approval.AUTO
     static_challenge_sha256: bytes | None = None  # digest of `ca serve --challenge`
+    same_key_only: bool = False  # refuse a first request signed by another key (--strict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,6 +194,7 @@ def decide_enrollment(state: CAState, cmd: Enroll, policy: Policy, now: int) -> 
         raise ScepRefusal(FailInfo.BAD_REQUEST, f"messageType {cmd.message_type} is not a "
                                                 "certificate request")
     known = state.requests.get(cmd.transaction_id)
+    signer_spki = _spki_of(cmd.signer_certificate) or b""
     renewal_of = _our_current_certificate(state, cmd.signer_certificate, now)
     not_renewal = ""
     if renewal_of is not None:
@@ -208,11 +222,12 @@ def decide_enrollment(state: CAState, cmd: Enroll, policy: Policy, now: int) -> 
                           "a RenewalReq must be signed by a current certificate of this CA")
     else:
         try:
-            # RFC 8894 §2.3: the self-signed certificate of a first request "MUST use the same
-            # subject name and key as in the PKCS #10 request" (we check the key).
-            if _spki_of(cmd.signer_certificate) != cmd.public_key:
-                raise ScepRefusal(FailInfo.BAD_REQUEST, "the pkiMessage is not signed with the "
-                                                        "key the request is for")
+            # RFC 8894 §2.3: the self-signed certificate "SHOULD use the same subject name and
+            # key as in the PKCS #10 request": another key is a policy choice (docstring).
+            if policy.same_key_only and signer_spki != cmd.public_key:
+                raise ScepRefusal(FailInfo.BAD_REQUEST, "the pkiMessage is signed with another "
+                                                        "key than the one the request is for "
+                                                        "(refused in strict mode)")
             authorization, events = _authorize_challenge(state, cmd, policy, now)
         except ScepRefusal as e:
             if not not_renewal:
@@ -221,7 +236,8 @@ def decide_enrollment(state: CAState, cmd: Enroll, policy: Policy, now: int) -> 
                                            f"{e.message.removeprefix('% ')}") from None
     received = RequestReceived(cmd.transaction_id, cmd.message_type, cmd.subject,
                                cmd.subject_text, cmd.public_key, cmd.requested_extensions,
-                               cmd.signer_certificate, authorization, renewal_of)
+                               cmd.signer_certificate, authorization, renewal_of,
+                               hashlib.sha256(signer_spki).digest() if signer_spki else b"")
     events.insert(0, received)
     if policy.approval is Approval.AUTO:
         events.append(RequestApproved(cmd.transaction_id, "auto"))
@@ -250,7 +266,8 @@ def decide_offline(state: CAState, cmd: SignOffline) -> list[Event]:
     if problem:
         raise CAError(Reason.BAD_DATA, problem)
     return [RequestReceived(cmd.transaction_id, OFFLINE, cmd.subject, cmd.subject_text,
-                            cmd.public_key, cmd.requested_extensions, b"", "offline", None),
+                            cmd.public_key, cmd.requested_extensions, b"", "offline", None,
+                            b""),
             RequestApproved(cmd.transaction_id, "operator")]
 
 

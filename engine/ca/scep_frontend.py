@@ -145,7 +145,7 @@ class ScepResponder:
                 raise HttpError(HTTPStatus.BAD_REQUEST, f"not a pkiMessage: {e.detail}") from None
             log.info("scep refused", peer=peer, transaction_id=e.reply_to.transaction_id,
                      reason=e.reason.value, detail=e.detail)
-            return self._failure(e.reply_to, e.fail_info or FailInfo.BAD_REQUEST, e.detail)
+            return self._failure(e.reply_to, _fail_info(e), e.detail)
         if not _replyable(req.transaction_id):
             raise HttpError(HTTPStatus.BAD_REQUEST, "transactionID is not a PrintableString")
         try:
@@ -154,7 +154,7 @@ class ScepResponder:
         except ScepError as e:
             log.info("scep refused", peer=peer, transaction_id=req.transaction_id,
                      reason=e.reason.value, detail=e.detail)
-            return self._failure(req.reply_to, e.fail_info or FailInfo.BAD_REQUEST, e.detail)
+            return self._failure(req.reply_to, _fail_info(e), e.detail)
         except ScepRefusal as e:
             log.info("scep refused", peer=peer, transaction_id=req.transaction_id,
                      detail=e.message)
@@ -300,6 +300,13 @@ def unavailable(e: CAUnavailable) -> HttpError:
     log.error("ca unavailable", error=str(e.cause))
     return HttpError(HTTPStatus.SERVICE_UNAVAILABLE, "the CA cannot record requests durably; "
                                                      "try again later")
+
+
+def _fail_info(e: ScepError) -> FailInfo:
+    """The failInfo to answer `e` with: its own, else badRequest. Compared with None, never
+    tested for truth: badAlg is 0 (RFC 8894 §3.2.1.4), and `e.fail_info or BAD_REQUEST`
+    answered every unsupported algorithm as badRequest."""
+    return e.fail_info if e.fail_info is not None else FailInfo.BAD_REQUEST
 
 
 def _replyable(transaction_id: str) -> bool:

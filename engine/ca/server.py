@@ -91,12 +91,14 @@ def serve(ca: BuiltinCA, host: str = "127.0.0.1", port: int = 0, *,
           signing_time_tolerance: timedelta = DEFAULT_SIGNING_TIME_TOLERANCE) -> CAServer:
     """Serve `ca` over SCEP on host:port (0 = ephemeral). `challenge` is a static challenge
     password (one-time ones from `ca.mint_challenge()` work too); `strict` refuses DES, 3DES and
-    SHA-1 with badAlg; `public_url` is the base URL clients reach us at, for the CDP (default
+    SHA-1 with badAlg, and a first request signed by another key than its own with badRequest;
+    `public_url` is the base URL clients reach us at, for the CDP (default
     the bound address); `admin` publishes the loopback admin endpoint in DIR/admin.json;
     `workers` >= 2 serves from that many worker processes (see the module docstring)."""
     if workers < 1:
         raise CAError(Reason.INVALID_VALUE, "workers must be at least 1")
-    policy = Policy(approval, challenge_digest(challenge) if challenge else None)
+    policy = Policy(approval, challenge_digest(challenge) if challenge else None,
+                    same_key_only=strict)
     token = ca.randomness.token_bytes(32).hex()
 
     def ready(base_url: str) -> None:

@@ -49,6 +49,7 @@ class Request:
     decided_by: str = ""
     reject_reason: str = ""
     serial: str | None = None
+    signer_key_sha256: bytes = b""  # which key signed the pkiMessage (RequestReceived v2)
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,7 +142,7 @@ def _(ev: ChallengeConsumed, state: CAState, at: int) -> CAState:
 def _(ev: RequestReceived, state: CAState, at: int) -> CAState:
     req = Request(ev.transaction_id, ev.message_type, ev.subject, ev.subject_text, ev.public_key,
                   ev.requested_extensions, ev.signer_certificate, ev.authorization,
-                  ev.renewal_of, at)
+                  ev.renewal_of, at, signer_key_sha256=ev.signer_key_sha256)
     return replace(state, requests=state.requests.set(ev.transaction_id, req), last_at=at)
 
 

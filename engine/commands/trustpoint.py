@@ -63,7 +63,7 @@ from events.trustpoint import (
     EnrollmentRequested,
 )
 from projections.certfmt import ios_name, ios_serial, md5_spaced, md5_words, sha256_hex, validity
-from projections.syslog import certret, failure_message, plural, poll_failed
+from projections.syslog import certret, enrollment_failure, failure_message, plural, poll_failed
 from projections.trustpoints import render_certificates, render_trustpoints
 
 if TYPE_CHECKING:
@@ -324,7 +324,7 @@ def _enrolled(ctx: Ctx, cfg: TrustpointConfig, status: TrustpointStatus,
                                   cfg.retry_period)
     events += out
     if any(isinstance(e, EnrollmentFailed) for e in out):
-        lines.append(_failure_text(name, replies))
+        lines.append(_failure_text(next(e for e in out if isinstance(e, EnrollmentFailed))))
         failure = CommandError(Reason.PEER, lines[-1])
     elif pending:
         lines.append(f"% Certificate request pending at the CA: polling every "
@@ -357,7 +357,8 @@ def handle_replies(now: int, cfg: TrustpointConfig, status: TrustpointStatus,
         elif not failed:
             failed.append(EnrollmentFailed(cfg.name, reply.transaction_id, "failure",
                                            _fail_name(reply.fail_info),
-                                           _explain(reply.fail_info)))
+                                           _explain(reply.fail_info) + _ca_says(reply)
+                                           + _which(pairs, replies)))
     if failed:
         # A sibling request the CA did answer with a certificate (usage keys) is kept.
         return [*events, *failed], False
@@ -390,10 +391,33 @@ def _explain(info: FailInfo | None) -> str:
         "the CA gave no reason"
 
 
-def _failure_text(name: str, replies: list[ScepReply]) -> str:
-    info = next((r.fail_info for r in replies if r.status is PkiStatus.FAILURE), None)
-    return (f"% Certificate enrollment for trustpoint {name} failed: "
-            f"{_fail_name(info) or 'FAILURE'}: {_explain(info)}.")
+def _failure_text(failed: EnrollmentFailed) -> str:
+    """The `%` line for an enrollment the CA refused: the failInfo, what it usually means and
+    the CA's own failInfoText; with usage keys, which certificate was issued and which refused
+    (a CA that allows one certificate per subject, as micromdm's default does, refuses the
+    second). The same words as the ENROLL_FAILED message `show logging` keeps."""
+    return "% " + enrollment_failure(failed.trustpoint, failed.fail_info, failed.detail)
+
+
+def _which(pairs: tuple[KeyPair, ...], replies: list[ScepReply]) -> str:
+    """"; the signature certificate was issued, the encryption certificate was refused" for
+    usage keys, else ""."""
+    if len(pairs) < 2:
+        return ""
+    return "; " + ", ".join(f"the {pair.usage.value} certificate was {_OUTCOME[reply.status]}"
+                            for pair, reply in zip(pairs, replies, strict=True))
+
+
+_OUTCOME = {PkiStatus.SUCCESS: "issued", PkiStatus.PENDING: "left pending",
+            PkiStatus.FAILURE: "refused"}
+
+
+def _ca_says(reply: ScepReply) -> str:
+    """"; the CA says: TEXT" for a failInfoText (control characters shown as '?', at most 200
+    characters: it is the peer's text), else ""."""
+    text = "".join(c if c.isprintable() else "?" for c in (reply.fail_info_text or ""))
+    text = text.strip().rstrip(".")[:200]
+    return f"; the CA says: {text}" if text else ""
 
 
 # -- crypto ca cancel-enroll ----------------------------------------------------------------------

@@ -54,11 +54,14 @@ certificates, CRLs and PKCS#10 requests lazily, so the core touches all of them 
 error containment and a caller never meets a KeyError or UnsupportedAlgorithm later.
 
 What the parsers accept from peers: SignerInfo signatureAlgorithm rsaEncryption or
-shaNWithRSAEncryption (micromdm sends sha1WithRSAEncryption) or ecdsa-with-SHAn; digests
+shaNWithRSAEncryption (micromdm sends sha1WithRSAEncryption), RSASSA-PSS with its parameters
+(strongSwan `--rsa-padding pss`) or ecdsa-with-SHAn (what we sign with: `cms.sign`); digests
 SHA-1/256/384/512; ciphers AES-128/256-CBC, DES-EDE3-CBC, single DES-CBC (micromdm's default);
 BER constructed encryptedContent (Go's pkcs7); string attributes as PrintableString,
-UTF8String or IA5String; PKCS#10 requests for RSA or EC keys signed with PKCS#1 v1.5,
-RSASSA-PSS or ECDSA over SHA-1/256/384/512 (verified by the core itself). Policy (refusing DES
+UTF8String or IA5String; failInfoText under the RFC 8894 OID or the older VeriSign one;
+PKCS#10 requests for RSA or EC keys signed with PKCS#1 v1.5, RSASSA-PSS or ECDSA over
+SHA-1/256/384/512 (verified by the core itself, over the bytes received), attributes in BER
+SET OF order (strongSwan `--san`). Policy (refusing DES
 or SHA-1 — the CMS ``req.digest`` and the PKCS#10 ``req.csr.signature_digest`` —, challenge
 checks, renewal rules, signingTime window via `check_signing_time`) belongs to the caller.
 """

@@ -74,6 +74,18 @@ def ber_elements(data: bytes) -> list[tuple[int, int, int, bytes]]:
     return out
 
 
+def ber_encodings(data: bytes) -> list[bytes]:
+    """Split concatenated BER elements into their complete encodings, byte for byte."""
+    out = []
+    pos = 0
+    while pos < len(data):
+        _, _, _, head, contents, trailer = parser.parse(data[pos:], strict=False)
+        size = len(head) + len(contents) + len(trailer)
+        out.append(data[pos:pos + size])
+        pos += size
+    return out
+
+
 def ber_octets(method: int, contents: bytes, depth: int = 0) -> bytes:
     """The value of an OCTET STRING in primitive or (BER) constructed form.
 

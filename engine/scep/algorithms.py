@@ -104,6 +104,7 @@ _SIGNATURE_HASH: dict[str, DigestAlgorithm | None] = {
 }
 RSA_ENCRYPTION_OID = "1.2.840.113549.1.1.1"
 RSASSA_PSS_OID = "1.2.840.113549.1.1.10"  # its hash is in the parameters, not the OID
+MGF1_OID = "1.2.840.113549.1.1.8"  # id-mgf1 (RFC 4055 §2.2), PSS's one mask generation
 ECDSA_SIGNATURE_OID = {
     DigestAlgorithm.SHA1: "1.2.840.10045.4.1",
     DigestAlgorithm.SHA256: "1.2.840.10045.4.3.2",

@@ -25,7 +25,10 @@ OID_FAIL_INFO = _VERISIGN + "4"
 OID_SENDER_NONCE = _VERISIGN + "5"
 OID_RECIPIENT_NONCE = _VERISIGN + "6"
 OID_TRANSACTION_ID = _VERISIGN + "7"
-OID_FAIL_INFO_TEXT = _VERISIGN + "24"
+# RFC 8894 §3.2.1.4 defines failInfoText as id-scep-failInfoText, a UTF8String under the PKIX
+# arc; we send it there. Drafts and some servers used the VeriSign arc: we read both.
+OID_FAIL_INFO_TEXT = "1.3.6.1.5.5.7.24.1"
+OID_FAIL_INFO_TEXT_VERISIGN = _VERISIGN + "24"
 
 NONCE_SIZE = 16  # RFC 8894 §3.2.1.5: "a 16-byte random number"
 MAX_NONCE_SIZE = 64  # what we accept from peers

@@ -204,6 +204,9 @@ def parse_cert_rep(
             fi = A.number_of(msg, A.OID_FAIL_INFO, "failInfo")
             assert fi is not None
             text = A.text_of(msg, A.OID_FAIL_INFO_TEXT, "failInfoText", required=False)
+            if text is None:
+                text = A.text_of(msg, A.OID_FAIL_INFO_TEXT_VERISIGN, "failInfoText",
+                                 required=False)
             return dataclasses.replace(result, fail_info=A.to_enum_fail_info(fi),
                                        fail_info_text=text)
         if status is PkiStatus.PENDING:

@@ -39,7 +39,9 @@ from engine.scep._der import (
 )
 from engine.scep.algorithms import (
     ECDSA_SIGNATURE_OID,
+    MGF1_OID,
     RSA_ENCRYPTION_OID,
+    RSASSA_PSS_OID,
     ContentCipher,
     DigestAlgorithm,
     RandomBytes,
@@ -79,6 +81,14 @@ def sign(
 
     RSA signers use signatureAlgorithm rsaEncryption (RFC 8894 CertRep convention); EC signers
     ecdsa-with-SHAn with deterministic (RFC 6979) nonces, so output depends only on inputs.
+
+    A CertRep answering an RSASSA-PSS request is still signed PKCS#1 v1.5 (rsaEncryption), not
+    in kind: RFC 8894 does not tie the CertRep's signature scheme to the request's, RFC 4056
+    only says how PSS is written when a signer chooses it, and RFC 3370 §3.2 has every CMS
+    implementation of RSA (PKCS#1 v1.5) signatures support the rsaEncryption identifier. It is
+    also the only form every client we meet verifies: strongSwan 5.9.8's pkcs7 and openssl
+    plugins accept SignerInfo algorithm rsaEncryption and nothing else (fixed after 5.9.8 by
+    strongSwan PR #1615), micromdm's client and certmonger take it too.
     """
     attrs = [
         attribute(OID_CONTENT_TYPE, core.ObjectIdentifier(OID_DATA)),
@@ -205,9 +215,14 @@ def read_signed(der: bytes, what: str = "pkiMessage") -> SignedMessage:
 
 
 def verify_signed(msg: SignedMessage, signer: x509.Certificate, what: str = "pkiMessage") -> None:
-    """Check contentType, messageDigest and the signature with `signer`'s public key."""
+    """Check contentType, messageDigest and the signature with `signer`'s public key.
+
+    Signatures accepted: RSA PKCS#1 v1.5 (rsaEncryption or shaNWithRSAEncryption), ECDSA, and
+    RSASSA-PSS (id-RSASSA-PSS with its parameters, RFC 4056 §3: strongSwan `pki --rsa-padding
+    pss`), whichever the peer chose; see `sign` for what we send."""
     with contained(what):
-        family = signature_hash_oid(msg.signature_oid, msg.digest)
+        pss = _pss_padding(msg, what) if msg.signature_oid == RSASSA_PSS_OID else None
+        family = "rsa" if pss is not None else signature_hash_oid(msg.signature_oid, msg.digest)
         ctype = msg.attributes.get(OID_CONTENT_TYPE)
         md = msg.attributes.get(OID_MESSAGE_DIGEST)
         # RFC 5652 §5.3: if signedAttrs is present it "MUST contain, at a minimum" the
@@ -233,7 +248,7 @@ def verify_signed(msg: SignedMessage, signer: x509.Certificate, what: str = "pki
         public_key = signer.public_key()
         try:
             if family == "rsa" and isinstance(public_key, rsa.RSAPublicKey):
-                public_key.verify(signature, to_be_verified, padding.PKCS1v15(),
+                public_key.verify(signature, to_be_verified, pss or padding.PKCS1v15(),
                                   msg.digest.hash_algorithm())
             elif family == "ecdsa" and isinstance(public_key, ec.EllipticCurvePublicKey):
                 public_key.verify(signature, to_be_verified,
@@ -245,6 +260,31 @@ def verify_signed(msg: SignedMessage, signer: x509.Certificate, what: str = "pki
         except InvalidSignature:
             raise ScepError(ScepErrorReason.BAD_SIGNATURE,
                             f"{what}: the signature does not verify") from None
+
+
+def _pss_padding(msg: SignedMessage, what: str) -> padding.PSS:
+    """The RSASSA-PSS padding a SignerInfo's id-RSASSA-PSS parameters name (RFC 4055 §3.1:
+    hashAlgorithm, MGF1 with its hash, saltLength, trailerField 1). Its hash must be the
+    SignerInfo digestAlgorithm: RFC 4056 §3 has the signed attributes digested with the
+    hash the PSS parameters name, and we check messageDigest with digestAlgorithm."""
+    params = msg._signer_info["signature_algorithm"]["parameters"]
+    if not isinstance(params, algos.RSASSAPSSParams):
+        raise ScepError(ScepErrorReason.UNSUPPORTED_ALGORITHM,
+                        f"{what}: RSASSA-PSS without its parameters")
+    pss_hash = DigestAlgorithm.from_oid(params["hash_algorithm"]["algorithm"].dotted)
+    mgf = params["mask_gen_algorithm"]
+    if mgf["algorithm"].dotted != MGF1_OID:
+        raise ScepError(ScepErrorReason.UNSUPPORTED_ALGORITHM,
+                        f"{what}: RSASSA-PSS mask generation {mgf['algorithm'].dotted}")
+    mgf_hash = DigestAlgorithm.from_oid(mgf["parameters"]["algorithm"].dotted)
+    if pss_hash is not msg.digest or params["trailer_field"].native not in (1, "trailer_field_bc"):
+        raise ScepError(ScepErrorReason.UNSUPPORTED_ALGORITHM,
+                        f"{what}: RSASSA-PSS with {pss_hash.caps_keyword} does not fit digest "
+                        f"{msg.digest.caps_keyword}, or its trailerField is not 1")
+    salt = params["salt_length"].native
+    if not isinstance(salt, int) or not 0 <= salt <= 1024:
+        raise ScepError(ScepErrorReason.MALFORMED, f"{what}: RSASSA-PSS saltLength {salt!r}")
+    return padding.PSS(mgf=padding.MGF1(mgf_hash.hash_algorithm()), salt_length=salt)
 
 
 # --------------------------------------------------------------------------- EnvelopedData

@@ -17,6 +17,15 @@ nothing a caller reads afterwards (subject, public key, extensions, attributes) 
 - attributes: each type at most once, each with exactly one value; the challenge as
   PrintableString, UTF8String, IA5String, TeletexString, BMPString or UniversalString; the
   extensionRequest a well-formed Extensions whose subjectAltName both libraries can read.
+
+Attribute order. `attributes` is a SET OF, which DER sorts by encoding; strongSwan's `pki
+--req/--scep --san` writes its extensionRequest before its challengePassword, which is BER but
+not DER. cryptography refuses that (InvalidSetOrdering), openssl and other CAs accept it. We are
+liberal: the proof of possession is verified over the certificationRequestInfo exactly as
+received (the requester signed its own encoding; a verifier that re-encodes first would
+accept a signature over bytes nobody sent), and only the copy cryptography reads is re-encoded
+with the attributes in DER order (the same bytes, permuted). `CertificationRequest.der` stays
+the request as received.
 """
 
 from __future__ import annotations
@@ -33,7 +42,15 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509.oid import AttributeOID, ExtensionOID, NameOID
 
-from engine.scep._der import ber_elements, complete_name, contained, load, to_name
+from engine.scep._der import (
+    ber_elements,
+    ber_encodings,
+    complete_name,
+    contained,
+    header,
+    load,
+    to_name,
+)
 from engine.scep.algorithms import RSASSA_PSS_OID, DigestAlgorithm, x509_signature_algorithm
 from engine.scep.errors import ScepError, ScepErrorReason
 from engine.scep.identity import SigningKey
@@ -80,14 +97,11 @@ def build_csr(
 class CertificationRequest:
     """A parsed, signature-checked PKCS#10 request, read completely (see `parse_csr`)."""
 
-    csr: x509.CertificateSigningRequest
+    csr: x509.CertificateSigningRequest  # read from the DER-ordered copy (module docstring)
     challenge_password: str | None
     signature_digest: DigestAlgorithm  # the hash its proof-of-possession signature used
     signature_algorithm: str  # its signatureAlgorithm OID, e.g. sha1WithRSAEncryption
-
-    @property
-    def der(self) -> bytes:
-        return self.csr.public_bytes(serialization.Encoding.DER)
+    der: bytes  # the request exactly as received
 
     @property
     def subject(self) -> x509.Name:
@@ -135,27 +149,44 @@ def parse_csr(der: bytes) -> CertificationRequest:
         info = request["certification_request_info"]
         to_name(info["subject"], f"{_WHAT} subject")
         challenge = _read_attributes(info["attributes"])
-        csr = x509.load_der_x509_csr(bytes(der))
-        algorithm, digest = _verify_proof_of_possession(csr)
+        signed, ordered = _signed_and_der_ordered(bytes(der))
+        csr = x509.load_der_x509_csr(ordered)
+        algorithm, digest = _verify_proof_of_possession(csr, signed)
         parsed = CertificationRequest(csr=csr, challenge_password=challenge,
-                                      signature_digest=digest, signature_algorithm=algorithm)
+                                      signature_digest=digest, signature_algorithm=algorithm,
+                                      der=bytes(der))
         _read_everything(parsed)
         return parsed
 
 
+def _signed_and_der_ordered(der: bytes) -> tuple[bytes, bytes]:
+    """(the certificationRequestInfo exactly as received, the whole request with the SET OF
+    attributes sorted as DER requires, X.690 §11.6). A request already in DER order comes back
+    unchanged; other BER liberties (indefinite lengths...) are left for cryptography to refuse."""
+    info, *rest = ber_encodings(load(asn1_csr.CertificationRequest, der, _WHAT).contents)
+    *fields, attributes = ber_encodings(ber_elements(info)[0][3])
+    cls, _, tag, attrs_contents = ber_elements(attributes)[0]
+    if (cls, tag) != (2, 0):  # not the [0] attributes: nothing to reorder
+        return info, der
+    sorted_attrs = b"".join(sorted(ber_encodings(attrs_contents)))
+    info_body = b"".join(fields) + header(0xA0, len(sorted_attrs)) + sorted_attrs
+    body = header(0x30, len(info_body)) + info_body + b"".join(rest)
+    return info, header(0x30, len(body)) + body
+
+
 def _verify_proof_of_possession(
-    csr: x509.CertificateSigningRequest,
+    csr: x509.CertificateSigningRequest, signed: bytes,
 ) -> tuple[str, DigestAlgorithm]:
-    """Check the request's signature over certificationRequestInfo with its own public key
-    (RFC 2986 §4.2: the signature is made "with the certification request subject's private
-    key"); return (signatureAlgorithm OID, digest)."""
+    """Check the request's signature over `signed` (its certificationRequestInfo as received)
+    with its own public key (RFC 2986 §4.2: the signature is made "with the certification
+    request subject's private key"); return (signatureAlgorithm OID, digest)."""
     key = csr.public_key()
     if not isinstance(key, rsa.RSAPublicKey | ec.EllipticCurvePublicKey):
         kind = type(key).__name__.removesuffix("PublicKey").lstrip("_")
         raise ScepError(ScepErrorReason.UNSUPPORTED_ALGORITHM,
                         f"{_WHAT}: its key is {kind}; only RSA and EC keys can be certified")
     oid = csr.signature_algorithm_oid.dotted_string
-    signature, signed = csr.signature, csr.tbs_certrequest_bytes
+    signature = csr.signature
     try:
         if oid == RSASSA_PSS_OID:
             digest = DigestAlgorithm.from_hash(csr.signature_hash_algorithm)
@@ -239,4 +270,3 @@ def _read_everything(parsed: CertificationRequest) -> None:
         _ = parsed.dns_names, parsed.ip_addresses
     with contained(f"{_WHAT} attributes"):
         _ = [(attr.oid, attr.value) for attr in csr.attributes]
-    _ = parsed.der

@@ -35,7 +35,7 @@ from events.ca import (
     RequestApproved,
     RequestReceived,
 )
-from events.registry import Event
+from events.registry import Event, event_from
 
 NOW = to_micros(T0)
 HOUR = 3600 * 1_000_000
@@ -243,12 +243,63 @@ def test_renewal_reusing_a_finished_transaction_id_is_a_new_transaction(ca: CASt
     assert decide_enrollment(state, renewal, Policy(), NOW) == []
 
 
-def test_first_request_must_be_signed_with_the_requested_key(ca: CAState) -> None:
+def _spki_sha256(der: bytes) -> bytes:
+    key = x509.load_der_x509_certificate(der).public_key()
+    return hashlib.sha256(key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)).digest()
+
+
+def test_first_request_signed_by_another_key_is_accepted_and_recorded(ca: CAState) -> None:
+    # RFC 8894 §2.3: the same key is a SHOULD; a throwaway identity key is accepted
+    identity = self_signed(rsa_key(2), "throwaway")
+    cmd = enroll_cmd(rsa_key(1), "r1", challenge="static-pw", signer=identity)
+    events = decide_enrollment(ca, cmd, STATIC, NOW)
+    assert [type(e) for e in events] == [RequestReceived, RequestApproved]
+    received = events[0]
+    assert isinstance(received, RequestReceived)
+    assert received.signer_key_sha256 == _spki_sha256(identity)
+    assert received.signer_key_sha256 != hashlib.sha256(cmd.public_key).digest()
+    assert received.authorization == "challenge:static"
+
+
+def test_first_request_signed_by_its_own_key_records_that_key(ca: CAState) -> None:
+    cmd = enroll_cmd(rsa_key(1), "r1", challenge="static-pw")
+    received = decide_enrollment(ca, cmd, STATIC, NOW)[0]
+    assert isinstance(received, RequestReceived)
+    assert received.signer_key_sha256 == hashlib.sha256(cmd.public_key).digest()
+
+
+def test_first_request_signed_by_another_key_still_needs_authorization(ca: CAState) -> None:
+    cmd = enroll_cmd(rsa_key(1), "r1", challenge="wrong",
+                     signer=self_signed(rsa_key(2), "r1"))
+    with pytest.raises(ScepRefusal, match="wrong challenge password"):
+        decide_enrollment(ca, cmd, STATIC, NOW)
+    # without a challenge, manual approval is the check: PENDING, nothing approved
+    cmd = enroll_cmd(rsa_key(1), "r1", signer=self_signed(rsa_key(2), "r1"))
+    assert [type(e) for e in decide_enrollment(ca, cmd, MANUAL, NOW)] == [RequestReceived]
+
+
+def test_strict_policy_refuses_a_first_request_signed_by_another_key(ca: CAState) -> None:
+    strict = Policy(Approval.AUTO, hashlib.sha256(b"static-pw").digest(), same_key_only=True)
     cmd = enroll_cmd(rsa_key(1), "r1", challenge="static-pw",
                      signer=self_signed(rsa_key(2), "r1"))
-    with pytest.raises(ScepRefusal, match="not signed with the key") as e:
-        decide_enrollment(ca, cmd, STATIC, NOW)
+    with pytest.raises(ScepRefusal, match="signed with another key") as e:
+        decide_enrollment(ca, cmd, strict, NOW)
     assert e.value.fail_info is FailInfo.BAD_REQUEST
+    # its own key is fine under the same policy
+    assert decide_enrollment(ca, enroll_cmd(rsa_key(1), "r1", challenge="static-pw"),
+                             strict, NOW)
+
+
+def test_strict_policy_keeps_renewals_signed_by_our_certificate(ca: CAState) -> None:
+    state, der, _ = _issued_state(ca)
+    strict = Policy(Approval.AUTO, None, same_key_only=True)
+    renewal = enroll_cmd(rsa_key(7), "r1", txid="TX7", signer=der, message_type=RENEWAL_REQ)
+    events = decide_enrollment(state, renewal, strict, NOW)
+    assert [type(e) for e in events] == [RequestReceived, RequestApproved]
+    received = events[0]
+    assert isinstance(received, RequestReceived) and received.authorization == "renewal"
+    assert received.signer_key_sha256 == _spki_sha256(der)
 
 
 # -- renewal re-certifies one identity, once ---------------------------------------------------
@@ -276,8 +327,13 @@ def test_pkcs_req_for_another_identity_is_an_enrollment(ca: CAState) -> None:
         decide_enrollment(state, without, STATIC, NOW)
     other_key = enroll_cmd(rsa_key(3), "core-router-1", txid="OTHER", signer=der,
                            challenge="static-pw")
-    with pytest.raises(ScepRefusal, match=r"not a renewal .* not signed with the key"):
-        decide_enrollment(state, other_key, STATIC, NOW)
+    # another key under our certificate: an enrollment by challenge (strict: refused)
+    received = decide_enrollment(state, other_key, STATIC, NOW)[0]
+    assert isinstance(received, RequestReceived)
+    assert received.authorization == "challenge:static"
+    strict = Policy(Approval.AUTO, STATIC.static_challenge_sha256, same_key_only=True)
+    with pytest.raises(ScepRefusal, match=r"not a renewal .* signed with another key"):
+        decide_enrollment(state, other_key, strict, NOW)
     with_pw = enroll_cmd(same_key, "core-router-1", txid="OTHER", signer=der,
                          challenge="static-pw")
     received = decide_enrollment(state, with_pw, STATIC, NOW)[0]
@@ -316,3 +372,21 @@ def test_two_pending_renewals_of_one_certificate_issue_once(ca: CAState) -> None
     both = fold(both, decide_issue(both, "P1", "beef", b"new-cert", NOW, NOW + HOUR))
     with pytest.raises(CAError, match="renewed since"):
         decide_issue(both, "P2", "cafe", b"other-cert", NOW, NOW + HOUR)
+
+
+# -- RequestReceived v1 (before signer_key_sha256) still replays --------------------------------
+
+
+@pytest.mark.parametrize(("authorization", "own_key"),
+                         [("challenge:static", True), ("none", True), ("renewal", False),
+                          ("offline", False)])
+def test_request_received_v1_is_upcast_with_the_signer_key_v1_implied(
+        authorization: str, own_key: bool) -> None:
+    v1 = {"transaction_id": "T", "message_type": 19, "subject": b"\x30\x00",
+          "subject_text": "", "public_key": b"spki-bytes", "requested_extensions": b"",
+          "signer_certificate": b"cert", "authorization": authorization, "renewal_of": None}
+    ev = event_from("RequestReceived", 1, v1)
+    assert isinstance(ev, RequestReceived)
+    # v1 refused first requests signed by another key, so theirs was the request's own key
+    assert ev.signer_key_sha256 == (hashlib.sha256(b"spki-bytes").digest() if own_key else b"")
+    assert ev.authorization == authorization and ev.public_key == b"spki-bytes"

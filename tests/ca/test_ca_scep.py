@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 import time
 from collections.abc import Iterator
@@ -13,10 +14,19 @@ from typing import Any
 
 import pytest
 from asn1crypto import cms as asn1_cms
-from ca_support import T0, ScepTestClient, http_request, make_ca, rsa_key
+from ca_support import (
+    T0,
+    RawCSR,
+    ScepTestClient,
+    ec_key,
+    http_request,
+    make_ca,
+    make_csr,
+    rsa_key,
+)
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import dsa, padding, rsa
 
 from engine.ca import Approval, BuiltinCA
 from engine.ca.ports import FixedClock
@@ -334,3 +344,105 @@ def test_a_sha1_signed_request_is_refused_only_in_strict_mode(ca: BuiltinCA) -> 
             assert status == 200 and rep.status is expected
             if strict:
                 assert rep.fail_info is FailInfo.BAD_ALG
+
+
+# -- issue 13: what real clients send ----------------------------------------------------------
+
+
+def _enroll_under_identity(client: ScepTestClient, csr: Any, identity: Credential,
+                           ) -> tuple[Any, str]:
+    """A PKCSReq for `csr`, enveloped and signed under a throwaway `identity` (not the
+    requested key), as several clients send their first request."""
+    p = client.params(signer=identity, transaction_id=f"ID-{client.cn}")
+    return client.send(build_pkcs_req(p, csr, random_bytes=os.urandom), p), p.transaction_id
+
+
+def _sha256_spki(public_key: Any) -> bytes:
+    return hashlib.sha256(public_key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)).digest()
+
+
+@pytest.mark.parametrize("requested", ["ec-p256", "other-rsa"])
+def test_first_request_under_a_throwaway_identity_is_issued(ca: BuiltinCA, server: CAServer,
+                                                            requested: str) -> None:
+    identity_key = rsa_key(60)  # RSA-2048: the CertRep is enveloped to it
+    client = ScepTestClient(server.scep_url, identity_key, f"id-{requested}")
+    key = ec_key(61) if requested == "ec-p256" else rsa_key(62)
+    csr = make_csr(key, f"dev-{requested}", challenge=PW)
+    rep, txid = _enroll_under_identity(client, csr, client.credential)
+    assert rep.status is PkiStatus.SUCCESS, rep.fail_info_text
+    cert = rep.certificate_for(key.public_key())
+    assert cert is not None and cert.public_key() == key.public_key()
+    _verify_issued(ca, cert)
+    recorded = ca.state.requests[txid]
+    assert recorded.signer_key_sha256 == _sha256_spki(identity_key.public_key())
+    assert recorded.signer_key_sha256 != _sha256_spki(key.public_key())
+    assert recorded.authorization == "challenge:static"
+
+
+def test_throwaway_identity_still_needs_the_challenge(ca: BuiltinCA, server: CAServer) -> None:
+    client = ScepTestClient(server.scep_url, rsa_key(63), "id-wrong")
+    rep, txid = _enroll_under_identity(client, make_csr(ec_key(64), "dev-wrong",
+                                                        challenge="not-it"), client.credential)
+    assert (rep.status, rep.fail_info) == (PkiStatus.FAILURE, FailInfo.BAD_REQUEST)
+    assert txid not in ca.state.requests
+
+
+def test_strict_refuses_a_throwaway_identity_with_bad_request(ca: BuiltinCA) -> None:
+    with serve(ca, challenge=PW, strict=True, admin=False) as srv:
+        client = ScepTestClient(srv.scep_url, rsa_key(65), "id-strict")
+        rep, txid = _enroll_under_identity(client, make_csr(ec_key(66), "dev-strict",
+                                                            challenge=PW), client.credential)
+        assert (rep.status, rep.fail_info) == (PkiStatus.FAILURE, FailInfo.BAD_REQUEST)
+        assert rep.fail_info_text is not None and "another key" in rep.fail_info_text
+        assert txid not in ca.state.requests
+        # the same server issues when the request's own key signs
+        assert client.enroll(PW).status is PkiStatus.SUCCESS
+
+
+def test_an_unsupported_key_algorithm_is_answered_bad_alg(server: CAServer) -> None:
+    """badAlg is failInfo 0: `fail_info or BAD_REQUEST` answered it as badRequest."""
+    client = ScepTestClient(server.scep_url, rsa_key(67), "dsa-dev")
+    dsa_key = dsa.generate_private_key(2048)
+    csr = (x509.CertificateSigningRequestBuilder()
+           .subject_name(x509.Name.from_rfc4514_string("CN=dsa-dev"))
+           .add_attribute(x509.oid.AttributeOID.CHALLENGE_PASSWORD, PW.encode())
+           .sign(dsa_key, hashes.SHA256()))
+    p = client.params()
+    rep = client.send(build_pkcs_req(p, csr, random_bytes=os.urandom), p)
+    assert (rep.status, rep.fail_info) == (PkiStatus.FAILURE, FailInfo.BAD_ALG)
+    assert rep.fail_info_text is not None and "DSA" in rep.fail_info_text
+
+
+def test_attributes_in_ber_order_are_issued(ca: BuiltinCA, server: CAServer) -> None:
+    """strongSwan `pki --scep --san` writes extensionRequest before challengePassword; the
+    signature is over exactly those bytes."""
+    raw = _raw_der()
+    client = ScepTestClient(server.scep_url, rsa_key(68), "ber-order")
+    der = _csr_with_attributes_in_order(client.key, raw, [
+        raw.extension_request(raw.extension("2.5.29.17", raw.tlv(0x30, raw.tlv(
+            0x82, b"ber-order.example.com")))),
+        raw.challenge(PW)])
+    with pytest.raises(ValueError, match="InvalidSetOrdering"):
+        x509.load_der_x509_csr(der)  # what the CA used to parse it with
+    p = client.params()
+    csr: Any = RawCSR(der)  # build_pkcs_req only takes its DER
+    rep = client.send(build_pkcs_req(p, csr, random_bytes=os.urandom), p)
+    assert rep.status is PkiStatus.SUCCESS, rep.fail_info_text
+    cert = rep.certificate_for(client.key.public_key())
+    assert cert is not None
+    _verify_issued(ca, cert)
+    san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert san.get_values_for_type(x509.DNSName) == ["ber-order.example.com"]
+
+
+def _csr_with_attributes_in_order(key: rsa.RSAPrivateKey, raw: Any,
+                                  attributes: list[bytes]) -> bytes:
+    """A PKCS#10 whose [0] attributes are written in the order given (not sorted), signed
+    over exactly that encoding."""
+    assert attributes != sorted(attributes), "the order given must not be DER's"
+    info = raw.tlv(0x30, b"\x02\x01\x00" + raw.cn("ber-order") + raw.spki(key)
+                   + raw.tlv(0xA0, b"".join(attributes)))
+    signature = key.sign(info, padding.PKCS1v15(), hashes.SHA256())
+    algorithm = raw.tlv(0x30, raw.oid("1.2.840.113549.1.1.11") + b"\x05\x00")
+    return bytes(raw.tlv(0x30, info + algorithm + raw.tlv(0x03, b"\x00" + signature)))

@@ -152,7 +152,7 @@ def test_an_approved_request_that_cannot_be_issued_is_rejected_at_start(
     with FileEventLog.open(tmp_path / "ca" / "log") as log:
         log.append([PendingEvent(ev, STREAM, to_micros(T0), "scep") for ev in (
             RequestReceived(bad.transaction_id, PKCS_REQ, bad.subject, bad.subject_text,
-                            bad.public_key, b"", bad.signer_certificate, "none", None),
+                            bad.public_key, b"", bad.signer_certificate, "none", None, b""),
             RequestApproved(bad.transaction_id, "operator"))])
     good = enroll_cmd(rsa_key(7), "r7")
     with BuiltinCA.open(tmp_path / "ca", clock=FixedClock(T0)) as ca:

@@ -308,9 +308,12 @@ def test_wrong_challenge_is_explained(device: Engine, ca_factory: CAFactory) -> 
     ev = r.events[1].event
     assert isinstance(ev, EnrollmentFailed)
     assert (ev.reason, ev.fail_info) == ("failure", "badRequest")
+    # the CA's own failInfoText (RFC 8894 §3.2.1.4) is shown after what badRequest usually means
     assert r.output.endswith(
         "% Certificate enrollment for trustpoint myca failed: badRequest: the CA refused the "
-        "request (often a wrong or reused challenge password).\n")
+        "request (often a wrong or reused challenge password); the CA says: wrong challenge "
+        "password.\n")
+    assert ev.detail.endswith("; the CA says: wrong challenge password")
     st = status(device)
     assert st.lifecycle is Lifecycle.AUTHENTICATED and st.enrollment is None
     assert st.certificates == ()
@@ -437,6 +440,32 @@ def test_usage_keys_enrolled_once_both_are_approved(device: Engine, ca_factory: 
     assert status(device).lifecycle is Lifecycle.ENROLLED
     assert len(status(device).certificates) == 2
     assert der(ca.ca_certificate) == status(device).ca_certificate
+
+
+def test_usage_keys_say_which_certificate_was_issued_and_which_refused(
+        device: Engine, ca_factory: CAFactory, clock: FakeClock) -> None:
+    """Issue 13 item 6: one usage-key request issued, the other refused (as micromdm refuses
+    a second certificate for the same subject): the line names both, and the CA's reason."""
+    ca, server = ca_factory(Approval.MANUAL, challenge="usage-keys-pw")
+    ready(device, server.url, usage_keys=True, period=1, count=10)
+    enroll(device, password="usage-keys-pw")
+    enrollment = status(device).enrollment
+    assert enrollment is not None
+    # The device's order (signature, encryption); the CA's list may order them either way.
+    first, second = enrollment.transaction_ids
+    ca.approve(first)
+    ca.reject(second, "one certificate per subject")
+    clock.advance(60)
+    (res,) = device.run_due()
+    assert event_types(res) == ["CertificateReceived", "EnrollmentFailed"]
+    assert res.output == (
+        "%PKI-3-ENROLL_FAILED: Certificate enrollment for trustpoint myca failed: badRequest: "
+        "the CA refused the request (often a wrong or reused challenge password); the CA says: "
+        "one certificate per subject; the signature certificate was issued, the encryption "
+        "certificate was refused.\n")
+    failed = res.events[1].event
+    assert isinstance(failed, EnrollmentFailed) and failed.transaction_id == second
+    assert [c.usage for c in status(device).certificates] == ["signature"]
 
 
 def test_rejected_while_polling(device: Engine, ca_factory: CAFactory, clock: FakeClock) -> None:

@@ -54,12 +54,23 @@ def answers(url: str) -> bool:
 @pytest.fixture(scope="module")
 def micromdm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
     """(SCEP URL, work dir) of a micromdm scepserver on a free loopback port."""
+    yield from _scepserver(tmp_path_factory, "-allowrenew", "0")
+
+
+@pytest.fixture(scope="module")
+def micromdm_default(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    """The same with micromdm's default policy (`-allowrenew 14`: one certificate per DN)."""
+    yield from _scepserver(tmp_path_factory)
+
+
+def _scepserver(tmp_path_factory: pytest.TempPathFactory,
+                *flags: str) -> Iterator[tuple[str, Path]]:
     script = peers_dir("scepserver", "socat") / "scep-server.sh"
     work = tmp_path_factory.mktemp("mdm")  # short: the script puts a unix socket in it
     port = free_port()
     url = f"http://127.0.0.1:{port}/scep"
-    proc = subprocess.Popen([str(script), "run", str(work), str(port), CHALLENGE, "--",
-                             "-allowrenew", "0"], start_new_session=True,
+    proc = subprocess.Popen([str(script), "run", str(work), str(port), CHALLENGE,
+                             *(("--", *flags) if flags else ())], start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 30
@@ -140,3 +151,27 @@ def test_wrong_challenge(micromdm: tuple[str, Path], live_device: Engine) -> Non
     assert "failed: badRequest: the CA refused the request" in r.output
     st = status(live_device)
     assert st.lifecycle is Lifecycle.AUTHENTICATED and st.certificates == ()
+
+
+def test_usage_keys_under_the_default_policy_say_which_was_refused(
+        micromdm_default: tuple[str, Path], live_device: Engine, tmp_path: Path) -> None:
+    """micromdm (default `-allowrenew 14`) issues the signature certificate and refuses the
+    encryption one, same subject ("DN ... already exists", badRequest, no failInfoText): the
+    transcript used to say only "failed"."""
+    url, work = micromdm_default
+    identity_and_key(live_device, usage_keys=True)
+    declare(live_device, url=url)
+    authenticate(live_device)
+    r = enroll(live_device, password=CHALLENGE)
+    assert event_types(r) == ["EnrollmentRequested", "CertificateReceived", "EnrollmentFailed"]
+    assert ("% Certificate enrollment for trustpoint myca failed: badRequest: ") in r.output
+    assert ("; the signature certificate was issued, the encryption certificate was "
+            "refused.") in r.output
+    assert "already exists" in (work / "scepserver.log").read_text(errors="replace")
+    (kept,) = status(live_device).certificates
+    assert kept.usage == "signature"
+    (tmp_path / "ca.pem").write_bytes((work / "depot" / "ca.pem").read_bytes())
+    (tmp_path / "sig.der").write_bytes(kept.der)
+    openssl("x509", "-inform", "DER", "-in", "sig.der", "-out", "sig.pem", cwd=tmp_path)
+    assert openssl("verify", "-CAfile", "ca.pem", "sig.pem", cwd=tmp_path).strip() == \
+        "sig.pem: OK"
