@@ -12,23 +12,20 @@
 TL_ROOT=$(cd "$(dirname "$0")/.." && pwd)
 TL_EXTRAS="dev,bench"
 
-tl_as_root() {
+tl_apt_install() {
+    # apt-get install the Debian packages "$@": as root directly, else through sudo.
     if [ "$(id -u)" -eq 0 ]; then
-        "$@"
+        tl_sudo=""
     elif command -v sudo >/dev/null 2>&1; then
-        sudo "$@"
+        tl_sudo=sudo
     else
-        echo "% $*: needs root, and sudo is not installed." >&2
-        echo "% Run as root: apt-get install -y $TL_PACKAGES  (then run this command again)" >&2
+        echo "% Installing the Debian packages $* needs root, and sudo is not installed." >&2
+        echo "% Run as root: apt-get install -y $*  (then run this command again)" >&2
         exit 1
     fi
-}
-
-tl_apt_install() {
-    TL_PACKAGES="$*"
-    echo "Installing Debian packages: $TL_PACKAGES" >&2
-    tl_as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
-    tl_as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+    echo "Installing Debian packages: $*" >&2
+    $tl_sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    $tl_sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
         --no-install-recommends "$@" >/dev/null
 }
 
@@ -41,9 +38,8 @@ tl_venv_on_path() {
 
 tl_make_venv() {
     if [ ! -x /usr/bin/python3 ]; then
-        tl_apt_install python3
-    fi
-    if ! /usr/bin/python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
+        tl_apt_install python3 python3-venv
+    elif ! /usr/bin/python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
         tl_apt_install python3-venv
     fi
     echo "Creating $TL_ROOT/.venv with /usr/bin/python3" >&2
