@@ -78,6 +78,7 @@ from engine.ca.state import RequestStatus
 from engine.errors import Reason
 
 Handler = Callable[[argparse.Namespace], int]
+DIR_HELP = "the CA's directory (made by `ca init`)"
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -87,10 +88,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     sub = ca.add_subparsers(dest="ca_command", metavar="COMMAND", required=True)
 
     p = sub.add_parser("init", help="create a CA in DIR")
-    p.add_argument("dir", type=Path, metavar="DIR")
+    p.add_argument("dir", type=Path, metavar="DIR", help=DIR_HELP)
     p.add_argument("--subject", default=DEFAULT_SUBJECT, metavar="DN",
                    help=f"CA subject, RFC 4514 or /-separated (default {DEFAULT_SUBJECT!r})")
-    p.add_argument("--key", default="rsa:2048", choices=KEY_SPECS, help="CA key type")
+    p.add_argument("--key", default="rsa:2048", choices=KEY_SPECS, help="CA key type: RSA with that modulus, or ECDSA on P-256")
     p.add_argument("--days", type=_positive, default=DEFAULT_CA_DAYS, metavar="N",
                    help=f"CA certificate validity in days (default {DEFAULT_CA_DAYS})")
     p.add_argument("--cert-days", type=_positive, default=DEFAULT_CERTIFICATE_DAYS,
@@ -103,38 +104,42 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     _add_serve(sub)
 
     p = sub.add_parser("challenge", help="mint a one-time challenge password")
-    p.add_argument("dir", type=Path, metavar="DIR")
-    p.add_argument("--valid-minutes", type=_positive, default=60, metavar="N")
+    p.add_argument("dir", type=Path, metavar="DIR", help=DIR_HELP)
+    p.add_argument("--valid-minutes", type=_positive, default=60, metavar="N",
+                   help="minutes until the password expires")
     p.set_defaults(func=_challenge)
 
     p = sub.add_parser("requests", help="list pending requests (--all: every request)")
-    p.add_argument("dir", type=Path, metavar="DIR")
-    p.add_argument("--all", action="store_true")
+    p.add_argument("dir", type=Path, metavar="DIR", help=DIR_HELP)
+    p.add_argument("--all", action="store_true",
+                   help="every request ever received, whatever became of it")
     p.set_defaults(func=_requests)
 
     for name, func, what in (("approve", _approve, "a pending request"),
                              ("reject", _reject, "a pending request, or an approved one whose "
                                                  "certificate is not issued yet")):
         p = sub.add_parser(name, help=f"{name} {what}")
-        p.add_argument("dir", type=Path, metavar="DIR")
+        p.add_argument("dir", type=Path, metavar="DIR", help=DIR_HELP)
         p.add_argument("txid", metavar="TXID", help="its transaction ID (see `ca requests`)")
         if name == "reject":
-            p.add_argument("--reason", default="", metavar="TEXT")
+            p.add_argument("--reason", default="", metavar="TEXT",
+                           help="why, recorded and sent to the client (default: "
+                                "'rejected by the operator')")
         p.set_defaults(func=func)
 
     p = sub.add_parser("revoke", help="revoke a certificate and issue a new CRL")
-    p.add_argument("dir", type=Path, metavar="DIR")
+    p.add_argument("dir", type=Path, metavar="DIR", help=DIR_HELP)
     p.add_argument("serial", metavar="SERIAL", help="hex serial (see `ca list`)")
     p.add_argument("--reason", default="unspecified", metavar="R",
                    help=f"RFC 5280 reason: {', '.join(REASONS)}")
     p.set_defaults(func=_revoke)
 
     p = sub.add_parser("list", help="list issued certificates")
-    p.add_argument("dir", type=Path, metavar="DIR")
+    p.add_argument("dir", type=Path, metavar="DIR", help=DIR_HELP)
     p.set_defaults(func=_list)
 
     p = sub.add_parser("sign", help="sign a PKCS#10 request carried from a device (offline)")
-    p.add_argument("dir", type=Path, metavar="DIR")
+    p.add_argument("dir", type=Path, metavar="DIR", help=DIR_HELP)
     p.add_argument("--csr", required=True, metavar="FILE",
                    help="the request as the device printed it (PEM), base64 or DER; - = stdin")
     p.add_argument("--out", type=Path, metavar="FILE",
@@ -149,9 +154,9 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         f"Without --challenge-file or --challenge, ${CHALLENGE_ENV} (if set) is the static "
         "challenge password. --challenge is the easy way and the leaky one: other local users "
         "see a command line (ps, /proc/PID/cmdline), not a 0600 file or the environment."))
-    p.add_argument("dir", type=Path, metavar="DIR")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8080, help="TCP port (0 = any free port)")
+    p.add_argument("dir", type=Path, metavar="DIR", help=DIR_HELP)
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    p.add_argument("--port", type=int, default=8080, help="TCP port; 0: any free port")
     secret = p.add_mutually_exclusive_group()
     secret.add_argument("--challenge-file", type=Path, metavar="FILE",
                         help="read the static challenge password from the first line of FILE "
@@ -423,7 +428,9 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="trustledger")
+    from engine.cli import Parser
+
+    parser = Parser(prog="trustledger")
     register(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(["ca", *argv] if argv is not None and argv[:1] != ["ca"]
                              else argv)
