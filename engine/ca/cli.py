@@ -91,7 +91,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("dir", type=Path, metavar="DIR", help=DIR_HELP)
     p.add_argument("--subject", default=DEFAULT_SUBJECT, metavar="DN",
                    help=f"CA subject, RFC 4514 or /-separated (default {DEFAULT_SUBJECT!r})")
-    p.add_argument("--key", default="rsa:2048", choices=KEY_SPECS, help="CA key type: RSA with that modulus, or ECDSA on P-256")
+    p.add_argument("--key", default="rsa:2048", choices=KEY_SPECS,
+                   help="CA key type: RSA with that modulus, or ECDSA on P-256")
     p.add_argument("--days", type=_positive, default=DEFAULT_CA_DAYS, metavar="N",
                    help=f"CA certificate validity in days (default {DEFAULT_CA_DAYS})")
     p.add_argument("--cert-days", type=_positive, default=DEFAULT_CERTIFICATE_DAYS,
