@@ -81,7 +81,7 @@ Handler = Callable[[argparse.Namespace], int]
 DIR_HELP = "the CA's directory (made by `ca init`)"
 
 
-def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     """Add the `ca` command and its subcommands to a `trustledger` parser."""
     ca = subparsers.add_parser("ca", help="the built-in SCEP CA",
                                description="The built-in SCEP CA (RFC 8894).")
