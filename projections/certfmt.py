@@ -75,6 +75,13 @@ def sha256_hex(der: bytes) -> str:
     return hashlib.sha256(der).hexdigest().upper()
 
 
+def fingerprint_lines(der: bytes) -> list[str]:
+    """The CA certificate's fingerprints as `crypto ca authenticate` shows them (MD5 in the
+    router's layout, then SHA-256): `ca init` prints the same lines, so the out-of-band check
+    is a copy-and-compare."""
+    return [f"Fingerprint:{md5_spaced(der)}", f"SHA256 Fingerprint:{sha256_hex(der)}"]
+
+
 def sha1_hex(der: bytes) -> str:
     return hashlib.sha1(der, usedforsecurity=False).hexdigest().upper()
 

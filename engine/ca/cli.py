@@ -59,7 +59,7 @@ from pathlib import Path
 from typing import Any
 
 import structlog
-from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import serialization
 
 from engine import logsetup
 from engine.ca import admin, offline
@@ -76,6 +76,7 @@ from engine.ca.service import (
 )
 from engine.ca.state import RequestStatus
 from engine.errors import Reason
+from projections.certfmt import fingerprint_lines
 
 Handler = Callable[[argparse.Namespace], int]
 DIR_HELP = "the CA's directory (made by `ca init`)"
@@ -239,10 +240,6 @@ def _positive(text: str) -> int:
     return value
 
 
-def _fingerprint(der_cert: Any) -> str:
-    return ":".join(f"{b:02X}" for b in der_cert.fingerprint(hashes.SHA256()))
-
-
 def _init(args: argparse.Namespace) -> int:
     with BuiltinCA.init(args.dir, subject=args.subject, key=args.key, days=args.days,
                         certificate_days=args.cert_days, ra=args.ra) as ca:
@@ -251,12 +248,15 @@ def _init(args: argparse.Namespace) -> int:
         print(f"  subject:      {cert.subject.rfc4514_string()}")
         print(f"  key:          {args.key} ({args.dir / 'ca.key'}, mode 0600)")
         print(f"  certificate:  {args.dir / 'ca.pem'}")
-        print(f"  fingerprint:  SHA256 {_fingerprint(cert)}")
         print(f"  valid until:  {cert.not_valid_after_utc:%Y-%m-%d %H:%M:%S} UTC")
         ra = ca.ra_certificates()
         if ra is not None:
             print(f"  RA signing:   {ra[0].subject.rfc4514_string()}")
             print(f"  RA encryption:{ra[1].subject.rfc4514_string()}")
+        print("The CA certificate's fingerprint, as `crypto ca authenticate` shows it on the "
+              "router:")
+        for line in fingerprint_lines(cert.public_bytes(serialization.Encoding.DER)):
+            print(line)
     return 0
 
 

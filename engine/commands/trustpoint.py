@@ -61,7 +61,14 @@ from events.trustpoint import (
     EnrollmentPending,
     EnrollmentRequested,
 )
-from projections.certfmt import ios_name, ios_serial, md5_spaced, md5_words, sha256_hex, validity
+from projections.certfmt import (
+    fingerprint_lines,
+    ios_name,
+    ios_serial,
+    md5_words,
+    sha256_hex,
+    validity,
+)
 from projections.trustpoints import render_certificates, render_trustpoints
 
 if TYPE_CHECKING:
@@ -154,8 +161,7 @@ def _describe_ca(cert: x509.Certificate) -> str:
         "Issued By     :", ios_name(cert.issuer),
         f"Validity Start :{start}",
         f"Validity End   :{end}",
-        f"Fingerprint:{md5_spaced(der)}",
-        f"SHA256 Fingerprint:{sha256_hex(der)}", ""])
+        *fingerprint_lines(der), ""])
 
 
 
