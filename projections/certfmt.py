@@ -49,7 +49,12 @@ def ios_name(name: x509.Name) -> str:
 
 def ios_serial(cert: x509.Certificate) -> str:
     """`01`, `6E`, `5FF87B282B54DC8D`: upper-case hex, whole bytes."""
-    h = format(cert.serial_number, "X")
+    return ios_serial_number(cert.serial_number)
+
+
+def ios_serial_number(number: int) -> str:
+    """A serial number as `show crypto ca certificates` prints it (see `ios_serial`)."""
+    h = format(number, "X")
     return h if len(h) % 2 == 0 else "0" + h
 
 

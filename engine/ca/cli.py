@@ -63,6 +63,7 @@ from cryptography.hazmat.primitives import serialization
 
 from engine import logsetup
 from engine.ca import admin, offline
+from engine.ca.console import Console, console_logger
 from engine.ca.decide import Approval
 from engine.ca.errors import CAError
 from engine.ca.ports import KEY_SPECS, from_micros, to_micros
@@ -178,6 +179,9 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--public-url", metavar="URL",
                    help="base URL clients reach this server at (for the CRL distribution "
                         "point; default: the bound address)")
+    p.add_argument("--log-json", action="store_true",
+                   help="the console's event lines (pending, issued, rejected, refused, "
+                        "renewed, CRL published, ...) as one JSON object per line")
     p.add_argument("--workers", type=_positive, default=os.cpu_count() or 1, metavar="N",
                    help="HTTP worker processes (default: one per CPU, here "
                         f"{os.cpu_count() or 1}); 1 serves from this process alone")
@@ -270,6 +274,7 @@ def _serve(args: argparse.Namespace) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     with BuiltinCA.open(args.dir) as ca:
+        ca.console = Console(console_logger(sys.stdout, as_json=args.log_json))
         # The replayed state and everything imported live as long as the server: keep the
         # cyclic collector from walking them again and again under load.
         gc.freeze()

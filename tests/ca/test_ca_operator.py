@@ -5,15 +5,25 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
+import os
 import re
 import shlex
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-from cli_support import cli, served
+from ca_support import ScepTestClient, rsa_key
+from cli_support import REPO, cli, served
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from engine.commands.trustpoint import _describe_ca
+from engine.scep import PkiStatus
+from projections.certfmt import ios_serial
 
 
 def test_init_prints_the_fingerprint_as_the_router_shows_it(tmp_path: Path) -> None:
@@ -50,3 +60,95 @@ def test_demo_dir_prints_the_command_that_serves_its_ca_again(tmp_path: Path) ->
     # which the later --port overrides).
     with served(Path(argv[3]), "--port", port, "--workers", "1") as srv:
         assert srv.url == url.group(1)
+
+
+@contextmanager
+def serving_to(root: Path, out: Path, *args: str) -> Iterator[str]:
+    """`ca serve ROOT --port 0 ARGS`, its console written to `out`; yields the SCEP URL."""
+    with out.open("w") as sink:
+        proc = subprocess.Popen([sys.executable, "-m", "engine.ca.cli", "serve", str(root),
+                                 "--port", "0", *args], stdout=sink, stderr=subprocess.DEVNULL,
+                                text=True, cwd=REPO, start_new_session=True,
+                                env={**os.environ, "PYTHONPATH": str(REPO)})
+        try:
+            deadline = time.monotonic() + 30
+            while not (m := re.search(r"listening on (http://\S+)", out.read_text())):
+                assert proc.poll() is None and time.monotonic() < deadline, out.read_text()
+                time.sleep(0.05)
+            yield m.group(1) + "/scep"
+        finally:
+            proc.terminate()
+            proc.wait(timeout=10)
+
+
+def _console_events(text: str) -> list[tuple[str, str]]:
+    """(event, rest) of each console event line: `TIME EVENT key=value ...`."""
+    found = []
+    for line in text.splitlines():
+        m = re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ (\S+(?: published)?) +(.*)$", line)
+        if m:
+            found.append((m.group(1), m.group(2)))
+    return found
+
+
+def test_serve_prints_one_line_per_request_event(tmp_path: Path) -> None:
+    root = tmp_path / "ca"
+    cli("init", root)
+    console = tmp_path / "console.txt"
+    with serving_to(root, console, "--manual", "--challenge", "s3cret-pw") as url:
+        wrong = ScepTestClient(url, rsa_key(60), "wrong", signing_time=None)
+        assert wrong.enroll("not-it").status is PkiStatus.FAILURE
+        waits = ScepTestClient(url, rsa_key(61), "waits", signing_time=None)
+        assert waits.enroll("s3cret-pw").status is PkiStatus.PENDING
+        denied = ScepTestClient(url, rsa_key(62), "denied", signing_time=None)
+        assert denied.enroll("s3cret-pw").status is PkiStatus.PENDING
+        cli("approve", root, waits.transaction_id)
+        cli("reject", root, denied.transaction_id, "--reason", "unknown device")
+        cert = waits.poll().certificate_for(waits.key.public_key())
+        assert cert is not None
+        serial = ios_serial(cert)
+        assert waits.renew(cert).status is PkiStatus.PENDING  # manual: renewals wait too
+        cli("approve", root, waits.transaction_id)
+        renewed = waits.poll().certificate_for(waits.key.public_key())
+        assert renewed is not None
+        cli("revoke", root, serial, "--reason", "superseded")
+        deadline = time.monotonic() + 10
+        while "revoked" not in console.read_text() or "crl published" not in \
+                console.read_text().split("revoked", 1)[1]:
+            assert time.monotonic() < deadline, console.read_text()
+            time.sleep(0.05)
+    text = console.read_text()
+    assert "s3cret-pw" not in text and "not-it" not in text
+    events = _console_events(text)
+    names = [e for e, _ in events]
+    assert names == ["crl published", "refused", "pending", "pending", "issued", "rejected",
+                     "pending", "renewed", "revoked", "crl published"], text
+    rest = dict(events[1:-1])  # the second `pending` is the renewal's
+    assert rest["refused"] == (f"txid={wrong.transaction_id} subject=\"CN=wrong,O=Example\" "
+                               "failInfo=badRequest reason=\"wrong challenge password\"")
+    assert events[3][1] == (f"txid={denied.transaction_id} subject=\"CN=denied,O=Example\" "
+                            "type=PKCSReq by=challenge:static")
+    assert rest["pending"] == (f"txid={waits.transaction_id} subject=\"CN=waits,O=Example\" "
+                               "type=RenewalReq by=renewal")
+    assert rest["issued"] == (f"txid={waits.transaction_id} serial={serial} "
+                              "subject=\"CN=waits,O=Example\" by=challenge:static")
+    assert rest["rejected"] == f"txid={denied.transaction_id} reason=\"unknown device\""
+    assert rest["renewed"].endswith(f"serial={ios_serial(renewed)} subject=\"CN=waits,"
+                                    f"O=Example\" by=renewal renews={serial}")
+    assert rest["revoked"] == f"serial={serial} reason=superseded"
+    assert re.fullmatch(r"number=2 next_update=\S+Z", events[-1][1])
+
+
+def test_serve_log_json_prints_json_lines(tmp_path: Path) -> None:
+    root = tmp_path / "ca"
+    cli("init", root)
+    console = tmp_path / "console.txt"
+    with serving_to(root, console, "--log-json", "--workers", "1") as url:
+        client = ScepTestClient(url, rsa_key(63), "json", signing_time=None)
+        assert client.enroll("nope").status is PkiStatus.FAILURE
+    records = [json.loads(ln) for ln in console.read_text().splitlines() if ln.startswith("{")]
+    refused = [r for r in records if r["event"] == "refused"]
+    assert refused == [{"event": "refused", "txid": client.transaction_id,
+                        "subject": "CN=json,O=Example", "failInfo": "badRequest",
+                        "reason": "wrong challenge password",
+                        "timestamp": refused[0]["timestamp"]}]
