@@ -152,6 +152,7 @@ class ScepReply:
     certificate: bytes | None = None  # the one for our key, if SUCCESS
     other_certificates: tuple[bytes, ...] = ()
     fail_info: scep.FailInfo | None = None
+    fail_text: str = ""  # the CA's failInfoText, if it sent one
 
 
 def peer_error(message: str) -> CommandError:
@@ -299,7 +300,8 @@ def _reply(rep: scep.CertRep, key: KeyPair, csr_der: bytes) -> ScepReply:
             mine = der
         else:
             others.append(der)
-    return ScepReply(rep.status, rep.transaction_id, csr_der, mine, tuple(others), rep.fail_info)
+    return ScepReply(rep.status, rep.transaction_id, csr_der, mine, tuple(others), rep.fail_info,
+                     rep.fail_info_text or "")
 
 
 @performs(ScepEnroll)

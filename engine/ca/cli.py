@@ -118,7 +118,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
                    help="every request ever received, whatever became of it")
     p.set_defaults(func=_requests)
 
-    for name, func, what in (("approve", _approve, "a pending request"),
+    for name, func, what in (("approve", _approve, "a pending request, or a rejected one"),
                              ("reject", _reject, "a pending request, or an approved one whose "
                                                  "certificate is not issued yet")):
         p = sub.add_parser(name, help=f"{name} {what}")

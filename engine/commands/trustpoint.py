@@ -328,7 +328,7 @@ def _enrolled(ctx: Ctx, cfg: TrustpointConfig, status: TrustpointStatus,
                                   cfg.retry_period)
     events += out
     if any(isinstance(e, EnrollmentFailed) for e in out):
-        lines.append(_failure_text(name, replies))
+        lines.append(_failure_text(name, replies, status, pairs, earlier=True))
         failure = CommandError(Reason.PEER, lines[-1])
     elif pending:
         lines.append(f"% Certificate request pending at the CA: polling every "
@@ -360,7 +360,7 @@ def handle_replies(now: int, cfg: TrustpointConfig, status: TrustpointStatus,
         elif not failed:
             failed.append(EnrollmentFailed(cfg.name, reply.transaction_id, "failure",
                                            _fail_name(reply.fail_info),
-                                           _explain(reply.fail_info)))
+                                           reply.fail_text or _explain(reply.fail_info)))
     if failed:
         # A sibling request the CA did answer with a certificate (usage keys) is kept.
         return [*events, *failed], False
@@ -393,10 +393,23 @@ def _explain(info: FailInfo | None) -> str:
         "the CA gave no reason"
 
 
-def _failure_text(name: str, replies: list[ScepReply]) -> str:
-    info = next((r.fail_info for r in replies if r.status is PkiStatus.FAILURE), None)
-    return (f"% Certificate enrollment for trustpoint {name} failed: "
-            f"{_fail_name(info) or 'FAILURE'}: {_explain(info)}.")
+def _failure_text(name: str, replies: list[ScepReply], status: TrustpointStatus,
+                  pairs: tuple[KeyPair, ...], *, earlier: bool = False) -> str:
+    """The operator's line for a FAILURE. For a request the CA held (it answered PENDING
+    before), the FAILURE is the CA's decision on that request, whatever the new message
+    carried: say so with the CA's own text, and what it takes to get a certificate."""
+    failed = next((r, p) for r, p in zip(replies, pairs, strict=True)
+                  if r.status is PkiStatus.FAILURE)
+    reply, pair = failed
+    head = f"% Certificate enrollment for trustpoint {name} failed: "
+    if reply.transaction_id not in status.held_by_ca:
+        return f"{head}{_fail_name(reply.fail_info) or 'FAILURE'}: {_explain(reply.fail_info)}."
+    generate = "crypto key generate rsa" + ("" if pair.label == "the_default"
+                                            else f" {pair.label}")  # enrollment is RSA only
+    return (f"{head}the CA rejected this request{' earlier' if earlier else ''} "
+            f"({reply.fail_text or 'it gave no reason'}). A new key pair or the CA's approval "
+            f"is needed: '{generate}' and enroll again, or ask the CA administrator to "
+            "approve the request.")
 
 
 # -- crypto ca cancel-enroll ----------------------------------------------------------------------
@@ -510,7 +523,7 @@ def _poll_round(state: DeviceState, now: int, name: str) -> Generator[Effect, An
                        output=f"%PKI-4-POLL_FAILED: trustpoint {name}: {err.message[2:]}")
     if any(isinstance(ev, EnrollmentFailed) for ev in events):
         return Outcome(events=events, output=f"%PKI-3-ENROLL_FAILED: "
-                       f"{_failure_text(name, replies)[2:]}")
+                       f"{_failure_text(name, replies, status, pairs)[2:]}")
     if pending and polls >= e.retry_count:
         return Outcome(
             events=[*[ev for ev in events if not isinstance(ev, EnrollmentPending)],
