@@ -59,11 +59,12 @@ from pathlib import Path
 from typing import Any
 
 import structlog
+from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from engine import logsetup
-from engine.ca import admin, offline
-from engine.ca.console import Console, console_logger
+from engine.ca import admin, lookup, offline
+from engine.ca.console import MESSAGE_TYPES, Console, console_logger, router_serial
 from engine.ca.decide import Approval
 from engine.ca.errors import CAError
 from engine.ca.ports import KEY_SPECS, from_micros, to_micros
@@ -75,7 +76,7 @@ from engine.ca.service import (
     BuiltinCA,
     CALocked,
 )
-from engine.ca.state import RequestStatus
+from engine.ca.state import CAState, IssuedCertificate, Request, RequestStatus
 from engine.errors import Reason
 from projections.certfmt import fingerprint_lines
 
@@ -123,7 +124,8 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
                                                  "certificate is not issued yet")):
         p = sub.add_parser(name, help=f"{name} {what}")
         p.add_argument("dir", type=Path, metavar="DIR", help=DIR_HELP)
-        p.add_argument("txid", metavar="TXID", help="its transaction ID (see `ca requests`)")
+        p.add_argument("txid", metavar="TXID",
+                       help="its transaction ID, or a unique prefix (see `ca requests`)")
         if name == "reject":
             p.add_argument("--reason", default="", metavar="TEXT",
                            help="why, recorded and sent to the client (default: "
@@ -132,7 +134,8 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
 
     p = sub.add_parser("revoke", help="revoke a certificate and issue a new CRL")
     p.add_argument("dir", type=Path, metavar="DIR", help=DIR_HELP)
-    p.add_argument("serial", metavar="SERIAL", help="hex serial (see `ca list`)")
+    p.add_argument("serial", metavar="SERIAL",
+                   help="hex serial as `ca list` prints it, or a unique prefix")
     p.add_argument("--reason", default="unspecified", metavar="R",
                    help=f"RFC 5280 reason: {', '.join(REASONS)}")
     p.set_defaults(func=_revoke)
@@ -140,6 +143,13 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     p = sub.add_parser("list", help="list issued certificates")
     p.add_argument("dir", type=Path, metavar="DIR", help=DIR_HELP)
     p.set_defaults(func=_list)
+
+    p = sub.add_parser("show", help="one certificate or request in full")
+    p.add_argument("dir", type=Path, metavar="DIR", help=DIR_HELP)
+    p.add_argument("id", metavar="SERIAL|TXID",
+                   help="a certificate's serial or a request's transaction ID, or a unique "
+                        "prefix of either")
+    p.set_defaults(func=_show)
 
     p = sub.add_parser("sign", help="sign a PKCS#10 request carried from a device (offline)")
     p.add_argument("dir", type=Path, metavar="DIR", help=DIR_HELP)
@@ -326,14 +336,24 @@ def _challenge(args: argparse.Namespace) -> int:
     return 0
 
 
+def _resolved(root: Path, find: Callable[[CAState, str], str], typed: str) -> str:
+    """The full transaction ID or serial `typed` names (see engine/ca/lookup.py), read from
+    the CA's log read-only (a running server holds the write lock, not the readers)."""
+    with BuiltinCA.open(root, readonly=True) as ca:
+        return find(ca.state, typed)
+
+
 def _approve(args: argparse.Namespace) -> int:
+    args.txid = _resolved(args.dir, lookup.find_transaction, args.txid)
+
     def local(ca: BuiltinCA) -> dict[str, Any]:
         cert = ca.approve(args.txid)
         return {"serial": cert.serial if cert else None}
 
     result = _on_ca(args.dir, local, "approve", {"transaction_id": args.txid})
     if result.get("serial"):
-        print(f"Request {args.txid} approved; certificate {result['serial']} issued.")
+        print(f"Request {args.txid} approved; certificate {router_serial(result['serial'])} "
+              "issued.")
     else:
         print(f"Request {args.txid} approved; the certificate is issued when `ca serve` "
               "next runs.")
@@ -341,6 +361,8 @@ def _approve(args: argparse.Namespace) -> int:
 
 
 def _reject(args: argparse.Namespace) -> int:
+    args.txid = _resolved(args.dir, lookup.find_transaction, args.txid)
+
     def local(ca: BuiltinCA) -> dict[str, Any]:
         ca.reject(args.txid, args.reason)
         return {}
@@ -351,10 +373,11 @@ def _reject(args: argparse.Namespace) -> int:
 
 
 def _revoke(args: argparse.Namespace) -> int:
+    args.serial = _resolved(args.dir, lookup.find_serial, args.serial)
     result = _on_ca(args.dir, lambda ca: {"crl_number": ca.revoke(args.serial, args.reason)
                                           .number}, "revoke",
                     {"serial": args.serial, "reason": args.reason})
-    print(f"Certificate {args.serial} revoked ({args.reason}); CRL number "
+    print(f"Certificate {router_serial(args.serial)} revoked ({args.reason}); CRL number "
           f"{result['crl_number']} issued.")
     return 0
 
@@ -371,8 +394,9 @@ def _sign(args: argparse.Namespace) -> int:
                                                                              days=args.days)),
                     "sign", {"csr": base64.b64encode(der).decode("ascii"), "days": args.days})
     pem = str(result["certificate"])
-    summary = (f"Certificate {result['serial']} issued to {result['subject']} (transaction "
-               f"{result['transaction_id']}), valid until {_time(int(result['not_after']))} UTC"
+    summary = (f"Certificate {router_serial(result['serial'])} issued to {result['subject']} "
+               f"(transaction {result['transaction_id']}), valid until "
+               f"{_time(int(result['not_after']))} UTC"
                + ("" if result["crl_dp"] else "; no CRL distribution point (the CA's URL is "
                                                 "known only while `ca serve` runs)"))
     if args.out is not None:
@@ -399,9 +423,9 @@ def _requests(args: argparse.Namespace) -> int:
     if not reqs:
         print("No pending requests." if not args.all else "No requests.")
         return 0
-    rows = [(r.transaction_id, r.status.value, {19: "PKCSReq", 17: "RenewalReq", 0: "offline"}.get(
-        r.message_type, str(r.message_type)), r.authorization, _time(r.received_at),
-        r.subject_text) for r in reqs]
+    rows = [(r.transaction_id, r.status.value,
+             MESSAGE_TYPES.get(r.message_type, str(r.message_type)), r.authorization,
+             _time(r.received_at), r.subject_text) for r in reqs]
     _table(("TRANSACTION ID", "STATUS", "TYPE", "AUTHORIZED BY", "RECEIVED (UTC)", "SUBJECT"),
            rows)
     return 0
@@ -416,15 +440,63 @@ def _list(args: argparse.Namespace) -> int:
         return 0
     rows = []
     for c in certs:
-        if c.revoked_at is not None:
-            status = f"revoked ({c.revocation_reason})"
-        elif c.not_after < now:
-            status = "expired"
-        else:
-            status = "valid"
-        rows.append((c.serial, status, _time(c.not_after), c.subject_text))
+        rows.append((router_serial(c.serial), _status(c, now), _time(c.not_after),
+                     c.subject_text))
     _table(("SERIAL", "STATUS", "NOT AFTER (UTC)", "SUBJECT"), rows)
     return 0
+
+
+def _status(c: IssuedCertificate, now: int) -> str:
+    if c.revoked_at is not None:
+        return f"revoked ({c.revocation_reason})"
+    return "expired" if c.not_after < now else "valid"
+
+
+def _show(args: argparse.Namespace) -> int:
+    with BuiltinCA.open(args.dir, readonly=True) as ca:
+        kind, key = lookup.find_any(ca.state, args.id)
+        now = to_micros(ca.clock.now())
+        if kind == "certificate":
+            print("\n".join(_certificate_lines(ca.state.certificates[key], now)))
+        else:
+            reqs = [r for r in ca.requests() if r.transaction_id == key]
+            print("\n\n".join("\n".join(_request_lines(r)) for r in reqs))
+    return 0
+
+
+def _certificate_lines(c: IssuedCertificate, now: int) -> list[str]:
+    cert = x509.load_der_x509_certificate(c.certificate)
+    lines = [f"Certificate {router_serial(c.serial)}",
+             f"  Status          : {_status(c, now)}",
+             f"  Subject         : {c.subject_text}",
+             f"  Transaction ID  : {c.transaction_id}",
+             f"  Not before (UTC): {_time(c.not_before)}",
+             f"  Not after (UTC) : {_time(c.not_after)}"]
+    if c.revoked_at is not None:
+        lines.append(f"  Revoked (UTC)   : {_time(c.revoked_at)}")
+    if c.renewed_by is not None:
+        lines.append(f"  Renewed by      : {router_serial(c.renewed_by)}")
+    lines += [f"  {line}" for line in fingerprint_lines(c.certificate)]
+    lines.append(cert.public_bytes(serialization.Encoding.PEM).decode("ascii").rstrip())
+    return lines
+
+
+def _request_lines(r: Request) -> list[str]:
+    lines = [f"Request {r.transaction_id}",
+             f"  Status          : {r.status.value}",
+             f"  Type            : {MESSAGE_TYPES.get(r.message_type, str(r.message_type))}",
+             f"  Subject         : {r.subject_text}",
+             f"  Received (UTC)  : {_time(r.received_at)}",
+             f"  Authorized by   : {r.authorization}"]
+    if r.decided_by:
+        lines.append(f"  Approved by     : {r.decided_by}")
+    if r.reject_reason:
+        lines.append(f"  Reject reason   : {r.reject_reason}")
+    if r.renewal_of is not None:
+        lines.append(f"  Renews          : {router_serial(r.renewal_of)}")
+    if r.serial is not None:
+        lines.append(f"  Certificate     : {router_serial(r.serial)}")
+    return lines
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:

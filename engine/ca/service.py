@@ -280,7 +280,10 @@ class BuiltinCA:
                 x509.load_der_x509_certificate(st.ra_encryption_certificate))
 
     def requests(self, status: RequestStatus | None = None) -> list[Request]:
-        reqs = [r for r in self._state.requests.values() if status is None or r.status is status]
+        """The requests in `status`, oldest first; with None, every request ever received
+        (also those a later request with the same transaction ID replaced)."""
+        every = (*self._state.earlier_requests, *self._state.requests.values())
+        reqs = [r for r in every if status is None or r.status is status]
         return sorted(reqs, key=lambda r: (r.received_at, r.transaction_id))
 
     def certificates(self) -> list[IssuedCertificate]:

@@ -16,14 +16,18 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from ca_support import ScepTestClient, rsa_key
+from ca_support import ScepTestClient, enroll_cmd, make_ca, rsa_key
 from cli_support import REPO, cli, served
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from engine.ca.console import router_serial
+from engine.ca.decide import RENEWAL_REQ, Approval, Policy
+from engine.ca.service import challenge_digest, replay
 from engine.commands.trustpoint import _describe_ca
 from engine.scep import PkiStatus
-from projections.certfmt import ios_serial
+from events.filelog import FileEventLog
+from projections.certfmt import ios_serial, md5_spaced
 
 
 def test_init_prints_the_fingerprint_as_the_router_shows_it(tmp_path: Path) -> None:
@@ -152,3 +156,65 @@ def test_serve_log_json_prints_json_lines(tmp_path: Path) -> None:
                         "subject": "CN=json,O=Example", "failInfo": "badRequest",
                         "reason": "wrong challenge password",
                         "timestamp": refused[0]["timestamp"]}]
+
+
+def _history_ca(root: Path) -> tuple[str, str]:
+    """A CA whose request AB12 was issued, then renewed under the same transaction ID (as
+    micromdm does when it renews with the same key), and AB34, CD56 pending. Returns the
+    router-style serials of the first and the renewed certificate."""
+    with make_ca(root) as ca:
+        ca.crl_url = "http://127.0.0.1:9/crl/ca.crl"
+        first = ca.enroll(enroll_cmd(rsa_key(70), "r70", txid="AB12", challenge="pw"),
+                          Policy(Approval.AUTO, challenge_digest("pw"))).certificate
+        assert first is not None
+        renewal = enroll_cmd(rsa_key(70), "r70", txid="AB12", signer=first.certificate,
+                             message_type=RENEWAL_REQ)
+        second = ca.enroll(renewal, Policy(Approval.AUTO)).certificate
+        assert second is not None
+        for key, txid in ((71, "AB34"), (72, "CD56")):
+            ca.enroll(enroll_cmd(rsa_key(key), f"r{key}", txid=txid), Policy(Approval.MANUAL))
+        replayed = replay(FileEventLog.open(root / "log", readonly=True).read())
+        assert replayed == ca.state  # the history is folded from the log, like the rest
+        return router_serial(first.serial), router_serial(second.serial)
+
+
+def test_requests_all_keeps_a_request_a_later_one_with_its_id_replaced(tmp_path: Path) -> None:
+    _history_ca(tmp_path / "ca")
+    rows = cli("requests", tmp_path / "ca", "--all").stdout.splitlines()
+    assert [r.split()[:3] for r in rows[1:]] == [
+        ["AB12", "issued", "PKCSReq"], ["AB12", "issued", "RenewalReq"],
+        ["AB34", "pending", "PKCSReq"], ["CD56", "pending", "PKCSReq"]]
+    assert [r.split()[0] for r in cli("requests", tmp_path / "ca").stdout.splitlines()[1:]] \
+        == ["AB34", "CD56"]
+
+
+def test_show_and_unique_prefixes(tmp_path: Path) -> None:
+    root = tmp_path / "ca"
+    first, second = _history_ca(root)
+    ambiguous = cli("approve", root, "ab", check=False)
+    assert (ambiguous.returncode, ambiguous.stderr) == (
+        1, "% ab is ambiguous: it starts the transaction IDs of 2 requests: AB12, AB34\n")
+    assert cli("approve", root, "cd").stdout == (
+        "Request CD56 approved; the certificate is issued when `ca serve` next runs.\n")
+    missing = cli("show", root, "ZZ", check=False)
+    assert (missing.returncode, missing.stderr) == (1, "% no certificate or request ZZ\n")
+
+    shown = cli("show", root, "AB12").stdout
+    blocks = shown.split("\n\n")
+    assert len(blocks) == 2 and blocks[0].startswith("Request AB12\n  Status          : issued")
+    assert "  Type            : RenewalReq\n" in blocks[1]
+    assert f"  Renews          : {first}\n" in blocks[1]
+    assert f"  Certificate     : {second}" in blocks[1]
+
+    cert = cli("show", root, first[:8].lower()).stdout.splitlines()
+    assert cert[:3] == [f"Certificate {first}", "  Status          : valid",
+                        "  Subject         : CN=r70,O=Example"]
+    assert f"  Renewed by      : {second}" in cert
+    pem = "\n".join(cert[cert.index("-----BEGIN CERTIFICATE-----"):]) + "\n"
+    der = x509.load_pem_x509_certificate(pem.encode()).public_bytes(Encoding.DER)
+    assert f"  Fingerprint:{md5_spaced(der)}" in cert
+
+    revoked = cli("revoke", root, first[:8], "--reason", "superseded").stdout
+    assert revoked == f"Certificate {first} revoked (superseded); CRL number 2 issued.\n"
+    listing = cli("list", root).stdout
+    assert f"{first}  revoked (superseded)" in listing and second in listing
