@@ -4,13 +4,18 @@
                             [--cert-days N] [--ra]
     trustledger ca serve DIR [--host 127.0.0.1] [--port N] [--challenge-file FILE |
                              --challenge PW] [--strict] [--approval auto|manual | --manual]
-                             [--public-url URL] [--workers N]
+                             [--public-url URL] [--workers N] [--log-json]
     trustledger ca challenge DIR [--valid-minutes N]   (the password alone on the last line)
     trustledger ca requests DIR [--all]
     trustledger ca approve DIR TXID
     trustledger ca reject DIR TXID [--reason TEXT]
     trustledger ca revoke DIR SERIAL [--reason R]
     trustledger ca list DIR
+    trustledger ca show DIR SERIAL|TXID                 (one certificate or request in full)
+
+A transaction ID or a serial may be given whole or as a unique prefix, in any case
+(engine/ca/lookup.py); serials print as the router prints them. `ca serve` prints one line
+per request event on standard output (engine/ca/console.py), JSON lines with `--log-json`.
     trustledger ca sign DIR --csr FILE [--out FILE] [--days N]
 
 `ca sign` signs a PKCS#10 request carried from a device (cut-and-paste enrollment): FILE holds
