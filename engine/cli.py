@@ -34,21 +34,46 @@ def default_data_dir() -> Path:
     return Path(state) / "trustledger"
 
 
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Descriptions as written, and every option's default after its help text (unless the
+    text already says it, or there is none to say: no value, a flag that is off)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help
+        default = action.default
+        if (text is None or "default" in text or default in (None, False)
+                or default is argparse.SUPPRESS or not action.option_strings):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+class Parser(argparse.ArgumentParser):
+    """The house parser: `HelpFormatter` unless told otherwise; its subparsers are Parsers
+    too (argparse makes subparsers of the parent's class)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
+
+
+DATA_HELP = "data directory (default: $TRUSTLEDGER_DATA, else ~/.local/state/trustledger)"
+LOG_DIR_HELP = "a data directory (its log/ subdirectory) or a log directory"
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="trustledger", formatter_class=argparse.RawDescriptionHelpFormatter,
+    p = Parser(
+        prog="trustledger",
         description="A router-side PKI engine: Cisco IOS XR CA interoperability, "
                     "event-sourced.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     sh = sub.add_parser("shell", help="interactive IOS XR-style shell")
-    sh.add_argument("--data", type=Path, default=None, help="data directory "
-                    "(default: $TRUSTLEDGER_DATA, else ~/.local/state/trustledger)")
+    sh.add_argument("--data", type=Path, default=None, metavar="DIR", help=DATA_HELP)
     sh.add_argument("--continue", dest="keep_going", action="store_true",
                     help="batch input: go on after an error")
 
     ex = sub.add_parser("exec", help="run a batch script of CLI lines")
-    ex.add_argument("--data", type=Path, default=None)
+    ex.add_argument("--data", type=Path, default=None, metavar="DIR", help=DATA_HELP)
     ex.add_argument("-f", "--file", required=True, help="script file ('-' for stdin)")
     ex.add_argument("--continue", dest="keep_going", action="store_true",
                     help="go on after an error (exit status is still non-zero)")
@@ -56,21 +81,26 @@ def _parser() -> argparse.ArgumentParser:
     lg = sub.add_parser("log", help="audit the event log")
     lsub = lg.add_subparsers(dest="log_command", required=True, metavar="ACTION")
     lv = lsub.add_parser("verify", help="walk the chain; print events, head seq and hash")
-    lv.add_argument("dir", type=Path)
+    lv.add_argument("dir", type=Path, metavar="DIR", help=LOG_DIR_HELP)
     ls = lsub.add_parser("show", help="dump events, readable or JSON lines")
-    ls.add_argument("dir", type=Path)
-    ls.add_argument("--from", dest="from_seq", type=int, default=1)
-    ls.add_argument("--json", action="store_true")
+    ls.add_argument("dir", type=Path, metavar="DIR", help=LOG_DIR_HELP)
+    ls.add_argument("--from", dest="from_seq", type=int, default=1, metavar="SEQ",
+                    help="first event to show, by sequence number")
+    ls.add_argument("--json", action="store_true",
+                    help="one JSON object per line, every field (hashes in hex)")
 
     rp = sub.add_parser("replay", help="the state as it was at a seq or a time")
-    rp.add_argument("dir", type=Path)
-    rp.add_argument("--until", required=True, help="a seq number, or an ISO-8601 time (UTC)")
-    rp.add_argument("--show", action="append", default=None,
-                    help="a show command to run against that state (repeatable)")
+    rp.add_argument("dir", type=Path, metavar="DIR", help=LOG_DIR_HELP)
+    rp.add_argument("--until", required=True, metavar="SEQ|TIME",
+                    help="a seq number, or an ISO-8601 time (UTC)")
+    rp.add_argument("--show", action="append", default=None, metavar="CMD",
+                    help="a show command to run against that state (repeatable; default: "
+                         "show running-config, show configuration commit list)")
 
     dm = sub.add_parser("demo", help="the reference example session against the built-in CA")
     dm.add_argument("--dir", type=Path, default=None,
-                    help="keep the CA and the device data in DIR (new or empty)")
+                    help="keep the CA and the device data in DIR (new or empty; default: a "
+                         "temporary directory, removed at the end)")
     _register_optional(sub)
     return p
 

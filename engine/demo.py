@@ -72,6 +72,8 @@ def run_demo(out: TextIO, workdir: Path | None = None) -> int:
                     out.write(f"! kept: trustledger shell --data {root / 'device'}  |  "
                               f"trustledger log verify {root / 'device'}  |  "
                               f"trustledger ca list {root / 'ca'}\n")
+                    out.write(f"! the CA again, on the URL the trustpoint enrolls at: "
+                              f"trustledger ca serve {root / 'ca'} --port {server.port}\n")
                 return status
             finally:
                 server.stop()

@@ -158,6 +158,9 @@ class TrustpointStatus:
     certificates: tuple[RouterCertificate, ...] = ()
     enrollment: Enrollment | None = None
     last_result: str = ""  # what the last enrollment ended with, for `show crypto ca trustpoint`
+    # Transaction IDs the CA answered PENDING: it holds those requests, so a FAILURE for one
+    # later is its decision on that request (a rejection), not a check of the new message.
+    held_by_ca: tuple[str, ...] = ()
 
 
 def status_of(state: DeviceState, name: str) -> TrustpointStatus:
@@ -193,7 +196,10 @@ def _pending(state: DeviceState, ev: EnrollmentPending, at: int) -> DeviceState:
     if st.enrollment is None:
         return state
     enrollment = replace(st.enrollment, polls=ev.polls, next_poll_at=ev.next_poll_at)
-    return _put(state, replace(st, enrollment=enrollment, last_result="pending"))
+    held = st.held_by_ca if ev.transaction_id in st.held_by_ca else (*st.held_by_ca,
+                                                                      ev.transaction_id)
+    return _put(state, replace(st, enrollment=enrollment, last_result="pending",
+                               held_by_ca=held))
 
 
 @evolves(CertificateReceived)

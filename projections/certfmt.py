@@ -49,7 +49,12 @@ def ios_name(name: x509.Name) -> str:
 
 def ios_serial(cert: x509.Certificate) -> str:
     """`01`, `6E`, `5FF87B282B54DC8D`: upper-case hex, whole bytes."""
-    h = format(cert.serial_number, "X")
+    return ios_serial_number(cert.serial_number)
+
+
+def ios_serial_number(number: int) -> str:
+    """A serial number as `show crypto ca certificates` prints it (see `ios_serial`)."""
+    h = format(number, "X")
     return h if len(h) % 2 == 0 else "0" + h
 
 
@@ -73,6 +78,13 @@ def md5_words(der: bytes) -> str:
 
 def sha256_hex(der: bytes) -> str:
     return hashlib.sha256(der).hexdigest().upper()
+
+
+def fingerprint_lines(der: bytes) -> list[str]:
+    """The CA certificate's fingerprints as `crypto ca authenticate` shows them (MD5 in the
+    router's layout, then SHA-256): `ca init` prints the same lines, so the out-of-band check
+    is a copy-and-compare."""
+    return [f"Fingerprint:{md5_spaced(der)}", f"SHA256 Fingerprint:{sha256_hex(der)}"]
 
 
 def sha1_hex(der: bytes) -> str:

@@ -15,7 +15,8 @@ for bin in scepserver scepclient slapd ldapsearch socat unshare openssl curl \
 done
 [ -z "$need" ] && exit 0
 export DEBIAN_FRONTEND=noninteractive
-SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
+SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo && { command -v sudo >/dev/null 2>&1 || {
+    echo "% tools/install-peers.sh: installing Debian packages needs root, and sudo is not installed; run it as root" >&2; exit 1; }; }
 echo "slapd slapd/no_configuration boolean true" | $SUDO debconf-set-selections
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends \

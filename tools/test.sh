@@ -1,10 +1,11 @@
 #!/bin/sh
-# The whole test suite on a fresh Debian machine: the peers, the Python packages, the linters
-# (ruff, mypy --strict on engine/, events/, projections/), then pytest.
+# The whole test suite on a fresh Debian machine: the peers (Debian packages), the Python
+# environment (tools/venv.sh), the linters (ruff, mypy --strict on engine/, events/,
+# projections/), then pytest with the arguments given.
 set -eu
-cd "$(dirname "$0")/.."
+. "$(dirname "$0")/venv.sh"
+cd "$TL_ROOT"
 sh tools/install-peers.sh
-python3 -m pip install -q -e '.[dev,bench]'
-python3 -m ruff check .
-python3 -m mypy
-exec python3 -m pytest "$@"
+python -m ruff check .
+python -m mypy
+exec python -m pytest "$@"

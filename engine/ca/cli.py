@@ -4,13 +4,18 @@
                             [--cert-days N] [--ra]
     trustledger ca serve DIR [--host 127.0.0.1] [--port N] [--challenge-file FILE |
                              --challenge PW] [--strict] [--approval auto|manual | --manual]
-                             [--public-url URL] [--workers N]
+                             [--public-url URL] [--workers N] [--log-json]
     trustledger ca challenge DIR [--valid-minutes N]   (the password alone on the last line)
     trustledger ca requests DIR [--all]
     trustledger ca approve DIR TXID
     trustledger ca reject DIR TXID [--reason TEXT]
     trustledger ca revoke DIR SERIAL [--reason R]
     trustledger ca list DIR
+    trustledger ca show DIR SERIAL|TXID                 (one certificate or request in full)
+
+A transaction ID or a serial may be given whole or as a unique prefix, in any case
+(engine/ca/lookup.py); serials print as the router prints them. `ca serve` prints one line
+per request event on standard output (engine/ca/console.py), JSON lines with `--log-json`.
     trustledger ca sign DIR --csr FILE [--out FILE] [--days N]
 
 `ca sign` signs a PKCS#10 request carried from a device (cut-and-paste enrollment): FILE holds
@@ -59,10 +64,12 @@ from pathlib import Path
 from typing import Any
 
 import structlog
-from cryptography.hazmat.primitives import hashes
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 from engine import logsetup
-from engine.ca import admin, offline
+from engine.ca import admin, lookup, offline
+from engine.ca.console import MESSAGE_TYPES, Console, console_logger, router_serial
 from engine.ca.decide import Approval
 from engine.ca.errors import CAError
 from engine.ca.ports import KEY_SPECS, from_micros, to_micros
@@ -74,23 +81,26 @@ from engine.ca.service import (
     BuiltinCA,
     CALocked,
 )
-from engine.ca.state import RequestStatus
+from engine.ca.state import CAState, IssuedCertificate, Request, RequestStatus
 from engine.errors import Reason
+from projections.certfmt import fingerprint_lines
 
 Handler = Callable[[argparse.Namespace], int]
+DIR_HELP = "the CA's directory (made by `ca init`)"
 
 
-def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     """Add the `ca` command and its subcommands to a `trustledger` parser."""
     ca = subparsers.add_parser("ca", help="the built-in SCEP CA",
                                description="The built-in SCEP CA (RFC 8894).")
     sub = ca.add_subparsers(dest="ca_command", metavar="COMMAND", required=True)
 
     p = sub.add_parser("init", help="create a CA in DIR")
-    p.add_argument("dir", type=Path, metavar="DIR")
+    p.add_argument("dir", type=Path, metavar="DIR", help=DIR_HELP)
     p.add_argument("--subject", default=DEFAULT_SUBJECT, metavar="DN",
                    help=f"CA subject, RFC 4514 or /-separated (default {DEFAULT_SUBJECT!r})")
-    p.add_argument("--key", default="rsa:2048", choices=KEY_SPECS, help="CA key type")
+    p.add_argument("--key", default="rsa:2048", choices=KEY_SPECS,
+                   help="CA key type: RSA with that modulus, or ECDSA on P-256")
     p.add_argument("--days", type=_positive, default=DEFAULT_CA_DAYS, metavar="N",
                    help=f"CA certificate validity in days (default {DEFAULT_CA_DAYS})")
     p.add_argument("--cert-days", type=_positive, default=DEFAULT_CERTIFICATE_DAYS,
@@ -103,38 +113,51 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     _add_serve(sub)
 
     p = sub.add_parser("challenge", help="mint a one-time challenge password")
-    p.add_argument("dir", type=Path, metavar="DIR")
-    p.add_argument("--valid-minutes", type=_positive, default=60, metavar="N")
+    p.add_argument("dir", type=Path, metavar="DIR", help=DIR_HELP)
+    p.add_argument("--valid-minutes", type=_positive, default=60, metavar="N",
+                   help="minutes until the password expires")
     p.set_defaults(func=_challenge)
 
     p = sub.add_parser("requests", help="list pending requests (--all: every request)")
-    p.add_argument("dir", type=Path, metavar="DIR")
-    p.add_argument("--all", action="store_true")
+    p.add_argument("dir", type=Path, metavar="DIR", help=DIR_HELP)
+    p.add_argument("--all", action="store_true",
+                   help="every request ever received, whatever became of it")
     p.set_defaults(func=_requests)
 
-    for name, func, what in (("approve", _approve, "a pending request"),
+    for name, func, what in (("approve", _approve, "a pending request, or a rejected one"),
                              ("reject", _reject, "a pending request, or an approved one whose "
                                                  "certificate is not issued yet")):
         p = sub.add_parser(name, help=f"{name} {what}")
-        p.add_argument("dir", type=Path, metavar="DIR")
-        p.add_argument("txid", metavar="TXID", help="its transaction ID (see `ca requests`)")
+        p.add_argument("dir", type=Path, metavar="DIR", help=DIR_HELP)
+        p.add_argument("txid", metavar="TXID",
+                       help="its transaction ID, or a unique prefix (see `ca requests`)")
         if name == "reject":
-            p.add_argument("--reason", default="", metavar="TEXT")
+            p.add_argument("--reason", default="", metavar="TEXT",
+                           help="why, recorded and sent to the client (default: "
+                                "'rejected by the operator')")
         p.set_defaults(func=func)
 
     p = sub.add_parser("revoke", help="revoke a certificate and issue a new CRL")
-    p.add_argument("dir", type=Path, metavar="DIR")
-    p.add_argument("serial", metavar="SERIAL", help="hex serial (see `ca list`)")
+    p.add_argument("dir", type=Path, metavar="DIR", help=DIR_HELP)
+    p.add_argument("serial", metavar="SERIAL",
+                   help="hex serial as `ca list` prints it, or a unique prefix")
     p.add_argument("--reason", default="unspecified", metavar="R",
                    help=f"RFC 5280 reason: {', '.join(REASONS)}")
     p.set_defaults(func=_revoke)
 
     p = sub.add_parser("list", help="list issued certificates")
-    p.add_argument("dir", type=Path, metavar="DIR")
+    p.add_argument("dir", type=Path, metavar="DIR", help=DIR_HELP)
     p.set_defaults(func=_list)
 
+    p = sub.add_parser("show", help="one certificate or request in full")
+    p.add_argument("dir", type=Path, metavar="DIR", help=DIR_HELP)
+    p.add_argument("id", metavar="SERIAL|TXID",
+                   help="a certificate's serial or a request's transaction ID, or a unique "
+                        "prefix of either")
+    p.set_defaults(func=_show)
+
     p = sub.add_parser("sign", help="sign a PKCS#10 request carried from a device (offline)")
-    p.add_argument("dir", type=Path, metavar="DIR")
+    p.add_argument("dir", type=Path, metavar="DIR", help=DIR_HELP)
     p.add_argument("--csr", required=True, metavar="FILE",
                    help="the request as the device printed it (PEM), base64 or DER; - = stdin")
     p.add_argument("--out", type=Path, metavar="FILE",
@@ -149,9 +172,9 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         f"Without --challenge-file or --challenge, ${CHALLENGE_ENV} (if set) is the static "
         "challenge password. --challenge is the easy way and the leaky one: other local users "
         "see a command line (ps, /proc/PID/cmdline), not a 0600 file or the environment."))
-    p.add_argument("dir", type=Path, metavar="DIR")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8080, help="TCP port (0 = any free port)")
+    p.add_argument("dir", type=Path, metavar="DIR", help=DIR_HELP)
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    p.add_argument("--port", type=int, default=8080, help="TCP port; 0: any free port")
     secret = p.add_mutually_exclusive_group()
     secret.add_argument("--challenge-file", type=Path, metavar="FILE",
                         help="read the static challenge password from the first line of FILE "
@@ -171,6 +194,9 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--public-url", metavar="URL",
                    help="base URL clients reach this server at (for the CRL distribution "
                         "point; default: the bound address)")
+    p.add_argument("--log-json", action="store_true",
+                   help="the console's event lines (pending, issued, rejected, refused, "
+                        "renewed, CRL published, ...) as one JSON object per line")
     p.add_argument("--workers", type=_positive, default=os.cpu_count() or 1, metavar="N",
                    help="HTTP worker processes (default: one per CPU, here "
                         f"{os.cpu_count() or 1}); 1 serves from this process alone")
@@ -233,10 +259,6 @@ def _positive(text: str) -> int:
     return value
 
 
-def _fingerprint(der_cert: Any) -> str:
-    return ":".join(f"{b:02X}" for b in der_cert.fingerprint(hashes.SHA256()))
-
-
 def _init(args: argparse.Namespace) -> int:
     with BuiltinCA.init(args.dir, subject=args.subject, key=args.key, days=args.days,
                         certificate_days=args.cert_days, ra=args.ra) as ca:
@@ -245,12 +267,15 @@ def _init(args: argparse.Namespace) -> int:
         print(f"  subject:      {cert.subject.rfc4514_string()}")
         print(f"  key:          {args.key} ({args.dir / 'ca.key'}, mode 0600)")
         print(f"  certificate:  {args.dir / 'ca.pem'}")
-        print(f"  fingerprint:  SHA256 {_fingerprint(cert)}")
         print(f"  valid until:  {cert.not_valid_after_utc:%Y-%m-%d %H:%M:%S} UTC")
         ra = ca.ra_certificates()
         if ra is not None:
             print(f"  RA signing:   {ra[0].subject.rfc4514_string()}")
             print(f"  RA encryption:{ra[1].subject.rfc4514_string()}")
+        print("The CA certificate's fingerprint, as `crypto ca authenticate` shows it on the "
+              "router:")
+        for line in fingerprint_lines(cert.public_bytes(serialization.Encoding.DER)):
+            print(line)
     return 0
 
 
@@ -264,6 +289,7 @@ def _serve(args: argparse.Namespace) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     with BuiltinCA.open(args.dir) as ca:
+        ca.console = Console(console_logger(sys.stdout, as_json=args.log_json))
         # The replayed state and everything imported live as long as the server: keep the
         # cyclic collector from walking them again and again under load.
         gc.freeze()
@@ -315,14 +341,24 @@ def _challenge(args: argparse.Namespace) -> int:
     return 0
 
 
+def _resolved(root: Path, find: Callable[[CAState, str], str], typed: str) -> str:
+    """The full transaction ID or serial `typed` names (see engine/ca/lookup.py), read from
+    the CA's log read-only (a running server holds the write lock, not the readers)."""
+    with BuiltinCA.open(root, readonly=True) as ca:
+        return find(ca.state, typed)
+
+
 def _approve(args: argparse.Namespace) -> int:
+    args.txid = _resolved(args.dir, lookup.find_transaction, args.txid)
+
     def local(ca: BuiltinCA) -> dict[str, Any]:
         cert = ca.approve(args.txid)
         return {"serial": cert.serial if cert else None}
 
     result = _on_ca(args.dir, local, "approve", {"transaction_id": args.txid})
     if result.get("serial"):
-        print(f"Request {args.txid} approved; certificate {result['serial']} issued.")
+        print(f"Request {args.txid} approved; certificate {router_serial(result['serial'])} "
+              "issued.")
     else:
         print(f"Request {args.txid} approved; the certificate is issued when `ca serve` "
               "next runs.")
@@ -330,6 +366,8 @@ def _approve(args: argparse.Namespace) -> int:
 
 
 def _reject(args: argparse.Namespace) -> int:
+    args.txid = _resolved(args.dir, lookup.find_transaction, args.txid)
+
     def local(ca: BuiltinCA) -> dict[str, Any]:
         ca.reject(args.txid, args.reason)
         return {}
@@ -340,10 +378,11 @@ def _reject(args: argparse.Namespace) -> int:
 
 
 def _revoke(args: argparse.Namespace) -> int:
+    args.serial = _resolved(args.dir, lookup.find_serial, args.serial)
     result = _on_ca(args.dir, lambda ca: {"crl_number": ca.revoke(args.serial, args.reason)
                                           .number}, "revoke",
                     {"serial": args.serial, "reason": args.reason})
-    print(f"Certificate {args.serial} revoked ({args.reason}); CRL number "
+    print(f"Certificate {router_serial(args.serial)} revoked ({args.reason}); CRL number "
           f"{result['crl_number']} issued.")
     return 0
 
@@ -360,8 +399,9 @@ def _sign(args: argparse.Namespace) -> int:
                                                                              days=args.days)),
                     "sign", {"csr": base64.b64encode(der).decode("ascii"), "days": args.days})
     pem = str(result["certificate"])
-    summary = (f"Certificate {result['serial']} issued to {result['subject']} (transaction "
-               f"{result['transaction_id']}), valid until {_time(int(result['not_after']))} UTC"
+    summary = (f"Certificate {router_serial(result['serial'])} issued to {result['subject']} "
+               f"(transaction {result['transaction_id']}), valid until "
+               f"{_time(int(result['not_after']))} UTC"
                + ("" if result["crl_dp"] else "; no CRL distribution point (the CA's URL is "
                                                 "known only while `ca serve` runs)"))
     if args.out is not None:
@@ -388,9 +428,9 @@ def _requests(args: argparse.Namespace) -> int:
     if not reqs:
         print("No pending requests." if not args.all else "No requests.")
         return 0
-    rows = [(r.transaction_id, r.status.value, {19: "PKCSReq", 17: "RenewalReq", 0: "offline"}.get(
-        r.message_type, str(r.message_type)), r.authorization, _time(r.received_at),
-        r.subject_text) for r in reqs]
+    rows = [(r.transaction_id, r.status.value,
+             MESSAGE_TYPES.get(r.message_type, str(r.message_type)), r.authorization,
+             _time(r.received_at), r.subject_text) for r in reqs]
     _table(("TRANSACTION ID", "STATUS", "TYPE", "AUTHORIZED BY", "RECEIVED (UTC)", "SUBJECT"),
            rows)
     return 0
@@ -405,15 +445,63 @@ def _list(args: argparse.Namespace) -> int:
         return 0
     rows = []
     for c in certs:
-        if c.revoked_at is not None:
-            status = f"revoked ({c.revocation_reason})"
-        elif c.not_after < now:
-            status = "expired"
-        else:
-            status = "valid"
-        rows.append((c.serial, status, _time(c.not_after), c.subject_text))
+        rows.append((router_serial(c.serial), _status(c, now), _time(c.not_after),
+                     c.subject_text))
     _table(("SERIAL", "STATUS", "NOT AFTER (UTC)", "SUBJECT"), rows)
     return 0
+
+
+def _status(c: IssuedCertificate, now: int) -> str:
+    if c.revoked_at is not None:
+        return f"revoked ({c.revocation_reason})"
+    return "expired" if c.not_after < now else "valid"
+
+
+def _show(args: argparse.Namespace) -> int:
+    with BuiltinCA.open(args.dir, readonly=True) as ca:
+        kind, key = lookup.find_any(ca.state, args.id)
+        now = to_micros(ca.clock.now())
+        if kind == "certificate":
+            print("\n".join(_certificate_lines(ca.state.certificates[key], now)))
+        else:
+            reqs = [r for r in ca.requests() if r.transaction_id == key]
+            print("\n\n".join("\n".join(_request_lines(r)) for r in reqs))
+    return 0
+
+
+def _certificate_lines(c: IssuedCertificate, now: int) -> list[str]:
+    cert = x509.load_der_x509_certificate(c.certificate)
+    lines = [f"Certificate {router_serial(c.serial)}",
+             f"  Status          : {_status(c, now)}",
+             f"  Subject         : {c.subject_text}",
+             f"  Transaction ID  : {c.transaction_id}",
+             f"  Not before (UTC): {_time(c.not_before)}",
+             f"  Not after (UTC) : {_time(c.not_after)}"]
+    if c.revoked_at is not None:
+        lines.append(f"  Revoked (UTC)   : {_time(c.revoked_at)}")
+    if c.renewed_by is not None:
+        lines.append(f"  Renewed by      : {router_serial(c.renewed_by)}")
+    lines += [f"  {line}" for line in fingerprint_lines(c.certificate)]
+    lines.append(cert.public_bytes(serialization.Encoding.PEM).decode("ascii").rstrip())
+    return lines
+
+
+def _request_lines(r: Request) -> list[str]:
+    lines = [f"Request {r.transaction_id}",
+             f"  Status          : {r.status.value}",
+             f"  Type            : {MESSAGE_TYPES.get(r.message_type, str(r.message_type))}",
+             f"  Subject         : {r.subject_text}",
+             f"  Received (UTC)  : {_time(r.received_at)}",
+             f"  Authorized by   : {r.authorization}"]
+    if r.decided_by:
+        lines.append(f"  Approved by     : {r.decided_by}")
+    if r.reject_reason:
+        lines.append(f"  Reject reason   : {r.reject_reason}")
+    if r.renewal_of is not None:
+        lines.append(f"  Renews          : {router_serial(r.renewal_of)}")
+    if r.serial is not None:
+        lines.append(f"  Certificate     : {router_serial(r.serial)}")
+    return lines
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
@@ -423,7 +511,9 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="trustledger")
+    from engine.cli import Parser
+
+    parser = Parser(prog="trustledger")
     register(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(["ca", *argv] if argv is not None and argv[:1] != ["ca"]
                              else argv)

@@ -309,19 +309,18 @@ def _renews_anew(known: Request, renewal_of: str | None) -> bool:
     return known.status in (RequestStatus.ISSUED, RequestStatus.REJECTED)
 
 
-def _pending(state: CAState, txid: str) -> Request:
+def decide_approve(state: CAState, txid: str) -> list[Event]:
+    """Approve a pending request, or one rejected before (the operator changed their mind: the
+    device is told a new key pair or the CA's approval is needed, and its next request or poll
+    for that transaction then gets the certificate)."""
     _require_initialized(state)
     req = state.requests.get(txid)
     if req is None:
         raise CAError(Reason.NOT_FOUND, f"no request with transaction ID {txid}")
-    if req.status is not RequestStatus.PENDING:
+    if req.status not in (RequestStatus.PENDING, RequestStatus.REJECTED):
         raise CAError(Reason.NOT_ALLOWED,
-                      f"request {txid} is {req.status.value}, not pending")
-    return req
-
-
-def decide_approve(state: CAState, txid: str) -> list[Event]:
-    _check_renewal_still_open(state, _pending(state, txid))
+                      f"request {txid} is {req.status.value}, not pending or rejected")
+    _check_renewal_still_open(state, req)
     return [RequestApproved(txid, "operator")]
 
 

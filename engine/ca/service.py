@@ -46,6 +46,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from engine.ca import offline, profile
+from engine.ca.console import Console
 from engine.ca.decide import (
     Enroll,
     Policy,
@@ -143,6 +144,7 @@ class BuiltinCA:
             [(log.head[0], state.crl)] if state.crl is not None else [])
         self._published = 0  # number of the CRL in DIR/ca.crl (by this process)
         self.crl_url: str | None = None  # the CDP put in issued certificates (set by serve)
+        self.console: Console | None = None  # the operator's event lines (set by `ca serve`)
         self._ca_cert = x509.load_der_x509_certificate(state.ca_certificate)
 
     # -- opening ----------------------------------------------------------------------------
@@ -278,7 +280,10 @@ class BuiltinCA:
                 x509.load_der_x509_certificate(st.ra_encryption_certificate))
 
     def requests(self, status: RequestStatus | None = None) -> list[Request]:
-        reqs = [r for r in self._state.requests.values() if status is None or r.status is status]
+        """The requests in `status`, oldest first; with None, every request ever received
+        (also those a later request with the same transaction ID replaced)."""
+        every = (*self._state.earlier_requests, *self._state.requests.values())
+        reqs = [r for r in every if status is None or r.status is status]
         return sorted(reqs, key=lambda r: (r.received_at, r.transaction_id))
 
     def certificates(self) -> list[IssuedCertificate]:
@@ -395,6 +400,8 @@ class BuiltinCA:
             for rec in records:
                 state = evolve(state, rec.event, rec.at)
         self._state = state
+        if self.console is not None:
+            self.console.recorded(state, events)
         if state.crl is not before and state.crl is not None:
             with self._publishing:  # published once durable (`_publish_durable_crl`)
                 self._unpublished.append((records[-1].seq, state.crl))
@@ -424,6 +431,9 @@ class BuiltinCA:
             tmp.write_bytes(crl.der)
             os.replace(tmp, path)
             self._published = crl.number
+        if self.console is not None:
+            self.console.crl_published(crl.number,
+                                       f"{from_micros(crl.next_update):%Y-%m-%dT%H:%M:%SZ}")
 
     def mint_challenge(self, valid_for: timedelta = DEFAULT_CHALLENGE_LIFETIME) -> str:
         """A new one-time challenge password (only its SHA-256 is recorded)."""
@@ -443,13 +453,18 @@ class BuiltinCA:
             now_dt = self.clock.now()
             now = to_micros(now_dt)
             state = self._state
-            events = decide_enrollment(state, cmd, policy, now)
-            tentative = _fold(state, events, now)
-            req = tentative.requests[cmd.transaction_id]
-            if req.status is RequestStatus.APPROVED and self.crl_url is not None:
-                more = self._issue(tentative, key, cmd.transaction_id, now_dt)
-                events += more
-                tentative = _fold(tentative, more, now)
+            try:
+                events = decide_enrollment(state, cmd, policy, now)
+                tentative = _fold(state, events, now)
+                req = tentative.requests[cmd.transaction_id]
+                if req.status is RequestStatus.APPROVED and self.crl_url is not None:
+                    more = self._issue(tentative, key, cmd.transaction_id, now_dt)
+                    events += more
+                    tentative = _fold(tentative, more, now)
+            except ScepRefusal as e:
+                if self.console is not None:
+                    self.console.refused(cmd.transaction_id, cmd.subject_text, e)
+                raise
             self._commit(state, events, now, actor, cmd.transaction_id, folded=tentative)
             return self._outcome(cmd.transaction_id)
 

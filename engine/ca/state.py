@@ -90,7 +90,10 @@ class CAState:
     ra_encryption_certificate: bytes | None = None
     certificate_days: int = 0
     crl_lifetime_seconds: int = 0
-    requests: PMap[Request] = field(default_factory=PMap)
+    requests: PMap[Request] = field(default_factory=PMap)  # the latest per transaction ID
+    # Requests a later one with the same transaction ID replaced in `requests` (a renewal that
+    # reuses a finished transaction's ID), oldest first: `ca requests --all` lists them too.
+    earlier_requests: tuple[Request, ...] = ()
     certificates: PMap[IssuedCertificate] = field(default_factory=PMap)
     challenges: PMap[Challenge] = field(default_factory=PMap)
     revoked: tuple[str, ...] = ()  # serials, in revocation order (the CRL's entries)
@@ -143,7 +146,11 @@ def _(ev: RequestReceived, state: CAState, at: int) -> CAState:
     req = Request(ev.transaction_id, ev.message_type, ev.subject, ev.subject_text, ev.public_key,
                   ev.requested_extensions, ev.signer_certificate, ev.authorization,
                   ev.renewal_of, at, signer_key_sha256=ev.signer_key_sha256)
-    return replace(state, requests=state.requests.set(ev.transaction_id, req), last_at=at)
+    replaced = state.requests.get(ev.transaction_id)
+    earlier = (state.earlier_requests if replaced is None
+               else (*state.earlier_requests, replaced))
+    return replace(state, requests=state.requests.set(ev.transaction_id, req),
+                   earlier_requests=earlier, last_at=at)
 
 
 @_apply.register

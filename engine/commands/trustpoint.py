@@ -62,7 +62,14 @@ from events.trustpoint import (
     EnrollmentPending,
     EnrollmentRequested,
 )
-from projections.certfmt import ios_name, ios_serial, md5_spaced, md5_words, sha256_hex, validity
+from projections.certfmt import (
+    fingerprint_lines,
+    ios_name,
+    ios_serial,
+    md5_words,
+    sha256_hex,
+    validity,
+)
 from projections.syslog import certret, enrollment_failure, failure_message, plural, poll_failed
 from projections.trustpoints import render_certificates, render_trustpoints
 
@@ -156,8 +163,7 @@ def _describe_ca(cert: x509.Certificate) -> str:
         "Issued By     :", ios_name(cert.issuer),
         f"Validity Start :{start}",
         f"Validity End   :{end}",
-        f"Fingerprint:{md5_spaced(der)}",
-        f"SHA256 Fingerprint:{sha256_hex(der)}", ""])
+        *fingerprint_lines(der), ""])
 
 
 
@@ -357,7 +363,7 @@ def handle_replies(now: int, cfg: TrustpointConfig, status: TrustpointStatus,
         elif not failed:
             failed.append(EnrollmentFailed(cfg.name, reply.transaction_id, "failure",
                                            _fail_name(reply.fail_info),
-                                           _explain(reply.fail_info) + _ca_says(reply)
+                                           _why_refused(reply, pair, status, earlier=polls == 0)
                                            + _which(pairs, replies)))
     if failed:
         # A sibling request the CA did answer with a certificate (usage keys) is kept.
@@ -412,12 +418,27 @@ _OUTCOME = {PkiStatus.SUCCESS: "issued", PkiStatus.PENDING: "left pending",
             PkiStatus.FAILURE: "refused"}
 
 
-def _ca_says(reply: ScepReply) -> str:
-    """"; the CA says: TEXT" for a failInfoText (control characters shown as '?', at most 200
-    characters: it is the peer's text), else ""."""
+def _why_refused(reply: ScepReply, pair: KeyPair, status: TrustpointStatus, *,
+                 earlier: bool) -> str:
+    """What a FAILURE means. For a request the CA held (it answered PENDING before), the
+    FAILURE is the CA's decision on that request, whatever the new message carried: say so
+    with the CA's own text, and what it takes to get a certificate."""
+    if reply.transaction_id not in status.held_by_ca:
+        text = _ca_text(reply)
+        return _explain(reply.fail_info) + (f"; the CA says: {text}" if text else "")
+    generate = "crypto key generate rsa" + ("" if pair.label == "the_default"
+                                            else f" {pair.label}")  # enrollment is RSA only
+    return (f"the CA rejected this request{' earlier' if earlier else ''} "
+            f"({_ca_text(reply) or 'it gave no reason'}). A new key pair or the CA's approval "
+            f"is needed: '{generate}' and enroll again, or ask the CA administrator to "
+            "approve the request")
+
+
+def _ca_text(reply: ScepReply) -> str:
+    """The CA's failInfoText as we show it: control characters as '?', at most 200
+    characters (it is the peer's text), without a closing full stop."""
     text = "".join(c if c.isprintable() else "?" for c in (reply.fail_info_text or ""))
-    text = text.strip().rstrip(".")[:200]
-    return f"; the CA says: {text}" if text else ""
+    return text.strip().rstrip(".")[:200]
 
 
 # -- crypto ca cancel-enroll ----------------------------------------------------------------------

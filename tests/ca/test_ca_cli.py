@@ -15,6 +15,7 @@ from cli_support import REPO, cli, served
 from cryptography import x509
 
 from engine.scep import FailInfo, PkiStatus
+from projections.certfmt import ios_serial
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +54,7 @@ def test_commands_go_through_the_running_server(ca_dir: Path) -> None:
         assert rep.status is PkiStatus.SUCCESS
         cert = rep.certificate_for(client.key.public_key())
         assert cert is not None
-        serial = format(cert.serial_number, "x")
+        serial = ios_serial(cert)  # as the router prints it (issue 14 item 10)
         assert serial in approved and serial in cli("list", ca_dir).stdout
         reused = ScepTestClient(srv.scep_url, rsa_key(41), "cli2", signing_time=None)
         rep = reused.enroll(password)

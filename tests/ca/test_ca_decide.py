@@ -188,7 +188,7 @@ def test_renewal_with_revoked_or_foreign_certificate_is_refused(ca: CAState) -> 
         decide_enrollment(revoked, cmd, Policy(), NOW)
 
 
-def test_approve_and_reject_only_pending_requests(ca: CAState) -> None:
+def test_approve_pending_or_rejected_and_reject_only_pending_requests(ca: CAState) -> None:
     cmd = enroll_cmd(rsa_key(1), "r1", txid="TXP")
     state = fold(ca, decide_enrollment(ca, cmd, MANUAL, NOW))
     with pytest.raises(CAError) as missing:
@@ -197,8 +197,12 @@ def test_approve_and_reject_only_pending_requests(ca: CAState) -> None:
     rejected = fold(state, decide_reject(state, "TXP", ""))
     assert rejected.requests["TXP"].status is RequestStatus.REJECTED
     assert reply_status(rejected, "TXP") is ReplyStatus.FAILURE
+    # The operator may change their mind about a rejection (issue 14 item 11) ...
+    reversed_ = fold(rejected, decide_approve(rejected, "TXP"))
+    assert reversed_.requests["TXP"].status is RequestStatus.APPROVED
+    # ... but not approve twice.
     with pytest.raises(CAError) as again:
-        decide_approve(rejected, "TXP")
+        decide_approve(reversed_, "TXP")
     assert again.value.reason is Reason.NOT_ALLOWED
 
 

@@ -26,6 +26,7 @@ from engine.errors import Reason
 from engine.scep import build_csr
 from events.ca import CertificateIssued, RequestApproved, RequestReceived
 from events.filelog import FileEventLog
+from projections.certfmt import ios_serial
 
 CHALLENGE = "offline-challenge-77123"
 
@@ -181,7 +182,7 @@ def test_cli_signs_our_csr_offline_and_openssl_verifies(ca_dir: Path, tmp_path: 
     verified = openssl_verify(ca_dir / "ca.pem", leaf)
     assert verified.returncode == 0, verified.stderr
     listing = cli("list", ca_dir).stdout
-    assert format(cert.serial_number, "x") in listing
+    assert ios_serial(cert) in listing
     assert "offline" in cli("requests", ca_dir, "--all").stdout
     pasted = cli("sign", ca_dir, "--csr", "-", stdin=device_output(our_csr(66, "r66")).decode())
     assert x509.load_pem_x509_certificate(pasted.stdout.encode()).subject.rfc4514_string() == \
@@ -211,7 +212,7 @@ def test_cli_signs_an_openssl_request_through_the_running_server(ca_dir: Path,
                        "-----END CERTIFICATE REQUEST-----\n")
         refused = cli("sign", ca_dir, "--csr", bad, check=False)
         assert refused.returncode == 1 and refused.stderr.startswith("% not a usable")
-        assert format(cert.serial_number, "x") in cli("list", ca_dir).stdout
+        assert ios_serial(cert) in cli("list", ca_dir).stdout
     verified = openssl_verify(ca_dir / "ca.pem", tmp_path / "c.pem")
     assert verified.returncode == 0, verified.stderr
     with BuiltinCA.open(ca_dir, readonly=True) as ca:

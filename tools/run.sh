@@ -1,0 +1,7 @@
+#!/bin/sh
+# `sh tools/run.sh ARGS...` runs `trustledger ARGS...` on a fresh Debian 12 machine: installs
+# what is missing (Debian packages python3-venv; the Python packages into .venv/, see
+# tools/venv.sh), then runs the command. E.g. `sh tools/run.sh demo`.
+set -eu
+. "$(dirname "$0")/venv.sh"
+exec "$TL_VENV/bin/trustledger" "$@"
