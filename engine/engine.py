@@ -6,11 +6,15 @@
 
 One command = one atomic append: its events are written and made durable as one batch before
 the state moves and before `execute` returns. A command that fails (bad syntax, a refused
-state transition, a peer error, the operator saying no) appends nothing.
+state transition, a peer error, the operator saying no) appends nothing. Neither does one whose
+append fails (a full disk, an I/O error): the log cuts itself back to the last acknowledged
+frame (events/filelog.py), the state does not move, the keys it made are discarded, and the
+operator reads `% Could not write the event log: <reason>. Nothing was changed.`
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -25,15 +29,15 @@ from engine.config import Change, ConfigConflict
 from engine.effects import Outcome
 from engine.errors import CommandError, Reason
 from engine.grammar import GRAMMAR, Grammar, Mode
-from engine.keystore import KeyGenerator
+from engine.keystore import KeyGenerator, keystore_of, tidy_keystore
 from engine.parser import Match, choices, complete_word, parse, render_choices
 from engine.ports import Clock, FakeClock, Prompter, SystemClock
-from engine.runtime import Ports, queue, require_utf8, run
+from engine.runtime import Ports, perform, queue, require_utf8, run
 from engine.scep_client import ScepTransport
 from engine.schedule import due_jobs
 from engine.session import Session
 from engine.state import DeviceState, evolve, replay_rows
-from events.filelog import FileEventLog, LogError
+from events.filelog import FileEventLog, LogError, LogWriteFailed
 from events.memory import MemoryEventLog
 from events.store import EventStore, PendingEvent, Recorded
 
@@ -83,6 +87,7 @@ class Engine:
         self._failure: CommandError | None = None
         self._line = ""
         self.recovered: str | None = None  # what opening the log repaired (a torn tail)
+        self.notices: list[str] = []  # other things opening the data directory did or found
 
     # -- opening -------------------------------------------------------------------------------
 
@@ -116,7 +121,23 @@ class Engine:
                       write=write, keygen=keygen, scep=scep)
         engine = cls(log, state, ports, root, user or _default_user())
         engine.recovered = log.recovered
+        engine._tidy_keystore()
         return engine
+
+    def _tidy_keystore(self) -> None:
+        """Finish what an interrupted key write or zeroize left (engine/keystore.py)."""
+        assert self.data_dir is not None
+        live = [p.key_id for ps in self.state.keys.pairs.values() for p in ps]
+        try:
+            destroyed = tidy_keystore(self.data_dir, live)
+        except OSError as e:
+            self.notices.append(f"%KEYS-4-TIDY: the keystore could not be tidied ({e}); data "
+                                "keys of zeroized keys may remain until the next open.")
+            return
+        if destroyed:
+            self.notices.append(f"%KEYS-4-TIDY: destroyed {len(destroyed)} data key(s) the log "
+                                "holds no live key pair for (an unfinished zeroize or key "
+                                "generation).")
 
     @classmethod
     def in_memory(cls, *, clock: Clock | None = None, prompter: Prompter | None = None,
@@ -267,8 +288,13 @@ class Engine:
             corr = f"cmd:{self.store.head[0] + 1}"
             batch = [PendingEvent(ev, outcome.stream, now, self.session.user, corr)
                      for ev in outcome.events]
-            records = self.store.append(batch)
+            try:
+                records = self.store.append(batch)
+            except LogWriteFailed as err:
+                raise self._append_failed(err) from err
             self.fold(records)
+            for eff in outcome.then:
+                perform(eff, self.ports)
         session = self.session
         if outcome.edits:
             try:
@@ -295,6 +321,23 @@ class Engine:
                            else outcome.output + "\n")
         self._failure = outcome.failure
         return records
+
+    def _append_failed(self, err: LogWriteFailed) -> CommandError:
+        """The command's events are not in the log: discard the data keys it made (no event
+        names them) and say so. Best effort: `tidy_keystore` finishes it at the next open."""
+        with contextlib.suppress(OSError, CommandError):
+            store = keystore_of(self.ports)
+            live = {p.key_id for ps in self.state.keys.pairs.values() for p in ps}
+            for key_id in store.key_ids():
+                if key_id not in live:
+                    store.destroy(key_id)
+        if err.rolled_back:
+            return CommandError(Reason.NOT_ALLOWED, f"% Could not write the event log: "
+                                                    f"{err.reason}. Nothing was changed.")
+        return CommandError(Reason.NOT_ALLOWED, (
+            f"% Could not write the event log: {err.reason}. The log could not be cut back "
+            "either: it takes no more commands until the data directory is reopened, and "
+            "this command may then be found in it."))
 
     def run_due(self) -> list[Result]:
         """Run the scheduled work due at the engine clock's now (enrollment polls, ...), each
@@ -338,6 +381,7 @@ class Engine:
         try:
             snapshot.save(self.data_dir / "snapshots", self.state, self.store.head)
             self._since_snapshot = 0
+            self.store.mark_head()
         except OSError as e:
             logger.warning("snapshot not written", error=str(e), seq=self.state.seq)
 

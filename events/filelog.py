@@ -451,6 +451,15 @@ class FileEventLog:
         _fsync_dir(self.root)
         self.recovered = str(repair)
 
+    def notice(self) -> str | None:
+        """The one line an operator must see about this open's repair, if there is one."""
+        if self.recovered:
+            return f"%LOG-4-RECOVERED: {self.recovered}"
+        if self.repair_pending:
+            return (f"%LOG-4-REPAIR_PENDING: opened read-only, the log was not changed; the "
+                    f"next open for writing will {self.repair_pending}")
+        return None
+
     # -- the port ---------------------------------------------------------------------------
 
     @property
