@@ -330,7 +330,7 @@ class Engine:
             live = {p.key_id for ps in self.state.keys.pairs.values() for p in ps}
             for key_id in store.key_ids():
                 if key_id not in live:
-                    store.destroy(key_id)
+                    store.discard(key_id)
         if err.rolled_back:
             return CommandError(Reason.NOT_ALLOWED, f"% Could not write the event log: "
                                                     f"{err.reason}. Nothing was changed.")

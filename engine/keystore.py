@@ -242,6 +242,10 @@ class Keystore(Protocol):
         """Crypto-shred: destroy the data key of `key_id` (idempotent)."""
         ...
 
+    def discard(self, key_id: str) -> None:
+        """Destroy the data key of a key no event names (its command failed): no tombstone."""
+        ...
+
     def holds(self, key_id: str) -> bool:
         """Whether the data key of `key_id` is present (not zeroized, not lost)."""
         ...
@@ -292,7 +296,11 @@ class _WrappingKeystore(ABC):
 
     def destroy(self, key_id: str) -> None:
         _check_id(key_id)
-        self._erase(key_id)
+        self._erase(key_id, tombstone=True)
+
+    def discard(self, key_id: str) -> None:
+        _check_id(key_id)
+        self._erase(key_id, tombstone=False)
 
     def holds(self, key_id: str) -> bool:
         _check_id(key_id)
@@ -308,7 +316,7 @@ class _WrappingKeystore(ABC):
     def _load(self, key_id: str) -> bytes | None: ...
 
     @abstractmethod
-    def _erase(self, key_id: str) -> None: ...
+    def _erase(self, key_id: str, *, tombstone: bool) -> None: ...
 
     @abstractmethod
     def _zeroized(self, key_id: str) -> bool: ...
@@ -353,7 +361,7 @@ class DirectoryKeystore(_WrappingKeystore):
         except FileNotFoundError:
             return None
 
-    def _erase(self, key_id: str) -> None:
+    def _erase(self, key_id: str, *, tombstone: bool) -> None:
         path = self._path(key_id, ".dek")
         try:
             fd = os.open(path, os.O_WRONLY)
@@ -368,7 +376,10 @@ class DirectoryKeystore(_WrappingKeystore):
             finally:
                 os.close(fd)
             path.unlink()
-        if self.root.exists():
+        if not tombstone:
+            if fd >= 0:
+                _fsync_dir(self.root)
+        elif self.root.exists():
             tomb = os.open(self._path(key_id, ".zeroized"), os.O_WRONLY | os.O_CREAT, 0o600)
             os.fsync(tomb)
             os.close(tomb)
@@ -400,11 +411,12 @@ class MemoryKeystore(_WrappingKeystore):
         got = self._wrapped.get(key_id)
         return bytes(got) if got is not None else None
 
-    def _erase(self, key_id: str) -> None:
+    def _erase(self, key_id: str, *, tombstone: bool) -> None:
         buf = self._wrapped.pop(key_id, None)
         if buf is not None:
             buf[:] = bytes(len(buf))
-        self._destroyed.add(key_id)
+        if tombstone:
+            self._destroyed.add(key_id)
 
     def _zeroized(self, key_id: str) -> bool:
         return key_id in self._destroyed
@@ -648,7 +660,7 @@ def _generate(ports: Ports, eff: GenerateKeyPairs) -> tuple[SealedKey, ...]:
     except BaseException:
         for done in sealed:  # all or nothing: no data key of a key no event will name
             with contextlib.suppress(OSError):
-                store.destroy(done.key_id)
+                store.discard(done.key_id)
         raise
     return tuple(sealed)
 
