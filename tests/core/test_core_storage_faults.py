@@ -286,7 +286,8 @@ def _exec(data: Path, script: str, *, fault: bool) -> subprocess.CompletedProces
     argv = ["exec", "--data", str(data), "-f", str(data.parent / "script.txt")]
     cmd = ([sys.executable, "-c", EXEC_WITH_FAULT, *argv] if fault
            else [sys.executable, "-m", "engine.cli", *argv])
-    return subprocess.run(cmd, cwd=REPO, text=True, capture_output=True, timeout=120,
+    return subprocess.run(cmd, check=False, cwd=REPO, text=True, capture_output=True,
+                          timeout=120,
                           env={**os.environ, "PYTHONPATH": str(REPO), "LC_ALL": "C.UTF-8"})
 
 
