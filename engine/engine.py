@@ -110,7 +110,7 @@ class Engine:
                     f"seq {known} exists: acknowledged events are missing. Restore the log "
                     f"from a backup (or move {root / 'snapshots'} aside to accept the loss).")
             if log.recovered:
-                logger.warning("event log recovered after a crash", repaired=log.recovered)
+                logger.warning("event log repaired at open", repaired=log.recovered)
             state = snapshot.load(root / "snapshots", log) if use_snapshots else None
             state = state or DeviceState()
             state = replay_rows(state, log.read_rows(state.seq + 1))
