@@ -29,7 +29,9 @@ holds the log's lock, so no other writer is at work), removes what an interrupte
   generation may create a real one;
 - the `.dek` of every key id the log's state does not hold as a live key pair: either its
   `KeyPairGenerated` was never acknowledged (the sealed private key exists nowhere else, so the
-  DEK opens nothing) or the log says it was zeroized and the destruction did not finish.
+  DEK opens nothing) or the log says it was zeroized and the destruction did not finish. (So
+  restore `log/` and `keystore/` together: a log restored alone from an older backup makes the
+  data keys of later keys look unacknowledged, and they are destroyed.)
 
 Order against the log (the log's append is the commit point of a command):
 - key generation: the DEK is written *before* `KeyPairGenerated` is appended. The other order
