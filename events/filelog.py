@@ -316,6 +316,59 @@ def records_of(frame: Frame, prev: bytes) -> list[Recorded]:
     return out
 
 
+class _Scan:
+    """The walk of `FileEventLog._recover` over the segments: checksums and numbering only
+    (counting a frame's rows needs its msgpack array header, not a decode); the last frame is
+    decoded for the head hash, and the frame holding the marker's seq for its hash."""
+
+    def __init__(self, marked: int) -> None:
+        self.marked = marked
+        self.marked_hash: bytes | None = GENESIS if marked == 0 else None
+        self.expect, self.prev, self.size = 1, GENESIS, 0
+        self.repair: tuple[Repair, Path] | None = None  # a torn tail, to cut after the checks
+
+    def segment(self, seg: Path, *, last: bool) -> bool:
+        """Walk one segment; False if it is an incomplete last one (to be removed)."""
+        try:
+            first_seq, seg_prev = read_segment_header(seg)
+        except _Torn:
+            if not last:
+                raise LogCorrupted(Damage(seg.name, 0, None,
+                                          "segment header is incomplete")) from None
+            self.repair = Repair(seg.name, 0, seg.stat().st_size, remove=True), seg
+            return False
+        if first_seq != self.expect:
+            raise LogCorrupted(Damage(seg.name, 0, first_seq, f"segment starts at seq "
+                                      f"{first_seq}, expected {self.expect}"))
+        if seg_prev != self.prev:
+            raise LogCorrupted(Damage(seg.name, 0, first_seq,
+                                      "segment prev hash breaks the chain"))
+        self.size = SEG_HEADER.size
+        last_frame: tuple[int, int, bytes] | None = None
+        try:
+            for offset, frame_seq, body in scan_frames(seg):
+                self._frame(seg, offset, frame_seq, body)
+                last_frame = (offset, frame_seq, body)
+        except _Torn as torn:
+            if not last:
+                raise LogCorrupted(Damage(seg.name, torn.offset, None,
+                                          "incomplete frame inside the log")) from None
+            self.repair = Repair(seg.name, torn.offset, seg.stat().st_size - torn.offset), seg
+            self.size = torn.offset
+        if last_frame is not None:
+            self.prev = records_of(Frame(seg, *last_frame), self.prev)[-1].hash
+        return True
+
+    def _frame(self, seg: Path, offset: int, frame_seq: int, body: bytes) -> None:
+        if frame_seq != self.expect:
+            raise LogCorrupted(Damage(seg.name, offset, frame_seq, f"frame starts at seq "
+                                      f"{frame_seq}, expected {self.expect}"))
+        self.expect += _count_records(seg, offset, frame_seq, body)
+        if frame_seq <= self.marked < self.expect:
+            self.marked_hash = _decode(seg, offset, frame_seq, body)[self.marked - frame_seq][8]
+        self.size = offset + FRAME_HEADER.size + len(body)
+
+
 class FileEventLog:
     """Append-only, hash-chained, crash-safe event log in a directory."""
 
@@ -376,63 +429,22 @@ class FileEventLog:
         """Find the head; check it against the marker; cut a torn tail (writer only); refuse
         any other damage. Nothing is modified before every check has passed."""
         marker = read_marker(self.root)
-        marked_seq = marker[0] if marker is not None else 0
-        marked_hash: bytes | None = GENESIS if marked_seq == 0 else None
-        repair: tuple[Repair, Path] | None = None
+        scan = _Scan(marker[0] if marker is not None else 0)
         segs = self.segments()
-        expect_seq = 1
-        prev = GENESIS
         for i, seg in enumerate(segs):
-            last = i == len(segs) - 1
-            try:
-                first_seq, seg_prev = read_segment_header(seg)
-            except _Torn:
-                if not last:
-                    raise LogCorrupted(Damage(seg.name, 0, None,
-                                              "segment header is incomplete")) from None
-                repair = Repair(seg.name, 0, seg.stat().st_size, remove=True), seg
-                break
-            if first_seq != expect_seq:
-                raise LogCorrupted(Damage(seg.name, 0, first_seq, f"segment starts at seq "
-                                          f"{first_seq}, expected {expect_seq}"))
-            if seg_prev != prev:
-                raise LogCorrupted(Damage(seg.name, 0, first_seq,
-                                          "segment prev hash breaks the chain"))
-            size = SEG_HEADER.size
-            last_frame: tuple[int, int, bytes] | None = None
-            try:
-                # Checksums and numbering only: counting a frame's rows needs its msgpack
-                # array header, not a decode. Only the last frame is decoded (for its hash).
-                for offset, frame_seq, body in scan_frames(seg):
-                    if frame_seq != expect_seq:
-                        raise LogCorrupted(Damage(seg.name, offset, frame_seq,
-                                                  f"frame starts at seq {frame_seq}, "
-                                                  f"expected {expect_seq}"))
-                    expect_seq += _count_records(seg, offset, frame_seq, body)
-                    if frame_seq <= marked_seq < expect_seq:
-                        row = _decode(seg, offset, frame_seq, body)[marked_seq - frame_seq]
-                        marked_hash = row[8]
-                    size = offset + FRAME_HEADER.size + len(body)
-                    last_frame = (offset, frame_seq, body)
-            except _Torn as torn:
-                if not last:
-                    raise LogCorrupted(Damage(seg.name, torn.offset, None,
-                                              "incomplete frame inside the log")) from None
-                repair = Repair(seg.name, torn.offset,
-                                seg.stat().st_size - torn.offset), seg
-                size = torn.offset
-            if last_frame is not None:
-                prev = records_of(Frame(seg, *last_frame), prev)[-1].hash
-            self._segment, self._segment_size = seg, size
-        self._head_seq, self._head_hash = expect_seq - 1, prev
+            if not scan.segment(seg, last=i == len(segs) - 1):
+                break  # an incomplete last segment header: removed below
+            self._segment, self._segment_size = seg, scan.size
+        self._head_seq, self._head_hash = scan.expect - 1, scan.prev
         if marker is not None:
-            _check_marker(self._head_seq, marker, marked_hash)
-        self._durable, self._marked = (self._head_seq, self._head_hash), marked_seq
-        if repair is not None:
-            self._repair(*repair)
+            _check_marker(self._head_seq, marker, scan.marked_hash)
+        self._durable, self._marked = (self._head_seq, self._head_hash), scan.marked
+        if scan.repair is not None:
+            self._repair(*scan.repair)
         self._durable_size = self._segment_size
-        if not self.readonly and self._segment is not None:
-            self._fd = os.open(self._segment, os.O_WRONLY | os.O_APPEND)
+        if not self.readonly:
+            if self._segment is not None:
+                self._fd = os.open(self._segment, os.O_WRONLY | os.O_APPEND)
             with contextlib.suppress(FileNotFoundError):  # a marker write cut short
                 (self.root / (HEAD_FILE + ".tmp")).unlink()
 
@@ -442,8 +454,6 @@ class FileEventLog:
             return
         if repair.remove:
             seg.unlink()
-            if self._segment == seg:
-                self._segment, self._segment_size = None, 0
         else:
             with open(seg, "r+b") as f:
                 f.truncate(repair.offset)
