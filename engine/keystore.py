@@ -676,9 +676,9 @@ def _destroy(ports: Ports, eff: DestroyKeys) -> None:
         try:
             store.destroy(key_id)
         except OSError as e:
-            ports.say(f"% Warning: the data key of key {key_id} could not be destroyed yet "
-                      f"({e.strerror or e}); it will be when the data directory is next "
-                      "opened.\n")
+            ports.say(f"% Warning: destroying the data key of key {key_id} could not be "
+                      f"completed ({e.strerror or e}); it is finished when the data "
+                      "directory is next opened.\n")
 
 
 @performs(WithPrivateKey)
