@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -119,6 +120,8 @@ def _log_dir(d: Path) -> Path:
 
 
 def cmd_log_verify(d: Path) -> int:
+    with contextlib.suppress(LogError), FileEventLog.open(_log_dir(d), readonly=True) as log:
+        report_pending_repair(log)
     report = verify(_log_dir(d))
     print(f"events    : {report.events}")
     print(f"head seq  : {report.head_seq}")
@@ -161,6 +164,7 @@ def _jsonable(v: Any) -> Any:
 
 def cmd_log_show(d: Path, from_seq: int, as_json: bool) -> int:
     with FileEventLog.open(_log_dir(d), readonly=True) as log:
+        report_pending_repair(log)
         for r in log.read(from_seq):
             if as_json:
                 print(json.dumps(_jsonable({
@@ -198,6 +202,7 @@ def cmd_replay(d: Path, until: str, shows: Sequence[str] | None) -> int:
     state = DeviceState()
     last_at = 0
     with FileEventLog.open(_log_dir(d), readonly=True) as log:
+        report_pending_repair(log)
         for r in log.read():
             if (max_seq is not None and r.seq > max_seq) or (max_at is not None and r.at > max_at):
                 break
@@ -239,10 +244,18 @@ def cmd_exec(data: Path | None, file: str, keep_going: bool) -> int:
 
 def _report_recovery(eng: Any) -> None:
     if eng.recovered:
-        print(f"%LOG-4-RECOVERED: {eng.recovered} (a command cut short by a crash was not "
-              "acknowledged and is not in the log)", file=sys.stderr)
+        print(f"%LOG-4-RECOVERED: {eng.recovered}", file=sys.stderr)
     for ignored in eng.snapshots_ignored:
         print(ignored.render(), file=sys.stderr)
+    for notice in eng.notices:
+        print(notice, file=sys.stderr)
+
+
+def report_pending_repair(log: FileEventLog) -> None:
+    """A read-only open found a torn tail it must not cut: say so (one line, stderr)."""
+    notice = log.notice()
+    if notice:
+        print(notice, file=sys.stderr)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -272,7 +285,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(err.message, file=sys.stderr)
                 return 1
     except LogError as err:
-        print(f"trustledger: {err}", file=sys.stderr)
+        text = str(err)
+        print(text if text.startswith("% ") else f"trustledger: {text}", file=sys.stderr)
         return 2
     return 2
 

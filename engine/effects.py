@@ -66,6 +66,9 @@ class Outcome:
     # The command failed, but what happened is on record (a CA's FAILURE answer): the events
     # are appended and the output shown, and the Result still carries this error.
     failure: CommandError | None = None
+    # Effects performed only once the events are durable (destroying a zeroized key's data
+    # key): what must not happen if the append fails. They cannot undo the command.
+    then: Sequence[Effect] = ()
 
 
 F = TypeVar("F", bound=Effect)

@@ -6,11 +6,15 @@
 
 One command = one atomic append: its events are written and made durable as one batch before
 the state moves and before `execute` returns. A command that fails (bad syntax, a refused
-state transition, a peer error, the operator saying no) appends nothing.
+state transition, a peer error, the operator saying no) appends nothing. Neither does one whose
+append fails (a full disk, an I/O error): the log cuts itself back to the last acknowledged
+frame (events/filelog.py), the state does not move, the keys it made are discarded, and the
+operator reads `% Could not write the event log: <reason>. Nothing was changed.`
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -26,16 +30,16 @@ from engine.effects import Outcome
 from engine.errors import CommandError, Reason
 from engine.grammar import GRAMMAR, Grammar, Mode
 from engine.keys import KeyAlgorithm
-from engine.keystore import KeyGenerator
+from engine.keystore import KeyGenerator, keystore_of, tidy_keystore
 from engine.parser import Choice, Match, choices, parse, render_choices
 from engine.ports import Clock, FakeClock, Prompter, SystemClock
-from engine.runtime import Ports, queue, require_utf8, run
+from engine.runtime import Ports, perform, queue, require_utf8, run
 from engine.scep_client import ScepTransport
 from engine.schedule import due_jobs
 from engine.session import Session
 from engine.state import DeviceState, evolve, replay_rows
 from engine.trustpoints import trustpoint_names
-from events.filelog import FileEventLog, LogError
+from events.filelog import FileEventLog, LogError, LogWriteFailed
 from events.memory import MemoryEventLog
 from events.store import EventStore, PendingEvent, Recorded
 
@@ -86,6 +90,7 @@ class Engine:
         self._line = ""
         self.recovered: str | None = None  # what opening the log repaired (a torn tail)
         self.snapshots_ignored: list[snapshot.Ignored] = []  # passed over at open, and why
+        self.notices: list[str] = []  # other things opening the data directory did or found
 
     # -- opening -------------------------------------------------------------------------------
 
@@ -108,7 +113,7 @@ class Engine:
                     f"seq {known} exists: acknowledged events are missing. Restore the log "
                     f"from a backup (or move {root / 'snapshots'} aside to accept the loss).")
             if log.recovered:
-                logger.warning("event log recovered after a crash", repaired=log.recovered)
+                logger.warning("event log repaired at open", repaired=log.recovered)
             snapshot.remove_leftovers(root / "snapshots")
             ignored: list[snapshot.Ignored] = []
             state = snapshot.load(root / "snapshots", log, ignored) if use_snapshots else None
@@ -126,7 +131,23 @@ class Engine:
         engine.recovered = log.recovered
         engine.snapshots_ignored = ignored
         engine._since_snapshot = state.seq - covered  # so close() replaces an ignored snapshot
+        engine._tidy_keystore()
         return engine
+
+    def _tidy_keystore(self) -> None:
+        """Finish what an interrupted key write or zeroize left (engine/keystore.py)."""
+        assert self.data_dir is not None
+        live = [p.key_id for ps in self.state.keys.pairs.values() for p in ps]
+        try:
+            destroyed = tidy_keystore(self.data_dir, live)
+        except OSError as e:
+            self.notices.append(f"%KEYS-4-TIDY: the keystore could not be tidied ({e}); data "
+                                "keys of zeroized keys may remain until the next open.")
+            return
+        if destroyed:
+            self.notices.append(f"%KEYS-4-TIDY: destroyed {len(destroyed)} data key(s) the log "
+                                "holds no live key pair for (an unfinished zeroize or key "
+                                "generation).")
 
     @classmethod
     def in_memory(cls, *, clock: Clock | None = None, prompter: Prompter | None = None,
@@ -335,8 +356,13 @@ class Engine:
             corr = f"cmd:{self.store.head[0] + 1}"
             batch = [PendingEvent(ev, outcome.stream, now, self.session.user, corr)
                      for ev in outcome.events]
-            records = self.store.append(batch)
+            try:
+                records = self.store.append(batch)
+            except LogWriteFailed as err:
+                raise self._append_failed(err) from err
             self.fold(records)
+            for eff in outcome.then:
+                perform(eff, self.ports)
         session = self.session
         if outcome.edits:
             try:
@@ -363,6 +389,23 @@ class Engine:
                            else outcome.output + "\n")
         self._failure = outcome.failure
         return records
+
+    def _append_failed(self, err: LogWriteFailed) -> CommandError:
+        """The command's events are not in the log: discard the data keys it made (no event
+        names them) and say so. Best effort: `tidy_keystore` finishes it at the next open."""
+        with contextlib.suppress(OSError, CommandError):
+            store = keystore_of(self.ports)
+            live = {p.key_id for ps in self.state.keys.pairs.values() for p in ps}
+            for key_id in store.key_ids():
+                if key_id not in live:
+                    store.discard(key_id)
+        if err.rolled_back:
+            return CommandError(Reason.NOT_ALLOWED, f"% Could not write the event log: "
+                                                    f"{err.reason}. Nothing was changed.")
+        return CommandError(Reason.NOT_ALLOWED, (
+            f"% Could not write the event log: {err.reason}. The log could not be cut back "
+            "either: it takes no more commands until the data directory is reopened, and "
+            "this command may then be found in it."))
 
     def run_due(self) -> list[Result]:
         """Run the scheduled work due at the engine clock's now (enrollment polls, ...), each
@@ -407,6 +450,7 @@ class Engine:
         self._since_snapshot = 0  # a failed write is retried EVERY events later, not per command
         try:
             snapshot.save(self.data_dir / "snapshots", self.state, self.store.head)
+            self.store.mark_head()
         except OSError as e:
             logger.warning("snapshot not written; the log holds every event", error=str(e),
                            seq=self.state.seq)

@@ -15,6 +15,38 @@ A private key is never stored in clear. When a key pair is generated (through th
 `crypto key zeroize` destroys the DEK file (overwrite, fsync, unlink, fsync the directory) and
 leaves a `<key_id>.zeroized` tombstone; the sealed blob stays in the log, untouched and useless.
 
+Files and failures
+------------------
+`master.key` and every `.dek` are written to a temporary name (`<name>.<random>.tmp`), fsynced,
+linked to their final name (which must not exist yet) and the directory fsynced: a full disk or
+a crash leaves a whole file or none, never an empty `master.key` that would refuse key generation
+forever, nor an empty `.dek`. `tidy_keystore`, run when the engine opens a data directory (it
+holds the log's lock, so no other writer is at work), removes what an interrupted write left:
+
+- temporary files: never linked, so nothing refers to them;
+- an empty `master.key` when no `.dek` exists: nothing was ever wrapped by it (an empty file
+  wraps nothing, and with no data key there is nothing a master key could open), so a key
+  generation may create a real one;
+- the `.dek` of every key id the log's state does not hold as a live key pair: either its
+  `KeyPairGenerated` was never acknowledged (the sealed private key exists nowhere else, so the
+  DEK opens nothing) or the log says it was zeroized and the destruction did not finish. (So
+  restore `log/` and `keystore/` together: a log restored alone from an older backup makes the
+  data keys of later keys look unacknowledged, and they are destroyed.)
+
+Order against the log (the log's append is the commit point of a command):
+- key generation: the DEK is written *before* `KeyPairGenerated` is appended. The other order
+  could acknowledge a key whose DEK then fails to be written: an acknowledged event naming a key
+  nobody can open. If the append fails, the new DEK is destroyed at once (and at the next open
+  otherwise): nothing changed.
+- zeroize (and the replaced keys of a new generation): `KeyPairZeroized` is appended *before*
+  the DEK is destroyed (`Outcome.then`). Destroying first would make a failed append a lie: the
+  command says nothing changed, the state still shows the key, but its private half is gone --
+  an irreversible change no event records. Appending first makes the failure case exact (the
+  key is untouched) and the success case a roll-forward: the log says zeroized, the destruction
+  follows, and if it fails (or the process dies in between) `tidy_keystore` finishes it at the
+  next open. The window in which a zeroized key's wrapped DEK still exists is that one step; it
+  is useless without the master key, and the operator is told if it could not be closed.
+
 The master key comes from `$TRUSTLEDGER_MASTER_KEY` (32 bytes written as 64 hex digits, or as
 base64 — standard or URL-safe alphabet, padding optional) or else from `DATA_DIR/master.key`
 (64 hex digits, mode 0600, created on the first key generation; refused if group or others can
@@ -51,6 +83,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import enum
 import hashlib
 import os
@@ -106,6 +139,15 @@ class KeystoreError(CommandError):
                                                  KeystoreFailure.DEK_MISSING) else Reason.BAD_DATA
         super().__init__(reason, message if message.startswith("%") else f"% {message}")
         self.failure = failure
+
+
+class KeystoreWriteFailed(CommandError):
+    """The keystore could not write a file (a full disk, an I/O error); nothing was kept."""
+
+    def __init__(self, cause: OSError) -> None:
+        super().__init__(Reason.NOT_ALLOWED, f"% Could not write the keystore: "
+                                             f"{cause.strerror or cause}. Nothing was changed.")
+        self.cause = cause
 
 
 class KeyZeroized(KeystoreError):
@@ -169,6 +211,8 @@ def load_master_key(data_dir: Path, environ: Mapping[str, str], *,
             _write_new(path, fresh.secret.hex().encode() + b"\n")
         except FileExistsError:
             pass  # another process made it first: use theirs
+        except OSError as e:
+            raise KeystoreWriteFailed(e) from e
         else:
             return fresh
     try:
@@ -198,6 +242,10 @@ class Keystore(Protocol):
 
     def destroy(self, key_id: str) -> None:
         """Crypto-shred: destroy the data key of `key_id` (idempotent)."""
+        ...
+
+    def discard(self, key_id: str) -> None:
+        """Destroy the data key of a key no event names (its command failed): no tombstone."""
         ...
 
     def holds(self, key_id: str) -> bool:
@@ -250,7 +298,11 @@ class _WrappingKeystore(ABC):
 
     def destroy(self, key_id: str) -> None:
         _check_id(key_id)
-        self._erase(key_id)
+        self._erase(key_id, tombstone=True)
+
+    def discard(self, key_id: str) -> None:
+        _check_id(key_id)
+        self._erase(key_id, tombstone=False)
 
     def holds(self, key_id: str) -> bool:
         _check_id(key_id)
@@ -266,7 +318,7 @@ class _WrappingKeystore(ABC):
     def _load(self, key_id: str) -> bytes | None: ...
 
     @abstractmethod
-    def _erase(self, key_id: str) -> None: ...
+    def _erase(self, key_id: str, *, tombstone: bool) -> None: ...
 
     @abstractmethod
     def _zeroized(self, key_id: str) -> bool: ...
@@ -299,8 +351,11 @@ class DirectoryKeystore(_WrappingKeystore):
         return self.root / f"{key_id}{suffix}"
 
     def _store(self, key_id: str, wrapped: bytes) -> None:
-        self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
-        _write_new(self._path(key_id, ".dek"), wrapped)
+        try:
+            self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+            _write_new(self._path(key_id, ".dek"), wrapped)
+        except OSError as e:
+            raise KeystoreWriteFailed(e) from e
 
     def _load(self, key_id: str) -> bytes | None:
         try:
@@ -308,7 +363,7 @@ class DirectoryKeystore(_WrappingKeystore):
         except FileNotFoundError:
             return None
 
-    def _erase(self, key_id: str) -> None:
+    def _erase(self, key_id: str, *, tombstone: bool) -> None:
         path = self._path(key_id, ".dek")
         try:
             fd = os.open(path, os.O_WRONLY)
@@ -318,10 +373,15 @@ class DirectoryKeystore(_WrappingKeystore):
             try:
                 _write_all(fd, os.urandom(os.fstat(fd).st_size), at=0)
                 os.fsync(fd)
+            except OSError:
+                pass  # best effort (see the caveat above): the unlink below is what counts
             finally:
                 os.close(fd)
             path.unlink()
-        if self.root.exists():
+        if not tombstone:
+            if fd >= 0:
+                _fsync_dir(self.root)
+        elif self.root.exists():
             tomb = os.open(self._path(key_id, ".zeroized"), os.O_WRONLY | os.O_CREAT, 0o600)
             os.fsync(tomb)
             os.close(tomb)
@@ -353,11 +413,12 @@ class MemoryKeystore(_WrappingKeystore):
         got = self._wrapped.get(key_id)
         return bytes(got) if got is not None else None
 
-    def _erase(self, key_id: str) -> None:
+    def _erase(self, key_id: str, *, tombstone: bool) -> None:
         buf = self._wrapped.pop(key_id, None)
         if buf is not None:
             buf[:] = bytes(len(buf))
-        self._destroyed.add(key_id)
+        if tombstone:
+            self._destroyed.add(key_id)
 
     def _zeroized(self, key_id: str) -> bool:
         return key_id in self._destroyed
@@ -416,16 +477,56 @@ def _check_id(key_id: str) -> None:
 # -- files -----------------------------------------------------------------------------------------
 
 
+TMP_SUFFIX = ".tmp"
+
+
 def _write_new(path: Path, data: bytes) -> None:
-    """Create `path` (must not exist) with mode 0600 holding `data`, durably."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    """Create `path` (must not exist: FileExistsError) with mode 0600 holding `data`, durably
+    and whole: written under a temporary name, fsynced, linked to `path`, directory fsynced.
+    On any failure the temporary file is removed and `path` does not exist."""
+    tmp = path.with_name(f"{path.name}.{os.urandom(6).hex()}{TMP_SUFFIX}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
-        os.fchmod(fd, 0o600)  # the umask may only narrow it; make it exact
-        _write_all(fd, data)
-        os.fsync(fd)
+        try:
+            os.fchmod(fd, 0o600)  # the umask may only narrow it; make it exact
+            _write_all(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.link(tmp, path)  # unlike rename, never replaces an existing file
     finally:
-        os.close(fd)
-    _fsync_dir(path.parent)
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+    try:
+        _fsync_dir(path.parent)
+    except OSError:
+        path.unlink(missing_ok=True)  # not known to be durable: the caller was told it failed
+        raise
+
+
+def tidy_keystore(data_dir: Path, live_key_ids: Iterable[str]) -> list[str]:
+    """Remove what interrupted writes and unfinished zeroizes left (see the module docstring);
+    the key ids whose data keys were destroyed. Call with the log's lock held."""
+    store_dir = data_dir / KEYSTORE_DIR
+    for d, pattern in ((data_dir, f"{MASTER_KEY_FILE}.*{TMP_SUFFIX}"),
+                       (store_dir, f"*.dek.*{TMP_SUFFIX}")):
+        if d.is_dir():
+            for tmp in d.glob(pattern):
+                tmp.unlink(missing_ok=True)
+    store = DirectoryKeystore(store_dir, _no_master)
+    live = set(live_key_ids)
+    stale = [k for k in store.key_ids() if _KEY_ID.match(k) and k not in live]
+    for key_id in stale:
+        store.destroy(key_id)
+    master = data_dir / MASTER_KEY_FILE
+    if master.is_file() and master.stat().st_size == 0 and not store.key_ids():
+        master.unlink()
+        _fsync_dir(data_dir)
+    return stale
+
+
+def _no_master(create: bool) -> MasterKey:
+    raise AssertionError("destroying a data key needs no master key")
 
 
 def _write_all(fd: int, data: bytes, at: int | None = None) -> None:
@@ -519,7 +620,8 @@ class GenerateKeyPairs(Effect):
 
 @dataclass(frozen=True)
 class DestroyKeys(Effect):
-    """Crypto-shred the data keys of `key_ids` (before the zeroize event is appended)."""
+    """Crypto-shred the data keys of `key_ids`, once the zeroize event is durable (an
+    `Outcome.then` effect)."""
 
     key_ids: tuple[str, ...]
 
@@ -553,14 +655,30 @@ def _generate(ports: Ports, eff: GenerateKeyPairs) -> tuple[SealedKey, ...]:
         if not spec.matches(key):
             raise TypeError(f"the key generator returned a key that is not {spec}")
     store = keystore_of(ports)
-    return tuple(store.seal(key) for key in keys)
+    sealed: list[SealedKey] = []
+    try:
+        for key in keys:
+            sealed.append(store.seal(key))
+    except BaseException:
+        for done in sealed:  # all or nothing: no data key of a key no event will name
+            with contextlib.suppress(OSError):
+                store.discard(done.key_id)
+        raise
+    return tuple(sealed)
 
 
 @performs(DestroyKeys)
 def _destroy(ports: Ports, eff: DestroyKeys) -> None:
+    """Performed once the zeroize is in the log (`Outcome.then`): a failure here cannot undo
+    it, so it is reported and finished by `tidy_keystore` at the next open."""
     store = keystore_of(ports)
     for key_id in eff.key_ids:
-        store.destroy(key_id)
+        try:
+            store.destroy(key_id)
+        except OSError as e:
+            ports.say(f"% Warning: destroying the data key of key {key_id} could not be "
+                      f"completed ({e.strerror or e}); it is finished when the data "
+                      "directory is next opened.\n")
 
 
 @performs(WithPrivateKey)

@@ -17,9 +17,35 @@ a damaged length is never mistaken for a torn write.
 
 Crash safety: a batch is written with one `write` and made durable with `fdatasync` before
 `append` returns; that return is the acknowledgement. After a crash the only damage a write can
-leave is an incomplete last frame (or an incomplete new segment header): on open it is truncated
-and reported in `recovered`. Anything else that fails a check (a CRC, a seq gap) refuses to open
+leave is an incomplete last frame (or an incomplete new segment header): a writer's open cuts it
+off and says so in `recovered` ("cut N bytes at segment S offset O: an incomplete last write (a
+crash) or a truncated file" -- from the bytes alone the two cannot be told apart). A read-only
+open never modifies the log: it reads up to the last whole frame and says in `repair_pending`
+what a writer would cut. Anything else that fails a check (a CRC, a seq gap) refuses to open
 with `LogCorrupted`, naming the segment and byte offset: an acknowledged event is never dropped.
+
+A failed write or fdatasync (ENOSPC, EIO): the batch was not acknowledged, so it must not be in
+the log, now or after a reopen. The log forgets it in memory (the head goes back to the last
+acknowledged frame), truncates the segment back to the end of that frame and fsyncs the
+truncation; then it takes appends again. Why not just retry the fdatasync: after a failed
+fdatasync Linux may have marked the unwritten pages clean and reported the error once ("fsyncgate",
+PostgreSQL 2018), so a second fdatasync can succeed without the frame ever reaching the disk, and
+a reader would still see it in the page cache -- a command reported as failed would reappear.
+Cutting the file back makes the unacknowledged bytes unreachable whatever the cache holds; the
+frames below the cut were acknowledged by an earlier fdatasync that succeeded, so they are on the
+disk already. Writes made after the cut are new dirty pages that the next fdatasync reports on.
+If the truncation or its fsync fails too, the log refuses every further append until it is
+reopened (`LogWriteFailed.rolled_back` is False): the failed batch may then still be found on
+reopen, and the caller must not claim otherwise.
+
+The head marker (`HEAD`, beside the segments): `seq` and chain hash of an acknowledged event,
+rewritten atomically (temp file, fsync, rename, directory fsync) at a clean close, when the owner
+asks (`mark_head`, e.g. after a snapshot) and after an fdatasync when the last marker is older
+than `MARK_EVERY` seconds -- never an extra sync per command. Every open (read-only too) checks
+it: a log that ends below the marker lost acknowledged events and refuses to open
+(`LogTruncated`, naming the missing seqs); a log whose event at the marker's seq has another hash
+was rewritten and refuses too. A cut above the marker cannot be told from a crash and is reported
+as either.
 
 One writer at a time: the writer holds an exclusive `flock` on `LOCK`; a second writer gets
 `LogLocked`. Readers (`FileEventLog.open(..., readonly=True)`) take no lock.
@@ -31,7 +57,8 @@ import contextlib
 import fcntl
 import os
 import struct
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -50,6 +77,9 @@ MAX_BODY = 64 * 1024 * 1024
 DEFAULT_SEGMENT_BYTES = 64 * 1024 * 1024
 GROUP_BUFFER = 1 << 20  # a group commit writes its frames out whenever this much waits
 READ_BUFFER = 1 << 20
+HEAD_FILE = "HEAD"  # the head marker
+MARK_EVERY = 2.0  # seconds: under load the marker is at most this far behind the log
+_MARKER_MAGIC = "trustledger-head v1"
 
 
 class LogError(Exception):
@@ -58,6 +88,50 @@ class LogError(Exception):
 
 class LogLocked(LogError):
     """Another process holds the log open for writing."""
+
+
+class LogWriteFailed(LogError):
+    """A write or fdatasync of a batch failed: the batch is not in the log. `rolled_back`:
+    the log was cut back to its last acknowledged frame and takes appends again; if False, the
+    cut failed too and the log refuses appends until reopened (the batch may then reappear)."""
+
+    def __init__(self, cause: BaseException, rolled_back: bool) -> None:
+        # What the system said, as an operator reads it ("No space left on device").
+        if isinstance(cause, OSError) and cause.strerror:
+            self.reason = cause.strerror
+        else:
+            self.reason = str(cause) or type(cause).__name__
+        super().__init__(f"event log write failed: {self.reason}")
+        self.cause = cause
+        self.rolled_back = rolled_back
+
+
+class LogTruncated(LogError):
+    """The log ends below the head marker: acknowledged events are missing."""
+
+    def __init__(self, head: int, marked: int, marked_hash: bytes) -> None:
+        missing = (f"event {marked} is" if marked == head + 1
+                   else f"events {head + 1}-{marked} are")
+        super().__init__(
+            f"% The event log ends at seq {head} but seq {marked} (hash "
+            f"{marked_hash.hex()[:16]}\u2026) was acknowledged: {missing} missing. "
+            "Refusing to open.")
+        self.head, self.marked = head, marked
+
+
+@dataclass(frozen=True)
+class Repair:
+    """What a torn tail costs: `cut` bytes at `offset` of `segment` (offset 0 and the whole
+    file: an incomplete new segment, removed)."""
+
+    segment: str
+    offset: int
+    cut: int
+    remove: bool = False
+
+    def __str__(self) -> str:
+        return (f"cut {self.cut} bytes at segment {self.segment} offset {self.offset}: "
+                "an incomplete last write (a crash) or a truncated file")
 
 
 @dataclass(frozen=True)
@@ -242,6 +316,59 @@ def records_of(frame: Frame, prev: bytes) -> list[Recorded]:
     return out
 
 
+class _Scan:
+    """The walk of `FileEventLog._recover` over the segments: checksums and numbering only
+    (counting a frame's rows needs its msgpack array header, not a decode); the last frame is
+    decoded for the head hash, and the frame holding the marker's seq for its hash."""
+
+    def __init__(self, marked: int) -> None:
+        self.marked = marked
+        self.marked_hash: bytes | None = GENESIS if marked == 0 else None
+        self.expect, self.prev, self.size = 1, GENESIS, 0
+        self.repair: tuple[Repair, Path] | None = None  # a torn tail, to cut after the checks
+
+    def segment(self, seg: Path, *, last: bool) -> bool:
+        """Walk one segment; False if it is an incomplete last one (to be removed)."""
+        try:
+            first_seq, seg_prev = read_segment_header(seg)
+        except _Torn:
+            if not last:
+                raise LogCorrupted(Damage(seg.name, 0, None,
+                                          "segment header is incomplete")) from None
+            self.repair = Repair(seg.name, 0, seg.stat().st_size, remove=True), seg
+            return False
+        if first_seq != self.expect:
+            raise LogCorrupted(Damage(seg.name, 0, first_seq, f"segment starts at seq "
+                                      f"{first_seq}, expected {self.expect}"))
+        if seg_prev != self.prev:
+            raise LogCorrupted(Damage(seg.name, 0, first_seq,
+                                      "segment prev hash breaks the chain"))
+        self.size = SEG_HEADER.size
+        last_frame: tuple[int, int, bytes] | None = None
+        try:
+            for offset, frame_seq, body in scan_frames(seg):
+                self._frame(seg, offset, frame_seq, body)
+                last_frame = (offset, frame_seq, body)
+        except _Torn as torn:
+            if not last:
+                raise LogCorrupted(Damage(seg.name, torn.offset, None,
+                                          "incomplete frame inside the log")) from None
+            self.repair = Repair(seg.name, torn.offset, seg.stat().st_size - torn.offset), seg
+            self.size = torn.offset
+        if last_frame is not None:
+            self.prev = records_of(Frame(seg, *last_frame), self.prev)[-1].hash
+        return True
+
+    def _frame(self, seg: Path, offset: int, frame_seq: int, body: bytes) -> None:
+        if frame_seq != self.expect:
+            raise LogCorrupted(Damage(seg.name, offset, frame_seq, f"frame starts at seq "
+                                      f"{frame_seq}, expected {self.expect}"))
+        self.expect += _count_records(seg, offset, frame_seq, body)
+        if frame_seq <= self.marked < self.expect:
+            self.marked_hash = _decode(seg, offset, frame_seq, body)[self.marked - frame_seq][8]
+        self.size = offset + FRAME_HEADER.size + len(body)
+
+
 class FileEventLog:
     """Append-only, hash-chained, crash-safe event log in a directory."""
 
@@ -249,7 +376,8 @@ class FileEventLog:
         self.root = root
         self.readonly = readonly
         self.segment_bytes = segment_bytes
-        self.recovered: str | None = None  # what open() truncated, if anything
+        self.recovered: str | None = None  # what open() cut off, if anything (a Repair)
+        self.repair_pending: str | None = None  # read-only: what a writer's open would cut
         self._lock_fd: int | None = None
         self._fd: int | None = None
         self._segment: Path | None = None
@@ -261,6 +389,10 @@ class FileEventLog:
         self._unwritten: list[bytes] = []  # frames a group has not written out yet
         self._unwritten_bytes = 0
         self._broken: BaseException | None = None  # a write or sync failed: no more appends
+        self._durable = (0, GENESIS)  # the head as of the last successful fdatasync
+        self._durable_size = 0  # the current segment's size at that point
+        self._marked = 0  # the seq the head marker holds
+        self._marked_at = time.monotonic()
 
     # -- opening ---------------------------------------------------------------------------
 
@@ -294,66 +426,49 @@ class FileEventLog:
         return sorted(p for p in self.root.iterdir() if p.suffix == ".seg")
 
     def _recover(self) -> None:
-        """Find the head; truncate a torn tail (writer only); refuse any other damage."""
+        """Find the head; check it against the marker; cut a torn tail (writer only); refuse
+        any other damage. Nothing is modified before every check has passed."""
+        marker = read_marker(self.root)
+        scan = _Scan(marker[0] if marker is not None else 0)
         segs = self.segments()
-        expect_seq = 1
-        prev = GENESIS
         for i, seg in enumerate(segs):
-            last = i == len(segs) - 1
-            try:
-                first_seq, seg_prev = read_segment_header(seg)
-            except _Torn:
-                if not last:
-                    raise LogCorrupted(Damage(seg.name, 0, None,
-                                              "segment header is incomplete")) from None
-                self._repair(f"removed incomplete segment {seg.name}", seg, None)
-                segs = segs[:-1]
-                break
-            if first_seq != expect_seq:
-                raise LogCorrupted(Damage(seg.name, 0, first_seq, f"segment starts at seq "
-                                          f"{first_seq}, expected {expect_seq}"))
-            if seg_prev != prev:
-                raise LogCorrupted(Damage(seg.name, 0, first_seq,
-                                          "segment prev hash breaks the chain"))
-            size = SEG_HEADER.size
-            last_frame: tuple[int, int, bytes] | None = None
-            try:
-                # Checksums and numbering only: counting a frame's rows needs its msgpack
-                # array header, not a decode. Only the last frame is decoded (for its hash).
-                for offset, frame_seq, body in scan_frames(seg):
-                    if frame_seq != expect_seq:
-                        raise LogCorrupted(Damage(seg.name, offset, frame_seq,
-                                                  f"frame starts at seq {frame_seq}, "
-                                                  f"expected {expect_seq}"))
-                    expect_seq += _count_records(seg, offset, frame_seq, body)
-                    size = offset + FRAME_HEADER.size + len(body)
-                    last_frame = (offset, frame_seq, body)
-            except _Torn as torn:
-                if not last:
-                    raise LogCorrupted(Damage(seg.name, torn.offset, None,
-                                              "incomplete frame inside the log")) from None
-                self._repair(f"truncated torn tail of {seg.name} at offset {torn.offset}",
-                             seg, torn.offset)
-                size = torn.offset
-            if last_frame is not None:
-                prev = records_of(Frame(seg, *last_frame), prev)[-1].hash
-            self._segment, self._segment_size = seg, size
-        self._head_seq, self._head_hash = expect_seq - 1, prev
-        if not self.readonly and self._segment is not None:
-            self._fd = os.open(self._segment, os.O_WRONLY | os.O_APPEND)
+            if not scan.segment(seg, last=i == len(segs) - 1):
+                break  # an incomplete last segment header: removed below
+            self._segment, self._segment_size = seg, scan.size
+        self._head_seq, self._head_hash = scan.expect - 1, scan.prev
+        if marker is not None:
+            _check_marker(self._head_seq, marker, scan.marked_hash)
+        self._durable, self._marked = (self._head_seq, self._head_hash), scan.marked
+        if scan.repair is not None:
+            self._repair(*scan.repair)
+        self._durable_size = self._segment_size
+        if not self.readonly:
+            if self._segment is not None:
+                self._fd = os.open(self._segment, os.O_WRONLY | os.O_APPEND)
+            with contextlib.suppress(FileNotFoundError):  # a marker write cut short
+                (self.root / (HEAD_FILE + ".tmp")).unlink()
 
-    def _repair(self, what: str, seg: Path, offset: int | None) -> None:
+    def _repair(self, repair: Repair, seg: Path) -> None:
         if self.readonly:
-            self.recovered = f"(not repaired, read-only) {what}"
+            self.repair_pending = str(repair)
             return
-        if offset is None:
+        if repair.remove:
             seg.unlink()
         else:
             with open(seg, "r+b") as f:
-                f.truncate(offset)
+                f.truncate(repair.offset)
                 os.fsync(f.fileno())
         _fsync_dir(self.root)
-        self.recovered = what
+        self.recovered = str(repair)
+
+    def notice(self) -> str | None:
+        """The one line an operator must see about this open's repair, if there is one."""
+        if self.recovered:
+            return f"%LOG-4-RECOVERED: {self.recovered}"
+        if self.repair_pending:
+            return (f"%LOG-4-REPAIR_PENDING: opened read-only, the log was not changed; the "
+                    f"next open for writing will {self.repair_pending}")
+        return None
 
     # -- the port ---------------------------------------------------------------------------
 
@@ -367,38 +482,61 @@ class FileEventLog:
         if self.readonly:
             raise LogError("event log is open read-only")
         if self._broken is not None:
-            raise LogError(f"event log {self.root} failed to write ({self._broken}); "
-                           "reopen it to recover")
+            raise LogWriteFailed(self._broken, False)
         if not batch:
             return []
         first = self._head_seq + 1
         records, cores = seal_encoded(batch, first, self._head_hash)
         frame = _frame(first, _body_from_cores(records, cores))
-        try:
-            if self._fd is None or (self._segment_size > SEG_HEADER.size
-                                    and self._segment_size + len(frame) > self.segment_bytes):
-                self._rotate()  # a segment holding no frame yet takes any frame
-            self._unwritten.append(frame)
-            self._unwritten_bytes += len(frame)
-            self._segment_size += len(frame)
-            if self._group_depth:
-                # Inside a group, frames wait in memory and go out in one write: nothing is
-                # acknowledged before the block ends anyway.
-                self._pending_sync = True
-                if self._unwritten_bytes >= GROUP_BUFFER:
-                    self._write_out()
-            else:
-                self._sync()
-        except BaseException as e:
-            # Interrupted anywhere between buffering the frame and moving the head (an OSError,
-            # or a KeyboardInterrupt the caller catches): the frame may or may not be on disk,
-            # so no further frame may follow it. Reopening recovers (a torn tail is cut, a
-            # whole frame is kept).
-            if self._broken is None:
-                self._broken = e
-            raise
+        if self._fd is None or (self._segment_size > SEG_HEADER.size
+                                and self._segment_size + len(frame) > self.segment_bytes):
+            self._rotate()  # a segment holding no frame yet takes any frame
+        self._unwritten.append(frame)
+        self._unwritten_bytes += len(frame)
+        self._segment_size += len(frame)
         self._head_seq, self._head_hash = records[-1].seq, records[-1].hash
+        if self._group_depth:
+            # Inside a group, frames wait in memory and go out in one write: nothing is
+            # acknowledged before the block ends anyway.
+            self._pending_sync = True
+            if self._unwritten_bytes >= GROUP_BUFFER:
+                self._guarded(self._write_out)
+        else:
+            self._guarded(self._sync)
         return records
+
+    def _guarded(self, step: Callable[[], None]) -> None:
+        """Run a write step; if it fails, forget everything not acknowledged (see the module
+        docstring) and raise LogWriteFailed. A KeyboardInterrupt or the like is let through
+        after the same roll back, which then also breaks the log: it may have struck between a
+        write and its bookkeeping."""
+        try:
+            step()
+        except BaseException as e:
+            rolled_back = self._roll_back(e)
+            if not isinstance(e, Exception):
+                raise
+            raise LogWriteFailed(e, rolled_back) from e
+
+    def _roll_back(self, cause: BaseException) -> bool:
+        """Back to the last acknowledged frame, in memory and on disk. False: it could not be
+        cut back on disk, and the log refuses appends until reopened."""
+        self._unwritten.clear()
+        self._unwritten_bytes = 0
+        self._pending_sync = False
+        self._head_seq, self._head_hash = self._durable
+        self._segment_size = self._durable_size
+        if self._fd is not None:
+            try:
+                os.ftruncate(self._fd, self._durable_size)
+                os.fsync(self._fd)
+            except OSError as e:
+                self._broken = e
+                return False
+        if not isinstance(cause, Exception):
+            self._broken = cause
+            return False
+        return True
 
     @contextlib.contextmanager
     def group_commit(self) -> Iterator[None]:
@@ -410,7 +548,7 @@ class FileEventLog:
         finally:
             self._group_depth -= 1
             if not self._group_depth and self._pending_sync and self._fd is not None:
-                self._sync()
+                self._guarded(self._sync)
 
     def _write_out(self) -> None:
         """Write the frames waiting in memory, in one write."""
@@ -420,40 +558,66 @@ class FileEventLog:
         self._unwritten.clear()
         self._unwritten_bytes = 0
         assert self._fd is not None
-        try:
-            _write_all(self._fd, data)
-        except OSError as e:
-            self._broken = e  # a partial frame may be on disk: only a reopen may go on
-            raise
+        _write_all(self._fd, data)
 
     def _sync(self) -> None:
-        """Write what waits, then fdatasync: the acknowledgement point. After a failed
-        fdatasync the page cache can no longer be trusted, so the log refuses more appends."""
+        """Write what waits, then fdatasync: the acknowledgement point. Callers run it
+        `_guarded`: a failure cuts the log back to the previous acknowledgement point."""
         self._write_out()
         assert self._fd is not None
-        try:
-            os.fdatasync(self._fd)
-        except OSError as e:
-            self._broken = e
-            raise
+        os.fdatasync(self._fd)
         self._pending_sync = False
+        self._durable = self._head_seq, self._head_hash
+        self._durable_size = self._segment_size
+        if time.monotonic() - self._marked_at >= MARK_EVERY:
+            self.mark_head()
 
     def _rotate(self) -> None:
         if self._fd is not None:
-            self._sync()
+            self._guarded(self._sync)
             os.close(self._fd)
             self._fd = None
         first = self._head_seq + 1
         path = self.root / _segment_name(first)
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o600)
+        except OSError as e:
+            raise LogWriteFailed(e, True) from e
+        try:
             _write_all(fd, SEG_HEADER.pack(MAGIC, first, self._head_hash))
             os.fsync(fd)
             _fsync_dir(self.root)
         except OSError as e:
-            self._broken = e
-            raise
+            os.close(fd)
+            raise LogWriteFailed(e, self._discard_segment(path)) from e
         self._fd, self._segment, self._segment_size = fd, path, SEG_HEADER.size
+        self._durable_size = SEG_HEADER.size
+
+    def _discard_segment(self, path: Path) -> bool:
+        """Remove a new segment whose header could not be made durable (it holds no event);
+        the next append creates it again. False (and no more appends) if it cannot be."""
+        try:
+            path.unlink()
+            _fsync_dir(self.root)
+        except OSError as e:
+            self._broken = e
+            return False
+        return True
+
+    def mark_head(self) -> None:
+        """Record the acknowledged head in the marker (see the module docstring). A marker
+        that cannot be written leaves the previous one, which is still true (only older)."""
+        if self.readonly or self._lock_fd is None:
+            return
+        self._marked_at = time.monotonic()
+        seq, hash_ = self._durable
+        if seq == self._marked:
+            return
+        try:
+            write_marker(self.root, seq, hash_)
+        except OSError:
+            return
+        self._marked = seq
 
     def read(self, from_seq: int = 1) -> Iterator[Recorded]:
         """Stream events with seq >= from_seq, up to the head as of the first step."""
@@ -509,7 +673,9 @@ class FileEventLog:
     def close(self) -> None:
         try:
             if self._fd is not None and self._broken is None and self._pending_sync:
-                self._sync()
+                self._guarded(self._sync)
+            if self._broken is None:
+                self.mark_head()
         finally:
             if self._fd is not None:
                 os.close(self._fd)
@@ -572,6 +738,58 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+# -- the head marker -------------------------------------------------------------------------
+
+
+def write_marker(root: Path, seq: int, hash_: bytes) -> None:
+    """`HEAD` := "trustledger-head v1 SEQ HASH CRC", atomically and durably."""
+    line = f"{_MARKER_MAGIC} {seq} {hash_.hex()}"
+    data = f"{line} {crc32c.crc32c(line.encode()):08x}\n".encode()
+    tmp = root / (HEAD_FILE + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        _write_all(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, root / HEAD_FILE)
+    _fsync_dir(root)
+
+
+def read_marker(root: Path) -> tuple[int, bytes] | None:
+    """The marker's (seq, hash), None if there is none; LogError if it is unreadable."""
+    path = root / HEAD_FILE
+    try:
+        raw = path.read_bytes()
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    parts = raw.decode("ascii", "replace").split()
+    try:
+        if len(parts) != 5 or " ".join(parts[:2]) != _MARKER_MAGIC:
+            raise ValueError("not a head marker")
+        line = " ".join(parts[:4])
+        if int(parts[4], 16) != crc32c.crc32c(line.encode()):
+            raise ValueError("checksum mismatch")
+        seq, hash_ = int(parts[2]), bytes.fromhex(parts[3])
+        if seq < 1 or len(hash_) != 32:
+            raise ValueError("out of range")
+    except ValueError as e:
+        raise LogError(f"% The event log's head marker {path} is damaged ({e}): the log "
+                       "cannot be checked against what was acknowledged. Refusing to open "
+                       "(remove the marker to open the log unchecked).") from None
+    return seq, hash_
+
+
+def _check_marker(head: int, marker: tuple[int, bytes], found: bytes | None) -> None:
+    seq, hash_ = marker
+    if head < seq:
+        raise LogTruncated(head, seq, hash_)
+    if found != hash_:
+        raise LogError(f"% The event log's seq {seq} does not have the hash "
+                       f"{hash_.hex()[:16]}\u2026 that was acknowledged: the log was "
+                       "replaced or rewritten. Refusing to open.")
+
+
 # -- audit -----------------------------------------------------------------------------------
 
 
@@ -608,4 +826,15 @@ def verify(root: str | os.PathLike[str]) -> VerifyReport:
                                 Damage(seg.name, torn.offset, None, "incomplete frame (torn tail)"))
         except LogCorrupted as bad:
             return VerifyReport(events, expect - 1, prev, bad.damage)
-    return VerifyReport(events, expect - 1, prev, None)
+    return VerifyReport(events, expect - 1, prev, _marker_damage(log, expect - 1))
+
+
+def _marker_damage(log: FileEventLog, head: int) -> Damage | None:
+    """A whole chain that the head marker says is short (or not the one acknowledged)."""
+    segs = log.segments()
+    where = (segs[-1].name, segs[-1].stat().st_size) if segs else (HEAD_FILE, 0)
+    try:
+        FileEventLog.open(log.root, readonly=True).close()  # open() checks the marker
+    except LogError as e:
+        return Damage(where[0], where[1], head + 1, str(e).removeprefix("% "))
+    return None

@@ -290,6 +290,7 @@ def _serve(args: argparse.Namespace) -> int:
         signal.signal(sig, lambda *_: stop.set())
     with BuiltinCA.open(args.dir) as ca:
         ca.console = Console(console_logger(sys.stdout, as_json=args.log_json))
+        _say_log_notice(ca)
         # The replayed state and everything imported live as long as the server: keep the
         # cyclic collector from walking them again and again under load.
         gc.freeze()
@@ -328,7 +329,14 @@ def _on_ca(root: Path, local: Callable[[BuiltinCA], dict[str, Any]], action: str
     except CALocked:
         return admin.call(root, action, remote_args)
     with ca:
+        _say_log_notice(ca)
         return local(ca)
+
+
+def _say_log_notice(ca: BuiltinCA) -> None:
+    """What opening the CA's log repaired, or (read-only) found to repair: one line."""
+    if ca.log_notice:
+        print(ca.log_notice, file=sys.stderr)
 
 
 def _challenge(args: argparse.Namespace) -> int:
@@ -424,6 +432,7 @@ def _time(us: int) -> str:
 
 def _requests(args: argparse.Namespace) -> int:
     with BuiltinCA.open(args.dir, readonly=True) as ca:
+        _say_log_notice(ca)
         reqs = ca.requests(None if args.all else RequestStatus.PENDING)
     if not reqs:
         print("No pending requests." if not args.all else "No requests.")
@@ -438,6 +447,7 @@ def _requests(args: argparse.Namespace) -> int:
 
 def _list(args: argparse.Namespace) -> int:
     with BuiltinCA.open(args.dir, readonly=True) as ca:
+        _say_log_notice(ca)
         certs = ca.certificates()
         now = to_micros(ca.clock.now())
     if not certs:

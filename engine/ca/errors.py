@@ -32,7 +32,12 @@ class CAUnavailable(CAError):
     reopened, which recovers the log from what is on disk."""
 
     def __init__(self, cause: BaseException) -> None:
-        super().__init__(Reason.NOT_ALLOWED,
-                         f"the CA's log could not be made durable ({cause}); it answers nothing "
-                         "more until it is reopened (restart `ca serve`)")
+        reason = getattr(cause, "reason", None) or str(cause)
+        if getattr(cause, "rolled_back", False):
+            what = f"% Could not write the event log: {reason}. Nothing was changed. "
+        else:  # the log could not be cut back to what was acknowledged (or another failure)
+            what = (f"% Could not write the event log: {reason}. The log could not be cut "
+                    "back either: the failed commands may be found in it when it is reopened. ")
+        super().__init__(Reason.NOT_ALLOWED, what + "The CA's log could not be made durable: "
+                         "it answers nothing more until it is reopened (restart `ca serve`).")
         self.cause = cause

@@ -24,8 +24,14 @@ Durability: commands append under the lock and then wait, without it, until what
 appended is on disk (group commit, `_GroupCommit`); only then is anything shown to anyone:
 a command's result, a poll or GetCert answer (they wait for the events they read), the CRL file
 (published once its CRLIssued is durable, so a crash never makes its number go backwards). If
-a write or an fdatasync fails, the events in memory may never reach the disk: from then on
-every command and every answer raises `CAUnavailable` until the CA is reopened.
+a write or an fdatasync fails, the log cuts itself back to its last acknowledged frame
+(events/filelog.py), so none of the commands waiting for that sync is on disk, now or after a
+reopen; the state in memory is ahead of the log, so from then on every command and every
+answer raises `CAUnavailable` until the CA is reopened.
+
+Opening: a writer's open that cut a torn tail, or a read-only open that found one (and left it),
+says so in `log_notice`; a log shorter than its head marker (acknowledged events missing)
+refuses to open, read-only too (events/filelog.py).
 """
 
 from __future__ import annotations
@@ -81,7 +87,7 @@ from engine.ca.ports import (
 from engine.ca.state import CRL, CAState, IssuedCertificate, Request, RequestStatus, evolve
 from engine.errors import Reason
 from events.ca import STREAM, CAInitialized, CRLIssued
-from events.filelog import FileEventLog, LogError, LogLocked
+from events.filelog import FileEventLog, LogError, LogLocked, LogWriteFailed
 from events.registry import Event
 from events.store import EventStore, PendingEvent, Recorded
 
@@ -132,6 +138,9 @@ class BuiltinCA:
         self.root = root
         self._log = log
         self._state = state
+        # What opening the log repaired, or (read-only) would repair: one line to show the
+        # operator (`%LOG-4-RECOVERED` / `%LOG-4-REPAIR_PENDING`), None if nothing.
+        self.log_notice = log.notice() if isinstance(log, FileEventLog) else None
         self.clock = clock
         self.randomness = randomness
         self._ca_key = ca_key
@@ -219,7 +228,7 @@ class BuiltinCA:
             if fresh:
                 _undo_init(rootp, created)
             log.close()
-            if isinstance(e, OSError):
+            if isinstance(e, OSError | LogWriteFailed):
                 raise CAError(Reason.NOT_ALLOWED, f"cannot create a CA in {rootp}: {e} "
                                                   "(nothing was left behind)") from e
             raise
@@ -777,4 +786,6 @@ def _open_log(root: Path, readonly: bool) -> FileEventLog:
         return FileEventLog.open(root / LOG_DIR, readonly=readonly)
     except LogLocked:
         raise CALocked(root) from None
+    except LogError as e:  # damaged, or shorter than what was acknowledged: name it
+        raise CAError(Reason.BAD_DATA, str(e)) from None
 

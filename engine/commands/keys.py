@@ -13,12 +13,12 @@ Without a label a command acts on the default key pair `the_default` (zeroize: o
 the algorithm, after a yes/no question). Every question is asked before anything is generated
 or destroyed, so "no" (or a bad answer) leaves the keystore and the log as they were.
 
-Order of effects: a new key is generated and sealed (its wrapped data key written to the
-keystore) before its event is appended; a replaced or zeroized key's data key is destroyed
-*before* `KeyPairZeroized` is appended. A crash in between can therefore leave an unused data
-key (harmless; `DirectoryKeystore.key_ids()` lists them) or a key the state still shows whose
-private half is already gone (fail-safe: opening it raises `KeyZeroized`) — never a key the log
-says was zeroized that could still be opened.
+Order of effects (why: engine/keystore.py, "Order against the log"): a new key is generated
+and sealed (its wrapped data key written to the keystore) before its event is appended; a
+replaced or zeroized key's data key is destroyed *after* `KeyPairZeroized` is durable
+(`Outcome.then`). A failed append therefore changes nothing (the new data key is discarded, the
+old one untouched); a crash after it leaves a data key that `tidy_keystore` destroys at the next
+open.
 """
 
 from __future__ import annotations
@@ -136,11 +136,12 @@ def _generate(ctx: Ctx, algorithm: KeyAlgorithm, usages: tuple[KeyUsage, ...],
         events.append(KeyPairGenerated(sealed.key_id, label, algorithm.value, usage.value,
                                        spec.size, spec.curve, sealed.public_key,
                                        sealed.ciphertext, sealed.nonce, sealed.sealing))
+    then: tuple[DestroyKeys, ...] = ()
     if old:
         ids = tuple(p.key_id for p in old)
-        yield DestroyKeys(ids)
+        then = (DestroyKeys(ids),)
         events.insert(0, KeyPairZeroized(label, algorithm.value, ids, "replaced"))
-    return Outcome(events=events, output="Done w/ crypto generate keypair\n[OK]")
+    return Outcome(events=events, output="Done w/ crypto generate keypair\n[OK]", then=then)
 
 
 @G.action("crypto key generate rsa [{usage: general-keys | usage-keys}] [<label>]",
@@ -192,8 +193,8 @@ def zeroize(ctx: Ctx) -> Generator[Effect, Any, Outcome]:
     events = [KeyPairZeroized(lb, algorithm.value,
                               tuple(p.key_id for p in ring.pairs_of(algorithm, lb)), "zeroize")
               for lb in labels]
-    yield DestroyKeys(tuple(k for ev in events for k in ev.key_ids))
-    return Outcome(events=events)
+    return Outcome(events=events, then=(DestroyKeys(tuple(k for ev in events
+                                                          for k in ev.key_ids)),))
 
 
 # -- import ----------------------------------------------------------------------------------------

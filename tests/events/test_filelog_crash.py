@@ -17,11 +17,13 @@ from eventlog_support import Fingerprint, copy_log, fingerprint, noted, noted_ba
 
 from events.filelog import (
     FRAME_HEADER,
+    HEAD_FILE,
     MAGIC,
     SEG_HEADER,
     FileEventLog,
     LogCorrupted,
     LogError,
+    LogWriteFailed,
     iter_frames,
     verify,
 )
@@ -116,7 +118,10 @@ def test_torn_tail_is_reported_but_not_repaired_by_a_reader(crashed: Crashed,
     cut = crashed.frame_start + FRAME_HEADER.size + 3
     root = _tear(crashed, tmp_path / "torn", cut)
     with FileEventLog.open(root, readonly=True) as log:
-        assert log.recovered is not None and log.recovered.startswith("(not repaired")
+        assert log.recovered is None and log.repair_pending is not None
+        assert log.repair_pending == (f"cut {cut - crashed.frame_start} bytes at segment "
+                                      f"{crashed.last_segment.name} offset {crashed.frame_start}: "
+                                      "an incomplete last write (a crash) or a truncated file")
         assert log.head == crashed.prefix_head
         assert fingerprint(log.read()) == crashed.prefix
         assert [r[0] for r in log.read_rows()] == [e[0] for e in crashed.prefix]
@@ -193,15 +198,16 @@ def test_a_cut_inside_a_segment_that_is_not_the_last_refuses_to_open(tmp_path: P
         FileEventLog.open(root)
 
 
-def test_a_failed_write_stops_appends_until_reopened(tmp_path: Path,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    """A write cut short by the disk (ENOSPC, EIO) leaves a partial frame: appending after it
-    would bury acknowledged-looking events behind damage, so the log refuses until reopened,
-    and the reopen truncates the partial frame."""
+def test_a_failed_write_is_cut_back_and_the_log_goes_on(tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """A write cut short by the disk (ENOSPC, EIO) leaves a partial frame: the log cuts it
+    off at once (back to the last acknowledged frame), so the next append follows the
+    acknowledged head and a reopen finds nothing to repair and no trace of the failed batch."""
     root = tmp_path / "log"
     log = FileEventLog.open(root)
     log.append(noted_batch(1, 2))
     head = log.head
+    size = segment_files(root)[-1].stat().st_size
     real_write = os.write
 
     def half_then_fail(fd: int, data: bytes) -> int:
@@ -210,41 +216,71 @@ def test_a_failed_write_stops_appends_until_reopened(tmp_path: Path,
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(os, "write", half_then_fail)
-    with pytest.raises(OSError, match="No space"):
+    with pytest.raises(LogWriteFailed, match="No space") as err:
         log.append([noted(3)])
+    assert err.value.rolled_back and err.value.reason == "No space left on device"
     assert log.head == head  # not acknowledged
-    with pytest.raises(LogError, match="reopen"):
-        log.append([noted(3)])
+    assert segment_files(root)[-1].stat().st_size == size  # and not on disk either
+    assert log.append([noted(4)])[0].seq == 3
     log.close()
     with FileEventLog.open(root) as again:
-        assert again.recovered is not None and "torn" in again.recovered
-        assert again.head == head
-        assert again.append([noted(3)])[0].seq == 3
+        assert again.recovered is None
+        assert again.head[0] == 3
     assert verify(root).damage is None
 
 
-def test_a_failed_fdatasync_stops_appends(tmp_path: Path,
-                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    with FileEventLog.open(tmp_path / "log") as log:
+def test_a_failed_fdatasync_forgets_the_whole_group(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """After a failed fdatasync the page cache cannot be trusted (fsyncgate): the written but
+    unacknowledged frames are cut off, so neither this process nor a reopen shows them."""
+    root = tmp_path / "log"
+    with FileEventLog.open(root) as log:
         log.append([noted(1)])
+        head = log.head
 
         def eio(fd: int) -> None:
             raise OSError(errno.EIO, "Input/output error")
 
         monkeypatch.setattr(os, "fdatasync", eio)
-        with pytest.raises(OSError), log.group_commit():
+        with pytest.raises(LogWriteFailed, match="Input/output"), log.group_commit():
             log.append([noted(2)])
-        monkeypatch.undo()
-        with pytest.raises(LogError, match="reopen"):
             log.append([noted(3)])
+        monkeypatch.undo()
+        assert log.head == head
+        assert [r.seq for r in log.read()] == [1]
+        assert log.append([noted(4)])[0].seq == 2
+    with FileEventLog.open(root, readonly=True) as again:
+        assert [r.seq for r in again.read()] == [1, 2] and again.repair_pending is None
 
 
-def test_an_interrupt_between_write_and_sync_stops_appends(tmp_path: Path,
-                                                           monkeypatch: pytest.MonkeyPatch
-                                                           ) -> None:
+def test_when_the_cut_back_fails_too_appends_stop_until_reopened(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = tmp_path / "log"
+    log = FileEventLog.open(root)
+    log.append([noted(1)])
+
+    def eio(*args: object) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(os, "fdatasync", eio)
+    monkeypatch.setattr(os, "fsync", eio)
+    with pytest.raises(LogWriteFailed) as err:
+        log.append([noted(2)])
+    assert not err.value.rolled_back
+    monkeypatch.undo()
+    with pytest.raises(LogWriteFailed, match="Input/output"):
+        log.append([noted(3)])
+    log.close()
+    with FileEventLog.open(root) as again:  # the truncation did happen in the page cache
+        assert again.head[0] == 1
+        assert again.append([noted(3)])[0].seq == 2
+
+
+def test_an_interrupt_between_write_and_sync_cuts_the_frame_and_stops_appends(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A KeyboardInterrupt the caller catches (the shell, an embedding program) after the
-    frame reached the file but before the head moved must not let a second frame with the
-    same seq follow it; a reopen keeps the whole frame and appending goes on after it."""
+    frame reached the file but before it was acknowledged: the frame is cut off, and since
+    the interrupt may have struck anywhere, the log takes no more appends until reopened."""
     root = tmp_path / "log"
     log = FileEventLog.open(root)
     log.append([noted(1)])
@@ -257,12 +293,12 @@ def test_an_interrupt_between_write_and_sync_stops_appends(tmp_path: Path,
     monkeypatch.setattr(os, "fdatasync", interrupted)
     with pytest.raises(KeyboardInterrupt):
         log.append([noted(2)])
-    with pytest.raises(LogError, match="reopen"):
+    with pytest.raises(LogError, match="KeyboardInterrupt"):
         log.append([noted(3)])
     log.close()
     with FileEventLog.open(root) as again:
-        assert again.head[0] == 2  # the written frame was whole: it stays
-        assert again.append([noted(3)])[0].seq == 3
+        assert again.head[0] == 1  # never acknowledged: not in the log
+        assert again.append([noted(3)])[0].seq == 2
     assert verify(root).damage is None
 
 
@@ -275,6 +311,7 @@ def test_a_last_frame_whose_tail_pages_never_reached_the_disk_is_a_torn_tail(
         log.append(noted_batch(1, 2))
         head = log.head
         log.append(noted_batch(3, 2, size=5000))
+    (root / HEAD_FILE).unlink()  # a crash: the close that marks the head never happened
     seg = sorted(root.glob("*.seg"))[-1]
     data = bytearray(seg.read_bytes())
     start = (len(data) - 1000) // 512 * 512

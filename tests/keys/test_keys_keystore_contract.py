@@ -82,6 +82,16 @@ class KeystoreContract:
         assert not store.holds(gone.key_id) and gone.key_id not in store.key_ids()
         assert spki_of(store.private_key(kept)) == kept.public_key
 
+    def test_discard_destroys_a_data_key_no_event_names_without_a_tombstone(
+            self, store: Keystore, keys: list[PrivateKey]) -> None:
+        """A failed command's data key: gone, and not claimed to have been zeroized."""
+        kept, dropped = store.seal(keys[0]), store.seal(keys[1])
+        store.discard(dropped.key_id)
+        with pytest.raises(KeystoreError) as err:
+            store.private_key(dropped)
+        assert err.value.failure is KeystoreFailure.DEK_MISSING
+        assert dropped.key_id not in store.key_ids() and store.holds(kept.key_id)
+
     def test_tampering_is_detected(self, store: Keystore, keys: list[PrivateKey]) -> None:
         a, b = store.seal(keys[0]), store.seal(keys[1])
         flipped = bytes([a.ciphertext[0] ^ 1]) + a.ciphertext[1:]
