@@ -93,7 +93,7 @@ def installed(ws: Workspace, mdm: PeerCA, s: Session, count: int = 1) -> str:
     expect(len(s.certificates) == count,
            f"the device installed {len(s.certificates)} certificate(s), expected {count}: "
            f"{_percent_lines(s.transcript)} ({mdm.proxy.summary()})")
-    expect("% Certificate received from Certificate Authority" in s.transcript,
+    expect("%PKI-6-CERTRET: Certificate received from Certificate Authority" in s.transcript,
            "the transcript does not say the certificate was received")
     notes = [f"{usage}: {subject_of(der) or '(empty subject)'}, "
              f"{openssl_verify(ws, mdm.ca_pem, der)}" for usage, der in s.certificates]
