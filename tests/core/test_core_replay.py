@@ -3,6 +3,7 @@ start, or from a snapshot plus the tail) gives the same state and the same show 
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -42,6 +43,7 @@ class ReplayEqualsLive(RuleBasedStateMachine):
 
     def teardown(self) -> None:
         self.engine.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
 
     def _run(self, line: str, answers: list[str] | None = None) -> None:
         self.clock.advance(1)
