@@ -95,7 +95,8 @@ class Engine:
         `snapshots/`, the keystore in `keystore/` and `master.key`. Ports left None get their
         real adapters (system clock, cryptography key generation, httpx SCEP transport)."""
         root = Path(data_dir)
-        root.mkdir(parents=True, exist_ok=True)
+        for private in (root, root / "log", root / "snapshots"):
+            private.mkdir(mode=0o700, parents=True, exist_ok=True)  # whatever the umask
         log = FileEventLog.open(root / "log")
         try:
             known = snapshot.newest_seq(root / "snapshots")

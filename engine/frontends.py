@@ -7,6 +7,7 @@ takes the next line as its answer (an empty line takes the default); `!` lines a
 from __future__ import annotations
 
 import getpass
+import os
 import sys
 import threading
 from collections.abc import Callable, Iterator
@@ -29,9 +30,18 @@ class ScriptPrompter:
         if raw is None:
             return None
         line = raw.rstrip("\r\n")
-        self.out.write(prompt + ("" if secret else line) + "\n")
+        self.out.write(prompt + ("" if secret else printable(line)) + "\n")
         self.out.flush()
         return line
+
+
+def printable(line: str) -> str:
+    """A script line as it can be echoed on any terminal: bytes that were not UTF-8 (read with
+    surrogateescape, refused as input by the engine) are shown as `\\xNN` escapes."""
+    if line.isascii():
+        return line
+    return "".join(f"\\x{ord(ch) - 0xDC00:02x}" if 0xDC80 <= ord(ch) <= 0xDCFF else ch
+                   for ch in line)
 
 
 def run_batch(engine: Engine, lines: Iterator[str], out: TextIO, keep_going: bool) -> int:
@@ -42,7 +52,7 @@ def run_batch(engine: Engine, lines: Iterator[str], out: TextIO, keep_going: boo
     for raw in lines:
         engine.run_due()  # scheduled work (enrollment polls) prints as it happens
         line = raw.rstrip("\r\n")
-        out.write(engine.prompt + line + "\n")
+        out.write(engine.prompt + printable(line) + "\n")
         if line.strip() in ("exit", "quit", "logout") and engine.session.mode is Mode.EXEC:
             break  # leaving the exec prompt ends the session, as at the console
         out.flush()
@@ -60,6 +70,13 @@ def _writer(out: TextIO) -> Callable[[str], None]:
         out.flush()
 
     return write
+
+
+def private_file(path: Path) -> Path:
+    """Create `path` 0600 if it does not exist (the umask cannot widen it): the shell history
+    holds what the operator typed."""
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))
+    return path
 
 
 def run_interactive(engine: Engine, history_file: Path | None) -> int:
@@ -98,7 +115,8 @@ def run_interactive(engine: Engine, history_file: Path | None) -> int:
 
         run_in_terminal(show)
 
-    history = FileHistory(str(history_file)) if history_file else InMemoryHistory()
+    history = FileHistory(str(private_file(history_file))) if history_file \
+        else InMemoryHistory()
     session: PromptSession[str] = PromptSession(history=history, completer=GrammarCompleter(),
                                                 key_bindings=keys, complete_while_typing=False)
 

@@ -173,7 +173,12 @@ class BuiltinCA:
         except ValueError as e:
             raise CAError(Reason.INVALID_VALUE, str(e)) from None
         rootp = Path(root)
-        rootp.mkdir(parents=True, exist_ok=True)
+        try:
+            for private in (rootp, rootp / LOG_DIR):  # 0700 whatever the umask
+                private.mkdir(mode=0o700, parents=True, exist_ok=True)
+        except OSError as e:
+            raise CAError(Reason.NOT_ALLOWED, f"cannot create a CA in {rootp}: "
+                                              f"{e.strerror or e}") from None
         log = _open_log(rootp, readonly=False)
         created: list[Path] = []  # undone if init fails before its events are durable
         fresh = False
