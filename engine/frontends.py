@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TextIO
 
-from engine.engine import Engine
+from engine.engine import Engine, Result
 from engine.grammar import Mode
 
 
@@ -135,9 +135,9 @@ def run_interactive(engine: Engine, history_file: Path | None) -> int:
 
     engine.ports.prompter = TerminalPrompter()
     engine.ports.write = _writer(sys.stdout)
-    lock = threading.Lock()
+    scheduler = Scheduler(engine)
     stop = threading.Event()
-    ticker = threading.Thread(target=_tick, args=(engine, lock, stop), name="scheduler",
+    ticker = threading.Thread(target=scheduler.run, args=(stop,), name="scheduler",
                               daemon=True)
     with patch_stdout(raw=True):
         ticker.start()
@@ -152,7 +152,7 @@ def run_interactive(engine: Engine, history_file: Path | None) -> int:
                 if line.strip() in ("exit", "quit", "logout") and \
                         engine.session.mode is Mode.EXEC:
                     return 0
-                with lock:
+                with scheduler.lock:
                     try:
                         engine.execute(line)
                     except KeyboardInterrupt:
@@ -164,14 +164,31 @@ def run_interactive(engine: Engine, history_file: Path | None) -> int:
             ticker.join()
 
 
-def _tick(engine: Engine, lock: threading.Lock, stop: threading.Event) -> None:
-    """Scheduled work (enrollment polls) runs between commands, never during one: a command
-    holds `lock` from its line to its last answer."""
-    while not stop.wait(1.0):
-        if lock.acquire(blocking=False):
+class Scheduler:
+    """Scheduled work (enrollment polls) beside the interactive prompt, never in its way.
+
+    A due job's exchange with the CA runs in the ticker thread without `lock` (the transport's
+    deadline bounds it); only appending what it decided takes `lock`, which a command holds from
+    its line to its last answer, so scheduled work lands between two commands. A job performed
+    against a state that a command changed meanwhile is dropped and, if still due, runs again.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.lock = threading.Lock()
+
+    def execute(self, line: str) -> Result:
+        with self.lock:
+            return self.engine.execute(line)
+
+    def tick(self) -> None:
+        for work in self.engine.perform_due():
+            with self.lock:
+                self.engine.commit_due(work)
+
+    def run(self, stop: threading.Event) -> None:
+        while not stop.wait(1.0):
             try:
-                engine.run_due()
+                self.tick()
             except Exception as e:  # report and keep scheduling: never die quietly
                 print(f"%SCHED-3-FAILED: scheduled work failed: {type(e).__name__}: {e}")
-            finally:
-                lock.release()
