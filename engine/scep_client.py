@@ -127,6 +127,7 @@ class CAFetched:
     ca_certificate: bytes
     ra_certificates: tuple[bytes, ...]
     capabilities: tuple[str, ...]
+    chain: tuple[bytes, ...] = ()  # the other CA certificates GetCACert sent (its issuers)
 
 
 @dataclass(frozen=True)
@@ -222,7 +223,8 @@ def _fetch_ca(ports: Ports, eff: FetchCA) -> CAFetched:
     ra_certs = [c for c in (found.ra_signing, found.ra_encryption) if c is not None]
     ra = tuple(dict.fromkeys(c.public_bytes(serialization.Encoding.DER) for c in ra_certs))
     return CAFetched(found.ca.public_bytes(serialization.Encoding.DER), ra,
-                     tuple(sorted(c.value for c in caps.keywords)))
+                     tuple(sorted(c.value for c in caps.keywords)),
+                     tuple(c.public_bytes(serialization.Encoding.DER) for c in found.chain))
 
 
 def _ca_certs(view: CAView) -> scep.CACertificates:
