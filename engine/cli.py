@@ -99,7 +99,7 @@ def _log_dir(d: Path) -> Path:
         raise OperatorError(f"{d} is not a directory.")
     if (d / "log").is_dir():
         return d / "log"
-    if not any(d.glob("*.seg")):
+    if not any(d.glob("*.seg")) and not (d / "LOCK").exists():  # what a log directory holds
         raise OperatorError(f"{d} holds no event log (neither {d / 'log'} nor log segments).")
     return d
 

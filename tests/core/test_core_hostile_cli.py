@@ -205,6 +205,17 @@ def test_audit_commands_on_a_missing_directory(tmp_path: Path, audit: list[str])
     assert "holds no event log" in one_error_line(trustledger(*where))
 
 
+def test_a_log_with_no_event_yet_verifies(tmp_path: Path) -> None:
+    """A device opened once and never changed: its log (and the log directory named directly)
+    is an empty chain, not an error."""
+    script = tmp_path / "s.txt"
+    script.write_text("show running-config hostname\n")
+    assert trustledger("exec", "--data", tmp_path / "d", "-f", script).returncode == 0
+    for where in (tmp_path / "d", tmp_path / "d" / "log"):
+        done = trustledger("log", "verify", where)
+        assert done.returncode == 0 and b"chain     : OK" in done.stdout
+
+
 def test_ca_init_on_a_file(tmp_path: Path) -> None:
     a_file = tmp_path / "file"
     a_file.write_text("")
