@@ -19,7 +19,8 @@ from engine.ports import FakeClock
 from engine.scep_client import HttpxTransport, TransportError
 from engine.trustpoints import status_of
 
-REPLY = (b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 10\r\n\r\n"
+REPLY = (b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 10\r\n"
+         b"Connection: close\r\n\r\n"
          b"POSTPKIOpe")
 
 
@@ -73,8 +74,8 @@ class SlowCA:
 
 
 @contextmanager
-def slow_ca(*, trickle: bool) -> Iterator[SlowCA]:
-    ca = SlowCA(trickle=trickle)
+def slow_ca(*, trickle: bool, interval: float = 0.2) -> Iterator[SlowCA]:
+    ca = SlowCA(trickle=trickle, interval=interval)
     try:
         yield ca
     finally:
@@ -93,6 +94,19 @@ def test_authenticate_against_a_trickling_ca_ends_at_the_deadline() -> None:
     assert r.error.message == (f"% Unable to reach the CA at {ca.url}/cgi-bin/pkiclient.exe: "
                                "no complete answer within the 1 s deadline of the exchange")
     assert status_of(e.state, "t1").ca_certificate is None
+
+
+@pytest.mark.timeout(60)
+def test_the_deadline_covers_getcacaps_and_getcacert_together() -> None:
+    """Each reply takes about 1.2 s, under the 2 s deadline alone; GetCACaps then GetCACert
+    take 2.4 s, so the exchange ends at its deadline (a per-request deadline would instead
+    reach GetCACert's content-type check)."""
+    with slow_ca(trickle=True, interval=1.2 / len(REPLY)) as ca:
+        e = Engine.in_memory(clock=FakeClock(), scep=HttpxTransport(deadline=2.0))
+        configure(e, "crypto ca trustpoint t1", f"enrollment url {ca.url}")
+        r = e.execute("crypto ca authenticate t1")
+    assert r.error is not None and r.error.message.endswith(
+        "no complete answer within the 2 s deadline of the exchange")
 
 
 @pytest.mark.timeout(60)
