@@ -8,7 +8,8 @@ One trial runs, at the same time and each in its own process group:
 - the device: `trustledger exec` on a fresh data directory, a long script of rounds
   `configure / hostname hN / commit / end / crypto key generate rsa general-keys kN / 1024 /
   crypto key zeroize rsa kN-1 / yes`, killed (SIGKILL) at a random moment;
-- the CA: `trustledger ca serve --workers 1` on a copy of a CA directory made once (the
+- the CA: `trustledger ca serve` (odd trials `--workers 1`, even ones `--workers 2`: the
+  decider and two CMS worker processes, all killed) on a copy of a CA directory made once (the
   template), under the load of two micromdm `scepclient` loops (1024-bit keys, alternately
   through /cgi-bin/pkiclient.exe and /scep), killed at a random moment after it is ready.
 
@@ -221,9 +222,9 @@ class Load:
             t.join(timeout=30)
 
 
-def start_ca(root: Path) -> tuple[subprocess.Popen[bytes], str | None]:
-    proc = subprocess.Popen(trustledger("ca", "serve", root, "--port", "0", "--workers", "1",
-                                        "--challenge", CHALLENGE),
+def start_ca(root: Path, workers: int) -> tuple[subprocess.Popen[bytes], str | None]:
+    proc = subprocess.Popen(trustledger("ca", "serve", root, "--port", "0", "--workers",
+                                        str(workers), "--challenge", CHALLENGE),
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env(),
                             cwd=REPO, start_new_session=True)
     lines: queue.Queue[str] = queue.Queue()
@@ -308,7 +309,8 @@ def trial(n: int, seed: int, work: Path, template: Path, report: Report,
                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env(),
                            cwd=REPO, start_new_session=True)
     transcript = Transcript(dev)
-    ca, url = start_ca(ca_root)
+    workers = 1 if n % 2 else 2  # one process, or a decider and two CMS workers
+    ca, url = start_ca(ca_root, workers)
     load = None
     if url is None:
         report.unopenable.append(f"trial {n}: ca serve did not start")
@@ -332,7 +334,8 @@ def trial(n: int, seed: int, work: Path, template: Path, report: Report,
         check_ca(ca_root, load.issued, report, n)
     if verbose:
         print(f"trial {n}: device killed {device_kill:.2f}s after its first prompt "
-              f"({len(acked.hostnames)} commits acknowledged), CA {ca_kill:.2f}s after ready "
+              f"({len(acked.hostnames)} commits acknowledged), CA ({workers} worker(s)) "
+              f"{ca_kill:.2f}s after ready "
               f"({len(load.issued) if load else 0} certificates)", flush=True)
 
 
