@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
+import io
 import json
 import os
 import sys
@@ -115,8 +117,53 @@ def _register_optional(sub: Any) -> None:
     register(sub)
 
 
+class OperatorError(Exception):
+    """A mistake on the command line (a missing or wrong directory, a busy port): one `%` line
+    on stderr and exit status 2, never a traceback."""
+
+
 def _log_dir(d: Path) -> Path:
-    return d / "log" if (d / "log").is_dir() else d
+    """The log of a device or CA directory (DIR/log), or DIR itself if it is a log directory.
+    A path that holds no log is an error: an audit of nothing must not say `chain : OK`."""
+    if not d.exists():
+        raise OperatorError(f"{d}: no such directory.")
+    if not d.is_dir():
+        raise OperatorError(f"{d} is not a directory.")
+    if (d / "log").is_dir():
+        return d / "log"
+    if not any(d.glob("*.seg")) and not (d / "LOCK").exists():  # what a log directory holds
+        raise OperatorError(f"{d} holds no event log (neither {d / 'log'} nor log segments).")
+    return d
+
+
+def data_dir(given: Path | None) -> Path:
+    """The device's data directory for `shell` and `exec`, created (0700) if it does not exist
+    yet, which is said on stderr; a file or a path that cannot be created or written is an
+    error."""
+    root = given or default_data_dir()
+    if root.exists() and not root.is_dir():
+        raise OperatorError(f"Data directory {root} is not a directory.")
+    if not root.exists():
+        try:
+            root.mkdir(mode=0o700, parents=True)
+        except OSError as e:
+            raise OperatorError(f"Cannot create data directory {root}: "
+                                f"{e.strerror or e}.") from None
+        print(f"% New data directory {root} created.", file=sys.stderr)
+    if not os.access(root, os.W_OK | os.X_OK):
+        raise OperatorError(f"Data directory {root} is not writable.")
+    return root
+
+
+def harden_stdio() -> None:
+    """Whatever the locale says (strict UTF-8, ASCII): input bytes that are not UTF-8 are read
+    (and then refused as input), and output the terminal cannot encode is escaped, never a
+    UnicodeError."""
+    for out in (sys.stdout, sys.stderr):
+        if isinstance(out, io.TextIOWrapper):
+            out.reconfigure(errors="backslashreplace")
+    if isinstance(sys.stdin, io.TextIOWrapper):
+        sys.stdin.reconfigure(errors="surrogateescape")
 
 
 def cmd_log_verify(d: Path) -> int:
@@ -222,7 +269,7 @@ def cmd_shell(data: Path | None, keep_going: bool) -> int:
     from engine.engine import Engine
     from engine.frontends import run_batch, run_interactive
 
-    root = data or default_data_dir()
+    root = data_dir(data)
     with Engine.open(root) as eng:
         _report_recovery(eng)
         if sys.stdin.isatty():
@@ -234,7 +281,9 @@ def cmd_exec(data: Path | None, file: str, keep_going: bool) -> int:
     from engine.engine import Engine
     from engine.frontends import run_batch
 
-    with Engine.open(data or default_data_dir()) as eng:
+    if file != "-" and not os.path.isfile(file):
+        raise OperatorError(f"Script {file}: no such file.")
+    with Engine.open(data_dir(data)) as eng:
         _report_recovery(eng)
         if file == "-":
             return run_batch(eng, iter(sys.stdin.readline, ""), sys.stdout, keep_going)
@@ -259,8 +308,27 @@ def report_pending_repair(log: FileEventLog) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    harden_stdio()
     args = _parser().parse_args(argv)
     configure_logging("info" if args.command == "ca" else "warning")
+    try:
+        return _dispatch(args)
+    except OperatorError as err:
+        print(f"% {err}", file=sys.stderr)
+        return 2
+    except OSError as err:  # the environment refused (a busy port, a permission, a full disk)
+        print(f"% {_os_error(err, args)}", file=sys.stderr)
+        return 2
+
+
+def _os_error(err: OSError, args: argparse.Namespace) -> str:
+    if err.errno == errno.EADDRINUSE and getattr(args, "ca_command", None) == "serve":
+        return f"Cannot listen on {args.host}:{args.port}: the port is in use."
+    where = f" ({err.filename})" if err.filename else ""
+    return f"{err.strerror or err}{where}."
+
+
+def _dispatch(args: argparse.Namespace) -> int:
     try:
         if args.command == "shell":
             return cmd_shell(args.data, args.keep_going)
@@ -279,6 +347,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "ca":
             from engine.ca.errors import CAError
 
+            _check_ca_dir(args)
             try:
                 return int(args.func(args))
             except CAError as err:
@@ -289,6 +358,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(text if text.startswith("% ") else f"trustledger: {text}", file=sys.stderr)
         return 2
     return 2
+
+
+def _check_ca_dir(args: argparse.Namespace) -> None:
+    d = getattr(args, "dir", None)
+    if isinstance(d, Path) and d.exists() and not d.is_dir():
+        raise OperatorError(f"CA directory {d} is not a directory.")
 
 
 if __name__ == "__main__":

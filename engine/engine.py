@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -34,8 +34,8 @@ from engine.keystore import KeyGenerator, keystore_of, tidy_keystore
 from engine.parser import Choice, Match, choices, parse, render_choices
 from engine.ports import Clock, FakeClock, Prompter, SystemClock
 from engine.runtime import Ports, perform, queue, require_utf8, run
-from engine.scep_client import ScepTransport
-from engine.schedule import due_jobs
+from engine.scep_client import ScepTransport, transport_of
+from engine.schedule import Job, due_jobs
 from engine.session import Session
 from engine.state import DeviceState, evolve, replay_rows
 from engine.trustpoints import trustpoint_names
@@ -44,6 +44,18 @@ from events.memory import MemoryEventLog
 from events.store import EventStore, PendingEvent, Recorded
 
 logger = structlog.get_logger("trustledger.engine")
+
+
+@dataclass(frozen=True)
+class DueWork:
+    """A scheduled job performed against the state at `seq`, not yet appended."""
+
+    job: Job
+    now: int
+    seq: int
+    outcome: Outcome | None
+    error: CommandError | None
+    output: list[str]
 
 
 @dataclass
@@ -103,7 +115,8 @@ class Engine:
         `snapshots/`, the keystore in `keystore/` and `master.key`. Ports left None get their
         real adapters (system clock, cryptography key generation, httpx SCEP transport)."""
         root = Path(data_dir)
-        root.mkdir(parents=True, exist_ok=True)
+        for private in (root, root / "log", root / "snapshots"):
+            private.mkdir(mode=0o700, parents=True, exist_ok=True)  # whatever the umask
         log = FileEventLog.open(root / "log")
         try:
             known = snapshot.newest_seq(root / "snapshots")
@@ -413,24 +426,54 @@ class Engine:
         results = []
         now = self.ports.clock.now_us()
         for job in due_jobs(self.state, now):
-            self.ports.out = []
-            self.ports.answers = queue(())
-            self._failure = None
-            # Nobody is at the keyboard for scheduled work: a job that asked would fail.
-            user, self.session.user = self.session.user, "scheduler"
-            prompter, self.ports.prompter = self.ports.prompter, None
-            try:
-                outcome = run(job.run(self.state, now), self.ports)
-                records = self._apply(outcome, now)
-            except CommandError as err:
-                self.ports.say(f"%PKI-3-{job.name.split()[0].upper()}: {err.message[2:]}\n")
-                results.append(Result(_joined(self.ports.out), [], err, self.prompt))
-                continue
-            finally:
-                self.session.user = user
-                self.ports.prompter = prompter
-            results.append(Result(_joined(self.ports.out), records, self._failure, self.prompt))
+            result = self.commit_due(self._perform(job, now))
+            if result is not None:
+                results.append(result)
         return results
+
+    def perform_due(self) -> list[DueWork]:
+        """Perform the jobs due now (their CA exchanges, bounded by the transport's deadline)
+        and append nothing; `commit_due` appends each one later. Safe to call from another
+        thread while a command runs: it reads the state once and uses ports of its own."""
+        now = self.ports.clock.now_us()
+        jobs = due_jobs(self.state, now)
+        if jobs:
+            transport_of(self.ports)  # one transport for the engine, not one per job
+        return [self._perform(job, now) for job in jobs]
+
+    def _perform(self, job: Job, now: int) -> DueWork:
+        state = self.state
+        # Nobody is at the keyboard for scheduled work: a job that asked would fail.
+        ports = replace(self.ports, prompter=None, answers=queue(()), out=[], write=None)
+        try:
+            return DueWork(job, now, state.seq, run(job.run(state, now), ports), None,
+                           ports.out)
+        except CommandError as err:
+            return DueWork(job, now, state.seq, None, err, ports.out)
+
+    def commit_due(self, work: DueWork) -> Result | None:
+        """Append what a performed job decided, as a command by the actor `scheduler`, and
+        print its output. A job performed against a state that has moved on since (a command
+        ran meanwhile) is dropped: None; it runs again if it is still due."""
+        if work.seq != self.state.seq:
+            return None
+        self.ports.out = []
+        self.ports.answers = queue(())
+        self._failure = None
+        for text in work.output:
+            self.ports.say(text)
+        user, self.session.user = self.session.user, "scheduler"
+        try:
+            if work.error is not None:
+                raise work.error
+            assert work.outcome is not None
+            records = self._apply(work.outcome, work.now)
+        except CommandError as err:
+            self.ports.say(f"%PKI-3-{work.job.name.split()[0].upper()}: {err.message[2:]}\n")
+            return Result(_joined(self.ports.out), [], err, self.prompt)
+        finally:
+            self.session.user = user
+        return Result(_joined(self.ports.out), records, self._failure, self.prompt)
 
     def fold(self, records: Iterable[Recorded]) -> None:
         state = self.state

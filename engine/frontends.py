@@ -7,6 +7,7 @@ takes the next line as its answer (an empty line takes the default); `!` lines a
 from __future__ import annotations
 
 import getpass
+import os
 import sys
 import textwrap
 import threading
@@ -14,7 +15,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from engine.engine import Engine
+from engine.engine import Engine, Result
 from engine.errors import CommandError, Reason
 from engine.grammar import Mode
 
@@ -34,9 +35,18 @@ class ScriptPrompter:
         if raw is None:
             return None
         line = raw.rstrip("\r\n")
-        self.out.write(prompt + ("" if secret else line) + "\n")
+        self.out.write(prompt + ("" if secret else printable(line)) + "\n")
         self.out.flush()
         return line
+
+
+def printable(line: str) -> str:
+    """A script line as it can be echoed on any terminal: bytes that were not UTF-8 (read with
+    surrogateescape, refused as input by the engine) are shown as `\\xNN` escapes."""
+    if line.isascii():
+        return line
+    return "".join(f"\\x{ord(ch) - 0xDC00:02x}" if 0xDC80 <= ord(ch) <= 0xDCFF else ch
+                   for ch in line)
 
 
 def run_batch(engine: Engine, lines: Iterator[str], out: TextIO, keep_going: bool) -> int:
@@ -47,7 +57,7 @@ def run_batch(engine: Engine, lines: Iterator[str], out: TextIO, keep_going: boo
     for raw in lines:
         engine.run_due()  # scheduled work (enrollment polls) prints as it happens
         line = raw.rstrip("\r\n")
-        out.write(engine.prompt + line + "\n")
+        out.write(engine.prompt + printable(line) + "\n")
         if line.strip() in ("exit", "quit", "logout") and engine.session.mode is Mode.EXEC:
             break  # leaving the exec prompt ends the session, as at the console
         out.flush()
@@ -67,6 +77,13 @@ def _writer(out: TextIO) -> Callable[[str], None]:
     return write
 
 
+def private_file(path: Path) -> Path:
+    """Create `path` 0600 if it does not exist (the umask cannot widen it): the shell history
+    holds what the operator typed."""
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))
+    return path
+
+
 def run_interactive(engine: Engine, history_file: Path | None) -> int:
     from prompt_toolkit import PromptSession
     from prompt_toolkit.completion import CompleteEvent, Completer, Completion
@@ -84,7 +101,8 @@ def run_interactive(engine: Engine, history_file: Path | None) -> int:
                                  display=ch.word, display_meta=ch.help)
 
     keys = _key_bindings(engine)
-    history = FileHistory(str(history_file)) if history_file else InMemoryHistory()
+    history = FileHistory(str(private_file(history_file))) if history_file \
+        else InMemoryHistory()
     session: PromptSession[str] = PromptSession(history=history, completer=GrammarCompleter(),
                                                 key_bindings=keys, complete_while_typing=False)
 
@@ -105,13 +123,13 @@ def run_interactive(engine: Engine, history_file: Path | None) -> int:
 
     engine.ports.prompter = TerminalPrompter()
     engine.ports.write = _writer(sys.stdout)
-    lock = threading.Lock()
 
     def width() -> int:  # asked per message: the terminal may have been resized
         return session.output.get_size().columns
 
+    scheduler = Scheduler(engine, width)
     stop = threading.Event()
-    ticker = threading.Thread(target=_tick, args=(engine, lock, stop, width), name="scheduler",
+    ticker = threading.Thread(target=scheduler.run, args=(stop,), name="scheduler",
                               daemon=True)
     with patch_stdout(raw=True):
         ticker.start()
@@ -126,7 +144,7 @@ def run_interactive(engine: Engine, history_file: Path | None) -> int:
                 if line.strip() in ("exit", "quit", "logout") and \
                         engine.session.mode is Mode.EXEC:
                     return 0
-                with lock:
+                with scheduler.lock:
                     try:
                         engine.execute(line)
                     except KeyboardInterrupt:
@@ -168,27 +186,47 @@ def _key_bindings(engine: Engine) -> KeyBindings:
     return keys
 
 
-def _tick(engine: Engine, lock: threading.Lock, stop: threading.Event,
-          width: Callable[[], int]) -> None:
-    """Scheduled work (enrollment polls) runs between commands, never during one: a command
-    holds `lock` from its line to its last answer. What it prints is an asynchronous message:
-    written whole, wrapped at word boundaries, through the patched stdout, which prints it
-    above the prompt and redraws the prompt and any half-typed line."""
-    while not stop.wait(1.0):
-        if lock.acquire(blocking=False):
-            write, engine.ports.write = engine.ports.write, None
+class Scheduler:
+    """Scheduled work (enrollment polls) beside the interactive prompt, never in its way.
+
+    A due job's exchange with the CA runs in the ticker thread without `lock` (the transport's
+    deadline bounds it); only appending what it decided takes `lock`, which a command holds from
+    its line to its last answer, so scheduled work lands between two commands. A job performed
+    against a state that a command changed meanwhile is dropped and, if still due, runs again.
+    What a job prints is an asynchronous message: written whole, wrapped at word boundaries,
+    through the patched stdout, which prints it above the prompt and redraws the prompt and any
+    half-typed line.
+    """
+
+    def __init__(self, engine: Engine, width: Callable[[], int] = lambda: 80) -> None:
+        self.engine = engine
+        self.width = width
+        self.lock = threading.Lock()
+
+    def execute(self, line: str) -> Result:
+        with self.lock:
+            return self.engine.execute(line)
+
+    def tick(self) -> None:
+        for work in self.engine.perform_due():
+            with self.lock:
+                write, self.engine.ports.write = self.engine.ports.write, None
+                try:
+                    result = self.engine.commit_due(work)
+                finally:
+                    self.engine.ports.write = write
+            if result is not None and result.output:
+                self._say(result.output)
+
+    def run(self, stop: threading.Event) -> None:
+        while not stop.wait(1.0):
             try:
-                results = engine.run_due()
+                self.tick()
             except Exception as e:  # report and keep scheduling: never die quietly
-                results = []
-                print(async_message(f"%SCHED-3-FAILED: scheduled work failed: "
-                                    f"{type(e).__name__}: {e}", width()), end="", flush=True)
-            finally:
-                engine.ports.write = write
-                lock.release()
-            for r in results:
-                if r.output:
-                    print(async_message(r.output, width()), end="", flush=True)
+                self._say(f"%SCHED-3-FAILED: scheduled work failed: {type(e).__name__}: {e}")
+
+    def _say(self, text: str) -> None:
+        print(async_message(text, self.width()), end="", flush=True)
 
 
 def async_message(text: str, width: int) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
+from collections.abc import Sequence
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
@@ -79,6 +80,37 @@ def check_ca_certificate(cert: x509.Certificate, now_us: int) -> None:
     if not is_ca:
         raise bad("The certificate is not a CA certificate (basicConstraints cA is not TRUE).")
     check_validity(cert, now_us, "CA certificate")
+
+
+def check_ca_signature(cert: x509.Certificate,
+                       sent: Sequence[x509.Certificate] = ()) -> None:
+    """The CA certificate's own signature, before the operator is asked to accept it.
+
+    A certificate that claims to be self-issued (issuer == subject, RFC 5280 §6.1: a trust
+    anchor, what GetCACert usually serves) must verify with its own key, or with the key of a
+    certificate of the same name the CA sent alongside (a key rollover link). A subordinate CA
+    (issuer != subject) is legitimate: if the CA sent certificates named as its issuer (the
+    chain of a GetCACert PKCS#7), one of them must verify it; if it sent none, there is
+    nothing to check it against here and the operator's fingerprint check decides."""
+    issuers = [c for c in sent if c.subject == cert.issuer and c is not cert]
+    self_issued = cert.issuer == cert.subject
+    if self_issued:
+        issuers.insert(0, cert)
+    if not issuers or any(_verifies(cert, issuer) for issuer in issuers):
+        return
+    if self_issued:
+        raise bad("The CA certificate claims to be self-signed, but its signature does not "
+                  "verify with its own key: refused, nothing was stored.")
+    raise bad(f"The CA certificate's signature does not verify with the key of its issuer "
+              f"({rfc4514(cert.issuer)}) sent by the CA: refused, nothing was stored.")
+
+
+def _verifies(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+    try:
+        cert.verify_directly_issued_by(issuer)
+    except (InvalidSignature, ValueError, TypeError, UnsupportedAlgorithm):
+        return False
+    return True
 
 
 CLOCK_SKEW_US = 5 * 60 * 1_000_000

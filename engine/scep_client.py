@@ -14,6 +14,7 @@ import datetime as dt
 import hashlib
 import ipaddress
 from collections.abc import Mapping
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -22,6 +23,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from engine import scep
+from engine.adapters.http_deadline import Deadline, deadline_client
 from engine.effects import Effect, performs
 from engine.errors import CommandError, Reason
 from engine.keys import KeyPair
@@ -30,7 +32,8 @@ from engine.pki import parse_rfc4514
 from engine.runtime import Ports
 
 MAX_REPLY = 1 << 20  # a SCEP reply larger than 1 MiB is not a SCEP reply
-TIMEOUT = 10.0
+TIMEOUT = 10.0  # seconds for any one socket operation
+DEADLINE = 60.0  # seconds for a whole exchange, whatever the CA does
 
 
 # -- the transport port ------------------------------------------------------------------------
@@ -54,24 +57,39 @@ class TransportError(Exception):
 
 
 class HttpxTransport:
-    """HTTP/1.1 through httpx: no proxies from the environment, no redirects, bounded bodies."""
+    """HTTP/1.1 through httpx: no proxies from the environment, no redirects, bounded bodies,
+    and a total `deadline` (seconds) per exchange: authenticate (GetCACaps + GetCACert), an
+    enrollment, each poll. A CA that trickles its answer is cut off at the deadline."""
 
-    def __init__(self, timeout: float = TIMEOUT) -> None:
-        self.client = httpx.Client(timeout=timeout, follow_redirects=False, trust_env=False)
+    def __init__(self, timeout: float = TIMEOUT, deadline: float = DEADLINE) -> None:
+        self.deadline = Deadline(deadline)
+        self.client = deadline_client(self.deadline, timeout)
+
+    def exchange(self) -> AbstractContextManager[None]:
+        """The requests made inside share one deadline (a lone request gets its own)."""
+        return self.deadline.exchange()
 
     def _send(self, request: httpx.Request) -> HttpReply:
-        try:
-            with self.client.stream(request.method, request.url, content=request.content,
-                                    headers=request.headers) as resp:
-                body = bytearray()
-                for chunk in resp.iter_bytes():
-                    body += chunk
-                    if len(body) > MAX_REPLY:
-                        raise TransportError(f"reply larger than {MAX_REPLY} bytes")
-                ctype = resp.headers.get("content-type", "").split(";")[0].strip().lower()
-                return HttpReply(resp.status_code, ctype, bytes(body))
-        except httpx.HTTPError as e:
-            raise TransportError(str(e) or type(e).__name__) from e
+        with self.exchange():
+            try:
+                return self._receive(request)
+            except httpx.HTTPError as e:
+                if self.deadline.expired():
+                    raise TransportError(f"no complete answer within the "
+                                         f"{self.deadline.seconds:g} s deadline of the "
+                                         "exchange") from e
+                raise TransportError(str(e) or type(e).__name__) from e
+
+    def _receive(self, request: httpx.Request) -> HttpReply:
+        with self.client.stream(request.method, request.url, content=request.content,
+                                headers=request.headers) as resp:
+            body = bytearray()
+            for chunk in resp.iter_bytes():
+                body += chunk
+                if len(body) > MAX_REPLY:
+                    raise TransportError(f"reply larger than {MAX_REPLY} bytes")
+            ctype = resp.headers.get("content-type", "").split(";")[0].strip().lower()
+            return HttpReply(resp.status_code, ctype, bytes(body))
 
     def get(self, url: str, params: Mapping[str, str]) -> HttpReply:
         return self._send(self.client.build_request("GET", url, params=dict(params)))
@@ -86,6 +104,12 @@ def transport_of(ports: Ports) -> ScepTransport:
     if ports.scep is None:
         ports.scep = HttpxTransport()
     return ports.scep
+
+
+def one_exchange(ports: Ports) -> AbstractContextManager[None]:
+    """One deadline for the requests of one exchange (transports in memory never block)."""
+    transport = transport_of(ports)
+    return transport.exchange() if isinstance(transport, HttpxTransport) else nullcontext()
 
 
 # -- effects and facts --------------------------------------------------------------------------
@@ -103,6 +127,7 @@ class CAFetched:
     ca_certificate: bytes
     ra_certificates: tuple[bytes, ...]
     capabilities: tuple[str, ...]
+    chain: tuple[bytes, ...] = ()  # the other CA certificates GetCACert sent (its issuers)
 
 
 @dataclass(frozen=True)
@@ -184,13 +209,14 @@ def _caps(ports: Ports, url: str) -> scep.Capabilities:
 
 @performs(FetchCA)
 def _fetch_ca(ports: Ports, eff: FetchCA) -> CAFetched:
-    caps = _caps(ports, eff.url)
-    try:
-        reply = _checked(transport_of(ports).get(eff.url, {"operation": "GetCACert",
-                                                           "message": "trustledger"}),
-                         "GetCACert", eff.url)
-    except TransportError as e:
-        raise peer_error(f"Unable to reach the CA at {eff.url}: {e}") from e
+    with one_exchange(ports):
+        caps = _caps(ports, eff.url)
+        try:
+            reply = _checked(transport_of(ports).get(eff.url, {"operation": "GetCACert",
+                                                               "message": "trustledger"}),
+                             "GetCACert", eff.url)
+        except TransportError as e:
+            raise peer_error(f"Unable to reach the CA at {eff.url}: {e}") from e
     try:
         found = scep.parse_ca_certificates(reply.content_type, reply.body)
     except scep.ScepError as e:
@@ -198,7 +224,8 @@ def _fetch_ca(ports: Ports, eff: FetchCA) -> CAFetched:
     ra_certs = [c for c in (found.ra_signing, found.ra_encryption) if c is not None]
     ra = tuple(dict.fromkeys(c.public_bytes(serialization.Encoding.DER) for c in ra_certs))
     return CAFetched(found.ca.public_bytes(serialization.Encoding.DER), ra,
-                     tuple(sorted(c.value for c in caps.keywords)))
+                     tuple(sorted(c.value for c in caps.keywords)),
+                     tuple(c.public_bytes(serialization.Encoding.DER) for c in found.chain))
 
 
 def _ca_certs(view: CAView) -> scep.CACertificates:

@@ -183,8 +183,7 @@ class BuiltinCA:
             name = profile.parse_subject(subject)
         except ValueError as e:
             raise CAError(Reason.INVALID_VALUE, str(e)) from None
-        rootp = Path(root)
-        rootp.mkdir(parents=True, exist_ok=True)
+        rootp = _private_directory(Path(root))
         log = _open_log(rootp, readonly=False)
         created: list[Path] = []  # undone if init fails before its events are durable
         fresh = False
@@ -779,6 +778,17 @@ def _undo_init(root: Path, created: list[Path]) -> None:
             path.unlink(missing_ok=True)
         fsync_directory(root / LOG_DIR)
         fsync_directory(root)
+
+
+def _private_directory(root: Path) -> Path:
+    """The CA directory and its log directory, created 0700 whatever the umask."""
+    try:
+        for private in (root, root / LOG_DIR):
+            private.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as e:
+        raise CAError(Reason.NOT_ALLOWED,
+                      f"cannot create a CA in {root}: {e.strerror or e}") from None
+    return root
 
 
 def _open_log(root: Path, readonly: bool) -> FileEventLog:

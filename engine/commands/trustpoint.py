@@ -31,6 +31,7 @@ from engine.lifecycle import Lifecycle, next_state
 from engine.pki import (
     bad,
     check_ca_certificate,
+    check_ca_signature,
     check_router_certificate,
     decode_pasted,
     load_certificate,
@@ -197,6 +198,7 @@ def authenticate(ctx: Ctx) -> Generator[Effect, Any, Outcome]:
                            "'enrollment url' or 'enrollment terminal'.")
     ca = load_certificate(fetched.ca_certificate, "CA certificate")
     check_ca_certificate(ca, ctx.now)
+    check_ca_signature(ca, [load_certificate(c, "CA chain certificate") for c in fetched.chain])
     yield Say(_describe_ca(ca))
     answer = ""
     while answer not in ("yes", "no"):

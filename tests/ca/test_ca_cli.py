@@ -17,9 +17,12 @@ from cryptography import x509
 from engine.scep import FailInfo, PkiStatus
 from projections.certfmt import ios_serial
 
+pytestmark = pytest.mark.usefixtures("cli_locale")  # every test under C.UTF-8 and C
 
-@pytest.fixture(scope="module")
+
+@pytest.fixture
 def ca_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A fresh CA per test: each test runs once per locale, and enrollments are one-time."""
     root = tmp_path_factory.mktemp("cli") / "ca"
     out = cli("init", root, "--subject", "/C=US/O=Example/CN=CLI Test CA", "--cert-days", "90")
     assert "CA initialized" in out.stdout

@@ -52,6 +52,7 @@ def test_a_question_takes_the_next_line_and_empty_means_default(tmp_path: Path) 
     assert text.endswith("RP/0/RP0/CPU0:r5#show running-config hostname\nhostname r5\n")
 
 
+@pytest.mark.usefixtures("cli_locale")
 def test_exec_and_shell_read_scripts(tmp_path: Path) -> None:
     script = tmp_path / "s.txt"
     script.write_text("configure\nhostname r7\ncommit\nend\n")
@@ -67,7 +68,7 @@ def test_exec_and_shell_read_scripts(tmp_path: Path) -> None:
 
 
 @pytest.fixture
-def shell(tmp_path: Path) -> pexpect.spawn:
+def shell(tmp_path: Path, cli_locale: str) -> pexpect.spawn:
     env = {**os.environ, "PYTHONPATH": str(REPO), "PROMPT_TOOLKIT_NO_CPR": "1",
            "TERM": "xterm"}
     child = pexpect.spawn(sys.executable, ["-m", "engine.cli", "shell", "--data",
