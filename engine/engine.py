@@ -405,14 +405,16 @@ class Engine:
 
     def _append_failed(self, err: LogWriteFailed) -> CommandError:
         """The command's events are not in the log: discard the data keys it made (no event
-        names them) and say so. Best effort: `tidy_keystore` finishes it at the next open."""
-        with contextlib.suppress(OSError, CommandError):
-            store = keystore_of(self.ports)
-            live = {p.key_id for ps in self.state.keys.pairs.values() for p in ps}
-            for key_id in store.key_ids():
-                if key_id not in live:
-                    store.discard(key_id)
+        names them) and say so. Best effort: `tidy_keystore` finishes it at the next open.
+        If the log could not be cut back, the frame may be found at the next open: its keys
+        are kept until then (that open's `tidy_keystore` removes them if it is not found)."""
         if err.rolled_back:
+            with contextlib.suppress(OSError, CommandError):
+                store = keystore_of(self.ports)
+                live = {p.key_id for ps in self.state.keys.pairs.values() for p in ps}
+                for key_id in store.key_ids():
+                    if key_id not in live:
+                        store.discard(key_id)
             return CommandError(Reason.NOT_ALLOWED, f"% Could not write the event log: "
                                                     f"{err.reason}. Nothing was changed.")
         return CommandError(Reason.NOT_ALLOWED, (

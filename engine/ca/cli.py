@@ -184,7 +184,9 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
                              "local users see it in the process list (/proc/PID/cmdline); "
                              f"prefer --challenge-file or ${CHALLENGE_ENV}")
     p.add_argument("--strict", action="store_true",
-                   help="refuse DES, 3DES and SHA-1 with badAlg")
+                   help="refuse DES, 3DES and SHA-1 with badAlg, and a first request "
+                        "signed by another key than the one it asks a certificate for "
+                        "with badRequest")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--approval", choices=[a.value for a in Approval], default="auto",
                       help="auto: issue at once to authorized requests; manual: PENDING "

@@ -291,8 +291,13 @@ def _check_not_renewed(state: CAState, serial: str) -> None:
 
 
 def _check_renewal_still_open(state: CAState, req: Request) -> None:
-    """Refuse to approve or issue a renewal whose certificate was renewed since it arrived."""
+    """Refuse to approve or issue a renewal whose certificate was renewed or revoked since it
+    arrived: that certificate is the renewal's only authorization."""
     renewed = state.certificates.get(req.renewal_of) if req.renewal_of is not None else None
+    if renewed is not None and renewed.revoked_at is not None:
+        raise CAError(Reason.NOT_ALLOWED,
+                      f"request {req.transaction_id} renews certificate {renewed.serial}, which "
+                      "was revoked since; reject it")
     if renewed is not None and renewed.renewed_by is not None:
         raise CAError(Reason.NOT_ALLOWED,
                       f"request {req.transaction_id} renews certificate {renewed.serial}, which "

@@ -154,6 +154,10 @@ class BuiltinCA:
         self._published = 0  # number of the CRL in DIR/ca.crl (by this process)
         self.crl_url: str | None = None  # the CDP put in issued certificates (set by serve)
         self.console: Console | None = None  # the operator's event lines (set by `ca serve`)
+        # Batches the console has not told yet, (seq of their last event, state after them,
+        # events): told once durable, like any answer (`_announce_durable`).
+        self._announcing = threading.Lock()
+        self._unannounced: list[tuple[int, CAState, list[Event]]] = []
         self._ca_cert = x509.load_der_x509_certificate(state.ca_certificate)
 
     # -- opening ----------------------------------------------------------------------------
@@ -367,7 +371,7 @@ class BuiltinCA:
         deferred = getattr(self._deferred, "seq", None)
         if deferred is None:
             self._durability.wait(seq)
-            self._publish_durable_crl()
+            self._release_durable()
         else:
             self._deferred.seq = max(deferred, seq)
 
@@ -387,7 +391,7 @@ class BuiltinCA:
             self._deferred.seq = None
         if seq:
             self._durability.wait(seq)
-            self._publish_durable_crl()
+            self._release_durable()
 
     def _commit(self, state: CAState, events: list[Event], at: int, actor: str,
                 correlation: str = "", *, folded: CAState | None = None) -> CAState:
@@ -409,11 +413,28 @@ class BuiltinCA:
                 state = evolve(state, rec.event, rec.at)
         self._state = state
         if self.console is not None:
-            self.console.recorded(state, events)
+            with self._announcing:
+                self._unannounced.append((records[-1].seq, state, events))
         if state.crl is not before and state.crl is not None:
             with self._publishing:  # published once durable (`_publish_durable_crl`)
                 self._unpublished.append((records[-1].seq, state.crl))
         return state
+
+    def _release_durable(self) -> None:
+        """What waited for its events to be durable: the console's lines, the CRL file."""
+        self._announce_durable()
+        self._publish_durable_crl()
+
+    def _announce_durable(self) -> None:
+        """Tell the console about the batches now durable, in log order."""
+        if self.console is None:
+            return
+        durable = self._durability.durable
+        with self._announcing:  # held while telling, so lines keep the log's order
+            ready = [b for b in self._unannounced if b[0] <= durable]
+            self._unannounced = [b for b in self._unannounced if b[0] > durable]
+            for _, state, events in ready:
+                self.console.recorded(state, events)
 
     def publish_crl(self) -> None:
         """Write the newest durable CRL to DIR/ca.crl, if this process has not yet."""

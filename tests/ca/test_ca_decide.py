@@ -394,3 +394,23 @@ def test_request_received_v1_is_upcast_with_the_signer_key_v1_implied(
     # v1 refused first requests signed by another key, so theirs was the request's own key
     assert ev.signer_key_sha256 == (hashlib.sha256(b"spki-bytes").digest() if own_key else b"")
     assert ev.authorization == authorization and ev.public_key == b"spki-bytes"
+
+
+def test_a_renewal_of_a_certificate_revoked_since_is_neither_approved_nor_issued(
+        ca: CAState) -> None:
+    # A renewal's only authorization is the certificate that signed it: once that one is
+    # revoked (its key compromised, say), approving the held or rejected renewal would
+    # certify a new key on the strength of a revoked certificate.
+    state, der, serial = _issued_state(ca)
+    renewal = enroll_cmd(rsa_key(3), "r1", txid="R1", signer=der, message_type=RENEWAL_REQ)
+    held = fold(state, decide_enrollment(state, renewal, MANUAL, NOW))
+    approved = fold(held, decide_approve(held, "R1"))
+    for before in (held, fold(held, decide_reject(held, "R1", "")), approved):
+        revoked = fold(before, decide_revoke(before, serial, "keyCompromise", NOW))
+        if before is approved:
+            with pytest.raises(CAError, match="revoked") as e:
+                decide_issue(revoked, "R1", "beef", b"new-cert", NOW, NOW + HOUR)
+        else:
+            with pytest.raises(CAError, match="revoked") as e:
+                decide_approve(revoked, "R1")
+        assert e.value.reason is Reason.NOT_ALLOWED

@@ -250,3 +250,33 @@ def test_a_ca_log_cut_above_its_marker_opens_and_says_so(
         assert err == ("" if cut.boundary else f"%LOG-4-RECOVERED: {repair}\n"), err
         assert cut.offset < size
     assert min(seen.values()) > 0, seen
+
+
+def test_the_console_announces_only_what_is_durable(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`ca serve`'s console says "issued" once the CertificateIssued is on disk, like every
+    other answer: a failed sync must not leave the operator reading about a certificate the
+    log does not hold."""
+    import io
+
+    from engine.ca.console import Console, console_logger
+
+    with make_ca(tmp_path / "ca") as ca:
+        ca.crl_url = "http://127.0.0.1:1/crl/ca.crl"
+        out = io.StringIO()
+        ca.console = Console(console_logger(out, as_json=False))
+
+        def eio(*args: Any) -> None:
+            raise OSError(errno.EIO, "Input/output error")
+
+        with monkeypatch.context() as m:
+            m.setattr(os, "fdatasync", eio)
+            with pytest.raises(CAUnavailable):
+                ca.enroll(enroll_cmd(rsa_key(1), "r1", challenge="pw"), PW_POLICY)
+        assert " issued " not in out.getvalue(), out.getvalue()
+    with make_ca(tmp_path / "ok") as ca:  # and without a fault, it is announced
+        ca.crl_url = "http://127.0.0.1:1/crl/ca.crl"
+        out = io.StringIO()
+        ca.console = Console(console_logger(out, as_json=False))
+        ca.enroll(enroll_cmd(rsa_key(1), "r1", challenge="pw"), PW_POLICY)
+        assert " issued " in out.getvalue(), out.getvalue()

@@ -54,3 +54,12 @@ def test_help_shows_defaults(argv: list[str], expected: list[str]) -> None:
                           env={"COLUMNS": "100", "PATH": "/usr/bin:/bin"})
     for line in expected:
         assert line in done.stdout
+
+
+def test_ca_serve_strict_help_names_everything_strict_refuses() -> None:
+    """`--strict` also refuses a first request signed by another key than the one it asks a
+    certificate for (engine/ca/decide.py `Policy.same_key_only`): its help must say so."""
+    [serve] = [p for path, p in _commands(_parser()) if path == ("ca", "serve")]
+    [strict] = [a for a in serve._actions if "--strict" in a.option_strings]
+    assert strict.help is not None
+    assert "badAlg" in strict.help and "another key" in strict.help

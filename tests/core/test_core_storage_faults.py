@@ -312,3 +312,28 @@ def test_exec_reports_a_full_disk_and_no_traceback(data: Path) -> None:
     ok = _exec(data, script + "show configuration commit list\n", fault=False)
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert ok.stdout.count("1000000001") == 1 and "1000000002" not in ok.stdout, ok.stdout
+
+
+def test_a_key_whose_generation_may_reappear_keeps_its_data_key(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fdatasync fails and so does the cut back: the frame may still be found at the next
+    open (the operator is told so). Its data key must survive until then, or the reopened log
+    names a key pair whose private half was thrown away; `tidy_keystore` removes it at that
+    open if the frame is not found."""
+    from engine.keystore import keystore_of
+
+    e = open_engine(tmp_path)
+
+    def eio(*args: Any) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    with monkeypatch.context() as m:
+        m.setattr(os, "fdatasync", eio)
+        m.setattr(os, "ftruncate", eio)
+        r = e.execute("crypto key generate ecdsa nistp256 k1")
+    assert not r.ok and "could not be cut back" in r.output
+    e.store.close()
+    e = open_engine(tmp_path)  # the write itself reached the file: the command is found
+    [pair] = e.state.keys.pairs_of(KeyAlgorithm.ECDSA, "k1")
+    assert keystore_of(e.ports).private_key(pair.sealed) is not None
+    e.close()
