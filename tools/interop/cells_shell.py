@@ -196,7 +196,7 @@ def _same_line(text: str, usage: str, verb: str) -> bool:
 
 
 PROMPTS = ("% Start certificate enrollment", "% Create a challenge password",
-           "% For security reasons", "% Please make a note")
+           "% For security reasons", "% Please make a note", "% New data directory")
 
 
 def _percent_lines(transcript: str) -> str:
