@@ -30,7 +30,13 @@ from engine.effects import Outcome
 from engine.errors import CommandError, Reason
 from engine.grammar import GRAMMAR, Grammar, Mode
 from engine.keys import KeyAlgorithm
-from engine.keystore import KeyGenerator, keystore_of, tidy_keystore
+from engine.keystore import (
+    KEYSTORE_DIR,
+    ORPHANED_DIR,
+    KeyGenerator,
+    keystore_of,
+    tidy_keystore,
+)
 from engine.parser import Choice, Match, choices, parse, render_choices
 from engine.ports import Clock, FakeClock, Prompter, SystemClock
 from engine.runtime import Ports, perform, queue, require_utf8, run
@@ -40,7 +46,9 @@ from engine.session import Session
 from engine.state import DeviceState, evolve, replay_rows
 from engine.trustpoints import trustpoint_names
 from events.filelog import FileEventLog, LogError, LogWriteFailed
+from events.keys import KeyPairZeroized
 from events.memory import MemoryEventLog
+from events.registry import event_from
 from events.store import EventStore, PendingEvent, Recorded
 
 logger = structlog.get_logger("trustledger.engine")
@@ -144,23 +152,28 @@ class Engine:
         engine.recovered = log.recovered
         engine.snapshots_ignored = ignored
         engine._since_snapshot = state.seq - covered  # so close() replaces an ignored snapshot
-        engine._tidy_keystore()
+        engine._tidy_keystore(log)
         return engine
 
-    def _tidy_keystore(self) -> None:
-        """Finish what an interrupted key write or zeroize left (engine/keystore.py)."""
+    def _tidy_keystore(self, log: FileEventLog) -> None:
+        """Finish what an interrupted key write or zeroize left, and move aside the data keys
+        the log does not know (engine/keystore.py, "Files and failures")."""
         assert self.data_dir is not None
         live = [p.key_id for ps in self.state.keys.pairs.values() for p in ps]
         try:
-            destroyed = tidy_keystore(self.data_dir, live)
+            tidied = tidy_keystore(self.data_dir, live, lambda: _zeroized_key_ids(log))
         except OSError as e:
             self.notices.append(f"%KEYS-4-TIDY: the keystore could not be tidied ({e}); data "
                                 "keys of zeroized keys may remain until the next open.")
             return
-        if destroyed:
-            self.notices.append(f"%KEYS-4-TIDY: destroyed {len(destroyed)} data key(s) the log "
-                                "holds no live key pair for (an unfinished zeroize or key "
-                                "generation).")
+        if tidied.destroyed:
+            self.notices.append(f"%KEYS-4-TIDY: destroyed {len(tidied.destroyed)} data key(s) "
+                                "of keys the log says were zeroized (an unfinished zeroize).")
+        if tidied.orphaned:
+            aside = self.data_dir / KEYSTORE_DIR / ORPHANED_DIR
+            self.notices.append(f"%KEYS-4-ORPHANED: moved {len(tidied.orphaned)} data key(s) "
+                                f"the log does not know to {aside} (a key generation that did "
+                                "not complete, or a log restored from an older backup)")
 
     @classmethod
     def in_memory(cls, *, clock: Clock | None = None, prompter: Prompter | None = None,
@@ -407,7 +420,7 @@ class Engine:
         """The command's events are not in the log: discard the data keys it made (no event
         names them) and say so. Best effort: `tidy_keystore` finishes it at the next open.
         If the log could not be cut back, the frame may be found at the next open: its keys
-        are kept until then (that open's `tidy_keystore` removes them if it is not found)."""
+        are kept until then (that open's `tidy_keystore` moves them aside if it is not found)."""
         if err.rolled_back:
             with contextlib.suppress(OSError, CommandError):
                 store = keystore_of(self.ports)
@@ -536,3 +549,15 @@ def _default_user() -> str:
         return os.getlogin()
     except OSError:
         return os.environ.get("USER", "admin")
+
+
+def _zeroized_key_ids(log: FileEventLog) -> set[str]:
+    """Every key id a `KeyPairZeroized` in the log names (zeroized or replaced). A full read of
+    the log: `tidy_keystore` asks for it only when a data key has no live pair (rare)."""
+    gone: set[str] = set()
+    for row in log.read_rows():
+        if row[2] == KeyPairZeroized.type_name:
+            ev = event_from(row[2], row[3], row[7])
+            assert isinstance(ev, KeyPairZeroized)
+            gone.update(ev.key_ids)
+    return gone

@@ -26,18 +26,31 @@ holds the log's lock, so no other writer is at work), removes what an interrupte
 - temporary files: never linked, so nothing refers to them;
 - an empty `master.key` when no `.dek` exists: nothing was ever wrapped by it (an empty file
   wraps nothing, and with no data key there is nothing a master key could open), so a key
-  generation may create a real one;
-- the `.dek` of every key id the log's state does not hold as a live key pair: either its
-  `KeyPairGenerated` was never acknowledged (the sealed private key exists nowhere else, so the
-  DEK opens nothing) or the log says it was zeroized and the destruction did not finish. (So
-  restore `log/` and `keystore/` together: a log restored alone from an older backup makes the
-  data keys of later keys look unacknowledged, and they are destroyed.)
+  generation may create a real one (orphans, below, do not count: whatever wrapped them, it was
+  not an empty file);
+- the `.dek` of every key id the log says is gone: a `KeyPairZeroized` (from `crypto key
+  zeroize`, or from a regeneration that replaced the label's pairs) names it, so the zeroize is
+  durable and its destruction did not finish. Crypto-shredding is finished here.
+
+Any other `.dek` the log's state holds no live key pair for is an *orphan*: its
+`KeyPairGenerated` never became durable (the sealed private key exists nowhere else, so the DEK
+opens nothing), or the log was restored alone from an older backup and the key was made after
+it. The open cannot tell these apart, and destroying the second kind would lose a key forever,
+so orphans are never deleted: they are moved to `keystore/orphaned/` (0700, files 0600; rename,
+then both directories fsynced, an existing file there never replaced) and the operator is told
+(`%KEYS-4-ORPHANED`). Restoring the newer log and moving the files back brings the keys back.
+
+Which keys the log says are gone is read from the log's `KeyPairZeroized` events, and only when
+a `.dek` has no live pair: in the normal case opening reads nothing more, and after a crash or a
+restore the scan runs once (it leaves no such `.dek` behind). The state keeps only live pairs:
+folding every destroyed key id into it would grow every state and snapshot for good, to serve
+a case that only a crash or a restore creates.
 
 Order against the log (the log's append is the commit point of a command):
 - key generation: the DEK is written *before* `KeyPairGenerated` is appended. The other order
   could acknowledge a key whose DEK then fails to be written: an acknowledged event naming a key
-  nobody can open. If the append fails, the new DEK is destroyed at once (and at the next open
-  otherwise): nothing changed.
+  nobody can open. If the append fails, the new DEK is discarded at once: nothing changed. (If
+  the discard fails too, the next open finds an orphan and moves it aside.)
 - zeroize (and the replaced keys of a new generation): `KeyPairZeroized` is appended *before*
   the DEK is destroyed (`Outcome.then`). Destroying first would make a failed append a lie: the
   command says nothing changed, the state still shows the key, but its private half is gone --
@@ -46,6 +59,8 @@ Order against the log (the log's append is the commit point of a command):
   follows, and if it fails (or the process dies in between) `tidy_keystore` finishes it at the
   next open. The window in which a zeroized key's wrapped DEK still exists is that one step; it
   is useless without the master key, and the operator is told if it could not be closed.
+  (Destroyed at open only because the log names the key as zeroized: a `.dek` the log does not
+  know is moved aside, never destroyed, see above.)
 
 The master key comes from `$TRUSTLEDGER_MASTER_KEY` (32 bytes written as 64 hex digits, or as
 base64 — standard or URL-safe alphabet, padding optional) or else from `DATA_DIR/master.key`
@@ -504,9 +519,22 @@ def _write_new(path: Path, data: bytes) -> None:
         raise
 
 
-def tidy_keystore(data_dir: Path, live_key_ids: Iterable[str]) -> list[str]:
-    """Remove what interrupted writes and unfinished zeroizes left (see the module docstring);
-    the key ids whose data keys were destroyed. Call with the log's lock held."""
+ORPHANED_DIR = "orphaned"
+
+
+@dataclass(frozen=True)
+class Tidied:
+    """What `tidy_keystore` did with data keys no live key pair names."""
+
+    destroyed: tuple[str, ...] = ()  # zeroized in the log: crypto-shredding finished
+    orphaned: tuple[str, ...] = ()  # unknown to the log: moved to keystore/orphaned/
+
+
+def tidy_keystore(data_dir: Path, live_key_ids: Iterable[str],
+                  zeroized_key_ids: Callable[[], Iterable[str]]) -> Tidied:
+    """Remove what interrupted writes and unfinished zeroizes left, and move orphaned data keys
+    aside (see the module docstring). `zeroized_key_ids` reads the key ids the log says were
+    zeroized; it is called only if a data key has no live pair. Call with the log's lock held."""
     store_dir = data_dir / KEYSTORE_DIR
     for d, pattern in ((data_dir, f"{MASTER_KEY_FILE}.*{TMP_SUFFIX}"),
                        (store_dir, f"*.dek.*{TMP_SUFFIX}")):
@@ -515,14 +543,37 @@ def tidy_keystore(data_dir: Path, live_key_ids: Iterable[str]) -> list[str]:
                 tmp.unlink(missing_ok=True)
     store = DirectoryKeystore(store_dir, _no_master)
     live = set(live_key_ids)
-    stale = [k for k in store.key_ids() if _KEY_ID.match(k) and k not in live]
-    for key_id in stale:
+    unknown = [k for k in store.key_ids() if _KEY_ID.match(k) and k not in live]
+    gone = set(zeroized_key_ids()) if unknown else set()
+    destroyed = tuple(k for k in unknown if k in gone)
+    for key_id in destroyed:
         store.destroy(key_id)
+    orphaned = tuple(k for k in unknown if k not in gone)
+    if orphaned:
+        _move_aside(store_dir, orphaned)
     master = data_dir / MASTER_KEY_FILE
     if master.is_file() and master.stat().st_size == 0 and not store.key_ids():
         master.unlink()
         _fsync_dir(data_dir)
-    return stale
+    return Tidied(destroyed, orphaned)
+
+
+def _move_aside(store_dir: Path, key_ids: Iterable[str]) -> None:
+    """Move the data keys of `key_ids` into `store_dir/orphaned/` (0700, files 0600), durably:
+    renamed (never over an existing file), then both directories fsynced."""
+    aside = store_dir / ORPHANED_DIR
+    aside.mkdir(mode=0o700, exist_ok=True)
+    os.chmod(aside, 0o700)  # whatever the umask, or an operator, made it
+    for key_id in key_ids:
+        source = store_dir / f"{key_id}.dek"
+        os.chmod(source, 0o600)
+        target, n = aside / source.name, 0
+        while target.exists():  # the same key orphaned before (a keystore restored twice)
+            n += 1
+            target = aside / f"{source.name}.{n}"
+        os.rename(source, target)
+    _fsync_dir(aside)
+    _fsync_dir(store_dir)
 
 
 def _no_master(create: bool) -> MasterKey:

@@ -14,7 +14,6 @@ from dataclasses import dataclass, replace
 from types import MappingProxyType
 from typing import Any
 
-from engine.config import Change
 from engine.errors import CommandError
 from engine.grammar import GRAMMAR, Mode
 from engine.lifecycle import Lifecycle
@@ -160,6 +159,8 @@ class TrustpointStatus:
     last_result: str = ""  # what the last enrollment ended with, for `show crypto ca trustpoint`
     # Transaction IDs the CA answered PENDING: it holds those requests, so a FAILURE for one
     # later is its decision on that request (a rejection), not a check of the new message.
+    # A fact about one CA: emptied when the trustpoint may talk to another one (a CA
+    # certificate accepted, the enrollment URL or method changed); gone with the trustpoint.
     held_by_ca: tuple[str, ...] = ()
 
 
@@ -178,7 +179,8 @@ def _ca_accepted(state: DeviceState, ev: CACertificateAccepted, at: int) -> Devi
     return _put(state, replace(status_of(state, ev.trustpoint), lifecycle=Lifecycle.AUTHENTICATED,
                                ca_certificate=ev.ca_certificate,
                                ra_certificates=ev.ra_certificates,
-                               capabilities=ev.capabilities, ca_source=ev.source))
+                               capabilities=ev.capabilities, ca_source=ev.source,
+                               held_by_ca=()))
 
 
 @evolves(EnrollmentRequested)
@@ -253,16 +255,29 @@ def _zeroized(state: DeviceState, ev: KeyPairZeroized, at: int) -> DeviceState:
     return state
 
 
+_TRUSTPOINT = "crypto ca trustpoint "
+_ENROLLMENT = "enrollment"  # the node of `enrollment url URL` and `enrollment terminal`
+
+
 @evolves(ConfigurationCommitted)
 def _config(state: DeviceState, ev: ConfigurationCommitted, at: int) -> DeviceState:
+    """A removed trustpoint loses its status; one whose enrollment URL or method changed
+    forgets the requests its CA held (the new URL may be another CA, which holds none)."""
     if not state.trustpoints:
         return state
-    removed = [Change.from_wire(c).path[0] for c in ev.changes
-               if len(c[0]) == 1 and c[2] is None and c[0][0].startswith("crypto ca trustpoint ")]
-    if not removed:
+    removed: set[str] = set()
+    elsewhere: set[str] = set()
+    for path, _old, new in ev.changes:
+        if not path[0].startswith(_TRUSTPOINT):
+            continue
+        if len(path) == 1 and new is None:
+            removed.add(path[0][len(_TRUSTPOINT):])
+        elif len(path) == 2 and path[1] == _ENROLLMENT:
+            elsewhere.add(path[0][len(_TRUSTPOINT):])
+    if not removed and not elsewhere:
         return state
-    names = {p[len("crypto ca trustpoint "):] for p in removed}
-    kept = {k: v for k, v in state.trustpoints.items() if k not in names}
+    kept = {k: replace(v, held_by_ca=()) if k in elsewhere and v.held_by_ca else v
+            for k, v in state.trustpoints.items() if k not in removed}
     return with_state(state, trustpoints=MappingProxyType(kept))
 
 

@@ -214,7 +214,8 @@ def test_a_failed_zeroize_append_keeps_the_key_usable(tmp_path: Path,
 
 def test_leftovers_of_interrupted_writes_are_removed_at_open(tmp_path: Path) -> None:
     """What the old code (or a crash) left: an empty master.key, an empty orphan data key and
-    temporary files. Key generation works afterwards, and real files are kept."""
+    temporary files. Key generation works afterwards, and real files are kept; the orphan is
+    moved aside, never deleted (the log may have been restored from an older backup)."""
     e = open_engine(tmp_path)
     e.close()
     (tmp_path / "master.key").write_bytes(b"")
@@ -226,6 +227,7 @@ def test_leftovers_of_interrupted_writes_are_removed_at_open(tmp_path: Path) -> 
         t.write_bytes(b"half")
     e = open_engine(tmp_path)
     assert not orphan.exists() and not any(t.exists() for t in tmps)
+    assert (tmp_path / "keystore" / "orphaned" / orphan.name).exists()
     assert not (tmp_path / "master.key").exists()
     r = e.execute("crypto key generate ecdsa nistp256 k1")
     assert r.ok, r.output
@@ -318,8 +320,8 @@ def test_a_key_whose_generation_may_reappear_keeps_its_data_key(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The fdatasync fails and so does the cut back: the frame may still be found at the next
     open (the operator is told so). Its data key must survive until then, or the reopened log
-    names a key pair whose private half was thrown away; `tidy_keystore` removes it at that
-    open if the frame is not found."""
+    names a key pair whose private half was thrown away; `tidy_keystore` moves it aside at
+    that open if the frame is not found."""
     from engine.keystore import keystore_of
 
     e = open_engine(tmp_path)

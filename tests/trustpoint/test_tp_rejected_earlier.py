@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from conftest import CAFactory
 from test_tp_enroll_ca import pending_txid, ready
-from tp_support import enroll, event_types, status
+from tp_support import configure, enroll, event_types, status
 
 from engine import Engine
 from engine.ca.decide import Approval
@@ -55,3 +55,27 @@ def test_the_ca_approving_a_rejected_request_lets_the_same_key_enroll(
     ca.approve(txid)  # the CA administrator changes their mind
     again = enroll(device, password=ca.mint_challenge())
     assert event_types(again)[-1] == "CertificateReceived"
+
+
+def test_enrolling_the_same_key_at_another_ca_does_not_claim_an_earlier_rejection(
+        device: Engine, ca_factory: CAFactory, clock: FakeClock) -> None:
+    """The trustpoint's enrollment URL now names another CA server (here: the same CA key and
+    certificate, rebuilt with a fresh database, as after a migration). It never held the
+    request, so its FAILURE is about the new message (a wrong password), not an earlier
+    rejection."""
+    ca, server = ca_factory(Approval.MANUAL)
+    _, moved = ca_factory(Approval.AUTO, name="ca-moved")  # same seed: same CA certificate
+    ready(device, server.url, period=1, count=10)
+    enroll(device, password=ca.mint_challenge())
+    ca.reject(pending_txid(ca), "unknown device")
+    clock.advance(60)
+    device.run_due()
+    assert status(device).held_by_ca
+    configure(device, "crypto ca trustpoint myca", f"enrollment url {moved.url}")
+    assert status(device).held_by_ca == ()
+    again = enroll(device, password="not the challenge")
+    assert event_types(again) == ["EnrollmentRequested", "EnrollmentFailed"]
+    assert again.output.endswith(
+        "% Certificate enrollment for trustpoint myca failed: badRequest: the CA refused the "
+        "request (often a wrong or reused challenge password); the CA says: wrong challenge "
+        "password.\n"), again.output
