@@ -71,7 +71,7 @@ from engine import logsetup
 from engine.ca import admin, lookup, offline
 from engine.ca.console import MESSAGE_TYPES, Console, console_logger, router_serial
 from engine.ca.decide import Approval
-from engine.ca.errors import CAError
+from engine.ca.errors import CAError, NotACA
 from engine.ca.ports import KEY_SPECS, from_micros, to_micros
 from engine.ca.profile import REASONS
 from engine.ca.service import (
@@ -536,7 +536,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return func(args)
     except CAError as e:
         print(e.message, file=sys.stderr)
-        return 1
+        return 2 if isinstance(e, NotACA) else 1  # the wrong directory: a command-line mistake
 
 
 if __name__ == "__main__":
