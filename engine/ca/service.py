@@ -510,8 +510,10 @@ class BuiltinCA:
         return Enrolled(txid, status, cert, req.reject_reason)
 
     def approve(self, txid: str, actor: str = "operator") -> IssuedCertificate | None:
-        """Approve a pending request; its certificate is issued at once if a server has set the
-        CDP URL, else by the next `issue_approved` (which `serve` runs at start)."""
+        """Approve a pending request, or one an operator rejected (not one the CA rejected
+        because it cannot be issued: see `decide_approve`); its certificate is issued at once
+        if a server has set the CDP URL, else by the next `issue_approved` (which `serve` runs
+        at start)."""
         key = self._writable_key()
         with self._writing():
             now_dt = self.clock.now()
