@@ -119,17 +119,11 @@ class Engine:
             private.mkdir(mode=0o700, parents=True, exist_ok=True)  # whatever the umask
         log = FileEventLog.open(root / "log")
         try:
-            known = snapshot.newest_seq(root / "snapshots")
-            if known > log.head[0]:
-                raise LogError(
-                    f"event log {root / 'log'} ends at seq {log.head[0]}, but a snapshot of "
-                    f"seq {known} exists: acknowledged events are missing. Restore the log "
-                    f"from a backup (or move {root / 'snapshots'} aside to accept the loss).")
+            ignored: list[snapshot.Ignored] = []
+            state = _newest_snapshot(root, log, ignored, use_snapshots)
             if log.recovered:
                 logger.warning("event log repaired at open", repaired=log.recovered)
             snapshot.remove_leftovers(root / "snapshots")
-            ignored: list[snapshot.Ignored] = []
-            state = snapshot.load(root / "snapshots", log, ignored) if use_snapshots else None
             for bad in ignored:
                 logger.warning("snapshot ignored", path=str(bad.path), reason=bad.reason)
             state = state or DeviceState()
@@ -501,6 +495,26 @@ class Engine:
                            seq=self.state.seq)
         except snapshot.SnapshotUnencodable as e:
             logger.error("snapshot not written: a bug", error=str(e), seq=self.state.seq)
+
+
+def _newest_snapshot(root: Path, log: FileEventLog, ignored: list[snapshot.Ignored],
+                     use: bool) -> DeviceState | None:
+    """The state of the newest usable snapshot in `root`/snapshots (None without `use`),
+    each file read once. A log that ends before the newest intact snapshot refuses to open,
+    `use` or not: events it acknowledged are missing."""
+    directory = root / "snapshots"
+    try:
+        if use:
+            return snapshot.load(directory, log, ignored)
+        known = snapshot.newest_seq(directory)
+        if known > log.head[0]:
+            raise snapshot.LogBehind(known)
+        return None
+    except snapshot.LogBehind as e:
+        raise LogError(
+            f"event log {root / 'log'} ends at seq {log.head[0]}, but a snapshot of "
+            f"seq {e.seq} exists: acknowledged events are missing. Restore the log "
+            f"from a backup (or move {directory} aside to accept the loss).") from None
 
 
 def _check_no_form(current: str | None, key: str, rest: str | None) -> None:
