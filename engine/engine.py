@@ -228,8 +228,9 @@ class Engine:
         return self._dispatch(match)
 
     def _piped(self, line: str, head: str, bar: int) -> list[Recorded]:
-        """`show ... | modifier`: the show's output is held back, filtered, then printed."""
-        modifier = pipe.parse_modifier(line, bar)
+        """`show ... | modifier [| modifier ...]`: the show's output is held back, filtered by
+        each modifier in turn, then printed."""
+        modifiers = pipe.parse_modifiers(line, bar)
         write, self.ports.write = self.ports.write, None
         start = len(self.ports.out)
         try:
@@ -238,7 +239,7 @@ class Engine:
             self.ports.write = write
             text = "".join(self.ports.out[start:])
             del self.ports.out[start:]
-        self.ports.say(pipe.apply(modifier, text))
+        self.ports.say(pipe.apply_all(modifiers, text))
         return records
 
     def help(self, text: str) -> str:
