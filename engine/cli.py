@@ -345,14 +345,14 @@ def _dispatch(args: argparse.Namespace) -> int:
 
             return run_demo(sys.stdout, args.dir)
         if args.command == "ca":
-            from engine.ca.errors import CAError
+            from engine.ca.errors import CAError, NotACA
 
             _check_ca_dir(args)
             try:
                 return int(args.func(args))
             except CAError as err:
                 print(err.message, file=sys.stderr)
-                return 1
+                return 2 if isinstance(err, NotACA) else 1
     except LogError as err:
         text = str(err)
         print(text if text.startswith("% ") else f"trustledger: {text}", file=sys.stderr)

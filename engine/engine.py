@@ -127,17 +127,11 @@ class Engine:
             private.mkdir(mode=0o700, parents=True, exist_ok=True)  # whatever the umask
         log = FileEventLog.open(root / "log")
         try:
-            known = snapshot.newest_seq(root / "snapshots")
-            if known > log.head[0]:
-                raise LogError(
-                    f"event log {root / 'log'} ends at seq {log.head[0]}, but a snapshot of "
-                    f"seq {known} exists: acknowledged events are missing. Restore the log "
-                    f"from a backup (or move {root / 'snapshots'} aside to accept the loss).")
+            ignored: list[snapshot.Ignored] = []
+            state = _newest_snapshot(root, log, ignored, use_snapshots)
             if log.recovered:
                 logger.warning("event log repaired at open", repaired=log.recovered)
             snapshot.remove_leftovers(root / "snapshots")
-            ignored: list[snapshot.Ignored] = []
-            state = snapshot.load(root / "snapshots", log, ignored) if use_snapshots else None
             for bad in ignored:
                 logger.warning("snapshot ignored", path=str(bad.path), reason=bad.reason)
             state = state or DeviceState()
@@ -247,8 +241,9 @@ class Engine:
         return self._dispatch(match)
 
     def _piped(self, line: str, head: str, bar: int) -> list[Recorded]:
-        """`show ... | modifier`: the show's output is held back, filtered, then printed."""
-        modifier = pipe.parse_modifier(line, bar)
+        """`show ... | modifier [| modifier ...]`: the show's output is held back, filtered by
+        each modifier in turn, then printed."""
+        modifiers = pipe.parse_modifiers(line, bar)
         write, self.ports.write = self.ports.write, None
         start = len(self.ports.out)
         try:
@@ -257,7 +252,7 @@ class Engine:
             self.ports.write = write
             text = "".join(self.ports.out[start:])
             del self.ports.out[start:]
-        self.ports.say(pipe.apply(modifier, text))
+        self.ports.say(pipe.apply_all(modifiers, text))
         return records
 
     def help(self, text: str) -> str:
@@ -514,6 +509,26 @@ class Engine:
                            seq=self.state.seq)
         except snapshot.SnapshotUnencodable as e:
             logger.error("snapshot not written: a bug", error=str(e), seq=self.state.seq)
+
+
+def _newest_snapshot(root: Path, log: FileEventLog, ignored: list[snapshot.Ignored],
+                     use: bool) -> DeviceState | None:
+    """The state of the newest usable snapshot in `root`/snapshots (None without `use`),
+    each file read once. A log that ends before the newest intact snapshot refuses to open,
+    `use` or not: events it acknowledged are missing."""
+    directory = root / "snapshots"
+    try:
+        if use:
+            return snapshot.load(directory, log, ignored)
+        known = snapshot.newest_seq(directory)
+        if known > log.head[0]:
+            raise snapshot.LogBehind(known)
+        return None
+    except snapshot.LogBehind as e:
+        raise LogError(
+            f"event log {root / 'log'} ends at seq {log.head[0]}, but a snapshot of "
+            f"seq {e.seq} exists: acknowledged events are missing. Restore the log "
+            f"from a backup (or move {directory} aside to accept the loss).") from None
 
 
 def _check_no_form(current: str | None, key: str, rest: str | None) -> None:

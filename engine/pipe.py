@@ -5,6 +5,12 @@ runs as usual with its output held back, the part after is parsed with the small
 below (so modifiers abbreviate, and `?` and Tab after `|` list them) and filters that output.
 A regular expression that does not compile is refused with a caret under it, before the
 command runs. Everything here is pure text in, text out.
+
+Chaining: `show ... | include x | exclude y` applies each modifier in turn, left to right. A
+regular expression may hold `|` itself (`| include a|b` is the regex `a|b`), so a later `|`
+starts a new modifier only as IOS reads it: with whitespace on both sides and followed by a
+modifier keyword (abbreviated or not), or by nothing yet (`?` and Tab after it list and
+complete the modifiers). Any other `|` belongs to the regular expression.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ MODIFIERS.action("count [<regex>]", help="Count the number of lines in the outpu
                  args={"regex": REGEX})(lambda ctx: None)
 
 PIPE_CHOICE = Choice("|", "Output modifiers", False)
+MODIFIERS_NAMES = tuple(c.word for c in choices(MODIFIERS, Mode.EXEC, "") if c.keyword)
 
 
 @dataclass(frozen=True)
@@ -54,9 +61,30 @@ def is_show(head: str) -> bool:
     return bool(words) and len(words[0]) >= 2 and "show".startswith(words[0])
 
 
-def parse_modifier(line: str, bar: int) -> Modifier:
-    """The modifier after the `|` at column `bar`; errors point into the whole line."""
-    tail = line[bar + 1:]
+def bars(line: str, bar: int) -> list[int]:
+    """The columns of the `|`s that start a modifier: `bar` (the first), then each later one
+    that chaining rules (module docstring) say starts another."""
+    found = [bar]
+    for m in re.finditer(r"\s\|(?=\s|$)", line[bar + 1:]):
+        at = bar + 1 + m.start() + 1
+        word = line[at + 1:].split(maxsplit=1)[:1]
+        if not word or any(name.startswith(word[0].lower()) for name in MODIFIERS_NAMES):
+            found.append(at)
+    return found
+
+
+def parse_modifiers(line: str, bar: int) -> list[Modifier]:
+    """The modifiers after the `|` at column `bar`, left to right; errors point into the
+    whole line."""
+    starts = bars(line, bar)
+    return [parse_modifier(line, at, end)
+            for at, end in zip(starts, [*starts[1:], len(line)], strict=True)]
+
+
+def parse_modifier(line: str, bar: int, end: int | None = None) -> Modifier:
+    """The modifier between the `|` at column `bar` and column `end` (the line's end if
+    None); errors point into the whole line."""
+    tail = line[bar + 1:end]
     try:
         match = parse(MODIFIERS, Mode.EXEC, tail)
     except CommandError as err:
@@ -78,7 +106,15 @@ def parse_modifier(line: str, bar: int) -> Modifier:
 
 
 def help_after(line: str, bar: int) -> list[Choice]:
-    return choices(MODIFIERS, Mode.EXEC, line[bar + 1:])
+    """`?` (and Tab) after the modifiers: what may follow the last `|` that starts one."""
+    return choices(MODIFIERS, Mode.EXEC, line[bars(line, bar)[-1] + 1:])
+
+
+def apply_all(mods: list[Modifier], text: str) -> str:
+    """`text` filtered by each modifier in turn."""
+    for mod in mods:
+        text = apply(mod, text)
+    return text
 
 
 def apply(mod: Modifier, text: str) -> str:

@@ -100,6 +100,15 @@ class SnapshotMismatch(Exception):
     """The snapshot does not fit this build or this log; replay from the start instead."""
 
 
+class LogBehind(Exception):
+    """The newest intact snapshot covers seq `seq`, beyond the log's last event: acknowledged
+    events are missing from the log (opening refuses, whether snapshots are used or not)."""
+
+    def __init__(self, seq: int) -> None:
+        super().__init__(f"a snapshot of seq {seq} exists beyond the log's end")
+        self.seq = seq
+
+
 class SnapshotUnencodable(TypeError):
     """The state holds a value whose type is not in TABLE (a bug: add the type)."""
 
@@ -297,7 +306,11 @@ def _unseal(data: bytes) -> tuple[int, bytes, bytes]:
 
 def decode(data: bytes) -> Snapshot:
     """The snapshot in `data`, or SnapshotMismatch saying why not (never anything else)."""
-    seq, chain_hash, body = _unseal(data)
+    return _decode_body(*_unseal(data))
+
+
+def _decode_body(seq: int, chain_hash: bytes, body: bytes) -> Snapshot:
+    """The snapshot of an unsealed file (`_unseal`: magic and digest checked)."""
     try:
         raw = msgpack.unpackb(body, raw=False, use_list=True, strict_map_key=True)
         state = _decode_state(raw, 0)
@@ -324,10 +337,16 @@ def _check_name(path: Path, seq: int) -> None:
         raise SnapshotMismatch("it covers no event (seq 0)")
 
 
+def _unseal_file(path: Path) -> tuple[int, bytes, bytes]:
+    """(seq, chain hash, body) of the file at `path`, read once: magic, digest and name
+    checked, the body not yet decoded."""
+    seq, chain_hash, body = _unseal(_read_bytes(path))
+    _check_name(path, seq)
+    return seq, chain_hash, body
+
+
 def read(path: Path) -> Snapshot:
-    data = _read_bytes(path)
-    _check_name(path, _unseal(data)[0])
-    return decode(data)
+    return _decode_body(*_unseal_file(path))
 
 
 def _files(directory: Path) -> list[Path]:
@@ -339,9 +358,7 @@ def newest_seq(directory: Path) -> int:
     A file whose digest fails proves nothing and is passed over."""
     for path in reversed(_files(directory)):
         with contextlib.suppress(SnapshotMismatch):
-            seq = _unseal(_read_bytes(path))[0]
-            _check_name(path, seq)
-            return seq
+            return _unseal_file(path)[0]
     return 0
 
 
@@ -358,10 +375,18 @@ def _against_log(snap: Snapshot, log: FileEventLog) -> str | None:
 def load(directory: Path, log: FileEventLog, ignored: list[Ignored] | None = None
          ) -> DeviceState | None:
     """The newest snapshot that passes every check against `log`, or None. Each snapshot
-    passed over on the way is added to `ignored`."""
+    passed over on the way is added to `ignored`. Each file is read and hashed once: the
+    newest intact one (digest and name, as `newest_seq` finds it) says how far the log is
+    known to reach, and LogBehind if the log ends before that."""
+    reach = 0
     for path in reversed(_files(directory)):
         try:
-            snap = read(path)
+            seq, chain_hash, body = _unseal_file(path)
+            if not reach:
+                reach = seq
+                if seq > log.head[0]:
+                    raise LogBehind(seq)
+            snap = _decode_body(seq, chain_hash, body)
             problem = _against_log(snap, log)
         except SnapshotMismatch as e:
             problem = str(e)

@@ -14,8 +14,9 @@
     trustledger ca show DIR SERIAL|TXID                 (one certificate or request in full)
 
 A transaction ID or a serial may be given whole or as a unique prefix, in any case
-(engine/ca/lookup.py); serials print as the router prints them. `ca serve` prints one line
-per request event on standard output (engine/ca/console.py), JSON lines with `--log-json`.
+(engine/ca/lookup.py), except to `revoke`, which needs the whole serial; serials print as the
+router prints them. `ca serve` prints one line per request event on standard output
+(engine/ca/console.py), JSON lines with `--log-json`.
     trustledger ca sign DIR --csr FILE [--out FILE] [--days N]
 
 `ca sign` signs a PKCS#10 request carried from a device (cut-and-paste enrollment): FILE holds
@@ -71,7 +72,7 @@ from engine import logsetup
 from engine.ca import admin, lookup, offline
 from engine.ca.console import MESSAGE_TYPES, Console, console_logger, router_serial
 from engine.ca.decide import Approval
-from engine.ca.errors import CAError
+from engine.ca.errors import CAError, NotACA
 from engine.ca.ports import KEY_SPECS, from_micros, to_micros
 from engine.ca.profile import REASONS
 from engine.ca.service import (
@@ -140,7 +141,8 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     p = sub.add_parser("revoke", help="revoke a certificate and issue a new CRL")
     p.add_argument("dir", type=Path, metavar="DIR", help=DIR_HELP)
     p.add_argument("serial", metavar="SERIAL",
-                   help="hex serial as `ca list` prints it, or a unique prefix")
+                   help="the whole hex serial as `ca list` prints it (no prefix: a "
+                        "revocation cannot be undone)")
     p.add_argument("--reason", default="unspecified", metavar="R",
                    help=f"RFC 5280 reason: {', '.join(REASONS)}")
     p.set_defaults(func=_revoke)
@@ -388,7 +390,7 @@ def _reject(args: argparse.Namespace) -> int:
 
 
 def _revoke(args: argparse.Namespace) -> int:
-    args.serial = _resolved(args.dir, lookup.find_serial, args.serial)
+    args.serial = _resolved(args.dir, lookup.find_whole_serial, args.serial)
     result = _on_ca(args.dir, lambda ca: {"crl_number": ca.revoke(args.serial, args.reason)
                                           .number}, "revoke",
                     {"serial": args.serial, "reason": args.reason})
@@ -536,7 +538,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return func(args)
     except CAError as e:
         print(e.message, file=sys.stderr)
-        return 1
+        return 2 if isinstance(e, NotACA) else 1  # the wrong directory: a command-line mistake
 
 
 if __name__ == "__main__":

@@ -315,9 +315,10 @@ def _renews_anew(known: Request, renewal_of: str | None) -> bool:
 
 
 def decide_approve(state: CAState, txid: str) -> list[Event]:
-    """Approve a pending request, or one rejected before (the operator changed their mind: the
-    device is told a new key pair or the CA's approval is needed, and its next request or poll
-    for that transaction then gets the certificate)."""
+    """Approve a pending request, or one an operator rejected before (they changed their mind:
+    the device is told a new key pair or the CA's approval is needed, and its next request or
+    poll for that transaction then gets the certificate). Not one that cannot be issued: the
+    CA rejected those itself (`decide_unissuable`), and would only reject them again."""
     _require_initialized(state)
     req = state.requests.get(txid)
     if req is None:
@@ -325,6 +326,13 @@ def decide_approve(state: CAState, txid: str) -> list[Event]:
     if req.status not in (RequestStatus.PENDING, RequestStatus.REJECTED):
         raise CAError(Reason.NOT_ALLOWED,
                       f"request {txid} is {req.status.value}, not pending or rejected")
+    problem = _unissuable(req.subject, req.public_key, req.requested_extensions)
+    if problem and req.status is RequestStatus.REJECTED:
+        raise CAError(Reason.NOT_ALLOWED, f"request {txid} was rejected by the CA, not by an "
+                                          f"operator: {problem}; it cannot be approved")
+    if problem:  # pending since before requests were checked on arrival
+        raise CAError(Reason.NOT_ALLOWED, f"request {txid} cannot be approved: {problem}; "
+                                          "reject it")
     _check_renewal_still_open(state, req)
     return [RequestApproved(txid, "operator")]
 

@@ -10,12 +10,20 @@ from __future__ import annotations
 from engine.errors import CommandError, Reason
 from engine.scep.types import FailInfo
 
-__all__ = ["CAError", "CAUnavailable", "FailInfo", "ScepRefusal"]
+__all__ = ["CAError", "CAUnavailable", "FailInfo", "NotACA", "ScepRefusal"]
 
 
 class CAError(CommandError):
     def __init__(self, reason: Reason, message: str) -> None:
         super().__init__(reason, message if message.startswith("%") else f"% {message}")
+
+
+class NotACA(CAError):
+    """The directory's log is not a CA's (a device data directory, say): the command was given
+    the wrong directory, an operator mistake like a missing one (exit status 2)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(Reason.NOT_FOUND, message)
 
 
 class ScepRefusal(CAError):

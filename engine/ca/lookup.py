@@ -3,8 +3,9 @@ serial number, whole or a unique prefix, in any case; a serial also as the route
 (`0A1B`, leading zero kept), with colons, or with `0x`.
 
 Rules: an exact match wins; otherwise the one entry the text is a prefix of; several is an
-ambiguity, refused with the candidates listed (`%` error), none is NOT_FOUND. Pure functions
-over the CA's state.
+ambiguity, refused with the candidates listed (`%` error), none is NOT_FOUND. `ca revoke`
+cannot be undone, so it takes no prefix: `find_whole_serial` names the certificate a prefix
+would have picked and refuses it. Pure functions over the CA's state.
 """
 
 from __future__ import annotations
@@ -52,6 +53,18 @@ def find_serial(state: CAState, typed: str) -> str:
     candidates = [s for s in serials if serial_matches(s, typed)]
     return _pick(typed, exact, candidates, {s: router_serial(s) for s in serials},
                  one="certificate with serial", field="serials", many="certificates")
+
+
+def find_whole_serial(state: CAState, typed: str) -> str:
+    """Like `find_serial`, but `typed` must be the whole serial (in any case, with colons,
+    `0x` or the router's leading zero): a unique prefix is refused, naming what it matches."""
+    serial = find_serial(state, typed)
+    if _serial_key(typed) not in (router_serial(serial), serial.upper()):
+        cert = state.certificates[serial]
+        raise CAError(Reason.INVALID_VALUE, f"Revoking needs the whole serial number: "
+                                            f"{typed.strip()} matches {router_serial(serial)} "
+                                            f"({cert.subject_text}).")
+    return serial
 
 
 def find_transaction(state: CAState, typed: str) -> str:

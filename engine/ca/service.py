@@ -70,7 +70,7 @@ from engine.ca.decide import (
     decide_unissuable,
     reply_status,
 )
-from engine.ca.errors import CAError, CAUnavailable, FailInfo, ScepRefusal
+from engine.ca.errors import CAError, CAUnavailable, FailInfo, NotACA, ScepRefusal
 from engine.ca.keyfile import fsync_directory, load_private_key, write_new_file, write_private_key
 from engine.ca.ports import (
     KEY_SPECS,
@@ -193,6 +193,7 @@ class BuiltinCA:
         fresh = False
         try:
             if log.head[0] != 0:
+                next(_ca_records(rootp, log.read()))  # NotACA if the log is a device's
                 raise CAError(Reason.NOT_ALLOWED, f"{rootp} already holds a CA")
             leftovers = [n for n in (CA_KEY, RA_SIGNING_KEY, RA_ENCRYPTION_KEY, CA_PEM)
                          if (rootp / n).exists()]
@@ -249,7 +250,7 @@ class BuiltinCA:
             raise CAError(Reason.NOT_FOUND, f"{rootp} holds no CA (run `ca init {rootp}`)")
         log = _open_log(rootp, readonly=readonly)
         try:
-            state = replay(log.read())
+            state = replay(_ca_records(rootp, log.read()))
             if not state.initialized:
                 raise CAError(Reason.NOT_FOUND, f"{rootp} holds no CA (run `ca init {rootp}`)")
             ca_key = None if readonly else load_private_key(rootp / CA_KEY)
@@ -509,8 +510,10 @@ class BuiltinCA:
         return Enrolled(txid, status, cert, req.reject_reason)
 
     def approve(self, txid: str, actor: str = "operator") -> IssuedCertificate | None:
-        """Approve a pending request; its certificate is issued at once if a server has set the
-        CDP URL, else by the next `issue_approved` (which `serve` runs at start)."""
+        """Approve a pending request, or one an operator rejected (not one the CA rejected
+        because it cannot be issued: see `decide_approve`); its certificate is issued at once
+        if a server has set the CDP URL, else by the next `issue_approved` (which `serve` runs
+        at start)."""
         key = self._writable_key()
         with self._writing():
             now_dt = self.clock.now()
@@ -744,6 +747,17 @@ def replay(records: Iterable[Recorded]) -> CAState:
     for rec in records:
         state = evolve(state, rec.event, rec.at)
     return state
+
+
+def _ca_records(root: Path, records: Iterable[Recorded]) -> Iterator[Recorded]:
+    """`records`, checked to be a CA's log: it starts with CAInitialized and holds only the
+    CA's stream (`evolve` folds nothing else). NotACA names what the log holds instead."""
+    for rec in records:
+        if rec.stream != STREAM or (rec.seq == 1 and rec.type != CAInitialized.type_name):
+            what = ("it is a device data directory" if rec.stream == "device"
+                    else f"its log holds {rec.type} in stream {rec.stream!r} at seq {rec.seq}")
+            raise NotACA(f"{root} holds no CA ({what}).")
+        yield rec
 
 
 def _fold(state: CAState, events: Iterable[Event], at: int) -> CAState:

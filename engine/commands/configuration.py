@@ -23,12 +23,14 @@ from engine.grammar import (
 from engine.state import FIRST_COMMIT_ID, Commit, DeviceState
 from events.device import ConfigurationCommitted
 from events.registry import Event
+from events.trustpoint import TrustpointCertificatesRemoved
 from projections.config import (
     render_commit_changes,
     render_commit_list,
     render_running,
     render_target,
 )
+from projections.syslog import certificates_removed
 
 if TYPE_CHECKING:
     from engine.engine import Ctx
@@ -83,7 +85,8 @@ def _commit(ctx: Ctx, label: str = "", comment: str = ""
     removed = yield from _removals(ctx.state, changes, "commit", ev.commit_id)
     if removed is None:
         return Outcome(output="% Commit cancelled: nothing was committed.")
-    return Outcome(events=[*removed, ev], commit_done=True)
+    return Outcome(events=[*removed, ev], output="\n".join(_removal_lines(removed)),
+                   commit_done=True)
 
 
 def _removals(state: DeviceState, changes: list[Change], reason: str, commit_id: int
@@ -96,6 +99,12 @@ def _removals(state: DeviceState, changes: list[Change], reason: str, commit_id:
     if not (yield from confirm_removal(doomed)):
         return None
     return list(removal_events(doomed, reason, commit_id))
+
+
+def _removal_lines(removed: list[Event]) -> list[str]:
+    """`%PKI-4-TRUSTPOINT_REMOVED` for each removal, the line `show logging` keeps for it."""
+    return [certificates_removed(ev.trustpoint, len(ev.serials), ev.reason)
+            for ev in removed if isinstance(ev, TrustpointCertificatesRemoved)]
 
 
 @G.action("commit [label <label>] [comment <comment>]", modes=CONFIG_MODES,
@@ -239,7 +248,8 @@ def _rollback(ctx: Ctx, undo: list[Commit], back_to: int
     return Outcome(events=[*removed, ev], output="\n".join([
         "Loading Rollback Changes.", "Loaded Rollback Changes.", "Committing.",
         f"{len(changes)} {_plural(len(changes), 'item')} committed.",
-        f"Configuration successfully rolled back {n} {_plural(n, 'commit')}."]))
+        f"Configuration successfully rolled back {n} {_plural(n, 'commit')}.",
+        *_removal_lines(removed)]))
 
 
 def _plural(n: int, word: str) -> str:

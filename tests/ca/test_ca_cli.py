@@ -161,3 +161,26 @@ def test_the_static_challenge_from_a_file_or_the_environment(
     assert both.returncode == 2  # one or the other
     helped = cli("serve", "--help").stdout
     assert "/proc/PID/cmdline" in helped and "TRUSTLEDGER_CA_CHALLENGE" in helped
+
+
+def test_ca_commands_on_a_device_data_directory_say_it_holds_no_ca(tmp_path: Path) -> None:
+    """A device's log is not a CA's: every `trustledger ca` command names the mistake in one
+    `%` line, exit status 2, and leaves the directory as it was (no traceback)."""
+    script = tmp_path / "s.txt"
+    script.write_text("configure\nhostname r1\ncommit\nend\n")
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+
+    def trustledger(*args: str | Path) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "engine.cli", *map(str, args)], env=env,
+                              cwd=REPO, capture_output=True, text=True, timeout=60, check=False)
+
+    device = tmp_path / "d"
+    assert trustledger("exec", "--data", device, "-f", script).returncode == 0
+    before = {p: p.read_bytes() for p in (device / "log").glob("*.seg")}
+    for command in (["list", device], ["show", device, "01"], ["revoke", device, "01"],
+                    ["requests", device], ["approve", device, "x"], ["reject", device, "x"],
+                    ["challenge", device], ["init", device]):
+        done = trustledger("ca", *command)
+        assert done.returncode == 2, (command, done.stderr)
+        assert done.stderr == f"% {device} holds no CA (it is a device data directory).\n"
+    assert {p: p.read_bytes() for p in (device / "log").glob("*.seg")} == before

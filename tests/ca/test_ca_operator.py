@@ -214,7 +214,14 @@ def test_show_and_unique_prefixes(tmp_path: Path) -> None:
     der = x509.load_pem_x509_certificate(pem.encode()).public_bytes(Encoding.DER)
     assert f"  Fingerprint:{md5_spaced(der)}" in cert
 
-    revoked = cli("revoke", root, first[:8], "--reason", "superseded").stdout
+    # A revocation cannot be undone: a prefix names the certificate but revokes nothing.
+    prefix = cli("revoke", root, first[:8], "--reason", "superseded", check=False)
+    assert (prefix.returncode, prefix.stderr) == (
+        1, f"% Revoking needs the whole serial number: {first[:8]} matches {first} "
+           "(CN=r70,O=Example).\n")
+    assert "revoked" not in cli("list", root).stdout
+    whole = ":".join(first[i:i + 2] for i in range(0, len(first), 2)).lower()  # 0a:1b:...
+    revoked = cli("revoke", root, whole, "--reason", "superseded").stdout
     assert revoked == f"Certificate {first} revoked (superseded); CRL number 2 issued.\n"
     listing = cli("list", root).stdout
     assert f"{first}  revoked (superseded)" in listing and second in listing

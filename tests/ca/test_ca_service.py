@@ -165,6 +165,17 @@ def test_an_approved_request_that_cannot_be_issued_is_rejected_at_start(
         assert "only RSA and EC" in req.reject_reason
         assert ca.poll("DSA1").status is ReplyStatus.FAILURE
         assert ca.state.requests[good.transaction_id].status is RequestStatus.ISSUED
+        # The CA rejected it on its own: approving it again (with no server running, the
+        # approval alone is recorded) would only have it rejected again at the next start.
+        ca.crl_url = None
+        state = ca.state
+        with pytest.raises(CAError) as e:
+            ca.approve("DSA1")
+        assert e.value.message == (
+            "% request DSA1 was rejected by the CA, not by an operator: cannot issue a "
+            "certificate for this request: only RSA and EC subject keys are supported; it "
+            "cannot be approved")
+        assert ca.state is state
         assert replay(FileEventLog.open(ca.root / "log", readonly=True).read()) == ca.state
 
 

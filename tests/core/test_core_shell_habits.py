@@ -140,6 +140,39 @@ def test_modifiers_in_batch_mode_and_do_show(tmp_path: Path) -> None:
             "% Invalid input detected at '^' marker.\n") in text
 
 
+def test_modifiers_chain_left_to_right_and_regexes_keep_their_bars(tmp_path: Path) -> None:
+    """` | ` and a modifier keyword start the next modifier; any other `|` is the regex's."""
+    text = batch(tmp_path, "configure\nhostname r1\ndomain name example.com\ncommit\nend\n"
+                           "show running-config | include host|domain\n"
+                           "show running-config | include host|domain | exclude dom\n"
+                           "show running-config | i name | e host | count\n"
+                           "show running-config | include domain | zzz\n"
+                           "show running-config | include r1 | \n"
+                           "show running-config | include r1 | include (\n"
+                           "show running-config | include r1 | ?\n"
+                           "show running-config | include r1 | e?\n")
+    assert ("#show running-config | include host|domain\n"
+            "hostname r1\ndomain name example.com\n" + EXEC) in text
+    assert "#show running-config | include host|domain | exclude dom\nhostname r1\n" + EXEC \
+        in text
+    assert ("#show running-config | i name | e host | count\n"
+            "Number of lines which match regexp = 1\n") in text
+    # No modifier keyword after the bar: the regex `domain | zzz` (alternation), as in IOS.
+    assert ("#show running-config | include domain | zzz\ndomain name example.com\n"
+            + EXEC) in text
+    assert "#show running-config | include r1 | \n% Incomplete command.\n" in text
+    column = len(EXEC + "show running-config | include r1 | include ")
+    assert ("#show running-config | include r1 | include (\n" + " " * column + "^\n"
+            "% Invalid regular expression: missing ), unterminated subpattern.\n") in text
+    assert ("#show running-config | include r1 | ?\n"
+            "  begin    Begin with the line that matches\n") in text
+    assert text.endswith("#show running-config | include r1 | e?\n"
+                         "  exclude  Exclude lines that match\n")
+    with open_engine(tmp_path, FakeClock()) as eng:
+        assert eng.complete("show running-config | include r1 | ex") == "exclude "
+        assert eng.complete("show running-config | include a|b") is None  # the regex's bar
+
+
 def test_commit_database_by_label_and_last_n(tmp_path: Path) -> None:
     text = batch(tmp_path, "configure\nhostname r1\ncommit label first\nhostname r2\ncommit\n"
                            "end\nshow configuration commit changes last 2\n"

@@ -23,7 +23,7 @@ from engine import snapshot
 from engine.engine import Engine
 from engine.ports import FakeClock
 from engine.state import DeviceState, replay_rows
-from events.filelog import FileEventLog
+from events.filelog import FileEventLog, LogError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -194,6 +194,37 @@ def test_opening_uses_the_snapshot(rich: Device, monkeypatch: pytest.MonkeyPatch
     monkeypatch.setattr(engine_module, "replay_rows", counting)
     assert_live(rich, reopen(rich))
     assert folded == [0]  # nothing after the snapshot: it was used
+
+
+def test_opening_reads_and_hashes_the_snapshot_once(rich: Device,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Finding how far the log must reach and loading the state is one pass over the file."""
+    reads: list[Path] = []
+    digests: list[int] = []
+    real_read, real_digest = snapshot._read_bytes, snapshot._digest
+    monkeypatch.setattr(snapshot, "_read_bytes", lambda p: reads.append(p) or real_read(p))
+    monkeypatch.setattr(snapshot, "_digest",
+                        lambda seq, *rest: digests.append(seq) or real_digest(seq, *rest))
+    assert_live(rich, reopen(rich))
+    assert reads == [rich.snap] and digests == [rich.state.seq]
+
+
+@pytest.mark.parametrize("use_snapshots", [True, False])
+def test_a_log_that_ends_before_its_newest_snapshot_refuses(small: Device,
+                                                             use_snapshots: bool) -> None:
+    """A snapshot beyond the log's end proves acknowledged events are missing; a damaged file
+    newer still proves nothing and is passed over."""
+    ahead = small.state.seq + 5
+    snaps = small.root / "snapshots"
+    forged = dataclasses.replace(small.state, seq=ahead)
+    (snaps / f"{ahead:020d}.snap").write_bytes(snapshot.encode(forged, (ahead, b"\0" * 32)))
+    (snaps / f"{ahead + 1:020d}.snap").write_bytes(b"damaged")
+    with pytest.raises(LogError) as err:
+        open_device(small.root, FakeClock(), use_snapshots=use_snapshots)
+    assert str(err.value) == (
+        f"event log {small.root / 'log'} ends at seq {small.state.seq}, but a snapshot of seq "
+        f"{ahead} exists: acknowledged events are missing. Restore the log from a backup (or "
+        f"move {snaps} aside to accept the loss).")
 
 
 # -- the old exploit, and other hostile payloads ---------------------------------------------------

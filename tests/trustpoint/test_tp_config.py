@@ -187,7 +187,9 @@ def test_no_trustpoint_removes_its_certificates(
     assert device.execute("do show crypto ca certificates").output == certs
     r = device.execute("end", answers=["yes", "yes"])  # `end` commits through the same question
     assert r.ok and r.output == ("Uncommitted changes found, commit them? [yes]:yes\n"
-                                 + named + REMOVE_QUESTION + "yes\n")
+                                 + named + REMOVE_QUESTION + "yes\n"
+                                 "%PKI-4-TRUSTPOINT_REMOVED: trustpoint myca removed by "
+                                 "commit: 2 certificates destroyed\n")
     removed, _committed = (rec.event for rec in r.events)
     assert removed == TrustpointCertificatesRemoved(
         "myca", "commit", _committed.commit_id, ("ca", "general"),  # type: ignore[attr-defined]

@@ -81,6 +81,10 @@ def test_rollback_that_removes_an_enrolled_trustpoint_asks_and_records_the_remov
 
     r = device.execute("rollback configuration last 1", answers=["yes"])
     assert event_types(r) == ["TrustpointCertificatesRemoved", "ConfigurationCommitted"]
+    # Said as `show logging` keeps it, after the rollback's own lines.
+    assert r.output.endswith("\nConfiguration successfully rolled back 1 commit.\n"
+                             "%PKI-4-TRUSTPOINT_REMOVED: trustpoint myca removed by rollback: "
+                             "2 certificates destroyed\n")
     removed = r.events[0].event
     assert isinstance(removed, TrustpointCertificatesRemoved)
     assert (removed.trustpoint, removed.reason, removed.kinds) == ("myca", "rollback",
