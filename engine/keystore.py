@@ -118,6 +118,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from engine.effects import Effect, performs
 from engine.errors import CommandError, Reason
 from engine.keys import CURVES, KeyAlgorithm, KeySpec, PrivateKey, SealedKey, spki_of
+from events.durable import fsync_directory
 
 if TYPE_CHECKING:
     from engine.runtime import Ports
@@ -395,12 +396,12 @@ class DirectoryKeystore(_WrappingKeystore):
             path.unlink()
         if not tombstone:
             if fd >= 0:
-                _fsync_dir(self.root)
+                fsync_directory(self.root)
         elif self.root.exists():
             tomb = os.open(self._path(key_id, ".zeroized"), os.O_WRONLY | os.O_CREAT, 0o600)
             os.fsync(tomb)
             os.close(tomb)
-            _fsync_dir(self.root)
+            fsync_directory(self.root)
 
     def _zeroized(self, key_id: str) -> bool:
         return self._path(key_id, ".zeroized").exists()
@@ -513,7 +514,7 @@ def _write_new(path: Path, data: bytes) -> None:
         with contextlib.suppress(OSError):
             tmp.unlink()
     try:
-        _fsync_dir(path.parent)
+        fsync_directory(path.parent)
     except OSError:
         path.unlink(missing_ok=True)  # not known to be durable: the caller was told it failed
         raise
@@ -554,7 +555,7 @@ def tidy_keystore(data_dir: Path, live_key_ids: Iterable[str],
     master = data_dir / MASTER_KEY_FILE
     if master.is_file() and master.stat().st_size == 0 and not store.key_ids():
         master.unlink()
-        _fsync_dir(data_dir)
+        fsync_directory(data_dir)
     return Tidied(destroyed, orphaned)
 
 
@@ -572,8 +573,8 @@ def _move_aside(store_dir: Path, key_ids: Iterable[str]) -> None:
             n += 1
             target = aside / f"{source.name}.{n}"
         os.rename(source, target)
-    _fsync_dir(aside)
-    _fsync_dir(store_dir)
+    fsync_directory(aside)
+    fsync_directory(store_dir)
 
 
 def _no_master(create: bool) -> MasterKey:
@@ -589,13 +590,6 @@ def _write_all(fd: int, data: bytes, at: int | None = None) -> None:
         if offset is not None:
             offset += n
 
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 # -- key generation port ---------------------------------------------------------------------------

@@ -65,6 +65,7 @@ from engine.keys import ImportedKey, KeyAlgorithm, KeyPair, KeyRing, KeyUsage
 from engine.lifecycle import Lifecycle
 from engine.state import Commit, CommitHistory, DeviceState, replay_rows
 from engine.trustpoints import Enrollment, RouterCertificate, TrustpointStatus
+from events.durable import fsync_directory
 from events.filelog import FileEventLog
 
 EVERY = 10_000  # events between snapshots
@@ -458,7 +459,7 @@ def save(directory: Path, state: DeviceState, head: tuple[int, bytes]) -> Path:
         _write_file(tmp, data)
         os.replace(tmp, path)
         written = path  # not known to be durable until the directory is synced
-        _sync_directory(directory)
+        fsync_directory(directory)
     except OSError:
         with contextlib.suppress(OSError):
             written.unlink()
@@ -481,13 +482,6 @@ def _write_file(path: Path, data: bytes) -> None:
     finally:
         os.close(fd)
 
-
-def _sync_directory(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def remove_leftovers(directory: Path) -> None:

@@ -66,6 +66,7 @@ from typing import IO, Any
 import crc32c
 
 from events.codec import count_rows, decode_body, encode_body, encode_core
+from events.durable import fsync_directory
 from events.store import GENESIS, PendingEvent, Recorded, chain_hash, seal_encoded
 
 MAGIC = b"TLSEG\x00\x01\n"
@@ -458,7 +459,7 @@ class FileEventLog:
             with open(seg, "r+b") as f:
                 f.truncate(repair.offset)
                 os.fsync(f.fileno())
-        _fsync_dir(self.root)
+        fsync_directory(self.root)
         self.recovered = str(repair)
 
     def notice(self) -> str | None:
@@ -586,7 +587,7 @@ class FileEventLog:
         try:
             _write_all(fd, SEG_HEADER.pack(MAGIC, first, self._head_hash))
             os.fsync(fd)
-            _fsync_dir(self.root)
+            fsync_directory(self.root)
         except OSError as e:
             os.close(fd)
             raise LogWriteFailed(e, self._discard_segment(path)) from e
@@ -598,7 +599,7 @@ class FileEventLog:
         the next append creates it again. False (and no more appends) if it cannot be."""
         try:
             path.unlink()
-            _fsync_dir(self.root)
+            fsync_directory(self.root)
         except OSError as e:
             self._broken = e
             return False
@@ -730,13 +731,6 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[n:]
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
 
 # -- the head marker -------------------------------------------------------------------------
 
@@ -753,7 +747,7 @@ def write_marker(root: Path, seq: int, hash_: bytes) -> None:
     finally:
         os.close(fd)
     os.replace(tmp, root / HEAD_FILE)
-    _fsync_dir(root)
+    fsync_directory(root)
 
 
 def read_marker(root: Path) -> tuple[int, bytes] | None:

@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from engine.ca.errors import CAError
 from engine.ca.ports import PrivateKey
 from engine.errors import Reason
+from events.durable import fsync_directory
 
 
 def write_private_key(path: Path, key: PrivateKey) -> None:
@@ -47,14 +48,6 @@ def write_new_file(path: Path, data: bytes, mode: int) -> None:
         path.unlink(missing_ok=True)
         raise
 
-
-def fsync_directory(path: Path) -> None:
-    """Make the entries of directory `path` (files created, renamed, removed) durable."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def load_private_key(path: Path) -> PrivateKey:

@@ -71,7 +71,7 @@ from engine.ca.decide import (
     reply_status,
 )
 from engine.ca.errors import CAError, CAUnavailable, FailInfo, NotACA, ScepRefusal
-from engine.ca.keyfile import fsync_directory, load_private_key, write_new_file, write_private_key
+from engine.ca.keyfile import load_private_key, write_new_file, write_private_key
 from engine.ca.ports import (
     KEY_SPECS,
     Clock,
@@ -87,6 +87,7 @@ from engine.ca.ports import (
 from engine.ca.state import CRL, CAState, IssuedCertificate, Request, RequestStatus, evolve
 from engine.errors import Reason
 from events.ca import STREAM, CAInitialized, CRLIssued
+from events.durable import fsync_directory
 from events.filelog import FileEventLog, LogError, LogLocked, LogWriteFailed
 from events.registry import Event
 from events.store import EventStore, PendingEvent, Recorded

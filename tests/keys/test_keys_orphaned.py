@@ -115,13 +115,13 @@ def test_the_move_aside_is_durable_and_never_replaces_a_file(
     stray = store / f"{'cd' * 16}.dek"
     stray.write_bytes(b"first")
     synced: list[Path] = []
-    real = keystore_module._fsync_dir
+    real = keystore_module.fsync_directory
 
     def recording(path: Path) -> None:
         synced.append(Path(path))
         real(path)
 
-    monkeypatch.setattr(keystore_module, "_fsync_dir", recording)
+    monkeypatch.setattr(keystore_module, "fsync_directory", recording)
     open_disk().close()
     assert synced[-2:] == [store / "orphaned", store]
     stray.write_bytes(b"second")
