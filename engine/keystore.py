@@ -747,8 +747,11 @@ def redact_secrets(logger: Any, method: str, event_dict: MutableMapping[str, Any
     Masks any field whose name looks secret (private*, *secret*, password, challenge, dek,
     master*, ...), any private key object, any bytes value (keys and blobs are bytes; a log
     line needs their length, not their content), and any PEM private key block inside text.
-    Put it first in the processor chain."""
+    A yes/no or a count under a secret-sounding name (`static_challenge=False`) is no secret
+    and is shown as it is. Put it first in the processor chain."""
     for name, value in list(event_dict.items()):
+        if isinstance(value, bool | None):
+            continue
         if _SECRET_NAMES.search(name) or isinstance(value, PrivateKey | MasterKey):
             event_dict[name] = REDACTED
         elif isinstance(value, bytes | bytearray | memoryview):

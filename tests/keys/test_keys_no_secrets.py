@@ -121,13 +121,17 @@ def test_redaction_processor_masks_secrets_by_name_type_and_content(
     with capture_logs(processors=[redact_secrets]) as logs:
         log.info("key.sealed", key_id="ab" * 16, private_key=key, dek=b"\x01" * 32,
                  blob=b"\x02" * 48, note=f"pasted: {pem} end", obj=key, master_key="x" * 64,
-                 label="vpn", size=2048)
+                 label="vpn", size=2048, static_challenge=False, challenge_file=None,
+                 challenge="s3cret")
     (entry,) = logs
     assert entry["private_key"] == REDACTED and entry["dek"] == REDACTED
     assert entry["master_key"] == REDACTED and entry["obj"] == REDACTED
     assert entry["blob"] == "<48 bytes redacted>"
     assert entry["note"] == f"pasted: {REDACTED}\n end"
     assert (entry["key_id"], entry["label"], entry["size"]) == ("ab" * 16, "vpn", 2048)
+    # A yes/no under a secret-sounding name is no secret; the secret itself still is.
+    assert (entry["static_challenge"], entry["challenge_file"]) == (False, None)
+    assert entry["challenge"] == REDACTED
     assert entry["event"] == "key.sealed"
     flat = repr(entry)
     assert "PRIVATE KEY-----" not in flat and pem.splitlines()[1] not in flat
