@@ -54,6 +54,7 @@ from __future__ import annotations
 import argparse
 import base64
 import gc
+import hashlib
 import os
 import signal
 import stat
@@ -500,6 +501,14 @@ def _certificate_lines(c: IssuedCertificate, now: int) -> list[str]:
     return lines
 
 
+def _signer(r: Request) -> str:
+    """Which key signed the pkiMessage: the requested one (RFC 8894 §2.3 SHOULD) or another,
+    e.g. a client's throwaway identity key, named by its SubjectPublicKeyInfo's SHA-256."""
+    if r.signer_key_sha256 == hashlib.sha256(r.public_key).digest():
+        return "the requested key"
+    return f"another key (SPKI SHA-256 {r.signer_key_sha256.hex().upper()})"
+
+
 def _request_lines(r: Request) -> list[str]:
     lines = [f"Request {r.transaction_id}",
              f"  Status          : {r.status.value}",
@@ -513,6 +522,8 @@ def _request_lines(r: Request) -> list[str]:
         lines.append(f"  Reject reason   : {r.reject_reason}")
     if r.renewal_of is not None:
         lines.append(f"  Renews          : {router_serial(r.renewal_of)}")
+    if r.signer_key_sha256:
+        lines.append(f"  Signed with     : {_signer(r)}")
     if r.serial is not None:
         lines.append(f"  Certificate     : {router_serial(r.serial)}")
     return lines

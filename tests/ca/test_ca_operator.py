@@ -225,3 +225,21 @@ def test_show_and_unique_prefixes(tmp_path: Path) -> None:
     assert revoked == f"Certificate {first} revoked (superseded); CRL number 2 issued.\n"
     listing = cli("list", root).stdout
     assert f"{first}  revoked (superseded)" in listing and second in listing
+
+
+def test_ca_show_names_the_key_that_signed_a_request() -> None:
+    """Issue 13 item 2: which key signed the pkiMessage is recorded, and `ca show` says it."""
+    import dataclasses
+
+    from engine.ca.cli import _request_lines
+    from engine.ca.state import Request
+
+    spki = b"requested key SPKI"
+    other = hashlib.sha256(b"throwaway identity SPKI").digest()
+    base = Request("AB12", 19, b"", "CN=r1", spki, b"", b"", "challenge", None, 0)
+    own = dataclasses.replace(base, signer_key_sha256=hashlib.sha256(spki).digest())
+    assert "  Signed with     : the requested key" in _request_lines(own)
+    foreign = dataclasses.replace(base, signer_key_sha256=other)
+    assert (f"  Signed with     : another key (SPKI SHA-256 {other.hex().upper()})"
+            in _request_lines(foreign))
+    assert not any("Signed with" in ln for ln in _request_lines(base))  # offline: not known
