@@ -60,7 +60,8 @@ class Parser(argparse.ArgumentParser):
 
 
 DATA_HELP = "data directory (default: $TRUSTLEDGER_DATA, else ~/.local/state/trustledger)"
-LOG_DIR_HELP = "a data directory (its log/ subdirectory) or a log directory"
+LOG_DIR_HELP = ("a data directory (its log/ subdirectory) or a log directory (default: "
+                "$TRUSTLEDGER_DATA, else ~/.local/state/trustledger)")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -84,16 +85,19 @@ def _parser() -> argparse.ArgumentParser:
     lg = sub.add_parser("log", help="audit the event log")
     lsub = lg.add_subparsers(dest="log_command", required=True, metavar="ACTION")
     lv = lsub.add_parser("verify", help="walk the chain; print events, head seq and hash")
-    lv.add_argument("dir", type=Path, metavar="DIR", help=LOG_DIR_HELP)
+    lv.add_argument("dir", type=Path, metavar="DIR", nargs="?", default=None,
+                    help=LOG_DIR_HELP)
     ls = lsub.add_parser("show", help="dump events, readable or JSON lines")
-    ls.add_argument("dir", type=Path, metavar="DIR", help=LOG_DIR_HELP)
+    ls.add_argument("dir", type=Path, metavar="DIR", nargs="?", default=None,
+                    help=LOG_DIR_HELP)
     ls.add_argument("--from", dest="from_seq", type=int, default=1, metavar="SEQ",
                     help="first event to show, by sequence number")
     ls.add_argument("--json", action="store_true",
                     help="one JSON object per line, every field (hashes in hex)")
 
     rp = sub.add_parser("replay", help="the state as it was at a seq or a time")
-    rp.add_argument("dir", type=Path, metavar="DIR", help=LOG_DIR_HELP)
+    rp.add_argument("dir", type=Path, metavar="DIR", nargs="?", default=None,
+                    help=LOG_DIR_HELP)
     rp.add_argument("--until", required=True, metavar="SEQ|TIME",
                     help="a seq number, or an ISO-8601 time (UTC)")
     rp.add_argument("--show", action="append", default=None, metavar="CMD",
@@ -336,10 +340,10 @@ def _dispatch(args: argparse.Namespace) -> int:
             return cmd_exec(args.data, args.file, args.keep_going)
         if args.command == "log":
             if args.log_command == "verify":
-                return cmd_log_verify(args.dir)
-            return cmd_log_show(args.dir, args.from_seq, args.json)
+                return cmd_log_verify(args.dir or default_data_dir())
+            return cmd_log_show(args.dir or default_data_dir(), args.from_seq, args.json)
         if args.command == "replay":
-            return cmd_replay(args.dir, args.until, args.show)
+            return cmd_replay(args.dir or default_data_dir(), args.until, args.show)
         if args.command == "demo":
             from engine.demo import run_demo
 

@@ -232,3 +232,25 @@ def test_ca_serve_on_a_port_in_use(tmp_path: Path) -> None:
         line = one_error_line(trustledger("ca", "serve", tmp_path / "ca", "--port", str(port),
                                           "--workers", "1"))
     assert line == f"% Cannot listen on 127.0.0.1:{port}: the port is in use."
+
+
+def test_audit_commands_default_to_the_data_directory_like_exec(tmp_path: Path) -> None:
+    """`log verify|show` and `replay` without DIR take $TRUSTLEDGER_DATA, as `shell` and `exec`
+    take it for --data."""
+    data = tmp_path / "d"
+    script = tmp_path / "s.txt"
+    script.write_text("configure\nhostname audited\ncommit\nend\n")
+    env = {**os.environ, "TRUSTLEDGER_DATA": str(data)}
+    run = subprocess.run
+    assert run([sys.executable, "-m", "engine.cli", "exec", "-f", str(script)], env=env,
+               capture_output=True, check=False).returncode == 0
+    verified = run([sys.executable, "-m", "engine.cli", "log", "verify"], env=env,
+                   capture_output=True, text=True, check=False)
+    assert verified.returncode == 0 and "chain     : OK" in verified.stdout
+    shown = run([sys.executable, "-m", "engine.cli", "log", "show"], env=env,
+                capture_output=True, text=True, check=False)
+    assert shown.returncode == 0 and "ConfigurationCommitted" in shown.stdout
+    replayed = run([sys.executable, "-m", "engine.cli", "replay", "--until", "1", "--show",
+                    "show running-config hostname"], env=env, capture_output=True, text=True,
+                   check=False)
+    assert replayed.returncode == 0 and "hostname audited" in replayed.stdout
