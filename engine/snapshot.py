@@ -9,21 +9,25 @@ File format (version 2), `snapshots/<seq, 20 digits>.snap`, mode 0600:
     magic   8 bytes   b"TLSNAP\\x00\\x02"
     seq     8 bytes   big-endian: the last event folded into the state
     hash   32 bytes   the log's chain hash at that seq
-    digest 32 bytes   SHA-256(magic | seq | hash | body)
+    digest 32 bytes   SHA-256(magic | seq | hash | folds | body)
+    folds  32 bytes   `engine.state.folds_fingerprint()` of the build that wrote it
     body    the rest  msgpack of the state, encoded through the closed type table
 
 Rules, in the order `read` checks them:
 1. The digest is checked before a single byte of the body is decoded: a damaged file (a flipped
    byte, a truncation) is ignored without being parsed. The digest binds the body to the
    (seq, hash) it claims to cover, and `load` binds that pair to the log.
-2. Types come only from `TABLE` (tag -> class), declared here. A class instance is stored as
+2. The folds fingerprint is this build's: a snapshot folded by other folds (a changed event
+   version, or a fold fix marked by bumping `FOLD_VERSION`) would decode into a state that
+   this build's folds would not produce, so it is ignored and rebuilt, never reused.
+3. Types come only from `TABLE` (tag -> class), declared here. A class instance is stored as
    `[tag, {field: value}]`, an enum member as `[tag, value]`; nothing is imported, looked up by
    name or called because the file says so. Decoding is driven by the declared type hints of
    `DeviceState` and the table's classes: each value must have exactly the hinted type (no
    floats, no extension types, no extra or missing fields, the tag of the hinted class), or
    the snapshot is ignored. Decoding builds frozen dataclasses, named tuples, enum members
    (by value), tuples and read-only mappings: nothing else.
-3. The state's own seq equals the header's, the file name's, and the log has an event at that
+4. The state's own seq equals the header's, the file name's, and the log has an event at that
    seq whose chain hash is the header's.
 
 What the digest does not stop: it is keyed by nothing secret, so someone who can write the data
@@ -63,7 +67,7 @@ import engine.commands  # noqa: F401  (registers every feature's folds: verify()
 from engine.config import Change, ConfigTree, Node
 from engine.keys import ImportedKey, KeyAlgorithm, KeyPair, KeyRing, KeyUsage
 from engine.lifecycle import Lifecycle
-from engine.state import Commit, CommitHistory, DeviceState, replay_rows
+from engine.state import Commit, CommitHistory, DeviceState, folds_fingerprint, replay_rows
 from engine.trustpoints import Enrollment, RouterCertificate, TrustpointStatus
 from events.durable import fsync_directory
 from events.filelog import FileEventLog
@@ -71,7 +75,7 @@ from events.filelog import FileEventLog
 EVERY = 10_000  # events between snapshots
 KEEP = 2
 MAGIC = b"TLSNAP\x00\x02"
-_HEADER = struct.Struct(">8sQ32s32s")
+_HEADER = struct.Struct(">8sQ32s32s32s")  # magic, seq, chain hash, digest, folds fingerprint
 HEADER_SIZE = _HEADER.size
 MAX_DEPTH = 64  # nesting of configuration nodes (real configurations nest 2 or 3 deep)
 
@@ -276,8 +280,8 @@ def _plain(obj: Any) -> Any:
                               "snapshot.TABLE")
 
 
-def _digest(seq: int, chain_hash: bytes, body: bytes) -> bytes:
-    return hashlib.sha256(MAGIC + seq.to_bytes(8, "big") + chain_hash + body).digest()
+def _digest(seq: int, chain_hash: bytes, folds: bytes, body: bytes) -> bytes:
+    return hashlib.sha256(MAGIC + seq.to_bytes(8, "big") + chain_hash + folds + body).digest()
 
 
 def encode(state: DeviceState, head: tuple[int, bytes]) -> bytes:
@@ -288,7 +292,9 @@ def encode(state: DeviceState, head: tuple[int, bytes]) -> bytes:
 def frame(seq: int, chain_hash: bytes, body: bytes) -> bytes:
     """A snapshot file: the header (with the digest binding `body` to seq and hash), then
     `body`."""
-    return _HEADER.pack(MAGIC, seq, chain_hash, _digest(seq, chain_hash, body)) + body
+    folds = folds_fingerprint()
+    return _HEADER.pack(MAGIC, seq, chain_hash, _digest(seq, chain_hash, folds, body),
+                        folds) + body
 
 
 # -- decoding ------------------------------------------------------------------------------------
@@ -298,10 +304,13 @@ def _unseal(data: bytes) -> tuple[int, bytes, bytes]:
     """(seq, chain hash, body) of a file whose magic and digest check out."""
     if len(data) < _HEADER.size or data[:len(MAGIC)] != MAGIC:
         raise SnapshotMismatch("not a version-2 snapshot (damaged, or from another build)")
-    _, seq, chain_hash, digest = _HEADER.unpack_from(data)
+    _, seq, chain_hash, digest, folds = _HEADER.unpack_from(data)
     body = data[_HEADER.size:]
-    if _digest(seq, chain_hash, body) != digest:
+    if _digest(seq, chain_hash, folds, body) != digest:
         raise SnapshotMismatch("its digest does not match its content (damaged)")
+    if folds != folds_fingerprint():
+        raise SnapshotMismatch("written by a build whose folds differ (an event version or "
+                               "FOLD_VERSION changed)")
     return seq, chain_hash, body
 
 

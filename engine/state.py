@@ -8,6 +8,7 @@ Replay dispatches on the stored type name, so the hot loop is a dict lookup and 
 from __future__ import annotations
 
 import gc
+import hashlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, fields, replace
 from types import MappingProxyType
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from engine.config import Change, ConfigTree
 from engine.keys import KeyRing
 from events.device import ConfigurationCommitted
-from events.registry import Event, event_from
+from events.registry import Event, event_from, known_types
 
 if TYPE_CHECKING:
     from engine.trustpoints import TrustpointStatus
@@ -122,6 +123,21 @@ def evolves(event_type: type[E]) -> Callable[[Callable[[DeviceState, E, int], De
         return fn
 
     return register
+
+
+FOLD_VERSION = 1
+"""Bump this when a fold's logic changes while the state's shape stays the same: snapshots
+written by the older folds then no longer fit this build (see `folds_fingerprint`)."""
+
+
+def folds_fingerprint() -> bytes:
+    """SHA-256 of what a folded state depends on besides its shape: `FOLD_VERSION` and every
+    folded event type with its schema version. A snapshot records it and is used only by a
+    build with the same one (a new event version or a changed fold may fold differently)."""
+    registered = known_types()
+    folded = sorted(f"{name}@{registered[name].version}" for name in _FOLDS
+                    if name in registered)
+    return hashlib.sha256(f"folds v{FOLD_VERSION}: {' '.join(folded)}".encode()).digest()
 
 
 def evolve(state: DeviceState, ev: Event, at: int = 0, seq: int = 0) -> DeviceState:

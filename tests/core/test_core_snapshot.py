@@ -413,6 +413,29 @@ def test_resealed_byte_flips_never_escape_the_strict_decoder(rich: Device) -> No
         assert check.problem == f"its state differs from the log folded to seq {seq}"
 
 
+# -- a snapshot of other folds ---------------------------------------------------------------------
+
+
+def test_a_snapshot_folded_by_other_folds_is_ignored(rich: Device,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fold fix that keeps the state's shape (marked by bumping FOLD_VERSION) makes every
+    older snapshot unusable: it decodes cleanly but into what the old folds produced."""
+    import engine.state as state_module
+
+    monkeypatch.setattr(state_module, "FOLD_VERSION", state_module.FOLD_VERSION + 1)
+    assert_ignored(rich, "written by a build whose folds differ (an event version or "
+                         "FOLD_VERSION changed)")
+
+
+def test_the_folds_fingerprint_follows_event_versions(monkeypatch: pytest.MonkeyPatch) -> None:
+    from engine.state import folds_fingerprint
+    from events.device import ConfigurationCommitted
+
+    before = folds_fingerprint()
+    monkeypatch.setattr(ConfigurationCommitted, "version", ConfigurationCommitted.version + 1)
+    assert folds_fingerprint() != before
+
+
 # -- a snapshot of another log, or of another seq --------------------------------------------------
 
 
