@@ -51,6 +51,30 @@ def test_only_closed_commands_count_as_acknowledged() -> None:
     assert acked.hostnames == {"h1"} and acked.generated == {"k1"} and not acked.zeroized
 
 
+ZEROIZES = """\
+RP/0/RP0/CPU0:h1#crypto key zeroize rsa k1
+% The RSA keys named 'k1' will be removed.
+% No trustpoint holds a router certificate issued for these keys.
+Do you really want to remove these keys? [yes/no]:yes
+RP/0/RP0/CPU0:h1#crypto key zeroize rsa k2
+% The RSA keys named 'k2' will be removed.
+Do you really want to remove these keys? [yes/no]:yes
+% Could not write the event log: No space left on device. Nothing was changed.
+RP/0/RP0/CPU0:h1#crypto key zeroize rsa k3
+Do you really want to remove these keys? [yes/no]:no
+RP/0/RP0/CPU0:h1#crypto key zeroize rsa k4
+% The RSA keys named 'k4' will be removed.
+Do you really want to remove these keys? [yes/no]:yes
+"""
+
+
+def test_a_zeroize_answered_yes_without_an_error_after_it_is_acknowledged() -> None:
+    """The warnings before the question are `%` lines too; only a `%` after the answer is a
+    failure. k4's echo is the last one (killed while it ran): not acknowledged."""
+    acked = harness().device_acknowledged(ZEROIZES, finished=False)
+    assert acked.zeroized == {"k1"}
+
+
 def test_the_checker_reports_what_the_log_does_not_hold(tmp_path: Path) -> None:
     run = harness()
     with Engine.open(tmp_path / "d", clock=FakeClock()) as eng:

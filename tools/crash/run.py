@@ -132,10 +132,18 @@ def device_acknowledged(stdout: str, finished: bool) -> Acked:
                 hostnames.add(typed_hostname)
         elif words[:4] == ["crypto", "key", "generate", "rsa"] and "[OK]" in out:
             generated.add(words[-1])
-        elif words[:3] == ["crypto", "key", "zeroize"] and not any(
-                o.startswith("%") for o in out):
+        elif words[:3] == ["crypto", "key", "zeroize"] and zeroize_done(out):
             zeroized.add(words[-1])
     return Acked(frozenset(hostnames), frozenset(generated), frozenset(zeroized))
+
+
+def zeroize_done(out: list[str]) -> bool:
+    """The zeroize warns (`% The RSA keys named ... will be removed.`), asks, and prints nothing
+    when it is done: it was done if the question was answered yes and no `%` error followed."""
+    for i, line in enumerate(out):
+        if line.startswith("Do you really want") and line.rstrip().endswith("yes"):
+            return not any(o.startswith("%") for o in out[i + 1:])
+    return False
 
 
 def check_device(data: Path, acked: Acked, report: Report, trial: int) -> None:
