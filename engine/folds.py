@@ -13,7 +13,7 @@ wrong, so the log refuses to open (`UnfoldedEvent`, naming the type and its seq)
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Generic, TypeVar
 
 from engine.errors import CommandError, Reason
@@ -29,8 +29,8 @@ class UnfoldedEvent(CommandError):
     def __init__(self, aggregate: str, type_name: str, seq: int) -> None:
         super().__init__(Reason.BAD_DATA,
                          f"% The {aggregate} log holds an event of type {type_name} at seq "
-                         f"{seq}, which this build does not fold: it refuses to open it "
-                         "(written by a newer trustledger?).")
+                         f"{seq}, which this build does not fold: the log cannot be opened "
+                         "(was it written by a newer trustledger?).")
         self.type_name = type_name
         self.seq = seq
 
@@ -46,33 +46,20 @@ class FoldTable(Generic[S]):
                  table: Mapping[type[Event], Sequence[Fold[S]]]) -> None:
         self.aggregate = aggregate
         self.types: tuple[type[Event], ...] = tuple(table)
-        self._by_name: dict[str, Fold[S]] = {t.type_name: _chain(fs) for t, fs in table.items()}
+        self.by_name: Mapping[str, Fold[S]] = {t.type_name: _chain(fs)
+                                                for t, fs in table.items()}
         # Types whose folds change the state (the snapshot fingerprint names these).
         self.folded: tuple[str, ...] = tuple(t.type_name for t, fs in table.items() if fs)
 
-    @property
-    def by_name(self) -> Mapping[str, Fold[S]]:
-        return self._by_name
-
     def fold(self, state: S, ev: Event, at: int, seq: int = 0) -> S:
-        fn = self._by_name.get(ev.type_name)
-        if fn is None:
-            raise UnfoldedEvent(self.aggregate, ev.type_name, seq)
-        return fn(state, ev, at)
+        return self.require(ev.type_name, seq)(state, ev, at)
 
     def require(self, type_name: str, seq: int) -> Fold[S]:
         """The fold of a stored event, or UnfoldedEvent naming it."""
-        fn = self._by_name.get(type_name)
+        fn = self.by_name.get(type_name)
         if fn is None:
             raise UnfoldedEvent(self.aggregate, type_name, seq)
         return fn
-
-    def check(self, typed_seqs: Iterable[tuple[str, int]]) -> None:
-        """Raise UnfoldedEvent for the first (type name, seq) this table does not fold."""
-        known = self._by_name
-        for type_name, seq in typed_seqs:
-            if type_name not in known:
-                raise UnfoldedEvent(self.aggregate, type_name, seq)
 
 
 def _chain(folds: Sequence[Fold[S]]) -> Fold[S]:

@@ -23,13 +23,11 @@ Thread safety: every write runs under one lock; readers take the current state, 
 value, without it.
 
 Durability: commands append under the lock and then wait, without it, until what they
-appended is on disk (group commit, events/groupcommit.py); only then is anything shown to anyone:
-a command's result, a poll or GetCert answer (they wait for the events they read), the CRL file
-(published once its CRLIssued is durable, so a crash never makes its number go backwards). If
-a write or an fdatasync fails, the log cuts itself back to its last acknowledged frame
-(events/filelog.py), so none of the commands waiting for that sync is on disk, now or after a
-reopen; the state in memory is ahead of the log, so from then on every command and every
-answer raises `CAUnavailable` until the CA is reopened.
+appended is on disk (group commit, events/groupcommit.py); only then is anything shown to
+anyone: a command's result, a poll or GetCert answer (they wait for the events they read), the
+CRL file (published once its CRLIssued is durable, so a crash never makes its number go
+backwards). If a write or an fdatasync fails, none of the commands waiting for it is on disk,
+and every command and every answer raises `CAUnavailable` until the CA is reopened.
 
 Opening: a writer's open that cut a torn tail, or a read-only open that found one (and left it),
 says so in `log_notice`; a log shorter than its head marker (acknowledged events missing)

@@ -40,7 +40,9 @@ def test_every_event_type_is_in_exactly_one_aggregate_table() -> None:
         events.trustpoint)
     assert ca == declared(events.ca)
     assert not device & ca
-    assert device | ca == set(known_types())
+    # Every type the engine's event modules declare (tests register LogTest* types of their own).
+    assert device | ca == {n for n, t in known_types().items() if t.__module__.startswith(
+        "events.")}
     for table in (device_folds(), CA_FOLDS):
         for t in table.types:
             assert callable(table.by_name[t.type_name])
