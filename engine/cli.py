@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from engine.folds import UnfoldedEvent
 from engine.logsetup import configure as configure_logging
 from events.filelog import FileEventLog, LogError, verify
 
@@ -181,8 +182,21 @@ def cmd_log_verify(d: Path) -> int:
         print(f"DAMAGED   : {report.damage}")
         return 1
     print("chain     : OK")
+    with FileEventLog.open(_log_dir(d), readonly=True) as log:
+        _check_folded(log)
     _verify_snapshots(d)
     return 0
+
+
+def _check_folded(log: FileEventLog) -> None:
+    """UnfoldedEvent for the first event whose aggregate (its stream) does not fold its type:
+    opening that log would refuse it, so an audit must not call it good either."""
+    from engine.ca.state import CA_FOLDS
+    from engine.state import device_folds
+
+    device = device_folds()
+    for row in log.read_rows():
+        (CA_FOLDS if row[1] == "ca" else device).require(row[2], row[0])
 
 
 def _verify_snapshots(d: Path) -> None:
@@ -247,7 +261,7 @@ def _until(spec: str) -> tuple[int | None, int | None]:
 
 def cmd_replay(d: Path, until: str, shows: Sequence[str] | None) -> int:
     from engine.engine import Engine
-    from engine.state import DeviceState, evolve
+    from engine.state import DeviceState, device_folds, evolve
 
     max_seq, max_at = _until(until)
     state = DeviceState()
@@ -257,6 +271,7 @@ def cmd_replay(d: Path, until: str, shows: Sequence[str] | None) -> int:
         for r in log.read():
             if (max_seq is not None and r.seq > max_seq) or (max_at is not None and r.at > max_at):
                 break
+            device_folds().require(r.type, r.seq)  # before decoding: it names the type
             state = evolve(state, r.event, r.at, r.seq)
             last_at = r.at
     print(f"! state at seq {state.seq}")
@@ -357,6 +372,9 @@ def _dispatch(args: argparse.Namespace) -> int:
             except CAError as err:
                 print(err.message, file=sys.stderr)
                 return 2 if isinstance(err, NotACA) else 1
+    except UnfoldedEvent as err:
+        print(err.message, file=sys.stderr)
+        return 2
     except LogError as err:
         text = str(err)
         print(text if text.startswith("% ") else f"trustledger: {text}", file=sys.stderr)

@@ -1,11 +1,13 @@
 """What a command handler may ask of the outside world, and what it hands back.
 
-Handlers are pure: plain functions returning an `Outcome`, or generators that `yield` effect
-requests and receive the runtime's answer (`answer = yield Ask("Password:", secret=True)`).
-The runtime performs each request through a port (prompter, key generator, SCEP transport,
-...); whatever comes back that matters later is recorded in the command's events, so replay
-never performs an effect. Feature modules add effect types and register how the runtime
-performs them with `performs(EffectType)`.
+Handlers are pure, for the device and the CA alike: plain functions returning their result,
+or generators that `yield` effect requests and receive the runtime's answer
+(`answer = yield Ask("Password:", secret=True)`, `now = yield Now()`). The runtime
+(engine/runtime.py) performs each request through one set of ports (clock, randomness, key
+generator, prompter, SCEP transport, the CA's signing key); whatever comes back that matters
+later is recorded in the command's events, so replay never performs an effect. Feature
+modules add effect types and register how the runtime performs them with
+`performs(EffectType)`.
 """
 
 from __future__ import annotations
@@ -41,6 +43,18 @@ class Ask(Effect):
     prompt: str
     default: str | None = None
     secret: bool = False
+
+
+@dataclass(frozen=True)
+class Now(Effect):
+    """The time on the clock port; the answer is µs since the epoch (UTC)."""
+
+
+@dataclass(frozen=True)
+class DrawRandom(Effect):
+    """`size` unpredictable bytes from the randomness port."""
+
+    size: int
 
 
 @dataclass(frozen=True)

@@ -1,12 +1,28 @@
-"""Ports: how the pure middle reaches the world. Each has a Protocol and a real adapter;
-tests pass fakes. Nothing in decide/evolve touches these directly."""
+"""Ports: how the pure middle reaches the world, one set for the device and the CA. Each has a
+Protocol and a real adapter; tests pass fakes. Nothing in decide/evolve touches these
+directly: the runtime (engine/runtime.py) performs effects through them.
+
+The live engine and CA use `SystemClock`, `SystemRandomness` and (engine/keystore.py)
+`CryptographyKeyGenerator`; tests pass a `FakeClock` (µs, advanced by seconds) or a
+`FixedClock` (an aware datetime, advanced by a timedelta), `SeededRandomness` and key pools,
+so serials, nonces, one-time challenges and validity dates are reproducible.
+"""
 
 from __future__ import annotations
 
+import os
+import random
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Protocol
+
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
+"""A CA's signing key (the device's keys also include Ed25519: engine.keys.PrivateKey)."""
 
 
 class Clock(Protocol):
@@ -14,23 +30,77 @@ class Clock(Protocol):
         """Microseconds since the Unix epoch (UTC)."""
         ...
 
+    def now(self) -> datetime:
+        """The same instant, timezone-aware UTC."""
+        ...
+
+
+class Randomness(Protocol):
+    def token_bytes(self, n: int) -> bytes:
+        """`n` unpredictable bytes (serials, nonces, one-time challenges, CEKs)."""
+        ...
+
 
 class SystemClock:
     def now_us(self) -> int:
         return time.time_ns() // 1000
 
+    def now(self) -> datetime:
+        return from_micros(self.now_us())
+
 
 @dataclass
 class FakeClock:
-    """A clock tests move by hand."""
+    """A clock tests move by hand, in seconds."""
 
     us: int = 1_764_201_600_000_000  # 2025-11-27 00:00:00 UTC
 
     def now_us(self) -> int:
         return self.us
 
+    def now(self) -> datetime:
+        return from_micros(self.us)
+
     def advance(self, seconds: float) -> None:
         self.us += int(seconds * 1_000_000)
+
+
+class FixedClock:
+    """A clock that only moves when told to, by a timedelta (thread-safe)."""
+
+    def __init__(self, at: datetime) -> None:
+        if at.tzinfo is None:
+            raise ValueError("FixedClock needs a timezone-aware datetime")
+        self._at = at
+        self._lock = threading.Lock()
+
+    def now(self) -> datetime:
+        with self._lock:
+            return self._at
+
+    def now_us(self) -> int:
+        return to_micros(self.now())
+
+    def advance(self, delta: timedelta) -> None:
+        with self._lock:
+            self._at += delta
+
+
+class SystemRandomness:
+    def token_bytes(self, n: int) -> bytes:
+        return os.urandom(n)
+
+
+class SeededRandomness:
+    """Deterministic bytes for tests. Never for a live CA: its output is predictable."""
+
+    def __init__(self, seed: int) -> None:
+        self._rng = random.Random(seed)  # noqa: S311 - test double, predictable on purpose
+        self._lock = threading.Lock()
+
+    def token_bytes(self, n: int) -> bytes:
+        with self._lock:
+            return self._rng.randbytes(n)
 
 
 class Prompter(Protocol):
@@ -40,3 +110,16 @@ class Prompter(Protocol):
 
 
 Writer = Callable[[str], None]
+
+
+def to_micros(t: datetime) -> int:
+    return int(t.timestamp()) * 1_000_000 + t.microsecond
+
+
+def from_micros(us: int) -> datetime:
+    return datetime.fromtimestamp(us // 1_000_000, UTC).replace(microsecond=us % 1_000_000)
+
+
+__all__ = ["Clock", "FakeClock", "FixedClock", "PrivateKey", "Prompter", "Randomness",
+           "SeededRandomness", "SystemClock", "SystemRandomness", "Writer",
+           "from_micros", "to_micros"]

@@ -1,28 +1,47 @@
-"""The runtime: drives a handler, performing each effect it yields through the ports."""
+"""The runtime: drives a handler, performing each effect it yields through the ports.
+
+One runtime for the device (engine/engine.py) and the CA (engine/ca/service.py): both build
+one `Ports` where they are opened and `drive` their handlers with it; each then appends the
+command's events as one atomic batch.
+"""
 
 from __future__ import annotations
 
 import inspect
-import os
 from collections import deque
 from collections.abc import Callable, Generator, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
-from engine.effects import PERFORMERS, Ask, Effect, Outcome, ReadBlock, Say, performs
+from engine.effects import (
+    PERFORMERS,
+    Ask,
+    DrawRandom,
+    Effect,
+    Now,
+    Outcome,
+    ReadBlock,
+    Say,
+    performs,
+)
 from engine.errors import CommandError, Reason
-from engine.ports import Clock, Prompter, SystemClock
+from engine.ports import Clock, Prompter, Randomness, SystemClock, SystemRandomness
 
 if TYPE_CHECKING:
+    from engine.ca.commands import Signer
     from engine.keystore import KeyGenerator, Keystore
     from engine.scep_client import ScepTransport
 
 
+R = TypeVar("R")
+
+
 @dataclass
 class Ports:
-    """Everything a performer may use. Features add their ports here, each with a default
-    that works for an in-memory engine and is replaced by `Engine.open` for a data dir."""
+    """Everything a performer may use, for the device and the CA. Features add their ports
+    here, each with a default that works for an in-memory engine and is replaced by
+    `Engine.open` for a data dir (or `BuiltinCA.open` for a CA)."""
 
     data_dir: Path | None = None
     clock: Clock = field(default_factory=SystemClock)
@@ -33,7 +52,8 @@ class Ports:
     keystore: Keystore | None = None  # engine.keystore: built from data_dir on first use
     keygen: KeyGenerator | None = None  # engine.keystore: real key generation unless injected
     scep: ScepTransport | None = None  # engine.scep_client: httpx unless injected
-    random: Callable[[int], bytes] = os.urandom  # nonces, serials, content-encryption keys
+    randomness: Randomness = field(default_factory=SystemRandomness)  # nonces, serials, CEKs
+    signer: Signer | None = None  # engine.ca.commands: the CA's signing key (CA only)
     offline: bool = False  # an audit replay: no effect but printing may be performed
 
     def say(self, text: str) -> None:
@@ -81,6 +101,16 @@ def _ask(ports: Ports, eff: Ask) -> str:
     return reply
 
 
+@performs(Now)
+def _now(ports: Ports, eff: Now) -> int:
+    return ports.clock.now_us()
+
+
+@performs(DrawRandom)
+def _draw_random(ports: Ports, eff: DrawRandom) -> bytes:
+    return ports.randomness.token_bytes(eff.size)
+
+
 @performs(ReadBlock)
 def _read_block(ports: Ports, eff: ReadBlock) -> str:
     if eff.intro:
@@ -94,27 +124,32 @@ def _read_block(ports: Ports, eff: ReadBlock) -> str:
 
 
 def run(handler_result: Any, ports: Ports) -> Outcome:
-    """Drive a handler's result (an Outcome, or a generator of effects) to its Outcome."""
-    if not inspect.isgenerator(handler_result):
-        if not isinstance(handler_result, Outcome):
-            raise TypeError(f"handler returned {type(handler_result).__name__}")
-        return handler_result
-    gen = cast(Generator[Effect, Any, Outcome], handler_result)
+    """Drive a device handler's result (an Outcome, or a generator of effects) to its Outcome."""
+    if inspect.isgenerator(handler_result):
+        result = drive(cast(Generator[Effect, Any, object], handler_result), ports)
+        if not isinstance(result, Outcome):
+            raise TypeError("handler generator did not return an Outcome")
+        return result
+    if not isinstance(handler_result, Outcome):
+        raise TypeError(f"handler returned {type(handler_result).__name__}")
+    return handler_result
+
+
+def drive(handler: Generator[Effect, Any, R], ports: Ports) -> R:
+    """Run a handler generator to its return value, performing each effect it yields."""
     reply: Any = None
     failed: CommandError | None = None
     try:
         while True:
             # A peer's error is thrown into the handler at its `yield`, so a handler that
             # can make sense of it (a poll that counts a failed attempt) may catch it.
-            eff = gen.send(reply) if failed is None else gen.throw(failed)
+            eff = handler.send(reply) if failed is None else handler.throw(failed)
             try:
                 reply, failed = perform(eff, ports), None
             except CommandError as err:
                 failed = err
     except StopIteration as stop:
-        if not isinstance(stop.value, Outcome):
-            raise TypeError("handler generator did not return an Outcome") from None
-        return stop.value
+        return cast(R, stop.value)
 
 
 def perform(eff: Effect, ports: Ports) -> Any:

@@ -254,7 +254,7 @@ def _signer(ports: Ports, key: KeyPair, subject: x509.Name,
         except ValueError:
             pass  # not this key's certificate after all: sign as a first enrollment
     now = dt.datetime.fromtimestamp(ports.clock.now_us() / 1e6, dt.UTC)
-    serial = int.from_bytes(ports.random(8), "big") | 1
+    serial = int.from_bytes(ports.randomness.token_bytes(8), "big") | 1
     cert = scep.build_self_signed_certificate(
         private, subject, not_before=now - dt.timedelta(minutes=5),
         not_after=now + dt.timedelta(days=1), serial_number=serial)
@@ -289,7 +289,8 @@ def _params(ports: Ports, signer: scep.Credential, cas: scep.CACertificates,
     now = dt.datetime.fromtimestamp(ports.clock.now_us() / 1e6, dt.UTC)
     return scep.RequestParameters(
         signer=signer, recipient=cas.recipient, transaction_id=txid,
-        sender_nonce=scep.new_nonce(ports.random), cipher=capabilities.strongest_cipher(),
+        sender_nonce=scep.new_nonce(ports.randomness.token_bytes),
+        cipher=capabilities.strongest_cipher(),
         digest=request_digest(caps, digest), signing_time=now)
 
 
@@ -346,7 +347,7 @@ def _enroll(ports: Ports, eff: ScepEnroll) -> ScepReply:
     # recognises the same transaction. Re-enrolling for a new certificate takes a new key.
     txid = scep.transaction_id_for(signer.private_key.public_key())
     params = _params(ports, signer, cas, eff.ca.capabilities, txid, eff.digest)
-    message = scep.build_pkcs_req(params, csr, random_bytes=ports.random)
+    message = scep.build_pkcs_req(params, csr, random_bytes=ports.randomness.token_bytes)
     rep = _exchange(ports, eff.url, message, params, cas, eff.ca.capabilities)
     return _reply(rep, eff.key, csr.public_bytes(serialization.Encoding.DER))
 
@@ -358,7 +359,7 @@ def _poll(ports: Ports, eff: ScepPoll) -> ScepReply:
     cas = _ca_certs(eff.ca)
     params = _params(ports, signer, cas, eff.ca.capabilities, eff.transaction_id, eff.digest)
     message = scep.build_cert_poll(params, issuer=cas.ca.subject, subject=subject,
-                                   random_bytes=ports.random)
+                                   random_bytes=ports.randomness.token_bytes)
     rep = _exchange(ports, eff.url, message, params, cas, eff.ca.capabilities)
     return _reply(rep, eff.key, hashlib.sha256(eff.transaction_id.encode()).digest())
 

@@ -1,8 +1,11 @@
 """The device state folded from events, and the pure `evolve` that folds it.
 
 `evolve(state, event) -> state` never performs I/O and never validates again what was accepted:
-it only applies facts. Feature modules register their own folds with `@evolves(EventType)`.
-Replay dispatches on the stored type name, so the hot loop is a dict lookup and a call.
+it only applies facts. Every device event type and its folds are listed in one table,
+`engine/device_folds.py` (built on first use: its folds live in the feature modules, which
+import this one); importing this module alone gives the complete folds. Replay dispatches on
+the stored type name, so the hot loop is a dict lookup and a call; a stored type the table
+does not fold refuses the replay (`engine.folds.UnfoldedEvent`, naming the type and seq).
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import hashlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, fields, replace
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from engine.config import Change, ConfigTree
 from engine.keys import KeyRing
@@ -20,6 +23,7 @@ from events.device import ConfigurationCommitted
 from events.registry import Event, event_from, known_types
 
 if TYPE_CHECKING:
+    from engine.folds import FoldTable
     from engine.trustpoints import TrustpointStatus
 
 FIRST_COMMIT_ID = 1000000001
@@ -99,30 +103,16 @@ def _replacer(cls: type[Any]) -> Callable[..., Any]:
 with_state: Callable[..., DeviceState] = _replacer(DeviceState)
 """`with_state(state, config=...)`: `dataclasses.replace` for DeviceState, fast."""
 
-E = TypeVar("E", bound=Event)
-Fold = Callable[[DeviceState, Any, int], DeviceState]
-_FOLDS: dict[str, Fold] = {}
+_TABLE: list[FoldTable[DeviceState]] = []  # the device fold table, once loaded
 
 
-def evolves(event_type: type[E]) -> Callable[[Callable[[DeviceState, E, int], DeviceState]],
-                                            Callable[[DeviceState, E, int], DeviceState]]:
-    """Register a fold of one event type: `fn(state, event, at_us) -> state`. Several
-    features may fold the same event (a commit that removes a trustpoint also drops its
-    certificates): their folds are chained in registration order into one callable."""
+def device_folds() -> FoldTable[DeviceState]:
+    """The device aggregate's fold table (`engine/device_folds.py`)."""
+    if not _TABLE:
+        from engine.device_folds import DEVICE_FOLDS  # imports the feature modules' folds
 
-    def register(fn: Callable[[DeviceState, E, int], DeviceState]
-                 ) -> Callable[[DeviceState, E, int], DeviceState]:
-        before = _FOLDS.get(event_type.type_name)
-        if before is None:
-            _FOLDS[event_type.type_name] = fn
-        else:
-            def chained(state: DeviceState, ev: Any, at: int) -> DeviceState:
-                return fn(before(state, ev, at), ev, at)
-
-            _FOLDS[event_type.type_name] = chained
-        return fn
-
-    return register
+        _TABLE.append(DEVICE_FOLDS)
+    return _TABLE[0]
 
 
 FOLD_VERSION = 1
@@ -135,14 +125,12 @@ def folds_fingerprint() -> bytes:
     folded event type with its schema version. A snapshot records it and is used only by a
     build with the same one (a new event version or a changed fold may fold differently)."""
     registered = known_types()
-    folded = sorted(f"{name}@{registered[name].version}" for name in _FOLDS
-                    if name in registered)
+    folded = sorted(f"{name}@{registered[name].version}" for name in device_folds().folded)
     return hashlib.sha256(f"folds v{FOLD_VERSION}: {' '.join(folded)}".encode()).digest()
 
 
 def evolve(state: DeviceState, ev: Event, at: int = 0, seq: int = 0) -> DeviceState:
-    fold = _FOLDS.get(ev.type_name)
-    new = state if fold is None else fold(state, ev, at)
+    new = device_folds().fold(state, ev, at, seq)
     return replace(new, seq=seq) if seq else new
 
 
@@ -152,24 +140,23 @@ def replay_rows(state: DeviceState, rows: Iterable[list[Any]]) -> DeviceState:
     The cyclic garbage collector is paused for the loop: folding allocates millions of
     short-lived, acyclic objects (freed by reference counting), and each full collection
     would walk the whole state again (measured: 40% of a replay)."""
-    folds = _FOLDS
+    table = device_folds()
+    folds = table.by_name
     seq = state.seq
     paused = gc.isenabled()
     gc.disable()
     try:
         for row in rows:
             seq = row[0]
-            fold = folds.get(row[2])
-            if fold is not None:
-                state = fold(state, event_from(row[2], row[3], row[7]), row[4])
+            fold = folds.get(row[2]) or table.require(row[2], seq)
+            state = fold(state, event_from(row[2], row[3], row[7]), row[4])
     finally:
         if paused:
             gc.enable()
     return replace(state, seq=seq) if seq != state.seq else state
 
 
-@evolves(ConfigurationCommitted)
-def _committed(state: DeviceState, ev: ConfigurationCommitted, at: int) -> DeviceState:
+def fold_commit(state: DeviceState, ev: ConfigurationCommitted, at: int) -> DeviceState:
     changes = tuple(map(_make_change, ev.changes))
     commit = Commit(ev.commit_id, ev.user, ev.label, ev.comment, at, changes, ev.rollback_to)
     return with_state(state, config=state.config.apply_all(changes),

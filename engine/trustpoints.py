@@ -18,7 +18,7 @@ from engine.errors import CommandError
 from engine.grammar import GRAMMAR, Mode
 from engine.lifecycle import Lifecycle
 from engine.parser import parse
-from engine.state import DeviceState, evolves, with_state
+from engine.state import DeviceState, with_state
 from events.device import ConfigurationCommitted
 from events.keys import KeyPairZeroized
 from events.trustpoint import (
@@ -174,7 +174,6 @@ def _put(state: DeviceState, status: TrustpointStatus) -> DeviceState:
     return with_state(state, trustpoints=MappingProxyType(tps))
 
 
-@evolves(CACertificateAccepted)
 def _ca_accepted(state: DeviceState, ev: CACertificateAccepted, at: int) -> DeviceState:
     return _put(state, replace(status_of(state, ev.trustpoint), lifecycle=Lifecycle.AUTHENTICATED,
                                ca_certificate=ev.ca_certificate,
@@ -183,7 +182,6 @@ def _ca_accepted(state: DeviceState, ev: CACertificateAccepted, at: int) -> Devi
                                held_by_ca=()))
 
 
-@evolves(EnrollmentRequested)
 def _requested(state: DeviceState, ev: EnrollmentRequested, at: int) -> DeviceState:
     enrollment = Enrollment(ev.key_ids, ev.usages, ev.transaction_ids, ev.subject,
                             ev.request_fingerprints, ev.method, ev.retry_period,
@@ -192,7 +190,6 @@ def _requested(state: DeviceState, ev: EnrollmentRequested, at: int) -> DeviceSt
                                enrollment=enrollment, last_result=""))
 
 
-@evolves(EnrollmentPending)
 def _pending(state: DeviceState, ev: EnrollmentPending, at: int) -> DeviceState:
     st = status_of(state, ev.trustpoint)
     if st.enrollment is None:
@@ -204,7 +201,6 @@ def _pending(state: DeviceState, ev: EnrollmentPending, at: int) -> DeviceState:
                                held_by_ca=held))
 
 
-@evolves(CertificateReceived)
 def _received(state: DeviceState, ev: CertificateReceived, at: int) -> DeviceState:
     st = status_of(state, ev.trustpoint)
     certs = [c for c in st.certificates if c.usage != ev.usage]
@@ -226,7 +222,6 @@ def _received(state: DeviceState, ev: CertificateReceived, at: int) -> DeviceSta
                                last_result="issued" if enrollment is None else st.last_result))
 
 
-@evolves(EnrollmentFailed)
 def _failed(state: DeviceState, ev: EnrollmentFailed, at: int) -> DeviceState:
     st = status_of(state, ev.trustpoint)
     # A failed re-enrollment leaves the certificates already installed in place.
@@ -235,7 +230,6 @@ def _failed(state: DeviceState, ev: EnrollmentFailed, at: int) -> DeviceState:
     return _put(state, replace(st, lifecycle=lifecycle, enrollment=None, last_result=result))
 
 
-@evolves(KeyPairZeroized)
 def _zeroized(state: DeviceState, ev: KeyPairZeroized, at: int) -> DeviceState:
     gone = set(ev.key_ids)
     for st in list(state.trustpoints.values()):
@@ -259,7 +253,6 @@ _TRUSTPOINT = "crypto ca trustpoint "
 _ENROLLMENT = "enrollment"  # the node of `enrollment url URL` and `enrollment terminal`
 
 
-@evolves(ConfigurationCommitted)
 def _config(state: DeviceState, ev: ConfigurationCommitted, at: int) -> DeviceState:
     """A removed trustpoint loses its status; one whose enrollment URL or method changed
     forgets the requests its CA held (the new URL may be another CA, which holds none)."""
@@ -281,7 +274,6 @@ def _config(state: DeviceState, ev: ConfigurationCommitted, at: int) -> DeviceSt
     return with_state(state, trustpoints=MappingProxyType(kept))
 
 
-@evolves(TrustpointCertificatesRemoved)
 def _certificates_removed(state: DeviceState, ev: TrustpointCertificatesRemoved,
                           at: int) -> DeviceState:
     kept = {k: v for k, v in state.trustpoints.items() if k != ev.trustpoint}

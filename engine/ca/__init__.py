@@ -12,9 +12,10 @@
     serve(ca, workers=2)                      # HTTP + SCEP crypto in 2 worker processes;
                                               # this process stays the log's one writer
 
-See engine/ca/service.py (runtime, layout), decide.py (rules), state.py (evolve),
-profile.py (certificate/CRL profiles), scep_frontend.py (SCEP operations), queries.py (what
-SCEP asks of the CA's state), offline.py (pasted requests), workers.py / worker.py / channel.py
+See engine/ca/service.py (wiring, layout), commands.py (decide(state, command): the effects
+each command asks of the runtime), decide.py (rules), state.py (folds, CA_FOLDS), profile.py
+(certificate/CRL profiles), scep_frontend.py (SCEP operations), queries.py (what SCEP asks of
+the CA's state), offline.py (pasted requests), workers.py / worker.py / channel.py
 (`ca serve --workers N`), cli.py (`ca` command).
 """
 

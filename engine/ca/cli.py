@@ -74,7 +74,7 @@ from engine.ca import admin, lookup, offline
 from engine.ca.console import MESSAGE_TYPES, Console, console_logger, router_serial
 from engine.ca.decide import Approval
 from engine.ca.errors import CAError, NotACA
-from engine.ca.ports import KEY_SPECS, from_micros, to_micros
+from engine.ca.keyfile import KEY_SPECS
 from engine.ca.profile import REASONS
 from engine.ca.service import (
     DEFAULT_CA_DAYS,
@@ -85,6 +85,7 @@ from engine.ca.service import (
 )
 from engine.ca.state import CAState, IssuedCertificate, Request, RequestStatus
 from engine.errors import Reason
+from engine.ports import from_micros, to_micros
 from projections.certfmt import fingerprint_lines
 
 Handler = Callable[[argparse.Namespace], int]

@@ -15,9 +15,22 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from engine.ca.errors import CAError
-from engine.ca.ports import PrivateKey
 from engine.errors import Reason
+from engine.keys import KeyAlgorithm, KeySpec
+from engine.ports import PrivateKey
 from events.durable import fsync_directory
+
+KEY_SPECS = ("rsa:2048", "rsa:4096", "ecdsa:p256")
+"""The CA key types `ca init --key` takes."""
+
+
+def key_spec(name: str) -> KeySpec:
+    """The KeySpec (engine.keys) of a CA key type, one of `KEY_SPECS`."""
+    if name == "ecdsa:p256":
+        return KeySpec.ecdsa("nistp256")
+    if name in KEY_SPECS:
+        return KeySpec(KeyAlgorithm.RSA, int(name.split(":")[1]))
+    raise ValueError(f"unknown key spec {name!r}; expected one of {', '.join(KEY_SPECS)}")
 
 
 def write_private_key(path: Path, key: PrivateKey) -> None:

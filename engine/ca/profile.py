@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.name import _ASN1Type
 from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID, ObjectIdentifier
 
-from engine.ca.ports import PrivateKey, Randomness
+from engine.ports import PrivateKey, Randomness
 
 SIGNATURE_HASH = hashes.SHA256()
 CLOCK_SKEW = timedelta(minutes=5)

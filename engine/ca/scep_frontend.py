@@ -34,7 +34,6 @@ from engine.adapters.scep_server import HttpError
 from engine.ca import offline
 from engine.ca.decide import Enroll, Policy, ReplyStatus
 from engine.ca.errors import CAError, CAUnavailable, ScepRefusal
-from engine.ca.ports import Clock, Randomness
 from engine.ca.profile import serial_hex
 from engine.ca.queries import (
     Answer,
@@ -47,6 +46,7 @@ from engine.ca.queries import (
     answer,
 )
 from engine.ca.service import BuiltinCA, challenge_digest
+from engine.ports import Clock, Randomness
 from engine.scep import (
     Capabilities,
     Capability,

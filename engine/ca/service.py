@@ -1,6 +1,8 @@
-"""`BuiltinCA`: the CA's runtime. It folds the log into state, runs the pure decisions, performs
-their effects (signing with the CA key, drawing serials, reading the clock) and appends each
-command's events as one atomic batch.
+"""`BuiltinCA`: the CA's wiring. It opens the log and folds it into state, builds the ports
+(clock, randomness, the CA key as the `Signer`), and exposes methods that run commands: each
+drives a handler of engine/ca/commands.py through the one runtime (engine/runtime.py), which
+performs its effects (reading the clock, drawing serials, signing), and appends the command's
+events as one atomic batch.
 
 Directory layout (`DIR`):
 
@@ -21,13 +23,11 @@ Thread safety: every write runs under one lock; readers take the current state, 
 value, without it.
 
 Durability: commands append under the lock and then wait, without it, until what they
-appended is on disk (group commit, `_GroupCommit`); only then is anything shown to anyone:
-a command's result, a poll or GetCert answer (they wait for the events they read), the CRL file
-(published once its CRLIssued is durable, so a crash never makes its number go backwards). If
-a write or an fdatasync fails, the log cuts itself back to its last acknowledged frame
-(events/filelog.py), so none of the commands waiting for that sync is on disk, now or after a
-reopen; the state in memory is ahead of the log, so from then on every command and every
-answer raises `CAUnavailable` until the CA is reopened.
+appended is on disk (group commit, events/groupcommit.py); only then is anything shown to
+anyone: a command's result, a poll or GetCert answer (they wait for the events they read), the
+CRL file (published once its CRLIssued is durable, so a crash never makes its number go
+backwards). If a write or an fdatasync fails, none of the commands waiting for it is on disk,
+and every command and every answer raises `CAUnavailable` until the CA is reopened.
 
 Opening: a writer's open that cut a torn tail, or a read-only open that found one (and left it),
 says so in `log_notice`; a log shorter than its head marker (acknowledged events missing)
@@ -37,7 +37,6 @@ refuses to open, read-only too (events/filelog.py).
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import threading
 from collections.abc import Iterable, Iterator
@@ -49,34 +48,46 @@ from typing import Self
 import structlog
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from engine.ca import offline, profile
-from engine.ca.console import Console
-from engine.ca.decide import (
-    Enroll,
-    Policy,
-    ReplyStatus,
-    SignOffline,
-    decide_approve,
-    decide_crl,
-    decide_enrollment,
-    decide_init,
-    decide_issue,
-    decide_mint_challenge,
-    decide_offline,
-    decide_reject,
-    decide_revoke,
-    decide_unissuable,
-    reply_status,
+from engine.ca import commands, offline, profile
+from engine.ca.commands import (
+    Approve,
+    Decided,
+    Enrollment,
+    IssueApproved,
+    KeySigner,
+    MintChallenge,
+    RefreshCRL,
+    Reject,
+    Revoke,
+    SignRequest,
 )
-from engine.ca.errors import CAError, CAUnavailable, FailInfo, NotACA, ScepRefusal
-from engine.ca.keyfile import load_private_key, write_new_file, write_private_key
-from engine.ca.ports import (
+from engine.ca.commands import challenge_digest as challenge_digest  # noqa: PLC0414 - frontends import it from here
+from engine.ca.console import Console
+from engine.ca.decide import Enroll, Policy, ReplyStatus, decide_init, reply_status
+from engine.ca.errors import CAError, CAUnavailable, NotACA, ScepRefusal
+from engine.ca.keyfile import (
     KEY_SPECS,
+    key_spec,
+    load_private_key,
+    write_new_file,
+    write_private_key,
+)
+from engine.ca.state import (
+    CA_FOLDS,
+    CRL,
+    CAState,
+    IssuedCertificate,
+    Request,
+    RequestStatus,
+    evolve,
+)
+from engine.errors import Reason
+from engine.folds import UnfoldedEvent
+from engine.keystore import CryptographyKeyGenerator, KeyGenerator
+from engine.ports import (
     Clock,
-    GeneratedKeys,
-    KeyFactory,
     PrivateKey,
     Randomness,
     SystemClock,
@@ -84,11 +95,11 @@ from engine.ca.ports import (
     from_micros,
     to_micros,
 )
-from engine.ca.state import CRL, CAState, IssuedCertificate, Request, RequestStatus, evolve
-from engine.errors import Reason
-from events.ca import STREAM, CAInitialized, CRLIssued
+from engine.runtime import Ports, drive
+from events.ca import STREAM, CAInitialized
 from events.durable import fsync_directory
 from events.filelog import FileEventLog, LogError, LogLocked, LogWriteFailed
+from events.groupcommit import GroupCommit
 from events.registry import Event
 from events.store import EventStore, PendingEvent, Recorded
 
@@ -126,10 +137,6 @@ class Enrolled:
     reason: str = ""
 
 
-def challenge_digest(password: str) -> bytes:
-    return hashlib.sha256(password.encode("utf-8")).digest()
-
-
 class BuiltinCA:
     """The built-in CA over its directory. Use `BuiltinCA.init` or `BuiltinCA.open`."""
 
@@ -146,8 +153,11 @@ class BuiltinCA:
         self.randomness = randomness
         self._ca_key = ca_key
         self._ra_keys = ra_keys
+        self._ca_cert = x509.load_der_x509_certificate(state.ca_certificate)
+        self._ports = Ports(clock=clock, randomness=randomness, signer=None if ca_key is None
+                            else KeySigner(ca_key, self._ca_cert))
         self._lock = threading.Lock()
-        self._durability = _GroupCommit(log, self._lock)
+        self._durability = GroupCommit(log, self._lock, CAUnavailable)
         self._deferred = threading.local()  # .seq: highest seq to make durable, in a block
         self._publishing = threading.Lock()  # the two below
         self._unpublished: list[tuple[int, CRL]] = (  # (seq of its CRLIssued, CRL)
@@ -159,7 +169,6 @@ class BuiltinCA:
         # events): told once durable, like any answer (`_announce_durable`).
         self._announcing = threading.Lock()
         self._unannounced: list[tuple[int, CAState, list[Event]]] = []
-        self._ca_cert = x509.load_der_x509_certificate(state.ca_certificate)
 
     # -- opening ----------------------------------------------------------------------------
 
@@ -168,12 +177,12 @@ class BuiltinCA:
              key: str = "rsa:2048", days: int = DEFAULT_CA_DAYS,
              certificate_days: int = DEFAULT_CERTIFICATE_DAYS, ra: bool = False,
              crl_lifetime: timedelta = DEFAULT_CRL_LIFETIME, clock: Clock | None = None,
-             randomness: Randomness | None = None, keys: KeyFactory | None = None) -> Self:
+             randomness: Randomness | None = None, keys: KeyGenerator | None = None) -> Self:
         """Create a CA in `root`: keys, self-signed certificate (RA certificates with `ra`), the
         first (empty) CRL; returns it open read-write."""
         clock = clock or SystemClock()
         randomness = randomness or SystemRandomness()
-        keys = keys or GeneratedKeys()
+        keys = keys or CryptographyKeyGenerator()
         if key not in KEY_SPECS:
             raise CAError(Reason.INVALID_VALUE,
                           f"unknown key type {key}; expected one of {', '.join(KEY_SPECS)}")
@@ -204,7 +213,7 @@ class BuiltinCA:
                               "interrupted `ca init`?); move them away and run init again")
             fresh = True
             now = clock.now()
-            ca_key = keys.generate(key)
+            ca_key = _ca_key(keys.generate(key_spec(key)))
             ca_cert = profile.ca_certificate(ca_key, name, profile.random_serial(randomness),
                                              now - profile.CLOCK_SKEW, now + timedelta(days=days))
             ra_keys, ra_certs = (_make_ra(keys, ca_key, ca_cert, randomness, now) if ra
@@ -214,7 +223,8 @@ class BuiltinCA:
                 ra_certs[0] if ra_certs else None, ra_certs[1] if ra_certs else None,
                 certificate_days, int(crl_lifetime.total_seconds()))
             state = evolve(CAState(), initialized, to_micros(now))
-            crl = _crl_event(state, ca_key, ca_cert, now)
+            crl = drive(commands.next_crl(state, to_micros(now)),
+                        Ports(signer=KeySigner(ca_key, ca_cert)))
             events = decide_init(CAState(), initialized, crl)
             # Files first, the log last: its first frame, synced, is the commit point.
             for name, secret in ((CA_KEY, ca_key), *(
@@ -251,7 +261,10 @@ class BuiltinCA:
             raise CAError(Reason.NOT_FOUND, f"{rootp} holds no CA (run `ca init {rootp}`)")
         log = _open_log(rootp, readonly=readonly)
         try:
-            state = replay(_ca_records(rootp, log.read()))
+            try:
+                state = replay(_ca_records(rootp, log.read()))
+            except UnfoldedEvent as e:
+                raise CAError(Reason.BAD_DATA, e.message) from None
             if not state.initialized:
                 raise CAError(Reason.NOT_FOUND, f"{rootp} holds no CA (run `ca init {rootp}`)")
             ca_key = None if readonly else load_private_key(rootp / CA_KEY)
@@ -318,7 +331,9 @@ class BuiltinCA:
     @property
     def unavailable(self) -> CAUnavailable | None:
         """Why the CA answers nothing more (its log could not be made durable), or None."""
-        return self._durability.failure
+        failure = self._durability.failure
+        assert failure is None or isinstance(failure, CAUnavailable)
+        return failure
 
     # -- keys (for the SCEP frontend) ----------------------------------------------------------
 
@@ -395,32 +410,38 @@ class BuiltinCA:
             self._durability.wait(seq)
             self._release_durable()
 
-    def _commit(self, state: CAState, events: list[Event], at: int, actor: str,
-                correlation: str = "", *, folded: CAState | None = None) -> CAState:
-        """Append `events` as one batch and make their state current. Call under the lock.
-        `folded`, if the caller has it, is `_fold(state, events, at)`: the appended records
-        carry exactly those events at `at`, so folding them again would give the same."""
+    def _run(self, command: object, actor: str) -> Decided:
+        """Drive `command` over the current state and append its batch (under the lock)."""
+        decided = drive(commands.decide(self._state, command), self._ports)
+        self._commit(decided, actor)
+        return decided
+
+    def _execute(self, command: object, actor: str) -> Decided:
+        """Run one command; returns once its events (and what it read) are durable."""
+        with self._writing():
+            return self._run(command, actor)
+
+    def _commit(self, decided: Decided, actor: str) -> None:
+        """Append the batch and make its state current. Call under the lock. The appended
+        records carry exactly `decided.events` at `decided.at`, so they fold to
+        `decided.state`."""
+        events = decided.events
         if not events:
-            return state
-        batch = [PendingEvent(ev, STREAM, at, actor, correlation) for ev in events]
-        before = state.crl
+            return
+        batch = [PendingEvent(ev, STREAM, decided.at, actor, decided.correlation)
+                 for ev in events]
+        before = self._state.crl
         try:
             records = self._log.append(batch)
         except (LogError, OSError) as e:  # the log is broken until reopened
             raise self._durability.fail(e) from e
-        if folded is not None:
-            state = folded
-        else:
-            for rec in records:
-                state = evolve(state, rec.event, rec.at)
-        self._state = state
+        state = self._state = decided.state
         if self.console is not None:
             with self._announcing:
                 self._unannounced.append((records[-1].seq, state, events))
         if state.crl is not before and state.crl is not None:
             with self._publishing:  # published once durable (`_publish_durable_crl`)
                 self._unpublished.append((records[-1].seq, state.crl))
-        return state
 
     def _release_durable(self) -> None:
         """What waited for its events to be durable: the console's lines, the CRL file."""
@@ -469,42 +490,24 @@ class BuiltinCA:
     def mint_challenge(self, valid_for: timedelta = DEFAULT_CHALLENGE_LIFETIME) -> str:
         """A new one-time challenge password (only its SHA-256 is recorded)."""
         self._writable_key()
-        password = self.randomness.token_bytes(15).hex()  # 120 bits
-        with self._writing():
-            now = to_micros(self.clock.now())
-            expires = now + int(valid_for.total_seconds() * 1_000_000)
-            events = decide_mint_challenge(self._state, challenge_digest(password), expires)
-            self._commit(self._state, events, now, "operator")
-        return password
+        return self._execute(MintChallenge(valid_for), "operator").value
 
     def enroll(self, cmd: Enroll, policy: Policy, actor: str = "scep") -> Enrolled:
         """Record a PKCSReq/RenewalReq and, if approved, issue its certificate in the same batch."""
-        key = self._writable_key()
-        with self._writing():
-            now_dt = self.clock.now()
-            now = to_micros(now_dt)
-            state = self._state
-            try:
-                events = decide_enrollment(state, cmd, policy, now)
-                tentative = _fold(state, events, now)
-                req = tentative.requests[cmd.transaction_id]
-                if req.status is RequestStatus.APPROVED and self.crl_url is not None:
-                    more = self._issue(tentative, key, cmd.transaction_id, now_dt)
-                    events += more
-                    tentative = _fold(tentative, more, now)
-            except ScepRefusal as e:
-                if self.console is not None:
-                    self.console.refused(cmd.transaction_id, cmd.subject_text, e)
-                raise
-            self._commit(state, events, now, actor, cmd.transaction_id, folded=tentative)
-            return self._outcome(cmd.transaction_id)
+        self._writable_key()
+        try:
+            decided = self._execute(Enrollment(cmd, policy, self.crl_url), actor)
+        except ScepRefusal as e:
+            if self.console is not None:
+                self.console.refused(cmd.transaction_id, cmd.subject_text, e)
+            raise
+        return self._outcome(cmd.transaction_id, decided.state)
 
     def poll(self, txid: str) -> Enrolled:
         """The status of a known request (CertPoll, or a re-sent PKCSReq), once durable."""
         return self._outcome(txid, self._durable_state())
 
-    def _outcome(self, txid: str, state: CAState | None = None) -> Enrolled:
-        state = state if state is not None else self._state
+    def _outcome(self, txid: str, state: CAState) -> Enrolled:
         status = reply_status(state, txid)
         req = state.requests[txid]
         cert = state.certificates.get(req.serial) if req.serial else None
@@ -515,17 +518,8 @@ class BuiltinCA:
         because it cannot be issued: see `decide_approve`); its certificate is issued at once
         if a server has set the CDP URL, else by the next `issue_approved` (which `serve` runs
         at start)."""
-        key = self._writable_key()
-        with self._writing():
-            now_dt = self.clock.now()
-            now = to_micros(now_dt)
-            state = self._state
-            events = decide_approve(state, txid)
-            if self.crl_url is not None:
-                events += self._issue(_fold(state, events, now), key, txid, now_dt)
-            state = self._commit(state, events, now, actor, txid)
-            serial = state.requests[txid].serial
-            return state.certificates[serial] if serial else None
+        self._writable_key()
+        return _certificate_of(self._execute(Approve(txid, self.crl_url), actor))
 
     def issue_approved(self) -> list[IssuedCertificate]:
         """Issue every approved request still without a certificate (approved while no server
@@ -533,70 +527,42 @@ class BuiltinCA:
         cannot be issued (one recorded before requests were checked on arrival, or a renewal
         of a certificate renewed since) is recorded as rejected, with the reason, instead:
         it must not keep every server start failing."""
-        key = self._writable_key()
+        self._writable_key()
         out: list[IssuedCertificate] = []
         with self._writing():
             for req in sorted((r for r in self._state.requests.values()
                                if r.status is RequestStatus.APPROVED),
                               key=lambda r: (r.received_at, r.transaction_id)):
-                now_dt = self.clock.now()
-                now = to_micros(now_dt)
-                txid = req.transaction_id
-                try:
-                    events = self._issue(self._state, key, txid, now_dt)
-                except CAError as e:
-                    log.warning("approved request cannot be issued; rejecting it",
-                                transaction_id=txid, reason=e.message)
-                    events = decide_unissuable(self._state, txid, e.message)
-                state = self._commit(self._state, events, now, "ca", txid)
-                serial = state.requests[txid].serial
-                if serial is not None:
-                    out.append(state.certificates[serial])
+                issued = _certificate_of(
+                    self._run(IssueApproved(req.transaction_id, self.crl_url), "ca"))
+                if issued is not None:
+                    out.append(issued)
         return out
 
     def reject(self, txid: str, reason: str = "", actor: str = "operator") -> None:
         self._writable_key()
-        with self._writing():
-            now = to_micros(self.clock.now())
-            self._commit(self._state, decide_reject(self._state, txid, reason), now, actor, txid)
+        self._execute(Reject(txid, reason), actor)
 
     def revoke(self, serial: str, reason: str = "unspecified", actor: str = "operator") -> CRL:
         """Revoke a certificate and issue a new CRL in the same batch."""
-        key = self._writable_key()
+        self._writable_key()
         try:
             reason = profile.reason_name(reason)
         except ValueError as e:
             raise CAError(Reason.INVALID_VALUE, str(e)) from None
-        with self._writing():
-            now_dt = self.clock.now()
-            now = to_micros(now_dt)
-            state = self._state
-            events = decide_revoke(state, serial, reason, now)
-            tentative = _fold(state, events, now)
-            events.append(_crl_event(tentative, key, self._ca_cert, now_dt))
-            state = self._commit(state, events, now, actor, serial)
-            assert state.crl is not None
-            return state.crl
+        crl = self._execute(Revoke(serial, reason), actor).state.crl
+        assert crl is not None
+        return crl
 
     def crl_due(self) -> bool:
         """True once less than half the CRL's lifetime remains before its nextUpdate."""
-        st = self._state
-        if st.crl is None:
-            return True
-        margin = st.crl_lifetime_seconds * 1_000_000 // 2
-        return to_micros(self.clock.now()) >= st.crl.next_update - margin
+        return commands.crl_due(self._state, self.clock.now_us())
 
     def refresh_crl(self, force: bool = False) -> CRL | None:
         """Issue a new CRL if one is due (or `force`); returns it, or None if none was due."""
-        key = self._writable_key()
-        with self._writing():
-            if not (force or self.crl_due()):
-                return None
-            now_dt = self.clock.now()
-            now = to_micros(now_dt)
-            state = self._commit(self._state, [_crl_event(self._state, key, self._ca_cert,
-                                                          now_dt)], now, "ca")
-            return state.crl
+        self._writable_key()
+        decided = self._execute(RefreshCRL(force), "ca")
+        return decided.state.crl if decided.events else None
 
     def sign_offline(self, csr_der: bytes, *, days: int | None = None,
                      actor: str = "operator") -> IssuedCertificate:
@@ -604,149 +570,28 @@ class BuiltinCA:
         record it as received and approved by the operator and issue its certificate with the
         SCEP profile (CDP only if a server has set `crl_url`), all in one batch. Its
         challenge password, if any, is ignored and never recorded."""
-        key = self._writable_key()
+        self._writable_key()
         if days is not None and days <= 0:
             raise CAError(Reason.INVALID_VALUE, "validity days must be positive")
         request = offline.verified_request(csr_der)
-        with self._writing():
-            now_dt = self.clock.now()
-            now = to_micros(now_dt)
-            state = self._state
-            txid = "OFFLINE-" + self.randomness.token_bytes(8).hex().upper()
-            events = decide_offline(state, SignOffline(
-                txid, request.subject, request.subject_text, request.public_key,
-                request.requested_extensions))
-            try:
-                events += self._issue(_fold(state, events, now), key, txid, now_dt, days)
-            except ScepRefusal as e:  # the profile refused the request: no peer to answer
-                raise CAError(Reason.BAD_DATA, e.message) from None
-            state = self._commit(state, events, now, actor, txid)
-            serial = state.requests[txid].serial
-            assert serial is not None
-            return state.certificates[serial]
-
-    def _issue(self, state: CAState, key: PrivateKey, txid: str,
-               now: datetime, days: int | None = None) -> list[Event]:
-        """Sign the certificate of approved request `txid` (an effect: key + randomness),
-        valid for `days` (default: the CA's certificate validity)."""
-        req = state.requests[txid]
-        serial = profile.random_serial(self.randomness)
-        while profile.serial_hex(serial) in state.certificates:
-            serial = profile.random_serial(self.randomness)  # 2^-127 per try; never loops
-        try:
-            cert = profile.end_entity_certificate(
-                key, self._ca_cert,
-                profile.EndEntityRequest(req.subject, req.public_key, req.requested_extensions),
-                serial, now - profile.CLOCK_SKEW,
-                now + timedelta(days=days if days is not None else state.certificate_days),
-                self.crl_url)
-        except ValueError as e:
-            raise ScepRefusal(FailInfo.BAD_REQUEST, f"cannot issue: {e}") from None
-        return decide_issue(state, txid, profile.serial_hex(serial),
-                            cert.public_bytes(serialization.Encoding.DER),
-                            to_micros(cert.not_valid_before_utc),
-                            to_micros(cert.not_valid_after_utc))
+        issued = _certificate_of(self._execute(SignRequest(request, days, self.crl_url), actor))
+        assert issued is not None
+        return issued
 
 
-class _GroupCommit:
-    """Group commit over a FileEventLog: appends run inside one long `group_commit()` block, so
-    they are buffered, not synced; `wait(seq)` returns once events up to `seq` are durable. The
-    first waiter becomes the leader: under the CA's write lock (so no append interleaves) it
-    ends the block, which writes every buffered frame and fdatasyncs once, and opens a new one;
-    the other waiters sleep until it is done. Commands appended while one sync runs share the
-    next, so N concurrent commands cost about two fdatasyncs, not N."""
-
-    def __init__(self, log: EventStore, write_lock: threading.Lock) -> None:
-        self._store = log
-        self._log = log if isinstance(log, FileEventLog) and not log.readonly else None
-        self._write_lock = write_lock
-        self._cond = threading.Condition()
-        self._durable = log.head[0]
-        self._syncing = False
-        self._group: contextlib.AbstractContextManager[None] | None = None
-        self._failure: BaseException | None = None  # set once, never cleared: reopen instead
-        if self._log is not None:
-            self._group = self._log.group_commit()
-            self._group.__enter__()
-
-    @property
-    def durable(self) -> int:
-        """The highest seq known to be on disk."""
-        return self._durable if self._log is not None else self._store.head[0]
-
-    @property
-    def failure(self) -> CAUnavailable | None:
-        cause = self._failure
-        return CAUnavailable(cause) if cause is not None else None
-
-    def check(self) -> None:
-        """Raise CAUnavailable once a write or a sync has failed."""
-        cause = self._failure
-        if cause is not None:
-            raise CAUnavailable(cause) from cause
-
-    def fail(self, cause: BaseException) -> CAUnavailable:
-        """Record that the log is broken (a write or sync failed); returns the error to raise.
-        After a failed fdatasync the kernel may have dropped the dirty pages and cleared the
-        error, so a later sync succeeding would prove nothing: nothing is durable any more."""
-        with self._cond:
-            if self._failure is None:
-                self._failure = cause
-            self._cond.notify_all()
-        return CAUnavailable(cause)
-
-    def wait(self, seq: int) -> None:
-        """Block until `seq` is durable; CAUnavailable if it cannot be (now or before). Call
-        without holding the write lock."""
-        self.check()
-        if self._log is None:
-            return
-        with self._cond:
-            while self._durable < seq:
-                self.check()
-                if self._syncing:
-                    self._cond.wait()
-                    continue
-                self._syncing = True
-                failed: BaseException | None = None
-                self._cond.release()
-                try:
-                    target = self._sync(self._log)
-                except BaseException as e:  # the group block is spent: it must not be reused
-                    failed = e
-                finally:
-                    self._cond.acquire()
-                    self._syncing = False
-                    if failed is not None and self._failure is None:
-                        self._failure = failed
-                    self._cond.notify_all()
-                if failed is not None:
-                    if not isinstance(failed, Exception):
-                        raise failed  # KeyboardInterrupt and the like go on as they are
-                    raise CAUnavailable(failed) from failed
-                self._durable = max(self._durable, target)
-            self.check()  # after a failure nothing is answered, durable or not
-
-    def _sync(self, log: FileEventLog) -> int:
-        with self._write_lock:
-            target = log.head[0]
-            assert self._group is not None
-            self._group.__exit__(None, None, None)  # write out + fdatasync
-            self._group = log.group_commit()
-            self._group.__enter__()
-            return target
-
-    def close(self) -> None:
-        if self._group is not None and self._failure is None:
-            self._group.__exit__(None, None, None)  # syncs whatever is still pending
-        self._group = None
+def _certificate_of(decided: Decided) -> IssuedCertificate | None:
+    """The certificate the command's request got, if it has one."""
+    serial = decided.state.requests[decided.correlation].serial
+    return decided.state.certificates[serial] if serial else None
 
 
 def replay(records: Iterable[Recorded]) -> CAState:
-    """Fold recorded events into a state; no effects, no validation."""
+    """Fold recorded events into a state; no effects, no validation. A type the CA does not
+    fold raises UnfoldedEvent (engine/folds.py), naming it and its seq."""
     state = CAState()
     for rec in records:
-        state = evolve(state, rec.event, rec.at)
+        CA_FOLDS.require(rec.type, rec.seq)
+        state = evolve(state, rec.event, rec.at, rec.seq)
     return state
 
 
@@ -761,37 +606,12 @@ def _ca_records(root: Path, records: Iterable[Recorded]) -> Iterator[Recorded]:
         yield rec
 
 
-def _fold(state: CAState, events: Iterable[Event], at: int) -> CAState:
-    for ev in events:
-        state = evolve(state, ev, at)
-    return state
-
-
-def _crl_event(state: CAState, key: PrivateKey, ca_cert: x509.Certificate,
-               now: datetime) -> CRLIssued:
-    number = state.crl.number + 1 if state.crl is not None else 1
-    lifetime = timedelta(seconds=state.crl_lifetime_seconds)
-    entries = []
-    for serial in state.revoked:
-        cert = state.certificates[serial]
-        assert cert.revoked_at is not None and cert.revocation_reason is not None
-        entries.append(profile.RevokedEntry(int(serial, 16), from_micros(cert.revoked_at),
-                                            cert.revocation_reason))
-    this_update = now.replace(microsecond=0)
-    crl = profile.certificate_revocation_list(key, ca_cert, number, this_update,
-                                              this_update + lifetime, entries)
-    events = decide_crl(state, number, crl.public_bytes(serialization.Encoding.DER),
-                        to_micros(this_update), to_micros(this_update + lifetime))
-    ev = events[0]
-    assert isinstance(ev, CRLIssued)
-    return ev
-
-
-def _make_ra(keys: KeyFactory, ca_key: PrivateKey, ca_cert: x509.Certificate,
+def _make_ra(keys: KeyGenerator, ca_key: PrivateKey, ca_cert: x509.Certificate,
              randomness: Randomness, now: datetime,
              ) -> tuple[tuple[rsa.RSAPrivateKey, rsa.RSAPrivateKey], tuple[bytes, bytes]]:
     """RSA-2048 keys and CA-issued certificates for the RA (signing, encryption)."""
-    signing, encryption = _rsa(keys.generate("rsa:2048")), _rsa(keys.generate("rsa:2048"))
+    signing, encryption = (_rsa(keys.generate(key_spec("rsa:2048"))),
+                           _rsa(keys.generate(key_spec("rsa:2048"))))
     certs = [profile.ra_certificate(ca_key, ca_cert, k, purpose, profile.random_serial(randomness),
                                     now - profile.CLOCK_SKEW, ca_cert.not_valid_after_utc,
                                     ).public_bytes(serialization.Encoding.DER)
@@ -799,7 +619,13 @@ def _make_ra(keys: KeyFactory, ca_key: PrivateKey, ca_cert: x509.Certificate,
     return (signing, encryption), (certs[0], certs[1])
 
 
-def _rsa(key: PrivateKey) -> rsa.RSAPrivateKey:
+def _ca_key(key: object) -> PrivateKey:
+    if not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
+        raise TypeError("the key generator returned a key a CA cannot sign with")
+    return key
+
+
+def _rsa(key: object) -> rsa.RSAPrivateKey:
     if not isinstance(key, rsa.RSAPrivateKey):
         raise CAError(Reason.BAD_DATA, "RA keys must be RSA")
     return key

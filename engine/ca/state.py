@@ -1,7 +1,8 @@
 """The CA's state, folded from its events by a pure `evolve`.
 
-Rule: everything that changes the CA's state happens in `evolve`, one `register` per event
-type. `evolve` trusts the log (it never re-validates what `decide` accepted) and performs no
+Rule: everything that changes the CA's state happens in the folds below, one per event type,
+listed in `CA_FOLDS` at the bottom (engine/folds.py): the CA's event types are that table's
+keys. `evolve` trusts the log (it never re-validates what `decide` accepted) and performs no
 I/O, so replaying a log gives the same state bit for bit (tests check replay equals live).
 """
 
@@ -9,9 +10,9 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field, replace
-from functools import singledispatch
 
 from engine.ca.pmap import PMap
+from engine.folds import FoldTable
 from events.ca import (
     CAInitialized,
     CertificateIssued,
@@ -105,20 +106,15 @@ class CAState:
         return self.ra_signing_certificate is not None
 
 
-@singledispatch
-def _apply(ev: Event, state: CAState, at: int) -> CAState:
-    raise TypeError(f"not a CA event: {type(ev).__name__}")
-
-
-def evolve(state: CAState, ev: Event, at: int) -> CAState:
+def evolve(state: CAState, ev: Event, at: int, seq: int = 0) -> CAState:
     """The state after `ev`, recorded at `at` (microseconds); `state` is left unchanged.
-    Each handler sets `last_at` in its one `replace` (a second one would copy the state
-    again: replay and every command run this per event)."""
-    return _apply(ev, state, at)
+    Each fold sets `last_at` in its one `replace` (a second one would copy the state
+    again: replay and every command run this per event). A type the table does not fold
+    raises `UnfoldedEvent` naming it (and `seq`, the event's place in the log)."""
+    return CA_FOLDS.fold(state, ev, at, seq)
 
 
-@_apply.register
-def _(ev: CAInitialized, state: CAState, at: int) -> CAState:
+def _initialized(state: CAState, ev: CAInitialized, at: int) -> CAState:
     return replace(state, initialized=True, subject=ev.subject, key_algorithm=ev.key_algorithm,
                    ca_certificate=ev.ca_certificate,
                    ra_signing_certificate=ev.ra_signing_certificate,
@@ -127,22 +123,19 @@ def _(ev: CAInitialized, state: CAState, at: int) -> CAState:
                    crl_lifetime_seconds=ev.crl_lifetime_seconds, last_at=at)
 
 
-@_apply.register
-def _(ev: ChallengeMinted, state: CAState, at: int) -> CAState:
+def _challenge_minted(state: CAState, ev: ChallengeMinted, at: int) -> CAState:
     key = ev.challenge_sha256.hex()
     return replace(state, challenges=state.challenges.set(key, Challenge(key, ev.expires_at)),
                    last_at=at)
 
 
-@_apply.register
-def _(ev: ChallengeConsumed, state: CAState, at: int) -> CAState:
+def _challenge_consumed(state: CAState, ev: ChallengeConsumed, at: int) -> CAState:
     key = ev.challenge_sha256.hex()
     ch = replace(state.challenges[key], consumed_by=ev.transaction_id)
     return replace(state, challenges=state.challenges.set(key, ch), last_at=at)
 
 
-@_apply.register
-def _(ev: RequestReceived, state: CAState, at: int) -> CAState:
+def _request_received(state: CAState, ev: RequestReceived, at: int) -> CAState:
     req = Request(ev.transaction_id, ev.message_type, ev.subject, ev.subject_text, ev.public_key,
                   ev.requested_extensions, ev.signer_certificate, ev.authorization,
                   ev.renewal_of, at, signer_key_sha256=ev.signer_key_sha256)
@@ -153,22 +146,19 @@ def _(ev: RequestReceived, state: CAState, at: int) -> CAState:
                    earlier_requests=earlier, last_at=at)
 
 
-@_apply.register
-def _(ev: RequestApproved, state: CAState, at: int) -> CAState:
+def _request_approved(state: CAState, ev: RequestApproved, at: int) -> CAState:
     req = replace(state.requests[ev.transaction_id], status=RequestStatus.APPROVED,
                   decided_by=ev.approved_by)
     return replace(state, requests=state.requests.set(ev.transaction_id, req), last_at=at)
 
 
-@_apply.register
-def _(ev: RequestRejected, state: CAState, at: int) -> CAState:
+def _request_rejected(state: CAState, ev: RequestRejected, at: int) -> CAState:
     req = replace(state.requests[ev.transaction_id], status=RequestStatus.REJECTED,
                   reject_reason=ev.reason)
     return replace(state, requests=state.requests.set(ev.transaction_id, req), last_at=at)
 
 
-@_apply.register
-def _(ev: CertificateIssued, state: CAState, at: int) -> CAState:
+def _certificate_issued(state: CAState, ev: CertificateIssued, at: int) -> CAState:
     cert = IssuedCertificate(ev.serial, ev.transaction_id, ev.certificate, ev.subject_text,
                              ev.not_before, ev.not_after)
     req = replace(state.requests[ev.transaction_id], status=RequestStatus.ISSUED,
@@ -183,15 +173,26 @@ def _(ev: CertificateIssued, state: CAState, at: int) -> CAState:
                    requests=state.requests.set(ev.transaction_id, req), last_at=at)
 
 
-@_apply.register
-def _(ev: CertificateRevoked, state: CAState, at: int) -> CAState:
+def _certificate_revoked(state: CAState, ev: CertificateRevoked, at: int) -> CAState:
     cert = replace(state.certificates[ev.serial], revoked_at=ev.revoked_at,
                    revocation_reason=ev.reason)
     return replace(state, certificates=state.certificates.set(ev.serial, cert),
                    revoked=(*state.revoked, ev.serial), last_at=at)
 
 
-@_apply.register
-def _(ev: CRLIssued, state: CAState, at: int) -> CAState:
+def _crl_issued(state: CAState, ev: CRLIssued, at: int) -> CAState:
     return replace(state, crl=CRL(ev.crl_number, ev.crl, ev.this_update, ev.next_update),
                    last_at=at)
+
+
+CA_FOLDS: FoldTable[CAState] = FoldTable("CA", {
+    CAInitialized: (_initialized,),
+    ChallengeMinted: (_challenge_minted,),
+    ChallengeConsumed: (_challenge_consumed,),
+    RequestReceived: (_request_received,),
+    RequestApproved: (_request_approved,),
+    RequestRejected: (_request_rejected,),
+    CertificateIssued: (_certificate_issued,),
+    CertificateRevoked: (_certificate_revoked,),
+    CRLIssued: (_crl_issued,),
+})

@@ -45,10 +45,10 @@ from engine.adapters.scep_server import AsyncServer, HttpError
 from engine.ca.channel import MAX_FRAME, AsyncChannel, ChannelClosed, decode_payload
 from engine.ca.errors import CAError, CAUnavailable
 from engine.ca.keyfile import load_private_key
-from engine.ca.ports import SystemClock, SystemRandomness
 from engine.ca.queries import BadFrame
 from engine.ca.scep_frontend import Ask, ScepResponder, unavailable
 from engine.ca.service import CA_KEY, CRL_FILE, RA_ENCRYPTION_KEY, RA_SIGNING_KEY
+from engine.ports import SystemClock, SystemRandomness
 from engine.scep import Credential
 
 log = structlog.get_logger("trustledger.ca.worker")

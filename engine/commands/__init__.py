@@ -7,7 +7,7 @@ Tab completion and `show running-config` pick it up with no other change.
 from engine.commands import (
     configuration,
     keys,
-    logging,  # after trustpoint: its folds see the trustpoint folded
+    logging,
     paste,
     system,
     trustpoint,

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Generator
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from engine.destruction import ZEROIZE_QUESTION, confirm, zeroize_notice
@@ -38,16 +37,12 @@ from engine.keys import (
     RSA_MAX_BITS,
     RSA_MIN_BITS,
     RSA_WEAK_BELOW,
-    ImportedKey,
     KeyAlgorithm,
-    KeyPair,
-    KeyRing,
     KeySpec,
     KeyUsage,
     parse_public_key,
 )
 from engine.keystore import DestroyKeys, GenerateKeyPairs
-from engine.state import DeviceState, evolves
 from events.keys import KeyPairGenerated, KeyPairZeroized, PublicKeyImported, PublicKeyRemoved
 from events.registry import Event
 from projections.keys import render_imported_keys, render_key_pairs
@@ -271,31 +266,3 @@ def show_imported(ctx: Ctx) -> Outcome:
     if not keys:
         raise CommandError(Reason.NOT_FOUND, f"% No imported RSA public key named '{label}'.")
     return Outcome(output=render_imported_keys(keys))
-
-
-# -- evolve ----------------------------------------------------------------------------------------
-
-
-@evolves(KeyPairGenerated)
-def _generated(state: DeviceState, ev: KeyPairGenerated, at: int) -> DeviceState:
-    return _with_ring(state, state.keys.with_pair(KeyPair.from_event(ev, at)))
-
-
-@evolves(KeyPairZeroized)
-def _zeroized(state: DeviceState, ev: KeyPairZeroized, at: int) -> DeviceState:
-    return _with_ring(state, state.keys.without_keys(KeyAlgorithm(ev.algorithm), ev.label,
-                                                     ev.key_ids))
-
-
-@evolves(PublicKeyImported)
-def _imported(state: DeviceState, ev: PublicKeyImported, at: int) -> DeviceState:
-    return _with_ring(state, state.keys.with_imported(ImportedKey.from_event(ev, at)))
-
-
-@evolves(PublicKeyRemoved)
-def _removed(state: DeviceState, ev: PublicKeyRemoved, at: int) -> DeviceState:
-    return _with_ring(state, state.keys.without_imported(KeyAlgorithm(ev.algorithm), ev.label))
-
-
-def _with_ring(state: DeviceState, ring: KeyRing) -> DeviceState:
-    return replace(state, keys=ring)

@@ -23,8 +23,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
 from engine.ca.decide import PKCS_REQ, Enroll
-from engine.ca.ports import FixedClock, PrivateKey, SeededRandomness
 from engine.ca.service import BuiltinCA
+from engine.keys import KeyAlgorithm, KeySpec
+from engine.ports import FixedClock, PrivateKey, SeededRandomness
 from engine.scep import (
     CACertificates,
     CertRep,
@@ -64,11 +65,11 @@ class CachedKeys:
     def __init__(self, base: int = 100) -> None:
         self.next = base
 
-    def generate(self, spec: str) -> PrivateKey:
+    def generate(self, spec: KeySpec) -> PrivateKey:
         self.next += 1
-        if spec == "ecdsa:p256":
+        if spec.algorithm is KeyAlgorithm.ECDSA:
             return ec_key(self.next)
-        return rsa_key(self.next, int(spec.split(":")[1]))
+        return rsa_key(self.next, spec.size)
 
 
 def make_ca(root: Path, *, seed: int = 1, clock: FixedClock | None = None,

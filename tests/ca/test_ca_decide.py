@@ -24,9 +24,9 @@ from engine.ca.decide import (
     reply_status,
 )
 from engine.ca.errors import CAError, ScepRefusal
-from engine.ca.ports import to_micros
 from engine.ca.state import CAState, RequestStatus, evolve
 from engine.errors import Reason
+from engine.ports import to_micros
 from engine.scep.types import FailInfo
 from events.ca import (
     CAInitialized,

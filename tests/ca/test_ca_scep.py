@@ -29,9 +29,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, padding, rsa
 
 from engine.ca import Approval, BuiltinCA
-from engine.ca.ports import FixedClock
 from engine.ca.server import CAServer, serve
 from engine.ca.state import RequestStatus
+from engine.ports import FixedClock
 from engine.scep import (
     ContentCipher,
     Credential,

@@ -20,10 +20,10 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 from engine.ca import BuiltinCA, CAError, Policy
 from engine.ca.decide import PKCS_REQ, Approval, Enroll, ReplyStatus
 from engine.ca.errors import FailInfo, ScepRefusal
-from engine.ca.ports import FixedClock, to_micros
 from engine.ca.server import serve
 from engine.ca.service import challenge_digest, replay
 from engine.ca.state import RequestStatus, evolve
+from engine.ports import FixedClock, to_micros
 from events.ca import STREAM, RequestApproved, RequestReceived
 from events.filelog import FileEventLog
 from events.store import PendingEvent

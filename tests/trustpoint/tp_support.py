@@ -1,7 +1,7 @@
 """Helpers for the trustpoint tests: one clock shared by the device and the built-in CA, keys
 generated once per process, and a device set up the way the reference example session does.
 
-The device engine runs on a `FakeClock`; the CA reads the same clock (`CAClockView`), so a
+The device engine runs on a `FakeClock`; the CA reads the same clock (one Clock port), so a
 certificate the CA issues "now" is valid "now" on the device, and advancing the clock moves both.
 """
 
@@ -21,12 +21,12 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from engine import Engine
-from engine.ca.ports import PrivateKey as CAPrivateKey
-from engine.ca.ports import SeededRandomness
 from engine.ca.service import BuiltinCA
 from engine.engine import Result
+from engine.keys import KeySpec
 from engine.keystore import KeyPool
-from engine.ports import Clock, FakeClock
+from engine.ports import Clock, FakeClock, SeededRandomness
+from engine.ports import PrivateKey as CAPrivateKey
 from engine.scep_client import HttpReply
 from engine.trustpoints import TrustpointStatus, status_of
 
@@ -57,24 +57,14 @@ class CAKeys:
     def __init__(self, base: int = 100) -> None:
         self.next = base
 
-    def generate(self, spec: str) -> CAPrivateKey:
+    def generate(self, spec: KeySpec) -> CAPrivateKey:
         self.next += 1
-        return rsa_key(self.next, int(spec.split(":")[1]))
-
-
-@dataclass
-class CAClockView:
-    """The CA's clock (datetime) over the device's FakeClock (µs)."""
-
-    clock: FakeClock
-
-    def now(self) -> datetime:
-        return datetime.fromtimestamp(self.clock.us / 1_000_000, UTC)
+        return rsa_key(self.next, spec.size)
 
 
 def make_ca(root: Path, clock: FakeClock, *, seed: int = 7, base: int = 100,
             subject: str = "CN=trustledger test CA,O=Example", **kw: object) -> BuiltinCA:
-    return BuiltinCA.init(root, subject=subject, clock=CAClockView(clock),
+    return BuiltinCA.init(root, subject=subject, clock=clock,
                           randomness=SeededRandomness(seed), keys=CAKeys(base),
                           **kw)  # type: ignore[arg-type]
 

@@ -1,0 +1,376 @@
+"""The CA's commands, as handlers of the one kernel (engine/runtime.py).
+
+`decide(state, command)` is a generator: it yields effects (`Now`, `DrawRandom`,
+`DrawSerial`, `SignCertificate`, `SignCRL`) and returns a `Decided`: the events of one batch
+and the state they fold to. It runs the pure decisions of engine/ca/decide.py, folds their
+events into a tentative state where a later step needs it (an approved request is issued in
+the same batch; a revocation is followed by a new CRL), and asks the runtime for whatever
+comes from outside: the time, randomness, signatures by the CA key (the `Signer` port). It
+performs nothing itself, so tests drive it with canned answers (given events, when command,
+then events). The service (engine/ca/service.py) drives it under its write lock and appends
+the batch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Generator, Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, Protocol
+
+import structlog
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from engine.ca import profile
+from engine.ca.decide import (
+    Enroll,
+    Policy,
+    SignOffline,
+    decide_approve,
+    decide_crl,
+    decide_enrollment,
+    decide_issue,
+    decide_mint_challenge,
+    decide_offline,
+    decide_reject,
+    decide_revoke,
+    decide_unissuable,
+)
+from engine.ca.errors import CAError, FailInfo, ScepRefusal
+from engine.ca.offline import OfflineRequest
+from engine.ca.state import CAState, RequestStatus, evolve
+from engine.effects import DrawRandom, Effect, Now, performs
+from engine.errors import Reason
+from engine.ports import PrivateKey, from_micros, to_micros
+from events.ca import CRLIssued
+from events.registry import Event
+
+if TYPE_CHECKING:
+    from engine.runtime import Ports
+
+log = structlog.get_logger("trustledger.ca")
+
+Handler = Generator[Effect, Any, "Decided"]
+
+
+@dataclass(frozen=True, slots=True)
+class Decided:
+    """One command's batch: its events, recorded at `at` with `correlation`, the state they
+    fold to, and what the command answers besides (a one-time password)."""
+
+    events: list[Event]
+    state: CAState
+    at: int
+    correlation: str = ""
+    value: str = ""
+
+
+# -- effects and the port that performs them --------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DrawSerial(Effect):
+    """A fresh random certificate serial (`profile.random_serial`); the answer is an int."""
+
+
+@dataclass(frozen=True)
+class SignCertificate(Effect):
+    """Sign a device certificate with the CA key; the answer is a `Signed`, or ScepRefusal
+    (badRequest) thrown in if the profile cannot issue it."""
+
+    request: profile.EndEntityRequest
+    serial: int
+    not_before: datetime
+    not_after: datetime
+    crl_url: str | None
+
+
+@dataclass(frozen=True)
+class SignCRL(Effect):
+    """Sign a CRL with the CA key; the answer is its DER."""
+
+    number: int
+    this_update: datetime
+    next_update: datetime
+    entries: tuple[profile.RevokedEntry, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Signed:
+    der: bytes
+    not_before: int  # µs, as the certificate states it (whole seconds)
+    not_after: int
+
+
+class Signer(Protocol):
+    """The CA's signing key, a port: what holds the key signs; decisions never see it."""
+
+    def sign_certificate(self, eff: SignCertificate) -> Signed: ...
+
+    def sign_crl(self, eff: SignCRL) -> bytes: ...
+
+
+class KeySigner:
+    """Signs with the CA's private key and certificate (engine/ca/profile.py)."""
+
+    def __init__(self, key: PrivateKey, certificate: x509.Certificate) -> None:
+        self._key = key
+        self._certificate = certificate
+
+    def sign_certificate(self, eff: SignCertificate) -> Signed:
+        try:
+            cert = profile.end_entity_certificate(self._key, self._certificate, eff.request,
+                                                  eff.serial, eff.not_before, eff.not_after,
+                                                  eff.crl_url)
+        except ValueError as e:
+            raise ScepRefusal(FailInfo.BAD_REQUEST, f"cannot issue: {e}") from None
+        return Signed(cert.public_bytes(serialization.Encoding.DER),
+                      to_micros(cert.not_valid_before_utc), to_micros(cert.not_valid_after_utc))
+
+    def sign_crl(self, eff: SignCRL) -> bytes:
+        crl = profile.certificate_revocation_list(self._key, self._certificate, eff.number,
+                                                  eff.this_update, eff.next_update,
+                                                  eff.entries)
+        return crl.public_bytes(serialization.Encoding.DER)
+
+
+def _signer(ports: Ports) -> Signer:
+    if ports.signer is None:
+        raise CAError(Reason.NOT_ALLOWED, "the CA is open read-only")
+    return ports.signer
+
+
+@performs(DrawSerial)
+def _draw_serial(ports: Ports, eff: DrawSerial) -> int:
+    return profile.random_serial(ports.randomness)
+
+
+@performs(SignCertificate)
+def _sign_certificate(ports: Ports, eff: SignCertificate) -> Signed:
+    return _signer(ports).sign_certificate(eff)
+
+
+@performs(SignCRL)
+def _sign_crl(ports: Ports, eff: SignCRL) -> bytes:
+    return _signer(ports).sign_crl(eff)
+
+
+# -- commands --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Enrollment:
+    """A PKCSReq/RenewalReq: recorded, and issued in the same batch if approved and a server
+    has set the CDP URL (`crl_url`)."""
+
+    request: Enroll
+    policy: Policy
+    crl_url: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Approve:
+    transaction_id: str
+    crl_url: str | None  # issue at once if set, else at the next `IssueApproved`
+
+
+@dataclass(frozen=True, slots=True)
+class IssueApproved:
+    """Issue one approved request still without a certificate, or record why it cannot be."""
+
+    transaction_id: str
+    crl_url: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Reject:
+    transaction_id: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Revoke:
+    serial: str
+    reason: str  # a key of profile.REASONS
+
+
+@dataclass(frozen=True, slots=True)
+class RefreshCRL:
+    force: bool  # issue one even if the current one is not due
+
+
+@dataclass(frozen=True, slots=True)
+class MintChallenge:
+    valid_for: timedelta
+
+
+@dataclass(frozen=True, slots=True)
+class SignRequest:
+    """`ca sign`: an offline PKCS#10 request, signature checked, issued for `days`."""
+
+    request: OfflineRequest
+    days: int | None
+    crl_url: str | None
+
+
+def decide(state: CAState, command: object) -> Handler:
+    """The handler of `command` over `state` (a generator for `engine.runtime.drive`)."""
+    handler = _HANDLERS.get(type(command))
+    if handler is None:
+        raise TypeError(f"not a CA command: {type(command).__name__}")
+    return handler(state, command)
+
+
+def _enroll(state: CAState, c: Enrollment) -> Handler:
+    now = yield Now()
+    txid = c.request.transaction_id
+    events = decide_enrollment(state, c.request, c.policy, now)
+    after = fold(state, events, now)
+    if after.requests[txid].status is RequestStatus.APPROVED and c.crl_url is not None:
+        more = yield from _issue(after, txid, now, c.crl_url)
+        events += more
+        after = fold(after, more, now)
+    return Decided(events, after, now, txid)
+
+
+def _approve(state: CAState, c: Approve) -> Handler:
+    now = yield Now()
+    events = decide_approve(state, c.transaction_id)
+    after = fold(state, events, now)
+    if c.crl_url is not None:
+        more = yield from _issue(after, c.transaction_id, now, c.crl_url)
+        events += more
+        after = fold(after, more, now)
+    return Decided(events, after, now, c.transaction_id)
+
+
+def _issue_approved(state: CAState, c: IssueApproved) -> Handler:
+    now = yield Now()
+    txid = c.transaction_id
+    try:
+        events = yield from _issue(state, txid, now, c.crl_url)
+    except CAError as e:
+        log.warning("approved request cannot be issued; rejecting it",
+                    transaction_id=txid, reason=e.message)
+        events = decide_unissuable(state, txid, e.message)
+    return Decided(events, fold(state, events, now), now, txid)
+
+
+def _reject(state: CAState, c: Reject) -> Handler:
+    now = yield Now()
+    events = decide_reject(state, c.transaction_id, c.reason)
+    return Decided(events, fold(state, events, now), now, c.transaction_id)
+
+
+def _revoke(state: CAState, c: Revoke) -> Handler:
+    """Revoke a certificate and issue a new CRL in the same batch."""
+    now = yield Now()
+    events = decide_revoke(state, c.serial, c.reason, now)
+    after = fold(state, events, now)
+    crl = yield from next_crl(after, now)
+    events.append(crl)
+    return Decided(events, evolve(after, crl, now), now, c.serial)
+
+
+def _refresh_crl(state: CAState, c: RefreshCRL) -> Handler:
+    now = yield Now()
+    if not (c.force or crl_due(state, now)):
+        return Decided([], state, now)
+    crl = yield from next_crl(state, now)
+    return Decided([crl], evolve(state, crl, now), now)
+
+
+def _mint_challenge(state: CAState, c: MintChallenge) -> Handler:
+    password = (yield DrawRandom(15)).hex()  # 120 bits
+    now = yield Now()
+    expires = now + int(c.valid_for.total_seconds() * 1_000_000)
+    events = decide_mint_challenge(state, challenge_digest(password), expires)
+    return Decided(events, fold(state, events, now), now, value=password)
+
+
+def _sign_request(state: CAState, c: SignRequest) -> Handler:
+    now = yield Now()
+    txid = "OFFLINE-" + (yield DrawRandom(8)).hex().upper()
+    r = c.request
+    events = decide_offline(state, SignOffline(txid, r.subject, r.subject_text, r.public_key,
+                                               r.requested_extensions))
+    after = fold(state, events, now)
+    try:
+        more = yield from _issue(after, txid, now, c.crl_url, c.days)
+    except ScepRefusal as e:  # the profile refused the request: no peer to answer
+        raise CAError(Reason.BAD_DATA, e.message) from None
+    events += more
+    return Decided(events, fold(after, more, now), now, txid)
+
+
+_HANDLERS: dict[type, Callable[[CAState, Any], Handler]] = {
+    Enrollment: _enroll,
+    Approve: _approve,
+    IssueApproved: _issue_approved,
+    Reject: _reject,
+    Revoke: _revoke,
+    RefreshCRL: _refresh_crl,
+    MintChallenge: _mint_challenge,
+    SignRequest: _sign_request,
+}
+
+
+# -- steps shared by the commands ------------------------------------------------------------
+
+
+def _issue(state: CAState, txid: str, now: int, crl_url: str | None,
+           days: int | None = None) -> Generator[Effect, Any, list[Event]]:
+    """Sign the certificate of approved request `txid`, valid for `days` (default: the CA's
+    certificate validity)."""
+    req = state.requests[txid]
+    serial = yield DrawSerial()
+    while profile.serial_hex(serial) in state.certificates:
+        serial = yield DrawSerial()  # 2^-127 per try; never loops
+    at = from_micros(now)
+    signed: Signed = yield SignCertificate(
+        profile.EndEntityRequest(req.subject, req.public_key, req.requested_extensions),
+        serial, at - profile.CLOCK_SKEW,
+        at + timedelta(days=days if days is not None else state.certificate_days), crl_url)
+    return decide_issue(state, txid, profile.serial_hex(serial), signed.der,
+                        signed.not_before, signed.not_after)
+
+
+def next_crl(state: CAState, now: int) -> Generator[Effect, Any, CRLIssued]:
+    """The next CRL: every revoked certificate, valid for the CA's CRL lifetime."""
+    number = state.crl.number + 1 if state.crl is not None else 1
+    lifetime = timedelta(seconds=state.crl_lifetime_seconds)
+    entries = []
+    for serial in state.revoked:
+        cert = state.certificates[serial]
+        assert cert.revoked_at is not None and cert.revocation_reason is not None
+        entries.append(profile.RevokedEntry(int(serial, 16), from_micros(cert.revoked_at),
+                                            cert.revocation_reason))
+    this_update = from_micros(now).replace(microsecond=0)
+    der = yield SignCRL(number, this_update, this_update + lifetime, tuple(entries))
+    events = decide_crl(state, number, der, to_micros(this_update),
+                        to_micros(this_update + lifetime))
+    crl = events[0]
+    assert isinstance(crl, CRLIssued)
+    return crl
+
+
+def crl_due(state: CAState, now: int) -> bool:
+    """True once less than half the CRL's lifetime remains before its nextUpdate."""
+    if state.crl is None:
+        return True
+    margin = state.crl_lifetime_seconds * 1_000_000 // 2
+    return now >= state.crl.next_update - margin
+
+
+def challenge_digest(password: str) -> bytes:
+    """What is recorded of a challenge password: its SHA-256, never the password."""
+    return hashlib.sha256(password.encode("utf-8")).digest()
+
+
+def fold(state: CAState, events: Iterable[Event], at: int) -> CAState:
+    for ev in events:
+        state = evolve(state, ev, at)
+    return state
+

@@ -1,0 +1,103 @@
+"""The device aggregate's fold table: every device event type, and the folds that apply it.
+
+This is the one list (see engine/folds.py). The folds of each event run in the order given:
+the trustpoint folds (engine/trustpoints.py) before the logging folds below, so a message is
+derived from the trustpoint as the event left it. Key pairs and imported keys are folded here
+into `DeviceState.keys`, the `show logging` buffer into `DeviceState.messages`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from engine import trustpoints as tp  # its folds: the trustpoint lifecycle
+from engine.folds import FoldTable
+from engine.keys import ImportedKey, KeyAlgorithm, KeyPair, KeyRing
+from engine.state import DeviceState, fold_commit, with_state
+from events.device import ConfigurationCommitted
+from events.keys import KeyPairGenerated, KeyPairZeroized, PublicKeyImported, PublicKeyRemoved
+from events.trustpoint import (
+    CACertificateAccepted,
+    CACertificateRefused,
+    CertificateReceived,
+    EnrollmentFailed,
+    EnrollmentPending,
+    EnrollmentRequested,
+    TrustpointCertificatesRemoved,
+)
+from projections.syslog import (
+    LOG_BUFFER,
+    certificates_removed,
+    certret,
+    failure_message,
+    poll_failed,
+)
+
+# -- keys ------------------------------------------------------------------------------------------
+
+
+def _key_generated(state: DeviceState, ev: KeyPairGenerated, at: int) -> DeviceState:
+    return _with_ring(state, state.keys.with_pair(KeyPair.from_event(ev, at)))
+
+
+def _keys_zeroized(state: DeviceState, ev: KeyPairZeroized, at: int) -> DeviceState:
+    return _with_ring(state, state.keys.without_keys(KeyAlgorithm(ev.algorithm), ev.label,
+                                                     ev.key_ids))
+
+
+def _key_imported(state: DeviceState, ev: PublicKeyImported, at: int) -> DeviceState:
+    return _with_ring(state, state.keys.with_imported(ImportedKey.from_event(ev, at)))
+
+
+def _key_removed(state: DeviceState, ev: PublicKeyRemoved, at: int) -> DeviceState:
+    return _with_ring(state, state.keys.without_imported(KeyAlgorithm(ev.algorithm), ev.label))
+
+
+def _with_ring(state: DeviceState, ring: KeyRing) -> DeviceState:
+    return replace(state, keys=ring)
+
+
+# -- the logging buffer (`show logging`) -------------------------------------------------------
+
+
+def _log(state: DeviceState, at: int, text: str | None) -> DeviceState:
+    if text is None:
+        return state
+    return with_state(state, messages=(*state.messages[-(LOG_BUFFER - 1):], (at, text)))
+
+
+def _log_received(state: DeviceState, ev: CertificateReceived, at: int) -> DeviceState:
+    st = state.trustpoints.get(ev.trustpoint)
+    done = st is not None and st.enrollment is None  # the last certificate of the request
+    return _log(state, at, certret(ev.trustpoint) if done else None)
+
+
+def _log_failed(state: DeviceState, ev: EnrollmentFailed, at: int) -> DeviceState:
+    return _log(state, at, failure_message(ev))
+
+
+def _log_pending(state: DeviceState, ev: EnrollmentPending, at: int) -> DeviceState:
+    return _log(state, at, poll_failed(ev.trustpoint, ev.poll_error) if ev.poll_error else None)
+
+
+def _log_removed(state: DeviceState, ev: TrustpointCertificatesRemoved,
+                 at: int) -> DeviceState:
+    return _log(state, at, certificates_removed(ev.trustpoint, len(ev.serials), ev.reason))
+
+
+# -- the table -------------------------------------------------------------------------------------
+
+DEVICE_FOLDS: FoldTable[DeviceState] = FoldTable("device", {
+    ConfigurationCommitted: (fold_commit, tp._config),
+    KeyPairGenerated: (_key_generated,),
+    KeyPairZeroized: (_keys_zeroized, tp._zeroized),
+    PublicKeyImported: (_key_imported,),
+    PublicKeyRemoved: (_key_removed,),
+    CACertificateAccepted: (tp._ca_accepted,),
+    CACertificateRefused: (),  # recorded for the audit: the trustpoint stays as it was
+    EnrollmentRequested: (tp._requested,),
+    EnrollmentPending: (tp._pending, _log_pending),
+    CertificateReceived: (tp._received, _log_received),
+    EnrollmentFailed: (tp._failed, _log_failed),
+    TrustpointCertificatesRemoved: (tp._certificates_removed, _log_removed),
+})

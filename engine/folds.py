@@ -1,0 +1,77 @@
+"""Fold tables: each aggregate's event types and the folds that apply them, in one place.
+
+An aggregate (the device, the built-in CA) declares one `FoldTable`: a literal mapping from
+each of its event types to the folds that apply it, `fold(state, event, at_us) -> state`,
+run in the order listed (a commit that removes a trustpoint also drops its status: two
+folds, each owning its part of the state). An event type listed with no folds is recorded
+for the audit and changes no state. Nothing registers itself on import: the table is the
+whole list, and a test checks it covers every event type the aggregate's events declare.
+
+A stored event whose type is not in the table cannot be folded: the state would silently be
+wrong, so the log refuses to open (`UnfoldedEvent`, naming the type and its seq).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Generic, TypeVar
+
+from engine.errors import CommandError, Reason
+from events.registry import Event
+
+S = TypeVar("S")
+Fold = Callable[[S, Any, int], S]
+
+
+class UnfoldedEvent(CommandError):
+    """A stored event of a type this build does not fold (a newer writer, or damage)."""
+
+    def __init__(self, aggregate: str, type_name: str, seq: int) -> None:
+        super().__init__(Reason.BAD_DATA,
+                         f"% The {aggregate} log holds an event of type {type_name} at seq "
+                         f"{seq}, which this build does not fold: the log cannot be opened "
+                         "(was it written by a newer trustledger?).")
+        self.type_name = type_name
+        self.seq = seq
+
+
+def _unchanged(state: Any, ev: Any, at: int) -> Any:
+    return state
+
+
+class FoldTable(Generic[S]):
+    """One aggregate's folds by event type name (replay dispatches on the stored name)."""
+
+    def __init__(self, aggregate: str,
+                 table: Mapping[type[Event], Sequence[Fold[S]]]) -> None:
+        self.aggregate = aggregate
+        self.types: tuple[type[Event], ...] = tuple(table)
+        self.by_name: Mapping[str, Fold[S]] = {t.type_name: _chain(fs)
+                                                for t, fs in table.items()}
+        # Types whose folds change the state (the snapshot fingerprint names these).
+        self.folded: tuple[str, ...] = tuple(t.type_name for t, fs in table.items() if fs)
+
+    def fold(self, state: S, ev: Event, at: int, seq: int = 0) -> S:
+        return self.require(ev.type_name, seq)(state, ev, at)
+
+    def require(self, type_name: str, seq: int) -> Fold[S]:
+        """The fold of a stored event, or UnfoldedEvent naming it."""
+        fn = self.by_name.get(type_name)
+        if fn is None:
+            raise UnfoldedEvent(self.aggregate, type_name, seq)
+        return fn
+
+
+def _chain(folds: Sequence[Fold[S]]) -> Fold[S]:
+    if not folds:
+        return _unchanged
+    if len(folds) == 1:
+        return folds[0]
+    chain = tuple(folds)
+
+    def chained(state: S, ev: Any, at: int) -> S:
+        for fn in chain:
+            state = fn(state, ev, at)
+        return state
+
+    return chained
