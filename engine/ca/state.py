@@ -7,11 +7,12 @@ I/O, so replaying a log gives the same state bit for bit (tests check replay equ
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass, field, replace
 from functools import singledispatch
 
 from engine.ca.pmap import PMap
+from engine.machines import ca_request
+from engine.machines.ca_request import REQUESTS
 from events.ca import (
     CAInitialized,
     CertificateIssued,
@@ -25,12 +26,7 @@ from events.ca import (
 )
 from events.registry import Event
 
-
-class RequestStatus(enum.Enum):
-    PENDING = "pending"
-    APPROVED = "approved"  # approved, certificate not yet issued
-    REJECTED = "rejected"
-    ISSUED = "issued"
+RequestStatus = ca_request.RequestStatus  # its home is the machine; importers find it here too
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +41,7 @@ class Request:
     authorization: str
     renewal_of: str | None
     received_at: int
-    status: RequestStatus = RequestStatus.PENDING
+    status: RequestStatus = REQUESTS.initial  # born pending
     decided_by: str = ""
     reject_reason: str = ""
     serial: str | None = None
@@ -147,6 +143,8 @@ def _(ev: RequestReceived, state: CAState, at: int) -> CAState:
                   ev.requested_extensions, ev.signer_certificate, ev.authorization,
                   ev.renewal_of, at, signer_key_sha256=ev.signer_key_sha256)
     replaced = state.requests.get(ev.transaction_id)
+    if replaced is not None:  # a renewal under a finished transaction's ID: a new request
+        req = replace(req, status=REQUESTS.destination(replaced.status, "renew_anew"))
     earlier = (state.earlier_requests if replaced is None
                else (*state.earlier_requests, replaced))
     return replace(state, requests=state.requests.set(ev.transaction_id, req),
@@ -155,14 +153,16 @@ def _(ev: RequestReceived, state: CAState, at: int) -> CAState:
 
 @_apply.register
 def _(ev: RequestApproved, state: CAState, at: int) -> CAState:
-    req = replace(state.requests[ev.transaction_id], status=RequestStatus.APPROVED,
+    req = state.requests[ev.transaction_id]
+    req = replace(req, status=REQUESTS.destination(req.status, "approve"),
                   decided_by=ev.approved_by)
     return replace(state, requests=state.requests.set(ev.transaction_id, req), last_at=at)
 
 
 @_apply.register
 def _(ev: RequestRejected, state: CAState, at: int) -> CAState:
-    req = replace(state.requests[ev.transaction_id], status=RequestStatus.REJECTED,
+    req = state.requests[ev.transaction_id]
+    req = replace(req, status=REQUESTS.destination(req.status, "reject"),
                   reject_reason=ev.reason)
     return replace(state, requests=state.requests.set(ev.transaction_id, req), last_at=at)
 
@@ -171,8 +171,8 @@ def _(ev: RequestRejected, state: CAState, at: int) -> CAState:
 def _(ev: CertificateIssued, state: CAState, at: int) -> CAState:
     cert = IssuedCertificate(ev.serial, ev.transaction_id, ev.certificate, ev.subject_text,
                              ev.not_before, ev.not_after)
-    req = replace(state.requests[ev.transaction_id], status=RequestStatus.ISSUED,
-                  serial=ev.serial)
+    req = state.requests[ev.transaction_id]
+    req = replace(req, status=REQUESTS.destination(req.status, "issue"), serial=ev.serial)
     certificates = state.certificates.set(ev.serial, cert)
     # The link a renewal leaves (derived from RequestReceived.renewal_of, so older logs carry
     # it too): the renewed certificate cannot renew again (see decide_enrollment).
