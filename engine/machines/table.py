@@ -1,22 +1,25 @@
 """A state machine as data: a literal table of edges, turned into a `transitions.Machine`.
 
 How one machine is used (the three machines in this package follow it):
-- `decide` asks the machine. It builds a small model of the aggregate (its state and the guard
-  methods the table names) and fires the command's trigger on it through `transitions`:
-  the trigger must be legal from the model's state and the edge's conditions must hold.
-  `Table.fire` answers with the trigger taken and where it leads, or None (illegal here).
+- `decide` asks the machine. The table's one model (its state, the aggregate it describes as
+  `subject`, and the guard methods the table names) is set to the aggregate and the command's
+  trigger is fired on it through `transitions`: the trigger must be legal from that state and
+  the edge's guards must hold. `Table.fire` answers with the trigger taken and where it leads,
+  or None (illegal here). The machine is built at the first question (`transitions` is not
+  imported by a process that only folds).
 - `evolve` takes the destination from the same table, but never fires a trigger: replay folds
   millions of events and a `transitions` trigger per event would cost more than the whole fold.
   `Table.destination` is one dict lookup, `(state, trigger) -> state`, precomputed from the
-  machine. So that a lookup is enough, a trigger has one destination from each source (a
-  conditioned trigger is not split by its guards into two places; give the second edge its
-  own trigger name). A test walks every event type through the machine and the fold.
+  edges the machine is built from (a test checks the machine says the same). So that a lookup
+  is enough, a trigger has one destination from each source (a conditioned trigger is not
+  split by its guards into two places; the second edge gets its own trigger name). A test
+  walks every event type through the machine and the fold.
 - `trustledger diagrams` draws the machine (`dot_source`): the picture is of the machine
   decide uses, not of a copy.
 
 Guards are model methods, named in an edge's `conditions` (all must hold) or `unless` (none may
-hold). The model declares `state`, `trigger` and `may_trigger` itself, and the machine is built
-with `model_override=True`, so it binds only those (mypy sees the model's real methods).
+hold). The model declares `state`, `subject` and `trigger` itself, and the machine is built
+with `model_override=True`, so it binds only `trigger` (mypy sees the model's real methods).
 """
 
 from __future__ import annotations
@@ -26,9 +29,10 @@ import logging
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
-from transitions import Machine, MachineError
+if TYPE_CHECKING:
+    from transitions import Machine
 
 S = TypeVar("S", bound=enum.Enum)
 
@@ -78,32 +82,47 @@ class Table(Generic[S]):
         self.states = tuple(states)
         self.initial = initial
         self.edges = tuple(edges)
-        self.machine = Machine(
-            model=model, states=list(self.states), initial=initial,
-            transitions=[{"trigger": e.trigger, "source": [s.name for s in e.sources],
-                          "dest": e.dest.name if e.dest is not None else None,
-                          "conditions": list(e.conditions), "unless": list(e.unless)}
-                         for e in self.edges],
-            auto_transitions=False, ignore_invalid_triggers=False, model_override=True,
-            name=name)
-        self._destinations = self._precompute()
+        self._destinations: dict[tuple[S, str], S] = {}
+        for e in self.edges:
+            for source in e.sources:
+                dest = e.dest or source
+                if self._destinations.setdefault((source, e.trigger), dest) is not dest:
+                    raise ValueError(f"{name}: {e.trigger} from {source.name} leads to two "
+                                     "states: one destination per trigger and source")
+        self._triggers = frozenset(e.trigger for e in self.edges)
         # One model, bound once (binding per question would cost more than the question):
         # each question sets its state and subject, under the lock.
         self._model = model
+        self._machine: Machine | None = None
         self._lock = threading.Lock()
 
-    def _precompute(self) -> dict[tuple[S, str], S]:
-        """(state, trigger) -> destination, read off the machine itself."""
+    @property
+    def machine(self) -> Machine:
+        """The `transitions` machine, built at the first question: replay (and a process that
+        only folds, like a CA worker or a `show`) never imports `transitions`."""
+        return self._built()
+
+    def _built(self) -> Machine:
+        if self._machine is None:
+            from transitions import Machine
+
+            self._machine = Machine(
+                model=self._model, states=list(self.states), initial=self.initial,
+                transitions=[{"trigger": e.trigger, "source": [s.name for s in e.sources],
+                              "dest": e.dest.name if e.dest is not None else None,
+                              "conditions": list(e.conditions), "unless": list(e.unless)}
+                             for e in self.edges],
+                auto_transitions=False, ignore_invalid_triggers=False, model_override=True,
+                name=self.name)
+        return self._machine
+
+    def machine_destinations(self) -> dict[tuple[S, str], S]:
+        """(state, trigger) -> destination read off the machine (a test checks it is the
+        lookup the folds use)."""
         by_name = {s.name: s for s in self.states}
-        out: dict[tuple[S, str], S] = {}
-        for trigger, event in self.machine.events.items():
-            for source, transitions in event.transitions.items():
-                dests = {t.dest if t.dest is not None else source for t in transitions}
-                if len(dests) != 1:
-                    raise ValueError(f"{self.name}: {trigger} from {source} leads to "
-                                     f"{sorted(dests)}: one destination per trigger and source")
-                out[by_name[source], trigger] = by_name[dests.pop()]
-        return out
+        return {(by_name[source], trigger): by_name[t.dest if t.dest is not None else source]
+                for trigger, event in self.machine.events.items()
+                for source, transitions in event.transitions.items() for t in transitions}
 
     # -- evolve ----------------------------------------------------------------------------------
 
@@ -120,7 +139,13 @@ class Table(Generic[S]):
     def fire(self, source: S, subject: Any, *triggers: str) -> tuple[str, S] | None:
         """Fire the first of `triggers` the machine takes from `source`, its guards reading
         `subject`, and say which and where it led; None if none is legal there."""
+        from transitions import MachineError
+
+        unknown = [t for t in triggers if t not in self._triggers]
+        if unknown:
+            raise ValueError(f"{self.name} has no trigger {unknown[0]!r}")  # a typo, a bug
         with self._lock:
+            self._built()  # the model is bound to the machine once, when it is built
             model = self._model
             model.subject = subject
             try:
