@@ -8,6 +8,7 @@
     trustledger log show DIR [--from SEQ] [--json]
     trustledger replay DIR --until SEQ|ISO-TIME [--show CMD]...
     trustledger demo                          the reference example session, end to end
+    trustledger diagrams -o DIR               draw each state machine (DOT + SVG, graphviz)
     trustledger ca ...                        the built-in CA (see `trustledger ca -h`)
 """
 
@@ -109,6 +110,9 @@ def _parser() -> argparse.ArgumentParser:
     dm.add_argument("--dir", type=Path, default=None,
                     help="keep the CA and the device data in DIR (new or empty; default: a "
                          "temporary directory, removed at the end)")
+    dg = sub.add_parser("diagrams", help="draw each state machine as DOT and SVG (graphviz)")
+    dg.add_argument("-o", "--out", type=Path, required=True, metavar="DIR",
+                    help="directory for NAME.dot and NAME.svg (made if missing)")
     _register_optional(sub)
     return p
 
@@ -284,6 +288,18 @@ def cmd_replay(d: Path, until: str, shows: Sequence[str] | None) -> int:
     return 0
 
 
+def cmd_diagrams(out: Path) -> int:
+    from engine.machines.diagrams import DiagramError, write_diagrams
+
+    try:
+        written = write_diagrams(out)
+    except DiagramError as err:
+        raise OperatorError(str(err)) from err
+    for path in written:
+        print(path)
+    return 0
+
+
 def cmd_shell(data: Path | None, keep_going: bool) -> int:
     from engine.engine import Engine
     from engine.frontends import run_batch, run_interactive
@@ -363,6 +379,8 @@ def _dispatch(args: argparse.Namespace) -> int:
             from engine.demo import run_demo
 
             return run_demo(sys.stdout, args.dir)
+        if args.command == "diagrams":
+            return cmd_diagrams(args.out)
         if args.command == "ca":
             from engine.ca.errors import CAError, NotACA
 

@@ -237,7 +237,7 @@ class Engine:
         if match is None:
             return []
         for _ in range(pops):
-            self.session.modes.pop()
+            self.session.exit()
         return self._dispatch(match)
 
     def _piped(self, line: str, head: str, bar: int) -> list[Recorded]:
@@ -369,7 +369,7 @@ class Engine:
         if old != match.text:
             session.edit([Change(path, old, match.text)])
         if cmd.enters is not None:
-            session.modes.append((cmd.enters, path))
+            session.enter(cmd.enters, path)
 
     def _apply(self, outcome: Outcome, now: int) -> list[Recorded]:
         records: list[Recorded] = []
@@ -391,20 +391,18 @@ class Engine:
             except ConfigConflict as err:
                 raise CommandError(Reason.INVALID_VALUE, f"% {err}") from err
         if outcome.commit_done:
-            session.restart_target(self.state.config)
+            session.commit(self.state.config)
         if outcome.abort:
-            session.to_exec()
+            session.abort()
         if outcome.enter is not None:
             if session.mode is Mode.EXEC:
-                session.enter_config(self.state.config)
+                session.configure(self.state.config)
             if outcome.enter[0] is not Mode.CONFIG:
-                session.modes.append(outcome.enter)
+                session.enter(*outcome.enter)
         if outcome.leave == "exec":
-            session.to_exec()
+            session.end()
         elif outcome.leave == "one":
-            session.modes.pop()
-            if session.mode is Mode.EXEC:
-                session.to_exec()
+            session.exit()
         if outcome.output:
             self.ports.say(outcome.output if outcome.output.endswith("\n")
                            else outcome.output + "\n")

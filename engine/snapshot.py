@@ -66,7 +66,7 @@ import msgpack
 import engine.commands  # noqa: F401  (registers every feature's folds: verify() replays)
 from engine.config import Change, ConfigTree, Node
 from engine.keys import ImportedKey, KeyAlgorithm, KeyPair, KeyRing, KeyUsage
-from engine.lifecycle import Lifecycle
+from engine.machines.trustpoint import Lifecycle
 from engine.state import Commit, CommitHistory, DeviceState, folds_fingerprint, replay_rows
 from engine.trustpoints import Enrollment, RouterCertificate, TrustpointStatus
 from events.durable import fsync_directory

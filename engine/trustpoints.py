@@ -16,7 +16,7 @@ from typing import Any
 
 from engine.errors import CommandError
 from engine.grammar import GRAMMAR, Mode
-from engine.lifecycle import Lifecycle
+from engine.machines.trustpoint import LIFECYCLE, Lifecycle, trigger_of
 from engine.parser import parse
 from engine.state import DeviceState, with_state
 from events.device import ConfigurationCommitted
@@ -168,6 +168,12 @@ def status_of(state: DeviceState, name: str) -> TrustpointStatus:
     return state.trustpoints.get(name) or TrustpointStatus(name)
 
 
+def _after(ev: Any, st: TrustpointStatus) -> Lifecycle:
+    """The lifecycle `ev` leads `st` to: the table's destination for the event's trigger."""
+    trigger = trigger_of(ev, st)
+    return st.lifecycle if trigger is None else LIFECYCLE.destination(st.lifecycle, trigger)
+
+
 def _put(state: DeviceState, status: TrustpointStatus) -> DeviceState:
     tps = dict(state.trustpoints)
     tps[status.name] = status
@@ -175,7 +181,8 @@ def _put(state: DeviceState, status: TrustpointStatus) -> DeviceState:
 
 
 def _ca_accepted(state: DeviceState, ev: CACertificateAccepted, at: int) -> DeviceState:
-    return _put(state, replace(status_of(state, ev.trustpoint), lifecycle=Lifecycle.AUTHENTICATED,
+    st = status_of(state, ev.trustpoint)
+    return _put(state, replace(st, lifecycle=_after(ev, st),
                                ca_certificate=ev.ca_certificate,
                                ra_certificates=ev.ra_certificates,
                                capabilities=ev.capabilities, ca_source=ev.source,
@@ -186,8 +193,9 @@ def _requested(state: DeviceState, ev: EnrollmentRequested, at: int) -> DeviceSt
     enrollment = Enrollment(ev.key_ids, ev.usages, ev.transaction_ids, ev.subject,
                             ev.request_fingerprints, ev.method, ev.retry_period,
                             ev.retry_count, at)
-    return _put(state, replace(status_of(state, ev.trustpoint), lifecycle=Lifecycle.ENROLLING,
-                               enrollment=enrollment, last_result=""))
+    st = status_of(state, ev.trustpoint)
+    return _put(state, replace(st, lifecycle=_after(ev, st), enrollment=enrollment,
+                               last_result=""))
 
 
 def _pending(state: DeviceState, ev: EnrollmentPending, at: int) -> DeviceState:
@@ -197,24 +205,20 @@ def _pending(state: DeviceState, ev: EnrollmentPending, at: int) -> DeviceState:
     enrollment = replace(st.enrollment, polls=ev.polls, next_poll_at=ev.next_poll_at)
     held = st.held_by_ca if ev.transaction_id in st.held_by_ca else (*st.held_by_ca,
                                                                       ev.transaction_id)
-    return _put(state, replace(st, enrollment=enrollment, last_result="pending",
-                               held_by_ca=held))
+    return _put(state, replace(st, lifecycle=_after(ev, st), enrollment=enrollment,
+                               last_result="pending", held_by_ca=held))
 
 
 def _received(state: DeviceState, ev: CertificateReceived, at: int) -> DeviceState:
     st = status_of(state, ev.trustpoint)
     certs = [c for c in st.certificates if c.usage != ev.usage]
     certs.append(RouterCertificate(ev.key_id, ev.usage, ev.certificate, at))
+    lifecycle = _after(ev, st)
     enrollment = st.enrollment
-    lifecycle = st.lifecycle
-    if enrollment is not None:
-        received = (*enrollment.received, ev.key_id)
-        if set(received) >= set(enrollment.key_ids):
-            enrollment, lifecycle = None, Lifecycle.ENROLLED
-        else:
-            enrollment = replace(enrollment, received=received)
-    else:
-        lifecycle = Lifecycle.ENROLLED
+    if lifecycle is Lifecycle.ENROLLED:
+        enrollment = None
+    elif enrollment is not None:
+        enrollment = replace(enrollment, received=(*enrollment.received, ev.key_id))
     order = {"general": 0, "signature": 1, "encryption": 2}
     certs.sort(key=lambda c: order.get(c.usage, 3))
     return _put(state, replace(st, certificates=tuple(certs), enrollment=enrollment,
@@ -225,24 +229,21 @@ def _received(state: DeviceState, ev: CertificateReceived, at: int) -> DeviceSta
 def _failed(state: DeviceState, ev: EnrollmentFailed, at: int) -> DeviceState:
     st = status_of(state, ev.trustpoint)
     # A failed re-enrollment leaves the certificates already installed in place.
-    lifecycle = Lifecycle.ENROLLED if st.certificates else Lifecycle.AUTHENTICATED
     result = ev.reason + (f" ({ev.fail_info})" if ev.fail_info else "")
-    return _put(state, replace(st, lifecycle=lifecycle, enrollment=None, last_result=result))
+    return _put(state, replace(st, lifecycle=_after(ev, st), enrollment=None,
+                               last_result=result))
 
 
 def _zeroized(state: DeviceState, ev: KeyPairZeroized, at: int) -> DeviceState:
     gone = set(ev.key_ids)
     for st in list(state.trustpoints.values()):
+        trigger = trigger_of(ev, st)
+        if trigger is None:
+            continue
         in_flight = st.enrollment is not None and bool(gone & set(st.enrollment.key_ids))
         kept = tuple(c for c in st.certificates if c.key_id not in gone)
-        if kept == st.certificates and not in_flight:
-            continue
-        lifecycle = st.lifecycle
-        if not kept and lifecycle in (Lifecycle.ENROLLED, Lifecycle.ENROLLING, Lifecycle.REVOKED):
-            lifecycle = Lifecycle.AUTHENTICATED
-        elif in_flight:
-            # A re-enrollment lost its key: as when it fails, the installed certificates stay.
-            lifecycle = Lifecycle.ENROLLED
+        # A re-enrollment that lost its key: as when it fails, the installed certificates stay.
+        lifecycle = LIFECYCLE.destination(st.lifecycle, trigger)
         state = _put(state, replace(st, certificates=kept, lifecycle=lifecycle,
                                     enrollment=None if in_flight else st.enrollment,
                                     last_result="key zeroized" if in_flight else st.last_result))

@@ -51,6 +51,7 @@ from engine.ca.profile import (
 )
 from engine.ca.state import CAState, Request, RequestStatus
 from engine.errors import Reason
+from engine.machines import ca_request
 from events.ca import (
     CAInitialized,
     CertificateIssued,
@@ -311,7 +312,7 @@ def _renews_anew(known: Request, renewal_of: str | None) -> bool:
     with the same key. Anything else with that ID and key is the same request sent again."""
     if renewal_of is None or renewal_of == known.renewal_of:
         return False
-    return known.status in (RequestStatus.ISSUED, RequestStatus.REJECTED)
+    return ca_request.fire(known.status, "renew_anew") is not None
 
 
 def decide_approve(state: CAState, txid: str) -> list[Event]:
@@ -323,14 +324,15 @@ def decide_approve(state: CAState, txid: str) -> list[Event]:
     req = state.requests.get(txid)
     if req is None:
         raise CAError(Reason.NOT_FOUND, f"no request with transaction ID {txid}")
-    if req.status not in (RequestStatus.PENDING, RequestStatus.REJECTED):
+    if not ca_request.REQUESTS.allows(req.status, "approve"):
         raise CAError(Reason.NOT_ALLOWED,
                       f"request {txid} is {req.status.value}, not pending or rejected")
     problem = _unissuable(req.subject, req.public_key, req.requested_extensions)
-    if problem and req.status is RequestStatus.REJECTED:
-        raise CAError(Reason.NOT_ALLOWED, f"request {txid} was rejected by the CA, not by an "
-                                          f"operator: {problem}; it cannot be approved")
-    if problem:  # pending since before requests were checked on arrival
+    if ca_request.fire(req.status, "approve", problem) is None:  # the guard: issuable
+        if req.status is RequestStatus.REJECTED:
+            raise CAError(Reason.NOT_ALLOWED, f"request {txid} was rejected by the CA, not by "
+                                              f"an operator: {problem}; it cannot be approved")
+        # pending since before requests were checked on arrival
         raise CAError(Reason.NOT_ALLOWED, f"request {txid} cannot be approved: {problem}; "
                                           "reject it")
     _check_renewal_still_open(state, req)
@@ -344,7 +346,7 @@ def decide_reject(state: CAState, txid: str, reason: str) -> list[Event]:
     req = state.requests.get(txid)
     if req is None:
         raise CAError(Reason.NOT_FOUND, f"no request with transaction ID {txid}")
-    if req.status not in (RequestStatus.PENDING, RequestStatus.APPROVED):
+    if ca_request.fire(req.status, "reject") is None:
         raise CAError(Reason.NOT_ALLOWED, f"request {txid} is {req.status.value}, not pending")
     return [RequestRejected(txid, reason or "rejected by the operator")]
 
@@ -353,7 +355,7 @@ def decide_unissuable(state: CAState, txid: str, problem: str) -> list[Event]:
     """Record that approved request `txid` cannot be issued (`problem` says why; the service
     found it signing), so that it is answered FAILURE instead of blocking every start."""
     req = state.requests.get(txid)
-    if req is None or req.status is not RequestStatus.APPROVED:
+    if req is None or ca_request.fire(req.status, "cannot_issue") is None:
         raise CAError(Reason.NOT_ALLOWED, f"request {txid} is not approved")
     return [RequestRejected(txid, problem.removeprefix("% "))]
 
@@ -361,7 +363,7 @@ def decide_unissuable(state: CAState, txid: str, problem: str) -> list[Event]:
 def decide_issue(state: CAState, txid: str, serial: str, certificate: bytes,
                  not_before: int, not_after: int) -> list[Event]:
     req = state.requests.get(txid)
-    if req is None or req.status is not RequestStatus.APPROVED:
+    if req is None or ca_request.fire(req.status, "issue") is None:
         raise CAError(Reason.NOT_ALLOWED, f"request {txid} is not approved")
     if serial in state.certificates:
         raise CAError(Reason.NOT_ALLOWED, f"serial {serial} was issued before")

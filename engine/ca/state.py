@@ -8,11 +8,12 @@ I/O, so replaying a log gives the same state bit for bit (tests check replay equ
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass, field, replace
 
 from engine.ca.pmap import PMap
 from engine.folds import FoldTable
+from engine.machines import ca_request
+from engine.machines.ca_request import REQUESTS
 from events.ca import (
     CAInitialized,
     CertificateIssued,
@@ -26,12 +27,7 @@ from events.ca import (
 )
 from events.registry import Event
 
-
-class RequestStatus(enum.Enum):
-    PENDING = "pending"
-    APPROVED = "approved"  # approved, certificate not yet issued
-    REJECTED = "rejected"
-    ISSUED = "issued"
+RequestStatus = ca_request.RequestStatus  # its home is the machine; importers find it here too
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +42,7 @@ class Request:
     authorization: str
     renewal_of: str | None
     received_at: int
-    status: RequestStatus = RequestStatus.PENDING
+    status: RequestStatus = REQUESTS.initial  # born pending
     decided_by: str = ""
     reject_reason: str = ""
     serial: str | None = None
@@ -140,6 +136,8 @@ def _request_received(state: CAState, ev: RequestReceived, at: int) -> CAState:
                   ev.requested_extensions, ev.signer_certificate, ev.authorization,
                   ev.renewal_of, at, signer_key_sha256=ev.signer_key_sha256)
     replaced = state.requests.get(ev.transaction_id)
+    if replaced is not None:  # a renewal under a finished transaction's ID: a new request
+        req = replace(req, status=REQUESTS.destination(replaced.status, "renew_anew"))
     earlier = (state.earlier_requests if replaced is None
                else (*state.earlier_requests, replaced))
     return replace(state, requests=state.requests.set(ev.transaction_id, req),
@@ -147,13 +145,15 @@ def _request_received(state: CAState, ev: RequestReceived, at: int) -> CAState:
 
 
 def _request_approved(state: CAState, ev: RequestApproved, at: int) -> CAState:
-    req = replace(state.requests[ev.transaction_id], status=RequestStatus.APPROVED,
+    req = state.requests[ev.transaction_id]
+    req = replace(req, status=REQUESTS.destination(req.status, "approve"),
                   decided_by=ev.approved_by)
     return replace(state, requests=state.requests.set(ev.transaction_id, req), last_at=at)
 
 
 def _request_rejected(state: CAState, ev: RequestRejected, at: int) -> CAState:
-    req = replace(state.requests[ev.transaction_id], status=RequestStatus.REJECTED,
+    req = state.requests[ev.transaction_id]
+    req = replace(req, status=REQUESTS.destination(req.status, "reject"),
                   reject_reason=ev.reason)
     return replace(state, requests=state.requests.set(ev.transaction_id, req), last_at=at)
 
@@ -161,8 +161,8 @@ def _request_rejected(state: CAState, ev: RequestRejected, at: int) -> CAState:
 def _certificate_issued(state: CAState, ev: CertificateIssued, at: int) -> CAState:
     cert = IssuedCertificate(ev.serial, ev.transaction_id, ev.certificate, ev.subject_text,
                              ev.not_before, ev.not_after)
-    req = replace(state.requests[ev.transaction_id], status=RequestStatus.ISSUED,
-                  serial=ev.serial)
+    req = state.requests[ev.transaction_id]
+    req = replace(req, status=REQUESTS.destination(req.status, "issue"), serial=ev.serial)
     certificates = state.certificates.set(ev.serial, cert)
     # The link a renewal leaves (derived from RequestReceived.renewal_of, so older logs carry
     # it too): the renewed certificate cannot renew again (see decide_enrollment).

@@ -20,6 +20,8 @@ from engine.grammar import (
     Mode,
     int_range,
 )
+from engine.machines import session as session_machine
+from engine.machines.session import SESSION
 from engine.state import FIRST_COMMIT_ID, Commit, DeviceState
 from events.device import ConfigurationCommitted
 from events.registry import Event
@@ -53,7 +55,8 @@ TEXT = ArgSpec(LINE, "Text")
 ANY_MODE = (Mode.EXEC, *CONFIG_MODES)
 
 
-@G.action("configure [terminal]", help="Enter the configuration mode")
+@G.action("configure [terminal]", modes=SESSION.sources("configure"),
+          help="Enter the configuration mode")
 def configure(ctx: Ctx) -> Outcome:
     return Outcome(enter=(Mode.CONFIG, ()))
 
@@ -107,7 +110,7 @@ def _removal_lines(removed: list[Event]) -> list[str]:
             for ev in removed if isinstance(ev, TrustpointCertificatesRemoved)]
 
 
-@G.action("commit [label <label>] [comment <comment>]", modes=CONFIG_MODES,
+@G.action("commit [label <label>] [comment <comment>]", modes=SESSION.sources("commit"),
           help="Commit the configuration changes to running",
           args={"label": ArgSpec(WORD, "Commit label"),
                 "comment": TEXT},
@@ -120,15 +123,15 @@ def commit(ctx: Ctx) -> Generator[Effect, Any, Outcome]:
     return (yield from _commit(ctx, label, ctx.args.get("comment", "")))
 
 
-@G.action("abort", modes=CONFIG_MODES, help="Discard all uncommitted changes and exit")
+@G.action("abort", modes=SESSION.sources("abort"), help="Discard all uncommitted changes and exit")
 def abort(ctx: Ctx) -> Outcome:
     return Outcome(abort=True)
 
 
 def _leave(ctx: Ctx, how: str) -> Generator[Effect, Any, Outcome]:
-    if how == "one" and ctx.session.mode is not Mode.CONFIG:
-        return Outcome(leave="one")
-    if not ctx.session.pending():
+    """`end` or `exit`: at once if the session machine takes it (a submode's `exit`, or no
+    uncommitted changes), else after asking whether to commit the changes first."""
+    if session_machine.fire(ctx.session, "end" if how == "exec" else "exit") is not None:
         return Outcome(leave=how)
     reply = ""
     while reply not in ("yes", "no", "cancel"):
@@ -144,12 +147,12 @@ def _leave(ctx: Ctx, how: str) -> Generator[Effect, Any, Outcome]:
     return done
 
 
-@G.action("end", modes=CONFIG_MODES, help="Exit from configure mode")
+@G.action("end", modes=SESSION.sources("end"), help="Exit from configure mode")
 def end(ctx: Ctx) -> Generator[Effect, Any, Outcome]:
     return _leave(ctx, "exec")
 
 
-@G.action("exit", modes=CONFIG_MODES, help="Exit from this submode")
+@G.action("exit", modes=SESSION.sources("exit"), help="Exit from this submode")
 def exit_(ctx: Ctx) -> Generator[Effect, Any, Outcome]:
     return _leave(ctx, "one")
 
@@ -234,7 +237,7 @@ def _find(ctx: Ctx, ref: int | str) -> Commit:
 
 def _rollback(ctx: Ctx, undo: list[Commit], back_to: int
               ) -> Generator[Effect, Any, Outcome]:
-    if ctx.session.mode is not Mode.EXEC:
+    if session_machine.fire(ctx.session, "rollback") is None:
         raise CommandError(Reason.NOT_ALLOWED, "% Rollback is an exec command; 'end' first.")
     changes = [c.inverse() for commit in undo for c in reversed(commit.changes)]
     if not changes:

@@ -11,10 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 from engine.commands import trustpoint as tp
 from engine.effects import Effect, Outcome, ReadBlock, Say
-from engine.errors import CommandError, Reason
 from engine.grammar import GRAMMAR
 from engine.keys import KeyPair
-from engine.lifecycle import Lifecycle
 from engine.pki import bad, check_router_certificate, decode_pasted, load_certificate, spki
 from engine.scep_client import BuildRequest
 from engine.trustpoints import TrustpointConfig, TrustpointStatus, status_of
@@ -60,11 +58,11 @@ def import_certificate(ctx: Ctx) -> Generator[Effect, Any, Outcome]:
     name = ctx.args["name"]
     tp._configured(ctx.state, name)
     status = status_of(ctx.state, name)
+    tp._legal(status, ("import",),
+              f"% Trustpoint {name} has no cut-and-paste request waiting for a "
+              f"certificate. Use 'crypto ca enroll {name}' first.")
     e = status.enrollment
-    if status.lifecycle is not Lifecycle.ENROLLING or e is None or e.method != "terminal":
-        raise CommandError(Reason.NOT_ALLOWED,
-                           f"% Trustpoint {name} has no cut-and-paste request waiting for a "
-                           f"certificate. Use 'crypto ca enroll {name}' first.")
+    assert e is not None  # the machine's guard: a terminal request waits
     assert status.ca_certificate is not None
     der = decode_pasted((yield ReadBlock(PASTE_CERT)))
     cert = load_certificate(der, "pasted certificate")

@@ -1,8 +1,8 @@
 """Trustpoints: `crypto ca trustpoint` configuration, `crypto ca authenticate`, `crypto ca
 enroll` (SCEP), `crypto ca cancel-enroll`, and the certificate `show` commands.
 
-Every exec command first asks the lifecycle table (engine.lifecycle) whether it is legal in
-the trustpoint's state; an illegal one gets a `%` error and writes nothing.
+Every exec command first fires its trigger through the lifecycle machine
+(engine/machines/trustpoint.py); one it does not take gets a `%` error and writes nothing.
 """
 
 from __future__ import annotations
@@ -27,7 +27,8 @@ from engine.grammar import (
     int_range,
 )
 from engine.keys import KeyAlgorithm, KeyPair
-from engine.lifecycle import Lifecycle, next_state
+from engine.machines import trustpoint as lifecycle
+from engine.machines.trustpoint import Lifecycle
 from engine.pki import (
     bad,
     check_ca_certificate,
@@ -148,11 +149,13 @@ def _configured(state: DeviceState, name: str) -> TrustpointConfig:
     return cfg
 
 
-def _legal(status: TrustpointStatus, trigger: str, message: str) -> Lifecycle:
-    dest = next_state(status.lifecycle, trigger)
-    if dest is None:
+def _legal(status: TrustpointStatus, triggers: tuple[str, ...], message: str) -> str:
+    """The trigger the lifecycle machine takes for this command (the first of `triggers` it
+    allows, guards checked), or the `%` refusal."""
+    taken = lifecycle.fire(status, *triggers)
+    if taken is None:
         raise CommandError(Reason.NOT_ALLOWED, message)
-    return dest
+    return taken[0]
 
 
 def _describe_ca(cert: x509.Certificate) -> str:
@@ -182,7 +185,7 @@ def authenticate(ctx: Ctx) -> Generator[Effect, Any, Outcome]:
     name = ctx.args["name"]
     cfg = _configured(ctx.state, name)
     status = status_of(ctx.state, name)
-    _legal(status, "authenticate",
+    _legal(status, ("authenticate",),
            f"% Trustpoint {name} already has an authenticated CA certificate. Remove the "
            "trustpoint (no crypto ca trustpoint) to authenticate another CA.")
     if cfg.terminal:
@@ -281,17 +284,23 @@ def _password() -> Generator[Effect, Any, str]:
     raise CommandError(Reason.CANCELLED, "% Enrollment cancelled: no challenge password.")
 
 
+_ENROLL_REFUSED = {
+    Lifecycle.DECLARED: "% The CA of trustpoint {name} is not authenticated. Use "
+                        "'crypto ca authenticate {name}' first.",
+    Lifecycle.ENROLLING: "% An enrollment for trustpoint {name} is already in progress. "
+                         "Use 'crypto ca cancel-enroll {name}' to stop it.",
+}
+"""Why `enroll` is refused, by the state the machine refused it in (the table allows it from
+every other state)."""
+
+
 @G.action("crypto ca enroll <name>", help="Request a certificate from a CA", args={"name": NAME})
 def enroll(ctx: Ctx) -> Generator[Effect, Any, Outcome]:
     name = ctx.args["name"]
     cfg = _configured(ctx.state, name)
     status = status_of(ctx.state, name)
-    if status.lifecycle is Lifecycle.DECLARED:
-        raise CommandError(Reason.NOT_ALLOWED,
-                           f"% The CA of trustpoint {name} is not authenticated. Use "
-                           f"'crypto ca authenticate {name}' first.")
-    _legal(status, "enroll", f"% An enrollment for trustpoint {name} is already in progress. "
-           f"Use 'crypto ca cancel-enroll {name}' to stop it.")
+    _legal(status, ("enroll",), _ENROLL_REFUSED.get(
+        status.lifecycle, "% Trustpoint {name} cannot enroll now.").format(name=name))
     pairs = key_pairs(ctx.state, cfg)
     if status.certificates:
         answer = (yield Ask(f"% Trustpoint {name} already has a router certificate.\n"
@@ -452,7 +461,7 @@ def cancel_enroll(ctx: Ctx) -> Outcome:
     name = ctx.args["name"]
     _configured(ctx.state, name)
     status = status_of(ctx.state, name)
-    _legal(status, "renewal_cancelled" if status.certificates else "cancel",
+    _legal(status, ("cancel", "renewal_cancelled"),
            f"% Trustpoint {name} has no enrollment in progress.")
     assert status.enrollment is not None
     txid = status.enrollment.transaction_ids[0] if status.enrollment.transaction_ids else ""

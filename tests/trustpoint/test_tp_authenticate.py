@@ -23,7 +23,7 @@ from tp_support import (
 
 from engine import Engine
 from engine.ca.decide import Approval
-from engine.lifecycle import Lifecycle
+from engine.machines.trustpoint import Lifecycle
 from engine.scep.cms import read_signed
 from events.trustpoint import CACertificateAccepted, CACertificateRefused
 

@@ -36,7 +36,7 @@ from tp_support import (
 from engine import Engine
 from engine.ca.scep_frontend import CAPABILITIES
 from engine.ca.service import BuiltinCA
-from engine.lifecycle import Lifecycle
+from engine.machines.trustpoint import Lifecycle
 from engine.ports import FakeClock
 from engine.scep import (
     ContentCipher,

@@ -13,7 +13,7 @@ from tp_support import authenticate, configure, declare, enroll, identity_and_ke
 
 from engine import Engine
 from engine.destruction import REMOVE_QUESTION
-from engine.lifecycle import Lifecycle
+from engine.machines.trustpoint import Lifecycle
 from engine.trustpoints import trustpoint_config
 from events.trustpoint import TrustpointCertificatesRemoved
 from projections.certfmt import ios_serial, sha256_hex

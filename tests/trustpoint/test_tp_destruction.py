@@ -15,7 +15,7 @@ from tp_support import authenticate, declare, enroll, event_types, identity_and_
 from engine import Engine
 from engine.cli import main
 from engine.destruction import REMOVE_QUESTION, ZEROIZE_QUESTION
-from engine.lifecycle import Lifecycle
+from engine.machines.trustpoint import Lifecycle
 from events.trustpoint import TrustpointCertificatesRemoved
 from projections.certfmt import ios_serial, sha256_hex
 

@@ -36,7 +36,7 @@ from engine import Engine
 from engine.ca.decide import Approval
 from engine.ca.service import BuiltinCA
 from engine.keys import KeyAlgorithm
-from engine.lifecycle import Lifecycle
+from engine.machines.trustpoint import Lifecycle
 from engine.ports import FakeClock
 from engine.scep import ContentCipher, Credential, DigestAlgorithm, ScepRequest, parse_request
 from engine.scep_client import HttpxTransport

@@ -31,7 +31,7 @@ from tp_support import (
 
 from engine import Engine
 from engine.keys import KeyAlgorithm
-from engine.lifecycle import Lifecycle
+from engine.machines.trustpoint import Lifecycle
 from engine.ports import SystemClock
 from engine.scep import DigestAlgorithm
 from engine.scep.cms import read_signed

@@ -39,7 +39,7 @@ from tp_support import (
 from engine import Engine
 from engine.ca.service import BuiltinCA
 from engine.keys import KeyAlgorithm
-from engine.lifecycle import Lifecycle
+from engine.machines.trustpoint import Lifecycle
 from engine.ports import FakeClock
 from engine.scep import parse_csr
 from events.trustpoint import CACertificateAccepted, CertificateReceived, EnrollmentRequested

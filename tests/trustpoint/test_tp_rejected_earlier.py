@@ -10,7 +10,7 @@ from tp_support import configure, enroll, event_types, status
 
 from engine import Engine
 from engine.ca.decide import Approval
-from engine.lifecycle import Lifecycle
+from engine.machines.trustpoint import Lifecycle
 from engine.ports import FakeClock
 from events.trustpoint import EnrollmentFailed
 
