@@ -1,4 +1,4 @@
-"""`serve(ca, host, port)`: run the built-in CA's SCEP server in background threads.
+"""`serve(ca, host, port)`: run the built-in CA's SCEP server in the background.
 
     server = serve(ca, "127.0.0.1", 0, approval=Approval.MANUAL, challenge="secret")
     server.url          # http://127.0.0.1:PORT           (IOS appends /cgi-bin/pkiclient.exe)
@@ -6,12 +6,13 @@
     server.crl_url      # http://127.0.0.1:PORT/crl/ca.crl (the CDP of issued certificates)
     server.stop()
 
-Besides HTTP it runs the CRL upkeep: a thread re-issues the CRL once less than half of its
-lifetime is left before nextUpdate (checked every `crl_check_interval` seconds, and on every
-CRL download in one process).
+HTTP is engine/adapters/scep_server.py (h11 on an asyncio loop in a daemon thread; the CA's
+blocking work in a thread pool). Besides HTTP it runs the CRL upkeep: a thread re-issues the
+CRL once less than half of its lifetime is left before nextUpdate (checked every
+`crl_check_interval` seconds, and on every CRL download in one process).
 
 `workers=N` (N >= 2; `ca serve` defaults to one per CPU) serves HTTP from N worker processes
-instead of threads of this one, which stays the decider: the only writer of the log, where the
+instead of this one, which stays the decider: the only writer of the log, where the
 admin endpoint and the CRL upkeep also run (engine/ca/workers.py). The default, `workers=1`,
 keeps everything in this process (embedding, the demo, most tests).
 """
@@ -43,7 +44,7 @@ class CAServer:
     url: str  # base URL
     admin_url: str | None
     ca: BuiltinCA
-    _running: scep_server.RunningServer | None  # HTTP threads (one process) or the admin only
+    _running: scep_server.RunningServer | None  # HTTP (one process) or the admin only
     _token: str
     _stop: threading.Event = field(default_factory=threading.Event)
     _upkeep: threading.Thread | None = None
@@ -139,7 +140,7 @@ def _serve_workers(ca: BuiltinCA, policy: Policy, host: str, port: int,
     try:
         ready(base_url)
         if admin:
-            running = scep_server.start_admin(AdminEndpoint(ca), token)
+            running = scep_server.start(None, admin=AdminEndpoint(ca), admin_token=token)
         pool = WorkerPool(ca, policy, listen, workers, strict=strict,
                           signing_time_tolerance=signing_time_tolerance)
         pool.start()

@@ -21,7 +21,7 @@ from ca_support import (
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from engine.adapters.scep_server import decode_message_param
+from engine.adapters.scep_server import message_from_query
 from engine.ca.server import CAServer, serve
 from engine.scep import Capability, FailInfo, PkiStatus, build_pkcs_req, parse_capabilities
 
@@ -120,9 +120,9 @@ def test_message_param_decoding_tolerates_client_quirks() -> None:
     der = bytes(range(256))
     import base64
     std = base64.b64encode(der).decode()
-    assert decode_message_param(std) == der  # raw '+' and '/'
-    assert decode_message_param(std.replace("+", "%2B").replace("/", "%2F")) == der
-    assert decode_message_param(base64.urlsafe_b64encode(der).decode().rstrip("=")) == der
+    assert message_from_query(std) == der  # raw '+' and '/'
+    assert message_from_query(std.replace("+", "%2B").replace("/", "%2F")) == der
+    assert message_from_query(base64.urlsafe_b64encode(der).decode().rstrip("=")) == der
 
 
 def test_crl_endpoint(server: CAServer) -> None:
