@@ -88,6 +88,53 @@ def get(port: int, path: str) -> tuple[int, str, bytes]:
         conn.close()
 
 
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _stat(pid: int) -> tuple[str, int, float] | None:
+    """(comm, ppid, CPU seconds used) of `pid` from /proc, None if it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            text = f.read()
+    except OSError:
+        return None
+    comm = text[text.index("(") + 1:text.rindex(")")]
+    fields = text[text.rindex(")") + 2:].split()
+    return comm, int(fields[1]), (int(fields[11]) + int(fields[12])) / _TICK
+
+
+def tree_cpu(root: int, only: str | None = None) -> float:
+    """CPU seconds used so far by `root` and its descendants (only those whose command
+    name is `only`, if given)."""
+    stats = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and (st := _stat(int(entry))) is not None:
+            stats[int(entry)] = st
+    children: dict[int, list[int]] = {}
+    for pid, (_, ppid, _) in stats.items():
+        children.setdefault(ppid, []).append(pid)
+    total, todo = 0.0, [root]
+    while todo:
+        pid = todo.pop()
+        if pid in stats and (only is None or stats[pid][0] == only):
+            total += stats[pid][2]
+        todo += children.get(pid, [])
+    return total
+
+
+@dataclass
+class Server:
+    """A server under test: where it listens and whose CPU is its own."""
+
+    name: str
+    port: int
+    pid: int
+    only: str | None = None  # count only processes of this name under `pid`
+
+    def cpu(self) -> float:
+        return tree_cpu(self.pid, self.only)
+
+
 @dataclass
 class Prepared:
     der: bytes
@@ -185,18 +232,23 @@ class Result:
     p95_ms: float
     ok: int
     total: int
+    cpu_ms: float  # server CPU per enrollment
 
 
-def measure(name: str, port: int, keys: list[rsa.RSAPrivateKey],
+def measure(server: Server, keys: list[rsa.RSAPrivateKey],
             signer_certs: list[x509.Certificate], args: argparse.Namespace) -> Result:
+    name, port = server.name, server.port
     warm, _ = prepare(port, keys, args.warmup, f"{name}w", signer_certs)
     msgs, signer = prepare(port, keys, args.enrollments, name, signer_certs)
     drive(port, warm, args.concurrency)
+    cpu0 = server.cpu()
     seconds, lat, answers = drive(port, msgs, args.concurrency)
+    cpu = server.cpu() - cpu0
     ok = successes(msgs, answers, signer)
     lat.sort()
     return Result(name, len(msgs) / seconds, statistics.median(lat) * 1000,
-                  lat[int(len(lat) * 0.95) - 1] * 1000, ok, len(msgs))
+                  lat[int(len(lat) * 0.95) - 1] * 1000, ok, len(msgs),
+                  cpu * 1000 / len(msgs))
 
 
 def _median(results: list[Result]) -> Result:
@@ -204,18 +256,23 @@ def _median(results: list[Result]) -> Result:
     return sorted(results, key=lambda r: r.rate)[len(results) // 2]
 
 
-def start_ours(work: Path, port: int, relay_port: int | None,
-               workers: int) -> list[subprocess.Popen[bytes]]:
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    ca = work / "ours"
+def start_ours(work: Path, port: int, relay_port: int | None, workers: int, *,
+               repo: Path = REPO, label: str = "ours",
+               serve: list[str] | None = None) -> list[subprocess.Popen[bytes]]:
+    """`ca init` + `ca serve` of the tree at `repo` (`serve`: another command serving the
+    CA directory, given as its last two arguments DIR PORT)."""
+    env = {**os.environ, "PYTHONPATH": str(repo)}
+    ca = work / label
     subprocess.run([sys.executable, "-m", "engine.ca.cli", "init", str(ca), "--subject",
-                    "CN=Bench CA,O=Example"], check=True, env=env, stdout=subprocess.DEVNULL)
-    procs = [subprocess.Popen([sys.executable, "-m", "engine.ca.cli", "serve", str(ca),
-                               "--port", str(port), "--challenge", CHALLENGE,
-                               "--workers", str(workers)], env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+                    "CN=Bench CA,O=Example"], check=True, env=env, stdout=subprocess.DEVNULL,
+                   cwd=repo)
+    command = ([*serve, str(ca), str(port)] if serve is not None else
+               [sys.executable, "-m", "engine.ca.cli", "serve", str(ca), "--port", str(port),
+                "--challenge", CHALLENGE, "--workers", str(workers)])
+    procs = [subprocess.Popen(command, env=env, cwd=repo, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)]
     if relay_port is not None:  # the same TCP -> unix -> TCP path scep-server.sh builds
-        sock = work / "ours.sock"
+        sock = work / f"{label}.sock"
         procs.append(subprocess.Popen(
             ["socat", f"UNIX-LISTEN:{sock},fork,unlink-early,mode=600",
              f"TCP:127.0.0.1:{port}"], stderr=subprocess.DEVNULL))
