@@ -89,6 +89,11 @@ class InProcessTransport:
         with self._lock:
             self._sites[_origin(base_url)] = None
 
+    def serves(self, url: str) -> bool:
+        """Whether an application is attached at `url`'s origin now."""
+        with self._lock:
+            return self._sites.get(_origin(url)) is not None
+
     def get(self, url: str, params: Mapping[str, str]) -> HttpReply:
         return self._request("GET", url, params, b"")
 

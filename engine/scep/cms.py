@@ -175,6 +175,12 @@ def _certificate_der(cert: x509.Certificate) -> bytes:
     return cert.public_bytes(serialization.Encoding.DER)
 
 
+@functools.lru_cache(maxsize=64)
+def _our_certificate(cert: x509.Certificate) -> asn1_x509.Certificate:
+    """A certificate of our own credentials, parsed once (callers only read it)."""
+    return to_asn1_certificate(cert)
+
+
 @functools.lru_cache(maxsize=256)
 def _issuer_and_serial(cert: x509.Certificate) -> bytes:
     """IssuerAndSerialNumber of `cert`, its issuer Name as the certificate encodes it."""
@@ -205,8 +211,10 @@ class SignedMessage:
             else:
                 issuer = sid.chosen["issuer"]
                 serial, ski = int(sid.chosen["serial_number"].native), None
-            for cert in candidates:
-                if cert_matches(to_asn1_certificate(cert), issuer, serial, ski):
+            parsed = (self._asn1_certificates if candidates is self.certificates
+                      else [to_asn1_certificate(c) for c in candidates])
+            for cert, asn1 in zip(candidates, parsed, strict=True):
+                if cert_matches(asn1, issuer, serial, ski):
                     return cert
         return None
 
@@ -420,7 +428,7 @@ def _pick_recipient(
             issuer = rid.chosen["issuer"]
             serial, ski = int(rid.chosen["serial_number"].native), None
         for cred in recipients:
-            if cert_matches(to_asn1_certificate(cred.certificate), issuer, serial, ski):
+            if cert_matches(_our_certificate(cred.certificate), issuer, serial, ski):
                 return ktri, cred
     raise ScepError(ScepErrorReason.NOT_A_RECIPIENT,
                     f"{what}: not encrypted to any of our certificates")
