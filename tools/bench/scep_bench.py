@@ -15,7 +15,17 @@ CMS work are not timed. `--concurrency` threads each keep one HTTP/1.1 connectio
 PKIOperations from a shared queue; rounds alternate between the servers and the median
 round of each is reported. Every CertRep is verified after the timed window
 (parse_cert_rep: signature, nonces, decryption); a run with any non-SUCCESS is reported as
-failed. Prints enrollments/s for each server and the ratio ours/scepserver.
+failed. Prints enrollments/s and server CPU per enrollment for each server (utime + stime of
+the server's processes from /proc over the timed window: ours is `ca serve` and its workers,
+micromdm's the scepserver process; not the relays), then the issue 12 row: ours / micromdm /
+ratio / target (>= 1,000/s and >= 2x micromdm) / PASS|FAIL. The machine may be shared:
+CPU per enrollment is the steadier figure, enrollments/s moves with the load around it.
+
+    --compare TREE   also serve from another checkout (e.g. `git archive` of the commit
+                     before a change), in the same rounds: before/after from one run
+    --pool           also serve with the design `ca serve --workers` was compared with: one
+                     process serving HTTP and owning the CA, a ProcessPoolExecutor running
+                     the pure responder (parse/verify/decrypt, CertRep) (`serve_pool` below)
 """
 
 from __future__ import annotations
