@@ -10,12 +10,12 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from ca_support import ScepTestClient, http_request, rsa_key
-from cli_support import REPO, cli, served
 from cryptography import x509
 
 from engine.scep import FailInfo, PkiStatus
 from projections.certfmt import ios_serial
+from tests.ca.ca_support import ScepTestClient, http_request, rsa_key
+from tests.ca.cli_support import REPO, cli, served
 
 pytestmark = pytest.mark.usefixtures("cli_locale")  # every test under C.UTF-8 and C
 

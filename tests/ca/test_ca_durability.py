@@ -13,8 +13,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from ca_support import ScepTestClient, enroll_cmd, http_request, make_ca, rsa_key
-from cli_support import REPO, cli
 from cryptography import x509
 
 from engine.ca import BuiltinCA, Policy
@@ -23,6 +21,8 @@ from engine.ca.errors import CAUnavailable
 from engine.ca.server import serve
 from engine.ca.service import CRL_FILE, challenge_digest
 from engine.scep import build_pkcs_req
+from tests.ca.ca_support import ScepTestClient, enroll_cmd, http_request, make_ca, rsa_key
+from tests.ca.cli_support import REPO, cli
 
 PW = "durable-pw"
 POLICY = Policy(Approval.AUTO, challenge_digest(PW))

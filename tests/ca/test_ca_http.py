@@ -9,7 +9,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from ca_support import (
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from engine.adapters.scep_server import decode_message_param
+from engine.ca.server import CAServer, serve
+from engine.scep import Capability, FailInfo, PkiStatus, build_pkcs_req, parse_capabilities
+from tests.ca.ca_support import (
     INTEGER_AVA_SUBJECT,
     RawCSR,
     ScepTestClient,
@@ -18,12 +24,6 @@ from ca_support import (
     raw_csr,
     rsa_key,
 )
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
-
-from engine.adapters.scep_server import decode_message_param
-from engine.ca.server import CAServer, serve
-from engine.scep import Capability, FailInfo, PkiStatus, build_pkcs_req, parse_capabilities
 
 
 @pytest.fixture(scope="module", params=[1, 2], ids=["one-process", "workers"])

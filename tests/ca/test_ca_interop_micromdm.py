@@ -17,8 +17,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from ca_support import http_request
-from cli_support import Served, cli, served
+
+from tests.ca.ca_support import http_request
+from tests.ca.cli_support import Served, cli, served
 
 pytestmark = [
     pytest.mark.integration,

@@ -18,9 +18,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cli_support import Served, cli, served
 from cryptography import x509
-from peer_support import peers_dir
+
+from tests.ca.cli_support import Served, cli, served
+from tests.support.peer_support import peers_dir
 
 pytestmark = pytest.mark.integration
 

@@ -10,8 +10,6 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from ca_support import INTEGER_AVA_SUBJECT, T0, make_ca, raw_csr, rsa_key, spki
-from cli_support import cli, served
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import dsa
@@ -27,6 +25,8 @@ from engine.scep import build_csr
 from events.ca import CertificateIssued, RequestApproved, RequestReceived
 from events.filelog import FileEventLog
 from projections.certfmt import ios_serial
+from tests.ca.ca_support import INTEGER_AVA_SUBJECT, T0, make_ca, raw_csr, rsa_key, spki
+from tests.ca.cli_support import cli, served
 
 CHALLENGE = "offline-challenge-77123"
 

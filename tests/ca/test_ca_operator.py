@@ -16,8 +16,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from ca_support import ScepTestClient, enroll_cmd, make_ca, rsa_key
-from cli_support import REPO, cli, served
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
@@ -28,6 +26,8 @@ from engine.commands.trustpoint import _describe_ca
 from engine.scep import PkiStatus
 from events.filelog import FileEventLog
 from projections.certfmt import ios_serial, md5_spaced
+from tests.ca.ca_support import ScepTestClient, enroll_cmd, make_ca, rsa_key
+from tests.ca.cli_support import REPO, cli, served
 
 
 def test_init_prints_the_fingerprint_as_the_router_shows_it(tmp_path: Path) -> None:

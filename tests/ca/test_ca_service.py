@@ -11,7 +11,6 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from ca_support import T0, enroll_cmd, make_ca, rsa_key, spki
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import dsa
@@ -27,6 +26,7 @@ from engine.ca.state import RequestStatus, evolve
 from events.ca import STREAM, RequestApproved, RequestReceived
 from events.filelog import FileEventLog
 from events.store import PendingEvent
+from tests.ca.ca_support import T0, enroll_cmd, make_ca, rsa_key, spki
 
 PW_POLICY = Policy(Approval.AUTO, challenge_digest("pw"))
 MANUAL = Policy(Approval.MANUAL)

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pexpect
 import pytest
-from engine_support import open_engine
 
 from engine.frontends import run_batch
 from engine.ports import FakeClock
+from tests.core.engine_support import open_engine
 
 GOLDEN = Path(__file__).parent / "golden"
 REPO = Path(__file__).resolve().parents[2]

@@ -15,7 +15,6 @@ from pathlib import Path
 import crc32c
 import msgpack
 import pytest
-from eventlog_support import fingerprint, noted_batch, segment_files
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -30,6 +29,7 @@ from events.filelog import (
     verify,
 )
 from events.store import chain_hash
+from tests.events.eventlog_support import fingerprint, noted_batch, segment_files
 
 
 def _build(root: Path, batch_sizes: list[int], segment_bytes: int) -> None:

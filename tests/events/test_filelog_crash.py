@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from eventlog_support import Fingerprint, copy_log, fingerprint, noted, noted_batch, segment_files
 
 from events.filelog import (
     FRAME_HEADER,
@@ -28,6 +27,14 @@ from events.filelog import (
     verify,
 )
 from events.store import GENESIS
+from tests.events.eventlog_support import (
+    Fingerprint,
+    copy_log,
+    fingerprint,
+    noted,
+    noted_batch,
+    segment_files,
+)
 
 
 @dataclass

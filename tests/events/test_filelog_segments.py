@@ -8,7 +8,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from eventlog_support import fingerprint, noted, noted_batch, segment_files
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -20,6 +19,7 @@ from events.filelog import (
     verify,
 )
 from events.store import GENESIS
+from tests.events.eventlog_support import fingerprint, noted, noted_batch, segment_files
 
 # -- rotation ---------------------------------------------------------------------------------
 

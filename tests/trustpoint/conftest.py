@@ -8,14 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tp_support import make_ca, open_device
 
 from engine import Engine
-from engine.ca.decide import Approval
-from engine.ca.server import CAServer, serve
-from engine.ca.service import BuiltinCA
 from engine.keystore import MASTER_KEY_ENV
 from engine.ports import FakeClock
+from tests.trustpoint.tp_support import CAFactory, open_device
 
 
 @pytest.fixture(autouse=True)
@@ -51,31 +48,6 @@ def open_engine(device_dir: Path, clock: FakeClock) -> Iterator[Callable[..., En
 @pytest.fixture
 def device(open_engine: Callable[..., Engine]) -> Engine:
     return open_engine()
-
-
-class CAFactory:
-    """Builds built-in CAs on the shared clock and serves them; everything stops at teardown."""
-
-    def __init__(self, root: Path, clock: FakeClock) -> None:
-        self.root = root
-        self.clock = clock
-        self.cas: list[BuiltinCA] = []
-        self.servers: list[CAServer] = []
-
-    def __call__(self, approval: Approval = Approval.AUTO, *, name: str = "ca",
-                 challenge: str | None = None, **kw: Any) -> tuple[BuiltinCA, CAServer]:
-        ca = make_ca(self.root / name, self.clock, **kw)
-        self.cas.append(ca)
-        server = serve(ca, approval=approval, challenge=challenge, admin=False,
-                       crl_check_interval=3600)
-        self.servers.append(server)
-        return ca, server
-
-    def close(self) -> None:
-        for s in self.servers:
-            s.stop()
-        for ca in self.cas:
-            ca.close()
 
 
 @pytest.fixture

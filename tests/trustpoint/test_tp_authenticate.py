@@ -8,9 +8,15 @@ import hashlib
 from datetime import datetime
 
 from asn1crypto import cms as asn1_cms
-from conftest import CAFactory
 from cryptography import x509
-from tp_support import (
+
+from engine import Engine
+from engine.ca.decide import Approval
+from engine.lifecycle import Lifecycle
+from engine.scep.cms import read_signed
+from events.trustpoint import CACertificateAccepted, CACertificateRefused
+from tests.trustpoint.tp_support import (
+    CAFactory,
     RecordingTransport,
     authenticate,
     declare,
@@ -20,12 +26,6 @@ from tp_support import (
     identity_and_key,
     status,
 )
-
-from engine import Engine
-from engine.ca.decide import Approval
-from engine.lifecycle import Lifecycle
-from engine.scep.cms import read_signed
-from events.trustpoint import CACertificateAccepted, CACertificateRefused
 
 QUESTION = "Do you accept this certificate?? [yes/no]:"
 

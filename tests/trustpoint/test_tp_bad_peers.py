@@ -19,19 +19,6 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
-from tp_support import (
-    authenticate,
-    declare,
-    der,
-    enroll,
-    event_types,
-    identity_and_key,
-    issue,
-    make_ca,
-    rsa_key,
-    self_signed_ca,
-    status,
-)
 
 from engine import Engine
 from engine.ca.scep_frontend import CAPABILITIES
@@ -49,6 +36,19 @@ from engine.scep import (
     certs_only,
     new_nonce,
     parse_request,
+)
+from tests.trustpoint.tp_support import (
+    authenticate,
+    declare,
+    der,
+    enroll,
+    event_types,
+    identity_and_key,
+    issue,
+    make_ca,
+    rsa_key,
+    self_signed_ca,
+    status,
 )
 
 Reply = tuple[int, str, bytes]  # HTTP status, Content-Type, body

@@ -9,8 +9,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pytest
-from conftest import CAFactory
-from tp_support import authenticate, configure, declare, enroll, event_types, identity_and_key
 
 from engine import Engine
 from engine.ca.decide import Approval
@@ -18,6 +16,15 @@ from engine.frontends import Scheduler
 from engine.ports import FakeClock
 from engine.scep_client import HttpxTransport, TransportError
 from engine.trustpoints import status_of
+from tests.trustpoint.tp_support import (
+    CAFactory,
+    authenticate,
+    configure,
+    declare,
+    enroll,
+    event_types,
+    identity_and_key,
+)
 
 REPLY = (b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 10\r\n"
          b"Connection: close\r\n\r\n"

@@ -8,9 +8,7 @@ import io
 from collections.abc import Callable
 from contextlib import redirect_stdout
 
-from conftest import CAFactory
 from cryptography import x509
-from tp_support import authenticate, declare, enroll, event_types, identity_and_key, run, status
 
 from engine import Engine
 from engine.cli import main
@@ -18,6 +16,16 @@ from engine.destruction import REMOVE_QUESTION, ZEROIZE_QUESTION
 from engine.lifecycle import Lifecycle
 from events.trustpoint import TrustpointCertificatesRemoved
 from projections.certfmt import ios_serial, sha256_hex
+from tests.trustpoint.tp_support import (
+    CAFactory,
+    authenticate,
+    declare,
+    enroll,
+    event_types,
+    identity_and_key,
+    run,
+    status,
+)
 
 
 def enrolled(device: Engine, ca_factory: CAFactory) -> str:

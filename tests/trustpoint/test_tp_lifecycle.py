@@ -9,8 +9,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import pytest
-from conftest import CAFactory
-from tp_support import (
+
+from engine import Engine
+from engine.ca.decide import Approval
+from engine.ca.service import BuiltinCA
+from engine.engine import Result
+from engine.lifecycle import TABLE, Lifecycle, next_state, triggers_from
+from engine.ports import FakeClock
+from engine.state import DeviceState, evolve
+from engine.trustpoints import trustpoint_config
+from tests.trustpoint.tp_support import (
+    CAFactory,
     authenticate,
     configure,
     declare,
@@ -22,15 +31,6 @@ from tp_support import (
     run,
     status,
 )
-
-from engine import Engine
-from engine.ca.decide import Approval
-from engine.ca.service import BuiltinCA
-from engine.engine import Result
-from engine.lifecycle import TABLE, Lifecycle, next_state, triggers_from
-from engine.ports import FakeClock
-from engine.state import DeviceState, evolve
-from engine.trustpoints import trustpoint_config
 
 EDGES = {(src, trigger, dst) for trigger, sources, dst in TABLE for src in sources}
 

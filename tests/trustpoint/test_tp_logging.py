@@ -10,9 +10,6 @@ from collections.abc import Callable
 from contextlib import redirect_stdout
 from pathlib import Path
 
-from conftest import CAFactory
-from tp_support import authenticate, declare, enroll, event_types, identity_and_key
-
 from engine import Engine
 from engine.ca.decide import Approval
 from engine.ca.server import serve
@@ -21,6 +18,14 @@ from engine.ports import FakeClock
 from engine.scep_client import HttpxTransport
 from events.registry import event_from
 from events.trustpoint import EnrollmentPending
+from tests.trustpoint.tp_support import (
+    CAFactory,
+    authenticate,
+    declare,
+    enroll,
+    event_types,
+    identity_and_key,
+)
 
 CERTRET = ("%PKI-6-CERTRET: Certificate received from Certificate Authority for trustpoint "
            "myca")

@@ -15,14 +15,17 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from engine import Engine
+from engine.ca.decide import Approval
 from engine.ca.ports import PrivateKey as CAPrivateKey
 from engine.ca.ports import SeededRandomness
+from engine.ca.server import CAServer, serve
 from engine.ca.service import BuiltinCA
 from engine.engine import Result
 from engine.keystore import KeyPool
@@ -77,6 +80,31 @@ def make_ca(root: Path, clock: FakeClock, *, seed: int = 7, base: int = 100,
     return BuiltinCA.init(root, subject=subject, clock=CAClockView(clock),
                           randomness=SeededRandomness(seed), keys=CAKeys(base),
                           **kw)  # type: ignore[arg-type]
+
+
+class CAFactory:
+    """Builds built-in CAs on the shared clock and serves them; everything stops at teardown."""
+
+    def __init__(self, root: Path, clock: FakeClock) -> None:
+        self.root = root
+        self.clock = clock
+        self.cas: list[BuiltinCA] = []
+        self.servers: list[CAServer] = []
+
+    def __call__(self, approval: Approval = Approval.AUTO, *, name: str = "ca",
+                 challenge: str | None = None, **kw: Any) -> tuple[BuiltinCA, CAServer]:
+        ca = make_ca(self.root / name, self.clock, **kw)
+        self.cas.append(ca)
+        server = serve(ca, approval=approval, challenge=challenge, admin=False,
+                       crl_check_interval=3600)
+        self.servers.append(server)
+        return ca, server
+
+    def close(self) -> None:
+        for s in self.servers:
+            s.stop()
+        for ca in self.cas:
+            ca.close()
 
 
 # -- the device ------------------------------------------------------------------------------------
