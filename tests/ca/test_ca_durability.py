@@ -125,6 +125,7 @@ def test_a_poll_waits_for_the_sync_of_what_it_shows(ca: BuiltinCA, sync: Sync) -
     assert answers == [ReplyStatus.SUCCESS]
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("workers", [1, 2], ids=["one-process", "workers"])
 def test_the_servers_answer_503_once_the_log_cannot_be_made_durable(
         ca: BuiltinCA, sync: Sync, workers: int) -> None:
@@ -155,6 +156,7 @@ SERVE_WITH_FAILING_SYNC = textwrap.dedent("""
 """)
 
 
+@pytest.mark.integration
 def test_ca_serve_exits_non_zero_once_the_log_cannot_be_made_durable(tmp_path: Path) -> None:
     root = tmp_path / "ca"
     cli("init", root)

@@ -128,6 +128,7 @@ def test_pki_scep_wrong_challenge_is_a_clean_bad_request(auto: Served, ca_dir: P
     assert "badRequest" in done.stderr, done.stderr
 
 
+@pytest.mark.slow
 def test_pki_scep_with_manual_approval_polls_until_issued(tmp_path: Path) -> None:
     ca_dir = tmp_path / "manual-ca"  # its own CA: the module's is held by its server
     cli("init", ca_dir, "--subject", "CN=strongSwan Manual CA,O=Example")
@@ -165,6 +166,7 @@ def _wait_for_pending(ca_dir: Path, cn: str) -> str:
     raise AssertionError(f"no pending request for {cn}: {cli('requests', ca_dir).stdout}")
 
 
+@pytest.mark.slow
 def test_pki_scep_against_a_strict_ca(tmp_path: Path) -> None:
     """--strict: pki signs with the requested key (strict's same-key rule is met) and, by
     default, AES + SHA-256: issued. SHA-1 + 3DES: FAILURE badAlg, failInfo 0, which pki must

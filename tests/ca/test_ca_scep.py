@@ -42,6 +42,8 @@ from tests.ca.ca_support import (
     rsa_key,
 )
 
+pytestmark = pytest.mark.integration
+
 PW = "static-secret"
 
 

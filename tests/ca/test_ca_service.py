@@ -143,6 +143,7 @@ def test_requests_that_cannot_be_issued_are_refused_on_arrival(tmp_path: Path) -
         assert ca.state is state
 
 
+@pytest.mark.integration
 def test_an_approved_request_that_cannot_be_issued_is_rejected_at_start(
         tmp_path: Path) -> None:
     """A log written before requests were checked on arrival: `serve` starts anyway and the

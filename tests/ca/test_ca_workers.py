@@ -27,6 +27,8 @@ from events.filelog import FileEventLog
 from tests.ca.ca_support import ScepTestClient, http_request, make_ca, rsa_key
 from tests.ca.cli_support import served
 
+pytestmark = pytest.mark.integration
+
 PW = "workers-secret"
 
 

@@ -71,6 +71,7 @@ def _assert_flip_is_caught(root: Path, seg: Path, bit: int) -> None:
         seg.write_bytes(original)
 
 
+@pytest.mark.slow
 def test_every_single_bit_flip_of_a_small_log_is_caught(tmp_path: Path) -> None:
     root = tmp_path / "log"
     _build(root, [1, 2, 1, 1], segment_bytes=260)

@@ -95,6 +95,7 @@ def _assert_opens_to_prefix(c: Crashed, root: Path, *, repaired: bool) -> None:
         assert fingerprint(again.read())[:-1] == c.prefix
 
 
+@pytest.mark.slow
 def test_cut_at_every_byte_of_the_last_frame_opens_to_the_acknowledged_prefix(
         crashed: Crashed, tmp_path: Path) -> None:
     for cut in range(crashed.frame_start, crashed.frame_end):

@@ -198,6 +198,7 @@ def _peak_while(consume: Callable[[], int]) -> tuple[int, int]:
         tracemalloc.stop()
 
 
+@pytest.mark.slow
 def test_read_streams_a_large_log_in_constant_memory(big_log: Path) -> None:
     log_bytes = sum(p.stat().st_size for p in segment_files(big_log))
     assert log_bytes > 16 << 20 and len(segment_files(big_log)) >= 3

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 from datetime import datetime
 
+import pytest
 from asn1crypto import cms as asn1_cms
 from cryptography import x509
 
@@ -26,6 +27,8 @@ from tests.trustpoint.tp_support import (
     identity_and_key,
     status,
 )
+
+pytestmark = pytest.mark.integration
 
 QUESTION = "Do you accept this certificate?? [yes/no]:"
 

@@ -51,6 +51,8 @@ from tests.trustpoint.tp_support import (
     status,
 )
 
+pytestmark = pytest.mark.integration
+
 Reply = tuple[int, str, bytes]  # HTTP status, Content-Type, body
 Handler = Callable[[str, bytes], Reply]  # (operation, request body) -> reply
 PKI = "application/x-pki-message"

@@ -159,6 +159,7 @@ def test_range_bounds_accepted(device: Engine, line: str) -> None:
     assert block(device) == [line]
 
 
+@pytest.mark.integration
 def test_no_trustpoint_removes_its_certificates(
         device: Engine, ca_factory: CAFactory, open_engine: Callable[..., Engine]) -> None:
     ca, server = ca_factory()

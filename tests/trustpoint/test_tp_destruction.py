@@ -8,6 +8,7 @@ import io
 from collections.abc import Callable
 from contextlib import redirect_stdout
 
+import pytest
 from cryptography import x509
 
 from engine import Engine
@@ -40,6 +41,7 @@ def enrolled(device: Engine, ca_factory: CAFactory) -> str:
     return ios_serial(x509.load_der_x509_certificate(cert.der))
 
 
+@pytest.mark.integration
 def test_zeroize_with_a_label_names_the_trustpoint_and_asks(device: Engine,
                                                             ca_factory: CAFactory) -> None:
     serial = enrolled(device, ca_factory)
@@ -71,6 +73,7 @@ def test_zeroize_of_a_key_no_trustpoint_uses_says_so(device: Engine) -> None:
     assert event_types(r) == ["KeyPairZeroized"]
 
 
+@pytest.mark.integration
 def test_rollback_that_removes_an_enrolled_trustpoint_asks_and_records_the_removal(
         device: Engine, ca_factory: CAFactory, device_dir: object,
         open_engine: Callable[..., Engine]) -> None:

@@ -47,6 +47,8 @@ from tests.trustpoint.tp_support import (
     status,
 )
 
+pytestmark = pytest.mark.integration
+
 VECTORS = Path(__file__).parent / "vectors"
 REFERENCE_CA = ("CN=Root coax-u10 Certificate Manager,OU=HFR,O=Cisco Systems,L=San Jose,ST=CA,"
                 "C=US")

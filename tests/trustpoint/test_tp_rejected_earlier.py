@@ -4,6 +4,8 @@ instead of blaming the challenge password."""
 
 from __future__ import annotations
 
+import pytest
+
 from engine import Engine
 from engine.ca.decide import Approval
 from engine.lifecycle import Lifecycle
@@ -11,6 +13,8 @@ from engine.ports import FakeClock
 from events.trustpoint import EnrollmentFailed
 from tests.trustpoint.test_tp_enroll_ca import pending_txid, ready
 from tests.trustpoint.tp_support import CAFactory, configure, enroll, event_types, status
+
+pytestmark = pytest.mark.integration
 
 
 def test_enrolling_again_after_a_rejection_says_the_ca_rejected_it(
