@@ -18,7 +18,6 @@ import argparse
 import contextlib
 import errno
 import io
-import json
 import os
 import sys
 from collections.abc import Sequence
@@ -66,7 +65,9 @@ LOG_DIR_HELP = ("a data directory (its log/ subdirectory) or a log directory (de
                 "$TRUSTLEDGER_DATA, else ~/.local/state/trustledger)")
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The whole command line; `command` is the subcommand word the caller will parse, if
+    known (see `_register_ca`)."""
     p = Parser(
         prog="trustledger",
         description="A router-side PKI engine: Cisco IOS XR CA interoperability, "
@@ -113,17 +114,32 @@ def _parser() -> argparse.ArgumentParser:
     dg = sub.add_parser("diagrams", help="draw each state machine as DOT and SVG (graphviz)")
     dg.add_argument("-o", "--out", type=Path, required=True, metavar="DIR",
                     help="directory for NAME.dot and NAME.svg (made if missing)")
-    _register_optional(sub)
+    _register_ca(sub, command)
     return p
 
 
-def _register_optional(sub: Any) -> None:
-    """Subcommand groups that live with their feature (the built-in CA)."""
+CA_HELP = "the built-in SCEP CA"  # what engine.ca.cli.register says of `ca`
+
+
+def _register_ca(sub: Any, command: str | None) -> None:
+    """The `ca` group lives with the built-in CA (engine/ca/cli.py), whose import loads the
+    whole CA (its HTTP stack, CMS, workers: ~80 ms). Only a command line whose command is `ca`
+    (or an unknown one: None) pays for it; any other lists `ca` in `trustledger -h` with the
+    same help line and is never parsed as `ca`."""
+    if command not in ("ca", None):
+        sub.add_parser("ca", help=CA_HELP, add_help=False)
+        return
     try:
         from engine.ca.cli import register  # type: ignore[import-not-found,unused-ignore]
     except ImportError:
         return
     register(sub)
+
+
+def command_word(argv: Sequence[str]) -> str | None:
+    """The subcommand an argument list names: its first word that is not an option (the top
+    level has only -h). None if there is none yet."""
+    return next((a for a in argv if not a.startswith("-")), None)
 
 
 class OperatorError(Exception):
@@ -232,6 +248,8 @@ def _jsonable(v: Any) -> Any:
 
 
 def cmd_log_show(d: Path, from_seq: int, as_json: bool) -> int:
+    import json
+
     with FileEventLog.open(_log_dir(d), readonly=True) as log:
         report_pending_repair(log)
         for r in log.read(from_seq):
@@ -344,8 +362,12 @@ def report_pending_repair(log: FileEventLog) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     harden_stdio()
-    args = _parser().parse_args(argv)
-    configure_logging("info" if args.command == "ca" else "warning")
+    words = sys.argv[1:] if argv is None else argv
+    args = _parser(command_word(words)).parse_args(words)
+    # The device's commands log through engine.logsetup.get_logger: structlog loads with the
+    # first log line, not at start-up. The CA (and the demo that runs it) set it up now.
+    configure_logging("info" if args.command == "ca" else "warning",
+                      defer=args.command in ("shell", "exec", "log", "replay"))
     try:
         return _dispatch(args)
     except OperatorError as err:

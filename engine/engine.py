@@ -19,9 +19,7 @@ import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
-
-import structlog
+from typing import TYPE_CHECKING, Any
 
 import engine.commands  # noqa: F401  (registers every command into GRAMMAR)
 from engine import pipe, snapshot
@@ -37,10 +35,10 @@ from engine.keystore import (
     keystore_of,
     tidy_keystore,
 )
+from engine.logsetup import get_logger
 from engine.parser import Choice, Match, choices, parse, render_choices
 from engine.ports import Clock, FakeClock, Prompter, SystemClock
 from engine.runtime import Ports, perform, queue, require_utf8, run
-from engine.scep_client import ScepTransport, transport_of
 from engine.schedule import Job, due_jobs
 from engine.session import Session
 from engine.state import DeviceState, evolve, replay_rows
@@ -51,7 +49,10 @@ from events.memory import MemoryEventLog
 from events.registry import event_from
 from events.store import EventStore, PendingEvent, Recorded
 
-logger = structlog.get_logger("trustledger.engine")
+if TYPE_CHECKING:
+    from engine.scep_client import ScepTransport  # loaded by the first CA exchange
+
+logger = get_logger("trustledger.engine")
 
 
 @dataclass(frozen=True)
@@ -446,6 +447,8 @@ class Engine:
         now = self.ports.clock.now_us()
         jobs = due_jobs(self.state, now)
         if jobs:
+            from engine.scep_client import transport_of
+
             transport_of(self.ports)  # one transport for the engine, not one per job
         return [self._perform(job, now) for job in jobs]
 

@@ -63,9 +63,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-import crc32c
-
 from events.codec import count_rows, decode_body, encode_body, encode_core
+from events.crc import crc32c
 from events.durable import fsync_directory
 from events.store import GENESIS, PendingEvent, Recorded, chain_hash, seal_encoded
 

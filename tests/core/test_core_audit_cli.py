@@ -6,10 +6,10 @@ import json
 from pathlib import Path
 
 import pytest
-from engine_support import open_engine
 
 from engine.cli import main
 from engine.ports import FakeClock
+from tests.core.engine_support import open_engine
 
 
 @pytest.fixture

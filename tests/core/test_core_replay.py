@@ -9,7 +9,6 @@ from pathlib import Path
 
 import hypothesis.strategies as st
 import pytest
-from engine_support import SHOWS, open_engine
 from hypothesis import HealthCheck, settings
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
@@ -17,6 +16,7 @@ from engine import Engine, snapshot
 from engine.ports import FakeClock
 from engine.state import DeviceState, replay_rows
 from events.filelog import FileEventLog
+from tests.core.engine_support import SHOWS, open_engine
 
 NAMES = st.sampled_from(["r1", "r2", "edge-7", "core01"])
 DOMAINS = st.sampled_from(["example.com", "lab.example.net", "a.b"])

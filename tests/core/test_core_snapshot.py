@@ -17,13 +17,13 @@ from typing import Any
 
 import msgpack
 import pytest
-from snapshot_support import build_rich, open_device, shows
 
 from engine import snapshot
 from engine.engine import Engine
 from engine.ports import FakeClock
 from engine.state import DeviceState, replay_rows
 from events.filelog import FileEventLog, LogError
+from tests.core.snapshot_support import build_rich, open_device, shows
 
 
 @dataclasses.dataclass(frozen=True)

@@ -18,12 +18,12 @@ from typing import Any
 import msgpack
 import pytest
 import structlog
-from engine_support import open_engine
 
 from engine import snapshot
 from engine.cli import main
 from engine.engine import Engine
 from engine.ports import FakeClock
+from tests.core.engine_support import open_engine
 
 REPO = Path(__file__).resolve().parents[2]
 HOSTNAMES = ("r1", "r2", "r3", "r4")

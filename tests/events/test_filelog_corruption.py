@@ -15,7 +15,6 @@ from pathlib import Path
 import crc32c
 import msgpack
 import pytest
-from eventlog_support import fingerprint, noted_batch, segment_files
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -30,6 +29,7 @@ from events.filelog import (
     verify,
 )
 from events.store import chain_hash
+from tests.events.eventlog_support import fingerprint, noted_batch, segment_files
 
 
 def _build(root: Path, batch_sizes: list[int], segment_bytes: int) -> None:
@@ -71,6 +71,7 @@ def _assert_flip_is_caught(root: Path, seg: Path, bit: int) -> None:
         seg.write_bytes(original)
 
 
+@pytest.mark.slow
 def test_every_single_bit_flip_of_a_small_log_is_caught(tmp_path: Path) -> None:
     root = tmp_path / "log"
     _build(root, [1, 2, 1, 1], segment_bytes=260)

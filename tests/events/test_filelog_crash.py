@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from eventlog_support import Fingerprint, copy_log, fingerprint, noted, noted_batch, segment_files
 
 from events.filelog import (
     FRAME_HEADER,
@@ -28,6 +27,14 @@ from events.filelog import (
     verify,
 )
 from events.store import GENESIS
+from tests.events.eventlog_support import (
+    Fingerprint,
+    copy_log,
+    fingerprint,
+    noted,
+    noted_batch,
+    segment_files,
+)
 
 
 @dataclass
@@ -88,6 +95,7 @@ def _assert_opens_to_prefix(c: Crashed, root: Path, *, repaired: bool) -> None:
         assert fingerprint(again.read())[:-1] == c.prefix
 
 
+@pytest.mark.slow
 def test_cut_at_every_byte_of_the_last_frame_opens_to_the_acknowledged_prefix(
         crashed: Crashed, tmp_path: Path) -> None:
     for cut in range(crashed.frame_start, crashed.frame_end):
