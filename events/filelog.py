@@ -55,17 +55,18 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import os
 import struct
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, NamedTuple
 
 import crc32c
 
-from events.codec import count_rows, decode_body, encode_body, encode_core
+from events.codec import count_rows, decode_body, encode_body, encode_core, row_spans
 from events.durable import fsync_directory
 from events.store import GENESIS, PendingEvent, Recorded, chain_hash, seal_encoded
 
@@ -318,14 +319,16 @@ def records_of(frame: Frame, prev: bytes) -> list[Recorded]:
 
 
 class _Scan:
-    """The walk of `FileEventLog._recover` over the segments: checksums and numbering only
-    (counting a frame's rows needs its msgpack array header, not a decode); the last frame is
-    decoded for the head hash, and the frame holding the marker's seq for its hash."""
+    """The walk of `FileEventLog._recover` over the newest segment only (see "Opening" in the
+    module docstring): checksums and numbering (counting a frame's rows needs its msgpack
+    array header, not a decode), starting from the seq and chain hash its header names; the
+    last frame is decoded for the head hash, and the frame holding the marker's seq, if it is
+    in this segment, for its hash."""
 
     def __init__(self, marked: int) -> None:
         self.marked = marked
         self.marked_hash: bytes | None = GENESIS if marked == 0 else None
-        self.expect, self.prev, self.size = 1, GENESIS, 0
+        self.first, self.expect, self.prev, self.size = 1, 1, GENESIS, 0
         self.repair: tuple[Repair, Path] | None = None  # a torn tail, to cut after the checks
 
     def segment(self, seg: Path, *, last: bool) -> bool:
@@ -338,12 +341,9 @@ class _Scan:
                                           "segment header is incomplete")) from None
             self.repair = Repair(seg.name, 0, seg.stat().st_size, remove=True), seg
             return False
-        if first_seq != self.expect:
-            raise LogCorrupted(Damage(seg.name, 0, first_seq, f"segment starts at seq "
-                                      f"{first_seq}, expected {self.expect}"))
-        if seg_prev != self.prev:
-            raise LogCorrupted(Damage(seg.name, 0, first_seq,
-                                      "segment prev hash breaks the chain"))
+        self.first, self.expect, self.prev = first_seq, first_seq, seg_prev
+        if self.marked == first_seq - 1:
+            self.marked_hash = seg_prev
         self.size = SEG_HEADER.size
         last_frame: tuple[int, int, bytes] | None = None
         try:
@@ -368,6 +368,39 @@ class _Scan:
         if frame_seq <= self.marked < self.expect:
             self.marked_hash = _decode(seg, offset, frame_seq, body)[self.marked - frame_seq][8]
         self.size = offset + FRAME_HEADER.size + len(body)
+
+
+def _hash_in_sealed(segs: Sequence[Path], seq: int) -> bytes | None:
+    """The chain hash of event `seq` in a sealed segment (the head marker lags the head by at
+    most MARK_EVERY seconds, so this is rare and reads one segment at most); None if no
+    segment holds it."""
+    holder = [p for p in segs if int(p.stem) <= seq]
+    if not holder:
+        return None
+    seg = holder[-1]
+    try:
+        for offset, first_seq, body in scan_frames(seg):
+            n = _count_records(seg, offset, first_seq, body)
+            if first_seq <= seq < first_seq + n:
+                row: list[Any] = _decode(seg, offset, first_seq, body)[seq - first_seq]
+                return bytes(row[8])
+    except _Torn as torn:
+        raise LogCorrupted(Damage(seg.name, torn.offset, None,
+                                  "incomplete frame inside the log")) from None
+    return None
+
+
+class Position(NamedTuple):
+    """A byte position in the log: `offset` in the segment whose first seq is `segment`.
+    A snapshot records where the frames after it start, so an open reads only those."""
+
+    segment: int
+    offset: int
+
+
+class TailMismatch(LogError):
+    """The frames at a recorded position do not continue the (seq, hash) a snapshot names:
+    the snapshot belongs to another log or to another version of this one."""
 
 
 class FileEventLog:
@@ -427,18 +460,27 @@ class FileEventLog:
         return sorted(p for p in self.root.iterdir() if p.suffix == ".seg")
 
     def _recover(self) -> None:
-        """Find the head; check it against the marker; cut a torn tail (writer only); refuse
-        any other damage. Nothing is modified before every check has passed."""
+        """Find the head in the newest segment; check it against the marker; cut a torn tail
+        (writer only); refuse any other damage there. Nothing is modified before every check
+        has passed. Sealed segments are not read (see "Opening" in the module docstring)."""
         marker = read_marker(self.root)
         scan = _Scan(marker[0] if marker is not None else 0)
         segs = self.segments()
-        for i, seg in enumerate(segs):
-            if not scan.segment(seg, last=i == len(segs) - 1):
-                break  # an incomplete last segment header: removed below
-            self._segment, self._segment_size = seg, scan.size
+        head_segment: Path | None = None
+        if segs and scan.segment(segs[-1], last=True):
+            head_segment = segs[-1]
+        elif len(segs) > 1:  # the newest segment's header is incomplete: removed below
+            torn = scan.repair
+            scan.segment(segs[-2], last=False)
+            scan.repair, head_segment = torn, segs[-2]
+        if head_segment is not None:
+            self._segment, self._segment_size = head_segment, scan.size
         self._head_seq, self._head_hash = scan.expect - 1, scan.prev
         if marker is not None:
-            _check_marker(self._head_seq, marker, scan.marked_hash)
+            found = scan.marked_hash
+            if found is None and marker[0] < scan.first:
+                found = _hash_in_sealed(segs, marker[0])
+            _check_marker(self._head_seq, marker, found)
         self._durable, self._marked = (self._head_seq, self._head_hash), scan.marked
         if scan.repair is not None:
             self._repair(*scan.repair)
@@ -620,27 +662,33 @@ class FileEventLog:
             return
         self._marked = seq
 
+    @property
+    def position(self) -> Position | None:
+        """Where the frames after the head will start (None: no segment yet)."""
+        if self._segment is None:
+            return None
+        return Position(int(self._segment.stem), self._segment_size)
+
     def read(self, from_seq: int = 1) -> Iterator[Recorded]:
         """Stream events with seq >= from_seq, up to the head as of the first step."""
         head = self._head_seq
         self._write_out()  # what a group commit holds back is part of the head
-        for seg in self._segments_from(from_seq):
-            try:
-                _, prev = read_segment_header(seg)
-                for offset, first_seq, body in scan_frames(seg):
-                    if first_seq > head:
-                        return
-                    if first_seq < from_seq - 1 and \
-                            first_seq + _count_records(seg, offset, first_seq, body) < from_seq:
-                        continue  # wholly before from_seq - 1, whose hash is the first prev
-                    for row in _decode(seg, offset, first_seq, body):
-                        seq, stream, typ, v, at, actor, corr, payload, h = row
-                        if seq >= from_seq:
-                            yield Recorded(seq, stream, typ, v, at, actor, corr, payload,
-                                           prev, h, [])
-                        prev = h
-            except _Torn:
-                return
+        segs = self._segments_from(from_seq)
+        if not segs:
+            return
+        try:
+            _, prev = read_segment_header(segs[0])
+        except _Torn:
+            return
+        for seg, offset, first_seq, body in self._frames(segs, SEG_HEADER.size, None, head):
+            if first_seq < from_seq - 1 and \
+                    first_seq + _count_records(seg, offset, first_seq, body) < from_seq:
+                continue  # wholly before from_seq - 1, whose hash is the first prev
+            for row in _decode(seg, offset, first_seq, body):
+                seq, stream, typ, v, at, actor, corr, payload, h = row
+                if seq >= from_seq:
+                    yield Recorded(seq, stream, typ, v, at, actor, corr, payload, prev, h, [])
+                prev = h
 
     def read_rows(self, from_seq: int = 1) -> Iterator[list[Any]]:
         """The raw rows `[seq, stream, type, v, at, actor, correlation, payload, hash]`, for
@@ -648,19 +696,102 @@ class FileEventLog:
         payload are tuples, as `events.registry.event_from` expects them."""
         head = self._head_seq
         self._write_out()
-        for seg in self._segments_from(from_seq):
+        for seg, offset, first_seq, body in self._frames(self._segments_from(from_seq),
+                                                         SEG_HEADER.size, None, head):
+            if first_seq >= from_seq:
+                yield from _decode(seg, offset, first_seq, body)
+            elif first_seq + _count_records(seg, offset, first_seq, body) > from_seq:
+                for row in _decode(seg, offset, first_seq, body):
+                    if row[0] >= from_seq:
+                        yield row
+
+    def _frames(self, segs: Sequence[Path], start: int, expect: int | None,
+                head: int) -> Iterator[tuple[Path, int, int, bytes]]:
+        """`(segment, offset, first_seq, body)` of every frame from byte `start` of `segs[0]`
+        up to `head`, checksums and numbering checked across segments (sealed segments are
+        checked here, by whoever reads them, not at open). `expect`: the seq the first frame
+        must start at (None: the first segment's header says). A frame cut short anywhere but
+        after the head, or a gap, raises LogCorrupted: a reader never stops short quietly."""
+        last: tuple[Path, int, int, bytes] | None = None  # the frame before, for its hash
+        for i, seg in enumerate(segs):
             try:
-                for offset, first_seq, body in scan_frames(seg):
+                seg_first, seg_prev = read_segment_header(seg)
+            except _Torn:
+                if int(seg.stem) > head:
+                    return  # an incomplete new segment a writer's open will remove
+                raise LogCorrupted(Damage(seg.name, 0, None,
+                                          "segment header is incomplete")) from None
+            if seg_first > head:
+                return
+            if expect is None:
+                expect = seg_first
+            elif i and seg_first != expect:
+                raise LogCorrupted(Damage(seg.name, 0, seg_first, f"segment starts at seq "
+                                          f"{seg_first}, expected {expect}"))
+            if (seg_first == 1 and seg_prev != GENESIS) or (
+                    last is not None and _decode(*last)[-1][8] != seg_prev):
+                raise LogCorrupted(Damage(seg.name, 0, seg_first,
+                                          "segment prev hash breaks the chain"))
+            try:
+                for offset, first_seq, body in scan_frames(seg, start if not i else
+                                                           SEG_HEADER.size):
                     if first_seq > head:
                         return
-                    if first_seq >= from_seq:
-                        yield from _decode(seg, offset, first_seq, body)
-                    elif first_seq + _count_records(seg, offset, first_seq, body) > from_seq:
-                        for row in _decode(seg, offset, first_seq, body):
-                            if row[0] >= from_seq:
-                                yield row
-            except _Torn:
-                return
+                    if first_seq != expect:
+                        raise LogCorrupted(Damage(seg.name, offset, first_seq, f"frame starts "
+                                                  f"at seq {first_seq}, expected {expect}"))
+                    expect += _count_records(seg, offset, first_seq, body)
+                    yield seg, offset, first_seq, body
+                    last = (seg, offset, first_seq, body)
+            except _Torn as torn:
+                if expect > head:
+                    return  # a torn tail after the head (a read-only open's pending repair)
+                raise LogCorrupted(Damage(seg.name, torn.offset, None,
+                                          "incomplete frame inside the log")) from None
+        if expect is not None and expect <= head:
+            where = segs[-1].name if segs else "-"
+            raise LogCorrupted(Damage(where, 0, expect, f"the log ends before seq {expect} "
+                                      f"(its head is {head})"))
+
+    def tail(self, at: Position, seq: int, chain: bytes) -> Iterator[list[Any]]:
+        """The rows after event `seq` (chain hash `chain`) whose frames start at `at`, as
+        `read_rows` gives them, each row's chain hash checked from its stored bytes. The
+        first frame is checked before this returns: TailMismatch if the log does not continue
+        `seq` there (the caller replays from the start instead); damage further on raises
+        LogCorrupted while reading."""
+        head = self._head_seq
+        self._write_out()
+        if seq > head:
+            raise TailMismatch(f"it covers seq {seq}, but the log ends at seq {head}")
+        if seq == head:
+            if chain != self._head_hash:
+                raise TailMismatch(f"it covers seq {seq} of another log (the chain hash "
+                                   "differs)")
+            return iter(())
+        segs = [p for p in self.segments() if int(p.stem) >= at.segment]
+        if not segs or int(segs[0].stem) != at.segment:
+            raise TailMismatch(f"its position (segment {at.segment}) is not in the log")
+        frames = self._frames(segs, at.offset, seq + 1, head)
+        try:
+            first = next(frames)
+        except (LogCorrupted, StopIteration):
+            raise TailMismatch(f"the log has no frame of seq {seq + 1} where it says") from None
+        prev = _chain_rows(first, chain)
+        if prev is None:
+            raise TailMismatch(f"it covers seq {seq} of another log (the chain hash differs)")
+        return self._checked_tail(first, frames, prev)
+
+    def _checked_tail(self, first: tuple[Path, int, int, bytes],
+                      frames: Iterator[tuple[Path, int, int, bytes]],
+                      prev: bytes) -> Iterator[list[Any]]:
+        yield from _decode(*first)
+        for frame in frames:
+            after = _chain_rows(frame, prev)
+            if after is None:
+                seg, offset, first_seq, _ = frame
+                raise LogCorrupted(Damage(seg.name, offset, first_seq, "hash chain broken"))
+            prev = after
+            yield from _decode(*frame)
 
     def _segments_from(self, from_seq: int) -> list[Path]:
         """The segments that can hold seq >= from_seq (names are their first seqs)."""
@@ -722,6 +853,30 @@ def _decode(seg: Path, offset: int, first_seq: int, body: bytes) -> list[list[An
         raise LogCorrupted(Damage(seg.name, offset, first_seq,
                                   "frame body is not a batch of whole event rows"))
     return rows
+
+
+_ROW = 0x99  # a stored row: a 9-element array, `[*core, hash]`
+_HASH_TAG = b"\xc4\x20"  # bin 8 of 32 bytes: the row's last element
+_CORE = b"\x98"  # the core: the same array with 8 elements
+
+
+def _chain_rows(frame: tuple[Path, int, int, bytes], prev: bytes) -> bytes | None:
+    """The chain hash after the rows of `frame` if each row's hash is SHA-256(prev + its core)
+    computed from the stored bytes (no decode, no re-encode), else None. A row is stored as
+    `0x99 core-elements 0xc4 0x20 hash`, and its core was hashed as `0x98 core-elements`."""
+    sha256 = hashlib.sha256
+    try:
+        rows = row_spans(frame[3])
+    except Exception:
+        return None
+    for row in rows:
+        if len(row) < 36 or row[0] != _ROW or row[-34:-32] != _HASH_TAG:
+            return None
+        h = sha256(prev + _CORE + row[1:-34]).digest()
+        if h != row[-32:]:
+            return None
+        prev = h
+    return prev
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -796,31 +951,138 @@ class VerifyReport:
 
 
 def verify(root: str | os.PathLike[str]) -> VerifyReport:
-    """Walk every frame and the whole hash chain; report the first damage found."""
-    rootp = Path(root)
-    log = FileEventLog(rootp, True, DEFAULT_SEGMENT_BYTES)
-    prev, expect, events = GENESIS, 1, 0
-    for seg in log.segments():
+    """Walk every frame and the whole hash chain; report the first damage found. Each row's
+    hash is checked over its stored bytes (`_verified_frame`); a frame that fails that is
+    walked again the careful way (decode, re-encode) to name its first problem."""
+    log = FileEventLog(Path(root), True, DEFAULT_SEGMENT_BYTES)
+    report = _walk(log.segments(), GENESIS, 1)
+    if report.damage is not None:
+        return report
+    return VerifyReport(report.events, report.head_seq, report.head_hash,
+                        _marker_damage(log, report.head_seq))
+
+
+def _walk(segs: Sequence[Path], prev: bytes, expect: int) -> VerifyReport:
+    """Check `segs` in order: headers, checksums, numbering and chain from (`prev`, seq
+    `expect`) on."""
+    for seg in segs:
         try:
             first_seq, seg_prev = read_segment_header(seg)
             if first_seq != expect or seg_prev != prev:
-                return VerifyReport(events, expect - 1, prev,
+                return VerifyReport(expect - 1, expect - 1, prev,
                                     Damage(seg.name, 0, first_seq, "segment breaks the chain"))
-            for frame in iter_frames(seg):
-                for rec in records_of(frame, prev):
-                    if rec.seq != expect:
-                        return VerifyReport(events, expect - 1, prev, Damage(
-                            seg.name, frame.offset, rec.seq, f"expected seq {expect}"))
-                    if chain_hash(prev, encode_core(rec.core())) != rec.hash:
-                        return VerifyReport(events, expect - 1, prev, Damage(
-                            seg.name, frame.offset, rec.seq, "hash chain broken"))
-                    prev, expect, events = rec.hash, expect + 1, events + 1
+            for offset, frame_seq, body in scan_frames(seg):
+                after = _verified_frame(frame_seq, body, expect, prev)
+                if after is None:
+                    damage, prev, expect = _frame_damage(Frame(seg, offset, frame_seq, body),
+                                                         prev, expect)
+                    if damage is not None:
+                        return VerifyReport(expect - 1, expect - 1, prev, damage)
+                else:
+                    prev, expect = after
         except _Torn as torn:
-            return VerifyReport(events, expect - 1, prev,
+            return VerifyReport(expect - 1, expect - 1, prev,
                                 Damage(seg.name, torn.offset, None, "incomplete frame (torn tail)"))
         except LogCorrupted as bad:
-            return VerifyReport(events, expect - 1, prev, bad.damage)
-    return VerifyReport(events, expect - 1, prev, _marker_damage(log, expect - 1))
+            return VerifyReport(expect - 1, expect - 1, prev, bad.damage)
+    return VerifyReport(expect - 1, expect - 1, prev, None)
+
+
+@dataclass(frozen=True)
+class ScrubReport:
+    sealed: int  # sealed segments checked
+    events: int  # the events they hold
+    damage: Damage | None
+
+
+def scrub(root: str | os.PathLike[str]) -> ScrubReport:
+    """Check what opening does not: every sealed segment (all but the newest), frame by frame
+    and along the hash chain, and that the newest segment's header continues it. Safe beside
+    a writer: sealed segments never change, and the newest is only read for its header."""
+    segs = FileEventLog(Path(root), True, DEFAULT_SEGMENT_BYTES).segments()
+    sealed = segs[:-1]
+    report = _walk(sealed, GENESIS, 1)
+    damage = report.damage
+    if damage is None and sealed:
+        newest = segs[-1]
+        try:
+            first_seq, seg_prev = read_segment_header(newest)
+        except _Torn:
+            first_seq, seg_prev = -1, b""  # a new segment being created: nothing to link yet
+        except LogCorrupted as bad:
+            return ScrubReport(len(sealed), report.events, bad.damage)
+        if first_seq >= 0 and (first_seq != report.head_seq + 1 or seg_prev != report.head_hash):
+            damage = Damage(newest.name, 0, first_seq, "segment breaks the chain")
+    return ScrubReport(len(sealed), report.events, damage)
+
+
+SCRUB_FILE = "SCRUBBED"  # when the last clean scrub ran (engine clock, µs) and what it covered
+_SCRUB_MAGIC = "trustledger-scrub v1"
+
+
+def record_scrub(root: Path, at_us: int, report: ScrubReport) -> None:
+    """Remember a clean scrub (best effort: a scrub not recorded only runs again sooner)."""
+    with contextlib.suppress(OSError):
+        tmp = root / (SCRUB_FILE + ".tmp")
+        tmp.write_text(f"{_SCRUB_MAGIC} {at_us} {report.sealed} {report.events}\n")
+        os.replace(tmp, root / SCRUB_FILE)
+
+
+def last_scrub(root: Path) -> int | None:
+    """The engine-clock time (µs) of the last recorded clean scrub, None if none is known."""
+    try:
+        parts = (root / SCRUB_FILE).read_text().split()
+    except (OSError, UnicodeDecodeError):
+        return None
+    if len(parts) != 5 or " ".join(parts[:2]) != _SCRUB_MAGIC or not parts[2].isdigit():
+        return None
+    return int(parts[2])
+
+
+def _verified_frame(first_seq: int, body: bytes, expect: int,
+                    prev: bytes) -> tuple[bytes, int] | None:
+    """(chain hash, next seq) after a frame whose rows are numbered from `expect` on and
+    chained from `prev`, checked over the stored bytes; None if anything differs."""
+    if first_seq != expect:
+        return None
+    try:
+        rows = row_spans(body)
+    except Exception:
+        return None
+    sha256 = hashlib.sha256
+    for row in rows:
+        if len(row) < 36 or row[0] != _ROW or row[-34:-32] != _HASH_TAG or \
+                _stored_seq(row) != expect:
+            return None
+        h = sha256(prev + _CORE + row[1:-34]).digest()
+        if h != row[-32:]:
+            return None
+        prev, expect = h, expect + 1
+    return (prev, expect) if rows else None
+
+
+_UINT_WIDTH = {0xCC: 1, 0xCD: 2, 0xCE: 4, 0xCF: 8}
+
+
+def _stored_seq(row: bytes) -> int:
+    """The seq a stored row starts with (msgpack's unsigned integer forms), -1 if none."""
+    tag = row[1]
+    if tag < 0x80:
+        return tag
+    width = _UINT_WIDTH.get(tag)
+    return -1 if width is None else int.from_bytes(row[2:2 + width], "big")
+
+
+def _frame_damage(frame: Frame, prev: bytes, expect: int) -> tuple[Damage | None, bytes, int]:
+    """The careful walk of one frame: decode, check each seq, re-encode and re-hash."""
+    seg = frame.segment.name
+    for rec in records_of(frame, prev):
+        if rec.seq != expect:
+            return Damage(seg, frame.offset, rec.seq, f"expected seq {expect}"), prev, expect
+        if chain_hash(prev, encode_core(rec.core())) != rec.hash:
+            return Damage(seg, frame.offset, rec.seq, "hash chain broken"), prev, expect
+        prev, expect = rec.hash, expect + 1
+    return None, prev, expect
 
 
 def _marker_damage(log: FileEventLog, head: int) -> Damage | None:

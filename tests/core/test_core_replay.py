@@ -108,13 +108,14 @@ def test_reopen_uses_the_snapshot_and_matches_a_full_replay(
         e.execute("end", answers=["yes"])
     e.close()
     snaps = sorted((tmp_path / "snapshots").glob("*.snap"))
-    assert [int(p.stem) for p in snaps] == [10, 12]  # every 5 events, the last two kept
-    loaded: list[DeviceState | None] = []
-    real_load = snapshot.load
-    monkeypatch.setattr(snapshot, "load", lambda d, log, *rest: loaded.append(
+    # Every 5 events; the newest two kept, and older ones one per SPAN (all in one here).
+    assert [int(p.stem) for p in snaps] == [5, 10, 12]
+    loaded: list[tuple[DeviceState, object] | None] = []
+    real_load = snapshot.load_with_tail
+    monkeypatch.setattr(snapshot, "load_with_tail", lambda d, log, *rest: loaded.append(
         real_load(d, log, *rest)) or loaded[-1])
     again = open_engine(tmp_path)
-    assert loaded[0] is not None and loaded[0].seq == 12
+    assert loaded[0] is not None and loaded[0][0].seq == 12
     assert again.state == replayed(tmp_path, use_snapshot=False)
     assert again.state.hostname == "r11"
     again.close()
@@ -176,3 +177,16 @@ def test_a_recovered_torn_tail_is_reported(tmp_path: Path) -> None:
                                "a truncated file")
     assert again.state.hostname == "r1"
     again.close()
+
+
+def test_retention_keeps_the_newest_and_one_per_span_of_older_ones(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(snapshot, "KEEP", 2)
+    monkeypatch.setattr(snapshot, "SPAN", 100)
+    monkeypatch.setattr(snapshot, "SPANS", 3)
+    files = [Path(f"{seq:020d}.snap") for seq in
+             (10, 60, 110, 150, 199, 230, 260, 300, 340, 399, 410, 420)]
+    dropped = {int(p.stem) for p in snapshot.pruned(files)}
+    # newest two: 410, 420; then the newest in each of the 3 newest spans: 399, 260, 199.
+    assert sorted({10, 60, 110, 150, 199, 230, 260, 300, 340, 399, 410, 420} - dropped) == \
+        [199, 260, 399, 410, 420]
