@@ -47,6 +47,19 @@ it: a log that ends below the marker lost acknowledged events and refuses to ope
 was rewritten and refuses too. A cut above the marker cannot be told from a crash and is reported
 as either.
 
+Opening, and the trade it makes: an open reads the newest segment only (its header names the seq
+and chain hash it starts from), recovers it as above and checks the marker; the sealed segments
+before it were fdatasync'ed and then never written again, and are not read. A snapshot records
+the position (segment, offset) where the frames after it start, so opening a data directory
+reads the snapshot and that tail, whose hash chain `tail` checks from the stored bytes, and
+nothing else: milliseconds instead of a pass over every segment's CRCs. What that gives up:
+damage to a sealed segment (a bad sector, a deleted or edited file) is not noticed at open.
+It is noticed by whoever reads it (every reader checks the checksums, the numbering and the
+segment links of what it reads, and refuses with `LogCorrupted`, never stopping short
+quietly: a replay without a snapshot reads everything), by `trustledger log verify` (the whole
+chain), and by the scrub (`scrub`, `trustledger log scrub`, and a scheduled one on the engine
+clock in the interactive shell), which checks the sealed segments alone, beside a writer.
+
 One writer at a time: the writer holds an exclusive `flock` on `LOCK`; a second writer gets
 `LogLocked`. Readers (`FileEventLog.open(..., readonly=True)`) take no lock.
 """
@@ -771,6 +784,8 @@ class FileEventLog:
         segs = [p for p in self.segments() if int(p.stem) >= at.segment]
         if not segs or int(segs[0].stem) != at.segment:
             raise TailMismatch(f"its position (segment {at.segment}) is not in the log")
+        if not SEG_HEADER.size <= at.offset <= segs[0].stat().st_size:
+            raise TailMismatch(f"the log has no frame of seq {seq + 1} where it says")
         frames = self._frames(segs, at.offset, seq + 1, head)
         try:
             first = next(frames)
