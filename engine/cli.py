@@ -5,8 +5,8 @@
     trustledger exec [--data DIR] -f FILE     run a batch script [--continue]
     trustledger log verify DIR                walk the hash chain (non-zero exit on damage),
                                               check every snapshot against it
-    trustledger log scrub DIR                 check the sealed segments (opening reads only the
-                                              newest one; non-zero exit on damage)
+    trustledger log scrub DIR                 check every segment, beside a writer (opening reads
+                                              only the tail; non-zero exit on damage)
     trustledger log show DIR [--from SEQ] [--json]
     trustledger replay DIR --until SEQ|ISO-TIME [--show CMD]...
     trustledger demo                          the reference example session, end to end
@@ -89,8 +89,8 @@ def _parser() -> argparse.ArgumentParser:
     lv = lsub.add_parser("verify", help="walk the chain; print events, head seq and hash")
     lv.add_argument("dir", type=Path, metavar="DIR", nargs="?", default=None,
                     help=LOG_DIR_HELP)
-    lc = lsub.add_parser("scrub", help="check the sealed segments (opening checks only the "
-                                       "newest)")
+    lc = lsub.add_parser("scrub", help="check every segment beside a writer (opening reads "
+                                       "only what follows the head marker and the snapshot)")
     lc.add_argument("dir", type=Path, metavar="DIR", nargs="?", default=None,
                     help=LOG_DIR_HELP)
     ls = lsub.add_parser("show", help="dump events, readable or JSON lines")
@@ -192,7 +192,7 @@ def cmd_log_verify(d: Path) -> int:
 
 
 def cmd_log_scrub(d: Path) -> int:
-    """The sealed segments, as the scheduled scrub checks them (engine/scrub.py); a clean
+    """Every segment, as the scheduled scrub checks them (engine/scrub.py); a clean
     scrub is recorded in the log directory, so the shell's scheduler waits a day again."""
     import time
 
@@ -200,7 +200,7 @@ def cmd_log_scrub(d: Path) -> int:
 
     root = _log_dir(d)
     report = scrub(root)
-    print(f"segments  : {report.sealed} sealed (the newest is checked at every open)")
+    print(f"segments  : {report.sealed} sealed and the newest")
     print(f"events    : {report.events}")
     if report.damage is not None:
         print(f"DAMAGED   : {report.damage}")

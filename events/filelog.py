@@ -58,7 +58,10 @@ It is noticed by whoever reads it (every reader checks the checksums, the number
 segment links of what it reads, and refuses with `LogCorrupted`, never stopping short
 quietly: a replay without a snapshot reads everything), by `trustledger log verify` (the whole
 chain), and by the scrub (`scrub`, `trustledger log scrub`, and a scheduled one on the engine
-clock in the interactive shell), which checks the sealed segments alone, beside a writer.
+clock in the interactive shell), which checks every segment beside a writer. The head marker
+also records where the head's frame starts: a writer's open after a clean close walks nothing
+before it, and after a crash only the frames written since the marker (at most MARK_EVERY
+seconds' worth); the newest segment's older frames are then checked like sealed ones.
 
 One writer at a time: the writer holds an exclusive `flock` on `LOCK`; a second writer gets
 `LogLocked`. Readers (`FileEventLog.open(..., readonly=True)`) take no lock.
@@ -343,9 +346,12 @@ class _Scan:
         self.marked_hash: bytes | None = GENESIS if marked == 0 else None
         self.first, self.expect, self.prev, self.size = 1, 1, GENESIS, 0
         self.repair: tuple[Repair, Path] | None = None  # a torn tail, to cut after the checks
+        self.frame: tuple[int, int, bytes] | None = None  # the head's frame
 
-    def segment(self, seg: Path, *, last: bool) -> bool:
-        """Walk one segment; False if it is an incomplete last one (to be removed)."""
+    def segment(self, seg: Path, *, last: bool, resume: int | None = None) -> bool:
+        """Walk one segment; False if it is an incomplete last one (to be removed).
+        `resume`: the offset of the frame the head marker names (its seq and hash): if that
+        frame is there and ends with them, the walk starts after it."""
         try:
             first_seq, seg_prev = read_segment_header(seg)
         except _Torn:
@@ -359,8 +365,10 @@ class _Scan:
             self.marked_hash = seg_prev
         self.size = SEG_HEADER.size
         last_frame: tuple[int, int, bytes] | None = None
+        if resume is not None and self._resume(seg, resume):
+            last_frame = self.frame
         try:
-            for offset, frame_seq, body in scan_frames(seg):
+            for offset, frame_seq, body in scan_frames(seg, self.size):
                 self._frame(seg, offset, frame_seq, body)
                 last_frame = (offset, frame_seq, body)
         except _Torn as torn:
@@ -371,6 +379,24 @@ class _Scan:
             self.size = torn.offset
         if last_frame is not None:
             self.prev = records_of(Frame(seg, *last_frame), self.prev)[-1].hash
+            self.frame = last_frame
+        return True
+
+    def _resume(self, seg: Path, offset: int) -> bool:
+        """Does the frame at `offset` end with the marker's seq? Then the walk goes on after
+        it (the frames before it were acknowledged; readers and the scrub check them)."""
+        try:
+            offset, frame_seq, body = next(scan_frames(seg, offset))
+            rows = _decode(seg, offset, frame_seq, body)
+        except (_Torn, LogCorrupted, StopIteration):
+            return False  # the full walk says what is wrong
+        if rows[0][0] != frame_seq or rows[-1][0] != self.marked:
+            return False
+        self.prev = rows[-1][8]
+        self.marked_hash = self.prev
+        self.expect = self.marked + 1
+        self.size = offset + FRAME_HEADER.size + len(body)
+        self.frame = (offset, frame_seq, body)
         return True
 
     def _frame(self, seg: Path, offset: int, frame_seq: int, body: bytes) -> None:
@@ -439,6 +465,8 @@ class FileEventLog:
         self._durable = (0, GENESIS)  # the head as of the last successful fdatasync
         self._durable_size = 0  # the current segment's size at that point
         self._marked = 0  # the seq the head marker holds
+        self._head_at: Position | None = None  # where the head's frame starts, if known
+        self._durable_at: Position | None = None
         self._marked_at = time.monotonic()
 
     # -- opening ---------------------------------------------------------------------------
@@ -476,11 +504,15 @@ class FileEventLog:
         """Find the head in the newest segment; check it against the marker; cut a torn tail
         (writer only); refuse any other damage there. Nothing is modified before every check
         has passed. Sealed segments are not read (see "Opening" in the module docstring)."""
-        marker = read_marker(self.root)
+        full = _parse_marker(self.root)
+        marker = full[:2] if full is not None else None
         scan = _Scan(marker[0] if marker is not None else 0)
         segs = self.segments()
         head_segment: Path | None = None
-        if segs and scan.segment(segs[-1], last=True):
+        at = full[2] if full is not None else None
+        resume = at.offset if at is not None and segs and int(segs[-1].stem) == at.segment \
+            else None
+        if segs and scan.segment(segs[-1], last=True, resume=resume):
             head_segment = segs[-1]
         elif len(segs) > 1:  # the newest segment's header is incomplete: removed below
             torn = scan.repair
@@ -488,6 +520,9 @@ class FileEventLog:
             scan.repair, head_segment = torn, segs[-2]
         if head_segment is not None:
             self._segment, self._segment_size = head_segment, scan.size
+            if scan.frame is not None:
+                self._head_at = Position(int(head_segment.stem), scan.frame[0])
+        self._durable_at = self._head_at
         self._head_seq, self._head_hash = scan.expect - 1, scan.prev
         if marker is not None:
             found = scan.marked_hash
@@ -549,6 +584,8 @@ class FileEventLog:
             self._rotate()  # a segment holding no frame yet takes any frame
         self._unwritten.append(frame)
         self._unwritten_bytes += len(frame)
+        assert self._segment is not None
+        self._head_at = Position(int(self._segment.stem), self._segment_size)
         self._segment_size += len(frame)
         self._head_seq, self._head_hash = records[-1].seq, records[-1].hash
         if self._group_depth:
@@ -581,6 +618,7 @@ class FileEventLog:
         self._unwritten_bytes = 0
         self._pending_sync = False
         self._head_seq, self._head_hash = self._durable
+        self._head_at = self._durable_at
         self._segment_size = self._durable_size
         if self._fd is not None:
             try:
@@ -624,6 +662,7 @@ class FileEventLog:
         os.fdatasync(self._fd)
         self._pending_sync = False
         self._durable = self._head_seq, self._head_hash
+        self._durable_at = self._head_at
         self._durable_size = self._segment_size
         if time.monotonic() - self._marked_at >= MARK_EVERY:
             self.mark_head()
@@ -670,7 +709,7 @@ class FileEventLog:
         if seq == self._marked:
             return
         try:
-            write_marker(self.root, seq, hash_)
+            write_marker(self.root, seq, hash_, self._durable_at)
         except OSError:
             return
         self._marked = seq
@@ -905,9 +944,13 @@ def _write_all(fd: int, data: bytes) -> None:
 # -- the head marker -------------------------------------------------------------------------
 
 
-def write_marker(root: Path, seq: int, hash_: bytes) -> None:
-    """`HEAD` := "trustledger-head v1 SEQ HASH CRC", atomically and durably."""
+def write_marker(root: Path, seq: int, hash_: bytes, at: Position | None = None) -> None:
+    """`HEAD` := "trustledger-head v1 SEQ HASH [SEGMENT OFFSET] CRC", atomically and durably;
+    SEGMENT OFFSET: where the frame ending with SEQ starts, so an open walks only what follows
+    it."""
     line = f"{_MARKER_MAGIC} {seq} {hash_.hex()}"
+    if at is not None:
+        line += f" {at.segment} {at.offset}"
     data = f"{line} {crc32c.crc32c(line.encode()):08x}\n".encode()
     tmp = root / (HEAD_FILE + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -922,6 +965,11 @@ def write_marker(root: Path, seq: int, hash_: bytes) -> None:
 
 def read_marker(root: Path) -> tuple[int, bytes] | None:
     """The marker's (seq, hash), None if there is none; LogError if it is unreadable."""
+    full = _parse_marker(root)
+    return None if full is None else full[:2]
+
+
+def _parse_marker(root: Path) -> tuple[int, bytes, Position | None] | None:
     path = root / HEAD_FILE
     try:
         raw = path.read_bytes()
@@ -929,19 +977,20 @@ def read_marker(root: Path) -> tuple[int, bytes] | None:
         return None
     parts = raw.decode("ascii", "replace").split()
     try:
-        if len(parts) != 5 or " ".join(parts[:2]) != _MARKER_MAGIC:
+        if len(parts) not in (5, 7) or " ".join(parts[:2]) != _MARKER_MAGIC:
             raise ValueError("not a head marker")
-        line = " ".join(parts[:4])
-        if int(parts[4], 16) != crc32c.crc32c(line.encode()):
+        line = " ".join(parts[:-1])
+        if int(parts[-1], 16) != crc32c.crc32c(line.encode()):
             raise ValueError("checksum mismatch")
         seq, hash_ = int(parts[2]), bytes.fromhex(parts[3])
+        at = Position(int(parts[4]), int(parts[5])) if len(parts) == 7 else None
         if seq < 1 or len(hash_) != 32:
             raise ValueError("out of range")
     except ValueError as e:
         raise LogError(f"% The event log's head marker {path} is damaged ({e}): the log "
                        "cannot be checked against what was acknowledged. Refusing to open "
                        "(remove the marker to open the log unchecked).") from None
-    return seq, hash_
+    return seq, hash_, at
 
 
 def _check_marker(head: int, marker: tuple[int, bytes], found: bytes | None) -> None:
@@ -1005,30 +1054,23 @@ def _walk(segs: Sequence[Path], prev: bytes, expect: int) -> VerifyReport:
 
 @dataclass(frozen=True)
 class ScrubReport:
-    sealed: int  # sealed segments checked
-    events: int  # the events they hold
+    sealed: int  # sealed segments checked (and the newest one)
+    events: int  # the events checked
     damage: Damage | None
 
 
 def scrub(root: str | os.PathLike[str]) -> ScrubReport:
-    """Check what opening does not: every sealed segment (all but the newest), frame by frame
-    and along the hash chain, and that the newest segment's header continues it. Safe beside
-    a writer: sealed segments never change, and the newest is only read for its header."""
+    """Check what opening does not: every segment frame by frame and along the hash chain,
+    the newest one up to its last whole frame (a writer may be appending to it: a frame cut
+    short at its end is not damage here; opening deals with torn tails). Safe beside a
+    writer: frames already written never change."""
     segs = FileEventLog(Path(root), True, DEFAULT_SEGMENT_BYTES).segments()
-    sealed = segs[:-1]
-    report = _walk(sealed, GENESIS, 1)
+    report = _walk(segs, GENESIS, 1)
     damage = report.damage
-    if damage is None and sealed:
-        newest = segs[-1]
-        try:
-            first_seq, seg_prev = read_segment_header(newest)
-        except _Torn:
-            first_seq, seg_prev = -1, b""  # a new segment being created: nothing to link yet
-        except LogCorrupted as bad:
-            return ScrubReport(len(sealed), report.events, bad.damage)
-        if first_seq >= 0 and (first_seq != report.head_seq + 1 or seg_prev != report.head_hash):
-            damage = Damage(newest.name, 0, first_seq, "segment breaks the chain")
-    return ScrubReport(len(sealed), report.events, damage)
+    if damage is not None and segs and damage.segment == segs[-1].name and \
+            damage.reason.startswith("incomplete frame"):
+        damage = None  # the newest segment's end, being written
+    return ScrubReport(max(len(segs) - 1, 0), report.events, damage)
 
 
 SCRUB_FILE = "SCRUBBED"  # when the last clean scrub ran (engine clock, µs) and what it covered

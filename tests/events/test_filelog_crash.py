@@ -162,6 +162,12 @@ def test_zeroed_frame_header_followed_by_data_is_damage_not_a_torn_tail(
     data = bytearray(seg.read_bytes())
     data[second:second + FRAME_HEADER.size] = bytes(FRAME_HEADER.size)
     seg.write_bytes(bytes(data))
+    found = scrub(root).damage  # the head marker names frame 3: opening starts after it...
+    assert found is not None and found.offset == second
+    with pytest.raises(LogCorrupted) as err, FileEventLog.open(root) as log:
+        list(log.read_rows())  # ...and reading refuses
+    assert err.value.damage.offset == second
+    (root / HEAD_FILE).unlink()  # a crash before any marker: opening walks the segment
     with pytest.raises(LogCorrupted) as err:
         FileEventLog.open(root)
     assert err.value.damage.offset == second
