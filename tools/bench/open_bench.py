@@ -39,13 +39,13 @@ for _path in (REPO, Path(__file__).resolve().parent):
     if str(_path) not in sys.path:
         sys.path.insert(0, str(_path))
 
+from log_bench import pending  # noqa: E402
+
 from engine import snapshot  # noqa: E402
 from engine.cli import main as trustledger  # noqa: E402
 from engine.engine import Engine  # noqa: E402
 from engine.state import DeviceState, replay_rows  # noqa: E402
 from events.filelog import FileEventLog, verify  # noqa: E402
-from log_bench import pending  # noqa: E402
-
 
 TRUSTLEDGER = str(Path(sys.executable).with_name("trustledger"))  # the venv's entry point
 
@@ -159,7 +159,8 @@ def run(args: argparse.Namespace) -> int:
             " k/s", 0.4, False, True),
         row(f"replay --until {n - 1000} (s)", r["until"], r["until"], " s", 0.5, True, False),
     ]
-    print(f"\n  (log: {log_bytes / 1e6:.0f} MB in {segments} segments; verify {log_bytes / r['verify'] / 1e6:.0f} MB/s, sha256sum "
+    print(f"\n  (log: {log_bytes / 1e6:.0f} MB in {segments} segments; verify "
+          f"{log_bytes / r['verify'] / 1e6:.0f} MB/s, sha256sum "
           f"{log_bytes / r['sha256sum'] / 1e6:.0f} MB/s)")
     return 0 if all(verdicts) else 1
 
