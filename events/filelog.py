@@ -465,8 +465,10 @@ class FileEventLog:
         self._durable = (0, GENESIS)  # the head as of the last successful fdatasync
         self._durable_size = 0  # the current segment's size at that point
         self._marked = 0  # the seq the head marker holds
-        self._head_at: Position | None = None  # where the head's frame starts, if known
-        self._durable_at: Position | None = None
+        # Where the head's frame starts (its segment, offset), if known: a plain tuple, made
+        # on every append (the marker turns it into a Position when it is written).
+        self._head_at: tuple[Path | None, int] | None = None
+        self._durable_at: tuple[Path | None, int] | None = None
         self._marked_at = time.monotonic()
 
     # -- opening ---------------------------------------------------------------------------
@@ -521,7 +523,7 @@ class FileEventLog:
         if head_segment is not None:
             self._segment, self._segment_size = head_segment, scan.size
             if scan.frame is not None:
-                self._head_at = Position(int(head_segment.stem), scan.frame[0])
+                self._head_at = (head_segment, scan.frame[0])
         self._durable_at = self._head_at
         self._head_seq, self._head_hash = scan.expect - 1, scan.prev
         if marker is not None:
@@ -582,12 +584,13 @@ class FileEventLog:
         if self._fd is None or (self._segment_size > SEG_HEADER.size
                                 and self._segment_size + len(frame) > self.segment_bytes):
             self._rotate()  # a segment holding no frame yet takes any frame
+        size = len(frame)
         self._unwritten.append(frame)
-        self._unwritten_bytes += len(frame)
-        assert self._segment is not None
-        self._head_at = Position(int(self._segment.stem), self._segment_size)
-        self._segment_size += len(frame)
-        self._head_seq, self._head_hash = records[-1].seq, records[-1].hash
+        self._unwritten_bytes += size
+        self._head_at = (self._segment, self._segment_size)
+        self._segment_size += size
+        last = records[-1]
+        self._head_seq, self._head_hash = last.seq, last.hash
         if self._group_depth:
             # Inside a group, frames wait in memory and go out in one write: nothing is
             # acknowledged before the block ends anyway.
@@ -709,7 +712,9 @@ class FileEventLog:
         if seq == self._marked:
             return
         try:
-            write_marker(self.root, seq, hash_, self._durable_at)
+            at = self._durable_at
+            write_marker(self.root, seq, hash_, None if at is None or at[0] is None
+                         else Position(int(at[0].stem), at[1]))
         except OSError:
             return
         self._marked = seq
