@@ -415,7 +415,8 @@ def run(args: argparse.Namespace) -> int:
             shutil.rmtree(work, ignore_errors=True)
 
     order = ["raw_sync1", "raw_sync100", "raw_decode", "msgspec_decode", "our_sync1",
-             "our_group", "our_batch", "replay", "rows", "typed", "es_save1", "es_save100", "es_rebuild"]
+             "our_group", "our_batch", "replay", "rows", "typed", "es_save1", "es_save100",
+             "es_rebuild"]
     results = {k: best(rounds[k]) for k in order}
     results["generate"] = generated
     print()
