@@ -97,7 +97,8 @@ GROUP_BUFFER = 1 << 20  # a group commit writes its frames out whenever this muc
 READ_BUFFER = 1 << 20
 HEAD_FILE = "HEAD"  # the head marker
 MARK_EVERY = 2.0  # seconds: under load the marker is at most this far behind the log
-_MARKER_MAGIC = "trustledger-head v1"
+_MARKER_MAGIC = "trustledger-head v1"  # SEQ HASH CRC
+_MARKER_MAGIC_2 = "trustledger-head v2"  # SEQ HASH SEGMENT OFFSET CRC
 
 
 class LogError(Exception):
@@ -950,12 +951,12 @@ def _write_all(fd: int, data: bytes) -> None:
 
 
 def write_marker(root: Path, seq: int, hash_: bytes, at: Position | None = None) -> None:
-    """`HEAD` := "trustledger-head v1 SEQ HASH [SEGMENT OFFSET] CRC", atomically and durably;
-    SEGMENT OFFSET: where the frame ending with SEQ starts, so an open walks only what follows
-    it."""
+    """`HEAD` := "trustledger-head v2 SEQ HASH SEGMENT OFFSET CRC" (v1 without SEGMENT OFFSET
+    when the position is not known), atomically and durably. SEGMENT OFFSET: where the frame
+    ending with SEQ starts, so an open walks only what follows it."""
     line = f"{_MARKER_MAGIC} {seq} {hash_.hex()}"
     if at is not None:
-        line += f" {at.segment} {at.offset}"
+        line = f"{_MARKER_MAGIC_2} {seq} {hash_.hex()} {at.segment} {at.offset}"
     data = f"{line} {crc32c.crc32c(line.encode()):08x}\n".encode()
     tmp = root / (HEAD_FILE + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -982,7 +983,8 @@ def _parse_marker(root: Path) -> tuple[int, bytes, Position | None] | None:
         return None
     parts = raw.decode("ascii", "replace").split()
     try:
-        if len(parts) not in (5, 7) or " ".join(parts[:2]) != _MARKER_MAGIC:
+        magic = " ".join(parts[:2])
+        if (len(parts), magic) not in ((5, _MARKER_MAGIC), (7, _MARKER_MAGIC_2)):
             raise ValueError("not a head marker")
         line = " ".join(parts[:-1])
         if int(parts[-1], 16) != crc32c.crc32c(line.encode()):

@@ -13,19 +13,24 @@ from pathlib import Path
 import crc32c
 import msgpack
 import pytest
-from eventlog_support import noted_batch, segment_files
+from eventlog_support import copy_log, noted_batch, segment_files
 
 from engine.ports import FakeClock
 from engine.scrub import EVERY, FIRST, ScrubSchedule
 from events.filelog import (
     _FRAME_PREFIX,
+    HEAD_FILE,
     SCRUB_FILE,
     FileEventLog,
     LogCorrupted,
+    LogError,
     Position,
     TailMismatch,
+    _parse_marker,
     iter_frames,
+    read_marker,
     scrub,
+    write_marker,
 )
 
 
@@ -122,3 +127,33 @@ def test_the_scheduled_scrub_runs_on_the_engine_clock_and_reports_damage(
     message = again.due()
     assert message is not None and message.startswith("%LOG-1-SCRUB_DAMAGED: ")
     assert segment_files(root)[1].name in message
+
+
+def test_an_open_after_a_crash_walks_from_the_marker_and_cuts_the_torn_tail(
+        tmp_path: Path) -> None:
+    root = tmp_path / "log"
+    with FileEventLog.open(root) as log:
+        log.append(noted_batch(1, 5))
+    full = _parse_marker(root)
+    assert full is not None and full[0] == 5 and full[2] is not None  # v2: with its position
+    with FileEventLog.open(root) as log:
+        for n in range(6, 9):
+            log.append(noted_batch(n, 1))  # the marker stays at 5 (MARK_EVERY not reached)
+        assert read_marker(root) == full[:2]
+        crashed = copy_log(root, tmp_path / "crashed", marker=True)
+    [seg] = segment_files(crashed)
+    data = seg.read_bytes()
+    seg.write_bytes(data[:-7])  # the last frame torn
+    with FileEventLog.open(crashed) as log:
+        assert log.head[0] == 7 and log.recovered is not None
+        assert [row[0] for row in log.read_rows()] == list(range(1, 8))
+    # A marker whose position does not hold its frame: the open walks the whole segment.
+    seq, chain, at = full
+    assert at is not None
+    write_marker(crashed, seq, chain, Position(at.segment, at.offset + 1))
+    with FileEventLog.open(crashed) as log:
+        assert log.head[0] == 7
+    write_marker(crashed, seq, bytes(32), at)  # the marker's hash is not the log's: refused
+    with pytest.raises(LogError, match="does not have the hash"):
+        FileEventLog.open(crashed)
+    assert (crashed / HEAD_FILE).exists()
