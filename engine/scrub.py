@@ -1,7 +1,7 @@
 """The scheduled scrub: the sealed segments of the log, checked on the engine clock.
 
-Opening reads only the newest segment of the log (events/filelog.py, "Opening"), so damage to a
-sealed segment would otherwise wait for the next `log verify` or full replay. The interactive
+Opening reads only the tail of the log (events/filelog.py, "Opening"), so damage to older
+frames would otherwise wait for the next `log verify` or full replay. The interactive
 shell's scheduler asks `ScrubSchedule.due` every tick: when the last clean scrub recorded in
 the log directory (`SCRUBBED`, the engine-clock time it ran) is `EVERY` old, or `FIRST` after
 the engine opened if none is recorded, it scrubs (`events.filelog.scrub`, beside the writer:
@@ -22,7 +22,7 @@ FIRST = HOUR  # after opening, when no scrub is recorded (not at once: the opera
 
 
 def damage_message(report: ScrubReport) -> str:
-    return (f"%LOG-1-SCRUB_DAMAGED: the scrub of the event log's sealed segments found damage: "
+    return (f"%LOG-1-SCRUB_DAMAGED: the scrub of the event log found damage: "
             f"{report.damage}. Run 'trustledger log verify' and restore the log from a backup.")
 
 
