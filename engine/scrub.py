@@ -1,11 +1,11 @@
-"""The scheduled scrub: the sealed segments of the log, checked on the engine clock.
+"""The scheduled scrub: every segment of the log, checked on the engine clock.
 
 Opening reads only the tail of the log (events/filelog.py, "Opening"), so damage to older
 frames would otherwise wait for the next `log verify` or full replay. The interactive
 shell's scheduler asks `ScrubSchedule.due` every tick: when the last clean scrub recorded in
 the log directory (`SCRUBBED`, the engine-clock time it ran) is `EVERY` old, or `FIRST` after
 the engine opened if none is recorded, it scrubs (`events.filelog.scrub`, beside the writer:
-sealed segments never change) and returns the message to print if it found damage. A clean
+written frames never change) and returns the message to print if it found damage. A clean
 scrub is recorded; a damaged log is scrubbed again `EVERY` later and keeps saying so.
 """
 
