@@ -129,15 +129,15 @@ class Engine:
         log = FileEventLog.open(root / "log")
         try:
             ignored: list[snapshot.Ignored] = []
-            state = _newest_snapshot(root, log, ignored, use_snapshots)
+            found = _newest_snapshot(root, log, ignored, use_snapshots)
             if log.recovered:
                 logger.warning("event log repaired at open", repaired=log.recovered)
             snapshot.remove_leftovers(root / "snapshots")
             for bad in ignored:
                 logger.warning("snapshot ignored", path=str(bad.path), reason=bad.reason)
-            state = state or DeviceState()
+            state, rows = found or (DeviceState(), log.read_rows())
             covered = state.seq
-            state = replay_rows(state, log.read_rows(state.seq + 1))
+            state = replay_rows(state, rows)
         except BaseException:
             log.close()
             raise
@@ -503,7 +503,8 @@ class Engine:
         assert self.data_dir is not None and isinstance(self.store, FileEventLog)
         self._since_snapshot = 0  # a failed write is retried EVERY events later, not per command
         try:
-            snapshot.save(self.data_dir / "snapshots", self.state, self.store.head)
+            snapshot.save(self.data_dir / "snapshots", self.state, self.store.head,
+                          self.store.position)
             self.store.mark_head()
         except OSError as e:
             logger.warning("snapshot not written; the log holds every event", error=str(e),
@@ -513,14 +514,14 @@ class Engine:
 
 
 def _newest_snapshot(root: Path, log: FileEventLog, ignored: list[snapshot.Ignored],
-                     use: bool) -> DeviceState | None:
-    """The state of the newest usable snapshot in `root`/snapshots (None without `use`),
-    each file read once. A log that ends before the newest intact snapshot refuses to open,
-    `use` or not: events it acknowledged are missing."""
+                     use: bool) -> tuple[DeviceState, snapshot.Rows] | None:
+    """The state of the newest usable snapshot in `root`/snapshots and the log's rows after
+    it (None without `use`), each file read once. A log that ends before the newest intact
+    snapshot refuses to open, `use` or not: events it acknowledged are missing."""
     directory = root / "snapshots"
     try:
         if use:
-            return snapshot.load(directory, log, ignored)
+            return snapshot.load_with_tail(directory, log, ignored)
         known = snapshot.newest_seq(directory)
         if known > log.head[0]:
             raise snapshot.LogBehind(known)

@@ -198,7 +198,7 @@ def test_the_old_exploit_through_the_shell_runs_nothing(device: Path, tmp_path: 
                           capture_output=True, timeout=60, check=False)
     assert done.returncode == 0, done.stderr
     assert "hostname r4" in done.stdout
-    assert f"%LOG-4-SNAPSHOT_IGNORED: {newest}: not a version-2 snapshot" in done.stderr
+    assert f"%LOG-4-SNAPSHOT_IGNORED: {newest}: not a version-3 snapshot" in done.stderr
     assert "Traceback" not in done.stderr
     assert not target.exists()
 
