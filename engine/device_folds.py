@@ -8,8 +8,6 @@ into `DeviceState.keys`, the `show logging` buffer into `DeviceState.messages`.
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from engine import trustpoints as tp  # its folds: the trustpoint lifecycle
 from engine.folds import FoldTable
 from engine.keys import ImportedKey, KeyAlgorithm, KeyPair, KeyRing
@@ -54,7 +52,7 @@ def _key_removed(state: DeviceState, ev: PublicKeyRemoved, at: int) -> DeviceSta
 
 
 def _with_ring(state: DeviceState, ring: KeyRing) -> DeviceState:
-    return replace(state, keys=ring)
+    return with_state(state, keys=ring)
 
 
 # -- the logging buffer (`show logging`) -------------------------------------------------------

@@ -1,0 +1,169 @@
+"""The fast replay path folds to the same state as the live path, for any history.
+
+Live: each event folded on its own by `evolve` (what the engine does after each command), every
+state a new immutable value. Fast: `replay_rows` over the rows read back from the log, one
+private state changed in place (`engine.state.with_state`). The histories mix every kind of
+device event: configuration commits (trustpoints included, so their removal drops a status),
+key pairs and imported keys, and each step of a trustpoint's enrollment. An event the live
+fold refuses (an illegal lifecycle transition) is left out, as the engine would never record
+it. `tests/core/test_core_replay.py` proves the same through `Engine.execute` for commands.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import hypothesis.strategies as st
+from hypothesis import given, settings
+
+from engine.config import Change, ConfigTree
+from engine.config import Path as ConfigPath
+from engine.machines.table import IllegalTransition
+from engine.state import MAX_COMMITS, DeviceState, evolve, replay_rows
+from events.device import ConfigurationCommitted
+from events.filelog import FileEventLog
+from events.keys import KeyPairGenerated, KeyPairZeroized, PublicKeyImported, PublicKeyRemoved
+from events.registry import Event
+from events.store import PendingEvent
+from events.trustpoint import (
+    CACertificateAccepted,
+    CACertificateRefused,
+    CertificateReceived,
+    EnrollmentFailed,
+    EnrollmentPending,
+    EnrollmentRequested,
+    TrustpointCertificatesRemoved,
+)
+
+TRUSTPOINTS = ("ca1", "ca2")
+LABELS = ("k1", "k2")
+KEY_IDS = ("a" * 32, "b" * 32, "c" * 32)
+TXIDS = ("t1", "t2")
+USAGES = ("general", "signature", "encryption")
+
+# A configuration line's key and the lines it may hold (None: removed).
+LINES: dict[ConfigPath, tuple[str, ...]] = {
+    ("hostname",): ("hostname r1", "hostname r2"),
+    ("domain name",): ("domain name a.example",),
+    **{(f"crypto ca trustpoint {tp}",): (f"crypto ca trustpoint {tp}",) for tp in TRUSTPOINTS},
+    **{(f"crypto ca trustpoint {tp}", "enrollment"): (f"enrollment url http://{tp}.example",
+                                                      "enrollment terminal")
+       for tp in TRUSTPOINTS},
+}
+
+
+@st.composite
+def commit(draw: st.DrawFn, config: ConfigTree, commit_id: int) -> ConfigurationCommitted:
+    """A commit that applies to `config`: one to three line changes, children removed
+    before their parent and added after it."""
+    changes = []
+    tree = config
+    for path in draw(st.lists(st.sampled_from(sorted(LINES)), min_size=1, max_size=3)):
+        if len(path) == 2 and tree.line(path[:1]) is None:
+            continue  # no parent to hang it under
+        new = draw(st.sampled_from((None, *LINES[path])))
+        steps = tree.removal(path) if new is None else [Change(path, tree.line(path), new)]
+        for change in steps:
+            if change.old != change.new:
+                tree = tree.apply(change)
+                changes.append(change.to_wire())
+    rollback_to = draw(st.sampled_from((0, commit_id - 1)))
+    return ConfigurationCommitted(commit_id, "admin", draw(st.sampled_from(("", "lbl"))), "",
+                                  tuple(changes), rollback_to)
+
+
+def other_event(draw: st.DrawFn) -> Event:
+    tp = draw(st.sampled_from(TRUSTPOINTS))
+    txid = draw(st.sampled_from(TXIDS))
+    key_id = draw(st.sampled_from(KEY_IDS))
+    label = draw(st.sampled_from(LABELS))
+    kinds: list[Any] = [
+        KeyPairGenerated(key_id, label, "rsa", draw(st.sampled_from(USAGES)), 2048, "",
+                         b"spki", b"sealed", b"n" * 12, "v1"),
+        KeyPairZeroized(label, "rsa", tuple(draw(st.sets(st.sampled_from(KEY_IDS)))), "cli"),
+        PublicKeyImported(label, "rsa", draw(st.sampled_from(USAGES)), 2048, b"spki", "spki"),
+        PublicKeyRemoved(label, "rsa", "zeroize"),
+        CACertificateAccepted(tp, b"ca", (b"ra",), ("POSTPKIOperation",), "scep"),
+        CACertificateRefused(tp, "AB:CD", "CN=ca"),
+        EnrollmentRequested(tp, (key_id,), ("general",), (txid,), "CN=r1", ("F1",), "scep",
+                            1, 3),
+        EnrollmentPending(tp, txid, draw(st.integers(1, 3)), 5_000_000,
+                          draw(st.sampled_from(("", "timed out")))),
+        CertificateReceived(tp, key_id, draw(st.sampled_from(USAGES)), b"cert", txid),
+        EnrollmentFailed(tp, txid, draw(st.sampled_from(("failure", "timeout"))),
+                         draw(st.sampled_from(("", "badRequest"))), "refused"),
+        TrustpointCertificatesRemoved(tp, "commit", 1, ("ca",), ("01",), ("AB",)),
+    ]
+    event: Event = draw(st.sampled_from(kinds))
+    return event
+
+
+@st.composite
+def history(draw: st.DrawFn) -> tuple[DeviceState, list[PendingEvent]]:
+    """A history the live path accepts, and the state it folds to event by event."""
+    state, accepted = DeviceState(), []
+    at = 1_700_000_000_000_000
+    for _ in range(draw(st.integers(1, 40))):
+        at += draw(st.integers(0, 2_000_000))
+        if draw(st.booleans()):
+            ev: Event = draw(commit(state.config, state.next_commit_id))
+        else:
+            ev = other_event(draw)
+        try:
+            after = evolve(state, ev, at, state.seq + 1)
+        except IllegalTransition:
+            continue  # the engine would have refused the command: never recorded
+        state = after
+        accepted.append(PendingEvent(ev, "device", at, "admin", f"cmd-{len(accepted)}"))
+    return state, accepted
+
+
+def fast_replay(events: list[PendingEvent]) -> DeviceState:
+    with tempfile.TemporaryDirectory(prefix="tl-fast-") as tmp, \
+            FileEventLog.open(Path(tmp)) as log:
+        for i in range(0, len(events), 3):  # frames of one and of several events
+            log.append(events[i:i + 3])
+        return replay_rows(DeviceState(), log.read_rows())
+
+
+@settings(max_examples=150, deadline=None)
+@given(history())
+def test_fast_replay_equals_the_live_folds(case: tuple[DeviceState, list[PendingEvent]]) -> None:
+    live, events = case
+    fast = fast_replay(events)
+    assert type(fast) is DeviceState  # the replay's private state does not leak
+    assert fast == live
+    assert list(fast.commits) == list(live.commits)
+    assert fast.trustpoints == live.trustpoints and fast.messages == live.messages
+
+
+def test_replay_leaves_the_state_it_started_from_unchanged(tmp_path: Path) -> None:
+    start = evolve(DeviceState(), ConfigurationCommitted(
+        1000000001, "admin", "", "", ((("hostname",), None, "hostname r1"),)), 1, 1)
+    events = [PendingEvent(ConfigurationCommitted(1000000001 + i, "admin", "", "", (
+        (("hostname",), f"hostname r{i}", f"hostname r{i + 1}"),)), "device", 2 + i)
+        for i in range(1, 4)]
+    with FileEventLog.open(tmp_path) as log:
+        log.append([PendingEvent(ConfigurationCommitted(
+            1000000001, "admin", "", "", ((("hostname",), None, "hostname r1"),)), "device", 1)])
+        log.append(events)
+        after = replay_rows(start, log.read_rows(2))
+    assert start.hostname == "r1" and start.seq == 1 and start.commits.count == 1
+    assert after.hostname == "r4" and after.seq == 4 and after.commits.count == 4
+
+
+def test_the_commit_history_keeps_exactly_the_newest_max_commits() -> None:
+    state = DeviceState()
+    for i in range(MAX_COMMITS + 25):
+        old = f"hostname r{i - 1}" if i else None
+        state = evolve(state, ConfigurationCommitted(
+            state.next_commit_id, "admin", "", "", ((("hostname",), old, f"hostname r{i}"),)),
+            i, i + 1)
+    ids = [c.commit_id for c in state.commits]
+    assert len(ids) == MAX_COMMITS and state.commits.count == MAX_COMMITS + 25
+    assert ids == list(range(state.next_commit_id - 1, state.next_commit_id - 1 - MAX_COMMITS,
+                             -1))
+    assert state.commits.find(ids[-1]) is not None
+    assert state.commits.find(ids[-1] - 1) is None  # the 101st newest is not shown
