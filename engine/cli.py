@@ -318,7 +318,7 @@ def cmd_replay(d: Path, until: str, shows: Sequence[str] | None) -> int:
     with FileEventLog.open(_log_dir(d), readonly=True) as log:
         report_pending_repair(log)
         start = _snapshot_before(d, log, max_seq) if max_seq is not None else None
-        state, rows = start or (DeviceState(), log.read_rows())
+        state, rows = start or (DeviceState(), log.read_rows(typed=True))
         state = replay_rows(state, _rows_until(rows, max_seq, max_at, last_at))
     print(f"! state at seq {state.seq}")
     # Shows that depend on the time (certificate status, poll timers) see the replayed moment.

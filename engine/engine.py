@@ -135,7 +135,7 @@ class Engine:
             snapshot.remove_leftovers(root / "snapshots")
             for bad in ignored:
                 logger.warning("snapshot ignored", path=str(bad.path), reason=bad.reason)
-            state, rows = found or (DeviceState(), log.read_rows())
+            state, rows = found or (DeviceState(), log.read_rows(typed=True))
             covered = state.seq
             state = replay_rows(state, rows)
         except BaseException:

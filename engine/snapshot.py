@@ -402,7 +402,7 @@ def _tail(snap: Snapshot, log: FileEventLog) -> Rows:
     """The log's rows after `snap`, or SnapshotMismatch if the log does not continue it."""
     if snap.position is not None:
         try:
-            return log.tail(snap.position, snap.seq, snap.chain_hash)
+            return log.tail(snap.position, snap.seq, snap.chain_hash, typed=True)
         except TailMismatch as e:
             raise SnapshotMismatch(str(e)) from None
     row = next(iter(log.read_rows(snap.seq)), None)  # no recorded position: search
@@ -412,7 +412,7 @@ def _tail(snap: Snapshot, log: FileEventLog) -> Rows:
     if row[8] != snap.chain_hash:
         raise SnapshotMismatch(f"it covers seq {snap.seq} of another log (the chain hash "
                                "differs)")
-    return log.read_rows(snap.seq + 1)
+    return log.read_rows(snap.seq + 1, typed=True)
 
 
 def load(directory: Path, log: FileEventLog, ignored: list[Ignored] | None = None
@@ -425,7 +425,8 @@ def load(directory: Path, log: FileEventLog, ignored: list[Ignored] | None = Non
 def load_with_tail(directory: Path, log: FileEventLog, ignored: list[Ignored] | None = None,
                    upto: int | None = None) -> tuple[DeviceState, Rows] | None:
     """The newest snapshot (at or before seq `upto`, if given) that passes every check
-    against `log`, with the log's rows after it; None if there is none. Each snapshot passed
+    against `log`, with the log's rows after it (typed, for `replay_rows`); None if there
+    is none. Each snapshot passed
     over on the way is added to `ignored`. Each file is read and hashed once: the newest
     intact one (digest and name, as `newest_seq` finds it) says how far the log is known to
     reach, and LogBehind if the log ends before that."""
@@ -468,7 +469,7 @@ def verify(directory: Path, log: FileEventLog) -> list[Check]:
             checks.append(Check(path, None, str(e)))
             continue
         good.append((snap.seq, path, snap))
-    state, rows, last = DeviceState(), iter(log.read_rows(1)), [None]
+    state, rows, last = DeviceState(), iter(log.read_rows(1, typed=True)), [None]
     for seq, path, snap in sorted(good, key=lambda g: g[0]):
         if seq > state.seq:
             state = replay_rows(state, _rows_upto(rows, seq, last))

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from engine.config import Change, ConfigTree
 from engine.keys import KeyRing
 from events.device import ConfigurationCommitted
-from events.registry import Event, event_from, known_types
+from events.registry import Event, known_types
 
 if TYPE_CHECKING:
     from engine.folds import FoldTable
@@ -186,7 +186,8 @@ def evolve(state: DeviceState, ev: Event, at: int = 0, seq: int = 0) -> DeviceSt
 
 
 def replay_rows(state: DeviceState, rows: Iterable[list[Any]]) -> DeviceState:
-    """Fold raw log rows `[seq, stream, type, v, at, actor, correlation, payload, hash]`.
+    """Fold typed log rows `[seq, stream, type, v, at, actor, correlation, event, hash]`
+    (`FileEventLog.read_rows(..., typed=True)`: each payload already decoded into its event).
 
     The folds run on a private `_ReplayState` copy of `state`, which `with_state` changes in
     place (one object for the whole replay, not one per event); the result is a plain
@@ -203,7 +204,7 @@ def replay_rows(state: DeviceState, rows: Iterable[list[Any]]) -> DeviceState:
         for row in rows:
             seq = row[0]
             fold = folds.get(row[2]) or table.require(row[2], seq)
-            owned = fold(owned, event_from(row[2], row[3], row[7]), row[4])
+            owned = fold(owned, row[7], row[4])
     finally:
         if paused:
             gc.enable()

@@ -747,18 +747,21 @@ class FileEventLog:
                     yield Recorded(seq, stream, typ, v, at, actor, corr, payload, prev, h, [])
                 prev = h
 
-    def read_rows(self, from_seq: int = 1) -> Iterator[list[Any]]:
+    def read_rows(self, from_seq: int = 1, *, typed: bool = False) -> Iterator[list[Any]]:
         """The raw rows `[seq, stream, type, v, at, actor, correlation, payload, hash]`, for
         replay loops that must not pay for an envelope object per event. Arrays inside a
-        payload are tuples, as `events.registry.event_from` expects them."""
+        payload are tuples, as `events.registry.event_from` expects them. `typed`: each
+        row's payload is its event instead, decoded straight from the stored bytes
+        (`events.typed`; what `engine.state.replay_rows` folds)."""
         head = self._head_seq
         self._write_out()
+        decode = _decoder(typed)
         for seg, offset, first_seq, body in self._frames(self._segments_from(from_seq),
                                                          SEG_HEADER.size, None, head):
             if first_seq >= from_seq:
-                yield from _decode(seg, offset, first_seq, body)
+                yield from decode(seg, offset, first_seq, body)
             elif first_seq + _count_records(seg, offset, first_seq, body) > from_seq:
-                for row in _decode(seg, offset, first_seq, body):
+                for row in decode(seg, offset, first_seq, body):
                     if row[0] >= from_seq:
                         yield row
 
@@ -810,9 +813,11 @@ class FileEventLog:
             raise LogCorrupted(Damage(where, 0, expect, f"the log ends before seq {expect} "
                                       f"(its head is {head})"))
 
-    def tail(self, at: Position, seq: int, chain: bytes) -> Iterator[list[Any]]:
+    def tail(self, at: Position, seq: int, chain: bytes, *,
+             typed: bool = False) -> Iterator[list[Any]]:
         """The rows after event `seq` (chain hash `chain`) whose frames start at `at`, as
-        `read_rows` gives them, each row's chain hash checked from its stored bytes. The
+        `read_rows` gives them (`typed` likewise), each row's chain hash checked from its
+        stored bytes. The
         first frame is checked before this returns: TailMismatch if the log does not continue
         `seq` there (the caller replays from the start instead); damage further on raises
         LogCorrupted while reading."""
@@ -838,19 +843,20 @@ class FileEventLog:
         prev = _chain_rows(first, chain)
         if prev is None:
             raise TailMismatch(f"it covers seq {seq} of another log (the chain hash differs)")
-        return self._checked_tail(first, frames, prev)
+        return self._checked_tail(first, frames, prev, typed)
 
     def _checked_tail(self, first: tuple[Path, int, int, bytes],
                       frames: Iterator[tuple[Path, int, int, bytes]],
-                      prev: bytes) -> Iterator[list[Any]]:
-        yield from _decode(*first)
+                      prev: bytes, typed: bool) -> Iterator[list[Any]]:
+        decode = _decoder(typed)
+        yield from decode(*first)
         for frame in frames:
             after = _chain_rows(frame, prev)
             if after is None:
                 seg, offset, first_seq, _ = frame
                 raise LogCorrupted(Damage(seg.name, offset, first_seq, "hash chain broken"))
             prev = after
-            yield from _decode(*frame)
+            yield from decode(*frame)
 
     def _segments_from(self, from_seq: int) -> list[Path]:
         """The segments that can hold seq >= from_seq (names are their first seqs)."""
@@ -912,6 +918,23 @@ def _decode(seg: Path, offset: int, first_seq: int, body: bytes) -> list[list[An
         raise LogCorrupted(Damage(seg.name, offset, first_seq,
                                   "frame body is not a batch of whole event rows"))
     return rows
+
+
+def _decoder(typed: bool) -> Callable[[Path, int, int, bytes], list[list[Any]]]:
+    """`_decode`, or with `typed` the same with each row's payload decoded into its event
+    (`events.typed`, imported here: only the readers that need msgspec load it)."""
+    if not typed:
+        return _decode
+    from events.typed import decode_events
+
+    def decode_typed(seg: Path, offset: int, first_seq: int, body: bytes) -> list[list[Any]]:
+        try:
+            return decode_events(body)
+        except (ValueError, TypeError) as e:
+            raise LogCorrupted(Damage(seg.name, offset, first_seq,
+                                      f"undecodable frame body: {e}")) from e
+
+    return decode_typed
 
 
 _ROW = 0x99  # a stored row: a 9-element array, `[*core, hash]`

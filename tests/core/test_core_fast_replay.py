@@ -125,7 +125,7 @@ def fast_replay(events: list[PendingEvent]) -> DeviceState:
             FileEventLog.open(Path(tmp)) as log:
         for i in range(0, len(events), 3):  # frames of one and of several events
             log.append(events[i:i + 3])
-        return replay_rows(DeviceState(), log.read_rows())
+        return replay_rows(DeviceState(), log.read_rows(typed=True))
 
 
 @settings(max_examples=150, deadline=None)
@@ -149,7 +149,7 @@ def test_replay_leaves_the_state_it_started_from_unchanged(tmp_path: Path) -> No
         log.append([PendingEvent(ConfigurationCommitted(
             1000000001, "admin", "", "", ((("hostname",), None, "hostname r1"),)), "device", 1)])
         log.append(events)
-        after = replay_rows(start, log.read_rows(2))
+        after = replay_rows(start, log.read_rows(2, typed=True))
     assert start.hostname == "r1" and start.seq == 1 and start.commits.count == 1
     assert after.hostname == "r4" and after.seq == 4 and after.commits.count == 4
 

@@ -26,7 +26,7 @@ def replayed(path: Path, use_snapshot: bool) -> DeviceState:
     with FileEventLog.open(path / "log", readonly=True) as log:
         state = snapshot.load(path / "snapshots", log) if use_snapshot else None
         state = state or DeviceState()
-        return replay_rows(state, log.read_rows(state.seq + 1))
+        return replay_rows(state, log.read_rows(state.seq + 1, typed=True))
 
 
 def shows(state: DeviceState) -> dict[str, str]:

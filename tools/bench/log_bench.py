@@ -282,7 +282,7 @@ def child_replay(root: str) -> dict[str, Any]:
     t0 = time.perf_counter()
     with FileEventLog.open(root, readonly=True) as log:
         t1 = time.perf_counter()
-        state = replay_rows(DeviceState(), log.read_rows())
+        state = replay_rows(DeviceState(), log.read_rows(typed=True))
         t2 = time.perf_counter()
         rss = _peak_rss_mb()
         # Where the time goes (diagnostics, after the RSS reading): the log alone, then the

@@ -59,7 +59,7 @@ def build(root: Path, events: int) -> None:
             with log.group_commit():
                 for n in range(start, min(events, start + snapshot.EVERY)):
                     log.append([pending(n)])
-            state = replay_rows(state, log.read_rows(state.seq + 1))
+            state = replay_rows(state, log.read_rows(state.seq + 1, typed=True))
             snapshot.save(snaps, state, log.head, log.position)
 
 
