@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from engine.config import Change, Path
-from engine.errors import CommandError
+from engine.errors import TrustledgerError
 from engine.grammar import Mode
 from events.registry import Event
 
@@ -65,7 +65,7 @@ class Outcome:
     extra: dict[str, Any] = field(default_factory=dict)
     # The command failed, but what happened is on record (a CA's FAILURE answer): the events
     # are appended and the output shown, and the Result still carries this error.
-    failure: CommandError | None = None
+    failure: TrustledgerError | None = None
     # Effects performed only once the events are durable (destroying a zeroized key's data
     # key): what must not happen if the append fails. They cannot undo the command.
     then: Sequence[Effect] = ()

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from engine.effects import PERFORMERS, Ask, Effect, Outcome, ReadBlock, Say, performs
-from engine.errors import CommandError, Reason
+from engine.errors import OperatorError, Reason, TrustledgerError
 from engine.ports import Clock, Prompter, SystemClock
 
 if TYPE_CHECKING:
@@ -52,7 +52,7 @@ class Ports:
             if got is not None:
                 self.out.append(("" if secret else require_utf8(got)) + "\n")
                 return require_utf8(got)
-        raise CommandError(Reason.NO_INPUT, f"% No answer to {prompt.strip()!r}: input ended.")
+        raise OperatorError(Reason.NO_INPUT, f"No answer to {prompt.strip()!r}: input ended.")
 
 
 def require_utf8(text: str) -> str:
@@ -61,8 +61,8 @@ def require_utf8(text: str) -> str:
     try:
         text.encode("utf-8")
     except UnicodeEncodeError as e:
-        raise CommandError(Reason.INVALID_INPUT,
-                           f"% Input is not valid UTF-8 text (at character {e.start}).") from e
+        raise OperatorError(Reason.INVALID_INPUT,
+                           f"Input is not valid UTF-8 text (at character {e.start}).") from e
     return text
 
 
@@ -101,7 +101,7 @@ def run(handler_result: Any, ports: Ports) -> Outcome:
         return handler_result
     gen = cast(Generator[Effect, Any, Outcome], handler_result)
     reply: Any = None
-    failed: CommandError | None = None
+    failed: TrustledgerError | None = None
     try:
         while True:
             # A peer's error is thrown into the handler at its `yield`, so a handler that
@@ -109,7 +109,7 @@ def run(handler_result: Any, ports: Ports) -> Outcome:
             eff = gen.send(reply) if failed is None else gen.throw(failed)
             try:
                 reply, failed = perform(eff, ports), None
-            except CommandError as err:
+            except TrustledgerError as err:
                 failed = err
     except StopIteration as stop:
         if not isinstance(stop.value, Outcome):
@@ -119,8 +119,8 @@ def run(handler_result: Any, ports: Ports) -> Outcome:
 
 def perform(eff: Effect, ports: Ports) -> Any:
     if ports.offline and not isinstance(eff, Say):
-        raise CommandError(Reason.NOT_ALLOWED,
-                           "% This is a replay of the log: commands that reach a CA, ask a "
+        raise OperatorError(Reason.NOT_ALLOWED,
+                           "This is a replay of the log: commands that reach a CA, ask a "
                            "question or use a key are not available.")
     fn = PERFORMERS.get(type(eff))
     if fn is None:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 from types import MappingProxyType
 from typing import Any
 
-from engine.errors import CommandError
+from engine.errors import TrustledgerError
 from engine.grammar import GRAMMAR, Mode
 from engine.lifecycle import Lifecycle
 from engine.parser import parse
@@ -79,7 +79,7 @@ def trustpoint_config(state: DeviceState, name: str) -> TrustpointConfig | None:
     for child in node.children.values():
         try:
             m = parse(GRAMMAR, Mode.TRUSTP, child.line)
-        except CommandError:  # a line an older build accepted (e.g. an ftp:// url): unused
+        except TrustledgerError:  # a line an older build accepted (e.g. an ftp:// url): unused
             continue
         if m is None:
             continue

@@ -104,7 +104,7 @@ class Console:
     def refused(self, transaction_id: str, subject: str, refusal: ScepRefusal) -> None:
         self._log.info("refused", txid=transaction_id, subject=subject,
                        failInfo=refusal.fail_info.label,
-                       reason=refusal.message.removeprefix("% "))
+                       reason=refusal.text)
 
     def crl_published(self, number: int, next_update: str) -> None:
         self._log.info("crl published", number=number, next_update=next_update)

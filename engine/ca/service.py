@@ -547,7 +547,7 @@ class BuiltinCA:
                 except CAError as e:
                     log.warning("approved request cannot be issued; rejecting it",
                                 transaction_id=txid, reason=e.message)
-                    events = decide_unissuable(self._state, txid, e.message)
+                    events = decide_unissuable(self._state, txid, e.text)
                 state = self._commit(self._state, events, now, "ca", txid)
                 serial = state.requests[txid].serial
                 if serial is not None:
@@ -619,7 +619,7 @@ class BuiltinCA:
             try:
                 events += self._issue(_fold(state, events, now), key, txid, now_dt, days)
             except ScepRefusal as e:  # the profile refused the request: no peer to answer
-                raise CAError(Reason.BAD_DATA, e.message) from None
+                raise CAError(Reason.BAD_DATA, e.text) from None
             state = self._commit(state, events, now, actor, txid)
             serial = state.requests[txid].serial
             assert serial is not None
@@ -833,5 +833,5 @@ def _open_log(root: Path, readonly: bool) -> FileEventLog:
     except LogLocked:
         raise CALocked(root) from None
     except LogError as e:  # damaged, or shorter than what was acknowledged: name it
-        raise CAError(Reason.BAD_DATA, str(e)) from None
+        raise CAError(Reason.BAD_DATA, e.text) from None
 

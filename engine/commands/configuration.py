@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from engine.config import Change, ConfigConflict
 from engine.destruction import confirm_removal, removal_events, removed_trustpoints
 from engine.effects import Ask, Effect, Outcome
-from engine.errors import CommandError, Reason
+from engine.errors import OperatorError, Reason
 from engine.grammar import (
     CONFIG_MODES,
     GRAMMAR,
@@ -67,8 +67,8 @@ def commit_event(state: DeviceState, user: str, changes: list[Change], label: st
     try:
         state.config.apply_all(changes)
     except ConfigConflict as err:
-        raise CommandError(Reason.NOT_ALLOWED,
-                           "% Failed to commit: the running configuration changed since this "
+        raise OperatorError(Reason.NOT_ALLOWED,
+                           "Failed to commit: the running configuration changed since this "
                            f"session started ({err}). Use 'abort' and configure again.") from err
     return ConfigurationCommitted(state.next_commit_id, user, label, comment,
                                   tuple(c.to_wire() for c in changes), rollback_to)
@@ -80,7 +80,7 @@ def _commit(ctx: Ctx, label: str = "", comment: str = ""
     if not changes:
         return Outcome(output="% No configuration changes to commit.", commit_done=True)
     if label and _labelled(ctx.state, label) is not None:
-        raise CommandError(Reason.INVALID_VALUE, f"% Label {label!r} is already in use.")
+        raise OperatorError(Reason.INVALID_VALUE, f"Label {label!r} is already in use.")
     ev = commit_event(ctx.state, ctx.user, changes, label, comment)
     removed = yield from _removals(ctx.state, changes, "commit", ev.commit_id)
     if removed is None:
@@ -116,7 +116,7 @@ def _removal_lines(removed: list[Event]) -> list[str]:
 def commit(ctx: Ctx) -> Generator[Effect, Any, Outcome]:
     label = ctx.args.get("label", "")
     if label and label[0].isdigit():
-        raise CommandError(Reason.INVALID_VALUE, "% A commit label must start with a letter.")
+        raise OperatorError(Reason.INVALID_VALUE, "A commit label must start with a letter.")
     return (yield from _commit(ctx, label, ctx.args.get("comment", "")))
 
 
@@ -209,7 +209,7 @@ def show_commit_changes(ctx: Ctx) -> Outcome:
 def show_last_changes(ctx: Ctx) -> Outcome:
     commits = list(ctx.state.commits)[: ctx.args["n"]]
     if not commits:
-        raise CommandError(Reason.NOT_FOUND, "% No commits to show.")
+        raise OperatorError(Reason.NOT_FOUND, "No commits to show.")
     return Outcome(output="".join(render_commit_changes(c) for c in reversed(commits)))
 
 
@@ -221,11 +221,11 @@ def _find(ctx: Ctx, ref: int | str) -> Commit:
     if isinstance(ref, str):
         by_label = _labelled(ctx.state, ref)
         if by_label is None:
-            raise CommandError(Reason.NOT_FOUND, f"% Commit label {ref} not found.")
+            raise OperatorError(Reason.NOT_FOUND, f"Commit label {ref} not found.")
         return by_label
     found = ctx.state.commits.find(ref)
     if found is None:
-        raise CommandError(Reason.NOT_FOUND, f"% Commit ID {ref} not found.")
+        raise OperatorError(Reason.NOT_FOUND, f"Commit ID {ref} not found.")
     return found
 
 
@@ -235,7 +235,7 @@ def _find(ctx: Ctx, ref: int | str) -> Commit:
 def _rollback(ctx: Ctx, undo: list[Commit], back_to: int
               ) -> Generator[Effect, Any, Outcome]:
     if ctx.session.mode is not Mode.EXEC:
-        raise CommandError(Reason.NOT_ALLOWED, "% Rollback is an exec command; 'end' first.")
+        raise OperatorError(Reason.NOT_ALLOWED, "Rollback is an exec command; 'end' first.")
     changes = [c.inverse() for commit in undo for c in reversed(commit.changes)]
     if not changes:
         return Outcome(output="% No changes to roll back.")
@@ -262,8 +262,8 @@ def rollback_last(ctx: Ctx) -> Generator[Effect, Any, Outcome]:
     commits = list(ctx.state.commits)
     n = ctx.args["n"]
     if n > len(commits):
-        raise CommandError(Reason.INVALID_VALUE,
-                           f"% Only {len(commits)} {_plural(len(commits), 'commit')} "
+        raise OperatorError(Reason.INVALID_VALUE,
+                           f"Only {len(commits)} {_plural(len(commits), 'commit')} "
                            f"exist; cannot roll back {n}.")
     back_to = commits[n].commit_id if n < len(commits) else 0
     return _rollback(ctx, commits[:n], back_to)

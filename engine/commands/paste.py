@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from engine.commands import trustpoint as tp
 from engine.effects import Effect, Outcome, ReadBlock, Say
-from engine.errors import CommandError, Reason
+from engine.errors import OperatorError, Reason
 from engine.grammar import GRAMMAR
 from engine.keys import KeyPair
 from engine.lifecycle import Lifecycle
@@ -62,8 +62,8 @@ def import_certificate(ctx: Ctx) -> Generator[Effect, Any, Outcome]:
     status = status_of(ctx.state, name)
     e = status.enrollment
     if status.lifecycle is not Lifecycle.ENROLLING or e is None or e.method != "terminal":
-        raise CommandError(Reason.NOT_ALLOWED,
-                           f"% Trustpoint {name} has no cut-and-paste request waiting for a "
+        raise OperatorError(Reason.NOT_ALLOWED,
+                           f"Trustpoint {name} has no cut-and-paste request waiting for a "
                            f"certificate. Use 'crypto ca enroll {name}' first.")
     assert status.ca_certificate is not None
     der = decode_pasted((yield ReadBlock(PASTE_CERT)))

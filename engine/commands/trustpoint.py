@@ -14,7 +14,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from engine.effects import Ask, Effect, Outcome, ReadBlock, Say
-from engine.errors import CommandError, Reason
+from engine.errors import OperatorError, PeerReason, Reason, ScepFailure, TrustledgerError
 from engine.grammar import (
     ENROLLMENT_URL,
     GRAMMAR,
@@ -144,14 +144,14 @@ G.config("description <text>", key="description", mode=TP, help="Trustpoint desc
 def _configured(state: DeviceState, name: str) -> TrustpointConfig:
     cfg = trustpoint_config(state, name)
     if cfg is None:
-        raise CommandError(Reason.NOT_FOUND, f"% Trustpoint {name} is not configured.")
+        raise OperatorError(Reason.NOT_FOUND, f"Trustpoint {name} is not configured.")
     return cfg
 
 
 def _legal(status: TrustpointStatus, trigger: str, message: str) -> Lifecycle:
     dest = next_state(status.lifecycle, trigger)
     if dest is None:
-        raise CommandError(Reason.NOT_ALLOWED, message)
+        raise OperatorError(Reason.NOT_ALLOWED, message)
     return dest
 
 
@@ -183,7 +183,7 @@ def authenticate(ctx: Ctx) -> Generator[Effect, Any, Outcome]:
     cfg = _configured(ctx.state, name)
     status = status_of(ctx.state, name)
     _legal(status, "authenticate",
-           f"% Trustpoint {name} already has an authenticated CA certificate. Remove the "
+           f"Trustpoint {name} already has an authenticated CA certificate. Remove the "
            "trustpoint (no crypto ca trustpoint) to authenticate another CA.")
     if cfg.terminal:
         pasted = yield ReadBlock(PASTE_CA)
@@ -193,8 +193,8 @@ def authenticate(ctx: Ctx) -> Generator[Effect, Any, Outcome]:
         fetched = yield FetchCA(cfg.scep_url)
         source = "scep"
     else:
-        raise CommandError(Reason.NOT_ALLOWED,
-                           f"% Trustpoint {name} has no enrollment method: configure "
+        raise OperatorError(Reason.NOT_ALLOWED,
+                           f"Trustpoint {name} has no enrollment method: configure "
                            "'enrollment url' or 'enrollment terminal'.")
     ca = load_certificate(fetched.ca_certificate, "CA certificate")
     check_ca_certificate(ca, ctx.now)
@@ -228,8 +228,8 @@ password to the CA Administrator in order to revoke your certificate.
 def key_pairs(state: DeviceState, cfg: TrustpointConfig) -> tuple[KeyPair, ...]:
     pairs = state.keys.pairs_of(KeyAlgorithm.RSA, cfg.key_label)
     if not pairs:
-        raise CommandError(Reason.NOT_FOUND,
-                           f"% RSA key pair {cfg.key_label} not found. Generate it with "
+        raise OperatorError(Reason.NOT_FOUND,
+                           f"RSA key pair {cfg.key_label} not found. Generate it with "
                            f"'crypto key generate rsa"
                            f"{'' if cfg.key_label == 'the_default' else ' ' + cfg.key_label}'.")
     return pairs
@@ -249,8 +249,8 @@ def identity(state: DeviceState, cfg: TrustpointConfig) -> Identity:
         try:
             x509.Name.from_rfc4514_string(extra)
         except ValueError as e:
-            raise CommandError(Reason.INVALID_VALUE,
-                               f"% subject-name {extra!r} is not a distinguished name.") from e
+            raise OperatorError(Reason.INVALID_VALUE,
+                               f"subject-name {extra!r} is not a distinguished name.") from e
         parts.append(extra)
     return Identity(",".join(parts), (fqdn,),
                     (cfg.ip_address,) if cfg.ip_address else ())
@@ -278,7 +278,7 @@ def _password() -> Generator[Effect, Any, str]:
             yield Say("% The challenge password cannot be empty.\n")
             continue
         return str(first)
-    raise CommandError(Reason.CANCELLED, "% Enrollment cancelled: no challenge password.")
+    raise OperatorError(Reason.CANCELLED, "Enrollment cancelled: no challenge password.")
 
 
 @G.action("crypto ca enroll <name>", help="Request a certificate from a CA", args={"name": NAME})
@@ -287,10 +287,10 @@ def enroll(ctx: Ctx) -> Generator[Effect, Any, Outcome]:
     cfg = _configured(ctx.state, name)
     status = status_of(ctx.state, name)
     if status.lifecycle is Lifecycle.DECLARED:
-        raise CommandError(Reason.NOT_ALLOWED,
-                           f"% The CA of trustpoint {name} is not authenticated. Use "
+        raise OperatorError(Reason.NOT_ALLOWED,
+                           f"The CA of trustpoint {name} is not authenticated. Use "
                            f"'crypto ca authenticate {name}' first.")
-    _legal(status, "enroll", f"% An enrollment for trustpoint {name} is already in progress. "
+    _legal(status, "enroll", f"An enrollment for trustpoint {name} is already in progress. "
            f"Use 'crypto ca cancel-enroll {name}' to stop it.")
     pairs = key_pairs(ctx.state, cfg)
     if status.certificates:
@@ -304,8 +304,8 @@ def enroll(ctx: Ctx) -> Generator[Effect, Any, Outcome]:
         done: Outcome = yield from enroll_terminal(ctx, cfg, status, pairs)
         return done
     if cfg.scep_url is None:
-        raise CommandError(Reason.NOT_ALLOWED,
-                           f"% Trustpoint {name} has no enrollment url.")
+        raise OperatorError(Reason.NOT_ALLOWED,
+                           f"Trustpoint {name} has no enrollment url.")
     yield Say(START)
     challenge = yield from _password()
     who = identity(ctx.state, cfg)
@@ -327,13 +327,13 @@ def _enrolled(ctx: Ctx, cfg: TrustpointConfig, status: TrustpointStatus,
         tuple(r.transaction_id for r in replies), who.subject, fingerprints, "scep",
         cfg.retry_period, cfg.retry_count)]
     lines = [f"  Fingerprint: {fp}" for fp in fingerprints]
-    failure: CommandError | None = None
+    failure: ScepFailure | None = None
     out, pending = handle_replies(ctx.now, cfg, status, pairs, replies, 0,
                                   cfg.retry_period)
     events += out
     if any(isinstance(e, EnrollmentFailed) for e in out):
-        lines.append(_failure_text(next(e for e in out if isinstance(e, EnrollmentFailed))))
-        failure = CommandError(Reason.PEER, lines[-1])
+        failure = _refused(next(e for e in out if isinstance(e, EnrollmentFailed)))
+        lines.append(failure.message)
     elif pending:
         lines.append(f"% Certificate request pending at the CA: polling every "
                      f"{plural(cfg.retry_period, 'minute')}, up to "
@@ -399,12 +399,15 @@ def _explain(info: FailInfo | None) -> str:
         "the CA gave no reason"
 
 
-def _failure_text(failed: EnrollmentFailed) -> str:
-    """The `%` line for an enrollment the CA refused: the failInfo, what it usually means and
-    the CA's own failInfoText; with usage keys, which certificate was issued and which refused
-    (a CA that allows one certificate per subject, as micromdm's default does, refuses the
-    second). The same words as the ENROLL_FAILED message `show logging` keeps."""
-    return "% " + enrollment_failure(failed.trustpoint, failed.fail_info, failed.detail)
+def _refused(failed: EnrollmentFailed) -> ScepFailure:
+    """An enrollment the CA refused: the failInfo, what it usually means and the CA's own
+    failInfoText; with usage keys, which certificate was issued and which refused (a CA that
+    allows one certificate per subject, as micromdm's default does, refuses the second). The
+    same words as the ENROLL_FAILED message `show logging` keeps."""
+    reason = PeerReason.TIMED_OUT if failed.reason == "timeout" else PeerReason.REFUSED
+    info = next((i for i, n in _FAIL_NAMES.items() if n == failed.fail_info), None)
+    return ScepFailure(reason, info,
+                       enrollment_failure(failed.trustpoint, failed.fail_info, failed.detail))
 
 
 def _which(pairs: tuple[KeyPair, ...], replies: list[ScepReply]) -> str:
@@ -453,7 +456,7 @@ def cancel_enroll(ctx: Ctx) -> Outcome:
     _configured(ctx.state, name)
     status = status_of(ctx.state, name)
     _legal(status, "renewal_cancelled" if status.certificates else "cancel",
-           f"% Trustpoint {name} has no enrollment in progress.")
+           f"Trustpoint {name} has no enrollment in progress.")
     assert status.enrollment is not None
     txid = status.enrollment.transaction_ids[0] if status.enrollment.transaction_ids else ""
     return Outcome(events=[EnrollmentFailed(name, txid, "cancelled", "",
@@ -507,8 +510,8 @@ def poll(state: DeviceState, now: int, name: str) -> Generator[Effect, Any, Outc
     """One CertPoll round; an enrollment that ends failed makes the job's Result an error."""
     outcome: Outcome = yield from _poll_round(state, now, name)
     if any(isinstance(ev, EnrollmentFailed) for ev in outcome.events):
-        outcome.failure = CommandError(Reason.PEER, outcome.output or
-                                       f"% Enrollment for trustpoint {name} failed.")
+        outcome.failure = _refused(next(ev for ev in outcome.events
+                                        if isinstance(ev, EnrollmentFailed)))
     return outcome
 
 
@@ -538,11 +541,11 @@ def _poll_round(state: DeviceState, now: int, name: str) -> Generator[Effect, An
                                            cfg.message_digest)))
         events, pending = handle_replies(now, cfg, status, pairs, replies, polls,
                                      e.retry_period)
-    except CommandError as err:
+    except TrustledgerError as err:
         # The CA could not be asked this time, or answered with nothing we can accept (e.g.
         # SUCCESS with a certificate for another key): the attempt counts, the next one is
         # scheduled. (Raised past this point, the poll would stay due and rerun at once.)
-        error = err.message[2:]
+        error = err.text
         if polls >= e.retry_count:
             return _failed(EnrollmentFailed(name, e.transaction_ids[0], "timeout", "",
                                             f"{plural(polls, 'poll')}, the last one failed: "
