@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from engine.config import Change, Path
 from engine.errors import TrustledgerError
 from engine.grammar import Mode
+from engine.views import View
 from events.registry import Event
 
 if TYPE_CHECKING:
@@ -29,9 +30,10 @@ class Effect:
 
 @dataclass(frozen=True)
 class Say(Effect):
-    """Print text now (before the command ends, e.g. before a question or a slow step)."""
+    """Print text now (before the command ends, e.g. before a question or a slow step); a
+    `View` is rendered by the `render` port."""
 
-    text: str
+    text: str | View
 
 
 @dataclass(frozen=True)
@@ -54,7 +56,7 @@ class ReadBlock(Effect):
 class Outcome:
     """The result of one command."""
 
-    output: str = ""
+    output: str | View = ""  # a View is rendered by the `render` port (engine/views.py)
     events: Sequence[Event] = ()
     edits: Sequence[Change] = ()  # configuration modes: changes to the target configuration
     enter: tuple[Mode, Path] | None = None  # push a configuration submode

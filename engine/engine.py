@@ -19,16 +19,16 @@ import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
 
 import structlog
 
 import engine.commands  # noqa: F401  (registers every command into GRAMMAR)
 from engine import pipe, snapshot
 from engine.config import Change, ConfigConflict
+from engine.context import Ctx
 from engine.effects import Outcome
 from engine.errors import OperatorError, Reason, TrustledgerError
-from engine.grammar import GRAMMAR, Grammar, Mode
+from engine.grammar import GRAMMAR, Mode
 from engine.keys import KeyAlgorithm
 from engine.keystore import (
     KEYSTORE_DIR,
@@ -50,6 +50,7 @@ from events.keys import KeyPairZeroized
 from events.memory import MemoryEventLog
 from events.registry import event_from
 from events.store import EventStore, PendingEvent, Recorded
+from projections.render import render
 
 logger = structlog.get_logger("trustledger.engine")
 
@@ -78,22 +79,6 @@ class Result:
     @property
     def ok(self) -> bool:
         return self.error is None
-
-
-@dataclass(frozen=True)
-class Ctx:
-    """What a handler may read: the folded state, the session, the command's time and user."""
-
-    state: DeviceState
-    session: Session
-    now: int
-    user: str
-    match: Match
-    grammar: Grammar
-
-    @property
-    def args(self) -> dict[str, Any]:
-        return self.match.args
 
 
 class Engine:
@@ -140,7 +125,7 @@ class Engine:
         except BaseException:
             log.close()
             raise
-        ports = Ports(data_dir=root, clock=clock or SystemClock(), prompter=prompter,
+        ports = Ports(data_dir=root, clock=clock or SystemClock(), prompter=prompter, render=render,
                       write=write, keygen=keygen, scep=scep)
         engine = cls(log, state, ports, root, user or _default_user())
         engine.recovered = log.recovered
@@ -173,7 +158,8 @@ class Engine:
     def in_memory(cls, *, clock: Clock | None = None, prompter: Prompter | None = None,
                   user: str = "admin", keygen: KeyGenerator | None = None,
                   scep: ScepTransport | None = None) -> Engine:
-        ports = Ports(clock=clock or SystemClock(), prompter=prompter, keygen=keygen, scep=scep)
+        ports = Ports(clock=clock or SystemClock(), prompter=prompter, keygen=keygen, scep=scep,
+                      render=render)
         return cls(MemoryEventLog(), DeviceState(), ports, None, user)
 
     @classmethod
@@ -182,7 +168,7 @@ class Engine:
         there): show commands work; anything that would append an event, or perform an
         effect other than printing (a CA exchange, a question, a key), is refused. Audit
         replays never change history and never touch the network."""
-        ports = Ports(clock=FakeClock(at), offline=True)
+        ports = Ports(clock=FakeClock(at), offline=True, render=render)
         return cls(_ReadOnlyStore(state.seq), state, ports, None, "auditor")
 
     def close(self) -> None:
@@ -405,9 +391,9 @@ class Engine:
             session.modes.pop()
             if session.mode is Mode.EXEC:
                 session.to_exec()
-        if outcome.output:
-            self.ports.say(outcome.output if outcome.output.endswith("\n")
-                           else outcome.output + "\n")
+        output = self.ports.render(outcome.output)
+        if output:
+            self.ports.say(output if output.endswith("\n") else output + "\n")
         self._failure = outcome.failure
         return records
 

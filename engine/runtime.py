@@ -19,6 +19,12 @@ if TYPE_CHECKING:
     from engine.scep_client import ScepTransport
 
 
+def _unrendered(view: object) -> str:
+    if isinstance(view, str):
+        return view
+    raise TypeError(f"no renderer plugged into the ports for {type(view).__name__}")
+
+
 @dataclass
 class Ports:
     """Everything a performer may use. Features add their ports here, each with a default
@@ -35,6 +41,8 @@ class Ports:
     scep: ScepTransport | None = None  # engine.scep_client: httpx unless injected
     random: Callable[[int], bytes] = os.urandom  # nonces, serials, content-encryption keys
     offline: bool = False  # an audit replay: no effect but printing may be performed
+    # Views to text (engine/views.py): the application plugs projections.render in.
+    render: Callable[[object], str] = _unrendered
 
     def say(self, text: str) -> None:
         self.out.append(text)
@@ -68,7 +76,7 @@ def require_utf8(text: str) -> str:
 
 @performs(Say)
 def _say(ports: Ports, eff: Say) -> None:
-    ports.say(eff.text)
+    ports.say(ports.render(eff.text))
 
 
 @performs(Ask)

@@ -20,20 +20,15 @@ from engine.grammar import (
     Mode,
     int_range,
 )
+from engine.messages import certificates_removed
 from engine.state import FIRST_COMMIT_ID, Commit, DeviceState
+from engine.views import CommitChangesView, CommitListView, RunningConfigView, TargetConfigView
 from events.device import ConfigurationCommitted
 from events.registry import Event
 from events.trustpoint import TrustpointCertificatesRemoved
-from projections.config import (
-    render_commit_changes,
-    render_commit_list,
-    render_running,
-    render_target,
-)
-from projections.syslog import certificates_removed
 
 if TYPE_CHECKING:
-    from engine.engine import Ctx
+    from engine.context import Ctx
 
 G = GRAMMAR
 _COMMIT_ID = int_range(FIRST_COMMIT_ID, 2_000_000_000)
@@ -175,15 +170,15 @@ def do(ctx: Ctx) -> Outcome:
           words={"configuration": "Contents of the target configuration and the commit "
                                   "database"})
 def show_configuration(ctx: Ctx) -> Outcome:
-    return Outcome(output=render_target(ctx.session.pending()))
+    return Outcome(output=TargetConfigView(ctx.session.pending()))
 
 
 @G.action("show running-config [<section>]", modes=ANY_MODE,
           help="Current operating configuration",
           args={"section": ArgSpec(LINE, "Configuration section (e.g. crypto ca trustpoint)")})
 def show_running(ctx: Ctx) -> Outcome:
-    return Outcome(output=render_running(ctx.grammar, ctx.state.config, ctx.state.commits,
-                                         ctx.args.get("section")))
+    return Outcome(output=RunningConfigView(ctx.grammar, ctx.state.config, ctx.state.commits,
+                                             ctx.args.get("section")))
 
 
 _COMMIT_DB = {"commit": "Commit database: the list of commits and what each changed"}
@@ -192,14 +187,14 @@ _COMMIT_DB = {"commit": "Commit database: the list of commits and what each chan
 @G.action("show configuration commit list", modes=ANY_MODE, help="List of commits",
           words=_COMMIT_DB)
 def show_commit_list(ctx: Ctx) -> Outcome:
-    return Outcome(output=render_commit_list(ctx.state.commits))
+    return Outcome(output=CommitListView(ctx.state.commits))
 
 
 @G.action("show configuration commit changes <id>", modes=ANY_MODE,
           help="Display the changes made by a commit", args={"id": COMMIT_REF},
           words=_COMMIT_DB)
 def show_commit_changes(ctx: Ctx) -> Outcome:
-    return Outcome(output=render_commit_changes(_find(ctx, ctx.args["id"])))
+    return Outcome(output=CommitChangesView([_find(ctx, ctx.args["id"])]))
 
 
 @G.action("show configuration commit changes last <n>", modes=ANY_MODE,
@@ -210,7 +205,7 @@ def show_last_changes(ctx: Ctx) -> Outcome:
     commits = list(ctx.state.commits)[: ctx.args["n"]]
     if not commits:
         raise OperatorError(Reason.NOT_FOUND, "No commits to show.")
-    return Outcome(output="".join(render_commit_changes(c) for c in reversed(commits)))
+    return Outcome(output=CommitChangesView(commits[::-1]))
 
 
 def _labelled(state: DeviceState, label: str) -> Commit | None:

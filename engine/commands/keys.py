@@ -48,12 +48,12 @@ from engine.keys import (
 )
 from engine.keystore import DestroyKeys, GenerateKeyPairs
 from engine.state import DeviceState, evolves
+from engine.views import ImportedKeysView, KeyPairsView
 from events.keys import KeyPairGenerated, KeyPairZeroized, PublicKeyImported, PublicKeyRemoved
 from events.registry import Event
-from projections.keys import render_imported_keys, render_key_pairs
 
 if TYPE_CHECKING:
-    from engine.engine import Ctx
+    from engine.context import Ctx
 
 G = GRAMMAR
 
@@ -253,11 +253,11 @@ def show_mypubkey(ctx: Ctx) -> Outcome:
     algorithm = KeyAlgorithm(ctx.args["algorithm"])
     label: str | None = ctx.args.get("label")
     if label is None:
-        return Outcome(output=render_key_pairs(ctx.state.keys.all_pairs(algorithm)))
+        return Outcome(output=KeyPairsView(ctx.state.keys.all_pairs(algorithm)))
     pairs = ctx.state.keys.pairs_of(algorithm, label)
     if not pairs:
         raise OperatorError(Reason.NOT_FOUND, f"No {algorithm.shown} key pair named '{label}'.")
-    return Outcome(output=render_key_pairs(pairs))
+    return Outcome(output=KeyPairsView(pairs))
 
 
 @G.action("show crypto key authentication rsa [<label>]",
@@ -266,11 +266,11 @@ def show_imported(ctx: Ctx) -> Outcome:
     label: str | None = ctx.args.get("label")
     ring = ctx.state.keys
     if label is None:
-        return Outcome(output=render_imported_keys(ring.all_imported(KeyAlgorithm.RSA)))
+        return Outcome(output=ImportedKeysView(ring.all_imported(KeyAlgorithm.RSA)))
     keys = ring.imported_of(KeyAlgorithm.RSA, label)
     if not keys:
         raise OperatorError(Reason.NOT_FOUND, f"No imported RSA public key named '{label}'.")
-    return Outcome(output=render_imported_keys(keys))
+    return Outcome(output=ImportedKeysView(keys))
 
 
 # -- evolve ----------------------------------------------------------------------------------------

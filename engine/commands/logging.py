@@ -1,7 +1,7 @@
 """`show logging`: the `%FACILITY-SEV-MNEMONIC` messages the engine emitted, with their times.
 
 Messages are not events of their own: each is derived from the event that caused it (see
-projections.syslog), by the folds below, into `DeviceState.messages` (the newest LOG_BUFFER).
+engine.messages), by the folds below, into `DeviceState.messages` (the newest LOG_BUFFER).
 So the buffer is rebuilt by every replay, survives restarts, and `replay --until T` shows the
 messages up to T. These folds are registered after the trustpoint folds (this module is
 imported after engine.trustpoints), so they see the trustpoint as the event left it.
@@ -12,25 +12,25 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from engine.grammar import GRAMMAR
+from engine.messages import (
+    LOG_BUFFER,
+    certificates_removed,
+    certret,
+    failure_message,
+    poll_failed,
+)
 from engine.state import DeviceState, evolves, with_state
+from engine.views import LoggingView
 from events.trustpoint import (
     CertificateReceived,
     EnrollmentFailed,
     EnrollmentPending,
     TrustpointCertificatesRemoved,
 )
-from projections.syslog import (
-    LOG_BUFFER,
-    certificates_removed,
-    certret,
-    failure_message,
-    poll_failed,
-    render_logging,
-)
 
 if TYPE_CHECKING:
+    from engine.context import Ctx
     from engine.effects import Outcome
-    from engine.engine import Ctx
 
 GRAMMAR.describe({"logging": "Show the contents of the logging buffer"})
 
@@ -39,7 +39,7 @@ GRAMMAR.describe({"logging": "Show the contents of the logging buffer"})
 def show_logging(ctx: Ctx) -> Outcome:
     from engine.effects import Outcome
 
-    return Outcome(output=render_logging(ctx.state.messages))
+    return Outcome(output=LoggingView(ctx.state.messages))
 
 
 def _log(state: DeviceState, at: int, text: str | None) -> DeviceState:

@@ -9,6 +9,7 @@ import textwrap
 from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
+from engine.certids import md5_words
 from engine.commands import trustpoint as tp
 from engine.effects import Effect, Outcome, ReadBlock, Say
 from engine.errors import OperatorError, Reason
@@ -19,10 +20,9 @@ from engine.pki import bad, check_router_certificate, decode_pasted, load_certif
 from engine.scep_client import BuildRequest
 from engine.trustpoints import TrustpointConfig, TrustpointStatus, status_of
 from events.trustpoint import CertificateReceived, EnrollmentRequested
-from projections.certfmt import md5_words
 
 if TYPE_CHECKING:
-    from engine.engine import Ctx
+    from engine.context import Ctx
 
 USAGE_TEXT = {"general": "General Purpose", "signature": "Signature", "encryption": "Encryption"}
 PASTE_CERT = ("Enter the base 64 encoded certificate.\n"

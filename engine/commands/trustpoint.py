@@ -11,8 +11,8 @@ from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any
 
 from cryptography import x509
-from cryptography.hazmat.primitives.serialization import Encoding
 
+from engine.certids import ios_name, md5_words, sha256_hex
 from engine.effects import Ask, Effect, Outcome, ReadBlock, Say
 from engine.errors import OperatorError, PeerReason, Reason, ScepFailure, TrustledgerError
 from engine.grammar import (
@@ -28,6 +28,7 @@ from engine.grammar import (
 )
 from engine.keys import KeyAlgorithm, KeyPair
 from engine.lifecycle import Lifecycle, next_state
+from engine.messages import certret, enrollment_failure, failure_message, plural, poll_failed
 from engine.pki import (
     bad,
     check_ca_certificate,
@@ -55,6 +56,7 @@ from engine.trustpoints import (
     trustpoint_config,
     trustpoint_names,
 )
+from engine.views import CACertificateOffered, CertificatesView, TrustpointsView
 from events.trustpoint import (
     CACertificateAccepted,
     CACertificateRefused,
@@ -63,19 +65,9 @@ from events.trustpoint import (
     EnrollmentPending,
     EnrollmentRequested,
 )
-from projections.certfmt import (
-    fingerprint_lines,
-    ios_name,
-    ios_serial,
-    md5_words,
-    sha256_hex,
-    validity,
-)
-from projections.syslog import certret, enrollment_failure, failure_message, plural, poll_failed
-from projections.trustpoints import render_certificates, render_trustpoints
 
 if TYPE_CHECKING:
-    from engine.engine import Ctx
+    from engine.context import Ctx
 
 G = GRAMMAR
 TP = Mode.TRUSTP
@@ -155,18 +147,6 @@ def _legal(status: TrustpointStatus, trigger: str, message: str) -> Lifecycle:
     return dest
 
 
-def _describe_ca(cert: x509.Certificate) -> str:
-    start, end = validity(cert)
-    der = cert.public_bytes(Encoding.DER)
-    return "\n".join([
-        f"Serial Number :{ios_serial(cert)}",
-        "Subject Name  :", ios_name(cert.subject),
-        "Issued By     :", ios_name(cert.issuer),
-        f"Validity Start :{start}",
-        f"Validity End   :{end}",
-        *fingerprint_lines(der), ""])
-
-
 
 
 # -- crypto ca authenticate -----------------------------------------------------------------------
@@ -199,7 +179,7 @@ def authenticate(ctx: Ctx) -> Generator[Effect, Any, Outcome]:
     ca = load_certificate(fetched.ca_certificate, "CA certificate")
     check_ca_certificate(ca, ctx.now)
     check_ca_signature(ca, [load_certificate(c, "CA chain certificate") for c in fetched.chain])
-    yield Say(_describe_ca(ca))
+    yield Say(CACertificateOffered(fetched.ca_certificate))
     answer = ""
     while answer not in ("yes", "no"):
         answer = (yield Ask("Do you accept this certificate?? [yes/no]:")).lower()
@@ -470,7 +450,7 @@ def cancel_enroll(ctx: Ctx) -> Outcome:
 @G.action("show crypto ca certificates [<name>]", help="Show certificates of trustpoints",
           args={"name": NAME})
 def show_certificates(ctx: Ctx) -> Outcome:
-    return Outcome(output=render_certificates(ctx.state, _selected(ctx), ctx.now))
+    return Outcome(output=CertificatesView(ctx.state, _selected(ctx), ctx.now))
 
 
 def _selected(ctx: Ctx) -> list[str]:
@@ -485,7 +465,7 @@ def _selected(ctx: Ctx) -> list[str]:
 @G.action("show crypto ca trustpoint [<name>]", help="Show trustpoints and their state",
           args={"name": NAME})
 def show_trustpoint(ctx: Ctx) -> Outcome:
-    return Outcome(output=render_trustpoints(ctx.state, _selected(ctx), ctx.now))
+    return Outcome(output=TrustpointsView(ctx.state, _selected(ctx), ctx.now))
 
 
 # -- polling (scheduled) --------------------------------------------------------------------------
