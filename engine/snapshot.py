@@ -68,7 +68,7 @@ from engine.config import Change, ConfigTree, Node
 from engine.keys import ImportedKey, KeyAlgorithm, KeyPair, KeyRing, KeyUsage
 from engine.lifecycle import Lifecycle
 from engine.state import Commit, CommitHistory, DeviceState, folds_fingerprint, replay_rows
-from engine.trustpoints import Enrollment, RouterCertificate, TrustpointStatus
+from engine.trustpoints import Enrollment, RouterCertificate, TrustpointConfig, TrustpointStatus
 from events.durable import fsync_directory
 from events.filelog import FileEventLog
 
@@ -92,6 +92,7 @@ TABLE: Mapping[str, type] = types.MappingProxyType({
     "KeyAlgorithm": KeyAlgorithm,
     "KeyUsage": KeyUsage,
     "TrustpointStatus": TrustpointStatus,
+    "TrustpointConfig": TrustpointConfig,
     "RouterCertificate": RouterCertificate,
     "Enrollment": Enrollment,
     "Lifecycle": Lifecycle,

@@ -20,7 +20,7 @@ from events.device import ConfigurationCommitted
 from events.registry import Event, event_from, known_types
 
 if TYPE_CHECKING:
-    from engine.trustpoints import TrustpointStatus
+    from engine.trustpoints import TrustpointConfig, TrustpointStatus
 
 FIRST_COMMIT_ID = 1000000001
 
@@ -68,6 +68,10 @@ class DeviceState:
     trustpoints: Mapping[str, TrustpointStatus] = field(
         default_factory=lambda: MappingProxyType({}))
     messages: tuple[tuple[int, str], ...] = ()  # (µs, %FACILITY-SEV-MNEMONIC text), newest last
+    # Each configured trustpoint's configuration, typed: folded from the running config once,
+    # when the commit that changes it arrives (engine.trustpoints).
+    trustpoint_configs: Mapping[str, TrustpointConfig] = field(
+        default_factory=lambda: MappingProxyType({}))
 
     @property
     def next_commit_id(self) -> int:
@@ -125,7 +129,7 @@ def evolves(event_type: type[E]) -> Callable[[Callable[[DeviceState, E, int], De
     return register
 
 
-FOLD_VERSION = 1
+FOLD_VERSION = 2  # 2: trustpoint configurations folded into `trustpoint_configs`
 """Bump this when a fold's logic changes while the state's shape stays the same: snapshots
 written by the older folds then no longer fit this build (see `folds_fingerprint`)."""
 
