@@ -53,9 +53,9 @@ class AdminEndpoint:
         try:
             return self._perform(action, args)
         except CAUnavailable as e:
-            raise HttpError(HTTPStatus.SERVICE_UNAVAILABLE, e.message) from None
-        except CAError as e:
-            raise HttpError(_STATUS_OF.get(e.reason, HTTPStatus.BAD_REQUEST), e.message) from None
+            raise HttpError(HTTPStatus.SERVICE_UNAVAILABLE, e.text) from None
+        except CAError as e:  # the wire carries the sentence; the CLI's CAError renders it
+            raise HttpError(_STATUS_OF.get(e.reason, HTTPStatus.BAD_REQUEST), e.text) from None
 
     def _perform(self, action: str, args: Mapping[str, Any]) -> dict[str, Any]:
         if action == "approve":

@@ -57,3 +57,21 @@ def test_contract_is_kept() -> None:
     lint = pathlib.Path(sys.executable).with_name("lint-imports")
     done = subprocess.run([str(lint)], cwd=ROOT, capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_the_core_alone_never_renders_a_view() -> None:
+    """Without the application's renderer plugged in, the runtime prints text and refuses a
+    view: turning data into text is projections' job."""
+    import pytest
+
+    from engine.effects import Say
+    from engine.runtime import Ports, perform
+
+    ports = Ports()
+    perform(Say("% text\n"), ports)
+    assert ports.out == ["% text\n"]
+    with pytest.raises(TypeError, match="no renderer"):
+        perform(Say(views.LoggingView(())), ports)
+    ports.render = render
+    perform(Say(views.LoggingView(())), ports)
+    assert ports.out[-1].startswith("Syslog logging: enabled")
