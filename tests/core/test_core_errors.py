@@ -20,8 +20,10 @@ import engine.ca.errors as ca_errors
 import engine.ca.service as ca_service
 import engine.cli as cli
 import engine.errors as errors
+import engine.folds as folds
 import engine.keys as keys
 import engine.keystore as keystore
+import engine.machines.diagrams as diagrams
 import engine.scep.errors as scep_errors
 from engine.scep.types import FailInfo
 from events.filelog import LogError, LogWriteFailed
@@ -60,6 +62,8 @@ FACTORIES: dict[type, Callable[[str], Any]] = {
     ca_service.CALocked: lambda t: ca_service.CALocked(pathlib.Path(t)),
     scep_errors.ScepError: lambda t: scep_errors.ScepError(
         scep_errors.ScepErrorReason.MALFORMED, t),
+    folds.UnfoldedEvent: lambda t: folds.UnfoldedEvent("device", t, 7),
+    diagrams.DiagramError: diagrams.DiagramError,
 }
 
 
