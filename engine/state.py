@@ -6,6 +6,10 @@ it only applies facts. Every device event type and its folds are listed in one t
 import this one); importing this module alone gives the complete folds. Replay dispatches on
 the stored type name, so the hot loop is a dict lookup and a call; a stored type the table
 does not fold refuses the replay (`engine.folds.UnfoldedEvent`, naming the type and seq).
+
+Live and replay run the same folds. A fold changes the state only through `with_state`: on
+the live path that builds a new DeviceState (states are values: a handler may keep the one it
+saw), on replay it changes in place the one private state `replay_rows` owns for the loop.
 """
 
 from __future__ import annotations
