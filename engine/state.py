@@ -72,6 +72,7 @@ class DeviceState:
     trustpoints: Mapping[str, TrustpointStatus] = field(
         default_factory=lambda: MappingProxyType({}))
     messages: tuple[tuple[int, str], ...] = ()  # (µs, %FACILITY-SEV-MNEMONIC text), newest last
+    clock_offset_us: int = 0  # engine clock - system clock, as `clock set` recorded (ClockSet)
 
     @property
     def next_commit_id(self) -> int:
