@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import random
 import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from ca_support import (
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from engine.adapters.scep_server import decode_message_param
+from engine.adapters.scep_server import message_from_query
 from engine.ca.server import CAServer, serve
 from engine.scep import Capability, FailInfo, PkiStatus, build_pkcs_req, parse_capabilities
 
@@ -120,9 +121,9 @@ def test_message_param_decoding_tolerates_client_quirks() -> None:
     der = bytes(range(256))
     import base64
     std = base64.b64encode(der).decode()
-    assert decode_message_param(std) == der  # raw '+' and '/'
-    assert decode_message_param(std.replace("+", "%2B").replace("/", "%2F")) == der
-    assert decode_message_param(base64.urlsafe_b64encode(der).decode().rstrip("=")) == der
+    assert message_from_query(std) == der  # raw '+' and '/'
+    assert message_from_query(std.replace("+", "%2B").replace("/", "%2F")) == der
+    assert message_from_query(base64.urlsafe_b64encode(der).decode().rstrip("=")) == der
 
 
 def test_crl_endpoint(server: CAServer) -> None:
@@ -216,3 +217,38 @@ def test_a_subject_that_cannot_be_read_is_bad_request(server: CAServer) -> None:
     rep = client.send(build_pkcs_req(p, RawCSR(der), random_bytes=os.urandom),  # type: ignore[arg-type]
                       p)
     assert (rep.status, rep.fail_info) == (PkiStatus.FAILURE, FailInfo.BAD_REQUEST)
+
+
+# -- deadlines ----------------------------------------------------------------------------------
+
+
+def test_a_request_trickled_past_the_deadline_is_cut_off(tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A request must arrive whole within REQUEST_TIMEOUT of its first byte: a peer sending a
+    byte now and then (each well inside the timeout) no longer holds the connection forever."""
+    from engine.adapters import scep_server
+
+    monkeypatch.setattr(scep_server, "REQUEST_TIMEOUT", 1.0)
+    request = b"GET /scep?operation=GetCACaps HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 200
+    with make_ca(tmp_path / "ca") as ca, serve(ca, admin=False) as srv, \
+            socket.create_connection(("127.0.0.1", srv.port), timeout=10) as s:
+        started = time.monotonic()
+        closed = False
+        for byte in request:
+            try:
+                s.sendall(bytes([byte]))
+            except OSError:  # reset: the server closed on us
+                closed = True
+                break
+            time.sleep(0.05)
+            if time.monotonic() - started > 4:
+                break
+        if not closed:
+            s.settimeout(5)
+            try:
+                closed = s.recv(4096) == b""
+            except TimeoutError:  # still open: the deadline did not hold
+                closed = False
+            except OSError:  # reset: closed
+                closed = True
+        assert closed and time.monotonic() - started < 4

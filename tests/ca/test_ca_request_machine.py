@@ -20,11 +20,11 @@ from engine.ca.decide import (
     decide_unissuable,
 )
 from engine.ca.errors import CAError
-from engine.ports import to_micros
 from engine.ca.state import CAState, RequestStatus, evolve
 from engine.machines import ca_request
 from engine.machines.ca_request import EVENT_TRIGGERS, REQUESTS, TABLE
 from engine.machines.table import IllegalTransition
+from engine.ports import to_micros
 from events.ca import (
     CAInitialized,
     CertificateIssued,

@@ -138,7 +138,7 @@ def test_ra_mode(device: Engine, ca_factory: CAFactory) -> None:
     shown = device.execute("show crypto ca certificates").output
     assert "RA Signature certificate" in shown and "RA KeyE certificate" in shown
 
-    transport = RecordingTransport()
+    transport = RecordingTransport(device.ports.scep)
     device.ports.scep = transport
     r = enroll(device, password=ca.mint_challenge())
     assert event_types(r) == ["EnrollmentRequested", "CertificateReceived"], r.output

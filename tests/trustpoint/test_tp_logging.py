@@ -32,7 +32,7 @@ HEAD = ("Syslog logging: enabled (0 messages dropped, 0 flushes, 0 overruns)\n"
 def test_show_logging_is_a_projection_of_the_log(
         device: Engine, ca_factory: CAFactory, clock: FakeClock, device_dir: Path,
         open_engine: Callable[..., Engine]) -> None:
-    ca, server = ca_factory(Approval.MANUAL)
+    ca, server = ca_factory(Approval.MANUAL, http=True)  # over HTTP: down, then up again
     identity_and_key(device)
     declare(device, url=server.url, period=1, count=5)
     assert authenticate(device).ok
@@ -83,7 +83,7 @@ def test_a_v1_pending_event_still_replays() -> None:
 
 def test_counts_of_one_read_right(device: Engine, ca_factory: CAFactory,
                                   clock: FakeClock) -> None:
-    ca, server = ca_factory(Approval.MANUAL)
+    ca, server = ca_factory(Approval.MANUAL, http=True)  # over HTTP: down, then up again
     identity_and_key(device)
     declare(device, url=server.url, period=1, count=1)
     assert authenticate(device).ok

@@ -27,7 +27,7 @@ from engine.keys import KeySpec
 from engine.keystore import KeyPool
 from engine.ports import Clock, FakeClock, SeededRandomness
 from engine.ports import PrivateKey as CAPrivateKey
-from engine.scep_client import HttpReply
+from engine.scep_client import HttpReply, ScepTransport
 from engine.trustpoints import TrustpointStatus, status_of
 
 T0_US = FakeClock().us  # 2025-11-27 00:00:00 UTC
@@ -223,12 +223,13 @@ class ScriptedTransport:
 
 
 class RecordingTransport:
-    """The real HTTP transport, keeping every exchange: (operation, request body, reply)."""
+    """A transport (`inner`, default: the real HTTP one) keeping every exchange: (operation,
+    request body, reply)."""
 
-    def __init__(self) -> None:
+    def __init__(self, inner: ScepTransport | None = None) -> None:
         from engine.scep_client import HttpxTransport
 
-        self.inner = HttpxTransport(timeout=10)
+        self.inner = inner if inner is not None else HttpxTransport(timeout=10)
         self.exchanges: list[tuple[str, bytes, HttpReply]] = []
 
     def get(self, url: str, params: Mapping[str, str]) -> HttpReply:
