@@ -11,13 +11,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from engine_support import open_engine
 
 from engine import Engine
 from engine.ports import EngineClock, FakeClock, PinnedClock, to_micros
 from engine.schedule import WALK_LIMIT, Job, device_timers, walk
 from engine.state import DeviceState, evolve
 from events.clock import ClockSet
+from tests.core.engine_support import open_engine
 
 T0 = FakeClock().us  # 2025-11-27 00:00:00 UTC, where every FakeClock starts
 
