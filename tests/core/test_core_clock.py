@@ -11,15 +11,19 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from engine import Engine
 from engine.ports import EngineClock, FakeClock, PinnedClock, to_micros
 from engine.schedule import WALK_LIMIT, Job, device_timers, walk
 from engine.state import DeviceState, evolve
 from events.clock import ClockSet
+from projections.clock import MONTHS
 from tests.core.engine_support import open_engine
 
 T0 = FakeClock().us  # 2025-11-27 00:00:00 UTC, where every FakeClock starts
+DAY = 86_400_000_000
 
 
 def us(*args: int) -> int:
@@ -279,3 +283,48 @@ def _once(fn: Callable[..., object], fired: list[bool]) -> Callable[..., object]
         return fn(state, now)
 
     return run
+
+
+def test_clock_set_stops_its_walk_at_the_limit_and_says_so(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from engine import schedule
+    from engine.effects import Outcome
+
+    every_second = Timer("tick", T0 + 1_000_000, 1_000_000)
+
+    def tick(state: DeviceState, now: int) -> Outcome:
+        every_second.due(state, now)[0].run(state, now)
+        return Outcome()
+
+    def due(state: DeviceState, now: int) -> list[Job]:
+        return [Job("tick", j.due_at, tick) for j in every_second.due(state, now)]
+
+    monkeypatch.setattr(schedule, "_TABLE", [(due,)])
+    e = engine_at()
+    r = e.execute("clock set 01:00:00 27 November 2025")
+    assert r.ok and len(r.due) == WALK_LIMIT
+    assert every_second.ran == [T0 + s * 1_000_000 for s in range(1, WALK_LIMIT + 1)]
+    assert r.output.endswith(f"%SCHED-4-WALK_LIMIT: clock set ran {WALK_LIMIT} scheduled jobs; "
+                             "what is still due runs from now on, at the current time.\n")
+    assert len(e.run_due()) == 1  # a tick runs what is still due, once, at the current time
+    assert every_second.ran[-1] == us(2025, 11, 27, 1)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.integers(-400 * DAY, 400 * DAY), st.integers(0, 10 ** 9)),
+                min_size=1, max_size=8))
+def test_any_sequence_of_sets_replays_and_the_clock_reads_the_last_set(
+        moves: list[tuple[int, int]]) -> None:
+    clock = FakeClock()
+    e = engine_at(clock)
+    for delta, elapsed in moves:
+        target = (T0 + delta) // 1_000_000 * 1_000_000
+        t = datetime.fromtimestamp(target / 1e6, UTC)
+        r = e.execute(f"clock set {t:%H:%M:%S} {t.day} {MONTHS[t.month - 1]} {t.year}")
+        assert r.ok, r.output
+        clock.advance(elapsed / 1e6)
+        assert e.ports.clock.now_us() == target + elapsed
+    replayed = DeviceState()
+    for rec in e.store.read():
+        replayed = evolve(replayed, rec.event, rec.at, rec.seq)
+    assert replayed == e.state
