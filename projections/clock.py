@@ -2,9 +2,9 @@
 `%SYS-6-CLOCKUPDATE` message `show logging` keeps of each `clock set`.
 
 Layout: `14:30:05.123 UTC Tue Dec 01 2026` (time with milliseconds, zone, weekday, month,
-two-digit day, year), as IOS XR's `show clock` prints it (Cisco IOS XR System Management
-Command Reference, "Clock Commands": show clock; the engine clock is always UTC: no
-`clock timezone`). Names are spelled here, not by strftime, so no locale can change them.
+two-digit day, year), as IOS XR's `show clock` prints it (see engine/commands/clock.py for the
+sources; the engine clock is always UTC: no `clock timezone`). Names are spelled here, not by
+strftime, so no locale can change them.
 """
 
 from __future__ import annotations

@@ -1,13 +1,22 @@
 """The engine clock: `clock set` and `show clock` (exec), as on IOS XR.
 
-Syntax (Cisco IOS XR System Management Command Reference, "Clock Commands": `clock set
-hh:mm:ss {day month | month day} year`, EXEC mode; `show clock`): the time in 24-hour form,
-the day of the month `<1-31>`, the month by name (any unique prefix, in any case: `Dec`,
-`december`; `Ju` is ambiguous and refused), the year `<1993-2035>` (the range IOS gives the
-year of `clock set`). A date that does not exist (31 February) is refused with a `%` error and
-changes nothing. IOS XR answers `clock set` with the new time in `show clock`'s layout;
-setting the clock back is allowed without a warning, as on IOS (the `%SYS-6-CLOCKUPDATE`
-message in `show logging` records both times).
+What we follow, and where from (the CA interoperability reference says nothing about the
+clock; these were read with the search tool, as excerpts):
+- syntax `clock set hh:mm:ss day month year`, EXEC mode, the software clock, not stored in the
+  configuration: Cisco IOS XR System Management Command Reference, "Clock Commands on Cisco
+  IOS XR Software" (OL-15797-02, yr37clck.pdf), and "Cisco IOS in a Nutshell" (clock set).
+  IOS XR also takes `month day`: both orders are declared;
+- the month by name (`june`), a four-digit year; a name may be abbreviated to any unique
+  prefix in any case, as the IOS parser takes keywords (`Dec`, `december`; `Ju` is ambiguous
+  and refused at its column);
+- the year `<1993-2035>`: the range Cisco's clock models give a year (IOS's calendar);
+- `show clock`'s layout `HH:MM:SS.mmm ZONE Day Mon DD YYYY` (Cisco's show clock page:
+  `15:29:03.158 PST Mon Mar 3 1999`; IOS XR pads the day: `Tue Dec 01 2026`), always UTC here
+  (no `clock timezone`); no authority symbol (`*`, `.`): there is no NTP to be unsynchronized.
+- `clock set` echoes the new time in that layout; a date that does not exist (31 February) is
+  refused with a `%` error and changes nothing; setting the clock back is allowed without a
+  warning, as on IOS, and `%SYS-6-CLOCKUPDATE` (IOS's message for a manual set) records both
+  times in `show logging`.
 
 `clock set` records the offset between the engine clock and the system clock (`ClockSet`,
 events/clock.py): the engine clock then runs on from the time set, every timer runs on it,
