@@ -31,14 +31,15 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from engine.effects import Outcome
-from engine.errors import CommandError, Reason
+from engine.errors import OperatorError, Reason
 from engine.grammar import GRAMMAR, ArgKind, ArgSpec, int_range
+from engine.messages import MONTHS
 from engine.ports import to_micros
+from engine.views import ClockView
 from events.clock import ClockSet
-from projections.clock import MONTHS, clock_time, render_clock
 
 if TYPE_CHECKING:
-    from engine.engine import Ctx
+    from engine.context import Ctx
 
 FIRST_YEAR, LAST_YEAR = 1993, 2035
 
@@ -83,12 +84,12 @@ def _set(ctx: Ctx) -> Outcome:
     try:
         when = datetime(a["year"], a["month"], a["day"], h, mi, sec, tzinfo=UTC)
     except ValueError:
-        raise CommandError(Reason.INVALID_VALUE,
-                           f"% Invalid date: {MONTHS[a['month'] - 1]} {a['year']} has no day "
-                           f"{a['day']}.") from None
+        raise OperatorError(Reason.INVALID_VALUE,
+                            f"Invalid date: {MONTHS[a['month'] - 1]} {a['year']} has no day "
+                            f"{a['day']}.") from None
     set_to = to_micros(when)
     system_now = ctx.now - ctx.state.clock_offset_us
-    return Outcome(events=[ClockSet(set_to, set_to - system_now)], output=clock_time(set_to))
+    return Outcome(events=[ClockSet(set_to, set_to - system_now)], output=ClockView(set_to))
 
 
 # Both orders IOS XR takes: `clock set 14:30:00 1 December 2026` and `... December 1 2026`.
@@ -101,4 +102,4 @@ GRAMMAR.action("clock set <time> <month> <day> <year>", help="Set the time and d
 @GRAMMAR.action("show clock", help="Display the system clock",
                 words={"clock": "Display the system clock"})
 def show_clock(ctx: Ctx) -> Outcome:
-    return Outcome(output=render_clock(ctx.now))
+    return Outcome(output=ClockView(ctx.now))

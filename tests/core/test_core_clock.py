@@ -15,11 +15,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engine import Engine
+from engine.messages import MONTHS
 from engine.ports import EngineClock, FakeClock, PinnedClock, to_micros
 from engine.schedule import WALK_LIMIT, Job, device_timers, walk
 from engine.state import DeviceState, evolve
 from events.clock import ClockSet
-from projections.clock import MONTHS
 from tests.core.engine_support import open_engine
 
 T0 = FakeClock().us  # 2025-11-27 00:00:00 UTC, where every FakeClock starts

@@ -17,8 +17,8 @@ import pytest
 from engine import Engine
 from engine.ca.decide import Approval
 from engine.ca.service import BuiltinCA
+from engine.messages import MONTHS
 from engine.ports import FakeClock
-from projections.clock import MONTHS
 from tests.support.pty_support import Screen, shell_env, spawn_shell
 from tests.trustpoint.tp_support import CAFactory, authenticate, declare, enroll, identity_and_key
 
