@@ -24,7 +24,7 @@ Rules of operation:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,7 +59,7 @@ def device_timers() -> tuple[Due, ...]:
     return _TABLE[0]
 
 
-def due_jobs(state: DeviceState, now: int, timers: Iterable[Due] | None = None) -> list[Job]:
+def due_jobs(state: DeviceState, now: int, timers: Sequence[Due] | None = None) -> list[Job]:
     """Every job due at or before `now`, earliest first (then in table order)."""
     found = [job for due in (device_timers() if timers is None else timers)
              for job in due(state, now)]
@@ -75,7 +75,7 @@ class Step:
 
 
 def walk(state_of: Callable[[], DeviceState], start: int, until: int,
-         timers: Iterable[Due] | None = None) -> Iterator[Step]:
+         timers: Sequence[Due] | None = None) -> Iterator[Step]:
     """The steps of a `clock set` from `start` forward to `until`: the earliest job due at or
     before `until` that has not run in this walk, at max(its due time, the previous step's
     time, `start`). The caller runs each step (appending its events) before asking for the
