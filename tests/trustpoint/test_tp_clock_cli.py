@@ -25,12 +25,15 @@ from tests.trustpoint.tp_support import CAFactory, authenticate, declare, enroll
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("cli_locale")]
 
 PROMPT = "RP/0/RP0/CPU0:myrouter#"
+DAY = 86_400_000_000
 
 
 @pytest.fixture
 def clock() -> FakeClock:
-    """The set-up runs at the real time, so the CLI's system clock carries on from it."""
-    return FakeClock(time.time_ns() // 1000 // 1_000_000 * 1_000_000)
+    """The set-up (device and CA) runs a day ahead of the real time: in the CLI, on the system
+    clock, no poll is due before a `clock set` moves the device past it, however long the
+    test takes on a busy machine."""
+    return FakeClock((time.time_ns() // 1000 + DAY) // 1_000_000 * 1_000_000)
 
 
 def clock_set(t: datetime) -> str:
