@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from engine import views
+from projections.clock import render_clock
 from projections.config import (
     render_commit_changes,
     render_commit_list,
@@ -33,6 +34,7 @@ _RENDERERS: dict[type, Callable[[Any], str]] = {
     views.CommitListView: lambda v: render_commit_list(v.commits),
     views.CommitChangesView: lambda v: "".join(render_commit_changes(c) for c in v.commits),
     views.LoggingView: lambda v: render_logging(v.messages),
+    views.ClockView: lambda v: render_clock(v.now),
 }
 
 

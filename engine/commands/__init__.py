@@ -5,6 +5,7 @@ Tab completion and `show running-config` pick it up with no other change.
 """
 
 from engine.commands import (
+    clock,
     configuration,
     keys,
     logging,
@@ -13,4 +14,4 @@ from engine.commands import (
     trustpoint,
 )
 
-__all__ = ["configuration", "keys", "logging", "paste", "system", "trustpoint"]
+__all__ = ["clock", "configuration", "keys", "logging", "paste", "system", "trustpoint"]
