@@ -4,9 +4,10 @@ Live: each event folded on its own by `evolve` (what the engine does after each 
 state a new immutable value. Fast: `replay_rows` over the rows read back from the log, one
 private state changed in place (`engine.state.with_state`). The histories mix every kind of
 device event: configuration commits (trustpoints included, so their removal drops a status),
-key pairs and imported keys, and each step of a trustpoint's enrollment. An event the live
-fold refuses (an illegal lifecycle transition) is left out, as the engine would never record
-it. `tests/core/test_core_replay.py` proves the same through `Engine.execute` for commands.
+key pairs and imported keys, each step of a trustpoint's enrollment, and `clock set`. An
+event the live fold refuses (an illegal lifecycle transition) is left out, as the engine would
+never record it. `tests/core/test_core_replay.py` proves the same through `Engine.execute`
+for commands.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from engine.config import Change, ConfigTree
 from engine.config import Path as ConfigPath
 from engine.machines.table import IllegalTransition
 from engine.state import MAX_COMMITS, DeviceState, evolve, replay_rows
+from events.clock import ClockSet
 from events.device import ConfigurationCommitted
 from events.filelog import FileEventLog
 from events.keys import KeyPairGenerated, KeyPairZeroized, PublicKeyImported, PublicKeyRemoved
@@ -95,6 +97,7 @@ def other_event(draw: st.DrawFn) -> Event:
         EnrollmentFailed(tp, txid, draw(st.sampled_from(("failure", "timeout"))),
                          draw(st.sampled_from(("", "badRequest"))), "refused"),
         TrustpointCertificatesRemoved(tp, "commit", 1, ("ca",), ("01",), ("AB",)),
+        ClockSet(draw(st.integers(0, 2**40)), draw(st.integers(-2**40, 2**40))),
     ]
     event: Event = draw(st.sampled_from(kinds))
     return event
