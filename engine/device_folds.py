@@ -14,6 +14,8 @@ from engine import trustpoints as tp  # its folds: the trustpoint lifecycle
 from engine.folds import FoldTable
 from engine.keys import ImportedKey, KeyAlgorithm, KeyPair, KeyRing
 from engine.state import DeviceState, fold_commit, with_state
+from engine.trustpool import folds as pool
+from engine.trustpool import messages as pool_messages
 from events.device import ConfigurationCommitted
 from events.keys import KeyPairGenerated, KeyPairZeroized, PublicKeyImported, PublicKeyRemoved
 from events.trustpoint import (
@@ -24,6 +26,13 @@ from events.trustpoint import (
     EnrollmentPending,
     EnrollmentRequested,
     TrustpointCertificatesRemoved,
+)
+from events.trustpool import (
+    TrustpoolBuiltinsRecorded,
+    TrustpoolCleaned,
+    TrustpoolImported,
+    TrustpoolPolicyWarned,
+    TrustpoolUpdateFailed,
 )
 from projections.syslog import (
     LOG_BUFFER,
@@ -85,6 +94,22 @@ def _log_removed(state: DeviceState, ev: TrustpointCertificatesRemoved,
     return _log(state, at, certificates_removed(ev.trustpoint, len(ev.serials), ev.reason))
 
 
+def _log_pool_imported(state: DeviceState, ev: TrustpoolImported, at: int) -> DeviceState:
+    return _log(state, at, pool_messages.imported(ev))
+
+
+def _log_pool_failed(state: DeviceState, ev: TrustpoolUpdateFailed, at: int) -> DeviceState:
+    return _log(state, at, pool_messages.update_failed(ev))
+
+
+def _log_pool_cleaned(state: DeviceState, ev: TrustpoolCleaned, at: int) -> DeviceState:
+    return _log(state, at, pool_messages.cleaned(ev))
+
+
+def _log_pool_warned(state: DeviceState, ev: TrustpoolPolicyWarned, at: int) -> DeviceState:
+    return _log(state, at, pool_messages.warned(ev))
+
+
 # -- the table -------------------------------------------------------------------------------------
 
 DEVICE_FOLDS: FoldTable[DeviceState] = FoldTable("device", {
@@ -100,4 +125,9 @@ DEVICE_FOLDS: FoldTable[DeviceState] = FoldTable("device", {
     CertificateReceived: (tp._received, _log_received),
     EnrollmentFailed: (tp._failed, _log_failed),
     TrustpointCertificatesRemoved: (tp._certificates_removed, _log_removed),
+    TrustpoolBuiltinsRecorded: (pool.builtins_recorded,),
+    TrustpoolImported: (pool.imported, _log_pool_imported),
+    TrustpoolCleaned: (pool.cleaned, _log_pool_cleaned),
+    TrustpoolUpdateFailed: (pool.update_failed, _log_pool_failed),
+    TrustpoolPolicyWarned: (pool.warned, _log_pool_warned),
 })

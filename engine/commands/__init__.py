@@ -11,6 +11,7 @@ from engine.commands import (
     paste,
     system,
     trustpoint,
+    trustpool,
 )
 
-__all__ = ["configuration", "keys", "logging", "paste", "system", "trustpoint"]
+__all__ = ["configuration", "keys", "logging", "paste", "system", "trustpoint", "trustpool"]
