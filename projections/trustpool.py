@@ -61,12 +61,16 @@ def render_pool(state: DeviceState, now: int) -> str:
     return "\n".join(out) + "\n"
 
 
-def _earliest(pool: TrustpoolState) -> str:
-    certs = list(active(pool))
+def _earliest(pool: TrustpoolState, now: int) -> str:
+    """The first active certificate to expire from `now` on (the expired ones are counted
+    under "Not usable now")."""
+    certs = [c for c in active(pool) if c.not_after >= now]
     if not certs:
-        return "none (the trustpool is empty)"
+        return "none (no certificate of the trustpool expires after now)"
     first = min(certs, key=lambda c: c.not_after)
-    return f"{ios_time(first.not_after)} ({first.certificate().subject.rfc4514_string()})"
+    with quiet():
+        subject = first.certificate().subject.rfc4514_string()
+    return f"{ios_time(first.not_after)} ({subject})"
 
 
 def _last_update(pool: TrustpoolState) -> str:
@@ -111,7 +115,7 @@ def render_policy(state: DeviceState, now: int) -> str:
         f"Not usable now          : {unusable}",
         f"CA bundle url           : {policy.cabundle_url or 'not configured'}",
         f"Revocation check (CRL)  : {'optional' if policy.crl_optional else 'required'}",
-        f"Description             : {policy.description or ''}",
+        f"Description             : {policy.description or '(none)'}",
     ]
     if policy.vrf is not None:
         lines.append(f"VRF                     : {policy.vrf} (recorded; VRFs are not used: "
@@ -121,6 +125,6 @@ def render_policy(state: DeviceState, now: int) -> str:
     lines += [
         f"Last update             : {_last_update(pool)}",
         f"Next automatic update   : {_next_update(state)}",
-        f"Earliest expiry         : {_earliest(pool)}",
+        f"Earliest expiry         : {_earliest(pool, now)}",
     ]
     return "\n".join(lines) + "\n"

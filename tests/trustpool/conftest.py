@@ -72,7 +72,7 @@ class BundleServer:
 
 def _handler(server: BundleServer) -> type[http.server.BaseHTTPRequestHandler]:
     class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+        def do_GET(self) -> None:
             route = server.routes.get(self.path, Route(status=404))
             self.send_response(route.status)
             if route.location:
@@ -120,7 +120,6 @@ def https_server(tmp_path: Path) -> Iterator[tuple[BundleServer, bytes]]:
     """An https server whose certificate (for IP 127.0.0.1) is issued by a root of its own;
     yields the server and that root (DER)."""
     from cryptography.hazmat.primitives import serialization
-
     from pool_certs import ca, der, years
 
     root, root_key = ca("TLS Test Root", *years(2020, 2040))
@@ -147,7 +146,9 @@ def device(tmp_path: Path, clock: FakeClock) -> Callable[..., Engine]:
     """`device()` opens (again) the device in tmp_path/dev on the fake clock, with the
     vectors' built-in bundle unless told otherwise."""
 
-    def open_device(builtins: BuiltinSource | None = fixed_builtins(), **kw: Any) -> Engine:
+    vectors = fixed_builtins()
+
+    def open_device(builtins: BuiltinSource | None = vectors, **kw: Any) -> Engine:
         return Engine.open(tmp_path / "dev", clock=clock, user="admin", builtins=builtins,
                            **kw)
 

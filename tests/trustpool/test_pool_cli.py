@@ -93,7 +93,7 @@ def _exec(data: Path, script: str) -> subprocess.CompletedProcess[bytes]:
     path.write_text(script)
     return subprocess.run([sys.executable, "-m", "engine.cli", "exec", "--data", str(data),
                            "-f", str(path)], env=shell_env(), capture_output=True,
-                          timeout=120)
+                          timeout=120, check=False)
 
 
 def test_exec_import_and_show(tmp_path: Path, cli_locale: str) -> None:

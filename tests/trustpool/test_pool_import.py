@@ -51,9 +51,8 @@ def test_the_peers_http_server_serves_a_bundle(peer_bundles: Path, tmp_path: Pat
     import subprocess
     import time
 
-    from peer_support import free_port
-
     from conftest import PEERS
+    from peer_support import free_port
 
     port = free_port()
     proc = subprocess.Popen(["bash", str(PEERS / "crl-http-server.sh"), "run",
