@@ -19,9 +19,7 @@ import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
-
-import structlog
+from typing import TYPE_CHECKING, Any
 
 import engine.commands  # noqa: F401  (registers every command into GRAMMAR)
 from engine import pipe, snapshot
@@ -37,10 +35,10 @@ from engine.keystore import (
     keystore_of,
     tidy_keystore,
 )
+from engine.logsetup import get_logger
 from engine.parser import Choice, Match, choices, parse, render_choices
 from engine.ports import Clock, FakeClock, Prompter, SystemClock
 from engine.runtime import Ports, perform, queue, require_utf8, run
-from engine.scep_client import ScepTransport, transport_of
 from engine.schedule import Job, due_jobs
 from engine.session import Session
 from engine.state import DeviceState, evolve, replay_rows
@@ -52,7 +50,10 @@ from events.memory import MemoryEventLog
 from events.registry import event_from
 from events.store import EventStore, PendingEvent, Recorded
 
-logger = structlog.get_logger("trustledger.engine")
+if TYPE_CHECKING:
+    from engine.scep_client import ScepTransport  # loaded by the first CA exchange
+
+logger = get_logger("trustledger.engine")
 
 
 @dataclass(frozen=True)
@@ -132,15 +133,15 @@ class Engine:
         log = FileEventLog.open(root / "log")
         try:
             ignored: list[snapshot.Ignored] = []
-            state = _newest_snapshot(root, log, ignored, use_snapshots)
+            found = _newest_snapshot(root, log, ignored, use_snapshots)
             if log.recovered:
                 logger.warning("event log repaired at open", repaired=log.recovered)
             snapshot.remove_leftovers(root / "snapshots")
             for bad in ignored:
                 logger.warning("snapshot ignored", path=str(bad.path), reason=bad.reason)
-            state = state or DeviceState()
+            state, rows = found or (DeviceState(), log.read_rows())
             covered = state.seq
-            state = replay_rows(state, log.read_rows(state.seq + 1))
+            state = replay_rows(state, rows)
         except BaseException:
             log.close()
             raise
@@ -468,6 +469,8 @@ class Engine:
         now = self.ports.clock.now_us()
         jobs = due_jobs(self.state, now)
         if jobs:
+            from engine.scep_client import transport_of
+
             transport_of(self.ports)  # one transport for the engine, not one per job
         return [self._perform(job, now) for job in jobs]
 
@@ -522,7 +525,8 @@ class Engine:
         assert self.data_dir is not None and isinstance(self.store, FileEventLog)
         self._since_snapshot = 0  # a failed write is retried EVERY events later, not per command
         try:
-            snapshot.save(self.data_dir / "snapshots", self.state, self.store.head)
+            snapshot.save(self.data_dir / "snapshots", self.state, self.store.head,
+                          self.store.position)
             self.store.mark_head()
         except OSError as e:
             logger.warning("snapshot not written; the log holds every event", error=str(e),
@@ -532,14 +536,14 @@ class Engine:
 
 
 def _newest_snapshot(root: Path, log: FileEventLog, ignored: list[snapshot.Ignored],
-                     use: bool) -> DeviceState | None:
-    """The state of the newest usable snapshot in `root`/snapshots (None without `use`),
-    each file read once. A log that ends before the newest intact snapshot refuses to open,
-    `use` or not: events it acknowledged are missing."""
+                     use: bool) -> tuple[DeviceState, snapshot.Rows] | None:
+    """The state of the newest usable snapshot in `root`/snapshots and the log's rows after
+    it (None without `use`), each file read once. A log that ends before the newest intact
+    snapshot refuses to open, `use` or not: events it acknowledged are missing."""
     directory = root / "snapshots"
     try:
         if use:
-            return snapshot.load(directory, log, ignored)
+            return snapshot.load_with_tail(directory, log, ignored)
         known = snapshot.newest_seq(directory)
         if known > log.head[0]:
             raise snapshot.LogBehind(known)

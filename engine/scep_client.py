@@ -16,20 +16,21 @@ import ipaddress
 from collections.abc import Mapping
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-import httpx
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from engine import scep
-from engine.adapters.http_deadline import Deadline, deadline_client
 from engine.effects import Effect, performs
 from engine.errors import CommandError, Reason
 from engine.keys import KeyPair
 from engine.keystore import keystore_of
 from engine.pki import parse_rfc4514
 from engine.runtime import Ports
+
+if TYPE_CHECKING:
+    import httpx
 
 MAX_REPLY = 1 << 20  # a SCEP reply larger than 1 MiB is not a SCEP reply
 TIMEOUT = 10.0  # seconds for any one socket operation
@@ -62,6 +63,9 @@ class HttpxTransport:
     enrollment, each poll. A CA that trickles its answer is cut off at the deadline."""
 
     def __init__(self, timeout: float = TIMEOUT, deadline: float = DEADLINE) -> None:
+        # httpx loads here, with the first transport: a command that talks to no CA never does
+        from engine.adapters.http_deadline import Deadline, deadline_client
+
         self.deadline = Deadline(deadline)
         self.client = deadline_client(self.deadline, timeout)
 
@@ -70,6 +74,8 @@ class HttpxTransport:
         return self.deadline.exchange()
 
     def _send(self, request: httpx.Request) -> HttpReply:
+        import httpx
+
         with self.exchange():
             try:
                 return self._receive(request)

@@ -1,9 +1,16 @@
-"""The SCEP HTTP server: thin adapters over an application object that speaks bytes.
+"""The CA's HTTP edge: one HTTP/1.1 server on h11 and asyncio, for every way the CA is served.
 
-Two of them share the routing below: `start` runs a stdlib `ThreadingHTTPServer` (one process,
-a thread per connection; the in-process default), `AsyncServer` a lean HTTP/1.1 server on an
-asyncio loop for connections accepted elsewhere (the worker processes of `ca serve --workers
-N`, whose PKIOperation answers are awaited from the process that owns the CA log).
+    running = start(app, host, port, admin=AdminEndpoint(ca), admin_token=token)  # own thread
+    server = AsyncServer(app); server.adopt(sock)     # a `ca serve --workers N` worker's loop
+
+Theory of operation. h11 does the HTTP/1.1 framing (request line, headers, Content-Length,
+keep-alive, pipelining, 100-continue); this module adds the CA's rules on top and turns
+requests into calls on an application that speaks bytes. A connection answers one request
+at a time, in order: pipelined requests wait in h11's buffer (reading pauses once more than
+one request's worth waits). `start` runs the loop in a background thread and the
+application's blocking calls (signing, appending to the log) in a thread pool, so requests
+on different connections overlap and their log appends share commits; a worker process runs
+`AsyncServer` on its own loop and awaits the decider's answers.
 
 Routes (RFC 8894 §4.1: `GET|POST <path>?operation=OPERATION[&message=MESSAGE]`):
 
@@ -14,35 +21,42 @@ and, on a second listener bound to 127.0.0.1 only, the admin endpoint (`POST /ad
 JSON in and out, `Authorization: Bearer <token>`), which lets other processes act on a CA whose
 log this server holds open.
 
-Bad input never gets a 500: bodies over 64 KiB get 413, a POST without Content-Length 411,
-malformed base64 or an unknown operation 400, anything the application refuses as
-`HttpError` its status. The application answers PKIOperation failures it can attribute to a
-transaction with a CertRep FAILURE (HTTP 200) itself. A 500 means a bug in this program.
+Limits and refusals (never a 500 for bad input): request line + headers over 64 KiB get 414
+(no line end at all) or 431; bodies over 64 KiB (16 KiB for the admin endpoint) 413; a POST
+without Content-Length, or a chunked one, 411; an invalid or repeated Content-Length 400
+(RFC 9112 §6.3: invalid framing, "MUST respond with a 400 ... and then close the
+connection"); methods other than GET, POST and HEAD 501; malformed base64 or an unknown
+operation 400; what the application cannot answer (`Unanswerable`) 400, 413 or 503. Framing
+errors close the connection after the answer, so an unread body is never parsed as a request.
+A request must arrive whole within REQUEST_TIMEOUT seconds of its first byte, and an idle
+connection is closed after as long. The application answers PKIOperation failures it can
+attribute to a transaction with a CertRep FAILURE (HTTP 200) itself. A 500 means a bug here.
 """
 
 from __future__ import annotations
 
 import asyncio
-import binascii
 import contextlib
 import enum
 import hmac
 import json
 import re
 import socket
-import sys
 import threading
 import time
-from base64 import b64decode
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from email.utils import formatdate
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 from urllib.parse import SplitResult, unquote, urlsplit
 
+import h11
 import structlog
+
+from engine.scep.errors import ScepError
+from engine.scep.wire import PKI_MESSAGE_CONTENT_TYPE, Unanswerable, decode_message_param
 
 log = structlog.get_logger("trustledger.scep_server")
 
@@ -51,12 +65,17 @@ CRL_PATH = "/crl/ca.crl"
 MAX_MESSAGE = 64 * 1024
 """Largest PKIOperation message accepted (after base64 decoding for GET)."""
 MAX_ADMIN_BODY = 16 * 1024
-REQUEST_TIMEOUT = 30.0  # seconds a connection may sit idle mid-request
-PKI_MESSAGE = "application/x-pki-message"
+MAX_HEAD = 64 * 1024
+"""Largest request line + headers accepted."""
+REQUEST_TIMEOUT = 30.0  # seconds for a whole request to arrive, and for an idle connection
+BACKLOG = 128
+BLOCKING_THREADS = 32  # application calls in progress at once under `start`
+
+_T = TypeVar("_T")
 
 
 class HttpError(Exception):
-    """A request the application refuses at the HTTP level (4xx)."""
+    """A request refused at the HTTP level (4xx/5xx) by this adapter or the admin endpoint."""
 
     def __init__(self, status: HTTPStatus, message: str) -> None:
         super().__init__(message)
@@ -64,7 +83,16 @@ class HttpError(Exception):
         self.message = message
 
 
+_STATUS_OF_UNANSWERABLE = {
+    Unanswerable.Kind.MALFORMED: HTTPStatus.BAD_REQUEST,
+    Unanswerable.Kind.TOO_LARGE: HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+    Unanswerable.Kind.UNAVAILABLE: HTTPStatus.SERVICE_UNAVAILABLE,
+}
+
+
 class ScepApplication(Protocol):
+    """The SCEP service in this process; its calls may block (they run in a thread pool)."""
+
     def get_ca_caps(self) -> bytes: ...
 
     def get_ca_cert(self) -> tuple[str, bytes]:
@@ -72,10 +100,25 @@ class ScepApplication(Protocol):
         ...
 
     def pki_operation(self, message: bytes, peer: str) -> bytes:
-        """A CertRep (DER) for a pkiMessage; raises HttpError for what is not one."""
+        """A CertRep (DER) for a pkiMessage; raises Unanswerable for what is not one."""
         ...
 
     def crl(self) -> bytes: ...
+
+
+class AsyncScepApplication(Protocol):
+    """Like `ScepApplication`, but a PKIOperation answer is awaited (it may come from another
+    process); the other calls must not block."""
+
+    def get_ca_caps(self) -> bytes: ...
+
+    def get_ca_cert(self) -> tuple[str, bytes]: ...
+
+    async def crl(self) -> bytes:
+        """The current CRL (DER); it may wait for the CRL to be re-issued."""
+        ...
+
+    async def pki_operation(self, message: bytes, peer: str) -> bytes: ...
 
 
 class AdminApplication(Protocol):
@@ -84,20 +127,7 @@ class AdminApplication(Protocol):
         ...
 
 
-def decode_message_param(raw: str) -> bytes:
-    """The `message` query value of a GET PKIOperation, as DER.
-
-    Clients differ: some percent-encode the base64 (`%2B`), some send `+` raw (which must not
-    become a space), some use the URL-safe alphabet or drop the padding. All are accepted."""
-    text = unquote(raw).replace(" ", "+").strip()
-    text = text.replace("-", "+").replace("_", "/").replace("\n", "").replace("\r", "")
-    text += "=" * (-len(text) % 4)
-    if len(text) > (MAX_MESSAGE * 4) // 3 + 4:
-        raise HttpError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "message is larger than 64 KiB")
-    try:
-        return b64decode(text, validate=True)
-    except (binascii.Error, ValueError):
-        raise HttpError(HTTPStatus.BAD_REQUEST, "message is not valid base64") from None
+# -- routing ------------------------------------------------------------------------------------
 
 
 class Operation(enum.Enum):
@@ -110,10 +140,25 @@ class Operation(enum.Enum):
 @dataclass(frozen=True, slots=True)
 class Route:
     """What a request asks for; `message` is the decoded GET PKIOperation message (a POST's
-    is its body, read by the adapter)."""
+    is its body)."""
 
     operation: Operation
     message: bytes | None = None
+
+
+def message_from_query(raw: str) -> bytes:
+    """The `message` query value of a GET PKIOperation, as DER.
+
+    Clients differ: some percent-encode the base64 (`%2B`), some send `+` raw (which must not
+    become a space), some use the URL-safe alphabet or drop the padding. The percent-decoding
+    is this layer's; the base64 is the core's (`engine.scep.wire.decode_message_param`)."""
+    text = unquote(raw).replace(" ", "+").strip()
+    if len(text) > (MAX_MESSAGE * 4) // 3 + 4:
+        raise HttpError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "message is larger than 64 KiB")
+    try:
+        return decode_message_param(text)
+    except ScepError as e:
+        raise HttpError(HTTPStatus.BAD_REQUEST, e.detail) from None
 
 
 def split_target(target: str) -> SplitResult:
@@ -123,27 +168,6 @@ def split_target(target: str) -> SplitResult:
         return urlsplit(target)
     except ValueError:
         raise HttpError(HTTPStatus.BAD_REQUEST, "malformed request target") from None
-
-
-_CONTENT_LENGTH = re.compile(r"[0-9]+")
-
-
-def content_length(values: Sequence[str]) -> int | None:
-    """The body length the Content-Length header field(s) `values` give (None if absent).
-
-    RFC 9112 §6.3: a request "with an invalid Content-Length header field" has invalid framing
-    and "the server MUST respond with a 400 (Bad Request) status code and then close the
-    connection". Valid is ASCII digits only (not `+4`, `1_0` or `²`, which Python's int()
-    reads); repeated fields are refused too, even equal ones (the RFC allows that), so the
-    two servers never disagree on which one counts."""
-    if not values:
-        return None
-    if len(values) > 1:
-        raise HttpError(HTTPStatus.BAD_REQUEST, "repeated Content-Length")
-    text = values[0].strip()
-    if not _CONTENT_LENGTH.fullmatch(text):
-        raise HttpError(HTTPStatus.BAD_REQUEST, "bad Content-Length")
-    return int(text)
 
 
 def route(command: str, target: str) -> Route:
@@ -165,7 +189,7 @@ def route(command: str, target: str) -> Route:
         if command == "POST":
             return Route(Operation.PKI_OPERATION)
         if "message" in query:
-            return Route(Operation.PKI_OPERATION, decode_message_param(query["message"]))
+            return Route(Operation.PKI_OPERATION, message_from_query(query["message"]))
         raise HttpError(HTTPStatus.BAD_REQUEST, "PKIOperation needs a message")
     if not operation:
         raise HttpError(HTTPStatus.BAD_REQUEST, "missing operation")
@@ -182,7 +206,7 @@ def check_message(message: bytes) -> bytes:
 
 
 def _query(raw: str) -> dict[str, str]:
-    """Split a query string without turning `+` into spaces (see decode_message_param)."""
+    """Split a query string without turning `+` into spaces (see message_from_query)."""
     out: dict[str, str] = {}
     for part in raw.split("&"):
         if not part:
@@ -192,301 +216,129 @@ def _query(raw: str) -> dict[str, str]:
     return out
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    timeout = REQUEST_TIMEOUT
-    # Headers and body leave in one write (buffered wfile, flushed after each request): a relay
-    # in between (socat) with Nagle on would otherwise hold the body until the peer's delayed
-    # ACK of the headers, 40 ms per request.
-    wbufsize = 64 * 1024
-    disable_nagle_algorithm = True
-    server_version = "trustledger-scep"
-    sys_version = ""
-    app: ScepApplication  # set on the per-server subclass
+# -- sites: what a listener serves --------------------------------------------------------------
 
-    def log_message(self, format: str, *args: Any) -> None:
-        log.debug("http", peer=self.client_address[0], line=format % args)
 
-    def _send(self, status: HTTPStatus, content_type: str, body: bytes) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        if self.close_connection:
-            self.send_header("Connection", "close")
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
+@dataclass(frozen=True, slots=True)
+class Request:
+    method: str
+    target: str
+    headers: Mapping[str, str]  # lower-case names
+    body: bytes
+    peer: str
 
-    def _error(self, status: HTTPStatus, message: str) -> None:
-        self._send(status, "text/plain; charset=utf-8", (message + "\n").encode())
 
-    def _read_body(self, limit: int) -> bytes:
-        if self.headers.get("Transfer-Encoding", "").lower() not in ("", "identity"):
-            self.close_connection = True
-            raise HttpError(HTTPStatus.LENGTH_REQUIRED, "chunked bodies are not accepted; "
-                                                        "send Content-Length")
+@dataclass(frozen=True, slots=True)
+class Response:
+    status: HTTPStatus
+    content_type: str
+    body: bytes
+
+
+class Site(Protocol):
+    body_limit: int
+
+    async def respond(self, request: Request) -> Response:
+        """The answer to `request`; raises HttpError to refuse it."""
+        ...
+
+    def error(self, status: HTTPStatus, message: str) -> Response: ...
+
+
+def _text_error(status: HTTPStatus, message: str) -> Response:
+    return Response(status, "text/plain; charset=utf-8", (message + "\n").encode())
+
+
+class ScepSite:
+    """The SCEP routes over an `AsyncScepApplication`."""
+
+    body_limit = MAX_MESSAGE
+
+    def __init__(self, app: AsyncScepApplication) -> None:
+        self.app = app
+
+    def error(self, status: HTTPStatus, message: str) -> Response:
+        return _text_error(status, message)
+
+    async def respond(self, request: Request) -> Response:
+        r = route(request.method, request.target)
+        if r.operation is Operation.PKI_OPERATION:
+            message = check_message(r.message if r.message is not None else request.body)
+            try:
+                answer = await self.app.pki_operation(message, request.peer)
+            except Unanswerable as e:
+                raise HttpError(_STATUS_OF_UNANSWERABLE[e.kind], e.message) from None
+            return Response(HTTPStatus.OK, PKI_MESSAGE_CONTENT_TYPE, answer)
         try:
-            length = content_length(self.headers.get_all("Content-Length") or [])
-        except HttpError:
-            self.close_connection = True
-            raise
-        if length is None:
-            self.close_connection = True
-            raise HttpError(HTTPStatus.LENGTH_REQUIRED, "Content-Length is required")
-        if length > limit:
-            self.close_connection = True  # the unread body must not be parsed as a request
-            raise HttpError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
-                            f"body of {length} bytes is larger than {limit}")
-        body = self.rfile.read(length)
-        if len(body) < length:
-            self.close_connection = True
-            raise HttpError(HTTPStatus.BAD_REQUEST, "body shorter than Content-Length")
-        return body
-
-    def do_GET(self) -> None:
-        self._dispatch()
-
-    def do_POST(self) -> None:
-        self._dispatch()
-
-    def do_HEAD(self) -> None:
-        self._dispatch()
-
-    def _dispatch(self) -> None:
-        try:
-            status, ctype, body = self._route()
-        except HttpError as e:
-            self._error(e.status, e.message)
-            return
-        except Exception:  # a bug: answer 500, keep serving, log it with its traceback
-            log.exception("scep request failed", path=self.path.split("?")[0])
-            self.close_connection = True
-            self._error(HTTPStatus.INTERNAL_SERVER_ERROR, "internal error")
-            return
-        self._send(status, ctype, body)
-
-    def _route(self) -> tuple[HTTPStatus, str, bytes]:
-        r = route(self.command, self.path)
-        if r.operation is Operation.CRL:
-            return HTTPStatus.OK, "application/pkix-crl", self.app.crl()
-        if r.operation is Operation.CA_CAPS:
-            return HTTPStatus.OK, "text/plain", self.app.get_ca_caps()
-        if r.operation is Operation.CA_CERT:
+            if r.operation is Operation.CRL:
+                return Response(HTTPStatus.OK, "application/pkix-crl", await self.app.crl())
+            if r.operation is Operation.CA_CAPS:
+                return Response(HTTPStatus.OK, "text/plain", self.app.get_ca_caps())
             ctype, body = self.app.get_ca_cert()
-            return HTTPStatus.OK, ctype, body
-        message = r.message if r.message is not None else self._read_body(MAX_MESSAGE)
-        return (HTTPStatus.OK, PKI_MESSAGE,
-                self.app.pki_operation(check_message(message), self.client_address[0]))
+        except Unanswerable as e:
+            raise HttpError(_STATUS_OF_UNANSWERABLE[e.kind], e.message) from None
+        return Response(HTTPStatus.OK, ctype, body)
 
 
-class _AdminHandler(_Handler):
-    admin_app: AdminApplication
-    token: str
+class InThreads:
+    """An `AsyncScepApplication` over a blocking `ScepApplication`: PKIOperations and CRL
+    downloads (which may re-issue the CRL) run in `executor`."""
 
-    def _route(self) -> tuple[HTTPStatus, str, bytes]:
-        path = split_target(self.path).path
-        if self.command != "POST" or not path.startswith("/admin/"):
+    def __init__(self, app: ScepApplication, executor: ThreadPoolExecutor) -> None:
+        self._app = app
+        self._executor = executor
+
+    def get_ca_caps(self) -> bytes:
+        return self._app.get_ca_caps()
+
+    def get_ca_cert(self) -> tuple[str, bytes]:
+        return self._app.get_ca_cert()
+
+    async def crl(self) -> bytes:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._app.crl)
+
+    async def pki_operation(self, message: bytes, peer: str) -> bytes:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._app.pki_operation, message, peer)
+
+
+class AdminSite:
+    """`POST /admin/<action>` with the bearer token; JSON answers, errors included."""
+
+    body_limit = MAX_ADMIN_BODY
+
+    def __init__(self, app: AdminApplication, token: str, executor: ThreadPoolExecutor) -> None:
+        if not token:
+            raise ValueError("an admin endpoint needs a token")
+        self.app = app
+        self.token = token
+        self._executor = executor
+
+    def error(self, status: HTTPStatus, message: str) -> Response:
+        body = json.dumps({"error": message, "status": int(status)}).encode()
+        return Response(status, "application/json", body)
+
+    async def respond(self, request: Request) -> Response:
+        path = split_target(request.target).path
+        if request.method != "POST" or not path.startswith("/admin/"):
             raise HttpError(HTTPStatus.NOT_FOUND, "not found")
-        presented = self.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+        presented = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
         if not hmac.compare_digest(presented.encode(), self.token.encode()):
             raise HttpError(HTTPStatus.FORBIDDEN, "bad admin token")
-        body = self._read_body(MAX_ADMIN_BODY)
         try:
-            args = json.loads(body or b"{}")
+            args = json.loads(request.body or b"{}")
         except ValueError:
             raise HttpError(HTTPStatus.BAD_REQUEST, "body is not JSON") from None
         if not isinstance(args, dict):
             raise HttpError(HTTPStatus.BAD_REQUEST, "body is not a JSON object")
-        result = self.admin_app.admin(path.removeprefix("/admin/"), args)
-        return HTTPStatus.OK, "application/json", json.dumps(result).encode()
-
-    def _error(self, status: HTTPStatus, message: str) -> None:
-        body = json.dumps({"error": message, "status": int(status)}).encode()
-        self._send(status, "application/json", body)
+        loop = asyncio.get_running_loop()
+        result = await loop.run_in_executor(self._executor, self.app.admin,
+                                            path.removeprefix("/admin/"), args)
+        return Response(HTTPStatus.OK, "application/json", json.dumps(result).encode())
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 128
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        """A peer that hangs up mid-answer is routine; anything else is logged, not printed."""
-        exc = sys.exc_info()[1]
-        if isinstance(exc, ConnectionError | TimeoutError):
-            log.debug("peer went away", peer=client_address[0], error=str(exc))
-        else:
-            log.error("http connection failed", peer=client_address[0], exc_info=True)
-
-
-class _Server6(_Server):
-    address_family = socket.AF_INET6
-
-
-@dataclass
-class RunningServer:
-    """A SCEP server running in a background thread."""
-
-    url: str  # base URL, http://HOST:PORT
-    admin_url: str | None
-    _servers: tuple[_Server, ...]
-    _threads: tuple[threading.Thread, ...]
-
-    @property
-    def port(self) -> int:
-        return int(self._servers[0].server_address[1])
-
-    def stop(self) -> None:
-        for srv in self._servers:
-            srv.shutdown()
-        for srv in self._servers:
-            srv.server_close()
-        for t in self._threads:
-            t.join(timeout=5)
-
-
-def _url(host: str, port: int) -> str:
-    shown = "127.0.0.1" if host in ("", "0.0.0.0") else host  # noqa: S104 - display only
-    if ":" in shown:
-        shown = f"[{shown}]"
-    return f"http://{shown}:{port}"
-
-
-def start(app: ScepApplication, host: str = "127.0.0.1", port: int = 0, *,
-          admin: AdminApplication | None = None, admin_token: str = "",
-          before_serving: Callable[[str], None] | None = None) -> RunningServer:
-    """Bind and serve `app` (and `admin` on 127.0.0.1, an ephemeral port) in daemon threads.
-    `before_serving(base_url)` runs once the port is bound and before any request is served."""
-    handler = type("ScepHandler", (_Handler,), {"app": app})
-    family_server: type[_Server] = _Server
-    if ":" in host:
-        family_server = _Server6
-    servers: list[_Server] = [family_server((host, port), handler)]
-    admin_url = None
-    if admin is not None:
-        try:
-            servers.append(_admin_server(admin, admin_token))
-        except (OSError, ValueError):
-            servers[0].server_close()
-            raise
-        admin_url = _url("127.0.0.1", servers[1].server_address[1])
-    bound = servers[0].server_address
-    base_url = _url(host, int(bound[1]))
-    if before_serving is not None:
-        try:
-            before_serving(base_url)
-        except BaseException:
-            for srv in servers:
-                srv.server_close()
-            raise
-    return _run(base_url, admin_url, servers)
-
-
-def start_admin(admin: AdminApplication, admin_token: str) -> RunningServer:
-    """Serve only the admin endpoint (127.0.0.1, an ephemeral port) in a daemon thread; its
-    `url` and `admin_url` are both the endpoint's URL."""
-    srv = _admin_server(admin, admin_token)
-    url = _url("127.0.0.1", srv.server_address[1])
-    return _run(url, url, [srv])
-
-
-def _admin_server(admin: AdminApplication, admin_token: str) -> _Server:
-    if not admin_token:
-        raise ValueError("an admin endpoint needs a token")
-    ah = type("AdminHandler", (_AdminHandler,), {"admin_app": admin, "token": admin_token})
-    return _Server(("127.0.0.1", 0), ah)
-
-
-def _run(base_url: str, admin_url: str | None, servers: list[_Server]) -> RunningServer:
-    threads = []
-    for srv in servers:
-        t = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.2},
-                             name=f"scep-http-{srv.server_address[1]}", daemon=True)
-        t.start()
-        threads.append(t)
-    return RunningServer(base_url, admin_url, tuple(servers), tuple(threads))
-
-
-def listen(host: str, port: int) -> tuple[socket.socket, str]:
-    """A listening TCP socket on host:port (0 = ephemeral) and its base URL."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.create_server((host, port), family=family, backlog=_Server.request_queue_size)
-    return sock, _url(host, int(sock.getsockname()[1]))
-
-
-# -- the asyncio adapter (worker processes) ---------------------------------------------------
-
-
-class AsyncScepApplication(Protocol):
-    """Like `ScepApplication`, but a PKIOperation answer may wait for another process."""
-
-    def get_ca_caps(self) -> bytes: ...
-
-    def get_ca_cert(self) -> tuple[str, bytes]: ...
-
-    def crl(self) -> bytes: ...
-
-    async def pki_operation(self, message: bytes, peer: str) -> bytes: ...
-
-
-MAX_HEAD = 64 * 1024
-"""Largest request line + headers accepted (http.server's per-line limit)."""
-
-
-@dataclass(frozen=True, slots=True)
-class _Request:
-    command: str
-    target: str
-    keep_alive: bool
-    body: bytes
-
-
-class _HeadError(Exception):
-    """A request head we answer with `status` and then close the connection."""
-
-    def __init__(self, status: HTTPStatus, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-
-
-def _parse_head(head: bytes) -> tuple[str, str, str, dict[str, str]]:
-    """(command, target, version, headers with lower-case names) of a request head."""
-    lines = head.decode("latin-1").split("\n")
-    parts = lines[0].rstrip("\r").split()
-    if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
-        raise _HeadError(HTTPStatus.BAD_REQUEST, "bad request line")
-    headers: dict[str, str] = {}
-    for raw in lines[1:]:
-        line = raw.rstrip("\r")
-        if not line:
-            continue
-        name, sep, value = line.partition(":")
-        if not sep or not name or name != name.strip():
-            raise _HeadError(HTTPStatus.BAD_REQUEST, "malformed header line")
-        key = name.lower()
-        if key == "content-length" and key in headers:
-            raise _HeadError(HTTPStatus.BAD_REQUEST, "repeated Content-Length")  # see below
-        headers[key] = value.strip()
-    return parts[0], parts[1], parts[2], headers
-
-
-def _body_length(command: str, headers: Mapping[str, str]) -> int:
-    if headers.get("transfer-encoding", "identity").lower() != "identity":
-        raise _HeadError(HTTPStatus.LENGTH_REQUIRED,
-                         "chunked bodies are not accepted; send Content-Length")
-    text = headers.get("content-length")
-    try:
-        length = content_length([text] if text is not None else [])
-    except HttpError as e:
-        raise _HeadError(e.status, e.message) from None
-    if length is None:
-        if command == "POST":
-            raise _HeadError(HTTPStatus.LENGTH_REQUIRED, "Content-Length is required")
-        return 0
-    if length > MAX_MESSAGE:
-        raise _HeadError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
-                         f"body of {length} bytes is larger than {MAX_MESSAGE}")
-    return length
+# -- one connection -----------------------------------------------------------------------------
 
 
 class _DateCache:
@@ -494,37 +346,92 @@ class _DateCache:
 
     def __init__(self) -> None:
         self._second = -1
-        self._text = ""
+        self._text = b""
 
-    def now(self) -> str:
+    def now(self) -> bytes:
         second = int(time.time())
         if second != self._second:
             self._second = second
-            self._text = formatdate(second, usegmt=True)
+            self._text = formatdate(second, usegmt=True).encode("ascii")
         return self._text
 
 
 _DATE = _DateCache()
+_CONTENT_LENGTH_LINE = re.compile(rb"\ncontent-length[ \t]*:", re.IGNORECASE)
+_HEAD_END = re.compile(rb"\n\r?\n")
+_METHODS = frozenset({b"GET", b"POST", b"HEAD"})
+
+
+class _Refusal(Exception):
+    """A request answered with `status` and then the connection is closed."""
+
+    def __init__(self, status: HTTPStatus, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def _framing_refusal(e: h11.RemoteProtocolError, unread: bytes) -> _Refusal:
+    """The answer to a request head h11 refused (`unread`: what it had not consumed)."""
+    text = str(e)
+    if "Content-Length" in text:
+        return _Refusal(HTTPStatus.BAD_REQUEST, "repeated Content-Length" if "conflicting"
+                        in text else "bad Content-Length")
+    if e.error_status_hint == HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE:
+        return _oversized_head(unread)
+    status = HTTPStatus(e.error_status_hint) if e.error_status_hint >= 400 \
+        else HTTPStatus.BAD_REQUEST
+    return _Refusal(status, f"bad request: {text[:80]}")
+
+
+def _oversized_head(unread: bytes) -> _Refusal:
+    if b"\n" not in unread[:MAX_HEAD]:
+        return _Refusal(HTTPStatus.REQUEST_URI_TOO_LONG, "request line too long")
+    return _Refusal(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, "request head larger than 64 KiB")
+
+
+def _check_head(event: h11.Request, raw_head: bytes, site: Site) -> None:
+    """The CA's rules on a parsed request head; _Refusal (answer, then close) if it breaks one."""
+    if event.method not in _METHODS:
+        raise _Refusal(HTTPStatus.NOT_IMPLEMENTED,
+                       f"unsupported method {event.method[:20].decode('latin-1')!r}")
+    if len(_CONTENT_LENGTH_LINE.findall(raw_head)) > 1:
+        # h11 merges equal repeated fields (RFC 9110 allows either); we refuse them, so that
+        # no intermediary and we ever disagree on which one counts.
+        raise _Refusal(HTTPStatus.BAD_REQUEST, "repeated Content-Length")
+    length: int | None = None
+    for name, value in event.headers:
+        if name == b"transfer-encoding":
+            raise _Refusal(HTTPStatus.LENGTH_REQUIRED,
+                           "chunked bodies are not accepted; send Content-Length")
+        if name == b"content-length":
+            length = int(value)
+    if length is None and event.method == b"POST":
+        raise _Refusal(HTTPStatus.LENGTH_REQUIRED, "Content-Length is required")
+    if length is not None and length > site.body_limit:
+        raise _Refusal(HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+                       f"body of {length} bytes is larger than {site.body_limit}")
 
 
 class _Connection(asyncio.Protocol):
-    """One HTTP/1.1 connection: requests are answered one at a time, in order (pipelined ones
-    wait in the buffer); keep-alive unless the client or an error says otherwise; idle for
-    REQUEST_TIMEOUT seconds, it is closed."""
+    """One HTTP/1.1 connection (see the module docstring)."""
 
-    def __init__(self, app: AsyncScepApplication, connections: set[_Connection],
+    def __init__(self, site: Site, connections: set[_Connection],
                  on_closed: Callable[[], None] | None = None) -> None:
-        self._app = app
+        self._site = site
         self._connections = connections
         self._on_closed = on_closed
-        self._buffer = bytearray()
+        self._h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD)
         self._transport: asyncio.Transport | None = None
-        self._busy = False
-        self._closing = False
-        self._continued = False
         self._peer = ""
         self._timer: asyncio.TimerHandle | None = None
-        self._task: asyncio.Future[bytes] | None = None  # the PKIOperation being answered
+        self._request: h11.Request | None = None
+        self._body = bytearray()
+        self._task: asyncio.Task[None] | None = None  # the request being answered
+        self._waiting = 0  # bytes received while busy
+        self._paused = False
+
+    # -- asyncio's callbacks --
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -536,19 +443,39 @@ class _Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._connections.discard(self)
-        self._closing = True
+        self._transport = None
         if self._timer is not None:
             self._timer.cancel()
+        if self._task is not None:
+            self._task.cancel()
         if self._on_closed is not None:
             self._on_closed()
 
     def data_received(self, data: bytes) -> None:
-        self._buffer += data
-        self._arm_timer()
-        if not self._busy:
-            self._next()
-        elif len(self._buffer) > MAX_HEAD + MAX_MESSAGE and self._transport is not None:
-            self._transport.pause_reading()  # a pipelining client waits for our answers
+        self._h11.receive_data(data)
+        if self.busy:
+            self._waiting += len(data)
+            if self._waiting > MAX_HEAD + MAX_MESSAGE and self._transport is not None:
+                self._transport.pause_reading()  # a pipelining client waits for our answers
+                self._paused = True
+            return
+        self._advance()
+
+    def eof_received(self) -> bool:
+        self._h11.receive_data(b"")
+        if not self.busy:
+            self._advance()
+        return True  # keep our half open until the answer in progress is written
+
+    # -- state --
+
+    @property
+    def busy(self) -> bool:
+        return self._task is not None
+
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
 
     def _arm_timer(self) -> None:
         if self._timer is not None:
@@ -556,31 +483,58 @@ class _Connection(asyncio.Protocol):
         loop = asyncio.get_running_loop()
         self._timer = loop.call_later(REQUEST_TIMEOUT, self.close)
 
-    @property
-    def busy(self) -> bool:
-        return self._busy
+    # -- reading requests --
 
-    def close(self) -> None:
-        self._closing = True
-        if self._transport is not None:
-            self._transport.close()
-
-    def _next(self) -> None:
-        """Answer the next complete request in the buffer, if there is one."""
-        while not self._busy and not self._closing:
+    def _advance(self) -> None:
+        """Take events from h11 until a request is complete (then answer it) or more data is
+        needed."""
+        while self._transport is not None and not self.busy:
+            idle = self._h11.their_state is h11.IDLE
+            unread = self._h11.trailing_data[0] if idle else b""
+            head_end = _HEAD_END.search(unread) if idle else None
+            if idle and (head_end.end() if head_end else len(unread)) > MAX_HEAD:
+                self._refuse(_oversized_head(unread))
+                return
             try:
-                request = self._take_request()
-            except _HeadError as e:
-                self._respond(e.status, "text/plain; charset=utf-8",
-                              (e.message + "\n").encode(), command="GET", keep_alive=False)
+                event = self._h11.next_event()
+            except h11.RemoteProtocolError as e:
+                self._refuse(_framing_refusal(e, unread or self._h11.trailing_data[0]))
                 return
-            if request is None:
-                if self._buffer:
-                    self._ack_now()
-                if self._transport is not None and len(self._buffer) <= MAX_HEAD:
-                    self._transport.resume_reading()
+            if event is h11.NEED_DATA:
+                self._need_data()
                 return
-            self._dispatch(request)
+            if event is h11.PAUSED:
+                if self._h11.states == {h11.CLIENT: h11.DONE, h11.SERVER: h11.DONE}:
+                    self._h11.start_next_cycle()
+                    continue
+                self.close()  # they closed, or we must: nothing more to read
+                return
+            if isinstance(event, h11.Request):
+                try:
+                    _check_head(event, unread[:head_end.end()] if head_end else unread,
+                                self._site)
+                except _Refusal as refusal:
+                    self._refuse(refusal, head=event.method == b"HEAD")
+                    return
+                self._request = event
+                self._body.clear()
+            elif isinstance(event, h11.Data):
+                self._body += event.data
+            elif isinstance(event, h11.EndOfMessage):
+                self._dispatch()
+            elif isinstance(event, h11.ConnectionClosed):
+                self.close()
+                return
+
+    def _need_data(self) -> None:
+        if self._h11.they_are_waiting_for_100_continue:
+            self._write(self._h11.send(h11.InformationalResponse(status_code=100,
+                                                                 headers=[])) or b"")
+        if self._h11.trailing_data[0]:
+            self._ack_now()
+        if self._paused and self._transport is not None:
+            self._paused = False
+            self._transport.resume_reading()
 
     def _ack_now(self) -> None:
         """Acknowledge what arrived of an incomplete request at once. A sender with Nagle's
@@ -593,108 +547,78 @@ class _Connection(asyncio.Protocol):
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.IPPROTO_TCP, quickack, 1)
 
-    def _take_request(self) -> _Request | None:
-        buf = self._buffer
-        end = buf.find(b"\r\n\r\n")
-        sep = 4
-        bare = buf.find(b"\n\n")
-        if bare != -1 and (end == -1 or bare < end):
-            end, sep = bare, 2
-        if end > MAX_HEAD or (end == -1 and len(buf) > MAX_HEAD):
-            if buf.find(b"\n", 0, MAX_HEAD) == -1:
-                raise _HeadError(HTTPStatus.REQUEST_URI_TOO_LONG, "request line too long")
-            raise _HeadError(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE,
-                             "request head larger than 64 KiB")
-        if end == -1:
-            return None
-        command, target, version, headers = _parse_head(bytes(buf[:end]))
-        if command not in ("GET", "POST", "HEAD"):
-            raise _HeadError(HTTPStatus.NOT_IMPLEMENTED, f"unsupported method {command[:20]!r}")
-        length = _body_length(command, headers)
-        start = end + sep
-        if len(buf) < start + length:
-            if (length and not self._continued and version == "HTTP/1.1"
-                    and headers.get("expect", "").lower() == "100-continue"
-                    and self._transport is not None):
-                self._continued = True
-                self._transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-            return None
-        body = bytes(buf[start:start + length])
-        del buf[:start + length]
-        self._continued = False
-        connection = headers.get("connection", "").lower()
-        keep_alive = (connection != "close" if version == "HTTP/1.1"
-                      else connection == "keep-alive")
-        return _Request(command, target, keep_alive, body)
+    # -- answering --
 
-    def _dispatch(self, request: _Request) -> None:
+    def _dispatch(self) -> None:
+        event = self._request
+        assert event is not None
+        headers = {name.decode("latin-1"): value.decode("latin-1")
+                   for name, value in event.headers}
+        request = Request(event.method.decode("ascii"), event.target.decode("latin-1"),
+                          headers, bytes(self._body), self._peer)
+        if self._timer is not None:
+            self._timer.cancel()
+        self._waiting = 0
+        self._task = asyncio.ensure_future(self._answer(request))
+
+    async def _answer(self, request: Request) -> None:
+        keep = True
         try:
-            r = route(request.command, request.target)
-            if r.operation is Operation.PKI_OPERATION:
-                message = check_message(r.message if r.message is not None else request.body)
-                self._busy = True
-                self._task = asyncio.ensure_future(self._app.pki_operation(message, self._peer))
-                self._task.add_done_callback(lambda t: self._answered(t, request))
-                return
-            if r.operation is Operation.CRL:
-                ctype, body = "application/pkix-crl", self._app.crl()
-            elif r.operation is Operation.CA_CAPS:
-                ctype, body = "text/plain", self._app.get_ca_caps()
-            else:
-                ctype, body = self._app.get_ca_cert()
+            response = await self._site.respond(request)
         except HttpError as e:
-            self._respond(e.status, "text/plain; charset=utf-8", (e.message + "\n").encode(),
-                          request.command, request.keep_alive)
-            return
+            response = self._site.error(e.status, e.message)
+        except asyncio.CancelledError:
+            raise
         except Exception:  # a bug: answer 500, keep serving, log it with its traceback
-            log.exception("scep request failed", path=request.target.split("?")[0])
-            self._respond(HTTPStatus.INTERNAL_SERVER_ERROR, "text/plain; charset=utf-8",
-                          b"internal error\n", request.command, keep_alive=False)
-            return
-        self._respond(HTTPStatus.OK, ctype, body, request.command, request.keep_alive)
-
-    def _answered(self, task: asyncio.Future[bytes], request: _Request) -> None:
-        self._busy = False
+            log.exception("http request failed", path=request.target.split("?")[0])
+            response = self._site.error(HTTPStatus.INTERNAL_SERVER_ERROR, "internal error")
+            keep = False
         self._task = None
-        if task.cancelled():
-            self.close()
-            return
-        exc = task.exception()
-        if exc is None:
-            self._respond(HTTPStatus.OK, PKI_MESSAGE, task.result(), request.command,
-                          request.keep_alive)
-        elif isinstance(exc, HttpError):
-            self._respond(exc.status, "text/plain; charset=utf-8", (exc.message + "\n").encode(),
-                          request.command, request.keep_alive)
-        else:
-            log.error("scep request failed", path=request.target.split("?")[0],
-                      exc_info=(type(exc), exc, exc.__traceback__))
-            self._respond(HTTPStatus.INTERNAL_SERVER_ERROR, "text/plain; charset=utf-8",
-                          b"internal error\n", request.command, keep_alive=False)
-        self._next()
+        self._send(response, head=request.method == "HEAD", keep_alive=keep)
+        self._arm_timer()
+        self._advance()
 
-    def _respond(self, status: HTTPStatus, content_type: str, body: bytes, command: str,
-                 keep_alive: bool) -> None:
+    def _refuse(self, refusal: _Refusal, *, head: bool = False) -> None:
+        self._send(self._site.error(refusal.status, refusal.message), head=head,
+                   keep_alive=False)
+
+    def _send(self, response: Response, *, head: bool, keep_alive: bool) -> None:
         if self._transport is None or self._transport.is_closing():
             return
-        head = (f"HTTP/1.1 {status.value} {status.phrase}\r\n"
-                f"Server: trustledger-scep\r\nDate: {_DATE.now()}\r\n"
-                f"Content-Type: {content_type}\r\nContent-Length: {len(body)}\r\n"
-                + ("" if keep_alive else "Connection: close\r\n") + "\r\n").encode("latin-1")
-        self._transport.write(head + body if command != "HEAD" else head)
+        headers = [(b"Server", b"trustledger-scep"), (b"Date", _DATE.now()),
+                   (b"Content-Type", response.content_type.encode("latin-1")),
+                   (b"Content-Length", str(len(response.body)).encode("ascii"))]
         if not keep_alive:
-            self._closing = True
-            self._transport.close()
+            headers.append((b"Connection", b"close"))
+        try:
+            out = self._h11.send(h11.Response(status_code=int(response.status),
+                                              headers=headers,
+                                              reason=response.status.phrase.encode()))
+            if response.body and not head:
+                out = (out or b"") + (self._h11.send(h11.Data(data=response.body)) or b"")
+            out = (out or b"") + (self._h11.send(h11.EndOfMessage()) or b"")
+        except h11.LocalProtocolError:  # e.g. a refusal while we were mid-answer: just close
+            self.close()
+            return
+        self._write(out)
+        if self._h11.our_state is not h11.DONE:  # MUST_CLOSE: no keep-alive
+            self.close()
+
+    def _write(self, data: bytes) -> None:
+        if self._transport is not None:
+            self._transport.write(data)
+
+
+# -- servers ------------------------------------------------------------------------------------
 
 
 class AsyncServer:
-    """Serves HTTP connections on the running asyncio loop that another process accepted and
-    handed over (`adopt`; see engine/ca/workers.py for why). `on_closed` runs whenever one of
-    them closes."""
+    """Serves, on the running loop, connections accepted elsewhere and handed over (`adopt`;
+    the worker processes of engine/ca/workers.py). `on_closed` runs whenever one closes."""
 
     def __init__(self, app: AsyncScepApplication,
                  on_closed: Callable[[], None] | None = None) -> None:
-        self._app = app
+        self._site = ScepSite(app)
         self._on_closed = on_closed
         self._connections: set[_Connection] = set()
         self._starting: set[asyncio.Task[tuple[asyncio.Transport, _Connection]]] = set()
@@ -704,7 +628,7 @@ class AsyncServer:
         """Serve an accepted connection."""
         conn.setblocking(False)
         task = asyncio.create_task(self._loop.connect_accepted_socket(
-            lambda: _Connection(self._app, self._connections, self._on_closed), sock=conn))
+            lambda: _Connection(self._site, self._connections, self._on_closed), sock=conn))
         self._starting.add(task)  # the loop keeps only weak references to tasks
         task.add_done_callback(self._started)
 
@@ -725,3 +649,108 @@ class AsyncServer:
         """Close every connection."""
         for conn in list(self._connections):
             conn.close()
+
+
+class _LoopThread:
+    """An asyncio loop in a daemon thread, serving listening sockets with sites."""
+
+    def __init__(self, name: str) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.executor = ThreadPoolExecutor(BLOCKING_THREADS, thread_name_prefix=f"{name}-app")
+        self._connections: set[_Connection] = set()
+        self._servers: list[asyncio.Server] = []
+        self._thread = threading.Thread(target=self.loop.run_forever, name=name, daemon=True)
+
+    def start(self, listeners: list[tuple[socket.socket, Site]]) -> None:
+        self._thread.start()
+        for sock, site in listeners:
+            self._servers.append(self.call(self._serve(sock, site)))
+
+    async def _serve(self, sock: socket.socket, site: Site) -> asyncio.Server:
+        return await self.loop.create_server(
+            lambda: _Connection(site, self._connections), sock=sock, backlog=BACKLOG)
+
+    def call(self, coro: Awaitable[_T]) -> _T:
+        async def run() -> _T:
+            return await coro
+        return asyncio.run_coroutine_threadsafe(run(), self.loop).result(timeout=30)
+
+    def stop(self) -> None:
+        async def shut() -> None:
+            for srv in self._servers:
+                srv.close()
+            for conn in list(self._connections):
+                conn.close()
+            for srv in self._servers:
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(srv.wait_closed(), 5)
+        if self._thread.is_alive():
+            with contextlib.suppress(TimeoutError, RuntimeError):
+                self.call(shut())
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self._thread.join(timeout=5)
+        self.executor.shutdown(wait=False, cancel_futures=True)
+        if not self._thread.is_alive():
+            self.loop.close()
+
+
+@dataclass
+class RunningServer:
+    """A SCEP server (and its admin endpoint) running on a loop in a background thread."""
+
+    url: str  # base URL, http://HOST:PORT
+    admin_url: str | None
+    port: int
+    _loop: _LoopThread
+
+    def stop(self) -> None:
+        self._loop.stop()
+
+
+def _url(host: str, port: int) -> str:
+    shown = "127.0.0.1" if host in ("", "0.0.0.0") else host  # noqa: S104 - display only
+    if ":" in shown:
+        shown = f"[{shown}]"
+    return f"http://{shown}:{port}"
+
+
+def listen(host: str, port: int) -> tuple[socket.socket, str]:
+    """A listening TCP socket on host:port (0 = ephemeral) and its base URL."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.create_server((host, port), family=family, backlog=BACKLOG)
+    return sock, _url(host, int(sock.getsockname()[1]))
+
+
+def start(app: ScepApplication | None, host: str = "127.0.0.1", port: int = 0, *,
+          admin: AdminApplication | None = None, admin_token: str = "",
+          before_serving: Callable[[str], None] | None = None) -> RunningServer:
+    """Bind and serve `app` on host:port (and `admin` on 127.0.0.1, an ephemeral port) from a
+    loop in a daemon thread. `before_serving(base_url)` runs once the port is bound and before
+    any request is served. With `app` None only the admin endpoint is served: `url` and
+    `admin_url` are then both its URL."""
+    runner = _LoopThread("scep-http")
+    sockets: list[socket.socket] = []
+    try:
+        listeners: list[tuple[socket.socket, Site]] = []
+        if app is not None:
+            sock, base_url = listen(host, port)
+            sockets.append(sock)
+            listeners.append((sock, ScepSite(InThreads(app, runner.executor))))
+        admin_url = None
+        if admin is not None:
+            site = AdminSite(admin, admin_token, runner.executor)
+            sock, admin_url = listen("127.0.0.1", 0)
+            sockets.append(sock)
+            listeners.append((sock, site))
+        if app is None:
+            assert admin_url is not None, "nothing to serve"
+            base_url = admin_url
+        if before_serving is not None:
+            before_serving(base_url)
+        runner.start(listeners)
+    except BaseException:
+        for sock in sockets:
+            sock.close()
+        runner.stop()
+        raise
+    return RunningServer(base_url, admin_url, int(sockets[0].getsockname()[1]), runner)

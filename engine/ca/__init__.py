@@ -1,7 +1,7 @@
 """The built-in CA: an event-sourced SCEP CA (RFC 8894) in a directory.
 
     ca = BuiltinCA.init(dir)                  # or BuiltinCA.open(dir)
-    server = serve(ca, "127.0.0.1", 0)        # ThreadingHTTPServer threads, ephemeral port
+    server = serve(ca, "127.0.0.1", 0)        # h11 on an asyncio loop thread, ephemeral port
     server.url                                # http://127.0.0.1:PORT (IOS-style base URL)
     server.scep_url                           # http://127.0.0.1:PORT/scep
     password = ca.mint_challenge()            # one-time challenge password
@@ -11,12 +11,15 @@
 
     serve(ca, workers=2)                      # HTTP + SCEP crypto in 2 worker processes;
                                               # this process stays the log's one writer
+    serve_in_process(ca, network, url)        # no sockets: devices whose ports.scep is the
+                                              # InProcessTransport `network` reach it at url
 
 See engine/ca/service.py (wiring, layout), commands.py (decide(state, command): the effects
 each command asks of the runtime), decide.py (rules), state.py (folds, CA_FOLDS), profile.py
 (certificate/CRL profiles), scep_frontend.py (SCEP operations), queries.py (what SCEP asks of
 the CA's state), offline.py (pasted requests), workers.py / worker.py / channel.py
-(`ca serve --workers N`), cli.py (`ca` command).
+(`ca serve --workers N`), server.py (serving), cli.py (`ca` command); the HTTP edge is
+engine/adapters/scep_server.py, the in-process transport engine/adapters/scep_inprocess.py.
 """
 
 from engine.ca.decide import Approval, Policy

@@ -8,6 +8,7 @@ signs again.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -79,8 +80,10 @@ _TAG_TYPES = {
 }
 
 
+@functools.lru_cache(maxsize=256)
 def name_from_der(der: bytes) -> x509.Name:
-    """Rebuild a `cryptography` Name from DER, keeping each value's string type."""
+    """Rebuild a `cryptography` Name from DER, keeping each value's string type (cached: an
+    enrollment checks and issues the same subject three times; a Name is immutable)."""
     parsed = asn1_x509.Name.load(der)
     rdns: list[x509.RelativeDistinguishedName] = []
     for rdn in parsed.chosen:

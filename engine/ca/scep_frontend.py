@@ -9,7 +9,8 @@ read, else HTTP 400. It holds only certificates, keys, a clock and randomness, s
 processes of `ca serve --workers N` each run one while the process that owns the log answers
 their queries.
 
-`ScepFrontend` is the in-process application behind the threaded HTTP adapter: a responder
+`ScepFrontend` is the in-process application behind the HTTP adapter and the in-process
+transport: a responder
 whose queries `BuiltinCA` answers directly. Bytes in, bytes out.
 
 Policy applied here (the core leaves it to us): `strict` refuses DES, 3DES and SHA-1 with
@@ -24,13 +25,11 @@ import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from http import HTTPStatus
 
 import structlog
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from engine.adapters.scep_server import HttpError
 from engine.ca import offline
 from engine.ca.decide import Enroll, Policy, ReplyStatus
 from engine.ca.errors import CAError, CAUnavailable, ScepRefusal
@@ -67,6 +66,7 @@ from engine.scep import (
     parse_request,
 )
 from engine.scep.attributes import check_transaction_id
+from engine.scep.wire import Unanswerable
 
 log = structlog.get_logger("trustledger.ca.scep")
 
@@ -132,22 +132,24 @@ class ScepResponder:
 
     def begin(self, message: bytes, peer: str) -> bytes | Ask:
         """The CertRep, if it needs nothing from the CA's state; else what to ask the CA.
-        Raises HttpError for what is not a pkiMessage."""
+        Raises Unanswerable for what is not a pkiMessage."""
         try:
             req = parse_request(message, recipients=self._recipients)
         except x509.InvalidVersion:
             # cryptography raises this (not ValueError) for a certificate with a bad version;
             # the core lets it through, so it is caught here.
-            raise HttpError(HTTPStatus.BAD_REQUEST,
-                            "not a pkiMessage: a certificate has an invalid version") from None
+            raise Unanswerable(Unanswerable.Kind.MALFORMED,
+                               "not a pkiMessage: a certificate has an invalid version") from None
         except ScepError as e:
             if e.reply_to is None or not _replyable(e.reply_to.transaction_id):
-                raise HttpError(HTTPStatus.BAD_REQUEST, f"not a pkiMessage: {e.detail}") from None
+                raise Unanswerable(Unanswerable.Kind.MALFORMED,
+                                   f"not a pkiMessage: {e.detail}") from None
             log.info("scep refused", peer=peer, transaction_id=e.reply_to.transaction_id,
                      reason=e.reason.value, detail=e.detail)
             return self._failure(e.reply_to, _fail_info(e), e.detail)
         if not _replyable(req.transaction_id):
-            raise HttpError(HTTPStatus.BAD_REQUEST, "transactionID is not a PrintableString")
+            raise Unanswerable(Unanswerable.Kind.MALFORMED,
+                               "transactionID is not a PrintableString")
         try:
             self._check_policy(req)
             return self._dispatch(req, peer)
@@ -295,11 +297,11 @@ class ScepFrontend:
         return step
 
 
-def unavailable(e: CAUnavailable) -> HttpError:
-    """The HTTP answer while the CA's log cannot be made durable: 503, nothing it holds."""
+def unavailable(e: CAUnavailable) -> Unanswerable:
+    """The answer while the CA's log cannot be made durable (HTTP 503): nothing it holds."""
     log.error("ca unavailable", error=str(e.cause))
-    return HttpError(HTTPStatus.SERVICE_UNAVAILABLE, "the CA cannot record requests durably; "
-                                                     "try again later")
+    return Unanswerable(Unanswerable.Kind.UNAVAILABLE, "the CA cannot record requests "
+                                                       "durably; try again later")
 
 
 def _fail_info(e: ScepError) -> FailInfo:

@@ -1,4 +1,4 @@
-"""`serve(ca, host, port)`: run the built-in CA's SCEP server in background threads.
+"""`serve(ca, host, port)`: run the built-in CA's SCEP server in the background.
 
     server = serve(ca, "127.0.0.1", 0, approval=Approval.MANUAL, challenge="secret")
     server.url          # http://127.0.0.1:PORT           (IOS appends /cgi-bin/pkiclient.exe)
@@ -6,14 +6,18 @@
     server.crl_url      # http://127.0.0.1:PORT/crl/ca.crl (the CDP of issued certificates)
     server.stop()
 
-Besides HTTP it runs the CRL upkeep: a thread re-issues the CRL once less than half of its
-lifetime is left before nextUpdate (checked every `crl_check_interval` seconds, and on every
-CRL download in one process).
+HTTP is engine/adapters/scep_server.py (h11 on an asyncio loop in a daemon thread; the CA's
+blocking work in a thread pool). Besides HTTP it runs the CRL upkeep: a thread re-issues the
+CRL once less than half of its lifetime is left before nextUpdate (checked every
+`crl_check_interval` seconds, and on every CRL download in one process).
 
 `workers=N` (N >= 2; `ca serve` defaults to one per CPU) serves HTTP from N worker processes
-instead of threads of this one, which stays the decider: the only writer of the log, where the
+instead of this one, which stays the decider: the only writer of the log, where the
 admin endpoint and the CRL upkeep also run (engine/ca/workers.py). The default, `workers=1`,
-keeps everything in this process (embedding, the demo, most tests).
+keeps everything in this process (embedding, the demo).
+
+`serve_in_process(ca, network, url)` serves it to an in-process transport instead
+(engine/adapters/scep_inprocess.py): no sockets; most device <-> CA tests run that way.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from datetime import timedelta
 import structlog
 
 from engine.adapters import scep_server
+from engine.adapters.scep_inprocess import InProcessTransport
 from engine.ca.admin import AdminEndpoint, remove_admin_file, write_admin_file
 from engine.ca.decide import Approval, Policy
 from engine.ca.errors import CAError
@@ -43,7 +48,7 @@ class CAServer:
     url: str  # base URL
     admin_url: str | None
     ca: BuiltinCA
-    _running: scep_server.RunningServer | None  # HTTP threads (one process) or the admin only
+    _running: scep_server.RunningServer | None  # HTTP (one process) or the admin only
     _token: str
     _stop: threading.Event = field(default_factory=threading.Event)
     _upkeep: threading.Thread | None = None
@@ -102,11 +107,7 @@ def serve(ca: BuiltinCA, host: str = "127.0.0.1", port: int = 0, *,
     token = ca.randomness.token_bytes(32).hex()
 
     def ready(base_url: str) -> None:
-        # Before the first request is served: certificates issued from now on carry a CDP.
-        ca.crl_url = (public_url or base_url).rstrip("/") + CRL_PATH
-        ca.issue_approved()
-        ca.refresh_crl()
-        ca.publish_crl()
+        _open_for_requests(ca, public_url or base_url)
 
     if workers == 1:
         frontend = ScepFrontend(ca, policy, strict=strict,
@@ -131,6 +132,53 @@ def serve(ca: BuiltinCA, host: str = "127.0.0.1", port: int = 0, *,
     return server
 
 
+def _open_for_requests(ca: BuiltinCA, base_url: str) -> None:
+    """Before the first request is served: certificates issued from now on carry a CDP under
+    `base_url`; approved requests are issued, the CRL is current and published."""
+    ca.crl_url = base_url.rstrip("/") + CRL_PATH
+    ca.issue_approved()
+    ca.refresh_crl()
+    ca.publish_crl()
+
+
+@dataclass
+class InProcessCA:
+    """The built-in CA attached to an in-process transport (`serve_in_process`)."""
+
+    url: str
+    ca: BuiltinCA
+    network: InProcessTransport
+
+    @property
+    def scep_url(self) -> str:
+        return self.url + "/scep"
+
+    @property
+    def crl_url(self) -> str:
+        return self.url + CRL_PATH
+
+    def stop(self) -> None:
+        """Unreachable from now on, as a stopped server (the CA stays open)."""
+        self.network.detach(self.url)
+
+
+def serve_in_process(ca: BuiltinCA, network: InProcessTransport, url: str, *,
+                     approval: Approval = Approval.AUTO, challenge: str | None = None,
+                     strict: bool = False,
+                     signing_time_tolerance: timedelta = DEFAULT_SIGNING_TIME_TOLERANCE,
+                     ) -> InProcessCA:
+    """Serve `ca` over SCEP to devices whose transport is `network`, at `url` (e.g.
+    http://ca.invalid), without sockets: the same frontend and routes as `serve`, and the
+    same preparation (CDP, approved requests issued, CRL published), but no CRL upkeep thread
+    and no admin endpoint."""
+    policy = Policy(approval, challenge_digest(challenge) if challenge else None,
+                    same_key_only=strict)
+    _open_for_requests(ca, url)
+    network.attach(url, ScepFrontend(ca, policy, strict=strict,
+                                     signing_time_tolerance=signing_time_tolerance))
+    return InProcessCA(url.rstrip("/"), ca, network)
+
+
 def _serve_workers(ca: BuiltinCA, policy: Policy, host: str, port: int,
                    ready: Callable[[str], None], token: str, *, admin: bool, workers: int,
                    strict: bool, signing_time_tolerance: timedelta) -> CAServer:
@@ -139,7 +187,7 @@ def _serve_workers(ca: BuiltinCA, policy: Policy, host: str, port: int,
     try:
         ready(base_url)
         if admin:
-            running = scep_server.start_admin(AdminEndpoint(ca), token)
+            running = scep_server.start(None, admin=AdminEndpoint(ca), admin_token=token)
         pool = WorkerPool(ca, policy, listen, workers, strict=strict,
                           signing_time_tolerance=signing_time_tolerance)
         pool.start()

@@ -33,7 +33,6 @@ import socket
 import sys
 from collections.abc import Sequence
 from datetime import timedelta
-from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +40,7 @@ import structlog
 from cryptography import x509
 
 from engine import logsetup
-from engine.adapters.scep_server import AsyncServer, HttpError
+from engine.adapters.scep_server import AsyncServer
 from engine.ca.channel import MAX_FRAME, AsyncChannel, ChannelClosed, decode_payload
 from engine.ca.errors import CAError, CAUnavailable
 from engine.ca.keyfile import load_private_key
@@ -50,6 +49,7 @@ from engine.ca.scep_frontend import Ask, ScepResponder, unavailable
 from engine.ca.service import CA_KEY, CRL_FILE, RA_ENCRYPTION_KEY, RA_SIGNING_KEY
 from engine.ports import SystemClock, SystemRandomness
 from engine.scep import Credential
+from engine.scep.wire import Unanswerable
 
 log = structlog.get_logger("trustledger.ca.worker")
 
@@ -70,7 +70,7 @@ class CRLFile:
         try:
             st = os.stat(self.path)
         except FileNotFoundError:
-            raise HttpError(HTTPStatus.SERVICE_UNAVAILABLE, "no CRL is published") from None
+            raise Unanswerable(Unanswerable.Kind.UNAVAILABLE, "no CRL is published") from None
         seen = (st.st_ino, st.st_mtime_ns, st.st_size)
         if seen != self._seen:
             self._der = self.path.read_bytes()
@@ -92,7 +92,7 @@ class WorkerApp:
     def get_ca_cert(self) -> tuple[str, bytes]:
         return self.responder.get_ca_cert()
 
-    def crl(self) -> bytes:
+    async def crl(self) -> bytes:
         return self._crl.read()
 
     async def pki_operation(self, message: bytes, peer: str) -> bytes:
@@ -102,7 +102,7 @@ class WorkerApp:
         try:
             answer = await self.channel.ask(step.query)
         except ChannelClosed:
-            raise HttpError(HTTPStatus.SERVICE_UNAVAILABLE, "the CA is shutting down") from None
+            raise Unanswerable(Unanswerable.Kind.UNAVAILABLE, "the CA is shutting down") from None
         except CAUnavailable as e:
             raise unavailable(e) from e
         return self.responder.finish(step, answer)

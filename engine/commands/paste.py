@@ -14,7 +14,6 @@ from engine.effects import Effect, Outcome, ReadBlock, Say
 from engine.grammar import GRAMMAR
 from engine.keys import KeyPair
 from engine.pki import bad, check_router_certificate, decode_pasted, load_certificate, spki
-from engine.scep_client import BuildRequest
 from engine.trustpoints import TrustpointConfig, TrustpointStatus, status_of
 from events.trustpoint import CertificateReceived, EnrollmentRequested
 from projections.certfmt import md5_words
@@ -29,6 +28,8 @@ PASTE_CERT = ("Enter the base 64 encoded certificate.\n"
 
 def enroll_terminal(ctx: Ctx, cfg: TrustpointConfig, status: TrustpointStatus,
                     pairs: tuple[KeyPair, ...]) -> Generator[Effect, Any, Outcome]:
+    from engine.scep_client import BuildRequest  # loaded when a request is built (see tp)
+
     yield Say(tp.START)
     challenge = yield from tp._password()
     who = tp.identity(ctx.state, cfg)

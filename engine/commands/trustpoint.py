@@ -38,15 +38,6 @@ from engine.pki import (
     load_certificate,
 )
 from engine.scep import FailInfo, PkiStatus
-from engine.scep_client import (
-    CAFetched,
-    CAView,
-    FetchCA,
-    Identity,
-    ScepEnroll,
-    ScepPoll,
-    ScepReply,
-)
 from engine.schedule import Job, scheduled
 from engine.state import DeviceState
 from engine.trustpoints import (
@@ -77,6 +68,10 @@ from projections.trustpoints import render_certificates, render_trustpoints
 
 if TYPE_CHECKING:
     from engine.engine import Ctx
+    from engine.scep_client import CAView, Identity, ScepReply
+
+# The SCEP client (engine.scep_client: its effects, their performers, httpx) is imported by
+# the handlers that talk to a CA, when they run: a `show` never loads it.
 
 G = GRAMMAR
 TP = Mode.TRUSTP
@@ -188,6 +183,8 @@ def authenticate(ctx: Ctx) -> Generator[Effect, Any, Outcome]:
     _legal(status, ("authenticate",),
            f"% Trustpoint {name} already has an authenticated CA certificate. Remove the "
            "trustpoint (no crypto ca trustpoint) to authenticate another CA.")
+    from engine.scep_client import CAFetched, FetchCA
+
     if cfg.terminal:
         pasted = yield ReadBlock(PASTE_CA)
         fetched = CAFetched(decode_pasted(pasted, "CA certificate"), (), ())
@@ -241,6 +238,8 @@ def key_pairs(state: DeviceState, cfg: TrustpointConfig) -> tuple[KeyPair, ...]:
 def identity(state: DeviceState, cfg: TrustpointConfig) -> Identity:
     """The request subject: unstructuredName=<hostname>.<domain> plus what the trustpoint adds
     (subject-name, serial-number, ip-address); the FQDN also goes in a dNSName."""
+    from engine.scep_client import Identity
+
     fqdn = state.hostname + (f".{state.domain}" if state.domain else "")
     parts = [f"unstructuredName={fqdn}"]
     if cfg.ip_address:
@@ -266,6 +265,8 @@ def _serial_of(state: DeviceState) -> str:
 
 
 def ca_view(status: TrustpointStatus) -> CAView:
+    from engine.scep_client import CAView
+
     assert status.ca_certificate is not None
     return CAView(status.ca_certificate, status.ra_certificates, status.capabilities)
 
@@ -315,6 +316,8 @@ def enroll(ctx: Ctx) -> Generator[Effect, Any, Outcome]:
     if cfg.scep_url is None:
         raise CommandError(Reason.NOT_ALLOWED,
                            f"% Trustpoint {name} has no enrollment url.")
+    from engine.scep_client import ScepEnroll
+
     yield Say(START)
     challenge = yield from _password()
     who = identity(ctx.state, cfg)
@@ -523,6 +526,8 @@ def poll(state: DeviceState, now: int, name: str) -> Generator[Effect, Any, Outc
 
 def _poll_round(state: DeviceState, now: int, name: str) -> Generator[Effect, Any, Outcome]:
     """One CertPoll round (RFC 8894 §3.3.3) for every key pair still waiting."""
+    from engine.scep_client import Identity, ScepPoll
+
     cfg = trustpoint_config(state, name)
     status = status_of(state, name)
     e = status.enrollment

@@ -226,10 +226,17 @@ def cert_matches(
     cert: asn1_x509.Certificate, issuer: asn1_x509.Name | None, serial: int | None,
     ski: bytes | None,
 ) -> bool:
-    """Does `cert` match a CMS SignerIdentifier / RecipientIdentifier?"""
+    """Does `cert` match a CMS SignerIdentifier / RecipientIdentifier?
+
+    Names are compared as RFC 5280 §7.1 says (asn1crypto's prepared comparison: case, spaces
+    and string types folded), which costs more than the rest of finding a recipient; the same
+    encoding, byte for byte (what every client we meet sends: it copies the certificate's
+    issuer), is equal without it."""
     if ski is not None:
         return bool(cert.key_identifier == ski)
-    return bool(cert.issuer == issuer and cert.serial_number == serial)
+    if cert.serial_number != serial or issuer is None:
+        return False
+    return cert.issuer.dump() == issuer.dump() or bool(cert.issuer == issuer)
 
 
 def cms_time(when: dt.datetime) -> dict[str, dt.datetime]:

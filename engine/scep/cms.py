@@ -11,13 +11,13 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hmac
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from asn1crypto import algos, cms, core
-from asn1crypto import crl as asn1_crl
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -91,45 +91,102 @@ def sign(
     strongSwan PR #1615), micromdm's client and certmonger take it too.
     """
     attrs = [
-        attribute(OID_CONTENT_TYPE, core.ObjectIdentifier(OID_DATA)),
-        attribute(OID_MESSAGE_DIGEST, core.OctetString(digest.digest(content))),
-        *attributes,
+        _CONTENT_TYPE_DATA_ATTRIBUTE,
+        _attribute_der(OID_MESSAGE_DIGEST, tlv(0x04, digest.digest(content))),
+        *(a.dump() for a in attributes),
     ]
     if signing_time is not None:
-        attrs.append(attribute(OID_SIGNING_TIME, cms.Time(cms_time(signing_time))))
+        attrs.append(_attribute_der(OID_SIGNING_TIME, _time_der(signing_time)))
     # RFC 5652 §5.4: signedAttrs are DER-encoded, i.e. the SET OF sorted by encoding.
-    attrs.sort(key=lambda a: a.dump())
-    signed_attrs = cms.CMSAttributes(attrs)
-    to_be_signed = signed_attrs.dump()  # EXPLICIT SET OF tag, as RFC 5652 §5.4 requires
+    attrs.sort()
+    attrs_body = b"".join(attrs)
+    to_be_signed = header(0x31, len(attrs_body)) + attrs_body  # EXPLICIT SET OF, §5.4
     key = signer.private_key
-    digest_algo = algos.DigestAlgorithm({"algorithm": digest.oid})
     if isinstance(key, rsa.RSAPrivateKey):
         signature = key.sign(to_be_signed, padding.PKCS1v15(), digest.hash_algorithm())
-        sig_algo = {"algorithm": RSA_ENCRYPTION_OID, "parameters": core.Null()}
+        sig_algo = _RSA_ENCRYPTION_ALGORITHM
     else:
         signature = key.sign(
             to_be_signed, ec.ECDSA(digest.hash_algorithm(), deterministic_signing=True)
         )
-        sig_algo = {"algorithm": ECDSA_SIGNATURE_OID[digest]}
-    signer_cert = to_asn1_certificate(signer.certificate)
-    signer_info = cms.SignerInfo({
-        "version": "v1",
-        "sid": cms.SignerIdentifier({"issuer_and_serial_number": cms.IssuerAndSerialNumber({
-            "issuer": signer_cert.issuer, "serial_number": signer_cert.serial_number,
-        })}),
-        "digest_algorithm": digest_algo,
-        "signed_attrs": signed_attrs,
-        "signature_algorithm": algos.SignedDigestAlgorithm(sig_algo),
-        "signature": signature,
-    })
-    signed_data = cms.SignedData({
-        "version": "v1",
-        "digest_algorithms": [digest_algo],
-        "encap_content_info": {"content_type": "data", "content": content},
-        "certificates": [to_asn1_certificate(c) for c in certificates],
-        "signer_infos": [signer_info],
-    })
-    return _dump(cms.ContentInfo({"content_type": "signed_data", "content": signed_data}))
+        sig_algo = _signature_algorithm_der(ECDSA_SIGNATURE_OID[digest])
+    digest_algo = _algorithm_der(digest.oid)
+    signer_info = tlv(0x30, _VERSION_1, _issuer_and_serial(signer.certificate), digest_algo,
+                      header(0xA0, len(attrs_body)), attrs_body, sig_algo,
+                      tlv(0x04, signature))
+    certs = b"".join(_certificate_der(c) for c in certificates)
+    signed_data = tlv(0x30, _VERSION_1, tlv(0x31, digest_algo),
+                      tlv(0x30, _OID_DATA_DER, tlv(0xA0, tlv(0x04, content))),
+                      tlv(0xA0, certs), tlv(0x31, signer_info))
+    return tlv(0x30, _OID_SIGNED_DATA_DER, tlv(0xA0, signed_data))
+
+
+# The CMS builders assemble DER from parts (templates): asn1crypto would build an object tree
+# from dicts, re-tag and re-encode it on every call, which was most of a CertRep's cost. What
+# varies is encoded here; what does not (OIDs, algorithm identifiers, a certificate's DER and
+# its IssuerAndSerialNumber) is encoded once, by asn1crypto or cryptography, and cached.
+# tests/scep/test_scep_golden.py holds the output byte for byte to the vectors.
+
+
+def tlv(tag: int, *parts: bytes) -> bytes:
+    """One DER element: `tag`, the definite length of the concatenated `parts`, the parts."""
+    body = b"".join(parts)
+    return header(tag, len(body)) + body
+
+
+_VERSION_0 = b"\x02\x01\x00"
+_VERSION_1 = b"\x02\x01\x01"
+_OID_DATA_DER = core.ObjectIdentifier(OID_DATA).dump()
+_OID_SIGNED_DATA_DER = core.ObjectIdentifier(OID_SIGNED_DATA).dump()
+_OID_ENVELOPED_DATA_DER = core.ObjectIdentifier(OID_ENVELOPED_DATA).dump()
+
+
+@functools.cache
+def _algorithm_der(oid: str) -> bytes:
+    """AlgorithmIdentifier { oid } without parameters, as asn1crypto encodes it."""
+    return bytes(algos.DigestAlgorithm({"algorithm": oid}).dump())
+
+
+@functools.cache
+def _signature_algorithm_der(oid: str) -> bytes:
+    return bytes(algos.SignedDigestAlgorithm({"algorithm": oid}).dump())
+
+
+_RSA_ENCRYPTION_ALGORITHM = bytes(algos.SignedDigestAlgorithm(
+    {"algorithm": RSA_ENCRYPTION_OID, "parameters": core.Null()}).dump())
+_RSAES_PKCS1V15_ALGORITHM = bytes(cms.KeyEncryptionAlgorithm(
+    {"algorithm": "rsaes_pkcs1v15", "parameters": core.Null()}).dump())
+
+
+def _attribute_der(oid: str, value_der: bytes) -> bytes:
+    """One single-valued CMS attribute: SEQUENCE { type OID, SET { value } }."""
+    return tlv(0x30, core.ObjectIdentifier(oid).dump(), tlv(0x31, value_der))
+
+
+_CONTENT_TYPE_DATA_ATTRIBUTE = _attribute_der(OID_CONTENT_TYPE, _OID_DATA_DER)
+
+
+def _time_der(when: dt.datetime) -> bytes:
+    return bytes(cms.Time(cms_time(when)).dump())
+
+
+@functools.lru_cache(maxsize=256)
+def _certificate_der(cert: x509.Certificate) -> bytes:
+    return cert.public_bytes(serialization.Encoding.DER)
+
+
+@functools.lru_cache(maxsize=64)
+def _our_certificate(cert: x509.Certificate) -> asn1_x509.Certificate:
+    """A certificate of our own credentials, parsed once (callers only read it)."""
+    return to_asn1_certificate(cert)
+
+
+@functools.lru_cache(maxsize=256)
+def _issuer_and_serial(cert: x509.Certificate) -> bytes:
+    """IssuerAndSerialNumber of `cert`, its issuer Name as the certificate encodes it."""
+    asn1 = to_asn1_certificate(cert)
+    tbs = asn1["tbs_certificate"]
+    return tlv(0x30, tbs["issuer"].dump(), tbs["serial_number"].dump())
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,8 +211,10 @@ class SignedMessage:
             else:
                 issuer = sid.chosen["issuer"]
                 serial, ski = int(sid.chosen["serial_number"].native), None
-            for cert in candidates:
-                if cert_matches(to_asn1_certificate(cert), issuer, serial, ski):
+            parsed = (self._asn1_certificates if candidates is self.certificates
+                      else [to_asn1_certificate(c) for c in candidates])
+            for cert, asn1 in zip(candidates, parsed, strict=True):
+                if cert_matches(asn1, issuer, serial, ski):
                     return cert
         return None
 
@@ -304,27 +363,12 @@ def envelope(
     key = cipher.new_key(random_bytes)
     iv = cipher.new_iv(random_bytes)
     encrypted = cipher.encrypt(key, iv, plaintext)
-    cert = to_asn1_certificate(recipient)
-    ktri = cms.KeyTransRecipientInfo({
-        "version": "v0",
-        "rid": cms.RecipientIdentifier({"issuer_and_serial_number": cms.IssuerAndSerialNumber({
-            "issuer": cert.issuer, "serial_number": cert.serial_number,
-        })}),
-        "key_encryption_algorithm": {"algorithm": "rsaes_pkcs1v15", "parameters": core.Null()},
-        "encrypted_key": public_key.encrypt(key, padding.PKCS1v15()),
-    })
-    enveloped = cms.EnvelopedData({
-        "version": "v0",
-        "recipient_infos": [cms.RecipientInfo({"ktri": ktri})],
-        "encrypted_content_info": {
-            "content_type": "data",
-            "content_encryption_algorithm": {
-                "algorithm": cipher.oid, "parameters": core.OctetString(iv),
-            },
-            "encrypted_content": encrypted,
-        },
-    })
-    return _dump(cms.ContentInfo({"content_type": "enveloped_data", "content": enveloped}))
+    ktri = tlv(0x30, _VERSION_0, _issuer_and_serial(recipient), _RSAES_PKCS1V15_ALGORITHM,
+               tlv(0x04, public_key.encrypt(key, padding.PKCS1v15())))
+    content_algorithm = tlv(0x30, core.ObjectIdentifier(cipher.oid).dump(), tlv(0x04, iv))
+    enveloped = tlv(0x30, _VERSION_0, tlv(0x31, ktri),
+                    tlv(0x30, _OID_DATA_DER, content_algorithm, tlv(0x80, encrypted)))
+    return tlv(0x30, _OID_ENVELOPED_DATA_DER, tlv(0xA0, enveloped))
 
 
 def open_envelope(
@@ -384,7 +428,7 @@ def _pick_recipient(
             issuer = rid.chosen["issuer"]
             serial, ski = int(rid.chosen["serial_number"].native), None
         for cred in recipients:
-            if cert_matches(to_asn1_certificate(cred.certificate), issuer, serial, ski):
+            if cert_matches(_our_certificate(cred.certificate), issuer, serial, ski):
                 return ktri, cred
     raise ScepError(ScepErrorReason.NOT_A_RECIPIENT,
                     f"{what}: not encrypted to any of our certificates")
@@ -398,21 +442,13 @@ def certs_only(
     crls: Sequence[x509.CertificateRevocationList] = (),
 ) -> bytes:
     """A degenerate certs-only SignedData (no signers; RFC 8894 §3.4 "degenerate")."""
-    fields: dict[str, object] = {
-        "version": "v1",
-        "digest_algorithms": [],
-        "encap_content_info": {"content_type": "data"},
-        "signer_infos": [],
-    }
+    parts = [_VERSION_1, b"\x31\x00", tlv(0x30, _OID_DATA_DER)]
     if certificates:
-        fields["certificates"] = [to_asn1_certificate(c) for c in certificates]
+        parts.append(tlv(0xA0, *(_certificate_der(c) for c in certificates)))
     if crls:
-        fields["crls"] = [
-            asn1_crl.CertificateList.load(c.public_bytes(serialization.Encoding.DER))
-            for c in crls
-        ]
-    sd = cms.SignedData(fields)
-    return _dump(cms.ContentInfo({"content_type": "signed_data", "content": sd}))
+        parts.append(tlv(0xA1, *(c.public_bytes(serialization.Encoding.DER) for c in crls)))
+    parts.append(b"\x31\x00")
+    return tlv(0x30, _OID_SIGNED_DATA_DER, tlv(0xA0, tlv(0x30, *parts)))
 
 
 def read_certs_only(

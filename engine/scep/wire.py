@@ -9,12 +9,14 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
+import enum
 import re
 
 from engine.scep.errors import ScepError, ScepErrorReason
 
 __all__ = [
     "PKI_MESSAGE_CONTENT_TYPE",
+    "Unanswerable",
     "check_signing_time",
     "decode_message_param",
     "encode_message_param",
@@ -56,3 +58,19 @@ def check_signing_time(
         raise ScepError(ScepErrorReason.BAD_TIME,
                         f"signingTime {signing_time.isoformat()} is too far from "
                         f"{now.isoformat()}")
+
+
+class Unanswerable(Exception):
+    """A request the SCEP service answers with no CertRep at all: not a pkiMessage
+    (MALFORMED), too large (TOO_LARGE), or the CA cannot answer now (UNAVAILABLE). Transports
+    decide how to say so (HTTP: 400, 413, 503)."""
+
+    class Kind(enum.Enum):
+        MALFORMED = "malformed"
+        TOO_LARGE = "too large"
+        UNAVAILABLE = "unavailable"
+
+    def __init__(self, kind: Unanswerable.Kind, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.message = message

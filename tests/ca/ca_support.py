@@ -22,6 +22,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
+from engine.adapters.scep_inprocess import InProcessTransport
 from engine.ca.decide import PKCS_REQ, Enroll
 from engine.ca.service import BuiltinCA
 from engine.keys import KeyAlgorithm, KeySpec
@@ -159,10 +160,19 @@ def enroll_cmd(key: PrivateKey, cn: str, *, txid: str | None = None,
     )
 
 
-# -- an in-process SCEP client over HTTP, built on engine/scep ---------------------------------
+# -- an in-process SCEP client over HTTP (or to an in-process CA), built on engine/scep -------
+
+IN_PROCESS = InProcessTransport()
+"""CAs served without sockets (`serve_in_process(ca, IN_PROCESS, url)`): `http_request` to
+their URLs goes through the in-process transport, the same routes as over HTTP."""
+
 
 def http_request(url: str, method: str = "GET", body: bytes | None = None,
                  headers: dict[str, str] | None = None) -> tuple[int, str, bytes]:
+    if IN_PROCESS.serves(url):
+        reply = (IN_PROCESS.get(url, {}) if method == "GET"
+                 else IN_PROCESS.post(url, {}, body or b""))
+        return reply.status, reply.content_type, reply.body
     u = urlsplit(url)
     assert u.hostname is not None and u.port is not None
     conn = http.client.HTTPConnection(u.hostname, u.port, timeout=30)

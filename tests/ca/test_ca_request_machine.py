@@ -8,7 +8,6 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-from ca_support import T0, enroll_cmd, rsa_key
 
 from engine.ca.decide import (
     Approval,
@@ -20,11 +19,11 @@ from engine.ca.decide import (
     decide_unissuable,
 )
 from engine.ca.errors import CAError
-from engine.ports import to_micros
 from engine.ca.state import CAState, RequestStatus, evolve
 from engine.machines import ca_request
 from engine.machines.ca_request import EVENT_TRIGGERS, REQUESTS, TABLE
 from engine.machines.table import IllegalTransition
+from engine.ports import to_micros
 from events.ca import (
     CAInitialized,
     CertificateIssued,
@@ -33,6 +32,7 @@ from events.ca import (
     RequestRejected,
 )
 from events.registry import Event
+from tests.ca.ca_support import T0, enroll_cmd, rsa_key
 
 NOW = to_micros(T0)
 P, AP, RJ, IS = (RequestStatus.PENDING, RequestStatus.APPROVED, RequestStatus.REJECTED,

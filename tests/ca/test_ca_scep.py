@@ -1,4 +1,5 @@
-"""Our SCEP client core against our CA over real loopback HTTP (in-process server)."""
+"""Our SCEP client core against our CA: in process (no sockets) by default, over real loopback
+HTTP where a test serves the CA itself."""
 
 from __future__ import annotations
 
@@ -14,22 +15,12 @@ from typing import Any
 
 import pytest
 from asn1crypto import cms as asn1_cms
-from ca_support import (
-    T0,
-    RawCSR,
-    ScepTestClient,
-    ec_key,
-    http_request,
-    make_ca,
-    make_csr,
-    rsa_key,
-)
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, padding, rsa
 
 from engine.ca import Approval, BuiltinCA
-from engine.ca.server import CAServer, serve
+from engine.ca.server import InProcessCA, serve, serve_in_process
 from engine.ca.state import RequestStatus
 from engine.ports import FixedClock
 from engine.scep import (
@@ -41,6 +32,19 @@ from engine.scep import (
     build_pkcs_req,
     parse_cert_rep,
 )
+from tests.ca.ca_support import (
+    IN_PROCESS,
+    T0,
+    RawCSR,
+    ScepTestClient,
+    ec_key,
+    http_request,
+    make_ca,
+    make_csr,
+    rsa_key,
+)
+
+pytestmark = pytest.mark.integration
 
 PW = "static-secret"
 
@@ -52,16 +56,18 @@ def ca(tmp_path: Path) -> Iterator[BuiltinCA]:
 
 
 @pytest.fixture
-def server(ca: BuiltinCA) -> Iterator[CAServer]:
-    with serve(ca, challenge=PW, admin=False) as srv:
-        yield srv
+def server(ca: BuiltinCA) -> Iterator[InProcessCA]:
+    """The CA served without sockets (the HTTP edge has its own tests: test_ca_http.py)."""
+    srv = serve_in_process(ca, IN_PROCESS, "http://test-ca.invalid", challenge=PW)
+    yield srv
+    srv.stop()
 
 
 def _verify_issued(ca: BuiltinCA, cert: x509.Certificate) -> None:
     cert.verify_directly_issued_by(ca.ca_certificate)
 
 
-def test_enroll_with_static_challenge(ca: BuiltinCA, server: CAServer) -> None:
+def test_enroll_with_static_challenge(ca: BuiltinCA, server: InProcessCA) -> None:
     client = ScepTestClient(server.scep_url, rsa_key(1), "r1")
     rep = client.enroll(PW)
     assert rep.status is PkiStatus.SUCCESS
@@ -87,7 +93,7 @@ def test_enroll_with_static_challenge(ca: BuiltinCA, server: CAServer) -> None:
     (ContentCipher.AES_256_CBC, DigestAlgorithm.SHA384),
 ])
 def test_certrep_answers_with_the_requests_algorithms(
-        server: CAServer, cipher: ContentCipher, digest: DigestAlgorithm) -> None:
+        server: InProcessCA, cipher: ContentCipher, digest: DigestAlgorithm) -> None:
     client = ScepTestClient(server.scep_url, rsa_key(2), "r2")
     p = client.params(cipher=cipher, digest=digest)
     der = build_pkcs_req(p, client.csr(PW), random_bytes=os.urandom)
@@ -101,7 +107,7 @@ def test_certrep_answers_with_the_requests_algorithms(
     assert signer_info["signature_algorithm"]["algorithm"].dotted == "1.2.840.113549.1.1.1"
 
 
-def test_get_pki_operation_works_like_post(server: CAServer) -> None:
+def test_get_pki_operation_works_like_post(server: InProcessCA) -> None:
     client = ScepTestClient(server.scep_url, rsa_key(3), "r3")
     assert client.enroll(PW, get=True).status is PkiStatus.SUCCESS
 
@@ -122,7 +128,7 @@ def test_strict_refuses_des_and_sha1_with_bad_alg(ca: BuiltinCA) -> None:
 
 
 def test_wrong_and_reused_challenges_fail_with_bad_request(ca: BuiltinCA,
-                                                           server: CAServer) -> None:
+                                                           server: InProcessCA) -> None:
     wrong = ScepTestClient(server.scep_url, rsa_key(5), "r5").enroll("not-it")
     assert (wrong.status, wrong.fail_info) == (PkiStatus.FAILURE, FailInfo.BAD_REQUEST)
     otp = ca.mint_challenge()
@@ -158,12 +164,12 @@ def test_manual_approval_pending_then_poll(ca: BuiltinCA) -> None:
         assert (rep.status, rep.fail_info) == (PkiStatus.FAILURE, FailInfo.BAD_REQUEST)
 
 
-def test_poll_for_unknown_transaction_is_bad_cert_id(server: CAServer) -> None:
+def test_poll_for_unknown_transaction_is_bad_cert_id(server: InProcessCA) -> None:
     rep = ScepTestClient(server.scep_url, rsa_key(10), "r10").poll()
     assert (rep.status, rep.fail_info) == (PkiStatus.FAILURE, FailInfo.BAD_CERT_ID)
 
 
-def test_get_cert_and_get_crl(ca: BuiltinCA, server: CAServer) -> None:
+def test_get_cert_and_get_crl(ca: BuiltinCA, server: InProcessCA) -> None:
     client = ScepTestClient(server.scep_url, rsa_key(11), "r11")
     cert = client.enroll(PW).certificate_for(client.key.public_key())
     assert cert is not None
@@ -179,7 +185,7 @@ def test_get_cert_and_get_crl(ca: BuiltinCA, server: CAServer) -> None:
 
 
 def test_renewal_as_renewal_req_and_as_pkcs_req_signed_by_current_cert(
-        ca: BuiltinCA, server: CAServer) -> None:
+        ca: BuiltinCA, server: InProcessCA) -> None:
     client = ScepTestClient(server.scep_url, rsa_key(12), "r12")
     first = client.enroll(PW).certificate_for(client.key.public_key())
     assert first is not None
@@ -199,7 +205,7 @@ def test_renewal_as_renewal_req_and_as_pkcs_req_signed_by_current_cert(
 
 
 def test_renewal_is_for_the_same_identity_and_only_once(ca: BuiltinCA,
-                                                         server: CAServer) -> None:
+                                                         server: InProcessCA) -> None:
     client = ScepTestClient(server.scep_url, rsa_key(16), "r16")
     first = client.enroll(PW).certificate_for(client.key.public_key())
     assert first is not None
@@ -218,7 +224,7 @@ def test_renewal_is_for_the_same_identity_and_only_once(ca: BuiltinCA,
     assert len(ca.state.certificates) == 2
 
 
-def test_renewal_with_a_revoked_certificate_fails(ca: BuiltinCA, server: CAServer) -> None:
+def test_renewal_with_a_revoked_certificate_fails(ca: BuiltinCA, server: InProcessCA) -> None:
     client = ScepTestClient(server.scep_url, rsa_key(14), "r14")
     cert = client.enroll(PW).certificate_for(client.key.public_key())
     assert cert is not None
@@ -227,7 +233,7 @@ def test_renewal_with_a_revoked_certificate_fails(ca: BuiltinCA, server: CAServe
     assert (rep.status, rep.fail_info) == (PkiStatus.FAILURE, FailInfo.BAD_REQUEST)
 
 
-def test_transaction_id_replayed_with_another_key_fails(server: CAServer) -> None:
+def test_transaction_id_replayed_with_another_key_fails(server: InProcessCA) -> None:
     first = ScepTestClient(server.scep_url, rsa_key(15), "r15")
     assert first.enroll(PW).status is PkiStatus.SUCCESS
     thief = ScepTestClient(server.scep_url, rsa_key(16), "r15")
@@ -235,13 +241,13 @@ def test_transaction_id_replayed_with_another_key_fails(server: CAServer) -> Non
     assert (rep.status, rep.fail_info) == (PkiStatus.FAILURE, FailInfo.BAD_REQUEST)
 
 
-def test_signing_time_far_off_is_bad_time(server: CAServer) -> None:
+def test_signing_time_far_off_is_bad_time(server: InProcessCA) -> None:
     client = ScepTestClient(server.scep_url, rsa_key(17), "r17")
     rep = client.enroll(PW, signing_time=T0 - timedelta(days=3))
     assert (rep.status, rep.fail_info) == (PkiStatus.FAILURE, FailInfo.BAD_TIME)
 
 
-def test_tampered_signature_is_bad_message_check(server: CAServer) -> None:
+def test_tampered_signature_is_bad_message_check(server: InProcessCA) -> None:
     client = ScepTestClient(server.scep_url, rsa_key(18), "r18")
     p = client.params()
     der = bytearray(build_pkcs_req(p, client.csr(PW), random_bytes=os.urandom))
@@ -274,7 +280,7 @@ def test_ra_mode(tmp_path: Path) -> None:
         _verify_issued(ca, cert)
 
 
-def test_replay_equals_live(ca: BuiltinCA, server: CAServer, tmp_path: Path) -> None:
+def test_replay_equals_live(ca: BuiltinCA, server: InProcessCA, tmp_path: Path) -> None:
     client = ScepTestClient(server.scep_url, rsa_key(20), "r20")
     cert = client.enroll(PW).certificate_for(client.key.public_key())
     assert cert is not None
@@ -289,7 +295,7 @@ def test_replay_equals_live(ca: BuiltinCA, server: CAServer, tmp_path: Path) -> 
 
 
 def test_concurrent_enrollments_share_commits_and_replay(ca: BuiltinCA,
-                                                         server: CAServer) -> None:
+                                                         server: InProcessCA) -> None:
     clients = [ScepTestClient(server.scep_url, rsa_key(60 + i), f"c{i}") for i in range(12)]
     with ThreadPoolExecutor(max_workers=6) as pool:
         reps = list(pool.map(lambda c: c.enroll(PW), clients))
@@ -363,7 +369,7 @@ def _sha256_spki(public_key: Any) -> bytes:
 
 
 @pytest.mark.parametrize("requested", ["ec-p256", "other-rsa"])
-def test_first_request_under_a_throwaway_identity_is_issued(ca: BuiltinCA, server: CAServer,
+def test_first_request_under_a_throwaway_identity_is_issued(ca: BuiltinCA, server: InProcessCA,
                                                             requested: str) -> None:
     identity_key = rsa_key(60)  # RSA-2048: the CertRep is enveloped to it
     client = ScepTestClient(server.scep_url, identity_key, f"id-{requested}")
@@ -380,7 +386,7 @@ def test_first_request_under_a_throwaway_identity_is_issued(ca: BuiltinCA, serve
     assert recorded.authorization == "challenge:static"
 
 
-def test_throwaway_identity_still_needs_the_challenge(ca: BuiltinCA, server: CAServer) -> None:
+def test_throwaway_identity_still_needs_the_challenge(ca: BuiltinCA, server: InProcessCA) -> None:
     client = ScepTestClient(server.scep_url, rsa_key(63), "id-wrong")
     rep, txid = _enroll_under_identity(client, make_csr(ec_key(64), "dev-wrong",
                                                         challenge="not-it"), client.credential)
@@ -400,7 +406,7 @@ def test_strict_refuses_a_throwaway_identity_with_bad_request(ca: BuiltinCA) -> 
         assert client.enroll(PW).status is PkiStatus.SUCCESS
 
 
-def test_an_unsupported_key_algorithm_is_answered_bad_alg(server: CAServer) -> None:
+def test_an_unsupported_key_algorithm_is_answered_bad_alg(server: InProcessCA) -> None:
     """badAlg is failInfo 0: `fail_info or BAD_REQUEST` answered it as badRequest."""
     client = ScepTestClient(server.scep_url, rsa_key(67), "dsa-dev")
     dsa_key = dsa.generate_private_key(2048)
@@ -414,7 +420,7 @@ def test_an_unsupported_key_algorithm_is_answered_bad_alg(server: CAServer) -> N
     assert rep.fail_info_text is not None and "DSA" in rep.fail_info_text
 
 
-def test_attributes_in_ber_order_are_issued(ca: BuiltinCA, server: CAServer) -> None:
+def test_attributes_in_ber_order_are_issued(ca: BuiltinCA, server: InProcessCA) -> None:
     """strongSwan `pki --scep --san` writes extensionRequest before challengePassword; the
     signature is over exactly those bytes."""
     raw = _raw_der()

@@ -16,8 +16,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from ca_support import ScepTestClient, http_request, make_ca, rsa_key
-from cli_support import served
 from cryptography import x509
 
 from engine.ca import Approval, BuiltinCA, CAError
@@ -26,6 +24,10 @@ from engine.ca.service import replay
 from engine.ca.state import RequestStatus
 from engine.scep import FailInfo, PkiStatus
 from events.filelog import FileEventLog
+from tests.ca.ca_support import ScepTestClient, http_request, make_ca, rsa_key
+from tests.ca.cli_support import served
+
+pytestmark = pytest.mark.integration
 
 PW = "workers-secret"
 
@@ -318,9 +320,10 @@ def test_expect_100_continue_and_bare_newlines(wire: Wire) -> None:
 
 @pytest.mark.parametrize(("request_bytes", "status"), [
     (b"GARBAGE\r\n\r\n", 400),
-    (b"PUT /scep?operation=GetCACaps HTTP/1.1\r\n\r\n", 501),
+    (b"PUT /scep?operation=GetCACaps HTTP/1.1\r\nHost: ca\r\n\r\n", 501),
     (b"POST /scep?operation=PKIOperation HTTP/1.1\r\nContent-Length: x1\r\n\r\n", 400),
-    (b"POST /scep?operation=PKIOperation HTTP/1.1\r\n\r\n", 411),
+    (b"POST /scep?operation=PKIOperation HTTP/1.1\r\nHost: ca\r\n\r\n", 411),
+    (b"GET /scep?operation=GetCACaps HTTP/1.1\r\n\r\n", 400),  # RFC 9112 §3.2: no Host
     (b"GET /scep?operation=GetCACaps&message=" + b"A" * 70000 + b" HTTP/1.1\r\n\r\n", 414),
     (b"GET /scep?operation=GetCACaps HTTP/1.1\r\nX-Big: " + b"b" * 70000 + b"\r\n\r\n", 431),
     (b"GET /scep?operation=GetCACaps HTTP/1.1\r\n bad header\r\n\r\n", 400),

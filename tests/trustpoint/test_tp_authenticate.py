@@ -7,10 +7,17 @@ from __future__ import annotations
 import hashlib
 from datetime import datetime
 
+import pytest
 from asn1crypto import cms as asn1_cms
-from conftest import CAFactory
 from cryptography import x509
-from tp_support import (
+
+from engine import Engine
+from engine.ca.decide import Approval
+from engine.machines.trustpoint import Lifecycle
+from engine.scep.cms import read_signed
+from events.trustpoint import CACertificateAccepted, CACertificateRefused
+from tests.trustpoint.tp_support import (
+    CAFactory,
     RecordingTransport,
     authenticate,
     declare,
@@ -21,11 +28,7 @@ from tp_support import (
     status,
 )
 
-from engine import Engine
-from engine.ca.decide import Approval
-from engine.machines.trustpoint import Lifecycle
-from engine.scep.cms import read_signed
-from events.trustpoint import CACertificateAccepted, CACertificateRefused
+pytestmark = pytest.mark.integration
 
 QUESTION = "Do you accept this certificate?? [yes/no]:"
 
@@ -138,7 +141,7 @@ def test_ra_mode(device: Engine, ca_factory: CAFactory) -> None:
     shown = device.execute("show crypto ca certificates").output
     assert "RA Signature certificate" in shown and "RA KeyE certificate" in shown
 
-    transport = RecordingTransport()
+    transport = RecordingTransport(device.ports.scep)
     device.ports.scep = transport
     r = enroll(device, password=ca.mint_challenge())
     assert event_types(r) == ["EnrollmentRequested", "CertificateReceived"], r.output

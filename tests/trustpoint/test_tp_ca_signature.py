@@ -10,7 +10,15 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
-from tp_support import (
+
+from engine import Engine
+from engine.errors import CommandError
+from engine.pki import check_ca_signature
+from engine.ports import FakeClock
+from engine.scep import build_ca_certificates
+from engine.scep_client import HttpReply
+from engine.trustpoints import status_of
+from tests.trustpoint.tp_support import (
     T0_US,
     ScriptedTransport,
     authenticate,
@@ -21,14 +29,6 @@ from tp_support import (
     rsa_key,
     self_signed_ca,
 )
-
-from engine import Engine
-from engine.errors import CommandError
-from engine.pki import check_ca_signature
-from engine.ports import FakeClock
-from engine.scep import build_ca_certificates
-from engine.scep_client import HttpReply
-from engine.trustpoints import status_of
 
 QUESTION = "Do you accept this certificate??"
 CAPS = HttpReply(200, "text/plain", b"POSTPKIOperation\nSHA-256\nAES\nSCEPStandard")

@@ -12,25 +12,9 @@ from pathlib import Path
 
 import pytest
 import structlog
-from conftest import CAFactory
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
-from tp_support import (
-    CHALLENGE,
-    DOMAIN,
-    HOSTNAME,
-    RecordingTransport,
-    authenticate,
-    configure,
-    declare,
-    der,
-    enroll,
-    event_types,
-    identity_and_key,
-    spki_of,
-    status,
-)
 
 from engine import Engine
 from engine.ca.decide import Approval
@@ -46,6 +30,24 @@ from events.trustpoint import (
     EnrollmentPending,
     EnrollmentRequested,
 )
+from tests.trustpoint.tp_support import (
+    CHALLENGE,
+    DOMAIN,
+    HOSTNAME,
+    CAFactory,
+    RecordingTransport,
+    authenticate,
+    configure,
+    declare,
+    der,
+    enroll,
+    event_types,
+    identity_and_key,
+    spki_of,
+    status,
+)
+
+pytestmark = pytest.mark.integration
 
 VECTORS = Path(__file__).parent / "vectors"
 REFERENCE_CA = ("CN=Root coax-u10 Certificate Manager,OU=HFR,O=Cisco Systems,L=San Jose,ST=CA,"
@@ -88,7 +90,7 @@ def shape(line: str) -> str:
 def test_auto_approval_example_session(device: Engine, ca_factory: CAFactory) -> None:
     ca, server = ca_factory(subject=REFERENCE_CA)
     ready(device, server.url, extra=("subject-name O=Cisco Systems",))
-    transport = RecordingTransport()
+    transport = RecordingTransport(device.ports.scep)
     device.ports.scep = transport
     pw = ca.mint_challenge()
     r = enroll(device, password=pw)
@@ -218,7 +220,7 @@ def test_retries_exhausted(device: Engine, ca_factory: CAFactory, clock: FakeClo
 
 def test_poll_with_ca_down_counts_and_retries(device: Engine, ca_factory: CAFactory,
                                                clock: FakeClock) -> None:
-    ca, server = ca_factory(Approval.MANUAL)
+    ca, server = ca_factory(Approval.MANUAL, http=True)  # over HTTP: down, then up again
     ready(device, server.url, period=1, count=5)
     enroll(device, password=ca.mint_challenge())
     txid = pending_txid(ca)
@@ -259,7 +261,7 @@ def test_restart_resumes_polling(ca_factory: CAFactory, clock: FakeClock,
     st = status(device)
     assert st.lifecycle is Lifecycle.ENROLLING
     assert st.enrollment is not None and st.enrollment.polls == 1
-    transport = RecordingTransport()
+    transport = RecordingTransport(device.ports.scep)
     device.ports.scep = transport
     assert device.run_due() == []  # next poll is at 10 min; we are at 9
     assert transport.exchanges == []
@@ -287,7 +289,7 @@ def test_cancel_enroll_stops_polling(device: Engine, ca_factory: CAFactory,
     st = status(device)
     assert st.lifecycle is Lifecycle.AUTHENTICATED and st.enrollment is None
     assert "Last enrollment     :cancelled" in device.execute("show crypto ca trustpoint").output
-    transport = RecordingTransport()
+    transport = RecordingTransport(device.ports.scep)
     device.ports.scep = transport
     ca.approve(pending_txid(ca))
     clock.advance(600)
@@ -339,7 +341,7 @@ def test_three_mismatches_give_up_and_write_nothing(device: Engine,
     _, server = ca_factory(Approval.AUTO)
     ready(device, server.url)
     head = device.store.head
-    transport = RecordingTransport()
+    transport = RecordingTransport(device.ports.scep)
     device.ports.scep = transport
     r = device.execute("crypto ca enroll myca", answers=["a", "b", "c", "d", "", ""])
     assert not r.ok and r.events == [] and device.store.head == head
@@ -390,7 +392,7 @@ def test_challenge_password_never_on_disk(ca_factory: CAFactory, clock: FakeCloc
 def test_usage_keys_two_requests_two_certificates(device: Engine, ca_factory: CAFactory) -> None:
     ca, server = ca_factory(Approval.AUTO, challenge="usage-keys-pw")
     ready(device, server.url, usage_keys=True)
-    transport = RecordingTransport()
+    transport = RecordingTransport(device.ports.scep)
     device.ports.scep = transport
     r = enroll(device, password="usage-keys-pw")
     assert event_types(r) == ["EnrollmentRequested", "CertificateReceived",
@@ -518,7 +520,7 @@ def test_request_carries_what_the_trustpoint_adds(device: Engine, ca_factory: CA
     ca, server = ca_factory(Approval.AUTO)
     ready(device, server.url, extra=("subject-name CN=r1,OU=NET,O=Example", "ip-address 10.1.1.1",
                                      "serial-number"))
-    transport = RecordingTransport()
+    transport = RecordingTransport(device.ports.scep)
     device.ports.scep = transport
     r = enroll(device, password=ca.mint_challenge())
     assert event_types(r) == ["EnrollmentRequested", "CertificateReceived"], r.output
@@ -549,7 +551,7 @@ def test_enroll_refused_before_anything_is_sent(device: Engine, ca_factory: CAFa
                                                 words: str) -> None:
     _, server = ca_factory(Approval.AUTO)
     ready(device, server.url, extra=extra)
-    transport = RecordingTransport()
+    transport = RecordingTransport(device.ports.scep)
     device.ports.scep = transport
     head = device.store.head
     r = device.execute(line, answers=["pw", "pw"])
@@ -570,7 +572,7 @@ def test_reenrollment_is_a_renewal_signed_by_the_current_certificate(
     ready(device, server.url)
     assert event_types(enroll(device)) == ["EnrollmentRequested", "CertificateReceived"]
     (old,) = status(device).certificates
-    transport = RecordingTransport()
+    transport = RecordingTransport(device.ports.scep)
     device.ports.scep = transport
     r = device.execute("crypto ca enroll myca", answers=["yes", CHALLENGE, CHALLENGE])
     assert event_types(r) == ["EnrollmentRequested", "CertificateReceived"], r.output
