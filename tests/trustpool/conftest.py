@@ -12,25 +12,16 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
-from peer_support import free_port
 
 from engine import Engine
 from engine.ports import FakeClock
-from engine.trustpool.builtin import BuiltinFile, BuiltinSource
-
-HERE = Path(__file__).resolve().parent
-PEERS = HERE.parents[2] / "shared" / "peers"
-VECTORS = HERE / "vectors"
-
-
-def fixed_builtins(path: Path = VECTORS / "builtin_bundle.pem",
-                   source: str = "vectors") -> BuiltinSource:
-    return lambda: BuiltinFile(path.read_bytes(), source)
+from engine.trustpool.builtin import BuiltinSource
+from tests.support.peer_support import free_port
+from tests.trustpool.pool_support import PEERS, BundleServer, Route, fixed_builtins
 
 
 @pytest.fixture(scope="session")
@@ -46,28 +37,6 @@ def peer_bundles(tmp_path_factory: pytest.TempPathFactory) -> Path:
     subprocess.run(["bash", str(script), str(out)], check=True, capture_output=True,
                    env={**os.environ, "VENV": sys.prefix}, timeout=120)
     return out
-
-
-@dataclass
-class Route:
-    status: int = 200
-    body: bytes = b""
-    location: str = ""
-    trickle: float = 0.0  # seconds between bytes
-
-
-@dataclass
-class BundleServer:
-    port: int
-    scheme: str = "http"
-    routes: dict[str, Route] = field(default_factory=dict)
-
-    def url(self, path: str) -> str:
-        return f"{self.scheme}://127.0.0.1:{self.port}{path}"
-
-    def serve(self, path: str, body: bytes) -> str:
-        self.routes[path] = Route(body=body)
-        return self.url(path)
 
 
 def _handler(server: BundleServer) -> type[http.server.BaseHTTPRequestHandler]:
@@ -120,7 +89,8 @@ def https_server(tmp_path: Path) -> Iterator[tuple[BundleServer, bytes]]:
     """An https server whose certificate (for IP 127.0.0.1) is issued by a root of its own;
     yields the server and that root (DER)."""
     from cryptography.hazmat.primitives import serialization
-    from pool_certs import ca, der, years
+
+    from tests.trustpool.pool_certs import ca, der, years
 
     root, root_key = ca("TLS Test Root", *years(2020, 2040))
     leaf, leaf_key = ca("127.0.0.1", *years(2020, 2040), issuer=(root, root_key),

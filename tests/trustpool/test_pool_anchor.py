@@ -5,13 +5,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pool_certs import ca, der, key, pem, years
-
 from engine import Engine
 from engine.ports import FakeClock
 from engine.trustpool import anchor_for
 from events.store import PendingEvent
 from events.trustpoint import CACertificateAccepted
+from tests.trustpool.pool_certs import ca, der, key, pem, years
 
 NOW = 1_764_201_600_000_000  # 2025-11-27
 
@@ -85,7 +84,7 @@ def test_unusable_pool_certificates_are_never_anchors(tmp_path: Path) -> None:
 
 
 def test_a_built_in_shadowed_by_a_download_is_not_an_anchor(tmp_path: Path) -> None:
-    from conftest import fixed_builtins
+    from tests.trustpool.pool_support import fixed_builtins
 
     original = ca("Shared Name", *years(2020, 2040))
     other = ca("Shared Name", *years(2021, 2041))  # same subject, another key

@@ -9,8 +9,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from pool_certs import ca, pem, years
-from pty_support import Screen, shell_env, spawn_shell
+
+from tests.support.pty_support import Screen, shell_env, spawn_shell
+from tests.trustpool.pool_certs import ca, pem, years
 
 EXEC = "RP/0/RP0/CPU0:ios#"
 CONFIG = "RP/0/RP0/CPU0:ios(config)#"

@@ -6,10 +6,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from conftest import fixed_builtins
-
 from engine import Engine
 from engine.ports import FakeClock
+from tests.trustpool.pool_support import fixed_builtins
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
 NOW = 1_764_201_600_000_000  # 2025-11-27 00:00:00 UTC

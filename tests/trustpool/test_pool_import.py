@@ -8,12 +8,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import BundleServer, Route
-from pool_certs import ca, der, key, p7b, pem, years
 
 from engine import Engine
 from engine.trustpool.fetch import HttpBundleFetcher
 from events.trustpool import TrustpoolImported
+from tests.trustpool.pool_certs import ca, der, key, p7b, pem, years
+from tests.trustpool.pool_support import BundleServer, Route
 
 pytestmark = pytest.mark.integration
 
@@ -51,8 +51,8 @@ def test_the_peers_http_server_serves_a_bundle(peer_bundles: Path, tmp_path: Pat
     import subprocess
     import time
 
-    from conftest import PEERS
-    from peer_support import free_port
+    from tests.support.peer_support import free_port
+    from tests.trustpool.pool_support import PEERS
 
     port = free_port()
     proc = subprocess.Popen(["bash", str(PEERS / "crl-http-server.sh"), "run",

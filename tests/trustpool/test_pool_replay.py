@@ -9,15 +9,15 @@ import tempfile
 from pathlib import Path
 
 import hypothesis.strategies as st
-from conftest import fixed_builtins
 from hypothesis import HealthCheck, given, settings
-from pool_certs import ca, pem, years
 
 from engine import Engine
 from engine.ports import FakeClock
 from engine.trustpool.builtin import certifi_bundle
 from engine.trustpool.schedule import DAY, HOUR
 from events.trustpool import TrustpoolBuiltinsRecorded
+from tests.trustpool.pool_certs import ca, pem, years
+from tests.trustpool.pool_support import fixed_builtins
 
 T0 = 1_764_201_600_000_000
 _ROOTS = [ca(f"Replay Root {n}", *years(2020, 2026 + n))[0] for n in range(4)]

@@ -6,14 +6,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from conftest import fixed_builtins
-from pool_certs import ca, key, pem
-
 from engine import Engine
 from engine.machines.trustpool import UpdateTimer
 from engine.ports import FakeClock
 from engine.trustpool.schedule import DAY, HOUR, attempt_after
 from events.trustpool import TrustpoolImported, TrustpoolPolicyWarned, TrustpoolUpdateFailed
+from tests.trustpool.pool_certs import ca, key, pem
+from tests.trustpool.pool_support import fixed_builtins
 
 T0 = 1_764_201_600_000_000  # 2025-11-27 00:00:00 UTC
 EXPIRY = T0 + 60 * DAY
@@ -121,7 +120,7 @@ def test_an_update_that_renews_nothing_goes_on_with_the_schedule(tmp_path: Path)
 
 
 def _years(a: int, b: int):  # type: ignore[no-untyped-def]
-    from pool_certs import years
+    from tests.trustpool.pool_certs import years
 
     return years(a, b)
 
