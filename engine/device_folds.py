@@ -3,7 +3,8 @@
 This is the one list (see engine/folds.py). The folds of each event run in the order given:
 the trustpoint folds (engine/trustpoints.py) before the logging folds below, so a message is
 derived from the trustpoint as the event left it. Key pairs and imported keys are folded here
-into `DeviceState.keys`, the `show logging` buffer into `DeviceState.messages`.
+into `DeviceState.keys`, the `show logging` buffer into `DeviceState.messages`; the trustpool's
+folds (engine/trustpool/folds.py) into `DeviceState.trustpool`.
 """
 
 from __future__ import annotations
