@@ -7,7 +7,8 @@ certificate the device ever trusted), and replay reads nothing else. The cost is
 size once per bundle: the built-in one (about 150 certificates, ~200 KB) when a device first
 opens and again only when an upgrade brings a different one; a download once per successful
 update. An automatic update that brings exactly the certificates already downloaded records
-only the bundle's digest (`certificates` empty, `unchanged` true).
+only the bundle's digest (`certificates` empty, `unchanged` true), and so does an import by
+hand of the same certificates.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ class TrustpoolImported(Event):
     signature: str  # "unsigned" or "signed by <subject>"
     notes: tuple[str, ...]  # what the import decided (duplicates dropped), for the audit
     automatic: bool  # the update timer's (True) or `crypto ca trustpool import url` (False)
-    unchanged: bool = False  # automatic only: the same certificates again (none carried)
+    unchanged: bool = False  # the same certificates as downloaded before (none carried)
 
 
 @event("TrustpoolCleaned", version=1)

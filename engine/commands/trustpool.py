@@ -128,7 +128,9 @@ def import_url(ctx: Ctx) -> Generator[Effect, Any, Outcome]:
         bundle, digest = yield from fetch_and_check(ctx.state, ctx.now, url)
     except CommandError as err:
         raise _refused(url, err) from err
-    ev = TrustpoolImported(url, digest, bundle.ders, bundle.signature, bundle.notes, False)
+    same = _same_as_downloaded(ctx.state, bundle)
+    ev = TrustpoolImported(url, digest, () if same else bundle.ders, bundle.signature,
+                           bundle.notes, False, same)
     lines = [f"% {note}." for note in bundle.notes]
     if bundle.signature == "unsigned":
         lines.append("% Warning: the bundle is not signed: its certificates are trusted on "
@@ -139,6 +141,12 @@ def import_url(ctx: Ctx) -> Generator[Effect, Any, Outcome]:
                  (f"; {shadowed} built-in certificate{'s' if shadowed != 1 else ''} inactive "
                   "while they are there (same subject)." if shadowed else "."))
     return Outcome(events=[ev], output="\n".join(lines))
+
+
+def _same_as_downloaded(state: DeviceState, bundle: Bundle) -> bool:
+    """The bundle brings exactly the certificates already downloaded: the event records only
+    that (the log holds each bundle's certificates once)."""
+    return bundle.ders == tuple(c.der for c in state.trustpool.downloaded)
 
 
 def _shadowed(state: DeviceState, bundle: Bundle) -> int:
@@ -195,7 +203,7 @@ def _update(state: DeviceState, now: int) -> Generator[Effect, Any, Outcome]:
     except CommandError as err:
         failed = TrustpoolUpdateFailed(url, err.message.removeprefix("% ").rstrip("."))
         return Outcome(events=[failed], output=messages.update_failed(failed))
-    same = bundle.ders == tuple(c.der for c in state.trustpool.downloaded)
+    same = _same_as_downloaded(state, bundle)
     ev = TrustpoolImported(url, digest, () if same else bundle.ders, bundle.signature,
                            bundle.notes, True, same)
     return Outcome(events=[ev], output=messages.imported(ev))

@@ -77,6 +77,11 @@ def test_file_url(peer_bundles: Path, device: Callable[..., Engine]) -> None:
     with device() as dev:
         result = dev.execute(IMPORT + f"file://{peer_bundles / 'trustpool.p7b'}")
         assert result.ok and len(dev.state.trustpool.downloaded) == 118
+        pool = dev.state.trustpool
+        again = dev.execute(IMPORT + f"file://{peer_bundles / 'trustpool.p7b'}")
+        ev = _imported(again)  # the same bundle again: recorded without its certificates
+        assert ev.unchanged and ev.certificates == ()
+        assert dev.state.trustpool.downloaded == pool.downloaded
 
 
 def test_signed_bundle_verifies_against_the_pool(peer_bundles: Path,
