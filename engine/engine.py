@@ -43,7 +43,7 @@ from engine.schedule import Job, due_jobs
 from engine.session import Session
 from engine.state import DeviceState, evolve, replay_rows
 from engine.trustpoints import trustpoint_names
-from engine.trustpool.builtin import BuiltinSource, builtins_event, certifi_bundle
+from engine.trustpool.builtin import BuiltinSource, builtins_event
 from events.filelog import FileEventLog, LogError, LogWriteFailed
 from events.keys import KeyPairZeroized
 from events.memory import MemoryEventLog
@@ -121,12 +121,14 @@ class Engine:
              prompter: Prompter | None = None, user: str | None = None,
              write: Callable[[str], None] | None = None, use_snapshots: bool = True,
              keygen: KeyGenerator | None = None, scep: ScepTransport | None = None,
-             builtins: BuiltinSource | None = certifi_bundle) -> Engine:
+             builtins: BuiltinSource | None = None) -> Engine:
         """Open (or create) a device's data directory: the log in `log/`, snapshots in
         `snapshots/`, the keystore in `keystore/` and `master.key`. Ports left None get their
         real adapters (system clock, cryptography key generation, httpx SCEP transport).
-        `builtins`: the trustpool's built-in bundle, recorded when the log does not hold
-        this one yet (None: not looked at)."""
+        `builtins`: where the trustpool's built-in bundle comes from (the CLI passes
+        `engine.trustpool.builtin.certifi_bundle`), recorded when the log does not hold this
+        one yet; None (the default, for programs that embed the engine and have a trust
+        store of their own): not looked at, the log stays as it is."""
         root = Path(data_dir)
         for private in (root, root / "log", root / "snapshots"):
             private.mkdir(mode=0o700, parents=True, exist_ok=True)  # whatever the umask

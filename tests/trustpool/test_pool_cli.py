@@ -112,6 +112,21 @@ def test_exec_import_and_show(tmp_path: Path, cli_locale: str) -> None:
     assert f"CN={shown} Teszt,O=Example" in out
 
 
+def test_the_cli_records_the_built_in_bundle_at_first_open(tmp_path: Path,
+                                                         cli_locale: str) -> None:
+    from engine import Engine
+    from engine.trustpool.builtin import certifi_bundle
+    from events.trustpool import TrustpoolBuiltinsRecorded
+
+    for _ in range(2):
+        done = _exec(tmp_path / "d", "show crypto ca trustpool policy | include Built-In\n")
+        assert done.returncode == 0, done.stderr
+        assert f"({certifi_bundle().source}, SHA-256 " in done.stdout.decode()
+    with Engine.open(tmp_path / "d") as dev:
+        rows = list(dev.store.read_rows(1))
+    assert [r[2] for r in rows] == [TrustpoolBuiltinsRecorded.type_name]  # once
+
+
 def test_exec_refusal_is_one_percent_line(tmp_path: Path, cli_locale: str) -> None:
     (tmp_path / "junk.p7b").write_bytes(b"\x30\x03\x02\x01\x00")
     done = _exec(tmp_path / "d", f"crypto ca trustpool import url file://{tmp_path / 'junk.p7b'}\n")

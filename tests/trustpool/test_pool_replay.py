@@ -85,12 +85,12 @@ def _check(root: Path, ops: list[tuple[str, object]]) -> None:
 def test_builtins_recorded_once_then_on_change_and_replay_reads_no_file(tmp_path: Path
                                                                        ) -> None:
     clock = FakeClock(T0)
-    with Engine.open(tmp_path / "dev", clock=clock) as dev:  # certifi, the real default
+    with Engine.open(tmp_path / "dev", clock=clock, builtins=certifi_bundle) as dev:
         first = dev.state.trustpool
         shipped = certifi_bundle()
         assert first.builtin_source == shipped.source and len(first.builtin) > 100
         assert dev.state.seq == 1
-    with Engine.open(tmp_path / "dev", clock=clock) as dev:
+    with Engine.open(tmp_path / "dev", clock=clock, builtins=certifi_bundle) as dev:
         assert dev.state.seq == 1  # the same bundle: nothing recorded
     other = tmp_path / "upgrade.pem"
     other.write_bytes(shipped.data + pem([ca("Upgrade Root", *years(2020, 2040))[0]]))
