@@ -20,7 +20,7 @@ from __future__ import annotations
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 from urllib.parse import unquote, urljoin, urlsplit
 
 from cryptography.hazmat.primitives.serialization import Encoding
@@ -29,6 +29,9 @@ from cryptography.x509 import load_der_x509_certificate
 from engine.effects import Effect, performs
 from engine.runtime import Ports
 from engine.trustpool.bundle import MAX_BUNDLE, BundleRefused
+
+if TYPE_CHECKING:
+    import httpx  # imported when a download starts: a `show` never loads it
 
 DEADLINE = 60.0  # seconds for a whole fetch, redirects included
 TIMEOUT = 10.0  # seconds for any one socket operation
@@ -95,10 +98,7 @@ class HttpBundleFetcher:
                 raise BundleRefused(f"cannot fetch {url}: {_why(e)}") from e
 
 
-def _get(client: object, url: str) -> tuple[int, str, bytes]:
-    import httpx
-
-    assert isinstance(client, httpx.Client)
+def _get(client: httpx.Client, url: str) -> tuple[int, str, bytes]:
     with client.stream("GET", url) as resp:
         if resp.is_redirect or resp.status_code != 200:
             return resp.status_code, resp.headers.get("location", ""), b""

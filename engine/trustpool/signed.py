@@ -30,6 +30,8 @@ def read_pkcs7(der: bytes, what: str, anchors: Sequence[x509.Certificate], now: 
         signers = _signer_count(der)
     except ScepError as e:
         raise BundleRefused(f"{what} is not a PKCS#7 SignedData ({e.args[0]})") from e
+    except (ValueError, TypeError, KeyError) as e:  # asn1crypto parses lazily
+        raise BundleRefused(f"{what} is not a PKCS#7 SignedData (malformed DER)") from e
     if signers == 0:
         return list(certs), None
     try:
@@ -40,6 +42,8 @@ def read_pkcs7(der: bytes, what: str, anchors: Sequence[x509.Certificate], now: 
         verify_signed(msg, signer, what)
     except ScepError as e:
         raise BundleRefused(f"the signature of {what} does not verify ({e.args[0]})") from e
+    except (ValueError, TypeError, KeyError) as e:
+        raise BundleRefused(f"the signature of {what} does not verify (malformed)") from e
     _chain_to_anchor(signer, list(certs), anchors, now)
     return [c for c in certs if c != signer], signer
 
