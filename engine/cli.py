@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from engine.errors import OperatorError, Reason
 from engine.folds import UnfoldedEvent
 from engine.logsetup import configure as configure_logging
 from events.filelog import FileEventLog, LogError, verify
@@ -148,7 +149,7 @@ def command_word(argv: Sequence[str]) -> str | None:
     return next((a for a in argv if not a.startswith("-")), None)
 
 
-class OperatorError(Exception):
+class CommandLineError(OperatorError):
     """A mistake on the command line (a missing or wrong directory, a busy port): one `%` line
     on stderr and exit status 2, never a traceback."""
 
@@ -157,13 +158,14 @@ def _log_dir(d: Path) -> Path:
     """The log of a device or CA directory (DIR/log), or DIR itself if it is a log directory.
     A path that holds no log is an error: an audit of nothing must not say `chain : OK`."""
     if not d.exists():
-        raise OperatorError(f"{d}: no such directory.")
+        raise CommandLineError(Reason.NOT_FOUND, f"{d}: no such directory.")
     if not d.is_dir():
-        raise OperatorError(f"{d} is not a directory.")
+        raise CommandLineError(Reason.INVALID_VALUE, f"{d} is not a directory.")
     if (d / "log").is_dir():
         return d / "log"
     if not any(d.glob("*.seg")) and not (d / "LOCK").exists():  # what a log directory holds
-        raise OperatorError(f"{d} holds no event log (neither {d / 'log'} nor log segments).")
+        raise CommandLineError(Reason.NOT_FOUND, f"{d} holds no event log (neither "
+                               f"{d / 'log'} nor log segments).")
     return d
 
 
@@ -173,16 +175,16 @@ def data_dir(given: Path | None) -> Path:
     error."""
     root = given or default_data_dir()
     if root.exists() and not root.is_dir():
-        raise OperatorError(f"Data directory {root} is not a directory.")
+        raise CommandLineError(Reason.INVALID_VALUE, f"Data directory {root} is not a directory.")
     if not root.exists():
         try:
             root.mkdir(mode=0o700, parents=True)
         except OSError as e:
-            raise OperatorError(f"Cannot create data directory {root}: "
-                                f"{e.strerror or e}.") from None
+            raise CommandLineError(Reason.NOT_ALLOWED, f"Cannot create data directory {root}: "
+                                                       f"{e.strerror or e}.") from None
         print(f"% New data directory {root} created.", file=sys.stderr)
     if not os.access(root, os.W_OK | os.X_OK):
-        raise OperatorError(f"Data directory {root} is not writable.")
+        raise CommandLineError(Reason.NOT_ALLOWED, f"Data directory {root} is not writable.")
     return root
 
 
@@ -336,7 +338,7 @@ def cmd_diagrams(out: Path) -> int:
     try:
         written = write_diagrams(out)
     except DiagramError as err:
-        raise OperatorError(str(err)) from err
+        raise CommandLineError(err.reason, err.text) from err
     for path in written:
         print(path)
     return 0
@@ -383,7 +385,7 @@ def cmd_exec(data: Path | None, file: str, keep_going: bool) -> int:
     from engine.trustpool.builtin import certifi_bundle
 
     if file != "-" and not os.path.isfile(file):
-        raise OperatorError(f"Script {file}: no such file.")
+        raise CommandLineError(Reason.NOT_FOUND, f"Script {file}: no such file.")
     with Engine.open(data_dir(data), builtins=certifi_bundle) as eng:
         _report_recovery(eng)
         if file == "-":
@@ -418,8 +420,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                       defer=args.command in ("shell", "exec", "log", "replay"))
     try:
         return _dispatch(args)
-    except OperatorError as err:
-        print(f"% {err}", file=sys.stderr)
+    except CommandLineError as err:
+        print(err.message, file=sys.stderr)
         return 2
     except OSError as err:  # the environment refused (a busy port, a permission, a full disk)
         print(f"% {_os_error(err, args)}", file=sys.stderr)
@@ -466,8 +468,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         print(err.message, file=sys.stderr)
         return 2
     except LogError as err:
-        text = str(err)
-        print(text if text.startswith("% ") else f"trustledger: {text}", file=sys.stderr)
+        print(err.render() if err.sentence else f"trustledger: {err.text}", file=sys.stderr)
         return 2
     return 2
 
@@ -475,7 +476,7 @@ def _dispatch(args: argparse.Namespace) -> int:
 def _check_ca_dir(args: argparse.Namespace) -> None:
     d = getattr(args, "dir", None)
     if isinstance(d, Path) and d.exists() and not d.is_dir():
-        raise OperatorError(f"CA directory {d} is not a directory.")
+        raise CommandLineError(Reason.INVALID_VALUE, f"CA directory {d} is not a directory.")
 
 
 if __name__ == "__main__":

@@ -14,6 +14,13 @@ from dataclasses import replace
 from engine import trustpoints as tp  # its folds: the trustpoint lifecycle
 from engine.folds import FoldTable
 from engine.keys import ImportedKey, KeyAlgorithm, KeyPair, KeyRing
+from engine.messages import (
+    LOG_BUFFER,
+    certificates_removed,
+    certret,
+    failure_message,
+    poll_failed,
+)
 from engine.state import DeviceState, fold_commit, with_state
 from engine.trustpool import folds as pool
 from engine.trustpool import messages as pool_messages
@@ -34,13 +41,6 @@ from events.trustpool import (
     TrustpoolImported,
     TrustpoolPolicyWarned,
     TrustpoolUpdateFailed,
-)
-from projections.syslog import (
-    LOG_BUFFER,
-    certificates_removed,
-    certret,
-    failure_message,
-    poll_failed,
 )
 
 # -- keys ------------------------------------------------------------------------------------------
@@ -114,7 +114,7 @@ def _log_pool_warned(state: DeviceState, ev: TrustpoolPolicyWarned, at: int) -> 
 # -- the table -------------------------------------------------------------------------------------
 
 DEVICE_FOLDS: FoldTable[DeviceState] = FoldTable("device", {
-    ConfigurationCommitted: (fold_commit, tp._config),
+    ConfigurationCommitted: (fold_commit, tp._configs, tp._config),
     KeyPairGenerated: (_key_generated,),
     KeyPairZeroized: (_keys_zeroized, tp._zeroized),
     PublicKeyImported: (_key_imported,),

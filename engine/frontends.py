@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from engine.engine import Engine, Result
-from engine.errors import CommandError, Reason
+from engine.errors import OperatorError, Reason
 from engine.grammar import Mode
 from engine.scrub import ScrubSchedule
 
@@ -120,7 +120,7 @@ def run_interactive(engine: Engine, history_file: Path | None) -> int:
             except EOFError:
                 return None
             except KeyboardInterrupt:  # Ctrl-C at a question: the command changes nothing
-                raise CommandError(Reason.CANCELLED, "% Aborted.") from None
+                raise OperatorError(Reason.CANCELLED, "Aborted.") from None
 
     engine.ports.prompter = TerminalPrompter()
     engine.ports.write = _writer(sys.stdout)

@@ -79,7 +79,7 @@ from engine.keys import ImportedKey, KeyAlgorithm, KeyPair, KeyRing, KeyUsage
 from engine.machines.trustpoint import Lifecycle
 from engine.machines.trustpool import UpdateTimer
 from engine.state import Commit, CommitHistory, DeviceState, folds_fingerprint, replay_rows
-from engine.trustpoints import Enrollment, RouterCertificate, TrustpointStatus
+from engine.trustpoints import Enrollment, RouterCertificate, TrustpointConfig, TrustpointStatus
 from engine.trustpool.pool import PoolCert, TrustpoolState, UpdateRecord
 from events.durable import fsync_directory
 from events.filelog import FileEventLog, Position, TailMismatch
@@ -106,6 +106,7 @@ TABLE: Mapping[str, type] = types.MappingProxyType({
     "KeyAlgorithm": KeyAlgorithm,
     "KeyUsage": KeyUsage,
     "TrustpointStatus": TrustpointStatus,
+    "TrustpointConfig": TrustpointConfig,
     "RouterCertificate": RouterCertificate,
     "Enrollment": Enrollment,
     "Lifecycle": Lifecycle,

@@ -101,7 +101,23 @@ _MARKER_MAGIC_2 = "trustledger-head v2"  # SEQ HASH SEGMENT OFFSET CRC
 
 
 class LogError(Exception):
-    """Base of the log's errors (operator-visible: the message says what and where)."""
+    """Base of the log's errors (operator-visible: the text says what and where).
+
+    The store layer's own root (events/ imports nothing from engine/), with engine.errors'
+    protocol: `text` never carries the IOS `%` marker; a `sentence` (an operator's refusal to
+    open) renders as `% text`, any other error is a diagnostic the CLI prefixes with its name.
+    """
+
+    def __init__(self, text: str, *, sentence: bool = False) -> None:
+        super().__init__(text)
+        self.text = text
+        self.sentence = sentence
+
+    def __str__(self) -> str:
+        return self.render()
+
+    def render(self) -> str:
+        return f"% {self.text}" if self.sentence else self.text
 
 
 class LogLocked(LogError):
@@ -131,9 +147,9 @@ class LogTruncated(LogError):
         missing = (f"event {marked} is" if marked == head + 1
                    else f"events {head + 1}-{marked} are")
         super().__init__(
-            f"% The event log ends at seq {head} but seq {marked} (hash "
+            f"The event log ends at seq {head} but seq {marked} (hash "
             f"{marked_hash.hex()[:16]}\u2026) was acknowledged: {missing} missing. "
-            "Refusing to open.")
+            "Refusing to open.", sentence=True)
         self.head, self.marked = head, marked
 
 
@@ -993,9 +1009,9 @@ def _parse_marker(root: Path) -> tuple[int, bytes, Position | None] | None:
         if seq < 1 or len(hash_) != 32:
             raise ValueError("out of range")
     except ValueError as e:
-        raise LogError(f"% The event log's head marker {path} is damaged ({e}): the log "
+        raise LogError(f"The event log's head marker {path} is damaged ({e}): the log "
                        "cannot be checked against what was acknowledged. Refusing to open "
-                       "(remove the marker to open the log unchecked).") from None
+                       "(remove the marker to open the log unchecked).", sentence=True) from None
     return seq, hash_, at
 
 
@@ -1004,9 +1020,9 @@ def _check_marker(head: int, marker: tuple[int, bytes], found: bytes | None) -> 
     if head < seq:
         raise LogTruncated(head, seq, hash_)
     if found != hash_:
-        raise LogError(f"% The event log's seq {seq} does not have the hash "
+        raise LogError(f"The event log's seq {seq} does not have the hash "
                        f"{hash_.hex()[:16]}\u2026 that was acknowledged: the log was "
-                       "replaced or rewritten. Refusing to open.")
+                       "replaced or rewritten. Refusing to open.", sentence=True)
 
 
 # -- audit -----------------------------------------------------------------------------------
@@ -1212,5 +1228,5 @@ def _marker_damage(log: FileEventLog, head: int) -> Damage | None:
     try:
         FileEventLog.open(log.root, readonly=True).close()  # open() checks the marker
     except LogError as e:
-        return Damage(where[0], where[1], head + 1, str(e).removeprefix("% "))
+        return Damage(where[0], where[1], head + 1, e.text)
     return None

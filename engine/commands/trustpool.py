@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from cryptography import x509
 
 from engine.effects import Effect, Outcome
-from engine.errors import CommandError
+from engine.errors import OperatorError, PeerError, PeerReason, TrustledgerError
 from engine.grammar import GRAMMAR, LINE, WORD, ArgKind, ArgSpec, Mode
 from engine.machines import trustpool as timer_machine
 from engine.schedule import Job, scheduled
@@ -32,16 +32,16 @@ from engine.trustpool.fetch import FetchBundle
 from engine.trustpool.policy import POLICY_KEY, RSA_1024_KEY, policy_of, rsa_1024_disabled
 from engine.trustpool.pool import entries
 from engine.trustpool.schedule import next_attempt, next_warning
+from engine.views import TrustpoolPolicyView, TrustpoolView
 from events.trustpool import (
     TrustpoolCleaned,
     TrustpoolImported,
     TrustpoolPolicyWarned,
     TrustpoolUpdateFailed,
 )
-from projections.trustpool import render_policy, render_pool
 
 if TYPE_CHECKING:
-    from engine.engine import Ctx
+    from engine.context import Ctx
 
 G = GRAMMAR
 POOL = Mode.TRUSTPOOL
@@ -106,16 +106,17 @@ def tls_anchors(state: DeviceState, now: int) -> tuple[bytes, ...]:
 
 def fetch_and_check(state: DeviceState, now: int, url: str
                     ) -> Generator[Effect, Any, tuple[Bundle, str]]:
-    """The bundle at `url`, fetched and checked, and its SHA-256; a `CommandError` (the
+    """The bundle at `url`, fetched and checked, and its SHA-256; a `TrustledgerError` (the
     fetch's or the check's) names the cause."""
     data: bytes = yield FetchBundle(url, tls_anchors(state, now))
     return parse_bundle(data, _usable(state, now), now), hashlib.sha256(data).hexdigest()
 
 
-def _refused(url: str, err: CommandError) -> CommandError:
-    return CommandError(err.reason, f"% Trustpool import from {url} failed: "
-                                    f"{err.message.removeprefix('% ').rstrip('.')}. "
-                                    "Nothing was changed.")
+def _refused(url: str, err: TrustledgerError) -> TrustledgerError:
+    text = f"Trustpool import from {url} failed: {err.text.rstrip('.')}. Nothing was changed."
+    if isinstance(err, OperatorError):
+        return OperatorError(err.reason, text)
+    return PeerError(err.reason if isinstance(err, PeerError) else PeerReason.BAD_ANSWER, text)
 
 
 @G.action("crypto ca trustpool import url <url>",
@@ -126,7 +127,7 @@ def import_url(ctx: Ctx) -> Generator[Effect, Any, Outcome]:
     url = ctx.args["url"]
     try:
         bundle, digest = yield from fetch_and_check(ctx.state, ctx.now, url)
-    except CommandError as err:
+    except TrustledgerError as err:
         raise _refused(url, err) from err
     same = _same_as_downloaded(ctx.state, bundle)
     ev = TrustpoolImported(url, digest, () if same else bundle.ders, bundle.signature,
@@ -171,13 +172,13 @@ def import_clean(ctx: Ctx) -> Outcome:
 
 @G.action("show crypto ca trustpool", help="Show the CA trustpool's certificates")
 def show_trustpool(ctx: Ctx) -> Outcome:
-    return Outcome(output=render_pool(ctx.state, ctx.now))
+    return Outcome(output=TrustpoolView(ctx.state, ctx.now))
 
 
 @G.action("show crypto ca trustpool policy", help="Show the CA trustpool policy",
           words={"policy": "Trustpool policy, last update and next automatic update"})
 def show_policy(ctx: Ctx) -> Outcome:
-    return Outcome(output=render_policy(ctx.state, ctx.now))
+    return Outcome(output=TrustpoolPolicyView(ctx.state, ctx.now))
 
 
 # -- the automatic update (scheduled) -------------------------------------------------------------
@@ -200,8 +201,8 @@ def _update(state: DeviceState, now: int) -> Generator[Effect, Any, Outcome]:
         return Outcome()
     try:
         bundle, digest = yield from fetch_and_check(state, now, url)
-    except CommandError as err:
-        failed = TrustpoolUpdateFailed(url, err.message.removeprefix("% ").rstrip("."))
+    except TrustledgerError as err:
+        failed = TrustpoolUpdateFailed(url, err.text.rstrip("."))
         return Outcome(events=[failed], output=messages.update_failed(failed))
     same = _same_as_downloaded(state, bundle)
     ev = TrustpoolImported(url, digest, () if same else bundle.ders, bundle.signature,

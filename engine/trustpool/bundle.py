@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from engine.errors import CommandError, Reason
+from engine.errors import PeerError, PeerReason, TrustledgerError
 from engine.pki import load_certificate
 from engine.trustpool.pool import quiet
 
@@ -36,12 +36,12 @@ MAX_BUNDLE = 10 * 1024 * 1024  # bytes: a larger download is refused
 _PEM = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----(.*?)-----END \1-----", re.DOTALL)
 
 
-class BundleRefused(CommandError):
-    """The bundle cannot be fetched or taken: `cause` says why (a sentence without `%`). The
-    runtime throws it into the handler at its `yield FetchBundle`."""
+class BundleRefused(PeerError):
+    """The bundle's source (a server, a file) gave nothing usable: `cause` says why (a
+    sentence without `%`). The runtime throws it into the handler at its `yield FetchBundle`."""
 
     def __init__(self, cause: str) -> None:
-        super().__init__(Reason.BAD_DATA, f"% {cause}")
+        super().__init__(PeerReason.BAD_ANSWER, cause)
         self.cause = cause
 
 
@@ -109,8 +109,8 @@ def _base64(body: bytes, what: str) -> bytes:
 def _load(der: bytes, what: str) -> x509.Certificate:
     try:
         return load_certificate(der, what)
-    except CommandError as e:
-        raise BundleRefused(e.message.removeprefix("% ").rstrip(".")) from e
+    except TrustledgerError as e:
+        raise BundleRefused(e.text.rstrip(".")) from e
 
 
 def _from_pkcs7(der: bytes, what: str, anchors: Sequence[x509.Certificate], now: int

@@ -55,6 +55,11 @@ def test_commands_go_through_the_running_server(ca_dir: Path) -> None:
         assert client.transaction_id in listed and "challenge:one-time" in listed
         approved = cli("approve", ca_dir, client.transaction_id).stdout
         assert "approved; certificate" in approved
+        # the server refuses a second approval: its sentence crosses the admin wire and is
+        # printed with one `%`
+        twice = cli("approve", ca_dir, client.transaction_id, check=False)
+        assert twice.returncode == 1, twice.stderr
+        assert twice.stderr.startswith("% ") and twice.stderr.count("%") == 1, twice.stderr
         rep = client.poll()
         assert rep.status is PkiStatus.SUCCESS
         cert = rep.certificate_for(client.key.public_key())

@@ -23,10 +23,10 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from engine.ca.console import router_serial
 from engine.ca.decide import RENEWAL_REQ, Approval, Policy
 from engine.ca.service import challenge_digest, replay
-from engine.commands.trustpoint import _describe_ca
 from engine.scep import PkiStatus
 from events.filelog import FileEventLog
 from projections.certfmt import ios_serial, md5_spaced
+from projections.trustpoints import render_ca_offer
 from tests.ca.ca_support import ScepTestClient, enroll_cmd, make_ca, rsa_key
 from tests.ca.cli_support import REPO, cli, served
 
@@ -43,7 +43,7 @@ def test_init_prints_the_fingerprint_as_the_router_shows_it(tmp_path: Path) -> N
                      "on the router:")
     assert lines[at + 1:at + 3] == expected
     # ... and the router's `crypto ca authenticate` prints those very lines.
-    router = _describe_ca(cert).splitlines()
+    router = render_ca_offer(cert.public_bytes(Encoding.DER)).splitlines()
     assert expected[0] in router and expected[1] in router
 
 

@@ -13,7 +13,6 @@ from pathlib import Path
 import crc32c
 import msgpack
 import pytest
-from eventlog_support import copy_log, noted_batch, segment_files
 
 from engine.ports import FakeClock
 from engine.scrub import EVERY, FIRST, ScrubSchedule
@@ -32,6 +31,7 @@ from events.filelog import (
     scrub,
     write_marker,
 )
+from tests.events.eventlog_support import copy_log, noted_batch, segment_files
 
 
 def _build(root: Path, n: int, at: int) -> tuple[Position, bytes]:
