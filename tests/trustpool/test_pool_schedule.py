@@ -147,3 +147,20 @@ def test_no_url_warns_daily(tmp_path: Path) -> None:
     assert "no cabundle url is configured" in dev.execute(
         "show crypto ca trustpool policy").output
     dev.close()
+
+
+def test_the_timer_machine_guards(tmp_path: Path) -> None:
+    """`fetch` only with a cabundle url, `warn` only without; nothing from idle."""
+    from engine.machines import trustpool as machine
+
+    _builtins(tmp_path)
+    with _open(tmp_path, FakeClock(T0)) as dev:
+        assert machine.fire(dev.state, "fetch") is None
+        assert machine.fire(dev.state, "warn") is UpdateTimer.SCHEDULED
+        _configure(dev, "file:///nonexistent.pem")
+        assert machine.fire(dev.state, "fetch") is UpdateTimer.FETCHING
+        assert machine.fire(dev.state, "warn") is None
+    with Engine.open(tmp_path / "empty", clock=FakeClock(T0), builtins=None) as empty:
+        assert empty.state.trustpool.timer is UpdateTimer.IDLE
+        assert machine.fire(empty.state, "fetch") is None
+        assert machine.fire(empty.state, "warn") is None
