@@ -15,14 +15,12 @@ validity in µs, key size): parsed once when the event is folded, so neither par
 
 from __future__ import annotations
 
-import hashlib
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.utils import CryptographyDeprecationWarning
 
@@ -76,12 +74,6 @@ class PoolCert:
     @property
     def weak(self) -> bool:
         return 0 < self.rsa_bits <= WEAK_RSA_BITS
-
-    @property
-    def spki_sha256(self) -> str:
-        key = self.certificate().public_key().public_bytes(
-            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-        return hashlib.sha256(key).hexdigest()
 
 
 def _micros(seconds: float) -> int:
