@@ -73,6 +73,7 @@ class DeviceState:
     trustpoints: Mapping[str, TrustpointStatus] = field(
         default_factory=lambda: MappingProxyType({}))
     messages: tuple[tuple[int, str], ...] = ()  # (µs, %FACILITY-SEV-MNEMONIC text), newest last
+    clock_offset_us: int = 0  # engine clock - system clock, as `clock set` recorded (ClockSet)
     # Each configured trustpoint's configuration, typed: folded from the running config once,
     # when the commit that changes it arrives (engine.trustpoints).
     trustpoint_configs: Mapping[str, TrustpointConfig] = field(

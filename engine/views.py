@@ -96,6 +96,13 @@ class CommitChangesView(View):
 
 
 @dataclass(frozen=True)
+class ClockView(View):
+    """`show clock`, and `clock set`'s echo: the engine time (µs)."""
+
+    now: int
+
+
+@dataclass(frozen=True)
 class LoggingView(View):
     """`show logging`: (µs, message) pairs, newest last."""
 

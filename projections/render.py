@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from engine import views
+from projections.clock import render_clock
 from projections.config import (
     render_commit_changes,
     render_commit_list,
@@ -36,6 +37,7 @@ _RENDERERS: dict[type, Callable[[Any], str]] = {
     views.LoggingView: lambda v: render_logging(v.messages),
     views.TrustpoolView: lambda v: render_pool(v.state, v.now),
     views.TrustpoolPolicyView: lambda v: render_policy(v.state, v.now),
+    views.ClockView: lambda v: render_clock(v.now),
 }
 
 

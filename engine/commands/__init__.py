@@ -5,6 +5,7 @@ Tab completion and `show running-config` pick it up with no other change.
 """
 
 from engine.commands import (
+    clock,
     configuration,
     keys,
     logging,
@@ -14,4 +15,5 @@ from engine.commands import (
     trustpool,
 )
 
-__all__ = ["configuration", "keys", "logging", "paste", "system", "trustpoint", "trustpool"]
+__all__ = ["clock", "configuration", "keys", "logging", "paste", "system", "trustpoint",
+           "trustpool"]

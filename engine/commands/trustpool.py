@@ -23,7 +23,7 @@ from engine.effects import Effect, Outcome
 from engine.errors import OperatorError, PeerError, PeerReason, TrustledgerError
 from engine.grammar import GRAMMAR, LINE, WORD, ArgKind, ArgSpec, Mode
 from engine.machines import trustpool as timer_machine
-from engine.schedule import Job, scheduled
+from engine.schedule import Job
 from engine.state import DeviceState
 from engine.trustpoints import status_of, trustpoint_names
 from engine.trustpool import messages
@@ -184,15 +184,16 @@ def show_policy(ctx: Ctx) -> Outcome:
 # -- the automatic update (scheduled) -------------------------------------------------------------
 
 
-@scheduled
 def due_update(state: DeviceState, now: int) -> list[Job]:
-    """The trustpool update attempt, or the missing-url warning, if due at `now`."""
+    """The trustpool update attempt, or the missing-url warning, if due at `now` (a timer
+    listed in engine/device_timers.py). Each job's event moves its due time past the time it
+    ran at (the schedule counts from the attempt; the warning is daily)."""
     pool = state.trustpool
     if policy_of(state).cabundle_url is not None:
         at = next_attempt(pool)
-        return [Job("trustpool update", _update)] if at is not None and at <= now else []
+        return [Job("trustpool update", at, _update)] if at is not None and at <= now else []
     at = next_warning(pool)
-    return [Job("trustpool warning", _warn)] if at is not None and at <= now else []
+    return [Job("trustpool warning", at, _warn)] if at is not None and at <= now else []
 
 
 def _update(state: DeviceState, now: int) -> Generator[Effect, Any, Outcome]:

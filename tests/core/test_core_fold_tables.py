@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 import events.ca
+import events.clock
 import events.device
 import events.keys
 import events.trustpoint
@@ -38,7 +39,7 @@ def test_every_event_type_is_in_exactly_one_aggregate_table() -> None:
     device = {t.type_name for t in device_folds().types}
     ca = {t.type_name for t in CA_FOLDS.types}
     assert device == declared(events.device) | declared(events.keys) | declared(
-        events.trustpoint) | declared(events.trustpool)
+        events.trustpoint) | declared(events.trustpool) | declared(events.clock)
     assert ca == declared(events.ca)
     assert not device & ca
     # Every type the engine's event modules declare (tests register LogTest* types of their own).
