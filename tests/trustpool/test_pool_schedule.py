@@ -164,3 +164,32 @@ def test_the_timer_machine_guards(tmp_path: Path) -> None:
         assert empty.state.trustpool.timer is UpdateTimer.IDLE
         assert machine.fire(empty.state, "fetch") is None
         assert machine.fire(empty.state, "warn") is None
+
+
+def test_clock_set_walks_the_retry_schedule_each_attempt_at_its_time(tmp_path: Path) -> None:
+    """`clock set` past the whole schedule runs every attempt in order, each stamped with its
+    own point; a replay of the log gives the same pool; setting the clock back runs nothing."""
+    from datetime import UTC, datetime
+
+    _builtins(tmp_path)
+    clock = FakeClock(T0)
+    dev = _open(tmp_path, clock)
+    _configure(dev, f"file://{tmp_path / 'bundle.pem'}")
+    end = EXPIRY - DAY + 2 * HOUR + 30 * 60_000_000
+    when = datetime.fromtimestamp(end / 1e6, UTC)
+    result = dev.execute(f"clock set {when:%H:%M:%S} {when.day} {when:%B %Y}")
+    assert result.ok, result.output
+    points = [EXPIRY - d * DAY for d in (20, 15, 10, 5, 4, 3, 2, 1)]
+    points += [EXPIRY - DAY + HOUR, EXPIRY - DAY + 2 * HOUR]
+    ran = [r.events[0] for r in result.due]
+    assert [type(r.event) for r in ran] == [TrustpoolUpdateFailed] * len(points)
+    assert [r.at for r in ran] == points
+    assert result.output.count("%PKI-3-TRUSTPOOL_DOWNLOAD_FAIL") == len(points)
+    expected = dev.state.trustpool
+    assert expected.failures == len(points)
+    back = datetime.fromtimestamp((T0 + DAY) / 1e6, UTC)
+    assert dev.execute(f"clock set {back:%H:%M:%S} {back.day} {back:%B %Y}").due == []
+    dev.close()
+    with Engine.open(tmp_path / "dev", clock=clock, builtins=None,
+                     use_snapshots=False) as replayed:
+        assert replayed.state.trustpool == expected
