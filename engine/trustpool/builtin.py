@@ -3,7 +3,7 @@ log so that replay never reads the installed files.
 
 At every open the engine reads the bundle file and compares its SHA-256 with the one the log
 last recorded (`TrustpoolBuiltinsRecorded`): the same, nothing happens (one read and one hash
-of ~280 KB); different (the first open, or an upgrade brought another certifi), the
+of ~230 KB); different (the first open, or an upgrade brought another certifi), the
 certificates are recorded as one event.
 """
 
