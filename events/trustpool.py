@@ -3,12 +3,12 @@ the automatic update timer's attempts and warnings.
 
 Certificates are carried in the events themselves (DER), not stored beside the log: the log
 is then the whole record (copying `log/` copies the trustpool; `log verify` covers every
-certificate the device ever trusted), and replay reads nothing else. The cost is the bundle's
-size once per bundle: the built-in one (about 150 certificates, ~200 KB) when a device first
-opens and again only when an upgrade brings a different one; a download once per successful
-update. An automatic update that brings exactly the certificates already downloaded records
-only the bundle's digest (`certificates` empty, `unchanged` true), and so does an import by
-hand of the same certificates.
+certificate the device ever trusted), and replay reads nothing else. The cost is each
+bundle's size once: the built-in one (certifi 2026.10.19: 117 certificates, 127 KB) when a
+device first opens and again only when an upgrade brings a different one; a download once
+per successful update. An update that brings exactly the certificates already downloaded
+(automatic or by hand) records only the bundle's digest (`certificates` empty, `unchanged`
+true).
 """
 
 from __future__ import annotations
