@@ -8,8 +8,10 @@ jobs due at the same instant (the earlier line runs first).
 from __future__ import annotations
 
 from engine.commands.trustpoint import due_polls
+from engine.commands.trustpool import due_update
 from engine.schedule import Due
 
 DEVICE_TIMERS: tuple[Due, ...] = (
     due_polls,  # a pending SCEP enrollment's next CertPoll (engine/commands/trustpoint.py)
+    due_update,  # the trustpool's automatic update, or its daily no-url warning
 )

@@ -44,6 +44,7 @@ from engine.schedule import Job, due_jobs, walk, walk_cut_short
 from engine.session import Session
 from engine.state import DeviceState, evolve, replay_rows
 from engine.trustpoints import trustpoint_names
+from engine.trustpool.builtin import BuiltinSource, builtins_event
 from events.clock import ClockSet
 from events.filelog import FileEventLog, LogError, LogWriteFailed
 from events.keys import KeyPairZeroized
@@ -108,10 +109,15 @@ class Engine:
     def open(cls, data_dir: str | os.PathLike[str], *, clock: Clock | None = None,
              prompter: Prompter | None = None, user: str | None = None,
              write: Callable[[str], None] | None = None, use_snapshots: bool = True,
-             keygen: KeyGenerator | None = None, scep: ScepTransport | None = None) -> Engine:
+             keygen: KeyGenerator | None = None, scep: ScepTransport | None = None,
+             builtins: BuiltinSource | None = None) -> Engine:
         """Open (or create) a device's data directory: the log in `log/`, snapshots in
         `snapshots/`, the keystore in `keystore/` and `master.key`. Ports left None get their
-        real adapters (system clock, cryptography key generation, httpx SCEP transport)."""
+        real adapters (system clock, cryptography key generation, httpx SCEP transport).
+        `builtins`: where the trustpool's built-in bundle comes from (the CLI passes
+        `engine.trustpool.builtin.certifi_bundle`), recorded when the log does not hold this
+        one yet; None (the default, for programs that embed the engine and have a trust
+        store of their own): not looked at, the log stays as it is."""
         root = Path(data_dir)
         for private in (root, root / "log", root / "snapshots"):
             private.mkdir(mode=0o700, parents=True, exist_ok=True)  # whatever the umask
@@ -138,7 +144,25 @@ class Engine:
         engine.snapshots_ignored = ignored
         engine._since_snapshot = state.seq - covered  # so close() replaces an ignored snapshot
         engine._tidy_keystore(log)
+        if builtins is not None:
+            engine._record_builtins(builtins)
         return engine
+
+    def _record_builtins(self, source: BuiltinSource) -> None:
+        """Record the shipped trustpool bundle if the log does not hold it yet (the first
+        open, or an upgrade brought another): one event, by the actor `system`."""
+        ev = builtins_event(self.state.trustpool.builtin_sha256, source)
+        if ev is None:
+            return
+        try:
+            records = self.store.append([PendingEvent(ev, "device", self.ports.clock.now_us(),
+                                                      "system", "open")])
+        except LogWriteFailed as err:
+            self.notices.append(f"%PKI-4-TRUSTPOOL_BUILTIN: the built-in CA bundle could not "
+                                f"be recorded ({err.reason}); it is tried again at the next "
+                                "open.")
+            return
+        self.fold(records)
 
     def _tidy_keystore(self, log: FileEventLog) -> None:
         """Finish what an interrupted key write or zeroize left, and move aside the data keys

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from engine.config import Change, ConfigTree
 from engine.keys import KeyRing
+from engine.trustpool.pool import TrustpoolState
 from events.device import ConfigurationCommitted
 from events.registry import Event, known_types
 
@@ -105,6 +106,7 @@ class DeviceState:
     # when the commit that changes it arrives (engine.trustpoints).
     trustpoint_configs: Mapping[str, TrustpointConfig] = field(
         default_factory=lambda: MappingProxyType({}))
+    trustpool: TrustpoolState = field(default_factory=TrustpoolState)  # engine.trustpool
 
     @property
     def next_commit_id(self) -> int:

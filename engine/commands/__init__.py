@@ -12,6 +12,8 @@ from engine.commands import (
     paste,
     system,
     trustpoint,
+    trustpool,
 )
 
-__all__ = ["clock", "configuration", "keys", "logging", "paste", "system", "trustpoint"]
+__all__ = ["clock", "configuration", "keys", "logging", "paste", "system", "trustpoint",
+           "trustpool"]
