@@ -60,12 +60,11 @@ def octets(oid: str, data: bytes) -> cms.CMSAttribute:
 
 
 def text_of(msg: SignedMessage, oid: str, name: str, *, required: bool = True) -> str | None:
-    value = msg.attributes.get(oid)
-    if value is None:
+    der = msg.attributes.get(oid)
+    if der is None:
         if required:
             raise ScepError(ScepErrorReason.MISSING_ATTRIBUTE, f"missing {name} attribute")
         return None
-    der = value.dump()
     spec = _TEXT_TYPES.get(der[0]) if der else None
     if spec is None:
         raise ScepError(ScepErrorReason.BAD_ATTRIBUTE, f"{name} is not a string")
@@ -76,12 +75,11 @@ def text_of(msg: SignedMessage, oid: str, name: str, *, required: bool = True) -
 
 
 def bytes_of(msg: SignedMessage, oid: str, name: str, *, required: bool = True) -> bytes | None:
-    value = msg.attributes.get(oid)
-    if value is None:
+    der = msg.attributes.get(oid)
+    if der is None:
         if required:
             raise ScepError(ScepErrorReason.MISSING_ATTRIBUTE, f"missing {name} attribute")
         return None
-    der = value.dump()
     if not der or der[0] != 0x04:
         raise ScepError(ScepErrorReason.BAD_ATTRIBUTE, f"{name} is not an OCTET STRING")
     data = core.OctetString.load(der).native
@@ -103,7 +101,7 @@ def signing_time_of(msg: SignedMessage) -> dt.datetime | None:
     value = msg.attributes.get(OID_SIGNING_TIME)
     if value is None:
         return None
-    when = cms.Time.load(value.dump()).native
+    when = cms.Time.load(value).native
     if not isinstance(when, dt.datetime):
         raise ScepError(ScepErrorReason.BAD_ATTRIBUTE, "signingTime is not a time")
     return when

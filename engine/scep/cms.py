@@ -24,6 +24,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
+from engine.scep._fastder import read_signed_data
 from engine.scep._der import (
     ber_elements,
     ber_octets,
@@ -197,10 +198,20 @@ class SignedMessage:
     content_type: str
     digest: DigestAlgorithm
     signature_oid: str
-    attributes: dict[str, core.Asn1Value]  # signed attributes, by OID (single-valued)
+    attributes: dict[str, bytes]  # signed attributes' values (DER), by OID (single-valued)
     certificates: tuple[x509.Certificate, ...]
-    _signer_info: cms.SignerInfo
-    _asn1_certificates: tuple[asn1_x509.Certificate, ...]
+    signed_attrs: bytes  # the contents of [0] IMPLICIT signedAttrs, as the sender encoded them
+    signature: bytes
+    signer_info_der: bytes
+    certificate_ders: tuple[bytes, ...]
+
+    @property
+    def _signer_info(self) -> cms.SignerInfo:
+        return cms.SignerInfo.load(self.signer_info_der)
+
+    @property
+    def _asn1_certificates(self) -> tuple[asn1_x509.Certificate, ...]:
+        return tuple(asn1_x509.Certificate.load(d) for d in self.certificate_ders)
 
     def find_signer(self, candidates: Sequence[x509.Certificate]) -> x509.Certificate | None:
         """The candidate the SignerInfo's sid names, if any."""
@@ -238,7 +249,24 @@ def _content(der: bytes, content_type: str, name: str, what: str) -> Any:
 
 
 def read_signed(der: bytes, what: str = "pkiMessage") -> SignedMessage:
-    """Parse a ContentInfo(SignedData) with exactly one signer and signed attributes."""
+    """Parse a ContentInfo(SignedData) with exactly one signer and signed attributes: with
+    the DER walker of engine/scep/_fastder.py when the message has its plain shape, else
+    with asn1crypto (which also words the errors)."""
+    raw = read_signed_data(der, OID_SIGNED_DATA) if isinstance(der, bytes) else None
+    if raw is None:
+        return _read_signed_asn1(der, what)
+    with contained(what):
+        return SignedMessage(
+            content=raw.content, content_type=raw.content_type,
+            digest=DigestAlgorithm.from_oid(raw.digest_oid), signature_oid=raw.signature_oid,
+            attributes=raw.attributes,
+            certificates=tuple(x509.load_der_x509_certificate(c) for c in raw.certificates),
+            signed_attrs=raw.signed_attrs, signature=raw.signature,
+            signer_info_der=raw.signer_info, certificate_ders=raw.certificates,
+        )
+
+
+def _read_signed_asn1(der: bytes, what: str) -> SignedMessage:
     with contained(what):
         sd = _content(der, OID_SIGNED_DATA, "signedData", what)
         signers = list(sd["signer_infos"])
@@ -254,22 +282,24 @@ def read_signed(der: bytes, what: str = "pkiMessage") -> SignedMessage:
         if isinstance(si["signed_attrs"], core.Void):
             raise ScepError(ScepErrorReason.MISSING_ATTRIBUTE,
                             f"{what}: no signed attributes")
-        attributes: dict[str, core.Asn1Value] = {}
+        attributes: dict[str, bytes] = {}
         for attr in si["signed_attrs"]:
             oid = attr["type"].dotted
             values = list(attr["values"])
             if oid in attributes or len(values) != 1:
                 raise ScepError(ScepErrorReason.BAD_ATTRIBUTE,
                                 f"{what}: attribute {oid} must occur once with one value")
-            attributes[oid] = values[0]
+            attributes[oid] = values[0].dump()
         asn1_certs: list[asn1_x509.Certificate] = []
         if not isinstance(sd["certificates"], core.Void):
             asn1_certs = [c.chosen for c in sd["certificates"] if c.name == "certificate"]
-        certs = tuple(x509.load_der_x509_certificate(c.dump()) for c in asn1_certs)
+        ders = tuple(c.dump() for c in asn1_certs)
+        certs = tuple(x509.load_der_x509_certificate(d) for d in ders)
         return SignedMessage(
             content=content, content_type=encap["content_type"].dotted, digest=digest,
             signature_oid=sig_oid, attributes=attributes, certificates=certs,
-            _signer_info=si, _asn1_certificates=tuple(asn1_certs),
+            signed_attrs=si["signed_attrs"].contents, signature=bytes(si["signature"].native),
+            signer_info_der=si.dump(), certificate_ders=ders,
         )
 
 
@@ -290,20 +320,19 @@ def verify_signed(msg: SignedMessage, signer: x509.Certificate, what: str = "pki
             raise ScepError(ScepErrorReason.MISSING_ATTRIBUTE,
                             f"{what}: contentType or messageDigest attribute missing")
         # RFC 5652 §11.1: the content-type attribute value MUST match eContentType.
-        if core.ObjectIdentifier.load(ctype.dump()).dotted != msg.content_type:
+        if core.ObjectIdentifier.load(ctype).dotted != msg.content_type:
             raise ScepError(ScepErrorReason.BAD_ATTRIBUTE,
                             f"{what}: contentType attribute does not match eContentType")
         expected = msg.digest.digest(msg.content)
-        if not hmac.compare_digest(core.OctetString.load(md.dump()).native, expected):
+        if not hmac.compare_digest(core.OctetString.load(md).native, expected):
             raise ScepError(ScepErrorReason.DIGEST_MISMATCH,
                             f"{what}: messageDigest is not the {msg.digest.caps_keyword} "
                             "of the content")
-        si = msg._signer_info
-        attrs_contents = si["signed_attrs"].contents
+        attrs_contents = msg.signed_attrs
         # RFC 5652 §5.4: the digest is over the DER of signedAttrs with "an EXPLICIT SET OF
         # tag" instead of the IMPLICIT [0]; we re-wrap the sender's own bytes.
         to_be_verified = header(0x31, len(attrs_contents)) + attrs_contents
-        signature = bytes(si["signature"].native)
+        signature = msg.signature
         public_key = signer.public_key()
         try:
             if family == "rsa" and isinstance(public_key, rsa.RSAPublicKey):

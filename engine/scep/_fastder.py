@@ -1,0 +1,192 @@
+"""A minimal DER walker for the one shape every SCEP peer sends: a strict-DER SignedData.
+
+Theory of operation. asn1crypto builds a lazy object tree and pays Python calls for every
+field it touches; reading a pkiMessage that way was the largest single cost of an enrollment
+on the CA's side. This module walks the same bytes with plain slicing and hands back the
+pieces `read_signed` needs as bytes. It understands only definite lengths, single-byte tags
+and the field layout of RFC 5652 §5.1/§5.3 with one SignerInfo and signed attributes: for
+anything else (BER indefinite lengths, a constructed eContent, two signers, no signed
+attributes, a duplicated attribute, trailing bytes, a certificate choice other than
+Certificate) it returns None, and the caller parses with asn1crypto as before, which also
+produces the error messages. So this is only a fast path: it never accepts what the full
+parser refuses, and for what it accepts it yields the same values (tests/scep check both
+paths give equal results).
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+_SEQUENCE, _SET, _OID, _OCTETS, _INTEGER = 0x30, 0x31, 0x06, 0x04, 0x02
+_CTX0, _CTX1 = 0xA0, 0xA1
+_SKI = 0x80  # SignerIdentifier subjectKeyIdentifier [0] IMPLICIT
+
+
+class _Shape(Exception):
+    """Not the shape this walker reads: let the full parser have it."""
+
+
+@dataclass(frozen=True, slots=True)
+class RawSignedData:
+    """The fields of a one-signer SignedData, as the bytes the sender encoded."""
+
+    content_type: str  # eContentType, dotted
+    content: bytes  # eContent's value; b"" when absent
+    certificates: tuple[bytes, ...]  # each Certificate's DER
+    signer_info: bytes  # the SignerInfo's DER
+    digest_oid: str
+    signature_oid: str
+    signed_attrs: bytes  # the contents of [0] IMPLICIT signedAttrs
+    attributes: dict[str, bytes]  # single-valued signed attributes: OID -> value DER
+    signature: bytes
+
+
+def _element(buf: bytes, pos: int, end: int) -> tuple[int, int, int]:
+    """(tag, contents start, contents end) of the element at `pos` (definite length)."""
+    if pos + 2 > end:
+        raise _Shape
+    tag = buf[pos]
+    if tag & 0x1F == 0x1F:
+        raise _Shape  # multi-byte tag
+    first = buf[pos + 1]
+    if first < 0x80:
+        start, length = pos + 2, first
+    else:
+        count = first & 0x7F
+        if count == 0 or count > 4 or pos + 2 + count > end:
+            raise _Shape  # indefinite (BER) or absurd
+        length = int.from_bytes(buf[pos + 2:pos + 2 + count], "big")
+        start = pos + 2 + count
+    if start + length > end:
+        raise _Shape
+    return tag, start, start + length
+
+
+def _expect(buf: bytes, pos: int, end: int, tag: int) -> tuple[int, int]:
+    got, start, stop = _element(buf, pos, end)
+    if got != tag:
+        raise _Shape
+    return start, stop
+
+
+def _children(buf: bytes, start: int, end: int) -> list[tuple[int, int, int, int]]:
+    """(tag, element start, contents start, contents end) of each element in [start, end)."""
+    out = []
+    pos = start
+    while pos < end:
+        tag, cstart, cend = _element(buf, pos, end)
+        out.append((tag, pos, cstart, cend))
+        pos = cend
+    return out
+
+
+@functools.lru_cache(maxsize=256)
+def oid_text(contents: bytes) -> str:
+    """The dotted form of an OBJECT IDENTIFIER's contents (X.690 §8.19)."""
+    if not contents or contents[-1] & 0x80:
+        raise _Shape
+    arcs: list[int] = []
+    value = 0
+    for byte in contents:
+        if value == 0 and byte == 0x80:
+            raise _Shape  # non-minimal arc encoding
+        value = (value << 7) | (byte & 0x7F)
+        if not byte & 0x80:
+            arcs.append(value)
+            value = 0
+    first = min(arcs[0] // 40, 2)
+    return ".".join(map(str, [first, arcs[0] - 40 * first, *arcs[1:]]))
+
+
+def _oid(buf: bytes, pos: int, end: int) -> str:
+    start, stop = _expect(buf, pos, end, _OID)
+    return oid_text(buf[start:stop])
+
+
+def read_signed_data(der: bytes, signed_data_oid: str) -> RawSignedData | None:
+    """The fields of ContentInfo(SignedData) `der`, or None if it is not the plain shape."""
+    try:
+        return _read(der, signed_data_oid)
+    except (_Shape, IndexError, ValueError):
+        return None
+
+
+def _read(der: bytes, signed_data_oid: str) -> RawSignedData:
+    end = len(der)
+    start, stop = _expect(der, 0, end, _SEQUENCE)
+    if stop != end:
+        raise _Shape  # trailing bytes
+    info = _children(der, start, stop)
+    if len(info) != 2 or info[0][0] != _OID or info[1][0] != _CTX0:
+        raise _Shape
+    if oid_text(der[info[0][2]:info[0][3]]) != signed_data_oid:
+        raise _Shape
+    wrapper = _children(der, info[1][2], info[1][3])
+    if len(wrapper) != 1 or wrapper[0][0] != _SEQUENCE:
+        raise _Shape
+    fields = _children(der, wrapper[0][2], wrapper[0][3])
+    # version, digestAlgorithms, encapContentInfo, [0] certificates?, [1] crls?, signerInfos
+    if len(fields) < 4 or [f[0] for f in fields[:3]] != [_INTEGER, _SET, _SEQUENCE] \
+            or fields[-1][0] != _SET:
+        raise _Shape
+    middle = [f[0] for f in fields[3:-1]]
+    if middle not in ([], [_CTX0], [_CTX1], [_CTX0, _CTX1]):
+        raise _Shape
+    content_type, content = _encapsulated(der, fields[2])
+    certificates: tuple[bytes, ...] = ()
+    if middle[:1] == [_CTX0]:
+        certs = _children(der, fields[3][2], fields[3][3])
+        if any(tag != _SEQUENCE for tag, *_ in certs):
+            raise _Shape  # an attribute certificate or other choice
+        certificates = tuple(der[pos:cend] for _, pos, _, cend in certs)
+    signers = _children(der, fields[-1][2], fields[-1][3])
+    if len(signers) != 1 or signers[0][0] != _SEQUENCE:
+        raise _Shape
+    _, si_pos, si_start, si_end = signers[0]
+    return _signer_info(der, si_pos, si_start, si_end, content_type, content, certificates)
+
+
+def _encapsulated(der: bytes, field: tuple[int, int, int, int]) -> tuple[str, bytes]:
+    parts = _children(der, field[2], field[3])
+    if not parts or parts[0][0] != _OID or len(parts) > 2:
+        raise _Shape
+    content_type = oid_text(der[parts[0][2]:parts[0][3]])
+    if len(parts) == 1:
+        return content_type, b""
+    if parts[1][0] != _CTX0:
+        raise _Shape
+    inner = _children(der, parts[1][2], parts[1][3])
+    if len(inner) != 1 or inner[0][0] != _OCTETS:
+        raise _Shape  # constructed (BER) OCTET STRING: the full parser joins it
+    return content_type, der[inner[0][2]:inner[0][3]]
+
+
+def _signer_info(der: bytes, si_pos: int, start: int, end: int, content_type: str,
+                 content: bytes, certificates: tuple[bytes, ...]) -> RawSignedData:
+    # version, sid, digestAlgorithm, [0] signedAttrs, signatureAlgorithm, signature, [1]?
+    parts = _children(der, start, end)
+    if len(parts) not in (6, 7) or parts[0][0] != _INTEGER \
+            or parts[1][0] not in (_SEQUENCE, _SKI) or parts[2][0] != _SEQUENCE \
+            or parts[3][0] != _CTX0 or parts[4][0] != _SEQUENCE or parts[5][0] != _OCTETS \
+            or (len(parts) == 7 and parts[6][0] != _CTX1):
+        raise _Shape
+    digest_oid = _oid(der, parts[2][2], parts[2][3])
+    signature_oid = _oid(der, parts[4][2], parts[4][3])
+    attributes: dict[str, bytes] = {}
+    for tag, _, astart, aend in _children(der, parts[3][2], parts[3][3]):
+        if tag != _SEQUENCE:
+            raise _Shape
+        pieces = _children(der, astart, aend)
+        if len(pieces) != 2 or pieces[0][0] != _OID or pieces[1][0] != _SET:
+            raise _Shape
+        oid = oid_text(der[pieces[0][2]:pieces[0][3]])
+        values = _children(der, pieces[1][2], pieces[1][3])
+        if oid in attributes or len(values) != 1:
+            raise _Shape  # the full parser refuses it with its message
+        attributes[oid] = der[values[0][1]:values[0][3]]
+    return RawSignedData(
+        content_type=content_type, content=content, certificates=certificates,
+        signer_info=der[si_pos:end], digest_oid=digest_oid, signature_oid=signature_oid,
+        signed_attrs=der[parts[3][2]:parts[3][3]], attributes=attributes,
+        signature=der[parts[5][2]:parts[5][3]])
