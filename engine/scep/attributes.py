@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from asn1crypto import cms, core
 
 from engine.scep.algorithms import DigestAlgorithm
-from engine.scep.cms import OID_SIGNING_TIME, SignedMessage, attribute
+from engine.scep.cms import OID_SIGNING_TIME, SignedMessage, attribute, attribute_of_der, tlv
 from engine.scep.errors import ScepError, ScepErrorReason
 from engine.scep.types import FailInfo, MessageType, PkiStatus, ReplyTo
 
@@ -52,11 +52,13 @@ def check_nonce(nonce: bytes, name: str) -> bytes:
 
 
 def printable(oid: str, text: str) -> cms.CMSAttribute:
-    return attribute(oid, core.PrintableString(text))
+    if not _PRINTABLE.fullmatch(text):  # what core.PrintableString would refuse to encode
+        return attribute(oid, core.PrintableString(text))
+    return attribute_of_der(oid, tlv(0x13, text.encode("ascii")))
 
 
 def octets(oid: str, data: bytes) -> cms.CMSAttribute:
-    return attribute(oid, core.OctetString(data))
+    return attribute_of_der(oid, tlv(0x04, bytes(data)))
 
 
 def text_of(msg: SignedMessage, oid: str, name: str, *, required: bool = True) -> str | None:

@@ -24,7 +24,6 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
-from engine.scep._fastder import read_signed_data
 from engine.scep._der import (
     ber_elements,
     ber_octets,
@@ -38,6 +37,7 @@ from engine.scep._der import (
     to_asn1_certificate,
     to_certificate,
 )
+from engine.scep._fastder import read_signed_data
 from engine.scep.algorithms import (
     ECDSA_SIGNATURE_OID,
     MGF1_OID,
@@ -64,9 +64,12 @@ OID_SIGNING_TIME = "1.2.840.113549.1.9.5"
 
 def attribute(oid: str, value: core.Asn1Value) -> cms.CMSAttribute:
     """One single-valued CMS attribute: SEQUENCE { type OID, SET { value } }."""
-    value_der = value.dump()
-    body = core.ObjectIdentifier(oid).dump() + header(0x31, len(value_der)) + value_der
-    return cms.CMSAttribute.load(header(0x30, len(body)) + body)
+    return attribute_of_der(oid, value.dump())
+
+
+def attribute_of_der(oid: str, value_der: bytes) -> cms.CMSAttribute:
+    """`attribute` for a value already encoded (`value_der`, one DER element)."""
+    return cms.CMSAttribute.load(_attribute_der(oid, value_der))
 
 
 def sign(
@@ -161,12 +164,18 @@ _RSAES_PKCS1V15_ALGORITHM = bytes(cms.KeyEncryptionAlgorithm(
 
 def _attribute_der(oid: str, value_der: bytes) -> bytes:
     """One single-valued CMS attribute: SEQUENCE { type OID, SET { value } }."""
-    return tlv(0x30, core.ObjectIdentifier(oid).dump(), tlv(0x31, value_der))
+    return tlv(0x30, _oid_der(oid), tlv(0x31, value_der))
+
+
+@functools.cache
+def _oid_der(oid: str) -> bytes:
+    return bytes(core.ObjectIdentifier(oid).dump())
 
 
 _CONTENT_TYPE_DATA_ATTRIBUTE = _attribute_der(OID_CONTENT_TYPE, _OID_DATA_DER)
 
 
+@functools.lru_cache(maxsize=8)  # CertReps signed within the same second share it
 def _time_der(when: dt.datetime) -> bytes:
     return bytes(cms.Time(cms_time(when)).dump())
 
