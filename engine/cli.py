@@ -5,6 +5,8 @@
     trustledger exec [--data DIR] -f FILE     run a batch script [--continue]
     trustledger log verify DIR                walk the hash chain (non-zero exit on damage),
                                               check every snapshot against it
+    trustledger log scrub DIR                 check every segment, beside a writer (opening reads
+                                              only the tail; non-zero exit on damage)
     trustledger log show DIR [--from SEQ] [--json]
     trustledger replay DIR --until SEQ|ISO-TIME [--show CMD]...
     trustledger demo                          the reference example session, end to end
@@ -18,14 +20,14 @@ import argparse
 import contextlib
 import errno
 import io
-import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from engine.errors import OperatorError, Reason
 from engine.folds import UnfoldedEvent
 from engine.logsetup import configure as configure_logging
 from events.filelog import FileEventLog, LogError, verify
@@ -66,7 +68,9 @@ LOG_DIR_HELP = ("a data directory (its log/ subdirectory) or a log directory (de
                 "$TRUSTLEDGER_DATA, else ~/.local/state/trustledger)")
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The whole command line; `command` is the subcommand word the caller will parse, if
+    known (see `_register_ca`)."""
     p = Parser(
         prog="trustledger",
         description="A router-side PKI engine: Cisco IOS XR CA interoperability, "
@@ -88,6 +92,10 @@ def _parser() -> argparse.ArgumentParser:
     lsub = lg.add_subparsers(dest="log_command", required=True, metavar="ACTION")
     lv = lsub.add_parser("verify", help="walk the chain; print events, head seq and hash")
     lv.add_argument("dir", type=Path, metavar="DIR", nargs="?", default=None,
+                    help=LOG_DIR_HELP)
+    lc = lsub.add_parser("scrub", help="check every segment beside a writer (opening reads "
+                                       "only what follows the head marker and the snapshot)")
+    lc.add_argument("dir", type=Path, metavar="DIR", nargs="?", default=None,
                     help=LOG_DIR_HELP)
     ls = lsub.add_parser("show", help="dump events, readable or JSON lines")
     ls.add_argument("dir", type=Path, metavar="DIR", nargs="?", default=None,
@@ -113,12 +121,21 @@ def _parser() -> argparse.ArgumentParser:
     dg = sub.add_parser("diagrams", help="draw each state machine as DOT and SVG (graphviz)")
     dg.add_argument("-o", "--out", type=Path, required=True, metavar="DIR",
                     help="directory for NAME.dot and NAME.svg (made if missing)")
-    _register_optional(sub)
+    _register_ca(sub, command)
     return p
 
 
-def _register_optional(sub: Any) -> None:
-    """Subcommand groups that live with their feature (the built-in CA)."""
+CA_HELP = "the built-in SCEP CA"  # what engine.ca.cli.register says of `ca`
+
+
+def _register_ca(sub: Any, command: str | None) -> None:
+    """The `ca` group lives with the built-in CA (engine/ca/cli.py), whose import loads the
+    whole CA (its HTTP stack, CMS, workers: ~80 ms). Only a command line whose command is `ca`
+    (or an unknown one: None) pays for it; any other lists `ca` in `trustledger -h` with the
+    same help line and is never parsed as `ca`."""
+    if command not in ("ca", None):
+        sub.add_parser("ca", help=CA_HELP, add_help=False)
+        return
     try:
         from engine.ca.cli import register  # type: ignore[import-not-found,unused-ignore]
     except ImportError:
@@ -126,7 +143,13 @@ def _register_optional(sub: Any) -> None:
     register(sub)
 
 
-class OperatorError(Exception):
+def command_word(argv: Sequence[str]) -> str | None:
+    """The subcommand an argument list names: its first word that is not an option (the top
+    level has only -h). None if there is none yet."""
+    return next((a for a in argv if not a.startswith("-")), None)
+
+
+class CommandLineError(OperatorError):
     """A mistake on the command line (a missing or wrong directory, a busy port): one `%` line
     on stderr and exit status 2, never a traceback."""
 
@@ -135,13 +158,14 @@ def _log_dir(d: Path) -> Path:
     """The log of a device or CA directory (DIR/log), or DIR itself if it is a log directory.
     A path that holds no log is an error: an audit of nothing must not say `chain : OK`."""
     if not d.exists():
-        raise OperatorError(f"{d}: no such directory.")
+        raise CommandLineError(Reason.NOT_FOUND, f"{d}: no such directory.")
     if not d.is_dir():
-        raise OperatorError(f"{d} is not a directory.")
+        raise CommandLineError(Reason.INVALID_VALUE, f"{d} is not a directory.")
     if (d / "log").is_dir():
         return d / "log"
     if not any(d.glob("*.seg")) and not (d / "LOCK").exists():  # what a log directory holds
-        raise OperatorError(f"{d} holds no event log (neither {d / 'log'} nor log segments).")
+        raise CommandLineError(Reason.NOT_FOUND, f"{d} holds no event log (neither "
+                               f"{d / 'log'} nor log segments).")
     return d
 
 
@@ -151,16 +175,16 @@ def data_dir(given: Path | None) -> Path:
     error."""
     root = given or default_data_dir()
     if root.exists() and not root.is_dir():
-        raise OperatorError(f"Data directory {root} is not a directory.")
+        raise CommandLineError(Reason.INVALID_VALUE, f"Data directory {root} is not a directory.")
     if not root.exists():
         try:
             root.mkdir(mode=0o700, parents=True)
         except OSError as e:
-            raise OperatorError(f"Cannot create data directory {root}: "
-                                f"{e.strerror or e}.") from None
+            raise CommandLineError(Reason.NOT_ALLOWED, f"Cannot create data directory {root}: "
+                                                       f"{e.strerror or e}.") from None
         print(f"% New data directory {root} created.", file=sys.stderr)
     if not os.access(root, os.W_OK | os.X_OK):
-        raise OperatorError(f"Data directory {root} is not writable.")
+        raise CommandLineError(Reason.NOT_ALLOWED, f"Data directory {root} is not writable.")
     return root
 
 
@@ -203,6 +227,25 @@ def _check_folded(log: FileEventLog) -> None:
         (CA_FOLDS if row[1] == "ca" else device).require(row[2], row[0])
 
 
+def cmd_log_scrub(d: Path) -> int:
+    """Every segment, as the scheduled scrub checks them (engine/scrub.py); a clean
+    scrub is recorded in the log directory, so the shell's scheduler waits a day again."""
+    import time
+
+    from events.filelog import record_scrub, scrub
+
+    root = _log_dir(d)
+    report = scrub(root)
+    print(f"segments  : {report.sealed} sealed and the newest")
+    print(f"events    : {report.events}")
+    if report.damage is not None:
+        print(f"DAMAGED   : {report.damage}")
+        return 1
+    record_scrub(root, time.time_ns() // 1000, report)
+    print("chain     : OK")
+    return 0
+
+
 def _verify_snapshots(d: Path) -> None:
     """One line per snapshot: exactly the log folded to its seq, or why not. A bad snapshot
     is a cache opening will ignore, not damage to the log: the exit status stays 0."""
@@ -232,6 +275,8 @@ def _jsonable(v: Any) -> Any:
 
 
 def cmd_log_show(d: Path, from_seq: int, as_json: bool) -> int:
+    import json
+
     with FileEventLog.open(_log_dir(d), readonly=True) as log:
         report_pending_repair(log)
         for r in log.read(from_seq):
@@ -264,23 +309,22 @@ def _until(spec: str) -> tuple[int | None, int | None]:
 
 
 def cmd_replay(d: Path, until: str, shows: Sequence[str] | None) -> int:
+    """The state at a seq starts from the newest snapshot before it (snapshots are checked
+    against the log as opening checks them) and folds the rows after it; at a time, from the
+    start."""
     from engine.engine import Engine
-    from engine.state import DeviceState, device_folds, evolve
+    from engine.state import DeviceState, replay_rows
 
     max_seq, max_at = _until(until)
-    state = DeviceState()
-    last_at = 0
+    last_at = [0]
     with FileEventLog.open(_log_dir(d), readonly=True) as log:
         report_pending_repair(log)
-        for r in log.read():
-            if (max_seq is not None and r.seq > max_seq) or (max_at is not None and r.at > max_at):
-                break
-            device_folds().require(r.type, r.seq)  # before decoding: it names the type
-            state = evolve(state, r.event, r.at, r.seq)
-            last_at = r.at
+        start = _snapshot_before(d, log, max_seq) if max_seq is not None else None
+        state, rows = start or (DeviceState(), log.read_rows())
+        state = replay_rows(state, _rows_until(rows, max_seq, max_at, last_at))
     print(f"! state at seq {state.seq}")
     # Shows that depend on the time (certificate status, poll timers) see the replayed moment.
-    eng = Engine.frozen(state, max_at if max_at is not None else last_at)
+    eng = Engine.frozen(state, max_at if max_at is not None else last_at[0])
     for line in shows or ["show running-config", "show configuration commit list"]:
         print(eng.prompt + line)
         res = eng.execute(line)
@@ -294,10 +338,32 @@ def cmd_diagrams(out: Path) -> int:
     try:
         written = write_diagrams(out)
     except DiagramError as err:
-        raise OperatorError(str(err)) from err
+        raise CommandLineError(err.reason, err.text) from err
     for path in written:
         print(path)
     return 0
+
+
+def _snapshot_before(d: Path, log: FileEventLog, seq: int) -> tuple[Any, Any] | None:
+    """The newest usable snapshot before `seq` (so that the event at `seq`, whose time the
+    replay shows, is folded) and the rows after it; None: replay from the start."""
+    from engine import snapshot
+
+    directory = d / "snapshots" if (d / "log").is_dir() else d.parent / "snapshots"
+    try:
+        return snapshot.load_with_tail(directory, log, None, upto=seq - 1)
+    except snapshot.LogBehind:  # the log is short of a snapshot: the audit reads the log only
+        return None
+
+
+def _rows_until(rows: Iterator[list[Any]], max_seq: int | None, max_at: int | None,
+                last_at: list[int]) -> Iterator[list[Any]]:
+    """`rows` up to seq `max_seq` or time `max_at`; `last_at[0]`: the last one's time."""
+    for row in rows:
+        if (max_seq is not None and row[0] > max_seq) or (max_at is not None and row[4] > max_at):
+            return
+        last_at[0] = row[4]
+        yield row
 
 
 def cmd_shell(data: Path | None, keep_going: bool) -> int:
@@ -317,7 +383,7 @@ def cmd_exec(data: Path | None, file: str, keep_going: bool) -> int:
     from engine.frontends import run_batch
 
     if file != "-" and not os.path.isfile(file):
-        raise OperatorError(f"Script {file}: no such file.")
+        raise CommandLineError(Reason.NOT_FOUND, f"Script {file}: no such file.")
     with Engine.open(data_dir(data)) as eng:
         _report_recovery(eng)
         if file == "-":
@@ -344,12 +410,16 @@ def report_pending_repair(log: FileEventLog) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     harden_stdio()
-    args = _parser().parse_args(argv)
-    configure_logging("info" if args.command == "ca" else "warning")
+    words = sys.argv[1:] if argv is None else argv
+    args = _parser(command_word(words)).parse_args(words)
+    # The device's commands log through engine.logsetup.get_logger: structlog loads with the
+    # first log line, not at start-up. The CA (and the demo that runs it) set it up now.
+    configure_logging("info" if args.command == "ca" else "warning",
+                      defer=args.command in ("shell", "exec", "log", "replay"))
     try:
         return _dispatch(args)
-    except OperatorError as err:
-        print(f"% {err}", file=sys.stderr)
+    except CommandLineError as err:
+        print(err.message, file=sys.stderr)
         return 2
     except OSError as err:  # the environment refused (a busy port, a permission, a full disk)
         print(f"% {_os_error(err, args)}", file=sys.stderr)
@@ -372,6 +442,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         if args.command == "log":
             if args.log_command == "verify":
                 return cmd_log_verify(args.dir or default_data_dir())
+            if args.log_command == "scrub":
+                return cmd_log_scrub(args.dir or default_data_dir())
             return cmd_log_show(args.dir or default_data_dir(), args.from_seq, args.json)
         if args.command == "replay":
             return cmd_replay(args.dir or default_data_dir(), args.until, args.show)
@@ -394,8 +466,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         print(err.message, file=sys.stderr)
         return 2
     except LogError as err:
-        text = str(err)
-        print(text if text.startswith("% ") else f"trustledger: {text}", file=sys.stderr)
+        print(err.render() if err.sentence else f"trustledger: {err.text}", file=sys.stderr)
         return 2
     return 2
 
@@ -403,7 +474,7 @@ def _dispatch(args: argparse.Namespace) -> int:
 def _check_ca_dir(args: argparse.Namespace) -> None:
     d = getattr(args, "dir", None)
     if isinstance(d, Path) and d.exists() and not d.is_dir():
-        raise OperatorError(f"CA directory {d} is not a directory.")
+        raise CommandLineError(Reason.INVALID_VALUE, f"CA directory {d} is not a directory.")
 
 
 if __name__ == "__main__":

@@ -21,12 +21,12 @@ from typing import Any
 
 from cryptography import x509
 
+from engine.certids import ios_serial, sha256_hex
 from engine.config import Change
 from engine.effects import Ask, Effect, Say
 from engine.state import DeviceState
 from engine.trustpoints import RouterCertificate, TrustpointStatus, trustpoint_key
 from events.trustpoint import TrustpointCertificatesRemoved
-from projections.certfmt import ios_serial, sha256_hex
 
 REMOVE_QUESTION = ("% Removing an enrolled trustpoint will destroy all certificates received "
                    "from the related Certificate Authority. Are you sure you want to do this? "

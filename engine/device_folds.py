@@ -13,6 +13,13 @@ from dataclasses import replace
 from engine import trustpoints as tp  # its folds: the trustpoint lifecycle
 from engine.folds import FoldTable
 from engine.keys import ImportedKey, KeyAlgorithm, KeyPair, KeyRing
+from engine.messages import (
+    LOG_BUFFER,
+    certificates_removed,
+    certret,
+    failure_message,
+    poll_failed,
+)
 from engine.state import DeviceState, fold_commit, with_state
 from events.device import ConfigurationCommitted
 from events.keys import KeyPairGenerated, KeyPairZeroized, PublicKeyImported, PublicKeyRemoved
@@ -24,13 +31,6 @@ from events.trustpoint import (
     EnrollmentPending,
     EnrollmentRequested,
     TrustpointCertificatesRemoved,
-)
-from projections.syslog import (
-    LOG_BUFFER,
-    certificates_removed,
-    certret,
-    failure_message,
-    poll_failed,
 )
 
 # -- keys ------------------------------------------------------------------------------------------
@@ -88,7 +88,7 @@ def _log_removed(state: DeviceState, ev: TrustpointCertificatesRemoved,
 # -- the table -------------------------------------------------------------------------------------
 
 DEVICE_FOLDS: FoldTable[DeviceState] = FoldTable("device", {
-    ConfigurationCommitted: (fold_commit, tp._config),
+    ConfigurationCommitted: (fold_commit, tp._configs, tp._config),
     KeyPairGenerated: (_key_generated,),
     KeyPairZeroized: (_keys_zeroized, tp._zeroized),
     PublicKeyImported: (_key_imported,),

@@ -17,8 +17,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from engine.config import Change, Path
-from engine.errors import CommandError
+from engine.errors import TrustledgerError
 from engine.grammar import Mode
+from engine.views import View
 from events.registry import Event
 
 if TYPE_CHECKING:
@@ -31,9 +32,10 @@ class Effect:
 
 @dataclass(frozen=True)
 class Say(Effect):
-    """Print text now (before the command ends, e.g. before a question or a slow step)."""
+    """Print text now (before the command ends, e.g. before a question or a slow step); a
+    `View` is rendered by the `render` port."""
 
-    text: str
+    text: str | View
 
 
 @dataclass(frozen=True)
@@ -68,7 +70,7 @@ class ReadBlock(Effect):
 class Outcome:
     """The result of one command."""
 
-    output: str = ""
+    output: str | View = ""  # a View is rendered by the `render` port (engine/views.py)
     events: Sequence[Event] = ()
     edits: Sequence[Change] = ()  # configuration modes: changes to the target configuration
     enter: tuple[Mode, Path] | None = None  # push a configuration submode
@@ -79,7 +81,7 @@ class Outcome:
     extra: dict[str, Any] = field(default_factory=dict)
     # The command failed, but what happened is on record (a CA's FAILURE answer): the events
     # are appended and the output shown, and the Result still carries this error.
-    failure: CommandError | None = None
+    failure: TrustledgerError | None = None
     # Effects performed only once the events are durable (destroying a zeroized key's data
     # key): what must not happen if the append fails. They cannot undo the command.
     then: Sequence[Effect] = ()

@@ -19,16 +19,15 @@ import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
-
-import structlog
+from typing import TYPE_CHECKING
 
 import engine.commands  # noqa: F401  (registers every command into GRAMMAR)
 from engine import pipe, snapshot
 from engine.config import Change, ConfigConflict
+from engine.context import Ctx
 from engine.effects import Outcome
-from engine.errors import CommandError, Reason
-from engine.grammar import GRAMMAR, Grammar, Mode
+from engine.errors import OperatorError, Reason, TrustledgerError
+from engine.grammar import GRAMMAR, Mode
 from engine.keys import KeyAlgorithm
 from engine.keystore import (
     KEYSTORE_DIR,
@@ -37,10 +36,10 @@ from engine.keystore import (
     keystore_of,
     tidy_keystore,
 )
+from engine.logsetup import get_logger
 from engine.parser import Choice, Match, choices, parse, render_choices
 from engine.ports import Clock, FakeClock, Prompter, SystemClock
 from engine.runtime import Ports, perform, queue, require_utf8, run
-from engine.scep_client import ScepTransport, transport_of
 from engine.schedule import Job, due_jobs
 from engine.session import Session
 from engine.state import DeviceState, evolve, replay_rows
@@ -50,8 +49,12 @@ from events.keys import KeyPairZeroized
 from events.memory import MemoryEventLog
 from events.registry import event_from
 from events.store import EventStore, PendingEvent, Recorded
+from projections.render import render
 
-logger = structlog.get_logger("trustledger.engine")
+if TYPE_CHECKING:
+    from engine.scep_client import ScepTransport  # loaded by the first CA exchange
+
+logger = get_logger("trustledger.engine")
 
 
 @dataclass(frozen=True)
@@ -62,7 +65,7 @@ class DueWork:
     now: int
     seq: int
     outcome: Outcome | None
-    error: CommandError | None
+    error: TrustledgerError | None
     output: list[str]
 
 
@@ -72,28 +75,12 @@ class Result:
 
     output: str
     events: list[Recorded] = field(default_factory=list)
-    error: CommandError | None = None
+    error: TrustledgerError | None = None
     prompt: str = ""
 
     @property
     def ok(self) -> bool:
         return self.error is None
-
-
-@dataclass(frozen=True)
-class Ctx:
-    """What a handler may read: the folded state, the session, the command's time and user."""
-
-    state: DeviceState
-    session: Session
-    now: int
-    user: str
-    match: Match
-    grammar: Grammar
-
-    @property
-    def args(self) -> dict[str, Any]:
-        return self.match.args
 
 
 class Engine:
@@ -106,7 +93,7 @@ class Engine:
         self.session = Session(user=user)
         self.grammar = GRAMMAR
         self._since_snapshot = 0
-        self._failure: CommandError | None = None
+        self._failure: TrustledgerError | None = None
         self._line = ""
         self.recovered: str | None = None  # what opening the log repaired (a torn tail)
         self.snapshots_ignored: list[snapshot.Ignored] = []  # passed over at open, and why
@@ -128,19 +115,19 @@ class Engine:
         log = FileEventLog.open(root / "log")
         try:
             ignored: list[snapshot.Ignored] = []
-            state = _newest_snapshot(root, log, ignored, use_snapshots)
+            found = _newest_snapshot(root, log, ignored, use_snapshots)
             if log.recovered:
                 logger.warning("event log repaired at open", repaired=log.recovered)
             snapshot.remove_leftovers(root / "snapshots")
             for bad in ignored:
                 logger.warning("snapshot ignored", path=str(bad.path), reason=bad.reason)
-            state = state or DeviceState()
+            state, rows = found or (DeviceState(), log.read_rows())
             covered = state.seq
-            state = replay_rows(state, log.read_rows(state.seq + 1))
+            state = replay_rows(state, rows)
         except BaseException:
             log.close()
             raise
-        ports = Ports(data_dir=root, clock=clock or SystemClock(), prompter=prompter,
+        ports = Ports(data_dir=root, clock=clock or SystemClock(), prompter=prompter, render=render,
                       write=write, keygen=keygen, scep=scep)
         engine = cls(log, state, ports, root, user or _default_user())
         engine.recovered = log.recovered
@@ -173,7 +160,8 @@ class Engine:
     def in_memory(cls, *, clock: Clock | None = None, prompter: Prompter | None = None,
                   user: str = "admin", keygen: KeyGenerator | None = None,
                   scep: ScepTransport | None = None) -> Engine:
-        ports = Ports(clock=clock or SystemClock(), prompter=prompter, keygen=keygen, scep=scep)
+        ports = Ports(clock=clock or SystemClock(), prompter=prompter, keygen=keygen, scep=scep,
+                      render=render)
         return cls(MemoryEventLog(), DeviceState(), ports, None, user)
 
     @classmethod
@@ -182,7 +170,7 @@ class Engine:
         there): show commands work; anything that would append an event, or perform an
         effect other than printing (a CA exchange, a question, a key), is refused. Audit
         replays never change history and never touch the network."""
-        ports = Ports(clock=FakeClock(at), offline=True)
+        ports = Ports(clock=FakeClock(at), offline=True, render=render)
         return cls(_ReadOnlyStore(state.seq), state, ports, None, "auditor")
 
     def close(self) -> None:
@@ -211,17 +199,17 @@ class Engine:
         self._failure = None
         try:
             records = self._execute(line)
-        except CommandError as err:
+        except TrustledgerError as err:
             self.ports.say(err.render(width) + "\n")
             return Result(_joined(self.ports.out), [], err, self.prompt)
         return Result(_joined(self.ports.out), records, self._failure, self.prompt)
 
     def _execute(self, line: str) -> list[Recorded]:
         if len(line) > 4096:
-            raise CommandError(Reason.INVALID_INPUT, "% Line too long (4096 characters at most).")
+            raise OperatorError(Reason.INVALID_INPUT, "Line too long (4096 characters at most).")
         line = line.rstrip("\r\n")
         if any((ord(ch) < 32 and ch != "\t") or ch == "\x7f" for ch in line):
-            raise CommandError(Reason.INVALID_INPUT, "% Control characters are not allowed.")
+            raise OperatorError(Reason.INVALID_INPUT, "Control characters are not allowed.")
         require_utf8(line)
         if line.rstrip().endswith("?"):
             self.ports.say(self.help(line.rstrip()[:-1]) + "\n")
@@ -313,11 +301,11 @@ class Engine:
     def _parse(self, line: str) -> tuple[Match | None, int]:
         """Parse in the current mode; a line a submode does not know is tried in the modes
         above it (as IOS does), and a match there leaves the submode."""
-        first_error: CommandError | None = None
+        first_error: TrustledgerError | None = None
         for pops, (mode, _path) in enumerate(reversed(self.session.modes)):
             try:
                 return parse(self.grammar, mode, line), pops
-            except CommandError as err:
+            except TrustledgerError as err:
                 if first_error is None:
                     first_error = err
                 if mode is not Mode.TRUSTP and mode is not Mode.TRUSTPOOL:
@@ -341,14 +329,14 @@ class Engine:
         """`do <exec command>` from a configuration mode: run it as exec, stay in the mode."""
         try:
             match = parse(self.grammar, Mode.EXEC, line)
-        except CommandError as err:
+        except TrustledgerError as err:
             if err.caret is not None:  # point into the whole line, not the part after `do`
                 err.caret += max(self._line.rfind(line), 0)
             raise
         if match is None:
             return []
         if match.command.name.startswith("configure"):
-            raise CommandError(Reason.NOT_ALLOWED, "% Already in configuration mode.")
+            raise OperatorError(Reason.NOT_ALLOWED, "Already in configuration mode.")
         saved = list(self.session.modes)
         self.session.modes = [(Mode.EXEC, ())]
         try:
@@ -389,7 +377,7 @@ class Engine:
             try:
                 session.edit(list(outcome.edits))
             except ConfigConflict as err:
-                raise CommandError(Reason.INVALID_VALUE, f"% {err}") from err
+                raise OperatorError(Reason.INVALID_VALUE, f"{err}") from err
         if outcome.commit_done:
             session.commit(self.state.config)
         if outcome.abort:
@@ -403,28 +391,28 @@ class Engine:
             session.end()
         elif outcome.leave == "one":
             session.exit()
-        if outcome.output:
-            self.ports.say(outcome.output if outcome.output.endswith("\n")
-                           else outcome.output + "\n")
+        output = self.ports.render(outcome.output)
+        if output:
+            self.ports.say(output if output.endswith("\n") else output + "\n")
         self._failure = outcome.failure
         return records
 
-    def _append_failed(self, err: LogWriteFailed) -> CommandError:
+    def _append_failed(self, err: LogWriteFailed) -> TrustledgerError:
         """The command's events are not in the log: discard the data keys it made (no event
         names them) and say so. Best effort: `tidy_keystore` finishes it at the next open.
         If the log could not be cut back, the frame may be found at the next open: its keys
         are kept until then (that open's `tidy_keystore` moves them aside if it is not found)."""
         if err.rolled_back:
-            with contextlib.suppress(OSError, CommandError):
+            with contextlib.suppress(OSError, TrustledgerError):
                 store = keystore_of(self.ports)
                 live = {p.key_id for ps in self.state.keys.pairs.values() for p in ps}
                 for key_id in store.key_ids():
                     if key_id not in live:
                         store.discard(key_id)
-            return CommandError(Reason.NOT_ALLOWED, f"% Could not write the event log: "
+            return OperatorError(Reason.NOT_ALLOWED, f"Could not write the event log: "
                                                     f"{err.reason}. Nothing was changed.")
-        return CommandError(Reason.NOT_ALLOWED, (
-            f"% Could not write the event log: {err.reason}. The log could not be cut back "
+        return OperatorError(Reason.NOT_ALLOWED, (
+            f"Could not write the event log: {err.reason}. The log could not be cut back "
             "either: it takes no more commands until the data directory is reopened, and "
             "this command may then be found in it."))
 
@@ -446,6 +434,8 @@ class Engine:
         now = self.ports.clock.now_us()
         jobs = due_jobs(self.state, now)
         if jobs:
+            from engine.scep_client import transport_of
+
             transport_of(self.ports)  # one transport for the engine, not one per job
         return [self._perform(job, now) for job in jobs]
 
@@ -456,7 +446,7 @@ class Engine:
         try:
             return DueWork(job, now, state.seq, run(job.run(state, now), ports), None,
                            ports.out)
-        except CommandError as err:
+        except TrustledgerError as err:
             return DueWork(job, now, state.seq, None, err, ports.out)
 
     def commit_due(self, work: DueWork) -> Result | None:
@@ -476,8 +466,8 @@ class Engine:
                 raise work.error
             assert work.outcome is not None
             records = self._apply(work.outcome, work.now)
-        except CommandError as err:
-            self.ports.say(f"%PKI-3-{work.job.name.split()[0].upper()}: {err.message[2:]}\n")
+        except TrustledgerError as err:
+            self.ports.say(f"%PKI-3-{work.job.name.split()[0].upper()}: {err.text}\n")
             return Result(_joined(self.ports.out), [], err, self.prompt)
         finally:
             self.session.user = user
@@ -500,7 +490,8 @@ class Engine:
         assert self.data_dir is not None and isinstance(self.store, FileEventLog)
         self._since_snapshot = 0  # a failed write is retried EVERY events later, not per command
         try:
-            snapshot.save(self.data_dir / "snapshots", self.state, self.store.head)
+            snapshot.save(self.data_dir / "snapshots", self.state, self.store.head,
+                          self.store.position)
             self.store.mark_head()
         except OSError as e:
             logger.warning("snapshot not written; the log holds every event", error=str(e),
@@ -510,14 +501,14 @@ class Engine:
 
 
 def _newest_snapshot(root: Path, log: FileEventLog, ignored: list[snapshot.Ignored],
-                     use: bool) -> DeviceState | None:
-    """The state of the newest usable snapshot in `root`/snapshots (None without `use`),
-    each file read once. A log that ends before the newest intact snapshot refuses to open,
-    `use` or not: events it acknowledged are missing."""
+                     use: bool) -> tuple[DeviceState, snapshot.Rows] | None:
+    """The state of the newest usable snapshot in `root`/snapshots and the log's rows after
+    it (None without `use`), each file read once. A log that ends before the newest intact
+    snapshot refuses to open, `use` or not: events it acknowledged are missing."""
     directory = root / "snapshots"
     try:
         if use:
-            return snapshot.load(directory, log, ignored)
+            return snapshot.load_with_tail(directory, log, ignored)
         known = snapshot.newest_seq(directory)
         if known > log.head[0]:
             raise snapshot.LogBehind(known)
@@ -538,8 +529,8 @@ def _check_no_form(current: str | None, key: str, rest: str | None) -> None:
     typed = rest.split()
     if len(typed) > len(have) or not all(h.lower().startswith(t.lower())
                                          for h, t in zip(have, typed, strict=False)):
-        raise CommandError(Reason.INVALID_VALUE,
-                           f"% The configuration holds '{current}', not "
+        raise OperatorError(Reason.INVALID_VALUE,
+                           f"The configuration holds '{current}', not "
                            f"'{key} {rest.strip()}': nothing removed.")
 
 
@@ -549,8 +540,8 @@ class _ReadOnlyStore(MemoryEventLog):
         self._seq = seq
 
     def append(self, batch: Sequence[PendingEvent]) -> list[Recorded]:
-        raise CommandError(Reason.NOT_ALLOWED,
-                           f"% This is a replay of the log at seq {self._seq}: read-only.")
+        raise OperatorError(Reason.NOT_ALLOWED,
+                           f"This is a replay of the log at seq {self._seq}: read-only.")
 
 
 def _joined(parts: list[str]) -> str:

@@ -16,19 +16,19 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Generic, TypeVar
 
-from engine.errors import CommandError, Reason
+from engine.errors import OperatorError, Reason
 from events.registry import Event
 
 S = TypeVar("S")
 Fold = Callable[[S, Any, int], S]
 
 
-class UnfoldedEvent(CommandError):
+class UnfoldedEvent(OperatorError):
     """A stored event of a type this build does not fold (a newer writer, or damage)."""
 
     def __init__(self, aggregate: str, type_name: str, seq: int) -> None:
         super().__init__(Reason.BAD_DATA,
-                         f"% The {aggregate} log holds an event of type {type_name} at seq "
+                         f"The {aggregate} log holds an event of type {type_name} at seq "
                          f"{seq}, which this build does not fold: the log cannot be opened "
                          "(was it written by a newer trustledger?).")
         self.type_name = type_name

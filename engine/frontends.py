@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from engine.engine import Engine, Result
-from engine.errors import CommandError, Reason
+from engine.errors import OperatorError, Reason
 from engine.grammar import Mode
+from engine.scrub import ScrubSchedule
 
 if TYPE_CHECKING:
     from prompt_toolkit.key_binding import KeyBindings
@@ -119,7 +120,7 @@ def run_interactive(engine: Engine, history_file: Path | None) -> int:
             except EOFError:
                 return None
             except KeyboardInterrupt:  # Ctrl-C at a question: the command changes nothing
-                raise CommandError(Reason.CANCELLED, "% Aborted.") from None
+                raise OperatorError(Reason.CANCELLED, "Aborted.") from None
 
     engine.ports.prompter = TerminalPrompter()
     engine.ports.write = _writer(sys.stdout)
@@ -202,6 +203,8 @@ class Scheduler:
         self.engine = engine
         self.width = width
         self.lock = threading.Lock()
+        self.scrub = (ScrubSchedule(engine.data_dir / "log", engine.ports.clock)
+                      if engine.data_dir is not None else None)  # engine/scrub.py
 
     def execute(self, line: str) -> Result:
         with self.lock:
@@ -217,6 +220,9 @@ class Scheduler:
                     self.engine.ports.write = write
             if result is not None and result.output:
                 self._say(result.output)
+        damage = self.scrub.due() if self.scrub is not None else None
+        if damage is not None:
+            self._say(damage)
 
     def run(self, stop: threading.Event) -> None:
         while not stop.wait(1.0):

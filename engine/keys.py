@@ -29,7 +29,7 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
-from engine.errors import CommandError, Reason
+from engine.errors import OperatorError, Reason
 from events.keys import KeyPairGenerated, PublicKeyImported
 
 PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
@@ -273,7 +273,7 @@ class ImportProblem(enum.Enum):
     BAD_SIZE = "key size out of range"
 
 
-class KeyImportError(CommandError):
+class KeyImportError(OperatorError):
     """A pasted public key was refused; `problem` says why (nothing was recorded)."""
 
     def __init__(self, problem: ImportProblem, message: str) -> None:
@@ -300,7 +300,7 @@ def parse_public_key(text: str, want: KeyAlgorithm) -> ParsedPublicKey:
     A private key in any form is refused without echoing any of it."""
     text = text.strip()
     if not text:
-        raise KeyImportError(ImportProblem.EMPTY, "% No public key was entered.")
+        raise KeyImportError(ImportProblem.EMPTY, "No public key was entered.")
     if "PRIVATE KEY" in text:
         raise _private_pasted()
     if text.startswith(("ssh-", "ecdsa-sha2-")):
@@ -310,11 +310,11 @@ def parse_public_key(text: str, want: KeyAlgorithm) -> ParsedPublicKey:
         fmt = _PUBLIC_PEM.get(pem.group(1))
         if fmt is None:
             raise KeyImportError(ImportProblem.NOT_A_PUBLIC_KEY,
-                                 f"% A PEM '{pem.group(1)}' is not a public key.")
+                                 f"A PEM '{pem.group(1)}' is not a public key.")
         der = _b64(pem.group(2))
     elif text.startswith("-----"):
         raise KeyImportError(ImportProblem.NOT_A_PUBLIC_KEY,
-                             "% The PEM block is incomplete (no matching END line).")
+                             "The PEM block is incomplete (no matching END line).")
     else:
         der, fmt = _b64(text), ""
     public = _load_der(der)
@@ -329,12 +329,12 @@ def _b64(text: str) -> bytes:
         return base64.b64decode(compact, validate=True)
     except (binascii.Error, ValueError):
         raise KeyImportError(ImportProblem.NOT_BASE64,
-                             "% The pasted text is not valid base64 (nor PEM).") from None
+                             "The pasted text is not valid base64 (nor PEM).") from None
 
 
 def _private_pasted() -> KeyImportError:
     return KeyImportError(ImportProblem.PRIVATE_KEY,
-                          "% That is a PRIVATE key: paste only the public key. Nothing was "
+                          "That is a PRIVATE key: paste only the public key. Nothing was "
                           "stored; treat that private key as exposed.")
 
 
@@ -345,11 +345,11 @@ def _load_der(der: bytes) -> PublicKey:
         if _is_private_der(der):
             raise _private_pasted() from None
         raise KeyImportError(ImportProblem.NOT_A_PUBLIC_KEY,
-                             "% The pasted data is not a DER SubjectPublicKeyInfo or PKCS#1 "
+                             "The pasted data is not a DER SubjectPublicKeyInfo or PKCS#1 "
                              "RSAPublicKey (truncated or damaged?).") from None
     if not isinstance(public, PublicKey):
         raise KeyImportError(ImportProblem.WRONG_ALGORITHM,
-                             f"% Unsupported public key type ({type(public).__name__}).")
+                             f"Unsupported public key type ({type(public).__name__}).")
     return public
 
 
@@ -368,10 +368,10 @@ def _load_openssh(text: str) -> PublicKey:
         public = serialization.load_ssh_public_key(text.splitlines()[0].encode())
     except (ValueError, UnsupportedAlgorithm):
         raise KeyImportError(ImportProblem.NOT_A_PUBLIC_KEY,
-                             "% The OpenSSH public key line is damaged.") from None
+                             "The OpenSSH public key line is damaged.") from None
     if not isinstance(public, PublicKey):
         raise KeyImportError(ImportProblem.WRONG_ALGORITHM,
-                             f"% Unsupported public key type ({type(public).__name__}).")
+                             f"Unsupported public key type ({type(public).__name__}).")
     return public
 
 
@@ -379,10 +379,10 @@ def _check(public: PublicKey, want: KeyAlgorithm, fmt: str) -> ParsedPublicKey:
     algorithm, size, _curve = describe(public)
     if algorithm is not want:
         raise KeyImportError(ImportProblem.WRONG_ALGORITHM,
-                             f"% The pasted key is an {algorithm.shown} public key; an "
+                             f"The pasted key is an {algorithm.shown} public key; an "
                              f"{want.shown} public key was expected.")
     if algorithm is KeyAlgorithm.RSA and not RSA_MIN_BITS <= size <= IMPORT_MAX_BITS:
         raise KeyImportError(ImportProblem.BAD_SIZE,
-                             f"% A {size}-bit RSA key is out of range ({RSA_MIN_BITS} to "
+                             f"A {size}-bit RSA key is out of range ({RSA_MIN_BITS} to "
                              f"{IMPORT_MAX_BITS} bits).")
     return ParsedPublicKey(spki_of(public), size, fmt)

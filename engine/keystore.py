@@ -90,7 +90,7 @@ Other features use a private key through the `WithPrivateKey` effect (or, from a
     pair = ctx.state.keys.signing_pair(KeyAlgorithm.RSA, label)
     csr_der = yield WithPrivateKey(pair.sealed, lambda key: build_csr(key, subject))
 
-Both raise `KeyZeroized` or `KeystoreError` (a CommandError with a `%` message) when the key
+Both raise `KeyZeroized` or `KeystoreError` (a TrustledgerError with a `%` message) when the key
 cannot be opened.
 """
 
@@ -116,7 +116,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from engine.effects import Effect, performs
-from engine.errors import CommandError, Reason
+from engine.errors import OperatorError, Reason
 from engine.keys import CURVES, KeyAlgorithm, KeySpec, PrivateKey, SealedKey, spki_of
 from events.durable import fsync_directory
 
@@ -147,21 +147,21 @@ class KeystoreFailure(enum.Enum):
     UNKNOWN_SEALING = "sealed by an unknown scheme"
 
 
-class KeystoreError(CommandError):
+class KeystoreError(OperatorError):
     """A private key cannot be used; `failure` says why. Shown as an IOS-style `%` message."""
 
     def __init__(self, failure: KeystoreFailure, message: str) -> None:
         reason = Reason.NOT_FOUND if failure in (KeystoreFailure.ZEROIZED,
                                                  KeystoreFailure.DEK_MISSING) else Reason.BAD_DATA
-        super().__init__(reason, message if message.startswith("%") else f"% {message}")
+        super().__init__(reason, message)
         self.failure = failure
 
 
-class KeystoreWriteFailed(CommandError):
+class KeystoreWriteFailed(OperatorError):
     """The keystore could not write a file (a full disk, an I/O error); nothing was kept."""
 
     def __init__(self, cause: OSError) -> None:
-        super().__init__(Reason.NOT_ALLOWED, f"% Could not write the keystore: "
+        super().__init__(Reason.NOT_ALLOWED, f"Could not write the keystore: "
                                              f"{cause.strerror or cause}. Nothing was changed.")
         self.cause = cause
 
@@ -171,7 +171,7 @@ class KeyZeroized(KeystoreError):
 
     def __init__(self, key_id: str) -> None:
         super().__init__(KeystoreFailure.ZEROIZED,
-                         f"% Key {key_id} was zeroized; its private key is unrecoverable.")
+                         f"Key {key_id} was zeroized; its private key is unrecoverable.")
         self.key_id = key_id
 
 
@@ -211,7 +211,7 @@ def parse_master_key(text: str, source: str) -> MasterKey:
         raw = b""
     if len(raw) != 32:
         raise KeystoreError(KeystoreFailure.MASTER_KEY_INVALID,
-                            f"% {source} must hold a 32-byte key as 64 hex digits or base64.")
+                            f"{source} must hold a 32-byte key as 64 hex digits or base64.")
     return MasterKey(raw)
 
 
@@ -235,11 +235,11 @@ def load_master_key(data_dir: Path, environ: Mapping[str, str], *,
         mode = path.stat().st_mode
     except FileNotFoundError:
         raise KeystoreError(KeystoreFailure.MASTER_KEY_MISSING,
-                            f"% No master key: {path} is missing and ${MASTER_KEY_ENV} is not "
+                            f"No master key: {path} is missing and ${MASTER_KEY_ENV} is not "
                             "set.") from None
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise KeystoreError(KeystoreFailure.MASTER_KEY_EXPOSED,
-                            f"% {path} is accessible by others (mode {stat.S_IMODE(mode):04o}); "
+                            f"{path} is accessible by others (mode {stat.S_IMODE(mode):04o}); "
                             "chmod 600 it.")
     return parse_master_key(path.read_text("ascii", errors="replace"), str(path))
 
@@ -291,14 +291,14 @@ class _WrappingKeystore(ABC):
         _check_id(sealed.key_id)
         if sealed.sealing != SEALING:
             raise KeystoreError(KeystoreFailure.UNKNOWN_SEALING,
-                                f"% Key {sealed.key_id} is sealed with {sealed.sealing!r}, "
+                                f"Key {sealed.key_id} is sealed with {sealed.sealing!r}, "
                                 "which this build cannot open.")
         wrapped = self._load(sealed.key_id)
         if wrapped is None:
             if self._zeroized(sealed.key_id):
                 raise KeyZeroized(sealed.key_id)
             raise KeystoreError(KeystoreFailure.DEK_MISSING,
-                                f"% The data key of key {sealed.key_id} is missing from the "
+                                f"The data key of key {sealed.key_id} is missing from the "
                                 "keystore (restored the log without the keystore?).")
         dek = _unwrap(self._master(create=False), sealed.key_id, wrapped)
         try:
@@ -470,7 +470,7 @@ def _unwrap(master: MasterKey, key_id: str, blob: bytes) -> bytes:
         raise _damaged(key_id)
     if blob[head:head + 8] != master.key_id:
         raise KeystoreError(KeystoreFailure.WRONG_MASTER_KEY,
-                            f"% The data key of key {key_id} was wrapped by another master key "
+                            f"The data key of key {key_id} was wrapped by another master key "
                             f"(check ${MASTER_KEY_ENV} or {MASTER_KEY_FILE}).")
     nonce = blob[head + 8:head + 20]
     try:
@@ -482,7 +482,7 @@ def _unwrap(master: MasterKey, key_id: str, blob: bytes) -> bytes:
 
 def _damaged(key_id: str) -> KeystoreError:
     return KeystoreError(KeystoreFailure.DAMAGED,
-                         f"% The sealed private key or data key of key {key_id} is damaged.")
+                         f"The sealed private key or data key of key {key_id} is damaged.")
 
 
 def _check_id(key_id: str) -> None:
@@ -601,7 +601,7 @@ class KeyGenerator(Protocol):
         ...
 
 
-class KeyGenerationRefused(CommandError):
+class KeyGenerationRefused(OperatorError):
     """The key generator cannot make a key of this spec (nothing was generated or stored)."""
 
     def __init__(self, message: str) -> None:
@@ -621,7 +621,7 @@ class CryptographyKeyGenerator:
         if spec.algorithm is KeyAlgorithm.RSA:
             if spec.size < CRYPTOGRAPHY_MIN_RSA_BITS:
                 raise KeyGenerationRefused(
-                    f"% Cannot generate a {spec.size}-bit RSA key: this build's crypto library "
+                    f"Cannot generate a {spec.size}-bit RSA key: this build's crypto library "
                     f"makes RSA keys of {CRYPTOGRAPHY_MIN_RSA_BITS} bits or more. No keys were "
                     "generated.")
             return rsa.generate_private_key(public_exponent=65537, key_size=spec.size)

@@ -1,22 +1,50 @@
 """structlog set-up for the command line: key=value lines on stderr, secrets redacted first.
 
 The level comes from $TRUSTLEDGER_LOG_LEVEL (debug, info, warning, error; default warning, so
-transcripts on stdout stay exactly what the operator typed and read)."""
+transcripts on stdout stay exactly what the operator typed and read).
+
+Start-up: importing structlog costs 30-50 ms (it loads rich and asyncio), more than a whole
+`show` should. So a command whose modules log only through `get_logger` below (the device's
+`shell`, `exec`, `log` and `replay`) calls `configure(defer=True)`: structlog is then loaded
+and configured by the first log line, if there is one. Every other entry point configures at
+once (the CA's modules call `structlog.get_logger` themselves and must find it set up).
+"""
 
 from __future__ import annotations
 
 import logging
 import os
 import sys
+from collections.abc import MutableMapping
+from typing import Any
 
-import structlog
-
-from engine.keystore import redact_secrets
+_deferred: list[int] = []  # the level `configure(defer=True)` left for the first log line
 
 
-def configure(default: str = "warning") -> None:
+def redact_secrets(logger: Any, method: str, event_dict: MutableMapping[str, Any]
+                   ) -> MutableMapping[str, Any]:
+    """engine.keystore.redact_secrets, loaded with the first log line rather than at start-up:
+    the keystore (keys, cryptography's serialization) is 35-40 ms that a `show` never needs."""
+    from engine.keystore import redact_secrets as redact
+
+    return redact(logger, method, event_dict)
+
+
+def configure(default: str = "warning", *, defer: bool = False) -> None:
+    """Set structlog up (now, or with the first log line if `defer` and structlog is not
+    loaded yet)."""
     name = os.environ.get("TRUSTLEDGER_LOG_LEVEL", default).upper()
     level = logging.getLevelNamesMapping().get(name, logging.WARNING)
+    _deferred.clear()
+    if defer and "structlog" not in sys.modules:
+        _deferred.append(level)
+    else:
+        _apply(level)
+
+
+def _apply(level: int) -> None:
+    import structlog
+
     structlog.configure(
         processors=[
             redact_secrets,
@@ -28,3 +56,22 @@ def configure(default: str = "warning") -> None:
         logger_factory=structlog.PrintLoggerFactory(sys.stderr),
         cache_logger_on_first_use=False,
     )
+
+
+class Logger:
+    """`structlog.get_logger(name)`, loaded (and configured, if that was deferred) by its first
+    log call: `log.warning("event", key=value)`."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __getattr__(self, method: str) -> Any:
+        import structlog
+
+        if _deferred:
+            _apply(_deferred.pop())
+        return getattr(structlog.get_logger(self.name), method)
+
+
+def get_logger(name: str) -> Logger:
+    return Logger(name)

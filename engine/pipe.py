@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from engine.errors import CommandError, Reason
+from engine.errors import OperatorError, Reason, TrustledgerError
 from engine.grammar import LINE, ArgSpec, Grammar, Mode
 from engine.parser import Choice, choices, parse
 
@@ -87,12 +87,12 @@ def parse_modifier(line: str, bar: int, end: int | None = None) -> Modifier:
     tail = line[bar + 1:end]
     try:
         match = parse(MODIFIERS, Mode.EXEC, tail)
-    except CommandError as err:
+    except TrustledgerError as err:
         if err.caret is not None:
             err.caret += bar + 1
         raise
     if match is None:
-        raise CommandError(Reason.INCOMPLETE, "% Incomplete command.")
+        raise OperatorError(Reason.INCOMPLETE, "Incomplete command.")
     name, text = match.words[0], match.args.get("regex")
     if text is None:
         return Modifier(name, None)
@@ -100,8 +100,8 @@ def parse_modifier(line: str, bar: int, end: int | None = None) -> Modifier:
     try:
         return Modifier(name, re.compile(text))
     except re.error as e:
-        raise CommandError(Reason.INVALID_INPUT,
-                           f"% Invalid regular expression: {e.msg}.",
+        raise OperatorError(Reason.INVALID_INPUT,
+                           f"Invalid regular expression: {e.msg}.",
                            caret=column + (e.pos or 0)) from e
 
 

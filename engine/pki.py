@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
-from engine.errors import CommandError, Reason
+from engine.errors import OperatorError, Reason, TrustledgerError
 
 UNSTRUCTURED_ADDRESS = x509.ObjectIdentifier("1.2.840.113549.1.9.8")
 NAMES = {NameOID.UNSTRUCTURED_NAME: "unstructuredName", UNSTRUCTURED_ADDRESS: "unstructuredAddress",
@@ -30,8 +30,8 @@ def parse_rfc4514(text: str) -> x509.Name:
     return x509.Name.from_rfc4514_string(text, {v: k for k, v in NAMES.items()})
 
 
-def bad(message: str) -> CommandError:
-    return CommandError(Reason.BAD_DATA, f"% {message}")
+def bad(message: str) -> TrustledgerError:
+    return OperatorError(Reason.BAD_DATA, message)
 
 
 def load_certificate(der: bytes, what: str = "certificate") -> x509.Certificate:

@@ -25,13 +25,19 @@ from engine.effects import (
     Say,
     performs,
 )
-from engine.errors import CommandError, Reason
+from engine.errors import OperatorError, Reason, TrustledgerError
 from engine.ports import Clock, Prompter, Randomness, SystemClock, SystemRandomness
 
 if TYPE_CHECKING:
     from engine.ca.commands import Signer
     from engine.keystore import KeyGenerator, Keystore
     from engine.scep_client import ScepTransport
+
+
+def _unrendered(view: object) -> str:
+    if isinstance(view, str):
+        return view
+    raise TypeError(f"no renderer plugged into the ports for {type(view).__name__}")
 
 
 R = TypeVar("R")
@@ -55,6 +61,8 @@ class Ports:
     randomness: Randomness = field(default_factory=SystemRandomness)  # nonces, serials, CEKs
     signer: Signer | None = None  # engine.ca.commands: the CA's signing key (CA only)
     offline: bool = False  # an audit replay: no effect but printing may be performed
+    # Views to text (engine/views.py): the application plugs projections.render in.
+    render: Callable[[object], str] = _unrendered
 
     def say(self, text: str) -> None:
         self.out.append(text)
@@ -72,7 +80,7 @@ class Ports:
             if got is not None:
                 self.out.append(("" if secret else require_utf8(got)) + "\n")
                 return require_utf8(got)
-        raise CommandError(Reason.NO_INPUT, f"% No answer to {prompt.strip()!r}: input ended.")
+        raise OperatorError(Reason.NO_INPUT, f"No answer to {prompt.strip()!r}: input ended.")
 
 
 def require_utf8(text: str) -> str:
@@ -81,14 +89,14 @@ def require_utf8(text: str) -> str:
     try:
         text.encode("utf-8")
     except UnicodeEncodeError as e:
-        raise CommandError(Reason.INVALID_INPUT,
-                           f"% Input is not valid UTF-8 text (at character {e.start}).") from e
+        raise OperatorError(Reason.INVALID_INPUT,
+                           f"Input is not valid UTF-8 text (at character {e.start}).") from e
     return text
 
 
 @performs(Say)
 def _say(ports: Ports, eff: Say) -> None:
-    ports.say(eff.text)
+    ports.say(ports.render(eff.text))
 
 
 @performs(Ask)
@@ -138,7 +146,7 @@ def run(handler_result: Any, ports: Ports) -> Outcome:
 def drive(handler: Generator[Effect, Any, R], ports: Ports) -> R:
     """Run a handler generator to its return value, performing each effect it yields."""
     reply: Any = None
-    failed: CommandError | None = None
+    failed: TrustledgerError | None = None
     try:
         while True:
             # A peer's error is thrown into the handler at its `yield`, so a handler that
@@ -146,7 +154,7 @@ def drive(handler: Generator[Effect, Any, R], ports: Ports) -> R:
             eff = handler.send(reply) if failed is None else handler.throw(failed)
             try:
                 reply, failed = perform(eff, ports), None
-            except CommandError as err:
+            except TrustledgerError as err:
                 failed = err
     except StopIteration as stop:
         return cast(R, stop.value)
@@ -154,8 +162,8 @@ def drive(handler: Generator[Effect, Any, R], ports: Ports) -> R:
 
 def perform(eff: Effect, ports: Ports) -> Any:
     if ports.offline and not isinstance(eff, Say):
-        raise CommandError(Reason.NOT_ALLOWED,
-                           "% This is a replay of the log: commands that reach a CA, ask a "
+        raise OperatorError(Reason.NOT_ALLOWED,
+                           "This is a replay of the log: commands that reach a CA, ask a "
                            "question or use a key are not available.")
     fn = PERFORMERS.get(type(eff))
     if fn is None:

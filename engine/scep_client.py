@@ -5,7 +5,7 @@ The handler stays pure: it gets back facts (`CAFetched`, `ScepReply`) and decide
 mean; the performer does the talking and the crypto that needs the private key. Everything a
 peer can get wrong (unreachable, HTTP errors, wrong content type, garbage or truncated
 PKCS#7, a reply signed by someone else, a mismatched transaction ID or nonce) becomes one
-`CommandError` with a `%` message, and nothing is accepted.
+`TrustledgerError` with a `%` message, and nothing is accepted.
 """
 
 from __future__ import annotations
@@ -16,20 +16,21 @@ import ipaddress
 from collections.abc import Mapping
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-import httpx
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from engine import scep
-from engine.adapters.http_deadline import Deadline, deadline_client
 from engine.effects import Effect, performs
-from engine.errors import CommandError, Reason
+from engine.errors import OperatorError, PeerError, PeerReason, Reason
 from engine.keys import KeyPair
 from engine.keystore import keystore_of
 from engine.pki import parse_rfc4514
 from engine.runtime import Ports
+
+if TYPE_CHECKING:
+    import httpx
 
 MAX_REPLY = 1 << 20  # a SCEP reply larger than 1 MiB is not a SCEP reply
 TIMEOUT = 10.0  # seconds for any one socket operation
@@ -62,6 +63,9 @@ class HttpxTransport:
     enrollment, each poll. A CA that trickles its answer is cut off at the deadline."""
 
     def __init__(self, timeout: float = TIMEOUT, deadline: float = DEADLINE) -> None:
+        # httpx loads here, with the first transport: a command that talks to no CA never does
+        from engine.adapters.http_deadline import Deadline, deadline_client
+
         self.deadline = Deadline(deadline)
         self.client = deadline_client(self.deadline, timeout)
 
@@ -70,6 +74,8 @@ class HttpxTransport:
         return self.deadline.exchange()
 
     def _send(self, request: httpx.Request) -> HttpReply:
+        import httpx
+
         with self.exchange():
             try:
                 return self._receive(request)
@@ -180,16 +186,13 @@ class ScepReply:
     fail_info_text: str | None = None  # the CA's own words (RFC 8894 failInfoText), if sent
 
 
-def peer_error(message: str) -> CommandError:
-    return CommandError(Reason.PEER, f"% {message}")
-
-
 # -- performing ------------------------------------------------------------------------------------
 
 
 def _checked(reply: HttpReply, what: str, url: str) -> HttpReply:
     if reply.status != 200:
-        raise peer_error(f"{what} failed: the CA at {url} answered HTTP {reply.status}.")
+        raise PeerError(PeerReason.BAD_ANSWER,
+                        f"{what} failed: the CA at {url} answered HTTP {reply.status}.")
     return reply
 
 
@@ -197,14 +200,14 @@ def _caps(ports: Ports, url: str) -> scep.Capabilities:
     try:
         reply = transport_of(ports).get(url, {"operation": "GetCACaps"})
     except TransportError as e:
-        raise peer_error(f"Unable to reach the CA at {url}: {e}") from e
+        raise PeerError(PeerReason.UNREACHABLE, f"Unable to reach the CA at {url}: {e}") from e
     if reply.status != 200:
         # RFC 8894 §3.5.2: a CA that does not answer GetCACaps is taken to support nothing.
         return scep.parse_capabilities(b"")
     try:
         return scep.parse_capabilities(reply.body)
     except scep.ScepError as e:
-        raise peer_error(f"GetCACaps: {e}") from e
+        raise PeerError(PeerReason.BAD_ANSWER, f"GetCACaps: {e.detail}") from e
 
 
 @performs(FetchCA)
@@ -216,11 +219,12 @@ def _fetch_ca(ports: Ports, eff: FetchCA) -> CAFetched:
                                                                "message": "trustledger"}),
                              "GetCACert", eff.url)
         except TransportError as e:
-            raise peer_error(f"Unable to reach the CA at {eff.url}: {e}") from e
+            raise PeerError(PeerReason.UNREACHABLE,
+                            f"Unable to reach the CA at {eff.url}: {e}") from e
     try:
         found = scep.parse_ca_certificates(reply.content_type, reply.body)
     except scep.ScepError as e:
-        raise peer_error(f"GetCACert: {e}") from e
+        raise PeerError(PeerReason.BAD_ANSWER, f"GetCACert: {e.detail}") from e
     ra_certs = [c for c in (found.ra_signing, found.ra_encryption) if c is not None]
     ra = tuple(dict.fromkeys(c.public_bytes(serialization.Encoding.DER) for c in ra_certs))
     return CAFetched(found.ca.public_bytes(serialization.Encoding.DER), ra,
@@ -245,8 +249,8 @@ def _signer(ports: Ports, key: KeyPair, subject: x509.Name,
     else a transient self-signed certificate (RFC 8894 §2.3)."""
     private = keystore_of(ports).private_key(key.sealed)
     if not isinstance(private, scep.SigningKey):
-        raise CommandError(Reason.NOT_ALLOWED,
-                           f"% Key pair {key.label} ({key.algorithm.value}) cannot sign SCEP "
+        raise OperatorError(Reason.NOT_ALLOWED,
+                           f"Key pair {key.label} ({key.algorithm.value}) cannot sign SCEP "
                            "messages; use an RSA or ECDSA key pair.")
     if current is not None:
         try:
@@ -270,8 +274,8 @@ def request_digest(caps: tuple[str, ...], configured: str | None) -> scep.Digest
     if configured is None:
         return scep.parse_capabilities("\n".join(caps)).strongest_digest()
     if configured not in _DIGESTS:
-        raise CommandError(Reason.NOT_ALLOWED,
-                           f"% message-digest {configured} cannot sign a request: MD5 is "
+        raise OperatorError(Reason.NOT_ALLOWED,
+                           f"message-digest {configured} cannot sign a request: MD5 is "
                            "broken for signatures. Use sha256 or stronger.")
     return _DIGESTS[configured]
 
@@ -304,17 +308,18 @@ def _exchange(ports: Ports, url: str, message: bytes, params: scep.RequestParame
             reply = transport_of(ports).get(url, {"operation": "PKIOperation",
                                                   "message": scep.encode_message_param(message)})
     except TransportError as e:
-        raise peer_error(f"Unable to reach the CA at {url}: {e}") from e
+        raise PeerError(PeerReason.UNREACHABLE, f"Unable to reach the CA at {url}: {e}") from e
     _checked(reply, "PKIOperation", url)
     if reply.content_type != scep.PKI_MESSAGE_CONTENT_TYPE:
-        raise peer_error(f"PKIOperation: the CA answered {reply.content_type or 'no type'}, "
-                         f"not {scep.PKI_MESSAGE_CONTENT_TYPE}.")
+        raise PeerError(PeerReason.BAD_ANSWER,
+                        f"PKIOperation: the CA answered {reply.content_type or 'no type'}, "
+                        f"not {scep.PKI_MESSAGE_CONTENT_TYPE}.")
     try:
         return scep.parse_cert_rep(reply.body, signers=[cas.signer],
                                    transaction_id=params.transaction_id,
                                    sender_nonce=params.sender_nonce, recipient=params.signer)
     except scep.ScepError as e:
-        raise peer_error(f"CertRep refused: {e}") from e
+        raise PeerError(PeerReason.BAD_ANSWER, f"CertRep refused: {e.detail}") from e
 
 
 def _reply(rep: scep.CertRep, key: KeyPair, csr_der: bytes) -> ScepReply:
@@ -377,8 +382,8 @@ class BuildRequest(Effect):
 def _build_request(ports: Ports, eff: BuildRequest) -> bytes:
     private = keystore_of(ports).private_key(eff.key.sealed)
     if not isinstance(private, scep.SigningKey):
-        raise CommandError(Reason.NOT_ALLOWED,
-                           f"% Key pair {eff.key.label} cannot sign a certificate request.")
+        raise OperatorError(Reason.NOT_ALLOWED,
+                           f"Key pair {eff.key.label} cannot sign a certificate request.")
     csr = scep.build_csr(
         private, _subject(eff.identity), challenge_password=eff.challenge,
         dns_names=eff.identity.dns_names,

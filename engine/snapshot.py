@@ -4,13 +4,15 @@ A snapshot is a cache, never a source of truth: opening uses the newest one that
 check below, then folds only the events after it. Anything that fails a check is ignored with a
 warning (`Ignored`, shown as `%LOG-4-SNAPSHOT_IGNORED`) and the state is rebuilt from the log.
 
-File format (version 2), `snapshots/<seq, 20 digits>.snap`, mode 0600:
+File format (version 3), `snapshots/<seq, 20 digits>.snap`, mode 0600:
 
-    magic   8 bytes   b"TLSNAP\\x00\\x02"
+    magic   8 bytes   b"TLSNAP\\x00\\x03"
     seq     8 bytes   big-endian: the last event folded into the state
     hash   32 bytes   the log's chain hash at that seq
-    digest 32 bytes   SHA-256(magic | seq | hash | folds | body)
+    digest 32 bytes   SHA-256(magic | seq | hash | folds | position | body)
     folds  32 bytes   `engine.state.folds_fingerprint()` of the build that wrote it
+    position 16 bytes where the frames after seq start in the log: the first seq of their
+                      segment and the byte offset in it (both u64; 0 0: not recorded)
     body    the rest  msgpack of the state, encoded through the closed type table
 
 Rules, in the order `read` checks them:
@@ -27,8 +29,16 @@ Rules, in the order `read` checks them:
    floats, no extension types, no extra or missing fields, the tag of the hinted class), or
    the snapshot is ignored. Decoding builds frozen dataclasses, named tuples, enum members
    (by value), tuples and read-only mappings: nothing else.
-4. The state's own seq equals the header's, the file name's, and the log has an event at that
-   seq whose chain hash is the header's.
+4. The state's own seq equals the header's, the file name's, and the log continues that seq
+   and chain hash at the recorded position: the frame there starts at seq + 1 and its first
+   row chains from the header's hash (`FileEventLog.tail`, which then checks the hash chain
+   of the whole tail from the stored bytes while the engine folds it). Opening thus reads
+   the snapshot and the tail, nothing else. Without a recorded position the log is searched
+   for the event at seq, as version 2 did.
+
+Retention: the newest KEEP snapshots, and of older ones the newest in each SPAN of seqs, for
+the newest SPANS spans (`replay --until SEQ` starts from the newest snapshot at or before SEQ,
+so an audit of the recent past folds at most about SPAN events).
 
 What the digest does not stop: it is keyed by nothing secret, so someone who can write the data
 directory can write a snapshot whose state lies, with a correct digest. We do not add an HMAC
@@ -68,14 +78,16 @@ from engine.config import Change, ConfigTree, Node
 from engine.keys import ImportedKey, KeyAlgorithm, KeyPair, KeyRing, KeyUsage
 from engine.machines.trustpoint import Lifecycle
 from engine.state import Commit, CommitHistory, DeviceState, folds_fingerprint, replay_rows
-from engine.trustpoints import Enrollment, RouterCertificate, TrustpointStatus
+from engine.trustpoints import Enrollment, RouterCertificate, TrustpointConfig, TrustpointStatus
 from events.durable import fsync_directory
-from events.filelog import FileEventLog
+from events.filelog import FileEventLog, Position, TailMismatch
 
 EVERY = 10_000  # events between snapshots
-KEEP = 2
-MAGIC = b"TLSNAP\x00\x02"
-_HEADER = struct.Struct(">8sQ32s32s32s")  # magic, seq, chain hash, digest, folds fingerprint
+KEEP = 2  # the newest ones, always kept
+SPAN = 100_000  # older ones: the newest in each span of this many seqs ...
+SPANS = 10  # ... for this many spans
+MAGIC = b"TLSNAP\x00\x03"
+_HEADER = struct.Struct(">8sQ32s32s32sQQ")  # magic, seq, hash, digest, folds, position
 HEADER_SIZE = _HEADER.size
 MAX_DEPTH = 64  # nesting of configuration nodes (real configurations nest 2 or 3 deep)
 
@@ -92,6 +104,7 @@ TABLE: Mapping[str, type] = types.MappingProxyType({
     "KeyAlgorithm": KeyAlgorithm,
     "KeyUsage": KeyUsage,
     "TrustpointStatus": TrustpointStatus,
+    "TrustpointConfig": TrustpointConfig,
     "RouterCertificate": RouterCertificate,
     "Enrollment": Enrollment,
     "Lifecycle": Lifecycle,
@@ -135,6 +148,7 @@ class Snapshot:
     seq: int
     chain_hash: bytes
     state: DeviceState
+    position: Position | None = None  # where the frames after seq start (None: not recorded)
 
 
 # -- the type schema ---------------------------------------------------------------------------
@@ -280,38 +294,47 @@ def _plain(obj: Any) -> Any:
                               "snapshot.TABLE")
 
 
-def _digest(seq: int, chain_hash: bytes, folds: bytes, body: bytes) -> bytes:
-    return hashlib.sha256(MAGIC + seq.to_bytes(8, "big") + chain_hash + folds + body).digest()
+def _digest(seq: int, chain_hash: bytes, folds: bytes, where: tuple[int, int],
+            body: bytes) -> bytes:
+    return hashlib.sha256(MAGIC + seq.to_bytes(8, "big") + chain_hash + folds
+                          + where[0].to_bytes(8, "big") + where[1].to_bytes(8, "big")
+                          + body).digest()
 
 
-def encode(state: DeviceState, head: tuple[int, bytes]) -> bytes:
+def encode(state: DeviceState, head: tuple[int, bytes], position: Position | None = None
+           ) -> bytes:
     body: bytes = msgpack.packb(_plain(state), use_bin_type=True)
-    return frame(head[0], head[1], body)
+    return frame(head[0], head[1], body, position)
 
 
-def frame(seq: int, chain_hash: bytes, body: bytes) -> bytes:
-    """A snapshot file: the header (with the digest binding `body` to seq and hash), then
-    `body`."""
+def frame(seq: int, chain_hash: bytes, body: bytes, position: Position | None = None
+          ) -> bytes:
+    """A snapshot file: the header (with the digest binding `body` to seq, hash and
+    position), then `body`."""
     folds = folds_fingerprint()
-    return _HEADER.pack(MAGIC, seq, chain_hash, _digest(seq, chain_hash, folds, body),
-                        folds) + body
+    where = (position.segment, position.offset) if position is not None else (0, 0)
+    return _HEADER.pack(MAGIC, seq, chain_hash, _digest(seq, chain_hash, folds, where, body),
+                        folds, *where) + body
 
 
 # -- decoding ------------------------------------------------------------------------------------
 
 
-def _unseal(data: bytes) -> tuple[int, bytes, bytes]:
-    """(seq, chain hash, body) of a file whose magic and digest check out."""
+Sealed = tuple[int, bytes, Position | None, bytes]  # seq, chain hash, position, body
+
+
+def _unseal(data: bytes) -> Sealed:
+    """(seq, chain hash, position, body) of a file whose magic and digest check out."""
     if len(data) < _HEADER.size or data[:len(MAGIC)] != MAGIC:
-        raise SnapshotMismatch("not a version-2 snapshot (damaged, or from another build)")
-    _, seq, chain_hash, digest, folds = _HEADER.unpack_from(data)
+        raise SnapshotMismatch("not a version-3 snapshot (damaged, or from another build)")
+    _, seq, chain_hash, digest, folds, segment, offset = _HEADER.unpack_from(data)
     body = data[_HEADER.size:]
-    if _digest(seq, chain_hash, folds, body) != digest:
+    if _digest(seq, chain_hash, folds, (segment, offset), body) != digest:
         raise SnapshotMismatch("its digest does not match its content (damaged)")
     if folds != folds_fingerprint():
         raise SnapshotMismatch("written by a build whose folds differ (an event version or "
                                "FOLD_VERSION changed)")
-    return seq, chain_hash, body
+    return seq, chain_hash, Position(segment, offset) if segment else None, body
 
 
 def decode(data: bytes) -> Snapshot:
@@ -319,7 +342,8 @@ def decode(data: bytes) -> Snapshot:
     return _decode_body(*_unseal(data))
 
 
-def _decode_body(seq: int, chain_hash: bytes, body: bytes) -> Snapshot:
+def _decode_body(seq: int, chain_hash: bytes, position: Position | None,
+                 body: bytes) -> Snapshot:
     """The snapshot of an unsealed file (`_unseal`: magic and digest checked)."""
     try:
         raw = msgpack.unpackb(body, raw=False, use_list=True, strict_map_key=True)
@@ -330,7 +354,7 @@ def _decode_body(seq: int, chain_hash: bytes, body: bytes) -> Snapshot:
         raise SnapshotMismatch(f"undecodable state ({type(e).__name__})") from e
     if state.seq != seq:
         raise SnapshotMismatch(f"its state is at seq {state.seq}, its header says {seq}")
-    return Snapshot(seq, chain_hash, state)
+    return Snapshot(seq, chain_hash, state, position)
 
 
 def _read_bytes(path: Path) -> bytes:
@@ -347,12 +371,12 @@ def _check_name(path: Path, seq: int) -> None:
         raise SnapshotMismatch("it covers no event (seq 0)")
 
 
-def _unseal_file(path: Path) -> tuple[int, bytes, bytes]:
-    """(seq, chain hash, body) of the file at `path`, read once: magic, digest and name
-    checked, the body not yet decoded."""
-    seq, chain_hash, body = _unseal(_read_bytes(path))
-    _check_name(path, seq)
-    return seq, chain_hash, body
+def _unseal_file(path: Path) -> Sealed:
+    """(seq, chain hash, position, body) of the file at `path`, read once: magic, digest and
+    name checked, the body not yet decoded."""
+    sealed = _unseal(_read_bytes(path))
+    _check_name(path, sealed[0])
+    return sealed
 
 
 def read(path: Path) -> Snapshot:
@@ -372,38 +396,55 @@ def newest_seq(directory: Path) -> int:
     return 0
 
 
-def _against_log(snap: Snapshot, log: FileEventLog) -> str | None:
-    """Why `snap` does not cover this log's events, or None if it does."""
-    row = next(iter(log.read_rows(snap.seq)), None)
+Rows = Iterator[list[Any]]
+
+
+def _tail(snap: Snapshot, log: FileEventLog) -> Rows:
+    """The log's rows after `snap`, or SnapshotMismatch if the log does not continue it."""
+    if snap.position is not None:
+        try:
+            return log.tail(snap.position, snap.seq, snap.chain_hash)
+        except TailMismatch as e:
+            raise SnapshotMismatch(str(e)) from None
+    row = next(iter(log.read_rows(snap.seq)), None)  # no recorded position: search
     if row is None or row[0] != snap.seq:
-        return f"it covers seq {snap.seq}, but the log ends at seq {log.head[0]}"
+        raise SnapshotMismatch(f"it covers seq {snap.seq}, but the log ends at seq "
+                               f"{log.head[0]}")
     if row[8] != snap.chain_hash:
-        return f"it covers seq {snap.seq} of another log (the chain hash differs)"
-    return None
+        raise SnapshotMismatch(f"it covers seq {snap.seq} of another log (the chain hash "
+                               "differs)")
+    return log.read_rows(snap.seq + 1)
 
 
 def load(directory: Path, log: FileEventLog, ignored: list[Ignored] | None = None
          ) -> DeviceState | None:
-    """The newest snapshot that passes every check against `log`, or None. Each snapshot
-    passed over on the way is added to `ignored`. Each file is read and hashed once: the
-    newest intact one (digest and name, as `newest_seq` finds it) says how far the log is
-    known to reach, and LogBehind if the log ends before that."""
+    """The state of the newest snapshot that passes every check against `log`, or None."""
+    found = load_with_tail(directory, log, ignored)
+    return None if found is None else found[0]
+
+
+def load_with_tail(directory: Path, log: FileEventLog, ignored: list[Ignored] | None = None,
+                   upto: int | None = None) -> tuple[DeviceState, Rows] | None:
+    """The newest snapshot (at or before seq `upto`, if given) that passes every check
+    against `log`, with the log's rows after it; None if there is none. Each snapshot passed
+    over on the way is added to `ignored`. Each file is read and hashed once: the newest
+    intact one (digest and name, as `newest_seq` finds it) says how far the log is known to
+    reach, and LogBehind if the log ends before that."""
     reach = 0
     for path in reversed(_files(directory)):
         try:
-            seq, chain_hash, body = _unseal_file(path)
+            sealed = _unseal_file(path)
             if not reach:
-                reach = seq
-                if seq > log.head[0]:
-                    raise LogBehind(seq)
-            snap = _decode_body(seq, chain_hash, body)
-            problem = _against_log(snap, log)
+                reach = sealed[0]
+                if reach > log.head[0]:
+                    raise LogBehind(reach)
+            if upto is not None and sealed[0] > upto:
+                continue
+            snap = _decode_body(*sealed)
+            return snap.state, _tail(snap, log)
         except SnapshotMismatch as e:
-            problem = str(e)
-        if problem is None:
-            return snap.state
-        if ignored is not None:
-            ignored.append(Ignored(path, problem))
+            if ignored is not None:
+                ignored.append(Ignored(path, str(e)))
     return None
 
 
@@ -457,12 +498,14 @@ def _rows_upto(rows: Iterator[list[Any]], seq: int, last: list[Any]) -> Iterator
 # -- writing -------------------------------------------------------------------------------------
 
 
-def save(directory: Path, state: DeviceState, head: tuple[int, bytes]) -> Path:
-    """Write a snapshot atomically and prune old ones. An OSError leaves nothing behind."""
+def save(directory: Path, state: DeviceState, head: tuple[int, bytes],
+         position: Position | None = None) -> Path:
+    """Write a snapshot atomically and prune old ones (`pruned`). An OSError leaves nothing
+    behind. `position`: where the log's frames after the head start (`FileEventLog.position`)."""
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"{head[0]:020d}.snap"
     tmp = directory / f"{head[0]:020d}.tmp"
-    data = encode(state, head)
+    data = encode(state, head, position)
     written = tmp
     try:
         _write_file(tmp, data)
@@ -473,10 +516,25 @@ def save(directory: Path, state: DeviceState, head: tuple[int, bytes]) -> Path:
         with contextlib.suppress(OSError):
             written.unlink()
         raise
-    for old in _files(directory)[:-KEEP]:
+    for old in pruned(_files(directory)):
         with contextlib.suppress(FileNotFoundError):
             old.unlink()
     return path
+
+
+def pruned(files: list[Path]) -> list[Path]:
+    """The snapshot files (sorted, oldest first) that retention drops: all but the newest
+    KEEP and, among older ones, the newest of each of the newest SPANS spans of SPAN seqs."""
+    older = files[:-KEEP] if KEEP else files
+    kept_spans: set[int] = set()
+    drop = []
+    for path in reversed(older):
+        span = int(path.stem) // SPAN if path.stem.isdigit() else -1
+        if span < 0 or span in kept_spans or len(kept_spans) >= SPANS:
+            drop.append(path)
+        else:
+            kept_spans.add(span)
+    return sorted(drop)
 
 
 def _write_file(path: Path, data: bytes) -> None:

@@ -24,7 +24,7 @@ from events.registry import Event, event_from, known_types
 
 if TYPE_CHECKING:
     from engine.folds import FoldTable
-    from engine.trustpoints import TrustpointStatus
+    from engine.trustpoints import TrustpointConfig, TrustpointStatus
 
 FIRST_COMMIT_ID = 1000000001
 
@@ -72,6 +72,10 @@ class DeviceState:
     trustpoints: Mapping[str, TrustpointStatus] = field(
         default_factory=lambda: MappingProxyType({}))
     messages: tuple[tuple[int, str], ...] = ()  # (µs, %FACILITY-SEV-MNEMONIC text), newest last
+    # Each configured trustpoint's configuration, typed: folded from the running config once,
+    # when the commit that changes it arrives (engine.trustpoints).
+    trustpoint_configs: Mapping[str, TrustpointConfig] = field(
+        default_factory=lambda: MappingProxyType({}))
 
     @property
     def next_commit_id(self) -> int:
@@ -115,7 +119,7 @@ def device_folds() -> FoldTable[DeviceState]:
     return _TABLE[0]
 
 
-FOLD_VERSION = 1
+FOLD_VERSION = 2  # 2: trustpoint configurations folded into `trustpoint_configs`
 """Bump this when a fold's logic changes while the state's shape stays the same: snapshots
 written by the older folds then no longer fit this build (see `folds_fingerprint`)."""
 

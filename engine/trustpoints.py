@@ -1,6 +1,10 @@
-"""Trustpoints: their configuration (read from the running config through the grammar) and
-their PKI status (folded from events): lifecycle, CA certificate, router certificates, and
-the enrollment in flight.
+"""Trustpoints: their configuration and their PKI status, both folded from events.
+
+The configuration is typed (`TrustpointConfig`): when a `ConfigurationCommitted` event changes
+a trustpoint's lines, the fold below reads them from the new running configuration through the
+grammar, once, into `DeviceState.trustpoint_configs`; every use reads that record. The status
+(lifecycle, CA certificate, router certificates, the enrollment in flight) is folded from the
+trustpoint's own events.
 
 A trustpoint exists while `crypto ca trustpoint NAME` is in the running configuration; its
 status record appears with the first event about it and disappears with the commit that
@@ -14,7 +18,8 @@ from dataclasses import dataclass, replace
 from types import MappingProxyType
 from typing import Any
 
-from engine.errors import CommandError
+from engine.config import ConfigTree
+from engine.errors import TrustledgerError
 from engine.grammar import GRAMMAR, Mode
 from engine.machines.trustpoint import LIFECYCLE, Lifecycle, trigger_of
 from engine.parser import parse
@@ -72,14 +77,20 @@ class TrustpointConfig:
 
 
 def trustpoint_config(state: DeviceState, name: str) -> TrustpointConfig | None:
-    node = state.config.node((trustpoint_key(name),))
+    """The trustpoint's configuration, or None when it is not configured."""
+    return state.trustpoint_configs.get(name)
+
+
+def parse_trustpoint_config(config: ConfigTree, name: str) -> TrustpointConfig | None:
+    """Read a trustpoint's configuration from a running configuration (the fold's reader)."""
+    node = config.node((trustpoint_key(name),))
     if node is None:
         return None
     values: dict[str, Any] = {}
     for child in node.children.values():
         try:
             m = parse(GRAMMAR, Mode.TRUSTP, child.line)
-        except CommandError:  # a line an older build accepted (e.g. an ftp:// url): unused
+        except TrustledgerError:  # a line an older build accepted (e.g. an ftp:// url): unused
             continue
         if m is None:
             continue
@@ -252,6 +263,23 @@ def _zeroized(state: DeviceState, ev: KeyPairZeroized, at: int) -> DeviceState:
 
 _TRUSTPOINT = "crypto ca trustpoint "
 _ENROLLMENT = "enrollment"  # the node of `enrollment url URL` and `enrollment terminal`
+
+
+def _configs(state: DeviceState, ev: ConfigurationCommitted, at: int) -> DeviceState:
+    """The typed configuration of each trustpoint the commit touched, read once from the new
+    running configuration (the running configuration is already folded: engine.state)."""
+    touched = {path[0][len(_TRUSTPOINT):] for path, _old, _new in ev.changes
+               if path[0].startswith(_TRUSTPOINT)}
+    if not touched:
+        return state
+    configs = dict(state.trustpoint_configs)
+    for name in touched:
+        cfg = parse_trustpoint_config(state.config, name)
+        if cfg is None:
+            configs.pop(name, None)
+        else:
+            configs[name] = cfg
+    return with_state(state, trustpoint_configs=MappingProxyType(configs))
 
 
 def _config(state: DeviceState, ev: ConfigurationCommitted, at: int) -> DeviceState:

@@ -44,3 +44,23 @@ def count_rows(body: bytes) -> int:
     if first == 0xDD and len(body) >= 5:  # array 32
         return int.from_bytes(body[1:5], "big")
     raise ValueError("frame body is not a list of events")
+
+
+def row_spans(body: bytes) -> list[bytes]:
+    """The stored bytes of each row of a frame body, without decoding the rows (the chain
+    hash covers them: `log verify` and the tail check hash these bytes)."""
+    if body[:1] == b"\x91":  # one command, one event: the common frame
+        return [body[1:]]
+    unpacker = msgpack.Unpacker(raw=False, strict_map_key=True)
+    unpacker.feed(body)
+    n = unpacker.read_array_header()
+    spans = []
+    start = unpacker.tell()
+    for _ in range(n):
+        unpacker.skip()
+        end = unpacker.tell()
+        spans.append(body[start:end])
+        start = end
+    if start != len(body):
+        raise ValueError("extra bytes after the rows")
+    return spans

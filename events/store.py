@@ -97,6 +97,7 @@ def seal_encoded(pending: Sequence[PendingEvent], first_seq: int,
     out: list[Recorded] = []
     cores: list[bytes] = []
     sha256, encode, record = hashlib.sha256, encode_core, Recorded  # the append hot loop
+    make = tuple.__new__  # what Recorded._make does, without its length check: 11 fields here
     seq = first_seq
     for p in pending:
         ev = p.event
@@ -105,7 +106,7 @@ def seal_encoded(pending: Sequence[PendingEvent], first_seq: int,
                                            p.correlation)
         core = encode([seq, stream, typ, v, at, actor, corr, payload])
         h = sha256(prev + core).digest()  # chain_hash, inlined
-        out.append(record(seq, stream, typ, v, at, actor, corr, payload, prev, h, [ev]))
+        out.append(make(record, (seq, stream, typ, v, at, actor, corr, payload, prev, h, [ev])))
         cores.append(core)
         prev = h
         seq += 1

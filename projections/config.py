@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from engine.config import Change, ConfigTree, Node, Path
-from engine.errors import CommandError
+from engine.errors import TrustledgerError
 from engine.grammar import Grammar, Mode
 from engine.parser import parse
 from engine.state import Commit, CommitHistory
@@ -15,7 +15,7 @@ from projections.timefmt import stamp
 def _order(grammar: Grammar, mode: Mode, line: str) -> tuple[int, int, str]:
     try:
         m = parse(grammar, mode, line)
-    except CommandError:  # a line this build no longer knows sorts last, unchanged
+    except TrustledgerError:  # a line this build no longer knows sorts last, unchanged
         return (1 << 30, 0, line)
     if m is None:
         return (1 << 30, 0, line)

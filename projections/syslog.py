@@ -1,10 +1,6 @@
-"""`%FACILITY-SEV-MNEMONIC` messages: their texts, and `show logging`.
+"""`show logging`: the logging buffer as IOS XR shows it.
 
-The engine's messages are derived from events, never stored as text: the poll that prints
-`%PKI-6-CERTRET` builds the line from the events it appends with the functions below, and the
-logging fold (engine.commands.logging) builds the same line from the same events when it folds
-them. So `show logging` is a projection of the log: it survives restarts and `replay --until`
-shows the messages up to that time.
+The messages themselves (their texts, derived from events) are engine.messages'.
 """
 
 from __future__ import annotations
@@ -12,54 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from events.trustpoint import EnrollmentFailed
-
-LOG_BUFFER = 1000  # messages `show logging` keeps, newest last (a router's logging buffer)
-
-
-def certret(trustpoint: str) -> str:
-    return (f"%PKI-6-CERTRET: Certificate received from Certificate Authority for trustpoint "
-            f"{trustpoint}")
-
-
-def enroll_failed(trustpoint: str, fail_info: str, detail: str) -> str:
-    return f"%PKI-3-ENROLL_FAILED: {enrollment_failure(trustpoint, fail_info, detail)}"
-
-
-def enrollment_failure(trustpoint: str, fail_info: str, detail: str) -> str:
-    """Why an enrollment failed, as both the synchronous `%` line and ENROLL_FAILED say it."""
-    why = f"{fail_info}: {detail}" if fail_info else detail
-    return f"Certificate enrollment for trustpoint {trustpoint} failed: {why}."
-
-
-def enroll_timeout(trustpoint: str, detail: str) -> str:
-    return (f"%PKI-3-ENROLL_TIMEOUT: Certificate enrollment for trustpoint {trustpoint} "
-            f"timed out ({detail}). Ask the CA administrator to approve the request, then "
-            f"enter 'crypto ca enroll {trustpoint}' again.")
-
-
-def failure_message(ev: EnrollmentFailed) -> str | None:
-    """The message an enrollment's end prints and logs (none when the operator cancelled)."""
-    if ev.reason == "timeout":
-        return enroll_timeout(ev.trustpoint, ev.detail)
-    if ev.reason == "failure":
-        return enroll_failed(ev.trustpoint, ev.fail_info, ev.detail)
-    return None
-
-
-def poll_failed(trustpoint: str, error: str) -> str:
-    return f"%PKI-4-POLL_FAILED: trustpoint {trustpoint}: {error}"
-
-
-def certificates_removed(trustpoint: str, count: int, reason: str) -> str:
-    word = "certificate" if count == 1 else "certificates"
-    return (f"%PKI-4-TRUSTPOINT_REMOVED: trustpoint {trustpoint} removed by {reason}: "
-            f"{count} {word} destroyed")
-
-
-def plural(n: int, word: str) -> str:
-    """`1 poll`, `3 polls`."""
-    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+from engine.messages import LOG_BUFFER, plural
 
 
 def render_logging(messages: Sequence[tuple[int, str]]) -> str:

@@ -1,4 +1,5 @@
-"""`show crypto ca certificates` and `show crypto ca trustpoint`, from the folded state."""
+"""`show crypto ca certificates` and `show crypto ca trustpoint`, from the folded state; the CA
+certificate `crypto ca authenticate` offers for acceptance."""
 
 from __future__ import annotations
 
@@ -6,7 +7,13 @@ from cryptography import x509
 
 from engine.state import DeviceState
 from engine.trustpoints import status_of, trustpoint_config
-from projections.certfmt import crl_distribution_points, ios_name, ios_serial, validity
+from projections.certfmt import (
+    crl_distribution_points,
+    fingerprint_lines,
+    ios_name,
+    ios_serial,
+    validity,
+)
 from projections.timefmt import ios_time
 
 INDENT = " " * 19
@@ -114,3 +121,16 @@ def render_trustpoints(state: DeviceState, names: list[str], now: int) -> str:
         if st.last_result:
             out.append(f"Last enrollment     :{st.last_result}")
     return "\n".join(out) + ("\n" if out else "")
+
+
+def render_ca_offer(der: bytes) -> str:
+    """The CA certificate `crypto ca authenticate` asks the operator to accept."""
+    cert = x509.load_der_x509_certificate(der)
+    start, end = validity(cert)
+    return "\n".join([
+        f"Serial Number :{ios_serial(cert)}",
+        "Subject Name  :", ios_name(cert.subject),
+        "Issued By     :", ios_name(cert.issuer),
+        f"Validity Start :{start}",
+        f"Validity End   :{end}",
+        *fingerprint_lines(der), ""])

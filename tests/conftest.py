@@ -1,8 +1,18 @@
-"""Suite-wide fixtures."""
+"""Suite-wide fixtures.
+
+Layout: tests/ is a package. Each directory holds its tests, its own helpers (imported as
+`from tests.ca.ca_support import ...`) and a conftest.py of fixtures only; helpers shared by
+several directories live in tests/support/. Markers (pyproject.toml): `integration` for every
+test that opens an internet socket, even on loopback (a real peer, our CA over HTTP), which
+`_sockets_only_when_integration` below enforces for the test's own process; `slow` for every
+test that takes more than a few seconds. `pytest -m "not integration"` is the fast loop.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import socket
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 import structlog
@@ -34,3 +44,25 @@ def cli_locale(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) 
     for name, value in CLI_LOCALES[request.param].items():
         monkeypatch.setenv(name, value)
     return str(request.param)
+
+
+@pytest.fixture(autouse=True)
+def _sockets_only_when_integration(request: pytest.FixtureRequest,
+                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """A test not marked `integration` that binds or connects an IPv4/IPv6 socket fails at
+    that call, naming the marker: `-m "not integration"` must need no network and no peer.
+    (Unix sockets and socketpairs are no network; children the test starts are not watched.)"""
+    if request.node.get_closest_marker("integration") is not None:
+        return
+    for name in ("bind", "connect", "connect_ex"):
+        monkeypatch.setattr(socket.socket, name, _refused(getattr(socket.socket, name), name))
+
+
+def _refused(original: Callable[..., Any], name: str) -> Callable[..., Any]:
+    def call(self: socket.socket, *args: Any, **kwargs: Any) -> Any:
+        if self.family in (socket.AF_INET, socket.AF_INET6):
+            raise AssertionError(f"socket.{name}{args!r} in a test not marked integration: "
+                                 "mark it @pytest.mark.integration")
+        return original(self, *args, **kwargs)
+
+    return call

@@ -32,12 +32,13 @@ from engine.adapters.scep_server import HttpError
 from engine.ca.errors import CAError, CAUnavailable
 from engine.ca.service import BuiltinCA
 from engine.ca.state import IssuedCertificate
-from engine.errors import Reason
+from engine.errors import PeerReason, Reason
 
 ADMIN_FILE = "admin.json"
 ADMIN_TIMEOUT = 30.0
 
-_STATUS_OF = {Reason.NOT_FOUND: HTTPStatus.NOT_FOUND, Reason.NOT_ALLOWED: HTTPStatus.CONFLICT}
+_STATUS_OF: dict[Reason | PeerReason, HTTPStatus] = {
+    Reason.NOT_FOUND: HTTPStatus.NOT_FOUND, Reason.NOT_ALLOWED: HTTPStatus.CONFLICT}
 _REASON_OF = {HTTPStatus.NOT_FOUND: Reason.NOT_FOUND, HTTPStatus.CONFLICT: Reason.NOT_ALLOWED,
               HTTPStatus.SERVICE_UNAVAILABLE: Reason.NOT_ALLOWED}
 
@@ -52,9 +53,9 @@ class AdminEndpoint:
         try:
             return self._perform(action, args)
         except CAUnavailable as e:
-            raise HttpError(HTTPStatus.SERVICE_UNAVAILABLE, e.message) from None
-        except CAError as e:
-            raise HttpError(_STATUS_OF.get(e.reason, HTTPStatus.BAD_REQUEST), e.message) from None
+            raise HttpError(HTTPStatus.SERVICE_UNAVAILABLE, e.text) from None
+        except CAError as e:  # the wire carries the sentence; the CLI's CAError renders it
+            raise HttpError(_STATUS_OF.get(e.reason, HTTPStatus.BAD_REQUEST), e.text) from None
 
     def _perform(self, action: str, args: Mapping[str, Any]) -> dict[str, Any]:
         if action == "approve":
@@ -142,18 +143,20 @@ def call(root: Path, action: str, args: Mapping[str, Any]) -> dict[str, Any]:
         resp = conn.getresponse()
         data = resp.read()
     except OSError as e:
-        raise CAError(Reason.PEER, f"the CA server of {root} does not answer ({e}); is "
+        raise CAError(PeerReason.UNREACHABLE, f"the CA server of {root} does not answer ({e}); is "
                                    "`ca serve` still running?") from None
     finally:
         conn.close()
     try:
         result = json.loads(data)
     except ValueError:
-        raise CAError(Reason.PEER, f"the CA server answered {resp.status} without JSON") from None
+        raise CAError(PeerReason.BAD_ANSWER,
+                      f"the CA server answered {resp.status} without JSON") from None
     if resp.status != HTTPStatus.OK:
         status = HTTPStatus(resp.status)
         message = str(result.get("error", status.phrase)) if isinstance(result, dict) else ""
         raise CAError(_REASON_OF.get(status, Reason.INVALID_VALUE), message)
     if not isinstance(result, dict):
-        raise CAError(Reason.PEER, "the CA server answered with something else than an object")
+        raise CAError(PeerReason.BAD_ANSWER,
+                      "the CA server answered with something else than an object")
     return result

@@ -84,9 +84,9 @@ from engine.ca.service import (
     CALocked,
 )
 from engine.ca.state import CAState, IssuedCertificate, Request, RequestStatus
+from engine.certids import fingerprint_lines
 from engine.errors import Reason
 from engine.ports import from_micros, to_micros
-from projections.certfmt import fingerprint_lines
 
 Handler = Callable[[argparse.Namespace], int]
 DIR_HELP = "the CA's directory (made by `ca init`)"

@@ -11,7 +11,7 @@ issued), `issued`, `renewed` (issued on the strength of one of our certificates)
 `refused` (answered FAILURE without being recorded: the CA's reason and the failInfo),
 `revoked`, and `crl published` (DIR/ca.crl rewritten). One batch of events gives one line per
 request outcome: a request approved and issued at once prints `issued`, not three lines.
-Serials print as the router prints them (`projections.certfmt.ios_serial_number`).
+Serials print as the router prints them (`engine.certids.ios_serial_number`).
 
 Lines go through structlog like every log of the house, `redact_secrets` first, so nothing
 secret (a challenge password, key bytes) reaches the console. Refusals the SCEP layer makes
@@ -29,6 +29,7 @@ import structlog
 
 from engine.ca.errors import ScepRefusal
 from engine.ca.state import CAState
+from engine.certids import ios_serial_number
 from engine.keystore import redact_secrets
 from events.ca import (
     CertificateIssued,
@@ -38,7 +39,6 @@ from events.ca import (
     RequestRejected,
 )
 from events.registry import Event
-from projections.certfmt import ios_serial_number
 
 MESSAGE_TYPES = {19: "PKCSReq", 17: "RenewalReq", 0: "offline"}
 
@@ -104,7 +104,7 @@ class Console:
     def refused(self, transaction_id: str, subject: str, refusal: ScepRefusal) -> None:
         self._log.info("refused", txid=transaction_id, subject=subject,
                        failInfo=refusal.fail_info.label,
-                       reason=refusal.message.removeprefix("% "))
+                       reason=refusal.text)
 
     def crl_published(self, number: int, next_update: str) -> None:
         self._log.info("crl published", number=number, next_update=next_update)

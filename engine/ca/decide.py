@@ -234,7 +234,7 @@ def decide_enrollment(state: CAState, cmd: Enroll, policy: Policy, now: int) -> 
             if not not_renewal:
                 raise
             raise ScepRefusal(e.fail_info, f"{not_renewal}; as an enrollment: "
-                                           f"{e.message.removeprefix('% ')}") from None
+                                           f"{e.text}") from None
     received = RequestReceived(cmd.transaction_id, cmd.message_type, cmd.subject,
                                cmd.subject_text, cmd.public_key, cmd.requested_extensions,
                                cmd.signer_certificate, authorization, renewal_of,
@@ -357,7 +357,7 @@ def decide_unissuable(state: CAState, txid: str, problem: str) -> list[Event]:
     req = state.requests.get(txid)
     if req is None or ca_request.fire(req.status, "cannot_issue") is None:
         raise CAError(Reason.NOT_ALLOWED, f"request {txid} is not approved")
-    return [RequestRejected(txid, problem.removeprefix("% "))]
+    return [RequestRejected(txid, problem)]
 
 
 def decide_issue(state: CAState, txid: str, serial: str, certificate: bytes,

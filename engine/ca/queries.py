@@ -97,9 +97,9 @@ def answer(ca: BuiltinCA, policy: Policy, query: Query) -> Answer:
     except CAUnavailable:
         raise
     except ScepRefusal as e:
-        return Refused(e.fail_info, e.message.removeprefix("% "))
+        return Refused(e.fail_info, e.text)
     except CAError as e:
-        return Refused(FailInfo.BAD_REQUEST, e.message.removeprefix("% "))
+        return Refused(FailInfo.BAD_REQUEST, e.text)
 
 
 def _outcome(enrolled: Enrolled) -> Outcome:

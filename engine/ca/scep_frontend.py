@@ -160,13 +160,13 @@ class ScepResponder:
         except ScepRefusal as e:
             log.info("scep refused", peer=peer, transaction_id=req.transaction_id,
                      detail=e.message)
-            return self._failure(req.reply_to, e.fail_info, e.message.removeprefix("% "))
+            return self._failure(req.reply_to, e.fail_info, e.text)
         except CAUnavailable as e:  # GetCRL: the CA can no longer vouch for what it holds
             raise unavailable(e) from e
         except CAError as e:  # e.g. the CRL could not be re-issued for a GetCRL
             log.info("scep refused", peer=peer, transaction_id=req.transaction_id,
                      detail=e.message)
-            return self._failure(req.reply_to, FailInfo.BAD_REQUEST, e.message.removeprefix("% "))
+            return self._failure(req.reply_to, FailInfo.BAD_REQUEST, e.text)
 
     def finish(self, ask: Ask, answer: Answer) -> bytes:
         """The CertRep for `ask` once the CA has answered."""

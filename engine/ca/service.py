@@ -659,5 +659,5 @@ def _open_log(root: Path, readonly: bool) -> FileEventLog:
     except LogLocked:
         raise CALocked(root) from None
     except LogError as e:  # damaged, or shorter than what was acknowledged: name it
-        raise CAError(Reason.BAD_DATA, str(e)) from None
+        raise CAError(Reason.BAD_DATA, e.text) from None
 

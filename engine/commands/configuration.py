@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from engine.config import Change, ConfigConflict
 from engine.destruction import confirm_removal, removal_events, removed_trustpoints
 from engine.effects import Ask, Effect, Outcome
-from engine.errors import CommandError, Reason
+from engine.errors import OperatorError, Reason
 from engine.grammar import (
     CONFIG_MODES,
     GRAMMAR,
@@ -22,20 +22,15 @@ from engine.grammar import (
 )
 from engine.machines import session as session_machine
 from engine.machines.session import SESSION
+from engine.messages import certificates_removed
 from engine.state import FIRST_COMMIT_ID, Commit, DeviceState
+from engine.views import CommitChangesView, CommitListView, RunningConfigView, TargetConfigView
 from events.device import ConfigurationCommitted
 from events.registry import Event
 from events.trustpoint import TrustpointCertificatesRemoved
-from projections.config import (
-    render_commit_changes,
-    render_commit_list,
-    render_running,
-    render_target,
-)
-from projections.syslog import certificates_removed
 
 if TYPE_CHECKING:
-    from engine.engine import Ctx
+    from engine.context import Ctx
 
 G = GRAMMAR
 _COMMIT_ID = int_range(FIRST_COMMIT_ID, 2_000_000_000)
@@ -70,8 +65,8 @@ def commit_event(state: DeviceState, user: str, changes: list[Change], label: st
     try:
         state.config.apply_all(changes)
     except ConfigConflict as err:
-        raise CommandError(Reason.NOT_ALLOWED,
-                           "% Failed to commit: the running configuration changed since this "
+        raise OperatorError(Reason.NOT_ALLOWED,
+                           "Failed to commit: the running configuration changed since this "
                            f"session started ({err}). Use 'abort' and configure again.") from err
     return ConfigurationCommitted(state.next_commit_id, user, label, comment,
                                   tuple(c.to_wire() for c in changes), rollback_to)
@@ -83,7 +78,7 @@ def _commit(ctx: Ctx, label: str = "", comment: str = ""
     if not changes:
         return Outcome(output="% No configuration changes to commit.", commit_done=True)
     if label and _labelled(ctx.state, label) is not None:
-        raise CommandError(Reason.INVALID_VALUE, f"% Label {label!r} is already in use.")
+        raise OperatorError(Reason.INVALID_VALUE, f"Label {label!r} is already in use.")
     ev = commit_event(ctx.state, ctx.user, changes, label, comment)
     removed = yield from _removals(ctx.state, changes, "commit", ev.commit_id)
     if removed is None:
@@ -119,7 +114,7 @@ def _removal_lines(removed: list[Event]) -> list[str]:
 def commit(ctx: Ctx) -> Generator[Effect, Any, Outcome]:
     label = ctx.args.get("label", "")
     if label and label[0].isdigit():
-        raise CommandError(Reason.INVALID_VALUE, "% A commit label must start with a letter.")
+        raise OperatorError(Reason.INVALID_VALUE, "A commit label must start with a letter.")
     return (yield from _commit(ctx, label, ctx.args.get("comment", "")))
 
 
@@ -178,15 +173,15 @@ def do(ctx: Ctx) -> Outcome:
           words={"configuration": "Contents of the target configuration and the commit "
                                   "database"})
 def show_configuration(ctx: Ctx) -> Outcome:
-    return Outcome(output=render_target(ctx.session.pending()))
+    return Outcome(output=TargetConfigView(ctx.session.pending()))
 
 
 @G.action("show running-config [<section>]", modes=ANY_MODE,
           help="Current operating configuration",
           args={"section": ArgSpec(LINE, "Configuration section (e.g. crypto ca trustpoint)")})
 def show_running(ctx: Ctx) -> Outcome:
-    return Outcome(output=render_running(ctx.grammar, ctx.state.config, ctx.state.commits,
-                                         ctx.args.get("section")))
+    return Outcome(output=RunningConfigView(ctx.grammar, ctx.state.config, ctx.state.commits,
+                                             ctx.args.get("section")))
 
 
 _COMMIT_DB = {"commit": "Commit database: the list of commits and what each changed"}
@@ -195,14 +190,14 @@ _COMMIT_DB = {"commit": "Commit database: the list of commits and what each chan
 @G.action("show configuration commit list", modes=ANY_MODE, help="List of commits",
           words=_COMMIT_DB)
 def show_commit_list(ctx: Ctx) -> Outcome:
-    return Outcome(output=render_commit_list(ctx.state.commits))
+    return Outcome(output=CommitListView(ctx.state.commits))
 
 
 @G.action("show configuration commit changes <id>", modes=ANY_MODE,
           help="Display the changes made by a commit", args={"id": COMMIT_REF},
           words=_COMMIT_DB)
 def show_commit_changes(ctx: Ctx) -> Outcome:
-    return Outcome(output=render_commit_changes(_find(ctx, ctx.args["id"])))
+    return Outcome(output=CommitChangesView([_find(ctx, ctx.args["id"])]))
 
 
 @G.action("show configuration commit changes last <n>", modes=ANY_MODE,
@@ -212,8 +207,8 @@ def show_commit_changes(ctx: Ctx) -> Outcome:
 def show_last_changes(ctx: Ctx) -> Outcome:
     commits = list(ctx.state.commits)[: ctx.args["n"]]
     if not commits:
-        raise CommandError(Reason.NOT_FOUND, "% No commits to show.")
-    return Outcome(output="".join(render_commit_changes(c) for c in reversed(commits)))
+        raise OperatorError(Reason.NOT_FOUND, "No commits to show.")
+    return Outcome(output=CommitChangesView(commits[::-1]))
 
 
 def _labelled(state: DeviceState, label: str) -> Commit | None:
@@ -224,11 +219,11 @@ def _find(ctx: Ctx, ref: int | str) -> Commit:
     if isinstance(ref, str):
         by_label = _labelled(ctx.state, ref)
         if by_label is None:
-            raise CommandError(Reason.NOT_FOUND, f"% Commit label {ref} not found.")
+            raise OperatorError(Reason.NOT_FOUND, f"Commit label {ref} not found.")
         return by_label
     found = ctx.state.commits.find(ref)
     if found is None:
-        raise CommandError(Reason.NOT_FOUND, f"% Commit ID {ref} not found.")
+        raise OperatorError(Reason.NOT_FOUND, f"Commit ID {ref} not found.")
     return found
 
 
@@ -238,7 +233,7 @@ def _find(ctx: Ctx, ref: int | str) -> Commit:
 def _rollback(ctx: Ctx, undo: list[Commit], back_to: int
               ) -> Generator[Effect, Any, Outcome]:
     if session_machine.fire(ctx.session, "rollback") is None:
-        raise CommandError(Reason.NOT_ALLOWED, "% Rollback is an exec command; 'end' first.")
+        raise OperatorError(Reason.NOT_ALLOWED, "Rollback is an exec command; 'end' first.")
     changes = [c.inverse() for commit in undo for c in reversed(commit.changes)]
     if not changes:
         return Outcome(output="% No changes to roll back.")
@@ -265,8 +260,8 @@ def rollback_last(ctx: Ctx) -> Generator[Effect, Any, Outcome]:
     commits = list(ctx.state.commits)
     n = ctx.args["n"]
     if n > len(commits):
-        raise CommandError(Reason.INVALID_VALUE,
-                           f"% Only {len(commits)} {_plural(len(commits), 'commit')} "
+        raise OperatorError(Reason.INVALID_VALUE,
+                           f"Only {len(commits)} {_plural(len(commits), 'commit')} "
                            f"exist; cannot roll back {n}.")
     back_to = commits[n].commit_id if n < len(commits) else 0
     return _rollback(ctx, commits[:n], back_to)

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from engine.destruction import ZEROIZE_QUESTION, confirm, zeroize_notice
 from engine.effects import Ask, Effect, Outcome, ReadBlock, Say
-from engine.errors import CommandError, Reason
+from engine.errors import OperatorError, Reason
 from engine.grammar import GRAMMAR, ArgKind, ArgSpec
 from engine.keys import (
     DEFAULT_LABEL,
@@ -43,12 +43,12 @@ from engine.keys import (
     parse_public_key,
 )
 from engine.keystore import DestroyKeys, GenerateKeyPairs
+from engine.views import ImportedKeysView, KeyPairsView
 from events.keys import KeyPairGenerated, KeyPairZeroized, PublicKeyImported, PublicKeyRemoved
 from events.registry import Event
-from projections.keys import render_imported_keys, render_key_pairs
 
 if TYPE_CHECKING:
-    from engine.engine import Ctx
+    from engine.context import Ctx
 
 G = GRAMMAR
 
@@ -171,14 +171,14 @@ def zeroize(ctx: Ctx) -> Generator[Effect, Any, Outcome]:
     label: str | None = ctx.args.get("label")
     if label is not None:
         if not ring.pairs_of(algorithm, label):
-            raise CommandError(Reason.NOT_FOUND,
-                               f"% No {algorithm.shown} key pair named '{label}'.")
+            raise OperatorError(Reason.NOT_FOUND,
+                               f"No {algorithm.shown} key pair named '{label}'.")
         labels: tuple[str, ...] = (label,)
         yield Say(f"% The {algorithm.shown} keys named '{label}' will be removed.\n")
     else:
         labels = ring.labels(algorithm)
         if not labels:
-            raise CommandError(Reason.NOT_FOUND, f"% No {algorithm.shown} keys to zeroize.")
+            raise OperatorError(Reason.NOT_FOUND, f"No {algorithm.shown} keys to zeroize.")
         yield Say(f"% All {algorithm.shown} keys will be removed.\n% All router certificates "
                   "issued using these keys will also be removed.\n")
     key_ids = [p.key_id for lb in labels for p in ring.pairs_of(algorithm, lb)]
@@ -225,13 +225,13 @@ def zeroize_imported(ctx: Ctx) -> Generator[Effect, Any, Outcome]:
     label: str | None = ctx.args.get("label")
     if label is not None:
         if not ring.imported_of(KeyAlgorithm.RSA, label):
-            raise CommandError(Reason.NOT_FOUND, f"% No imported RSA public key named "
+            raise OperatorError(Reason.NOT_FOUND, f"No imported RSA public key named "
                                                  f"'{label}'.")
         labels: tuple[str, ...] = (label,)
     else:
         labels = ring.imported_labels(KeyAlgorithm.RSA)
         if not labels:
-            raise CommandError(Reason.NOT_FOUND, "% No imported RSA public keys to remove.")
+            raise OperatorError(Reason.NOT_FOUND, "No imported RSA public keys to remove.")
         if not (yield from confirm("Do you really want to remove all imported RSA public "
                                    "keys? [yes/no]:")):
             return Outcome()
@@ -248,11 +248,11 @@ def show_mypubkey(ctx: Ctx) -> Outcome:
     algorithm = KeyAlgorithm(ctx.args["algorithm"])
     label: str | None = ctx.args.get("label")
     if label is None:
-        return Outcome(output=render_key_pairs(ctx.state.keys.all_pairs(algorithm)))
+        return Outcome(output=KeyPairsView(ctx.state.keys.all_pairs(algorithm)))
     pairs = ctx.state.keys.pairs_of(algorithm, label)
     if not pairs:
-        raise CommandError(Reason.NOT_FOUND, f"% No {algorithm.shown} key pair named '{label}'.")
-    return Outcome(output=render_key_pairs(pairs))
+        raise OperatorError(Reason.NOT_FOUND, f"No {algorithm.shown} key pair named '{label}'.")
+    return Outcome(output=KeyPairsView(pairs))
 
 
 @G.action("show crypto key authentication rsa [<label>]",
@@ -261,8 +261,9 @@ def show_imported(ctx: Ctx) -> Outcome:
     label: str | None = ctx.args.get("label")
     ring = ctx.state.keys
     if label is None:
-        return Outcome(output=render_imported_keys(ring.all_imported(KeyAlgorithm.RSA)))
+        return Outcome(output=ImportedKeysView(ring.all_imported(KeyAlgorithm.RSA)))
     keys = ring.imported_of(KeyAlgorithm.RSA, label)
     if not keys:
-        raise CommandError(Reason.NOT_FOUND, f"% No imported RSA public key named '{label}'.")
-    return Outcome(output=render_imported_keys(keys))
+        raise OperatorError(Reason.NOT_FOUND, f"No imported RSA public key named '{label}'.")
+    return Outcome(output=ImportedKeysView(keys))
+

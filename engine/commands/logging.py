@@ -1,7 +1,7 @@
 """`show logging`: the `%FACILITY-SEV-MNEMONIC` messages the engine emitted, with their times.
 
 Messages are not events of their own: each is derived from the event that caused it (see
-projections.syslog), by the logging folds of `engine/device_folds.py`, into
+engine.messages), by the logging folds of `engine/device_folds.py`, into
 `DeviceState.messages` (the newest LOG_BUFFER). So the buffer is rebuilt by every replay,
 survives restarts, and `replay --until T` shows the messages up to T.
 """
@@ -11,11 +11,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from engine.grammar import GRAMMAR
-from projections.syslog import render_logging
+from engine.views import LoggingView
 
 if TYPE_CHECKING:
+    from engine.context import Ctx
     from engine.effects import Outcome
-    from engine.engine import Ctx
 
 GRAMMAR.describe({"logging": "Show the contents of the logging buffer"})
 
@@ -24,4 +24,4 @@ GRAMMAR.describe({"logging": "Show the contents of the logging buffer"})
 def show_logging(ctx: Ctx) -> Outcome:
     from engine.effects import Outcome
 
-    return Outcome(output=render_logging(ctx.state.messages))
+    return Outcome(output=LoggingView(ctx.state.messages))

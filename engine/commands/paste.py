@@ -9,18 +9,17 @@ import textwrap
 from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
+from engine.certids import md5_words
 from engine.commands import trustpoint as tp
 from engine.effects import Effect, Outcome, ReadBlock, Say
 from engine.grammar import GRAMMAR
 from engine.keys import KeyPair
 from engine.pki import bad, check_router_certificate, decode_pasted, load_certificate, spki
-from engine.scep_client import BuildRequest
 from engine.trustpoints import TrustpointConfig, TrustpointStatus, status_of
 from events.trustpoint import CertificateReceived, EnrollmentRequested
-from projections.certfmt import md5_words
 
 if TYPE_CHECKING:
-    from engine.engine import Ctx
+    from engine.context import Ctx
 
 USAGE_TEXT = {"general": "General Purpose", "signature": "Signature", "encryption": "Encryption"}
 PASTE_CERT = ("Enter the base 64 encoded certificate.\n"
@@ -29,6 +28,8 @@ PASTE_CERT = ("Enter the base 64 encoded certificate.\n"
 
 def enroll_terminal(ctx: Ctx, cfg: TrustpointConfig, status: TrustpointStatus,
                     pairs: tuple[KeyPair, ...]) -> Generator[Effect, Any, Outcome]:
+    from engine.scep_client import BuildRequest  # loaded when a request is built (see tp)
+
     yield Say(tp.START)
     challenge = yield from tp._password()
     who = tp.identity(ctx.state, cfg)
@@ -59,7 +60,7 @@ def import_certificate(ctx: Ctx) -> Generator[Effect, Any, Outcome]:
     tp._configured(ctx.state, name)
     status = status_of(ctx.state, name)
     tp._legal(status, ("import",),
-              f"% Trustpoint {name} has no cut-and-paste request waiting for a "
+              f"Trustpoint {name} has no cut-and-paste request waiting for a "
               f"certificate. Use 'crypto ca enroll {name}' first.")
     e = status.enrollment
     assert e is not None  # the machine's guard: a terminal request waits

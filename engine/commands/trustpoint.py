@@ -11,10 +11,10 @@ from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any
 
 from cryptography import x509
-from cryptography.hazmat.primitives.serialization import Encoding
 
+from engine.certids import ios_name, md5_words, sha256_hex
 from engine.effects import Ask, Effect, Outcome, ReadBlock, Say
-from engine.errors import CommandError, Reason
+from engine.errors import OperatorError, PeerReason, Reason, ScepFailure, TrustledgerError
 from engine.grammar import (
     ENROLLMENT_URL,
     GRAMMAR,
@@ -29,6 +29,7 @@ from engine.grammar import (
 from engine.keys import KeyAlgorithm, KeyPair
 from engine.machines import trustpoint as lifecycle
 from engine.machines.trustpoint import Lifecycle
+from engine.messages import certret, enrollment_failure, failure_message, plural, poll_failed
 from engine.pki import (
     bad,
     check_ca_certificate,
@@ -38,15 +39,6 @@ from engine.pki import (
     load_certificate,
 )
 from engine.scep import FailInfo, PkiStatus
-from engine.scep_client import (
-    CAFetched,
-    CAView,
-    FetchCA,
-    Identity,
-    ScepEnroll,
-    ScepPoll,
-    ScepReply,
-)
 from engine.schedule import Job, scheduled
 from engine.state import DeviceState
 from engine.trustpoints import (
@@ -56,6 +48,7 @@ from engine.trustpoints import (
     trustpoint_config,
     trustpoint_names,
 )
+from engine.views import CACertificateOffered, CertificatesView, TrustpointsView
 from events.trustpoint import (
     CACertificateAccepted,
     CACertificateRefused,
@@ -64,19 +57,13 @@ from events.trustpoint import (
     EnrollmentPending,
     EnrollmentRequested,
 )
-from projections.certfmt import (
-    fingerprint_lines,
-    ios_name,
-    ios_serial,
-    md5_words,
-    sha256_hex,
-    validity,
-)
-from projections.syslog import certret, enrollment_failure, failure_message, plural, poll_failed
-from projections.trustpoints import render_certificates, render_trustpoints
 
 if TYPE_CHECKING:
-    from engine.engine import Ctx
+    from engine.context import Ctx
+    from engine.scep_client import CAView, Identity, ScepReply
+
+# The SCEP client (engine.scep_client: its effects, their performers, httpx) is imported by
+# the handlers that talk to a CA, when they run: a `show` never loads it.
 
 G = GRAMMAR
 TP = Mode.TRUSTP
@@ -145,7 +132,7 @@ G.config("description <text>", key="description", mode=TP, help="Trustpoint desc
 def _configured(state: DeviceState, name: str) -> TrustpointConfig:
     cfg = trustpoint_config(state, name)
     if cfg is None:
-        raise CommandError(Reason.NOT_FOUND, f"% Trustpoint {name} is not configured.")
+        raise OperatorError(Reason.NOT_FOUND, f"Trustpoint {name} is not configured.")
     return cfg
 
 
@@ -154,20 +141,8 @@ def _legal(status: TrustpointStatus, triggers: tuple[str, ...], message: str) ->
     allows, guards checked), or the `%` refusal."""
     taken = lifecycle.fire(status, *triggers)
     if taken is None:
-        raise CommandError(Reason.NOT_ALLOWED, message)
+        raise OperatorError(Reason.NOT_ALLOWED, message)
     return taken[0]
-
-
-def _describe_ca(cert: x509.Certificate) -> str:
-    start, end = validity(cert)
-    der = cert.public_bytes(Encoding.DER)
-    return "\n".join([
-        f"Serial Number :{ios_serial(cert)}",
-        "Subject Name  :", ios_name(cert.subject),
-        "Issued By     :", ios_name(cert.issuer),
-        f"Validity Start :{start}",
-        f"Validity End   :{end}",
-        *fingerprint_lines(der), ""])
 
 
 
@@ -186,8 +161,10 @@ def authenticate(ctx: Ctx) -> Generator[Effect, Any, Outcome]:
     cfg = _configured(ctx.state, name)
     status = status_of(ctx.state, name)
     _legal(status, ("authenticate",),
-           f"% Trustpoint {name} already has an authenticated CA certificate. Remove the "
+           f"Trustpoint {name} already has an authenticated CA certificate. Remove the "
            "trustpoint (no crypto ca trustpoint) to authenticate another CA.")
+    from engine.scep_client import CAFetched, FetchCA
+
     if cfg.terminal:
         pasted = yield ReadBlock(PASTE_CA)
         fetched = CAFetched(decode_pasted(pasted, "CA certificate"), (), ())
@@ -196,13 +173,13 @@ def authenticate(ctx: Ctx) -> Generator[Effect, Any, Outcome]:
         fetched = yield FetchCA(cfg.scep_url)
         source = "scep"
     else:
-        raise CommandError(Reason.NOT_ALLOWED,
-                           f"% Trustpoint {name} has no enrollment method: configure "
+        raise OperatorError(Reason.NOT_ALLOWED,
+                           f"Trustpoint {name} has no enrollment method: configure "
                            "'enrollment url' or 'enrollment terminal'.")
     ca = load_certificate(fetched.ca_certificate, "CA certificate")
     check_ca_certificate(ca, ctx.now)
     check_ca_signature(ca, [load_certificate(c, "CA chain certificate") for c in fetched.chain])
-    yield Say(_describe_ca(ca))
+    yield Say(CACertificateOffered(fetched.ca_certificate))
     answer = ""
     while answer not in ("yes", "no"):
         answer = (yield Ask("Do you accept this certificate?? [yes/no]:")).lower()
@@ -231,8 +208,8 @@ password to the CA Administrator in order to revoke your certificate.
 def key_pairs(state: DeviceState, cfg: TrustpointConfig) -> tuple[KeyPair, ...]:
     pairs = state.keys.pairs_of(KeyAlgorithm.RSA, cfg.key_label)
     if not pairs:
-        raise CommandError(Reason.NOT_FOUND,
-                           f"% RSA key pair {cfg.key_label} not found. Generate it with "
+        raise OperatorError(Reason.NOT_FOUND,
+                           f"RSA key pair {cfg.key_label} not found. Generate it with "
                            f"'crypto key generate rsa"
                            f"{'' if cfg.key_label == 'the_default' else ' ' + cfg.key_label}'.")
     return pairs
@@ -241,6 +218,8 @@ def key_pairs(state: DeviceState, cfg: TrustpointConfig) -> tuple[KeyPair, ...]:
 def identity(state: DeviceState, cfg: TrustpointConfig) -> Identity:
     """The request subject: unstructuredName=<hostname>.<domain> plus what the trustpoint adds
     (subject-name, serial-number, ip-address); the FQDN also goes in a dNSName."""
+    from engine.scep_client import Identity
+
     fqdn = state.hostname + (f".{state.domain}" if state.domain else "")
     parts = [f"unstructuredName={fqdn}"]
     if cfg.ip_address:
@@ -252,8 +231,8 @@ def identity(state: DeviceState, cfg: TrustpointConfig) -> Identity:
         try:
             x509.Name.from_rfc4514_string(extra)
         except ValueError as e:
-            raise CommandError(Reason.INVALID_VALUE,
-                               f"% subject-name {extra!r} is not a distinguished name.") from e
+            raise OperatorError(Reason.INVALID_VALUE,
+                               f"subject-name {extra!r} is not a distinguished name.") from e
         parts.append(extra)
     return Identity(",".join(parts), (fqdn,),
                     (cfg.ip_address,) if cfg.ip_address else ())
@@ -266,6 +245,8 @@ def _serial_of(state: DeviceState) -> str:
 
 
 def ca_view(status: TrustpointStatus) -> CAView:
+    from engine.scep_client import CAView
+
     assert status.ca_certificate is not None
     return CAView(status.ca_certificate, status.ra_certificates, status.capabilities)
 
@@ -281,13 +262,13 @@ def _password() -> Generator[Effect, Any, str]:
             yield Say("% The challenge password cannot be empty.\n")
             continue
         return str(first)
-    raise CommandError(Reason.CANCELLED, "% Enrollment cancelled: no challenge password.")
+    raise OperatorError(Reason.CANCELLED, "Enrollment cancelled: no challenge password.")
 
 
 _ENROLL_REFUSED = {
-    Lifecycle.DECLARED: "% The CA of trustpoint {name} is not authenticated. Use "
+    Lifecycle.DECLARED: "The CA of trustpoint {name} is not authenticated. Use "
                         "'crypto ca authenticate {name}' first.",
-    Lifecycle.ENROLLING: "% An enrollment for trustpoint {name} is already in progress. "
+    Lifecycle.ENROLLING: "An enrollment for trustpoint {name} is already in progress. "
                          "Use 'crypto ca cancel-enroll {name}' to stop it.",
 }
 """Why `enroll` is refused, by the state the machine refused it in (the table allows it from
@@ -300,7 +281,7 @@ def enroll(ctx: Ctx) -> Generator[Effect, Any, Outcome]:
     cfg = _configured(ctx.state, name)
     status = status_of(ctx.state, name)
     _legal(status, ("enroll",), _ENROLL_REFUSED.get(
-        status.lifecycle, "% Trustpoint {name} cannot enroll now.").format(name=name))
+        status.lifecycle, "Trustpoint {name} cannot enroll now.").format(name=name))
     pairs = key_pairs(ctx.state, cfg)
     if status.certificates:
         answer = (yield Ask(f"% Trustpoint {name} already has a router certificate.\n"
@@ -313,8 +294,10 @@ def enroll(ctx: Ctx) -> Generator[Effect, Any, Outcome]:
         done: Outcome = yield from enroll_terminal(ctx, cfg, status, pairs)
         return done
     if cfg.scep_url is None:
-        raise CommandError(Reason.NOT_ALLOWED,
-                           f"% Trustpoint {name} has no enrollment url.")
+        raise OperatorError(Reason.NOT_ALLOWED,
+                           f"Trustpoint {name} has no enrollment url.")
+    from engine.scep_client import ScepEnroll
+
     yield Say(START)
     challenge = yield from _password()
     who = identity(ctx.state, cfg)
@@ -336,13 +319,13 @@ def _enrolled(ctx: Ctx, cfg: TrustpointConfig, status: TrustpointStatus,
         tuple(r.transaction_id for r in replies), who.subject, fingerprints, "scep",
         cfg.retry_period, cfg.retry_count)]
     lines = [f"  Fingerprint: {fp}" for fp in fingerprints]
-    failure: CommandError | None = None
+    failure: ScepFailure | None = None
     out, pending = handle_replies(ctx.now, cfg, status, pairs, replies, 0,
                                   cfg.retry_period)
     events += out
     if any(isinstance(e, EnrollmentFailed) for e in out):
-        lines.append(_failure_text(next(e for e in out if isinstance(e, EnrollmentFailed))))
-        failure = CommandError(Reason.PEER, lines[-1])
+        failure = _refused(next(e for e in out if isinstance(e, EnrollmentFailed)))
+        lines.append(failure.message)
     elif pending:
         lines.append(f"% Certificate request pending at the CA: polling every "
                      f"{plural(cfg.retry_period, 'minute')}, up to "
@@ -408,12 +391,15 @@ def _explain(info: FailInfo | None) -> str:
         "the CA gave no reason"
 
 
-def _failure_text(failed: EnrollmentFailed) -> str:
-    """The `%` line for an enrollment the CA refused: the failInfo, what it usually means and
-    the CA's own failInfoText; with usage keys, which certificate was issued and which refused
-    (a CA that allows one certificate per subject, as micromdm's default does, refuses the
-    second). The same words as the ENROLL_FAILED message `show logging` keeps."""
-    return "% " + enrollment_failure(failed.trustpoint, failed.fail_info, failed.detail)
+def _refused(failed: EnrollmentFailed) -> ScepFailure:
+    """An enrollment the CA refused: the failInfo, what it usually means and the CA's own
+    failInfoText; with usage keys, which certificate was issued and which refused (a CA that
+    allows one certificate per subject, as micromdm's default does, refuses the second). The
+    same words as the ENROLL_FAILED message `show logging` keeps."""
+    reason = PeerReason.TIMED_OUT if failed.reason == "timeout" else PeerReason.REFUSED
+    info = next((i for i, n in _FAIL_NAMES.items() if n == failed.fail_info), None)
+    return ScepFailure(reason, info,
+                       enrollment_failure(failed.trustpoint, failed.fail_info, failed.detail))
 
 
 def _which(pairs: tuple[KeyPair, ...], replies: list[ScepReply]) -> str:
@@ -462,7 +448,7 @@ def cancel_enroll(ctx: Ctx) -> Outcome:
     _configured(ctx.state, name)
     status = status_of(ctx.state, name)
     _legal(status, ("cancel", "renewal_cancelled"),
-           f"% Trustpoint {name} has no enrollment in progress.")
+           f"Trustpoint {name} has no enrollment in progress.")
     assert status.enrollment is not None
     txid = status.enrollment.transaction_ids[0] if status.enrollment.transaction_ids else ""
     return Outcome(events=[EnrollmentFailed(name, txid, "cancelled", "",
@@ -476,7 +462,7 @@ def cancel_enroll(ctx: Ctx) -> Outcome:
 @G.action("show crypto ca certificates [<name>]", help="Show certificates of trustpoints",
           args={"name": NAME})
 def show_certificates(ctx: Ctx) -> Outcome:
-    return Outcome(output=render_certificates(ctx.state, _selected(ctx), ctx.now))
+    return Outcome(output=CertificatesView(ctx.state, _selected(ctx), ctx.now))
 
 
 def _selected(ctx: Ctx) -> list[str]:
@@ -491,7 +477,7 @@ def _selected(ctx: Ctx) -> list[str]:
 @G.action("show crypto ca trustpoint [<name>]", help="Show trustpoints and their state",
           args={"name": NAME})
 def show_trustpoint(ctx: Ctx) -> Outcome:
-    return Outcome(output=render_trustpoints(ctx.state, _selected(ctx), ctx.now))
+    return Outcome(output=TrustpointsView(ctx.state, _selected(ctx), ctx.now))
 
 
 # -- polling (scheduled) --------------------------------------------------------------------------
@@ -516,13 +502,15 @@ def poll(state: DeviceState, now: int, name: str) -> Generator[Effect, Any, Outc
     """One CertPoll round; an enrollment that ends failed makes the job's Result an error."""
     outcome: Outcome = yield from _poll_round(state, now, name)
     if any(isinstance(ev, EnrollmentFailed) for ev in outcome.events):
-        outcome.failure = CommandError(Reason.PEER, outcome.output or
-                                       f"% Enrollment for trustpoint {name} failed.")
+        outcome.failure = _refused(next(ev for ev in outcome.events
+                                        if isinstance(ev, EnrollmentFailed)))
     return outcome
 
 
 def _poll_round(state: DeviceState, now: int, name: str) -> Generator[Effect, Any, Outcome]:
     """One CertPoll round (RFC 8894 §3.3.3) for every key pair still waiting."""
+    from engine.scep_client import Identity, ScepPoll
+
     cfg = trustpoint_config(state, name)
     status = status_of(state, name)
     e = status.enrollment
@@ -547,11 +535,11 @@ def _poll_round(state: DeviceState, now: int, name: str) -> Generator[Effect, An
                                            cfg.message_digest)))
         events, pending = handle_replies(now, cfg, status, pairs, replies, polls,
                                      e.retry_period)
-    except CommandError as err:
+    except TrustledgerError as err:
         # The CA could not be asked this time, or answered with nothing we can accept (e.g.
         # SUCCESS with a certificate for another key): the attempt counts, the next one is
         # scheduled. (Raised past this point, the poll would stay due and rerun at once.)
-        error = err.message[2:]
+        error = err.text
         if polls >= e.retry_count:
             return _failed(EnrollmentFailed(name, e.transaction_ids[0], "timeout", "",
                                             f"{plural(polls, 'poll')}, the last one failed: "

@@ -14,6 +14,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+from engine.errors import OperatorError, Reason
 from engine.machines.ca_request import REQUESTS
 from engine.machines.session import SESSION
 from engine.machines.table import Table
@@ -26,8 +27,11 @@ MACHINES: dict[str, Table[Any]] = {
 }
 
 
-class DiagramError(Exception):
+class DiagramError(OperatorError):
     """Graphviz is missing or failed: the operator's to fix (one `%` line)."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(Reason.NOT_FOUND, text)
 
 
 def _quote(text: str) -> str:

@@ -66,47 +66,97 @@ or SHA-1 — the CMS ``req.digest`` and the PKCS#10 ``req.csr.signature_digest``
 checks, renewal rules, signingTime window via `check_signing_time`) belongs to the caller.
 """
 
-from engine.scep.algorithms import ContentCipher, DigestAlgorithm, RandomBytes
-from engine.scep.cacert import (
-    CA_CERT_CONTENT_TYPE,
-    CA_RA_CERT_CONTENT_TYPE,
-    CACertificates,
-    build_ca_certificates,
-    parse_ca_certificates,
-)
-from engine.scep.caps import Capabilities, Capability, parse_capabilities
-from engine.scep.certrep import (
-    CertRep,
-    build_cert_rep_failure,
-    build_cert_rep_pending,
-    build_cert_rep_success,
-    parse_cert_rep,
-)
-from engine.scep.cms import certs_only, read_certs_only
-from engine.scep.csr import CertificationRequest, build_csr, parse_csr
-from engine.scep.errors import ScepError, ScepErrorReason
-from engine.scep.identity import Credential, SigningKey, build_self_signed_certificate
-from engine.scep.request import (
-    IssuerAndSerial,
-    IssuerAndSubject,
-    RequestParameters,
-    ScepRequest,
-    build_cert_poll,
-    build_get_cert,
-    build_get_crl,
-    build_pkcs_req,
-    build_renewal_req,
-    new_nonce,
-    parse_request,
-    transaction_id_for,
-)
-from engine.scep.types import FailInfo, MessageType, PkiStatus, ReplyTo
-from engine.scep.wire import (
-    PKI_MESSAGE_CONTENT_TYPE,
-    check_signing_time,
-    decode_message_param,
-    encode_message_param,
-)
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from engine.scep.algorithms import ContentCipher, DigestAlgorithm, RandomBytes
+    from engine.scep.cacert import (
+        CA_CERT_CONTENT_TYPE,
+        CA_RA_CERT_CONTENT_TYPE,
+        CACertificates,
+        build_ca_certificates,
+        parse_ca_certificates,
+    )
+    from engine.scep.caps import Capabilities, Capability, parse_capabilities
+    from engine.scep.certrep import (
+        CertRep,
+        build_cert_rep_failure,
+        build_cert_rep_pending,
+        build_cert_rep_success,
+        parse_cert_rep,
+    )
+    from engine.scep.cms import certs_only, read_certs_only
+    from engine.scep.csr import CertificationRequest, build_csr, parse_csr
+    from engine.scep.errors import ScepError, ScepErrorReason
+    from engine.scep.identity import Credential, SigningKey, build_self_signed_certificate
+    from engine.scep.request import (
+        IssuerAndSerial,
+        IssuerAndSubject,
+        RequestParameters,
+        ScepRequest,
+        build_cert_poll,
+        build_get_cert,
+        build_get_crl,
+        build_pkcs_req,
+        build_renewal_req,
+        new_nonce,
+        parse_request,
+        transaction_id_for,
+    )
+    from engine.scep.types import FailInfo, MessageType, PkiStatus, ReplyTo
+    from engine.scep.wire import (
+        PKI_MESSAGE_CONTENT_TYPE,
+        check_signing_time,
+        decode_message_param,
+        encode_message_param,
+    )
+
+# Where each name lives. `engine.scep` loads a submodule when one of its names is first used
+# (PEP 562), so `from engine.scep import PkiStatus` costs engine.scep.types alone, not the CMS
+# and asn1crypto machinery that only an exchange needs. A name added above goes here too
+# (tests/scep/test_scep_exports.py checks that they agree).
+_EXPORTS: dict[str, tuple[str, ...]] = {
+    "algorithms": ("ContentCipher", "DigestAlgorithm", "RandomBytes"),
+    "cacert": (
+        "CA_CERT_CONTENT_TYPE", "CA_RA_CERT_CONTENT_TYPE", "CACertificates",
+        "build_ca_certificates", "parse_ca_certificates",
+    ),
+    "caps": ("Capabilities", "Capability", "parse_capabilities"),
+    "certrep": (
+        "CertRep", "build_cert_rep_failure", "build_cert_rep_pending", "build_cert_rep_success",
+        "parse_cert_rep",
+    ),
+    "cms": ("certs_only", "read_certs_only"),
+    "csr": ("CertificationRequest", "build_csr", "parse_csr"),
+    "errors": ("ScepError", "ScepErrorReason"),
+    "identity": ("Credential", "SigningKey", "build_self_signed_certificate"),
+    "request": (
+        "IssuerAndSerial", "IssuerAndSubject", "RequestParameters", "ScepRequest",
+        "build_cert_poll", "build_get_cert", "build_get_crl", "build_pkcs_req",
+        "build_renewal_req", "new_nonce", "parse_request", "transaction_id_for",
+    ),
+    "types": ("FailInfo", "MessageType", "PkiStatus", "ReplyTo"),
+    "wire": (
+        "PKI_MESSAGE_CONTENT_TYPE", "check_signing_time", "decode_message_param",
+        "encode_message_param",
+    ),
+}
+_HOME = {name: module for module, names in _EXPORTS.items() for name in names}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _HOME:
+        value = getattr(importlib.import_module(f"{__name__}.{_HOME[name]}"), name)
+        globals()[name] = value  # found once: the next use is a plain attribute
+        return value
+    try:  # a submodule (`scep.cacert.identify_roles`)
+        return importlib.import_module(f"{__name__}.{name}")
+    except ModuleNotFoundError:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+
 
 __all__ = [
     "CA_CERT_CONTENT_TYPE",

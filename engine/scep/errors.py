@@ -1,9 +1,10 @@
 """The one exception the SCEP core raises for anything a peer sent wrong.
 
-`ScepError` is flat: a `reason` (what went wrong, for code to branch on), a `fail_info` (the
-RFC 8894 §3.2.1.4 failInfo a server should answer with, or None where only a client can notice
-the problem), a human `detail`, and — when the request's signed attributes could be read — the
-`reply_to` a server needs to build its CertRep FAILURE. Callers never parse message strings.
+`ScepError` is a `TrustledgerError` (engine/errors.py), flat: a `reason` (what went wrong,
+for code to branch on), a `fail_info` (the RFC 8894 §3.2.1.4 failInfo a server should answer
+with, or None where only a client can notice the problem), a human `detail` (its `text`), and
+— when the request's signed attributes could be read — the `reply_to` a server needs to build
+its CertRep FAILURE. Callers never parse message strings.
 Bad *arguments* from our own code (a wrong nonce length, a missing recipient) are `ValueError`.
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 import enum
 from typing import TYPE_CHECKING
 
+from engine.errors import TrustledgerError
 from engine.scep.types import FailInfo
 
 if TYPE_CHECKING:
@@ -65,8 +67,11 @@ _DEFAULT_FAIL_INFO: dict[ScepErrorReason, FailInfo | None] = {
 }
 
 
-class ScepError(Exception):
-    """A SCEP message (or GetCACaps/GetCACert answer) that we refuse, and why."""
+class ScepError(TrustledgerError):
+    """A SCEP message (or GetCACaps/GetCACert answer) that we refuse, and why. `detail` is
+    its `text`; `str(e)` the `%` line."""
+
+    reason: ScepErrorReason
 
     def __init__(
         self,
@@ -76,8 +81,7 @@ class ScepError(Exception):
         fail_info: FailInfo | None = None,
         reply_to: ReplyTo | None = None,
     ) -> None:
-        super().__init__(detail)
-        self.reason = reason
+        super().__init__(reason, detail)
         self.detail = detail
         self.fail_info = fail_info if fail_info is not None else reason.default_fail_info
         self.reply_to = reply_to

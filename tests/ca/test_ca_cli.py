@@ -10,12 +10,12 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from ca_support import ScepTestClient, http_request, rsa_key
-from cli_support import REPO, cli, served
 from cryptography import x509
 
 from engine.scep import FailInfo, PkiStatus
 from projections.certfmt import ios_serial
+from tests.ca.ca_support import ScepTestClient, http_request, rsa_key
+from tests.ca.cli_support import REPO, cli, served
 
 pytestmark = pytest.mark.usefixtures("cli_locale")  # every test under C.UTF-8 and C
 
@@ -39,6 +39,8 @@ def test_init_refuses_an_existing_ca_and_bad_keys(ca_dir: Path, tmp_path: Path) 
     assert bad.returncode == 2  # argparse: not one of the choices
 
 
+@pytest.mark.integration
+@pytest.mark.slow
 def test_commands_go_through_the_running_server(ca_dir: Path) -> None:
     with served(ca_dir, "--manual") as srv:
         info = json.loads((ca_dir / "admin.json").read_text())
@@ -53,6 +55,11 @@ def test_commands_go_through_the_running_server(ca_dir: Path) -> None:
         assert client.transaction_id in listed and "challenge:one-time" in listed
         approved = cli("approve", ca_dir, client.transaction_id).stdout
         assert "approved; certificate" in approved
+        # the server refuses a second approval: its sentence crosses the admin wire and is
+        # printed with one `%`
+        twice = cli("approve", ca_dir, client.transaction_id, check=False)
+        assert twice.returncode == 1, twice.stderr
+        assert twice.stderr.startswith("% ") and twice.stderr.count("%") == 1, twice.stderr
         rep = client.poll()
         assert rep.status is PkiStatus.SUCCESS
         cert = rep.certificate_for(client.key.public_key())
@@ -135,6 +142,8 @@ def environ(pid: int) -> bytes:
         return f.read()
 
 
+@pytest.mark.integration
+@pytest.mark.slow
 def test_the_static_challenge_from_a_file_or_the_environment(
         ca_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     secret = tmp_path / "challenge"
@@ -163,6 +172,7 @@ def test_the_static_challenge_from_a_file_or_the_environment(
     assert "/proc/PID/cmdline" in helped and "TRUSTLEDGER_CA_CHALLENGE" in helped
 
 
+@pytest.mark.slow
 def test_ca_commands_on_a_device_data_directory_say_it_holds_no_ca(tmp_path: Path) -> None:
     """A device's log is not a CA's: every `trustledger ca` command names the mistake in one
     `%` line, exit status 2, and leaves the directory as it was (no traceback)."""

@@ -10,7 +10,6 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from ca_support import T0, enroll_cmd, make_csr, rsa_key
 from cryptography.hazmat.primitives import serialization
 
 from engine.ca import profile
@@ -48,6 +47,7 @@ from events.ca import (
     RequestRejected,
 )
 from events.registry import Event
+from tests.ca.ca_support import T0, enroll_cmd, make_csr, rsa_key
 
 NOW = to_micros(T0)
 DAY = 86400 * 1_000_000

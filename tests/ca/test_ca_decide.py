@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 
 import pytest
-from ca_support import T0, enroll_cmd, rsa_key, self_signed
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 
@@ -36,6 +35,7 @@ from events.ca import (
     RequestReceived,
 )
 from events.registry import Event, event_from
+from tests.ca.ca_support import T0, enroll_cmd, rsa_key, self_signed
 
 NOW = to_micros(T0)
 HOUR = 3600 * 1_000_000

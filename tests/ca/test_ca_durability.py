@@ -13,8 +13,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from ca_support import ScepTestClient, enroll_cmd, http_request, make_ca, rsa_key
-from cli_support import REPO, cli
 from cryptography import x509
 
 from engine.ca import BuiltinCA, Policy
@@ -23,6 +21,8 @@ from engine.ca.errors import CAUnavailable
 from engine.ca.server import serve
 from engine.ca.service import CRL_FILE, challenge_digest
 from engine.scep import build_pkcs_req
+from tests.ca.ca_support import ScepTestClient, enroll_cmd, http_request, make_ca, rsa_key
+from tests.ca.cli_support import REPO, cli
 
 PW = "durable-pw"
 POLICY = Policy(Approval.AUTO, challenge_digest(PW))
@@ -125,6 +125,7 @@ def test_a_poll_waits_for_the_sync_of_what_it_shows(ca: BuiltinCA, sync: Sync) -
     assert answers == [ReplyStatus.SUCCESS]
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("workers", [1, 2], ids=["one-process", "workers"])
 def test_the_servers_answer_503_once_the_log_cannot_be_made_durable(
         ca: BuiltinCA, sync: Sync, workers: int) -> None:
@@ -155,6 +156,7 @@ SERVE_WITH_FAILING_SYNC = textwrap.dedent("""
 """)
 
 
+@pytest.mark.integration
 def test_ca_serve_exits_non_zero_once_the_log_cannot_be_made_durable(tmp_path: Path) -> None:
     root = tmp_path / "ca"
     cli("init", root)

@@ -6,7 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from ca_support import T0, make_ca
 
 from engine.ca.errors import CAError
 from engine.ca.service import BuiltinCA
@@ -15,6 +14,7 @@ from engine.ports import to_micros
 from events.filelog import FileEventLog
 from events.keys import PublicKeyRemoved
 from events.store import PendingEvent
+from tests.ca.ca_support import T0, make_ca
 
 
 @pytest.fixture

@@ -10,7 +10,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from ca_support import (
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from engine.adapters.scep_server import message_from_query
+from engine.ca.server import CAServer, serve
+from engine.scep import Capability, FailInfo, PkiStatus, build_pkcs_req, parse_capabilities
+from tests.ca.ca_support import (
     INTEGER_AVA_SUBJECT,
     RawCSR,
     ScepTestClient,
@@ -19,12 +25,6 @@ from ca_support import (
     raw_csr,
     rsa_key,
 )
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
-
-from engine.adapters.scep_server import message_from_query
-from engine.ca.server import CAServer, serve
-from engine.scep import Capability, FailInfo, PkiStatus, build_pkcs_req, parse_capabilities
 
 
 @pytest.fixture(scope="module", params=[1, 2], ids=["one-process", "workers"])
@@ -36,6 +36,7 @@ def server(tmp_path_factory: pytest.TempPathFactory,
         yield srv
 
 
+@pytest.mark.integration
 def test_caps_list_what_the_issue_requires(server: CAServer) -> None:
     status, ctype, body = http_request(f"{server.scep_url}?operation=GetCACaps")
     assert (status, ctype) == (200, "text/plain")
@@ -46,6 +47,7 @@ def test_caps_list_what_the_issue_requires(server: CAServer) -> None:
         assert cap in caps.keywords
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("path", ["/scep", "/cgi-bin/pkiclient.exe"])
 def test_get_ca_cert_on_both_paths(server: CAServer, path: str) -> None:
     status, ctype, body = http_request(f"{server.url}{path}?operation=GetCACert")
@@ -53,6 +55,7 @@ def test_get_ca_cert_on_both_paths(server: CAServer, path: str) -> None:
     assert x509.load_der_x509_certificate(body) == server.ca.ca_certificate
 
 
+@pytest.mark.integration
 def test_body_over_64k_is_413(server: CAServer) -> None:
     status, _, _ = http_request(f"{server.scep_url}?operation=PKIOperation", "POST",
                                 b"\x30" * (64 * 1024 + 1))
@@ -62,6 +65,7 @@ def test_body_over_64k_is_413(server: CAServer) -> None:
         413, 414)
 
 
+@pytest.mark.integration
 def test_post_without_content_length_is_411(server: CAServer) -> None:
     host, port = server.url.removeprefix("http://").split(":")
     with socket.create_connection((host, int(port)), timeout=10) as s:
@@ -73,6 +77,7 @@ def test_post_without_content_length_is_411(server: CAServer) -> None:
         assert answer.startswith(b"HTTP/1.1 411")
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize(("query", "status"), [
     ("operation=PKIOperation&message=%%%not-base64", 400),
     ("operation=PKIOperation&message=", 400),
@@ -84,17 +89,20 @@ def test_malformed_queries_are_400(server: CAServer, query: str, status: int) ->
     assert http_request(f"{server.scep_url}?{query}")[0] == status
 
 
+@pytest.mark.integration
 def test_unknown_path_is_404(server: CAServer) -> None:
     assert http_request(f"{server.url}/admin/approve", "POST", b"{}")[0] == 404
     assert http_request(f"{server.url}/")[0] == 404
 
 
+@pytest.mark.integration
 def test_garbage_der_is_400(server: CAServer) -> None:
     for body in (b"\x00", b"\x30\x03\x02\x01", b"hello world", os.urandom(300)):
         status, _, _ = http_request(f"{server.scep_url}?operation=PKIOperation", "POST", body)
         assert status == 400
 
 
+@pytest.mark.integration
 def test_mutated_messages_never_get_a_500(server: CAServer) -> None:
     client = ScepTestClient(server.scep_url, rsa_key(30), "fuzz", signing_time=None)
     p = client.params()
@@ -126,6 +134,7 @@ def test_message_param_decoding_tolerates_client_quirks() -> None:
     assert message_from_query(base64.urlsafe_b64encode(der).decode().rstrip("=")) == der
 
 
+@pytest.mark.integration
 def test_crl_endpoint(server: CAServer) -> None:
     status, ctype, body = http_request(server.crl_url)
     assert (status, ctype) == (200, "application/pkix-crl")
@@ -133,6 +142,7 @@ def test_crl_endpoint(server: CAServer) -> None:
     assert crl.issuer == server.ca.ca_certificate.subject
 
 
+@pytest.mark.integration
 def test_admin_endpoint_needs_the_token(tmp_path: Path) -> None:
     with make_ca(tmp_path / "ca") as ca, serve(ca) as srv:
         assert srv.admin_url is not None and (ca.root / "admin.json").exists()
@@ -159,6 +169,7 @@ def test_key_file_is_private_and_never_in_the_log(tmp_path: Path) -> None:
 
 
 
+@pytest.mark.integration
 def test_certificate_with_invalid_version_is_400(server: CAServer) -> None:
     client = ScepTestClient(server.scep_url, rsa_key(31), "badversion", signing_time=None)
     der = build_pkcs_req(client.params(), client.csr("pw"), random_bytes=os.urandom)
@@ -183,6 +194,7 @@ def raw_exchange(server: CAServer, request: bytes) -> bytes:
     return answer
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("target", [b"http://[::1/scep?operation=GetCACaps",
                                     b"//[/scep?operation=GetCACaps"])
 def test_a_target_urlsplit_cannot_read_is_a_4xx(server: CAServer, target: bytes) -> None:
@@ -194,6 +206,7 @@ def test_a_target_urlsplit_cannot_read_is_a_4xx(server: CAServer, target: bytes)
         assert answer.startswith(b"HTTP/1.1 400")
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("lengths", [["\u00b2"], ["1_0"], ["+4"], ["4", "4"], ["4", "400"],
                                      ["400", "4"]],
                          ids=["superscript", "underscore", "plus", "repeated", "conflicting",
@@ -208,6 +221,7 @@ def test_content_length_is_one_ascii_number(server: CAServer, lengths: list[str]
     assert http_request(f"{server.scep_url}?operation=GetCACaps")[0] == 200
 
 
+@pytest.mark.integration
 def test_a_subject_that_cannot_be_read_is_bad_request(server: CAServer) -> None:
     """A subject attribute with an INTEGER value: cryptography raises KeyError when asked for
     the subject. The answer is a CertRep FAILURE (badRequest), not a 500."""
@@ -222,6 +236,8 @@ def test_a_subject_that_cannot_be_read_is_bad_request(server: CAServer) -> None:
 # -- deadlines ----------------------------------------------------------------------------------
 
 
+@pytest.mark.integration
+@pytest.mark.slow
 def test_a_request_trickled_past_the_deadline_is_cut_off(tmp_path: Path,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     """A request must arrive whole within REQUEST_TIMEOUT of its first byte: a peer sending a

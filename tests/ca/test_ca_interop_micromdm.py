@@ -17,8 +17,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from ca_support import http_request
-from cli_support import Served, cli, served
+
+from tests.ca.ca_support import http_request
+from tests.ca.cli_support import Served, cli, served
 
 pytestmark = [
     pytest.mark.integration,
@@ -96,6 +97,7 @@ def test_openssl_parses_the_crl(auto: Served, tmp_path: Path) -> None:
     assert "Interop CA" in text and "crlNumber" in text
 
 
+@pytest.mark.slow
 def test_scepclient_with_manual_approval(tmp_path: Path) -> None:
     root = tmp_path / "manual-ca"
     cli("init", root, "--subject", "CN=Manual CA,O=Example")
@@ -130,6 +132,7 @@ def test_scepclient_with_manual_approval(tmp_path: Path) -> None:
         assert txid in issued and "issued" in issued
 
 
+@pytest.mark.slow
 def test_scepclient_enrolls_against_ra_mode(tmp_path: Path) -> None:
     # scepclient envelopes to every certificate GetCACert returned (CA, RA signing, RA
     # encryption); we decrypt with the RA encryption key and sign the CertRep as the RA.

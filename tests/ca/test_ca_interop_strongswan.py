@@ -18,9 +18,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cli_support import Served, cli, served
 from cryptography import x509
-from peer_support import peers_dir
+
+from tests.ca.cli_support import Served, cli, served
+from tests.support.peer_support import peers_dir
 
 pytestmark = pytest.mark.integration
 
@@ -127,6 +128,7 @@ def test_pki_scep_wrong_challenge_is_a_clean_bad_request(auto: Served, ca_dir: P
     assert "badRequest" in done.stderr, done.stderr
 
 
+@pytest.mark.slow
 def test_pki_scep_with_manual_approval_polls_until_issued(tmp_path: Path) -> None:
     ca_dir = tmp_path / "manual-ca"  # its own CA: the module's is held by its server
     cli("init", ca_dir, "--subject", "CN=strongSwan Manual CA,O=Example")
@@ -164,6 +166,7 @@ def _wait_for_pending(ca_dir: Path, cn: str) -> str:
     raise AssertionError(f"no pending request for {cn}: {cli('requests', ca_dir).stdout}")
 
 
+@pytest.mark.slow
 def test_pki_scep_against_a_strict_ca(tmp_path: Path) -> None:
     """--strict: pki signs with the requested key (strict's same-key rule is met) and, by
     default, AES + SHA-256: issued. SHA-1 + 3DES: FAILURE badAlg, failInfo 0, which pki must

@@ -10,8 +10,6 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from ca_support import INTEGER_AVA_SUBJECT, T0, make_ca, raw_csr, rsa_key, spki
-from cli_support import cli, served
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import dsa
@@ -27,6 +25,8 @@ from engine.scep import build_csr
 from events.ca import CertificateIssued, RequestApproved, RequestReceived
 from events.filelog import FileEventLog
 from projections.certfmt import ios_serial
+from tests.ca.ca_support import INTEGER_AVA_SUBJECT, T0, make_ca, raw_csr, rsa_key, spki
+from tests.ca.cli_support import cli, served
 
 CHALLENGE = "offline-challenge-77123"
 
@@ -169,6 +169,7 @@ def test_a_subject_cryptography_cannot_read_is_a_value_error() -> None:
 # -- the command line, with and without `ca serve` -----------------------------------------------
 
 
+@pytest.mark.slow
 def test_cli_signs_our_csr_offline_and_openssl_verifies(ca_dir: Path, tmp_path: Path) -> None:
     csr_file = tmp_path / "r64.txt"
     csr_file.write_bytes(device_output(our_csr(64, "r64")))
@@ -190,6 +191,8 @@ def test_cli_signs_our_csr_offline_and_openssl_verifies(ca_dir: Path, tmp_path: 
     assert CHALLENGE.encode() not in log_bytes(ca_dir)
 
 
+@pytest.mark.integration
+@pytest.mark.slow
 def test_cli_signs_an_openssl_request_through_the_running_server(ca_dir: Path,
                                                                  tmp_path: Path) -> None:
     subprocess.run(["openssl", "req", "-new", "-newkey", "rsa:2048", "-nodes", "-keyout",
@@ -222,6 +225,8 @@ def test_cli_signs_an_openssl_request_through_the_running_server(ca_dir: Path,
     assert missing.returncode == 1 and "cannot read" in missing.stderr
 
 
+@pytest.mark.integration
+@pytest.mark.slow
 def test_the_admin_endpoint_refuses_a_tampered_request(ca_dir: Path) -> None:
     from engine.ca import admin
 

@@ -16,18 +16,19 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from ca_support import ScepTestClient, enroll_cmd, make_ca, rsa_key
-from cli_support import REPO, cli, served
+import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from engine.ca.console import router_serial
 from engine.ca.decide import RENEWAL_REQ, Approval, Policy
 from engine.ca.service import challenge_digest, replay
-from engine.commands.trustpoint import _describe_ca
 from engine.scep import PkiStatus
 from events.filelog import FileEventLog
 from projections.certfmt import ios_serial, md5_spaced
+from projections.trustpoints import render_ca_offer
+from tests.ca.ca_support import ScepTestClient, enroll_cmd, make_ca, rsa_key
+from tests.ca.cli_support import REPO, cli, served
 
 
 def test_init_prints_the_fingerprint_as_the_router_shows_it(tmp_path: Path) -> None:
@@ -42,10 +43,11 @@ def test_init_prints_the_fingerprint_as_the_router_shows_it(tmp_path: Path) -> N
                      "on the router:")
     assert lines[at + 1:at + 3] == expected
     # ... and the router's `crypto ca authenticate` prints those very lines.
-    router = _describe_ca(cert).splitlines()
+    router = render_ca_offer(cert.public_bytes(Encoding.DER)).splitlines()
     assert expected[0] in router and expected[1] in router
 
 
+@pytest.mark.integration
 def test_demo_dir_prints_the_command_that_serves_its_ca_again(tmp_path: Path) -> None:
     from engine.demo import run_demo
 
@@ -95,6 +97,7 @@ def _console_events(text: str) -> list[tuple[str, str]]:
     return found
 
 
+@pytest.mark.integration
 def test_serve_prints_one_line_per_request_event(tmp_path: Path) -> None:
     root = tmp_path / "ca"
     cli("init", root)
@@ -143,6 +146,7 @@ def test_serve_prints_one_line_per_request_event(tmp_path: Path) -> None:
     assert re.fullmatch(r"number=2 next_update=\S+Z", events[-1][1])
 
 
+@pytest.mark.integration
 def test_serve_log_json_prints_json_lines(tmp_path: Path) -> None:
     root = tmp_path / "ca"
     cli("init", root)
@@ -188,6 +192,7 @@ def test_requests_all_keeps_a_request_a_later_one_with_its_id_replaced(tmp_path:
         == ["AB34", "CD56"]
 
 
+@pytest.mark.slow
 def test_show_and_unique_prefixes(tmp_path: Path) -> None:
     root = tmp_path / "ca"
     first, second = _history_ca(root)

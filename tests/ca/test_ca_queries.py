@@ -9,7 +9,6 @@ from pathlib import Path
 
 import msgpack
 import pytest
-from ca_support import ScepTestClient, enroll_cmd, make_ca, rsa_key
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -33,6 +32,7 @@ from engine.ca.scep_frontend import Ask, ScepResponder
 from engine.ca.service import challenge_digest
 from engine.scep import FailInfo, build_pkcs_req, parse_ca_certificates
 from events.filelog import FileEventLog
+from tests.ca.ca_support import ScepTestClient, enroll_cmd, make_ca, rsa_key
 
 SECRET = "never-on-the-channel-4711"
 

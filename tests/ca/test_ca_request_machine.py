@@ -8,7 +8,6 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-from ca_support import T0, enroll_cmd, rsa_key
 
 from engine.ca.decide import (
     Approval,
@@ -33,6 +32,7 @@ from events.ca import (
     RequestRejected,
 )
 from events.registry import Event
+from tests.ca.ca_support import T0, enroll_cmd, rsa_key
 
 NOW = to_micros(T0)
 P, AP, RJ, IS = (RequestStatus.PENDING, RequestStatus.APPROVED, RequestStatus.REJECTED,

@@ -8,7 +8,6 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from ca_support import T0
 
 from engine.ca import profile
 from engine.ca.commands import (
@@ -28,6 +27,7 @@ from engine.effects import DrawRandom, Effect, Now
 from engine.ports import FakeClock, FixedClock, SeededRandomness, to_micros
 from engine.runtime import Ports, drive
 from events.ca import CAInitialized, ChallengeMinted, CRLIssued
+from tests.ca.ca_support import T0
 
 DAY = 86400 * 1_000_000
 

@@ -15,17 +15,6 @@ from typing import Any
 
 import pytest
 from asn1crypto import cms as asn1_cms
-from ca_support import (
-    IN_PROCESS,
-    T0,
-    RawCSR,
-    ScepTestClient,
-    ec_key,
-    http_request,
-    make_ca,
-    make_csr,
-    rsa_key,
-)
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, padding, rsa
@@ -43,6 +32,19 @@ from engine.scep import (
     build_pkcs_req,
     parse_cert_rep,
 )
+from tests.ca.ca_support import (
+    IN_PROCESS,
+    T0,
+    RawCSR,
+    ScepTestClient,
+    ec_key,
+    http_request,
+    make_ca,
+    make_csr,
+    rsa_key,
+)
+
+pytestmark = pytest.mark.integration
 
 PW = "static-secret"
 

@@ -11,7 +11,6 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from ca_support import T0, enroll_cmd, make_ca, rsa_key, spki
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import dsa
@@ -27,6 +26,7 @@ from engine.ports import FixedClock, to_micros
 from events.ca import STREAM, RequestApproved, RequestReceived
 from events.filelog import FileEventLog
 from events.store import PendingEvent
+from tests.ca.ca_support import T0, enroll_cmd, make_ca, rsa_key, spki
 
 PW_POLICY = Policy(Approval.AUTO, challenge_digest("pw"))
 MANUAL = Policy(Approval.MANUAL)
@@ -143,6 +143,7 @@ def test_requests_that_cannot_be_issued_are_refused_on_arrival(tmp_path: Path) -
         assert ca.state is state
 
 
+@pytest.mark.integration
 def test_an_approved_request_that_cannot_be_issued_is_rejected_at_start(
         tmp_path: Path) -> None:
     """A log written before requests were checked on arrival: `serve` starts anyway and the

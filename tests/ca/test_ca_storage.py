@@ -22,8 +22,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from ca_support import T0, FixedClock, enroll_cmd, make_ca, rsa_key
-from cli_support import REPO, cli
 
 from engine.ca import BuiltinCA, Policy
 from engine.ca.cli import main as ca_main
@@ -32,6 +30,8 @@ from engine.ca.errors import CAUnavailable
 from engine.ca.service import LOG_DIR, challenge_digest, replay
 from events import filelog
 from events.filelog import FRAME_HEADER, FileEventLog, iter_frames, records_of, write_marker
+from tests.ca.ca_support import T0, FixedClock, enroll_cmd, make_ca, rsa_key
+from tests.ca.cli_support import REPO, cli
 
 PW_POLICY = Policy(Approval.AUTO, challenge_digest("pw"))
 ONE_TIME = Policy(Approval.AUTO)

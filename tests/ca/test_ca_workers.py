@@ -16,8 +16,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from ca_support import ScepTestClient, http_request, make_ca, rsa_key
-from cli_support import served
 from cryptography import x509
 
 from engine.ca import Approval, BuiltinCA, CAError
@@ -26,6 +24,10 @@ from engine.ca.service import replay
 from engine.ca.state import RequestStatus
 from engine.scep import FailInfo, PkiStatus
 from events.filelog import FileEventLog
+from tests.ca.ca_support import ScepTestClient, http_request, make_ca, rsa_key
+from tests.ca.cli_support import served
+
+pytestmark = pytest.mark.integration
 
 PW = "workers-secret"
 

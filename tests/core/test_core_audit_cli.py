@@ -6,10 +6,10 @@ import json
 from pathlib import Path
 
 import pytest
-from engine_support import open_engine
 
 from engine.cli import main
 from engine.ports import FakeClock
+from tests.core.engine_support import open_engine
 
 
 @pytest.fixture
@@ -85,3 +85,30 @@ def test_replay_performs_no_effect(tmp_path: Path, capsys: pytest.CaptureFixture
     out = capsys.readouterr().out
     assert out.count("This is a replay of the log") == 2
     assert "Unable to reach" not in out
+
+
+def test_scrub_checks_the_sealed_segments(tmp_path: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    from events.device import ConfigurationCommitted
+    from events.filelog import SCRUB_FILE, FileEventLog
+    from events.store import PendingEvent
+
+    root = tmp_path / "log"
+    with FileEventLog.open(root, segment_bytes=300) as log:
+        for n in range(8):
+            ev = ConfigurationCommitted(1_000_000_001 + n, "admin", "", "",
+                                        ((("hostname",), None if not n else f"hostname r{n - 1}",
+                                          f"hostname r{n}"),))
+            log.append([PendingEvent(ev, "device", 1_700_000_000_000_000 + n)])
+    segs = sorted(root.glob("*.seg"))
+    assert len(segs) >= 3
+    assert main(["log", "scrub", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert f"segments  : {len(segs) - 1} sealed and the newest" in out
+    assert "chain     : OK" in out and (root / SCRUB_FILE).exists()
+    raw = bytearray(segs[0].read_bytes())
+    raw[-5] ^= 0x01
+    segs[0].write_bytes(bytes(raw))
+    assert main(["log", "scrub", str(tmp_path)]) == 1
+    out = capsys.readouterr().out
+    assert "DAMAGED   : frame checksum mismatch (seq" in out and segs[0].name in out

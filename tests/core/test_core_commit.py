@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from engine_support import open_engine, run
-
 from engine import Engine
 from engine.errors import Reason
 from engine.ports import FakeClock
+from tests.core.engine_support import open_engine, run
 
 
 def test_config_edits_stay_in_the_target_until_commit() -> None:

@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from engine_support import open_engine
 
 import events.ca
 import events.device
@@ -26,6 +25,7 @@ from events.ca import ChallengeMinted
 from events.filelog import FileEventLog
 from events.registry import Event, known_types
 from events.store import PendingEvent
+from tests.core.engine_support import open_engine
 
 
 def declared(module: object) -> set[str]:

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pexpect
 import pytest
-from engine_support import open_engine
 
 from engine.frontends import run_batch
 from engine.ports import FakeClock
+from tests.core.engine_support import open_engine
 
 GOLDEN = Path(__file__).parent / "golden"
 REPO = Path(__file__).resolve().parents[2]
@@ -112,6 +112,7 @@ def test_exit_at_the_exec_prompt_ends_a_script(tmp_path: Path) -> None:
     assert status == 0 and "never" not in text and text.endswith("RP/0/RP0/CPU0:r1#exit\n")
 
 
+@pytest.mark.integration
 def test_demo_keeps_its_data_with_dir(tmp_path: Path) -> None:
     """The main job: the reference session against the built-in CA; --dir keeps the device
     so a newcomer can open it afterwards, and a used directory is refused."""

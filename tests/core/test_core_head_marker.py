@@ -15,12 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from engine_support import open_engine
 
 from engine import snapshot
 from engine.cli import main
 from events import filelog
 from events.filelog import HEAD_FILE, FileEventLog, LogError, LogTruncated, iter_frames, read_marker
+from tests.core.engine_support import open_engine
 
 
 def _commits(root: Path, names: list[str], *, close: bool = True) -> Any:

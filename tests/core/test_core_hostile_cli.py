@@ -223,6 +223,7 @@ def test_ca_init_on_a_file(tmp_path: Path) -> None:
     assert line == f"% CA directory {a_file} is not a directory."
 
 
+@pytest.mark.integration
 def test_ca_serve_on_a_port_in_use(tmp_path: Path) -> None:
     assert trustledger("ca", "init", tmp_path / "ca", "--key", "rsa:2048").returncode == 0
     with socket.socket() as busy:

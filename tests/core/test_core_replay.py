@@ -9,7 +9,6 @@ from pathlib import Path
 
 import hypothesis.strategies as st
 import pytest
-from engine_support import SHOWS, open_engine
 from hypothesis import HealthCheck, settings
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
@@ -17,6 +16,7 @@ from engine import Engine, snapshot
 from engine.ports import FakeClock
 from engine.state import DeviceState, replay_rows
 from events.filelog import FileEventLog
+from tests.core.engine_support import SHOWS, open_engine
 
 NAMES = st.sampled_from(["r1", "r2", "edge-7", "core01"])
 DOMAINS = st.sampled_from(["example.com", "lab.example.net", "a.b"])
@@ -108,13 +108,14 @@ def test_reopen_uses_the_snapshot_and_matches_a_full_replay(
         e.execute("end", answers=["yes"])
     e.close()
     snaps = sorted((tmp_path / "snapshots").glob("*.snap"))
-    assert [int(p.stem) for p in snaps] == [10, 12]  # every 5 events, the last two kept
-    loaded: list[DeviceState | None] = []
-    real_load = snapshot.load
-    monkeypatch.setattr(snapshot, "load", lambda d, log, *rest: loaded.append(
+    # Every 5 events; the newest two kept, and older ones one per SPAN (all in one here).
+    assert [int(p.stem) for p in snaps] == [5, 10, 12]
+    loaded: list[tuple[DeviceState, object] | None] = []
+    real_load = snapshot.load_with_tail
+    monkeypatch.setattr(snapshot, "load_with_tail", lambda d, log, *rest: loaded.append(
         real_load(d, log, *rest)) or loaded[-1])
     again = open_engine(tmp_path)
-    assert loaded[0] is not None and loaded[0].seq == 12
+    assert loaded[0] is not None and loaded[0][0].seq == 12
     assert again.state == replayed(tmp_path, use_snapshot=False)
     assert again.state.hostname == "r11"
     again.close()
@@ -176,3 +177,74 @@ def test_a_recovered_torn_tail_is_reported(tmp_path: Path) -> None:
                                "a truncated file")
     assert again.state.hostname == "r1"
     again.close()
+
+
+def test_retention_keeps_the_newest_and_one_per_span_of_older_ones(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(snapshot, "KEEP", 2)
+    monkeypatch.setattr(snapshot, "SPAN", 100)
+    monkeypatch.setattr(snapshot, "SPANS", 3)
+    files = [Path(f"{seq:020d}.snap") for seq in
+             (10, 60, 110, 150, 199, 230, 260, 300, 340, 399, 410, 420)]
+    dropped = {int(p.stem) for p in snapshot.pruned(files)}
+    # newest two: 410, 420; then the newest in each of the 3 newest spans: 399, 260, 199.
+    assert sorted({10, 60, 110, 150, 199, 230, 260, 300, 340, 399, 410, 420} - dropped) == \
+        [199, 260, 399, 410, 420]
+
+
+def _commits(path: Path, n: int) -> None:
+    e = open_engine(path)
+    for i in range(n):
+        e.execute("configure")
+        e.execute(f"hostname r{i}")
+        e.execute("end", answers=["yes"])
+    e.close()
+
+
+def test_open_checks_the_hash_chain_of_the_tail_after_the_snapshot(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A frame after the snapshot rewritten with valid checksums (a careful forger) passed
+    the old open, which checked only CRCs: the tail's chain is now checked from the bytes."""
+    import struct
+
+    import crc32c
+    import msgpack
+
+    from events.filelog import _FRAME_PREFIX, LogCorrupted, iter_frames
+
+    monkeypatch.setattr(snapshot, "EVERY", 4)
+    _commits(tmp_path, 10)
+    [seg] = sorted((tmp_path / "log").glob("*.seg"))
+    victim = list(iter_frames(seg))[-2]  # after the snapshot at seq 8, not its first frame
+    rows = msgpack.unpackb(victim.body)
+    rows[0][7]["user"] = "mallory"
+    body = msgpack.packb(rows, use_bin_type=True)
+    prefix = _FRAME_PREFIX.pack(len(body), victim.first_seq, crc32c.crc32c(body))
+    data = seg.read_bytes()
+    seg.write_bytes(data[:victim.offset] + prefix + struct.pack("<I", crc32c.crc32c(prefix))
+                    + body + data[victim.end:])
+    (tmp_path / "snapshots" / f"{10:020d}.snap").unlink()  # open from the one at seq 8
+    with pytest.raises(LogCorrupted, match="hash chain broken"):
+        open_engine(tmp_path)
+
+
+def test_replay_until_from_a_snapshot_equals_the_replay_from_the_start(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from engine.cli import main
+
+    monkeypatch.setattr(snapshot, "EVERY", 3)
+    _commits(tmp_path, 12)
+    assert len(list((tmp_path / "snapshots").glob("*.snap"))) >= 3
+    bare = tmp_path / "bare"
+    shutil.copytree(tmp_path / "log", bare / "log")  # the same log, no snapshots
+    tried: list[int] = []
+    real = snapshot.load_with_tail
+    monkeypatch.setattr(snapshot, "load_with_tail", lambda *a, **kw: tried.append(
+        kw["upto"]) or real(*a, **kw))
+    for seq in (1, 2, 3, 4, 7, 9, 11, 12, 40):
+        assert main(["replay", str(tmp_path), "--until", str(seq)]) == 0
+        from_snapshot = capsys.readouterr().out
+        assert main(["replay", str(bare), "--until", str(seq)]) == 0
+        assert from_snapshot == capsys.readouterr().out
+    assert tried and tried[-1] == 39

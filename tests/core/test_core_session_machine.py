@@ -105,14 +105,14 @@ def test_rollback_outside_exec_is_refused_by_the_machine() -> None:
     machine all the same, and a session in config mode is refused."""
     from engine.commands.configuration import rollback_last
     from engine.engine import Ctx
-    from engine.errors import CommandError
+    from engine.errors import OperatorError
     from engine.parser import parse
 
     e = engine_in("config-changed")
     match = parse(GRAMMAR, EXEC, "rollback configuration last 1")
     assert match is not None
     ctx = Ctx(e.state, e.session, 0, "admin", match, GRAMMAR)
-    with pytest.raises(CommandError) as err:
+    with pytest.raises(OperatorError) as err:
         next(rollback_last(ctx))
     assert err.value.message == "% Rollback is an exec command; 'end' first."
 

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pexpect
 import pytest
-from engine_support import open_engine
-from pty_support import Screen, shell_env, spawn_shell
 
 from engine.frontends import async_message, run_batch
 from engine.ports import FakeClock
 from events.store import PendingEvent
+from tests.core.engine_support import open_engine
+from tests.support.pty_support import Screen, shell_env, spawn_shell
 
 EXEC, CONFIG = "RP/0/RP0/CPU0:r1#", "RP/0/RP0/CPU0:r1(config)#"
 

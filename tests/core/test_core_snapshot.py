@@ -17,13 +17,13 @@ from typing import Any
 
 import msgpack
 import pytest
-from snapshot_support import build_rich, open_device, shows
 
 from engine import snapshot
 from engine.engine import Engine
 from engine.ports import FakeClock
 from engine.state import DeviceState, replay_rows
 from events.filelog import FileEventLog, LogError
+from tests.core.snapshot_support import build_rich, open_device, shows
 
 
 @dataclasses.dataclass(frozen=True)
@@ -239,7 +239,7 @@ def test_the_old_exploit_no_longer_runs_code(small: Device, tmp_path: Path) -> N
     small.snap.write_bytes(msgpack.packb(
         {"v": 1, "seq": head.seq, "hash": head.chain_hash, "state": payload},
         use_bin_type=True))
-    assert_ignored(small, "not a version-2 snapshot")
+    assert_ignored(small, "not a version-3 snapshot")
     assert not target.exists()
     # The same inside a correctly sealed version-2 body, as an extension or as tags.
     for hostile in (payload, ["os.mkdir", str(target)], ["engine.snapshot.os.mkdir",
@@ -252,7 +252,7 @@ def test_the_old_exploit_no_longer_runs_code(small: Device, tmp_path: Path) -> N
 
 
 HOSTILE_TAGS = ["subprocess.Popen", "os.system", "builtins.eval", "posix.mkdir", "Popen",
-                "engine.state.DeviceState", "KeySpec", "TrustpointConfig", "", "x" * 10_000]
+                "engine.state.DeviceState", "KeySpec", "Session", "", "x" * 10_000]
 
 
 @pytest.mark.parametrize("tag", HOSTILE_TAGS)
@@ -377,7 +377,7 @@ def test_every_bit_flip_of_a_rich_snapshot_is_caught_before_decoding(rich: Devic
     for i in range(len(good) * 8):
         damaged = bytearray(good)
         damaged[i // 8] ^= 1 << (i % 8)
-        with pytest.raises(snapshot.SnapshotMismatch, match=r"digest|version-2"):
+        with pytest.raises(snapshot.SnapshotMismatch, match=r"digest|version-3"):
             snapshot.decode(bytes(damaged))
 
 

@@ -18,12 +18,12 @@ from typing import Any
 import msgpack
 import pytest
 import structlog
-from engine_support import open_engine
 
 from engine import snapshot
 from engine.cli import main
 from engine.engine import Engine
 from engine.ports import FakeClock
+from tests.core.engine_support import open_engine
 
 REPO = Path(__file__).resolve().parents[2]
 HOSTNAMES = ("r1", "r2", "r3", "r4")
@@ -198,7 +198,7 @@ def test_the_old_exploit_through_the_shell_runs_nothing(device: Path, tmp_path: 
                           capture_output=True, timeout=60, check=False)
     assert done.returncode == 0, done.stderr
     assert "hostname r4" in done.stdout
-    assert f"%LOG-4-SNAPSHOT_IGNORED: {newest}: not a version-2 snapshot" in done.stderr
+    assert f"%LOG-4-SNAPSHOT_IGNORED: {newest}: not a version-3 snapshot" in done.stderr
     assert "Traceback" not in done.stderr
     assert not target.exists()
 

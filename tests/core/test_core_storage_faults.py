@@ -24,12 +24,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from engine_support import open_engine
 
 from engine import Engine
 from engine.keys import KeyAlgorithm
 from engine.keystore import MASTER_KEY_ENV
 from events import filelog
+from tests.core.engine_support import open_engine
 
 REPO = Path(__file__).resolve().parents[2]
 FAULTS = [(errno.ENOSPC, "No space left on device"), (errno.EIO, "Input/output error")]

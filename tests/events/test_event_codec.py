@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from eventlog_support import INT64, Sampled, native_values, pending_events, sampled_events
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -23,6 +22,13 @@ from events.filelog import (
 )
 from events.registry import Event, UnknownEventType, event, event_from, payload_of, upcaster
 from events.store import GENESIS, PendingEvent, Recorded, chain_hash, seal
+from tests.events.eventlog_support import (
+    INT64,
+    Sampled,
+    native_values,
+    pending_events,
+    sampled_events,
+)
 
 # -- a type at schema v3 with upcasters v1 -> v2 -> v3 --------------------------------------
 

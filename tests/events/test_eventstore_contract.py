@@ -12,7 +12,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from eventlog_support import Noted, Sampled, batches, fingerprint, noted, noted_batch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -20,6 +19,7 @@ from events.codec import encode_core
 from events.filelog import FileEventLog
 from events.memory import MemoryEventLog
 from events.store import GENESIS, EventStore, PendingEvent, chain_hash
+from tests.events.eventlog_support import Noted, Sampled, batches, fingerprint, noted, noted_batch
 
 
 class EventStoreContract(abc.ABC):

@@ -1,10 +1,11 @@
 """Damage anywhere in the log is found and named, never skipped.
 
 Every single-bit flip in a small log (and a hypothesis-chosen sample in a bigger one) must be
-reported by `verify`, and must make every open refuse with `LogCorrupted` naming the segment and
-the offset of the damaged frame (or 0 for a segment header) without touching the files: an
-acknowledged event is never silently dropped. Deliberate edits that keep the checksums valid are
-caught by the hash chain.
+reported by `verify`; in the newest segment it must make every open refuse, in a sealed one the
+scrub must report it and reading must refuse (opening reads only the newest segment), each with
+`LogCorrupted` naming the segment and the offset of the damaged frame (or 0 for a segment header),
+without touching the files: an acknowledged event is never silently dropped. Deliberate edits
+that keep the checksums valid are caught by the hash chain.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from pathlib import Path
 import crc32c
 import msgpack
 import pytest
-from eventlog_support import fingerprint, noted_batch, segment_files
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -27,9 +27,11 @@ from events.filelog import (
     FileEventLog,
     LogCorrupted,
     iter_frames,
+    scrub,
     verify,
 )
 from events.store import chain_hash
+from tests.events.eventlog_support import fingerprint, noted_batch, segment_files
 
 
 def _build(root: Path, batch_sizes: list[int], segment_bytes: int) -> None:
@@ -57,13 +59,18 @@ def _assert_flip_is_caught(root: Path, seg: Path, bit: int) -> None:
     damaged = bytearray(original)
     damaged[bit // 8] ^= 1 << (bit % 8)
     seg.write_bytes(bytes(damaged))
+    newest = seg == segment_files(root)[-1]
     try:
         report = verify(root)
         assert report.damage is not None, f"bit {bit} of {seg.name} not reported"
         assert (report.damage.segment, report.damage.offset) == expected
+        if not newest:  # a sealed segment: the scrub finds it (opening does not read it)
+            found = scrub(root).damage
+            assert found is not None and (found.segment, found.offset) == expected
         for readonly in (False, True):
-            with pytest.raises(LogCorrupted) as err:
-                FileEventLog.open(root, readonly=readonly)
+            with pytest.raises(LogCorrupted) as err, \
+                    FileEventLog.open(root, readonly=readonly) as log:
+                list(log.read())  # opening checks the newest segment, reading the rest
             assert (err.value.damage.segment, err.value.damage.offset) == expected
             assert f"offset {expected[1]}" in str(err.value)
         assert seg.read_bytes() == bytes(damaged)  # a refused open repairs nothing
@@ -71,6 +78,7 @@ def _assert_flip_is_caught(root: Path, seg: Path, bit: int) -> None:
         seg.write_bytes(original)
 
 
+@pytest.mark.slow
 def test_every_single_bit_flip_of_a_small_log_is_caught(tmp_path: Path) -> None:
     root = tmp_path / "log"
     _build(root, [1, 2, 1, 1], segment_bytes=260)
@@ -158,7 +166,7 @@ def test_a_removed_frame_refuses_to_open(tmp_path: Path) -> None:
     assert verify(root).damage is not None
 
 
-def test_a_missing_middle_segment_refuses_to_open(tmp_path: Path) -> None:
+def test_a_missing_middle_segment_is_found_by_reading_and_scrub(tmp_path: Path) -> None:
     root = tmp_path / "log"
     _build(root, [1] * 12, segment_bytes=260)
     segs = segment_files(root)
@@ -167,10 +175,13 @@ def test_a_missing_middle_segment_refuses_to_open(tmp_path: Path) -> None:
         before = fingerprint(log.read())
     middle = segs[1].read_bytes()
     segs[1].unlink()
-    with pytest.raises(LogCorrupted, match="expected") as err:
-        FileEventLog.open(root)
+    with pytest.raises(LogCorrupted, match="expected") as err, \
+            FileEventLog.open(root) as log:  # opening reads the newest segment only
+        list(log.read())
     assert err.value.damage.segment == segs[2].name
     assert verify(root).damage is not None
+    found = scrub(root).damage
+    assert found is not None and found.segment == segs[2].name
     segs[1].write_bytes(middle)
     with FileEventLog.open(root) as log:
         assert fingerprint(log.read()) == before

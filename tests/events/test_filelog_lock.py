@@ -10,9 +10,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from eventlog_support import noted_batch
 
 from events.filelog import FileEventLog, LogError, LogLocked
+from tests.events.eventlog_support import noted_batch
 
 REPO = Path(__file__).resolve().parents[2]
 

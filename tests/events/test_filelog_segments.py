@@ -8,7 +8,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from eventlog_support import fingerprint, noted, noted_batch, segment_files
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -20,6 +19,7 @@ from events.filelog import (
     verify,
 )
 from events.store import GENESIS
+from tests.events.eventlog_support import fingerprint, noted, noted_batch, segment_files
 
 # -- rotation ---------------------------------------------------------------------------------
 
@@ -198,6 +198,7 @@ def _peak_while(consume: Callable[[], int]) -> tuple[int, int]:
         tracemalloc.stop()
 
 
+@pytest.mark.slow
 def test_read_streams_a_large_log_in_constant_memory(big_log: Path) -> None:
     log_bytes = sum(p.stat().st_size for p in segment_files(big_log))
     assert log_bytes > 16 << 20 and len(segment_files(big_log)) >= 3

@@ -10,11 +10,11 @@ import threading
 from pathlib import Path
 
 import pytest
-from eventlog_support import Noted
 
 from events.filelog import FileEventLog
 from events.groupcommit import GroupCommit
 from events.store import PendingEvent
+from tests.events.eventlog_support import Noted
 
 
 class Unavailable(Exception):

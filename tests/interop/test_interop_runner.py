@@ -127,6 +127,7 @@ def _post(url: str, body: bytes) -> tuple[int, bytes]:
         return e.code, e.read()
 
 
+@pytest.mark.integration
 def test_proxy_records_answers_and_server_errors(upstream: str) -> None:
     proxy = RecordingProxy(upstream)
     try:
@@ -145,6 +146,7 @@ def test_proxy_records_answers_and_server_errors(upstream: str) -> None:
         proxy.close()
 
 
+@pytest.mark.integration
 def test_get_only_proxy_hides_post_and_refuses_it(upstream: str) -> None:
     proxy = RecordingProxy(upstream, get_only=True)
     try:

@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
-from keys_support import only_pair
 
 from engine import Engine
 from engine.effects import Effect, Outcome
@@ -17,6 +16,7 @@ from engine.keys import KeyAlgorithm, KeyUsage, spki_of
 from engine.keystore import KeyPool, KeyZeroized, MemoryKeystore, WithPrivateKey, keystore_of
 from engine.runtime import run
 from events.keys import KeyPairGenerated, KeyPairZeroized
+from tests.keys.keys_support import only_pair
 
 DIALOGUE_1024 = """\
 The name for the keys will be:mykey

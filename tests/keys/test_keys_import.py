@@ -9,12 +9,12 @@ import textwrap
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from keys_support import data_bytes
 
 from engine import Engine
 from engine.keys import ImportProblem, KeyAlgorithm, KeyImportError, KeyUsage, parse_public_key
 from engine.keys import PrivateKey as AnyPrivateKey
 from events.keys import PublicKeyImported, PublicKeyRemoved
+from tests.keys.keys_support import data_bytes
 
 Enc = serialization.Encoding
 Pub = serialization.PublicFormat

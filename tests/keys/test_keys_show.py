@@ -6,13 +6,13 @@ import hypothesis.strategies as st
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from hypothesis import given
-from keys_support import REFERENCE_AT, data_bytes, vector
 
 from engine import Engine
 from engine.keys import KeyAlgorithm, KeyPair, KeyUsage
 from engine.keystore import KeyPool
 from engine.ports import FakeClock
 from projections.keys import hex_words, render_key_pairs
+from tests.keys.keys_support import REFERENCE_AT, data_bytes, vector
 
 REFERENCE = vector("show_crypto_key_mypubkey_rsa_reference.txt")
 

@@ -7,13 +7,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from keys_support import log_bytes, only_pair
 
 from engine import Engine
 from engine.keys import KeyAlgorithm, SealedKey
 from engine.keystore import DirectoryKeystore, KeystoreError, KeystoreFailure, KeyZeroized
 from events.filelog import FileEventLog
 from events.keys import KeyPairGenerated, KeyPairZeroized
+from tests.keys.keys_support import log_bytes, only_pair
 
 
 def sealed_from_log(data_dir: Path, label: str) -> list[SealedKey]:

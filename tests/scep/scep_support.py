@@ -9,7 +9,6 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
-import raw_der as R
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -27,6 +26,7 @@ from engine.scep import (
 )
 from engine.scep import attributes as A
 from engine.scep import cms as scep_cms
+from tests.scep import raw_der as R
 
 VECTORS = Path(__file__).resolve().parent.parent / "vectors" / "scep"
 NOW = dt.datetime(2026, 11, 27, 12, 0, 0, tzinfo=dt.UTC)

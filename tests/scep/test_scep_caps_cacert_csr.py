@@ -11,7 +11,6 @@ from asn1crypto import x509 as asn1_x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding
 from cryptography.x509.oid import NameOID
-from scep_support import ca_certificate, leaf_certificate, name, pki, rsa_key
 
 from engine.scep import (
     CA_CERT_CONTENT_TYPE,
@@ -32,6 +31,7 @@ from engine.scep import (
     parse_capabilities,
     parse_csr,
 )
+from tests.scep.scep_support import ca_certificate, leaf_certificate, name, pki, rsa_key
 
 # ---------------------------------------------------------------------------- vocabulary
 

@@ -13,20 +13,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
-import raw_der as R
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ec
-from scep_support import (
-    ec_key,
-    name,
-    pkcs_req,
-    pki,
-    read_like_a_caller,
-    vector,
-    vector_cert,
-    vector_key,
-)
 
 from engine.scep import (
     Credential,
@@ -37,6 +26,17 @@ from engine.scep import (
     build_csr,
     parse_csr,
     parse_request,
+)
+from tests.scep import raw_der as R
+from tests.scep.scep_support import (
+    ec_key,
+    name,
+    pkcs_req,
+    pki,
+    read_like_a_caller,
+    vector,
+    vector_cert,
+    vector_key,
 )
 
 OPENSSL = shutil.which("openssl")

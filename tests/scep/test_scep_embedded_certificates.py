@@ -11,9 +11,7 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-import raw_der as R
 from cryptography import x509
-from scep_support import NOW, name, pki, random_bytes
 
 from engine.scep import (
     CA_CERT_CONTENT_TYPE,
@@ -32,6 +30,8 @@ from engine.scep import (
     parse_request,
     read_certs_only,
 )
+from tests.scep import raw_der as R
+from tests.scep.scep_support import NOW, name, pki, random_bytes
 
 WEEK = dt.timedelta(days=7)
 INT_SUBJECT = R.name([("1.2.3.4", 0x02, b"\x01\x00")])  # an INTEGER where text belongs

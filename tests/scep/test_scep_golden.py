@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import sys
-
 import pytest
-from scep_support import VECTORS, vector, vector_key
 
 from engine.scep import Credential, FailInfo, PkiStatus, parse_cert_rep, parse_request
-
-sys.path.insert(0, str(VECTORS))
-import make_own_vectors
+from tests.scep.scep_support import vector, vector_key
+from tests.vectors.scep import make_own_vectors
 
 
 @pytest.mark.parametrize("name", ["certrep_pending_ours.der",

@@ -17,8 +17,6 @@ from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
-from peer_support import free_port, peers_dir
-from scep_support import name
 
 from engine.scep import (
     CACertificates,
@@ -39,6 +37,8 @@ from engine.scep import (
     parse_cert_rep,
     transaction_id_for,
 )
+from tests.scep.scep_support import name
+from tests.support.peer_support import free_port, peers_dir
 
 pytestmark = pytest.mark.integration
 

@@ -6,7 +6,6 @@ import datetime as dt
 
 import pytest
 from asn1crypto import cms, core
-from scep_support import NOW, name, pki, random_bytes
 
 from engine.scep import (
     ContentCipher,
@@ -28,6 +27,7 @@ from engine.scep import (
 )
 from engine.scep import attributes as A
 from engine.scep import cms as scep_cms
+from tests.scep.scep_support import NOW, name, pki, random_bytes
 
 AES128_OID = bytes.fromhex("0609608648016503040102")
 AES192_OID = bytes.fromhex("0609608648016503040116")  # aes192-CBC: real, but not ours

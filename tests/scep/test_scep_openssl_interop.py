@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives import serialization
-from scep_support import name, pki, random_bytes
 
 from engine.scep import ContentCipher, RequestParameters, build_csr, build_pkcs_req, new_nonce
 from engine.scep.cms import envelope, open_envelope, read_signed, verify_signed
+from tests.scep.scep_support import name, pki, random_bytes
 
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl not installed")
 

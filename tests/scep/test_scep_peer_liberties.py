@@ -9,12 +9,10 @@
 from __future__ import annotations
 
 import pytest
-import raw_der as R
 from asn1crypto import algos, cms, core
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
-from scep_support import NOW, pkcs_req, pki, vector
 
 from engine.scep import (
     CertRep,
@@ -32,6 +30,8 @@ from engine.scep import (
 from engine.scep import attributes as A
 from engine.scep import cms as scep_cms
 from engine.scep.algorithms import DigestAlgorithm
+from tests.scep import raw_der as R
+from tests.scep.scep_support import NOW, pkcs_req, pki, vector
 
 PSS_OID = "1.2.840.113549.1.1.10"
 

@@ -8,25 +8,10 @@ import functools
 from collections.abc import Callable
 
 import pytest
-import raw_der as R
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from scep_support import (
-    NOW,
-    cert_rep_success_raw,
-    name,
-    pkcs_req,
-    pki,
-    random_bytes,
-    raw_certs_only,
-    read_certificate_like_a_caller,
-    read_like_a_caller,
-    vector,
-    vector_cert,
-    vector_key,
-)
 
 from engine.scep import (
     CA_CERT_CONTENT_TYPE,
@@ -54,6 +39,21 @@ from engine.scep import (
     read_certs_only,
 )
 from engine.scep.cms import open_envelope
+from tests.scep import raw_der as R
+from tests.scep.scep_support import (
+    NOW,
+    cert_rep_success_raw,
+    name,
+    pkcs_req,
+    pki,
+    random_bytes,
+    raw_certs_only,
+    read_certificate_like_a_caller,
+    read_like_a_caller,
+    vector,
+    vector_cert,
+    vector_key,
+)
 
 pytestmark = pytest.mark.filterwarnings(
     "ignore::cryptography.utils.CryptographyDeprecationWarning")

@@ -7,7 +7,6 @@ import itertools
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from scep_support import NOW, crl, ec_key, issue, name, pki, random_bytes
 
 from engine.scep import (
     CACertificates,
@@ -34,6 +33,7 @@ from engine.scep import (
     parse_request,
     transaction_id_for,
 )
+from tests.scep.scep_support import NOW, crl, ec_key, issue, name, pki, random_bytes
 
 CIPHERS = list(ContentCipher)
 DIGESTS = list(DigestAlgorithm)
@@ -199,7 +199,7 @@ def test_ecdsa_signed_cert_rep_verifies() -> None:
     """A CA with an EC key signs CertReps with ECDSA (requests still go to an RSA RA)."""
     p = pki()
     eck = ec_key("ca")
-    from scep_support import ca_certificate
+    from tests.scep.scep_support import ca_certificate
 
     ec_ca = Credential(ca_certificate(eck, name("EC CA")), eck)
     rp = params()

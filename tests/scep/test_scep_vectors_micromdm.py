@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 from asn1crypto import cms
 from cryptography.hazmat.primitives import serialization
-from scep_support import vector, vector_cert, vector_key, vector_manifest
 
 from engine.scep import (
     CA_CERT_CONTENT_TYPE,
@@ -24,6 +23,7 @@ from engine.scep import (
     parse_cert_rep,
     parse_request,
 )
+from tests.scep.scep_support import vector, vector_cert, vector_key, vector_manifest
 
 SHA1_WITH_RSA = "1.2.840.113549.1.1.5"
 

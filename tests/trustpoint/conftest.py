@@ -9,16 +9,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tp_support import make_ca, open_device
 
 from engine import Engine
 from engine.adapters.scep_inprocess import InProcessTransport
-from engine.ca.decide import Approval
-from engine.ca.server import CAServer, InProcessCA, serve, serve_in_process
-from engine.ca.service import BuiltinCA
 from engine.keystore import MASTER_KEY_ENV
 from engine.ports import FakeClock
 from engine.scep_client import HttpxTransport
+from tests.trustpoint.tp_support import CAFactory, open_device
 
 
 @pytest.fixture(autouse=True)
@@ -62,39 +59,6 @@ def open_engine(device_dir: Path, clock: FakeClock,
 @pytest.fixture
 def device(open_engine: Callable[..., Engine]) -> Engine:
     return open_engine()
-
-
-class CAFactory:
-    """Builds built-in CAs on the shared clock and serves them, to the devices' in-process
-    transport (`http=True`: over real loopback HTTP); everything stops at teardown."""
-
-    def __init__(self, root: Path, clock: FakeClock, network: InProcessTransport) -> None:
-        self.root = root
-        self.clock = clock
-        self.network = network
-        self.cas: list[BuiltinCA] = []
-        self.servers: list[CAServer | InProcessCA] = []
-
-    def __call__(self, approval: Approval = Approval.AUTO, *, name: str = "ca",
-                 challenge: str | None = None, http: bool = False,
-                 **kw: Any) -> tuple[BuiltinCA, Any]:
-        ca = make_ca(self.root / name, self.clock, **kw)
-        self.cas.append(ca)
-        server: CAServer | InProcessCA
-        if http:
-            server = serve(ca, approval=approval, challenge=challenge, admin=False,
-                           crl_check_interval=3600)
-        else:
-            server = serve_in_process(ca, self.network, f"http://{name}.invalid",
-                                      approval=approval, challenge=challenge)
-        self.servers.append(server)
-        return ca, server
-
-    def close(self) -> None:
-        for s in self.servers:
-            s.stop()
-        for ca in self.cas:
-            ca.close()
 
 
 @pytest.fixture

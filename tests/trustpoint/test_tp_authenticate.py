@@ -7,10 +7,17 @@ from __future__ import annotations
 import hashlib
 from datetime import datetime
 
+import pytest
 from asn1crypto import cms as asn1_cms
-from conftest import CAFactory
 from cryptography import x509
-from tp_support import (
+
+from engine import Engine
+from engine.ca.decide import Approval
+from engine.machines.trustpoint import Lifecycle
+from engine.scep.cms import read_signed
+from events.trustpoint import CACertificateAccepted, CACertificateRefused
+from tests.trustpoint.tp_support import (
+    CAFactory,
     RecordingTransport,
     authenticate,
     declare,
@@ -21,11 +28,7 @@ from tp_support import (
     status,
 )
 
-from engine import Engine
-from engine.ca.decide import Approval
-from engine.machines.trustpoint import Lifecycle
-from engine.scep.cms import read_signed
-from events.trustpoint import CACertificateAccepted, CACertificateRefused
+pytestmark = pytest.mark.integration
 
 QUESTION = "Do you accept this certificate?? [yes/no]:"
 

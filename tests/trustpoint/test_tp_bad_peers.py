@@ -19,19 +19,6 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
-from tp_support import (
-    authenticate,
-    declare,
-    der,
-    enroll,
-    event_types,
-    identity_and_key,
-    issue,
-    make_ca,
-    rsa_key,
-    self_signed_ca,
-    status,
-)
 
 from engine import Engine
 from engine.ca.scep_frontend import CAPABILITIES
@@ -50,6 +37,21 @@ from engine.scep import (
     new_nonce,
     parse_request,
 )
+from tests.trustpoint.tp_support import (
+    authenticate,
+    declare,
+    der,
+    enroll,
+    event_types,
+    identity_and_key,
+    issue,
+    make_ca,
+    rsa_key,
+    self_signed_ca,
+    status,
+)
+
+pytestmark = pytest.mark.integration
 
 Reply = tuple[int, str, bytes]  # HTTP status, Content-Type, body
 Handler = Callable[[str, bytes], Reply]  # (operation, request body) -> reply

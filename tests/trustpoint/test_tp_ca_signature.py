@@ -10,7 +10,15 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
-from tp_support import (
+
+from engine import Engine
+from engine.errors import TrustledgerError
+from engine.pki import check_ca_signature
+from engine.ports import FakeClock
+from engine.scep import build_ca_certificates
+from engine.scep_client import HttpReply
+from engine.trustpoints import status_of
+from tests.trustpoint.tp_support import (
     T0_US,
     ScriptedTransport,
     authenticate,
@@ -21,14 +29,6 @@ from tp_support import (
     rsa_key,
     self_signed_ca,
 )
-
-from engine import Engine
-from engine.errors import CommandError
-from engine.pki import check_ca_signature
-from engine.ports import FakeClock
-from engine.scep import build_ca_certificates
-from engine.scep_client import HttpReply
-from engine.trustpoints import status_of
 
 QUESTION = "Do you accept this certificate??"
 CAPS = HttpReply(200, "text/plain", b"POSTPKIOperation\nSHA-256\nAES\nSCEPStandard")
@@ -107,7 +107,7 @@ def test_a_subordinate_ca_that_its_sent_issuer_did_not_sign_is_refused() -> None
     """The issuer the CA sent (same name, another key) does not verify the certificate."""
     _, inter = subordinate()
     impostor, _ = subordinate(root_key_index=62)
-    with pytest.raises(CommandError, match="does not verify with the key of its issuer"):
+    with pytest.raises(TrustledgerError, match="does not verify with the key of its issuer"):
         check_ca_signature(inter, [impostor])
     check_ca_signature(inter, [subordinate()[0]])  # the real issuer: fine
 
@@ -123,5 +123,5 @@ def test_a_self_issued_rollover_certificate_verifies_with_the_old_key_sent_besid
                                    critical=True)
                     .sign(rsa_key(63), hashes.SHA256()))
     check_ca_signature(new_with_old, [old])
-    with pytest.raises(CommandError, match="claims to be self-signed"):
+    with pytest.raises(TrustledgerError, match="claims to be self-signed"):
         check_ca_signature(new_with_old)

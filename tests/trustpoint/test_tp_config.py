@@ -7,9 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
-from conftest import CAFactory
 from cryptography import x509
-from tp_support import authenticate, configure, declare, enroll, identity_and_key, run, status
 
 from engine import Engine
 from engine.destruction import REMOVE_QUESTION
@@ -17,6 +15,16 @@ from engine.machines.trustpoint import Lifecycle
 from engine.trustpoints import trustpoint_config
 from events.trustpoint import TrustpointCertificatesRemoved
 from projections.certfmt import ios_serial, sha256_hex
+from tests.trustpoint.tp_support import (
+    CAFactory,
+    authenticate,
+    configure,
+    declare,
+    enroll,
+    identity_and_key,
+    run,
+    status,
+)
 
 TP = "crypto ca trustpoint myca"
 
@@ -151,6 +159,7 @@ def test_range_bounds_accepted(device: Engine, line: str) -> None:
     assert block(device) == [line]
 
 
+@pytest.mark.integration
 def test_no_trustpoint_removes_its_certificates(
         device: Engine, ca_factory: CAFactory, open_engine: Callable[..., Engine]) -> None:
     ca, server = ca_factory()

@@ -9,8 +9,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pytest
-from conftest import CAFactory
-from tp_support import authenticate, configure, declare, enroll, event_types, identity_and_key
 
 from engine import Engine
 from engine.ca.decide import Approval
@@ -18,6 +16,15 @@ from engine.frontends import Scheduler
 from engine.ports import FakeClock
 from engine.scep_client import HttpxTransport, TransportError
 from engine.trustpoints import status_of
+from tests.trustpoint.tp_support import (
+    CAFactory,
+    authenticate,
+    configure,
+    declare,
+    enroll,
+    event_types,
+    identity_and_key,
+)
 
 REPLY = (b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 10\r\n"
          b"Connection: close\r\n\r\n"
@@ -82,6 +89,7 @@ def slow_ca(*, trickle: bool, interval: float = 0.2) -> Iterator[SlowCA]:
         ca.close()
 
 
+@pytest.mark.integration
 @pytest.mark.timeout(60)
 def test_authenticate_against_a_trickling_ca_ends_at_the_deadline() -> None:
     """The reply takes 14 s at one byte per 0.2 s (10 s read timeout never trips); the 1 s
@@ -96,6 +104,7 @@ def test_authenticate_against_a_trickling_ca_ends_at_the_deadline() -> None:
     assert status_of(e.state, "t1").ca_certificate is None
 
 
+@pytest.mark.integration
 @pytest.mark.timeout(60)
 def test_the_deadline_covers_getcacaps_and_getcacert_together() -> None:
     """Each reply takes about 1.2 s, under the 2 s deadline alone; GetCACaps then GetCACert
@@ -109,6 +118,7 @@ def test_the_deadline_covers_getcacaps_and_getcacert_together() -> None:
         "no complete answer within the 2 s deadline of the exchange")
 
 
+@pytest.mark.integration
 @pytest.mark.timeout(60)
 def test_a_pki_operation_post_ends_at_the_deadline() -> None:
     """Enrollment and polls are PKIOperation POSTs: the same deadline holds."""
@@ -137,6 +147,7 @@ def pending_on(device: Engine, ca_factory: CAFactory, hanging_url: str) -> None:
     device.ports.scep = HttpxTransport(timeout=30, deadline=30)
 
 
+@pytest.mark.integration
 @pytest.mark.timeout(120)
 def test_a_hung_poll_never_holds_the_prompt(device: Engine, ca_factory: CAFactory,
                                             clock: FakeClock) -> None:
@@ -160,6 +171,7 @@ def test_a_hung_poll_never_holds_the_prompt(device: Engine, ca_factory: CAFactor
     assert st is not None and st.polls == 1
 
 
+@pytest.mark.integration
 @pytest.mark.timeout(120)
 def test_a_poll_overtaken_by_a_command_is_dropped(device: Engine, ca_factory: CAFactory,
                                                   clock: FakeClock) -> None:

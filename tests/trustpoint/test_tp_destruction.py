@@ -8,9 +8,8 @@ import io
 from collections.abc import Callable
 from contextlib import redirect_stdout
 
-from conftest import CAFactory
+import pytest
 from cryptography import x509
-from tp_support import authenticate, declare, enroll, event_types, identity_and_key, run, status
 
 from engine import Engine
 from engine.cli import main
@@ -18,6 +17,16 @@ from engine.destruction import REMOVE_QUESTION, ZEROIZE_QUESTION
 from engine.machines.trustpoint import Lifecycle
 from events.trustpoint import TrustpointCertificatesRemoved
 from projections.certfmt import ios_serial, sha256_hex
+from tests.trustpoint.tp_support import (
+    CAFactory,
+    authenticate,
+    declare,
+    enroll,
+    event_types,
+    identity_and_key,
+    run,
+    status,
+)
 
 
 def enrolled(device: Engine, ca_factory: CAFactory) -> str:
@@ -32,6 +41,7 @@ def enrolled(device: Engine, ca_factory: CAFactory) -> str:
     return ios_serial(x509.load_der_x509_certificate(cert.der))
 
 
+@pytest.mark.integration
 def test_zeroize_with_a_label_names_the_trustpoint_and_asks(device: Engine,
                                                             ca_factory: CAFactory) -> None:
     serial = enrolled(device, ca_factory)
@@ -63,6 +73,7 @@ def test_zeroize_of_a_key_no_trustpoint_uses_says_so(device: Engine) -> None:
     assert event_types(r) == ["KeyPairZeroized"]
 
 
+@pytest.mark.integration
 def test_rollback_that_removes_an_enrolled_trustpoint_asks_and_records_the_removal(
         device: Engine, ca_factory: CAFactory, device_dir: object,
         open_engine: Callable[..., Engine]) -> None:

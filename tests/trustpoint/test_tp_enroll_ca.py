@@ -12,25 +12,9 @@ from pathlib import Path
 
 import pytest
 import structlog
-from conftest import CAFactory
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
-from tp_support import (
-    CHALLENGE,
-    DOMAIN,
-    HOSTNAME,
-    RecordingTransport,
-    authenticate,
-    configure,
-    declare,
-    der,
-    enroll,
-    event_types,
-    identity_and_key,
-    spki_of,
-    status,
-)
 
 from engine import Engine
 from engine.ca.decide import Approval
@@ -46,6 +30,24 @@ from events.trustpoint import (
     EnrollmentPending,
     EnrollmentRequested,
 )
+from tests.trustpoint.tp_support import (
+    CHALLENGE,
+    DOMAIN,
+    HOSTNAME,
+    CAFactory,
+    RecordingTransport,
+    authenticate,
+    configure,
+    declare,
+    der,
+    enroll,
+    event_types,
+    identity_and_key,
+    spki_of,
+    status,
+)
+
+pytestmark = pytest.mark.integration
 
 VECTORS = Path(__file__).parent / "vectors"
 REFERENCE_CA = ("CN=Root coax-u10 Certificate Manager,OU=HFR,O=Cisco Systems,L=San Jose,ST=CA,"

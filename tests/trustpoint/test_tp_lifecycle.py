@@ -10,8 +10,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import pytest
-from conftest import CAFactory
-from tp_support import (
+
+from engine import Engine
+from engine.ca.decide import Approval
+from engine.ca.service import BuiltinCA
+from engine.engine import Result
+from engine.machines.trustpoint import LIFECYCLE, TABLE, Lifecycle
+from engine.ports import FakeClock
+from engine.state import DeviceState, evolve
+from engine.trustpoints import trustpoint_config
+from tests.trustpoint.tp_support import (
+    CAFactory,
     authenticate,
     configure,
     declare,
@@ -23,15 +32,6 @@ from tp_support import (
     run,
     status,
 )
-
-from engine import Engine
-from engine.ca.decide import Approval
-from engine.ca.service import BuiltinCA
-from engine.engine import Result
-from engine.machines.trustpoint import LIFECYCLE, TABLE, Lifecycle
-from engine.ports import FakeClock
-from engine.state import DeviceState, evolve
-from engine.trustpoints import trustpoint_config
 
 EDGES = set(LIFECYCLE.pairs)
 
@@ -167,6 +167,7 @@ def lifecycles_along_the_log(e: Engine) -> list[tuple[Lifecycle, str, Lifecycle]
     return seen
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize(("src", "trigger", "dst"), PAIRS,
                          ids=[f"{s.value}-{t}" for s, t, _ in PAIRS])
 def test_fold_agrees_with_table(world: World, src: Lifecycle, trigger: str,
@@ -188,6 +189,7 @@ def test_fold_agrees_with_table(world: World, src: Lifecycle, trigger: str,
         assert any((before, t, after) in EDGES for t in trig_of[ev]), (before, ev, after)
 
 
+@pytest.mark.integration
 def test_failed_reenrollment_keeps_the_installed_certificate(world: World) -> None:
     """A failed *re*-enrollment keeps the router certificate already installed: the table's
     `renewal_failed` edge, enrolling -> enrolled."""
@@ -225,23 +227,27 @@ def refused(e: Engine, line: str, answers: list[str] | None = None) -> Result:
     return r
 
 
+@pytest.mark.integration
 def test_enroll_before_authenticate(world: World) -> None:
     r = refused(world.device, "crypto ca enroll myca", ["pw", "pw"])
     assert "not authenticated" in r.output and "crypto ca authenticate myca" in r.output
 
 
+@pytest.mark.integration
 def test_authenticate_twice(world: World) -> None:
     to_authenticated(world)
     r = refused(world.device, "crypto ca authenticate myca", ["yes"])
     assert "already has an authenticated CA certificate" in r.output
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("src", [Lifecycle.ENROLLING, Lifecycle.ENROLLED])
 def test_authenticate_after_enrollment_started(world: World, src: Lifecycle) -> None:
     REACH[src](world)
     refused(world.device, "crypto ca authenticate myca", ["yes"])
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("src", [Lifecycle.DECLARED, Lifecycle.AUTHENTICATED,
                                  Lifecycle.ENROLLED])
 def test_cancel_enroll_with_nothing_pending(world: World, src: Lifecycle) -> None:
@@ -250,12 +256,14 @@ def test_cancel_enroll_with_nothing_pending(world: World, src: Lifecycle) -> Non
     assert "no enrollment in progress" in r.output
 
 
+@pytest.mark.integration
 def test_enroll_while_enrolling(world: World) -> None:
     to_enrolling(world)
     r = refused(world.device, "crypto ca enroll myca", ["pw", "pw"])
     assert "already in progress" in r.output
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("src", [Lifecycle.DECLARED, Lifecycle.AUTHENTICATED,
                                  Lifecycle.ENROLLING, Lifecycle.ENROLLED])
 def test_import_with_nothing_pending(world: World, src: Lifecycle) -> None:
@@ -266,6 +274,7 @@ def test_import_with_nothing_pending(world: World, src: Lifecycle) -> None:
     assert "no cut-and-paste request waiting" in r.output
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("line", ["crypto ca authenticate nosuch", "crypto ca enroll nosuch",
                                   "crypto ca cancel-enroll nosuch",
                                   "crypto ca import nosuch certificate"])
@@ -280,6 +289,7 @@ def test_no_enrollment_method(device: Engine) -> None:
     assert "no enrollment method" in r.output
 
 
+@pytest.mark.integration
 def test_zeroizing_the_key_of_a_reenrollment_in_flight(world: World) -> None:
     """Re-enrolling with a new key pair, then zeroizing that pair: the request is dropped and the
     certificate of the old key stays, so the trustpoint is enrolled (not enrolling with nothing
@@ -294,6 +304,7 @@ def test_zeroizing_the_key_of_a_reenrollment_in_flight(world: World) -> None:
     assert world.device.run_due() == []
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("src", list(REACH), ids=[s.value for s in REACH])
 def test_no_trustpoint_removes_it_from_any_state(world: World, src: Lifecycle) -> None:
     REACH[src](world)

@@ -10,8 +10,7 @@ from collections.abc import Callable
 from contextlib import redirect_stdout
 from pathlib import Path
 
-from conftest import CAFactory
-from tp_support import authenticate, declare, enroll, event_types, identity_and_key
+import pytest
 
 from engine import Engine
 from engine.ca.decide import Approval
@@ -21,6 +20,14 @@ from engine.ports import FakeClock
 from engine.scep_client import HttpxTransport
 from events.registry import event_from
 from events.trustpoint import EnrollmentPending
+from tests.trustpoint.tp_support import (
+    CAFactory,
+    authenticate,
+    declare,
+    enroll,
+    event_types,
+    identity_and_key,
+)
 
 CERTRET = ("%PKI-6-CERTRET: Certificate received from Certificate Authority for trustpoint "
            "myca")
@@ -29,6 +36,7 @@ HEAD = ("Syslog logging: enabled (0 messages dropped, 0 flushes, 0 overruns)\n"
         "Log Buffer (1000 messages):\n\n")
 
 
+@pytest.mark.integration
 def test_show_logging_is_a_projection_of_the_log(
         device: Engine, ca_factory: CAFactory, clock: FakeClock, device_dir: Path,
         open_engine: Callable[..., Engine]) -> None:
@@ -81,6 +89,7 @@ def test_a_v1_pending_event_still_replays() -> None:
     assert event_from("EnrollmentPending", 1, old) == EnrollmentPending("myca", "T", 2, 5, "")
 
 
+@pytest.mark.integration
 def test_counts_of_one_read_right(device: Engine, ca_factory: CAFactory,
                                   clock: FakeClock) -> None:
     ca, server = ca_factory(Approval.MANUAL, http=True)  # over HTTP: down, then up again

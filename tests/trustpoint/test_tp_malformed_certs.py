@@ -10,7 +10,9 @@ from pathlib import Path
 
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
-from tp_support import (
+
+from engine.ports import FakeClock
+from tests.trustpoint.tp_support import (
     CHALLENGE,
     declare,
     der,
@@ -21,8 +23,6 @@ from tp_support import (
     rsa_key,
     self_signed_ca,
 )
-
-from engine.ports import FakeClock
 
 
 def paste(data: bytes) -> list[str]:

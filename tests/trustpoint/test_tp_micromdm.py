@@ -15,8 +15,16 @@ import pytest
 from asn1crypto import cms as asn1_cms
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from peer_support import free_port, peers_dir
-from tp_support import (
+
+from engine import Engine
+from engine.keys import KeyAlgorithm
+from engine.machines.trustpoint import Lifecycle
+from engine.ports import SystemClock
+from engine.scep import DigestAlgorithm
+from engine.scep.cms import read_signed
+from events.trustpoint import EnrollmentFailed
+from tests.support.peer_support import free_port, peers_dir
+from tests.trustpoint.tp_support import (
     RecordingTransport,
     authenticate,
     declare,
@@ -28,14 +36,6 @@ from tp_support import (
     spki_of,
     status,
 )
-
-from engine import Engine
-from engine.keys import KeyAlgorithm
-from engine.machines.trustpoint import Lifecycle
-from engine.ports import SystemClock
-from engine.scep import DigestAlgorithm
-from engine.scep.cms import read_signed
-from events.trustpoint import EnrollmentFailed
 
 pytestmark = pytest.mark.integration
 

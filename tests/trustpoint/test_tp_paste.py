@@ -19,7 +19,15 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from tp_support import (
+
+from engine import Engine
+from engine.ca.service import BuiltinCA
+from engine.keys import KeyAlgorithm
+from engine.machines.trustpoint import Lifecycle
+from engine.ports import FakeClock
+from engine.scep import parse_csr
+from events.trustpoint import CACertificateAccepted, CertificateReceived, EnrollmentRequested
+from tests.trustpoint.tp_support import (
     authenticate,
     declare,
     der,
@@ -35,14 +43,6 @@ from tp_support import (
     spki_of,
     status,
 )
-
-from engine import Engine
-from engine.ca.service import BuiltinCA
-from engine.keys import KeyAlgorithm
-from engine.machines.trustpoint import Lifecycle
-from engine.ports import FakeClock
-from engine.scep import parse_csr
-from events.trustpoint import CACertificateAccepted, CertificateReceived, EnrollmentRequested
 
 PW = "paste-challenge-5501"
 REPO = Path(__file__).resolve().parents[2]
@@ -195,6 +195,7 @@ def test_general_purpose(device: Engine, offline_ca: OfflineCA, tmp_path: Path) 
         assert PW.encode() not in seg.read_bytes()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("order", [("signature", "encryption"), ("encryption", "signature")])
 def test_usage_keys_either_order(device: Engine, offline_ca: OfflineCA, tmp_path: Path,
                                  order: tuple[str, str]) -> None:

@@ -4,15 +4,17 @@ instead of blaming the challenge password."""
 
 from __future__ import annotations
 
-from conftest import CAFactory
-from test_tp_enroll_ca import pending_txid, ready
-from tp_support import configure, enroll, event_types, status
+import pytest
 
 from engine import Engine
 from engine.ca.decide import Approval
 from engine.machines.trustpoint import Lifecycle
 from engine.ports import FakeClock
 from events.trustpoint import EnrollmentFailed
+from tests.trustpoint.test_tp_enroll_ca import pending_txid, ready
+from tests.trustpoint.tp_support import CAFactory, configure, enroll, event_types, status
+
+pytestmark = pytest.mark.integration
 
 
 def test_enrolling_again_after_a_rejection_says_the_ca_rejected_it(

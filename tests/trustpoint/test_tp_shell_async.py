@@ -7,12 +7,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from conftest import CAFactory
-from pty_support import Screen, spawn_shell
-from tp_support import authenticate, declare, enroll, identity_and_key
+import pytest
 
 from engine import Engine
 from engine.ca.decide import Approval
+from tests.support.pty_support import Screen, spawn_shell
+from tests.trustpoint.tp_support import CAFactory, authenticate, declare, enroll, identity_and_key
+
+pytestmark = pytest.mark.integration
 
 PROMPT = "RP/0/RP0/CPU0:myrouter#"
 COLUMNS = 60

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
-from tp_support import make_ca, rsa_key
 
 from engine.adapters.scep_inprocess import InProcessTransport
 from engine.ca.server import serve, serve_in_process
@@ -37,6 +36,7 @@ from engine.scep import (
     parse_cert_rep,
 )
 from engine.scep_client import HttpxTransport, ScepTransport, TransportError
+from tests.trustpoint.tp_support import make_ca, rsa_key
 
 PW = "contract-pw"
 
@@ -49,7 +49,7 @@ class Served:
     stop: object  # () -> None: the CA goes away
 
 
-@pytest.fixture(params=["httpx", "in-process"])
+@pytest.fixture(params=[pytest.param("httpx", marks=pytest.mark.integration), "in-process"])
 def served(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Served]:
     ca = make_ca(tmp_path / "ca", FakeClock())
     try:

@@ -15,12 +15,16 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from engine import Engine
+from engine.adapters.scep_inprocess import InProcessTransport
+from engine.ca.decide import Approval
+from engine.ca.server import CAServer, InProcessCA, serve, serve_in_process
 from engine.ca.service import BuiltinCA
 from engine.engine import Result
 from engine.keys import KeySpec
@@ -67,6 +71,39 @@ def make_ca(root: Path, clock: FakeClock, *, seed: int = 7, base: int = 100,
     return BuiltinCA.init(root, subject=subject, clock=clock,
                           randomness=SeededRandomness(seed), keys=CAKeys(base),
                           **kw)  # type: ignore[arg-type]
+
+
+class CAFactory:
+    """Builds built-in CAs on the shared clock and serves them, to the devices' in-process
+    transport (`http=True`: over real loopback HTTP); everything stops at teardown."""
+
+    def __init__(self, root: Path, clock: FakeClock, network: InProcessTransport) -> None:
+        self.root = root
+        self.clock = clock
+        self.network = network
+        self.cas: list[BuiltinCA] = []
+        self.servers: list[CAServer | InProcessCA] = []
+
+    def __call__(self, approval: Approval = Approval.AUTO, *, name: str = "ca",
+                 challenge: str | None = None, http: bool = False,
+                 **kw: Any) -> tuple[BuiltinCA, Any]:
+        ca = make_ca(self.root / name, self.clock, **kw)
+        self.cas.append(ca)
+        server: CAServer | InProcessCA
+        if http:
+            server = serve(ca, approval=approval, challenge=challenge, admin=False,
+                           crl_check_interval=3600)
+        else:
+            server = serve_in_process(ca, self.network, f"http://{name}.invalid",
+                                      approval=approval, challenge=challenge)
+        self.servers.append(server)
+        return ca, server
+
+    def close(self) -> None:
+        for s in self.servers:
+            s.stop()
+        for ca in self.cas:
+            ca.close()
 
 
 # -- the device ------------------------------------------------------------------------------------

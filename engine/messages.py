@@ -1,0 +1,60 @@
+"""The `%FACILITY-SEV-MNEMONIC` messages the engine emits, and their texts.
+
+The engine's messages are derived from events, never stored in the log as text: the poll that
+prints `%PKI-6-CERTRET` builds the line from the events it appends with the functions below, and
+the logging fold (engine.commands.logging) builds the same line from the same events when it
+folds them into `DeviceState.messages`. So `show logging` (projections.syslog) is a projection
+of the log: it survives restarts and `replay --until` shows the messages up to that time.
+This catalog is the engine's (the fold needs it); how `show logging` lays them out is not.
+"""
+
+from __future__ import annotations
+
+from events.trustpoint import EnrollmentFailed
+
+LOG_BUFFER = 1000  # messages `show logging` keeps, newest last (a router's logging buffer)
+
+
+def certret(trustpoint: str) -> str:
+    return (f"%PKI-6-CERTRET: Certificate received from Certificate Authority for trustpoint "
+            f"{trustpoint}")
+
+
+def enroll_failed(trustpoint: str, fail_info: str, detail: str) -> str:
+    return f"%PKI-3-ENROLL_FAILED: {enrollment_failure(trustpoint, fail_info, detail)}"
+
+
+def enrollment_failure(trustpoint: str, fail_info: str, detail: str) -> str:
+    """Why an enrollment failed, as both the synchronous `%` line and ENROLL_FAILED say it."""
+    why = f"{fail_info}: {detail}" if fail_info else detail
+    return f"Certificate enrollment for trustpoint {trustpoint} failed: {why}."
+
+
+def enroll_timeout(trustpoint: str, detail: str) -> str:
+    return (f"%PKI-3-ENROLL_TIMEOUT: Certificate enrollment for trustpoint {trustpoint} "
+            f"timed out ({detail}). Ask the CA administrator to approve the request, then "
+            f"enter 'crypto ca enroll {trustpoint}' again.")
+
+
+def failure_message(ev: EnrollmentFailed) -> str | None:
+    """The message an enrollment's end prints and logs (none when the operator cancelled)."""
+    if ev.reason == "timeout":
+        return enroll_timeout(ev.trustpoint, ev.detail)
+    if ev.reason == "failure":
+        return enroll_failed(ev.trustpoint, ev.fail_info, ev.detail)
+    return None
+
+
+def poll_failed(trustpoint: str, error: str) -> str:
+    return f"%PKI-4-POLL_FAILED: trustpoint {trustpoint}: {error}"
+
+
+def certificates_removed(trustpoint: str, count: int, reason: str) -> str:
+    word = "certificate" if count == 1 else "certificates"
+    return (f"%PKI-4-TRUSTPOINT_REMOVED: trustpoint {trustpoint} removed by {reason}: "
+            f"{count} {word} destroyed")
+
+
+def plural(n: int, word: str) -> str:
+    """`1 poll`, `3 polls`."""
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"

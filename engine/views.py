@@ -1,0 +1,102 @@
+"""What a handler hands back to be shown: data, never text.
+
+A `show` handler (or one that puts something before the operator, like the CA certificate
+`crypto ca authenticate` offers for acceptance) returns a `View`: the state and data the
+renderer needs. The engine core never turns a view into text: the runtime passes it to the
+`render` port (engine.runtime.Ports), which the application (engine.engine) connects to the
+renderers in projections/ (projections.render). That is the one direction of imports:
+events <- engine core <- projections <- engine.engine <- frontends/CLI.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from engine.config import Change, ConfigTree
+    from engine.grammar import Grammar
+    from engine.keys import ImportedKey, KeyPair
+    from engine.state import Commit, CommitHistory, DeviceState
+
+
+class View:
+    """Base of what handlers return for display."""
+
+
+@dataclass(frozen=True)
+class CertificatesView(View):
+    """`show crypto ca certificates`: the trustpoints named, at `now`."""
+
+    state: DeviceState
+    names: Sequence[str]
+    now: int
+
+
+@dataclass(frozen=True)
+class TrustpointsView(View):
+    """`show crypto ca trustpoint`."""
+
+    state: DeviceState
+    names: Sequence[str]
+    now: int
+
+
+@dataclass(frozen=True)
+class CACertificateOffered(View):
+    """The CA certificate `crypto ca authenticate` asks the operator to accept (DER)."""
+
+    certificate: bytes
+
+
+@dataclass(frozen=True)
+class KeyPairsView(View):
+    """`show crypto key mypubkey`."""
+
+    pairs: Sequence[KeyPair]
+
+
+@dataclass(frozen=True)
+class ImportedKeysView(View):
+    """`show crypto key authentication rsa`."""
+
+    keys: Sequence[ImportedKey]
+
+
+@dataclass(frozen=True)
+class TargetConfigView(View):
+    """`show configuration`: the uncommitted changes."""
+
+    changes: Sequence[Change]
+
+
+@dataclass(frozen=True)
+class RunningConfigView(View):
+    """`show running-config [SECTION]`."""
+
+    grammar: Grammar
+    config: ConfigTree
+    commits: CommitHistory
+    section: str | None
+
+
+@dataclass(frozen=True)
+class CommitListView(View):
+    """`show configuration commit list`."""
+
+    commits: CommitHistory
+
+
+@dataclass(frozen=True)
+class CommitChangesView(View):
+    """`show configuration commit changes ...`: each commit's changes, oldest first."""
+
+    commits: Sequence[Commit]
+
+
+@dataclass(frozen=True)
+class LoggingView(View):
+    """`show logging`: (µs, message) pairs, newest last."""
+
+    messages: Sequence[tuple[int, str]]

@@ -1,0 +1,46 @@
+"""One entry point from views to text: `render(view)` picks the view's renderer.
+
+The application (engine.engine) plugs this function into the runtime's `render` port; the
+engine core never imports projections/. A new view type gets its line in `_RENDERERS` (a
+test checks that every view type has one).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from engine import views
+from projections.config import (
+    render_commit_changes,
+    render_commit_list,
+    render_running,
+    render_target,
+)
+from projections.keys import render_imported_keys, render_key_pairs
+from projections.syslog import render_logging
+from projections.trustpoints import render_ca_offer, render_certificates, render_trustpoints
+
+_RENDERERS: dict[type, Callable[[Any], str]] = {
+    views.CertificatesView: lambda v: render_certificates(v.state, list(v.names), v.now),
+    views.TrustpointsView: lambda v: render_trustpoints(v.state, list(v.names), v.now),
+    views.CACertificateOffered: lambda v: render_ca_offer(v.certificate),
+    views.KeyPairsView: lambda v: render_key_pairs(v.pairs),
+    views.ImportedKeysView: lambda v: render_imported_keys(v.keys),
+    views.TargetConfigView: lambda v: render_target(v.changes),
+    views.RunningConfigView: lambda v: render_running(v.grammar, v.config, v.commits,
+                                                      v.section),
+    views.CommitListView: lambda v: render_commit_list(v.commits),
+    views.CommitChangesView: lambda v: "".join(render_commit_changes(c) for c in v.commits),
+    views.LoggingView: lambda v: render_logging(v.messages),
+}
+
+
+def render(view: object) -> str:
+    """The text of `view` (a str is already text)."""
+    if isinstance(view, str):
+        return view
+    renderer = _RENDERERS.get(type(view))
+    if renderer is None:
+        raise TypeError(f"no renderer for {type(view).__name__}")
+    return renderer(view)

@@ -1,0 +1,81 @@
+"""Start-up: what a `show` loads, and that what it no longer loads up front still works.
+
+`trustledger exec` of a `show` imports neither the SCEP client (engine.scep_client, httpx),
+nor the SCEP/CMS core (asn1crypto), nor the built-in CA, nor structlog, nor importlib.metadata
+(the `crc32c` package's __init__ loads it; events/crc.py does not). Issue 12's start-up row;
+the timing is tools/bench/startup_bench.py's, never a test's. Each check runs a fresh
+interpreter and reads its `sys.modules`: behaviour, not timing.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from engine.cli import _parser
+
+REPO = Path(__file__).resolve().parents[2]
+NOT_FOR_A_SHOW = ("httpx", "httpcore", "engine.scep_client", "engine.adapters.http_deadline",
+                  "asn1crypto", "engine.scep.cms", "engine.ca", "structlog",
+                  "importlib.metadata")
+PROBE = """
+import sys
+from engine.cli import main
+status = main(sys.argv[1:])
+loaded = sorted(m for m in sys.modules if m.startswith({names!r}))
+print("LOADED", status, ",".join(loaded))
+"""
+
+
+def _trustledger(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env.pop("TRUSTLEDGER_LOG_LEVEL", None)
+    return subprocess.run([sys.executable, "-c", PROBE.format(names=NOT_FOR_A_SHOW),
+                           *map(str, args)], capture_output=True, text=True, timeout=60,
+                          env=env, cwd=REPO, check=False)
+
+
+def _device(tmp_path: Path) -> Path:
+    data = tmp_path / "device"
+    setup = tmp_path / "setup.txt"
+    setup.write_text("configure\nhostname r1\ncrypto ca trustpoint myca\n"
+                     " enrollment url http://127.0.0.1:1\ncommit\nend\n"
+                     "configure\nhostname r2\ncommit\nend\n")
+    assert _trustledger("exec", "--data", data, "-f", setup).returncode == 0
+    return data
+
+
+def _show(tmp_path: Path, data: Path) -> subprocess.CompletedProcess[str]:
+    script = tmp_path / "show.txt"
+    script.write_text("show running-config\n")
+    return _trustledger("exec", "--data", data, "-f", script)
+
+
+def test_a_show_loads_no_http_client_cms_ca_or_structlog(tmp_path: Path) -> None:
+    done = _show(tmp_path, _device(tmp_path))
+    assert "hostname r2" in done.stdout and "crypto ca trustpoint myca" in done.stdout
+    assert done.stdout.splitlines()[-1] == "LOADED 0 ", done.stdout
+
+
+def test_a_log_line_still_comes_configured_on_stderr_when_structlog_loads_late(
+        tmp_path: Path) -> None:
+    """A repaired log: the engine's warning loads structlog then, set up as at start-up
+    (redaction first, stderr, warning level), and the transcript on stdout stays clean."""
+    data = _device(tmp_path)
+    [segment] = (data / "log").glob("*.seg")
+    with segment.open("ab") as f:
+        f.write(b"\x00\x01\x02\x03\x04")  # a torn last write after the acknowledged ones
+    done = _show(tmp_path, data)
+    assert "%LOG-4-RECOVERED: cut" in done.stderr
+    [line] = [ln for ln in done.stderr.splitlines() if "event log repaired at open" in ln]
+    assert "[warning" in line and "repaired=" in line
+    assert "repaired" not in done.stdout and "hostname r2" in done.stdout
+    assert done.stdout.splitlines()[-1].startswith("LOADED 0 structlog")
+
+
+def test_help_lists_ca_the_same_whether_or_not_the_ca_is_loaded() -> None:
+    """Only a `ca` command line loads engine.ca.cli; any other lists `ca` with the same line."""
+    assert _parser("exec").format_help() == _parser().format_help()
+    assert "the built-in SCEP CA" in _parser("exec").format_help()

@@ -1,0 +1,180 @@
+"""Open benchmark: a large device data directory, opened, audited and replayed to a seq.
+
+    python tools/bench/open_bench.py [--events N] [--dir DIR] [--rounds R] [--keep]
+
+Builds one data directory of N `ConfigurationCommitted` events (one hostname change each, one
+frame per commit, as the engine writes them) with a snapshot every `snapshot.EVERY` events as
+the engine takes them (retention prunes them as it does), and a small one of 10 commits. Then,
+best of R rounds, each row printed as ours / baseline / ratio / target / PASS|FAIL:
+
+- `Engine.open` (writer, as `trustledger exec` opens) then close, against reading the newest
+  snapshot file and the log bytes after its position (what opening must at least read);
+  target: at most 100 ms;
+- `trustledger exec` of one `show running-config` on the big directory, against the same on
+  the small one (child processes); target: at most 1.5x;
+- `log verify` (the chain walk, `events.filelog.verify`) against `sha256sum` of the same
+  segment files; target: at least 0.4x its rate;
+- `replay --until SEQ` with SEQ 1,000 events before the end (the CLI, in process); target:
+  at most 0.5 s.
+
+Timings vary with other load on the machine; the table says what the best round measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+for _path in (REPO, Path(__file__).resolve().parent):
+    if str(_path) not in sys.path:
+        sys.path.insert(0, str(_path))
+
+from log_bench import pending  # noqa: E402
+
+from engine import snapshot  # noqa: E402
+from engine.cli import main as trustledger  # noqa: E402
+from engine.engine import Engine  # noqa: E402
+from engine.state import DeviceState, replay_rows  # noqa: E402
+from events.filelog import FileEventLog, verify  # noqa: E402
+
+TRUSTLEDGER = str(Path(sys.executable).with_name("trustledger"))  # the venv's entry point
+
+
+def build(root: Path, events: int) -> None:
+    """A device data directory of `events` commits, snapshots every snapshot.EVERY events."""
+    log_dir, snaps = root / "log", root / "snapshots"
+    state = DeviceState()
+    with FileEventLog.open(log_dir) as log:
+        for start in range(0, events, snapshot.EVERY):
+            with log.group_commit():
+                for n in range(start, min(events, start + snapshot.EVERY)):
+                    log.append([pending(n)])
+            state = replay_rows(state, log.read_rows(state.seq + 1))
+            snapshot.save(snaps, state, log.head, log.position)
+
+
+def best_of(rounds: int, fn: Callable[[], object]) -> float:
+    times = []
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def open_close(root: Path) -> None:
+    Engine.open(root).close()
+
+
+def read_snapshot_and_tail(root: Path) -> None:
+    """The floor of an open: the newest snapshot's bytes decoded, the log bytes after it."""
+    newest = sorted((root / "snapshots").glob("*.snap"))[-1]
+    snap = snapshot.read(newest)
+    assert snap.position is not None
+    seg = root / "log" / f"{snap.position.segment:020d}.seg"
+    with open(seg, "rb") as f:
+        f.seek(snap.position.offset)
+        f.read()
+
+
+def exec_show(root: Path, script: Path) -> None:
+    subprocess.run([TRUSTLEDGER, "exec", "--data", str(root), "-f", str(script)], check=True,
+                   capture_output=True, cwd=REPO)
+
+
+def sha256sum(root: Path) -> None:
+    segs = sorted(str(p) for p in (root / "log").glob("*.seg"))
+    subprocess.run(["sha256sum", *segs], check=True, capture_output=True)
+
+
+def replay_until(root: Path, seq: int) -> None:
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert trustledger(["replay", str(root), "--until", str(seq)]) == 0
+
+
+def row(label: str, ours: float, base: float, unit: str, target: float,
+        lower_is_better: bool, ratio_target: bool) -> bool:
+    """One line: ours / baseline / ratio / target / verdict. `ratio_target`: the target
+    bounds the ratio (else ours itself)."""
+    ratio = ours / base if base else float("inf")
+    value = ratio if ratio_target else ours
+    ok = value <= target if lower_is_better else value >= target
+    cmp = "<=" if lower_is_better else ">="
+    tgt = f"{cmp} {target:g}{'x' if ratio_target else unit}"
+    print(f"  {label:<44} {ours:>10.3f}{unit:<4} {base:>10.3f}{unit:<4} {ratio:>7.2f}x  "
+          f"{tgt:<12} {'PASS' if ok else 'FAIL'}")
+    return ok
+
+
+def run(args: argparse.Namespace) -> int:
+    base = Path(args.dir) if args.dir else Path(tempfile.gettempdir())
+    base.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="open_bench-", dir=base))
+    big, small = work / "big", work / "small"
+    try:
+        t0 = time.perf_counter()
+        build(big, args.events)
+        build(small, 10)
+        print(f"open_bench: {args.events:,} events, built in {time.perf_counter() - t0:.1f} s "
+              f"({len(list((big / 'snapshots').glob('*.snap')))} snapshots kept); best of "
+              f"{args.rounds}; files in {work}")
+        script = work / "show.txt"
+        script.write_text("show running-config\n")
+        log_bytes = sum(p.stat().st_size for p in (big / "log").glob("*.seg"))
+        open_close(big)  # warm the page cache as a running system has it
+        results = {
+            "open": best_of(args.rounds, lambda: open_close(big)),
+            "open_floor": best_of(args.rounds, lambda: read_snapshot_and_tail(big)),
+            "exec_big": best_of(args.rounds, lambda: exec_show(big, script)),
+            "exec_small": best_of(args.rounds, lambda: exec_show(small, script)),
+            "verify": best_of(args.rounds, lambda: verify(big / "log")),
+            "sha256sum": best_of(args.rounds, lambda: sha256sum(big)),
+            "until": best_of(args.rounds, lambda: replay_until(big, args.events - 1000)),
+        }
+        report = verify(big / "log")
+        assert report.damage is None and report.events == args.events, report
+        segments = len(list((big / "log").glob("*.seg")))
+    finally:
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+    r = results
+    n = args.events
+    print(f"\n  {'row':<44} {'ours':>14} {'baseline':>14} {'ratio':>8}  {'target':<12} verdict")
+    verdicts = [
+        row("Engine.open, fresh snapshot (ms) / read it+tail", r["open"] * 1e3,
+            r["open_floor"] * 1e3, " ms", 100, True, False),
+        row("exec show running-config: big / small dir (s)", r["exec_big"],
+            r["exec_small"], " s", 1.5, True, True),
+        row("log verify / sha256sum (events/s)", n / r["verify"] / 1e3, n / r["sha256sum"] / 1e3,
+            " k/s", 0.4, False, True),
+        row(f"replay --until {n - 1000} (s)", r["until"], r["until"], " s", 0.5, True, False),
+    ]
+    print(f"\n  (log: {log_bytes / 1e6:.0f} MB in {segments} segments; verify "
+          f"{log_bytes / r['verify'] / 1e6:.0f} MB/s, sha256sum "
+          f"{log_bytes / r['sha256sum'] / 1e6:.0f} MB/s)")
+    return 0 if all(verdicts) else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--events", type=int, default=1_000_000,
+                   help="events in the big data directory (default 1,000,000)")
+    p.add_argument("--dir", help="directory for the files (default: the system temp dir)")
+    p.add_argument("--rounds", type=int, default=5, help="rounds per row; best shown (default 5)")
+    p.add_argument("--keep", action="store_true", help="keep the files afterwards")
+    return run(p.parse_args(argv))
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONDONTWRITEBYTECODE", "1")
+    sys.exit(main())
