@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import pytest
 from asn1crypto import cms, core
-from scep_support import NOW, name, pki, pkcs_req, random_bytes, vector
 
 from engine.scep import (
     ContentCipher,
@@ -21,6 +20,7 @@ from engine.scep import (
 )
 from engine.scep import cms as scep_cms
 from engine.scep._fastder import oid_text, read_signed_data
+from tests.scep.scep_support import NOW, name, pkcs_req, pki, random_bytes, vector
 
 VECTORS = ["pkcsreq_des_sha1_micromdm.der", "pkcsreq_wrong_challenge_micromdm.der",
            "renewalreq_des_sha1_micromdm.der", "certrep_success_micromdm.der",
