@@ -190,3 +190,45 @@ def _signer_info(der: bytes, si_pos: int, start: int, end: int, content_type: st
         signer_info=der[si_pos:end], digest_oid=digest_oid, signature_oid=signature_oid,
         signed_attrs=der[parts[3][2]:parts[3][3]], attributes=attributes,
         signature=der[parts[5][2]:parts[5][3]])
+
+
+def signer_issuer_and_serial(signer_info: bytes) -> tuple[bytes, int] | None:
+    """The issuer Name (DER) and serial number a SignerInfo's sid names, if it is an
+    IssuerAndSerialNumber (None for a subjectKeyIdentifier or another shape)."""
+    try:
+        start, stop = _expect(signer_info, 0, len(signer_info), _SEQUENCE)
+        parts = _children(signer_info, start, stop)
+        if len(parts) < 2 or parts[1][0] != _SEQUENCE:
+            return None
+        return _name_and_serial(signer_info, parts[1][2], parts[1][3])
+    except (_Shape, IndexError, ValueError):
+        return None
+
+
+def certificate_issuer_and_serial(certificate: bytes) -> tuple[bytes, int] | None:
+    """The issuer Name (DER, as the certificate encodes it) and serial number of a
+    certificate, or None if it is not plain DER."""
+    try:
+        start, stop = _expect(certificate, 0, len(certificate), _SEQUENCE)
+        tbs_start, tbs_stop = _expect(certificate, start, stop, _SEQUENCE)
+        # TBSCertificate: [0] version?, serialNumber, signature, issuer, ...
+        first = 1 if certificate[tbs_start] == _CTX0 else 0
+        parts = _children(certificate, tbs_start, tbs_stop)
+        if len(parts) < first + 3 or parts[first][0] != _INTEGER \
+                or parts[first + 2][0] != _SEQUENCE:
+            return None
+        serial = parts[first]
+        issuer = parts[first + 2]
+        return (certificate[issuer[1]:issuer[3]],
+                int.from_bytes(certificate[serial[2]:serial[3]], "big", signed=True))
+    except (_Shape, IndexError, ValueError):
+        return None
+
+
+def _name_and_serial(buf: bytes, start: int, stop: int) -> tuple[bytes, int] | None:
+    """IssuerAndSerialNumber ::= SEQUENCE { issuer Name, serialNumber INTEGER }."""
+    parts = _children(buf, start, stop)
+    if len(parts) != 2 or parts[0][0] != _SEQUENCE or parts[1][0] != _INTEGER:
+        return None
+    return buf[parts[0][1]:parts[0][3]], int.from_bytes(buf[parts[1][2]:parts[1][3]], "big",
+                                                         signed=True)

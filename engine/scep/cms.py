@@ -37,7 +37,11 @@ from engine.scep._der import (
     to_asn1_certificate,
     to_certificate,
 )
-from engine.scep._fastder import read_signed_data
+from engine.scep._fastder import (
+    certificate_issuer_and_serial,
+    read_signed_data,
+    signer_issuer_and_serial,
+)
 from engine.scep.algorithms import (
     ECDSA_SIGNATURE_OID,
     MGF1_OID,
@@ -224,6 +228,10 @@ class SignedMessage:
 
     def find_signer(self, candidates: Sequence[x509.Certificate]) -> x509.Certificate | None:
         """The candidate the SignerInfo's sid names, if any."""
+        if candidates is self.certificates:
+            found = self._signer_by_bytes()
+            if found is not None:
+                return found
         sid = self._signer_info["sid"]
         with contained("SignerInfo sid"):
             if sid.name == "subject_key_identifier":
@@ -236,6 +244,22 @@ class SignedMessage:
             for cert, asn1 in zip(candidates, parsed, strict=True):
                 if cert_matches(asn1, issuer, serial, ski):
                     return cert
+        return None
+
+    def _signer_by_bytes(self) -> x509.Certificate | None:
+        """The included certificate whose issuer and serial number are the sid's, byte for
+        byte (what every client sends: it copies them from its certificate). None when the
+        sid is a key identifier, or a certificate with the sid's serial number has an issuer
+        encoded otherwise: then `find_signer` compares names as RFC 5280 says, in order."""
+        sid = signer_issuer_and_serial(self.signer_info_der)
+        if sid is None:
+            return None
+        for cert, der in zip(self.certificates, self.certificate_ders, strict=True):
+            got = certificate_issuer_and_serial(der)
+            if got is None:
+                return None
+            if got[1] == sid[1]:
+                return cert if got[0] == sid[0] else None
         return None
 
     def included_signer(self, what: str = "pkiMessage") -> x509.Certificate | None:

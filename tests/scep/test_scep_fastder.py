@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 from asn1crypto import cms, core
+from cryptography.hazmat.primitives import serialization
 
 from engine.scep import (
     ContentCipher,
@@ -19,7 +20,12 @@ from engine.scep import (
     parse_request,
 )
 from engine.scep import cms as scep_cms
-from engine.scep._fastder import oid_text, read_signed_data
+from engine.scep._fastder import (
+    certificate_issuer_and_serial,
+    oid_text,
+    read_signed_data,
+    signer_issuer_and_serial,
+)
 from tests.scep.scep_support import NOW, name, pkcs_req, pki, random_bytes, vector
 
 VECTORS = ["pkcsreq_des_sha1_micromdm.der", "pkcsreq_wrong_challenge_micromdm.der",
@@ -97,3 +103,21 @@ def test_other_shapes_go_to_asn1crypto() -> None:
                                  "0.9.2342.19200300.100.1.25", "2.999.1", "1.3.6.1.5.5.7.24.1"])
 def test_oid_text_agrees_with_asn1crypto(oid: str) -> None:
     assert oid_text(core.ObjectIdentifier(oid).contents) == oid
+
+
+@pytest.mark.parametrize("der", [vector(v) for v in VECTORS] + _our_messages())
+def test_the_signer_found_by_bytes_is_the_one_rfc_5280_matching_finds(der: bytes) -> None:
+    msg = scep_cms.read_signed(der, "m")
+    by_bytes = msg._signer_by_bytes()
+    assert by_bytes is not None
+    assert by_bytes == msg.find_signer(list(msg.certificates))  # a copy: the full comparison
+    issuer, serial = certificate_issuer_and_serial(
+        by_bytes.public_bytes(serialization.Encoding.DER)) or (b"", 0)
+    assert (issuer, serial) == (by_bytes.issuer.public_bytes(), by_bytes.serial_number)
+
+
+def test_a_key_identifier_sid_is_left_to_the_full_comparison() -> None:
+    si = cms.SignerInfo({"version": "v3", "sid": cms.SignerIdentifier(
+        {"subject_key_identifier": b"k" * 20}), "digest_algorithm": {"algorithm": "sha256"},
+        "signature_algorithm": {"algorithm": "rsassa_pkcs1v15"}, "signature": b"s"})
+    assert signer_issuer_and_serial(si.dump()) is None
