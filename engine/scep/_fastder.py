@@ -232,3 +232,61 @@ def _name_and_serial(buf: bytes, start: int, stop: int) -> tuple[bytes, int] | N
         return None
     return buf[parts[0][1]:parts[0][3]], int.from_bytes(buf[parts[1][2]:parts[1][3]], "big",
                                                          signed=True)
+
+
+@dataclass(frozen=True, slots=True)
+class RawEnvelope:
+    """The fields of an EnvelopedData whose recipients are all key transport (KTRI)."""
+
+    cipher_oid: str
+    iv: bytes
+    ciphertext: bytes
+    recipients: tuple[tuple[bytes, int, str, bytes], ...]  # (issuer DER, serial, alg, key)
+
+
+def read_enveloped_data(der: bytes, enveloped_data_oid: str) -> RawEnvelope | None:
+    """The fields of ContentInfo(EnvelopedData) `der` when every RecipientInfo is a
+    KeyTransRecipientInfo naming its certificate by issuer and serial and the encrypted
+    content is primitive; None for any other shape (the full parser reads those)."""
+    try:
+        return _read_envelope(der, enveloped_data_oid)
+    except (_Shape, IndexError, ValueError):
+        return None
+
+
+def _read_envelope(der: bytes, enveloped_data_oid: str) -> RawEnvelope:
+    end = len(der)
+    start, stop = _expect(der, 0, end, _SEQUENCE)
+    if stop != end:
+        raise _Shape
+    info = _children(der, start, stop)
+    if len(info) != 2 or info[0][0] != _OID or info[1][0] != _CTX0 \
+            or oid_text(der[info[0][2]:info[0][3]]) != enveloped_data_oid:
+        raise _Shape
+    wrapper = _children(der, info[1][2], info[1][3])
+    if len(wrapper) != 1 or wrapper[0][0] != _SEQUENCE:
+        raise _Shape
+    # version, recipientInfos, encryptedContentInfo (no originatorInfo, no unprotectedAttrs)
+    fields = _children(der, wrapper[0][2], wrapper[0][3])
+    if [f[0] for f in fields] != [_INTEGER, _SET, _SEQUENCE]:
+        raise _Shape
+    recipients = []
+    for tag, _, rstart, rend in _children(der, fields[1][2], fields[1][3]):
+        parts = _children(der, rstart, rend)  # version, rid, keyEncryptionAlgorithm, key
+        if tag != _SEQUENCE or [p[0] for p in parts] != [_INTEGER, _SEQUENCE, _SEQUENCE,
+                                                          _OCTETS]:
+            raise _Shape  # another kind of RecipientInfo, or a key identifier rid
+        sid = _name_and_serial(der, parts[1][2], parts[1][3])
+        if sid is None:
+            raise _Shape
+        algorithm = _oid(der, parts[2][2], parts[2][3])
+        recipients.append((*sid, algorithm, der[parts[3][2]:parts[3][3]]))
+    eci = _children(der, fields[2][2], fields[2][3])
+    if [e[0] for e in eci] != [_OID, _SEQUENCE, 0x80]:
+        raise _Shape  # no content, or a constructed (BER) one: the full parser joins it
+    cipher = _children(der, eci[1][2], eci[1][3])  # contentEncryptionAlgorithm { OID, IV }
+    if [c[0] for c in cipher] != [_OID, _OCTETS]:
+        raise _Shape
+    return RawEnvelope(oid_text(der[cipher[0][2]:cipher[0][3]]),
+                       der[cipher[1][2]:cipher[1][3]], der[eci[2][2]:eci[2][3]],
+                       tuple(recipients))

@@ -38,7 +38,9 @@ from engine.scep._der import (
     to_certificate,
 )
 from engine.scep._fastder import (
+    RawEnvelope,
     certificate_issuer_and_serial,
+    read_enveloped_data,
     read_signed_data,
     signer_issuer_and_serial,
 )
@@ -436,7 +438,46 @@ def envelope(
 def open_envelope(
     der: bytes, recipients: Sequence[Credential], what: str = "pkcsPKIEnvelope"
 ) -> tuple[bytes, ContentCipher]:
-    """Decrypt a ContentInfo(EnvelopedData) addressed to one of `recipients`."""
+    """Decrypt a ContentInfo(EnvelopedData) addressed to one of `recipients` (read with the
+    DER walker of engine/scep/_fastder.py when it has the plain shape and names one of our
+    certificates byte for byte, else with asn1crypto)."""
+    raw = read_enveloped_data(der, OID_ENVELOPED_DATA) if isinstance(der, bytes) else None
+    picked = _recipient_by_bytes(raw, recipients) if raw is not None else None
+    if raw is None or picked is None:
+        return _open_envelope_asn1(der, recipients, what)
+    with contained(what):
+        cipher = ContentCipher.from_oid(raw.cipher_oid)
+        if len(raw.iv) != cipher.block_size:
+            raise ScepError(ScepErrorReason.MALFORMED, f"{what}: bad {cipher.name} IV")
+        algorithm, encrypted_key, credential = picked
+        return _decrypt(cipher, raw.iv, raw.ciphertext, algorithm, encrypted_key, credential,
+                        what), cipher
+
+
+def _recipient_by_bytes(raw: RawEnvelope, recipients: Sequence[Credential],
+                        ) -> tuple[str, bytes, Credential] | None:
+    """(key transport algorithm, encrypted key, credential) of the first RecipientInfo that
+    names one of `recipients` by the same issuer bytes and serial; None if a serial matches
+    with an issuer encoded otherwise, or none matches (then asn1crypto decides, as always)."""
+    ours = [(_issuer_and_serial_of(c.certificate), c) for c in recipients]
+    for issuer, serial, algorithm, key in raw.recipients:
+        for mine, cred in ours:
+            if mine is None:
+                return None
+            if mine[1] == serial:
+                if mine[0] != issuer:
+                    return None
+                return algorithm, key, cred
+    return None
+
+
+@functools.lru_cache(maxsize=64)
+def _issuer_and_serial_of(cert: x509.Certificate) -> tuple[bytes, int] | None:
+    return certificate_issuer_and_serial(_certificate_der(cert))
+
+
+def _open_envelope_asn1(der: bytes, recipients: Sequence[Credential],
+                        what: str) -> tuple[bytes, ContentCipher]:
     with contained(what):
         ed = _content(der, OID_ENVELOPED_DATA, "envelopedData", what)
         eci = ed["encrypted_content_info"]
@@ -448,22 +489,29 @@ def open_envelope(
         ciphertext = _encrypted_content(eci, what)
         ktri, credential = _pick_recipient(ed["recipient_infos"], recipients, what)
         algo = ktri["key_encryption_algorithm"]["algorithm"].dotted
-        if algo != RSA_ENCRYPTION_OID:
-            raise ScepError(ScepErrorReason.UNSUPPORTED_ALGORITHM,
-                            f"{what}: unsupported key transport {algo}")
-        private_key = credential.private_key
-        if not isinstance(private_key, rsa.RSAPrivateKey):
-            raise ScepError(ScepErrorReason.UNSUPPORTED_ALGORITHM,
-                            f"{what}: our recipient key is not RSA")
-        try:
-            key = private_key.decrypt(bytes(ktri["encrypted_key"].native), padding.PKCS1v15())
-        except ValueError:
-            raise ScepError(ScepErrorReason.DECRYPTION_FAILED,
-                            f"{what}: key transport decryption failed") from None
-        if len(key) != cipher.key_size:  # also what OpenSSL's implicit rejection yields
-            raise ScepError(ScepErrorReason.DECRYPTION_FAILED,
-                            f"{what}: key transport decryption failed")
-        return cipher.decrypt(key, iv, ciphertext), cipher
+        return _decrypt(cipher, iv, ciphertext, algo, bytes(ktri["encrypted_key"].native),
+                        credential, what), cipher
+
+
+def _decrypt(cipher: ContentCipher, iv: bytes, ciphertext: bytes, algorithm: str,
+             encrypted_key: bytes, credential: Credential, what: str) -> bytes:
+    """Unwrap the content key with `credential` (RSA key transport) and decrypt."""
+    if algorithm != RSA_ENCRYPTION_OID:
+        raise ScepError(ScepErrorReason.UNSUPPORTED_ALGORITHM,
+                        f"{what}: unsupported key transport {algorithm}")
+    private_key = credential.private_key
+    if not isinstance(private_key, rsa.RSAPrivateKey):
+        raise ScepError(ScepErrorReason.UNSUPPORTED_ALGORITHM,
+                        f"{what}: our recipient key is not RSA")
+    try:
+        key = private_key.decrypt(encrypted_key, padding.PKCS1v15())
+    except ValueError:
+        raise ScepError(ScepErrorReason.DECRYPTION_FAILED,
+                        f"{what}: key transport decryption failed") from None
+    if len(key) != cipher.key_size:  # also what OpenSSL's implicit rejection yields
+        raise ScepError(ScepErrorReason.DECRYPTION_FAILED,
+                        f"{what}: key transport decryption failed")
+    return cipher.decrypt(key, iv, ciphertext)
 
 
 def _encrypted_content(eci: cms.EncryptedContentInfo, what: str) -> bytes:

@@ -23,6 +23,7 @@ from engine.scep import cms as scep_cms
 from engine.scep._fastder import (
     certificate_issuer_and_serial,
     oid_text,
+    read_enveloped_data,
     read_signed_data,
     signer_issuer_and_serial,
 )
@@ -121,3 +122,38 @@ def test_a_key_identifier_sid_is_left_to_the_full_comparison() -> None:
         {"subject_key_identifier": b"k" * 20}), "digest_algorithm": {"algorithm": "sha256"},
         "signature_algorithm": {"algorithm": "rsassa_pkcs1v15"}, "signature": b"s"})
     assert signer_issuer_and_serial(si.dump()) is None
+
+
+def _envelopes() -> list[bytes]:
+    p = pki()
+    out = [scep_cms.envelope(b"payload" * 20, recipient=p.ca.certificate, cipher=cipher,
+                             random_bytes=random_bytes(5))
+           for cipher in (ContentCipher.AES_128_CBC, ContentCipher.AES_256_CBC,
+                          ContentCipher.DES_EDE3_CBC)]
+    return out
+
+
+@pytest.mark.parametrize("der", _envelopes())
+def test_the_fast_envelope_path_decrypts_what_asn1crypto_decrypts(der: bytes) -> None:
+    p = pki()
+    assert read_enveloped_data(der, scep_cms.OID_ENVELOPED_DATA) is not None
+    assert scep_cms._recipient_by_bytes(
+        read_enveloped_data(der, scep_cms.OID_ENVELOPED_DATA), [p.ra_encrypt, p.ca]) is not None
+    fast = scep_cms.open_envelope(der, [p.ra_encrypt, p.ca])
+    assert fast == scep_cms._open_envelope_asn1(der, [p.ra_encrypt, p.ca], "e")
+    assert fast[0] == b"payload" * 20
+
+
+def test_envelopes_of_other_shapes_go_to_asn1crypto() -> None:
+    p = pki()
+    der = _envelopes()[0]
+    assert read_enveloped_data(der + b"\x00", scep_cms.OID_ENVELOPED_DATA) is None
+    assert read_enveloped_data(der, scep_cms.OID_SIGNED_DATA) is None
+    raw = read_enveloped_data(der, scep_cms.OID_ENVELOPED_DATA)
+    assert raw is not None
+    assert scep_cms._recipient_by_bytes(raw, [p.ra_encrypt]) is None  # not ours: asn1crypto
+    with pytest.raises(scep_cms.ScepError, match="not encrypted to any of our certificates"):
+        scep_cms.open_envelope(der, [p.ra_encrypt])
+    # micromdm's envelopes (constructed encryptedContent) are read by asn1crypto
+    micromdm = scep_cms.read_signed(vector("pkcsreq_des_sha1_micromdm.der")).content
+    assert read_enveloped_data(micromdm, scep_cms.OID_ENVELOPED_DATA) is None
