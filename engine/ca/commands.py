@@ -253,8 +253,8 @@ def _issue_approved(state: CAState, c: IssueApproved) -> Handler:
         events = yield from _issue(state, txid, now, c.crl_url)
     except CAError as e:
         log.warning("approved request cannot be issued; rejecting it",
-                    transaction_id=txid, reason=e.message)
-        events = decide_unissuable(state, txid, e.message)
+                    transaction_id=txid, reason=e.text)
+        events = decide_unissuable(state, txid, e.text)
     return Decided(events, fold(state, events, now), now, txid)
 
 
@@ -300,7 +300,7 @@ def _sign_request(state: CAState, c: SignRequest) -> Handler:
     try:
         more = yield from _issue(after, txid, now, c.crl_url, c.days)
     except ScepRefusal as e:  # the profile refused the request: no peer to answer
-        raise CAError(Reason.BAD_DATA, e.message) from None
+        raise CAError(Reason.BAD_DATA, e.text) from None
     events += more
     return Decided(events, fold(after, more, now), now, txid)
 

@@ -271,7 +271,7 @@ class BuiltinCA:
             try:
                 state = replay(_ca_records(rootp, log.read()))
             except UnfoldedEvent as e:
-                raise CAError(Reason.BAD_DATA, e.message) from None
+                raise CAError(Reason.BAD_DATA, e.text) from None
             if not state.initialized:
                 raise CAError(Reason.NOT_FOUND, f"{rootp} holds no CA (run `ca init {rootp}`)")
             ca_key = None if readonly else load_private_key(rootp / CA_KEY)

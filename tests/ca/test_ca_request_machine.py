@@ -145,7 +145,7 @@ def test_issue_and_cannot_issue(status: RequestStatus) -> None:
     if status is AP:
         assert [type(e) for e in decide_issue(state, TXID, "2b", b"c", NOW, NOW + 1)] == [
             CertificateIssued]
-        assert decide_unissuable(state, TXID, "% bad") == [RequestRejected(TXID, "bad")]
+        assert decide_unissuable(state, TXID, "bad") == [RequestRejected(TXID, "bad")]
     else:
         message = f"% request {TXID} is not approved"
         assert refused(lambda: decide_issue(state, TXID, "2b", b"c", NOW, NOW + 1)) == message
