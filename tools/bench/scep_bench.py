@@ -11,13 +11,17 @@ socket -> TCP) so both pay the same transport; `--direct` measures ours without 
 
 Before timing, each server's pkiMessages are built (PKCSReq, AES-128-CBC + SHA-256, a unique
 CN and transactionID each; keys from a small pre-generated pool), so key generation and client
-CMS work are not timed. `--concurrency` threads each keep one HTTP/1.1 connection and POST
-PKIOperations from a shared queue; rounds alternate between the servers and the median
-round of each is reported. Every CertRep is verified after the timed window
+CMS work are not timed; so are the whole HTTP requests. The load generator shares the two
+cores with the servers, so it is made cheap: one thread keeps `--concurrency` HTTP/1.1
+keep-alive connections under a selector and sends the next pre-built request on each as its
+answer arrives (~0.05 ms of CPU per enrollment, printed as "client"; a thread per connection
+with http.client cost several times that and GIL hand-offs). Rounds alternate between the
+servers and the median round of each is reported. Every CertRep is verified after the timed window
 (parse_cert_rep: signature, nonces, decryption); a run with any non-SUCCESS is reported as
 failed. Prints enrollments/s and server CPU per enrollment for each server (utime + stime of
 the server's processes from /proc over the timed window: ours is `ca serve` and its workers,
-micromdm's the scepserver process; not the relays), then the issue 12 row: ours / micromdm /
+micromdm's the scepserver process; the socat relays are printed apart, as "relays"; the load
+average at the end is printed too), then the issue 12 row: ours / micromdm /
 ratio / target (>= 1,000/s and >= 2x micromdm) / PASS|FAIL. The machine may be shared:
 CPU per enrollment is the steadier figure, enrollments/s moves with the load around it.
 
