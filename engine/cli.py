@@ -369,9 +369,10 @@ def _rows_until(rows: Iterator[list[Any]], max_seq: int | None, max_at: int | No
 def cmd_shell(data: Path | None, keep_going: bool) -> int:
     from engine.engine import Engine
     from engine.frontends import run_batch, run_interactive
+    from engine.trustpool.builtin import certifi_bundle
 
     root = data_dir(data)
-    with Engine.open(root) as eng:
+    with Engine.open(root, builtins=certifi_bundle) as eng:
         _report_recovery(eng)
         if sys.stdin.isatty():
             return run_interactive(eng, root / "history")
@@ -381,10 +382,11 @@ def cmd_shell(data: Path | None, keep_going: bool) -> int:
 def cmd_exec(data: Path | None, file: str, keep_going: bool) -> int:
     from engine.engine import Engine
     from engine.frontends import run_batch
+    from engine.trustpool.builtin import certifi_bundle
 
     if file != "-" and not os.path.isfile(file):
         raise CommandLineError(Reason.NOT_FOUND, f"Script {file}: no such file.")
-    with Engine.open(data_dir(data)) as eng:
+    with Engine.open(data_dir(data), builtins=certifi_bundle) as eng:
         _report_recovery(eng)
         if file == "-":
             return run_batch(eng, iter(sys.stdin.readline, ""), sys.stdout, keep_going)

@@ -17,6 +17,7 @@ from engine.ca.server import serve
 from engine.ca.service import BuiltinCA
 from engine.engine import Engine
 from engine.frontends import run_batch
+from engine.trustpool.builtin import certifi_bundle
 
 SESSION = """\
 configure
@@ -66,7 +67,8 @@ def run_demo(out: TextIO, workdir: Path | None = None) -> int:
                           f"{'' if workdir else ' (removed when the demo ends; --dir keeps it)'}"
                           "\n")
                 script = SESSION.format(url=server.url, challenge=challenge)
-                with Engine.open(root / "device", user="demo") as eng:
+                with Engine.open(root / "device", user="demo",
+                                 builtins=certifi_bundle) as eng:
                     status = run_batch(eng, iter(script.splitlines(keepends=True)), out, False)
                 if workdir is not None:
                     out.write(f"! kept: trustledger shell --data {root / 'device'}  |  "

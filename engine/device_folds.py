@@ -3,7 +3,9 @@
 This is the one list (see engine/folds.py). The folds of each event run in the order given:
 the trustpoint folds (engine/trustpoints.py) before the logging folds below, so a message is
 derived from the trustpoint as the event left it. Key pairs and imported keys are folded here
-into `DeviceState.keys`, the `show logging` buffer into `DeviceState.messages`.
+into `DeviceState.keys`, the `show logging` buffer into `DeviceState.messages`, `clock set`
+into `DeviceState.clock_offset_us` (the engine clock's offset, engine/ports.py), and the
+trustpool's folds (engine/trustpool/folds.py) into `DeviceState.trustpool`.
 """
 
 from __future__ import annotations
@@ -17,10 +19,14 @@ from engine.messages import (
     LOG_BUFFER,
     certificates_removed,
     certret,
+    clock_update,
     failure_message,
     poll_failed,
 )
 from engine.state import DeviceState, fold_commit, with_state
+from engine.trustpool import folds as pool
+from engine.trustpool import messages as pool_messages
+from events.clock import ClockSet
 from events.device import ConfigurationCommitted
 from events.keys import KeyPairGenerated, KeyPairZeroized, PublicKeyImported, PublicKeyRemoved
 from events.trustpoint import (
@@ -31,6 +37,13 @@ from events.trustpoint import (
     EnrollmentPending,
     EnrollmentRequested,
     TrustpointCertificatesRemoved,
+)
+from events.trustpool import (
+    TrustpoolBuiltinsRecorded,
+    TrustpoolCleaned,
+    TrustpoolImported,
+    TrustpoolPolicyWarned,
+    TrustpoolUpdateFailed,
 )
 
 # -- keys ------------------------------------------------------------------------------------------
@@ -57,6 +70,13 @@ def _with_ring(state: DeviceState, ring: KeyRing) -> DeviceState:
     return replace(state, keys=ring)
 
 
+# -- the engine clock ------------------------------------------------------------------------------
+
+
+def _clock_set(state: DeviceState, ev: ClockSet, at: int) -> DeviceState:
+    return with_state(state, clock_offset_us=ev.offset_us)
+
+
 # -- the logging buffer (`show logging`) -------------------------------------------------------
 
 
@@ -80,9 +100,29 @@ def _log_pending(state: DeviceState, ev: EnrollmentPending, at: int) -> DeviceSt
     return _log(state, at, poll_failed(ev.trustpoint, ev.poll_error) if ev.poll_error else None)
 
 
+def _log_clock_set(state: DeviceState, ev: ClockSet, at: int) -> DeviceState:
+    return _log(state, at, clock_update(at, ev.set_to_us))
+
+
 def _log_removed(state: DeviceState, ev: TrustpointCertificatesRemoved,
                  at: int) -> DeviceState:
     return _log(state, at, certificates_removed(ev.trustpoint, len(ev.serials), ev.reason))
+
+
+def _log_pool_imported(state: DeviceState, ev: TrustpoolImported, at: int) -> DeviceState:
+    return _log(state, at, pool_messages.imported(ev))
+
+
+def _log_pool_failed(state: DeviceState, ev: TrustpoolUpdateFailed, at: int) -> DeviceState:
+    return _log(state, at, pool_messages.update_failed(ev))
+
+
+def _log_pool_cleaned(state: DeviceState, ev: TrustpoolCleaned, at: int) -> DeviceState:
+    return _log(state, at, pool_messages.cleaned(ev))
+
+
+def _log_pool_warned(state: DeviceState, ev: TrustpoolPolicyWarned, at: int) -> DeviceState:
+    return _log(state, at, pool_messages.warned(ev))
 
 
 # -- the table -------------------------------------------------------------------------------------
@@ -100,4 +140,10 @@ DEVICE_FOLDS: FoldTable[DeviceState] = FoldTable("device", {
     CertificateReceived: (tp._received, _log_received),
     EnrollmentFailed: (tp._failed, _log_failed),
     TrustpointCertificatesRemoved: (tp._certificates_removed, _log_removed),
+    ClockSet: (_clock_set, _log_clock_set),
+    TrustpoolBuiltinsRecorded: (pool.builtins_recorded,),
+    TrustpoolImported: (pool.imported, _log_pool_imported),
+    TrustpoolCleaned: (pool.cleaned, _log_pool_cleaned),
+    TrustpoolUpdateFailed: (pool.update_failed, _log_pool_failed),
+    TrustpoolPolicyWarned: (pool.warned, _log_pool_warned),
 })

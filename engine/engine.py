@@ -38,12 +38,14 @@ from engine.keystore import (
 )
 from engine.logsetup import get_logger
 from engine.parser import Choice, Match, choices, parse, render_choices
-from engine.ports import Clock, FakeClock, Prompter, SystemClock
+from engine.ports import Clock, EngineClock, FakeClock, PinnedClock, Prompter, SystemClock
 from engine.runtime import Ports, perform, queue, require_utf8, run
-from engine.schedule import Job, due_jobs
+from engine.schedule import Job, due_jobs, walk, walk_cut_short
 from engine.session import Session
 from engine.state import DeviceState, evolve, replay_rows
 from engine.trustpoints import trustpoint_names
+from engine.trustpool.builtin import BuiltinSource, builtins_event
+from events.clock import ClockSet
 from events.filelog import FileEventLog, LogError, LogWriteFailed
 from events.keys import KeyPairZeroized
 from events.memory import MemoryEventLog
@@ -77,6 +79,7 @@ class Result:
     events: list[Recorded] = field(default_factory=list)
     error: TrustledgerError | None = None
     prompt: str = ""
+    due: list[Result] = field(default_factory=list)  # the jobs a `clock set` ran, in order
 
     @property
     def ok(self) -> bool:
@@ -94,6 +97,7 @@ class Engine:
         self.grammar = GRAMMAR
         self._since_snapshot = 0
         self._failure: TrustledgerError | None = None
+        self._walked: list[Result] = []  # the jobs the current `clock set` ran
         self._line = ""
         self.recovered: str | None = None  # what opening the log repaired (a torn tail)
         self.snapshots_ignored: list[snapshot.Ignored] = []  # passed over at open, and why
@@ -105,10 +109,15 @@ class Engine:
     def open(cls, data_dir: str | os.PathLike[str], *, clock: Clock | None = None,
              prompter: Prompter | None = None, user: str | None = None,
              write: Callable[[str], None] | None = None, use_snapshots: bool = True,
-             keygen: KeyGenerator | None = None, scep: ScepTransport | None = None) -> Engine:
+             keygen: KeyGenerator | None = None, scep: ScepTransport | None = None,
+             builtins: BuiltinSource | None = None) -> Engine:
         """Open (or create) a device's data directory: the log in `log/`, snapshots in
         `snapshots/`, the keystore in `keystore/` and `master.key`. Ports left None get their
-        real adapters (system clock, cryptography key generation, httpx SCEP transport)."""
+        real adapters (system clock, cryptography key generation, httpx SCEP transport).
+        `builtins`: where the trustpool's built-in bundle comes from (the CLI passes
+        `engine.trustpool.builtin.certifi_bundle`), recorded when the log does not hold this
+        one yet; None (the default, for programs that embed the engine and have a trust
+        store of their own): not looked at, the log stays as it is."""
         root = Path(data_dir)
         for private in (root, root / "log", root / "snapshots"):
             private.mkdir(mode=0o700, parents=True, exist_ok=True)  # whatever the umask
@@ -127,14 +136,33 @@ class Engine:
         except BaseException:
             log.close()
             raise
-        ports = Ports(data_dir=root, clock=clock or SystemClock(), prompter=prompter, render=render,
-                      write=write, keygen=keygen, scep=scep)
+        ports = Ports(data_dir=root, clock=EngineClock(clock or SystemClock(),
+                                                       state.clock_offset_us),
+                      prompter=prompter, render=render, write=write, keygen=keygen, scep=scep)
         engine = cls(log, state, ports, root, user or _default_user())
         engine.recovered = log.recovered
         engine.snapshots_ignored = ignored
         engine._since_snapshot = state.seq - covered  # so close() replaces an ignored snapshot
         engine._tidy_keystore(log)
+        if builtins is not None:
+            engine._record_builtins(builtins)
         return engine
+
+    def _record_builtins(self, source: BuiltinSource) -> None:
+        """Record the shipped trustpool bundle if the log does not hold it yet (the first
+        open, or an upgrade brought another): one event, by the actor `system`."""
+        ev = builtins_event(self.state.trustpool.builtin_sha256, source)
+        if ev is None:
+            return
+        try:
+            records = self.store.append([PendingEvent(ev, "device", self.ports.clock.now_us(),
+                                                      "system", "open")])
+        except LogWriteFailed as err:
+            self.notices.append(f"%PKI-4-TRUSTPOOL_BUILTIN: the built-in CA bundle could not "
+                                f"be recorded ({err.reason}); it is tried again at the next "
+                                "open.")
+            return
+        self.fold(records)
 
     def _tidy_keystore(self, log: FileEventLog) -> None:
         """Finish what an interrupted key write or zeroize left, and move aside the data keys
@@ -160,8 +188,8 @@ class Engine:
     def in_memory(cls, *, clock: Clock | None = None, prompter: Prompter | None = None,
                   user: str = "admin", keygen: KeyGenerator | None = None,
                   scep: ScepTransport | None = None) -> Engine:
-        ports = Ports(clock=clock or SystemClock(), prompter=prompter, keygen=keygen, scep=scep,
-                      render=render)
+        ports = Ports(clock=EngineClock(clock or SystemClock()), prompter=prompter,
+                      keygen=keygen, scep=scep, render=render)
         return cls(MemoryEventLog(), DeviceState(), ports, None, user)
 
     @classmethod
@@ -197,12 +225,14 @@ class Engine:
         self.ports.answers = queue(answers)
         width = len(self.prompt)
         self._failure = None
+        self._walked = []
         try:
             records = self._execute(line)
         except TrustledgerError as err:
             self.ports.say(err.render(width) + "\n")
-            return Result(_joined(self.ports.out), [], err, self.prompt)
-        return Result(_joined(self.ports.out), records, self._failure, self.prompt)
+            return Result(_joined(self.ports.out), [], err, self.prompt, self._walked)
+        return Result(_joined(self.ports.out), records, self._failure, self.prompt,
+                      self._walked)
 
     def _execute(self, line: str) -> list[Recorded]:
         if len(line) > 4096:
@@ -323,7 +353,31 @@ class Engine:
         outcome = run(cmd.handler(ctx), self.ports)
         if "do" in outcome.extra:
             return self._do(outcome.extra["do"])
-        return self._apply(outcome, now)
+        records = self._apply(outcome, now)
+        if any(isinstance(r.event, ClockSet) for r in records):
+            self._walk(now)
+        return records
+
+    def _walk(self, before: int) -> None:
+        """After a `clock set` forward: run the jobs due up to the new time, in order, each at
+        its own time, as its own command (engine/schedule.py). Moving back runs nothing."""
+        until = self.ports.clock.now_us()
+        if until <= before:
+            return
+        out, failure = self.ports.out, self._failure
+        try:
+            for step in walk(lambda: self.state, before, until):
+                result = self.commit_due(self._perform(step.job, step.now))
+                if result is not None:
+                    self._walked.append(result)
+                    out.append(result.output)
+            if walk_cut_short(self.state, until, len(self._walked)):
+                self.ports.out = out
+                self.ports.say(f"%SCHED-4-WALK_LIMIT: clock set ran {len(self._walked)} "
+                               "scheduled jobs; what is still due runs from now on, at the "
+                               "current time.\n")
+        finally:
+            self.ports.out, self._failure = out, failure
 
     def _do(self, line: str) -> list[Recorded]:
         """`do <exec command>` from a configuration mode: run it as exec, stay in the mode."""
@@ -441,8 +495,10 @@ class Engine:
 
     def _perform(self, job: Job, now: int) -> DueWork:
         state = self.state
-        # Nobody is at the keyboard for scheduled work: a job that asked would fail.
-        ports = replace(self.ports, prompter=None, answers=queue(()), out=[], write=None)
+        # Nobody is at the keyboard for scheduled work: a job that asked would fail. The job
+        # runs at `now`: `yield Now()` in it answers that time (a `clock set` walk's step).
+        ports = replace(self.ports, prompter=None, answers=queue(()), out=[], write=None,
+                        clock=PinnedClock(now))
         try:
             return DueWork(job, now, state.seq, run(job.run(state, now), ports), None,
                            ports.out)
@@ -479,6 +535,8 @@ class Engine:
             state = evolve(state, rec.event, rec.at, rec.seq)
             self._since_snapshot += 1
         self.state = state
+        if isinstance(self.ports.clock, EngineClock):  # a frozen replay's clock stands still
+            self.ports.clock.offset_us = state.clock_offset_us
         if (self._since_snapshot >= snapshot.EVERY and self.data_dir is not None
                 and isinstance(self.store, FileEventLog)):
             self._snapshot()

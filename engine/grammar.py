@@ -233,17 +233,20 @@ class Grammar:
 
     def config(self, pattern: str, *, key: str, mode: Mode = Mode.CONFIG, help: str = "",
                args: Mapping[str, ArgSpec] | None = None, enters: Mode | None = None,
-               no_form: bool = True, rank: int = 50) -> None:
+               no_form: bool = True, rank: int = 50,
+               words: Mapping[str, str] | None = None) -> None:
         """Declare a configuration line (and, unless no_form=False, its `no` form). `rank`
         places it in `show running-config` (identity 10, keys 30, PKI 50, ...)."""
         order = len(self.commands)
-        self._add(Command(pattern, (mode,), tuple(self._expand(pattern, args)), help, None,
-                          key=key, enters=enters, order=order, rank=rank))
+        self._add(Command(pattern, (mode,), tuple(self._expand(pattern, args, words)), help,
+                          None, key=key, enters=enters, order=order, rank=rank,
+                          words=dict(words or {})))
         if no_form:
             no_pattern = "no " + re.sub(r"\{(\w+)\}", r"<\1>", key) + " [<rest>]"
             rest = {**(args or {}), "rest": ArgSpec(LINE, "")}
-            self._add(Command("no " + pattern, (mode,), tuple(self._expand(no_pattern, rest)),
-                              help, None, removes=key, order=order))
+            self._add(Command("no " + pattern, (mode,),
+                              tuple(self._expand(no_pattern, rest, words)), help, None,
+                              removes=key, order=order, words=dict(words or {})))
 
     def _expand(self, pattern: str, args: Mapping[str, ArgSpec] | None,
                 words: Mapping[str, str] | None = None) -> list[Variant]:

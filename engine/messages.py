@@ -10,6 +10,8 @@ This catalog is the engine's (the fold needs it); how `show logging` lays them o
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from events.trustpoint import EnrollmentFailed
 
 LOG_BUFFER = 1000  # messages `show logging` keeps, newest last (a router's logging buffer)
@@ -58,3 +60,26 @@ def certificates_removed(trustpoint: str, count: int, reason: str) -> str:
 def plural(n: int, word: str) -> str:
     """`1 poll`, `3 polls`."""
     return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+# -- the engine clock ------------------------------------------------------------------------------
+
+DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August",
+          "September", "October", "November", "December")
+
+
+def clock_time(us: int) -> str:
+    """`14:30:05.123 UTC Tue Dec 01 2026`: the engine clock as IOS XR's `show clock` writes it
+    (sources in engine/commands/clock.py). Names are spelled here, not by strftime, so no
+    locale can change them."""
+    t = datetime.fromtimestamp(us // 1_000_000, UTC)
+    ms = us % 1_000_000 // 1000
+    return (f"{t:%H:%M:%S}.{ms:03d} UTC {DAYS[t.weekday()]} {MONTHS[t.month - 1][:3]} "
+            f"{t.day:02d} {t.year}")
+
+
+def clock_update(before_us: int, after_us: int) -> str:
+    """The message a `clock set` leaves in `show logging` (IOS's SYS-6-CLOCKUPDATE)."""
+    return (f"%SYS-6-CLOCKUPDATE: System clock has been updated from {clock_time(before_us)} "
+            f"to {clock_time(after_us)}, configured from console.")

@@ -6,6 +6,12 @@ The live engine and CA use `SystemClock`, `SystemRandomness` and (engine/keystor
 `CryptographyKeyGenerator`; tests pass a `FakeClock` (µs, advanced by seconds) or a
 `FixedClock` (an aware datetime, advanced by a timedelta), `SeededRandomness` and key pools,
 so serials, nonces, one-time challenges and validity dates are reproducible.
+
+The engine clock is an `EngineClock`: whichever of those clocks the engine was given (the
+base) plus an offset. The device's offset is what `clock set` recorded (the `ClockSet` event,
+folded into `DeviceState.clock_offset_us`; the Engine keeps its EngineClock in step with the
+folded state); the built-in CA's is `--clock ISO-TIME`, for one run. A scheduled job runs on a
+`PinnedClock`: the time it ran at, standing still.
 """
 
 from __future__ import annotations
@@ -86,6 +92,38 @@ class FixedClock:
             self._at += delta
 
 
+class EngineClock:
+    """The engine clock: a base clock plus `offset_us` (what `clock set` recorded). The base
+    keeps running, so the engine clock runs on from the time that was set."""
+
+    def __init__(self, base: Clock, offset_us: int = 0) -> None:
+        self.base = base
+        self.offset_us = offset_us
+
+    def now_us(self) -> int:
+        return self.base.now_us() + self.offset_us
+
+    def now(self) -> datetime:
+        return from_micros(self.now_us())
+
+    def offset_to(self, at_us: int) -> int:
+        """The offset that makes this clock read `at_us` now."""
+        return at_us - self.base.now_us()
+
+
+@dataclass(frozen=True)
+class PinnedClock:
+    """A clock that stands at one instant (µs): the time a scheduled job runs at."""
+
+    us: int
+
+    def now_us(self) -> int:
+        return self.us
+
+    def now(self) -> datetime:
+        return from_micros(self.us)
+
+
 class SystemRandomness:
     def token_bytes(self, n: int) -> bytes:
         return os.urandom(n)
@@ -120,6 +158,6 @@ def from_micros(us: int) -> datetime:
     return datetime.fromtimestamp(us // 1_000_000, UTC).replace(microsecond=us % 1_000_000)
 
 
-__all__ = ["Clock", "FakeClock", "FixedClock", "PrivateKey", "Prompter", "Randomness",
-           "SeededRandomness", "SystemClock", "SystemRandomness", "Writer",
-           "from_micros", "to_micros"]
+__all__ = ["Clock", "EngineClock", "FakeClock", "FixedClock", "PinnedClock", "PrivateKey",
+           "Prompter", "Randomness", "SeededRandomness", "SystemClock", "SystemRandomness",
+           "Writer", "from_micros", "to_micros"]

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from engine.ca.commands import Signer
     from engine.keystore import KeyGenerator, Keystore
     from engine.scep_client import ScepTransport
+    from engine.trustpool.fetch import BundleFetcher
 
 
 def _unrendered(view: object) -> str:
@@ -58,6 +59,7 @@ class Ports:
     keystore: Keystore | None = None  # engine.keystore: built from data_dir on first use
     keygen: KeyGenerator | None = None  # engine.keystore: real key generation unless injected
     scep: ScepTransport | None = None  # engine.scep_client: httpx unless injected
+    bundles: BundleFetcher | None = None  # engine.trustpool.fetch: http/https/file unless injected
     randomness: Randomness = field(default_factory=SystemRandomness)  # nonces, serials, CEKs
     signer: Signer | None = None  # engine.ca.commands: the CA's signing key (CA only)
     offline: bool = False  # an audit replay: no effect but printing may be performed

@@ -77,8 +77,10 @@ import engine.commands  # noqa: F401  (registers every feature's folds: verify()
 from engine.config import Change, ConfigTree, Node
 from engine.keys import ImportedKey, KeyAlgorithm, KeyPair, KeyRing, KeyUsage
 from engine.machines.trustpoint import Lifecycle
+from engine.machines.trustpool import UpdateTimer
 from engine.state import Commit, CommitHistory, DeviceState, folds_fingerprint, replay_rows
 from engine.trustpoints import Enrollment, RouterCertificate, TrustpointConfig, TrustpointStatus
+from engine.trustpool.pool import PoolCert, TrustpoolState, UpdateRecord
 from events.durable import fsync_directory
 from events.filelog import FileEventLog, Position, TailMismatch
 
@@ -108,6 +110,10 @@ TABLE: Mapping[str, type] = types.MappingProxyType({
     "RouterCertificate": RouterCertificate,
     "Enrollment": Enrollment,
     "Lifecycle": Lifecycle,
+    "TrustpoolState": TrustpoolState,
+    "PoolCert": PoolCert,
+    "UpdateRecord": UpdateRecord,
+    "UpdateTimer": UpdateTimer,
 })
 """Every type a snapshot may hold, by the tag it is stored under. Add a state type here (a
 test fails until you do: it walks DeviceState's type hints)."""

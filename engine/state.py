@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from engine.config import Change, ConfigTree
 from engine.keys import KeyRing
+from engine.trustpool.pool import TrustpoolState
 from events.device import ConfigurationCommitted
 from events.registry import Event, event_from, known_types
 
@@ -72,10 +73,12 @@ class DeviceState:
     trustpoints: Mapping[str, TrustpointStatus] = field(
         default_factory=lambda: MappingProxyType({}))
     messages: tuple[tuple[int, str], ...] = ()  # (µs, %FACILITY-SEV-MNEMONIC text), newest last
+    clock_offset_us: int = 0  # engine clock - system clock, as `clock set` recorded (ClockSet)
     # Each configured trustpoint's configuration, typed: folded from the running config once,
     # when the commit that changes it arrives (engine.trustpoints).
     trustpoint_configs: Mapping[str, TrustpointConfig] = field(
         default_factory=lambda: MappingProxyType({}))
+    trustpool: TrustpoolState = field(default_factory=TrustpoolState)  # engine.trustpool
 
     @property
     def next_commit_id(self) -> int:

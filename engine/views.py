@@ -96,7 +96,30 @@ class CommitChangesView(View):
 
 
 @dataclass(frozen=True)
+class ClockView(View):
+    """`show clock`, and `clock set`'s echo: the engine time (µs)."""
+
+    now: int
+
+
+@dataclass(frozen=True)
 class LoggingView(View):
     """`show logging`: (µs, message) pairs, newest last."""
 
     messages: Sequence[tuple[int, str]]
+
+
+@dataclass(frozen=True)
+class TrustpoolView(View):
+    """`show crypto ca trustpool`: every certificate of the pool, at `now`."""
+
+    state: DeviceState
+    now: int
+
+
+@dataclass(frozen=True)
+class TrustpoolPolicyView(View):
+    """`show crypto ca trustpool policy`: the policy, updates and the timer, at `now`."""
+
+    state: DeviceState
+    now: int

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from engine import views
+from projections.clock import render_clock
 from projections.config import (
     render_commit_changes,
     render_commit_list,
@@ -20,6 +21,7 @@ from projections.config import (
 from projections.keys import render_imported_keys, render_key_pairs
 from projections.syslog import render_logging
 from projections.trustpoints import render_ca_offer, render_certificates, render_trustpoints
+from projections.trustpool import render_policy, render_pool
 
 _RENDERERS: dict[type, Callable[[Any], str]] = {
     views.CertificatesView: lambda v: render_certificates(v.state, list(v.names), v.now),
@@ -33,6 +35,9 @@ _RENDERERS: dict[type, Callable[[Any], str]] = {
     views.CommitListView: lambda v: render_commit_list(v.commits),
     views.CommitChangesView: lambda v: "".join(render_commit_changes(c) for c in v.commits),
     views.LoggingView: lambda v: render_logging(v.messages),
+    views.TrustpoolView: lambda v: render_pool(v.state, v.now),
+    views.TrustpoolPolicyView: lambda v: render_policy(v.state, v.now),
+    views.ClockView: lambda v: render_clock(v.now),
 }
 
 

@@ -17,6 +17,7 @@ keep their own. Outside `exchange()` nothing is bounded beyond httpx's own timeo
 
 from __future__ import annotations
 
+import ssl
 import threading
 import time
 import typing
@@ -110,12 +111,14 @@ class _Backend(httpcore.NetworkBackend):
         self.inner.sleep(seconds)
 
 
-def deadline_client(deadline: Deadline, timeout: float) -> httpx.Client:
+def deadline_client(deadline: Deadline, timeout: float,
+                    ssl_context: ssl.SSLContext | None = None) -> httpx.Client:
     """An httpx client (no proxies from the environment, no redirects) whose sockets obey
     `deadline`. httpx takes no network backend, so its HTTP transport gets a connection pool
-    built on ours (the pool it would build, with our backend)."""
+    built on ours (the pool it would build, with our backend). `ssl_context`: whom https
+    trusts (None: httpx's default)."""
     transport = httpx.HTTPTransport(retries=0)
     transport._pool = httpcore.ConnectionPool(  # private: see the docstring
-        network_backend=_Backend(deadline), retries=0)
+        ssl_context=ssl_context, network_backend=_Backend(deadline), retries=0)
     return httpx.Client(transport=transport, timeout=timeout, follow_redirects=False,
                         trust_env=False)

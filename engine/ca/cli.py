@@ -18,6 +18,7 @@ A transaction ID or a serial may be given whole or as a unique prefix, in any ca
 router prints them. `ca serve` prints one line per request event on standard output
 (engine/ca/console.py), JSON lines with `--log-json`.
     trustledger ca sign DIR --csr FILE [--out FILE] [--days N]
+    (init, serve and sign also take --clock ISO-TIME)
 
 `ca sign` signs a PKCS#10 request carried from a device (cut-and-paste enrollment): FILE holds
 what the device printed (PEM between BEGIN/END CERTIFICATE REQUEST lines, other lines
@@ -40,6 +41,14 @@ or a renewal signed by a current certificate for the same subject and subjectAlt
 per certificate); `--approval manual` (shorthand `--manual`) answers PENDING until
 `ca approve` / `ca reject`.
 
+`--clock ISO-TIME` (init, serve, sign) starts the CA's clock at that time (UTC unless the time
+names its zone); it then runs on, for that run only: a test or a what-if session can issue,
+renew and publish CRLs weeks ahead. It is not recorded as an event: every decision's time is
+already in the log (each event's time, and the validity dates inside the certificates and CRLs
+it signs), so replay never reads the clock, and an offset recorded in the log would carry a
+test's clock over into the next run. `ca serve --clock` says so on its first line.
+`sign --clock` while a server runs is refused: the server's clock decides.
+
 While `ca serve` runs it holds the CA log's write lock. `challenge`, `approve`, `reject`,
 `revoke` and `sign` then go through the server's loopback admin endpoint (engine/ca/admin.py);
 `requests` and `list` read the log read-only. Without a running server they act on DIR directly.
@@ -61,7 +70,7 @@ import stat
 import sys
 import threading
 from collections.abc import Callable, Sequence
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -86,7 +95,7 @@ from engine.ca.service import (
 from engine.ca.state import CAState, IssuedCertificate, Request, RequestStatus
 from engine.certids import fingerprint_lines
 from engine.errors import Reason
-from engine.ports import from_micros, to_micros
+from engine.ports import EngineClock, SystemClock, from_micros, to_micros
 
 Handler = Callable[[argparse.Namespace], int]
 DIR_HELP = "the CA's directory (made by `ca init`)"
@@ -109,6 +118,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     p.add_argument("--cert-days", type=_positive, default=DEFAULT_CERTIFICATE_DAYS,
                    metavar="N", help="validity of issued certificates in days "
                                      f"(default {DEFAULT_CERTIFICATE_DAYS})")
+    _clock_option(p)
     p.add_argument("--ra", action="store_true",
                    help="separate RA signing and encryption certificates (like Windows NDES)")
     p.set_defaults(func=_init)
@@ -166,6 +176,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
                    help="the request as the device printed it (PEM), base64 or DER; - = stdin")
     p.add_argument("--out", type=Path, metavar="FILE",
                    help="write the certificate (PEM) here instead of standard output")
+    _clock_option(p)
     p.add_argument("--days", type=_positive, metavar="N",
                    help="validity in days (default: the CA's --cert-days)")
     p.set_defaults(func=_sign)
@@ -203,10 +214,36 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--log-json", action="store_true",
                    help="the console's event lines (pending, issued, rejected, refused, "
                         "renewed, CRL published, ...) as one JSON object per line")
+    _clock_option(p)
     p.add_argument("--workers", type=_positive, default=os.cpu_count() or 1, metavar="N",
                    help="HTTP worker processes (default: one per CPU, here "
                         f"{os.cpu_count() or 1}); 1 serves from this process alone")
     p.set_defaults(func=_serve)
+
+
+def _clock_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--clock", type=_iso_time, metavar="ISO-TIME",
+                   help="start the CA's clock at this time (UTC unless it names a zone, e.g. "
+                        "2027-01-15T09:00:00Z); it runs on from there, for this run only")
+
+
+def _iso_time(text: str) -> datetime:
+    try:
+        t = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO time: {text!r} (e.g. "
+                                         "2027-01-15T09:00:00Z)") from None
+    return t if t.tzinfo is not None else t.replace(tzinfo=UTC)
+
+
+def ca_clock(args: argparse.Namespace) -> EngineClock | None:
+    """The CA's clock for `--clock`: the system clock, offset to read that time now."""
+    start: datetime | None = getattr(args, "clock", None)
+    if start is None:
+        return None
+    clock = EngineClock(SystemClock())
+    clock.offset_us = clock.offset_to(to_micros(start))
+    return clock
 
 
 CHALLENGE_ENV = "TRUSTLEDGER_CA_CHALLENGE"
@@ -267,7 +304,8 @@ def _positive(text: str) -> int:
 
 def _init(args: argparse.Namespace) -> int:
     with BuiltinCA.init(args.dir, subject=args.subject, key=args.key, days=args.days,
-                        certificate_days=args.cert_days, ra=args.ra) as ca:
+                        certificate_days=args.cert_days, ra=args.ra,
+                        clock=ca_clock(args)) as ca:
         cert = ca.ca_certificate
         print(f"CA initialized in {args.dir}")
         print(f"  subject:      {cert.subject.rfc4514_string()}")
@@ -294,9 +332,12 @@ def _serve(args: argparse.Namespace) -> int:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    with BuiltinCA.open(args.dir) as ca:
+    with BuiltinCA.open(args.dir, clock=ca_clock(args)) as ca:
         ca.console = Console(console_logger(sys.stdout, as_json=args.log_json))
         _say_log_notice(ca)
+        if args.clock is not None:
+            print(f"CA clock set to {ca.clock.now():%Y-%m-%d %H:%M:%S} UTC for this run "
+                  "(--clock; not recorded in the log)", flush=True)
         # The replayed state and everything imported live as long as the server: keep the
         # cyclic collector from walking them again and again under load.
         gc.freeze()
@@ -328,11 +369,16 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _on_ca(root: Path, local: Callable[[BuiltinCA], dict[str, Any]], action: str,
-           remote_args: dict[str, Any]) -> dict[str, Any]:
-    """Run a write command on DIR directly, or through the running server's admin endpoint."""
+           remote_args: dict[str, Any], clock: EngineClock | None = None) -> dict[str, Any]:
+    """Run a write command on DIR directly, or through the running server's admin endpoint
+    (whose clock decides: a `--clock` of this command is refused then)."""
     try:
-        ca = BuiltinCA.open(root)
+        ca = BuiltinCA.open(root, clock=clock)
     except CALocked:
+        if clock is not None:
+            raise CAError(Reason.NOT_ALLOWED, f"{root} is being served (`ca serve`): its clock "
+                                              "is the server's; leave out --clock, or stop the "
+                                              "server") from None
         return admin.call(root, action, remote_args)
     with ca:
         _say_log_notice(ca)
@@ -411,7 +457,8 @@ def _sign(args: argparse.Namespace) -> int:
     offline.verified_request(der)  # refuse junk before touching the CA or its server
     result = _on_ca(args.dir, lambda ca: admin.issued_summary(ca.sign_offline(der,
                                                                              days=args.days)),
-                    "sign", {"csr": base64.b64encode(der).decode("ascii"), "days": args.days})
+                    "sign", {"csr": base64.b64encode(der).decode("ascii"), "days": args.days},
+                    ca_clock(args))
     pem = str(result["certificate"])
     summary = (f"Certificate {router_serial(result['serial'])} issued to {result['subject']} "
                f"(transaction {result['transaction_id']}), valid until "

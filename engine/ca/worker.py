@@ -47,7 +47,7 @@ from engine.ca.keyfile import load_private_key
 from engine.ca.queries import BadFrame
 from engine.ca.scep_frontend import Ask, ScepResponder, unavailable
 from engine.ca.service import CA_KEY, CRL_FILE, RA_ENCRYPTION_KEY, RA_SIGNING_KEY
-from engine.ports import SystemClock, SystemRandomness
+from engine.ports import EngineClock, SystemClock, SystemRandomness
 from engine.scep import Credential
 from engine.scep.wire import Unanswerable
 
@@ -122,13 +122,17 @@ def responder_from(root: Path, init: dict[str, Any], crl: CRLFile) -> ScepRespon
         else:
             signer = Credential(ra[0], load_private_key(root / RA_SIGNING_KEY))
             decrypter = Credential(ra[1], load_private_key(root / RA_ENCRYPTION_KEY))
+        offset = init.get("clock_offset_us", 0)
+        if type(offset) is not int:
+            raise BadFrame("clock_offset_us is not an integer")
         tolerance = init.get("tolerance")
         if not isinstance(tolerance, int | float) or tolerance <= 0:
             raise BadFrame("tolerance is not a positive number")
     except ValueError as e:  # a certificate that does not parse, a key for another one
         raise BadFrame(f"cannot set up from the init frame: {e}") from None
     return ScepResponder(ca_certificate=ca_cert, ra_certificates=ra, signer=signer,
-                         decrypter=decrypter, crl=crl.read, clock=SystemClock(),
+                         decrypter=decrypter, crl=crl.read,
+                         clock=EngineClock(SystemClock(), offset),
                          randomness=SystemRandomness(), strict=init.get("strict") is True,
                          signing_time_tolerance=timedelta(seconds=tolerance))
 

@@ -70,6 +70,7 @@ from engine.ca.errors import CAError, CAUnavailable
 from engine.ca.queries import BadFrame, answer, decode_query, encode_answer
 from engine.ca.service import BuiltinCA
 from engine.errors import Reason
+from engine.ports import EngineClock
 
 log = structlog.get_logger("trustledger.ca.workers")
 
@@ -135,7 +136,9 @@ class WorkerPool:
             "ca": ca.ca_certificate.public_bytes(serialization.Encoding.DER),
             "ra_signing": ca.state.ra_signing_certificate,
             "ra_encryption": ca.state.ra_encryption_certificate,
-            "strict": strict, "tolerance": signing_time_tolerance.total_seconds()}
+            "strict": strict, "tolerance": signing_time_tolerance.total_seconds(),
+            # `ca serve --clock`: the workers' clock (signingTime checks) is the CA's.
+            "clock_offset_us": ca.clock.offset_us if isinstance(ca.clock, EngineClock) else 0}
         self._lock = threading.Lock()  # _workers, their connection counts and handoffs
         self._workers: dict[int, _Worker] = {}
         self._stopping = threading.Event()  # no new connections, no replacements

@@ -5,12 +5,15 @@ Tab completion and `show running-config` pick it up with no other change.
 """
 
 from engine.commands import (
+    clock,
     configuration,
     keys,
     logging,
     paste,
     system,
     trustpoint,
+    trustpool,
 )
 
-__all__ = ["configuration", "keys", "logging", "paste", "system", "trustpoint"]
+__all__ = ["clock", "configuration", "keys", "logging", "paste", "system", "trustpoint",
+           "trustpool"]

@@ -39,7 +39,7 @@ from engine.pki import (
     load_certificate,
 )
 from engine.scep import FailInfo, PkiStatus
-from engine.schedule import Job, scheduled
+from engine.schedule import Job
 from engine.state import DeviceState
 from engine.trustpoints import (
     TrustpointConfig,
@@ -483,14 +483,14 @@ def show_trustpoint(ctx: Ctx) -> Outcome:
 # -- polling (scheduled) --------------------------------------------------------------------------
 
 
-@scheduled
 def due_polls(state: DeviceState, now: int) -> list[Job]:
-    """Trustpoints whose pending SCEP request is due for a CertPoll."""
+    """Trustpoints whose pending SCEP request is due for a CertPoll (a timer listed in
+    engine/device_timers.py)."""
     jobs = []
     for name, st in state.trustpoints.items():
         e = st.enrollment
         if e is not None and e.method == "scep" and e.next_poll_at and e.next_poll_at <= now:
-            jobs.append(Job(f"poll {name}", _poller(name)))
+            jobs.append(Job(f"poll {name}", e.next_poll_at, _poller(name)))
     return jobs
 
 

@@ -19,11 +19,13 @@ from engine.machines.ca_request import REQUESTS
 from engine.machines.session import SESSION
 from engine.machines.table import Table
 from engine.machines.trustpoint import LIFECYCLE
+from engine.machines.trustpool import TIMER
 
 MACHINES: dict[str, Table[Any]] = {
     "trustpoint": LIFECYCLE,
     "ca_request": REQUESTS,
     "session": SESSION,
+    "trustpool": TIMER,
 }
 
 

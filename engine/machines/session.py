@@ -13,8 +13,8 @@ has them from; `engine.session.Session` takes every mode change from `SESSION.de
 and the command asks "Uncommitted changes found, commit them?" (yes: commit, then end; no:
 abort). `exit` from a submode never asks. A line a submode does not know but a mode above it
 does leaves the submode: an `exit`. `rollback` commits the inverse of earlier commits at once,
-so it is an exec command. No command enters config-trustpool yet (its commands come with the
-trustpool issue); the table has its edges so that the grammar's configuration modes stay one.
+so it is an exec command. `crypto ca trustpool policy` enters config-trustpool
+(engine/commands/trustpool.py).
 The session is not log state: only `commit` and `rollback` write events.
 """
 
@@ -37,7 +37,7 @@ CHANGES = ("has_changes",)  # guard: the target configuration differs from the r
 TABLE: list[Edge[Mode]] = [
     Edge("configure", (EXEC,), CONFIG, note="the target starts as the running config"),
     Edge("trustpoint", (CONFIG,), TRUSTP, note="crypto ca trustpoint NAME"),
-    Edge("trustpool", (CONFIG,), TRUSTPOOL, note="crypto ca trustpool (its own issue)"),
+    Edge("trustpool", (CONFIG,), TRUSTPOOL, note="crypto ca trustpool policy"),
     Edge("exit", SUBMODES, CONFIG),
     Edge("exit", (CONFIG,), EXEC, unless=CHANGES),
     Edge("end", CONFIGURING, EXEC, unless=CHANGES),

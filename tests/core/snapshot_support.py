@@ -110,6 +110,10 @@ def build_rich(e: Engine, clock: FakeClock) -> None:
     clock.advance(60)
     ok(e, "crypto ca import myca certificate", *pem_lines(_sign(csr, clock)))
     ok(e, "crypto ca enroll other", PW, PW)  # left in flight: an Enrollment in the state
+    assert e.data_dir is not None
+    bundle = e.data_dir.parent / "pool.pem"  # a downloaded trustpool: PoolCert, UpdateRecord
+    bundle.write_bytes(_ca()[1].public_bytes(serialization.Encoding.PEM))
+    ok(e, f"crypto ca trustpool import url file://{bundle}")
 
 
 def shows(state: DeviceState) -> dict[str, str]:

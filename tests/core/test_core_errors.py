@@ -26,6 +26,7 @@ import engine.keystore as keystore
 import engine.machines.diagrams as diagrams
 import engine.scep.errors as scep_errors
 from engine.scep.types import FailInfo
+from engine.trustpool.bundle import BundleRefused
 from events.filelog import LogError, LogWriteFailed
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -64,6 +65,7 @@ FACTORIES: dict[type, Callable[[str], Any]] = {
         scep_errors.ScepErrorReason.MALFORMED, t),
     folds.UnfoldedEvent: lambda t: folds.UnfoldedEvent("device", t, 7),
     diagrams.DiagramError: diagrams.DiagramError,
+    BundleRefused: BundleRefused,
 }
 
 

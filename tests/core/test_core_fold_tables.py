@@ -12,9 +12,11 @@ from pathlib import Path
 import pytest
 
 import events.ca
+import events.clock
 import events.device
 import events.keys
 import events.trustpoint
+import events.trustpool
 from engine.ca.state import CA_FOLDS
 from engine.cli import main
 from engine.engine import Engine
@@ -37,7 +39,7 @@ def test_every_event_type_is_in_exactly_one_aggregate_table() -> None:
     device = {t.type_name for t in device_folds().types}
     ca = {t.type_name for t in CA_FOLDS.types}
     assert device == declared(events.device) | declared(events.keys) | declared(
-        events.trustpoint)
+        events.trustpoint) | declared(events.trustpool) | declared(events.clock)
     assert ca == declared(events.ca)
     assert not device & ca
     # Every type the engine's event modules declare (tests register LogTest* types of their own).

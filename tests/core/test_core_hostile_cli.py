@@ -251,7 +251,8 @@ def test_audit_commands_default_to_the_data_directory_like_exec(tmp_path: Path) 
     shown = run([sys.executable, "-m", "engine.cli", "log", "show"], env=env,
                 capture_output=True, text=True, check=False)
     assert shown.returncode == 0 and "ConfigurationCommitted" in shown.stdout
-    replayed = run([sys.executable, "-m", "engine.cli", "replay", "--until", "1", "--show",
+    # seq 1 is the built-in trustpool bundle `exec` records at the first open; 2 the commit
+    replayed = run([sys.executable, "-m", "engine.cli", "replay", "--until", "2", "--show",
                     "show running-config hostname"], env=env, capture_output=True, text=True,
                    check=False)
     assert replayed.returncode == 0 and "hostname audited" in replayed.stdout

@@ -1,0 +1,157 @@
+"""Fetching a CA bundle: the `FetchBundle` effect, the port that performs it, and the real
+adapter (http, https, file).
+
+The handler stays pure: it yields `FetchBundle(url, anchors)` and gets the bytes back (or a
+`BundleRefused` thrown in at its `yield`, naming the cause); what it then decides is recorded.
+
+`HttpBundleFetcher`:
+- `http://` and `https://` through httpx with a total deadline for the whole fetch, redirects
+  included (engine.adapters.http_deadline: a server trickling bytes is cut off at it), no
+  proxies from the environment, at most MAX_REDIRECTS redirects (a loop is named as such),
+  only 200 accepted, the body cut off past MAX_BUNDLE bytes.
+- `https://` verifies the server against the device's own trust: the trustpool's usable
+  certificates and the trustpoints' CA certificates (`anchors`), with the host name checked.
+- `file:` (`file:///abs/path` or `file:/abs/path`) reads a local file, same size limit. A
+  redirect to `file:` is refused.
+"""
+
+from __future__ import annotations
+
+import ssl
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+from urllib.parse import unquote, urljoin, urlsplit
+
+from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.x509 import load_der_x509_certificate
+
+from engine.effects import Effect, performs
+from engine.runtime import Ports
+from engine.trustpool.bundle import MAX_BUNDLE, BundleRefused
+
+if TYPE_CHECKING:
+    import httpx  # imported when a download starts: a `show` never loads it
+
+DEADLINE = 60.0  # seconds for a whole fetch, redirects included
+TIMEOUT = 10.0  # seconds for any one socket operation
+MAX_REDIRECTS = 5
+
+
+@dataclass(frozen=True)
+class FetchBundle(Effect):
+    """Download the bundle at `url`; https trusts `anchors` (DER) only."""
+
+    url: str
+    anchors: tuple[bytes, ...]
+
+
+class BundleFetcher(Protocol):
+    def fetch(self, url: str, anchors: tuple[bytes, ...]) -> bytes:
+        """The bundle's bytes, or BundleRefused naming why not."""
+        ...
+
+
+@performs(FetchBundle)
+def _fetch(ports: Ports, eff: FetchBundle) -> bytes:
+    if ports.bundles is None:
+        ports.bundles = HttpBundleFetcher()
+    return ports.bundles.fetch(eff.url, eff.anchors)
+
+
+class HttpBundleFetcher:
+    def __init__(self, deadline: float = DEADLINE, timeout: float = TIMEOUT) -> None:
+        self.deadline_s = deadline
+        self.timeout = timeout
+
+    def fetch(self, url: str, anchors: tuple[bytes, ...]) -> bytes:
+        scheme = urlsplit(url).scheme.lower()
+        if scheme == "file":
+            return _read_file(url)
+        if scheme not in ("http", "https"):
+            raise BundleRefused(f"the url scheme {scheme or '(none)'!r} is not supported "
+                                "(http, https or file)")
+        return self._download(url, anchors)
+
+    def _download(self, url: str, anchors: tuple[bytes, ...]) -> bytes:
+        import httpx
+
+        from engine.adapters.http_deadline import Deadline, deadline_client
+
+        deadline = Deadline(self.deadline_s)
+        with deadline_client(deadline, self.timeout, _trusting(anchors)) as client, \
+                deadline.exchange():
+            seen = [url]
+            try:
+                while True:
+                    status, location, body = _get(client, url)
+                    if status in (301, 302, 303, 307, 308) and location:
+                        url = _redirect(url, location, seen)
+                        continue
+                    if status != 200:
+                        raise BundleRefused(f"the server answered HTTP {status} for {url}")
+                    return body
+            except httpx.HTTPError as e:
+                if deadline.expired():
+                    raise BundleRefused(f"no complete answer within the {self.deadline_s:g} s "
+                                        "deadline of the fetch") from e
+                raise BundleRefused(f"cannot fetch {url}: {_why(e)}") from e
+
+
+def _get(client: httpx.Client, url: str) -> tuple[int, str, bytes]:
+    with client.stream("GET", url) as resp:
+        if resp.is_redirect or resp.status_code != 200:
+            return resp.status_code, resp.headers.get("location", ""), b""
+        body = bytearray()
+        for chunk in resp.iter_bytes():
+            body += chunk
+            if len(body) > MAX_BUNDLE:
+                raise BundleRefused(f"the bundle is larger than {MAX_BUNDLE // (1024 * 1024)} "
+                                    "MB")
+        return 200, "", bytes(body)
+
+
+def _redirect(url: str, location: str, seen: list[str]) -> str:
+    target = urljoin(url, location)
+    if urlsplit(target).scheme.lower() not in ("http", "https"):
+        raise BundleRefused(f"the server redirected to {target}, which is not http or https")
+    if target in seen:
+        raise BundleRefused(f"redirect loop: {' -> '.join([*seen, target])}")
+    if len(seen) > MAX_REDIRECTS:
+        raise BundleRefused(f"more than {MAX_REDIRECTS} redirects (last to {target})")
+    seen.append(target)
+    return target
+
+
+def _why(e: Exception) -> str:
+    text = str(e).split("\n")[0]
+    if "CERTIFICATE_VERIFY_FAILED" in text:
+        return ("the server's certificate does not verify against the trustpool and the "
+                "trustpoints' CA certificates")
+    return text or type(e).__name__
+
+
+def _trusting(anchors: tuple[bytes, ...]) -> ssl.SSLContext:
+    """TLS that trusts exactly `anchors` (no system store), host names checked."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    pem = "".join(load_der_x509_certificate(d).public_bytes(Encoding.PEM).decode()
+                  for d in anchors)
+    if pem:
+        ctx.load_verify_locations(cadata=pem)
+    return ctx
+
+
+def _read_file(url: str) -> bytes:
+    parts = urlsplit(url)
+    if parts.netloc not in ("", "localhost"):
+        raise BundleRefused(f"file url {url} names a host; only local paths are read")
+    path = Path(unquote(parts.path))
+    try:
+        with path.open("rb") as f:
+            data = f.read(MAX_BUNDLE + 1)
+    except OSError as e:
+        raise BundleRefused(f"cannot read {path}: {e.strerror or e}") from e
+    if len(data) > MAX_BUNDLE:
+        raise BundleRefused(f"the bundle is larger than {MAX_BUNDLE // (1024 * 1024)} MB")
+    return data

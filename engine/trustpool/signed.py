@@ -1,0 +1,91 @@
+"""PKCS#7 bundles: the certificates of a SignedData, and its signature checked when it has one.
+
+Built on the SCEP core's CMS reader (engine.scep.cms): `read_certs_only` for the certificates,
+`read_signed` + `verify_signed` for a signer (RFC 5652 §5.4 signed attributes, §11.1
+contentType, §11.2 messageDigest). The signer must chain to an anchor the device already
+trusts, through the bundle's own certificates if need be (never to a certificate the bundle
+alone vouches for).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from asn1crypto import cms
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+
+from engine.scep.cms import read_certs_only, read_signed, verify_signed
+from engine.scep.errors import ScepError
+from engine.trustpool.bundle import BundleRefused
+
+MAX_PATH = 6  # certificates from the signer to its anchor, at most
+
+
+def read_pkcs7(der: bytes, what: str, anchors: Sequence[x509.Certificate], now: int
+               ) -> tuple[list[x509.Certificate], x509.Certificate | None]:
+    """The bundle's certificates (the signer's excluded) and its verified signer, if signed."""
+    try:
+        certs, _crls = read_certs_only(der, what)
+        signers = _signer_count(der)
+    except ScepError as e:
+        raise BundleRefused(f"{what} is not a PKCS#7 SignedData ({e.args[0]})") from e
+    except (ValueError, TypeError, KeyError) as e:  # asn1crypto parses lazily
+        raise BundleRefused(f"{what} is not a PKCS#7 SignedData (malformed DER)") from e
+    if signers == 0:
+        return list(certs), None
+    try:
+        msg = read_signed(der, what)
+        signer = msg.included_signer(what)
+        if signer is None:
+            raise BundleRefused(f"{what} is signed, but the signer's certificate is not in it")
+        verify_signed(msg, signer, what)
+    except ScepError as e:
+        raise BundleRefused(f"the signature of {what} does not verify ({e.args[0]})") from e
+    except (ValueError, TypeError, KeyError) as e:
+        raise BundleRefused(f"the signature of {what} does not verify (malformed)") from e
+    _chain_to_anchor(signer, list(certs), anchors, now)
+    return [c for c in certs if c != signer], signer
+
+
+def _signer_count(der: bytes) -> int:
+    info = cms.ContentInfo.load(der)
+    return len(list(info["content"]["signer_infos"]))
+
+
+def _chain_to_anchor(signer: x509.Certificate, bundle: list[x509.Certificate],
+                     anchors: Sequence[x509.Certificate], now: int) -> None:
+    subject = signer.subject.rfc4514_string()
+    if not _valid(signer, now):
+        raise BundleRefused(f"the bundle's signer ({subject}) is outside its validity period")
+    cert = signer
+    for _ in range(MAX_PATH):
+        if any(_same(cert, a) for a in anchors):
+            return
+        for issuer in (*anchors, *bundle):
+            if issuer.subject == cert.issuer and issuer != cert and _issued(cert, issuer):
+                if not any(_same(issuer, a) for a in anchors) and not _valid(issuer, now):
+                    continue
+                cert = issuer
+                break
+        else:
+            break
+    raise BundleRefused(f"the bundle's signer ({subject}) does not chain to a certificate "
+                        "of the trustpool (built-in or downloaded)")
+
+
+def _same(a: x509.Certificate, b: x509.Certificate) -> bool:
+    return a == b or (a.subject == b.subject and a.public_key() == b.public_key())
+
+
+def _issued(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+    try:
+        cert.verify_directly_issued_by(issuer)
+    except (InvalidSignature, ValueError, TypeError, UnsupportedAlgorithm):
+        return False
+    return True
+
+
+def _valid(cert: x509.Certificate, now: int) -> bool:
+    at = now / 1_000_000
+    return cert.not_valid_before_utc.timestamp() <= at <= cert.not_valid_after_utc.timestamp()
