@@ -154,6 +154,17 @@ class LogTruncated(LogError):
 
 
 @dataclass(frozen=True)
+class SyncTicket:
+    """Frames written out and waiting for their fdatasync (`FileEventLog.start_sync`)."""
+
+    fd: int  # a duplicate of the segment's descriptor, closed by finish_sync
+    head: tuple[int, bytes]  # the last frame it covers: (seq, hash)
+    head_at: tuple[Path | None, int] | None
+    segment: Path | None
+    size: int  # the segment's size once these frames are on disk
+
+
+@dataclass(frozen=True)
 class Repair:
     """What a torn tail costs: `cut` bytes at `offset` of `segment` (offset 0 and the whole
     file: an incomplete new segment, removed)."""
@@ -683,6 +694,33 @@ class FileEventLog:
         self._durable = self._head_seq, self._head_hash
         self._durable_at = self._head_at
         self._durable_size = self._segment_size
+        if time.monotonic() - self._marked_at >= MARK_EVERY:
+            self.mark_head()
+
+    def start_sync(self) -> SyncTicket | None:
+        """The first half of an acknowledgement whose fdatasync runs without the writer's
+        lock (group commit: appends go on meanwhile). Call under the lock, inside a
+        `group_commit()` block: writes out what waits and returns a ticket to fdatasync
+        (`ticket.fd`, a duplicate descriptor of the segment), then hand it to `finish_sync`
+        under the lock again. None when nothing waits for a sync."""
+        if self.readonly or self._fd is None or not self._pending_sync:
+            return None
+        self._guarded(self._write_out)
+        self._pending_sync = False  # appends from now on need the next sync
+        return SyncTicket(os.dup(self._fd), (self._head_seq, self._head_hash), self._head_at,
+                          self._segment, self._segment_size)
+
+    def finish_sync(self, ticket: SyncTicket, error: OSError | None) -> None:
+        """The second half (under the lock): the frames up to `ticket.head` are acknowledged,
+        or, if the fdatasync failed, everything not acknowledged before is forgotten as for
+        any failed sync (see the module docstring) and LogWriteFailed is raised."""
+        os.close(ticket.fd)
+        if error is not None:
+            raise LogWriteFailed(error, self._roll_back(error)) from error
+        if ticket.head[0] > self._durable[0]:  # a rotation may have synced further meanwhile
+            self._durable, self._durable_at = ticket.head, ticket.head_at
+            if ticket.segment == self._segment:
+                self._durable_size = max(self._durable_size, ticket.size)
         if time.monotonic() - self._marked_at >= MARK_EVERY:
             self.mark_head()
 

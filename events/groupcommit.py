@@ -3,10 +3,11 @@ FileEventLog for a process that serves concurrent commands (the built-in CA).
 
 Appends run inside one long `group_commit()` block of the log, so they are buffered, not
 synced; `wait(seq)` returns once events up to `seq` are durable. The first waiter becomes
-the leader: under the writers' lock (so no append interleaves) it ends the block, which writes
-every buffered frame and fdatasyncs once, and opens a new one; the other waiters sleep until
-it is done. Commands appended while one sync runs share the next, so N concurrent commands
-cost about two fdatasyncs, not N.
+the leader: under the writers' lock (so no append interleaves) it writes out every buffered
+frame, then fdatasyncs once WITHOUT the lock, so writers go on appending (and deciding) the
+next group while the disk works, and acknowledges under the lock again; the other waiters
+sleep until it is done. Commands appended while one sync runs share the next, so N concurrent
+commands cost about two fdatasyncs, not N.
 
 Durability contract: nothing a command did may be shown to anyone before `wait` returned for
 its last seq. If a write or an fdatasync fails, the log cuts itself back to its last
@@ -20,6 +21,7 @@ cleared the error, so a later sync succeeding would prove nothing.
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 from collections.abc import Callable
 
@@ -105,13 +107,20 @@ class GroupCommit:
             self.check()  # after a failure nothing is answered, durable or not
 
     def _sync(self, log: FileEventLog) -> int:
+        """Write out under the writers' lock, fdatasync without it (writers append the next
+        group meanwhile), acknowledge under it again; the highest seq now durable."""
         with self._write_lock:
-            target = log.head[0]
-            assert self._group is not None
-            self._group.__exit__(None, None, None)  # write out + fdatasync
-            self._group = log.group_commit()
-            self._group.__enter__()
-            return target
+            ticket = log.start_sync()
+            if ticket is None:  # nothing appended since the last sync
+                return log.head[0]
+        error: OSError | None = None
+        try:
+            os.fdatasync(ticket.fd)
+        except OSError as e:
+            error = e
+        with self._write_lock:
+            log.finish_sync(ticket, error)
+        return ticket.head[0]
 
     def close(self) -> None:
         if self._group is not None and self._failure is None:

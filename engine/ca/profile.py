@@ -232,10 +232,12 @@ def certified_identity(certificate_der: bytes) -> tuple[bytes, frozenset[bytes]]
         raise ValueError(f"the certificate does not parse ({e})") from None
 
 
+@functools.lru_cache(maxsize=256)
 def check_issuable(request: EndEntityRequest) -> None:
     """Raise ValueError, saying why, unless `end_entity_certificate` can certify `request`: an
     RSA or EC key, a subject it can rewrite, and a subjectAltName that parses. Checked when a
-    request arrives, so that an approved request can always be issued."""
+    request arrives, so that an approved request can always be issued. (Cached: an enrollment
+    checks the same request on arrival and at issuance; a refusal raises, and is not cached.)"""
     try:
         public_key = serialization.load_der_public_key(request.public_key)
     except (ValueError, UnsupportedAlgorithm):

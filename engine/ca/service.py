@@ -137,6 +137,13 @@ class Enrolled:
     reason: str = ""
 
 
+@dataclass(slots=True)
+class Appended:
+    """What a `deferred_appends` block appended or read: durable once seq is."""
+
+    seq: int = 0
+
+
 class BuiltinCA:
     """The built-in CA over its directory. Use `BuiltinCA.init` or `BuiltinCA.open`."""
 
@@ -398,14 +405,28 @@ class BuiltinCA:
         `ca serve --workers`): commands in this block return once their events are appended,
         and the block's end waits once until all of them are durable. Nothing a command in
         the block returned may be shown to anyone before the block ends."""
+        with self.deferred_appends() as appended:
+            yield
+        self.wait_durable(appended.seq)
+
+    @contextlib.contextmanager
+    def deferred_appends(self) -> Iterator[Appended]:
+        """`deferred_durability` without the wait at the end: the block's commands return
+        once appended and `appended.seq` is what they appended or read. Nothing they
+        returned may be shown to anyone before `wait_durable(appended.seq)` returned (the
+        decider waits in another thread and decides the next batch meanwhile)."""
         if getattr(self._deferred, "seq", None) is not None:
             raise RuntimeError("deferred_durability blocks do not nest")
+        appended = Appended()
         self._deferred.seq = 0
         try:
-            yield
-            seq = self._deferred.seq
+            yield appended
+            appended.seq = self._deferred.seq
         finally:
             self._deferred.seq = None
+
+    def wait_durable(self, seq: int) -> None:
+        """Block until events up to `seq` are durable (CAUnavailable if they cannot be)."""
         if seq:
             self._durability.wait(seq)
             self._release_durable()

@@ -9,9 +9,12 @@ answers it with `queries.answer`, exactly what the in-process server runs.
 
 The decider loop: one thread reads every channel under a selector. Whatever queries have
 arrived when it wakes form a batch; it answers them one after another inside
-`BuiltinCA.deferred_durability` (appends without waiting), waits once until the batch is
-durable (one fdatasync: group commit), and only then sends the answers. One thread does all
-the CA's SCEP work, so no thread waits for the GIL behind another to learn that a query came.
+`BuiltinCA.deferred_appends` (appends without waiting) and hands the batch to the replier
+thread, which waits until the batch is durable (one fdatasync, shared by every batch
+appended meanwhile: group commit) and only then sends the answers. The fdatasync runs without
+the log's lock (events/groupcommit.py), so the decider decides the next batch while the disk
+works instead of waiting for it. One thread does all the CA's SCEP work, so no thread waits
+for the GIL behind another to learn that a query came.
 
 Connections: the decider owns the listening socket; a thread accepts and hands each connection
 (its file descriptor, SCM_RIGHTS over the handoff pair) to the worker with the fewest open
@@ -44,6 +47,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import queue
 import selectors
 import signal
 import socket
@@ -88,6 +92,10 @@ class _Worker:
     connections: int = 0  # handed over and not yet reported closed (under the pool's lock)
     handed: int = 0  # connections handed over in all
     retired: bool = False  # no longer in its slot: the decider loop closes its channel
+
+
+_Replies = list[tuple[_Worker, dict[str, Any]]]
+_Batch = tuple[int, _Replies, _Replies]  # (seq to wait for, the asks, their replies)
 
 
 class _Wakeup:
@@ -136,6 +144,8 @@ class WorkerPool:
         self._stopping = threading.Event()  # no new connections, no replacements
         self._deciding = threading.Event()  # cleared to end the decider loop
         self._decider_wakeup = _Wakeup()
+        # batches decided and appended, waiting to be durable before their replies go out
+        self._replies: queue.SimpleQueue[_Batch | None] = queue.SimpleQueue()
         self._acceptor_wakeup = _Wakeup()
         self._threads: dict[str, threading.Thread] = {}
         self.restarts = 0
@@ -256,6 +266,8 @@ class WorkerPool:
 
     def _decide(self) -> None:
         registered: dict[_Worker, None] = {}
+        replier = threading.Thread(target=self._reply, name="ca-replier", daemon=True)
+        replier.start()
         with selectors.DefaultSelector() as sel:
             sel.register(self._decider_wakeup.reader, selectors.EVENT_READ)
             try:
@@ -274,6 +286,8 @@ class WorkerPool:
                 self._stopping.set()
                 self.failed.set()
             finally:
+                self._replies.put(None)  # the replier sends what it holds, then ends
+                replier.join()
                 for w in list(registered):
                     sel.unregister(w.channel)
                     w.channel.close()
@@ -320,10 +334,13 @@ class WorkerPool:
         return asks
 
     def _answer_batch(self, asks: list[tuple[_Worker, dict[str, Any]]]) -> None:
-        """Answer `asks` in order, make what they appended durable once, then reply."""
+        """Answer `asks` in order and hand the replies to the replier, which sends them once
+        what they appended is durable; meanwhile this thread decides the next batch."""
+        seq = 0
         try:
-            with self.ca.deferred_durability():
+            with self.ca.deferred_appends() as appended:
                 replies = [(w, self._answer(w, frame)) for w, frame in asks]
+            seq = appended.seq
         except CAUnavailable as e:  # the log could not be made durable: nothing was promised
             log.error("ca batch failed: the log cannot be made durable", queries=len(asks),
                       error=str(e.cause))
@@ -332,9 +349,27 @@ class WorkerPool:
             log.exception("ca batch failed", queries=len(asks))
             replies = [(w, {"t": "error", "id": frame.get("id"), "message": "internal error"})
                        for w, frame in asks]
-        for w, reply in replies:
-            with contextlib.suppress(ChannelClosed):  # the worker is gone; its client sees
-                w.channel.send(reply)                    # the connection close
+        self._replies.put((seq, asks, replies))
+
+    def _reply(self) -> None:
+        """The replier thread: for each batch in order, wait until it is durable (one
+        fdatasync shared by every batch appended meanwhile: group commit), then send its
+        replies; if it cannot be made durable, nothing was promised: answer unavailable."""
+        while (item := self._replies.get()) is not None:
+            seq, asks, replies = item
+            try:
+                self.ca.wait_durable(seq)
+            except CAUnavailable as e:
+                log.error("ca batch failed: the log cannot be made durable",
+                          queries=len(asks), error=str(e.cause))
+                replies = [(w, _unavailable(frame)) for w, frame in asks]
+            except Exception:  # a bug
+                log.exception("ca batch failed", queries=len(asks))
+                replies = [(w, {"t": "error", "id": frame.get("id"),
+                                "message": "internal error"}) for w, frame in asks]
+            for w, reply in replies:
+                with contextlib.suppress(ChannelClosed):  # the worker is gone; its client
+                    w.channel.send(reply)                    # sees the connection close
 
     def _answer(self, worker: _Worker, frame: dict[str, Any]) -> dict[str, Any]:
         ident = frame.get("id")

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from asn1crypto import cms, core
 
 from engine.scep.algorithms import DigestAlgorithm
-from engine.scep.cms import OID_SIGNING_TIME, SignedMessage, attribute
+from engine.scep.cms import OID_SIGNING_TIME, SignedMessage, attribute, attribute_of_der, tlv
 from engine.scep.errors import ScepError, ScepErrorReason
 from engine.scep.types import FailInfo, MessageType, PkiStatus, ReplyTo
 
@@ -52,20 +52,21 @@ def check_nonce(nonce: bytes, name: str) -> bytes:
 
 
 def printable(oid: str, text: str) -> cms.CMSAttribute:
-    return attribute(oid, core.PrintableString(text))
+    if not _PRINTABLE.fullmatch(text):  # what core.PrintableString would refuse to encode
+        return attribute(oid, core.PrintableString(text))
+    return attribute_of_der(oid, tlv(0x13, text.encode("ascii")))
 
 
 def octets(oid: str, data: bytes) -> cms.CMSAttribute:
-    return attribute(oid, core.OctetString(data))
+    return attribute_of_der(oid, tlv(0x04, bytes(data)))
 
 
 def text_of(msg: SignedMessage, oid: str, name: str, *, required: bool = True) -> str | None:
-    value = msg.attributes.get(oid)
-    if value is None:
+    der = msg.attributes.get(oid)
+    if der is None:
         if required:
             raise ScepError(ScepErrorReason.MISSING_ATTRIBUTE, f"missing {name} attribute")
         return None
-    der = value.dump()
     spec = _TEXT_TYPES.get(der[0]) if der else None
     if spec is None:
         raise ScepError(ScepErrorReason.BAD_ATTRIBUTE, f"{name} is not a string")
@@ -76,12 +77,11 @@ def text_of(msg: SignedMessage, oid: str, name: str, *, required: bool = True) -
 
 
 def bytes_of(msg: SignedMessage, oid: str, name: str, *, required: bool = True) -> bytes | None:
-    value = msg.attributes.get(oid)
-    if value is None:
+    der = msg.attributes.get(oid)
+    if der is None:
         if required:
             raise ScepError(ScepErrorReason.MISSING_ATTRIBUTE, f"missing {name} attribute")
         return None
-    der = value.dump()
     if not der or der[0] != 0x04:
         raise ScepError(ScepErrorReason.BAD_ATTRIBUTE, f"{name} is not an OCTET STRING")
     data = core.OctetString.load(der).native
@@ -103,7 +103,7 @@ def signing_time_of(msg: SignedMessage) -> dt.datetime | None:
     value = msg.attributes.get(OID_SIGNING_TIME)
     if value is None:
         return None
-    when = cms.Time.load(value.dump()).native
+    when = cms.Time.load(value).native
     if not isinstance(when, dt.datetime):
         raise ScepError(ScepErrorReason.BAD_ATTRIBUTE, "signingTime is not a time")
     return when

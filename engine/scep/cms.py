@@ -37,6 +37,13 @@ from engine.scep._der import (
     to_asn1_certificate,
     to_certificate,
 )
+from engine.scep._fastder import (
+    RawEnvelope,
+    certificate_issuer_and_serial,
+    read_enveloped_data,
+    read_signed_data,
+    signer_issuer_and_serial,
+)
 from engine.scep.algorithms import (
     ECDSA_SIGNATURE_OID,
     MGF1_OID,
@@ -63,9 +70,12 @@ OID_SIGNING_TIME = "1.2.840.113549.1.9.5"
 
 def attribute(oid: str, value: core.Asn1Value) -> cms.CMSAttribute:
     """One single-valued CMS attribute: SEQUENCE { type OID, SET { value } }."""
-    value_der = value.dump()
-    body = core.ObjectIdentifier(oid).dump() + header(0x31, len(value_der)) + value_der
-    return cms.CMSAttribute.load(header(0x30, len(body)) + body)
+    return attribute_of_der(oid, value.dump())
+
+
+def attribute_of_der(oid: str, value_der: bytes) -> cms.CMSAttribute:
+    """`attribute` for a value already encoded (`value_der`, one DER element)."""
+    return cms.CMSAttribute.load(_attribute_der(oid, value_der))
 
 
 def sign(
@@ -160,12 +170,18 @@ _RSAES_PKCS1V15_ALGORITHM = bytes(cms.KeyEncryptionAlgorithm(
 
 def _attribute_der(oid: str, value_der: bytes) -> bytes:
     """One single-valued CMS attribute: SEQUENCE { type OID, SET { value } }."""
-    return tlv(0x30, core.ObjectIdentifier(oid).dump(), tlv(0x31, value_der))
+    return tlv(0x30, _oid_der(oid), tlv(0x31, value_der))
+
+
+@functools.cache
+def _oid_der(oid: str) -> bytes:
+    return bytes(core.ObjectIdentifier(oid).dump())
 
 
 _CONTENT_TYPE_DATA_ATTRIBUTE = _attribute_der(OID_CONTENT_TYPE, _OID_DATA_DER)
 
 
+@functools.lru_cache(maxsize=8)  # CertReps signed within the same second share it
 def _time_der(when: dt.datetime) -> bytes:
     return bytes(cms.Time(cms_time(when)).dump())
 
@@ -197,13 +213,27 @@ class SignedMessage:
     content_type: str
     digest: DigestAlgorithm
     signature_oid: str
-    attributes: dict[str, core.Asn1Value]  # signed attributes, by OID (single-valued)
+    attributes: dict[str, bytes]  # signed attributes' values (DER), by OID (single-valued)
     certificates: tuple[x509.Certificate, ...]
-    _signer_info: cms.SignerInfo
-    _asn1_certificates: tuple[asn1_x509.Certificate, ...]
+    signed_attrs: bytes  # the contents of [0] IMPLICIT signedAttrs, as the sender encoded them
+    signature: bytes
+    signer_info_der: bytes
+    certificate_ders: tuple[bytes, ...]
+
+    @property
+    def _signer_info(self) -> cms.SignerInfo:
+        return cms.SignerInfo.load(self.signer_info_der)
+
+    @property
+    def _asn1_certificates(self) -> tuple[asn1_x509.Certificate, ...]:
+        return tuple(asn1_x509.Certificate.load(d) for d in self.certificate_ders)
 
     def find_signer(self, candidates: Sequence[x509.Certificate]) -> x509.Certificate | None:
         """The candidate the SignerInfo's sid names, if any."""
+        if candidates is self.certificates:
+            found = self._signer_by_bytes()
+            if found is not None:
+                return found
         sid = self._signer_info["sid"]
         with contained("SignerInfo sid"):
             if sid.name == "subject_key_identifier":
@@ -216,6 +246,22 @@ class SignedMessage:
             for cert, asn1 in zip(candidates, parsed, strict=True):
                 if cert_matches(asn1, issuer, serial, ski):
                     return cert
+        return None
+
+    def _signer_by_bytes(self) -> x509.Certificate | None:
+        """The included certificate whose issuer and serial number are the sid's, byte for
+        byte (what every client sends: it copies them from its certificate). None when the
+        sid is a key identifier, or a certificate with the sid's serial number has an issuer
+        encoded otherwise: then `find_signer` compares names as RFC 5280 says, in order."""
+        sid = signer_issuer_and_serial(self.signer_info_der)
+        if sid is None:
+            return None
+        for cert, der in zip(self.certificates, self.certificate_ders, strict=True):
+            got = certificate_issuer_and_serial(der)
+            if got is None:
+                return None
+            if got[1] == sid[1]:
+                return cert if got[0] == sid[0] else None
         return None
 
     def included_signer(self, what: str = "pkiMessage") -> x509.Certificate | None:
@@ -238,7 +284,24 @@ def _content(der: bytes, content_type: str, name: str, what: str) -> Any:
 
 
 def read_signed(der: bytes, what: str = "pkiMessage") -> SignedMessage:
-    """Parse a ContentInfo(SignedData) with exactly one signer and signed attributes."""
+    """Parse a ContentInfo(SignedData) with exactly one signer and signed attributes: with
+    the DER walker of engine/scep/_fastder.py when the message has its plain shape, else
+    with asn1crypto (which also words the errors)."""
+    raw = read_signed_data(der, OID_SIGNED_DATA) if isinstance(der, bytes) else None
+    if raw is None:
+        return _read_signed_asn1(der, what)
+    with contained(what):
+        return SignedMessage(
+            content=raw.content, content_type=raw.content_type,
+            digest=DigestAlgorithm.from_oid(raw.digest_oid), signature_oid=raw.signature_oid,
+            attributes=raw.attributes,
+            certificates=tuple(x509.load_der_x509_certificate(c) for c in raw.certificates),
+            signed_attrs=raw.signed_attrs, signature=raw.signature,
+            signer_info_der=raw.signer_info, certificate_ders=raw.certificates,
+        )
+
+
+def _read_signed_asn1(der: bytes, what: str) -> SignedMessage:
     with contained(what):
         sd = _content(der, OID_SIGNED_DATA, "signedData", what)
         signers = list(sd["signer_infos"])
@@ -254,22 +317,24 @@ def read_signed(der: bytes, what: str = "pkiMessage") -> SignedMessage:
         if isinstance(si["signed_attrs"], core.Void):
             raise ScepError(ScepErrorReason.MISSING_ATTRIBUTE,
                             f"{what}: no signed attributes")
-        attributes: dict[str, core.Asn1Value] = {}
+        attributes: dict[str, bytes] = {}
         for attr in si["signed_attrs"]:
             oid = attr["type"].dotted
             values = list(attr["values"])
             if oid in attributes or len(values) != 1:
                 raise ScepError(ScepErrorReason.BAD_ATTRIBUTE,
                                 f"{what}: attribute {oid} must occur once with one value")
-            attributes[oid] = values[0]
+            attributes[oid] = values[0].dump()
         asn1_certs: list[asn1_x509.Certificate] = []
         if not isinstance(sd["certificates"], core.Void):
             asn1_certs = [c.chosen for c in sd["certificates"] if c.name == "certificate"]
-        certs = tuple(x509.load_der_x509_certificate(c.dump()) for c in asn1_certs)
+        ders = tuple(c.dump() for c in asn1_certs)
+        certs = tuple(x509.load_der_x509_certificate(d) for d in ders)
         return SignedMessage(
             content=content, content_type=encap["content_type"].dotted, digest=digest,
             signature_oid=sig_oid, attributes=attributes, certificates=certs,
-            _signer_info=si, _asn1_certificates=tuple(asn1_certs),
+            signed_attrs=si["signed_attrs"].contents, signature=bytes(si["signature"].native),
+            signer_info_der=si.dump(), certificate_ders=ders,
         )
 
 
@@ -290,20 +355,19 @@ def verify_signed(msg: SignedMessage, signer: x509.Certificate, what: str = "pki
             raise ScepError(ScepErrorReason.MISSING_ATTRIBUTE,
                             f"{what}: contentType or messageDigest attribute missing")
         # RFC 5652 §11.1: the content-type attribute value MUST match eContentType.
-        if core.ObjectIdentifier.load(ctype.dump()).dotted != msg.content_type:
+        if core.ObjectIdentifier.load(ctype).dotted != msg.content_type:
             raise ScepError(ScepErrorReason.BAD_ATTRIBUTE,
                             f"{what}: contentType attribute does not match eContentType")
         expected = msg.digest.digest(msg.content)
-        if not hmac.compare_digest(core.OctetString.load(md.dump()).native, expected):
+        if not hmac.compare_digest(core.OctetString.load(md).native, expected):
             raise ScepError(ScepErrorReason.DIGEST_MISMATCH,
                             f"{what}: messageDigest is not the {msg.digest.caps_keyword} "
                             "of the content")
-        si = msg._signer_info
-        attrs_contents = si["signed_attrs"].contents
+        attrs_contents = msg.signed_attrs
         # RFC 5652 §5.4: the digest is over the DER of signedAttrs with "an EXPLICIT SET OF
         # tag" instead of the IMPLICIT [0]; we re-wrap the sender's own bytes.
         to_be_verified = header(0x31, len(attrs_contents)) + attrs_contents
-        signature = bytes(si["signature"].native)
+        signature = msg.signature
         public_key = signer.public_key()
         try:
             if family == "rsa" and isinstance(public_key, rsa.RSAPublicKey):
@@ -374,7 +438,46 @@ def envelope(
 def open_envelope(
     der: bytes, recipients: Sequence[Credential], what: str = "pkcsPKIEnvelope"
 ) -> tuple[bytes, ContentCipher]:
-    """Decrypt a ContentInfo(EnvelopedData) addressed to one of `recipients`."""
+    """Decrypt a ContentInfo(EnvelopedData) addressed to one of `recipients` (read with the
+    DER walker of engine/scep/_fastder.py when it has the plain shape and names one of our
+    certificates byte for byte, else with asn1crypto)."""
+    raw = read_enveloped_data(der, OID_ENVELOPED_DATA) if isinstance(der, bytes) else None
+    picked = _recipient_by_bytes(raw, recipients) if raw is not None else None
+    if raw is None or picked is None:
+        return _open_envelope_asn1(der, recipients, what)
+    with contained(what):
+        cipher = ContentCipher.from_oid(raw.cipher_oid)
+        if len(raw.iv) != cipher.block_size:
+            raise ScepError(ScepErrorReason.MALFORMED, f"{what}: bad {cipher.name} IV")
+        algorithm, encrypted_key, credential = picked
+        return _decrypt(cipher, raw.iv, raw.ciphertext, algorithm, encrypted_key, credential,
+                        what), cipher
+
+
+def _recipient_by_bytes(raw: RawEnvelope, recipients: Sequence[Credential],
+                        ) -> tuple[str, bytes, Credential] | None:
+    """(key transport algorithm, encrypted key, credential) of the first RecipientInfo that
+    names one of `recipients` by the same issuer bytes and serial; None if a serial matches
+    with an issuer encoded otherwise, or none matches (then asn1crypto decides, as always)."""
+    ours = [(_issuer_and_serial_of(c.certificate), c) for c in recipients]
+    for issuer, serial, algorithm, key in raw.recipients:
+        for mine, cred in ours:
+            if mine is None:
+                return None
+            if mine[1] == serial:
+                if mine[0] != issuer:
+                    return None
+                return algorithm, key, cred
+    return None
+
+
+@functools.lru_cache(maxsize=64)
+def _issuer_and_serial_of(cert: x509.Certificate) -> tuple[bytes, int] | None:
+    return certificate_issuer_and_serial(_certificate_der(cert))
+
+
+def _open_envelope_asn1(der: bytes, recipients: Sequence[Credential],
+                        what: str) -> tuple[bytes, ContentCipher]:
     with contained(what):
         ed = _content(der, OID_ENVELOPED_DATA, "envelopedData", what)
         eci = ed["encrypted_content_info"]
@@ -386,22 +489,29 @@ def open_envelope(
         ciphertext = _encrypted_content(eci, what)
         ktri, credential = _pick_recipient(ed["recipient_infos"], recipients, what)
         algo = ktri["key_encryption_algorithm"]["algorithm"].dotted
-        if algo != RSA_ENCRYPTION_OID:
-            raise ScepError(ScepErrorReason.UNSUPPORTED_ALGORITHM,
-                            f"{what}: unsupported key transport {algo}")
-        private_key = credential.private_key
-        if not isinstance(private_key, rsa.RSAPrivateKey):
-            raise ScepError(ScepErrorReason.UNSUPPORTED_ALGORITHM,
-                            f"{what}: our recipient key is not RSA")
-        try:
-            key = private_key.decrypt(bytes(ktri["encrypted_key"].native), padding.PKCS1v15())
-        except ValueError:
-            raise ScepError(ScepErrorReason.DECRYPTION_FAILED,
-                            f"{what}: key transport decryption failed") from None
-        if len(key) != cipher.key_size:  # also what OpenSSL's implicit rejection yields
-            raise ScepError(ScepErrorReason.DECRYPTION_FAILED,
-                            f"{what}: key transport decryption failed")
-        return cipher.decrypt(key, iv, ciphertext), cipher
+        return _decrypt(cipher, iv, ciphertext, algo, bytes(ktri["encrypted_key"].native),
+                        credential, what), cipher
+
+
+def _decrypt(cipher: ContentCipher, iv: bytes, ciphertext: bytes, algorithm: str,
+             encrypted_key: bytes, credential: Credential, what: str) -> bytes:
+    """Unwrap the content key with `credential` (RSA key transport) and decrypt."""
+    if algorithm != RSA_ENCRYPTION_OID:
+        raise ScepError(ScepErrorReason.UNSUPPORTED_ALGORITHM,
+                        f"{what}: unsupported key transport {algorithm}")
+    private_key = credential.private_key
+    if not isinstance(private_key, rsa.RSAPrivateKey):
+        raise ScepError(ScepErrorReason.UNSUPPORTED_ALGORITHM,
+                        f"{what}: our recipient key is not RSA")
+    try:
+        key = private_key.decrypt(encrypted_key, padding.PKCS1v15())
+    except ValueError:
+        raise ScepError(ScepErrorReason.DECRYPTION_FAILED,
+                        f"{what}: key transport decryption failed") from None
+    if len(key) != cipher.key_size:  # also what OpenSSL's implicit rejection yields
+        raise ScepError(ScepErrorReason.DECRYPTION_FAILED,
+                        f"{what}: key transport decryption failed")
+    return cipher.decrypt(key, iv, ciphertext)
 
 
 def _encrypted_content(eci: cms.EncryptedContentInfo, what: str) -> bytes:

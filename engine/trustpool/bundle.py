@@ -65,7 +65,9 @@ def _parse(data: bytes, anchors: Sequence[x509.Certificate], now: int) -> Bundle
         raise BundleRefused(f"the bundle is larger than {MAX_BUNDLE // (1024 * 1024)} MB")
     if not data.strip():
         raise BundleRefused("the bundle is empty")
-    if data.lstrip().startswith(b"-----BEGIN"):
+    # PEM may carry explanatory text around its blocks (RFC 7468 §2), as certifi's and
+    # most distributions' bundles do ("# Issuer: ..." lines); DER starts with a SEQUENCE.
+    if not data.lstrip().startswith(b"\x30") and b"-----BEGIN" in data:
         certs, signer = _from_pem(data, anchors, now)
     else:
         certs, signer = _from_pkcs7(data, "the bundle", anchors, now)

@@ -10,6 +10,7 @@ import os
 import re
 import signal
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -334,3 +335,28 @@ def test_bad_heads_get_an_error_and_a_close(wire: Wire, request_bytes: bytes,
     got, headers, _ = wire.response()
     assert (got, headers.get("connection")) == (status, "close")
     assert wire.closed()
+
+
+def test_answers_wait_for_their_fdatasync_while_the_decider_goes_on(
+        ca: BuiltinCA, server: CAServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    real = os.fdatasync
+    release = threading.Event()
+
+    def stalled(fd: int) -> None:
+        assert release.wait(20)
+        real(fd)
+
+    c1, c2 = client(server, 240), client(server, 241)
+    c1.enroll(PW)  # the workers are up and the log takes appends
+    monkeypatch.setattr(os, "fdatasync", stalled)
+    with ThreadPoolExecutor(2) as pool:
+        first = pool.submit(client(server, 242).enroll, PW)
+        wait_for(lambda: any(r.subject_text.startswith("CN=w242")
+                             for r in ca.state.requests.values()))
+        second = pool.submit(c2.enroll, PW)  # decided while the first one's sync hangs ...
+        wait_for(lambda: c2.transaction_id in ca.state.requests)
+        time.sleep(0.3)
+        assert not first.done() and not second.done()  # ... but nobody is answered yet
+        release.set()
+        assert first.result(20).status is PkiStatus.SUCCESS
+        assert second.result(20).status is PkiStatus.SUCCESS

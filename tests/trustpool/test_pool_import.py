@@ -84,6 +84,18 @@ def test_file_url(peer_bundles: Path, device: Callable[..., Engine]) -> None:
         assert dev.state.trustpool.downloaded == pool.downloaded
 
 
+def test_a_pem_bundle_with_text_around_its_blocks(good: Engine, http_server: BundleServer
+                                                  ) -> None:
+    """certifi's and the distributions' bundles put `# Issuer: ...` lines before each block:
+    text outside the encapsulation boundaries is allowed (RFC 7468 §2)."""
+    a, b = ca("Commented A", *years(2020, 2040))[0], ca("Commented B", *years(2020, 2040))[0]
+    body = (b"\n# Issuer: CN=Commented A\n# Label: \"A\"\n" + pem([a])
+            + b"\n# Issuer: CN=Commented B\n" + pem([b]))
+    result = good.execute(IMPORT + http_server.serve("/commented.pem", body))
+    assert result.ok, result.output
+    assert len(good.state.trustpool.downloaded) == 2
+
+
 def test_signed_bundle_verifies_against_the_pool(peer_bundles: Path,
                                                  device: Callable[..., Engine]) -> None:
     """The signer (chain/bundle-signer under chain/root) must chain to the pool: refused
