@@ -17,7 +17,6 @@ The handler stays pure: it yields `FetchBundle(url, anchors)` and gets the bytes
 
 from __future__ import annotations
 
-import ssl
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -31,6 +30,8 @@ from engine.runtime import Ports
 from engine.trustpool.bundle import MAX_BUNDLE, BundleRefused
 
 if TYPE_CHECKING:
+    import ssl
+
     import httpx  # imported when a download starts: a `show` never loads it
 
 DEADLINE = 60.0  # seconds for a whole fetch, redirects included
@@ -133,6 +134,8 @@ def _why(e: Exception) -> str:
 
 def _trusting(anchors: tuple[bytes, ...]) -> ssl.SSLContext:
     """TLS that trusts exactly `anchors` (no system store), host names checked."""
+    import ssl  # only an https fetch needs it (3 ms a start-up would pay)
+
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     pem = "".join(load_der_x509_certificate(d).public_bytes(Encoding.PEM).decode()
