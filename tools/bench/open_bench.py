@@ -131,6 +131,11 @@ def run(args: argparse.Namespace) -> int:
         script = work / "show.txt"
         script.write_text("show running-config\n")
         log_bytes = sum(p.stat().st_size for p in (big / "log").glob("*.seg"))
+        # The first `trustledger exec` on a directory records the built-in trustpool bundle
+        # (one event), as a device's first CLI open does: do it before anything is timed.
+        exec_show(big, script)
+        exec_show(small, script)
+        expected = verify(big / "log").events
         open_close(big)  # warm the page cache as a running system has it
         results = {
             "open": best_of(args.rounds, lambda: open_close(big)),
@@ -142,7 +147,7 @@ def run(args: argparse.Namespace) -> int:
             "until": best_of(args.rounds, lambda: replay_until(big, args.events - 1000)),
         }
         report = verify(big / "log")
-        assert report.damage is None and report.events == args.events, report
+        assert report.damage is None and report.events == expected, report
         segments = len(list((big / "log").glob("*.seg")))
     finally:
         if not args.keep:
