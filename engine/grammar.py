@@ -25,6 +25,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 
 class Mode(enum.Enum):
@@ -89,7 +90,7 @@ def _domain(s: str) -> str:
 def _url(s: str) -> str:
     if not re.match(r"^[a-z][a-z0-9+.-]*://[^\s]+$", s, re.IGNORECASE):
         raise ValueError(s)
-    return s
+    return well_formed_authority(s)
 
 
 def _enrollment_url(s: str) -> str:
@@ -97,7 +98,21 @@ def _enrollment_url(s: str) -> str:
     HTTP), with a host."""
     if not re.match(r"^https?://[^\s/]+(/\S*)?$", s, re.IGNORECASE):
         raise ValueError(s)
-    return s
+    return well_formed_authority(s)
+
+
+def well_formed_authority(url: str) -> str:
+    """`url`, if its host and port parse (RFC 3986 §3.2: a port is digits, at most 65535; an
+    IPv6 literal is bracketed); else ValueError, so the parser puts its caret there and no
+    configuration ever holds a URL no client can use."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - parsing the port is the check
+    except ValueError:
+        raise ValueError(url) from None
+    if parts.netloc and not parts.hostname:
+        raise ValueError(url)
+    return url
 
 
 def _ip(s: str) -> str:

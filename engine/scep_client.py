@@ -16,7 +16,7 @@ import ipaddress
 from collections.abc import Mapping
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -98,12 +98,24 @@ class HttpxTransport:
             return HttpReply(resp.status_code, ctype, bytes(body))
 
     def get(self, url: str, params: Mapping[str, str]) -> HttpReply:
-        return self._send(self.client.build_request("GET", url, params=dict(params)))
+        return self._send(self._request("GET", url, params=dict(params)))
 
     def post(self, url: str, params: Mapping[str, str], body: bytes) -> HttpReply:
-        return self._send(self.client.build_request(
+        return self._send(self._request(
             "POST", url, params=dict(params), content=body,
             headers={"content-type": "application/x-pki-message"}))
+
+    def _request(self, method: str, url: str, **kw: Any) -> httpx.Request:
+        """A URL httpx cannot parse (a port out of range, an unclosed IPv6 bracket: one an
+        older build let into a configuration) is this exchange's failure, not a crash."""
+        import httpx
+
+        from engine.grammar import well_formed_authority
+
+        try:
+            return self.client.build_request(method, well_formed_authority(url), **kw)
+        except (httpx.InvalidURL, ValueError) as e:
+            raise TransportError(f"invalid url {url}") from e
 
 
 def transport_of(ports: Ports) -> ScepTransport:

@@ -21,7 +21,7 @@ from cryptography import x509
 
 from engine.effects import Effect, Outcome
 from engine.errors import OperatorError, PeerError, PeerReason, TrustledgerError
-from engine.grammar import GRAMMAR, LINE, WORD, ArgKind, ArgSpec, Mode
+from engine.grammar import GRAMMAR, LINE, WORD, ArgKind, ArgSpec, Mode, well_formed_authority
 from engine.machines import trustpool as timer_machine
 from engine.schedule import Job
 from engine.state import DeviceState
@@ -49,8 +49,9 @@ POOL = Mode.TRUSTPOOL
 
 def _bundle_url(s: str) -> str:
     """http://, https:// (with a host) or file: (a local path)."""
-    if re.match(r"^https?://[^\s/]+(/\S*)?$", s, re.IGNORECASE) or re.match(
-            r"^file:(//(localhost)?)?/\S+$", s, re.IGNORECASE):
+    if re.match(r"^https?://[^\s/]+(/\S*)?$", s, re.IGNORECASE):
+        return well_formed_authority(s)
+    if re.match(r"^file:(//(localhost)?)?/\S+$", s, re.IGNORECASE):
         return s
     raise ValueError(s)
 
@@ -119,10 +120,13 @@ def _refused(url: str, err: TrustledgerError) -> TrustledgerError:
     return PeerError(err.reason if isinstance(err, PeerError) else PeerReason.BAD_ANSWER, text)
 
 
+IMPORT_URL_HELP = "Import from a URL (or 'clean' to remove the downloaded certificates)"
+
+
 @G.action("crypto ca trustpool import url <url>",
           help="Download a CA bundle into the trustpool (replaces the downloaded part)",
           args={"url": BUNDLE_URL},
-          words={"url": "Import from a URL (or 'clean' to remove the downloaded certificates)"})
+          words={"url": IMPORT_URL_HELP})
 def import_url(ctx: Ctx) -> Generator[Effect, Any, Outcome]:
     url = ctx.args["url"]
     try:
@@ -157,7 +161,7 @@ def _shadowed(state: DeviceState, bundle: Bundle) -> int:
 
 @G.action("crypto ca trustpool import url clean",
           help="Remove every downloaded certificate from the trustpool (built-ins stay)",
-          words={"clean": "Remove the downloaded certificates"})
+          words={"url": IMPORT_URL_HELP, "clean": "Remove the downloaded certificates"})
 def import_clean(ctx: Ctx) -> Outcome:
     n = len(ctx.state.trustpool.downloaded)
     if not n:

@@ -26,8 +26,10 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509 import load_der_x509_certificate
 
 from engine.effects import Effect, performs
+from engine.grammar import well_formed_authority
 from engine.runtime import Ports
 from engine.trustpool.bundle import MAX_BUNDLE, BundleRefused
+from engine.trustpool.pool import quiet
 
 if TYPE_CHECKING:
     import ssl
@@ -66,7 +68,10 @@ class HttpBundleFetcher:
         self.timeout = timeout
 
     def fetch(self, url: str, anchors: tuple[bytes, ...]) -> bytes:
-        scheme = urlsplit(url).scheme.lower()
+        try:
+            scheme = urlsplit(well_formed_authority(url)).scheme.lower()
+        except ValueError:
+            raise BundleRefused(f"cannot fetch {url}: invalid url") from None
         if scheme == "file":
             return _read_file(url)
         if scheme not in ("http", "https"):
@@ -92,7 +97,7 @@ class HttpBundleFetcher:
                     if status != 200:
                         raise BundleRefused(f"the server answered HTTP {status} for {url}")
                     return body
-            except httpx.HTTPError as e:
+            except (httpx.HTTPError, httpx.InvalidURL) as e:
                 if deadline.expired():
                     raise BundleRefused(f"no complete answer within the {self.deadline_s:g} s "
                                         "deadline of the fetch") from e
@@ -133,13 +138,15 @@ def _why(e: Exception) -> str:
 
 
 def _trusting(anchors: tuple[bytes, ...]) -> ssl.SSLContext:
-    """TLS that trusts exactly `anchors` (no system store), host names checked."""
-    import ssl  # only an https fetch needs it (3 ms a start-up would pay)
+    """TLS that trusts exactly `anchors` (no system store), host names checked. An http
+    download needs it too: a redirect may lead to https."""
+    import ssl  # only a download needs it (3 ms a start-up would pay)
 
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    pem = "".join(load_der_x509_certificate(d).public_bytes(Encoding.PEM).decode()
-                  for d in anchors)
+    with quiet():  # old roots make cryptography warn: the bundle's business, not the operator's
+        pem = "".join(load_der_x509_certificate(d).public_bytes(Encoding.PEM).decode()
+                      for d in anchors)
     if pem:
         ctx.load_verify_locations(cadata=pem)
     return ctx
