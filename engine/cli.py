@@ -319,7 +319,9 @@ def cmd_replay(d: Path, until: str, shows: Sequence[str] | None) -> int:
     last_at = [0]
     with FileEventLog.open(_log_dir(d), readonly=True) as log:
         report_pending_repair(log)
-        start = _snapshot_before(d, log, max_seq) if max_seq is not None else None
+        if max_seq is not None:  # past the head: the head (whose time the shows need)
+            max_seq = min(max_seq, log.head[0])
+        start = _snapshot_before(d, log, max_seq) if max_seq else None
         state, rows = start or (DeviceState(), log.read_rows(typed=True))
         state = replay_rows(state, _rows_until(rows, max_seq, max_at, last_at))
     print(f"! state at seq {state.seq}")

@@ -247,4 +247,20 @@ def test_replay_until_from_a_snapshot_equals_the_replay_from_the_start(
         from_snapshot = capsys.readouterr().out
         assert main(["replay", str(bare), "--until", str(seq)]) == 0
         assert from_snapshot == capsys.readouterr().out
-    assert tried and tried[-1] == 39
+    assert tried and tried[-1] == 11  # past the head (40): replayed to the head, 12
+
+
+def test_replay_until_past_the_head_shows_the_head_and_its_time(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """It showed the clock at the epoch (no row after the head's snapshot gave it a time)."""
+    from engine.cli import main
+
+    monkeypatch.setattr(snapshot, "EVERY", 3)
+    _commits(tmp_path, 12)
+    shows = ["--show", "show clock", "--show", "show running-config"]
+    assert main(["replay", str(tmp_path), "--until", "12", *shows]) == 0
+    at_head = capsys.readouterr().out
+    assert main(["replay", str(tmp_path), "--until", "40", *shows]) == 0
+    assert capsys.readouterr().out == at_head
+    assert "1970" not in at_head
