@@ -520,8 +520,9 @@ class FileEventLog:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
-            raise LogLocked(
-                f"event log {self.root} is open for writing by another process") from None
+            raise LogLocked(f"The event log {self.root} is open for writing by another "
+                            "process (a running shell, exec or ca serve).",
+                            sentence=True) from None
         self._lock_fd = fd
 
     def segments(self) -> list[Path]:

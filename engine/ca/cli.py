@@ -189,7 +189,7 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "see a command line (ps, /proc/PID/cmdline), not a 0600 file or the environment."))
     p.add_argument("dir", type=Path, metavar="DIR", help=DIR_HELP)
     p.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    p.add_argument("--port", type=int, default=8080, help="TCP port; 0: any free port")
+    p.add_argument("--port", type=_port, default=8080, help="TCP port; 0: any free port")
     secret = p.add_mutually_exclusive_group()
     secret.add_argument("--challenge-file", type=Path, metavar="FILE",
                         help="read the static challenge password from the first line of FILE "
@@ -225,6 +225,13 @@ def _clock_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--clock", type=_iso_time, metavar="ISO-TIME",
                    help="start the CA's clock at this time (UTC unless it names a zone, e.g. "
                         "2027-01-15T09:00:00Z); it runs on from there, for this run only")
+
+
+def _port(text: str) -> int:
+    """A TCP port, 0-65535 (0: any free port), or argparse's usage error."""
+    if not text.isdigit() or int(text) > 65535:
+        raise argparse.ArgumentTypeError(f"not a TCP port (0-65535): {text!r}")
+    return int(text)
 
 
 def _iso_time(text: str) -> datetime:

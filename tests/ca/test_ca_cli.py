@@ -194,3 +194,12 @@ def test_ca_commands_on_a_device_data_directory_say_it_holds_no_ca(tmp_path: Pat
         assert done.returncode == 2, (command, done.stderr)
         assert done.stderr == f"% {device} holds no CA (it is a device data directory).\n"
     assert {p: p.read_bytes() for p in (device / "log").glob("*.seg")} == before
+
+
+@pytest.mark.parametrize("port", ["99999", "-5", "http"])
+def test_a_port_out_of_range_is_a_usage_error(tmp_path: Path, port: str) -> None:
+    """It ended in bind()'s OverflowError traceback."""
+    done = cli("serve", tmp_path / "ca", "--port", port, check=False)
+    assert done.returncode == 2
+    assert "argument --port: not a TCP port (0-65535)" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -103,3 +103,14 @@ def test_lock_is_released_when_the_holder_is_killed(holder: subprocess.Popen[str
 def test_a_second_writer_in_the_same_process_is_refused_too(tmp_path: Path) -> None:
     with FileEventLog.open(tmp_path / "log"), pytest.raises(LogLocked):
         FileEventLog.open(tmp_path / "log")
+
+
+def test_the_cli_says_so_as_an_operator_error(tmp_path: Path) -> None:
+    """One `%` line, as every other refusal of the CLI (it was `trustledger: event log ...`)."""
+    with FileEventLog.open(tmp_path / "d" / "log"):
+        done = subprocess.run([sys.executable, "-m", "engine.cli", "exec", "--data",
+                               str(tmp_path / "d"), "-f", "-"], input="show clock\n",
+                              capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 2
+    assert done.stderr.startswith(f"% The event log {tmp_path / 'd' / 'log'} is open for "
+                                  "writing by another process"), done.stderr
