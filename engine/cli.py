@@ -21,6 +21,7 @@ import contextlib
 import errno
 import io
 import os
+import signal
 import sys
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
@@ -319,6 +320,11 @@ def cmd_replay(d: Path, until: str, shows: Sequence[str] | None) -> int:
     last_at = [0]
     with FileEventLog.open(_log_dir(d), readonly=True) as log:
         report_pending_repair(log)
+        first = next(log.read(), None)
+        if first is not None and first.stream != "device":
+            raise CommandLineError(Reason.INVALID_VALUE,
+                                   f"{d} holds a {first.stream} log, not a device's: replay "
+                                   "rebuilds a device (`trustledger ca list` reads a CA).")
         if max_seq is not None:  # past the head: the head (whose time the shows need)
             max_seq = min(max_seq, log.head[0])
         start = _snapshot_before(d, log, max_seq) if max_seq else None
@@ -425,6 +431,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CommandLineError as err:
         print(err.message, file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `| head` stopped reading: say nothing, as other tools do
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # so the exit's flush of stdout cannot fail
+        return 128 + signal.SIGPIPE
     except OSError as err:  # the environment refused (a busy port, a permission, a full disk)
         print(f"% {_os_error(err, args)}", file=sys.stderr)
         return 2

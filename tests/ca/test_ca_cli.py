@@ -203,3 +203,24 @@ def test_a_port_out_of_range_is_a_usage_error(tmp_path: Path, port: str) -> None
     assert done.returncode == 2
     assert "argument --port: not a TCP port (0-65535)" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_replay_of_a_ca_directory_says_it_is_a_ca(tmp_path: Path) -> None:
+    """It named CAInitialized as an event type this build does not fold."""
+    cli("init", tmp_path / "ca", "--subject", "/CN=Replay Test CA")
+    done = subprocess.run([sys.executable, "-m", "engine.cli", "replay", str(tmp_path / "ca"),
+                           "--until", "3"], capture_output=True, text=True, timeout=60,
+                          cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, check=False)
+    assert done.returncode == 2
+    assert done.stderr.startswith(f"% {tmp_path / 'ca'} holds a ca log, not a device's"), \
+        done.stderr
+
+
+def test_a_reader_that_stops_reading_gets_no_error(tmp_path: Path) -> None:
+    """`trustledger log show DIR | head -1` printed `% Broken pipe.` on stderr."""
+    cli("init", tmp_path / "ca", "--subject", "/CN=Pipe Test CA")
+    done = subprocess.run(f"'{sys.executable}' -m engine.cli log show '{tmp_path / 'ca'}' "
+                          "| head -c 1", shell=True, capture_output=True, text=True,
+                          timeout=60, cwd=REPO, check=False,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert done.stderr == "", done.stderr
