@@ -26,7 +26,7 @@ import enum
 from collections.abc import Callable
 from typing import Any
 
-from engine.machines.table import Edge, Table
+from engine.machines.table import Edge, Model, Table
 from events.ca import CertificateIssued, RequestApproved, RequestReceived, RequestRejected
 
 
@@ -50,7 +50,7 @@ TABLE: list[Edge[RequestStatus]] = [
 ]
 
 
-class RequestModel:
+class RequestModel(Model):
     """A request as the machine sees it when a decision asks: its status, and whether a
     certificate can be issued for it (`subject`: "" if it can, else why not)."""
 
@@ -60,9 +60,6 @@ class RequestModel:
 
     def issuable(self) -> bool:
         return not self.subject
-
-    def trigger(self, name: str) -> bool:
-        raise NotImplementedError("bound by the machine")  # model_override=True
 
 
 REQUESTS = Table("ca_request", list(RequestStatus), P, TABLE, RequestModel())

@@ -24,7 +24,7 @@ import enum
 from typing import TYPE_CHECKING
 
 from engine.grammar import Mode
-from engine.machines.table import Edge, Table
+from engine.machines.table import Edge, Model, Table
 
 if TYPE_CHECKING:
     from engine.session import Session
@@ -50,7 +50,7 @@ ENTERS = {TRUSTP: "trustpoint", TRUSTPOOL: "trustpool"}
 """The trigger of the configuration command that enters each submode (grammar `enters=`)."""
 
 
-class SessionModel:
+class SessionModel(Model):
     """A session as the machine sees it when a command asks: its mode, and the guard."""
 
     def __init__(self) -> None:
@@ -59,9 +59,6 @@ class SessionModel:
 
     def has_changes(self) -> bool:
         return self.subject is not None and bool(self.subject.pending())
-
-    def trigger(self, name: str) -> bool:
-        raise NotImplementedError("bound by the machine")  # model_override=True
 
 
 SESSION = Table("session", list(Mode), EXEC, TABLE, SessionModel())

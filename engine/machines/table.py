@@ -29,7 +29,7 @@ import logging
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 if TYPE_CHECKING:
     from transitions import Machine
@@ -54,14 +54,17 @@ class Edge(Generic[S]):
     note: str = ""
 
 
-class Model(Protocol):
-    """What `Table.fire` needs of a model: `state`, the aggregate its guards read
-    (`subject`), and `trigger`, which the machine binds."""
+class Model:
+    """The base of a table's model: `state`, the aggregate its guards read (`subject`), and
+    `trigger`, which the table's machine binds on the instance when it is built
+    (`model_override=True` binds only what the model declares, so it is declared here, once)."""
 
     state: enum.Enum
     subject: Any
 
-    def trigger(self, name: str) -> bool: ...
+    def trigger(self, name: str) -> bool:
+        raise TypeError(f"{type(self).__name__} is not the model of a Table: only a Table's "
+                        f"machine binds trigger (asked to fire {name!r})")
 
 
 class _SkippedBindings(logging.Filter):

@@ -29,7 +29,7 @@ import enum
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from engine.machines.table import Edge, Table
+from engine.machines.table import Edge, Model, Table
 from events.device import ConfigurationCommitted
 from events.keys import KeyPairZeroized
 from events.trustpoint import (
@@ -81,7 +81,7 @@ TABLE: list[Edge[Lifecycle]] = [
     Edge("remove", ANY, D, note="no crypto ca trustpoint: the status goes with it"),
 ]
 
-class TrustpointModel:
+class TrustpointModel(Model):
     """A trustpoint as the machine sees it when a command asks: its lifecycle, and the guards
     the table names, read from its status (`subject`)."""
 
@@ -95,9 +95,6 @@ class TrustpointModel:
     def awaits_paste(self) -> bool:
         e = self.subject.enrollment if self.subject is not None else None
         return e is not None and e.method == "terminal"
-
-    def trigger(self, name: str) -> bool:
-        raise NotImplementedError("bound by the machine")  # model_override=True
 
 
 LIFECYCLE = Table("trustpoint", list(Lifecycle), D, TABLE, TrustpointModel())

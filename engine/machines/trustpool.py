@@ -24,7 +24,7 @@ from __future__ import annotations
 import enum
 from typing import TYPE_CHECKING
 
-from engine.machines.table import Edge, Table
+from engine.machines.table import Edge, Model, Table
 
 if TYPE_CHECKING:
     from engine.state import DeviceState
@@ -52,7 +52,7 @@ TABLE: list[Edge[UpdateTimer]] = [
 ]
 
 
-class TimerModel:
+class TimerModel(Model):
     """The timer as the machine sees it when the scheduler asks: its state and the device."""
 
     def __init__(self) -> None:
@@ -63,9 +63,6 @@ class TimerModel:
         from engine.trustpool.policy import policy_of
 
         return self.subject is not None and policy_of(self.subject).cabundle_url is not None
-
-    def trigger(self, name: str) -> bool:
-        raise NotImplementedError("bound by the machine")  # model_override=True
 
 
 TIMER = Table("trustpool", list(UpdateTimer), IDLE, TABLE, TimerModel())

@@ -69,3 +69,14 @@ def test_folding_does_not_import_transitions() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_a_model_no_table_built_refuses_to_fire() -> None:
+    """`trigger` is declared once on the base model and bound by a Table's machine: a model
+    that no Table holds says so instead of silently doing nothing."""
+    import pytest
+
+    from engine.machines.table import Model
+
+    with pytest.raises(TypeError, match="not the model of a Table"):
+        Model().trigger("enroll")
