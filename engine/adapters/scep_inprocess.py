@@ -24,35 +24,23 @@ from urllib.parse import quote, urlencode, urlsplit
 
 import structlog
 
-from engine.adapters.scep_server import HttpError, Request, Response, ScepApplication, ScepSite
+from engine.adapters.scep_server import (
+    HttpError,
+    InThreads,
+    Request,
+    Response,
+    ScepApplication,
+    ScepSite,
+)
 from engine.scep_client import HttpReply, ScepTransport, TransportError
 
 log = structlog.get_logger("trustledger.scep_inprocess")
 _T = TypeVar("_T")
 
 
-class _Direct:
-    """An AsyncScepApplication whose calls run at once (nothing is ever awaited)."""
-
-    def __init__(self, app: ScepApplication) -> None:
-        self._app = app
-
-    def get_ca_caps(self) -> bytes:
-        return self._app.get_ca_caps()
-
-    def get_ca_cert(self) -> tuple[str, bytes]:
-        return self._app.get_ca_cert()
-
-    async def crl(self) -> bytes:
-        return self._app.crl()
-
-    async def pki_operation(self, message: bytes, peer: str) -> bytes:
-        return self._app.pki_operation(message, peer)
-
-
 def _run(coro: Coroutine[Any, Any, _T]) -> _T:
-    """Run a coroutine that never suspends (every await in it is on `_Direct`), in any
-    thread, whether or not that thread runs an event loop."""
+    """Run a coroutine that never suspends (every await in it is on an `InThreads` without
+    an executor), in any thread, whether or not that thread runs an event loop."""
     try:
         coro.send(None)
     except StopIteration as done:
@@ -82,7 +70,7 @@ class InProcessTransport:
     def attach(self, base_url: str, app: ScepApplication) -> None:
         """Serve `app` at `base_url`'s origin (replacing whatever was there)."""
         with self._lock:
-            self._sites[_origin(base_url)] = ScepSite(_Direct(app))
+            self._sites[_origin(base_url)] = ScepSite(InThreads(app, None))
 
     def detach(self, base_url: str) -> None:
         """`base_url` is unreachable from now on (never handed to the fallback)."""

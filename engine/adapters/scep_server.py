@@ -282,9 +282,10 @@ class ScepSite:
 
 class InThreads:
     """An `AsyncScepApplication` over a blocking `ScepApplication`: PKIOperations and CRL
-    downloads (which may re-issue the CRL) run in `executor`."""
+    downloads (which may re-issue the CRL) run in `executor`; with none (the in-process
+    transport, engine/adapters/scep_inprocess.py) they run at once and nothing is awaited."""
 
-    def __init__(self, app: ScepApplication, executor: ThreadPoolExecutor) -> None:
+    def __init__(self, app: ScepApplication, executor: ThreadPoolExecutor | None) -> None:
         self._app = app
         self._executor = executor
 
@@ -295,12 +296,15 @@ class InThreads:
         return self._app.get_ca_cert()
 
     async def crl(self) -> bytes:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self._app.crl)
+        return await self._call(self._app.crl)
 
     async def pki_operation(self, message: bytes, peer: str) -> bytes:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self._app.pki_operation, message, peer)
+        return await self._call(self._app.pki_operation, message, peer)
+
+    async def _call(self, fn: Callable[..., bytes], *args: Any) -> bytes:
+        if self._executor is None:
+            return fn(*args)
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
 
 class AdminSite:
