@@ -43,8 +43,22 @@ from engine.errors import Reason
 log = structlog.get_logger("trustledger.ca")
 
 
+class _Reachable:
+    """Where a served CA answers, under its base `url`: SCEP and the CRL."""
+
+    url: str
+
+    @property
+    def scep_url(self) -> str:
+        return self.url + "/scep"
+
+    @property
+    def crl_url(self) -> str:
+        return self.url + CRL_PATH
+
+
 @dataclass
-class CAServer:
+class CAServer(_Reachable):
     url: str  # base URL
     admin_url: str | None
     ca: BuiltinCA
@@ -55,14 +69,6 @@ class CAServer:
     pool: WorkerPool | None = None  # the worker processes, with workers >= 2
     _listen: socket.socket | None = None
     _port: int = 0
-
-    @property
-    def scep_url(self) -> str:
-        return self.url + "/scep"
-
-    @property
-    def crl_url(self) -> str:
-        return self.url + CRL_PATH
 
     @property
     def port(self) -> int:
@@ -142,20 +148,12 @@ def _open_for_requests(ca: BuiltinCA, base_url: str) -> None:
 
 
 @dataclass
-class InProcessCA:
+class InProcessCA(_Reachable):
     """The built-in CA attached to an in-process transport (`serve_in_process`)."""
 
     url: str
     ca: BuiltinCA
     network: InProcessTransport
-
-    @property
-    def scep_url(self) -> str:
-        return self.url + "/scep"
-
-    @property
-    def crl_url(self) -> str:
-        return self.url + CRL_PATH
 
     def stop(self) -> None:
         """Unreachable from now on, as a stopped server (the CA stays open)."""
