@@ -122,3 +122,64 @@ def test_configuration(device: Engine) -> None:
         "  pkcsreq     PKCSReq signed by the current certificate (default)\n"
         "  renewalreq  RenewalReq (RFC 8894)\n")
     device.execute("abort")
+
+
+def test_when_a_renewal_attempt_is_due() -> None:
+    from dataclasses import replace
+    from datetime import UTC, datetime, timedelta
+
+    from engine.machines.renewal import RenewalPhase
+    from engine.machines.trustpoint import Lifecycle
+    from engine.renewal.schedule import next_attempt
+    from engine.trustpoints import (
+        RenewalState,
+        RouterCertificate,
+        TrustpointConfig,
+        TrustpointStatus,
+    )
+    from tests.trustpoint.tp_support import der, issue, rsa_key, self_signed_ca
+
+    ca_key = rsa_key(0)
+    ca = self_signed_ca(ca_key, "Unit CA")
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    cert = issue(ca_key, ca, rsa_key(1).public_key(), ca.subject, start,
+                 start + timedelta(days=100))
+    begin = int(start.timestamp()) * 1_000_000
+    rc = RouterCertificate("k1", "general", der(cert), begin)
+    cfg = TrustpointConfig("myca", enrollment_url="http://ca.example", auto_enroll=75)
+    st = TrustpointStatus("myca", Lifecycle.ENROLLED, der(ca), certificates=(rc,))
+    assert next_attempt(cfg, st) == begin + 75 * DAY
+    assert next_attempt(replace(cfg, auto_enroll=None), st) is None
+    terminal = replace(cfg, enrollment_url=None, terminal=True)
+    assert next_attempt(terminal, st) is None  # a renewal is a SCEP exchange
+    assert next_attempt(cfg, replace(st, lifecycle=Lifecycle.ENROLLING)) is None
+    retrying = RenewalState(RenewalPhase.RETRYING, "renew", begin, 3, begin, "peer: down",
+                            next_attempt_at=begin + 80 * DAY)
+    assert next_attempt(cfg, replace(st, renewal=retrying)) == begin + 80 * DAY
+    expired = replace(retrying, next_attempt_at=begin + 100 * DAY)  # signs with an expired one
+    assert next_attempt(cfg, replace(st, renewal=expired)) is None
+    pending = replace(retrying, phase=RenewalPhase.PENDING)
+    assert next_attempt(cfg, replace(st, renewal=pending)) is None
+    assert next_attempt(cfg, replace(st, next_certificates=(rc,))) is None  # one is held
+
+
+def test_the_timers_layout_groups_by_trustpoint() -> None:
+    from projections.timers import render_timers
+
+    now = T0
+    pending = [("alert b", now + 40 * DAY), ("renew a", now + 2 * DAY + 3_600_000_000),
+               ("trustpool update", now + 479_104_000), ("poll a", now + 61_500_000),
+               ("crl b", now + 5 * 3_600_000_000 + 1_000)]
+    assert render_timers(pending, now) == (
+        "PKI Timers\n"
+        "|        1:01.500\n"
+        "|        1:01.500  (2025-11-27T00:01:01Z) POLL a\n"
+        "|  2d 1:00:00.000  (2025-11-29T01:00:00Z) RENEW a\n"
+        "|        7:59.104\n"
+        "|        7:59.104  (2025-11-27T00:07:59Z) TRUSTPOOL update\n"
+        "|     5:00:00.001\n"
+        "|     5:00:00.001  (2025-11-27T05:00:00Z) CRL b\n"
+        "| 40d 0:00:00.000  (2026-01-06T00:00:00Z) ALERT b\n")
+    assert render_timers([], now) == "PKI Timers\n"
+    # A timer already due (its job runs at the next tick) shows no time left.
+    assert render_timers([("poll a", now - 5)], now).splitlines()[1] == "|        0:00.000"
