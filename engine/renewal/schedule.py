@@ -56,6 +56,8 @@ def next_attempt(cfg: TrustpointConfig, st: TrustpointStatus) -> int | None:
     r = st.renewal
     phase = r.phase if r is not None else RenewalPhase.IDLE
     if phase is RenewalPhase.RETRYING and r is not None:
+        if r.purpose != "renew":
+            return None  # a shadow enrollment's retry is the rollover timer's, not this one
         at = r.next_attempt_at
     elif phase is RenewalPhase.IDLE:
         at = renewal_point(cfg, st) or 0
