@@ -30,7 +30,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from engine.effects import Effect
-from engine.errors import TrustledgerError
+from engine.errors import PeerError, TrustledgerError
 from engine.keys import KeyAlgorithm
 from engine.revocation.cache import crl_timeout
 from engine.revocation.index import remember
@@ -72,7 +72,7 @@ def fetch_crl(state: DeviceState, cert: x509.Certificate, issuer: x509.Certifica
         try:
             data: bytes = yield FetchCRL(src.uri, timeout, src.scep)
             got = verify_crl(data, issuer, cert)
-        except TrustledgerError as e:
+        except PeerError as e:  # an OperatorError (e.g. fetching in a replay) is no attempt
             attempts.append((src.uri, e.text.rstrip(".")))
             continue
         except CrlRefused as e:

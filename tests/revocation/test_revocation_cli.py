@@ -174,3 +174,13 @@ def test_log_verify_checks_every_stored_crl(tmp_path: Path, clock: FakeClock,
     blob.unlink()
     assert main(["log", "verify", str(tmp_path / "dev" / "log")]) == 1
     assert f"DAMAGED   : seq 3 names the CRL {sha}, which is missing\n" in capsys.readouterr().out
+
+
+def test_a_replay_fetches_nothing_and_records_no_failed_attempt(clock: FakeClock) -> None:
+    e = golden_device(clock)
+    ok(e, f"crypto ca crl request {URI}")
+    frozen = Engine.frozen(e.state, clock.us)
+    r = frozen.execute(f"crypto ca crl request {URI}")
+    assert not r.ok and r.events == []
+    assert r.output.startswith("% This is a replay of the log: ")
+    assert frozen.execute("show crypto ca crls").output == ok(e, "show crypto ca crls")
