@@ -61,6 +61,8 @@ class Source:
 
 def fetch_crl(state: DeviceState, cert: x509.Certificate, issuer: x509.Certificate, now: int,
               trustpoint: str | None = None) -> Generator[Effect, Any, list[Event]]:
+    """The events of fetching the CRL that covers `cert` (see the module's rules):
+    `[CrlFetched]` or `[CrlFetchFailed]`; an OperatorError (a replay) propagates."""
     tp = trustpoint if trustpoint is not None else trustpoint_of_issuer(state, issuer)
     timeout = crl_timeout(state)
     attempts: list[Attempt] = []
