@@ -47,6 +47,7 @@ from events.trustpool import (
     TrustpoolPolicyWarned,
     TrustpoolUpdateFailed,
 )
+from events.validation import PeerValidated
 
 # -- keys ------------------------------------------------------------------------------------------
 
@@ -77,6 +78,13 @@ def _with_ring(state: DeviceState, ring: KeyRing) -> DeviceState:
 
 def _clock_set(state: DeviceState, ev: ClockSet, at: int) -> DeviceState:
     return with_state(state, clock_offset_us=ev.offset_us)
+
+
+# -- peer validations (`show crypto ca counters`) --------------------------------------------------
+
+
+def _validated(state: DeviceState, ev: PeerValidated, at: int) -> DeviceState:
+    return with_state(state, validations=state.validations.counted(ev))
 
 
 # -- the logging buffer (`show logging`) -------------------------------------------------------
@@ -163,4 +171,5 @@ DEVICE_FOLDS: FoldTable[DeviceState] = FoldTable("device", {
     CrlFetched: (crl.fetched, _log_crl_fetched),
     CrlFetchFailed: (crl.fetch_failed, _log_crl_failed),
     CrlCacheCleared: (crl.cleared, _log_crl_cleared),
+    PeerValidated: (_validated,),
 })

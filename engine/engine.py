@@ -40,12 +40,13 @@ from engine.logsetup import get_logger
 from engine.parser import Choice, Match, choices, parse, render_choices
 from engine.ports import Clock, EngineClock, FakeClock, PinnedClock, Prompter, SystemClock
 from engine.revocation.store import CRL_DIR, CrlBlobs, FileCrlBlobs, MemoryCrlBlobs
-from engine.runtime import Ports, perform, queue, require_utf8, run
+from engine.runtime import Ports, drive, perform, queue, require_utf8, run
 from engine.schedule import Job, due_jobs, walk, walk_cut_short
 from engine.session import Session
 from engine.state import DeviceState, evolve, replay_rows
 from engine.trustpoints import trustpoint_names
 from engine.trustpool.builtin import BuiltinSource, builtins_event
+from engine.validation.verdict import Purpose, Verdict
 from events.clock import ClockSet
 from events.filelog import FileEventLog, LogError, LogWriteFailed
 from events.keys import KeyPairZeroized
@@ -55,7 +56,10 @@ from events.store import EventStore, PendingEvent, Recorded
 from projections.render import render
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from engine.scep_client import ScepTransport  # loaded by the first CA exchange
+    from engine.validation.chain import ChainInput
 
 logger = get_logger("trustledger.engine")
 
@@ -537,6 +541,27 @@ class Engine:
         finally:
             self.session.user = user
         return Result(_joined(self.ports.out), records, self._failure, self.prompt)
+
+    def validate_peer(self, chain: ChainInput, purpose: Purpose | str, at: datetime | int,
+                      peer_name: str | None = None) -> Verdict:
+        """Decide whether to trust a peer's certificate chain (engine/validation/): the
+        verdict is recorded (`PeerValidated`, after the CRLs fetched for it), one atomic
+        append like a command's. `chain`: PEM or DER, bytes or a list (the peer's own
+        certificate first); `purpose`: ike, tls-server, tls-client or any; `at`: an aware
+        datetime or µs since the epoch. A frozen (replay) engine decides without fetching
+        or recording. ValueError for a purpose or time that is not one."""
+        from engine.validation.decide import decide_validation
+        from engine.validation.validate import moment_us, validate
+
+        when, kind = moment_us(at), Purpose(purpose)
+        if self.ports.offline:
+            return decide_validation(self.state, self.crl_blobs, chain, kind, when, peer_name)
+        self.ports.out = []
+        now = self.ports.clock.now_us()
+        verdict, events = drive(validate(self.state, self.crl_blobs, chain, kind, when,
+                                         peer_name, now), self.ports)
+        self._apply(Outcome(events=events), now)
+        return verdict
 
     def fold(self, records: Iterable[Recorded]) -> None:
         state = self.state

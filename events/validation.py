@@ -15,9 +15,10 @@ from dataclasses import dataclass
 
 from events.registry import Event, event
 
-RevocationRow = tuple[str, int, str, str, int | None, int | None, int | None, str]
-"""(fingerprint, serial, status, crl sha256, crl number, crl thisUpdate µs, revoked at µs,
-revocation reason) of one certificate of the path."""
+RevocationRow = tuple[str, str, str, str, int | None, int | None, int | None, str]
+"""(fingerprint, serial in hex (serials reach 159 bits: no msgpack int), status, crl sha256,
+crl number, crl thisUpdate µs, revoked at µs, revocation reason) of one certificate of the
+path."""
 
 
 @event("PeerValidated", version=1)

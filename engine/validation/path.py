@@ -54,6 +54,7 @@ import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TypeVar
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
@@ -69,6 +70,8 @@ from cryptography.x509.verification import (
 )
 
 from engine.validation.verdict import Code, Purpose
+
+E = TypeVar("E", bound=x509.ExtensionType)
 
 MAX_DEPTH = 8  # intermediates below the anchor
 MIN_RSA_BITS = 2048
@@ -128,7 +131,7 @@ def _unique(codes: Sequence[Code]) -> tuple[Code, ...]:
 # -- what cryptography does not check ----------------------------------------------------------
 
 
-def _ext(cert: x509.Certificate, kind: type[x509.ExtensionType]) -> x509.Extension | None:
+def _ext(cert: x509.Certificate, kind: type[E]) -> x509.Extension[E] | None:
     try:
         return cert.extensions.get_extension_for_class(kind)
     except x509.ExtensionNotFound:

@@ -38,6 +38,7 @@ from events.trustpoint import (
     EnrollmentRequested,
     TrustpointCertificatesRemoved,
 )
+from events.validation import PeerValidated
 
 TRUSTPOINTS = ("ca1", "ca2")
 LABELS = ("k1", "k2")
@@ -98,6 +99,9 @@ def other_event(draw: st.DrawFn) -> Event:
                          draw(st.sampled_from(("", "badRequest"))), "refused"),
         TrustpointCertificatesRemoved(tp, "commit", 1, ("ca",), ("01",), ("AB",)),
         ClockSet(draw(st.integers(0, 2**40)), draw(st.integers(-2**40, 2**40))),
+        PeerValidated(("ab",), "ike", 5, None, draw(st.booleans()), tuple(draw(st.lists(
+            st.sampled_from(("REVOKED", "EXPIRED", "CRL_BYPASSED")), max_size=2))),
+            "trustpool", "trustpool", "cd", ("ab", "cd"), (), ""),
     ]
     event: Event = draw(st.sampled_from(kinds))
     return event

@@ -150,3 +150,26 @@ def der(cert: x509.Certificate) -> bytes:
 
 
 EKU = ExtendedKeyUsageOID
+
+
+# -- revocation: CDPs and CRLs around the moment validated ------------------------------------
+
+LEAF_CDP = "http://127.0.0.1/crl/issuing.crl"
+INTER_CDP = "http://127.0.0.1/crl/root.crl"
+DAY_US = 86_400_000_000
+
+
+def good_crl(issuer: x509.Certificate, k: Key, **kw: object) -> bytes:
+    """A complete CRL by `issuer`, current at AT (thisUpdate a day before, nextUpdate a week
+    after), with crl_support.CrlSpec's fields changed by `kw`."""
+    from tests.support.crl_support import CrlSpec, Issuer, make_crl
+
+    spec = CrlSpec(this_update=AT_US - DAY_US, next_update=AT_US + 7 * DAY_US)
+    for field_name, value in kw.items():
+        setattr(spec, field_name, value)
+    return make_crl(Issuer(k, issuer), spec)  # type: ignore[arg-type]
+
+
+def leaf_of(pki: Pki, serial: int = 0) -> x509.Certificate:
+    """peer.example, its CRL distribution point LEAF_CDP."""
+    return pki.leaf(Spec("peer.example", dns=["peer.example"], cdp=[LEAF_CDP], serial=serial))
