@@ -49,10 +49,14 @@ def _certificates(item: bytes | str | x509.Certificate) -> list[x509.Certificate
     if isinstance(item, x509.Certificate):
         return [item]
     data = item.encode("ascii", "replace") if isinstance(item, str) else bytes(item)
+    if not data.strip():
+        return []
     try:
         with quiet():
             if b"-----BEGIN" in data:
                 return list(x509.load_pem_x509_certificates(data))
             return [x509.load_der_x509_certificate(data)]
-    except ValueError as e:
-        raise ChainMalformed(f"not a certificate (PEM or DER): {e}") from None
+    except ValueError:
+        kind = "PEM" if b"-----BEGIN" in data else "DER"
+        raise ChainMalformed(f"not a certificate chain (the {kind} does not parse as "
+                             "X.509 certificates)") from None
