@@ -6,7 +6,8 @@ fetch every path uses) and folds what they brought into a local copy of the stat
 second decision sees exactly the state the log will hold just before `PeerValidated`: a
 replay of the decision against that state gives the same Verdict (engine.validation.decide).
 A fetch is tried once per validation and certificate, `crl optional` or not (the option
-accepts a CRL that cannot be had; it does not skip trying).
+accepts a CRL that cannot be had; it does not skip trying), except for an issuer whose fetch
+failed less than a minute ago (engine.validation.folded: the back-off).
 """
 
 from __future__ import annotations
@@ -41,8 +42,10 @@ def validate(state: DeviceState, blobs: CrlBlobs, chain: ChainInput, purpose: Pu
              ) -> Generator[Effect, Any, tuple[Verdict, list[Event]]]:
     verdict, missing = judge(state, blobs, chain, purpose, at, name)
     events: list[Event] = []
-    if missing:
-        for need in _distinct(missing):
+    wanted = [m for m in _distinct(missing)
+              if not state.validations.recently_failed(m.issuer.subject.rfc4514_string(), now)]
+    if wanted:
+        for need in wanted:
             got: list[Event] = yield from fetch_crl(state, need.cert, need.issuer, now,
                                                     need.trustpoint)
             for ev in got:

@@ -228,12 +228,28 @@ def test_counters_count_what_the_log_holds(device: Device, pki: Pki) -> None:
         "  Peer validations passed          : 2",
         "  Peer validations failed          : 2",
         "  Passed by crl optional           : 2",
-        "  CRL fetch attempts               : 3",
-        "  CRL fetch failures               : 2",
+        "  CRL fetch attempts               : 2",
+        "  CRL fetch failures               : 1",
         "Failed validations by reason:",
         "  MALFORMED                        : 1",
         "  NAME_MISMATCH                    : 1",
     ]
+
+
+def test_a_failed_fetch_is_not_tried_again_for_a_minute(device: Device, pki: Pki) -> None:
+    """A dead distribution point costs one curl-timeout a minute, not one per handshake."""
+    device.pool(optional=True)
+    device.fetcher.answers[LEAF_CDP] = "no complete answer within the 5 s deadline"
+    clock = device.engine.ports.clock
+    assert device.validate(leaf_of(pki)).bypassed
+    asked = len(device.fetcher.asked)
+    clock.base.advance(59)  # type: ignore[attr-defined]
+    assert device.validate(leaf_of(pki)).bypassed
+    assert len(device.fetcher.asked) == asked  # within the minute: the cache's verdict
+    clock.base.advance(2)  # type: ignore[attr-defined]
+    device.fetcher.answers[LEAF_CDP] = good_crl(pki.inter, pki.inter_key)
+    v = device.validate(leaf_of(pki))
+    assert v.ok and v.codes == () and len(device.fetcher.asked) == asked + 1
 
 
 def test_bad_arguments_are_value_errors(device: Device, pki: Pki) -> None:
