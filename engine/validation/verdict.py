@@ -57,7 +57,6 @@ class Status(enum.Enum):
     STALE = "stale"  # only a CRL past its nextUpdate
     BYPASSED = "bypassed (crl optional)"  # no usable CRL, and `crl optional` applies
     ANCHOR = "anchor"  # the trust anchor: trusted as configured, not checked
-    NOT_CHECKED = "not checked"  # the path was refused before revocation was looked at
 
 
 @dataclass(frozen=True)
