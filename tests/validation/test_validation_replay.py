@@ -71,8 +71,7 @@ def test_every_recorded_verdict_replays_the_same_without_network(tmp_path: Path)
             chain = chains[tuple(ev.chain)]
             again = decide_validation(state, blobs, chain, ev.purpose, ev.at, ev.peer_name)
             assert again == verdict_of(ev)
-            audit = Engine.frozen(state, ev.at)
-            audit.ports.crl_blobs = blobs
+            audit = Engine.frozen(state, ev.at, crl_blobs=blobs)
             assert audit.validate_peer(chain, Purpose(ev.purpose), ev.at, ev.peer_name) == again
             replayed.append(again)
     assert replayed == verdicts
