@@ -22,6 +22,7 @@ from tests.validation.validation_support import (
     Spec,
     issue,
     key,
+    resigned_sha1,
 )
 
 
@@ -120,6 +121,14 @@ def test_an_ed25519_issuer_is_an_unsupported_algorithm() -> None:
     ed = Pki.make("Edwards", kind="ed25519")
     got = _check(ed, [ed.leaf(), ed.inter])
     assert got.codes == (Code.UNSUPPORTED_ALGORITHM,)
+
+
+def test_a_sha1_signature_is_a_weak_algorithm() -> None:
+    rsa_pki = Pki.make("Sha1", kind="rsa2048")
+    leaf = resigned_sha1(rsa_pki.leaf(), rsa_pki.inter_key)  # type: ignore[arg-type]
+    assert isinstance(leaf.signature_hash_algorithm, hashes.SHA1)
+    got = _check(rsa_pki, [leaf, rsa_pki.inter])
+    assert got.codes == (Code.WEAK_ALGORITHM,) and "SHA1" in got.detail
 
 
 def test_ecdsa_p384_and_rsa_sha512_chains_pass() -> None:

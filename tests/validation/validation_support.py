@@ -173,3 +173,46 @@ def good_crl(issuer: x509.Certificate, k: Key, **kw: object) -> bytes:
 def leaf_of(pki: Pki, serial: int = 0) -> x509.Certificate:
     """peer.example, its CRL distribution point LEAF_CDP."""
     return pki.leaf(Spec("peer.example", dns=["peer.example"], cdp=[LEAF_CDP], serial=serial))
+
+
+# -- a SHA-1 signature (cryptography will not make one: the DER is re-signed by hand) ---------
+
+_SHA256_RSA = bytes.fromhex("2a864886f70d01010b")  # sha256WithRSAEncryption's OID content
+_SHA1_RSA = bytes.fromhex("2a864886f70d010105")  # sha1WithRSAEncryption's: the same length
+
+
+def _tlv(tag: int, content: bytes) -> bytes:
+    n = len(content)
+    if n < 0x80:
+        return bytes((tag, n)) + content
+    size = n.to_bytes((n.bit_length() + 7) // 8, "big")
+    return bytes((tag, 0x80 | len(size))) + size + content
+
+
+def _parts(seq: bytes) -> list[bytes]:
+    """The elements (whole TLVs) inside one DER SEQUENCE."""
+    def header(pos: int) -> tuple[int, int]:
+        first = seq[pos + 1]
+        if first < 0x80:
+            return pos + 2, first
+        k = first & 0x7F
+        return pos + 2 + k, int.from_bytes(seq[pos + 2:pos + 2 + k], "big")
+
+    out, (pos, _) = [], header(0)
+    while pos < len(seq):
+        start, length = header(pos)
+        out.append(seq[pos:start + length])
+        pos = start + length
+    return out
+
+
+def resigned_sha1(cert: x509.Certificate, issuer_key: rsa.RSAPrivateKey) -> x509.Certificate:
+    """`cert` (signed sha256WithRSAEncryption by `issuer_key`) signed again with SHA-1."""
+    from cryptography.hazmat.primitives.asymmetric import padding
+
+    tbs, algorithm, _ = _parts(der(cert))
+    tbs, algorithm = tbs.replace(_SHA256_RSA, _SHA1_RSA), algorithm.replace(_SHA256_RSA,
+                                                                              _SHA1_RSA)
+    signature = issuer_key.sign(tbs, padding.PKCS1v15(), hashes.SHA1())
+    return x509.load_der_x509_certificate(_tlv(0x30, tbs + algorithm +
+                                               _tlv(0x03, b"\x00" + signature)))
