@@ -69,6 +69,17 @@ def rebuilt(data: bytes, events: list[tuple[bytes, bytes]]) -> bytes:
         bundle_record(core, chain) for core, chain in events)
 
 
+def rechained(events: list[tuple[bytes, bytes]], at: int) -> list[tuple[bytes, bytes]]:
+    """The events with one byte of event `at` (0-based) changed and the whole hash chain
+    recomputed: a rewrite that keeps the chain consistent."""
+    out, prev = [], bytes(32)
+    for i, (core, _) in enumerate(events):
+        new = core[:-1] + bytes([core[-1] ^ 1]) if i == at else core
+        prev = hashlib.sha256(prev + new).digest()
+        out.append((new, prev))
+    return out
+
+
 # -- key, checkpoint, proofs -------------------------------------------------------------------
 
 
@@ -89,7 +100,7 @@ def test_checkpoint_signs_the_log_now_and_records_it(tmp_path: Path,
     e.close()
     rc, out, _ = run(capsys, "audit", "checkpoint", str(tmp_path / "dev"))
     assert rc == 0
-    text, names = verify_note(out.encode(), [parse_verifier_key(key_of(tmp_path / "dev",
+    text, _ = verify_note(out.encode(), [parse_verifier_key(key_of(tmp_path / "dev",
                                                                        capsys))])
     assert parse_checkpoint(text).size == 3
     rc, again, _ = run(capsys, "audit", "checkpoint", str(tmp_path / "dev"))
@@ -188,12 +199,7 @@ def test_a_history_rewritten_with_its_chain_recomputed_fails_the_signed_root(
         device: Path, bundle: bytes, capsys: pytest.CaptureFixture[str]) -> None:
     key = parse_verifier_key(key_of(device, capsys))
     events = events_of(bundle)
-    changed, prev = [], bytes(32)
-    for i, (core, _) in enumerate(events):
-        if i == 5:
-            core = core[:-1] + bytes([core[-1] ^ 1])
-        prev = hashlib.sha256(prev + core).digest()
-        changed.append((core, prev))
+    changed = rechained(events, 5)
     report = verify_bundle(rebuilt(bundle, changed), key)
     assert report.failure is not None and report.failure.startswith("tree: ")
     dropped = verify_bundle(rebuilt(bundle, events[:5] + events[6:]), key)
@@ -229,12 +235,7 @@ def test_an_older_checkpoint_is_checked_for_consistency(device: Path, bundle: by
     assert ("consistency", "tree size 5 is a prefix of tree size 11") in report.lines
     # The log as it is now was rewritten at seq 3 (chain recomputed), the old checkpoint kept.
     events = events_of(bundle)
-    changed, prev = [], bytes(32)
-    for i, (core, _) in enumerate(events):
-        if i == 2:
-            core = core[:-1] + bytes([core[-1] ^ 1])
-        prev = hashlib.sha256(prev + core).digest()
-        changed.append((core, prev))
+    changed = rechained(events, 2)
     report = verify_bundle(rebuilt(bundle, changed), key, older)
     assert report.failure is not None and report.failure.startswith("seq 5: the tree of seq 1-5")
     # A bundle smaller than the older checkpoint: the log was cut back.
