@@ -105,6 +105,12 @@ def cmd_checkpoint(args: argparse.Namespace) -> int:
     if not (root / "log").is_dir():
         raise CommandLineError(Reason.NOT_FOUND, f"{root} is not a device's data directory "
                                f"(it has no {root / 'log'}).")
+    with FileEventLog.open(root / "log", readonly=True) as log:
+        first = next(log.read_rows(), None)
+    if first is not None and first[1] == "ca":
+        raise CommandLineError(Reason.INVALID_VALUE, f"{root} is a CA's directory: the CA "
+                               "signs a checkpoint itself after every certificate issued or "
+                               "revoked and every CRL.")
     with Engine.open(root, audit=True) as eng:
         _report_recovery(eng)
         trail = eng.audit
