@@ -570,15 +570,12 @@ class Engine:
         try:
             snapshot.save(self.data_dir / "snapshots", self.state, self.store.head,
                           self.store.position)
-            if self.audit is not None:
-                self.audit.persist()
-            self.store.mark_head()
+            self.store.mark_head()  # its step writes the audit trail too
         except OSError as e:
             logger.warning("snapshot not written; the log holds every event", error=str(e),
                            seq=self.state.seq)
         except snapshot.SnapshotUnencodable as e:
             logger.error("snapshot not written: a bug", error=str(e), seq=self.state.seq)
-
 
     # -- the audit trail (engine/audit/) ---------------------------------------------------------
 
@@ -599,7 +596,10 @@ class Engine:
         self.audit = open_trail(log.root, log, key, lambda: key.open(keystore_of(ports)))
         log.on_mark = self.audit.on_mark
         if self.audit.latest is None:  # the first checkpoint: the key (or the upgrade)
-            self._checkpoint()
+            try:
+                self.audit.checkpoint()
+            except TrustledgerError as err:
+                self.notices.append(f"%AUDIT-3-CHECKPOINT: no checkpoint signed: {err.text}")
 
     def _create_audit_key(self) -> None:
         """Make, seal and record the audit key. If it cannot be (a keystore or log write
