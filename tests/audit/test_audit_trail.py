@@ -229,3 +229,32 @@ def test_a_key_that_cannot_be_made_leaves_the_device_usable_and_says_so(
     assert again.state.audit_key is not None and again.audit is not None
     assert again.audit.size == 2 and again.audit.latest is not None  # the upgrade's checkpoint
     again.close()
+
+
+def test_the_trail_is_written_in_the_marker_step_and_only_what_is_acknowledged(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No write of its own per command: the trail goes out when the head marker does (here
+    after every fdatasync), holding the checkpoints of acknowledged events only."""
+    import events.filelog
+
+    monkeypatch.setattr(events.filelog, "MARK_EVERY", 0.0)
+    e = open_engine(tmp_path / "dev", audit=True)
+    commit_hostname(e, "r1")  # seq 2; its checkpoint is signed after its marker step ...
+    assert checkpoints(tmp_path / "dev") == [1]
+    assert e.execute("clock set 14:30:00 1 December 2026").ok  # ... and written with the next
+    assert checkpoints(tmp_path / "dev") == [1, 2]
+    saved = read_saved(tmp_path / "dev" / "log")
+    assert saved is not None and saved.tree.size == 2  # the tree as of that marker step
+    assert e.audit is not None
+    e.store.close()
+    # A checkpoint of a tree past what the marker acknowledges is kept back, and so is the
+    # tree: what is written is the newest checkpoint's, the last one known to be acknowledged.
+    trail = e.audit
+    trail.range.append(leaf_hash(bytes(32)))  # seq 4, which the log has not acknowledged
+    trail.checkpoint()
+    trail.persist(upto=3)
+    assert checkpoints(tmp_path / "dev") == [1, 2]
+    saved = read_saved(tmp_path / "dev" / "log")
+    assert saved is not None and saved.tree.size == 2
+    trail.persist()  # everything (what a clean close does)
+    assert checkpoints(tmp_path / "dev") == [1, 2, 4]
