@@ -15,6 +15,8 @@
     trustledger demo                          the reference example session, end to end
     trustledger diagrams -o DIR               draw each state machine (DOT + SVG, graphviz)
     trustledger ca ...                        the built-in CA (see `trustledger ca -h`)
+    trustledger audit ...                     audit key, checkpoints, proofs, export, verify
+                                              (see engine/auditcli.py)
 """
 
 from __future__ import annotations
@@ -141,6 +143,7 @@ def _parser(command: str | None = None) -> argparse.ArgumentParser:
     dg.add_argument("-o", "--out", type=Path, required=True, metavar="DIR",
                     help="directory for NAME.dot and NAME.svg (made if missing)")
     _register_ca(sub, command)
+    _register_audit(sub, command)
     return p
 
 
@@ -159,6 +162,17 @@ def _register_ca(sub: Any, command: str | None) -> None:
         from engine.ca.cli import register  # type: ignore[import-not-found,unused-ignore]
     except ImportError:
         return
+    register(sub)
+
+
+def _register_audit(sub: Any, command: str | None) -> None:
+    """`audit` lives in engine/auditcli.py, loaded only for its own command lines."""
+    if command not in ("audit", None):
+        sub.add_parser("audit", help="signed checkpoints, proofs, export and verification of "
+                                     "a log", add_help=False)
+        return
+    from engine.auditcli import register
+
     register(sub)
 
 
@@ -481,7 +495,7 @@ def cmd_shell(data: Path | None, keep_going: bool) -> int:
     from engine.trustpool.builtin import certifi_bundle
 
     root = data_dir(data)
-    with Engine.open(root, builtins=certifi_bundle) as eng:
+    with Engine.open(root, builtins=certifi_bundle, audit=True) as eng:
         _report_recovery(eng)
         if sys.stdin.isatty():
             return run_interactive(eng, root / "history")
@@ -495,7 +509,7 @@ def cmd_exec(data: Path | None, file: str, keep_going: bool) -> int:
 
     if file != "-" and not os.path.isfile(file):
         raise CommandLineError(Reason.NOT_FOUND, f"Script {file}: no such file.")
-    with Engine.open(data_dir(data), builtins=certifi_bundle) as eng:
+    with Engine.open(data_dir(data), builtins=certifi_bundle, audit=True) as eng:
         _report_recovery(eng)
         if file == "-":
             return run_batch(eng, iter(sys.stdin.readline, ""), sys.stdout, keep_going)
@@ -526,7 +540,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # The device's commands log through engine.logsetup.get_logger: structlog loads with the
     # first log line, not at start-up. The CA (and the demo that runs it) set it up now.
     configure_logging("info" if args.command == "ca" else "warning",
-                      defer=args.command in ("shell", "exec", "log", "replay"))
+                      defer=args.command in ("shell", "exec", "log", "replay", "audit"))
     try:
         return _dispatch(args)
     except CommandLineError as err:
@@ -570,6 +584,10 @@ def _dispatch(args: argparse.Namespace) -> int:
             return run_demo(sys.stdout, args.dir)
         if args.command == "diagrams":
             return cmd_diagrams(args.out)
+        if args.command == "audit":
+            from engine.auditcli import run
+
+            return run(args)
         if args.command == "ca":
             from engine.ca.errors import CAError, NotACA
 
