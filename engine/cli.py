@@ -368,12 +368,23 @@ def _snapshot_before(d: Path, log: FileEventLog, seq: int) -> tuple[Any, Any] | 
 
 def _rows_until(rows: Iterator[list[Any]], max_seq: int | None, max_at: int | None,
                 last_at: list[int]) -> Iterator[list[Any]]:
-    """`rows` up to seq `max_seq` or time `max_at`; `last_at[0]`: the last one's time."""
+    """`rows` up to seq `max_seq` or time `max_at`; `last_at[0]`: the engine time right after
+    the last one."""
     for row in rows:
         if (max_seq is not None and row[0] > max_seq) or (max_at is not None and row[4] > max_at):
             return
-        last_at[0] = row[4]
+        last_at[0] = _moment_after(row)
         yield row
+
+
+def _moment_after(row: list[Any]) -> int:
+    """The engine time right after the event in `row` (typed): its own time, except after a
+    `clock set`, whose event is stamped just before the set and leaves the clock at the time
+    typed."""
+    from events.clock import ClockSet
+
+    event = row[7]
+    return event.set_to_us if isinstance(event, ClockSet) else int(row[4])
 
 
 def cmd_shell(data: Path | None, keep_going: bool) -> int:
