@@ -122,8 +122,24 @@ def _parser(command: str | None = None) -> argparse.ArgumentParser:
     dg = sub.add_parser("diagrams", help="draw each state machine as DOT and SVG (graphviz)")
     dg.add_argument("-o", "--out", type=Path, required=True, metavar="DIR",
                     help="directory for NAME.dot and NAME.svg (made if missing)")
+    _register_audit(sub, command)
     _register_ca(sub, command)
     return p
+
+
+AUDIT_HELP = "verifiable audit: witnesses, the report"
+
+
+def _register_audit(sub: Any, command: str | None) -> None:
+    """As `ca` (below): only a command line whose command is `audit` imports its parts."""
+    if command not in ("audit", None):
+        sub.add_parser("audit", help=AUDIT_HELP, add_help=False)
+        return
+    au = sub.add_parser("audit", help=AUDIT_HELP)
+    asub = au.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
+    from engine.witness_cli import register
+
+    register(asub)
 
 
 CA_HELP = "the built-in SCEP CA"  # what engine.ca.cli.register says of `ca`
@@ -354,6 +370,16 @@ def cmd_diagrams(out: Path) -> int:
     return 0
 
 
+def cmd_audit(args: argparse.Namespace) -> int:
+    from engine.witness_cli import run
+
+    try:
+        return run(args)
+    except OperatorError as err:
+        print(err.message, file=sys.stderr)
+        return 2
+
+
 def _snapshot_before(d: Path, log: FileEventLog, seq: int) -> tuple[Any, Any] | None:
     """The newest usable snapshot before `seq` (so that the event at `seq`, whose time the
     replay shows, is folded) and the rows after it; None: replay from the start."""
@@ -480,6 +506,8 @@ def _dispatch(args: argparse.Namespace) -> int:
             return run_demo(sys.stdout, args.dir)
         if args.command == "diagrams":
             return cmd_diagrams(args.out)
+        if args.command == "audit":
+            return cmd_audit(args)
         if args.command == "ca":
             from engine.ca.errors import CAError, NotACA
 
