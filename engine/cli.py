@@ -137,7 +137,7 @@ def _register_audit(sub: Any, command: str | None) -> None:
         return
     au = sub.add_parser("audit", help=AUDIT_HELP)
     asub = au.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
-    from engine.witness_cli import register
+    from engine.audit_cli import register
 
     register(asub)
 
@@ -371,7 +371,7 @@ def cmd_diagrams(out: Path) -> int:
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
-    from engine.witness_cli import run
+    from engine.audit_cli import run
 
     try:
         return run(args)
