@@ -12,6 +12,8 @@
     trustledger demo                          the reference example session, end to end
     trustledger diagrams -o DIR               draw each state machine (DOT + SVG, graphviz)
     trustledger ca ...                        the built-in CA (see `trustledger ca -h`)
+    trustledger audit ...                     audit key, checkpoints, proofs, export, verify
+                                              (see engine/auditcli.py)
 """
 
 from __future__ import annotations
@@ -122,24 +124,9 @@ def _parser(command: str | None = None) -> argparse.ArgumentParser:
     dg = sub.add_parser("diagrams", help="draw each state machine as DOT and SVG (graphviz)")
     dg.add_argument("-o", "--out", type=Path, required=True, metavar="DIR",
                     help="directory for NAME.dot and NAME.svg (made if missing)")
-    _register_audit(sub, command)
     _register_ca(sub, command)
+    _register_audit(sub, command)
     return p
-
-
-AUDIT_HELP = "verifiable audit: witnesses, the report"
-
-
-def _register_audit(sub: Any, command: str | None) -> None:
-    """As `ca` (below): only a command line whose command is `audit` imports its parts."""
-    if command not in ("audit", None):
-        sub.add_parser("audit", help=AUDIT_HELP, add_help=False)
-        return
-    au = sub.add_parser("audit", help=AUDIT_HELP)
-    asub = au.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
-    from engine.audit_cli import register
-
-    register(asub)
 
 
 CA_HELP = "the built-in SCEP CA"  # what engine.ca.cli.register says of `ca`
@@ -157,6 +144,17 @@ def _register_ca(sub: Any, command: str | None) -> None:
         from engine.ca.cli import register  # type: ignore[import-not-found,unused-ignore]
     except ImportError:
         return
+    register(sub)
+
+
+def _register_audit(sub: Any, command: str | None) -> None:
+    """`audit` lives in engine/auditcli.py, loaded only for its own command lines."""
+    if command not in ("audit", None):
+        sub.add_parser("audit", help="signed checkpoints, proofs, export and verification of "
+                                     "a log; witnesses; the report", add_help=False)
+        return
+    from engine.auditcli import register
+
     register(sub)
 
 
@@ -370,16 +368,6 @@ def cmd_diagrams(out: Path) -> int:
     return 0
 
 
-def cmd_audit(args: argparse.Namespace) -> int:
-    from engine.audit_cli import run
-
-    try:
-        return run(args)
-    except OperatorError as err:
-        print(err.message, file=sys.stderr)
-        return 2
-
-
 def _snapshot_before(d: Path, log: FileEventLog, seq: int) -> tuple[Any, Any] | None:
     """The newest usable snapshot before `seq` (so that the event at `seq`, whose time the
     replay shows, is folded) and the rows after it; None: replay from the start."""
@@ -419,7 +407,7 @@ def cmd_shell(data: Path | None, keep_going: bool) -> int:
     from engine.trustpool.builtin import certifi_bundle
 
     root = data_dir(data)
-    with Engine.open(root, builtins=certifi_bundle) as eng:
+    with Engine.open(root, builtins=certifi_bundle, audit=True) as eng:
         _report_recovery(eng)
         if sys.stdin.isatty():
             return run_interactive(eng, root / "history")
@@ -433,7 +421,7 @@ def cmd_exec(data: Path | None, file: str, keep_going: bool) -> int:
 
     if file != "-" and not os.path.isfile(file):
         raise CommandLineError(Reason.NOT_FOUND, f"Script {file}: no such file.")
-    with Engine.open(data_dir(data), builtins=certifi_bundle) as eng:
+    with Engine.open(data_dir(data), builtins=certifi_bundle, audit=True) as eng:
         _report_recovery(eng)
         if file == "-":
             return run_batch(eng, iter(sys.stdin.readline, ""), sys.stdout, keep_going)
@@ -464,7 +452,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # The device's commands log through engine.logsetup.get_logger: structlog loads with the
     # first log line, not at start-up. The CA (and the demo that runs it) set it up now.
     configure_logging("info" if args.command == "ca" else "warning",
-                      defer=args.command in ("shell", "exec", "log", "replay"))
+                      defer=args.command in ("shell", "exec", "log", "replay", "audit"))
     try:
         return _dispatch(args)
     except CommandLineError as err:
@@ -507,7 +495,9 @@ def _dispatch(args: argparse.Namespace) -> int:
         if args.command == "diagrams":
             return cmd_diagrams(args.out)
         if args.command == "audit":
-            return cmd_audit(args)
+            from engine.auditcli import run
+
+            return run(args)
         if args.command == "ca":
             from engine.ca.errors import CAError, NotACA
 

@@ -11,6 +11,7 @@ trustpool's folds (engine/trustpool/folds.py) into `DeviceState.trustpool`.
 from __future__ import annotations
 
 from engine import trustpoints as tp  # its folds: the trustpoint lifecycle
+from engine.audit.key import AuditKey
 from engine.folds import FoldTable
 from engine.keys import ImportedKey, KeyAlgorithm, KeyPair, KeyRing
 from engine.messages import (
@@ -24,6 +25,7 @@ from engine.messages import (
 from engine.state import DeviceState, fold_commit, with_state
 from engine.trustpool import folds as pool
 from engine.trustpool import messages as pool_messages
+from events.audit import AuditKeyCreated
 from events.clock import ClockSet
 from events.device import ConfigurationCommitted
 from events.keys import KeyPairGenerated, KeyPairZeroized, PublicKeyImported, PublicKeyRemoved
@@ -66,6 +68,10 @@ def _key_removed(state: DeviceState, ev: PublicKeyRemoved, at: int) -> DeviceSta
 
 def _with_ring(state: DeviceState, ring: KeyRing) -> DeviceState:
     return with_state(state, keys=ring)
+
+
+def _audit_key(state: DeviceState, ev: AuditKeyCreated, at: int) -> DeviceState:
+    return with_state(state, audit_key=AuditKey.from_event(ev, at))
 
 
 # -- the engine clock ------------------------------------------------------------------------------
@@ -144,4 +150,5 @@ DEVICE_FOLDS: FoldTable[DeviceState] = FoldTable("device", {
     TrustpoolCleaned: (pool.cleaned, _log_pool_cleaned),
     TrustpoolUpdateFailed: (pool.update_failed, _log_pool_failed),
     TrustpoolPolicyWarned: (pool.warned, _log_pool_warned),
+    AuditKeyCreated: (_audit_key,),
 })

@@ -23,6 +23,8 @@ from typing import TYPE_CHECKING
 
 import engine.commands  # noqa: F401  (registers every command into GRAMMAR)
 from engine import pipe, snapshot
+from engine.audit.key import create_audit_key
+from engine.audit.trail import AuditMismatch, AuditTrail, open_trail, read_saved
 from engine.config import Change, ConfigConflict
 from engine.context import Ctx
 from engine.effects import Outcome
@@ -102,6 +104,7 @@ class Engine:
         self.recovered: str | None = None  # what opening the log repaired (a torn tail)
         self.snapshots_ignored: list[snapshot.Ignored] = []  # passed over at open, and why
         self.notices: list[str] = []  # other things opening the data directory did or found
+        self.audit: AuditTrail | None = None  # the log's audit trail, once it has a key
 
     # -- opening -------------------------------------------------------------------------------
 
@@ -110,14 +113,16 @@ class Engine:
              prompter: Prompter | None = None, user: str | None = None,
              write: Callable[[str], None] | None = None, use_snapshots: bool = True,
              keygen: KeyGenerator | None = None, scep: ScepTransport | None = None,
-             builtins: BuiltinSource | None = None) -> Engine:
+             builtins: BuiltinSource | None = None, audit: bool = False) -> Engine:
         """Open (or create) a device's data directory: the log in `log/`, snapshots in
         `snapshots/`, the keystore in `keystore/` and `master.key`. Ports left None get their
         real adapters (system clock, cryptography key generation, httpx SCEP transport).
         `builtins`: where the trustpool's built-in bundle comes from (the CLI passes
         `engine.trustpool.builtin.certifi_bundle`), recorded when the log does not hold this
         one yet; None (the default, for programs that embed the engine and have a trust
-        store of their own): not looked at, the log stays as it is."""
+        store of their own): not looked at, the log stays as it is. `audit`: make the log's
+        audit key if it has none yet (the CLI does; engine/audit/). A log that has one keeps
+        its audit trail and is checked against its latest checkpoint either way."""
         root = Path(data_dir)
         for private in (root, root / "log", root / "snapshots"):
             private.mkdir(mode=0o700, parents=True, exist_ok=True)  # whatever the umask
@@ -140,6 +145,11 @@ class Engine:
                                                        state.clock_offset_us),
                       prompter=prompter, render=render, write=write, keygen=keygen, scep=scep)
         engine = cls(log, state, ports, root, user or _default_user())
+        try:
+            engine._open_audit(log, create=audit)  # before anything is appended
+        except BaseException:
+            log.close()
+            raise
         engine.recovered = log.recovered
         engine.snapshots_ignored = ignored
         engine._since_snapshot = state.seq - covered  # so close() replaces an ignored snapshot
@@ -168,7 +178,7 @@ class Engine:
         """Finish what an interrupted key write or zeroize left, and move aside the data keys
         the log does not know (engine/keystore.py, "Files and failures")."""
         assert self.data_dir is not None
-        live = [p.key_id for ps in self.state.keys.pairs.values() for p in ps]
+        live = _live_key_ids(self.state)
         try:
             tidied = tidy_keystore(self.data_dir, live, lambda: _zeroized_key_ids(log))
         except OSError as e:
@@ -205,6 +215,12 @@ class Engine:
         if (self.data_dir is not None and isinstance(self.store, FileEventLog)
                 and self._since_snapshot):
             self._snapshot()
+        if self.audit is not None:
+            try:
+                self.audit.persist()
+            except OSError as e:
+                logger.warning("audit trail not written; the log holds every event",
+                               error=str(e))
         self.store.close()
 
     def __enter__(self) -> Engine:
@@ -459,7 +475,7 @@ class Engine:
         if err.rolled_back:
             with contextlib.suppress(OSError, TrustledgerError):
                 store = keystore_of(self.ports)
-                live = {p.key_id for ps in self.state.keys.pairs.values() for p in ps}
+                live = set(_live_key_ids(self.state))
                 for key_id in store.key_ids():
                     if key_id not in live:
                         store.discard(key_id)
@@ -531,10 +547,14 @@ class Engine:
 
     def fold(self, records: Iterable[Recorded]) -> None:
         state = self.state
+        records = list(records)
         for rec in records:
             state = evolve(state, rec.event, rec.at, rec.seq)
             self._since_snapshot += 1
         self.state = state
+        if self.audit is not None and isinstance(self.store, FileEventLog) and \
+                self.audit.observe(records, self.store.position):
+            self._checkpoint()
         if isinstance(self.ports.clock, EngineClock):  # a frozen replay's clock stands still
             self.ports.clock.offset_us = state.clock_offset_us
         if (self._since_snapshot >= snapshot.EVERY and self.data_dir is not None
@@ -550,12 +570,57 @@ class Engine:
         try:
             snapshot.save(self.data_dir / "snapshots", self.state, self.store.head,
                           self.store.position)
+            if self.audit is not None:
+                self.audit.persist()
             self.store.mark_head()
         except OSError as e:
             logger.warning("snapshot not written; the log holds every event", error=str(e),
                            seq=self.state.seq)
         except snapshot.SnapshotUnencodable as e:
             logger.error("snapshot not written: a bug", error=str(e), seq=self.state.seq)
+
+
+    # -- the audit trail (engine/audit/) ---------------------------------------------------------
+
+    def _open_audit(self, log: FileEventLog, create: bool) -> None:
+        """Check the log against its audit trail (AuditMismatch refuses the open); make the
+        audit key first if asked and there is none."""
+        key = self.state.audit_key
+        if key is None and read_saved(log.root) is not None:
+            raise AuditMismatch(f"The event log {log.root} has an audit trail beside it but "
+                                "no audit key: it is not the log the trail was kept for. "
+                                "Refusing to open.")
+        if key is None and create:
+            self._create_audit_key()  # folded: no trail yet, so it is opened below
+            key = self.state.audit_key
+        if key is None:
+            return
+        ports = self.ports
+        self.audit = open_trail(log.root, log, key, lambda: key.open(keystore_of(ports)))
+        log.on_mark = self.audit.on_mark
+        if self.audit.latest is None:  # the first checkpoint: the key (or the upgrade)
+            self._checkpoint()
+
+    def _create_audit_key(self) -> None:
+        store = keystore_of(self.ports)
+        ev, _ = create_audit_key(store, self.state.hostname)
+        try:
+            records = self.store.append([PendingEvent(ev, "device", self.ports.clock.now_us(),
+                                                      "system", "open")])
+        except LogWriteFailed as err:
+            with contextlib.suppress(OSError, TrustledgerError):
+                store.discard(ev.key_id)
+            raise self._append_failed(err) from err
+        self.fold(records)
+
+    def _checkpoint(self) -> None:
+        """Sign a checkpoint of the tree as it is (after a trust decision). The events are
+        durable already: a key that cannot be opened is said, never raised."""
+        assert self.audit is not None
+        try:
+            self.audit.checkpoint()
+        except TrustledgerError as err:
+            self.ports.say(f"%AUDIT-3-CHECKPOINT: no checkpoint signed: {err.text}\n")
 
 
 def _newest_snapshot(root: Path, log: FileEventLog, ignored: list[snapshot.Ignored],
@@ -600,6 +665,14 @@ class _ReadOnlyStore(MemoryEventLog):
     def append(self, batch: Sequence[PendingEvent]) -> list[Recorded]:
         raise OperatorError(Reason.NOT_ALLOWED,
                            f"This is a replay of the log at seq {self._seq}: read-only.")
+
+
+def _live_key_ids(state: DeviceState) -> list[str]:
+    """The key ids whose data keys the keystore must keep: every key pair's, the audit key's."""
+    live = [p.key_id for ps in state.keys.pairs.values() for p in ps]
+    if state.audit_key is not None:
+        live.append(state.audit_key.key_id)
+    return live
 
 
 def _joined(parts: list[str]) -> str:

@@ -22,6 +22,7 @@ from itertools import chain, islice
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from engine.audit.key import AuditKey
 from engine.config import Change, ConfigTree
 from engine.keys import KeyRing
 from engine.trustpool.pool import TrustpoolState
@@ -107,6 +108,7 @@ class DeviceState:
     trustpoint_configs: Mapping[str, TrustpointConfig] = field(
         default_factory=lambda: MappingProxyType({}))
     trustpool: TrustpoolState = field(default_factory=TrustpoolState)  # engine.trustpool
+    audit_key: AuditKey | None = None  # the log's audit key (engine.audit), once made
 
     @property
     def next_commit_id(self) -> int:
@@ -177,7 +179,7 @@ def device_folds() -> FoldTable[DeviceState]:
     return _TABLE[0]
 
 
-FOLD_VERSION = 3  # 2: `trustpoint_configs` folded at commit; 3: the chunked CommitHistory
+FOLD_VERSION = 4  # 2: trustpoint_configs at commit; 3: chunked CommitHistory; 4: audit key
 """Bump this when a fold's logic changes while the state's shape stays the same: snapshots
 written by the older folds then no longer fit this build (see `folds_fingerprint`)."""
 

@@ -5,9 +5,12 @@
     <root hash, standard base64>\\n
     [extension lines]\\n...
 
-The origin names the log; trustledger's is `trustledger.example/<hostname>/<log id>`, where the
-log id is the first 16 hex digits of the chain hash of the log's first event (stable for the
-life of the log, and different for the device's and the CA's logs). The checkpoint is signed
+The origin names the log; trustledger's is `trustledger.example/<hostname>/<log id>`, fixed
+when the log's audit key is made (its `AuditKeyCreated` event records it): the hostname then,
+and as log id the first 16 hex digits of SHA-256 of the audit public key. The key is made for
+one log (the device's, or the CA's) and never replaced, so the id is stable for the life of
+the log and differs between logs; it is known before the key's own event is written, which a
+hash of the log's first event would not be on a new log. The checkpoint is signed
 (engine.audit.note) by the audit key, whose key name is the origin.
 """
 
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 from dataclasses import dataclass
 
 from engine.audit.note import NoteError
@@ -22,10 +26,11 @@ from engine.audit.note import NoteError
 ORIGIN_DOMAIN = "trustledger.example"
 
 
-def origin_for(hostname: str, first_event_hash: bytes) -> str:
-    """The device's (or CA's) origin line; see the module docstring."""
+def origin_for(hostname: str, public_key: bytes) -> str:
+    """The device's (or CA's) origin line for the raw Ed25519 `public_key` of its audit key;
+    see the module docstring."""
     host = "".join(c for c in hostname if not c.isspace() and c != "+") or "router"
-    return f"{ORIGIN_DOMAIN}/{host}/{first_event_hash.hex()[:16]}"
+    return f"{ORIGIN_DOMAIN}/{host}/{hashlib.sha256(public_key).hexdigest()[:16]}"
 
 
 @dataclass(frozen=True)

@@ -92,5 +92,7 @@ def test_checkpoint_body_round_trips_and_refuses_malformed_bodies() -> None:
             parse_checkpoint(bad)
 
 
-def test_origin_names_host_and_first_event() -> None:
-    assert origin_for("r1", bytes(range(32))) == "trustledger.example/r1/0001020304050607"
+def test_origin_names_host_and_the_audit_key() -> None:
+    # SHA-256 of 32 zero bytes is 66687aadf862bd77...
+    assert origin_for("r1", bytes(32)) == "trustledger.example/r1/66687aadf862bd77"
+    assert origin_for("my router+", bytes(32)) == "trustledger.example/myrouter/66687aadf862bd77"
