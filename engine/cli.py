@@ -234,12 +234,15 @@ def cmd_log_verify(d: Path) -> int:
 def _check_folded(log: FileEventLog) -> None:
     """UnfoldedEvent for the first event whose aggregate (its stream) does not fold its type:
     opening that log would refuse it, so an audit must not call it good either."""
+    from engine.audit.witness_service import WITNESS_FOLDS
     from engine.ca.state import CA_FOLDS
+    from engine.folds import FoldTable
     from engine.state import device_folds
 
+    tables: dict[str, FoldTable[Any]] = {"ca": CA_FOLDS, "witness": WITNESS_FOLDS}
     device = device_folds()
     for row in log.read_rows():
-        (CA_FOLDS if row[1] == "ca" else device).require(row[2], row[0])
+        tables.get(row[1], device).require(row[2], row[0])
 
 
 def cmd_log_scrub(d: Path) -> int:

@@ -18,10 +18,9 @@ from engine.adapters.scep_server import (
     split_target,
     start_site,
 )
-from engine.audit.witness import Decision
+from engine.audit.witness import ADD_CHECKPOINT_PATH, Decision
 from engine.audit.witness_service import WitnessService
 
-ADD_CHECKPOINT = "/add-checkpoint"
 MAX_BODY = 64 * 1024  # 63 proof lines and a checkpoint with many signatures fit easily
 
 
@@ -38,7 +37,7 @@ class WitnessSite:
         return Response(status, "text/plain; charset=utf-8", (message + "\n").encode())
 
     async def respond(self, request: Request) -> Response:
-        if split_target(request.target).path != ADD_CHECKPOINT:
+        if split_target(request.target).path != ADD_CHECKPOINT_PATH:
             raise HttpError(HTTPStatus.NOT_FOUND, "not found")
         if request.method != "POST":  # "The request MUST be an HTTP POST."
             raise HttpError(HTTPStatus.METHOD_NOT_ALLOWED, "add-checkpoint takes a POST")

@@ -253,6 +253,18 @@ class AuditTrail:
         self._dirty = True
         return note
 
+    def add_cosignatures(self, lines: bytes) -> None:
+        """Witnesses' cosignature lines on the latest checkpoint (engine/audit/
+        witness_client.py): its note, kept and written out, carries them from now on."""
+        assert self.latest is not None
+        note = self.latest.note + lines
+        if self._unsaved and self._unsaved[-1] == self.latest.note:
+            self._unsaved[-1] = note
+        else:  # already written out: CHECKPOINTS gets the co-signed copy too
+            self._unsaved.append(note)
+        self.latest = Signed(note, self.latest.checkpoint, self.latest.tree)
+        self._dirty = True
+
     def persist(self) -> None:
         """Write what changed: new checkpoints to CHECKPOINTS, then AUDIT. OSError is raised
         and nothing is forgotten (the next step writes it)."""

@@ -46,6 +46,7 @@ from engine.audit.cosignature import cosign
 from engine.audit.merkle import verify_consistency
 from engine.audit.note import NoteError, Verifier, parse_note, verify_note
 
+ADD_CHECKPOINT_PATH = "/add-checkpoint"  # after the witness's submission prefix
 MAX_PROOF_LINES = 63  # "The client MUST NOT send more than 63 consistency proof lines."
 SIZE_CONTENT_TYPE = "text/x.tlog.size"
 COSIGNATURE_CONTENT_TYPE = "text/plain; charset=utf-8"

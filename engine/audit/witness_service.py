@@ -41,6 +41,7 @@ from engine.audit.witness import (
     refuse,
 )
 from engine.errors import OperatorError, Reason
+from engine.folds import FoldTable
 from engine.ports import Clock, SystemClock
 from events.durable import fsync_directory
 from events.filelog import FileEventLog
@@ -109,16 +110,22 @@ def _key_path(d: Path) -> Path:
     return path
 
 
-def fold(state: WitnessState, event: object) -> WitnessState:
-    """The witness's state after one of its events."""
-    if isinstance(event, WitnessLogFollowed):
-        verifier = parse_verifier_key(event.verifier_key)
-        keys = tuple(k for k in state.logs.get(event.origin, ()) if k != verifier)
-        return replace(state, logs={**state.logs, event.origin: (*keys, verifier)})
-    if isinstance(event, CheckpointCosigned):
-        return replace(state, latest={**state.latest,
-                                      event.origin: Latest(event.size, event.root)})
-    return state  # CheckpointRefused: evidence, no state
+def _followed(state: WitnessState, ev: WitnessLogFollowed, at: int) -> WitnessState:
+    verifier = parse_verifier_key(ev.verifier_key)
+    keys = tuple(k for k in state.logs.get(ev.origin, ()) if k != verifier)
+    return replace(state, logs={**state.logs, ev.origin: (*keys, verifier)})
+
+
+def _cosigned(state: WitnessState, ev: CheckpointCosigned, at: int) -> WitnessState:
+    return replace(state, latest={**state.latest, ev.origin: Latest(ev.size, ev.root)})
+
+
+WITNESS_FOLDS: FoldTable[WitnessState] = FoldTable("witness", {
+    WitnessLogFollowed: [_followed],
+    CheckpointCosigned: [_cosigned],
+    CheckpointRefused: [],  # evidence: changes nothing
+})
+"""The witness aggregate's fold table (engine/folds.py): its whole state comes from these."""
 
 
 class WitnessService:
@@ -132,7 +139,7 @@ class WitnessService:
         state = WitnessState()
         try:
             for rec in self.log.read():
-                state = fold(state, rec.event)
+                state = WITNESS_FOLDS.fold(state, rec.event, rec.at, rec.seq)
         except BaseException:
             self.log.close()
             raise
@@ -183,6 +190,6 @@ class WitnessService:
 
     def _append(self, event: WitnessLogFollowed | CheckpointCosigned | CheckpointRefused
                 ) -> None:
-        self.log.append([PendingEvent(event, STREAM, self.clock.now_us(), "witness")])
-        self.state = fold(self.state, event)
+        [rec] = self.log.append([PendingEvent(event, STREAM, self.clock.now_us(), "witness")])
+        self.state = WITNESS_FOLDS.fold(self.state, event, rec.at, rec.seq)
 

@@ -13,7 +13,8 @@ from engine.commands import (
     system,
     trustpoint,
     trustpool,
+    witness,
 )
 
 __all__ = ["clock", "configuration", "keys", "logging", "paste", "system", "trustpoint",
-           "trustpool"]
+           "trustpool", "witness"]

@@ -222,3 +222,12 @@ def test_add_checkpoint_over_http(witness_dir: Path, log: FakeLog) -> None:
         finally:
             server.stop()
     assert seen[0] == "ok" and "not 10" in seen[1]
+
+
+def test_the_witness_log_verifies_like_any_log(witness_dir: Path, log: FakeLog,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    with open_witness(witness_dir, log) as w:
+        cosigned(w, log, 0)
+        w.add_checkpoint(log.forked(3, 10).request(10))
+    assert main(["log", "verify", str(witness_dir)]) == 0
+    assert "events    : 3\n" in capsys.readouterr().out  # followed, co-signed, refused

@@ -18,6 +18,8 @@ import events.device
 import events.keys
 import events.trustpoint
 import events.trustpool
+import events.witness
+from engine.audit.witness_service import WITNESS_FOLDS
 from engine.ca.state import CA_FOLDS
 from engine.cli import main
 from engine.engine import Engine
@@ -43,11 +45,13 @@ def test_every_event_type_is_in_exactly_one_aggregate_table() -> None:
         events.trustpoint) | declared(events.trustpool) | declared(events.clock) | declared(
         events.audit)
     assert ca == declared(events.ca)
-    assert not device & ca
+    witness = {t.type_name for t in WITNESS_FOLDS.types}
+    assert witness == declared(events.witness)
+    assert not device & ca and not witness & (device | ca)
     # Every type the engine's event modules declare (tests register LogTest* types of their own).
-    assert device | ca == {n for n, t in known_types().items() if t.__module__.startswith(
-        "events.")}
-    for table in (device_folds(), CA_FOLDS):
+    assert device | ca | witness == {n for n, t in known_types().items()
+                                     if t.__module__.startswith("events.")}
+    for table in (device_folds(), CA_FOLDS, WITNESS_FOLDS):
         for t in table.types:
             assert callable(table.by_name[t.type_name])
 
