@@ -154,11 +154,14 @@ def signature_line(name: str, kid: bytes, signature: bytes) -> str:
     return f"{SIG_PREFIX}{name} {base64.b64encode(kid + signature).decode()}\n"
 
 
-def sign_note(text: str, name: str, private_key: Ed25519PrivateKey) -> bytes:
-    """The signed note: `text`, a blank line, and the Ed25519 signature line of `name`."""
+def sign_note(text: str, name: str, private_key: Ed25519PrivateKey, *,
+              kid: bytes | None = None) -> bytes:
+    """The signed note: `text`, a blank line, and the Ed25519 signature line of `name`.
+    `kid`: the key id, if the caller keeps it (a signer of many notes saves deriving it)."""
     _check_name(name)
     msg = _check_text(text)
-    kid = key_id(name, ALG_ED25519, raw_public(private_key.public_key()))
+    if kid is None:
+        kid = key_id(name, ALG_ED25519, raw_public(private_key.public_key()))
     return msg + b"\n" + signature_line(name, kid, private_key.sign(msg)).encode()
 
 

@@ -218,6 +218,7 @@ class AuditTrail:
         self.latest = latest
         self._signer = signer
         self._private: Ed25519PrivateKey | None = None
+        self._kid = key.verifier().key_id
         self._unsaved: list[bytes] = []
         self._dirty = False
 
@@ -247,7 +248,7 @@ class AuditTrail:
         cp = Checkpoint(self.key.origin, self.range.size, self.range.root())
         if self._private is None:
             self._private = self._signer()
-        note = sign_note(cp.format(), self.key.origin, self._private)
+        note = sign_note(cp.format(), self.key.origin, self._private, kid=self._kid)
         self.latest = Signed(note, cp, self.bound())
         self._unsaved.append(note)
         self._dirty = True

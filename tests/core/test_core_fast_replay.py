@@ -23,6 +23,7 @@ from engine.config import Change, ConfigTree
 from engine.config import Path as ConfigPath
 from engine.machines.table import IllegalTransition
 from engine.state import MAX_COMMITS, DeviceState, evolve, replay_rows
+from events.audit import AuditKeyCreated
 from events.clock import ClockSet
 from events.device import ConfigurationCommitted
 from events.filelog import FileEventLog
@@ -98,6 +99,8 @@ def other_event(draw: st.DrawFn) -> Event:
                          draw(st.sampled_from(("", "badRequest"))), "refused"),
         TrustpointCertificatesRemoved(tp, "commit", 1, ("ca",), ("01",), ("AB",)),
         ClockSet(draw(st.integers(0, 2**40)), draw(st.integers(-2**40, 2**40))),
+        AuditKeyCreated("trustledger.example/r/0011", key_id, b"k" * 32, b"spki", b"sealed",
+                        b"n" * 12, "aes"),
     ]
     event: Event = draw(st.sampled_from(kinds))
     return event
