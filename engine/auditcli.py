@@ -72,7 +72,8 @@ def register(sub: Any) -> None:
     e.add_argument("--until", metavar="SEQ|TIME",
                    help="export up to the newest checkpoint at or before this seq or ISO time "
                         "(default: the latest checkpoint)")
-    e.add_argument("-o", "--out", type=Path, required=True, metavar="FILE")
+    e.add_argument("-o", "--out", type=Path, required=True, metavar="FILE",
+                   help="the bundle file to write")
     e.set_defaults(func=cmd_export)
     v = asub.add_parser("verify", help="check a bundle with the audit public key alone")
     v.add_argument("file", type=Path, metavar="FILE", help="a bundle from `audit export`")
