@@ -73,7 +73,7 @@ def register(sub: Any) -> None:
                    help="export up to the newest checkpoint at or before this seq or ISO time "
                         "(default: the latest checkpoint)")
     e.add_argument("-o", "--out", type=Path, required=True, metavar="FILE",
-                   help="the bundle file to write")
+                   help="the bundle file to write (replaced atomically)")
     e.set_defaults(func=cmd_export)
     v = asub.add_parser("verify", help="check a bundle with the audit public key alone")
     v.add_argument("file", type=Path, metavar="FILE", help="a bundle from `audit export`")
@@ -114,6 +114,12 @@ def cmd_checkpoint(args: argparse.Namespace) -> int:
     if not (root / "log").is_dir():
         raise CommandLineError(Reason.NOT_FOUND, f"{root} is not a device's data directory "
                                f"(it has no {root / 'log'}).")
+    with FileEventLog.open(root / "log", readonly=True) as log:
+        first = next(log.read_rows(), None)
+    if first is not None and first[1] == "ca":
+        raise CommandLineError(Reason.INVALID_VALUE, f"{root} is a CA's directory: the CA "
+                               "signs a checkpoint itself after every certificate issued or "
+                               "revoked and every CRL.")
     with Engine.open(root, audit=True) as eng:
         _report_recovery(eng)
         trail = eng.audit

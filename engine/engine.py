@@ -606,15 +606,25 @@ class Engine:
             self._checkpoint()
 
     def _create_audit_key(self) -> None:
-        store = keystore_of(self.ports)
-        ev, _ = create_audit_key(store, self.state.hostname)
+        """Make, seal and record the audit key. If it cannot be (a keystore or log write
+        failed), the open goes on without it and says so; the next open tries again."""
+        try:
+            store = keystore_of(self.ports)
+            ev, _ = create_audit_key(store, self.state.hostname)
+        except (OSError, TrustledgerError) as err:
+            why = err.text if isinstance(err, TrustledgerError) else (err.strerror or str(err))
+            self.notices.append(f"%AUDIT-4-NO_KEY: the audit key could not be made ({why}); "
+                                "it is tried again at the next open.")
+            return
         try:
             records = self.store.append([PendingEvent(ev, "device", self.ports.clock.now_us(),
                                                       "system", "open")])
         except LogWriteFailed as err:
             with contextlib.suppress(OSError, TrustledgerError):
                 store.discard(ev.key_id)
-            raise self._append_failed(err) from err
+            self.notices.append(f"%AUDIT-4-NO_KEY: the audit key could not be recorded "
+                                f"({err.reason}); it is tried again at the next open.")
+            return
         self.fold(records)
 
     def _checkpoint(self) -> None:

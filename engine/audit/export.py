@@ -15,7 +15,6 @@ Proof texts:
 from __future__ import annotations
 
 import base64
-from collections.abc import Callable
 from typing import BinaryIO
 
 from engine.audit.bundle import bundle_header, bundle_record
@@ -115,7 +114,7 @@ def consistency_text(tree: MerkleTree, note: bytes, cp: Checkpoint, old: int) ->
 
 
 def export_bundle(log: FileEventLog, key: AuditKey, note: bytes, cp: Checkpoint,
-                  out: BinaryIO, progress: Callable[[int], None] | None = None) -> int:
+                  out: BinaryIO) -> int:
     """Write the bundle of seq 1..cp.size; the number of events written."""
     out.write(bundle_header(key.verifier().key_string(), note, cp.size))
     written = 0

@@ -6,8 +6,10 @@ A writer keeps the tree as a `CompactRange` (O(log n) hashes) bound to the log: 
 covers seq 1..size, the event at `size` has chain hash `chain`, and the frames after it start
 at `at` (a `Position`). Each appended batch extends it (`observe`); a batch holding a trust
 decision (engine/audit/decisions.py) is followed by a checkpoint: the C2SP tlog-checkpoint of
-the range (origin, size, root) signed by the audit key (`checkpoint`). Signing happens after the
-batch's fdatasync, so a checkpoint never covers an event that is not acknowledged.
+the range (origin, size, root) signed by the audit key (`checkpoint`). The device signs after
+the batch's fdatasync; the CA, whose group commit acknowledges batches later, signs when it
+appends. Either way a checkpoint is written out (below) only once every event it covers is
+acknowledged, so no file ever holds a checkpoint of events that may be lost.
 
 Two files beside the log (in the log directory) hold the trail:
 
@@ -25,9 +27,10 @@ decisions only, and costs no fdatasync per command.
 
 Durability: both files are written in the log's head-marker step (`FileEventLog.on_mark`: at
 most every MARK_EVERY seconds, when a snapshot is taken, and at a clean close), never by a
-command itself. After a crash the last MARK_EVERY seconds of checkpoints may be missing from
-the files; the events they covered are not (they were acknowledged), and Ed25519 signatures are
-deterministic (RFC 8032 §5.1.6), so signing the same size again gives the same checkpoint.
+command itself, and hold only what covers acknowledged events (`persist(upto=seq)`). After a
+crash the last MARK_EVERY seconds of checkpoints may be missing from the files; the events
+they covered are not (they were acknowledged), and Ed25519 signatures are deterministic (RFC
+8032 §5.1.6), so signing the same size again gives the same checkpoint.
 `trustledger audit checkpoint` writes through at once: it prints what it signed.
 
 Opening (`open_trail`): nothing is rebuilt from the whole log when `AUDIT` is there. The latest
@@ -48,6 +51,7 @@ import base64
 import contextlib
 import json
 import os
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -207,7 +211,9 @@ def read_checkpoints(root: Path) -> list[bytes]:
 
 
 class AuditTrail:
-    """A writer's tree, latest checkpoint and what is still to be written out."""
+    """A writer's tree, latest checkpoint and what is still to be written out. Thread-safe:
+    a log whose fdatasyncs run on another thread (the CA's group commit) calls `on_mark`
+    there while commands call `observe` and `checkpoint`."""
 
     def __init__(self, root: Path, key: AuditKey, signer: Callable[[], Ed25519PrivateKey],
                  tree: Bound, latest: Signed | None) -> None:
@@ -219,8 +225,10 @@ class AuditTrail:
         self._signer = signer
         self._private: Ed25519PrivateKey | None = None
         self._kid = key.verifier().key_id
-        self._unsaved: list[bytes] = []
+        self._unsaved: list[Signed] = []  # signed, not yet in CHECKPOINTS
+        self._on_disk: Signed | None = latest  # the latest checkpoint AUDIT holds
         self._dirty = False
+        self._lock = threading.Lock()
 
     @property
     def size(self) -> int:
@@ -232,58 +240,70 @@ class AuditTrail:
     def observe(self, records: Sequence[Recorded], at: Position | None) -> bool:
         """Extend the tree by an appended batch; whether it holds a trust decision."""
         decision = False
-        append = self.range.append
-        for rec in records:
-            if rec.seq != self.range.size + 1:
-                raise ValueError(f"the audit tree is at size {self.range.size}, the log "
-                                 f"appended seq {rec.seq}")
-            append(leaf_hash(rec.hash))
-            decision = decision or is_trust_decision(rec.type)
-        if records:
-            self.chain, self.at, self._dirty = records[-1].hash, at, True
+        with self._lock:
+            append = self.range.append
+            for rec in records:
+                if rec.seq != self.range.size + 1:
+                    raise ValueError(f"the audit tree is at size {self.range.size}, the log "
+                                     f"appended seq {rec.seq}")
+                append(leaf_hash(rec.hash))
+                decision = decision or is_trust_decision(rec.type)
+            if records:
+                self.chain, self.at, self._dirty = records[-1].hash, at, True
         return decision
 
     def checkpoint(self) -> bytes:
         """Sign the tree as it is: the signed note (also kept as the latest)."""
-        cp = Checkpoint(self.key.origin, self.range.size, self.range.root())
-        if self._private is None:
-            self._private = self._signer()
-        note = sign_note(cp.format(), self.key.origin, self._private, kid=self._kid)
-        self.latest = Signed(note, cp, self.bound())
-        self._unsaved.append(note)
-        self._dirty = True
+        with self._lock:
+            cp = Checkpoint(self.key.origin, self.range.size, self.range.root())
+            if self._private is None:
+                self._private = self._signer()
+            note = sign_note(cp.format(), self.key.origin, self._private, kid=self._kid)
+            self.latest = Signed(note, cp, self.bound())
+            self._unsaved.append(self.latest)
+            self._dirty = True
         return note
 
     def add_cosignatures(self, lines: bytes) -> None:
         """Witnesses' cosignature lines on the latest checkpoint (engine/audit/
         witness_client.py): its note, kept and written out, carries them from now on."""
-        assert self.latest is not None
-        note = self.latest.note + lines
-        if self._unsaved and self._unsaved[-1] == self.latest.note:
-            self._unsaved[-1] = note
-        else:  # already written out: CHECKPOINTS gets the co-signed copy too
-            self._unsaved.append(note)
-        self.latest = Signed(note, self.latest.checkpoint, self.latest.tree)
-        self._dirty = True
+        with self._lock:
+            assert self.latest is not None
+            signed = Signed(self.latest.note + lines, self.latest.checkpoint, self.latest.tree)
+            if self._unsaved and self._unsaved[-1] is self.latest:
+                self._unsaved[-1] = signed
+            else:  # already written out: CHECKPOINTS gets the co-signed copy too
+                self._unsaved.append(signed)
+            self.latest = signed
+            self._dirty = True
 
-    def persist(self) -> None:
-        """Write what changed: new checkpoints to CHECKPOINTS, then AUDIT. OSError is raised
-        and nothing is forgotten (the next step writes it)."""
-        if not self._dirty:
-            return
-        if self._unsaved:
-            _append_checkpoints(self.root, self._unsaved)
-            self._unsaved.clear()
-        _write_saved(self.root, Saved(self.bound(), self.latest))
-        self._dirty = False
+    def persist(self, upto: int | None = None) -> None:
+        """Write what changed: new checkpoints to CHECKPOINTS, then AUDIT; with `upto`, only
+        what covers no seq after it (what is acknowledged). OSError is raised and nothing is
+        forgotten (the next step writes it)."""
+        with self._lock:
+            if not self._dirty:
+                return
+            limit = self.range.size if upto is None else upto
+            ready = [c for c in self._unsaved if c.checkpoint.size <= limit]
+            latest = ready[-1] if ready else self._on_disk
+            tree = self.bound() if self.range.size <= limit else \
+                latest.tree if latest is not None else None
+            if tree is None:
+                return  # nothing acknowledged to say yet
+            if ready:
+                _append_checkpoints(self.root, [c.note for c in ready])
+                del self._unsaved[:len(ready)]
+            _write_saved(self.root, Saved(tree, latest))
+            self._on_disk = latest
+            self._dirty = self.range.size > limit or bool(self._unsaved)
 
     def on_mark(self, seq: int) -> None:
         """The log's head-marker step (the marker will say `seq`): write the trail with it,
-        if the tree does not reach past what is acknowledged. A failure leaves the previous
-        files, which are still true (only older)."""
-        if self.range.size <= seq:
-            with contextlib.suppress(OSError):
-                self.persist()
+        up to what is acknowledged. A failure leaves the previous files, which are still
+        true (only older)."""
+        with contextlib.suppress(OSError):
+            self.persist(seq)
 
 
 # -- opening --------------------------------------------------------------------------------------

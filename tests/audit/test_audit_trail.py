@@ -212,3 +212,20 @@ def test_signing_after_reopen_uses_the_key_from_the_keystore(device: Path) -> No
     assert e.state.audit_key is not None
     verify_note(e.audit.latest.note, [e.state.audit_key.verifier()])
     e.close()
+
+
+def test_a_key_that_cannot_be_made_leaves_the_device_usable_and_says_so(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TRUSTLEDGER_MASTER_KEY", "not a key")
+    e = open_engine(tmp_path / "dev", audit=True)
+    assert e.audit is None and e.state.audit_key is None
+    (notice,) = e.notices
+    assert notice.startswith("%AUDIT-4-NO_KEY: the audit key could not be made (")
+    assert notice.endswith("it is tried again at the next open.")
+    commit_hostname(e, "r1")
+    e.close()
+    monkeypatch.delenv("TRUSTLEDGER_MASTER_KEY")
+    again = open_engine(tmp_path / "dev", audit=True)
+    assert again.state.audit_key is not None and again.audit is not None
+    assert again.audit.size == 2 and again.audit.latest is not None  # the upgrade's checkpoint
+    again.close()

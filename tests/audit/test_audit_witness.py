@@ -231,3 +231,33 @@ def test_the_witness_log_verifies_like_any_log(witness_dir: Path, log: FakeLog,
         w.add_checkpoint(log.forked(3, 10).request(10))
     assert main(["log", "verify", str(witness_dir)]) == 0
     assert "events    : 3\n" in capsys.readouterr().out  # followed, co-signed, refused
+
+
+@pytest.mark.integration
+def test_serve_from_the_command_line_cosigns_and_stops_on_sigterm(witness_dir: Path,
+                                                                    log: FakeLog) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "engine.cli", "audit", "witness", "serve", str(witness_dir),
+         "--port", "0", "--follow", log.verifier_key],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == f"following {log.origin}\n"
+        banner = proc.stdout.readline()
+        assert banner.startswith("witness witness.example/w1 serving http://127.0.0.1:")
+        url = banner.split()[-1]
+        assert httpx.post(url, content=log.request(0), timeout=10).status_code == 200
+        assert proc.stdout.readline() == f"cosigned {log.origin} size 10\n"
+        assert httpx.post(url, content=log.forked(1, 10).request(10),
+                          timeout=10).status_code == 409
+        assert proc.stdout.readline().startswith(f"refused 409 {log.origin} size 10: a "
+                                                 "different root at size 10")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0
+    with WitnessService(witness_dir, FakeClock()) as again:
+        assert again.state.latest[log.origin].size == 10
