@@ -7,7 +7,7 @@ verifier (engine/audit/).
     trustledger audit prove DIR --from-size A consistency proof from tree size A
     trustledger audit export DIR [--until SEQ|TIME] -o FILE
                                               events and their checkpoint, self-contained
-    trustledger audit verify FILE --key KEY [--checkpoint OLDER]
+    trustledger audit verify FILE --key KEY [--checkpoint OLDER] [--witness-key KEY]...
                                               check a bundle with the public key alone
 
 Exit status: 0 when everything holds; 1 when `verify` finds a failure (it names the first
@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.audit.bundle import verify_bundle
+from engine.audit.cosignature import CosignatureVerifier, parse_cosignature_key
 from engine.audit.export import (
     checkpoint_until,
     consistency_text,
@@ -42,9 +43,11 @@ from engine.cli import (
     report_pending_repair,
 )
 from engine.errors import Reason, TrustledgerError
+from engine.reportcli import register as register_report
+from engine.witnesscli import register as register_witness
 from events.filelog import FileEventLog
 
-AUDIT_HELP = "signed checkpoints, proofs, export and verification of a log"
+AUDIT_HELP = "signed checkpoints, proofs, export and verification of a log; witnesses; the report"
 
 
 def register(sub: Any) -> None:
@@ -78,7 +81,12 @@ def register(sub: Any) -> None:
                    help="the audit key (`audit key` prints it), or a file holding it")
     v.add_argument("--checkpoint", type=Path, metavar="OLDER",
                    help="an older checkpoint you kept (a file): the log must extend it")
+    v.add_argument("--witness-key", action="append", default=[], metavar="KEY",
+                   help="require this witness's cosignature on the checkpoint (repeatable; "
+                        "`audit witness key` prints it), or a file holding it")
     v.set_defaults(func=cmd_verify)
+    register_witness(asub)  # engine/witnesscli.py
+    register_report(asub)  # engine/reportcli.py
 
 
 def run(args: argparse.Namespace) -> int:
@@ -117,8 +125,11 @@ def cmd_checkpoint(args: argparse.Namespace) -> int:
         trail = eng.audit
         assert trail is not None  # audit=True: the key exists
         latest = trail.latest
-        note = latest.note if latest is not None and latest.checkpoint.size == trail.size \
-            else trail.checkpoint()
+        if latest is None or latest.checkpoint.size != trail.size:
+            trail.checkpoint()
+        eng.cosign_latest()  # the configured witnesses (audit witness url ...) that have not
+        assert trail.latest is not None
+        note = trail.latest.note
         trail.persist()
     sys.stdout.write(note.decode())
     return 0
@@ -174,6 +185,16 @@ def _key(text: str) -> Ed25519Verifier:
                                f"--key is not an audit key ({first}).") from None
 
 
+def _witness_key(text: str) -> CosignatureVerifier:
+    path = Path(text)
+    try:
+        return parse_cosignature_key(path.read_text(encoding="utf-8").strip()
+                                     if path.is_file() else text)
+    except (NoteError, UnicodeDecodeError) as e:
+        raise CommandLineError(Reason.INVALID_VALUE,
+                               f"--witness-key is not a witness key ({e}).") from None
+
+
 def _read(path: Path, what: str) -> bytes:
     try:
         return path.read_bytes()
@@ -186,6 +207,7 @@ def _read(path: Path, what: str) -> bytes:
 def cmd_verify(args: argparse.Namespace) -> int:
     key = _key(args.key)
     older = _read(args.checkpoint, "Checkpoint") if args.checkpoint is not None else None
-    report = verify_bundle(_read(args.file, "Bundle"), key, older)
+    witnesses = [_witness_key(text) for text in args.witness_key]
+    report = verify_bundle(_read(args.file, "Bundle"), key, older, witnesses)
     sys.stdout.write(report.text())
     return 0 if report.ok else 1

@@ -169,7 +169,7 @@ def _register_audit(sub: Any, command: str | None) -> None:
     """`audit` lives in engine/auditcli.py, loaded only for its own command lines."""
     if command not in ("audit", None):
         sub.add_parser("audit", help="signed checkpoints, proofs, export and verification of "
-                                     "a log", add_help=False)
+                                     "a log; witnesses; the report", add_help=False)
         return
     from engine.auditcli import register
 
@@ -275,12 +275,15 @@ def _verify_crl_blobs(d: Path, log: FileEventLog) -> bool:
 def _check_folded(log: FileEventLog) -> None:
     """UnfoldedEvent for the first event whose aggregate (its stream) does not fold its type:
     opening that log would refuse it, so an audit must not call it good either."""
+    from engine.audit.witness_service import WITNESS_FOLDS
     from engine.ca.state import CA_FOLDS
+    from engine.folds import FoldTable
     from engine.state import device_folds
 
+    tables: dict[str, FoldTable[Any]] = {"ca": CA_FOLDS, "witness": WITNESS_FOLDS}
     device = device_folds()
     for row in log.read_rows():
-        (CA_FOLDS if row[1] == "ca" else device).require(row[2], row[0])
+        tables.get(row[1], device).require(row[2], row[0])
 
 
 def cmd_log_scrub(d: Path) -> int:
@@ -481,12 +484,23 @@ def _snapshot_before(d: Path, log: FileEventLog, seq: int) -> tuple[Any, Any] | 
 
 def _rows_until(rows: Iterator[list[Any]], max_seq: int | None, max_at: int | None,
                 last_at: list[int]) -> Iterator[list[Any]]:
-    """`rows` up to seq `max_seq` or time `max_at`; `last_at[0]`: the last one's time."""
+    """`rows` up to seq `max_seq` or time `max_at`; `last_at[0]`: the engine time right after
+    the last one."""
     for row in rows:
         if (max_seq is not None and row[0] > max_seq) or (max_at is not None and row[4] > max_at):
             return
-        last_at[0] = row[4]
+        last_at[0] = _moment_after(row)
         yield row
+
+
+def _moment_after(row: list[Any]) -> int:
+    """The engine time right after the event in `row` (typed): its own time, except after a
+    `clock set`, whose event is stamped just before the set and leaves the clock at the time
+    typed."""
+    from events.clock import ClockSet
+
+    event = row[7]
+    return event.set_to_us if isinstance(event, ClockSet) else int(row[4])
 
 
 def cmd_shell(data: Path | None, keep_going: bool) -> int:

@@ -24,7 +24,10 @@ from typing import TYPE_CHECKING
 import engine.commands  # noqa: F401  (registers every command into GRAMMAR)
 from engine import pipe, snapshot
 from engine.audit.key import create_audit_key
+from engine.audit.note import NoteError, verify_note
 from engine.audit.trail import AuditMismatch, AuditTrail, open_trail, read_saved
+from engine.audit.witness_client import HttpxWitnessTransport, LogLeaves, Witness, WitnessClient
+from engine.commands.witness import configured_witnesses
 from engine.config import Change, ConfigConflict
 from engine.context import Ctx
 from engine.effects import Outcome
@@ -111,6 +114,7 @@ class Engine:
         self.notices: list[str] = []  # other things opening the data directory did or found
         self._grouped: DeviceState | None = None  # the state a group_commit() block began at
         self.audit: AuditTrail | None = None  # the log's audit trail, once it has a key
+        self._witnesses: WitnessClient | None = None  # co-signs checkpoints, once one is asked
 
     # -- opening -------------------------------------------------------------------------------
 
@@ -700,6 +704,39 @@ class Engine:
             self.audit.checkpoint()
         except TrustledgerError as err:
             self.ports.say(f"%AUDIT-3-CHECKPOINT: no checkpoint signed: {err.text}\n")
+            return
+        self.cosign_latest()
+
+    def cosign_latest(self) -> None:
+        """Have the configured witnesses (`audit witness url ...`) co-sign the latest
+        checkpoint, those that have not yet (engine/audit/witness_client.py); what they
+        refuse is said, never raised: the events are durable already."""
+        latest = self.audit.latest if self.audit is not None else None
+        if latest is None or not isinstance(self.store, FileEventLog):
+            return
+        witnesses = [w for w in configured_witnesses(self.state.config)
+                     if not _cosigned_by(latest.note, w)]
+        if not witnesses:
+            return
+        if self._witnesses is None:
+            if self.ports.witness is None:
+                self.ports.witness = HttpxWitnessTransport()
+            self._witnesses = WitnessClient(self.ports.witness)
+        assert self.audit is not None
+        outcome = self._witnesses.cosign(witnesses, latest.note, latest.checkpoint,
+                                         self.audit.range, LogLeaves(self.store.read_rows))
+        if outcome.lines:
+            self.audit.add_cosignatures(outcome.lines)
+        for message in outcome.messages:
+            self.ports.say(message + "\n")
+
+
+def _cosigned_by(note: bytes, witness: Witness) -> bool:
+    try:
+        verify_note(note, [witness.key])
+    except NoteError:
+        return False
+    return True
 
 
 def _newest_snapshot(root: Path, log: FileEventLog, ignored: list[snapshot.Ignored],

@@ -25,7 +25,10 @@ for an event, its seq):
 5. the Merkle tree over the chain hashes (RFC 9162 §2.1) has the signed root (a history
    rewritten with a recomputed chain fails here: the signature covers the root), and at the
    older checkpoint's size the older root. With every event at hand the older tree is
-   rebuilt, not proven: that is what a consistency proof shows to someone without them.
+   rebuilt, not proven: that is what a consistency proof shows to someone without them;
+6. given witness keys (`--witness-key`), each witness's cosignature on the checkpoint (C2SP
+   tlog-cosignature/v1): a witness co-signs only a tree that extends every one it co-signed
+   before, so a history rewritten after it saw it has none.
 """
 
 from __future__ import annotations
@@ -33,12 +36,12 @@ from __future__ import annotations
 import base64
 import hashlib
 import struct
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 from engine.audit.checkpoint import Checkpoint, parse_checkpoint
 from engine.audit.merkle import CompactRange, leaf_hash
-from engine.audit.note import Ed25519Verifier, NoteError, verify_note
+from engine.audit.note import Ed25519Verifier, NoteError, Verifier, verify_note
 
 MAGIC = b"trustledger-audit-bundle v1\n"
 _LEN = struct.Struct(">I")
@@ -139,11 +142,14 @@ def _root(root: bytes) -> str:
     return base64.b64encode(root).decode()
 
 
-def verify_bundle(data: bytes, key: Ed25519Verifier, older: bytes | None = None) -> Report:
-    """Check a bundle (module docstring); never raises for bad input."""
+def verify_bundle(data: bytes, key: Ed25519Verifier, older: bytes | None = None,
+                  witnesses: Sequence[Verifier] = ()) -> Report:
+    """Check a bundle (module docstring); never raises for bad input. `witnesses`: each must
+    have co-signed the checkpoint (C2SP tlog-cosignature)."""
     report = Report()
     try:
         _verify(data, key, older, report)
+        _witnessed(parse_bundle(data).note, witnesses, report)
     except _Failed as e:
         report.failure = str(e)
     except BundleError as e:
@@ -178,6 +184,17 @@ def _verify(data: bytes, key: Ed25519Verifier, older: bytes | None, report: Repo
     if old is not None:
         report.lines.append(("consistency", f"tree size {old.size} is a prefix of tree size "
                                             f"{cp.size}"))
+
+
+def _witnessed(note: bytes, witnesses: Sequence[Verifier], report: Report) -> None:
+    """6. each witness's cosignature on the checkpoint verifies (after the log's own)."""
+    for w in witnesses:
+        try:
+            verify_note(note, [w])
+        except NoteError as e:
+            raise _Failed(f"witness {w.name}: no valid cosignature on the checkpoint ({e}): "
+                          "the witness did not see this log reach this tree") from None
+        report.lines.append(("witness", f"{w.name}: cosignature OK"))
 
 
 def _check_events(bundle: Bundle, old: Checkpoint | None) -> CompactRange:

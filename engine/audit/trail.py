@@ -264,6 +264,19 @@ class AuditTrail:
             self._dirty = True
         return note
 
+    def add_cosignatures(self, lines: bytes) -> None:
+        """Witnesses' cosignature lines on the latest checkpoint (engine/audit/
+        witness_client.py): its note, kept and written out, carries them from now on."""
+        with self._lock:
+            assert self.latest is not None
+            signed = Signed(self.latest.note + lines, self.latest.checkpoint, self.latest.tree)
+            if self._unsaved and self._unsaved[-1] is self.latest:
+                self._unsaved[-1] = signed
+            else:  # already written out: CHECKPOINTS gets the co-signed copy too
+                self._unsaved.append(signed)
+            self.latest = signed
+            self._dirty = True
+
     def persist(self, upto: int | None = None) -> None:
         """Write what changed: new checkpoints to CHECKPOINTS, then AUDIT; with `upto`, only
         what covers no seq after it (what is acknowledged). OSError is raised and nothing is
