@@ -366,8 +366,8 @@ def _snapshot_before(d: Path, log: FileEventLog, seq: int) -> tuple[Any, Any] | 
         return None
 
 
-def _rows_until(rows: Iterator[list[Any]], max_seq: int | None, max_at: int | None,
-                last_at: list[int]) -> Iterator[list[Any]]:
+def _rows_until(rows: Iterator[Sequence[Any]], max_seq: int | None, max_at: int | None,
+                last_at: list[int]) -> Iterator[Sequence[Any]]:
     """`rows` up to seq `max_seq` or time `max_at`; `last_at[0]`: the last one's time."""
     for row in rows:
         if (max_seq is not None and row[0] > max_seq) or (max_at is not None and row[4] > max_at):

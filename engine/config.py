@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
 Path = tuple[str, ...]
 
@@ -128,6 +128,44 @@ def _apply(nodes: Mapping[str, Node], path: Path, new: str | None) -> Mapping[st
         old = nodes.get(key)
         out[key] = Node(new, old.children if old is not None else _EMPTY)
     return MappingProxyType(out)
+
+
+class OwnedConfig(ConfigTree):
+    """A running configuration that one replay loop owns alone (engine.state.replay_rows):
+    its top-level mapping is a private dict that `apply_wire` changes in place, instead of a
+    new tree per change. The nodes are the same immutable ones: below the top level a change
+    builds a new path as `apply` does, and the dict keeps the order `apply` would give it.
+    `frozen` turns it into a plain ConfigTree when the loop ends; nobody else ever sees it."""
+
+    __slots__ = ()
+
+    @classmethod
+    def of(cls, tree: ConfigTree) -> OwnedConfig:
+        return cls(dict(tree.roots))
+
+    def apply_wire(self, changes: Iterable[tuple[Path, str | None, str | None]]) -> None:
+        """`apply_all` of stored changes `(path, old, new)`, in place, with the same checks."""
+        roots = cast("dict[str, Node]", self.roots)  # `of` made it a dict
+        for path, old, new in changes:
+            found = self.line(path)
+            if found != old:
+                raise ConfigConflict(f"{path}: expected {old!r}, found {found!r}")
+            key = path[0]
+            if len(path) > 1:
+                parent = roots.get(key)
+                if parent is None:
+                    raise ConfigConflict(f"no parent {key!r} for {path[1:]}")
+                roots[key] = Node(parent.line, _apply(parent.children, path[1:], new))
+            elif new is not None:
+                node = roots.get(key)
+                roots[key] = Node(new, node.children if node is not None else _EMPTY)
+            elif key in roots:
+                if roots[key].children:
+                    raise ConfigConflict(f"{key!r} still has children; remove them first")
+                del roots[key]
+
+    def frozen(self) -> ConfigTree:
+        return ConfigTree(MappingProxyType(dict(self.roots)))
 
 
 def diff(before: ConfigTree, after: ConfigTree) -> list[Change]:

@@ -53,7 +53,7 @@ def as_event_from(body: bytes) -> list[list[Any]]:
 def test_typed_rows_equal_event_from(rows: list[list[Any]]) -> None:
     body = encode_body(rows)
     typed = decode_events(body)
-    assert typed == as_event_from(body)
+    assert [list(r) for r in typed] == as_event_from(body)  # typed rows are tuples
     assert [type(r[7]) for r in typed] == [type(r[7]) for r in as_event_from(body)]
 
 
