@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import NamedTuple, cast
+from typing import NamedTuple
 
 Path = tuple[str, ...]
 
@@ -145,24 +145,31 @@ class OwnedConfig(ConfigTree):
 
     def apply_wire(self, changes: Iterable[tuple[Path, str | None, str | None]]) -> None:
         """`apply_all` of stored changes `(path, old, new)`, in place, with the same checks."""
-        roots = cast("dict[str, Node]", self.roots)  # `of` made it a dict
+        roots: dict[str, Node] = self.roots  # type: ignore[assignment]  # `of` made a dict
         for path, old, new in changes:
-            found = self.line(path)
-            if found != old:
-                raise ConfigConflict(f"{path}: expected {old!r}, found {found!r}")
             key = path[0]
+            node = roots.get(key)
             if len(path) > 1:
-                parent = roots.get(key)
-                if parent is None:
-                    raise ConfigConflict(f"no parent {key!r} for {path[1:]}")
-                roots[key] = Node(parent.line, _apply(parent.children, path[1:], new))
-            elif new is not None:
-                node = roots.get(key)
+                self._apply_below(roots, node, path, old, new)
+                continue
+            if (node.line if node is not None else None) != old:
+                raise ConfigConflict(f"{path}: expected {old!r}, found {self.line(path)!r}")
+            if new is not None:
                 roots[key] = Node(new, node.children if node is not None else _EMPTY)
-            elif key in roots:
-                if roots[key].children:
+            elif node is not None:
+                if node.children:
                     raise ConfigConflict(f"{key!r} still has children; remove them first")
                 del roots[key]
+
+    def _apply_below(self, roots: dict[str, Node], parent: Node | None, path: Path,
+                     old: str | None, new: str | None) -> None:
+        """A change below the top level: a new path down to it, as `apply` builds."""
+        found = self.line(path)
+        if found != old:
+            raise ConfigConflict(f"{path}: expected {old!r}, found {found!r}")
+        if parent is None:
+            raise ConfigConflict(f"no parent {path[0]!r} for {path[1:]}")
+        roots[path[0]] = Node(parent.line, _apply(parent.children, path[1:], new))
 
     def frozen(self) -> ConfigTree:
         return ConfigTree(MappingProxyType(dict(self.roots)))

@@ -21,7 +21,7 @@ import pytest
 from hypothesis import given, settings
 
 from engine import snapshot
-from engine.config import Change, ConfigTree
+from engine.config import Change, ConfigConflict, ConfigTree, OwnedConfig
 from engine.config import Path as ConfigPath
 from engine.machines.table import IllegalTransition
 from engine.state import MAX_COMMITS, CommitHistory, DeviceState, evolve, replay_rows
@@ -206,3 +206,32 @@ def test_replay_keeps_the_history_in_the_chunks_the_live_pushes_make(
         (live.commits.newest, live.commits.older, live.commits.count)
     assert type(fast.commits) is CommitHistory and type(fast.config) is ConfigTree
     assert fast.hostname == f"r{before + added - 1}" and fast == live
+
+
+_KEYS = ("hostname", "crypto ca trustpoint a", "domain name")
+_change = st.tuples(
+    st.one_of(st.tuples(st.sampled_from(_KEYS)),
+              st.tuples(st.sampled_from(_KEYS), st.sampled_from(("enrollment", "query")))),
+    st.one_of(st.none(), st.sampled_from(("l1", "l2"))),
+    st.one_of(st.none(), st.sampled_from(("l1", "l2"))))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.lists(_change, min_size=1, max_size=4), max_size=12))
+def test_the_owned_configuration_applies_changes_as_the_tree_does(
+        commits: list[list[tuple[ConfigPath, str | None, str | None]]]) -> None:
+    """Replay's configuration (changed in place) ends where `apply_all` ends, in the same
+    order, and refuses a change that does not apply with the same ConfigConflict: random
+    changes, most of which do not apply."""
+    tree, owned = ConfigTree(), OwnedConfig.of(ConfigTree())
+    for changes in commits:
+        try:
+            tree = tree.apply_all([Change(*c) for c in changes])
+        except ConfigConflict as e:
+            with pytest.raises(ConfigConflict) as raised:
+                owned.apply_wire(changes)
+            assert str(raised.value) == str(e)
+            return
+        owned.apply_wire(changes)
+        assert list(owned.walk()) == list(tree.walk())
+    assert owned.frozen() == tree and type(owned.frozen()) is ConfigTree
