@@ -29,7 +29,9 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from engine.config import Change, ConfigTree, OwnedConfig
 from engine.keys import KeyRing
+from engine.revocation.cache import CrlCache
 from engine.trustpool.pool import TrustpoolState
+from engine.validation.folded import ValidationState
 from events.device import ConfigurationCommitted
 from events.registry import Event, known_types
 
@@ -151,6 +153,8 @@ class DeviceState:
     trustpoint_configs: Mapping[str, TrustpointConfig] = field(
         default_factory=lambda: MappingProxyType({}))
     trustpool: TrustpoolState = field(default_factory=TrustpoolState)  # engine.trustpool
+    crls: CrlCache = field(default_factory=CrlCache)  # engine.revocation: the CRL cache
+    validations: ValidationState = field(default_factory=ValidationState)  # PeerValidated
 
     @property
     def next_commit_id(self) -> int:
@@ -221,7 +225,8 @@ def device_folds() -> FoldTable[DeviceState]:
     return _TABLE[0]
 
 
-FOLD_VERSION = 3  # 2: `trustpoint_configs` folded at commit; 3: the chunked CommitHistory
+FOLD_VERSION = 5  # 2: `trustpoint_configs` folded at commit; 3: the chunked CommitHistory;
+# 4: the CRL cache (`crls`); 5: `validations` (PeerValidated; CrlFetchFailed's back-off)
 """Bump this when a fold's logic changes while the state's shape stays the same: snapshots
 written by the older folds then no longer fit this build (see `folds_fingerprint`)."""
 

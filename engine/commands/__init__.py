@@ -33,13 +33,15 @@ shows what a `show` imports and what each costs; tools/bench/startup_bench.py ti
 from engine.commands import (
     clock,
     configuration,
+    crl,
     keys,
     logging,
     paste,
     system,
     trustpoint,
     trustpool,
+    validation,
 )
 
-__all__ = ["clock", "configuration", "keys", "logging", "paste", "system", "trustpoint",
-           "trustpool"]
+__all__ = ["clock", "configuration", "crl", "keys", "logging", "paste", "system", "trustpoint",
+           "trustpool", "validation"]
