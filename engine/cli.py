@@ -28,7 +28,7 @@ import io
 import os
 import signal
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -76,25 +76,39 @@ LOG_DIR_HELP = ("a data directory (its log/ subdirectory) or a log directory (de
 
 def _parser(command: str | None = None) -> argparse.ArgumentParser:
     """The whole command line; `command` is the subcommand word the caller will parse, if
-    known (see `_register_ca`)."""
+    known. Only that subcommand gets its arguments (and the `ca` group is loaded only for
+    `ca`: see `_register_ca`): the others are listed in `trustledger -h` with the same help
+    line, and never parsed. Building every subparser's arguments costs a few ms of each
+    start-up (issue 12)."""
     p = Parser(
         prog="trustledger",
         description="A router-side PKI engine: Cisco IOS XR CA interoperability, "
                     "event-sourced.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (text, add_arguments) in SUBCOMMANDS.items():
+        if command in (name, None) or command not in (*SUBCOMMANDS, "ca", "audit"):
+            add_arguments(sub.add_parser(name, help=text))
+        else:
+            sub.add_parser(name, help=text, add_help=False)
+    _register_ca(sub, command)
+    _register_audit(sub, command)
+    return p
 
-    sh = sub.add_parser("shell", help="interactive IOS XR-style shell")
+
+def _shell_arguments(sh: argparse.ArgumentParser) -> None:
     sh.add_argument("--data", type=Path, default=None, metavar="DIR", help=DATA_HELP)
     sh.add_argument("--continue", dest="keep_going", action="store_true",
                     help="batch input: go on after an error")
 
-    ex = sub.add_parser("exec", help="run a batch script of CLI lines")
+
+def _exec_arguments(ex: argparse.ArgumentParser) -> None:
     ex.add_argument("--data", type=Path, default=None, metavar="DIR", help=DATA_HELP)
     ex.add_argument("-f", "--file", required=True, help="script file ('-' for stdin)")
     ex.add_argument("--continue", dest="keep_going", action="store_true",
                     help="go on after an error (exit status is still non-zero)")
 
-    lg = sub.add_parser("log", help="audit the event log")
+
+def _log_arguments(lg: argparse.ArgumentParser) -> None:
     lsub = lg.add_subparsers(dest="log_command", required=True, metavar="ACTION")
     lv = lsub.add_parser("verify", help="walk the chain; print events, head seq and hash")
     lv.add_argument("dir", type=Path, metavar="DIR", nargs="?", default=None,
@@ -111,7 +125,8 @@ def _parser(command: str | None = None) -> argparse.ArgumentParser:
     ls.add_argument("--json", action="store_true",
                     help="one JSON object per line, every field (hashes in hex)")
 
-    rp = sub.add_parser("replay", help="the state as it was at a seq or a time")
+
+def _replay_arguments(rp: argparse.ArgumentParser) -> None:
     rp.add_argument("dir", type=Path, metavar="DIR", nargs="?", default=None,
                     help=LOG_DIR_HELP)
     rp.add_argument("--until", required=True, metavar="SEQ|TIME",
@@ -120,8 +135,8 @@ def _parser(command: str | None = None) -> argparse.ArgumentParser:
                     help="a show command to run against that state (repeatable; default: "
                          "show running-config, show configuration commit list)")
 
-    va = sub.add_parser("validate", help="decide whether to trust a peer's certificate chain "
-                                         "(recorded; exit 0 valid, 1 invalid, 2 bad input)")
+
+def _validate_arguments(va: argparse.ArgumentParser) -> None:
     va.add_argument("--data", type=Path, default=None, metavar="DIR", help=DATA_HELP)
     va.add_argument("chain", metavar="CHAIN.pem",
                     help="the peer's chain, its own certificate first (PEM or DER; '-': stdin)")
@@ -135,16 +150,30 @@ def _parser(command: str | None = None) -> argparse.ArgumentParser:
                     help="the peer's name: DNS name, IP address, user@fqdn or a DN")
     va.add_argument("--json", action="store_true", help="the verdict as one JSON object")
 
-    dm = sub.add_parser("demo", help="the reference example session against the built-in CA")
+
+def _demo_arguments(dm: argparse.ArgumentParser) -> None:
     dm.add_argument("--dir", type=Path, default=None,
                     help="keep the CA and the device data in DIR (new or empty; default: a "
                          "temporary directory, removed at the end)")
-    dg = sub.add_parser("diagrams", help="draw each state machine as DOT and SVG (graphviz)")
+
+
+def _diagrams_arguments(dg: argparse.ArgumentParser) -> None:
     dg.add_argument("-o", "--out", type=Path, required=True, metavar="DIR",
                     help="directory for NAME.dot and NAME.svg (made if missing)")
-    _register_ca(sub, command)
-    _register_audit(sub, command)
-    return p
+
+
+SUBCOMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None]]] = {
+    "shell": ("interactive IOS XR-style shell", _shell_arguments),
+    "exec": ("run a batch script of CLI lines", _exec_arguments),
+    "log": ("audit the event log", _log_arguments),
+    "replay": ("the state as it was at a seq or a time", _replay_arguments),
+    "validate": ("decide whether to trust a peer's certificate chain (recorded; exit 0 valid, "
+                 "1 invalid, 2 bad input)", _validate_arguments),
+    "demo": ("the reference example session against the built-in CA", _demo_arguments),
+    "diagrams": ("draw each state machine as DOT and SVG (graphviz)", _diagrams_arguments),
+}
+"""The subcommands (but `ca`), in `trustledger -h` order: help line, and what adds their
+arguments."""
 
 
 CA_HELP = "the built-in SCEP CA"  # what engine.ca.cli.register says of `ca`
@@ -482,10 +511,9 @@ def _snapshot_before(d: Path, log: FileEventLog, seq: int) -> tuple[Any, Any] | 
         return None
 
 
-def _rows_until(rows: Iterator[list[Any]], max_seq: int | None, max_at: int | None,
-                last_at: list[int]) -> Iterator[list[Any]]:
-    """`rows` up to seq `max_seq` or time `max_at`; `last_at[0]`: the engine time right after
-    the last one."""
+def _rows_until(rows: Iterator[Sequence[Any]], max_seq: int | None, max_at: int | None,
+                last_at: list[int]) -> Iterator[Sequence[Any]]:
+    """`rows` up to seq `max_seq` or time `max_at`; `last_at[0]`: the last one's time."""
     for row in rows:
         if (max_seq is not None and row[0] > max_seq) or (max_at is not None and row[4] > max_at):
             return
@@ -493,7 +521,7 @@ def _rows_until(rows: Iterator[list[Any]], max_seq: int | None, max_at: int | No
         yield row
 
 
-def _moment_after(row: list[Any]) -> int:
+def _moment_after(row: Sequence[Any]) -> int:
     """The engine time right after the event in `row` (typed): its own time, except after a
     `clock set`, whose event is stamped just before the set and leaves the clock at the time
     typed."""

@@ -66,7 +66,7 @@ import os
 import struct
 import types
 import typing
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -410,7 +410,7 @@ def newest_seq(directory: Path) -> int:
     return 0
 
 
-Rows = Iterator[list[Any]]
+Rows = Iterator[Sequence[Any]]
 
 
 def _tail(snap: Snapshot, log: FileEventLog) -> Rows:
@@ -501,7 +501,7 @@ def verify(directory: Path, log: FileEventLog) -> list[Check]:
     return sorted(checks, key=lambda c: c.path)
 
 
-def _rows_upto(rows: Iterator[list[Any]], seq: int, last: list[Any]) -> Iterator[list[Any]]:
+def _rows_upto(rows: Rows, seq: int, last: list[Any]) -> Rows:
     """Rows from `rows` through `seq` (consuming nothing after it); `last[0]` is the last."""
     for row in rows:
         last[0] = row

@@ -323,7 +323,7 @@ def open_trail(root: Path, log: FileEventLog, key: AuditKey,
         _check_signed(saved.latest, key, log)
     rows = _continues(log, saved.tree, "the audit tree beside it")
     trail = AuditTrail(root, key, signer, saved.tree, saved.latest)
-    last: list[Any] | None = None
+    last: Sequence[Any] | None = None
     append = trail.range.append
     for row in rows:
         append(leaf_hash(row[8]))
@@ -348,7 +348,7 @@ def _check_signed(signed: Signed, key: AuditKey, log: FileEventLog) -> None:
     _continues(log, tree, what)  # checks the first frame after it; the rest is not read
 
 
-def _continues(log: FileEventLog, tree: Bound, what: str) -> Iterator[list[Any]]:
+def _continues(log: FileEventLog, tree: Bound, what: str) -> Iterator[Sequence[Any]]:
     """The log's rows after `tree` (lazily), once the log is found to reach `tree.size` and
     hold `tree.chain` there; AuditMismatch otherwise."""
     head = log.head[0]

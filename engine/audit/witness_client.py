@@ -200,7 +200,7 @@ class LogLeaves:
         return MerkleTree(self.between(0, new)).consistency_proof(old, new)
 
 
-ReadRows = Callable[[int], Iterable[list[Any]]]  # FileEventLog.read_rows
+ReadRows = Callable[[int], Iterable[Sequence[Any]]]  # FileEventLog.read_rows
 
 def _size(body: bytes) -> int:
     text = body.decode("ascii", "replace").strip()
