@@ -26,9 +26,11 @@ def report(d: Path, out: Path) -> int:
     from engine.machines.diagrams import MACHINES, dot_source, svg_of
     from engine.machines.trustpoint import LIFECYCLE
     from engine.ports import SystemClock
+    from engine.state import device_folds
     from events.filelog import FileEventLog
     from projections.audit_report import collect, lifecycle_dot, render
 
+    device_folds()  # imports the feature modules, so their event types decode (lazy CLI)
     log_dir = d / "log" if (d / "log").is_dir() else d
     if not (log_dir / "LOCK").exists() and not any(log_dir.glob("*.seg")):
         raise OperatorError(Reason.NOT_FOUND, f"{d} holds no event log.")
