@@ -127,10 +127,11 @@ def cmd_checkpoint(args: argparse.Namespace) -> int:
         latest = trail.latest
         if latest is None or latest.checkpoint.size != trail.size:
             trail.checkpoint()
-        eng.cosign_latest()  # the configured witnesses (audit witness url ...) that have not
+        said = eng.cosign_latest()  # the configured witnesses (audit witness url ...): waited for
         assert trail.latest is not None
         note = trail.latest.note
         trail.persist()
+    sys.stderr.write(said)
     sys.stdout.write(note.decode())
     return 0
 

@@ -4,7 +4,8 @@ Theory of operation
 -------------------
 The device is configured with witnesses (`audit witness url URL key KEY`: the submission
 prefix and the witness's cosignature/v1 verifier key). After each checkpoint the audit trail
-signs, `WitnessClient.cosign` POSTs `URL/add-checkpoint` to each: the old size the witness
+signs, `WitnessClient.cosign` POSTs (from a background thread: engine/audit/cosigner.py)
+`URL/add-checkpoint` to each: the old size the witness
 last co-signed, a consistency proof from there, the signed checkpoint. The client remembers,
 per witness and for this process only, the size and compact range it last had co-signed: the
 proof from there needs only that range and the leaves appended since (`consistency_from`),

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,7 +16,7 @@ import pytest
 from engine import Engine
 from engine.adapters.witness_http import serve_witness
 from engine.audit.merkle import CompactRange, MerkleTree, leaf_hash
-from engine.audit.witness_client import consistency_from
+from engine.audit.witness_client import WitnessReply, consistency_from
 from engine.audit.witness_service import WitnessService, init_witness
 from engine.cli import main
 from engine.ports import FakeClock
@@ -60,7 +61,7 @@ class Device:
         self.clock.advance(60)
         out = [self.engine.execute(line).output for line in ("configure", *lines, "commit")]
         self.engine.execute("end")
-        return "".join(out)
+        return "".join(out) + self.engine.witnesses_settled()  # the asynchronous messages
 
     @property
     def log_key(self) -> str:
@@ -169,3 +170,44 @@ def test_audit_checkpoint_prints_the_cosigned_checkpoint(
     lines = capsys.readouterr().out.splitlines()
     assert [line.split()[1] for line in lines if line.startswith("\u2014")] == [
         dev.log_key.split("+")[0], WITNESS]
+
+
+class _StalledWitness:
+    """A witness transport that answers only once the test releases it (at most 5 s), and
+    notes whether the command that led to the post had returned by then."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.command_returned = False
+        self.answered: list[bool] = []
+
+    def post(self, url: str, body: bytes) -> WitnessReply:
+        self.release.wait(5)
+        self.answered.append(self.command_returned)
+        return WitnessReply(503, "text/plain", b"busy")
+
+
+def test_a_stalled_witness_never_holds_up_a_command(tmp_path: Path) -> None:
+    """Review 4: the checkpoint of a trust decision is signed before the command returns;
+    the witness's round-trip runs behind it, its answer is an asynchronous message."""
+    key = init_witness(tmp_path / "w", WITNESS).key_string()
+    dev = Device(tmp_path / "dev")
+    stalled = _StalledWitness()
+    dev.engine.ports.witness = stalled
+    try:
+        dev.engine.execute("configure")
+        dev.engine.execute(f"audit witness url http://127.0.0.1:9 key {key}")
+        out = dev.engine.execute("commit").output
+        stalled.command_returned = True
+        trail = dev.engine.audit
+        assert trail is not None and trail.latest is not None
+        assert trail.latest.checkpoint.size == dev.engine.state.seq  # signed synchronously
+        assert "%AUDIT" not in out
+        stalled.release.set()
+        said = dev.engine.witnesses_settled(10)
+        assert stalled.answered == [True]
+        assert f"witness {WITNESS} (http://127.0.0.1:9) refused the checkpoint" in said
+        assert "HTTP 503: busy" in said
+    finally:
+        stalled.release.set()
+        dev.engine.close()
