@@ -17,7 +17,6 @@ failing seq and why); 2 when the command cannot run (a `%` line on stderr).
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -34,6 +33,7 @@ from engine.audit.export import (
     tree_of,
 )
 from engine.audit.note import Ed25519Verifier, NoteError, parse_verifier_key
+from engine.audit.outfile import write_out
 from engine.cli import (
     LOG_DIR_HELP,
     CommandLineError,
@@ -152,7 +152,6 @@ def cmd_prove(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     out: Path = args.out
-    tmp = out.with_name(out.name + ".tmp")
     with FileEventLog.open(_log_dir(args.dir), readonly=True) as log:
         report_pending_repair(log)
         key = find_key(log)
@@ -161,12 +160,7 @@ def cmd_export(args: argparse.Namespace) -> int:
             note, cp = checkpoint_until(log, key, max_seq, max_at)
         else:
             note, cp = latest_checkpoint(log, key)
-        try:
-            with open(tmp, "wb") as f:
-                count = export_bundle(log, key, note, cp, f)
-            os.replace(tmp, out)
-        finally:
-            tmp.unlink(missing_ok=True)
+        count = write_out(out, lambda f: export_bundle(log, key, note, cp, f))
     print(f"seq 1-{count} and the checkpoint of tree size {cp.size} written to {out}")
     return 0
 

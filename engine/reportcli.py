@@ -23,6 +23,7 @@ def register(audit_sub: Any) -> None:
 
 def report(d: Path, out: Path) -> int:
     """Write the audit report of the device log in `d` to `out` (whole, or not at all)."""
+    from engine.audit.outfile import write_out
     from engine.machines.diagrams import MACHINES, dot_source, svg_of
     from engine.machines.trustpoint import LIFECYCLE
     from engine.ports import SystemClock
@@ -47,9 +48,7 @@ def report(d: Path, out: Path) -> int:
              for name, path in data.paths.items()}
     page = render(data, diagrams, paths, source=str(log_dir.resolve()),
                   made_at=SystemClock().now_us())
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(page, encoding="utf-8")
-    tmp.replace(out)
+    write_out(out, lambda f: f.write(page.encode("utf-8")))
     print(f"{out}: {len(data.rows)} events, {len(data.paths)} trustpoint(s)")
     return 0
 
