@@ -34,6 +34,7 @@ from engine.audit.export import (
 )
 from engine.audit.note import Ed25519Verifier, NoteError, parse_verifier_key
 from engine.audit.outfile import write_out
+from engine.audit.witness_service import KEY_FILE
 from engine.cli import (
     LOG_DIR_HELP,
     CommandLineError,
@@ -116,6 +117,9 @@ def cmd_checkpoint(args: argparse.Namespace) -> int:
                                f"(it has no {root / 'log'}).")
     with FileEventLog.open(root / "log", readonly=True) as log:
         first = next(log.read_rows(), None)
+    if (root / KEY_FILE).exists() or (first is not None and first[1] == "witness"):
+        raise CommandLineError(Reason.INVALID_VALUE, f"{root} is a witness's directory: a "
+                               "witness signs no checkpoint of its own log.")
     if first is not None and first[1] == "ca":
         raise CommandLineError(Reason.INVALID_VALUE, f"{root} is a CA's directory: the CA "
                                "signs a checkpoint itself after every certificate issued or "

@@ -40,6 +40,10 @@ class AuditError(OperatorError):
 def find_key(log: FileEventLog) -> AuditKey:
     """The log's audit key (its `AuditKeyCreated`, near the start of the log)."""
     for row in log.read_rows():
+        if row[1] == "witness":
+            raise AuditError(Reason.INVALID_VALUE, f"The log {log.root} is a witness's: it has "
+                             "no audit key (`trustledger audit witness key DIR` prints the "
+                             "witness's key).")
         if row[2] == AuditKeyCreated.type_name:
             ev = event_from(row[2], row[3], row[7])
             assert isinstance(ev, AuditKeyCreated)
