@@ -21,12 +21,22 @@ from engine.messages import (
     failure_message,
     poll_failed,
 )
+from engine.renewal import folds as renewal
+from engine.renewal.messages import message_of as renewal_message
 from engine.state import DeviceState, fold_commit, with_state
 from engine.trustpool import folds as pool
 from engine.trustpool import messages as pool_messages
 from events.clock import ClockSet
 from events.device import ConfigurationCommitted
 from events.keys import KeyPairGenerated, KeyPairZeroized, PublicKeyImported, PublicKeyRemoved
+from events.renewal import (
+    CertificateExpiryWarned,
+    NextCertificateActivated,
+    RenewalCertificateReceived,
+    RenewalFailed,
+    RenewalPending,
+    RenewalRequested,
+)
 from events.trustpoint import (
     CACertificateAccepted,
     CACertificateRefused,
@@ -123,6 +133,10 @@ def _log_pool_warned(state: DeviceState, ev: TrustpoolPolicyWarned, at: int) -> 
     return _log(state, at, pool_messages.warned(ev))
 
 
+def _log_renewal(state: DeviceState, ev: object, at: int) -> DeviceState:
+    return _log(state, at, renewal_message(ev, at))
+
+
 # -- the table -------------------------------------------------------------------------------------
 
 DEVICE_FOLDS: FoldTable[DeviceState] = FoldTable("device", {
@@ -133,9 +147,9 @@ DEVICE_FOLDS: FoldTable[DeviceState] = FoldTable("device", {
     PublicKeyRemoved: (_key_removed,),
     CACertificateAccepted: (tp._ca_accepted,),
     CACertificateRefused: (),  # recorded for the audit: the trustpoint stays as it was
-    EnrollmentRequested: (tp._requested,),
+    EnrollmentRequested: (tp._requested, renewal.superseded),
     EnrollmentPending: (tp._pending, _log_pending),
-    CertificateReceived: (tp._received, _log_received),
+    CertificateReceived: (tp._received, renewal.installed_by_hand, _log_received),
     EnrollmentFailed: (tp._failed, _log_failed),
     TrustpointCertificatesRemoved: (tp._certificates_removed, _log_removed),
     ClockSet: (_clock_set, _log_clock_set),
@@ -144,4 +158,10 @@ DEVICE_FOLDS: FoldTable[DeviceState] = FoldTable("device", {
     TrustpoolCleaned: (pool.cleaned, _log_pool_cleaned),
     TrustpoolUpdateFailed: (pool.update_failed, _log_pool_failed),
     TrustpoolPolicyWarned: (pool.warned, _log_pool_warned),
+    RenewalRequested: (renewal.requested, _log_renewal),
+    RenewalPending: (renewal.pending, _log_renewal),
+    RenewalCertificateReceived: (renewal.received, _log_renewal),
+    RenewalFailed: (renewal.failed, _log_renewal),
+    NextCertificateActivated: (renewal.activated, _log_renewal),
+    CertificateExpiryWarned: (renewal.warned, _log_renewal),
 })

@@ -76,10 +76,17 @@ import msgpack
 import engine.commands  # noqa: F401  (registers every feature's folds: verify() replays)
 from engine.config import Change, ConfigTree, Node
 from engine.keys import ImportedKey, KeyAlgorithm, KeyPair, KeyRing, KeyUsage
+from engine.machines.renewal import RenewalPhase
 from engine.machines.trustpoint import Lifecycle
 from engine.machines.trustpool import UpdateTimer
 from engine.state import Commit, CommitHistory, DeviceState, folds_fingerprint, replay_rows
-from engine.trustpoints import Enrollment, RouterCertificate, TrustpointConfig, TrustpointStatus
+from engine.trustpoints import (
+    Enrollment,
+    RenewalState,
+    RouterCertificate,
+    TrustpointConfig,
+    TrustpointStatus,
+)
 from engine.trustpool.pool import PoolCert, TrustpoolState, UpdateRecord
 from events.durable import fsync_directory
 from events.filelog import FileEventLog, Position, TailMismatch
@@ -110,6 +117,8 @@ TABLE: Mapping[str, type] = types.MappingProxyType({
     "RouterCertificate": RouterCertificate,
     "Enrollment": Enrollment,
     "Lifecycle": Lifecycle,
+    "RenewalState": RenewalState,
+    "RenewalPhase": RenewalPhase,
     "TrustpoolState": TrustpoolState,
     "PoolCert": PoolCert,
     "UpdateRecord": UpdateRecord,

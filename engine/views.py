@@ -123,3 +123,11 @@ class TrustpoolPolicyView(View):
 
     state: DeviceState
     now: int
+
+
+@dataclass(frozen=True)
+class TimersView(View):
+    """`show crypto ca timers`: every pending timer as (job name, due time µs), at `now`."""
+
+    timers: Sequence[tuple[str, int]]
+    now: int

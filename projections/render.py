@@ -20,6 +20,7 @@ from projections.config import (
 )
 from projections.keys import render_imported_keys, render_key_pairs
 from projections.syslog import render_logging
+from projections.timers import render_timers
 from projections.trustpoints import render_ca_offer, render_certificates, render_trustpoints
 from projections.trustpool import render_policy, render_pool
 
@@ -38,6 +39,7 @@ _RENDERERS: dict[type, Callable[[Any], str]] = {
     views.TrustpoolView: lambda v: render_pool(v.state, v.now),
     views.TrustpoolPolicyView: lambda v: render_policy(v.state, v.now),
     views.ClockView: lambda v: render_clock(v.now),
+    views.TimersView: lambda v: render_timers(v.timers, v.now),
 }
 
 

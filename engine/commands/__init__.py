@@ -10,10 +10,11 @@ from engine.commands import (
     keys,
     logging,
     paste,
+    renewal,
     system,
     trustpoint,
     trustpool,
 )
 
-__all__ = ["clock", "configuration", "keys", "logging", "paste", "system", "trustpoint",
-           "trustpool"]
+__all__ = ["clock", "configuration", "keys", "logging", "paste", "renewal", "system",
+           "trustpoint", "trustpool"]

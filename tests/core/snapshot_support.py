@@ -110,6 +110,12 @@ def build_rich(e: Engine, clock: FakeClock) -> None:
     clock.advance(60)
     ok(e, "crypto ca import myca certificate", *pem_lines(_sign(csr, clock)))
     ok(e, "crypto ca enroll other", PW, PW)  # left in flight: an Enrollment in the state
+    # auto-enroll: a renewal attempt (it fails: a terminal trustpoint cannot renew over SCEP)
+    # leaves a RenewalState, retrying, in the state
+    for line in ("configure", "crypto ca trustpoint myca", "auto-enroll 5", "commit", "end"):
+        ok(e, line)
+    clock.advance(5 * 86_400)
+    assert [r.events[0].type for r in e.run_due()] == ["RenewalRequested"]
     assert e.data_dir is not None
     bundle = e.data_dir.parent / "pool.pem"  # a downloaded trustpool: PoolCert, UpdateRecord
     bundle.write_bytes(_ca()[1].public_bytes(serialization.Encoding.PEM))
