@@ -23,6 +23,8 @@ from engine.messages import (
 )
 from engine.renewal import folds as renewal
 from engine.renewal.messages import message_of as renewal_message
+from engine.rollover import folds as rollover
+from engine.rollover.messages import message_of as rollover_message
 from engine.state import DeviceState, fold_commit, with_state
 from engine.trustpool import folds as pool
 from engine.trustpool import messages as pool_messages
@@ -36,6 +38,13 @@ from events.renewal import (
     RenewalFailed,
     RenewalPending,
     RenewalRequested,
+)
+from events.rollover import (
+    ShadowCAAccepted,
+    ShadowCAActivated,
+    ShadowCAFetchFailed,
+    ShadowCANotOffered,
+    ShadowCertificateActivated,
 )
 from events.trustpoint import (
     CACertificateAccepted,
@@ -137,6 +146,10 @@ def _log_renewal(state: DeviceState, ev: object, at: int) -> DeviceState:
     return _log(state, at, renewal_message(ev, at))
 
 
+def _log_rollover(state: DeviceState, ev: object, at: int) -> DeviceState:
+    return _log(state, at, rollover_message(ev, at))
+
+
 # -- the table -------------------------------------------------------------------------------------
 
 DEVICE_FOLDS: FoldTable[DeviceState] = FoldTable("device", {
@@ -145,7 +158,7 @@ DEVICE_FOLDS: FoldTable[DeviceState] = FoldTable("device", {
     KeyPairZeroized: (_keys_zeroized, tp._zeroized),
     PublicKeyImported: (_key_imported,),
     PublicKeyRemoved: (_key_removed,),
-    CACertificateAccepted: (tp._ca_accepted,),
+    CACertificateAccepted: (tp._ca_accepted, rollover.reauthenticated),
     CACertificateRefused: (),  # recorded for the audit: the trustpoint stays as it was
     EnrollmentRequested: (tp._requested, renewal.superseded),
     EnrollmentPending: (tp._pending, _log_pending),
@@ -164,4 +177,9 @@ DEVICE_FOLDS: FoldTable[DeviceState] = FoldTable("device", {
     RenewalFailed: (renewal.failed, _log_renewal),
     NextCertificateActivated: (renewal.activated, _log_renewal),
     CertificateExpiryWarned: (renewal.warned, _log_renewal),
+    ShadowCAAccepted: (rollover.accepted, _log_rollover),
+    ShadowCAFetchFailed: (rollover.fetch_failed, _log_rollover),
+    ShadowCANotOffered: (rollover.not_offered, _log_rollover),
+    ShadowCAActivated: (rollover.ca_activated, _log_rollover),
+    ShadowCertificateActivated: (rollover.certificate_activated, _log_rollover),
 })

@@ -81,7 +81,23 @@ def render_certificates(state: DeviceState, names: list[str], now: int = 0) -> s
             out += _block("Next router certificate", x509.load_der_x509_certificate(rc.der),
                           [f"Key usage          :{USAGE.get(rc.usage, rc.usage)}",
                            "Status             :Held"], now)
+        out += _shadow_blocks(st, now)
     return "\n".join(out) + ("\n" if out else "")
+
+
+def _shadow_blocks(st: TrustpointStatus, now: int) -> list[str]:
+    """CA rollover (engine/rollover/): the CA's next certificate and the router certificates
+    under it, held until the current CA certificate expires."""
+    out: list[str] = []
+    if st.shadow_ca_certificate is not None:
+        out += _block("Shadow CA certificate",
+                      x509.load_der_x509_certificate(st.shadow_ca_certificate),
+                      ["Status             :Held"], now)
+    for rc in st.shadow_certificates:
+        out += _block("Shadow router certificate", x509.load_der_x509_certificate(rc.der),
+                      [f"Key usage          :{USAGE.get(rc.usage, rc.usage)}",
+                       "Status             :Held"], now)
+    return out
 
 
 def _duration(us: int) -> str:

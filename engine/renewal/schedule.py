@@ -52,6 +52,8 @@ def next_attempt(cfg: TrustpointConfig, st: TrustpointStatus) -> int | None:
         return None
     r = st.renewal
     phase = r.phase if r is not None else RenewalPhase.IDLE
+    if r is not None and r.purpose == "shadow" and phase is RenewalPhase.RETRYING:
+        return None  # a shadow enrollment's retry is the rollover's job (engine/rollover/)
     if phase is RenewalPhase.RETRYING and r is not None:
         at = r.next_attempt_at
     elif phase is RenewalPhase.IDLE:
@@ -94,7 +96,8 @@ def watched(cfg: TrustpointConfig | None,
                                                       st.shadow_ca_certificate):
         out.append(("CA", st.ca_certificate, False))
     for c in st.certificates:
-        nxt = next((n.der for n in st.next_certificates if n.usage == c.usage), None)
+        nxt = next((n.der for n in (*st.next_certificates, *st.shadow_certificates)
+                    if n.usage == c.usage), None)
         if not (auto and _covered(c.der, nxt)):
             out.append((c.usage, c.der, auto))
     return out

@@ -20,6 +20,8 @@ from engine.keys import PrivateKey
 from engine.keystore import KeyPool
 from engine.ports import FakeClock
 from engine.state import DeviceState
+from events.rollover import ShadowCAFetchFailed
+from events.store import PendingEvent
 
 SHOWS = ("show running-config", "show configuration commit list",
          "show crypto ca certificates", "show crypto ca trustpoint",
@@ -116,6 +118,11 @@ def build_rich(e: Engine, clock: FakeClock) -> None:
         ok(e, line)
     clock.advance(5 * 86_400)
     assert [r.events[0].type for r in e.run_due()] == ["RenewalRequested"]
+    # CA rollover: a failed GetNextCACert leaves a RolloverState (appended as the shadow job
+    # records it: this offline device reaches no CA)
+    e.fold(e.store.append([PendingEvent(ShadowCAFetchFailed(
+        "myca", "Unable to reach the CA", clock.us + 86_400_000_000), "device", clock.us,
+        "scheduler")]))
     assert e.data_dir is not None
     bundle = e.data_dir.parent / "pool.pem"  # a downloaded trustpool: PoolCert, UpdateRecord
     bundle.write_bytes(_ca()[1].public_bytes(serialization.Encoding.PEM))

@@ -4,7 +4,8 @@ Live: each event folded on its own by `evolve` (what the engine does after each 
 state a new immutable value. Fast: `replay_rows` over the rows read back from the log, one
 private state changed in place (`engine.state.with_state`). The histories mix every kind of
 device event: configuration commits (trustpoints included, so their removal drops a status),
-key pairs and imported keys, each step of a trustpoint's enrollment, and `clock set`. An
+key pairs and imported keys, each step of a trustpoint's enrollment, a CA rollover's, and
+`clock set`. An
 event the live fold refuses (an illegal lifecycle transition) is left out, as the engine would
 never record it. `tests/core/test_core_replay.py` proves the same through `Engine.execute`
 for commands.
@@ -12,11 +13,16 @@ for commands.
 
 from __future__ import annotations
 
+import functools
 import tempfile
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import hypothesis.strategies as st
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from hypothesis import given, settings
 
 from engine.config import Change, ConfigTree
@@ -28,6 +34,13 @@ from events.device import ConfigurationCommitted
 from events.filelog import FileEventLog
 from events.keys import KeyPairGenerated, KeyPairZeroized, PublicKeyImported, PublicKeyRemoved
 from events.registry import Event
+from events.rollover import (
+    ShadowCAAccepted,
+    ShadowCAActivated,
+    ShadowCAFetchFailed,
+    ShadowCANotOffered,
+    ShadowCertificateActivated,
+)
 from events.store import PendingEvent
 from events.trustpoint import (
     CACertificateAccepted,
@@ -76,6 +89,18 @@ def commit(draw: st.DrawFn, config: ConfigTree, commit_id: int) -> Configuration
                                   tuple(changes), rollback_to)
 
 
+@functools.cache
+def _certificate() -> bytes:
+    """A real certificate: a shadow CA's message reads its serial and validity."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name.from_rfc4514_string("CN=next CA")
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    return (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(2).not_valid_before(start)
+            .not_valid_after(start + timedelta(days=10)).sign(key, hashes.SHA256())
+            .public_bytes(serialization.Encoding.DER))
+
+
 def other_event(draw: st.DrawFn) -> Event:
     tp = draw(st.sampled_from(TRUSTPOINTS))
     txid = draw(st.sampled_from(TXIDS))
@@ -98,6 +123,11 @@ def other_event(draw: st.DrawFn) -> Event:
                          draw(st.sampled_from(("", "badRequest"))), "refused"),
         TrustpointCertificatesRemoved(tp, "commit", 1, ("ca",), ("01",), ("AB",)),
         ClockSet(draw(st.integers(0, 2**40)), draw(st.integers(-2**40, 2**40))),
+        ShadowCAAccepted(tp, _certificate(), 9_000_000),  # CA rollover (engine/rollover/)
+        ShadowCAFetchFailed(tp, "unreachable", 6_000_000),
+        ShadowCANotOffered(tp, 9_000_000),
+        ShadowCAActivated(tp, "02", "01"),
+        ShadowCertificateActivated(tp, key_id, draw(st.sampled_from(USAGES)), "03"),
     ]
     event: Event = draw(st.sampled_from(kinds))
     return event

@@ -16,6 +16,7 @@ import events.clock
 import events.device
 import events.keys
 import events.renewal
+import events.rollover
 import events.trustpoint
 import events.trustpool
 from engine.ca.state import CA_FOLDS
@@ -41,7 +42,7 @@ def test_every_event_type_is_in_exactly_one_aggregate_table() -> None:
     ca = {t.type_name for t in CA_FOLDS.types}
     assert device == declared(events.device) | declared(events.keys) | declared(
         events.trustpoint) | declared(events.trustpool) | declared(events.clock) | declared(
-        events.renewal)
+        events.renewal) | declared(events.rollover)
     assert ca == declared(events.ca)
     assert not device & ca
     # Every type the engine's event modules declare (tests register LogTest* types of their own).
