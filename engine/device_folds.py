@@ -158,7 +158,7 @@ DEVICE_FOLDS: FoldTable[DeviceState] = FoldTable("device", {
     KeyPairZeroized: (_keys_zeroized, tp._zeroized),
     PublicKeyImported: (_key_imported,),
     PublicKeyRemoved: (_key_removed,),
-    CACertificateAccepted: (tp._ca_accepted, rollover.reauthenticated),
+    CACertificateAccepted: (tp._ca_accepted,),
     CACertificateRefused: (),  # recorded for the audit: the trustpoint stays as it was
     EnrollmentRequested: (tp._requested, renewal.superseded),
     EnrollmentPending: (tp._pending, _log_pending),

@@ -18,7 +18,6 @@ from events.rollover import (
     ShadowCANotOffered,
     ShadowCertificateActivated,
 )
-from events.trustpoint import CACertificateAccepted
 
 
 def _put(state: DeviceState, status: TrustpointStatus) -> DeviceState:
@@ -86,12 +85,3 @@ def certificate_activated(state: DeviceState, ev: ShadowCertificateActivated,
     return _put(state, replace(st, certificates=certs, shadow_certificates=tuple(
         c for c in st.shadow_certificates if c is not cert)))
 
-
-def reauthenticated(state: DeviceState, ev: CACertificateAccepted, at: int) -> DeviceState:
-    """`crypto ca authenticate` (again): a rollover in progress belonged to the old CA."""
-    st = state.trustpoints.get(ev.trustpoint)
-    if st is None or (st.shadow_ca_certificate is None and not st.shadow_certificates
-                      and st.rollover is None):
-        return state
-    return _put(state, replace(st, shadow_ca_certificate=None, shadow_certificates=(),
-                               rollover=None))

@@ -30,8 +30,8 @@ def fetch_failed(ev: ShadowCAFetchFailed) -> str:
 def not_offered(ev: ShadowCANotOffered) -> str:
     return (f"%PKI-4-CA_ROLLOVER_UNSUPPORTED: Trustpoint {ev.trustpoint}: the CA does not "
             "offer GetNextCACert, so its next certificate cannot be fetched; re-authenticate "
-            f"(crypto ca authenticate {ev.trustpoint}) before the CA certificate expires at "
-            f"{iso(ev.ca_not_after)}")
+            "the trustpoint (remove it, add it again, crypto ca authenticate "
+            f"{ev.trustpoint}) before the CA certificate expires at {iso(ev.ca_not_after)}")
 
 
 def ca_activated(ev: ShadowCAActivated) -> str:

@@ -25,6 +25,7 @@ from engine.renewal.messages import certificate_facts, iso
 from engine.rollover.schedule import RETRY, shadow_point
 from engine.scep import Credential, build_next_ca_certificates
 from engine.scep.caps import Capability, parse_capabilities
+from projections.timefmt import ios_time
 from tests.trustpoint.renewal_support import (
     DAY,
     assert_replays,
@@ -110,6 +111,9 @@ def test_one_ca_rollover_with_no_operator_action(device: Engine, tmp_path: Path,
                       f"Serial Number      :{new_serial}\n") \
         < shown.index("Shadow router certificate\nKey usage          :General Purpose\n"
                       f"Status             :Held\nSerial Number      :{shadow_serial}\n")
+    shown = device.execute("show crypto ca trustpoint").output
+    assert ("CA rollover         :shadow CA certificate held, current from "
+            f"{ios_time(ca_end)}\n  Shadow certs      :1 of 1\n") in shown
     # the one timer left: the switch at the old CA's expiry (no renewal, no expiry alert:
     # both certificates are covered)
     assert _timer_lines(device)[2:] == [_timer(ca_end, at, "SHADOW myca")]
@@ -133,6 +137,7 @@ def test_one_ca_rollover_with_no_operator_action(device: Engine, tmp_path: Path,
     assert st.renewal is not None and st.renewal.phase is RenewalPhase.IDLE
     shown = device.execute("show crypto ca certificates").output
     assert "Shadow" not in shown and f"Serial Number      :{new_serial}\n" in shown
+    assert "CA rollover" not in device.execute("show crypto ca trustpoint").output
     # the next rollover's timer, at 90% of the new CA certificate's lifetime
     assert _timer(shadow_point(new_ca), ca_end, "SHADOW myca") in _timer_lines(device)
     logged = device.execute("show logging").output
@@ -188,6 +193,10 @@ def test_a_next_ca_certificate_signed_by_another_key_is_refused(
     st = status(device)
     assert st.shadow_ca_certificate is None and st.shadow_certificates == ()
     assert st.rollover is not None and st.rollover.attempts == 1
+    assert ("CA rollover         :1 failed attempt, next at "
+            f"{ios_time(at + RETRY)}\n  Last result       :GetNextCACert: the signature does "
+            "not verify (nothing was accepted)\n") in device.execute(
+                "show crypto ca trustpoint").output
     assert _timer(at + RETRY, at, "SHADOW myca") in _timer_lines(device)
     assert_replays(device)
 
@@ -204,9 +213,12 @@ def test_a_ca_without_get_next_ca_cert_is_logged_once(
     assert due_types(r) == [["ShadowCANotOffered"]]
     assert r.due[0].output == (
         "%PKI-4-CA_ROLLOVER_UNSUPPORTED: Trustpoint myca: the CA does not offer GetNextCACert, "
-        "so its next certificate cannot be fetched; re-authenticate (crypto ca authenticate "
-        f"myca) before the CA certificate expires at {iso(ca_end)}\n")
+        "so its next certificate cannot be fetched; re-authenticate the trustpoint (remove "
+        "it, add it again, crypto ca authenticate myca) before the CA certificate expires at "
+        f"{iso(ca_end)}\n")
     assert "SHADOW" not in timers(device)
+    assert ("CA rollover         :the CA does not offer GetNextCACert; re-authenticate "
+            f"before {ios_time(ca_end)}\n") in device.execute("show crypto ca trustpoint").output
     later = clock_set(device, at + 30 * DAY)
     assert all("ShadowCANotOffered" not in t for t in due_types(later))
     assert device.execute("show logging").output.count("CA_ROLLOVER_UNSUPPORTED") == 1
@@ -219,3 +231,4 @@ def test_the_built_in_ca_refuses_get_next_ca_cert_before_a_rollover(
     following_ca(tmp_path / "ca", device, scep_network)
     reply = scep_network.get(URL + "/cgi-bin/pkiclient.exe", {"operation": what})
     assert reply.status == 400
+
