@@ -16,7 +16,6 @@ from dataclasses import replace
 from types import MappingProxyType
 
 from engine.machines.renewal import RenewalPhase, after, allows
-from engine.renewal.messages import certificate_facts
 from engine.state import DeviceState, with_state
 from engine.trustpoints import RenewalState, RouterCertificate, TrustpointStatus
 from events.renewal import (
@@ -148,17 +147,7 @@ def warned(state: DeviceState, ev: CertificateExpiryWarned, at: int) -> DeviceSt
     st = state.trustpoints.get(ev.trustpoint)
     if st is None:
         return state
-    # One entry per certificate still in the trustpoint (the key names it by type and serial).
-    live = set(alert_keys(st))
-    key = f"{ev.certificate_type} {ev.serial}"
-    alerts = (*(a for a in st.expiry_alerts if a[0] != key and a[0] in live), (key, at))
+    key = f"{ev.certificate_type} {ev.serial}"  # one entry per certificate ever notified
+    alerts = (*(a for a in st.expiry_alerts if a[0] != key), (key, at))
     return _put(state, replace(st, expiry_alerts=alerts))
 
-
-def alert_keys(st: TrustpointStatus) -> list[str]:
-    """The expiry-alert key of each certificate the trustpoint holds: "CA <serial>",
-    "<usage> <serial>"."""
-    keys = [f"{c.usage} {certificate_facts(c.der)[2]}" for c in st.certificates]
-    if st.ca_certificate is not None:
-        keys.insert(0, f"CA {certificate_facts(st.ca_certificate)[2]}")
-    return keys

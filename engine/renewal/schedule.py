@@ -6,7 +6,9 @@ certificate's lifetime has passed (the earliest such point among the trustpoint'
 a failed attempt is retried one retry period after it (`RenewalFailed.next_attempt_at`), never
 at or past the certificate's expiry (a renewal signs with it); a PENDING one is polled
 (`next_poll_at`); a held certificate is activated at its notBefore. Nothing is due while the
-trustpoint is not enrolled (e.g. an operator's re-enrollment is running).
+trustpoint is not enrolled (e.g. an operator's re-enrollment is running), nor for a trustpoint
+without an enrollment url (a renewal is a SCEP exchange: `enrollment terminal` cannot renew
+unattended).
 
 Expiry alerts: 60 days before a certificate's end, then weekly (53, 46, ..., 11 days), then
 daily in the last week (7 .. 1 days), for the router certificates and the CA certificate.
@@ -45,9 +47,10 @@ def expiry(st: TrustpointStatus) -> int:
 
 
 def next_attempt(cfg: TrustpointConfig, st: TrustpointStatus) -> int | None:
-    """When the next renewal attempt is due (µs), or None (none due: auto-enroll off, not
-    enrolled, a renewal in flight or held, or the certificate expires first)."""
-    if (cfg.auto_enroll is None or st.lifecycle is not Lifecycle.ENROLLED
+    """When the next renewal attempt is due (µs), or None (none due: auto-enroll off, no
+    enrollment url, not enrolled, a renewal in flight or held, or the certificate expires
+    first)."""
+    if (cfg.auto_enroll is None or cfg.scep_url is None or st.lifecycle is not Lifecycle.ENROLLED
             or not st.certificates or st.next_certificates):
         return None
     r = st.renewal
