@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
+from engine.scep import CACertificates
 from tests.ca.ca_support import ScepTestClient, rsa_key
 from tests.ca.cli_support import cli, served
 
@@ -57,6 +58,14 @@ def test_serve_says_which_ca_certificate_is_current_and_next(ca_dir: Path) -> No
         client = ScepTestClient(srv.scep_url, rsa_key(5), "r5", signing_time=None)
         cert = client.enroll("pw").certificate_for(client.key.public_key())
         assert cert is not None
+        # the worker processes open requests enveloped to the next CA certificate too, and
+        # the decider issues them under it
+        new = x509.load_pem_x509_certificate((ca_dir / "ca-2.pem").read_bytes())
+        shadow = ScepTestClient(srv.scep_url, client.key, "r5", signing_time=None,
+                                cas=CACertificates(ca=new))
+        under_new = shadow.renew(cert).certificate_for(client.key.public_key())
+        assert under_new is not None
+        under_new.verify_directly_issued_by(new)
     assert re.search(r"^  CA certificate 1: current, valid until \S+ \S+ UTC$", banner, re.M)
     assert re.search(r"^  CA certificate 2: next, takes over \S+ \S+ UTC$", banner, re.M)
     shown = cli("show", ca_dir, format(cert.serial_number, "x")).stdout
