@@ -173,8 +173,8 @@ class ScepResponder:
         return 1
 
     def get_ca_caps(self) -> bytes:
-        # RFC 8894 §3.5.2 "GetNextCACert: CA supports the GetNextCACert message": only while
-        # a next CA certificate exists.
+        # RFC 8894 §3.5.2: the GetNextCACert keyword says the CA answers GetNextCACert, so
+        # it is advertised only while a next CA certificate exists.
         return self._caps_with_next if self._next() is not None else self._caps
 
     def get_ca_cert(self) -> tuple[str, bytes]:

@@ -6,8 +6,8 @@ Theory of operation (one job, `shadow <trustpoint>`, whose step follows from the
 
 1. fetch, at 90% of the CA certificate's lifetime: GetCACaps, and if the CA advertises
    GetNextCACert (RFC 8894 §3.5.2), GetNextCACert. The answer's SignedData must verify with
-   the trustpoint's CA certificate (§4.7.1: "Clients MUST validate the signature on the
-   message before trusting any of its contents"); anything else is a `%` error recorded as a
+   the trustpoint's CA certificate (§4.7.1: it is "signed by the current CA (or RA)
+   signing key"; we take the CA's only); anything else is a `%` error recorded as a
    failed attempt (`ShadowCAFetchFailed`, retried a day later), never held. A verified one is
    held as the shadow CA certificate (`ShadowCAAccepted`), and the same job goes on to step 2.
    A CA that does not advertise GetNextCACert is logged once (`ShadowCANotOffered`,

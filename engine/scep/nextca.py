@@ -5,10 +5,11 @@ answers `GET ?operation=GetNextCACert` with Content-Type `application/x-x509-nex
 SignedData "signed by the current CA (or RA) signing key" (§4.7.1) whose content is a
 degenerate certificates-only SignedData (§3.4) holding the new CA certificate (and any new RA
 certificates). The signature is the whole point: it is what lets a client take a certificate
-it has never authenticated. "Clients MUST validate the signature on the message before
-trusting any of its contents" (§4.7.1), so `parse_next_ca_certificates` verifies it with the
-CA certificate the client already trusts and refuses anything else (another signer, a bad
-signature, no CA certificate inside, the current CA certificate again) with a `ScepError`.
+it has never authenticated out of band. So `parse_next_ca_certificates` verifies it with the
+CA certificate the client already trusts before it reads anything inside, and refuses
+anything else (another signer, a bad signature, no CA certificate inside, the current CA
+certificate again) with a `ScepError`. (We accept the CA's own key only, not an RA's: the
+device holds no RA for this, and the brief of issue 17 asks for the current CA key.)
 """
 
 from __future__ import annotations
@@ -55,8 +56,9 @@ def parse_next_ca_certificates(content_type: str, body: bytes,
         raise ScepError(ScepErrorReason.WRONG_CONTENT_TYPE,
                         f"{WHAT}: unexpected Content-Type {content_type!r}")
     msg = read_signed(body, WHAT)
-    # RFC 8894 §4.7.1: "Clients MUST validate the signature on the message before trusting
-    # any of its contents": with the current CA's key, whatever certificate the message names.
+    # RFC 8894 §4.7.1: the response is "signed by the current CA (or RA) signing key": checked
+    # with the current CA's key, whatever certificate the message names, before anything in
+    # it is read.
     verify_signed(msg, current_ca, WHAT)
     if msg.content_type != OID_DATA or not msg.content:
         raise ScepError(ScepErrorReason.WRONG_CONTENT_TYPE,
