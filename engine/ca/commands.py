@@ -372,8 +372,12 @@ def next_crl(state: CAState, now: int) -> Generator[Effect, Any, CRLIssued]:
 
 
 def crl_due(state: CAState, now: int) -> bool:
-    """True once less than half the CRL's lifetime remains before its nextUpdate."""
+    """True once less than half the CRL's lifetime remains before its nextUpdate, or once
+    another CA certificate issues than the one that signed it (a rollover took over)."""
     if state.crl is None:
+        return True
+    if generation_at(state.generations, state.crl.this_update) != generation_at(
+            state.generations, now):
         return True
     margin = state.crl_lifetime_seconds * 1_000_000 // 2
     return now >= state.crl.next_update - margin

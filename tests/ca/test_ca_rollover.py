@@ -203,7 +203,11 @@ def test_at_the_old_expiry_the_next_ca_takes_over(ca: BuiltinCA, clock: FixedClo
     old = ca.ca_certificate
     new = ca.rollover()
     new_cert = x509.load_der_x509_certificate(new.certificate)
-    clock.advance(old.not_valid_after_utc - clock.now())  # the old one's last instant...
+    clock.advance(old.not_valid_after_utc - clock.now() - timedelta(hours=1))
+    fresh = ca.refresh_crl(force=True)  # signed by the old key, an hour before it expires
+    assert fresh is not None and not ca.crl_due()
+    clock.advance(timedelta(hours=1))  # the old one's last instant...
+    assert ca.crl_due()  # ...and its CRL is due at once: another CA certificate signs now
     srv = _serve(ca)
     try:
         assert ca.current_generation().number == 2  # ...is already past notAfter's start
@@ -215,7 +219,7 @@ def test_at_the_old_expiry_the_next_ca_takes_over(ca: BuiltinCA, clock: FixedClo
         issued = rep.certificate_for(device.key.public_key())
         assert issued is not None
         issued.verify_directly_issued_by(new_cert)
-        crl = x509.load_der_x509_crl(ca.refresh_crl(force=True).der)  # type: ignore[union-attr]
+        crl = x509.load_der_x509_crl(ca.current_crl().der)  # re-issued: another CA signs
         assert crl.issuer == new_cert.subject
         assert crl.is_signature_valid(new_cert.public_key())  # type: ignore[arg-type]
     finally:
