@@ -155,7 +155,7 @@ def _log_rollover(state: DeviceState, ev: object, at: int) -> DeviceState:
 DEVICE_FOLDS: FoldTable[DeviceState] = FoldTable("device", {
     ConfigurationCommitted: (fold_commit, tp._configs, tp._config),
     KeyPairGenerated: (_key_generated,),
-    KeyPairZeroized: (_keys_zeroized, tp._zeroized),
+    KeyPairZeroized: (_keys_zeroized, tp._zeroized, renewal.keys_zeroized),
     PublicKeyImported: (_key_imported,),
     PublicKeyRemoved: (_key_removed,),
     CACertificateAccepted: (tp._ca_accepted,),

@@ -18,6 +18,7 @@ from types import MappingProxyType
 from engine.machines.renewal import RenewalPhase, after, allows
 from engine.state import DeviceState, with_state
 from engine.trustpoints import RenewalState, RouterCertificate, TrustpointStatus
+from events.keys import KeyPairZeroized
 from events.renewal import (
     CertificateExpiryWarned,
     NextCertificateActivated,
@@ -151,3 +152,15 @@ def warned(state: DeviceState, ev: CertificateExpiryWarned, at: int) -> DeviceSt
     alerts = (*(a for a in st.expiry_alerts if a[0] != key), (key, at))
     return _put(state, replace(st, expiry_alerts=alerts))
 
+
+
+def keys_zeroized(state: DeviceState, ev: KeyPairZeroized, at: int) -> DeviceState:
+    """Held (and shadow) certificates of a zeroized key pair go with it, as the current ones
+    do (engine/trustpoints.py)."""
+    gone = set(ev.key_ids)
+    for st in list(state.trustpoints.values()):
+        held = tuple(c for c in st.next_certificates if c.key_id not in gone)
+        shadow = tuple(c for c in st.shadow_certificates if c.key_id not in gone)
+        if held != st.next_certificates or shadow != st.shadow_certificates:
+            state = _put(state, replace(st, next_certificates=held, shadow_certificates=shadow))
+    return state

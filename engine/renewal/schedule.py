@@ -58,6 +58,8 @@ def next_attempt(cfg: TrustpointConfig, st: TrustpointStatus) -> int | None:
     if r is not None and r.purpose == "shadow" and phase is RenewalPhase.RETRYING:
         return None  # a shadow enrollment's retry is the rollover's job (engine/rollover/)
     if phase is RenewalPhase.RETRYING and r is not None:
+        if r.purpose != "renew":
+            return None  # a shadow enrollment's retry is the rollover timer's, not this one
         at = r.next_attempt_at
     elif phase is RenewalPhase.IDLE:
         at = renewal_point(cfg, st) or 0

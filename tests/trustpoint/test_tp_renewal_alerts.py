@@ -160,6 +160,8 @@ def test_when_a_renewal_attempt_is_due() -> None:
     retrying = RenewalState(RenewalPhase.RETRYING, "renew", begin, 3, begin, "peer: down",
                             next_attempt_at=begin + 80 * DAY)
     assert next_attempt(cfg, replace(st, renewal=retrying)) == begin + 80 * DAY
+    shadow = replace(retrying, purpose="shadow")  # CA rollover retries its own enrollment
+    assert next_attempt(cfg, replace(st, renewal=shadow)) is None
     expired = replace(retrying, next_attempt_at=begin + 100 * DAY)  # signs with an expired one
     assert next_attempt(cfg, replace(st, renewal=expired)) is None
     pending = replace(retrying, phase=RenewalPhase.PENDING)

@@ -24,7 +24,8 @@ from engine.machines.renewal import RenewalPhase
 from engine.machines.trustpoint import Lifecycle
 from engine.renewal.schedule import next_attempt
 from engine.scep_client import HttpReply, TransportError
-from events.renewal import RenewalFailed
+from engine.trustpoints import RouterCertificate
+from events.renewal import RenewalCertificateReceived, RenewalFailed
 from tests.trustpoint.renewal_support import (
     DAY,
     HOUR,
@@ -223,31 +224,41 @@ def test_renewalreq(device: Engine, tmp_path: Path,
     assert_replays(device)
 
 
-def test_a_certificate_valid_later_is_held_then_activated(
-        device: Engine, tmp_path: Path, scep_network: InProcessTransport) -> None:
-    ca, server, ca_clock = following_ca(tmp_path / "ca", device, scep_network)
+def held_renewal(device: Engine, tmp_path: Path, network: InProcessTransport
+                 ) -> tuple[RouterCertificate, RenewalCertificateReceived]:
+    """An enrolled device (auto-enroll 90) whose renewed certificate begins 20 days after
+    the renewal (the CA's clock runs ahead): (the current certificate, the held one's
+    event)."""
+    ca, server, ca_clock = following_ca(tmp_path / "ca", device, network)
     enrolled(device, ca, server, "auto-enroll 90")
     # The CA's clock runs 20 days ahead from now on (its tolerance of signing times too).
     server.stop()
-    serve_in_process(ca, scep_network, server.url,
-                     signing_time_tolerance=timedelta(days=30))
+    serve_in_process(ca, network, server.url, signing_time_tolerance=timedelta(days=30))
     ca_clock.ahead_us = 20 * DAY
     (current,) = status(device).certificates
-    end = int(x509.load_der_x509_certificate(current.der).not_valid_after_utc.timestamp()
-              ) * 1_000_000
     at = renewal_point(device)  # 36.5 days before the end: after the 60..39-day notices
     r = clock_set(device, at)
     assert due_types(r) == [["CertificateExpiryWarned"]] * 4 + [
         ["RenewalRequested", "RenewalCertificateReceived"]]
     assert [d.events[0].event.days_left for d in r.due[:4]] == [60, 53, 46, 39]
     received = r.due[-1].events[1].event
+    assert isinstance(received, RenewalCertificateReceived)
+    assert received.not_before == at + 20 * DAY - 5 * MINUTE
     new = x509.load_der_x509_certificate(received.certificate)
-    starts = received.not_before
-    assert starts == at + 20 * DAY - 5 * MINUTE
     assert r.due[-1].output.endswith(
         f"%PKI-6-CERT_RENEW_HELD: Trustpoint myca: renewed router certificate (General "
         f"Purpose, serial {ios_serial(new)}) held until its validity begins "
-        f"({iso(starts)})\n")
+        f"({iso(received.not_before)})\n")
+    return current, received
+
+
+def test_a_certificate_valid_later_is_held_then_activated(
+        device: Engine, tmp_path: Path, scep_network: InProcessTransport) -> None:
+    current, received = held_renewal(device, tmp_path, scep_network)
+    new = x509.load_der_x509_certificate(received.certificate)
+    starts = received.not_before
+    end = int(x509.load_der_x509_certificate(current.der).not_valid_after_utc.timestamp()
+              ) * 1_000_000
     st = status(device)
     assert st.certificates == (current,) and len(st.next_certificates) == 1
     assert st.renewal is not None and st.renewal.phase is RenewalPhase.HELD
@@ -297,4 +308,15 @@ def test_crypto_ca_enroll_takes_over_a_renewal_in_flight(
     assert due_types(r) == [["CertificateReceived"]]
     assert status(device).lifecycle is Lifecycle.ENROLLED
     assert "RENEW myca" in timers(device)  # the new certificate's renewal point
+    assert_replays(device)
+
+
+def test_zeroizing_the_key_drops_a_held_certificate(
+        device: Engine, tmp_path: Path, scep_network: InProcessTransport) -> None:
+    held_renewal(device, tmp_path, scep_network)
+    r = device.execute("crypto key zeroize rsa mykey", answers=["yes"])
+    assert "KeyPairZeroized" in event_types(r), r.output
+    st = status(device)
+    assert st.certificates == () and st.next_certificates == ()
+    assert "RENEW" not in timers(device)
     assert_replays(device)
