@@ -55,8 +55,6 @@ def next_attempt(cfg: TrustpointConfig, st: TrustpointStatus) -> int | None:
         return None
     r = st.renewal
     phase = r.phase if r is not None else RenewalPhase.IDLE
-    if r is not None and r.purpose == "shadow" and phase is RenewalPhase.RETRYING:
-        return None  # a shadow enrollment's retry is the rollover's job (engine/rollover/)
     if phase is RenewalPhase.RETRYING and r is not None:
         if r.purpose != "renew":
             return None  # a shadow enrollment's retry is the rollover timer's, not this one
@@ -94,7 +92,8 @@ def alert_after(not_after: int, since: int) -> int | None:
 def watched(cfg: TrustpointConfig | None,
             st: TrustpointStatus) -> list[tuple[str, bytes, bool]]:
     """(type, DER, auto-enroll) of each certificate whose expiry is watched: the CA's unless
-    its shadow covers it, each router certificate's unless a held successor does."""
+    its shadow covers it, each router certificate's unless a held successor (or a shadow
+    router certificate, CA rollover) does."""
     auto = cfg is not None and cfg.auto_enroll is not None
     out: list[tuple[str, bytes, bool]] = []
     if st.ca_certificate is not None and not _covered(st.ca_certificate,
