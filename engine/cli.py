@@ -213,8 +213,31 @@ def cmd_log_verify(d: Path) -> int:
     print("chain     : OK")
     with FileEventLog.open(_log_dir(d), readonly=True) as log:
         _check_folded(log)
+        if not _verify_crl_blobs(d, log):
+            return 1
     _verify_snapshots(d)
     return 0
+
+
+def _verify_crl_blobs(d: Path, log: FileEventLog) -> bool:
+    """Every CRL an event names is stored beside the log and hashes to its name
+    (engine/revocation/store.py): a missing or altered one is damage, named by its seq."""
+    from engine.revocation.store import CRL_DIR, BlobMissing, FileCrlBlobs
+
+    blobs = FileCrlBlobs((d if (d / "log").is_dir() else d.parent) / CRL_DIR)
+    checked: set[str] = set()
+    for row in log.read_rows():
+        if row[2] != "CrlFetched" or row[7]["sha256"] in checked:
+            continue
+        try:
+            blobs.get(row[7]["sha256"])
+        except BlobMissing as e:
+            print(f"DAMAGED   : seq {row[0]} names the CRL {e.sha256}, which is {e.why}")
+            return False
+        checked.add(row[7]["sha256"])
+    if checked:
+        print(f"crls      : {len(checked)} stored CRL{'s' if len(checked) != 1 else ''} OK")
+    return True
 
 
 def _check_folded(log: FileEventLog) -> None:
@@ -332,7 +355,10 @@ def cmd_replay(d: Path, until: str, shows: Sequence[str] | None) -> int:
         state = replay_rows(state, _rows_until(rows, max_seq, max_at, last_at))
     print(f"! state at seq {state.seq}")
     # Shows that depend on the time (certificate status, poll timers) see the replayed moment.
-    eng = Engine.frozen(state, max_at if max_at is not None else last_at[0])
+    from engine.revocation.store import CRL_DIR, FileCrlBlobs
+
+    blobs = FileCrlBlobs((d if (d / "log").is_dir() else d.parent) / CRL_DIR)
+    eng = Engine.frozen(state, max_at if max_at is not None else last_at[0], blobs)
     refused = 0
     for line in shows or ["show running-config", "show configuration commit list"]:
         print(eng.prompt + line)

@@ -5,7 +5,8 @@ the trustpoint folds (engine/trustpoints.py) before the logging folds below, so 
 derived from the trustpoint as the event left it. Key pairs and imported keys are folded here
 into `DeviceState.keys`, the `show logging` buffer into `DeviceState.messages`, `clock set`
 into `DeviceState.clock_offset_us` (the engine clock's offset, engine/ports.py), and the
-trustpool's folds (engine/trustpool/folds.py) into `DeviceState.trustpool`.
+trustpool's folds (engine/trustpool/folds.py) into `DeviceState.trustpool`, the CRL cache's
+(engine/revocation/folds.py) into `DeviceState.crls`.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from engine.messages import (
 )
 from engine.renewal import folds as renewal
 from engine.renewal.messages import message_of as renewal_message
+from engine.revocation import folds as crl
+from engine.revocation import messages as crl_messages
 from engine.rollover import folds as rollover
 from engine.rollover.messages import message_of as rollover_message
 from engine.state import DeviceState, fold_commit, with_state
@@ -39,6 +42,7 @@ from events.renewal import (
     RenewalPending,
     RenewalRequested,
 )
+from events.revocation import CrlCacheCleared, CrlFetched, CrlFetchFailed
 from events.rollover import (
     ShadowCAAccepted,
     ShadowCAActivated,
@@ -146,6 +150,18 @@ def _log_renewal(state: DeviceState, ev: object, at: int) -> DeviceState:
     return _log(state, at, renewal_message(ev, at))
 
 
+def _log_crl_fetched(state: DeviceState, ev: CrlFetched, at: int) -> DeviceState:
+    return _log(state, at, crl_messages.fetched(ev))
+
+
+def _log_crl_failed(state: DeviceState, ev: CrlFetchFailed, at: int) -> DeviceState:
+    return _log(state, at, crl_messages.fetch_failed(ev))
+
+
+def _log_crl_cleared(state: DeviceState, ev: CrlCacheCleared, at: int) -> DeviceState:
+    return _log(state, at, crl_messages.cleared(ev))
+
+
 def _log_rollover(state: DeviceState, ev: object, at: int) -> DeviceState:
     return _log(state, at, rollover_message(ev, at))
 
@@ -177,6 +193,9 @@ DEVICE_FOLDS: FoldTable[DeviceState] = FoldTable("device", {
     RenewalFailed: (renewal.failed, _log_renewal),
     NextCertificateActivated: (renewal.activated, _log_renewal),
     CertificateExpiryWarned: (renewal.warned, _log_renewal),
+    CrlFetched: (crl.fetched, _log_crl_fetched),
+    CrlFetchFailed: (crl.fetch_failed, _log_crl_failed),
+    CrlCacheCleared: (crl.cleared, _log_crl_cleared),
     ShadowCAAccepted: (rollover.accepted, _log_rollover),
     ShadowCAFetchFailed: (rollover.fetch_failed, _log_rollover),
     ShadowCANotOffered: (rollover.not_offered, _log_rollover),

@@ -131,3 +131,11 @@ class TimersView(View):
 
     timers: Sequence[tuple[str, int]]
     now: int
+
+
+@dataclass(frozen=True)
+class CrlsView(View):
+    """`show crypto ca crls`: every cached CRL, at `now` (fresh or stale)."""
+
+    state: DeviceState
+    now: int

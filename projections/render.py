@@ -18,6 +18,7 @@ from projections.config import (
     render_running,
     render_target,
 )
+from projections.crls import render_crls
 from projections.keys import render_imported_keys, render_key_pairs
 from projections.syslog import render_logging
 from projections.timers import render_timers
@@ -40,6 +41,7 @@ _RENDERERS: dict[type, Callable[[Any], str]] = {
     views.TrustpoolPolicyView: lambda v: render_policy(v.state, v.now),
     views.ClockView: lambda v: render_clock(v.now),
     views.TimersView: lambda v: render_timers(v.timers, v.now),
+    views.CrlsView: lambda v: render_crls(v.state, v.now),
 }
 
 

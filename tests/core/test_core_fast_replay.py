@@ -5,7 +5,8 @@ state a new immutable value. Fast: `replay_rows` over the rows read back from th
 private state changed in place (`engine.state.with_state`). The histories mix every kind of
 device event: configuration commits (trustpoints included, so their removal drops a status),
 key pairs and imported keys, each step of a trustpoint's enrollment, of its automatic
-renewal and of a CA rollover, expiry notices, and `clock set`. An
+renewal and of a CA rollover, expiry notices, `clock set`, and CRLs fetched, failed and
+cleared. An
 event the live fold refuses (an illegal lifecycle transition) is left out, as the engine would
 never record it. `tests/core/test_core_replay.py` proves the same through `Engine.execute`
 for commands.
@@ -37,6 +38,7 @@ from events.renewal import (
     RenewalPending,
     RenewalRequested,
 )
+from events.revocation import CrlCacheCleared, CrlFetched, CrlFetchFailed
 from events.rollover import (
     ShadowCAAccepted,
     ShadowCAActivated,
@@ -136,6 +138,10 @@ def other_event(draw: st.DrawFn) -> Event:
         TrustpointCertificatesRemoved(tp, "commit", 1, ("ca",), ("01",), ("AB",)),
         ClockSet(draw(st.integers(0, 2**40)), draw(st.integers(-2**40, 2**40))),
         *_renewal_events(draw, tp, txid, key_id),
+        crl_fetched(draw),
+        CrlFetchFailed(draw(st.sampled_from((None, tp))), "CN=ca", (("http://x/ca.crl",
+                                                                   "HTTP 404"),)),
+        CrlCacheCleared(draw(st.integers(0, 3))),
         ShadowCAAccepted(tp, CERT, 9_000_000),  # CA rollover (engine/rollover/)
         ShadowCAFetchFailed(tp, "unreachable", 6_000_000),
         ShadowCANotOffered(tp, 9_000_000),
@@ -162,6 +168,18 @@ def _renewal_events(draw: st.DrawFn, tp: str, txid: str, key_id: str) -> list[Ev
         CertificateExpiryWarned(tp, draw(st.sampled_from(("CA", usage))), "1A2B", "CN=r1",
                                 2**50, draw(st.integers(0, 60)), draw(st.booleans())),
     ]
+
+
+def crl_fetched(draw: st.DrawFn) -> CrlFetched:
+    """CRLs of two issuers and two scopes, older and newer ones (the cache keeps the newest
+    per issuer and scope)."""
+    issuer = draw(st.sampled_from((b"ca1", b"ca2")))
+    return CrlFetched(draw(st.sampled_from(("1" * 64, "2" * 64, "3" * 64))), issuer,
+                      issuer.decode(), None, draw(st.sampled_from((None, 1, 2))),
+                      draw(st.integers(0, 3)), draw(st.sampled_from((None, 10))),
+                      "http://x/ca.crl", 5, draw(st.sampled_from((None, "ca1"))),
+                      draw(st.sampled_from(((), ("http://x/ca.crl",)))), 3, "k" * 64,
+                      draw(st.sampled_from(("", "user"))))
 
 
 @st.composite

@@ -16,6 +16,7 @@ import events.clock
 import events.device
 import events.keys
 import events.renewal
+import events.revocation
 import events.rollover
 import events.trustpoint
 import events.trustpool
@@ -42,7 +43,7 @@ def test_every_event_type_is_in_exactly_one_aggregate_table() -> None:
     ca = {t.type_name for t in CA_FOLDS.types}
     assert device == declared(events.device) | declared(events.keys) | declared(
         events.trustpoint) | declared(events.trustpool) | declared(events.clock) | declared(
-        events.renewal) | declared(events.rollover)
+        events.renewal) | declared(events.revocation) | declared(events.rollover)
     assert ca == declared(events.ca)
     assert not device & ca
     # Every type the engine's event modules declare (tests register LogTest* types of their own).
