@@ -52,7 +52,7 @@ def shadow(state: DeviceState, name: str, now: int) -> Generator[Effect, Any, Ou
         return Outcome()
     step = found[1]
     if step is Step.ACTIVATE:
-        return activate(state, name)
+        return activate(state, name, now)
     if step is Step.ENROLL:
         return (yield from renewal_exchange(state, name, now, st.shadow_ca_certificate,
                                             purpose="shadow"))
@@ -84,7 +84,7 @@ def fetch(state: DeviceState, name: str, now: int) -> Generator[Effect, Any, Out
                    output="\n".join(x for x in (str(said.output), more) if x))
 
 
-def activate(state: DeviceState, name: str) -> Outcome:
+def activate(state: DeviceState, name: str, now: int) -> Outcome:
     """At the old CA certificate's expiry: the shadow CA and the shadow router certificates
     become current, in one batch."""
     st = status_of(state, name)
@@ -93,7 +93,7 @@ def activate(state: DeviceState, name: str) -> Outcome:
                                            certificate_facts(st.ca_certificate)[2])]
     events += [ShadowCertificateActivated(name, c.key_id, c.usage, certificate_facts(c.der)[2])
                for c in st.shadow_certificates]
-    return _said(events, 0)
+    return _said(events, now)
 
 
 def _said(events: list[Any], now: int) -> Outcome:

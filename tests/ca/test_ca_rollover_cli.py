@@ -66,6 +66,11 @@ def test_serve_says_which_ca_certificate_is_current_and_next(ca_dir: Path) -> No
         under_new = shadow.renew(cert).certificate_for(client.key.public_key())
         assert under_new is not None
         under_new.verify_directly_issued_by(new)
+        # a rollover while the server holds the CA is refused: it loads the keys at start
+        busy = cli("rollover", ca_dir, check=False)
+        assert busy.returncode == 1
+        assert busy.stderr.startswith(f"% the CA in {ca_dir} is being served (`ca serve`); "
+                                      "stop the server, roll over, and start it again")
     assert re.search(r"^  CA certificate 1: current, valid until \S+ \S+ UTC$", banner, re.M)
     assert re.search(r"^  CA certificate 2: next, takes over \S+ \S+ UTC$", banner, re.M)
     shown = cli("show", ca_dir, format(cert.serial_number, "x")).stdout
