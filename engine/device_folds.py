@@ -66,6 +66,7 @@ from events.trustpool import (
     TrustpoolPolicyWarned,
     TrustpoolUpdateFailed,
 )
+from events.validation import PeerValidated
 
 # -- keys ------------------------------------------------------------------------------------------
 
@@ -96,6 +97,17 @@ def _with_ring(state: DeviceState, ring: KeyRing) -> DeviceState:
 
 def _clock_set(state: DeviceState, ev: ClockSet, at: int) -> DeviceState:
     return with_state(state, clock_offset_us=ev.offset_us)
+
+
+# -- peer validations (`show crypto ca counters`, the CRL fetch back-off) --------------------------
+
+
+def _validated(state: DeviceState, ev: PeerValidated, at: int) -> DeviceState:
+    return with_state(state, validations=state.validations.counted(ev))
+
+
+def _fetch_backoff(state: DeviceState, ev: CrlFetchFailed, at: int) -> DeviceState:
+    return with_state(state, validations=state.validations.fetch_failure(ev, at))
 
 
 # -- the logging buffer (`show logging`) -------------------------------------------------------
@@ -194,8 +206,9 @@ DEVICE_FOLDS: FoldTable[DeviceState] = FoldTable("device", {
     NextCertificateActivated: (renewal.activated, _log_renewal),
     CertificateExpiryWarned: (renewal.warned, _log_renewal),
     CrlFetched: (crl.fetched, _log_crl_fetched),
-    CrlFetchFailed: (crl.fetch_failed, _log_crl_failed),
+    CrlFetchFailed: (crl.fetch_failed, _log_crl_failed, _fetch_backoff),
     CrlCacheCleared: (crl.cleared, _log_crl_cleared),
+    PeerValidated: (_validated,),
     ShadowCAAccepted: (rollover.accepted, _log_rollover),
     ShadowCAFetchFailed: (rollover.fetch_failed, _log_rollover),
     ShadowCANotOffered: (rollover.not_offered, _log_rollover),

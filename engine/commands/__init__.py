@@ -15,7 +15,8 @@ from engine.commands import (
     system,
     trustpoint,
     trustpool,
+    validation,
 )
 
 __all__ = ["clock", "configuration", "crl", "keys", "logging", "paste", "renewal", "system",
-           "trustpoint", "trustpool"]
+           "trustpoint", "trustpool", "validation"]

@@ -56,6 +56,7 @@ from events.trustpoint import (
     EnrollmentRequested,
     TrustpointCertificatesRemoved,
 )
+from events.validation import PeerValidated
 
 TRUSTPOINTS = ("ca1", "ca2")
 LABELS = ("k1", "k2")
@@ -142,6 +143,9 @@ def other_event(draw: st.DrawFn) -> Event:
         CrlFetchFailed(draw(st.sampled_from((None, tp))), "CN=ca", (("http://x/ca.crl",
                                                                    "HTTP 404"),)),
         CrlCacheCleared(draw(st.integers(0, 3))),
+        PeerValidated(("ab",), "ike", 5, None, draw(st.booleans()), tuple(draw(st.lists(
+            st.sampled_from(("REVOKED", "EXPIRED", "CRL_BYPASSED")), max_size=2))),
+            "trustpool", "trustpool", "cd", ("ab", "cd"), (), ""),
         ShadowCAAccepted(tp, CERT, 9_000_000),  # CA rollover (engine/rollover/)
         ShadowCAFetchFailed(tp, "unreachable", 6_000_000),
         ShadowCANotOffered(tp, 9_000_000),

@@ -20,6 +20,7 @@ import events.revocation
 import events.rollover
 import events.trustpoint
 import events.trustpool
+import events.validation
 from engine.ca.state import CA_FOLDS
 from engine.cli import main
 from engine.engine import Engine
@@ -43,7 +44,8 @@ def test_every_event_type_is_in_exactly_one_aggregate_table() -> None:
     ca = {t.type_name for t in CA_FOLDS.types}
     assert device == declared(events.device) | declared(events.keys) | declared(
         events.trustpoint) | declared(events.trustpool) | declared(events.clock) | declared(
-        events.renewal) | declared(events.revocation) | declared(events.rollover)
+        events.renewal) | declared(events.revocation) | declared(events.validation) | declared(
+        events.rollover)
     assert ca == declared(events.ca)
     assert not device & ca
     # Every type the engine's event modules declare (tests register LogTest* types of their own).
