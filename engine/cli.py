@@ -15,6 +15,8 @@
     trustledger demo                          the reference example session, end to end
     trustledger diagrams -o DIR               draw each state machine (DOT + SVG, graphviz)
     trustledger ca ...                        the built-in CA (see `trustledger ca -h`)
+    trustledger audit ...                     audit key, checkpoints, proofs, export, verify
+                                              (see engine/auditcli.py)
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import io
 import os
 import signal
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -74,25 +76,39 @@ LOG_DIR_HELP = ("a data directory (its log/ subdirectory) or a log directory (de
 
 def _parser(command: str | None = None) -> argparse.ArgumentParser:
     """The whole command line; `command` is the subcommand word the caller will parse, if
-    known (see `_register_ca`)."""
+    known. Only that subcommand gets its arguments (and the `ca` group is loaded only for
+    `ca`: see `_register_ca`): the others are listed in `trustledger -h` with the same help
+    line, and never parsed. Building every subparser's arguments costs a few ms of each
+    start-up (issue 12)."""
     p = Parser(
         prog="trustledger",
         description="A router-side PKI engine: Cisco IOS XR CA interoperability, "
                     "event-sourced.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (text, add_arguments) in SUBCOMMANDS.items():
+        if command in (name, None) or command not in (*SUBCOMMANDS, "ca", "audit"):
+            add_arguments(sub.add_parser(name, help=text))
+        else:
+            sub.add_parser(name, help=text, add_help=False)
+    _register_ca(sub, command)
+    _register_audit(sub, command)
+    return p
 
-    sh = sub.add_parser("shell", help="interactive IOS XR-style shell")
+
+def _shell_arguments(sh: argparse.ArgumentParser) -> None:
     sh.add_argument("--data", type=Path, default=None, metavar="DIR", help=DATA_HELP)
     sh.add_argument("--continue", dest="keep_going", action="store_true",
                     help="batch input: go on after an error")
 
-    ex = sub.add_parser("exec", help="run a batch script of CLI lines")
+
+def _exec_arguments(ex: argparse.ArgumentParser) -> None:
     ex.add_argument("--data", type=Path, default=None, metavar="DIR", help=DATA_HELP)
     ex.add_argument("-f", "--file", required=True, help="script file ('-' for stdin)")
     ex.add_argument("--continue", dest="keep_going", action="store_true",
                     help="go on after an error (exit status is still non-zero)")
 
-    lg = sub.add_parser("log", help="audit the event log")
+
+def _log_arguments(lg: argparse.ArgumentParser) -> None:
     lsub = lg.add_subparsers(dest="log_command", required=True, metavar="ACTION")
     lv = lsub.add_parser("verify", help="walk the chain; print events, head seq and hash")
     lv.add_argument("dir", type=Path, metavar="DIR", nargs="?", default=None,
@@ -109,7 +125,8 @@ def _parser(command: str | None = None) -> argparse.ArgumentParser:
     ls.add_argument("--json", action="store_true",
                     help="one JSON object per line, every field (hashes in hex)")
 
-    rp = sub.add_parser("replay", help="the state as it was at a seq or a time")
+
+def _replay_arguments(rp: argparse.ArgumentParser) -> None:
     rp.add_argument("dir", type=Path, metavar="DIR", nargs="?", default=None,
                     help=LOG_DIR_HELP)
     rp.add_argument("--until", required=True, metavar="SEQ|TIME",
@@ -118,8 +135,8 @@ def _parser(command: str | None = None) -> argparse.ArgumentParser:
                     help="a show command to run against that state (repeatable; default: "
                          "show running-config, show configuration commit list)")
 
-    va = sub.add_parser("validate", help="decide whether to trust a peer's certificate chain "
-                                         "(recorded; exit 0 valid, 1 invalid, 2 bad input)")
+
+def _validate_arguments(va: argparse.ArgumentParser) -> None:
     va.add_argument("--data", type=Path, default=None, metavar="DIR", help=DATA_HELP)
     va.add_argument("chain", metavar="CHAIN.pem",
                     help="the peer's chain, its own certificate first (PEM or DER; '-': stdin)")
@@ -133,15 +150,30 @@ def _parser(command: str | None = None) -> argparse.ArgumentParser:
                     help="the peer's name: DNS name, IP address, user@fqdn or a DN")
     va.add_argument("--json", action="store_true", help="the verdict as one JSON object")
 
-    dm = sub.add_parser("demo", help="the reference example session against the built-in CA")
+
+def _demo_arguments(dm: argparse.ArgumentParser) -> None:
     dm.add_argument("--dir", type=Path, default=None,
                     help="keep the CA and the device data in DIR (new or empty; default: a "
                          "temporary directory, removed at the end)")
-    dg = sub.add_parser("diagrams", help="draw each state machine as DOT and SVG (graphviz)")
+
+
+def _diagrams_arguments(dg: argparse.ArgumentParser) -> None:
     dg.add_argument("-o", "--out", type=Path, required=True, metavar="DIR",
                     help="directory for NAME.dot and NAME.svg (made if missing)")
-    _register_ca(sub, command)
-    return p
+
+
+SUBCOMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None]]] = {
+    "shell": ("interactive IOS XR-style shell", _shell_arguments),
+    "exec": ("run a batch script of CLI lines", _exec_arguments),
+    "log": ("audit the event log", _log_arguments),
+    "replay": ("the state as it was at a seq or a time", _replay_arguments),
+    "validate": ("decide whether to trust a peer's certificate chain (recorded; exit 0 valid, "
+                 "1 invalid, 2 bad input)", _validate_arguments),
+    "demo": ("the reference example session against the built-in CA", _demo_arguments),
+    "diagrams": ("draw each state machine as DOT and SVG (graphviz)", _diagrams_arguments),
+}
+"""The subcommands (but `ca`), in `trustledger -h` order: help line, and what adds their
+arguments."""
 
 
 CA_HELP = "the built-in SCEP CA"  # what engine.ca.cli.register says of `ca`
@@ -159,6 +191,17 @@ def _register_ca(sub: Any, command: str | None) -> None:
         from engine.ca.cli import register  # type: ignore[import-not-found,unused-ignore]
     except ImportError:
         return
+    register(sub)
+
+
+def _register_audit(sub: Any, command: str | None) -> None:
+    """`audit` lives in engine/auditcli.py, loaded only for its own command lines."""
+    if command not in ("audit", None):
+        sub.add_parser("audit", help="signed checkpoints, proofs, export and verification of "
+                                     "a log; witnesses; the report", add_help=False)
+        return
+    from engine.auditcli import register
+
     register(sub)
 
 
@@ -261,12 +304,15 @@ def _verify_crl_blobs(d: Path, log: FileEventLog) -> bool:
 def _check_folded(log: FileEventLog) -> None:
     """UnfoldedEvent for the first event whose aggregate (its stream) does not fold its type:
     opening that log would refuse it, so an audit must not call it good either."""
+    from engine.audit.witness_service import WITNESS_FOLDS
     from engine.ca.state import CA_FOLDS
+    from engine.folds import FoldTable
     from engine.state import device_folds
 
+    tables: dict[str, FoldTable[Any]] = {"ca": CA_FOLDS, "witness": WITNESS_FOLDS}
     device = device_folds()
     for row in log.read_rows():
-        (CA_FOLDS if row[1] == "ca" else device).require(row[2], row[0])
+        tables.get(row[1], device).require(row[2], row[0])
 
 
 def cmd_log_scrub(d: Path) -> int:
@@ -465,14 +511,24 @@ def _snapshot_before(d: Path, log: FileEventLog, seq: int) -> tuple[Any, Any] | 
         return None
 
 
-def _rows_until(rows: Iterator[list[Any]], max_seq: int | None, max_at: int | None,
-                last_at: list[int]) -> Iterator[list[Any]]:
+def _rows_until(rows: Iterator[Sequence[Any]], max_seq: int | None, max_at: int | None,
+                last_at: list[int]) -> Iterator[Sequence[Any]]:
     """`rows` up to seq `max_seq` or time `max_at`; `last_at[0]`: the last one's time."""
     for row in rows:
         if (max_seq is not None and row[0] > max_seq) or (max_at is not None and row[4] > max_at):
             return
-        last_at[0] = row[4]
+        last_at[0] = _moment_after(row)
         yield row
+
+
+def _moment_after(row: Sequence[Any]) -> int:
+    """The engine time right after the event in `row` (typed): its own time, except after a
+    `clock set`, whose event is stamped just before the set and leaves the clock at the time
+    typed."""
+    from events.clock import ClockSet
+
+    event = row[7]
+    return event.set_to_us if isinstance(event, ClockSet) else int(row[4])
 
 
 def cmd_shell(data: Path | None, keep_going: bool) -> int:
@@ -481,7 +537,7 @@ def cmd_shell(data: Path | None, keep_going: bool) -> int:
     from engine.trustpool.builtin import certifi_bundle
 
     root = data_dir(data)
-    with Engine.open(root, builtins=certifi_bundle) as eng:
+    with Engine.open(root, builtins=certifi_bundle, audit=True) as eng:
         _report_recovery(eng)
         if sys.stdin.isatty():
             return run_interactive(eng, root / "history")
@@ -495,7 +551,7 @@ def cmd_exec(data: Path | None, file: str, keep_going: bool) -> int:
 
     if file != "-" and not os.path.isfile(file):
         raise CommandLineError(Reason.NOT_FOUND, f"Script {file}: no such file.")
-    with Engine.open(data_dir(data), builtins=certifi_bundle) as eng:
+    with Engine.open(data_dir(data), builtins=certifi_bundle, audit=True) as eng:
         _report_recovery(eng)
         if file == "-":
             return run_batch(eng, iter(sys.stdin.readline, ""), sys.stdout, keep_going)
@@ -526,7 +582,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # The device's commands log through engine.logsetup.get_logger: structlog loads with the
     # first log line, not at start-up. The CA (and the demo that runs it) set it up now.
     configure_logging("info" if args.command == "ca" else "warning",
-                      defer=args.command in ("shell", "exec", "log", "replay"))
+                      defer=args.command in ("shell", "exec", "log", "replay", "audit"))
     try:
         return _dispatch(args)
     except CommandLineError as err:
@@ -570,6 +626,10 @@ def _dispatch(args: argparse.Namespace) -> int:
             return run_demo(sys.stdout, args.dir)
         if args.command == "diagrams":
             return cmd_diagrams(args.out)
+        if args.command == "audit":
+            from engine.auditcli import run
+
+            return run(args)
         if args.command == "ca":
             from engine.ca.errors import CAError, NotACA
 

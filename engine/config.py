@@ -130,6 +130,51 @@ def _apply(nodes: Mapping[str, Node], path: Path, new: str | None) -> Mapping[st
     return MappingProxyType(out)
 
 
+class OwnedConfig(ConfigTree):
+    """A running configuration that one replay loop owns alone (engine.state.replay_rows):
+    its top-level mapping is a private dict that `apply_wire` changes in place, instead of a
+    new tree per change. The nodes are the same immutable ones: below the top level a change
+    builds a new path as `apply` does, and the dict keeps the order `apply` would give it.
+    `frozen` turns it into a plain ConfigTree when the loop ends; nobody else ever sees it."""
+
+    __slots__ = ()
+
+    @classmethod
+    def of(cls, tree: ConfigTree) -> OwnedConfig:
+        return cls(dict(tree.roots))
+
+    def apply_wire(self, changes: Iterable[tuple[Path, str | None, str | None]]) -> None:
+        """`apply_all` of stored changes `(path, old, new)`, in place, with the same checks."""
+        roots: dict[str, Node] = self.roots  # type: ignore[assignment]  # `of` made a dict
+        for path, old, new in changes:
+            key = path[0]
+            node = roots.get(key)
+            if len(path) > 1:
+                self._apply_below(roots, node, path, old, new)
+                continue
+            if (node.line if node is not None else None) != old:
+                raise ConfigConflict(f"{path}: expected {old!r}, found {self.line(path)!r}")
+            if new is not None:
+                roots[key] = Node(new, node.children if node is not None else _EMPTY)
+            elif node is not None:
+                if node.children:
+                    raise ConfigConflict(f"{key!r} still has children; remove them first")
+                del roots[key]
+
+    def _apply_below(self, roots: dict[str, Node], parent: Node | None, path: Path,
+                     old: str | None, new: str | None) -> None:
+        """A change below the top level: a new path down to it, as `apply` builds."""
+        found = self.line(path)
+        if found != old:
+            raise ConfigConflict(f"{path}: expected {old!r}, found {found!r}")
+        if parent is None:
+            raise ConfigConflict(f"no parent {path[0]!r} for {path[1:]}")
+        roots[path[0]] = Node(parent.line, _apply(parent.children, path[1:], new))
+
+    def frozen(self) -> ConfigTree:
+        return ConfigTree(MappingProxyType(dict(self.roots)))
+
+
 def diff(before: ConfigTree, after: ConfigTree) -> list[Change]:
     """Changes that turn `before` into `after` (removals children-first, additions parent-first)."""
     out: list[Change] = []

@@ -67,6 +67,12 @@ def _chain(folds: Sequence[Fold[S]]) -> Fold[S]:
         return _unchanged
     if len(folds) == 1:
         return folds[0]
+    if len(folds) == 2:  # replay calls a chain per event: no loop for the usual lengths
+        f1, f2 = folds
+        return lambda state, ev, at: f2(f1(state, ev, at), ev, at)
+    if len(folds) == 3:
+        f1, f2, f3 = folds
+        return lambda state, ev, at: f3(f2(f1(state, ev, at), ev, at), ev, at)
     chain = tuple(folds)
 
     def chained(state: S, ev: Any, at: int) -> S:

@@ -66,7 +66,7 @@ import os
 import struct
 import types
 import typing
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -74,6 +74,7 @@ from typing import Any
 import msgpack
 
 import engine.commands  # noqa: F401  (registers every feature's folds: verify() replays)
+from engine.audit.key import AuditKey
 from engine.config import Change, ConfigTree, Node
 from engine.keys import ImportedKey, KeyAlgorithm, KeyPair, KeyRing, KeyUsage
 from engine.machines.renewal import RenewalPhase
@@ -131,6 +132,7 @@ TABLE: Mapping[str, type] = types.MappingProxyType({
     "CrlCache": CrlCache,
     "CachedCrl": CachedCrl,
     "ValidationState": ValidationState,
+    "AuditKey": AuditKey,
 })
 """Every type a snapshot may hold, by the tag it is stored under. Add a state type here (a
 test fails until you do: it walks DeviceState's type hints)."""
@@ -419,7 +421,7 @@ def newest_seq(directory: Path) -> int:
     return 0
 
 
-Rows = Iterator[list[Any]]
+Rows = Iterator[Sequence[Any]]
 
 
 def _tail(snap: Snapshot, log: FileEventLog) -> Rows:
@@ -510,7 +512,7 @@ def verify(directory: Path, log: FileEventLog) -> list[Check]:
     return sorted(checks, key=lambda c: c.path)
 
 
-def _rows_upto(rows: Iterator[list[Any]], seq: int, last: list[Any]) -> Iterator[list[Any]]:
+def _rows_upto(rows: Rows, seq: int, last: list[Any]) -> Rows:
     """Rows from `rows` through `seq` (consuming nothing after it); `last[0]` is the last."""
     for row in rows:
         last[0] = row

@@ -10,19 +10,25 @@ does not fold refuses the replay (`engine.folds.UnfoldedEvent`, naming the type 
 Live and replay run the same folds. A fold changes the state only through `with_state`: on
 the live path that builds a new DeviceState (states are values: a handler may keep the one it
 saw), on replay it changes in place the one private state `replay_rows` owns for the loop.
+One fold goes further, the commit (a device's commonest event): on replay it applies the
+changes in place to a configuration the loop owns and keeps the commit as its event, and
+`replay_rows` freezes both once at the end (`OwnedConfig`, `_OwnedHistory`); the property
+test in tests/core/test_core_fast_replay.py proves the result, and its snapshot bytes, equal.
 """
 
 from __future__ import annotations
 
 import gc
 import hashlib
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from itertools import chain, islice
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from engine.config import Change, ConfigTree
+from engine.audit.key import AuditKey
+from engine.config import Change, ConfigTree, OwnedConfig
 from engine.keys import KeyRing
 from engine.revocation.cache import CrlCache
 from engine.trustpool.pool import TrustpoolState
@@ -94,6 +100,45 @@ class CommitHistory:
         return next((c for c in self if c.commit_id == commit_id), None)
 
 
+class _OwnedHistory(CommitHistory):
+    """The commit history one replay loop owns alone: a commit is kept as its event and time
+    in a bounded deque (no Commit, no chunk copy per event), and `frozen` builds, once, the
+    CommitHistory the same pushes would have built: the same commits in the same chunks
+    (`newest` holds the last ((count - 1) % CHUNK) + 1, as `push` leaves it), so that a
+    snapshot of either is the same bytes."""
+
+    __slots__ = ("added",)
+
+    def __init__(self, start: CommitHistory) -> None:
+        super().__init__(start.newest, start.older, start.count)
+        self.added: deque[tuple[ConfigurationCommitted, int]] = deque(maxlen=_KEPT)
+
+    def defer(self, ev: ConfigurationCommitted, at: int) -> None:
+        self.added.append((ev, at))
+        self.count += 1
+
+    def push(self, commit: Commit) -> CommitHistory:
+        return self.frozen().push(commit)  # not used by the folds: the live way, correct
+
+    def __iter__(self) -> Iterator[Commit]:
+        return iter(self.frozen())
+
+    def frozen(self) -> CommitHistory:
+        if not self.added:
+            return CommitHistory(self.newest, self.older, self.count)
+        kept = [_commit_of(ev, at) for ev, at in self.added]
+        if self.count - len(self.added) and len(kept) < _KEPT:  # the start's commits first
+            kept[:0] = reversed(list(chain(self.newest, *self.older)))
+        k = (self.count - 1) % CHUNK + 1
+        rest = kept[:-k]
+        older = tuple(tuple(reversed(rest[i - CHUNK:i]))
+                      for i in range(len(rest), 0, -CHUNK))[:MAX_COMMITS // CHUNK]
+        return CommitHistory(tuple(reversed(kept[-k:])), older, self.count)
+
+
+_KEPT = MAX_COMMITS + CHUNK  # the most commits a CommitHistory holds (see its docstring)
+
+
 @dataclass(frozen=True, slots=True)
 class DeviceState:
     seq: int = 0  # the last event folded in
@@ -111,6 +156,7 @@ class DeviceState:
     trustpool: TrustpoolState = field(default_factory=TrustpoolState)  # engine.trustpool
     crls: CrlCache = field(default_factory=CrlCache)  # engine.revocation: the CRL cache
     validations: ValidationState = field(default_factory=ValidationState)  # PeerValidated
+    audit_key: AuditKey | None = None  # the log's audit key (engine.audit), once made
 
     @property
     def next_commit_id(self) -> int:
@@ -181,10 +227,10 @@ def device_folds() -> FoldTable[DeviceState]:
     return _TABLE[0]
 
 
-FOLD_VERSION = 7  # 2: `trustpoint_configs` folded at commit; 3: the chunked CommitHistory;
+FOLD_VERSION = 8  # 2: `trustpoint_configs` folded at commit; 3: the chunked CommitHistory;
 # 4: the CRL cache (`crls`); 5: `validations` (PeerValidated; CrlFetchFailed's back-off);
-# 6: renewal state, next/shadow certificates and expiry alerts in TrustpointStatus;
-# 7: CA rollover (RolloverState, shadow CA folds)
+# 6: the audit key (`audit_key`); 7: renewal state, next/shadow certificates and expiry
+# alerts in TrustpointStatus; 8: CA rollover (RolloverState, shadow CA folds)
 """Bump this when a fold's logic changes while the state's shape stays the same: snapshots
 written by the older folds then no longer fit this build (see `folds_fingerprint`)."""
 
@@ -204,7 +250,7 @@ def evolve(state: DeviceState, ev: Event, at: int = 0, seq: int = 0) -> DeviceSt
     return _replace_state(new, seq=seq) if seq else new
 
 
-def replay_rows(state: DeviceState, rows: Iterable[list[Any]]) -> DeviceState:
+def replay_rows(state: DeviceState, rows: Iterable[Sequence[Any]]) -> DeviceState:
     """Fold typed log rows `[seq, stream, type, v, at, actor, correlation, event, hash]`
     (`FileEventLog.read_rows(..., typed=True)`: each payload already decoded into its event).
 
@@ -227,14 +273,41 @@ def replay_rows(state: DeviceState, rows: Iterable[list[Any]]) -> DeviceState:
     finally:
         if paused:
             gc.enable()
-    return _replace_state(owned, seq=seq)  # the plain DeviceState of the same fields
+    config, commits = owned.config, owned.commits
+    return _replace_state(  # the plain DeviceState of the same fields
+        owned, seq=seq,
+        config=config.frozen() if type(config) is OwnedConfig else config,
+        commits=commits.frozen() if type(commits) is _OwnedHistory else commits)
 
 
 def fold_commit(state: DeviceState, ev: ConfigurationCommitted, at: int) -> DeviceState:
-    changes = tuple(map(_make_change, ev.changes))
-    commit = Commit(ev.commit_id, ev.user, ev.label, ev.comment, at, changes, ev.rollback_to)
-    return with_state(state, config=state.config.apply_all(changes),
+    if type(state) is _ReplayState:
+        return _replay_commit(state, ev, at)
+    commit = _commit_of(ev, at)
+    return with_state(state, config=state.config.apply_all(commit.changes),
                       commits=state.commits.push(commit))
+
+
+def _replay_commit(state: DeviceState, ev: ConfigurationCommitted, at: int) -> DeviceState:
+    """`fold_commit` in a replay loop: the loop's own configuration changed in place and the
+    commit kept as its event (engine.config.OwnedConfig, _OwnedHistory), instead of a new
+    tree, a Commit and a new history per event; `replay_rows` freezes both at the end. What
+    the replay folds to is the same (tests/core/test_core_fast_replay.py)."""
+    config, commits = state.config, state.commits
+    if type(config) is not OwnedConfig:
+        config = OwnedConfig.of(config)
+        _set_field(state, "config", config)
+    if type(commits) is not _OwnedHistory:
+        commits = _OwnedHistory(commits)
+        _set_field(state, "commits", commits)
+    config.apply_wire(ev.changes)
+    commits.defer(ev, at)
+    return state
+
+
+def _commit_of(ev: ConfigurationCommitted, at: int) -> Commit:
+    return Commit(ev.commit_id, ev.user, ev.label, ev.comment, at,
+                  tuple(map(_make_change, ev.changes)), ev.rollback_to)
 
 
 _make_change = Change._make

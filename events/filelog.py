@@ -497,6 +497,9 @@ class FileEventLog:
         self._head_at: tuple[Path | None, int] | None = None
         self._durable_at: tuple[Path | None, int] | None = None
         self._marked_at = time.monotonic()
+        # Called with the seq the marker is about to record, in the marker's step: what must
+        # be durable with the marker writes itself here (engine/audit/trail.py).
+        self.on_mark: Callable[[int], None] | None = None
 
     # -- opening ---------------------------------------------------------------------------
 
@@ -766,6 +769,8 @@ class FileEventLog:
         seq, hash_ = self._durable
         if seq == self._marked:
             return
+        if self.on_mark is not None:
+            self.on_mark(seq)
         try:
             at = self._durable_at
             write_marker(self.root, seq, hash_, None if at is None or at[0] is None
@@ -802,23 +807,17 @@ class FileEventLog:
                     yield Recorded(seq, stream, typ, v, at, actor, corr, payload, prev, h, [])
                 prev = h
 
-    def read_rows(self, from_seq: int = 1, *, typed: bool = False) -> Iterator[list[Any]]:
+    def read_rows(self, from_seq: int = 1, *, typed: bool = False) -> Iterator[Row]:
         """The raw rows `[seq, stream, type, v, at, actor, correlation, payload, hash]`, for
         replay loops that must not pay for an envelope object per event. Arrays inside a
         payload are tuples, as `events.registry.event_from` expects them. `typed`: each
         row's payload is its event instead, decoded straight from the stored bytes
-        (`events.typed`; what `engine.state.replay_rows` folds)."""
+        (`events.typed`; what `engine.state.replay_rows` folds; such rows are tuples).
+        Every check `_frames` makes is made, in one loop (`_read_rows`): a full replay
+        reads every event through it."""
         head = self._head_seq
         self._write_out()
-        decode = _decoder(typed)
-        for seg, offset, first_seq, body in self._frames(self._segments_from(from_seq),
-                                                         SEG_HEADER.size, None, head):
-            if first_seq >= from_seq:
-                yield from decode(seg, offset, first_seq, body)
-            elif first_seq + _count_records(seg, offset, first_seq, body) > from_seq:
-                for row in decode(seg, offset, first_seq, body):
-                    if row[0] >= from_seq:
-                        yield row
+        return _read_rows(self._segments_from(from_seq), head, from_seq, _decoder(typed))
 
     def _frames(self, segs: Sequence[Path], start: int, expect: int | None,
                 head: int) -> Iterator[tuple[Path, int, int, bytes]]:
@@ -869,7 +868,7 @@ class FileEventLog:
                                       f"(its head is {head})"))
 
     def tail(self, at: Position, seq: int, chain: bytes, *,
-             typed: bool = False) -> Iterator[list[Any]]:
+             typed: bool = False) -> Iterator[Row]:
         """The rows after event `seq` (chain hash `chain`) whose frames start at `at`, as
         `read_rows` gives them (`typed` likewise), each row's chain hash checked from its
         stored bytes. The
@@ -902,7 +901,7 @@ class FileEventLog:
 
     def _checked_tail(self, first: tuple[Path, int, int, bytes],
                       frames: Iterator[tuple[Path, int, int, bytes]],
-                      prev: bytes, typed: bool) -> Iterator[list[Any]]:
+                      prev: bytes, typed: bool) -> Iterator[Row]:
         decode = _decoder(typed)
         yield from decode(*first)
         for frame in frames:
@@ -943,6 +942,126 @@ class FileEventLog:
         self.close()
 
 
+Row = Sequence[Any]
+"""A stored row `[seq, stream, type, v, at, actor, correlation, payload, hash]` (a list, or a
+tuple with the payload decoded into its event: `events.typed`)."""
+Decode = Callable[[Path, int, int, bytes], Sequence[Row]]
+
+
+def _read_rows(segs: Sequence[Path], head: int, from_seq: int,
+               decode: Decode) -> Iterator[Row]:
+    """The rows with seq >= from_seq of every frame of `segs` up to `head`: `_frames` and
+    `scan_frames` as one loop, the hot path of a full replay (one generator between the
+    bytes and the fold, no frame tuples, a frame's rows counted from its decode). The checks
+    are theirs: both CRCs of every frame, the numbering across frames and segments, the
+    segment links of the chain. Anything that fails one is handed to `scan_frames` from that
+    frame (`_why`), which names it exactly as every reader does."""
+    unpack, crc = FRAME_HEADER.unpack_from, crc32c.crc32c
+    header_size, prefix_size = FRAME_HEADER.size, _FRAME_PREFIX.size
+    expect: int | None = None
+    last: tuple[Path, int, int, bytes] | None = None  # the frame before, for its hash
+    for seg in segs:
+        expect = _segment_start(seg, expect, last, head)
+        if expect is None:
+            return
+        with open(seg, "rb", buffering=0) as f:
+            f.seek(SEG_HEADER.size)
+            buf, pos, base = b"", 0, SEG_HEADER.size  # base: the file offset of buf[0]
+            try:
+                while True:
+                    if len(buf) - pos < header_size:
+                        buf, pos, base = _refill(f, buf, pos, base, header_size)
+                        if pos == len(buf):
+                            break  # the end of the segment
+                        if len(buf) - pos < header_size:
+                            raise _why(seg, base + pos)
+                    length, first_seq, body_crc, header_crc = unpack(buf, pos)
+                    if length > MAX_BODY or crc(buf[pos:pos + prefix_size]) != header_crc:
+                        raise _why(seg, base + pos)
+                    end = pos + header_size + length
+                    if end > len(buf):
+                        buf, pos, base = _refill(f, buf, pos, base, header_size + length)
+                        end = header_size + length
+                        if end > len(buf):
+                            raise _why(seg, base + pos)
+                    body = buf[end - length:end]
+                    if crc(body) != body_crc:
+                        raise _why(seg, base + pos)
+                    if first_seq > head:
+                        return
+                    offset, pos = base + pos, end
+                    if first_seq != expect:
+                        raise LogCorrupted(Damage(seg.name, offset, first_seq, f"frame starts "
+                                                  f"at seq {first_seq}, expected {expect}"))
+                    last = (seg, offset, first_seq, body)
+                    if first_seq < from_seq:
+                        n, rows = _rows_from(last, from_seq, decode)
+                    else:
+                        if body[:1] != b"\x91":  # not the common one-row frame: count first
+                            _count_records(seg, offset, first_seq, body)
+                        rows = decode(seg, offset, first_seq, body)
+                        n = len(rows)
+                    expect += n
+                    yield from rows
+                    del rows  # not alive beside the next frame's (a 1000-event batch)
+            except _Torn as torn:
+                if expect > head:
+                    return  # a torn tail after the head (a read-only open's pending repair)
+                raise LogCorrupted(Damage(seg.name, torn.offset, None,
+                                          "incomplete frame inside the log")) from None
+    _reached_head(segs, expect, head)
+
+
+def _reached_head(segs: Sequence[Path], expect: int | None, head: int) -> None:
+    """LogCorrupted if the segments ended before the head (`expect`: the next seq)."""
+    if expect is not None and expect <= head:
+        where = segs[-1].name if segs else "-"
+        raise LogCorrupted(Damage(where, 0, expect, f"the log ends before seq {expect} "
+                                  f"(its head is {head})"))
+
+
+def _rows_from(frame: tuple[Path, int, int, bytes], from_seq: int,
+               decode: Decode) -> tuple[int, Sequence[Row]]:
+    """How many rows a frame starting before `from_seq` holds, and those from `from_seq` on
+    (decoded only if there are any)."""
+    n = _count_records(*frame)
+    if frame[2] + n <= from_seq:
+        return n, ()
+    return n, [row for row in decode(*frame) if row[0] >= from_seq]
+
+
+def _segment_start(seg: Path, expect: int | None, last: tuple[Path, int, int, bytes] | None,
+                   head: int) -> int | None:
+    """The seq segment `seg` starts at, its header checked against the segment before (whose
+    last frame is `last`, and whose rows end before `expect`); None if it starts after the
+    head (a reader stops there)."""
+    try:
+        seg_first, seg_prev = read_segment_header(seg)
+    except _Torn:
+        if int(seg.stem) > head:
+            return None  # an incomplete new segment a writer's open will remove
+        raise LogCorrupted(Damage(seg.name, 0, None, "segment header is incomplete")) from None
+    if seg_first > head:
+        return None
+    if expect is not None and seg_first != expect:
+        raise LogCorrupted(Damage(seg.name, 0, seg_first, f"segment starts at seq "
+                                  f"{seg_first}, expected {expect}"))
+    if (seg_first == 1 and seg_prev != GENESIS) or (
+            last is not None and _decode(*last)[-1][8] != seg_prev):
+        raise LogCorrupted(Damage(seg.name, 0, seg_first, "segment prev hash breaks the chain"))
+    return seg_first
+
+
+def _why(seg: Path, offset: int) -> Exception:
+    """What is wrong with the frame at `offset`, as `scan_frames` names it (_Torn or
+    LogCorrupted): the fast loop's checks found something, and the careful loop says what."""
+    try:
+        next(scan_frames(seg, offset), None)
+    except (_Torn, LogCorrupted) as e:
+        return e
+    return LogCorrupted(Damage(seg.name, offset, None, "the frame changed while it was read"))
+
+
 def _count_records(seg: Path, offset: int, first_seq: int, body: bytes) -> int:
     try:
         n = count_rows(body)
@@ -975,14 +1094,14 @@ def _decode(seg: Path, offset: int, first_seq: int, body: bytes) -> list[list[An
     return rows
 
 
-def _decoder(typed: bool) -> Callable[[Path, int, int, bytes], list[list[Any]]]:
+def _decoder(typed: bool) -> Decode:
     """`_decode`, or with `typed` the same with each row's payload decoded into its event
     (`events.typed`, imported here: only the readers that need msgspec load it)."""
     if not typed:
         return _decode
     from events.typed import decode_events
 
-    def decode_typed(seg: Path, offset: int, first_seq: int, body: bytes) -> list[list[Any]]:
+    def decode_typed(seg: Path, offset: int, first_seq: int, body: bytes) -> Sequence[Row]:
         try:
             return decode_events(body)
         except (ValueError, TypeError) as e:

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
+from engine.audit.key import AuditKey
 from engine.ca.generations import CAGeneration, first_generation, issuing_generation
 from engine.ca.pmap import PMap
 from engine.folds import FoldTable
 from engine.machines import ca_request
 from engine.machines.ca_request import REQUESTS
+from events.audit import AuditKeyCreated
 from events.ca import (
     CAInitialized,
     CARolledOver,
@@ -106,6 +108,7 @@ class CAState:
     # (engine/ca/generations.py says which one issues when).
     generations: tuple[CAGeneration, ...] = ()
     last_at: int = 0  # `at` of the last event folded in
+    audit_key: AuditKey | None = None  # the log's audit key (engine/audit/), once made
 
     @property
     def ra_mode(self) -> bool:
@@ -209,6 +212,10 @@ def _rolled_over(state: CAState, ev: CARolledOver, at: int) -> CAState:
     return replace(state, generations=(*state.generations, generation), last_at=at)
 
 
+def _audit_key(state: CAState, ev: AuditKeyCreated, at: int) -> CAState:
+    return replace(state, audit_key=AuditKey.from_event(ev, at), last_at=at)
+
+
 CA_FOLDS: FoldTable[CAState] = FoldTable("CA", {
     CAInitialized: (_initialized,),
     ChallengeMinted: (_challenge_minted,),
@@ -219,5 +226,6 @@ CA_FOLDS: FoldTable[CAState] = FoldTable("CA", {
     CertificateIssued: (_certificate_issued,),
     CertificateRevoked: (_certificate_revoked,),
     CRLIssued: (_crl_issued,),
+    AuditKeyCreated: (_audit_key,),
     CARolledOver: (_rolled_over,),
 })

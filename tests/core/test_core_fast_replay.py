@@ -19,12 +19,15 @@ from pathlib import Path
 from typing import Any
 
 import hypothesis.strategies as st
+import pytest
 from hypothesis import given, settings
 
-from engine.config import Change, ConfigTree
+from engine import snapshot
+from engine.config import Change, ConfigConflict, ConfigTree, OwnedConfig
 from engine.config import Path as ConfigPath
 from engine.machines.table import IllegalTransition
-from engine.state import MAX_COMMITS, DeviceState, evolve, replay_rows
+from engine.state import MAX_COMMITS, CommitHistory, DeviceState, evolve, replay_rows
+from events.audit import AuditKeyCreated
 from events.clock import ClockSet
 from events.device import ConfigurationCommitted
 from events.filelog import FileEventLog
@@ -146,6 +149,8 @@ def other_event(draw: st.DrawFn) -> Event:
         PeerValidated(("ab",), "ike", 5, None, draw(st.booleans()), tuple(draw(st.lists(
             st.sampled_from(("REVOKED", "EXPIRED", "CRL_BYPASSED")), max_size=2))),
             "trustpool", "trustpool", "cd", ("ab", "cd"), (), ""),
+        AuditKeyCreated("trustledger.example/r/0011", key_id, b"k" * 32, b"spki", b"sealed",
+                        b"n" * 12, "aes"),
         ShadowCAAccepted(tp, CERT, 9_000_000),  # CA rollover (engine/rollover/)
         ShadowCAFetchFailed(tp, "unreachable", 6_000_000),
         ShadowCANotOffered(tp, 9_000_000),
@@ -223,6 +228,9 @@ def test_fast_replay_equals_the_live_folds(case: tuple[DeviceState, list[Pending
     assert fast == live
     assert list(fast.commits) == list(live.commits)
     assert fast.trustpoints == live.trustpoints and fast.messages == live.messages
+    # ...and the same bytes in a snapshot: the same chunks of history, the same dict orders
+    assert snapshot.encode(fast, (fast.seq, bytes(32))) == \
+        snapshot.encode(live, (live.seq, bytes(32)))
 
 
 def test_replay_leaves_the_state_it_started_from_unchanged(tmp_path: Path) -> None:
@@ -253,3 +261,63 @@ def test_the_commit_history_keeps_exactly_the_newest_max_commits() -> None:
                              -1))
     assert state.commits.find(ids[-1]) is not None
     assert state.commits.find(ids[-1] - 1) is None  # the 101st newest is not shown
+
+
+def _commits(first: int, count: int) -> list[ConfigurationCommitted]:
+    """Commits `first`.. of a hostname that changes each time (commit ids from 1000000001)."""
+    return [ConfigurationCommitted(1000000001 + i, "admin", f"l{i}", "", ((
+        ("hostname",), f"hostname r{i - 1}" if i else None, f"hostname r{i}"),))
+        for i in range(first, first + count)]
+
+
+@pytest.mark.parametrize("before", [0, 1, 7, 10, 95, 113])
+@pytest.mark.parametrize("added", [1, 3, 10, 104, 125])
+def test_replay_keeps_the_history_in_the_chunks_the_live_pushes_make(
+        tmp_path: Path, before: int, added: int) -> None:
+    """Replay keeps commits as events and builds the history once at the end: the same
+    commits in the same chunks as `push`, however many commits the state it starts from
+    (a snapshot) already had and however many the replay adds."""
+    start = DeviceState()
+    for i, ev in enumerate(_commits(0, before)):
+        start = evolve(start, ev, i, i + 1)
+    live = start
+    with FileEventLog.open(tmp_path) as log:
+        for i, ev in enumerate(_commits(before, added)):
+            log.append([PendingEvent(ev, "device", before + i)])
+            live = evolve(live, ev, before + i, before + i + 1)
+    with FileEventLog.open(tmp_path, readonly=True) as log:
+        rows = [(before + row[0], *row[1:]) for row in log.read_rows(typed=True)]
+    fast = replay_rows(start, rows)
+    assert (fast.commits.newest, fast.commits.older, fast.commits.count) == \
+        (live.commits.newest, live.commits.older, live.commits.count)
+    assert type(fast.commits) is CommitHistory and type(fast.config) is ConfigTree
+    assert fast.hostname == f"r{before + added - 1}" and fast == live
+
+
+_KEYS = ("hostname", "crypto ca trustpoint a", "domain name")
+_change = st.tuples(
+    st.one_of(st.tuples(st.sampled_from(_KEYS)),
+              st.tuples(st.sampled_from(_KEYS), st.sampled_from(("enrollment", "query")))),
+    st.one_of(st.none(), st.sampled_from(("l1", "l2"))),
+    st.one_of(st.none(), st.sampled_from(("l1", "l2"))))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.lists(_change, min_size=1, max_size=4), max_size=12))
+def test_the_owned_configuration_applies_changes_as_the_tree_does(
+        commits: list[list[tuple[ConfigPath, str | None, str | None]]]) -> None:
+    """Replay's configuration (changed in place) ends where `apply_all` ends, in the same
+    order, and refuses a change that does not apply with the same ConfigConflict: random
+    changes, most of which do not apply."""
+    tree, owned = ConfigTree(), OwnedConfig.of(ConfigTree())
+    for changes in commits:
+        try:
+            tree = tree.apply_all([Change(*c) for c in changes])
+        except ConfigConflict as e:
+            with pytest.raises(ConfigConflict) as raised:
+                owned.apply_wire(changes)
+            assert str(raised.value) == str(e)
+            return
+        owned.apply_wire(changes)
+        assert list(owned.walk()) == list(tree.walk())
+    assert owned.frozen() == tree and type(owned.frozen()) is ConfigTree

@@ -9,12 +9,15 @@ interpreter and reads its `sys.modules`: behaviour, not timing.
 
 from __future__ import annotations
 
+import argparse
 import os
 import subprocess
 import sys
 from pathlib import Path
 
-from engine.cli import _parser
+import pytest
+
+from engine.cli import SUBCOMMANDS, _parser
 
 REPO = Path(__file__).resolve().parents[2]
 NOT_FOR_A_SHOW = ("httpx", "httpcore", "engine.scep_client", "engine.adapters.http_deadline",
@@ -79,3 +82,25 @@ def test_help_lists_ca_the_same_whether_or_not_the_ca_is_loaded() -> None:
     """Only a `ca` command line loads engine.ca.cli; any other lists `ca` with the same line."""
     assert _parser("exec").format_help() == _parser().format_help()
     assert "the built-in SCEP CA" in _parser("exec").format_help()
+
+
+def _subparsers(p: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    [action] = [a for a in p._actions if isinstance(a, argparse._SubParsersAction)]
+    return dict(action.choices)
+
+
+@pytest.mark.parametrize("word", [*SUBCOMMANDS, "ca", "not-a-command"])
+def test_only_the_named_subcommand_gets_its_arguments_and_help_stays_the_same(
+        word: str) -> None:
+    """A command line builds the arguments of the subcommand it names only (the others are
+    listed, never parsed); `trustledger -h` and that subcommand's own help read as with the
+    whole parser. An unknown word gets the whole parser (argparse names the choices)."""
+    whole, named = _parser(), _parser(word)
+    assert named.format_help() == whole.format_help()
+    subs, all_subs = _subparsers(named), _subparsers(whole)
+    assert list(subs) == list(all_subs)
+    for name, sub in subs.items():
+        if name == word or (word == "not-a-command" and name != "ca"):
+            assert sub.format_help() == all_subs[name].format_help()
+        elif name != "ca":  # `ca` is engine.ca.cli's (_register_ca)
+            assert sub._actions == []  # not even -h: never parsed

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import msgpack
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -286,3 +287,25 @@ def test_a_batch_of_more_than_65535_events_is_one_readable_frame(tmp_path: Path)
     assert frame.body == encode_body([[*r.core(), r.hash] for r in recs])
     with FileEventLog.open(tmp_path, readonly=True) as log:
         assert sum(1 for _ in log.read_rows()) == 70_000
+
+
+_native = st.recursive(
+    st.none() | st.booleans() | st.integers(-2**63, 2**64 - 1) | st.text() | st.binary(),
+    lambda inner: st.lists(inner, max_size=5).map(tuple) | st.lists(inner, max_size=5)
+    | st.dictionaries(st.text(max_size=8), inner, max_size=5), max_leaves=30)
+
+
+@settings(max_examples=500)
+@given(st.lists(_native, max_size=9), st.integers(0, 70_000), st.integers(0, 70_000))
+def test_encode_core_writes_the_bytes_msgpack_writes(core: list[Any], n: int, m: int) -> None:
+    """The core's bytes (what the chain hashes) are msgpack's, value for value: every size
+    boundary of ints, strs (fixstr, str8, str16, str32), bins and arrays included."""
+    core = [*core, "x" * n, b"y" * m, tuple(range(n % 20)), n - m]
+    assert encode_core(core) == msgpack.Packer(use_bin_type=True).pack(core)
+
+
+@settings(max_examples=100)
+@given(st.lists(sampled_events, min_size=1, max_size=3))
+def test_encode_core_of_sealed_events_is_msgpack(evs: list[Sampled]) -> None:
+    for rec in seal([PendingEvent(e, "s", 7) for e in evs], 1, GENESIS):
+        assert encode_core(rec.core()) == msgpack.Packer(use_bin_type=True).pack(rec.core())

@@ -247,3 +247,35 @@ def test_a_long_group_writes_out_in_bounded_chunks(tmp_path: Path,
         monkeypatch.undo()  # the head marker written at close is not the segment's
     assert len(writes) < 30  # one write per ~1 MiB, not one per frame
     assert sum(writes) == seg.stat().st_size - before  # and every byte went out
+
+
+def _outcome(read: Callable[[], list[int]]) -> list[int] | str:
+    try:
+        return read()
+    except filelog.LogCorrupted as e:
+        return f"LogCorrupted: {e}"
+
+
+def test_read_rows_reads_and_refuses_exactly_as_read_does(tmp_path: Path) -> None:
+    """`read_rows` (one loop over the bytes, the replay's) against `read` (frames from
+    `scan_frames`, checked by `_frames`): the same rows, or the same damage named, whatever
+    byte of a sealed segment is changed (headers, lengths, CRCs, seqs, bodies)."""
+    root = tmp_path / "log"
+    _fill(root, [1, 2, 1, 3, 1, 1, 2, 1] * 3, segment_bytes=700)
+    segs = segment_files(root)
+    assert len(segs) >= 4
+    for seg in segs[:-1]:  # sealed segments: a read-only open does not read them
+        original = seg.read_bytes()
+        for at in range(0, len(original), 5):
+            damaged = bytearray(original)
+            damaged[at] ^= 0x41
+            seg.write_bytes(bytes(damaged))
+            with FileEventLog.open(root, readonly=True) as log:
+                for start in (1, 5):
+                    rows = _outcome(lambda: [r[0] for r in log.read_rows(start)])  # noqa: B023
+                    typed = _outcome(lambda: [r[0] for r in log.read_rows(start, typed=True)])  # noqa: B023
+                    records = _outcome(lambda: [r.seq for r in log.read(start)])  # noqa: B023
+                    assert rows == records, (seg.name, at, start)
+                    if isinstance(rows, list):
+                        assert typed == rows, (seg.name, at, start)
+        seg.write_bytes(original)

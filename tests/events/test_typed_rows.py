@@ -4,6 +4,7 @@ upcast, a payload msgspec will not take, and a type this build does not know."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ import pytest
 from events.codec import decode_body, encode_body
 from events.device import ConfigurationCommitted
 from events.filelog import FileEventLog, LogCorrupted
-from events.registry import event_from, payload_of
+from events.registry import Event, event, event_from, payload_of
 from events.store import PendingEvent
 from events.trustpoint import EnrollmentPending
 from events.typed import decode_events
@@ -53,7 +54,7 @@ def as_event_from(body: bytes) -> list[list[Any]]:
 def test_typed_rows_equal_event_from(rows: list[list[Any]]) -> None:
     body = encode_body(rows)
     typed = decode_events(body)
-    assert typed == as_event_from(body)
+    assert [list(r) for r in typed] == as_event_from(body)  # typed rows are tuples
     assert [type(r[7]) for r in typed] == [type(r[7]) for r in as_event_from(body)]
 
 
@@ -93,3 +94,39 @@ def test_an_undecodable_typed_body_raises_log_corrupted(tmp_path: Path,
     with FileEventLog.open(tmp_path, readonly=True) as log, \
             pytest.raises(LogCorrupted, match="undecodable frame body: not rows"):
         list(log.read_rows(typed=True))
+
+
+@event("LogTestTwinA", version=1)
+@dataclass(frozen=True, slots=True)
+class TwinA(Event):
+    name: str
+    n: int
+
+
+@event("LogTestTwinB", version=1)
+@dataclass(frozen=True, slots=True)
+class TwinB(Event):  # the same fields: a TwinB payload decodes as a TwinA, and vice versa
+    name: str
+    n: int
+
+
+def _one(seq: int, name: str, version: int, payload: dict[str, Any]) -> bytes:
+    return encode_body([row(seq, name, version, payload)])
+
+
+def test_a_frame_is_never_typed_as_the_type_the_frame_before_held() -> None:
+    """The whole-frame decoder tries the previous frame's type: a row of another type whose
+    payload fits that type too, or of another version, still comes back as its own type
+    (upcast), and so does every row of a frame that mixes types."""
+    a, b = TwinA("x", 1), TwinB("x", 1)
+    assert decode_events(_one(1, "LogTestTwinA", 1, payload_of(a)))[0][7] == a
+    assert decode_events(_one(2, "LogTestTwinA", 1, payload_of(a)))[0][7] == a  # guessed
+    assert type(decode_events(_one(3, "LogTestTwinB", 1, payload_of(b)))[0][7]) is TwinB
+    mixed = encode_body([row(4, "LogTestTwinB", 1, payload_of(b)),
+                         row(5, "LogTestTwinA", 1, payload_of(a))])
+    assert [type(r[7]) for r in decode_events(mixed)] == [TwinB, TwinA]
+    pending_v2 = payload_of(EnrollmentPending("ca1", "t1", 2, 5, "x"))
+    decode_events(_one(6, "EnrollmentPending", 2, pending_v2))
+    old = {"trustpoint": "ca1", "transaction_id": "t1", "polls": 1, "next_poll_at": 9}
+    [upcast] = decode_events(_one(7, "EnrollmentPending", 1, old))
+    assert [list(upcast)] == as_event_from(_one(7, "EnrollmentPending", 1, old))
