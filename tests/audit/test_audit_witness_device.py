@@ -206,8 +206,57 @@ def test_a_stalled_witness_never_holds_up_a_command(tmp_path: Path) -> None:
         stalled.release.set()
         said = dev.engine.witnesses_settled(10)
         assert stalled.answered == [True]
-        assert f"witness {WITNESS} (http://127.0.0.1:9) refused the checkpoint" in said
+        assert said.startswith(f"%AUDIT-4-WITNESS: witness {WITNESS} (http://127.0.0.1:9) did "
+                               "not co-sign the checkpoint")
         assert "HTTP 503: busy" in said
     finally:
         stalled.release.set()
+        dev.engine.close()
+
+
+class _Answering:
+    def __init__(self, status: int, body: bytes) -> None:
+        self.reply = WitnessReply(status, "text/plain", body)
+
+    def post(self, url: str, body: bytes) -> WitnessReply:
+        return self.reply
+
+
+@pytest.mark.parametrize(("status", "body", "said"), [
+    (404, b"unknown log origin", "%AUDIT-4-WITNESS: witness witness.example/w1 "
+     "(http://127.0.0.1:9) did not co-sign the checkpoint of tree size 2: "),
+    (404, b"404 page not found", "(the witness does not follow this log, or the URL is not its "
+     "submission prefix)"),
+    (422, b"bad proof", "%AUDIT-1-WITNESS_REFUSED: witness witness.example/w1 "
+     "(http://127.0.0.1:9) refused the checkpoint of tree size 2 (root "),
+])
+def test_only_a_witness_that_disputes_the_log_is_an_alert(
+        tmp_path: Path, status: int, body: bytes, said: str) -> None:
+    """Review 12: a 404 (origin not followed, wrong prefix) or 403 is a warning; only 400, 409
+    and 422 (the log is not the one the witness saw grow) are refusals."""
+    key = init_witness(tmp_path / "w", WITNESS).key_string()
+    dev = Device(tmp_path / "dev")
+    dev.engine.ports.witness = _Answering(status, body)
+    try:
+        out = dev.commit(f"audit witness url http://127.0.0.1:9 key {key}")
+        assert said in out, out
+        assert f"HTTP {status}: {body.decode()}" in out
+        assert ("%AUDIT-1" in out) is (status == 422)
+    finally:
+        dev.engine.close()
+
+
+@pytest.mark.integration
+def test_an_https_url_to_a_plain_witness_says_tls_failed(
+        tmp_path: Path, witness: tuple[WitnessService, str, str]) -> None:
+    """Review 12: not a raw `[SSL: WRONG_VERSION_NUMBER]`."""
+    _, url, witness_key = witness
+    dev = Device(tmp_path / "dev")
+    try:
+        https = url.replace("http://", "https://")
+        out = dev.commit(f"audit witness url {https} key {witness_key}")
+        assert f"%AUDIT-4-WITNESS: witness {WITNESS} ({https}) did not co-sign" in out, out
+        assert f"{https}/add-checkpoint: the TLS handshake failed (WRONG_VERSION_NUMBER): no " \
+               "HTTPS server with a trusted certificate there" in out, out
+    finally:
         dev.engine.close()
