@@ -759,6 +759,19 @@ class Engine:
             self._cosigner.wait(timeout)
         return self.witness_results()
 
+    def write_out_audit(self) -> None:
+        """Write the audit trail out now if it changed (the interactive shell, between
+        commands): `audit export` and `audit prove` then see a checkpoint within a second of
+        its decision, not only at the next command's head-marker step. A failure is logged;
+        the next step writes it."""
+        if self.audit is None or not isinstance(self.store, FileEventLog) or \
+                self._grouped is not None:
+            return
+        try:
+            self.audit.persist(self.store.head[0])
+        except OSError as e:
+            logger.warning("audit trail not written; the log holds every event", error=str(e))
+
     def witness_results(self) -> str:
         """Apply what the witnesses answered since the last call (called between commands):
         cosignatures on the checkpoint they were asked for, if it is still the latest; the

@@ -216,6 +216,7 @@ class Scheduler:
     def tick(self) -> None:
         with self.lock:
             said = self.engine.witness_results()  # the witnesses' answers, when they come
+            self.engine.write_out_audit()  # checkpoints on disk for `audit export` at once
         if said:
             self._say(said)
         for work in self.engine.perform_due():

@@ -56,8 +56,11 @@ def latest_checkpoint(log: FileEventLog, key: AuditKey) -> tuple[bytes, Checkpoi
     """The latest checkpoint beside the log, its signature checked with the log's key."""
     saved = read_saved(log.root)
     if saved is None or saved.latest is None:
-        raise AuditError(Reason.NOT_FOUND, f"The log {log.root} has no checkpoint yet: "
-                         "`trustledger audit checkpoint` signs one.")
+        first = next(log.read_rows(), None)
+        how = ("the CA signs one after every certificate issued or revoked and every CRL"
+               if first is not None and first[1] == "ca"
+               else "`trustledger audit checkpoint` signs one")
+        raise AuditError(Reason.NOT_FOUND, f"The log {log.root} has no checkpoint yet: {how}.")
     return saved.latest.note, _checked(saved.latest.note, key)
 
 

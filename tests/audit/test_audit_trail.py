@@ -290,3 +290,20 @@ def test_the_trail_is_written_in_the_marker_step_and_only_what_is_acknowledged(
     assert saved is not None and saved.tree.size == 2
     trail.persist()  # everything (what a clean close does)
     assert checkpoints(tmp_path / "dev") == [1, 2, 4]
+
+
+def test_the_shell_writes_a_checkpoint_out_between_commands(device: Path) -> None:
+    """Review 13: with a shell open and idle, the checkpoint of its last decision reaches
+    CHECKPOINTS (what `audit export` reads) at the scheduler's next tick, not at the next
+    command's head-marker step."""
+    from engine.frontends import Scheduler
+
+    e = open_engine(device)
+    try:
+        commit_hostname(e, "r9")
+        assert checkpoints(device)[-1] < e.state.seq  # signed, not written out yet
+        Scheduler(e).tick()
+        assert checkpoints(device)[-1] == e.state.seq
+    finally:
+        e.close()
+
