@@ -151,6 +151,9 @@ def checkpoint_until(log: FileEventLog, key: AuditKey, seq: int | None,
                 break
             seq = row[0]
     assert seq is not None
+    if seq > log.head[0]:
+        raise AuditError(Reason.INVALID_VALUE, f"The log ends at seq {log.head[0]}: --until "
+                         f"{seq} is beyond it.")
     found = [(n, c) for n, c in recorded_checkpoints(log, key) if c.size <= seq]
     if not found:
         raise AuditError(Reason.NOT_FOUND, f"No recorded checkpoint covers the log up to seq "

@@ -282,6 +282,20 @@ def test_export_until_takes_the_newest_checkpoint_at_or_before(
     assert rc == 2 and "No recorded checkpoint covers the log up to seq 0" in err
 
 
+def test_export_until_refuses_what_is_no_seq_or_beyond_the_log(
+        device: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Review 17: a `%` line of its own (not `trustledger replay:`), and a seq past the log's
+    end is said, not exported as if it were the head."""
+    out = tmp_path / "b"
+    assert run(capsys, "audit", "export", str(device), "--until", "-1", "-o", str(out)) == (
+        2, "", "% --until '-1' is neither a seq nor an ISO time.\n")
+    with FileEventLog.open(device / "log", readonly=True) as log:
+        head = log.head[0]
+    assert run(capsys, "audit", "export", str(device), "--until", "99", "-o", str(out)) == (
+        2, "", f"% The log ends at seq {head}: --until 99 is beyond it.\n")
+    assert not out.exists()
+
+
 def test_the_bundle_records_are_length_prefixed_cores_and_hashes(bundle: bytes) -> None:
     b = parse_bundle(bundle)
     (n,) = struct.unpack_from(">I", b.body, 0)
