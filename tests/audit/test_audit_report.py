@@ -201,3 +201,21 @@ def test_report_of_a_fresh_process_reads_every_feature_event(tmp_path: Path) -> 
     assert (done.returncode, done.stderr) == (0, "")
     assert done.stdout == f"{out}: 1 events, 0 trustpoint(s)\n"
     assert 'data-type="TrustpoolBuiltinsRecorded"' in out.read_text()
+
+
+@pytest.mark.skipif(not shutil.which("dot"), reason="graphviz's dot is not installed")
+def test_report_writes_through_a_link_and_keeps_it(tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """Review 6: `-o LINK` replaces the file the link names (the link stays)."""
+    from engine.engine import Engine
+
+    with Engine.open(tmp_path / "dev"):
+        pass
+    target = tmp_path / "pages" / "index.html"
+    target.parent.mkdir()
+    target.write_text("old")
+    link = tmp_path / "latest.html"
+    link.symlink_to(target)
+    assert main(["audit", "report", str(tmp_path / "dev"), "-o", str(link)]) == 0
+    assert link.is_symlink() and target.read_text().startswith("<!DOCTYPE html>")
+    assert [p.name for p in target.parent.iterdir()] == ["index.html"]
