@@ -41,15 +41,20 @@ def find_key(log: FileEventLog) -> AuditKey:
     """The log's audit key (its `AuditKeyCreated`, near the start of the log)."""
     for row in log.read_rows():
         if row[1] == "witness":
-            raise AuditError(Reason.INVALID_VALUE, f"The log {log.root} is a witness's: it has "
-                             "no audit key (`trustledger audit witness key DIR` prints the "
-                             "witness's key).")
+            raise _witness_log(log)
         if row[2] == AuditKeyCreated.type_name:
             ev = event_from(row[2], row[3], row[7])
             assert isinstance(ev, AuditKeyCreated)
             return AuditKey.from_event(ev, row[4])
+    if (log.root.parent / "witness.key").exists():  # a witness that has recorded nothing yet
+        raise _witness_log(log)
     raise AuditError(Reason.NOT_FOUND, f"The log {log.root} has no audit key yet: it is made "
                      "when `trustledger shell`, `exec` or `audit checkpoint` first opens it.")
+
+
+def _witness_log(log: FileEventLog) -> AuditError:
+    return AuditError(Reason.INVALID_VALUE, f"The log {log.root} is a witness's: it has no "
+                      "audit key (`trustledger audit witness key DIR` prints the witness's key).")
 
 
 def latest_checkpoint(log: FileEventLog, key: AuditKey) -> tuple[bytes, Checkpoint]:

@@ -276,6 +276,9 @@ def test_a_witness_directory_is_private_and_no_device_command_takes_it(
     finally:
         os.umask(old)
     assert (d.stat().st_mode & 0o777, (d / "log").stat().st_mode & 0o777) == (0o700, 0o700)
+    capsys.readouterr()
+    assert main(["audit", "key", str(d)]) == 2  # a witness that has recorded nothing yet
+    assert "is a witness's: it has no audit key" in capsys.readouterr().err
     with WitnessService(d) as service:
         service.follow([log.verifier_key])
     before = sorted(p.name for p in d.iterdir())
