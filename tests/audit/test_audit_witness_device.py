@@ -260,3 +260,26 @@ def test_an_https_url_to_a_plain_witness_says_tls_failed(
                "HTTPS server with a trusted certificate there" in out, out
     finally:
         dev.engine.close()
+
+
+def test_the_shell_prints_a_witness_answer_as_an_asynchronous_message(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Review 4: the interactive shell's scheduler tick prints what the witness answered."""
+    from engine.frontends import Scheduler
+
+    key = init_witness(tmp_path / "w", WITNESS).key_string()
+    dev = Device(tmp_path / "dev")
+    dev.engine.ports.witness = _Answering(503, b"busy")
+    scheduler = Scheduler(dev.engine)
+    try:
+        for line in ("configure", f"audit witness url http://127.0.0.1:9 key {key}", "commit",
+                     "end"):
+            assert "%AUDIT" not in scheduler.execute(line).output
+        assert dev.engine._cosigner is not None and dev.engine._cosigner.wait(10)
+        capsys.readouterr()
+        scheduler.tick()
+        printed = capsys.readouterr().out
+        assert "%AUDIT-4-WITNESS: witness witness.example/w1 (http://127.0.0.1:9) did not" in \
+            printed and "HTTP 503: busy" in printed
+    finally:
+        dev.engine.close()
