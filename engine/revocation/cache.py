@@ -69,7 +69,7 @@ def key_of(crl: CachedCrl) -> CacheKey:
 def _older(new: CachedCrl, old: CachedCrl) -> bool:
     if new.this_update != old.this_update:
         return new.this_update < old.this_update
-    return (new.number or 0) < (old.number or 0)
+    return new.number_value < old.number_value
 
 
 def spki_sha256(cert: x509.Certificate) -> str:
@@ -117,7 +117,7 @@ def crl_for(state: DeviceState, cert: x509.Certificate,
              if c.issuer == issuer_der and c.verified_with == key and covers(c, cert)]
     if not found:
         return None
-    return max(found, key=lambda c: (c.this_update, c.number or 0, bool(c.idp_uris)))
+    return max(found, key=lambda c: (c.this_update, c.number_value, bool(c.idp_uris)))
 
 
 def crl_timeout(state: DeviceState) -> int:

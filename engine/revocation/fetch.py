@@ -101,9 +101,10 @@ def _record(state: DeviceState, got: VerifiedCrl, uri: str, now: int, tp: str | 
 
 
 def cached_of(got: VerifiedCrl, source: str, now: int, trustpoint: str | None) -> CachedCrl:
-    return CachedCrl(got.sha256, got.issuer, got.issuer_text, got.authority_key_id, got.number,
-                     got.this_update, got.next_update, source, now, trustpoint, got.idp_uris,
-                     len(got.index), got.verified_with, got.only)
+    return CachedCrl(got.sha256, got.issuer, got.issuer_text, got.authority_key_id,
+                     None if got.number is None else str(got.number),
+                     got.this_update, got.next_update, source, now, trustpoint,
+                     got.idp_uris, len(got.index), got.verified_with, got.only)
 
 
 def fetched_events(state: DeviceState, cached: CachedCrl,

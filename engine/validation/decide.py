@@ -127,7 +127,8 @@ def _status(state: DeviceState, blobs: CrlBlobs, cert: x509.Certificate,
 
 def _decided(fp: str, serial: int, status: Status, crl: CachedCrl, revoked_at: int | None = None,
              reason: str = "") -> Revocation:
-    return Revocation(fp, serial, status, crl.sha256, crl.number, crl.this_update, revoked_at,
+    return Revocation(fp, serial, status, crl.sha256,
+                      None if crl.number is None else int(crl.number), crl.this_update, revoked_at,
                       reason)
 
 

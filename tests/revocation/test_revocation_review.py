@@ -1,0 +1,99 @@
+"""Findings of the third critical review on CRL retrieval: what an RFC-legal CRL may hold is
+recorded (a 20-octet cRLNumber), a value the log cannot encode is a `%` error that changes
+nothing, and `crypto ca crl request` says what it did."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+import engine.commands.crl as crl_command
+from engine import Engine
+from engine.ports import FakeClock
+from engine.revocation.model import CachedCrl
+from engine.state import DeviceState
+from events.registry import Event
+from events.revocation import CrlFetched
+from events.validation import PeerValidated
+from tests.support.crl_support import FakeCrlFetcher
+from tests.validation.validation_support import (
+    AT_US,
+    INTER_CDP,
+    LEAF_CDP,
+    Pki,
+    der,
+    good_crl,
+    leaf_of,
+    pem,
+)
+
+BIG = 2**100  # RFC 5280 5.2.3: a cRLNumber may be 20 octets; msgpack ints stop at 2**64 - 1
+
+
+def _pool_device(tmp_path: Path, pki: Pki, answers: dict[str, bytes | str]) -> Engine:
+    (tmp_path / "pool.pem").write_bytes(pem([pki.root]))
+    dev = Engine.open(tmp_path / "dev", clock=FakeClock(AT_US), builtins=None)
+    dev.ports.crls = FakeCrlFetcher(answers)
+    r = dev.execute(f"crypto ca trustpool import url file://{tmp_path / 'pool.pem'}")
+    assert r.ok, r.output
+    return dev
+
+
+def test_a_20_octet_crl_number_is_recorded_shown_and_replayed(tmp_path: Path) -> None:
+    pki = Pki.make("Big", kind="rsa2048", cdp=[INTER_CDP])
+    answers: dict[str, bytes | str] = {
+        LEAF_CDP: good_crl(pki.inter, pki.inter_key, number=BIG),
+        INTER_CDP: good_crl(pki.root, pki.root_key, number=BIG)}
+    with _pool_device(tmp_path, pki, answers) as dev:
+        r = dev.execute(f"crypto ca crl request {INTER_CDP}")
+        assert r.ok and f"number {BIG}," in r.output
+        v = dev.validate_peer([der(leaf_of(pki)), der(pki.inter)], "ike", AT_US, None)
+        assert v.ok and {r.crl_number for r in v.revocation if r.crl_sha256} == {BIG}
+        shown = dev.execute("show crypto ca crls").output
+    assert f"CRL Number : {BIG}" in shown
+    with Engine.open(tmp_path / "dev", clock=FakeClock(AT_US), builtins=None) as again:
+        assert again.execute("show crypto ca crls").output == shown
+        assert all(c.number == str(BIG) for c in again.state.crls.crls)
+
+
+def test_an_event_the_log_cannot_encode_is_a_percent_error_that_changes_nothing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pki = Pki.make("Enc", kind="rsa2048", cdp=[INTER_CDP])
+    answers: dict[str, bytes | str] = {INTER_CDP: good_crl(pki.root, pki.root_key)}
+
+    real = crl_command.fetched_events
+
+    def unencodable(state: DeviceState, cached: CachedCrl) -> list[Event]:
+        (ev,) = real(state, cached)
+        assert isinstance(ev, CrlFetched)
+        return [dataclasses.replace(ev, number=BIG)]  # type: ignore[arg-type]
+
+    with _pool_device(tmp_path, pki, answers) as dev:
+        head, state = dev.store.head, dev.state
+        monkeypatch.setattr(crl_command, "fetched_events", unencodable)
+        r = dev.execute(f"crypto ca crl request {INTER_CDP}")
+        assert not r.ok and r.output.startswith("% Could not write the event log: an event "
+                                                "cannot be encoded")
+        assert "Nothing was changed." in r.output
+        assert dev.store.head == head and dev.state is state
+        monkeypatch.undo()
+        assert dev.execute(f"crypto ca crl request {INTER_CDP}").ok  # the shell goes on
+
+
+def test_v1_events_with_an_int_crl_number_read_back_in_decimal() -> None:
+    from events.registry import event_from
+
+    old = {"sha256": "ab", "issuer": b"", "issuer_text": "CN=x", "authority_key_id": None,
+           "number": 9, "this_update": 0, "next_update": None, "source": "u", "fetched_at": 0,
+           "trustpoint": None, "idp_uris": (), "count": 0, "verified_with": "", "only": "",
+           "attempts": ()}
+    ev = event_from("CrlFetched", 1, old)
+    assert isinstance(ev, CrlFetched) and ev.number == "9"
+    row = ("f", "1A", "good", "ab", 9, 0, None, "")
+    v1 = {"chain": (), "purpose": "ike", "at": 0, "peer_name": None, "ok": True,
+          "reasons": (), "anchor_source": "", "anchor_name": "", "anchor_sha256": "",
+          "path": (), "revocation": (row,), "detail": ""}
+    got = event_from("PeerValidated", 1, v1)
+    assert isinstance(got, PeerValidated) and got.revocation[0][4] == "9"
