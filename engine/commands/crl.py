@@ -137,7 +137,7 @@ def _verified(state: DeviceState, data: bytes, now: int) -> VerifiedCrl:
     refusal = CrlRefused("no certificate of its issuer verifies it")
     for cert in named:
         try:
-            return verify_crl(data, cert)
+            return verify_crl(data, cert, now=now)
         except CrlRefused as e:
             refusal = e
     raise refusal

@@ -3,8 +3,10 @@
 Rules:
 - the cache holds, per issuer (its Name, and the key that verified the CRL) and scope (the
   issuing distribution point's URIs and `onlyContains...` restriction), the newest complete
-  CRL fetched: a `CrlFetched` replaces the cached one unless it is older (an earlier
-  thisUpdate, or the same one with a lower cRLNumber);
+  CRL fetched: a `CrlFetched` replaces the cached one unless it is older: a lower cRLNumber
+  when both have one (RFC 5280 §5.2.3: "monotonically increasing" for a given scope and
+  issuer), else an earlier thisUpdate (then the lower number on a tie); a CRL whose
+  thisUpdate is after the fetch is refused before it gets here (engine.revocation.verify);
 - a CRL stays cached past its nextUpdate (stale: `CachedCrl.fresh_at` says so, and whoever
   decides with it compares); only a newer CRL or `clear crypto ca crl` (`CrlCacheCleared`)
   replaces it;
@@ -67,6 +69,8 @@ def key_of(crl: CachedCrl) -> CacheKey:
 
 
 def _older(new: CachedCrl, old: CachedCrl) -> bool:
+    if new.number is not None and old.number is not None:
+        return new.number_value < old.number_value
     if new.this_update != old.this_update:
         return new.this_update < old.this_update
     return new.number_value < old.number_value

@@ -73,7 +73,7 @@ def fetch_crl(state: DeviceState, cert: x509.Certificate, issuer: x509.Certifica
             continue
         try:
             data: bytes = yield FetchCRL(src.uri, timeout, src.scep)
-            got = verify_crl(data, issuer, cert)
+            got = verify_crl(data, issuer, cert, now=now)
         except PeerError as e:  # an OperatorError (e.g. fetching in a replay) is no attempt
             attempts.append((src.uri, e.text.rstrip(".")))
             continue

@@ -97,3 +97,41 @@ def test_v1_events_with_an_int_crl_number_read_back_in_decimal() -> None:
           "path": (), "revocation": (row,), "detail": ""}
     got = event_from("PeerValidated", 1, v1)
     assert isinstance(got, PeerValidated) and got.revocation[0][4] == "9"
+
+
+DAY_US = 86_400_000_000
+
+
+def test_a_crl_issued_in_the_future_is_refused_and_does_not_hide_a_revocation(
+        tmp_path: Path) -> None:
+    pki = Pki.make("Future", kind="rsa2048", cdp=[INTER_CDP])
+    future = good_crl(pki.root, pki.root_key, number=9, this_update=AT_US + 3650 * DAY_US,
+                      next_update=AT_US + 3660 * DAY_US)
+    now_crl = good_crl(pki.root, pki.root_key, number=14, revoked=[(pki.inter.serial_number,
+                                                                     None)])
+    answers: dict[str, bytes | str] = {INTER_CDP: future, "http://127.0.0.1/now.crl": now_crl}
+    with _pool_device(tmp_path, pki, answers) as dev:
+        r = dev.execute(f"crypto ca crl request {INTER_CDP}")
+        assert not r.ok and "is in the future: it is not valid yet" in r.output
+        assert not dev.state.crls.crls
+        assert dev.execute("crypto ca crl request http://127.0.0.1/now.crl").ok
+        (cached,) = dev.state.crls.crls
+        assert cached.number == "14"
+        v = dev.validate_peer([der(leaf_of(pki)), der(pki.inter)], "ike", AT_US, None)
+        assert not v.ok and "REVOKED" in v.reasons, v
+
+
+def test_the_cache_orders_crls_of_one_scope_by_crl_number() -> None:
+    from engine.revocation.cache import CrlCache
+    from engine.revocation.model import CachedCrl
+
+    def cached(number: str | None, this_update: int) -> CachedCrl:
+        return CachedCrl("ab" + (number or ""), b"issuer", "CN=x", None, number, this_update,
+                         None, "u", 0, None, (), 0, "k")
+
+    later_but_lower = CrlCache().with_crl(cached("15", 100)).with_crl(cached("14", 200))
+    assert [c.number for c in later_but_lower.crls] == ["15"]
+    higher_but_earlier = CrlCache().with_crl(cached("14", 200)).with_crl(cached("15", 100))
+    assert [c.number for c in higher_but_earlier.crls] == ["15"]
+    no_numbers = CrlCache().with_crl(cached(None, 200)).with_crl(cached(None, 100))
+    assert [c.this_update for c in no_numbers.crls] == [200]
