@@ -74,11 +74,11 @@ def request(ctx: Ctx) -> Generator[Effect, Any, Outcome]:
     try:
         data: bytes = yield FetchCRL(uri, crl_timeout(ctx.state))
     except PeerError as e:  # an OperatorError (a replay fetches nothing) is raised as is
-        return _failed(uri, "(unknown)", e.text.rstrip("."))
+        return _failed(uri, e.text.rstrip("."))
     try:
         got = _verified(ctx.state, data, ctx.now)
     except CrlRefused as e:
-        return _failed(uri, _issuer_of(data), str(e))
+        return _failed(uri, str(e))
     sha256: str = yield StoreCrl(got.der)
     remember(sha256, got.index)
     tp = trustpoint_of_issuer(ctx.state, _issuer_cert(ctx.state, got, ctx.now))
@@ -92,11 +92,13 @@ def request(ctx: Ctx) -> Generator[Effect, Any, Outcome]:
     return Outcome(events=events, output="\n".join(lines) + "\n")
 
 
-def _failed(uri: str, issuer: str, why: str) -> Outcome:
-    """The attempt is recorded (counted, kept in `show logging`); the command fails."""
+def _failed(uri: str, why: str) -> Outcome:
+    """The attempt is recorded (counted, kept in `show logging`); the command fails. No
+    issuer is recorded: the answer's issuer name is unverified (a forged CRL names whom it
+    likes), so the attempt is known by its URI alone."""
     err = PeerError(PeerReason.BAD_ANSWER,
                     f"CRL request failed: {uri}: {why}. Nothing was cached.")
-    return Outcome(events=[CrlFetchFailed(None, issuer, ((uri, why),))], output=err.message,
+    return Outcome(events=[CrlFetchFailed(None, "", ((uri, why),))], output=err.message,
                    failure=err)
 
 
@@ -109,13 +111,6 @@ def _fetched_line(ev: CrlFetched) -> str:
 
 def _date(us: int) -> str:
     return datetime.fromtimestamp(us / 1_000_000, UTC).strftime("%H:%M:%S UTC %a %b %d %Y")
-
-
-def _issuer_of(data: bytes) -> str:
-    try:
-        return load_crl(data).issuer.rfc4514_string()
-    except CrlRefused:
-        return "(not a CRL)"
 
 
 def issuer_candidates(state: DeviceState, now: int) -> list[x509.Certificate]:

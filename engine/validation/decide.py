@@ -25,6 +25,7 @@ module never fetches, so replaying a recorded validation against the state befor
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import pairwise
@@ -32,7 +33,7 @@ from itertools import pairwise
 from cryptography import x509
 
 from engine.errors import OperatorError
-from engine.revocation.cache import crl_for
+from engine.revocation.cache import cdp_uris, crl_for
 from engine.revocation.index import CrlShape, revocation_of
 from engine.revocation.model import CachedCrl
 from engine.revocation.store import CrlBlobs
@@ -83,7 +84,8 @@ def judge(state: DeviceState, blobs: CrlBlobs, given: ChainInput, purpose: Purpo
     statuses, missing = _revocation(state, blobs, path, at, anchor)
     codes = list(checked.codes) + [c for s in statuses if (c := _CODE_OF.get(s.status))]
     ok = all(c is Code.CRL_BYPASSED for c in codes)
-    detail = checked.detail or _revocation_detail(statuses, anchor)
+    detail = checked.detail or _revocation_detail(statuses, anchor, _failed_fetches(state,
+                                                                                   missing))
     verdict = Verdict(ok, tuple(dict.fromkeys(codes)), purpose, at, name, chain.fingerprints,
                       ref, tuple(fingerprint(c) for c in path), statuses, detail)
     return verdict, missing if not checked.codes else []  # a CRL cannot save it: no fetch
@@ -136,15 +138,35 @@ _CODE_OF = {Status.REVOKED: Code.REVOKED, Status.UNAVAILABLE: Code.CRL_UNAVAILAB
             Status.STALE: Code.CRL_STALE, Status.BYPASSED: Code.CRL_BYPASSED}
 
 
-def _revocation_detail(statuses: Sequence[Revocation], anchor: Anchor) -> str:
+def _failed_fetches(state: DeviceState, missing: Sequence[Missing]) -> dict[str, str]:
+    """Per certificate whose CRL is missing (by fingerprint): the last failed fetch from one
+    of its sources, as the back-off remembers it (engine.validation.folded), in words. From
+    the state alone, so a replay gives the same words."""
+    notes: dict[str, str] = {}
+    for m in missing:
+        uris = [*cdp_uris(m.cert), *([f"scep:{m.trustpoint}"] if m.trustpoint else [])]
+        failed = [(t, u) for u in uris if (t := state.validations.failed_at(u)) is not None]
+        if failed:
+            t, u = max(failed)
+            when = dt.datetime.fromtimestamp(t / 1_000_000, dt.UTC)
+            notes[fingerprint(m.cert)] = (f" (the last fetch from {u} failed at "
+                                          f"{when:%Y-%m-%d %H:%M:%S} UTC; validations ask "
+                                          "it again a minute after a failure)")
+    return notes
+
+
+def _revocation_detail(statuses: Sequence[Revocation], anchor: Anchor,
+                       notes: dict[str, str]) -> str:
     for s in statuses:
         if s.status is Status.REVOKED:
             return f"certificate serial {s.serial:X} is revoked ({s.revocation_reason})"
     for s in statuses:
+        note = notes.get(s.fingerprint, "")
         if s.status is Status.UNAVAILABLE:
-            return f"no CRL could be had for certificate serial {s.serial:X}"
+            return f"no CRL could be had for certificate serial {s.serial:X}{note}"
         if s.status is Status.STALE:
-            return f"only a CRL past its nextUpdate covers certificate serial {s.serial:X}"
+            return (f"only a CRL past its nextUpdate covers certificate serial "
+                    f"{s.serial:X}{note}")
     for s in statuses:
         if s.status is Status.BYPASSED:
             return (f"no current CRL for certificate serial {s.serial:X}: accepted, "

@@ -1,0 +1,81 @@
+"""Findings of the third critical review on peer validation: the CRL fetch back-off is kept
+per source URI the device chose to ask (never per issuer name, never from an unverified
+answer), and a verdict says when a source was not asked again."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from engine import Engine
+from engine.ports import FakeClock
+from tests.support.crl_support import FakeCrlFetcher
+from tests.validation.validation_support import (
+    AT_US,
+    INTER_CDP,
+    LEAF_CDP,
+    Pki,
+    Spec,
+    der,
+    good_crl,
+    pem,
+)
+
+DOWN_CDP = "http://127.0.0.1/crl/down.crl"
+FORGED = "http://127.0.0.1/crl/forged.crl"
+
+
+def _device(tmp_path: Path, pki: Pki, fetcher: FakeCrlFetcher) -> Engine:
+    (tmp_path / "pool.pem").write_bytes(pem([pki.root]))
+    dev = Engine.open(tmp_path / "dev", clock=FakeClock(AT_US), builtins=None)
+    dev.ports.crls = fetcher
+    assert dev.execute(f"crypto ca trustpool import url file://{tmp_path / 'pool.pem'}").ok
+    return dev
+
+
+def _setup(tmp_path: Path) -> tuple[Pki, FakeCrlFetcher, Engine]:
+    pki = Pki.make("Backoff", kind="rsa2048", cdp=[INTER_CDP])
+    fetcher = FakeCrlFetcher({
+        LEAF_CDP: good_crl(pki.inter, pki.inter_key),
+        INTER_CDP: good_crl(pki.root, pki.root_key),
+        DOWN_CDP: "the server answered HTTP 404",
+        FORGED: good_crl(pki.root, pki.inter_key)})  # the root's name, another key
+    return pki, fetcher, _device(tmp_path, pki, fetcher)
+
+
+def _leaf(pki: Pki, cdp: str, serial: int) -> bytes:
+    return der(pki.leaf(Spec("peer.example", dns=["peer.example"], cdp=[cdp], serial=serial)))
+
+
+def test_a_failed_cdp_does_not_hold_back_another_cdp_of_the_same_issuer(
+        tmp_path: Path) -> None:
+    pki, fetcher, dev = _setup(tmp_path)
+    with dev:
+        down = dev.validate_peer([_leaf(pki, DOWN_CDP, 11), der(pki.inter)], "ike", AT_US)
+        assert not down.ok and "CRL_UNAVAILABLE" in down.reasons
+        up = dev.validate_peer([_leaf(pki, LEAF_CDP, 12), der(pki.inter)], "ike", AT_US)
+        assert up.ok, up.detail
+        assert LEAF_CDP in [uri for uri, _ in fetcher.asked]
+
+
+def test_a_forged_crl_by_request_does_not_hold_back_its_claimed_issuer(tmp_path: Path) -> None:
+    pki, _, dev = _setup(tmp_path)
+    with dev:
+        r = dev.execute(f"crypto ca crl request {FORGED}")
+        assert not r.ok and "does not verify" in r.output
+        v = dev.validate_peer([_leaf(pki, LEAF_CDP, 13), der(pki.inter)], "ike", AT_US)
+        assert v.ok, v.detail
+        logged = dev.execute("show logging").output
+    assert f"%PKI-3-CRL_FETCH_FAIL: CRL fetch failed: {FORGED}: " in logged
+    assert "CN=Backoff Root" not in logged.split("CRL_FETCH_FAIL")[1].splitlines()[0]
+
+
+def test_a_source_not_asked_again_is_named_in_the_detail(tmp_path: Path) -> None:
+    pki, fetcher, dev = _setup(tmp_path)
+    chain = [_leaf(pki, DOWN_CDP, 14), der(pki.inter)]
+    with dev:
+        first = dev.validate_peer(chain, "ike", AT_US)
+        asked = len(fetcher.asked)
+        again = dev.validate_peer(chain, "ike", AT_US)
+        assert len(fetcher.asked) == asked  # within the minute: not asked again
+        assert again.detail == first.detail
+        assert f"(the last fetch from {DOWN_CDP} failed at " in again.detail
