@@ -16,6 +16,7 @@ import re
 from collections.abc import Generator
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from cryptography import x509
 
@@ -42,15 +43,26 @@ G = GRAMMAR
 
 
 def _crl_uri(s: str) -> str:
-    """http://host[:port]/path, or an RFC 4516 ldap:// URL (spaces allowed in the DN, as
-    some CAs write their distribution points)."""
+    """http://host[:port]/path, or an RFC 4516 ldap:// URL naming its server (spaces allowed
+    in the DN, as some CAs write their distribution points). A hostless `ldap:///DN` is
+    refused: only a certificate's distribution point has a trustpoint whose `query url`
+    could name the server. Anything malformed is refused here, before any fetch or event."""
     if re.match(r"^http://[^\s/]+(/\S*)?$", s, re.IGNORECASE):
+        try:
+            parts = urlsplit(s)
+            port_ok = parts.port is None or parts.port > 0  # .port raises on a bad port
+        except ValueError:
+            raise ValueError(s) from None
+        if not parts.hostname or not port_ok:
+            raise ValueError(s)
         return s
     if re.match(r"^ldap://", s, re.IGNORECASE):
         try:
             parse_ldap_url(s)
         except LdapUrlError:
             raise ValueError(s) from None
+        if not s[len("ldap://"):].partition("/")[0]:
+            raise ValueError(s)
         return s
     raise ValueError(s)
 

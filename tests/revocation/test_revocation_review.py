@@ -135,3 +135,29 @@ def test_the_cache_orders_crls_of_one_scope_by_crl_number() -> None:
     assert [c.number for c in higher_but_earlier.crls] == ["15"]
     no_numbers = CrlCache().with_crl(cached(None, 200)).with_crl(cached(None, 100))
     assert [c.this_update for c in no_numbers.crls] == [200]
+
+
+@pytest.mark.parametrize("uri", [
+    "http://127.0.0.1:abc/x",
+    "http://127.0.0.1:0/x",
+    "http://:80/x",
+    "ldap://127.0.0.1:28389/cn=Root%20CA,dc=example,dc=com??base?(((",
+    "ldap://127.0.0.1:28389/%ZZ",
+    "ldap:///cn=Root%20CA,dc=example,dc=com",
+])
+def test_a_malformed_request_url_is_invalid_input_and_records_nothing(uri: str) -> None:
+    e = Engine.in_memory(clock=FakeClock(AT_US))
+    e.ports.crls = FakeCrlFetcher({})
+    head, state = e.store.head, e.state
+    r = e.execute(f"crypto ca crl request {uri}")
+    assert not r.ok and "% Invalid input detected" in r.output, r.output
+    assert e.store.head == head and e.state is state and not e.ports.crls.asked
+
+
+def test_an_ldap_cdp_with_a_malformed_filter_or_escape_is_a_failed_attempt_not_a_read() -> None:
+    from engine.revocation.ldap import LdapUrlError, parse_ldap_url
+
+    for bad in ("ldap://h/cn=x??base?(((", "ldap://h/cn=x??base?(a=b))", "ldap://h/cn=%ZZ"):
+        with pytest.raises(LdapUrlError):
+            parse_ldap_url(bad)
+    assert parse_ldap_url("ldap://h/cn=x??base?(&(a=b)(c=d))").filter == "(&(a=b)(c=d))"
