@@ -79,3 +79,40 @@ def test_a_source_not_asked_again_is_named_in_the_detail(tmp_path: Path) -> None
         assert len(fetcher.asked) == asked  # within the minute: not asked again
         assert again.detail == first.detail
         assert f"(the last fetch from {DOWN_CDP} failed at " in again.detail
+
+
+def test_an_issuer_name_encoded_differently_is_not_called_a_bad_signature(
+        tmp_path: Path) -> None:
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.name import _ASN1Type
+    from cryptography.x509.oid import NameOID
+
+    def name(kind: _ASN1Type) -> x509.Name:
+        return x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Review", kind),
+                          x509.NameAttribute(NameOID.COMMON_NAME, "Review CA2", kind)])
+
+    when = dt.datetime.fromtimestamp(AT_US / 1_000_000, dt.UTC)
+    k, lk = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca = (x509.CertificateBuilder().subject_name(name(_ASN1Type.PrintableString))
+          .issuer_name(name(_ASN1Type.PrintableString)).public_key(k.public_key())
+          .serial_number(7).not_valid_before(when - dt.timedelta(days=1))
+          .not_valid_after(when + dt.timedelta(days=3650))
+          .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+          .sign(k, hashes.SHA256()))
+    leaf = (x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "peer5")]))
+            .issuer_name(name(_ASN1Type.UTF8String)).public_key(lk.public_key())
+            .serial_number(2001).not_valid_before(when - dt.timedelta(days=1))
+            .not_valid_after(when + dt.timedelta(days=300))
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), True)
+            .sign(k, hashes.SHA256()))
+    (tmp_path / "pool.pem").write_bytes(pem([ca]))
+    with Engine.open(tmp_path / "dev", clock=FakeClock(AT_US), builtins=None) as dev:
+        assert dev.execute(f"crypto ca trustpool import url file://{tmp_path / 'pool.pem'}").ok
+        v = dev.validate_peer([der(leaf), der(ca)], "any", AT_US)
+    assert not v.ok and "BAD_SIGNATURE" not in v.reasons and "INVALID_PATH" in v.reasons
+    assert "RFC 5280 7.1" in v.detail and "the signature verifies" in v.detail
