@@ -17,6 +17,8 @@ What cryptography does not express, done here, in Python, on the path it built:
   "If the keyUsage extension is present, then the subject public key MUST NOT be used to
   verify signatures on certificates or CRLs unless the corresponding keyCertSign or cRLSign
   bit is set". An issuer whose keyUsage lacks keyCertSign is KEY_USAGE.
+- the peer's certificate is an end entity: a CA certificate (basicConstraints cA) given as
+  the peer's own (or a chain given CA first) is BAD_BASIC_CONSTRAINTS, for every purpose;
 - the purpose (its EKU rule is clientAuth or serverAuth only):
   ike: RFC 4945 §5.1.3.12: "If no EKU extension, continue. If EKU present AND contains either
   id-kp-ipsecIKE or anyExtendedKeyUsage, continue. Otherwise, reject cert." keyUsage, when
@@ -151,6 +153,11 @@ def _issuer_key_usage(path: Sequence[x509.Certificate]) -> list[tuple[Code, str]
 def _leaf_problems(leaf: x509.Certificate, purpose: Purpose,
                    name: str | None) -> list[tuple[Code, str]]:
     out = []
+    bc = _ext(leaf, x509.BasicConstraints)
+    if bc is not None and bc.value.ca:
+        out.append((Code.BAD_BASIC_CONSTRAINTS, f"{_who(leaf)} is a CA certificate "
+                                                "(basicConstraints cA), not a peer's own "
+                                                "certificate (is the chain leaf first?)"))
     key = leaf.public_key()
     if isinstance(key, rsa.RSAPublicKey) and key.key_size < MIN_RSA_BITS:
         out.append((Code.WEAK_KEY, f"{_who(leaf)}: RSA key of {key.key_size} bits "

@@ -33,7 +33,7 @@ class Code(enum.Enum):
     EXPIRED = "EXPIRED"
     NOT_YET_VALID = "NOT_YET_VALID"
     BAD_SIGNATURE = "BAD_SIGNATURE"
-    BAD_BASIC_CONSTRAINTS = "BAD_BASIC_CONSTRAINTS"  # not a CA, or its path length exceeded
+    BAD_BASIC_CONSTRAINTS = "BAD_BASIC_CONSTRAINTS"  # an issuer not a CA / path length exceeded / a CA as the peer
     KEY_USAGE = "KEY_USAGE"
     EKU_MISMATCH = "EKU_MISMATCH"
     NAME_MISMATCH = "NAME_MISMATCH"

@@ -116,3 +116,17 @@ def test_an_issuer_name_encoded_differently_is_not_called_a_bad_signature(
         v = dev.validate_peer([der(leaf), der(ca)], "any", AT_US)
     assert not v.ok and "BAD_SIGNATURE" not in v.reasons and "INVALID_PATH" in v.reasons
     assert "RFC 5280 7.1" in v.detail and "the signature verifies" in v.detail
+
+
+def test_a_ca_certificate_is_not_accepted_as_the_peers_own(tmp_path: Path) -> None:
+    pki, _, dev = _setup(tmp_path)
+    leaf = _leaf(pki, LEAF_CDP, 15)
+    with dev:
+        for purpose in ("ike", "tls-server", "tls-client", "any"):
+            for chain in ([der(pki.root)], [der(pki.inter)], [der(pki.inter), leaf]):
+                v = dev.validate_peer(chain, purpose, AT_US)
+                assert not v.ok and "BAD_BASIC_CONSTRAINTS" in v.reasons, (purpose, v)
+                assert "is a CA certificate" in v.detail
+        named = dev.validate_peer([der(pki.root)], "ike", AT_US, "CN=Backoff Root")
+        assert not named.ok
+        assert dev.validate_peer([leaf, der(pki.inter)], "ike", AT_US).ok
