@@ -81,14 +81,15 @@ class AnchorIndex:
                                  c.not_after, True))
         return cls(out)
 
-    def find(self, chain: Sequence[x509.Certificate], at: int) -> Candidate | None:
-        """The first candidate (in find_anchor's order) that anchors `chain` at `at`."""
+    def find(self, chain: Sequence[x509.Certificate], at: int | None) -> Candidate | None:
+        """The first candidate (in find_anchor's order) that anchors `chain` at `at` (None:
+        at any moment, the pool certificates' validity not considered)."""
         found: list[Candidate] = []
         for cert in chain:
             for key in (cert.subject.public_bytes(), cert.issuer.public_bytes()):
                 found += self.by_subject.get(key, ())
         for c in sorted({c.rank: c for c in found}.values(), key=_rank):
-            if c.pool and not c.not_before <= at <= c.not_after:
+            if c.pool and at is not None and not c.not_before <= at <= c.not_after:
                 continue
             if anchors(c.cert, chain):
                 return c

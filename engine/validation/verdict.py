@@ -33,7 +33,8 @@ class Code(enum.Enum):
     EXPIRED = "EXPIRED"
     NOT_YET_VALID = "NOT_YET_VALID"
     BAD_SIGNATURE = "BAD_SIGNATURE"
-    BAD_BASIC_CONSTRAINTS = "BAD_BASIC_CONSTRAINTS"  # an issuer not a CA / path length exceeded / a CA as the peer
+    # an issuer not a CA, its path length exceeded, or a CA certificate as the peer's own
+    BAD_BASIC_CONSTRAINTS = "BAD_BASIC_CONSTRAINTS"
     KEY_USAGE = "KEY_USAGE"
     EKU_MISMATCH = "EKU_MISMATCH"
     NAME_MISMATCH = "NAME_MISMATCH"

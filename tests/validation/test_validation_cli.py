@@ -80,7 +80,7 @@ def test_json_has_stable_keys_and_an_invalid_chain_is_exit_1(
     assert code == 1
     assert sorted(got) == ["anchor", "at", "chain", "detail", "ok", "path", "peer_name",
                            "purpose", "reasons", "revocation"]
-    assert got["ok"] is False and got["reasons"] == ["NAME_MISMATCH", "CRL_BYPASSED"]
+    assert got["ok"] is False and got["reasons"] == ["NAME_MISMATCH"]  # no fetch: no CRL reason
     assert got["at"] == AT_US and got["anchor"]["source"] == "trustpool"
     assert sorted(got["revocation"][0]) == ["crl", "fingerprint", "reason", "revoked_at",
                                             "serial", "status"]

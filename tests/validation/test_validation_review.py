@@ -130,3 +130,40 @@ def test_a_ca_certificate_is_not_accepted_as_the_peers_own(tmp_path: Path) -> No
         named = dev.validate_peer([der(pki.root)], "ike", AT_US, "CN=Backoff Root")
         assert not named.ok
         assert dev.validate_peer([leaf, der(pki.inter)], "ike", AT_US).ok
+
+
+def test_a_moment_outside_the_pool_anchors_validity_is_not_unknown_ca(tmp_path: Path) -> None:
+    import datetime as dt
+
+    pki, _, dev = _setup(tmp_path)
+    chain = [_leaf(pki, LEAF_CDP, 16), der(pki.inter)]
+    early = AT_US - 3 * 365 * 86_400_000_000
+    late = int(dt.datetime(9999, 12, 31, tzinfo=dt.UTC).timestamp()) * 1_000_000
+    with dev:
+        before = dev.validate_peer(chain, "ike", early)
+        after = dev.validate_peer(chain, "ike", late)
+    assert before.reasons == ("NOT_YET_VALID",) and "trust anchor" in before.detail
+    assert after.reasons == ("EXPIRED",) and "trust anchor" in after.detail
+    assert before.anchor is not None and before.anchor.source == "trustpool"
+
+
+def test_a_refused_path_lists_no_crl_reason_for_a_fetch_never_tried(tmp_path: Path) -> None:
+    pki, fetcher, dev = _setup(tmp_path)
+    with dev:
+        v = dev.validate_peer([_leaf(pki, DOWN_CDP, 17), der(pki.inter)], "ike", AT_US,
+                              "other.example")
+    assert v.reasons == ("NAME_MISMATCH",) and not fetcher.asked
+
+
+def test_a_remove_from_crl_entry_in_a_complete_crl_is_not_a_revocation(
+        tmp_path: Path) -> None:
+    pki = Pki.make("Remove", kind="rsa2048", cdp=[INTER_CDP])
+    fetcher = FakeCrlFetcher({
+        LEAF_CDP: good_crl(pki.inter, pki.inter_key, revoked=[(18, "remove_from_crl"),
+                                                               (19, "key_compromise")]),
+        INTER_CDP: good_crl(pki.root, pki.root_key)})
+    with _device(tmp_path, pki, fetcher) as dev:
+        removed = dev.validate_peer([_leaf(pki, LEAF_CDP, 18), der(pki.inter)], "ike", AT_US)
+        revoked = dev.validate_peer([_leaf(pki, LEAF_CDP, 19), der(pki.inter)], "ike", AT_US)
+    assert removed.ok, removed.detail
+    assert not revoked.ok and revoked.reasons == ("REVOKED",)
