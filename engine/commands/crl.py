@@ -23,10 +23,11 @@ from cryptography import x509
 from engine.effects import Effect, Outcome
 from engine.errors import PeerError, PeerReason
 from engine.grammar import GRAMMAR, ArgKind, ArgSpec, int_range
-from engine.revocation.cache import CURL_TIMEOUT_KEY, crl_timeout
+from engine.revocation.cache import CURL_TIMEOUT_KEY, crl_timeout, key_of
 from engine.revocation.fetch import cached_of, fetched_events, trustpoint_of_issuer
 from engine.revocation.index import remember
 from engine.revocation.ldap import LdapUrlError, parse_ldap_url
+from engine.revocation.model import CachedCrl
 from engine.revocation.transport import FetchCRL, StoreCrl
 from engine.revocation.verify import CrlRefused, VerifiedCrl, load_crl, verify_crl
 from engine.state import DeviceState
@@ -94,14 +95,28 @@ def request(ctx: Ctx) -> Generator[Effect, Any, Outcome]:
     sha256: str = yield StoreCrl(got.der)
     remember(sha256, got.index)
     tp = trustpoint_of_issuer(ctx.state, _issuer_cert(ctx.state, got, ctx.now))
-    events = fetched_events(ctx.state, cached_of(got, uri, ctx.now, tp))
+    cached = cached_of(got, uri, ctx.now, tp)
+    events = fetched_events(ctx.state, cached)
     ev = events[0]
     assert isinstance(ev, CrlFetched)
     lines = [_fetched_line(ev)]
-    if got.expired_at(ctx.now):
+    kept = _kept_instead(ctx.state, cached)
+    if kept is not None:
+        number = "no CRL number" if kept.number is None else f"number {kept.number}"
+        lines.append(f"% The cached CRL of this issuer and scope is newer ({number}, last "
+                     f"update {_date(kept.this_update)}): it is kept, this one is not used.")
+    elif got.expired_at(ctx.now):
         lines.append("% Warning: the CRL is past its next update: it is cached, and shown "
                      "as stale.")
     return Outcome(events=events, output="\n".join(lines) + "\n")
+
+
+def _kept_instead(state: DeviceState, new: CachedCrl) -> CachedCrl | None:
+    """The cached CRL that stays because `new` is older (the cache's rule), if any."""
+    after = state.crls.with_crl(new).crls
+    if new in after:
+        return None
+    return next(c for c in after if key_of(c) == key_of(new))
 
 
 def _failed(uri: str, why: str) -> Outcome:

@@ -161,3 +161,22 @@ def test_an_ldap_cdp_with_a_malformed_filter_or_escape_is_a_failed_attempt_not_a
         with pytest.raises(LdapUrlError):
             parse_ldap_url(bad)
     assert parse_ldap_url("ldap://h/cn=x??base?(&(a=b)(c=d))").filter == "(&(a=b)(c=d))"
+
+
+def test_a_request_says_when_the_cached_crl_is_kept_instead(tmp_path: Path) -> None:
+    pki = Pki.make("Older", kind="rsa2048", cdp=[INTER_CDP])
+    answers: dict[str, bytes | str] = {
+        "http://127.0.0.1/good.crl": good_crl(pki.root, pki.root_key, number=5),
+        "http://127.0.0.1/old.crl": good_crl(pki.root, pki.root_key, number=4),
+        "http://127.0.0.1/expired.crl": good_crl(
+            pki.root, pki.root_key, number=3, this_update=AT_US - 30 * DAY_US,
+            next_update=AT_US - 20 * DAY_US)}
+    with _pool_device(tmp_path, pki, answers) as dev:
+        assert dev.execute("crypto ca crl request http://127.0.0.1/good.crl").ok
+        for uri in ("http://127.0.0.1/old.crl", "http://127.0.0.1/expired.crl"):
+            out = dev.execute(f"crypto ca crl request {uri}").output.splitlines()
+            assert len(out) == 2 and out[1].startswith(
+                "% The cached CRL of this issuer and scope is newer (number 5, last update ")
+            assert out[1].endswith("): it is kept, this one is not used.")
+        (cached,) = dev.state.crls.crls
+        assert cached.number == "5"
