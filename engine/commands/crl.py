@@ -33,7 +33,7 @@ from engine.revocation.verify import CrlRefused, VerifiedCrl, load_crl, verify_c
 from engine.state import DeviceState
 from engine.trustpoints import status_of, trustpoint_names
 from engine.trustpool.policy import rsa_1024_disabled
-from engine.trustpool.pool import entries
+from engine.trustpool.pool import entries, load
 from engine.views import CrlsView
 from events.revocation import CrlCacheCleared, CrlFetched, CrlFetchFailed
 
@@ -89,12 +89,12 @@ def request(ctx: Ctx) -> Generator[Effect, Any, Outcome]:
     except PeerError as e:  # an OperatorError (a replay fetches nothing) is raised as is
         return _failed(uri, e.text.rstrip("."))
     try:
-        got = _verified(ctx.state, data, ctx.now)
+        got, issuer = _verified(ctx.state, data, ctx.now)
     except CrlRefused as e:
         return _failed(uri, str(e))
     sha256: str = yield StoreCrl(got.der)
     remember(sha256, got.index)
-    tp = trustpoint_of_issuer(ctx.state, _issuer_cert(ctx.state, got, ctx.now))
+    tp = trustpoint_of_issuer(ctx.state, issuer)
     cached = cached_of(got, uri, ctx.now, tp)
     events = fetched_events(ctx.state, cached)
     ev = events[0]
@@ -140,36 +140,36 @@ def _date(us: int) -> str:
     return datetime.fromtimestamp(us / 1_000_000, UTC).strftime("%H:%M:%S UTC %a %b %d %Y")
 
 
-def issuer_candidates(state: DeviceState, now: int) -> list[x509.Certificate]:
+def issuer_candidates(state: DeviceState, now: int,
+                      issuer: x509.Name | None = None) -> list[x509.Certificate]:
     """Whose CRLs the device takes: the trustpoints' CA certificates, then the usable
-    trustpool certificates."""
+    trustpool certificates; with `issuer`, only those whose subject is that name (the pool's
+    are matched by their recorded subject bytes before any is parsed: a request does not
+    parse the whole pool, and the old roots' warnings stay quiet)."""
     ders = [der for n in trustpoint_names(state)
             if (der := status_of(state, n).ca_certificate) is not None]
+    want = None if issuer is None else issuer.public_bytes()
     ders += [e.cert.der for e in entries(state.trustpool, rsa_1024_disabled(state))
-             if e.usable_at(now)]
-    return [x509.load_der_x509_certificate(d) for d in dict.fromkeys(ders)]
+             if (want is None or e.cert.subject == want) and e.usable_at(now)]
+    certs = [load(d) for d in dict.fromkeys(ders)]
+    return certs if issuer is None else [c for c in certs if c.subject == issuer]
 
 
-def _verified(state: DeviceState, data: bytes, now: int) -> VerifiedCrl:
+def _verified(state: DeviceState, data: bytes,
+              now: int) -> tuple[VerifiedCrl, x509.Certificate]:
+    """The CRL verified by a certificate of its issuer, and that certificate."""
     crl = load_crl(data)
-    named = [c for c in issuer_candidates(state, now) if c.subject == crl.issuer]
+    named = issuer_candidates(state, now, crl.issuer)
     if not named:
         raise CrlRefused(f"its issuer {crl.issuer.rfc4514_string() or '(empty)'} is no "
                          "trustpoint's CA and not in the trustpool")
     refusal = CrlRefused("no certificate of its issuer verifies it")
     for cert in named:
         try:
-            return verify_crl(data, cert, now=now)
+            return verify_crl(data, cert, now=now), cert
         except CrlRefused as e:
             refusal = e
     raise refusal
-
-
-def _issuer_cert(state: DeviceState, got: VerifiedCrl, now: int) -> x509.Certificate:
-    from engine.revocation.cache import spki_sha256
-
-    return next(c for c in issuer_candidates(state, now)
-                if spki_sha256(c) == got.verified_with and c.subject.public_bytes() == got.issuer)
 
 
 @G.action("clear crypto ca crl", help="Empty the CRL cache",

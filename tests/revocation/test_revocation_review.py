@@ -180,3 +180,33 @@ def test_a_request_says_when_the_cached_crl_is_kept_instead(tmp_path: Path) -> N
             assert out[1].endswith("): it is kept, this one is not used.")
         (cached,) = dev.state.crls.crls
         assert cached.number == "5"
+
+
+def test_a_request_parses_no_pool_certificate_but_its_issuers_and_warns_nothing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import warnings
+
+    from cryptography import x509
+
+    pki = Pki.make("Quiet", kind="rsa2048", cdp=[INTER_CDP])
+    uri = "http://127.0.0.1/quiet.crl"
+    from engine.trustpool.builtin import certifi_bundle
+
+    with Engine.open(tmp_path / "dev", clock=FakeClock(AT_US), builtins=certifi_bundle) as dev:
+        dev.ports.crls = FakeCrlFetcher({uri: good_crl(pki.root, pki.root_key)})
+        (tmp_path / "pool.pem").write_bytes(pem([pki.root]))
+        assert dev.execute(f"crypto ca trustpool import url file://{tmp_path / 'pool.pem'}").ok
+        parsed: list[bytes] = []
+        real_load = x509.load_der_x509_certificate
+
+        def counted(data: bytes, *rest: object) -> x509.Certificate:
+            parsed.append(data)
+            return real_load(data)
+
+        monkeypatch.setattr(x509, "load_der_x509_certificate", counted)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            r = dev.execute(f"crypto ca crl request {uri}")
+    assert r.ok, r.output
+    assert parsed == [der(pki.root)]
+    assert not [w for w in caught if "serial number" in str(w.message)]
