@@ -24,6 +24,7 @@ from typing import Any
 from cryptography import x509
 from cryptography.x509.verification import Store
 
+from engine.pki import rfc4514
 from engine.state import DeviceState
 from engine.trustpoints import status_of, trustpoint_config, trustpoint_names
 from engine.trustpool.anchor import Anchor
@@ -58,7 +59,7 @@ class AnchorIndex:
 
     def subjects(self) -> dict[str, str]:
         """Each anchor's SHA-256 fingerprint and subject (RFC 4514), for reports."""
-        return {fingerprint(c.cert): c.cert.subject.rfc4514_string()
+        return {fingerprint(c.cert): rfc4514(c.cert.subject)
                 for cs in self.by_subject.values() for c in cs}
 
     @classmethod

@@ -210,3 +210,10 @@ def test_a_request_parses_no_pool_certificate_but_its_issuers_and_warns_nothing(
     assert r.ok, r.output
     assert parsed == [der(pki.root)]
     assert not [w for w in caught if "serial number" in str(w.message)]
+
+
+def test_curl_timeout_help_says_the_range_once() -> None:
+    e = Engine.in_memory(clock=FakeClock(AT_US))
+    assert e.execute("configure").ok
+    out = e.execute("crypto ca crl curl-timeout ?").output
+    assert "<5-50>" in out and out.count("<5-50>") == 1, out

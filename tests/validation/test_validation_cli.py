@@ -57,7 +57,7 @@ def test_a_valid_chain_is_exit_0_and_the_report_names_everything(
                        "  Purpose       : ike",
                        "  At            : 00:00:00 UTC Sat Jan 31 2026",
                        "  Peer name     : peer.example",
-                       "  Anchor        : trustpool trustpool",
+                       "  Anchor        : trustpool",
                        "                  CN=Cli Root,O=Example"]
     assert out[6] == "  Path          :"
     assert [line.strip() for line in out if line.startswith("    [")] == [

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from engine import Engine
 from engine.ports import FakeClock
 from tests.support.crl_support import FakeCrlFetcher
@@ -167,3 +169,28 @@ def test_a_remove_from_crl_entry_in_a_complete_crl_is_not_a_revocation(
         revoked = dev.validate_peer([_leaf(pki, LEAF_CDP, 19), der(pki.inter)], "ike", AT_US)
     assert removed.ok, removed.detail
     assert not revoked.ok and revoked.reasons == ("REVOKED",)
+
+
+def test_the_report_names_the_pool_once_and_labels_unstructured_name(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    from engine.cli import main
+
+    pki = Pki.make("Label")  # no CRL distribution points: the CLI asks no network
+    _device(tmp_path, pki, FakeCrlFetcher({})).close()
+    subject = x509.Name([x509.NameAttribute(NameOID.UNSTRUCTURED_NAME, "r1.example.com")])
+    router = (x509.CertificateBuilder().subject_name(subject).issuer_name(pki.inter.subject)
+              .public_key(ec.generate_private_key(ec.SECP256R1()).public_key())
+              .serial_number(20).not_valid_before(pki.inter.not_valid_before_utc)
+              .not_valid_after(pki.inter.not_valid_after_utc)
+              .sign(pki.inter_key, hashes.SHA256()))  # type: ignore[arg-type]
+    (tmp_path / "chain.pem").write_bytes(pem([router, pki.inter]))
+    main(["validate", "--data", str(tmp_path / "dev"), str(tmp_path / "chain.pem"),
+          "--at", "2026-01-31T00:00:00Z"])
+    out = capsys.readouterr().out
+    assert "  Anchor        : trustpool\n" in out
+    assert "unstructuredName=r1.example.com" in out and "1.2.840.113549.1.9.2" not in out
