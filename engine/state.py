@@ -177,7 +177,8 @@ def device_folds() -> FoldTable[DeviceState]:
     return _TABLE[0]
 
 
-FOLD_VERSION = 3  # 2: `trustpoint_configs` folded at commit; 3: the chunked CommitHistory
+FOLD_VERSION = 4  # 2: `trustpoint_configs` folded at commit; 3: the chunked CommitHistory;
+# 4: router certificates carry their revocation (RouterCertificateRevoked)
 """Bump this when a fold's logic changes while the state's shape stays the same: snapshots
 written by the older folds then no longer fit this build (see `folds_fingerprint`)."""
 

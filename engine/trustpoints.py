@@ -32,6 +32,7 @@ from events.trustpoint import (
     EnrollmentFailed,
     EnrollmentPending,
     EnrollmentRequested,
+    RouterCertificateRevoked,
     TrustpointCertificatesRemoved,
 )
 
@@ -137,6 +138,13 @@ class RouterCertificate:
     usage: str  # "general" | "signature" | "encryption"
     der: bytes
     installed_at: int
+    revoked_at: int | None = None  # µs, the CRL entry's date, once a CRL lists it
+    revocation_reason: str = ""
+
+
+def usable_certificates(st: TrustpointStatus) -> tuple[RouterCertificate, ...]:
+    """The router certificates no CRL has listed."""
+    return tuple(c for c in st.certificates if c.revoked_at is None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,6 +251,14 @@ def _failed(state: DeviceState, ev: EnrollmentFailed, at: int) -> DeviceState:
     result = ev.reason + (f" ({ev.fail_info})" if ev.fail_info else "")
     return _put(state, replace(st, lifecycle=_after(ev, st), enrollment=None,
                                last_result=result))
+
+
+def _revoked(state: DeviceState, ev: RouterCertificateRevoked, at: int) -> DeviceState:
+    """The key pair's certificate is marked revoked; the trustpoint follows `revoke`."""
+    st = status_of(state, ev.trustpoint)
+    certs = tuple(replace(c, revoked_at=ev.revoked_at, revocation_reason=ev.reason)
+                  if c.key_id == ev.key_id else c for c in st.certificates)
+    return _put(state, replace(st, lifecycle=_after(ev, st), certificates=certs))
 
 
 def _zeroized(state: DeviceState, ev: KeyPairZeroized, at: int) -> DeviceState:
