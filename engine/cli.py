@@ -8,7 +8,7 @@
     trustledger log scrub DIR                 check every segment, beside a writer (opening reads
                                               only the tail; non-zero exit on damage)
     trustledger log show DIR [--from SEQ] [--json]
-    trustledger replay DIR --until SEQ|ISO-TIME [--show CMD]...
+    trustledger replay DIR --until SEQ|ISO-TIME [--show CMD]...  (exit 1 if a CMD was refused)
     trustledger demo                          the reference example session, end to end
     trustledger diagrams -o DIR               draw each state machine (DOT + SVG, graphviz)
     trustledger ca ...                        the built-in CA (see `trustledger ca -h`)
@@ -333,11 +333,13 @@ def cmd_replay(d: Path, until: str, shows: Sequence[str] | None) -> int:
     print(f"! state at seq {state.seq}")
     # Shows that depend on the time (certificate status, poll timers) see the replayed moment.
     eng = Engine.frozen(state, max_at if max_at is not None else last_at[0])
+    refused = 0
     for line in shows or ["show running-config", "show configuration commit list"]:
         print(eng.prompt + line)
         res = eng.execute(line)
         sys.stdout.write(res.output)
-    return 0
+        refused += not res.ok
+    return 1 if refused else 0  # like `exec`: a refused line (read-only, bad syntax) is exit 1
 
 
 def cmd_diagrams(out: Path) -> int:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, TextIO
 from engine.engine import Engine, Result
 from engine.errors import OperatorError, Reason
 from engine.grammar import Mode
+from engine.ports import EngineClock
 from engine.scrub import ScrubSchedule
 
 if TYPE_CHECKING:
@@ -203,8 +204,10 @@ class Scheduler:
         self.engine = engine
         self.width = width
         self.lock = threading.Lock()
-        self.scrub = (ScrubSchedule(engine.data_dir / "log", engine.ports.clock)
-                      if engine.data_dir is not None else None)  # engine/scrub.py
+        clock = engine.ports.clock  # the scrub runs on real time (engine/scrub.py)
+        self.scrub = (ScrubSchedule(engine.data_dir / "log",
+                                    clock.base if isinstance(clock, EngineClock) else clock)
+                      if engine.data_dir is not None else None)
 
     def execute(self, line: str) -> Result:
         with self.lock:

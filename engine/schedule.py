@@ -18,6 +18,10 @@ Rules of operation:
   before the previous step), then the due functions are asked again, so a job that schedules
   its next attempt before the new time runs again in the same walk, at that time. Each
   (name, due time) runs at most once per walk, and a walk runs at most `WALK_LIMIT` jobs.
+- A notice (`Job.notice`: a warning that repeats, e.g. the trustpool's daily no-url warning)
+  is not work to catch up on: a walk runs it once, after the work, at the walk's end time, if it
+  is still due then (the work may have made it moot). A two-year jump prints one warning that
+  reads the time it is now, not 700 dated ones, and notices never crowd work out of the limit.
 - `clock set` back runs nothing, and nothing runs twice: a job that ran moved its due time past
   the time it ran at, which is still ahead of the clock.
 """
@@ -41,6 +45,7 @@ class Job:
     #            the `%PKI-3-<WORD>` message of a job that fails
     due_at: int  # µs, engine time: when it became due (a walk runs jobs in this order)
     run: Callable[[DeviceState, int], Any]  # (state, now) -> Outcome | generator of effects
+    notice: bool = False  # a repeating warning: a walk runs it once, at its end (see above)
 
 
 Due = Callable[[DeviceState, int], list[Job]]
@@ -81,12 +86,17 @@ def walk(state_of: Callable[[], DeviceState], start: int, until: int,
     time, `start`). The caller runs each step (appending its events) before asking for the
     next one; `state_of` then gives the state after it."""
     ran: set[tuple[str, int]] = set()
+    noticed: set[str] = set()
     at = start
     for _ in range(WALK_LIMIT):
-        job = next((j for j in due_jobs(state_of(), until, timers)
-                    if (j.name, j.due_at) not in ran), None)
-        if job is None:
-            return
+        due = [j for j in due_jobs(state_of(), until, timers) if (j.name, j.due_at) not in ran]
+        job = next((j for j in due if not j.notice), None)
+        if job is None:  # the work is done: each notice still due, once, at the end
+            job = next((j for j in due if j.name not in noticed), None)
+            if job is None:
+                return
+            noticed.add(job.name)
+            at = until
         ran.add((job.name, job.due_at))
         at = max(at, job.due_at)
         yield Step(job, at)

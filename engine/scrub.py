@@ -3,10 +3,15 @@
 Opening reads only the tail of the log (events/filelog.py, "Opening"), so damage to older
 frames would otherwise wait for the next `log verify` or full replay. The interactive
 shell's scheduler asks `ScrubSchedule.due` every tick: when the last clean scrub recorded in
-the log directory (`SCRUBBED`, the engine-clock time it ran) is `EVERY` old, or `FIRST` after
+the log directory (`SCRUBBED`, the time it ran) is `EVERY` old, or `FIRST` after
 the engine opened if none is recorded, it scrubs (`events.filelog.scrub`, beside the writer:
 written frames never change) and returns the message to print if it found damage. A clean
 scrub is recorded; a damaged log is scrubbed again `EVERY` later and keeps saying so.
+
+The scrub runs on the system clock (the engine clock's base), not the engine clock: it checks
+bytes on a disk, which age in real time, and `clock set` walking a device through two years
+must neither trigger scrubs nor put the next one years away. `trustledger log scrub` records
+the same clock.
 """
 
 from __future__ import annotations

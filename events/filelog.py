@@ -1214,20 +1214,24 @@ def scrub(root: str | os.PathLike[str]) -> ScrubReport:
     return ScrubReport(max(len(segs) - 1, 0), report.events, damage)
 
 
-SCRUB_FILE = "SCRUBBED"  # when the last clean scrub ran (engine clock, µs) and what it covered
+SCRUB_FILE = "SCRUBBED"  # when the last clean scrub ran (system clock, µs) and what it covered
 _SCRUB_MAGIC = "trustledger-scrub v1"
 
 
 def record_scrub(root: Path, at_us: int, report: ScrubReport) -> None:
-    """Remember a clean scrub (best effort: a scrub not recorded only runs again sooner)."""
+    """Remember a clean scrub (best effort: a scrub not recorded only runs again sooner).
+    `at_us` is system-clock time: bytes on a disk age in real time, whatever `clock set` did
+    to the engine clock. Private like every file of the log (0600)."""
     with contextlib.suppress(OSError):
         tmp = root / (SCRUB_FILE + ".tmp")
-        tmp.write_text(f"{_SCRUB_MAGIC} {at_us} {report.sealed} {report.events}\n")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(f"{_SCRUB_MAGIC} {at_us} {report.sealed} {report.events}\n")
         os.replace(tmp, root / SCRUB_FILE)
 
 
 def last_scrub(root: Path) -> int | None:
-    """The engine-clock time (µs) of the last recorded clean scrub, None if none is known."""
+    """The system-clock time (µs) of the last recorded clean scrub, None if none is known."""
     try:
         parts = (root / SCRUB_FILE).read_text().split()
     except (OSError, UnicodeDecodeError):

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from cryptography import x509
 
 from engine.certids import ios_name, md5_words, sha256_hex
+from engine.destruction import confirm
 from engine.effects import Ask, Effect, Outcome, ReadBlock, Say
 from engine.errors import OperatorError, PeerReason, Reason, ScepFailure, TrustledgerError
 from engine.grammar import (
@@ -180,11 +181,7 @@ def authenticate(ctx: Ctx) -> Generator[Effect, Any, Outcome]:
     check_ca_certificate(ca, ctx.now)
     check_ca_signature(ca, [load_certificate(c, "CA chain certificate") for c in fetched.chain])
     yield Say(CACertificateOffered(fetched.ca_certificate))
-    answer = ""
-    while answer not in ("yes", "no"):
-        answer = (yield Ask("Do you accept this certificate?? [yes/no]:")).lower()
-        answer = {"y": "yes", "n": "no"}.get(answer, answer)
-    if answer == "no":
+    if not (yield from confirm("Do you accept this certificate?? [yes/no]:")):
         return Outcome(events=[CACertificateRefused(name, sha256_hex(fetched.ca_certificate),
                                                     ios_name(ca.subject))],
                        output="% Certificate not accepted: nothing was stored.")

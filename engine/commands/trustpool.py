@@ -197,7 +197,9 @@ def due_update(state: DeviceState, now: int) -> list[Job]:
         at = next_attempt(pool)
         return [Job("trustpool update", at, _update)] if at is not None and at <= now else []
     at = next_warning(pool)
-    return [Job("trustpool warning", at, _warn)] if at is not None and at <= now else []
+    if at is None or at > now:
+        return []
+    return [Job("trustpool warning", at, _warn, notice=True)]
 
 
 def _update(state: DeviceState, now: int) -> Generator[Effect, Any, Outcome]:

@@ -66,9 +66,17 @@ def test_replay_until_seq_and_time(device: Path, capsys: pytest.CaptureFixture[s
     assert "! state at seq 1" in out and "hostname r1" in out
 
 
+def test_replay_show_of_a_bad_line_exits_1_after_every_show(
+        device: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["replay", str(device), "--until", "3", "--show", "show bogus", "--show",
+                 "show running-config hostname"]) == 1
+    out = capsys.readouterr().out
+    assert "% Invalid input detected at '^' marker." in out and "hostname r" in out
+
+
 def test_replay_is_read_only(device: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["replay", str(device), "--until", "3", "--show",
-                 "rollback configuration last 1"]) == 0
+                 "rollback configuration last 1"]) == 1  # refused, like exec
     assert "read-only" in capsys.readouterr().out
     assert main(["log", "verify", str(device)]) == 0
 
@@ -81,7 +89,7 @@ def test_replay_performs_no_effect(tmp_path: Path, capsys: pytest.CaptureFixture
         e.execute(line)
     e.close()
     assert main(["replay", str(tmp_path), "--until", "1", "--show",
-                 "crypto ca authenticate t1", "--show", "crypto key generate rsa k"]) == 0
+                 "crypto ca authenticate t1", "--show", "crypto key generate rsa k"]) == 1
     out = capsys.readouterr().out
     assert out.count("This is a replay of the log") == 2
     assert "Unable to reach" not in out

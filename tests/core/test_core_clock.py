@@ -199,9 +199,14 @@ class Timer:
     next_at: int
     every: int
     ran: list[int] = field(default_factory=list)
+    notice: bool = False
+    until: int | None = None  # a notice that is moot from then on (the work fixed it)
 
     def due(self, state: DeviceState, now: int) -> list[Job]:
-        return [Job(self.name, self.next_at, self._run)] if self.next_at <= now else []
+        if self.until is not None and now >= self.until:
+            return []
+        return ([Job(self.name, self.next_at, self._run, self.notice)]
+                if self.next_at <= now else [])
 
     def _run(self, state: DeviceState, now: int) -> None:
         self.ran.append(now)
@@ -235,6 +240,24 @@ def test_a_job_that_does_not_move_its_time_runs_once_per_walk() -> None:
     stuck = Timer("stuck", T0 + 1, 0)  # runs, but stays due at the same time
     assert drive([stuck], T0, T0 + 100) == [("stuck", T0 + 1)]
     assert stuck.ran == [T0 + 1]
+
+
+def test_a_notice_runs_once_at_the_end_of_a_walk_after_the_work() -> None:
+    hour = 3_600_000_000
+    warning = Timer("warning", T0 + hour, 24 * hour, notice=True)
+    work = Timer("work", T0 + 2 * hour, 24 * hour)
+    steps = drive([warning, work], T0, T0 + 700 * 24 * hour)
+    assert steps[-1] == ("warning", T0 + 700 * 24 * hour)
+    assert [s for s in steps if s[0] == "warning"] == [steps[-1]]
+    assert len(steps) == 700 + 1  # every day's work, one warning
+    assert warning.next_at > T0 + 700 * 24 * hour  # not due again: a tick will not repeat it
+
+
+def test_a_notice_the_work_made_moot_does_not_run() -> None:
+    hour = 3_600_000_000
+    moot = Timer("warning", T0 + hour, hour, notice=True, until=T0 + 10 * hour)
+    assert drive([moot], T0, T0 + 20 * hour) == []
+    assert drive([moot], T0, T0 + 5 * hour) == [("warning", T0 + 5 * hour)]
 
 
 def test_a_walk_stops_at_its_limit() -> None:

@@ -109,7 +109,26 @@ def test_a_frame_rewritten_with_valid_checksums_in_the_tail_is_refused(tmp_path:
     assert err.value.damage.seq == victim.first_seq
 
 
-def test_the_scheduled_scrub_runs_on_the_engine_clock_and_reports_damage(
+def test_the_scheduled_scrub_runs_on_real_time_not_the_engine_clock(tmp_path: Path) -> None:
+    """A shell on a device whose clock was set two years ahead neither scrubs at once nor
+    puts the next scrub years away; the record is private (0600) like the log."""
+    from engine import Engine
+    from engine.frontends import Scheduler
+
+    base = FakeClock()
+    with Engine.open(tmp_path, clock=base) as eng:
+        assert eng.execute("clock set 00:00:00 1 January 2029").ok
+        scheduler = Scheduler(eng)
+        assert scheduler.scrub is not None
+        assert scheduler.scrub.next_at == base.now_us() + FIRST
+        base.advance(FIRST // 1_000_000)
+        assert scheduler.scrub.due() is None
+    scrubbed = tmp_path / "log" / SCRUB_FILE
+    assert scrubbed.stat().st_mode & 0o777 == 0o600
+    assert scrubbed.read_text().split()[2] == str(base.now_us())
+
+
+def test_the_scheduled_scrub_runs_on_its_clock_and_reports_damage(
         tmp_path: Path) -> None:
     root = tmp_path / "log"
     _build(root, 30, at=1)

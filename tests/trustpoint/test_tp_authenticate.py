@@ -103,8 +103,9 @@ def test_refuse_records_the_refusal_and_trusts_nothing(device: Engine,
 def test_question_repeats_until_yes_or_no(device: Engine, ca_factory: CAFactory) -> None:
     _, server = ca_factory()
     declare(device, url=server.url)
-    r = device.execute("crypto ca authenticate myca", answers=["maybe", "", "Y"])
+    r = device.execute("crypto ca authenticate myca", answers=["maybe", "", " Y "])
     assert r.output.count(QUESTION) == 3
+    assert r.output.count("% Please answer 'yes' or 'no'.") == 2
     assert event_types(r) == ["CACertificateAccepted"]
 
 

@@ -125,6 +125,19 @@ def _years(a: int, b: int):  # type: ignore[no-untyped-def]
     return years(a, b)
 
 
+def test_a_two_year_clock_jump_warns_once_not_daily(tmp_path: Path) -> None:
+    """The no-url warning is a notice: a `clock set` walk prints it once, at the new time."""
+    _builtins(tmp_path)
+    dev = _open(tmp_path, FakeClock(T0))
+    r = dev.execute("clock set 00:00:00 27 November 2027")
+    assert r.ok, r.output
+    assert r.output.count("TRUSTPOOL_AUTO_UPDATE_DISABLED") == 1
+    assert "WALK_LIMIT" not in r.output
+    assert dev.execute("show logging").output.count("TRUSTPOOL_AUTO_UPDATE_DISABLED") == 1
+    assert dev.run_due() == []
+    dev.close()
+
+
 def test_no_url_warns_daily(tmp_path: Path) -> None:
     _builtins(tmp_path)
     clock = FakeClock(T0)
