@@ -23,7 +23,8 @@ certificate; the certificate it brings in is `received` (more to come) or `issue
 
 `revoke` is `RouterCertificateRevoked`: a CRL the trustpoint's CA issued, fetched and verified,
 lists one of its router certificates (engine/revocation/, the one place fetched CRLs become
-events). The revoked certificate stays installed, marked (`Status :Revoked`), but it is not
+events); a second certificate of the trustpoint (usage keys) found on a CRL later keeps it
+revoked. The revoked certificate stays installed, marked (`Status :Revoked`), but it is not
 usable: the guards count only certificates no CRL lists, so an enrollment from `revoked` is a
 first enrollment (its failure leads to authenticated, not back to enrolled), and zeroizing
 the revoked certificate's key is `lose_certificates`.
@@ -79,7 +80,7 @@ TABLE: list[Edge[Lifecycle]] = [
     Edge("renewal_cancelled", (EG,), ED, conditions=RENEWING),
     Edge("renewal_key_lost", (EG,), ED, conditions=RENEWING,
          note="the re-enrollment's key pair was zeroized"),
-    Edge("revoke", (ED,), R, note="our certificate is on the CA's CRL"),
+    Edge("revoke", (ED, R), R, note="our certificate is on the CA's CRL (another one, too)"),
     Edge("lose_certificates", (EG, ED, R), A, note="the key pair was zeroized"),
     Edge("lose_installed", (EG,), None, conditions=RENEWING,
          note="the installed certificate's key was zeroized; the re-enrollment goes on"),
