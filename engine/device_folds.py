@@ -5,7 +5,8 @@ the trustpoint folds (engine/trustpoints.py) before the logging folds below, so 
 derived from the trustpoint as the event left it. Key pairs and imported keys are folded here
 into `DeviceState.keys`, the `show logging` buffer into `DeviceState.messages`, `clock set`
 into `DeviceState.clock_offset_us` (the engine clock's offset, engine/ports.py), and the
-trustpool's folds (engine/trustpool/folds.py) into `DeviceState.trustpool`.
+trustpool's folds (engine/trustpool/folds.py) into `DeviceState.trustpool`, the CRL cache's
+(engine/revocation/folds.py) into `DeviceState.crls`.
 """
 
 from __future__ import annotations
@@ -22,12 +23,15 @@ from engine.messages import (
     failure_message,
     poll_failed,
 )
+from engine.revocation import folds as crl
+from engine.revocation import messages as crl_messages
 from engine.state import DeviceState, fold_commit, with_state
 from engine.trustpool import folds as pool
 from engine.trustpool import messages as pool_messages
 from events.clock import ClockSet
 from events.device import ConfigurationCommitted
 from events.keys import KeyPairGenerated, KeyPairZeroized, PublicKeyImported, PublicKeyRemoved
+from events.revocation import CrlCacheCleared, CrlFetched, CrlFetchFailed
 from events.trustpoint import (
     CACertificateAccepted,
     CACertificateRefused,
@@ -130,6 +134,18 @@ def _log_pool_warned(state: DeviceState, ev: TrustpoolPolicyWarned, at: int) -> 
     return _log(state, at, pool_messages.warned(ev))
 
 
+def _log_crl_fetched(state: DeviceState, ev: CrlFetched, at: int) -> DeviceState:
+    return _log(state, at, crl_messages.fetched(ev))
+
+
+def _log_crl_failed(state: DeviceState, ev: CrlFetchFailed, at: int) -> DeviceState:
+    return _log(state, at, crl_messages.fetch_failed(ev))
+
+
+def _log_crl_cleared(state: DeviceState, ev: CrlCacheCleared, at: int) -> DeviceState:
+    return _log(state, at, crl_messages.cleared(ev))
+
+
 # -- the table -------------------------------------------------------------------------------------
 
 DEVICE_FOLDS: FoldTable[DeviceState] = FoldTable("device", {
@@ -152,4 +168,7 @@ DEVICE_FOLDS: FoldTable[DeviceState] = FoldTable("device", {
     TrustpoolCleaned: (pool.cleaned, _log_pool_cleaned),
     TrustpoolUpdateFailed: (pool.update_failed, _log_pool_failed),
     TrustpoolPolicyWarned: (pool.warned, _log_pool_warned),
+    CrlFetched: (crl.fetched, _log_crl_fetched),
+    CrlFetchFailed: (crl.fetch_failed, _log_crl_failed),
+    CrlCacheCleared: (crl.cleared, _log_crl_cleared),
 })

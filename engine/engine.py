@@ -39,6 +39,7 @@ from engine.keystore import (
 from engine.logsetup import get_logger
 from engine.parser import Choice, Match, choices, parse, render_choices
 from engine.ports import Clock, EngineClock, FakeClock, PinnedClock, Prompter, SystemClock
+from engine.revocation.store import CRL_DIR, CrlBlobs, FileCrlBlobs, MemoryCrlBlobs
 from engine.runtime import Ports, perform, queue, require_utf8, run
 from engine.schedule import Job, due_jobs, walk, walk_cut_short
 from engine.session import Session
@@ -138,7 +139,8 @@ class Engine:
             raise
         ports = Ports(data_dir=root, clock=EngineClock(clock or SystemClock(),
                                                        state.clock_offset_us),
-                      prompter=prompter, render=render, write=write, keygen=keygen, scep=scep)
+                      prompter=prompter, render=render, write=write, keygen=keygen, scep=scep,
+                      crl_blobs=FileCrlBlobs(root / CRL_DIR))
         engine = cls(log, state, ports, root, user or _default_user())
         engine.recovered = log.recovered
         engine.snapshots_ignored = ignored
@@ -189,7 +191,7 @@ class Engine:
                   user: str = "admin", keygen: KeyGenerator | None = None,
                   scep: ScepTransport | None = None) -> Engine:
         ports = Ports(clock=EngineClock(clock or SystemClock()), prompter=prompter,
-                      keygen=keygen, scep=scep, render=render)
+                      keygen=keygen, scep=scep, render=render, crl_blobs=MemoryCrlBlobs())
         return cls(MemoryEventLog(), DeviceState(), ports, None, user)
 
     @classmethod
@@ -212,6 +214,13 @@ class Engine:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    @property
+    def crl_blobs(self) -> CrlBlobs:
+        """Where the CRLs the log names are stored (engine.revocation.store)."""
+        if self.ports.crl_blobs is None:
+            self.ports.crl_blobs = MemoryCrlBlobs()
+        return self.ports.crl_blobs
 
     # -- executing -----------------------------------------------------------------------------
 

@@ -31,6 +31,8 @@ from engine.ports import Clock, Prompter, Randomness, SystemClock, SystemRandomn
 if TYPE_CHECKING:
     from engine.ca.commands import Signer
     from engine.keystore import KeyGenerator, Keystore
+    from engine.revocation.store import CrlBlobs
+    from engine.revocation.transport import CrlFetcher
     from engine.scep_client import ScepTransport
     from engine.trustpool.fetch import BundleFetcher
 
@@ -60,6 +62,8 @@ class Ports:
     keygen: KeyGenerator | None = None  # engine.keystore: real key generation unless injected
     scep: ScepTransport | None = None  # engine.scep_client: httpx unless injected
     bundles: BundleFetcher | None = None  # engine.trustpool.fetch: http/https/file unless injected
+    crls: CrlFetcher | None = None  # engine.revocation.transport: http/ldap unless injected
+    crl_blobs: CrlBlobs | None = None  # engine.revocation.store: <data>/crls/, or in memory
     randomness: Randomness = field(default_factory=SystemRandomness)  # nonces, serials, CEKs
     signer: Signer | None = None  # engine.ca.commands: the CA's signing key (CA only)
     offline: bool = False  # an audit replay: no effect but printing may be performed

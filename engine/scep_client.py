@@ -401,3 +401,50 @@ def _build_request(ports: Ports, eff: BuildRequest) -> bytes:
         dns_names=eff.identity.dns_names,
         ip_addresses=[ipaddress.ip_address(a) for a in eff.identity.ip_addresses])
     return csr.public_bytes(serialization.Encoding.DER)
+
+
+# -- GetCRL (engine.revocation asks it through its FetchCRL effect) -------------------------
+
+
+@dataclass(frozen=True)
+class CrlQuery:
+    """A SCEP GetCRL for the CRL covering `certificate` (DER), signed with the trustpoint's
+    key and, when it has one, its router certificate."""
+
+    url: str
+    key: KeyPair
+    identity: Identity
+    ca: CAView
+    certificate: bytes
+    digest: str | None = None
+    current_certificate: bytes | None = None
+
+
+def get_crl(ports: Ports, query: CrlQuery, timeout_s: float) -> bytes:
+    """The CRL's DER from the CA's GetCRL answer (RFC 8894 §3.3.5); a PeerError naming why
+    not. Over HTTP the whole exchange gets `timeout_s` seconds (the curl-timeout)."""
+    transport = transport_of(ports)
+    saved = ports.scep
+    if isinstance(transport, HttpxTransport):
+        ports.scep = HttpxTransport(timeout=timeout_s, deadline=timeout_s)
+    try:
+        with one_exchange(ports):
+            return _get_crl(ports, query)
+    finally:
+        ports.scep = saved
+
+
+def _get_crl(ports: Ports, query: CrlQuery) -> bytes:
+    cert = x509.load_der_x509_certificate(query.certificate)
+    signer = _signer(ports, query.key, _subject(query.identity), query.current_certificate)
+    cas = _ca_certs(query.ca)
+    txid = ports.randomness.token_bytes(16).hex().upper()
+    params = _params(ports, signer, cas, query.ca.capabilities, txid, query.digest)
+    message = scep.build_get_crl(params, issuer=cert.issuer, serial_number=cert.serial_number,
+                                 random_bytes=ports.randomness.token_bytes)
+    rep = _exchange(ports, query.url, message, params, cas, query.ca.capabilities)
+    if rep.status is not scep.PkiStatus.SUCCESS or not rep.crls:
+        why = rep.fail_info_text or (rep.fail_info.name if rep.fail_info is not None
+                                     else rep.status.name)
+        raise PeerError(PeerReason.REFUSED, f"GetCRL: the CA at {query.url} answered {why}")
+    return rep.crls[0].public_bytes(serialization.Encoding.DER)

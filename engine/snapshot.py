@@ -78,6 +78,8 @@ from engine.config import Change, ConfigTree, Node
 from engine.keys import ImportedKey, KeyAlgorithm, KeyPair, KeyRing, KeyUsage
 from engine.machines.trustpoint import Lifecycle
 from engine.machines.trustpool import UpdateTimer
+from engine.revocation.cache import CrlCache
+from engine.revocation.model import CachedCrl
 from engine.state import Commit, CommitHistory, DeviceState, folds_fingerprint, replay_rows
 from engine.trustpoints import Enrollment, RouterCertificate, TrustpointConfig, TrustpointStatus
 from engine.trustpool.pool import PoolCert, TrustpoolState, UpdateRecord
@@ -114,6 +116,8 @@ TABLE: Mapping[str, type] = types.MappingProxyType({
     "PoolCert": PoolCert,
     "UpdateRecord": UpdateRecord,
     "UpdateTimer": UpdateTimer,
+    "CrlCache": CrlCache,
+    "CachedCrl": CachedCrl,
 })
 """Every type a snapshot may hold, by the tag it is stored under. Add a state type here (a
 test fails until you do: it walks DeviceState's type hints)."""

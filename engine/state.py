@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from engine.config import Change, ConfigTree
 from engine.keys import KeyRing
+from engine.revocation.cache import CrlCache
 from engine.trustpool.pool import TrustpoolState
 from events.device import ConfigurationCommitted
 from events.registry import Event, known_types
@@ -107,6 +108,7 @@ class DeviceState:
     trustpoint_configs: Mapping[str, TrustpointConfig] = field(
         default_factory=lambda: MappingProxyType({}))
     trustpool: TrustpoolState = field(default_factory=TrustpoolState)  # engine.trustpool
+    crls: CrlCache = field(default_factory=CrlCache)  # engine.revocation: the CRL cache
 
     @property
     def next_commit_id(self) -> int:
@@ -177,8 +179,8 @@ def device_folds() -> FoldTable[DeviceState]:
     return _TABLE[0]
 
 
-FOLD_VERSION = 4  # 2: `trustpoint_configs` folded at commit; 3: the chunked CommitHistory;
-# 4: router certificates carry their revocation (RouterCertificateRevoked)
+FOLD_VERSION = 5  # 2: `trustpoint_configs` folded at commit; 3: the chunked CommitHistory;
+# 4: the CRL cache (`crls`); 5: router certificates carry their revocation
 """Bump this when a fold's logic changes while the state's shape stays the same: snapshots
 written by the older folds then no longer fit this build (see `folds_fingerprint`)."""
 

@@ -123,3 +123,11 @@ class TrustpoolPolicyView(View):
 
     state: DeviceState
     now: int
+
+
+@dataclass(frozen=True)
+class CrlsView(View):
+    """`show crypto ca crls`: every cached CRL, at `now` (fresh or stale)."""
+
+    state: DeviceState
+    now: int

@@ -18,6 +18,7 @@ from projections.config import (
     render_running,
     render_target,
 )
+from projections.crls import render_crls
 from projections.keys import render_imported_keys, render_key_pairs
 from projections.syslog import render_logging
 from projections.trustpoints import render_ca_offer, render_certificates, render_trustpoints
@@ -38,6 +39,7 @@ _RENDERERS: dict[type, Callable[[Any], str]] = {
     views.TrustpoolView: lambda v: render_pool(v.state, v.now),
     views.TrustpoolPolicyView: lambda v: render_policy(v.state, v.now),
     views.ClockView: lambda v: render_clock(v.now),
+    views.CrlsView: lambda v: render_crls(v.state, v.now),
 }
 
 

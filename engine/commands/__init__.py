@@ -7,6 +7,7 @@ Tab completion and `show running-config` pick it up with no other change.
 from engine.commands import (
     clock,
     configuration,
+    crl,
     keys,
     logging,
     paste,
@@ -15,5 +16,5 @@ from engine.commands import (
     trustpool,
 )
 
-__all__ = ["clock", "configuration", "keys", "logging", "paste", "system", "trustpoint",
+__all__ = ["clock", "configuration", "crl", "keys", "logging", "paste", "system", "trustpoint",
            "trustpool"]

@@ -20,12 +20,13 @@ from engine.keys import PrivateKey
 from engine.keystore import KeyPool
 from engine.ports import FakeClock
 from engine.state import DeviceState
+from tests.support.crl_support import DAY_US, CrlSpec, FakeCrlFetcher, Issuer, make_crl
 
 SHOWS = ("show running-config", "show configuration commit list",
          "show crypto ca certificates", "show crypto ca trustpoint",
          "show crypto key mypubkey rsa", "show crypto key mypubkey ecdsa",
          "show crypto key mypubkey ed25519", "show crypto key authentication rsa",
-         "show logging")
+         "show logging", "show crypto ca crls")
 PW = "snapshot-challenge-77"
 
 
@@ -114,6 +115,10 @@ def build_rich(e: Engine, clock: FakeClock) -> None:
     bundle = e.data_dir.parent / "pool.pem"  # a downloaded trustpool: PoolCert, UpdateRecord
     bundle.write_bytes(_ca()[1].public_bytes(serialization.Encoding.PEM))
     ok(e, f"crypto ca trustpool import url file://{bundle}")
+    crl = make_crl(Issuer(*_ca()), CrlSpec(revoked=[(0x99, "key_compromise")],
+                                           this_update=clock.us, next_update=clock.us + DAY_US))
+    e.ports.crls = FakeCrlFetcher({"http://crl.example.com/ca.crl": crl})  # CrlCache, CachedCrl
+    ok(e, "crypto ca crl request http://crl.example.com/ca.crl")
 
 
 def shows(state: DeviceState) -> dict[str, str]:

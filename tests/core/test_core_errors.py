@@ -25,6 +25,8 @@ import engine.keys as keys
 import engine.keystore as keystore
 import engine.machines.diagrams as diagrams
 import engine.scep.errors as scep_errors
+from engine.revocation.store import BlobMissing
+from engine.revocation.transport import CrlUnavailable
 from engine.scep.types import FailInfo
 from engine.trustpool.bundle import BundleRefused
 from events.filelog import LogError, LogWriteFailed
@@ -66,6 +68,8 @@ FACTORIES: dict[type, Callable[[str], Any]] = {
     folds.UnfoldedEvent: lambda t: folds.UnfoldedEvent("device", t, 7),
     diagrams.DiagramError: diagrams.DiagramError,
     BundleRefused: BundleRefused,
+    CrlUnavailable: CrlUnavailable,
+    BlobMissing: lambda t: BlobMissing("0" * 64, t),
 }
 
 

@@ -15,6 +15,7 @@ import events.ca
 import events.clock
 import events.device
 import events.keys
+import events.revocation
 import events.trustpoint
 import events.trustpool
 from engine.ca.state import CA_FOLDS
@@ -39,7 +40,8 @@ def test_every_event_type_is_in_exactly_one_aggregate_table() -> None:
     device = {t.type_name for t in device_folds().types}
     ca = {t.type_name for t in CA_FOLDS.types}
     assert device == declared(events.device) | declared(events.keys) | declared(
-        events.trustpoint) | declared(events.trustpool) | declared(events.clock)
+        events.trustpoint) | declared(events.trustpool) | declared(events.clock) | declared(
+        events.revocation)
     assert ca == declared(events.ca)
     assert not device & ca
     # Every type the engine's event modules declare (tests register LogTest* types of their own).

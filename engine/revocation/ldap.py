@@ -1,0 +1,158 @@
+"""LDAP CRL distribution points: RFC 4516 URLs, a bare DN resolved against the trustpoint's
+`query url`, and the read itself (ldap3).
+
+    ldap://host[:port]/dn[?attributes[?scope[?filter[?extensions]]]]
+
+The DN and the filter are percent-decoded (`cn=Root%20CA,...`; a raw space, as some CAs
+write their CDPs, is taken as it is). What we read is always the `certificateRevocationList;binary`
+attribute of the entry at the DN with a base-scope search (the URL's attribute list may
+name it; another attribute, or a scope other than base, is refused: the distribution point
+is one entry). A bare DN (a CDP given as a directoryName, or `crypto ca crl request` of a
+DN) is read from the server the trustpoint's `query url` names.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from urllib.parse import unquote
+
+CRL_ATTRIBUTE = "certificateRevocationList;binary"
+DEFAULT_PORT = 389
+MAX_CRL = 64 << 20  # a CRL larger than 64 MiB is refused
+
+
+class LdapUrlError(ValueError):
+    """Not an LDAP URL we can read a CRL from."""
+
+
+class LdapReadError(Exception):
+    """The directory could not be read, or holds no CRL at the entry."""
+
+
+@dataclass(frozen=True, slots=True)
+class LdapTarget:
+    host: str
+    port: int
+    dn: str
+    filter: str = "(objectClass=*)"
+
+    @property
+    def uri(self) -> str:
+        return f"ldap://{_host_port(self.host, self.port)}/{self.dn}"
+
+
+def _host_port(host: str, port: int) -> str:
+    h = f"[{host}]" if ":" in host else host
+    return h if port == DEFAULT_PORT else f"{h}:{port}"
+
+
+def parse_ldap_url(url: str) -> LdapTarget:
+    """RFC 4516 §2 (ldaps and extensions marked critical are refused: we read over plain
+    LDAP, which a CRL, being signed, does not need protected)."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme.lower() != "ldap":
+        raise LdapUrlError(f"{url} is not an ldap:// url")
+    hostport, _, tail = rest.partition("/")
+    host, port = _split_host(hostport, url)
+    dn, _, query = tail.partition("?")
+    parts = [*query.split("?"), "", "", "", ""][:4]
+    attrs = [unquote(a) for a in parts[0].split(",") if a]
+    if attrs and not any(a.split(";")[0].lower() == "certificaterevocationlist" for a in attrs):
+        raise LdapUrlError(f"{url} names attributes {', '.join(attrs)}, not "
+                           "certificateRevocationList")
+    if parts[1] and parts[1].lower() != "base":
+        raise LdapUrlError(f"{url} asks for a {parts[1]} search; a CRL is read at its entry "
+                           "(base)")
+    if any(e.startswith("!") for e in parts[3].split(",") if e):
+        raise LdapUrlError(f"{url} has a critical extension we do not support")
+    flt = unquote(parts[2]) or "(objectClass=*)"
+    if not flt.startswith("("):
+        flt = f"({flt})"
+    dn = unquote(dn)
+    if not dn:
+        raise LdapUrlError(f"{url} names no entry (DN)")
+    return LdapTarget(host or "localhost", port, dn, flt)
+
+
+def _split_host(hostport: str, url: str) -> tuple[str, int]:
+    if hostport.startswith("["):
+        host, _, after = hostport[1:].partition("]")
+        port_text = after[1:] if after.startswith(":") else ""
+    else:
+        host, _, port_text = hostport.partition(":")
+    if not port_text:
+        return host, DEFAULT_PORT
+    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise LdapUrlError(f"{url} has an invalid port")
+    return host, int(port_text)
+
+
+def resolve_dn(dn: str, query_url: str | None) -> LdapTarget:
+    """A bare DN, read from the server of the trustpoint's `query url`."""
+    if not query_url:
+        raise LdapUrlError(f"the distribution point {dn} is a directory name and the "
+                           "trustpoint has no query url")
+    scheme, sep, rest = query_url.partition("://")
+    if not sep or scheme.lower() != "ldap":
+        raise LdapUrlError(f"the query url {query_url} is not an ldap:// url")
+    host, port = _split_host(rest.partition("/")[0].partition("?")[0], query_url)
+    return LdapTarget(host or "localhost", port, dn)
+
+
+def read_crl(target: LdapTarget, timeout_s: float) -> bytes:
+    """The entry's first `certificateRevocationList;binary` value, within `timeout_s` in all
+    (connect, bind, search: ldap3's timeouts are per operation, so the read runs in a
+    helper thread that is abandoned at the deadline and ends at its own socket timeout)."""
+    result: list[bytes | BaseException] = []
+    worker = threading.Thread(target=_read_into, args=(target, timeout_s, result),
+                              name="crl-ldap", daemon=True)
+    worker.start()
+    worker.join(timeout_s)
+    if not result:
+        raise LdapReadError(f"no complete answer within the {timeout_s:g} s curl-timeout")
+    got = result[0]
+    if isinstance(got, BaseException):
+        raise got
+    return got
+
+
+def _read_into(target: LdapTarget, timeout_s: float, result: list[bytes | BaseException]
+               ) -> None:
+    try:
+        result.append(_read(target, timeout_s))
+    except BaseException as e:
+        result.append(e)
+
+
+def _read(target: LdapTarget, timeout_s: float) -> bytes:
+    import ldap3  # loaded by the first LDAP fetch only
+    from ldap3.core.exceptions import LDAPException
+
+    try:
+        server = ldap3.Server(target.host, port=target.port, get_info=ldap3.NONE,
+                              connect_timeout=timeout_s)
+        conn = ldap3.Connection(server, auto_bind=True, raise_exceptions=True,
+                                receive_timeout=max(1, int(timeout_s)))
+        try:
+            conn.search(target.dn, target.filter, search_scope=ldap3.BASE,
+                        attributes=[CRL_ATTRIBUTE])
+            response = list(conn.response or [])
+        finally:
+            conn.unbind()
+    except LDAPException as e:
+        if type(e).__name__ == "LDAPNoSuchObjectResult":
+            raise LdapReadError(f"no entry {target.dn} in the directory") from None
+        raise LdapReadError(str(e) or type(e).__name__) from None
+    entries = [r for r in response if r.get("type") == "searchResEntry"]
+    if not entries:
+        raise LdapReadError(f"no entry {target.dn} in the directory")
+    raw = entries[0].get("raw_attributes", {})
+    key = next((k for k in raw if k.split(";")[0].lower() == "certificaterevocationlist"),
+               None)
+    if key is None or not raw[key]:
+        raise LdapReadError(f"the entry {target.dn} has no certificateRevocationList")
+    value = bytes(raw[key][0])
+    if len(value) > MAX_CRL:
+        raise LdapReadError(f"the CRL is larger than {MAX_CRL >> 20} MiB")
+    return value

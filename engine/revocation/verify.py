@@ -1,0 +1,169 @@
+"""The checks a fetched CRL must pass before it is cached (RFC 5280 §5.2, §6.3.3).
+
+`verify_crl(data, issuer, cert, now)` takes the bytes a source gave (DER, or PEM), the
+certificate of the CRL's issuer (whose key must have signed it) and the certificate whose
+status is wanted (for the CRL's scope), and returns a `VerifiedCrl` or raises `CrlRefused`
+naming the first rule broken:
+
+1. it parses as a CRL;
+2. its issuer is the certificate's issuer (§6.3.3 (b)(1): "verify that the CRL issuer
+   matches the certificate issuer"; indirect CRLs are not used);
+3. §6.3.3 (f): "If a key usage extension is present in the CRL issuer's certificate, verify
+   that the cRLSign bit is set.";
+4. its signature verifies with the issuer's public key (§6.3.3 (g));
+5. no critical extension we cannot process: §5.2 "If a CRL contains a critical extension that
+   the application cannot process, then the application MUST NOT use that CRL to determine
+   the status of certificates." (and §5.3 for entry extensions, checked by the index);
+6. it is a complete CRL: a delta CRL (deltaCRLIndicator, §5.2.4) is never used as one, nor
+   is a CRL of only some reasons (IDP onlySomeReasons) or an indirect one;
+7. its scope covers the certificate (§5.2.5 issuing distribution point, §6.3.3 (b)(2)):
+   distribution point names shared with the certificate's CRL distribution points,
+   onlyContainsUserCerts / onlyContainsCACerts / onlyContainsAttributeCerts.
+
+Whether it is still fresh (nextUpdate) is not a rule of acceptance: a verified CRL past its
+nextUpdate is `VerifiedCrl.expired_at(now)`, which the fetch weighs against other sources.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from dataclasses import dataclass
+
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.x509.oid import ExtensionOID
+
+from engine.revocation.cache import cdp_uris, is_ca, spki_sha256
+from engine.revocation.index import CrlIndex, CrlShape, build_index
+
+# The CRL extensions we process (or that change nothing when critical and understood).
+_KNOWN = {
+    ExtensionOID.AUTHORITY_KEY_IDENTIFIER, ExtensionOID.ISSUER_ALTERNATIVE_NAME,
+    ExtensionOID.CRL_NUMBER, ExtensionOID.DELTA_CRL_INDICATOR,
+    ExtensionOID.ISSUING_DISTRIBUTION_POINT, ExtensionOID.FRESHEST_CRL,
+    ExtensionOID.AUTHORITY_INFORMATION_ACCESS,
+}
+
+
+class CrlRefused(ValueError):
+    """A fetched CRL that must not be used; the text says why (no `%`, no final period)."""
+
+
+@dataclass(frozen=True, slots=True)
+class VerifiedCrl:
+    der: bytes
+    sha256: str
+    issuer: bytes  # DER of the issuer Name
+    issuer_text: str
+    authority_key_id: bytes | None
+    number: int | None
+    this_update: int  # µs
+    next_update: int | None  # µs
+    idp_uris: tuple[str, ...]
+    only: str  # "user", "ca" or ""
+    verified_with: str
+    index: CrlIndex
+
+    def expired_at(self, now: int) -> bool:
+        return self.next_update is not None and now >= self.next_update
+
+
+def _us(t: dt.datetime) -> int:
+    return int(t.timestamp()) * 1_000_000 + t.microsecond
+
+
+def load_crl(data: bytes) -> x509.CertificateRevocationList:
+    try:
+        if data.lstrip().startswith(b"-----BEGIN"):
+            return x509.load_pem_x509_crl(data)
+        return x509.load_der_x509_crl(data)
+    except ValueError:
+        raise CrlRefused("the answer is not a CRL") from None
+
+
+def verify_crl(data: bytes, issuer: x509.Certificate,
+               cert: x509.Certificate | None = None) -> VerifiedCrl:
+    crl = load_crl(data)
+    der = crl.public_bytes(Encoding.DER)
+    if crl.issuer != issuer.subject:
+        raise CrlRefused(f"the CRL is issued by {crl.issuer.rfc4514_string() or '(empty)'}, "
+                         f"not by {issuer.subject.rfc4514_string()}")
+    _check_crl_sign(issuer)
+    if not _signature_valid(crl, issuer):
+        raise CrlRefused("the CRL's signature does not verify with the issuer's key")
+    exts = _check_extensions(crl)
+    idp_uris, only = _scope(exts, cert)
+    try:
+        index = build_index(der)
+    except CrlShape as e:
+        raise CrlRefused(f"the CRL's revoked list cannot be used: {e}") from None
+    aki = exts.get(ExtensionOID.AUTHORITY_KEY_IDENTIFIER)
+    number = exts.get(ExtensionOID.CRL_NUMBER)
+    return VerifiedCrl(
+        der, hashlib.sha256(der).hexdigest(), crl.issuer.public_bytes(),
+        crl.issuer.rfc4514_string(),
+        aki.key_identifier if isinstance(aki, x509.AuthorityKeyIdentifier) else None,
+        number.crl_number if isinstance(number, x509.CRLNumber) else None,
+        _us(crl.last_update_utc),
+        None if crl.next_update_utc is None else _us(crl.next_update_utc),
+        idp_uris, only, spki_sha256(issuer), index)
+
+
+def _check_crl_sign(issuer: x509.Certificate) -> None:
+    try:
+        ku = issuer.extensions.get_extension_for_class(x509.KeyUsage).value
+    except x509.ExtensionNotFound:
+        return
+    if not ku.crl_sign:
+        raise CrlRefused("the issuer's certificate has a key usage without cRLSign "
+                         "(RFC 5280 6.3.3 (f))")
+
+
+def _signature_valid(crl: x509.CertificateRevocationList, issuer: x509.Certificate) -> bool:
+    try:
+        return crl.is_signature_valid(issuer.public_key())  # type: ignore[arg-type]
+    except (TypeError, ValueError):  # a key type that cannot sign CRLs
+        return False
+
+
+def _check_extensions(crl: x509.CertificateRevocationList) -> dict[x509.ObjectIdentifier,
+                                                                   x509.ExtensionType]:
+    try:
+        extensions = crl.extensions
+    except ValueError as e:
+        raise CrlRefused(f"the CRL's extensions cannot be parsed ({e})") from None
+    found: dict[x509.ObjectIdentifier, x509.ExtensionType] = {}
+    for ext in extensions:
+        if ext.critical and ext.oid not in _KNOWN:
+            raise CrlRefused(f"the CRL has a critical extension we cannot process "
+                             f"({ext.oid.dotted_string}; RFC 5280 5.2)")
+        found[ext.oid] = ext.value
+    if ExtensionOID.DELTA_CRL_INDICATOR in found:
+        raise CrlRefused("the CRL is a delta CRL, not a complete one")
+    return found
+
+
+def _scope(exts: dict[x509.ObjectIdentifier, x509.ExtensionType],
+           cert: x509.Certificate | None) -> tuple[tuple[str, ...], str]:
+    idp = exts.get(ExtensionOID.ISSUING_DISTRIBUTION_POINT)
+    if not isinstance(idp, x509.IssuingDistributionPoint):
+        return (), ""
+    if idp.indirect_crl:
+        raise CrlRefused("the CRL is an indirect CRL, which is not used")
+    if idp.only_some_reasons:
+        raise CrlRefused("the CRL covers only some reasons, not a complete CRL")
+    if idp.only_contains_attribute_certs:
+        raise CrlRefused("the CRL covers only attribute certificates")
+    uris = tuple(n.value for n in (idp.full_name or ())
+                 if isinstance(n, x509.UniformResourceIdentifier))
+    only = "user" if idp.only_contains_user_certs else "ca" if idp.only_contains_ca_certs else ""
+    if cert is not None:
+        if only == "user" and is_ca(cert):
+            raise CrlRefused("the CRL covers only end-entity certificates (RFC 5280 5.2.5)")
+        if only == "ca" and not is_ca(cert):
+            raise CrlRefused("the CRL covers only CA certificates (RFC 5280 5.2.5)")
+        if uris and not set(uris) & set(cdp_uris(cert)):
+            raise CrlRefused("the CRL's issuing distribution point does not cover the "
+                             "certificate (RFC 5280 5.2.5)")
+    return uris, only
