@@ -168,7 +168,7 @@ DEVICE_FOLDS: FoldTable[DeviceState] = FoldTable("device", {
     TrustpoolCleaned: (pool.cleaned, _log_pool_cleaned),
     TrustpoolUpdateFailed: (pool.update_failed, _log_pool_failed),
     TrustpoolPolicyWarned: (pool.warned, _log_pool_warned),
-    CrlFetched: (crl.fetched, _log_crl_fetched),
-    CrlFetchFailed: (crl.fetch_failed, _log_crl_failed),
+    CrlFetched: (crl.fetched, tp._crl_fetched, _log_crl_fetched),
+    CrlFetchFailed: (crl.fetch_failed, tp._crl_failed, _log_crl_failed),
     CrlCacheCleared: (crl.cleared, _log_crl_cleared),
 })

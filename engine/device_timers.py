@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from engine.commands.trustpoint import due_polls
 from engine.commands.trustpool import due_update
+from engine.revocation.refresh import due_refresh
 from engine.schedule import Due
 
 DEVICE_TIMERS: tuple[Due, ...] = (
     due_polls,  # a pending SCEP enrollment's next CertPoll (engine/commands/trustpoint.py)
     due_update,  # the trustpool's automatic update, or its daily no-url warning
+    due_refresh,  # an enrolled trustpoint's CRL at its nextUpdate (engine/revocation/refresh.py)
 )

@@ -26,6 +26,7 @@ from engine.parser import parse
 from engine.state import DeviceState, with_state
 from events.device import ConfigurationCommitted
 from events.keys import KeyPairZeroized
+from events.revocation import CrlFetched, CrlFetchFailed
 from events.trustpoint import (
     CACertificateAccepted,
     CertificateReceived,
@@ -181,6 +182,10 @@ class TrustpointStatus:
     # A fact about one CA: emptied when the trustpoint may talk to another one (a CA
     # certificate accepted, the enrollment URL or method changed); gone with the trustpoint.
     held_by_ca: tuple[str, ...] = ()
+    # The CRL refresh timer's record (engine/revocation/refresh.py): when the trustpoint last
+    # fetched a CRL, and how many fetches in a row gave no fresh one.
+    crl_fetched_at: int = 0
+    crl_failures: int = 0
 
 
 def status_of(state: DeviceState, name: str) -> TrustpointStatus:
@@ -259,6 +264,23 @@ def _revoked(state: DeviceState, ev: RouterCertificateRevoked, at: int) -> Devic
     certs = tuple(replace(c, revoked_at=ev.revoked_at, revocation_reason=ev.reason)
                   if c.key_id == ev.key_id else c for c in st.certificates)
     return _put(state, replace(st, lifecycle=_after(ev, st), certificates=certs))
+
+
+def _crl_fetched(state: DeviceState, ev: CrlFetched, at: int) -> DeviceState:
+    """A fetch for the trustpoint gave a CRL: fresh (its nextUpdate ahead) or not."""
+    st = state.trustpoints.get(ev.trustpoint or "")
+    if st is None:
+        return state
+    fresh = ev.next_update is not None and ev.next_update > at
+    return _put(state, replace(st, crl_fetched_at=at,
+                               crl_failures=0 if fresh else st.crl_failures + 1))
+
+
+def _crl_failed(state: DeviceState, ev: CrlFetchFailed, at: int) -> DeviceState:
+    st = state.trustpoints.get(ev.trustpoint or "")
+    if st is None:
+        return state
+    return _put(state, replace(st, crl_fetched_at=at, crl_failures=st.crl_failures + 1))
 
 
 def _zeroized(state: DeviceState, ev: KeyPairZeroized, at: int) -> DeviceState:
