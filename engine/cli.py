@@ -213,8 +213,31 @@ def cmd_log_verify(d: Path) -> int:
     print("chain     : OK")
     with FileEventLog.open(_log_dir(d), readonly=True) as log:
         _check_folded(log)
+        if not _verify_crl_blobs(d, log):
+            return 1
     _verify_snapshots(d)
     return 0
+
+
+def _verify_crl_blobs(d: Path, log: FileEventLog) -> bool:
+    """Every CRL an event names is stored beside the log and hashes to its name
+    (engine/revocation/store.py): a missing or altered one is damage, named by its seq."""
+    from engine.revocation.store import CRL_DIR, BlobMissing, FileCrlBlobs
+
+    blobs = FileCrlBlobs((d if (d / "log").is_dir() else d.parent) / CRL_DIR)
+    checked: set[str] = set()
+    for row in log.read_rows():
+        if row[2] != "CrlFetched" or row[7]["sha256"] in checked:
+            continue
+        try:
+            blobs.get(row[7]["sha256"])
+        except BlobMissing as e:
+            print(f"DAMAGED   : seq {row[0]} names the CRL {e.sha256}, which is {e.why}")
+            return False
+        checked.add(row[7]["sha256"])
+    if checked:
+        print(f"crls      : {len(checked)} stored CRL{'s' if len(checked) != 1 else ''} OK")
+    return True
 
 
 def _check_folded(log: FileEventLog) -> None:

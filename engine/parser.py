@@ -65,7 +65,11 @@ def _advance(cands: list[_Cand], word: str, column: int, line: str
         else:
             if tok.spec.kind.rest_of_line:
                 value = line[column:].rstrip()
-                nc = _step(c, value, tok, value)
+                try:  # the whole rest of the line is the value: its kind may refuse it
+                    parsed = tok.spec.kind.parse(value)
+                except ValueError:
+                    continue
+                nc = _step(c, value, tok, parsed)
                 nc.done = True
                 argm.append(nc)
                 continue

@@ -93,8 +93,11 @@ def request(ctx: Ctx) -> Generator[Effect, Any, Outcome]:
 
 
 def _failed(uri: str, issuer: str, why: str) -> Outcome:
-    return Outcome(events=[CrlFetchFailed(None, issuer, ((uri, why),))], failure=PeerError(
-        PeerReason.BAD_ANSWER, f"CRL request failed: {uri}: {why}. Nothing was cached."))
+    """The attempt is recorded (counted, kept in `show logging`); the command fails."""
+    err = PeerError(PeerReason.BAD_ANSWER,
+                    f"CRL request failed: {uri}: {why}. Nothing was cached.")
+    return Outcome(events=[CrlFetchFailed(None, issuer, ((uri, why),))], output=err.message,
+                   failure=err)
 
 
 def _fetched_line(ev: CrlFetched) -> str:

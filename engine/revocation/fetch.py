@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Generator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
@@ -132,21 +132,42 @@ def crl_sources(state: DeviceState, cert: x509.Certificate, issuer: x509.Certifi
     query_url = cfg.query_url if cfg is not None else None
     found: list[Source] = []
     for name in _cdp_names(cert):
-        if isinstance(name, x509.UniformResourceIdentifier):
-            scheme = name.value.partition(":")[0].lower()
-            found.append(Source(name.value) if scheme in ("http", "ldap") else
-                         Source(name.value, error=f"the url scheme {scheme!r} is not "
+        if isinstance(name, x509.Name):
+            found.append(_directory(name.rfc4514_string(), query_url))
+            continue
+        scheme = name.value.partition(":")[0].lower()
+        dn = _hostless_dn(name.value) if scheme == "ldap" else None
+        if dn is not None:
+            found.append(_directory(dn, query_url))
+        elif scheme in ("http", "ldap"):
+            found.append(Source(name.value))
+        else:
+            found.append(Source(name.value, error=f"the url scheme {scheme!r} is not "
                                                   "supported (http, ldap)"))
-        elif isinstance(name, x509.Name):
-            dn = name.rfc4514_string()
-            try:
-                found.append(Source(resolve_dn(dn, query_url).uri))
-            except LdapUrlError as e:
-                found.append(Source(f"ldap:///{quote(dn, safe=',=+;')}", error=str(e)))
     scep = _scep_source(state, cert, issuer, trustpoint)
     if scep is not None:
         found.append(scep)
     return _once(found)
+
+
+def _hostless_dn(uri: str) -> str | None:
+    """The DN of an LDAP URL that names no server: `ldap:///CN=ca,O=x`, or IOS's
+    `ldap://CN=ca,O=x` (a DN where the host would be). None for a URL with a server."""
+    rest = uri.partition("://")[2]
+    host, _, path = rest.partition("/")
+    if not host:
+        return unquote(path.partition("?")[0])
+    if "=" in host.partition("?")[0]:
+        return unquote(rest.partition("?")[0])
+    return None
+
+
+def _directory(dn: str, query_url: str | None) -> Source:
+    """A DN read from the server of the trustpoint's `query url`."""
+    try:
+        return Source(resolve_dn(dn, query_url).uri)
+    except LdapUrlError as e:
+        return Source(f"ldap:///{quote(dn, safe=',=+;')}", error=str(e))
 
 
 def _once(sources: list[Source]) -> list[Source]:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from urllib.parse import unquote
+from urllib.parse import quote, unquote
 
 CRL_ATTRIBUTE = "certificateRevocationList;binary"
 DEFAULT_PORT = 389
@@ -39,7 +39,7 @@ class LdapTarget:
 
     @property
     def uri(self) -> str:
-        return f"ldap://{_host_port(self.host, self.port)}/{self.dn}"
+        return f"ldap://{_host_port(self.host, self.port)}/{quote(self.dn, safe=',=+;')}"
 
 
 def _host_port(host: str, port: int) -> str:

@@ -85,7 +85,7 @@ def load_crl(data: bytes) -> x509.CertificateRevocationList:
 def verify_crl(data: bytes, issuer: x509.Certificate,
                cert: x509.Certificate | None = None) -> VerifiedCrl:
     crl = load_crl(data)
-    der = crl.public_bytes(Encoding.DER)
+    der = data if data[:1] == b"\x30" else crl.public_bytes(Encoding.DER)  # PEM: stored as DER
     if crl.issuer != issuer.subject:
         raise CrlRefused(f"the CRL is issued by {crl.issuer.rfc4514_string() or '(empty)'}, "
                          f"not by {issuer.subject.rfc4514_string()}")

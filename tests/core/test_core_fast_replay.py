@@ -4,7 +4,8 @@ Live: each event folded on its own by `evolve` (what the engine does after each 
 state a new immutable value. Fast: `replay_rows` over the rows read back from the log, one
 private state changed in place (`engine.state.with_state`). The histories mix every kind of
 device event: configuration commits (trustpoints included, so their removal drops a status),
-key pairs and imported keys, each step of a trustpoint's enrollment, and `clock set`. An
+key pairs and imported keys, each step of a trustpoint's enrollment, `clock set`, and CRLs
+fetched, failed and cleared. An
 event the live fold refuses (an illegal lifecycle transition) is left out, as the engine would
 never record it. `tests/core/test_core_replay.py` proves the same through `Engine.execute`
 for commands.
@@ -28,6 +29,7 @@ from events.device import ConfigurationCommitted
 from events.filelog import FileEventLog
 from events.keys import KeyPairGenerated, KeyPairZeroized, PublicKeyImported, PublicKeyRemoved
 from events.registry import Event
+from events.revocation import CrlCacheCleared, CrlFetched, CrlFetchFailed
 from events.store import PendingEvent
 from events.trustpoint import (
     CACertificateAccepted,
@@ -102,9 +104,25 @@ def other_event(draw: st.DrawFn) -> Event:
                                  draw(st.sampled_from(("unspecified", "keyCompromise"))),
                                  "ab" * 32),
         ClockSet(draw(st.integers(0, 2**40)), draw(st.integers(-2**40, 2**40))),
+        crl_fetched(draw),
+        CrlFetchFailed(draw(st.sampled_from((None, tp))), "CN=ca", (("http://x/ca.crl",
+                                                                   "HTTP 404"),)),
+        CrlCacheCleared(draw(st.integers(0, 3))),
     ]
     event: Event = draw(st.sampled_from(kinds))
     return event
+
+
+def crl_fetched(draw: st.DrawFn) -> CrlFetched:
+    """CRLs of two issuers and two scopes, older and newer ones (the cache keeps the newest
+    per issuer and scope)."""
+    issuer = draw(st.sampled_from((b"ca1", b"ca2")))
+    return CrlFetched(draw(st.sampled_from(("1" * 64, "2" * 64, "3" * 64))), issuer,
+                      issuer.decode(), None, draw(st.sampled_from((None, 1, 2))),
+                      draw(st.integers(0, 3)), draw(st.sampled_from((None, 10))),
+                      "http://x/ca.crl", 5, draw(st.sampled_from((None, "ca1"))),
+                      draw(st.sampled_from(((), ("http://x/ca.crl",)))), 3, "k" * 64,
+                      draw(st.sampled_from(("", "user"))))
 
 
 @st.composite

@@ -94,7 +94,7 @@ class CrlSpec:
 
     revoked: Iterable[tuple[int, str | None]] = ()  # (serial, reason flag name or None)
     this_update: int = 0
-    next_update: int | None = DAY_US
+    next_update: int | None = None  # None: a day after this_update (cryptography needs one)
     number: int | None = 1
     delta_of: int | None = None  # a delta CRL of this base number
     idp_uris: tuple[str, ...] = ()
@@ -114,8 +114,7 @@ def make_crl(ca: Issuer, spec: CrlSpec | None = None, **kw: object) -> bytes:
     s = spec or CrlSpec(**kw)  # type: ignore[arg-type]
     b = (x509.CertificateRevocationListBuilder().issuer_name(ca.cert.subject)
          .last_update(at(s.this_update)))
-    if s.next_update is not None:
-        b = b.next_update(at(s.next_update))
+    b = b.next_update(at(s.this_update + DAY_US if s.next_update is None else s.next_update))
     if s.number is not None:
         b = b.add_extension(x509.CRLNumber(s.number), critical=False)
     b = b.add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(

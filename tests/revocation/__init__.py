@@ -1,0 +1,1 @@
+"""Revocation: CRL retrieval, verification, cache, store (issue 16 item 1)."""
