@@ -26,11 +26,13 @@ from cryptography import x509
 
 from engine.certids import ios_serial_number
 from engine.machines.trustpoint import Lifecycle
+from engine.messages import certificate_revoked
 from engine.revocation.cache import covers, spki_sha256
 from engine.revocation.index import remembered
 from engine.revocation.model import CachedCrl
 from engine.state import DeviceState
 from engine.trustpoints import TrustpointStatus, usable_certificates
+from events.registry import Event
 from events.trustpoint import RouterCertificateRevoked
 
 REVOCABLE = (Lifecycle.ENROLLED, Lifecycle.REVOKED)
@@ -53,6 +55,13 @@ def own_certificates_revoked(state: DeviceState, cached: CachedCrl
                     st.name, rc.key_id, ios_serial_number(cert.serial_number),
                     entry.revoked_at, entry.reason, cached.sha256))
     return found
+
+
+def revoked_lines(events: list[Event]) -> list[str]:
+    """The `%PKI-3-CERTIFICATE_REVOKED` lines of the events a fetch returned (what the
+    logging fold keeps of them too)."""
+    return [certificate_revoked(ev.trustpoint, ev.serial, ev.reason, ev.revoked_at)
+            for ev in events if isinstance(ev, RouterCertificateRevoked)]
 
 
 def _issued_by(state: DeviceState, cached: CachedCrl) -> Iterator[TrustpointStatus]:

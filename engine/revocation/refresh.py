@@ -5,9 +5,11 @@ reaches its nextUpdate, so a revocation of its own certificate is found without 
 
 When a job is due, for an enrolled trustpoint (its newest usable router certificate `cert`,
 its CA certificate `ca`):
-- no CRL cached for `cert` (`crl_for`) and no fetch made for this trustpoint since `cert` was
-  installed: one fetch, due when `cert` was installed (right after the enrollment completes);
-  if it gives nothing, no more (a CA without any CRL is not asked every hour);
+- no fetch made for this trustpoint since `cert` was installed: one fetch, due when `cert`
+  was installed (right after the enrollment completes). Even with a CRL cached: a CA may
+  answer a re-enrollment with the same key pair with the certificate it revoked, which the
+  cached CRL lists (tests/revocation/test_revocation_revoked.py). If no CRL is cached and
+  this fetch gives none, no more (a CA without any CRL is not asked every hour);
 - a cached CRL with a nextUpdate: due at that nextUpdate;
 - a fetch made at or after that nextUpdate that gave no fresh CRL (it failed, or the CA still
   publishes the stale one): retried 5 minutes, 15 minutes, 1 hour and 4 hours after the
@@ -35,10 +37,10 @@ from cryptography import x509
 
 from engine.effects import Effect, Outcome
 from engine.machines.trustpoint import Lifecycle
-from engine.messages import certificate_revoked
 from engine.revocation import messages
 from engine.revocation.cache import crl_for
 from engine.revocation.fetch import fetch_crl
+from engine.revocation.own import revoked_lines
 from engine.schedule import Job
 from engine.state import DeviceState
 from engine.trustpoints import (
@@ -49,7 +51,6 @@ from engine.trustpoints import (
 )
 from events.registry import Event
 from events.revocation import CrlFetched, CrlFetchFailed
-from events.trustpoint import RouterCertificateRevoked
 
 MINUTE = 60 * 1_000_000
 RETRY_MINUTES = (5, 15, 60, 240, 1440)
@@ -68,10 +69,10 @@ def refresh_due_at(state: DeviceState, st: TrustpointStatus) -> int | None:
     if st.lifecycle is not Lifecycle.ENROLLED or pair is None:
         return None
     rc, cert, ca = pair
+    if st.crl_fetched_at < rc.installed_at:
+        return rc.installed_at
     cached = crl_for(state, cert, ca)
-    if cached is None:
-        return rc.installed_at if st.crl_fetched_at < rc.installed_at else None
-    if cached.next_update is None:
+    if cached is None or cached.next_update is None:
         return None
     if st.crl_fetched_at >= cached.next_update:
         return st.crl_fetched_at + retry_delay(st.crl_failures)
@@ -101,6 +102,7 @@ def refresh(state: DeviceState, now: int, name: str) -> Generator[Effect, Any, O
     _, cert, ca = pair
     events = yield from fetch_crl(state, cert, ca, now, trustpoint=name)
     text = [line for ev in events if (line := _message(ev)) is not None]
+    text += revoked_lines(events)
     return Outcome(events=events, output="".join(f"{line}\n" for line in text))
 
 
@@ -109,8 +111,6 @@ def _message(ev: Event) -> str | None:
         return messages.fetched(ev)
     if isinstance(ev, CrlFetchFailed):
         return messages.fetch_failed(ev)
-    if isinstance(ev, RouterCertificateRevoked):
-        return certificate_revoked(ev.trustpoint, ev.serial, ev.reason, ev.revoked_at)
     return None
 
 

@@ -67,6 +67,7 @@ def running_slapd(workdir: Path, port: int | None = None) -> Iterator[Slapd]:
     """slapd on 127.0.0.1:`port` (default: a free one) until the block ends."""
     script = peers_dir("slapd", "slapadd") / "ldap-server.sh"
     port = port or free_port()
+    workdir.mkdir(parents=True, exist_ok=True)
     log = workdir / "slapd.log"  # slapd -d stats logs every operation: not into a pipe
     with log.open("wb") as out:
         proc = subprocess.Popen([str(script), "run", str(workdir / "slapd"), str(port)],
