@@ -355,7 +355,10 @@ def cmd_replay(d: Path, until: str, shows: Sequence[str] | None) -> int:
         state = replay_rows(state, _rows_until(rows, max_seq, max_at, last_at))
     print(f"! state at seq {state.seq}")
     # Shows that depend on the time (certificate status, poll timers) see the replayed moment.
-    eng = Engine.frozen(state, max_at if max_at is not None else last_at[0])
+    from engine.revocation.store import CRL_DIR, FileCrlBlobs
+
+    blobs = FileCrlBlobs((d if (d / "log").is_dir() else d.parent) / CRL_DIR)
+    eng = Engine.frozen(state, max_at if max_at is not None else last_at[0], blobs)
     refused = 0
     for line in shows or ["show running-config", "show configuration commit list"]:
         print(eng.prompt + line)

@@ -195,12 +195,14 @@ class Engine:
         return cls(MemoryEventLog(), DeviceState(), ports, None, user)
 
     @classmethod
-    def frozen(cls, state: DeviceState, at: int = 0) -> Engine:
+    def frozen(cls, state: DeviceState, at: int = 0,
+               crl_blobs: CrlBlobs | None = None) -> Engine:
         """An engine over a replayed state, as it was at `at` (µs; the clock stands still
         there): show commands work; anything that would append an event, or perform an
         effect other than printing (a CA exchange, a question, a key), is refused. Audit
-        replays never change history and never touch the network."""
-        ports = Ports(clock=FakeClock(at), offline=True, render=render)
+        replays never change history and never touch the network. `crl_blobs`: where the
+        CRLs the log names are read (a data directory's `crls/`), for revocation decisions."""
+        ports = Ports(clock=FakeClock(at), offline=True, render=render, crl_blobs=crl_blobs)
         return cls(_ReadOnlyStore(state.seq), state, ports, None, "auditor")
 
     def close(self) -> None:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from cryptography import x509
 
 from engine.effects import Effect, Outcome
-from engine.errors import PeerError, PeerReason, TrustledgerError
+from engine.errors import PeerError, PeerReason
 from engine.grammar import GRAMMAR, ArgKind, ArgSpec, int_range
 from engine.revocation.cache import CURL_TIMEOUT_KEY, crl_timeout
 from engine.revocation.fetch import cached_of, fetched_events, trustpoint_of_issuer
@@ -74,7 +74,7 @@ def request(ctx: Ctx) -> Generator[Effect, Any, Outcome]:
     uri = ctx.args["uri"]
     try:
         data: bytes = yield FetchCRL(uri, crl_timeout(ctx.state))
-    except TrustledgerError as e:
+    except PeerError as e:  # an OperatorError (a replay fetches nothing) is raised as is
         return _failed(uri, "(unknown)", e.text.rstrip("."))
     try:
         got = _verified(ctx.state, data, ctx.now)

@@ -30,7 +30,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from engine.effects import Effect
-from engine.errors import TrustledgerError
+from engine.errors import PeerError, TrustledgerError
 from engine.keys import KeyAlgorithm
 from engine.revocation.cache import crl_timeout
 from engine.revocation.index import remember
@@ -62,6 +62,8 @@ class Source:
 
 def fetch_crl(state: DeviceState, cert: x509.Certificate, issuer: x509.Certificate, now: int,
               trustpoint: str | None = None) -> Generator[Effect, Any, list[Event]]:
+    """The events of fetching the CRL that covers `cert` (see the module's rules):
+    `[CrlFetched]` or `[CrlFetchFailed]`; an OperatorError (a replay) propagates."""
     tp = trustpoint if trustpoint is not None else trustpoint_of_issuer(state, issuer)
     timeout = crl_timeout(state)
     attempts: list[Attempt] = []
@@ -73,7 +75,7 @@ def fetch_crl(state: DeviceState, cert: x509.Certificate, issuer: x509.Certifica
         try:
             data: bytes = yield FetchCRL(src.uri, timeout, src.scep)
             got = verify_crl(data, issuer, cert)
-        except TrustledgerError as e:
+        except PeerError as e:  # an OperatorError (e.g. fetching in a replay) is no attempt
             attempts.append((src.uri, e.text.rstrip(".")))
             continue
         except CrlRefused as e:

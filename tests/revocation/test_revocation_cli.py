@@ -174,3 +174,34 @@ def test_log_verify_checks_every_stored_crl(tmp_path: Path, clock: FakeClock,
     blob.unlink()
     assert main(["log", "verify", str(tmp_path / "dev" / "log")]) == 1
     assert f"DAMAGED   : seq 3 names the CRL {sha}, which is missing\n" in capsys.readouterr().out
+
+
+def test_a_replay_fetches_nothing_and_records_no_failed_attempt(clock: FakeClock) -> None:
+    e = golden_device(clock)
+    ok(e, f"crypto ca crl request {URI}")
+    frozen = Engine.frozen(e.state, clock.us)
+    r = frozen.execute(f"crypto ca crl request {URI}")
+    assert not r.ok and r.events == []
+    assert r.output.startswith("% This is a replay of the log: ")
+    assert frozen.execute("show crypto ca crls").output == ok(e, "show crypto ca crls")
+
+
+def test_a_replay_of_a_data_directory_reads_its_stored_crls(tmp_path: Path, clock: FakeClock,
+                                                             capsys: pytest.CaptureFixture[str]
+                                                             ) -> None:
+    from engine.revocation import index
+    from engine.revocation.store import FileCrlBlobs
+
+    sha = _device_on_disk(tmp_path / "dev", clock)
+    assert main(["replay", str(tmp_path / "dev"), "--until", "99",
+                 "--show", "show crypto ca crls"]) == 0
+    assert f"SHA-256 : {sha}\n" in capsys.readouterr().out
+    e = Engine.open(tmp_path / "dev", clock=clock)
+    blobs = FileCrlBlobs(tmp_path / "dev" / "crls")
+    frozen = Engine.frozen(e.state, clock.us, blobs)
+    e.close()
+    assert frozen.crl_blobs is blobs
+    index._INDEXES.clear()  # nothing memoized: the index is built from the stored bytes
+    (cached,) = frozen.state.crls.crls
+    got = index.revocation_of(frozen.crl_blobs, cached, 0x1001)
+    assert got is not None and got.reason == "keyCompromise"

@@ -204,3 +204,15 @@ def test_clear_empties_the_cache_with_an_event(clock: FakeClock) -> None:
     assert crl_for(e.state, leaf, CA.cert) is None and ok(e, "show crypto ca crls") == ""
     assert ok(e, "show logging").splitlines()[-1].endswith(
         "%PKI-6-CRL_CACHE_CLEARED: 1 cached CRL removed")
+
+
+def test_a_fetch_in_a_replay_is_refused_not_recorded_as_a_failed_attempt(
+        clock: FakeClock) -> None:
+    from engine.errors import OperatorError
+    from engine.runtime import drive
+
+    e = device(clock, FakeCrlFetcher({HTTP: fresh(clock)}))
+    e.ports.offline = True
+    with pytest.raises(OperatorError, match="This is a replay of the log"):
+        drive(fetch_crl(e.state, make_leaf(CA, 1, [HTTP], clock.us), CA.cert, clock.us),
+              e.ports)

@@ -192,3 +192,21 @@ def test_a_server_that_trickles_is_cut_off_at_the_curl_timeout(device: Engine) -
     assert r.output == (f"% CRL request failed: {url}: no complete answer within the 5 s "
                         "curl-timeout. Nothing was cached.\n")
     assert 4.5 < took < 7  # each read was far shorter than 5 s: the total deadline cut it
+
+
+@pytest.mark.slow
+def test_a_directory_that_never_answers_is_cut_off_at_the_curl_timeout(device: Engine) -> None:
+    """ldap3's timeouts are per operation: the whole read still ends at the curl-timeout."""
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(4)  # accepts (the kernel does), never answers the bind
+    url = f"ldap://127.0.0.1:{silent.getsockname()[1]}/cn=x"
+    try:
+        started = time.monotonic()
+        r = device.execute(f"crypto ca crl request {url}")
+        took = time.monotonic() - started
+    finally:
+        silent.close()
+    assert r.output == (f"% CRL request failed: {url}: no complete answer within the 5 s "
+                        "curl-timeout. Nothing was cached.\n")
+    assert 4.5 < took < 7
