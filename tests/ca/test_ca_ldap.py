@@ -4,6 +4,8 @@ new CRL written to the entry), against a real slapd on loopback; refusals are on
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +22,7 @@ from engine.scep import PkiStatus
 from tests.ca.ca_support import ScepTestClient, make_ca, rsa_key
 from tests.ca.cli_support import cli, served
 from tests.ca.test_ca_offline import our_csr
-from tests.support.peer_support import free_port
+from tests.support.peer_support import free_port, peers_dir
 from tests.support.slapd_support import ADMIN_DN, Slapd, running_slapd
 
 ENTRY = "cn=trustledger CA,dc=example,dc=com"
@@ -198,6 +200,11 @@ def test_serve_names_the_ldap_cdp_and_publishes_each_new_crl(slapd: Slapd, ca_di
                 cert.serial_number) is None:
             assert time.monotonic() < deadline, "the new CRL never reached the directory"
             time.sleep(0.1)
+    # Another reader of RFC 4516 URLs (the peers' ldap3 script) follows the CDP as written.
+    out = tmp_path / "fetched.crl"
+    subprocess.run([sys.executable, str(peers_dir() / "ldap_fetch.py"), cdp, str(out)],
+                   check=True, capture_output=True, timeout=30)
+    assert out.read_bytes() == slapd.crl_of(dn)
 
 
 @pytest.mark.integration
