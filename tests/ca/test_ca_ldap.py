@@ -4,6 +4,7 @@ new CRL written to the entry), against a real slapd on loopback; refusals are on
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -216,3 +217,28 @@ def test_serve_does_not_start_without_its_directory(ca_dir: Path) -> None:
     assert done.stderr.splitlines()[-1].startswith(
         "% Cannot publish the CRL to ldap://127.0.0.1:"), done.stderr
     assert "Traceback" not in done.stderr and "listening" not in done.stdout
+
+
+@pytest.mark.integration
+def test_strongswan_follows_the_ldap_cdp_to_the_revocation(slapd: Slapd, tmp_path: Path
+                                                          ) -> None:
+    """strongSwan's `pki --verify --online` (its ldap plugin) reads the CRL where our
+    certificates say: the HTTP CDP does not answer, the LDAP one gives the revocation."""
+    peers = peers_dir("pki")
+    dn = _entry(tmp_path)
+    target = LdapTarget.parse(slapd.url(dn))
+    with make_ca(tmp_path / "ca", subject="CN=Interop CA,O=Example") as ca:
+        ca.crl_url = f"http://127.0.0.1:{free_port()}/crl/ca.crl"  # nothing listens there
+        ca.ldap_url = target.cdp
+        ca.on_crl_published = CrlPublisher(target, Credentials(ADMIN_DN, "secret"))
+        issued = ca.sign_offline(our_csr(64, "r64"))
+        ca.revoke(issued.serial, "keyCompromise")
+        (tmp_path / "leaf.der").write_bytes(issued.certificate)
+    env = {**os.environ, "STRONGSWAN_CONF": str(peers / "strongswan-pki.conf")}
+    done = subprocess.run(["pki", "--verify", "--in", str(tmp_path / "leaf.der"), "--cacert",
+                           str(tmp_path / "ca" / "ca.pem"), "--online"], env=env,
+                          capture_output=True, text=True, timeout=90, check=False)
+    out = done.stdout + done.stderr
+    assert f"fetching crl from '{target.cdp}'" in out, out
+    assert "certificate was revoked on" in out and "reason: key compromise" in out, out
+    assert done.returncode != 0

@@ -229,6 +229,21 @@ def test_a_failed_refresh_is_retried_on_its_schedule(
     assert refresh_due_at(device.state, st) == nu + 3200 * MINUTE
 
 
+def test_a_ca_without_a_crl_is_asked_once_after_the_enrollment(
+        device: Engine, ca_factory: CAFactory) -> None:
+    ca, server = ca_factory()
+    identity_and_key(device)
+    declare(device, url=server.url)
+    assert authenticate(device).ok
+    assert enroll(device, password=ca.mint_challenge()).ok
+    server.stop()  # no CDP answers, no GetCRL: no CRL to be had
+    (once,) = device.run_due()
+    assert event_types(once) == ["CrlFetchFailed"]
+    st = status(device)
+    assert st.lifecycle is Lifecycle.ENROLLED and refresh_due_at(device.state, st) is None
+    assert clock_set(device, st.crl_fetched_at + 30 * DAY) == []  # not asked every hour
+
+
 def test_replay_gives_the_same_state_without_network(
         device: Engine, ca_factory: CAFactory, clock: FakeClock, device_dir: Path) -> None:
     ca, server = ca_factory()
