@@ -9,6 +9,9 @@
                                               only the tail; non-zero exit on damage)
     trustledger log show DIR [--from SEQ] [--json]
     trustledger replay DIR --until SEQ|ISO-TIME [--show CMD]...  (exit 1 if a CMD was refused)
+    trustledger validate [--data DIR] CHAIN.pem [--purpose P] [--at TIME] [--name NAME] [--json]
+                                              decide whether to trust a peer's chain (exit 0
+                                              valid, 1 invalid, 2 bad input)
     trustledger demo                          the reference example session, end to end
     trustledger diagrams -o DIR               draw each state machine (DOT + SVG, graphviz)
     trustledger ca ...                        the built-in CA (see `trustledger ca -h`)
@@ -114,6 +117,21 @@ def _parser(command: str | None = None) -> argparse.ArgumentParser:
     rp.add_argument("--show", action="append", default=None, metavar="CMD",
                     help="a show command to run against that state (repeatable; default: "
                          "show running-config, show configuration commit list)")
+
+    va = sub.add_parser("validate", help="decide whether to trust a peer's certificate chain "
+                                         "(recorded; exit 0 valid, 1 invalid, 2 bad input)")
+    va.add_argument("--data", type=Path, default=None, metavar="DIR", help=DATA_HELP)
+    va.add_argument("chain", metavar="CHAIN.pem",
+                    help="the peer's chain, its own certificate first (PEM or DER; '-': stdin)")
+    va.add_argument("--purpose", default="any", choices=("ike", "tls-server", "tls-client",
+                                                         "any"), help="what the peer's "
+                    "certificate is to be used for")
+    va.add_argument("--at", default=None, metavar="TIME",
+                    help="validate at this ISO-8601 time (UTC unless it says; default: now "
+                         "on the engine clock)")
+    va.add_argument("--name", default=None, metavar="NAME",
+                    help="the peer's name: DNS name, IP address, user@fqdn or a DN")
+    va.add_argument("--json", action="store_true", help="the verdict as one JSON object")
 
     dm = sub.add_parser("demo", help="the reference example session against the built-in CA")
     dm.add_argument("--dir", type=Path, default=None,
@@ -368,6 +386,61 @@ def cmd_replay(d: Path, until: str, shows: Sequence[str] | None) -> int:
     return 1 if refused else 0  # like `exec`: a refused line (read-only, bad syntax) is exit 1
 
 
+def cmd_validate(args: argparse.Namespace) -> int:
+    """`trustledger validate`: one validation, recorded in the device's log like one from
+    an embedding program; the verdict in words (or JSON). Input that is not a chain, or a
+    time that is not one, is a `%` line and exit 2, and records nothing."""
+    import json
+
+    from engine.engine import Engine
+    from engine.trustpool.builtin import certifi_bundle
+    from engine.validation.anchors import anchor_index
+    from engine.views import VerdictView
+
+    at = None if args.at is None else _iso_time(args.at)
+    chain = _read_chain(args.chain)
+    with Engine.open(data_dir(args.data), builtins=certifi_bundle) as eng:
+        _report_recovery(eng)
+        verdict = eng.validate_peer(chain.certs, args.purpose,
+                                    at if at is not None else eng.ports.clock.now_us(),
+                                    args.name)
+        if args.json:
+            print(json.dumps(verdict.as_dict(), sort_keys=True))
+        else:
+            subjects = {fp: c.subject.rfc4514_string()
+                        for fp, c in zip(chain.fingerprints, chain.certs, strict=True)}
+            subjects.update(anchor_index(eng.state).subjects())
+            sys.stdout.write(eng.ports.render(VerdictView(verdict, subjects)))
+    return 0 if verdict.ok else 1
+
+
+def _read_chain(path: str) -> Any:
+    """The chain in the file `path` ('-': stdin), parsed; a `%` line (exit 2) if it cannot
+    be read or is not a chain."""
+    from engine.validation.chain import ChainMalformed, parse_chain
+
+    try:
+        data = sys.stdin.buffer.read() if path == "-" else Path(path).read_bytes()
+    except OSError as e:
+        raise CommandLineError(Reason.NOT_FOUND, f"Cannot read {path}: "
+                               f"{e.strerror or e}.") from None
+    try:
+        return parse_chain(data)
+    except ChainMalformed as e:
+        raise CommandLineError(Reason.BAD_DATA, f"{path}: {e}.") from None
+
+
+def _iso_time(text: str) -> int:
+    try:
+        t = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise CommandLineError(Reason.INVALID_VALUE, f"--at {text!r} is not an ISO-8601 "
+                               "time (e.g. 2026-12-01T10:00:00Z).") from None
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=UTC)
+    return round(t.timestamp() * 1_000_000)
+
+
 def cmd_diagrams(out: Path) -> int:
     from engine.machines.diagrams import DiagramError, write_diagrams
 
@@ -489,6 +562,8 @@ def _dispatch(args: argparse.Namespace) -> int:
             return cmd_log_show(args.dir or default_data_dir(), args.from_seq, args.json)
         if args.command == "replay":
             return cmd_replay(args.dir or default_data_dir(), args.until, args.show)
+        if args.command == "validate":
+            return cmd_validate(args)
         if args.command == "demo":
             from engine.demo import run_demo
 

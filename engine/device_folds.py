@@ -49,6 +49,7 @@ from events.trustpool import (
     TrustpoolPolicyWarned,
     TrustpoolUpdateFailed,
 )
+from events.validation import PeerValidated
 
 # -- keys ------------------------------------------------------------------------------------------
 
@@ -79,6 +80,17 @@ def _with_ring(state: DeviceState, ring: KeyRing) -> DeviceState:
 
 def _clock_set(state: DeviceState, ev: ClockSet, at: int) -> DeviceState:
     return with_state(state, clock_offset_us=ev.offset_us)
+
+
+# -- peer validations (`show crypto ca counters`, the CRL fetch back-off) --------------------------
+
+
+def _validated(state: DeviceState, ev: PeerValidated, at: int) -> DeviceState:
+    return with_state(state, validations=state.validations.counted(ev))
+
+
+def _fetch_backoff(state: DeviceState, ev: CrlFetchFailed, at: int) -> DeviceState:
+    return with_state(state, validations=state.validations.fetch_failure(ev, at))
 
 
 # -- the logging buffer (`show logging`) -------------------------------------------------------
@@ -169,6 +181,7 @@ DEVICE_FOLDS: FoldTable[DeviceState] = FoldTable("device", {
     TrustpoolUpdateFailed: (pool.update_failed, _log_pool_failed),
     TrustpoolPolicyWarned: (pool.warned, _log_pool_warned),
     CrlFetched: (crl.fetched, tp._crl_fetched, _log_crl_fetched),
-    CrlFetchFailed: (crl.fetch_failed, tp._crl_failed, _log_crl_failed),
+    CrlFetchFailed: (crl.fetch_failed, tp._crl_failed, _log_crl_failed, _fetch_backoff),
     CrlCacheCleared: (crl.cleared, _log_crl_cleared),
+    PeerValidated: (_validated,),
 })

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -40,12 +40,13 @@ from engine.logsetup import get_logger
 from engine.parser import Choice, Match, choices, parse, render_choices
 from engine.ports import Clock, EngineClock, FakeClock, PinnedClock, Prompter, SystemClock
 from engine.revocation.store import CRL_DIR, CrlBlobs, FileCrlBlobs, MemoryCrlBlobs
-from engine.runtime import Ports, perform, queue, require_utf8, run
+from engine.runtime import Ports, drive, perform, queue, require_utf8, run
 from engine.schedule import Job, due_jobs, walk, walk_cut_short
 from engine.session import Session
 from engine.state import DeviceState, evolve, replay_rows
 from engine.trustpoints import trustpoint_names
 from engine.trustpool.builtin import BuiltinSource, builtins_event
+from engine.validation.verdict import Purpose, Verdict
 from events.clock import ClockSet
 from events.filelog import FileEventLog, LogError, LogWriteFailed
 from events.keys import KeyPairZeroized
@@ -55,7 +56,10 @@ from events.store import EventStore, PendingEvent, Recorded
 from projections.render import render
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from engine.scep_client import ScepTransport  # loaded by the first CA exchange
+    from engine.validation.chain import ChainInput
 
 logger = get_logger("trustledger.engine")
 
@@ -103,6 +107,7 @@ class Engine:
         self.recovered: str | None = None  # what opening the log repaired (a torn tail)
         self.snapshots_ignored: list[snapshot.Ignored] = []  # passed over at open, and why
         self.notices: list[str] = []  # other things opening the data directory did or found
+        self._grouped: DeviceState | None = None  # the state a group_commit() block began at
 
     # -- opening -------------------------------------------------------------------------------
 
@@ -426,6 +431,10 @@ class Engine:
 
     def _apply(self, outcome: Outcome, now: int) -> list[Recorded]:
         records: list[Recorded] = []
+        if outcome.then and self._grouped is not None:
+            raise OperatorError(Reason.NOT_ALLOWED, "This command cannot run inside a group "
+                                                    "commit (what it does must follow a "
+                                                    "durable append).")
         if outcome.events:
             corr = f"cmd:{self.store.head[0] + 1}"
             batch = [PendingEvent(ev, outcome.stream, now, self.session.user, corr)
@@ -540,6 +549,55 @@ class Engine:
             self.session.user = user
         return Result(_joined(self.ports.out), records, self._failure, self.prompt)
 
+    @contextlib.contextmanager
+    def group_commit(self) -> Iterator[None]:
+        """For bursts of `validate_peer` (a gateway's handshakes): every event appended
+        inside the block is made durable by ONE fdatasync at its end, instead of one each.
+        Nothing appended inside is durable before the block ends: a crash inside loses the
+        block's records (whole events, never part of one), so a caller that must not act on
+        an unrecorded decision validates outside a block. If a write or the closing sync
+        fails, the log keeps only what was acknowledged before: the state is refolded from
+        it, and the error is raised. Commands that act once their events are durable
+        (`crypto key zeroize`) are refused inside. Blocks do not nest (an inner one is part
+        of the outer); an engine without a file log has nothing to sync."""
+        if self._grouped is not None or not isinstance(self.store, FileEventLog):
+            yield
+            return
+        self._grouped = self.state
+        try:
+            with self.store.group_commit():
+                yield
+        except LogWriteFailed as err:
+            raise self._append_failed(err) from err
+        finally:
+            before, self._grouped = self._grouped, None
+            if self.state.seq != self.store.head[0]:  # the log cut back what it could not sync
+                self.state = replay_rows(before, self.store.read_rows(before.seq + 1,
+                                                                      typed=True))
+        if self._since_snapshot >= snapshot.EVERY and self.data_dir is not None:
+            self._snapshot()
+
+    def validate_peer(self, chain: ChainInput, purpose: Purpose | str, at: datetime | int,
+                      peer_name: str | None = None) -> Verdict:
+        """Decide whether to trust a peer's certificate chain (engine/validation/): the
+        verdict is recorded (`PeerValidated`, after the CRLs fetched for it), one atomic
+        append like a command's. `chain`: PEM or DER, bytes or a list (the peer's own
+        certificate first); `purpose`: ike, tls-server, tls-client or any; `at`: an aware
+        datetime or µs since the epoch. A frozen (replay) engine decides without fetching
+        or recording. ValueError for a purpose or time that is not one."""
+        from engine.validation.decide import decide_validation
+        from engine.validation.validate import moment_us, validate
+
+        when, kind = moment_us(at), Purpose(purpose)
+        if self.ports.offline:
+            return decide_validation(self.state, self.crl_blobs, chain, kind, when, peer_name)
+        self.ports.out = []
+        now = self.ports.clock.now_us()
+        verdict, events = drive(validate(self.state, self.crl_blobs, chain, kind, when,
+                                         peer_name, now), self.ports)
+        self._apply(Outcome(events=events), now)
+        return verdict
+
     def fold(self, records: Iterable[Recorded]) -> None:
         state = self.state
         for rec in records:
@@ -549,8 +607,8 @@ class Engine:
         if isinstance(self.ports.clock, EngineClock):  # a frozen replay's clock stands still
             self.ports.clock.offset_us = state.clock_offset_us
         if (self._since_snapshot >= snapshot.EVERY and self.data_dir is not None
-                and isinstance(self.store, FileEventLog)):
-            self._snapshot()
+                and isinstance(self.store, FileEventLog) and self._grouped is None):
+            self._snapshot()  # never inside group_commit(): it would cover unsynced events
 
     def _snapshot(self) -> None:
         """Save a snapshot; it is a cache, so failing to write one is logged, never raised

@@ -83,6 +83,7 @@ from engine.revocation.model import CachedCrl
 from engine.state import Commit, CommitHistory, DeviceState, folds_fingerprint, replay_rows
 from engine.trustpoints import Enrollment, RouterCertificate, TrustpointConfig, TrustpointStatus
 from engine.trustpool.pool import PoolCert, TrustpoolState, UpdateRecord
+from engine.validation.folded import ValidationState
 from events.durable import fsync_directory
 from events.filelog import FileEventLog, Position, TailMismatch
 
@@ -118,6 +119,7 @@ TABLE: Mapping[str, type] = types.MappingProxyType({
     "UpdateTimer": UpdateTimer,
     "CrlCache": CrlCache,
     "CachedCrl": CachedCrl,
+    "ValidationState": ValidationState,
 })
 """Every type a snapshot may hold, by the tag it is stored under. Add a state type here (a
 test fails until you do: it walks DeviceState's type hints)."""

@@ -26,6 +26,7 @@ from engine.config import Change, ConfigTree
 from engine.keys import KeyRing
 from engine.revocation.cache import CrlCache
 from engine.trustpool.pool import TrustpoolState
+from engine.validation.folded import ValidationState
 from events.device import ConfigurationCommitted
 from events.registry import Event, known_types
 
@@ -109,6 +110,7 @@ class DeviceState:
         default_factory=lambda: MappingProxyType({}))
     trustpool: TrustpoolState = field(default_factory=TrustpoolState)  # engine.trustpool
     crls: CrlCache = field(default_factory=CrlCache)  # engine.revocation: the CRL cache
+    validations: ValidationState = field(default_factory=ValidationState)  # PeerValidated
 
     @property
     def next_commit_id(self) -> int:
@@ -179,8 +181,9 @@ def device_folds() -> FoldTable[DeviceState]:
     return _TABLE[0]
 
 
-FOLD_VERSION = 5  # 2: `trustpoint_configs` folded at commit; 3: the chunked CommitHistory;
-# 4: the CRL cache (`crls`); 5: router certificates carry their revocation
+FOLD_VERSION = 6  # 2: `trustpoint_configs` folded at commit; 3: the chunked CommitHistory;
+# 4: the CRL cache (`crls`); 5: `validations` (PeerValidated; CrlFetchFailed's back-off);
+# 6: router certificates carry their revocation, trustpoints their CRL refresh record
 """Bump this when a fold's logic changes while the state's shape stays the same: snapshots
 written by the older folds then no longer fit this build (see `folds_fingerprint`)."""
 

@@ -15,10 +15,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from engine.config import Change, ConfigTree
     from engine.grammar import Grammar
     from engine.keys import ImportedKey, KeyPair
     from engine.state import Commit, CommitHistory, DeviceState
+    from engine.validation.verdict import Verdict
 
 
 class View:
@@ -131,3 +134,19 @@ class CrlsView(View):
 
     state: DeviceState
     now: int
+
+
+@dataclass(frozen=True)
+class CountersView(View):
+    """`show crypto ca counters`: validation and CRL retrieval counters."""
+
+    state: DeviceState
+
+
+@dataclass(frozen=True)
+class VerdictView(View):
+    """`trustledger validate`'s report: a verdict, and the subjects of the certificates it
+    names by fingerprint (the chain's and the anchor's)."""
+
+    verdict: Verdict
+    subjects: Mapping[str, str]

@@ -23,6 +23,7 @@ from projections.keys import render_imported_keys, render_key_pairs
 from projections.syslog import render_logging
 from projections.trustpoints import render_ca_offer, render_certificates, render_trustpoints
 from projections.trustpool import render_policy, render_pool
+from projections.validation import render_counters, render_verdict
 
 _RENDERERS: dict[type, Callable[[Any], str]] = {
     views.CertificatesView: lambda v: render_certificates(v.state, list(v.names), v.now),
@@ -40,6 +41,8 @@ _RENDERERS: dict[type, Callable[[Any], str]] = {
     views.TrustpoolPolicyView: lambda v: render_policy(v.state, v.now),
     views.ClockView: lambda v: render_clock(v.now),
     views.CrlsView: lambda v: render_crls(v.state, v.now),
+    views.CountersView: lambda v: render_counters(v.state),
+    views.VerdictView: lambda v: render_verdict(v.verdict, v.subjects),
 }
 
 

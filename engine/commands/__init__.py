@@ -14,7 +14,8 @@ from engine.commands import (
     system,
     trustpoint,
     trustpool,
+    validation,
 )
 
 __all__ = ["clock", "configuration", "crl", "keys", "logging", "paste", "system", "trustpoint",
-           "trustpool"]
+           "trustpool", "validation"]

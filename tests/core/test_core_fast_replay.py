@@ -41,6 +41,7 @@ from events.trustpoint import (
     RouterCertificateRevoked,
     TrustpointCertificatesRemoved,
 )
+from events.validation import PeerValidated
 
 TRUSTPOINTS = ("ca1", "ca2")
 LABELS = ("k1", "k2")
@@ -108,6 +109,9 @@ def other_event(draw: st.DrawFn) -> Event:
         CrlFetchFailed(draw(st.sampled_from((None, tp))), "CN=ca", (("http://x/ca.crl",
                                                                    "HTTP 404"),)),
         CrlCacheCleared(draw(st.integers(0, 3))),
+        PeerValidated(("ab",), "ike", 5, None, draw(st.booleans()), tuple(draw(st.lists(
+            st.sampled_from(("REVOKED", "EXPIRED", "CRL_BYPASSED")), max_size=2))),
+            "trustpool", "trustpool", "cd", ("ab", "cd"), (), ""),
     ]
     event: Event = draw(st.sampled_from(kinds))
     return event

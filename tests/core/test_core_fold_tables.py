@@ -18,6 +18,7 @@ import events.keys
 import events.revocation
 import events.trustpoint
 import events.trustpool
+import events.validation
 from engine.ca.state import CA_FOLDS
 from engine.cli import main
 from engine.engine import Engine
@@ -41,7 +42,7 @@ def test_every_event_type_is_in_exactly_one_aggregate_table() -> None:
     ca = {t.type_name for t in CA_FOLDS.types}
     assert device == declared(events.device) | declared(events.keys) | declared(
         events.trustpoint) | declared(events.trustpool) | declared(events.clock) | declared(
-        events.revocation)
+        events.revocation) | declared(events.validation)
     assert ca == declared(events.ca)
     assert not device & ca
     # Every type the engine's event modules declare (tests register LogTest* types of their own).

@@ -1,0 +1,75 @@
+"""validate_peer against the built-in CA served on loopback: a certificate it issued is
+validated through the trustpoint that authenticated it, its CRL fetched over the CA's HTTP
+CDP; revoked at the CA, the next validation with a fresh CRL says REVOKED."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+
+from engine import Engine
+from engine.adapters.scep_inprocess import InProcessTransport
+from engine.ports import FakeClock
+from engine.scep_client import HttpxTransport
+from engine.validation.verdict import Code, Status
+from tests.trustpoint.tp_support import (
+    CAFactory,
+    authenticate,
+    declare,
+    enroll,
+    identity_and_key,
+    open_device,
+    status,
+)
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def network() -> InProcessTransport:
+    return InProcessTransport(fallback=HttpxTransport())
+
+
+@pytest.fixture
+def ca_factory(tmp_path: Path, clock: FakeClock,
+               network: InProcessTransport) -> Iterator[CAFactory]:
+    f = CAFactory(tmp_path, clock, network)
+    yield f
+    f.close()
+
+
+@pytest.fixture
+def device(tmp_path: Path, clock: FakeClock, network: InProcessTransport) -> Iterator[Engine]:
+    e = open_device(tmp_path / "device", clock)
+    e.ports.scep = network
+    yield e
+    e.store.close()
+
+
+@pytest.mark.integration
+def test_a_certificate_of_the_builtin_ca_validates_until_revoked(
+        device: Engine, ca_factory: CAFactory, clock: FakeClock) -> None:
+    ca, server = ca_factory(http=True)
+    identity_and_key(device)
+    declare(device, url=server.url)
+    assert authenticate(device).ok
+    assert enroll(device, password=ca.mint_challenge()).ok
+    st = status(device)
+    cert = x509.load_der_x509_certificate(st.certificates[0].der)
+
+    v = device.validate_peer([st.certificates[0].der], "any", clock.us)
+    assert v.ok and v.codes == (), v
+    assert v.anchor is not None and (v.anchor.source, v.anchor.name) == ("trustpoint", "myca")
+    assert [r.status for r in v.revocation] == [Status.GOOD, Status.ANCHOR]
+
+    ca.revoke(format(cert.serial_number, "x"), "keyCompromise")
+    assert device.execute("clear crypto ca crl").ok  # the cached CRL predates the revocation
+    v = device.validate_peer([st.certificates[0].der], "any", clock.us)
+    assert not v.ok and v.codes == (Code.REVOKED,)
+    assert v.revocation[0].revocation_reason == "keyCompromise"
