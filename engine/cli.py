@@ -15,6 +15,8 @@
     trustledger demo                          the reference example session, end to end
     trustledger diagrams -o DIR               draw each state machine (DOT + SVG, graphviz)
     trustledger ca ...                        the built-in CA (see `trustledger ca -h`)
+    trustledger audit ...                     audit key, checkpoints, proofs, export, verify
+                                              (see engine/auditcli.py)
 """
 
 from __future__ import annotations
@@ -141,6 +143,7 @@ def _parser(command: str | None = None) -> argparse.ArgumentParser:
     dg.add_argument("-o", "--out", type=Path, required=True, metavar="DIR",
                     help="directory for NAME.dot and NAME.svg (made if missing)")
     _register_ca(sub, command)
+    _register_audit(sub, command)
     return p
 
 
@@ -159,6 +162,17 @@ def _register_ca(sub: Any, command: str | None) -> None:
         from engine.ca.cli import register  # type: ignore[import-not-found,unused-ignore]
     except ImportError:
         return
+    register(sub)
+
+
+def _register_audit(sub: Any, command: str | None) -> None:
+    """`audit` lives in engine/auditcli.py, loaded only for its own command lines."""
+    if command not in ("audit", None):
+        sub.add_parser("audit", help="signed checkpoints, proofs, export and verification of "
+                                     "a log; witnesses; the report", add_help=False)
+        return
+    from engine.auditcli import register
+
     register(sub)
 
 
@@ -261,12 +275,15 @@ def _verify_crl_blobs(d: Path, log: FileEventLog) -> bool:
 def _check_folded(log: FileEventLog) -> None:
     """UnfoldedEvent for the first event whose aggregate (its stream) does not fold its type:
     opening that log would refuse it, so an audit must not call it good either."""
+    from engine.audit.witness_service import WITNESS_FOLDS
     from engine.ca.state import CA_FOLDS
+    from engine.folds import FoldTable
     from engine.state import device_folds
 
+    tables: dict[str, FoldTable[Any]] = {"ca": CA_FOLDS, "witness": WITNESS_FOLDS}
     device = device_folds()
     for row in log.read_rows():
-        (CA_FOLDS if row[1] == "ca" else device).require(row[2], row[0])
+        tables.get(row[1], device).require(row[2], row[0])
 
 
 def cmd_log_scrub(d: Path) -> int:
@@ -467,12 +484,23 @@ def _snapshot_before(d: Path, log: FileEventLog, seq: int) -> tuple[Any, Any] | 
 
 def _rows_until(rows: Iterator[list[Any]], max_seq: int | None, max_at: int | None,
                 last_at: list[int]) -> Iterator[list[Any]]:
-    """`rows` up to seq `max_seq` or time `max_at`; `last_at[0]`: the last one's time."""
+    """`rows` up to seq `max_seq` or time `max_at`; `last_at[0]`: the engine time right after
+    the last one."""
     for row in rows:
         if (max_seq is not None and row[0] > max_seq) or (max_at is not None and row[4] > max_at):
             return
-        last_at[0] = row[4]
+        last_at[0] = _moment_after(row)
         yield row
+
+
+def _moment_after(row: list[Any]) -> int:
+    """The engine time right after the event in `row` (typed): its own time, except after a
+    `clock set`, whose event is stamped just before the set and leaves the clock at the time
+    typed."""
+    from events.clock import ClockSet
+
+    event = row[7]
+    return event.set_to_us if isinstance(event, ClockSet) else int(row[4])
 
 
 def cmd_shell(data: Path | None, keep_going: bool) -> int:
@@ -481,7 +509,7 @@ def cmd_shell(data: Path | None, keep_going: bool) -> int:
     from engine.trustpool.builtin import certifi_bundle
 
     root = data_dir(data)
-    with Engine.open(root, builtins=certifi_bundle) as eng:
+    with Engine.open(root, builtins=certifi_bundle, audit=True) as eng:
         _report_recovery(eng)
         if sys.stdin.isatty():
             return run_interactive(eng, root / "history")
@@ -495,7 +523,7 @@ def cmd_exec(data: Path | None, file: str, keep_going: bool) -> int:
 
     if file != "-" and not os.path.isfile(file):
         raise CommandLineError(Reason.NOT_FOUND, f"Script {file}: no such file.")
-    with Engine.open(data_dir(data), builtins=certifi_bundle) as eng:
+    with Engine.open(data_dir(data), builtins=certifi_bundle, audit=True) as eng:
         _report_recovery(eng)
         if file == "-":
             return run_batch(eng, iter(sys.stdin.readline, ""), sys.stdout, keep_going)
@@ -526,7 +554,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # The device's commands log through engine.logsetup.get_logger: structlog loads with the
     # first log line, not at start-up. The CA (and the demo that runs it) set it up now.
     configure_logging("info" if args.command == "ca" else "warning",
-                      defer=args.command in ("shell", "exec", "log", "replay"))
+                      defer=args.command in ("shell", "exec", "log", "replay", "audit"))
     try:
         return _dispatch(args)
     except CommandLineError as err:
@@ -570,6 +598,10 @@ def _dispatch(args: argparse.Namespace) -> int:
             return run_demo(sys.stdout, args.dir)
         if args.command == "diagrams":
             return cmd_diagrams(args.out)
+        if args.command == "audit":
+            from engine.auditcli import run
+
+            return run(args)
         if args.command == "ca":
             from engine.ca.errors import CAError, NotACA
 

@@ -12,6 +12,7 @@ trustpool's folds (engine/trustpool/folds.py) into `DeviceState.trustpool`, the 
 from __future__ import annotations
 
 from engine import trustpoints as tp  # its folds: the trustpoint lifecycle
+from engine.audit.key import AuditKey
 from engine.folds import FoldTable
 from engine.keys import ImportedKey, KeyAlgorithm, KeyPair, KeyRing
 from engine.messages import (
@@ -28,6 +29,7 @@ from engine.revocation import messages as crl_messages
 from engine.state import DeviceState, fold_commit, with_state
 from engine.trustpool import folds as pool
 from engine.trustpool import messages as pool_messages
+from events.audit import AuditKeyCreated
 from events.clock import ClockSet
 from events.device import ConfigurationCommitted
 from events.keys import KeyPairGenerated, KeyPairZeroized, PublicKeyImported, PublicKeyRemoved
@@ -73,6 +75,10 @@ def _key_removed(state: DeviceState, ev: PublicKeyRemoved, at: int) -> DeviceSta
 
 def _with_ring(state: DeviceState, ring: KeyRing) -> DeviceState:
     return with_state(state, keys=ring)
+
+
+def _audit_key(state: DeviceState, ev: AuditKeyCreated, at: int) -> DeviceState:
+    return with_state(state, audit_key=AuditKey.from_event(ev, at))
 
 
 # -- the engine clock ------------------------------------------------------------------------------
@@ -184,4 +190,5 @@ DEVICE_FOLDS: FoldTable[DeviceState] = FoldTable("device", {
     CrlFetchFailed: (crl.fetch_failed, tp._crl_failed, _log_crl_failed, _fetch_backoff),
     CrlCacheCleared: (crl.cleared, _log_crl_cleared),
     PeerValidated: (_validated,),
+    AuditKeyCreated: (_audit_key,),
 })

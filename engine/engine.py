@@ -23,6 +23,11 @@ from typing import TYPE_CHECKING
 
 import engine.commands  # noqa: F401  (registers every command into GRAMMAR)
 from engine import pipe, snapshot
+from engine.audit.key import create_audit_key
+from engine.audit.note import NoteError, verify_note
+from engine.audit.trail import AuditMismatch, AuditTrail, open_trail, read_saved
+from engine.audit.witness_client import HttpxWitnessTransport, LogLeaves, Witness, WitnessClient
+from engine.commands.witness import configured_witnesses
 from engine.config import Change, ConfigConflict
 from engine.context import Ctx
 from engine.effects import Outcome
@@ -108,6 +113,8 @@ class Engine:
         self.snapshots_ignored: list[snapshot.Ignored] = []  # passed over at open, and why
         self.notices: list[str] = []  # other things opening the data directory did or found
         self._grouped: DeviceState | None = None  # the state a group_commit() block began at
+        self.audit: AuditTrail | None = None  # the log's audit trail, once it has a key
+        self._witnesses: WitnessClient | None = None  # co-signs checkpoints, once one is asked
 
     # -- opening -------------------------------------------------------------------------------
 
@@ -116,14 +123,16 @@ class Engine:
              prompter: Prompter | None = None, user: str | None = None,
              write: Callable[[str], None] | None = None, use_snapshots: bool = True,
              keygen: KeyGenerator | None = None, scep: ScepTransport | None = None,
-             builtins: BuiltinSource | None = None) -> Engine:
+             builtins: BuiltinSource | None = None, audit: bool = False) -> Engine:
         """Open (or create) a device's data directory: the log in `log/`, snapshots in
         `snapshots/`, the keystore in `keystore/` and `master.key`. Ports left None get their
         real adapters (system clock, cryptography key generation, httpx SCEP transport).
         `builtins`: where the trustpool's built-in bundle comes from (the CLI passes
         `engine.trustpool.builtin.certifi_bundle`), recorded when the log does not hold this
         one yet; None (the default, for programs that embed the engine and have a trust
-        store of their own): not looked at, the log stays as it is."""
+        store of their own): not looked at, the log stays as it is. `audit`: make the log's
+        audit key if it has none yet (the CLI does; engine/audit/). A log that has one keeps
+        its audit trail and is checked against its latest checkpoint either way."""
         root = Path(data_dir)
         for private in (root, root / "log", root / "snapshots"):
             private.mkdir(mode=0o700, parents=True, exist_ok=True)  # whatever the umask
@@ -147,6 +156,11 @@ class Engine:
                       prompter=prompter, render=render, write=write, keygen=keygen, scep=scep,
                       crl_blobs=FileCrlBlobs(root / CRL_DIR))
         engine = cls(log, state, ports, root, user or _default_user())
+        try:
+            engine._open_audit(log, create=audit)  # before anything is appended
+        except BaseException:
+            log.close()
+            raise
         engine.recovered = log.recovered
         engine.snapshots_ignored = ignored
         engine._since_snapshot = state.seq - covered  # so close() replaces an ignored snapshot
@@ -175,7 +189,7 @@ class Engine:
         """Finish what an interrupted key write or zeroize left, and move aside the data keys
         the log does not know (engine/keystore.py, "Files and failures")."""
         assert self.data_dir is not None
-        live = [p.key_id for ps in self.state.keys.pairs.values() for p in ps]
+        live = _live_key_ids(self.state)
         try:
             tidied = tidy_keystore(self.data_dir, live, lambda: _zeroized_key_ids(log))
         except OSError as e:
@@ -214,6 +228,12 @@ class Engine:
         if (self.data_dir is not None and isinstance(self.store, FileEventLog)
                 and self._since_snapshot):
             self._snapshot()
+        if self.audit is not None:
+            try:
+                self.audit.persist()
+            except OSError as e:
+                logger.warning("audit trail not written; the log holds every event",
+                               error=str(e))
         self.store.close()
 
     def __enter__(self) -> Engine:
@@ -479,7 +499,7 @@ class Engine:
         if err.rolled_back:
             with contextlib.suppress(OSError, TrustledgerError):
                 store = keystore_of(self.ports)
-                live = {p.key_id for ps in self.state.keys.pairs.values() for p in ps}
+                live = set(_live_key_ids(self.state))
                 for key_id in store.key_ids():
                     if key_id not in live:
                         store.discard(key_id)
@@ -600,10 +620,14 @@ class Engine:
 
     def fold(self, records: Iterable[Recorded]) -> None:
         state = self.state
+        records = list(records)
         for rec in records:
             state = evolve(state, rec.event, rec.at, rec.seq)
             self._since_snapshot += 1
         self.state = state
+        if self.audit is not None and isinstance(self.store, FileEventLog) and \
+                self.audit.observe(records, self.store.position):
+            self._checkpoint()
         if isinstance(self.ports.clock, EngineClock):  # a frozen replay's clock stands still
             self.ports.clock.offset_us = state.clock_offset_us
         if (self._since_snapshot >= snapshot.EVERY and self.data_dir is not None
@@ -619,12 +643,100 @@ class Engine:
         try:
             snapshot.save(self.data_dir / "snapshots", self.state, self.store.head,
                           self.store.position)
-            self.store.mark_head()
+            self.store.mark_head()  # its step writes the audit trail too
         except OSError as e:
             logger.warning("snapshot not written; the log holds every event", error=str(e),
                            seq=self.state.seq)
         except snapshot.SnapshotUnencodable as e:
             logger.error("snapshot not written: a bug", error=str(e), seq=self.state.seq)
+
+    # -- the audit trail (engine/audit/) ---------------------------------------------------------
+
+    def _open_audit(self, log: FileEventLog, create: bool) -> None:
+        """Check the log against its audit trail (AuditMismatch refuses the open); make the
+        audit key first if asked and there is none."""
+        key = self.state.audit_key
+        if key is None and read_saved(log.root) is not None:
+            raise AuditMismatch(f"The event log {log.root} has an audit trail beside it but "
+                                "no audit key: it is not the log the trail was kept for. "
+                                "Refusing to open.")
+        if key is None and create:
+            self._create_audit_key()  # folded: no trail yet, so it is opened below
+            key = self.state.audit_key
+        if key is None:
+            return
+        ports = self.ports
+        self.audit = open_trail(log.root, log, key, lambda: key.open(keystore_of(ports)))
+        log.on_mark = self.audit.on_mark
+        if self.audit.latest is None:  # the first checkpoint: the key (or the upgrade)
+            try:
+                self.audit.checkpoint()
+            except TrustledgerError as err:
+                self.notices.append(f"%AUDIT-3-CHECKPOINT: no checkpoint signed: {err.text}")
+
+    def _create_audit_key(self) -> None:
+        """Make, seal and record the audit key. If it cannot be (a keystore or log write
+        failed), the open goes on without it and says so; the next open tries again."""
+        try:
+            store = keystore_of(self.ports)
+            ev, _ = create_audit_key(store, self.state.hostname)
+        except (OSError, TrustledgerError) as err:
+            why = err.text if isinstance(err, TrustledgerError) else (err.strerror or str(err))
+            self.notices.append(f"%AUDIT-4-NO_KEY: the audit key could not be made ({why}); "
+                                "it is tried again at the next open.")
+            return
+        try:
+            records = self.store.append([PendingEvent(ev, "device", self.ports.clock.now_us(),
+                                                      "system", "open")])
+        except LogWriteFailed as err:
+            with contextlib.suppress(OSError, TrustledgerError):
+                store.discard(ev.key_id)
+            self.notices.append(f"%AUDIT-4-NO_KEY: the audit key could not be recorded "
+                                f"({err.reason}); it is tried again at the next open.")
+            return
+        self.fold(records)
+
+    def _checkpoint(self) -> None:
+        """Sign a checkpoint of the tree as it is (after a trust decision). The events are
+        durable already: a key that cannot be opened is said, never raised."""
+        assert self.audit is not None
+        try:
+            self.audit.checkpoint()
+        except TrustledgerError as err:
+            self.ports.say(f"%AUDIT-3-CHECKPOINT: no checkpoint signed: {err.text}\n")
+            return
+        self.cosign_latest()
+
+    def cosign_latest(self) -> None:
+        """Have the configured witnesses (`audit witness url ...`) co-sign the latest
+        checkpoint, those that have not yet (engine/audit/witness_client.py); what they
+        refuse is said, never raised: the events are durable already."""
+        latest = self.audit.latest if self.audit is not None else None
+        if latest is None or not isinstance(self.store, FileEventLog):
+            return
+        witnesses = [w for w in configured_witnesses(self.state.config)
+                     if not _cosigned_by(latest.note, w)]
+        if not witnesses:
+            return
+        if self._witnesses is None:
+            if self.ports.witness is None:
+                self.ports.witness = HttpxWitnessTransport()
+            self._witnesses = WitnessClient(self.ports.witness)
+        assert self.audit is not None
+        outcome = self._witnesses.cosign(witnesses, latest.note, latest.checkpoint,
+                                         self.audit.range, LogLeaves(self.store.read_rows))
+        if outcome.lines:
+            self.audit.add_cosignatures(outcome.lines)
+        for message in outcome.messages:
+            self.ports.say(message + "\n")
+
+
+def _cosigned_by(note: bytes, witness: Witness) -> bool:
+    try:
+        verify_note(note, [witness.key])
+    except NoteError:
+        return False
+    return True
 
 
 def _newest_snapshot(root: Path, log: FileEventLog, ignored: list[snapshot.Ignored],
@@ -669,6 +781,14 @@ class _ReadOnlyStore(MemoryEventLog):
     def append(self, batch: Sequence[PendingEvent]) -> list[Recorded]:
         raise OperatorError(Reason.NOT_ALLOWED,
                            f"This is a replay of the log at seq {self._seq}: read-only.")
+
+
+def _live_key_ids(state: DeviceState) -> list[str]:
+    """The key ids whose data keys the keystore must keep: every key pair's, the audit key's."""
+    live = [p.key_id for ps in state.keys.pairs.values() for p in ps]
+    if state.audit_key is not None:
+        live.append(state.audit_key.key_id)
+    return live
 
 
 def _joined(parts: list[str]) -> str:

@@ -29,6 +29,7 @@ from engine.errors import OperatorError, Reason, TrustledgerError
 from engine.ports import Clock, Prompter, Randomness, SystemClock, SystemRandomness
 
 if TYPE_CHECKING:
+    from engine.audit.witness_client import WitnessTransport
     from engine.ca.commands import Signer
     from engine.keystore import KeyGenerator, Keystore
     from engine.revocation.store import CrlBlobs
@@ -66,6 +67,7 @@ class Ports:
     crl_blobs: CrlBlobs | None = None  # engine.revocation.store: <data>/crls/, or in memory
     randomness: Randomness = field(default_factory=SystemRandomness)  # nonces, serials, CEKs
     signer: Signer | None = None  # engine.ca.commands: the CA's signing key (CA only)
+    witness: WitnessTransport | None = None  # engine.audit.witness_client: httpx unless injected
     offline: bool = False  # an audit replay: no effect but printing may be performed
     # Views to text (engine/views.py): the application plugs projections.render in.
     render: Callable[[object], str] = _unrendered

@@ -74,6 +74,7 @@ from typing import Any
 import msgpack
 
 import engine.commands  # noqa: F401  (registers every feature's folds: verify() replays)
+from engine.audit.key import AuditKey
 from engine.config import Change, ConfigTree, Node
 from engine.keys import ImportedKey, KeyAlgorithm, KeyPair, KeyRing, KeyUsage
 from engine.machines.trustpoint import Lifecycle
@@ -120,6 +121,7 @@ TABLE: Mapping[str, type] = types.MappingProxyType({
     "CrlCache": CrlCache,
     "CachedCrl": CachedCrl,
     "ValidationState": ValidationState,
+    "AuditKey": AuditKey,
 })
 """Every type a snapshot may hold, by the tag it is stored under. Add a state type here (a
 test fails until you do: it walks DeviceState's type hints)."""

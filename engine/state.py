@@ -22,6 +22,7 @@ from itertools import chain, islice
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from engine.audit.key import AuditKey
 from engine.config import Change, ConfigTree
 from engine.keys import KeyRing
 from engine.revocation.cache import CrlCache
@@ -111,6 +112,7 @@ class DeviceState:
     trustpool: TrustpoolState = field(default_factory=TrustpoolState)  # engine.trustpool
     crls: CrlCache = field(default_factory=CrlCache)  # engine.revocation: the CRL cache
     validations: ValidationState = field(default_factory=ValidationState)  # PeerValidated
+    audit_key: AuditKey | None = None  # the log's audit key (engine.audit), once made
 
     @property
     def next_commit_id(self) -> int:
@@ -181,9 +183,10 @@ def device_folds() -> FoldTable[DeviceState]:
     return _TABLE[0]
 
 
-FOLD_VERSION = 6  # 2: `trustpoint_configs` folded at commit; 3: the chunked CommitHistory;
+FOLD_VERSION = 7  # 2: `trustpoint_configs` folded at commit; 3: the chunked CommitHistory;
 # 4: the CRL cache (`crls`); 5: `validations` (PeerValidated; CrlFetchFailed's back-off);
-# 6: router certificates carry their revocation, trustpoints their CRL refresh record
+# 6: the audit key (`audit_key`); 7: router certificates carry their revocation, trustpoints
+# their CRL refresh record
 """Bump this when a fold's logic changes while the state's shape stays the same: snapshots
 written by the older folds then no longer fit this build (see `folds_fingerprint`)."""
 

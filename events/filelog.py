@@ -497,6 +497,9 @@ class FileEventLog:
         self._head_at: tuple[Path | None, int] | None = None
         self._durable_at: tuple[Path | None, int] | None = None
         self._marked_at = time.monotonic()
+        # Called with the seq the marker is about to record, in the marker's step: what must
+        # be durable with the marker writes itself here (engine/audit/trail.py).
+        self.on_mark: Callable[[int], None] | None = None
 
     # -- opening ---------------------------------------------------------------------------
 
@@ -766,6 +769,8 @@ class FileEventLog:
         seq, hash_ = self._durable
         if seq == self._marked:
             return
+        if self.on_mark is not None:
+            self.on_mark(seq)
         try:
             at = self._durable_at
             write_marker(self.root, seq, hash_, None if at is None or at[0] is None

@@ -758,3 +758,18 @@ def start(app: ScepApplication | None, host: str = "127.0.0.1", port: int = 0, *
         runner.stop()
         raise
     return RunningServer(base_url, admin_url, int(sockets[0].getsockname()[1]), runner)
+
+
+def start_site(make_site: Callable[[ThreadPoolExecutor], Site], host: str = "127.0.0.1",
+               port: int = 0, *, name: str = "http") -> RunningServer:
+    """Serve one site of another service (the audit witness) on this HTTP stack, from a loop
+    in a daemon thread; `make_site(executor)` gets the pool its blocking calls run in."""
+    runner = _LoopThread(name)
+    sock, base_url = listen(host, port)
+    try:
+        runner.start([(sock, make_site(runner.executor))])
+    except BaseException:
+        sock.close()
+        runner.stop()
+        raise
+    return RunningServer(base_url, None, int(sock.getsockname()[1]), runner)

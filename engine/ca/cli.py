@@ -356,7 +356,7 @@ def _positive(text: str) -> int:
 def _init(args: argparse.Namespace) -> int:
     with BuiltinCA.init(args.dir, subject=args.subject, key=args.key, days=args.days,
                         certificate_days=args.cert_days, ra=args.ra,
-                        clock=ca_clock(args)) as ca:
+                        clock=ca_clock(args), audit=True) as ca:
         cert = ca.ca_certificate
         print(f"CA initialized in {args.dir}")
         print(f"  subject:      {cert.subject.rfc4514_string()}")
@@ -384,7 +384,7 @@ def _serve(args: argparse.Namespace) -> int:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    with BuiltinCA.open(args.dir, clock=ca_clock(args)) as ca:
+    with BuiltinCA.open(args.dir, clock=ca_clock(args), audit=True) as ca:
         ca.console = Console(console_logger(sys.stdout, as_json=args.log_json))
         _say_log_notice(ca)
         if publisher is not None:  # the directory has the current CRL before anyone asks
@@ -432,7 +432,7 @@ def _on_ca(root: Path, local: Callable[[BuiltinCA], dict[str, Any]], action: str
     """Run a write command on DIR directly, or through the running server's admin endpoint
     (whose clock decides: a `--clock` of this command is refused then)."""
     try:
-        ca = BuiltinCA.open(root, clock=clock)
+        ca = BuiltinCA.open(root, clock=clock, audit=True)
     except CALocked:
         if clock is not None:
             raise CAError(Reason.NOT_ALLOWED, f"{root} is being served (`ca serve`): its clock "

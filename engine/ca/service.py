@@ -50,6 +50,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+from engine.audit.key import create_audit_key
+from engine.audit.trail import AuditMismatch, AuditTrail, open_trail, read_saved
 from engine.ca import commands, offline, profile
 from engine.ca.commands import (
     Approve,
@@ -85,7 +87,7 @@ from engine.ca.state import (
 )
 from engine.errors import Reason
 from engine.folds import UnfoldedEvent
-from engine.keystore import CryptographyKeyGenerator, KeyGenerator
+from engine.keystore import CryptographyKeyGenerator, DirectoryKeystore, KeyGenerator
 from engine.ports import (
     Clock,
     PrivateKey,
@@ -179,6 +181,7 @@ class BuiltinCA:
         # events): told once durable, like any answer (`_announce_durable`).
         self._announcing = threading.Lock()
         self._unannounced: list[tuple[int, CAState, list[Event]]] = []
+        self.audit: AuditTrail | None = None  # the log's audit trail (a writer's)
 
     # -- opening ----------------------------------------------------------------------------
 
@@ -187,9 +190,11 @@ class BuiltinCA:
              key: str = "rsa:2048", days: int = DEFAULT_CA_DAYS,
              certificate_days: int = DEFAULT_CERTIFICATE_DAYS, ra: bool = False,
              crl_lifetime: timedelta = DEFAULT_CRL_LIFETIME, clock: Clock | None = None,
-             randomness: Randomness | None = None, keys: KeyGenerator | None = None) -> Self:
+             randomness: Randomness | None = None, keys: KeyGenerator | None = None,
+             audit: bool = False) -> Self:
         """Create a CA in `root`: keys, self-signed certificate (RA certificates with `ra`), the
-        first (empty) CRL; returns it open read-write."""
+        first (empty) CRL; returns it open read-write. `audit`: make the log's audit key
+        (engine/audit/; the CLI does)."""
         clock = clock or SystemClock()
         randomness = randomness or SystemRandomness()
         keys = keys or CryptographyKeyGenerator()
@@ -259,13 +264,17 @@ class BuiltinCA:
             raise
         ca = cls(rootp, log, state, clock=clock, randomness=randomness, ca_key=ca_key,
                  ra_keys=ra_keys)
+        ca._open_audit(audit)
         ca.publish_crl()
         return ca
 
     @classmethod
     def open(cls, root: str | os.PathLike[str], *, readonly: bool = False,
-             clock: Clock | None = None, randomness: Randomness | None = None) -> Self:
-        """Open an existing CA. Read-only needs no key and no lock (listings while serving)."""
+             clock: Clock | None = None, randomness: Randomness | None = None,
+             audit: bool = False) -> Self:
+        """Open an existing CA. Read-only needs no key and no lock (listings while serving).
+        `audit`: make the log's audit key if it has none; a writer of a log that has one
+        checks the log against its trail and keeps it (engine/audit/)."""
         rootp = Path(root)
         if not (rootp / LOG_DIR).is_dir():
             raise CAError(Reason.NOT_FOUND, f"{rootp} holds no CA (run `ca init {rootp}`)")
@@ -285,12 +294,50 @@ class BuiltinCA:
         except BaseException:
             log.close()
             raise
-        return cls(rootp, log, state, clock=clock or SystemClock(),
-                   randomness=randomness or SystemRandomness(), ca_key=ca_key, ra_keys=ra_keys)
+        ca = cls(rootp, log, state, clock=clock or SystemClock(),
+                 randomness=randomness or SystemRandomness(), ca_key=ca_key, ra_keys=ra_keys)
+        if not readonly:
+            try:
+                ca._open_audit(audit)
+            except BaseException:
+                log.close()
+                raise
+        return ca
 
     def close(self) -> None:
         self._durability.close()
-        self._log.close()
+        self._log.close()  # its last marker step writes the audit trail
+
+    def _open_audit(self, create: bool) -> None:
+        """Check the log against its audit trail (AuditMismatch refuses, as a CAError); make
+        the audit key (sealed in DIR/keystore) if the log has none: see engine/audit/."""
+        log = self._log
+        assert isinstance(log, FileEventLog)
+        keystore = DirectoryKeystore.in_data_dir(self.root)
+        if self._state.audit_key is None and read_saved(log.root) is not None:
+            raise CAError(Reason.BAD_DATA, f"The CA log {log.root} has an audit trail beside it "
+                          "but no audit key: it is not the log the trail was kept for.")
+        if self._state.audit_key is None and not create:
+            return
+        if self._state.audit_key is None:
+            ev, _ = create_audit_key(keystore, "ca")
+            try:
+                (rec,) = log.append([PendingEvent(ev, STREAM, to_micros(self.clock.now()),
+                                                  "system", "open")])
+            except (LogError, OSError) as e:
+                with contextlib.suppress(OSError):
+                    keystore.discard(ev.key_id)
+                raise CAError(Reason.NOT_ALLOWED, f"cannot record the audit key: {e}") from e
+            self._state = evolve(self._state, rec.event, rec.at)
+        key = self._state.audit_key
+        assert key is not None
+        try:
+            self.audit = open_trail(log.root, log, key, lambda: key.open(keystore))
+        except AuditMismatch as e:
+            raise CAError(Reason.BAD_DATA, e.text) from None
+        log.on_mark = self.audit.on_mark
+        if self.audit.latest is None:  # the first checkpoint: the key (or the upgrade)
+            self.audit.checkpoint()
 
     def __enter__(self) -> Self:
         return self
@@ -460,6 +507,9 @@ class BuiltinCA:
         except (LogError, OSError) as e:  # the log is broken until reopened
             raise self._durability.fail(e) from e
         state = self._state = decided.state
+        if self.audit is not None and isinstance(self._log, FileEventLog) and \
+                self.audit.observe(records, self._log.position):
+            self.audit.checkpoint()
         if self.console is not None:
             with self._announcing:
                 self._unannounced.append((records[-1].seq, state, events))

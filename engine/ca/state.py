@@ -10,10 +10,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
+from engine.audit.key import AuditKey
 from engine.ca.pmap import PMap
 from engine.folds import FoldTable
 from engine.machines import ca_request
 from engine.machines.ca_request import REQUESTS
+from events.audit import AuditKeyCreated
 from events.ca import (
     CAInitialized,
     CertificateIssued,
@@ -96,6 +98,7 @@ class CAState:
     revoked: tuple[str, ...] = ()  # serials, in revocation order (the CRL's entries)
     crl: CRL | None = None
     last_at: int = 0  # `at` of the last event folded in
+    audit_key: AuditKey | None = None  # the log's audit key (engine/audit/), once made
 
     @property
     def ra_mode(self) -> bool:
@@ -185,6 +188,10 @@ def _crl_issued(state: CAState, ev: CRLIssued, at: int) -> CAState:
                    last_at=at)
 
 
+def _audit_key(state: CAState, ev: AuditKeyCreated, at: int) -> CAState:
+    return replace(state, audit_key=AuditKey.from_event(ev, at), last_at=at)
+
+
 CA_FOLDS: FoldTable[CAState] = FoldTable("CA", {
     CAInitialized: (_initialized,),
     ChallengeMinted: (_challenge_minted,),
@@ -195,4 +202,5 @@ CA_FOLDS: FoldTable[CAState] = FoldTable("CA", {
     CertificateIssued: (_certificate_issued,),
     CertificateRevoked: (_certificate_revoked,),
     CRLIssued: (_crl_issued,),
+    AuditKeyCreated: (_audit_key,),
 })

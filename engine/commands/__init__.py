@@ -15,7 +15,8 @@ from engine.commands import (
     trustpoint,
     trustpool,
     validation,
+    witness,
 )
 
 __all__ = ["clock", "configuration", "crl", "keys", "logging", "paste", "system", "trustpoint",
-           "trustpool", "validation"]
+           "trustpool", "validation", "witness"]

@@ -73,20 +73,30 @@ def dot_source(table: Table[Any]) -> str:
 
 def write_diagrams(out: Path) -> list[Path]:
     """Write NAME.dot and NAME.svg for every machine into `out`; the files written."""
-    dot = shutil.which("dot")
-    if dot is None:
-        raise DiagramError("graphviz's `dot` is not installed (Debian: apt-get install "
-                           "graphviz).")
+    _dot()  # nothing is written without graphviz
     out.mkdir(parents=True, exist_ok=True)
     written = []
     for name, table in MACHINES.items():
         source = dot_source(table)
         (out / f"{name}.dot").write_text(source)
-        done = subprocess.run([dot, "-Tsvg"], input=source.encode(), capture_output=True,
-                              check=False, timeout=60)
-        if done.returncode != 0:
-            raise DiagramError(f"dot failed on {name}.dot: "
-                               f"{done.stderr.decode(errors='replace').strip()}")
-        (out / f"{name}.svg").write_bytes(done.stdout)
+        (out / f"{name}.svg").write_bytes(svg_of(source, f"{name}.dot"))
         written += [out / f"{name}.dot", out / f"{name}.svg"]
     return written
+
+
+def svg_of(source: str, name: str = "the diagram") -> bytes:
+    """graphviz's `dot -Tsvg` drawing of a DOT source."""
+    done = subprocess.run([_dot(), "-Tsvg"], input=source.encode(), capture_output=True,
+                          check=False, timeout=60)
+    if done.returncode != 0:
+        raise DiagramError(f"dot failed on {name}: "
+                           f"{done.stderr.decode(errors='replace').strip()}")
+    return done.stdout
+
+
+def _dot() -> str:
+    dot = shutil.which("dot")
+    if dot is None:
+        raise DiagramError("graphviz's `dot` is not installed (Debian: apt-get install "
+                           "graphviz).")
+    return dot

@@ -16,6 +16,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+import engine.audit.export as audit_export
 import engine.ca.errors as ca_errors
 import engine.ca.service as ca_service
 import engine.cli as cli
@@ -59,6 +60,7 @@ FACTORIES: dict[type, Callable[[str], Any]] = {
     keystore.KeyGenerationRefused: keystore.KeyGenerationRefused,
     keys.KeyImportError: lambda t: keys.KeyImportError(keys.ImportProblem.EMPTY, t),
     ca_errors.CAError: lambda t: ca_errors.CAError(errors.Reason.BAD_DATA, t),
+    audit_export.AuditError: lambda t: audit_export.AuditError(errors.Reason.NOT_FOUND, t),
     ca_errors.NotACA: ca_errors.NotACA,
     ca_errors.ScepRefusal: lambda t: ca_errors.ScepRefusal(FailInfo.BAD_REQUEST, t),
     ca_errors.CAUnavailable: lambda t: ca_errors.CAUnavailable(OSError(5, t)),

@@ -24,6 +24,7 @@ from engine.config import Change, ConfigTree
 from engine.config import Path as ConfigPath
 from engine.machines.table import IllegalTransition
 from engine.state import MAX_COMMITS, DeviceState, evolve, replay_rows
+from events.audit import AuditKeyCreated
 from events.clock import ClockSet
 from events.device import ConfigurationCommitted
 from events.filelog import FileEventLog
@@ -112,6 +113,8 @@ def other_event(draw: st.DrawFn) -> Event:
         PeerValidated(("ab",), "ike", 5, None, draw(st.booleans()), tuple(draw(st.lists(
             st.sampled_from(("REVOKED", "EXPIRED", "CRL_BYPASSED")), max_size=2))),
             "trustpool", "trustpool", "cd", ("ab", "cd"), (), ""),
+        AuditKeyCreated("trustledger.example/r/0011", key_id, b"k" * 32, b"spki", b"sealed",
+                        b"n" * 12, "aes"),
     ]
     event: Event = draw(st.sampled_from(kinds))
     return event

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+import events.audit
 import events.ca
 import events.clock
 import events.device
@@ -19,6 +20,8 @@ import events.revocation
 import events.trustpoint
 import events.trustpool
 import events.validation
+import events.witness
+from engine.audit.witness_service import WITNESS_FOLDS
 from engine.ca.state import CA_FOLDS
 from engine.cli import main
 from engine.engine import Engine
@@ -42,13 +45,16 @@ def test_every_event_type_is_in_exactly_one_aggregate_table() -> None:
     ca = {t.type_name for t in CA_FOLDS.types}
     assert device == declared(events.device) | declared(events.keys) | declared(
         events.trustpoint) | declared(events.trustpool) | declared(events.clock) | declared(
-        events.revocation) | declared(events.validation)
-    assert ca == declared(events.ca)
-    assert not device & ca
+        events.revocation) | declared(events.validation) | declared(events.audit)
+    assert ca == declared(events.ca) | declared(events.audit)
+    assert device & ca == declared(events.audit)  # the audit key: every log has one
+    witness = {t.type_name for t in WITNESS_FOLDS.types}
+    assert witness == declared(events.witness)
+    assert not witness & (device | ca)
     # Every type the engine's event modules declare (tests register LogTest* types of their own).
-    assert device | ca == {n for n, t in known_types().items() if t.__module__.startswith(
-        "events.")}
-    for table in (device_folds(), CA_FOLDS):
+    assert device | ca | witness == {n for n, t in known_types().items()
+                                     if t.__module__.startswith("events.")}
+    for table in (device_folds(), CA_FOLDS, WITNESS_FOLDS):
         for t in table.types:
             assert callable(table.by_name[t.type_name])
 

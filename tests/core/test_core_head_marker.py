@@ -117,9 +117,9 @@ def test_a_cut_above_the_marker_is_repaired_and_reported_honestly(
     assert f"%LOG-4-RECOVERED: {repair}" in out.err.splitlines()
     assert "acknowledged" not in out.err and "after a crash" not in out.err
     assert "hostname r2" in out.out
-    # The torn frame was cut at its start; the one frame after it is the built-in trustpool
-    # bundle `exec` records at the first open of a device that lacks it.
-    assert [f.offset for f in iter_frames(seg)][-1] == last.offset
+    # The torn frame was cut at its start; the two frames after it are the audit key and the
+    # built-in trustpool bundle `exec` records at the first open of a device that lacks them.
+    assert [f.offset for f in iter_frames(seg)][-2] == last.offset
 
 
 def test_the_marker_moves_at_close_with_a_snapshot_and_under_load(

@@ -251,8 +251,9 @@ def test_audit_commands_default_to_the_data_directory_like_exec(tmp_path: Path) 
     shown = run([sys.executable, "-m", "engine.cli", "log", "show"], env=env,
                 capture_output=True, text=True, check=False)
     assert shown.returncode == 0 and "ConfigurationCommitted" in shown.stdout
-    # seq 1 is the built-in trustpool bundle `exec` records at the first open; 2 the commit
-    replayed = run([sys.executable, "-m", "engine.cli", "replay", "--until", "2", "--show",
+    # seqs 1-2: the audit key and the built-in trustpool bundle `exec` records at the first
+    # open; 3 the commit
+    replayed = run([sys.executable, "-m", "engine.cli", "replay", "--until", "3", "--show",
                     "show running-config hostname"], env=env, capture_output=True, text=True,
                    check=False)
     assert replayed.returncode == 0 and "hostname audited" in replayed.stdout

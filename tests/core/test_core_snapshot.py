@@ -45,9 +45,10 @@ class Device:
         return Device(to, self.state, self.shown, self.snap.read_bytes())
 
 
-def _closed_device(root: Path, drive: Callable[[Engine, FakeClock], None]) -> Device:
+def _closed_device(root: Path, drive: Callable[[Engine, FakeClock], None],
+                   **kw: object) -> Device:
     clock = FakeClock()
-    e = open_device(root, clock)
+    e = open_device(root, clock, **kw)
     drive(e, clock)
     state = e.state
     e.close()
@@ -61,7 +62,7 @@ def _small(e: Engine, clock: FakeClock) -> None:
 
 @pytest.fixture(scope="module")
 def rich_master(tmp_path_factory: pytest.TempPathFactory) -> Device:
-    return _closed_device(tmp_path_factory.mktemp("rich") / "dev", build_rich)
+    return _closed_device(tmp_path_factory.mktemp("rich") / "dev", build_rich, audit=True)
 
 
 @pytest.fixture(scope="module")

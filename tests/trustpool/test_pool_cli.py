@@ -116,6 +116,7 @@ def test_the_cli_records_the_built_in_bundle_at_first_open(tmp_path: Path,
                                                          cli_locale: str) -> None:
     from engine import Engine
     from engine.trustpool.builtin import certifi_bundle
+    from events.audit import AuditKeyCreated
     from events.trustpool import TrustpoolBuiltinsRecorded
 
     for _ in range(2):
@@ -124,7 +125,8 @@ def test_the_cli_records_the_built_in_bundle_at_first_open(tmp_path: Path,
         assert f"({certifi_bundle().source}, SHA-256 " in done.stdout.decode()
     with Engine.open(tmp_path / "d") as dev:
         rows = list(dev.store.read_rows(1))
-    assert [r[2] for r in rows] == [TrustpoolBuiltinsRecorded.type_name]  # once
+    assert [r[2] for r in rows] == [AuditKeyCreated.type_name,  # made by the first open too
+                                    TrustpoolBuiltinsRecorded.type_name]  # once
 
 
 def test_exec_refusal_is_one_percent_line(tmp_path: Path, cli_locale: str) -> None:

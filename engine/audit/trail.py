@@ -1,0 +1,374 @@
+"""The audit trail of one log: its Merkle tree, its signed checkpoints, and the open check.
+
+Theory of operation
+-------------------
+A writer keeps the tree as a `CompactRange` (O(log n) hashes) bound to the log: the range
+covers seq 1..size, the event at `size` has chain hash `chain`, and the frames after it start
+at `at` (a `Position`). Each appended batch extends it (`observe`); a batch holding a trust
+decision (engine/audit/decisions.py) is followed by a checkpoint: the C2SP tlog-checkpoint of
+the range (origin, size, root) signed by the audit key (`checkpoint`). The device signs after
+the batch's fdatasync; the CA, whose group commit acknowledges batches later, signs when it
+appends. Either way a checkpoint is written out (below) only once every event it covers is
+acknowledged, so no file ever holds a checkpoint of events that may be lost.
+
+Two files beside the log (in the log directory) hold the trail:
+
+- `AUDIT`: the range as of its last write and the latest checkpoint with the range at its
+  size, each bound as above: one line `trustledger-audit v1 <crc32c>` and a JSON body.
+  Rewritten atomically (temp file, fsync, rename, directory fsync).
+- `CHECKPOINTS`: every checkpoint ever signed, signed notes one after the other, appended and
+  fdatasync'ed before `AUDIT` is replaced.
+
+Why a file and not an event per checkpoint: an event covering the tree up to the batch before
+it must be appended after that batch's hashes are known, so it would be a second append (a
+second fdatasync) per trust decision, and the tree would never be quiet (the checkpoint event
+itself is always the one leaf no checkpoint covers). The file keeps the log the history of
+decisions only, and costs no fdatasync per command.
+
+Durability: both files are written in the log's head-marker step (`FileEventLog.on_mark`: at
+most every MARK_EVERY seconds, when a snapshot is taken, and at a clean close), never by a
+command itself, and hold only what covers acknowledged events (`persist(upto=seq)`). After a
+crash the last MARK_EVERY seconds of checkpoints may be missing from the files; the events
+they covered are not (they were acknowledged), and Ed25519 signatures are deterministic (RFC
+8032 §5.1.6), so signing the same size again gives the same checkpoint.
+`trustledger audit checkpoint` writes through at once: it prints what it signed.
+
+Opening (`open_trail`): nothing is rebuilt from the whole log when `AUDIT` is there. The latest
+checkpoint's signature is checked with the log's audit key and its root against the range it
+was saved with; then the log must reach its size and hold, at that seq, the chain hash it was
+signed over (the chain hash at seq N commits to every event up to N). The same is checked for
+the saved range, and the rows after it are read (what was appended since the last marker step,
+from the position saved) to bring the range to the head. A log that ends below either, or
+differs at that seq (cut back, or rewritten from some point on), refuses to open with a `%`
+sentence naming what is missing: this is what tells a truncation from a torn tail for the
+events a checkpoint covers. Without `AUDIT` (a log made before the audit, or the file moved
+aside) the range is rebuilt from every event once, and the check starts from there.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import os
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from engine.audit.checkpoint import Checkpoint, parse_checkpoint
+from engine.audit.decisions import is_trust_decision
+from engine.audit.key import AuditKey
+from engine.audit.merkle import CompactRange, leaf_hash
+from engine.audit.note import NoteError, sign_note, verify_note
+from events.crc import crc32c
+from events.durable import fsync_directory
+from events.filelog import FileEventLog, LogError, Position, TailMismatch
+from events.store import Recorded
+
+AUDIT_FILE = "AUDIT"
+CHECKPOINTS_FILE = "CHECKPOINTS"
+_MAGIC = "trustledger-audit v1"
+
+
+class AuditMismatch(LogError):
+    """The log is shorter than, or not the one, its audit trail covers: refusing to open."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text, sentence=True)
+
+
+@dataclass(frozen=True)
+class Bound:
+    """A compact range bound to a log: seq 1..size, event `size` has chain hash `chain`, the
+    frames after it start at `at` (None: not known, found by seq)."""
+
+    size: int
+    hashes: tuple[bytes, ...]
+    chain: bytes
+    at: Position | None
+
+    def range(self) -> CompactRange:
+        return CompactRange(self.size, self.hashes)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"size": self.size, "chain": self.chain.hex(),
+                "at": None if self.at is None else [self.at.segment, self.at.offset],
+                "hashes": [h.hex() for h in self.hashes]}
+
+    @classmethod
+    def from_json(cls, obj: Any) -> Bound:
+        at = obj["at"]
+        bound = cls(int(obj["size"]), tuple(bytes.fromhex(h) for h in obj["hashes"]),
+                    bytes.fromhex(obj["chain"]),
+                    None if at is None else Position(int(at[0]), int(at[1])))
+        bound.range()  # ValueError if the count of hashes does not fit the size
+        if len(bound.chain) != 32 or any(len(h) != 32 for h in bound.hashes):
+            raise ValueError("a hash is not 32 bytes")
+        return bound
+
+
+@dataclass(frozen=True)
+class Signed:
+    """A signed checkpoint and the range it was signed over."""
+
+    note: bytes
+    checkpoint: Checkpoint
+    tree: Bound
+
+
+@dataclass(frozen=True)
+class Saved:
+    tree: Bound
+    latest: Signed | None
+
+
+# -- the file ------------------------------------------------------------------------------------
+
+
+def read_saved(root: Path) -> Saved | None:
+    """`AUDIT` of the log directory `root`; None if there is none; AuditMismatch if damaged."""
+    path = root / AUDIT_FILE
+    try:
+        raw = path.read_bytes()
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    try:
+        head, _, body = raw.partition(b"\n")
+        magic, _, crc = head.decode("ascii").rpartition(" ")
+        if magic != _MAGIC or int(crc, 16) != crc32c.crc32c(body):
+            raise ValueError("bad magic or checksum")
+        obj = json.loads(body)
+        latest = obj["checkpoint"]
+        signed = None
+        if latest is not None:
+            note = latest["note"].encode()
+            signed = Signed(note, parse_checkpoint(note.decode().partition("\n\n")[0] + "\n"),
+                            Bound.from_json(latest["tree"]))
+        return Saved(Bound.from_json(obj["tree"]), signed)
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError) as e:
+        raise AuditMismatch(
+            f"The audit state {path} is damaged ({e}): the log cannot be checked against its "
+            "checkpoints. Refusing to open (move the file aside to open the log unchecked; the "
+            "tree is then rebuilt from the log).") from None
+
+
+def _write_saved(root: Path, saved: Saved) -> None:
+    latest = saved.latest
+    body = json.dumps({
+        "tree": saved.tree.to_json(),
+        "checkpoint": None if latest is None else {"note": latest.note.decode(),
+                                                   "tree": latest.tree.to_json()},
+    }, separators=(",", ":")).encode()
+    data = f"{_MAGIC} {crc32c.crc32c(body):08x}\n".encode() + body
+    tmp = root / (AUDIT_FILE + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, root / AUDIT_FILE)
+    fsync_directory(root)
+
+
+def _append_checkpoints(root: Path, notes: Sequence[bytes]) -> None:
+    fd = os.open(root / CHECKPOINTS_FILE, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        data = b"".join(notes)
+        while data:
+            data = data[os.write(fd, data):]
+        os.fdatasync(fd)
+    finally:
+        os.close(fd)
+
+
+def read_checkpoints(root: Path) -> list[bytes]:
+    """Every signed note in `CHECKPOINTS`, oldest first (not verified)."""
+    try:
+        text = (root / CHECKPOINTS_FILE).read_bytes().decode("utf-8", "replace")
+    except FileNotFoundError:
+        return []
+    notes: list[bytes] = []
+    current: list[str] = []
+    in_sigs = False
+    for line in text.splitlines(keepends=True):
+        if in_sigs and not line.startswith("\u2014 "):
+            notes.append("".join(current).encode())
+            current, in_sigs = [], False
+        current.append(line)
+        if line == "\n":
+            in_sigs = True
+    if current:
+        notes.append("".join(current).encode())
+    return notes
+
+
+# -- the trail ------------------------------------------------------------------------------------
+
+
+class AuditTrail:
+    """A writer's tree, latest checkpoint and what is still to be written out. Thread-safe:
+    a log whose fdatasyncs run on another thread (the CA's group commit) calls `on_mark`
+    there while commands call `observe` and `checkpoint`."""
+
+    def __init__(self, root: Path, key: AuditKey, signer: Callable[[], Ed25519PrivateKey],
+                 tree: Bound, latest: Signed | None) -> None:
+        self.root = root
+        self.key = key
+        self.range = tree.range()
+        self.chain, self.at = tree.chain, tree.at
+        self.latest = latest
+        self._signer = signer
+        self._private: Ed25519PrivateKey | None = None
+        self._kid = key.verifier().key_id
+        self._unsaved: list[Signed] = []  # signed, not yet in CHECKPOINTS
+        self._on_disk: Signed | None = latest  # the latest checkpoint AUDIT holds
+        self._dirty = False
+        self._lock = threading.Lock()
+
+    @property
+    def size(self) -> int:
+        return self.range.size
+
+    def bound(self) -> Bound:
+        return Bound(self.range.size, tuple(self.range.hashes), self.chain, self.at)
+
+    def observe(self, records: Sequence[Recorded], at: Position | None) -> bool:
+        """Extend the tree by an appended batch; whether it holds a trust decision."""
+        decision = False
+        with self._lock:
+            append = self.range.append
+            for rec in records:
+                if rec.seq != self.range.size + 1:
+                    raise ValueError(f"the audit tree is at size {self.range.size}, the log "
+                                     f"appended seq {rec.seq}")
+                append(leaf_hash(rec.hash))
+                decision = decision or is_trust_decision(rec.type)
+            if records:
+                self.chain, self.at, self._dirty = records[-1].hash, at, True
+        return decision
+
+    def checkpoint(self) -> bytes:
+        """Sign the tree as it is: the signed note (also kept as the latest)."""
+        with self._lock:
+            cp = Checkpoint(self.key.origin, self.range.size, self.range.root())
+            if self._private is None:
+                self._private = self._signer()
+            note = sign_note(cp.format(), self.key.origin, self._private, kid=self._kid)
+            self.latest = Signed(note, cp, self.bound())
+            self._unsaved.append(self.latest)
+            self._dirty = True
+        return note
+
+    def add_cosignatures(self, lines: bytes) -> None:
+        """Witnesses' cosignature lines on the latest checkpoint (engine/audit/
+        witness_client.py): its note, kept and written out, carries them from now on."""
+        with self._lock:
+            assert self.latest is not None
+            signed = Signed(self.latest.note + lines, self.latest.checkpoint, self.latest.tree)
+            if self._unsaved and self._unsaved[-1] is self.latest:
+                self._unsaved[-1] = signed
+            else:  # already written out: CHECKPOINTS gets the co-signed copy too
+                self._unsaved.append(signed)
+            self.latest = signed
+            self._dirty = True
+
+    def persist(self, upto: int | None = None) -> None:
+        """Write what changed: new checkpoints to CHECKPOINTS, then AUDIT; with `upto`, only
+        what covers no seq after it (what is acknowledged). OSError is raised and nothing is
+        forgotten (the next step writes it)."""
+        with self._lock:
+            if not self._dirty:
+                return
+            limit = self.range.size if upto is None else upto
+            ready = [c for c in self._unsaved if c.checkpoint.size <= limit]
+            latest = ready[-1] if ready else self._on_disk
+            tree = self.bound() if self.range.size <= limit else \
+                latest.tree if latest is not None else None
+            if tree is None:
+                return  # nothing acknowledged to say yet
+            if ready:
+                _append_checkpoints(self.root, [c.note for c in ready])
+                del self._unsaved[:len(ready)]
+            _write_saved(self.root, Saved(tree, latest))
+            self._on_disk = latest
+            self._dirty = self.range.size > limit or bool(self._unsaved)
+
+    def on_mark(self, seq: int) -> None:
+        """The log's head-marker step (the marker will say `seq`): write the trail with it,
+        up to what is acknowledged. A failure leaves the previous files, which are still
+        true (only older)."""
+        with contextlib.suppress(OSError):
+            self.persist(seq)
+
+
+# -- opening --------------------------------------------------------------------------------------
+
+
+def open_trail(root: Path, log: FileEventLog, key: AuditKey,
+               signer: Callable[[], Ed25519PrivateKey]) -> AuditTrail:
+    """The trail of the log in `root`, checked against the log (see "Opening" above)."""
+    saved = read_saved(root)
+    if saved is None:
+        rng = CompactRange()
+        rng.extend(leaf_hash(row[8]) for row in log.read_rows())
+        head, chain = log.head
+        return AuditTrail(root, key, signer,
+                          Bound(head, tuple(rng.hashes), chain, log.position), None)
+    if saved.latest is not None:
+        _check_signed(saved.latest, key, log)
+    rows = _continues(log, saved.tree, "the audit tree beside it")
+    trail = AuditTrail(root, key, signer, saved.tree, saved.latest)
+    last: list[Any] | None = None
+    append = trail.range.append
+    for row in rows:
+        append(leaf_hash(row[8]))
+        last = row
+    if last is not None:
+        trail.chain, trail.at, trail._dirty = last[8], log.position, True
+    return trail
+
+
+def _check_signed(signed: Signed, key: AuditKey, log: FileEventLog) -> None:
+    cp, tree = signed.checkpoint, signed.tree
+    try:
+        verify_note(signed.note, [key.verifier()])
+    except NoteError as e:
+        raise AuditMismatch(f"The latest audit checkpoint beside the log does not verify with "
+                            f"the log's audit key ({e}). Refusing to open.") from None
+    if cp.origin != key.origin or cp.size != tree.size or cp.root != tree.range().root():
+        raise AuditMismatch("The latest audit checkpoint beside the log is not the one its "
+                            "tree was saved with. Refusing to open.")
+    what = (f"the audit checkpoint signed at tree size {cp.size} (root "
+            f"{base64.b64encode(cp.root).decode()[:16]}\u2026)")
+    _continues(log, tree, what)  # checks the first frame after it; the rest is not read
+
+
+def _continues(log: FileEventLog, tree: Bound, what: str) -> Iterator[list[Any]]:
+    """The log's rows after `tree` (lazily), once the log is found to reach `tree.size` and
+    hold `tree.chain` there; AuditMismatch otherwise."""
+    head = log.head[0]
+    if head < tree.size:
+        missing = (f"event {tree.size} is" if tree.size == head + 1
+                   else f"events {head + 1}-{tree.size} are")
+        raise AuditMismatch(f"The event log ends at seq {head}, but {what} covers seq 1-"
+                            f"{tree.size}: {missing} missing. Refusing to open.")
+    if tree.size == 0:
+        return log.read_rows()
+    try:
+        if tree.at is not None:
+            return log.tail(tree.at, tree.size, tree.chain)
+        row = next(iter(log.read_rows(tree.size)), None)
+        if row is None or row[8] != tree.chain:
+            raise TailMismatch("the chain hash differs")
+        return log.read_rows(tree.size + 1)
+    except TailMismatch as e:
+        raise AuditMismatch(f"The event log is not the one {what} covers: at seq {tree.size} "
+                            f"it does not hold the chain hash {tree.chain.hex()[:16]}\u2026 "
+                            f"({e.text}); it was replaced or rewritten. Refusing to open."
+                            ) from None
+

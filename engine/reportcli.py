@@ -1,0 +1,56 @@
+"""`trustledger audit report DIR -o FILE`: the auditor's page (projections/audit_report.py),
+one static HTML file: the timeline, each trustpoint's lifecycle, the machines' diagrams."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from engine.errors import OperatorError, Reason
+
+
+def register(audit_sub: Any) -> None:
+    """Add `report` to the `audit` group's subparsers."""
+    rp = audit_sub.add_parser("report", help="the device log as one static HTML page: "
+                                             "timeline, state machines, trustpoint lifecycles")
+    rp.add_argument("dir", type=Path, metavar="DIR",
+                    help="a device's data directory (or its log directory)")
+    rp.add_argument("-o", "--out", type=Path, required=True, metavar="FILE",
+                    help="the HTML file to write")
+    rp.set_defaults(func=lambda args: report(args.dir, args.out))
+
+
+def report(d: Path, out: Path) -> int:
+    """Write the audit report of the device log in `d` to `out` (whole, or not at all)."""
+    from engine.machines.diagrams import MACHINES, dot_source, svg_of
+    from engine.machines.trustpoint import LIFECYCLE
+    from engine.ports import SystemClock
+    from events.filelog import FileEventLog
+    from projections.audit_report import collect, lifecycle_dot, render
+
+    log_dir = d / "log" if (d / "log").is_dir() else d
+    if not (log_dir / "LOCK").exists() and not any(log_dir.glob("*.seg")):
+        raise OperatorError(Reason.NOT_FOUND, f"{d} holds no event log.")
+    with FileEventLog.open(log_dir, readonly=True) as log:
+        first = next(log.read(), None)
+        if first is not None and first.stream != "device":
+            raise OperatorError(Reason.INVALID_VALUE, f"{d} holds a {first.stream} log, not "
+                                "a device's: the report reads a device's.")
+        data = collect(log.read())
+    diagrams = {name: svg_of(dot_source(table), name).decode()
+                for name, table in MACHINES.items()}
+    machine = dot_source(LIFECYCLE)
+    paths = {name: svg_of(lifecycle_dot(machine, path), name).decode()
+             for name, path in data.paths.items()}
+    page = render(data, diagrams, paths, source=str(log_dir.resolve()),
+                  made_at=SystemClock().now_us())
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_text(page, encoding="utf-8")
+    tmp.replace(out)
+    print(f"{out}: {len(data.rows)} events, {len(data.paths)} trustpoint(s)")
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    return report(args.dir, args.out)
