@@ -26,6 +26,7 @@ from engine.revocation.cache import CURL_TIMEOUT_KEY, crl_timeout
 from engine.revocation.fetch import cached_of, fetched_events, trustpoint_of_issuer
 from engine.revocation.index import remember
 from engine.revocation.ldap import LdapUrlError, parse_ldap_url
+from engine.revocation.own import revoked_lines
 from engine.revocation.transport import FetchCRL, StoreCrl
 from engine.revocation.verify import CrlRefused, VerifiedCrl, load_crl, verify_crl
 from engine.state import DeviceState
@@ -85,7 +86,7 @@ def request(ctx: Ctx) -> Generator[Effect, Any, Outcome]:
     events = fetched_events(ctx.state, cached_of(got, uri, ctx.now, tp))
     ev = events[0]
     assert isinstance(ev, CrlFetched)
-    lines = [_fetched_line(ev)]
+    lines = [_fetched_line(ev), *revoked_lines(events)]  # and a router certificate on it
     if got.expired_at(ctx.now):
         lines.append("% Warning: the CRL is past its next update: it is cached, and shown "
                      "as stale.")
