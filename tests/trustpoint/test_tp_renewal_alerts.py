@@ -22,6 +22,7 @@ from tests.trustpoint.renewal_support import (
     clock_set,
     enrolled,
     following_ca,
+    jobs,
     timers,
 )
 from tests.trustpoint.tp_support import configure, status
@@ -63,7 +64,7 @@ def test_router_and_ca_certificates_are_notified(device: Engine, tmp_path: Path,
                               "| 40d 0:00:00.000  (2026-01-06T00:00:00Z) ALERT myca\n")
 
     r = clock_set(device, T0 + 119 * DAY)
-    warned = [rec.event for d in r.due for rec in d.events]
+    warned = [rec.event for d in jobs(r) for rec in d.events]
     assert all(isinstance(ev, CertificateExpiryWarned) for ev in warned)
     mine = [ev for ev in warned if ev.certificate_type == "general"]
     theirs = [ev for ev in warned if ev.certificate_type == "CA"]
@@ -73,7 +74,7 @@ def test_router_and_ca_certificates_are_notified(device: Engine, tmp_path: Path,
                                                         ios_name(router.issuer))}
     assert {(ev.serial, ev.issuer) for ev in theirs} == {(ios_serial(ca_cert),
                                                           ios_name(ca_cert.issuer))}
-    outputs = [d.output for d in r.due]
+    outputs = [d.output for d in jobs(r)]
     assert outputs[0] == (
         "%PKI-4-CERT_EXPIRY_WARNING: Trustpoint myca: Router certificate (General Purpose) "
         f"serial {ios_serial(router)} issued by {ios_name(router.issuer)} expires in 60 days "
@@ -90,7 +91,7 @@ def test_router_and_ca_certificates_are_notified(device: Engine, tmp_path: Path,
     assert logged.count("%PKI-1-CERT_EXPIRY_ALERT") == 14
     assert_replays(device)
     # Each notice ran once: going on does not repeat them.
-    assert clock_set(device, T0 + 121 * DAY).due == []
+    assert jobs(clock_set(device, T0 + 121 * DAY)) == []
 
 
 def test_configuration(device: Engine) -> None:

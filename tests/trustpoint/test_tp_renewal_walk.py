@@ -23,6 +23,7 @@ from tests.trustpoint.renewal_support import (
     due_types,
     enrolled,
     following_ca,
+    jobs,
     serial_of,
     timers,
 )
@@ -68,10 +69,10 @@ def test_three_renewals_with_no_operator_action(device: Engine, tmp_path: Path,
     serials = [serial_of(device)]
     for n, (renew, _alert) in enumerate(STEPS[:3], start=1):
         # Just before the renewal point nothing runs; at it, one job renews.
-        assert clock_set(device, us_of(renew) - 1_000_000).due == []
+        assert jobs(clock_set(device, us_of(renew) - 1_000_000)) == []
         r = clock_set(device, us_of(renew))
         assert due_types(r) == [["RenewalRequested", "RenewalCertificateReceived"]]
-        (job,) = r.due
+        (job,) = jobs(r)
         assert {rec.at for rec in job.events} == {us_of(renew)}
         assert {rec.actor for rec in job.events} == {"scheduler"}
         requested, received = (rec.event for rec in job.events)
