@@ -18,12 +18,12 @@ from engine.trustpoints import trustpoint_config
 from events.renewal import CertificateExpiryWarned
 from tests.trustpoint.renewal_support import (
     DAY,
+    all_timers,
     assert_replays,
     clock_set,
     enrolled,
     following_ca,
     jobs,
-    timers,
 )
 from tests.trustpoint.tp_support import configure, status
 
@@ -59,9 +59,10 @@ def test_router_and_ca_certificates_are_notified(device: Engine, tmp_path: Path,
     router_end = int(router.not_valid_after_utc.timestamp()) * 1_000_000
     ca_end = int(ca_cert.not_valid_after_utc.timestamp()) * 1_000_000
     assert (router_end, ca_end) == (T0 + 100 * DAY, T0 + 120 * DAY)
-    assert timers(device) == ("PKI Timers\n"
-                              "| 40d 0:00:00.000\n"
-                              "| 40d 0:00:00.000  (2026-01-06T00:00:00Z) ALERT myca\n")
+    assert all_timers(device) == ("PKI Timers\n"  # the CRL fetch after the enrollment, now
+                                  "|        0:00.000\n"
+                                  "|        0:00.000  (2025-11-27T00:00:00Z) CRL myca\n"
+                                  "| 40d 0:00:00.000  (2026-01-06T00:00:00Z) ALERT myca\n")
 
     r = clock_set(device, T0 + 119 * DAY)
     warned = [rec.event for d in jobs(r) for rec in d.events]
