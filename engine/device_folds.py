@@ -17,6 +17,7 @@ from engine.folds import FoldTable
 from engine.keys import ImportedKey, KeyAlgorithm, KeyPair, KeyRing
 from engine.messages import (
     LOG_BUFFER,
+    certificate_revoked,
     certificates_removed,
     certret,
     clock_update,
@@ -59,6 +60,7 @@ from events.trustpoint import (
     EnrollmentFailed,
     EnrollmentPending,
     EnrollmentRequested,
+    RouterCertificateRevoked,
     TrustpointCertificatesRemoved,
 )
 from events.trustpool import (
@@ -149,6 +151,11 @@ def _log_removed(state: DeviceState, ev: TrustpointCertificatesRemoved,
     return _log(state, at, certificates_removed(ev.trustpoint, len(ev.serials), ev.reason))
 
 
+def _log_revoked(state: DeviceState, ev: RouterCertificateRevoked, at: int) -> DeviceState:
+    return _log(state, at, certificate_revoked(ev.trustpoint, ev.serial, ev.reason,
+                                               ev.revoked_at))
+
+
 def _log_pool_imported(state: DeviceState, ev: TrustpoolImported, at: int) -> DeviceState:
     return _log(state, at, pool_messages.imported(ev))
 
@@ -200,6 +207,7 @@ DEVICE_FOLDS: FoldTable[DeviceState] = FoldTable("device", {
     CertificateReceived: (tp._received, renewal.installed_by_hand, _log_received),
     EnrollmentFailed: (tp._failed, _log_failed),
     TrustpointCertificatesRemoved: (tp._certificates_removed, _log_removed),
+    RouterCertificateRevoked: (tp._revoked, _log_revoked),
     ClockSet: (_clock_set, _log_clock_set),
     TrustpoolBuiltinsRecorded: (pool.builtins_recorded,),
     TrustpoolImported: (pool.imported, _log_pool_imported),
@@ -212,8 +220,8 @@ DEVICE_FOLDS: FoldTable[DeviceState] = FoldTable("device", {
     RenewalFailed: (renewal.failed, _log_renewal),
     NextCertificateActivated: (renewal.activated, _log_renewal),
     CertificateExpiryWarned: (renewal.warned, _log_renewal),
-    CrlFetched: (crl.fetched, _log_crl_fetched, _fetch_backoff),
-    CrlFetchFailed: (crl.fetch_failed, _log_crl_failed, _fetch_backoff),
+    CrlFetched: (crl.fetched, tp._crl_fetched, _log_crl_fetched, _fetch_backoff),
+    CrlFetchFailed: (crl.fetch_failed, tp._crl_failed, _log_crl_failed, _fetch_backoff),
     CrlCacheCleared: (crl.cleared, _log_crl_cleared),
     PeerValidated: (_validated,),
     AuditKeyCreated: (_audit_key,),

@@ -57,6 +57,13 @@ def certificates_removed(trustpoint: str, count: int, reason: str) -> str:
             f"{count} {word} destroyed")
 
 
+def certificate_revoked(trustpoint: str, serial: str, reason: str, revoked_at: int) -> str:
+    """A router certificate found on its CA's CRL (`RouterCertificateRevoked`)."""
+    return (f"%PKI-3-CERTIFICATE_REVOKED: Router certificate of trustpoint {trustpoint} "
+            f"(serial {serial}) is revoked: {reason}, since {clock_time(revoked_at)}. "
+            f"Enter 'crypto ca enroll {trustpoint}' to enroll again.")
+
+
 def plural(n: int, word: str) -> str:
     """`1 poll`, `3 polls`."""
     return f"{n} {word}" if n == 1 else f"{n} {word}s"

@@ -27,12 +27,14 @@ from engine.parser import parse
 from engine.state import DeviceState, with_state
 from events.device import ConfigurationCommitted
 from events.keys import KeyPairZeroized
+from events.revocation import CrlFetched, CrlFetchFailed
 from events.trustpoint import (
     CACertificateAccepted,
     CertificateReceived,
     EnrollmentFailed,
     EnrollmentPending,
     EnrollmentRequested,
+    RouterCertificateRevoked,
     TrustpointCertificatesRemoved,
 )
 
@@ -144,6 +146,13 @@ class RouterCertificate:
     usage: str  # "general" | "signature" | "encryption"
     der: bytes
     installed_at: int
+    revoked_at: int | None = None  # µs, the CRL entry's date, once a CRL lists it
+    revocation_reason: str = ""
+
+
+def usable_certificates(st: TrustpointStatus) -> tuple[RouterCertificate, ...]:
+    """The router certificates no CRL has listed."""
+    return tuple(c for c in st.certificates if c.revoked_at is None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,6 +234,10 @@ class TrustpointStatus:
     rollover: RolloverState | None = None  # CA rollover in progress (engine/rollover/)
     # Expiry notifications: (certificate type and serial, e.g. "CA 01", time of the last one).
     expiry_alerts: tuple[tuple[str, int], ...] = ()
+    # The CRL refresh timer's record (engine/revocation/refresh.py): when the trustpoint last
+    # fetched a CRL, and how many fetches in a row gave no fresh one.
+    crl_fetched_at: int = 0
+    crl_failures: int = 0
 
 
 def status_of(state: DeviceState, name: str) -> TrustpointStatus:
@@ -295,6 +308,31 @@ def _failed(state: DeviceState, ev: EnrollmentFailed, at: int) -> DeviceState:
     result = ev.reason + (f" ({ev.fail_info})" if ev.fail_info else "")
     return _put(state, replace(st, lifecycle=_after(ev, st), enrollment=None,
                                last_result=result))
+
+
+def _revoked(state: DeviceState, ev: RouterCertificateRevoked, at: int) -> DeviceState:
+    """The key pair's certificate is marked revoked; the trustpoint follows `revoke`."""
+    st = status_of(state, ev.trustpoint)
+    certs = tuple(replace(c, revoked_at=ev.revoked_at, revocation_reason=ev.reason)
+                  if c.key_id == ev.key_id else c for c in st.certificates)
+    return _put(state, replace(st, lifecycle=_after(ev, st), certificates=certs))
+
+
+def _crl_fetched(state: DeviceState, ev: CrlFetched, at: int) -> DeviceState:
+    """A fetch for the trustpoint gave a CRL: fresh (its nextUpdate ahead) or not."""
+    st = state.trustpoints.get(ev.trustpoint or "")
+    if st is None:
+        return state
+    fresh = ev.next_update is not None and ev.next_update > at
+    return _put(state, replace(st, crl_fetched_at=at,
+                               crl_failures=0 if fresh else st.crl_failures + 1))
+
+
+def _crl_failed(state: DeviceState, ev: CrlFetchFailed, at: int) -> DeviceState:
+    st = state.trustpoints.get(ev.trustpoint or "")
+    if st is None:
+        return state
+    return _put(state, replace(st, crl_fetched_at=at, crl_failures=st.crl_failures + 1))
 
 
 def _zeroized(state: DeviceState, ev: KeyPairZeroized, at: int) -> DeviceState:

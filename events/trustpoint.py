@@ -107,3 +107,17 @@ class TrustpointCertificatesRemoved(Event):
     kinds: tuple[str, ...]  # per certificate: "ca" | "ra" | "general" | "signature" | ...
     serials: tuple[str, ...]  # as the router prints them (upper-case hex, whole bytes)
     fingerprints: tuple[str, ...]  # SHA-256 of the DER, upper-case hex
+
+
+@event("RouterCertificateRevoked", version=1)
+@dataclass(frozen=True, slots=True)
+class RouterCertificateRevoked(Event):
+    """One of the trustpoint's router certificates is on a CRL its CA issued (found when that
+    CRL was fetched): the trustpoint is revoked until it enrolls again."""
+
+    trustpoint: str
+    key_id: str  # the key pair whose certificate it is
+    serial: str  # as the router prints it (upper-case hex, whole bytes)
+    revoked_at: int  # µs: the CRL entry's revocationDate
+    reason: str  # RFC 5280 §5.3.1 reason name ("unspecified" when the entry has none)
+    crl_sha256: str  # hex: the stored CRL that says so (engine/revocation/store.py)

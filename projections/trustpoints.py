@@ -39,7 +39,9 @@ def _block(title: str, cert: x509.Certificate, extra: list[str], now: int) -> li
     return lines
 
 
-def _status(cert: x509.Certificate, now: int) -> str:
+def _status(cert: x509.Certificate, now: int, revoked: bool = False) -> str:
+    if revoked:  # a CRL of its CA lists it (engine/revocation/)
+        return "Revoked"
     if now / 1e6 > cert.not_valid_after_utc.timestamp():
         return "Expired"
     if now / 1e6 < cert.not_valid_before_utc.timestamp():
@@ -77,7 +79,9 @@ def render_certificates(state: DeviceState, names: list[str], now: int = 0) -> s
             cert = x509.load_der_x509_certificate(rc.der)
             out += _block("Router certificate", cert,
                           [f"Key usage          :{USAGE.get(rc.usage, rc.usage)}",
-                           f"Status             :{_status(cert, now or rc.installed_at)}"], now)
+                           f"Status             :"
+                           f"{_status(cert, now or rc.installed_at, rc.revoked_at is not None)}"],
+                          now)
         for rc in st.next_certificates:  # renewed, held until their validity begins
             out += _block("Next router certificate", x509.load_der_x509_certificate(rc.der),
                           [f"Key usage          :{USAGE.get(rc.usage, rc.usage)}",

@@ -5,6 +5,7 @@
     trustledger ca serve DIR [--host 127.0.0.1] [--port N] [--challenge-file FILE |
                              --challenge PW] [--strict] [--approval auto|manual | --manual]
                              [--public-url URL] [--workers N] [--log-json]
+                             [--ldap-url ldap://HOST:PORT/DN [--bind-dn DN --password-file F]]
     trustledger ca challenge DIR [--valid-minutes N]   (the password alone on the last line)
     trustledger ca requests DIR [--all]
     trustledger ca approve DIR TXID
@@ -14,6 +15,7 @@
     trustledger ca show DIR SERIAL|TXID                 (one certificate or request in full)
     trustledger ca rollover DIR [--days N]              (the next CA key and certificate:
                                                          engine/ca/rollover_cli.py)
+    trustledger ca publish-crl DIR --ldap ldap://HOST:PORT/DN [--bind-dn DN --password-file F]
 
 A transaction ID or a serial may be given whole or as a unique prefix, in any case
 (engine/ca/lookup.py), except to `revoke`, which needs the whole serial; serials print as the
@@ -26,6 +28,15 @@ router prints them. `ca serve` prints one line per request event on standard out
 what the device printed (PEM between BEGIN/END CERTIFICATE REQUEST lines, other lines
 ignored), bare base64 or DER; `-` reads standard input. The certificate (PEM) goes to standard
 output or to `--out FILE`; `--days` overrides the CA's certificate validity.
+
+`ca serve --ldap-url ldap://HOST:PORT/DN` (an RFC 4516 URL, spaces as %20) names a directory
+entry: issued certificates carry it as a second name of their CRL distribution point (after
+the HTTP one), and every new CRL is written to the entry's certificateRevocationList;binary
+(engine/ca/ldap_publish.py); serving starts only once the current CRL is there. A CRL the
+directory refuses later is logged and tried again every 30 seconds. `ca publish-crl --ldap`
+writes the current CRL once (creating the entry, objectClass cRLDistributionPoint, if absent).
+`--bind-dn DN --password-file F` bind as DN with the first line of F; without them the bind
+is anonymous.
 
 `ca serve --workers N` serves HTTP from N worker processes (default: one per CPU) while the
 serving process stays the one writer of the CA's log; `--workers 1` serves from one process.
@@ -81,7 +92,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from engine import logsetup
-from engine.ca import admin, lookup, offline, rollover_cli
+from engine.ca import admin, ldap_publish, lookup, offline, rollover_cli
 from engine.ca.console import MESSAGE_TYPES, Console, console_logger, router_serial
 from engine.ca.decide import Approval
 from engine.ca.errors import CAError, NotACA
@@ -94,7 +105,7 @@ from engine.ca.service import (
     BuiltinCA,
     CALocked,
 )
-from engine.ca.state import CAState, IssuedCertificate, Request, RequestStatus
+from engine.ca.state import CRL, CAState, IssuedCertificate, Request, RequestStatus
 from engine.certids import fingerprint_lines
 from engine.errors import Reason
 from engine.ports import EngineClock, SystemClock, from_micros, to_micros
@@ -173,6 +184,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     p.set_defaults(func=_show)
 
     _add_rollover(sub)
+    _add_publish_crl(sub)
 
     p = sub.add_parser("sign", help="sign a PKCS#10 request carried from a device (offline)")
     p.add_argument("dir", type=Path, metavar="DIR", help=DIR_HELP)
@@ -194,6 +206,15 @@ def _add_rollover(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
                         "as the current one)")
     _clock_option(p)
     p.set_defaults(func=_rollover)
+
+
+def _add_publish_crl(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("publish-crl", help="write the current CRL to an LDAP directory entry")
+    p.add_argument("dir", type=Path, metavar="DIR", help=DIR_HELP)
+    p.add_argument("--ldap", required=True, metavar="URL",
+                   help="the entry, ldap://HOST[:PORT]/DN (spaces as %%20)")
+    _bind_options(p)
+    p.set_defaults(func=_publish_crl)
 
 
 def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -228,11 +249,33 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--log-json", action="store_true",
                    help="the console's event lines (pending, issued, rejected, refused, "
                         "renewed, CRL published, ...) as one JSON object per line")
+    p.add_argument("--ldap-url", metavar="URL",
+                   help="also publish each CRL to this LDAP entry, ldap://HOST[:PORT]/DN "
+                        "(spaces as %%20), and name it in issued certificates' CDP")
+    _bind_options(p)
     _clock_option(p)
     p.add_argument("--workers", type=_positive, default=os.cpu_count() or 1, metavar="N",
                    help="HTTP worker processes (default: one per CPU, here "
                         f"{os.cpu_count() or 1}); 1 serves from this process alone")
     p.set_defaults(func=_serve)
+
+
+def _bind_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--bind-dn", metavar="DN",
+                   help="bind to the directory as DN (default: anonymously)")
+    p.add_argument("--password-file", type=Path, metavar="FILE",
+                   help="the bind password: the first line of FILE (keep it mode 0600)")
+
+
+def ldap_publisher(args: argparse.Namespace, url: str) -> ldap_publish.CrlPublisher:
+    """The publisher of `--ldap-url`/`--ldap URL` with `--bind-dn`/`--password-file`."""
+    target = ldap_publish.LdapTarget.parse(url)
+    if (args.bind_dn is None) != (args.password_file is None):
+        raise CAError(Reason.INCOMPLETE, "--bind-dn and --password-file go together (neither: "
+                                         "an anonymous bind)")
+    password = (None if args.password_file is None
+                else _read_challenge_file(args.password_file, "bind password"))
+    return ldap_publish.CrlPublisher(target, ldap_publish.Credentials(args.bind_dn, password))
 
 
 def _clock_option(p: argparse.ArgumentParser) -> None:
@@ -289,7 +332,7 @@ def static_challenge(args: argparse.Namespace) -> str | None:
     return password
 
 
-def _read_challenge_file(path: Path) -> str:
+def _read_challenge_file(path: Path, what: str = "challenge password") -> str:
     try:
         with path.open("rb") as f:
             mode = os.fstat(f.fileno()).st_mode
@@ -301,14 +344,14 @@ def _read_challenge_file(path: Path) -> str:
               f"{stat.S_IMODE(mode):04o}); chmod 600 it", file=sys.stderr)
     first = data.split(b"\n", 1)[0].removesuffix(b"\r")
     if len(first) > MAX_CHALLENGE:
-        raise CAError(Reason.INVALID_VALUE, f"{path}: the challenge password is longer than "
+        raise CAError(Reason.INVALID_VALUE, f"{path}: the {what} is longer than "
                                             f"{MAX_CHALLENGE} bytes")
     try:
         password = first.decode("utf-8")
     except UnicodeDecodeError:
         raise CAError(Reason.INVALID_VALUE, f"{path} is not UTF-8 text") from None
     if not password:
-        raise CAError(Reason.INVALID_VALUE, f"{path} holds no challenge password (its first "
+        raise CAError(Reason.INVALID_VALUE, f"{path} holds no {what} (its first "
                                             "line is empty)")
     return password
 
@@ -350,12 +393,16 @@ def _serve(args: argparse.Namespace) -> int:
     if not structlog.is_configured():  # `trustledger` configures it; stand-alone, we do
         logsetup.configure(default="info")
     challenge = static_challenge(args)
+    publisher = None if args.ldap_url is None else ldap_publisher(args, args.ldap_url)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     with BuiltinCA.open(args.dir, clock=ca_clock(args), audit=True) as ca:
         ca.console = Console(console_logger(sys.stdout, as_json=args.log_json))
         _say_log_notice(ca)
+        if publisher is not None:  # the directory has the current CRL before anyone asks
+            publisher.publish(ca.current_crl())
+            ca.ldap_url, ca.on_crl_published = publisher.target.cdp, publisher
         if args.clock is not None:
             print(f"CA clock set to {ca.clock.now():%Y-%m-%d %H:%M:%S} UTC for this run "
                   "(--clock; not recorded in the log)", flush=True)
@@ -370,6 +417,8 @@ def _serve(args: argparse.Namespace) -> int:
                   f"listening on {server.url}")
             print(f"  enrollment URLs: {server.scep_url}  {server.url}/cgi-bin/pkiclient.exe")
             print(f"  CRL:             {server.crl_url}")
+            if ca.ldap_url is not None:
+                print(f"  CRL (LDAP):      {ca.ldap_url}")
             for line in rollover_cli.generation_lines(ca.state, ca.clock.now_us()):
                 print(f"  {line}")
             print(f"  approval: {args.approval}; static challenge: "
@@ -379,6 +428,8 @@ def _serve(args: argparse.Namespace) -> int:
                      else "none (one process)"), flush=True)
             failed = server.pool.failed if server.pool is not None else threading.Event()
             while not stop.wait(0.5):
+                if publisher is not None:
+                    publisher.retry_due()
                 if failed.is_set():
                     print("% the CA's decider failed (see the log above); stopped serving",
                           file=sys.stderr)
@@ -472,6 +523,29 @@ def _revoke(args: argparse.Namespace) -> int:
     print(f"Certificate {router_serial(args.serial)} revoked ({args.reason}); CRL number "
           f"{result['crl_number']} issued.")
     return 0
+
+
+def _publish_crl(args: argparse.Namespace) -> int:
+    publisher = ldap_publisher(args, args.ldap)
+    crl = _current_crl(args.dir)
+    publisher.publish(crl)
+    print(f"CRL number {crl.number} (next update {_time(crl.next_update)} UTC) published to "
+          f"{publisher.target.url}")
+    return 0
+
+
+def _current_crl(root: Path) -> CRL:
+    """The CA's current CRL: re-issued first if it is due, unless a server holds the log (it
+    keeps the CRL it serves current)."""
+    try:
+        with BuiltinCA.open(root) as ca:
+            _say_log_notice(ca)
+            return ca.current_crl()
+    except CALocked:
+        with BuiltinCA.open(root, readonly=True) as ca:
+            crl = ca.state.crl
+    assert crl is not None  # `init` issues the first one
+    return crl
 
 
 def _sign(args: argparse.Namespace) -> int:

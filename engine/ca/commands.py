@@ -87,6 +87,7 @@ class SignCertificate(Effect):
     not_after: datetime
     crl_url: str | None
     generation: int = 1  # which CA certificate and key sign (engine/ca/generations.py)
+    ldap_url: str | None = None  # a second name of the same CDP (ca serve --ldap-url)
 
 
 @dataclass(frozen=True)
@@ -136,7 +137,8 @@ class KeySigner:
         key, ca_cert = self._key(eff.generation)
         try:
             cert = profile.end_entity_certificate(key, ca_cert, eff.request, eff.serial,
-                                                  eff.not_before, eff.not_after, eff.crl_url)
+                                                  eff.not_before, eff.not_after, eff.crl_url,
+                                                  eff.ldap_url)
         except ValueError as e:
             raise ScepRefusal(FailInfo.BAD_REQUEST, f"cannot issue: {e}") from None
         return Signed(cert.public_bytes(serialization.Encoding.DER),
@@ -181,12 +183,14 @@ class Enrollment:
     request: Enroll
     policy: Policy
     crl_url: str | None
+    ldap_url: str | None = None  # the LDAP name of the CDP, beside `crl_url`
 
 
 @dataclass(frozen=True, slots=True)
 class Approve:
     transaction_id: str
     crl_url: str | None  # issue at once if set, else at the next `IssueApproved`
+    ldap_url: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,6 +199,7 @@ class IssueApproved:
 
     transaction_id: str
     crl_url: str | None
+    ldap_url: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,6 +231,7 @@ class SignRequest:
     request: OfflineRequest
     days: int | None
     crl_url: str | None
+    ldap_url: str | None = None
 
 
 def decide(state: CAState, command: object) -> Handler:
@@ -242,7 +248,7 @@ def _enroll(state: CAState, c: Enrollment) -> Handler:
     events = decide_enrollment(state, c.request, c.policy, now)
     after = fold(state, events, now)
     if after.requests[txid].status is RequestStatus.APPROVED and c.crl_url is not None:
-        more = yield from _issue(after, txid, now, c.crl_url)
+        more = yield from _issue(after, txid, now, c.crl_url, c.ldap_url)
         events += more
         after = fold(after, more, now)
     return Decided(events, after, now, txid)
@@ -253,7 +259,7 @@ def _approve(state: CAState, c: Approve) -> Handler:
     events = decide_approve(state, c.transaction_id)
     after = fold(state, events, now)
     if c.crl_url is not None:
-        more = yield from _issue(after, c.transaction_id, now, c.crl_url)
+        more = yield from _issue(after, c.transaction_id, now, c.crl_url, c.ldap_url)
         events += more
         after = fold(after, more, now)
     return Decided(events, after, now, c.transaction_id)
@@ -263,7 +269,7 @@ def _issue_approved(state: CAState, c: IssueApproved) -> Handler:
     now = yield Now()
     txid = c.transaction_id
     try:
-        events = yield from _issue(state, txid, now, c.crl_url)
+        events = yield from _issue(state, txid, now, c.crl_url, c.ldap_url)
     except CAError as e:
         log.warning("approved request cannot be issued; rejecting it",
                     transaction_id=txid, reason=e.text)
@@ -311,7 +317,7 @@ def _sign_request(state: CAState, c: SignRequest) -> Handler:
                                                r.requested_extensions))
     after = fold(state, events, now)
     try:
-        more = yield from _issue(after, txid, now, c.crl_url, c.days)
+        more = yield from _issue(after, txid, now, c.crl_url, c.ldap_url, c.days)
     except ScepRefusal as e:  # the profile refused the request: no peer to answer
         raise CAError(Reason.BAD_DATA, e.text) from None
     events += more
@@ -333,10 +339,10 @@ _HANDLERS: dict[type, Callable[[CAState, Any], Handler]] = {
 # -- steps shared by the commands ------------------------------------------------------------
 
 
-def _issue(state: CAState, txid: str, now: int, crl_url: str | None,
+def _issue(state: CAState, txid: str, now: int, crl_url: str | None, ldap_url: str | None,
            days: int | None = None) -> Generator[Effect, Any, list[Event]]:
     """Sign the certificate of approved request `txid`, valid for `days` (default: the CA's
-    certificate validity)."""
+    certificate validity), its CDP named by `crl_url` (and `ldap_url`, if set)."""
     req = state.requests[txid]
     serial = yield DrawSerial()
     while profile.serial_hex(serial) in state.certificates:
@@ -346,7 +352,7 @@ def _issue(state: CAState, txid: str, now: int, crl_url: str | None,
         profile.EndEntityRequest(req.subject, req.public_key, req.requested_extensions),
         serial, at - profile.CLOCK_SKEW,
         at + timedelta(days=days if days is not None else state.certificate_days), crl_url,
-        issuing_generation(state.generations, req.ca_generation, now))
+        issuing_generation(state.generations, req.ca_generation, now), ldap_url)
     return decide_issue(state, txid, profile.serial_hex(serial), signed.der,
                         signed.not_before, signed.not_after)
 

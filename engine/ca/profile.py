@@ -264,10 +264,11 @@ def check_issuable(request: EndEntityRequest) -> None:
 
 def end_entity_certificate(ca_key: PrivateKey, ca_cert: x509.Certificate,
                            request: EndEntityRequest, serial: int, not_before: datetime,
-                           not_after: datetime, crl_url: str | None) -> x509.Certificate:
+                           not_after: datetime, crl_url: str | None,
+                           ldap_url: str | None = None) -> x509.Certificate:
     """A device certificate: subject and key from the request, SAN copied, KU/EKU/SKI/AKI and a
-    CRL distribution point. Validity is clipped to the CA certificate's. ValueError for a
-    request `check_issuable` refuses."""
+    CRL distribution point (`crl_url`, and `ldap_url` as a second name of it). Validity is
+    clipped to the CA certificate's. ValueError for a request `check_issuable` refuses."""
     check_issuable(request)
     public_key = serialization.load_der_public_key(request.public_key)
     assert isinstance(public_key, rsa.RSAPublicKey | ec.EllipticCurvePublicKey)
@@ -296,9 +297,12 @@ def end_entity_certificate(ca_key: PrivateKey, ca_cert: x509.Certificate,
             x509.UnrecognizedExtension(ExtensionOID.SUBJECT_ALTERNATIVE_NAME, san),
             critical=not len(subject))
     if crl_url:
+        # RFC 5280 §4.2.1.13: "If the DistributionPointName contains multiple values, each
+        # name describes a different mechanism to obtain the same CRL": HTTP first, then LDAP.
+        names = [x509.UniformResourceIdentifier(u) for u in (crl_url, ldap_url) if u]
         builder = builder.add_extension(x509.CRLDistributionPoints([x509.DistributionPoint(
-            full_name=[x509.UniformResourceIdentifier(crl_url)], relative_name=None,
-            reasons=None, crl_issuer=None)]), critical=False)
+            full_name=names, relative_name=None, reasons=None, crl_issuer=None)]),
+            critical=False)
     return builder.sign(ca_key, SIGNATURE_HASH)
 
 

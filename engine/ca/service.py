@@ -39,7 +39,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -188,6 +188,9 @@ class BuiltinCA:
             [(log.head[0], state.crl)] if state.crl is not None else [])
         self._published = 0  # number of the CRL in DIR/ca.crl (by this process)
         self.crl_url: str | None = None  # the CDP put in issued certificates (set by serve)
+        self.ldap_url: str | None = None  # its LDAP name, beside crl_url (ca serve --ldap-url)
+        # Called with each CRL once written to DIR/ca.crl (ca serve --ldap-url: the directory).
+        self.on_crl_published: Callable[[CRL], None] | None = None
         self.console: Console | None = None  # the operator's event lines (set by `ca serve`)
         # Batches the console has not told yet, (seq of their last event, state after them,
         # events): told once durable, like any answer (`_announce_durable`).
@@ -594,6 +597,8 @@ class BuiltinCA:
         if self.console is not None:
             self.console.crl_published(crl.number,
                                        f"{from_micros(crl.next_update):%Y-%m-%dT%H:%M:%SZ}")
+        if self.on_crl_published is not None:
+            self.on_crl_published(crl)
 
     def rollover(self, days: int | None = None, *, keys: KeyGenerator | None = None,
                  actor: str = "operator") -> CAGeneration:
@@ -645,7 +650,7 @@ class BuiltinCA:
         """Record a PKCSReq/RenewalReq and, if approved, issue its certificate in the same batch."""
         self._writable_key()
         try:
-            decided = self._execute(Enrollment(cmd, policy, self.crl_url), actor)
+            decided = self._execute(Enrollment(cmd, policy, self.crl_url, self.ldap_url), actor)
         except ScepRefusal as e:
             if self.console is not None:
                 self.console.refused(cmd.transaction_id, cmd.subject_text, e)
@@ -668,7 +673,7 @@ class BuiltinCA:
         if a server has set the CDP URL, else by the next `issue_approved` (which `serve` runs
         at start)."""
         self._writable_key()
-        return _certificate_of(self._execute(Approve(txid, self.crl_url), actor))
+        return _certificate_of(self._execute(Approve(txid, self.crl_url, self.ldap_url), actor))
 
     def issue_approved(self) -> list[IssuedCertificate]:
         """Issue every approved request still without a certificate (approved while no server
@@ -683,7 +688,8 @@ class BuiltinCA:
                                if r.status is RequestStatus.APPROVED),
                               key=lambda r: (r.received_at, r.transaction_id)):
                 issued = _certificate_of(
-                    self._run(IssueApproved(req.transaction_id, self.crl_url), "ca"))
+                    self._run(IssueApproved(req.transaction_id, self.crl_url, self.ldap_url),
+                              "ca"))
                 if issued is not None:
                     out.append(issued)
         return out
@@ -723,7 +729,8 @@ class BuiltinCA:
         if days is not None and days <= 0:
             raise CAError(Reason.INVALID_VALUE, "validity days must be positive")
         request = offline.verified_request(csr_der)
-        issued = _certificate_of(self._execute(SignRequest(request, days, self.crl_url), actor))
+        issued = _certificate_of(self._execute(SignRequest(request, days, self.crl_url,
+                                                           self.ldap_url), actor))
         assert issued is not None
         return issued
 

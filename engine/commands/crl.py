@@ -28,6 +28,7 @@ from engine.revocation.fetch import cached_of, fetched_events, trustpoint_of_iss
 from engine.revocation.index import remember
 from engine.revocation.ldap import LdapUrlError, parse_ldap_url
 from engine.revocation.model import CachedCrl
+from engine.revocation.own import revoked_lines
 from engine.revocation.transport import FetchCRL, StoreCrl
 from engine.revocation.verify import CrlRefused, VerifiedCrl, load_crl, verify_crl
 from engine.state import DeviceState
@@ -99,7 +100,7 @@ def request(ctx: Ctx) -> Generator[Effect, Any, Outcome]:
     events = fetched_events(ctx.state, cached)
     ev = events[0]
     assert isinstance(ev, CrlFetched)
-    lines = [_fetched_line(ev)]
+    lines = [_fetched_line(ev), *revoked_lines(events)]  # and a router certificate on it
     kept = _kept_instead(ctx.state, cached)
     if kept is not None:
         number = "no CRL number" if kept.number is None else f"number {kept.number}"

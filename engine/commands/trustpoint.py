@@ -48,6 +48,7 @@ from engine.trustpoints import (
     status_of,
     trustpoint_config,
     trustpoint_names,
+    usable_certificates,
 )
 from engine.views import CACertificateOffered, CertificatesView, TrustpointsView
 from events.trustpoint import (
@@ -299,7 +300,8 @@ def enroll(ctx: Ctx) -> Generator[Effect, Any, Outcome]:
     challenge = yield from _password()
     who = identity(ctx.state, cfg)
     replies: list[ScepReply] = []
-    held = {c.key_id: c.der for c in status.certificates}
+    # A renewal is signed with the installed certificate: never with one a CRL revoked.
+    held = {c.key_id: c.der for c in usable_certificates(status)}
     for pair in pairs:
         replies.append((yield ScepEnroll(cfg.scep_url, pair, who, ca_view(status), challenge,
                                          cfg.message_digest, held.get(pair.key_id))))

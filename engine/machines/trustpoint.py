@@ -14,13 +14,20 @@ trustpoint and take the new lifecycle from `LIFECYCLE.destination`.
         └── remove (`no crypto ca trustpoint`) from any state        └─enroll─▶ enrolling
 
 `lose_certificates` is what zeroizing the trustpoint's key pair does (as on the router). A
-re-enrollment (enrolling with a certificate installed) that fails, is cancelled or loses its
-new key goes back to enrolled: the installed certificate stays (`renewal_*`; the guard
-`has_certificates` tells the two apart). Zeroizing the installed certificate's key while a
-re-enrollment with another key pair is in flight leaves a first enrollment (`lose_installed`).
+re-enrollment (enrolling with a usable certificate installed) that fails, is cancelled or
+loses its new key goes back to enrolled: the installed certificate stays (`renewal_*`; the
+guard `has_certificates` tells the two apart). Zeroizing the installed certificate's key while
+a re-enrollment with another key pair is in flight leaves a first enrollment (`lose_installed`).
 `import` is the cut-and-paste command: legal while a terminal request waits for its
 certificate; the certificate it brings in is `received` (more to come) or `issued`.
-No event records a revocation yet (CRL checking is its own issue): `revoke` has no event.
+
+`revoke` is `RouterCertificateRevoked`: a CRL the trustpoint's CA issued, fetched and verified,
+lists one of its router certificates (engine/revocation/, the one place fetched CRLs become
+events); a second certificate of the trustpoint (usage keys) found on a CRL later keeps it
+revoked. The revoked certificate stays installed, marked (`Status :Revoked`), but it is not
+usable: the guards count only certificates no CRL lists, so an enrollment from `revoked` is a
+first enrollment (its failure leads to authenticated, not back to enrolled), and zeroizing
+the revoked certificate's key is `lose_certificates`.
 """
 
 from __future__ import annotations
@@ -38,6 +45,7 @@ from events.trustpoint import (
     EnrollmentFailed,
     EnrollmentPending,
     EnrollmentRequested,
+    RouterCertificateRevoked,
     TrustpointCertificatesRemoved,
 )
 
@@ -56,7 +64,7 @@ class Lifecycle(enum.Enum):
 D, A, EG, ED, R = (Lifecycle.DECLARED, Lifecycle.AUTHENTICATED, Lifecycle.ENROLLING,
                    Lifecycle.ENROLLED, Lifecycle.REVOKED)
 ANY = tuple(Lifecycle)
-RENEWING = ("has_certificates",)  # guard: a re-enrollment (a certificate is installed)
+RENEWING = ("has_certificates",)  # guard: a re-enrollment (a usable certificate is installed)
 
 TABLE: list[Edge[Lifecycle]] = [
     Edge("authenticate", (D,), A),
@@ -72,7 +80,7 @@ TABLE: list[Edge[Lifecycle]] = [
     Edge("renewal_cancelled", (EG,), ED, conditions=RENEWING),
     Edge("renewal_key_lost", (EG,), ED, conditions=RENEWING,
          note="the re-enrollment's key pair was zeroized"),
-    Edge("revoke", (ED,), R, note="our certificate is on the CA's CRL"),
+    Edge("revoke", (ED, R), R, note="our certificate is on the CA's CRL (another one, too)"),
     Edge("lose_certificates", (EG, ED, R), A, note="the key pair was zeroized"),
     Edge("lose_installed", (EG,), None, conditions=RENEWING,
          note="the installed certificate's key was zeroized; the re-enrollment goes on"),
@@ -90,7 +98,7 @@ class TrustpointModel(Model):
         self.subject: TrustpointStatus | None = None
 
     def has_certificates(self) -> bool:
-        return self.subject is not None and bool(self.subject.certificates)
+        return self.subject is not None and bool(_usable(self.subject))
 
     def awaits_paste(self) -> bool:
         e = self.subject.enrollment if self.subject is not None else None
@@ -116,9 +124,14 @@ def _received(ev: CertificateReceived, st: TrustpointStatus) -> str:
     return "received"
 
 
+def _usable(st: TrustpointStatus) -> list[Any]:
+    """The router certificates no CRL lists (a revoked one is installed, not usable)."""
+    return [c for c in st.certificates if c.revoked_at is None]
+
+
 def _failed(ev: EnrollmentFailed, st: TrustpointStatus) -> str:
     cancelled = ev.reason == "cancelled"
-    if st.certificates:
+    if _usable(st):
         return "renewal_cancelled" if cancelled else "renewal_failed"
     return "cancel" if cancelled else "fail"
 
@@ -129,11 +142,13 @@ def _zeroized(ev: KeyPairZeroized, st: TrustpointStatus) -> str | None:
     kept = [c for c in st.certificates if c.key_id not in gone]
     if len(kept) == len(st.certificates) and not in_flight:
         return None  # not this trustpoint's key pair
-    if kept and in_flight:
+    usable = [c for c in kept if c.revoked_at is None]
+    if usable and in_flight:
         return "renewal_key_lost"
-    if not kept and st.enrollment is not None and not in_flight:
-        return "lose_installed"
-    if not kept and st.lifecycle is not A:
+    if st.enrollment is not None and not in_flight and not usable:
+        # the enrollment goes on; it was a re-enrollment only if a usable certificate went
+        return "lose_installed" if _usable(st) else "lose_some_certificates"
+    if not usable and st.lifecycle is not A:
         return "lose_certificates"
     return "lose_some_certificates"
 
@@ -153,6 +168,8 @@ EVENT_TRIGGERS: dict[type, TriggerOf] = {
     EnrollmentFailed: _failed,
     KeyPairZeroized: _zeroized,
     TrustpointCertificatesRemoved: lambda ev, st: "remove",
+    RouterCertificateRevoked: lambda ev, st: (
+        "revoke" if any(c.key_id == ev.key_id for c in st.certificates) else None),
     ConfigurationCommitted: _removed,
 }
 """Which trigger an event is for one trustpoint (None: it does not change its lifecycle)."""

@@ -36,6 +36,7 @@ from engine.revocation.cache import crl_timeout
 from engine.revocation.index import remember
 from engine.revocation.ldap import LdapUrlError, resolve_dn
 from engine.revocation.model import CachedCrl
+from engine.revocation.own import own_certificates_revoked
 from engine.revocation.transport import FetchCRL, StoreCrl
 from engine.revocation.verify import CrlRefused, VerifiedCrl, verify_crl
 from engine.state import DeviceState
@@ -119,7 +120,8 @@ def fetched_events(state: DeviceState, cached: CachedCrl,
     return [CrlFetched(cached.sha256, cached.issuer, cached.issuer_text, cached.authority_key_id,
                        cached.number, cached.this_update, cached.next_update, cached.source,
                        cached.fetched_at, cached.trustpoint, cached.idp_uris, cached.count,
-                       cached.verified_with, cached.only, attempts)]
+                       cached.verified_with, cached.only, attempts),
+            *own_certificates_revoked(state, cached)]  # a router certificate on it
 
 
 # -- where to ask ---------------------------------------------------------------------------------

@@ -234,6 +234,11 @@ def revocation_of(blobs: CrlBlobs, cached: CachedCrl, serial: int) -> Revoked | 
     return None if entry is not None and entry.reason == "removeFromCRL" else entry
 
 
+def remembered(sha256: str) -> CrlIndex:
+    """The index `remember` kept for the CRL just fetched (KeyError if none is kept)."""
+    return _INDEXES[sha256]
+
+
 def remember(sha256: str, index: CrlIndex) -> None:
     """Keep an index built while verifying a fetched CRL (its bytes are `index.der`)."""
     _INDEXES[sha256] = index

@@ -121,8 +121,11 @@ def build_rich(e: Engine, clock: FakeClock) -> None:
         ok(e, line)
     e.ports.scep = _Unreachable()
     clock.advance(5 * 86_400)
+    e.ports.crls = FakeCrlFetcher()  # the CDPs answer 404 (no network in the tests)
+    # the CRL refresh after each enrollment (myca by import, other not yet enrolled) comes
+    # first (due when the certificate was installed): GetCRL fails too (a CrlFetchFailed)
     assert [[r.type for r in job.events] for job in e.run_due()] == [
-        ["RenewalRequested", "RenewalFailed"]]
+        ["CrlFetchFailed"], ["RenewalRequested", "RenewalFailed"]]
     # CA rollover: a failed GetNextCACert leaves a RolloverState (appended as the shadow job
     # records it: this offline device reaches no CA)
     e.fold(e.store.append([PendingEvent(ShadowCAFetchFailed(

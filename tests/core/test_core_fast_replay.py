@@ -57,6 +57,7 @@ from events.trustpoint import (
     EnrollmentFailed,
     EnrollmentPending,
     EnrollmentRequested,
+    RouterCertificateRevoked,
     TrustpointCertificatesRemoved,
 )
 from events.validation import PeerValidated
@@ -140,6 +141,9 @@ def other_event(draw: st.DrawFn) -> Event:
         EnrollmentFailed(tp, txid, draw(st.sampled_from(("failure", "timeout"))),
                          draw(st.sampled_from(("", "badRequest"))), "refused"),
         TrustpointCertificatesRemoved(tp, "commit", 1, ("ca",), ("01",), ("AB",)),
+        RouterCertificateRevoked(tp, key_id, "0A1B", draw(st.integers(0, 2**40)),
+                                 draw(st.sampled_from(("unspecified", "keyCompromise"))),
+                                 "ab" * 32),
         ClockSet(draw(st.integers(0, 2**40)), draw(st.integers(-2**40, 2**40))),
         *_renewal_events(draw, tp, txid, key_id),
         crl_fetched(draw),

@@ -23,6 +23,7 @@ from engine.cli import main
 from engine.ports import FakeClock, from_micros
 from events.clock import ClockSet
 from events.filelog import FileEventLog
+from tests.support.crl_support import InProcessCrlFetcher
 from tests.trustpoint.tp_support import CHALLENGE, CAFactory, open_device
 from tests.trustpool.pool_certs import ca, pem, years
 
@@ -134,6 +135,7 @@ def _check(root: Path, steps: list[tuple[str, object]]) -> None:
     seen: list[tuple[int, int, dict[str, str]]] = []  # (seq, engine time, live shows)
     e = open_device(root / "dev", clock)
     e.ports.scep = network
+    e.ports.crls = InProcessCrlFetcher(network)  # the CRL refresh's CDP: in process, no DNS
     try:
         for kind, arg in steps:
             step(e, clock, root, kind, arg)

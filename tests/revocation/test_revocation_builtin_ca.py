@@ -19,6 +19,7 @@ from engine.revocation.fetch import fetch_crl
 from engine.revocation.index import revocation_of
 from engine.scep_client import HttpxTransport
 from events.revocation import CrlFetched, CrlFetchFailed
+from events.trustpoint import RouterCertificateRevoked
 from tests.revocation.revocation_support import record
 from tests.support.crl_support import FakeCrlFetcher
 from tests.trustpoint.tp_support import (
@@ -77,7 +78,8 @@ def test_scep_getcrl_is_asked_when_the_cdp_gives_nothing(device: Engine, ca_fact
     mine, ca_cert = enrolled(device, server.url, ca)
     ca.revoke(format(mine.serial_number, "x"), "keyCompromise")
     device.ports.crls = fetcher = FakeCrlFetcher()  # the CDP answers 404
-    (ev,) = record(device, fetch_crl(device.state, mine, ca_cert, clock.us))
+    (ev, own) = record(device, fetch_crl(device.state, mine, ca_cert, clock.us))
+    assert isinstance(own, RouterCertificateRevoked) and own.reason == "keyCompromise"
     (cdp, _), = fetcher.asked
     assert cdp == f"{server.url}/crl/ca.crl"
     assert isinstance(ev, CrlFetched), ev
@@ -107,7 +109,8 @@ def test_the_builtin_ca_http_cdp_over_loopback(device: Engine, ca_factory: CAFac
     ca, server = ca_factory(http=True)
     mine, ca_cert = enrolled(device, server.url, ca)
     ca.revoke(format(mine.serial_number, "x"), "superseded")
-    (ev,) = record(device, fetch_crl(device.state, mine, ca_cert, clock.us))
+    (ev, own) = record(device, fetch_crl(device.state, mine, ca_cert, clock.us))
+    assert isinstance(own, RouterCertificateRevoked) and own.reason == "superseded"
     assert isinstance(ev, CrlFetched), ev
     assert ev.source == f"{server.url}/crl/ca.crl" and ev.attempts == ()
     cached = crl_for(device.state, mine, ca_cert)

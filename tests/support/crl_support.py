@@ -11,14 +11,18 @@ import functools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from ipaddress import ip_address
+from urllib.parse import urlsplit
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
+from engine.adapters.scep_inprocess import InProcessTransport
 from engine.errors import PeerReason
-from engine.revocation.transport import CrlUnavailable
+from engine.revocation.transport import CrlFetcher, CrlUnavailable, NetworkCrlFetcher
+from engine.scep_client import TransportError
 
 DAY_US = 86_400_000_000
 DER = serialization.Encoding.DER
@@ -154,3 +158,42 @@ class FakeCrlFetcher:
         if isinstance(got, str):
             raise CrlUnavailable(got, PeerReason.BAD_ANSWER)
         return got
+
+
+class InProcessCrlFetcher:
+    """The `CrlFetcher` port of a device whose CAs are served in process: a CDP at an origin
+    `network` serves (e.g. the built-in CA's http://ca.invalid/crl/ca.crl) is downloaded
+    through it, from the same route `ca serve` answers (so the CA re-issues a CRL past half
+    its lifetime, as on a real download); a loopback URI goes to `loopback` (the real
+    fetcher by default); any other name is never resolved: tests reach only loopback."""
+
+    def __init__(self, network: InProcessTransport,
+                 loopback: CrlFetcher | None = None) -> None:
+        self.network = network
+        self.loopback = loopback if loopback is not None else NetworkCrlFetcher()
+        self.asked: list[str] = []
+
+    def fetch(self, uri: str, timeout_s: float) -> bytes:
+        self.asked.append(uri)
+        if uri.lower().startswith("http:") and self.network.serves(uri):
+            try:
+                reply = self.network.get(uri, {})
+            except TransportError as e:
+                raise CrlUnavailable(str(e)) from None
+            if reply.status != 200:
+                raise CrlUnavailable(f"the server answered HTTP {reply.status}",
+                                     PeerReason.BAD_ANSWER)
+            return reply.body
+        if _loopback(urlsplit(uri).hostname):
+            return self.loopback.fetch(uri, timeout_s)
+        raise CrlUnavailable(f"{urlsplit(uri).hostname or uri}: name not resolved (a test "
+                             "reaches only loopback and in-process CAs)")
+
+
+def _loopback(host: str | None) -> bool:
+    if host is None:
+        return False
+    try:
+        return ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -15,6 +15,7 @@ from engine.adapters.scep_inprocess import InProcessTransport
 from engine.keystore import MASTER_KEY_ENV
 from engine.ports import FakeClock
 from engine.scep_client import HttpxTransport
+from tests.support.crl_support import InProcessCrlFetcher
 from tests.trustpoint.tp_support import CAFactory, open_device
 
 
@@ -48,6 +49,7 @@ def open_engine(device_dir: Path, clock: FakeClock,
     def opener(**kw: Any) -> Engine:
         e = open_device(device_dir, clock, **kw)
         e.ports.scep = scep_network
+        e.ports.crls = InProcessCrlFetcher(scep_network)  # CDPs: in process or loopback only
         opened.append(e)
         return e
 

@@ -64,13 +64,18 @@ def test_clock_set_forward_runs_each_poll_it_passes_at_its_own_time(
 
     ca.approve(next(q.transaction_id for q in ca.requests()))
     done = device.execute("clock set 00:12:00 27 Nov 2025")
-    ((got,),) = [d.events for d in done.due]
+    # The last poll, then the CRL fetch right after the enrollment completed (issue 16).
+    ((got,), (crl,)) = [d.events for d in done.due]
     assert (got.type, got.at) == ("CertificateReceived", T0 + 12 * MINUTE)
-    assert done.output == (
+    assert (crl.type, crl.at) == ("CrlFetched", T0 + 12 * MINUTE)
+    assert done.output.startswith(
         "00:12:00.000 UTC Thu Nov 27 2025\n"
-        "%PKI-6-CERTRET: Certificate received from Certificate Authority for trustpoint myca\n")
+        "%PKI-6-CERTRET: Certificate received from Certificate Authority for trustpoint myca\n"
+        "%PKI-6-CRL_FETCHED: ")
     assert status(device).enrollment is None
-    assert device.execute("clock set 00:00:00 1 January 2026").due == []
+    # No poll is left: what a walk to January runs is the CRL refresh timer alone.
+    later = device.execute("clock set 00:00:00 1 January 2026").due
+    assert later and {d.events[0].type for d in later} <= {"CrlFetched", "CrlFetchFailed"}
 
     # The log replays to the same state, and the clock runs on from where it was set.
     live = device.state

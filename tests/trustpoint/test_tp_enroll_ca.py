@@ -185,6 +185,8 @@ def test_manual_approval_arrives_while_polling(device: Engine, ca_factory: CAFac
     (req,) = ca.requests()
     issued = ca.certificate(req.serial or "")
     assert issued is not None and rc.der == issued.certificate
+    (fetched,) = device.run_due()  # the CRL, once, right after the enrollment (issue 16)
+    assert event_types(fetched) == ["CrlFetched"]
     assert device.run_due() == []
     clock.advance(3600)
     assert device.run_due() == []

@@ -25,6 +25,7 @@ from events.trustpoint import (
     EnrollmentFailed,
     EnrollmentPending,
     EnrollmentRequested,
+    RouterCertificateRevoked,
     TrustpointCertificatesRemoved,
 )
 
@@ -58,6 +59,10 @@ def failed(reason: str = "failure") -> EnrollmentFailed:
     return EnrollmentFailed(TP, "T", reason, "", "")
 
 
+def revoked(key: str) -> RouterCertificateRevoked:
+    return RouterCertificateRevoked(TP, key, "0A1B", 10**9 - 1, "keyCompromise", "ab" * 32)
+
+
 def zeroized(*keys: str) -> KeyPairZeroized:
     return KeyPairZeroized("label", "rsa", keys, "zeroize")
 
@@ -70,13 +75,17 @@ HISTORIES: dict[str, list[Event]] = {
     "enrolling-half-in": [declared(), accepted(), requested("k1", "k2"), received("k1")],
     "enrolled": [declared(), accepted(), requested("k1"), received("k1")],
     "renewing": [declared(), accepted(), requested("k1"), received("k1"), requested("k2")],
+    "revoked": [declared(), accepted(), requested("k1"), received("k1"), revoked("k1")],
+    "enrolling-after-revocation": [declared(), accepted(), requested("k1"), received("k1"),
+                                   revoked("k1"), requested("k2")],
 }
-"""Every lifecycle state the events reach (revoked has no event yet), with the guard cases."""
+"""Every lifecycle state the events reach, with the guard cases."""
 
 FACTS: list[Event] = [
     accepted(), requested("k9"), EnrollmentPending(TP, "T-k1", 1, 60), received("k1"),
     received("k2"), failed(), failed("cancelled"), zeroized("k1"), zeroized("k2"),
     zeroized("k7"), TrustpointCertificatesRemoved(TP, "commit", 1000000002, (), (), ()),
+    revoked("k1"), revoked("k7"),
 ]
 
 
@@ -134,6 +143,16 @@ def test_every_event_type_the_table_maps_is_walked() -> None:
     ("enrolled", zeroized("k1"), A),
     ("enrolling", zeroized("k1"), A),
     ("enrolled", TrustpointCertificatesRemoved(TP, "commit", 1000000002, (), (), ()), D),
+    ("enrolled", revoked("k1"), R),
+    ("enrolled", revoked("k7"), ED),  # another key pair's certificate: not ours
+    ("revoked", requested("k2"), EG),
+    ("revoked", zeroized("k1"), A),
+    ("enrolling-after-revocation", received("k2"), ED),
+    # the revoked certificate is no fallback: a failed enrollment from revoked is a first one
+    ("enrolling-after-revocation", failed(), A),
+    ("enrolling-after-revocation", failed("cancelled"), A),
+    ("enrolling-after-revocation", zeroized("k2"), A),
+    ("enrolling-after-revocation", zeroized("k1"), EG),  # the new request goes on
 ])
 def test_given_when_then(history: str, fact: Event, then: Lifecycle) -> None:
     assert lifecycle(evolve(given(HISTORIES[history]), fact, 10**9, 99)) is then
@@ -178,17 +197,24 @@ class _Guards:
         self.st = st
 
     def has_certificates(self) -> bool:
-        return len(self.st.certificates) > 0
+        return any(c.revoked_at is None for c in self.st.certificates)
 
     def awaits_paste(self) -> bool:
         return self.st.enrollment is not None and self.st.enrollment.method == "terminal"
 
 
-def test_revoked_is_reached_only_by_the_table_for_now() -> None:
-    revoked = TrustpointStatus(TP, lifecycle=R)
-    assert fire(revoked, "enroll") == ("enroll", EG)
-    assert fire(revoked, "authenticate") is None
-    assert fire(TrustpointStatus(TP, lifecycle=ED), "revoke") == ("revoke", R)
+def test_a_revocation_marks_the_certificate_and_a_new_one_replaces_it() -> None:
+    st = status("revoked")
+    assert st.lifecycle is R
+    (cert,) = st.certificates
+    assert (cert.key_id, cert.revoked_at, cert.revocation_reason) == ("k1", 10**9 - 1,
+                                                                      "keyCompromise")
+    assert fire(st, "enroll") == ("enroll", EG)
+    assert fire(st, "authenticate") is None
+    again = status_of(evolve(given(HISTORIES["enrolling-after-revocation"]), received("k2"),
+                             10**9, 99), TP)
+    (new,) = again.certificates
+    assert (new.key_id, new.revoked_at) == ("k2", None)
 
 
 # -- commands: refused with the `%` line operators know, nothing written ----------------------

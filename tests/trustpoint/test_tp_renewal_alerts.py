@@ -18,11 +18,12 @@ from engine.trustpoints import trustpoint_config
 from events.renewal import CertificateExpiryWarned
 from tests.trustpoint.renewal_support import (
     DAY,
+    all_timers,
     assert_replays,
     clock_set,
     enrolled,
     following_ca,
-    timers,
+    jobs,
 )
 from tests.trustpoint.tp_support import configure, status
 
@@ -58,14 +59,15 @@ def test_router_and_ca_certificates_are_notified(device: Engine, tmp_path: Path,
     router_end = int(router.not_valid_after_utc.timestamp()) * 1_000_000
     ca_end = int(ca_cert.not_valid_after_utc.timestamp()) * 1_000_000
     assert (router_end, ca_end) == (T0 + 100 * DAY, T0 + 120 * DAY)
-    assert timers(device) == ("PKI Timers\n"
-                              "| 40d 0:00:00.000\n"
-                              "| 40d 0:00:00.000  (2026-01-06T00:00:00Z) ALERT myca\n"
-                              # CA rollover: 90% of the CA certificate's lifetime
-                              "|107d 23:59:30.000  (2026-03-14T23:59:30Z) SHADOW myca\n")
+    assert all_timers(device) == ("PKI Timers\n"  # the CRL fetch after the enrollment, now
+                                  "|        0:00.000\n"
+                                  "|        0:00.000  (2025-11-27T00:00:00Z) CRL myca\n"
+                                  "| 40d 0:00:00.000  (2026-01-06T00:00:00Z) ALERT myca\n"
+                                  # CA rollover: 90% of the CA certificate's lifetime
+                                  "|107d 23:59:30.000  (2026-03-14T23:59:30Z) SHADOW myca\n")
 
     r = clock_set(device, T0 + 119 * DAY)
-    recorded = [rec.event for d in r.due for rec in d.events]
+    recorded = [rec.event for d in jobs(r) for rec in d.events]
     warned = [ev for ev in recorded if isinstance(ev, CertificateExpiryWarned)]
     # (this CA made no next certificate: the rollover's one-time message, once)
     assert [type(ev).__name__ for ev in recorded if ev not in warned] == ["ShadowCANotOffered"]
@@ -77,7 +79,7 @@ def test_router_and_ca_certificates_are_notified(device: Engine, tmp_path: Path,
                                                         ios_name(router.issuer))}
     assert {(ev.serial, ev.issuer) for ev in theirs} == {(ios_serial(ca_cert),
                                                           ios_name(ca_cert.issuer))}
-    outputs = [d.output for d in r.due]
+    outputs = [d.output for d in jobs(r)]
     assert outputs[0] == (
         "%PKI-4-CERT_EXPIRY_WARNING: Trustpoint myca: Router certificate (General Purpose) "
         f"serial {ios_serial(router)} issued by {ios_name(router.issuer)} expires in 60 days "
@@ -94,7 +96,7 @@ def test_router_and_ca_certificates_are_notified(device: Engine, tmp_path: Path,
     assert logged.count("%PKI-1-CERT_EXPIRY_ALERT") == 14
     assert_replays(device)
     # Each notice ran once: going on does not repeat them.
-    assert clock_set(device, T0 + 121 * DAY).due == []
+    assert jobs(clock_set(device, T0 + 121 * DAY)) == []
 
 
 def test_configuration(device: Engine) -> None:

@@ -34,6 +34,7 @@ from tests.trustpoint.renewal_support import (
     due_types,
     enrolled,
     following_ca,
+    jobs,
     serial_of,
     timers,
 )
@@ -70,7 +71,7 @@ def pending_renewal(device: Engine, tmp_path: Path,
     at = renewal_point(device)
     r = clock_set(device, at)
     assert due_types(r) == [["RenewalRequested", "RenewalPending"]]
-    assert r.due[0].output == ("%PKI-6-CERTRENEWAUTO: Renewing the router certificate of "
+    assert jobs(r)[0].output == ("%PKI-6-CERTRENEWAUTO: Renewing the router certificate of "
                                "trustpoint myca (PKCSReq signed by the current "
                                "certificate)\n")
     st = status(device)
@@ -104,7 +105,7 @@ def test_pending_then_approved(device: Engine, tmp_path: Path,
     ca.approve(held.transaction_id)
     r = clock_set(device, at + 90 * MINUTE)
     assert due_types(r) == [["RenewalCertificateReceived"]]
-    assert r.due[0].output.startswith("%PKI-6-CERT_RENEWED: Trustpoint myca: renewed router "
+    assert jobs(r)[0].output.startswith("%PKI-6-CERT_RENEWED: Trustpoint myca: renewed router "
                                       "certificate (General Purpose, serial ")
     st = status(device)
     assert serial_of(device) != before and st.lifecycle is Lifecycle.ENROLLED
@@ -119,7 +120,7 @@ def test_pending_past_the_retry_count_is_retried(device: Engine, tmp_path: Path,
     _ca, at = pending_renewal(device, tmp_path, scep_network)
     r = clock_set(device, at + 120 * MINUTE)  # the 4th poll is the last of the attempt
     assert due_types(r) == [["RenewalPending"]] * 3 + [["RenewalFailed"]]
-    assert r.due[-1].output == (
+    assert jobs(r)[-1].output == (
         "%PKI-3-CERT_RENEW_FAIL: Certificate renewal for trustpoint myca failed: no "
         "certificate after 4 polls. The current certificate stays in use; next attempt at "
         f"{iso(at + 150 * MINUTE)}.\n")
@@ -141,14 +142,14 @@ def test_rejected_keeps_the_certificate_and_retries(device: Engine, tmp_path: Pa
     ca.reject(held.transaction_id, "not this router")
     r = clock_set(device, at + 30 * MINUTE)
     assert due_types(r) == [["RenewalFailed"]]
-    (failed,) = (rec.event for rec in r.due[0].events)
+    (failed,) = (rec.event for rec in jobs(r)[0].events)
     assert isinstance(failed, RenewalFailed)
     assert (failed.reason, failed.fail_info) == ("failure", "badRequest")
     assert failed.next_attempt_at == at + 60 * MINUTE
-    assert r.due[0].output.startswith(
+    assert jobs(r)[0].output.startswith(
         "%PKI-3-CERT_RENEW_FAIL: Certificate renewal for trustpoint myca failed: badRequest: ")
-    assert "not this router" in r.due[0].output
-    assert r.due[0].output.endswith(" The current certificate stays in use; next attempt at "
+    assert "not this router" in jobs(r)[0].output
+    assert jobs(r)[0].output.endswith(" The current certificate stays in use; next attempt at "
                                     f"{iso(at + 60 * MINUTE)}.\n")
     st = status(device)
     assert st.certificates == before and st.lifecycle is Lifecycle.ENROLLED
@@ -186,8 +187,8 @@ def test_a_ca_down_for_a_day_of_the_window(device: Engine, tmp_path: Path,
     device.ports.scep = DownTransport()
     r = clock_set(device, at + 23 * HOUR)
     assert due_types(r) == [["RenewalRequested", "RenewalFailed"]] * 24
-    assert [d.events[0].at for d in r.due] == [at + n * HOUR for n in range(24)]
-    assert r.due[0].output.endswith(
+    assert [d.events[0].at for d in jobs(r)] == [at + n * HOUR for n in range(24)]
+    assert jobs(r)[0].output.endswith(
         "%PKI-3-CERT_RENEW_FAIL: Certificate renewal for trustpoint myca failed: Unable to "
         "reach the CA at http://ca.invalid/cgi-bin/pkiclient.exe: Connection refused. The "
         f"current certificate stays in use; next attempt at {iso(at + HOUR)}.\n")
@@ -214,10 +215,10 @@ def test_renewalreq(device: Engine, tmp_path: Path,
     before = serial_of(device)
     r = clock_set(device, renewal_point(device))
     assert due_types(r) == [["RenewalRequested", "RenewalCertificateReceived"]]
-    assert r.due[0].output.startswith(
+    assert jobs(r)[0].output.startswith(
         "%PKI-6-CERTRENEWAUTO: Renewing the router certificate of trustpoint myca "
         "(RenewalReq signed by the current certificate)\n")
-    assert r.due[0].events[0].event.message_type == "renewalreq"
+    assert jobs(r)[0].events[0].event.message_type == "renewalreq"
     newest = max(ca.requests(), key=lambda q: q.received_at)
     assert newest.message_type == 17 and newest.authorization == "renewal"  # RenewalReq
     assert serial_of(device) != before
@@ -240,12 +241,12 @@ def held_renewal(device: Engine, tmp_path: Path, network: InProcessTransport
     r = clock_set(device, at)
     assert due_types(r) == [["CertificateExpiryWarned"]] * 4 + [
         ["RenewalRequested", "RenewalCertificateReceived"]]
-    assert [d.events[0].event.days_left for d in r.due[:4]] == [60, 53, 46, 39]
-    received = r.due[-1].events[1].event
+    assert [d.events[0].event.days_left for d in jobs(r)[:4]] == [60, 53, 46, 39]
+    received = jobs(r)[-1].events[1].event
     assert isinstance(received, RenewalCertificateReceived)
     assert received.not_before == at + 20 * DAY - 5 * MINUTE
     new = x509.load_der_x509_certificate(received.certificate)
-    assert r.due[-1].output.endswith(
+    assert jobs(r)[-1].output.endswith(
         f"%PKI-6-CERT_RENEW_HELD: Trustpoint myca: renewed router certificate (General "
         f"Purpose, serial {ios_serial(new)}) held until its validity begins "
         f"({iso(received.not_before)})\n")
@@ -275,7 +276,7 @@ def test_a_certificate_valid_later_is_held_then_activated(
     assert_replays(device)
     r = clock_set(device, starts)
     assert due_types(r) == [["NextCertificateActivated"]]
-    assert r.due[0].output == (
+    assert jobs(r)[0].output == (
         "%PKI-6-CERT_RENEW_ACTIVE: Trustpoint myca: the held router certificate (General "
         f"Purpose, serial {ios_serial(new)}) is now in use\n")
     st = status(device)

@@ -20,7 +20,7 @@ from engine.machines.renewal import RenewalPhase
 from engine.machines.trustpoint import Lifecycle
 from engine.ports import FakeClock, SystemClock
 from tests.support.peer_support import free_port, peers_dir
-from tests.trustpoint.renewal_support import serial_of
+from tests.trustpoint.renewal_support import serial_of, without_crl
 from tests.trustpoint.tp_support import (
     authenticate,
     declare,
@@ -102,7 +102,7 @@ def test_renews_against_micromdm(open_mdm: str, live_device: tuple[Engine, FakeC
     _enrolled(device, open_mdm, message_type, "anything")
     (before,) = status(device).certificates
     clock.advance(4 * DAY_S)  # past 1% of the 365-day lifetime
-    (job,) = device.run_due()
+    (job,) = without_crl(device.run_due())
     assert event_types(job) == ["RenewalRequested", "RenewalCertificateReceived"], job.output
     assert job.events[0].event.message_type == message_type
     st = status(device)
@@ -121,7 +121,7 @@ def test_a_challenge_enforcing_micromdm_refuses_the_renewal(
     _enrolled(device, strict_mdm, "renewalreq", "secret123")
     (before,) = status(device).certificates
     clock.advance(4 * DAY_S)
-    (job,) = device.run_due()
+    (job,) = without_crl(device.run_due())
     assert event_types(job) == ["RenewalRequested", "RenewalFailed"]
     failed = job.events[1].event
     assert (failed.reason, failed.fail_info) == ("failure", "badRequest")
@@ -131,5 +131,5 @@ def test_a_challenge_enforcing_micromdm_refuses_the_renewal(
     assert st.certificates == (before,) and st.lifecycle is Lifecycle.ENROLLED
     assert st.renewal is not None and st.renewal.phase is RenewalPhase.RETRYING
     clock.advance(3600)
-    (again,) = device.run_due()
+    (again,) = without_crl(device.run_due())
     assert event_types(again) == ["RenewalRequested", "RenewalFailed"]

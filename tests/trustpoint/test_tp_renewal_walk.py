@@ -2,8 +2,9 @@
 with `clock set` walks a device through three successive renewals against the built-in CA
 with no operator action. Each renewal is a PKCSReq with the same key pair, signed by the
 current certificate and carrying no challenge password; the trustpoint stays enrolled
-throughout; the events, the `%PKI` messages and `show crypto ca timers` are asserted at each
-step, and the log replays to the live state at every step."""
+throughout; the events, the `%PKI` messages and `show crypto ca timers` (with the CRL refresh
+that runs beside the renewals) are asserted at each step, and the log replays to the live
+state at every step."""
 
 from __future__ import annotations
 
@@ -19,15 +20,17 @@ from engine.machines.trustpoint import Lifecycle
 from engine.ports import FakeClock
 from projections.timers import left
 from tests.trustpoint.renewal_support import (
+    all_timers,
     assert_replays,
     clock_set,
     due_types,
     enrolled,
     following_ca,
+    is_crl_refresh,
+    jobs,
     serial_of,
-    timers,
 )
-from tests.trustpoint.tp_support import status
+from tests.trustpoint.tp_support import event_types, status
 
 T0 = FakeClock().us  # 2025-11-27 00:00:00 UTC
 MINUTE = 60_000_000
@@ -47,9 +50,15 @@ STEPS = [
 SHADOW = "2034-11-24T23:59:30Z"  # CA rollover: 90% of the 10-year CA certificate's lifetime
 
 
-def expected_timers(renew: str, alert: str, now: int = T0) -> str:
+def expected_timers(renew: str, alert: str, now: int = T0, crl: int | None = None) -> str:
+    """The timers view at `now`: `renew`'s interval before `renew`, its CRL refresh due at `crl`
+    (the cached CRL's nextUpdate, 6 days 23:59:59 ahead: the walk to 1 s before the renewal
+    fetched a CRL the CA issued then, for 7 days) or, None, now (after the enrollment)."""
+    refresh = ("|        0:00.000", "|        0:00.000  ({}) CRL myca") if crl is None else (
+        "| 6d 23:59:59.000", "| 6d 23:59:59.000  ({}) CRL myca")
     return ("PKI Timers\n"
-            "|291d 23:59:00.000\n"
+            f"{refresh[0]}\n"
+            f"{refresh[1].format(_iso(T0 if crl is None else crl))}\n"
             f"|291d 23:59:00.000  ({renew}) RENEW myca\n"
             f"|305d 0:00:00.000  ({alert}) ALERT myca\n"
             f"|{left(us_of(SHADOW) - now):>16}  ({SHADOW}) SHADOW myca\n")
@@ -65,7 +74,7 @@ def test_three_renewals_with_no_operator_action(device: Engine, tmp_path: Path,
                                                scep_network: InProcessTransport) -> None:
     ca, server, _ = following_ca(tmp_path / "ca", device, scep_network)
     enrolled(device, ca, server, "auto-enroll 80")
-    assert timers(device) == expected_timers(*STEPS[0])
+    assert all_timers(device) == expected_timers(*STEPS[0])
     assert_replays(device)
     (first,) = status(device).certificates
     key_id = first.key_id
@@ -73,10 +82,17 @@ def test_three_renewals_with_no_operator_action(device: Engine, tmp_path: Path,
     serials = [serial_of(device)]
     for n, (renew, _alert) in enumerate(STEPS[:3], start=1):
         # Just before the renewal point nothing runs; at it, one job renews.
-        assert clock_set(device, us_of(renew) - 1_000_000).due == []
+        before = clock_set(device, us_of(renew) - 1_000_000)
+        assert jobs(before) == []
         r = clock_set(device, us_of(renew))
+        # The CRL refreshes ran beside the renewals, far under the walk's WALK_LIMIT: each got
+        # a fresh CRL (the CA re-issues one past half its lifetime on GetCRL or download),
+        # so none is retried. The one after the renewal finds the CRL of 1 s before.
+        assert [event_types(j) for j in before.due] == [["CrlFetched"]]
+        assert [event_types(j) for j in r.due if is_crl_refresh(j)] == [["CrlFetched"]]
+        assert "WALK_LIMIT" not in before.output + r.output
         assert due_types(r) == [["RenewalRequested", "RenewalCertificateReceived"]]
-        (job,) = r.due
+        (job,) = jobs(r)
         assert {rec.at for rec in job.events} == {us_of(renew)}
         assert {rec.actor for rec in job.events} == {"scheduler"}
         requested, received = (rec.event for rec in job.events)
@@ -98,7 +114,8 @@ def test_three_renewals_with_no_operator_action(device: Engine, tmp_path: Path,
         assert rc.key_id == key_id and rc.der == received.certificate  # same key pair
         assert st.renewal is not None and st.renewal.phase is RenewalPhase.IDLE
         assert (st.renewal.attempts, st.renewal.last_result) == (1, "issued")
-        assert timers(device) == expected_timers(*STEPS[n], now=us_of(renew))
+        crl_at = us_of(renew) - 1_000_000 + 7 * DAY
+        assert all_timers(device) == expected_timers(*STEPS[n], now=us_of(renew), crl=crl_at)
         assert_replays(device)
 
     # The CA renewed each certificate on the strength of the one before, once each.
