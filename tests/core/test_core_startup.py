@@ -22,7 +22,7 @@ from engine.cli import SUBCOMMANDS, _parser
 REPO = Path(__file__).resolve().parents[2]
 NOT_FOR_A_SHOW = ("httpx", "httpcore", "engine.scep_client", "engine.adapters.http_deadline",
                   "asn1crypto", "engine.scep.cms", "engine.ca", "structlog",
-                  "importlib.metadata")
+                  "importlib.metadata", "logging", "certifi", "importlib.resources")
 PROBE = """
 import sys
 from engine.cli import main
@@ -75,7 +75,28 @@ def test_a_log_line_still_comes_configured_on_stderr_when_structlog_loads_late(
     [line] = [ln for ln in done.stderr.splitlines() if "event log repaired at open" in ln]
     assert "[warning" in line and "repaired=" in line
     assert "repaired" not in done.stdout and "hostname r2" in done.stdout
-    assert done.stdout.splitlines()[-1].startswith("LOADED 0 structlog")
+    assert "structlog" in done.stdout.splitlines()[-1].removeprefix("LOADED 0 ").split(",")
+
+
+def test_the_log_levels_are_the_standard_librarys() -> None:
+    """engine.logsetup names the levels itself so that a `show` does not import `logging`."""
+    import logging
+
+    from engine.logsetup import LEVELS
+
+    assert LEVELS == logging.getLevelNamesMapping()
+
+
+def test_the_builtin_bundle_is_certifis_without_importing_certifi() -> None:
+    """The bundle found beside the package is the file `certifi.where()` names, and the
+    version recorded with it is the package's."""
+    import certifi
+
+    from engine.trustpool.builtin import certifi_bundle
+
+    shipped = certifi_bundle()
+    assert shipped.data == Path(certifi.where()).read_bytes()
+    assert shipped.describe() == f"certifi {certifi.__version__}"
 
 
 def test_help_lists_ca_the_same_whether_or_not_the_ca_is_loaded() -> None:
@@ -89,7 +110,10 @@ def _subparsers(p: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser
     return dict(action.choices)
 
 
-@pytest.mark.parametrize("word", [*SUBCOMMANDS, "ca", "not-a-command"])
+LOADED_LATE = ("ca", "audit")  # engine.ca.cli's and engine.auditcli's (_register_ca, _audit)
+
+
+@pytest.mark.parametrize("word", [*SUBCOMMANDS, *LOADED_LATE, "not-a-command"])
 def test_only_the_named_subcommand_gets_its_arguments_and_help_stays_the_same(
         word: str) -> None:
     """A command line builds the arguments of the subcommand it names only (the others are
@@ -100,7 +124,7 @@ def test_only_the_named_subcommand_gets_its_arguments_and_help_stays_the_same(
     subs, all_subs = _subparsers(named), _subparsers(whole)
     assert list(subs) == list(all_subs)
     for name, sub in subs.items():
-        if name == word or (word == "not-a-command" and name != "ca"):
+        if name == word or (word == "not-a-command" and name not in LOADED_LATE):
             assert sub.format_help() == all_subs[name].format_help()
-        elif name != "ca":  # `ca` is engine.ca.cli's (_register_ca)
+        elif name not in LOADED_LATE:
             assert sub._actions == []  # not even -h: never parsed
