@@ -22,7 +22,9 @@ from engine.cli import SUBCOMMANDS, _parser
 REPO = Path(__file__).resolve().parents[2]
 NOT_FOR_A_SHOW = ("httpx", "httpcore", "engine.scep_client", "engine.adapters.http_deadline",
                   "asn1crypto", "engine.scep.cms", "engine.ca", "structlog",
-                  "importlib.metadata", "logging", "certifi", "importlib.resources")
+                  "importlib.metadata", "logging", "certifi", "importlib.resources",
+                  "cryptography.hazmat.primitives.serialization",
+                  "cryptography.hazmat.primitives.ciphers.aead")
 PROBE = """
 import sys
 from engine.cli import main
@@ -84,7 +86,18 @@ def test_the_log_levels_are_the_standard_librarys() -> None:
 
     from engine.logsetup import LEVELS
 
-    assert LEVELS == logging.getLevelNamesMapping()
+    assert logging.getLevelNamesMapping() == LEVELS
+
+
+def test_keyformats_are_cryptographys_serialization_enums() -> None:
+    """engine.keyformats takes them from where cryptography defines them, without loading
+    the serialization package: they must be the very objects that package exports."""
+    from cryptography.hazmat.primitives import serialization
+
+    from engine import keyformats
+
+    for name in keyformats.__all__:
+        assert getattr(keyformats, name) is getattr(serialization, name), name
 
 
 def test_the_builtin_bundle_is_certifis_without_importing_certifi() -> None:
