@@ -26,8 +26,6 @@ from engine import pipe, snapshot
 from engine.audit.key import create_audit_key
 from engine.audit.note import NoteError, verify_note
 from engine.audit.trail import AuditMismatch, AuditTrail, open_trail, read_saved
-from engine.audit.witness_client import HttpxWitnessTransport, LogLeaves, Witness, WitnessClient
-from engine.commands.witness import configured_witnesses
 from engine.config import Change, ConfigConflict
 from engine.context import Ctx
 from engine.effects import Outcome
@@ -63,6 +61,7 @@ from projections.render import render
 if TYPE_CHECKING:
     from datetime import datetime
 
+    from engine.audit.witness_client import Witness, WitnessClient  # the first checkpoint's
     from engine.scep_client import ScepTransport  # loaded by the first CA exchange
     from engine.validation.chain import ChainInput
 
@@ -714,6 +713,9 @@ class Engine:
         latest = self.audit.latest if self.audit is not None else None
         if latest is None or not isinstance(self.store, FileEventLog):
             return
+        from engine.audit.witness_client import HttpxWitnessTransport, LogLeaves, WitnessClient
+        from engine.commands.witness import configured_witnesses
+
         witnesses = [w for w in configured_witnesses(self.state.config)
                      if not _cosigned_by(latest.note, w)]
         if not witnesses:

@@ -18,13 +18,20 @@ from pathlib import Path
 import pytest
 
 from engine.cli import SUBCOMMANDS, _parser
+from engine.grammar import GRAMMAR, Handler
 
 REPO = Path(__file__).resolve().parents[2]
 NOT_FOR_A_SHOW = ("httpx", "httpcore", "engine.scep_client", "engine.adapters.http_deadline",
                   "asn1crypto", "engine.scep.cms", "engine.ca", "structlog",
                   "importlib.metadata", "logging", "certifi", "importlib.resources",
                   "cryptography.hazmat.primitives.serialization",
-                  "cryptography.hazmat.primitives.ciphers.aead")
+                  "cryptography.hazmat.primitives.ciphers.aead",
+                  # handlers declared with GRAMMAR.declare(runs=...) and what they import
+                  "engine.commands.run", "engine.revocation.fetch", "engine.revocation.verify",
+                  "engine.revocation.transport", "engine.revocation.index", "ldap3",
+                  "engine.audit.witness_client", "engine.audit.witness", "http",
+                  "engine.validation.validate", "engine.validation.decide",
+                  "engine.validation.chain")
 PROBE = """
 import sys
 from engine.cli import main
@@ -78,6 +85,18 @@ def test_a_log_line_still_comes_configured_on_stderr_when_structlog_loads_late(
     assert "[warning" in line and "repaired=" in line
     assert "repaired" not in done.stdout and "hostname r2" in done.stdout
     assert "structlog" in done.stdout.splitlines()[-1].removeprefix("LOADED 0 ").split(",")
+
+
+def test_every_handler_declared_by_name_resolves_to_a_function() -> None:
+    """`GRAMMAR.declare(..., runs="module:function")`: a misspelt name would fail only when an
+    operator first ran the command; here it fails every run of the suite."""
+    import engine.commands  # noqa: F401  (declares every command)
+
+    named = {c.handler.target: c.handler for c in GRAMMAR.commands
+             if isinstance(c.handler, Handler)}
+    assert "engine.commands.run.crl:request" in named
+    for target, handler in named.items():
+        assert callable(handler.resolve()), target
 
 
 def test_the_log_levels_are_the_standard_librarys() -> None:
