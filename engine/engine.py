@@ -49,7 +49,6 @@ from engine.session import Session
 from engine.state import DeviceState, evolve, replay_rows
 from engine.trustpoints import trustpoint_names
 from engine.trustpool.builtin import BuiltinSource, builtins_event
-from engine.validation.verdict import Purpose, Verdict
 from events.clock import ClockSet
 from events.filelog import FileEventLog, LogError, LogWriteFailed
 from events.keys import KeyPairZeroized
@@ -64,6 +63,7 @@ if TYPE_CHECKING:
     from engine.audit.witness_client import Witness, WitnessClient  # the first checkpoint's
     from engine.scep_client import ScepTransport  # loaded by the first CA exchange
     from engine.validation.chain import ChainInput
+    from engine.validation.verdict import Purpose, Verdict
 
 logger = get_logger("trustledger.engine")
 
@@ -606,6 +606,7 @@ class Engine:
         or recording. ValueError for a purpose or time that is not one."""
         from engine.validation.decide import decide_validation
         from engine.validation.validate import moment_us, validate
+        from engine.validation.verdict import Purpose
 
         when, kind = moment_us(at), Purpose(purpose)
         if self.ports.offline:

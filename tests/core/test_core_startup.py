@@ -31,7 +31,7 @@ NOT_FOR_A_SHOW = ("httpx", "httpcore", "engine.scep_client", "engine.adapters.ht
                   "engine.revocation.transport", "engine.revocation.index", "ldap3",
                   "engine.audit.witness_client", "engine.audit.witness", "http",
                   "engine.validation.validate", "engine.validation.decide",
-                  "engine.validation.chain")
+                  "engine.validation.chain", "engine.validation.verdict")
 PROBE = """
 import sys
 from engine.cli import main
