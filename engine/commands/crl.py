@@ -10,7 +10,6 @@ import re
 
 from engine.grammar import GRAMMAR, ArgKind, ArgSpec, int_range
 from engine.revocation.cache import CURL_TIMEOUT_KEY
-from engine.revocation.ldap import LdapUrlError, parse_ldap_url
 
 G = GRAMMAR
 RUN = "engine.commands.run.crl"
@@ -22,6 +21,8 @@ def _crl_uri(s: str) -> str:
     if re.match(r"^http://[^\s/]+(/\S*)?$", s, re.IGNORECASE):
         return s
     if re.match(r"^ldap://", s, re.IGNORECASE):
+        from engine.revocation.ldap import LdapUrlError, parse_ldap_url  # when one is typed
+
         try:
             parse_ldap_url(s)
         except LdapUrlError:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
-from engine.audit.cosignature import parse_cosignature_key
 from engine.grammar import GRAMMAR, URL, ArgKind, ArgSpec, well_formed_authority
 
 if TYPE_CHECKING:
@@ -25,6 +24,8 @@ def _witness_url(s: str) -> str:
 
 
 def _witness_key(s: str) -> str:
+    from engine.audit.cosignature import parse_cosignature_key  # checked when one is typed
+
     parse_cosignature_key(s)  # NoteError is a ValueError: `% Invalid input`
     return s
 
@@ -44,6 +45,7 @@ GRAMMAR.config("audit witness url <url> key <key>", key="audit witness url {url}
 def configured_witnesses(config: ConfigTree) -> list[Witness]:
     """The witnesses the running configuration names, in its order. The witness client
     (HTTP, the Merkle proofs) loads here, with the first checkpoint, not with the grammar."""
+    from engine.audit.cosignature import parse_cosignature_key
     from engine.audit.witness_client import Witness
 
     found = []
