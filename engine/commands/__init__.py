@@ -27,8 +27,8 @@ router certificates, ...):
 - its commands' declarations go in engine/commands/<feature>.py, its handlers in
   engine/commands/run/<feature>.py (or the feature's own package) named with `runs=`;
 - a timer's due function (engine/device_timers.py) runs at every open: it and the module
-  it is in import only what deciding *whether* a job is due needs; the job's work can be a
-  `Handler("package.module:function")` too;
+  it is in import only what deciding *whether* a job is due needs; the job's work is a
+  `Handler("package.module:function")` too (engine/commands/trustpool.py due_update);
 - a network client, a protocol stack (engine.scep_client, httpx, asn1crypto and the CMS
   layer, an LDAP or HTTP fetcher), the built-in CA (engine.ca), structlog, `logging`,
   cryptography's `serialization` package (engine.keyformats has its enums): never at the top
@@ -41,7 +41,7 @@ router certificates, ...):
   tests/core/test_core_startup.py, which runs a `show` in a fresh interpreter and fails if
   one was loaded.
 
-Older modules here (trustpoint, trustpool, keys, configuration, clock) still define their
+Older modules here (trustpoint, keys, configuration, clock, ...) still define their
 handlers with `@GRAMMAR.action`, so what only a handler uses is imported inside it.
 
 `python -X importtime -m engine.cli exec --data DIR -f SHOW_SCRIPT 2>&1 | sort -t'|' -k2 -n`
