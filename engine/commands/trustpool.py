@@ -8,7 +8,8 @@ downloaded part of the pool; anything wrong is one `%` error naming the cause, a
 recorded (an automatic attempt that fails records only `TrustpoolUpdateFailed`, for its
 retry schedule and `show logging`). The update timer's legality is its machine's
 (engine/machines/trustpool.py); when it is due is engine.trustpool.schedule's.
-The declarations and the timer; what the commands and the update do is
+
+This module holds the declarations and the timer; what the commands and the update do is
 engine/commands/run/trustpool.py, loaded when one first runs.
 """
 
