@@ -23,6 +23,8 @@ from engine.messages import (
     failure_message,
     poll_failed,
 )
+from engine.renewal import folds as renewal
+from engine.renewal.messages import message_of as renewal_message
 from engine.revocation import folds as crl
 from engine.revocation import messages as crl_messages
 from engine.state import DeviceState, fold_commit, with_state
@@ -32,6 +34,14 @@ from events.audit import AuditKeyCreated
 from events.clock import ClockSet
 from events.device import ConfigurationCommitted
 from events.keys import KeyPairGenerated, KeyPairZeroized, PublicKeyImported, PublicKeyRemoved
+from events.renewal import (
+    CertificateExpiryWarned,
+    NextCertificateActivated,
+    RenewalCertificateReceived,
+    RenewalFailed,
+    RenewalPending,
+    RenewalRequested,
+)
 from events.revocation import CrlCacheCleared, CrlFetched, CrlFetchFailed
 from events.trustpoint import (
     CACertificateAccepted,
@@ -145,6 +155,10 @@ def _log_pool_warned(state: DeviceState, ev: TrustpoolPolicyWarned, at: int) -> 
     return _log(state, at, pool_messages.warned(ev))
 
 
+def _log_renewal(state: DeviceState, ev: object, at: int) -> DeviceState:
+    return _log(state, at, renewal_message(ev, at))
+
+
 def _log_crl_fetched(state: DeviceState, ev: CrlFetched, at: int) -> DeviceState:
     return _log(state, at, crl_messages.fetched(ev))
 
@@ -162,14 +176,14 @@ def _log_crl_cleared(state: DeviceState, ev: CrlCacheCleared, at: int) -> Device
 DEVICE_FOLDS: FoldTable[DeviceState] = FoldTable("device", {
     ConfigurationCommitted: (fold_commit, tp._configs, tp._config),
     KeyPairGenerated: (_key_generated,),
-    KeyPairZeroized: (_keys_zeroized, tp._zeroized),
+    KeyPairZeroized: (_keys_zeroized, tp._zeroized, renewal.keys_zeroized),
     PublicKeyImported: (_key_imported,),
     PublicKeyRemoved: (_key_removed,),
     CACertificateAccepted: (tp._ca_accepted,),
     CACertificateRefused: (),  # recorded for the audit: the trustpoint stays as it was
-    EnrollmentRequested: (tp._requested,),
+    EnrollmentRequested: (tp._requested, renewal.superseded),
     EnrollmentPending: (tp._pending, _log_pending),
-    CertificateReceived: (tp._received, _log_received),
+    CertificateReceived: (tp._received, renewal.installed_by_hand, _log_received),
     EnrollmentFailed: (tp._failed, _log_failed),
     TrustpointCertificatesRemoved: (tp._certificates_removed, _log_removed),
     ClockSet: (_clock_set, _log_clock_set),
@@ -178,6 +192,12 @@ DEVICE_FOLDS: FoldTable[DeviceState] = FoldTable("device", {
     TrustpoolCleaned: (pool.cleaned, _log_pool_cleaned),
     TrustpoolUpdateFailed: (pool.update_failed, _log_pool_failed),
     TrustpoolPolicyWarned: (pool.warned, _log_pool_warned),
+    RenewalRequested: (renewal.requested, _log_renewal),
+    RenewalPending: (renewal.pending, _log_renewal),
+    RenewalCertificateReceived: (renewal.received, _log_renewal),
+    RenewalFailed: (renewal.failed, _log_renewal),
+    NextCertificateActivated: (renewal.activated, _log_renewal),
+    CertificateExpiryWarned: (renewal.warned, _log_renewal),
     CrlFetched: (crl.fetched, _log_crl_fetched),
     CrlFetchFailed: (crl.fetch_failed, _log_crl_failed, _fetch_backoff),
     CrlCacheCleared: (crl.cleared, _log_crl_cleared),

@@ -9,9 +9,13 @@ from __future__ import annotations
 
 from engine.commands.trustpoint import due_polls
 from engine.commands.trustpool import due_update
+from engine.renewal.jobs import due_alerts, due_renewal_polls, due_renewals
 from engine.schedule import Due
 
 DEVICE_TIMERS: tuple[Due, ...] = (
     due_polls,  # a pending SCEP enrollment's next CertPoll (engine/commands/trustpoint.py)
     due_update,  # the trustpool's automatic update, or its daily no-url warning
+    due_renewal_polls,  # a pending renewal's next CertPoll (engine/renewal/jobs.py)
+    due_renewals,  # auto-enroll: a renewal attempt, or a held certificate's activation
+    due_alerts,  # expiry notifications of router and CA certificates
 )

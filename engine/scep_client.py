@@ -175,6 +175,7 @@ class ScepEnroll(Effect):
     challenge: str = field(repr=False)  # never logged, never stored
     digest: str | None = None  # `message-digest` of the trustpoint, if set
     current_certificate: bytes | None = None  # re-enrollment: our certificate for this key
+    renewal_req: bool = False  # RFC 8894 RenewalReq instead of PKCSReq (a renewal only)
 
 
 @dataclass(frozen=True)
@@ -355,7 +356,7 @@ def _enroll(ports: Ports, eff: ScepEnroll) -> ScepReply:
     signer = _signer(ports, eff.key, subject, eff.current_certificate)
     cas = _ca_certs(eff.ca)
     csr = scep.build_csr(
-        signer.private_key, subject, challenge_password=eff.challenge,
+        signer.private_key, subject, challenge_password=eff.challenge or None,
         dns_names=eff.identity.dns_names,
         ip_addresses=[ipaddress.ip_address(a) for a in eff.identity.ip_addresses],
         digest=csr_digest(request_digest(eff.ca.capabilities, eff.digest)))
@@ -364,7 +365,8 @@ def _enroll(ports: Ports, eff: ScepEnroll) -> ScepReply:
     # recognises the same transaction. Re-enrolling for a new certificate takes a new key.
     txid = scep.transaction_id_for(signer.private_key.public_key())
     params = _params(ports, signer, cas, eff.ca.capabilities, txid, eff.digest)
-    message = scep.build_pkcs_req(params, csr, random_bytes=ports.randomness.token_bytes)
+    build = scep.build_renewal_req if eff.renewal_req else scep.build_pkcs_req
+    message = build(params, csr, random_bytes=ports.randomness.token_bytes)
     rep = _exchange(ports, eff.url, message, params, cas, eff.ca.capabilities)
     return _reply(rep, eff.key, csr.public_bytes(serialization.Encoding.DER))
 

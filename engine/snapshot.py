@@ -77,12 +77,19 @@ import engine.commands  # noqa: F401  (registers every feature's folds: verify()
 from engine.audit.key import AuditKey
 from engine.config import Change, ConfigTree, Node
 from engine.keys import ImportedKey, KeyAlgorithm, KeyPair, KeyRing, KeyUsage
+from engine.machines.renewal import RenewalPhase
 from engine.machines.trustpoint import Lifecycle
 from engine.machines.trustpool import UpdateTimer
 from engine.revocation.cache import CrlCache
 from engine.revocation.model import CachedCrl
 from engine.state import Commit, CommitHistory, DeviceState, folds_fingerprint, replay_rows
-from engine.trustpoints import Enrollment, RouterCertificate, TrustpointConfig, TrustpointStatus
+from engine.trustpoints import (
+    Enrollment,
+    RenewalState,
+    RouterCertificate,
+    TrustpointConfig,
+    TrustpointStatus,
+)
 from engine.trustpool.pool import PoolCert, TrustpoolState, UpdateRecord
 from engine.validation.folded import ValidationState
 from events.durable import fsync_directory
@@ -114,6 +121,8 @@ TABLE: Mapping[str, type] = types.MappingProxyType({
     "RouterCertificate": RouterCertificate,
     "Enrollment": Enrollment,
     "Lifecycle": Lifecycle,
+    "RenewalState": RenewalState,
+    "RenewalPhase": RenewalPhase,
     "TrustpoolState": TrustpoolState,
     "PoolCert": PoolCert,
     "UpdateRecord": UpdateRecord,

@@ -21,6 +21,7 @@ from typing import Any
 from engine.config import ConfigTree
 from engine.errors import TrustledgerError
 from engine.grammar import GRAMMAR, Mode
+from engine.machines.renewal import RenewalPhase
 from engine.machines.trustpoint import LIFECYCLE, Lifecycle, trigger_of
 from engine.parser import parse
 from engine.state import DeviceState, with_state
@@ -63,6 +64,8 @@ class TrustpointConfig:
     crl_optional: bool = False
     message_digest: str | None = None
     description: str | None = None
+    auto_enroll: int | None = None  # renew when this percentage of the lifetime has passed
+    renewal_message_type: str = "pkcsreq"  # "pkcsreq" (IOS XR's default) | "renewalreq"
 
     @property
     def scep_url(self) -> str | None:
@@ -120,6 +123,10 @@ def parse_trustpoint_config(config: ConfigTree, name: str) -> TrustpointConfig |
                 values["message_digest"] = a["digest"]
             case "description":
                 values["description"] = a["text"]
+            case "auto-enroll":
+                values["auto_enroll"] = a["percent"]
+            case "renewal-message-type":
+                values["renewal_message_type"] = a["type"]
     return TrustpointConfig(name, **values)
 
 
@@ -158,6 +165,28 @@ class Enrollment:
 
 
 @dataclass(frozen=True, slots=True)
+class RenewalState:
+    """The trustpoint's automatic renewal (engine/renewal/): the attempt in flight, or how
+    the last one ended. `phase` is the renewal machine's (engine/machines/renewal.py)."""
+
+    phase: RenewalPhase
+    purpose: str  # "renew" | "shadow"
+    started_at: int  # µs: the first attempt of this renewal
+    attempts: int  # requests sent in this renewal
+    last_attempt_at: int
+    last_result: str  # "" while the first answer is awaited; "issued", "held", "pending", why
+    subject: str = ""  # RFC 4514, as requested (CertPoll names it)
+    next_attempt_at: int = 0  # µs: the retry of a failed attempt (phase retrying)
+    key_ids: tuple[str, ...] = ()
+    transaction_ids: tuple[str, ...] = ()
+    retry_period: int = 1  # minutes, as the trustpoint had it when the attempt was made
+    retry_count: int = 1
+    polls: int = 0  # CertPolls of the attempt in flight
+    next_poll_at: int = 0  # µs (phase pending)
+    received: tuple[str, ...] = ()  # key ids whose renewed certificate is in
+
+
+@dataclass(frozen=True, slots=True)
 class TrustpointStatus:
     name: str
     lifecycle: Lifecycle = Lifecycle.DECLARED
@@ -173,6 +202,16 @@ class TrustpointStatus:
     # A fact about one CA: emptied when the trustpoint may talk to another one (a CA
     # certificate accepted, the enrollment URL or method changed); gone with the trustpoint.
     held_by_ca: tuple[str, ...] = ()
+    renewal: RenewalState | None = None  # None: this certificate was never renewed
+    # Renewed certificates whose validity has not begun: each replaces the current one of
+    # its usage at its notBefore.
+    next_certificates: tuple[RouterCertificate, ...] = ()
+    # CA rollover (engine/rollover/): the CA's next certificate, and router certificates
+    # under it, both current when the old CA certificate expires.
+    shadow_ca_certificate: bytes | None = None
+    shadow_certificates: tuple[RouterCertificate, ...] = ()
+    # Expiry notifications: (certificate type and serial, e.g. "CA 01", time of the last one).
+    expiry_alerts: tuple[tuple[str, int], ...] = ()
 
 
 def status_of(state: DeviceState, name: str) -> TrustpointStatus:

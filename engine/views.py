@@ -129,6 +129,14 @@ class TrustpoolPolicyView(View):
 
 
 @dataclass(frozen=True)
+class TimersView(View):
+    """`show crypto ca timers`: every pending timer as (job name, due time µs), at `now`."""
+
+    timers: Sequence[tuple[str, int]]
+    now: int
+
+
+@dataclass(frozen=True)
 class CrlsView(View):
     """`show crypto ca crls`: every cached CRL, at `now` (fresh or stale)."""
 

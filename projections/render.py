@@ -21,6 +21,7 @@ from projections.config import (
 from projections.crls import render_crls
 from projections.keys import render_imported_keys, render_key_pairs
 from projections.syslog import render_logging
+from projections.timers import render_timers
 from projections.trustpoints import render_ca_offer, render_certificates, render_trustpoints
 from projections.trustpool import render_policy, render_pool
 from projections.validation import render_counters, render_verdict
@@ -40,6 +41,7 @@ _RENDERERS: dict[type, Callable[[Any], str]] = {
     views.TrustpoolView: lambda v: render_pool(v.state, v.now),
     views.TrustpoolPolicyView: lambda v: render_policy(v.state, v.now),
     views.ClockView: lambda v: render_clock(v.now),
+    views.TimersView: lambda v: render_timers(v.timers, v.now),
     views.CrlsView: lambda v: render_crls(v.state, v.now),
     views.CountersView: lambda v: render_counters(v.state),
     views.VerdictView: lambda v: render_verdict(v.verdict, v.subjects),

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 from cryptography import x509
 
+from engine.machines.renewal import RenewalPhase
+from engine.messages import plural
+from engine.renewal.schedule import next_attempt
 from engine.state import DeviceState
-from engine.trustpoints import status_of, trustpoint_config
+from engine.trustpoints import TrustpointConfig, TrustpointStatus, status_of, trustpoint_config
 from projections.certfmt import (
     crl_distribution_points,
     fingerprint_lines,
@@ -74,6 +77,10 @@ def render_certificates(state: DeviceState, names: list[str], now: int = 0) -> s
             out += _block("Router certificate", cert,
                           [f"Key usage          :{USAGE.get(rc.usage, rc.usage)}",
                            f"Status             :{_status(cert, now or rc.installed_at)}"], now)
+        for rc in st.next_certificates:  # renewed, held until their validity begins
+            out += _block("Next router certificate", x509.load_der_x509_certificate(rc.der),
+                          [f"Key usage          :{USAGE.get(rc.usage, rc.usage)}",
+                           "Status             :Held"], now)
     return "\n".join(out) + ("\n" if out else "")
 
 
@@ -120,7 +127,31 @@ def render_trustpoints(state: DeviceState, names: list[str], now: int) -> str:
                 out.append(f"  Certificates in   :{len(e.received)} of {len(e.key_ids)}")
         if st.last_result:
             out.append(f"Last enrollment     :{st.last_result}")
+        out += _renewal_lines(cfg, st, now)
     return "\n".join(out) + ("\n" if out else "")
+
+
+def _renewal_lines(cfg: TrustpointConfig, st: TrustpointStatus, now: int) -> list[str]:
+    """Automatic renewal: the configuration, the renewal's phase, its last attempt and what
+    comes next."""
+    out = []
+    if cfg.auto_enroll is not None:
+        out.append(f"Auto-enroll         :{cfg.auto_enroll}% of the lifetime "
+                   f"({cfg.renewal_message_type})")
+    r = st.renewal
+    if r is not None:
+        out.append(f"Renewal             :{r.phase.value}, {plural(r.attempts, 'attempt')} "
+                   f"since {ios_time(r.started_at)}")
+        result = r.last_result or "awaiting the CA"
+        out.append(f"  Last attempt      :{ios_time(r.last_attempt_at)} ({result})")
+        if r.phase is RenewalPhase.PENDING and r.next_poll_at:
+            out.append(f"  Polls             :{r.polls} of {r.retry_count}")
+            out.append(f"  Next poll         :in {_duration(r.next_poll_at - now)} "
+                       f"({ios_time(r.next_poll_at)})")
+    at = next_attempt(cfg, st)
+    if at is not None:
+        out.append(f"Next renewal        :in {_duration(at - now)} ({ios_time(at)})")
+    return out
 
 
 def render_ca_offer(der: bytes) -> str:

@@ -55,6 +55,7 @@ from engine.commands import (
     keys,
     logging,
     paste,
+    renewal,
     system,
     trustpoint,
     trustpool,
@@ -62,5 +63,5 @@ from engine.commands import (
     witness,
 )
 
-__all__ = ["clock", "configuration", "crl", "keys", "logging", "paste", "system", "trustpoint",
-           "trustpool", "validation", "witness"]
+__all__ = ["clock", "configuration", "crl", "keys", "logging", "paste", "renewal", "system",
+           "trustpoint", "trustpool", "validation", "witness"]

@@ -428,6 +428,10 @@ def _why_refused(reply: ScepReply, pair: KeyPair, status: TrustpointStatus, *,
             "approve the request")
 
 
+fail_name = _fail_name  # for the renewal's answers (engine/renewal/exchange.py)
+explain_failure = _explain
+
+
 def _ca_text(reply: ScepReply) -> str:
     """The CA's failInfoText as we show it: control characters as '?', at most 200
     characters (it is the peer's text), without a closing full stop."""

@@ -16,6 +16,7 @@ from typing import Any
 
 from engine.errors import OperatorError, Reason
 from engine.machines.ca_request import REQUESTS
+from engine.machines.renewal import RENEWAL
 from engine.machines.session import SESSION
 from engine.machines.table import Table
 from engine.machines.trustpoint import LIFECYCLE
@@ -26,6 +27,7 @@ MACHINES: dict[str, Table[Any]] = {
     "ca_request": REQUESTS,
     "session": SESSION,
     "trustpool": TIMER,
+    "renewal": RENEWAL,
 }
 
 

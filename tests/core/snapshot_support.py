@@ -19,6 +19,7 @@ from engine import Engine
 from engine.keys import PrivateKey
 from engine.keystore import KeyPool
 from engine.ports import FakeClock
+from engine.scep_client import HttpReply, TransportError
 from engine.state import DeviceState
 from tests.support.crl_support import DAY_US, CrlSpec, FakeCrlFetcher, Issuer, make_crl
 
@@ -111,6 +112,15 @@ def build_rich(e: Engine, clock: FakeClock) -> None:
     clock.advance(60)
     ok(e, "crypto ca import myca certificate", *pem_lines(_sign(csr, clock)))
     ok(e, "crypto ca enroll other", PW, PW)  # left in flight: an Enrollment in the state
+    # auto-enroll: a renewal attempt (it fails: the CA cannot be reached) leaves a
+    # RenewalState, retrying, in the state
+    for line in ("configure", "crypto ca trustpoint myca", "enrollment url http://ca.invalid",
+                 "auto-enroll 5", "commit", "end"):
+        ok(e, line)
+    e.ports.scep = _Unreachable()
+    clock.advance(5 * 86_400)
+    assert [[r.type for r in job.events] for job in e.run_due()] == [
+        ["RenewalRequested", "RenewalFailed"]]
     assert e.data_dir is not None
     bundle = e.data_dir.parent / "pool.pem"  # a downloaded trustpool: PoolCert, UpdateRecord
     bundle.write_bytes(_ca()[1].public_bytes(serialization.Encoding.PEM))
@@ -119,6 +129,16 @@ def build_rich(e: Engine, clock: FakeClock) -> None:
                                            this_update=clock.us, next_update=clock.us + DAY_US))
     e.ports.crls = FakeCrlFetcher({"http://crl.example.com/ca.crl": crl})  # CrlCache, CachedCrl
     ok(e, "crypto ca crl request http://crl.example.com/ca.crl")
+
+
+class _Unreachable:
+    """A SCEP transport whose CA never answers."""
+
+    def get(self, url: str, params: object) -> HttpReply:
+        raise TransportError("Connection refused")
+
+    def post(self, url: str, params: object, body: bytes) -> HttpReply:
+        raise TransportError("Connection refused")
 
 
 def shows(state: DeviceState) -> dict[str, str]:

@@ -4,8 +4,8 @@ Live: each event folded on its own by `evolve` (what the engine does after each 
 state a new immutable value. Fast: `replay_rows` over the rows read back from the log, one
 private state changed in place (`engine.state.with_state`). The histories mix every kind of
 device event: configuration commits (trustpoints included, so their removal drops a status),
-key pairs and imported keys, each step of a trustpoint's enrollment, `clock set`, and CRLs
-fetched, failed and cleared. An
+key pairs and imported keys, each step of a trustpoint's enrollment and of its automatic
+renewal, expiry notices, `clock set`, and CRLs fetched, failed and cleared. An
 event the live fold refuses (an illegal lifecycle transition) is left out, as the engine would
 never record it. `tests/core/test_core_replay.py` proves the same through `Engine.execute`
 for commands.
@@ -32,6 +32,14 @@ from events.device import ConfigurationCommitted
 from events.filelog import FileEventLog
 from events.keys import KeyPairGenerated, KeyPairZeroized, PublicKeyImported, PublicKeyRemoved
 from events.registry import Event
+from events.renewal import (
+    CertificateExpiryWarned,
+    NextCertificateActivated,
+    RenewalCertificateReceived,
+    RenewalFailed,
+    RenewalPending,
+    RenewalRequested,
+)
 from events.revocation import CrlCacheCleared, CrlFetched, CrlFetchFailed
 from events.store import PendingEvent
 from events.trustpoint import (
@@ -50,6 +58,27 @@ LABELS = ("k1", "k2")
 KEY_IDS = ("a" * 32, "b" * 32, "c" * 32)
 TXIDS = ("t1", "t2")
 USAGES = ("general", "signature", "encryption")
+PURPOSES = ("renew", "shadow")
+
+
+def _certificate() -> bytes:
+    """A real DER certificate (a renewal's message names its serial and end)."""
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name.from_rfc4514_string("CN=r1")
+    start = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
+    return (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(0x1A2B)
+            .not_valid_before(start).not_valid_after(start + dt.timedelta(days=365))
+            .sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.DER))
+
+
+CERT = _certificate()
 
 # A configuration line's key and the lines it may hold (None: removed).
 LINES: dict[ConfigPath, tuple[str, ...]] = {
@@ -104,6 +133,7 @@ def other_event(draw: st.DrawFn) -> Event:
                          draw(st.sampled_from(("", "badRequest"))), "refused"),
         TrustpointCertificatesRemoved(tp, "commit", 1, ("ca",), ("01",), ("AB",)),
         ClockSet(draw(st.integers(0, 2**40)), draw(st.integers(-2**40, 2**40))),
+        *_renewal_events(draw, tp, txid, key_id),
         crl_fetched(draw),
         CrlFetchFailed(draw(st.sampled_from((None, tp))), "CN=ca", (("http://x/ca.crl",
                                                                    "HTTP 404"),)),
@@ -116,6 +146,24 @@ def other_event(draw: st.DrawFn) -> Event:
     ]
     event: Event = draw(st.sampled_from(kinds))
     return event
+
+
+def _renewal_events(draw: st.DrawFn, tp: str, txid: str, key_id: str) -> list[Event]:
+    purpose = draw(st.sampled_from(PURPOSES))
+    usage = draw(st.sampled_from(USAGES))
+    return [
+        RenewalRequested(tp, purpose, (key_id,), (usage,), (txid,), "CN=r1",
+                         draw(st.sampled_from(("pkcsreq", "renewalreq"))), 1, 3),
+        RenewalPending(tp, purpose, txid, draw(st.integers(0, 3)), 7_000_000,
+                       draw(st.sampled_from(("", "timed out")))),
+        RenewalCertificateReceived(tp, purpose, key_id, usage, CERT, txid,
+                                   draw(st.sampled_from((0, 2**51)))),  # installed or held
+        RenewalFailed(tp, purpose, txid, draw(st.sampled_from(("failure", "peer"))),
+                      draw(st.sampled_from(("", "badRequest"))), "refused", 9_000_000),
+        NextCertificateActivated(tp, key_id, usage, "1A2B"),
+        CertificateExpiryWarned(tp, draw(st.sampled_from(("CA", usage))), "1A2B", "CN=r1",
+                                2**50, draw(st.integers(0, 60)), draw(st.booleans())),
+    ]
 
 
 def crl_fetched(draw: st.DrawFn) -> CrlFetched:

@@ -16,6 +16,7 @@ import events.ca
 import events.clock
 import events.device
 import events.keys
+import events.renewal
 import events.revocation
 import events.trustpoint
 import events.trustpool
@@ -45,7 +46,8 @@ def test_every_event_type_is_in_exactly_one_aggregate_table() -> None:
     ca = {t.type_name for t in CA_FOLDS.types}
     assert device == declared(events.device) | declared(events.keys) | declared(
         events.trustpoint) | declared(events.trustpool) | declared(events.clock) | declared(
-        events.revocation) | declared(events.validation) | declared(events.audit)
+        events.renewal) | declared(events.revocation) | declared(events.validation) | declared(
+        events.audit)
     assert ca == declared(events.ca) | declared(events.audit)
     assert device & ca == declared(events.audit)  # the audit key: every log has one
     witness = {t.type_name for t in WITNESS_FOLDS.types}

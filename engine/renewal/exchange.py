@@ -1,0 +1,215 @@
+"""One renewal attempt, and the polls of a renewal the CA holds.
+
+A renewal is an enrollment with what the trustpoint already has: its current key pairs (IOS
+XR has no `regenerate`), the identity it requests (engine.commands.trustpoint `identity`: the
+same subject and subjectAltNames as the current certificate unless the configuration changed
+since), each request signed by the current certificate of its key pair, as a PKCSReq or, with
+`renewal-message-type renewalreq`, an RFC 8894 RenewalReq. No challenge password: nobody is
+at the keyboard, and the signature of a certificate the CA issued is what authorizes it. What
+each CA needs for that:
+- the built-in CA renews a request signed by a current certificate it issued, for the same
+  subject and subjectAltNames, once per certificate (PKCSReq or RenewalReq alike);
+- micromdm's scepserver checks the challenge even in a RenewalReq: automatic renewal works
+  against one started without `-challenge`, and its duplicate-subject rule needs the current
+  certificate to expire within `-allowrenew` days (0: always).
+
+An attempt never moves the trustpoint's lifecycle (it stays enrolled, with its certificate in
+use); every outcome is an event of events/renewal.py. Anything that goes wrong (the CA
+unreachable or refusing, a reply we cannot accept, a key pair gone) ends the attempt as
+`RenewalFailed` with the next attempt one retry period later; nothing is raised past here,
+so a job never stays due and reruns at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from engine.commands.trustpoint import explain_failure, fail_name, identity
+from engine.effects import Effect, Outcome
+from engine.errors import TrustledgerError
+from engine.keys import KeyPair
+from engine.machines.renewal import RenewalPhase
+from engine.messages import plural
+from engine.pki import bad, check_issued_by, load_certificate, spki
+from engine.ports import to_micros
+from engine.renewal import messages
+from engine.scep import PkiStatus
+from engine.state import DeviceState
+from engine.trustpoints import RouterCertificate, TrustpointConfig, TrustpointStatus, status_of
+from events.renewal import (
+    RenewalCertificateReceived,
+    RenewalFailed,
+    RenewalPending,
+    RenewalRequested,
+)
+
+if TYPE_CHECKING:
+    from engine.scep_client import CAView, ScepReply
+
+MINUTE = 60_000_000
+
+
+def renewal_exchange(state: DeviceState, trustpoint: str, now: int,
+                     ca_certificate: bytes | None = None,
+                     purpose: str = "renew") -> Generator[Effect, Any, Outcome]:
+    """One attempt: a request per current key pair, signed by its current certificate, to
+    the trustpoint's CA (or to `ca_certificate`, the CA's next certificate, for a shadow
+    router certificate: `purpose="shadow"`); the answers become events."""
+    from engine.scep_client import ScepEnroll
+
+    cfg = state.trustpoint_configs.get(trustpoint)
+    status = status_of(state, trustpoint)
+    if cfg is None or not status.certificates or status.ca_certificate is None:
+        return Outcome()
+    current = status.certificates
+    requested = RenewalRequested(trustpoint, purpose, tuple(c.key_id for c in current),
+                                 tuple(c.usage for c in current), (), "",
+                                 cfg.renewal_message_type, cfg.retry_period, cfg.retry_count)
+    retry_at = now + cfg.retry_period * MINUTE
+    try:
+        pairs = _pairs(state, current)
+        url = _url(cfg)
+        who = identity(state, cfg)
+        requested = replace(requested, subject=who.subject)
+        ca_der = ca_certificate or status.ca_certificate
+        view = _ca_view(status, ca_certificate)
+        replies = []
+        for pair, cert in zip(pairs, current, strict=True):
+            replies.append((yield ScepEnroll(url, pair, who, view, "", cfg.message_digest,
+                                             cert.der, cfg.renewal_message_type
+                                             == "renewalreq")))
+        requested = replace(requested,
+                            transaction_ids=tuple(r.transaction_id for r in replies))
+        answers = _answers(now, cfg, purpose, ca_der, pairs, replies, 0)
+    except TrustledgerError as err:
+        answers = [RenewalFailed(trustpoint, purpose, "", "peer", "", err.text, retry_at)]
+    return _outcome([requested, *answers], now)
+
+
+def renewal_poll(state: DeviceState, trustpoint: str,
+                 now: int) -> Generator[Effect, Any, Outcome]:
+    """One CertPoll round (RFC 8894 §3.3.3) for every key pair of a PENDING renewal still
+    waiting; past the retry count, the attempt has failed (retried a retry period later)."""
+    from engine.scep_client import Identity, ScepPoll
+
+    cfg = state.trustpoint_configs.get(trustpoint)
+    status = status_of(state, trustpoint)
+    r = status.renewal
+    if cfg is None or r is None or r.phase is not RenewalPhase.PENDING:
+        return Outcome()
+    polls = r.polls + 1
+    retry_at = now + r.retry_period * MINUTE
+    waiting = [(k, t) for k, t in zip(r.key_ids, r.transaction_ids, strict=True)
+               if k not in r.received]
+    txid = waiting[0][1] if waiting else ""
+    ca_der = status.shadow_ca_certificate if r.purpose == "shadow" else status.ca_certificate
+    try:
+        if ca_der is None:
+            raise bad("The CA certificate the request went to is gone.")
+        pairs = tuple(_pair(state, k) for k, _ in waiting)
+        url = _url(cfg)
+        view = _ca_view(status, ca_der if r.purpose == "shadow" else None)
+        replies = []
+        for pair, (_, t) in zip(pairs, waiting, strict=True):
+            replies.append((yield ScepPoll(url, pair, Identity(r.subject), view, t,
+                                           cfg.message_digest)))
+        events = _answers(now, cfg, r.purpose, ca_der, pairs, replies, polls)
+    except TrustledgerError as err:
+        if polls >= r.retry_count:
+            events = [RenewalFailed(trustpoint, r.purpose, txid, "timeout", "",
+                                    f"{plural(polls, 'poll')}, the last one failed: "
+                                    f"{err.text}", retry_at)]
+        else:
+            events = [RenewalPending(trustpoint, r.purpose, txid, polls, retry_at, err.text)]
+        return _outcome(events, now)
+    if polls >= r.retry_count and any(isinstance(e, RenewalPending) for e in events):
+        events = [e for e in events if not isinstance(e, RenewalPending)]
+        events.append(RenewalFailed(trustpoint, r.purpose, txid, "timeout", "",
+                                    f"no certificate after {plural(polls, 'poll')}",
+                                    retry_at))
+    return _outcome(events, now)
+
+
+# -- answers -> events -------------------------------------------------------------------------
+
+
+def _answers(now: int, cfg: TrustpointConfig, purpose: str, ca_der: bytes,
+             pairs: tuple[KeyPair, ...], replies: list[ScepReply], polls: int) -> list[Any]:
+    """Events for a round of CA answers: certificates (checked first: ours, from that CA, not
+    expired; one whose validity begins later is held), PENDING, or the first FAILURE."""
+    name = cfg.name
+    retry_at = now + cfg.retry_period * MINUTE
+    events: list[Any] = []
+    for pair, reply in zip(pairs, replies, strict=True):
+        if reply.status is PkiStatus.SUCCESS:
+            der, not_before = _checked(reply.certificate, pair, ca_der, now)
+            events.append(RenewalCertificateReceived(name, purpose, pair.key_id,
+                                                     pair.usage.value, der,
+                                                     reply.transaction_id, not_before))
+        elif reply.status is PkiStatus.FAILURE:
+            text = "".join(c if c.isprintable() else "?" for c in (reply.fail_info_text or ""))
+            why = explain_failure(reply.fail_info) + (
+                f"; the CA says: {text.strip().rstrip('.')[:200]}" if text.strip() else "")
+            return [*events, RenewalFailed(name, purpose, reply.transaction_id, "failure",
+                                           fail_name(reply.fail_info), why, retry_at)]
+    pending = [r for r in replies if r.status is PkiStatus.PENDING]
+    if pending:
+        events.append(RenewalPending(name, purpose, pending[0].transaction_id, polls,
+                                     retry_at))
+    return events
+
+
+def _checked(der: bytes | None, pair: KeyPair, ca_der: bytes,
+             now: int) -> tuple[bytes, int]:
+    """(DER, notBefore µs) of a renewed certificate we accept:
+    for this key pair, issued by the CA, not expired. Its notBefore may be later than now
+    (the CA dated it to follow the current one): then it is held, not refused."""
+    if der is None:
+        raise bad("The CA answered SUCCESS without a certificate for our key.")
+    cert = load_certificate(der)
+    if spki(cert) != pair.public_key:
+        raise bad("The renewed certificate is for another key, not the trustpoint's key pair.")
+    check_issued_by(cert, load_certificate(ca_der, "CA certificate"), "renewed certificate")
+    if now > to_micros(cert.not_valid_after_utc):
+        raise bad(f"The renewed certificate has expired "
+                  f"({cert.not_valid_after_utc:%Y-%m-%d %H:%M:%S} UTC).")
+    return der, to_micros(cert.not_valid_before_utc)
+
+
+def _outcome(events: list[Any], now: int) -> Outcome:
+    lines = [m for ev in events if (m := messages.message_of(ev, now)) is not None]
+    return Outcome(events=events, output="\n".join(lines))
+
+
+# -- what an attempt needs -----------------------------------------------------------------------
+
+
+def _pairs(state: DeviceState, current: tuple[RouterCertificate, ...]) -> tuple[KeyPair, ...]:
+    return tuple(_pair(state, c.key_id) for c in current)
+
+
+def _pair(state: DeviceState, key_id: str) -> KeyPair:
+    pair = state.keys.by_key_id(key_id)
+    if pair is None:
+        raise bad("The key pair of the current certificate was removed.")
+    return pair
+
+
+def _url(cfg: TrustpointConfig) -> str:
+    if cfg.scep_url is None:
+        raise bad(f"Trustpoint {cfg.name} has no enrollment url: a renewal needs SCEP.")
+    return cfg.scep_url
+
+
+def _ca_view(status: TrustpointStatus, ca_certificate: bytes | None) -> CAView:
+    """The CA as the request sees it: the trustpoint's (with its RA), or the next CA
+    certificate alone."""
+    from engine.scep_client import CAView
+
+    assert status.ca_certificate is not None
+    if ca_certificate is not None:
+        return CAView(ca_certificate, (), status.capabilities)
+    return CAView(status.ca_certificate, status.ra_certificates, status.capabilities)
+

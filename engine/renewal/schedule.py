@@ -1,0 +1,117 @@
+"""When renewal work falls due: pure functions of a trustpoint's configuration and folded
+status (so a restarted engine resumes where the log says, and a replay shows every timer).
+
+Renewal (`auto-enroll P`): the first attempt is due when P percent of the router
+certificate's lifetime has passed (the earliest such point among the trustpoint's key usages);
+a failed attempt is retried one retry period after it (`RenewalFailed.next_attempt_at`), never
+at or past the certificate's expiry (a renewal signs with it); a PENDING one is polled
+(`next_poll_at`); a held certificate is activated at its notBefore. Nothing is due while the
+trustpoint is not enrolled (e.g. an operator's re-enrollment is running), nor for a trustpoint
+without an enrollment url (a renewal is a SCEP exchange: `enrollment terminal` cannot renew
+unattended).
+
+Expiry alerts: 60 days before a certificate's end, then weekly (53, 46, ..., 11 days), then
+daily in the last week (7 .. 1 days), for the router certificates and the CA certificate.
+The next alert is the first point after the last one for that certificate; the first one is
+the 60-day point, or at once for a certificate that has less left. None for a certificate
+already covered: a router certificate whose held successor (auto-enroll) begins at or before
+its end, a CA certificate whose shadow (the CA's next certificate) does.
+"""
+
+from __future__ import annotations
+
+from engine.machines.renewal import RenewalPhase
+from engine.machines.trustpoint import Lifecycle
+from engine.renewal.messages import certificate_facts
+from engine.trustpoints import TrustpointConfig, TrustpointStatus
+
+DAY = 24 * 3600 * 1_000_000
+ALERT_DAYS = (60, 53, 46, 39, 32, 25, 18, 11, 7, 6, 5, 4, 3, 2, 1)
+WEEK_DAYS = 7  # at or under this many days left, a notification is an alert, not a warning
+
+
+def renewal_point(cfg: TrustpointConfig, st: TrustpointStatus) -> int | None:
+    """When `auto-enroll` renews the current certificates (µs), or None."""
+    if cfg.auto_enroll is None or not st.certificates:
+        return None
+    points = []
+    for c in st.certificates:
+        not_before, not_after, _, _ = certificate_facts(c.der)
+        points.append(not_before + (not_after - not_before) * cfg.auto_enroll // 100)
+    return min(points)
+
+
+def expiry(st: TrustpointStatus) -> int:
+    """The earliest end of the current router certificates (µs)."""
+    return min(certificate_facts(c.der)[1] for c in st.certificates)
+
+
+def next_attempt(cfg: TrustpointConfig, st: TrustpointStatus) -> int | None:
+    """When the next renewal attempt is due (µs), or None (none due: auto-enroll off, no
+    enrollment url, not enrolled, a renewal in flight or held, or the certificate expires
+    first)."""
+    if (cfg.auto_enroll is None or cfg.scep_url is None or st.lifecycle is not Lifecycle.ENROLLED
+            or not st.certificates or st.next_certificates):
+        return None
+    r = st.renewal
+    phase = r.phase if r is not None else RenewalPhase.IDLE
+    if phase is RenewalPhase.RETRYING and r is not None:
+        if r.purpose != "renew":
+            return None  # a shadow enrollment's retry is the rollover timer's, not this one
+        at = r.next_attempt_at
+    elif phase is RenewalPhase.IDLE:
+        at = renewal_point(cfg, st) or 0
+    else:
+        return None
+    return at if at and at < expiry(st) else None
+
+
+def next_poll(st: TrustpointStatus) -> int | None:
+    r = st.renewal
+    if r is None or r.phase is not RenewalPhase.PENDING or not r.next_poll_at:
+        return None
+    return r.next_poll_at
+
+
+def next_activation(st: TrustpointStatus) -> int | None:
+    """When the earliest held certificate's validity begins (µs), or None."""
+    if not st.next_certificates:
+        return None
+    return min(certificate_facts(c.der)[0] for c in st.next_certificates)
+
+
+def alert_after(not_after: int, since: int) -> int | None:
+    """The first alert point for a certificate ending at `not_after` later than `since`."""
+    for days in ALERT_DAYS:
+        point = not_after - days * DAY
+        if point > since:
+            return point
+    return None
+
+
+def watched(cfg: TrustpointConfig | None,
+            st: TrustpointStatus) -> list[tuple[str, bytes, bool]]:
+    """(type, DER, auto-enroll) of each certificate whose expiry is watched: the CA's unless
+    its shadow covers it, each router certificate's unless a held successor does."""
+    auto = cfg is not None and cfg.auto_enroll is not None
+    out: list[tuple[str, bytes, bool]] = []
+    if st.ca_certificate is not None and not _covered(st.ca_certificate,
+                                                      st.shadow_ca_certificate):
+        out.append(("CA", st.ca_certificate, False))
+    for c in st.certificates:
+        nxt = next((n.der for n in st.next_certificates if n.usage == c.usage), None)
+        if not (auto and _covered(c.der, nxt)):
+            out.append((c.usage, c.der, auto))
+    return out
+
+
+def _covered(der: bytes, successor: bytes | None) -> bool:
+    return successor is not None and certificate_facts(successor)[0] <= certificate_facts(der)[1]
+
+
+def alert_due(cfg: TrustpointConfig | None, st: TrustpointStatus, kind: str,
+              der: bytes) -> int | None:
+    """When the next expiry notification of one certificate is due (µs), or None."""
+    _, not_after, serial, _ = certificate_facts(der)
+    last = dict(st.expiry_alerts).get(f"{kind} {serial}", 0)
+    return alert_after(not_after, last)

@@ -1,0 +1,187 @@
+"""Expiry notifications (issue 17) for router and CA certificates: 60 days before the end,
+then weekly, then daily in the last week, as `%PKI-4-CERT_EXPIRY_WARNING` while more than a
+week remains and `%PKI-1-CERT_EXPIRY_ALERT` after, each naming the trustpoint, the
+certificate type, serial, issuer and days left; the typed configuration and grammar of
+`auto-enroll` and `renewal-message-type`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from cryptography import x509
+
+from engine import Engine
+from engine.adapters.scep_inprocess import InProcessTransport
+from engine.certids import ios_name, ios_serial
+from engine.renewal.schedule import ALERT_DAYS, alert_after
+from engine.trustpoints import trustpoint_config
+from events.renewal import CertificateExpiryWarned
+from tests.trustpoint.renewal_support import (
+    DAY,
+    assert_replays,
+    clock_set,
+    enrolled,
+    following_ca,
+    timers,
+)
+from tests.trustpoint.tp_support import configure, status
+
+T0 = 1_764_201_600_000_000  # 2025-11-27 00:00:00 UTC
+WEEKLY = [60, 53, 46, 39, 32, 25, 18, 11]
+DAILY = [7, 6, 5, 4, 3, 2, 1]
+
+
+def test_the_schedule_of_notices() -> None:
+    end = 1000 * DAY
+    points = []
+    since = 0
+    while (at := alert_after(end, since)) is not None:
+        points.append((end - at) // DAY)
+        since = at
+    assert points == WEEKLY + DAILY == list(ALERT_DAYS)
+    # A certificate with 20 days left when first watched: at once (the 60-day point has
+    # passed), then on the schedule after that: 18, 11, 7, ... days.
+    assert alert_after(end, 0) == end - 60 * DAY
+    assert alert_after(end, end - 20 * DAY) == end - 18 * DAY
+    assert alert_after(end, end - DAY) is None  # none after the last day's
+
+
+def test_router_and_ca_certificates_are_notified(device: Engine, tmp_path: Path,
+                                                 scep_network: InProcessTransport) -> None:
+    ca, server, _ = following_ca(tmp_path / "ca", device, scep_network, days=120,
+                                 certificate_days=100)
+    enrolled(device, ca, server)  # no auto-enroll
+    st = status(device)
+    router = x509.load_der_x509_certificate(st.certificates[0].der)
+    assert st.ca_certificate is not None
+    ca_cert = x509.load_der_x509_certificate(st.ca_certificate)
+    router_end = int(router.not_valid_after_utc.timestamp()) * 1_000_000
+    ca_end = int(ca_cert.not_valid_after_utc.timestamp()) * 1_000_000
+    assert (router_end, ca_end) == (T0 + 100 * DAY, T0 + 120 * DAY)
+    assert timers(device) == ("PKI Timers\n"
+                              "| 40d 0:00:00.000\n"
+                              "| 40d 0:00:00.000  (2026-01-06T00:00:00Z) ALERT myca\n")
+
+    r = clock_set(device, T0 + 119 * DAY)
+    warned = [rec.event for d in r.due for rec in d.events]
+    assert all(isinstance(ev, CertificateExpiryWarned) for ev in warned)
+    mine = [ev for ev in warned if ev.certificate_type == "general"]
+    theirs = [ev for ev in warned if ev.certificate_type == "CA"]
+    assert [ev.days_left for ev in mine] == WEEKLY + DAILY
+    assert [ev.days_left for ev in theirs] == WEEKLY + DAILY
+    assert {(ev.serial, ev.issuer) for ev in mine} == {(ios_serial(router),
+                                                        ios_name(router.issuer))}
+    assert {(ev.serial, ev.issuer) for ev in theirs} == {(ios_serial(ca_cert),
+                                                          ios_name(ca_cert.issuer))}
+    outputs = [d.output for d in r.due]
+    assert outputs[0] == (
+        "%PKI-4-CERT_EXPIRY_WARNING: Trustpoint myca: Router certificate (General Purpose) "
+        f"serial {ios_serial(router)} issued by {ios_name(router.issuer)} expires in 60 days "
+        "(2026-03-07T00:00:00Z); auto-enroll off\n")
+    seven = next(o for o in outputs if "(General Purpose)" in o and " 7 days" in o)
+    assert seven.startswith("%PKI-1-CERT_EXPIRY_ALERT: Trustpoint myca: Router certificate")
+    one = next(o for o in outputs if "CA certificate" in o and "in 1 day " in o)
+    assert one == (
+        f"%PKI-1-CERT_EXPIRY_ALERT: Trustpoint myca: CA certificate serial "
+        f"{ios_serial(ca_cert)} issued by {ios_name(ca_cert.issuer)} expires in 1 day "
+        "(2026-03-27T00:00:00Z); auto-enroll off\n")
+    logged = device.execute("show logging").output
+    assert logged.count("%PKI-4-CERT_EXPIRY_WARNING") == 16
+    assert logged.count("%PKI-1-CERT_EXPIRY_ALERT") == 14
+    assert_replays(device)
+    # Each notice ran once: going on does not repeat them.
+    assert clock_set(device, T0 + 121 * DAY).due == []
+
+
+def test_configuration(device: Engine) -> None:
+    configure(device, "crypto ca trustpoint myca", "auto-enroll 70",
+              "renewal-message-type renewalreq")
+    cfg = trustpoint_config(device.state, "myca")
+    assert cfg is not None and (cfg.auto_enroll, cfg.renewal_message_type) == (70,
+                                                                              "renewalreq")
+    shown = device.execute("show running-config").output
+    assert "crypto ca trustpoint myca\n auto-enroll 70\n renewal-message-type renewalreq\n" \
+        in shown
+    for bad in ("auto-enroll 0", "auto-enroll 100", "auto-enroll x",
+                "renewal-message-type getcert"):
+        assert device.execute("configure").ok
+        assert device.execute("crypto ca trustpoint myca").ok
+        r = device.execute(bad)
+        assert not r.ok and "% Invalid input detected at '^' marker." in r.output, bad
+        assert device.execute("abort").ok
+    configure(device, "crypto ca trustpoint myca", "no auto-enroll",
+              "no renewal-message-type")
+    cfg = trustpoint_config(device.state, "myca")
+    assert cfg is not None and (cfg.auto_enroll, cfg.renewal_message_type) == (None,
+                                                                              "pkcsreq")
+    device.execute("configure")
+    device.execute("crypto ca trustpoint myca")
+    assert device.execute("auto-enroll ?").output == (
+        "  <1-99>  Percentage of the certificate's lifetime after which it is renewed\n")
+    assert device.execute("renewal-message-type ?").output == (
+        "  pkcsreq     PKCSReq signed by the current certificate (default)\n"
+        "  renewalreq  RenewalReq (RFC 8894)\n")
+    device.execute("abort")
+
+
+def test_when_a_renewal_attempt_is_due() -> None:
+    from dataclasses import replace
+    from datetime import UTC, datetime, timedelta
+
+    from engine.machines.renewal import RenewalPhase
+    from engine.machines.trustpoint import Lifecycle
+    from engine.renewal.schedule import next_attempt
+    from engine.trustpoints import (
+        RenewalState,
+        RouterCertificate,
+        TrustpointConfig,
+        TrustpointStatus,
+    )
+    from tests.trustpoint.tp_support import der, issue, rsa_key, self_signed_ca
+
+    ca_key = rsa_key(0)
+    ca = self_signed_ca(ca_key, "Unit CA")
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    cert = issue(ca_key, ca, rsa_key(1).public_key(), ca.subject, start,
+                 start + timedelta(days=100))
+    begin = int(start.timestamp()) * 1_000_000
+    rc = RouterCertificate("k1", "general", der(cert), begin)
+    cfg = TrustpointConfig("myca", enrollment_url="http://ca.example", auto_enroll=75)
+    st = TrustpointStatus("myca", Lifecycle.ENROLLED, der(ca), certificates=(rc,))
+    assert next_attempt(cfg, st) == begin + 75 * DAY
+    assert next_attempt(replace(cfg, auto_enroll=None), st) is None
+    terminal = replace(cfg, enrollment_url=None, terminal=True)
+    assert next_attempt(terminal, st) is None  # a renewal is a SCEP exchange
+    assert next_attempt(cfg, replace(st, lifecycle=Lifecycle.ENROLLING)) is None
+    retrying = RenewalState(RenewalPhase.RETRYING, "renew", begin, 3, begin, "peer: down",
+                            next_attempt_at=begin + 80 * DAY)
+    assert next_attempt(cfg, replace(st, renewal=retrying)) == begin + 80 * DAY
+    shadow = replace(retrying, purpose="shadow")  # CA rollover retries its own enrollment
+    assert next_attempt(cfg, replace(st, renewal=shadow)) is None
+    expired = replace(retrying, next_attempt_at=begin + 100 * DAY)  # signs with an expired one
+    assert next_attempt(cfg, replace(st, renewal=expired)) is None
+    pending = replace(retrying, phase=RenewalPhase.PENDING)
+    assert next_attempt(cfg, replace(st, renewal=pending)) is None
+    assert next_attempt(cfg, replace(st, next_certificates=(rc,))) is None  # one is held
+
+
+def test_the_timers_layout_groups_by_trustpoint() -> None:
+    from projections.timers import render_timers
+
+    now = T0
+    pending = [("alert b", now + 40 * DAY), ("renew a", now + 2 * DAY + 3_600_000_000),
+               ("trustpool update", now + 479_104_000), ("poll a", now + 61_500_000),
+               ("crl b", now + 5 * 3_600_000_000 + 1_000)]
+    assert render_timers(pending, now) == (
+        "PKI Timers\n"
+        "|        1:01.500\n"
+        "|        1:01.500  (2025-11-27T00:01:01Z) POLL a\n"
+        "|  2d 1:00:00.000  (2025-11-29T01:00:00Z) RENEW a\n"
+        "|        7:59.104\n"
+        "|        7:59.104  (2025-11-27T00:07:59Z) TRUSTPOOL update\n"
+        "|     5:00:00.001\n"
+        "|     5:00:00.001  (2025-11-27T05:00:00Z) CRL b\n"
+        "| 40d 0:00:00.000  (2026-01-06T00:00:00Z) ALERT b\n")
+    assert render_timers([], now) == "PKI Timers\n"
+    # A timer already due (its job runs at the next tick) shows no time left.
+    assert render_timers([("poll a", now - 5)], now).splitlines()[1] == "|        0:00.000"
