@@ -27,6 +27,8 @@ from engine.renewal import folds as renewal
 from engine.renewal.messages import message_of as renewal_message
 from engine.revocation import folds as crl
 from engine.revocation import messages as crl_messages
+from engine.rollover import folds as rollover
+from engine.rollover.messages import message_of as rollover_message
 from engine.state import DeviceState, fold_commit, with_state
 from engine.trustpool import folds as pool
 from engine.trustpool import messages as pool_messages
@@ -43,6 +45,13 @@ from events.renewal import (
     RenewalRequested,
 )
 from events.revocation import CrlCacheCleared, CrlFetched, CrlFetchFailed
+from events.rollover import (
+    ShadowCAAccepted,
+    ShadowCAActivated,
+    ShadowCAFetchFailed,
+    ShadowCANotOffered,
+    ShadowCertificateActivated,
+)
 from events.trustpoint import (
     CACertificateAccepted,
     CACertificateRefused,
@@ -171,6 +180,10 @@ def _log_crl_cleared(state: DeviceState, ev: CrlCacheCleared, at: int) -> Device
     return _log(state, at, crl_messages.cleared(ev))
 
 
+def _log_rollover(state: DeviceState, ev: object, at: int) -> DeviceState:
+    return _log(state, at, rollover_message(ev, at))
+
+
 # -- the table -------------------------------------------------------------------------------------
 
 DEVICE_FOLDS: FoldTable[DeviceState] = FoldTable("device", {
@@ -203,4 +216,9 @@ DEVICE_FOLDS: FoldTable[DeviceState] = FoldTable("device", {
     CrlCacheCleared: (crl.cleared, _log_crl_cleared),
     PeerValidated: (_validated,),
     AuditKeyCreated: (_audit_key,),
+    ShadowCAAccepted: (rollover.accepted, _log_rollover),
+    ShadowCAFetchFailed: (rollover.fetch_failed, _log_rollover),
+    ShadowCANotOffered: (rollover.not_offered, _log_rollover),
+    ShadowCAActivated: (rollover.ca_activated, _log_rollover),
+    ShadowCertificateActivated: (rollover.certificate_activated, _log_rollover),
 })

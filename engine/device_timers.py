@@ -10,6 +10,7 @@ from __future__ import annotations
 from engine.commands.trustpoint import due_polls
 from engine.commands.trustpool import due_update
 from engine.renewal.jobs import due_alerts, due_renewal_polls, due_renewals
+from engine.rollover.jobs import due_shadow
 from engine.schedule import Due
 
 DEVICE_TIMERS: tuple[Due, ...] = (
@@ -18,4 +19,5 @@ DEVICE_TIMERS: tuple[Due, ...] = (
     due_renewal_polls,  # a pending renewal's next CertPoll (engine/renewal/jobs.py)
     due_renewals,  # auto-enroll: a renewal attempt, or a held certificate's activation
     due_alerts,  # expiry notifications of router and CA certificates
+    due_shadow,  # CA rollover: GetNextCACert, the shadow enrollment, the switch (engine/rollover)
 )

@@ -227,10 +227,10 @@ def device_folds() -> FoldTable[DeviceState]:
     return _TABLE[0]
 
 
-FOLD_VERSION = 7  # 2: `trustpoint_configs` folded at commit; 3: the chunked CommitHistory;
+FOLD_VERSION = 8  # 2: `trustpoint_configs` folded at commit; 3: the chunked CommitHistory;
 # 4: the CRL cache (`crls`); 5: `validations` (PeerValidated; CrlFetchFailed's back-off);
 # 6: the audit key (`audit_key`); 7: renewal state, next/shadow certificates and expiry
-# alerts in TrustpointStatus
+# alerts in TrustpointStatus; 8: CA rollover (RolloverState, shadow CA folds)
 """Bump this when a fold's logic changes while the state's shape stays the same: snapshots
 written by the older folds then no longer fit this build (see `folds_fingerprint`)."""
 
@@ -239,8 +239,9 @@ def folds_fingerprint() -> bytes:
     """SHA-256 of what a folded state depends on besides its shape: `FOLD_VERSION` and every
     folded event type with its schema version. A snapshot records it and is used only by a
     build with the same one (a new event version or a changed fold may fold differently)."""
+    table = device_folds()  # first: loading it imports every event module it folds
     registered = known_types()
-    folded = sorted(f"{name}@{registered[name].version}" for name in device_folds().folded)
+    folded = sorted(f"{name}@{registered[name].version}" for name in table.folded)
     return hashlib.sha256(f"folds v{FOLD_VERSION}: {' '.join(folded)}".encode()).digest()
 
 

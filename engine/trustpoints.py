@@ -187,6 +187,18 @@ class RenewalState:
 
 
 @dataclass(frozen=True, slots=True)
+class RolloverState:
+    """The trustpoint's CA rollover (engine/rollover/): GetNextCACert's failed attempts, the
+    CA's answer that it offers none, or when the shadow CA certificate was accepted."""
+
+    not_offered_at: int = 0  # µs: GetCACaps lacked GetNextCACert (logged once; no retry)
+    attempts: int = 0  # failed GetNextCACert attempts
+    last_result: str = ""  # why the last one failed
+    next_attempt_at: int = 0  # µs: the retry of a failed attempt
+    shadow_accepted_at: int = 0  # µs: when the shadow CA certificate was accepted
+
+
+@dataclass(frozen=True, slots=True)
 class TrustpointStatus:
     name: str
     lifecycle: Lifecycle = Lifecycle.DECLARED
@@ -210,6 +222,7 @@ class TrustpointStatus:
     # under it, both current when the old CA certificate expires.
     shadow_ca_certificate: bytes | None = None
     shadow_certificates: tuple[RouterCertificate, ...] = ()
+    rollover: RolloverState | None = None  # CA rollover in progress (engine/rollover/)
     # Expiry notifications: (certificate type and serial, e.g. "CA 01", time of the last one).
     expiry_alerts: tuple[tuple[str, int], ...] = ()
 

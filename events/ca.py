@@ -47,7 +47,7 @@ class ChallengeConsumed(Event):
     transaction_id: str
 
 
-@event("RequestReceived", version=2)
+@event("RequestReceived", version=3)
 @dataclass(frozen=True, slots=True)
 class RequestReceived(Event):
     transaction_id: str
@@ -64,6 +64,8 @@ class RequestReceived(Event):
     #                           equals SHA-256(public_key) when the request's own key signed
     #                           (RFC 8894 §2.3 SHOULD), differs for a throwaway identity key;
     #                           b"" offline, and for v1 renewals (not recorded then)
+    ca_generation: int = 1  # v3: which CA certificate the request was enveloped to (1: the
+    #                         one `ca init` made, 2: the first `ca rollover`'s, ...)
 
 
 @upcaster("RequestReceived", from_version=1)
@@ -75,6 +77,13 @@ def _request_received_v1_to_v2(payload: dict[str, Any]) -> dict[str, Any]:
     key = payload.get("public_key", b"")
     digest = hashlib.sha256(key).digest() if signed_by_own_key and key else b""
     return {**payload, "signer_key_sha256": digest}
+
+
+@upcaster("RequestReceived", from_version=2)
+def _request_received_v2_to_v3(payload: dict[str, Any]) -> dict[str, Any]:
+    """v2 had no ca_generation: before `ca rollover` existed, every request went to the CA
+    certificate of `ca init`."""
+    return {**payload, "ca_generation": 1}
 
 
 @event("RequestApproved", version=1)
@@ -119,7 +128,22 @@ class CRLIssued(Event):
     next_update: int
 
 
+@event("CARolledOver", version=1)
+@dataclass(frozen=True, slots=True)
+class CARolledOver(Event):
+    """`ca rollover`: the CA's next key pair and certificate (same subject). The key is a file
+    beside the log like DIR/ca.key (`key_file`, mode 0600), never in it. The new certificate
+    takes over issuance when the one before it expires (engine/ca/generations.py)."""
+
+    generation: int  # 2 for the first rollover (1 is the certificate of `ca init`)
+    key_algorithm: str  # "rsa:2048" | "rsa:4096" | "ecdsa:p256", as the current key's
+    key_file: str  # its name in the CA directory, e.g. "ca-2.key"
+    ca_certificate: bytes  # DER, self-signed
+    not_before: int  # µs, as the certificate states it
+    not_after: int
+
+
 CA_EVENTS: tuple[type[Event], ...] = (
     CAInitialized, ChallengeMinted, ChallengeConsumed, RequestReceived, RequestApproved,
-    RequestRejected, CertificateIssued, CertificateRevoked, CRLIssued,
+    RequestRejected, CertificateIssued, CertificateRevoked, CRLIssued, CARolledOver,
 )

@@ -7,6 +7,7 @@ from cryptography import x509
 
 from engine.machines.renewal import RenewalPhase
 from engine.messages import plural
+from engine.renewal.messages import certificate_facts
 from engine.renewal.schedule import next_attempt
 from engine.state import DeviceState
 from engine.trustpoints import TrustpointConfig, TrustpointStatus, status_of, trustpoint_config
@@ -81,7 +82,23 @@ def render_certificates(state: DeviceState, names: list[str], now: int = 0) -> s
             out += _block("Next router certificate", x509.load_der_x509_certificate(rc.der),
                           [f"Key usage          :{USAGE.get(rc.usage, rc.usage)}",
                            "Status             :Held"], now)
+        out += _shadow_blocks(st, now)
     return "\n".join(out) + ("\n" if out else "")
+
+
+def _shadow_blocks(st: TrustpointStatus, now: int) -> list[str]:
+    """CA rollover (engine/rollover/): the CA's next certificate and the router certificates
+    under it, held until the current CA certificate expires."""
+    out: list[str] = []
+    if st.shadow_ca_certificate is not None:
+        out += _block("Shadow CA certificate",
+                      x509.load_der_x509_certificate(st.shadow_ca_certificate),
+                      ["Status             :Held"], now)
+    for rc in st.shadow_certificates:
+        out += _block("Shadow router certificate", x509.load_der_x509_certificate(rc.der),
+                      [f"Key usage          :{USAGE.get(rc.usage, rc.usage)}",
+                       "Status             :Held"], now)
+    return out
 
 
 def _duration(us: int) -> str:
@@ -128,6 +145,7 @@ def render_trustpoints(state: DeviceState, names: list[str], now: int) -> str:
         if st.last_result:
             out.append(f"Last enrollment     :{st.last_result}")
         out += _renewal_lines(cfg, st, now)
+        out += _rollover_lines(st)
     return "\n".join(out) + ("\n" if out else "")
 
 
@@ -152,6 +170,23 @@ def _renewal_lines(cfg: TrustpointConfig, st: TrustpointStatus, now: int) -> lis
     if at is not None:
         out.append(f"Next renewal        :in {_duration(at - now)} ({ios_time(at)})")
     return out
+
+
+def _rollover_lines(st: TrustpointStatus) -> list[str]:
+    """CA rollover (engine/rollover/), while one is under way or stuck; nothing otherwise."""
+    ro = st.rollover
+    if st.shadow_ca_certificate is not None and st.ca_certificate is not None:
+        return [f"CA rollover         :shadow CA certificate held, current from "
+                f"{ios_time(certificate_facts(st.ca_certificate)[1])}",
+                f"  Shadow certs      :{len(st.shadow_certificates)} of {len(st.certificates)}"]
+    if ro is not None and ro.not_offered_at and st.ca_certificate is not None:
+        return ["CA rollover         :the CA does not offer GetNextCACert; re-authenticate "
+                f"before {ios_time(certificate_facts(st.ca_certificate)[1])}"]
+    if ro is not None and ro.attempts:
+        return [f"CA rollover         :{plural(ro.attempts, 'failed attempt')}, next at "
+                f"{ios_time(ro.next_attempt_at)}",
+                f"  Last result       :{ro.last_result}"]
+    return []
 
 
 def render_ca_offer(der: bytes) -> str:

@@ -14,7 +14,8 @@ on different connections overlap and their log appends share commits; a worker p
 
 Routes (RFC 8894 §4.1: `GET|POST <path>?operation=OPERATION[&message=MESSAGE]`):
 
-    /scep, /cgi-bin/pkiclient.exe   GetCACaps, GetCACert, PKIOperation (GET base64 or POST DER)
+    /scep, /cgi-bin/pkiclient.exe   GetCACaps, GetCACert, GetNextCACert (400 until a rollover),
+                                    PKIOperation (GET base64 or POST DER)
     /crl/ca.crl                     the CA's current CRL (DER, application/pkix-crl)
 
 and, on a second listener bound to 127.0.0.1 only, the admin endpoint (`POST /admin/<action>`,
@@ -87,6 +88,7 @@ _STATUS_OF_UNANSWERABLE = {
     Unanswerable.Kind.MALFORMED: HTTPStatus.BAD_REQUEST,
     Unanswerable.Kind.TOO_LARGE: HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
     Unanswerable.Kind.UNAVAILABLE: HTTPStatus.SERVICE_UNAVAILABLE,
+    Unanswerable.Kind.NOT_OFFERED: HTTPStatus.BAD_REQUEST,  # as an operation it does not know
 }
 
 
@@ -97,6 +99,11 @@ class ScepApplication(Protocol):
 
     def get_ca_cert(self) -> tuple[str, bytes]:
         """(content type, body): application/x-x509-ca-cert or application/x-x509-ca-ra-cert."""
+        ...
+
+    def get_next_ca_cert(self) -> tuple[str, bytes]:
+        """(application/x-x509-next-ca-cert, body); Unanswerable(NOT_OFFERED) before a
+        rollover made a next CA certificate."""
         ...
 
     def pki_operation(self, message: bytes, peer: str) -> bytes:
@@ -113,6 +120,8 @@ class AsyncScepApplication(Protocol):
     def get_ca_caps(self) -> bytes: ...
 
     def get_ca_cert(self) -> tuple[str, bytes]: ...
+
+    def get_next_ca_cert(self) -> tuple[str, bytes]: ...
 
     async def crl(self) -> bytes:
         """The current CRL (DER); it may wait for the CRL to be re-issued."""
@@ -133,6 +142,7 @@ class AdminApplication(Protocol):
 class Operation(enum.Enum):
     CA_CAPS = "GetCACaps"
     CA_CERT = "GetCACert"
+    NEXT_CA_CERT = "GetNextCACert"
     CRL = "crl"  # GET CRL_PATH
     PKI_OPERATION = "PKIOperation"
 
@@ -185,6 +195,8 @@ def route(command: str, target: str) -> Route:
         return Route(Operation.CA_CAPS)
     if operation == "GetCACert":
         return Route(Operation.CA_CERT)
+    if operation == "GetNextCACert":
+        return Route(Operation.NEXT_CA_CERT)
     if operation == "PKIOperation":
         if command == "POST":
             return Route(Operation.PKI_OPERATION)
@@ -274,6 +286,9 @@ class ScepSite:
                 return Response(HTTPStatus.OK, "application/pkix-crl", await self.app.crl())
             if r.operation is Operation.CA_CAPS:
                 return Response(HTTPStatus.OK, "text/plain", self.app.get_ca_caps())
+            if r.operation is Operation.NEXT_CA_CERT:
+                ctype, body = self.app.get_next_ca_cert()
+                return Response(HTTPStatus.OK, ctype, body)
             ctype, body = self.app.get_ca_cert()
         except Unanswerable as e:
             raise HttpError(_STATUS_OF_UNANSWERABLE[e.kind], e.message) from None
@@ -294,6 +309,9 @@ class InThreads:
 
     def get_ca_cert(self) -> tuple[str, bytes]:
         return self._app.get_ca_cert()
+
+    def get_next_ca_cert(self) -> tuple[str, bytes]:
+        return self._app.get_next_ca_cert()
 
     async def crl(self) -> bytes:
         return await self._call(self._app.crl)

@@ -12,13 +12,15 @@
     trustledger ca revoke DIR SERIAL [--reason R]
     trustledger ca list DIR
     trustledger ca show DIR SERIAL|TXID                 (one certificate or request in full)
+    trustledger ca rollover DIR [--days N]              (the next CA key and certificate:
+                                                         engine/ca/rollover_cli.py)
 
 A transaction ID or a serial may be given whole or as a unique prefix, in any case
 (engine/ca/lookup.py), except to `revoke`, which needs the whole serial; serials print as the
 router prints them. `ca serve` prints one line per request event on standard output
 (engine/ca/console.py), JSON lines with `--log-json`.
     trustledger ca sign DIR --csr FILE [--out FILE] [--days N]
-    (init, serve and sign also take --clock ISO-TIME)
+    (init, serve, sign and rollover also take --clock ISO-TIME)
 
 `ca sign` signs a PKCS#10 request carried from a device (cut-and-paste enrollment): FILE holds
 what the device printed (PEM between BEGIN/END CERTIFICATE REQUEST lines, other lines
@@ -79,7 +81,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from engine import logsetup
-from engine.ca import admin, lookup, offline
+from engine.ca import admin, lookup, offline, rollover_cli
 from engine.ca.console import MESSAGE_TYPES, Console, console_logger, router_serial
 from engine.ca.decide import Approval
 from engine.ca.errors import CAError, NotACA
@@ -170,6 +172,8 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
                         "prefix of either")
     p.set_defaults(func=_show)
 
+    _add_rollover(sub)
+
     p = sub.add_parser("sign", help="sign a PKCS#10 request carried from a device (offline)")
     p.add_argument("dir", type=Path, metavar="DIR", help=DIR_HELP)
     p.add_argument("--csr", required=True, metavar="FILE",
@@ -180,6 +184,16 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     p.add_argument("--days", type=_positive, metavar="N",
                    help="validity in days (default: the CA's --cert-days)")
     p.set_defaults(func=_sign)
+
+
+def _add_rollover(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("rollover", help="make the CA's next key and certificate (GetNextCACert)")
+    p.add_argument("dir", type=Path, metavar="DIR", help=DIR_HELP)
+    p.add_argument("--days", type=_positive, metavar="N",
+                   help="validity after the current CA certificate expires (default: as long "
+                        "as the current one)")
+    _clock_option(p)
+    p.set_defaults(func=_rollover)
 
 
 def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -356,6 +370,8 @@ def _serve(args: argparse.Namespace) -> int:
                   f"listening on {server.url}")
             print(f"  enrollment URLs: {server.scep_url}  {server.url}/cgi-bin/pkiclient.exe")
             print(f"  CRL:             {server.crl_url}")
+            for line in rollover_cli.generation_lines(ca.state, ca.clock.now_us()):
+                print(f"  {line}")
             print(f"  approval: {args.approval}; static challenge: "
                   f"{'yes' if challenge else 'no'}; strict: "
                   f"{'yes' if args.strict else 'no'}; workers: "
@@ -373,6 +389,10 @@ def _serve(args: argparse.Namespace) -> int:
         finally:
             server.stop()
     return 0
+
+
+def _rollover(args: argparse.Namespace) -> int:
+    return rollover_cli.rollover(args, ca_clock(args))
 
 
 def _on_ca(root: Path, local: Callable[[BuiltinCA], dict[str, Any]], action: str,
@@ -510,6 +530,8 @@ def _list(args: argparse.Namespace) -> int:
         _say_log_notice(ca)
         certs = ca.certificates()
         now = to_micros(ca.clock.now())
+        for line in rollover_cli.generation_lines(ca.state, now):
+            print(line)
     if not certs:
         print("No certificates issued.")
         return 0
@@ -532,7 +554,10 @@ def _show(args: argparse.Namespace) -> int:
         kind, key = lookup.find_any(ca.state, args.id)
         now = to_micros(ca.clock.now())
         if kind == "certificate":
-            print("\n".join(_certificate_lines(ca.state.certificates[key], now)))
+            cert = ca.state.certificates[key]
+            lines = _certificate_lines(cert, now)
+            issuer = rollover_cli.issuer_line(ca.state, cert.ca_generation, now)
+            print("\n".join([*lines[:6], issuer, *lines[6:]] if issuer else lines))
         else:
             reqs = [r for r in ca.requests() if r.transaction_id == key]
             print("\n\n".join("\n".join(_request_lines(r)) for r in reqs))

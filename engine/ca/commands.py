@@ -39,6 +39,7 @@ from engine.ca.decide import (
     decide_unissuable,
 )
 from engine.ca.errors import CAError, FailInfo, ScepRefusal
+from engine.ca.generations import generation_at, issuing_generation
 from engine.ca.offline import OfflineRequest
 from engine.ca.state import CAState, RequestStatus, evolve
 from engine.effects import DrawRandom, Effect, Now, performs
@@ -85,6 +86,7 @@ class SignCertificate(Effect):
     not_before: datetime
     not_after: datetime
     crl_url: str | None
+    generation: int = 1  # which CA certificate and key sign (engine/ca/generations.py)
 
 
 @dataclass(frozen=True)
@@ -95,6 +97,7 @@ class SignCRL(Effect):
     this_update: datetime
     next_update: datetime
     entries: tuple[profile.RevokedEntry, ...]
+    generation: int = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,26 +116,36 @@ class Signer(Protocol):
 
 
 class KeySigner:
-    """Signs with the CA's private key and certificate (engine/ca/profile.py)."""
+    """Signs with the CA's private keys and certificates (engine/ca/profile.py): generation 1's
+    (`ca init`) and those of later rollovers (`add`), each effect naming its generation."""
 
     def __init__(self, key: PrivateKey, certificate: x509.Certificate) -> None:
-        self._key = key
-        self._certificate = certificate
+        self._keys: dict[int, tuple[PrivateKey, x509.Certificate]] = {1: (key, certificate)}
+
+    def add(self, generation: int, key: PrivateKey, certificate: x509.Certificate) -> None:
+        self._keys[generation] = (key, certificate)
+
+    def _key(self, generation: int) -> tuple[PrivateKey, x509.Certificate]:
+        found = self._keys.get(generation)
+        if found is None:
+            raise CAError(Reason.NOT_FOUND, f"the key of CA certificate {generation} is not "
+                                            "loaded")
+        return found
 
     def sign_certificate(self, eff: SignCertificate) -> Signed:
+        key, ca_cert = self._key(eff.generation)
         try:
-            cert = profile.end_entity_certificate(self._key, self._certificate, eff.request,
-                                                  eff.serial, eff.not_before, eff.not_after,
-                                                  eff.crl_url)
+            cert = profile.end_entity_certificate(key, ca_cert, eff.request, eff.serial,
+                                                  eff.not_before, eff.not_after, eff.crl_url)
         except ValueError as e:
             raise ScepRefusal(FailInfo.BAD_REQUEST, f"cannot issue: {e}") from None
         return Signed(cert.public_bytes(serialization.Encoding.DER),
                       to_micros(cert.not_valid_before_utc), to_micros(cert.not_valid_after_utc))
 
     def sign_crl(self, eff: SignCRL) -> bytes:
-        crl = profile.certificate_revocation_list(self._key, self._certificate, eff.number,
-                                                  eff.this_update, eff.next_update,
-                                                  eff.entries)
+        key, ca_cert = self._key(eff.generation)
+        crl = profile.certificate_revocation_list(key, ca_cert, eff.number, eff.this_update,
+                                                  eff.next_update, eff.entries)
         return crl.public_bytes(serialization.Encoding.DER)
 
 
@@ -332,7 +345,8 @@ def _issue(state: CAState, txid: str, now: int, crl_url: str | None,
     signed: Signed = yield SignCertificate(
         profile.EndEntityRequest(req.subject, req.public_key, req.requested_extensions),
         serial, at - profile.CLOCK_SKEW,
-        at + timedelta(days=days if days is not None else state.certificate_days), crl_url)
+        at + timedelta(days=days if days is not None else state.certificate_days), crl_url,
+        issuing_generation(state.generations, req.ca_generation, now))
     return decide_issue(state, txid, profile.serial_hex(serial), signed.der,
                         signed.not_before, signed.not_after)
 
@@ -348,7 +362,8 @@ def next_crl(state: CAState, now: int) -> Generator[Effect, Any, CRLIssued]:
         entries.append(profile.RevokedEntry(int(serial, 16), from_micros(cert.revoked_at),
                                             cert.revocation_reason))
     this_update = from_micros(now).replace(microsecond=0)
-    der = yield SignCRL(number, this_update, this_update + lifetime, tuple(entries))
+    der = yield SignCRL(number, this_update, this_update + lifetime, tuple(entries),
+                        generation_at(state.generations, now))
     events = decide_crl(state, number, der, to_micros(this_update),
                         to_micros(this_update + lifetime))
     crl = events[0]
@@ -357,8 +372,12 @@ def next_crl(state: CAState, now: int) -> Generator[Effect, Any, CRLIssued]:
 
 
 def crl_due(state: CAState, now: int) -> bool:
-    """True once less than half the CRL's lifetime remains before its nextUpdate."""
+    """True once less than half the CRL's lifetime remains before its nextUpdate, or once
+    another CA certificate issues than the one that signed it (a rollover took over)."""
     if state.crl is None:
+        return True
+    if generation_at(state.generations, state.crl.this_update) != generation_at(
+            state.generations, now):
         return True
     margin = state.crl_lifetime_seconds * 1_000_000 // 2
     return now >= state.crl.next_update - margin

@@ -12,7 +12,9 @@ accepted as PENDING in manual mode (the operator is the check) and refused in au
 Renewal: a request signed by a current certificate of this CA renews it without a challenge
 only if it asks for the same identity, the same subject and the same set of subjectAltNames
 (the key may change: Cisco devices re-key that way), and only once: a certificate a newer one
-was issued on the strength of (`IssuedCertificate.renewed_by`) cannot renew again. A RenewalReq
+was issued on the strength of (`IssuedCertificate.renewed_by`) cannot renew again. During a
+rollover it may renew once more enveloped to the next CA certificate (a device's shadow
+enrollment, `IssuedCertificate.rolled_over_by`; engine/ca/generations.py). A RenewalReq
 for another identity is refused; a PKCSReq for another identity is an enrollment like any other
 (challenge password, or the operator in manual mode).
 
@@ -39,6 +41,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from engine.ca.errors import CAError, FailInfo, ScepRefusal
+from engine.ca.generations import CAGeneration, generation_at, next_generation
 from engine.ca.profile import (
     REASONS,
     EndEntityRequest,
@@ -54,6 +57,7 @@ from engine.errors import Reason
 from engine.machines import ca_request
 from events.ca import (
     CAInitialized,
+    CARolledOver,
     CertificateIssued,
     CertificateRevoked,
     ChallengeConsumed,
@@ -96,6 +100,7 @@ class Enroll:
     requested_extensions: bytes
     signer_certificate: bytes
     challenge_sha256: bytes | None  # digest of the challengePassword, None if absent
+    ca_generation: int = 1  # the CA certificate it was enveloped to (engine/ca/generations)
 
 
 def _require_initialized(state: CAState) -> None:
@@ -109,6 +114,36 @@ def decide_init(state: CAState, ev: CAInitialized, first_crl: CRLIssued) -> list
     if first_crl.crl_number != 1:
         raise ValueError("the first CRL has number 1")
     return [ev, first_crl]
+
+
+def check_rollover(state: CAState, now: int) -> CAGeneration:
+    """The current CA certificate, if `ca rollover` may make the next one at `now`. Refused in
+    RA mode (the RA certificates, issued by the current key, would have to roll over with
+    it), while a next certificate waits to take over (one rollover at a time) and once the
+    CA certificate has expired (nothing can vouch for a next one)."""
+    _require_initialized(state)
+    if state.ra_mode:
+        raise CAError(Reason.NOT_ALLOWED, "a CA with RA certificates (--ra) cannot roll over: "
+                                          "its RA certificates are issued by the current key")
+    waiting = next_generation(state.generations, now)
+    if waiting is not None:
+        raise CAError(Reason.NOT_ALLOWED, f"CA certificate {waiting.number} is already next "
+                                          "(it takes over when the current one expires)")
+    current = state.generations[generation_at(state.generations, now) - 1]
+    if current.not_after <= now:
+        raise CAError(Reason.NOT_ALLOWED, "the CA certificate has expired: nothing can vouch "
+                                          "for a next one (run `ca init` in a new directory)")
+    return current
+
+
+def decide_rollover(state: CAState, ev: CARolledOver, now: int) -> list[Event]:
+    """`ca rollover`: record the next CA certificate (engine/ca/generations.py)."""
+    current = check_rollover(state, now)
+    if ev.generation != len(state.generations) + 1:
+        raise ValueError("a rollover adds the next generation")
+    if not ev.not_before <= current.not_after < ev.not_after:
+        raise ValueError("the next CA certificate must be valid when the current one expires")
+    return [ev]
 
 
 def decide_mint_challenge(state: CAState, digest: bytes, expires_at: int) -> list[Event]:
@@ -194,6 +229,8 @@ def decide_enrollment(state: CAState, cmd: Enroll, policy: Policy, now: int) -> 
     if cmd.message_type not in (PKCS_REQ, RENEWAL_REQ):
         raise ScepRefusal(FailInfo.BAD_REQUEST, f"messageType {cmd.message_type} is not a "
                                                 "certificate request")
+    if not 1 <= cmd.ca_generation <= len(state.generations):
+        raise ScepRefusal(FailInfo.BAD_REQUEST, f"no CA certificate {cmd.ca_generation}")
     known = state.requests.get(cmd.transaction_id)
     signer_spki = _spki_of(cmd.signer_certificate) or b""
     renewal_of = _our_current_certificate(state, cmd.signer_certificate, now)
@@ -209,14 +246,14 @@ def decide_enrollment(state: CAState, cmd: Enroll, policy: Policy, now: int) -> 
         if known.public_key != cmd.public_key:
             raise ScepRefusal(FailInfo.BAD_REQUEST, f"transactionID {cmd.transaction_id} was "
                                                     "used before with a different key")
-        if not _renews_anew(known, renewal_of):
+        if not _renews_anew(known, renewal_of, cmd.ca_generation):
             return []  # a re-send (or a poll by PKCSReq): answered from the recorded status
     problem = _unissuable(cmd.subject, cmd.public_key, cmd.requested_extensions)
     if problem:  # refused now, not approved and then found impossible to issue
         raise ScepRefusal(FailInfo.BAD_REQUEST, problem)
     events: list[Event] = []
     if renewal_of is not None:
-        _check_not_renewed(state, renewal_of)
+        _check_not_renewed(state, renewal_of, cmd.ca_generation)
         authorization = "renewal"
     elif cmd.message_type == RENEWAL_REQ:
         raise ScepRefusal(FailInfo.BAD_REQUEST,
@@ -238,7 +275,8 @@ def decide_enrollment(state: CAState, cmd: Enroll, policy: Policy, now: int) -> 
     received = RequestReceived(cmd.transaction_id, cmd.message_type, cmd.subject,
                                cmd.subject_text, cmd.public_key, cmd.requested_extensions,
                                cmd.signer_certificate, authorization, renewal_of,
-                               hashlib.sha256(signer_spki).digest() if signer_spki else b"")
+                               hashlib.sha256(signer_spki).digest() if signer_spki else b"",
+                               cmd.ca_generation)
     events.insert(0, received)
     if policy.approval is Approval.AUTO:
         events.append(RequestApproved(cmd.transaction_id, "auto"))
@@ -281,10 +319,14 @@ def _unissuable(subject: bytes, public_key: bytes, requested_extensions: bytes) 
     return ""
 
 
-def _check_not_renewed(state: CAState, serial: str) -> None:
-    """Refuse a second renewal on the strength of certificate `serial`: once a newer
-    certificate was issued for it, only that one may renew."""
-    renewed_by = state.certificates[serial].renewed_by
+def _check_not_renewed(state: CAState, serial: str, generation: int) -> None:
+    """Refuse a second renewal on the strength of certificate `serial` by a request enveloped
+    to CA certificate `generation`: once a newer certificate was issued for it, only that one
+    may renew. Enveloped to a later CA certificate than the one that issued it (a device's
+    shadow enrollment during a rollover) it may renew once more: that certifies it under the
+    next CA, which is not renewing it twice."""
+    cert = state.certificates[serial]
+    renewed_by = cert.rolled_over_by if generation > cert.ca_generation else cert.renewed_by
     if renewed_by is not None:
         raise ScepRefusal(FailInfo.BAD_REQUEST,
                           f"certificate {serial} was renewed before (certificate {renewed_by} "
@@ -299,18 +341,24 @@ def _check_renewal_still_open(state: CAState, req: Request) -> None:
         raise CAError(Reason.NOT_ALLOWED,
                       f"request {req.transaction_id} renews certificate {renewed.serial}, which "
                       "was revoked since; reject it")
-    if renewed is not None and renewed.renewed_by is not None:
+    if renewed is None:
+        return
+    since = (renewed.rolled_over_by if req.ca_generation > renewed.ca_generation
+             else renewed.renewed_by)
+    if since is not None:
         raise CAError(Reason.NOT_ALLOWED,
                       f"request {req.transaction_id} renews certificate {renewed.serial}, which "
-                      f"was renewed since (certificate {renewed.renewed_by}); reject it")
+                      f"was renewed since (certificate {since}); reject it")
 
 
-def _renews_anew(known: Request, renewal_of: str | None) -> bool:
+def _renews_anew(known: Request, renewal_of: str | None, generation: int) -> bool:
     """A request for a known transactionID and key starts a new transaction only when it is a
-    renewal signed by one of our certificates other than the one the recorded request renewed:
-    clients that derive the transactionID from the key (micromdm) reuse it when they renew
-    with the same key. Anything else with that ID and key is the same request sent again."""
-    if renewal_of is None or renewal_of == known.renewal_of:
+    renewal signed by one of our certificates other than the one the recorded request renewed,
+    or enveloped to another CA certificate (a shadow enrollment during a rollover): clients
+    that derive the transactionID from the key (micromdm) reuse it when they renew with the
+    same key. Anything else with that ID and key is the same request sent again."""
+    if renewal_of is None or (renewal_of == known.renewal_of
+                              and generation == known.ca_generation):
         return False
     return ca_request.fire(known.status, "renew_anew") is not None
 

@@ -135,7 +135,8 @@ def encode_query(query: Query) -> dict[str, Any]:
         return {"k": "enroll", "txid": c.transaction_id, "mt": c.message_type,
                 "subject": c.subject, "subject_text": c.subject_text, "spki": c.public_key,
                 "ext": c.requested_extensions, "signer": c.signer_certificate,
-                "challenge_sha256": c.challenge_sha256, "actor": query.actor}
+                "challenge_sha256": c.challenge_sha256, "gen": c.ca_generation,
+                "actor": query.actor}
     if isinstance(query, PollQuery):
         return {"k": "poll", "txid": query.transaction_id, "signer": query.signer_certificate}
     return {"k": "cert", "serial": query.serial}
@@ -151,8 +152,8 @@ def decode_query(d: Any) -> Query:
             transaction_id=_field(d, "txid", str), message_type=_field(d, "mt", int),
             subject=_field(d, "subject", bytes), subject_text=_field(d, "subject_text", str),
             public_key=_field(d, "spki", bytes), requested_extensions=_field(d, "ext", bytes),
-            signer_certificate=_field(d, "signer", bytes), challenge_sha256=digest),
-            actor=_field(d, "actor", str))
+            signer_certificate=_field(d, "signer", bytes), challenge_sha256=digest,
+            ca_generation=_field(d, "gen", int)), actor=_field(d, "actor", str))
     if kind == "poll":
         return PollQuery(_field(d, "txid", str), _field(d, "signer", bytes))
     if kind == "cert":

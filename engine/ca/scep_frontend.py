@@ -22,7 +22,7 @@ only for our own issuer name.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -61,6 +61,7 @@ from engine.scep import (
     build_cert_rep_failure,
     build_cert_rep_pending,
     build_cert_rep_success,
+    build_next_ca_certificates,
     check_signing_time,
     new_nonce,
     parse_request,
@@ -81,11 +82,12 @@ DEFAULT_SIGNING_TIME_TOLERANCE = timedelta(hours=24)
 
 @dataclass(frozen=True, slots=True)
 class Ask:
-    """A verified request waiting for the CA's answer to `query`."""
+    """A verified request waiting for the CA's answer to `query`; `signer` signs the CertRep."""
 
     request: ScepRequest
     query: Query
     peer: str
+    signer: Credential
 
 
 class ScepResponder:
@@ -93,40 +95,103 @@ class ScepResponder:
 
     `signer` signs CertReps (the CA, or the RA signing credential), `decrypter` opens requests
     (the CA, or the RA encryption credential); `crl` returns the current CRL (DER) for GetCRL.
+    Without RA certificates, `generations` are every CA certificate with its key, oldest
+    first (`ca rollover`; engine/ca/generations.py): the one not yet expired on `clock`
+    answers GetCACert and signs, the one after it is offered by GetNextCACert, and a request
+    enveloped to either is answered by (and, through `Enroll.ca_generation`, issued under)
+    the one it was enveloped to.
     """
 
     def __init__(self, *, ca_certificate: x509.Certificate,
                  ra_certificates: tuple[x509.Certificate, x509.Certificate] | None,
                  signer: Credential, decrypter: Credential, crl: Callable[[], bytes],
                  clock: Clock, randomness: Randomness, strict: bool = False,
-                 signing_time_tolerance: timedelta = DEFAULT_SIGNING_TIME_TOLERANCE) -> None:
+                 signing_time_tolerance: timedelta = DEFAULT_SIGNING_TIME_TOLERANCE,
+                 generations: Sequence[Credential] = ()) -> None:
         self.ca_certificate = ca_certificate
         self.strict = strict
         self.tolerance = signing_time_tolerance
         self.clock = clock
         self.randomness = randomness
         self._signer = signer
+        # Without RAs, a rollover's CA certificates; with them (no rollover), the one signer.
+        self._generations = tuple(generations) if ra_certificates is None else ()
         # In --ra mode requests go to the RA encryption certificate; clients that envelope to
         # every certificate of GetCACert (micromdm) also list the others, which is fine.
-        self._recipients = [decrypter]
+        self._recipients = list(self._generations) or [decrypter]
         self._crl = crl
-        self._caps = (STRICT_CAPABILITIES if strict else CAPABILITIES).render()
+        caps = STRICT_CAPABILITIES if strict else CAPABILITIES
+        self._caps = caps.render()
+        self._caps_with_next = Capabilities(caps.keywords | {Capability.GET_NEXT_CA_CERT}).render()
         self._ca_cert_answer = build_ca_certificates(ca_certificate, ra_certificates or ())
+        self._ca_cert_answers = [build_ca_certificates(g.certificate)
+                                 for g in self._generations]
 
     @classmethod
     def for_ca(cls, ca: BuiltinCA, *, strict: bool = False,
                signing_time_tolerance: timedelta = DEFAULT_SIGNING_TIME_TOLERANCE,
                ) -> ScepResponder:
-        return cls(ca_certificate=ca.ca_certificate, ra_certificates=ca.ra_certificates(),
+        ra = ca.ra_certificates()
+        return cls(ca_certificate=ca.ca_certificate, ra_certificates=ra,
                    signer=Credential(*ca.signer()), decrypter=Credential(*ca.decrypter()),
                    crl=lambda: ca.current_crl().der, clock=ca.clock, randomness=ca.randomness,
-                   strict=strict, signing_time_tolerance=signing_time_tolerance)
+                   strict=strict, signing_time_tolerance=signing_time_tolerance,
+                   generations=() if ra is not None
+                   else [Credential(c, k) for c, k in ca.ca_credentials()])
+
+    # -- which CA certificate answers (engine/ca/generations.py) -----------------------------
+
+    def _current(self) -> int:
+        """Index in `_generations` of the CA certificate not yet expired now (the last one
+        once all have); 0 without generations."""
+        now = self.clock.now()
+        for i, g in enumerate(self._generations):
+            if now < g.certificate.not_valid_after_utc:
+                return i
+        return max(len(self._generations) - 1, 0)
+
+    def _next(self) -> int | None:
+        current = self._current()
+        return current + 1 if current + 1 < len(self._generations) else None
+
+    def _signer_for(self, recipient: x509.Certificate | None) -> Credential:
+        """Who signs the CertRep of a request enveloped to `recipient`: that CA certificate
+        if it is the current or the next one, else the current one (or the fixed signer)."""
+        if not self._generations:
+            return self._signer
+        current = self._current()
+        for i, g in enumerate(self._generations[current:], start=current):
+            if recipient is not None and g.certificate == recipient:
+                return self._generations[i]
+        return self._generations[current]
+
+    def _generation_of(self, recipient: x509.Certificate | None) -> int:
+        """`Enroll.ca_generation` of a request enveloped to `recipient` (1-based)."""
+        for i, g in enumerate(self._generations):
+            if recipient is not None and g.certificate == recipient:
+                return i + 1
+        return 1
 
     def get_ca_caps(self) -> bytes:
-        return self._caps
+        # RFC 8894 §3.5.2: the GetNextCACert keyword says the CA answers GetNextCACert, so
+        # it is advertised only while a next CA certificate exists.
+        return self._caps_with_next if self._next() is not None else self._caps
 
     def get_ca_cert(self) -> tuple[str, bytes]:
+        if self._generations:
+            return self._ca_cert_answers[self._current()]
         return self._ca_cert_answer
+
+    def get_next_ca_cert(self) -> tuple[str, bytes]:
+        """The next CA certificate in a SignedData signed by the current CA key (RFC 8894
+        §4.7.1); NOT_OFFERED while there is none."""
+        following = self._next()
+        if following is None:
+            raise Unanswerable(Unanswerable.Kind.NOT_OFFERED,
+                               "GetNextCACert: this CA has no next CA certificate")
+        return build_next_ca_certificates([self._generations[following].certificate],
+                                          signer=self._generations[self._current()],
+                                          signing_time=self.clock.now())
 
     # -- a PKIOperation in two steps ------------------------------------------------------
 
@@ -146,48 +211,49 @@ class ScepResponder:
                                    f"not a pkiMessage: {e.detail}") from None
             log.info("scep refused", peer=peer, transaction_id=e.reply_to.transaction_id,
                      reason=e.reason.value, detail=e.detail)
-            return self._failure(e.reply_to, _fail_info(e), e.detail)
+            return self._failure(e.reply_to, _fail_info(e), e.detail, self._signer_for(None))
+        signer = self._signer_for(req.recipient)
         if not _replyable(req.transaction_id):
             raise Unanswerable(Unanswerable.Kind.MALFORMED,
                                "transactionID is not a PrintableString")
         try:
             self._check_policy(req)
-            return self._dispatch(req, peer)
+            return self._dispatch(req, peer, signer)
         except ScepError as e:
             log.info("scep refused", peer=peer, transaction_id=req.transaction_id,
                      reason=e.reason.value, detail=e.detail)
-            return self._failure(req.reply_to, _fail_info(e), e.detail)
+            return self._failure(req.reply_to, _fail_info(e), e.detail, signer)
         except ScepRefusal as e:
             log.info("scep refused", peer=peer, transaction_id=req.transaction_id,
                      detail=e.message)
-            return self._failure(req.reply_to, e.fail_info, e.text)
+            return self._failure(req.reply_to, e.fail_info, e.text, signer)
         except CAUnavailable as e:  # GetCRL: the CA can no longer vouch for what it holds
             raise unavailable(e) from e
         except CAError as e:  # e.g. the CRL could not be re-issued for a GetCRL
             log.info("scep refused", peer=peer, transaction_id=req.transaction_id,
                      detail=e.message)
-            return self._failure(req.reply_to, FailInfo.BAD_REQUEST, e.text)
+            return self._failure(req.reply_to, FailInfo.BAD_REQUEST, e.text, signer)
 
     def finish(self, ask: Ask, answer: Answer) -> bytes:
         """The CertRep for `ask` once the CA has answered."""
-        req = ask.request
+        req, signer = ask.request, ask.signer
         if isinstance(answer, Refused):
             log.info("scep refused", peer=ask.peer, transaction_id=req.transaction_id,
                      detail=answer.message)
-            return self._failure(req.reply_to, answer.fail_info, answer.message)
+            return self._failure(req.reply_to, answer.fail_info, answer.message, signer)
         if isinstance(answer, Found):
-            return self._success(req, certificates=[
+            return self._success(req, signer, certificates=[
                 x509.load_der_x509_certificate(answer.certificate)])
         if answer.status is ReplyStatus.SUCCESS:
             assert answer.certificate is not None
-            return self._success(req, certificates=[
+            return self._success(req, signer, certificates=[
                 x509.load_der_x509_certificate(answer.certificate)])
         if answer.status is ReplyStatus.PENDING:
-            return build_cert_rep_pending(req.reply_to, signer=self._signer,
+            return build_cert_rep_pending(req.reply_to, signer=signer,
                                           sender_nonce=self._nonce(),
                                           signing_time=self.clock.now())
         return self._failure(req.reply_to, FailInfo.BAD_REQUEST,
-                             answer.reason or "request rejected")
+                             answer.reason or "request rejected", signer)
 
     # -- policy and dispatch -----------------------------------------------------------------
 
@@ -201,19 +267,19 @@ class ScepResponder:
                                                 "refused (strict mode)")
         check_signing_time(req.signing_time, now=self.clock.now(), tolerance=self.tolerance)
 
-    def _dispatch(self, req: ScepRequest, peer: str) -> bytes | Ask:
+    def _dispatch(self, req: ScepRequest, peer: str, signer: Credential) -> bytes | Ask:
         mt = req.message_type
         signer_der = req.signer_certificate.public_bytes(serialization.Encoding.DER)
         if mt in (MessageType.PKCS_REQ, MessageType.RENEWAL_REQ):
             return Ask(req, EnrollQuery(self._enroll_command(req, signer_der), f"scep:{peer}"),
-                       peer)
+                       peer, signer)
         if mt is MessageType.CERT_POLL:
-            return Ask(req, PollQuery(req.transaction_id, signer_der), peer)
+            return Ask(req, PollQuery(req.transaction_id, signer_der), peer, signer)
         if mt is MessageType.GET_CERT:
-            return Ask(req, CertificateQuery(serial_hex(self._check_issuer(req))), peer)
+            return Ask(req, CertificateQuery(serial_hex(self._check_issuer(req))), peer, signer)
         if mt is MessageType.GET_CRL:
             self._check_issuer(req)
-            return self._success(req, crls=[x509.load_der_x509_crl(self._crl())])
+            return self._success(req, signer, crls=[x509.load_der_x509_crl(self._crl())])
         raise ScepRefusal(FailInfo.BAD_REQUEST, f"{mt.label} is not a request this CA serves")
 
     def _enroll_command(self, req: ScepRequest, signer_der: bytes) -> Enroll:
@@ -232,6 +298,7 @@ class ScepResponder:
             requested_extensions=request.requested_extensions,
             signer_certificate=signer_der,
             challenge_sha256=challenge_digest(password) if password else None,
+            ca_generation=self._generation_of(req.recipient),
         )
 
     def _check_issuer(self, req: ScepRequest) -> int:
@@ -243,19 +310,21 @@ class ScepResponder:
 
     # -- CertReps ----------------------------------------------------------------------------
 
-    def _success(self, req: ScepRequest, *, certificates: list[x509.Certificate] | None = None,
+    def _success(self, req: ScepRequest, signer: Credential, *,
+                 certificates: list[x509.Certificate] | None = None,
                  crls: list[x509.CertificateRevocationList] | None = None) -> bytes:
-        return build_cert_rep_success(req.reply_to, signer=self._signer,
+        return build_cert_rep_success(req.reply_to, signer=signer,
                                       sender_nonce=self._nonce(),
                                       random_bytes=self.randomness.token_bytes,
                                       certificates=certificates or (), crls=crls or (),
                                       signing_time=self.clock.now())
 
-    def _failure(self, reply_to: ReplyTo, fail_info: FailInfo, text: str) -> bytes:
+    def _failure(self, reply_to: ReplyTo, fail_info: FailInfo, text: str,
+                 signer: Credential) -> bytes:
         if self.strict and reply_to.digest is DigestAlgorithm.SHA1:
             # Strict mode signs nothing with SHA-1, not even the refusal.
             reply_to = dataclasses.replace(reply_to, digest=DigestAlgorithm.SHA256)
-        return build_cert_rep_failure(reply_to, fail_info, signer=self._signer,
+        return build_cert_rep_failure(reply_to, fail_info, signer=signer,
                                       sender_nonce=self._nonce(),
                                       signing_time=self.clock.now(),
                                       fail_info_text=text[:200])
@@ -279,6 +348,9 @@ class ScepFrontend:
 
     def get_ca_cert(self) -> tuple[str, bytes]:
         return self.responder.get_ca_cert()
+
+    def get_next_ca_cert(self) -> tuple[str, bytes]:
+        return self.responder.get_next_ca_cert()
 
     def crl(self) -> bytes:
         try:

@@ -67,8 +67,17 @@ from engine.ca.commands import (
 )
 from engine.ca.commands import challenge_digest as challenge_digest  # noqa: PLC0414 - frontends import it from here
 from engine.ca.console import Console
-from engine.ca.decide import Enroll, Policy, ReplyStatus, decide_init, reply_status
+from engine.ca.decide import (
+    Enroll,
+    Policy,
+    ReplyStatus,
+    check_rollover,
+    decide_init,
+    decide_rollover,
+    reply_status,
+)
 from engine.ca.errors import CAError, CAUnavailable, NotACA, ScepRefusal
+from engine.ca.generations import CAGeneration, generation_at, next_generation
 from engine.ca.keyfile import (
     KEY_SPECS,
     key_spec,
@@ -98,7 +107,7 @@ from engine.ports import (
     to_micros,
 )
 from engine.runtime import Ports, drive
-from events.ca import STREAM, CAInitialized
+from events.ca import STREAM, CAInitialized, CARolledOver
 from events.durable import fsync_directory
 from events.filelog import FileEventLog, LogError, LogLocked, LogWriteFailed
 from events.groupcommit import GroupCommit
@@ -151,7 +160,8 @@ class BuiltinCA:
 
     def __init__(self, root: Path, log: EventStore, state: CAState, *, clock: Clock,
                  randomness: Randomness, ca_key: PrivateKey | None,
-                 ra_keys: tuple[rsa.RSAPrivateKey, rsa.RSAPrivateKey] | None) -> None:
+                 ra_keys: tuple[rsa.RSAPrivateKey, rsa.RSAPrivateKey] | None,
+                 next_keys: dict[int, PrivateKey] | None = None) -> None:
         self.root = root
         self._log = log
         self._state = state
@@ -163,8 +173,13 @@ class BuiltinCA:
         self._ca_key = ca_key
         self._ra_keys = ra_keys
         self._ca_cert = x509.load_der_x509_certificate(state.ca_certificate)
-        self._ports = Ports(clock=clock, randomness=randomness, signer=None if ca_key is None
-                            else KeySigner(ca_key, self._ca_cert))
+        # The keys of the later CA certificates (`ca rollover`), by generation.
+        self._next_keys = dict(next_keys or {})
+        self._key_signer = None if ca_key is None else KeySigner(ca_key, self._ca_cert)
+        for number, key in self._next_keys.items():
+            assert self._key_signer is not None
+            self._key_signer.add(number, key, self._generation_certificate(number))
+        self._ports = Ports(clock=clock, randomness=randomness, signer=self._key_signer)
         self._lock = threading.Lock()
         self._durability = GroupCommit(log, self._lock, CAUnavailable)
         self._deferred = threading.local()  # .seq: highest seq to make durable, in a block
@@ -284,6 +299,8 @@ class BuiltinCA:
             if not state.initialized:
                 raise CAError(Reason.NOT_FOUND, f"{rootp} holds no CA (run `ca init {rootp}`)")
             ca_key = None if readonly else load_private_key(rootp / CA_KEY)
+            next_keys = {} if readonly else {g.number: load_private_key(rootp / g.key_file)
+                                             for g in state.generations[1:]}
             ra_keys = None
             if state.ra_mode and not readonly:
                 ra_keys = (_rsa(load_private_key(rootp / RA_SIGNING_KEY)),
@@ -292,7 +309,8 @@ class BuiltinCA:
             log.close()
             raise
         ca = cls(rootp, log, state, clock=clock or SystemClock(),
-                 randomness=randomness or SystemRandomness(), ca_key=ca_key, ra_keys=ra_keys)
+                 randomness=randomness or SystemRandomness(), ca_key=ca_key, ra_keys=ra_keys,
+                 next_keys=next_keys)
         if not readonly:
             try:
                 ca._open_audit(audit)
@@ -351,6 +369,25 @@ class BuiltinCA:
     @property
     def ca_certificate(self) -> x509.Certificate:
         return self._ca_cert
+
+    def _generation_certificate(self, number: int) -> x509.Certificate:
+        return x509.load_der_x509_certificate(self._state.generations[number - 1].certificate)
+
+    def current_generation(self) -> CAGeneration:
+        """The CA certificate that issues now, on the CA's clock (engine/ca/generations.py)."""
+        st = self._state
+        return st.generations[generation_at(st.generations, self.clock.now_us()) - 1]
+
+    def next_generation(self) -> CAGeneration | None:
+        """The CA certificate that takes over when the current one expires, if any."""
+        return next_generation(self._state.generations, self.clock.now_us())
+
+    def ca_credentials(self) -> tuple[tuple[x509.Certificate, PrivateKey], ...]:
+        """Every CA certificate with its key, oldest first (who signs and decrypts when is
+        engine/ca/generations.py's rule, applied by the SCEP frontend per request)."""
+        first = (self._ca_cert, self._writable_key())
+        return (first, *((self._generation_certificate(n), key)
+                         for n, key in sorted(self._next_keys.items())))
 
     def ra_certificates(self) -> tuple[x509.Certificate, x509.Certificate] | None:
         """(signing, encryption) RA certificates in --ra mode."""
@@ -557,6 +594,47 @@ class BuiltinCA:
         if self.console is not None:
             self.console.crl_published(crl.number,
                                        f"{from_micros(crl.next_update):%Y-%m-%dT%H:%M:%SZ}")
+
+    def rollover(self, days: int | None = None, *, keys: KeyGenerator | None = None,
+                 actor: str = "operator") -> CAGeneration:
+        """`ca rollover`: the next CA key pair (DIR/ca-N.key, 0600, like DIR/ca.key) and its
+        self-signed certificate with the same subject, valid from now until `days` after the
+        current certificate's expiry (default: as many days as the current one lasts), recorded
+        as `CARolledOver`. The key file is written (durably) before the event: a key without
+        its event is a leftover the next rollover names, never an event without its key."""
+        self._writable_key()
+        if days is not None and days <= 0:
+            raise CAError(Reason.INVALID_VALUE, "validity days must be positive")
+        with self._writing():
+            state = self._state
+            now = self.clock.now_us()
+            current = check_rollover(state, now)
+            number = len(state.generations) + 1
+            lifetime = timedelta(microseconds=current.not_after - current.not_before)
+            key_file = f"ca-{number}.key"
+            key = _ca_key((keys or CryptographyKeyGenerator()).generate(
+                key_spec(state.key_algorithm)))
+            not_before = from_micros(now) - profile.CLOCK_SKEW
+            not_after = (from_micros(current.not_after)
+                         + (timedelta(days=days) if days is not None else lifetime))
+            cert = profile.ca_certificate(key, self._ca_cert.subject,
+                                          profile.random_serial(self.randomness), not_before,
+                                          not_after)
+            ev = CARolledOver(number, state.key_algorithm, key_file,
+                              cert.public_bytes(serialization.Encoding.DER),
+                              to_micros(cert.not_valid_before_utc),
+                              to_micros(cert.not_valid_after_utc))
+            events = decide_rollover(state, ev, now)
+            write_private_key(self.root / key_file, key)
+            pem = self.root / f"ca-{number}.pem"
+            pem.unlink(missing_ok=True)  # a convenience copy an interrupted rollover left
+            write_new_file(pem, cert.public_bytes(serialization.Encoding.PEM), 0o644)
+            after = evolve(state, ev, now)
+            self._commit(Decided(events, after, now), actor)
+            assert self._key_signer is not None
+            self._next_keys[number] = key
+            self._key_signer.add(number, key, cert)
+        return after.generations[-1]
 
     def mint_challenge(self, valid_for: timedelta = DEFAULT_CHALLENGE_LIFETIME) -> str:
         """A new one-time challenge password (only its SHA-256 is recorded)."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from engine.audit.key import AuditKey
+from engine.ca.generations import CAGeneration, first_generation, issuing_generation
 from engine.ca.pmap import PMap
 from engine.folds import FoldTable
 from engine.machines import ca_request
@@ -18,6 +19,7 @@ from engine.machines.ca_request import REQUESTS
 from events.audit import AuditKeyCreated
 from events.ca import (
     CAInitialized,
+    CARolledOver,
     CertificateIssued,
     CertificateRevoked,
     ChallengeConsumed,
@@ -49,6 +51,7 @@ class Request:
     reject_reason: str = ""
     serial: str | None = None
     signer_key_sha256: bytes = b""  # which key signed the pkiMessage (RequestReceived v2)
+    ca_generation: int = 1  # the CA certificate it was enveloped to (RequestReceived v3)
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +65,10 @@ class IssuedCertificate:
     revoked_at: int | None = None
     revocation_reason: str | None = None
     renewed_by: str | None = None  # serial of the first certificate issued on its strength
+    ca_generation: int = 1  # the CA certificate that issued it (engine/ca/generations.py)
+    # Serial of the certificate issued on its strength under a later CA certificate (a
+    # device's shadow enrollment during a rollover): once, like `renewed_by` under its own.
+    rolled_over_by: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +104,9 @@ class CAState:
     challenges: PMap[Challenge] = field(default_factory=PMap)
     revoked: tuple[str, ...] = ()  # serials, in revocation order (the CRL's entries)
     crl: CRL | None = None
+    # The CA certificates, oldest first: `ca init`'s, then one per `ca rollover`
+    # (engine/ca/generations.py says which one issues when).
+    generations: tuple[CAGeneration, ...] = ()
     last_at: int = 0  # `at` of the last event folded in
     audit_key: AuditKey | None = None  # the log's audit key (engine/audit/), once made
 
@@ -119,7 +129,8 @@ def _initialized(state: CAState, ev: CAInitialized, at: int) -> CAState:
                    ra_signing_certificate=ev.ra_signing_certificate,
                    ra_encryption_certificate=ev.ra_encryption_certificate,
                    certificate_days=ev.certificate_days,
-                   crl_lifetime_seconds=ev.crl_lifetime_seconds, last_at=at)
+                   crl_lifetime_seconds=ev.crl_lifetime_seconds,
+                   generations=(first_generation(ev.ca_certificate),), last_at=at)
 
 
 def _challenge_minted(state: CAState, ev: ChallengeMinted, at: int) -> CAState:
@@ -137,7 +148,8 @@ def _challenge_consumed(state: CAState, ev: ChallengeConsumed, at: int) -> CASta
 def _request_received(state: CAState, ev: RequestReceived, at: int) -> CAState:
     req = Request(ev.transaction_id, ev.message_type, ev.subject, ev.subject_text, ev.public_key,
                   ev.requested_extensions, ev.signer_certificate, ev.authorization,
-                  ev.renewal_of, at, signer_key_sha256=ev.signer_key_sha256)
+                  ev.renewal_of, at, signer_key_sha256=ev.signer_key_sha256,
+                  ca_generation=ev.ca_generation)
     replaced = state.requests.get(ev.transaction_id)
     if replaced is not None:  # a renewal under a finished transaction's ID: a new request
         req = replace(req, status=REQUESTS.destination(replaced.status, "renew_anew"))
@@ -162,15 +174,21 @@ def _request_rejected(state: CAState, ev: RequestRejected, at: int) -> CAState:
 
 
 def _certificate_issued(state: CAState, ev: CertificateIssued, at: int) -> CAState:
-    cert = IssuedCertificate(ev.serial, ev.transaction_id, ev.certificate, ev.subject_text,
-                             ev.not_before, ev.not_after)
     req = state.requests[ev.transaction_id]
+    generation = issuing_generation(state.generations, req.ca_generation, at)
+    cert = IssuedCertificate(ev.serial, ev.transaction_id, ev.certificate, ev.subject_text,
+                             ev.not_before, ev.not_after, ca_generation=generation)
     req = replace(req, status=REQUESTS.destination(req.status, "issue"), serial=ev.serial)
     certificates = state.certificates.set(ev.serial, cert)
     # The link a renewal leaves (derived from RequestReceived.renewal_of, so older logs carry
-    # it too): the renewed certificate cannot renew again (see decide_enrollment).
+    # it too): the renewed certificate cannot renew again, except once enveloped to a later
+    # CA certificate than its own (see decide_enrollment).
     renewed = certificates.get(req.renewal_of) if req.renewal_of is not None else None
-    if renewed is not None and renewed.renewed_by is None:
+    if renewed is not None and req.ca_generation > renewed.ca_generation:
+        if renewed.rolled_over_by is None:
+            certificates = certificates.set(renewed.serial,
+                                            replace(renewed, rolled_over_by=ev.serial))
+    elif renewed is not None and renewed.renewed_by is None:
         certificates = certificates.set(renewed.serial, replace(renewed, renewed_by=ev.serial))
     return replace(state, certificates=certificates,
                    requests=state.requests.set(ev.transaction_id, req), last_at=at)
@@ -188,6 +206,12 @@ def _crl_issued(state: CAState, ev: CRLIssued, at: int) -> CAState:
                    last_at=at)
 
 
+def _rolled_over(state: CAState, ev: CARolledOver, at: int) -> CAState:
+    generation = CAGeneration(ev.generation, ev.ca_certificate, ev.key_file, ev.not_before,
+                              ev.not_after)
+    return replace(state, generations=(*state.generations, generation), last_at=at)
+
+
 def _audit_key(state: CAState, ev: AuditKeyCreated, at: int) -> CAState:
     return replace(state, audit_key=AuditKey.from_event(ev, at), last_at=at)
 
@@ -203,4 +227,5 @@ CA_FOLDS: FoldTable[CAState] = FoldTable("CA", {
     CertificateRevoked: (_certificate_revoked,),
     CRLIssued: (_crl_issued,),
     AuditKeyCreated: (_audit_key,),
+    CARolledOver: (_rolled_over,),
 })

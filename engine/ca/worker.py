@@ -92,6 +92,9 @@ class WorkerApp:
     def get_ca_cert(self) -> tuple[str, bytes]:
         return self.responder.get_ca_cert()
 
+    def get_next_ca_cert(self) -> tuple[str, bytes]:
+        return self.responder.get_next_ca_cert()
+
     async def crl(self) -> bytes:
         return self._crl.read()
 
@@ -116,9 +119,11 @@ def responder_from(root: Path, init: dict[str, Any], crl: CRLFile) -> ScepRespon
         if init.get("ra_signing") is not None:
             ra = (x509.load_der_x509_certificate(_bytes(init, "ra_signing")),
                   x509.load_der_x509_certificate(_bytes(init, "ra_encryption")))
+        generations: list[Credential] = []
         if ra is None:
             key = load_private_key(root / CA_KEY)
             signer = decrypter = Credential(ca_cert, key)
+            generations = [signer, *_next_ca(root, init)]
         else:
             signer = Credential(ra[0], load_private_key(root / RA_SIGNING_KEY))
             decrypter = Credential(ra[1], load_private_key(root / RA_ENCRYPTION_KEY))
@@ -134,7 +139,24 @@ def responder_from(root: Path, init: dict[str, Any], crl: CRLFile) -> ScepRespon
                          decrypter=decrypter, crl=crl.read,
                          clock=EngineClock(SystemClock(), offset),
                          randomness=SystemRandomness(), strict=init.get("strict") is True,
-                         signing_time_tolerance=timedelta(seconds=tolerance))
+                         signing_time_tolerance=timedelta(seconds=tolerance),
+                         generations=generations)
+
+
+def _next_ca(root: Path, init: dict[str, Any]) -> list[Credential]:
+    """The later CA certificates of the init frame (`ca rollover`) with their keys."""
+    found = init.get("next_ca", [])
+    if not isinstance(found, list | tuple):
+        raise BadFrame("next_ca is not a list")
+    out = []
+    for item in found:
+        if (not isinstance(item, list | tuple) or len(item) != 2
+                or not isinstance(item[0], bytes) or not isinstance(item[1], str)
+                or "/" in item[1] or item[1].startswith(".")):
+            raise BadFrame("next_ca holds something other than [certificate, key file]")
+        out.append(Credential(x509.load_der_x509_certificate(item[0]),
+                              load_private_key(root / item[1])))
+    return out
 
 
 def _bytes(d: dict[str, Any], name: str) -> bytes:

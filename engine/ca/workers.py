@@ -136,6 +136,8 @@ class WorkerPool:
             "ca": ca.ca_certificate.public_bytes(serialization.Encoding.DER),
             "ra_signing": ca.state.ra_signing_certificate,
             "ra_encryption": ca.state.ra_encryption_certificate,
+            # `ca rollover`: the later CA certificates and their key files, oldest first
+            "next_ca": [[g.certificate, g.key_file] for g in ca.state.generations[1:]],
             "strict": strict, "tolerance": signing_time_tolerance.total_seconds(),
             # `ca serve --clock`: the workers' clock (signingTime checks) is the CA's.
             "clock_offset_us": ca.clock.offset_us if isinstance(ca.clock, EngineClock) else 0}

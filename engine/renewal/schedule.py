@@ -92,14 +92,16 @@ def alert_after(not_after: int, since: int) -> int | None:
 def watched(cfg: TrustpointConfig | None,
             st: TrustpointStatus) -> list[tuple[str, bytes, bool]]:
     """(type, DER, auto-enroll) of each certificate whose expiry is watched: the CA's unless
-    its shadow covers it, each router certificate's unless a held successor does."""
+    its shadow covers it, each router certificate's unless a held successor (or a shadow
+    router certificate, CA rollover) does."""
     auto = cfg is not None and cfg.auto_enroll is not None
     out: list[tuple[str, bytes, bool]] = []
     if st.ca_certificate is not None and not _covered(st.ca_certificate,
                                                       st.shadow_ca_certificate):
         out.append(("CA", st.ca_certificate, False))
     for c in st.certificates:
-        nxt = next((n.der for n in st.next_certificates if n.usage == c.usage), None)
+        nxt = next((n.der for n in (*st.next_certificates, *st.shadow_certificates)
+                    if n.usage == c.usage), None)
         if not (auto and _covered(c.der, nxt)):
             out.append((c.usage, c.der, auto))
     return out

@@ -92,6 +92,11 @@ if TYPE_CHECKING:
     from engine.scep.csr import CertificationRequest, build_csr, parse_csr
     from engine.scep.errors import ScepError, ScepErrorReason
     from engine.scep.identity import Credential, SigningKey, build_self_signed_certificate
+    from engine.scep.nextca import (
+        NEXT_CA_CERT_CONTENT_TYPE,
+        build_next_ca_certificates,
+        parse_next_ca_certificates,
+    )
     from engine.scep.request import (
         IssuerAndSerial,
         IssuerAndSubject,
@@ -133,6 +138,8 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     "csr": ("CertificationRequest", "build_csr", "parse_csr"),
     "errors": ("ScepError", "ScepErrorReason"),
     "identity": ("Credential", "SigningKey", "build_self_signed_certificate"),
+    "nextca": ("NEXT_CA_CERT_CONTENT_TYPE", "build_next_ca_certificates",
+               "parse_next_ca_certificates"),
     "request": (
         "IssuerAndSerial", "IssuerAndSubject", "RequestParameters", "ScepRequest",
         "build_cert_poll", "build_get_cert", "build_get_crl", "build_pkcs_req",
@@ -161,6 +168,7 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "CA_CERT_CONTENT_TYPE",
     "CA_RA_CERT_CONTENT_TYPE",
+    "NEXT_CA_CERT_CONTENT_TYPE",
     "PKI_MESSAGE_CONTENT_TYPE",
     "CACertificates",
     "Capabilities",
@@ -190,6 +198,7 @@ __all__ = [
     "build_csr",
     "build_get_cert",
     "build_get_crl",
+    "build_next_ca_certificates",
     "build_pkcs_req",
     "build_renewal_req",
     "build_self_signed_certificate",
@@ -202,6 +211,7 @@ __all__ = [
     "parse_capabilities",
     "parse_cert_rep",
     "parse_csr",
+    "parse_next_ca_certificates",
     "parse_request",
     "read_certs_only",
     "transaction_id_for",

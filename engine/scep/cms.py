@@ -438,7 +438,15 @@ def envelope(
 def open_envelope(
     der: bytes, recipients: Sequence[Credential], what: str = "pkcsPKIEnvelope"
 ) -> tuple[bytes, ContentCipher]:
-    """Decrypt a ContentInfo(EnvelopedData) addressed to one of `recipients` (read with the
+    """Decrypt a ContentInfo(EnvelopedData) addressed to one of `recipients`."""
+    body, cipher, _ = open_envelope_to(der, recipients, what)
+    return body, cipher
+
+
+def open_envelope_to(
+    der: bytes, recipients: Sequence[Credential], what: str = "pkcsPKIEnvelope"
+) -> tuple[bytes, ContentCipher, Credential]:
+    """`open_envelope`, also saying which of `recipients` it was addressed to (read with the
     DER walker of engine/scep/_fastder.py when it has the plain shape and names one of our
     certificates byte for byte, else with asn1crypto)."""
     raw = read_enveloped_data(der, OID_ENVELOPED_DATA) if isinstance(der, bytes) else None
@@ -451,7 +459,7 @@ def open_envelope(
             raise ScepError(ScepErrorReason.MALFORMED, f"{what}: bad {cipher.name} IV")
         algorithm, encrypted_key, credential = picked
         return _decrypt(cipher, raw.iv, raw.ciphertext, algorithm, encrypted_key, credential,
-                        what), cipher
+                        what), cipher, credential
 
 
 def _recipient_by_bytes(raw: RawEnvelope, recipients: Sequence[Credential],
@@ -477,7 +485,7 @@ def _issuer_and_serial_of(cert: x509.Certificate) -> tuple[bytes, int] | None:
 
 
 def _open_envelope_asn1(der: bytes, recipients: Sequence[Credential],
-                        what: str) -> tuple[bytes, ContentCipher]:
+                        what: str) -> tuple[bytes, ContentCipher, Credential]:
     with contained(what):
         ed = _content(der, OID_ENVELOPED_DATA, "envelopedData", what)
         eci = ed["encrypted_content_info"]
@@ -490,7 +498,7 @@ def _open_envelope_asn1(der: bytes, recipients: Sequence[Credential],
         ktri, credential = _pick_recipient(ed["recipient_infos"], recipients, what)
         algo = ktri["key_encryption_algorithm"]["algorithm"].dotted
         return _decrypt(cipher, iv, ciphertext, algo, bytes(ktri["encrypted_key"].native),
-                        credential, what), cipher
+                        credential, what), cipher, credential
 
 
 def _decrypt(cipher: ContentCipher, iv: bytes, ciphertext: bytes, algorithm: str,

@@ -34,7 +34,7 @@ from engine.scep.cms import (
     OID_DATA,
     SignedMessage,
     envelope,
-    open_envelope,
+    open_envelope_to,
     read_signed,
     sign,
     verify_signed,
@@ -206,6 +206,7 @@ class ScepRequest:
     csr: CertificationRequest | None = None
     issuer_and_subject: IssuerAndSubject | None = None
     issuer_and_serial: IssuerAndSerial | None = None
+    recipient: x509.Certificate | None = None  # which of our certificates it was enveloped to
 
     @property
     def reply_to(self) -> ReplyTo:
@@ -252,7 +253,7 @@ def _open(msg: SignedMessage, common: A.Common, recipients: Sequence[Credential]
     if msg.content_type != OID_DATA or not msg.content:
         raise ScepError(ScepErrorReason.WRONG_CONTENT_TYPE,
                         "the signed content is not an id-data pkcsPKIEnvelope")
-    body, cipher = open_envelope(msg.content, recipients)
+    body, cipher, recipient = open_envelope_to(msg.content, recipients)
     csr: CertificationRequest | None = None
     subject_query: IssuerAndSubject | None = None
     serial_query: IssuerAndSerial | None = None
@@ -271,4 +272,5 @@ def _open(msg: SignedMessage, common: A.Common, recipients: Sequence[Credential]
         sender_nonce=common.sender_nonce, signer_certificate=signer, digest=msg.digest,
         cipher=cipher, signature_algorithm=msg.signature_oid, signing_time=common.signing_time,
         csr=csr, issuer_and_subject=subject_query, issuer_and_serial=serial_query,
+        recipient=recipient.certificate,
     )

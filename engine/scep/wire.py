@@ -62,13 +62,15 @@ def check_signing_time(
 
 class Unanswerable(Exception):
     """A request the SCEP service answers with no CertRep at all: not a pkiMessage
-    (MALFORMED), too large (TOO_LARGE), or the CA cannot answer now (UNAVAILABLE). Transports
-    decide how to say so (HTTP: 400, 413, 503)."""
+    (MALFORMED), too large (TOO_LARGE), the CA cannot answer now (UNAVAILABLE), or an
+    operation the CA does not offer now (NOT_OFFERED: GetNextCACert before a rollover).
+    Transports decide how to say so (HTTP: 400, 413, 503, 400)."""
 
     class Kind(enum.Enum):
         MALFORMED = "malformed"
         TOO_LARGE = "too large"
         UNAVAILABLE = "unavailable"
+        NOT_OFFERED = "not offered"
 
     def __init__(self, kind: Unanswerable.Kind, message: str) -> None:
         super().__init__(message)

@@ -21,6 +21,8 @@ from engine.keystore import KeyPool
 from engine.ports import FakeClock
 from engine.scep_client import HttpReply, TransportError
 from engine.state import DeviceState
+from events.rollover import ShadowCAFetchFailed
+from events.store import PendingEvent
 from tests.support.crl_support import DAY_US, CrlSpec, FakeCrlFetcher, Issuer, make_crl
 
 SHOWS = ("show running-config", "show configuration commit list",
@@ -121,6 +123,11 @@ def build_rich(e: Engine, clock: FakeClock) -> None:
     clock.advance(5 * 86_400)
     assert [[r.type for r in job.events] for job in e.run_due()] == [
         ["RenewalRequested", "RenewalFailed"]]
+    # CA rollover: a failed GetNextCACert leaves a RolloverState (appended as the shadow job
+    # records it: this offline device reaches no CA)
+    e.fold(e.store.append([PendingEvent(ShadowCAFetchFailed(
+        "myca", "Unable to reach the CA", clock.us + 86_400_000_000), "device", clock.us,
+        "scheduler")]))
     assert e.data_dir is not None
     bundle = e.data_dir.parent / "pool.pem"  # a downloaded trustpool: PoolCert, UpdateRecord
     bundle.write_bytes(_ca()[1].public_bytes(serialization.Encoding.PEM))

@@ -4,8 +4,9 @@ Live: each event folded on its own by `evolve` (what the engine does after each 
 state a new immutable value. Fast: `replay_rows` over the rows read back from the log, one
 private state changed in place (`engine.state.with_state`). The histories mix every kind of
 device event: configuration commits (trustpoints included, so their removal drops a status),
-key pairs and imported keys, each step of a trustpoint's enrollment and of its automatic
-renewal, expiry notices, `clock set`, and CRLs fetched, failed and cleared. An
+key pairs and imported keys, each step of a trustpoint's enrollment, of its automatic
+renewal and of a CA rollover, expiry notices, `clock set`, and CRLs fetched, failed and
+cleared. An
 event the live fold refuses (an illegal lifecycle transition) is left out, as the engine would
 never record it. `tests/core/test_core_replay.py` proves the same through `Engine.execute`
 for commands.
@@ -41,6 +42,13 @@ from events.renewal import (
     RenewalRequested,
 )
 from events.revocation import CrlCacheCleared, CrlFetched, CrlFetchFailed
+from events.rollover import (
+    ShadowCAAccepted,
+    ShadowCAActivated,
+    ShadowCAFetchFailed,
+    ShadowCANotOffered,
+    ShadowCertificateActivated,
+)
 from events.store import PendingEvent
 from events.trustpoint import (
     CACertificateAccepted,
@@ -143,6 +151,11 @@ def other_event(draw: st.DrawFn) -> Event:
             "trustpool", "trustpool", "cd", ("ab", "cd"), (), ""),
         AuditKeyCreated("trustledger.example/r/0011", key_id, b"k" * 32, b"spki", b"sealed",
                         b"n" * 12, "aes"),
+        ShadowCAAccepted(tp, CERT, 9_000_000),  # CA rollover (engine/rollover/)
+        ShadowCAFetchFailed(tp, "unreachable", 6_000_000),
+        ShadowCANotOffered(tp, 9_000_000),
+        ShadowCAActivated(tp, "02", "01"),
+        ShadowCertificateActivated(tp, key_id, draw(st.sampled_from(USAGES)), "03"),
     ]
     event: Event = draw(st.sampled_from(kinds))
     return event

@@ -18,6 +18,7 @@ import events.device
 import events.keys
 import events.renewal
 import events.revocation
+import events.rollover
 import events.trustpoint
 import events.trustpool
 import events.validation
@@ -47,7 +48,7 @@ def test_every_event_type_is_in_exactly_one_aggregate_table() -> None:
     assert device == declared(events.device) | declared(events.keys) | declared(
         events.trustpoint) | declared(events.trustpool) | declared(events.clock) | declared(
         events.renewal) | declared(events.revocation) | declared(events.validation) | declared(
-        events.audit)
+        events.audit) | declared(events.rollover)
     assert ca == declared(events.ca) | declared(events.audit)
     assert device & ca == declared(events.audit)  # the audit key: every log has one
     witness = {t.type_name for t in WITNESS_FOLDS.types}

@@ -139,9 +139,10 @@ def test_the_fast_envelope_path_decrypts_what_asn1crypto_decrypts(der: bytes) ->
     assert read_enveloped_data(der, scep_cms.OID_ENVELOPED_DATA) is not None
     assert scep_cms._recipient_by_bytes(
         read_enveloped_data(der, scep_cms.OID_ENVELOPED_DATA), [p.ra_encrypt, p.ca]) is not None
-    fast = scep_cms.open_envelope(der, [p.ra_encrypt, p.ca])
+    fast = scep_cms.open_envelope_to(der, [p.ra_encrypt, p.ca])
     assert fast == scep_cms._open_envelope_asn1(der, [p.ra_encrypt, p.ca], "e")
     assert fast[0] == b"payload" * 20
+    assert fast[2] is p.ca  # both paths say which recipient it was enveloped to
 
 
 def test_envelopes_of_other_shapes_go_to_asn1crypto() -> None:

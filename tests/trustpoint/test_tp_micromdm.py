@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import subprocess
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -175,3 +176,37 @@ def test_usage_keys_under_the_default_policy_say_which_was_refused(
     openssl("x509", "-inform", "DER", "-in", "sig.der", "-out", "sig.pem", cwd=tmp_path)
     assert openssl("verify", "-CAfile", "ca.pem", "sig.pem", cwd=tmp_path).strip() == \
         "sig.pem: OK"
+
+
+def test_a_ca_without_get_next_ca_cert_is_logged_once(micromdm: tuple[str, Path],
+                                                      live_device: Engine) -> None:
+    """micromdm advertises no GetNextCACert (and answers one with HTTP 500 "operation not
+    implemented"): at 90% of its CA certificate's lifetime the device asks GetCACaps only,
+    logs once that it cannot roll over, and tells the operator to re-authenticate."""
+    from engine.renewal.messages import certificate_facts, iso
+    from engine.rollover.schedule import shadow_point
+    from tests.trustpoint.renewal_support import DAY, clock_set, due_types, timers
+
+    url, _ = micromdm
+    with urllib.request.urlopen(url + "?operation=GetCACaps", timeout=5) as resp:
+        assert b"GetNextCACert" not in resp.read()
+    with pytest.raises(urllib.error.HTTPError) as e:
+        urllib.request.urlopen(url + "?operation=GetNextCACert", timeout=5)
+    assert e.value.code == 500 and b"operation not implemented" in e.value.read()
+    identity_and_key(live_device)
+    declare(live_device, url=url)
+    assert event_types(authenticate(live_device)) == ["CACertificateAccepted"]
+    ca = status(live_device).ca_certificate
+    assert ca is not None
+    at, end = shadow_point(ca), certificate_facts(ca)[1]
+    assert "SHADOW myca" in timers(live_device)
+    r = clock_set(live_device, at + 60_000_000)
+    assert due_types(r) == [["ShadowCANotOffered"]]
+    assert r.due[0].output == (
+        "%PKI-4-CA_ROLLOVER_UNSUPPORTED: Trustpoint myca: the CA does not offer GetNextCACert, "
+        "so its next certificate cannot be fetched; re-authenticate the trustpoint (remove "
+        "it, add it again, crypto ca authenticate myca) before the CA certificate expires at "
+        f"{iso(end)}\n")
+    assert "SHADOW" not in timers(live_device)
+    clock_set(live_device, at + 7 * DAY)
+    assert live_device.execute("show logging").output.count("CA_ROLLOVER_UNSUPPORTED") == 1

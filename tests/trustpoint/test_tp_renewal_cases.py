@@ -270,6 +270,7 @@ def test_a_certificate_valid_later_is_held_then_activated(
     # days before its end, in 2035.)
     assert timers(device).splitlines()[1:] == [
         "|19d 23:55:00.000", f"|19d 23:55:00.000  ({iso(starts)}) RENEW myca",
+        "|2956d 12:00:00.000  (2034-11-24T23:59:30Z) SHADOW myca",  # CA rollover (90%)
         "|3261d 12:00:30.000  (2035-09-26T00:00:00Z) ALERT myca"]
     assert_replays(device)
     r = clock_set(device, starts)
@@ -297,9 +298,10 @@ def test_crypto_ca_enroll_takes_over_a_renewal_in_flight(
                                                            "superseded by crypto ca enroll")
     # One poll, the enrollment's; no renewal timer while the operator's enrollment runs.
     lines = timers(device).splitlines()
-    assert [line.split(") ")[-1] for line in lines[2:]] == ["POLL myca", "ALERT myca"]
+    assert [line.split(") ")[-1] for line in lines[2:]] == ["POLL myca", "ALERT myca",
+                                                            "SHADOW myca"]  # CA rollover
     # (the installed certificate's first expiry notice: 60 days before its end)
-    assert "(2026-09-28T00:00:00Z) ALERT myca" in lines[-1]
+    assert "(2026-09-28T00:00:00Z) ALERT myca" in lines[-2]
     (held,) = [q for q in ca.requests() if q.status.value == "pending"]
     ca.approve(held.transaction_id)
     r = clock_set(device, status(device).enrollment.next_poll_at)  # type: ignore[union-attr]

@@ -17,6 +17,7 @@ from engine.certids import ios_serial
 from engine.machines.renewal import RenewalPhase
 from engine.machines.trustpoint import Lifecycle
 from engine.ports import FakeClock
+from projections.timers import left
 from tests.trustpoint.renewal_support import (
     assert_replays,
     clock_set,
@@ -43,11 +44,15 @@ STEPS = [
 ]
 
 
-def expected_timers(renew: str, alert: str) -> str:
+SHADOW = "2034-11-24T23:59:30Z"  # CA rollover: 90% of the 10-year CA certificate's lifetime
+
+
+def expected_timers(renew: str, alert: str, now: int = T0) -> str:
     return ("PKI Timers\n"
             "|291d 23:59:00.000\n"
             f"|291d 23:59:00.000  ({renew}) RENEW myca\n"
-            f"|305d 0:00:00.000  ({alert}) ALERT myca\n")
+            f"|305d 0:00:00.000  ({alert}) ALERT myca\n"
+            f"|{left(us_of(SHADOW) - now):>16}  ({SHADOW}) SHADOW myca\n")
 
 
 def us_of(iso: str) -> int:
@@ -93,7 +98,7 @@ def test_three_renewals_with_no_operator_action(device: Engine, tmp_path: Path,
         assert rc.key_id == key_id and rc.der == received.certificate  # same key pair
         assert st.renewal is not None and st.renewal.phase is RenewalPhase.IDLE
         assert (st.renewal.attempts, st.renewal.last_result) == (1, "issued")
-        assert timers(device) == expected_timers(*STEPS[n])
+        assert timers(device) == expected_timers(*STEPS[n], now=us_of(renew))
         assert_replays(device)
 
     # The CA renewed each certificate on the strength of the one before, once each.

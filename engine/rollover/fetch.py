@@ -1,0 +1,74 @@
+"""GetNextCACert from the device: the `FetchNextCA` effect and how the runtime performs it
+(through the SCEP transport port, engine/scep_client.py), over the sans-I/O core
+(engine/scep/nextca.py).
+
+The performer asks GetCACaps first: a CA that does not advertise GetNextCACert gets no
+GetNextCACert request (`NextCAFetched(None)`). Otherwise the answer must be an
+`application/x-x509-next-ca-cert` SignedData that verifies with `current` (the trustpoint's CA
+certificate) and holds another CA certificate; everything else (unreachable, an HTTP error,
+another signer, a bad signature, garbage) is one `PeerError` whose text is the `%` line.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from cryptography.hazmat.primitives import serialization
+
+from engine import scep
+from engine.effects import Effect, performs
+from engine.errors import PeerError, PeerReason
+from engine.pki import load_certificate
+from engine.runtime import Ports
+from engine.scep.caps import Capability
+
+if TYPE_CHECKING:
+    from engine.scep_client import HttpReply
+
+
+@dataclass(frozen=True)
+class FetchNextCA(Effect):
+    """GetCACaps, then GetNextCACert if advertised, verified with `current` (DER)."""
+
+    url: str
+    current: bytes
+
+
+@dataclass(frozen=True)
+class NextCAFetched:
+    certificate: bytes | None  # DER of the next CA certificate; None: not offered
+
+
+def _get(ports: Ports, url: str, operation: str) -> HttpReply:
+    from engine.scep_client import TransportError, transport_of  # loaded by an exchange only
+
+    try:
+        return transport_of(ports).get(url, {"operation": operation})
+    except TransportError as e:
+        raise PeerError(PeerReason.UNREACHABLE, f"Unable to reach the CA at {url}: {e}") from e
+
+
+@performs(FetchNextCA)
+def _fetch_next_ca(ports: Ports, eff: FetchNextCA) -> NextCAFetched:
+    from engine.scep_client import one_exchange
+
+    current = load_certificate(eff.current, "CA certificate")
+    with one_exchange(ports):
+        caps_reply = _get(ports, eff.url, "GetCACaps")
+        try:
+            # RFC 8894 §3.5.2: a CA that does not answer GetCACaps supports nothing extra.
+            caps = scep.parse_capabilities(caps_reply.body if caps_reply.status == 200 else b"")
+        except scep.ScepError as e:
+            raise PeerError(PeerReason.BAD_ANSWER, f"GetCACaps: {e.detail}") from e
+        if not caps.supports(Capability.GET_NEXT_CA_CERT):
+            return NextCAFetched(None)
+        reply = _get(ports, eff.url, "GetNextCACert")
+    if reply.status != 200:
+        raise PeerError(PeerReason.BAD_ANSWER, f"GetNextCACert failed: the CA at {eff.url} "
+                                               f"answered HTTP {reply.status}.")
+    try:
+        found = scep.parse_next_ca_certificates(reply.content_type, reply.body, current)
+    except scep.ScepError as e:
+        raise PeerError(PeerReason.BAD_ANSWER, f"{e.detail} (nothing was accepted)") from e
+    return NextCAFetched(found.ca.public_bytes(serialization.Encoding.DER))
