@@ -453,7 +453,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps(verdict.as_dict(), sort_keys=True))
         else:
-            subjects = {fp: c.subject.rfc4514_string()
+            from engine.pki import rfc4514  # IOS's labels, as `show crypto ca certificates`
+
+            subjects = {fp: rfc4514(c.subject)
                         for fp, c in zip(chain.fingerprints, chain.certs, strict=True)}
             subjects.update(anchor_index(eng.state).subjects())
             sys.stdout.write(eng.ports.render(VerdictView(verdict, subjects)))

@@ -112,7 +112,8 @@ def _validated(state: DeviceState, ev: PeerValidated, at: int) -> DeviceState:
     return with_state(state, validations=state.validations.counted(ev))
 
 
-def _fetch_backoff(state: DeviceState, ev: CrlFetchFailed, at: int) -> DeviceState:
+def _fetch_backoff(state: DeviceState, ev: CrlFetchFailed | CrlFetched,
+                   at: int) -> DeviceState:
     return with_state(state, validations=state.validations.fetch_failure(ev, at))
 
 
@@ -211,7 +212,7 @@ DEVICE_FOLDS: FoldTable[DeviceState] = FoldTable("device", {
     RenewalFailed: (renewal.failed, _log_renewal),
     NextCertificateActivated: (renewal.activated, _log_renewal),
     CertificateExpiryWarned: (renewal.warned, _log_renewal),
-    CrlFetched: (crl.fetched, _log_crl_fetched),
+    CrlFetched: (crl.fetched, _log_crl_fetched, _fetch_backoff),
     CrlFetchFailed: (crl.fetch_failed, _log_crl_failed, _fetch_backoff),
     CrlCacheCleared: (crl.cleared, _log_crl_cleared),
     PeerValidated: (_validated,),

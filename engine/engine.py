@@ -462,6 +462,8 @@ class Engine:
                 records = self.store.append(batch)
             except LogWriteFailed as err:
                 raise self._append_failed(err) from err
+            except (OverflowError, TypeError) as err:  # a value the log cannot encode
+                raise self._unencodable(err) from err
             self.fold(records)
             for eff in outcome.then:
                 perform(eff, self.ports)
@@ -489,6 +491,14 @@ class Engine:
             self.ports.say(output if output.endswith("\n") else output + "\n")
         self._failure = outcome.failure
         return records
+
+    def _unencodable(self, err: Exception) -> TrustledgerError:
+        """An event holds a value the log's encoding cannot carry (a bug: event fields are
+        chosen to fit msgpack). Sealing encodes before anything is written or folded, so the
+        log and state are untouched: refuse the command like a failed write, and discard the
+        data keys it made (no event names them)."""
+        return self._append_failed(LogWriteFailed(ValueError(
+            f"an event cannot be encoded ({err})"), True))
 
     def _append_failed(self, err: LogWriteFailed) -> TrustledgerError:
         """The command's events are not in the log: discard the data keys it made (no event

@@ -11,11 +11,12 @@ proves the stored bytes are the ones that were fetched and verified.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
-from events.registry import Event, event
+from events.registry import Event, event, upcaster
 
 
-@event("CrlFetched", version=1)
+@event("CrlFetched", version=2)
 @dataclass(frozen=True, slots=True)
 class CrlFetched(Event):
     """A complete CRL was fetched and verified against its issuer's key: it becomes the
@@ -25,7 +26,7 @@ class CrlFetched(Event):
     issuer: bytes  # DER of the CRL's issuer Name
     issuer_text: str  # the issuer as `show crypto ca crls` prints it
     authority_key_id: bytes | None  # the CRL's authorityKeyIdentifier keyIdentifier
-    number: int | None  # cRLNumber
+    number: str | None  # cRLNumber in decimal (RFC 5280 5.2.3: up to 20 octets, no msgpack int)
     this_update: int  # µs
     next_update: int | None  # µs; None when the CRL has none
     source: str  # the URI it came from, or "scep:<trustpoint>"
@@ -36,6 +37,14 @@ class CrlFetched(Event):
     verified_with: str  # hex SHA-256 of the SubjectPublicKeyInfo that verified its signature
     only: str = ""  # IDP onlyContainsUserCerts ("user"), onlyContainsCACerts ("ca"), or ""
     attempts: tuple[tuple[str, str], ...] = ()  # sources tried first that failed: (uri, reason)
+
+
+@upcaster("CrlFetched", from_version=1)
+def _crl_fetched_v1_to_v2(payload: dict[str, Any]) -> dict[str, Any]:
+    """v1 carried the cRLNumber as a msgpack int, which cannot hold the 20 octets RFC 5280
+    allows: v2 carries it in decimal."""
+    number = payload.get("number")
+    return {**payload, "number": None if number is None else str(number)}
 
 
 @event("CrlFetchFailed", version=1)

@@ -12,16 +12,17 @@ prove it is the one decided on. The CRLs a validation fetched are their own even
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
-from events.registry import Event, event
+from events.registry import Event, event, upcaster
 
-RevocationRow = tuple[str, str, str, str, int | None, int | None, int | None, str]
+RevocationRow = tuple[str, str, str, str, str | None, int | None, int | None, str]
 """(fingerprint, serial in hex (serials reach 159 bits: no msgpack int), status, crl sha256,
-crl number, crl thisUpdate µs, revoked at µs, revocation reason) of one certificate of the
-path."""
+crl number in decimal (up to 20 octets: no msgpack int either), crl thisUpdate µs, revoked
+at µs, revocation reason) of one certificate of the path."""
 
 
-@event("PeerValidated", version=1)
+@event("PeerValidated", version=2)
 @dataclass(frozen=True, slots=True)
 class PeerValidated(Event):
     chain: tuple[str, ...]  # SHA-256 hex of each certificate as given
@@ -36,3 +37,12 @@ class PeerValidated(Event):
     path: tuple[str, ...]  # SHA-256 hex, leaf first, anchor last
     revocation: tuple[RevocationRow, ...]
     detail: str  # the first refusal in words
+
+
+@upcaster("PeerValidated", from_version=1)
+def _peer_validated_v1_to_v2(payload: dict[str, Any]) -> dict[str, Any]:
+    """v1 carried each row's CRL number as a msgpack int (which cannot hold the 20 octets
+    RFC 5280 allows): v2 carries it in decimal."""
+    rows = tuple((*r[:4], None if r[4] is None else str(r[4]), *r[5:])
+                 for r in payload.get("revocation", ()))
+    return {**payload, "revocation": rows}

@@ -61,7 +61,9 @@ def render_verdict(verdict: Verdict, subjects: Mapping[str, str]) -> str:
     if v.anchor is None:
         lines.append("  Anchor        : none")
     else:
-        lines.append(f"  Anchor        : {v.anchor.source} {v.anchor.name}")
+        where = v.anchor.source if v.anchor.source == "trustpool" else (
+            f"{v.anchor.source} {v.anchor.name}")  # the pool has no name of its own
+        lines.append(f"  Anchor        : {where}")
         lines.append(f"                  {subjects.get(v.anchor.fingerprint, '')}".rstrip())
     if v.path:
         lines.append("  Path          :")

@@ -7,6 +7,7 @@ engine/commands/run/crl.py, loaded when one of them first runs.
 from __future__ import annotations
 
 import re
+from urllib.parse import urlsplit
 
 from engine.grammar import GRAMMAR, ArgKind, ArgSpec, int_range
 from engine.revocation.cache import CURL_TIMEOUT_KEY
@@ -16,9 +17,18 @@ RUN = "engine.commands.run.crl"
 
 
 def _crl_uri(s: str) -> str:
-    """http://host[:port]/path, or an RFC 4516 ldap:// URL (spaces allowed in the DN, as
-    some CAs write their distribution points)."""
+    """http://host[:port]/path, or an RFC 4516 ldap:// URL naming its server (spaces allowed
+    in the DN, as some CAs write their distribution points). A hostless `ldap:///DN` is
+    refused: only a certificate's distribution point has a trustpoint whose `query url`
+    could name the server. Anything malformed is refused here, before any fetch or event."""
     if re.match(r"^http://[^\s/]+(/\S*)?$", s, re.IGNORECASE):
+        try:
+            parts = urlsplit(s)
+            port_ok = parts.port is None or parts.port > 0  # .port raises on a bad port
+        except ValueError:
+            raise ValueError(s) from None
+        if not parts.hostname or not port_ok:
+            raise ValueError(s)
         return s
     if re.match(r"^ldap://", s, re.IGNORECASE):
         from engine.revocation.ldap import LdapUrlError, parse_ldap_url  # when one is typed
@@ -27,6 +37,8 @@ def _crl_uri(s: str) -> str:
             parse_ldap_url(s)
         except LdapUrlError:
             raise ValueError(s) from None
+        if not s[len("ldap://"):].partition("/")[0]:
+            raise ValueError(s)
         return s
     raise ValueError(s)
 
@@ -38,7 +50,7 @@ G.describe({"crl": "Certificate revocation lists"})
 
 G.config("crypto ca crl curl-timeout <seconds>", key=CURL_TIMEOUT_KEY, rank=57,
          help="Time a CRL fetch may take in all (default 5 s)",
-         args={"seconds": ArgSpec(int_range(5, 50), "<5-50> Seconds")},
+         args={"seconds": ArgSpec(int_range(5, 50), "Seconds")},
          words={"curl-timeout": "Time a CRL fetch may take in all"})
 G.declare("crypto ca crl request <uri>", runs=f"{RUN}:request",
           help="Fetch a CRL now and cache it", args={"uri": CRL_URI},

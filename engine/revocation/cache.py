@@ -3,8 +3,10 @@
 Rules:
 - the cache holds, per issuer (its Name, and the key that verified the CRL) and scope (the
   issuing distribution point's URIs and `onlyContains...` restriction), the newest complete
-  CRL fetched: a `CrlFetched` replaces the cached one unless it is older (an earlier
-  thisUpdate, or the same one with a lower cRLNumber);
+  CRL fetched: a `CrlFetched` replaces the cached one unless it is older: a lower cRLNumber
+  when both have one (RFC 5280 §5.2.3: "monotonically increasing" for a given scope and
+  issuer), else an earlier thisUpdate (then the lower number on a tie); a CRL whose
+  thisUpdate is after the fetch is refused before it gets here (engine.revocation.verify);
 - a CRL stays cached past its nextUpdate (stale: `CachedCrl.fresh_at` says so, and whoever
   decides with it compares); only a newer CRL or `clear crypto ca crl` (`CrlCacheCleared`)
   replaces it;
@@ -67,9 +69,11 @@ def key_of(crl: CachedCrl) -> CacheKey:
 
 
 def _older(new: CachedCrl, old: CachedCrl) -> bool:
+    if new.number is not None and old.number is not None:
+        return new.number_value < old.number_value
     if new.this_update != old.this_update:
         return new.this_update < old.this_update
-    return (new.number or 0) < (old.number or 0)
+    return new.number_value < old.number_value
 
 
 def spki_sha256(cert: x509.Certificate) -> str:
@@ -117,7 +121,7 @@ def crl_for(state: DeviceState, cert: x509.Certificate,
              if c.issuer == issuer_der and c.verified_with == key and covers(c, cert)]
     if not found:
         return None
-    return max(found, key=lambda c: (c.this_update, c.number or 0, bool(c.idp_uris)))
+    return max(found, key=lambda c: (c.this_update, c.number_value, bool(c.idp_uris)))
 
 
 def crl_timeout(state: DeviceState) -> int:

@@ -47,6 +47,7 @@ if TYPE_CHECKING:
     from engine.scep_client import CrlQuery  # loaded by the first GetCRL: a `show` never does
 
 Attempt = tuple[str, str]  # (uri, why it failed)
+NO_SOURCE = "(none)"  # the attempt recorded when a certificate's CRL has no source at all
 
 
 @dataclass(frozen=True)
@@ -60,20 +61,24 @@ class Source:
 
 
 def fetch_crl(state: DeviceState, cert: x509.Certificate, issuer: x509.Certificate, now: int,
-              trustpoint: str | None = None) -> Generator[Effect, Any, list[Event]]:
+              trustpoint: str | None = None, skip: frozenset[str] = frozenset(),
+              ) -> Generator[Effect, Any, list[Event]]:
     """The events of fetching the CRL that covers `cert` (see the module's rules):
-    `[CrlFetched]` or `[CrlFetchFailed]`; an OperatorError (a replay) propagates."""
+    `[CrlFetched]` or `[CrlFetchFailed]`; an OperatorError (a replay) propagates. The
+    sources in `skip` are not asked (a validation's back-off)."""
     tp = trustpoint if trustpoint is not None else trustpoint_of_issuer(state, issuer)
     timeout = crl_timeout(state)
     attempts: list[Attempt] = []
     stale: tuple[VerifiedCrl, str] | None = None
     for src in crl_sources(state, cert, issuer, tp):
+        if src.uri in skip:
+            continue
         if src.error:
             attempts.append((src.uri, src.error))
             continue
         try:
             data: bytes = yield FetchCRL(src.uri, timeout, src.scep)
-            got = verify_crl(data, issuer, cert)
+            got = verify_crl(data, issuer, cert, now=now)
         except PeerError as e:  # an OperatorError (e.g. fetching in a replay) is no attempt
             attempts.append((src.uri, e.text.rstrip(".")))
             continue
@@ -88,7 +93,7 @@ def fetch_crl(state: DeviceState, cert: x509.Certificate, issuer: x509.Certifica
     if stale is not None:
         return (yield from _record(state, stale[0], stale[1], now, tp, attempts))
     if not attempts:
-        attempts.append(("(none)", "the certificate names no CRL distribution point and no "
+        attempts.append((NO_SOURCE, "the certificate names no CRL distribution point and no "
                                    "trustpoint's CA issued it"))
     return [CrlFetchFailed(tp, issuer.subject.rfc4514_string(), tuple(attempts))]
 
@@ -101,9 +106,10 @@ def _record(state: DeviceState, got: VerifiedCrl, uri: str, now: int, tp: str | 
 
 
 def cached_of(got: VerifiedCrl, source: str, now: int, trustpoint: str | None) -> CachedCrl:
-    return CachedCrl(got.sha256, got.issuer, got.issuer_text, got.authority_key_id, got.number,
-                     got.this_update, got.next_update, source, now, trustpoint, got.idp_uris,
-                     len(got.index), got.verified_with, got.only)
+    return CachedCrl(got.sha256, got.issuer, got.issuer_text, got.authority_key_id,
+                     None if got.number is None else str(got.number),
+                     got.this_update, got.next_update, source, now, trustpoint,
+                     got.idp_uris, len(got.index), got.verified_with, got.only)
 
 
 def fetched_events(state: DeviceState, cached: CachedCrl,

@@ -221,11 +221,17 @@ def index_of(sha256: str, der: bytes) -> CrlIndex:
 def revocation_of(blobs: CrlBlobs, cached: CachedCrl, serial: int) -> Revoked | None:
     """The entry of `serial` on the cached CRL, or None when it is not revoked by it. The
     CRL's index is built once (from the blob store) and kept; `BlobMissing` when its bytes
-    are gone or altered."""
+    are gone or altered.
+
+    An entry with reason removeFromCRL is not a revocation: RFC 5280 5.3.1 "The
+    removeFromCRL (8) reason code is used only in delta CRLs and indicates that a
+    certificate is to be removed from a CRL"; the cache holds complete CRLs only, where it
+    has no business, and it is read as OpenSSL reads it (cert_crl: not revoked)."""
     idx = _INDEXES.get(cached.sha256)
     if idx is None:
         idx = index_of(cached.sha256, blobs.get(cached.sha256))
-    return idx.lookup(serial)
+    entry = idx.lookup(serial)
+    return None if entry is not None and entry.reason == "removeFromCRL" else entry
 
 
 def remember(sha256: str, index: CrlIndex) -> None:

@@ -13,6 +13,7 @@ DN) is read from the server the trustpoint's `query url` names.
 
 from __future__ import annotations
 
+import re
 import threading
 from dataclasses import dataclass
 from urllib.parse import quote, unquote
@@ -66,13 +67,31 @@ def parse_ldap_url(url: str) -> LdapTarget:
                            "(base)")
     if any(e.startswith("!") for e in parts[3].split(",") if e):
         raise LdapUrlError(f"{url} has a critical extension we do not support")
+    if _BAD_ESCAPE.search(tail):
+        raise LdapUrlError(f"{url} has a % not followed by two hex digits")
     flt = unquote(parts[2]) or "(objectClass=*)"
     if not flt.startswith("("):
         flt = f"({flt})"
+    if not _balanced(flt):
+        raise LdapUrlError(f"{url} has a filter whose parentheses do not balance")
     dn = unquote(dn)
     if not dn:
         raise LdapUrlError(f"{url} names no entry (DN)")
     return LdapTarget(host or "localhost", port, dn, flt)
+
+
+_BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
+
+
+def _balanced(flt: str) -> bool:
+    """RFC 4515: a filter is one parenthesized item; its parentheses (those not escaped as
+    \\28 / \\29, which are not parentheses) close in order and end at the last character."""
+    depth = 0
+    for i, c in enumerate(flt):
+        depth += {"(": 1, ")": -1}.get(c, 0)
+        if depth < 0 or (depth == 0 and i != len(flt) - 1):
+            return False
+    return depth == 0
 
 
 def _split_host(hostport: str, url: str) -> tuple[str, int]:

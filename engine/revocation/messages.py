@@ -29,8 +29,8 @@ def fetched(ev: CrlFetched) -> str:
 
 
 def fetch_failed(ev: CrlFetchFailed) -> str:
-    return (f"%PKI-3-CRL_FETCH_FAIL: CRL fetch for {ev.issuer_text} failed: "
-            f"{attempts_text(ev.attempts)}")
+    whose = f" for {ev.issuer_text}" if ev.issuer_text else ""  # a request knows no issuer
+    return f"%PKI-3-CRL_FETCH_FAIL: CRL fetch{whose} failed: {attempts_text(ev.attempts)}"
 
 
 def cleared(ev: CrlCacheCleared) -> str:

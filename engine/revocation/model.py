@@ -23,7 +23,7 @@ class CachedCrl:
     issuer: bytes  # DER of the issuer Name
     issuer_text: str  # for `show`
     authority_key_id: bytes | None
-    number: int | None  # cRLNumber
+    number: str | None  # cRLNumber in decimal (20 octets fit no msgpack int); see number_value
     this_update: int  # µs
     next_update: int | None  # µs
     source: str  # the URI, or "scep:<trustpoint>"
@@ -39,6 +39,11 @@ class CachedCrl:
         return cls(ev.sha256, ev.issuer, ev.issuer_text, ev.authority_key_id, ev.number,
                    ev.this_update, ev.next_update, ev.source, ev.fetched_at, ev.trustpoint,
                    ev.idp_uris, ev.count, ev.verified_with, ev.only)
+
+    @property
+    def number_value(self) -> int:
+        """The cRLNumber as a number, for ordering (-1 when the CRL has none)."""
+        return -1 if self.number is None else int(self.number)
 
     def fresh_at(self, now: int) -> bool:
         """RFC 5280 §6.3.3 (a)(2): past its nextUpdate a CRL is stale (a new one is to be

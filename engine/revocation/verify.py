@@ -1,6 +1,6 @@
 """The checks a fetched CRL must pass before it is cached (RFC 5280 §5.2, §6.3.3).
 
-`verify_crl(data, issuer, cert, now)` takes the bytes a source gave (DER, or PEM), the
+`verify_crl(data, issuer, cert, now=...)` takes the bytes a source gave (DER, or PEM), the
 certificate of the CRL's issuer (whose key must have signed it) and the certificate whose
 status is wanted (for the CRL's scope), and returns a `VerifiedCrl` or raises `CrlRefused`
 naming the first rule broken:
@@ -18,7 +18,10 @@ naming the first rule broken:
    is a CRL of only some reasons (IDP onlySomeReasons) or an indirect one;
 7. its scope covers the certificate (§5.2.5 issuing distribution point, §6.3.3 (b)(2)):
    distribution point names shared with the certificate's CRL distribution points,
-   onlyContainsUserCerts / onlyContainsCACerts / onlyContainsAttributeCerts.
+   onlyContainsUserCerts / onlyContainsCACerts / onlyContainsAttributeCerts;
+8. its thisUpdate is not after `now` (the engine clock at the fetch): a CRL issued "in the
+   future" is not valid yet (OpenSSL's CRL_NOT_YET_VALID), and cached it would outrank
+   every CRL issued until then (the cache orders by thisUpdate when a CRL has no number).
 
 Whether it is still fresh (nextUpdate) is not a rule of acceptance: a verified CRL past its
 nextUpdate is `VerifiedCrl.expired_at(now)`, which the fetch weighs against other sources.
@@ -83,7 +86,9 @@ def load_crl(data: bytes) -> x509.CertificateRevocationList:
 
 
 def verify_crl(data: bytes, issuer: x509.Certificate,
-               cert: x509.Certificate | None = None) -> VerifiedCrl:
+               cert: x509.Certificate | None = None, *, now: int | None = None) -> VerifiedCrl:
+    """The CRL if it passes every rule of the module's list (rule 8 only when `now` is
+    given), else CrlRefused."""
     crl = load_crl(data)
     der = data if data[:1] == b"\x30" else crl.public_bytes(Encoding.DER)  # PEM: stored as DER
     if crl.issuer != issuer.subject:
@@ -94,6 +99,10 @@ def verify_crl(data: bytes, issuer: x509.Certificate,
         raise CrlRefused("the CRL's signature does not verify with the issuer's key")
     exts = _check_extensions(crl)
     idp_uris, only = _scope(exts, cert)
+    this_update = _us(crl.last_update_utc)
+    if now is not None and this_update > now:
+        raise CrlRefused(f"the CRL's thisUpdate ({crl.last_update_utc:%Y-%m-%d %H:%M:%S} UTC) "
+                         "is in the future: it is not valid yet")
     try:
         index = build_index(der)
     except CrlShape as e:
@@ -104,8 +113,7 @@ def verify_crl(data: bytes, issuer: x509.Certificate,
         der, hashlib.sha256(der).hexdigest(), crl.issuer.public_bytes(),
         crl.issuer.rfc4514_string(),
         aki.key_identifier if isinstance(aki, x509.AuthorityKeyIdentifier) else None,
-        number.crl_number if isinstance(number, x509.CRLNumber) else None,
-        _us(crl.last_update_utc),
+        number.crl_number if isinstance(number, x509.CRLNumber) else None, this_update,
         None if crl.next_update_utc is None else _us(crl.next_update_utc),
         idp_uris, only, spki_sha256(issuer), index)
 

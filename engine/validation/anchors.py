@@ -24,6 +24,7 @@ from typing import Any
 from cryptography import x509
 from cryptography.x509.verification import Store
 
+from engine.pki import rfc4514
 from engine.state import DeviceState
 from engine.trustpoints import status_of, trustpoint_config, trustpoint_names
 from engine.trustpool.anchor import Anchor
@@ -58,7 +59,7 @@ class AnchorIndex:
 
     def subjects(self) -> dict[str, str]:
         """Each anchor's SHA-256 fingerprint and subject (RFC 4514), for reports."""
-        return {fingerprint(c.cert): c.cert.subject.rfc4514_string()
+        return {fingerprint(c.cert): rfc4514(c.cert.subject)
                 for cs in self.by_subject.values() for c in cs}
 
     @classmethod
@@ -81,14 +82,15 @@ class AnchorIndex:
                                  c.not_after, True))
         return cls(out)
 
-    def find(self, chain: Sequence[x509.Certificate], at: int) -> Candidate | None:
-        """The first candidate (in find_anchor's order) that anchors `chain` at `at`."""
+    def find(self, chain: Sequence[x509.Certificate], at: int | None) -> Candidate | None:
+        """The first candidate (in find_anchor's order) that anchors `chain` at `at` (None:
+        at any moment, the pool certificates' validity not considered)."""
         found: list[Candidate] = []
         for cert in chain:
             for key in (cert.subject.public_bytes(), cert.issuer.public_bytes()):
                 found += self.by_subject.get(key, ())
         for c in sorted({c.rank: c for c in found}.values(), key=_rank):
-            if c.pool and not c.not_before <= at <= c.not_after:
+            if c.pool and at is not None and not c.not_before <= at <= c.not_after:
                 continue
             if anchors(c.cert, chain):
                 return c

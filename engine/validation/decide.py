@@ -4,7 +4,8 @@ purpose, at, name) -> Verdict`.
 Rules, in order (the first three stop the decision; the others all add their codes):
 1. The chain must parse (MALFORMED).
 2. An anchor: a trustpoint's CA first, then the trustpool (engine.trustpool.anchor's rule,
-   through engine.validation.anchors), else UNKNOWN_CA. Its `crl optional` is the policy.
+   through engine.validation.anchors), else UNKNOWN_CA (NOT_YET_VALID or EXPIRED when only
+   a pool certificate not valid at `at` would anchor it). Its `crl optional` is the policy.
 3. The path from the peer's certificate to that anchor, checked at `at` for the purpose and
    the name (engine.validation.path).
 4. Revocation of every certificate of the path but the anchor (RFC 5280 §6.3), with the
@@ -25,6 +26,7 @@ module never fetches, so replaying a recorded validation against the state befor
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import pairwise
@@ -32,13 +34,13 @@ from itertools import pairwise
 from cryptography import x509
 
 from engine.errors import OperatorError
-from engine.revocation.cache import crl_for
+from engine.revocation.cache import cdp_uris, crl_for
 from engine.revocation.index import CrlShape, revocation_of
 from engine.revocation.model import CachedCrl
 from engine.revocation.store import CrlBlobs
 from engine.state import DeviceState
 from engine.trustpool.anchor import Anchor
-from engine.validation.anchors import anchor_index
+from engine.validation.anchors import Candidate, anchor_index
 from engine.validation.chain import Chain, ChainInput, ChainMalformed, fingerprint, parse_chain
 from engine.validation.path import check_path
 from engine.validation.verdict import AnchorRef, Code, Purpose, Revocation, Status, Verdict
@@ -69,10 +71,10 @@ def judge(state: DeviceState, blobs: CrlBlobs, given: ChainInput, purpose: Purpo
     except ChainMalformed as e:
         return Verdict(False, (Code.MALFORMED,), purpose, at, name, (), None, (), (),
                        str(e)), []
-    found = anchor_index(state).find(chain.certs, at)
+    index = anchor_index(state)
+    found = index.find(chain.certs, at)
     if found is None:
-        return _refused(chain, purpose, at, name, None, Code.UNKNOWN_CA,
-                        "no trustpoint CA or trustpool certificate anchors the chain"), []
+        return _no_anchor(chain, purpose, at, name, index.find(chain.certs, None)), []
     anchor = found.anchor
     ref = AnchorRef(anchor.source, anchor.name, fingerprint(found.cert))
     checked = check_path(chain.certs, found.cert, found.store(), purpose, at, name)
@@ -81,12 +83,34 @@ def judge(state: DeviceState, blobs: CrlBlobs, given: ChainInput, purpose: Purpo
                        (), checked.detail), []
     path = checked.path
     statuses, missing = _revocation(state, blobs, path, at, anchor)
-    codes = list(checked.codes) + [c for s in statuses if (c := _CODE_OF.get(s.status))]
+    # A path refused for its own reasons is not fetched for (no CRL can save it): a missing
+    # CRL is then no reason of the verdict; a revocation found in the cache still is.
+    codes = list(checked.codes) + [c for s in statuses if (c := _CODE_OF.get(s.status))
+                                   and (not checked.codes or c is Code.REVOKED)]
     ok = all(c is Code.CRL_BYPASSED for c in codes)
-    detail = checked.detail or _revocation_detail(statuses, anchor)
+    detail = checked.detail or _revocation_detail(statuses, anchor, _failed_fetches(state,
+                                                                                   missing))
     verdict = Verdict(ok, tuple(dict.fromkeys(codes)), purpose, at, name, chain.fingerprints,
                       ref, tuple(fingerprint(c) for c in path), statuses, detail)
     return verdict, missing if not checked.codes else []  # a CRL cannot save it: no fetch
+
+
+def _no_anchor(chain: Chain, purpose: Purpose, at: int, name: str | None,
+               other: Candidate | None) -> Verdict:
+    """No anchor at `at`: UNKNOWN_CA, unless a pool certificate would anchor the chain at
+    another moment (it is not valid at `at`): then NOT_YET_VALID or EXPIRED, naming it."""
+    if other is None:
+        return _refused(chain, purpose, at, name, None, Code.UNKNOWN_CA,
+                        "no trustpoint CA or trustpool certificate anchors the chain")
+    ref = AnchorRef(other.anchor.source, other.anchor.name, fingerprint(other.cert))
+    who = other.cert.subject.rfc4514_string()
+    if at < other.not_before:
+        return _refused(chain, purpose, at, name, ref, Code.NOT_YET_VALID,
+                        f"the trust anchor {who} is not valid before "
+                        f"{other.cert.not_valid_before_utc:%Y-%m-%d %H:%M:%S} UTC")
+    return _refused(chain, purpose, at, name, ref, Code.EXPIRED,
+                    f"the trust anchor {who} expired "
+                    f"{other.cert.not_valid_after_utc:%Y-%m-%d %H:%M:%S} UTC")
 
 
 def _refused(chain: Chain, purpose: Purpose, at: int, name: str | None,
@@ -127,7 +151,8 @@ def _status(state: DeviceState, blobs: CrlBlobs, cert: x509.Certificate,
 
 def _decided(fp: str, serial: int, status: Status, crl: CachedCrl, revoked_at: int | None = None,
              reason: str = "") -> Revocation:
-    return Revocation(fp, serial, status, crl.sha256, crl.number, crl.this_update, revoked_at,
+    return Revocation(fp, serial, status, crl.sha256,
+                      None if crl.number is None else int(crl.number), crl.this_update, revoked_at,
                       reason)
 
 
@@ -135,15 +160,35 @@ _CODE_OF = {Status.REVOKED: Code.REVOKED, Status.UNAVAILABLE: Code.CRL_UNAVAILAB
             Status.STALE: Code.CRL_STALE, Status.BYPASSED: Code.CRL_BYPASSED}
 
 
-def _revocation_detail(statuses: Sequence[Revocation], anchor: Anchor) -> str:
+def _failed_fetches(state: DeviceState, missing: Sequence[Missing]) -> dict[str, str]:
+    """Per certificate whose CRL is missing (by fingerprint): the last failed fetch from one
+    of its sources, as the back-off remembers it (engine.validation.folded), in words. From
+    the state alone, so a replay gives the same words."""
+    notes: dict[str, str] = {}
+    for m in missing:
+        uris = [*cdp_uris(m.cert), *([f"scep:{m.trustpoint}"] if m.trustpoint else [])]
+        failed = [(t, u) for u in uris if (t := state.validations.failed_at(u)) is not None]
+        if failed:
+            t, u = max(failed)
+            when = dt.datetime.fromtimestamp(t / 1_000_000, dt.UTC)
+            notes[fingerprint(m.cert)] = (f" (the last fetch from {u} failed at "
+                                          f"{when:%Y-%m-%d %H:%M:%S} UTC; validations ask "
+                                          "it again a minute after a failure)")
+    return notes
+
+
+def _revocation_detail(statuses: Sequence[Revocation], anchor: Anchor,
+                       notes: dict[str, str]) -> str:
     for s in statuses:
         if s.status is Status.REVOKED:
             return f"certificate serial {s.serial:X} is revoked ({s.revocation_reason})"
     for s in statuses:
+        note = notes.get(s.fingerprint, "")
         if s.status is Status.UNAVAILABLE:
-            return f"no CRL could be had for certificate serial {s.serial:X}"
+            return f"no CRL could be had for certificate serial {s.serial:X}{note}"
         if s.status is Status.STALE:
-            return f"only a CRL past its nextUpdate covers certificate serial {s.serial:X}"
+            return (f"only a CRL past its nextUpdate covers certificate serial "
+                    f"{s.serial:X}{note}")
     for s in statuses:
         if s.status is Status.BYPASSED:
             return (f"no current CRL for certificate serial {s.serial:X}: accepted, "

@@ -4,11 +4,16 @@
   for which reasons), and passed only because `crl optional` let a missing CRL go; folded
   from every `PeerValidated`, so they are what the log says, through restarts and replays.
   (The CRL fetch counters are the CRL cache's, `DeviceState.crls`.)
-- The fetch back-off: when a CRL fetch for an issuer last failed (`CrlFetchFailed`). A
-  validation does not fetch that issuer's CRL again within FETCH_RETRY_US of the failure:
-  a CRL distribution point that is down costs one curl-timeout per minute, not one per
-  handshake. The verdict meanwhile is the one the cache gives (CRL_UNAVAILABLE or
-  CRL_STALE, or bypassed under `crl optional`); `crypto ca crl request` still fetches.
+- The fetch back-off: when a fetch from a CRL source (a distribution point's URI, or
+  `scep:<trustpoint>`) last failed: every failed attempt of a `CrlFetchFailed`, and those a
+  `CrlFetched` lists before the source that worked (which is itself cleared). A validation
+  does not ask a source again within FETCH_RETRY_US of its failure, and fetches nothing for
+  a certificate whose every source is so: a CRL distribution point that is down costs one
+  curl-timeout per minute, not one per handshake. The key is the URI the device itself
+  chose to ask, never a name read from what a source answered (a forged CRL names whom it
+  likes). The verdict meanwhile is the one the cache gives (CRL_UNAVAILABLE or CRL_STALE,
+  or bypassed under `crl optional`), and its detail names the source that failed and when;
+  `crypto ca crl request` still fetches.
 
 This module imports no engine state, so engine.state can hold the type.
 """
@@ -17,12 +22,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from events.revocation import CrlFetchFailed
+from events.revocation import CrlFetched, CrlFetchFailed
 from events.validation import PeerValidated
 
 BYPASSED = "CRL_BYPASSED"  # engine.validation.verdict.Code.CRL_BYPASSED
 FETCH_RETRY_US = 60_000_000
-MAX_REMEMBERED = 64  # issuers whose last failed fetch is kept (the oldest is forgotten)
+MAX_REMEMBERED = 64  # sources whose last failed fetch is kept (the oldest is forgotten)
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,7 +36,7 @@ class ValidationState:
     failed: int = 0
     bypassed: int = 0  # passed with `crl optional` standing in for a CRL
     by_reason: tuple[tuple[str, int], ...] = ()  # failures per reason code, sorted by code
-    fetch_failed: tuple[tuple[str, int], ...] = ()  # (issuer RFC 4514, µs), oldest first
+    fetch_failed: tuple[tuple[str, int], ...] = ()  # (source URI, µs), oldest first
 
     def counted(self, ev: PeerValidated) -> ValidationState:
         if ev.ok:
@@ -45,13 +50,19 @@ class ValidationState:
         return ValidationState(self.passed, self.failed + 1, self.bypassed,
                                tuple(sorted(counts.items())), self.fetch_failed)
 
-    def fetch_failure(self, ev: CrlFetchFailed, at: int) -> ValidationState:
-        kept = [(i, t) for i, t in self.fetch_failed if i != ev.issuer_text]
-        kept = [*kept[-(MAX_REMEMBERED - 1):], (ev.issuer_text, at)]
+    def fetch_failure(self, ev: CrlFetchFailed | CrlFetched, at: int) -> ValidationState:
+        failed = {uri for uri, _ in ev.attempts}
+        worked = {ev.source} if isinstance(ev, CrlFetched) else set()
+        kept = [(u, t) for u, t in self.fetch_failed if u not in failed | worked]
+        kept = [*kept, *((u, at) for u in dict.fromkeys(u for u, _ in ev.attempts))]
         return ValidationState(self.passed, self.failed, self.bypassed, self.by_reason,
-                               tuple(kept))
+                               tuple(kept[-MAX_REMEMBERED:]))
 
-    def recently_failed(self, issuer_text: str, now: int) -> bool:
-        """A fetch of this issuer's CRL failed less than FETCH_RETRY_US before `now`."""
-        return any(i == issuer_text and 0 <= now - t < FETCH_RETRY_US
-                   for i, t in self.fetch_failed)
+    def failed_at(self, uri: str) -> int | None:
+        """When a fetch from `uri` last failed (µs), if it is remembered."""
+        return next((t for u, t in self.fetch_failed if u == uri), None)
+
+    def recently_failed(self, uri: str, now: int) -> bool:
+        """A fetch from `uri` failed less than FETCH_RETRY_US before `now`."""
+        t = self.failed_at(uri)
+        return t is not None and 0 <= now - t < FETCH_RETRY_US

@@ -17,6 +17,8 @@ What cryptography does not express, done here, in Python, on the path it built:
   "If the keyUsage extension is present, then the subject public key MUST NOT be used to
   verify signatures on certificates or CRLs unless the corresponding keyCertSign or cRLSign
   bit is set". An issuer whose keyUsage lacks keyCertSign is KEY_USAGE.
+- the peer's certificate is an end entity: a CA certificate (basicConstraints cA) given as
+  the peer's own (or a chain given CA first) is BAD_BASIC_CONSTRAINTS, for every purpose;
 - the purpose (its EKU rule is clientAuth or serverAuth only):
   ike: RFC 4945 §5.1.3.12: "If no EKU extension, continue. If EKU present AND contains either
   id-kp-ipsecIKE or anyExtendedKeyUsage, continue. Otherwise, reject cert." keyUsage, when
@@ -59,7 +61,7 @@ from typing import TypeVar
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import dsa, ed448, ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, padding, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, ObjectIdentifier
 from cryptography.x509.verification import (
     Criticality,
@@ -151,6 +153,11 @@ def _issuer_key_usage(path: Sequence[x509.Certificate]) -> list[tuple[Code, str]
 def _leaf_problems(leaf: x509.Certificate, purpose: Purpose,
                    name: str | None) -> list[tuple[Code, str]]:
     out = []
+    bc = _ext(leaf, x509.BasicConstraints)
+    if bc is not None and bc.value.ca:
+        out.append((Code.BAD_BASIC_CONSTRAINTS, f"{_who(leaf)} is a CA certificate "
+                                                "(basicConstraints cA), not a peer's own "
+                                                "certificate (is the chain leaf first?)"))
     key = leaf.public_key()
     if isinstance(key, rsa.RSAPublicKey) and key.key_size < MIN_RSA_BITS:
         out.append((Code.WEAK_KEY, f"{_who(leaf)}: RSA key of {key.key_size} bits "
@@ -312,10 +319,37 @@ def _link(cert: x509.Certificate, issuer: x509.Certificate) -> list[tuple[Code, 
                                              f"{cert.signature_algorithm_oid.dotted_string}")]
     if isinstance(digest, _WEAK_HASHES):
         return [(Code.WEAK_ALGORITHM, f"{_who(cert)} is signed with {digest.name.upper()}")]
-    if not _signed_by(cert, issuer):
-        return [(Code.BAD_SIGNATURE, f"the signature on {_who(cert)} does not verify "
-                                     f"with the key of {_who(issuer)}")]
-    return []
+    if _signed_by(cert, issuer):
+        return []
+    if cert.issuer.public_bytes() != issuer.subject.public_bytes() and _signature_verifies(
+            cert, issuer):
+        return [(Code.INVALID_PATH, f"the issuer name in {_who(cert)} matches the subject of "
+                                    f"{_who(issuer)} only when compared by RFC 5280 7.1 (the "
+                                    "same values, encoded differently, e.g. UTF8String and "
+                                    "PrintableString): the signature verifies, but this "
+                                    "validator chains names that are encoded identically")]
+    return [(Code.BAD_SIGNATURE, f"the signature on {_who(cert)} does not verify "
+                                 f"with the key of {_who(issuer)}")]
+
+
+def _signature_verifies(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+    """The signature on `cert` checked with `issuer`'s key alone, the names not compared
+    (cryptography's verify_directly_issued_by also requires byte-identical names)."""
+    key = issuer.public_key()
+    digest = cert.signature_hash_algorithm
+    try:
+        if isinstance(key, rsa.RSAPublicKey) and digest is not None:
+            pad = cert.signature_algorithm_parameters
+            if not isinstance(pad, padding.PKCS1v15 | padding.PSS):
+                return False
+            key.verify(cert.signature, cert.tbs_certificate_bytes, pad, digest)
+        elif isinstance(key, ec.EllipticCurvePublicKey) and digest is not None:
+            key.verify(cert.signature, cert.tbs_certificate_bytes, ec.ECDSA(digest))
+        else:
+            return False
+    except (InvalidSignature, ValueError, TypeError, UnsupportedAlgorithm):
+        return False
+    return True
 
 
 def _ca_rules(cert: x509.Certificate, below: int) -> list[tuple[Code, str]]:

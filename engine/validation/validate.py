@@ -6,8 +6,9 @@ fetch every path uses) and folds what they brought into a local copy of the stat
 second decision sees exactly the state the log will hold just before `PeerValidated`: a
 replay of the decision against that state gives the same Verdict (engine.validation.decide).
 A fetch is tried once per validation and certificate, `crl optional` or not (the option
-accepts a CRL that cannot be had; it does not skip trying), except for an issuer whose fetch
-failed less than a minute ago (engine.validation.folded: the back-off).
+accepts a CRL that cannot be had; it does not skip trying), except from a source whose fetch
+failed less than a minute ago (engine.validation.folded: the back-off): such sources are left
+out, and a certificate whose every source is left out is not fetched for at all.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from datetime import datetime
 from typing import Any
 
 from engine.effects import Effect
-from engine.revocation.fetch import fetch_crl
+from engine.revocation.fetch import NO_SOURCE, crl_sources, fetch_crl, trustpoint_of_issuer
 from engine.revocation.store import CrlBlobs
 from engine.state import DeviceState, evolve
 from engine.validation.chain import ChainInput, fingerprint
@@ -42,18 +43,27 @@ def validate(state: DeviceState, blobs: CrlBlobs, chain: ChainInput, purpose: Pu
              ) -> Generator[Effect, Any, tuple[Verdict, list[Event]]]:
     verdict, missing = judge(state, blobs, chain, purpose, at, name)
     events: list[Event] = []
-    wanted = [m for m in _distinct(missing)
-              if not state.validations.recently_failed(m.issuer.subject.rfc4514_string(), now)]
+    wanted = [(m, skip) for m in _distinct(missing)
+              if (skip := _backed_off(state, m, now)) is not None]
     if wanted:
-        for need in wanted:
+        for need, skip in wanted:
             got: list[Event] = yield from fetch_crl(state, need.cert, need.issuer, now,
-                                                    need.trustpoint)
+                                                    need.trustpoint, skip)
             for ev in got:
                 state = evolve(state, ev, now)
             events += got
         verdict, _ = judge(state, blobs, chain, purpose, at, name)
     events.append(verdict_event(verdict))
     return verdict, events
+
+
+def _backed_off(state: DeviceState, m: Missing, now: int) -> frozenset[str] | None:
+    """The sources of `m`'s CRL not to ask now (they failed less than a minute ago), or None
+    when that is every source there is: then there is nothing to fetch."""
+    tp = m.trustpoint if m.trustpoint is not None else trustpoint_of_issuer(state, m.issuer)
+    uris = [s.uri for s in crl_sources(state, m.cert, m.issuer, tp)] or [NO_SOURCE]
+    skip = frozenset(u for u in uris if state.validations.recently_failed(u, now))
+    return None if skip == set(uris) else skip
 
 
 def _distinct(missing: list[Missing]) -> list[Missing]:

@@ -33,7 +33,8 @@ class Code(enum.Enum):
     EXPIRED = "EXPIRED"
     NOT_YET_VALID = "NOT_YET_VALID"
     BAD_SIGNATURE = "BAD_SIGNATURE"
-    BAD_BASIC_CONSTRAINTS = "BAD_BASIC_CONSTRAINTS"  # not a CA, or its path length exceeded
+    # an issuer not a CA, its path length exceeded, or a CA certificate as the peer's own
+    BAD_BASIC_CONSTRAINTS = "BAD_BASIC_CONSTRAINTS"
     KEY_USAGE = "KEY_USAGE"
     EKU_MISMATCH = "EKU_MISMATCH"
     NAME_MISMATCH = "NAME_MISMATCH"
@@ -126,8 +127,9 @@ def verdict_event(v: Verdict) -> PeerValidated:
     return PeerValidated(
         v.chain, v.purpose.value, v.at, v.peer_name, v.ok, v.reasons,
         anchor.source, anchor.name, anchor.fingerprint, v.path,
-        tuple((r.fingerprint, f"{r.serial:X}", r.status.value, r.crl_sha256, r.crl_number,
-               r.crl_this_update, r.revoked_at, r.revocation_reason) for r in v.revocation),
+        tuple((r.fingerprint, f"{r.serial:X}", r.status.value, r.crl_sha256,
+               None if r.crl_number is None else str(r.crl_number), r.crl_this_update,
+               r.revoked_at, r.revocation_reason) for r in v.revocation),
         v.detail)
 
 
@@ -137,7 +139,7 @@ def verdict_of(ev: PeerValidated) -> Verdict:
     return Verdict(
         ev.ok, tuple(Code(c) for c in ev.reasons), Purpose(ev.purpose), ev.at, ev.peer_name,
         tuple(ev.chain), anchor, tuple(ev.path),
-        tuple(Revocation(f, int(serial, 16), Status(s), crl, number, this_update, revoked_at,
-                         why)
+        tuple(Revocation(f, int(serial, 16), Status(s), crl,
+                         None if number is None else int(number), this_update, revoked_at, why)
               for f, serial, s, crl, number, this_update, revoked_at, why in ev.revocation),
         ev.detail)

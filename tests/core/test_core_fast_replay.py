@@ -143,8 +143,8 @@ def other_event(draw: st.DrawFn) -> Event:
         ClockSet(draw(st.integers(0, 2**40)), draw(st.integers(-2**40, 2**40))),
         *_renewal_events(draw, tp, txid, key_id),
         crl_fetched(draw),
-        CrlFetchFailed(draw(st.sampled_from((None, tp))), "CN=ca", (("http://x/ca.crl",
-                                                                   "HTTP 404"),)),
+        CrlFetchFailed(draw(st.sampled_from((None, tp))), "CN=ca",
+                       ((draw(st.sampled_from(CRL_URIS)), "HTTP 404"),)),
         CrlCacheCleared(draw(st.integers(0, 3))),
         PeerValidated(("ab",), "ike", 5, None, draw(st.booleans()), tuple(draw(st.lists(
             st.sampled_from(("REVOKED", "EXPIRED", "CRL_BYPASSED")), max_size=2))),
@@ -184,11 +184,16 @@ def crl_fetched(draw: st.DrawFn) -> CrlFetched:
     per issuer and scope)."""
     issuer = draw(st.sampled_from((b"ca1", b"ca2")))
     return CrlFetched(draw(st.sampled_from(("1" * 64, "2" * 64, "3" * 64))), issuer,
-                      issuer.decode(), None, draw(st.sampled_from((None, 1, 2))),
+                      issuer.decode(), None,
+                      draw(st.sampled_from((None, "1", "2", str(2**100)))),  # up to 20 octets
                       draw(st.integers(0, 3)), draw(st.sampled_from((None, 10))),
-                      "http://x/ca.crl", 5, draw(st.sampled_from((None, "ca1"))),
+                      draw(st.sampled_from(CRL_URIS)), 5, draw(st.sampled_from((None, "ca1"))),
                       draw(st.sampled_from(((), ("http://x/ca.crl",)))), 3, "k" * 64,
-                      draw(st.sampled_from(("", "user"))))
+                      draw(st.sampled_from(("", "user"))),
+                      draw(st.sampled_from(((), (("http://y/ca.crl", "HTTP 404"),)))))
+
+
+CRL_URIS = ("http://x/ca.crl", "http://y/ca.crl")  # sources: the fetch back-off is per URI
 
 
 @st.composite

@@ -57,7 +57,7 @@ def test_a_valid_chain_is_exit_0_and_the_report_names_everything(
                        "  Purpose       : ike",
                        "  At            : 00:00:00 UTC Sat Jan 31 2026",
                        "  Peer name     : peer.example",
-                       "  Anchor        : trustpool trustpool",
+                       "  Anchor        : trustpool",
                        "                  CN=Cli Root,O=Example"]
     assert out[6] == "  Path          :"
     assert [line.strip() for line in out if line.startswith("    [")] == [
@@ -80,7 +80,7 @@ def test_json_has_stable_keys_and_an_invalid_chain_is_exit_1(
     assert code == 1
     assert sorted(got) == ["anchor", "at", "chain", "detail", "ok", "path", "peer_name",
                            "purpose", "reasons", "revocation"]
-    assert got["ok"] is False and got["reasons"] == ["NAME_MISMATCH", "CRL_BYPASSED"]
+    assert got["ok"] is False and got["reasons"] == ["NAME_MISMATCH"]  # no fetch: no CRL reason
     assert got["at"] == AT_US and got["anchor"]["source"] == "trustpool"
     assert sorted(got["revocation"][0]) == ["crl", "fingerprint", "reason", "revoked_at",
                                             "serial", "status"]

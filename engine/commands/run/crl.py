@@ -21,15 +21,16 @@ from cryptography import x509
 
 from engine.effects import Effect, Outcome
 from engine.errors import PeerError, PeerReason
-from engine.revocation.cache import crl_timeout
+from engine.revocation.cache import crl_timeout, key_of
 from engine.revocation.fetch import cached_of, fetched_events, trustpoint_of_issuer
 from engine.revocation.index import remember
+from engine.revocation.model import CachedCrl
 from engine.revocation.transport import FetchCRL, StoreCrl
 from engine.revocation.verify import CrlRefused, VerifiedCrl, load_crl, verify_crl
 from engine.state import DeviceState
 from engine.trustpoints import status_of, trustpoint_names
 from engine.trustpool.policy import rsa_1024_disabled
-from engine.trustpool.pool import entries
+from engine.trustpool.pool import entries, load
 from engine.views import CrlsView
 from events.revocation import CrlCacheCleared, CrlFetched, CrlFetchFailed
 
@@ -42,29 +43,45 @@ def request(ctx: Ctx) -> Generator[Effect, Any, Outcome]:
     try:
         data: bytes = yield FetchCRL(uri, crl_timeout(ctx.state))
     except PeerError as e:  # an OperatorError (a replay fetches nothing) is raised as is
-        return _failed(uri, "(unknown)", e.text.rstrip("."))
+        return _failed(uri, e.text.rstrip("."))
     try:
-        got = _verified(ctx.state, data, ctx.now)
+        got, issuer = _verified(ctx.state, data, ctx.now)
     except CrlRefused as e:
-        return _failed(uri, _issuer_of(data), str(e))
+        return _failed(uri, str(e))
     sha256: str = yield StoreCrl(got.der)
     remember(sha256, got.index)
-    tp = trustpoint_of_issuer(ctx.state, _issuer_cert(ctx.state, got, ctx.now))
-    events = fetched_events(ctx.state, cached_of(got, uri, ctx.now, tp))
+    tp = trustpoint_of_issuer(ctx.state, issuer)
+    cached = cached_of(got, uri, ctx.now, tp)
+    events = fetched_events(ctx.state, cached)
     ev = events[0]
     assert isinstance(ev, CrlFetched)
     lines = [_fetched_line(ev)]
-    if got.expired_at(ctx.now):
+    kept = _kept_instead(ctx.state, cached)
+    if kept is not None:
+        number = "no CRL number" if kept.number is None else f"number {kept.number}"
+        lines.append(f"% The cached CRL of this issuer and scope is newer ({number}, last "
+                     f"update {_date(kept.this_update)}): it is kept, this one is not used.")
+    elif got.expired_at(ctx.now):
         lines.append("% Warning: the CRL is past its next update: it is cached, and shown "
                      "as stale.")
     return Outcome(events=events, output="\n".join(lines) + "\n")
 
 
-def _failed(uri: str, issuer: str, why: str) -> Outcome:
-    """The attempt is recorded (counted, kept in `show logging`); the command fails."""
+def _kept_instead(state: DeviceState, new: CachedCrl) -> CachedCrl | None:
+    """The cached CRL that stays because `new` is older (the cache's rule), if any."""
+    after = state.crls.with_crl(new).crls
+    if new in after:
+        return None
+    return next(c for c in after if key_of(c) == key_of(new))
+
+
+def _failed(uri: str, why: str) -> Outcome:
+    """The attempt is recorded (counted, kept in `show logging`); the command fails. No
+    issuer is recorded: the answer's issuer name is unverified (a forged CRL names whom it
+    likes), so the attempt is known by its URI alone."""
     err = PeerError(PeerReason.BAD_ANSWER,
                     f"CRL request failed: {uri}: {why}. Nothing was cached.")
-    return Outcome(events=[CrlFetchFailed(None, issuer, ((uri, why),))], output=err.message,
+    return Outcome(events=[CrlFetchFailed(None, "", ((uri, why),))], output=err.message,
                    failure=err)
 
 
@@ -79,43 +96,36 @@ def _date(us: int) -> str:
     return datetime.fromtimestamp(us / 1_000_000, UTC).strftime("%H:%M:%S UTC %a %b %d %Y")
 
 
-def _issuer_of(data: bytes) -> str:
-    try:
-        return load_crl(data).issuer.rfc4514_string()
-    except CrlRefused:
-        return "(not a CRL)"
-
-
-def issuer_candidates(state: DeviceState, now: int) -> list[x509.Certificate]:
+def issuer_candidates(state: DeviceState, now: int,
+                      issuer: x509.Name | None = None) -> list[x509.Certificate]:
     """Whose CRLs the device takes: the trustpoints' CA certificates, then the usable
-    trustpool certificates."""
+    trustpool certificates; with `issuer`, only those whose subject is that name (the pool's
+    are matched by their recorded subject bytes before any is parsed: a request does not
+    parse the whole pool, and the old roots' warnings stay quiet)."""
     ders = [der for n in trustpoint_names(state)
             if (der := status_of(state, n).ca_certificate) is not None]
+    want = None if issuer is None else issuer.public_bytes()
     ders += [e.cert.der for e in entries(state.trustpool, rsa_1024_disabled(state))
-             if e.usable_at(now)]
-    return [x509.load_der_x509_certificate(d) for d in dict.fromkeys(ders)]
+             if (want is None or e.cert.subject == want) and e.usable_at(now)]
+    certs = [load(d) for d in dict.fromkeys(ders)]
+    return certs if issuer is None else [c for c in certs if c.subject == issuer]
 
 
-def _verified(state: DeviceState, data: bytes, now: int) -> VerifiedCrl:
+def _verified(state: DeviceState, data: bytes,
+              now: int) -> tuple[VerifiedCrl, x509.Certificate]:
+    """The CRL verified by a certificate of its issuer, and that certificate."""
     crl = load_crl(data)
-    named = [c for c in issuer_candidates(state, now) if c.subject == crl.issuer]
+    named = issuer_candidates(state, now, crl.issuer)
     if not named:
         raise CrlRefused(f"its issuer {crl.issuer.rfc4514_string() or '(empty)'} is no "
                          "trustpoint's CA and not in the trustpool")
     refusal = CrlRefused("no certificate of its issuer verifies it")
     for cert in named:
         try:
-            return verify_crl(data, cert)
+            return verify_crl(data, cert, now=now), cert
         except CrlRefused as e:
             refusal = e
     raise refusal
-
-
-def _issuer_cert(state: DeviceState, got: VerifiedCrl, now: int) -> x509.Certificate:
-    from engine.revocation.cache import spki_sha256
-
-    return next(c for c in issuer_candidates(state, now)
-                if spki_sha256(c) == got.verified_with and c.subject.public_bytes() == got.issuer)
 
 
 def clear(ctx: Ctx) -> Outcome:
