@@ -102,8 +102,11 @@ def _shadow_blocks(st: TrustpointStatus, now: int) -> list[str]:
 
 
 def _duration(us: int) -> str:
+    """HH:MM:SS, with whole days in front once there is one (`291d 23:58:43`)."""
     s = max(0, us // 1_000_000)
-    return f"{s // 3600:02d}:{s % 3600 // 60:02d}:{s % 60:02d}"
+    days, s = divmod(s, 86_400)
+    clock = f"{s // 3600:02d}:{s % 3600 // 60:02d}:{s % 60:02d}"
+    return f"{days}d {clock}" if days else clock
 
 
 def render_trustpoints(state: DeviceState, names: list[str], now: int) -> str:

@@ -320,3 +320,10 @@ def test_zeroizing_the_key_drops_a_held_certificate(
     assert st.certificates == () and st.next_certificates == ()
     assert "RENEW" not in timers(device)
     assert_replays(device)
+
+
+def test_a_renewal_days_away_reads_in_days() -> None:
+    from projections.trustpoints import _duration
+
+    assert _duration((291 * 86_400 + 23 * 3600 + 58 * 60 + 43) * 1_000_000) == "291d 23:58:43"
+    assert _duration(1_800_000_000) == "00:30:00"
