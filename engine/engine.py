@@ -26,8 +26,6 @@ from engine import pipe, snapshot
 from engine.audit.key import create_audit_key
 from engine.audit.note import NoteError, verify_note
 from engine.audit.trail import AuditMismatch, AuditTrail, open_trail, read_saved
-from engine.audit.witness_client import HttpxWitnessTransport, LogLeaves, Witness, WitnessClient
-from engine.commands.witness import configured_witnesses
 from engine.config import Change, ConfigConflict
 from engine.context import Ctx
 from engine.effects import Outcome
@@ -51,7 +49,6 @@ from engine.session import Session
 from engine.state import DeviceState, evolve, replay_rows
 from engine.trustpoints import trustpoint_names
 from engine.trustpool.builtin import BuiltinSource, builtins_event
-from engine.validation.verdict import Purpose, Verdict
 from events.clock import ClockSet
 from events.filelog import FileEventLog, LogError, LogWriteFailed
 from events.keys import KeyPairZeroized
@@ -63,8 +60,10 @@ from projections.render import render
 if TYPE_CHECKING:
     from datetime import datetime
 
+    from engine.audit.witness_client import Witness, WitnessClient  # the first checkpoint's
     from engine.scep_client import ScepTransport  # loaded by the first CA exchange
     from engine.validation.chain import ChainInput
+    from engine.validation.verdict import Purpose, Verdict
 
 logger = get_logger("trustledger.engine")
 
@@ -617,6 +616,7 @@ class Engine:
         or recording. ValueError for a purpose or time that is not one."""
         from engine.validation.decide import decide_validation
         from engine.validation.validate import moment_us, validate
+        from engine.validation.verdict import Purpose
 
         when, kind = moment_us(at), Purpose(purpose)
         if self.ports.offline:
@@ -724,6 +724,9 @@ class Engine:
         latest = self.audit.latest if self.audit is not None else None
         if latest is None or not isinstance(self.store, FileEventLog):
             return
+        from engine.audit.witness_client import HttpxWitnessTransport, LogLeaves, WitnessClient
+        from engine.commands.witness import configured_witnesses
+
         witnesses = [w for w in configured_witnesses(self.state.config)
                      if not _cosigned_by(latest.note, w)]
         if not witnesses:
