@@ -23,19 +23,9 @@ from typing import TYPE_CHECKING
 
 import engine.commands  # noqa: F401  (registers every command into GRAMMAR)
 from engine import pipe, snapshot
-from engine.audit.cosigner import Cosigner
-from engine.audit.cosigner import Job as CosignJob
 from engine.audit.key import create_audit_key
 from engine.audit.note import NoteError, verify_note
 from engine.audit.trail import AuditMismatch, AuditTrail, open_trail, read_saved
-from engine.audit.witness_client import (
-    HttpxWitnessTransport,
-    LeafSource,
-    LogLeaves,
-    Witness,
-    WitnessClient,
-)
-from engine.commands.witness import configured_witnesses
 from engine.config import Change, ConfigConflict
 from engine.context import Ctx
 from engine.effects import Outcome
@@ -59,7 +49,6 @@ from engine.session import Session
 from engine.state import DeviceState, evolve, replay_rows
 from engine.trustpoints import trustpoint_names
 from engine.trustpool.builtin import BuiltinSource, builtins_event
-from engine.validation.verdict import Purpose, Verdict
 from events.clock import ClockSet
 from events.filelog import FileEventLog, LogError, LogWriteFailed
 from events.keys import KeyPairZeroized
@@ -71,8 +60,11 @@ from projections.render import render
 if TYPE_CHECKING:
     from datetime import datetime
 
+    from engine.audit.cosigner import Cosigner  # the first checkpoint's witness round-trip
+    from engine.audit.witness_client import LeafSource, Witness
     from engine.scep_client import ScepTransport  # loaded by the first CA exchange
     from engine.validation.chain import ChainInput
+    from engine.validation.verdict import Purpose, Verdict
 
 logger = get_logger("trustledger.engine")
 
@@ -633,6 +625,7 @@ class Engine:
         or recording. ValueError for a purpose or time that is not one."""
         from engine.validation.decide import decide_validation
         from engine.validation.validate import moment_us, validate
+        from engine.validation.verdict import Purpose
 
         when, kind = moment_us(at), Purpose(purpose)
         if self.ports.offline:
@@ -740,6 +733,11 @@ class Engine:
         latest = self.audit.latest if self.audit is not None else None
         if latest is None or not isinstance(self.store, FileEventLog):
             return False
+        from engine.audit.cosigner import Cosigner
+        from engine.audit.cosigner import Job as CosignJob
+        from engine.audit.witness_client import HttpxWitnessTransport, WitnessClient
+        from engine.commands.witness import configured_witnesses
+
         witnesses = tuple(w for w in configured_witnesses(self.state.config)
                           if not _cosigned_by(latest.note, w))
         if not witnesses:
@@ -802,6 +800,8 @@ def _reader_leaves(log_root: Path) -> Callable[[], contextlib.AbstractContextMan
 
     @contextlib.contextmanager
     def leaves() -> Iterator[LeafSource]:
+        from engine.audit.witness_client import LogLeaves
+
         with FileEventLog.open(log_root, readonly=True) as log:
             yield LogLeaves(log.read_rows)
 

@@ -20,6 +20,7 @@ line they produce replaces the line under that key, and `no <key words>` removes
 from __future__ import annotations
 
 import enum
+import importlib
 import ipaddress
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -217,6 +218,23 @@ class Command:
         return template.format(**args)
 
 
+@dataclass(frozen=True)
+class Handler:
+    """A handler named by "package.module:function" and imported when its command first runs,
+    so that declaring the command (parsing, `?`, Tab, `show running-config`) never loads the
+    module that does it, nor what that module imports (engine/commands/__init__.py)."""
+
+    target: str
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.resolve()(*args, **kwargs)
+
+    def resolve(self) -> Callable[..., Any]:
+        module, _, name = self.target.partition(":")
+        handler: Callable[..., Any] = getattr(importlib.import_module(module), name)
+        return handler
+
+
 @dataclass
 class Grammar:
     commands: list[Command] = field(default_factory=list)
@@ -245,6 +263,13 @@ class Grammar:
             return fn
 
         return register
+
+    def declare(self, pattern: str, *, runs: str, modes: Sequence[Mode] = (Mode.EXEC,),
+                help: str = "", args: Mapping[str, ArgSpec] | None = None,
+                words: Mapping[str, str] | None = None) -> None:
+        """`action`, for a handler that lives in another module: `runs` names it,
+        "package.module:function" (a Handler), imported when the command first runs."""
+        self.action(pattern, modes=modes, help=help, args=args, words=words)(Handler(runs))
 
     def config(self, pattern: str, *, key: str, mode: Mode = Mode.CONFIG, help: str = "",
                args: Mapping[str, ArgSpec] | None = None, enters: Mode | None = None,

@@ -26,10 +26,10 @@ from types import MappingProxyType
 from typing import TypeVar
 
 from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from engine.errors import OperatorError, Reason
+from engine.keyformats import Encoding, PublicFormat
 from events.keys import KeyPairGenerated, PublicKeyImported
 
 PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
@@ -249,8 +249,7 @@ def _put(table: Mapping[str, tuple[V, ...]], slot: str,
 def spki_of(key: PrivateKey | PublicKey) -> bytes:
     """The DER SubjectPublicKeyInfo of a key (RFC 5280 §4.1.2.7)."""
     public = key.public_key() if isinstance(key, PrivateKey) else key
-    return public.public_bytes(serialization.Encoding.DER,
-                               serialization.PublicFormat.SubjectPublicKeyInfo)
+    return public.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
 
 
 def describe(key: PrivateKey | PublicKey) -> tuple[KeyAlgorithm, int, str]:
@@ -339,6 +338,8 @@ def _private_pasted() -> KeyImportError:
 
 
 def _load_der(der: bytes) -> PublicKey:
+    from cryptography.hazmat.primitives import serialization  # see engine.keyformats
+
     try:
         public = serialization.load_der_public_key(der)
     except (ValueError, UnsupportedAlgorithm):
@@ -354,6 +355,8 @@ def _load_der(der: bytes) -> PublicKey:
 
 
 def _is_private_der(der: bytes) -> bool:
+    from cryptography.hazmat.primitives import serialization
+
     try:
         serialization.load_der_private_key(der, password=None)
     except TypeError:
@@ -364,6 +367,8 @@ def _is_private_der(der: bytes) -> bool:
 
 
 def _load_openssh(text: str) -> PublicKey:
+    from cryptography.hazmat.primitives import serialization
+
     try:
         public = serialization.load_ssh_public_key(text.splitlines()[0].encode())
     except (ValueError, UnsupportedAlgorithm):

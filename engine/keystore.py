@@ -111,12 +111,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from cryptography.exceptions import InvalidTag, UnsupportedAlgorithm
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from engine.effects import Effect, performs
 from engine.errors import OperatorError, Reason
+from engine.keyformats import Encoding, NoEncryption, PrivateFormat
 from engine.keys import CURVES, KeyAlgorithm, KeySpec, PrivateKey, SealedKey, spki_of
 from events.durable import fsync_directory
 
@@ -277,17 +276,23 @@ class _WrappingKeystore(ABC):
     """Sealing and opening, common to every adapter; subclasses say where wrapped DEKs live."""
 
     def seal(self, key: PrivateKey) -> SealedKey:
+        # cryptography's AEAD and key loading come with the first key sealed or opened: a
+        # `show` opens none (engine/keyformats.py says why serialization is not imported)
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
         key_id = os.urandom(16).hex()
         dek = AESGCM.generate_key(bit_length=256)
         spki = spki_of(key)
-        plain = key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
-                                  serialization.NoEncryption())
+        plain = key.private_bytes(Encoding.DER, PrivateFormat.PKCS8, NoEncryption())
         nonce = os.urandom(12)
         sealed = AESGCM(dek).encrypt(nonce, plain, _sealing_aad(key_id, spki))
         self._store(key_id, _wrap(self._master(create=True), key_id, dek))
         return SealedKey(key_id, spki, nonce, sealed, SEALING)
 
     def private_key(self, sealed: SealedKey) -> PrivateKey:
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
         _check_id(sealed.key_id)
         if sealed.sealing != SEALING:
             raise KeystoreError(KeystoreFailure.UNKNOWN_SEALING,
@@ -459,12 +464,16 @@ def _sealing_aad(key_id: str, spki: bytes) -> bytes:
 
 
 def _wrap(master: MasterKey, key_id: str, dek: bytes) -> bytes:
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
     nonce = os.urandom(12)
     aad = b"trustledger dek v1\x00" + key_id.encode()
     return _DEK_MAGIC + master.key_id + nonce + AESGCM(master.secret).encrypt(nonce, dek, aad)
 
 
 def _unwrap(master: MasterKey, key_id: str, blob: bytes) -> bytes:
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
     head = len(_DEK_MAGIC)
     if len(blob) != head + 8 + 12 + 32 + 16 or not blob.startswith(_DEK_MAGIC):
         raise _damaged(key_id)

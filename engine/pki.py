@@ -9,11 +9,11 @@ from collections.abc import Sequence
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
 from engine.errors import OperatorError, Reason, TrustledgerError
+from engine.keyformats import Encoding, PublicFormat
 
 UNSTRUCTURED_ADDRESS = x509.ObjectIdentifier("1.2.840.113549.1.9.8")
 NAMES = {NameOID.UNSTRUCTURED_NAME: "unstructuredName", UNSTRUCTURED_ADDRESS: "unstructuredAddress",
@@ -61,8 +61,7 @@ def _reason(e: Exception) -> str:
 
 
 def spki(cert: x509.Certificate) -> bytes:
-    return cert.public_key().public_bytes(serialization.Encoding.DER,
-                                          serialization.PublicFormat.SubjectPublicKeyInfo)
+    return cert.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
 
 
 def _at(now_us: int) -> dt.datetime:

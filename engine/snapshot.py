@@ -181,13 +181,19 @@ class Snapshot:
 Decoder = Callable[[Any, int], Any]
 
 
-def _fields(cls: type) -> list[tuple[str, Any]]:
+_FIELDS: dict[type, tuple[tuple[str, Any], ...]] = {}
+
+
+def _fields(cls: type) -> tuple[tuple[str, Any], ...]:
     """(name, hint) of a table class's fields, hints resolved (DeviceState names
-    TrustpointStatus only under TYPE_CHECKING, hence the local namespace)."""
-    hints = typing.get_type_hints(cls, localns=dict(TABLE))
-    if dataclasses.is_dataclass(cls):
-        return [(f.name, hints[f.name]) for f in dataclasses.fields(cls)]
-    return [(name, hints[name]) for name in cls._fields]  # type: ignore[attr-defined]
+    TrustpointStatus only under TYPE_CHECKING, hence the local namespace). Resolved once per
+    class: evaluating the hints is most of what importing this module costs."""
+    if cls not in _FIELDS:
+        hints = typing.get_type_hints(cls, localns=dict(TABLE))
+        names = ([f.name for f in dataclasses.fields(cls)] if dataclasses.is_dataclass(cls)
+                 else cls._fields)  # type: ignore[attr-defined]
+        _FIELDS[cls] = tuple((name, hints[name]) for name in names)
+    return _FIELDS[cls]
 
 
 def _decoder(hint: Any) -> Decoder:

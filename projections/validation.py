@@ -20,10 +20,13 @@ per reason below; that block is left out while nothing failed.)
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
-from engine.state import DeviceState
-from engine.validation.verdict import Revocation, Status, Verdict
 from projections.timefmt import ios_time
+
+if TYPE_CHECKING:  # a verdict's types load with the first verdict, not with every `show`
+    from engine.state import DeviceState
+    from engine.validation.verdict import Revocation, Verdict
 
 WIDTH = 33
 
@@ -88,6 +91,8 @@ def _cert_lines(i: int, r: Revocation, subjects: Mapping[str, str]) -> list[str]
 
 
 def _status(r: Revocation) -> str:
+    from engine.validation.verdict import Status
+
     if r.status is Status.REVOKED and r.revoked_at is not None:
         return f"revoked {ios_time(r.revoked_at)} ({r.revocation_reason})"
     return r.status.value

@@ -26,7 +26,8 @@ from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from engine.keyformats import Encoding, PublicFormat
 
 ALG_ED25519 = 0x01
 SIG_PREFIX = "\u2014 "  # an em dash and a space start every signature line

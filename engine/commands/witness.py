@@ -6,11 +6,13 @@ audit witness key` prints it. One line per witness; `no audit witness url URL` r
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
-from engine.audit.cosignature import parse_cosignature_key
-from engine.audit.witness_client import Witness
-from engine.config import ConfigTree
 from engine.grammar import GRAMMAR, URL, ArgKind, ArgSpec, well_formed_authority
+
+if TYPE_CHECKING:
+    from engine.audit.witness_client import Witness
+    from engine.config import ConfigTree
 
 PREFIX = "audit witness url "
 
@@ -22,6 +24,8 @@ def _witness_url(s: str) -> str:
 
 
 def _witness_key(s: str) -> str:
+    from engine.audit.cosignature import parse_cosignature_key  # checked when one is typed
+
     parse_cosignature_key(s)  # NoteError is a ValueError: `% Invalid input`
     return s
 
@@ -39,7 +43,11 @@ GRAMMAR.config("audit witness url <url> key <key>", key="audit witness url {url}
 
 
 def configured_witnesses(config: ConfigTree) -> list[Witness]:
-    """The witnesses the running configuration names, in its order."""
+    """The witnesses the running configuration names, in its order. The witness client
+    (HTTP, the Merkle proofs) loads here, with the first checkpoint, not with the grammar."""
+    from engine.audit.cosignature import parse_cosignature_key
+    from engine.audit.witness_client import Witness
+
     found = []
     for key, node in config.roots.items():
         if key.startswith(PREFIX) and node.line:

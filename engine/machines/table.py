@@ -25,7 +25,6 @@ with `model_override=True`, so it binds only `trigger` (mypy sees the model's re
 from __future__ import annotations
 
 import enum
-import logging
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -67,15 +66,19 @@ class Model:
                         f"machine binds trigger (asked to fire {name!r})")
 
 
-class _SkippedBindings(logging.Filter):
+def _skip_binding_warnings() -> None:
     """`transitions` warns once for every convenience method it does not bind to a model that
-    declares its own (`model_override=True`): that is the choice, not news."""
+    declares its own (`model_override=True`): that is the choice, not news. Installed with
+    the first machine, as `transitions` (and `logging`) load then, not at start-up."""
+    import logging
 
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "due to model override policy" not in record.getMessage()
+    class SkippedBindings(logging.Filter):
+        def filter(self, record: logging.LogRecord) -> bool:
+            return "due to model override policy" not in record.getMessage()
 
-
-logging.getLogger("transitions.core").addFilter(_SkippedBindings())
+    logger = logging.getLogger("transitions.core")
+    if not any(type(f).__name__ == "SkippedBindings" for f in logger.filters):
+        logger.addFilter(SkippedBindings())
 
 
 class Table(Generic[S]):
@@ -109,6 +112,7 @@ class Table(Generic[S]):
         if self._machine is None:
             from transitions import Machine
 
+            _skip_binding_warnings()
             self._machine = Machine(
                 model=self._model, states=list(self.states), initial=self.initial,
                 transitions=[{"trigger": e.trigger, "source": [s.name for s in e.sources],

@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from cryptography import x509
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from engine.keyformats import Encoding, PublicFormat
 from engine.revocation.model import CachedCrl
 
 if TYPE_CHECKING:

@@ -27,10 +27,10 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote
 
 from cryptography import x509
-from cryptography.hazmat.primitives.serialization import Encoding
 
 from engine.effects import Effect
 from engine.errors import PeerError, TrustledgerError
+from engine.keyformats import Encoding
 from engine.keys import KeyAlgorithm
 from engine.revocation.cache import crl_timeout
 from engine.revocation.index import remember

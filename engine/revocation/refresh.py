@@ -39,8 +39,6 @@ from engine.effects import Effect, Outcome
 from engine.machines.trustpoint import Lifecycle
 from engine.revocation import messages
 from engine.revocation.cache import crl_for
-from engine.revocation.fetch import fetch_crl
-from engine.revocation.own import revoked_lines
 from engine.schedule import Job
 from engine.state import DeviceState
 from engine.trustpoints import (
@@ -96,6 +94,9 @@ def _refresher(name: str) -> Callable[[DeviceState, int], Generator[Effect, Any,
 def refresh(state: DeviceState, now: int, name: str) -> Generator[Effect, Any, Outcome]:
     """Fetch the CRL that covers the trustpoint's newest router certificate; the output is the
     messages the events log."""
+    from engine.revocation.fetch import fetch_crl  # loaded when a refresh runs, not by a
+    from engine.revocation.own import revoked_lines  # `show` that asks what is due
+
     pair = _certificates(status_of(state, name))
     if pair is None:  # gone since the job was due
         return Outcome()

@@ -86,7 +86,9 @@ class FileCrlBlobs:
             tmp = self.directory / f".{name}.{os.getpid()}.tmp"
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             try:
-                os.write(fd, der)
+                view = memoryview(der)
+                while view:  # a short write (a disk filling up) is not the whole CRL
+                    view = view[os.write(fd, view):]
                 os.fsync(fd)
             finally:
                 os.close(fd)

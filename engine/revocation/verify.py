@@ -34,9 +34,9 @@ import hashlib
 from dataclasses import dataclass
 
 from cryptography import x509
-from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import ExtensionOID
 
+from engine.keyformats import Encoding
 from engine.revocation.cache import cdp_uris, is_ca, spki_sha256
 from engine.revocation.index import CrlIndex, CrlShape, build_index
 

@@ -14,14 +14,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from cryptography.hazmat.primitives import serialization
-
 from engine import scep
 from engine.effects import Effect, performs
 from engine.errors import PeerError, PeerReason
+from engine.keyformats import Encoding
 from engine.pki import load_certificate
 from engine.runtime import Ports
-from engine.scep.caps import Capability
 
 if TYPE_CHECKING:
     from engine.scep_client import HttpReply
@@ -61,7 +59,7 @@ def _fetch_next_ca(ports: Ports, eff: FetchNextCA) -> NextCAFetched:
             caps = scep.parse_capabilities(caps_reply.body if caps_reply.status == 200 else b"")
         except scep.ScepError as e:
             raise PeerError(PeerReason.BAD_ANSWER, f"GetCACaps: {e.detail}") from e
-        if not caps.supports(Capability.GET_NEXT_CA_CERT):
+        if not caps.supports(scep.Capability.GET_NEXT_CA_CERT):
             return NextCAFetched(None)
         reply = _get(ports, eff.url, "GetNextCACert")
     if reply.status != 200:
@@ -71,4 +69,4 @@ def _fetch_next_ca(ports: Ports, eff: FetchNextCA) -> NextCAFetched:
         found = scep.parse_next_ca_certificates(reply.content_type, reply.body, current)
     except scep.ScepError as e:
         raise PeerError(PeerReason.BAD_ANSWER, f"{e.detail} (nothing was accepted)") from e
-    return NextCAFetched(found.ca.public_bytes(serialization.Encoding.DER))
+    return NextCAFetched(found.ca.public_bytes(Encoding.DER))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import importlib.util
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,17 +29,35 @@ _CERT = re.compile(rb"-----BEGIN CERTIFICATE-----(.*?)-----END CERTIFICATE-----"
 @dataclass(frozen=True)
 class BuiltinFile:
     data: bytes  # the bundle file (PEM)
-    source: str  # what shipped it, e.g. "certifi 2026.10.19"
+    describe: Callable[[], str]  # what shipped it, e.g. "certifi 2026.10.19": asked only
+    # when the bundle is recorded
 
 
 BuiltinSource = Callable[[], BuiltinFile]
 
 
 def certifi_bundle() -> BuiltinFile:
-    """The installed certifi's `cacert.pem`."""
+    """The installed certifi's `cacert.pem`, found beside the package without running its
+    __init__: `certifi.where()` loads importlib.resources (~4 ms at every open, which only
+    hashes the file). The package itself is imported for its version, when it is recorded."""
+    return BuiltinFile(_certifi_pem().read_bytes(), _certifi_version)
+
+
+def _certifi_pem() -> Path:
+    spec = importlib.util.find_spec("certifi")  # finds the package, does not run it
+    if spec is not None and spec.origin is not None:
+        beside = Path(spec.origin).with_name("cacert.pem")
+        if beside.is_file():
+            return beside
+    import certifi  # another layout (a zip): where() knows
+
+    return Path(certifi.where())
+
+
+def _certifi_version() -> str:
     import certifi
 
-    return BuiltinFile(Path(certifi.where()).read_bytes(), f"certifi {certifi.__version__}")
+    return f"certifi {certifi.__version__}"
 
 
 def builtins_event(recorded_sha256: str, source: BuiltinSource
@@ -48,7 +67,8 @@ def builtins_event(recorded_sha256: str, source: BuiltinSource
     digest = hashlib.sha256(shipped.data).hexdigest()
     if digest == recorded_sha256:
         return None
-    return TrustpoolBuiltinsRecorded(digest, shipped.source, _certificates(shipped.data))
+    return TrustpoolBuiltinsRecorded(digest, shipped.describe(),
+                                     _certificates(shipped.data))
 
 
 def _certificates(pem: bytes) -> tuple[bytes, ...]:

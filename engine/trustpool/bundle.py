@@ -26,9 +26,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from cryptography import x509
-from cryptography.hazmat.primitives.serialization import Encoding
 
 from engine.errors import PeerError, PeerReason, TrustledgerError
+from engine.keyformats import Encoding
 from engine.pki import load_certificate
 from engine.trustpool.pool import quiet
 

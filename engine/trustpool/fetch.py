@@ -22,11 +22,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 from urllib.parse import unquote, urljoin, urlsplit
 
-from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509 import load_der_x509_certificate
 
 from engine.effects import Effect, performs
 from engine.grammar import well_formed_authority
+from engine.keyformats import Encoding
 from engine.runtime import Ports
 from engine.trustpool.bundle import MAX_BUNDLE, BundleRefused
 from engine.trustpool.pool import quiet

@@ -9,8 +9,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from cryptography import x509
-from cryptography.hazmat.primitives.serialization import Encoding
 
+from engine.keyformats import Encoding
 from engine.trustpool.pool import quiet
 
 ChainInput = bytes | str | x509.Certificate | Sequence[bytes | str | x509.Certificate]

@@ -18,11 +18,23 @@ from pathlib import Path
 import pytest
 
 from engine.cli import SUBCOMMANDS, _parser
+from engine.grammar import GRAMMAR, Handler
 
 REPO = Path(__file__).resolve().parents[2]
 NOT_FOR_A_SHOW = ("httpx", "httpcore", "engine.scep_client", "engine.adapters.http_deadline",
                   "asn1crypto", "engine.scep.cms", "engine.ca", "structlog",
-                  "importlib.metadata")
+                  "importlib.metadata", "logging", "certifi", "importlib.resources",
+                  "cryptography.hazmat.primitives.serialization",
+                  "cryptography.hazmat.primitives.ciphers.aead",
+                  # handlers declared with GRAMMAR.declare(runs=...) and what they import
+                  "engine.commands.run", "engine.revocation.fetch", "engine.revocation.verify",
+                  "engine.revocation.transport", "engine.revocation.index", "ldap3",
+                  "engine.revocation.ldap", "engine.audit.cosignature",
+                  "engine.trustpool.bundle", "engine.trustpool.fetch",
+                  "engine.scep.caps", "engine.scep.algorithms",
+                  "engine.audit.witness_client", "engine.audit.witness", "http",
+                  "engine.validation.validate", "engine.validation.decide",
+                  "engine.validation.chain", "engine.validation.verdict")
 PROBE = """
 import sys
 from engine.cli import main
@@ -75,7 +87,51 @@ def test_a_log_line_still_comes_configured_on_stderr_when_structlog_loads_late(
     [line] = [ln for ln in done.stderr.splitlines() if "event log repaired at open" in ln]
     assert "[warning" in line and "repaired=" in line
     assert "repaired" not in done.stdout and "hostname r2" in done.stdout
-    assert done.stdout.splitlines()[-1].startswith("LOADED 0 structlog")
+    assert "structlog" in done.stdout.splitlines()[-1].removeprefix("LOADED 0 ").split(",")
+
+
+def test_every_handler_declared_by_name_resolves_to_a_function() -> None:
+    """`GRAMMAR.declare(..., runs="module:function")`: a misspelt name would fail only when an
+    operator first ran the command; here it fails every run of the suite."""
+    import engine.commands  # noqa: F401  (declares every command)
+
+    named = {c.handler.target: c.handler for c in GRAMMAR.commands
+             if isinstance(c.handler, Handler)}
+    assert "engine.commands.run.crl:request" in named
+    for target, handler in named.items():
+        assert callable(handler.resolve()), target
+
+
+def test_the_log_levels_are_the_standard_librarys() -> None:
+    """engine.logsetup names the levels itself so that a `show` does not import `logging`."""
+    import logging
+
+    from engine.logsetup import LEVELS
+
+    assert logging.getLevelNamesMapping() == LEVELS
+
+
+def test_keyformats_are_cryptographys_serialization_enums() -> None:
+    """engine.keyformats takes them from where cryptography defines them, without loading
+    the serialization package: they must be the very objects that package exports."""
+    from cryptography.hazmat.primitives import serialization
+
+    from engine import keyformats
+
+    for name in keyformats.__all__:
+        assert getattr(keyformats, name) is getattr(serialization, name), name
+
+
+def test_the_builtin_bundle_is_certifis_without_importing_certifi() -> None:
+    """The bundle found beside the package is the file `certifi.where()` names, and the
+    version recorded with it is the package's."""
+    import certifi
+
+    from engine.trustpool.builtin import certifi_bundle
+
+    shipped = certifi_bundle()
+    assert shipped.data == Path(certifi.where()).read_bytes()
+    assert shipped.describe() == f"certifi {certifi.__version__}"
 
 
 def test_help_lists_ca_the_same_whether_or_not_the_ca_is_loaded() -> None:

@@ -155,6 +155,19 @@ class TestFileBlobs(BlobStoreContract):
         assert (tmp_path / "crls" / name).stat().st_mode & 0o777 == 0o600
         assert (tmp_path / "crls").stat().st_mode & 0o777 == 0o700
 
+    def test_a_short_write_is_written_on_not_stored_cut(self, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+        """os.write may write less than asked (a disk filling up): the rest follows."""
+        import os
+
+        real = os.write
+        monkeypatch.setattr(os, "write", lambda fd, data: real(fd, bytes(data[:100])))
+        store = self.make(tmp_path)
+        der = make_crl(CA, CrlSpec(revoked=[(n, None) for n in range(1, 40)]))
+        name = store.put(der)
+        monkeypatch.undo()
+        assert store.get(name) == der
+
     def test_a_name_that_is_not_a_sha256_is_refused(self, tmp_path: Path) -> None:
         with pytest.raises(BlobMissing, match="not a SHA-256 name"):
             self.make(tmp_path).get("../../etc/passwd")

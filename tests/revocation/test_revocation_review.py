@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-import engine.commands.crl as crl_command
+import engine.commands.run.crl as crl_command  # the handlers (declared in engine.commands.crl)
 from engine import Engine
 from engine.ports import FakeClock
 from engine.revocation.model import CachedCrl

@@ -15,7 +15,7 @@ VECTORS = HERE / "vectors"
 
 def fixed_builtins(path: Path = VECTORS / "builtin_bundle.pem",
                    source: str = "vectors") -> BuiltinSource:
-    return lambda: BuiltinFile(path.read_bytes(), source)
+    return lambda: BuiltinFile(path.read_bytes(), lambda: source)
 
 
 @dataclass

@@ -122,7 +122,7 @@ def test_the_cli_records_the_built_in_bundle_at_first_open(tmp_path: Path,
     for _ in range(2):
         done = _exec(tmp_path / "d", "show crypto ca trustpool policy | include Built-In\n")
         assert done.returncode == 0, done.stderr
-        assert f"({certifi_bundle().source}, SHA-256 " in done.stdout.decode()
+        assert f"({certifi_bundle().describe()}, SHA-256 " in done.stdout.decode()
     with Engine.open(tmp_path / "d") as dev:
         rows = list(dev.store.read_rows(1))
     assert [r[2] for r in rows] == [AuditKeyCreated.type_name,  # made by the first open too

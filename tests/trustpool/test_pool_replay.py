@@ -88,7 +88,7 @@ def test_builtins_recorded_once_then_on_change_and_replay_reads_no_file(tmp_path
     with Engine.open(tmp_path / "dev", clock=clock, builtins=certifi_bundle) as dev:
         first = dev.state.trustpool
         shipped = certifi_bundle()
-        assert first.builtin_source == shipped.source and len(first.builtin) > 100
+        assert first.builtin_source == shipped.describe() and len(first.builtin) > 100
         assert dev.state.seq == 1
     with Engine.open(tmp_path / "dev", clock=clock, builtins=certifi_bundle) as dev:
         assert dev.state.seq == 1  # the same bundle: nothing recorded
