@@ -399,13 +399,19 @@ class Engine:
 
     def _walk(self, before: int) -> None:
         """After a `clock set` forward: run the jobs due up to the new time, in order, each at
-        its own time, as its own command (engine/schedule.py). Moving back runs nothing."""
+        its own time, as its own command (engine/schedule.py). Moving back runs nothing. While
+        a step runs, the engine clock reads that step's time (so whatever follows it, such as a
+        test's CA, is at the same moment as the job); it reads the set time again after."""
         until = self.ports.clock.now_us()
         if until <= before:
             return
         out, failure = self.ports.out, self._failure
+        clock = self.ports.clock if isinstance(self.ports.clock, EngineClock) else None
+        offset = None if clock is None else clock.offset_us
         try:
             for step in walk(lambda: self.state, before, until):
+                if clock is not None and offset is not None:  # the world is at the step's
+                    clock.offset_us = offset + step.now - until  # moment while it runs
                 result = self.commit_due(self._perform(step.job, step.now))
                 if result is not None:
                     self._walked.append(result)
@@ -416,6 +422,8 @@ class Engine:
                                "scheduled jobs; what is still due runs from now on, at the "
                                "current time.\n")
         finally:
+            if clock is not None and offset is not None:
+                clock.offset_us = offset
             self.ports.out, self._failure = out, failure
 
     def _do(self, line: str) -> list[Recorded]:

@@ -300,6 +300,32 @@ def test_a_job_runs_on_a_clock_pinned_at_its_time(monkeypatch: pytest.MonkeyPatc
     assert PinnedClock(5).now_us() == 5
 
 
+def test_during_a_walk_the_engine_clock_reads_the_steps_time(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whatever follows the engine clock (a test's CA) is at the job's moment while it runs;
+    after the walk the clock reads the time that was set."""
+    from engine import schedule
+    from engine.effects import Outcome
+
+    e = engine_at()
+    seen: list[int] = []
+    due_at = T0 + 3_600_000_000
+
+    def job(state: DeviceState, now: int) -> Outcome:
+        seen.append(e.ports.clock.now_us())
+        return Outcome()
+
+    fired: list[bool] = []
+
+    def due(state: DeviceState, now: int) -> list[Job]:
+        return [] if fired or due_at > now else [Job("probe", due_at, _once(job, fired))]
+
+    monkeypatch.setattr(schedule, "_TABLE", [(due,)])
+    assert e.execute("clock set 05:00:00 27 November 2025").ok
+    assert abs(seen[0] - due_at) < 1_000_000
+    assert abs(e.ports.clock.now_us() - us(2025, 11, 27, 5)) < 1_000_000
+
+
 def _once(fn: Callable[..., object], fired: list[bool]) -> Callable[..., object]:
     def run(state: DeviceState, now: int) -> object:
         fired.append(True)

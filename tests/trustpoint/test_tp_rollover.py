@@ -33,6 +33,7 @@ from tests.trustpoint.renewal_support import (
     due_types,
     enrolled,
     following_ca,
+    jobs,
     timers,
 )
 from tests.trustpoint.tp_support import status
@@ -77,12 +78,12 @@ def test_one_ca_rollover_with_no_operator_action(device: Engine, tmp_path: Path,
     clock_set(device, at - 100 * DAY)
     new_ca = ca.rollover().certificate
     _serve_again(ca, scep_network)
-    assert clock_set(device, at - 1_000_000).due == []
+    assert jobs(clock_set(device, at - 1_000_000)) == []
 
     r = clock_set(device, at)
     assert due_types(r) == [["ShadowCAAccepted", "RenewalRequested",
                              "RenewalCertificateReceived"]]
-    (job,) = r.due
+    (job,) = jobs(r)
     accepted, requested, received = (rec.event for rec in job.events)
     assert {rec.at for rec in job.events} == {at}
     assert {rec.actor for rec in job.events} == {"scheduler"}
@@ -119,10 +120,10 @@ def test_one_ca_rollover_with_no_operator_action(device: Engine, tmp_path: Path,
     assert _timer_lines(device)[2:] == [_timer(ca_end, at, "SHADOW myca")]
     assert_replays(device)
 
-    assert clock_set(device, ca_end - 1_000_000).due == []
+    assert jobs(clock_set(device, ca_end - 1_000_000)) == []
     r = clock_set(device, ca_end)
     assert due_types(r) == [["ShadowCAActivated", "ShadowCertificateActivated"]]
-    (job,) = r.due
+    (job,) = jobs(r)
     old_serial = certificate_facts(old_ca)[2]
     assert job.output == (
         f"%PKI-6-SHADOW_CA_ACTIVE: Trustpoint myca: the CA certificate (serial {old_serial}) "
@@ -185,7 +186,7 @@ def test_a_next_ca_certificate_signed_by_another_key_is_refused(
     at = shadow_point(st.ca_certificate)
     r = clock_set(device, at)
     assert due_types(r) == [["ShadowCAFetchFailed"]]
-    (job,) = r.due
+    (job,) = jobs(r)
     assert job.output == (
         "%PKI-3-SHADOW_CA_FAIL: Trustpoint myca: GetNextCACert failed: GetNextCACert: the "
         "signature does not verify (nothing was accepted). Next attempt at "
@@ -211,7 +212,7 @@ def test_a_ca_without_get_next_ca_cert_is_logged_once(
     at, ca_end = shadow_point(st.ca_certificate), certificate_facts(st.ca_certificate)[1]
     r = clock_set(device, at)
     assert due_types(r) == [["ShadowCANotOffered"]]
-    assert r.due[0].output == (
+    assert jobs(r)[0].output == (
         "%PKI-4-CA_ROLLOVER_UNSUPPORTED: Trustpoint myca: the CA does not offer GetNextCACert, "
         "so its next certificate cannot be fetched; re-authenticate the trustpoint (remove "
         "it, add it again, crypto ca authenticate myca) before the CA certificate expires at "
