@@ -17,7 +17,6 @@ failing seq and why); 2 when the command cannot run (a `%` line on stderr).
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -34,6 +33,8 @@ from engine.audit.export import (
     tree_of,
 )
 from engine.audit.note import Ed25519Verifier, NoteError, parse_verifier_key
+from engine.audit.outfile import write_out
+from engine.audit.witness_service import KEY_FILE
 from engine.cli import (
     LOG_DIR_HELP,
     CommandLineError,
@@ -116,6 +117,9 @@ def cmd_checkpoint(args: argparse.Namespace) -> int:
                                f"(it has no {root / 'log'}).")
     with FileEventLog.open(root / "log", readonly=True) as log:
         first = next(log.read_rows(), None)
+    if (root / KEY_FILE).exists() or (first is not None and first[1] == "witness"):
+        raise CommandLineError(Reason.INVALID_VALUE, f"{root} is a witness's directory: a "
+                               "witness signs no checkpoint of its own log.")
     if first is not None and first[1] == "ca":
         raise CommandLineError(Reason.INVALID_VALUE, f"{root} is a CA's directory: the CA "
                                "signs a checkpoint itself after every certificate issued or "
@@ -127,10 +131,11 @@ def cmd_checkpoint(args: argparse.Namespace) -> int:
         latest = trail.latest
         if latest is None or latest.checkpoint.size != trail.size:
             trail.checkpoint()
-        eng.cosign_latest()  # the configured witnesses (audit witness url ...) that have not
+        said = eng.cosign_latest()  # the configured witnesses (audit witness url ...): waited for
         assert trail.latest is not None
         note = trail.latest.note
         trail.persist()
+    sys.stderr.write(said)
     sys.stdout.write(note.decode())
     return 0
 
@@ -151,23 +156,26 @@ def cmd_prove(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     out: Path = args.out
-    tmp = out.with_name(out.name + ".tmp")
     with FileEventLog.open(_log_dir(args.dir), readonly=True) as log:
         report_pending_repair(log)
         key = find_key(log)
         if args.until:
-            max_seq, max_at = _until(args.until)
+            max_seq, max_at = _export_until(args.until)
             note, cp = checkpoint_until(log, key, max_seq, max_at)
         else:
             note, cp = latest_checkpoint(log, key)
-        try:
-            with open(tmp, "wb") as f:
-                count = export_bundle(log, key, note, cp, f)
-            os.replace(tmp, out)
-        finally:
-            tmp.unlink(missing_ok=True)
+        count = write_out(out, lambda f: export_bundle(log, key, note, cp, f))
     print(f"seq 1-{count} and the checkpoint of tree size {cp.size} written to {out}")
     return 0
+
+
+def _export_until(spec: str) -> tuple[int | None, int | None]:
+    """`--until SEQ|TIME` as `replay --until` reads it, refused with a `%` line."""
+    try:
+        return _until(spec)
+    except SystemExit:
+        raise CommandLineError(Reason.INVALID_VALUE, f"--until {spec!r} is neither a seq nor "
+                               "an ISO time.") from None
 
 
 def _key(text: str) -> Ed25519Verifier:

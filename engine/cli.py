@@ -238,6 +238,9 @@ def data_dir(given: Path | None) -> Path:
     root = given or default_data_dir()
     if root.exists() and not root.is_dir():
         raise CommandLineError(Reason.INVALID_VALUE, f"Data directory {root} is not a directory.")
+    if (root / "witness.key").exists():  # engine/audit/witness_service.py KEY_FILE
+        raise CommandLineError(Reason.INVALID_VALUE, f"{root} is a witness's directory, not a "
+                               "device's: `trustledger audit witness` commands use it.")
     if not root.exists():
         try:
             root.mkdir(mode=0o700, parents=True)

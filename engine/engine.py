@@ -60,7 +60,8 @@ from projections.render import render
 if TYPE_CHECKING:
     from datetime import datetime
 
-    from engine.audit.witness_client import Witness, WitnessClient  # the first checkpoint's
+    from engine.audit.cosigner import Cosigner  # the first checkpoint's witness round-trip
+    from engine.audit.witness_client import LeafSource, Witness
     from engine.scep_client import ScepTransport  # loaded by the first CA exchange
     from engine.validation.chain import ChainInput
     from engine.validation.verdict import Purpose, Verdict
@@ -113,7 +114,7 @@ class Engine:
         self.notices: list[str] = []  # other things opening the data directory did or found
         self._grouped: DeviceState | None = None  # the state a group_commit() block began at
         self.audit: AuditTrail | None = None  # the log's audit trail, once it has a key
-        self._witnesses: WitnessClient | None = None  # co-signs checkpoints, once one is asked
+        self._cosigner: Cosigner | None = None  # co-signs checkpoints, once one is asked
 
     # -- opening -------------------------------------------------------------------------------
 
@@ -228,6 +229,9 @@ class Engine:
                 and self._since_snapshot):
             self._snapshot()
         if self.audit is not None:
+            said = self.witness_results()  # a round-trip still in flight is abandoned
+            if said:
+                self.ports.say(said)
             try:
                 self.audit.persist()
             except OSError as e:
@@ -531,6 +535,11 @@ class Engine:
         """Run the scheduled work due at the engine clock's now (enrollment polls, ...), each
         job as one command by the actor `scheduler`. Frontends call this between commands."""
         results = []
+        said = self.witness_results()  # asynchronous messages: the witnesses' answers
+        if said:
+            self.ports.out = []
+            self.ports.say(said)
+            results.append(Result(said, [], None, self.prompt, []))
         now = self.ports.clock.now_us()
         for job in due_jobs(self.state, now):
             result = self.commit_due(self._perform(job, now))
@@ -715,41 +724,96 @@ class Engine:
         self.fold(records)
 
     def _checkpoint(self) -> None:
-        """Sign a checkpoint of the tree as it is (after a trust decision). The events are
-        durable already: a key that cannot be opened is said, never raised."""
+        """Sign a checkpoint of the tree as it is (after a trust decision), synchronously;
+        the witnesses' round-trip runs in the background (engine/audit/cosigner.py). The
+        events are durable already: a key that cannot be opened is said, never raised."""
         assert self.audit is not None
         try:
             self.audit.checkpoint()
         except TrustledgerError as err:
             self.ports.say(f"%AUDIT-3-CHECKPOINT: no checkpoint signed: {err.text}\n")
             return
-        self.cosign_latest()
+        self._submit_cosign()
 
-    def cosign_latest(self) -> None:
-        """Have the configured witnesses (`audit witness url ...`) co-sign the latest
-        checkpoint, those that have not yet (engine/audit/witness_client.py); what they
-        refuse is said, never raised: the events are durable already."""
+    def _submit_cosign(self) -> bool:
+        """Hand the latest checkpoint to the configured witnesses (`audit witness url ...`)
+        that have not co-signed it; False if there is nothing to ask."""
         latest = self.audit.latest if self.audit is not None else None
         if latest is None or not isinstance(self.store, FileEventLog):
-            return
-        from engine.audit.witness_client import HttpxWitnessTransport, LogLeaves, WitnessClient
+            return False
+        from engine.audit.cosigner import Cosigner
+        from engine.audit.cosigner import Job as CosignJob
+        from engine.audit.witness_client import HttpxWitnessTransport, WitnessClient
         from engine.commands.witness import configured_witnesses
 
-        witnesses = [w for w in configured_witnesses(self.state.config)
-                     if not _cosigned_by(latest.note, w)]
+        witnesses = tuple(w for w in configured_witnesses(self.state.config)
+                          if not _cosigned_by(latest.note, w))
         if not witnesses:
-            return
-        if self._witnesses is None:
+            return False
+        if self._cosigner is None:
             if self.ports.witness is None:
                 self.ports.witness = HttpxWitnessTransport()
-            self._witnesses = WitnessClient(self.ports.witness)
+            self._cosigner = Cosigner(WitnessClient(self.ports.witness),
+                                      _reader_leaves(self.store.root))
         assert self.audit is not None
-        outcome = self._witnesses.cosign(witnesses, latest.note, latest.checkpoint,
-                                         self.audit.range, LogLeaves(self.store.read_rows))
-        if outcome.lines:
-            self.audit.add_cosignatures(outcome.lines)
-        for message in outcome.messages:
-            self.ports.say(message + "\n")
+        self._cosigner.submit(CosignJob(witnesses, latest.note, latest.checkpoint,
+                                  self.audit.range.copy()))
+        return True
+
+    def cosign_latest(self, timeout: float | None = None) -> str:
+        """Have the witnesses co-sign the latest checkpoint and wait for them (`audit
+        checkpoint`); what they said, as `witness_results` returns it."""
+        said = self.witnesses_settled(timeout)  # a round-trip in flight may co-sign it
+        if self._submit_cosign():
+            said += self.witnesses_settled(timeout)
+        return said
+
+    def witnesses_settled(self, timeout: float | None = None) -> str:
+        """Wait until the witnesses' round-trips are done (or `timeout` runs out), then
+        `witness_results`."""
+        if self._cosigner is not None:
+            self._cosigner.wait(timeout)
+        return self.witness_results()
+
+    def write_out_audit(self) -> None:
+        """Write the audit trail out now if it changed (the interactive shell, between
+        commands): `audit export` and `audit prove` then see a checkpoint within a second of
+        its decision, not only at the next command's head-marker step. A failure is logged;
+        the next step writes it."""
+        if self.audit is None or not isinstance(self.store, FileEventLog) or \
+                self._grouped is not None:
+            return
+        try:
+            self.audit.persist(self.store.head[0])
+        except OSError as e:
+            logger.warning("audit trail not written; the log holds every event", error=str(e))
+
+    def witness_results(self) -> str:
+        """Apply what the witnesses answered since the last call (called between commands):
+        cosignatures on the checkpoint they were asked for, if it is still the latest; the
+        refusals and failures as `%AUDIT` lines (the events are durable: never raised)."""
+        if self._cosigner is None or self.audit is None:
+            return ""
+        said: list[str] = []
+        for done in self._cosigner.collect():
+            latest = self.audit.latest
+            if done.outcome.lines and latest is not None and latest.note == done.note:
+                self.audit.add_cosignatures(done.outcome.lines)
+            said.extend(m + "\n" for m in done.outcome.messages)
+        return "".join(said)
+
+
+def _reader_leaves(log_root: Path) -> Callable[[], contextlib.AbstractContextManager[LeafSource]]:
+    """The log's leaves through a read-only log of its own (for the cosigner's thread)."""
+
+    @contextlib.contextmanager
+    def leaves() -> Iterator[LeafSource]:
+        from engine.audit.witness_client import LogLeaves
+
+        with FileEventLog.open(log_root, readonly=True) as log:
+            yield LogLeaves(log.read_rows)
+
+    return leaves
 
 
 def _cosigned_by(note: bytes, witness: Witness) -> bool:

@@ -214,6 +214,11 @@ class Scheduler:
             return self.engine.execute(line)
 
     def tick(self) -> None:
+        with self.lock:
+            said = self.engine.witness_results()  # the witnesses' answers, when they come
+            self.engine.write_out_audit()  # checkpoints on disk for `audit export` at once
+        if said:
+            self._say(said)
         for work in self.engine.perform_due():
             with self.lock:
                 write, self.engine.ports.write = self.engine.ports.write, None

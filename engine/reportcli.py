@@ -23,12 +23,15 @@ def register(audit_sub: Any) -> None:
 
 def report(d: Path, out: Path) -> int:
     """Write the audit report of the device log in `d` to `out` (whole, or not at all)."""
+    from engine.audit.outfile import write_out
     from engine.machines.diagrams import MACHINES, dot_source, svg_of
     from engine.machines.trustpoint import LIFECYCLE
     from engine.ports import SystemClock
+    from engine.state import device_folds
     from events.filelog import FileEventLog
     from projections.audit_report import collect, lifecycle_dot, render
 
+    device_folds()  # imports the feature modules, so their event types decode (lazy CLI)
     log_dir = d / "log" if (d / "log").is_dir() else d
     if not (log_dir / "LOCK").exists() and not any(log_dir.glob("*.seg")):
         raise OperatorError(Reason.NOT_FOUND, f"{d} holds no event log.")
@@ -45,9 +48,7 @@ def report(d: Path, out: Path) -> int:
              for name, path in data.paths.items()}
     page = render(data, diagrams, paths, source=str(log_dir.resolve()),
                   made_at=SystemClock().now_us())
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(page, encoding="utf-8")
-    tmp.replace(out)
+    write_out(out, lambda f: f.write(page.encode("utf-8")))
     print(f"{out}: {len(data.rows)} events, {len(data.paths)} trustpoint(s)")
     return 0
 

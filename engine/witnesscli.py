@@ -42,10 +42,17 @@ def register(audit_sub: Any) -> None:
     ws.add_argument("dir", type=Path, metavar="DIR", help=DIR_HELP)
     ws.add_argument("--host", default="127.0.0.1", help="address to listen on (default: "
                                                         "127.0.0.1)")
-    ws.add_argument("--port", type=int, default=0, help="(default: an ephemeral port)")
+    ws.add_argument("--port", type=_port, default=0, help="(default: an ephemeral port)")
     ws.add_argument("--follow", action="append", default=[], metavar="LOGKEY",
                     help="follow this log too (repeatable)")
     w.set_defaults(func=run)
+
+
+def _port(text: str) -> int:
+    """A TCP port, 0 (an ephemeral one) to 65535: anything else is a usage error."""
+    if not text.isdigit() or int(text) > 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port (0-65535)")
+    return int(text)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -524,7 +524,7 @@ class FileEventLog:
         except BlockingIOError:
             os.close(fd)
             raise LogLocked(f"The event log {self.root} is open for writing by another "
-                            "process (a running shell, exec or ca serve).",
+                            "process (a running shell, exec, ca serve or audit witness serve).",
                             sentence=True) from None
         self._lock_fd = fd
 

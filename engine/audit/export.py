@@ -40,20 +40,32 @@ class AuditError(OperatorError):
 def find_key(log: FileEventLog) -> AuditKey:
     """The log's audit key (its `AuditKeyCreated`, near the start of the log)."""
     for row in log.read_rows():
+        if row[1] == "witness":
+            raise _witness_log(log)
         if row[2] == AuditKeyCreated.type_name:
             ev = event_from(row[2], row[3], row[7])
             assert isinstance(ev, AuditKeyCreated)
             return AuditKey.from_event(ev, row[4])
+    if (log.root.parent / "witness.key").exists():  # a witness that has recorded nothing yet
+        raise _witness_log(log)
     raise AuditError(Reason.NOT_FOUND, f"The log {log.root} has no audit key yet: it is made "
                      "when `trustledger shell`, `exec` or `audit checkpoint` first opens it.")
+
+
+def _witness_log(log: FileEventLog) -> AuditError:
+    return AuditError(Reason.INVALID_VALUE, f"The log {log.root} is a witness's: it has no "
+                      "audit key (`trustledger audit witness key DIR` prints the witness's key).")
 
 
 def latest_checkpoint(log: FileEventLog, key: AuditKey) -> tuple[bytes, Checkpoint]:
     """The latest checkpoint beside the log, its signature checked with the log's key."""
     saved = read_saved(log.root)
     if saved is None or saved.latest is None:
-        raise AuditError(Reason.NOT_FOUND, f"The log {log.root} has no checkpoint yet: "
-                         "`trustledger audit checkpoint` signs one.")
+        first = next(log.read_rows(), None)
+        how = ("the CA signs one after every certificate issued or revoked and every CRL"
+               if first is not None and first[1] == "ca"
+               else "`trustledger audit checkpoint` signs one")
+        raise AuditError(Reason.NOT_FOUND, f"The log {log.root} has no checkpoint yet: {how}.")
     return saved.latest.note, _checked(saved.latest.note, key)
 
 
@@ -144,6 +156,9 @@ def checkpoint_until(log: FileEventLog, key: AuditKey, seq: int | None,
                 break
             seq = row[0]
     assert seq is not None
+    if seq > log.head[0]:
+        raise AuditError(Reason.INVALID_VALUE, f"The log ends at seq {log.head[0]}: --until "
+                         f"{seq} is beyond it.")
     found = [(n, c) for n, c in recorded_checkpoints(log, key) if c.size <= seq]
     if not found:
         raise AuditError(Reason.NOT_FOUND, f"No recorded checkpoint covers the log up to seq "

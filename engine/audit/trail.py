@@ -42,7 +42,10 @@ from the position saved) to bring the range to the head. A log that ends below e
 differs at that seq (cut back, or rewritten from some point on), refuses to open with a `%`
 sentence naming what is missing: this is what tells a truncation from a torn tail for the
 events a checkpoint covers. Without `AUDIT` (a log made before the audit, or the file moved
-aside) the range is rebuilt from every event once, and the check starts from there.
+aside) the range is rebuilt from every event once; if `CHECKPOINTS` holds a checkpoint, the
+newest one must verify and the log must reach its size with the root it signed (else the open
+is refused as above: the device would otherwise sign a second, different checkpoint for a size
+it already signed).
 """
 
 from __future__ import annotations
@@ -314,8 +317,15 @@ def open_trail(root: Path, log: FileEventLog, key: AuditKey,
     """The trail of the log in `root`, checked against the log (see "Opening" above)."""
     saved = read_saved(root)
     if saved is None:
+        recorded = _newest_recorded(root, key)
         rng = CompactRange()
-        rng.extend(leaf_hash(row[8]) for row in log.read_rows())
+        recorded_root = None
+        for row in log.read_rows():
+            rng.append(leaf_hash(row[8]))
+            if recorded is not None and rng.size == recorded.size:
+                recorded_root = rng.root()
+        if recorded is not None:
+            _check_recorded(recorded, rng.size, recorded_root)
         head, chain = log.head
         return AuditTrail(root, key, signer,
                           Bound(head, tuple(rng.hashes), chain, log.position), None)
@@ -331,6 +341,35 @@ def open_trail(root: Path, log: FileEventLog, key: AuditKey,
     if last is not None:
         trail.chain, trail.at, trail._dirty = last[8], log.position, True
     return trail
+
+
+def _newest_recorded(root: Path, key: AuditKey) -> Checkpoint | None:
+    """The newest checkpoint in `CHECKPOINTS` (its signature checked), for a trail opened
+    without `AUDIT`: the log must still be the one it covers."""
+    notes = read_checkpoints(root)
+    if not notes:
+        return None
+    try:
+        return parse_checkpoint(verify_note(notes[-1], [key.verifier()])[0])
+    except NoteError as e:
+        raise AuditMismatch(f"The newest checkpoint in {root / CHECKPOINTS_FILE} does not "
+                            f"verify with the log's audit key ({e}). Refusing to open."
+                            ) from None
+
+
+def _check_recorded(cp: Checkpoint, head: int, root_there: bytes | None) -> None:
+    """The log (of `head` events, whose tree at `cp.size` has `root_there`) must extend the
+    recorded checkpoint `cp`; AuditMismatch otherwise."""
+    what = (f"the checkpoint recorded at tree size {cp.size} (root "
+            f"{base64.b64encode(cp.root).decode()[:16]}\u2026, in {CHECKPOINTS_FILE})")
+    if head < cp.size:
+        missing = (f"event {cp.size} is" if cp.size == head + 1
+                   else f"events {head + 1}-{cp.size} are")
+        raise AuditMismatch(f"The event log ends at seq {head}, but {what} covers seq 1-"
+                            f"{cp.size}: {missing} missing. Refusing to open.")
+    if cp.size and root_there != cp.root:
+        raise AuditMismatch(f"The event log's first {cp.size} events do not have the root of "
+                            f"{what}: it was replaced or rewritten. Refusing to open.")
 
 
 def _check_signed(signed: Signed, key: AuditKey, log: FileEventLog) -> None:

@@ -4,7 +4,8 @@ Theory of operation
 -------------------
 The device is configured with witnesses (`audit witness url URL key KEY`: the submission
 prefix and the witness's cosignature/v1 verifier key). After each checkpoint the audit trail
-signs, `WitnessClient.cosign` POSTs `URL/add-checkpoint` to each: the old size the witness
+signs, `WitnessClient.cosign` POSTs (from a background thread: engine/audit/cosigner.py)
+`URL/add-checkpoint` to each: the old size the witness
 last co-signed, a consistency proof from there, the signed checkpoint. The client remembers,
 per witness and for this process only, the size and compact range it last had co-signed: the
 proof from there needs only that range and the leaves appended since (`consistency_from`),
@@ -36,6 +37,14 @@ from engine.errors import PeerError, PeerReason
 TIMEOUT = 5.0  # seconds for one socket operation
 DEADLINE = 15.0  # seconds for one add-checkpoint exchange
 MAX_ANSWER = 64 * 1024
+# The answers by which a witness says the log is not the one it saw grow (C2SP tlog-witness:
+# 400 an old size above the checkpoint's, 409 a size it did not co-sign or a fork, 422 a
+# proof that does not verify): an alert. Any other answer (404 an origin it does not follow or
+# a wrong URL, 403 a key it does not trust, 5xx) is a witness not doing its job: a warning.
+REFUSALS = frozenset({400, 409, 422})
+_HINTS = {404: " (the witness does not follow this log, or the URL is not its submission "
+               "prefix)",
+          403: " (the witness does not trust this log's key)"}
 
 
 @dataclass(frozen=True)
@@ -66,9 +75,27 @@ class HttpxWitnessTransport:
                 resp = self.client.post(url, content=body,
                                         headers={"content-type": "text/plain"})
         except (httpx.HTTPError, ValueError) as e:
+            tls = _tls_error(e)
+            if tls is not None:
+                raise PeerError(PeerReason.UNREACHABLE, f"{url}: the TLS handshake failed "
+                                f"({tls}): no HTTPS server with a trusted certificate there "
+                                "(a `trustledger audit witness serve` speaks plain HTTP)"
+                                ) from e
             raise PeerError(PeerReason.UNREACHABLE, f"{url}: {e or type(e).__name__}") from e
         ctype = resp.headers.get("content-type", "").split(";")[0].strip().lower()
         return WitnessReply(resp.status_code, ctype, resp.content[:MAX_ANSWER])
+
+
+def _tls_error(e: BaseException) -> str | None:
+    """The reason of the ssl.SSLError behind an httpx error, if one is."""
+    import ssl
+
+    seen: BaseException | None = e
+    while seen is not None:
+        if isinstance(seen, ssl.SSLError):
+            return str(seen.reason or seen)
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 @dataclass(frozen=True)
@@ -166,8 +193,10 @@ class WitnessClient:
             proof = leaves.proof(old, cp.size)
             reply = self.transport.post(url, request_body(old, proof, note))
         if reply.status != 200:
-            raise PeerError(PeerReason.REFUSED, f"HTTP {reply.status}: "
-                            f"{reply.body.decode('utf-8', 'replace').strip()[:200]}")
+            text = f"HTTP {reply.status}: {reply.body.decode('utf-8', 'replace').strip()[:200]}"
+            if reply.status in REFUSALS:
+                raise PeerError(PeerReason.REFUSED, text)
+            raise PeerError(PeerReason.BAD_ANSWER, f"{text}{_HINTS.get(reply.status, '')}")
         line = _verified(w, note, reply.body)
         self.known[w.url] = (cp.size, now.copy())
         return line

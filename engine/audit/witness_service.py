@@ -82,7 +82,8 @@ def init_witness(d: Path, name: str = DEFAULT_NAME) -> CosignatureVerifier:
     if path.exists():
         raise OperatorError(Reason.NOT_ALLOWED,
                             f"{d} already holds a witness key: it is never replaced.")
-    d.mkdir(parents=True, exist_ok=True)
+    d.mkdir(mode=0o700, parents=True, exist_ok=True)  # as a device's (the umask cannot widen)
+    (d / "log").mkdir(mode=0o700, exist_ok=True)
     key = Ed25519PrivateKey.generate()
     tmp = path.with_suffix(".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

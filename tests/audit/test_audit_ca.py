@@ -69,3 +69,14 @@ def test_a_ca_log_cut_below_its_checkpoint_refuses_to_open(ca_dir: Path) -> None
     with pytest.raises(CAError, match=r"ends at seq 3, but the audit checkpoint signed at tree "
                                       r"size 4 .*event 4 is missing"):
         BuiltinCA.open(ca_dir)
+
+
+def test_export_of_a_ca_without_a_checkpoint_does_not_advise_audit_checkpoint(
+        ca_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Review 13: `audit checkpoint` refuses CA directories; the CA signs its own."""
+    for name in ("AUDIT", "CHECKPOINTS"):
+        (ca_dir / "log" / name).unlink()
+    assert main(["audit", "export", str(ca_dir), "-o", str(tmp_path / "b")]) == 2
+    assert capsys.readouterr().err == (
+        f"% The log {ca_dir / 'log'} has no checkpoint yet: the CA signs one after every "
+        "certificate issued or revoked and every CRL.\n")

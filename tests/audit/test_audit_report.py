@@ -181,3 +181,41 @@ def test_a_headless_browser_renders_the_timeline(device: Path, tmp_path: Path) -
     width, height, pixels = _png_pixels(shot.read_bytes())
     assert (width, height) == (1280, 2000)
     assert len(set(pixels)) > 50  # text, badges and diagrams, not a blank page
+
+
+@pytest.mark.skipif(not shutil.which("dot"), reason="graphviz's dot is not installed")
+def test_report_of_a_fresh_process_reads_every_feature_event(tmp_path: Path) -> None:
+    """Review 3: a fresh `trustledger audit report` (lazy CLI imports) must register the
+    feature modules' event types before it decodes: here the shipped trustpool's record."""
+    import sys
+
+    from engine.engine import Engine
+    from engine.trustpool.builtin import certifi_bundle
+
+    with Engine.open(tmp_path / "dev", builtins=certifi_bundle):
+        pass
+    out = tmp_path / "r.html"
+    done = subprocess.run([sys.executable, "-m", "engine.cli", "audit", "report",
+                           str(tmp_path / "dev"), "-o", str(out)],
+                          capture_output=True, text=True, check=False)
+    assert (done.returncode, done.stderr) == (0, "")
+    assert done.stdout == f"{out}: 1 events, 0 trustpoint(s)\n"
+    assert 'data-type="TrustpoolBuiltinsRecorded"' in out.read_text()
+
+
+@pytest.mark.skipif(not shutil.which("dot"), reason="graphviz's dot is not installed")
+def test_report_writes_through_a_link_and_keeps_it(tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """Review 6: `-o LINK` replaces the file the link names (the link stays)."""
+    from engine.engine import Engine
+
+    with Engine.open(tmp_path / "dev"):
+        pass
+    target = tmp_path / "pages" / "index.html"
+    target.parent.mkdir()
+    target.write_text("old")
+    link = tmp_path / "latest.html"
+    link.symlink_to(target)
+    assert main(["audit", "report", str(tmp_path / "dev"), "-o", str(link)]) == 0
+    assert link.is_symlink() and target.read_text().startswith("<!DOCTYPE html>")
+    assert [p.name for p in target.parent.iterdir()] == ["index.html"]

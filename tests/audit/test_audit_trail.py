@@ -158,6 +158,38 @@ def test_a_log_cut_below_its_checkpoint_refuses_to_open(device: Path) -> None:
     assert "events 3-4 are missing. Refusing to open." in text
 
 
+def test_a_log_cut_back_with_its_audit_file_gone_is_checked_against_checkpoints(
+        device: Path) -> None:
+    """Review 5: without AUDIT, the newest checkpoint in CHECKPOINTS still binds the log: a
+    device must not reopen a cut-back log and sign a second checkpoint for a size it signed."""
+    cut_log(device, 3)
+    (device / "log" / AUDIT_FILE).unlink()
+    before = (device / "log" / "CHECKPOINTS").read_bytes()
+    with pytest.raises(AuditMismatch) as caught:
+        open_engine(device)
+    assert caught.value.render().startswith(
+        "% The event log ends at seq 3, but the checkpoint recorded at tree size 4")
+    assert "event 4 is missing. Refusing to open." in caught.value.render()
+    assert (device / "log" / "CHECKPOINTS").read_bytes() == before
+
+
+def test_a_rewritten_log_without_its_audit_file_refuses_to_open(device: Path) -> None:
+    """Review 5: the same length, but not the events the recorded checkpoint signed."""
+    cut_log(device, 3)
+    (device / "log" / AUDIT_FILE).unlink()
+    recorded = (device / "log" / "CHECKPOINTS").read_bytes()
+    (device / "log" / "CHECKPOINTS").unlink()  # moved aside: the cut-back log opens
+    e = open_engine(device)
+    commit_hostname(e, "evil")  # seq 4 again, another event
+    assert e.state.seq == 4
+    e.close()
+    (device / "log" / AUDIT_FILE).unlink()
+    (device / "log" / "CHECKPOINTS").write_bytes(recorded)  # and the old record put back
+    with pytest.raises(AuditMismatch, match=r"^% The event log's first 4 events do not have "
+                       r"the root of the checkpoint recorded at tree size 4 .*rewritten"):
+        open_engine(device)
+
+
 def test_a_rewritten_log_refuses_to_open(device: Path, tmp_path: Path) -> None:
     """The same key, the same length, one event changed, the hash chain recomputed, the
     audit files copied beside it: the chain hash at the checkpoint's seq differs."""
@@ -258,3 +290,20 @@ def test_the_trail_is_written_in_the_marker_step_and_only_what_is_acknowledged(
     assert saved is not None and saved.tree.size == 2
     trail.persist()  # everything (what a clean close does)
     assert checkpoints(tmp_path / "dev") == [1, 2, 4]
+
+
+def test_the_shell_writes_a_checkpoint_out_between_commands(device: Path) -> None:
+    """Review 13: with a shell open and idle, the checkpoint of its last decision reaches
+    CHECKPOINTS (what `audit export` reads) at the scheduler's next tick, not at the next
+    command's head-marker step."""
+    from engine.frontends import Scheduler
+
+    e = open_engine(device)
+    try:
+        commit_hostname(e, "r9")
+        assert checkpoints(device)[-1] < e.state.seq  # signed, not written out yet
+        Scheduler(e).tick()
+        assert checkpoints(device)[-1] == e.state.seq
+    finally:
+        e.close()
+

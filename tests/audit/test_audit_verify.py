@@ -282,8 +282,53 @@ def test_export_until_takes_the_newest_checkpoint_at_or_before(
     assert rc == 2 and "No recorded checkpoint covers the log up to seq 0" in err
 
 
+def test_export_until_refuses_what_is_no_seq_or_beyond_the_log(
+        device: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Review 17: a `%` line of its own (not `trustledger replay:`), and a seq past the log's
+    end is said, not exported as if it were the head."""
+    out = tmp_path / "b"
+    assert run(capsys, "audit", "export", str(device), "--until", "-1", "-o", str(out)) == (
+        2, "", "% --until '-1' is neither a seq nor an ISO time.\n")
+    with FileEventLog.open(device / "log", readonly=True) as log:
+        head = log.head[0]
+    assert run(capsys, "audit", "export", str(device), "--until", "99", "-o", str(out)) == (
+        2, "", f"% The log ends at seq {head}: --until 99 is beyond it.\n")
+    assert not out.exists()
+
+
 def test_the_bundle_records_are_length_prefixed_cores_and_hashes(bundle: bytes) -> None:
     b = parse_bundle(bundle)
     (n,) = struct.unpack_from(">I", b.body, 0)
     core = bytes(b.body[4:4 + n])
     assert core[0] == 0x98 and core[1] == 1  # [seq=1, ...]
+
+
+def test_export_replaces_a_file_through_its_link_and_never_a_fifo(
+        device: Path, bundle: bytes, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Review 6: `-o` is written whole through a temporary file only when it names a regular
+    file (a link's target, the link kept); a FIFO (or a device) is written to as it is."""
+    import os
+    import threading
+
+    target = tmp_path / "bundles" / "latest"
+    target.parent.mkdir()
+    target.write_bytes(b"old")
+    link = tmp_path / "link"
+    link.symlink_to(target)
+    assert run(capsys, "audit", "export", str(device), "-o", str(link))[0] == 0
+    assert link.is_symlink() and target.read_bytes() == bundle
+    assert sorted(p.name for p in target.parent.iterdir()) == ["latest"]  # no temporary left
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    got: list[bytes] = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()), daemon=True)
+    reader.start()
+    assert run(capsys, "audit", "export", str(device), "-o", str(fifo))[0] == 0
+    reader.join(10)
+    assert got == [bundle]
+    assert fifo.is_fifo()
+
+    status, _, err = run(capsys, "audit", "export", str(device), "-o", str(tmp_path))
+    assert (status, err) == (2, f"% {tmp_path} is a directory.\n")

@@ -261,3 +261,43 @@ def test_serve_from_the_command_line_cosigns_and_stops_on_sigterm(witness_dir: P
         assert proc.wait(timeout=20) == 0
     with WitnessService(witness_dir, FakeClock()) as again:
         assert again.state.latest[log.origin].size == 10
+
+
+def test_a_witness_directory_is_private_and_no_device_command_takes_it(
+        tmp_path: Path, log: FakeLog, capsys: pytest.CaptureFixture[str]) -> None:
+    """Review 14: made 0700 like a device's; `audit checkpoint`, `audit key` and `exec` say
+    it is a witness's (and create nothing in it); a port out of range is a usage error."""
+    import os
+
+    old = os.umask(0o022)
+    try:
+        d = tmp_path / "w3"
+        init_witness(d, "witness.example/w3")
+    finally:
+        os.umask(old)
+    assert (d.stat().st_mode & 0o777, (d / "log").stat().st_mode & 0o777) == (0o700, 0o700)
+    capsys.readouterr()
+    assert main(["audit", "key", str(d)]) == 2  # a witness that has recorded nothing yet
+    assert "is a witness's: it has no audit key" in capsys.readouterr().err
+    with WitnessService(d) as service:
+        service.follow([log.verifier_key])
+    before = sorted(p.name for p in d.iterdir())
+    capsys.readouterr()
+
+    assert main(["audit", "checkpoint", str(d)]) == 2
+    assert capsys.readouterr().err == (f"% {d} is a witness's directory: a witness signs no "
+                                       "checkpoint of its own log.\n")
+    assert main(["audit", "key", str(d)]) == 2
+    assert "is a witness's: it has no audit key (`trustledger audit witness key DIR`" in \
+        capsys.readouterr().err
+    script = tmp_path / "script"
+    script.write_text("show clock\n")
+    assert main(["exec", "--data", str(d), "-f", str(script)]) == 2
+    assert capsys.readouterr().err == (f"% {d} is a witness's directory, not a device's: "
+                                       "`trustledger audit witness` commands use it.\n")
+    assert sorted(p.name for p in d.iterdir()) == before  # no snapshots/, no keystore
+
+    with pytest.raises(SystemExit) as stopped:
+        main(["audit", "witness", "serve", str(d), "--port", "99999"])
+    assert stopped.value.code == 2
+    assert "'99999' is not a port (0-65535)" in capsys.readouterr().err

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,7 +16,7 @@ import pytest
 from engine import Engine
 from engine.adapters.witness_http import serve_witness
 from engine.audit.merkle import CompactRange, MerkleTree, leaf_hash
-from engine.audit.witness_client import consistency_from
+from engine.audit.witness_client import WitnessReply, consistency_from
 from engine.audit.witness_service import WitnessService, init_witness
 from engine.cli import main
 from engine.ports import FakeClock
@@ -60,7 +61,7 @@ class Device:
         self.clock.advance(60)
         out = [self.engine.execute(line).output for line in ("configure", *lines, "commit")]
         self.engine.execute("end")
-        return "".join(out)
+        return "".join(out) + self.engine.witnesses_settled()  # the asynchronous messages
 
     @property
     def log_key(self) -> str:
@@ -169,3 +170,116 @@ def test_audit_checkpoint_prints_the_cosigned_checkpoint(
     lines = capsys.readouterr().out.splitlines()
     assert [line.split()[1] for line in lines if line.startswith("\u2014")] == [
         dev.log_key.split("+")[0], WITNESS]
+
+
+class _StalledWitness:
+    """A witness transport that answers only once the test releases it (at most 5 s), and
+    notes whether the command that led to the post had returned by then."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.command_returned = False
+        self.answered: list[bool] = []
+
+    def post(self, url: str, body: bytes) -> WitnessReply:
+        self.release.wait(5)
+        self.answered.append(self.command_returned)
+        return WitnessReply(503, "text/plain", b"busy")
+
+
+def test_a_stalled_witness_never_holds_up_a_command(tmp_path: Path) -> None:
+    """Review 4: the checkpoint of a trust decision is signed before the command returns;
+    the witness's round-trip runs behind it, its answer is an asynchronous message."""
+    key = init_witness(tmp_path / "w", WITNESS).key_string()
+    dev = Device(tmp_path / "dev")
+    stalled = _StalledWitness()
+    dev.engine.ports.witness = stalled
+    try:
+        dev.engine.execute("configure")
+        dev.engine.execute(f"audit witness url http://127.0.0.1:9 key {key}")
+        out = dev.engine.execute("commit").output
+        stalled.command_returned = True
+        trail = dev.engine.audit
+        assert trail is not None and trail.latest is not None
+        assert trail.latest.checkpoint.size == dev.engine.state.seq  # signed synchronously
+        assert "%AUDIT" not in out
+        stalled.release.set()
+        said = dev.engine.witnesses_settled(10)
+        assert stalled.answered == [True]
+        assert said.startswith(f"%AUDIT-4-WITNESS: witness {WITNESS} (http://127.0.0.1:9) did "
+                               "not co-sign the checkpoint")
+        assert "HTTP 503: busy" in said
+    finally:
+        stalled.release.set()
+        dev.engine.close()
+
+
+class _Answering:
+    def __init__(self, status: int, body: bytes) -> None:
+        self.reply = WitnessReply(status, "text/plain", body)
+
+    def post(self, url: str, body: bytes) -> WitnessReply:
+        return self.reply
+
+
+@pytest.mark.parametrize(("status", "body", "said"), [
+    (404, b"unknown log origin", "%AUDIT-4-WITNESS: witness witness.example/w1 "
+     "(http://127.0.0.1:9) did not co-sign the checkpoint of tree size 2: "),
+    (404, b"404 page not found", "(the witness does not follow this log, or the URL is not its "
+     "submission prefix)"),
+    (422, b"bad proof", "%AUDIT-1-WITNESS_REFUSED: witness witness.example/w1 "
+     "(http://127.0.0.1:9) refused the checkpoint of tree size 2 (root "),
+])
+def test_only_a_witness_that_disputes_the_log_is_an_alert(
+        tmp_path: Path, status: int, body: bytes, said: str) -> None:
+    """Review 12: a 404 (origin not followed, wrong prefix) or 403 is a warning; only 400, 409
+    and 422 (the log is not the one the witness saw grow) are refusals."""
+    key = init_witness(tmp_path / "w", WITNESS).key_string()
+    dev = Device(tmp_path / "dev")
+    dev.engine.ports.witness = _Answering(status, body)
+    try:
+        out = dev.commit(f"audit witness url http://127.0.0.1:9 key {key}")
+        assert said in out, out
+        assert f"HTTP {status}: {body.decode()}" in out
+        assert ("%AUDIT-1" in out) is (status == 422)
+    finally:
+        dev.engine.close()
+
+
+@pytest.mark.integration
+def test_an_https_url_to_a_plain_witness_says_tls_failed(
+        tmp_path: Path, witness: tuple[WitnessService, str, str]) -> None:
+    """Review 12: not a raw `[SSL: WRONG_VERSION_NUMBER]`."""
+    _, url, witness_key = witness
+    dev = Device(tmp_path / "dev")
+    try:
+        https = url.replace("http://", "https://")
+        out = dev.commit(f"audit witness url {https} key {witness_key}")
+        assert f"%AUDIT-4-WITNESS: witness {WITNESS} ({https}) did not co-sign" in out, out
+        assert f"{https}/add-checkpoint: the TLS handshake failed (WRONG_VERSION_NUMBER): no " \
+               "HTTPS server with a trusted certificate there" in out, out
+    finally:
+        dev.engine.close()
+
+
+def test_the_shell_prints_a_witness_answer_as_an_asynchronous_message(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Review 4: the interactive shell's scheduler tick prints what the witness answered."""
+    from engine.frontends import Scheduler
+
+    key = init_witness(tmp_path / "w", WITNESS).key_string()
+    dev = Device(tmp_path / "dev")
+    dev.engine.ports.witness = _Answering(503, b"busy")
+    scheduler = Scheduler(dev.engine)
+    try:
+        for line in ("configure", f"audit witness url http://127.0.0.1:9 key {key}", "commit",
+                     "end"):
+            assert "%AUDIT" not in scheduler.execute(line).output
+        assert dev.engine._cosigner is not None and dev.engine._cosigner.wait(10)
+        capsys.readouterr()
+        scheduler.tick()
+        printed = capsys.readouterr().out
+        assert "%AUDIT-4-WITNESS: witness witness.example/w1 (http://127.0.0.1:9) did not" in \
+            printed and "HTTP 503: busy" in printed
+    finally:
+        dev.engine.close()
