@@ -170,7 +170,8 @@ def _write_saved(root: Path, saved: Saved) -> None:
     tmp = root / (AUDIT_FILE + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
-        os.write(fd, data)
+        while data:  # a short write (a disk filling up) is followed by the rest
+            data = data[os.write(fd, data):]
         os.fsync(fd)
     finally:
         os.close(fd)

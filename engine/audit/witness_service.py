@@ -88,7 +88,9 @@ def init_witness(d: Path, name: str = DEFAULT_NAME) -> CosignatureVerifier:
     tmp = path.with_suffix(".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
-        os.write(fd, _signer_text(name, key).encode())
+        text = _signer_text(name, key).encode()
+        while text:  # a short write is followed by the rest
+            text = text[os.write(fd, text):]
         os.fsync(fd)
     finally:
         os.close(fd)
