@@ -126,9 +126,9 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
                    help=f"CA subject, RFC 4514 or /-separated (default {DEFAULT_SUBJECT!r})")
     p.add_argument("--key", default="rsa:2048", choices=KEY_SPECS,
                    help="CA key type: RSA with that modulus, or ECDSA on P-256")
-    p.add_argument("--days", type=_positive, default=DEFAULT_CA_DAYS, metavar="N",
+    p.add_argument("--days", type=_days, default=DEFAULT_CA_DAYS, metavar="N",
                    help=f"CA certificate validity in days (default {DEFAULT_CA_DAYS})")
-    p.add_argument("--cert-days", type=_positive, default=DEFAULT_CERTIFICATE_DAYS,
+    p.add_argument("--cert-days", type=_days, default=DEFAULT_CERTIFICATE_DAYS,
                    metavar="N", help="validity of issued certificates in days "
                                      f"(default {DEFAULT_CERTIFICATE_DAYS})")
     _clock_option(p)
@@ -193,7 +193,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     p.add_argument("--out", type=Path, metavar="FILE",
                    help="write the certificate (PEM) here instead of standard output")
     _clock_option(p)
-    p.add_argument("--days", type=_positive, metavar="N",
+    p.add_argument("--days", type=_days, metavar="N",
                    help="validity in days (default: the CA's --cert-days)")
     p.set_defaults(func=_sign)
 
@@ -201,7 +201,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
 def _add_rollover(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("rollover", help="make the CA's next key and certificate (GetNextCACert)")
     p.add_argument("dir", type=Path, metavar="DIR", help=DIR_HELP)
-    p.add_argument("--days", type=_positive, metavar="N",
+    p.add_argument("--days", type=_days, metavar="N",
                    help="validity after the current CA certificate expires (default: as long "
                         "as the current one)")
     _clock_option(p)
@@ -363,6 +363,18 @@ def _positive(text: str) -> int:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
     if value <= 0:
         raise argparse.ArgumentTypeError("must be positive")
+    return value
+
+
+MAX_DAYS = 36_500
+"""A validity of at most 100 years: longer ones overflow dates (a rollover adds the old
+certificate's lifetime) and no CA wants them."""
+
+
+def _days(text: str) -> int:
+    value = _positive(text)
+    if value > MAX_DAYS:
+        raise argparse.ArgumentTypeError(f"at most {MAX_DAYS} (100 years)")
     return value
 
 

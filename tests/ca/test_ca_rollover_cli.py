@@ -46,6 +46,16 @@ def test_rollover_prints_the_next_certificate_and_refuses_a_second(ca_dir: Path)
     assert listed[2] == "No certificates issued."
 
 
+def test_a_validity_past_100_years_is_a_usage_error_not_a_traceback(ca_dir: Path,
+                                                                   tmp_path: Path) -> None:
+    too_long = cli("rollover", ca_dir, "--days", "99999999", check=False)
+    assert too_long.returncode == 2 and "Traceback" not in too_long.stderr
+    assert "argument --days: at most 36500 (100 years)" in too_long.stderr
+    assert not (ca_dir / "ca-2.pem").exists()
+    init = cli("init", tmp_path / "other", "--cert-days", "36501", check=False)
+    assert init.returncode == 2 and "at most 36500" in init.stderr
+
+
 def test_a_ca_without_a_rollover_lists_as_before(ca_dir: Path) -> None:
     assert cli("list", ca_dir).stdout == "No certificates issued.\n"
 
