@@ -124,7 +124,7 @@ class Report:
 
 
 class _Failed(Exception):
-    pass
+    """The first check that does not hold: its text is the report's FAILED line."""
 
 
 def _signed(note: bytes, key: Ed25519Verifier, what: str) -> Checkpoint:

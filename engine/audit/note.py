@@ -21,6 +21,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -53,14 +54,16 @@ def raw_public(public_key: Ed25519PublicKey) -> bytes:
 
 
 @dataclass(frozen=True)
-class Verifier:
-    """A named key that can check a signature over a note's text."""
+class Verifier(ABC):
+    """A named key that can check a signature over a note's text (Ed25519 below; a witness's
+    cosignature in engine/audit/cosignature.py)."""
 
     name: str
     key_id: bytes
 
+    @abstractmethod
     def verify(self, text: bytes, signature: bytes) -> bool:
-        raise NotImplementedError
+        """Whether `signature` (the bytes after the key id) signs `text` with this key."""
 
 
 @dataclass(frozen=True)
