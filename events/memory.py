@@ -28,4 +28,4 @@ class MemoryEventLog:
         yield from self._records[max(from_seq, 1) - 1 :]
 
     def close(self) -> None:
-        pass
+        """Nothing to release: the records live as long as the object."""
