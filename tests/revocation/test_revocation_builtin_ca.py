@@ -4,20 +4,15 @@ revoked at the CA, is on the CRL the device fetches."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 from cryptography import x509
 
 from engine import Engine
-from engine.adapters.scep_inprocess import InProcessTransport
 from engine.ca.service import BuiltinCA
 from engine.ports import FakeClock
 from engine.revocation.cache import crl_for
 from engine.revocation.fetch import fetch_crl
 from engine.revocation.index import revocation_of
-from engine.scep_client import HttpxTransport
 from events.revocation import CrlFetched, CrlFetchFailed
 from events.trustpoint import RouterCertificateRevoked
 from tests.revocation.revocation_support import record
@@ -28,35 +23,8 @@ from tests.trustpoint.tp_support import (
     declare,
     enroll,
     identity_and_key,
-    open_device,
     status,
 )
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def network() -> InProcessTransport:
-    return InProcessTransport(fallback=HttpxTransport())
-
-
-@pytest.fixture
-def ca_factory(tmp_path: Path, clock: FakeClock,
-               network: InProcessTransport) -> Iterator[CAFactory]:
-    f = CAFactory(tmp_path, clock, network)
-    yield f
-    f.close()
-
-
-@pytest.fixture
-def device(tmp_path: Path, clock: FakeClock, network: InProcessTransport) -> Iterator[Engine]:
-    e = open_device(tmp_path / "device", clock)
-    e.ports.scep = network
-    yield e
-    e.store.close()
 
 
 def enrolled(device: Engine, url: str, ca: BuiltinCA

@@ -21,7 +21,6 @@ from engine.ca.service import BuiltinCA
 from engine.machines.trustpoint import Lifecycle
 from engine.ports import FakeClock
 from engine.revocation.refresh import refresh_due_at
-from engine.scep_client import HttpxTransport
 from engine.schedule import due_jobs
 from tests.support.crl_support import FakeCrlFetcher
 from tests.support.slapd_support import ADMIN_DN, ADMIN_PASSWORD, running_slapd
@@ -39,24 +38,6 @@ from tests.trustpoint.tp_support import (
 
 DAY = 86_400 * 1_000_000
 MINUTE = 60 * 1_000_000
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def network() -> InProcessTransport:
-    return InProcessTransport(fallback=HttpxTransport())
-
-
-@pytest.fixture
-def ca_factory(tmp_path: Path, clock: FakeClock,
-               network: InProcessTransport) -> Iterator[CAFactory]:
-    f = CAFactory(tmp_path, clock, network)
-    yield f
-    f.close()
 
 
 @pytest.fixture

@@ -4,16 +4,11 @@ CDP; revoked at the CA, the next validation with a fresh CRL says REVOKED."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 from cryptography import x509
 
 from engine import Engine
-from engine.adapters.scep_inprocess import InProcessTransport
 from engine.ports import FakeClock
-from engine.scep_client import HttpxTransport
 from engine.validation.verdict import Code, Status
 from tests.trustpoint.tp_support import (
     CAFactory,
@@ -21,35 +16,8 @@ from tests.trustpoint.tp_support import (
     declare,
     enroll,
     identity_and_key,
-    open_device,
     status,
 )
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def network() -> InProcessTransport:
-    return InProcessTransport(fallback=HttpxTransport())
-
-
-@pytest.fixture
-def ca_factory(tmp_path: Path, clock: FakeClock,
-               network: InProcessTransport) -> Iterator[CAFactory]:
-    f = CAFactory(tmp_path, clock, network)
-    yield f
-    f.close()
-
-
-@pytest.fixture
-def device(tmp_path: Path, clock: FakeClock, network: InProcessTransport) -> Iterator[Engine]:
-    e = open_device(tmp_path / "device", clock)
-    e.ports.scep = network
-    yield e
-    e.store.close()
 
 
 @pytest.mark.integration
