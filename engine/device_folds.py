@@ -195,7 +195,7 @@ def _log_rollover(state: DeviceState, ev: object, at: int) -> DeviceState:
 # -- the table -------------------------------------------------------------------------------------
 
 DEVICE_FOLDS: FoldTable[DeviceState] = FoldTable("device", {
-    ConfigurationCommitted: (fold_commit, tp._configs, tp._config),
+    ConfigurationCommitted: (fold_commit, tp._configs, tp._config, renewal.cancelled),
     KeyPairGenerated: (_key_generated,),
     KeyPairZeroized: (_keys_zeroized, tp._zeroized, renewal.keys_zeroized),
     PublicKeyImported: (_key_imported,),

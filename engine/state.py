@@ -227,12 +227,13 @@ def device_folds() -> FoldTable[DeviceState]:
     return _TABLE[0]
 
 
-FOLD_VERSION = 10  # 2: `trustpoint_configs` folded at commit; 3: the chunked CommitHistory;
+FOLD_VERSION = 11  # 2: `trustpoint_configs` folded at commit; 3: the chunked CommitHistory;
 # 4: the CRL cache (`crls`); 5: `validations` (PeerValidated; CrlFetchFailed's back-off);
 # 6: the audit key (`audit_key`); 7: renewal state, next/shadow certificates and expiry
 # alerts in TrustpointStatus; 8: CA rollover (RolloverState, shadow CA folds); 9: the CRL
 # fetch back-off keyed by source URI; 10: router certificates carry their revocation,
-# trustpoints their CRL refresh record
+# trustpoints their CRL refresh record; 11: a commit cancels a renewal nothing will retry,
+# daily GetCACaps re-checks, a stale CRL said once, revocations during a re-enrollment
 """Bump this when a fold's logic changes while the state's shape stays the same: snapshots
 written by the older folds then no longer fit this build (see `folds_fingerprint`)."""
 

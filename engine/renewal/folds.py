@@ -18,6 +18,7 @@ from types import MappingProxyType
 from engine.machines.renewal import RenewalPhase, after, allows
 from engine.state import DeviceState, with_state
 from engine.trustpoints import RenewalState, RouterCertificate, TrustpointStatus
+from events.device import ConfigurationCommitted
 from events.keys import KeyPairZeroized
 from events.renewal import (
     CertificateExpiryWarned,
@@ -133,6 +134,27 @@ def superseded(state: DeviceState, ev: EnrollmentRequested, at: int) -> DeviceSt
     return _put(state, replace(st, renewal=replace(
         r, phase=after(r.phase, "supersede"), next_poll_at=0, next_attempt_at=0,
         last_result="superseded by crypto ca enroll")))
+
+
+def cancelled(state: DeviceState, ev: ConfigurationCommitted, at: int) -> DeviceState:
+    """A commit that leaves a retrying renewal nothing to retry it (`no auto-enroll`, or no
+    enrollment url: engine/renewal/schedule.py `next_attempt`) cancels it. A shadow
+    enrollment's retry is the rollover's, which needs no auto-enroll: it stays."""
+    if not state.trustpoints:
+        return state
+    for name, st in list(state.trustpoints.items()):
+        r = st.renewal
+        if r is None or r.purpose != "renew" or not allows(r.phase, "cancel"):
+            continue
+        cfg = state.trustpoint_configs.get(name)
+        if cfg is not None and cfg.auto_enroll is not None and cfg.scep_url is not None:
+            continue
+        why = "auto-enroll is off" if cfg is None or cfg.auto_enroll is None else \
+            "no enrollment url"
+        state = _put(state, replace(st, renewal=replace(
+            r, phase=after(r.phase, "cancel"), next_attempt_at=0,
+            last_result=f"{r.last_result}; cancelled: {why}")))
+    return state
 
 
 def installed_by_hand(state: DeviceState, ev: CertificateReceived, at: int) -> DeviceState:
