@@ -15,7 +15,10 @@ daily in the last week (7 .. 1 days), for the router certificates and the CA cer
 The next alert is the first point after the last one for that certificate; the first one is
 the 60-day point, or at once for a certificate that has less left. None for a certificate
 already covered: a router certificate whose held successor (auto-enroll) begins at or before
-its end, a CA certificate whose shadow (the CA's next certificate) does.
+its end, a CA certificate whose shadow (the CA's next certificate) does. None for a revoked
+router certificate: its one notice is `%PKI-3-CERTIFICATE_REVOKED`, which says to enroll again
+(nothing renews it, so its expiry says nothing more); the other certificates of a `revoked`
+trustpoint are notified with auto-enroll off, as nothing renews them either.
 """
 
 from __future__ import annotations
@@ -93,13 +96,17 @@ def watched(cfg: TrustpointConfig | None,
             st: TrustpointStatus) -> list[tuple[str, bytes, bool]]:
     """(type, DER, auto-enroll) of each certificate whose expiry is watched: the CA's unless
     its shadow covers it, each router certificate's unless a held successor (or a shadow
-    router certificate, CA rollover) does."""
-    auto = cfg is not None and cfg.auto_enroll is not None
+    router certificate, CA rollover) does or a CRL revoked it. "auto-enroll" is on only where
+    a renewal can run: not from `revoked`."""
+    auto = cfg is not None and cfg.auto_enroll is not None and \
+        st.lifecycle is not Lifecycle.REVOKED  # nothing renews from `revoked`
     out: list[tuple[str, bytes, bool]] = []
     if st.ca_certificate is not None and not _covered(st.ca_certificate,
                                                       st.shadow_ca_certificate):
         out.append(("CA", st.ca_certificate, False))
     for c in st.certificates:
+        if c.revoked_at is not None:
+            continue  # its one notice was %PKI-3-CERTIFICATE_REVOKED ("enroll again")
         nxt = next((n.der for n in (*st.next_certificates, *st.shadow_certificates)
                     if n.usage == c.usage), None)
         if not (auto and _covered(c.der, nxt)):

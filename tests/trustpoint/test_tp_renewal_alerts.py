@@ -191,3 +191,38 @@ def test_the_timers_layout_groups_by_trustpoint() -> None:
     assert render_timers([], now) == "PKI Timers\n"
     # A timer already due (its job runs at the next tick) shows no time left.
     assert render_timers([("poll a", now - 5)], now).splitlines()[1] == "|        0:00.000"
+
+
+def test_a_revoked_router_certificate_gets_no_expiry_notices() -> None:
+    """Its one notice was %PKI-3-CERTIFICATE_REVOKED ("enroll again"); nothing renews from
+    `revoked`, so the other certificates' notices say auto-enroll off."""
+    from dataclasses import replace
+    from datetime import UTC, datetime, timedelta
+
+    from engine.machines.trustpoint import Lifecycle
+    from engine.renewal.jobs import alert, due_alerts
+    from engine.state import DeviceState
+    from engine.trustpoints import RouterCertificate, TrustpointConfig, TrustpointStatus
+    from tests.trustpoint.tp_support import der, issue, rsa_key, self_signed_ca
+
+    ca_key = rsa_key(0)
+    ca = self_signed_ca(ca_key, "Unit CA")
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    begin = int(start.timestamp()) * 1_000_000
+    general, signature = (
+        RouterCertificate(f"k{n}", usage, der(issue(ca_key, ca, rsa_key(n).public_key(),
+                                                     ca.subject, start,
+                                                     start + timedelta(days=100))), begin)
+        for n, usage in ((1, "general"), (2, "signature")))
+    cfg = TrustpointConfig("myca", enrollment_url="http://ca.example", auto_enroll=80)
+    st = TrustpointStatus("myca", Lifecycle.REVOKED, None,
+                          certificates=(replace(general, revoked_at=begin + DAY), signature))
+    state = DeviceState(trustpoints={"myca": st}, trustpoint_configs={"myca": cfg})
+    now = begin + 95 * DAY
+    assert len(due_alerts(state, now)) == 1
+    said = alert(state, "myca", now)
+    assert [(ev.certificate_type, ev.auto_enroll) for ev in said.events] == [
+        ("signature", False)]
+    assert "(Signature)" in str(said.output) and str(said.output).endswith("auto-enroll off")
+    revoked_only = replace(st, certificates=st.certificates[:1])
+    assert due_alerts(replace(state, trustpoints={"myca": revoked_only}), now) == []
