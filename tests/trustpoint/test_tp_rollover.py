@@ -233,3 +233,43 @@ def test_the_built_in_ca_refuses_get_next_ca_cert_before_a_rollover(
     reply = scep_network.get(URL + "/cgi-bin/pkiclient.exe", {"operation": what})
     assert reply.status == 400
 
+
+
+def test_enrolling_in_the_ca_certificates_last_week_gives_no_alert_before_its_shadow(
+        device: Engine, tmp_path: Path, scep_network: InProcessTransport) -> None:
+    """A 100-day CA: the shadow CA is held from day 90, 60 days after the router certificate's
+    first notice point. Enrolled on day 95, the notice and the shadow enrollment are both due
+    at once; the notice waits for the enrollment, whose shadow certificate covers it."""
+    from tests.trustpoint.tp_support import (
+        authenticate,
+        declare,
+        enroll,
+        event_types,
+        identity_and_key,
+    )
+
+    ca, server, _ = following_ca(tmp_path / "ca", device, scep_network, days=100,
+                                 certificate_days=200)
+    identity_and_key(device)
+    declare(device, url=server.url, period=60, count=5, extra=("auto-enroll 99",))
+    assert event_types(authenticate(device)) == ["CACertificateAccepted"]
+    ca_der = status(device).ca_certificate
+    assert ca_der is not None
+    ca_end = certificate_facts(ca_der)[1]
+    clock_set(device, shadow_point(ca_der) - DAY)
+    ca.rollover()
+    _serve_again(ca, scep_network)
+    walked = due_types(clock_set(device, shadow_point(ca_der)))  # (and the CA's notices)
+    assert [t for t in walked if t != ["CertificateExpiryWarned"]] == [["ShadowCAAccepted"]]
+
+    clock_set(device, ca_end - 5 * DAY)
+    r = enroll(device, password=ca.mint_challenge())
+    assert event_types(r) == ["EnrollmentRequested", "CertificateReceived"], r.output
+    (rc,) = status(device).certificates
+    assert certificate_facts(rc.der)[1] == ca_end  # five days left: an alert would be due
+    ran = [d for d in device.run_due() if d.events]  # a tick: every due job, in table order
+    assert [event_types(d) for d in ran if "CrlFetched" not in event_types(d)] == [
+        ["RenewalRequested", "RenewalCertificateReceived"]]
+    assert "Router certificate (General Purpose)" not in device.execute("show logging").output
+    assert len(status(device).shadow_certificates) == 1
+    assert_replays(device)
