@@ -324,3 +324,38 @@ def test_a_stale_crl_fetched_again_is_one_warning(device: Engine, ca_factory: CA
     assert status(device).crl_failures == 6  # still retried on the back-off
     replayed = replay_rows(DeviceState(), device.store.read_rows(typed=True))
     assert replayed.messages == device.state.messages
+
+
+def test_a_revocation_found_during_a_re_enrollment_is_recorded(
+        device: Engine, ca_factory: CAFactory, network: InProcessTransport) -> None:
+    """The trustpoint is `enrolling` from enrolled (the CA holds the re-enrollment): a CRL
+    listing the installed certificate marks it (`revoke_installed`), the re-enrollment goes
+    on, and with no usable certificate left its cancellation leads to authenticated."""
+    from engine.ca.decide import Approval
+    from engine.ca.server import serve_in_process
+
+    ca, server = ca_factory()
+    mine = enrolled(device, server.url, ca)
+    server.stop()
+    serve_in_process(ca, network, server.url, approval=Approval.MANUAL)
+    challenge = ca.mint_challenge()
+    r = device.execute("crypto ca enroll myca", answers=["yes", challenge, challenge])
+    assert event_types(r) == ["EnrollmentRequested", "EnrollmentPending"], r.output
+    assert status(device).lifecycle is Lifecycle.ENROLLING
+    revoke(ca, mine)
+    (cdp,) = (u for p in mine.extensions.get_extension_for_class(
+        x509.CRLDistributionPoints).value for u in p.full_name or ())
+    assert isinstance(device.ports.crls, FakeCrlFetcher)
+    device.ports.crls.answers[cdp.value] = ca.current_crl().der
+    r = device.execute(f"crypto ca crl request {cdp.value}")
+    assert event_types(r) == ["CrlFetched", "RouterCertificateRevoked"], r.output
+    assert "%PKI-3-CERTIFICATE_REVOKED: Router certificate of trustpoint myca" in r.output
+    st = status(device)
+    assert st.lifecycle is Lifecycle.ENROLLING and st.enrollment is not None
+    (rc,) = st.certificates
+    assert rc.revocation_reason == "keyCompromise"
+    assert "Status             :Revoked" in shown(device, "crypto ca certificates")
+    replayed = replay_rows(DeviceState(), device.store.read_rows(typed=True))
+    assert replayed == device.state
+    assert device.execute("crypto ca cancel-enroll myca").ok
+    assert status(device).lifecycle is Lifecycle.AUTHENTICATED  # nothing usable to go back to
