@@ -53,6 +53,7 @@ from events.rollover import (
     ShadowCAActivated,
     ShadowCAFetchFailed,
     ShadowCANotOffered,
+    ShadowCARechecked,
     ShadowCertificateActivated,
 )
 from events.trustpoint import (
@@ -232,6 +233,7 @@ DEVICE_FOLDS: FoldTable[DeviceState] = FoldTable("device", {
     ShadowCAAccepted: (rollover.accepted, _log_rollover),
     ShadowCAFetchFailed: (rollover.fetch_failed, _log_rollover),
     ShadowCANotOffered: (rollover.not_offered, _log_rollover),
+    ShadowCARechecked: (rollover.rechecked,),  # silent
     ShadowCAActivated: (rollover.ca_activated, _log_rollover),
     ShadowCertificateActivated: (rollover.certificate_activated, _log_rollover),
 })

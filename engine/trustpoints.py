@@ -185,7 +185,7 @@ class RenewalState:
     last_attempt_at: int
     last_result: str  # "" while the first answer is awaited; "issued", "held", "pending", why
     subject: str = ""  # RFC 4514, as requested (CertPoll names it)
-    next_attempt_at: int = 0  # µs: the retry of a failed attempt (phase retrying)
+    next_attempt_at: int = 0  # µs: the retry of a failed attempt, or the next re-check (phase retrying)
     key_ids: tuple[str, ...] = ()
     transaction_ids: tuple[str, ...] = ()
     retry_period: int = 1  # minutes, as the trustpoint had it when the attempt was made
@@ -200,7 +200,7 @@ class RolloverState:
     """The trustpoint's CA rollover (engine/rollover/): GetNextCACert's failed attempts, the
     CA's answer that it offers none, or when the shadow CA certificate was accepted."""
 
-    not_offered_at: int = 0  # µs: GetCACaps lacked GetNextCACert (logged once; no retry)
+    not_offered_at: int = 0  # µs: GetCACaps lacked GetNextCACert, said (re-checked daily)
     attempts: int = 0  # failed GetNextCACert attempts
     last_result: str = ""  # why the last one failed
     next_attempt_at: int = 0  # µs: the retry of a failed attempt

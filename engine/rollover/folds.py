@@ -9,6 +9,7 @@ from dataclasses import replace
 from types import MappingProxyType
 
 from engine.machines.renewal import after, allows
+from engine.rollover.schedule import RECHECK
 from engine.state import DeviceState, with_state
 from engine.trustpoints import RolloverState, RouterCertificate, TrustpointStatus
 from events.rollover import (
@@ -16,6 +17,7 @@ from events.rollover import (
     ShadowCAActivated,
     ShadowCAFetchFailed,
     ShadowCANotOffered,
+    ShadowCARechecked,
     ShadowCertificateActivated,
 )
 
@@ -46,11 +48,22 @@ def fetch_failed(state: DeviceState, ev: ShadowCAFetchFailed, at: int) -> Device
 
 
 def not_offered(state: DeviceState, ev: ShadowCANotOffered, at: int) -> DeviceState:
+    """Said; GetCACaps is asked again a day later."""
     st = state.trustpoints.get(ev.trustpoint)
     if st is None:
         return state
     ro = st.rollover or RolloverState()
-    return _put(state, replace(st, rollover=replace(ro, not_offered_at=at, next_attempt_at=0)))
+    return _put(state, replace(st, rollover=replace(ro, not_offered_at=at,
+                                                    next_attempt_at=at + RECHECK)))
+
+
+def rechecked(state: DeviceState, ev: ShadowCARechecked, at: int) -> DeviceState:
+    st = state.trustpoints.get(ev.trustpoint)
+    if st is None:
+        return state
+    ro = st.rollover or RolloverState()
+    return _put(state, replace(st, rollover=replace(ro, next_attempt_at=ev.next_check_at,
+                                                    last_result=ev.detail)))
 
 
 def ca_activated(state: DeviceState, ev: ShadowCAActivated, at: int) -> DeviceState:

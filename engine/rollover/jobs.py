@@ -8,13 +8,13 @@ from collections.abc import Callable, Generator
 from typing import Any
 
 from engine.effects import Effect, Outcome
-from engine.errors import TrustledgerError
+from engine.errors import PeerError, PeerReason, TrustledgerError
 from engine.renewal import renewal_exchange
 from engine.renewal.messages import certificate_facts
 from engine.rollover import folds
 from engine.rollover.fetch import FetchNextCA, NextCAFetched
 from engine.rollover.messages import message_of
-from engine.rollover.schedule import RETRY, Step, enroll_due, next_step
+from engine.rollover.schedule import RECHECK, RETRY, Step, enroll_due, next_step, recheck_says
 from engine.schedule import Job
 from engine.state import DeviceState
 from engine.trustpoints import status_of
@@ -23,6 +23,7 @@ from events.rollover import (
     ShadowCAActivated,
     ShadowCAFetchFailed,
     ShadowCANotOffered,
+    ShadowCARechecked,
     ShadowCertificateActivated,
 )
 
@@ -61,16 +62,23 @@ def shadow(state: DeviceState, name: str, now: int) -> Generator[Effect, Any, Ou
 
 def fetch(state: DeviceState, name: str, now: int) -> Generator[Effect, Any, Outcome]:
     """GetNextCACert; a verified answer is held as the shadow CA and, unless a renewal is in
-    flight, the shadow enrollment follows in the same batch."""
+    flight, the shadow enrollment follows in the same batch. A CA that offers none is said
+    once, re-checked daily (silently, an unreachable CA too), and said once more in its
+    certificate's last week (`recheck_says`)."""
     cfg = state.trustpoint_configs[name]
     st = status_of(state, name)
     assert cfg.scep_url is not None and st.ca_certificate is not None  # next_step checked
     ca_end = certificate_facts(st.ca_certificate)[1]
+    rechecking = st.rollover is not None and st.rollover.not_offered_at > 0
     try:
         fetched: NextCAFetched = yield FetchNextCA(cfg.scep_url, st.ca_certificate)
     except TrustledgerError as err:
+        if rechecking and isinstance(err, PeerError) and err.reason is PeerReason.UNREACHABLE:
+            return _said([ShadowCARechecked(name, now + RECHECK, err.text)], now)
         return _said([ShadowCAFetchFailed(name, err.text, now + RETRY)], now)
     if fetched.certificate is None:
+        if rechecking and not recheck_says(st, now):
+            return _said([ShadowCARechecked(name, now + RECHECK)], now)
         return _said([ShadowCANotOffered(name, ca_end)], now)
     accepted = ShadowCAAccepted(name, fetched.certificate, ca_end)
     held = folds.accepted(state, accepted, now)

@@ -21,6 +21,7 @@ from tests.trustpoint.renewal_support import (
     all_timers,
     assert_replays,
     clock_set,
+    due_types,
     enrolled,
     following_ca,
     jobs,
@@ -69,8 +70,11 @@ def test_router_and_ca_certificates_are_notified(device: Engine, tmp_path: Path,
     r = clock_set(device, T0 + 119 * DAY)
     recorded = [rec.event for d in jobs(r) for rec in d.events]
     warned = [ev for ev in recorded if isinstance(ev, CertificateExpiryWarned)]
-    # (this CA made no next certificate: the rollover's one-time message, once)
-    assert [type(ev).__name__ for ev in recorded if ev not in warned] == ["ShadowCANotOffered"]
+    # (this CA made no next certificate: the rollover's message when found, daily silent
+    # re-checks, and its message once more in the CA certificate's last week)
+    rollover = [type(ev).__name__ for ev in recorded if ev not in warned]
+    assert rollover == ["ShadowCANotOffered", *["ShadowCARechecked"] * 5,
+                        "ShadowCANotOffered", *["ShadowCARechecked"] * 5]
     mine = [ev for ev in warned if ev.certificate_type == "general"]
     theirs = [ev for ev in warned if ev.certificate_type == "CA"]
     assert [ev.days_left for ev in mine] == WEEKLY + DAILY
@@ -95,8 +99,8 @@ def test_router_and_ca_certificates_are_notified(device: Engine, tmp_path: Path,
     assert logged.count("%PKI-4-CERT_EXPIRY_WARNING") == 16
     assert logged.count("%PKI-1-CERT_EXPIRY_ALERT") == 14
     assert_replays(device)
-    # Each notice ran once: going on does not repeat them.
-    assert jobs(clock_set(device, T0 + 121 * DAY)) == []
+    # Each notice ran once: going on does not repeat them (the last daily re-check runs).
+    assert due_types(clock_set(device, T0 + 121 * DAY)) == [["ShadowCARechecked"]]
 
 
 def test_configuration(device: Engine) -> None:
