@@ -185,7 +185,7 @@ class RenewalState:
     last_attempt_at: int
     last_result: str  # "" while the first answer is awaited; "issued", "held", "pending", why
     subject: str = ""  # RFC 4514, as requested (CertPoll names it)
-    next_attempt_at: int = 0  # µs: the retry of a failed attempt, or the next re-check (phase retrying)
+    next_attempt_at: int = 0  # µs: the retry of a failed attempt (phase retrying)
     key_ids: tuple[str, ...] = ()
     transaction_ids: tuple[str, ...] = ()
     retry_period: int = 1  # minutes, as the trustpoint had it when the attempt was made
@@ -203,7 +203,7 @@ class RolloverState:
     not_offered_at: int = 0  # µs: GetCACaps lacked GetNextCACert, said (re-checked daily)
     attempts: int = 0  # failed GetNextCACert attempts
     last_result: str = ""  # why the last one failed
-    next_attempt_at: int = 0  # µs: the retry of a failed attempt
+    next_attempt_at: int = 0  # µs: the retry of a failed attempt, or the next re-check
     shadow_accepted_at: int = 0  # µs: when the shadow CA certificate was accepted
 
 

@@ -12,11 +12,12 @@ its CA certificate `ca`):
   this fetch gives none, no more (a CA without any CRL is not asked every hour);
 - a cached CRL with a nextUpdate: due at that nextUpdate;
 - a fetch made at or after that nextUpdate that gave no fresh CRL (it failed, or the CA still
-  publishes the stale one: `%PKI-4-CRL_STALE`, said once per CRL, with its nextUpdate): retried 5 minutes, 15 minutes, 1 hour and 4 hours after the
-  failure, then daily (`RETRY_MINUTES`), until a fresh CRL comes in. Soon at first (a CA
-  publishing late, a directory restarting), then rarely: a CA that stopped publishing is not
-  asked every hour for months, and a peer's validation does not wait for this timer (it
-  fetches a missing or stale CRL itself);
+  publishes the stale one: `%PKI-4-CRL_STALE`, said once per CRL, with its nextUpdate):
+  retried 5 minutes, 15 minutes, 1 hour and 4 hours after the failure, then daily
+  (`RETRY_MINUTES`), until a fresh CRL comes in. Soon at first (a CA publishing late, a
+  directory restarting), then rarely: a CA that stopped publishing is not asked every hour
+  for months, and a peer's validation does not wait for this timer (it fetches a missing or
+  stale CRL itself);
 - a cached CRL without a nextUpdate: never (RFC 5280 §5.1.2.5: conforming issuers MUST
   include nextUpdate; one without it gives no time to refresh at).
 

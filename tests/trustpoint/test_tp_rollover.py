@@ -19,15 +19,15 @@ from engine.ca.decide import Policy
 from engine.ca.scep_frontend import ScepFrontend
 from engine.ca.server import serve_in_process
 from engine.ca.service import BuiltinCA
+from engine.engine import Result
 from engine.machines.renewal import RenewalPhase
 from engine.machines.trustpoint import Lifecycle
 from engine.renewal.messages import certificate_facts, iso
 from engine.rollover.schedule import RETRY, shadow_point
 from engine.scep import Credential, build_next_ca_certificates
 from engine.scep.caps import Capability, parse_capabilities
-from projections.timefmt import ios_time
-from engine.engine import Result
 from events.rollover import ShadowCARechecked
+from projections.timefmt import ios_time
 from tests.trustpoint.renewal_support import (
     DAY,
     HOUR,
