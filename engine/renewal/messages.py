@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+from collections.abc import Callable
 from typing import Any
 
 from cryptography import x509
 
 from engine.certids import ios_name, ios_serial
+from engine.effects import Outcome
 from engine.messages import poll_failed
 from events.renewal import (
     CertificateExpiryWarned,
@@ -108,3 +110,10 @@ def message_of(ev: Any, at: int) -> str | None:
         case CertificateExpiryWarned():
             return expiry(ev)
     return None
+
+
+def said(events: list[Any], now: int,
+         message_of: Callable[[Any, int], str | None] = message_of) -> Outcome:
+    """A job's outcome: its events, and the lines they leave (those the logging fold keeps)."""
+    lines = [m for ev in events if (m := message_of(ev, now)) is not None]
+    return Outcome(events=events, output="\n".join(lines))

@@ -4,36 +4,33 @@ derive the same lines from the same events, so `show logging` keeps them
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
+from engine.messages import log_date, plural
 from engine.revocation.model import CachedCrl
 from events.revocation import CrlCacheCleared, CrlFetched, CrlFetchFailed
-
-
-def _date(us: int) -> str:
-    return datetime.fromtimestamp(us / 1_000_000, UTC).strftime("%H:%M:%S UTC %a %b %d %Y")
-
-
-def _entries(n: int) -> str:
-    return "1 entry" if n == 1 else f"{n} entries"
 
 
 def attempts_text(attempts: tuple[tuple[str, str], ...]) -> str:
     return "; ".join(f"{uri}: {why}" for uri, why in attempts)
 
 
+def summary(ev: CrlFetched) -> str:
+    """`number 3, 2 entries, next update 00:00:00 UTC Thu Dec 04 2025`."""
+    nxt = "no next update" if ev.next_update is None else \
+        f"next update {log_date(ev.next_update)}"
+    return f"{crl_number(ev.number)}, {plural(ev.count, 'entry', 'entries')}, {nxt}"
+
+
 def fetched(ev: CrlFetched) -> str:
-    nxt = "no next update" if ev.next_update is None else f"next update {_date(ev.next_update)}"
     return (f"%PKI-6-CRL_FETCHED: CRL of {ev.issuer_text} fetched from {ev.source}: "
-            f"{_number(ev.number)}, {_entries(ev.count)}, {nxt}")
+            f"{summary(ev)}")
 
 
 def stale(ev: CrlFetched) -> str:
     """A fetch that gave a CRL already past its nextUpdate: the CA published no newer one."""
     assert ev.next_update is not None
     return (f"%PKI-4-CRL_STALE: CRL of {ev.issuer_text} fetched from {ev.source} is past its "
-            f"next update ({_date(ev.next_update)}): {_number(ev.number)}, "
-            f"{_entries(ev.count)}; the CA has published no newer one")
+            f"next update ({log_date(ev.next_update)}): {crl_number(ev.number)}, "
+            f"{plural(ev.count, 'entry', 'entries')}; the CA has published no newer one")
 
 
 def fetched_said(ev: CrlFetched, before: CachedCrl | None) -> str | None:
@@ -48,7 +45,7 @@ def fetched_said(ev: CrlFetched, before: CachedCrl | None) -> str | None:
     return stale(ev)
 
 
-def _number(number: str | None) -> str:
+def crl_number(number: str | None) -> str:
     return "no CRL number" if number is None else f"number {number}"
 
 

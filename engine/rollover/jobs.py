@@ -10,7 +10,7 @@ from typing import Any
 from engine.effects import Effect, Outcome
 from engine.errors import PeerError, PeerReason, TrustledgerError
 from engine.renewal import renewal_exchange
-from engine.renewal.messages import certificate_facts
+from engine.renewal.messages import certificate_facts, said
 from engine.rollover import folds
 from engine.rollover.fetch import FetchNextCA, NextCAFetched
 from engine.rollover.messages import message_of
@@ -74,22 +74,22 @@ def fetch(state: DeviceState, name: str, now: int) -> Generator[Effect, Any, Out
         fetched: NextCAFetched = yield FetchNextCA(cfg.scep_url, st.ca_certificate)
     except TrustledgerError as err:
         if rechecking and isinstance(err, PeerError) and err.reason is PeerReason.UNREACHABLE:
-            return _said([ShadowCARechecked(name, now + RECHECK, err.text)], now)
-        return _said([ShadowCAFetchFailed(name, err.text, now + RETRY)], now)
+            return said([ShadowCARechecked(name, now + RECHECK, err.text)], now, message_of)
+        return said([ShadowCAFetchFailed(name, err.text, now + RETRY)], now, message_of)
     if fetched.certificate is None:
         if rechecking and not recheck_says(st, now):
-            return _said([ShadowCARechecked(name, now + RECHECK)], now)
-        return _said([ShadowCANotOffered(name, ca_end)], now)
+            return said([ShadowCARechecked(name, now + RECHECK)], now, message_of)
+        return said([ShadowCANotOffered(name, ca_end)], now, message_of)
     accepted = ShadowCAAccepted(name, fetched.certificate, ca_end)
     held = folds.accepted(state, accepted, now)
-    said = _said([accepted], now)
+    shown = said([accepted], now, message_of)
     if not enroll_due(status_of(held, name)):
-        return said
+        return shown
     enrolled = yield from renewal_exchange(held, name, now, fetched.certificate,
                                            purpose="shadow")
     more = enrolled.output if isinstance(enrolled.output, str) else ""
     return Outcome(events=[accepted, *enrolled.events],
-                   output="\n".join(x for x in (str(said.output), more) if x))
+                   output="\n".join(x for x in (str(shown.output), more) if x))
 
 
 def activate(state: DeviceState, name: str, now: int) -> Outcome:
@@ -101,9 +101,4 @@ def activate(state: DeviceState, name: str, now: int) -> Outcome:
                                            certificate_facts(st.ca_certificate)[2])]
     events += [ShadowCertificateActivated(name, c.key_id, c.usage, certificate_facts(c.der)[2])
                for c in st.shadow_certificates]
-    return _said(events, now)
-
-
-def _said(events: list[Any], now: int) -> Outcome:
-    lines = [m for ev in events if (m := message_of(ev, now)) is not None]
-    return Outcome(events=events, output="\n".join(lines))
+    return said(events, now, message_of)
