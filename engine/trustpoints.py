@@ -257,9 +257,12 @@ def put_status(state: DeviceState, status: TrustpointStatus) -> DeviceState:
     return with_state(state, trustpoints=MappingProxyType(tps))
 
 
+_put = put_status  # this module's folds
+
+
 def _ca_accepted(state: DeviceState, ev: CACertificateAccepted, at: int) -> DeviceState:
     st = status_of(state, ev.trustpoint)
-    return put_status(state, replace(st, lifecycle=_after(ev, st),
+    return _put(state, replace(st, lifecycle=_after(ev, st),
                                ca_certificate=ev.ca_certificate,
                                ra_certificates=ev.ra_certificates,
                                capabilities=ev.capabilities, ca_source=ev.source,
@@ -271,7 +274,7 @@ def _requested(state: DeviceState, ev: EnrollmentRequested, at: int) -> DeviceSt
                             ev.request_fingerprints, ev.method, ev.retry_period,
                             ev.retry_count, at)
     st = status_of(state, ev.trustpoint)
-    return put_status(state, replace(st, lifecycle=_after(ev, st), enrollment=enrollment,
+    return _put(state, replace(st, lifecycle=_after(ev, st), enrollment=enrollment,
                                last_result=""))
 
 
@@ -282,7 +285,7 @@ def _pending(state: DeviceState, ev: EnrollmentPending, at: int) -> DeviceState:
     enrollment = replace(st.enrollment, polls=ev.polls, next_poll_at=ev.next_poll_at)
     held = st.held_by_ca if ev.transaction_id in st.held_by_ca else (*st.held_by_ca,
                                                                       ev.transaction_id)
-    return put_status(state, replace(st, lifecycle=_after(ev, st), enrollment=enrollment,
+    return _put(state, replace(st, lifecycle=_after(ev, st), enrollment=enrollment,
                                last_result="pending", held_by_ca=held))
 
 
@@ -298,7 +301,7 @@ def _received(state: DeviceState, ev: CertificateReceived, at: int) -> DeviceSta
         enrollment = replace(enrollment, received=(*enrollment.received, ev.key_id))
     order = {"general": 0, "signature": 1, "encryption": 2}
     certs.sort(key=lambda c: order.get(c.usage, 3))
-    return put_status(state, replace(st, certificates=tuple(certs), enrollment=enrollment,
+    return _put(state, replace(st, certificates=tuple(certs), enrollment=enrollment,
                                lifecycle=lifecycle,
                                last_result="issued" if enrollment is None else st.last_result))
 
@@ -307,7 +310,7 @@ def _failed(state: DeviceState, ev: EnrollmentFailed, at: int) -> DeviceState:
     st = status_of(state, ev.trustpoint)
     # A failed re-enrollment leaves the certificates already installed in place.
     result = ev.reason + (f" ({ev.fail_info})" if ev.fail_info else "")
-    return put_status(state, replace(st, lifecycle=_after(ev, st), enrollment=None,
+    return _put(state, replace(st, lifecycle=_after(ev, st), enrollment=None,
                                last_result=result))
 
 
@@ -316,7 +319,7 @@ def _revoked(state: DeviceState, ev: RouterCertificateRevoked, at: int) -> Devic
     st = status_of(state, ev.trustpoint)
     certs = tuple(replace(c, revoked_at=ev.revoked_at, revocation_reason=ev.reason)
                   if c.key_id == ev.key_id else c for c in st.certificates)
-    return put_status(state, replace(st, lifecycle=_after(ev, st), certificates=certs))
+    return _put(state, replace(st, lifecycle=_after(ev, st), certificates=certs))
 
 
 def _crl_fetched(state: DeviceState, ev: CrlFetched, at: int) -> DeviceState:
@@ -325,7 +328,7 @@ def _crl_fetched(state: DeviceState, ev: CrlFetched, at: int) -> DeviceState:
     if st is None:
         return state
     fresh = ev.next_update is not None and ev.next_update > at
-    return put_status(state, replace(st, crl_fetched_at=at,
+    return _put(state, replace(st, crl_fetched_at=at,
                                crl_failures=0 if fresh else st.crl_failures + 1))
 
 
@@ -333,7 +336,7 @@ def _crl_failed(state: DeviceState, ev: CrlFetchFailed, at: int) -> DeviceState:
     st = state.trustpoints.get(ev.trustpoint or "")
     if st is None:
         return state
-    return put_status(state, replace(st, crl_fetched_at=at, crl_failures=st.crl_failures + 1))
+    return _put(state, replace(st, crl_fetched_at=at, crl_failures=st.crl_failures + 1))
 
 
 def _zeroized(state: DeviceState, ev: KeyPairZeroized, at: int) -> DeviceState:
@@ -346,7 +349,7 @@ def _zeroized(state: DeviceState, ev: KeyPairZeroized, at: int) -> DeviceState:
         kept = tuple(c for c in st.certificates if c.key_id not in gone)
         # A re-enrollment that lost its key: as when it fails, the installed certificates stay.
         lifecycle = LIFECYCLE.destination(st.lifecycle, trigger)
-        state = put_status(state, replace(st, certificates=kept, lifecycle=lifecycle,
+        state = _put(state, replace(st, certificates=kept, lifecycle=lifecycle,
                                     enrollment=None if in_flight else st.enrollment,
                                     last_result="key zeroized" if in_flight else st.last_result))
     return state

@@ -139,11 +139,13 @@ def _rollover_first(cfg: TrustpointConfig | None, st: TrustpointStatus, der: byt
     or when it was installed if that was later): the notice waits for the step's outcome.
     E.g. a router certificate enrolled in the CA certificate's last week: its notice and the
     shadow enrollment are both due at once, and the shadow certificate covers it. If the step
-    fails, its retry is later than the notice, which then follows."""
+    fails, its retry is later than the notice, which then follows. (A daily re-check of a CA
+    that offered no next certificate is not waited for: it is unlikely to cover anything.)"""
     if cfg is None or cfg.auto_enroll is None:
         return False
     found = next_step(cfg, st)
-    if found is None or found[1] is Step.ACTIVATE:
+    rechecking = st.rollover is not None and st.rollover.not_offered_at > 0
+    if found is None or found[1] is Step.ACTIVATE or (found[1] is Step.FETCH and rechecking):
         return False
     installed = max((c.installed_at for c in st.certificates if c.der == der), default=0)
     return found[0] <= max(point, installed)

@@ -27,8 +27,8 @@ def accepted(state: DeviceState, ev: ShadowCAAccepted, at: int) -> DeviceState:
     if st is None:
         return state
     return put_status(state, replace(st, shadow_ca_certificate=ev.ca_certificate,
-                               shadow_certificates=(),
-                               rollover=RolloverState(shadow_accepted_at=at)))
+                                     shadow_certificates=(),
+                                     rollover=RolloverState(shadow_accepted_at=at)))
 
 
 def fetch_failed(state: DeviceState, ev: ShadowCAFetchFailed, at: int) -> DeviceState:
@@ -48,7 +48,7 @@ def not_offered(state: DeviceState, ev: ShadowCANotOffered, at: int) -> DeviceSt
         return state
     ro = st.rollover or RolloverState()
     return put_status(state, replace(st, rollover=replace(ro, not_offered_at=at,
-                                                    next_attempt_at=at + RECHECK)))
+                                                          next_attempt_at=at + RECHECK)))
 
 
 def rechecked(state: DeviceState, ev: ShadowCARechecked, at: int) -> DeviceState:
@@ -57,7 +57,7 @@ def rechecked(state: DeviceState, ev: ShadowCARechecked, at: int) -> DeviceState
         return state
     ro = st.rollover or RolloverState()
     return put_status(state, replace(st, rollover=replace(ro, next_attempt_at=ev.next_check_at,
-                                                    last_result=ev.detail)))
+                                                          last_result=ev.detail)))
 
 
 def ca_activated(state: DeviceState, ev: ShadowCAActivated, at: int) -> DeviceState:
