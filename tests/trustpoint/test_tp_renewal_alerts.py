@@ -230,3 +230,35 @@ def test_a_revoked_router_certificate_gets_no_expiry_notices() -> None:
     assert "(Signature)" in str(said.output) and str(said.output).endswith("auto-enroll off")
     revoked_only = replace(st, certificates=st.certificates[:1])
     assert due_alerts(replace(state, trustpoints={"myca": revoked_only}), now) == []
+
+
+def test_a_notice_waits_for_a_rollover_fetch_but_not_for_a_daily_recheck() -> None:
+    from dataclasses import replace
+    from datetime import UTC, datetime, timedelta
+
+    from engine.machines.trustpoint import Lifecycle
+    from engine.renewal.schedule import alert_due
+    from engine.trustpoints import (
+        RolloverState,
+        RouterCertificate,
+        TrustpointConfig,
+        TrustpointStatus,
+    )
+    from tests.trustpoint.tp_support import der, issue, rsa_key, self_signed_ca
+
+    ca_key = rsa_key(0)
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    begin = int(start.timestamp()) * 1_000_000
+    ca = self_signed_ca(ca_key, "Unit CA", begin - 100 * DAY, days=110)  # shadow point passed
+    rc = RouterCertificate("k1", "general", der(issue(
+        ca_key, ca, rsa_key(1).public_key(), ca.subject, start, start + timedelta(days=5))),
+        begin)
+    cfg = TrustpointConfig("myca", enrollment_url="http://ca.example", auto_enroll=80)
+    st = TrustpointStatus("myca", Lifecycle.ENROLLED, der(ca), certificates=(rc,))
+    # the first GetNextCACert is due (it may bring the shadow that covers the certificate)
+    assert alert_due(cfg, st, "general", rc.der) is None
+    # a CA that offered none, re-checked daily: the notice does not wait for that
+    rechecking = replace(st, rollover=RolloverState(not_offered_at=begin - DAY,
+                                                    next_attempt_at=begin))
+    assert alert_due(cfg, rechecking, "general", rc.der) == begin + 5 * DAY - 60 * DAY
+    assert alert_due(replace(cfg, auto_enroll=None), st, "general", rc.der) is not None
