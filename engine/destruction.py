@@ -19,8 +19,6 @@ from __future__ import annotations
 from collections.abc import Generator, Sequence
 from typing import Any
 
-from cryptography import x509
-
 from engine.certids import ios_serial, sha256_hex
 from engine.config import Change
 from engine.effects import Ask, Effect, Say
@@ -114,6 +112,8 @@ def _held(st: TrustpointStatus) -> list[tuple[str, bytes]]:
 
 
 def _serial(der: bytes) -> str:
+    from cryptography import x509  # only when a certificate is about to be destroyed
+
     try:
         return ios_serial(x509.load_der_x509_certificate(der))
     except ValueError:

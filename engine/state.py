@@ -237,10 +237,20 @@ FOLD_VERSION = 10  # 2: `trustpoint_configs` folded at commit; 3: the chunked Co
 written by the older folds then no longer fit this build (see `folds_fingerprint`)."""
 
 
+FOLDS_FINGERPRINT = bytes.fromhex(
+    "aa8d0b13bacc19e1b8f2829ffe680afbd288851345a5f0a7b466218324f43d19")
+"""`folds_fingerprint()` of this build, written out: snapshots record and check this value,
+so that opening from a snapshot loads neither the fold table nor the event modules to
+compute it (issue 12's start-up row). tests/core/test_core_fold_tables.py recomputes it and
+fails, naming the new value, when it is stale: a changed `FOLD_VERSION`, a folded event type
+added or removed, or a new schema version of one."""
+
+
 def folds_fingerprint() -> bytes:
     """SHA-256 of what a folded state depends on besides its shape: `FOLD_VERSION` and every
-    folded event type with its schema version. A snapshot records it and is used only by a
-    build with the same one (a new event version or a changed fold may fold differently)."""
+    folded event type with its schema version. A snapshot records it (as `FOLDS_FINGERPRINT`)
+    and is used only by a build with the same one (a new event version or a changed fold may
+    fold differently)."""
     table = device_folds()  # first: loading it imports every event module it folds
     registered = known_types()
     folded = sorted(f"{name}@{registered[name].version}" for name in table.folded)

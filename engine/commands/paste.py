@@ -14,7 +14,6 @@ from engine.commands import trustpoint as tp
 from engine.effects import Effect, Outcome, ReadBlock, Say
 from engine.grammar import GRAMMAR
 from engine.keys import KeyPair
-from engine.pki import bad, check_router_certificate, decode_pasted, load_certificate, spki
 from engine.trustpoints import TrustpointConfig, TrustpointStatus, status_of
 from events.trustpoint import CertificateReceived, EnrollmentRequested
 
@@ -62,6 +61,8 @@ def import_certificate(ctx: Ctx) -> Generator[Effect, Any, Outcome]:
     tp._legal(status, ("import",),
               f"Trustpoint {name} has no cut-and-paste request waiting for a "
               f"certificate. Use 'crypto ca enroll {name}' first.")
+    from engine.pki import bad, check_router_certificate, decode_pasted, load_certificate, spki
+
     e = status.enrollment
     assert e is not None  # the machine's guard: a terminal request waits
     assert status.ca_certificate is not None

@@ -10,8 +10,6 @@ from __future__ import annotations
 from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any
 
-from cryptography import x509
-
 from engine.certids import ios_name, md5_words, sha256_hex
 from engine.destruction import confirm
 from engine.effects import Ask, Effect, Outcome, ReadBlock, Say
@@ -31,14 +29,6 @@ from engine.keys import KeyAlgorithm, KeyPair
 from engine.machines import trustpoint as lifecycle
 from engine.machines.trustpoint import Lifecycle
 from engine.messages import certret, enrollment_failure, failure_message, plural, poll_failed
-from engine.pki import (
-    bad,
-    check_ca_certificate,
-    check_ca_signature,
-    check_router_certificate,
-    decode_pasted,
-    load_certificate,
-)
 from engine.scep import FailInfo, PkiStatus
 from engine.schedule import Job
 from engine.state import DeviceState
@@ -165,6 +155,7 @@ def authenticate(ctx: Ctx) -> Generator[Effect, Any, Outcome]:
     _legal(status, ("authenticate",),
            f"Trustpoint {name} already has an authenticated CA certificate. Remove the "
            "trustpoint (no crypto ca trustpoint) to authenticate another CA.")
+    from engine.pki import check_ca_certificate, check_ca_signature, decode_pasted, load_certificate
     from engine.scep_client import CAFetched, FetchCA
 
     if cfg.terminal:
@@ -226,6 +217,8 @@ def identity(state: DeviceState, cfg: TrustpointConfig) -> Identity:
         parts.append(f"serialNumber={_serial_of(state)}")
     extra = cfg.subject_name
     if extra:
+        from cryptography import x509
+
         try:
             x509.Name.from_rfc4514_string(extra)
         except ValueError as e:
@@ -339,6 +332,8 @@ def handle_replies(now: int, cfg: TrustpointConfig, status: TrustpointStatus,
                    retry_period: int) -> tuple[list[Any], bool]:
     """Events for a round of CA answers (enroll or poll). Certificates are checked before
     anything is accepted: ours, from the trustpoint's CA, valid now."""
+    from engine.pki import bad, check_router_certificate
+
     assert status.ca_certificate is not None
     events: list[Any] = []
     pending = False

@@ -18,8 +18,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from cryptography import x509
-
 from engine.trustpool.pool import quiet
 from events.trustpool import TrustpoolBuiltinsRecorded
 
@@ -74,6 +72,8 @@ def builtins_event(recorded_sha256: str, source: BuiltinSource
 def _certificates(pem: bytes) -> tuple[bytes, ...]:
     """The DER of every certificate block that parses (a damaged one is left out, so a bad
     package cannot keep the device from opening)."""
+    from cryptography import x509  # only when a new bundle is recorded
+
     out = []
     for body in _CERT.findall(pem):
         try:
