@@ -7,11 +7,11 @@ what each job does is here or in exchange.py.
 from __future__ import annotations
 
 from collections.abc import Callable
+from types import ModuleType
 from typing import Any
 
 from engine.effects import Outcome
 from engine.renewal import schedule
-from engine.renewal.exchange import renewal_exchange, renewal_poll
 from engine.renewal.messages import certificate_facts, message_of
 from engine.schedule import Job
 from engine.state import DeviceState
@@ -57,11 +57,18 @@ def due_alerts(state: DeviceState, now: int) -> list[Job]:
 
 
 def _attempt(name: str) -> Run:
-    return lambda state, now: renewal_exchange(state, name, now)
+    return lambda state, now: _exchange().renewal_exchange(state, name, now)
 
 
 def _poll(name: str) -> Run:
-    return lambda state, now: renewal_poll(state, name, now)
+    return lambda state, now: _exchange().renewal_poll(state, name, now)
+
+
+def _exchange() -> ModuleType:
+    """engine.renewal.exchange, loaded when a job runs, not when one is found due."""
+    from engine.renewal import exchange
+
+    return exchange
 
 
 def _activation(name: str) -> Run:

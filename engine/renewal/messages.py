@@ -11,8 +11,6 @@ import datetime as dt
 import functools
 from typing import Any
 
-from cryptography import x509
-
 from engine.certids import ios_name, ios_serial
 from engine.messages import poll_failed
 from events.renewal import (
@@ -37,6 +35,8 @@ def iso(us: int) -> str:
 def certificate_facts(der: bytes) -> tuple[int, int, str, str]:
     """(notBefore µs, notAfter µs, serial, issuer) of a DER certificate, as the router prints
     them (cached: the timers ask on every tick)."""
+    from cryptography import x509  # when a status holds a certificate
+
     cert = x509.load_der_x509_certificate(der)
     return (int(cert.not_valid_before_utc.timestamp()) * 1_000_000,
             int(cert.not_valid_after_utc.timestamp()) * 1_000_000,

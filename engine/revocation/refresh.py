@@ -31,9 +31,7 @@ fresh CRL, so the schedule is a pure function of the log: a restarted engine, a 
 from __future__ import annotations
 
 from collections.abc import Callable, Generator
-from typing import Any
-
-from cryptography import x509
+from typing import TYPE_CHECKING, Any
 
 from engine.effects import Effect, Outcome
 from engine.machines.trustpoint import Lifecycle
@@ -49,6 +47,9 @@ from engine.trustpoints import (
 )
 from events.registry import Event
 from events.revocation import CrlFetched, CrlFetchFailed
+
+if TYPE_CHECKING:  # parsed when a certificate is there: not at every open
+    from cryptography import x509
 
 MINUTE = 60 * 1_000_000
 RETRY_MINUTES = (5, 15, 60, 240, 1440)
@@ -122,5 +123,7 @@ def _certificates(st: TrustpointStatus
     if not usable or st.ca_certificate is None:
         return None
     rc = max(usable, key=lambda c: c.installed_at)
+    from cryptography import x509
+
     return (rc, x509.load_der_x509_certificate(rc.der),
             x509.load_der_x509_certificate(st.ca_certificate))
