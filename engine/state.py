@@ -33,12 +33,12 @@ from engine.keys import KeyRing
 from engine.revocation.cache import CrlCache
 from engine.trustpool.pool import TrustpoolState
 from engine.validation.folded import ValidationState
-from events.device import ConfigurationCommitted
 from events.registry import Event, known_types
 
 if TYPE_CHECKING:
     from engine.folds import FoldTable
     from engine.trustpoints import TrustpointConfig, TrustpointStatus
+    from events.device import ConfigurationCommitted
 
 FIRST_COMMIT_ID = 1000000001
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine.effects import Outcome
 from engine.renewal import schedule
@@ -16,7 +16,9 @@ from engine.renewal.messages import certificate_facts, message_of
 from engine.schedule import Job
 from engine.state import DeviceState
 from engine.trustpoints import status_of
-from events.renewal import CertificateExpiryWarned, NextCertificateActivated
+
+if TYPE_CHECKING:
+    pass
 
 Run = Callable[[DeviceState, int], Any]
 
@@ -81,6 +83,8 @@ def _alerts(name: str) -> Run:
 
 def activate(state: DeviceState, name: str, now: int) -> Outcome:
     """Install every held certificate whose validity has begun."""
+    from events.renewal import NextCertificateActivated  # loaded when a job runs
+
     st = status_of(state, name)
     events = [NextCertificateActivated(name, c.key_id, c.usage, certificate_facts(c.der)[2])
               for c in st.next_certificates if certificate_facts(c.der)[0] <= now]
@@ -89,6 +93,8 @@ def activate(state: DeviceState, name: str, now: int) -> Outcome:
 
 def alert(state: DeviceState, name: str, now: int) -> Outcome:
     """An expiry notification for each certificate of the trustpoint whose one is due."""
+    from events.renewal import CertificateExpiryWarned  # loaded when a job runs
+
     st = status_of(state, name)
     cfg = state.trustpoint_configs.get(name)
     events = []

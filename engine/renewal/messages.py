@@ -9,18 +9,19 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine.certids import ios_name, ios_serial
 from engine.messages import poll_failed
-from events.renewal import (
-    CertificateExpiryWarned,
-    NextCertificateActivated,
-    RenewalCertificateReceived,
-    RenewalFailed,
-    RenewalPending,
-    RenewalRequested,
-)
+
+if TYPE_CHECKING:
+    from events.renewal import (
+        CertificateExpiryWarned,
+        NextCertificateActivated,
+        RenewalCertificateReceived,
+        RenewalFailed,
+        RenewalRequested,
+    )
 
 USAGE = {"general": "General Purpose", "signature": "Signature", "encryption": "Encryption"}
 _TYPES = {"pkcsreq": "PKCSReq", "renewalreq": "RenewalReq"}
@@ -94,6 +95,15 @@ def expiry(ev: CertificateExpiryWarned) -> str:
 
 def message_of(ev: Any, at: int) -> str | None:
     """The message an event of events/renewal.py leaves (None: it leaves none)."""
+    from events.renewal import (  # event modules load when used (events.registry)
+        CertificateExpiryWarned,
+        NextCertificateActivated,
+        RenewalCertificateReceived,
+        RenewalFailed,
+        RenewalPending,
+        RenewalRequested,
+    )
+
     match ev:
         case RenewalRequested():
             return requested(ev)

@@ -46,10 +46,10 @@ from engine.trustpoints import (
     usable_certificates,
 )
 from events.registry import Event
-from events.revocation import CrlFetched, CrlFetchFailed
 
 if TYPE_CHECKING:  # parsed when a certificate is there: not at every open
     from cryptography import x509
+
 
 MINUTE = 60 * 1_000_000
 RETRY_MINUTES = (5, 15, 60, 240, 1440)
@@ -109,6 +109,8 @@ def refresh(state: DeviceState, now: int, name: str) -> Generator[Effect, Any, O
 
 
 def _message(ev: Event) -> str | None:
+    from events.revocation import CrlFetched, CrlFetchFailed
+
     if isinstance(ev, CrlFetched):
         return messages.fetched(ev)
     if isinstance(ev, CrlFetchFailed):

@@ -5,7 +5,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Generator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine.effects import Effect, Outcome
 from engine.errors import TrustledgerError
@@ -16,13 +16,9 @@ from engine.rollover.schedule import RETRY, Step, enroll_due, next_step
 from engine.schedule import Job
 from engine.state import DeviceState
 from engine.trustpoints import status_of
-from events.rollover import (
-    ShadowCAAccepted,
-    ShadowCAActivated,
-    ShadowCAFetchFailed,
-    ShadowCANotOffered,
-    ShadowCertificateActivated,
-)
+
+if TYPE_CHECKING:
+    pass
 
 Run = Callable[[DeviceState, int], Any]
 
@@ -64,6 +60,7 @@ def fetch(state: DeviceState, name: str, now: int) -> Generator[Effect, Any, Out
     flight, the shadow enrollment follows in the same batch."""
     from engine.renewal import renewal_exchange  # SCEP, when a job runs
     from engine.rollover.fetch import FetchNextCA, NextCAFetched
+    from events.rollover import ShadowCAAccepted, ShadowCAFetchFailed, ShadowCANotOffered
     cfg = state.trustpoint_configs[name]
     st = status_of(state, name)
     assert cfg.scep_url is not None and st.ca_certificate is not None  # next_step checked
@@ -91,6 +88,8 @@ def activate(state: DeviceState, name: str, now: int) -> Outcome:
     become current, in one batch."""
     st = status_of(state, name)
     assert st.shadow_ca_certificate is not None and st.ca_certificate is not None
+    from events.rollover import ShadowCAActivated, ShadowCertificateActivated
+
     events: list[Any] = [ShadowCAActivated(name, certificate_facts(st.shadow_ca_certificate)[2],
                                            certificate_facts(st.ca_certificate)[2])]
     events += [ShadowCertificateActivated(name, c.key_id, c.usage, certificate_facts(c.der)[2])
