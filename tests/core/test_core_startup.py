@@ -211,3 +211,39 @@ def test_the_installed_command_freezes_what_is_left_before_the_process_exits(
         assert gc.get_freeze_count() > 0
     finally:
         gc.unfreeze()
+
+
+def _loaded(done: subprocess.CompletedProcess[str]) -> list[str]:
+    return done.stdout.splitlines()[-1].split(" ", 2)[-1].split(",")
+
+
+def test_without_a_snapshot_each_event_module_loads_at_its_first_decode(
+        tmp_path: Path) -> None:
+    """The whole log folded by a process that had loaded no event module: each one is
+    imported when the first event of its types is decoded (events.registry.EVENT_MODULES)."""
+    import shutil
+
+    data = _device(tmp_path)
+    shutil.rmtree(data / "snapshots")
+    done = _show(tmp_path, data)
+    assert "hostname r2" in done.stdout and "crypto ca trustpoint myca" in done.stdout
+    assert done.stdout.splitlines()[-1].startswith("LOADED 0 "), done.stderr
+    assert {"events.device", "events.audit", "events.trustpool"} <= set(_loaded(done))
+
+
+def test_a_log_holding_a_type_this_build_does_not_know_still_refuses_to_open(
+        tmp_path: Path) -> None:
+    """After the snapshot, an event of a type no module of this build declares: the fresh
+    process refuses the log, naming the type and its seq, and prints no configuration."""
+    from events.filelog import FileEventLog
+    from events.store import PendingEvent
+    from tests.events.eventlog_support import Noted  # registered in this process only
+
+    data = _device(tmp_path)
+    with FileEventLog.open(data / "log") as log:
+        [rec] = log.append([PendingEvent(Noted("from elsewhere"), "device",
+                                         1_700_000_000_000_000)])
+    done = _show(tmp_path, data)
+    assert (f"% The device log holds an event of type LogTestNoted at seq {rec.seq}, which "
+            "this build does not fold") in done.stdout + done.stderr
+    assert "hostname r2" not in done.stdout
