@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import errno
+import gc
 import io
 import os
 import signal
@@ -659,5 +660,18 @@ def _check_ca_dir(args: argparse.Namespace) -> None:
         raise CommandLineError(Reason.INVALID_VALUE, f"CA directory {d} is not a directory.")
 
 
+def console() -> int:
+    """The installed `trustledger` command (and `python -m engine.cli`): `main`, then the
+    process ends. Whatever is still alive then goes with the process, so `gc.freeze()` first
+    spares the interpreter's two full collections over it at exit (measured: ~15% of the CPU
+    time of `exec` of one `show`, issue 12). Everything the command wrote is closed by then
+    (the engine, the log and the keystore close in `with` blocks; the standard streams are
+    flushed at exit as ever): no finalizer is waited for. Not in `main`, which tests and
+    embedding programs call in a process that goes on."""
+    status = main()
+    gc.freeze()
+    return status
+
+
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(console())

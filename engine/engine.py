@@ -49,9 +49,7 @@ from engine.session import Session
 from engine.state import DeviceState, evolve, replay_rows
 from engine.trustpoints import trustpoint_names
 from engine.trustpool.builtin import BuiltinSource, builtins_event
-from events.clock import ClockSet
 from events.filelog import FileEventLog, LogError, LogWriteFailed
-from events.keys import KeyPairZeroized
 from events.memory import MemoryEventLog
 from events.registry import event_from
 from events.store import EventStore, PendingEvent, Recorded
@@ -393,7 +391,7 @@ class Engine:
         if "do" in outcome.extra:
             return self._do(outcome.extra["do"])
         records = self._apply(outcome, now)
-        if any(isinstance(r.event, ClockSet) for r in records):
+        if any(r.type == "ClockSet" for r in records):
             self._walk(now)
         return records
 
@@ -890,6 +888,8 @@ def _default_user() -> str:
 def _zeroized_key_ids(log: FileEventLog) -> set[str]:
     """Every key id a `KeyPairZeroized` in the log names (zeroized or replaced). A full read of
     the log: `tidy_keystore` asks for it only when a data key has no live pair (rare)."""
+    from events.keys import KeyPairZeroized
+
     gone: set[str] = set()
     for row in log.read_rows():
         if row[2] == KeyPairZeroized.type_name:

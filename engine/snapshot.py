@@ -10,7 +10,7 @@ File format (version 3), `snapshots/<seq, 20 digits>.snap`, mode 0600:
     seq     8 bytes   big-endian: the last event folded into the state
     hash   32 bytes   the log's chain hash at that seq
     digest 32 bytes   SHA-256(magic | seq | hash | folds | position | body)
-    folds  32 bytes   `engine.state.folds_fingerprint()` of the build that wrote it
+    folds  32 bytes   `engine.state.FOLDS_FINGERPRINT` of the build that wrote it
     position 16 bytes where the frames after seq start in the log: the first seq of their
                       segment and the byte offset in it (both u64; 0 0: not recorded)
     body    the rest  msgpack of the state, encoded through the closed type table
@@ -82,7 +82,7 @@ from engine.machines.trustpoint import Lifecycle
 from engine.machines.trustpool import UpdateTimer
 from engine.revocation.cache import CrlCache
 from engine.revocation.model import CachedCrl
-from engine.state import Commit, CommitHistory, DeviceState, folds_fingerprint, replay_rows
+from engine.state import FOLDS_FINGERPRINT, Commit, CommitHistory, DeviceState, replay_rows
 from engine.trustpoints import (
     Enrollment,
     RenewalState,
@@ -342,7 +342,7 @@ def frame(seq: int, chain_hash: bytes, body: bytes, position: Position | None = 
           ) -> bytes:
     """A snapshot file: the header (with the digest binding `body` to seq, hash and
     position), then `body`."""
-    folds = folds_fingerprint()
+    folds = FOLDS_FINGERPRINT
     where = (position.segment, position.offset) if position is not None else (0, 0)
     return _HEADER.pack(MAGIC, seq, chain_hash, _digest(seq, chain_hash, folds, where, body),
                         folds, *where) + body
@@ -362,7 +362,7 @@ def _unseal(data: bytes) -> Sealed:
     body = data[_HEADER.size:]
     if _digest(seq, chain_hash, folds, (segment, offset), body) != digest:
         raise SnapshotMismatch("its digest does not match its content (damaged)")
-    if folds != folds_fingerprint():
+    if folds != FOLDS_FINGERPRINT:
         raise SnapshotMismatch("written by a build whose folds differ (an event version or "
                                "FOLD_VERSION changed)")
     return seq, chain_hash, Position(segment, offset) if segment else None, body

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine.config import ConfigTree
 from engine.errors import TrustledgerError
@@ -25,18 +25,20 @@ from engine.machines.renewal import RenewalPhase
 from engine.machines.trustpoint import LIFECYCLE, Lifecycle, trigger_of
 from engine.parser import parse
 from engine.state import DeviceState, with_state
-from events.device import ConfigurationCommitted
-from events.keys import KeyPairZeroized
-from events.revocation import CrlFetched, CrlFetchFailed
-from events.trustpoint import (
-    CACertificateAccepted,
-    CertificateReceived,
-    EnrollmentFailed,
-    EnrollmentPending,
-    EnrollmentRequested,
-    RouterCertificateRevoked,
-    TrustpointCertificatesRemoved,
-)
+
+if TYPE_CHECKING:
+    from events.device import ConfigurationCommitted
+    from events.keys import KeyPairZeroized
+    from events.revocation import CrlFetched, CrlFetchFailed
+    from events.trustpoint import (
+        CACertificateAccepted,
+        CertificateReceived,
+        EnrollmentFailed,
+        EnrollmentPending,
+        EnrollmentRequested,
+        RouterCertificateRevoked,
+        TrustpointCertificatesRemoved,
+    )
 
 DEFAULT_KEY_LABEL = "the_default"
 DEFAULT_RETRY_PERIOD = 1  # minutes (reference: "Default is 1 minute")
@@ -258,6 +260,17 @@ def put_status(state: DeviceState, status: TrustpointStatus) -> DeviceState:
 
 
 _put = put_status  # this module's folds
+
+_ORDER = {"general": 0, "signature": 1, "encryption": 2}
+
+
+def with_certificate(certs: tuple[RouterCertificate, ...], cert: RouterCertificate
+                     ) -> tuple[RouterCertificate, ...]:
+    """`certs` with `cert` in place of the one of its usage, in usage order."""
+    kept = [c for c in certs if c.usage != cert.usage]
+    kept.append(cert)
+    kept.sort(key=lambda c: _ORDER.get(c.usage, 3))
+    return tuple(kept)
 
 
 def _ca_accepted(state: DeviceState, ev: CACertificateAccepted, at: int) -> DeviceState:

@@ -4,9 +4,13 @@ derive the same lines from the same events, so `show logging` keeps them
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from engine.messages import log_date, plural
-from engine.revocation.model import CachedCrl
-from events.revocation import CrlCacheCleared, CrlFetched, CrlFetchFailed
+
+if TYPE_CHECKING:
+    from engine.revocation.model import CachedCrl
+    from events.revocation import CrlCacheCleared, CrlFetched, CrlFetchFailed
 
 
 def attempts_text(attempts: tuple[tuple[str, str], ...]) -> str:

@@ -32,15 +32,12 @@ fresh CRL, so the schedule is a pure function of the log: a restarted engine, a 
 from __future__ import annotations
 
 from collections.abc import Callable, Generator
-from typing import Any
-
-from cryptography import x509
+from typing import TYPE_CHECKING, Any
 
 from engine.effects import Effect, Outcome
 from engine.machines.trustpoint import Lifecycle
 from engine.revocation import messages
 from engine.revocation.cache import crl_for
-from engine.revocation.model import CachedCrl
 from engine.schedule import Job
 from engine.state import DeviceState
 from engine.trustpoints import (
@@ -50,7 +47,10 @@ from engine.trustpoints import (
     usable_certificates,
 )
 from events.registry import Event
-from events.revocation import CrlFetched, CrlFetchFailed
+
+if TYPE_CHECKING:  # parsed when a certificate is there: not at every open
+    from cryptography import x509
+
 
 MINUTE = 60 * 1_000_000
 RETRY_MINUTES = (5, 15, 60, 240, 1440)
@@ -111,6 +111,9 @@ def refresh(state: DeviceState, now: int, name: str) -> Generator[Effect, Any, O
 
 def _message(state: DeviceState, ev: Event) -> str | None:
     """The event's line, as the logging fold derives it (a stale CRL: once)."""
+    from engine.revocation.model import CachedCrl
+    from events.revocation import CrlFetched, CrlFetchFailed
+
     if isinstance(ev, CrlFetched):
         return messages.fetched_said(ev, state.crls.of_scope(CachedCrl.from_event(ev)))
     if isinstance(ev, CrlFetchFailed):
@@ -125,5 +128,7 @@ def _certificates(st: TrustpointStatus
     if not usable or st.ca_certificate is None:
         return None
     rc = max(usable, key=lambda c: c.installed_at)
+    from cryptography import x509
+
     return (rc, x509.load_der_x509_certificate(rc.der),
             x509.load_der_x509_certificate(st.ca_certificate))

@@ -6,20 +6,22 @@ attempts, and the switch at the old CA certificate's expiry."""
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from engine.machines.renewal import after, allows
-from engine.renewal.folds import with_certificate
 from engine.rollover.schedule import RECHECK
 from engine.state import DeviceState
-from engine.trustpoints import RolloverState, RouterCertificate, put_status
-from events.rollover import (
-    ShadowCAAccepted,
-    ShadowCAActivated,
-    ShadowCAFetchFailed,
-    ShadowCANotOffered,
-    ShadowCARechecked,
-    ShadowCertificateActivated,
-)
+from engine.trustpoints import RolloverState, RouterCertificate, put_status, with_certificate
+
+if TYPE_CHECKING:
+    from events.rollover import (
+        ShadowCAAccepted,
+        ShadowCAActivated,
+        ShadowCAFetchFailed,
+        ShadowCANotOffered,
+        ShadowCARechecked,
+        ShadowCertificateActivated,
+    )
 
 
 def accepted(state: DeviceState, ev: ShadowCAAccepted, at: int) -> DeviceState:

@@ -3,17 +3,19 @@ are): the job prints them, the logging fold keeps the same lines for `show loggi
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine.renewal.messages import USAGE, certificate_facts, iso
 from engine.rollover.schedule import EXPIRING
-from events.rollover import (
-    ShadowCAAccepted,
-    ShadowCAActivated,
-    ShadowCAFetchFailed,
-    ShadowCANotOffered,
-    ShadowCertificateActivated,
-)
+
+if TYPE_CHECKING:
+    from events.rollover import (
+        ShadowCAAccepted,
+        ShadowCAActivated,
+        ShadowCAFetchFailed,
+        ShadowCANotOffered,
+        ShadowCertificateActivated,
+    )
 
 
 def accepted(ev: ShadowCAAccepted) -> str:
@@ -55,6 +57,14 @@ def certificate_activated(ev: ShadowCertificateActivated) -> str:
 
 def message_of(ev: Any, at: int) -> str | None:
     """The message an event of events/rollover.py leaves (None: it leaves none)."""
+    from events.rollover import (  # event modules load when used (events.registry)
+        ShadowCAAccepted,
+        ShadowCAActivated,
+        ShadowCAFetchFailed,
+        ShadowCANotOffered,
+        ShadowCertificateActivated,
+    )
+
     match ev:
         case ShadowCAAccepted():
             return accepted(ev)
