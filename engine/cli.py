@@ -591,9 +591,9 @@ def _import_target(args: argparse.Namespace, kind: str) -> Iterator[tuple[Any, s
     if kind not in ("device", "ca"):
         raise CommandLineError(Reason.INVALID_VALUE, f"A {kind} log is not kept in a shared "
                                "store: import it into a data directory (--data DIR).")
-    with PostgresEventStore.open(binding.url, binding.device, kind=kind) as store:
-        with store.group_commit():
-            yield store, f"device {binding.device} in {binding.shown}"
+    with PostgresEventStore.open(binding.url, binding.device, kind=kind) as store, \
+            store.group_commit():
+        yield store, f"device {binding.device} in {binding.shown}"
     if root is not None:  # bound once the import is in: a refused one records nothing
         root.mkdir(mode=0o700, parents=True, exist_ok=True)
         _record(root, binding)

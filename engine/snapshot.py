@@ -76,6 +76,7 @@ import msgpack
 import engine.commands  # noqa: F401  (registers every feature's folds: verify() replays)
 from engine.audit.key import AuditKey
 from engine.config import Change, ConfigTree, Node
+from engine.devicelog import DeviceLog
 from engine.keys import ImportedKey, KeyAlgorithm, KeyPair, KeyRing, KeyUsage
 from engine.machines.renewal import RenewalPhase
 from engine.machines.trustpoint import Lifecycle
@@ -94,7 +95,6 @@ from engine.trustpoints import (
 from engine.trustpool.pool import PoolCert, TrustpoolState, UpdateRecord
 from engine.validation.folded import ValidationState
 from events.durable import fsync_directory
-from engine.devicelog import DeviceLog
 from events.filelog import Position, TailMismatch
 
 EVERY = 10_000  # events between snapshots

@@ -35,7 +35,7 @@ class StoredEvent(Event):
     appended with the same core bytes, hence the same chain hash (`trustledger log import`):
     never upcast, never rebuilt. A store's `seal` writes its fields as they are."""
 
-    __slots__ = ("name", "v", "payload")
+    __slots__ = ("name", "payload", "v")
 
     def __init__(self, name: str, v: int, payload: dict[str, Any]) -> None:
         self.name, self.v, self.payload = name, v, payload

@@ -67,9 +67,9 @@ from engine.audit.decisions import is_trust_decision
 from engine.audit.key import AuditKey
 from engine.audit.merkle import CompactRange, leaf_hash
 from engine.audit.note import NoteError, sign_note, verify_note
+from engine.devicelog import DeviceLog
 from events.crc import crc32c
 from events.durable import fsync_directory
-from engine.devicelog import DeviceLog
 from events.filelog import LogError, Position, TailMismatch
 from events.store import Recorded
 
