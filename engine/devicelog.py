@@ -12,6 +12,7 @@ serves them too, with no test of which store it is:
   (seq, chain hash) read from there. A store without positions says None, and its readers
   fall back to finding the seq (`read_rows(seq)`) and checking its chain hash: snapshots and
   audit trees are bound to (seq, chain hash) either way, which any store can check;
+- `refresh`: learn the head other writers made, so `read` reaches their events;
 - `mark_head` and `on_mark`: the "durable now" step, run at most every few seconds, when a
   snapshot is taken and at a clean close, in which the audit trail writes its files out;
 - `group_commit`: a block whose appends are made durable together at its end;
@@ -67,6 +68,11 @@ class DeviceLog(Protocol):
              typed: bool = False) -> Iterator[Row]: ...
 
     def mark_head(self) -> None: ...
+
+    def refresh(self) -> None:
+        """Learn the head other writers of the log made (a shared store's); a sole writer's
+        log has nothing to learn."""
+        ...
 
     def group_commit(self) -> contextlib.AbstractContextManager[None]: ...
 

@@ -536,6 +536,7 @@ class Engine:
         many events that was. The open session's uncommitted edits stay as they are."""
         if self.log is None:
             return 0
+        self.log.refresh()
         records = list(self.log.read(self.state.seq + 1))
         if records:
             self.fold(records)

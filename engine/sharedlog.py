@@ -9,9 +9,9 @@ What differs from the file log, and how it is met:
   time; it runs as the file log's does: at most every MARK_EVERY seconds after an append,
   when a snapshot is taken, and at a clean close.
 - Another writer (a second engine on the same device): the store refuses the append
-  (`StreamConflict`: nothing written, no fork). It becomes a `LogConflict`, and the store is
-  opened again so that its head, and what `read` reaches, include the other writer's events:
-  the engine then folds them (`Engine.catch_up`).
+  (`StreamConflict`: nothing written, no fork). It becomes a `LogConflict`; the engine then
+  catches up (`Engine.catch_up`): `refresh` opens the store again, so that its head, and what
+  `read` reaches, include the other writer's events, which it folds.
 - The server lost mid-append (`StoreUnavailable`): whether the batch committed may be unknown,
   so it is reported as a `LogWriteFailed` that was not rolled back, and the log takes no more
   appends until it is opened again (as the file log after a failed cut-back).
@@ -76,7 +76,6 @@ class SharedLog:
         try:
             records = self.store.append(batch)
         except StreamConflict as err:
-            self._reopen()
             raise LogConflict(err.text) from None
         except StoreUnavailable as err:
             self._broken = LogWriteFailed(_Unavailable(err.text.rstrip(".")), False)
@@ -84,6 +83,9 @@ class SharedLog:
         if time.monotonic() - self._marked_at >= MARK_EVERY:
             self.mark_head()
         return records
+
+    def refresh(self) -> None:
+        self._reopen()
 
     def _reopen(self) -> None:
         """A fresh handle on the same log: its head is what the store holds now."""
@@ -120,7 +122,6 @@ class SharedLog:
             with self.store.group_commit():
                 yield
         except StreamConflict as err:
-            self._reopen()
             raise LogConflict(err.text) from None
         except StoreUnavailable as err:
             self._broken = LogWriteFailed(_Unavailable(err.text.rstrip(".")), False)

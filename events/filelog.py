@@ -912,6 +912,9 @@ class FileEventLog:
             prev = after
             yield from decode(*frame)
 
+    def refresh(self) -> None:
+        """Nothing to learn: the writer holds the lock, so no other process appends."""
+
     @contextlib.contextmanager
     def reader(self) -> Iterator[FileEventLog]:
         """A read-only log of the same directory, for a reader on another thread (the

@@ -1,0 +1,107 @@
+"""The device engine over a PostgreSQL store (engine/sharedlog.py): the same commands, state,
+snapshots and audit trail as over its file log, with the data directory keeping only the
+keystore, snapshots and the audit trail's files; two engines on one device never fork it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from engine import Engine, snapshot
+from engine.audit.trail import AuditMismatch
+from engine.ports import FakeClock
+from engine.sharedlog import SharedLog
+from engine.trustpool.builtin import certifi_bundle
+from events.filelog import LogError
+from events.pgstore import PostgresEventStore, verify_log
+from tests.core.engine_support import run, views
+
+pytestmark = pytest.mark.integration
+
+
+def _open(url: str, data: Path, device: str = "r1", **kw: object) -> Engine:
+    log = SharedLog.open(url, device, data / "audit")
+    return Engine.open(data, clock=FakeClock(), user="tester", log=log,  # type: ignore[arg-type]
+                       **kw)
+
+
+def test_commands_state_and_snapshots_survive_a_reopen_over_the_store(
+        pg_url: str, tmp_path: Path) -> None:
+    data = tmp_path / "dev"
+    with _open(pg_url, data) as eng:
+        run(eng, "configure", "hostname edge1", "domain name example.net", "commit", "end")
+        before = views(eng)
+        seq = eng.state.seq
+    assert not (data / "log").exists()  # the log is the store's: no file log beside it
+    assert [p.name for p in (data / "snapshots").iterdir()] == [f"{seq:020d}.snap"]
+    with PostgresEventStore.open(pg_url, "r1", readonly=True) as store:
+        assert store.head[0] == seq
+    with _open(pg_url, data) as eng:
+        assert eng.snapshots_ignored == []
+        assert eng.state.seq == seq and views(eng) == before
+    with _open(pg_url, tmp_path / "no-snapshot") as eng:  # a full replay from the store
+        assert views(eng) == before
+
+
+def test_a_snapshot_of_another_history_is_ignored_not_trusted(pg_url: str,
+                                                               tmp_path: Path) -> None:
+    """Snapshots are bound to (seq, chain hash): one taken of device r1 is no state of r2."""
+    data = tmp_path / "dev"
+    with _open(pg_url, data, "r1") as eng:
+        run(eng, "configure", "hostname one", "commit", "end")
+    with _open(pg_url, tmp_path / "other", "r2") as eng:
+        run(eng, "configure", "hostname two", "commit", "end")
+    with _open(pg_url, data, "r2") as eng:
+        assert [i.reason for i in eng.snapshots_ignored] == [
+            "it covers seq 1 of another log (the chain hash differs)"]
+        assert eng.state.hostname == "two"
+
+
+def test_the_audit_trail_is_kept_beside_the_store_and_checked_at_open(
+        pg_url: str, tmp_path: Path) -> None:
+    data = tmp_path / "dev"
+    with _open(pg_url, data, audit=True, builtins=certifi_bundle) as eng:
+        run(eng, "configure", "hostname audited", "commit", "end")
+        assert eng.audit is not None and eng.audit.latest is not None
+        signed = eng.audit.latest.checkpoint.size
+    assert (data / "audit" / "AUDIT").is_file() and (data / "audit" / "CHECKPOINTS").is_file()
+    with _open(pg_url, data, audit=True) as eng:  # reopens against the saved trail
+        assert eng.audit is not None and eng.audit.size == eng.state.seq
+    assert signed >= 2
+    with psycopg.connect(pg_url, autocommit=True) as conn:  # cut the log behind it
+        conn.execute("DELETE FROM trustledger_events WHERE log_id = 'r1' AND seq >= %s",
+                     (signed,))
+    with pytest.raises(LogError, match="acknowledged events are missing"):
+        _open(pg_url, data)  # the snapshot sees it first
+    for snap in (data / "snapshots").iterdir():
+        snap.unlink()
+    with pytest.raises(AuditMismatch, match=f"covers seq 1-{signed}: .* missing"):
+        _open(pg_url, data)
+
+
+def test_two_engines_on_one_device_conflict_and_the_second_catches_up(
+        pg_url: str, tmp_path: Path) -> None:
+    first, second = _open(pg_url, tmp_path / "a"), _open(pg_url, tmp_path / "b")
+    try:
+        run(second, "configure", "hostname from-b")  # an edit, not yet committed
+        run(first, "configure", "hostname from-a", "commit", "end")
+        refused = second.execute("commit")
+        assert not refused.ok and refused.events == []
+        assert refused.output.startswith("% The event log r1 already has seq 1: another "
+                                          "writer appended to it")
+        assert "This command changed nothing; caught up to seq 1" in refused.output
+        assert second.state.hostname == "from-a"  # it folded the other engine's commit
+        stale = second.execute("commit")  # the session's base moved: IOS XR's own refusal
+        assert not stale.ok and "running configuration changed" in stale.output
+        run(second, "abort", "configure", "hostname from-b")
+        again = second.execute("commit")
+        assert again.ok and [r.seq for r in again.events] == [2]
+        run(second, "end")
+        assert first.catch_up() == 1 and first.state.hostname == "from-b"
+    finally:
+        first.close()
+        second.close()
+    report = verify_log(pg_url, "r1")
+    assert report.damage is None and report.head_seq == 2  # one chain, no fork
