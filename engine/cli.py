@@ -336,11 +336,26 @@ def device_log(root: Path, store: str | None, device: str | None) -> DeviceLog |
     binding = _binding(root, store, device)
     if binding is None:
         return None
-    _record(root, binding)
     from engine.sharedlog import SharedLog
     from engine.storebinding import AUDIT_DIR
 
-    return SharedLog.open(binding.url, binding.device, root / AUDIT_DIR)
+    _refuse_own_log(root)
+    log = SharedLog.open(binding.url, binding.device, root / AUDIT_DIR)
+    try:
+        _record(root, binding)  # once the store answered: a mistyped URL records nothing
+    except BaseException:
+        log.close()
+        raise
+    return log
+
+
+def _refuse_own_log(root: Path) -> None:
+    from engine.storebinding import BindingError, refuse_own_log
+
+    try:
+        refuse_own_log(root)
+    except BindingError as err:
+        raise CommandLineError(err.reason, err.text) from None
 
 
 def _record(root: Path, binding: Binding) -> None:

@@ -135,12 +135,7 @@ def record(root: Path, binding: Binding) -> None:
     the password. A directory whose own file log holds events is refused."""
     if recorded(root) is not None:
         return
-    log = root / "log"
-    if log.is_dir() and any(log.glob("*.seg")):
-        raise BindingError(Reason.NOT_ALLOWED, f"Data directory {root} keeps its own event log "
-                           f"({log}): it cannot use --store. Copy the log into the store with "
-                           f"`trustledger log export {root} | trustledger log import --store "
-                           "URL --device ID` and use a new data directory.")
+    refuse_own_log(root)
     body = json.dumps({"store": binding.shown, "device": binding.device}) + "\n"
     tmp = root / (STORE_FILE + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -150,3 +145,13 @@ def record(root: Path, binding: Binding) -> None:
     finally:
         os.close(fd)
     os.replace(tmp, root / STORE_FILE)
+
+
+def refuse_own_log(root: Path) -> None:
+    """BindingError if `root` keeps its own file log with events (it cannot use a store)."""
+    log = root / "log"
+    if log.is_dir() and any(log.glob("*.seg")):
+        raise BindingError(Reason.NOT_ALLOWED, f"Data directory {root} keeps its own event log "
+                           f"({log}): it cannot use --store. Copy the log into the store with "
+                           f"`trustledger log export {root} | trustledger log import --store "
+                           "URL --device ID` and use a new data directory.")

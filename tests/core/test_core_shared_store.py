@@ -9,7 +9,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from engine import Engine, snapshot
+from engine import Engine
 from engine.audit.trail import AuditMismatch
 from engine.ports import FakeClock
 from engine.sharedlog import SharedLog
