@@ -48,6 +48,7 @@ from engine.logsetup import configure as configure_logging
 from events.filelog import FileEventLog, LogError, VerifyReport, verify
 
 if TYPE_CHECKING:
+    from engine.sharedlog import SharedLog
     from engine.storebinding import Binding
 
 
@@ -286,13 +287,17 @@ class LogSource:
     def open(self) -> contextlib.AbstractContextManager[DeviceLog]:
         """The log, read-only."""
         if self.binding is not None:
-            from engine.sharedlog import SharedLog
-            from engine.storebinding import AUDIT_DIR
-
-            return SharedLog.open(self.binding.url, self.binding.device,
-                                  (self.data or Path(".")) / AUDIT_DIR, readonly=True)
+            return self.shared(self.binding)
         assert self.log_dir is not None
         return FileEventLog.open(self.log_dir, readonly=True)
+
+    def shared(self, binding: Binding) -> SharedLog:
+        """The store's log, read-only, whatever its kind (a device's or a CA's)."""
+        from engine.sharedlog import SharedLog
+        from engine.storebinding import AUDIT_DIR
+
+        return SharedLog.open(binding.url, binding.device, (self.data or Path(".")) / AUDIT_DIR,
+                              kind=None, readonly=True)
 
     @property
     def name(self) -> str:
@@ -421,9 +426,8 @@ def cmd_log_verify(src: LogSource) -> int:
 def _verified(src: LogSource) -> VerifyReport:
     """The whole chain walked (a file log's pending repair said first)."""
     if src.binding is not None:
-        from events.pgstore import verify_log
-
-        return verify_log(src.binding.url, src.binding.device)
+        with src.shared(src.binding) as log:
+            return log.verify()
     assert src.log_dir is not None
     with contextlib.suppress(LogError), FileEventLog.open(src.log_dir, readonly=True) as log:
         report_pending_repair(log)

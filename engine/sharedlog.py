@@ -26,9 +26,16 @@ from pathlib import Path
 from typing import Any
 
 from engine.devicelog import DeviceLog, LogConflict
-from events.filelog import MARK_EVERY, LogWriteFailed, Position, TailMismatch
-from events.pgstore import PostgresEventStore, StoreUnavailable, StreamConflict
-from events.store import PendingEvent, Recorded
+from events.filelog import (
+    MARK_EVERY,
+    LogCorrupted,
+    LogWriteFailed,
+    Position,
+    TailMismatch,
+    VerifyReport,
+)
+from events.pgstore import PostgresEventStore, StoreUnavailable, StreamConflict, list_logs
+from events.store import GENESIS, PendingEvent, Recorded
 
 Row = Sequence[Any]
 
@@ -50,13 +57,28 @@ class SharedLog:
         self._broken: LogWriteFailed | None = None
 
     @classmethod
-    def open(cls, url: str, log_id: str, root: Path, *, kind: str = "device",
+    def open(cls, url: str, log_id: str, root: Path, *, kind: str | None = "device",
              readonly: bool = False) -> SharedLog:
         """The log `log_id` of the store at `url`; `root` (made 0700 unless `readonly`)
-        holds its audit trail's files."""
+        holds its audit trail's files. `kind` None (readers: `log verify|show|export`,
+        `replay`): whichever kind the store says the log is."""
         if not readonly:
             root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if kind is None:
+            kind = next((info.kind for info in list_logs(url) if info.log_id == log_id),
+                        "device")  # a log that is not there: the store says so, as a device's
         return cls(PostgresEventStore.open(url, log_id, kind=kind, readonly=readonly), root)
+
+    def verify(self) -> VerifyReport:
+        """Walk the whole chain (the store checks each row: numbering, chain, hash over its
+        stored core), as `events.filelog.verify` walks a directory."""
+        events, last = 0, GENESIS
+        try:
+            for row in self.store.read_rows():
+                events, last = events + 1, row[8]
+        except LogCorrupted as bad:
+            return VerifyReport(events, events, last, bad.damage)
+        return VerifyReport(events, events, last, None)
 
     @property
     def name(self) -> str:
