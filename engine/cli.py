@@ -283,6 +283,7 @@ class LogSource:
     data: Path | None
     log_dir: Path | None = None
     binding: Binding | None = None
+    given: Path | None = None  # the directory as the command line named it
 
     def open(self) -> contextlib.AbstractContextManager[DeviceLog]:
         """The log, read-only."""
@@ -303,7 +304,7 @@ class LogSource:
     def name(self) -> str:
         if self.binding is not None:
             return f"device {self.binding.device} in {self.binding.shown}"
-        return str(self.log_dir)
+        return str(self.given if self.given is not None else self.log_dir)
 
 
 def log_source(d: Path | None, store: str | None, device: str | None) -> LogSource:
@@ -315,14 +316,14 @@ def log_source(d: Path | None, store: str | None, device: str | None) -> LogSour
     root = d if d is not None or explicit else default_data_dir()
     if root is not None and not explicit and not (root / STORE_FILE).is_file():
         log = _log_dir(root)
-        return LogSource(root if log != root else root.parent, log)
+        return LogSource(root if log != root else root.parent, log, None, root)
     if root is not None and not root.is_dir():
         _log_dir(root)  # says what is wrong with it
     binding = _binding(root, store, device)
     if binding is None:
         assert root is not None
         log = _log_dir(root)
-        return LogSource(root if log != root else root.parent, log)
+        return LogSource(root if log != root else root.parent, log, None, root)
     return LogSource(root, None, binding)
 
 
