@@ -123,3 +123,29 @@ def test_the_binding_rules_without_a_server(tmp_path: Path,
     (tmp_path / "STORE").write_text("{not json")
     with pytest.raises(BindingError, match="STORE is damaged"):
         resolve(tmp_path, None, None)
+
+
+@pytest.mark.integration
+def test_the_audit_commands_over_the_store(pg_url: str, tmp_path: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    """Checkpoints kept in DIR/audit/, proofs and the bundle read the store's events, and the
+    outsider's `audit verify` accepts the bundle with the public key alone."""
+    from engine.cli import main
+
+    data = tmp_path / "dev"
+    assert _cli("exec", "--data", data, "--store", pg_url, "--device", "aud1", "-f", "-",
+                stdin=SETUP).returncode == 0
+    capsys.readouterr()
+    assert main(["audit", "checkpoint", str(data)]) == 0
+    note = capsys.readouterr().out
+    assert note.splitlines()[1] == "3"  # the tree size: all three events
+    assert (data / "audit" / "CHECKPOINTS").read_text().endswith(note)
+    assert main(["audit", "key", str(data)]) == 0
+    key = capsys.readouterr().out.strip()
+    assert main(["audit", "prove", str(data), "--seq", "3"]) == 0
+    assert capsys.readouterr().out.startswith("c2sp.org/tlog-proof@v1\n")
+    bundle = tmp_path / "bundle"
+    assert main(["audit", "export", str(data), "-o", str(bundle)]) == 0
+    assert main(["audit", "verify", str(bundle), "--key", key]) == 0
+    assert main(["audit", "checkpoint", str(data), "--device", "other"]) == 2
+    assert "refusing to mix them" in capsys.readouterr().err
