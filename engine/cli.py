@@ -181,6 +181,7 @@ def _replay_arguments(rp: argparse.ArgumentParser) -> None:
 
 def _validate_arguments(va: argparse.ArgumentParser) -> None:
     va.add_argument("--data", type=Path, default=None, metavar="DIR", help=DATA_HELP)
+    _store_arguments(va)
     va.add_argument("chain", metavar="CHAIN.pem",
                     help="the peer's chain, its own certificate first (PEM or DER; '-': stdin)")
     va.add_argument("--purpose", default="any", choices=("ike", "tls-server", "tls-client",
@@ -681,7 +682,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
     at = None if args.at is None else _iso_time(args.at)
     chain = _read_chain(args.chain)
-    with Engine.open(data_dir(args.data), builtins=certifi_bundle) as eng:
+    root = data_dir(args.data)
+    with Engine.open(root, builtins=certifi_bundle,
+                     log=device_log(root, args.store, args.device)) as eng:
         _report_recovery(eng)
         verdict = eng.validate_peer(chain.certs, args.purpose,
                                     at if at is not None else eng.ports.clock.now_us(),

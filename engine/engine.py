@@ -48,6 +48,7 @@ from engine.runtime import Ports, drive, perform, queue, require_utf8, run
 from engine.schedule import Job, due_jobs, walk, walk_cut_short
 from engine.session import Session
 from engine.state import DeviceState, evolve, replay_rows
+from engine.storebinding import STORE_FILE
 from engine.trustpoints import trustpoint_names
 from engine.trustpool.builtin import BuiltinSource, builtins_event
 from events.clock import ClockSet
@@ -140,6 +141,11 @@ class Engine:
         store, engine/sharedlog.py; the engine closes it); the keystore, snapshots and audit
         trail stay in the data directory."""
         root = Path(data_dir)
+        if log is None and (root / STORE_FILE).is_file():
+            bound = root / STORE_FILE
+            raise LogError(f"Data directory {root} keeps its log in a shared store ({bound} "
+                           "names it): open it with that store (the CLI does; "
+                           "engine/storebinding.py), not as a file log.", sentence=True)
         for private in (root, root / "snapshots", *([root / "log"] if log is None else [])):
             private.mkdir(mode=0o700, parents=True, exist_ok=True)  # whatever the umask
         if log is None:

@@ -105,3 +105,20 @@ def test_two_engines_on_one_device_conflict_and_the_second_catches_up(
         second.close()
     report = verify_log(pg_url, "r1")
     assert report.damage is None and report.head_seq == 2  # one chain, no fork
+
+
+@pytest.mark.integration
+def test_a_data_directory_bound_to_a_store_never_grows_a_file_log(pg_url: str,
+                                                                   tmp_path: Path) -> None:
+    """Opened without its store (an embedding program that forgot it), a bound data
+    directory is refused instead of starting a second, local history."""
+    from engine.cli import device_log
+
+    data = tmp_path / "dev"
+    data.mkdir()
+    log = device_log(data, pg_url, "bound1")
+    assert log is not None
+    Engine.open(data, clock=FakeClock(), log=log).close()
+    with pytest.raises(LogError, match=r"keeps its log in a shared store \(.*STORE names it\)"):
+        Engine.open(data, clock=FakeClock())
+    assert not (data / "log").exists()

@@ -9,6 +9,7 @@ import os
 import stat
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -147,5 +148,28 @@ def test_the_audit_commands_over_the_store(pg_url: str, tmp_path: Path,
     bundle = tmp_path / "bundle"
     assert main(["audit", "export", str(data), "-o", str(bundle)]) == 0
     assert main(["audit", "verify", str(bundle), "--key", key]) == 0
+    report = tmp_path / "report.html"
+    assert main(["audit", "report", str(data), "-o", str(report)]) == 0
+    assert "device aud1 in postgresql://" in report.read_text()
     assert main(["audit", "checkpoint", str(data), "--device", "other"]) == 2
     assert "refusing to mix them" in capsys.readouterr().err
+
+
+@pytest.mark.integration
+def test_validate_records_its_verdict_in_the_store(pg_url: str, tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    from engine.cli import main
+    from events.pgstore import PostgresEventStore
+    from tests.validation.validation_support import AT_US, Pki, Spec, pem
+
+    pki = Pki.make("Store")
+    leaf = pki.leaf(Spec("peer.example", dns=["peer.example"]))
+    (tmp_path / "chain.pem").write_bytes(pem([leaf, pki.inter]))
+    data = tmp_path / "dev"
+    at = datetime.fromtimestamp(AT_US / 1e6, UTC).isoformat()
+    code = main(["validate", "--data", str(data), "--store", pg_url, "--device", "gw1",
+                 str(tmp_path / "chain.pem"), "--at", at, "--json"])
+    assert code == 1 and json.loads(capsys.readouterr().out.splitlines()[-1])["ok"] is False
+    with PostgresEventStore.open(pg_url, "gw1", readonly=True) as store:
+        assert [r.type for r in store.read()][-1] == "PeerValidated"
+    assert not (data / "log").exists()
