@@ -16,7 +16,7 @@ from engine.sharedlog import SharedLog
 from engine.trustpool.builtin import certifi_bundle
 from events.filelog import LogError
 from events.pgstore import PostgresEventStore, verify_log
-from tests.core.engine_support import run, views
+from tests.core.engine_support import open_engine, run, views
 
 pytestmark = pytest.mark.integration
 
@@ -122,3 +122,16 @@ def test_a_data_directory_bound_to_a_store_never_grows_a_file_log(pg_url: str,
     with pytest.raises(LogError, match=r"keeps its log in a shared store \(.*STORE names it\)"):
         Engine.open(data, clock=FakeClock())
     assert not (data / "log").exists()
+
+
+@pytest.mark.integration
+def test_the_shell_schedules_no_segment_scrub_for_a_store(pg_url: str, tmp_path: Path) -> None:
+    """The scheduled scrub checks a file log's segments; over a store there are none, and it
+    must not make a DATA/log directory of its own."""
+    from engine.frontends import Scheduler
+
+    with _open(pg_url, tmp_path / "dev") as eng:
+        assert Scheduler(eng).scrub is None
+    with open_engine(tmp_path / "filedev") as eng:
+        assert Scheduler(eng).scrub is not None
+    assert not (tmp_path / "dev" / "log").exists()
