@@ -98,7 +98,7 @@ class SharedLog:
         try:
             records = self.store.append(batch)
         except StreamConflict as err:
-            raise LogConflict(err.text) from None
+            raise _conflict(err) from None
         except StoreUnavailable as err:
             self._broken = LogWriteFailed(_Unavailable(err.text.rstrip(".")), False)
             raise self._broken from None
@@ -144,7 +144,7 @@ class SharedLog:
             with self.store.group_commit():
                 yield
         except StreamConflict as err:
-            raise LogConflict(err.text) from None
+            raise _conflict(err) from None
         except StoreUnavailable as err:
             self._broken = LogWriteFailed(_Unavailable(err.text.rstrip(".")), False)
             raise self._broken from None
@@ -171,3 +171,8 @@ class SharedLog:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _conflict(err: StreamConflict) -> LogConflict:
+    return LogConflict(f"Another writer appended seq {err.seq} to the event log {err.log_id} "
+                       "since this one read it: nothing was written.")

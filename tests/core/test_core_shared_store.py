@@ -89,9 +89,10 @@ def test_two_engines_on_one_device_conflict_and_the_second_catches_up(
         run(first, "configure", "hostname from-a", "commit", "end")
         refused = second.execute("commit")
         assert not refused.ok and refused.events == []
-        assert refused.output.startswith("% The event log r1 already has seq 1: another "
-                                          "writer appended to it")
-        assert "This command changed nothing; caught up to seq 1" in refused.output
+        assert refused.output == (
+            "% Another writer appended seq 1 to the event log r1 since this one read it: "
+            "nothing was written. This command changed nothing; caught up to seq 1: enter it "
+            "again if it still applies.\n")
         assert second.state.hostname == "from-a"  # it folded the other engine's commit
         stale = second.execute("commit")  # the session's base moved: IOS XR's own refusal
         assert not stale.ok and "running configuration changed" in stale.output
@@ -135,3 +136,27 @@ def test_the_shell_schedules_no_segment_scrub_for_a_store(pg_url: str, tmp_path:
     with open_engine(tmp_path / "filedev") as eng:
         assert Scheduler(eng).scrub is not None
     assert not (tmp_path / "dev" / "log").exists()
+
+
+@pytest.mark.integration
+def test_a_lost_connection_is_a_percent_line_and_the_log_takes_no_more_commands(
+        pg_url: str, tmp_path: Path) -> None:
+    """The server drops the engine's connection: whether a batch committed may be unknown,
+    so the command says so, the engine takes no more commands until reopened, and the
+    reopened engine finds the log whole."""
+    with _open(pg_url, tmp_path / "dev") as eng:
+        run(eng, "configure", "hostname before", "commit", "end")
+        with psycopg.connect(pg_url, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE "
+                          "datname = current_database() AND pid <> pg_backend_pid()")
+        lost = eng.execute("crypto key generate ed25519 k1")
+        assert not lost.ok and lost.events == []
+        assert "\n% Could not write the event log: Lost the connection to the event store " \
+            "postgresql://" in lost.output
+        assert "it takes no more commands until the data directory is reopened" in lost.output
+        again = eng.execute("crypto key generate ed25519 k2")
+        assert not again.ok and "takes no more commands" in again.output
+    report = verify_log(pg_url, "r1")
+    assert report.damage is None
+    with _open(pg_url, tmp_path / "dev") as eng:
+        assert eng.state.hostname == "before" and eng.state.seq == report.head_seq
