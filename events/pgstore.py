@@ -55,10 +55,17 @@ the server and a subtransaction (the function's EXCEPTION block, which releases 
 the INSERT fails). What readers give up: a transaction that stays open holding an id (anywhere
 in the cluster) holds back every reader's xmin, so the fleet's views lag behind it (never skip).
 
-Notifications: the function sends `NOTIFY trustledger_events, '<log_id>'` in the same
-transaction, so a notification is delivered if and only if the append committed; subscribers
-(`wait_for_append`) wake on it and then read by position. A notification is a wake-up, never
-data: a subscriber that misses one (it was not connected) reads by position anyway.
+Notifications: once an append has committed, the store sends `NOTIFY trustledger_events,
+'<log_id>'` as a statement of its own; subscribers (`wait_for_append`) wake on it and then read
+by position. A notification is a wake-up, never data: a subscriber that misses one reads by
+position anyway at its next wake-up or timeout. Why not NOTIFY inside the append's transaction
+(which would make a notification exactly as certain as the commit): PostgreSQL serializes the
+commits of notifying transactions (a database-wide lock taken before the commit and held until
+after its WAL flush, so that notifications queue in commit order), which took 50 concurrent
+writers from ~2,400 to ~330 commits/s (tools/bench/pg_append_bench.py). Sent after the commit,
+a notification costs a second round-trip and a short critical section with no flush in it; the
+price is that a writer killed between its COMMIT and its NOTIFY leaves subscribers to find its
+events at their next wake-up (another append's, or their poll timeout).
 
 Connection trouble is a `StoreUnavailable` (a `LogError`) with a sentence, never a psycopg
 traceback. A connection that drops during an append leaves the batch in doubt (the COMMIT may
@@ -143,7 +150,6 @@ BEGIN
         RAISE;
     END;
     PERFORM pg_advisory_unlock({_LOCK});
-    PERFORM pg_notify('{CHANNEL}', p_log);
     RETURN last_position;
 END
 $fn$;
@@ -151,6 +157,7 @@ $fn$;
 
 _APPEND = ("SELECT trustledger_append_v1(%s, %s, %s::text[], %s::int[], %s::bigint[], "
            "%s::text[], %s::text[], %s::bytea[], %s::bytea[], %s::bytea[])")
+_NOTIFY = "SELECT pg_notify(%s, %s)"
 _READ_LOG = ("SELECT position, seq, type, v, at, actor, correlation, core, prev, hash "
              "FROM trustledger_events WHERE log_id = %s AND seq >= %s AND seq <= %s "
              "ORDER BY seq LIMIT %s")
@@ -325,7 +332,7 @@ class PostgresEventStore:
                     raise
 
     def _commit(self, records: list[Recorded], cores: list[bytes]) -> None:
-        """One statement, one transaction: the rows, their positions, the notification."""
+        """One statement, one transaction: the rows and their positions; then the wake-up."""
         first = records[0].seq
         params = (self.log_id, first, [r.type for r in records], [r.v for r in records],
                   [r.at for r in records], [_text(r.actor) for r in records],
@@ -342,6 +349,17 @@ class PostgresEventStore:
             raise LogError(f"The event store {redacted(self.url)} refused the append to "
                            f"{self.log_id}: {_why(e)}.", sentence=True) from None
         self._durable = records[-1].seq, records[-1].hash
+        self._notify()
+
+    def _notify(self) -> None:
+        """Wake the subscribers (after the commit: see the module docstring). A failure here
+        fails nothing (the batch is committed); the next append reconnects first."""
+        try:
+            self._conn.execute(_NOTIFY, (CHANNEL, self.log_id), prepare=True)
+        except psycopg.Error:
+            self._stale = True
+            with contextlib.suppress(psycopg.Error):
+                self._conn.close()
 
     def _in_doubt(self, cause: psycopg.Error, pid: int, last: Recorded) -> None:
         """The connection dropped during an append: did it commit? Reconnect, wait for the
@@ -369,11 +387,15 @@ class PostgresEventStore:
                                f"append to {self.log_id} ({_why(cause)}); the append was not "
                                f"committed (the log's head is seq {head[0]}).", sentence=True)
 
+    def _connection(self) -> psycopg.Connection[Any]:
+        """The store's connection, connected again if a failure closed it."""
+        if self._conn.closed:
+            self._conn = connect(self.url)
+        return self._conn
+
     def _refresh_head(self) -> None:
         with _translated(self.url, "read the event log head"):
-            if self._conn.closed:
-                self._conn = connect(self.url)
-            self._head = self._durable = _read_head(self._conn, self.log_id)
+            self._head = self._durable = _read_head(self._connection(), self.log_id)
         self._stale = False
 
     def read(self, from_seq: int = 1) -> Iterator[Recorded]:
@@ -406,7 +428,7 @@ class PostgresEventStore:
         expect, prev = max(start - 1, 1), GENESIS if start <= 1 else None
         while expect <= head:
             with _translated(self.url, "read the event log"):
-                rows = self._conn.execute(_READ_LOG, (self.log_id, expect, head, READ_PAGE),
+                rows = self._connection().execute(_READ_LOG, (self.log_id, expect, head, READ_PAGE),
                                           prepare=True).fetchall()
             if not rows:
                 break
