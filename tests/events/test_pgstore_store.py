@@ -125,6 +125,9 @@ DAMAGE = {
              "hash chain broken"),
     "column": ("UPDATE trustledger_events SET actor = 'intruder' WHERE seq = 3", 3,
                "columns disagree"),
+    "undecodable": ("UPDATE trustledger_events SET core = '\\x98c1', "
+                    "hash = sha256(prev || '\\x98c1'::bytea) WHERE seq = 3", 3,
+                    "undecodable event"),
     "gap": ("DELETE FROM trustledger_events WHERE seq = 3", 3, "expected seq 3"),
     "tail": ("DELETE FROM trustledger_events WHERE seq = 5", 5, "ends before seq 5"),
 }
