@@ -645,23 +645,29 @@ class Engine:
         fails, the log keeps only what was acknowledged before: the state is refolded from
         it, and the error is raised. Commands that act once their events are durable
         (`crypto key zeroize`) are refused inside. Blocks do not nest (an inner one is part
-        of the outer); an engine without a file log has nothing to sync."""
+        of the outer); an engine without a file log has nothing to sync. Over a shared store
+        the block is one transaction; another writer's append meanwhile refuses all of it
+        (`LogConflict`: the engine catches up, as after a refused command)."""
         log = self.log
         if self._grouped is not None or log is None:
             yield
             return
         self._grouped = self.state
+        conflict: LogConflict | None = None
         try:
             with log.group_commit():
                 yield
         except LogWriteFailed as err:
             raise self._append_failed(err) from err
         except LogConflict as err:
-            raise self._conflict(err) from err
+            conflict = err
         finally:
             before, self._grouped = self._grouped, None
             if self.state.seq != log.head[0]:  # the log cut back what it could not sync
                 self.state = replay_rows(before, log.read_rows(before.seq + 1, typed=True))
+                self._forget_unlogged_audit(log)
+        if conflict is not None:
+            raise self._conflict(conflict) from conflict
         if self._since_snapshot >= snapshot.EVERY and self.data_dir is not None:
             self._snapshot()
 
@@ -742,6 +748,20 @@ class Engine:
                 self.audit.checkpoint()
             except TrustledgerError as err:
                 self.notices.append(f"%AUDIT-3-CHECKPOINT: no checkpoint signed: {err.text}")
+
+    def _forget_unlogged_audit(self, log: DeviceLog) -> None:
+        """The tree (and any checkpoint signed inside a failed group) covered events the log
+        does not hold: reopen the trail from its files, as the log is now. A checkpoint of
+        such events must never be written out: another history may take those seqs."""
+        if self.audit is None:
+            return
+        try:
+            self._open_audit(log, create=False)
+        except (TrustledgerError, LogError) as err:
+            self.audit = None
+            log.on_mark = None
+            self.ports.say(f"%AUDIT-3-CHECKPOINT: the audit trail is closed until the next "
+                           f"open: {err.text}\n")
 
     def _create_audit_key(self) -> None:
         """Make, seal and record the audit key. If it cannot be (a keystore or log write

@@ -55,6 +55,7 @@ class SharedLog:
         self._marked_at = time.monotonic()
         self._marked = store.head[0]
         self._broken: LogWriteFailed | None = None
+        self._grouped = 0  # inside group_commit(): appends are not committed yet
 
     @classmethod
     def open(cls, url: str, log_id: str, root: Path, *, kind: str | None = "device",
@@ -102,9 +103,14 @@ class SharedLog:
         except StoreUnavailable as err:
             self._broken = LogWriteFailed(_Unavailable(err.text.rstrip(".")), False)
             raise self._broken from None
+        self._mark_if_due()
+        return records
+
+    def _mark_if_due(self) -> None:
+        """The "durable now" step, at most every MARK_EVERY seconds, never inside a group
+        commit (its appends are not committed before the block ends)."""
         if time.monotonic() - self._marked_at >= MARK_EVERY:
             self.mark_head()
-        return records
 
     def refresh(self) -> None:
         self._reopen()
@@ -128,7 +134,10 @@ class SharedLog:
         raise TailMismatch("a shared store has no file positions (found by seq instead)")
 
     def mark_head(self) -> None:
-        """The "durable now" step: every append is committed when it returns, so the head is."""
+        """The "durable now" step: every append is committed when it returns, so the head is
+        (but inside a group commit, whose appends wait for its end)."""
+        if self._grouped:
+            return
         self._marked_at = time.monotonic()
         seq = self.store.head[0]
         if self.on_mark is not None and seq != self._marked and self._broken is None:
@@ -140,6 +149,7 @@ class SharedLog:
 
     @contextlib.contextmanager
     def _group(self) -> Iterator[None]:
+        self._grouped += 1
         try:
             with self.store.group_commit():
                 yield
@@ -148,6 +158,9 @@ class SharedLog:
         except StoreUnavailable as err:
             self._broken = LogWriteFailed(_Unavailable(err.text.rstrip(".")), False)
             raise self._broken from None
+        finally:
+            self._grouped -= 1
+        self._mark_if_due()
 
     @contextlib.contextmanager
     def reader(self) -> Iterator[DeviceLog]:

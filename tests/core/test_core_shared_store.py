@@ -160,3 +160,31 @@ def test_a_lost_connection_is_a_percent_line_and_the_log_takes_no_more_commands(
     assert report.damage is None
     with _open(pg_url, tmp_path / "dev") as eng:
         assert eng.state.hostname == "before" and eng.state.seq == report.head_seq
+
+
+@pytest.mark.integration
+def test_a_group_commit_refused_by_another_writer_leaves_no_phantom_checkpoint(
+        pg_url: str, tmp_path: Path) -> None:
+    """Inside a group commit the audit trail signs over events not yet committed; when the
+    store refuses the group (another engine took those seqs), no checkpoint of them may
+    survive, or the next open would find the log "rewritten" under it."""
+    from engine.errors import OperatorError
+    from tests.validation.validation_support import AT_US, Pki, Spec
+
+    pki = Pki.make("Group")
+    chain = [pki.leaf(Spec("peer.example", dns=["peer.example"])), pki.inter]
+    first = _open(pg_url, tmp_path / "a", audit=True)
+    second = _open(pg_url, tmp_path / "b")
+    try:
+        with pytest.raises(OperatorError, match="Another writer appended seq"), \
+                first.group_commit():
+            first.validate_peer(chain, "any", AT_US)
+            assert first.audit is not None and first.audit.size == first.state.seq
+            run(second, "configure", "hostname from-b", "commit", "end")
+        assert first.state.hostname == "from-b"
+        assert [r.type for r in first.log.read()][-1] == "ConfigurationCommitted"  # type: ignore[union-attr]
+    finally:
+        first.close()
+        second.close()
+    with _open(pg_url, tmp_path / "a", audit=True) as again:  # the trail is the log's
+        assert again.audit is not None and again.audit.size == again.state.seq
