@@ -612,6 +612,8 @@ def _import_target(args: argparse.Namespace, kind: str) -> Iterator[tuple[Any, s
     if kind not in ("device", "ca"):
         raise CommandLineError(Reason.INVALID_VALUE, f"A {kind} log is not kept in a shared "
                                "store: import it into a data directory (--data DIR).")
+    if root is not None and root.is_dir():
+        _refuse_own_log(root)  # before the import: DIR could not be bound after it
     with PostgresEventStore.open(binding.url, binding.device, kind=kind) as store, \
             store.group_commit():
         yield store, f"device {binding.device} in {binding.shown}"

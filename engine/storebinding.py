@@ -14,15 +14,16 @@ Rules
   error and change nothing; so is `--store` on a directory whose own file log holds events
   (copy it with `trustledger log export DIR | trustledger log import --store URL --device ID`).
 - A device ID is 1-128 printable ASCII characters without spaces (it is the stream's log id).
+
+A `show` over a file log imports this module for its names only: json and urllib are loaded
+by the functions that read or write a binding.
 """
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 from engine.errors import OperatorError, Reason
 
@@ -51,6 +52,8 @@ class Binding:
 
 def redact(url: str) -> str:
     """`url` without a password (in the authority or as a `password=` parameter)."""
+    from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
+
     parts = urlsplit(url)
     netloc = parts.netloc
     if "@" in netloc:
@@ -64,6 +67,8 @@ def redact(url: str) -> str:
 
 def check_url(url: str) -> str:
     """`url` if it is a PostgreSQL URL; BindingError (naming it without a password) if not."""
+    from urllib.parse import urlsplit
+
     try:
         scheme = urlsplit(url).scheme
     except ValueError:
@@ -83,6 +88,8 @@ def check_device(device: str) -> str:
 
 def recorded(root: Path) -> Binding | None:
     """The binding `root/STORE` records (its URL has no password), or None."""
+    import json
+
     path = root / STORE_FILE
     try:
         obj = json.loads(path.read_text(encoding="utf-8"))
@@ -136,6 +143,8 @@ def record(root: Path, binding: Binding) -> None:
     if recorded(root) is not None:
         return
     refuse_own_log(root)
+    import json
+
     body = json.dumps({"store": binding.shown, "device": binding.device}) + "\n"
     tmp = root / (STORE_FILE + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
