@@ -109,7 +109,8 @@ def _parser(command: str | None = None) -> argparse.ArgumentParser:
 
 
 STORE_HELP = ("the device's log is its stream in this PostgreSQL store (default: "
-              "$TRUSTLEDGER_STORE, else what DIR/STORE records); no password is recorded")
+              "$TRUSTLEDGER_STORE, else what DIR/STORE records); no password is recorded: "
+              "give it in PGPASSWORD or ~/.pgpass (one in the URL shows in the process list)")
 DEVICE_HELP = "the device ID (its stream) in --store (default: what DIR/STORE records)"
 
 
