@@ -356,9 +356,10 @@ class PostgresEventStore:
                   [r.at for r in records], [_text(r.actor) for r in records],
                   [_text(r.correlation) for r in records], cores,
                   [r.prev for r in records], [r.hash for r in records])
-        pid = self._conn.info.backend_pid
+        conn = self._connection()
+        pid = conn.info.backend_pid
         try:
-            self._conn.execute(_APPEND, params, prepare=True)
+            conn.execute(_APPEND, params, prepare=True)
         except pg_errors.UniqueViolation:
             raise StreamConflict(self.log_id, first) from None
         except psycopg.OperationalError as e:
