@@ -1,4 +1,5 @@
-"""A DER walker for the PKCS#10 requests SCEP peers send: the fast path of `parse_csr`.
+"""A DER walker for the PKCS#10 requests SCEP peers send and their subject names: the fast
+paths of `parse_csr` and of the CA's `profile.name_from_der`.
 
 Theory of operation. `parse_csr` (engine/scep/csr.py) checks a request with asn1crypto (the
 subject's values, each attribute) before cryptography loads it; asn1crypto builds an object
@@ -19,6 +20,11 @@ For anything else (another string type, an e-mail address or domainComponent, an
 attribute, a value that does not decode) `read_request` returns None and `parse_csr` runs the
 full parser, which also words the errors. So the fast path never accepts what the full parser
 refuses, and for what it accepts it yields the same values (tests/scep/test_scep_fastcsr.py).
+
+`read_name` rebuilds a requested subject as the CA's profile does with asn1crypto (each value
+keeps its string type; a value of an attribute asn1crypto does not know is written back as a
+UTF8String, as asn1crypto's `Any` gives the profile no type), for the same three string types;
+None for any other name.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from dataclasses import dataclass
 
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
+from cryptography.x509.name import _ASN1Type
 from cryptography.x509.oid import AttributeOID
 
 from engine.scep._der import _PARSE_ERRORS
@@ -40,6 +47,8 @@ OID_EXTENSION_REQUEST = "1.2.840.113549.1.9.14"
 # The string types read here, decoded as asn1crypto decodes them (core.PrintableString is
 # latin-1, IA5String ASCII, UTF8String UTF-8); all three are DirectoryString choices.
 _DECODINGS = {0x13: "latin-1", 0x16: "ascii", 0x0C: "utf-8"}
+_TYPES = {0x13: _ASN1Type.PrintableString, 0x16: _ASN1Type.IA5String,
+          0x0C: _ASN1Type.UTF8String}
 # Name attributes whose values asn1crypto reads as a DirectoryString, and all it knows.
 _KNOWN = asn1_x509.NameType._map  # dotted OID -> asn1crypto's name for it
 _DIRECTORY_STRING = frozenset(
@@ -88,10 +97,36 @@ def _read(der: bytes, check_extensions: ExtensionCheck) -> RawRequest:
 
 def _check_subject(der: bytes, start: int, stop: int) -> None:
     """RDNSequence: every RDN non-empty, every value a string `_der.to_name` accepts."""
+    for rdn in _rdns(der, start, stop):
+        for oid, _, text in rdn:
+            x509.NameAttribute(x509.ObjectIdentifier(oid), text)
+
+
+def read_name(der: bytes) -> x509.Name | None:
+    """The Name (DER) `der` as `profile.name_from_der` builds it, or None if it is not the
+    plain shape (see the module docstring)."""
+    try:
+        start, stop = _expect(der, 0, len(der), _SEQUENCE)
+        if stop != len(der):
+            raise _Shape
+        return x509.Name([x509.RelativeDistinguishedName([
+            x509.NameAttribute(x509.ObjectIdentifier(oid), text,
+                               _type=_TYPES[tag] if oid in _KNOWN else _ASN1Type.UTF8String)
+            for oid, tag, text in rdn]) for rdn in _rdns(der, start, stop)])
+    except (_Shape, *_PARSE_ERRORS):
+        return None
+
+
+def _rdns(der: bytes, start: int, stop: int) -> list[list[tuple[str, int, str]]]:
+    """The RDNs of an RDNSequence's contents as (OID, tag, text) each: every RDN non-empty,
+    every value one of the three string types, of an attribute whose asn1crypto type is
+    DirectoryString or that asn1crypto does not know."""
+    rdns = []
     for tag, _, rdn_start, rdn_end in _children(der, start, stop):
         avas = _children(der, rdn_start, rdn_end)
         if tag != _SET or not avas:
             raise _Shape
+        rdn = []
         for ava_tag, _, ava_start, ava_end in avas:
             parts = _children(der, ava_start, ava_end)
             if ava_tag != _SEQUENCE or len(parts) != 2 or parts[0][0] != _OID:
@@ -99,7 +134,9 @@ def _check_subject(der: bytes, start: int, stop: int) -> None:
             oid = oid_text(der[parts[0][2]:parts[0][3]])
             if oid in _KNOWN and oid not in _DIRECTORY_STRING:
                 raise _Shape  # e-mail, domainComponent, ...: asn1crypto has its own rules
-            x509.NameAttribute(x509.ObjectIdentifier(oid), _text(der, parts[1]))
+            rdn.append((oid, parts[1][0], _text(der, parts[1])))
+        rdns.append(rdn)
+    return rdns
 
 
 def _attributes(der: bytes, start: int, stop: int, check_extensions: ExtensionCheck,

@@ -12,10 +12,11 @@ from cryptography.hazmat.primitives import serialization
 from hypothesis import given
 from hypothesis import strategies as st
 
+from engine.ca import profile
 from engine.ca.profile import requested_extensions
 from engine.scep import Credential, ScepError, build_csr, parse_csr
 from engine.scep import csr as csr_module
-from engine.scep._fastcsr import RawRequest, read_request
+from engine.scep._fastcsr import RawRequest, read_name, read_request
 from engine.scep.csr import CertificationRequest
 from engine.scep.request import parse_request
 from tests.scep import raw_der as R
@@ -184,3 +185,57 @@ def test_plain_requests_read_the_same_with_and_without_the_fast_path(
         subject: bytes, attributes: list[bytes]) -> None:
     der = R.csr(pki().client_key, subject, attributes)
     assert _outcome(der) == _slow(der)
+
+
+# -- the CA's profile.name_from_der: the subject it writes into the certificate it issues
+
+
+def _profile_name(der: bytes) -> tuple[object, ...]:
+    """What name_from_der gives (its DER, with each value's string type), or the error."""
+    try:
+        built = profile.name_from_der.__wrapped__(der)
+    except (ValueError, TypeError, KeyError) as e:
+        return ("refused", type(e), str(e))
+    return (built.public_bytes(), [(a.oid, a.value, a._type) for a in built])
+
+
+def _profile_name_slow(der: bytes) -> tuple[object, ...]:
+    saved = profile.read_name
+    profile.read_name = lambda der: None  # type: ignore[assignment]
+    try:
+        return _profile_name(der)
+    finally:
+        profile.read_name = saved
+
+
+NAMES = {
+    "ours": name("router1.example.com").public_bytes(),
+    "three-types": R.name([(CN, 0x13, b"r1")], [("2.5.4.10", 0x0C, "Zürich".encode())],
+                          [("2.5.4.11", 0x16, b"ops")], [("2.5.4.6", 0x13, b"CH")]),
+    "ios-unstructured": R.name([("1.2.840.113549.1.9.2", 0x16, b"r1.example.com"),
+                                ("1.2.840.113549.1.9.8", 0x13, b"192.0.2.1")]),
+    "multi-valued-rdn": R.name([(CN, 0x13, b"r1"), ("2.5.4.5", 0x13, b"FTX1")]),
+    "empty": R.tlv(0x30, b""),
+}
+
+
+@pytest.mark.parametrize("case", sorted(NAMES))
+def test_the_profile_builds_the_same_subject_with_the_walker(case: str) -> None:
+    der = NAMES[case]
+    assert read_name(der) is not None  # the fast path ran
+    assert _profile_name(der) == _profile_name_slow(der)
+
+
+@pytest.mark.parametrize("der", [R.name([(CN, 0x14, b"r1")]), R.name([(CN, 0x1E, b"\x00r")]),
+                                 R.name([("1.2.840.113549.1.9.1", 0x16, b"a@b.example")]),
+                                 R.name([(CN, 0x02, b"\x01")]), R.tlv(0x30, R.tlv(0x31, b"")),
+                                 R.name([("2.5.4.6", 0x13, b"USA")]), R.cn("r1") + b"\x00"])
+def test_other_names_are_built_by_asn1crypto(der: bytes) -> None:
+    assert read_name(der) is None
+    assert _profile_name(der) == _profile_name_slow(der)
+
+
+@STRUCTURED
+@given(der=_plain_names)
+def test_random_names_build_the_same_with_and_without_the_walker(der: bytes) -> None:
+    assert _profile_name(der) == _profile_name_slow(der)
