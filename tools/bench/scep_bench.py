@@ -431,6 +431,7 @@ class _Pending:
     cipher: str | None
     recipient: bytes | None  # the requester's certificate, DER
     peer: str
+    enveloped_to: bytes | None  # which of our CA certificates the request was enveloped to
 
     @property
     def reply_to(self) -> object:
@@ -459,7 +460,9 @@ def _pool_begin(message: bytes, peer: str) -> tuple[str, object, object]:
                        None if r.message_type is None else int(r.message_type),
                        None if r.cipher is None else r.cipher.name,
                        None if r.recipient is None
-                       else r.recipient.public_bytes(serialization.Encoding.DER), peer)
+                       else r.recipient.public_bytes(serialization.Encoding.DER), peer,
+                       None if step.request.recipient is None
+                       else step.request.recipient.public_bytes(serialization.Encoding.DER))
     return "ask", pending, encode_query(step.query)
 
 
@@ -468,8 +471,11 @@ def _pool_finish(pending: _Pending, answer: dict[str, object]) -> bytes:
     from engine.ca.queries import decode_answer
     from engine.ca.scep_frontend import Ask
 
-    ask = Ask(pending, None, pending.peer)  # type: ignore[arg-type]  # finish reads reply_to
-    certrep: bytes = _POOL["responder"].finish(ask, decode_answer(answer))
+    responder = _POOL["responder"]
+    signer = responder._signer_for(None if pending.enveloped_to is None
+                                   else x509.load_der_x509_certificate(pending.enveloped_to))
+    ask = Ask(pending, None, pending.peer, signer)  # type: ignore[arg-type]  # finish reads reply_to
+    certrep: bytes = responder.finish(ask, decode_answer(answer))
     return certrep
 
 
