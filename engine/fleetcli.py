@@ -29,7 +29,7 @@ from urllib.parse import urlsplit, urlunsplit
 from engine.cli import CommandLineError
 from engine.errors import Reason
 from engine.fleet.names import name_key
-from engine.fleet.rows import STATES
+from engine.fleet.queries import STATES
 
 FLEET_HELP = "views across a fleet's devices in a PostgreSQL store"
 STORE_HELP = "the store, postgresql://USER@HOST:PORT/DB (default: $TRUSTLEDGER_STORE)"

@@ -22,10 +22,11 @@ reader following `position` never skips an event committed late (events/pgstore.
 
 Device states are a cache, never the truth: a device whose state the follower does not hold
 at exactly the seq its row says (a new process, an evicted entry, another follower's step)
-is rebuilt from its own events up to that seq (`_rebuild`), read from the store. Only a
-committed step updates the cache. The cached states are `slim`: the commit history and the
-logging buffer, which the views do not use and no fold reads back, are dropped. A CA's log (kind `ca`) is counted (events, last event
-time) but not folded: its events are the CA's, not a device's.
+is rebuilt from its own events up to that seq (engine/fleet/devices.py `rebuild`), read
+from the store. Only a committed step updates the cache. The cached states are `slim`: the
+commit history and the logging buffer, which the views do not use and no fold reads back,
+are dropped. A CA's log (kind `ca`) is counted (events, last event time) but not folded:
+its events are the CA's, not a device's.
 """
 
 from __future__ import annotations
@@ -34,17 +35,15 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
-
-import msgpack
+from typing import TYPE_CHECKING, Any
 
 from engine.fleet.names import name_key
 from engine.fleet.queries import FleetAnswer
-from engine.fleet.rows import DeviceRows, device_rows
 from engine.fleet.schema import ensure_fleet_schema
-from engine.state import CommitHistory, DeviceState, replay_rows, with_state
 from events.pgstore import GlobalRow, connect, read_all, wait_for_append
-from events.registry import event_from
+
+if TYPE_CHECKING:
+    from engine.fleet.devices import Device
 
 BATCH = 10_000  # events read and folded per transaction
 CACHE = 20_000  # device states kept between steps (a miss rebuilds one from its events)
@@ -67,16 +66,6 @@ class _Moved(Exception):
     """Another follower moved the position between the read and the lock."""
 
 
-@dataclass(slots=True)
-class _Device:
-    kind: str
-    seq: int
-    last_at: int
-    state: DeviceState | None  # None for a CA log
-    rows: DeviceRows
-
-
-_EMPTY = DeviceRows((), ())
 
 
 class FleetFollower:
@@ -87,7 +76,7 @@ class FleetFollower:
         self.url, self.name, self.batch, self.cache_size = url, name, batch, cache
         self._reader = connect(url)
         self._writer = connect(url)
-        self._cache: OrderedDict[str, _Device] = OrderedDict()
+        self._cache: OrderedDict[str, Device] = OrderedDict()
         try:
             found = self._writer.execute(
                 "SELECT to_regclass('trustledger_events') IS NOT NULL").fetchone()
@@ -175,6 +164,8 @@ class FleetFollower:
         by_log: dict[str, list[GlobalRow]] = {}
         for r in rows:
             by_log.setdefault(r.log_id, []).append(r)
+        from engine.fleet.devices import fold  # the device folds: loaded when there is work
+
         w = self._writer
         with w.transaction():
             row = w.execute("SELECT position FROM trustledger_fleet_position WHERE name = %s "
@@ -186,7 +177,7 @@ class FleetFollower:
             for log_id, mine in by_log.items():
                 dev = devices[log_id]
                 before = dev.rows
-                _fold(dev, [r for r in mine if r.record.seq > dev.seq])
+                fold(dev, [r for r in mine if r.record.seq > dev.seq])
                 if dev.rows != before:
                     changed.append(log_id)
             _write(w, devices, changed)
@@ -195,10 +186,12 @@ class FleetFollower:
         self._remember(devices)
         return Applied(rows[-1].position, tuple((r.log_id, r.record.seq) for r in rows))
 
-    def _load(self, log_ids: list[str]) -> dict[str, _Device]:
+    def _load(self, log_ids: list[str]) -> dict[str, Device]:
         """Each log's device as the views hold it now (inside the step's transaction): the
         cached one if it is at the seq the views say, else rebuilt. Copies: the cache
         changes only once the step commits."""
+        from engine.fleet.devices import Device, rebuild
+
         w = self._writer
         held = {r[0]: (str(r[1]), int(r[2]), int(r[3])) for r in w.execute(
             "SELECT device, kind, seq, last_at FROM trustledger_fleet_devices "
@@ -206,26 +199,22 @@ class FleetFollower:
         kinds = {r[0]: str(r[1]) for r in w.execute(
             "SELECT log_id, kind FROM trustledger_logs WHERE log_id = ANY(%s)",
             ([i for i in log_ids if i not in held],))}
-        out: dict[str, _Device] = {}
+        out: dict[str, Device] = {}
         stale: dict[str, int] = {}
         for log_id in log_ids:
             kind, seq, last_at = held.get(log_id) or (kinds.get(log_id, "device"), 0, 0)
             got = self._cache.get(log_id)
             if got is not None and got.seq == seq:
-                out[log_id] = _Device(got.kind, got.seq, got.last_at, got.state, got.rows)
-            elif kind != "device":
-                out[log_id] = _Device(kind, seq, last_at, None, _EMPTY)
-            elif seq == 0:
-                out[log_id] = _Device(kind, 0, 0, DeviceState(), _EMPTY)
+                out[log_id] = got.copy()
             else:
-                stale[log_id] = seq
-                out[log_id] = _Device(kind, seq, last_at, None, _EMPTY)
-        for log_id, state in _rebuild(w, stale).items():
-            out[log_id].state = state
-            out[log_id].rows = device_rows(state)
+                out[log_id] = Device.start(kind, seq, last_at)
+                if kind == "device" and seq:
+                    stale[log_id] = seq
+        for log_id, state in rebuild(w, stale).items():
+            out[log_id].set_state(state)
         return out
 
-    def _remember(self, devices: dict[str, _Device]) -> None:
+    def _remember(self, devices: dict[str, Device]) -> None:
         for log_id, dev in devices.items():
             self._cache[log_id] = dev
             self._cache.move_to_end(log_id)
@@ -236,51 +225,7 @@ class FleetFollower:
 # -- folding and writing ---------------------------------------------------------------------
 
 
-def _fold(dev: _Device, rows: list[GlobalRow]) -> None:
-    if not rows:
-        return
-    last = rows[-1].record
-    dev.seq, dev.last_at = last.seq, last.at
-    if dev.state is None:  # a CA log: counted, not folded
-        return
-    dev.state = slim(replay_rows(dev.state, (_typed(r.record) for r in rows)))
-    dev.rows = device_rows(dev.state)
-
-
-def slim(state: DeviceState) -> DeviceState:
-    """The state the follower keeps of a device: without its last 100 commits and its
-    `show logging` buffer, which no fold reads back (they are only pushed and appended to)
-    and no view shows: a tenth of the memory (measured: ~5 KB against ~64 KB a device)."""
-    return with_state(state, commits=CommitHistory((), (), state.commits.count), messages=())
-
-
-def _typed(rec: Any) -> tuple[Any, ...]:
-    """A Recorded as `replay_rows` takes a typed row."""
-    return (rec.seq, rec.stream, rec.type, rec.v, rec.at, rec.actor, rec.correlation,
-            rec.event, rec.hash)
-
-
-def _rebuild(conn: Any, upto: dict[str, int]) -> dict[str, DeviceState]:
-    """Device states folded from their own events, each up to the seq given: one query for
-    all of them. The stored core is `[seq, stream, type, v, at, actor, correlation,
-    payload]` (events/codec.py), decoded as the file log decodes its rows."""
-    if not upto:
-        return {}
-    ids, seqs = list(upto), [upto[i] for i in upto]
-    cur = conn.execute(
-        "SELECT e.log_id, e.core, e.hash FROM trustledger_events e "
-        "JOIN unnest(%s::text[], %s::bigint[]) AS d(log_id, upto) "
-        "ON e.log_id = d.log_id AND e.seq <= d.upto ORDER BY e.log_id, e.seq", (ids, seqs))
-    grouped: dict[str, list[tuple[Any, ...]]] = {i: [] for i in ids}
-    for log_id, core, h in cur:
-        seq, stream, typ, v, at, actor, corr, payload = msgpack.unpackb(
-            bytes(core), raw=False, use_list=False, strict_map_key=True)
-        grouped[log_id].append((seq, stream, typ, v, at, actor, corr,
-                                event_from(typ, v, dict(payload)), bytes(h)))
-    return {i: slim(replay_rows(DeviceState(), rows)) for i, rows in grouped.items()}
-
-
-def _write(conn: Any, devices: dict[str, _Device], changed: Iterable[str]) -> None:
+def _write(conn: Any, devices: dict[str, Device], changed: Iterable[str]) -> None:
     """Upsert every touched device's row; replace the trustpoint and certificate rows of
     those whose rows changed."""
     with conn.cursor() as cur:

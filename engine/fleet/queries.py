@@ -11,6 +11,11 @@ from engine.fleet.names import name_key
 
 DAY_US = 86_400 * 1_000_000
 
+STATES = ("declared", "authenticated", "enrolling", "enrolled", "revoked")
+"""The trustpoint states `fleet trustpoints --state` takes: the trustpoint machine's
+(engine/machines/trustpoint.py Lifecycle; spelled out here so that a query does not load the
+machines; tests/fleet/test_fleet_views.py checks they agree)."""
+
 
 @dataclass(frozen=True, slots=True)
 class FleetCertificate:

@@ -21,7 +21,6 @@ from datetime import UTC
 from cryptography import x509
 
 from engine.certids import ios_name, ios_serial
-from engine.machines.trustpoint import Lifecycle
 from engine.state import DeviceState
 from engine.trustpoints import status_of, trustpoint_names
 
@@ -87,7 +86,3 @@ def device_rows(state: DeviceState) -> DeviceRows:
         for c in st.certificates:
             certs.append(_certificate(name, "router", c.der, c.revoked_at is not None))
     return DeviceRows(tuple(tps), tuple(certs))
-
-
-STATES = tuple(s.value for s in Lifecycle)
-"""The trustpoint states `fleet trustpoints --state` takes (the lifecycle machine's)."""

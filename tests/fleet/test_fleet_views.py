@@ -18,6 +18,7 @@ from engine.certids import ios_name, ios_serial
 from engine.cli import main
 from engine.fleet import queries
 from engine.fleet.follower import FleetFollower
+from engine.machines.trustpoint import Lifecycle
 from engine.ports import FakeClock
 from engine.trustpoints import status_of, trustpoint_names
 from tests.fleet.fleet_support import DAY_US, Fleet, build_fleet, interleaved, load
@@ -109,6 +110,10 @@ def test_expiring_takes_what_ends_within_the_window(store: str) -> None:
     assert _ask(store, queries.certificates, now_us=now, within_us=9 * DAY_US).rows == ()
     after_all = _ask(store, queries.certificates, now_us=ca + DAY_US, within_us=0).rows
     assert len(after_all) == len(everything)  # expired ones are listed too
+
+
+def test_the_states_a_query_takes_are_the_machines() -> None:
+    assert tuple(s.value for s in Lifecycle) == queries.STATES
 
 
 def test_state_filter(store: str) -> None:
