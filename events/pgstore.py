@@ -531,7 +531,11 @@ def read_all(conn: psycopg.Connection[Any], after: int, limit: int) -> list[Glob
     stopping before the first one whose transaction is not older than every running one
     (see the module docstring): a reader that follows the last position it got never skips
     an event committed late. Each row's hash is checked over its stored core."""
-    rows = conn.execute(_READ_ALL, (after, limit), prepare=True).fetchall()
+    with _translated(redacted_url_of(conn), "read the events"):
+        try:
+            rows = conn.execute(_READ_ALL, (after, limit), prepare=True).fetchall()
+        except pg_errors.UndefinedTable:
+            return []  # no log was ever opened there: nothing to read yet
     out: list[GlobalRow] = []
     unpack, sha256 = msgpack.unpackb, hashlib.sha256
     for position, log_id, settled, seq, core, prev, h in rows:
@@ -547,24 +551,25 @@ def read_all(conn: psycopg.Connection[Any], after: int, limit: int) -> list[Glob
     return out
 
 
+_LISTENING: weakref.WeakSet[psycopg.Connection[Any]] = weakref.WeakSet()  # LISTENing already
+
+
 def wait_for_append(conn: psycopg.Connection[Any], timeout_s: float) -> bool:
     """Block until some log is appended to (a NOTIFY on `CHANNEL`) or `timeout_s` passes;
     True if woken by an append. The first call LISTENs on `conn` (which must then be used
     for nothing but `read_all` and this); notifications that arrived since the last call
     count at once. Then read by position: a notification carries no data."""
-    if conn not in _LISTENING:
-        conn.execute(f"LISTEN {CHANNEL}")
-        _LISTENING.add(conn)
-    woken = False
-    for _ in conn.notifies(timeout=timeout_s, stop_after=1):
-        woken = True
-    if woken:  # drain what else is queued: one wake-up covers them all
-        for _ in conn.notifies(timeout=0):
-            pass
+    with _translated(redacted_url_of(conn), "wait for appends"):
+        if conn not in _LISTENING:
+            conn.execute(f"LISTEN {CHANNEL}")
+            _LISTENING.add(conn)
+        woken = False
+        for _ in conn.notifies(timeout=timeout_s, stop_after=1):
+            woken = True
+        if woken:  # drain what else is queued: one wake-up covers them all
+            for _ in conn.notifies(timeout=0):
+                pass
     return woken
-
-
-_LISTENING: weakref.WeakSet[psycopg.Connection[Any]] = weakref.WeakSet()
 
 
 class Notifier:
@@ -578,8 +583,7 @@ class Notifier:
         _LISTENING.add(self.conn)
 
     def wait(self, timeout_s: float) -> bool:
-        with _translated(redacted_url_of(self.conn), "wait for appends"):
-            return wait_for_append(self.conn, timeout_s)
+        return wait_for_append(self.conn, timeout_s)
 
     def close(self) -> None:
         self.conn.close()
