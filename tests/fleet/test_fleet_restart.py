@@ -154,3 +154,17 @@ def test_an_event_committed_late_is_not_skipped(pg_url: str) -> None:
     finally:
         early.close()
         late.close()
+
+
+def test_two_followers_taking_turns_end_as_one_run(
+        pg_url: str, fleet: Fleet, reference: dict[str, list[tuple[Any, ...]]]) -> None:
+    """A `fleet follow` and a query's catch-up side by side: each folds what the other has
+    not, and a device state one holds is behind once the other folded that device's later
+    events (it is rebuilt from the store, not folded on top of the old one)."""
+    load(pg_url, interleaved(fleet))
+    with FleetFollower(pg_url, batch=5) as a, FleetFollower(pg_url, batch=3) as b:
+        turn = [a, b]
+        while any([f.step() is not None for f in turn]):
+            turn.reverse()
+        assert a.position == b.position
+    assert _views(pg_url) == reference
