@@ -95,10 +95,13 @@ def test_a_step_that_dies_before_its_commit_changes_nothing(
 
 
 _KILLED = textwrap.dedent("""
-    import sys, threading
+    import sys, threading, time
     from engine.fleet.follower import FleetFollower
+    def stepped(applied):
+        print(applied.position, flush=True)
+        time.sleep(0.05)  # so that the kill finds it mid-way, not done
     with FleetFollower(sys.argv[1], batch=3) as f:
-        f.follow(threading.Event(), on_step=lambda a: print(a.position, flush=True))
+        f.follow(threading.Event(), on_step=stepped)
 """)
 
 
