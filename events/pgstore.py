@@ -55,10 +55,17 @@ the server and a subtransaction (the function's EXCEPTION block, which releases 
 the INSERT fails). What readers give up: a transaction that stays open holding an id (anywhere
 in the cluster) holds back every reader's xmin, so the fleet's views lag behind it (never skip).
 
-Notifications: the function sends `NOTIFY trustledger_events, '<log_id>'` in the same
-transaction, so a notification is delivered if and only if the append committed; subscribers
-(`wait_for_append`) wake on it and then read by position. A notification is a wake-up, never
-data: a subscriber that misses one (it was not connected) reads by position anyway.
+Notifications: once an append has committed, the store sends `NOTIFY trustledger_events,
+'<log_id>'` as a statement of its own; subscribers (`wait_for_append`) wake on it and then read
+by position. A notification is a wake-up, never data: a subscriber that misses one reads by
+position anyway at its next wake-up or timeout. Why not NOTIFY inside the append's transaction
+(which would make a notification exactly as certain as the commit): PostgreSQL serializes the
+commits of notifying transactions (a database-wide lock taken before the commit and held until
+after its WAL flush, so that notifications queue in commit order), which took 50 concurrent
+writers from ~2,400 to ~330 commits/s (tools/bench/pg_append_bench.py). Sent after the commit,
+a notification costs a second round-trip and a short critical section with no flush in it; the
+price is that a writer killed between its COMMIT and its NOTIFY leaves subscribers to find its
+events at their next wake-up (another append's, or their poll timeout).
 
 Connection trouble is a `StoreUnavailable` (a `LogError`) with a sentence, never a psycopg
 traceback. A connection that drops during an append leaves the batch in doubt (the COMMIT may
@@ -72,7 +79,7 @@ import contextlib
 import hashlib
 import time
 import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -94,6 +101,8 @@ CONNECT_TIMEOUT_S = 10
 READ_PAGE = 1000  # rows per round-trip when a log is read
 _LOCK = 0x74726C706F736E  # the advisory lock key of position assignment ("trlposn")
 _SCHEMA_LOCK = 0x74726C736368  # the advisory lock key of ensure_schema ("trlsch")
+KEEPALIVES = {"keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 3,
+              "keepalives_count": 3}
 _SETTLE_S = 10.0  # how long a reconnecting store waits for the old backend to end
 
 _SCHEMA = f"""
@@ -143,7 +152,6 @@ BEGIN
         RAISE;
     END;
     PERFORM pg_advisory_unlock({_LOCK});
-    PERFORM pg_notify('{CHANNEL}', p_log);
     RETURN last_position;
 END
 $fn$;
@@ -151,6 +159,7 @@ $fn$;
 
 _APPEND = ("SELECT trustledger_append_v1(%s, %s, %s::text[], %s::int[], %s::bigint[], "
            "%s::text[], %s::text[], %s::bytea[], %s::bytea[], %s::bytea[])")
+_NOTIFY = "SELECT pg_notify(%s, %s)"
 _READ_LOG = ("SELECT position, seq, type, v, at, actor, correlation, core, prev, hash "
              "FROM trustledger_events WHERE log_id = %s AND seq >= %s AND seq <= %s "
              "ORDER BY seq LIMIT %s")
@@ -211,10 +220,20 @@ def _why(e: psycopg.Error) -> str:
 def connect(url: str) -> psycopg.Connection[Any]:
     """The one way this module connects: autocommit (every statement is its own transaction
     unless a block says otherwise), a connect timeout, `application_name=trustledger` (it
-    names our sessions in pg_stat_activity). StoreUnavailable if it cannot."""
+    names our sessions in pg_stat_activity), TCP keepalives (a server that vanished without
+    closing the connection, a cut network, is noticed in about 20 s instead of never).
+    Settings the URL gives win. StoreUnavailable if it cannot connect."""
     try:
-        return psycopg.connect(url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S,
-                               application_name=APPLICATION_NAME)
+        given = conninfo_to_dict(url)
+    except psycopg.Error:  # its text quotes the URL, password and all
+        raise StoreUnavailable("Cannot open the event store: the store URL is not a "
+                               "PostgreSQL connection URL (postgresql://USER@HOST:PORT/DB).",
+                               sentence=True) from None
+    defaults: dict[str, Any] = {"connect_timeout": CONNECT_TIMEOUT_S,
+                                "application_name": APPLICATION_NAME, **KEEPALIVES}
+    try:
+        return psycopg.connect(url, autocommit=True,
+                               **{k: v for k, v in defaults.items() if k not in given})
     except psycopg.Error as e:
         raise StoreUnavailable(f"Cannot open the event store {redacted(url)}: {_why(e)}.",
                                sentence=True) from None
@@ -325,7 +344,7 @@ class PostgresEventStore:
                     raise
 
     def _commit(self, records: list[Recorded], cores: list[bytes]) -> None:
-        """One statement, one transaction: the rows, their positions, the notification."""
+        """One statement, one transaction: the rows and their positions; then the wake-up."""
         first = records[0].seq
         params = (self.log_id, first, [r.type for r in records], [r.v for r in records],
                   [r.at for r in records], [_text(r.actor) for r in records],
@@ -342,6 +361,17 @@ class PostgresEventStore:
             raise LogError(f"The event store {redacted(self.url)} refused the append to "
                            f"{self.log_id}: {_why(e)}.", sentence=True) from None
         self._durable = records[-1].seq, records[-1].hash
+        self._notify()
+
+    def _notify(self) -> None:
+        """Wake the subscribers (after the commit: see the module docstring). A failure here
+        fails nothing (the batch is committed); the next append reconnects first."""
+        try:
+            self._conn.execute(_NOTIFY, (CHANNEL, self.log_id), prepare=True)
+        except psycopg.Error:
+            self._stale = True
+            with contextlib.suppress(psycopg.Error):
+                self._conn.close()
 
     def _in_doubt(self, cause: psycopg.Error, pid: int, last: Recorded) -> None:
         """The connection dropped during an append: did it commit? Reconnect, wait for the
@@ -369,16 +399,20 @@ class PostgresEventStore:
                                f"append to {self.log_id} ({_why(cause)}); the append was not "
                                f"committed (the log's head is seq {head[0]}).", sentence=True)
 
+    def _connection(self) -> psycopg.Connection[Any]:
+        """The store's connection, connected again if a failure closed it."""
+        if self._conn.closed:
+            self._conn = connect(self.url)
+        return self._conn
+
     def _refresh_head(self) -> None:
         with _translated(self.url, "read the event log head"):
-            if self._conn.closed:
-                self._conn = connect(self.url)
-            self._head = self._durable = _read_head(self._conn, self.log_id)
+            self._head = self._durable = _read_head(self._connection(), self.log_id)
         self._stale = False
 
     def read(self, from_seq: int = 1) -> Iterator[Recorded]:
         """Events with seq >= from_seq up to the head as of the first step, checked."""
-        for _core, c, prev, h in self._checked(from_seq):
+        for c, prev, h in self._checked(from_seq, _decode_cores):
             yield Recorded(c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7], prev, h, [])
 
     def read_rows(self, from_seq: int = 1, *, typed: bool = False) -> Iterator[Sequence[Any]]:
@@ -386,35 +420,44 @@ class PostgresEventStore:
         payload, hash]` (with `typed`, tuples whose payload is the event, decoded by
         `events.typed` from the stored bytes), checked as `read` checks them."""
         if typed:
-            from events.typed import decode_events
-
-            for core, c, _prev, h in self._checked(from_seq):
-                try:  # the stored row as a one-row frame body: `[[*core, hash]]`
-                    yield decode_events(b"\x91\x99" + core[1:] + b"\xc4\x20" + h)[0]
-                except (ValueError, TypeError) as e:
-                    raise _corrupted(self.log_id, 0, c[0], f"undecodable event: {e}") from e
+            for row, _prev, _h in self._checked(from_seq, _decode_typed):
+                yield row
             return
-        for _core, c, _prev, h in self._checked(from_seq):
+        for c, _prev, h in self._checked(from_seq, _decode_cores):
             yield [*c, h]
 
-    def _checked(self, from_seq: int) -> Iterator[tuple[bytes, tuple[Any, ...], bytes, bytes]]:
-        """(core, decoded core, prev, hash) of each row from `from_seq` to the head, page by page,
-        each checked: numbered without gaps, chained from the row before (from GENESIS at
-        seq 1), its hash over its stored core, its column copies equal to its core."""
+    def _checked(self, from_seq: int, decode: _Decode
+                 ) -> Iterator[tuple[Sequence[Any], bytes, bytes]]:
+        """(decoded row, prev, hash) of each row from `from_seq` to the head, read a page at a
+        time and checked: numbered without gaps, chained from the row before (from GENESIS
+        at seq 1), its hash over its stored core, its column copies equal to its core.
+        `decode` turns a page of stored rows into rows whose first seven fields are the
+        core's (seq, stream, type, v, at, actor, correlation)."""
         head = self._durable[0]
         start = max(from_seq, 1)
         expect, prev = max(start - 1, 1), GENESIS if start <= 1 else None
         while expect <= head:
             with _translated(self.url, "read the event log"):
-                rows = self._conn.execute(_READ_LOG, (self.log_id, expect, head, READ_PAGE),
-                                          prepare=True).fetchall()
+                rows = self._connection().execute(
+                    _READ_LOG, (self.log_id, expect, head, READ_PAGE), prepare=True,
+                    binary=True).fetchall()
             if not rows:
                 break
-            for row in rows:
-                prev, core = _check_row(self.log_id, row, expect, prev)
-                if expect >= start:
-                    yield row[7], core, row[8], prev
-                expect += 1
+            prevs, expect, prev, damage = _check_chain(self.log_id, rows, expect, prev)
+            good = rows[:len(prevs)]  # the rows before the first broken link
+            decoded: list[Sequence[Any]] | None
+            try:
+                decoded = decode(good)
+            except (ValueError, TypeError, IndexError):
+                decoded = None  # row by row, to name the first that does not decode
+            for i, (raw, p) in enumerate(zip(good, prevs, strict=True)):
+                row = decoded[i] if decoded is not None else _decode_one(self.log_id, raw,
+                                                                         decode)
+                _check_columns(self.log_id, raw, row)
+                if raw[1] >= start:
+                    yield row, p, raw[9]
+            if damage is not None:
+                raise damage
         if expect <= head:
             raise _corrupted(self.log_id, 0, expect, f"the log ends before seq {expect} "
                              f"(its head is {head})")
@@ -429,28 +472,73 @@ class PostgresEventStore:
         self.close()
 
 
-def _check_row(log_id: str, row: Sequence[Any], expect: int,
-               prev: bytes | None) -> tuple[bytes, tuple[Any, ...]]:
-    """(the chain hash after one stored row, its decoded core), or LogCorrupted naming what
-    is wrong with it. `prev` None: the row's own stored prev is taken (a read starting
-    mid-log)."""
-    position, seq, typ, v, at, actor, corr, core, stored_prev, h = row
-    if seq != expect:
-        raise _corrupted(log_id, position, expect, f"expected seq {expect}, found seq {seq}")
-    if prev is not None and stored_prev != prev:
-        raise _corrupted(log_id, position, seq, "hash chain broken (prev)")
-    digest = hashlib.sha256(stored_prev + core).digest()
-    if digest != h:
-        raise _corrupted(log_id, position, seq, "hash chain broken")
+_Decode = Callable[[list[Any]], list[Sequence[Any]]]
+"""Stored rows `(position, seq, type, v, at, actor, correlation, core, prev, hash)` -> rows
+whose first seven fields are the core's `seq, stream, type, v, at, actor, correlation`."""
+
+
+def _check_chain(log_id: str, rows: list[Any], expect: int, prev: bytes | None
+                 ) -> tuple[list[bytes], int, bytes | None, LogCorrupted | None]:
+    """Each stored row's link, checked: seqs from `expect` on, each prev the hash before
+    (`prev` None: the first row's own stored prev is taken, a read starting mid-log), each
+    hash SHA-256 over its prev and its stored core. Returns the prevs of the rows before the
+    first that fails, the next seq, the last good hash, and that failure (None if none)."""
+    sha256 = hashlib.sha256
+    prevs: list[bytes] = []
+    for position, seq, _t, _v, _a, _ac, _c, core, stored_prev, h in rows:
+        if seq != expect:
+            why = f"expected seq {expect}, found seq {seq}"
+            return prevs, expect, prev, _corrupted(log_id, position, expect, why)
+        if prev is not None and stored_prev != prev:
+            return prevs, expect, prev, _corrupted(log_id, position, seq,
+                                                   "hash chain broken (prev)")
+        if sha256(stored_prev + core).digest() != h:
+            return prevs, expect, prev, _corrupted(log_id, position, seq, "hash chain broken")
+        prevs.append(stored_prev)
+        prev, expect = h, expect + 1
+    return prevs, expect, prev, None
+
+
+def _decode_one(log_id: str, raw: Sequence[Any], decode: _Decode) -> Sequence[Any]:
+    """One stored row decoded alone (a page that did not decode is gone through row by
+    row, to name the first row that does not)."""
     try:
-        c = msgpack.unpackb(core, raw=False, use_list=False, strict_map_key=True)
-        same = (len(c) == 8 and c[0] == seq and c[2] == typ and c[3] == v and c[4] == at
-                and _text(c[5]) == actor and _text(c[6]) == corr)
-    except Exception:
-        same = False
-    if not same:
+        return decode([raw])[0]
+    except (ValueError, TypeError, IndexError) as e:
+        raise _corrupted(log_id, raw[0], raw[1], f"undecodable event: {e}") from e
+
+
+def _check_columns(log_id: str, raw: Sequence[Any], row: Sequence[Any]) -> None:
+    """The stored row's query columns are its core's fields (NUL stored as U+FFFD)."""
+    position, seq, typ, v, at, actor, corr = raw[:7]
+    if not (row[0] == seq and row[2] == typ and row[3] == v and row[4] == at
+            and _text(row[5]) == actor and _text(row[6]) == corr):
         raise _corrupted(log_id, position, seq, "the row's columns disagree with its core")
-    return digest, c
+
+
+def _decode_cores(rows: list[Any]) -> list[Sequence[Any]]:
+    """Each row's core, decoded as the file log decodes a row (arrays as tuples)."""
+    unpack = msgpack.unpackb
+    out = [unpack(r[7], raw=False, use_list=False, strict_map_key=True) for r in rows]
+    for c in out:
+        if type(c) is not tuple or len(c) != 8:
+            raise ValueError("a core is not an 8-element array")
+    return out
+
+
+def _decode_typed(rows: list[Any]) -> list[Sequence[Any]]:
+    """The rows as `events.typed.decode_events` gives a frame's: the page is laid out as the
+    file log's frame body `[[*core, hash], ...]` (a core is `0x98 elements`, a stored row
+    `0x99 elements 0xc4 0x20 hash`) and decoded in one call, straight into events."""
+    from events.typed import decode_events
+
+    parts = [b"\xdd" + len(rows).to_bytes(4, "big")]
+    for r in rows:
+        core = r[7]
+        if core[:1] != b"\x98":
+            raise ValueError("a core is not an 8-element array")
+        parts += (b"\x99", core[1:], b"\xc4\x20", r[9])
+    return decode_events(b"".join(parts))
 
 
 def _read_head(conn: psycopg.Connection[Any], log_id: str) -> tuple[int, bytes]:
@@ -473,7 +561,8 @@ def _settle(conn: psycopg.Connection[Any], pid: int) -> None:
     transaction is then over, committed or rolled back, and a read tells which."""
     deadline = time.monotonic() + _SETTLE_S
     while conn.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s", (pid,)).fetchone():
-        conn.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        with contextlib.suppress(pg_errors.InsufficientPrivilege):  # then it ends by itself
+            conn.execute("SELECT pg_terminate_backend(%s)", (pid,))
         if time.monotonic() > deadline:
             raise StoreUnavailable(f"The event store's backend {pid} does not end.",
                                    sentence=True)
@@ -533,7 +622,7 @@ def read_all(conn: psycopg.Connection[Any], after: int, limit: int) -> list[Glob
     an event committed late. Each row's hash is checked over its stored core."""
     with _translated(redacted_url_of(conn), "read the events"):
         try:
-            rows = conn.execute(_READ_ALL, (after, limit), prepare=True).fetchall()
+            rows = conn.execute(_READ_ALL, (after, limit), prepare=True, binary=True).fetchall()
         except pg_errors.UndefinedTable:
             return []  # no log was ever opened there: nothing to read yet
     out: list[GlobalRow] = []
@@ -609,7 +698,7 @@ def verify_log(url: str, log_id: str) -> VerifyReport:
     with PostgresEventStore.open(url, log_id, readonly=True) as store:
         events, prev = 0, GENESIS
         try:
-            for _core, _c, _prev, h in store._checked(1):
+            for _row, _prev, h in store._checked(1, _decode_cores):
                 events, prev = events + 1, h
         except LogCorrupted as bad:
             return VerifyReport(events, events, prev, bad.damage)

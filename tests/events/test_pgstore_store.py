@@ -125,6 +125,9 @@ DAMAGE = {
              "hash chain broken"),
     "column": ("UPDATE trustledger_events SET actor = 'intruder' WHERE seq = 3", 3,
                "columns disagree"),
+    "undecodable": ("UPDATE trustledger_events SET core = '\\x98c1', "
+                    "hash = sha256(prev || '\\x98c1'::bytea) WHERE seq = 3", 3,
+                    "undecodable event"),
     "gap": ("DELETE FROM trustledger_events WHERE seq = 3", 3, "expected seq 3"),
     "tail": ("DELETE FROM trustledger_events WHERE seq = 5", 5, "ends before seq 5"),
 }
@@ -305,3 +308,23 @@ def test_a_connection_that_cannot_come_back_leaves_the_store_to_reread_its_head(
             rival.append([noted(2)])
         assert store.append([noted(3)])[0].seq == 3  # the head was read again first
     assert [s for s, _ in _rows(pg_url, "r1")] == [1, 2, 3]
+
+
+def test_connect_sets_its_defaults_and_the_url_wins(pg_url: str) -> None:
+    from events.pgstore import connect
+
+    with connect(pg_url) as conn:
+        assert conn.autocommit
+        assert conn.info.parameter_status("application_name") == "trustledger"
+        assert conn.info.get_parameters()["keepalives_idle"] == "10"
+    with connect(pg_url + "?application_name=fleet-view&keepalives_idle=60") as conn:
+        assert conn.info.parameter_status("application_name") == "fleet-view"
+        assert conn.info.get_parameters()["keepalives_idle"] == "60"
+
+
+def test_an_unreadable_url_is_a_clear_error_that_does_not_show_it() -> None:
+    with pytest.raises(StoreUnavailable) as bad:
+        PostgresEventStore.open("postgresql://admin:secret@[bad", "r1")
+    assert bad.value.render() == (
+        "% Cannot open the event store: the store URL is not a PostgreSQL connection URL "
+        "(postgresql://USER@HOST:PORT/DB).")
