@@ -66,8 +66,6 @@ class _Moved(Exception):
     """Another follower moved the position between the read and the lock."""
 
 
-
-
 class FleetFollower:
     """One follower of the store at `url`: `step`, `catch_up`, `follow`."""
 
@@ -222,7 +220,7 @@ class FleetFollower:
             self._cache.popitem(last=False)
 
 
-# -- folding and writing ---------------------------------------------------------------------
+# -- writing the rows ------------------------------------------------------------------------
 
 
 def _write(conn: Any, devices: dict[str, Device], changed: Iterable[str]) -> None:
