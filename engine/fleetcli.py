@@ -60,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
     import psycopg
 
     from engine.fleet.follower import FleetFollower, NotAStore
+    from engine.folds import UnfoldedEvent
     from events.filelog import LogError
 
     try:
@@ -70,6 +71,9 @@ def run(args: argparse.Namespace) -> int:
             answer = follower.answer(ask, time.time_ns() // 1000)
     except NotAStore as err:
         print(f"% {err}", file=sys.stderr)
+        return 1
+    except UnfoldedEvent as err:  # a device's log holds what this build cannot fold
+        print(err.message, file=sys.stderr)
         return 1
     except LogError as err:  # the store cannot be reached, or refused (events/pgstore.py)
         print(err.render() if err.sentence else f"% {err.text}", file=sys.stderr)

@@ -15,13 +15,22 @@ from typing import Any
 import msgpack
 
 from engine.fleet.rows import DeviceRows, device_rows
+from engine.folds import UnfoldedEvent
 from engine.state import CommitHistory, DeviceState, replay_rows, with_state
 from events.filelog import LogCorrupted
 from events.pgstore import GlobalRow, RowDamage
-from events.registry import event_from
+from events.registry import UnknownEventType, event_from
 from events.store import GENESIS, chain_hash
 
 _EMPTY = DeviceRows((), ())
+
+
+class DeviceUnfolded(UnfoldedEvent):
+    """An event of a device's log this build does not fold, naming the log."""
+
+    def __init__(self, log_id: str, type_name: str, seq: int) -> None:
+        super().__init__(f"device {log_id}", type_name, seq)
+        self.log_id = log_id
 
 
 @dataclass(slots=True)
@@ -45,14 +54,19 @@ class Device:
         self.state, self.rows = state, device_rows(state)
 
 
-def fold(dev: Device, rows: list[GlobalRow]) -> None:
+def fold(dev: Device, log_id: str, rows: list[GlobalRow]) -> None:
+    """Fold a device's new events onto it (UnfoldedEvent naming the log if one is of a type
+    this build does not fold: the views stop before it, as opening that device would)."""
     if not rows:
         return
     last = rows[-1].record
     dev.seq, dev.last_at = last.seq, last.at
     if dev.state is None:  # a CA log: counted, not folded
         return
-    dev.state = slim(replay_rows(dev.state, (typed_row(r.record) for r in rows)))
+    try:
+        dev.state = slim(replay_rows(dev.state, (typed_row(r.record) for r in rows)))
+    except UnfoldedEvent as e:
+        raise DeviceUnfolded(log_id, e.type_name, e.seq) from None
     dev.rows = device_rows(dev.state)
 
 
@@ -64,9 +78,14 @@ def slim(state: DeviceState) -> DeviceState:
 
 
 def typed_row(rec: Any) -> tuple[Any, ...]:
-    """A Recorded as `replay_rows` takes a typed row."""
-    return (rec.seq, rec.stream, rec.type, rec.v, rec.at, rec.actor, rec.correlation,
-            rec.event, rec.hash)
+    """A Recorded as `replay_rows` takes a typed row. A type this build does not know keeps
+    its payload (as events/typed.py does), and the replay refuses it by name and seq."""
+    try:
+        ev = rec.event
+    except UnknownEventType:
+        ev = rec.payload
+    return (rec.seq, rec.stream, rec.type, rec.v, rec.at, rec.actor, rec.correlation, ev,
+            rec.hash)
 
 
 def rebuild(conn: Any, upto: dict[str, int]) -> dict[str, DeviceState]:

@@ -26,7 +26,9 @@ is rebuilt from its own events up to that seq (engine/fleet/devices.py `rebuild`
 from the store. Only a committed step updates the cache. The cached states are `slim`: the
 commit history and the logging buffer, which the views do not use and no fold reads back,
 are dropped. A CA's log (kind `ca`) is counted (events, last event time) but not folded:
-its events are the CA's, not a device's.
+its events are the CA's, not a device's. An event of a type this build does not fold (a
+newer writer's) stops the views just before it: the step folds what precedes it, and the
+next one refuses it by log and seq (UnfoldedEvent), as opening that device would.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from typing import TYPE_CHECKING, Any
 from engine.fleet.names import name_key
 from engine.fleet.queries import FleetAnswer
 from engine.fleet.schema import ensure_fleet_schema
+from engine.folds import UnfoldedEvent
 from events.pgstore import GlobalRow, connect, read_all, wait_for_append
 
 if TYPE_CHECKING:
@@ -132,6 +135,12 @@ class FleetFollower:
                 return self._apply(after, rows)
             except _Moved:
                 self._cache.clear()  # another follower folded these: our states are behind
+            except UnfoldedEvent as e:  # fold what comes before it; the next step says why
+                cut = next((i for i, r in enumerate(rows) if r.record.seq == e.seq
+                            and r.log_id == getattr(e, "log_id", None)), 0)
+                if not cut:
+                    raise
+                return self._apply(after, rows[:cut])
 
     def catch_up(self) -> int:
         """Fold until the store has nothing more; returns how many events were folded."""
@@ -175,7 +184,7 @@ class FleetFollower:
             for log_id, mine in by_log.items():
                 dev = devices[log_id]
                 before = dev.rows
-                fold(dev, [r for r in mine if r.record.seq > dev.seq])
+                fold(dev, log_id, [r for r in mine if r.record.seq > dev.seq])
                 if dev.rows != before:
                     changed.append(log_id)
             _write(w, devices, changed)
