@@ -79,17 +79,19 @@ class FleetFollower:
         self._writer = connect(url)
         self._cache: OrderedDict[str, Device] = OrderedDict()
         try:
-            found = self._writer.execute(
-                "SELECT to_regclass('trustledger_events') IS NOT NULL").fetchone()
-            self._writer.commit()
-            if not found or not found[0]:
+            store, views = self._writer.execute(
+                "SELECT to_regclass('trustledger_events') IS NOT NULL, "
+                "to_regclass('trustledger_fleet_certificates') IS NOT NULL").fetchone() or (
+                    False, False)
+            if not store:
                 raise NotAStore(f"The database {url.rsplit('/', 1)[-1]!r} holds no trustledger "
                                 "event store (no trustledger_events table).")
-            ensure_fleet_schema(self._writer)
-            with self._writer.transaction():
-                self._writer.execute(
-                    "INSERT INTO trustledger_fleet_position (name, position) VALUES (%s, 0) "
-                    "ON CONFLICT (name) DO NOTHING", (name,))
+            if not views:
+                ensure_fleet_schema(self._writer)
+            self._writer.execute(
+                "INSERT INTO trustledger_fleet_position (name, position) SELECT %s, 0 "
+                "WHERE NOT EXISTS (SELECT 1 FROM trustledger_fleet_position WHERE name = %s) "
+                "ON CONFLICT (name) DO NOTHING", (name, name))
         except BaseException:
             self.close()
             raise
