@@ -177,3 +177,20 @@ def test_no_notification_for_an_append_that_did_not_commit(pg_url: str) -> None:
         n = listener.execute("SELECT count(*) FROM pg_listening_channels() c WHERE c = %s",
                              (CHANNEL,)).fetchone()
         assert n == (1,)
+
+
+@pytest.mark.parametrize("sql", [
+    "UPDATE trustledger_events SET core = overlay(core placing '\\xff' from 12) WHERE seq = 2",
+    "UPDATE trustledger_events SET core = '\\x98c1', hash = sha256(prev || '\\x98c1'::bytea) "
+    "WHERE seq = 2",
+])
+def test_read_all_refuses_a_row_altered_in_the_table(pg_url: str, sql: str) -> None:
+    from events.filelog import LogCorrupted
+
+    with PostgresEventStore.open(pg_url, "a") as a:
+        a.append(noted_batch(1, 3))
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(sql.encode())
+    with connect(pg_url) as reader, pytest.raises(LogCorrupted) as bad:
+        read_all(reader, 0, 10)
+    assert bad.value.damage.seq == 2 and "log a" in str(bad.value)

@@ -328,3 +328,26 @@ def test_an_unreadable_url_is_a_clear_error_that_does_not_show_it() -> None:
     assert bad.value.render() == (
         "% Cannot open the event store: the store URL is not a PostgreSQL connection URL "
         "(postgresql://USER@HOST:PORT/DB).")
+
+
+def test_a_failed_wake_up_fails_nothing_and_the_next_append_reconnects(
+        pg_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The NOTIFY goes after the COMMIT: if it cannot be sent, the batch is still committed
+    (and acknowledged); the store reconnects and re-reads its head before the next append."""
+    from events import pgstore
+
+    with PostgresEventStore.open(pg_url, "r1") as store:
+        conn = store._conn
+        real = conn.execute
+
+        def no_notify(query: object, *args: object, **kwargs: object) -> object:
+            if query == pgstore._NOTIFY:
+                raise psycopg.OperationalError("server closed the connection unexpectedly")
+            return real(query, *args, **kwargs)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(conn, "execute", no_notify)
+        recs = store.append(noted_batch(1, 2))
+        assert store.head == (2, recs[-1].hash) and conn.closed
+        assert store.append([noted(3)])[0].prev == recs[-1].hash
+        assert store._conn is not conn
+    assert [s for s, _ in _rows(pg_url, "r1")] == [1, 2, 3]

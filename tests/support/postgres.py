@@ -32,6 +32,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -43,14 +44,19 @@ BIN_DIRS = sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)  # ne
 
 @dataclass(frozen=True)
 class Cluster:
-    """A running server: where to reach it (`url(dbname)`) and, if ours, its directory."""
+    """A running server: where to reach it (`url(dbname)`) and, if ours, its directory.
+    `given`: the URL `$TRUSTLEDGER_TEST_PG` named (its password and options are kept)."""
 
     host: str
     port: int
     user: str
     datadir: Path | None
+    given: str | None = None
+    admin_db: str = "postgres"  # where the tests connect to create and drop theirs
 
     def url(self, dbname: str = "postgres") -> str:
+        if self.given is not None:
+            return urlsplit(self.given)._replace(path=f"/{dbname}").geturl()
         return f"postgresql://{self.user}@{self.host}:{self.port}/{dbname}"
 
 
@@ -144,11 +150,16 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 def cluster_from_env(url: str) -> Cluster:
+    """An existing server, from a `postgresql://USER[:PASSWORD]@HOST:PORT/DB` URL (its DB is
+    where the tests connect to create theirs)."""
     from psycopg.conninfo import conninfo_to_dict
 
+    if not url.startswith(("postgresql://", "postgres://")):
+        raise ValueError("TRUSTLEDGER_TEST_PG must be a postgresql://USER@HOST:PORT/DB URL")
     info = conninfo_to_dict(url)
     return Cluster(str(info.get("host", "127.0.0.1")), int(info.get("port", 5432)),
-                   str(info.get("user", SUPERUSER)), None)
+                   str(info.get("user", SUPERUSER)), None, url,
+                   str(info.get("dbname", "postgres")))
 
 
 @contextlib.contextmanager
@@ -157,12 +168,12 @@ def fresh_database(cluster: Cluster) -> Iterator[str]:
     import psycopg
 
     name = f"tl_{uuid.uuid4().hex[:16]}"
-    with psycopg.connect(cluster.url(), autocommit=True) as admin:
+    with psycopg.connect(cluster.url(cluster.admin_db), autocommit=True) as admin:
         admin.execute(f'CREATE DATABASE "{name}" TEMPLATE template0')
     try:
         yield cluster.url(name)
     finally:
-        with psycopg.connect(cluster.url(), autocommit=True) as admin:
+        with psycopg.connect(cluster.url(cluster.admin_db), autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
