@@ -100,12 +100,13 @@ def _parser(command: str | None = None) -> argparse.ArgumentParser:
                     "event-sourced.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (text, add_arguments) in SUBCOMMANDS.items():
-        if command in (name, None) or command not in (*SUBCOMMANDS, "ca", "audit"):
+        if command in (name, None) or command not in (*SUBCOMMANDS, "ca", "audit", "fleet"):
             add_arguments(sub.add_parser(name, help=text))
         else:
             sub.add_parser(name, help=text, add_help=False)
     _register_ca(sub, command)
     _register_audit(sub, command)
+    _register_fleet(sub, command)
     return p
 
 
@@ -247,6 +248,17 @@ def _register_audit(sub: Any, command: str | None) -> None:
                                      "a log; witnesses; the report", add_help=False)
         return
     from engine.auditcli import register
+
+    register(sub)
+
+
+def _register_fleet(sub: Any, command: str | None) -> None:
+    """`fleet` lives in engine/fleetcli.py, loaded only for its own command lines."""
+    if command not in ("fleet", None):
+        sub.add_parser("fleet", help="views across a fleet's devices in a PostgreSQL store",
+                       add_help=False)
+        return
+    from engine.fleetcli import register
 
     register(sub)
 
@@ -831,7 +843,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # The device's commands log through engine.logsetup.get_logger: structlog loads with the
     # first log line, not at start-up. The CA (and the demo that runs it) set it up now.
     configure_logging("info" if args.command == "ca" else "warning",
-                      defer=args.command in ("shell", "exec", "log", "replay", "audit"))
+                      defer=args.command in ("shell", "exec", "log", "replay", "audit", "fleet"))
     try:
         return _dispatch(args)
     except CommandLineError as err:
@@ -876,6 +888,10 @@ def _dispatch(args: argparse.Namespace) -> int:
             from engine.auditcli import run
 
             return run(args)
+        if args.command == "fleet":
+            from engine.fleetcli import run as run_fleet
+
+            return run_fleet(args)
         if args.command == "ca":
             from engine.ca.errors import CAError, NotACA
 

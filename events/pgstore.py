@@ -55,8 +55,9 @@ fsync at a time. The advisory lock covers the insert only: commits (and their WA
 which PostgreSQL groups) run in parallel. What it costs: a lock round and a subtransaction
 (the function's EXCEPTION block, which releases the lock if the INSERT fails) per append.
 Measured with 50 writers, one-event commits, default durability (tools/bench/
-pg_append_bench.py, one run on a loaded 2-core machine): ~3,300 commits/s, p99 43 ms; with no
-remedy at all ~3,650/s (so the remedy costs ~9%); with the table lock ~410/s. What readers
+pg_append_bench.py, three runs on a loaded 2-core machine): 2,300-3,300 commits/s, p99 42-83
+ms; with no remedy at all 3,400-3,650/s (the remedy costs 10-34%, noise included); with the
+table lock 310-410/s. What readers
 give up: a transaction that stays open holding an id (anywhere in the cluster) holds back
 every reader's xmin, so the fleet's views lag behind it (they never skip).
 
