@@ -18,8 +18,10 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 
-from engine.der import DerShape as _Shape  # not the shape this walker reads: the full parser's
+from engine.der import DerShape
 from engine.der import element as _element
+
+_Shape = DerShape  # not the shape this walker reads: the full parser's (also _fastcsr's)
 
 _SEQUENCE, _SET, _OID, _OCTETS, _INTEGER = 0x30, 0x31, 0x06, 0x04, 0x02
 _CTX0, _CTX1 = 0xA0, 0xA1
