@@ -2,7 +2,8 @@
 
 This is the one list (see engine/folds.py). The folds of each event run in the order given:
 the trustpoint folds (engine/trustpoints.py) before the logging folds below, so a message is
-derived from the trustpoint as the event left it. Key pairs and imported keys are folded here
+derived from the trustpoint as the event left it (but a fetched CRL's, derived from the cache
+before the CRL enters it). Key pairs and imported keys are folded here
 into `DeviceState.keys`, the `show logging` buffer into `DeviceState.messages`, `clock set`
 into `DeviceState.clock_offset_us` (the engine clock's offset, engine/ports.py), and the
 trustpool's folds (engine/trustpool/folds.py) into `DeviceState.trustpool`, the CRL cache's
@@ -28,6 +29,7 @@ from engine.renewal import folds as renewal
 from engine.renewal.messages import message_of as renewal_message
 from engine.revocation import folds as crl
 from engine.revocation import messages as crl_messages
+from engine.revocation.model import CachedCrl
 from engine.rollover import folds as rollover
 from engine.rollover.messages import message_of as rollover_message
 from engine.state import DeviceState, fold_commit, with_state
@@ -51,6 +53,7 @@ from events.rollover import (
     ShadowCAActivated,
     ShadowCAFetchFailed,
     ShadowCANotOffered,
+    ShadowCARechecked,
     ShadowCertificateActivated,
 )
 from events.trustpoint import (
@@ -177,7 +180,9 @@ def _log_renewal(state: DeviceState, ev: object, at: int) -> DeviceState:
 
 
 def _log_crl_fetched(state: DeviceState, ev: CrlFetched, at: int) -> DeviceState:
-    return _log(state, at, crl_messages.fetched(ev))
+    """Folded before the CRL enters the cache: a stale CRL is said once (see fetched_said)."""
+    before = state.crls.of_scope(CachedCrl.from_event(ev))
+    return _log(state, at, crl_messages.fetched_said(ev, before))
 
 
 def _log_crl_failed(state: DeviceState, ev: CrlFetchFailed, at: int) -> DeviceState:
@@ -195,7 +200,7 @@ def _log_rollover(state: DeviceState, ev: object, at: int) -> DeviceState:
 # -- the table -------------------------------------------------------------------------------------
 
 DEVICE_FOLDS: FoldTable[DeviceState] = FoldTable("device", {
-    ConfigurationCommitted: (fold_commit, tp._configs, tp._config),
+    ConfigurationCommitted: (fold_commit, tp._configs, tp._config, renewal.cancelled),
     KeyPairGenerated: (_key_generated,),
     KeyPairZeroized: (_keys_zeroized, tp._zeroized, renewal.keys_zeroized),
     PublicKeyImported: (_key_imported,),
@@ -220,7 +225,7 @@ DEVICE_FOLDS: FoldTable[DeviceState] = FoldTable("device", {
     RenewalFailed: (renewal.failed, _log_renewal),
     NextCertificateActivated: (renewal.activated, _log_renewal),
     CertificateExpiryWarned: (renewal.warned, _log_renewal),
-    CrlFetched: (crl.fetched, tp._crl_fetched, _log_crl_fetched, _fetch_backoff),
+    CrlFetched: (_log_crl_fetched, crl.fetched, tp._crl_fetched, _fetch_backoff),
     CrlFetchFailed: (crl.fetch_failed, tp._crl_failed, _log_crl_failed, _fetch_backoff),
     CrlCacheCleared: (crl.cleared, _log_crl_cleared),
     PeerValidated: (_validated,),
@@ -228,6 +233,7 @@ DEVICE_FOLDS: FoldTable[DeviceState] = FoldTable("device", {
     ShadowCAAccepted: (rollover.accepted, _log_rollover),
     ShadowCAFetchFailed: (rollover.fetch_failed, _log_rollover),
     ShadowCANotOffered: (rollover.not_offered, _log_rollover),
+    ShadowCARechecked: (rollover.rechecked,),  # silent
     ShadowCAActivated: (rollover.ca_activated, _log_rollover),
     ShadowCertificateActivated: (rollover.certificate_activated, _log_rollover),
 })

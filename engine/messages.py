@@ -67,9 +67,9 @@ def certificate_revoked(trustpoint: str, serial: str, reason: str, revoked_at: i
             f"Enter 'crypto ca enroll {trustpoint}' to enroll again.")
 
 
-def plural(n: int, word: str) -> str:
-    """`1 poll`, `3 polls`."""
-    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+def plural(n: int, word: str, many: str = "") -> str:
+    """`1 poll`, `3 polls`; `1 entry`, `3 entries` (`many`: the plural, when not word + s)."""
+    return f"{n} {word}" if n == 1 else f"{n} {many or word + 's'}"
 
 
 # -- the engine clock ------------------------------------------------------------------------------
@@ -87,6 +87,14 @@ def clock_time(us: int) -> str:
     ms = us % 1_000_000 // 1000
     return (f"{t:%H:%M:%S}.{ms:03d} UTC {DAYS[t.weekday()]} {MONTHS[t.month - 1][:3]} "
             f"{t.day:02d} {t.year}")
+
+
+def log_date(us: int) -> str:
+    """`14:30:05 UTC Tue Dec 01 2026`: an instant named in a message (`clock_time` to the
+    second)."""
+    t = datetime.fromtimestamp(us // 1_000_000, UTC)
+    return (f"{t:%H:%M:%S} UTC {DAYS[t.weekday()]} {MONTHS[t.month - 1][:3]} {t.day:02d} "
+            f"{t.year}")
 
 
 def clock_update(before_us: int, after_us: int) -> str:

@@ -95,7 +95,7 @@ def check_ca_signature(cert: x509.Certificate,
     self_issued = cert.issuer == cert.subject
     if self_issued:
         issuers.insert(0, cert)
-    if not issuers or any(_verifies(cert, issuer) for issuer in issuers):
+    if not issuers or any(issued_by(cert, issuer) for issuer in issuers):
         return
     if self_issued:
         raise bad("The CA certificate claims to be self-signed, but its signature does not "
@@ -104,7 +104,9 @@ def check_ca_signature(cert: x509.Certificate,
               f"({rfc4514(cert.issuer)}) sent by the CA: refused, nothing was stored.")
 
 
-def _verifies(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+def issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+    """`issuer` issued `cert`: the names match and its key verifies the signature (RFC 5280
+    §6.1.3 (a)(1), (a)(4)); any failure, of either, is False."""
     try:
         cert.verify_directly_issued_by(issuer)
     except (InvalidSignature, ValueError, TypeError, UnsupportedAlgorithm):

@@ -93,7 +93,7 @@ from engine.trustpoints import (
 )
 from engine.trustpool.pool import PoolCert, TrustpoolState, UpdateRecord
 from engine.validation.folded import ValidationState
-from events.durable import fsync_directory
+from events.durable import fsync_directory, write_all
 from events.filelog import FileEventLog, Position, TailMismatch
 
 EVERY = 10_000  # events between snapshots
@@ -574,9 +574,7 @@ def _write_file(path: Path, data: bytes) -> None:
         path.unlink()
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
     try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
+        write_all(fd, data)
         os.fsync(fd)
     finally:
         os.close(fd)

@@ -202,10 +202,10 @@ class RolloverState:
     """The trustpoint's CA rollover (engine/rollover/): GetNextCACert's failed attempts, the
     CA's answer that it offers none, or when the shadow CA certificate was accepted."""
 
-    not_offered_at: int = 0  # µs: GetCACaps lacked GetNextCACert (logged once; no retry)
+    not_offered_at: int = 0  # µs: GetCACaps lacked GetNextCACert, said (re-checked daily)
     attempts: int = 0  # failed GetNextCACert attempts
     last_result: str = ""  # why the last one failed
-    next_attempt_at: int = 0  # µs: the retry of a failed attempt
+    next_attempt_at: int = 0  # µs: the retry of a failed attempt, or the next re-check
     shadow_accepted_at: int = 0  # µs: when the shadow CA certificate was accepted
 
 
@@ -252,10 +252,14 @@ def _after(ev: Any, st: TrustpointStatus) -> Lifecycle:
     return st.lifecycle if trigger is None else LIFECYCLE.destination(st.lifecycle, trigger)
 
 
-def _put(state: DeviceState, status: TrustpointStatus) -> DeviceState:
+def put_status(state: DeviceState, status: TrustpointStatus) -> DeviceState:
+    """`state` with `status` as its trustpoint's (every feature's trustpoint folds use it)."""
     tps = dict(state.trustpoints)
     tps[status.name] = status
     return with_state(state, trustpoints=MappingProxyType(tps))
+
+
+_put = put_status  # this module's folds
 
 
 def _ca_accepted(state: DeviceState, ev: CACertificateAccepted, at: int) -> DeviceState:

@@ -2,10 +2,12 @@
 
 A `show` handler (or one that puts something before the operator, like the CA certificate
 `crypto ca authenticate` offers for acceptance) returns a `View`: the state and data the
-renderer needs. The engine core never turns a view into text: the runtime passes it to the
-`render` port (engine.runtime.Ports), which the application (engine.engine) connects to the
-renderers in projections/ (projections.render). That is the one direction of imports:
-events <- engine core <- projections <- engine.engine <- frontends/CLI.
+renderer needs. Views of the same shape share it (`_StateAt`, `_Trustpoints`: not views
+themselves) and differ in their type, which picks the renderer. The engine core never turns a
+view into text: the runtime passes it to the `render` port (engine.runtime.Ports), which the
+application (engine.engine) connects to the renderers in projections/ (projections.render).
+That is the one direction of imports: events <- engine core <- projections <- engine.engine
+<- frontends/CLI.
 """
 
 from __future__ import annotations
@@ -29,8 +31,8 @@ class View:
 
 
 @dataclass(frozen=True)
-class CertificatesView(View):
-    """`show crypto ca certificates`: the trustpoints named, at `now`."""
+class _Trustpoints:
+    """The state, the trustpoints named (all when none is), at `now` (µs)."""
 
     state: DeviceState
     names: Sequence[str]
@@ -38,12 +40,19 @@ class CertificatesView(View):
 
 
 @dataclass(frozen=True)
-class TrustpointsView(View):
-    """`show crypto ca trustpoint`."""
+class _StateAt:
+    """The folded state, at `now` (µs)."""
 
     state: DeviceState
-    names: Sequence[str]
     now: int
+
+
+class CertificatesView(_Trustpoints, View):
+    """`show crypto ca certificates`."""
+
+
+class TrustpointsView(_Trustpoints, View):
+    """`show crypto ca trustpoint`."""
 
 
 @dataclass(frozen=True)
@@ -112,20 +121,12 @@ class LoggingView(View):
     messages: Sequence[tuple[int, str]]
 
 
-@dataclass(frozen=True)
-class TrustpoolView(View):
-    """`show crypto ca trustpool`: every certificate of the pool, at `now`."""
-
-    state: DeviceState
-    now: int
+class TrustpoolView(_StateAt, View):
+    """`show crypto ca trustpool`: every certificate of the pool."""
 
 
-@dataclass(frozen=True)
-class TrustpoolPolicyView(View):
-    """`show crypto ca trustpool policy`: the policy, updates and the timer, at `now`."""
-
-    state: DeviceState
-    now: int
+class TrustpoolPolicyView(_StateAt, View):
+    """`show crypto ca trustpool policy`: the policy, updates and the timer."""
 
 
 @dataclass(frozen=True)
@@ -136,12 +137,8 @@ class TimersView(View):
     now: int
 
 
-@dataclass(frozen=True)
-class CrlsView(View):
-    """`show crypto ca crls`: every cached CRL, at `now` (fresh or stale)."""
-
-    state: DeviceState
-    now: int
+class CrlsView(_StateAt, View):
+    """`show crypto ca crls`: every cached CRL (fresh or stale)."""
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,8 @@
 """Durability helpers shared by every writer of files (the log, its head marker, snapshots, the
 keystore, the CA's key files).
 
-A created, renamed or removed file is durable only once its directory is synced too (POSIX
+`write_all` writes the whole of its bytes (os.write may write fewer). A created, renamed or
+removed file is durable only once its directory is synced too (POSIX
 leaves directory entries in the page cache until then): every writer that makes a file appear
 or disappear calls `fsync_directory` on its parent before it reports success.
 """
@@ -19,3 +20,11 @@ def fsync_directory(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def write_all(fd: int, data: bytes) -> None:
+    """Write all of `data` to `fd`: a short write (a disk filling up, a signal) is followed by
+    the rest, never taken for the whole."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]

@@ -83,6 +83,7 @@ EVENT_MODULES: Mapping[str, str] = {
     "ShadowCAActivated": "events.rollover",
     "ShadowCAFetchFailed": "events.rollover",
     "ShadowCANotOffered": "events.rollover",
+    "ShadowCARechecked": "events.rollover",
     "ShadowCertificateActivated": "events.rollover",
     "CACertificateAccepted": "events.trustpoint",
     "CACertificateRefused": "events.trustpoint",

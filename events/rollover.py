@@ -40,11 +40,25 @@ class ShadowCAFetchFailed(Event):
 @dataclass(frozen=True, slots=True)
 class ShadowCANotOffered(Event):
     """The CA's GetCACaps does not advertise GetNextCACert: the device cannot roll over by
-    itself. Logged once per CA certificate; the operator must re-authenticate the trustpoint
-    before the CA certificate expires (`ca_not_after`)."""
+    itself. Logged when first found, and once more when the CA certificate is about to expire
+    (its last week) with still none; the operator must re-authenticate the trustpoint before
+    the CA certificate expires (`ca_not_after`). GetCACaps is re-checked daily in between
+    (`ShadowCARechecked`)."""
 
     trustpoint: str
     ca_not_after: int  # µs
+
+
+@event("ShadowCARechecked", version=1)
+@dataclass(frozen=True, slots=True)
+class ShadowCARechecked(Event):
+    """A daily re-check of GetCACaps after `ShadowCANotOffered`, while the CA certificate is
+    in its rollover window: the CA still offers no GetNextCACert, or could not be reached
+    (`detail`). Silent; the next re-check is due at `next_check_at`."""
+
+    trustpoint: str
+    next_check_at: int  # µs
+    detail: str = ""  # why the re-check could not ask (the `%` error's text), or ""
 
 
 @event("ShadowCAActivated", version=1)
@@ -70,6 +84,6 @@ class ShadowCertificateActivated(Event):
 
 
 ROLLOVER_EVENTS: tuple[type[Event], ...] = (
-    ShadowCAAccepted, ShadowCAFetchFailed, ShadowCANotOffered, ShadowCAActivated,
-    ShadowCertificateActivated,
+    ShadowCAAccepted, ShadowCAFetchFailed, ShadowCANotOffered, ShadowCARechecked,
+    ShadowCAActivated, ShadowCertificateActivated,
 )

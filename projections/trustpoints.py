@@ -188,7 +188,8 @@ def _rollover_lines(st: TrustpointStatus) -> list[str]:
                 f"  Shadow certs      :{len(st.shadow_certificates)} of {len(st.certificates)}"]
     if ro is not None and ro.not_offered_at and st.ca_certificate is not None:
         return ["CA rollover         :the CA does not offer GetNextCACert; re-authenticate "
-                f"before {ios_time(certificate_facts(st.ca_certificate)[1])}"]
+                f"before {ios_time(certificate_facts(st.ca_certificate)[1])}",
+                f"  Next check        :{ios_time(ro.next_attempt_at)}"]
     if ro is not None and ro.attempts:
         return [f"CA rollover         :{plural(ro.attempts, 'failed attempt')}, next at "
                 f"{ios_time(ro.next_attempt_at)}",

@@ -18,7 +18,7 @@ from engine.ca.errors import CAError
 from engine.errors import Reason
 from engine.keys import KeyAlgorithm, KeySpec
 from engine.ports import PrivateKey
-from events.durable import fsync_directory
+from events.durable import fsync_directory, write_all
 
 KEY_SPECS = ("rsa:2048", "rsa:4096", "ecdsa:p256")
 """The CA key types `ca init --key` takes."""
@@ -50,9 +50,7 @@ def write_new_file(path: Path, data: bytes, mode: int) -> None:
     try:
         try:
             os.fchmod(fd, mode)  # the umask may only narrow it; make it exact
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
+            write_all(fd, data)
             os.fsync(fd)
         finally:
             os.close(fd)

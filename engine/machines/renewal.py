@@ -17,7 +17,9 @@ CA holds the request: polled every retry period, `poll <trustpoint>`, up to the 
 `received` (one key pair's certificate in, another still waiting) or `fail` (refused,
 unreachable, or PENDING past the retry count: retried one retry period later). `supersede` is
 the operator's own `crypto ca enroll` (or a certificate installed by hand): the renewal in
-flight is dropped and the new certificate's lifetime starts the schedule again.
+flight is dropped and the new certificate's lifetime starts the schedule again. `cancel` is a
+configuration commit that leaves a retrying renewal with nothing to retry it (`no auto-enroll`,
+or no enrollment url): it is idle again, and `auto-enroll` given again starts afresh.
 
 The log records only the ends of a phase, so the fold takes the edges in turn: RenewalRequested
 is `request`; each answer event its own trigger.
@@ -53,6 +55,8 @@ TABLE: list[Edge[RenewalPhase]] = [
     Edge("fail", ANSWERING, RETRYING,
          note="refused, unreachable, or PENDING past the retry count"),
     Edge("activate", (HELD,), IDLE, note="the held certificate's validity began"),
+    Edge("cancel", (RETRYING,), IDLE,
+         note="no auto-enroll (or no enrollment url): nothing will retry"),
     Edge("supersede", tuple(RenewalPhase), IDLE,
          note="crypto ca enroll, or a certificate installed by hand"),
 ]

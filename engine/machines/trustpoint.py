@@ -27,7 +27,10 @@ events); a second certificate of the trustpoint (usage keys) found on a CRL late
 revoked. The revoked certificate stays installed, marked (`Status :Revoked`), but it is not
 usable: the guards count only certificates no CRL lists, so an enrollment from `revoked` is a
 first enrollment (its failure leads to authenticated, not back to enrolled), and zeroizing
-the revoked certificate's key is `lose_certificates`.
+the revoked certificate's key is `lose_certificates`. A CRL that lists an installed certificate
+while a re-enrollment is in flight (`enrolling` with a usable certificate) is
+`revoke_installed`: the certificate is marked and the re-enrollment goes on; with no usable
+certificate left, its failure then leads to authenticated and its certificate to enrolled.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ if TYPE_CHECKING:
     from events.trustpoint import (
         CertificateReceived,
         EnrollmentFailed,
+        RouterCertificateRevoked,
     )
 
 
@@ -76,6 +80,8 @@ TABLE: list[Edge[Lifecycle]] = [
     Edge("renewal_key_lost", (EG,), ED, conditions=RENEWING,
          note="the re-enrollment's key pair was zeroized"),
     Edge("revoke", (ED, R), R, note="our certificate is on the CA's CRL (another one, too)"),
+    Edge("revoke_installed", (EG,), None, conditions=RENEWING,
+         note="an installed certificate is on the CRL; the re-enrollment goes on"),
     Edge("lose_certificates", (EG, ED, R), A, note="the key pair was zeroized"),
     Edge("lose_installed", (EG,), None, conditions=RENEWING,
          note="the installed certificate's key was zeroized; the re-enrollment goes on"),
@@ -148,6 +154,16 @@ def _zeroized(ev: KeyPairZeroized, st: TrustpointStatus) -> str | None:
     return "lose_some_certificates"
 
 
+def _revoked(ev: RouterCertificateRevoked, st: TrustpointStatus) -> str | None:
+    mine = [c for c in st.certificates if c.key_id == ev.key_id]
+    if not mine:
+        return None  # another key pair's certificate
+    if st.lifecycle is not EG:
+        return "revoke"
+    # in a re-enrollment: the installed certificate, unless a CRL already marked it
+    return "revoke_installed" if any(c.revoked_at is None for c in mine) else None
+
+
 def _removed(ev: ConfigurationCommitted, st: TrustpointStatus) -> str | None:
     key = f"crypto ca trustpoint {st.name}"
     return "remove" if any(p == (key,) and new is None for p, _old, new in ev.changes) else None
@@ -163,8 +179,7 @@ EVENT_TRIGGERS: dict[str, TriggerOf] = {
     "EnrollmentFailed": _failed,
     "KeyPairZeroized": _zeroized,
     "TrustpointCertificatesRemoved": lambda ev, st: "remove",
-    "RouterCertificateRevoked": lambda ev, st: (
-        "revoke" if any(c.key_id == ev.key_id for c in st.certificates) else None),
+    "RouterCertificateRevoked": _revoked,
     "ConfigurationCommitted": _removed,
 }
 """Which trigger an event is for one trustpoint (None: it does not change its lifecycle),

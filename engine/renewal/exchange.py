@@ -85,7 +85,7 @@ def renewal_exchange(state: DeviceState, trustpoint: str, now: int,
         answers = _answers(now, cfg, purpose, ca_der, pairs, replies, 0)
     except TrustledgerError as err:
         answers = [RenewalFailed(trustpoint, purpose, "", "peer", "", err.text, retry_at)]
-    return _outcome([requested, *answers], now)
+    return messages.said([requested, *answers], now)
 
 
 def renewal_poll(state: DeviceState, trustpoint: str,
@@ -123,13 +123,13 @@ def renewal_poll(state: DeviceState, trustpoint: str,
                                     f"{err.text}", retry_at)]
         else:
             events = [RenewalPending(trustpoint, r.purpose, txid, polls, retry_at, err.text)]
-        return _outcome(events, now)
+        return messages.said(events, now)
     if polls >= r.retry_count and any(isinstance(e, RenewalPending) for e in events):
         events = [e for e in events if not isinstance(e, RenewalPending)]
         events.append(RenewalFailed(trustpoint, r.purpose, txid, "timeout", "",
                                     f"no certificate after {plural(polls, 'poll')}",
                                     retry_at))
-    return _outcome(events, now)
+    return messages.said(events, now)
 
 
 # -- answers -> events -------------------------------------------------------------------------
@@ -176,11 +176,6 @@ def _checked(der: bytes | None, pair: KeyPair, ca_der: bytes,
         raise bad(f"The renewed certificate has expired "
                   f"({cert.not_valid_after_utc:%Y-%m-%d %H:%M:%S} UTC).")
     return der, to_micros(cert.not_valid_before_utc)
-
-
-def _outcome(events: list[Any], now: int) -> Outcome:
-    lines = [m for ev in events if (m := messages.message_of(ev, now)) is not None]
-    return Outcome(events=events, output="\n".join(lines))
 
 
 # -- what an attempt needs -----------------------------------------------------------------------

@@ -13,11 +13,11 @@ certificate arrives.
 from __future__ import annotations
 
 from dataclasses import replace
-from types import MappingProxyType
 
 from engine.machines.renewal import RenewalPhase, after, allows
-from engine.state import DeviceState, with_state
-from engine.trustpoints import RenewalState, RouterCertificate, TrustpointStatus
+from engine.state import DeviceState
+from engine.trustpoints import RenewalState, RouterCertificate, put_status
+from events.device import ConfigurationCommitted
 from events.keys import KeyPairZeroized
 from events.renewal import (
     CertificateExpiryWarned,
@@ -32,13 +32,7 @@ from events.trustpoint import CertificateReceived, EnrollmentRequested
 _ORDER = {"general": 0, "signature": 1, "encryption": 2}
 
 
-def _put(state: DeviceState, status: TrustpointStatus) -> DeviceState:
-    tps = dict(state.trustpoints)
-    tps[status.name] = status
-    return with_state(state, trustpoints=MappingProxyType(tps))
-
-
-def _with(certs: tuple[RouterCertificate, ...], cert: RouterCertificate
+def with_certificate(certs: tuple[RouterCertificate, ...], cert: RouterCertificate
           ) -> tuple[RouterCertificate, ...]:
     """`certs` with `cert` in place of the one of its usage, in usage order."""
     kept = [c for c in certs if c.usage != cert.usage]
@@ -60,7 +54,7 @@ def requested(state: DeviceState, ev: RenewalRequested, at: int) -> DeviceState:
         last_result="", subject=ev.subject, key_ids=ev.key_ids,
         transaction_ids=ev.transaction_ids, retry_period=ev.retry_period,
         retry_count=ev.retry_count)
-    return _put(state, replace(st, renewal=renewal))
+    return put_status(state, replace(st, renewal=renewal))
 
 
 def pending(state: DeviceState, ev: RenewalPending, at: int) -> DeviceState:
@@ -69,7 +63,7 @@ def pending(state: DeviceState, ev: RenewalPending, at: int) -> DeviceState:
     if st is None or r is None or not allows(r.phase, "pending"):
         return state
     result = f"poll failed: {ev.poll_error}" if ev.poll_error else "pending"
-    return _put(state, replace(st, renewal=replace(
+    return put_status(state, replace(st, renewal=replace(
         r, phase=after(r.phase, "pending"), polls=ev.polls, next_poll_at=ev.next_poll_at,
         last_result=result)))
 
@@ -81,17 +75,17 @@ def received(state: DeviceState, ev: RenewalCertificateReceived, at: int) -> Dev
         return state
     cert = RouterCertificate(ev.key_id, ev.usage, ev.certificate, at)
     if ev.purpose == "shadow":
-        st = replace(st, shadow_certificates=_with(st.shadow_certificates, cert))
+        st = replace(st, shadow_certificates=with_certificate(st.shadow_certificates, cert))
     elif ev.not_before > at:
-        st = replace(st, next_certificates=_with(st.next_certificates, cert))
+        st = replace(st, next_certificates=with_certificate(st.next_certificates, cert))
     else:
-        st = replace(st, certificates=_with(st.certificates, cert))
+        st = replace(st, certificates=with_certificate(st.certificates, cert))
     got = (*r.received, ev.key_id)
     if set(got) < set(r.key_ids):
-        return _put(state, replace(st, renewal=replace(r, received=got)))
+        return put_status(state, replace(st, renewal=replace(r, received=got)))
     held = bool(st.next_certificates) or ev.purpose == "shadow"
     trigger = "held" if held else "issued"
-    return _put(state, replace(st, renewal=replace(
+    return put_status(state, replace(st, renewal=replace(
         r, phase=after(r.phase, trigger), received=got, next_poll_at=0, last_result=trigger)))
 
 
@@ -101,7 +95,7 @@ def failed(state: DeviceState, ev: RenewalFailed, at: int) -> DeviceState:
     if st is None or r is None or not allows(r.phase, "fail"):
         return state
     result = ev.reason + (f" ({ev.fail_info})" if ev.fail_info else "") + f": {ev.detail}"
-    return _put(state, replace(st, renewal=replace(
+    return put_status(state, replace(st, renewal=replace(
         r, phase=after(r.phase, "fail"), next_attempt_at=ev.next_attempt_at, polls=0,
         next_poll_at=0, received=(), last_result=result)))
 
@@ -115,13 +109,13 @@ def activated(state: DeviceState, ev: NextCertificateActivated, at: int) -> Devi
     if cert is None:
         return state
     rest = tuple(c for c in st.next_certificates if c is not cert)
-    st = replace(st, certificates=_with(st.certificates, replace(cert, installed_at=at)),
+    st = replace(st, certificates=with_certificate(st.certificates, replace(cert, installed_at=at)),
                  next_certificates=rest)
     r = st.renewal
     if not rest and r is not None and allows(r.phase, "activate"):
         st = replace(st, renewal=replace(r, phase=after(r.phase, "activate"),
                                          last_result="activated"))
-    return _put(state, st)
+    return put_status(state, st)
 
 
 def superseded(state: DeviceState, ev: EnrollmentRequested, at: int) -> DeviceState:
@@ -130,9 +124,30 @@ def superseded(state: DeviceState, ev: EnrollmentRequested, at: int) -> DeviceSt
     r = st.renewal if st is not None else None
     if st is None or r is None or r.phase is RenewalPhase.IDLE:
         return state
-    return _put(state, replace(st, renewal=replace(
+    return put_status(state, replace(st, renewal=replace(
         r, phase=after(r.phase, "supersede"), next_poll_at=0, next_attempt_at=0,
         last_result="superseded by crypto ca enroll")))
+
+
+def cancelled(state: DeviceState, ev: ConfigurationCommitted, at: int) -> DeviceState:
+    """A commit that leaves a retrying renewal nothing to retry it (`no auto-enroll`, or no
+    enrollment url: engine/renewal/schedule.py `next_attempt`) cancels it. A shadow
+    enrollment's retry is the rollover's, which needs no auto-enroll: it stays."""
+    if not state.trustpoints:
+        return state
+    for name, st in list(state.trustpoints.items()):
+        r = st.renewal
+        if r is None or r.purpose != "renew" or not allows(r.phase, "cancel"):
+            continue
+        cfg = state.trustpoint_configs.get(name)
+        if cfg is not None and cfg.auto_enroll is not None and cfg.scep_url is not None:
+            continue
+        why = "auto-enroll is off" if cfg is None or cfg.auto_enroll is None else \
+            "no enrollment url"
+        state = put_status(state, replace(st, renewal=replace(
+            r, phase=after(r.phase, "cancel"), next_attempt_at=0,
+            last_result=f"{r.last_result}; cancelled: {why}")))
+    return state
 
 
 def installed_by_hand(state: DeviceState, ev: CertificateReceived, at: int) -> DeviceState:
@@ -140,7 +155,7 @@ def installed_by_hand(state: DeviceState, ev: CertificateReceived, at: int) -> D
     st = state.trustpoints.get(ev.trustpoint)
     if st is None or not any(c.usage == ev.usage for c in st.next_certificates):
         return state
-    return _put(state, replace(st, next_certificates=tuple(
+    return put_status(state, replace(st, next_certificates=tuple(
         c for c in st.next_certificates if c.usage != ev.usage)))
 
 
@@ -150,7 +165,7 @@ def warned(state: DeviceState, ev: CertificateExpiryWarned, at: int) -> DeviceSt
         return state
     key = f"{ev.certificate_type} {ev.serial}"  # one entry per certificate ever notified
     alerts = (*(a for a in st.expiry_alerts if a[0] != key), (key, at))
-    return _put(state, replace(st, expiry_alerts=alerts))
+    return put_status(state, replace(st, expiry_alerts=alerts))
 
 
 
@@ -162,5 +177,6 @@ def keys_zeroized(state: DeviceState, ev: KeyPairZeroized, at: int) -> DeviceSta
         held = tuple(c for c in st.next_certificates if c.key_id not in gone)
         shadow = tuple(c for c in st.shadow_certificates if c.key_id not in gone)
         if held != st.next_certificates or shadow != st.shadow_certificates:
-            state = _put(state, replace(st, next_certificates=held, shadow_certificates=shadow))
+            state = put_status(state, replace(st, next_certificates=held,
+                                              shadow_certificates=shadow))
     return state

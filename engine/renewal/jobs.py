@@ -8,17 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from engine.effects import Outcome
 from engine.renewal import schedule
-from engine.renewal.messages import certificate_facts, message_of
+from engine.renewal.messages import certificate_facts, said
 from engine.schedule import Job
 from engine.state import DeviceState
 from engine.trustpoints import status_of
-
-if TYPE_CHECKING:
-    pass
 
 Run = Callable[[DeviceState, int], Any]
 
@@ -88,7 +85,7 @@ def activate(state: DeviceState, name: str, now: int) -> Outcome:
     st = status_of(state, name)
     events = [NextCertificateActivated(name, c.key_id, c.usage, certificate_facts(c.der)[2])
               for c in st.next_certificates if certificate_facts(c.der)[0] <= now]
-    return _said(events, now)
+    return said(events, now)
 
 
 def alert(state: DeviceState, name: str, now: int) -> Outcome:
@@ -106,9 +103,4 @@ def alert(state: DeviceState, name: str, now: int) -> Outcome:
         events.append(CertificateExpiryWarned(name, kind, serial, issuer, not_after,
                                               max(0, (not_after - now) // schedule.DAY),
                                               auto))
-    return _said(events, now)
-
-
-def _said(events: list[Any], now: int) -> Outcome:
-    lines = [m for ev in events if (m := message_of(ev, now)) is not None]
-    return Outcome(events=events, output="\n".join(lines))
+    return said(events, now)

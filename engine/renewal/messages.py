@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from engine.certids import ios_name, ios_serial
+from engine.effects import Outcome
 from engine.messages import poll_failed
 
 if TYPE_CHECKING:
@@ -118,3 +120,10 @@ def message_of(ev: Any, at: int) -> str | None:
         case CertificateExpiryWarned():
             return expiry(ev)
     return None
+
+
+def said(events: list[Any], now: int,
+         message_of: Callable[[Any, int], str | None] = message_of) -> Outcome:
+    """A job's outcome: its events, and the lines they leave (those the logging fold keeps)."""
+    lines = [m for ev in events if (m := message_of(ev, now)) is not None]
+    return Outcome(events=events, output="\n".join(lines))

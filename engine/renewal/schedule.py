@@ -15,7 +15,11 @@ daily in the last week (7 .. 1 days), for the router certificates and the CA cer
 The next alert is the first point after the last one for that certificate; the first one is
 the 60-day point, or at once for a certificate that has less left. None for a certificate
 already covered: a router certificate whose held successor (auto-enroll) begins at or before
-its end, a CA certificate whose shadow (the CA's next certificate) does.
+its end, a CA certificate whose shadow (the CA's next certificate) does; none yet while a CA
+rollover step that may cover it is due first (`_rollover_first`). None for a revoked
+router certificate: its one notice is `%PKI-3-CERTIFICATE_REVOKED`, which says to enroll again
+(nothing renews it, so its expiry says nothing more); the other certificates of a `revoked`
+trustpoint are notified with auto-enroll off, as nothing renews them either.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from __future__ import annotations
 from engine.machines.renewal import RenewalPhase
 from engine.machines.trustpoint import Lifecycle
 from engine.renewal.messages import certificate_facts
+from engine.rollover.schedule import Step, next_step
 from engine.trustpoints import TrustpointConfig, TrustpointStatus
 
 DAY = 24 * 3600 * 1_000_000
@@ -93,13 +98,17 @@ def watched(cfg: TrustpointConfig | None,
             st: TrustpointStatus) -> list[tuple[str, bytes, bool]]:
     """(type, DER, auto-enroll) of each certificate whose expiry is watched: the CA's unless
     its shadow covers it, each router certificate's unless a held successor (or a shadow
-    router certificate, CA rollover) does."""
-    auto = cfg is not None and cfg.auto_enroll is not None
+    router certificate, CA rollover) does or a CRL revoked it. "auto-enroll" is on only where
+    a renewal can run: not from `revoked`."""
+    auto = cfg is not None and cfg.auto_enroll is not None and \
+        st.lifecycle is not Lifecycle.REVOKED  # nothing renews from `revoked`
     out: list[tuple[str, bytes, bool]] = []
     if st.ca_certificate is not None and not _covered(st.ca_certificate,
                                                       st.shadow_ca_certificate):
         out.append(("CA", st.ca_certificate, False))
     for c in st.certificates:
+        if c.revoked_at is not None:
+            continue  # its one notice was %PKI-3-CERTIFICATE_REVOKED ("enroll again")
         nxt = next((n.der for n in (*st.next_certificates, *st.shadow_certificates)
                     if n.usage == c.usage), None)
         if not (auto and _covered(c.der, nxt)):
@@ -116,4 +125,27 @@ def alert_due(cfg: TrustpointConfig | None, st: TrustpointStatus, kind: str,
     """When the next expiry notification of one certificate is due (µs), or None."""
     _, not_after, serial, _ = certificate_facts(der)
     last = dict(st.expiry_alerts).get(f"{kind} {serial}", 0)
-    return alert_after(not_after, last)
+    point = alert_after(not_after, last)
+    if point is not None and kind != "CA" and _rollover_first(cfg, st, der, point):
+        return None
+    return point
+
+
+def _rollover_first(cfg: TrustpointConfig | None, st: TrustpointStatus, der: bytes,
+                    point: int) -> bool:
+    """With auto-enroll (a shadow router certificate covers the current one), a CA rollover
+    step that may cover the router certificate `der` (fetching the CA's next certificate and
+    enrolling under it, or the shadow enrollment) was due when its notice was (at its `point`,
+    or when it was installed if that was later): the notice waits for the step's outcome.
+    E.g. a router certificate enrolled in the CA certificate's last week: its notice and the
+    shadow enrollment are both due at once, and the shadow certificate covers it. If the step
+    fails, its retry is later than the notice, which then follows. (A daily re-check of a CA
+    that offered no next certificate is not waited for: it is unlikely to cover anything.)"""
+    if cfg is None or cfg.auto_enroll is None:
+        return False
+    found = next_step(cfg, st)
+    rechecking = st.rollover is not None and st.rollover.not_offered_at > 0
+    if found is None or found[1] is Step.ACTIVATE or (found[1] is Step.FETCH and rechecking):
+        return False
+    installed = max((c.installed_at for c in st.certificates if c.der == der), default=0)
+    return found[0] <= max(point, installed)

@@ -49,13 +49,17 @@ class CrlCache:
         return sorted(self.crls, key=lambda c: (c.issuer_text, c.idp_uris, c.only))
 
     def with_crl(self, crl: CachedCrl) -> CrlCache:
-        key = key_of(crl)
-        old = next((c for c in self.crls if key_of(c) == key), None)
+        old = self.of_scope(crl)
         fetches = self.fetches + 1
         if old is not None and _older(crl, old):
             return CrlCache(self.crls, fetches, self.failures)
         kept = tuple(c for c in self.crls if c is not old)
         return CrlCache((*kept, crl), fetches, self.failures)
+
+    def of_scope(self, crl: CachedCrl) -> CachedCrl | None:
+        """The cached CRL of `crl`'s issuer and scope, if any."""
+        key = key_of(crl)
+        return next((c for c in self.crls if key_of(c) == key), None)
 
     def failed(self) -> CrlCache:
         return CrlCache(self.crls, self.fetches, self.failures + 1)

@@ -5,9 +5,9 @@ entry only when asked, at several microseconds each: a 100,000-entry CRL would t
 second to index that way, and a lookup by serial is a linear scan. This module walks the
 DER of `revokedCertificates` (RFC 5280 §5.1) with plain slicing instead, keeping only each
 entry's serial and its offset; the revocation date and reason are decoded when a serial is
-found. The walk understands strict DER (definite lengths, low tag numbers), which is what a
-CRL whose signature verified is; anything else raises `CrlShape`, and the fetch refuses the
-CRL (it is never half-indexed).
+found. The walk understands strict DER (engine/der.py: definite lengths, low tag numbers),
+which is what a CRL whose signature verified is; anything else raises `CrlShape`, and the
+fetch refuses the CRL (it is never half-indexed).
 
 While walking, every entry's extensions are checked: RFC 5280 §5.3: "If a CRL contains a
 critical CRL entry extension that the application cannot process, then the application
@@ -25,6 +25,8 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from engine.der import DerShape
+from engine.der import element as _element
 from engine.revocation.model import REASONS, Revoked
 
 if TYPE_CHECKING:
@@ -41,27 +43,8 @@ _HOLD_CODE = bytes.fromhex("551d17")  # 2.5.29.23
 _PROCESSED = (_REASON_CODE, _INVALIDITY_DATE, _HOLD_CODE)
 
 
-class CrlShape(ValueError):
-    """The bytes are not a strict-DER CRL this walker reads, or an entry cannot be used."""
-
-
-def _element(buf: bytes, pos: int, end: int) -> tuple[int, int, int]:
-    """(tag, contents start, contents end) of the element at `pos`."""
-    if pos + 2 > end:
-        raise CrlShape("truncated")
-    tag = buf[pos]
-    first = buf[pos + 1]
-    if first < 0x80:
-        start, length = pos + 2, first
-    else:
-        count = first & 0x7F
-        if count == 0 or count > 4 or pos + 2 + count > end:
-            raise CrlShape("not a definite DER length")
-        length = int.from_bytes(buf[pos + 2:pos + 2 + count], "big")
-        start = pos + 2 + count
-    if start + length > end:
-        raise CrlShape("an element runs past its container")
-    return tag, start, start + length
+CrlShape = DerShape
+"""The bytes are not a strict-DER CRL this walker reads, or an entry cannot be used."""
 
 
 def time_us(tag: int, text: bytes) -> int:

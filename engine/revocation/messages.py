@@ -4,31 +4,53 @@ derive the same lines from the same events, so `show logging` keeps them
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from engine.messages import log_date, plural
+
 if TYPE_CHECKING:
+    from engine.revocation.model import CachedCrl
     from events.revocation import CrlCacheCleared, CrlFetched, CrlFetchFailed
-
-
-
-def _date(us: int) -> str:
-    return datetime.fromtimestamp(us / 1_000_000, UTC).strftime("%H:%M:%S UTC %a %b %d %Y")
-
-
-def _entries(n: int) -> str:
-    return "1 entry" if n == 1 else f"{n} entries"
 
 
 def attempts_text(attempts: tuple[tuple[str, str], ...]) -> str:
     return "; ".join(f"{uri}: {why}" for uri, why in attempts)
 
 
+def summary(ev: CrlFetched) -> str:
+    """`number 3, 2 entries, next update 00:00:00 UTC Thu Dec 04 2025`."""
+    nxt = "no next update" if ev.next_update is None else \
+        f"next update {log_date(ev.next_update)}"
+    return f"{crl_number(ev.number)}, {plural(ev.count, 'entry', 'entries')}, {nxt}"
+
+
 def fetched(ev: CrlFetched) -> str:
-    number = "no CRL number" if ev.number is None else f"number {ev.number}"
-    nxt = "no next update" if ev.next_update is None else f"next update {_date(ev.next_update)}"
-    return (f"%PKI-6-CRL_FETCHED: CRL of {ev.issuer_text} fetched from {ev.source}: {number}, "
-            f"{_entries(ev.count)}, {nxt}")
+    return (f"%PKI-6-CRL_FETCHED: CRL of {ev.issuer_text} fetched from {ev.source}: "
+            f"{summary(ev)}")
+
+
+def stale(ev: CrlFetched) -> str:
+    """A fetch that gave a CRL already past its nextUpdate: the CA published no newer one."""
+    assert ev.next_update is not None
+    return (f"%PKI-4-CRL_STALE: CRL of {ev.issuer_text} fetched from {ev.source} is past its "
+            f"next update ({log_date(ev.next_update)}): {crl_number(ev.number)}, "
+            f"{plural(ev.count, 'entry', 'entries')}; the CA has published no newer one")
+
+
+def fetched_said(ev: CrlFetched, before: CachedCrl | None) -> str | None:
+    """What a fetch says, given the CRL cached for its issuer and scope `before` it: a fresh
+    CRL at info; a stale one as a warning, once per CRL (None when the same CRL was already
+    fetched stale: the refresh timer asks again on its back-off, and says it once)."""
+    if ev.next_update is None or ev.next_update > ev.fetched_at:
+        return fetched(ev)
+    if before is not None and before.sha256 == ev.sha256 and \
+            not before.fresh_at(before.fetched_at):
+        return None
+    return stale(ev)
+
+
+def crl_number(number: str | None) -> str:
+    return "no CRL number" if number is None else f"number {number}"
 
 
 def fetch_failed(ev: CrlFetchFailed) -> str:

@@ -4,14 +4,16 @@ Rule: every CRL the device fetches and verifies becomes events in one place
 (`engine.revocation.fetch.fetched_events`), which asks `own_certificates_revoked` what else
 it means. A router certificate is revoked by a CRL when
 - its trustpoint is enrolled (or already revoked, for a second certificate of a usage-keys
-  trustpoint) and the certificate is not already marked revoked;
+  trustpoint, or re-enrolling with the certificate installed) and the certificate is not
+  already marked revoked;
 - the CRL was issued by that trustpoint's CA: the CRL's issuer is the CA certificate's subject
   and the CA certificate's key verified it (RFC 5280 §6.3.3 (f): the CRL issuer is the
   certificate's issuer, its signature checked with that issuer's key);
 - the CRL's scope covers the certificate (issuing distribution point, §6.3.3 (b)(2)) and it
   lists the certificate's serial (§6.3.3 (i)).
 Each such certificate gives one `RouterCertificateRevoked`, which moves the trustpoint to
-`revoked` through the lifecycle table's `revoke` edge (engine/machines/trustpoint.py).
+`revoked` through the lifecycle table's `revoke` edge (engine/machines/trustpoint.py), or, in
+a re-enrollment, marks it (`revoke_installed`) while the re-enrollment goes on.
 
 The serials are looked up in the index the fetch built while verifying the CRL (kept by
 `engine.revocation.index.remember`, content-addressed by the CRL's SHA-256), so deciding
@@ -35,7 +37,7 @@ from engine.trustpoints import TrustpointStatus, usable_certificates
 from events.registry import Event
 from events.trustpoint import RouterCertificateRevoked
 
-REVOCABLE = (Lifecycle.ENROLLED, Lifecycle.REVOKED)
+REVOCABLE = (Lifecycle.ENROLLED, Lifecycle.REVOKED, Lifecycle.ENROLLING)
 
 
 def own_certificates_revoked(state: DeviceState, cached: CachedCrl

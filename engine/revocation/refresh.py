@@ -12,11 +12,12 @@ its CA certificate `ca`):
   this fetch gives none, no more (a CA without any CRL is not asked every hour);
 - a cached CRL with a nextUpdate: due at that nextUpdate;
 - a fetch made at or after that nextUpdate that gave no fresh CRL (it failed, or the CA still
-  publishes the stale one): retried 5 minutes, 15 minutes, 1 hour and 4 hours after the
-  failure, then daily (`RETRY_MINUTES`), until a fresh CRL comes in. Soon at first (a CA
-  publishing late, a directory restarting), then rarely: a CA that stopped publishing is not
-  asked every hour for months, and a peer's validation does not wait for this timer (it
-  fetches a missing or stale CRL itself);
+  publishes the stale one: `%PKI-4-CRL_STALE`, said once per CRL, with its nextUpdate):
+  retried 5 minutes, 15 minutes, 1 hour and 4 hours after the failure, then daily
+  (`RETRY_MINUTES`), until a fresh CRL comes in. Soon at first (a CA publishing late, a
+  directory restarting), then rarely: a CA that stopped publishing is not asked every hour
+  for months, and a peer's validation does not wait for this timer (it fetches a missing or
+  stale CRL itself);
 - a cached CRL without a nextUpdate: never (RFC 5280 §5.1.2.5: conforming issuers MUST
   include nextUpdate; one without it gives no time to refresh at).
 
@@ -37,6 +38,7 @@ from engine.effects import Effect, Outcome
 from engine.machines.trustpoint import Lifecycle
 from engine.revocation import messages
 from engine.revocation.cache import crl_for
+from engine.revocation.model import CachedCrl
 from engine.schedule import Job
 from engine.state import DeviceState
 from engine.trustpoints import (
@@ -103,16 +105,17 @@ def refresh(state: DeviceState, now: int, name: str) -> Generator[Effect, Any, O
         return Outcome()
     _, cert, ca = pair
     events = yield from fetch_crl(state, cert, ca, now, trustpoint=name)
-    text = [line for ev in events if (line := _message(ev)) is not None]
+    text = [line for ev in events if (line := _message(state, ev)) is not None]
     text += revoked_lines(events)
     return Outcome(events=events, output="".join(f"{line}\n" for line in text))
 
 
-def _message(ev: Event) -> str | None:
+def _message(state: DeviceState, ev: Event) -> str | None:
+    """The event's line, as the logging fold derives it (a stale CRL: once)."""
     from events.revocation import CrlFetched, CrlFetchFailed
 
     if isinstance(ev, CrlFetched):
-        return messages.fetched(ev)
+        return messages.fetched_said(ev, state.crls.of_scope(CachedCrl.from_event(ev)))
     if isinstance(ev, CrlFetchFailed):
         return messages.fetch_failed(ev)
     return None

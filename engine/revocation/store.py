@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Protocol
 
 from engine.errors import OperatorError, Reason
+from events.durable import fsync_directory, write_all
 
 CRL_DIR = "crls"
 _NAME = re.compile(r"^[0-9a-f]{64}$")
@@ -86,14 +87,12 @@ class FileCrlBlobs:
             tmp = self.directory / f".{name}.{os.getpid()}.tmp"
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             try:
-                view = memoryview(der)
-                while view:  # a short write (a disk filling up) is not the whole CRL
-                    view = view[os.write(fd, view):]
+                write_all(fd, der)  # a short write (a disk filling up) is not the whole CRL
                 os.fsync(fd)
             finally:
                 os.close(fd)
             os.replace(tmp, target)
-            _fsync_dir(self.directory)
+            fsync_directory(self.directory)
         except OSError as e:
             raise OperatorError(Reason.BAD_DATA, f"The CRL could not be stored in "
                                 f"{self.directory}: {e.strerror or e}.") from e
@@ -111,11 +110,3 @@ class FileCrlBlobs:
 
 def _digest_of(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

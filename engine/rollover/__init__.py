@@ -12,6 +12,10 @@ Theory of operation (one job, `shadow <trustpoint>`, whose step follows from the
    held as the shadow CA certificate (`ShadowCAAccepted`), and the same job goes on to step 2.
    A CA that does not advertise GetNextCACert is logged once (`ShadowCANotOffered`,
    `%PKI-4-CA_ROLLOVER_UNSUPPORTED`): the operator must re-authenticate before the expiry.
+   GetCACaps is then re-checked daily, silently (`ShadowCARechecked`), while the CA
+   certificate lasts: a CA that starts offering GetNextCACert is fetched from as above. In
+   the CA certificate's last week, a CA still offering none is said once more
+   (`ShadowCANotOffered` again, `%PKI-2-CA_ROLLOVER_NONE`).
 2. shadow enrollment, once the shadow CA is held and no renewal is in flight: the renewal
    exchange (engine/renewal `renewal_exchange`, purpose "shadow") enrolls with the current key
    pairs, signed by the current router certificates, enveloped to the shadow CA certificate;

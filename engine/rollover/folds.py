@@ -6,12 +6,13 @@ attempts, and the switch at the old CA certificate's expiry."""
 from __future__ import annotations
 
 from dataclasses import replace
-from types import MappingProxyType
 from typing import TYPE_CHECKING
 
 from engine.machines.renewal import after, allows
-from engine.state import DeviceState, with_state
-from engine.trustpoints import RolloverState, RouterCertificate, TrustpointStatus
+from engine.renewal.folds import with_certificate
+from engine.rollover.schedule import RECHECK
+from engine.state import DeviceState
+from engine.trustpoints import RolloverState, RouterCertificate, put_status
 
 if TYPE_CHECKING:
     from events.rollover import (
@@ -19,23 +20,18 @@ if TYPE_CHECKING:
         ShadowCAActivated,
         ShadowCAFetchFailed,
         ShadowCANotOffered,
+        ShadowCARechecked,
         ShadowCertificateActivated,
     )
-
-
-def _put(state: DeviceState, status: TrustpointStatus) -> DeviceState:
-    tps = dict(state.trustpoints)
-    tps[status.name] = status
-    return with_state(state, trustpoints=MappingProxyType(tps))
 
 
 def accepted(state: DeviceState, ev: ShadowCAAccepted, at: int) -> DeviceState:
     st = state.trustpoints.get(ev.trustpoint)
     if st is None:
         return state
-    return _put(state, replace(st, shadow_ca_certificate=ev.ca_certificate,
-                               shadow_certificates=(),
-                               rollover=RolloverState(shadow_accepted_at=at)))
+    return put_status(state, replace(st, shadow_ca_certificate=ev.ca_certificate,
+                                     shadow_certificates=(),
+                                     rollover=RolloverState(shadow_accepted_at=at)))
 
 
 def fetch_failed(state: DeviceState, ev: ShadowCAFetchFailed, at: int) -> DeviceState:
@@ -43,17 +39,28 @@ def fetch_failed(state: DeviceState, ev: ShadowCAFetchFailed, at: int) -> Device
     if st is None:
         return state
     ro = st.rollover or RolloverState()
-    return _put(state, replace(st, rollover=replace(
+    return put_status(state, replace(st, rollover=replace(
         ro, attempts=ro.attempts + 1, last_result=ev.detail,
         next_attempt_at=ev.next_attempt_at)))
 
 
 def not_offered(state: DeviceState, ev: ShadowCANotOffered, at: int) -> DeviceState:
+    """Said; GetCACaps is asked again a day later."""
     st = state.trustpoints.get(ev.trustpoint)
     if st is None:
         return state
     ro = st.rollover or RolloverState()
-    return _put(state, replace(st, rollover=replace(ro, not_offered_at=at, next_attempt_at=0)))
+    return put_status(state, replace(st, rollover=replace(ro, not_offered_at=at,
+                                                          next_attempt_at=at + RECHECK)))
+
+
+def rechecked(state: DeviceState, ev: ShadowCARechecked, at: int) -> DeviceState:
+    st = state.trustpoints.get(ev.trustpoint)
+    if st is None:
+        return state
+    ro = st.rollover or RolloverState()
+    return put_status(state, replace(st, rollover=replace(ro, next_attempt_at=ev.next_check_at,
+                                                          last_result=ev.detail)))
 
 
 def ca_activated(state: DeviceState, ev: ShadowCAActivated, at: int) -> DeviceState:
@@ -69,7 +76,7 @@ def ca_activated(state: DeviceState, ev: ShadowCAActivated, at: int) -> DeviceSt
             after(r.phase, "supersede")
         st = replace(st, renewal=replace(r, phase=phase, next_attempt_at=0, next_poll_at=0,
                                          last_result="rolled over to the CA's next certificate"))
-    return _put(state, st)
+    return put_status(state, st)
 
 
 def certificate_activated(state: DeviceState, ev: ShadowCertificateActivated,
@@ -81,10 +88,8 @@ def certificate_activated(state: DeviceState, ev: ShadowCertificateActivated,
                  and c.key_id == ev.key_id), None)
     if cert is None:
         return state
-    current = tuple(c for c in st.certificates if c.usage != ev.usage)
     installed = RouterCertificate(cert.key_id, cert.usage, cert.der, at)
-    order = {"general": 0, "signature": 1, "encryption": 2}
-    certs = tuple(sorted((*current, installed), key=lambda c: order.get(c.usage, 3)))
-    return _put(state, replace(st, certificates=certs, shadow_certificates=tuple(
-        c for c in st.shadow_certificates if c is not cert)))
+    return put_status(state, replace(
+        st, certificates=with_certificate(st.certificates, installed),
+        shadow_certificates=tuple(c for c in st.shadow_certificates if c is not cert)))
 

@@ -5,20 +5,16 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Generator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from engine.effects import Effect, Outcome
-from engine.errors import TrustledgerError
-from engine.renewal.messages import certificate_facts
-from engine.rollover import folds
+from engine.errors import PeerError, PeerReason, TrustledgerError
+from engine.renewal.messages import certificate_facts, said
 from engine.rollover.messages import message_of
-from engine.rollover.schedule import RETRY, Step, enroll_due, next_step
+from engine.rollover.schedule import RECHECK, RETRY, Step, enroll_due, next_step, recheck_says
 from engine.schedule import Job
 from engine.state import DeviceState
 from engine.trustpoints import status_of
-
-if TYPE_CHECKING:
-    pass
 
 Run = Callable[[DeviceState, int], Any]
 
@@ -57,30 +53,44 @@ def shadow(state: DeviceState, name: str, now: int) -> Generator[Effect, Any, Ou
 
 def fetch(state: DeviceState, name: str, now: int) -> Generator[Effect, Any, Outcome]:
     """GetNextCACert; a verified answer is held as the shadow CA and, unless a renewal is in
-    flight, the shadow enrollment follows in the same batch."""
+    flight, the shadow enrollment follows in the same batch. A CA that offers none is said
+    once, re-checked daily (silently, an unreachable CA too), and said once more in its
+    certificate's last week (`recheck_says`)."""
     from engine.renewal import renewal_exchange  # SCEP, when a job runs
+    from engine.rollover import folds
     from engine.rollover.fetch import FetchNextCA, NextCAFetched
-    from events.rollover import ShadowCAAccepted, ShadowCAFetchFailed, ShadowCANotOffered
+    from events.rollover import (
+        ShadowCAAccepted,
+        ShadowCAFetchFailed,
+        ShadowCANotOffered,
+        ShadowCARechecked,
+    )
+
     cfg = state.trustpoint_configs[name]
     st = status_of(state, name)
     assert cfg.scep_url is not None and st.ca_certificate is not None  # next_step checked
     ca_end = certificate_facts(st.ca_certificate)[1]
+    rechecking = st.rollover is not None and st.rollover.not_offered_at > 0
     try:
         fetched: NextCAFetched = yield FetchNextCA(cfg.scep_url, st.ca_certificate)
     except TrustledgerError as err:
-        return _said([ShadowCAFetchFailed(name, err.text, now + RETRY)], now)
+        if rechecking and isinstance(err, PeerError) and err.reason is PeerReason.UNREACHABLE:
+            return said([ShadowCARechecked(name, now + RECHECK, err.text)], now, message_of)
+        return said([ShadowCAFetchFailed(name, err.text, now + RETRY)], now, message_of)
     if fetched.certificate is None:
-        return _said([ShadowCANotOffered(name, ca_end)], now)
+        if rechecking and not recheck_says(st, now):
+            return said([ShadowCARechecked(name, now + RECHECK)], now, message_of)
+        return said([ShadowCANotOffered(name, ca_end)], now, message_of)
     accepted = ShadowCAAccepted(name, fetched.certificate, ca_end)
     held = folds.accepted(state, accepted, now)
-    said = _said([accepted], now)
+    shown = said([accepted], now, message_of)
     if not enroll_due(status_of(held, name)):
-        return said
+        return shown
     enrolled = yield from renewal_exchange(held, name, now, fetched.certificate,
                                            purpose="shadow")
     more = enrolled.output if isinstance(enrolled.output, str) else ""
     return Outcome(events=[accepted, *enrolled.events],
-                   output="\n".join(x for x in (str(said.output), more) if x))
+                   output="\n".join(x for x in (str(shown.output), more) if x))
 
 
 def activate(state: DeviceState, name: str, now: int) -> Outcome:
@@ -94,9 +104,4 @@ def activate(state: DeviceState, name: str, now: int) -> Outcome:
                                            certificate_facts(st.ca_certificate)[2])]
     events += [ShadowCertificateActivated(name, c.key_id, c.usage, certificate_facts(c.der)[2])
                for c in st.shadow_certificates]
-    return _said(events, now)
-
-
-def _said(events: list[Any], now: int) -> Outcome:
-    lines = [m for ev in events if (m := message_of(ev, now)) is not None]
-    return Outcome(events=events, output="\n".join(lines))
+    return said(events, now, message_of)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from engine.renewal.messages import USAGE, certificate_facts, iso
+from engine.rollover.schedule import EXPIRING
 
 if TYPE_CHECKING:
     from events.rollover import (
@@ -29,7 +30,14 @@ def fetch_failed(ev: ShadowCAFetchFailed) -> str:
             f"{ev.detail.rstrip('.')}. Next attempt at {iso(ev.next_attempt_at)}.")
 
 
-def not_offered(ev: ShadowCANotOffered) -> str:
+def not_offered(ev: ShadowCANotOffered, at: int) -> str:
+    """When first found; in the CA certificate's last week, once more, louder."""
+    if ev.ca_not_after - at <= EXPIRING:
+        return (f"%PKI-2-CA_ROLLOVER_NONE: Trustpoint {ev.trustpoint}: the CA certificate "
+                f"expires at {iso(ev.ca_not_after)} and the CA still offers no next "
+                "certificate (no GetNextCACert): the trustpoint stops working then; "
+                "re-authenticate it now (remove it, add it again, crypto ca authenticate "
+                f"{ev.trustpoint})")
     return (f"%PKI-4-CA_ROLLOVER_UNSUPPORTED: Trustpoint {ev.trustpoint}: the CA does not "
             "offer GetNextCACert, so its next certificate cannot be fetched; re-authenticate "
             "the trustpoint (remove it, add it again, crypto ca authenticate "
@@ -63,7 +71,7 @@ def message_of(ev: Any, at: int) -> str | None:
         case ShadowCAFetchFailed():
             return fetch_failed(ev)
         case ShadowCANotOffered():
-            return not_offered(ev)
+            return not_offered(ev, at)
         case ShadowCAActivated():
             return ca_activated(ev)
         case ShadowCertificateActivated():

@@ -12,6 +12,8 @@ from engine.trustpoints import TrustpointConfig, TrustpointStatus
 
 SHADOW_PERCENT = 90  # of the CA certificate's lifetime: when its next one is asked for
 RETRY = 24 * 3600 * 1_000_000  # µs between failed GetNextCACert attempts
+RECHECK = RETRY  # µs between GetCACaps re-checks of a CA that offered no GetNextCACert
+EXPIRING = 7 * RETRY  # µs before the CA certificate's end: with no next one, said once more
 
 
 class Step(enum.Enum):
@@ -39,12 +41,19 @@ def next_step(cfg: TrustpointConfig | None, st: TrustpointStatus) -> tuple[int, 
             if at < ca_end:
                 return at, Step.ENROLL
         return ca_end, Step.ACTIVATE
-    ro = st.rollover
-    if ro is not None and ro.not_offered_at:
-        return None  # logged once: re-authenticating is the operator's
+    ro = st.rollover  # a failed attempt's retry, or a CA without GetNextCACert's re-check
     at = ro.next_attempt_at if ro is not None and ro.next_attempt_at else \
         shadow_point(st.ca_certificate)
     return (at, Step.FETCH) if at < ca_end else None
+
+
+def recheck_says(st: TrustpointStatus, now: int) -> bool:
+    """A CA that offers no GetNextCACert, found so again at `now`: is it said (the first time,
+    or the first time in the CA certificate's last week), or a silent re-check?"""
+    said = st.rollover.not_offered_at if st.rollover is not None else 0
+    assert st.ca_certificate is not None
+    expiring = certificate_facts(st.ca_certificate)[1] - EXPIRING
+    return not said or said < expiring <= now
 
 
 def enroll_due(st: TrustpointStatus) -> bool:

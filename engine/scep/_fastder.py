@@ -18,13 +18,12 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 
+from engine.der import DerShape as _Shape  # not the shape this walker reads: the full parser's
+from engine.der import element as _element
+
 _SEQUENCE, _SET, _OID, _OCTETS, _INTEGER = 0x30, 0x31, 0x06, 0x04, 0x02
 _CTX0, _CTX1 = 0xA0, 0xA1
 _SKI = 0x80  # SignerIdentifier subjectKeyIdentifier [0] IMPLICIT
-
-
-class _Shape(Exception):
-    """Not the shape this walker reads: let the full parser have it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,27 +39,6 @@ class RawSignedData:
     signed_attrs: bytes  # the contents of [0] IMPLICIT signedAttrs
     attributes: dict[str, bytes]  # single-valued signed attributes: OID -> value DER
     signature: bytes
-
-
-def _element(buf: bytes, pos: int, end: int) -> tuple[int, int, int]:
-    """(tag, contents start, contents end) of the element at `pos` (definite length)."""
-    if pos + 2 > end:
-        raise _Shape
-    tag = buf[pos]
-    if tag & 0x1F == 0x1F:
-        raise _Shape  # multi-byte tag
-    first = buf[pos + 1]
-    if first < 0x80:
-        start, length = pos + 2, first
-    else:
-        count = first & 0x7F
-        if count == 0 or count > 4 or pos + 2 + count > end:
-            raise _Shape  # indefinite (BER) or absurd
-        length = int.from_bytes(buf[pos + 2:pos + 2 + count], "big")
-        start = pos + 2 + count
-    if start + length > end:
-        raise _Shape
-    return tag, start, start + length
 
 
 def _expect(buf: bytes, pos: int, end: int, tag: int) -> tuple[int, int]:

@@ -18,9 +18,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 
+from engine.pki import issued_by
 from engine.scep._der import complete_certificate, contained
 from engine.scep.cms import certs_only, read_certs_only
 from engine.scep.errors import ScepError, ScepErrorReason
@@ -97,14 +97,14 @@ def identify_roles(certs: Sequence[x509.Certificate]) -> CACertificates:
         ras: list[x509.Certificate] = []
         issuer: x509.Certificate | None = None
         for ca in cas:
-            issued = [c for c in others if _issued_by(c, ca)]
+            issued = [c for c in others if issued_by(c, ca)]
             if issued:
                 if issuer is not None:
                     raise ScepError(ScepErrorReason.BAD_CA_CERTIFICATES,
                                     "GetCACert: RA certificates from more than one CA")
                 issuer, ras = ca, issued
         if issuer is None:
-            bottom = [c for c in cas if not any(_issued_by(o, c) for o in cas if o is not c)]
+            bottom = [c for c in cas if not any(issued_by(o, c) for o in cas if o is not c)]
             if len(bottom) != 1:
                 raise ScepError(ScepErrorReason.BAD_CA_CERTIFICATES,
                                 f"GetCACert: cannot tell the CA among {len(cas)} CA "
@@ -122,15 +122,6 @@ def _is_ca(cert: x509.Certificate) -> bool:
         return bool(cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
     except x509.ExtensionNotFound:
         return False
-
-
-def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
-    """Issuer name matches and issuer's key verifies the signature (RFC 5280 §6.1.3)."""
-    try:
-        cert.verify_directly_issued_by(issuer)
-    except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
-        return False
-    return True
 
 
 def _usage(cert: x509.Certificate) -> tuple[bool, bool]:

@@ -19,8 +19,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 
+from engine.pki import issued_by
 from engine.state import DeviceState
 from engine.trustpoints import status_of, trustpoint_config, trustpoint_names
 from engine.trustpool.policy import policy_of, rsa_1024_disabled
@@ -60,14 +60,6 @@ def _anchors(anchor: x509.Certificate, chain: Sequence[x509.Certificate]) -> boo
     for cert in chain:
         if cert.subject == anchor.subject and cert.public_key() == anchor.public_key():
             return True
-        if cert.issuer == anchor.subject and _issued(cert, anchor):
+        if cert.issuer == anchor.subject and issued_by(cert, anchor):
             return True
     return False
-
-
-def _issued(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
-    try:
-        cert.verify_directly_issued_by(issuer)
-    except (InvalidSignature, ValueError, TypeError, UnsupportedAlgorithm):
-        return False
-    return True

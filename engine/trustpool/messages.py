@@ -3,8 +3,7 @@ the same lines from the same events, so `show logging` keeps them (engine.device
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
+from engine.messages import log_date, plural
 from events.trustpool import (
     TrustpoolCleaned,
     TrustpoolImported,
@@ -13,18 +12,10 @@ from events.trustpool import (
 )
 
 
-def _count(n: int) -> str:
-    return f"{n} certificate" if n == 1 else f"{n} certificates"
-
-
-def _date(us: int) -> str:
-    return datetime.fromtimestamp(us / 1_000_000, UTC).strftime("%H:%M:%S UTC %a %b %d %Y")
-
-
 def imported(ev: TrustpoolImported) -> str:
     how = "Automatic trustpool update" if ev.automatic else "Trustpool download"
     what = ("the same certificates as before" if ev.unchanged
-            else _count(len(ev.certificates)))
+            else plural(len(ev.certificates), "certificate"))
     return (f"%PKI-6-TRUSTPOOL_DOWNLOAD_SUCCESS: {how} from {ev.url} succeeded: {what}, "
             f"{ev.signature}")
 
@@ -35,11 +26,11 @@ def update_failed(ev: TrustpoolUpdateFailed) -> str:
 
 
 def cleaned(ev: TrustpoolCleaned) -> str:
-    return (f"%PKI-6-TRUSTPOOL_CLEANED: {_count(ev.removed)} downloaded into the trustpool "
-            "removed; the built-in certificates remain")
+    return (f"%PKI-6-TRUSTPOOL_CLEANED: {plural(ev.removed, 'certificate')} downloaded into "
+            "the trustpool removed; the built-in certificates remain")
 
 
 def warned(ev: TrustpoolPolicyWarned) -> str:
     return (f"%PKI-4-TRUSTPOOL_AUTO_UPDATE_DISABLED: The trustpool update timer is running "
-            f"(earliest expiry {_date(ev.target)}) but no cabundle url is configured: "
+            f"(earliest expiry {log_date(ev.target)}) but no cabundle url is configured: "
             "configure one under 'crypto ca trustpool policy'")

@@ -13,8 +13,8 @@ from collections.abc import Sequence
 
 from asn1crypto import cms
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 
+from engine.pki import issued_by
 from engine.scep.cms import read_certs_only, read_signed, verify_signed
 from engine.scep.errors import ScepError
 from engine.trustpool.bundle import BundleRefused
@@ -63,7 +63,7 @@ def _chain_to_anchor(signer: x509.Certificate, bundle: list[x509.Certificate],
         if any(_same(cert, a) for a in anchors):
             return
         for issuer in (*anchors, *bundle):
-            if issuer.subject == cert.issuer and issuer != cert and _issued(cert, issuer):
+            if issuer.subject == cert.issuer and issuer != cert and issued_by(cert, issuer):
                 if not any(_same(issuer, a) for a in anchors) and not _valid(issuer, now):
                     continue
                 cert = issuer
@@ -76,14 +76,6 @@ def _chain_to_anchor(signer: x509.Certificate, bundle: list[x509.Certificate],
 
 def _same(a: x509.Certificate, b: x509.Certificate) -> bool:
     return a == b or (a.subject == b.subject and a.public_key() == b.public_key())
-
-
-def _issued(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
-    try:
-        cert.verify_directly_issued_by(issuer)
-    except (InvalidSignature, ValueError, TypeError, UnsupportedAlgorithm):
-        return False
-    return True
 
 
 def _valid(cert: x509.Certificate, now: int) -> bool:

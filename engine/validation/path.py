@@ -71,6 +71,7 @@ from cryptography.x509.verification import (
     VerificationError,
 )
 
+from engine.pki import issued_by
 from engine.validation.verdict import Code, Purpose
 
 E = TypeVar("E", bound=x509.ExtensionType)
@@ -269,16 +270,8 @@ def _walk(chain: Sequence[x509.Certificate], anchor: x509.Certificate
         found = [c for c in rest if c.subject == cur.issuer and c not in path]
         if not found:
             return path, _who(cur)
-        path.append(next((c for c in found if _signed_by(cur, c)), found[0]))
+        path.append(next((c for c in found if issued_by(cur, c)), found[0]))
     return path, _who(path[-1])
-
-
-def _signed_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
-    try:
-        cert.verify_directly_issued_by(issuer)
-    except (InvalidSignature, ValueError, TypeError, UnsupportedAlgorithm):
-        return False
-    return True
 
 
 def _validity(cert: x509.Certificate, at: int) -> list[tuple[Code, str]]:
@@ -319,7 +312,7 @@ def _link(cert: x509.Certificate, issuer: x509.Certificate) -> list[tuple[Code, 
                                              f"{cert.signature_algorithm_oid.dotted_string}")]
     if isinstance(digest, _WEAK_HASHES):
         return [(Code.WEAK_ALGORITHM, f"{_who(cert)} is signed with {digest.name.upper()}")]
-    if _signed_by(cert, issuer):
+    if issued_by(cert, issuer):
         return []
     if cert.issuer.public_bytes() != issuer.subject.public_bytes() and _signature_verifies(
             cert, issuer):

@@ -47,6 +47,7 @@ from events.rollover import (
     ShadowCAActivated,
     ShadowCAFetchFailed,
     ShadowCANotOffered,
+    ShadowCARechecked,
     ShadowCertificateActivated,
 )
 from events.store import PendingEvent
@@ -158,6 +159,7 @@ def other_event(draw: st.DrawFn) -> Event:
         ShadowCAAccepted(tp, CERT, 9_000_000),  # CA rollover (engine/rollover/)
         ShadowCAFetchFailed(tp, "unreachable", 6_000_000),
         ShadowCANotOffered(tp, 9_000_000),
+        ShadowCARechecked(tp, 8_000_000, draw(st.sampled_from(("", "unreachable")))),
         ShadowCAActivated(tp, "02", "01"),
         ShadowCertificateActivated(tp, key_id, draw(st.sampled_from(USAGES)), "03"),
     ]

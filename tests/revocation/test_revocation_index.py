@@ -86,6 +86,22 @@ def test_bytes_cut_short_are_refused_not_half_indexed() -> None:
             build_index(der[:cut])
 
 
+@pytest.mark.parametrize(("der", "why"), [
+    (b"\x30", "truncated"),
+    (b"\x1f\x81\x01\x00", "a multi-octet tag"),  # [PRIVATE 129]: no RFC 5280 tag is one
+    (b"\x30\x80\x00\x00", "not a definite DER length"),  # BER indefinite
+    (b"\x30\x85\x00\x00\x00\x00\x01\x00", "not a definite DER length"),  # 5 length octets
+    (b"\x30\x03\x02\x01", "an element runs past its container"),
+])
+def test_the_one_der_walker_reads_strict_der_only(der: bytes, why: str) -> None:
+    """engine/der.py, under both the CRL index and SCEP's fast SignedData reader."""
+    from engine.der import element
+
+    assert element(b"\x30\x81\x03\x02\x01\x05", 0, 6) == (0x30, 3, 6)
+    with pytest.raises(CrlShape, match=why):
+        element(der, 0, len(der))
+
+
 # -- the blob store contract (one test case, every adapter) -----------------------------------
 
 

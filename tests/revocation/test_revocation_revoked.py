@@ -8,6 +8,7 @@ not on the CRL stays enrolled; a replay of the log gives the same state, without
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,7 @@ from engine.machines.trustpoint import Lifecycle
 from engine.ports import FakeClock
 from engine.revocation.refresh import refresh_due_at
 from engine.schedule import due_jobs
+from engine.state import DeviceState, replay_rows
 from tests.support.crl_support import FakeCrlFetcher
 from tests.support.slapd_support import ADMIN_DN, ADMIN_PASSWORD, running_slapd
 from tests.trustpoint.tp_support import (
@@ -291,3 +293,69 @@ def test_crl_request_over_the_cas_ldap_cdp_revokes(device: Engine, ca_factory: C
         assert r.events[0].event.source == target.cdp  # type: ignore[attr-defined]
         assert status(device).lifecycle is Lifecycle.REVOKED
         assert f"serial {serial_of(mine)}) is revoked: keyCompromise" in r.output
+
+
+def test_a_stale_crl_fetched_again_is_one_warning(device: Engine, ca_factory: CAFactory,
+                                                   clock: FakeClock) -> None:
+    """A CA that stopped publishing: its last CRL, fetched again by the refresh timer past its
+    nextUpdate, is `%PKI-4-CRL_STALE` with that nextUpdate, once; each re-fetch of the same
+    CRL on the back-off says nothing more."""
+    ca, server = ca_factory()
+    mine = enrolled(device, server.url, ca)
+    (cached,) = device.state.crls.crls
+    nu = cached.next_update
+    assert nu is not None and device.ports.crl_blobs is not None
+    last = device.ports.crl_blobs.get(cached.sha256)
+    server.stop()  # no GetCRL; its HTTP CDP keeps serving the last CRL it published
+    (cdp,) = (u for p in mine.extensions.get_extension_for_class(
+        x509.CRLDistributionPoints).value for u in p.full_name or ())
+    assert isinstance(device.ports.crls, FakeCrlFetcher)
+    device.ports.crls.answers[cdp.value] = last
+    walked = clock_set(device, nu + 2 * DAY)
+    assert walked == [(nu + m * MINUTE, ["CrlFetched"]) for m in (0, 5, 20, 80, 320, 1760)]
+    logged = shown(device, "logging")
+    assert logged.count("%PKI-6-CRL_FETCHED") == 1  # the enrollment's, when it was fresh
+    assert logged.count("%PKI-4-CRL_STALE") == 1
+    (line,) = (x for x in logged.splitlines() if "CRL_STALE" in x)
+    when = datetime.fromtimestamp(nu / 1e6, UTC).strftime("%H:%M:%S UTC %a %b %d %Y")
+    assert line.endswith(f"%PKI-4-CRL_STALE: CRL of {cached.issuer_text} fetched from "
+                         f"{cdp.value} is past its next update ({when}): number "
+                         f"{cached.number}, 0 entries; the CA has published no newer one")
+    assert status(device).crl_failures == 6  # still retried on the back-off
+    replayed = replay_rows(DeviceState(), device.store.read_rows(typed=True))
+    assert replayed.messages == device.state.messages
+
+
+def test_a_revocation_found_during_a_re_enrollment_is_recorded(
+        device: Engine, ca_factory: CAFactory, network: InProcessTransport) -> None:
+    """The trustpoint is `enrolling` from enrolled (the CA holds the re-enrollment): a CRL
+    listing the installed certificate marks it (`revoke_installed`), the re-enrollment goes
+    on, and with no usable certificate left its cancellation leads to authenticated."""
+    from engine.ca.decide import Approval
+    from engine.ca.server import serve_in_process
+
+    ca, server = ca_factory()
+    mine = enrolled(device, server.url, ca)
+    server.stop()
+    serve_in_process(ca, network, server.url, approval=Approval.MANUAL)
+    challenge = ca.mint_challenge()
+    r = device.execute("crypto ca enroll myca", answers=["yes", challenge, challenge])
+    assert event_types(r) == ["EnrollmentRequested", "EnrollmentPending"], r.output
+    assert status(device).lifecycle is Lifecycle.ENROLLING
+    revoke(ca, mine)
+    (cdp,) = (u for p in mine.extensions.get_extension_for_class(
+        x509.CRLDistributionPoints).value for u in p.full_name or ())
+    assert isinstance(device.ports.crls, FakeCrlFetcher)
+    device.ports.crls.answers[cdp.value] = ca.current_crl().der
+    r = device.execute(f"crypto ca crl request {cdp.value}")
+    assert event_types(r) == ["CrlFetched", "RouterCertificateRevoked"], r.output
+    assert "%PKI-3-CERTIFICATE_REVOKED: Router certificate of trustpoint myca" in r.output
+    st = status(device)
+    assert st.lifecycle is Lifecycle.ENROLLING and st.enrollment is not None
+    (rc,) = st.certificates
+    assert rc.revocation_reason == "keyCompromise"
+    assert "Status             :Revoked" in shown(device, "crypto ca certificates")
+    replayed = replay_rows(DeviceState(), device.store.read_rows(typed=True))
+    assert replayed == device.state
+    assert device.execute("crypto ca cancel-enroll myca").ok
+    assert status(device).lifecycle is Lifecycle.AUTHENTICATED  # nothing usable to go back to

@@ -153,6 +153,7 @@ def test_every_event_type_the_table_maps_is_walked() -> None:
     ("enrolling-after-revocation", failed("cancelled"), A),
     ("enrolling-after-revocation", zeroized("k2"), A),
     ("enrolling-after-revocation", zeroized("k1"), EG),  # the new request goes on
+    ("renewing", revoked("k1"), EG),  # the installed certificate marked; the request goes on
 ])
 def test_given_when_then(history: str, fact: Event, then: Lifecycle) -> None:
     assert lifecycle(evolve(given(HISTORIES[history]), fact, 10**9, 99)) is then
@@ -258,3 +259,16 @@ def test_commands_from_every_state(command: str, history: str) -> None:
     else:  # past the machine: refused later, by the frozen engine or a missing key
         assert r.output != message + "\n"
         assert message not in r.output
+
+
+def test_a_revocation_during_a_re_enrollment_leaves_a_first_enrollment() -> None:
+    """`revoke_installed`: k1's certificate is marked revoked and the re-enrollment (k2) goes
+    on; with nothing usable installed, its failure leads to authenticated, its certificate
+    to enrolled. Before, the revocation was not recorded at all."""
+    state = evolve(given(HISTORIES["renewing"]), revoked("k1"), 10**9, 99)
+    st = status_of(state, TP)
+    assert st.lifecycle is EG and st.enrollment is not None
+    (rc,) = st.certificates
+    assert (rc.key_id, rc.revoked_at is not None) == ("k1", True)
+    assert lifecycle(evolve(state, failed(), 10**9 + 1, 100)) is A
+    assert lifecycle(evolve(state, received("k2"), 10**9 + 1, 100)) is ED

@@ -21,6 +21,7 @@ from tests.trustpoint.renewal_support import (
     all_timers,
     assert_replays,
     clock_set,
+    due_types,
     enrolled,
     following_ca,
     jobs,
@@ -69,8 +70,11 @@ def test_router_and_ca_certificates_are_notified(device: Engine, tmp_path: Path,
     r = clock_set(device, T0 + 119 * DAY)
     recorded = [rec.event for d in jobs(r) for rec in d.events]
     warned = [ev for ev in recorded if isinstance(ev, CertificateExpiryWarned)]
-    # (this CA made no next certificate: the rollover's one-time message, once)
-    assert [type(ev).__name__ for ev in recorded if ev not in warned] == ["ShadowCANotOffered"]
+    # (this CA made no next certificate: the rollover's message when found, daily silent
+    # re-checks, and its message once more in the CA certificate's last week)
+    rollover = [type(ev).__name__ for ev in recorded if ev not in warned]
+    assert rollover == ["ShadowCANotOffered", *["ShadowCARechecked"] * 5,
+                        "ShadowCANotOffered", *["ShadowCARechecked"] * 5]
     mine = [ev for ev in warned if ev.certificate_type == "general"]
     theirs = [ev for ev in warned if ev.certificate_type == "CA"]
     assert [ev.days_left for ev in mine] == WEEKLY + DAILY
@@ -95,8 +99,8 @@ def test_router_and_ca_certificates_are_notified(device: Engine, tmp_path: Path,
     assert logged.count("%PKI-4-CERT_EXPIRY_WARNING") == 16
     assert logged.count("%PKI-1-CERT_EXPIRY_ALERT") == 14
     assert_replays(device)
-    # Each notice ran once: going on does not repeat them.
-    assert jobs(clock_set(device, T0 + 121 * DAY)) == []
+    # Each notice ran once: going on does not repeat them (the last daily re-check runs).
+    assert due_types(clock_set(device, T0 + 121 * DAY)) == [["ShadowCARechecked"]]
 
 
 def test_configuration(device: Engine) -> None:
@@ -191,3 +195,70 @@ def test_the_timers_layout_groups_by_trustpoint() -> None:
     assert render_timers([], now) == "PKI Timers\n"
     # A timer already due (its job runs at the next tick) shows no time left.
     assert render_timers([("poll a", now - 5)], now).splitlines()[1] == "|        0:00.000"
+
+
+def test_a_revoked_router_certificate_gets_no_expiry_notices() -> None:
+    """Its one notice was %PKI-3-CERTIFICATE_REVOKED ("enroll again"); nothing renews from
+    `revoked`, so the other certificates' notices say auto-enroll off."""
+    from dataclasses import replace
+    from datetime import UTC, datetime, timedelta
+
+    from engine.machines.trustpoint import Lifecycle
+    from engine.renewal.jobs import alert, due_alerts
+    from engine.state import DeviceState
+    from engine.trustpoints import RouterCertificate, TrustpointConfig, TrustpointStatus
+    from tests.trustpoint.tp_support import der, issue, rsa_key, self_signed_ca
+
+    ca_key = rsa_key(0)
+    ca = self_signed_ca(ca_key, "Unit CA")
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    begin = int(start.timestamp()) * 1_000_000
+    general, signature = (
+        RouterCertificate(f"k{n}", usage, der(issue(ca_key, ca, rsa_key(n).public_key(),
+                                                     ca.subject, start,
+                                                     start + timedelta(days=100))), begin)
+        for n, usage in ((1, "general"), (2, "signature")))
+    cfg = TrustpointConfig("myca", enrollment_url="http://ca.example", auto_enroll=80)
+    st = TrustpointStatus("myca", Lifecycle.REVOKED, None,
+                          certificates=(replace(general, revoked_at=begin + DAY), signature))
+    state = DeviceState(trustpoints={"myca": st}, trustpoint_configs={"myca": cfg})
+    now = begin + 95 * DAY
+    assert len(due_alerts(state, now)) == 1
+    said = alert(state, "myca", now)
+    assert [(ev.certificate_type, ev.auto_enroll) for ev in said.events] == [
+        ("signature", False)]
+    assert "(Signature)" in str(said.output) and str(said.output).endswith("auto-enroll off")
+    revoked_only = replace(st, certificates=st.certificates[:1])
+    assert due_alerts(replace(state, trustpoints={"myca": revoked_only}), now) == []
+
+
+def test_a_notice_waits_for_a_rollover_fetch_but_not_for_a_daily_recheck() -> None:
+    from dataclasses import replace
+    from datetime import UTC, datetime, timedelta
+
+    from engine.machines.trustpoint import Lifecycle
+    from engine.renewal.schedule import alert_due
+    from engine.trustpoints import (
+        RolloverState,
+        RouterCertificate,
+        TrustpointConfig,
+        TrustpointStatus,
+    )
+    from tests.trustpoint.tp_support import der, issue, rsa_key, self_signed_ca
+
+    ca_key = rsa_key(0)
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    begin = int(start.timestamp()) * 1_000_000
+    ca = self_signed_ca(ca_key, "Unit CA", begin - 100 * DAY, days=110)  # shadow point passed
+    rc = RouterCertificate("k1", "general", der(issue(
+        ca_key, ca, rsa_key(1).public_key(), ca.subject, start, start + timedelta(days=5))),
+        begin)
+    cfg = TrustpointConfig("myca", enrollment_url="http://ca.example", auto_enroll=80)
+    st = TrustpointStatus("myca", Lifecycle.ENROLLED, der(ca), certificates=(rc,))
+    # the first GetNextCACert is due (it may bring the shadow that covers the certificate)
+    assert alert_due(cfg, st, "general", rc.der) is None
+    # a CA that offered none, re-checked daily: the notice does not wait for that
+    rechecking = replace(st, rollover=RolloverState(not_offered_at=begin - DAY,
+                                                    next_attempt_at=begin))
+    assert alert_due(cfg, rechecking, "general", rc.der) == begin + 5 * DAY - 60 * DAY
+    assert alert_due(replace(cfg, auto_enroll=None), st, "general", rc.der) is not None

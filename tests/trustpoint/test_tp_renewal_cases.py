@@ -38,7 +38,7 @@ from tests.trustpoint.renewal_support import (
     serial_of,
     timers,
 )
-from tests.trustpoint.tp_support import CHALLENGE, event_types, status
+from tests.trustpoint.tp_support import CHALLENGE, configure, event_types, status
 
 MINUTE = 60_000_000
 
@@ -328,3 +328,56 @@ def test_a_renewal_days_away_reads_in_days() -> None:
 
     assert _duration((291 * 86_400 + 23 * 3600 + 58 * 60 + 43) * 1_000_000) == "291d 23:58:43"
     assert _duration(1_800_000_000) == "00:30:00"
+
+
+def test_no_auto_enroll_cancels_a_retrying_renewal(device: Engine, tmp_path: Path,
+                                                   scep_network: InProcessTransport) -> None:
+    ca, server, _ = following_ca(tmp_path / "ca", device, scep_network)
+    enrolled(device, ca, server, "auto-enroll 80")  # retry every 60 minutes
+    at = renewal_point(device)
+    device.ports.scep = DownTransport()
+    assert due_types(clock_set(device, at)) == [["RenewalRequested", "RenewalFailed"]]
+    assert "Renewal             :retrying, 1 attempt since " in device.execute(
+        "show crypto ca trustpoint myca").output
+
+    configure(device, "crypto ca trustpoint myca", "no auto-enroll")
+    st = status(device)
+    assert st.renewal is not None and st.renewal.phase is RenewalPhase.IDLE
+    assert st.renewal.next_attempt_at == 0
+    shown = device.execute("show crypto ca trustpoint myca").output
+    assert "Renewal             :idle, 1 attempt since " in shown
+    assert "Connection refused; cancelled: auto-enroll is off)\n" in shown
+    assert "Next renewal" not in shown and "retrying" not in shown
+    assert_replays(device)
+    assert jobs(clock_set(device, at + 2 * HOUR)) == []  # nothing retries it
+
+    # auto-enroll again: a fresh renewal, due at once (the renewal point has passed)
+    device.ports.scep = scep_network
+    configure(device, "crypto ca trustpoint myca", "auto-enroll 80")
+    r = clock_set(device, at + 2 * HOUR + MINUTE)
+    assert due_types(r) == [["RenewalRequested", "RenewalCertificateReceived"]]
+    st = status(device)
+    assert st.renewal is not None and (st.renewal.phase, st.renewal.attempts) == (
+        RenewalPhase.IDLE, 1)
+    assert_replays(device)
+
+
+def test_a_shadow_enrollment_retry_is_not_cancelled_by_no_auto_enroll() -> None:
+    from dataclasses import replace
+
+    from engine.renewal.folds import cancelled
+    from engine.state import DeviceState
+    from engine.trustpoints import RenewalState, TrustpointConfig, TrustpointStatus
+    from events.device import ConfigurationCommitted
+
+    retrying = RenewalState(RenewalPhase.RETRYING, "shadow", 1, 1, 1, "peer: down",
+                            next_attempt_at=5)
+    st = TrustpointStatus("myca", Lifecycle.ENROLLED, renewal=retrying)
+    state = DeviceState(trustpoints={"myca": st},
+                        trustpoint_configs={"myca": TrustpointConfig("myca")})
+    ev = ConfigurationCommitted(1, "", "", "", ())
+    assert cancelled(state, ev, 9) is state  # the rollover retries its own, auto-enroll or not
+    renew = replace(st, renewal=replace(retrying, purpose="renew"))
+    after = cancelled(replace(state, trustpoints={"myca": renew}), ev, 9)
+    r = after.trustpoints["myca"].renewal
+    assert r is not None and (r.phase, r.next_attempt_at) == (RenewalPhase.IDLE, 0)

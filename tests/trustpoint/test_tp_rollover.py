@@ -19,15 +19,18 @@ from engine.ca.decide import Policy
 from engine.ca.scep_frontend import ScepFrontend
 from engine.ca.server import serve_in_process
 from engine.ca.service import BuiltinCA
+from engine.engine import Result
 from engine.machines.renewal import RenewalPhase
 from engine.machines.trustpoint import Lifecycle
 from engine.renewal.messages import certificate_facts, iso
 from engine.rollover.schedule import RETRY, shadow_point
 from engine.scep import Credential, build_next_ca_certificates
 from engine.scep.caps import Capability, parse_capabilities
+from events.rollover import ShadowCARechecked
 from projections.timefmt import ios_time
 from tests.trustpoint.renewal_support import (
     DAY,
+    HOUR,
     assert_replays,
     clock_set,
     due_types,
@@ -36,6 +39,7 @@ from tests.trustpoint.renewal_support import (
     jobs,
     timers,
 )
+from tests.trustpoint.test_tp_renewal_cases import DownTransport
 from tests.trustpoint.tp_support import status
 
 URL = "http://ca.invalid"
@@ -202,7 +206,7 @@ def test_a_next_ca_certificate_signed_by_another_key_is_refused(
     assert_replays(device)
 
 
-def test_a_ca_without_get_next_ca_cert_is_logged_once(
+def test_a_ca_without_get_next_ca_cert_is_said_once_then_rechecked_daily(
         device: Engine, tmp_path: Path, scep_network: InProcessTransport) -> None:
     ca, server, _ = following_ca(tmp_path / "ca", device, scep_network, days=1000,
                                  certificate_days=2000)
@@ -217,13 +221,65 @@ def test_a_ca_without_get_next_ca_cert_is_logged_once(
         "so its next certificate cannot be fetched; re-authenticate the trustpoint (remove "
         "it, add it again, crypto ca authenticate myca) before the CA certificate expires at "
         f"{iso(ca_end)}\n")
-    assert "SHADOW" not in timers(device)
+    assert _timer(at + DAY, at, "SHADOW myca") in _timer_lines(device)  # the daily re-check
     assert ("CA rollover         :the CA does not offer GetNextCACert; re-authenticate "
-            f"before {ios_time(ca_end)}\n") in device.execute("show crypto ca trustpoint").output
-    later = clock_set(device, at + 30 * DAY)
-    assert all("ShadowCANotOffered" not in t for t in due_types(later))
+            f"before {ios_time(ca_end)}\n  Next check        :{ios_time(at + DAY)}\n"
+            ) in device.execute("show crypto ca trustpoint").output
+
+    # Re-checked daily, silently; a CA that cannot be reached for a re-check, too.
+    later = clock_set(device, at + 29 * DAY)
+    assert due_types(later) == [["ShadowCARechecked"]] * 29
+    assert {d.output for d in jobs(later)} == {""}
+    device.ports.scep = DownTransport()
+    (down,) = jobs(clock_set(device, at + 30 * DAY))
+    (ev,) = (rec.event for rec in down.events)
+    assert isinstance(ev, ShadowCARechecked) and "Connection refused" in ev.detail
+    assert down.output == ""
+    device.ports.scep = scep_network
     assert device.execute("show logging").output.count("CA_ROLLOVER_UNSUPPORTED") == 1
     assert_replays(device)
+
+    # The CA's operator rolls over at last: the next re-check fetches it and enrolls.
+    clock_set(device, at + 30 * DAY + HOUR)
+    new_ca = ca.rollover().certificate
+    _serve_again(ca, scep_network)
+    r = clock_set(device, at + 31 * DAY)
+    assert due_types(r) == [["ShadowCAAccepted", "RenewalRequested",
+                             "RenewalCertificateReceived"]]
+    st = status(device)
+    assert st.shadow_ca_certificate == new_ca and len(st.shadow_certificates) == 1
+    assert "does not offer" not in device.execute("show crypto ca trustpoint").output
+    assert_replays(device)
+
+
+def test_a_ca_that_never_offers_one_is_said_once_more_in_its_last_week(
+        device: Engine, tmp_path: Path, scep_network: InProcessTransport) -> None:
+    ca, server, _ = following_ca(tmp_path / "ca", device, scep_network, days=100,
+                                 certificate_days=200)
+    enrolled(device, ca, server)
+    st = status(device)
+    assert st.ca_certificate is not None
+    at, ca_end = shadow_point(st.ca_certificate), certificate_facts(st.ca_certificate)[1]
+    r = clock_set(device, ca_end + DAY)
+    said = [(d.events[0].at, d.output) for d in jobs(r) if d.events
+            and type(d.events[0].event).__name__ == "ShadowCANotOffered"]
+    assert [when for when, _ in said] == [at, at + 4 * DAY]  # then: 7 days or fewer left
+    assert said[1][1] == (
+        f"%PKI-2-CA_ROLLOVER_NONE: Trustpoint myca: the CA certificate expires at "
+        f"{iso(ca_end)} and the CA still offers no next certificate (no GetNextCACert): the "
+        "trustpoint stops working then; re-authenticate it now (remove it, add it again, "
+        "crypto ca authenticate myca)\n")
+    rechecks = [d.events[0].at for d in jobs(r) if due_types_of(d) == ["ShadowCARechecked"]]
+    # daily, up to the CA certificate's end; none after it
+    assert rechecks == [at + k * DAY for k in range(1, 20) if k != 4 and at + k * DAY < ca_end]
+    logged = device.execute("show logging").output
+    assert logged.count("CA_ROLLOVER_UNSUPPORTED") == logged.count("CA_ROLLOVER_NONE") == 1
+    assert "SHADOW" not in timers(device)
+    assert_replays(device)
+
+
+def due_types_of(job: Result) -> list[str]:
+    return [type(rec.event).__name__ for rec in job.events]
 
 
 @pytest.mark.parametrize("what", ["GetNextCACert"])
@@ -233,3 +289,43 @@ def test_the_built_in_ca_refuses_get_next_ca_cert_before_a_rollover(
     reply = scep_network.get(URL + "/cgi-bin/pkiclient.exe", {"operation": what})
     assert reply.status == 400
 
+
+
+def test_enrolling_in_the_ca_certificates_last_week_gives_no_alert_before_its_shadow(
+        device: Engine, tmp_path: Path, scep_network: InProcessTransport) -> None:
+    """A 100-day CA: the shadow CA is held from day 90, 60 days after the router certificate's
+    first notice point. Enrolled on day 95, the notice and the shadow enrollment are both due
+    at once; the notice waits for the enrollment, whose shadow certificate covers it."""
+    from tests.trustpoint.tp_support import (
+        authenticate,
+        declare,
+        enroll,
+        event_types,
+        identity_and_key,
+    )
+
+    ca, server, _ = following_ca(tmp_path / "ca", device, scep_network, days=100,
+                                 certificate_days=200)
+    identity_and_key(device)
+    declare(device, url=server.url, period=60, count=5, extra=("auto-enroll 99",))
+    assert event_types(authenticate(device)) == ["CACertificateAccepted"]
+    ca_der = status(device).ca_certificate
+    assert ca_der is not None
+    ca_end = certificate_facts(ca_der)[1]
+    clock_set(device, shadow_point(ca_der) - DAY)
+    ca.rollover()
+    _serve_again(ca, scep_network)
+    walked = due_types(clock_set(device, shadow_point(ca_der)))  # (and the CA's notices)
+    assert [t for t in walked if t != ["CertificateExpiryWarned"]] == [["ShadowCAAccepted"]]
+
+    clock_set(device, ca_end - 5 * DAY)
+    r = enroll(device, password=ca.mint_challenge())
+    assert event_types(r) == ["EnrollmentRequested", "CertificateReceived"], r.output
+    (rc,) = status(device).certificates
+    assert certificate_facts(rc.der)[1] == ca_end  # five days left: an alert would be due
+    ran = [d for d in device.run_due() if d.events]  # a tick: every due job, in table order
+    assert [event_types(d) for d in ran if "CrlFetched" not in event_types(d)] == [
+        ["RenewalRequested", "RenewalCertificateReceived"]]
+    assert "Router certificate (General Purpose)" not in device.execute("show logging").output
+    assert len(status(device).shadow_certificates) == 1
+    assert_replays(device)

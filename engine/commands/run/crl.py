@@ -14,16 +14,17 @@ kept in `show logging`), nothing else.
 from __future__ import annotations
 
 from collections.abc import Generator
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from cryptography import x509
 
 from engine.effects import Effect, Outcome
 from engine.errors import PeerError, PeerReason
+from engine.messages import log_date
 from engine.revocation.cache import crl_timeout, key_of
 from engine.revocation.fetch import cached_of, fetched_events, trustpoint_of_issuer
 from engine.revocation.index import remember
+from engine.revocation.messages import crl_number, summary
 from engine.revocation.model import CachedCrl
 from engine.revocation.own import revoked_lines
 from engine.revocation.transport import FetchCRL, StoreCrl
@@ -59,9 +60,9 @@ def request(ctx: Ctx) -> Generator[Effect, Any, Outcome]:
     lines = [_fetched_line(ev), *revoked_lines(events)]  # and a router certificate on it
     kept = _kept_instead(ctx.state, cached)
     if kept is not None:
-        number = "no CRL number" if kept.number is None else f"number {kept.number}"
-        lines.append(f"% The cached CRL of this issuer and scope is newer ({number}, last "
-                     f"update {_date(kept.this_update)}): it is kept, this one is not used.")
+        lines.append(f"% The cached CRL of this issuer and scope is newer "
+                     f"({crl_number(kept.number)}, last update {log_date(kept.this_update)}): "
+                     "it is kept, this one is not used.")
     elif got.expired_at(ctx.now):
         lines.append("% Warning: the CRL is past its next update: it is cached, and shown "
                      "as stale.")
@@ -87,14 +88,7 @@ def _failed(uri: str, why: str) -> Outcome:
 
 
 def _fetched_line(ev: CrlFetched) -> str:
-    number = "no CRL number" if ev.number is None else f"number {ev.number}"
-    count = "1 entry" if ev.count == 1 else f"{ev.count} entries"
-    nxt = "no next update" if ev.next_update is None else f"next update {_date(ev.next_update)}"
-    return f"% CRL fetched from {ev.source}: issuer {ev.issuer_text}, {number}, {count}, {nxt}."
-
-
-def _date(us: int) -> str:
-    return datetime.fromtimestamp(us / 1_000_000, UTC).strftime("%H:%M:%S UTC %a %b %d %Y")
+    return f"% CRL fetched from {ev.source}: issuer {ev.issuer_text}, {summary(ev)}."
 
 
 def issuer_candidates(state: DeviceState, now: int,
