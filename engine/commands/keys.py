@@ -43,7 +43,6 @@ from engine.keys import (
     parse_public_key,
 )
 from engine.keystore import DestroyKeys, GenerateKeyPairs
-from engine.views import ImportedKeysView, KeyPairsView
 from events.registry import Event
 
 if TYPE_CHECKING:
@@ -252,6 +251,8 @@ def zeroize_imported(ctx: Ctx) -> Generator[Effect, Any, Outcome]:
 @G.action("show crypto key mypubkey {algorithm: rsa | ecdsa | ed25519} [<label>]",
           help="Show this device's public keys", args={"label": EC_LABEL})
 def show_mypubkey(ctx: Ctx) -> Outcome:
+    from engine.views.state import KeyPairsView
+
     algorithm = KeyAlgorithm(ctx.args["algorithm"])
     label: str | None = ctx.args.get("label")
     if label is None:
@@ -265,6 +266,8 @@ def show_mypubkey(ctx: Ctx) -> Outcome:
 @G.action("show crypto key authentication rsa [<label>]",
           help="Show imported RSA public keys", args={"label": LABEL})
 def show_imported(ctx: Ctx) -> Outcome:
+    from engine.views.state import ImportedKeysView
+
     label: str | None = ctx.args.get("label")
     ring = ctx.state.keys
     if label is None:
