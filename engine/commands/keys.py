@@ -42,7 +42,6 @@ from engine.keys import (
     KeyUsage,
     parse_public_key,
 )
-from engine.keystore import DestroyKeys, GenerateKeyPairs
 from events.registry import Event
 
 if TYPE_CHECKING:
@@ -112,6 +111,7 @@ def _rsa_spec(usage: KeyUsage) -> Generator[Effect, Any, KeySpec]:
 
 def _generate(ctx: Ctx, algorithm: KeyAlgorithm, usages: tuple[KeyUsage, ...],
               fixed: KeySpec | None) -> Generator[Effect, Any, Outcome]:
+    from engine.keystore import DestroyKeys, GenerateKeyPairs  # the key effects, when used
     from events.keys import KeyPairGenerated, KeyPairZeroized
 
     label: str = ctx.args.get("label", DEFAULT_LABEL)
@@ -166,6 +166,7 @@ def generate_ed25519(ctx: Ctx) -> Generator[Effect, Any, Outcome]:
           help="Remove keys (crypto-shredding: the private keys become unrecoverable)",
           args={"label": EC_LABEL})
 def zeroize(ctx: Ctx) -> Generator[Effect, Any, Outcome]:
+    from engine.keystore import DestroyKeys  # the key effects, when used
     from events.keys import KeyPairZeroized
 
     algorithm = KeyAlgorithm(ctx.args["algorithm"])

@@ -37,6 +37,8 @@ NOT_FOR_A_SHOW = ("httpx", "httpcore", "engine.scep_client", "engine.adapters.ht
                   "engine.validation.chain", "engine.validation.verdict",
                   # the views of the folded state: a handler imports the one it builds
                   "engine.views.state",
+                  # sealing and key generation: opening needs only engine.keytidy
+                  "engine.keystore",
                   # certificates are parsed where one is there, not at every open
                   "cryptography.x509", "engine.pki", "projections.trustpoints",
                   "projections.trustpool", "projections.certfmt",
