@@ -170,6 +170,8 @@ class Ignored:
 
 @dataclass(frozen=True)
 class Snapshot:
+    """A saved state: the seq and chain hash it was folded to, where its tail starts."""
+
     seq: int
     chain_hash: bytes
     state: DeviceState
@@ -492,6 +494,8 @@ def load_with_tail(directory: Path, log: FileEventLog, ignored: list[Ignored] | 
 
 @dataclass(frozen=True)
 class Check:
+    """`snapshot.verify`'s finding for one snapshot file."""
+
     path: Path
     seq: int | None
     problem: str | None  # None: it is exactly the log folded to `seq`

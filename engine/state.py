@@ -141,6 +141,8 @@ _KEPT = MAX_COMMITS + CHUNK  # the most commits a CommitHistory holds (see its d
 
 @dataclass(frozen=True, slots=True)
 class DeviceState:
+    """The device's folded state: the configuration and every fact the log records."""
+
     seq: int = 0  # the last event folded in
     config: ConfigTree = field(default_factory=ConfigTree)
     commits: CommitHistory = field(default_factory=CommitHistory)

@@ -55,6 +55,8 @@ def trustpoint_key(name: str) -> str:
 
 @dataclass(frozen=True)
 class TrustpointConfig:
+    """A trustpoint's configuration, typed from its `crypto ca trustpoint` submode."""
+
     name: str
     enrollment_url: str | None = None
     terminal: bool = False
@@ -144,6 +146,8 @@ def trustpoint_names(state: DeviceState) -> list[str]:
 
 @dataclass(frozen=True, slots=True)
 class RouterCertificate:
+    """A router certificate installed on a trustpoint, for one key pair and usage."""
+
     key_id: str
     usage: str  # "general" | "signature" | "encryption"
     der: bytes
@@ -211,6 +215,8 @@ class RolloverState:
 
 @dataclass(frozen=True, slots=True)
 class TrustpointStatus:
+    """What the log says of a trustpoint: CA, certificates, enrollment, renewal, rollover."""
+
     name: str
     lifecycle: Lifecycle = Lifecycle.DECLARED
     ca_certificate: bytes | None = None
