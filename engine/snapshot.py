@@ -76,6 +76,7 @@ import msgpack
 import engine.commands  # noqa: F401  (registers every feature's folds: verify() replays)
 from engine.audit.key import AuditKey
 from engine.config import Change, ConfigTree, Node
+from engine.devicelog import DeviceLog
 from engine.keys import ImportedKey, KeyAlgorithm, KeyPair, KeyRing, KeyUsage
 from engine.machines.renewal import RenewalPhase
 from engine.machines.trustpoint import Lifecycle
@@ -94,7 +95,7 @@ from engine.trustpoints import (
 from engine.trustpool.pool import PoolCert, TrustpoolState, UpdateRecord
 from engine.validation.folded import ValidationState
 from events.durable import fsync_directory, write_all
-from events.filelog import FileEventLog, Position, TailMismatch
+from events.filelog import Position, TailMismatch
 
 EVERY = 10_000  # events between snapshots
 KEEP = 2  # the newest ones, always kept
@@ -439,7 +440,7 @@ def newest_seq(directory: Path) -> int:
 Rows = Iterator[Sequence[Any]]
 
 
-def _tail(snap: Snapshot, log: FileEventLog) -> Rows:
+def _tail(snap: Snapshot, log: DeviceLog) -> Rows:
     """The log's rows after `snap`, or SnapshotMismatch if the log does not continue it."""
     if snap.position is not None:
         try:
@@ -456,14 +457,14 @@ def _tail(snap: Snapshot, log: FileEventLog) -> Rows:
     return log.read_rows(snap.seq + 1, typed=True)
 
 
-def load(directory: Path, log: FileEventLog, ignored: list[Ignored] | None = None
+def load(directory: Path, log: DeviceLog, ignored: list[Ignored] | None = None
          ) -> DeviceState | None:
     """The state of the newest snapshot that passes every check against `log`, or None."""
     found = load_with_tail(directory, log, ignored)
     return None if found is None else found[0]
 
 
-def load_with_tail(directory: Path, log: FileEventLog, ignored: list[Ignored] | None = None,
+def load_with_tail(directory: Path, log: DeviceLog, ignored: list[Ignored] | None = None,
                    upto: int | None = None) -> tuple[DeviceState, Rows] | None:
     """The newest snapshot (at or before seq `upto`, if given) that passes every check
     against `log`, with the log's rows after it (typed, for `replay_rows`); None if there
@@ -501,7 +502,7 @@ class Check:
     problem: str | None  # None: it is exactly the log folded to `seq`
 
 
-def verify(directory: Path, log: FileEventLog) -> list[Check]:
+def verify(directory: Path, log: DeviceLog) -> list[Check]:
     """Check every snapshot against the log, folding the log once up to each snapshot's seq."""
     checks: list[Check] = []
     good: list[tuple[int, Path, Snapshot]] = []

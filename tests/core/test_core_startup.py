@@ -198,7 +198,7 @@ def test_help_lists_ca_the_same_whether_or_not_the_ca_is_loaded() -> None:
     assert "the built-in SCEP CA" in _parser("exec").format_help()
 
 
-LOADED_GROUPS = ("ca", "audit")  # loaded for their own command lines only (_register_ca, ...)
+LOADED_GROUPS = ("ca", "audit", "fleet")  # loaded for their own command lines only
 
 
 def _subparsers(p: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
@@ -206,7 +206,7 @@ def _subparsers(p: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser
     return dict(action.choices)
 
 
-@pytest.mark.parametrize("word", [*SUBCOMMANDS, "ca", "audit", "not-a-command"])
+@pytest.mark.parametrize("word", [*SUBCOMMANDS, "ca", "audit", "fleet", "not-a-command"])
 def test_only_the_named_subcommand_gets_its_arguments_and_help_stays_the_same(
         word: str) -> None:
     """A command line builds the arguments of the subcommand it names only (the others are

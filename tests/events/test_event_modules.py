@@ -29,7 +29,9 @@ def _declared() -> dict[str, str]:
     for info in pkgutil.iter_modules(events.__path__, "events."):
         module = importlib.import_module(info.name)
         for _, cls in inspect.getmembers(module, inspect.isclass):
-            if issubclass(cls, Event) and cls is not Event and cls.__module__ == info.name:
+            # `@event` gives a declared type its name; events.store.StoredEvent (an imported
+            # event carried in its stored form) is an Event without one, never stored as such.
+            if issubclass(cls, Event) and cls.type_name and cls.__module__ == info.name:
                 found[cls.type_name] = info.name
     return found
 
