@@ -267,6 +267,17 @@ def put_status(state: DeviceState, status: TrustpointStatus) -> DeviceState:
 
 _put = put_status  # this module's folds
 
+_ORDER = {"general": 0, "signature": 1, "encryption": 2}
+
+
+def with_certificate(certs: tuple[RouterCertificate, ...], cert: RouterCertificate
+                     ) -> tuple[RouterCertificate, ...]:
+    """`certs` with `cert` in place of the one of its usage, in usage order."""
+    kept = [c for c in certs if c.usage != cert.usage]
+    kept.append(cert)
+    kept.sort(key=lambda c: _ORDER.get(c.usage, 3))
+    return tuple(kept)
+
 
 def _ca_accepted(state: DeviceState, ev: CACertificateAccepted, at: int) -> DeviceState:
     st = status_of(state, ev.trustpoint)

@@ -16,7 +16,7 @@ from dataclasses import replace
 
 from engine.machines.renewal import RenewalPhase, after, allows
 from engine.state import DeviceState
-from engine.trustpoints import RenewalState, RouterCertificate, put_status
+from engine.trustpoints import RenewalState, RouterCertificate, put_status, with_certificate
 from events.device import ConfigurationCommitted
 from events.keys import KeyPairZeroized
 from events.renewal import (
@@ -28,17 +28,6 @@ from events.renewal import (
     RenewalRequested,
 )
 from events.trustpoint import CertificateReceived, EnrollmentRequested
-
-_ORDER = {"general": 0, "signature": 1, "encryption": 2}
-
-
-def with_certificate(certs: tuple[RouterCertificate, ...], cert: RouterCertificate
-          ) -> tuple[RouterCertificate, ...]:
-    """`certs` with `cert` in place of the one of its usage, in usage order."""
-    kept = [c for c in certs if c.usage != cert.usage]
-    kept.append(cert)
-    kept.sort(key=lambda c: _ORDER.get(c.usage, 3))
-    return tuple(kept)
 
 
 def requested(state: DeviceState, ev: RenewalRequested, at: int) -> DeviceState:

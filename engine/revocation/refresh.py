@@ -38,7 +38,6 @@ from engine.effects import Effect, Outcome
 from engine.machines.trustpoint import Lifecycle
 from engine.revocation import messages
 from engine.revocation.cache import crl_for
-from engine.revocation.model import CachedCrl
 from engine.schedule import Job
 from engine.state import DeviceState
 from engine.trustpoints import (
@@ -112,6 +111,7 @@ def refresh(state: DeviceState, now: int, name: str) -> Generator[Effect, Any, O
 
 def _message(state: DeviceState, ev: Event) -> str | None:
     """The event's line, as the logging fold derives it (a stale CRL: once)."""
+    from engine.revocation.model import CachedCrl
     from events.revocation import CrlFetched, CrlFetchFailed
 
     if isinstance(ev, CrlFetched):

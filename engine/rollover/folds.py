@@ -9,10 +9,9 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from engine.machines.renewal import after, allows
-from engine.renewal.folds import with_certificate
 from engine.rollover.schedule import RECHECK
 from engine.state import DeviceState
-from engine.trustpoints import RolloverState, RouterCertificate, put_status
+from engine.trustpoints import RolloverState, RouterCertificate, put_status, with_certificate
 
 if TYPE_CHECKING:
     from events.rollover import (
