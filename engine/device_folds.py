@@ -30,7 +30,7 @@ from engine.revocation import folds as crl
 from engine.revocation import messages as crl_messages
 from engine.rollover import folds as rollover
 from engine.rollover.messages import message_of as rollover_message
-from engine.state import DeviceState, fold_commit, with_state
+from engine.state import DeviceState, commit_run, fold_commit, with_state
 from engine.trustpool import folds as pool
 from engine.trustpool import messages as pool_messages
 from events.audit import AuditKeyCreated
@@ -194,8 +194,10 @@ def _log_rollover(state: DeviceState, ev: object, at: int) -> DeviceState:
 
 # -- the table -------------------------------------------------------------------------------------
 
+_AFTER_COMMIT = (tp._configs, tp._config)  # a commit's folds after fold_commit
+
 DEVICE_FOLDS: FoldTable[DeviceState] = FoldTable("device", {
-    ConfigurationCommitted: (fold_commit, tp._configs, tp._config),
+    ConfigurationCommitted: (fold_commit, *_AFTER_COMMIT),
     KeyPairGenerated: (_key_generated,),
     KeyPairZeroized: (_keys_zeroized, tp._zeroized, renewal.keys_zeroized),
     PublicKeyImported: (_key_imported,),
@@ -230,4 +232,6 @@ DEVICE_FOLDS: FoldTable[DeviceState] = FoldTable("device", {
     ShadowCANotOffered: (rollover.not_offered, _log_rollover),
     ShadowCAActivated: (rollover.ca_activated, _log_rollover),
     ShadowCertificateActivated: (rollover.certificate_activated, _log_rollover),
+}, runs={  # a run of commits in one call (engine.folds): the same folds as listed above
+    ConfigurationCommitted: commit_run(_AFTER_COMMIT, tp.touches),
 })

@@ -372,6 +372,15 @@ def _configs(state: DeviceState, ev: ConfigurationCommitted, at: int) -> DeviceS
     return with_state(state, trustpoint_configs=MappingProxyType(configs))
 
 
+def touches(ev: ConfigurationCommitted) -> bool:
+    """Whether commit `ev` changes a trustpoint's lines: `_configs` and `_config` change
+    nothing for one that does not (replay's run of commits folds them only then)."""
+    for path, _old, _new in ev.changes:  # noqa: SIM110 - a loop: 2x any() on replay's path
+        if path[0].startswith(_TRUSTPOINT):
+            return True
+    return False
+
+
 def _config(state: DeviceState, ev: ConfigurationCommitted, at: int) -> DeviceState:
     """A removed trustpoint loses its status; one whose enrollment URL or method changed
     forgets the requests its CA held (the new URL may be another CA, which holds none)."""
