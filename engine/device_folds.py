@@ -233,5 +233,5 @@ DEVICE_FOLDS: FoldTable[DeviceState] = FoldTable("device", {
     ShadowCAActivated: (rollover.ca_activated, _log_rollover),
     ShadowCertificateActivated: (rollover.certificate_activated, _log_rollover),
 }, runs={  # a run of commits in one call (engine.folds): the same folds as listed above
-    ConfigurationCommitted: commit_run(_AFTER_COMMIT, tp.touches),
+    ConfigurationCommitted: commit_run(_AFTER_COMMIT, tp.touching),
 })

@@ -33,7 +33,7 @@ from engine.keys import KeyRing
 from engine.revocation.cache import CrlCache
 from engine.trustpool.pool import TrustpoolState
 from engine.validation.folded import ValidationState
-from events.device import ConfigurationCommitted
+from events.device import ConfigurationCommitted, WireChange
 from events.registry import Event, known_types
 from events.runs import RUN_MAX, RowRuns, Run
 
@@ -340,12 +340,14 @@ def _owned(state: DeviceState) -> tuple[OwnedConfig, _OwnedHistory]:
 
 
 def commit_run(then: Sequence[Fold[DeviceState]],
-               touches: Callable[[ConfigurationCommitted], bool]) -> RunFold[DeviceState]:
+               touching: Callable[[Sequence[Iterable[WireChange]]], Iterable[int]],
+               ) -> RunFold[DeviceState]:
     """The run fold (engine.folds) of a run of commits whose folds are `fold_commit` and then
-    `then`, which change nothing for a commit that `touches` says they do not concern: the
-    commits applied in place one after the other, `then` folded only for those it
-    concerns (after the history has caught up with that commit), the history's deferred
-    commits added at the end of the run in one step."""
+    `then`, which change nothing for a commit that `touching` (given the run's commits'
+    changes, the indexes of those `then` concerns) leaves out. The commits' changes are
+    applied in place in order, as one stream of changes up to each commit `then` concerns;
+    the history catches up with that commit, then `then` folds it; the rest of the history's
+    commits are added at the end of the run in one step."""
 
     def fold_commits(state: DeviceState, rows: Sequence[Sequence[Any]]) -> DeviceState:
         if type(state) is not _ReplayState:  # not replay's own state: the folds one by one
@@ -354,16 +356,16 @@ def commit_run(then: Sequence[Fold[DeviceState]],
                     state = fold(state, row[7], row[4])
             return state
         config, commits = _owned(state)
-        apply, done = config.apply_wire, 0
-        for i, row in enumerate(rows):
-            ev = row[7]
-            apply(ev.changes)
-            if touches(ev):
-                commits.defer_rows(rows[done:i + 1])
-                done = i + 1
-                for fold in then:
-                    state = fold(state, ev, row[4])
-        commits.defer_rows(rows[done:])
+        changes = [row[7].changes for row in rows]
+        start = 0
+        for i in touching(changes):
+            config.apply_wire(chain.from_iterable(changes[start:i + 1]))
+            commits.defer_rows(rows[start:i + 1])
+            start = i + 1
+            for fold in then:
+                state = fold(state, rows[i][7], rows[i][4])
+        config.apply_wire(chain.from_iterable(changes[start:]))
+        commits.defer_rows(rows[start:])
         return state
 
     return fold_commits
