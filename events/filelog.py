@@ -905,6 +905,16 @@ class FileEventLog:
         checked = _checked_tail(first, frames, prev, _decoder(typed))
         return RowRuns(merged(checked)) if typed else _rows_of(checked)
 
+    def refresh(self) -> None:
+        """Nothing to learn: the writer holds the lock, so no other process appends."""
+
+    @contextlib.contextmanager
+    def reader(self) -> Iterator[FileEventLog]:
+        """A read-only log of the same directory, for a reader on another thread (the
+        witnesses' cosigner): engine/devicelog.py's `DeviceLog.reader`."""
+        with FileEventLog.open(self.root, readonly=True) as log:
+            yield log
+
     def _segments_from(self, from_seq: int) -> list[Path]:
         """The segments that can hold seq >= from_seq (names are their first seqs)."""
         segs = self.segments()
