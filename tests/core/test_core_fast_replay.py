@@ -367,3 +367,35 @@ def test_the_owned_configuration_applies_changes_as_the_tree_does(
         owned.apply_wire(changes)
         assert list(owned.walk()) == list(tree.walk())
     assert owned.frozen() == tree and type(owned.frozen()) is ConfigTree
+
+
+def test_a_run_of_commits_cancels_a_renewal_left_retrying_as_the_live_folds_do() -> None:
+    """A renewal that fails (retrying) after `no auto-enroll` was committed is cancelled by
+    the next commit, whatever it changes (engine/renewal/folds.py `cancelled`): a run of
+    commits that touch no trustpoint must fold that first commit too."""
+    def commit_of(commit_id: int, *changes: Change) -> ConfigurationCommitted:
+        return ConfigurationCommitted(commit_id, "admin", "", "",
+                                      tuple(c.to_wire() for c in changes), 0)
+
+    tp, key = "ca1", KEY_IDS[0]
+    history: list[Event] = [
+        commit_of(1, Change((f"crypto ca trustpoint {tp}",), None, f"crypto ca trustpoint {tp}"),
+                  Change((f"crypto ca trustpoint {tp}", "enrollment"), None,
+                         "enrollment url http://ca1.example")),  # and no auto-enroll
+        CACertificateAccepted(tp, b"ca", (), ("POSTPKIOperation",), "scep"),
+        EnrollmentRequested(tp, (key,), ("general",), ("t0",), "CN=r1", ("F1",), "scep", 1, 3),
+        CertificateReceived(tp, key, "general", b"cert", "t0"),
+        RenewalRequested(tp, "renew", (key,), ("general",), ("t1",), "CN=r1", "pkcsreq", 1, 3),
+        RenewalFailed(tp, "renew", "t1", "failure", "", "refused", 9_000_000),
+        commit_of(2, Change(("hostname",), None, "hostname r1")),
+        commit_of(3, Change(("hostname",), "hostname r1", "hostname r2")),
+    ]
+    live, events, at = DeviceState(), [], 1_700_000_000_000_000
+    for ev in history:
+        at += 1_000
+        live = evolve(live, ev, at, live.seq + 1)
+        events.append(PendingEvent(ev, "device", at, "admin", "cmd"))
+    renewal = live.trustpoints[tp].renewal
+    assert renewal is not None and renewal.phase.value == "idle"  # cancelled by commit 2
+    for frame in (1, 3):
+        assert fast_replay(events, frame, RUN_MAX) == live
