@@ -694,7 +694,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from engine.engine import Engine
     from engine.trustpool.builtin import certifi_bundle
     from engine.validation.anchors import anchor_index
-    from engine.views import VerdictView
+    from engine.views.state import VerdictView
 
     at = None if args.at is None else _iso_time(args.at)
     chain = _read_chain(args.chain)

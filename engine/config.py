@@ -28,6 +28,8 @@ Path = tuple[str, ...]
 
 @dataclass(slots=True)
 class Node:
+    """One configuration line and the lines of its submode, by key."""
+
     line: str
     children: Mapping[str, Node] = field(default_factory=lambda: _EMPTY)
 
@@ -61,6 +63,8 @@ class ConfigConflict(ValueError):
 
 @dataclass(slots=True)
 class ConfigTree:
+    """A configuration: its top-level lines by key, each with its submode's lines."""
+
     roots: Mapping[str, Node] = field(default_factory=lambda: _EMPTY)
 
     def node(self, path: Path) -> Node | None:

@@ -12,6 +12,8 @@ trustpool's folds (engine/trustpool/folds.py) into `DeviceState.trustpool`, the 
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
+
 from engine import trustpoints as tp  # its folds: the trustpoint lifecycle
 from engine.audit.key import AuditKey
 from engine.folds import FoldTable
@@ -32,12 +34,12 @@ from engine.revocation import messages as crl_messages
 from engine.revocation.model import CachedCrl
 from engine.rollover import folds as rollover
 from engine.rollover.messages import message_of as rollover_message
-from engine.state import DeviceState, fold_commit, with_state
+from engine.state import DeviceState, commit_run, fold_commit, with_state
 from engine.trustpool import folds as pool
 from engine.trustpool import messages as pool_messages
 from events.audit import AuditKeyCreated
 from events.clock import ClockSet
-from events.device import ConfigurationCommitted
+from events.device import ConfigurationCommitted, WireChange
 from events.keys import KeyPairGenerated, KeyPairZeroized, PublicKeyImported, PublicKeyRemoved
 from events.renewal import (
     CertificateExpiryWarned,
@@ -199,8 +201,21 @@ def _log_rollover(state: DeviceState, ev: object, at: int) -> DeviceState:
 
 # -- the table -------------------------------------------------------------------------------------
 
+_AFTER_COMMIT = (tp._configs, tp._config, renewal.cancelled)  # a commit's folds after fold_commit
+
+
+def _commits_to_fold(commits: Sequence[Iterable[WireChange]]) -> list[int]:
+    """Which commits of a run `_AFTER_COMMIT` must fold: those that change a trustpoint's
+    lines (the only ones that change what they read), and the run's first, because a renewal
+    that began retrying before the run with no auto-enroll left is cancelled by the first
+    commit after it, whatever that commit changes (`renewal.cancelled`); nothing else in a
+    run of commits moves a renewal, so later commits that touch no trustpoint change nothing."""
+    return sorted({0, *tp.touching(commits)}) if commits else []
+
+
+
 DEVICE_FOLDS: FoldTable[DeviceState] = FoldTable("device", {
-    ConfigurationCommitted: (fold_commit, tp._configs, tp._config, renewal.cancelled),
+    ConfigurationCommitted: (fold_commit, *_AFTER_COMMIT),
     KeyPairGenerated: (_key_generated,),
     KeyPairZeroized: (_keys_zeroized, tp._zeroized, renewal.keys_zeroized),
     PublicKeyImported: (_key_imported,),
@@ -236,4 +251,6 @@ DEVICE_FOLDS: FoldTable[DeviceState] = FoldTable("device", {
     ShadowCARechecked: (rollover.rechecked,),  # silent
     ShadowCAActivated: (rollover.ca_activated, _log_rollover),
     ShadowCertificateActivated: (rollover.certificate_activated, _log_rollover),
+}, runs={  # a run of commits in one call (engine.folds): the same folds as listed above
+    ConfigurationCommitted: commit_run(_AFTER_COMMIT, _commits_to_fold),
 })

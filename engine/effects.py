@@ -70,7 +70,7 @@ class ReadBlock(Effect):
 class Outcome:
     """The result of one command."""
 
-    output: str | View = ""  # a View is rendered by the `render` port (engine/views.py)
+    output: str | View = ""  # a View is rendered by the `render` port (engine/views/)
     events: Sequence[Event] = ()
     edits: Sequence[Change] = ()  # configuration modes: changes to the target configuration
     enter: tuple[Mode, Path] | None = None  # push a configuration submode

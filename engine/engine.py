@@ -33,13 +33,7 @@ from engine.effects import Outcome
 from engine.errors import OperatorError, Reason, TrustledgerError
 from engine.grammar import GRAMMAR, Mode
 from engine.keys import KeyAlgorithm
-from engine.keystore import (
-    KEYSTORE_DIR,
-    ORPHANED_DIR,
-    KeyGenerator,
-    keystore_of,
-    tidy_keystore,
-)
+from engine.keytidy import KEYSTORE_DIR, ORPHANED_DIR, tidy_keystore
 from engine.logsetup import get_logger
 from engine.parser import Choice, Match, choices, parse, render_choices
 from engine.ports import Clock, EngineClock, FakeClock, PinnedClock, Prompter, SystemClock
@@ -62,6 +56,7 @@ if TYPE_CHECKING:
 
     from engine.audit.cosigner import Cosigner  # the first checkpoint's witness round-trip
     from engine.audit.witness_client import LeafSource, Witness
+    from engine.keystore import KeyGenerator, Keystore
     from engine.scep_client import ScepTransport  # loaded by the first CA exchange
     from engine.validation.chain import ChainInput
     from engine.validation.verdict import Purpose, Verdict
@@ -549,7 +544,7 @@ class Engine:
     def _discard_unrecorded_keys(self) -> None:
         """Best effort: the data keys no event names (a command's whose append failed)."""
         with contextlib.suppress(OSError, TrustledgerError):
-            store = keystore_of(self.ports)
+            store = _keystore(self.ports)
             live = set(_live_key_ids(self.state))
             for key_id in store.key_ids():
                 if key_id not in live:
@@ -739,7 +734,7 @@ class Engine:
         if key is None:
             return
         ports = self.ports
-        self.audit = open_trail(log.root, log, key, lambda: key.open(keystore_of(ports)))
+        self.audit = open_trail(log.root, log, key, lambda: key.open(_keystore(ports)))
         log.on_mark = self.audit.on_mark
         if self.audit.latest is None:  # the first checkpoint: the key (or the upgrade)
             try:
@@ -765,7 +760,7 @@ class Engine:
         """Make, seal and record the audit key. If it cannot be (a keystore or log write
         failed), the open goes on without it and says so; the next open tries again."""
         try:
-            store = keystore_of(self.ports)
+            store = _keystore(self.ports)
             ev, _ = create_audit_key(store, self.state.hostname)
         except (OSError, TrustledgerError) as err:
             why = err.text if isinstance(err, TrustledgerError) else (err.strerror or str(err))
@@ -915,6 +910,14 @@ def _check_no_form(current: str | None, key: str, rest: str | None) -> None:
         raise OperatorError(Reason.INVALID_VALUE,
                            f"The configuration holds '{current}', not "
                            f"'{key} {rest.strip()}': nothing removed.")
+
+
+def _keystore(ports: Ports) -> Keystore:
+    """The data directory's keystore (engine/keystore.py), loaded when a key is made or used:
+    opening a data directory needs only engine/keytidy.py."""
+    from engine.keystore import keystore_of
+
+    return keystore_of(ports)
 
 
 class _ReadOnlyStore(MemoryEventLog):

@@ -131,6 +131,8 @@ IP_ADDRESS = ArgKind("A.B.C.D|X:X::X", _ip)
 
 @dataclass(frozen=True)
 class ArgSpec:
+    """How an argument is checked and described (`?`, Tab)."""
+
     kind: ArgKind
     help: str
     source: str = ""  # Tab and `?` offer the values the engine knows under this name
@@ -141,6 +143,8 @@ class ArgSpec:
 
 @dataclass(frozen=True)
 class Kw:
+    """A keyword of a command pattern."""
+
     word: str
     help: str
     binds: str | None = None  # a `{name: a | b}` choice binds args[name] = word
@@ -148,6 +152,8 @@ class Kw:
 
 @dataclass(frozen=True)
 class Arg:
+    """An argument of a command pattern (`<name>`)."""
+
     name: str
     spec: ArgSpec
 
@@ -201,6 +207,8 @@ def expand(pattern: str, args: Mapping[str, ArgSpec], helps: Mapping[str, str]) 
 
 @dataclass(frozen=True)
 class Command:
+    """A declared command: its variants, modes, help, and handler or config key."""
+
     name: str  # the pattern as declared, for messages and docs
     modes: tuple[Mode, ...]
     variants: tuple[Variant, ...]
@@ -237,6 +245,8 @@ class Handler:
 
 @dataclass
 class Grammar:
+    """Every declared command, and the help texts of keywords."""
+
     commands: list[Command] = field(default_factory=list)
     keyword_help: dict[str, str] = field(default_factory=dict)
 

@@ -284,6 +284,8 @@ class KeyImportError(OperatorError):
 
 @dataclass(frozen=True, slots=True)
 class ParsedPublicKey:
+    """A pasted public key, as `crypto key import` checked it."""
+
     spki: bytes  # DER SubjectPublicKeyInfo, whatever the pasted form was
     size: int
     pasted_format: str

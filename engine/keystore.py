@@ -20,8 +20,9 @@ Files and failures
 `master.key` and every `.dek` are written to a temporary name (`<name>.<random>.tmp`), fsynced,
 linked to their final name (which must not exist yet) and the directory fsynced: a full disk or
 a crash leaves a whole file or none, never an empty `master.key` that would refuse key generation
-forever, nor an empty `.dek`. `tidy_keystore`, run when the engine opens a data directory (it
-holds the log's lock, so no other writer is at work), removes what an interrupted write left:
+forever, nor an empty `.dek`. `tidy_keystore` (engine/keytidy.py), run when the engine opens a
+data directory (it holds the log's lock, so no other writer is at work), removes what an
+interrupted write left:
 
 - temporary files: never linked, so nothing refers to them;
 - an empty `master.key` when no `.dek` exists: nothing was ever wrapped by it (an empty file
@@ -117,18 +118,16 @@ from engine.effects import Effect, performs
 from engine.errors import OperatorError, Reason
 from engine.keyformats import Encoding, NoEncryption, PrivateFormat
 from engine.keys import CURVES, KeyAlgorithm, KeySpec, PrivateKey, SealedKey, spki_of
+from engine.keytidy import KEY_ID, KEYSTORE_DIR, MASTER_KEY_FILE, TMP_SUFFIX, key_ids
 from events.durable import fsync_directory
 
 if TYPE_CHECKING:
     from engine.runtime import Ports
 
 MASTER_KEY_ENV = "TRUSTLEDGER_MASTER_KEY"
-MASTER_KEY_FILE = "master.key"
-KEYSTORE_DIR = "keystore"
 SEALING = "aes-256-gcm/pkcs8-der/v1"
 
 _DEK_MAGIC = b"TLDEK\x01"
-_KEY_ID = re.compile(r"^[0-9a-f]{32}$")
 _HEX_KEY = re.compile(r"^[0-9A-Fa-f]{64}$")
 
 
@@ -413,7 +412,7 @@ class DirectoryKeystore(_WrappingKeystore):
 
     def key_ids(self) -> list[str]:
         """Key ids whose data key is present (for sweeping keys no event ever recorded)."""
-        return sorted(p.stem for p in self.root.glob("*.dek")) if self.root.exists() else []
+        return key_ids(self.root)
 
 
 class MemoryKeystore(_WrappingKeystore):
@@ -495,14 +494,11 @@ def _damaged(key_id: str) -> KeystoreError:
 
 
 def _check_id(key_id: str) -> None:
-    if not _KEY_ID.match(key_id):
+    if not KEY_ID.match(key_id):
         raise ValueError(f"not a key id: {key_id!r}")
 
 
 # -- files -----------------------------------------------------------------------------------------
-
-
-TMP_SUFFIX = ".tmp"
 
 
 def _write_new(path: Path, data: bytes) -> None:
@@ -529,67 +525,6 @@ def _write_new(path: Path, data: bytes) -> None:
         raise
 
 
-ORPHANED_DIR = "orphaned"
-
-
-@dataclass(frozen=True)
-class Tidied:
-    """What `tidy_keystore` did with data keys no live key pair names."""
-
-    destroyed: tuple[str, ...] = ()  # zeroized in the log: crypto-shredding finished
-    orphaned: tuple[str, ...] = ()  # unknown to the log: moved to keystore/orphaned/
-
-
-def tidy_keystore(data_dir: Path, live_key_ids: Iterable[str],
-                  zeroized_key_ids: Callable[[], Iterable[str]]) -> Tidied:
-    """Remove what interrupted writes and unfinished zeroizes left, and move orphaned data keys
-    aside (see the module docstring). `zeroized_key_ids` reads the key ids the log says were
-    zeroized; it is called only if a data key has no live pair. Call with the log's lock held."""
-    store_dir = data_dir / KEYSTORE_DIR
-    for d, pattern in ((data_dir, f"{MASTER_KEY_FILE}.*{TMP_SUFFIX}"),
-                       (store_dir, f"*.dek.*{TMP_SUFFIX}")):
-        if d.is_dir():
-            for tmp in d.glob(pattern):
-                tmp.unlink(missing_ok=True)
-    store = DirectoryKeystore(store_dir, _no_master)
-    live = set(live_key_ids)
-    unknown = [k for k in store.key_ids() if _KEY_ID.match(k) and k not in live]
-    gone = set(zeroized_key_ids()) if unknown else set()
-    destroyed = tuple(k for k in unknown if k in gone)
-    for key_id in destroyed:
-        store.destroy(key_id)
-    orphaned = tuple(k for k in unknown if k not in gone)
-    if orphaned:
-        _move_aside(store_dir, orphaned)
-    master = data_dir / MASTER_KEY_FILE
-    if master.is_file() and master.stat().st_size == 0 and not store.key_ids():
-        master.unlink()
-        fsync_directory(data_dir)
-    return Tidied(destroyed, orphaned)
-
-
-def _move_aside(store_dir: Path, key_ids: Iterable[str]) -> None:
-    """Move the data keys of `key_ids` into `store_dir/orphaned/` (0700, files 0600), durably:
-    renamed (never over an existing file), then both directories fsynced."""
-    aside = store_dir / ORPHANED_DIR
-    aside.mkdir(mode=0o700, exist_ok=True)
-    os.chmod(aside, 0o700)  # whatever the umask, or an operator, made it
-    for key_id in key_ids:
-        source = store_dir / f"{key_id}.dek"
-        os.chmod(source, 0o600)
-        target, n = aside / source.name, 0
-        while target.exists():  # the same key orphaned before (a keystore restored twice)
-            n += 1
-            target = aside / f"{source.name}.{n}"
-        os.rename(source, target)
-    fsync_directory(aside)
-    fsync_directory(store_dir)
-
-
-def _no_master(create: bool) -> MasterKey:
-    raise AssertionError("destroying a data key needs no master key")
-
-
 def _write_all(fd: int, data: bytes, at: int | None = None) -> None:
     view = memoryview(data)
     offset = at
@@ -598,7 +533,6 @@ def _write_all(fd: int, data: bytes, at: int | None = None) -> None:
         view = view[n:]
         if offset is not None:
             offset += n
-
 
 
 # -- key generation port ---------------------------------------------------------------------------

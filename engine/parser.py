@@ -23,6 +23,8 @@ _WORD = re.compile(r"\S+")
 
 @dataclass(frozen=True)
 class Match:
+    """A command line matched to one command: its arguments and canonical words."""
+
     command: Command
     args: dict[str, Any]
     words: tuple[str, ...]  # the canonical words: keywords in full, arguments as typed
@@ -34,6 +36,8 @@ class Match:
 
 @dataclass
 class _Cand:
+    """One variant of a command still matching the words read so far."""
+
     command: Command
     variant: tuple[Token, ...]
     pos: int
@@ -124,6 +128,8 @@ def parse(grammar: Grammar, mode: Mode, line: str) -> Match | None:
 
 @dataclass(frozen=True)
 class Choice:
+    """One line of `?` help: what may come next, and what it does."""
+
     word: str  # a keyword, an argument label (WORD, <1-60>) or <cr>
     help: str
     keyword: bool

@@ -41,6 +41,8 @@ MODIFIERS_NAMES = tuple(c.word for c in choices(MODIFIERS, Mode.EXEC, "") if c.k
 
 @dataclass(frozen=True)
 class Modifier:
+    """One `| modifier` of a show command, with its compiled pattern (None: `count`)."""
+
     name: str  # "include" | "exclude" | "begin" | "section" | "count"
     regex: re.Pattern[str] | None
 

@@ -69,7 +69,7 @@ class Ports:
     signer: Signer | None = None  # engine.ca.commands: the CA's signing key (CA only)
     witness: WitnessTransport | None = None  # engine.audit.witness_client: httpx unless injected
     offline: bool = False  # an audit replay: no effect but printing may be performed
-    # Views to text (engine/views.py): the application plugs projections.render in.
+    # Views to text (engine/views/): the application plugs projections.render in.
     render: Callable[[object], str] = _unrendered
 
     def say(self, text: str) -> None:

@@ -41,6 +41,8 @@ walk stops and says so; the ticks run what is still due, at the current time."""
 
 @dataclass(frozen=True)
 class Job:
+    """A timer's work, due at `due_at` (engine time, µs)."""
+
     name: str  # what it is, for logs and transcripts ("poll myca"); its first word names
     #            the `%PKI-3-<WORD>` message of a job that fails
     due_at: int  # µs, engine time: when it became due (a walk runs jobs in this order)

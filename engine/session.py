@@ -20,6 +20,8 @@ from engine.machines.session import ENTERS, SESSION
 
 @dataclass
 class Session:
+    """One operator's session: the mode stack and the configuration being edited."""
+
     user: str = "admin"
     line: str = "con0_RP0_CPU0"  # where the session came from, as `show ... commit list` shows
     modes: list[tuple[Mode, Path]] = field(default_factory=lambda: [(Mode.EXEC, ())])

@@ -171,6 +171,8 @@ class Ignored:
 
 @dataclass(frozen=True)
 class Snapshot:
+    """A saved state: the seq and chain hash it was folded to, where its tail starts."""
+
     seq: int
     chain_hash: bytes
     state: DeviceState
@@ -188,7 +190,9 @@ _FIELDS: dict[type, tuple[tuple[str, Any], ...]] = {}
 def _fields(cls: type) -> tuple[tuple[str, Any], ...]:
     """(name, hint) of a table class's fields, hints resolved (DeviceState names
     TrustpointStatus only under TYPE_CHECKING, hence the local namespace). Resolved once per
-    class: evaluating the hints is most of what importing this module costs."""
+    class, when a snapshot first decodes or encodes one: evaluating the hints is most of what
+    building a decoder costs, and a `show` opened from a snapshot resolves only the classes
+    that snapshot holds (issue 12's start-up row)."""
     if cls not in _FIELDS:
         hints = typing.get_type_hints(cls, localns=dict(TABLE))
         names = ([f.name for f in dataclasses.fields(cls)] if dataclasses.is_dataclass(cls)
@@ -220,8 +224,9 @@ def _decoder(hint: Any) -> Decoder:
         return lambda raw, depth: types.MappingProxyType(
             {key(k, depth): value(v, depth) for k, v in _typed(raw, dict).items()})
     if hint in _TAG_OF:
-        # Looked up when called: Node's decoder is being built when its children ask for it.
-        return lambda raw, depth: _DECODERS[hint](raw, depth)  # noqa: PLW0108
+        # Looked up when called: built at first use, and Node's decoder is being built when
+        # its children ask for it.
+        return lambda raw, depth: _decoder_of(hint)(raw, depth)  # noqa: PLW0108
     raise TypeError(f"snapshot schema: {hint} is not in snapshot.TABLE")
 
 
@@ -283,11 +288,15 @@ def _class_decoder(cls: type) -> Decoder:
 
 
 _DECODERS: dict[type, Decoder] = {}
-_DECODERS.update({cls: _class_decoder(cls) for cls in TABLE.values()})
-_decode_state = _DECODERS[DeviceState]
-_NAMES: Mapping[type, tuple[str, ...]] = {
-    cls: tuple(name for name, _ in _fields(cls))
-    for cls in TABLE.values() if not issubclass(cls, enum.Enum)}
+
+
+def _decoder_of(cls: type) -> Decoder:
+    """The decoder of a TABLE class, built at its first use: a class the snapshot being read
+    holds no instance of is never looked at."""
+    found = _DECODERS.get(cls)
+    if found is None:
+        found = _DECODERS[cls] = _class_decoder(cls)
+    return found
 
 
 def reachable_types(root: type = DeviceState) -> set[type]:
@@ -315,7 +324,7 @@ def _plain(obj: Any) -> Any:
     if tag is not None:
         if isinstance(obj, enum.Enum):
             return [tag, obj.value]
-        return [tag, {name: _plain(getattr(obj, name)) for name in _NAMES[type(obj)]}]
+        return [tag, {name: _plain(getattr(obj, name)) for name, _ in _fields(type(obj))}]
     if obj is None or type(obj) in (int, str, bytes, bool):
         return obj
     if type(obj) is tuple:
@@ -379,7 +388,7 @@ def _decode_body(seq: int, chain_hash: bytes, position: Position | None,
     """The snapshot of an unsealed file (`_unseal`: magic and digest checked)."""
     try:
         raw = msgpack.unpackb(body, raw=False, use_list=True, strict_map_key=True)
-        state = _decode_state(raw, 0)
+        state = _decoder_of(DeviceState)(raw, 0)
     except SnapshotMismatch:
         raise
     except Exception as e:  # untrusted bytes: any failure to decode means "ignore it"
@@ -486,6 +495,8 @@ def load_with_tail(directory: Path, log: DeviceLog, ignored: list[Ignored] | Non
 
 @dataclass(frozen=True)
 class Check:
+    """`snapshot.verify`'s finding for one snapshot file."""
+
     path: Path
     seq: int | None
     problem: str | None  # None: it is exactly the log folded to `seq`

@@ -34,11 +34,12 @@ from engine.revocation.cache import CrlCache
 from engine.trustpool.pool import TrustpoolState
 from engine.validation.folded import ValidationState
 from events.registry import Event, known_types
+from events.runs import RUN_MAX, RowRuns, Run
 
 if TYPE_CHECKING:
-    from engine.folds import FoldTable
+    from engine.folds import Fold, FoldTable, RunFold
     from engine.trustpoints import TrustpointConfig, TrustpointStatus
-    from events.device import ConfigurationCommitted
+    from events.device import ConfigurationCommitted, WireChange
 
 FIRST_COMMIT_ID = 1000000001
 
@@ -117,6 +118,11 @@ class _OwnedHistory(CommitHistory):
         self.added.append((ev, at))
         self.count += 1
 
+    def defer_rows(self, rows: Sequence[Sequence[Any]]) -> None:
+        """`defer` of each row's commit (`row[7]`) and time (`row[4]`), in order."""
+        self.added.extend((row[7], row[4]) for row in rows[-_KEPT:])
+        self.count += len(rows)
+
     def push(self, commit: Commit) -> CommitHistory:
         return self.frozen().push(commit)  # not used by the folds: the live way, correct
 
@@ -141,6 +147,8 @@ _KEPT = MAX_COMMITS + CHUNK  # the most commits a CommitHistory holds (see its d
 
 @dataclass(frozen=True, slots=True)
 class DeviceState:
+    """The device's folded state: the configuration and every fact the log records."""
+
     seq: int = 0  # the last event folded in
     config: ConfigTree = field(default_factory=ConfigTree)
     commits: CommitHistory = field(default_factory=CommitHistory)
@@ -269,25 +277,21 @@ def replay_rows(state: DeviceState, rows: Iterable[Sequence[Any]]) -> DeviceStat
 
     The folds run on a private `_ReplayState` copy of `state`, which `with_state` changes in
     place (one object for the whole replay, not one per event); the result is a plain
-    DeviceState again. The cyclic garbage collector is paused for the loop: folding
-    allocates millions of short-lived, acyclic objects (freed by reference counting), and
-    each full collection would walk the whole state again (measured: 40% of a replay).
-    No rows (a snapshot at the head): `state` as it is, and the fold table is not loaded."""
-    rows = iter(rows)
-    first = next(rows, None)  # the whole tail is read (and its chain checked) either way
+    DeviceState again. Rows read as `RowRuns` are folded run by run: a run of one type with
+    a run fold (`FoldTable.runs`, the commits) in one call. The cyclic garbage collector is
+    paused for the loop: folding allocates millions of short-lived, acyclic objects (freed
+    by reference counting), and each full collection would walk the whole state again
+    (measured: 40% of a replay). No rows (a snapshot at the head): `state` as it is, and the
+    fold table is not loaded."""
+    runs = rows.runs() if isinstance(rows, RowRuns) else _runs_of(rows)
+    first = next(runs, None)  # the whole tail is read (and its chain checked) either way
     if first is None:
         return state
-    table = device_folds()
-    folds = table.by_name
-    seq = state.seq
     owned: DeviceState = _ReplayState(*(getattr(state, f) for f in _STATE_FIELDS))
     paused = gc.isenabled()
     gc.disable()
     try:
-        for row in chain((first,), rows):
-            seq = row[0]
-            fold = folds.get(row[2]) or table.require(row[2], seq)
-            owned = fold(owned, row[7], row[4])
+        seq, owned = _fold_runs(state.seq, owned, chain((first,), runs))
     finally:
         if paused:
             gc.enable()
@@ -298,19 +302,50 @@ def replay_rows(state: DeviceState, rows: Iterable[Sequence[Any]]) -> DeviceStat
         commits=commits.frozen() if type(commits) is _OwnedHistory else commits)
 
 
+def _runs_of(rows: Iterable[Sequence[Any]]) -> Iterator[Run]:
+    """Rows as runs of rows of several types (folded row by row)."""
+    it = iter(rows)
+    while chunk := list(islice(it, RUN_MAX)):
+        yield "", chunk
+
+
+def _fold_runs(seq: int, owned: DeviceState, runs: Iterable[Run]) -> tuple[int, DeviceState]:
+    """Fold each run into `owned`: the seq of the last row folded (`seq` if none), and the
+    state."""
+    table = device_folds()
+    folds, run_folds = table.by_name, table.runs
+    for name, rows in runs:
+        if name in run_folds:
+            owned = run_folds[name](owned, rows)
+        elif name:
+            fold = folds.get(name) or table.require(name, rows[0][0])
+            for row in rows:
+                owned = fold(owned, row[7], row[4])
+        else:
+            for row in rows:
+                fold = folds.get(row[2]) or table.require(row[2], row[0])
+                owned = fold(owned, row[7], row[4])
+        seq = rows[-1][0]
+    return seq, owned
+
+
 def fold_commit(state: DeviceState, ev: ConfigurationCommitted, at: int) -> DeviceState:
     if type(state) is _ReplayState:
-        return _replay_commit(state, ev, at)
+        config, commits = _owned(state)
+        config.apply_wire(ev.changes)
+        commits.defer(ev, at)
+        return state
     commit = _commit_of(ev, at)
     return with_state(state, config=state.config.apply_all(commit.changes),
                       commits=state.commits.push(commit))
 
 
-def _replay_commit(state: DeviceState, ev: ConfigurationCommitted, at: int) -> DeviceState:
-    """`fold_commit` in a replay loop: the loop's own configuration changed in place and the
-    commit kept as its event (engine.config.OwnedConfig, _OwnedHistory), instead of a new
-    tree, a Commit and a new history per event; `replay_rows` freezes both at the end. What
-    the replay folds to is the same (tests/core/test_core_fast_replay.py)."""
+def _owned(state: DeviceState) -> tuple[OwnedConfig, _OwnedHistory]:
+    """The configuration and commit history of a replay loop's state, as ones the loop owns:
+    `fold_commit` in a replay changes the configuration in place and keeps a commit as its
+    event (engine.config.OwnedConfig, _OwnedHistory), instead of a new tree, a Commit and a
+    new history per event; `replay_rows` freezes both at the end. What the replay folds to
+    is the same (tests/core/test_core_fast_replay.py)."""
     config, commits = state.config, state.commits
     if type(config) is not OwnedConfig:
         config = OwnedConfig.of(config)
@@ -318,9 +353,39 @@ def _replay_commit(state: DeviceState, ev: ConfigurationCommitted, at: int) -> D
     if type(commits) is not _OwnedHistory:
         commits = _OwnedHistory(commits)
         _set_field(state, "commits", commits)
-    config.apply_wire(ev.changes)
-    commits.defer(ev, at)
-    return state
+    return config, commits
+
+
+def commit_run(then: Sequence[Fold[DeviceState]],
+               touching: Callable[[Sequence[Iterable[WireChange]]], Iterable[int]],
+               ) -> RunFold[DeviceState]:
+    """The run fold (engine.folds) of a run of commits whose folds are `fold_commit` and then
+    `then`, which change nothing for a commit that `touching` (given the run's commits'
+    changes, the indexes of those `then` concerns) leaves out. The commits' changes are
+    applied in place in order, as one stream of changes up to each commit `then` concerns;
+    the history catches up with that commit, then `then` folds it; the rest of the history's
+    commits are added at the end of the run in one step."""
+
+    def fold_commits(state: DeviceState, rows: Sequence[Sequence[Any]]) -> DeviceState:
+        if type(state) is not _ReplayState:  # not replay's own state: the folds one by one
+            for row in rows:
+                for fold in (fold_commit, *then):
+                    state = fold(state, row[7], row[4])
+            return state
+        config, commits = _owned(state)
+        changes = [row[7].changes for row in rows]
+        start = 0
+        for i in touching(changes):
+            config.apply_wire(chain.from_iterable(changes[start:i + 1]))
+            commits.defer_rows(rows[start:i + 1])
+            start = i + 1
+            for fold in then:
+                state = fold(state, rows[i][7], rows[i][4])
+        config.apply_wire(chain.from_iterable(changes[start:]))
+        commits.defer_rows(rows[start:])
+        return state
+
+    return fold_commits
 
 
 def _commit_of(ev: ConfigurationCommitted, at: int) -> Commit:

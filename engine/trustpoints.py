@@ -13,7 +13,7 @@ removes it (and so do its certificates, as on the router).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
@@ -27,7 +27,7 @@ from engine.parser import parse
 from engine.state import DeviceState, with_state
 
 if TYPE_CHECKING:
-    from events.device import ConfigurationCommitted
+    from events.device import ConfigurationCommitted, WireChange
     from events.keys import KeyPairZeroized
     from events.revocation import CrlFetched, CrlFetchFailed
     from events.trustpoint import (
@@ -55,6 +55,8 @@ def trustpoint_key(name: str) -> str:
 
 @dataclass(frozen=True)
 class TrustpointConfig:
+    """A trustpoint's configuration, typed from its `crypto ca trustpoint` submode."""
+
     name: str
     enrollment_url: str | None = None
     terminal: bool = False
@@ -144,6 +146,8 @@ def trustpoint_names(state: DeviceState) -> list[str]:
 
 @dataclass(frozen=True, slots=True)
 class RouterCertificate:
+    """A router certificate installed on a trustpoint, for one key pair and usage."""
+
     key_id: str
     usage: str  # "general" | "signature" | "encryption"
     der: bytes
@@ -211,6 +215,8 @@ class RolloverState:
 
 @dataclass(frozen=True, slots=True)
 class TrustpointStatus:
+    """What the log says of a trustpoint: CA, certificates, enrollment, renewal, rollover."""
+
     name: str
     lifecycle: Lifecycle = Lifecycle.DECLARED
     ca_certificate: bytes | None = None
@@ -387,6 +393,14 @@ def _configs(state: DeviceState, ev: ConfigurationCommitted, at: int) -> DeviceS
         else:
             configs[name] = cfg
     return with_state(state, trustpoint_configs=MappingProxyType(configs))
+
+
+def touching(commits: Sequence[Iterable[WireChange]]) -> list[int]:
+    """The indexes, in order, of the commits (given by their changes) that change a
+    trustpoint's lines: `_configs` and `_config` change nothing for any other (replay folds
+    a run of commits and runs them only for these; one call a run, not one a commit)."""
+    return sorted({i for i, changes in enumerate(commits) for path, _old, _new in changes
+                   if path[0].startswith(_TRUSTPOINT)})
 
 
 def _config(state: DeviceState, ev: ConfigurationCommitted, at: int) -> DeviceState:

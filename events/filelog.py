@@ -75,7 +75,7 @@ import hashlib
 import os
 import struct
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, NamedTuple
@@ -83,6 +83,7 @@ from typing import IO, Any, NamedTuple
 from events.codec import count_rows, decode_body, encode_body, encode_core, row_spans
 from events.crc import crc32c
 from events.durable import fsync_directory
+from events.runs import RUN_MAX, RowRuns, Run, merged
 from events.store import GENESIS, PendingEvent, Recorded, chain_hash, seal_encoded
 
 MAGIC = b"TLSEG\x00\x01\n"
@@ -813,11 +814,15 @@ class FileEventLog:
         payload are tuples, as `events.registry.event_from` expects them. `typed`: each
         row's payload is its event instead, decoded straight from the stored bytes
         (`events.typed`; what `engine.state.replay_rows` folds; such rows are tuples).
-        Every check `_frames` makes is made, in one loop (`_read_rows`): a full replay
-        reads every event through it."""
+        Every check `_frames` makes is made, in one loop (`_read_frames`): a full replay
+        reads every event through it. Typed rows come as `RowRuns` (events.runs): rows, which
+        replay may take as runs of one type instead."""
         head = self._head_seq
         self._write_out()
-        return _read_rows(self._segments_from(from_seq), head, from_seq, _decoder(typed))
+        segs = self._segments_from(from_seq)
+        if typed:
+            return RowRuns(_read_frames(segs, head, from_seq, _decoder(True), RUN_MAX))
+        return _rows_of(_read_frames(segs, head, from_seq, _decoder(False)))
 
     def _frames(self, segs: Sequence[Path], start: int, expect: int | None,
                 head: int) -> Iterator[tuple[Path, int, int, bytes]]:
@@ -897,20 +902,8 @@ class FileEventLog:
         prev = _chain_rows(first, chain)
         if prev is None:
             raise TailMismatch(f"it covers seq {seq} of another log (the chain hash differs)")
-        return self._checked_tail(first, frames, prev, typed)
-
-    def _checked_tail(self, first: tuple[Path, int, int, bytes],
-                      frames: Iterator[tuple[Path, int, int, bytes]],
-                      prev: bytes, typed: bool) -> Iterator[Row]:
-        decode = _decoder(typed)
-        yield from decode(*first)
-        for frame in frames:
-            after = _chain_rows(frame, prev)
-            if after is None:
-                seg, offset, first_seq, _ = frame
-                raise LogCorrupted(Damage(seg.name, offset, first_seq, "hash chain broken"))
-            prev = after
-            yield from decode(*frame)
+        checked = _checked_tail(first, frames, prev, _decoder(typed))
+        return RowRuns(merged(checked)) if typed else _rows_of(checked)
 
     def refresh(self) -> None:
         """Nothing to learn: the writer holds the lock, so no other process appends."""
@@ -955,71 +948,162 @@ class FileEventLog:
 Row = Sequence[Any]
 """A stored row `[seq, stream, type, v, at, actor, correlation, payload, hash]` (a list, or a
 tuple with the payload decoded into its event: `events.typed`)."""
-Decode = Callable[[Path, int, int, bytes], Sequence[Row]]
+Fast = tuple[str, Callable[[bytes], list[Row]]]
+"""A type name and a decoder of frames of rows of that type alone (one msgspec call), which
+raises ValueError for any other frame: what a `Decode` proposes to try on the next frame."""
+Decode = Callable[[bytes], tuple[str, Sequence[Row], Fast | None]]
+"""A frame body's rows, the type name they all hold ("" if they differ, or if not typed),
+and a decoder to try first on the next frame (None: this one again); ValueError or
+TypeError if the body is not a batch of whole rows."""
 
 
-def _read_rows(segs: Sequence[Path], head: int, from_seq: int,
-               decode: Decode) -> Iterator[Row]:
-    """The rows with seq >= from_seq of every frame of `segs` up to `head`: `_frames` and
-    `scan_frames` as one loop, the hot path of a full replay (one generator between the
-    bytes and the fold, no frame tuples, a frame's rows counted from its decode). The checks
-    are theirs: both CRCs of every frame, the numbering across frames and segments, the
-    segment links of the chain. Anything that fails one is handed to `scan_frames` from that
-    frame (`_why`), which names it exactly as every reader does."""
+def _rows_of(frames: Iterable[Run]) -> Iterator[Row]:
+    for _, rows in frames:
+        yield from rows
+        del rows  # not alive beside the next frame's
+
+
+def _checked_tail(first: tuple[Path, int, int, bytes],
+                  frames: Iterator[tuple[Path, int, int, bytes]],
+                  prev: bytes, decode: Decode) -> Iterator[Run]:
+    """The decoded rows of `first` and then of `frames`, each frame's hash chain checked
+    from its stored bytes (`first`'s was, by `tail`)."""
+    yield _decoded(decode, *first)
+    for frame in frames:
+        after = _chain_rows(frame, prev)
+        if after is None:
+            seg, offset, first_seq, _ = frame
+            raise LogCorrupted(Damage(seg.name, offset, first_seq, "hash chain broken"))
+        prev = after
+        yield _decoded(decode, *frame)
+
+
+def _read_frames(segs: Sequence[Path], head: int, from_seq: int, decode: Decode,
+                 gather: int = 1) -> Iterator[Run]:
+    """The rows with seq >= from_seq of every frame of `segs` up to `head`, in runs: the rows
+    of consecutive frames of one type name, yielded as soon as at least `gather` rows are
+    gathered (1: frame by frame). `_frames` and `scan_frames` as one loop per segment
+    (`_segment_runs`), the hot path of a full replay. The checks are theirs: both CRCs of
+    every frame, the numbering across frames and segments, the segment links of the chain."""
+    at = _Reading(decode, gather)
+    for seg in segs:
+        start = _segment_start(seg, at.expect, at.last, head)
+        if start is None:
+            break
+        at.expect = start
+        if (yield from _segment_runs(seg, head, from_seq, at)):
+            break  # the head was reached before the segment's end
+    else:
+        _reached_head(segs, at.expect, head)
+    if at.run:
+        yield at.name, at.run
+
+
+class _Reading:
+    """What `_read_frames` carries from one segment to the next: the seq the next frame must
+    start at, the last frame read (the next segment's header names its last hash), the run
+    being gathered, and the decoder to try first (`Decode`)."""
+
+    __slots__ = ("decode", "expect", "fast", "gather", "last", "name", "run")
+
+    def __init__(self, decode: Decode, gather: int) -> None:
+        self.decode, self.gather = decode, gather
+        self.expect: int | None = None
+        self.last: tuple[Path, int, int, bytes] | None = None
+        self.name, self.run = "", list[Row]()
+        self.fast: Fast | None = None  # (type name, decoder) the last frame proposed
+
+
+def _segment_runs(seg: Path, head: int, from_seq: int,  # noqa: PLR0915 - one loop: a
+                  at: _Reading) -> Generator[Run, None, bool]:  # helper is a call an event
+    """The runs of one segment's frames (see `_read_frames`); True if it stopped at the head
+    before the segment's end. A frame is decoded first by the decoder the frame before
+    proposed (one C call: msgspec, for a run of one type), else by `decode`. Anything that
+    fails a check is handed to `scan_frames` from that frame (`_why`), which names it
+    exactly as every reader does."""
     unpack, crc = FRAME_HEADER.unpack_from, crc32c.crc32c
     header_size, prefix_size = FRAME_HEADER.size, _FRAME_PREFIX.size
-    expect: int | None = None
-    last: tuple[Path, int, int, bytes] | None = None  # the frame before, for its hash
-    for seg in segs:
-        expect = _segment_start(seg, expect, last, head)
-        if expect is None:
-            return
-        with open(seg, "rb", buffering=0) as f:
-            f.seek(SEG_HEADER.size)
-            buf, pos, base = b"", 0, SEG_HEADER.size  # base: the file offset of buf[0]
-            try:
-                while True:
-                    if len(buf) - pos < header_size:
-                        buf, pos, base = _refill(f, buf, pos, base, header_size)
-                        if pos == len(buf):
-                            break  # the end of the segment
-                        if len(buf) - pos < header_size:
-                            raise _why(seg, base + pos)
-                    length, first_seq, body_crc, header_crc = unpack(buf, pos)
-                    if length > MAX_BODY or crc(buf[pos:pos + prefix_size]) != header_crc:
+    max_body, batch_of_one = MAX_BODY, _BATCH_OF_ONE
+    decode, gather, fast = at.decode, at.gather, at.fast
+    expect, name, run = at.expect or 0, at.name, at.run
+    at.run = []  # `run` grows in place: not kept alive here beside the frames after it
+    frame_name, fast_name = "", ""
+    rows: Sequence[Row] = ()
+    offset = first_seq = 0
+    body = b""
+    if fast is not None:
+        fast_name, fast_decode = fast
+    with open(seg, "rb", buffering=0) as f:
+        f.seek(SEG_HEADER.size)
+        buf, pos, base = b"", 0, SEG_HEADER.size  # base: the file offset of buf[0]
+        size = 0  # len(buf)
+        try:
+            while True:
+                if size - pos < header_size:
+                    buf, pos, base = _refill(f, buf, pos, base, header_size)
+                    size = len(buf)
+                    if pos == size:
+                        break  # the end of the segment
+                    if size - pos < header_size:
                         raise _why(seg, base + pos)
-                    end = pos + header_size + length
-                    if end > len(buf):
-                        buf, pos, base = _refill(f, buf, pos, base, header_size + length)
-                        end = header_size + length
-                        if end > len(buf):
-                            raise _why(seg, base + pos)
-                    body = buf[end - length:end]
-                    if crc(body) != body_crc:
+                length, first_seq, body_crc, header_crc = unpack(buf, pos)
+                if length > max_body or crc(buf[pos:pos + prefix_size]) != header_crc:
+                    raise _why(seg, base + pos)
+                end = pos + header_size + length
+                if end > size:
+                    buf, pos, base = _refill(f, buf, pos, base, header_size + length)
+                    size, end = len(buf), header_size + length
+                    if end > size:
                         raise _why(seg, base + pos)
-                    if first_seq > head:
-                        return
-                    offset, pos = base + pos, end
-                    if first_seq != expect:
-                        raise LogCorrupted(Damage(seg.name, offset, first_seq, f"frame starts "
-                                                  f"at seq {first_seq}, expected {expect}"))
-                    last = (seg, offset, first_seq, body)
-                    if first_seq < from_seq:
-                        n, rows = _rows_from(last, from_seq, decode)
-                    else:
-                        if body[:1] != b"\x91":  # not the common one-row frame: count first
-                            _count_records(seg, offset, first_seq, body)
-                        rows = decode(seg, offset, first_seq, body)
-                        n = len(rows)
-                    expect += n
-                    yield from rows
-                    del rows  # not alive beside the next frame's (a 1000-event batch)
-            except _Torn as torn:
-                if expect > head:
-                    return  # a torn tail after the head (a read-only open's pending repair)
+                body = buf[end - length:end]
+                if crc(body) != body_crc:
+                    raise _why(seg, base + pos)
+                if first_seq > head:
+                    return True
+                offset, pos = base + pos, end
+                if first_seq != expect:
+                    raise LogCorrupted(Damage(seg.name, offset, first_seq, f"frame starts "
+                                              f"at seq {first_seq}, expected {expect}"))
+                if first_seq < from_seq:
+                    n, (frame_name, rows) = _rows_from((seg, offset, first_seq, body),
+                                                       from_seq, decode)
+                else:
+                    if body[0] != batch_of_one:  # not the common frame: count first
+                        _count_records(seg, offset, first_seq, body)
+                    if fast is not None:
+                        try:
+                            rows = fast_decode(body)
+                            frame_name = fast_name
+                        except ValueError:  # not a frame of that type: `decode` decides
+                            fast = None
+                    if fast is None:
+                        try:
+                            frame_name, rows, fast = decode(body)
+                        except (ValueError, TypeError) as e:
+                            raise _body_damage(seg, offset, first_seq, e) from e
+                        if fast is not None:
+                            fast_name, fast_decode = fast
+                    n = len(rows)
+                expect += n
+                if frame_name != name and run:
+                    yield name, run
+                    run = []
+                name = frame_name
+                run += rows
+                del rows
+                if len(run) >= gather:
+                    yield name, run
+                    run = []  # not alive beside the next frame's (a 1000-event batch)
+        except _Torn as torn:
+            if expect <= head:
                 raise LogCorrupted(Damage(seg.name, torn.offset, None,
                                           "incomplete frame inside the log")) from None
-    _reached_head(segs, expect, head)
+            return True  # a torn tail after the head (a read-only open's pending repair)
+        finally:
+            at.expect, at.name, at.run, at.fast = expect, name, run, fast
+    if offset:  # the segment's last frame
+        at.last = (seg, offset, first_seq, body)
+    return False
 
 
 def _reached_head(segs: Sequence[Path], expect: int | None, head: int) -> None:
@@ -1031,13 +1115,14 @@ def _reached_head(segs: Sequence[Path], expect: int | None, head: int) -> None:
 
 
 def _rows_from(frame: tuple[Path, int, int, bytes], from_seq: int,
-               decode: Decode) -> tuple[int, Sequence[Row]]:
+               decode: Decode) -> tuple[int, Run]:
     """How many rows a frame starting before `from_seq` holds, and those from `from_seq` on
     (decoded only if there are any)."""
     n = _count_records(*frame)
     if frame[2] + n <= from_seq:
-        return n, ()
-    return n, [row for row in decode(*frame) if row[0] >= from_seq]
+        return n, ("", [])
+    name, rows = _decoded(decode, *frame)
+    return n, (name, [row for row in rows if row[0] >= from_seq])
 
 
 def _segment_start(seg: Path, expect: int | None, last: tuple[Path, int, int, bytes] | None,
@@ -1086,39 +1171,58 @@ def _count_records(seg: Path, offset: int, first_seq: int, body: bytes) -> int:
 ROW_FIELDS = 9  # seq, stream, type, v, at, actor, correlation, payload, hash
 
 
-def _decode(seg: Path, offset: int, first_seq: int, body: bytes) -> list[list[Any]]:
-    """A frame's rows; a frame that decodes but is not a batch of whole rows (never written
-    by us: crafted, or damaged with checksums recomputed) is damage, named like any other."""
-    try:
-        rows = decode_body(body)
-    except (ValueError, TypeError) as e:
-        raise LogCorrupted(Damage(seg.name, offset, first_seq,
-                                  f"undecodable frame body: {e}")) from e
+_BATCH_OF_ONE = 0x91  # a frame body that is an array of one row (msgpack fixarray 1)
+
+
+class _NotRows(ValueError):
+    """A frame body that decodes but is not a batch of whole rows: named as it is."""
+
+
+def _plain_rows(body: bytes) -> tuple[str, list[list[Any]], None]:
+    """A frame's rows as stored (a Decode). ValueError or TypeError if the body does not
+    decode; _NotRows if it decodes but is not a batch of whole rows (never written by us:
+    crafted, or damaged with checksums recomputed)."""
+    rows = decode_body(body)
     if len(rows) == 1:
         if len(rows[0]) != ROW_FIELDS:  # the common frame: one command, one event
-            raise LogCorrupted(Damage(seg.name, offset, first_seq,
-                                      "frame body is not a batch of whole event rows"))
+            raise _NotRows("frame body is not a batch of whole event rows")
     elif not rows or any(len(row) != ROW_FIELDS for row in rows):
-        raise LogCorrupted(Damage(seg.name, offset, first_seq,
-                                  "frame body is not a batch of whole event rows"))
-    return rows
+        raise _NotRows("frame body is not a batch of whole event rows")
+    return "", rows, None
+
+
+def _body_damage(seg: Path, offset: int, first_seq: int, e: Exception) -> LogCorrupted:
+    """A frame body a Decode refused, as damage named like any other."""
+    text = str(e) if isinstance(e, _NotRows) else f"undecodable frame body: {e}"
+    return LogCorrupted(Damage(seg.name, offset, first_seq, text))
+
+
+def _decoded(decode: Decode, seg: Path, offset: int, first_seq: int, body: bytes) -> Run:
+    """`decode(body)`, with a body it refuses raised as LogCorrupted naming the frame."""
+    try:
+        name, rows, _ = decode(body)
+    except (ValueError, TypeError) as e:
+        raise _body_damage(seg, offset, first_seq, e) from e
+    return name, rows
+
+
+def _decode(seg: Path, offset: int, first_seq: int, body: bytes) -> list[list[Any]]:
+    """A frame's rows as stored; a frame whose body is not a batch of whole rows is damage,
+    named like any other."""
+    try:
+        return _plain_rows(body)[1]
+    except (ValueError, TypeError) as e:
+        raise _body_damage(seg, offset, first_seq, e) from e
 
 
 def _decoder(typed: bool) -> Decode:
-    """`_decode`, or with `typed` the same with each row's payload decoded into its event
+    """`_plain_rows`, or with `typed` the rows with each payload decoded into its event
     (`events.typed`, imported here: only the readers that need msgspec load it)."""
     if not typed:
-        return _decode
-    from events.typed import decode_events
+        return _plain_rows
+    import events.typed
 
-    def decode_typed(seg: Path, offset: int, first_seq: int, body: bytes) -> Sequence[Row]:
-        try:
-            return decode_events(body)
-        except (ValueError, TypeError) as e:
-            raise LogCorrupted(Damage(seg.name, offset, first_seq,
-                                      f"undecodable frame body: {e}")) from e
-
-    return decode_typed
+    return events.typed.decode_frame
 
 
 _ROW = 0x99  # a stored row: a 9-element array, `[*core, hash]`

@@ -7,11 +7,13 @@ covers them); this module only reads them faster. Two ways, the same result:
   (a device's commits), so a frame is first decoded by the decoder of the type the previous
   frame held: one msgspec call that builds the rows and, inside them, the events' frozen
   dataclasses (measured on a commit frame: 0.6 µs against 0.9 µs for the two-step way, and
-  2.4x faster than `msgpack.unpackb` + `event_from`). The rows are then checked to be of that
-  type and of its current schema version; a frame that is not (another type, an older
-  version, a field msgspec will not take) goes the general way, and names the type the next
-  frame is tried with. A payload decoded as another type than its row names is thrown away,
-  never returned: the type name is checked after the decode, not assumed.
+  2.4x faster than `msgpack.unpackb` + `event_from`). Its row type holds the type name and
+  schema version as Literal fields, so msgspec itself refuses a row of another type or
+  version (before it reaches the payload, which comes after them in the row): such a frame
+  (or one with a field msgspec will not take) goes the general way, which names the decoder
+  the next frame is tried with. A payload is never decoded as another type than its row
+  names. The reader of a log (`events.filelog`) keeps that decoder and calls it itself, so
+  that a frame of a run costs one C call to decode.
 - General (any frame): the frame body is decoded by msgspec into rows whose payload is left
   as its stored bytes (`msgspec.Raw`, no copy), and each payload is then decoded by a decoder
   built once per event type directly into the event's frozen dataclass: no intermediate
@@ -31,7 +33,7 @@ opens the data directory from a snapshot at the head never loads it.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import msgpack
 import msgspec
@@ -48,56 +50,59 @@ _BODY = msgspec.msgpack.Decoder(list[StoredRow])
 _UNKNOWN: tuple[int, Callable[[Any], Event] | None] = (-1, None)
 _DECODERS: dict[str, tuple[int, Callable[[Any], Event] | None]] = {}
 
-_Frame = Callable[[bytes], list[Row]]
-_FRAMES: dict[str, tuple[int, _Frame] | None] = {}  # type name -> (version, frame decoder)
-_guess: list[str] = [""]  # the type of the last frame decoded: the next one's first try
+Fast = tuple[str, Callable[[bytes], list[Row]]]
+"""A type name and the decoder of frames of rows of that type alone, at its current version
+(msgspec checks both: the type name and version are Literal fields), which raises
+msgspec.DecodeError (a ValueError) for any other frame."""
+_FRAMES: dict[str, Fast | None] = {}  # type name -> its whole-frame decoder, if any
+_guess: list[Fast | None] = [None]  # decode_events: the last frame's type's decoder
 
 
 def decode_events(body: bytes) -> list[Row]:
     """A frame body's rows as `FileEventLog.read_rows` gives them, except that each row's
     payload is its typed event. ValueError if the body is not a batch of whole event rows
-    (msgspec's DecodeError is a ValueError)."""
-    name = _guess[0]
-    fast = _FRAMES.get(name) if name else None
+    (msgspec's DecodeError is a ValueError). The whole-frame decoder of the type the last
+    frame held is tried first (a reader of many frames keeps its own: `decode_frame`)."""
+    fast = _guess[0]
     if fast is not None:
-        version, decode = fast
         try:
-            rows = decode(body)
+            rows = fast[1](body)
         except msgspec.DecodeError:
-            pass  # not a frame of `name` events (or not one at all): the general way decides
+            pass  # not a frame of that type (or not one at all): the general way decides
         else:
-            if len(rows) == 1:  # one command, one event: the common frame, kept cheap
-                row = rows[0]
-                if row[2] == name and row[3] == version:
-                    return rows
-            elif rows and all(row[2] == name and row[3] == version for row in rows):
+            if rows:
                 return rows
-    return _general(body)
+    _, rows, _guess[0] = decode_frame(body)
+    return rows
 
 
-def _general(body: bytes) -> list[Row]:
-    """Any frame: the rows first, then each payload by its own type."""
+def decode_frame(body: bytes) -> tuple[str, list[Row], Fast | None]:
+    """The general way, for any frame: its rows, the type name they all hold ("" if they
+    differ), and the whole-frame decoder of the type of its last row, to try first on the
+    next frame (None if msgspec cannot build one: this way again)."""
     rows = _BODY.decode(body)
     if not rows:
         raise ValueError("an empty batch")
     out: list[Row] = [(seq, stream, name, v, at, actor, corr, _event(name, v, payload), h)
                       for seq, stream, name, v, at, actor, corr, payload, h in rows]
-    _guess[0] = name = rows[-1][2]
-    if name not in _FRAMES and name in known_types():  # an unknown type: not cached, so
-        _FRAMES[name] = _frame_decoder(name)  # that a later registration is seen
-    return out
+    name = rows[-1][2]
+    fast = _FRAMES.get(name)
+    if fast is None and name in known_types():  # an unknown type: not cached, so that a
+        fast = _FRAMES[name] = _frame_decoder(name)  # later registration is seen
+    return (name if all(row[2] == name for row in rows) else ""), out, fast
 
 
-def _frame_decoder(name: str) -> tuple[int, _Frame] | None:
-    """The whole-frame decoder of rows of the known event type `name`, if msgspec can build
-    one."""
-    cls = known_types()[name]
-    row: Any = tuple[int, str, str, int, int, str, str, cls, bytes]  # type: ignore[valid-type]
+def _frame_decoder(name: str) -> Fast | None:
+    """The whole-frame decoder of rows of the known event type `name` at its current
+    version, if msgspec can build one."""
+    cls: Any = known_types()[name]
+    row: Any = tuple[int, str, Literal[name], Literal[cls.version],  # type: ignore[valid-type]
+                     int, str, str, cls, bytes]
     try:
         decoder: msgspec.msgpack.Decoder[list[Row]] = msgspec.msgpack.Decoder(list[row])
     except TypeError:
         return None  # a field type msgspec cannot decode: the general way only
-    return cls.version, decoder.decode
+    return name, decoder.decode
 
 
 def _event(name: str, version: int, stored: msgspec.Raw) -> Any:

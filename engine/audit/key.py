@@ -13,9 +13,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from engine.audit.checkpoint import origin_for
 from engine.audit.note import Ed25519Verifier, ed25519_verifier, raw_public
 from engine.keys import SealedKey
-from engine.keystore import Keystore
 
 if TYPE_CHECKING:
+    from engine.keystore import Keystore
     from events.audit import AuditKeyCreated
 
 

@@ -35,7 +35,6 @@ from engine.errors import OperatorError, Reason
 from engine.grammar import GRAMMAR, ArgKind, ArgSpec, int_range
 from engine.messages import MONTHS
 from engine.ports import to_micros
-from engine.views import ClockView
 
 if TYPE_CHECKING:
     from engine.context import Ctx
@@ -78,6 +77,8 @@ _WORDS = {"clock": "Manage the system clock", "set": "Set the time and date"}
 
 def _set(ctx: Ctx) -> Outcome:
     """`clock set`: the offset that makes the engine clock read the time typed, now."""
+    from engine.views.state import ClockView
+
     a = ctx.args
     h, mi, sec = a["time"]
     try:
@@ -103,4 +104,6 @@ GRAMMAR.action("clock set <time> <month> <day> <year>", help="Set the time and d
 @GRAMMAR.action("show clock", help="Display the system clock",
                 words={"clock": "Display the system clock"})
 def show_clock(ctx: Ctx) -> Outcome:
+    from engine.views.state import ClockView
+
     return Outcome(output=ClockView(ctx.now))

@@ -24,7 +24,12 @@ from engine.machines import session as session_machine
 from engine.machines.session import SESSION
 from engine.messages import certificates_removed
 from engine.state import FIRST_COMMIT_ID, Commit, DeviceState
-from engine.views import CommitChangesView, CommitListView, RunningConfigView, TargetConfigView
+from engine.views.config import (
+    CommitChangesView,
+    CommitListView,
+    RunningConfigView,
+    TargetConfigView,
+)
 from events.registry import Event
 
 if TYPE_CHECKING:

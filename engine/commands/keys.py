@@ -42,8 +42,6 @@ from engine.keys import (
     KeyUsage,
     parse_public_key,
 )
-from engine.keystore import DestroyKeys, GenerateKeyPairs
-from engine.views import ImportedKeysView, KeyPairsView
 from events.registry import Event
 
 if TYPE_CHECKING:
@@ -113,6 +111,7 @@ def _rsa_spec(usage: KeyUsage) -> Generator[Effect, Any, KeySpec]:
 
 def _generate(ctx: Ctx, algorithm: KeyAlgorithm, usages: tuple[KeyUsage, ...],
               fixed: KeySpec | None) -> Generator[Effect, Any, Outcome]:
+    from engine.keystore import DestroyKeys, GenerateKeyPairs  # the key effects, when used
     from events.keys import KeyPairGenerated, KeyPairZeroized
 
     label: str = ctx.args.get("label", DEFAULT_LABEL)
@@ -167,6 +166,7 @@ def generate_ed25519(ctx: Ctx) -> Generator[Effect, Any, Outcome]:
           help="Remove keys (crypto-shredding: the private keys become unrecoverable)",
           args={"label": EC_LABEL})
 def zeroize(ctx: Ctx) -> Generator[Effect, Any, Outcome]:
+    from engine.keystore import DestroyKeys  # the key effects, when used
     from events.keys import KeyPairZeroized
 
     algorithm = KeyAlgorithm(ctx.args["algorithm"])
@@ -252,6 +252,8 @@ def zeroize_imported(ctx: Ctx) -> Generator[Effect, Any, Outcome]:
 @G.action("show crypto key mypubkey {algorithm: rsa | ecdsa | ed25519} [<label>]",
           help="Show this device's public keys", args={"label": EC_LABEL})
 def show_mypubkey(ctx: Ctx) -> Outcome:
+    from engine.views.state import KeyPairsView
+
     algorithm = KeyAlgorithm(ctx.args["algorithm"])
     label: str | None = ctx.args.get("label")
     if label is None:
@@ -265,6 +267,8 @@ def show_mypubkey(ctx: Ctx) -> Outcome:
 @G.action("show crypto key authentication rsa [<label>]",
           help="Show imported RSA public keys", args={"label": LABEL})
 def show_imported(ctx: Ctx) -> Outcome:
+    from engine.views.state import ImportedKeysView
+
     label: str | None = ctx.args.get("label")
     ring = ctx.state.keys
     if label is None:

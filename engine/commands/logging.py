@@ -11,7 +11,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from engine.grammar import GRAMMAR
-from engine.views import LoggingView
 
 if TYPE_CHECKING:
     from engine.context import Ctx
@@ -23,5 +22,6 @@ GRAMMAR.describe({"logging": "Show the contents of the logging buffer"})
 @GRAMMAR.action("show logging", help="Show the contents of the logging buffer")
 def show_logging(ctx: Ctx) -> Outcome:
     from engine.effects import Outcome
+    from engine.views.state import LoggingView
 
     return Outcome(output=LoggingView(ctx.state.messages))

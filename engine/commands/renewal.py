@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING
 from engine.effects import Outcome
 from engine.grammar import GRAMMAR, ArgSpec, Mode, int_range
 from engine.schedule import due_jobs
-from engine.views import TimersView
 
 if TYPE_CHECKING:
     from engine.context import Ctx
@@ -40,5 +39,7 @@ G.config("renewal-message-type {type: pkcsreq | renewalreq}", key="renewal-messa
 
 @G.action("show crypto ca timers", help="Show the PKI timers")
 def show_timers(ctx: Ctx) -> Outcome:
+    from engine.views.state import TimersView
+
     pending = [(job.name, job.due_at) for job in due_jobs(ctx.state, FAR_FUTURE)]
     return Outcome(output=TimersView(pending, ctx.now))

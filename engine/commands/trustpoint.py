@@ -40,7 +40,6 @@ from engine.trustpoints import (
     trustpoint_names,
     usable_certificates,
 )
-from engine.views import CACertificateOffered, CertificatesView, TrustpointsView
 
 if TYPE_CHECKING:
     from engine.context import Ctx
@@ -144,6 +143,7 @@ PASTE_CA = ("Enter the base 64 encoded CA certificate.\n"
 @G.action("crypto ca authenticate <name>", help="Get the certification authority certificate",
           args={"name": NAME})
 def authenticate(ctx: Ctx) -> Generator[Effect, Any, Outcome]:
+    from engine.views.state import CACertificateOffered
     from events.trustpoint import CACertificateAccepted, CACertificateRefused
 
     name = ctx.args["name"]
@@ -462,6 +462,8 @@ def cancel_enroll(ctx: Ctx) -> Outcome:
 @G.action("show crypto ca certificates [<name>]", help="Show certificates of trustpoints",
           args={"name": NAME})
 def show_certificates(ctx: Ctx) -> Outcome:
+    from engine.views.state import CertificatesView
+
     return Outcome(output=CertificatesView(ctx.state, _selected(ctx), ctx.now))
 
 
@@ -477,6 +479,8 @@ def _selected(ctx: Ctx) -> list[str]:
 @G.action("show crypto ca trustpoint [<name>]", help="Show trustpoints and their state",
           args={"name": NAME})
 def show_trustpoint(ctx: Ctx) -> Outcome:
+    from engine.views.state import TrustpointsView
+
     return Outcome(output=TrustpointsView(ctx.state, _selected(ctx), ctx.now))
 
 

@@ -7,7 +7,6 @@ from typing import TYPE_CHECKING
 
 from engine.effects import Outcome
 from engine.grammar import GRAMMAR
-from engine.views import CountersView
 
 if TYPE_CHECKING:
     from engine.context import Ctx
@@ -17,4 +16,6 @@ if TYPE_CHECKING:
                 help="Show peer validation and CRL retrieval counters",
                 words={"counters": "Peer validations and CRL fetches, counted"})
 def show_counters(ctx: Ctx) -> Outcome:
+    from engine.views.state import CountersView
+
     return Outcome(output=CountersView(ctx.state))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from engine.effects import Outcome
 from engine.renewal import schedule
@@ -16,9 +16,6 @@ from engine.renewal.messages import certificate_facts, said
 from engine.schedule import Job
 from engine.state import DeviceState
 from engine.trustpoints import status_of
-
-if TYPE_CHECKING:
-    pass
 
 Run = Callable[[DeviceState, int], Any]
 

@@ -5,20 +5,16 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Generator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from engine.effects import Effect, Outcome
 from engine.errors import PeerError, PeerReason, TrustledgerError
 from engine.renewal.messages import certificate_facts, said
-from engine.rollover import folds
 from engine.rollover.messages import message_of
 from engine.rollover.schedule import RECHECK, RETRY, Step, enroll_due, next_step, recheck_says
 from engine.schedule import Job
 from engine.state import DeviceState
 from engine.trustpoints import status_of
-
-if TYPE_CHECKING:
-    pass
 
 Run = Callable[[DeviceState, int], Any]
 
@@ -61,6 +57,7 @@ def fetch(state: DeviceState, name: str, now: int) -> Generator[Effect, Any, Out
     once, re-checked daily (silently, an unreachable CA too), and said once more in its
     certificate's last week (`recheck_says`)."""
     from engine.renewal import renewal_exchange  # SCEP, when a job runs
+    from engine.rollover import folds
     from engine.rollover.fetch import FetchNextCA, NextCAFetched
     from events.rollover import (
         ShadowCAAccepted,
@@ -108,4 +105,3 @@ def activate(state: DeviceState, name: str, now: int) -> Outcome:
     events += [ShadowCertificateActivated(name, c.key_id, c.usage, certificate_facts(c.der)[2])
                for c in st.shadow_certificates]
     return said(events, now, message_of)
-

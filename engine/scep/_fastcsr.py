@@ -37,8 +37,9 @@ from cryptography import x509
 from cryptography.x509.name import _ASN1Type
 from cryptography.x509.oid import AttributeOID
 
+from engine.der import DerShape as _Shape
 from engine.scep._der import _PARSE_ERRORS
-from engine.scep._fastder import _children, _expect, _Shape, oid_text
+from engine.scep._fastder import _children, _expect, oid_text
 
 _SEQUENCE, _SET, _OID, _INTEGER, _BIT_STRING, _CTX0 = 0x30, 0x31, 0x06, 0x02, 0x03, 0xA0
 _CHALLENGE = AttributeOID.CHALLENGE_PASSWORD.dotted_string

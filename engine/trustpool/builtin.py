@@ -29,6 +29,8 @@ _CERT = re.compile(rb"-----BEGIN CERTIFICATE-----(.*?)-----END CERTIFICATE-----"
 
 @dataclass(frozen=True)
 class BuiltinFile:
+    """The trustpool's built-in CA bundle as shipped, and what shipped it."""
+
     data: bytes  # the bundle file (PEM)
     describe: Callable[[], str]  # what shipped it, e.g. "certifi 2026.10.19": asked only
     # when the bundle is recorded

@@ -24,6 +24,8 @@ RSA_1024_KEY = "crypto ca rsa 1024 disable"
 
 @dataclass(frozen=True)
 class TrustpoolPolicy:
+    """The `crypto ca trustpool policy` submode, typed."""
+
     configured: bool = False  # the submode exists in the running configuration
     cabundle_url: str | None = None
     crl_optional: bool = False

@@ -52,6 +52,8 @@ WEAK_RSA_BITS = 1024  # `crypto ca rsa 1024 disable`: this many bits or fewer ar
 
 @dataclass(frozen=True, slots=True)
 class PoolCert:
+    """A CA certificate of the trustpool, with the fields the pool is searched by."""
+
     der: bytes
     subject: bytes  # DER of the subject Name
     issuer: bytes  # DER of the issuer Name
@@ -101,6 +103,8 @@ class UpdateRecord:
 
 @dataclass(frozen=True, slots=True)
 class TrustpoolState:
+    """The trustpool: its built-in and downloaded certificates, last update and timer."""
+
     builtin_sha256: str = ""
     builtin_source: str = ""
     builtin: tuple[PoolCert, ...] = ()

@@ -34,6 +34,8 @@ MAX_REMEMBERED = 64  # sources whose last failed fetch is kept (the oldest is fo
 
 @dataclass(frozen=True, slots=True)
 class ValidationState:
+    """The validation and CRL retrieval counters of `show crypto ca counters`."""
+
     passed: int = 0  # bypassed ones included
     failed: int = 0
     bypassed: int = 0  # passed with `crl optional` standing in for a CRL

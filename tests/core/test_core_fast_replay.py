@@ -15,8 +15,10 @@ for commands.
 from __future__ import annotations
 
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import hypothesis.strategies as st
 import pytest
@@ -25,8 +27,10 @@ from hypothesis import given, settings
 from engine import snapshot
 from engine.config import Change, ConfigConflict, ConfigTree, OwnedConfig
 from engine.config import Path as ConfigPath
+from engine.device_folds import DEVICE_FOLDS
 from engine.machines.table import IllegalTransition
 from engine.state import MAX_COMMITS, CommitHistory, DeviceState, evolve, replay_rows
+from events import filelog
 from events.audit import AuditKeyCreated
 from events.clock import ClockSet
 from events.device import ConfigurationCommitted
@@ -50,6 +54,7 @@ from events.rollover import (
     ShadowCARechecked,
     ShadowCertificateActivated,
 )
+from events.runs import RUN_MAX, RowRuns
 from events.store import PendingEvent
 from events.trustpoint import (
     CACertificateAccepted,
@@ -222,19 +227,29 @@ def history(draw: st.DrawFn) -> tuple[DeviceState, list[PendingEvent]]:
     return state, accepted
 
 
-def fast_replay(events: list[PendingEvent]) -> DeviceState:
+def fast_replay(events: list[PendingEvent], frame: int, gather: int) -> DeviceState:
+    """Replay as `Engine.open` does: rows read in runs (`events.runs.RowRuns`) of up to
+    `gather` rows, a run of commits folded by its run fold; and the same rows one by one (a
+    plain iterable), which must fold to the same state."""
     with tempfile.TemporaryDirectory(prefix="tl-fast-") as tmp, \
             FileEventLog.open(Path(tmp)) as log:
-        for i in range(0, len(events), 3):  # frames of one and of several events
-            log.append(events[i:i + 3])
-        return replay_rows(DeviceState(), log.read_rows(typed=True))
+        for i in range(0, len(events), frame):  # frames of one and of several events
+            log.append(events[i:i + frame])
+        with mock.patch.object(filelog, "RUN_MAX", gather):
+            rows = log.read_rows(typed=True)
+            assert isinstance(rows, RowRuns)
+            fast = replay_rows(DeviceState(), rows)
+        one_by_one = replay_rows(DeviceState(), list(log.read_rows(typed=True)))
+        assert one_by_one == fast and list(one_by_one.commits) == list(fast.commits)
+        return fast
 
 
 @settings(max_examples=150, deadline=None)
-@given(history())
-def test_fast_replay_equals_the_live_folds(case: tuple[DeviceState, list[PendingEvent]]) -> None:
+@given(history(), st.sampled_from((1, 3)), st.sampled_from((1, 2, 5, RUN_MAX)))
+def test_fast_replay_equals_the_live_folds(case: tuple[DeviceState, list[PendingEvent]],
+                                           frame: int, gather: int) -> None:
     live, events = case
-    fast = fast_replay(events)
+    fast = fast_replay(events, frame, gather)
     assert type(fast) is DeviceState  # the replay's private state does not leak
     assert fast == live
     assert list(fast.commits) == list(live.commits)
@@ -298,11 +313,31 @@ def test_replay_keeps_the_history_in_the_chunks_the_live_pushes_make(
             live = evolve(live, ev, before + i, before + i + 1)
     with FileEventLog.open(tmp_path, readonly=True) as log:
         rows = [(before + row[0], *row[1:]) for row in log.read_rows(typed=True)]
-    fast = replay_rows(start, rows)
-    assert (fast.commits.newest, fast.commits.older, fast.commits.count) == \
-        (live.commits.newest, live.commits.older, live.commits.count)
-    assert type(fast.commits) is CommitHistory and type(fast.config) is ConfigTree
-    assert fast.hostname == f"r{before + added - 1}" and fast == live
+    for fast in (replay_rows(start, rows),  # row by row, and as one run of commits
+                 replay_rows(start, RowRuns(iter([("ConfigurationCommitted", rows)])))):
+        assert (fast.commits.newest, fast.commits.older, fast.commits.count) == \
+            (live.commits.newest, live.commits.older, live.commits.count)
+        assert type(fast.commits) is CommitHistory and type(fast.config) is ConfigTree
+        assert fast.hostname == f"r{before + added - 1}" and fast == live
+
+
+def test_the_commit_run_fold_outside_a_replay_folds_as_the_table_does() -> None:
+    """A run fold given a state that is not a replay's own folds it one commit at a time
+    through the listed folds: the same state, and none of them changed in place."""
+    start = evolve(DeviceState(), ConfigurationCommitted(
+        1000000001, "admin", "", "", ((("hostname",), None, "hostname r0"),)), 1, 1)
+    commits = [ConfigurationCommitted(1000000002, "admin", "", "", (
+        (("crypto ca trustpoint ca1",), None, "crypto ca trustpoint ca1"),)),
+        ConfigurationCommitted(1000000003, "admin", "", "", (
+            (("hostname",), "hostname r0", "hostname r1"),))]
+    live = start
+    for i, ev in enumerate(commits):
+        live = evolve(live, ev, 10 + i, 2 + i)
+    rows = [(2 + i, "device", ev.type_name, 1, 10 + i, "admin", "c", ev, b"")
+            for i, ev in enumerate(commits)]
+    folded = DEVICE_FOLDS.runs["ConfigurationCommitted"](start, rows)
+    assert replace(folded, seq=live.seq) == live and "ca1" in folded.trustpoint_configs
+    assert start.hostname == "r0" and not start.trustpoint_configs
 
 
 _KEYS = ("hostname", "crypto ca trustpoint a", "domain name")
@@ -332,3 +367,35 @@ def test_the_owned_configuration_applies_changes_as_the_tree_does(
         owned.apply_wire(changes)
         assert list(owned.walk()) == list(tree.walk())
     assert owned.frozen() == tree and type(owned.frozen()) is ConfigTree
+
+
+def test_a_run_of_commits_cancels_a_renewal_left_retrying_as_the_live_folds_do() -> None:
+    """A renewal that fails (retrying) after `no auto-enroll` was committed is cancelled by
+    the next commit, whatever it changes (engine/renewal/folds.py `cancelled`): a run of
+    commits that touch no trustpoint must fold that first commit too."""
+    def commit_of(commit_id: int, *changes: Change) -> ConfigurationCommitted:
+        return ConfigurationCommitted(commit_id, "admin", "", "",
+                                      tuple(c.to_wire() for c in changes), 0)
+
+    tp, key = "ca1", KEY_IDS[0]
+    history: list[Event] = [
+        commit_of(1, Change((f"crypto ca trustpoint {tp}",), None, f"crypto ca trustpoint {tp}"),
+                  Change((f"crypto ca trustpoint {tp}", "enrollment"), None,
+                         "enrollment url http://ca1.example")),  # and no auto-enroll
+        CACertificateAccepted(tp, b"ca", (), ("POSTPKIOperation",), "scep"),
+        EnrollmentRequested(tp, (key,), ("general",), ("t0",), "CN=r1", ("F1",), "scep", 1, 3),
+        CertificateReceived(tp, key, "general", b"cert", "t0"),
+        RenewalRequested(tp, "renew", (key,), ("general",), ("t1",), "CN=r1", "pkcsreq", 1, 3),
+        RenewalFailed(tp, "renew", "t1", "failure", "", "refused", 9_000_000),
+        commit_of(2, Change(("hostname",), None, "hostname r1")),
+        commit_of(3, Change(("hostname",), "hostname r1", "hostname r2")),
+    ]
+    live, events, at = DeviceState(), [], 1_700_000_000_000_000
+    for ev in history:
+        at += 1_000
+        live = evolve(live, ev, at, live.seq + 1)
+        events.append(PendingEvent(ev, "device", at, "admin", "cmd"))
+    renewal = live.trustpoints[tp].renewal
+    assert renewal is not None and renewal.phase.value == "idle"  # cancelled by commit 2
+    for frame in (1, 3):
+        assert fast_replay(events, frame, RUN_MAX) == live

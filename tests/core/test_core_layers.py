@@ -14,7 +14,9 @@ import subprocess
 import sys
 import tomllib
 
-import engine.views as views
+import pytest
+
+from engine.views import View, config, state
 from projections.render import _RENDERERS, render
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -44,9 +46,20 @@ def test_the_layers_run_from_the_frontends_down_to_the_store() -> None:
 
 
 def test_every_view_has_a_renderer() -> None:
-    kinds = {c for c in vars(views).values()
-             if isinstance(c, type) and issubclass(c, views.View) and c is not views.View}
-    assert kinds == set(_RENDERERS)
+    """`_RENDERERS` is keyed by class name (projections.render): every view module's views
+    have a line, and each name is one view's only."""
+    kinds = [c.__name__ for module in (config, state) for c in vars(module).values()
+             if isinstance(c, type) and issubclass(c, View) and c.__module__ == module.__name__]
+    assert sorted(kinds) == sorted(_RENDERERS)
+
+
+def test_only_a_view_is_rendered_by_its_class_name() -> None:
+    """Another class of a view's name is not rendered as that view."""
+    class RunningConfigView:  # not a View
+        pass
+
+    with pytest.raises(TypeError, match="no renderer for RunningConfigView"):
+        render(RunningConfigView())
 
 
 def test_text_renders_as_itself() -> None:
@@ -62,8 +75,6 @@ def test_contract_is_kept() -> None:
 def test_the_core_alone_never_renders_a_view() -> None:
     """Without the application's renderer plugged in, the runtime prints text and refuses a
     view: turning data into text is projections' job."""
-    import pytest
-
     from engine.effects import Say
     from engine.runtime import Ports, perform
 
@@ -71,7 +82,7 @@ def test_the_core_alone_never_renders_a_view() -> None:
     perform(Say("% text\n"), ports)
     assert ports.out == ["% text\n"]
     with pytest.raises(TypeError, match="no renderer"):
-        perform(Say(views.LoggingView(())), ports)
+        perform(Say(state.LoggingView(())), ports)
     ports.render = render
-    perform(Say(views.LoggingView(())), ports)
+    perform(Say(state.LoggingView(())), ports)
     assert ports.out[-1].startswith("Syslog logging: enabled")

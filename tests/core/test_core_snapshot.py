@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import os
 import shutil
 import subprocess
 import sys
@@ -124,6 +125,32 @@ def forge(dev: Device, body: Any, *, packed: bytes | None = None) -> None:
 def test_the_table_holds_exactly_the_types_the_state_declares() -> None:
     assert set(snapshot.reachable_types()) == set(snapshot.TABLE.values())
     assert len(set(snapshot.TABLE.values())) == len(snapshot.TABLE)
+
+
+def test_every_table_type_has_a_decoder() -> None:
+    """Decoders are built at a class's first decode (engine.snapshot._decoder_of), not at
+    import: each TABLE class's hints must still be ones the strict decoder takes."""
+    for cls in snapshot.TABLE.values():
+        assert callable(snapshot._decoder_of(cls)), cls
+
+
+def test_opening_from_a_snapshot_resolves_only_the_types_it_holds(tmp_path: Path) -> None:
+    """A fresh process decoding a small snapshot (no key, no certificate, no CRL) builds
+    decoders for the types that snapshot holds only."""
+    eng = Engine.open(tmp_path / "d")
+    eng.execute("configure")
+    eng.execute("hostname r1")
+    eng.execute("commit")
+    eng.close()
+    probe = ("import sys; from engine.engine import Engine; from engine import snapshot; "
+             "Engine.open(sys.argv[1]).close(); "
+             "print(','.join(sorted(c.__name__ for c in snapshot._DECODERS)))")
+    done = subprocess.run([sys.executable, "-c", probe, str(tmp_path / "d")],
+                          capture_output=True, text=True, timeout=60, check=False,
+                          env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])})
+    built = set(done.stdout.splitlines()[-1].split(","))
+    assert "DeviceState" in built and "ConfigTree" in built
+    assert not built & {"KeyPair", "RouterCertificate", "PoolCert", "CachedCrl"}, built
 
 
 @dataclasses.dataclass(frozen=True)

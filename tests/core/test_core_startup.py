@@ -35,6 +35,10 @@ NOT_FOR_A_SHOW = ("httpx", "httpcore", "engine.scep_client", "engine.adapters.ht
                   "engine.audit.witness_client", "engine.audit.witness", "http",
                   "engine.validation.validate", "engine.validation.decide",
                   "engine.validation.chain", "engine.validation.verdict",
+                  # the views of the folded state: a handler imports the one it builds
+                  "engine.views.state",
+                  # sealing and key generation: opening needs only engine.keytidy
+                  "engine.keystore",
                   # certificates are parsed where one is there, not at every open
                   "cryptography.x509", "engine.pki", "projections.trustpoints",
                   "projections.trustpool", "projections.certfmt",
@@ -82,6 +86,32 @@ def test_a_show_loads_no_http_client_cms_ca_or_structlog(tmp_path: Path) -> None
     done = _show(tmp_path, _device(tmp_path))
     assert "hostname r2" in done.stdout and "crypto ca trustpoint myca" in done.stdout
     assert done.stdout.splitlines()[-1] == "LOADED 0 ", done.stdout
+
+
+VIEWS_PROBE = """
+import sys
+from engine.cli import main
+status = main(sys.argv[1:])
+from engine.views import View
+def below(cls):
+    return [c for sub in cls.__subclasses__() for c in (sub, *below(sub))]
+print("VIEWS", status, ",".join(sorted(c.__name__ for c in below(View))))
+"""
+
+
+def test_a_show_running_config_defines_only_the_configuration_views(tmp_path: Path) -> None:
+    """Each view is a frozen dataclass, paid for where it is defined: `show running-config`
+    defines those of engine/views/config.py, none of the ~13 views of the folded state."""
+    data = _device(tmp_path)
+    script = tmp_path / "show.txt"
+    script.write_text("show running-config\n")
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    done = subprocess.run([sys.executable, "-c", VIEWS_PROBE, "exec", "--data", str(data),
+                           "-f", str(script)], capture_output=True, text=True, timeout=60,
+                          env=env, cwd=REPO, check=False)
+    assert "hostname r2" in done.stdout, done.stderr
+    assert done.stdout.splitlines()[-1] == (
+        "VIEWS 0 CommitChangesView,CommitListView,RunningConfigView,TargetConfigView")
 
 
 def test_a_log_line_still_comes_configured_on_stderr_when_structlog_loads_late(

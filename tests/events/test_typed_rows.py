@@ -87,10 +87,10 @@ def test_an_undecodable_typed_body_raises_log_corrupted(tmp_path: Path,
         log.append([PendingEvent(COMMIT, "device", 1)])
     import events.typed
 
-    def refuse(body: bytes) -> list[list[Any]]:
+    def refuse(body: bytes) -> tuple[str, list[list[Any]], None]:
         raise ValueError("not rows")
 
-    monkeypatch.setattr(events.typed, "decode_events", refuse)
+    monkeypatch.setattr(events.typed, "decode_frame", refuse)
     with FileEventLog.open(tmp_path, readonly=True) as log, \
             pytest.raises(LogCorrupted, match="undecodable frame body: not rows"):
         list(log.read_rows(typed=True))

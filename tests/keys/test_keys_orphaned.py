@@ -12,8 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from engine import Engine
-from engine import keystore as keystore_module
+from engine import Engine, keytidy
 from engine.keys import KeyAlgorithm
 from engine.keystore import DirectoryKeystore, keystore_of
 
@@ -115,13 +114,13 @@ def test_the_move_aside_is_durable_and_never_replaces_a_file(
     stray = store / f"{'cd' * 16}.dek"
     stray.write_bytes(b"first")
     synced: list[Path] = []
-    real = keystore_module.fsync_directory
+    real = keytidy.fsync_directory
 
     def recording(path: Path) -> None:
         synced.append(Path(path))
         real(path)
 
-    monkeypatch.setattr(keystore_module, "fsync_directory", recording)
+    monkeypatch.setattr(keytidy, "fsync_directory", recording)  # the open tidies
     open_disk().close()
     assert synced[-2:] == [store / "orphaned", store]
     stray.write_bytes(b"second")

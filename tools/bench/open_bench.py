@@ -13,7 +13,8 @@ best of R rounds, each row printed as ours / baseline / ratio / target / PASS|FA
 - `trustledger exec` of one `show running-config` on the big directory, against the same on
   the small one (child processes); target: at most 1.5x;
 - `log verify` (the chain walk, `events.filelog.verify`) against `sha256sum` of the same
-  segment files; target: at least 0.4x its rate;
+  segment files, rounds alternating, each side's CPU time (user + system; sha256sum's as a
+  waited-for child); target: at least 0.4x its rate;
 - `replay --until SEQ` with SEQ 1,000 events before the end (the CLI, in process); target:
   at most 0.5 s.
 
@@ -70,6 +71,27 @@ def best_of(rounds: int, fn: Callable[[], object]) -> float:
         fn()
         times.append(time.perf_counter() - t0)
     return min(times)
+
+
+def cpu_seconds(fn: Callable[[], object]) -> float:
+    """The CPU time (user + system) `fn` takes, in this process and in the child processes
+    it waits for."""
+    before = os.times()
+    fn()
+    after = os.times()
+    return sum(getattr(after, k) - getattr(before, k)
+               for k in ("user", "system", "children_user", "children_system"))
+
+
+def best_cpu_pair(rounds: int, ours: Callable[[], object],
+                  base: Callable[[], object]) -> tuple[float, float]:
+    """The least CPU time of each side over `rounds` rounds, the sides alternating: both
+    CPU-bound, and on a shared machine their wall time measures the neighbours."""
+    a, b = [], []
+    for _ in range(rounds):
+        a.append(cpu_seconds(ours))
+        b.append(cpu_seconds(base))
+    return min(a), min(b)
 
 
 def open_close(root: Path) -> None:
@@ -137,13 +159,15 @@ def run(args: argparse.Namespace) -> int:
         exec_show(small, script)
         expected = verify(big / "log").events
         open_close(big)  # warm the page cache as a running system has it
+        verify_cpu, sha_cpu = best_cpu_pair(args.rounds, lambda: verify(big / "log"),
+                                            lambda: sha256sum(big))
         results = {
+            "verify": verify_cpu,
+            "sha256sum": sha_cpu,
             "open": best_of(args.rounds, lambda: open_close(big)),
             "open_floor": best_of(args.rounds, lambda: read_snapshot_and_tail(big)),
             "exec_big": best_of(args.rounds, lambda: exec_show(big, script)),
             "exec_small": best_of(args.rounds, lambda: exec_show(small, script)),
-            "verify": best_of(args.rounds, lambda: verify(big / "log")),
-            "sha256sum": best_of(args.rounds, lambda: sha256sum(big)),
             "until": best_of(args.rounds, lambda: replay_until(big, args.events - 1000)),
         }
         report = verify(big / "log")
@@ -160,13 +184,14 @@ def run(args: argparse.Namespace) -> int:
             r["open_floor"] * 1e3, " ms", 100, True, False),
         row("exec show running-config: big / small dir (s)", r["exec_big"],
             r["exec_small"], " s", 1.5, True, True),
-        row("log verify / sha256sum (events/s)", n / r["verify"] / 1e3, n / r["sha256sum"] / 1e3,
+        row("log verify / sha256sum (events/CPU s)", n / r["verify"] / 1e3,
+            n / r["sha256sum"] / 1e3,
             " k/s", 0.4, False, True),
         row(f"replay --until {n - 1000} (s)", r["until"], r["until"], " s", 0.5, True, False),
     ]
     print(f"\n  (log: {log_bytes / 1e6:.0f} MB in {segments} segments; verify "
-          f"{log_bytes / r['verify'] / 1e6:.0f} MB/s, sha256sum "
-          f"{log_bytes / r['sha256sum'] / 1e6:.0f} MB/s)")
+          f"{log_bytes / r['verify'] / 1e6:.0f} MB per CPU s, sha256sum "
+          f"{log_bytes / r['sha256sum'] / 1e6:.0f} MB per CPU s)")
     return 0 if all(verdicts) else 1
 
 

@@ -33,7 +33,7 @@ from engine.state import DeviceState
 from engine.trustpoints import status_of, trustpoint_names
 from engine.trustpool.policy import rsa_1024_disabled
 from engine.trustpool.pool import entries, load
-from engine.views import CrlsView
+from engine.views.state import CrlsView
 from events.revocation import CrlCacheCleared, CrlFetched, CrlFetchFailed
 
 if TYPE_CHECKING:

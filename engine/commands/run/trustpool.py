@@ -19,7 +19,7 @@ from engine.trustpool.bundle import Bundle, parse_bundle
 from engine.trustpool.fetch import FetchBundle
 from engine.trustpool.policy import policy_of, rsa_1024_disabled
 from engine.trustpool.pool import entries
-from engine.views import TrustpoolPolicyView, TrustpoolView
+from engine.views.state import TrustpoolPolicyView, TrustpoolView
 from events.trustpool import (
     TrustpoolCleaned,
     TrustpoolImported,

@@ -1,14 +1,6 @@
-"""What a handler hands back to be shown: data, never text.
-
-A `show` handler (or one that puts something before the operator, like the CA certificate
-`crypto ca authenticate` offers for acceptance) returns a `View`: the state and data the
-renderer needs. Views of the same shape share it (`_StateAt`, `_Trustpoints`: not views
-themselves) and differ in their type, which picks the renderer. The engine core never turns a
-view into text: the runtime passes it to the `render` port (engine.runtime.Ports), which the
-application (engine.engine) connects to the renderers in projections/ (projections.render).
-That is the one direction of imports: events <- engine core <- projections <- engine.engine
-<- frontends/CLI.
-"""
+"""The views of the folded state: trustpoints and their certificates, keys, the trustpool,
+CRLs, counters, the clock, logging, timers and a validation verdict (engine/views/__init__.py
+says what a view is)."""
 
 from __future__ import annotations
 
@@ -16,18 +8,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from engine.views import View
+
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-    from engine.config import Change, ConfigTree
-    from engine.grammar import Grammar
     from engine.keys import ImportedKey, KeyPair
-    from engine.state import Commit, CommitHistory, DeviceState
+    from engine.state import DeviceState
     from engine.validation.verdict import Verdict
-
-
-class View:
-    """Base of what handlers return for display."""
 
 
 @dataclass(frozen=True)
@@ -74,37 +62,6 @@ class ImportedKeysView(View):
     """`show crypto key authentication rsa`."""
 
     keys: Sequence[ImportedKey]
-
-
-@dataclass(frozen=True)
-class TargetConfigView(View):
-    """`show configuration`: the uncommitted changes."""
-
-    changes: Sequence[Change]
-
-
-@dataclass(frozen=True)
-class RunningConfigView(View):
-    """`show running-config [SECTION]`."""
-
-    grammar: Grammar
-    config: ConfigTree
-    commits: CommitHistory
-    section: str | None
-
-
-@dataclass(frozen=True)
-class CommitListView(View):
-    """`show configuration commit list`."""
-
-    commits: CommitHistory
-
-
-@dataclass(frozen=True)
-class CommitChangesView(View):
-    """`show configuration commit changes ...`: each commit's changes, oldest first."""
-
-    commits: Sequence[Commit]
 
 
 @dataclass(frozen=True)
