@@ -97,10 +97,11 @@ def _read(der: bytes, check_extensions: ExtensionCheck) -> RawRequest:
 
 
 def _check_subject(der: bytes, start: int, stop: int) -> None:
-    """RDNSequence: every RDN non-empty, every value a string `_der.to_name` accepts."""
+    """RDNSequence: every RDN non-empty, every value a string `_der.to_name` accepts, no
+    attribute twice in one RDN (`x509.RelativeDistinguishedName` refuses it, as there)."""
     for rdn in _rdns(der, start, stop):
-        for oid, _, text in rdn:
-            x509.NameAttribute(x509.ObjectIdentifier(oid), text)
+        x509.RelativeDistinguishedName([x509.NameAttribute(x509.ObjectIdentifier(oid), text)
+                                        for oid, _, text in rdn])
 
 
 def read_name(der: bytes) -> x509.Name | None:

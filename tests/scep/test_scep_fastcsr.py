@@ -141,6 +141,8 @@ FULL_PARSER = {
         R.extension(R.OID_SAN, b"\x30\x03\x82\x01"))),
     "out-of-der-order": _out_of_der_order(R.extension_request(), R.challenge("pw")),
     "trailing-bytes": _csr(R.cn("r1"), R.challenge("pw")) + b"\x00",
+    # one RDN naming commonName twice (found by hypothesis): x509's RDN refuses duplicates
+    "rdn-attribute-twice": _csr(R.name([(CN, 0x0C, b"a@b.example"), (CN, 0x13, b"a@b.example")])),
 }
 
 
