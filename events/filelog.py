@@ -500,6 +500,9 @@ class FileEventLog:
         # Called with the seq the marker is about to record, in the marker's step: what must
         # be durable with the marker writes itself here (engine/audit/trail.py).
         self.on_mark: Callable[[int], None] | None = None
+        # Called right before each fdatasync of appended frames: work that can run while the
+        # writer waits for the disk without the GIL starts then (engine/audit/signer.py).
+        self.on_sync: Callable[[], None] | None = None
 
     # -- opening ---------------------------------------------------------------------------
 
@@ -693,6 +696,8 @@ class FileEventLog:
         `_guarded`: a failure cuts the log back to the previous acknowledgement point."""
         self._write_out()
         assert self._fd is not None
+        if self.on_sync is not None:
+            self.on_sync()
         os.fdatasync(self._fd)
         self._pending_sync = False
         self._durable = self._head_seq, self._head_hash
@@ -711,6 +716,8 @@ class FileEventLog:
             return None
         self._guarded(self._write_out)
         self._pending_sync = False  # appends from now on need the next sync
+        if self.on_sync is not None:
+            self.on_sync()
         return SyncTicket(os.dup(self._fd), (self._head_seq, self._head_hash), self._head_at,
                           self._segment, self._segment_size)
 

@@ -67,10 +67,11 @@ from engine.audit.decisions import is_trust_decision
 from engine.audit.key import AuditKey
 from engine.audit.merkle import CompactRange, leaf_hash
 from engine.audit.note import NoteError, sign_note, verify_note
+from engine.audit.signer import Worker
 from events.crc import crc32c
 from events.durable import fsync_directory
 from events.filelog import FileEventLog, LogError, Position, TailMismatch
-from events.store import Recorded
+from events.store import GENESIS, Recorded
 
 AUDIT_FILE = "AUDIT"
 CHECKPOINTS_FILE = "CHECKPOINTS"
@@ -196,6 +197,31 @@ def read_checkpoints(root: Path) -> list[bytes]:
         text = (root / CHECKPOINTS_FILE).read_bytes().decode("utf-8", "replace")
     except FileNotFoundError:
         return []
+    return _split_notes(text)
+
+
+def newest_checkpoint(root: Path) -> bytes | None:
+    """The last signed note in `CHECKPOINTS` (not verified), read from the file's end: the
+    file holds every checkpoint ever signed, an open reads only its tail."""
+    try:
+        f = open(root / CHECKPOINTS_FILE, "rb")  # noqa: SIM115  (closed below)
+    except FileNotFoundError:
+        return None
+    with f:
+        end = f.seek(0, os.SEEK_END)
+        take = 4096
+        while True:
+            start = max(0, end - take)
+            f.seek(start)
+            notes = _split_notes(f.read(end - start).decode("utf-8", "replace"))
+            # From the middle of the file the first note is cut; the last one starts at a
+            # note's first line once another note was seen before it.
+            if start == 0 or len(notes) >= 2:
+                return notes[-1] if notes else None
+            take *= 4
+
+
+def _split_notes(text: str) -> list[bytes]:
     notes: list[bytes] = []
     current: list[str] = []
     in_sigs = False
@@ -225,14 +251,23 @@ class AuditTrail:
         self.key = key
         self.range = tree.range()
         self.chain, self.at = tree.chain, tree.at
-        self.latest = latest
+        self._latest = latest
         self._signer = signer
         self._private: Ed25519PrivateKey | None = None
         self._kid = key.verifier().key_id
+        self._signing = Worker("audit-signer")  # engine/audit/signer.py
         self._unsaved: list[Signed] = []  # signed, not yet in CHECKPOINTS
         self._on_disk: Signed | None = latest  # the latest checkpoint AUDIT holds
         self._dirty = False
         self._lock = threading.Lock()
+        self.missed: list[Bound] = []  # decisions found unsigned on open (`sign_on_open`)
+
+    @property
+    def latest(self) -> Signed | None:
+        """The latest checkpoint, once every signature asked for is made."""
+        self._signing.drain()
+        with self._lock:
+            return self._latest
 
     @property
     def size(self) -> int:
@@ -256,35 +291,67 @@ class AuditTrail:
                 self.chain, self.at, self._dirty = records[-1].hash, at, True
         return decision
 
-    def checkpoint(self) -> bytes:
-        """Sign the tree as it is: the signed note (also kept as the latest)."""
+    def checkpoint(self) -> Bound:
+        """Checkpoint the tree as it is: what it signs is fixed now (returned); the
+        signature is made on the signer thread (engine/audit/signer.py) while the log waits
+        for its next fdatasync (`on_sync`), after which the signed note is the latest and
+        waits to be written out. `latest` and `persist` have it made first if it is not.
+        The key is opened here, the first time (its errors are raised here)."""
         with self._lock:
-            cp = Checkpoint(self.key.origin, self.range.size, self.range.root())
+            tree = self.bound()
+        self._request(tree)
+        return tree
+
+    def _request(self, tree: Bound) -> None:
+        with self._lock:
             if self._private is None:
                 self._private = self._signer()
-            note = sign_note(cp.format(), self.key.origin, self._private, kid=self._kid)
-            self.latest = Signed(note, cp, self.bound())
-            self._unsaved.append(self.latest)
+            private = self._private
+        self._signing.submit(lambda: self._sign(tree, private))
+
+    def sign_on_open(self) -> None:
+        """What the open found unsigned: a checkpoint of each trust decision after the
+        newest checkpoint recorded (a crash kept it from being written out; signing the
+        same tree again gives the same note, RFC 8032 §5.1.6), or, on a log that has none at
+        all, of the tree as it is (the key's, or a log made before the audit). The key's
+        errors are raised (nothing is queued then; the next open finds them again)."""
+        missed = self.missed
+        if not missed and self._latest is None:
+            missed = [self.bound()]
+        for tree in missed:
+            self._request(tree)
+        self.missed = []
+
+    def _sign(self, tree: Bound, private: Ed25519PrivateKey) -> None:
+        """The signer thread's job: sign the checkpoint of `tree`, keep it as the latest,
+        to be written out."""
+        cp = Checkpoint(self.key.origin, tree.size, tree.range().root())
+        note = sign_note(cp.format(), self.key.origin, private, kid=self._kid)
+        with self._lock:
+            self._latest = Signed(note, cp, tree)
+            self._unsaved.append(self._latest)
             self._dirty = True
-        return note
 
     def add_cosignatures(self, lines: bytes) -> None:
         """Witnesses' cosignature lines on the latest checkpoint (engine/audit/
         witness_client.py): its note, kept and written out, carries them from now on."""
+        self._signing.drain()
         with self._lock:
-            assert self.latest is not None
-            signed = Signed(self.latest.note + lines, self.latest.checkpoint, self.latest.tree)
-            if self._unsaved and self._unsaved[-1] is self.latest:
+            latest = self._latest
+            assert latest is not None
+            signed = Signed(latest.note + lines, latest.checkpoint, latest.tree)
+            if self._unsaved and self._unsaved[-1] is latest:
                 self._unsaved[-1] = signed
             else:  # already written out: CHECKPOINTS gets the co-signed copy too
                 self._unsaved.append(signed)
-            self.latest = signed
+            self._latest = signed
             self._dirty = True
 
     def persist(self, upto: int | None = None) -> None:
         """Write what changed: new checkpoints to CHECKPOINTS, then AUDIT; with `upto`, only
         what covers no seq after it (what is acknowledged). OSError is raised and nothing is
-        forgotten (the next step writes it)."""
+        forgotten (the next step writes it). Signatures still being made are waited for."""
+        self._signing.drain()
         with self._lock:
             if not self._dirty:
                 return
@@ -302,6 +369,11 @@ class AuditTrail:
             self._on_disk = latest
             self._dirty = self.range.size > limit or bool(self._unsaved)
 
+    def on_sync(self) -> None:
+        """The log is about to wait for its fdatasync: the signatures asked for are made
+        meanwhile, on the signer thread (engine/audit/signer.py)."""
+        self._signing.release()
+
     def on_mark(self, seq: int) -> None:
         """The log's head-marker step (the marker will say `seq`): write the trail with it,
         up to what is acknowledged. A failure leaves the previous files, which are still
@@ -315,43 +387,48 @@ class AuditTrail:
 
 def open_trail(root: Path, log: FileEventLog, key: AuditKey,
                signer: Callable[[], Ed25519PrivateKey]) -> AuditTrail:
-    """The trail of the log in `root`, checked against the log (see "Opening" above)."""
+    """The trail of the log in `root`, checked against the log (see "Opening" above); the
+    trust decisions in the rows read whose checkpoints were never written out are left for
+    `sign_on_open` (see "Durability" above)."""
     saved = read_saved(root)
     if saved is None:
-        recorded = _newest_recorded(root, key)
-        rng = CompactRange()
-        recorded_root = None
-        for row in log.read_rows():
-            rng.append(leaf_hash(row[8]))
-            if recorded is not None and rng.size == recorded.size:
-                recorded_root = rng.root()
-        if recorded is not None:
-            _check_recorded(recorded, rng.size, recorded_root)
-        head, chain = log.head
-        return AuditTrail(root, key, signer,
-                          Bound(head, tuple(rng.hashes), chain, log.position), None)
-    if saved.latest is not None:
-        _check_signed(saved.latest, key, log)
-    rows = _continues(log, saved.tree, "the audit tree beside it")
-    trail = AuditTrail(root, key, signer, saved.tree, saved.latest)
-    last: Sequence[Any] | None = None
-    append = trail.range.append
+        start, latest = Bound(0, (), GENESIS, None), None
+        rows: Iterator[Sequence[Any]] = log.read_rows()
+    else:
+        start, latest = saved.tree, saved.latest
+        if latest is not None:
+            _check_signed(latest, key, log)
+        rows = _continues(log, saved.tree, "the audit tree beside it")
+    recorded = _newest_recorded(root, key, latest)
+    signed = max(recorded.size if recorded else -1, latest.checkpoint.size if latest else -1)
+    trail = AuditTrail(root, key, signer, start, latest)
+    rng, recorded_root, last = trail.range, None, None
     for row in rows:
-        append(leaf_hash(row[8]))
+        rng.append(leaf_hash(row[8]))
         last = row
+        if recorded is not None and rng.size == recorded.size:
+            recorded_root = rng.root()
+        if 0 <= signed < rng.size and is_trust_decision(row[2]):
+            trail.missed.append(Bound(rng.size, tuple(rng.hashes), row[8], None))
+    if recorded is not None and recorded.size > start.size:
+        _check_recorded(recorded, rng.size, recorded_root)
     if last is not None:
         trail.chain, trail.at, trail._dirty = last[8], log.position, True
+        if trail.missed and trail.missed[-1].size == rng.size:
+            trail.missed[-1] = trail.bound()
     return trail
 
 
-def _newest_recorded(root: Path, key: AuditKey) -> Checkpoint | None:
-    """The newest checkpoint in `CHECKPOINTS` (its signature checked), for a trail opened
-    without `AUDIT`: the log must still be the one it covers."""
-    notes = read_checkpoints(root)
-    if not notes:
+def _newest_recorded(root: Path, key: AuditKey, latest: Signed | None) -> Checkpoint | None:
+    """The newest checkpoint in `CHECKPOINTS` (its signature checked unless it is `latest`,
+    which was): the log must still be the one it covers."""
+    note = newest_checkpoint(root)
+    if note is None:
         return None
+    if latest is not None and note == latest.note:
+        return latest.checkpoint
     try:
-        return parse_checkpoint(verify_note(notes[-1], [key.verifier()])[0])
+        return parse_checkpoint(verify_note(note, [key.verifier()])[0])
     except NoteError as e:
         raise AuditMismatch(f"The newest checkpoint in {root / CHECKPOINTS_FILE} does not "
                             f"verify with the log's audit key ({e}). Refusing to open."
