@@ -26,11 +26,13 @@ so an owner that is dropped without being closed leaves no thread behind for lon
 
 from __future__ import annotations
 
+import queue
 import threading
-from collections import deque
 from collections.abc import Callable
 
 IDLE = 1.0  # seconds without a job before the thread ends
+
+Job = Callable[[], None]
 
 
 class Worker:
@@ -38,55 +40,64 @@ class Worker:
 
     def __init__(self, name: str) -> None:
         self.name = name
-        self._cond = threading.Condition()
-        self._queued: deque[Callable[[], None]] = deque()  # not yet released
-        self._released: deque[Callable[[], None]] = deque()  # for the thread, in order
-        self._running = False  # the thread has taken a job and it has not returned
+        self._queued: list[Job] = []  # not yet released
+        self._jobs: queue.SimpleQueue[Job] = queue.SimpleQueue()  # released, for the thread
+        self._cond = threading.Condition()  # guards what follows
+        self._sent = 0  # jobs released so far
+        self._done = 0  # jobs run so far
+        self._draining = 0  # callers waiting in drain (the thread wakes them only then)
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
 
-    def submit(self, job: Callable[[], None]) -> None:
+    def submit(self, job: Job) -> None:
         """Queue a job; it runs after the next `release` (or `drain`)."""
         with self._cond:
             self._queued.append(job)
 
     def release(self) -> None:
         """Let the thread run every job queued so far (cheap when there is none)."""
-        if not self._queued:  # read without the lock: a job queued meanwhile waits a turn
+        if not self._queued:  # unlocked: a job queued by another thread meanwhile waits a turn
             return
         with self._cond:
-            self._released.extend(self._queued)
-            self._queued.clear()
+            jobs, self._queued = self._queued, []
+            for job in jobs:
+                self._jobs.put(job)
+            self._sent += len(jobs)
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
                 self._thread.start()
-            else:
-                self._cond.notify()
 
     def drain(self) -> None:
         """Release what is queued and wait until every job has run. A job that raised is
         raised here (once): it is a bug, never an expected outcome."""
         self.release()
         with self._cond:
-            self._cond.wait_for(lambda: not self._released and not self._running)
+            self._draining += 1
+            try:
+                self._cond.wait_for(lambda: self._done == self._sent)
+            finally:
+                self._draining -= 1
             error, self._error = self._error, None
         if error is not None:
             raise error
 
     def _run(self) -> None:
         while True:
-            with self._cond:
-                if not self._cond.wait_for(lambda: bool(self._released), IDLE):
-                    self._thread = None  # under the lock: the next release starts one
-                    return
-                job = self._released.popleft()
-                self._running = True
+            try:
+                job = self._jobs.get(timeout=IDLE)
+            except queue.Empty:
+                with self._cond:
+                    if self._jobs.empty():
+                        self._thread = None  # under the lock: the next release starts one
+                        return
+                continue
+            error = None
             try:
                 job()
             except BaseException as e:  # kept for drain: the thread itself never dies quietly
-                with self._cond:
-                    self._error = self._error or e
-            finally:
-                with self._cond:
-                    self._running = False
+                error = e
+            with self._cond:
+                self._done += 1
+                self._error = self._error or error
+                if self._draining:
                     self._cond.notify_all()

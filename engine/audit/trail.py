@@ -6,10 +6,13 @@ A writer keeps the tree as a `CompactRange` (O(log n) hashes) bound to the log: 
 covers seq 1..size, the event at `size` has chain hash `chain`, and the frames after it start
 at `at` (a `Position`). Each appended batch extends it (`observe`); a batch holding a trust
 decision (engine/audit/decisions.py) is followed by a checkpoint: the C2SP tlog-checkpoint of
-the range (origin, size, root) signed by the audit key (`checkpoint`). The device signs after
-the batch's fdatasync; the CA, whose group commit acknowledges batches later, signs when it
-appends. Either way a checkpoint is written out (below) only once every event it covers is
-acknowledged, so no file ever holds a checkpoint of events that may be lost.
+the range (origin, size, root) signed by the audit key (`checkpoint`). What a checkpoint says
+is fixed when it is asked for (after the device's batch is acknowledged; the CA, whose group
+commit acknowledges batches later, asks when it appends); the Ed25519 signature is made on the
+signer thread while the log waits for its next fdatasync (`on_sync`, engine/audit/signer.py),
+or when someone reads `latest` or the trail is written out, whichever comes first. Either way a
+checkpoint is written out (below) only once every event it covers is acknowledged, so no file
+ever holds a checkpoint of events that may be lost.
 
 Two files beside the log (in the log directory) hold the trail:
 
@@ -27,11 +30,16 @@ decisions only, and costs no fdatasync per command.
 
 Durability: both files are written in the log's head-marker step (`FileEventLog.on_mark`: at
 most every MARK_EVERY seconds, when a snapshot is taken, and at a clean close), never by a
-command itself, and hold only what covers acknowledged events (`persist(upto=seq)`). After a
-crash the last MARK_EVERY seconds of checkpoints may be missing from the files; the events
-they covered are not (they were acknowledged), and Ed25519 signatures are deterministic (RFC
-8032 §5.1.6), so signing the same size again gives the same checkpoint.
-`trustledger audit checkpoint` writes through at once: it prints what it signed.
+command itself, and hold only what covers acknowledged events (`persist(upto=seq)`; the
+signatures still being made are waited for first). A crash (tests/audit/test_audit_crash.py)
+between a commit's fdatasync and that step leaves the events (acknowledged) and files that
+are true but older: killed before the signature is made or before anything is written, both
+files are as of the previous step; after `CHECKPOINTS` is appended but before `AUDIT` is
+replaced, `CHECKPOINTS` is ahead of `AUDIT`; after both, only the head marker is older. The
+next open re-signs the trust decisions after the newest checkpoint recorded (`sign_on_open`):
+Ed25519 signatures are deterministic (RFC 8032 §5.1.6), so the same tree gives the same note,
+and every decision's checkpoint is recorded once. `trustledger audit checkpoint` writes
+through at once: it prints what it signed.
 
 Opening (`open_trail`): nothing is rebuilt from the whole log when `AUDIT` is there. The latest
 checkpoint's signature is checked with the log's audit key and its root against the range it
@@ -42,10 +50,10 @@ from the position saved) to bring the range to the head. A log that ends below e
 differs at that seq (cut back, or rewritten from some point on), refuses to open with a `%`
 sentence naming what is missing: this is what tells a truncation from a torn tail for the
 events a checkpoint covers. Without `AUDIT` (a log made before the audit, or the file moved
-aside) the range is rebuilt from every event once; if `CHECKPOINTS` holds a checkpoint, the
-newest one must verify and the log must reach its size with the root it signed (else the open
-is refused as above: the device would otherwise sign a second, different checkpoint for a size
-it already signed).
+aside) the range is rebuilt from every event once. Either way, if the newest checkpoint in
+`CHECKPOINTS` (read from the file's end) is past the range `AUDIT` saved, it must verify and
+the log must reach its size with the root it signed (else the open is refused as above: the
+device would otherwise sign a second, different checkpoint for a size it already signed).
 """
 
 from __future__ import annotations
