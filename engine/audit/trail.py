@@ -299,16 +299,19 @@ class AuditTrail:
                 self.chain, self.at, self._dirty = records[-1].hash, at, True
         return decision
 
-    def checkpoint(self) -> Bound:
-        """Checkpoint the tree as it is: what it signs is fixed now (returned); the
-        signature is made on the signer thread (engine/audit/signer.py) while the log waits
-        for its next fdatasync (`on_sync`), after which the signed note is the latest and
-        waits to be written out. `latest` and `persist` have it made first if it is not.
-        The key is opened here, the first time (its errors are raised here)."""
+    def checkpoint(self) -> None:
+        """Checkpoint the tree as it is: what it signs is fixed now; the signature is made on
+        the signer thread (engine/audit/signer.py) while the log waits for its next
+        fdatasync (`on_sync`), after which the signed note is `latest` and waits to be
+        written out. `latest` and `persist` have it made first if it is not. The key is
+        opened here, the first time (its errors are raised here). The commit path: only
+        the range's hashes are copied here, the rest is the signer thread's."""
         with self._lock:
-            tree = self.bound()
-        self._request(tree)
-        return tree
+            if self._private is None:
+                self._private = self._signer()
+            private, rng = self._private, self.range
+            size, hashes, chain, at = rng.size, tuple(rng.hashes), self.chain, self.at
+        self._signing.submit(lambda: self._sign(Bound(size, hashes, chain, at), private))
 
     def _request(self, tree: Bound) -> None:
         with self._lock:
