@@ -59,7 +59,6 @@ device would otherwise sign a second, different checkpoint for a size it already
 from __future__ import annotations
 
 import base64
-import contextlib
 import json
 import os
 import threading
@@ -76,6 +75,7 @@ from engine.audit.key import AuditKey
 from engine.audit.merkle import CompactRange, leaf_hash
 from engine.audit.note import NoteError, sign_note, verify_note
 from engine.audit.signer import Worker
+from engine.logsetup import get_logger
 from events.crc import crc32c
 from events.durable import fsync_directory
 from events.filelog import FileEventLog, LogError, Position, TailMismatch
@@ -84,6 +84,8 @@ from events.store import GENESIS, Recorded
 AUDIT_FILE = "AUDIT"
 CHECKPOINTS_FILE = "CHECKPOINTS"
 _MAGIC = "trustledger-audit v1"
+
+logger = get_logger("trustledger.audit")
 
 
 class AuditMismatch(LogError):
@@ -388,9 +390,13 @@ class AuditTrail:
     def on_mark(self, seq: int) -> None:
         """The log's head-marker step (the marker will say `seq`): write the trail with it,
         up to what is acknowledged. A failure leaves the previous files, which are still
-        true (only older)."""
-        with contextlib.suppress(OSError):
+        true (only older). Nothing raised here reaches the log: its fdatasync succeeded."""
+        try:
             self.persist(seq)
+        except OSError:
+            pass  # the next step writes it
+        except Exception as e:  # a signature job that raised: a bug, said, the log unharmed
+            logger.error("audit checkpoint not signed: a bug", error=repr(e), seq=seq)
 
 
 # -- opening --------------------------------------------------------------------------------------

@@ -185,3 +185,28 @@ def test_the_newest_checkpoint_is_read_from_the_end_of_the_file(tmp_path: Path,
 
 def test_no_checkpoints_file_has_no_newest_checkpoint(tmp_path: Path) -> None:
     assert newest_checkpoint(tmp_path) is None
+
+
+def test_a_signature_job_that_raises_never_fails_the_log(tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bug in signing surfaces at the marker step, after the fdatasync succeeded: it is
+    logged there, and the append it happened under is acknowledged as any other."""
+    key = WatchedKey()
+    with FileEventLog.open(tmp_path / "log") as log:
+        trail = trail_on(log, key)
+
+        def broken(*args: object) -> None:
+            raise RuntimeError("a bug")
+
+        monkeypatch.setattr(trail, "_sign", broken)
+        trail.observe(log.append([commit(1)]), log.position)
+        trail.checkpoint()
+        trail.observe(log.append([commit(2)]), log.position)
+        log.mark_head()  # drains the broken job: logged, not raised
+        assert log.head[0] == 2
+        monkeypatch.undo()
+        trail.checkpoint()  # the next one is signed and written out (as a close does)
+        trail.persist()
+    saved = read_saved(tmp_path / "log")
+    assert saved is not None and saved.latest is not None
+    assert saved.latest.checkpoint.size == 2
