@@ -214,21 +214,20 @@ def newest_checkpoint(root: Path) -> bytes | None:
     """The last signed note in `CHECKPOINTS` (not verified), read from the file's end: the
     file holds every checkpoint ever signed, an open reads only its tail."""
     try:
-        f = open(root / CHECKPOINTS_FILE, "rb")  # noqa: SIM115  (closed below)
+        with open(root / CHECKPOINTS_FILE, "rb") as f:
+            end = f.seek(0, os.SEEK_END)
+            take = 4096
+            while True:
+                start = max(0, end - take)
+                f.seek(start)
+                notes = _split_notes(f.read(end - start).decode("utf-8", "replace"))
+                # From the middle of the file the first note is cut; the last one starts
+                # at a note's first line once another note was seen before it.
+                if start == 0 or len(notes) >= 2:
+                    return notes[-1] if notes else None
+                take *= 4
     except FileNotFoundError:
         return None
-    with f:
-        end = f.seek(0, os.SEEK_END)
-        take = 4096
-        while True:
-            start = max(0, end - take)
-            f.seek(start)
-            notes = _split_notes(f.read(end - start).decode("utf-8", "replace"))
-            # From the middle of the file the first note is cut; the last one starts at a
-            # note's first line once another note was seen before it.
-            if start == 0 or len(notes) >= 2:
-                return notes[-1] if notes else None
-            take *= 4
 
 
 def _split_notes(text: str) -> list[bytes]:
@@ -309,18 +308,20 @@ class AuditTrail:
         opened here, the first time (its errors are raised here). The commit path: only
         the range's hashes are copied here, the rest is the signer thread's."""
         with self._lock:
-            if self._private is None:
-                self._private = self._signer()
-            private, rng = self._private, self.range
+            private, rng = self._opened(), self.range
             size, hashes, chain, at = rng.size, tuple(rng.hashes), self.chain, self.at
         self._signing.submit(lambda: self._sign(Bound(size, hashes, chain, at), private))
 
     def _request(self, tree: Bound) -> None:
         with self._lock:
-            if self._private is None:
-                self._private = self._signer()
-            private = self._private
+            private = self._opened()
         self._signing.submit(lambda: self._sign(tree, private))
+
+    def _opened(self) -> Ed25519PrivateKey:
+        """The private key, opened the first time it is needed (called under the lock)."""
+        if self._private is None:
+            self._private = self._signer()
+        return self._private
 
     def sign_on_open(self) -> None:
         """What the open found unsigned: a checkpoint of each trust decision after the
