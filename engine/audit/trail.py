@@ -383,10 +383,14 @@ class AuditTrail:
             self._on_disk = latest
             self._dirty = self.range.size > limit or bool(self._unsaved)
 
-    def on_sync(self) -> None:
-        """The log is about to wait for its fdatasync: the signatures asked for are made
-        meanwhile, on the signer thread (engine/audit/signer.py)."""
-        self._signing.release()
+    def on_sync(self, waiting: bool) -> None:
+        """The log is about to wait for its fdatasync (True), or it returned (False): the
+        signatures asked for are made meanwhile, on the signer thread (engine/audit/
+        signer.py)."""
+        if waiting:
+            self._signing.release()
+        else:
+            self._signing.hold()
 
     def on_mark(self, seq: int) -> None:
         """The log's head-marker step (the marker will say `seq`): write the trail with it,

@@ -75,6 +75,35 @@ def test_jobs_wait_for_a_release_and_run_in_order_on_one_thread() -> None:
     assert ran == [(i, "w") for i in range(5)]
 
 
+def test_no_job_starts_once_the_window_is_held_until_the_next_release_or_drain() -> None:
+    """The log holds the window when its fdatasync returns: a job the thread has not started
+    by then waits for the next fdatasync, never taking the GIL from the command thread."""
+    worker = Worker("w")
+    ran: list[str] = []
+    started, go_on = threading.Event(), threading.Event()
+
+    def slow() -> None:
+        started.set()
+        go_on.wait(10)
+        ran.append("slow")
+
+    worker.submit(slow)
+    worker.submit(lambda: ran.append("next"))
+    worker.release()
+    assert started.wait(10)
+    worker.hold()  # while `slow` runs: it finishes, `next` does not start
+    go_on.set()
+    time.sleep(0.1)
+    assert ran == ["slow"]
+    worker.release()
+    worker.drain()
+    assert ran == ["slow", "next"]
+    worker.hold()
+    worker.submit(lambda: ran.append("drained"))
+    worker.drain()  # whatever the window
+    assert ran == ["slow", "next", "drained"]
+
+
 def test_drain_runs_what_is_queued_and_raises_a_failed_job_once() -> None:
     worker = Worker("w")
     ran: list[int] = []

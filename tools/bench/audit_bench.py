@@ -30,6 +30,7 @@ import argparse
 import os
 import random
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -260,6 +261,10 @@ def main() -> int:
         print(f"  {'with checkpoints / raw floor (target >= 0.90)':<58} {ratio:>14.2f} x"
               f"  {'PASS' if ratio >= 0.9 else 'FAIL'}")
         print(f"  {'with checkpoints / without the audit':<58} {ours / plain:>14.2f} x")
+        paired = statistics.median(rate_of(*o) / rate_of(*f)
+                                   for o, f in zip(runs["ours"], runs["floor"], strict=True))
+        print(f"  {'(load check) median of chunk / the floor chunk before it':<58} "
+              f"{paired:>14.2f} x")
         n, seconds = audit_cpu(2000)
         row("(diagnostic) observe + checkpoint alone, no disk", n, seconds, "commits/s")
         print(f"verify of a {args.events:,}-event export")
