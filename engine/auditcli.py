@@ -10,6 +10,10 @@ verifier (engine/audit/).
     trustledger audit verify FILE --key KEY [--checkpoint OLDER] [--witness-key KEY]...
                                               check a bundle with the public key alone
 
+key, checkpoint, prove and export take `--store URL --device ID` as `trustledger log` does
+(a data directory bound to a store finds them in DIR/STORE): the events are the store's,
+the checkpoints the data directory's (DIR/audit/).
+
 Exit status: 0 when everything holds; 1 when `verify` finds a failure (it names the first
 failing seq and why); 2 when the command cannot run (a `%` line on stderr).
 """
@@ -38,15 +42,16 @@ from engine.audit.witness_service import KEY_FILE
 from engine.cli import (
     LOG_DIR_HELP,
     CommandLineError,
-    _log_dir,
     _report_recovery,
+    _store_arguments,
     _until,
+    device_log,
+    log_source,
     report_pending_repair,
 )
 from engine.errors import Reason, TrustledgerError
 from engine.reportcli import register as register_report
 from engine.witnesscli import register as register_witness
-from events.filelog import FileEventLog
 
 AUDIT_HELP = "signed checkpoints, proofs, export and verification of a log; witnesses; the report"
 
@@ -56,13 +61,16 @@ def register(sub: Any) -> None:
     asub = au.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
     k = asub.add_parser("key", help="print the log's audit key (C2SP verifier key)")
     k.add_argument("dir", type=Path, metavar="DIR", help=LOG_DIR_HELP)
+    _store_arguments(k)
     k.set_defaults(func=cmd_key)
     c = asub.add_parser("checkpoint", help="sign a checkpoint of the device's log now")
     c.add_argument("dir", type=Path, metavar="DIR", help="the device's data directory")
+    _store_arguments(c)
     c.set_defaults(func=cmd_checkpoint)
     p = asub.add_parser("prove", help="inclusion or consistency proof against the latest "
                                       "checkpoint")
     p.add_argument("dir", type=Path, metavar="DIR", help=LOG_DIR_HELP)
+    _store_arguments(p)
     which = p.add_mutually_exclusive_group(required=True)
     which.add_argument("--seq", type=int, metavar="N", help="the event to prove included")
     which.add_argument("--from-size", type=int, metavar="A",
@@ -70,6 +78,7 @@ def register(sub: Any) -> None:
     p.set_defaults(func=cmd_prove)
     e = asub.add_parser("export", help="write a self-contained bundle for `audit verify`")
     e.add_argument("dir", type=Path, metavar="DIR", help=LOG_DIR_HELP)
+    _store_arguments(e)
     e.add_argument("--until", metavar="SEQ|TIME",
                    help="export up to the newest checkpoint at or before this seq or ISO time "
                         "(default: the latest checkpoint)")
@@ -101,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def cmd_key(args: argparse.Namespace) -> int:
-    with FileEventLog.open(_log_dir(args.dir), readonly=True) as log:
+    with log_source(args.dir, args.store, args.device).open() as log:
         report_pending_repair(log)
         key = find_key(log)
     print(key.verifier().key_string())
@@ -112,10 +121,13 @@ def cmd_checkpoint(args: argparse.Namespace) -> int:
     from engine.engine import Engine
 
     root: Path = args.dir
-    if not (root / "log").is_dir():
+    from engine.storebinding import STORE_FILE
+
+    stored = (root / STORE_FILE).is_file() or args.store is not None or args.device is not None
+    if not stored and not (root / "log").is_dir():
         raise CommandLineError(Reason.NOT_FOUND, f"{root} is not a device's data directory "
                                f"(it has no {root / 'log'}).")
-    with FileEventLog.open(root / "log", readonly=True) as log:
+    with log_source(root, args.store, args.device).open() as log:
         first = next(log.read_rows(), None)
     if (root / KEY_FILE).exists() or (first is not None and first[1] == "witness"):
         raise CommandLineError(Reason.INVALID_VALUE, f"{root} is a witness's directory: a "
@@ -124,7 +136,7 @@ def cmd_checkpoint(args: argparse.Namespace) -> int:
         raise CommandLineError(Reason.INVALID_VALUE, f"{root} is a CA's directory: the CA "
                                "signs a checkpoint itself after every certificate issued or "
                                "revoked and every CRL.")
-    with Engine.open(root, audit=True) as eng:
+    with Engine.open(root, audit=True, log=device_log(root, args.store, args.device)) as eng:
         _report_recovery(eng)
         trail = eng.audit
         assert trail is not None  # audit=True: the key exists
@@ -141,7 +153,7 @@ def cmd_checkpoint(args: argparse.Namespace) -> int:
 
 
 def cmd_prove(args: argparse.Namespace) -> int:
-    with FileEventLog.open(_log_dir(args.dir), readonly=True) as log:
+    with log_source(args.dir, args.store, args.device).open() as log:
         report_pending_repair(log)
         key = find_key(log)
         note, cp = latest_checkpoint(log, key)
@@ -156,7 +168,7 @@ def cmd_prove(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     out: Path = args.out
-    with FileEventLog.open(_log_dir(args.dir), readonly=True) as log:
+    with log_source(args.dir, args.store, args.device).open() as log:
         report_pending_repair(log)
         key = find_key(log)
         if args.until:

@@ -9,25 +9,24 @@ show them. One definition keeps all of them byte-identical.
 from __future__ import annotations
 
 import hashlib
+from typing import TYPE_CHECKING
 
-from cryptography import x509
-from cryptography.x509.oid import NameOID
+if TYPE_CHECKING:  # a `show` that names no certificate never loads cryptography.x509
+    from cryptography import x509
 
-from engine.pki import UNSTRUCTURED_ADDRESS
-
-_SHORT = {
-    NameOID.COMMON_NAME: "cn",
-    NameOID.ORGANIZATIONAL_UNIT_NAME: "ou",
-    NameOID.ORGANIZATION_NAME: "o",
-    NameOID.LOCALITY_NAME: "l",
-    NameOID.STATE_OR_PROVINCE_NAME: "st",
-    NameOID.COUNTRY_NAME: "c",
-    NameOID.EMAIL_ADDRESS: "ea",
-    NameOID.SERIAL_NUMBER: "serialNumber",
-    NameOID.UNSTRUCTURED_NAME: "unstructuredName",
-    UNSTRUCTURED_ADDRESS: "unstructuredAddress",
-    NameOID.DOMAIN_COMPONENT: "dc",
-    NameOID.TITLE: "title",
+_SHORT = {  # IOS's labels by dotted OID (cryptography.x509.oid.NameOID's values)
+    "2.5.4.3": "cn",  # COMMON_NAME
+    "2.5.4.11": "ou",  # ORGANIZATIONAL_UNIT_NAME
+    "2.5.4.10": "o",  # ORGANIZATION_NAME
+    "2.5.4.7": "l",  # LOCALITY_NAME
+    "2.5.4.8": "st",  # STATE_OR_PROVINCE_NAME
+    "2.5.4.6": "c",  # COUNTRY_NAME
+    "1.2.840.113549.1.9.1": "ea",  # EMAIL_ADDRESS
+    "2.5.4.5": "serialNumber",  # SERIAL_NUMBER
+    "1.2.840.113549.1.9.2": "unstructuredName",  # UNSTRUCTURED_NAME
+    "1.2.840.113549.1.9.8": "unstructuredAddress",  # engine.pki.UNSTRUCTURED_ADDRESS
+    "0.9.2342.19200300.100.1.25": "dc",  # DOMAIN_COMPONENT
+    "2.5.4.12": "title",  # TITLE
 }
 
 
@@ -46,8 +45,8 @@ def ios_name(name: x509.Name) -> str:
     """`cn=Root CA,ou=HFR,o=Cisco Systems,c=US`: RFC 4514 order, IOS's lower-case labels."""
     parts = []
     for rdn in reversed(name.rdns):
-        parts.append("+".join(
-            f"{_SHORT.get(a.oid, a.oid.dotted_string)}={_escape(str(a.value))}" for a in rdn))
+        labels = ((_SHORT.get(a.oid.dotted_string, a.oid.dotted_string), a) for a in rdn)
+        parts.append("+".join(f"{label}={_escape(str(a.value))}" for label, a in labels))
     return ",".join(parts)
 
 

@@ -17,16 +17,16 @@ Everything here is pure: it reads the folded state and returns text, events or q
 from __future__ import annotations
 
 from collections.abc import Generator, Sequence
-from typing import Any
-
-from cryptography import x509
+from typing import TYPE_CHECKING, Any
 
 from engine.certids import ios_serial, sha256_hex
 from engine.config import Change
 from engine.effects import Ask, Effect, Say
 from engine.state import DeviceState
 from engine.trustpoints import RouterCertificate, TrustpointStatus, trustpoint_key
-from events.trustpoint import TrustpointCertificatesRemoved
+
+if TYPE_CHECKING:
+    from events.trustpoint import TrustpointCertificatesRemoved
 
 REMOVE_QUESTION = ("% Removing an enrolled trustpoint will destroy all certificates received "
                    "from the related Certificate Authority. Are you sure you want to do this? "
@@ -83,6 +83,8 @@ def removed_trustpoints(state: DeviceState, changes: Sequence[Change]) -> list[T
 
 def removal_events(statuses: Sequence[TrustpointStatus], reason: str, commit_id: int
                    ) -> list[TrustpointCertificatesRemoved]:
+    from events.trustpoint import TrustpointCertificatesRemoved
+
     events = []
     for st in statuses:
         held = _held(st)
@@ -114,6 +116,8 @@ def _held(st: TrustpointStatus) -> list[tuple[str, bytes]]:
 
 
 def _serial(der: bytes) -> str:
+    from cryptography import x509  # only when a certificate is about to be destroyed
+
     try:
         return ios_serial(x509.load_der_x509_certificate(der))
     except ValueError:

@@ -28,6 +28,7 @@ from engine.audit.note import NoteError, verify_note
 from engine.audit.trail import AuditMismatch, AuditTrail, open_trail, read_saved
 from engine.config import Change, ConfigConflict
 from engine.context import Ctx
+from engine.devicelog import DeviceLog, LogConflict
 from engine.effects import Outcome
 from engine.errors import OperatorError, Reason, TrustledgerError
 from engine.grammar import GRAMMAR, Mode
@@ -47,11 +48,10 @@ from engine.runtime import Ports, drive, perform, queue, require_utf8, run
 from engine.schedule import Job, due_jobs, walk, walk_cut_short
 from engine.session import Session
 from engine.state import DeviceState, evolve, replay_rows
+from engine.storebinding import STORE_FILE
 from engine.trustpoints import trustpoint_names
 from engine.trustpool.builtin import BuiltinSource, builtins_event
-from events.clock import ClockSet
 from events.filelog import FileEventLog, LogError, LogWriteFailed
-from events.keys import KeyPairZeroized
 from events.memory import MemoryEventLog
 from events.registry import event_from
 from events.store import EventStore, PendingEvent, Recorded
@@ -114,6 +114,7 @@ class Engine:
         self.notices: list[str] = []  # other things opening the data directory did or found
         self._grouped: DeviceState | None = None  # the state a group_commit() block began at
         self.audit: AuditTrail | None = None  # the log's audit trail, once it has a key
+        self.log: DeviceLog | None = None  # the store as a data directory's log (not memory)
         self._cosigner: Cosigner | None = None  # co-signs checkpoints, once one is asked
 
     # -- opening -------------------------------------------------------------------------------
@@ -123,7 +124,8 @@ class Engine:
              prompter: Prompter | None = None, user: str | None = None,
              write: Callable[[str], None] | None = None, use_snapshots: bool = True,
              keygen: KeyGenerator | None = None, scep: ScepTransport | None = None,
-             builtins: BuiltinSource | None = None, audit: bool = False) -> Engine:
+             builtins: BuiltinSource | None = None, audit: bool = False,
+             log: DeviceLog | None = None) -> Engine:
         """Open (or create) a device's data directory: the log in `log/`, snapshots in
         `snapshots/`, the keystore in `keystore/` and `master.key`. Ports left None get their
         real adapters (system clock, cryptography key generation, httpx SCEP transport).
@@ -132,11 +134,20 @@ class Engine:
         one yet; None (the default, for programs that embed the engine and have a trust
         store of their own): not looked at, the log stays as it is. `audit`: make the log's
         audit key if it has none yet (the CLI does; engine/audit/). A log that has one keeps
-        its audit trail and is checked against its latest checkpoint either way."""
+        its audit trail and is checked against its latest checkpoint either way. `log`: the
+        device's log when it is not the data directory's own file log (a stream in a shared
+        store, engine/sharedlog.py; the engine closes it); the keystore, snapshots and audit
+        trail stay in the data directory."""
         root = Path(data_dir)
-        for private in (root, root / "log", root / "snapshots"):
+        if log is None and (root / STORE_FILE).is_file():
+            bound = root / STORE_FILE
+            raise LogError(f"Data directory {root} keeps its log in a shared store ({bound} "
+                           "names it): open it with that store (the CLI does; "
+                           "engine/storebinding.py), not as a file log.", sentence=True)
+        for private in (root, root / "snapshots", *([root / "log"] if log is None else [])):
             private.mkdir(mode=0o700, parents=True, exist_ok=True)  # whatever the umask
-        log = FileEventLog.open(root / "log")
+        if log is None:
+            log = FileEventLog.open(root / "log")
         try:
             ignored: list[snapshot.Ignored] = []
             found = _newest_snapshot(root, log, ignored, use_snapshots)
@@ -156,6 +167,7 @@ class Engine:
                       prompter=prompter, render=render, write=write, keygen=keygen, scep=scep,
                       crl_blobs=FileCrlBlobs(root / CRL_DIR))
         engine = cls(log, state, ports, root, user or _default_user())
+        engine.log = log
         try:
             engine._open_audit(log, create=audit)  # before anything is appended
         except BaseException:
@@ -185,7 +197,7 @@ class Engine:
             return
         self.fold(records)
 
-    def _tidy_keystore(self, log: FileEventLog) -> None:
+    def _tidy_keystore(self, log: DeviceLog) -> None:
         """Finish what an interrupted key write or zeroize left, and move aside the data keys
         the log does not know (engine/keystore.py, "Files and failures")."""
         assert self.data_dir is not None
@@ -225,8 +237,7 @@ class Engine:
         return cls(_ReadOnlyStore(state.seq), state, ports, None, "auditor")
 
     def close(self) -> None:
-        if (self.data_dir is not None and isinstance(self.store, FileEventLog)
-                and self._since_snapshot):
+        if self.log is not None and self._since_snapshot:
             self._snapshot()
         if self.audit is not None:
             said = self.witness_results()  # a round-trip still in flight is abandoned
@@ -393,7 +404,7 @@ class Engine:
         if "do" in outcome.extra:
             return self._do(outcome.extra["do"])
         records = self._apply(outcome, now)
-        if any(isinstance(r.event, ClockSet) for r in records):
+        if any(r.type == "ClockSet" for r in records):
             self._walk(now)
         return records
 
@@ -474,6 +485,8 @@ class Engine:
                 records = self.store.append(batch)
             except LogWriteFailed as err:
                 raise self._append_failed(err) from err
+            except LogConflict as err:
+                raise self._conflict(err) from err
             except (OverflowError, TypeError) as err:  # a value the log cannot encode
                 raise self._unencodable(err) from err
             self.fold(records)
@@ -512,18 +525,43 @@ class Engine:
         return self._append_failed(LogWriteFailed(ValueError(
             f"an event cannot be encoded ({err})"), True))
 
+    def _conflict(self, err: LogConflict) -> TrustledgerError:
+        """Another engine appended to this device's log (a shared store) since this one read
+        it: the command's events were not written. Discard the data keys it made, catch up
+        (fold what the other engine appended, so the next command decides on it) and say so."""
+        self._discard_unrecorded_keys()
+        self.catch_up()
+        return OperatorError(Reason.NOT_ALLOWED, f"{err.text} This command changed nothing; "
+                                                 f"caught up to seq {self.state.seq}: enter "
+                                                 "it again if it still applies.")
+
+    def catch_up(self) -> int:
+        """Fold what other writers of a shared log appended since this engine's head; how
+        many events that was. The open session's uncommitted edits stay as they are."""
+        if self.log is None:
+            return 0
+        self.log.refresh()
+        records = list(self.log.read(self.state.seq + 1))
+        if records:
+            self.fold(records)
+        return len(records)
+
+    def _discard_unrecorded_keys(self) -> None:
+        """Best effort: the data keys no event names (a command's whose append failed)."""
+        with contextlib.suppress(OSError, TrustledgerError):
+            store = keystore_of(self.ports)
+            live = set(_live_key_ids(self.state))
+            for key_id in store.key_ids():
+                if key_id not in live:
+                    store.discard(key_id)
+
     def _append_failed(self, err: LogWriteFailed) -> TrustledgerError:
         """The command's events are not in the log: discard the data keys it made (no event
         names them) and say so. Best effort: `tidy_keystore` finishes it at the next open.
         If the log could not be cut back, the frame may be found at the next open: its keys
         are kept until then (that open's `tidy_keystore` moves them aside if it is not found)."""
         if err.rolled_back:
-            with contextlib.suppress(OSError, TrustledgerError):
-                store = keystore_of(self.ports)
-                live = set(_live_key_ids(self.state))
-                for key_id in store.key_ids():
-                    if key_id not in live:
-                        store.discard(key_id)
+            self._discard_unrecorded_keys()
             return OperatorError(Reason.NOT_ALLOWED, f"Could not write the event log: "
                                                     f"{err.reason}. Nothing was changed.")
         return OperatorError(Reason.NOT_ALLOWED, (
@@ -605,21 +643,29 @@ class Engine:
         fails, the log keeps only what was acknowledged before: the state is refolded from
         it, and the error is raised. Commands that act once their events are durable
         (`crypto key zeroize`) are refused inside. Blocks do not nest (an inner one is part
-        of the outer); an engine without a file log has nothing to sync."""
-        if self._grouped is not None or not isinstance(self.store, FileEventLog):
+        of the outer); an engine without a file log has nothing to sync. Over a shared store
+        the block is one transaction; another writer's append meanwhile refuses all of it
+        (`LogConflict`: the engine catches up, as after a refused command)."""
+        log = self.log
+        if self._grouped is not None or log is None:
             yield
             return
         self._grouped = self.state
+        conflict: LogConflict | None = None
         try:
-            with self.store.group_commit():
+            with log.group_commit():
                 yield
         except LogWriteFailed as err:
             raise self._append_failed(err) from err
+        except LogConflict as err:
+            conflict = err
         finally:
             before, self._grouped = self._grouped, None
-            if self.state.seq != self.store.head[0]:  # the log cut back what it could not sync
-                self.state = replay_rows(before, self.store.read_rows(before.seq + 1,
-                                                                      typed=True))
+            if self.state.seq != log.head[0]:  # the log cut back what it could not sync
+                self.state = replay_rows(before, log.read_rows(before.seq + 1, typed=True))
+                self._forget_unlogged_audit(log)
+        if conflict is not None:
+            raise self._conflict(conflict) from conflict
         if self._since_snapshot >= snapshot.EVERY and self.data_dir is not None:
             self._snapshot()
 
@@ -652,25 +698,25 @@ class Engine:
             state = evolve(state, rec.event, rec.at, rec.seq)
             self._since_snapshot += 1
         self.state = state
-        if self.audit is not None and isinstance(self.store, FileEventLog) and \
-                self.audit.observe(records, self.store.position):
+        if self.audit is not None and self.log is not None and \
+                self.audit.observe(records, self.log.position):
             self._checkpoint()
         if isinstance(self.ports.clock, EngineClock):  # a frozen replay's clock stands still
             self.ports.clock.offset_us = state.clock_offset_us
-        if (self._since_snapshot >= snapshot.EVERY and self.data_dir is not None
-                and isinstance(self.store, FileEventLog) and self._grouped is None):
+        if (self._since_snapshot >= snapshot.EVERY and self.log is not None
+                and self._grouped is None):
             self._snapshot()  # never inside group_commit(): it would cover unsynced events
 
     def _snapshot(self) -> None:
         """Save a snapshot; it is a cache, so failing to write one is logged, never raised
         (the command that triggered it is already durable). The one place that decides a
         snapshot was written: what must follow a written snapshot goes after `save`."""
-        assert self.data_dir is not None and isinstance(self.store, FileEventLog)
+        assert self.data_dir is not None and self.log is not None
         self._since_snapshot = 0  # a failed write is retried EVERY events later, not per command
         try:
-            snapshot.save(self.data_dir / "snapshots", self.state, self.store.head,
-                          self.store.position)
-            self.store.mark_head()  # its step writes the audit trail too
+            snapshot.save(self.data_dir / "snapshots", self.state, self.log.head,
+                          self.log.position)
+            self.log.mark_head()  # its step writes the audit trail too
         except OSError as e:
             logger.warning("snapshot not written; the log holds every event", error=str(e),
                            seq=self.state.seq)
@@ -679,7 +725,7 @@ class Engine:
 
     # -- the audit trail (engine/audit/) ---------------------------------------------------------
 
-    def _open_audit(self, log: FileEventLog, create: bool) -> None:
+    def _open_audit(self, log: DeviceLog, create: bool) -> None:
         """Check the log against its audit trail (AuditMismatch refuses the open); make the
         audit key first if asked and there is none."""
         key = self.state.audit_key
@@ -700,6 +746,21 @@ class Engine:
             self.audit.sign_on_open()
         except TrustledgerError as err:
             self.notices.append(f"%AUDIT-3-CHECKPOINT: no checkpoint signed: {err.text}")
+
+    def _forget_unlogged_audit(self, log: DeviceLog) -> None:
+        """The tree (and any checkpoint signed inside a failed group) covered events the log
+        does not hold: reopen the trail from its files, as the log is now. A checkpoint of
+        such events must never be written out: another history may take those seqs."""
+        if self.audit is None:
+            return
+        try:
+            self._open_audit(log, create=False)
+        except (TrustledgerError, LogError) as err:
+            self.audit = None
+            log.on_mark = None
+            log.on_sync = None
+            self.ports.say(f"%AUDIT-3-CHECKPOINT: the audit trail is closed until the next "
+                           f"open: {err.text}\n")
 
     def _create_audit_key(self) -> None:
         """Make, seal and record the audit key. If it cannot be (a keystore or log write
@@ -741,7 +802,7 @@ class Engine:
         from engine.commands.witness import configured_witnesses
 
         configured = configured_witnesses(self.state.config)
-        if not configured or self.audit is None or not isinstance(self.store, FileEventLog):
+        if not configured or self.audit is None or self.log is None:
             return False  # before `latest`, which waits for the signature being made
         latest = self.audit.latest
         if latest is None:
@@ -757,7 +818,7 @@ class Engine:
             if self.ports.witness is None:
                 self.ports.witness = HttpxWitnessTransport()
             self._cosigner = Cosigner(WitnessClient(self.ports.witness),
-                                      _reader_leaves(self.store.root))
+                                      _reader_leaves(self.log))
         assert self.audit is not None
         self._cosigner.submit(CosignJob(witnesses, latest.note, latest.checkpoint,
                                   self.audit.range.copy()))
@@ -783,11 +844,10 @@ class Engine:
         commands): `audit export` and `audit prove` then see a checkpoint within a second of
         its decision, not only at the next command's head-marker step. A failure is logged;
         the next step writes it."""
-        if self.audit is None or not isinstance(self.store, FileEventLog) or \
-                self._grouped is not None:
+        if self.audit is None or self.log is None or self._grouped is not None:
             return
         try:
-            self.audit.persist(self.store.head[0])
+            self.audit.persist(self.log.head[0])
         except OSError as e:
             logger.warning("audit trail not written; the log holds every event", error=str(e))
 
@@ -806,15 +866,15 @@ class Engine:
         return "".join(said)
 
 
-def _reader_leaves(log_root: Path) -> Callable[[], contextlib.AbstractContextManager[LeafSource]]:
+def _reader_leaves(log: DeviceLog) -> Callable[[], contextlib.AbstractContextManager[LeafSource]]:
     """The log's leaves through a read-only log of its own (for the cosigner's thread)."""
 
     @contextlib.contextmanager
     def leaves() -> Iterator[LeafSource]:
         from engine.audit.witness_client import LogLeaves
 
-        with FileEventLog.open(log_root, readonly=True) as log:
-            yield LogLeaves(log.read_rows)
+        with log.reader() as reader:
+            yield LogLeaves(reader.read_rows)
 
     return leaves
 
@@ -827,7 +887,7 @@ def _cosigned_by(note: bytes, witness: Witness) -> bool:
     return True
 
 
-def _newest_snapshot(root: Path, log: FileEventLog, ignored: list[snapshot.Ignored],
+def _newest_snapshot(root: Path, log: DeviceLog, ignored: list[snapshot.Ignored],
                      use: bool) -> tuple[DeviceState, snapshot.Rows] | None:
     """The state of the newest usable snapshot in `root`/snapshots and the log's rows after
     it (None without `use`), each file read once. A log that ends before the newest intact
@@ -890,9 +950,11 @@ def _default_user() -> str:
         return os.environ.get("USER", "admin")
 
 
-def _zeroized_key_ids(log: FileEventLog) -> set[str]:
+def _zeroized_key_ids(log: DeviceLog) -> set[str]:
     """Every key id a `KeyPairZeroized` in the log names (zeroized or replaced). A full read of
     the log: `tidy_keystore` asks for it only when a data key has no live pair (rare)."""
+    from events.keys import KeyPairZeroized
+
     gone: set[str] = set()
     for row in log.read_rows():
         if row[2] == KeyPairZeroized.type_name:

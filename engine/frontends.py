@@ -205,9 +205,11 @@ class Scheduler:
         self.width = width
         self.lock = threading.Lock()
         clock = engine.ports.clock  # the scrub runs on real time (engine/scrub.py)
-        self.scrub = (ScrubSchedule(engine.data_dir / "log",
+        # Only a file log has segments to scrub; a shared store checks rows as it reads them.
+        log_dir = None if engine.data_dir is None else engine.data_dir / "log"
+        self.scrub = (ScrubSchedule(log_dir,
                                     clock.base if isinstance(clock, EngineClock) else clock)
-                      if engine.data_dir is not None else None)
+                      if log_dir is not None and log_dir.is_dir() else None)
 
     def execute(self, line: str) -> Result:
         with self.lock:

@@ -23,14 +23,16 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from engine.errors import OperatorError, Reason
 from engine.keyformats import Encoding, PublicFormat
-from events.keys import KeyPairGenerated, PublicKeyImported
+
+if TYPE_CHECKING:
+    from events.keys import KeyPairGenerated, PublicKeyImported
 
 PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
 PublicKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey

@@ -11,8 +11,11 @@ This catalog is the engine's (the fold needs it); how `show logging` lays them o
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
-from events.trustpoint import EnrollmentFailed
+if TYPE_CHECKING:
+    from events.trustpoint import EnrollmentFailed
+
 
 LOG_BUFFER = 1000  # messages `show logging` keeps, newest last (a router's logging buffer)
 

@@ -18,24 +18,30 @@ def register(audit_sub: Any) -> None:
                     help="a device's data directory (or its log directory)")
     rp.add_argument("-o", "--out", type=Path, required=True, metavar="FILE",
                     help="the HTML file to write")
-    rp.set_defaults(func=lambda args: report(args.dir, args.out))
+    from engine.cli import _store_arguments
+
+    _store_arguments(rp)
+    rp.set_defaults(func=lambda args: report(args.dir, args.out, args.store, args.device))
 
 
-def report(d: Path, out: Path) -> int:
+def report(d: Path, out: Path, store: str | None = None, device: str | None = None) -> int:
     """Write the audit report of the device log in `d` to `out` (whole, or not at all)."""
     from engine.audit.outfile import write_out
+    from engine.cli import log_source
     from engine.machines.diagrams import MACHINES, dot_source, svg_of
     from engine.machines.trustpoint import LIFECYCLE
     from engine.ports import SystemClock
     from engine.state import device_folds
-    from events.filelog import FileEventLog
+    from engine.storebinding import STORE_FILE
     from projections.audit_report import collect, lifecycle_dot, render
 
     device_folds()  # imports the feature modules, so their event types decode (lazy CLI)
     log_dir = d / "log" if (d / "log").is_dir() else d
-    if not (log_dir / "LOCK").exists() and not any(log_dir.glob("*.seg")):
+    bound = store is not None or device is not None or (d / STORE_FILE).is_file()
+    if not bound and not (log_dir / "LOCK").exists() and not any(log_dir.glob("*.seg")):
         raise OperatorError(Reason.NOT_FOUND, f"{d} holds no event log.")
-    with FileEventLog.open(log_dir, readonly=True) as log:
+    src = log_source(d, store, device)
+    with src.open() as log:
         first = next(log.read(), None)
         if first is not None and first.stream != "device":
             raise OperatorError(Reason.INVALID_VALUE, f"{d} holds a {first.stream} log, not "
@@ -46,7 +52,8 @@ def report(d: Path, out: Path) -> int:
     machine = dot_source(LIFECYCLE)
     paths = {name: svg_of(lifecycle_dot(machine, path), name).decode()
              for name, path in data.paths.items()}
-    page = render(data, diagrams, paths, source=str(log_dir.resolve()),
+    source = src.name if src.binding is not None else str(log_dir.resolve())
+    page = render(data, diagrams, paths, source=source,
                   made_at=SystemClock().now_us())
     write_out(out, lambda f: f.write(page.encode("utf-8")))
     print(f"{out}: {len(data.rows)} events, {len(data.paths)} trustpoint(s)")

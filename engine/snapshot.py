@@ -10,7 +10,7 @@ File format (version 3), `snapshots/<seq, 20 digits>.snap`, mode 0600:
     seq     8 bytes   big-endian: the last event folded into the state
     hash   32 bytes   the log's chain hash at that seq
     digest 32 bytes   SHA-256(magic | seq | hash | folds | position | body)
-    folds  32 bytes   `engine.state.folds_fingerprint()` of the build that wrote it
+    folds  32 bytes   `engine.state.FOLDS_FINGERPRINT` of the build that wrote it
     position 16 bytes where the frames after seq start in the log: the first seq of their
                       segment and the byte offset in it (both u64; 0 0: not recorded)
     body    the rest  msgpack of the state, encoded through the closed type table
@@ -76,13 +76,14 @@ import msgpack
 import engine.commands  # noqa: F401  (registers every feature's folds: verify() replays)
 from engine.audit.key import AuditKey
 from engine.config import Change, ConfigTree, Node
+from engine.devicelog import DeviceLog
 from engine.keys import ImportedKey, KeyAlgorithm, KeyPair, KeyRing, KeyUsage
 from engine.machines.renewal import RenewalPhase
 from engine.machines.trustpoint import Lifecycle
 from engine.machines.trustpool import UpdateTimer
 from engine.revocation.cache import CrlCache
 from engine.revocation.model import CachedCrl
-from engine.state import Commit, CommitHistory, DeviceState, folds_fingerprint, replay_rows
+from engine.state import FOLDS_FINGERPRINT, Commit, CommitHistory, DeviceState, replay_rows
 from engine.trustpoints import (
     Enrollment,
     RenewalState,
@@ -94,7 +95,7 @@ from engine.trustpoints import (
 from engine.trustpool.pool import PoolCert, TrustpoolState, UpdateRecord
 from engine.validation.folded import ValidationState
 from events.durable import fsync_directory
-from events.filelog import FileEventLog, Position, TailMismatch
+from events.filelog import Position, TailMismatch
 
 EVERY = 10_000  # events between snapshots
 KEEP = 2  # the newest ones, always kept
@@ -342,7 +343,7 @@ def frame(seq: int, chain_hash: bytes, body: bytes, position: Position | None = 
           ) -> bytes:
     """A snapshot file: the header (with the digest binding `body` to seq, hash and
     position), then `body`."""
-    folds = folds_fingerprint()
+    folds = FOLDS_FINGERPRINT
     where = (position.segment, position.offset) if position is not None else (0, 0)
     return _HEADER.pack(MAGIC, seq, chain_hash, _digest(seq, chain_hash, folds, where, body),
                         folds, *where) + body
@@ -362,7 +363,7 @@ def _unseal(data: bytes) -> Sealed:
     body = data[_HEADER.size:]
     if _digest(seq, chain_hash, folds, (segment, offset), body) != digest:
         raise SnapshotMismatch("its digest does not match its content (damaged)")
-    if folds != folds_fingerprint():
+    if folds != FOLDS_FINGERPRINT:
         raise SnapshotMismatch("written by a build whose folds differ (an event version or "
                                "FOLD_VERSION changed)")
     return seq, chain_hash, Position(segment, offset) if segment else None, body
@@ -430,7 +431,7 @@ def newest_seq(directory: Path) -> int:
 Rows = Iterator[Sequence[Any]]
 
 
-def _tail(snap: Snapshot, log: FileEventLog) -> Rows:
+def _tail(snap: Snapshot, log: DeviceLog) -> Rows:
     """The log's rows after `snap`, or SnapshotMismatch if the log does not continue it."""
     if snap.position is not None:
         try:
@@ -447,14 +448,14 @@ def _tail(snap: Snapshot, log: FileEventLog) -> Rows:
     return log.read_rows(snap.seq + 1, typed=True)
 
 
-def load(directory: Path, log: FileEventLog, ignored: list[Ignored] | None = None
+def load(directory: Path, log: DeviceLog, ignored: list[Ignored] | None = None
          ) -> DeviceState | None:
     """The state of the newest snapshot that passes every check against `log`, or None."""
     found = load_with_tail(directory, log, ignored)
     return None if found is None else found[0]
 
 
-def load_with_tail(directory: Path, log: FileEventLog, ignored: list[Ignored] | None = None,
+def load_with_tail(directory: Path, log: DeviceLog, ignored: list[Ignored] | None = None,
                    upto: int | None = None) -> tuple[DeviceState, Rows] | None:
     """The newest snapshot (at or before seq `upto`, if given) that passes every check
     against `log`, with the log's rows after it (typed, for `replay_rows`); None if there
@@ -490,7 +491,7 @@ class Check:
     problem: str | None  # None: it is exactly the log folded to `seq`
 
 
-def verify(directory: Path, log: FileEventLog) -> list[Check]:
+def verify(directory: Path, log: DeviceLog) -> list[Check]:
     """Check every snapshot against the log, folding the log once up to each snapshot's seq."""
     checks: list[Check] = []
     good: list[tuple[int, Path, Snapshot]] = []

@@ -33,12 +33,12 @@ from engine.keys import KeyRing
 from engine.revocation.cache import CrlCache
 from engine.trustpool.pool import TrustpoolState
 from engine.validation.folded import ValidationState
-from events.device import ConfigurationCommitted
 from events.registry import Event, known_types
 
 if TYPE_CHECKING:
     from engine.folds import FoldTable
     from engine.trustpoints import TrustpointConfig, TrustpointStatus
+    from events.device import ConfigurationCommitted
 
 FIRST_COMMIT_ID = 1000000001
 
@@ -237,10 +237,20 @@ FOLD_VERSION = 10  # 2: `trustpoint_configs` folded at commit; 3: the chunked Co
 written by the older folds then no longer fit this build (see `folds_fingerprint`)."""
 
 
+FOLDS_FINGERPRINT = bytes.fromhex(
+    "aa8d0b13bacc19e1b8f2829ffe680afbd288851345a5f0a7b466218324f43d19")
+"""`folds_fingerprint()` of this build, written out: snapshots record and check this value,
+so that opening from a snapshot loads neither the fold table nor the event modules to
+compute it (issue 12's start-up row). tests/core/test_core_fold_tables.py recomputes it and
+fails, naming the new value, when it is stale: a changed `FOLD_VERSION`, a folded event type
+added or removed, or a new schema version of one."""
+
+
 def folds_fingerprint() -> bytes:
     """SHA-256 of what a folded state depends on besides its shape: `FOLD_VERSION` and every
-    folded event type with its schema version. A snapshot records it and is used only by a
-    build with the same one (a new event version or a changed fold may fold differently)."""
+    folded event type with its schema version. A snapshot records it (as `FOLDS_FINGERPRINT`)
+    and is used only by a build with the same one (a new event version or a changed fold may
+    fold differently)."""
     table = device_folds()  # first: loading it imports every event module it folds
     registered = known_types()
     folded = sorted(f"{name}@{registered[name].version}" for name in table.folded)
@@ -260,7 +270,12 @@ def replay_rows(state: DeviceState, rows: Iterable[Sequence[Any]]) -> DeviceStat
     place (one object for the whole replay, not one per event); the result is a plain
     DeviceState again. The cyclic garbage collector is paused for the loop: folding
     allocates millions of short-lived, acyclic objects (freed by reference counting), and
-    each full collection would walk the whole state again (measured: 40% of a replay)."""
+    each full collection would walk the whole state again (measured: 40% of a replay).
+    No rows (a snapshot at the head): `state` as it is, and the fold table is not loaded."""
+    rows = iter(rows)
+    first = next(rows, None)  # the whole tail is read (and its chain checked) either way
+    if first is None:
+        return state
     table = device_folds()
     folds = table.by_name
     seq = state.seq
@@ -268,7 +283,7 @@ def replay_rows(state: DeviceState, rows: Iterable[Sequence[Any]]) -> DeviceStat
     paused = gc.isenabled()
     gc.disable()
     try:
-        for row in rows:
+        for row in chain((first,), rows):
             seq = row[0]
             fold = folds.get(row[2]) or table.require(row[2], seq)
             owned = fold(owned, row[7], row[4])

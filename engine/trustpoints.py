@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine.config import ConfigTree
 from engine.errors import TrustledgerError
@@ -25,18 +25,20 @@ from engine.machines.renewal import RenewalPhase
 from engine.machines.trustpoint import LIFECYCLE, Lifecycle, trigger_of
 from engine.parser import parse
 from engine.state import DeviceState, with_state
-from events.device import ConfigurationCommitted
-from events.keys import KeyPairZeroized
-from events.revocation import CrlFetched, CrlFetchFailed
-from events.trustpoint import (
-    CACertificateAccepted,
-    CertificateReceived,
-    EnrollmentFailed,
-    EnrollmentPending,
-    EnrollmentRequested,
-    RouterCertificateRevoked,
-    TrustpointCertificatesRemoved,
-)
+
+if TYPE_CHECKING:
+    from events.device import ConfigurationCommitted
+    from events.keys import KeyPairZeroized
+    from events.revocation import CrlFetched, CrlFetchFailed
+    from events.trustpoint import (
+        CACertificateAccepted,
+        CertificateReceived,
+        EnrollmentFailed,
+        EnrollmentPending,
+        EnrollmentRequested,
+        RouterCertificateRevoked,
+        TrustpointCertificatesRemoved,
+    )
 
 DEFAULT_KEY_LABEL = "the_default"
 DEFAULT_RETRY_PERIOD = 1  # minutes (reference: "Default is 1 minute")

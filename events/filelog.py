@@ -928,6 +928,16 @@ class FileEventLog:
             prev = after
             yield from decode(*frame)
 
+    def refresh(self) -> None:
+        """Nothing to learn: the writer holds the lock, so no other process appends."""
+
+    @contextlib.contextmanager
+    def reader(self) -> Iterator[FileEventLog]:
+        """A read-only log of the same directory, for a reader on another thread (the
+        witnesses' cosigner): engine/devicelog.py's `DeviceLog.reader`."""
+        with FileEventLog.open(self.root, readonly=True) as log:
+            yield log
+
     def _segments_from(self, from_seq: int) -> list[Path]:
         """The segments that can hold seq >= from_seq (names are their first seqs)."""
         segs = self.segments()

@@ -15,11 +15,20 @@ version goes up and an upcaster turns the old payload into the new one:
     def _hostname_v1_to_v2(payload): return {**payload, "source": "cli"}
 
 Reading always yields the current version; the stored bytes are never rewritten.
+
+Where each type is declared is written out once, in `EVENT_MODULES` (type name -> module):
+decoding a stored event of a type not loaded yet imports its module then, so a command that
+opens the data directory from a snapshot at the head defines none of the ~50 event classes
+(issue 12's start-up row). A type declared in the `events` package must be listed there
+under its own module (`@event` refuses it otherwise); tests/events/test_event_modules.py
+checks the list names every such type and nothing else. Types declared elsewhere (tests,
+benchmarks) register when their module is imported, as before.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import importlib
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, TypeVar
 
@@ -43,6 +52,60 @@ _FIELDS: dict[str, tuple[str, ...]] = {}
 _PAYLOAD_OF: dict[str, Callable[[Any], Payload]] = {}
 
 
+EVENT_MODULES: Mapping[str, str] = {
+    "AuditKeyCreated": "events.audit",
+    "CAInitialized": "events.ca",
+    "CARolledOver": "events.ca",
+    "CRLIssued": "events.ca",
+    "CertificateIssued": "events.ca",
+    "CertificateRevoked": "events.ca",
+    "ChallengeConsumed": "events.ca",
+    "ChallengeMinted": "events.ca",
+    "RequestApproved": "events.ca",
+    "RequestReceived": "events.ca",
+    "RequestRejected": "events.ca",
+    "ClockSet": "events.clock",
+    "ConfigurationCommitted": "events.device",
+    "KeyPairGenerated": "events.keys",
+    "KeyPairZeroized": "events.keys",
+    "PublicKeyImported": "events.keys",
+    "PublicKeyRemoved": "events.keys",
+    "CertificateExpiryWarned": "events.renewal",
+    "NextCertificateActivated": "events.renewal",
+    "RenewalCertificateReceived": "events.renewal",
+    "RenewalFailed": "events.renewal",
+    "RenewalPending": "events.renewal",
+    "RenewalRequested": "events.renewal",
+    "CrlCacheCleared": "events.revocation",
+    "CrlFetchFailed": "events.revocation",
+    "CrlFetched": "events.revocation",
+    "ShadowCAAccepted": "events.rollover",
+    "ShadowCAActivated": "events.rollover",
+    "ShadowCAFetchFailed": "events.rollover",
+    "ShadowCANotOffered": "events.rollover",
+    "ShadowCertificateActivated": "events.rollover",
+    "CACertificateAccepted": "events.trustpoint",
+    "CACertificateRefused": "events.trustpoint",
+    "CertificateReceived": "events.trustpoint",
+    "EnrollmentFailed": "events.trustpoint",
+    "EnrollmentPending": "events.trustpoint",
+    "EnrollmentRequested": "events.trustpoint",
+    "RouterCertificateRevoked": "events.trustpoint",
+    "TrustpointCertificatesRemoved": "events.trustpoint",
+    "TrustpoolBuiltinsRecorded": "events.trustpool",
+    "TrustpoolCleaned": "events.trustpool",
+    "TrustpoolImported": "events.trustpool",
+    "TrustpoolPolicyWarned": "events.trustpool",
+    "TrustpoolUpdateFailed": "events.trustpool",
+    "PeerValidated": "events.validation",
+    "CheckpointCosigned": "events.witness",
+    "CheckpointRefused": "events.witness",
+    "WitnessLogFollowed": "events.witness",
+}
+"""Every event type of the `events` package, by its stored name: the module declaring it."""
+_LOADED_ALL: list[bool] = []  # every module in EVENT_MODULES imported (by known_types)
+
+
 class UnknownEventType(LookupError):
     """A stored event names a type this build does not know (a newer writer, or damage)."""
 
@@ -55,6 +118,9 @@ def event(name: str, version: int = 1) -> Callable[[E], E]:
             raise TypeError(f"{cls.__name__} must be a frozen dataclass")
         if name in _TYPES and _TYPES[name] is not cls:
             raise TypeError(f"event type {name!r} is registered twice")
+        if cls.__module__.startswith("events.") and EVENT_MODULES.get(name) != cls.__module__:
+            raise TypeError(f"event type {name!r} is not listed as {cls.__module__}'s in "
+                            "events.registry.EVENT_MODULES")
         cls.type_name = name
         cls.version = version
         _TYPES[name] = cls
@@ -97,7 +163,7 @@ def event_from(name: str, version: int, payload: Mapping[str, Any]) -> Event:
     `payload` is what `events.codec` decodes (arrays already tuples) or what `payload_of`
     gave; lists are turned into tuples only on the upcasting path, where upcasters may
     build them. Keys this build does not know are dropped."""
-    cls = _TYPES.get(name)
+    cls = _TYPES.get(name) or event_type(name)  # loaded already, else its module now
     if cls is None:
         raise UnknownEventType(name)
     if version == cls.version:
@@ -127,5 +193,21 @@ def _thaw(value: Any) -> Any:
     return value
 
 
+def event_type(name: str) -> type[Event] | None:
+    """The class of event type `name`, its module imported if it was not yet (None: a type
+    this build does not know)."""
+    cls = _TYPES.get(name)
+    if cls is None and name in EVENT_MODULES:
+        importlib.import_module(EVENT_MODULES[name])  # its @event declarations register it
+        cls = _TYPES.get(name)
+    return cls
+
+
 def known_types() -> Mapping[str, type[Event]]:
+    """Every registered event type: all of `EVENT_MODULES` (imported the first time), and
+    those registered by other modules already imported."""
+    if not _LOADED_ALL:
+        for module in sorted(set(EVENT_MODULES.values())):
+            importlib.import_module(module)
+        _LOADED_ALL.append(True)
     return dict(_TYPES)

@@ -30,6 +30,17 @@ class PendingEvent:
     correlation: str = ""
 
 
+class StoredEvent(Event):
+    """An event exactly as another log stored it (`type`, `v`, `payload` as read back), to be
+    appended with the same core bytes, hence the same chain hash (`trustledger log import`):
+    never upcast, never rebuilt. A store's `seal` writes its fields as they are."""
+
+    __slots__ = ("name", "payload", "v")
+
+    def __init__(self, name: str, v: int, payload: dict[str, Any]) -> None:
+        self.name, self.v, self.payload = name, v, payload
+
+
 class Recorded(NamedTuple):
     """One event as stored: the envelope `{seq, stream, type, v, at, actor, correlation,
     payload, prev, hash}` of DESIGN.md.
@@ -101,12 +112,14 @@ def seal_encoded(pending: Sequence[PendingEvent], first_seq: int,
     seq = first_seq
     for p in pending:
         ev = p.event
-        payload = payload_of(ev)
-        stream, typ, v, at, actor, corr = (p.stream, ev.type_name, ev.version, p.at, p.actor,
-                                           p.correlation)
+        if type(ev) is StoredEvent:  # an imported event: its stored form, as it was
+            typ, v, payload, cache = ev.name, ev.v, ev.payload, []
+        else:
+            typ, v, payload, cache = ev.type_name, ev.version, payload_of(ev), [ev]
+        stream, at, actor, corr = p.stream, p.at, p.actor, p.correlation
         core = encode([seq, stream, typ, v, at, actor, corr, payload])
         h = sha256(prev + core).digest()  # chain_hash, inlined
-        out.append(make(record, (seq, stream, typ, v, at, actor, corr, payload, prev, h, [ev])))
+        out.append(make(record, (seq, stream, typ, v, at, actor, corr, payload, prev, h, cache)))
         cores.append(core)
         prev = h
         seq += 1

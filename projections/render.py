@@ -22,14 +22,45 @@ from projections.crls import render_crls
 from projections.keys import render_imported_keys, render_key_pairs
 from projections.syslog import render_logging
 from projections.timers import render_timers
-from projections.trustpoints import render_ca_offer, render_certificates, render_trustpoints
-from projections.trustpool import render_policy, render_pool
 from projections.validation import render_counters, render_verdict
 
+
+# The renderers that parse certificates (cryptography.x509) load when first used: a `show
+# running-config` never needs them (tests/core/test_core_startup.py).
+def _certificates(v: views.CertificatesView) -> str:
+    from projections.trustpoints import render_certificates
+
+    return render_certificates(v.state, list(v.names), v.now)
+
+
+def _trustpoints(v: views.TrustpointsView) -> str:
+    from projections.trustpoints import render_trustpoints
+
+    return render_trustpoints(v.state, list(v.names), v.now)
+
+
+def _ca_offer(v: views.CACertificateOffered) -> str:
+    from projections.trustpoints import render_ca_offer
+
+    return render_ca_offer(v.certificate)
+
+
+def _pool(v: views.TrustpoolView) -> str:
+    from projections.trustpool import render_pool
+
+    return render_pool(v.state, v.now)
+
+
+def _policy(v: views.TrustpoolPolicyView) -> str:
+    from projections.trustpool import render_policy
+
+    return render_policy(v.state, v.now)
+
+
 _RENDERERS: dict[type, Callable[[Any], str]] = {
-    views.CertificatesView: lambda v: render_certificates(v.state, list(v.names), v.now),
-    views.TrustpointsView: lambda v: render_trustpoints(v.state, list(v.names), v.now),
-    views.CACertificateOffered: lambda v: render_ca_offer(v.certificate),
+    views.CertificatesView: _certificates,
+    views.TrustpointsView: _trustpoints,
+    views.CACertificateOffered: _ca_offer,
     views.KeyPairsView: lambda v: render_key_pairs(v.pairs),
     views.ImportedKeysView: lambda v: render_imported_keys(v.keys),
     views.TargetConfigView: lambda v: render_target(v.changes),
@@ -38,8 +69,8 @@ _RENDERERS: dict[type, Callable[[Any], str]] = {
     views.CommitListView: lambda v: render_commit_list(v.commits),
     views.CommitChangesView: lambda v: "".join(render_commit_changes(c) for c in v.commits),
     views.LoggingView: lambda v: render_logging(v.messages),
-    views.TrustpoolView: lambda v: render_pool(v.state, v.now),
-    views.TrustpoolPolicyView: lambda v: render_policy(v.state, v.now),
+    views.TrustpoolView: _pool,
+    views.TrustpoolPolicyView: _policy,
     views.ClockView: lambda v: render_clock(v.now),
     views.TimersView: lambda v: render_timers(v.timers, v.now),
     views.CrlsView: lambda v: render_crls(v.state, v.now),

@@ -66,3 +66,7 @@ def _refused(original: Callable[..., Any], name: str) -> Callable[..., Any]:
         return original(self, *args, **kwargs)
 
     return call
+
+
+# A real PostgreSQL (`pg_cluster`, `pg_url`) for any test directory: tests/support/postgres.py.
+from tests.support.postgres import pg_cluster, pg_url  # noqa: E402, F401

@@ -23,10 +23,10 @@ from engine.audit.key import AuditKey
 from engine.audit.merkle import MerkleTree, leaf_hash
 from engine.audit.note import NoteError, verify_note
 from engine.audit.trail import read_checkpoints, read_saved
+from engine.devicelog import DeviceLog
 from engine.errors import OperatorError, Reason
 from events.audit import AuditKeyCreated
 from events.codec import encode_core
-from events.filelog import FileEventLog
 from events.registry import event_from
 from events.store import chain_hash
 
@@ -37,7 +37,7 @@ class AuditError(OperatorError):
     """An audit command that cannot do what was asked (the text says why)."""
 
 
-def find_key(log: FileEventLog) -> AuditKey:
+def find_key(log: DeviceLog) -> AuditKey:
     """The log's audit key (its `AuditKeyCreated`, near the start of the log)."""
     for row in log.read_rows():
         if row[1] == "witness":
@@ -52,12 +52,12 @@ def find_key(log: FileEventLog) -> AuditKey:
                      "when `trustledger shell`, `exec` or `audit checkpoint` first opens it.")
 
 
-def _witness_log(log: FileEventLog) -> AuditError:
+def _witness_log(log: DeviceLog) -> AuditError:
     return AuditError(Reason.INVALID_VALUE, f"The log {log.root} is a witness's: it has no "
                       "audit key (`trustledger audit witness key DIR` prints the witness's key).")
 
 
-def latest_checkpoint(log: FileEventLog, key: AuditKey) -> tuple[bytes, Checkpoint]:
+def latest_checkpoint(log: DeviceLog, key: AuditKey) -> tuple[bytes, Checkpoint]:
     """The latest checkpoint beside the log, its signature checked with the log's key."""
     saved = read_saved(log.root)
     if saved is None or saved.latest is None:
@@ -78,12 +78,12 @@ def _checked(note: bytes, key: AuditKey) -> Checkpoint:
     return cp
 
 
-def recorded_checkpoints(log: FileEventLog, key: AuditKey) -> list[tuple[bytes, Checkpoint]]:
+def recorded_checkpoints(log: DeviceLog, key: AuditKey) -> list[tuple[bytes, Checkpoint]]:
     """Every checkpoint in CHECKPOINTS, oldest first, each signature checked."""
     return [(note, _checked(note, key)) for note in read_checkpoints(log.root)]
 
 
-def tree_of(log: FileEventLog, cp: Checkpoint) -> tuple[MerkleTree, list[bytes]]:
+def tree_of(log: DeviceLog, cp: Checkpoint) -> tuple[MerkleTree, list[bytes]]:
     """The tree of the log's first `cp.size` events, which must have the checkpoint's root,
     and the events' chain hashes (the leaves' data)."""
     tree, chains = MerkleTree(), []
@@ -125,7 +125,7 @@ def consistency_text(tree: MerkleTree, note: bytes, cp: Checkpoint, old: int) ->
     return "\n".join([f"old {old}", *(_b64(h) for h in proof)]) + "\n\n" + note.decode()
 
 
-def export_bundle(log: FileEventLog, key: AuditKey, note: bytes, cp: Checkpoint,
+def export_bundle(log: DeviceLog, key: AuditKey, note: bytes, cp: Checkpoint,
                   out: BinaryIO) -> int:
     """Write the bundle of seq 1..cp.size; the number of events written."""
     out.write(bundle_header(key.verifier().key_string(), note, cp.size))
@@ -145,7 +145,7 @@ def export_bundle(log: FileEventLog, key: AuditKey, note: bytes, cp: Checkpoint,
     return written
 
 
-def checkpoint_until(log: FileEventLog, key: AuditKey, seq: int | None,
+def checkpoint_until(log: DeviceLog, key: AuditKey, seq: int | None,
                      at_us: int | None) -> tuple[bytes, Checkpoint]:
     """The newest recorded checkpoint covering no event after `seq` (or after time `at_us`):
     what `audit export --until` exports."""

@@ -6,6 +6,7 @@ so `verifier()` is what `trustledger audit key` prints and `audit verify --key` 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -13,7 +14,9 @@ from engine.audit.checkpoint import origin_for
 from engine.audit.note import Ed25519Verifier, ed25519_verifier, raw_public
 from engine.keys import SealedKey
 from engine.keystore import Keystore
-from events.audit import AuditKeyCreated
+
+if TYPE_CHECKING:
+    from events.audit import AuditKeyCreated
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +56,8 @@ def create_audit_key(keystore: Keystore, hostname: str) -> tuple[AuditKeyCreated
                                                                  Ed25519PrivateKey]:
     """A new audit key, sealed into `keystore`, and the event that records it. The caller
     appends the event; if that fails it discards the data key (`keystore.discard`)."""
+    from events.audit import AuditKeyCreated  # event modules load when used (events.registry)
+
     key = Ed25519PrivateKey.generate()
     sealed = keystore.seal(key)
     public = raw_public(key.public_key())

@@ -75,10 +75,11 @@ from engine.audit.key import AuditKey
 from engine.audit.merkle import CompactRange, leaf_hash
 from engine.audit.note import NoteError, sign_note, verify_note
 from engine.audit.signer import Worker
+from engine.devicelog import DeviceLog
 from engine.logsetup import get_logger
 from events.crc import crc32c
 from events.durable import fsync_directory
-from events.filelog import FileEventLog, LogError, Position, TailMismatch
+from events.filelog import LogError, Position, TailMismatch
 from events.store import GENESIS, Recorded
 
 AUDIT_FILE = "AUDIT"
@@ -407,7 +408,7 @@ class AuditTrail:
 # -- opening --------------------------------------------------------------------------------------
 
 
-def open_trail(root: Path, log: FileEventLog, key: AuditKey,
+def open_trail(root: Path, log: DeviceLog, key: AuditKey,
                signer: Callable[[], Ed25519PrivateKey]) -> AuditTrail:
     """The trail of the log in `root`, checked against the log (see "Opening" above); the
     trust decisions in the rows read whose checkpoints were never written out are left for
@@ -472,7 +473,7 @@ def _check_recorded(cp: Checkpoint, head: int, root_there: bytes | None) -> None
                             f"{what}: it was replaced or rewritten. Refusing to open.")
 
 
-def _check_signed(signed: Signed, key: AuditKey, log: FileEventLog) -> None:
+def _check_signed(signed: Signed, key: AuditKey, log: DeviceLog) -> None:
     cp, tree = signed.checkpoint, signed.tree
     try:
         verify_note(signed.note, [key.verifier()])
@@ -487,7 +488,7 @@ def _check_signed(signed: Signed, key: AuditKey, log: FileEventLog) -> None:
     _continues(log, tree, what)  # checks the first frame after it; the rest is not read
 
 
-def _continues(log: FileEventLog, tree: Bound, what: str) -> Iterator[Sequence[Any]]:
+def _continues(log: DeviceLog, tree: Bound, what: str) -> Iterator[Sequence[Any]]:
     """The log's rows after `tree` (lazily), once the log is found to reach `tree.size` and
     hold `tree.chain` there; AuditMismatch otherwise."""
     head = log.head[0]

@@ -1,10 +1,11 @@
 """`trustledger ca ...`: the built-in CA's command line.
 
     trustledger ca init DIR [--subject DN] [--key rsa:2048|rsa:4096|ecdsa:p256] [--days N]
-                            [--cert-days N] [--ra]
+                            [--cert-days N] [--ra] [--store URL --device ID]
     trustledger ca serve DIR [--host 127.0.0.1] [--port N] [--challenge-file FILE |
                              --challenge PW] [--strict] [--approval auto|manual | --manual]
                              [--public-url URL] [--workers N] [--log-json]
+                             [--store URL --device ID]
                              [--ldap-url ldap://HOST:PORT/DN [--bind-dn DN --password-file F]]
     trustledger ca challenge DIR [--valid-minutes N]   (the password alone on the last line)
     trustledger ca requests DIR [--all]
@@ -16,6 +17,9 @@
     trustledger ca rollover DIR [--days N]              (the next CA key and certificate:
                                                          engine/ca/rollover_cli.py)
     trustledger ca publish-crl DIR --ldap ldap://HOST:PORT/DN [--bind-dn DN --password-file F]
+
+`--store URL --device ID` keeps the CA's log in a PostgreSQL store (its ID there); DIR
+records them (DIR/STORE, no password) and every other `ca` command finds the log there.
 
 A transaction ID or a serial may be given whole or as a unique prefix, in any case
 (engine/ca/lookup.py), except to `revoke`, which needs the whole serial; serials print as the
@@ -109,6 +113,7 @@ from engine.ca.state import CRL, CAState, IssuedCertificate, Request, RequestSta
 from engine.certids import fingerprint_lines
 from engine.errors import Reason
 from engine.ports import EngineClock, SystemClock, from_micros, to_micros
+from engine.storebinding import Binding, BindingError, resolve
 
 Handler = Callable[[argparse.Namespace], int]
 DIR_HELP = "the CA's directory (made by `ca init`)"
@@ -122,6 +127,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
 
     p = sub.add_parser("init", help="create a CA in DIR")
     p.add_argument("dir", type=Path, metavar="DIR", help=DIR_HELP)
+    _store_options(p)
     p.add_argument("--subject", default=DEFAULT_SUBJECT, metavar="DN",
                    help=f"CA subject, RFC 4514 or /-separated (default {DEFAULT_SUBJECT!r})")
     p.add_argument("--key", default="rsa:2048", choices=KEY_SPECS,
@@ -223,6 +229,7 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "challenge password. --challenge is the easy way and the leaky one: other local users "
         "see a command line (ps, /proc/PID/cmdline), not a 0600 file or the environment."))
     p.add_argument("dir", type=Path, metavar="DIR", help=DIR_HELP)
+    _store_options(p)
     p.add_argument("--host", default="127.0.0.1", help="address to listen on")
     p.add_argument("--port", type=_port, default=8080, help="TCP port; 0: any free port")
     secret = p.add_mutually_exclusive_group()
@@ -258,6 +265,24 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
                    help="HTTP worker processes (default: one per CPU, here "
                         f"{os.cpu_count() or 1}); 1 serves from this process alone")
     p.set_defaults(func=_serve)
+
+
+def _store_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--store", default=None, metavar="URL",
+                   help="keep the CA's log in this PostgreSQL store (recorded, without a "
+                        "password, in DIR/STORE: the other `ca` commands find it there; "
+                        "default: $TRUSTLEDGER_STORE with --device)")
+    p.add_argument("--device", default=None, metavar="ID",
+                   help="the CA log's ID in --store (default: what DIR/STORE records)")
+
+
+def ca_store(args: argparse.Namespace) -> Binding | None:
+    """The store `--store`/`--device` (or DIR/STORE) name for the CA's log; None: DIR/log."""
+    root = args.dir if args.dir.is_dir() else None
+    try:
+        return resolve(root, args.store, args.device)
+    except BindingError as e:
+        raise CAError(e.reason, e.text) from None
 
 
 def _bind_options(p: argparse.ArgumentParser) -> None:
@@ -381,7 +406,7 @@ def _days(text: str) -> int:
 def _init(args: argparse.Namespace) -> int:
     with BuiltinCA.init(args.dir, subject=args.subject, key=args.key, days=args.days,
                         certificate_days=args.cert_days, ra=args.ra,
-                        clock=ca_clock(args), audit=True) as ca:
+                        clock=ca_clock(args), audit=True, store=ca_store(args)) as ca:
         cert = ca.ca_certificate
         print(f"CA initialized in {args.dir}")
         print(f"  subject:      {cert.subject.rfc4514_string()}")
@@ -409,7 +434,8 @@ def _serve(args: argparse.Namespace) -> int:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    with BuiltinCA.open(args.dir, clock=ca_clock(args), audit=True) as ca:
+    with BuiltinCA.open(args.dir, clock=ca_clock(args), audit=True,
+                        store=ca_store(args)) as ca:
         ca.console = Console(console_logger(sys.stdout, as_json=args.log_json))
         _say_log_notice(ca)
         if publisher is not None:  # the directory has the current CRL before anyone asks

@@ -82,13 +82,15 @@ def verified_request(der: bytes) -> OfflineRequest:
     except ScepError as e:
         raise CAError(Reason.BAD_DATA, f"not a usable certificate request: {e.detail}") from None
     try:
-        return request_of(parsed.csr, der)
+        return request_of(parsed.csr, der, extensions=parsed.extension_request)
     except ValueError as e:
         raise CAError(Reason.BAD_DATA, f"not a usable certificate request: {e}") from None
 
 
-def request_of(csr: x509.CertificateSigningRequest, der: bytes) -> OfflineRequest:
-    """What the CA records of a parsed PKCS#10 (`der` is its encoding). `cryptography` reads
+def request_of(csr: x509.CertificateSigningRequest, der: bytes, *,
+               extensions: bytes | None = None) -> OfflineRequest:
+    """What the CA records of a parsed PKCS#10 (`der` is its encoding; `extensions` its
+    extensionRequest's Extensions if already read, as `parse_csr` does). `cryptography` reads
     the subject and the key lazily and raises more than ValueError for some that the request
     parser let through (a subject attribute whose value is not a string: KeyError; a key of an
     algorithm it does not know: UnsupportedAlgorithm); all of them are a ValueError here."""
@@ -98,7 +100,8 @@ def request_of(csr: x509.CertificateSigningRequest, der: bytes) -> OfflineReques
             subject_text=rfc4514(csr.subject),
             public_key=csr.public_key().public_bytes(
                 serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo),
-            requested_extensions=requested_extensions(der))
+            requested_extensions=requested_extensions(der) if extensions is None
+            else extensions)
     except (ValueError, KeyError, TypeError, UnsupportedAlgorithm) as e:
         raise ValueError(f"its subject or public key cannot be read ({type(e).__name__}: "
                          f"{e})") from None

@@ -24,6 +24,7 @@ from cryptography.x509.name import _ASN1Type
 from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID, ObjectIdentifier
 
 from engine.ports import PrivateKey, Randomness
+from engine.scep._fastcsr import read_name
 
 SIGNATURE_HASH = hashes.SHA256()
 CLOCK_SKEW = timedelta(minutes=5)
@@ -83,7 +84,12 @@ _TAG_TYPES = {
 @functools.lru_cache(maxsize=256)
 def name_from_der(der: bytes) -> x509.Name:
     """Rebuild a `cryptography` Name from DER, keeping each value's string type (cached: an
-    enrollment checks and issues the same subject three times; a Name is immutable)."""
+    enrollment checks and issues the same subject three times; a Name is immutable). The
+    names requests carry are read by the DER walker of engine/scep/_fastcsr.py, others by
+    asn1crypto."""
+    fast = read_name(der)
+    if fast is not None:
+        return fast
     parsed = asn1_x509.Name.load(der)
     rdns: list[x509.RelativeDistinguishedName] = []
     for rdn in parsed.chosen:

@@ -286,7 +286,8 @@ class ScepResponder:
         assert req.csr is not None  # the core sets it for PKCSReq/RenewalReq
         password = req.csr.challenge_password
         try:
-            request = offline.request_of(req.csr.csr, req.csr.der)
+            request = offline.request_of(req.csr.csr, req.csr.der,
+                                         extensions=req.csr.extension_request)
         except ValueError as e:
             raise ScepRefusal(FailInfo.BAD_REQUEST, str(e)) from None
         return Enroll(

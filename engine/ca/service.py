@@ -12,7 +12,10 @@ Directory layout (`DIR`):
                             the worker processes of `ca serve --workers N` serve it from here)
     DIR/ra-signing.key      RA keys, in --ra mode only (0600)
     DIR/ra-encryption.key
-    DIR/log/                the CA's FileEventLog (stream "ca")
+    DIR/log/                the CA's FileEventLog (stream "ca"), unless DIR/STORE names the
+                            CA's log in a PostgreSQL store (`ca init|serve --store URL --device
+                            ID`; engine/storebinding.py): then DIR/audit/ holds the audit
+                            trail's files and the log is the store's (engine/sharedlog.py)
     DIR/admin.json          while `ca serve` runs: its loopback admin URL and token (0600)
 
 One writer: the process that opened the CA read-write holds the log's lock for as long as it
@@ -94,6 +97,7 @@ from engine.ca.state import (
     RequestStatus,
     evolve,
 )
+from engine.devicelog import DeviceLog
 from engine.errors import Reason
 from engine.folds import UnfoldedEvent
 from engine.keystore import CryptographyKeyGenerator, DirectoryKeystore, KeyGenerator
@@ -107,12 +111,13 @@ from engine.ports import (
     to_micros,
 )
 from engine.runtime import Ports, drive
+from engine.storebinding import AUDIT_DIR, STORE_FILE, Binding, BindingError, record, recorded
 from events.ca import STREAM, CAInitialized, CARolledOver
 from events.durable import fsync_directory
 from events.filelog import FileEventLog, LogError, LogLocked, LogWriteFailed
 from events.groupcommit import GroupCommit
 from events.registry import Event
-from events.store import EventStore, PendingEvent, Recorded
+from events.store import PendingEvent, Recorded
 
 CA_KEY = "ca.key"
 CA_PEM = "ca.pem"
@@ -158,7 +163,7 @@ class Appended:
 class BuiltinCA:
     """The built-in CA over its directory. Use `BuiltinCA.init` or `BuiltinCA.open`."""
 
-    def __init__(self, root: Path, log: EventStore, state: CAState, *, clock: Clock,
+    def __init__(self, root: Path, log: DeviceLog, state: CAState, *, clock: Clock,
                  randomness: Randomness, ca_key: PrivateKey | None,
                  ra_keys: tuple[rsa.RSAPrivateKey, rsa.RSAPrivateKey] | None,
                  next_keys: dict[int, PrivateKey] | None = None) -> None:
@@ -167,7 +172,7 @@ class BuiltinCA:
         self._state = state
         # What opening the log repaired, or (read-only) would repair: one line to show the
         # operator (`%LOG-4-RECOVERED` / `%LOG-4-REPAIR_PENDING`), None if nothing.
-        self.log_notice = log.notice() if isinstance(log, FileEventLog) else None
+        self.log_notice = log.notice()
         self.clock = clock
         self.randomness = randomness
         self._ca_key = ca_key
@@ -206,10 +211,11 @@ class BuiltinCA:
              certificate_days: int = DEFAULT_CERTIFICATE_DAYS, ra: bool = False,
              crl_lifetime: timedelta = DEFAULT_CRL_LIFETIME, clock: Clock | None = None,
              randomness: Randomness | None = None, keys: KeyGenerator | None = None,
-             audit: bool = False) -> Self:
+             audit: bool = False, store: Binding | None = None) -> Self:
         """Create a CA in `root`: keys, self-signed certificate (RA certificates with `ra`), the
         first (empty) CRL; returns it open read-write. `audit`: make the log's audit key
-        (engine/audit/; the CLI does)."""
+        (engine/audit/; the CLI does). `store`: keep the CA's log in that PostgreSQL store
+        (recorded in DIR/STORE once the store answered; the keys stay in DIR)."""
         clock = clock or SystemClock()
         randomness = randomness or SystemRandomness()
         keys = keys or CryptographyKeyGenerator()
@@ -227,8 +233,8 @@ class BuiltinCA:
             name = profile.parse_subject(subject)
         except ValueError as e:
             raise CAError(Reason.INVALID_VALUE, str(e)) from None
-        rootp = _private_directory(Path(root))
-        log = _open_log(rootp, readonly=False)
+        rootp = _private_directory(Path(root), store is None and recorded(Path(root)) is None)
+        log = _open_log(rootp, readonly=False, store=store)
         created: list[Path] = []  # undone if init fails before its events are durable
         fresh = False
         try:
@@ -286,14 +292,16 @@ class BuiltinCA:
     @classmethod
     def open(cls, root: str | os.PathLike[str], *, readonly: bool = False,
              clock: Clock | None = None, randomness: Randomness | None = None,
-             audit: bool = False) -> Self:
+             audit: bool = False, store: Binding | None = None) -> Self:
         """Open an existing CA. Read-only needs no key and no lock (listings while serving).
         `audit`: make the log's audit key if it has none; a writer of a log that has one
-        checks the log against its trail and keeps it (engine/audit/)."""
+        checks the log against its trail and keeps it (engine/audit/). `store`: the CA's
+        log is in that store (else: where DIR/STORE says, else DIR/log)."""
         rootp = Path(root)
-        if not (rootp / LOG_DIR).is_dir():
+        if not (rootp / LOG_DIR).is_dir() and not (rootp / STORE_FILE).is_file() and \
+                store is None:
             raise CAError(Reason.NOT_FOUND, f"{rootp} holds no CA (run `ca init {rootp}`)")
-        log = _open_log(rootp, readonly=readonly)
+        log = _open_log(rootp, readonly=readonly, store=store)
         try:
             try:
                 state = replay(_ca_records(rootp, log.read()))
@@ -330,7 +338,6 @@ class BuiltinCA:
         """Check the log against its audit trail (AuditMismatch refuses, as a CAError); make
         the audit key (sealed in DIR/keystore) if the log has none: see engine/audit/."""
         log = self._log
-        assert isinstance(log, FileEventLog)
         keystore = DirectoryKeystore.in_data_dir(self.root)
         if self._state.audit_key is None and read_saved(log.root) is not None:
             raise CAError(Reason.BAD_DATA, f"The CA log {log.root} has an audit trail beside it "
@@ -545,8 +552,7 @@ class BuiltinCA:
         except (LogError, OSError) as e:  # the log is broken until reopened
             raise self._durability.fail(e) from e
         state = self._state = decided.state
-        if self.audit is not None and isinstance(self._log, FileEventLog) and \
-                self.audit.observe(records, self._log.position):
+        if self.audit is not None and self.audit.observe(records, self._log.position):
             self.audit.checkpoint()
         if self.console is not None:
             with self._announcing:
@@ -799,10 +805,10 @@ def _undo_init(root: Path, created: list[Path]) -> None:
         fsync_directory(root)
 
 
-def _private_directory(root: Path) -> Path:
-    """The CA directory and its log directory, created 0700 whatever the umask."""
+def _private_directory(root: Path, with_log: bool = True) -> Path:
+    """The CA directory and (`with_log`) its log directory, created 0700 whatever the umask."""
     try:
-        for private in (root, root / LOG_DIR):
+        for private in (root, *([root / LOG_DIR] if with_log else [])):
             private.mkdir(mode=0o700, parents=True, exist_ok=True)
     except OSError as e:
         raise CAError(Reason.NOT_ALLOWED,
@@ -810,9 +816,32 @@ def _private_directory(root: Path) -> Path:
     return root
 
 
-def _open_log(root: Path, readonly: bool) -> FileEventLog:
+def _open_log(root: Path, readonly: bool, store: Binding | None = None) -> DeviceLog:
+    """DIR/log, or the CA's log in the store `store` or DIR/STORE names (a `store` given is
+    recorded in DIR/STORE once the store answered; one that disagrees with it is refused)."""
     try:
-        return FileEventLog.open(root / LOG_DIR, readonly=readonly)
+        known = recorded(root)
+    except BindingError as e:
+        raise CAError(e.reason, e.text) from None
+    if store is not None and known is not None and (
+            store.shown != known.url or store.device != known.device):
+        raise CAError(Reason.INVALID_VALUE, f"{root} keeps the CA log {known.device} in "
+                      f"{known.url}, not {store.device} in {store.shown}: refusing to mix them.")
+    binding = store or known
+    try:
+        if binding is None:
+            return FileEventLog.open(root / LOG_DIR, readonly=readonly)
+        from engine.sharedlog import SharedLog
+
+        log = SharedLog.open(binding.url, binding.device, root / AUDIT_DIR, kind="ca",
+                             readonly=readonly)
+        if known is None and not readonly:
+            try:
+                record(root, binding)
+            except BindingError as e:
+                log.close()
+                raise CAError(e.reason, e.text) from None
+        return log
     except LogLocked:
         raise CALocked(root) from None
     except LogError as e:  # damaged, or shorter than what was acknowledged: name it

@@ -37,6 +37,10 @@ router certificates, ...):
   `__getattr__` (PEP 562), as engine/scep/__init__.py does;
 - a type used only in annotations: under `if TYPE_CHECKING:` (every module has
   `from __future__ import annotations`, so annotations are never evaluated);
+- an event class: imported in the handler, job or message function that builds or matches
+  it (events.registry imports an event module at the first decode of one of its types, so a
+  `show` opened from a snapshot defines no event class); a table keyed by event type uses
+  the stored name (`ev.type_name`), as the fold tables do;
 - then add the modules it keeps out of a `show` to NOT_FOR_A_SHOW in
   tests/core/test_core_startup.py, which runs a `show` in a fresh interpreter and fails if
   one was loaded.

@@ -36,7 +36,6 @@ from engine.grammar import GRAMMAR, ArgKind, ArgSpec, int_range
 from engine.messages import MONTHS
 from engine.ports import to_micros
 from engine.views import ClockView
-from events.clock import ClockSet
 
 if TYPE_CHECKING:
     from engine.context import Ctx
@@ -87,6 +86,8 @@ def _set(ctx: Ctx) -> Outcome:
         raise OperatorError(Reason.INVALID_VALUE,
                             f"Invalid date: {MONTHS[a['month'] - 1]} {a['year']} has no day "
                             f"{a['day']}.") from None
+    from events.clock import ClockSet  # event modules load when used (events.registry)
+
     set_to = to_micros(when)
     system_now = ctx.now - ctx.state.clock_offset_us
     return Outcome(events=[ClockSet(set_to, set_to - system_now)], output=ClockView(set_to))

@@ -25,12 +25,11 @@ from engine.machines.session import SESSION
 from engine.messages import certificates_removed
 from engine.state import FIRST_COMMIT_ID, Commit, DeviceState
 from engine.views import CommitChangesView, CommitListView, RunningConfigView, TargetConfigView
-from events.device import ConfigurationCommitted
 from events.registry import Event
-from events.trustpoint import TrustpointCertificatesRemoved
 
 if TYPE_CHECKING:
     from engine.context import Ctx
+    from events.device import ConfigurationCommitted
 
 G = GRAMMAR
 _COMMIT_ID = int_range(FIRST_COMMIT_ID, 2_000_000_000)
@@ -62,6 +61,8 @@ def configure(ctx: Ctx) -> Outcome:
 def commit_event(state: DeviceState, user: str, changes: list[Change], label: str = "",
                  comment: str = "", rollback_to: int = 0) -> ConfigurationCommitted:
     """The event for committing `changes` onto the running config (checked to apply)."""
+    from events.device import ConfigurationCommitted
+
     try:
         state.config.apply_all(changes)
     except ConfigConflict as err:
@@ -101,6 +102,8 @@ def _removals(state: DeviceState, changes: list[Change], reason: str, commit_id:
 
 def _removal_lines(removed: list[Event]) -> list[str]:
     """`%PKI-4-TRUSTPOINT_REMOVED` for each removal, the line `show logging` keeps for it."""
+    from events.trustpoint import TrustpointCertificatesRemoved
+
     return [certificates_removed(ev.trustpoint, len(ev.serials), ev.reason)
             for ev in removed if isinstance(ev, TrustpointCertificatesRemoved)]
 

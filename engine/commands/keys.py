@@ -44,7 +44,6 @@ from engine.keys import (
 )
 from engine.keystore import DestroyKeys, GenerateKeyPairs
 from engine.views import ImportedKeysView, KeyPairsView
-from events.keys import KeyPairGenerated, KeyPairZeroized, PublicKeyImported, PublicKeyRemoved
 from events.registry import Event
 
 if TYPE_CHECKING:
@@ -114,6 +113,8 @@ def _rsa_spec(usage: KeyUsage) -> Generator[Effect, Any, KeySpec]:
 
 def _generate(ctx: Ctx, algorithm: KeyAlgorithm, usages: tuple[KeyUsage, ...],
               fixed: KeySpec | None) -> Generator[Effect, Any, Outcome]:
+    from events.keys import KeyPairGenerated, KeyPairZeroized
+
     label: str = ctx.args.get("label", DEFAULT_LABEL)
     yield Say(f"The name for the keys will be:{label}\n")
     old = ctx.state.keys.pairs_of(algorithm, label)
@@ -166,6 +167,8 @@ def generate_ed25519(ctx: Ctx) -> Generator[Effect, Any, Outcome]:
           help="Remove keys (crypto-shredding: the private keys become unrecoverable)",
           args={"label": EC_LABEL})
 def zeroize(ctx: Ctx) -> Generator[Effect, Any, Outcome]:
+    from events.keys import KeyPairZeroized
+
     algorithm = KeyAlgorithm(ctx.args["algorithm"])
     ring = ctx.state.keys
     label: str | None = ctx.args.get("label")
@@ -202,6 +205,8 @@ _INTRO = {KeyUsage.GENERAL: "Enter the public key",
 @G.action("crypto key import authentication rsa [{usage: general-keys | usage-keys}] [<label>]",
           help="Import a peer's RSA public key", args={"label": LABEL})
 def import_rsa(ctx: Ctx) -> Generator[Effect, Any, Outcome]:
+    from events.keys import PublicKeyImported, PublicKeyRemoved
+
     label: str = ctx.args.get("label", DEFAULT_LABEL)
     events: list[Event] = []
     if ctx.state.keys.imported_of(KeyAlgorithm.RSA, label):
@@ -221,6 +226,8 @@ def import_rsa(ctx: Ctx) -> Generator[Effect, Any, Outcome]:
 @G.action("crypto key zeroize authentication rsa [<label>]",
           help="Remove imported RSA public keys", args={"label": LABEL})
 def zeroize_imported(ctx: Ctx) -> Generator[Effect, Any, Outcome]:
+    from events.keys import PublicKeyRemoved
+
     ring = ctx.state.keys
     label: str | None = ctx.args.get("label")
     if label is not None:

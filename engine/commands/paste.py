@@ -14,9 +14,7 @@ from engine.commands import trustpoint as tp
 from engine.effects import Effect, Outcome, ReadBlock, Say
 from engine.grammar import GRAMMAR
 from engine.keys import KeyPair
-from engine.pki import bad, check_router_certificate, decode_pasted, load_certificate, spki
 from engine.trustpoints import TrustpointConfig, TrustpointStatus, status_of
-from events.trustpoint import CertificateReceived, EnrollmentRequested
 
 if TYPE_CHECKING:
     from engine.context import Ctx
@@ -29,6 +27,7 @@ PASTE_CERT = ("Enter the base 64 encoded certificate.\n"
 def enroll_terminal(ctx: Ctx, cfg: TrustpointConfig, status: TrustpointStatus,
                     pairs: tuple[KeyPair, ...]) -> Generator[Effect, Any, Outcome]:
     from engine.scep_client import BuildRequest  # loaded when a request is built (see tp)
+    from events.trustpoint import EnrollmentRequested
 
     yield Say(tp.START)
     challenge = yield from tp._password()
@@ -56,12 +55,16 @@ def enroll_terminal(ctx: Ctx, cfg: TrustpointConfig, status: TrustpointStatus,
                 help="Import a certificate issued for a cut-and-paste request",
                 args={"name": tp.NAME})
 def import_certificate(ctx: Ctx) -> Generator[Effect, Any, Outcome]:
+    from events.trustpoint import CertificateReceived
+
     name = ctx.args["name"]
     tp._configured(ctx.state, name)
     status = status_of(ctx.state, name)
     tp._legal(status, ("import",),
               f"Trustpoint {name} has no cut-and-paste request waiting for a "
               f"certificate. Use 'crypto ca enroll {name}' first.")
+    from engine.pki import bad, check_router_certificate, decode_pasted, load_certificate, spki
+
     e = status.enrollment
     assert e is not None  # the machine's guard: a terminal request waits
     assert status.ca_certificate is not None

@@ -10,8 +10,6 @@ from __future__ import annotations
 from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any
 
-from cryptography import x509
-
 from engine.certids import ios_name, md5_words, sha256_hex
 from engine.destruction import confirm
 from engine.effects import Ask, Effect, Outcome, ReadBlock, Say
@@ -31,14 +29,6 @@ from engine.keys import KeyAlgorithm, KeyPair
 from engine.machines import trustpoint as lifecycle
 from engine.machines.trustpoint import Lifecycle
 from engine.messages import certret, enrollment_failure, failure_message, plural, poll_failed
-from engine.pki import (
-    bad,
-    check_ca_certificate,
-    check_ca_signature,
-    check_router_certificate,
-    decode_pasted,
-    load_certificate,
-)
 from engine.scep import FailInfo, PkiStatus
 from engine.schedule import Job
 from engine.state import DeviceState
@@ -51,18 +41,13 @@ from engine.trustpoints import (
     usable_certificates,
 )
 from engine.views import CACertificateOffered, CertificatesView, TrustpointsView
-from events.trustpoint import (
-    CACertificateAccepted,
-    CACertificateRefused,
-    CertificateReceived,
-    EnrollmentFailed,
-    EnrollmentPending,
-    EnrollmentRequested,
-)
 
 if TYPE_CHECKING:
     from engine.context import Ctx
     from engine.scep_client import CAView, Identity, ScepReply
+    from events.trustpoint import (
+        EnrollmentFailed,
+    )
 
 # The SCEP client (engine.scep_client: its effects, their performers, httpx) is imported by
 # the handlers that talk to a CA, when they run: a `show` never loads it.
@@ -159,12 +144,15 @@ PASTE_CA = ("Enter the base 64 encoded CA certificate.\n"
 @G.action("crypto ca authenticate <name>", help="Get the certification authority certificate",
           args={"name": NAME})
 def authenticate(ctx: Ctx) -> Generator[Effect, Any, Outcome]:
+    from events.trustpoint import CACertificateAccepted, CACertificateRefused
+
     name = ctx.args["name"]
     cfg = _configured(ctx.state, name)
     status = status_of(ctx.state, name)
     _legal(status, ("authenticate",),
            f"Trustpoint {name} already has an authenticated CA certificate. Remove the "
            "trustpoint (no crypto ca trustpoint) to authenticate another CA.")
+    from engine.pki import check_ca_certificate, check_ca_signature, decode_pasted, load_certificate
     from engine.scep_client import CAFetched, FetchCA
 
     if cfg.terminal:
@@ -226,6 +214,8 @@ def identity(state: DeviceState, cfg: TrustpointConfig) -> Identity:
         parts.append(f"serialNumber={_serial_of(state)}")
     extra = cfg.subject_name
     if extra:
+        from cryptography import x509
+
         try:
             x509.Name.from_rfc4514_string(extra)
         except ValueError as e:
@@ -311,6 +301,8 @@ def enroll(ctx: Ctx) -> Generator[Effect, Any, Outcome]:
 def _enrolled(ctx: Ctx, cfg: TrustpointConfig, status: TrustpointStatus,
               pairs: tuple[KeyPair, ...], who: Identity, replies: list[ScepReply]) -> Outcome:
     """Turn the CA's answers into events: requested, then issued / pending / failed."""
+    from events.trustpoint import EnrollmentFailed, EnrollmentRequested
+
     name = cfg.name
     fingerprints = tuple(md5_words(r.request_fingerprint) for r in replies)
     events: list[Any] = [EnrollmentRequested(
@@ -339,6 +331,9 @@ def handle_replies(now: int, cfg: TrustpointConfig, status: TrustpointStatus,
                    retry_period: int) -> tuple[list[Any], bool]:
     """Events for a round of CA answers (enroll or poll). Certificates are checked before
     anything is accepted: ours, from the trustpoint's CA, valid now."""
+    from engine.pki import bad, check_router_certificate
+    from events.trustpoint import CertificateReceived, EnrollmentFailed, EnrollmentPending
+
     assert status.ca_certificate is not None
     events: list[Any] = []
     pending = False
@@ -447,6 +442,8 @@ def _ca_text(reply: ScepReply) -> str:
 @G.action("crypto ca cancel-enroll <name>", help="Cancel a pending enrollment request",
           args={"name": NAME})
 def cancel_enroll(ctx: Ctx) -> Outcome:
+    from events.trustpoint import EnrollmentFailed
+
     name = ctx.args["name"]
     _configured(ctx.state, name)
     status = status_of(ctx.state, name)
@@ -503,6 +500,8 @@ def _poller(name: str) -> Callable[[DeviceState, int], Generator[Effect, Any, Ou
 
 def poll(state: DeviceState, now: int, name: str) -> Generator[Effect, Any, Outcome]:
     """One CertPoll round; an enrollment that ends failed makes the job's Result an error."""
+    from events.trustpoint import EnrollmentFailed
+
     outcome: Outcome = yield from _poll_round(state, now, name)
     if any(isinstance(ev, EnrollmentFailed) for ev in outcome.events):
         outcome.failure = _refused(next(ev for ev in outcome.events
@@ -513,6 +512,7 @@ def poll(state: DeviceState, now: int, name: str) -> Generator[Effect, Any, Outc
 def _poll_round(state: DeviceState, now: int, name: str) -> Generator[Effect, Any, Outcome]:
     """One CertPoll round (RFC 8894 §3.3.3) for every key pair still waiting."""
     from engine.scep_client import Identity, ScepPoll
+    from events.trustpoint import EnrollmentFailed, EnrollmentPending
 
     cfg = trustpoint_config(state, name)
     status = status_of(state, name)
@@ -563,5 +563,7 @@ def _poll_round(state: DeviceState, now: int, name: str) -> Generator[Effect, An
 
 def _failed(*events: Any) -> Outcome:
     """A poll round that ends the enrollment: its message is the one the log keeps."""
+    from events.trustpoint import EnrollmentFailed
+
     failed = next(ev for ev in events if isinstance(ev, EnrollmentFailed))
     return Outcome(events=list(events), output=failure_message(failed) or "")

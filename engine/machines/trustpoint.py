@@ -37,20 +37,15 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from engine.machines.table import Edge, Model, Table
-from events.device import ConfigurationCommitted
-from events.keys import KeyPairZeroized
-from events.trustpoint import (
-    CACertificateAccepted,
-    CertificateReceived,
-    EnrollmentFailed,
-    EnrollmentPending,
-    EnrollmentRequested,
-    RouterCertificateRevoked,
-    TrustpointCertificatesRemoved,
-)
 
 if TYPE_CHECKING:
     from engine.trustpoints import TrustpointStatus
+    from events.device import ConfigurationCommitted
+    from events.keys import KeyPairZeroized
+    from events.trustpoint import (
+        CertificateReceived,
+        EnrollmentFailed,
+    )
 
 
 class Lifecycle(enum.Enum):
@@ -160,20 +155,21 @@ def _removed(ev: ConfigurationCommitted, st: TrustpointStatus) -> str | None:
 
 TriggerOf = Callable[[Any, "TrustpointStatus"], str | None]
 
-EVENT_TRIGGERS: dict[type, TriggerOf] = {
-    CACertificateAccepted: lambda ev, st: "authenticate",
-    EnrollmentRequested: lambda ev, st: "enroll",
-    EnrollmentPending: lambda ev, st: "pending" if st.enrollment is not None else None,
-    CertificateReceived: _received,
-    EnrollmentFailed: _failed,
-    KeyPairZeroized: _zeroized,
-    TrustpointCertificatesRemoved: lambda ev, st: "remove",
-    RouterCertificateRevoked: lambda ev, st: (
+EVENT_TRIGGERS: dict[str, TriggerOf] = {
+    "CACertificateAccepted": lambda ev, st: "authenticate",
+    "EnrollmentRequested": lambda ev, st: "enroll",
+    "EnrollmentPending": lambda ev, st: "pending" if st.enrollment is not None else None,
+    "CertificateReceived": _received,
+    "EnrollmentFailed": _failed,
+    "KeyPairZeroized": _zeroized,
+    "TrustpointCertificatesRemoved": lambda ev, st: "remove",
+    "RouterCertificateRevoked": lambda ev, st: (
         "revoke" if any(c.key_id == ev.key_id for c in st.certificates) else None),
-    ConfigurationCommitted: _removed,
+    "ConfigurationCommitted": _removed,
 }
-"""Which trigger an event is for one trustpoint (None: it does not change its lifecycle)."""
+"""Which trigger an event is for one trustpoint (None: it does not change its lifecycle),
+by its stored type name (as the fold tables dispatch): the event modules load when used."""
 
 
 def trigger_of(ev: Any, st: TrustpointStatus) -> str | None:
-    return EVENT_TRIGGERS[type(ev)](ev, st)
+    return EVENT_TRIGGERS[ev.type_name](ev, st)

@@ -12,6 +12,21 @@ certificates, on the engine clock.
 - `folds.py`, `messages.py`: what the events change in the status, and the `%PKI` lines.
 """
 
-from engine.renewal.exchange import renewal_exchange, renewal_poll
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from engine.renewal.exchange import renewal_exchange, renewal_poll
 
 __all__ = ["renewal_exchange", "renewal_poll"]
+
+
+def __getattr__(name: str) -> Any:
+    """The exchange (SCEP, certificate checks) loads when first named (PEP 562): the due
+    functions run at every open, a `show`'s too, and only an attempt needs it."""
+    if name in __all__:
+        from engine.renewal import exchange
+
+        return getattr(exchange, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

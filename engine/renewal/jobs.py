@@ -7,16 +7,18 @@ what each job does is here or in exchange.py.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 from engine.effects import Outcome
 from engine.renewal import schedule
-from engine.renewal.exchange import renewal_exchange, renewal_poll
 from engine.renewal.messages import certificate_facts, message_of
 from engine.schedule import Job
 from engine.state import DeviceState
 from engine.trustpoints import status_of
-from events.renewal import CertificateExpiryWarned, NextCertificateActivated
+
+if TYPE_CHECKING:
+    pass
 
 Run = Callable[[DeviceState, int], Any]
 
@@ -57,11 +59,18 @@ def due_alerts(state: DeviceState, now: int) -> list[Job]:
 
 
 def _attempt(name: str) -> Run:
-    return lambda state, now: renewal_exchange(state, name, now)
+    return lambda state, now: _exchange().renewal_exchange(state, name, now)
 
 
 def _poll(name: str) -> Run:
-    return lambda state, now: renewal_poll(state, name, now)
+    return lambda state, now: _exchange().renewal_poll(state, name, now)
+
+
+def _exchange() -> ModuleType:
+    """engine.renewal.exchange, loaded when a job runs, not when one is found due."""
+    from engine.renewal import exchange
+
+    return exchange
 
 
 def _activation(name: str) -> Run:
@@ -74,6 +83,8 @@ def _alerts(name: str) -> Run:
 
 def activate(state: DeviceState, name: str, now: int) -> Outcome:
     """Install every held certificate whose validity has begun."""
+    from events.renewal import NextCertificateActivated  # loaded when a job runs
+
     st = status_of(state, name)
     events = [NextCertificateActivated(name, c.key_id, c.usage, certificate_facts(c.der)[2])
               for c in st.next_certificates if certificate_facts(c.der)[0] <= now]
@@ -82,6 +93,8 @@ def activate(state: DeviceState, name: str, now: int) -> Outcome:
 
 def alert(state: DeviceState, name: str, now: int) -> Outcome:
     """An expiry notification for each certificate of the trustpoint whose one is due."""
+    from events.renewal import CertificateExpiryWarned  # loaded when a job runs
+
     st = status_of(state, name)
     cfg = state.trustpoint_configs.get(name)
     events = []

@@ -9,20 +9,19 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-from typing import Any
-
-from cryptography import x509
+from typing import TYPE_CHECKING, Any
 
 from engine.certids import ios_name, ios_serial
 from engine.messages import poll_failed
-from events.renewal import (
-    CertificateExpiryWarned,
-    NextCertificateActivated,
-    RenewalCertificateReceived,
-    RenewalFailed,
-    RenewalPending,
-    RenewalRequested,
-)
+
+if TYPE_CHECKING:
+    from events.renewal import (
+        CertificateExpiryWarned,
+        NextCertificateActivated,
+        RenewalCertificateReceived,
+        RenewalFailed,
+        RenewalRequested,
+    )
 
 USAGE = {"general": "General Purpose", "signature": "Signature", "encryption": "Encryption"}
 _TYPES = {"pkcsreq": "PKCSReq", "renewalreq": "RenewalReq"}
@@ -37,6 +36,8 @@ def iso(us: int) -> str:
 def certificate_facts(der: bytes) -> tuple[int, int, str, str]:
     """(notBefore µs, notAfter µs, serial, issuer) of a DER certificate, as the router prints
     them (cached: the timers ask on every tick)."""
+    from cryptography import x509  # when a status holds a certificate
+
     cert = x509.load_der_x509_certificate(der)
     return (int(cert.not_valid_before_utc.timestamp()) * 1_000_000,
             int(cert.not_valid_after_utc.timestamp()) * 1_000_000,
@@ -94,6 +95,15 @@ def expiry(ev: CertificateExpiryWarned) -> str:
 
 def message_of(ev: Any, at: int) -> str | None:
     """The message an event of events/renewal.py leaves (None: it leaves none)."""
+    from events.renewal import (  # event modules load when used (events.registry)
+        CertificateExpiryWarned,
+        NextCertificateActivated,
+        RenewalCertificateReceived,
+        RenewalFailed,
+        RenewalPending,
+        RenewalRequested,
+    )
+
     match ev:
         case RenewalRequested():
             return requested(ev)

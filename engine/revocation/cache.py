@@ -21,12 +21,12 @@ import hashlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from cryptography import x509
-
 from engine.keyformats import Encoding, PublicFormat
 from engine.revocation.model import CachedCrl
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the state imports this module: a `show` never loads cryptography.x509
+    from cryptography import x509
+
     from engine.state import DeviceState
 
 CURL_TIMEOUT_KEY = "crypto ca crl curl-timeout"
@@ -84,6 +84,8 @@ def spki_sha256(cert: x509.Certificate) -> str:
 
 def cdp_uris(cert: x509.Certificate) -> tuple[str, ...]:
     """The URIs of the certificate's CRL distribution points' fullNames, in order."""
+    from cryptography import x509  # loaded already: `cert` is one
+
     try:
         cdps = cert.extensions.get_extension_for_class(x509.CRLDistributionPoints).value
     except x509.ExtensionNotFound:
@@ -93,6 +95,8 @@ def cdp_uris(cert: x509.Certificate) -> tuple[str, ...]:
 
 
 def is_ca(cert: x509.Certificate) -> bool:
+    from cryptography import x509  # loaded already: `cert` is one
+
     try:
         return bool(cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
     except x509.ExtensionNotFound:

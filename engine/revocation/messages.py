@@ -5,8 +5,11 @@ derive the same lines from the same events, so `show logging` keeps them
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
-from events.revocation import CrlCacheCleared, CrlFetched, CrlFetchFailed
+if TYPE_CHECKING:
+    from events.revocation import CrlCacheCleared, CrlFetched, CrlFetchFailed
+
 
 
 def _date(us: int) -> str:

@@ -4,8 +4,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from events.revocation import CrlFetched
+if TYPE_CHECKING:
+    from events.revocation import CrlFetched
+
 
 REASONS: dict[int, str] = {
     # RFC 5280 §5.3.1 CRLReason (7 is not used)

@@ -31,9 +31,7 @@ fresh CRL, so the schedule is a pure function of the log: a restarted engine, a 
 from __future__ import annotations
 
 from collections.abc import Callable, Generator
-from typing import Any
-
-from cryptography import x509
+from typing import TYPE_CHECKING, Any
 
 from engine.effects import Effect, Outcome
 from engine.machines.trustpoint import Lifecycle
@@ -48,7 +46,10 @@ from engine.trustpoints import (
     usable_certificates,
 )
 from events.registry import Event
-from events.revocation import CrlFetched, CrlFetchFailed
+
+if TYPE_CHECKING:  # parsed when a certificate is there: not at every open
+    from cryptography import x509
+
 
 MINUTE = 60 * 1_000_000
 RETRY_MINUTES = (5, 15, 60, 240, 1440)
@@ -108,6 +109,8 @@ def refresh(state: DeviceState, now: int, name: str) -> Generator[Effect, Any, O
 
 
 def _message(ev: Event) -> str | None:
+    from events.revocation import CrlFetched, CrlFetchFailed
+
     if isinstance(ev, CrlFetched):
         return messages.fetched(ev)
     if isinstance(ev, CrlFetchFailed):
@@ -122,5 +125,7 @@ def _certificates(st: TrustpointStatus
     if not usable or st.ca_certificate is None:
         return None
     rc = max(usable, key=lambda c: c.installed_at)
+    from cryptography import x509
+
     return (rc, x509.load_der_x509_certificate(rc.der),
             x509.load_der_x509_certificate(st.ca_certificate))

@@ -7,17 +7,20 @@ from __future__ import annotations
 
 from dataclasses import replace
 from types import MappingProxyType
+from typing import TYPE_CHECKING
 
 from engine.machines.renewal import after, allows
 from engine.state import DeviceState, with_state
 from engine.trustpoints import RolloverState, RouterCertificate, TrustpointStatus
-from events.rollover import (
-    ShadowCAAccepted,
-    ShadowCAActivated,
-    ShadowCAFetchFailed,
-    ShadowCANotOffered,
-    ShadowCertificateActivated,
-)
+
+if TYPE_CHECKING:
+    from events.rollover import (
+        ShadowCAAccepted,
+        ShadowCAActivated,
+        ShadowCAFetchFailed,
+        ShadowCANotOffered,
+        ShadowCertificateActivated,
+    )
 
 
 def _put(state: DeviceState, status: TrustpointStatus) -> DeviceState:

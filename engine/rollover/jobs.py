@@ -5,26 +5,20 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Generator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine.effects import Effect, Outcome
 from engine.errors import TrustledgerError
-from engine.renewal import renewal_exchange
 from engine.renewal.messages import certificate_facts
 from engine.rollover import folds
-from engine.rollover.fetch import FetchNextCA, NextCAFetched
 from engine.rollover.messages import message_of
 from engine.rollover.schedule import RETRY, Step, enroll_due, next_step
 from engine.schedule import Job
 from engine.state import DeviceState
 from engine.trustpoints import status_of
-from events.rollover import (
-    ShadowCAAccepted,
-    ShadowCAActivated,
-    ShadowCAFetchFailed,
-    ShadowCANotOffered,
-    ShadowCertificateActivated,
-)
+
+if TYPE_CHECKING:
+    pass
 
 Run = Callable[[DeviceState, int], Any]
 
@@ -54,6 +48,8 @@ def shadow(state: DeviceState, name: str, now: int) -> Generator[Effect, Any, Ou
     if step is Step.ACTIVATE:
         return activate(state, name, now)
     if step is Step.ENROLL:
+        from engine.renewal import renewal_exchange  # SCEP, when a job runs
+
         return (yield from renewal_exchange(state, name, now, st.shadow_ca_certificate,
                                             purpose="shadow"))
     return (yield from fetch(state, name, now))
@@ -62,6 +58,9 @@ def shadow(state: DeviceState, name: str, now: int) -> Generator[Effect, Any, Ou
 def fetch(state: DeviceState, name: str, now: int) -> Generator[Effect, Any, Outcome]:
     """GetNextCACert; a verified answer is held as the shadow CA and, unless a renewal is in
     flight, the shadow enrollment follows in the same batch."""
+    from engine.renewal import renewal_exchange  # SCEP, when a job runs
+    from engine.rollover.fetch import FetchNextCA, NextCAFetched
+    from events.rollover import ShadowCAAccepted, ShadowCAFetchFailed, ShadowCANotOffered
     cfg = state.trustpoint_configs[name]
     st = status_of(state, name)
     assert cfg.scep_url is not None and st.ca_certificate is not None  # next_step checked
@@ -89,6 +88,8 @@ def activate(state: DeviceState, name: str, now: int) -> Outcome:
     become current, in one batch."""
     st = status_of(state, name)
     assert st.shadow_ca_certificate is not None and st.ca_certificate is not None
+    from events.rollover import ShadowCAActivated, ShadowCertificateActivated
+
     events: list[Any] = [ShadowCAActivated(name, certificate_facts(st.shadow_ca_certificate)[2],
                                            certificate_facts(st.ca_certificate)[2])]
     events += [ShadowCertificateActivated(name, c.key_id, c.usage, certificate_facts(c.der)[2])

@@ -3,16 +3,18 @@ are): the job prints them, the logging fold keeps the same lines for `show loggi
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine.renewal.messages import USAGE, certificate_facts, iso
-from events.rollover import (
-    ShadowCAAccepted,
-    ShadowCAActivated,
-    ShadowCAFetchFailed,
-    ShadowCANotOffered,
-    ShadowCertificateActivated,
-)
+
+if TYPE_CHECKING:
+    from events.rollover import (
+        ShadowCAAccepted,
+        ShadowCAActivated,
+        ShadowCAFetchFailed,
+        ShadowCANotOffered,
+        ShadowCertificateActivated,
+    )
 
 
 def accepted(ev: ShadowCAAccepted) -> str:
@@ -47,6 +49,14 @@ def certificate_activated(ev: ShadowCertificateActivated) -> str:
 
 def message_of(ev: Any, at: int) -> str | None:
     """The message an event of events/rollover.py leaves (None: it leaves none)."""
+    from events.rollover import (  # event modules load when used (events.registry)
+        ShadowCAAccepted,
+        ShadowCAActivated,
+        ShadowCAFetchFailed,
+        ShadowCANotOffered,
+        ShadowCertificateActivated,
+    )
+
     match ev:
         case ShadowCAAccepted():
             return accepted(ev)

@@ -14,7 +14,6 @@ inside the containment first (`load_certificate`, `complete_certificate`, `load_
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import typing
 from collections.abc import Iterator
 from typing import Any, TypeVar
@@ -238,10 +237,3 @@ def cert_matches(
         return False
     return cert.issuer.dump() == issuer.dump() or bool(cert.issuer == issuer)
 
-
-def cms_time(when: dt.datetime) -> dict[str, dt.datetime]:
-    """RFC 5652 §11.3: UTCTime for 1950-2049, GeneralizedTime otherwise."""
-    if when.tzinfo is None:
-        raise ValueError("signing_time must be timezone-aware")
-    when = when.astimezone(dt.UTC)
-    return {"utc_time" if 1950 <= when.year < 2050 else "general_time": when}

@@ -51,13 +51,15 @@ def check_nonce(nonce: bytes, name: str) -> bytes:
     return nonce
 
 
-def printable(oid: str, text: str) -> cms.CMSAttribute:
+def printable(oid: str, text: str) -> bytes:
+    """A single-valued attribute (DER) holding `text` as a PrintableString."""
     if not _PRINTABLE.fullmatch(text):  # what core.PrintableString would refuse to encode
         return attribute(oid, core.PrintableString(text))
     return attribute_of_der(oid, tlv(0x13, text.encode("ascii")))
 
 
-def octets(oid: str, data: bytes) -> cms.CMSAttribute:
+def octets(oid: str, data: bytes) -> bytes:
+    """A single-valued attribute (DER) holding `data` as an OCTET STRING."""
     return attribute_of_der(oid, tlv(0x04, bytes(data)))
 
 
@@ -158,7 +160,7 @@ class Common:
         )
 
 
-def transaction_id_attribute(transaction_id: str) -> cms.CMSAttribute:
+def transaction_id_attribute(transaction_id: str) -> bytes:
     """transactionID as a PrintableString (RFC 8894 §3.2.1.1); a peer's ID that does not fit
     one is echoed as a UTF8String rather than altered, so the peer can still match it."""
     if _PRINTABLE.fullmatch(transaction_id):

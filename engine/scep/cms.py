@@ -28,7 +28,6 @@ from engine.scep._der import (
     ber_elements,
     ber_octets,
     cert_matches,
-    cms_time,
     complete_certificate,
     contained,
     header,
@@ -68,14 +67,14 @@ OID_SIGNING_TIME = "1.2.840.113549.1.9.5"
 # ----------------------------------------------------------------------------- SignedData
 
 
-def attribute(oid: str, value: core.Asn1Value) -> cms.CMSAttribute:
-    """One single-valued CMS attribute: SEQUENCE { type OID, SET { value } }."""
-    return attribute_of_der(oid, value.dump())
+def attribute(oid: str, value: core.Asn1Value) -> bytes:
+    """One single-valued CMS attribute, DER: SEQUENCE { type OID, SET { value } }."""
+    return _attribute_der(oid, value.dump())
 
 
-def attribute_of_der(oid: str, value_der: bytes) -> cms.CMSAttribute:
+def attribute_of_der(oid: str, value_der: bytes) -> bytes:
     """`attribute` for a value already encoded (`value_der`, one DER element)."""
-    return cms.CMSAttribute.load(_attribute_der(oid, value_der))
+    return _attribute_der(oid, value_der)
 
 
 def sign(
@@ -83,7 +82,7 @@ def sign(
     *,
     signer: Credential,
     digest: DigestAlgorithm,
-    attributes: Sequence[cms.CMSAttribute],
+    attributes: Sequence[bytes],
     certificates: Sequence[x509.Certificate],
     signing_time: dt.datetime | None = None,
 ) -> bytes:
@@ -103,7 +102,7 @@ def sign(
     attrs = [
         _CONTENT_TYPE_DATA_ATTRIBUTE,
         _attribute_der(OID_MESSAGE_DIGEST, tlv(0x04, digest.digest(content))),
-        *(a.dump() for a in attributes),
+        *attributes,
     ]
     if signing_time is not None:
         attrs.append(_attribute_der(OID_SIGNING_TIME, _time_der(signing_time)))
@@ -181,9 +180,16 @@ def _oid_der(oid: str) -> bytes:
 _CONTENT_TYPE_DATA_ATTRIBUTE = _attribute_der(OID_CONTENT_TYPE, _OID_DATA_DER)
 
 
-@functools.lru_cache(maxsize=8)  # CertReps signed within the same second share it
 def _time_der(when: dt.datetime) -> bytes:
-    return bytes(cms.Time(cms_time(when)).dump())
+    """signingTime's Time (RFC 5652 §11.3): a UTCTime for 1950-2049, a GeneralizedTime
+    otherwise; in UTC with seconds, and GeneralizedTime values "MUST NOT include fractional
+    seconds" (neither can a UTCTime: both are written to the second)."""
+    if when.tzinfo is None:
+        raise ValueError("signing_time must be timezone-aware")
+    utc = when.astimezone(dt.UTC)
+    if 1950 <= utc.year < 2050:
+        return b"\x17\x0d" + utc.strftime("%y%m%d%H%M%SZ").encode("ascii")
+    return b"\x18\x0f" + f"{utc.year:04d}{utc:%m%d%H%M%S}Z".encode("ascii")
 
 
 @functools.lru_cache(maxsize=256)

@@ -51,6 +51,7 @@ from engine.scep._der import (
     load,
     to_name,
 )
+from engine.scep._fastcsr import OID_EXTENSION_REQUEST, read_request
 from engine.scep.algorithms import RSASSA_PSS_OID, DigestAlgorithm, x509_signature_algorithm
 from engine.scep.errors import ScepError, ScepErrorReason
 from engine.scep.identity import SigningKey
@@ -102,6 +103,7 @@ class CertificationRequest:
     signature_digest: DigestAlgorithm  # the hash its proof-of-possession signature used
     signature_algorithm: str  # its signatureAlgorithm OID, e.g. sha1WithRSAEncryption
     der: bytes  # the request exactly as received
+    extension_request: bytes = b""  # its extensionRequest's Extensions (DER), b"" if none
 
     @property
     def subject(self) -> x509.Name:
@@ -135,7 +137,6 @@ class CertificationRequest:
 
 
 _WHAT = "PKCS#10 request"
-OID_EXTENSION_REQUEST = "1.2.840.113549.1.9.14"  # RFC 2985 §5.4.2
 
 
 def parse_csr(der: bytes) -> CertificationRequest:
@@ -143,18 +144,28 @@ def parse_csr(der: bytes) -> CertificationRequest:
 
     Raises only ScepError: BAD_CSR_SIGNATURE (badMessageCheck) when the signature does not
     verify, UNSUPPORTED_ALGORITHM (badAlg) for a key or signature algorithm we cannot check,
-    MALFORMED or BAD_ATTRIBUTE (badRequest) for anything else a caller could trip over."""
-    request = load(asn1_csr.CertificationRequest, der, _WHAT)
+    MALFORMED or BAD_ATTRIBUTE (badRequest) for anything else a caller could trip over.
+
+    A request of the plain shape every peer sends is checked by the DER walker of
+    engine/scep/_fastcsr.py instead of asn1crypto (the same checks, see there); anything
+    else, and every refusal, goes through asn1crypto."""
+    raw = read_request(der, _check_extension_request) if isinstance(der, bytes) else None
+    if raw is None:
+        request = load(asn1_csr.CertificationRequest, der, _WHAT)
+        with contained(_WHAT):
+            info = request["certification_request_info"]
+            to_name(info["subject"], f"{_WHAT} subject")
+            challenge, extensions = _read_attributes(info["attributes"])
+            signed, ordered = _signed_and_der_ordered(bytes(der))
+    else:
+        challenge, extensions = raw.challenge_password, raw.extension_request
+        signed, ordered = raw.info, der
     with contained(_WHAT):
-        info = request["certification_request_info"]
-        to_name(info["subject"], f"{_WHAT} subject")
-        challenge = _read_attributes(info["attributes"])
-        signed, ordered = _signed_and_der_ordered(bytes(der))
         csr = x509.load_der_x509_csr(ordered)
         algorithm, digest = _verify_proof_of_possession(csr, signed)
         parsed = CertificationRequest(csr=csr, challenge_password=challenge,
                                       signature_digest=digest, signature_algorithm=algorithm,
-                                      der=bytes(der))
+                                      der=bytes(der), extension_request=extensions)
         _read_everything(parsed)
         return parsed
 
@@ -215,10 +226,12 @@ def _misfit(oid: str, key: rsa.RSAPublicKey | ec.EllipticCurvePublicKey) -> Scep
                      f"{_WHAT}: signature algorithm {oid} does not fit its {kind} key")
 
 
-def _read_attributes(attributes: asn1_csr.CRIAttributes) -> str | None:
-    """Check every attribute; return the challenge password, if any."""
+def _read_attributes(attributes: asn1_csr.CRIAttributes) -> tuple[str | None, bytes]:
+    """Check every attribute; return the challenge password, if any, and the extensionRequest's
+    Extensions (DER; b"" if none)."""
     seen: set[str] = set()
     challenge: str | None = None
+    extensions = b""
     for attr in attributes:
         oid = attr["type"].dotted
         label = attr["type"].native
@@ -234,8 +247,9 @@ def _read_attributes(attributes: asn1_csr.CRIAttributes) -> str | None:
             challenge = _challenge(attr["values"])
         elif oid == OID_EXTENSION_REQUEST:
             with contained(f"{_WHAT} extensionRequest"):
-                _check_extension_request(attr["values"][0])
-    return challenge
+                extensions = attr["values"][0].dump()
+                _check_extension_request(extensions)
+    return challenge, extensions
 
 
 def _challenge(values: asn1_csr.SetOfDirectoryString) -> str:
@@ -249,10 +263,11 @@ def _challenge(values: asn1_csr.SetOfDirectoryString) -> str:
     return value
 
 
-def _check_extension_request(extensions: asn1_x509.Extensions) -> None:
-    """Read the extensionRequest as our callers do (asn1crypto: OIDs, criticality, raw
-    values; the subjectAltName decoded), besides cryptography's parse in `_read_everything`."""
-    for ext in asn1_x509.Extensions.load(extensions.dump(), strict=True):
+def _check_extension_request(extensions: bytes) -> None:
+    """Read the extensionRequest's Extensions (DER) as our callers do (asn1crypto: OIDs,
+    criticality, raw values; the subjectAltName decoded), besides cryptography's parse in
+    `_read_everything`."""
+    for ext in asn1_x509.Extensions.load(extensions, strict=True):
         _ = ext["extn_id"].dotted, ext["critical"].native, ext["extn_value"].contents
         if ext["extn_id"].dotted == ExtensionOID.SUBJECT_ALTERNATIVE_NAME.dotted_string:
             _ = ext["extn_value"].parsed.native

@@ -17,11 +17,12 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-
-from cryptography import x509
+from typing import TYPE_CHECKING
 
 from engine.trustpool.pool import quiet
-from events.trustpool import TrustpoolBuiltinsRecorded
+
+if TYPE_CHECKING:
+    from events.trustpool import TrustpoolBuiltinsRecorded
 
 _CERT = re.compile(rb"-----BEGIN CERTIFICATE-----(.*?)-----END CERTIFICATE-----", re.DOTALL)
 
@@ -67,6 +68,8 @@ def builtins_event(recorded_sha256: str, source: BuiltinSource
     digest = hashlib.sha256(shipped.data).hexdigest()
     if digest == recorded_sha256:
         return None
+    from events.trustpool import TrustpoolBuiltinsRecorded  # loaded when recorded
+
     return TrustpoolBuiltinsRecorded(digest, shipped.describe(),
                                      _certificates(shipped.data))
 
@@ -74,6 +77,8 @@ def builtins_event(recorded_sha256: str, source: BuiltinSource
 def _certificates(pem: bytes) -> tuple[bytes, ...]:
     """The DER of every certificate block that parses (a damaged one is left out, so a bad
     package cannot keep the device from opening)."""
+    from cryptography import x509  # only when a new bundle is recorded
+
     out = []
     for body in _CERT.findall(pem):
         try:

@@ -19,24 +19,28 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-
-from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.utils import CryptographyDeprecationWarning
+from typing import TYPE_CHECKING
 
 from engine.machines.trustpool import UpdateTimer
+
+if TYPE_CHECKING:  # the state imports this module: a `show` never loads cryptography.x509
+    from cryptography import x509
 
 
 @contextmanager
 def quiet() -> Iterator[None]:
     """Root certificates older than RFC 5280's rules (a serial number that is not positive)
     make `cryptography` warn on stderr: they are the bundle's, not news to the operator."""
+    from cryptography.utils import CryptographyDeprecationWarning
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", CryptographyDeprecationWarning)
         yield
 
 
 def load(der: bytes) -> x509.Certificate:
+    from cryptography import x509
+
     with quiet():
         cert = x509.load_der_x509_certificate(der)
         _ = cert.serial_number
@@ -58,6 +62,8 @@ class PoolCert:
     @classmethod
     def from_der(cls, der: bytes) -> PoolCert:
         """From a certificate the event carries (checked when it was accepted)."""
+        from cryptography.hazmat.primitives.asymmetric import rsa
+
         cert = load(der)
         key = cert.public_key()
         bits = key.key_size if isinstance(key, rsa.RSAPublicKey) else 0

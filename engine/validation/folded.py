@@ -21,9 +21,11 @@ This module imports no engine state, so engine.state can hold the type.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from events.revocation import CrlFetched, CrlFetchFailed
-from events.validation import PeerValidated
+if TYPE_CHECKING:
+    from events.revocation import CrlFetched, CrlFetchFailed
+    from events.validation import PeerValidated
 
 BYPASSED = "CRL_BYPASSED"  # engine.validation.verdict.Code.CRL_BYPASSED
 FETCH_RETRY_US = 60_000_000
@@ -51,6 +53,8 @@ class ValidationState:
                                tuple(sorted(counts.items())), self.fetch_failed)
 
     def fetch_failure(self, ev: CrlFetchFailed | CrlFetched, at: int) -> ValidationState:
+        from events.revocation import CrlFetched  # loaded when used (events.registry)
+
         failed = {uri for uri, _ in ev.attempts}
         worked = {ev.source} if isinstance(ev, CrlFetched) else set()
         kept = [(u, t) for u, t in self.fetch_failed if u not in failed | worked]

@@ -46,7 +46,7 @@ def test_every_argument_of_every_command_has_help() -> None:
                        "DIR                   the CA's directory (made by `ca init`)"]),
     (["ca", "challenge"], ["--valid-minutes N  minutes until the password expires (default: "
                            "60)"]),
-    (["log", "show"], ["--from SEQ  first event to show, by sequence number (default: 1)"]),
+    (["log", "show"], ["--from SEQ   first event to show, by sequence number (default: 1)"]),
 ])
 def test_help_shows_defaults(argv: list[str], expected: list[str]) -> None:
     done = subprocess.run([sys.executable, "-m", "engine.cli", *argv, "--help"], cwd=REPO,

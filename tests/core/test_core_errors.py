@@ -24,8 +24,10 @@ import engine.errors as errors
 import engine.folds as folds
 import engine.keys as keys
 import engine.keystore as keystore
+import engine.logexport as logexport
 import engine.machines.diagrams as diagrams
 import engine.scep.errors as scep_errors
+import engine.storebinding as storebinding
 from engine.revocation.store import BlobMissing
 from engine.revocation.transport import CrlUnavailable
 from engine.scep.types import FailInfo
@@ -72,6 +74,9 @@ FACTORIES: dict[type, Callable[[str], Any]] = {
     BundleRefused: BundleRefused,
     CrlUnavailable: CrlUnavailable,
     BlobMissing: lambda t: BlobMissing("0" * 64, t),
+    storebinding.BindingError: lambda t: storebinding.BindingError(errors.Reason.INVALID_VALUE,
+                                                                   t),
+    logexport.ExportRefused: lambda t: logexport.ExportRefused(errors.Reason.BAD_DATA, t),
 }
 
 
@@ -122,7 +127,8 @@ def test_log_write_failed_is_a_diagnostic() -> None:
 ERROR_CALLS = {"TrustledgerError", "OperatorError", "PeerError", "ScepFailure", "CAError",
                "NotACA", "ScepRefusal", "KeystoreError", "KeyGenerationRefused",
                "KeyImportError", "CommandLineError", "ScepError", "LogError", "not_allowed",
-               "bad", "_legal", "CommandError"}
+               "bad", "_legal", "CommandError", "BindingError", "ExportRefused",
+               "LogConflict"}
 
 
 def _percent_literals(tree: ast.AST) -> list[int]:

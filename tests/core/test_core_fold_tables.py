@@ -62,6 +62,18 @@ def test_every_event_type_is_in_exactly_one_aggregate_table() -> None:
             assert callable(table.by_name[t.type_name])
 
 
+def test_the_written_out_folds_fingerprint_is_this_builds() -> None:
+    """Snapshots are written and checked with `FOLDS_FINGERPRINT`, written out so that an open
+    from a snapshot loads no fold: it must be what the folds compute. A changed FOLD_VERSION,
+    a folded event type added or removed or a new schema version of one changes the
+    computed value; then this fails until the constant in engine/state.py is updated."""
+    from engine.state import FOLDS_FINGERPRINT
+
+    computed = folds_fingerprint().hex()
+    assert FOLDS_FINGERPRINT.hex() == computed, (
+        f"engine/state.py FOLDS_FINGERPRINT is stale: set it to {computed}")
+
+
 def test_importing_engine_state_alone_gives_every_fold() -> None:
     probe = (
         "import sys, engine.state as s\n"

@@ -421,10 +421,11 @@ def test_resealed_byte_flips_never_escape_the_strict_decoder(rich: Device) -> No
 def test_a_snapshot_folded_by_other_folds_is_ignored(rich: Device,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     """A fold fix that keeps the state's shape (marked by bumping FOLD_VERSION) makes every
-    older snapshot unusable: it decodes cleanly but into what the old folds produced."""
-    import engine.state as state_module
-
-    monkeypatch.setattr(state_module, "FOLD_VERSION", state_module.FOLD_VERSION + 1)
+    older snapshot unusable: it decodes cleanly but into what the old folds produced. The
+    build's fingerprint is the written-out `FOLDS_FINGERPRINT` (test_core_fold_tables.py
+    checks it is `folds_fingerprint()`): another build is another value there."""
+    other = bytes(32 - len(b"other folds")) + b"other folds"
+    monkeypatch.setattr(snapshot, "FOLDS_FINGERPRINT", other)
     assert_ignored(rich, "written by a build whose folds differ (an event version or "
                          "FOLD_VERSION changed)")
 

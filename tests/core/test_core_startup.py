@@ -34,7 +34,17 @@ NOT_FOR_A_SHOW = ("httpx", "httpcore", "engine.scep_client", "engine.adapters.ht
                   "engine.scep.caps", "engine.scep.algorithms",
                   "engine.audit.witness_client", "engine.audit.witness", "http",
                   "engine.validation.validate", "engine.validation.decide",
-                  "engine.validation.chain", "engine.validation.verdict")
+                  "engine.validation.chain", "engine.validation.verdict",
+                  # certificates are parsed where one is there, not at every open
+                  "cryptography.x509", "engine.pki", "projections.trustpoints",
+                  "projections.trustpool", "projections.certfmt",
+                  # a job's work, loaded when a job runs (the due functions run at every open)
+                  "engine.renewal.exchange", "engine.rollover.fetch",
+                  # a snapshot at the head: no fold table, no event class (events.registry)
+                  "engine.device_folds", "events.audit", "events.ca", "events.clock",
+                  "events.device", "events.keys", "events.renewal", "events.revocation",
+                  "events.rollover", "events.trustpoint", "events.trustpool",
+                  "events.validation", "events.witness")
 PROBE = """
 import sys
 from engine.cli import main
@@ -111,6 +121,24 @@ def test_the_log_levels_are_the_standard_librarys() -> None:
     assert logging.getLevelNamesMapping() == LEVELS
 
 
+def test_certids_labels_are_cryptographys_name_oids() -> None:
+    """engine.certids keys IOS's labels by dotted OID so that it does not load
+    cryptography.x509: they must be the OIDs cryptography names."""
+    from cryptography.x509.oid import NameOID
+
+    from engine.certids import _SHORT
+    from engine.pki import UNSTRUCTURED_ADDRESS
+
+    named = {NameOID.COMMON_NAME: "cn", NameOID.ORGANIZATIONAL_UNIT_NAME: "ou",
+             NameOID.ORGANIZATION_NAME: "o", NameOID.LOCALITY_NAME: "l",
+             NameOID.STATE_OR_PROVINCE_NAME: "st", NameOID.COUNTRY_NAME: "c",
+             NameOID.EMAIL_ADDRESS: "ea", NameOID.SERIAL_NUMBER: "serialNumber",
+             NameOID.UNSTRUCTURED_NAME: "unstructuredName",
+             UNSTRUCTURED_ADDRESS: "unstructuredAddress", NameOID.DOMAIN_COMPONENT: "dc",
+             NameOID.TITLE: "title"}
+    assert {oid.dotted_string: label for oid, label in named.items()} == _SHORT
+
+
 def test_keyformats_are_cryptographys_serialization_enums() -> None:
     """engine.keyformats takes them from where cryptography defines them, without loading
     the serialization package: they must be the very objects that package exports."""
@@ -140,7 +168,7 @@ def test_help_lists_ca_the_same_whether_or_not_the_ca_is_loaded() -> None:
     assert "the built-in SCEP CA" in _parser("exec").format_help()
 
 
-LOADED_GROUPS = ("ca", "audit")  # loaded for their own command lines only (_register_ca, ...)
+LOADED_GROUPS = ("ca", "audit", "fleet")  # loaded for their own command lines only
 
 
 def _subparsers(p: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
@@ -148,7 +176,7 @@ def _subparsers(p: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser
     return dict(action.choices)
 
 
-@pytest.mark.parametrize("word", [*SUBCOMMANDS, "ca", "audit", "not-a-command"])
+@pytest.mark.parametrize("word", [*SUBCOMMANDS, "ca", "audit", "fleet", "not-a-command"])
 def test_only_the_named_subcommand_gets_its_arguments_and_help_stays_the_same(
         word: str) -> None:
     """A command line builds the arguments of the subcommand it names only (the others are
@@ -163,3 +191,59 @@ def test_only_the_named_subcommand_gets_its_arguments_and_help_stays_the_same(
             assert sub.format_help() == all_subs[name].format_help()
         elif name not in LOADED_GROUPS:
             assert sub._actions == []  # not even -h: never parsed
+
+
+def test_the_installed_command_freezes_what_is_left_before_the_process_exits(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """`trustledger` is `engine.cli:console`: main's status, after `gc.freeze()` (the exit's
+    collections then skip what the command left; tools/bench/startup_bench.py's row)."""
+    import gc
+    import tomllib
+
+    from engine import cli
+
+    scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts["trustledger"] == "engine.cli:console"
+    monkeypatch.setattr(cli, "main", lambda: 3)
+    try:
+        assert gc.get_freeze_count() == 0
+        assert cli.console() == 3
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
+
+
+def _loaded(done: subprocess.CompletedProcess[str]) -> list[str]:
+    return done.stdout.splitlines()[-1].split(" ", 2)[-1].split(",")
+
+
+def test_without_a_snapshot_each_event_module_loads_at_its_first_decode(
+        tmp_path: Path) -> None:
+    """The whole log folded by a process that had loaded no event module: each one is
+    imported when the first event of its types is decoded (events.registry.EVENT_MODULES)."""
+    import shutil
+
+    data = _device(tmp_path)
+    shutil.rmtree(data / "snapshots")
+    done = _show(tmp_path, data)
+    assert "hostname r2" in done.stdout and "crypto ca trustpoint myca" in done.stdout
+    assert done.stdout.splitlines()[-1].startswith("LOADED 0 "), done.stderr
+    assert {"events.device", "events.audit", "events.trustpool"} <= set(_loaded(done))
+
+
+def test_a_log_holding_a_type_this_build_does_not_know_still_refuses_to_open(
+        tmp_path: Path) -> None:
+    """After the snapshot, an event of a type no module of this build declares: the fresh
+    process refuses the log, naming the type and its seq, and prints no configuration."""
+    from events.filelog import FileEventLog
+    from events.store import PendingEvent
+    from tests.events.eventlog_support import Noted  # registered in this process only
+
+    data = _device(tmp_path)
+    with FileEventLog.open(data / "log") as log:
+        [rec] = log.append([PendingEvent(Noted("from elsewhere"), "device",
+                                         1_700_000_000_000_000)])
+    done = _show(tmp_path, data)
+    assert (f"% The device log holds an event of type LogTestNoted at seq {rec.seq}, which "
+            "this build does not fold") in done.stdout + done.stderr
+    assert "hostname r2" not in done.stdout

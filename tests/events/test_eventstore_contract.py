@@ -7,6 +7,7 @@ durable stores, reopen) itself.
 from __future__ import annotations
 
 import abc
+import itertools
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +19,7 @@ from hypothesis import strategies as st
 from events.codec import encode_core
 from events.filelog import FileEventLog
 from events.memory import MemoryEventLog
+from events.pgstore import PostgresEventStore
 from events.store import GENESIS, EventStore, PendingEvent, chain_hash
 from tests.events.eventlog_support import Noted, Sampled, batches, fingerprint, noted, noted_batch
 
@@ -194,3 +196,23 @@ class TestMemoryEventLogContract(EventStoreContract):
 
     def reopen(self, store: EventStore, where: Path) -> EventStore:
         return store  # a memory log lives exactly as long as its object
+
+
+@pytest.mark.integration
+class TestPostgresEventStoreContract(EventStoreContract):
+    """The same contract for one log of a PostgreSQL store (a fresh database per test, a new
+    log per `build`: hypothesis builds several in one test)."""
+
+    _names = itertools.count(1)
+
+    @pytest.fixture(autouse=True)
+    def _database(self, pg_url: str) -> None:
+        self.url = pg_url
+
+    def build(self, where: Path) -> EventStore:
+        return PostgresEventStore.open(self.url, f"device-{next(self._names)}")
+
+    def reopen(self, store: EventStore, where: Path) -> EventStore:
+        assert isinstance(store, PostgresEventStore)
+        store.close()
+        return PostgresEventStore.open(self.url, store.log_id)

@@ -125,7 +125,7 @@ def test_machine_and_fold_agree_on_every_fact(history: str, fact: Event) -> None
 def test_every_event_type_the_table_maps_is_walked() -> None:
     from engine.machines.trustpoint import EVENT_TRIGGERS
 
-    walked = {type(ev) for ev in FACTS} | {ConfigurationCommitted}
+    walked = {ev.type_name for ev in FACTS} | {ConfigurationCommitted.type_name}
     assert set(EVENT_TRIGGERS) == walked
 
 

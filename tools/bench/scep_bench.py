@@ -30,6 +30,10 @@ CPU per enrollment is the steadier figure, enrollments/s moves with the load aro
     --pool           also serve with the design `ca serve --workers` was compared with: one
                      process serving HTTP and owning the CA, a ProcessPoolExecutor running
                      the pure responder (parse/verify/decrypt, CertRep) (`serve_pool` below)
+    --steps          also say where an enrollment's CPU goes: each step of the in-process
+                     path timed alone (thread CPU, `steps` below), and what the server spends
+                     besides (HTTP, the channel, the decider's loop: its CPU per enrollment
+                     minus the in-process total)
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import http.client
+import itertools
 import os
 import selectors
 import shutil
@@ -431,6 +436,7 @@ class _Pending:
     cipher: str | None
     recipient: bytes | None  # the requester's certificate, DER
     peer: str
+    enveloped_to: bytes | None  # which of our CA certificates the request was enveloped to
 
     @property
     def reply_to(self) -> object:
@@ -459,7 +465,9 @@ def _pool_begin(message: bytes, peer: str) -> tuple[str, object, object]:
                        None if r.message_type is None else int(r.message_type),
                        None if r.cipher is None else r.cipher.name,
                        None if r.recipient is None
-                       else r.recipient.public_bytes(serialization.Encoding.DER), peer)
+                       else r.recipient.public_bytes(serialization.Encoding.DER), peer,
+                       None if step.request.recipient is None
+                       else step.request.recipient.public_bytes(serialization.Encoding.DER))
     return "ask", pending, encode_query(step.query)
 
 
@@ -468,8 +476,11 @@ def _pool_finish(pending: _Pending, answer: dict[str, object]) -> bytes:
     from engine.ca.queries import decode_answer
     from engine.ca.scep_frontend import Ask
 
-    ask = Ask(pending, None, pending.peer)  # type: ignore[arg-type]  # finish reads reply_to
-    certrep: bytes = _POOL["responder"].finish(ask, decode_answer(answer))
+    responder = _POOL["responder"]
+    signer = responder._signer_for(None if pending.enveloped_to is None
+                                   else x509.load_der_x509_certificate(pending.enveloped_to))
+    ask = Ask(pending, None, pending.peer, signer)  # type: ignore[arg-type]  # finish reads reply_to
+    certrep: bytes = responder.finish(ask, decode_answer(answer))
     return certrep
 
 
@@ -540,6 +551,151 @@ def serve_pool(root: Path, port: int, processes: int) -> int:
     return 0
 
 
+# -- where the CPU goes: each step of the in-process path, timed alone -------------------------
+
+
+def _cpu_us(step: Any, items: list[Any]) -> float:
+    """Thread CPU microseconds per call of `step` over `items` (waits are not counted)."""
+    start = time.thread_time()
+    for item in items:
+        step(item)
+    return (time.thread_time() - start) * 1e6 / len(items)
+
+
+def steps(work: Path, keys: list[rsa.RSAPrivateKey], signer_certs: list[x509.Certificate],
+          count: int) -> list[tuple[str, float]]:
+    """(step, thread CPU microseconds per enrollment) of the path `ca serve` runs, in one
+    process on a fresh CA: the worker's `begin` (parse, verify, decrypt, CSR checks, the
+    query), the decider's answer (decide, sign the certificate, append; batches of 8 share a
+    commit, as the decider's do), the worker's CertRep (envelope, sign)."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import padding
+
+    from engine.ca.decide import Approval, Policy
+    from engine.ca.queries import answer
+    from engine.ca.scep_frontend import ScepFrontend
+    from engine.ca.service import BuiltinCA, challenge_digest
+    from engine.scep import attributes, cms, parse_csr
+
+    BuiltinCA.init(work / "steps", subject="CN=Bench CA,O=Example").close()
+    ca = BuiltinCA.open(work / "steps")
+    try:
+        ca.crl_url = "http://127.0.0.1:1/crl/ca.crl"
+        front = ScepFrontend(ca, Policy(Approval.AUTO, challenge_digest(CHALLENGE)))
+        responder = front.responder
+        cas = parse_ca_certificates(*front.get_ca_cert())
+        msgs = [_message(keys, signer_certs, cas.recipient, f"steps-{i}", i)
+                for i in range(count)]
+        recipients = [Credential(*ca.decrypter())]
+        out = _begin_steps(msgs, lambda m: _decode(cms, attributes, m),
+                           lambda s: s.included_signer(), cms.verify_signed,
+                           lambda s: cms.open_envelope(s.content, recipients)[0], parse_csr)
+        rest, asks = _rest_of_begin(
+            [_message(keys, signer_certs, cas.recipient, f"steps-b{i}", i)
+             for i in range(2 * count)], responder, recipients)
+        out.append(("policy, the query (begin - parse_request)", rest))
+        batches = [asks[i:i + 8] for i in range(0, len(asks), 8)]
+        answers: list[Any] = []
+
+        def decide(batch: list[Any]) -> None:
+            with ca.deferred_durability():
+                answers.extend(answer(ca, front.policy, a.query) for a in batch)
+
+        out.append(("decide, sign the certificate, append (8 per commit)",
+                    _cpu_us(decide, batches) / 8))
+        certs = [x509.load_der_x509_certificate(a.certificate) for a in answers]
+        out.append(("CertRep envelope (RSA public op, AES)", _cpu_us(
+            lambda x: cms.envelope(cms.certs_only([x[1]]),
+                                   recipient=x[0].request.signer_certificate,
+                                   cipher=x[0].request.cipher, random_bytes=os.urandom),
+            list(zip(asks, certs, strict=True)))))
+        finish = _cpu_us(lambda x: responder.finish(*x), list(zip(asks, answers, strict=True)))
+        out.append(("CertRep signature (RSA private op) and the rest", finish - out[-1][1]))
+        key = ca.signer()[1]
+        out.append(("(reference) one RSA-2048 private op", _cpu_us(
+            lambda data: key.sign(data, padding.PKCS1v15(), hashes.SHA256()),
+            [os.urandom(700) for _ in range(count)])))
+        return out
+    finally:
+        ca.close()
+
+
+def _begin_steps(msgs: list[bytes], decode: Any, find: Any, verify: Any, decrypt: Any,
+                 check_csr: Any) -> list[tuple[str, float]]:
+    """Thread CPU per message of each step of reading a request, run one message after
+    another as the server runs them (each step timed alone in a loop of its own would
+    cost less: caches stay warm)."""
+    clock = time.thread_time
+    spent = [0.0] * 5
+    for message in msgs:
+        t0 = clock()
+        signed = decode(message)
+        t1 = clock()
+        signer = find(signed)
+        t2 = clock()
+        verify(signed, signer)
+        t3 = clock()
+        body = decrypt(signed)
+        t4 = clock()
+        check_csr(body)
+        t5 = clock()
+        for i, (a, b) in enumerate(itertools.pairwise((t0, t1, t2, t3, t4, t5))):
+            spent[i] += b - a
+    labels = ["pkiMessage decode (SignedData, attributes)",
+              "signer certificate (found, read completely)", "signature check (RSA public op)",
+              "decrypt (RSA private op, AES)", "CSR checks (parse, proof of possession)"]
+    return [(label, us * 1e6 / len(msgs)) for label, us in zip(labels, spent, strict=True)]
+
+
+def _rest_of_begin(msgs: list[bytes], responder: Any, recipients: list[Credential],
+                   ) -> tuple[float, list[Any]]:
+    """What `begin` costs besides `parse_request` (thread CPU per message: the two run on
+    alternate messages), and the Asks `begin` returned."""
+    from engine.scep import parse_request
+
+    clock = time.thread_time
+    parse = begin = 0.0
+    asks = []
+    for i in range(0, len(msgs), 2):
+        t0 = clock()
+        parse_request(msgs[i], recipients=recipients)
+        t1 = clock()
+        asks.append(responder.begin(msgs[i + 1], "127.0.0.1"))
+        t2 = clock()
+        parse, begin = parse + t1 - t0, begin + t2 - t1
+    return (begin - parse) * 2e6 / len(msgs), asks
+
+
+def _decode(cms: Any, attributes: Any, message: bytes) -> Any:
+    signed = cms.read_signed(message)
+    attributes.read_common(signed)
+    return signed
+
+
+def _message(keys: list[rsa.RSAPrivateKey], signer_certs: list[x509.Certificate],
+             recipient: x509.Certificate, label: str, i: int) -> bytes:
+    key = keys[i % len(keys)]
+    csr = build_csr(key, x509.Name.from_rfc4514_string(f"CN={label}.example.com,O=Example"),
+                    challenge_password=CHALLENGE)
+    params = RequestParameters(
+        signer=Credential(signer_certs[i % len(keys)], key), recipient=recipient,
+        transaction_id=f"STEPS{uuid.uuid4().hex}".upper(), sender_nonce=new_nonce(os.urandom),
+        cipher=ContentCipher.AES_128_CBC, digest=DigestAlgorithm.SHA256)
+    return build_pkcs_req(params, csr, random_bytes=os.urandom)
+
+
+def report_steps(rows: list[tuple[str, float]], server_cpu_ms: float | None) -> None:
+    print("\nwhere an enrollment's CPU goes (the in-process path step by step, "
+          "thread CPU)")
+    total = sum(us for label, us in rows if not label.startswith("("))
+    for label, us in rows:
+        print(f"  {label:<56}{us:>8.0f} us")
+    print(f"  {'total in-process':<56}{total:>8.0f} us")
+    if server_cpu_ms is not None:
+        print(f"  {'HTTP, channel, decider loop (server CPU - in-process)':<56}"
+              f"{server_cpu_ms * 1000 - total:>8.0f} us")
+
+
 # -- the run ----------------------------------------------------------------------------------
 
 
@@ -568,6 +724,8 @@ def main() -> int:
                         help="also serve from another checkout (e.g. the code before a change)")
     parser.add_argument("--pool", action="store_true",
                         help="also serve with a ProcessPoolExecutor instead of the workers")
+    parser.add_argument("--steps", action="store_true",
+                        help="also time each step of an enrollment in-process")
     args = parser.parse_args()
     for tool in ("scepserver", "socat", "unshare"):
         if shutil.which(tool) is None:
@@ -588,6 +746,7 @@ def main() -> int:
         procs: list[subprocess.Popen[bytes]] = []
         servers: list[Server] = []
         theirs: Server | None = None
+        step_rows: list[tuple[str, float]] | None = None
         try:
             variants: list[tuple[str, Path, list[str] | None]] = [("trustledger", REPO, None)]
             if args.compare is not None:
@@ -611,6 +770,8 @@ def main() -> int:
             for _ in range(args.rounds):  # alternate, so load from elsewhere hits all
                 for server in servers:
                     rounds[server.name].append(measure(server, keys, signer_certs, args))
+            step_rows = steps(work, keys, signer_certs, args.enrollments) if args.steps \
+                else None
         finally:
             if theirs is not None:
                 subprocess.run(["kill", str(theirs.pid)], check=False)
@@ -618,7 +779,10 @@ def main() -> int:
                 p.terminate()
             for p in procs:
                 p.wait(timeout=10)
-    return report(rounds, args)
+    status = report(rounds, args)
+    if step_rows is not None:
+        report_steps(step_rows, _median(rounds["trustledger"]).cpu_ms)
+    return status
 
 
 def report(rounds: dict[str, list[Result]], args: argparse.Namespace) -> int:

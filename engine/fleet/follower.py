@@ -1,0 +1,283 @@
+"""The fleet views' catch-up subscription: reads the store's global order and folds it into
+the view tables, exactly once.
+
+Theory of operation. The store gives every event a global `position` and promises that a
+reader following `position` never skips an event committed late (events/pgstore.py
+`read_all`). The follower keeps how far it has folded in `trustledger_fleet_position`. One
+`step`:
+
+1. reads the next events after its position (`read_all`, on a connection of its own, so the
+   read holds no transaction and no transaction id: the store's no-skip rule is not held
+   back by the follower itself);
+2. opens one transaction, locks its position row (`FOR UPDATE`) and checks it still says
+   what step 1 read after; another follower that moved it meanwhile (a `fleet follow` beside
+   a `fleet certificates`) makes this step start again from there, its cache dropped;
+3. folds each device's new events onto that device's state, with the device's own fold
+   table (engine.state.replay_rows: the trustpoint lifecycle is the machine's,
+   engine/machines/trustpoint.py), and writes the device's rows (engine/fleet/rows.py);
+4. sets the position to the last event folded, and commits: the rows and the position
+   change together or not at all. A follower killed anywhere leaves the views exactly at
+   their last committed position; the next one goes on from there, and the views end as one
+   uninterrupted run leaves them (tests/fleet/test_fleet_restart.py).
+
+Device states are a cache, never the truth: a device whose state the follower does not hold
+at exactly the seq its row says (a new process, an evicted entry, another follower's step)
+is rebuilt from its own events up to that seq (engine/fleet/devices.py `rebuild`), read
+from the store. Only a committed step updates the cache. The cached states are `slim`: the
+commit history and the logging buffer, which the views do not use and no fold reads back,
+are dropped. A CA's log (kind `ca`) is counted (events, last event time) but not folded:
+its events are the CA's, not a device's. An event of a type this build does not fold (a
+newer writer's) stops the views just before it: the step folds what precedes it, and the
+next one refuses it by log and seq (UnfoldedEvent), as opening that device would.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from engine.fleet.names import name_key
+from engine.fleet.queries import FleetAnswer
+from engine.fleet.schema import ensure_fleet_schema
+from engine.folds import UnfoldedEvent
+from events.pgstore import GlobalRow, connect, read_all, wait_for_append
+
+if TYPE_CHECKING:
+    from engine.fleet.devices import Device
+
+BATCH = 10_000  # events read and folded per transaction
+CACHE = 20_000  # device states kept between steps (a miss rebuilds one from its events)
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    """What one committed step folded: the position it reached, and each event as
+    (log_id, seq) in global order (the benchmark times commit -> view with these)."""
+
+    position: int
+    events: tuple[tuple[str, int], ...]
+
+
+class NotAStore(Exception):
+    """The database holds no trustledger event store (no `trustledger_events` table)."""
+
+
+class _Moved(Exception):
+    """Another follower moved the position between the read and the lock."""
+
+
+class FleetFollower:
+    """One follower of the store at `url`: `step`, `catch_up`, `follow`."""
+
+    def __init__(self, url: str, *, name: str = "fleet", batch: int = BATCH,
+                 cache: int = CACHE) -> None:
+        self.url, self.name, self.batch, self.cache_size = url, name, batch, cache
+        self._reader = connect(url)
+        self._writer = connect(url)
+        self._cache: OrderedDict[str, Device] = OrderedDict()
+        try:
+            store, views = self._writer.execute(
+                "SELECT to_regclass('trustledger_events') IS NOT NULL, "
+                "to_regclass('trustledger_fleet_certificates') IS NOT NULL").fetchone() or (
+                    False, False)
+            if not store:
+                raise NotAStore(f"The database {url.rsplit('/', 1)[-1]!r} holds no trustledger "
+                                "event store (no trustledger_events table).")
+            if not views:
+                ensure_fleet_schema(self._writer)
+            self._writer.execute(
+                "INSERT INTO trustledger_fleet_position (name, position) SELECT %s, 0 "
+                "WHERE NOT EXISTS (SELECT 1 FROM trustledger_fleet_position WHERE name = %s) "
+                "ON CONFLICT (name) DO NOTHING", (name, name))
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        self._reader.close()
+        self._writer.close()
+
+    def __enter__(self) -> FleetFollower:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def position(self) -> int:
+        row = self._writer.execute("SELECT position FROM trustledger_fleet_position "
+                                   "WHERE name = %s", (self.name,)).fetchone()
+        self._writer.commit()
+        return int(row[0]) if row else 0
+
+    def answer(self, ask: Callable[[Any], Sequence[Any]], now_us: int) -> FleetAnswer:
+        """`ask(conn)` over the views and the position they stood at, in one snapshot."""
+        w = self._writer
+        with w.transaction():
+            w.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            row = w.execute("SELECT position FROM trustledger_fleet_position "
+                            "WHERE name = %s", (self.name,)).fetchone()
+            rows = tuple(ask(w))
+        return FleetAnswer(int(row[0]) if row else 0, now_us, rows)
+
+    # -- stepping ----------------------------------------------------------------------------
+
+    def step(self) -> Applied | None:
+        """Fold the next batch, in one transaction; None when there was nothing to fold."""
+        while True:
+            after = self.position
+            rows = read_all(self._reader, after, self.batch)
+            self._reader.commit()
+            if not rows:
+                return None
+            try:
+                return self._apply(after, rows)
+            except _Moved:
+                self._cache.clear()  # another follower folded these: our states are behind
+            except UnfoldedEvent as e:  # fold what comes before it; the next step says why
+                cut = next((i for i, r in enumerate(rows) if r.record.seq == e.seq
+                            and r.log_id == getattr(e, "log_id", None)), 0)
+                if not cut:
+                    raise
+                return self._apply(after, rows[:cut])
+
+    def catch_up(self) -> int:
+        """Fold until the store has nothing more; returns how many events were folded."""
+        done = 0
+        while (applied := self.step()) is not None:
+            done += len(applied.events)
+        return done
+
+    def follow(self, stop: threading.Event, *, wake_s: float = 1.0,
+               on_step: Callable[[Applied], None] | None = None) -> None:
+        """Keep the views current until `stop` is set: catch up, then sleep until the store
+        notifies an append (LISTEN/NOTIFY) or `wake_s` passes, and catch up again."""
+        listener = connect(self.url)
+        try:
+            while not stop.is_set():
+                while (applied := self.step()) is not None:
+                    if on_step is not None:
+                        on_step(applied)
+                    if stop.is_set():
+                        return
+                wait_for_append(listener, wake_s)
+        finally:
+            listener.close()
+
+    # -- one transaction ---------------------------------------------------------------------
+
+    def _apply(self, after: int, rows: Sequence[GlobalRow]) -> Applied:
+        by_log: dict[str, list[GlobalRow]] = {}
+        for r in rows:
+            by_log.setdefault(r.log_id, []).append(r)
+        from engine.fleet.devices import fold  # the device folds: loaded when there is work
+
+        w = self._writer
+        with w.transaction():
+            row = w.execute("SELECT position FROM trustledger_fleet_position WHERE name = %s "
+                            "FOR UPDATE", (self.name,)).fetchone()
+            if row is None or int(row[0]) != after:
+                raise _Moved
+            devices = self._load(list(by_log))
+            changed: list[str] = []
+            for log_id, mine in by_log.items():
+                dev = devices[log_id]
+                before = dev.rows
+                fold(dev, log_id, [r for r in mine if r.record.seq > dev.seq])
+                if dev.rows != before:
+                    changed.append(log_id)
+            _write(w, devices, changed)
+            w.execute("UPDATE trustledger_fleet_position SET position = %s WHERE name = %s",
+                      (rows[-1].position, self.name))
+        self._remember(devices)
+        return Applied(rows[-1].position, tuple((r.log_id, r.record.seq) for r in rows))
+
+    def _load(self, log_ids: list[str]) -> dict[str, Device]:
+        """Each log's device as the views hold it now (inside the step's transaction): the
+        cached one if it is at the seq the views say, else rebuilt. Copies: the cache
+        changes only once the step commits."""
+        from engine.fleet.devices import Device, rebuild
+
+        w = self._writer
+        held = {r[0]: (str(r[1]), int(r[2]), int(r[3])) for r in w.execute(
+            "SELECT device, kind, seq, last_at FROM trustledger_fleet_devices "
+            "WHERE device = ANY(%s)", (log_ids,))}
+        kinds = {r[0]: str(r[1]) for r in w.execute(
+            "SELECT log_id, kind FROM trustledger_logs WHERE log_id = ANY(%s)",
+            ([i for i in log_ids if i not in held],))}
+        out: dict[str, Device] = {}
+        stale: dict[str, int] = {}
+        for log_id in log_ids:
+            kind, seq, last_at = held.get(log_id) or (kinds.get(log_id, "device"), 0, 0)
+            got = self._cache.get(log_id)
+            if got is not None and got.seq == seq:
+                out[log_id] = got.copy()
+            else:
+                out[log_id] = Device.start(kind, seq, last_at)
+                if kind == "device" and seq:
+                    stale[log_id] = seq
+        for log_id, state in rebuild(w, stale).items():
+            out[log_id].set_state(state)
+        return out
+
+    def _remember(self, devices: dict[str, Device]) -> None:
+        for log_id, dev in devices.items():
+            self._cache[log_id] = dev
+            self._cache.move_to_end(log_id)
+        while len(self._cache) > self.cache_size:
+            self._cache.popitem(last=False)
+
+
+# -- writing the rows ------------------------------------------------------------------------
+
+
+def _write(conn: Any, devices: dict[str, Device], changed: Iterable[str]) -> None:
+    """Upsert every touched device's row; replace the trustpoint and certificate rows of
+    those whose rows changed."""
+    with conn.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO trustledger_fleet_devices AS d (device, kind, seq, last_at, "
+            "trustpoints, certificates) VALUES (%s, %s, %s, %s, %s, %s) "
+            "ON CONFLICT (device) DO UPDATE SET seq = EXCLUDED.seq, last_at = EXCLUDED.last_at,"
+            " trustpoints = EXCLUDED.trustpoints, certificates = EXCLUDED.certificates",
+            [(i, d.kind, d.seq, d.last_at, len(d.rows.trustpoints), len(d.rows.certificates))
+             for i, d in devices.items()])
+        changed = list(changed)
+        if not changed:
+            return
+        cur.execute("DELETE FROM trustledger_fleet_trustpoints WHERE device = ANY(%s)",
+                    (changed,))
+        cur.execute("DELETE FROM trustledger_fleet_certificates WHERE device = ANY(%s)",
+                    (changed,))
+        with cur.copy("COPY trustledger_fleet_trustpoints (device, trustpoint, state, "
+                      "certificates) FROM STDIN") as copy:
+            for i in changed:
+                for t in devices[i].rows.trustpoints:
+                    copy.write_row((i, t.trustpoint, t.state, t.certificates))
+        with cur.copy("COPY trustledger_fleet_certificates (device, ord, trustpoint, kind, "
+                      "serial, subject, issuer, issuer_key, not_after, revoked) "
+                      "FROM STDIN") as copy:
+            for i in changed:
+                for n, c in enumerate(devices[i].rows.certificates):
+                    copy.write_row((i, n, c.trustpoint, c.kind, c.serial, c.subject,
+                                    c.issuer, _issuer_key(c.issuer), c.not_after, c.revoked))
+
+
+_KEYS: dict[str, str] = {}
+
+
+def _issuer_key(issuer: str) -> str:
+    """`name_key` of an issuer as the router prints it, remembered (a fleet has few)."""
+    key = _KEYS.get(issuer)
+    if key is None:
+        try:
+            key = name_key(issuer)
+        except ValueError:  # an empty DN, or a value the printer left unusual
+            key = issuer.casefold()
+        if len(_KEYS) > 10_000:
+            _KEYS.clear()
+        _KEYS[issuer] = key
+    return key

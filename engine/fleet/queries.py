@@ -1,0 +1,92 @@
+"""The fleet views' questions, answered from the view tables (engine/fleet/schema.py) once
+the follower has caught them up. Pure SQL over a connection; the answers are plain rows the
+renderers (projections/fleet.py) lay out. Time comes in as a parameter (`now_us`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from engine.fleet.names import name_key
+
+DAY_US = 86_400 * 1_000_000
+
+STATES = ("declared", "authenticated", "enrolling", "enrolled", "revoked")
+"""The trustpoint states `fleet trustpoints --state` takes: the trustpoint machine's
+(engine/machines/trustpoint.py Lifecycle; spelled out here so that a query does not load the
+machines; tests/fleet/test_fleet_views.py checks they agree)."""
+
+
+@dataclass(frozen=True, slots=True)
+class FleetCertificate:
+    device: str
+    trustpoint: str
+    kind: str  # "router" | "CA"
+    serial: str
+    subject: str
+    issuer: str
+    not_after: int  # µs since the epoch
+    revoked: bool
+
+
+@dataclass(frozen=True, slots=True)
+class FleetTrustpoint:
+    device: str
+    trustpoint: str
+    state: str
+    certificates: int
+
+
+@dataclass(frozen=True, slots=True)
+class FleetDevice:
+    device: str
+    kind: str  # "device" | "ca"
+    events: int
+    last_at: int  # µs: the last event's time (0: none)
+    trustpoints: int
+    certificates: int
+
+
+@dataclass(frozen=True, slots=True)
+class FleetAnswer:
+    """One answer and the global position the views stood at when it was read."""
+
+    position: int
+    now_us: int
+    rows: tuple[Any, ...]
+
+
+def certificates(conn: Any, *, now_us: int, within_us: int | None = None,
+                 issuer: str | None = None) -> list[FleetCertificate]:
+    """Installed certificates, soonest expiry first; `within_us`: only those whose notAfter
+    is at most that far from now (expired ones included); `issuer`: only those issued by
+    that DN (compared by `name_key`: ValueError if it is no DN)."""
+    where: list[str] = []
+    args: list[Any] = []
+    if within_us is not None:
+        where.append("not_after <= %s")
+        args.append(now_us + within_us)
+    if issuer is not None:
+        where.append("issuer_key = %s")
+        args.append(name_key(issuer))
+    sql = ("SELECT device, trustpoint, kind, serial, subject, issuer, not_after, revoked "
+           "FROM trustledger_fleet_certificates"
+           + (" WHERE " + " AND ".join(where) if where else "")
+           + " ORDER BY not_after, device, ord")
+    return [FleetCertificate(*r) for r in conn.execute(sql, args)]
+
+
+def trustpoints(conn: Any, *, state: str | None = None) -> list[FleetTrustpoint]:
+    sql = "SELECT device, trustpoint, state, certificates FROM trustledger_fleet_trustpoints"
+    args: list[Any] = []
+    if state is not None:
+        sql += " WHERE state = %s"
+        args.append(state)
+    return [FleetTrustpoint(*r) for r in conn.execute(sql + " ORDER BY device, trustpoint",
+                                                      args)]
+
+
+def devices(conn: Any) -> list[FleetDevice]:
+    return [FleetDevice(*r) for r in conn.execute(
+        "SELECT device, kind, seq, last_at, trustpoints, certificates "
+        "FROM trustledger_fleet_devices ORDER BY device")]

@@ -1,0 +1,169 @@
+"""`trustledger fleet ...`: views across every device of a PostgreSQL store (engine/fleet/).
+
+    trustledger fleet certificates --store URL [--expiring 30d] [--issuer DN] [--json]
+    trustledger fleet trustpoints --store URL [--state STATE] [--json]
+    trustledger fleet devices --store URL [--json]
+    trustledger fleet follow --store URL      keep the views current until Ctrl-C
+
+`$TRUSTLEDGER_STORE` stands for `--store`. Each query first folds whatever the store holds
+beyond the views' position (so it never answers from stale views), then answers.
+
+Exit status: 0 answered; 2 a usage error (a `%` line: a bad duration, state, DN or URL, no
+store given); 1 the store failed (down, not a trustledger store).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import re
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from engine.cli import CommandLineError
+from engine.errors import Reason
+from engine.fleet.names import name_key
+from engine.fleet.queries import STATES
+
+FLEET_HELP = "views across a fleet's devices in a PostgreSQL store"
+STORE_HELP = "the store, postgresql://USER@HOST:PORT/DB (default: $TRUSTLEDGER_STORE)"
+
+
+def register(sub: Any) -> None:
+    fl = sub.add_parser("fleet", help=FLEET_HELP)
+    fsub = fl.add_subparsers(dest="fleet_command", required=True, metavar="VIEW")
+    c = fsub.add_parser("certificates", help="installed certificates, soonest expiry first")
+    c.add_argument("--expiring", metavar="DURATION", default=None,
+                   help="only those expiring within DURATION (30d, 12h, 2w), expired ones too")
+    c.add_argument("--issuer", metavar="DN", default=None,
+                   help="only those issued by DN (labels and case do not matter)")
+    t = fsub.add_parser("trustpoints", help="every device's trustpoints and their state")
+    t.add_argument("--state", metavar="STATE", default=None,
+                   help=f"only trustpoints in STATE ({'|'.join(STATES)})")
+    d = fsub.add_parser("devices", help="one line per device (and CA) log")
+    f = fsub.add_parser("follow", help="keep the views current (LISTEN/NOTIFY); Ctrl-C stops")
+    for p in (c, t, d, f):
+        p.add_argument("--store", metavar="URL", default=None, help=STORE_HELP)
+    for p in (c, t, d):
+        p.add_argument("--json", action="store_true", help="one JSON object")
+
+
+def run(args: argparse.Namespace) -> int:
+    url = store_url(args.store)
+    ask, render = _question(args)  # usage errors before the store is touched
+    import psycopg
+
+    from engine.fleet.follower import FleetFollower, NotAStore
+    from engine.folds import UnfoldedEvent
+    from events.filelog import LogError
+
+    try:
+        with FleetFollower(url) as follower:
+            if args.fleet_command == "follow":
+                return _follow(follower, url)
+            follower.catch_up()
+            answer = follower.answer(ask, time.time_ns() // 1000)
+    except NotAStore as err:
+        print(f"% {err}", file=sys.stderr)
+        return 1
+    except UnfoldedEvent as err:  # a device's log holds what this build cannot fold
+        print(err.message, file=sys.stderr)
+        return 1
+    except LogError as err:  # the store cannot be reached, or refused (events/pgstore.py)
+        print(err.render() if err.sentence else f"% {err.text}", file=sys.stderr)
+        return 1
+    except psycopg.Error as err:
+        print(f"% The store {redacted(url)} failed: {_first_line(err)}.", file=sys.stderr)
+        return 1
+    sys.stdout.write(render(answer))
+    return 0
+
+
+def _question(args: argparse.Namespace) -> tuple[Callable[[Any], Sequence[Any]],
+                                                  Callable[[Any], str]]:
+    """What to ask the views and how to print the answer; usage errors raised here."""
+    from engine.fleet import queries
+    from projections import fleet as out
+
+    cmd, as_json = args.fleet_command, getattr(args, "json", False)
+    if cmd == "certificates":
+        within = None if args.expiring is None else duration_us(args.expiring)
+        issuer = args.issuer
+        if issuer is not None:
+            try:
+                name_key(issuer)
+            except ValueError as e:
+                raise CommandLineError(Reason.INVALID_VALUE,
+                                       f"Invalid issuer DN {issuer!r}: {e}.") from None
+
+        def ask_certs(conn: Any) -> Sequence[Any]:
+            return queries.certificates(conn, now_us=time.time_ns() // 1000,
+                                        within_us=within, issuer=issuer)
+
+        return ask_certs, out.json_certificates if as_json else out.render_certificates
+    if cmd == "trustpoints":
+        state = args.state
+        if state is not None and state not in STATES:
+            raise CommandLineError(Reason.INVALID_VALUE, f"Unknown trustpoint state {state!r}: "
+                                   f"one of {', '.join(STATES)}.")
+        return (lambda conn: queries.trustpoints(conn, state=state),
+                out.json_trustpoints if as_json else out.render_trustpoints)
+    return queries.devices, out.json_devices if as_json else out.render_devices
+
+
+def _follow(follower: Any, url: str) -> int:
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    print(f"Following {redacted(url)} from position {follower.position}; Ctrl-C stops.",
+          flush=True)
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C: the step in flight rolls back
+        follower.follow(stop)
+    print(f"Stopped at position {follower.position}.", flush=True)
+    return 0
+
+
+# -- arguments -------------------------------------------------------------------------------
+
+_UNITS = {"d": 86_400, "h": 3_600, "w": 7 * 86_400}
+_DURATION = re.compile(r"(\d{1,6})([dhw])")
+
+
+def duration_us(text: str) -> int:
+    """`30d`, `12h`, `2w` in microseconds; a usage error otherwise."""
+    m = _DURATION.fullmatch(text.strip())
+    if m is None:
+        raise CommandLineError(Reason.INVALID_VALUE, f"Invalid duration {text!r}: a number "
+                               "and a unit, d (days), h (hours) or w (weeks), e.g. 30d.")
+    return int(m[1]) * _UNITS[m[2]] * 1_000_000
+
+
+def store_url(given: str | None) -> str:
+    url = given or os.environ.get("TRUSTLEDGER_STORE", "")
+    if not url:
+        raise CommandLineError(Reason.INCOMPLETE, "No store: give --store "
+                               "postgresql://USER@HOST:PORT/DB or set $TRUSTLEDGER_STORE.")
+    if urlsplit(url).scheme not in ("postgresql", "postgres"):
+        raise CommandLineError(Reason.INVALID_VALUE, f"Invalid store {redacted(url)!r}: a "
+                               "postgresql:// URL.")
+    return url
+
+
+def redacted(url: str) -> str:
+    """The URL without its password (error messages must not print it)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def _first_line(err: Exception) -> str:
+    text = str(err).strip().splitlines()
+    return text[0].rstrip(".") if text else type(err).__name__

@@ -1,0 +1,237 @@
+"""`trustledger log export` / `log import`: a log as one self-describing stream, to move a
+device's history between stores (a data directory's file log, a PostgreSQL store) with its
+chain, hashes and seqs unchanged.
+
+The stream (version 1)
+----------------------
+    trustledger-log-export v1\\n
+    {"log": NAME, "kind": KIND, "first": F, "last": L, "prev": HEX, "head": HEX}\\n
+    L - F + 1 records, each:  length u32 (big-endian) | core (length bytes) | hash (32 bytes)
+    end SHA256HEX\\n
+
+The header line is JSON: the log it came from (a file log's directory, or `device ID in
+URL` without a password; informational), its kind (the stream of its first event: device,
+ca), the first and last seq it holds, the chain hash before the first (`prev`, 64 zero hex
+digits from seq 1) and the last event's (`head`). Each record's core is exactly the bytes
+the stores hash (`events.codec.encode_core` of `[seq, stream, type, v, at, actor,
+correlation, payload]`), and its hash is SHA-256(prev || core). The trailer is the SHA-256 of
+every byte before it. A log of no events is a header (first 1, last 0) and the trailer.
+
+Reading (`read_export`) checks everything before anything is written: the magic, the header,
+each record's seq (F, F+1, ... without a gap), its hash over its core chained from `prev`,
+that its core decodes and re-encodes to the same bytes, that the last hash is `head`, the
+trailer's digest, and that nothing follows it. Any byte changed, a cut tail, a gap, or input
+that is not an export is refused (`ExportRefused`) and nothing is written.
+
+Importing (`import_into`): the export fixes the chain hash at every seq from F - 1 to L. A
+log whose head is one of them (an empty log: seq 0 from a stream of F = 1; a log at F - 1
+whose head hash is `prev`; a log an interrupted import left part-way) gets the records after
+its head, appended with their stored form (`events.store.StoredEvent`: the same cores, so
+the same hashes; checked after the append). A log already holding all of it (its hash at L
+is `head`) gets nothing: importing the same export twice is a no-op, said as such. Any other
+log (a different history, or one the stream does not reach) is refused: a foreign stream.
+A file log takes the records in frames of at most CHUNK_BYTES made durable together at the
+end (one group commit); a shared store takes them in one transaction.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import struct
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, BinaryIO, Protocol
+
+import msgpack
+
+from engine.errors import OperatorError, Reason
+from events.codec import encode_core
+from events.store import GENESIS, PendingEvent, Recorded, StoredEvent, chain_hash
+
+MAGIC = b"trustledger-log-export v1\n"
+_LEN = struct.Struct(">I")
+_TRAILER = b"end "  # then the SHA-256 of every byte before it, in hex, and a newline
+MAX_CORE = 64 * 1024 * 1024  # no event is larger than a file log frame
+CHUNK_BYTES = 4 * 1024 * 1024  # a file log frame of imported records holds at most this
+
+
+class ExportRefused(OperatorError):
+    """The input is not an intact export, or does not continue the log it is imported into."""
+
+
+class _Log(Protocol):
+    @property
+    def head(self) -> tuple[int, bytes]: ...
+
+    def append(self, batch: Sequence[PendingEvent]) -> list[Recorded]: ...
+
+    def read(self, from_seq: int = 1) -> Iterator[Recorded]: ...
+
+
+@dataclass(frozen=True)
+class Export:
+    """A checked export: its header and its records (seq, decoded core, core bytes, hash)."""
+
+    name: str
+    kind: str
+    first: int
+    last: int
+    prev: bytes
+    head: bytes
+    records: list[tuple[list[Any], bytes, bytes]]
+
+    def hash_at(self, seq: int) -> bytes:
+        """The chain hash after `seq` (first - 1 <= seq <= last)."""
+        return self.prev if seq == self.first - 1 else self.records[seq - self.first][2]
+
+
+# -- writing -------------------------------------------------------------------------------------
+
+
+def write_export(log: _Log, out: BinaryIO, name: str) -> int:
+    """Write the whole of `log` to `out`; how many events. The head is read once, first:
+    a writer appending meanwhile adds nothing to the stream."""
+    seq, head = log.head
+    records = (r for r in log.read(1) if r.seq <= seq)
+    first = next(records, None)
+    kind = first.stream if first is not None else "device"
+    header = {"log": name, "kind": kind, "first": 1, "last": seq, "prev": GENESIS.hex(),
+              "head": head.hex()}
+    digest = hashlib.sha256()
+
+    def put(data: bytes) -> None:
+        digest.update(data)
+        out.write(data)
+
+    put(MAGIC + json.dumps(header, sort_keys=True).encode() + b"\n")
+    prev, count = GENESIS, 0
+    for rec in (first, *records) if first is not None else ():
+        core = encode_core(rec.core())
+        if rec.seq != count + 1 or rec.prev != prev or chain_hash(prev, core) != rec.hash:
+            raise ExportRefused(Reason.BAD_DATA, f"The log {name} does not chain at seq "
+                                f"{rec.seq}: not exported (`trustledger log verify` says "
+                                "where it is damaged).")
+        put(_LEN.pack(len(core)) + core + rec.hash)
+        prev, count = rec.hash, count + 1
+    if count != seq or prev != head:
+        raise ExportRefused(Reason.BAD_DATA, f"The log {name} ends at seq {count}, not at its "
+                            f"head {seq}: not exported.")
+    out.write(_TRAILER + digest.hexdigest().encode() + b"\n")
+    return count
+
+
+# -- reading -------------------------------------------------------------------------------------
+
+
+def read_export(data: bytes) -> Export:
+    """The export in `data`, every check made (see the module docstring); ExportRefused
+    naming the first thing wrong."""
+    if not data.startswith(MAGIC):
+        raise _refused("it does not start with the export header (not a `trustledger log "
+                       "export` stream)")
+    end = len(data) - len(_TRAILER) - 64 - 1
+    if end < len(MAGIC) or data[end:end + len(_TRAILER)] != _TRAILER:
+        raise _refused("it has no trailer: the stream was cut short")
+    if hashlib.sha256(data[:end]).hexdigest().encode() + b"\n" != data[end + len(_TRAILER):]:
+        raise _refused("its trailer does not match its contents: a byte was changed, or the "
+                       "stream was cut short")
+    line_end = data.find(b"\n", len(MAGIC), end)
+    if line_end < 0:
+        raise _refused("its header is not an export header")
+    header = _header(data[len(MAGIC):line_end])
+    records = list(_records(data, line_end + 1, end, header))
+    return Export(header["log"], header["kind"], header["first"], header["last"],
+                  bytes.fromhex(header["prev"]), bytes.fromhex(header["head"]), records)
+
+
+def _header(line: bytes) -> dict[str, Any]:
+    try:
+        h = json.loads(line)
+        ok = (isinstance(h, dict) and isinstance(h.get("log"), str)
+              and h.get("kind") in ("device", "ca", "witness")
+              and all(type(h.get(k)) is int for k in ("first", "last"))
+              and 1 <= h["first"] <= h["last"] + 1
+              and all(len(bytes.fromhex(h.get(k, ""))) == 32 for k in ("prev", "head")))
+    except (ValueError, TypeError):
+        ok = False
+    if not ok:
+        raise _refused("its header is not an export header")
+    return h  # type: ignore[no-any-return]
+
+
+def _records(data: bytes, at: int, end: int,
+             header: dict[str, Any]) -> Iterator[tuple[list[Any], bytes, bytes]]:
+    prev = bytes.fromhex(header["prev"])
+    for seq in range(header["first"], header["last"] + 1):
+        if at + _LEN.size > end:
+            raise _refused(f"it ends before seq {seq} (its header says {header['last']})")
+        (size,) = _LEN.unpack_from(data, at)
+        core, h = data[at + 4:at + 4 + size], data[at + 4 + size:at + 36 + size]
+        at += 36 + size
+        if size > MAX_CORE or at > end:
+            raise _refused(f"it ends inside seq {seq}")
+        if chain_hash(prev, core) != h:
+            raise _refused(f"the record of seq {seq} does not hash to its chain hash")
+        try:
+            decoded = list(msgpack.unpackb(core, raw=False, use_list=False,
+                                           strict_map_key=True))
+        except (ValueError, TypeError, msgpack.UnpackException):
+            raise _refused(f"the record of seq {seq} is not an event") from None
+        if len(decoded) != 8 or decoded[0] != seq or encode_core(decoded) != core:
+            raise _refused(f"the record at seq {seq} is numbered {decoded[0]!r} or is not "
+                           "an event in its stored form (a gap, or a foreign record)")
+        prev = h
+        yield decoded, core, h
+    if at != end:
+        raise _refused("it holds bytes after its last record")
+    if prev != bytes.fromhex(header["head"]):
+        raise _refused("its last record is not the head its header names")
+
+
+def _refused(why: str) -> ExportRefused:
+    return ExportRefused(Reason.BAD_DATA, f"Not imported: {why}. Nothing was written.")
+
+
+# -- importing -----------------------------------------------------------------------------------
+
+
+def import_into(log: _Log, export: Export, where: str) -> tuple[int, int]:
+    """Append what `log` lacks of `export` (see the module docstring): (first seq appended,
+    how many; 0 if it already held all of it). ExportRefused for a foreign stream."""
+    seq, head = log.head
+    if seq > export.last:
+        held = next(iter(log.read(export.last)), None) if export.last else None
+        if export.last == 0 or (held is not None and held.hash == export.head):
+            return seq + 1, 0
+    elif export.first - 1 <= seq and export.hash_at(seq) == head:
+        todo = export.records[seq + 1 - export.first:]
+        _append(log, todo, export)
+        return seq + 1, len(todo)
+    raise ExportRefused(Reason.NOT_ALLOWED, (
+        f"Not imported: {where} is at seq {seq} (chain hash {head.hex()[:16]}...), which the "
+        f"stream (seq {export.first}-{export.last} of {export.name}) does not continue: a "
+        "foreign stream. Nothing was written."))
+
+
+def _append(log: _Log, todo: list[tuple[list[Any], bytes, bytes]], export: Export) -> None:
+    """The records, in batches of at most CHUNK_BYTES (one append each), each appended
+    batch's hashes checked against the stream's."""
+    batch: list[tuple[list[Any], bytes, bytes]] = []
+    size = 0
+    for item in todo:
+        if batch and size + len(item[1]) > CHUNK_BYTES:
+            _append_batch(log, batch)
+            batch, size = [], 0
+        batch.append(item)
+        size += len(item[1])
+    if batch:
+        _append_batch(log, batch)
+
+
+def _append_batch(log: _Log, batch: list[tuple[list[Any], bytes, bytes]]) -> None:
+    pending = [PendingEvent(StoredEvent(c[2], c[3], c[7]), c[1], c[4], c[5], c[6])
+               for c, _, _ in batch]
+    records = log.append(pending)
+    if [r.hash for r in records] != [h for _, _, h in batch]:  # a bug: say it, loudly
+        raise AssertionError("an imported event was stored with another chain hash")

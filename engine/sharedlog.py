@@ -1,0 +1,199 @@
+"""`SharedLog`: a device's stream in a shared PostgreSQL store (events/pgstore.py), as the
+engine uses a log (engine/devicelog.py's `DeviceLog`).
+
+What differs from the file log, and how it is met:
+- No positions: `position` is None, so snapshots and the audit trail are bound to (seq, chain
+  hash) only and found again by seq, which the store answers from its primary key.
+- Durability: an append is committed (one transaction) when it returns, so the "durable now"
+  step (`mark_head`, which writes the audit trail's files in `DATA/audit/`) may run at any
+  time; it runs as the file log's does: at most every MARK_EVERY seconds after an append,
+  when a snapshot is taken, and at a clean close.
+- Another writer (a second engine on the same device): the store refuses the append
+  (`StreamConflict`: nothing written, no fork). It becomes a `LogConflict`; the engine then
+  catches up (`Engine.catch_up`): `refresh` opens the store again, so that its head, and what
+  `read` reaches, include the other writer's events, which it folds.
+- The server lost mid-append (`StoreUnavailable`): whether the batch committed may be unknown,
+  so it is reported as a `LogWriteFailed` that was not rolled back, and the log takes no more
+  appends until it is opened again (as the file log after a failed cut-back).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from engine.devicelog import DeviceLog, LogConflict
+from events.filelog import (
+    MARK_EVERY,
+    LogCorrupted,
+    LogWriteFailed,
+    Position,
+    TailMismatch,
+    VerifyReport,
+)
+from events.pgstore import PostgresEventStore, StoreUnavailable, StreamConflict, list_logs
+from events.store import GENESIS, PendingEvent, Recorded
+
+Row = Sequence[Any]
+
+
+class _Unavailable(Exception):
+    """The reason a shared store gave, as LogWriteFailed words it (no `%`, no final stop)."""
+
+
+class SharedLog:
+    """One log of a shared store, with its audit trail's files in the local `root`."""
+
+    def __init__(self, store: PostgresEventStore, root: Path) -> None:
+        self.store = store
+        self.root = root
+        self.on_mark: Callable[[int], None] | None = None
+        # Around a commit's wait for the store (engine/audit/signer.py signs meanwhile).
+        self.on_sync: Callable[[bool], None] | None = None
+        self.recovered: str | None = None  # a shared store repairs nothing at open
+        self._marked_at = time.monotonic()
+        self._marked = store.head[0]
+        self._broken: LogWriteFailed | None = None
+        self._grouped = 0  # inside group_commit(): appends are not committed yet
+
+    @classmethod
+    def open(cls, url: str, log_id: str, root: Path, *, kind: str | None = "device",
+             readonly: bool = False) -> SharedLog:
+        """The log `log_id` of the store at `url`; `root` (made 0700 unless `readonly`)
+        holds its audit trail's files. `kind` None (readers: `log verify|show|export`,
+        `replay`): whichever kind the store says the log is."""
+        if not readonly:
+            root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if kind is None:
+            kind = next((info.kind for info in list_logs(url) if info.log_id == log_id),
+                        "device")  # a log that is not there: the store says so, as a device's
+        return cls(PostgresEventStore.open(url, log_id, kind=kind, readonly=readonly), root)
+
+    def verify(self) -> VerifyReport:
+        """Walk the whole chain (the store checks each row: numbering, chain, hash over its
+        stored core), as `events.filelog.verify` walks a directory."""
+        events, last = 0, GENESIS
+        try:
+            for row in self.store.read_rows():
+                events, last = events + 1, row[8]
+        except LogCorrupted as bad:
+            return VerifyReport(events, events, last, bad.damage)
+        return VerifyReport(events, events, last, None)
+
+    @property
+    def name(self) -> str:
+        return self.store.log_id
+
+    @property
+    def head(self) -> tuple[int, bytes]:
+        return self.store.head
+
+    @property
+    def position(self) -> Position | None:
+        return None
+
+    def append(self, batch: Sequence[PendingEvent]) -> list[Recorded]:
+        if self._broken is not None:
+            raise self._broken
+        window = self.on_sync if not self._grouped else None
+        if window is not None:
+            window(True)
+        try:
+            records = self.store.append(batch)
+        except StreamConflict as err:
+            raise _conflict(err) from None
+        except StoreUnavailable as err:
+            self._broken = LogWriteFailed(_Unavailable(err.text.rstrip(".")), False)
+            raise self._broken from None
+        finally:
+            if window is not None:
+                window(False)
+        self._mark_if_due()
+        return records
+
+    def _mark_if_due(self) -> None:
+        """The "durable now" step, at most every MARK_EVERY seconds, never inside a group
+        commit (its appends are not committed before the block ends)."""
+        if time.monotonic() - self._marked_at >= MARK_EVERY:
+            self.mark_head()
+
+    def refresh(self) -> None:
+        self._reopen()
+
+    def _reopen(self) -> None:
+        """A fresh handle on the same log: its head is what the store holds now."""
+        store = self.store
+        fresh = PostgresEventStore.open(store.url, store.log_id, kind=store.kind,
+                                        readonly=store.readonly)
+        store.close()
+        self.store = fresh
+
+    def read(self, from_seq: int = 1) -> Iterator[Recorded]:
+        return self.store.read(from_seq)
+
+    def read_rows(self, from_seq: int = 1, *, typed: bool = False) -> Iterator[Row]:
+        return self.store.read_rows(from_seq, typed=typed)
+
+    def tail(self, at: Position, seq: int, chain: bytes, *,
+             typed: bool = False) -> Iterator[Row]:
+        raise TailMismatch("a shared store has no file positions (found by seq instead)")
+
+    def mark_head(self) -> None:
+        """The "durable now" step: every append is committed when it returns, so the head is
+        (but inside a group commit, whose appends wait for its end)."""
+        if self._grouped:
+            return
+        self._marked_at = time.monotonic()
+        seq = self.store.head[0]
+        if self.on_mark is not None and seq != self._marked and self._broken is None:
+            self.on_mark(seq)
+            self._marked = seq
+
+    def group_commit(self) -> contextlib.AbstractContextManager[None]:
+        return self._group()
+
+    @contextlib.contextmanager
+    def _group(self) -> Iterator[None]:
+        self._grouped += 1
+        try:
+            with self.store.group_commit():
+                yield
+        except StreamConflict as err:
+            raise _conflict(err) from None
+        except StoreUnavailable as err:
+            self._broken = LogWriteFailed(_Unavailable(err.text.rstrip(".")), False)
+            raise self._broken from None
+        finally:
+            self._grouped -= 1
+        self._mark_if_due()
+
+    @contextlib.contextmanager
+    def reader(self) -> Iterator[DeviceLog]:
+        store = self.store
+        with SharedLog.open(store.url, store.log_id, self.root, kind=store.kind,
+                            readonly=True) as log:
+            yield log
+
+    def notice(self) -> str | None:
+        return None
+
+    def close(self) -> None:
+        try:
+            if self._broken is None:
+                self.mark_head()
+        finally:
+            self.store.close()
+
+    def __enter__(self) -> SharedLog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _conflict(err: StreamConflict) -> LogConflict:
+    return LogConflict(f"Another writer appended seq {err.seq} to the event log {err.log_id} "
+                       "since this one read it: nothing was written.")

@@ -1,0 +1,175 @@
+"""`--store URL --device ID` on the entry points (engine/storebinding.py): shell, exec, log
+verify|show, replay over a PostgreSQL store; the data directory records the binding (no
+password) so `--data DIR` alone finds it; flags naming another device or store are refused."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from engine.storebinding import BindingError, redact, resolve
+
+REPO = Path(__file__).resolve().parents[2]
+SETUP = "configure\nhostname pg-edge\ndomain name example.net\ncommit\nend\n"
+
+
+def _cli(*args: str | Path, stdin: str = "",
+         env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "engine.cli", *map(str, args)], input=stdin,
+                          capture_output=True, text=True, cwd=REPO, timeout=120, check=False,
+                          env={**os.environ, **(env or {})})
+
+
+def _with_password(url: str) -> str:
+    return url.replace("trustledger@", "trustledger:Pa55-w0rd-never-stored@", 1)
+
+
+@pytest.mark.integration
+@pytest.mark.usefixtures("cli_locale")
+def test_every_entry_point_runs_over_the_store(pg_url: str, tmp_path: Path) -> None:
+    data = tmp_path / "dev"
+    url = _with_password(pg_url)
+    done = _cli("exec", "--data", data, "--store", url, "--device", "edge-7", "-f", "-",
+                stdin=SETUP)
+    assert done.returncode == 0, done.stderr
+    store_file = data / "STORE"
+    assert stat.S_IMODE(store_file.stat().st_mode) == 0o600
+    assert json.loads(store_file.read_text()) == {"store": pg_url, "device": "edge-7"}
+    assert not (data / "log").exists()
+    shown = _cli("shell", "--data", data, stdin="show running-config\n")  # STORE alone
+    assert shown.returncode == 0 and "hostname pg-edge\n" in shown.stdout
+    verified = _cli("log", "verify", data)
+    assert verified.returncode == 0, verified.stderr
+    assert "chain     : OK" in verified.stdout and "events    : 3" in verified.stdout
+    assert "snapshot  : 00000000000000000003.snap seq 3 OK" in verified.stdout
+    bare = _cli("log", "verify", "--store", pg_url, "--device", "edge-7")  # no data dir
+    assert bare.returncode == 0 and bare.stdout.splitlines()[:2] == ["events    : 3",
+                                                                   "head seq  : 3"]
+    listed = _cli("log", "show", data, "--json")
+    assert [json.loads(line)["type"] for line in listed.stdout.splitlines()][-1] == \
+        "ConfigurationCommitted"
+    replayed = _cli("replay", "--store", pg_url, "--device", "edge-7", "--until", "2")
+    assert replayed.returncode == 0 and "! state at seq 2" in replayed.stdout
+    assert "hostname pg-edge" not in replayed.stdout  # the commit is seq 3
+    secret = b"Pa55-w0rd-never-stored"
+    for path in tmp_path.rglob("*"):
+        assert not path.is_file() or secret not in path.read_bytes(), path
+    for out in (done, shown, verified, listed, replayed):
+        assert secret.decode() not in out.stdout + out.stderr
+
+
+@pytest.mark.integration
+def test_a_data_directory_of_another_device_or_store_is_refused(pg_url: str,
+                                                                tmp_path: Path) -> None:
+    data = tmp_path / "dev"
+    assert _cli("exec", "--data", data, "--store", pg_url, "--device", "a1", "-f", "-",
+                stdin=SETUP).returncode == 0
+    before = sorted(p.name for p in data.rglob("*"))
+    other = _cli("exec", "--data", data, "--store", pg_url, "--device", "b2", "-f", "-",
+                 stdin="configure\nhostname nope\ncommit\nend\n")
+    assert other.returncode == 2 and other.stdout == ""
+    assert other.stderr == (f"% Data directory {data} belongs to device a1 in {pg_url}, not "
+                            f"to device b2 in {pg_url}: refusing to mix them.\n")
+    elsewhere = pg_url.rsplit("/", 1)[0] + "/another"
+    assert _cli("shell", "--data", data, "--store", elsewhere, "--device", "a1",
+                stdin="show running-config\n").returncode == 2
+    assert sorted(p.name for p in data.rglob("*")) == before
+    file_dev = tmp_path / "filedev"
+    assert _cli("exec", "--data", file_dev, "-f", "-", stdin=SETUP).returncode == 0
+    mixed = _cli("exec", "--data", file_dev, "--store", pg_url, "--device", "a1", "-f", "-",
+                 stdin="show running-config\n")
+    assert mixed.returncode == 2 and "keeps its own event log" in mixed.stderr
+    assert not (file_dev / "STORE").exists()
+
+
+@pytest.mark.integration
+def test_an_unreachable_store_is_one_percent_line(tmp_path: Path) -> None:
+    from tests.support.peer_support import free_port
+
+    url = f"postgresql://trustledger:hunter22@127.0.0.1:{free_port()}/none"
+    done = _cli("exec", "--data", tmp_path / "dev", "--store", url, "--device", "x", "-f", "-",
+                stdin="show running-config\n")
+    assert done.returncode == 2 and done.stdout == ""
+    last = done.stderr.splitlines()[-1]  # after "% New data directory ... created."
+    assert last.startswith("% Cannot open the event store postgresql://trustledger@127.0.0.1:")
+    assert len(done.stderr.splitlines()) == 2 and "hunter22" not in done.stderr
+    assert not (tmp_path / "dev" / "STORE").exists()  # nothing recorded for a store not seen
+
+
+def test_the_binding_rules_without_a_server(tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TRUSTLEDGER_STORE", raising=False)
+    assert redact("postgresql://u:pw@h:5/db?sslmode=require&password=x") == \
+        "postgresql://u@h:5/db?sslmode=require"
+    assert resolve(tmp_path, None, None) is None  # a file log device
+    with pytest.raises(BindingError, match="--store needs --device ID"):
+        resolve(tmp_path, "postgresql://u@h/db", None)
+    with pytest.raises(BindingError, match="--device d1 needs --store URL"):
+        resolve(tmp_path, None, "d1")
+    with pytest.raises(BindingError, match="must be a PostgreSQL URL"):
+        resolve(tmp_path, "mysql://u:secret@h/db", "d1")
+    with pytest.raises(BindingError, match="a device ID is 1-128 printable"):
+        resolve(tmp_path, "postgresql://u@h/db", "two words")
+    monkeypatch.setenv("TRUSTLEDGER_STORE", "postgresql://u:pw@h/db")
+    found = resolve(tmp_path, None, "d1")
+    assert found is not None and found.url == "postgresql://u:pw@h/db"
+    assert found.shown == "postgresql://u@h/db"
+    (tmp_path / "STORE").write_text("{not json")
+    with pytest.raises(BindingError, match="STORE is damaged"):
+        resolve(tmp_path, None, None)
+
+
+@pytest.mark.integration
+def test_the_audit_commands_over_the_store(pg_url: str, tmp_path: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    """Checkpoints kept in DIR/audit/, proofs and the bundle read the store's events, and the
+    outsider's `audit verify` accepts the bundle with the public key alone."""
+    from engine.cli import main
+
+    data = tmp_path / "dev"
+    assert _cli("exec", "--data", data, "--store", pg_url, "--device", "aud1", "-f", "-",
+                stdin=SETUP).returncode == 0
+    capsys.readouterr()
+    assert main(["audit", "checkpoint", str(data)]) == 0
+    note = capsys.readouterr().out
+    assert note.splitlines()[1] == "3"  # the tree size: all three events
+    assert (data / "audit" / "CHECKPOINTS").read_text().endswith(note)
+    assert main(["audit", "key", str(data)]) == 0
+    key = capsys.readouterr().out.strip()
+    assert main(["audit", "prove", str(data), "--seq", "3"]) == 0
+    assert capsys.readouterr().out.startswith("c2sp.org/tlog-proof@v1\n")
+    bundle = tmp_path / "bundle"
+    assert main(["audit", "export", str(data), "-o", str(bundle)]) == 0
+    assert main(["audit", "verify", str(bundle), "--key", key]) == 0
+    report = tmp_path / "report.html"
+    assert main(["audit", "report", str(data), "-o", str(report)]) == 0
+    assert "device aud1 in postgresql://" in report.read_text()
+    assert main(["audit", "checkpoint", str(data), "--device", "other"]) == 2
+    assert "refusing to mix them" in capsys.readouterr().err
+
+
+@pytest.mark.integration
+def test_validate_records_its_verdict_in_the_store(pg_url: str, tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    from engine.cli import main
+    from events.pgstore import PostgresEventStore
+    from tests.validation.validation_support import AT_US, Pki, Spec, pem
+
+    pki = Pki.make("Store")
+    leaf = pki.leaf(Spec("peer.example", dns=["peer.example"]))
+    (tmp_path / "chain.pem").write_bytes(pem([leaf, pki.inter]))
+    data = tmp_path / "dev"
+    at = datetime.fromtimestamp(AT_US / 1e6, UTC).isoformat()
+    code = main(["validate", "--data", str(data), "--store", pg_url, "--device", "gw1",
+                 str(tmp_path / "chain.pem"), "--at", at, "--json"])
+    assert code == 1 and json.loads(capsys.readouterr().out.splitlines()[-1])["ok"] is False
+    with PostgresEventStore.open(pg_url, "gw1", readonly=True) as store:
+        assert [r.type for r in store.read()][-1] == "PeerValidated"
+    assert not (data / "log").exists()

@@ -1,0 +1,115 @@
+"""`trustledger fleet follow` keeps the views current as devices commit (woken by the
+store's notifications) and stops cleanly on Ctrl-C; a CA's log is listed, counted, not
+folded as a device."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from engine.fleet import queries
+from engine.fleet.follower import FleetFollower
+from events.ca import ChallengeMinted
+from events.device import ConfigurationCommitted
+from events.pgstore import PostgresEventStore
+from events.store import PendingEvent
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+T0 = 1_764_201_600_000_000  # 2025-11-27 00:00:00 UTC, µs
+
+
+def _declare(n: int, name: str) -> PendingEvent:
+    key = f"crypto ca trustpoint {name}"
+    ev = ConfigurationCommitted(1000000001 + n, "tester", "", "", (((key,), None, key),))
+    return PendingEvent(ev, "device", T0 + n)
+
+
+def _device_row(url: str, device: str) -> tuple[int, int] | None:
+    with psycopg.connect(url) as conn:
+        row = conn.execute("SELECT seq, trustpoints FROM trustledger_fleet_devices "
+                           "WHERE device = %s", (device,)).fetchone()
+    return None if row is None else (int(row[0]), int(row[1]))
+
+
+def _until(what, timeout: float = 30.0):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while (got := what()) is None or got is False:
+        assert time.monotonic() < deadline, "the views did not catch up"
+        time.sleep(0.05)
+    return got
+
+
+def test_follow_keeps_the_views_current_and_stops_on_ctrl_c(pg_url: str) -> None:
+    with PostgresEventStore.open(pg_url, "edge-1") as s:
+        s.append([_declare(0, "tp0")])
+    child = subprocess.Popen([sys.executable, "-m", "engine.cli", "fleet", "follow"],
+                             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True, env={**os.environ, "PYTHONPATH": str(REPO),
+                                             "TRUSTLEDGER_STORE": pg_url})
+    try:
+        assert child.stdout is not None
+        first = child.stdout.readline()
+        assert first.startswith("Following postgresql://") and "Ctrl-C stops." in first
+        _until(lambda: _device_row(pg_url, "edge-1") == (1, 1))
+        with PostgresEventStore.open(pg_url, "edge-1") as s:  # a later commit...
+            s.append([_declare(1, "tp1")])
+        with PostgresEventStore.open(pg_url, "edge-2") as s:  # ...and a new device
+            s.append([_declare(0, "tp0")])
+        _until(lambda: _device_row(pg_url, "edge-1") == (2, 2))
+        _until(lambda: _device_row(pg_url, "edge-2") == (1, 1))
+        child.send_signal(signal.SIGINT)
+        out, err = child.communicate(timeout=30)
+    finally:
+        child.kill()
+        child.wait()
+    assert child.returncode == 0, err
+    assert out.splitlines() == ["Stopped at position 3."]
+    assert "Traceback" not in err
+
+
+def test_a_ca_log_is_counted_not_folded(pg_url: str) -> None:
+    with PostgresEventStore.open(pg_url, "ca-main", kind="ca") as ca:
+        ca.append([PendingEvent(ChallengeMinted(bytes(32), T0 + 10), "ca", T0 + 5)])
+        ca.append([PendingEvent(ChallengeMinted(bytes(32), T0 + 20), "ca", T0 + 6)])
+    with PostgresEventStore.open(pg_url, "edge-1") as s:
+        s.append([_declare(0, "tp0")])
+    with FleetFollower(pg_url) as f:
+        f.catch_up()
+        rows = f.answer(queries.devices, T0).rows
+    assert [(d.device, d.kind, d.events, d.last_at, d.trustpoints) for d in rows] == [
+        ("ca-main", "ca", 2, T0 + 6, 0), ("edge-1", "device", 1, T0, 1)]
+
+
+def test_an_event_this_build_does_not_fold_stops_the_views_before_it(
+        pg_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """A newer writer's event type: `fleet` says which device and seq (exit 1), the views
+    keep everything before it, and nothing is skipped past it."""
+    from engine.cli import main
+    from events.codec import encode_core
+    from events.store import chain_hash
+
+    with PostgresEventStore.open(pg_url, "edge-1") as s:
+        s.append([_declare(0, "tp0")])
+        seq, prev = s.head
+    core = encode_core([seq + 1, "device", "FromTheFuture", 1, T0 + 9, "", "", {"x": 1}])
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("INSERT INTO trustledger_events (position, log_id, seq, type, v, at, "
+                     "actor, correlation, core, prev, hash, tx) VALUES (nextval("
+                     "'trustledger_position'), 'edge-1', %s, 'FromTheFuture', 1, %s, '', '', "
+                     "%s, %s, %s, pg_current_xact_id())",
+                     (seq + 1, T0 + 9, core, prev, chain_hash(prev, core)))
+    assert main(["fleet", "devices", "--store", pg_url]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("% The device edge-1 log holds an event of type FromTheFuture at "
+                          "seq 2, which this build does not fold")
+    assert "Traceback" not in err
+    assert _device_row(pg_url, "edge-1") == (1, 1)
