@@ -50,6 +50,7 @@ class DeviceLog(Protocol):
 
     root: Path
     on_mark: Callable[[int], None] | None
+    on_sync: Callable[[bool], None] | None  # True: about to wait for durability; False: back
     recovered: str | None
 
     @property

@@ -736,11 +736,11 @@ class Engine:
         ports = self.ports
         self.audit = open_trail(log.root, log, key, lambda: key.open(_keystore(ports)))
         log.on_mark = self.audit.on_mark
-        if self.audit.latest is None:  # the first checkpoint: the key (or the upgrade)
-            try:
-                self.audit.checkpoint()
-            except TrustledgerError as err:
-                self.notices.append(f"%AUDIT-3-CHECKPOINT: no checkpoint signed: {err.text}")
+        log.on_sync = self.audit.on_sync
+        try:  # the first checkpoint (the key, the upgrade), or those a crash kept back
+            self.audit.sign_on_open()
+        except TrustledgerError as err:
+            self.notices.append(f"%AUDIT-3-CHECKPOINT: no checkpoint signed: {err.text}")
 
     def _forget_unlogged_audit(self, log: DeviceLog) -> None:
         """The tree (and any checkpoint signed inside a failed group) covered events the log
@@ -753,6 +753,7 @@ class Engine:
         except (TrustledgerError, LogError) as err:
             self.audit = None
             log.on_mark = None
+            log.on_sync = None
             self.ports.say(f"%AUDIT-3-CHECKPOINT: the audit trail is closed until the next "
                            f"open: {err.text}\n")
 
@@ -793,16 +794,19 @@ class Engine:
     def _submit_cosign(self) -> bool:
         """Hand the latest checkpoint to the configured witnesses (`audit witness url ...`)
         that have not co-signed it; False if there is nothing to ask."""
-        latest = self.audit.latest if self.audit is not None else None
-        if latest is None or self.log is None:
+        from engine.commands.witness import configured_witnesses
+
+        configured = configured_witnesses(self.state.config)
+        if not configured or self.audit is None or self.log is None:
+            return False  # before `latest`, which waits for the signature being made
+        latest = self.audit.latest
+        if latest is None:
             return False
         from engine.audit.cosigner import Cosigner
         from engine.audit.cosigner import Job as CosignJob
         from engine.audit.witness_client import HttpxWitnessTransport, WitnessClient
-        from engine.commands.witness import configured_witnesses
 
-        witnesses = tuple(w for w in configured_witnesses(self.state.config)
-                          if not _cosigned_by(latest.note, w))
+        witnesses = tuple(w for w in configured if not _cosigned_by(latest.note, w))
         if not witnesses:
             return False
         if self._cosigner is None:

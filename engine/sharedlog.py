@@ -51,6 +51,8 @@ class SharedLog:
         self.store = store
         self.root = root
         self.on_mark: Callable[[int], None] | None = None
+        # Around a commit's wait for the store (engine/audit/signer.py signs meanwhile).
+        self.on_sync: Callable[[bool], None] | None = None
         self.recovered: str | None = None  # a shared store repairs nothing at open
         self._marked_at = time.monotonic()
         self._marked = store.head[0]
@@ -96,6 +98,9 @@ class SharedLog:
     def append(self, batch: Sequence[PendingEvent]) -> list[Recorded]:
         if self._broken is not None:
             raise self._broken
+        window = self.on_sync if not self._grouped else None
+        if window is not None:
+            window(True)
         try:
             records = self.store.append(batch)
         except StreamConflict as err:
@@ -103,6 +108,9 @@ class SharedLog:
         except StoreUnavailable as err:
             self._broken = LogWriteFailed(_Unavailable(err.text.rstrip(".")), False)
             raise self._broken from None
+        finally:
+            if window is not None:
+                window(False)
         self._mark_if_due()
         return records
 

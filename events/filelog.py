@@ -501,6 +501,10 @@ class FileEventLog:
         # Called with the seq the marker is about to record, in the marker's step: what must
         # be durable with the marker writes itself here (engine/audit/trail.py).
         self.on_mark: Callable[[int], None] | None = None
+        # Called with True right before each fdatasync of appended frames and with False when
+        # it returned: work that can run while the writer waits for the disk without the
+        # GIL runs then (engine/audit/signer.py).
+        self.on_sync: Callable[[bool], None] | None = None
 
     # -- opening ---------------------------------------------------------------------------
 
@@ -694,7 +698,15 @@ class FileEventLog:
         `_guarded`: a failure cuts the log back to the previous acknowledgement point."""
         self._write_out()
         assert self._fd is not None
-        os.fdatasync(self._fd)
+        on_sync = self.on_sync
+        if on_sync is None:
+            os.fdatasync(self._fd)
+        else:
+            on_sync(True)
+            try:
+                os.fdatasync(self._fd)
+            finally:
+                on_sync(False)
         self._pending_sync = False
         self._durable = self._head_seq, self._head_hash
         self._durable_at = self._head_at
@@ -712,6 +724,8 @@ class FileEventLog:
             return None
         self._guarded(self._write_out)
         self._pending_sync = False  # appends from now on need the next sync
+        if self.on_sync is not None:
+            self.on_sync(True)
         return SyncTicket(os.dup(self._fd), (self._head_seq, self._head_hash), self._head_at,
                           self._segment, self._segment_size)
 
@@ -720,6 +734,8 @@ class FileEventLog:
         or, if the fdatasync failed, everything not acknowledged before is forgotten as for
         any failed sync (see the module docstring) and LogWriteFailed is raised."""
         os.close(ticket.fd)
+        if self.on_sync is not None:
+            self.on_sync(False)
         if error is not None:
             raise LogWriteFailed(error, self._roll_back(error)) from error
         if ticket.head[0] > self._durable[0]:  # a rotation may have synced further meanwhile

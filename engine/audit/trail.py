@@ -6,10 +6,13 @@ A writer keeps the tree as a `CompactRange` (O(log n) hashes) bound to the log: 
 covers seq 1..size, the event at `size` has chain hash `chain`, and the frames after it start
 at `at` (a `Position`). Each appended batch extends it (`observe`); a batch holding a trust
 decision (engine/audit/decisions.py) is followed by a checkpoint: the C2SP tlog-checkpoint of
-the range (origin, size, root) signed by the audit key (`checkpoint`). The device signs after
-the batch's fdatasync; the CA, whose group commit acknowledges batches later, signs when it
-appends. Either way a checkpoint is written out (below) only once every event it covers is
-acknowledged, so no file ever holds a checkpoint of events that may be lost.
+the range (origin, size, root) signed by the audit key (`checkpoint`). What a checkpoint says
+is fixed when it is asked for (after the device's batch is acknowledged; the CA, whose group
+commit acknowledges batches later, asks when it appends); the Ed25519 signature is made on the
+signer thread while the log waits for its next fdatasync (`on_sync`, engine/audit/signer.py),
+or when someone reads `latest` or the trail is written out, whichever comes first. Either way a
+checkpoint is written out (below) only once every event it covers is acknowledged, so no file
+ever holds a checkpoint of events that may be lost.
 
 Two files beside the log (in the log directory) hold the trail:
 
@@ -27,11 +30,16 @@ decisions only, and costs no fdatasync per command.
 
 Durability: both files are written in the log's head-marker step (`FileEventLog.on_mark`: at
 most every MARK_EVERY seconds, when a snapshot is taken, and at a clean close), never by a
-command itself, and hold only what covers acknowledged events (`persist(upto=seq)`). After a
-crash the last MARK_EVERY seconds of checkpoints may be missing from the files; the events
-they covered are not (they were acknowledged), and Ed25519 signatures are deterministic (RFC
-8032 §5.1.6), so signing the same size again gives the same checkpoint.
-`trustledger audit checkpoint` writes through at once: it prints what it signed.
+command itself, and hold only what covers acknowledged events (`persist(upto=seq)`; the
+signatures still being made are waited for first). A crash (tests/audit/test_audit_crash.py)
+between a commit's fdatasync and that step leaves the events (acknowledged) and files that
+are true but older: killed before the signature is made or before anything is written, both
+files are as of the previous step; after `CHECKPOINTS` is appended but before `AUDIT` is
+replaced, `CHECKPOINTS` is ahead of `AUDIT`; after both, only the head marker is older. The
+next open re-signs the trust decisions after the newest checkpoint recorded (`sign_on_open`):
+Ed25519 signatures are deterministic (RFC 8032 §5.1.6), so the same tree gives the same note,
+and every decision's checkpoint is recorded once. `trustledger audit checkpoint` writes
+through at once: it prints what it signed.
 
 Opening (`open_trail`): nothing is rebuilt from the whole log when `AUDIT` is there. The latest
 checkpoint's signature is checked with the log's audit key and its root against the range it
@@ -42,16 +50,15 @@ from the position saved) to bring the range to the head. A log that ends below e
 differs at that seq (cut back, or rewritten from some point on), refuses to open with a `%`
 sentence naming what is missing: this is what tells a truncation from a torn tail for the
 events a checkpoint covers. Without `AUDIT` (a log made before the audit, or the file moved
-aside) the range is rebuilt from every event once; if `CHECKPOINTS` holds a checkpoint, the
-newest one must verify and the log must reach its size with the root it signed (else the open
-is refused as above: the device would otherwise sign a second, different checkpoint for a size
-it already signed).
+aside) the range is rebuilt from every event once. Either way, if the newest checkpoint in
+`CHECKPOINTS` (read from the file's end) is past the range `AUDIT` saved, it must verify and
+the log must reach its size with the root it signed (else the open is refused as above: the
+device would otherwise sign a second, different checkpoint for a size it already signed).
 """
 
 from __future__ import annotations
 
 import base64
-import contextlib
 import json
 import os
 import threading
@@ -67,15 +74,19 @@ from engine.audit.decisions import is_trust_decision
 from engine.audit.key import AuditKey
 from engine.audit.merkle import CompactRange, leaf_hash
 from engine.audit.note import NoteError, sign_note, verify_note
+from engine.audit.signer import Worker
 from engine.devicelog import DeviceLog
+from engine.logsetup import get_logger
 from events.crc import crc32c
 from events.durable import fsync_directory
 from events.filelog import LogError, Position, TailMismatch
-from events.store import Recorded
+from events.store import GENESIS, Recorded
 
 AUDIT_FILE = "AUDIT"
 CHECKPOINTS_FILE = "CHECKPOINTS"
 _MAGIC = "trustledger-audit v1"
+
+logger = get_logger("trustledger.audit")
 
 
 class AuditMismatch(LogError):
@@ -197,6 +208,30 @@ def read_checkpoints(root: Path) -> list[bytes]:
         text = (root / CHECKPOINTS_FILE).read_bytes().decode("utf-8", "replace")
     except FileNotFoundError:
         return []
+    return _split_notes(text)
+
+
+def newest_checkpoint(root: Path) -> bytes | None:
+    """The last signed note in `CHECKPOINTS` (not verified), read from the file's end: the
+    file holds every checkpoint ever signed, an open reads only its tail."""
+    try:
+        with open(root / CHECKPOINTS_FILE, "rb") as f:
+            end = f.seek(0, os.SEEK_END)
+            take = 4096
+            while True:
+                start = max(0, end - take)
+                f.seek(start)
+                notes = _split_notes(f.read(end - start).decode("utf-8", "replace"))
+                # From the middle of the file the first note is cut; the last one starts
+                # at a note's first line once another note was seen before it.
+                if start == 0 or len(notes) >= 2:
+                    return notes[-1] if notes else None
+                take *= 4
+    except FileNotFoundError:
+        return None
+
+
+def _split_notes(text: str) -> list[bytes]:
     notes: list[bytes] = []
     current: list[str] = []
     in_sigs = False
@@ -226,14 +261,23 @@ class AuditTrail:
         self.key = key
         self.range = tree.range()
         self.chain, self.at = tree.chain, tree.at
-        self.latest = latest
+        self._latest = latest
         self._signer = signer
         self._private: Ed25519PrivateKey | None = None
         self._kid = key.verifier().key_id
+        self._signing = Worker("audit-signer")  # engine/audit/signer.py
         self._unsaved: list[Signed] = []  # signed, not yet in CHECKPOINTS
         self._on_disk: Signed | None = latest  # the latest checkpoint AUDIT holds
         self._dirty = False
         self._lock = threading.Lock()
+        self.missed: list[Bound] = []  # decisions found unsigned on open (`sign_on_open`)
+
+    @property
+    def latest(self) -> Signed | None:
+        """The latest checkpoint, once every signature asked for is made."""
+        self._signing.drain()
+        with self._lock:
+            return self._latest
 
     @property
     def size(self) -> int:
@@ -257,35 +301,72 @@ class AuditTrail:
                 self.chain, self.at, self._dirty = records[-1].hash, at, True
         return decision
 
-    def checkpoint(self) -> bytes:
-        """Sign the tree as it is: the signed note (also kept as the latest)."""
+    def checkpoint(self) -> None:
+        """Checkpoint the tree as it is: what it signs is fixed now; the signature is made on
+        the signer thread (engine/audit/signer.py) while the log waits for its next
+        fdatasync (`on_sync`), after which the signed note is `latest` and waits to be
+        written out. `latest` and `persist` have it made first if it is not. The key is
+        opened here, the first time (its errors are raised here). The commit path: only
+        the range's hashes are copied here, the rest is the signer thread's."""
         with self._lock:
-            cp = Checkpoint(self.key.origin, self.range.size, self.range.root())
-            if self._private is None:
-                self._private = self._signer()
-            note = sign_note(cp.format(), self.key.origin, self._private, kid=self._kid)
-            self.latest = Signed(note, cp, self.bound())
-            self._unsaved.append(self.latest)
+            private, rng = self._opened(), self.range
+            size, hashes, chain, at = rng.size, tuple(rng.hashes), self.chain, self.at
+        self._signing.submit(lambda: self._sign(Bound(size, hashes, chain, at), private))
+
+    def _request(self, tree: Bound) -> None:
+        with self._lock:
+            private = self._opened()
+        self._signing.submit(lambda: self._sign(tree, private))
+
+    def _opened(self) -> Ed25519PrivateKey:
+        """The private key, opened the first time it is needed (called under the lock)."""
+        if self._private is None:
+            self._private = self._signer()
+        return self._private
+
+    def sign_on_open(self) -> None:
+        """What the open found unsigned: a checkpoint of each trust decision after the
+        newest checkpoint recorded (a crash kept it from being written out; signing the
+        same tree again gives the same note, RFC 8032 §5.1.6), or, on a log that has none at
+        all, of the tree as it is (the key's, or a log made before the audit). The key's
+        errors are raised (nothing is queued then; the next open finds them again)."""
+        missed = self.missed
+        if not missed and self._latest is None:
+            missed = [self.bound()]
+        for tree in missed:
+            self._request(tree)
+        self.missed = []
+
+    def _sign(self, tree: Bound, private: Ed25519PrivateKey) -> None:
+        """The signer thread's job: sign the checkpoint of `tree`, keep it as the latest,
+        to be written out."""
+        cp = Checkpoint(self.key.origin, tree.size, tree.range().root())
+        note = sign_note(cp.format(), self.key.origin, private, kid=self._kid)
+        with self._lock:
+            self._latest = Signed(note, cp, tree)
+            self._unsaved.append(self._latest)
             self._dirty = True
-        return note
 
     def add_cosignatures(self, lines: bytes) -> None:
         """Witnesses' cosignature lines on the latest checkpoint (engine/audit/
         witness_client.py): its note, kept and written out, carries them from now on."""
+        self._signing.drain()
         with self._lock:
-            assert self.latest is not None
-            signed = Signed(self.latest.note + lines, self.latest.checkpoint, self.latest.tree)
-            if self._unsaved and self._unsaved[-1] is self.latest:
+            latest = self._latest
+            assert latest is not None
+            signed = Signed(latest.note + lines, latest.checkpoint, latest.tree)
+            if self._unsaved and self._unsaved[-1] is latest:
                 self._unsaved[-1] = signed
             else:  # already written out: CHECKPOINTS gets the co-signed copy too
                 self._unsaved.append(signed)
-            self.latest = signed
+            self._latest = signed
             self._dirty = True
 
     def persist(self, upto: int | None = None) -> None:
         """Write what changed: new checkpoints to CHECKPOINTS, then AUDIT; with `upto`, only
         what covers no seq after it (what is acknowledged). OSError is raised and nothing is
-        forgotten (the next step writes it)."""
+        forgotten (the next step writes it). Signatures still being made are waited for."""
+        self._signing.drain()
         with self._lock:
             if not self._dirty:
                 return
@@ -303,12 +384,25 @@ class AuditTrail:
             self._on_disk = latest
             self._dirty = self.range.size > limit or bool(self._unsaved)
 
+    def on_sync(self, waiting: bool) -> None:
+        """The log is about to wait for its fdatasync (True), or it returned (False): the
+        signatures asked for are made meanwhile, on the signer thread (engine/audit/
+        signer.py)."""
+        if waiting:
+            self._signing.release()
+        else:
+            self._signing.hold()
+
     def on_mark(self, seq: int) -> None:
         """The log's head-marker step (the marker will say `seq`): write the trail with it,
         up to what is acknowledged. A failure leaves the previous files, which are still
-        true (only older)."""
-        with contextlib.suppress(OSError):
+        true (only older). Nothing raised here reaches the log: its fdatasync succeeded."""
+        try:
             self.persist(seq)
+        except OSError:
+            pass  # the next step writes it
+        except Exception as e:  # a signature job that raised: a bug, said, the log unharmed
+            logger.error("audit checkpoint not signed: a bug", error=repr(e), seq=seq)
 
 
 # -- opening --------------------------------------------------------------------------------------
@@ -316,43 +410,48 @@ class AuditTrail:
 
 def open_trail(root: Path, log: DeviceLog, key: AuditKey,
                signer: Callable[[], Ed25519PrivateKey]) -> AuditTrail:
-    """The trail of the log in `root`, checked against the log (see "Opening" above)."""
+    """The trail of the log in `root`, checked against the log (see "Opening" above); the
+    trust decisions in the rows read whose checkpoints were never written out are left for
+    `sign_on_open` (see "Durability" above)."""
     saved = read_saved(root)
     if saved is None:
-        recorded = _newest_recorded(root, key)
-        rng = CompactRange()
-        recorded_root = None
-        for row in log.read_rows():
-            rng.append(leaf_hash(row[8]))
-            if recorded is not None and rng.size == recorded.size:
-                recorded_root = rng.root()
-        if recorded is not None:
-            _check_recorded(recorded, rng.size, recorded_root)
-        head, chain = log.head
-        return AuditTrail(root, key, signer,
-                          Bound(head, tuple(rng.hashes), chain, log.position), None)
-    if saved.latest is not None:
-        _check_signed(saved.latest, key, log)
-    rows = _continues(log, saved.tree, "the audit tree beside it")
-    trail = AuditTrail(root, key, signer, saved.tree, saved.latest)
-    last: Sequence[Any] | None = None
-    append = trail.range.append
+        start, latest = Bound(0, (), GENESIS, None), None
+        rows: Iterator[Sequence[Any]] = log.read_rows()
+    else:
+        start, latest = saved.tree, saved.latest
+        if latest is not None:
+            _check_signed(latest, key, log)
+        rows = _continues(log, saved.tree, "the audit tree beside it")
+    recorded = _newest_recorded(root, key, latest)
+    signed = max(recorded.size if recorded else -1, latest.checkpoint.size if latest else -1)
+    trail = AuditTrail(root, key, signer, start, latest)
+    rng, recorded_root, last = trail.range, None, None
     for row in rows:
-        append(leaf_hash(row[8]))
+        rng.append(leaf_hash(row[8]))
         last = row
+        if recorded is not None and rng.size == recorded.size:
+            recorded_root = rng.root()
+        if 0 <= signed < rng.size and is_trust_decision(row[2]):
+            trail.missed.append(Bound(rng.size, tuple(rng.hashes), row[8], None))
+    if recorded is not None and recorded.size > start.size:
+        _check_recorded(recorded, rng.size, recorded_root)
     if last is not None:
         trail.chain, trail.at, trail._dirty = last[8], log.position, True
+        if trail.missed and trail.missed[-1].size == rng.size:
+            trail.missed[-1] = trail.bound()
     return trail
 
 
-def _newest_recorded(root: Path, key: AuditKey) -> Checkpoint | None:
-    """The newest checkpoint in `CHECKPOINTS` (its signature checked), for a trail opened
-    without `AUDIT`: the log must still be the one it covers."""
-    notes = read_checkpoints(root)
-    if not notes:
+def _newest_recorded(root: Path, key: AuditKey, latest: Signed | None) -> Checkpoint | None:
+    """The newest checkpoint in `CHECKPOINTS` (its signature checked unless it is `latest`,
+    which was): the log must still be the one it covers."""
+    note = newest_checkpoint(root)
+    if note is None:
         return None
+    if latest is not None and note == latest.note:
+        return latest.checkpoint
     try:
-        return parse_checkpoint(verify_note(notes[-1], [key.verifier()])[0])
+        return parse_checkpoint(verify_note(note, [key.verifier()])[0])
     except NoteError as e:
         raise AuditMismatch(f"The newest checkpoint in {root / CHECKPOINTS_FILE} does not "
                             f"verify with the log's audit key ({e}). Refusing to open."

@@ -361,8 +361,9 @@ class BuiltinCA:
         except AuditMismatch as e:
             raise CAError(Reason.BAD_DATA, e.text) from None
         log.on_mark = self.audit.on_mark
-        if self.audit.latest is None:  # the first checkpoint: the key (or the upgrade)
-            self.audit.checkpoint()
+        log.on_sync = self.audit.on_sync
+        # the first checkpoint (the key, the upgrade), or those a crash kept back
+        self.audit.sign_on_open()
 
     def __enter__(self) -> Self:
         return self

@@ -1,0 +1,241 @@
+"""Checkpoints are signed off the command path (engine/audit/signer.py, issue 18 item 8):
+the signature waits for the log's next fdatasync and is made on the signer thread while the
+log waits for the disk; every checkpoint asked for is signed, in order, and whoever reads
+the latest one or writes the trail out has it made first."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+import engine.audit.signer
+from engine.audit.checkpoint import origin_for, parse_checkpoint
+from engine.audit.key import AuditKey
+from engine.audit.merkle import CompactRange, leaf_hash
+from engine.audit.note import raw_public, verify_note
+from engine.audit.signer import Worker
+from engine.audit.trail import (
+    AuditTrail,
+    Bound,
+    newest_checkpoint,
+    read_checkpoints,
+    read_saved,
+)
+from events.device import ConfigurationCommitted
+from events.filelog import FileEventLog
+from events.store import GENESIS, PendingEvent
+
+
+class WatchedKey:
+    """An Ed25519 key that says on which thread each signature was made."""
+
+    def __init__(self) -> None:
+        self.key = Ed25519PrivateKey.generate()
+        self.threads: list[str] = []
+        self.signed = threading.Event()
+
+    def sign(self, data: bytes) -> bytes:
+        self.threads.append(threading.current_thread().name)
+        self.signed.set()
+        return self.key.sign(data)
+
+
+def audit_key(private: Ed25519PrivateKey) -> AuditKey:
+    public = raw_public(private.public_key())
+    return AuditKey(origin_for("r1", public), "0" * 32, public, b"", b"", b"", "", 0)
+
+
+def commit(n: int) -> PendingEvent:
+    ev = ConfigurationCommitted(1_000_000_001 + n, "admin", "", "",
+                                ((("hostname",), None, f"hostname r{n}"),))
+    return PendingEvent(ev, "device", 1_700_000_000_000_000 + n, "admin", f"c{n}")
+
+
+def trail_on(log: FileEventLog, key: WatchedKey) -> AuditTrail:
+    trail = AuditTrail(log.root, audit_key(key.key), lambda: key,  # type: ignore[arg-type,return-value]
+                       Bound(0, (), GENESIS, None), None)
+    log.on_mark, log.on_sync = trail.on_mark, trail.on_sync
+    return trail
+
+
+def test_jobs_wait_for_a_release_and_run_in_order_on_one_thread() -> None:
+    worker = Worker("w")
+    ran: list[tuple[int, str]] = []
+    for i in range(5):
+        worker.submit(lambda i=i: ran.append((i, threading.current_thread().name)))
+    time.sleep(0.05)
+    assert ran == []  # queued: nothing runs before the log syncs (or someone drains)
+    worker.release()
+    worker.drain()
+    assert ran == [(i, "w") for i in range(5)]
+
+
+def test_no_job_starts_once_the_window_is_held_until_the_next_release_or_drain() -> None:
+    """The log holds the window when its fdatasync returns: a job the thread has not started
+    by then waits for the next fdatasync, never taking the GIL from the command thread."""
+    worker = Worker("w")
+    ran: list[str] = []
+    started, go_on = threading.Event(), threading.Event()
+
+    def slow() -> None:
+        started.set()
+        go_on.wait(10)
+        ran.append("slow")
+
+    worker.submit(slow)
+    worker.submit(lambda: ran.append("next"))
+    worker.release()
+    assert started.wait(10)
+    worker.hold()  # while `slow` runs: it finishes, `next` does not start
+    go_on.set()
+    time.sleep(0.1)
+    assert ran == ["slow"]
+    worker.release()
+    worker.drain()
+    assert ran == ["slow", "next"]
+    worker.hold()
+    worker.submit(lambda: ran.append("drained"))
+    worker.drain()  # whatever the window
+    assert ran == ["slow", "next", "drained"]
+
+
+def test_drain_runs_what_is_queued_and_raises_a_failed_job_once() -> None:
+    worker = Worker("w")
+    ran: list[int] = []
+
+    def fail() -> None:
+        raise RuntimeError("a bug")
+
+    worker.submit(fail)
+    worker.submit(lambda: ran.append(1))  # a failed job stops none after it
+    with pytest.raises(RuntimeError, match="a bug"):
+        worker.drain()
+    assert ran == [1]
+    worker.drain()  # said once
+
+
+def test_the_thread_ends_when_idle_and_the_next_release_starts_one(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(engine.audit.signer, "IDLE", 0.01)
+    worker = Worker("audit-signer-idle-test")
+    worker.submit(lambda: None)
+    worker.drain()
+    deadline = time.monotonic() + 10
+    while any(t.name == worker.name for t in threading.enumerate()):
+        assert time.monotonic() < deadline, "the idle thread never ended"
+        time.sleep(0.01)
+    ran: list[int] = []
+    worker.submit(lambda: ran.append(1))
+    worker.drain()
+    assert ran == [1]
+
+
+def test_a_checkpoint_is_signed_while_the_log_waits_for_its_next_fdatasync(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    key = WatchedKey()
+    with FileEventLog.open(tmp_path / "log") as log:
+        trail = trail_on(log, key)
+        trail.observe(log.append([commit(1)]), log.position)
+        trail.checkpoint()
+        assert key.threads == []  # not signed on the command path
+        waited: list[bool] = []
+        fdatasync = os.fdatasync
+
+        def slow_disk(fd: int) -> None:  # the disk answers only once the signature is made
+            waited.append(key.signed.wait(10))
+            fdatasync(fd)
+
+        monkeypatch.setattr(os, "fdatasync", slow_disk)
+        trail.observe(log.append([commit(2)]), log.position)
+        monkeypatch.undo()
+        assert waited == [True] and key.threads == ["audit-signer"]
+        latest = trail.latest
+        assert latest is not None and latest.checkpoint.size == 1
+        verify_note(latest.note, [trail.key.verifier()])
+
+
+def test_the_last_checkpoint_is_signed_when_read_or_written_out(tmp_path: Path) -> None:
+    """No fdatasync follows the last command: `latest` and the marker step have it made."""
+    key = WatchedKey()
+    with FileEventLog.open(tmp_path / "log") as log:
+        trail = trail_on(log, key)
+        trail.observe(log.append([commit(1)]), log.position)
+        trail.checkpoint()
+        assert key.threads == []
+        log.mark_head()  # the marker step writes the trail: the signature is made first
+        saved = read_saved(log.root)
+        assert saved is not None and saved.latest is not None
+        assert saved.latest.checkpoint.size == 1
+
+
+def test_every_checkpoint_is_signed_and_recorded_in_order(tmp_path: Path) -> None:
+    key = WatchedKey()
+    n = 60
+    with FileEventLog.open(tmp_path / "log") as log:
+        trail = trail_on(log, key)
+        for i in range(1, n + 1):
+            records = log.append([commit(i)])
+            if trail.observe(records, log.position):
+                trail.checkpoint()
+        hashes = [r.hash for r in log.read()]
+    notes = read_checkpoints(tmp_path / "log")  # written at the close's marker step
+    assert len(notes) == n and len(key.threads) == n
+    verifier = trail.key.verifier()
+    for size, note in enumerate(notes, start=1):
+        cp = parse_checkpoint(verify_note(note, [verifier])[0])
+        rng = CompactRange()
+        rng.extend(leaf_hash(h) for h in hashes[:size])
+        assert (cp.size, cp.root) == (size, rng.root())
+
+
+@pytest.mark.parametrize("count", [1, 2, 15, 40, 200])
+def test_the_newest_checkpoint_is_read_from_the_end_of_the_file(tmp_path: Path,
+                                                                count: int) -> None:
+    """Notes of any length (cosignature lines included), a file of any size: the tail read
+    finds the same last note as reading the whole file."""
+    key = WatchedKey()
+    with FileEventLog.open(tmp_path / "log") as log:
+        trail = trail_on(log, key)
+        for i in range(1, count + 1):
+            trail.observe(log.append([commit(i)]), log.position)
+            trail.checkpoint()
+            if i % 7 == 0:  # a co-signed copy, with lines of several witnesses
+                trail.add_cosignatures("".join(f"\u2014 witness{w}.example AAAA{'B' * 90}\n"
+                                               for w in range(i % 5 + 1)).encode())
+    notes = read_checkpoints(tmp_path / "log")
+    assert newest_checkpoint(tmp_path / "log") == notes[-1]
+    assert parse_checkpoint(notes[-1].decode().partition("\n\n")[0] + "\n").size == count
+
+
+def test_no_checkpoints_file_has_no_newest_checkpoint(tmp_path: Path) -> None:
+    assert newest_checkpoint(tmp_path) is None
+
+
+def test_a_signature_job_that_raises_never_fails_the_log(tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bug in signing surfaces at the marker step, after the fdatasync succeeded: it is
+    logged there, and the append it happened under is acknowledged as any other."""
+    key = WatchedKey()
+    with FileEventLog.open(tmp_path / "log") as log:
+        trail = trail_on(log, key)
+
+        def broken(*args: object) -> None:
+            raise RuntimeError("a bug")
+
+        monkeypatch.setattr(trail, "_sign", broken)
+        trail.observe(log.append([commit(1)]), log.position)
+        trail.checkpoint()
+        trail.observe(log.append([commit(2)]), log.position)
+        log.mark_head()  # drains the broken job: logged, not raised
+        assert log.head[0] == 2
+        monkeypatch.undo()
+        trail.checkpoint()  # the next one is signed and written out (as a close does)
+        trail.persist()
+    saved = read_saved(tmp_path / "log")
+    assert saved is not None and saved.latest is not None
+    assert saved.latest.checkpoint.size == 2
