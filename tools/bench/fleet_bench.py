@@ -34,6 +34,7 @@ for p in (str(REPO), str(Path(__file__).resolve().parent)):
 
 from fleet_es import WriteRun, es_event_count, es_writers  # noqa: E402
 from fleet_material import copy_fleet  # noqa: E402
+from together import run_together  # noqa: E402
 
 from engine.engine import Engine  # noqa: E402
 from engine.ports import EngineClock, SystemClock  # noqa: E402
@@ -107,14 +108,7 @@ def our_writers(url: str, devices: int, commits: int, tag: str,
             errors.append(err)
             start.abort()
 
-    threads = [threading.Thread(target=device, args=(i,)) for i in range(devices)]
-    for t in threads:
-        t.start()
-    start.wait()
-    t0 = time.perf_counter()
-    for t in threads:
-        t.join()
-    seconds = time.perf_counter() - t0
+    seconds = run_together(device, devices, start)
     for e in engines:
         e.store.close()
     if errors:

@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 
 from eventsourcing.application import Application
 from eventsourcing.domain import Aggregate, event
+from together import run_together
 
 
 class Device(Aggregate):
@@ -80,14 +81,7 @@ def es_writers(url: str, devices: int, commits: int) -> WriteRun:
             errors.append(e)
             start.abort()
 
-    threads = [threading.Thread(target=device, args=(i,)) for i in range(devices)]
-    for t in threads:
-        t.start()
-    start.wait()
-    t0 = time.perf_counter()
-    for t in threads:
-        t.join()
-    seconds = time.perf_counter() - t0
+    seconds = run_together(device, devices, start)
     app.close()
     if errors:
         raise errors[0]

@@ -34,10 +34,12 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+for p in (str(REPO), str(Path(__file__).resolve().parent)):
+    if p not in sys.path:
+        sys.path.insert(0, p)
 
 import psycopg  # noqa: E402
+from together import run_together  # noqa: E402
 
 from events import pgstore  # noqa: E402
 from events.pgstore import PostgresEventStore  # noqa: E402
@@ -85,14 +87,7 @@ def _round(url: str, writers: int, commits: int) -> tuple[float, list[float]]:
             store.append(b)
             out.append(time.perf_counter() - t0)
 
-    threads = [threading.Thread(target=write, args=(n,)) for n in range(writers)]
-    for t in threads:
-        t.start()
-    start.wait()
-    t0 = time.perf_counter()
-    for t in threads:
-        t.join()
-    elapsed = time.perf_counter() - t0
+    elapsed = run_together(write, writers, start)
     for s in stores:
         s.close()
     return writers * commits / elapsed, [x for xs in latencies for x in xs]
