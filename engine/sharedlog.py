@@ -102,17 +102,26 @@ class SharedLog:
         if window is not None:
             window(True)
         try:
-            records = self.store.append(batch)
-        except StreamConflict as err:
-            raise _conflict(err) from None
-        except StoreUnavailable as err:
-            self._broken = LogWriteFailed(_Unavailable(err.text.rstrip(".")), False)
-            raise self._broken from None
+            with self._store_errors():
+                records = self.store.append(batch)
         finally:
             if window is not None:
                 window(False)
         self._mark_if_due()
         return records
+
+    @contextlib.contextmanager
+    def _store_errors(self) -> Iterator[None]:
+        """The store's refusals as the engine's: another writer's append is a LogConflict
+        (the command changed nothing); a lost store is a failed write, and this log takes
+        no more appends until it is opened again."""
+        try:
+            yield
+        except StreamConflict as err:
+            raise _conflict(err) from None
+        except StoreUnavailable as err:
+            self._broken = LogWriteFailed(_Unavailable(err.text.rstrip(".")), False)
+            raise self._broken from None
 
     def _mark_if_due(self) -> None:
         """The "durable now" step, at most every MARK_EVERY seconds, never inside a group
@@ -159,13 +168,8 @@ class SharedLog:
     def _group(self) -> Iterator[None]:
         self._grouped += 1
         try:
-            with self.store.group_commit():
+            with self._store_errors(), self.store.group_commit():
                 yield
-        except StreamConflict as err:
-            raise _conflict(err) from None
-        except StoreUnavailable as err:
-            self._broken = LogWriteFailed(_Unavailable(err.text.rstrip(".")), False)
-            raise self._broken from None
         finally:
             self._grouped -= 1
         self._mark_if_due()
