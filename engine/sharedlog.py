@@ -15,6 +15,9 @@ What differs from the file log, and how it is met:
 - The server lost mid-append (`StoreUnavailable`): whether the batch committed may be unknown,
   so it is reported as a `LogWriteFailed` that was not rolled back, and the log takes no more
   appends until it is opened again (as the file log after a failed cut-back).
+- One writer only (`exclusive`, the built-in CA's log): the log's single-writer lock
+  (events/pgstore.py `WriterLock`) is held from `open` to `close`, so a second writer is
+  refused at open (`WriterLocked`, a `LogLocked`) as a second writer of a file log is.
 """
 
 from __future__ import annotations
@@ -34,7 +37,14 @@ from events.filelog import (
     TailMismatch,
     VerifyReport,
 )
-from events.pgstore import PostgresEventStore, StoreUnavailable, StreamConflict, list_logs
+from events.pgstore import (
+    PostgresEventStore,
+    StoreUnavailable,
+    StreamConflict,
+    WriterLock,
+    list_logs,
+    writer_lock,
+)
 from events.store import GENESIS, PendingEvent, Recorded
 
 Row = Sequence[Any]
@@ -47,9 +57,11 @@ class _Unavailable(Exception):
 class SharedLog:
     """One log of a shared store, with its audit trail's files in the local `root`."""
 
-    def __init__(self, store: PostgresEventStore, root: Path) -> None:
+    def __init__(self, store: PostgresEventStore, root: Path,
+                 lock: WriterLock | None = None) -> None:
         self.store = store
         self.root = root
+        self._lock = lock  # the single-writer lock of an `exclusive` log, until close
         self.on_mark: Callable[[int], None] | None = None
         # Around a commit's wait for the store (engine/audit/signer.py signs meanwhile).
         self.on_sync: Callable[[bool], None] | None = None
@@ -61,16 +73,24 @@ class SharedLog:
 
     @classmethod
     def open(cls, url: str, log_id: str, root: Path, *, kind: str | None = "device",
-             readonly: bool = False) -> SharedLog:
+             readonly: bool = False, exclusive: bool = False) -> SharedLog:
         """The log `log_id` of the store at `url`; `root` (made 0700 unless `readonly`)
         holds its audit trail's files. `kind` None (readers: `log verify|show|export`,
-        `replay`): whichever kind the store says the log is."""
+        `replay`): whichever kind the store says the log is. `exclusive` (a writer): hold
+        the log's single-writer lock until `close` (WriterLocked if another process has it)."""
         if not readonly:
             root.mkdir(mode=0o700, parents=True, exist_ok=True)
         if kind is None:
             kind = next((info.kind for info in list_logs(url) if info.log_id == log_id),
                         "device")  # a log that is not there: the store says so, as a device's
-        return cls(PostgresEventStore.open(url, log_id, kind=kind, readonly=readonly), root)
+        lock = writer_lock(url, log_id) if exclusive and not readonly else None
+        try:
+            return cls(PostgresEventStore.open(url, log_id, kind=kind, readonly=readonly),
+                       root, lock)
+        except BaseException:
+            if lock is not None:
+                lock.release()
+            raise
 
     def verify(self) -> VerifyReport:
         """Walk the whole chain (the store checks each row: numbering, chain, hash over its
@@ -190,6 +210,8 @@ class SharedLog:
                 self.mark_head()
         finally:
             self.store.close()
+            if self._lock is not None:
+                self._lock.release()
 
     def __enter__(self) -> SharedLog:
         return self

@@ -73,6 +73,17 @@ a notification costs a second round-trip and a short critical section with no fl
 price is that a writer killed between its COMMIT and its NOTIFY leaves subscribers to find its
 events at their next wake-up (another append's, or their poll timeout).
 
+Single writers (`WriterLock`, `writer_lock`). Optimistic concurrency lets any number of
+writers share a log (two device engines on one device: the loser of a race catches up). A log
+that must have ONE writer, as a file log has (the built-in CA: `ca serve` holds it, and the
+other `ca` commands go through its admin endpoint), takes a session-level advisory lock on a
+dedicated connection, keyed (WRITER_LOCK_CLASS, hashtext('trustledger:' || log_id)), for as
+long as it has the log open for writing: `pg_try_advisory_lock`, never a wait, so a second
+writer is refused at once (`WriterLocked`). The lock ends with its session: closing it, the
+process dying, or the server dropping the connection release it. Two log ids whose hashes
+collide share a lock (refused as "in use" though they are not; never two writers on one log).
+Readers take no lock. Devices do not take it.
+
 Connection trouble is a `StoreUnavailable` (a `LogError`) with a sentence, never a psycopg
 traceback. A connection that drops during an append leaves the batch in doubt (the COMMIT may
 have happened): the store reconnects, makes sure the old backend is gone (so the transaction
@@ -94,7 +105,7 @@ import psycopg
 from psycopg import errors as pg_errors
 from psycopg.conninfo import conninfo_to_dict
 
-from events.filelog import Damage, LogCorrupted, LogError, VerifyReport
+from events.filelog import Damage, LogCorrupted, LogError, LogLocked, VerifyReport
 from events.store import GENESIS, PendingEvent, Recorded, seal_encoded
 
 CHANNEL = "trustledger_events"
@@ -106,6 +117,7 @@ CONNECT_TIMEOUT_S = 10
 READ_PAGE = 1000  # rows per round-trip when a log is read
 _LOCK = 0x74726C706F736E  # the advisory lock key of position assignment ("trlposn")
 _SCHEMA_LOCK = 0x74726C736368  # the advisory lock key of ensure_schema ("trlsch")
+WRITER_LOCK_CLASS = 0x74726C77  # first key of a log's single-writer lock ("trlw")
 KEEPALIVES = {"keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 3,
               "keepalives_count": 3}
 _SETTLE_S = 10.0  # how long a reconnecting store waits for the old backend to end
@@ -588,6 +600,56 @@ def _translated(url: str, doing: str) -> Iterator[None]:
     except psycopg.Error as e:
         raise LogError(f"The event store {redacted(url)} failed to {doing}: {_why(e)}.",
                        sentence=True) from None
+
+
+# -- single writers ----------------------------------------------------------------------------
+
+
+class WriterLocked(LogLocked):
+    """Another session holds the log's single-writer lock (see `WriterLock`)."""
+
+
+class WriterLock:
+    """The single-writer lock of one log (module doc, "Single writers"), held on a connection
+    of its own from `acquire` until `release` (or the session's end)."""
+
+    def __init__(self, conn: psycopg.Connection[Any], log_id: str) -> None:
+        self._conn: psycopg.Connection[Any] | None = conn
+        self.log_id = log_id
+
+    @classmethod
+    def acquire(cls, url: str, log_id: str) -> WriterLock:
+        """Take the lock, or WriterLocked at once if another session holds it."""
+        conn = connect(url)
+        try:
+            with _translated(url, "lock the event log"):
+                row = conn.execute("SELECT pg_try_advisory_lock(%s, hashtext(%s))",
+                                   (WRITER_LOCK_CLASS, "trustledger:" + log_id)).fetchone()
+        except BaseException:
+            conn.close()
+            raise
+        if row is None or not row[0]:
+            conn.close()
+            raise WriterLocked(f"The event log {log_id} is open for writing by another "
+                               "process.", sentence=True)
+        return cls(conn, log_id)
+
+    def release(self) -> None:
+        """End the lock's session (which releases the lock, even if the server is gone)."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
+
+    def __enter__(self) -> WriterLock:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def writer_lock(url: str, log_id: str) -> WriterLock:
+    """`WriterLock.acquire`: the single-writer lock of `log_id` in the store at `url`."""
+    return WriterLock.acquire(url, log_id)
 
 
 # -- the whole store: logs, global order, notifications --------------------------------------

@@ -48,10 +48,15 @@ class CAUnavailable(CAError):
     reopened, which recovers the log from what is on disk."""
 
     def __init__(self, cause: BaseException) -> None:
-        reason = getattr(cause, "reason", None) or str(cause)
-        if getattr(cause, "rolled_back", False):
+        # LogWriteFailed's reason, or a LogError's text (never its rendered `% ...`).
+        reason = (getattr(cause, "reason", None) or getattr(cause, "text", None)
+                  or str(cause)).rstrip(".")
+        rolled_back = getattr(cause, "rolled_back", None)
+        if rolled_back:
             what = f"Could not write the event log: {reason}. Nothing was changed. "
-        else:  # the log could not be cut back to what was acknowledged (or another failure)
+        elif rolled_back is None:  # not a failed write: nothing to cut back
+            what = f"Could not write the event log: {reason}. "
+        else:  # the log could not be cut back to what was acknowledged
             what = (f"Could not write the event log: {reason}. The log could not be cut "
                     "back either: the failed commands may be found in it when it is reopened. ")
         super().__init__(Reason.NOT_ALLOWED, what + "The CA's log could not be made durable: "

@@ -19,8 +19,12 @@ Directory layout (`DIR`):
     DIR/admin.json          while `ca serve` runs: its loopback admin URL and token (0600)
 
 One writer: the process that opened the CA read-write holds the log's lock for as long as it
-stays open. Another process can open it read-only (listings) or ask the running server's
-admin endpoint to act (see engine/ca/admin.py).
+stays open (DIR/log's lock file, or in a PostgreSQL store the log's single-writer lock,
+events/pgstore.py `WriterLock`). Should another writer append all the same (nothing of ours
+stops a hand-made append to the store), the CA's append is refused with nothing written: the
+CA reads what the other wrote, folds it, and decides the command once more over that state
+(`CAConflict` if it loses twice); it goes on serving. Another process can open it read-only
+(listings) or ask the running server's admin endpoint to act (see engine/ca/admin.py).
 
 Thread safety: every write runs under one lock; readers take the current state, an immutable
 value, without it.
@@ -97,7 +101,7 @@ from engine.ca.state import (
     RequestStatus,
     evolve,
 )
-from engine.devicelog import DeviceLog
+from engine.devicelog import DeviceLog, LogConflict
 from engine.errors import Reason
 from engine.folds import UnfoldedEvent
 from engine.keystore import CryptographyKeyGenerator, DirectoryKeystore, KeyGenerator
@@ -141,6 +145,15 @@ class CALocked(CAError):
     def __init__(self, root: Path) -> None:
         super().__init__(Reason.NOT_ALLOWED, f"the CA in {root} is in use by another process")
         self.root = root
+
+
+class CAConflict(CAError):
+    """Another writer appended to the CA's log: the command changed nothing; the CA has read
+    what the other appended and goes on."""
+
+    def __init__(self, conflict: LogConflict) -> None:
+        super().__init__(Reason.NOT_ALLOWED, f"{conflict.text.rstrip('.')}; the CA has read "
+                                             "it, try the command again")
 
 
 @dataclass(frozen=True, slots=True)
@@ -527,9 +540,15 @@ class BuiltinCA:
             self._release_durable()
 
     def _run(self, command: object, actor: str) -> Decided:
-        """Drive `command` over the current state and append its batch (under the lock)."""
+        """Drive `command` over the current state and append its batch (under the lock); if
+        another writer appended meanwhile (module doc, "One writer"), once more over the state
+        that includes what it appended."""
         decided = drive(commands.decide(self._state, command), self._ports)
-        self._commit(decided, actor)
+        try:
+            self._commit(decided, actor)
+        except CAConflict:
+            decided = drive(commands.decide(self._state, command), self._ports)
+            self._commit(decided, actor)
         return decided
 
     def _execute(self, command: object, actor: str) -> Decided:
@@ -549,6 +568,9 @@ class BuiltinCA:
         before = self._state.crl
         try:
             records = self._log.append(batch)
+        except LogConflict as e:  # nothing written: the log is whole, only we are behind
+            self._catch_up()
+            raise CAConflict(e) from None
         except (LogError, OSError) as e:  # the log is broken until reopened
             raise self._durability.fail(e) from e
         state = self._state = decided.state
@@ -560,6 +582,18 @@ class BuiltinCA:
         if state.crl is not before and state.crl is not None:
             with self._publishing:  # published once durable (`_publish_durable_crl`)
                 self._unpublished.append((records[-1].seq, state.crl))
+
+    def _catch_up(self) -> None:
+        """Fold what another writer appended to the log since our head (under the lock)."""
+        seq = self._log.head[0]
+        self._log.refresh()
+        records = list(self._log.read(seq + 1))
+        state = self._state
+        for rec in records:
+            state = evolve(state, rec.event, rec.at)
+        self._state = state
+        if records and self.audit is not None:
+            self.audit.observe(records, self._log.position)
 
     def _release_durable(self) -> None:
         """What waited for its events to be durable: the console's lines, the CRL file."""
@@ -834,7 +868,7 @@ def _open_log(root: Path, readonly: bool, store: Binding | None = None) -> Devic
         from engine.sharedlog import SharedLog
 
         log = SharedLog.open(binding.url, binding.device, root / AUDIT_DIR, kind="ca",
-                             readonly=readonly)
+                             readonly=readonly, exclusive=True)  # one writer, as DIR/log
         if known is None and not readonly:
             try:
                 record(root, binding)
