@@ -28,6 +28,7 @@ import engine.logexport as logexport
 import engine.machines.diagrams as diagrams
 import engine.scep.errors as scep_errors
 import engine.storebinding as storebinding
+from engine.devicelog import LogConflict
 from engine.revocation.store import BlobMissing
 from engine.revocation.transport import CrlUnavailable
 from engine.scep.types import FailInfo
@@ -67,6 +68,7 @@ FACTORIES: dict[type, Callable[[str], Any]] = {
     ca_errors.ScepRefusal: lambda t: ca_errors.ScepRefusal(FailInfo.BAD_REQUEST, t),
     ca_errors.CAUnavailable: lambda t: ca_errors.CAUnavailable(OSError(5, t)),
     ca_service.CALocked: lambda t: ca_service.CALocked(pathlib.Path(t)),
+    ca_service.CAConflict: lambda t: ca_service.CAConflict(LogConflict(t)),
     scep_errors.ScepError: lambda t: scep_errors.ScepError(
         scep_errors.ScepErrorReason.MALFORMED, t),
     folds.UnfoldedEvent: lambda t: folds.UnfoldedEvent("device", t, 7),
