@@ -50,7 +50,9 @@ NOT_FOR_A_SHOW = ("httpx", "httpcore", "engine.scep_client", "engine.adapters.ht
                   "events.rollover", "events.trustpoint", "events.trustpool",
                   "events.validation", "events.witness",
                   # argparse's width without shutil; text wrapped and secrets read when asked
-                  "shutil", "textwrap", "getpass")
+                  "shutil", "textwrap", "getpass",
+                  # checking a pasted public key: `crypto key import` only
+                  "engine.keyimport")
 PROBE = """
 import sys
 from engine.cli import main
