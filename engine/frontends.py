@@ -6,10 +6,8 @@ takes the next line as its answer (an empty line takes the default); `!` lines a
 
 from __future__ import annotations
 
-import getpass
 import os
 import sys
-import textwrap
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -116,7 +114,9 @@ def run_interactive(engine: Engine, history_file: Path | None) -> int:
         def ask(self, prompt: str, secret: bool) -> str | None:
             try:
                 if secret:  # as on the router: nothing at all is echoed, not even `*`
-                    return getpass.getpass(prompt)
+                    from getpass import getpass  # the terminal shell only
+
+                    return getpass(prompt)
                 return questions.prompt(prompt)
             except EOFError:
                 return None
@@ -247,8 +247,10 @@ class Scheduler:
 
 def async_message(text: str, width: int) -> str:
     """`text` as whole lines no wider than the terminal, broken between words only."""
+    from textwrap import wrap  # a scheduler's message: a batch `show` never wraps one
+
     out = []
     for line in text.splitlines():
-        out += textwrap.wrap(line, max(width - 1, 20), break_long_words=False,
-                             break_on_hyphens=False) or [""]
+        out += wrap(line, max(width - 1, 20), break_long_words=False,
+                    break_on_hyphens=False) or [""]
     return "".join(ln + "\n" for ln in out)

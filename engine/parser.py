@@ -21,29 +21,38 @@ from engine.grammar import Arg, Command, Grammar, Kw, Mode, Token
 _WORD = re.compile(r"\S+")
 
 
-@dataclass(frozen=True)
 class Match:
-    """A command line matched to one command: its arguments and canonical words."""
+    """A command line matched to one command: its arguments and canonical words.
 
-    command: Command
-    args: dict[str, Any]
-    words: tuple[str, ...]  # the canonical words: keywords in full, arguments as typed
+    It and `_Cand` are plain slotted classes, not dataclasses: every start-up defines them, and
+    a dataclass costs ~0.15-0.3 ms to define (issue 12). Nothing changes a Match once made,
+    nor compares two."""
+
+    __slots__ = ("args", "command", "words")
+
+    def __init__(self, command: Command, args: dict[str, Any], words: tuple[str, ...]) -> None:
+        self.command = command
+        self.args = args
+        self.words = words  # the canonical words: keywords in full, arguments as typed
 
     @property
     def text(self) -> str:
         return " ".join(self.words)
 
 
-@dataclass
 class _Cand:
     """One variant of a command still matching the words read so far."""
 
-    command: Command
-    variant: tuple[Token, ...]
-    pos: int
-    args: dict[str, Any]
-    words: list[str]
-    done: bool = False  # a rest-of-line argument swallowed the remainder
+    __slots__ = ("args", "command", "done", "pos", "variant", "words")
+
+    def __init__(self, command: Command, variant: tuple[Token, ...], pos: int,
+                 args: dict[str, Any], words: list[str], done: bool = False) -> None:
+        self.command = command
+        self.variant = variant
+        self.pos = pos
+        self.args = args
+        self.words = words
+        self.done = done  # a rest-of-line argument swallowed the remainder
 
 
 def _start(grammar: Grammar, mode: Mode) -> list[_Cand]:

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from engine.state import DeviceState
 
@@ -73,9 +73,9 @@ def due_jobs(state: DeviceState, now: int, timers: Sequence[Due] | None = None) 
     return sorted(found, key=lambda job: job.due_at)
 
 
-@dataclass(frozen=True)
-class Step:
-    """One job of a walk and the engine time it runs at."""
+class Step(NamedTuple):
+    """One job of a walk and the engine time it runs at. (A NamedTuple: every open defines
+    it, and a frozen dataclass costs ~0.3 ms to define; issue 12.)"""
 
     job: Job
     now: int

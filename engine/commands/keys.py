@@ -40,7 +40,6 @@ from engine.keys import (
     KeyAlgorithm,
     KeySpec,
     KeyUsage,
-    parse_public_key,
 )
 from events.registry import Event
 
@@ -205,6 +204,7 @@ _INTRO = {KeyUsage.GENERAL: "Enter the public key",
 @G.action("crypto key import authentication rsa [{usage: general-keys | usage-keys}] [<label>]",
           help="Import a peer's RSA public key", args={"label": LABEL})
 def import_rsa(ctx: Ctx) -> Generator[Effect, Any, Outcome]:
+    from engine.keyimport import parse_public_key
     from events.keys import PublicKeyImported, PublicKeyRemoved
 
     label: str = ctx.args.get("label", DEFAULT_LABEL)

@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 import base64
-import textwrap
 from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +25,8 @@ PASTE_CERT = ("Enter the base 64 encoded certificate.\n"
 
 def enroll_terminal(ctx: Ctx, cfg: TrustpointConfig, status: TrustpointStatus,
                     pairs: tuple[KeyPair, ...]) -> Generator[Effect, Any, Outcome]:
+    from textwrap import wrap  # a request to paste is rare: a `show` does not load it
+
     from engine.scep_client import BuildRequest  # loaded when a request is built (see tp)
     from events.trustpoint import EnrollmentRequested
 
@@ -37,7 +38,7 @@ def enroll_terminal(ctx: Ctx, cfg: TrustpointConfig, status: TrustpointStatus,
     for pair in pairs:
         der = yield BuildRequest(pair, who, challenge)
         fingerprints.append(md5_words(der))
-        body = textwrap.wrap(base64.b64encode(der).decode(), 64)
+        body = wrap(base64.b64encode(der).decode(), 64)
         lines += [f"% The {USAGE_TEXT[pair.usage.value]} certificate request follows:", "",
                   "-----BEGIN CERTIFICATE REQUEST-----", *body,
                   "-----END CERTIFICATE REQUEST-----", "",

@@ -22,7 +22,7 @@ import engine.ca.service as ca_service
 import engine.cli as cli
 import engine.errors as errors
 import engine.folds as folds
-import engine.keys as keys
+import engine.keyimport as keyimport
 import engine.keystore as keystore
 import engine.logexport as logexport
 import engine.machines.diagrams as diagrams
@@ -61,7 +61,7 @@ FACTORIES: dict[type, Callable[[str], Any]] = {
     keystore.KeystoreWriteFailed: lambda t: keystore.KeystoreWriteFailed(OSError(28, t)),
     keystore.KeyZeroized: keystore.KeyZeroized,
     keystore.KeyGenerationRefused: keystore.KeyGenerationRefused,
-    keys.KeyImportError: lambda t: keys.KeyImportError(keys.ImportProblem.EMPTY, t),
+    keyimport.KeyImportError: lambda t: keyimport.KeyImportError(keyimport.ImportProblem.EMPTY, t),
     ca_errors.CAError: lambda t: ca_errors.CAError(errors.Reason.BAD_DATA, t),
     audit_export.AuditError: lambda t: audit_export.AuditError(errors.Reason.NOT_FOUND, t),
     ca_errors.NotACA: ca_errors.NotACA,

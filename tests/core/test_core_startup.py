@@ -48,7 +48,11 @@ NOT_FOR_A_SHOW = ("httpx", "httpcore", "engine.scep_client", "engine.adapters.ht
                   "engine.device_folds", "events.audit", "events.ca", "events.clock",
                   "events.device", "events.keys", "events.renewal", "events.revocation",
                   "events.rollover", "events.trustpoint", "events.trustpool",
-                  "events.validation", "events.witness")
+                  "events.validation", "events.witness",
+                  # argparse's width without shutil; text wrapped and secrets read when asked
+                  "shutil", "textwrap", "getpass",
+                  # checking a pasted public key: `crypto key import` only
+                  "engine.keyimport")
 PROBE = """
 import sys
 from engine.cli import main
@@ -241,6 +245,42 @@ def test_the_installed_command_freezes_what_is_left_before_the_process_exits(
         assert gc.get_freeze_count() > 0
     finally:
         gc.unfreeze()
+
+
+@pytest.mark.parametrize(("columns", "expected"), [("123", 123), ("0", 80), ("-4", 80),
+                                                   ("wide", 80), (None, 80)])
+def test_help_is_as_wide_as_shutil_would_say(monkeypatch: pytest.MonkeyPatch,
+                                             columns: str | None, expected: int) -> None:
+    """`terminal_columns` is shutil.get_terminal_size's columns (stdout here is no terminal:
+    $COLUMNS, else 80), and the house help formatter is that less 2, as argparse's."""
+    import shutil
+
+    from engine.cli import HelpFormatter, terminal_columns
+
+    if columns is None:
+        monkeypatch.delenv("COLUMNS", raising=False)
+    else:
+        monkeypatch.setenv("COLUMNS", columns)
+    monkeypatch.setattr(sys, "__stdout__", None)  # no terminal to ask, as under a pipe
+    assert terminal_columns() == expected == shutil.get_terminal_size().columns
+    assert HelpFormatter("trustledger")._width == expected - 2
+    assert HelpFormatter("trustledger", width=40)._width == 40
+
+
+@pytest.mark.parametrize("was_on", [True, False])
+def test_collections_are_paused_for_the_block_then_as_they_were(was_on: bool) -> None:
+    import gc
+
+    from engine.cli import collections_paused
+
+    (gc.enable if was_on else gc.disable)()
+    try:
+        with pytest.raises(RuntimeError), collections_paused():
+            assert not gc.isenabled()
+            raise RuntimeError("a failed open")
+        assert gc.isenabled() == was_on
+    finally:
+        gc.enable()
 
 
 def _loaded(done: subprocess.CompletedProcess[str]) -> list[str]:

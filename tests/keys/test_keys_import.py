@@ -11,7 +11,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from engine import Engine
-from engine.keys import ImportProblem, KeyAlgorithm, KeyImportError, KeyUsage, parse_public_key
+from engine.keyimport import ImportProblem, KeyImportError, parse_public_key
+from engine.keys import KeyAlgorithm, KeyUsage
 from engine.keys import PrivateKey as AnyPrivateKey
 from events.keys import PublicKeyImported, PublicKeyRemoved
 from tests.keys.keys_support import data_bytes
