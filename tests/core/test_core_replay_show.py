@@ -24,7 +24,7 @@ from engine.ports import FakeClock, from_micros
 from events.clock import ClockSet
 from events.filelog import FileEventLog
 from tests.support.crl_support import InProcessCrlFetcher
-from tests.trustpoint.tp_support import CHALLENGE, CAFactory, open_device
+from tests.trustpoint.tp_support import CHALLENGE, CAFactory, device_pool, open_device
 from tests.trustpool.pool_certs import ca, pem, years
 
 SHOWS = ("show clock", "show logging", "show running-config",
@@ -117,6 +117,7 @@ ENROLLED = [("config", "hostname"), ("exec", "keygen"), ("config", "declare"),
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(STEPS)
 @example(ENROLLED)  # a whole enrollment, then the certificate expires
+@example([("exec", "keygen")] * 4)  # more keys than a device's usual pool of three
 def test_replay_shows_what_the_device_showed(steps: list[tuple[str, object]]) -> None:
     root = Path(tempfile.mkdtemp(prefix="tl-replay-show-"))
     try:
@@ -134,6 +135,7 @@ def _check(root: Path, steps: list[tuple[str, object]]) -> None:
     cas(challenge=CHALLENGE)
     seen: list[tuple[int, int, dict[str, str]]] = []  # (seq, engine time, live shows)
     e = open_device(root / "dev", clock)
+    e.ports.keygen = device_pool(count=len(steps))  # a key for each step, were all `keygen`
     e.ports.scep = network
     e.ports.crls = InProcessCrlFetcher(network)  # the CRL refresh's CDP: in process, no DNS
     try:
