@@ -100,6 +100,11 @@ def test_a_gap_or_a_lying_header_is_refused_even_with_a_correct_trailer(
         read_export(_resealed(b"\n".join([magic, json.dumps(h).encode(), rest])))
     with pytest.raises(ExportRefused, match=r"not a `trustledger log export` stream"):
         read_export(b"seq,type\n1,HostnameSet\n")
+    h = json.loads(header)
+    h["kind"] = "ca"  # the header is not hashed: its kind must agree with every record
+    with pytest.raises(ExportRefused, match=r"header says a ca log, but seq 1 is an event "
+                                            r"of a 'device' log\. Nothing was written"):
+        read_export(_resealed(b"\n".join([magic, json.dumps(h).encode(), rest])))
 
 
 def test_a_foreign_stream_is_refused_and_the_same_one_twice_is_a_no_op(
