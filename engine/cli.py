@@ -370,6 +370,22 @@ def device_log(root: Path, store: str | None, device: str | None) -> DeviceLog |
     return log
 
 
+def device_dir(given: Path | None, store: str | None,
+               device: str | None) -> tuple[Path, DeviceLog | None]:
+    """`data_dir` and `device_log` for `shell`, `exec` and `validate`, in an order that makes
+    no directory for a store URL or device ID that cannot be used, or a store that does not
+    answer: a new data directory is created once the store has answered."""
+    root = given or default_data_dir()
+    if not root.exists() and (store is not None or device is not None):
+        binding = _binding(None, store, device)
+        if binding is not None:
+            from events.pgstore import PostgresEventStore
+
+            PostgresEventStore.open(binding.url, binding.device).close()
+    root = data_dir(root)
+    return root, device_log(root, store, device)
+
+
 def _refuse_own_log(root: Path) -> None:
     from engine.storebinding import BindingError, refuse_own_log
 
@@ -698,9 +714,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
     at = None if args.at is None else _iso_time(args.at)
     chain = _read_chain(args.chain)
-    root = data_dir(args.data)
-    with Engine.open(root, builtins=certifi_bundle,
-                     log=device_log(root, args.store, args.device)) as eng:
+    root, log = device_dir(args.data, args.store, args.device)
+    with Engine.open(root, builtins=certifi_bundle, log=log) as eng:
         _report_recovery(eng)
         verdict = eng.validate_peer(chain.certs, args.purpose,
                                     at if at is not None else eng.ports.clock.now_us(),
@@ -793,8 +808,8 @@ def cmd_shell(args: argparse.Namespace) -> int:
     from engine.frontends import run_batch, run_interactive
     from engine.trustpool.builtin import certifi_bundle
 
-    root, keep_going = data_dir(args.data), args.keep_going
-    log = device_log(root, args.store, args.device)
+    keep_going = args.keep_going
+    root, log = device_dir(args.data, args.store, args.device)
     with Engine.open(root, builtins=certifi_bundle, audit=True, log=log) as eng:
         _report_recovery(eng)
         if sys.stdin.isatty():
@@ -810,8 +825,7 @@ def cmd_exec(args: argparse.Namespace) -> int:
     file, keep_going = args.file, args.keep_going
     if file != "-" and not os.path.isfile(file):
         raise CommandLineError(Reason.NOT_FOUND, f"Script {file}: no such file.")
-    root = data_dir(args.data)
-    log = device_log(root, args.store, args.device)
+    root, log = device_dir(args.data, args.store, args.device)
     with Engine.open(root, builtins=certifi_bundle, audit=True, log=log) as eng:
         _report_recovery(eng)
         if file == "-":

@@ -51,10 +51,17 @@ class Binding:
 
 
 def redact(url: str) -> str:
-    """`url` without a password (in the authority or as a `password=` parameter)."""
+    """`url` without a password (in the authority or as a `password=` parameter); a URL too
+    malformed to parse loses everything between `user:` and the last `@` instead."""
     from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        import re
+
+        url = re.sub(r"(?i)([?&]password=)[^&]*", r"\1", url)
+        return re.sub(r"^([^/]*//[^:/@]*):[^/]*@", r"\1@", url)
     netloc = parts.netloc
     if "@" in netloc:
         userinfo, _, hosts = netloc.rpartition("@")
@@ -70,7 +77,8 @@ def check_url(url: str) -> str:
     from urllib.parse import urlsplit
 
     try:
-        scheme = urlsplit(url).scheme
+        parts = urlsplit(url)
+        scheme, _ = parts.scheme, parts.port  # .port: ValueError if it is not a number
     except ValueError:
         scheme = ""
     if scheme not in SCHEMES:

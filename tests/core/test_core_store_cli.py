@@ -97,10 +97,27 @@ def test_an_unreachable_store_is_one_percent_line(tmp_path: Path) -> None:
     done = _cli("exec", "--data", tmp_path / "dev", "--store", url, "--device", "x", "-f", "-",
                 stdin="show running-config\n")
     assert done.returncode == 2 and done.stdout == ""
-    last = done.stderr.splitlines()[-1]  # after "% New data directory ... created."
-    assert last.startswith("% Cannot open the event store postgresql://trustledger@127.0.0.1:")
-    assert len(done.stderr.splitlines()) == 2 and "hunter22" not in done.stderr
-    assert not (tmp_path / "dev" / "STORE").exists()  # nothing recorded for a store not seen
+    assert done.stderr.startswith("% Cannot open the event store postgresql://trustledger@"
+                                  "127.0.0.1:")
+    assert len(done.stderr.splitlines()) == 1 and "hunter22" not in done.stderr
+    assert not (tmp_path / "dev").exists()  # no data directory for a store that never answered
+
+
+@pytest.mark.parametrize("url", ["postgresql://u:S3cr3t-pw@[::1/fleet",
+                                 "postgresql://u:S3cr3t-pw@h:bad/x",
+                                 "http://u:S3cr3t-pw@h:bad/x"])
+def test_a_malformed_store_url_is_one_percent_line_on_every_entry_point(
+        url: str, tmp_path: Path) -> None:
+    shown = url.replace(":S3cr3t-pw@", "@")
+    for args in (["log", "verify"], ["log", "export"], ["replay", "--until", "1"],
+                 ["shell", "--data", tmp_path / "d"], ["exec", "--data", tmp_path / "d", "-f",
+                                                       "-"], ["ca", "init", tmp_path / "c"]):
+        done = _cli(*args, "--store", url, "--device", "d1")
+        # `ca init` (engine/ca/cli.py) says 1 for every refusal: its exit codes are its own
+        assert (done.returncode, done.stdout) == (1 if args[0] == "ca" else 2, ""), args
+        assert done.stderr == ("% --store must be a PostgreSQL URL (postgresql://USER@HOST:"
+                               f"PORT/DATABASE), not {shown!r}.\n"), args
+    assert list(tmp_path.iterdir()) == []  # no directory made for a URL that cannot be used
 
 
 def test_the_binding_rules_without_a_server(tmp_path: Path,
