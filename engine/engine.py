@@ -28,7 +28,7 @@ from engine.audit.note import NoteError, verify_note
 from engine.audit.trail import AuditMismatch, AuditTrail, open_trail, read_saved
 from engine.config import Change, ConfigConflict
 from engine.context import Ctx
-from engine.devicelog import DeviceLog, LogConflict
+from engine.devicelog import DeviceLog, LogConflict, StoreLost
 from engine.effects import Outcome
 from engine.errors import OperatorError, Reason, TrustledgerError
 from engine.grammar import GRAMMAR, Mode
@@ -555,6 +555,11 @@ class Engine:
         names them) and say so. Best effort: `tidy_keystore` finishes it at the next open.
         If the log could not be cut back, the frame may be found at the next open: its keys
         are kept until then (that open's `tidy_keystore` moves them aside if it is not found)."""
+        if isinstance(err, StoreLost):  # a shared store: it says what became of the command
+            if err.rolled_back:
+                self._discard_unrecorded_keys()
+            return OperatorError(Reason.NOT_ALLOWED, f"Could not write the event log: "
+                                                    f"{err.reason}. {err.outcome}")
         if err.rolled_back:
             self._discard_unrecorded_keys()
             return OperatorError(Reason.NOT_ALLOWED, f"Could not write the event log: "
