@@ -11,6 +11,7 @@ import pytest
 
 from engine import Engine
 from engine.audit.trail import AuditMismatch
+from engine.grammar import Mode
 from engine.ports import FakeClock
 from engine.sharedlog import SharedLog
 from engine.trustpool.builtin import certifi_bundle
@@ -91,12 +92,11 @@ def test_two_engines_on_one_device_conflict_and_the_second_catches_up(
         assert not refused.ok and refused.events == []
         assert refused.output == (
             "% Another writer appended seq 1 to the event log r1 since this one read it: "
-            "nothing was written. This command changed nothing; caught up to seq 1: enter it "
-            "again if it still applies.\n")
+            "nothing was written. This commit changed nothing; caught up to seq 1. Its "
+            "uncommitted changes were discarded: enter them again if they still apply.\n")
         assert second.state.hostname == "from-a"  # it folded the other engine's commit
-        stale = second.execute("commit")  # the session's base moved: IOS XR's own refusal
-        assert not stale.ok and "running configuration changed" in stale.output
-        run(second, "abort", "configure", "hostname from-b")
+        assert second.session.pending() == [] and second.session.mode is Mode.CONFIG
+        run(second, "hostname from-b")
         again = second.execute("commit")
         assert again.ok and [r.seq for r in again.events] == [2]
         run(second, "end")
@@ -106,6 +106,39 @@ def test_two_engines_on_one_device_conflict_and_the_second_catches_up(
         second.close()
     report = verify_log(pg_url, "r1")
     assert report.damage is None and report.head_seq == 2  # one chain, no fork
+
+
+@pytest.mark.integration
+def test_a_conflicted_commit_in_a_script_leaves_no_question_to_swallow_its_next_lines(
+        pg_url: str, tmp_path: Path) -> None:
+    """Two `exec` scripts on one device: the other one commits while this one is in a
+    trustpoint submode. The refused commit discards this session's changes, so the script's
+    `end` asks nothing and every later line runs as a command."""
+    import io
+
+    from engine.frontends import run_batch
+
+    first, second = _open(pg_url, tmp_path / "a"), _open(pg_url, tmp_path / "b")
+
+    def script() -> object:
+        yield from ("configure\n", "crypto ca trustpoint tb1\n", "enrollment url "
+                    "http://127.0.0.1:1/scep\n")
+        run(first, "configure", "hostname from-a", "commit", "end")  # meanwhile
+        yield from ("commit\n", "end\n", "configure\n", "crypto ca trustpoint tb2\n",
+                    "commit\n", "end\n", "show running-config\n")
+
+    try:
+        out = io.StringIO()
+        status = run_batch(second, iter(script()), out, True)  # type: ignore[arg-type]
+        text = out.getvalue()
+        assert "Its uncommitted changes were discarded: enter them again" in text
+        assert "Uncommitted changes found" not in text and "No answer" not in text
+        assert "crypto ca trustpoint tb2" in text and "crypto ca trustpoint tb1" not in \
+            text.split("show running-config")[-1]
+        assert "hostname from-a" in text and status != 0  # the refused commit is a failure
+    finally:
+        first.close()
+        second.close()
 
 
 @pytest.mark.integration
