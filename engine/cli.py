@@ -633,9 +633,9 @@ def _import_target(args: argparse.Namespace, kind: str) -> Iterator[tuple[Any, s
                        args.device)
     if binding is None:
         assert root is not None
-        root.mkdir(mode=0o700, parents=True, exist_ok=True)
-        with FileEventLog.open(root / "log") as log, log.group_commit():
-            yield log, str(root / "log")
+        with _new_dirs(root / "log") as log_dir, FileEventLog.open(log_dir) as log, \
+                log.group_commit():
+            yield log, str(log_dir)
         return
     from events.pgstore import PostgresEventStore
 
@@ -650,6 +650,23 @@ def _import_target(args: argparse.Namespace, kind: str) -> Iterator[tuple[Any, s
     if root is not None:  # bound once the import is in: a refused one records nothing
         root.mkdir(mode=0o700, parents=True, exist_ok=True)
         _record(root, binding)
+
+
+@contextlib.contextmanager
+def _new_dirs(path: Path) -> Iterator[Path]:
+    """`path` made (0700 each, as `shell` makes a data directory's) for a block; if the
+    block fails, the directories it made are removed again (a refused import leaves none)."""
+    import shutil
+
+    made = [p for p in (path, *path.parents) if not p.exists()]
+    for p in reversed(made):
+        p.mkdir(mode=0o700)
+    try:
+        yield path
+    except BaseException:
+        if made:
+            shutil.rmtree(made[-1], ignore_errors=True)
+        raise
 
 
 def _until(spec: str) -> tuple[int | None, int | None]:

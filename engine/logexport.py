@@ -129,6 +129,8 @@ def write_export(log: _Log, out: BinaryIO, name: str) -> int:
 def read_export(data: bytes) -> Export:
     """The export in `data`, every check made (see the module docstring); ExportRefused
     naming the first thing wrong."""
+    if not data:
+        raise _refused("there was no input")
     if not data.startswith(MAGIC):
         raise _refused("it does not start with the export header (not a `trustledger log "
                        "export` stream)")

@@ -89,7 +89,8 @@ def check_url(url: str) -> str:
 
 def check_device(device: str) -> str:
     if not 1 <= len(device) <= 128 or not all("!" <= ch <= "~" for ch in device):
-        raise BindingError(Reason.INVALID_VALUE, f"--device {device!r}: a device ID is 1-128 "
+        shown = device if len(device) <= 40 else device[:40] + "..."
+        raise BindingError(Reason.INVALID_VALUE, f"--device {shown!r}: a device ID is 1-128 "
                            "printable ASCII characters without spaces.")
     return device
 

@@ -134,6 +134,10 @@ def test_the_binding_rules_without_a_server(tmp_path: Path,
         resolve(tmp_path, "mysql://u:secret@h/db", "d1")
     with pytest.raises(BindingError, match="a device ID is 1-128 printable"):
         resolve(tmp_path, "postgresql://u@h/db", "two words")
+    with pytest.raises(BindingError) as long:
+        resolve(tmp_path, "postgresql://u@h/db", "x" * 5000)
+    assert long.value.text == (f"--device '{'x' * 40}...': a device ID is 1-128 printable "
+                               "ASCII characters without spaces.")  # not 5,000 of them
     monkeypatch.setenv("TRUSTLEDGER_STORE", "postgresql://u:pw@h/db")
     found = resolve(tmp_path, None, "d1")
     assert found is not None and found.url == "postgresql://u:pw@h/db"
