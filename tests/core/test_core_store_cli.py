@@ -120,6 +120,33 @@ def test_a_malformed_store_url_is_one_percent_line_on_every_entry_point(
     assert list(tmp_path.iterdir()) == []  # no directory made for a URL that cannot be used
 
 
+@pytest.mark.integration
+def test_an_equivalent_url_is_the_same_store(pg_url: str, tmp_path: Path) -> None:
+    data = tmp_path / "dev"
+    assert _cli("exec", "--data", data, "--store", pg_url, "--device", "e1", "-f", "-",
+                stdin=SETUP).returncode == 0
+    host, dbname = pg_url.split("@", 1)[1].split("/", 1)
+    for same in (pg_url.replace("postgresql://", "postgres://", 1),
+                 f"{pg_url}?application_name=x&connect_timeout=5",
+                 _with_password(pg_url)):
+        done = _cli("exec", "--data", data, "--store", same, "--device", "e1", "-f", "-",
+                    stdin="show running-config\n")
+        assert done.returncode == 0 and "hostname pg-edge" in done.stdout, (same, done.stderr)
+    other = _cli("exec", "--data", data, "--store", pg_url.replace(f"/{dbname}", "/elsewhere"),
+                 "--device", "e1", "-f", "-", stdin="show running-config\n")
+    assert other.returncode == 2 and "refusing to mix them" in other.stderr
+
+
+def test_a_store_is_named_with_bracketed_ipv6_and_its_socket_directory() -> None:
+    from events.pgstore import redacted
+
+    assert redacted("postgresql://trustledger:pw@[::1]:41659/fleet") == \
+        "postgresql://trustledger@[::1]:41659/fleet"
+    assert redacted("postgresql://trustledger:pw@%2Ftmp%2Fx:41659/nodb") == \
+        "postgresql://trustledger@:41659/nodb?host=/tmp/x"
+    assert redacted("postgresql://u:pw@h:5/db") == "postgresql://u@h:5/db"
+
+
 def test_the_binding_rules_without_a_server(tmp_path: Path,
                                             monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("TRUSTLEDGER_STORE", raising=False)
