@@ -125,7 +125,7 @@ def test_an_equivalent_url_is_the_same_store(pg_url: str, tmp_path: Path) -> Non
     data = tmp_path / "dev"
     assert _cli("exec", "--data", data, "--store", pg_url, "--device", "e1", "-f", "-",
                 stdin=SETUP).returncode == 0
-    host, dbname = pg_url.split("@", 1)[1].split("/", 1)
+    dbname = pg_url.rsplit("/", 1)[1]
     for same in (pg_url.replace("postgresql://", "postgres://", 1),
                  f"{pg_url}?application_name=x&connect_timeout=5",
                  _with_password(pg_url)):
