@@ -937,8 +937,16 @@ def _dispatch(args: argparse.Namespace) -> int:
         return 2
     except LogError as err:
         print(err.render() if err.sentence else f"trustledger: {err.text}", file=sys.stderr)
-        return 2
+        return 1 if _unreachable(err) else 2
     return 2
+
+
+def _unreachable(err: LogError) -> bool:
+    """A shared store that could not be reached: a runtime failure (exit 1, as `ca` and
+    `fleet` say it), not a usage error (2). Only a command that loaded the store module
+    can have met one."""
+    pgstore = sys.modules.get("events.pgstore")
+    return pgstore is not None and isinstance(err, pgstore.StoreUnavailable)
 
 
 def _dispatch_log(args: argparse.Namespace) -> int:
@@ -973,5 +981,8 @@ def console() -> int:
     return status
 
 
-if __name__ == "__main__":
-    raise SystemExit(console())
+if __name__ == "__main__":  # run as engine.cli, not __main__: modules that import
+    # engine.cli (auditcli, ...) raise ITS CommandLineError, which `main` must catch
+    from engine.cli import console as _console
+
+    raise SystemExit(_console())

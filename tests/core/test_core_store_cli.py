@@ -94,9 +94,16 @@ def test_an_unreachable_store_is_one_percent_line(tmp_path: Path) -> None:
     from tests.support.peer_support import free_port
 
     url = f"postgresql://trustledger:hunter22@127.0.0.1:{free_port()}/none"
+    (tmp_path / "d").mkdir()
+    for args in (["log", "verify"], ["log", "export"], ["replay", "--until", "1"],
+                 ["audit", "checkpoint", tmp_path / "d"]):  # a runtime failure: exit 1
+        down = _cli(*args, "--store", url, "--device", "x")
+        assert (down.returncode, down.stdout) == (1, ""), (args, down.stderr)
+        assert down.stderr.startswith("% Cannot open the event store postgresql://"
+                                      "trustledger@127.0.0.1:"), args
     done = _cli("exec", "--data", tmp_path / "dev", "--store", url, "--device", "x", "-f", "-",
                 stdin="show running-config\n")
-    assert done.returncode == 2 and done.stdout == ""
+    assert done.returncode == 1 and done.stdout == ""
     assert done.stderr.startswith("% Cannot open the event store postgresql://trustledger@"
                                   "127.0.0.1:")
     assert len(done.stderr.splitlines()) == 1 and "hunter22" not in done.stderr
