@@ -121,9 +121,16 @@ def _store_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default=None, metavar="ID", help=DEVICE_HELP)
 
 
+def _adopt_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--adopt", action="store_true",
+                   help="bind a new data directory to a device whose log already has events "
+                        "(its keys and audit key stay in its first data directory)")
+
+
 def _shell_arguments(sh: argparse.ArgumentParser) -> None:
     sh.add_argument("--data", type=Path, default=None, metavar="DIR", help=DATA_HELP)
     _store_arguments(sh)
+    _adopt_argument(sh)
     sh.add_argument("--continue", dest="keep_going", action="store_true",
                     help="batch input: go on after an error")
 
@@ -131,6 +138,7 @@ def _shell_arguments(sh: argparse.ArgumentParser) -> None:
 def _exec_arguments(ex: argparse.ArgumentParser) -> None:
     ex.add_argument("--data", type=Path, default=None, metavar="DIR", help=DATA_HELP)
     _store_arguments(ex)
+    _adopt_argument(ex)
     ex.add_argument("-f", "--file", required=True, help="script file ('-' for stdin)")
     ex.add_argument("--continue", dest="keep_going", action="store_true",
                     help="go on after an error (exit status is still non-zero)")
@@ -185,6 +193,7 @@ def _replay_arguments(rp: argparse.ArgumentParser) -> None:
 def _validate_arguments(va: argparse.ArgumentParser) -> None:
     va.add_argument("--data", type=Path, default=None, metavar="DIR", help=DATA_HELP)
     _store_arguments(va)
+    _adopt_argument(va)
     va.add_argument("chain", metavar="CHAIN.pem",
                     help="the peer's chain, its own certificate first (PEM or DER; '-': stdin)")
     va.add_argument("--purpose", default="any", choices=("ike", "tls-server", "tls-client",
@@ -370,18 +379,31 @@ def device_log(root: Path, store: str | None, device: str | None) -> DeviceLog |
     return log
 
 
-def device_dir(given: Path | None, store: str | None,
-               device: str | None) -> tuple[Path, DeviceLog | None]:
+def device_dir(given: Path | None, store: str | None, device: str | None,
+               adopt: bool = False) -> tuple[Path, DeviceLog | None]:
     """`data_dir` and `device_log` for `shell`, `exec` and `validate`, in an order that makes
     no directory for a store URL or device ID that cannot be used, or a store that does not
-    answer: a new data directory is created once the store has answered."""
+    answer: a new data directory is created once the store has answered. A data directory
+    not yet bound (no DIR/STORE) is refused for a device whose log already has events unless
+    `adopt`: that device's keys and audit key are in the directory it was first used with."""
+    from engine.storebinding import STORE_FILE
+
     root = given or default_data_dir()
-    if not root.exists() and (store is not None or device is not None):
-        binding = _binding(None, store, device)
+    if (store is not None or device is not None) and not (root / STORE_FILE).is_file():
+        binding = _binding(root if root.is_dir() else None, store, device)
         if binding is not None:
             from events.pgstore import PostgresEventStore
 
-            PostgresEventStore.open(binding.url, binding.device).close()
+            if root.is_dir():
+                _refuse_own_log(root)  # the more basic refusal first
+            with PostgresEventStore.open(binding.url, binding.device) as probe:
+                held = probe.head[0]
+            if held and not adopt:
+                raise CommandLineError(Reason.NOT_ALLOWED, (
+                    f"Device {binding.device} in {binding.shown} already has {held} events: "
+                    f"its keys and its audit key are in the data directory it was first used "
+                    f"with, not in {root}. Use that directory, or --adopt to bind {root} to "
+                    "it anyway (without those keys)."))
     root = data_dir(root)
     return root, device_log(root, store, device)
 
@@ -731,7 +753,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
     at = None if args.at is None else _iso_time(args.at)
     chain = _read_chain(args.chain)
-    root, log = device_dir(args.data, args.store, args.device)
+    root, log = device_dir(args.data, args.store, args.device, args.adopt)
     with Engine.open(root, builtins=certifi_bundle, log=log) as eng:
         _report_recovery(eng)
         verdict = eng.validate_peer(chain.certs, args.purpose,
@@ -826,7 +848,7 @@ def cmd_shell(args: argparse.Namespace) -> int:
     from engine.trustpool.builtin import certifi_bundle
 
     keep_going = args.keep_going
-    root, log = device_dir(args.data, args.store, args.device)
+    root, log = device_dir(args.data, args.store, args.device, args.adopt)
     with Engine.open(root, builtins=certifi_bundle, audit=True, log=log) as eng:
         _report_recovery(eng)
         if sys.stdin.isatty():
@@ -842,7 +864,7 @@ def cmd_exec(args: argparse.Namespace) -> int:
     file, keep_going = args.file, args.keep_going
     if file != "-" and not os.path.isfile(file):
         raise CommandLineError(Reason.NOT_FOUND, f"Script {file}: no such file.")
-    root, log = device_dir(args.data, args.store, args.device)
+    root, log = device_dir(args.data, args.store, args.device, args.adopt)
     with Engine.open(root, builtins=certifi_bundle, audit=True, log=log) as eng:
         _report_recovery(eng)
         if file == "-":

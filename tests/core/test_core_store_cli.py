@@ -144,6 +144,29 @@ def test_an_equivalent_url_is_the_same_store(pg_url: str, tmp_path: Path) -> Non
     assert other.returncode == 2 and "refusing to mix them" in other.stderr
 
 
+@pytest.mark.integration
+def test_a_new_data_directory_for_a_device_with_history_needs_adopt(pg_url: str,
+                                                                    tmp_path: Path) -> None:
+    first = tmp_path / "d1"
+    assert _cli("exec", "--data", first, "--store", pg_url, "--device", "h1", "-f", "-",
+                stdin=SETUP).returncode == 0
+    second = tmp_path / "d1b"
+    refused = _cli("exec", "--data", second, "--store", pg_url, "--device", "h1", "-f", "-",
+                   stdin="show running-config\n")
+    assert (refused.returncode, refused.stdout) == (2, "")
+    assert refused.stderr == (
+        f"% Device h1 in {pg_url} already has 3 events: its keys and its audit key are in the "
+        f"data directory it was first used with, not in {second}. Use that directory, or "
+        f"--adopt to bind {second} to it anyway (without those keys).\n")
+    assert not second.exists()
+    adopted = _cli("exec", "--data", second, "--store", pg_url, "--device", "h1", "--adopt",
+                   "-f", "-", stdin="show running-config\n")
+    assert adopted.returncode == 0 and "hostname pg-edge" in adopted.stdout, adopted.stderr
+    assert json.loads((second / "STORE").read_text())["device"] == "h1"
+    again = _cli("exec", "--data", second, "-f", "-", stdin="show running-config\n")
+    assert again.returncode == 0  # bound now: no --adopt needed any more
+
+
 def test_a_store_is_named_with_bracketed_ipv6_and_its_socket_directory() -> None:
     from events.pgstore import redacted
 
