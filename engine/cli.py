@@ -143,9 +143,16 @@ def _store_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default=None, metavar="ID", help=DEVICE_HELP)
 
 
+def _adopt_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--adopt", action="store_true",
+                   help="bind a new data directory to a device whose log already has events "
+                        "(its keys and audit key stay in its first data directory)")
+
+
 def _shell_arguments(sh: argparse.ArgumentParser) -> None:
     sh.add_argument("--data", type=Path, default=None, metavar="DIR", help=DATA_HELP)
     _store_arguments(sh)
+    _adopt_argument(sh)
     sh.add_argument("--continue", dest="keep_going", action="store_true",
                     help="batch input: go on after an error")
 
@@ -153,6 +160,7 @@ def _shell_arguments(sh: argparse.ArgumentParser) -> None:
 def _exec_arguments(ex: argparse.ArgumentParser) -> None:
     ex.add_argument("--data", type=Path, default=None, metavar="DIR", help=DATA_HELP)
     _store_arguments(ex)
+    _adopt_argument(ex)
     ex.add_argument("-f", "--file", required=True, help="script file ('-' for stdin)")
     ex.add_argument("--continue", dest="keep_going", action="store_true",
                     help="go on after an error (exit status is still non-zero)")
@@ -207,6 +215,7 @@ def _replay_arguments(rp: argparse.ArgumentParser) -> None:
 def _validate_arguments(va: argparse.ArgumentParser) -> None:
     va.add_argument("--data", type=Path, default=None, metavar="DIR", help=DATA_HELP)
     _store_arguments(va)
+    _adopt_argument(va)
     va.add_argument("chain", metavar="CHAIN.pem",
                     help="the peer's chain, its own certificate first (PEM or DER; '-': stdin)")
     va.add_argument("--purpose", default="any", choices=("ike", "tls-server", "tls-client",
@@ -391,6 +400,35 @@ def device_log(root: Path, store: str | None, device: str | None) -> DeviceLog |
         log.close()
         raise
     return log
+
+
+def device_dir(given: Path | None, store: str | None, device: str | None,
+               adopt: bool = False) -> tuple[Path, DeviceLog | None]:
+    """`data_dir` and `device_log` for `shell`, `exec` and `validate`, in an order that makes
+    no directory for a store URL or device ID that cannot be used, or a store that does not
+    answer: a new data directory is created once the store has answered. A data directory
+    not yet bound (no DIR/STORE) is refused for a device whose log already has events unless
+    `adopt`: that device's keys and audit key are in the directory it was first used with."""
+    from engine.storebinding import STORE_FILE
+
+    root = given or default_data_dir()
+    if (store is not None or device is not None) and not (root / STORE_FILE).is_file():
+        binding = _binding(root if root.is_dir() else None, store, device)
+        if binding is not None:
+            from events.pgstore import PostgresEventStore
+
+            if root.is_dir():
+                _refuse_own_log(root)  # the more basic refusal first
+            with PostgresEventStore.open(binding.url, binding.device) as probe:
+                held = probe.head[0]
+            if held and not adopt:
+                raise CommandLineError(Reason.NOT_ALLOWED, (
+                    f"Device {binding.device} in {binding.shown} already has {held} events: "
+                    f"its keys and its audit key are in the data directory it was first used "
+                    f"with, not in {root}. Use that directory, or --adopt to bind {root} to "
+                    "it anyway (without those keys)."))
+    root = data_dir(root)
+    return root, device_log(root, store, device)
 
 
 def _refuse_own_log(root: Path) -> None:
@@ -640,9 +678,9 @@ def _import_target(args: argparse.Namespace, kind: str) -> Iterator[tuple[Any, s
                        args.device)
     if binding is None:
         assert root is not None
-        root.mkdir(mode=0o700, parents=True, exist_ok=True)
-        with FileEventLog.open(root / "log") as log, log.group_commit():
-            yield log, str(root / "log")
+        with _new_dirs(root / "log") as log_dir, FileEventLog.open(log_dir) as log, \
+                log.group_commit():
+            yield log, str(log_dir)
         return
     from events.pgstore import PostgresEventStore
 
@@ -657,6 +695,23 @@ def _import_target(args: argparse.Namespace, kind: str) -> Iterator[tuple[Any, s
     if root is not None:  # bound once the import is in: a refused one records nothing
         root.mkdir(mode=0o700, parents=True, exist_ok=True)
         _record(root, binding)
+
+
+@contextlib.contextmanager
+def _new_dirs(path: Path) -> Iterator[Path]:
+    """`path` made (0700 each, as `shell` makes a data directory's) for a block; if the
+    block fails, the directories it made are removed again (a refused import leaves none)."""
+    import shutil
+
+    made = [p for p in (path, *path.parents) if not p.exists()]
+    for p in reversed(made):
+        p.mkdir(mode=0o700)
+    try:
+        yield path
+    except BaseException:
+        if made:
+            shutil.rmtree(made[-1], ignore_errors=True)
+        raise
 
 
 def _until(spec: str) -> tuple[int | None, int | None]:
@@ -721,9 +776,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
     at = None if args.at is None else _iso_time(args.at)
     chain = _read_chain(args.chain)
-    root = data_dir(args.data)
-    with Engine.open(root, builtins=certifi_bundle,
-                     log=device_log(root, args.store, args.device)) as eng:
+    root, log = device_dir(args.data, args.store, args.device, args.adopt)
+    with Engine.open(root, builtins=certifi_bundle, log=log) as eng:
         _report_recovery(eng)
         verdict = eng.validate_peer(chain.certs, args.purpose,
                                     at if at is not None else eng.ports.clock.now_us(),
@@ -816,8 +870,8 @@ def cmd_shell(args: argparse.Namespace) -> int:
     from engine.frontends import run_batch, run_interactive
     from engine.trustpool.builtin import certifi_bundle
 
-    root, keep_going = data_dir(args.data), args.keep_going
-    log = device_log(root, args.store, args.device)
+    keep_going = args.keep_going
+    root, log = device_dir(args.data, args.store, args.device, args.adopt)
     with Engine.open(root, builtins=certifi_bundle, audit=True, log=log) as eng:
         _report_recovery(eng)
         if sys.stdin.isatty():
@@ -848,8 +902,7 @@ def cmd_exec(args: argparse.Namespace) -> int:
     file, keep_going = args.file, args.keep_going
     if file != "-" and not os.path.isfile(file):
         raise CommandLineError(Reason.NOT_FOUND, f"Script {file}: no such file.")
-    root = data_dir(args.data)
-    log = device_log(root, args.store, args.device)
+    root, log = device_dir(args.data, args.store, args.device, args.adopt)
     with collections_paused():
         eng = Engine.open(root, builtins=certifi_bundle, audit=True, log=log)
     with eng:
@@ -946,8 +999,16 @@ def _dispatch(args: argparse.Namespace) -> int:
         return 2
     except LogError as err:
         print(err.render() if err.sentence else f"trustledger: {err.text}", file=sys.stderr)
-        return 2
+        return 1 if _unreachable(err) else 2
     return 2
+
+
+def _unreachable(err: LogError) -> bool:
+    """A shared store that could not be reached: a runtime failure (exit 1, as `ca` and
+    `fleet` say it), not a usage error (2). Only a command that loaded the store module
+    can have met one."""
+    pgstore = sys.modules.get("events.pgstore")
+    return pgstore is not None and isinstance(err, pgstore.StoreUnavailable)
 
 
 def _dispatch_log(args: argparse.Namespace) -> int:
@@ -982,5 +1043,8 @@ def console() -> int:
     return status
 
 
-if __name__ == "__main__":
-    raise SystemExit(console())
+if __name__ == "__main__":  # run as engine.cli, not __main__: modules that import
+    # engine.cli (auditcli, ...) raise ITS CommandLineError, which `main` must catch
+    from engine.cli import console as _console
+
+    raise SystemExit(_console())

@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-from events.filelog import LogError, Position
+from events.filelog import LogError, LogWriteFailed, Position
 from events.store import PendingEvent, Recorded
 
 Row = Sequence[Any]
@@ -43,6 +43,16 @@ class LogConflict(LogError):
 
     def __init__(self, text: str) -> None:
         super().__init__(text, sentence=True)
+
+
+class StoreLost(LogWriteFailed):
+    """A shared store was lost while it appended a batch, or is still not back. `outcome`
+    is a sentence saying what became of the batch, as far as the store could tell; the log
+    tries to reconnect at its next append."""
+
+    def __init__(self, cause: BaseException, rolled_back: bool, outcome: str) -> None:
+        super().__init__(cause, rolled_back)
+        self.outcome = outcome
 
 
 class DeviceLog(Protocol):

@@ -28,7 +28,7 @@ from engine.audit.note import NoteError, verify_note
 from engine.audit.trail import AuditMismatch, AuditTrail, open_trail, read_saved
 from engine.config import Change, ConfigConflict
 from engine.context import Ctx
-from engine.devicelog import DeviceLog, LogConflict
+from engine.devicelog import DeviceLog, LogConflict, StoreLost
 from engine.effects import Outcome
 from engine.errors import OperatorError, Reason, TrustledgerError
 from engine.grammar import GRAMMAR, Mode
@@ -482,7 +482,7 @@ class Engine:
             except LogWriteFailed as err:
                 raise self._append_failed(err) from err
             except LogConflict as err:
-                raise self._conflict(err) from err
+                raise self._conflict(err, outcome.commit_done) from err
             except (OverflowError, TypeError) as err:  # a value the log cannot encode
                 raise self._unencodable(err) from err
             self.fold(records)
@@ -521,15 +521,30 @@ class Engine:
         return self._append_failed(LogWriteFailed(ValueError(
             f"an event cannot be encoded ({err})"), True))
 
-    def _conflict(self, err: LogConflict) -> TrustledgerError:
+    def _conflict(self, err: LogConflict, commit: bool = False) -> TrustledgerError:
         """Another engine appended to this device's log (a shared store) since this one read
         it: the command's events were not written. Discard the data keys it made, catch up
-        (fold what the other engine appended, so the next command decides on it) and say so."""
+        (fold what the other engine appended, so the next command decides on it) and say so.
+
+        A refused `commit` also discards the session's uncommitted changes and leaves any
+        submode: they were made against a running configuration that is not the current
+        one any more (IOS XR would refuse to commit them: "running configuration changed"),
+        and kept, they would make the next `end` ask whether to commit them, a question a
+        script cannot foresee (it would take the script's next line as the answer). The
+        session is left in configuration mode with nothing pending, as after a commit."""
         self._discard_unrecorded_keys()
         self.catch_up()
-        return OperatorError(Reason.NOT_ALLOWED, f"{err.text} This command changed nothing; "
-                                                 f"caught up to seq {self.state.seq}: enter "
-                                                 "it again if it still applies.")
+        if not commit or self.session.target is None:
+            return OperatorError(Reason.NOT_ALLOWED, f"{err.text} This command changed "
+                                 f"nothing; caught up to seq {self.state.seq}: enter it "
+                                 "again if it still applies.")
+        session = self.session
+        while session.mode not in (Mode.EXEC, Mode.CONFIG):
+            session.exit()
+        session.base = session.target = self.state.config
+        return OperatorError(Reason.NOT_ALLOWED, f"{err.text} This commit changed nothing; "
+                             f"caught up to seq {self.state.seq}. Its uncommitted changes "
+                             "were discarded: enter them again if they still apply.")
 
     def catch_up(self) -> int:
         """Fold what other writers of a shared log appended since this engine's head; how
@@ -556,6 +571,11 @@ class Engine:
         names them) and say so. Best effort: `tidy_keystore` finishes it at the next open.
         If the log could not be cut back, the frame may be found at the next open: its keys
         are kept until then (that open's `tidy_keystore` moves them aside if it is not found)."""
+        if isinstance(err, StoreLost):  # a shared store: it says what became of the command
+            if err.rolled_back:
+                self._discard_unrecorded_keys()
+            return OperatorError(Reason.NOT_ALLOWED, f"Could not write the event log: "
+                                                    f"{err.reason}. {err.outcome}")
         if err.rolled_back:
             self._discard_unrecorded_keys()
             return OperatorError(Reason.NOT_ALLOWED, f"Could not write the event log: "

@@ -12,10 +12,12 @@ The stream (version 1)
 The header line is JSON: the log it came from (a file log's directory, or `device ID in
 URL` without a password; informational), its kind (the stream of its first event: device,
 ca), the first and last seq it holds, the chain hash before the first (`prev`, 64 zero hex
-digits from seq 1) and the last event's (`head`). Each record's core is exactly the bytes
-the stores hash (`events.codec.encode_core` of `[seq, stream, type, v, at, actor,
-correlation, payload]`), and its hash is SHA-256(prev || core). The trailer is the SHA-256 of
-every byte before it. A log of no events is a header (first 1, last 0) and the trailer.
+digits from seq 1) and the last event's (`head`). The header is covered by the trailer only
+(which anyone can recompute), so its kind is checked against every record's stream. Each
+record's core is exactly the bytes the stores hash (`events.codec.encode_core` of `[seq,
+stream, type, v, at, actor, correlation, payload]`), and its hash is SHA-256(prev || core).
+The trailer is the SHA-256 of every byte before it. A log of no events is a header (first 1,
+last 0) and the trailer.
 
 Reading (`read_export`) checks everything before anything is written: the magic, the header,
 each record's seq (F, F+1, ... without a gap), its hash over its core chained from `prev`,
@@ -127,6 +129,8 @@ def write_export(log: _Log, out: BinaryIO, name: str) -> int:
 def read_export(data: bytes) -> Export:
     """The export in `data`, every check made (see the module docstring); ExportRefused
     naming the first thing wrong."""
+    if not data:
+        raise _refused("there was no input")
     if not data.startswith(MAGIC):
         raise _refused("it does not start with the export header (not a `trustledger log "
                        "export` stream)")
@@ -181,6 +185,9 @@ def _records(data: bytes, at: int, end: int,
         if len(decoded) != 8 or decoded[0] != seq or encode_core(decoded) != core:
             raise _refused(f"the record at seq {seq} is numbered {decoded[0]!r} or is not "
                            "an event in its stored form (a gap, or a foreign record)")
+        if decoded[1] != header["kind"]:  # the header is not hashed; every core is
+            raise _refused(f"its header says a {header['kind']} log, but seq {seq} is an "
+                           f"event of a {decoded[1]!r} log")
         prev = h
         yield decoded, core, h
     if at != end:

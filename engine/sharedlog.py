@@ -12,9 +12,13 @@ What differs from the file log, and how it is met:
   (`StreamConflict`: nothing written, no fork). It becomes a `LogConflict`; the engine then
   catches up (`Engine.catch_up`): `refresh` opens the store again, so that its head, and what
   `read` reaches, include the other writer's events, which it folds.
-- The server lost mid-append (`StoreUnavailable`): whether the batch committed may be unknown,
-  so it is reported as a `LogWriteFailed` that was not rolled back, and the log takes no more
-  appends until it is opened again (as the file log after a failed cut-back).
+- The server lost mid-append (`StoreUnavailable`): whether the batch committed is unknown
+  until the store answers again, so the log reconnects at once and asks it: the chain hash
+  the batch would have at its last seq (`seal` is deterministic) tells whether the store
+  committed it. Committed: the append returns its records as usual. Not there, store at the
+  same head: a `StoreLost` that changed nothing. Other events there: a `LogConflict`, and the
+  engine catches up. Still unreachable: a `StoreLost` whose outcome is unknown, and the NEXT
+  append reconnects first and answers the same question for the lost batch before its own.
 - One writer only (`exclusive`, the built-in CA's log): the log's single-writer lock
   (events/pgstore.py `WriterLock`) is held from `open` to `close`, so a second writer is
   refused at open (`WriterLocked`, a `LogLocked`) as a second writer of a file log is.
@@ -28,11 +32,10 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from engine.devicelog import DeviceLog, LogConflict
+from engine.devicelog import DeviceLog, LogConflict, StoreLost
 from events.filelog import (
     MARK_EVERY,
     LogCorrupted,
-    LogWriteFailed,
     Position,
     TailMismatch,
     VerifyReport,
@@ -45,7 +48,7 @@ from events.pgstore import (
     list_logs,
     writer_lock,
 )
-from events.store import GENESIS, PendingEvent, Recorded
+from events.store import GENESIS, PendingEvent, Recorded, seal
 
 Row = Sequence[Any]
 
@@ -68,7 +71,9 @@ class SharedLog:
         self.recovered: str | None = None  # a shared store repairs nothing at open
         self._marked_at = time.monotonic()
         self._marked = store.head[0]
-        self._broken: LogWriteFailed | None = None
+        # The store was lost: the head before it, the batch it was appending (None: a
+        # group's, not known here) and why; the next append reconnects first.
+        self._lost: tuple[tuple[int, bytes], Sequence[PendingEvent] | None, str] | None = None
         self._grouped = 0  # inside group_commit(): appends are not committed yet
 
     @classmethod
@@ -116,14 +121,18 @@ class SharedLog:
         return None
 
     def append(self, batch: Sequence[PendingEvent]) -> list[Recorded]:
-        if self._broken is not None:
-            raise self._broken
+        if self._lost is not None:
+            self._come_back()
         window = self.on_sync if not self._grouped else None
         if window is not None:
             window(True)
         try:
-            with self._store_errors():
+            with self._store_errors(batch, self.store.head):
                 records = self.store.append(batch)
+        except StoreLost:
+            if self._grouped:
+                raise
+            records = self._ask_after_loss()
         finally:
             if window is not None:
                 window(False)
@@ -131,17 +140,74 @@ class SharedLog:
         return records
 
     @contextlib.contextmanager
-    def _store_errors(self) -> Iterator[None]:
+    def _store_errors(self, batch: Sequence[PendingEvent] | None,
+                      before: tuple[int, bytes] | None = None) -> Iterator[None]:
         """The store's refusals as the engine's: another writer's append is a LogConflict
-        (the command changed nothing); a lost store is a failed write, and this log takes
-        no more appends until it is opened again."""
+        (the command changed nothing); a lost store a StoreLost, remembered with the head
+        before it (a failed group's: the store's head again) and the batch, so that the
+        store can be asked what became of it."""
         try:
             yield
         except StreamConflict as err:
             raise _conflict(err) from None
         except StoreUnavailable as err:
-            self._broken = LogWriteFailed(_Unavailable(err.text.rstrip(".")), False)
-            raise self._broken from None
+            why = err.text.rstrip(".")
+            self._lost = (before or self.store.head, batch, why)
+            raise StoreLost(_Unavailable(why), False, "Whether the store committed it is "
+                            "not known: the next command reconnects and finds out.") from None
+
+    def _ask_after_loss(self) -> list[Recorded]:
+        """Right after losing the store mid-append: reconnect and find out what became of
+        the batch (its records if the store committed it); a StoreLost if it cannot say."""
+        assert self._lost is not None
+        (seq, _), _, why = self._lost
+        try:
+            self._reopen()
+        except StoreUnavailable:
+            raise StoreLost(_Unavailable(why), False, "The store could not be reached again "
+                            "to find out whether it committed this command: the next "
+                            "command reconnects and finds out.") from None
+        committed = self._settle()
+        if committed is not None:
+            return committed
+        if self.store.head[0] != seq:
+            raise LogConflict(f"{why}; reconnected, the store holds seq {seq + 1}-"
+                              f"{self.store.head[0]} that another writer appended: nothing "
+                              "of this command was written.")
+        raise StoreLost(_Unavailable(why), True, "Reconnected: the store holds nothing of "
+                        "this command. Nothing was changed.")
+
+    def _come_back(self) -> None:
+        """Before an append, after a loss: reconnect (a StoreLost that changed nothing if the
+        store is still away), then a LogConflict if the store holds events this engine has
+        not read (the lost batch, committed after all, or another writer's)."""
+        assert self._lost is not None
+        try:
+            self._reopen()
+        except StoreUnavailable as err:
+            raise StoreLost(_Unavailable(err.text.rstrip(".")), True, "This command changed "
+                            "nothing; the next one tries to reconnect again.") from None
+        seq = self._lost[0][0]
+        committed = self._settle()
+        if committed is not None or self.store.head[0] != seq:
+            was = ("the command whose connection was lost was committed after all"
+                   if committed is not None else "another writer's")
+            raise LogConflict(f"Reconnected to the event store: it holds seq {seq + 1}-"
+                              f"{self.store.head[0]} that this engine had not read ({was}): "
+                              "nothing was written.")
+
+    def _settle(self) -> list[Recorded] | None:
+        """On a fresh handle after a loss: the lost batch's records if the store committed
+        it (the chain hash at its last seq is the one sealing it there gives), else None.
+        The loss is over either way."""
+        assert self._lost is not None
+        (seq, prev), batch, _ = self._lost
+        self._lost = None
+        if not batch or self.store.head[0] < seq + len(batch):
+            return None
+        mine = seal(batch, seq + 1, prev)
+        there = next(self.store.read(mine[-1].seq), None)
+        return mine if there is not None and there.hash == mine[-1].hash else None
 
     def _mark_if_due(self) -> None:
         """The "durable now" step, at most every MARK_EVERY seconds, never inside a group
@@ -177,7 +243,7 @@ class SharedLog:
             return
         self._marked_at = time.monotonic()
         seq = self.store.head[0]
-        if self.on_mark is not None and seq != self._marked and self._broken is None:
+        if self.on_mark is not None and seq != self._marked and self._lost is None:
             self.on_mark(seq)
             self._marked = seq
 
@@ -188,7 +254,7 @@ class SharedLog:
     def _group(self) -> Iterator[None]:
         self._grouped += 1
         try:
-            with self._store_errors(), self.store.group_commit():
+            with self._store_errors(None), self.store.group_commit():
                 yield
         finally:
             self._grouped -= 1
@@ -206,7 +272,7 @@ class SharedLog:
 
     def close(self) -> None:
         try:
-            if self._broken is None:
+            if self._lost is None:
                 self.mark_head()
         finally:
             self.store.close()

@@ -51,10 +51,17 @@ class Binding:
 
 
 def redact(url: str) -> str:
-    """`url` without a password (in the authority or as a `password=` parameter)."""
+    """`url` without a password (in the authority or as a `password=` parameter); a URL too
+    malformed to parse loses everything between `user:` and the last `@` instead."""
     from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        import re
+
+        url = re.sub(r"(?i)([?&]password=)[^&]*", r"\1", url)
+        return re.sub(r"^([^/]*//[^:/@]*):[^/]*@", r"\1@", url)
     netloc = parts.netloc
     if "@" in netloc:
         userinfo, _, hosts = netloc.rpartition("@")
@@ -70,7 +77,8 @@ def check_url(url: str) -> str:
     from urllib.parse import urlsplit
 
     try:
-        scheme = urlsplit(url).scheme
+        parts = urlsplit(url)
+        scheme, _ = parts.scheme, parts.port  # .port: ValueError if it is not a number
     except ValueError:
         scheme = ""
     if scheme not in SCHEMES:
@@ -81,7 +89,8 @@ def check_url(url: str) -> str:
 
 def check_device(device: str) -> str:
     if not 1 <= len(device) <= 128 or not all("!" <= ch <= "~" for ch in device):
-        raise BindingError(Reason.INVALID_VALUE, f"--device {device!r}: a device ID is 1-128 "
+        shown = device if len(device) <= 40 else device[:40] + "..."
+        raise BindingError(Reason.INVALID_VALUE, f"--device {shown!r}: a device ID is 1-128 "
                            "printable ASCII characters without spaces.")
     return device
 
@@ -126,9 +135,29 @@ def resolve(root: Path | None, store: str | None, device: str | None) -> Binding
                                "whose log to use).")
         device = known.device
     check_device(device)
-    if known is not None and (redact(url) != known.url or device != known.device):
+    if known is not None and (not same_store(url, known.url) or device != known.device):
         raise _mismatch(root, known, redact(url), device)
     return Binding(url, device)
+
+
+def same_store(a: str, b: str) -> bool:
+    """Whether two store URLs name the same database: compared by scheme (postgres and
+    postgresql are one), user, host, port (5432 if none), database (the user's name if
+    none); a password or options that do not change which database it is
+    (`application_name`, `sslmode`, `connect_timeout`, ...) are ignored."""
+    return _identity(a) == _identity(b)
+
+
+def _identity(url: str) -> tuple[str, str, str, str]:
+    from urllib.parse import parse_qsl, unquote, urlsplit
+
+    parts = urlsplit(url)
+    query = {k.lower(): v for k, v in parse_qsl(parts.query, keep_blank_values=True)}
+    user = query.get("user") or unquote(parts.username or "")
+    host = query.get("host") or unquote(parts.hostname or "")  # %2F: a socket directory
+    port = query.get("port") or (str(parts.port) if parts.port else "5432")
+    dbname = query.get("dbname") or unquote(parts.path.lstrip("/")) or user
+    return user, host, port, dbname
 
 
 def _mismatch(root: Path | None, known: Binding, url: str, device: str) -> BindingError:

@@ -223,7 +223,12 @@ def redacted(url: str) -> str:
         return "(an unreadable store URL)"
     user = f"{info['user']}@" if info.get("user") else ""
     port = f":{info['port']}" if info.get("port") else ""
-    return f"postgresql://{user}{info.get('host', '')}{port}/{info.get('dbname', '')}"
+    host, sockets = str(info.get("host", "")), ""
+    if host.startswith("/"):  # a Unix socket directory: only a parameter can say it
+        host, sockets = "", f"?host={host}"
+    elif ":" in host:  # an IPv6 address, bracketed as in any URL
+        host = ",".join(f"[{h}]" if ":" in h else h for h in host.split(","))
+    return f"postgresql://{user}{host}{port}/{info.get('dbname', '')}{sockets}"
 
 
 def _why(e: psycopg.Error) -> str:

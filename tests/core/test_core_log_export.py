@@ -100,6 +100,11 @@ def test_a_gap_or_a_lying_header_is_refused_even_with_a_correct_trailer(
         read_export(_resealed(b"\n".join([magic, json.dumps(h).encode(), rest])))
     with pytest.raises(ExportRefused, match=r"not a `trustledger log export` stream"):
         read_export(b"seq,type\n1,HostnameSet\n")
+    h = json.loads(header)
+    h["kind"] = "ca"  # the header is not hashed: its kind must agree with every record
+    with pytest.raises(ExportRefused, match=r"header says a ca log, but seq 1 is an event "
+                                            r"of a 'device' log\. Nothing was written"):
+        read_export(_resealed(b"\n".join([magic, json.dumps(h).encode(), rest])))
 
 
 def test_a_foreign_stream_is_refused_and_the_same_one_twice_is_a_no_op(
@@ -163,3 +168,34 @@ def test_export_piped_into_import_as_an_operator_types_it(pg_url: str,
     assert bad.returncode == 2 and bad.stdout == b""
     assert bad.stderr.decode().startswith("% Not imported: it does not start with the "
                                           "export header")
+
+
+def test_an_import_into_a_new_data_directory_makes_it_private_or_leaves_nothing(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import stat
+
+    records = _device(tmp_path / "a")
+    whole = tmp_path / "whole.tlx"
+    whole.write_bytes(_export(records))
+    assert main(["log", "import", "--data", str(tmp_path / "n1"), str(whole)]) == 0
+    for made in (tmp_path / "n1", tmp_path / "n1" / "log"):
+        assert stat.S_IMODE(made.stat().st_mode) == 0o700, made  # as `shell` makes them
+    # From seq 2 on: intact, but it does not reach an empty log, so it is refused there.
+    body = _export(records)[:-69]
+    magic, header, rest = body.split(b"\n", 2)
+    h = json.loads(header)
+    h.update(first=2, prev=records[0].hash.hex())
+    size = int.from_bytes(rest[:4], "big")
+    tail = tmp_path / "tail.tlx"
+    tail.write_bytes(_resealed(b"\n".join([magic, json.dumps(h).encode(),
+                                           rest[36 + size:]])))
+    capsys.readouterr()
+    assert main(["log", "import", "--data", str(tmp_path / "p1" / "d"), str(tail)]) == 2
+    assert "Nothing was written" in capsys.readouterr().err
+    assert not (tmp_path / "p1").exists()  # not even the parent it would have made
+
+
+def test_empty_input_is_said_to_be_no_input(tmp_path: Path) -> None:
+    with pytest.raises(ExportRefused, match=r"Not imported: there was no input\. Nothing "
+                                            r"was written\.$"):
+        read_export(b"")

@@ -11,6 +11,7 @@ import pytest
 
 from engine import Engine
 from engine.audit.trail import AuditMismatch
+from engine.grammar import Mode
 from engine.ports import FakeClock
 from engine.sharedlog import SharedLog
 from engine.trustpool.builtin import certifi_bundle
@@ -91,12 +92,11 @@ def test_two_engines_on_one_device_conflict_and_the_second_catches_up(
         assert not refused.ok and refused.events == []
         assert refused.output == (
             "% Another writer appended seq 1 to the event log r1 since this one read it: "
-            "nothing was written. This command changed nothing; caught up to seq 1: enter it "
-            "again if it still applies.\n")
+            "nothing was written. This commit changed nothing; caught up to seq 1. Its "
+            "uncommitted changes were discarded: enter them again if they still apply.\n")
         assert second.state.hostname == "from-a"  # it folded the other engine's commit
-        stale = second.execute("commit")  # the session's base moved: IOS XR's own refusal
-        assert not stale.ok and "running configuration changed" in stale.output
-        run(second, "abort", "configure", "hostname from-b")
+        assert second.session.pending() == [] and second.session.mode is Mode.CONFIG
+        run(second, "hostname from-b")
         again = second.execute("commit")
         assert again.ok and [r.seq for r in again.events] == [2]
         run(second, "end")
@@ -106,6 +106,39 @@ def test_two_engines_on_one_device_conflict_and_the_second_catches_up(
         second.close()
     report = verify_log(pg_url, "r1")
     assert report.damage is None and report.head_seq == 2  # one chain, no fork
+
+
+@pytest.mark.integration
+def test_a_conflicted_commit_in_a_script_leaves_no_question_to_swallow_its_next_lines(
+        pg_url: str, tmp_path: Path) -> None:
+    """Two `exec` scripts on one device: the other one commits while this one is in a
+    trustpoint submode. The refused commit discards this session's changes, so the script's
+    `end` asks nothing and every later line runs as a command."""
+    import io
+
+    from engine.frontends import run_batch
+
+    first, second = _open(pg_url, tmp_path / "a"), _open(pg_url, tmp_path / "b")
+
+    def script() -> object:
+        yield from ("configure\n", "crypto ca trustpoint tb1\n", "enrollment url "
+                    "http://127.0.0.1:1/scep\n")
+        run(first, "configure", "hostname from-a", "commit", "end")  # meanwhile
+        yield from ("commit\n", "end\n", "configure\n", "crypto ca trustpoint tb2\n",
+                    "commit\n", "end\n", "show running-config\n")
+
+    try:
+        out = io.StringIO()
+        status = run_batch(second, iter(script()), out, True)  # type: ignore[arg-type]
+        text = out.getvalue()
+        assert "Its uncommitted changes were discarded: enter them again" in text
+        assert "Uncommitted changes found" not in text and "No answer" not in text
+        assert "crypto ca trustpoint tb2" in text and "crypto ca trustpoint tb1" not in \
+            text.split("show running-config")[-1]
+        assert "hostname from-a" in text and status != 0  # the refused commit is a failure
+    finally:
+        first.close()
+        second.close()
 
 
 @pytest.mark.integration
@@ -138,28 +171,109 @@ def test_the_shell_schedules_no_segment_scrub_for_a_store(pg_url: str, tmp_path:
     assert not (tmp_path / "dev" / "log").exists()
 
 
+def _kill_sessions(url: str, *, allow: bool | None = None) -> None:
+    """Drop every other connection to the test database; `allow` False/True closes/opens the
+    database to new connections first (the server "away", without stopping the cluster
+    other tests share)."""
+    base, name = url.rsplit("/", 1)
+    with psycopg.connect(f"{base}/postgres", autocommit=True) as admin:
+        if allow is not None:
+            admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS {str(allow).lower()}')
+        admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE "
+                      "datname = %s AND pid <> pg_backend_pid()", (name,))
+
+
 @pytest.mark.integration
-def test_a_lost_connection_is_a_percent_line_and_the_log_takes_no_more_commands(
+def test_a_lost_connection_reconnects_and_says_the_command_changed_nothing(
         pg_url: str, tmp_path: Path) -> None:
-    """The server drops the engine's connection: whether a batch committed may be unknown,
-    so the command says so, the engine takes no more commands until reopened, and the
-    reopened engine finds the log whole."""
+    """The server drops the engine's connection mid-command: the log reconnects at once,
+    finds the command not committed, says so, and the next command just works."""
     with _open(pg_url, tmp_path / "dev") as eng:
         run(eng, "configure", "hostname before", "commit", "end")
-        with psycopg.connect(pg_url, autocommit=True) as admin:
-            admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE "
-                          "datname = current_database() AND pid <> pg_backend_pid()")
+        _kill_sessions(pg_url)
         lost = eng.execute("crypto key generate ed25519 k1")
         assert not lost.ok and lost.events == []
         assert "\n% Could not write the event log: Lost the connection to the event store " \
             "postgresql://" in lost.output
-        assert "it takes no more commands until the data directory is reopened" in lost.output
-        again = eng.execute("crypto key generate ed25519 k2")
-        assert not again.ok and "takes no more commands" in again.output
+        assert lost.output.endswith("Reconnected: the store holds nothing of this command. "
+                                    "Nothing was changed.\n")
+        assert "cut back" not in lost.output
+        run(eng, "configure", "hostname after")
+        again = eng.execute("commit")
+        assert again.ok and eng.state.hostname == "after", again.output
     report = verify_log(pg_url, "r1")
     assert report.damage is None
     with _open(pg_url, tmp_path / "dev") as eng:
-        assert eng.state.hostname == "before" and eng.state.seq == report.head_seq
+        assert eng.state.hostname == "after" and eng.state.seq == report.head_seq
+
+
+@pytest.mark.integration
+def test_a_store_still_away_is_retried_by_each_command_until_it_is_back(
+        pg_url: str, tmp_path: Path) -> None:
+    with _open(pg_url, tmp_path / "dev") as eng:
+        run(eng, "configure", "hostname before", "commit", "end")
+        _kill_sessions(pg_url, allow=False)
+        try:
+            lost = eng.execute("crypto key generate ed25519 k1")
+            assert not lost.ok and lost.output.endswith(
+                "The store could not be reached again to find out whether it committed this "
+                "command: the next command reconnects and finds out.\n")
+            away = eng.execute("crypto key generate ed25519 k2")
+            assert not away.ok and away.events == []
+            assert "\n% Could not write the event log: Cannot open the event store " in away.output
+            assert away.output.endswith("This command changed nothing; the next one tries "
+                                        "to reconnect again.\n")
+        finally:
+            _kill_sessions(pg_url, allow=True)
+        run(eng, "configure", "hostname after")
+        back = eng.execute("commit")
+        assert back.ok and eng.state.hostname == "after", back.output
+    assert verify_log(pg_url, "r1").damage is None
+
+
+@pytest.mark.integration
+def test_a_batch_the_store_committed_before_the_loss_is_found_and_folded(
+        pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The connection drops after the store committed the batch but before it said so:
+    asked again, the store's chain hash at the batch's last seq shows it is there."""
+    from events.pgstore import StoreUnavailable
+
+    def committed_then_lost(batch: object) -> object:
+        real(batch)
+        raise StoreUnavailable("Lost the connection to the event store (test)")
+
+    with _open(pg_url, tmp_path / "dev") as eng:
+        store = eng.log.store  # type: ignore[union-attr]
+        real = store.append
+        monkeypatch.setattr(store, "append", committed_then_lost)
+        run(eng, "configure", "hostname kept")
+        done = eng.execute("commit")
+        assert done.ok and eng.state.hostname == "kept", done.output
+        # The same, with the store away when asked: the NEXT command finds the batch there
+        # and catches up instead of appending over it.
+        store = eng.log.store  # type: ignore[union-attr]
+        real = store.append
+        monkeypatch.setattr(store, "append", committed_then_lost)
+        reopen = SharedLog._reopen
+
+        def away_once(log: SharedLog) -> None:
+            monkeypatch.setattr(SharedLog, "_reopen", reopen)
+            raise StoreUnavailable("Cannot open the event store (test)")
+
+        monkeypatch.setattr(SharedLog, "_reopen", away_once)
+        run(eng, "hostname late")
+        lost = eng.execute("commit")
+        assert not lost.ok and "could not be reached again" in lost.output
+        assert eng.state.hostname == "kept"
+        run(eng, "abort")
+        nxt = eng.execute("crypto key generate ed25519 k3")
+        assert not nxt.ok and nxt.output.endswith(
+            f"\n% Reconnected to the event store: it holds seq {eng.state.seq}-"
+            f"{eng.state.seq} that this engine had not read (the command whose connection "
+            "was lost was committed after all): nothing was written. This command changed "
+            f"nothing; caught up to seq {eng.state.seq}: enter it again if it still applies.\n")
+        assert eng.state.hostname == "late"
+    assert verify_log(pg_url, "r1").damage is None
 
 
 @pytest.mark.integration

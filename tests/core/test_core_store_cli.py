@@ -94,13 +94,87 @@ def test_an_unreachable_store_is_one_percent_line(tmp_path: Path) -> None:
     from tests.support.peer_support import free_port
 
     url = f"postgresql://trustledger:hunter22@127.0.0.1:{free_port()}/none"
+    (tmp_path / "d").mkdir()
+    for args in (["log", "verify"], ["log", "export"], ["replay", "--until", "1"],
+                 ["audit", "checkpoint", tmp_path / "d"]):  # a runtime failure: exit 1
+        down = _cli(*args, "--store", url, "--device", "x")
+        assert (down.returncode, down.stdout) == (1, ""), (args, down.stderr)
+        assert down.stderr.startswith("% Cannot open the event store postgresql://"
+                                      "trustledger@127.0.0.1:"), args
     done = _cli("exec", "--data", tmp_path / "dev", "--store", url, "--device", "x", "-f", "-",
                 stdin="show running-config\n")
-    assert done.returncode == 2 and done.stdout == ""
-    last = done.stderr.splitlines()[-1]  # after "% New data directory ... created."
-    assert last.startswith("% Cannot open the event store postgresql://trustledger@127.0.0.1:")
-    assert len(done.stderr.splitlines()) == 2 and "hunter22" not in done.stderr
-    assert not (tmp_path / "dev" / "STORE").exists()  # nothing recorded for a store not seen
+    assert done.returncode == 1 and done.stdout == ""
+    assert done.stderr.startswith("% Cannot open the event store postgresql://trustledger@"
+                                  "127.0.0.1:")
+    assert len(done.stderr.splitlines()) == 1 and "hunter22" not in done.stderr
+    assert not (tmp_path / "dev").exists()  # no data directory for a store that never answered
+
+
+@pytest.mark.parametrize("url", ["postgresql://u:S3cr3t-pw@[::1/fleet",
+                                 "postgresql://u:S3cr3t-pw@h:bad/x",
+                                 "http://u:S3cr3t-pw@h:bad/x"])
+def test_a_malformed_store_url_is_one_percent_line_on_every_entry_point(
+        url: str, tmp_path: Path) -> None:
+    shown = url.replace(":S3cr3t-pw@", "@")
+    for args in (["log", "verify"], ["log", "export"], ["replay", "--until", "1"],
+                 ["shell", "--data", tmp_path / "d"], ["exec", "--data", tmp_path / "d", "-f",
+                                                       "-"], ["ca", "init", tmp_path / "c"]):
+        done = _cli(*args, "--store", url, "--device", "d1")
+        # `ca init` (engine/ca/cli.py) says 1 for every refusal: its exit codes are its own
+        assert (done.returncode, done.stdout) == (1 if args[0] == "ca" else 2, ""), args
+        assert done.stderr == ("% --store must be a PostgreSQL URL (postgresql://USER@HOST:"
+                               f"PORT/DATABASE), not {shown!r}.\n"), args
+    assert list(tmp_path.iterdir()) == []  # no directory made for a URL that cannot be used
+
+
+@pytest.mark.integration
+def test_an_equivalent_url_is_the_same_store(pg_url: str, tmp_path: Path) -> None:
+    data = tmp_path / "dev"
+    assert _cli("exec", "--data", data, "--store", pg_url, "--device", "e1", "-f", "-",
+                stdin=SETUP).returncode == 0
+    dbname = pg_url.rsplit("/", 1)[1]
+    for same in (pg_url.replace("postgresql://", "postgres://", 1),
+                 f"{pg_url}?application_name=x&connect_timeout=5",
+                 _with_password(pg_url)):
+        done = _cli("exec", "--data", data, "--store", same, "--device", "e1", "-f", "-",
+                    stdin="show running-config\n")
+        assert done.returncode == 0 and "hostname pg-edge" in done.stdout, (same, done.stderr)
+    other = _cli("exec", "--data", data, "--store", pg_url.replace(f"/{dbname}", "/elsewhere"),
+                 "--device", "e1", "-f", "-", stdin="show running-config\n")
+    assert other.returncode == 2 and "refusing to mix them" in other.stderr
+
+
+@pytest.mark.integration
+def test_a_new_data_directory_for_a_device_with_history_needs_adopt(pg_url: str,
+                                                                    tmp_path: Path) -> None:
+    first = tmp_path / "d1"
+    assert _cli("exec", "--data", first, "--store", pg_url, "--device", "h1", "-f", "-",
+                stdin=SETUP).returncode == 0
+    second = tmp_path / "d1b"
+    refused = _cli("exec", "--data", second, "--store", pg_url, "--device", "h1", "-f", "-",
+                   stdin="show running-config\n")
+    assert (refused.returncode, refused.stdout) == (2, "")
+    assert refused.stderr == (
+        f"% Device h1 in {pg_url} already has 3 events: its keys and its audit key are in the "
+        f"data directory it was first used with, not in {second}. Use that directory, or "
+        f"--adopt to bind {second} to it anyway (without those keys).\n")
+    assert not second.exists()
+    adopted = _cli("exec", "--data", second, "--store", pg_url, "--device", "h1", "--adopt",
+                   "-f", "-", stdin="show running-config\n")
+    assert adopted.returncode == 0 and "hostname pg-edge" in adopted.stdout, adopted.stderr
+    assert json.loads((second / "STORE").read_text())["device"] == "h1"
+    again = _cli("exec", "--data", second, "-f", "-", stdin="show running-config\n")
+    assert again.returncode == 0  # bound now: no --adopt needed any more
+
+
+def test_a_store_is_named_with_bracketed_ipv6_and_its_socket_directory() -> None:
+    from events.pgstore import redacted
+
+    assert redacted("postgresql://trustledger:pw@[::1]:41659/fleet") == \
+        "postgresql://trustledger@[::1]:41659/fleet"
+    assert redacted("postgresql://trustledger:pw@%2Ftmp%2Fx:41659/nodb") == \
+        "postgresql://trustledger@:41659/nodb?host=/tmp/x"
+    assert redacted("postgresql://u:pw@h:5/db") == "postgresql://u@h:5/db"
 
 
 def test_the_binding_rules_without_a_server(tmp_path: Path,
@@ -117,6 +191,10 @@ def test_the_binding_rules_without_a_server(tmp_path: Path,
         resolve(tmp_path, "mysql://u:secret@h/db", "d1")
     with pytest.raises(BindingError, match="a device ID is 1-128 printable"):
         resolve(tmp_path, "postgresql://u@h/db", "two words")
+    with pytest.raises(BindingError) as long:
+        resolve(tmp_path, "postgresql://u@h/db", "x" * 5000)
+    assert long.value.text == (f"--device '{'x' * 40}...': a device ID is 1-128 printable "
+                               "ASCII characters without spaces.")  # not 5,000 of them
     monkeypatch.setenv("TRUSTLEDGER_STORE", "postgresql://u:pw@h/db")
     found = resolve(tmp_path, None, "d1")
     assert found is not None and found.url == "postgresql://u:pw@h/db"
