@@ -24,11 +24,10 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
-from engine.cli import CommandLineError
+from engine.cli import CommandLineError, Parser
 from engine.errors import Reason
-from engine.fleet.names import name_key
+from engine.fleet.names import issuer_key
 from engine.fleet.queries import STATES
 
 FLEET_HELP = "views across a fleet's devices in a PostgreSQL store"
@@ -37,7 +36,8 @@ STORE_HELP = "the store, postgresql://USER@HOST:PORT/DB (default: $TRUSTLEDGER_S
 
 def register(sub: Any) -> None:
     fl = sub.add_parser("fleet", help=FLEET_HELP)
-    fsub = fl.add_subparsers(dest="fleet_command", required=True, metavar="VIEW")
+    fsub = fl.add_subparsers(dest="fleet_command", required=True, metavar="VIEW",
+                             parser_class=_ViewParser)
     c = fsub.add_parser("certificates", help="installed certificates, soonest expiry first")
     c.add_argument("--expiring", metavar="DURATION", default=None,
                    help="only those expiring within DURATION (30d, 12h, 2w), expired ones too")
@@ -54,6 +54,17 @@ def register(sub: Any) -> None:
         p.add_argument("--json", action="store_true", help="one JSON object")
 
 
+class _ViewParser(Parser):
+    """A view's parser: an argument it does not take is its usage error (`usage: trustledger
+    fleet devices ...`), not the top level's (argparse leaves extras to the top parser)."""
+
+    def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:
+        parsed, extras = super().parse_known_args(args, namespace)
+        if extras:
+            self.error(f"unrecognized arguments: {' '.join(extras)}")
+        return parsed, extras
+
+
 def run(args: argparse.Namespace) -> int:
     url = store_url(args.store)
     ask, render = _question(args)  # usage errors before the store is touched
@@ -62,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
     from engine.fleet.follower import FleetFollower, NotAStore
     from engine.folds import UnfoldedEvent
     from events.filelog import LogError
+    from events.pgstore import redacted
 
     try:
         with FleetFollower(url) as follower:
@@ -97,7 +109,7 @@ def _question(args: argparse.Namespace) -> tuple[Callable[[Any], Sequence[Any]],
         issuer = args.issuer
         if issuer is not None:
             try:
-                name_key(issuer)
+                issuer_key(issuer)
             except ValueError as e:
                 raise CommandLineError(Reason.INVALID_VALUE,
                                        f"Invalid issuer DN {issuer!r}: {e}.") from None
@@ -118,6 +130,8 @@ def _question(args: argparse.Namespace) -> tuple[Callable[[Any], Sequence[Any]],
 
 
 def _follow(follower: Any, url: str) -> int:
+    from events.pgstore import redacted
+
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     print(f"Following {redacted(url)} from position {follower.position}; Ctrl-C stops.",
@@ -131,7 +145,7 @@ def _follow(follower: Any, url: str) -> int:
 # -- arguments -------------------------------------------------------------------------------
 
 _UNITS = {"d": 86_400, "h": 3_600, "w": 7 * 86_400}
-_DURATION = re.compile(r"(\d{1,6})([dhw])")
+_DURATION = re.compile(r"([0-9]{1,6})([dhw])")  # ASCII digits only (\d takes ٣)
 
 
 def duration_us(text: str) -> int:
@@ -148,20 +162,12 @@ def store_url(given: str | None) -> str:
     if not url:
         raise CommandLineError(Reason.INCOMPLETE, "No store: give --store "
                                "postgresql://USER@HOST:PORT/DB or set $TRUSTLEDGER_STORE.")
-    if urlsplit(url).scheme not in ("postgresql", "postgres"):
-        raise CommandLineError(Reason.INVALID_VALUE, f"Invalid store {redacted(url)!r}: a "
-                               "postgresql:// URL.")
-    return url
+    from engine.storebinding import BindingError, check_url
 
-
-def redacted(url: str) -> str:
-    """The URL without its password (error messages must not print it)."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
+    try:
+        return check_url(url)  # the same check and message as every --store
+    except BindingError as err:
+        raise CommandLineError(err.reason, err.text) from None
 
 
 def _first_line(err: Exception) -> str:

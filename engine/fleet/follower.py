@@ -61,6 +61,13 @@ class Applied:
     events: tuple[tuple[str, int], ...]
 
 
+def database(url: str) -> str:
+    """The database `url` names, as libpq reads it (never a password or a parameter)."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    return str(conninfo_to_dict(url).get("dbname", ""))
+
+
 class NotAStore(Exception):
     """The database holds no trustledger event store (no `trustledger_events` table)."""
 
@@ -84,7 +91,7 @@ class FleetFollower:
                 "to_regclass('trustledger_fleet_certificates') IS NOT NULL").fetchone() or (
                     False, False)
             if not store:
-                raise NotAStore(f"The database {url.rsplit('/', 1)[-1]!r} holds no trustledger "
+                raise NotAStore(f"The database {database(url)!r} holds no trustledger "
                                 "event store (no trustledger_events table).")
             if not views:
                 ensure_fleet_schema(self._writer)

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from engine.fleet.names import name_key
+from engine.fleet.names import issuer_key
 
 DAY_US = 86_400 * 1_000_000
 
@@ -60,7 +60,7 @@ def certificates(conn: Any, *, now_us: int, within_us: int | None = None,
                  issuer: str | None = None) -> list[FleetCertificate]:
     """Installed certificates, soonest expiry first; `within_us`: only those whose notAfter
     is at most that far from now (expired ones included); `issuer`: only those issued by
-    that DN (compared by `name_key`: ValueError if it is no DN)."""
+    that DN (compared by `issuer_key`: ValueError if it is no DN)."""
     where: list[str] = []
     args: list[Any] = []
     if within_us is not None:
@@ -68,7 +68,7 @@ def certificates(conn: Any, *, now_us: int, within_us: int | None = None,
         args.append(now_us + within_us)
     if issuer is not None:
         where.append("issuer_key = %s")
-        args.append(name_key(issuer))
+        args.append(issuer_key(issuer))
     sql = ("SELECT device, trustpoint, kind, serial, subject, issuer, not_after, revoked "
            "FROM trustledger_fleet_certificates"
            + (" WHERE " + " AND ".join(where) if where else "")

@@ -89,7 +89,9 @@ def test_certificates_are_those_installed_with_their_facts(store: str, fleet: Fl
 
 def test_issuer_filter_matches_the_dn_however_it_is_written(store: str) -> None:
     for dn in ("CN=Fleet CA Two,O=Example", "cn=fleet ca two, o=EXAMPLE",
-               "commonName = Fleet CA Two , O = Example"):
+               "commonName = Fleet CA Two , O = Example",
+               "/O=Example/CN=Fleet CA Two",  # what `ca init --subject` takes, too
+               "2.5.4.3=Fleet CA Two,2.5.4.10=Example", "2.5.4.3=Fleet CA Two,O=Example"):
         rows = _ask(store, queries.certificates, now_us=_now(), issuer=dn).rows
         # the CA's own certificate is self-issued: it is listed too
         assert {(c.device, c.kind) for c in rows} == {("r3", "router"), ("r3", "CA")}, dn
@@ -189,6 +191,7 @@ def test_cli_json_shape(store: str, capsys: pytest.CaptureFixture[str],
 @pytest.mark.parametrize(("argv", "message"), [
     (["certificates", "--expiring", "30x"], "% Invalid duration '30x'"),
     (["certificates", "--expiring", "d30"], "% Invalid duration 'd30'"),
+    (["certificates", "--expiring", "\u0663d"], "% Invalid duration '\u0663d'"),  # ٣: not ASCII
     (["certificates", "--issuer", "Fleet CA"], "% Invalid issuer DN 'Fleet CA'"),
     (["trustpoints", "--state", "enroled"], "% Unknown trustpoint state 'enroled'"),
 ])
@@ -209,7 +212,12 @@ def test_cli_store_errors(pg_url: str, capsys: pytest.CaptureFixture[str],
     assert main(["fleet", "devices"]) == 2
     assert capsys.readouterr().err.startswith("% No store: give --store")
     assert main(["fleet", "devices", "--store", "/tmp/store"]) == 2
-    assert capsys.readouterr().err.startswith("% Invalid store '/tmp/store'")
+    assert capsys.readouterr().err.startswith(  # the text of every --store (storebinding)
+        "% --store must be a PostgreSQL URL (postgresql://USER@HOST:PORT/DATABASE), not "
+        "'/tmp/store'.")
+    assert main(["fleet", "devices", "--store", "mysql://u:pw@127.0.0.1/x"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("% --store must be a PostgreSQL URL") and "pw" not in err
     down = f"postgresql://nobody:secret@127.0.0.1:{free_port()}/fleet"
     assert main(["fleet", "devices", "--store", down]) == 1
     err = capsys.readouterr().err
