@@ -81,6 +81,7 @@ def run(args: argparse.Namespace) -> int:
                 return _follow(follower, url)
             follower.catch_up()
             answer = follower.answer(ask, time.time_ns() // 1000)
+            held = follower.quarantined()
     except NotAStore as err:
         print(f"% {err}", file=sys.stderr)
         return 1
@@ -94,7 +95,15 @@ def run(args: argparse.Namespace) -> int:
         print(f"% The store {redacted(url)} failed: {_first_line(err)}.", file=sys.stderr)
         return 1
     sys.stdout.write(render(answer))
+    if held:
+        print(quarantine_warning(held), file=sys.stderr)
     return 0
+
+
+def quarantine_warning(held: Sequence[Any]) -> str:
+    """One `%` line naming the quarantined logs (the views hold them only up to there)."""
+    logs = ", ".join(f"{q.device} at seq {q.seq} ({q.reason})" for q in held)
+    return (f"% Quarantined, not folded from there on (see fleet devices): {logs}.")
 
 
 def _question(args: argparse.Namespace) -> tuple[Callable[[Any], Sequence[Any]],
@@ -134,10 +143,19 @@ def _follow(follower: Any, url: str) -> int:
 
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    print(f"Following {redacted(url)} from position {follower.position}; Ctrl-C stops.",
-          flush=True)
+    told: set[str] = set()
+
+    def tell(*_: object) -> None:  # each log quarantined, once
+        new = [q for q in follower.quarantined() if q.device not in told]
+        if new:
+            told.update(q.device for q in new)
+            print(quarantine_warning(new), file=sys.stderr, flush=True)
+
     with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C: the step in flight rolls back
-        follower.follow(stop)
+        print(f"Following {redacted(url)} from position {follower.position}; Ctrl-C stops.",
+              flush=True)
+        tell()
+        follower.follow(stop, on_step=tell)
     print(f"Stopped at position {follower.position}.", flush=True)
     return 0
 

@@ -149,10 +149,10 @@ def test_cli_text_layouts(store: str, capsys: pytest.CaptureFixture[str]) -> Non
     assert main(["fleet", "devices", "--store", store]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].split() == ["Device", "Kind", "Events", "Last", "Event", "Trustpoints",
-                                "Certificates"]
-    assert [ln.split()[:2] + ln.split()[-2:] for ln in lines[1:]] == [
-        ["r1", "device", "2", "2"], ["r2", "device", "1", "1"], ["r3", "device", "1", "2"],
-        ["r4", "device", "1", "1"]]
+                                "Certificates", "Status"]
+    assert [ln.split()[:2] + ln.split()[-3:] for ln in lines[1:]] == [
+        ["r1", "device", "2", "2", "ok"], ["r2", "device", "1", "1", "ok"],
+        ["r3", "device", "1", "2", "ok"], ["r4", "device", "1", "1", "ok"]]
     assert main(["fleet", "certificates", "--store", store, "--issuer",
                  "CN=Fleet CA Two,O=Example"]) == 0
     header, *rows = capsys.readouterr().out.splitlines()
@@ -185,7 +185,8 @@ def test_cli_json_shape(store: str, capsys: pytest.CaptureFixture[str],
     devices = json.loads(capsys.readouterr().out)["devices"]
     assert [d["device"] for d in devices] == ["r1", "r2", "r3", "r4"]
     assert set(devices[0]) == {"device", "kind", "events", "last_event", "trustpoints",
-                               "certificates"}
+                               "certificates", "status"}
+    assert {d["status"] for d in devices} == {"ok"}
 
 
 @pytest.mark.parametrize(("argv", "message"), [
