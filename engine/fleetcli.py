@@ -138,26 +138,78 @@ def _question(args: argparse.Namespace) -> tuple[Callable[[Any], Sequence[Any]],
     return queries.devices, out.json_devices if as_json else out.render_devices
 
 
+RETRY_S = (1.0, 30.0)  # `fleet follow` retries a lost store after 1 s, doubling up to 30 s
+
+
 def _follow(follower: Any, url: str) -> int:
+    """Keep the views current until Ctrl-C or SIGTERM. A store that goes away is said once
+    (`% Lost the event store ...`); the follower retries with back-off (RETRY_S) and goes on
+    from the views' position when the store is back."""
     from events.pgstore import redacted
 
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     told: set[str] = set()
+    at = 0
 
-    def tell(*_: object) -> None:  # each log quarantined, once
+    def tell(applied: Any = None) -> None:  # after each step: each log quarantined, once
+        nonlocal at
+        if applied is not None:
+            at = applied.position
         new = [q for q in follower.quarantined() if q.device not in told]
         if new:
             told.update(q.device for q in new)
             print(quarantine_warning(new), file=sys.stderr, flush=True)
 
-    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C: the step in flight rolls back
-        print(f"Following {redacted(url)} from position {follower.position}; Ctrl-C stops.",
-              flush=True)
-        tell()
-        follower.follow(stop, on_step=tell)
-    print(f"Stopped at position {follower.position}.", flush=True)
+    try:
+        with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C: the step in flight rolls back
+            at = follower.position
+            print(f"Following {redacted(url)} from position {at}; Ctrl-C stops.", flush=True)
+            while not stop.is_set():
+                try:
+                    tell()
+                    follower.follow(stop, on_step=tell)
+                except _lost() as err:
+                    follower.close()
+                    follower = _until_back(url, err, stop)
+                    if follower is None:
+                        break
+                    at = follower.position
+                    print(f"The event store {redacted(url)} is back; following from "
+                          f"position {at}.", file=sys.stderr, flush=True)
+    finally:
+        if follower is not None:
+            follower.close()
+    print(f"Stopped at position {at}.", flush=True)
     return 0
+
+
+def _lost() -> tuple[type[Exception], ...]:
+    """What says the store went away: our store's refusal, or psycopg's on a raw query."""
+    import psycopg
+
+    from events.pgstore import StoreUnavailable
+
+    return (StoreUnavailable, psycopg.OperationalError)
+
+
+def _until_back(url: str, err: Exception, stop: threading.Event) -> Any:
+    """Say once that the store was lost, then try to reconnect after 1 s, 2 s, 4 s ... up
+    to RETRY_S[1] between tries; the new follower, or None if stopped meanwhile."""
+    from engine.fleet.follower import FleetFollower
+    from events.pgstore import redacted
+
+    why = err.text if hasattr(err, "text") else f"Lost the event store {redacted(url)}: " \
+        f"{_first_line(err)}."
+    print(f"% {why.rstrip('.')}. Retrying every {RETRY_S[0]:g} s to {RETRY_S[1]:g} s until "
+          "it is back; Ctrl-C stops.", file=sys.stderr, flush=True)
+    wait = RETRY_S[0]
+    while not stop.wait(wait):
+        try:
+            return FleetFollower(url)
+        except _lost():
+            wait = min(wait * 2, RETRY_S[1])
+    return None
 
 
 # -- arguments -------------------------------------------------------------------------------
