@@ -8,8 +8,10 @@
 `$TRUSTLEDGER_STORE` stands for `--store`. Each query first folds whatever the store holds
 beyond the views' position (so it never answers from stale views), then answers.
 
-Exit status: 0 answered; 2 a usage error (a `%` line: a bad duration, state, DN or URL, no
-store given); 1 the store failed (down, not a trustledger store).
+Exit status: 0 answered (a quarantined log, engine/fleet/follower.py, is named in one `%`
+line on stderr); 2 a usage error (a `%` line: a bad duration, state, DN or URL, no store
+given); 1 the store failed (down, not a trustledger store). `fleet follow` outlives a store
+that goes away: it says so once and retries with back-off until it is back.
 """
 
 from __future__ import annotations

@@ -26,9 +26,18 @@ is rebuilt from its own events up to that seq (engine/fleet/devices.py `rebuild`
 from the store. Only a committed step updates the cache. The cached states are `slim`: the
 commit history and the logging buffer, which the views do not use and no fold reads back,
 are dropped. A CA's log (kind `ca`) is counted (events, last event time) but not folded:
-its events are the CA's, not a device's. An event of a type this build does not fold (a
-newer writer's) stops the views just before it: the step folds what precedes it, and the
-next one refuses it by log and seq (UnfoldedEvent), as opening that device would.
+its events are the CA's, not a device's.
+
+Quarantine. One bad log never stops the others. A log is quarantined (a row in
+`trustledger_fleet_quarantine`: the seq and why, written in the step's transaction) when
+- `read_all` finds one of its rows damaged: the step folds the rows before it, quarantines
+  the log and sets the position to the damaged row's;
+- one of its events is of a type this build does not fold as a device's (a newer writer's,
+  or a CA's in a log whose header says `device`: a log is folded by what its events are):
+  the events before it are folded;
+- its rows no longer rebuild (damaged after they were folded): its views stay as they were.
+A quarantined log's later events are skipped (never folded onto a state that missed one);
+its device row stays, and `fleet devices` shows why (engine/fleet/queries.py `devices`).
 """
 
 from __future__ import annotations
