@@ -8,8 +8,10 @@
 `$TRUSTLEDGER_STORE` stands for `--store`. Each query first folds whatever the store holds
 beyond the views' position (so it never answers from stale views), then answers.
 
-Exit status: 0 answered; 2 a usage error (a `%` line: a bad duration, state, DN or URL, no
-store given); 1 the store failed (down, not a trustledger store).
+Exit status: 0 answered (a quarantined log, engine/fleet/follower.py, is named in one `%`
+line on stderr); 2 a usage error (a `%` line: a bad duration, state, DN or URL, no store
+given); 1 the store failed (down, not a trustledger store). `fleet follow` outlives a store
+that goes away: it says so once and retries with back-off until it is back.
 """
 
 from __future__ import annotations
@@ -24,11 +26,10 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
-from engine.cli import CommandLineError
+from engine.cli import CommandLineError, Parser
 from engine.errors import Reason
-from engine.fleet.names import name_key
+from engine.fleet.names import issuer_key
 from engine.fleet.queries import STATES
 
 FLEET_HELP = "views across a fleet's devices in a PostgreSQL store"
@@ -37,7 +38,8 @@ STORE_HELP = "the store, postgresql://USER@HOST:PORT/DB (default: $TRUSTLEDGER_S
 
 def register(sub: Any) -> None:
     fl = sub.add_parser("fleet", help=FLEET_HELP)
-    fsub = fl.add_subparsers(dest="fleet_command", required=True, metavar="VIEW")
+    fsub = fl.add_subparsers(dest="fleet_command", required=True, metavar="VIEW",
+                             parser_class=_ViewParser)
     c = fsub.add_parser("certificates", help="installed certificates, soonest expiry first")
     c.add_argument("--expiring", metavar="DURATION", default=None,
                    help="only those expiring within DURATION (30d, 12h, 2w), expired ones too")
@@ -54,6 +56,17 @@ def register(sub: Any) -> None:
         p.add_argument("--json", action="store_true", help="one JSON object")
 
 
+class _ViewParser(Parser):
+    """A view's parser: an argument it does not take is its usage error (`usage: trustledger
+    fleet devices ...`), not the top level's (argparse leaves extras to the top parser)."""
+
+    def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:
+        parsed, extras = super().parse_known_args(args, namespace)
+        if extras:
+            self.error(f"unrecognized arguments: {' '.join(extras)}")
+        return parsed, extras
+
+
 def run(args: argparse.Namespace) -> int:
     url = store_url(args.store)
     ask, render = _question(args)  # usage errors before the store is touched
@@ -62,6 +75,7 @@ def run(args: argparse.Namespace) -> int:
     from engine.fleet.follower import FleetFollower, NotAStore
     from engine.folds import UnfoldedEvent
     from events.filelog import LogError
+    from events.pgstore import redacted
 
     try:
         with FleetFollower(url) as follower:
@@ -69,6 +83,7 @@ def run(args: argparse.Namespace) -> int:
                 return _follow(follower, url)
             follower.catch_up()
             answer = follower.answer(ask, time.time_ns() // 1000)
+            held = follower.quarantined()
     except NotAStore as err:
         print(f"% {err}", file=sys.stderr)
         return 1
@@ -82,7 +97,15 @@ def run(args: argparse.Namespace) -> int:
         print(f"% The store {redacted(url)} failed: {_first_line(err)}.", file=sys.stderr)
         return 1
     sys.stdout.write(render(answer))
+    if held:
+        print(quarantine_warning(held), file=sys.stderr)
     return 0
+
+
+def quarantine_warning(held: Sequence[Any]) -> str:
+    """One `%` line naming the quarantined logs (the views hold them only up to there)."""
+    logs = ", ".join(f"{q.device} at seq {q.seq} ({q.reason})" for q in held)
+    return (f"% Quarantined, not folded from there on (see fleet devices): {logs}.")
 
 
 def _question(args: argparse.Namespace) -> tuple[Callable[[Any], Sequence[Any]],
@@ -97,7 +120,7 @@ def _question(args: argparse.Namespace) -> tuple[Callable[[Any], Sequence[Any]],
         issuer = args.issuer
         if issuer is not None:
             try:
-                name_key(issuer)
+                issuer_key(issuer)
             except ValueError as e:
                 raise CommandLineError(Reason.INVALID_VALUE,
                                        f"Invalid issuer DN {issuer!r}: {e}.") from None
@@ -117,21 +140,84 @@ def _question(args: argparse.Namespace) -> tuple[Callable[[Any], Sequence[Any]],
     return queries.devices, out.json_devices if as_json else out.render_devices
 
 
+RETRY_S = (1.0, 30.0)  # `fleet follow` retries a lost store after 1 s, doubling up to 30 s
+
+
 def _follow(follower: Any, url: str) -> int:
+    """Keep the views current until Ctrl-C or SIGTERM. A store that goes away is said once
+    (`% Lost the event store ...`); the follower retries with back-off (RETRY_S) and goes on
+    from the views' position when the store is back."""
+    from events.pgstore import redacted
+
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    print(f"Following {redacted(url)} from position {follower.position}; Ctrl-C stops.",
-          flush=True)
-    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C: the step in flight rolls back
-        follower.follow(stop)
-    print(f"Stopped at position {follower.position}.", flush=True)
+    told: set[str] = set()
+    at = 0
+
+    def tell(applied: Any = None) -> None:  # after each step: each log quarantined, once
+        nonlocal at
+        if applied is not None:
+            at = applied.position
+        new = [q for q in follower.quarantined() if q.device not in told]
+        if new:
+            told.update(q.device for q in new)
+            print(quarantine_warning(new), file=sys.stderr, flush=True)
+
+    try:
+        with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C: the step in flight rolls back
+            at = follower.position
+            print(f"Following {redacted(url)} from position {at}; Ctrl-C stops.", flush=True)
+            while not stop.is_set():
+                try:
+                    tell()
+                    follower.follow(stop, on_step=tell)
+                except _lost() as err:
+                    follower.close()
+                    follower = _until_back(url, err, stop)
+                    if follower is None:
+                        break
+                    at = follower.position
+                    print(f"The event store {redacted(url)} is back; following from "
+                          f"position {at}.", file=sys.stderr, flush=True)
+    finally:
+        if follower is not None:
+            follower.close()
+    print(f"Stopped at position {at}.", flush=True)
     return 0
+
+
+def _lost() -> tuple[type[Exception], ...]:
+    """What says the store went away: our store's refusal, or psycopg's on a raw query."""
+    import psycopg
+
+    from events.pgstore import StoreUnavailable
+
+    return (StoreUnavailable, psycopg.OperationalError)
+
+
+def _until_back(url: str, err: Exception, stop: threading.Event) -> Any:
+    """Say once that the store was lost, then try to reconnect after 1 s, 2 s, 4 s ... up
+    to RETRY_S[1] between tries; the new follower, or None if stopped meanwhile."""
+    from engine.fleet.follower import FleetFollower
+    from events.pgstore import redacted
+
+    why = err.text if hasattr(err, "text") else f"Lost the event store {redacted(url)}: " \
+        f"{_first_line(err)}."
+    print(f"% {why.rstrip('.')}. Retrying every {RETRY_S[0]:g} s to {RETRY_S[1]:g} s until "
+          "it is back; Ctrl-C stops.", file=sys.stderr, flush=True)
+    wait = RETRY_S[0]
+    while not stop.wait(wait):
+        try:
+            return FleetFollower(url)
+        except _lost():
+            wait = min(wait * 2, RETRY_S[1])
+    return None
 
 
 # -- arguments -------------------------------------------------------------------------------
 
 _UNITS = {"d": 86_400, "h": 3_600, "w": 7 * 86_400}
-_DURATION = re.compile(r"(\d{1,6})([dhw])")
+_DURATION = re.compile(r"([0-9]{1,6})([dhw])")  # ASCII digits only (\d takes ٣)
 
 
 def duration_us(text: str) -> int:
@@ -148,20 +234,12 @@ def store_url(given: str | None) -> str:
     if not url:
         raise CommandLineError(Reason.INCOMPLETE, "No store: give --store "
                                "postgresql://USER@HOST:PORT/DB or set $TRUSTLEDGER_STORE.")
-    if urlsplit(url).scheme not in ("postgresql", "postgres"):
-        raise CommandLineError(Reason.INVALID_VALUE, f"Invalid store {redacted(url)!r}: a "
-                               "postgresql:// URL.")
-    return url
+    from engine.storebinding import BindingError, check_url
 
-
-def redacted(url: str) -> str:
-    """The URL without its password (error messages must not print it)."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
+    try:
+        return check_url(url)  # the same check and message as every --store
+    except BindingError as err:
+        raise CommandLineError(err.reason, err.text) from None
 
 
 def _first_line(err: Exception) -> str:

@@ -46,7 +46,8 @@ def table(header: Sequence[str], rows: Sequence[Sequence[str | int]]) -> str:
 CERTIFICATE_HEADER = ("Device", "Trustpoint", "Kind", "Serial", "Subject", "Issuer",
                       "Not After", "Days Left")
 TRUSTPOINT_HEADER = ("Device", "Trustpoint", "State", "Certificates")
-DEVICE_HEADER = ("Device", "Kind", "Events", "Last Event", "Trustpoints", "Certificates")
+DEVICE_HEADER = ("Device", "Kind", "Events", "Last Event", "Trustpoints", "Certificates",
+                 "Status")
 
 
 def render_certificates(answer: FleetAnswer) -> str:
@@ -66,7 +67,7 @@ def render_devices(answer: FleetAnswer) -> str:
     rows: list[FleetDevice] = list(answer.rows)
     return table(DEVICE_HEADER, [
         (d.device, d.kind, d.events, iso(d.last_at) if d.events else "-", d.trustpoints,
-         d.certificates) for d in rows])
+         d.certificates, d.status) for d in rows])
 
 
 def _json(answer: FleetAnswer, key: str, items: list[dict[str, object]]) -> str:
@@ -95,4 +96,4 @@ def json_devices(answer: FleetAnswer) -> str:
     return _json(answer, "devices", [
         {"device": d.device, "kind": d.kind, "events": d.events,
          "last_event": iso(d.last_at) if d.events else None, "trustpoints": d.trustpoints,
-         "certificates": d.certificates} for d in rows])
+         "certificates": d.certificates, "status": d.status} for d in rows])

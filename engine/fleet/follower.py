@@ -26,9 +26,18 @@ is rebuilt from its own events up to that seq (engine/fleet/devices.py `rebuild`
 from the store. Only a committed step updates the cache. The cached states are `slim`: the
 commit history and the logging buffer, which the views do not use and no fold reads back,
 are dropped. A CA's log (kind `ca`) is counted (events, last event time) but not folded:
-its events are the CA's, not a device's. An event of a type this build does not fold (a
-newer writer's) stops the views just before it: the step folds what precedes it, and the
-next one refuses it by log and seq (UnfoldedEvent), as opening that device would.
+its events are the CA's, not a device's.
+
+Quarantine. One bad log never stops the others. A log is quarantined (a row in
+`trustledger_fleet_quarantine`: the seq and why, written in the step's transaction) when
+- `read_all` finds one of its rows damaged: the step folds the rows before it, quarantines
+  the log and sets the position to the damaged row's;
+- one of its events is of a type this build does not fold as a device's (a newer writer's,
+  or a CA's in a log whose header says `device`: a log is folded by what its events are):
+  the events before it are folded;
+- its rows no longer rebuild (damaged after they were folded): its views stay as they were.
+A quarantined log's later events are skipped (never folded onto a state that missed one);
+its device row stays, and `fleet devices` shows why (engine/fleet/queries.py `devices`).
 """
 
 from __future__ import annotations
@@ -40,10 +49,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from engine.fleet.names import name_key
-from engine.fleet.queries import FleetAnswer
+from engine.fleet.queries import FleetAnswer, Quarantined, quarantined
 from engine.fleet.schema import ensure_fleet_schema
-from engine.folds import UnfoldedEvent
-from events.pgstore import GlobalRow, connect, read_all, wait_for_append
+from events.filelog import LogCorrupted
+from events.pgstore import GlobalRow, RowDamage, connect, read_all, wait_for_append
 
 if TYPE_CHECKING:
     from engine.fleet.devices import Device
@@ -59,6 +68,13 @@ class Applied:
 
     position: int
     events: tuple[tuple[str, int], ...]
+
+
+def database(url: str) -> str:
+    """The database `url` names, as libpq reads it (never a password or a parameter)."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    return str(conninfo_to_dict(url).get("dbname", ""))
 
 
 class NotAStore(Exception):
@@ -81,10 +97,10 @@ class FleetFollower:
         try:
             store, views = self._writer.execute(
                 "SELECT to_regclass('trustledger_events') IS NOT NULL, "
-                "to_regclass('trustledger_fleet_certificates') IS NOT NULL").fetchone() or (
+                "to_regclass('trustledger_fleet_quarantine') IS NOT NULL").fetchone() or (
                     False, False)
             if not store:
-                raise NotAStore(f"The database {url.rsplit('/', 1)[-1]!r} holds no trustledger "
+                raise NotAStore(f"The database {database(url)!r} holds no trustledger "
                                 "event store (no trustledger_events table).")
             if not views:
                 ensure_fleet_schema(self._writer)
@@ -123,26 +139,40 @@ class FleetFollower:
             rows = tuple(ask(w))
         return FleetAnswer(int(row[0]) if row else 0, now_us, rows)
 
+    def quarantined(self) -> list[Quarantined]:
+        """The logs the views stopped folding (engine/fleet/queries.py `quarantined`)."""
+        with self._writer.transaction():
+            return quarantined(self._writer)
+
     # -- stepping ----------------------------------------------------------------------------
 
     def step(self) -> Applied | None:
-        """Fold the next batch, in one transaction; None when there was nothing to fold."""
+        """Fold the next batch, in one transaction; None when there was nothing to fold. A
+        damaged row ends the batch: the rows before it are folded and its log quarantined."""
         while True:
             after = self.position
-            rows = read_all(self._reader, after, self.batch)
+            damaged: RowDamage | None = None
+            try:
+                rows = read_all(self._reader, after, self.batch)
+            except LogCorrupted as e:
+                if not isinstance(e.damage, RowDamage):
+                    raise
+                damaged, rows = e.damage, self._before(after, e.damage.offset)
             self._reader.commit()
-            if not rows:
+            if not rows and damaged is None:
                 return None
             try:
-                return self._apply(after, rows)
+                return self._apply(after, rows, damaged)
             except _Moved:
                 self._cache.clear()  # another follower folded these: our states are behind
-            except UnfoldedEvent as e:  # fold what comes before it; the next step says why
-                cut = next((i for i, r in enumerate(rows) if r.record.seq == e.seq
-                            and r.log_id == getattr(e, "log_id", None)), 0)
-                if not cut:
-                    raise
-                return self._apply(after, rows[:cut])
+
+    def _before(self, after: int, position: int) -> list[GlobalRow]:
+        """The events after `after` that precede the damaged row at `position` (read_all
+        reached it, so they are all settled, and fewer than a batch)."""
+        row = self._reader.execute("SELECT count(*) FROM trustledger_events WHERE position > %s"
+                                   " AND position < %s", (after, position)).fetchone()
+        n = int(row[0]) if row else 0
+        return read_all(self._reader, after, n) if n else []
 
     def catch_up(self) -> int:
         """Fold until the store has nothing more; returns how many events were folded."""
@@ -169,36 +199,67 @@ class FleetFollower:
 
     # -- one transaction ---------------------------------------------------------------------
 
-    def _apply(self, after: int, rows: Sequence[GlobalRow]) -> Applied:
-        by_log: dict[str, list[GlobalRow]] = {}
-        for r in rows:
-            by_log.setdefault(r.log_id, []).append(r)
-        from engine.fleet.devices import fold  # the device folds: loaded when there is work
-
+    def _apply(self, after: int, rows: Sequence[GlobalRow],
+               damaged: RowDamage | None = None) -> Applied:
+        """Fold `rows` (and quarantine the log of `damaged`, the row that ends them) in one
+        transaction, and move the position past them."""
         w = self._writer
         with w.transaction():
             row = w.execute("SELECT position FROM trustledger_fleet_position WHERE name = %s "
                             "FOR UPDATE", (self.name,)).fetchone()
             if row is None or int(row[0]) != after:
                 raise _Moved
-            devices = self._load(list(by_log))
-            changed: list[str] = []
-            for log_id, mine in by_log.items():
-                dev = devices[log_id]
-                before = dev.rows
-                fold(dev, log_id, [r for r in mine if r.record.seq > dev.seq])
-                if dev.rows != before:
-                    changed.append(log_id)
-            _write(w, devices, changed)
+            held = quarantined_logs(w)
+            by_log: dict[str, list[GlobalRow]] = {}
+            for r in rows:
+                if r.log_id not in held:  # a quarantined log's later events: skipped
+                    by_log.setdefault(r.log_id, []).append(r)
+            devices, found = self._load(list(by_log))
+            changed = self._fold(devices, by_log, found)
+            if damaged is not None and damaged.segment not in held:
+                found.setdefault(damaged.segment, (damaged.seq or 0, damaged.reason))
+            _write(w, {i: d for i, d in devices.items() if i not in found},
+                   [i for i in changed if i not in found])
+            _quarantine(w, found, devices)
+            end = damaged.offset if damaged is not None else rows[-1].position
             w.execute("UPDATE trustledger_fleet_position SET position = %s WHERE name = %s",
-                      (rows[-1].position, self.name))
-        self._remember(devices)
-        return Applied(rows[-1].position, tuple((r.log_id, r.record.seq) for r in rows))
+                      (end, self.name))
+        for log_id in found:
+            self._cache.pop(log_id, None)
+        self._remember({i: d for i, d in devices.items() if i not in found})
+        return Applied(end, tuple((r.log_id, r.record.seq) for r in rows))
 
-    def _load(self, log_ids: list[str]) -> dict[str, Device]:
+    def _fold(self, devices: dict[str, Device], by_log: dict[str, list[GlobalRow]],
+              found: dict[str, tuple[int, str]]) -> list[str]:
+        """Fold each log's new events onto its device; returns the logs whose rows changed.
+        A log that holds an event this build does not fold as a device's (a newer writer's,
+        or a CA's in a log that says `device`) is folded up to it and added to `found`, with
+        the seq and why, to quarantine; the logs already in `found` are not folded."""
+        from engine.fleet.devices import DeviceUnfolded, fold  # loaded when there is work
+
+        skip, changed = set(found), []
+        for log_id, mine in by_log.items():
+            if log_id in skip:
+                continue
+            dev = devices[log_id]
+            new = [r for r in mine if r.record.seq > dev.seq]
+            saved, before = dev.copy(), dev.rows
+            try:
+                fold(dev, log_id, new)
+            except DeviceUnfolded as e:
+                dev = devices[log_id] = saved
+                fold(dev, log_id, [r for r in new if r.record.seq < e.seq])
+                found[log_id] = (e.seq, f"event type {e.type_name} is not one this build "
+                                        "folds as a device's")
+            if dev.rows != before:
+                changed.append(log_id)
+        return changed
+
+    def _load(self, log_ids: list[str]) -> tuple[dict[str, Device], dict[str, tuple[int, str]]]:
         """Each log's device as the views hold it now (inside the step's transaction): the
         cached one if it is at the seq the views say, else rebuilt. Copies: the cache
-        changes only once the step commits."""
+        changes only once the step commits. Also the logs whose stored events no longer
+        rebuild (damaged since they were folded), with the seq and why, to quarantine."""
         from engine.fleet.devices import Device, rebuild
 
         w = self._writer
@@ -219,9 +280,20 @@ class FleetFollower:
                 out[log_id] = Device.start(kind, seq, last_at)
                 if kind == "device" and seq:
                     stale[log_id] = seq
-        for log_id, state in rebuild(w, stale).items():
+        damaged: dict[str, tuple[int, str]] = {}
+        while True:
+            try:
+                states = rebuild(w, stale)
+                break
+            except LogCorrupted as e:
+                d = e.damage
+                if d.segment not in stale:
+                    raise
+                del stale[d.segment]
+                damaged[d.segment] = (d.seq or 0, d.reason)
+        for log_id, state in states.items():
             out[log_id].set_state(state)
-        return out
+        return out, damaged
 
     def _remember(self, devices: dict[str, Device]) -> None:
         for log_id, dev in devices.items():
@@ -232,6 +304,31 @@ class FleetFollower:
 
 
 # -- writing the rows ------------------------------------------------------------------------
+
+
+def quarantined_logs(conn: Any) -> dict[str, tuple[int, str]]:
+    """The quarantined logs: log_id -> (the seq the follower stopped at, why)."""
+    return {str(r[0]): (int(r[1]), str(r[2])) for r in conn.execute(
+        "SELECT device, seq, reason FROM trustledger_fleet_quarantine")}
+
+
+def _quarantine(conn: Any, found: dict[str, tuple[int, str]],
+                devices: dict[str, Device]) -> None:
+    """Record each log found damaged or unfoldable, and its device row as folded so far
+    (a row even for a log damaged at its first event: `fleet devices` lists it)."""
+    for log_id, (seq, reason) in found.items():
+        conn.execute("INSERT INTO trustledger_fleet_quarantine (device, seq, reason) "
+                     "VALUES (%s, %s, %s) ON CONFLICT (device) DO NOTHING",
+                     (log_id, seq, reason))
+        dev = devices.get(log_id)
+        if dev is not None and dev.state is not None and dev.seq:
+            _write(conn, {log_id: dev}, [log_id])  # what preceded the bad event
+        else:
+            conn.execute(
+                "INSERT INTO trustledger_fleet_devices (device, kind, seq, last_at, "
+                "trustpoints, certificates) SELECT %s, coalesce((SELECT kind FROM "
+                "trustledger_logs WHERE log_id = %s), 'device'), 0, 0, 0, 0 "
+                "ON CONFLICT (device) DO NOTHING", (log_id, log_id))
 
 
 def _write(conn: Any, devices: dict[str, Device], changed: Iterable[str]) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from engine.fleet.names import name_key
+from engine.fleet.names import issuer_key
 
 DAY_US = 86_400 * 1_000_000
 
@@ -45,6 +45,16 @@ class FleetDevice:
     last_at: int  # µs: the last event's time (0: none)
     trustpoints: int
     certificates: int
+    status: str = "ok"  # or "damaged at seq N: REASON": the log is quarantined
+
+
+@dataclass(frozen=True, slots=True)
+class Quarantined:
+    """A log the follower stopped folding at `seq` (engine/fleet/follower.py)."""
+
+    device: str
+    seq: int
+    reason: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +70,7 @@ def certificates(conn: Any, *, now_us: int, within_us: int | None = None,
                  issuer: str | None = None) -> list[FleetCertificate]:
     """Installed certificates, soonest expiry first; `within_us`: only those whose notAfter
     is at most that far from now (expired ones included); `issuer`: only those issued by
-    that DN (compared by `name_key`: ValueError if it is no DN)."""
+    that DN (compared by `issuer_key`: ValueError if it is no DN)."""
     where: list[str] = []
     args: list[Any] = []
     if within_us is not None:
@@ -68,7 +78,7 @@ def certificates(conn: Any, *, now_us: int, within_us: int | None = None,
         args.append(now_us + within_us)
     if issuer is not None:
         where.append("issuer_key = %s")
-        args.append(name_key(issuer))
+        args.append(issuer_key(issuer))
     sql = ("SELECT device, trustpoint, kind, serial, subject, issuer, not_after, revoked "
            "FROM trustledger_fleet_certificates"
            + (" WHERE " + " AND ".join(where) if where else "")
@@ -87,6 +97,16 @@ def trustpoints(conn: Any, *, state: str | None = None) -> list[FleetTrustpoint]
 
 
 def devices(conn: Any) -> list[FleetDevice]:
-    return [FleetDevice(*r) for r in conn.execute(
-        "SELECT device, kind, seq, last_at, trustpoints, certificates "
-        "FROM trustledger_fleet_devices ORDER BY device")]
+    """One row per log; a quarantined one says where and why it stopped (its counts are
+    those of the events before it)."""
+    return [FleetDevice(r[0], r[1], r[2], r[3], r[4], r[5],
+                        "ok" if r[6] is None else f"damaged at seq {r[6]}: {r[7]}")
+            for r in conn.execute(
+                "SELECT d.device, d.kind, d.seq, d.last_at, d.trustpoints, d.certificates, "
+                "q.seq, q.reason FROM trustledger_fleet_devices d "
+                "LEFT JOIN trustledger_fleet_quarantine q USING (device) ORDER BY d.device")]
+
+
+def quarantined(conn: Any) -> list[Quarantined]:
+    return [Quarantined(*r) for r in conn.execute(
+        "SELECT device, seq, reason FROM trustledger_fleet_quarantine ORDER BY device")]

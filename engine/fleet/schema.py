@@ -9,6 +9,9 @@
     trustledger_fleet_trustpoints   (device, trustpoint) PK, state, certificates
     trustledger_fleet_certificates  (device, ord) PK, trustpoint, kind, serial, subject,
                                     issuer, issuer_key, not_after (µs), revoked
+    trustledger_fleet_quarantine    (device PK, seq, reason)  a log the follower stopped
+                                    folding: its event at `seq` is damaged or not one this
+                                    build folds as a device's; its later events are skipped
 
 The view rows and the position change in one transaction (engine/fleet/follower.py), so the
 views always show exactly the events up to `position`. `issuer_key` is the issuer in the form
@@ -57,6 +60,11 @@ DDL = (
     "ON trustledger_fleet_certificates (not_after)",
     "CREATE INDEX IF NOT EXISTS trustledger_fleet_certificates_issuer "
     "ON trustledger_fleet_certificates (issuer_key)",
+    # last: its presence says the views' tables are all there (engine/fleet/follower.py)
+    """CREATE TABLE IF NOT EXISTS trustledger_fleet_quarantine (
+        device text PRIMARY KEY,
+        seq bigint NOT NULL,
+        reason text NOT NULL)""",
 )
 
 

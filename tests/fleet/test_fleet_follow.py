@@ -87,29 +87,3 @@ def test_a_ca_log_is_counted_not_folded(pg_url: str) -> None:
         rows = f.answer(queries.devices, T0).rows
     assert [(d.device, d.kind, d.events, d.last_at, d.trustpoints) for d in rows] == [
         ("ca-main", "ca", 2, T0 + 6, 0), ("edge-1", "device", 1, T0, 1)]
-
-
-def test_an_event_this_build_does_not_fold_stops_the_views_before_it(
-        pg_url: str, capsys: pytest.CaptureFixture[str]) -> None:
-    """A newer writer's event type: `fleet` says which device and seq (exit 1), the views
-    keep everything before it, and nothing is skipped past it."""
-    from engine.cli import main
-    from events.codec import encode_core
-    from events.store import chain_hash
-
-    with PostgresEventStore.open(pg_url, "edge-1") as s:
-        s.append([_declare(0, "tp0")])
-        seq, prev = s.head
-    core = encode_core([seq + 1, "device", "FromTheFuture", 1, T0 + 9, "", "", {"x": 1}])
-    with psycopg.connect(pg_url, autocommit=True) as conn:
-        conn.execute("INSERT INTO trustledger_events (position, log_id, seq, type, v, at, "
-                     "actor, correlation, core, prev, hash, tx) VALUES (nextval("
-                     "'trustledger_position'), 'edge-1', %s, 'FromTheFuture', 1, %s, '', '', "
-                     "%s, %s, %s, pg_current_xact_id())",
-                     (seq + 1, T0 + 9, core, prev, chain_hash(prev, core)))
-    assert main(["fleet", "devices", "--store", pg_url]) == 1
-    err = capsys.readouterr().err
-    assert err.startswith("% The device edge-1 log holds an event of type FromTheFuture at "
-                          "seq 2, which this build does not fold")
-    assert "Traceback" not in err
-    assert _device_row(pg_url, "edge-1") == (1, 1)

@@ -89,7 +89,9 @@ def test_certificates_are_those_installed_with_their_facts(store: str, fleet: Fl
 
 def test_issuer_filter_matches_the_dn_however_it_is_written(store: str) -> None:
     for dn in ("CN=Fleet CA Two,O=Example", "cn=fleet ca two, o=EXAMPLE",
-               "commonName = Fleet CA Two , O = Example"):
+               "commonName = Fleet CA Two , O = Example",
+               "/O=Example/CN=Fleet CA Two",  # what `ca init --subject` takes, too
+               "2.5.4.3=Fleet CA Two,2.5.4.10=Example", "2.5.4.3=Fleet CA Two,O=Example"):
         rows = _ask(store, queries.certificates, now_us=_now(), issuer=dn).rows
         # the CA's own certificate is self-issued: it is listed too
         assert {(c.device, c.kind) for c in rows} == {("r3", "router"), ("r3", "CA")}, dn
@@ -147,10 +149,10 @@ def test_cli_text_layouts(store: str, capsys: pytest.CaptureFixture[str]) -> Non
     assert main(["fleet", "devices", "--store", store]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].split() == ["Device", "Kind", "Events", "Last", "Event", "Trustpoints",
-                                "Certificates"]
-    assert [ln.split()[:2] + ln.split()[-2:] for ln in lines[1:]] == [
-        ["r1", "device", "2", "2"], ["r2", "device", "1", "1"], ["r3", "device", "1", "2"],
-        ["r4", "device", "1", "1"]]
+                                "Certificates", "Status"]
+    assert [ln.split()[:2] + ln.split()[-3:] for ln in lines[1:]] == [
+        ["r1", "device", "2", "2", "ok"], ["r2", "device", "1", "1", "ok"],
+        ["r3", "device", "1", "2", "ok"], ["r4", "device", "1", "1", "ok"]]
     assert main(["fleet", "certificates", "--store", store, "--issuer",
                  "CN=Fleet CA Two,O=Example"]) == 0
     header, *rows = capsys.readouterr().out.splitlines()
@@ -183,12 +185,14 @@ def test_cli_json_shape(store: str, capsys: pytest.CaptureFixture[str],
     devices = json.loads(capsys.readouterr().out)["devices"]
     assert [d["device"] for d in devices] == ["r1", "r2", "r3", "r4"]
     assert set(devices[0]) == {"device", "kind", "events", "last_event", "trustpoints",
-                               "certificates"}
+                               "certificates", "status"}
+    assert {d["status"] for d in devices} == {"ok"}
 
 
 @pytest.mark.parametrize(("argv", "message"), [
     (["certificates", "--expiring", "30x"], "% Invalid duration '30x'"),
     (["certificates", "--expiring", "d30"], "% Invalid duration 'd30'"),
+    (["certificates", "--expiring", "\u0663d"], "% Invalid duration '\u0663d'"),  # ٣: not ASCII
     (["certificates", "--issuer", "Fleet CA"], "% Invalid issuer DN 'Fleet CA'"),
     (["trustpoints", "--state", "enroled"], "% Unknown trustpoint state 'enroled'"),
 ])
@@ -209,7 +213,12 @@ def test_cli_store_errors(pg_url: str, capsys: pytest.CaptureFixture[str],
     assert main(["fleet", "devices"]) == 2
     assert capsys.readouterr().err.startswith("% No store: give --store")
     assert main(["fleet", "devices", "--store", "/tmp/store"]) == 2
-    assert capsys.readouterr().err.startswith("% Invalid store '/tmp/store'")
+    assert capsys.readouterr().err.startswith(  # the text of every --store (storebinding)
+        "% --store must be a PostgreSQL URL (postgresql://USER@HOST:PORT/DATABASE), not "
+        "'/tmp/store'.")
+    assert main(["fleet", "devices", "--store", "mysql://u:pw@127.0.0.1/x"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("% --store must be a PostgreSQL URL") and "pw" not in err
     down = f"postgresql://nobody:secret@127.0.0.1:{free_port()}/fleet"
     assert main(["fleet", "devices", "--store", down]) == 1
     err = capsys.readouterr().err
