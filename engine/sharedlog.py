@@ -79,19 +79,20 @@ class SharedLog:
     @classmethod
     def open(cls, url: str, log_id: str, root: Path, *, kind: str | None = "device",
              readonly: bool = False, exclusive: bool = False) -> SharedLog:
-        """The log `log_id` of the store at `url`; `root` (made 0700 unless `readonly`)
-        holds its audit trail's files. `kind` None (readers: `log verify|show|export`,
-        `replay`): whichever kind the store says the log is. `exclusive` (a writer): hold
-        the log's single-writer lock until `close` (WriterLocked if another process has it)."""
-        if not readonly:
-            root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        """The log `log_id` of the store at `url`; `root` holds its audit trail's files (made
+        0700 unless `readonly`, once the store has answered). `kind` None (readers: `log
+        verify|show|export`, `replay`): whichever kind the store says the log is.
+        `exclusive` (a writer): hold the log's single-writer lock until `close`
+        (WriterLocked if another process has it)."""
         if kind is None:
             kind = next((info.kind for info in list_logs(url) if info.log_id == log_id),
                         "device")  # a log that is not there: the store says so, as a device's
         lock = writer_lock(url, log_id) if exclusive and not readonly else None
         try:
-            return cls(PostgresEventStore.open(url, log_id, kind=kind, readonly=readonly),
-                       root, lock)
+            store = PostgresEventStore.open(url, log_id, kind=kind, readonly=readonly)
+            if not readonly:  # only once the store answered: a refused open leaves nothing
+                root.mkdir(mode=0o700, parents=True, exist_ok=True)
+            return cls(store, root, lock)
         except BaseException:
             if lock is not None:
                 lock.release()

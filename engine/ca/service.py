@@ -115,7 +115,15 @@ from engine.ports import (
     to_micros,
 )
 from engine.runtime import Ports, drive
-from engine.storebinding import AUDIT_DIR, STORE_FILE, Binding, BindingError, record, recorded
+from engine.storebinding import (
+    AUDIT_DIR,
+    STORE_FILE,
+    Binding,
+    BindingError,
+    record,
+    recorded,
+    same_store,
+)
 from events.ca import STREAM, CAInitialized, CARolledOver
 from events.durable import fsync_directory
 from events.filelog import FileEventLog, LogError, LogLocked, LogWriteFailed
@@ -858,7 +866,7 @@ def _open_log(root: Path, readonly: bool, store: Binding | None = None) -> Devic
     except BindingError as e:
         raise CAError(e.reason, e.text) from None
     if store is not None and known is not None and (
-            store.shown != known.url or store.device != known.device):
+            not same_store(store.shown, known.url) or store.device != known.device):
         raise CAError(Reason.INVALID_VALUE, f"{root} keeps the CA log {known.device} in "
                       f"{known.url}, not {store.device} in {store.shown}: refusing to mix them.")
     binding = store or known

@@ -69,3 +69,24 @@ def test_ca_serve_over_the_store_issues_to_a_device_over_the_store(pg_url: str,
     other = cli("serve", ca_dir, "--port", "0", "--store", pg_url, "--device", "ca-other",
                 check=False)
     assert other.returncode == 1 and "refusing to mix them" in other.stderr
+
+
+def test_a_store_that_does_not_answer_leaves_no_audit_directory(tmp_path: Path) -> None:
+    ca_dir = tmp_path / "ca"
+    refused = cli("init", ca_dir, "--store", "postgresql://u@127.0.0.1:1/x", "--device", "c",
+                  check=False)
+    assert refused.returncode == 1 and refused.stderr.startswith("% Cannot open the event store")
+    assert not (ca_dir / "audit").exists() and not (ca_dir / "STORE").exists()
+
+
+def test_the_ca_takes_its_store_spelled_another_way(pg_url: str, tmp_path: Path) -> None:
+    """`postgres://` for `postgresql://`, or an option that does not change the database:
+    the store DIR/STORE records (engine/storebinding.py same_store), as for a device."""
+    from engine.ca.service import BuiltinCA
+    from engine.storebinding import Binding
+
+    ca_dir = tmp_path / "ca"
+    cli("init", ca_dir, "--store", pg_url, "--device", "ca-main")
+    alias = pg_url.replace("postgresql://", "postgres://", 1) + "?application_name=x"
+    with BuiltinCA.open(ca_dir, store=Binding(alias, "ca-main")) as ca:
+        assert ca.state.initialized
