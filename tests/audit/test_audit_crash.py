@@ -12,10 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from engine.audit.checkpoint import parse_checkpoint
 from engine.audit.note import verify_note
 from engine.audit.trail import AuditMismatch, read_checkpoints, read_saved
-from tests.audit.test_audit_trail import commit_hostname, cut_log
+from tests.audit.trail_support import audited_device, checkpoint_sizes, cut_log
 from tests.core.engine_support import open_engine
 
 REPO = Path(__file__).resolve().parents[2]
@@ -27,7 +26,7 @@ CHILD = """
 import os, signal, sys
 import events.filelog
 import engine.audit.trail as trail
-from tests.audit.test_audit_trail import commit_hostname
+from tests.audit.trail_support import commit_hostname
 from tests.core.engine_support import open_engine
 
 def die(*args, **kw):
@@ -54,16 +53,7 @@ sys.exit(3)
 
 @pytest.fixture
 def device(tmp_path: Path) -> Path:
-    e = open_engine(tmp_path / "dev", audit=True)
-    for name in ("r1", "r2", "r3"):
-        commit_hostname(e, name)
-    e.close()
-    return tmp_path / "dev"
-
-
-def sizes(root: Path) -> list[int]:
-    return [parse_checkpoint(n.decode().partition("\n\n")[0] + "\n").size
-            for n in read_checkpoints(root / "log")]
+    return audited_device(tmp_path / "dev")
 
 
 @pytest.mark.slow
@@ -79,7 +69,7 @@ def test_a_kill_between_the_fdatasync_and_the_checkpoint_write(device: Path,
     saved = read_saved(device / "log")
     assert saved is not None and saved.latest is not None
     assert saved.latest.checkpoint.size == (6 if point == "marker" else 4)
-    assert sizes(device)[:4] == [1, 2, 3, 4]
+    assert checkpoint_sizes(device)[:4] == [1, 2, 3, 4]
 
     e = open_engine(device)  # the open check passes whatever step the kill struck
     assert e.state.seq >= acknowledged[-1]
@@ -89,7 +79,7 @@ def test_a_kill_between_the_fdatasync_and_the_checkpoint_write(device: Path,
     verifier = e.state.audit_key.verifier()
     for note in read_checkpoints(device / "log"):
         verify_note(note, [verifier])
-    assert sizes(device) == [1, 2, 3, 4, 5, 6][:e.state.seq]  # every decision's, once
+    assert checkpoint_sizes(device) == [1, 2, 3, 4, 5, 6][:e.state.seq]  # every decision's, once
 
     cut_log(device, 3)  # below the checkpoints the device signed: refused, as before
     with pytest.raises(AuditMismatch, match=r"^% The event log ends at seq 3, but "):
@@ -104,7 +94,7 @@ def test_a_log_cut_between_the_audit_file_and_the_newest_recorded_checkpoint_is_
     done = subprocess.run([sys.executable, "-c", CHILD, str(device), "audit"], cwd=REPO,
                           capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == -9, done.stderr
-    assert sizes(device) == [1, 2, 3, 4, 5, 6]
+    assert checkpoint_sizes(device) == [1, 2, 3, 4, 5, 6]
     cut_log(device, 5)
     with pytest.raises(AuditMismatch, match=r"^% The event log ends at seq 5, but the "
                        r"checkpoint recorded at tree size 6 .*event 6 is missing"):

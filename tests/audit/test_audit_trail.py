@@ -25,29 +25,16 @@ from engine.audit.trail import (
 )
 from engine.engine import Engine
 from engine.ports import FakeClock
-from events.filelog import HEAD_FILE, FileEventLog, iter_frames
+from events.filelog import FileEventLog
 from events.registry import event_from, known_types
 from events.store import PendingEvent
+from tests.audit.trail_support import audited_device, checkpoint_sizes, commit_hostname, cut_log
 from tests.core.engine_support import open_engine
-
-
-def commit_hostname(e: Engine, name: str) -> None:
-    for line in ("configure", f"hostname {name}", "commit", "end"):
-        assert e.execute(line).ok, line
 
 
 @pytest.fixture
 def device(tmp_path: Path) -> Path:
-    e = open_engine(tmp_path / "dev", audit=True)
-    for name in ("r1", "r2", "r3"):
-        commit_hostname(e, name)
-    e.close()
-    return tmp_path / "dev"
-
-
-def checkpoints(root: Path) -> list[int]:
-    return [parse_checkpoint(n.decode().partition("\n\n")[0] + "\n").size
-            for n in read_checkpoints(root / "log")]
+    return audited_device(tmp_path / "dev")
 
 
 def test_every_trust_decision_name_is_an_event_type() -> None:
@@ -72,7 +59,7 @@ def test_the_key_is_made_at_first_open_only_when_asked(tmp_path: Path) -> None:
 
 
 def test_a_checkpoint_follows_each_trust_decision_and_nothing_else(device: Path) -> None:
-    assert checkpoints(device) == [1, 2, 3, 4]  # the key, then each commit
+    assert checkpoint_sizes(device) == [1, 2, 3, 4]  # the key, then each commit
     e = open_engine(device)
     assert e.execute("clock set 14:30:00 1 December 2026").ok  # not a trust decision
     assert e.audit is not None and e.audit.latest is not None
@@ -80,7 +67,7 @@ def test_a_checkpoint_follows_each_trust_decision_and_nothing_else(device: Path)
     commit_hostname(e, "r4")
     assert e.audit.latest.checkpoint.size == 6
     e.close()
-    assert checkpoints(device) == [1, 2, 3, 4, 6]
+    assert checkpoint_sizes(device) == [1, 2, 3, 4, 6]
 
 
 def test_each_checkpoint_signs_the_root_of_the_log_so_far(device: Path) -> None:
@@ -134,18 +121,6 @@ def test_the_range_catches_up_from_where_it_was_saved(device: Path) -> None:
     rng.extend(leaf_hash(r.hash) for r in again.store.read())
     assert again.audit.range.root() == rng.root()
     again.close()
-
-
-def cut_log(root: Path, keep: int) -> None:
-    """Truncate the device's log after seq `keep` and drop the head marker: a log cut back by
-    someone who knew about the marker. (Each command here appended one event: one frame.)"""
-    (seg,) = sorted((root / "log").glob("*.seg"))
-    frames = list(iter_frames(seg))
-    assert [f.first_seq for f in frames] == list(range(1, len(frames) + 1))
-    with open(seg, "r+b") as f:
-        f.truncate(frames[keep - 1].end)
-    (root / "log" / HEAD_FILE).unlink()
-    shutil.rmtree(root / "snapshots")  # caches, which would say so too
 
 
 def test_a_log_cut_below_its_checkpoint_refuses_to_open(device: Path) -> None:
@@ -272,9 +247,9 @@ def test_the_trail_is_written_in_the_marker_step_and_only_what_is_acknowledged(
     monkeypatch.setattr(events.filelog, "MARK_EVERY", 0.0)
     e = open_engine(tmp_path / "dev", audit=True)
     commit_hostname(e, "r1")  # seq 2; its checkpoint is signed after its marker step ...
-    assert checkpoints(tmp_path / "dev") == [1]
+    assert checkpoint_sizes(tmp_path / "dev") == [1]
     assert e.execute("clock set 14:30:00 1 December 2026").ok  # ... and written with the next
-    assert checkpoints(tmp_path / "dev") == [1, 2]
+    assert checkpoint_sizes(tmp_path / "dev") == [1, 2]
     saved = read_saved(tmp_path / "dev" / "log")
     assert saved is not None and saved.tree.size == 2  # the tree as of that marker step
     assert e.audit is not None
@@ -285,11 +260,11 @@ def test_the_trail_is_written_in_the_marker_step_and_only_what_is_acknowledged(
     trail.range.append(leaf_hash(bytes(32)))  # seq 4, which the log has not acknowledged
     trail.checkpoint()
     trail.persist(upto=3)
-    assert checkpoints(tmp_path / "dev") == [1, 2]
+    assert checkpoint_sizes(tmp_path / "dev") == [1, 2]
     saved = read_saved(tmp_path / "dev" / "log")
     assert saved is not None and saved.tree.size == 2
     trail.persist()  # everything (what a clean close does)
-    assert checkpoints(tmp_path / "dev") == [1, 2, 4]
+    assert checkpoint_sizes(tmp_path / "dev") == [1, 2, 4]
 
 
 def test_the_shell_writes_a_checkpoint_out_between_commands(device: Path) -> None:
@@ -301,9 +276,9 @@ def test_the_shell_writes_a_checkpoint_out_between_commands(device: Path) -> Non
     e = open_engine(device)
     try:
         commit_hostname(e, "r9")
-        assert checkpoints(device)[-1] < e.state.seq  # signed, not written out yet
+        assert checkpoint_sizes(device)[-1] < e.state.seq  # signed, not written out yet
         Scheduler(e).tick()
-        assert checkpoints(device)[-1] == e.state.seq
+        assert checkpoint_sizes(device)[-1] == e.state.seq
     finally:
         e.close()
 
