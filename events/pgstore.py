@@ -735,8 +735,7 @@ def wait_for_append(conn: psycopg.Connection[Any], timeout_s: float) -> bool:
         for _ in conn.notifies(timeout=timeout_s, stop_after=1):
             woken = True
         if woken:  # drain what else is queued: one wake-up covers them all
-            for _ in conn.notifies(timeout=0):
-                pass
+            list(conn.notifies(timeout=0))
     return woken
 
 

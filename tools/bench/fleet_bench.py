@@ -285,8 +285,7 @@ def main() -> int:
     with server(args.store) as srv:
         for r in range(args.rounds):  # alternate, so a burst of load hits both sides
             with srv.fresh() as url:  # type: ignore[attr-defined]
-                with PostgresEventStore.open(url, "warm-up"):
-                    pass
+                PostgresEventStore.open(url, "warm-up").close()  # makes the schema
                 reader = PositionReader(url, n)
                 reader.start()
                 ours.append(our_writers(url, args.devices, args.commits, f"r{r}"))

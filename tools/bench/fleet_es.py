@@ -37,7 +37,7 @@ class Device(Aggregate):
 
 
 class Fleet(Application):
-    pass
+    """The application every device's aggregate is saved through (one recorder)."""
 
 
 def es_env(url: str, threads: int) -> dict[str, str]:
