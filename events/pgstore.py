@@ -79,8 +79,9 @@ that must have ONE writer, as a file log has (the built-in CA: `ca serve` holds 
 other `ca` commands go through its admin endpoint), takes a session-level advisory lock on a
 dedicated connection, keyed (WRITER_LOCK_CLASS, hashtext('trustledger:' || log_id)), for as
 long as it has the log open for writing: `pg_try_advisory_lock`, never a wait, so a second
-writer is refused at once (`WriterLocked`). The lock ends with its session: closing it, the
-process dying, or the server dropping the connection release it. Two log ids whose hashes
+writer is refused at once (`WriterLocked`). `release` unlocks explicitly before it closes the
+session, so the lock is free when it returns; the process dying or the server dropping the
+connection release it too. Two log ids whose hashes
 collide share a lock (refused as "in use" though they are not; never two writers on one log).
 Readers take no lock. Devices do not take it.
 
@@ -640,9 +641,18 @@ class WriterLock:
         return cls(conn, log_id)
 
     def release(self) -> None:
-        """End the lock's session (which releases the lock, even if the server is gone)."""
+        """Unlock, then end the lock's session. The explicit unlock is what makes the release
+        immediate: closing alone only tells the server, whose backend lets go of the lock when it
+        notices, a moment after this returns, so a process reopening the log at once was refused
+        (seen in CI). If the server is gone, its session and the lock are gone with it."""
         conn, self._conn = self._conn, None
-        if conn is not None:
+        if conn is None:
+            return
+        try:
+            with contextlib.suppress(psycopg.Error):  # broken: its end released the lock
+                conn.execute("SELECT pg_advisory_unlock(%s, hashtext(%s))",
+                             (WRITER_LOCK_CLASS, "trustledger:" + self.log_id))
+        finally:
             conn.close()
 
     def __enter__(self) -> WriterLock:

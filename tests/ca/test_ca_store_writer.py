@@ -54,6 +54,19 @@ def test_the_writer_lock_is_per_log_and_devices_take_none(pg_url: str, tmp_path:
         pass  # two device engines on one device: optimistic concurrency, no lock
 
 
+def test_release_frees_the_lock_before_it_returns(pg_url: str) -> None:
+    """Closing the lock's connection alone frees it only when the server notices, a moment
+    later: a CA reopened at once was refused (a CI failure). `release` unlocks first."""
+    import psycopg
+
+    with psycopg.connect(pg_url, autocommit=True) as watcher:  # connected before: no delay
+        for _ in range(20):
+            writer_lock(pg_url, "ca1").release()
+            held = watcher.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
+                                   "AND granted").fetchone()
+            assert held == (0,)
+
+
 def test_an_append_slipped_past_the_lock_is_read_and_the_ca_goes_on(pg_url: str,
                                                                     tmp_path: Path) -> None:
     root = tmp_path / "ca"
