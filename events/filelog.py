@@ -84,7 +84,15 @@ from events.codec import count_rows, decode_body, encode_body, encode_core, row_
 from events.crc import crc32c
 from events.durable import fsync_directory
 from events.runs import RUN_MAX, RowRuns, Run, merged
-from events.store import GENESIS, PendingEvent, Recorded, chain_hash, seal_encoded
+from events.store import (
+    COLD_SHA256,
+    GENESIS,
+    PendingEvent,
+    Recorded,
+    chain_hash,
+    seal_encoded,
+    seal_one,
+)
 
 MAGIC = b"TLSEG\x00\x01\n"
 SEG_HEADER = struct.Struct("<8sQ32s")
@@ -612,11 +620,20 @@ class FileEventLog:
             raise LogError("event log is open read-only")
         if self._broken is not None:
             raise LogWriteFailed(self._broken, False)
-        if not batch:
-            return []
         first = self._head_seq + 1
-        records, cores = seal_encoded(batch, first, self._head_hash)
-        frame = _frame(first, _body_from_cores(records, cores))
+        if len(batch) == 1:  # one command, one event: the common frame, in one pass
+            last, core = seal_one(batch[0], first, self._head_hash,
+                                  hashlib.sha256 if self._group_depth else COLD_SHA256)
+            records = [last]
+            body = b"".join((b"\x91\x99", core[1:], b"\xc4\x20", last.hash))  # _body_from_cores
+            prefix = _FRAME_PREFIX.pack(len(body), first, crc32c.crc32c(body))
+            frame = b"".join((prefix, _CRC.pack(crc32c.crc32c(prefix)), body))  # as _frame does
+        elif batch:
+            records, cores = seal_encoded(batch, first, self._head_hash)
+            frame = _frame(first, _body_from_cores(records, cores))
+            last = records[-1]
+        else:
+            return []
         if self._fd is None or (self._segment_size > SEG_HEADER.size
                                 and self._segment_size + len(frame) > self.segment_bytes):
             self._rotate()  # a segment holding no frame yet takes any frame
@@ -625,7 +642,6 @@ class FileEventLog:
         self._unwritten_bytes += size
         self._head_at = (self._segment, self._segment_size)
         self._segment_size += size
-        last = records[-1]
         self._head_seq, self._head_hash = last.seq, last.hash
         if self._group_depth:
             # Inside a group, frames wait in memory and go out in one write: nothing is
