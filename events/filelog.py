@@ -490,6 +490,7 @@ class FileEventLog:
         self._lock_fd: int | None = None
         self._fd: int | None = None
         self._segment: Path | None = None
+        self._segment_first = 0  # the seq _segment is named after (`position`, every commit)
         self._segment_size = 0
         self._head_seq = 0
         self._head_hash = GENESIS
@@ -566,6 +567,7 @@ class FileEventLog:
             scan.repair, head_segment = torn, segs[-2]
         if head_segment is not None:
             self._segment, self._segment_size = head_segment, scan.size
+            self._segment_first = int(head_segment.stem)
             if scan.frame is not None:
                 self._head_at = (head_segment, scan.frame[0])
         self._durable_at = self._head_at
@@ -780,6 +782,7 @@ class FileEventLog:
             os.close(fd)
             raise LogWriteFailed(e, self._discard_segment(path)) from e
         self._fd, self._segment, self._segment_size = fd, path, SEG_HEADER.size
+        self._segment_first = first
         self._durable_size = SEG_HEADER.size
 
     def _discard_segment(self, path: Path) -> bool:
@@ -817,7 +820,7 @@ class FileEventLog:
         """Where the frames after the head will start (None: no segment yet)."""
         if self._segment is None:
             return None
-        return Position(int(self._segment.stem), self._segment_size)
+        return Position(self._segment_first, self._segment_size)
 
     def read(self, from_seq: int = 1) -> Iterator[Recorded]:
         """Stream events with seq >= from_seq, up to the head as of the first step."""
