@@ -87,6 +87,7 @@ from events.store import GENESIS, Recorded
 AUDIT_FILE = "AUDIT"
 CHECKPOINTS_FILE = "CHECKPOINTS"
 _MAGIC = "trustledger-audit v1"
+FOLD_AFTER = 4096  # leaves observed and not yet hashed, at most (`AuditTrail.observe`)
 
 logger = get_logger("trustledger.audit")
 
@@ -322,6 +323,8 @@ class AuditTrail:
                 decision = decision or is_trust_decision(rec.type)
             if records:
                 self.chain, self.at, self._dirty = records[-1].hash, at, True
+            if len(leaves) >= FOLD_AFTER:  # a long run without a checkpoint: memory stays small
+                self._fold()
         return decision
 
     def checkpoint(self) -> None:

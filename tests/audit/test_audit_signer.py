@@ -299,3 +299,20 @@ def test_every_checkpoint_and_the_range_match_the_tree_of_the_log(
         rng = CompactRange()
         rng.extend(leaf_hash(h) for h in seen[:cp.size])
         assert cp.root == rng.root()
+
+
+def test_a_long_run_without_a_checkpoint_keeps_few_leaves_unhashed(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(engine.audit.trail, "FOLD_AFTER", 8)
+    key = WatchedKey()
+    with FileEventLog.open(tmp_path / "log") as log, log.group_commit():
+        trail = trail_on(log, key)
+        hashes = []
+        for i in range(1, 30):
+            records = log.append([commit(i)])
+            trail.observe(records, log.position)
+            hashes += [r.hash for r in records]
+            assert len(trail._leaves) < 8
+        expect = CompactRange()
+        expect.extend(leaf_hash(h) for h in hashes)
+        assert trail.range.root() == expect.root()
