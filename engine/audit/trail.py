@@ -87,7 +87,7 @@ from events.store import GENESIS, Recorded
 AUDIT_FILE = "AUDIT"
 CHECKPOINTS_FILE = "CHECKPOINTS"
 _MAGIC = "trustledger-audit v1"
-FOLD_AFTER = 4096  # leaves observed and not yet hashed, at most (`AuditTrail.observe`)
+FOLD_AFTER = 256  # leaves observed and not yet hashed, at most (`AuditTrail.observe`)
 
 logger = get_logger("trustledger.audit")
 
@@ -264,6 +264,7 @@ class AuditTrail:
         self.key = key
         self._range = tree.range()
         self._leaves: list[bytes] = []  # chain hashes observed, not yet in _range (`_fold`)
+        self._computed: CompactRange | None = None  # the signer thread's last (`_range_at`)
         self.chain, self.at = tree.chain, tree.at
         self._latest = latest
         self._signer = signer
@@ -344,14 +345,23 @@ class AuditTrail:
 
     def _range_at(self, base: tuple[int, tuple[bytes, ...]], leaves: tuple[bytes, ...],
                   chain: bytes, at: Position | None) -> Bound:
-        """The signer thread's part of `checkpoint`: the range `base` extended by `leaves`;
-        the trail keeps it (saving `_fold` the hashing) if its range is still at `base`."""
-        rng = CompactRange(*base)
-        rng.extend(leaf_hash(h) for h in leaves)
-        with self._lock:
-            if self._range.size == base[0]:  # nothing folded meanwhile: leaves is a prefix
+        """The signer thread's part of `checkpoint`: the range `base` extended by `leaves`.
+        It starts from the range its previous job made when that lies between (checkpoints
+        queued together hash each leaf once), and the trail keeps the result in place of its
+        own range and the leaves it covers (sparing `_fold` the hashing) when it can."""
+        start, hashes = base
+        done = self._computed  # the signer thread's alone: jobs run one at a time
+        if done is not None and start <= done.size <= start + len(leaves):
+            rng, todo = CompactRange(done.size, done.hashes), leaves[done.size - start:]
+        else:
+            rng, todo = CompactRange(start, hashes), leaves
+        rng.extend(leaf_hash(h) for h in todo)
+        self._computed = rng
+        with self._lock:  # the same log's leaves: any range between covers a prefix of rng's
+            kept = self._range.size
+            if kept <= rng.size <= kept + len(self._leaves):
                 self._range = CompactRange(rng.size, rng.hashes)
-                del self._leaves[:len(leaves)]
+                del self._leaves[:rng.size - kept]
         return Bound(rng.size, tuple(rng.hashes), chain, at)
 
     def _request(self, tree: Bound) -> None:
