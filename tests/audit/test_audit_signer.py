@@ -5,6 +5,7 @@ the latest one or writes the trail out has it made first."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
@@ -268,16 +269,22 @@ def test_the_tree_is_hashed_on_the_signer_thread_not_the_command_path(
 
 
 @settings(max_examples=40, deadline=None)
-@given(st.lists(st.sampled_from(["observe", "checkpoint", "range", "persist"]), max_size=30))
+@given(st.lists(st.sampled_from(["observe", "checkpoint", "range", "persist"]), max_size=30),
+       st.booleans(), st.integers(1, 6))
 def test_every_checkpoint_and_the_range_match_the_tree_of_the_log(
-        tmp_path_factory: pytest.TempPathFactory, steps: list[str]) -> None:
+        tmp_path_factory: pytest.TempPathFactory, steps: list[str], grouped: bool,
+        fold_after: int) -> None:
     """Whatever mix of appends, checkpoints, range reads and write-outs (each folds the
     leaves observed at another moment), every checkpoint signed has the root of the log's
-    first `size` events and the range is the whole log's tree."""
+    first `size` events and the range is the whole log's tree. `grouped`: no fdatasync
+    until the end, so the checkpoints' jobs queue up and run together."""
     root = tmp_path_factory.mktemp("mix")
     key = WatchedKey()
     seen: list[bytes] = []
-    with FileEventLog.open(root / "log") as log:
+    with FileEventLog.open(root / "log") as log, \
+            log.group_commit() if grouped else contextlib.nullcontext(), \
+            pytest.MonkeyPatch.context() as patch:
+        patch.setattr(engine.audit.trail, "FOLD_AFTER", fold_after)
         trail = trail_on(log, key)
         for n, step in enumerate(steps, start=1):
             if step == "observe":
@@ -288,7 +295,7 @@ def test_every_checkpoint_and_the_range_match_the_tree_of_the_log(
                 trail.checkpoint()
             elif step == "range":
                 assert trail.range.size == len(seen)
-            else:
+            elif not grouped:  # inside a group nothing is acknowledged to write out
                 trail.persist(log.head[0])
         expect = CompactRange()
         expect.extend(leaf_hash(h) for h in seen)
