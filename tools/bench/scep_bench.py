@@ -44,6 +44,8 @@ What is measured, and what is not. Both servers are treated exactly alike:
     --pool           also serve with the design `ca serve --workers` was compared with: one
                      process serving HTTP and owning the CA, a ProcessPoolExecutor running
                      the pure responder (parse/verify/decrypt, CertRep) (`serve_pool` below)
+    --single         also serve from one process (`ca serve --workers 1`: HTTP on an asyncio
+                     thread, PKIOperations in a thread pool; RSA operations release the GIL)
     --steps          also say where an enrollment's CPU goes: each step of the in-process
                      path timed alone (thread CPU, `steps` below), and what the server spends
                      besides (HTTP, the channel, the decider's loop: its CPU per enrollment
@@ -793,6 +795,8 @@ def main() -> int:
                         help="also serve from another checkout (e.g. the code before a change)")
     parser.add_argument("--pool", action="store_true",
                         help="also serve with a ProcessPoolExecutor instead of the workers")
+    parser.add_argument("--single", action="store_true",
+                        help="also serve from one process (`ca serve --workers 1`)")
     parser.add_argument("--steps", action="store_true",
                         help="also time each step of an enrollment in-process")
     args = parser.parse_args()
@@ -823,11 +827,13 @@ def main() -> int:
             if args.pool:
                 variants.append(("pool", REPO, [sys.executable, str(Path(__file__).resolve()),
                                                 "--serve-pool", str(args.workers)]))
+            if args.single:
+                variants.append(("single", REPO, None))
             for label, repo, serve in variants:
                 port = free_port()
                 relay = None if args.direct else free_port()
-                started = start_ours(work, port, relay, args.workers, repo=repo, label=label,
-                                     serve=serve)
+                started = start_ours(work, port, relay, 1 if label == "single" else args.workers,
+                                     repo=repo, label=label, serve=serve)
                 procs += started
                 servers.append(Server(label, relay or port, started[0].pid,
                                       relays=tuple(p.pid for p in started[1:])))
@@ -891,7 +897,7 @@ def report(rounds: dict[str, list[Result]], args: argparse.Namespace) -> int:
           f"{1000 / theirs.cpu_ms:>10.1f}{theirs.cpu_ms / ours.cpu_ms:>7.2f}")
     print(f"{'  of ours: decider / workers (ms)':<36}{ours.root_ms:>10.2f}"
           f"{ours.cpu_ms - ours.root_ms:>10.2f}")
-    for name in ("before", "pool"):
+    for name in ("before", "pool", "single"):
         if name in results:
             other = results[name]
             print(f"{'  trustledger vs ' + name:<36}{ours.issued:>10.1f}{other.issued:>10.1f}"
