@@ -3,8 +3,9 @@
     python tools/bench/scep_bench.py [--enrollments 300] [--concurrency 8] [--keys 16]
 
 Both servers run as separate processes on 127.0.0.1 with an RSA-2048 CA and a static
-challenge: ours as `python -m engine.ca.cli serve --workers N` (default: one worker per CPU,
-as `ca serve` itself; `--workers 1` is the single-process server), micromdm's through
+challenge: ours as `python -m engine.ca.cli serve [--workers N]` (default: `ca serve`'s own
+default, one worker process per CPU but one, i.e. one process on 2 CPUs; `--workers 1` is the
+single-process server), micromdm's through
 /work/shared/peers/scep-server.sh (scepserver 2.1.0 inside a network namespace behind two socat
 relays; `-allowrenew 0`). By default ours is put behind the same two-relay path (TCP -> unix
 socket -> TCP) so both pay the same transport; `--direct` measures ours without it.
@@ -44,8 +45,10 @@ What is measured, and what is not. Both servers are treated exactly alike:
     --pool           also serve with the design `ca serve --workers` was compared with: one
                      process serving HTTP and owning the CA, a ProcessPoolExecutor running
                      the pure responder (parse/verify/decrypt, CertRep) (`serve_pool` below)
-    --single         also serve from one process (`ca serve --workers 1`: HTTP on an asyncio
-                     thread, PKIOperations in a thread pool; RSA operations release the GIL)
+    --also-workers N also serve with `ca serve --workers N` in the same rounds ("workers N";
+                     1: one process, HTTP on an asyncio thread and PKIOperations in a thread
+                     pool, whose RSA operations release the GIL; N >= 2: a deciding process
+                     and N worker processes)
     --steps          also say where an enrollment's CPU goes: each step of the in-process
                      path timed alone (thread CPU, `steps` below), and what the server spends
                      besides (HTTP, the channel, the decider's loop: its CPU per enrollment
@@ -452,11 +455,12 @@ def _median(results: list[Result]) -> Result:
     return sorted(results, key=lambda r: r.issued)[len(results) // 2]
 
 
-def start_ours(work: Path, port: int, relay_port: int | None, workers: int, *,
+def start_ours(work: Path, port: int, relay_port: int | None, workers: int | None, *,
                repo: Path = REPO, label: str = "ours",
                serve: list[str] | None = None) -> list[subprocess.Popen[bytes]]:
     """`ca init` + `ca serve` of the tree at `repo` (`serve`: another command serving the
-    CA directory, given as its last two arguments DIR PORT)."""
+    CA directory, given as its last two arguments DIR PORT; `workers` None: `ca serve`'s
+    default)."""
     env = {**os.environ, "PYTHONPATH": str(repo)}
     ca = work / label
     subprocess.run([sys.executable, "-m", "engine.ca.cli", "init", str(ca), "--subject",
@@ -464,7 +468,8 @@ def start_ours(work: Path, port: int, relay_port: int | None, workers: int, *,
                    cwd=repo)
     command = ([*serve, str(ca), str(port)] if serve is not None else
                [sys.executable, "-m", "engine.ca.cli", "serve", str(ca), "--port", str(port),
-                "--challenge", CHALLENGE, "--workers", str(workers)])
+                "--challenge", CHALLENGE,
+                *(["--workers", str(workers)] if workers is not None else [])])
     procs = [subprocess.Popen(command, env=env, cwd=repo, stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL)]
     if relay_port is not None:  # the same TCP -> unix -> TCP path scep-server.sh builds
@@ -789,14 +794,14 @@ def main() -> int:
                         help="alternating rounds per server; the median round is reported")
     parser.add_argument("--direct", action="store_true",
                         help="no socat relays in front of our server")
-    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+    parser.add_argument("--workers", type=int, default=None,
                         help="our worker processes (default: one per CPU; 1 = one process)")
     parser.add_argument("--compare", type=Path, metavar="TREE",
                         help="also serve from another checkout (e.g. the code before a change)")
     parser.add_argument("--pool", action="store_true",
                         help="also serve with a ProcessPoolExecutor instead of the workers")
-    parser.add_argument("--single", action="store_true",
-                        help="also serve from one process (`ca serve --workers 1`)")
+    parser.add_argument("--also-workers", type=int, action="append", default=[], metavar="N",
+                        help="also serve with `ca serve --workers N` (may be repeated)")
     parser.add_argument("--steps", action="store_true",
                         help="also time each step of an enrollment in-process")
     args = parser.parse_args()
@@ -826,14 +831,16 @@ def main() -> int:
                 variants.append(("before", args.compare.resolve(), None))
             if args.pool:
                 variants.append(("pool", REPO, [sys.executable, str(Path(__file__).resolve()),
-                                                "--serve-pool", str(args.workers)]))
-            if args.single:
-                variants.append(("single", REPO, None))
+                                                "--serve-pool",
+                                                str(args.workers or os.cpu_count() or 1)]))
+            variants += [(f"workers {n}", REPO, None) for n in args.also_workers]
             for label, repo, serve in variants:
                 port = free_port()
                 relay = None if args.direct else free_port()
-                started = start_ours(work, port, relay, 1 if label == "single" else args.workers,
-                                     repo=repo, label=label, serve=serve)
+                workers = int(label.split()[1]) if label.startswith("workers ") \
+                    else args.workers
+                started = start_ours(work, port, relay, workers, repo=repo,
+                                     label=label.replace(" ", "-"), serve=serve)
                 procs += started
                 servers.append(Server(label, relay or port, started[0].pid,
                                       relays=tuple(p.pid for p in started[1:])))
@@ -873,7 +880,8 @@ def report(rounds: dict[str, list[Result]], args: argparse.Namespace) -> int:
     path = "direct" if args.direct else "via 2 socat relays (as scepserver)"
     print(f"\nSCEP PKCSReq enrollments, RSA-2048 CA, AES-128/SHA-256, {args.enrollments} "
           f"enrollments x {args.rounds} rounds (median shown), {args.concurrency} concurrent "
-          f"clients, {os.cpu_count()} CPUs, trustledger --workers {args.workers}, {path}")
+          f"clients, {os.cpu_count()} CPUs, trustledger "
+          f"{'--workers ' + str(args.workers) if args.workers else 'default workers'}, {path}")
     print(f"{'server':<14}{'answers/s':>10}{'issued/s':>10}{'p50 ms':>9}{'p95 ms':>9}"
           f"{'CPU ms':>8}{'client':>8}{'relays':>8}{'SUCCESS':>10}{'wrong':>7}")
     for r in results.values():
@@ -895,11 +903,10 @@ def report(rounds: dict[str, list[Result]], args: argparse.Namespace) -> int:
           f"{ours.cpu_ms / theirs.cpu_ms:>7.2f}")
     print(f"{'  issued per server CPU-second':<36}{1000 / ours.cpu_ms:>10.1f}"
           f"{1000 / theirs.cpu_ms:>10.1f}{theirs.cpu_ms / ours.cpu_ms:>7.2f}")
-    print(f"{'  of ours: decider / workers (ms)':<36}{ours.root_ms:>10.2f}"
+    print(f"{'  of ours: serving process / workers':<36}{ours.root_ms:>10.2f}"
           f"{ours.cpu_ms - ours.root_ms:>10.2f}")
-    for name in ("before", "pool", "single"):
-        if name in results:
-            other = results[name]
+    for name, other in results.items():
+        if name not in ("trustledger", "scepserver"):
             print(f"{'  trustledger vs ' + name:<36}{ours.issued:>10.1f}{other.issued:>10.1f}"
                   f"{ours.issued / other.issued:>7.2f}  (CPU ms {ours.cpu_ms:.2f} vs "
                   f"{other.cpu_ms:.2f})")
