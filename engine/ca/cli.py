@@ -388,13 +388,13 @@ def _read_challenge_file(path: Path, what: str = "challenge password") -> str:
 def default_workers(cpus: int | None) -> int:
     """`ca serve`'s worker processes when `--workers` is not given: one per CPU but one.
 
-    The serving process (the decider: it decides, appends, signs every certificate) needs a
-    CPU of its own: it spends ~1 ms of each enrollment's ~2.6 ms (tools/bench/scep_bench.py
-    "decider / workers"), so one worker per CPU beside it oversubscribes the machine. With 2
-    CPUs that leaves 1: everything in one process, which issued 1.1-1.4x as many certificates
-    per second as the decider with 2 workers, on less CPU per enrollment (2.4 vs 2.5-2.7 ms):
-    cryptography releases the GIL in RSA operations (~45% of an enrollment), so one process's
-    threads already use both CPUs, without the channel's and the second process's costs."""
+    The serving process (the decider: it decides, appends, signs every certificate) is busy
+    itself: ~1.0 of each enrollment's ~2.7 ms of CPU (tools/bench/scep_bench.py), so one
+    worker per CPU beside it oversubscribes the machine. With 2 CPUs that leaves 1: everything
+    in one process, whose threads already use both CPUs (cryptography releases the GIL in RSA
+    operations, ~40% of an enrollment). Measured on 2 shared CPUs, five runs: one process
+    used less CPU per enrollment than the decider with 2 workers in every run (2.40-2.67 vs
+    2.53-2.80 ms) and issued 0.90-1.38x as many certificates per second (median 1.05x)."""
     return max(1, (cpus or 1) - 1)
 
 
