@@ -13,7 +13,7 @@ removes it (and so do its certificates, as on the router).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
@@ -428,9 +428,5 @@ def _certificates_removed(state: DeviceState, ev: TrustpointCertificatesRemoved,
                           at: int) -> DeviceState:
     kept = {k: v for k, v in state.trustpoints.items() if k != ev.trustpoint}
     return with_state(state, trustpoints=MappingProxyType(kept))
-
-
-def empty_trustpoints() -> Mapping[str, TrustpointStatus]:
-    return MappingProxyType({})
 
 
