@@ -4,6 +4,7 @@ the kernel redesign), then and now.
     python tools/size_account.py              # the summary and the per-area table
     python tools/size_account.py --files      # also every file, old and now, with its split
     python tools/size_account.py --commits    # also how each commit since dac2dc5 was classed
+    python tools/size_account.py --at REV     # "now" is REV instead of HEAD
 
 Run it from the repository root (it reads git: `git show`, `git blame`, `git rev-list`).
 
@@ -20,7 +21,7 @@ How the later features are separated, in two steps:
    commands, events, renderers, machines) is left out whole.
 2. Lines of shared files. Every other file is split line by line with `git blame -w -M -C`
    at HEAD: a line last written by a commit of a later feature's branch (LATER_MERGES: the
-   commits a merge brought in that its first parent lacked) or by a later-feature commit made
+   commits a merge brought in that its first parent lacked, and the merge) or by one made
    on main itself (LATER_SUBJECT: matched on its subject) is left out; every other line
    (dac2dc5's, the redesign's, the performance and tidy work's) counts as the old features'.
    This errs both ways and says so: an old line a later branch re-touched (an argument added
@@ -178,23 +179,25 @@ class FileAccount:
     how: str = ""                                 # "later file", "blame", "gone", "new"
 
 
-def later_commits() -> tuple[set[str], dict[str, str]]:
+def later_commits(at: str) -> tuple[set[str], dict[str, str]]:
     """Every commit since BEFORE written for a later feature, and why each was classed so."""
     why: dict[str, str] = {}
     for merge, branch in LATER_MERGES.items():
-        for sha in git("rev-list", f"{merge}^2", f"^{merge}^1").split():
+        # the merge itself too: what it resolved by hand is the branch's
+        for sha in [git("rev-parse", merge).strip(),
+                    *git("rev-list", f"{merge}^2", f"^{merge}^1").split()]:
             why.setdefault(sha, branch)
-    for row in git("log", "--format=%H %s", f"{BEFORE}..HEAD").splitlines():
+    for row in git("log", "--format=%H %s", f"{BEFORE}..{at}").splitlines():
         sha, _, subject = row.partition(" ")
         if sha not in why and LATER_SUBJECT.match(subject):
             why[sha] = "subject: " + subject[:60]
     return set(why), why
 
 
-def blame_owners(path: str) -> list[str]:
-    """The commit that last wrote each line of `path` at HEAD."""
+def blame_owners(at: str, path: str) -> list[str]:
+    """The commit that last wrote each line of `path` at `at`."""
     owners: list[str] = []
-    for row in git("blame", "-w", "-M", "-C", "--porcelain", "HEAD", "--", path).splitlines():
+    for row in git("blame", "-w", "-M", "-C", "--porcelain", at, "--", path).splitlines():
         head = row.split(" ")
         if len(head) >= 3 and len(head[0]) == 40 and all(c in "0123456789abcdef"
                                                              for c in head[0]):
@@ -207,23 +210,23 @@ def python_files(rev: str) -> list[str]:
             if p.endswith(".py")]
 
 
-def account() -> tuple[list[FileAccount], dict[str, str]]:
-    later, why = later_commits()
+def account(at: str) -> tuple[list[FileAccount], dict[str, str]]:
+    later, why = later_commits(at)
     files: dict[str, FileAccount] = {}
     for path in python_files(BEFORE):
         acc = files.setdefault(path, FileAccount(path, how="gone"))
         for kind in line_kinds(git("show", f"{BEFORE}:{path}")):
             acc.before.add(kind)
-    for path in python_files("HEAD"):
+    for path in python_files(at):
         acc = files.setdefault(path, FileAccount(path, how="new"))
-        kinds = line_kinds(git("show", f"HEAD:{path}"))
+        kinds = line_kinds(git("show", f"{at}:{path}"))
         if is_later_file(path):
             acc.how = "later file"
             for kind in kinds:
                 acc.later.add(kind)
             continue
         acc.how = "blame" if acc.how == "gone" else "new, blame"
-        owners = blame_owners(path)
+        owners = blame_owners(at, path)
         assert len(owners) == len(kinds), path
         for kind, sha in zip(kinds, owners, strict=True):
             (acc.later if sha in later else acc.old).add(kind)
@@ -244,8 +247,9 @@ def total(accs: Iterable[FileAccount], attr: str) -> Lines:
     return out
 
 
-def report(accs: list[FileAccount], why: dict[str, str], files: bool, commits: bool) -> None:
-    head = git("rev-parse", "--short", "HEAD").strip()
+def report(accs: list[FileAccount], why: dict[str, str], at: str, files: bool,
+           commits: bool) -> None:
+    head = git("rev-parse", "--short", at).strip()
     print(f"Old features' code (engine/, events/, projections/): {BEFORE} -> {head}")
     print(f"{'':44} {HEAD_ROW}")
     before, old = total(accs, "before"), total(accs, "old")
@@ -263,7 +267,7 @@ def report(accs: list[FileAccount], why: dict[str, str], files: bool, commits: b
     print(f"{'now, everything':44} {fmt(everything)}")
     print()
     print(f"{'area':60} {'before':>23}   {'now (old features)':>23}")
-    for name in sorted({area_of(a.path) for a in accs}):
+    for name in sorted({area_of(a.path) for a in accs} - {"other"}):
         group = [a for a in accs if area_of(a.path) == name]
         print(f"{name[:60]:60} {fmt(total(group, 'before'))}   {fmt(total(group, 'old'))}")
     print()
@@ -284,9 +288,10 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     ap.add_argument("--files", action="store_true", help="every file, before and now")
     ap.add_argument("--commits", action="store_true", help="how commits were classed")
+    ap.add_argument("--at", default="HEAD", metavar="REV", help="the tree to count as now")
     args = ap.parse_args(argv)
-    accs, why = account()
-    report(accs, why, args.files, args.commits)
+    accs, why = account(args.at)
+    report(accs, why, args.at, args.files, args.commits)
     return 0
 
 
