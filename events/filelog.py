@@ -642,14 +642,14 @@ class FileEventLog:
             last = records[-1]
         else:
             return []
-        if self._fd is None or (self._segment_size > SEG_HEADER.size
-                                and self._segment_size + len(frame) > self.segment_bytes):
+        size, at = len(frame), self._segment_size
+        if self._fd is None or (at > SEG_HEADER.size and at + size > self.segment_bytes):
             self._rotate()  # a segment holding no frame yet takes any frame
-        size = len(frame)
+            at = self._segment_size
         self._unwritten.append(frame)
         self._unwritten_bytes += size
-        self._head_at = (self._segment, self._segment_size)
-        self._segment_size += size
+        self._head_at = (self._segment, at)
+        self._segment_size = at + size
         self._head_seq, self._head_hash = last.seq, last.hash
         if self._group_depth:
             # Inside a group, frames wait in memory and go out in one write: nothing is
