@@ -88,6 +88,12 @@ def _from_pem(data: bytes, anchors: Sequence[x509.Certificate], now: int
     blocks = _PEM.findall(data)
     if not blocks:
         raise BundleRefused("the PEM bundle has no complete BEGIN/END block (truncated?)")
+    begins = data.count(b"-----BEGIN")
+    if begins != len(blocks):
+        # A download cut short keeps its complete blocks and loses the rest: never a pool
+        # of whatever happened to arrive.
+        raise BundleRefused(f"the PEM bundle has {begins} BEGIN lines but {len(blocks)} "
+                            "complete BEGIN/END blocks (truncated?)")
     if len(blocks) == 1 and blocks[0][0] in (b"PKCS7", b"CMS"):
         return _from_pkcs7(_base64(blocks[0][1], "PKCS7 block"), "the PEM PKCS#7 bundle",
                            anchors, now)

@@ -248,6 +248,17 @@ def test_truncated_der_and_pem(good: Engine, http_server: BundleServer,
              "The PEM certificate 1 is not a valid X.509 certificate")
 
 
+def test_a_pem_bundle_cut_inside_a_later_block(good: Engine, http_server: BundleServer,
+                                               peer_bundles: Path) -> None:
+    """A download cut short inside a certificate half-way through is refused whole, not
+    imported as the complete blocks before the cut."""
+    text = (peer_bundles / "mozilla-bundle.pem").read_bytes()
+    cut = text[: text.index(b"-----END", len(text) // 2)]
+    whole = cut.count(b"-----END")
+    _refused(good, http_server.serve("/cut-late.pem", cut),
+             f"has {whole + 1} BEGIN lines but {whole} complete BEGIN/END blocks (truncated?)")
+
+
 def test_an_unsupported_scheme_is_a_caret(good: Engine) -> None:
     result = good.execute(IMPORT + "ftp://127.0.0.1/x.p7b")
     assert not result.ok and "Invalid input detected at '^' marker." in result.output
