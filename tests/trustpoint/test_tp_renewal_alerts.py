@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from cryptography import x509
+from hypothesis import given, strategies
 
 from engine import Engine
 from engine.adapters.scep_inprocess import InProcessTransport
@@ -46,6 +47,21 @@ def test_the_schedule_of_notices() -> None:
     assert alert_after(end, 0) == end - 60 * DAY
     assert alert_after(end, end - 20 * DAY) == end - 18 * DAY
     assert alert_after(end, end - DAY) is None  # none after the last day's
+
+
+@given(strategies.integers(min_value=1, max_value=70 * DAY))
+def test_each_notice_says_fewer_days_than_the_one_before(left: int) -> None:
+    """From a first notice at any moment (a certificate installed with `left` µs to go),
+    the days-left each later notice says only go down: a notice given between two points
+    (e.g. 4 days and 24 s left, found by hand after a renewal: "4 days") is not repeated at
+    the next point (the 4-day point: "4 days" again)."""
+    end = 1000 * DAY
+    said, since = [left // DAY], end - left
+    while (at := alert_after(end, since)) is not None:
+        said.append((end - at) // DAY)
+        since = at
+    assert said == sorted(set(said), reverse=True), said
+    assert alert_after(end, end - 4 * DAY - 24_000_000) == end - 3 * DAY
 
 
 def test_router_and_ca_certificates_are_notified(device: Engine, tmp_path: Path,
