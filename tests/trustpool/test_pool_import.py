@@ -145,6 +145,11 @@ def test_https_is_verified_against_the_pool_and_the_trustpoints(
         result = dev.execute(IMPORT + url)
         assert result.ok, result.output
         assert _imported(result).url == url
+        # trusted now, but for 127.0.0.1 only: the host name is what is wrong, and said so
+        by_name = url.replace("https://127.0.0.1:", "https://localhost:")
+        wrong = dev.execute(IMPORT + by_name)
+        assert not wrong.ok and not wrong.events
+        assert "the server's certificate does not name the host of the url" in wrong.output
 
 
 def _load(der_bytes: bytes) -> object:
