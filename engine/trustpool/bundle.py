@@ -14,7 +14,10 @@ Refused, whole: more than MAX_BUNDLE bytes, no certificate, garbage or truncated
 certificate that is not a CA (RFC 5280 §4.2.1.9: cA TRUE; or an X.509 v1 self-issued root,
 which predates the extension), a signature that does not verify. Kept: certificates outside
 their validity (shown as such, never an anchor while invalid). Two certificates with the same
-issuer and subject: the later-expiring one is kept, and a note says so.
+issuer, subject and public key (one CA certificate issued again): the later-expiring one is
+kept, and a note says so. The same names with another key are another CA (a CA that re-keyed
+keeps its name, and what its old key issued still chains only to the old certificate): both
+are kept.
 """
 
 from __future__ import annotations
@@ -26,10 +29,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 
 from engine.errors import PeerError, PeerReason, TrustledgerError
 from engine.keyformats import Encoding
-from engine.pki import load_certificate
+from engine.pki import load_certificate, spki
 from engine.trustpool.pool import quiet
 
 MAX_BUNDLE = 10 * 1024 * 1024  # bytes: a larger download is refused
@@ -137,11 +141,12 @@ def _is_ca(cert: x509.Certificate) -> bool:
 
 def _without_duplicates(certs: list[x509.Certificate]) -> tuple[list[x509.Certificate],
                                                                  list[str]]:
-    """Keep, for each (issuer, subject), the certificate expiring last (the first of equals)."""
-    best: dict[tuple[bytes, bytes], x509.Certificate] = {}
+    """Keep, for each (issuer, subject, key), the certificate expiring last (the first of
+    equals)."""
+    best: dict[tuple[bytes, bytes, bytes], x509.Certificate] = {}
     notes = []
     for cert in certs:
-        key = (cert.issuer.public_bytes(), cert.subject.public_bytes())
+        key = (cert.issuer.public_bytes(), cert.subject.public_bytes(), _key_of(cert))
         have = best.get(key)
         if have is None:
             best[key] = cert
@@ -155,3 +160,12 @@ def _without_duplicates(certs: list[x509.Certificate]) -> tuple[list[x509.Certif
     order = {id(c): n for n, c in enumerate(certs)}
     return sorted(best.values(), key=lambda c: order[id(c)]), notes
 
+
+
+def _key_of(cert: x509.Certificate) -> bytes:
+    """The certificate's SubjectPublicKeyInfo; a key this library cannot read makes the
+    certificate its own (its DER)."""
+    try:
+        return spki(cert)
+    except (ValueError, UnsupportedAlgorithm):
+        return cert.public_bytes(Encoding.DER)

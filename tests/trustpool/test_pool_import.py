@@ -285,6 +285,24 @@ def test_duplicates_keep_the_later_expiring(good: Engine, http_server: BundleSer
     assert ev.notes and "duplicate CN=Twice" in ev.notes[0]
 
 
+def test_a_rekeyed_ca_keeps_both_certificates(good: Engine, http_server: BundleServer
+                                             ) -> None:
+    """A CA that made a new key kept its name: what its old key issued chains to the old
+    certificate only, so both stay in the pool (one of them was dropped as a duplicate)."""
+    old_key, new_key = key(), key()
+    old = ca("Rekeyed", *years(2020, 2030), k=old_key)[0]
+    new = ca("Rekeyed", *years(2024, 2035), k=new_key)[0]
+    result = good.execute(IMPORT + http_server.serve("/rekeyed.pem", pem([new, old])))
+    assert result.ok, result.output
+    assert _imported(result).certificates == (der(new), der(old))
+    assert "duplicate" not in result.output
+    at = good.ports.clock.now_us()
+    for issuer, k in ((old, old_key), (new, new_key)):
+        leaf = ca("peer.example", *years(2025, 2027), issuer=(issuer, k), is_ca=False)[0]
+        verdict = good.validate_peer([der(leaf)], "any", at)
+        assert verdict.anchor is not None and verdict.anchor.source == "trustpool", verdict
+
+
 def test_invalid_certificates_are_kept_and_shown(good: Engine, http_server: BundleServer
                                                  ) -> None:
     expired = ca("Expired Root", *years(2010, 2020))[0]
