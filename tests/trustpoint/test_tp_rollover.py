@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from engine import Engine
 from engine.adapters.scep_inprocess import InProcessTransport
@@ -224,7 +224,7 @@ def test_a_next_ca_certificate_that_ends_before_the_switch_is_refused(
     st = status(device)
     assert st.ca_certificate is not None
     at = shadow_point(st.ca_certificate)
-    k = ec.generate_private_key(ec.SECP256R1())
+    k = rsa.generate_private_key(65537, 2048)  # SCEP envelopes to an RSA key
     start = dt.datetime.fromtimestamp(at // 1_000_000, dt.UTC)
     short = (x509.CertificateBuilder().subject_name(current.certificate.subject)
              .issuer_name(current.certificate.subject).public_key(k.public_key())
