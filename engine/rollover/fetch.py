@@ -6,9 +6,10 @@ The performer asks GetCACaps first: a CA that does not advertise GetNextCACert g
 GetNextCACert request (`NextCAFetched(None)`). Otherwise the answer must be an
 `application/x-x509-next-ca-cert` SignedData that verifies with `current` (the trustpoint's CA
 certificate) and holds another CA certificate, valid when `current` expires (it takes over
-then); everything else (unreachable, an HTTP error, another signer, a bad signature, garbage,
-a next certificate that would not be valid at the switch) is one `PeerError` whose text is
-the `%` line.
+then), with an RSA key (the shadow enrollment envelopes to it). Everything else
+(unreachable, an HTTP error, another signer, a bad signature, garbage, a next certificate
+not valid at the switch or with another key type) is one `PeerError` whose text is the `%`
+line.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from engine import scep
 from engine.effects import Effect, performs
@@ -74,6 +76,12 @@ def _fetch_next_ca(ports: Ports, eff: FetchNextCA) -> NextCAFetched:
     except scep.ScepError as e:
         raise PeerError(PeerReason.BAD_ANSWER, f"{e.detail} (nothing was accepted)") from e
     _check_takes_over(found.ca, current)
+    if not isinstance(found.ca.public_key(), rsa.RSAPublicKey):
+        # the shadow enrollment envelopes its request to this certificate's key (RSA key
+        # transport): held, it would make every shadow enrollment fail
+        raise PeerError(PeerReason.BAD_ANSWER, "GetNextCACert: the next CA certificate's key "
+                        "is not RSA: no SCEP request can be enveloped to it (nothing was "
+                        "accepted)")
     return NextCAFetched(found.ca.public_bytes(Encoding.DER))
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from engine import Engine
 from engine.adapters.scep_inprocess import InProcessTransport
@@ -239,6 +239,35 @@ def test_a_next_ca_certificate_that_ends_before_the_switch_is_refused(
     (job,) = jobs(r)
     assert "is not valid when the current one expires" in job.output, job.output
     assert job.output.endswith(f"(nothing was accepted). Next attempt at {iso(at + RETRY)}.\n")
+    assert status(device).shadow_ca_certificate is None
+    assert_replays(device)
+
+
+def test_a_next_ca_certificate_with_an_ec_key_is_refused(
+        device: Engine, tmp_path: Path, scep_network: InProcessTransport) -> None:
+    """No SCEP request can be enveloped to an ECDSA key: refused at once (it was held, and
+    the shadow enrollment that followed raised ValueError out of the job)."""
+    ca, server, _ = following_ca(tmp_path / "ca", device, scep_network, days=1000,
+                                 certificate_days=2000)
+    enrolled(device, ca, server)
+    current = Credential(*ca.ca_credentials()[0])
+    st = status(device)
+    assert st.ca_certificate is not None
+    at = shadow_point(st.ca_certificate)
+    k = ec.generate_private_key(ec.SECP256R1())
+    start = dt.datetime.fromtimestamp(at // 1_000_000, dt.UTC)
+    ec_ca = (x509.CertificateBuilder().subject_name(current.certificate.subject)
+             .issuer_name(current.certificate.subject).public_key(k.public_key())
+             .serial_number(x509.random_serial_number())
+             .not_valid_before(start).not_valid_after(start + dt.timedelta(days=3000))
+             .add_extension(x509.BasicConstraints(True, None), critical=True)
+             .sign(k, hashes.SHA256()))
+    scep_network.attach(URL, _Impostor(ScepFrontend(ca, Policy()), current,  # type: ignore[arg-type]
+                                       ec_ca))
+    r = clock_set(device, at)
+    assert due_types(r) == [["ShadowCAFetchFailed"]]
+    (job,) = jobs(r)
+    assert "the next CA certificate's key is not RSA" in job.output, job.output
     assert status(device).shadow_ca_certificate is None
     assert_replays(device)
 
