@@ -162,18 +162,18 @@ _CODE_OF = {Status.REVOKED: Code.REVOKED, Status.UNAVAILABLE: Code.CRL_UNAVAILAB
 
 def _failed_fetches(state: DeviceState, missing: Sequence[Missing]) -> dict[str, str]:
     """Per certificate whose CRL is missing (by fingerprint): the last failed fetch from one
-    of its sources, as the back-off remembers it (engine.validation.folded), in words. From
-    the state alone, so a replay gives the same words."""
+    of its sources, as the back-off remembers it (engine.validation.folded), in words: where,
+    when and why. From the state alone, so a replay gives the same words."""
     notes: dict[str, str] = {}
     for m in missing:
         uris = [*cdp_uris(m.cert), *([f"scep:{m.trustpoint}"] if m.trustpoint else [])]
-        failed = [(t, u) for u in uris if (t := state.validations.failed_at(u)) is not None]
+        failed = [(f, u) for u in uris if (f := state.validations.failure(u)) is not None]
         if failed:
-            t, u = max(failed)
+            (t, why), u = max(failed)
             when = dt.datetime.fromtimestamp(t / 1_000_000, dt.UTC)
             notes[fingerprint(m.cert)] = (f" (the last fetch from {u} failed at "
-                                          f"{when:%Y-%m-%d %H:%M:%S} UTC; validations ask "
-                                          "it again a minute after a failure)")
+                                          f"{when:%Y-%m-%d %H:%M:%S} UTC: {why}; validations "
+                                          "ask it again a minute after a failure)")
     return notes
 
 
