@@ -29,7 +29,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from cryptography import x509
-from cryptography.exceptions import UnsupportedAlgorithm
 
 from engine.errors import PeerError, PeerReason, TrustledgerError
 from engine.keyformats import Encoding
@@ -146,7 +145,8 @@ def _without_duplicates(certs: list[x509.Certificate]) -> tuple[list[x509.Certif
     best: dict[tuple[bytes, bytes, bytes], x509.Certificate] = {}
     notes = []
     for cert in certs:
-        key = (cert.issuer.public_bytes(), cert.subject.public_bytes(), _key_of(cert))
+        # (both loaders, PEM and PKCS#7, already read each key: it parses)
+        key = (cert.issuer.public_bytes(), cert.subject.public_bytes(), spki(cert))
         have = best.get(key)
         if have is None:
             best[key] = cert
@@ -159,13 +159,3 @@ def _without_duplicates(certs: list[x509.Certificate]) -> tuple[list[x509.Certif
                      f"{drop.not_valid_after_utc:%Y-%m-%d}")
     order = {id(c): n for n, c in enumerate(certs)}
     return sorted(best.values(), key=lambda c: order[id(c)]), notes
-
-
-
-def _key_of(cert: x509.Certificate) -> bytes:
-    """The certificate's SubjectPublicKeyInfo; a key this library cannot read makes the
-    certificate its own (its DER)."""
-    try:
-        return spki(cert)
-    except (ValueError, UnsupportedAlgorithm):
-        return cert.public_bytes(Encoding.DER)
