@@ -187,8 +187,8 @@ def _revocation_detail(statuses: Sequence[Revocation], anchor: Anchor,
         if s.status is Status.UNAVAILABLE:
             return f"no CRL could be had for certificate serial {s.serial:X}{note}"
         if s.status is Status.STALE:
-            return (f"only a CRL past its nextUpdate covers certificate serial "
-                    f"{s.serial:X}{note}")
+            return (f"only a CRL that is not current (past its nextUpdate, or without one) "
+                    f"covers certificate serial {s.serial:X}{note}")
     for s in statuses:
         if s.status is Status.BYPASSED:
             return (f"no current CRL for certificate serial {s.serial:X}: accepted, "
