@@ -514,6 +514,7 @@ def _verified(src: LogSource) -> VerifyReport:
 def _verify_crl_blobs(data: Path, log: DeviceLog) -> bool:
     """Every CRL an event names is stored beside the log and hashes to its name
     (engine/revocation/store.py): a missing or altered one is damage, named by its seq."""
+    from engine.messages import plural
     from engine.revocation.store import CRL_DIR, BlobMissing, FileCrlBlobs
 
     blobs = FileCrlBlobs(data / CRL_DIR)
@@ -528,7 +529,7 @@ def _verify_crl_blobs(data: Path, log: DeviceLog) -> bool:
             return False
         checked.add(row[7]["sha256"])
     if checked:
-        print(f"crls      : {len(checked)} stored CRL{'s' if len(checked) != 1 else ''} OK")
+        print(f"crls      : {plural(len(checked), 'stored CRL')} OK")
     return True
 
 
@@ -617,6 +618,7 @@ def cmd_log_export(src: LogSource, out: str) -> int:
     """`log export`: the whole log as a stream (engine/logexport.py) on stdout or in FILE
     (written to FILE.tmp, then renamed: a failed export leaves no partial FILE)."""
     from engine.logexport import write_export
+    from engine.messages import plural
 
     with src.open() as log:
         report_pending_repair(log)
@@ -634,7 +636,7 @@ def cmd_log_export(src: LogSource, out: str) -> int:
                 os.replace(tmp, path)
             finally:
                 tmp.unlink(missing_ok=True)
-    print(f"% Exported {count} event{'s' if count != 1 else ''} of {src.name}.",
+    print(f"% Exported {plural(count, 'event')} of {src.name}.",
           file=sys.stderr)
     return 0
 
