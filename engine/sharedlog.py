@@ -19,6 +19,11 @@ What differs from the file log, and how it is met:
   same head: a `StoreLost` that changed nothing. Other events there: a `LogConflict`, and the
   engine catches up. Still unreachable: a `StoreLost` whose outcome is unknown, and the NEXT
   append reconnects first and answers the same question for the lost batch before its own.
+- CRLs (the blobs `CrlFetched` names by SHA-256): `crl_blobs(local)` keeps them in the data
+  directory as a file log's device does AND in the store beside the log (`trustledger_blobs`),
+  and reads the local copy first, then the store's (checked by its name, then copied to the
+  data directory): a device's log in the store is whole without its first data directory
+  (`log import` into a store, `log export` from one, a data directory adopted elsewhere).
 - One writer only (`exclusive`, the built-in CA's log): the log's single-writer lock
   (events/pgstore.py `WriterLock`) is held from `open` to `close`, so a second writer is
   refused at open (`WriterLocked`, a `LogLocked`) as a second writer of a file log is.
@@ -27,15 +32,19 @@ What differs from the file log, and how it is met:
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from engine.devicelog import DeviceLog, LogConflict, StoreLost
+from engine.errors import OperatorError, Reason
+from engine.revocation.store import BlobMissing, CrlBlobs, MemoryCrlBlobs
 from events.filelog import (
     MARK_EVERY,
     LogCorrupted,
+    LogError,
     Position,
     TailMismatch,
     VerifyReport,
@@ -271,6 +280,11 @@ class SharedLog:
     def notice(self) -> str | None:
         return None
 
+    def crl_blobs(self, local: CrlBlobs | None) -> CrlBlobs:
+        """The CRLs of this log: in `local` (the data directory's, None: memory only) and in
+        the store (see the module docstring)."""
+        return StoreCrlBlobs(lambda: self.store, local)
+
     def close(self) -> None:
         try:
             if self._lost is None:
@@ -285,6 +299,47 @@ class SharedLog:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class StoreCrlBlobs:
+    """A shared log's CRLs (`CrlBlobs`): the local copy first, then the store's. `store`
+    gives the log's current store handle (a SharedLog opens a new one after a loss); `local`
+    None: the store's only."""
+
+    def __init__(self, store: Callable[[], PostgresEventStore],
+                 local: CrlBlobs | None) -> None:
+        self.store, self.local = store, local if local is not None else MemoryCrlBlobs()
+
+    def put(self, der: bytes) -> str:
+        name = self.local.put(der)
+        if not self.store().readonly:
+            try:
+                self.store().put_blobs([der])
+            except LogError as err:  # as FileCrlBlobs says a disk that refused it
+                raise OperatorError(Reason.BAD_DATA, "The CRL could not be stored in the "
+                                    f"event store: {err.text.rstrip('.')}.") from None
+        return name
+
+    def get(self, sha256: str) -> bytes:
+        try:
+            return self.local.get(sha256)
+        except BlobMissing as missing:
+            if missing.why != "missing":
+                raise
+        try:
+            data = self.store().get_blob(sha256)
+        except LogError as err:
+            raise BlobMissing(sha256, f"unreadable ({err.text.rstrip('.')})") from None
+        if data is None:
+            raise BlobMissing(sha256, "missing (neither in the data directory nor in the "
+                              "store)")
+        if hashlib.sha256(data).hexdigest() != sha256:
+            raise BlobMissing(sha256, "altered in the store (its bytes do not hash to its "
+                              "name)")
+        if not self.store().readonly:  # a cache: the store keeps it either way
+            with contextlib.suppress(OSError, OperatorError):
+                self.local.put(data)
+        return data
 
 
 def _conflict(err: StreamConflict) -> LogConflict:

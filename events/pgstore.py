@@ -11,6 +11,7 @@ advisory lock so two first opens do not race)::
                        type text, v int, at bigint, actor text, correlation text,
                        core bytea, prev bytea, hash bytea, tx xid8,
                        PRIMARY KEY (log_id, seq))
+    trustledger_blobs(log_id text, name text, data bytea, PRIMARY KEY (log_id, name))
     sequence trustledger_position; function trustledger_append_v1(...)
 
 A log is the rows of one `log_id`, numbered by `seq` from 1 without gaps. `core` is exactly
@@ -130,6 +131,12 @@ CREATE TABLE IF NOT EXISTS trustledger_logs (
     created_at timestamptz NOT NULL DEFAULT now()
 );
 CREATE SEQUENCE IF NOT EXISTS trustledger_position AS bigint;
+CREATE TABLE IF NOT EXISTS trustledger_blobs (
+    log_id text NOT NULL,
+    name text NOT NULL,
+    data bytea NOT NULL,
+    PRIMARY KEY (log_id, name)
+);
 CREATE TABLE IF NOT EXISTS trustledger_events (
     position bigint NOT NULL UNIQUE,
     log_id text NOT NULL,
@@ -263,11 +270,12 @@ def connect(url: str) -> psycopg.Connection[Any]:
 
 
 def ensure_schema(conn: psycopg.Connection[Any]) -> None:
-    """Create the tables, sequence and append function if missing (idempotent)."""
+    """Create the tables, sequence and append function if missing (idempotent; a store
+    made before `trustledger_blobs` existed gets it at its next writable open)."""
     row = conn.execute("SELECT to_regprocedure('trustledger_append_v1(text, bigint, text[], "
-                       "int[], bigint[], text[], text[], bytea[], bytea[], bytea[])')"
-                       ).fetchone()
-    if row is not None and row[0] is not None:
+                       "int[], bigint[], text[], text[], bytea[], bytea[], bytea[])') IS NOT "
+                       "NULL AND to_regclass('trustledger_blobs') IS NOT NULL").fetchone()
+    if row is not None and row[0]:
         return
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
@@ -487,6 +495,35 @@ class PostgresEventStore:
         if expect <= head:
             raise _corrupted(self.log_id, 0, expect, f"the log ends before seq {expect} "
                              f"(its head is {head})")
+
+    # -- blobs: bytes the log's events name by their SHA-256 (a device's CRLs) -------------
+
+    def put_blobs(self, blobs: Sequence[bytes]) -> list[str]:
+        """Store `blobs` beside this log, each named by its hex SHA-256 (once: the same bytes
+        are the same name); committed when this returns (one statement, in autocommit even
+        inside a group commit, so an event naming one can follow). Their names."""
+        if self.readonly:
+            raise LogError("event log is open read-only")
+        names = [hashlib.sha256(b).hexdigest() for b in blobs]
+        if names:
+            with _translated(self.url, "store a blob"):
+                self._connection().execute(
+                    "INSERT INTO trustledger_blobs (log_id, name, data) SELECT %s, n, d FROM "
+                    "unnest(%s::text[], %s::bytea[]) AS b(n, d) ON CONFLICT DO NOTHING",
+                    (self.log_id, names, list(blobs)))
+        return names
+
+    def get_blob(self, name: str) -> bytes | None:
+        """The bytes stored beside this log under `name`, unchecked; None if there are none
+        (or the store predates blobs)."""
+        with _translated(self.url, "read a blob"):
+            try:
+                row = self._connection().execute(
+                    "SELECT data FROM trustledger_blobs WHERE log_id = %s AND name = %s",
+                    (self.log_id, name), binary=True).fetchone()
+            except pg_errors.UndefinedTable:
+                return None
+        return None if row is None else bytes(row[0])
 
     def close(self) -> None:
         self._conn.close()
