@@ -685,7 +685,8 @@ class Engine:
         finally:
             before, self._grouped = self._grouped, None
             if self.state.seq != log.head[0]:  # the log cut back what it could not sync
-                self.state = replay_rows(before, log.read_rows(before.seq + 1, typed=True))
+                self.state = before if log.head[0] == before.seq else replay_rows(
+                    before, log.read_rows(before.seq + 1, typed=True))  # (a lost store: no read)
                 self._forget_unlogged_audit(log)
         if conflict is not None:
             raise self._conflict(conflict) from conflict

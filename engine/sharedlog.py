@@ -60,6 +60,7 @@ from events.pgstore import (
 from events.store import GENESIS, PendingEvent, Recorded, seal
 
 Row = Sequence[Any]
+GENESIS_HEAD = (0, GENESIS)
 
 
 class _Unavailable(Exception):
@@ -84,6 +85,10 @@ class SharedLog:
         # group's, not known here) and why; the next append reconnects first.
         self._lost: tuple[tuple[int, bytes], Sequence[PendingEvent] | None, str] | None = None
         self._grouped = 0  # inside group_commit(): appends are not committed yet
+        # The outermost group's head before it and its events so far: what to ask the
+        # store about if it is lost at the group's commit.
+        self._group_head: tuple[int, bytes] = GENESIS_HEAD
+        self._group_events: list[PendingEvent] = []
 
     @classmethod
     def open(cls, url: str, log_id: str, root: Path, *, kind: str | None = "device",
@@ -142,10 +147,12 @@ class SharedLog:
         except StoreLost:
             if self._grouped:
                 raise
-            records = self._ask_after_loss()
+            records = self._ask_after_loss("this command")
         finally:
             if window is not None:
                 window(False)
+        if self._grouped:
+            self._group_events.extend(batch)
         self._mark_if_due()
         return records
 
@@ -166,26 +173,33 @@ class SharedLog:
             raise StoreLost(_Unavailable(why), False, "Whether the store committed it is "
                             "not known: the next command reconnects and finds out.") from None
 
-    def _ask_after_loss(self) -> list[Recorded]:
-        """Right after losing the store mid-append: reconnect and find out what became of
-        the batch (its records if the store committed it); a StoreLost if it cannot say."""
+    def _ask_after_loss(self, what: str) -> list[Recorded]:
+        """Right after losing the store mid-append (`what`: this command, or this block, a
+        group commit's): reconnect and find out what became of the batch (its records if
+        the store committed it); a StoreLost if it cannot say."""
         assert self._lost is not None
-        (seq, _), _, why = self._lost
+        (seq, _), batch, why = self._lost
         try:
             self._reopen()
         except StoreUnavailable:
             raise StoreLost(_Unavailable(why), False, "The store could not be reached again "
-                            "to find out whether it committed this command: the next "
-                            "command reconnects and finds out.") from None
+                            f"to find out whether it committed {what}: the next command "
+                            "reconnects and finds out.") from None
         committed = self._settle()
         if committed is not None:
             return committed
         if self.store.head[0] != seq:
             raise LogConflict(f"{why}; reconnected, the store holds seq {seq + 1}-"
                               f"{self.store.head[0]} that another writer appended: nothing "
-                              "of this command was written.")
-        raise StoreLost(_Unavailable(why), True, "Reconnected: the store holds nothing of "
-                        "this command. Nothing was changed.")
+                              f"of {what} was written.")
+        if what == "this command":
+            held = "nothing of this command"
+        else:
+            n = len(batch or ())
+            held = f"none of the {n} event{'s' if n != 1 else ''} of {what}: they were not " \
+                "committed"
+        raise StoreLost(_Unavailable(why), True, f"Reconnected: the store holds {held}. "
+                        "Nothing was changed.")
 
     def _come_back(self) -> None:
         """Before an append, after a loss: reconnect (a StoreLost that changed nothing if the
@@ -262,12 +276,28 @@ class SharedLog:
 
     @contextlib.contextmanager
     def _group(self) -> Iterator[None]:
+        """One transaction for the block's appends. The store lost at its commit is asked,
+        as after a lost command, whether it committed them: yes, and the block succeeded;
+        no, a StoreLost saying they were not; unreachable, a StoreLost saying it is not known
+        (the next append asks again). A loss inside (an append after an earlier loss) is
+        raised as it is."""
+        outer = not self._grouped
+        if outer:
+            self._group_head, self._group_events = self.store.head, []
         self._grouped += 1
         try:
-            with self._store_errors(None), self.store.group_commit():
+            with self._store_errors(self._group_events if outer else None,
+                                    self._group_head if outer else None), \
+                    self.store.group_commit():
                 yield
+        except StoreLost:
+            if not outer or self._lost is None or self._lost[1] is not self._group_events:
+                raise
+            self._ask_after_loss("this block")
         finally:
             self._grouped -= 1
+            if outer:
+                self._group_events = []
         self._mark_if_due()
 
     @contextlib.contextmanager
