@@ -27,6 +27,11 @@ What differs from the file log, and how it is met:
 - One writer only (`exclusive`, the built-in CA's log): the log's single-writer lock
   (events/pgstore.py `WriterLock`) is held from `open` to `close`, so a second writer is
   refused at open (`WriterLocked`, a `LogLocked`) as a second writer of a file log is.
+  Before each append the lock is checked (`WriterLock.held`); a lock the server dropped is
+  taken again only if nobody holds it and the store's head is still this log's own (nobody
+  wrote while it was free); otherwise the append is refused (`WriterLockLost`, nothing
+  written) and so is every later one: the writer stops (the CA answers nothing more until
+  restarted).
 """
 
 from __future__ import annotations
@@ -54,6 +59,8 @@ from events.pgstore import (
     StoreUnavailable,
     StreamConflict,
     WriterLock,
+    WriterLocked,
+    WriterLockLost,
     list_logs,
     writer_lock,
 )
@@ -75,6 +82,7 @@ class SharedLog:
         self.store = store
         self.root = root
         self._lock = lock  # the single-writer lock of an `exclusive` log, until close
+        self._lock_lost: str | None = None  # why this process may not write any more
         self.on_mark: Callable[[int], None] | None = None
         # Around a commit's wait for the store (engine/audit/signer.py signs meanwhile).
         self.on_sync: Callable[[bool], None] | None = None
@@ -136,6 +144,8 @@ class SharedLog:
         return None
 
     def append(self, batch: Sequence[PendingEvent]) -> list[Recorded]:
+        if self._lock is not None or self._lock_lost is not None:
+            self._still_the_writer()
         if self._lost is not None:
             self._come_back()
         window = self.on_sync if not self._grouped else None
@@ -172,6 +182,39 @@ class SharedLog:
             self._lost = (before or self.store.head, batch, why)
             raise StoreLost(_Unavailable(why), False, "Whether the store committed it is "
                             "not known: the next command reconnects and finds out.") from None
+
+    def _still_the_writer(self) -> None:
+        """An exclusive log's lock, checked before an append: held, or taken again when that
+        is provably safe (module doc); WriterLockLost, for good, otherwise."""
+        if self._lock_lost is not None:
+            raise WriterLockLost(self._lock_lost, sentence=True)
+        assert self._lock is not None
+        if self._lock.held():
+            return
+        log_id, why = self.store.log_id, ""
+        self._lock.release()
+        self._lock = None
+        try:
+            lock = writer_lock(self.store.url, log_id)
+        except WriterLocked:
+            why = "another process holds it now"
+        except StoreUnavailable as err:
+            why = f"it could not be taken again ({err.text.rstrip('.')})"
+        else:
+            try:
+                head = self.store.stored_head()
+            except StoreUnavailable as err:
+                head, why = None, f"the log's head could not be read ({err.text.rstrip('.')})"
+            if head == self.store.head:
+                self._lock = lock
+                return
+            lock.release()
+            if head is not None:
+                why = f"another process appended seq {self.store.head[0] + 1}-{head[0]} meanwhile"
+        self._lock_lost = (f"The single-writer lock of the event log {log_id} was lost (the "
+                           f"server ended its session) and {why}: this process writes no "
+                           "more to it (nothing was written).")
+        raise WriterLockLost(self._lock_lost, sentence=True)
 
     def _ask_after_loss(self, what: str) -> list[Recorded]:
         """Right after losing the store mid-append (`what`: this command, or this block, a

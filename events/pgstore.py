@@ -86,6 +86,15 @@ connection release it too. Two log ids whose hashes
 collide share a lock (refused as "in use" though they are not; never two writers on one log).
 Readers take no lock. Devices do not take it.
 
+A lock lost under the writer (the server ended its session: `pg_terminate_backend`, a
+restart, a cut network that the keepalives notice) is found before the writer's next append
+(`WriterLock.held`: a zero-timeout poll of the lock session's socket, which the server's
+goodbye or a dead connection makes readable, then one `SELECT 1` to be sure; an idle session
+that is still there costs no round trip). The writer then takes the lock again if nobody
+holds it AND the log's head is still the one it knows: nobody appended while it was unlocked,
+so it is still the only writer of this history. Otherwise (`WriterLockLost`) it must stop
+writing: another process holds the lock, or wrote meanwhile.
+
 Connection trouble is a `StoreUnavailable` (a `LogError`) with a sentence, never a psycopg
 traceback. A connection that drops during an append leaves the batch in doubt (the COMMIT may
 have happened): the store reconnects, makes sure the old backend is gone (so the transaction
@@ -96,6 +105,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import select
 import time
 import weakref
 from collections.abc import Callable, Iterator, Sequence
@@ -525,6 +535,12 @@ class PostgresEventStore:
                 return None
         return None if row is None else bytes(row[0])
 
+    def stored_head(self) -> tuple[int, bytes]:
+        """The head the store holds now (another writer's appends included); this handle's
+        own head is unchanged."""
+        with _translated(self.url, "read the event log head"):
+            return _read_head(self._connection(), self.log_id)
+
     def close(self) -> None:
         self._conn.close()
 
@@ -652,6 +668,10 @@ class WriterLocked(LogLocked):
     """Another session holds the log's single-writer lock (see `WriterLock`)."""
 
 
+class WriterLockLost(LogError):
+    """The single-writer lock was lost and could not be taken back safely: stop writing."""
+
+
 class WriterLock:
     """The single-writer lock of one log (module doc, "Single writers"), held on a connection
     of its own from `acquire` until `release` (or the session's end)."""
@@ -676,6 +696,26 @@ class WriterLock:
             raise WriterLocked(f"The event log {log_id} is open for writing by another "
                                "process.", sentence=True)
         return cls(conn, log_id)
+
+    def held(self) -> bool:
+        """Whether the lock's session is still there (so it still holds the lock): see the
+        module doc, "Single writers". False once released."""
+        conn = self._conn
+        if conn is None or conn.closed:
+            return False
+        try:
+            quiet = not select.select([conn.fileno()], [], [], 0)[0]
+        except (OSError, ValueError, psycopg.Error):
+            quiet = False
+        if quiet:
+            return True
+        try:
+            conn.execute("SELECT 1")
+        except psycopg.Error:
+            with contextlib.suppress(psycopg.Error):
+                conn.close()
+            return False
+        return True
 
     def release(self) -> None:
         """Unlock, then end the lock's session. The explicit unlock is what makes the release
