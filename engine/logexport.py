@@ -332,13 +332,23 @@ def import_into(log: _Log, export: Export, where: str, blobs: _Blobs | None = No
 
 
 def _store_blobs(blobs: _Blobs | None, export: Export) -> int:
-    """Store the export's blobs (each durable when `put` returns); how many."""
+    """Store the export's blobs the target lacks whole (each durable when `put` returns);
+    how many."""
+    from engine.revocation.store import BlobMissing
+
     if blobs is None:
         return 0
+    stored = 0
     for name, data in export.blobs.items():
+        try:
+            blobs.get(name)
+            continue  # already there, whole
+        except BlobMissing:
+            pass
         if blobs.put(data) != name:  # a bug: read_export checked every name
             raise AssertionError("a blob was stored under another name")
-    return len(export.blobs)
+        stored += 1
+    return stored
 
 
 def _append(log: _Log, todo: list[tuple[list[Any], bytes, bytes]], export: Export) -> None:

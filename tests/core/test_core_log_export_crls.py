@@ -69,6 +69,12 @@ def test_an_export_carries_the_crls_and_an_imported_directory_verifies_whole(
     assert (tmp_path / "b" / "crls" / SHA).read_bytes() == GOLDEN_CRL
     code, out = _verify([str(tmp_path / "b")], capsys)
     assert code == 0 and "crls      : 1 stored CRL OK\n" in out, out
+    assert main(["log", "import", "--data", str(tmp_path / "b"), str(stream)]) == 0
+    assert capsys.readouterr().err.endswith("of this stream.\n")  # and no CRL stored
+    (tmp_path / "b" / "crls" / SHA).write_bytes(b"damaged")  # a re-import repairs it
+    assert main(["log", "import", "--data", str(tmp_path / "b"), str(stream)]) == 0
+    assert capsys.readouterr().err.endswith("% Stored the 1 CRL the stream carries.\n")
+    assert (tmp_path / "b" / "crls" / SHA).read_bytes() == GOLDEN_CRL
 
 
 def _with_blob_bytes(data: bytes, new: bytes) -> bytes:
