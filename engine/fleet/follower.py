@@ -171,8 +171,11 @@ class FleetFollower:
             held = w.execute("SELECT seq, reason FROM trustledger_fleet_quarantine WHERE "
                              "device = %s", (log_id,)).fetchone()
             if held is None:
+                known = w.execute("SELECT 1 FROM trustledger_logs WHERE log_id = %s",
+                                  (log_id,)).fetchone()
                 raise ReleaseRefused(f"{log_id} is not quarantined: nothing to release "
-                                     "(fleet devices shows each log's status).", False)
+                                     "(fleet devices shows each log's status)." if known else
+                                     f"The store has no log {log_id}.", False)
             dev = _recheck(w, self.url, log_id, at)
             _write(w, {log_id: dev}, [log_id])
             w.execute("DELETE FROM trustledger_fleet_quarantine WHERE device = %s", (log_id,))

@@ -174,6 +174,8 @@ def test_release_of_a_log_that_is_not_quarantined_is_refused(
     assert capsys.readouterr().err == ("% edge-7 is not quarantined: nothing to release "
                                        "(fleet devices shows each log's status).\n")
     assert _devices(pg_url) == {"edge-7": (1, 1, "ok")}
+    assert main(["fleet", "release", "edge-9", "--store", pg_url]) == 2
+    assert capsys.readouterr().err == "% The store has no log edge-9.\n"
 
 
 def test_release_of_a_log_with_an_event_this_build_cannot_fold_is_refused(
