@@ -27,7 +27,8 @@ What differs from the file log, and how it is met:
 - One writer only (`exclusive`, the built-in CA's log): the log's single-writer lock
   (events/pgstore.py `WriterLock`) is held from `open` to `close`, so a second writer is
   refused at open (`WriterLocked`, a `LogLocked`) as a second writer of a file log is.
-  Before each append the lock is checked (`WriterLock.held`); a lock the server dropped is
+  Before each append, and every KEEPALIVE_S between them, the lock is checked
+  (`WriterLock.held`: no round trip while its session is quiet); a lock the server dropped is
   taken again only if nobody holds it and the store's head is still this log's own (nobody
   wrote while it was free); otherwise the append is refused (`WriterLockLost`, nothing
   written) and so is every later one: the writer stops (the CA answers nothing more until
@@ -38,6 +39,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -68,6 +70,7 @@ from events.store import GENESIS, PendingEvent, Recorded, seal
 
 Row = Sequence[Any]
 GENESIS_HEAD = (0, GENESIS)
+KEEPALIVE_S = 1.0  # how often an exclusive log checks its writer lock between appends
 
 
 class _Unavailable(Exception):
@@ -83,6 +86,10 @@ class SharedLog:
         self.root = root
         self._lock = lock  # the single-writer lock of an `exclusive` log, until close
         self._lock_lost: str | None = None  # why this process may not write any more
+        # Appends, refreshes, group commits and the lock's keepalive take turns (an RLock:
+        # a group commit's appends are in its block).
+        self._turn = threading.RLock()
+        self._closing = threading.Event()
         self.on_mark: Callable[[int], None] | None = None
         # Around a commit's wait for the store (engine/audit/signer.py signs meanwhile).
         self.on_sync: Callable[[bool], None] | None = None
@@ -114,7 +121,11 @@ class SharedLog:
             store = PostgresEventStore.open(url, log_id, kind=kind, readonly=readonly)
             if not readonly:  # only once the store answered: a refused open leaves nothing
                 root.mkdir(mode=0o700, parents=True, exist_ok=True)
-            return cls(store, root, lock)
+            log = cls(store, root, lock)
+            if lock is not None:
+                threading.Thread(target=log._keepalive, name=f"writer lock {log_id}",
+                                 daemon=True).start()
+            return log
         except BaseException:
             if lock is not None:
                 lock.release()
@@ -144,6 +155,10 @@ class SharedLog:
         return None
 
     def append(self, batch: Sequence[PendingEvent]) -> list[Recorded]:
+        with self._turn:
+            return self._append(batch)
+
+    def _append(self, batch: Sequence[PendingEvent]) -> list[Recorded]:
         if self._lock is not None or self._lock_lost is not None:
             self._still_the_writer()
         if self._lost is not None:
@@ -182,6 +197,20 @@ class SharedLog:
             self._lost = (before or self.store.head, batch, why)
             raise StoreLost(_Unavailable(why), False, "Whether the store committed it is "
                             "not known: the next command reconnects and finds out.") from None
+
+    def _keepalive(self) -> None:
+        """An exclusive log's lock, checked every KEEPALIVE_S between appends too, so that
+        a lock the server dropped is taken back (when that is safe) before another process
+        finds it free and writes (`ca challenge` with no server holding the lock appends
+        itself). A failure is kept for the next append to raise."""
+        while not self._closing.wait(KEEPALIVE_S):
+            with self._turn:
+                if self._closing.is_set() or self._lock is None:
+                    return
+                if self._grouped or self._lost is not None:
+                    continue  # the head is in doubt: the next append checks
+                with contextlib.suppress(WriterLockLost):
+                    self._still_the_writer()
 
     def _still_the_writer(self) -> None:
         """An exclusive log's lock, checked before an append: held, or taken again when that
@@ -283,7 +312,8 @@ class SharedLog:
             self.mark_head()
 
     def refresh(self) -> None:
-        self._reopen()
+        with self._turn:
+            self._reopen()
 
     def _reopen(self) -> None:
         """A fresh handle on the same log: its head is what the store holds now."""
@@ -324,24 +354,25 @@ class SharedLog:
         no, a StoreLost saying they were not; unreachable, a StoreLost saying it is not known
         (the next append asks again). A loss inside (an append after an earlier loss) is
         raised as it is."""
-        outer = not self._grouped
-        if outer:
-            self._group_head, self._group_events = self.store.head, []
-        self._grouped += 1
-        try:
-            with self._store_errors(self._group_events if outer else None,
-                                    self._group_head if outer else None), \
-                    self.store.group_commit():
-                yield
-        except StoreLost:
-            if not outer or self._lost is None or self._lost[1] is not self._group_events:
-                raise
-            self._ask_after_loss("this block")
-        finally:
-            self._grouped -= 1
+        with self._turn:
+            outer = not self._grouped
             if outer:
-                self._group_events = []
-        self._mark_if_due()
+                self._group_head, self._group_events = self.store.head, []
+            self._grouped += 1
+            try:
+                with self._store_errors(self._group_events if outer else None,
+                                        self._group_head if outer else None), \
+                        self.store.group_commit():
+                    yield
+            except StoreLost:
+                if not outer or self._lost is None or self._lost[1] is not self._group_events:
+                    raise
+                self._ask_after_loss("this block")
+            finally:
+                self._grouped -= 1
+                if outer:
+                    self._group_events = []
+            self._mark_if_due()
 
     @contextlib.contextmanager
     def reader(self) -> Iterator[DeviceLog]:
@@ -359,13 +390,16 @@ class SharedLog:
         return StoreCrlBlobs(lambda: self.store, local)
 
     def close(self) -> None:
-        try:
-            if self._lost is None:
-                self.mark_head()
-        finally:
-            self.store.close()
-            if self._lock is not None:
-                self._lock.release()
+        self._closing.set()
+        with self._turn:
+            try:
+                if self._lost is None:
+                    self.mark_head()
+            finally:
+                self.store.close()
+                if self._lock is not None:
+                    self._lock.release()
+                    self._lock = None
 
     def __enter__(self) -> SharedLog:
         return self

@@ -102,3 +102,22 @@ def test_the_ca_stops_writing_with_one_sentence_when_its_lock_is_taken(
             "% Could not write the event log: The single-writer lock of the event log ca1 "
             "was lost (the server ended its session) and another process holds it now")
         assert ca.unavailable is not None
+
+
+def test_a_dropped_lock_is_taken_back_between_appends_before_another_finds_it_free(
+        pg_url: str, tmp_path: Path) -> None:
+    """A CA idle between requests: without the keepalive, `ca challenge` would find the lock
+    free, append itself, and the server would have to stop at its next append."""
+    with _open(pg_url, tmp_path) as log:
+        log.append([_event(1)])
+        _end_lock_session(pg_url, "ca1")
+        with psycopg.connect(pg_url, autocommit=True) as watcher:  # looks, never takes it
+            deadline = time.monotonic() + 10
+            while not watcher.execute("SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND "
+                                      "granted").fetchone():
+                assert time.monotonic() < deadline, "the writer never took its lock back"
+                time.sleep(0.05)
+        with pytest.raises(WriterLocked):  # taken back by the idle writer
+            writer_lock(pg_url, "ca1")
+        log.append([_event(2)])
+        assert log.head[0] == 2
