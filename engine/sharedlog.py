@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -47,7 +48,7 @@ from typing import Any
 
 from engine.devicelog import DeviceLog, LogConflict, StoreLost
 from engine.errors import OperatorError, Reason
-from engine.revocation.store import BlobMissing, CrlBlobs, MemoryCrlBlobs
+from engine.revocation.store import BlobMissing, CrlBlobs, FileCrlBlobs, MemoryCrlBlobs
 from events.filelog import (
     MARK_EVERY,
     LogCorrupted,
@@ -71,6 +72,7 @@ from events.store import GENESIS, PendingEvent, Recorded, seal
 Row = Sequence[Any]
 GENESIS_HEAD = (0, GENESIS)
 KEEPALIVE_S = 1.0  # how often an exclusive log checks its writer lock between appends
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")  # a CRL's name (engine/revocation/store.py)
 
 
 class _Unavailable(Exception):
@@ -386,8 +388,13 @@ class SharedLog:
 
     def crl_blobs(self, local: CrlBlobs | None) -> CrlBlobs:
         """The CRLs of this log: in `local` (the data directory's, None: memory only) and in
-        the store (see the module docstring)."""
-        return StoreCrlBlobs(lambda: self.store, local)
+        the store (see the module docstring). A writer first copies to the store the CRLs
+        the data directory holds and the store lacks (a device whose CRLs were kept only
+        locally, before the store kept them)."""
+        blobs = StoreCrlBlobs(lambda: self.store, local)
+        if not self.store.readonly:
+            blobs.backfill()
+        return blobs
 
     def close(self) -> None:
         self._closing.set()
@@ -426,6 +433,22 @@ class StoreCrlBlobs:
                 raise OperatorError(Reason.BAD_DATA, "The CRL could not be stored in the "
                                     f"event store: {err.text.rstrip('.')}.") from None
         return name
+
+    def backfill(self) -> None:
+        """Copy to the store the CRLs of a data directory's `crls/` it lacks, each checked
+        against its name. Best effort (a store away, an unreadable file: the next open tries
+        again); one round trip when there is nothing to copy."""
+        local = self.local
+        if not isinstance(local, FileCrlBlobs):
+            return
+        with contextlib.suppress(OSError, LogError):
+            names = [p.name for p in local.directory.iterdir() if _HEX64.match(p.name)]
+            if not names:
+                return
+            have = self.store().blob_names(names)
+            for name in sorted(set(names) - have):
+                with contextlib.suppress(BlobMissing):
+                    self.store().put_blobs([local.get(name)])
 
     def get(self, sha256: str) -> bytes:
         try:

@@ -523,6 +523,17 @@ class PostgresEventStore:
                     (self.log_id, names, list(blobs)))
         return names
 
+    def blob_names(self, names: Sequence[str]) -> set[str]:
+        """Which of `names` are stored beside this log."""
+        with _translated(self.url, "read the blob names"):
+            try:
+                rows = self._connection().execute(
+                    "SELECT name FROM trustledger_blobs WHERE log_id = %s AND name = ANY(%s)",
+                    (self.log_id, list(names))).fetchall()
+            except pg_errors.UndefinedTable:
+                return set()
+        return {str(r[0]) for r in rows}
+
     def get_blob(self, name: str) -> bytes | None:
         """The bytes stored beside this log under `name`, unchecked; None if there are none
         (or the store predates blobs)."""

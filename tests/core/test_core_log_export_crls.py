@@ -168,3 +168,27 @@ def test_a_device_on_a_store_keeps_its_crls_there_for_another_data_directory(
                      log=SharedLog.open(pg_url, "r1", tmp_path / "b" / "audit")) as e:
         assert e.crl_blobs.get(SHA) == GOLDEN_CRL
     assert FileCrlBlobs(tmp_path / "b" / "crls").get(SHA) == GOLDEN_CRL
+
+
+@pytest.mark.integration
+def test_crls_a_device_kept_only_locally_are_copied_to_the_store_at_its_next_open(
+        pg_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A device on a store from before the store kept CRLs: its next open puts them there,
+    so the store's log verifies (and exports) whole without that data directory."""
+    import psycopg
+
+    def open_r1() -> Engine:
+        return Engine.open(tmp_path / "a", clock=FakeClock(), user="tester",
+                           log=SharedLog.open(pg_url, "r1", tmp_path / "a" / "audit"))
+
+    with open_r1() as e:
+        _fetch_crl(e)
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("DELETE FROM trustledger_blobs")  # as an older build left the store
+    code, out = _verify(["--store", pg_url, "--device", "r1"], capsys)
+    assert code == 1 and "which is missing (neither in the data directory nor in the store)" in out
+    open_r1().close()
+    with PostgresEventStore.open(pg_url, "r1", readonly=True) as store:
+        assert store.get_blob(SHA) == GOLDEN_CRL
+    code, out = _verify(["--store", pg_url, "--device", "r1"], capsys)
+    assert code == 0 and "crls      : 1 stored CRL OK\n" in out, out
