@@ -515,6 +515,7 @@ def _verify_crl_blobs(data: Path | None, log: DeviceLog) -> bool:
     """Every CRL an event names is stored beside the log (DATA/crls, or a shared store's)
     and hashes to its name (engine/revocation/store.py): a missing or altered one is
     damage, named by its seq. Nothing to check where there is no such place."""
+    from engine.messages import plural
     from engine.revocation.store import BlobMissing
 
     blobs = _crl_blobs_of(data, log)
@@ -531,7 +532,7 @@ def _verify_crl_blobs(data: Path | None, log: DeviceLog) -> bool:
             return False
         checked.add(row[7]["sha256"])
     if checked:
-        print(f"crls      : {len(checked)} stored CRL{'s' if len(checked) != 1 else ''} OK")
+        print(f"crls      : {plural(len(checked), 'stored CRL')} OK")
     return True
 
 
@@ -621,6 +622,7 @@ def cmd_log_export(src: LogSource, out: str) -> int:
     (written to FILE.tmp, then renamed: a failed export leaves no partial FILE), with the
     CRLs its events name (kept beside it: DATA/crls, or the store's)."""
     from engine.logexport import write_export
+    from engine.messages import plural
 
     with src.open() as log:
         report_pending_repair(log)
@@ -643,8 +645,8 @@ def cmd_log_export(src: LogSource, out: str) -> int:
         print(f"% seq {seq} names the CRL {name}, which is not stored beside the log: the "
               "stream does not carry it.", file=sys.stderr)
     count, crls = written.events, written.blobs
-    with_crls = f" and {crls} CRL{'s' if crls != 1 else ''}" if crls else ""
-    print(f"% Exported {count} event{'s' if count != 1 else ''}{with_crls} of {src.name}.",
+    with_crls = f" and {plural(crls, 'CRL')}" if crls else ""
+    print(f"% Exported {plural(count, 'event')}{with_crls} of {src.name}.",
           file=sys.stderr)
     return 0
 
@@ -665,6 +667,7 @@ def cmd_log_import(args: argparse.Namespace) -> int:
     (`--store`/`--device`, or what `--data DIR`'s STORE names) or `--data DIR`'s own file
     log."""
     from engine.logexport import ExportRefused, import_into, read_export
+    from engine.messages import plural
 
     try:
         data = sys.stdin.buffer.read() if args.file == "-" else Path(args.file).read_bytes()
@@ -684,8 +687,7 @@ def cmd_log_import(args: argparse.Namespace) -> int:
         print(f"% Nothing imported: {where} already holds seq {export.first}-{export.last} "
               "of this stream.", file=sys.stderr)
     if done.blobs:
-        print(f"% Stored the {done.blobs} CRL{'s' if done.blobs != 1 else ''} the stream "
-              "carries.", file=sys.stderr)
+        print(f"% Stored the {plural(done.blobs, 'CRL')} the stream carries.", file=sys.stderr)
     return 0
 
 

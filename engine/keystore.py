@@ -119,7 +119,7 @@ from engine.errors import OperatorError, Reason
 from engine.keyformats import Encoding, NoEncryption, PrivateFormat
 from engine.keys import CURVES, KeyAlgorithm, KeySpec, PrivateKey, SealedKey, spki_of
 from engine.keytidy import KEY_ID, KEYSTORE_DIR, MASTER_KEY_FILE, TMP_SUFFIX, key_ids
-from events.durable import fsync_directory
+from events.durable import fsync_directory, write_all
 
 if TYPE_CHECKING:
     from engine.runtime import Ports
@@ -391,7 +391,7 @@ class DirectoryKeystore(_WrappingKeystore):
             fd = -1
         if fd >= 0:
             try:
-                _write_all(fd, os.urandom(os.fstat(fd).st_size), at=0)
+                write_all(fd, os.urandom(os.fstat(fd).st_size))  # fd is at 0
                 os.fsync(fd)
             except OSError:
                 pass  # best effort (see the caveat above): the unlink below is what counts
@@ -510,7 +510,7 @@ def _write_new(path: Path, data: bytes) -> None:
     try:
         try:
             os.fchmod(fd, 0o600)  # the umask may only narrow it; make it exact
-            _write_all(fd, data)
+            write_all(fd, data)
             os.fsync(fd)
         finally:
             os.close(fd)
@@ -523,16 +523,6 @@ def _write_new(path: Path, data: bytes) -> None:
     except OSError:
         path.unlink(missing_ok=True)  # not known to be durable: the caller was told it failed
         raise
-
-
-def _write_all(fd: int, data: bytes, at: int | None = None) -> None:
-    view = memoryview(data)
-    offset = at
-    while view:
-        n = os.write(fd, view) if offset is None else os.pwrite(fd, view, offset)
-        view = view[n:]
-        if offset is not None:
-            offset += n
 
 
 # -- key generation port ---------------------------------------------------------------------------

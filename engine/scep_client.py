@@ -141,14 +141,6 @@ class FetchCA(Effect):
 
 
 @dataclass(frozen=True)
-class CAFetched:
-    ca_certificate: bytes
-    ra_certificates: tuple[bytes, ...]
-    capabilities: tuple[str, ...]
-    chain: tuple[bytes, ...] = ()  # the other CA certificates GetCACert sent (its issuers)
-
-
-@dataclass(frozen=True)
 class Identity:
     """What goes into our requests for one key pair."""
 
@@ -164,6 +156,13 @@ class CAView:
     ca_certificate: bytes
     ra_certificates: tuple[bytes, ...]
     capabilities: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class CAFetched(CAView):
+    """What GetCACaps + GetCACert found, before the operator accepts it."""
+
+    chain: tuple[bytes, ...] = ()  # the other CA certificates GetCACert sent (its issuers)
 
 
 @dataclass(frozen=True)
@@ -194,7 +193,6 @@ class ScepReply:
     transaction_id: str
     request_fingerprint: bytes  # DER of the PKCS#10 (for the MD5 shown to the operator)
     certificate: bytes | None = None  # the one for our key, if SUCCESS
-    other_certificates: tuple[bytes, ...] = ()
     fail_info: scep.FailInfo | None = None
     fail_info_text: str | None = None  # the CA's own words (RFC 8894 failInfoText), if sent
 
@@ -278,19 +276,16 @@ def _signer(ports: Ports, key: KeyPair, subject: x509.Name,
     return scep.Credential(cert, private)
 
 
-_DIGESTS = {"sha1": scep.DigestAlgorithm.SHA1, "sha256": scep.DigestAlgorithm.SHA256,
-            "sha384": scep.DigestAlgorithm.SHA384, "sha512": scep.DigestAlgorithm.SHA512}
-
-
 def request_digest(caps: tuple[str, ...], configured: str | None) -> scep.DigestAlgorithm:
     """The trustpoint's `message-digest` if set, else the strongest the CA advertises."""
     if configured is None:
         return scep.parse_capabilities("\n".join(caps)).strongest_digest()
-    if configured not in _DIGESTS:
+    try:
+        return scep.DigestAlgorithm[configured.upper()]  # md5 is no member: refused
+    except KeyError:
         raise OperatorError(Reason.NOT_ALLOWED,
-                           f"message-digest {configured} cannot sign a request: MD5 is "
-                           "broken for signatures. Use sha256 or stronger.")
-    return _DIGESTS[configured]
+                            f"message-digest {configured} cannot sign a request: MD5 is "
+                            "broken for signatures. Use sha256 or stronger.") from None
 
 
 def csr_digest(digest: scep.DigestAlgorithm) -> scep.DigestAlgorithm:
@@ -336,17 +331,11 @@ def _exchange(ports: Ports, url: str, message: bytes, params: scep.RequestParame
 
 
 def _reply(rep: scep.CertRep, key: KeyPair, csr_der: bytes) -> ScepReply:
-    mine = None
-    others = []
-    for cert in rep.certificates:
-        der = cert.public_bytes(serialization.Encoding.DER)
-        spki = cert.public_key().public_bytes(serialization.Encoding.DER,
-                                              serialization.PublicFormat.SubjectPublicKeyInfo)
-        if spki == key.public_key and mine is None:
-            mine = der
-        else:
-            others.append(der)
-    return ScepReply(rep.status, rep.transaction_id, csr_der, mine, tuple(others), rep.fail_info,
+    """The CA's answer; of the certificates it sent, the first one for our key."""
+    spki = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    mine = next((cert.public_bytes(serialization.Encoding.DER) for cert in rep.certificates
+                 if cert.public_key().public_bytes(*spki) == key.public_key), None)
+    return ScepReply(rep.status, rep.transaction_id, csr_der, mine, rep.fail_info,
                      rep.fail_info_text)
 
 

@@ -106,37 +106,14 @@ _HEADER = struct.Struct(">8sQ32s32s32sQQ")  # magic, seq, hash, digest, folds, p
 HEADER_SIZE = _HEADER.size
 MAX_DEPTH = 64  # nesting of configuration nodes (real configurations nest 2 or 3 deep)
 
-TABLE: Mapping[str, type] = types.MappingProxyType({
-    "DeviceState": DeviceState,
-    "ConfigTree": ConfigTree,
-    "Node": Node,
-    "Commit": Commit,
-    "CommitHistory": CommitHistory,
-    "Change": Change,
-    "KeyRing": KeyRing,
-    "KeyPair": KeyPair,
-    "ImportedKey": ImportedKey,
-    "KeyAlgorithm": KeyAlgorithm,
-    "KeyUsage": KeyUsage,
-    "TrustpointStatus": TrustpointStatus,
-    "TrustpointConfig": TrustpointConfig,
-    "RouterCertificate": RouterCertificate,
-    "Enrollment": Enrollment,
-    "Lifecycle": Lifecycle,
-    "RenewalState": RenewalState,
-    "RolloverState": RolloverState,
-    "RenewalPhase": RenewalPhase,
-    "TrustpoolState": TrustpoolState,
-    "PoolCert": PoolCert,
-    "UpdateRecord": UpdateRecord,
-    "UpdateTimer": UpdateTimer,
-    "CrlCache": CrlCache,
-    "CachedCrl": CachedCrl,
-    "ValidationState": ValidationState,
-    "AuditKey": AuditKey,
-})
-"""Every type a snapshot may hold, by the tag it is stored under. Add a state type here (a
-test fails until you do: it walks DeviceState's type hints)."""
+TABLE: Mapping[str, type] = types.MappingProxyType({cls.__name__: cls for cls in (
+    DeviceState, ConfigTree, Node, Commit, CommitHistory, Change, KeyRing, KeyPair, ImportedKey,
+    KeyAlgorithm, KeyUsage, TrustpointStatus, TrustpointConfig, RouterCertificate, Enrollment,
+    Lifecycle, RenewalState, RolloverState, RenewalPhase, TrustpoolState, PoolCert, UpdateRecord,
+    UpdateTimer, CrlCache, CachedCrl, ValidationState, AuditKey,
+)})
+"""Every type a snapshot may hold, by the tag it is stored under: its class name. Add a state
+type here (a test fails until you do: it walks DeviceState's type hints)."""
 _TAG_OF: Mapping[type, str] = {cls: tag for tag, cls in TABLE.items()}
 
 

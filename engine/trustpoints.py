@@ -90,6 +90,28 @@ def trustpoint_config(state: DeviceState, name: str) -> TrustpointConfig | None:
     return state.trustpoint_configs.get(name)
 
 
+CONFIG_FIELDS: Mapping[str, tuple[str, str | None]] = {
+    # a trustpoint submode command, as declared -> (its TrustpointConfig field, the argument
+    # that gives its value; None: the command sets True)
+    "enrollment url <url>": ("enrollment_url", "url"),
+    "enrollment terminal": ("terminal", None),
+    "enrollment retry period <minutes>": ("retry_period", "minutes"),
+    "enrollment retry count <count>": ("retry_count", "count"),
+    "query url <url>": ("query_url", "url"),
+    "rsakeypair <label>": ("key_label", "label"),
+    "subject-name <dn>": ("subject_name", "dn"),
+    "ip-address <address>": ("ip_address", "address"),
+    "serial-number": ("serial_number", None),
+    "crl optional": ("crl_optional", None),
+    "message-digest {digest: md5 | sha1 | sha256 | sha384 | sha512}": ("message_digest",
+                                                                        "digest"),
+    "description <text>": ("description", "text"),
+    "auto-enroll <percent>": ("auto_enroll", "percent"),
+    "renewal-message-type {type: pkcsreq | renewalreq}": ("renewal_message_type", "type"),
+}
+"""Every command of the trustpoint submode (a test checks the list against the grammar)."""
+
+
 def parse_trustpoint_config(config: ConfigTree, name: str) -> TrustpointConfig | None:
     """Read a trustpoint's configuration from a running configuration (the fold's reader)."""
     node = config.node((trustpoint_key(name),))
@@ -103,36 +125,9 @@ def parse_trustpoint_config(config: ConfigTree, name: str) -> TrustpointConfig |
             continue
         if m is None:
             continue
-        a, words = m.args, m.words
-        match words[0]:
-            case "enrollment" if words[1] == "url":
-                values["enrollment_url"] = a["url"]
-            case "enrollment" if words[1] == "terminal":
-                values["terminal"] = True
-            case "enrollment" if words[2] == "period":
-                values["retry_period"] = a["minutes"]
-            case "enrollment" if words[2] == "count":
-                values["retry_count"] = a["count"]
-            case "query":
-                values["query_url"] = a["url"]
-            case "rsakeypair":
-                values["key_label"] = a["label"]
-            case "subject-name":
-                values["subject_name"] = a["dn"]
-            case "ip-address":
-                values["ip_address"] = a["address"]
-            case "serial-number":
-                values["serial_number"] = True
-            case "crl":
-                values["crl_optional"] = True
-            case "message-digest":
-                values["message_digest"] = a["digest"]
-            case "description":
-                values["description"] = a["text"]
-            case "auto-enroll":
-                values["auto_enroll"] = a["percent"]
-            case "renewal-message-type":
-                values["renewal_message_type"] = a["type"]
+        field_arg = CONFIG_FIELDS.get(m.command.name)
+        if field_arg is not None:
+            values[field_arg[0]] = True if field_arg[1] is None else m.args[field_arg[1]]
     return TrustpointConfig(name, **values)
 
 
@@ -428,9 +423,5 @@ def _certificates_removed(state: DeviceState, ev: TrustpointCertificatesRemoved,
                           at: int) -> DeviceState:
     kept = {k: v for k, v in state.trustpoints.items() if k != ev.trustpoint}
     return with_state(state, trustpoints=MappingProxyType(kept))
-
-
-def empty_trustpoints() -> Mapping[str, TrustpointStatus]:
-    return MappingProxyType({})
 
 

@@ -9,7 +9,8 @@ checks that every view type has a line, and that no name means anything else).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from importlib import import_module
+from typing import Any
 
 from engine.views import View
 from projections.clock import render_clock
@@ -25,52 +26,25 @@ from projections.syslog import render_logging
 from projections.timers import render_timers
 from projections.validation import render_counters, render_verdict
 
-if TYPE_CHECKING:
-    from engine.views.state import (
-        CACertificateOffered,
-        CertificatesView,
-        TrustpointsView,
-        TrustpoolPolicyView,
-        TrustpoolView,
-    )
 
+def _later(module: str, name: str, args: Callable[[Any], tuple[Any, ...]]
+           ) -> Callable[[Any], str]:
+    """The renderer `name` of projections/`module`, loaded at its first use: the renderers
+    that parse certificates (cryptography.x509) are never needed by a `show running-config`
+    (tests/core/test_core_startup.py). `args`: its arguments, from the view."""
 
-# The renderers that parse certificates (cryptography.x509) load when first used: a `show
-# running-config` never needs them (tests/core/test_core_startup.py).
-def _certificates(v: CertificatesView) -> str:
-    from projections.trustpoints import render_certificates
+    def renderer(view: Any) -> str:
+        return str(getattr(import_module(f"projections.{module}"), name)(*args(view)))
 
-    return render_certificates(v.state, list(v.names), v.now)
-
-
-def _trustpoints(v: TrustpointsView) -> str:
-    from projections.trustpoints import render_trustpoints
-
-    return render_trustpoints(v.state, list(v.names), v.now)
-
-
-def _ca_offer(v: CACertificateOffered) -> str:
-    from projections.trustpoints import render_ca_offer
-
-    return render_ca_offer(v.certificate)
-
-
-def _pool(v: TrustpoolView) -> str:
-    from projections.trustpool import render_pool
-
-    return render_pool(v.state, v.now)
-
-
-def _policy(v: TrustpoolPolicyView) -> str:
-    from projections.trustpool import render_policy
-
-    return render_policy(v.state, v.now)
+    return renderer
 
 
 _RENDERERS: dict[str, Callable[[Any], str]] = {
-    "CertificatesView": _certificates,
-    "TrustpointsView": _trustpoints,
-    "CACertificateOffered": _ca_offer,
+    "CertificatesView": _later("trustpoints", "render_certificates",
+                               lambda v: (v.state, list(v.names), v.now)),
+    "TrustpointsView": _later("trustpoints", "render_trustpoints",
+                              lambda v: (v.state, list(v.names), v.now)),
+    "CACertificateOffered": _later("trustpoints", "render_ca_offer", lambda v: (v.certificate,)),
     "KeyPairsView": lambda v: render_key_pairs(v.pairs),
     "ImportedKeysView": lambda v: render_imported_keys(v.keys),
     "TargetConfigView": lambda v: render_target(v.changes),
@@ -78,8 +52,8 @@ _RENDERERS: dict[str, Callable[[Any], str]] = {
     "CommitListView": lambda v: render_commit_list(v.commits),
     "CommitChangesView": lambda v: "".join(render_commit_changes(c) for c in v.commits),
     "LoggingView": lambda v: render_logging(v.messages),
-    "TrustpoolView": _pool,
-    "TrustpoolPolicyView": _policy,
+    "TrustpoolView": _later("trustpool", "render_pool", lambda v: (v.state, v.now)),
+    "TrustpoolPolicyView": _later("trustpool", "render_policy", lambda v: (v.state, v.now)),
     "ClockView": lambda v: render_clock(v.now),
     "TimersView": lambda v: render_timers(v.timers, v.now),
     "CrlsView": lambda v: render_crls(v.state, v.now),

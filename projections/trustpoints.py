@@ -10,7 +10,13 @@ from engine.messages import plural
 from engine.renewal.messages import certificate_facts
 from engine.renewal.schedule import next_attempt
 from engine.state import DeviceState
-from engine.trustpoints import TrustpointConfig, TrustpointStatus, status_of, trustpoint_config
+from engine.trustpoints import (
+    RouterCertificate,
+    TrustpointConfig,
+    TrustpointStatus,
+    status_of,
+    trustpoint_config,
+)
 from projections.certfmt import (
     crl_distribution_points,
     fingerprint_lines,
@@ -24,7 +30,7 @@ INDENT = " " * 19
 USAGE = {"general": "General Purpose", "signature": "Signature", "encryption": "Encryption"}
 
 
-def _block(title: str, cert: x509.Certificate, extra: list[str], now: int) -> list[str]:
+def _block(title: str, cert: x509.Certificate, extra: list[str]) -> list[str]:
     start, end = validity(cert)
     lines = [title, *extra,
              f"Serial Number      :{ios_serial(cert)}",
@@ -70,38 +76,39 @@ def render_certificates(state: DeviceState, names: list[str], now: int = 0) -> s
         if out:
             out.append("")
         out += [f"Trustpoint          :{name}", "====="]
-        out += _block("CA certificate", x509.load_der_x509_certificate(st.ca_certificate), [],
-                      now)
+        out += _block("CA certificate", x509.load_der_x509_certificate(st.ca_certificate), [])
         for der in st.ra_certificates:
             ra = x509.load_der_x509_certificate(der)
-            out += _block(_ra_title(ra), ra, [], now)
+            out += _block(_ra_title(ra), ra, [])
         for rc in st.certificates:
             cert = x509.load_der_x509_certificate(rc.der)
             out += _block("Router certificate", cert,
                           [f"Key usage          :{USAGE.get(rc.usage, rc.usage)}",
                            f"Status             :"
-                           f"{_status(cert, now or rc.installed_at, rc.revoked_at is not None)}"],
-                          now)
+                           f"{_status(cert, now or rc.installed_at, rc.revoked_at is not None)}"])
         for rc in st.next_certificates:  # renewed, held until their validity begins
-            out += _block("Next router certificate", x509.load_der_x509_certificate(rc.der),
-                          [f"Key usage          :{USAGE.get(rc.usage, rc.usage)}",
-                           "Status             :Held"], now)
-        out += _shadow_blocks(st, now)
+            out += _held("Next router certificate", rc)
+        out += _shadow_blocks(st)
     return "\n".join(out) + ("\n" if out else "")
 
 
-def _shadow_blocks(st: TrustpointStatus, now: int) -> list[str]:
+def _held(title: str, rc: RouterCertificate) -> list[str]:
+    """A router certificate held until its time comes (renewed, or under a shadow CA)."""
+    return _block(title, x509.load_der_x509_certificate(rc.der),
+                  [f"Key usage          :{USAGE.get(rc.usage, rc.usage)}",
+                   "Status             :Held"])
+
+
+def _shadow_blocks(st: TrustpointStatus) -> list[str]:
     """CA rollover (engine/rollover/): the CA's next certificate and the router certificates
     under it, held until the current CA certificate expires."""
     out: list[str] = []
     if st.shadow_ca_certificate is not None:
         out += _block("Shadow CA certificate",
                       x509.load_der_x509_certificate(st.shadow_ca_certificate),
-                      ["Status             :Held"], now)
+                      ["Status             :Held"])
     for rc in st.shadow_certificates:
-        out += _block("Shadow router certificate", x509.load_der_x509_certificate(rc.der),
-                      [f"Key usage          :{USAGE.get(rc.usage, rc.usage)}",
-                       "Status             :Held"], now)
+        out += _held("Shadow router certificate", rc)
     return out
 
 

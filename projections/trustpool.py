@@ -13,6 +13,7 @@ reference's). The golden file tests/trustpool/golden/show_crypto_ca_trustpool.tx
 
 from __future__ import annotations
 
+from engine.messages import plural
 from engine.state import DeviceState
 from engine.trustpool.policy import policy_of, rsa_1024_disabled
 from engine.trustpool.pool import Entry, TrustpoolState, active, entries, quiet
@@ -80,8 +81,7 @@ def _last_update(pool: TrustpoolState) -> str:
     how = "automatic" if u.automatic else "manual"
     if not u.ok:
         return f"{ios_time(u.at)} from {u.url} ({how}): failed: {u.cause}"
-    return (f"{ios_time(u.at)} from {u.url} ({how}): {u.count} "
-            f"certificate{'s' if u.count != 1 else ''}, {u.signature}")
+    return f"{ios_time(u.at)} from {u.url} ({how}): {plural(u.count, 'certificate')}, {u.signature}"
 
 
 def _next_update(state: DeviceState) -> str:
@@ -93,8 +93,7 @@ def _next_update(state: DeviceState) -> str:
         warn = next_warning(pool)
         return ("none: no cabundle url is configured (a warning is logged daily, next at "
                 f"{ios_time(warn or at)})")
-    retry = (f", retrying after {pool.failures} failed attempt"
-             f"{'s' if pool.failures != 1 else ''}" if pool.failures else "")
+    retry = f", retrying after {plural(pool.failures, 'failed attempt')}" if pool.failures else ""
     return f"{ios_time(at)} ({pool.timer.value}{retry}; watching expiry {ios_time(pool.target)})"
 
 

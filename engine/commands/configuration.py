@@ -22,7 +22,7 @@ from engine.grammar import (
 )
 from engine.machines import session as session_machine
 from engine.machines.session import SESSION
-from engine.messages import certificates_removed
+from engine.messages import certificates_removed, plural
 from engine.state import FIRST_COMMIT_ID, Commit, DeviceState
 from engine.views.config import (
     CommitChangesView,
@@ -253,13 +253,9 @@ def _rollback(ctx: Ctx, undo: list[Commit], back_to: int
     n = len(undo)
     return Outcome(events=[*removed, ev], output="\n".join([
         "Loading Rollback Changes.", "Loaded Rollback Changes.", "Committing.",
-        f"{len(changes)} {_plural(len(changes), 'item')} committed.",
-        f"Configuration successfully rolled back {n} {_plural(n, 'commit')}.",
+        f"{plural(len(changes), 'item')} committed.",
+        f"Configuration successfully rolled back {plural(n, 'commit')}.",
         *_removal_lines(removed)]))
-
-
-def _plural(n: int, word: str) -> str:
-    return word if n == 1 else word + "s"
 
 
 @G.action("rollback configuration last <n>", help="Roll back the last N commits",
@@ -269,8 +265,8 @@ def rollback_last(ctx: Ctx) -> Generator[Effect, Any, Outcome]:
     n = ctx.args["n"]
     if n > len(commits):
         raise OperatorError(Reason.INVALID_VALUE,
-                           f"Only {len(commits)} {_plural(len(commits), 'commit')} "
-                           f"exist; cannot roll back {n}.")
+                           f"Only {plural(len(commits), 'commit')} exist; cannot roll "
+                           f"back {n}.")
     back_to = commits[n].commit_id if n < len(commits) else 0
     return _rollback(ctx, commits[:n], back_to)
 

@@ -350,7 +350,7 @@ def handle_replies(now: int, cfg: TrustpointConfig, status: TrustpointStatus,
             pending = True
         elif not failed:
             failed.append(EnrollmentFailed(cfg.name, reply.transaction_id, "failure",
-                                           _fail_name(reply.fail_info),
+                                           fail_name(reply.fail_info),
                                            _why_refused(reply, pair, status, earlier=polls == 0)
                                            + _which(pairs, replies)))
     if failed:
@@ -363,9 +363,6 @@ def handle_replies(now: int, cfg: TrustpointConfig, status: TrustpointStatus,
     return events, pending
 
 
-_FAIL_NAMES = {FailInfo.BAD_ALG: "badAlg", FailInfo.BAD_MESSAGE_CHECK: "badMessageCheck",
-               FailInfo.BAD_REQUEST: "badRequest", FailInfo.BAD_TIME: "badTime",
-               FailInfo.BAD_CERT_ID: "badCertId"}
 _FAIL_TEXT = {
     FailInfo.BAD_ALG: "the CA does not accept the algorithms of the request",
     FailInfo.BAD_MESSAGE_CHECK: "the CA could not verify the request's signature",
@@ -376,11 +373,12 @@ _FAIL_TEXT = {
 }
 
 
-def _fail_name(info: FailInfo | None) -> str:
-    return _FAIL_NAMES.get(info, "") if info is not None else ""
+def fail_name(info: FailInfo | None) -> str:
+    """The RFC's name of a failInfo as events record it ("" for none)."""
+    return info.label if info is not None else ""
 
 
-def _explain(info: FailInfo | None) -> str:
+def explain_failure(info: FailInfo | None) -> str:
     return _FAIL_TEXT.get(info, "the CA gave no reason") if info is not None else \
         "the CA gave no reason"
 
@@ -391,7 +389,7 @@ def _refused(failed: EnrollmentFailed) -> ScepFailure:
     allows one certificate per subject, as micromdm's default does, refuses the second). The
     same words as the ENROLL_FAILED message `show logging` keeps."""
     reason = PeerReason.TIMED_OUT if failed.reason == "timeout" else PeerReason.REFUSED
-    info = next((i for i, n in _FAIL_NAMES.items() if n == failed.fail_info), None)
+    info = next((i for i in FailInfo if i.label == failed.fail_info), None)
     return ScepFailure(reason, info,
                        enrollment_failure(failed.trustpoint, failed.fail_info, failed.detail))
 
@@ -416,17 +414,13 @@ def _why_refused(reply: ScepReply, pair: KeyPair, status: TrustpointStatus, *,
     with the CA's own text, and what it takes to get a certificate."""
     if reply.transaction_id not in status.held_by_ca:
         text = _ca_text(reply)
-        return _explain(reply.fail_info) + (f"; the CA says: {text}" if text else "")
+        return explain_failure(reply.fail_info) + (f"; the CA says: {text}" if text else "")
     generate = "crypto key generate rsa" + ("" if pair.label == "the_default"
                                             else f" {pair.label}")  # enrollment is RSA only
     return (f"the CA rejected this request{' earlier' if earlier else ''} "
             f"({_ca_text(reply) or 'it gave no reason'}). A new key pair or the CA's approval "
             f"is needed: '{generate}' and enroll again, or ask the CA administrator to "
             "approve the request")
-
-
-fail_name = _fail_name  # for the renewal's answers (engine/renewal/exchange.py)
-explain_failure = _explain
 
 
 def _ca_text(reply: ScepReply) -> str:

@@ -244,6 +244,7 @@ def fast_replay(events: list[PendingEvent], frame: int, gather: int) -> DeviceSt
         return fast
 
 
+@pytest.mark.slow
 @settings(max_examples=150, deadline=None)
 @given(history(), st.sampled_from((1, 3)), st.sampled_from((1, 2, 5, RUN_MAX)))
 def test_fast_replay_equals_the_live_folds(case: tuple[DeviceState, list[PendingEvent]],

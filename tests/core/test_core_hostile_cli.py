@@ -78,6 +78,7 @@ def fuzz_script(rng: random.Random) -> bytes:
     return b"\n".join(lines) + b"\n"
 
 
+@pytest.mark.slow
 def test_fuzzed_scripts_on_a_strict_stdout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                            cli_locale: str) -> None:
     """200 seeded fuzz scripts through `main` in-process, stdout as strict as the locale's

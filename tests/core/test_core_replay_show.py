@@ -15,6 +15,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import hypothesis.strategies as st
+import pytest
 from hypothesis import HealthCheck, example, given, settings
 
 from engine import Engine
@@ -114,6 +115,7 @@ ENROLLED = [("config", "hostname"), ("exec", "keygen"), ("config", "declare"),
             ("clock", 400), ("clock", -3), ("exec", "zeroize"), ("config", "crl")]
 
 
+@pytest.mark.slow
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(STEPS)
 @example(ENROLLED)  # a whole enrollment, then the certificate expires

@@ -381,6 +381,7 @@ def test_deep_and_huge_values_are_ignored(small: Device) -> None:
 # -- damage: every byte flip, every truncation ----------------------------------------------------
 
 
+@pytest.mark.slow
 def test_every_byte_flip_of_a_small_snapshot(small: Device) -> None:
     good = small.snap.read_bytes()
     assert len(good) < 920  # the empty trustpool's fields are ~150 of them, the CRL cache ~40,
@@ -392,6 +393,7 @@ def test_every_byte_flip_of_a_small_snapshot(small: Device) -> None:
         assert_ignored(small)
 
 
+@pytest.mark.slow
 def test_every_truncation_of_a_small_snapshot(small: Device) -> None:
     good = small.snap.read_bytes()
     for n in range(len(good)):

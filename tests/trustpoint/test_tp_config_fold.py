@@ -126,3 +126,37 @@ def test_a_line_an_older_build_accepted_is_ignored_as_before() -> None:
     state = evolve(e.state, ev, 1)
     assert trustpoint_config(state, "myca") == TrustpointConfig("myca", description="hello")
     assert folded(state) == reread(state)
+
+
+SAMPLES = {  # one line of each trustpoint submode command, and the value it folds to
+    "enrollment url http://10.0.0.9": ("enrollment_url", "http://10.0.0.9"),
+    "enrollment terminal": ("terminal", True),
+    "enrollment retry period 2": ("retry_period", 2),
+    "enrollment retry count 7": ("retry_count", 7),
+    "query url ldap://10.0.0.2/o=Example": ("query_url", "ldap://10.0.0.2/o=Example"),
+    "rsakeypair mykey": ("key_label", "mykey"),
+    "subject-name CN=r1,O=Example": ("subject_name", "CN=r1,O=Example"),
+    "ip-address 10.1.1.1": ("ip_address", "10.1.1.1"),
+    "serial-number": ("serial_number", True),
+    "crl optional": ("crl_optional", True),
+    "message-digest sha256": ("message_digest", "sha256"),
+    "description hello": ("description", "hello"),
+    "auto-enroll 70": ("auto_enroll", 70),
+    "renewal-message-type renewalreq": ("renewal_message_type", "renewalreq"),
+}
+
+
+def test_every_trustpoint_command_is_read_into_its_field() -> None:
+    """CONFIG_FIELDS (engine/trustpoints.py) names every command of the trustpoint submode,
+    and each line folds into exactly its own field."""
+    from engine.grammar import GRAMMAR, Mode
+    from engine.trustpoints import CONFIG_FIELDS
+
+    declared = {c.name for c in GRAMMAR.commands
+                if Mode.TRUSTP in c.modes and c.key is not None and c.enters is None}
+    assert declared == set(CONFIG_FIELDS)
+    for line, (name, value) in SAMPLES.items():
+        e = Engine.in_memory()
+        apply(e, ("edit", "myca", [line]))
+        assert trustpoint_config(e.state, "myca") == TrustpointConfig("myca", **{name: value})
+    assert {f for f, _ in SAMPLES.values()} == {f for f, _ in CONFIG_FIELDS.values()}

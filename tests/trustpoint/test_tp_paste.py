@@ -195,7 +195,6 @@ def test_general_purpose(device: Engine, offline_ca: OfflineCA, tmp_path: Path) 
         assert PW.encode() not in seg.read_bytes()
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("order", [("signature", "encryption"), ("encryption", "signature")])
 def test_usage_keys_either_order(device: Engine, offline_ca: OfflineCA, tmp_path: Path,
                                  order: tuple[str, str]) -> None:

@@ -12,6 +12,7 @@ from cryptography import x509
 from engine.effects import Effect, Outcome
 from engine.errors import OperatorError, PeerError, PeerReason, TrustledgerError
 from engine.machines import trustpool as timer_machine
+from engine.messages import plural
 from engine.state import DeviceState
 from engine.trustpoints import status_of, trustpoint_names
 from engine.trustpool import messages
@@ -78,10 +79,10 @@ def import_url(ctx: Ctx) -> Generator[Effect, Any, Outcome]:
         lines.append("% Warning: the bundle is not signed: its certificates are trusted on "
                      "the strength of the url alone.")
     shadowed = _shadowed(ctx.state, bundle)
-    lines.append(f"% {len(bundle.ders)} CA certificate{'s' if len(bundle.ders) != 1 else ''} "
-                 f"downloaded into the trustpool ({bundle.signature})" +
-                 (f"; {shadowed} built-in certificate{'s' if shadowed != 1 else ''} inactive "
-                  "while they are there (same subject)." if shadowed else "."))
+    lines.append(f"% {plural(len(bundle.ders), 'CA certificate')} downloaded into the "
+                 f"trustpool ({bundle.signature})" +
+                 (f"; {plural(shadowed, 'built-in certificate')} inactive while they are "
+                  "there (same subject)." if shadowed else "."))
     return Outcome(events=[ev], output="\n".join(lines))
 
 
