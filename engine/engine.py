@@ -99,6 +99,7 @@ def _crl_blobs(log: DeviceLog, local: CrlBlobs) -> CrlBlobs:
     shared: Callable[[CrlBlobs], CrlBlobs] | None = getattr(log, "crl_blobs", None)
     return shared(local) if shared is not None else local
 
+
 class Engine:
     def __init__(self, store: EventStore, state: DeviceState, ports: Ports,
                  data_dir: Path | None, user: str) -> None:
