@@ -91,9 +91,9 @@ class Script:
             return b"crl-%d" % eff.number
         if isinstance(eff, GenerateKeyPairs):
             assert eff.specs == (ED25519,)
-            key = Ed25519PrivateKey.generate()
-            self.keys.append(key)
-            return (self.keystore.seal(key),)
+            audit_key = Ed25519PrivateKey.generate()
+            self.keys.append(audit_key)
+            return (self.keystore.seal(audit_key),)
         raise AssertionError(f"unexpected effect {eff}")
 
 
