@@ -11,7 +11,7 @@ blocking work in a thread pool). Besides HTTP it runs the CRL upkeep: a thread r
 CRL once less than half of its lifetime is left before nextUpdate (checked every
 `crl_check_interval` seconds, and on every CRL download in one process).
 
-`workers=N` (N >= 2; `ca serve` defaults to one per CPU) serves HTTP from N worker processes
+`workers=N` (N >= 2; `ca serve` defaults to one per CPU but one) serves HTTP from N worker processes
 instead of this one, which stays the decider: the only writer of the log, where the
 admin endpoint and the CRL upkeep also run (engine/ca/workers.py). The default, `workers=1`,
 keeps everything in this process (embedding, the demo).

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
+from engine.ca import cli as ca_cli
 from engine.scep import FailInfo, PkiStatus
 from projections.certfmt import ios_serial
 from tests.ca.ca_support import ScepTestClient, http_request, rsa_key
@@ -194,6 +196,19 @@ def test_ca_commands_on_a_device_data_directory_say_it_holds_no_ca(tmp_path: Pat
         assert done.returncode == 2, (command, done.stderr)
         assert done.stderr == f"% {device} holds no CA (it is a device data directory).\n"
     assert {p: p.read_bytes() for p in (device / "log").glob("*.seg")} == before
+
+
+@pytest.mark.parametrize(("cpus", "workers"), [(None, 1), (1, 1), (2, 1), (3, 2), (8, 7)])
+def test_serve_leaves_the_deciding_process_a_cpu_of_its_own(
+        monkeypatch: pytest.MonkeyPatch, cpus: int | None, workers: int) -> None:
+    """`ca serve` without --workers: one worker process per CPU but one (on 2 CPUs, one
+    process: measured faster than a decider beside 2 workers); it was one per CPU."""
+    monkeypatch.setattr(os, "cpu_count", lambda: cpus)
+    parser = argparse.ArgumentParser()
+    ca_cli.register(parser.add_subparsers())
+    assert ca_cli.default_workers(cpus) == workers
+    assert parser.parse_args(["ca", "serve", "DIR"]).workers == workers
+    assert parser.parse_args(["ca", "serve", "DIR", "--workers", "3"]).workers == 3
 
 
 @pytest.mark.parametrize("port", ["99999", "-5", "http"])
