@@ -6,8 +6,9 @@ one batch each by the actor `system`."""
 
 from __future__ import annotations
 
+import errno
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,8 @@ from engine.runtime import Ports, perform
 from engine.state import DeviceState, evolve
 from engine.system import ReadBuiltins, SystemHandler, make_audit_key, record_builtins
 from events.audit import AuditKeyCreated
+from events.filelog import FileEventLog, LogWriteFailed
+from events.store import PendingEvent, Recorded
 from events.trustpool import TrustpoolBuiltinsRecorded
 from tests.core.engine_support import open_engine
 from tests.trustpool.pool_support import fixed_builtins
@@ -114,5 +117,55 @@ def test_opening_runs_them_through_the_runtime_one_batch_each(
     try:
         assert [type(eff) for eff in performed] == [ReadBuiltins]  # nothing new to record
         assert again.state.seq == 2 and keys.asked == [ED25519]
+    finally:
+        again.close()
+
+
+def failing_log(root: Path, refuse: str) -> FileEventLog:
+    """The data directory's log, refusing (as a full disk would) every batch holding `refuse`."""
+    (root / "log").mkdir(parents=True, mode=0o700)
+    log = FileEventLog.open(root / "log")
+    append = log.append
+
+    def refusing(batch: Sequence[PendingEvent]) -> list[Recorded]:
+        if any(p.event.type_name == refuse for p in batch):
+            raise LogWriteFailed(OSError(errno.ENOSPC, "No space left on device"), True)
+        return append(batch)
+
+    log.append = refusing  # type: ignore[method-assign]
+    return log
+
+
+def test_an_audit_key_that_cannot_be_recorded_is_discarded_and_said(tmp_path: Path) -> None:
+    root = tmp_path / "dev"
+    e = open_engine(root, audit=True, log=failing_log(root, "AuditKeyCreated"))
+    try:
+        assert e.notices == ["%AUDIT-4-NO_KEY: the audit key could not be recorded (No space "
+                             "left on device); it is tried again at the next open."]
+        assert e.state.audit_key is None and e.state.seq == 0 and e.audit is None
+        assert not list((root / "keystore").glob("*.dek"))  # its data key went with it
+    finally:
+        e.close()
+    again = open_engine(root, audit=True)
+    try:
+        assert again.state.audit_key is not None and again.notices == []
+    finally:
+        again.close()
+
+
+def test_a_bundle_that_cannot_be_recorded_is_said_and_tried_again(tmp_path: Path) -> None:
+    root = tmp_path / "dev"
+    e = open_engine(root, builtins=fixed_builtins(),
+                    log=failing_log(root, "TrustpoolBuiltinsRecorded"))
+    try:
+        assert e.notices == ["%PKI-4-TRUSTPOOL_BUILTIN: the built-in CA bundle could not be "
+                             "recorded (No space left on device); it is tried again at the "
+                             "next open."]
+        assert not e.state.trustpool.builtin_sha256
+    finally:
+        e.close()
+    again = open_engine(root, builtins=fixed_builtins())
+    try:
+        assert again.state.trustpool.builtin_sha256 and again.notices == []
     finally:
         again.close()
