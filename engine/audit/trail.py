@@ -4,7 +4,9 @@ Theory of operation
 -------------------
 A writer keeps the tree as a `CompactRange` (O(log n) hashes) bound to the log: the range
 covers seq 1..size, the event at `size` has chain hash `chain`, and the frames after it start
-at `at` (a `Position`). Each appended batch extends it (`observe`); a batch holding a trust
+at `at` (a `Position`). Each appended batch extends it (`observe`: on the command path
+only its chain hashes are kept; their leaf and node hashes are made by whoever needs the
+range next: a checkpoint's job on the signer thread, or a reader); a batch holding a trust
 decision (engine/audit/decisions.py) is followed by a checkpoint: the C2SP tlog-checkpoint of
 the range (origin, size, root) signed by the audit key (`checkpoint`). What a checkpoint says
 is fixed when it is asked for (after the device's batch is acknowledged; the CA, whose group
@@ -85,6 +87,7 @@ from events.store import GENESIS, Recorded
 AUDIT_FILE = "AUDIT"
 CHECKPOINTS_FILE = "CHECKPOINTS"
 _MAGIC = "trustledger-audit v1"
+FOLD_AFTER = 256  # leaves observed and not yet hashed, at most (`AuditTrail.observe`)
 
 logger = get_logger("trustledger.audit")
 
@@ -259,7 +262,9 @@ class AuditTrail:
                  tree: Bound, latest: Signed | None) -> None:
         self.root = root
         self.key = key
-        self.range = tree.range()
+        self._range = tree.range()
+        self._leaves: list[bytes] = []  # chain hashes observed, not yet in _range (`_fold`)
+        self._computed: CompactRange | None = None  # the signer thread's last (`_range_at`)
         self.chain, self.at = tree.chain, tree.at
         self._latest = latest
         self._signer = signer
@@ -281,24 +286,46 @@ class AuditTrail:
 
     @property
     def size(self) -> int:
-        return self.range.size
+        with self._lock:
+            return self._range.size + len(self._leaves)
+
+    @property
+    def range(self) -> CompactRange:
+        """The tree over every event observed (the live range: the trail's own)."""
+        with self._lock:
+            return self._fold()
+
+    def _fold(self) -> CompactRange:
+        """Hash the leaves observed into the range (under the lock)."""
+        append = self._range.append
+        for h in self._leaves:
+            append(leaf_hash(h))
+        self._leaves.clear()
+        return self._range
 
     def bound(self) -> Bound:
-        return Bound(self.range.size, tuple(self.range.hashes), self.chain, self.at)
+        """The range bound to the log (under the lock, or while no one else holds the trail)."""
+        rng = self._fold()
+        return Bound(rng.size, tuple(rng.hashes), self.chain, self.at)
 
     def observe(self, records: Sequence[Recorded], at: Position | None) -> bool:
-        """Extend the tree by an appended batch; whether it holds a trust decision."""
+        """Extend the tree by an appended batch; whether it holds a trust decision. Only the
+        chain hashes are kept here: the leaf and node hashes are made by whoever needs the
+        range next (`_fold`), for a checkpoint on the signer thread (`checkpoint`)."""
         decision = False
         with self._lock:
-            append = self.range.append
+            leaves = self._leaves
             for rec in records:
-                if rec.seq != self.range.size + 1:
-                    raise ValueError(f"the audit tree is at size {self.range.size}, the log "
-                                     f"appended seq {rec.seq}")
-                append(leaf_hash(rec.hash))
+                if rec.seq != self._range.size + len(leaves) + 1:
+                    raise ValueError(f"the audit tree is at size "
+                                     f"{self._range.size + len(leaves)}, the log appended "
+                                     f"seq {rec.seq}")
+                leaves.append(rec.hash)
                 decision = decision or is_trust_decision(rec.type)
             if records:
                 self.chain, self.at, self._dirty = records[-1].hash, at, True
+            if len(leaves) >= FOLD_AFTER:  # a long run without a checkpoint: memory stays small
+                self._fold()
         return decision
 
     def checkpoint(self) -> None:
@@ -307,11 +334,35 @@ class AuditTrail:
         fdatasync (`on_sync`), after which the signed note is `latest` and waits to be
         written out. `latest` and `persist` have it made first if it is not. The key is
         opened here, the first time (its errors are raised here). The commit path: only
-        the range's hashes are copied here, the rest is the signer thread's."""
+        the range's hashes and the leaves observed since are copied here; the leaf and node
+        hashing (`_range_at`) and the signature are the signer thread's."""
         with self._lock:
-            private, rng = self._opened(), self.range
-            size, hashes, chain, at = rng.size, tuple(rng.hashes), self.chain, self.at
-        self._signing.submit(lambda: self._sign(Bound(size, hashes, chain, at), private))
+            private, rng = self._opened(), self._range
+            base, leaves = (rng.size, tuple(rng.hashes)), tuple(self._leaves)
+            chain, at = self.chain, self.at
+        self._signing.submit(
+            lambda: self._sign(self._range_at(base, leaves, chain, at), private))
+
+    def _range_at(self, base: tuple[int, tuple[bytes, ...]], leaves: tuple[bytes, ...],
+                  chain: bytes, at: Position | None) -> Bound:
+        """The signer thread's part of `checkpoint`: the range `base` extended by `leaves`.
+        It starts from the range its previous job made when that lies between (checkpoints
+        queued together hash each leaf once), and the trail keeps the result in place of its
+        own range and the leaves it covers (sparing `_fold` the hashing) when it can."""
+        start, hashes = base
+        done = self._computed  # the signer thread's alone: jobs run one at a time
+        if done is not None and start <= done.size <= start + len(leaves):
+            rng, todo = CompactRange(done.size, done.hashes), leaves[done.size - start:]
+        else:
+            rng, todo = CompactRange(start, hashes), leaves
+        rng.extend(leaf_hash(h) for h in todo)
+        self._computed = rng
+        with self._lock:  # the same log's leaves: any range between covers a prefix of rng's
+            kept = self._range.size
+            if kept <= rng.size <= kept + len(self._leaves):
+                self._range = CompactRange(rng.size, rng.hashes)
+                del self._leaves[:rng.size - kept]
+        return Bound(rng.size, tuple(rng.hashes), chain, at)
 
     def _request(self, tree: Bound) -> None:
         with self._lock:
@@ -332,7 +383,8 @@ class AuditTrail:
         errors are raised (nothing is queued then; the next open finds them again)."""
         missed = self.missed
         if not missed and self._latest is None:
-            missed = [self.bound()]
+            with self._lock:
+                missed = [self.bound()]
         for tree in missed:
             self._request(tree)
         self.missed = []
@@ -370,10 +422,11 @@ class AuditTrail:
         with self._lock:
             if not self._dirty:
                 return
-            limit = self.range.size if upto is None else upto
+            size = self._fold().size
+            limit = size if upto is None else upto
             ready = [c for c in self._unsaved if c.checkpoint.size <= limit]
             latest = ready[-1] if ready else self._on_disk
-            tree = self.bound() if self.range.size <= limit else \
+            tree = self.bound() if size <= limit else \
                 latest.tree if latest is not None else None
             if tree is None:
                 return  # nothing acknowledged to say yet
@@ -382,7 +435,7 @@ class AuditTrail:
                 del self._unsaved[:len(ready)]
             _write_saved(self.root, Saved(tree, latest))
             self._on_disk = latest
-            self._dirty = self.range.size > limit or bool(self._unsaved)
+            self._dirty = size > limit or bool(self._unsaved)
 
     def on_sync(self, waiting: bool) -> None:
         """The log is about to wait for its fdatasync (True), or it returned (False): the

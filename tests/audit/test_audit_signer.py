@@ -5,6 +5,7 @@ the latest one or writes the trail out has it made first."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
@@ -12,8 +13,11 @@ from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import engine.audit.signer
+import engine.audit.trail
 from engine.audit.checkpoint import origin_for, parse_checkpoint
 from engine.audit.key import AuditKey
 from engine.audit.merkle import CompactRange, leaf_hash
@@ -239,3 +243,83 @@ def test_a_signature_job_that_raises_never_fails_the_log(tmp_path: Path,
     saved = read_saved(tmp_path / "log")
     assert saved is not None and saved.latest is not None
     assert saved.latest.checkpoint.size == 2
+
+
+def test_the_tree_is_hashed_on_the_signer_thread_not_the_command_path(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`observe` and `checkpoint` only copy hashes: the leaf and node hashes of a checkpoint
+    are made with its signature, while the log waits for the disk."""
+    hashed_on: list[str] = []
+
+    def watched(data: bytes) -> bytes:
+        hashed_on.append(threading.current_thread().name)
+        return leaf_hash(data)
+
+    monkeypatch.setattr(engine.audit.trail, "leaf_hash", watched)
+    key = WatchedKey()
+    with FileEventLog.open(tmp_path / "log") as log:
+        trail = trail_on(log, key)
+        for i in range(1, 4):
+            trail.observe(log.append([commit(i)]), log.position)
+            trail.checkpoint()
+        assert threading.current_thread().name not in hashed_on
+        latest = trail.latest
+    assert latest is not None and latest.checkpoint.size == 3
+    assert set(hashed_on) == {"audit-signer"}
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.sampled_from(["observe", "checkpoint", "range", "persist"]), max_size=30),
+       st.booleans(), st.integers(1, 6))
+def test_every_checkpoint_and_the_range_match_the_tree_of_the_log(
+        tmp_path_factory: pytest.TempPathFactory, steps: list[str], grouped: bool,
+        fold_after: int) -> None:
+    """Whatever mix of appends, checkpoints, range reads and write-outs (each folds the
+    leaves observed at another moment), every checkpoint signed has the root of the log's
+    first `size` events and the range is the whole log's tree. `grouped`: no fdatasync
+    until the end, so the checkpoints' jobs queue up and run together."""
+    root = tmp_path_factory.mktemp("mix")
+    key = WatchedKey()
+    seen: list[bytes] = []
+    with FileEventLog.open(root / "log") as log, \
+            log.group_commit() if grouped else contextlib.nullcontext(), \
+            pytest.MonkeyPatch.context() as patch:
+        patch.setattr(engine.audit.trail, "FOLD_AFTER", fold_after)
+        trail = trail_on(log, key)
+        for n, step in enumerate(steps, start=1):
+            if step == "observe":
+                records = log.append([commit(n)])
+                trail.observe(records, log.position)
+                seen += [r.hash for r in records]
+            elif step == "checkpoint":
+                trail.checkpoint()
+            elif step == "range":
+                assert trail.range.size == len(seen)
+            elif not grouped:  # inside a group nothing is acknowledged to write out
+                trail.persist(log.head[0])
+        expect = CompactRange()
+        expect.extend(leaf_hash(h) for h in seen)
+        assert trail.size == len(seen) and trail.range.root() == expect.root()
+    verifier = trail.key.verifier()
+    for note in read_checkpoints(root / "log"):
+        cp = parse_checkpoint(verify_note(note, [verifier])[0])
+        rng = CompactRange()
+        rng.extend(leaf_hash(h) for h in seen[:cp.size])
+        assert cp.root == rng.root()
+
+
+def test_a_long_run_without_a_checkpoint_keeps_few_leaves_unhashed(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(engine.audit.trail, "FOLD_AFTER", 8)
+    key = WatchedKey()
+    with FileEventLog.open(tmp_path / "log") as log, log.group_commit():
+        trail = trail_on(log, key)
+        hashes = []
+        for i in range(1, 30):
+            records = log.append([commit(i)])
+            trail.observe(records, log.position)
+            hashes += [r.hash for r in records]
+            assert len(trail._leaves) < 8
+        expect = CompactRange()
+        expect.extend(leaf_hash(h) for h in hashes)
+        assert trail.range.root() == expect.root()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ from events.filelog import (
     verify,
 )
 from events.registry import Event, UnknownEventType, event, event_from, payload_of, upcaster
-from events.store import GENESIS, PendingEvent, Recorded, chain_hash, seal
+from events.store import COLD_SHA256, GENESIS, PendingEvent, Recorded, chain_hash, seal
 from tests.events.eventlog_support import (
     INT64,
     Sampled,
@@ -309,3 +310,30 @@ def test_encode_core_writes_the_bytes_msgpack_writes(core: list[Any], n: int, m:
 def test_encode_core_of_sealed_events_is_msgpack(evs: list[Sampled]) -> None:
     for rec in seal([PendingEvent(e, "s", 7) for e in evs], 1, GENESIS):
         assert encode_core(rec.core()) == msgpack.Packer(use_bin_type=True).pack(rec.core())
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(pending_events, st.booleans()), min_size=1, max_size=12))
+def test_one_event_appends_write_the_frames_the_generic_encoder_writes(
+        tmp_path_factory: pytest.TempPathFactory, steps: list[tuple[PendingEvent, bool]]) -> None:
+    """The one-event append path (sealed and framed in one pass, the chain hash from
+    `COLD_SHA256` when synced at once, hashlib's inside a group) leaves byte for byte the
+    segment `encode_frame` describes, every record hashed as `expected_hash` says."""
+    root = tmp_path_factory.mktemp("one")
+    appended: list[Recorded] = []
+    with FileEventLog.open(root) as log:
+        for p, grouped in steps:
+            if grouped:
+                with log.group_commit():
+                    appended += log.append([p])
+            else:
+                appended += log.append([p])
+        [seg] = log.segments()
+    assert all(r.hash == r.expected_hash() for r in appended)
+    assert seg.read_bytes() == SEG_HEADER.pack(MAGIC, 1, GENESIS) + b"".join(
+        encode_frame(r.seq, [r]) for r in appended)
+
+
+@given(st.binary(max_size=300))
+def test_the_cold_sha256_is_sha256(data: bytes) -> None:
+    assert COLD_SHA256(data).digest() == hashlib.sha256(data).digest()
