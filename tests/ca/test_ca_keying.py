@@ -6,6 +6,8 @@ RA certificates and CRLs get canned answers, and nothing touches a file or a log
 
 from __future__ import annotations
 
+import errno
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -40,14 +42,17 @@ from engine.ca.commands import (
 )
 from engine.ca.errors import CAError
 from engine.ca.keyfile import key_spec, load_private_key
+from engine.ca.service import BuiltinCA
 from engine.ca.state import CAState
 from engine.effects import Effect, Now
 from engine.keys import KeyAlgorithm, KeySpec, SealedKey
 from engine.keystore import GenerateKeyPairs, MemoryKeystore
-from engine.ports import to_micros
+from engine.ports import FixedClock, to_micros
 from engine.runtime import Ports, perform
 from events.audit import AuditKeyCreated
 from events.ca import CAInitialized, CARolledOver, CRLIssued
+from events.filelog import FileEventLog, LogWriteFailed
+from events.store import PendingEvent, Recorded
 from tests.ca.ca_support import T0, ec_key, make_ca, rsa_key
 
 NOW = to_micros(T0)
@@ -267,3 +272,25 @@ def test_the_service_makes_keys_and_certificates_only_through_the_runtime(
         assert isinstance(rolled, CARolledOver) and rolled.ca_certificate == generation.certificate
         assert load_private_key(tmp_path / "ca2" / "ca-2.key").public_key() == \
             sign.key.public_key()
+
+
+def test_an_audit_key_the_log_refuses_is_discarded_and_refuses_the_open(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = tmp_path / "ca"
+    make_ca(root).close()
+    append = FileEventLog.append
+
+    def refusing(log: FileEventLog, batch: Sequence[PendingEvent]) -> list[Recorded]:
+        if any(isinstance(p.event, AuditKeyCreated) for p in batch):
+            raise LogWriteFailed(OSError(errno.ENOSPC, "No space left on device"), True)
+        return append(log, batch)
+
+    monkeypatch.setattr(FileEventLog, "append", refusing)
+    with pytest.raises(CAError, match="cannot record the audit key: event log write failed: "
+                                      "No space left on device"):
+        BuiltinCA.open(root, clock=FixedClock(T0), audit=True)
+    assert not list((root / "keystore").glob("*.dek"))  # no event names its data key
+    monkeypatch.setattr(FileEventLog, "append", append)
+    with BuiltinCA.open(root, clock=FixedClock(T0), audit=True) as ca:
+        assert ca.state.audit_key is not None and ca.audit is not None
+        assert [r.type for r in ca._log.read()][-1] == "AuditKeyCreated"
