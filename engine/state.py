@@ -235,19 +235,20 @@ def device_folds() -> FoldTable[DeviceState]:
     return _TABLE[0]
 
 
-FOLD_VERSION = 11  # 2: `trustpoint_configs` folded at commit; 3: the chunked CommitHistory;
+FOLD_VERSION = 12  # 2: `trustpoint_configs` folded at commit; 3: the chunked CommitHistory;
 # 4: the CRL cache (`crls`); 5: `validations` (PeerValidated; CrlFetchFailed's back-off);
 # 6: the audit key (`audit_key`); 7: renewal state, next/shadow certificates and expiry
 # alerts in TrustpointStatus; 8: CA rollover (RolloverState, shadow CA folds); 9: the CRL
 # fetch back-off keyed by source URI; 10: router certificates carry their revocation,
 # trustpoints their CRL refresh record; 11: a commit cancels a renewal nothing will retry,
-# daily GetCACaps re-checks, a stale CRL said once, revocations during a re-enrollment
+# daily GetCACaps re-checks, a stale CRL said once, revocations during a re-enrollment;
+# 12: the CRL fetch back-off keeps why each source failed
 """Bump this when a fold's logic changes while the state's shape stays the same: snapshots
 written by the older folds then no longer fit this build (see `folds_fingerprint`)."""
 
 
 FOLDS_FINGERPRINT = bytes.fromhex(
-    "fdd35ff348758f72f7e2ef227377c0b8ee9ae9b1360aa20c09c2fd84fb48295a")
+    "a4670f39febf76ec667489fb2355ab066cd4e15dca9f8dad805cfaa953c368d9")
 """`folds_fingerprint()` of this build, written out: snapshots record and check this value,
 so that opening from a snapshot loads neither the fold table nor the event modules to
 compute it (issue 12's start-up row). tests/core/test_core_fold_tables.py recomputes it and

@@ -83,16 +83,18 @@ def activated(ev: NextCertificateActivated) -> str:
             f"certificate ({USAGE.get(ev.usage, ev.usage)}, serial {ev.serial}) is now in use")
 
 
-def expiry(ev: CertificateExpiryWarned) -> str:
+def expiry(ev: CertificateExpiryWarned, at: int) -> str:
     """`%PKI-4-CERT_EXPIRY_WARNING` while more than a week remains, then
-    `%PKI-1-CERT_EXPIRY_ALERT`."""
+    `%PKI-1-CERT_EXPIRY_ALERT`; a notice that comes late, after the certificate's end (the
+    device was down, or a `clock set` walk stopped at its job limit), says it has expired."""
     head = ("%PKI-4-CERT_EXPIRY_WARNING" if ev.days_left > 7 else "%PKI-1-CERT_EXPIRY_ALERT")
     kind = ("CA certificate" if ev.certificate_type == "CA" else
             f"Router certificate ({USAGE.get(ev.certificate_type, ev.certificate_type)})")
     days = "1 day" if ev.days_left == 1 else f"{ev.days_left} days"
+    when = (f"expired at {iso(ev.not_after)}" if at >= ev.not_after else
+            f"expires in {days} ({iso(ev.not_after)})")
     return (f"{head}: Trustpoint {ev.trustpoint}: {kind} serial {ev.serial} issued by "
-            f"{ev.issuer} expires in {days} ({iso(ev.not_after)}); auto-enroll "
-            f"{'on' if ev.auto_enroll else 'off'}")
+            f"{ev.issuer} {when}; auto-enroll {'on' if ev.auto_enroll else 'off'}")
 
 
 def message_of(ev: Any, at: int) -> str | None:
@@ -118,7 +120,7 @@ def message_of(ev: Any, at: int) -> str | None:
         case NextCertificateActivated():
             return activated(ev)
         case CertificateExpiryWarned():
-            return expiry(ev)
+            return expiry(ev, at)
     return None
 
 

@@ -86,10 +86,14 @@ def next_activation(st: TrustpointStatus) -> int | None:
 
 
 def alert_after(not_after: int, since: int) -> int | None:
-    """The first alert point for a certificate ending at `not_after` later than `since`."""
+    """The first alert point for a certificate ending at `not_after` later than `since` (its
+    last notice; 0: none yet) that has fewer whole days left than that notice said: one given
+    between two points (at once, for a certificate installed with 4.5 days left, saying "4
+    days") is not said again at the 4-day point."""
+    said = (not_after - since) // DAY if since else None
     for days in ALERT_DAYS:
         point = not_after - days * DAY
-        if point > since:
+        if point > since and (said is None or days < said):
             return point
     return None
 

@@ -88,7 +88,8 @@ def fetch_crl(state: DeviceState, cert: x509.Certificate, issuer: x509.Certifica
             continue
         if not got.expired_at(now):
             return (yield from _record(state, got, src.uri, now, tp, attempts))
-        attempts.append((src.uri, "the CRL is past its next update"))
+        attempts.append((src.uri, "the CRL has no next update (RFC 5280 5.1.2.5)"
+                         if got.next_update is None else "the CRL is past its next update"))
         if stale is None or got.this_update > stale[0].this_update:
             stale = (got, src.uri)
     if stale is not None:

@@ -9,6 +9,13 @@ attribute of the entry at the DN with a base-scope search (the URL's attribute l
 name it; another attribute, or a scope other than base, is refused: the distribution point
 is one entry). A bare DN (a CDP given as a directoryName, or `crypto ca crl request` of a
 DN) is read from the server the trustpoint's `query url` names.
+
+The attribute is multi-valued (RFC 4523 §2.2 does not make it SINGLE-VALUE): a CA that
+publishes its new CRL beside the old one leaves both in the entry, in no order the directory
+promises. Of several values the newest complete CRL is taken (the higher cRLNumber, then the
+later thisUpdate; a value that is no CRL, or a delta CRL, is taken only when nothing else
+is), so a stale first value never hides a newer revocation. The choice is no verification:
+what is taken is then verified as any fetched CRL is.
 """
 
 from __future__ import annotations
@@ -171,7 +178,29 @@ def _read(target: LdapTarget, timeout_s: float) -> bytes:
                None)
     if key is None or not raw[key]:
         raise LdapReadError(f"the entry {target.dn} has no certificateRevocationList")
-    value = bytes(raw[key][0])
-    if len(value) > MAX_CRL:
+    values = [bytes(v) for v in raw[key] if len(v) <= MAX_CRL]
+    if not values:
         raise LdapReadError(f"the CRL is larger than {MAX_CRL >> 20} MiB")
-    return value
+    return newest_crl(values)
+
+
+def newest_crl(values: list[bytes]) -> bytes:
+    """Of an entry's CRL values, the newest complete CRL (see the module docstring); the
+    first value when none parses."""
+    return values[0] if len(values) == 1 else max(values, key=_rank)  # the first of equals
+
+
+def _rank(value: bytes) -> tuple[int, int, float]:
+    """(2 complete CRL | 1 delta CRL | 0 no CRL, its cRLNumber or -1, its thisUpdate)."""
+    from cryptography import x509
+    from cryptography.x509.oid import ExtensionOID
+
+    try:
+        crl = x509.load_der_x509_crl(value)
+        exts = {e.oid: e.value for e in crl.extensions}
+    except ValueError:
+        return 0, -1, 0.0
+    number = exts.get(ExtensionOID.CRL_NUMBER)
+    return (1 if ExtensionOID.DELTA_CRL_INDICATOR in exts else 2,
+            number.crl_number if isinstance(number, x509.CRLNumber) else -1,
+            crl.last_update_utc.timestamp())

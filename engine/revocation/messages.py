@@ -30,18 +30,21 @@ def fetched(ev: CrlFetched) -> str:
 
 
 def stale(ev: CrlFetched) -> str:
-    """A fetch that gave a CRL already past its nextUpdate: the CA published no newer one."""
-    assert ev.next_update is not None
-    return (f"%PKI-4-CRL_STALE: CRL of {ev.issuer_text} fetched from {ev.source} is past its "
-            f"next update ({log_date(ev.next_update)}): {crl_number(ev.number)}, "
-            f"{plural(ev.count, 'entry', 'entries')}; the CA has published no newer one")
+    """A fetch that gave a CRL already past its nextUpdate (or without one, never fresh):
+    the CA published no newer one."""
+    past = ("has no next update (RFC 5280 5.1.2.5), so it is never current"
+            if ev.next_update is None else
+            f"is past its next update ({log_date(ev.next_update)})")
+    return (f"%PKI-4-CRL_STALE: CRL of {ev.issuer_text} fetched from {ev.source} {past}: "
+            f"{crl_number(ev.number)}, {plural(ev.count, 'entry', 'entries')}; the CA has "
+            "published no newer one")
 
 
 def fetched_said(ev: CrlFetched, before: CachedCrl | None) -> str | None:
     """What a fetch says, given the CRL cached for its issuer and scope `before` it: a fresh
     CRL at info; a stale one as a warning, once per CRL (None when the same CRL was already
     fetched stale: the refresh timer asks again on its back-off, and says it once)."""
-    if ev.next_update is None or ev.next_update > ev.fetched_at:
+    if ev.next_update is not None and ev.next_update > ev.fetched_at:
         return fetched(ev)
     if before is not None and before.sha256 == ev.sha256 and \
             not before.fresh_at(before.fetched_at):

@@ -25,6 +25,9 @@ naming the first rule broken:
 
 Whether it is still fresh (nextUpdate) is not a rule of acceptance: a verified CRL past its
 nextUpdate is `VerifiedCrl.expired_at(now)`, which the fetch weighs against other sources.
+A CRL without nextUpdate is taken as past it from the start, as the cache judges it
+(`CachedCrl.fresh_at`; RFC 5280 §5.1.2.5: "Conforming CRL issuers MUST include the
+nextUpdate time in all CRLs"): its revocations count, it never makes a certificate good.
 """
 
 from __future__ import annotations
@@ -69,7 +72,8 @@ class VerifiedCrl:
     index: CrlIndex
 
     def expired_at(self, now: int) -> bool:
-        return self.next_update is not None and now >= self.next_update
+        """Past its nextUpdate at `now`, or without one (never fresh: see the docstring)."""
+        return self.next_update is None or now >= self.next_update
 
 
 def _us(t: dt.datetime) -> int:

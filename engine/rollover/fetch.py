@@ -5,14 +5,20 @@
 The performer asks GetCACaps first: a CA that does not advertise GetNextCACert gets no
 GetNextCACert request (`NextCAFetched(None)`). Otherwise the answer must be an
 `application/x-x509-next-ca-cert` SignedData that verifies with `current` (the trustpoint's CA
-certificate) and holds another CA certificate; everything else (unreachable, an HTTP error,
-another signer, a bad signature, garbage) is one `PeerError` whose text is the `%` line.
+certificate) and holds another CA certificate, valid when `current` expires (it takes over
+then), with an RSA key (the shadow enrollment envelopes to it). Everything else
+(unreachable, an HTTP error, another signer, a bad signature, garbage, a next certificate
+not valid at the switch or with another key type) is one `PeerError` whose text is the `%`
+line.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
+
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from engine import scep
 from engine.effects import Effect, performs
@@ -69,4 +75,24 @@ def _fetch_next_ca(ports: Ports, eff: FetchNextCA) -> NextCAFetched:
         found = scep.parse_next_ca_certificates(reply.content_type, reply.body, current)
     except scep.ScepError as e:
         raise PeerError(PeerReason.BAD_ANSWER, f"{e.detail} (nothing was accepted)") from e
+    _check_takes_over(found.ca, current)
+    if not isinstance(found.ca.public_key(), rsa.RSAPublicKey):
+        # the shadow enrollment envelopes its request to this certificate's key (RSA key
+        # transport): held, it would make every shadow enrollment fail
+        raise PeerError(PeerReason.BAD_ANSWER, "GetNextCACert: the next CA certificate's key "
+                        "is not RSA: no SCEP request can be enveloped to it (nothing was "
+                        "accepted)")
     return NextCAFetched(found.ca.public_bytes(Encoding.DER))
+
+
+def _check_takes_over(nxt: x509.Certificate, current: x509.Certificate) -> None:
+    """The next CA certificate becomes the trustpoint's when the current one expires: it must
+    be valid then (held otherwise, the trustpoint would switch to a certificate that is
+    expired or not valid yet, and its shadow router certificate with it)."""
+    start, end = nxt.not_valid_before_utc, nxt.not_valid_after_utc
+    switch = current.not_valid_after_utc
+    if not start <= switch < end:
+        raise PeerError(PeerReason.BAD_ANSWER, (
+            f"GetNextCACert: the next CA certificate (valid {start:%Y-%m-%d %H:%M:%S} to "
+            f"{end:%Y-%m-%d %H:%M:%S} UTC) is not valid when the current one expires "
+            f"({switch:%Y-%m-%d %H:%M:%S} UTC) and it is to take over (nothing was accepted)"))

@@ -14,7 +14,10 @@ Refused, whole: more than MAX_BUNDLE bytes, no certificate, garbage or truncated
 certificate that is not a CA (RFC 5280 §4.2.1.9: cA TRUE; or an X.509 v1 self-issued root,
 which predates the extension), a signature that does not verify. Kept: certificates outside
 their validity (shown as such, never an anchor while invalid). Two certificates with the same
-issuer and subject: the later-expiring one is kept, and a note says so.
+issuer, subject and public key (one CA certificate issued again): the later-expiring one is
+kept, and a note says so. The same names with another key are another CA (a CA that re-keyed
+keeps its name, and what its old key issued still chains only to the old certificate): both
+are kept.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from cryptography import x509
 
 from engine.errors import PeerError, PeerReason, TrustledgerError
 from engine.keyformats import Encoding
-from engine.pki import load_certificate
+from engine.pki import load_certificate, spki
 from engine.trustpool.pool import quiet
 
 MAX_BUNDLE = 10 * 1024 * 1024  # bytes: a larger download is refused
@@ -88,6 +91,12 @@ def _from_pem(data: bytes, anchors: Sequence[x509.Certificate], now: int
     blocks = _PEM.findall(data)
     if not blocks:
         raise BundleRefused("the PEM bundle has no complete BEGIN/END block (truncated?)")
+    begins = data.count(b"-----BEGIN")
+    if begins != len(blocks):
+        # A download cut short keeps its complete blocks and loses the rest: never a pool
+        # of whatever happened to arrive.
+        raise BundleRefused(f"the PEM bundle has {begins} BEGIN lines but {len(blocks)} "
+                            "complete BEGIN/END blocks (truncated?)")
     if len(blocks) == 1 and blocks[0][0] in (b"PKCS7", b"CMS"):
         return _from_pkcs7(_base64(blocks[0][1], "PKCS7 block"), "the PEM PKCS#7 bundle",
                            anchors, now)
@@ -131,11 +140,13 @@ def _is_ca(cert: x509.Certificate) -> bool:
 
 def _without_duplicates(certs: list[x509.Certificate]) -> tuple[list[x509.Certificate],
                                                                  list[str]]:
-    """Keep, for each (issuer, subject), the certificate expiring last (the first of equals)."""
-    best: dict[tuple[bytes, bytes], x509.Certificate] = {}
+    """Keep, for each (issuer, subject, key), the certificate expiring last (the first of
+    equals)."""
+    best: dict[tuple[bytes, bytes, bytes], x509.Certificate] = {}
     notes = []
     for cert in certs:
-        key = (cert.issuer.public_bytes(), cert.subject.public_bytes())
+        # (both loaders, PEM and PKCS#7, already read each key: it parses)
+        key = (cert.issuer.public_bytes(), cert.subject.public_bytes(), spki(cert))
         have = best.get(key)
         if have is None:
             best[key] = cert
@@ -148,4 +159,3 @@ def _without_duplicates(certs: list[x509.Certificate]) -> tuple[list[x509.Certif
                      f"{drop.not_valid_after_utc:%Y-%m-%d}")
     order = {id(c): n for n, c in enumerate(certs)}
     return sorted(best.values(), key=lambda c: order[id(c)]), notes
-

@@ -131,6 +131,8 @@ def _redirect(url: str, location: str, seen: list[str]) -> str:
 
 def _why(e: Exception) -> str:
     text = str(e).split("\n")[0]
+    if "CERTIFICATE_VERIFY_FAILED" in text and "Hostname mismatch" in text:
+        return "the server's certificate does not name the host of the url"
     if "CERTIFICATE_VERIFY_FAILED" in text:
         return ("the server's certificate does not verify against the trustpool and the "
                 "trustpoints' CA certificates")

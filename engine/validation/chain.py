@@ -53,10 +53,21 @@ def _certificates(item: bytes | str | x509.Certificate) -> list[x509.Certificate
         return []
     try:
         with quiet():
-            if b"-----BEGIN" in data:
-                return list(x509.load_pem_x509_certificates(data))
-            return [x509.load_der_x509_certificate(data)]
+            if b"-----BEGIN" not in data:
+                return [x509.load_der_x509_certificate(data)]
+            certs = x509.load_pem_x509_certificates(data)
     except ValueError:
         kind = "PEM" if b"-----BEGIN" in data else "DER"
         raise ChainMalformed(f"not a certificate chain (the {kind} does not parse as "
                              "X.509 certificates)") from None
+    return _complete(data, certs)
+
+
+def _complete(data: bytes, certs: list[x509.Certificate]) -> list[x509.Certificate]:
+    """`certs`, if every CERTIFICATE block of the PEM `data` gave one: a block cut short (no
+    END line) is dropped by the PEM reader, which would judge what is left instead."""
+    begins = data.count(b"-----BEGIN CERTIFICATE-----")
+    if begins > len(certs):
+        raise ChainMalformed(f"the PEM has {begins} CERTIFICATE blocks but only {len(certs)} "
+                             "complete ones (truncated?)")
+    return certs

@@ -162,18 +162,18 @@ _CODE_OF = {Status.REVOKED: Code.REVOKED, Status.UNAVAILABLE: Code.CRL_UNAVAILAB
 
 def _failed_fetches(state: DeviceState, missing: Sequence[Missing]) -> dict[str, str]:
     """Per certificate whose CRL is missing (by fingerprint): the last failed fetch from one
-    of its sources, as the back-off remembers it (engine.validation.folded), in words. From
-    the state alone, so a replay gives the same words."""
+    of its sources, as the back-off remembers it (engine.validation.folded), in words: where,
+    when and why. From the state alone, so a replay gives the same words."""
     notes: dict[str, str] = {}
     for m in missing:
         uris = [*cdp_uris(m.cert), *([f"scep:{m.trustpoint}"] if m.trustpoint else [])]
-        failed = [(t, u) for u in uris if (t := state.validations.failed_at(u)) is not None]
+        failed = [(f, u) for u in uris if (f := state.validations.failure(u)) is not None]
         if failed:
-            t, u = max(failed)
+            (t, why), u = max(failed)
             when = dt.datetime.fromtimestamp(t / 1_000_000, dt.UTC)
             notes[fingerprint(m.cert)] = (f" (the last fetch from {u} failed at "
-                                          f"{when:%Y-%m-%d %H:%M:%S} UTC; validations ask "
-                                          "it again a minute after a failure)")
+                                          f"{when:%Y-%m-%d %H:%M:%S} UTC: {why}; validations "
+                                          "ask it again a minute after a failure)")
     return notes
 
 
@@ -187,8 +187,8 @@ def _revocation_detail(statuses: Sequence[Revocation], anchor: Anchor,
         if s.status is Status.UNAVAILABLE:
             return f"no CRL could be had for certificate serial {s.serial:X}{note}"
         if s.status is Status.STALE:
-            return (f"only a CRL past its nextUpdate covers certificate serial "
-                    f"{s.serial:X}{note}")
+            return (f"only a CRL that is not current (past its nextUpdate, or without one) "
+                    f"covers certificate serial {s.serial:X}{note}")
     for s in statuses:
         if s.status is Status.BYPASSED:
             return (f"no current CRL for certificate serial {s.serial:X}: accepted, "

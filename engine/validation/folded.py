@@ -12,8 +12,9 @@
   curl-timeout per minute, not one per handshake. The key is the URI the device itself
   chose to ask, never a name read from what a source answered (a forged CRL names whom it
   likes). The verdict meanwhile is the one the cache gives (CRL_UNAVAILABLE or CRL_STALE,
-  or bypassed under `crl optional`), and its detail names the source that failed and when;
-  `crypto ca crl request` still fetches.
+  or bypassed under `crl optional`), and its detail names the source that failed, when, and
+  why (the attempt's own words, so an operator running `trustledger validate` sees the cause
+  without `show logging`); `crypto ca crl request` still fetches.
 
 This module imports no engine state, so engine.state can hold the type.
 """
@@ -40,7 +41,7 @@ class ValidationState:
     failed: int = 0
     bypassed: int = 0  # passed with `crl optional` standing in for a CRL
     by_reason: tuple[tuple[str, int], ...] = ()  # failures per reason code, sorted by code
-    fetch_failed: tuple[tuple[str, int], ...] = ()  # (source URI, µs), oldest first
+    fetch_failed: tuple[tuple[str, int, str], ...] = ()  # (source URI, µs, why), oldest first
 
     def counted(self, ev: PeerValidated) -> ValidationState:
         if ev.ok:
@@ -57,16 +58,20 @@ class ValidationState:
     def fetch_failure(self, ev: CrlFetchFailed | CrlFetched, at: int) -> ValidationState:
         from events.revocation import CrlFetched  # loaded when used (events.registry)
 
-        failed = {uri for uri, _ in ev.attempts}
+        why = dict(ev.attempts)  # a source tried twice: its last words
         worked = {ev.source} if isinstance(ev, CrlFetched) else set()
-        kept = [(u, t) for u, t in self.fetch_failed if u not in failed | worked]
-        kept = [*kept, *((u, at) for u in dict.fromkeys(u for u, _ in ev.attempts))]
+        kept = [f for f in self.fetch_failed if f[0] not in why.keys() | worked]
+        kept += [(u, at, why[u]) for u in dict.fromkeys(u for u, _ in ev.attempts)]
         return ValidationState(self.passed, self.failed, self.bypassed, self.by_reason,
                                tuple(kept[-MAX_REMEMBERED:]))
 
     def failed_at(self, uri: str) -> int | None:
         """When a fetch from `uri` last failed (µs), if it is remembered."""
-        return next((t for u, t in self.fetch_failed if u == uri), None)
+        return next((t for u, t, _ in self.fetch_failed if u == uri), None)
+
+    def failure(self, uri: str) -> tuple[int, str] | None:
+        """When a fetch from `uri` last failed (µs) and why, if it is remembered."""
+        return next(((t, why) for u, t, why in self.fetch_failed if u == uri), None)
 
     def recently_failed(self, uri: str, now: int) -> bool:
         """A fetch from `uri` failed less than FETCH_RETRY_US before `now`."""

@@ -114,9 +114,10 @@ def check_path(chain: Sequence[x509.Certificate], anchor: x509.Certificate, stor
         path = tuple(verifier.verify(leaf, list(chain[1:])).chain)
     except VerificationError as e:
         codes, detail = diagnose(chain, anchor, at)
+        if not codes:  # e.g. a name outside a CA's nameConstraints: cryptography's words say
+            codes, detail = [Code.INVALID_PATH], _library_words(e)
         more = _leaf_problems(leaf, purpose, name)
-        return PathResult((), _unique(codes + [c for c, _ in more]),
-                          detail or _library_words(e))
+        return PathResult((), _unique(codes + [c for c, _ in more]), detail)
     problems = _issuer_key_usage(path) + _leaf_problems(leaf, purpose, name)
     return PathResult(path, _unique([c for c, _ in problems]),
                       problems[0][1] if problems else "")

@@ -55,7 +55,7 @@ class Status(enum.Enum):
     GOOD = "good"  # a current CRL covers it and does not list it
     REVOKED = "revoked"
     UNAVAILABLE = "unavailable"  # no CRL could be had
-    STALE = "stale"  # only a CRL past its nextUpdate
+    STALE = "stale"  # only a CRL past its nextUpdate (or without one: never current)
     BYPASSED = "bypassed (crl optional)"  # no usable CRL, and `crl optional` applies
     ANCHOR = "anchor"  # the trust anchor: trusted as configured, not checked
 

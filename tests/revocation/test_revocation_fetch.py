@@ -22,6 +22,7 @@ from tests.support.crl_support import (
     make_ca,
     make_crl,
     make_leaf,
+    without_next_update,
 )
 
 HTTP = "http://crl.example.com/ca.crl"
@@ -148,6 +149,28 @@ def test_a_stale_crl_is_kept_only_when_no_fresh_one_can_be_had(clock: FakeClock)
                            (LDAP, "the server answered HTTP 404"))
     cached = crl_for(e.state, leaf, CA.cert)
     assert cached is not None and not cached.fresh_at(clock.us)
+
+
+def test_a_crl_without_next_update_is_never_current_and_said_so(clock: FakeClock) -> None:
+    """RFC 5280 §5.1.2.5: conforming issuers MUST include nextUpdate. One without it is
+    cached as stale at once, as the cache judges it, so its revocations count but it makes
+    nothing good, and the fetch counts as one that gave no current CRL (it was taken as
+    current, then judged stale by every validation, each of which fetched it again)."""
+    bare = without_next_update(fresh(clock, revoked=[(0x42, None)]), CA)
+    assert x509.load_der_x509_crl(bare).next_update_utc is None
+    leaf = make_leaf(CA, 1, [HTTP], clock.us)
+    e = device(clock, FakeCrlFetcher({HTTP: bare}))
+    (ev,) = record(e, fetch_crl(e.state, leaf, CA.cert, clock.us))
+    assert isinstance(ev, CrlFetched) and ev.next_update is None
+    assert ev.attempts == ((HTTP, "the CRL has no next update (RFC 5280 5.1.2.5)"),)
+    cached = crl_for(e.state, leaf, CA.cert)
+    assert cached is not None and not cached.fresh_at(clock.us)
+    assert revocation_of(e.crl_blobs, cached, 0x42) is not None
+    assert e.state.validations.recently_failed(HTTP, clock.us)  # the validations' back-off
+    logged = ok(e, "show logging")
+    assert ("%PKI-4-CRL_STALE: CRL of CN=Test Root CA,O=Example fetched from "
+            f"{HTTP} has no next update (RFC 5280 5.1.2.5), so it is never current: number 1, "
+            "1 entry; the CA has published no newer one") in logged, logged
 
 
 def test_a_crl_is_kept_until_its_next_update_then_shown_stale(clock: FakeClock) -> None:

@@ -197,3 +197,22 @@ def _loopback(host: str | None) -> bool:
         return ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def without_next_update(der: bytes, ca: Issuer) -> bytes:
+    """The CRL `der` with its nextUpdate taken out, signed again by `ca` (cryptography's
+    builder always writes one; RFC 5280 §5.1 keeps the field OPTIONAL in the syntax)."""
+    from asn1crypto import core as asn1_core
+    from asn1crypto import crl as asn1_crl
+    from cryptography.hazmat.primitives.asymmetric import padding
+
+    whole = asn1_crl.CertificateList.load(der)
+    tbs = whole["tbs_cert_list"]
+    fields = ("version", "signature", "issuer", "this_update", "revoked_certificates",
+              "crl_extensions")
+    bare = asn1_crl.TbsCertList({f: tbs[f] for f in fields
+                                 if not isinstance(tbs[f], asn1_core.Void)})
+    signature = ca.key.sign(bare.dump(), padding.PKCS1v15(), hashes.SHA256())
+    return asn1_crl.CertificateList({"tbs_cert_list": bare,
+                                     "signature_algorithm": whole["signature_algorithm"],
+                                     "signature": signature}).dump()

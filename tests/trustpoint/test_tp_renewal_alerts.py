@@ -9,15 +9,18 @@ from __future__ import annotations
 from pathlib import Path
 
 from cryptography import x509
+from hypothesis import given, strategies
 
 from engine import Engine
 from engine.adapters.scep_inprocess import InProcessTransport
 from engine.certids import ios_name, ios_serial
+from engine.ports import FakeClock
 from engine.renewal.schedule import ALERT_DAYS, alert_after
 from engine.trustpoints import trustpoint_config
 from events.renewal import CertificateExpiryWarned
 from tests.trustpoint.renewal_support import (
     DAY,
+    HOUR,
     all_timers,
     assert_replays,
     clock_set,
@@ -46,6 +49,21 @@ def test_the_schedule_of_notices() -> None:
     assert alert_after(end, 0) == end - 60 * DAY
     assert alert_after(end, end - 20 * DAY) == end - 18 * DAY
     assert alert_after(end, end - DAY) is None  # none after the last day's
+
+
+@given(strategies.integers(min_value=1, max_value=70 * DAY))
+def test_each_notice_says_fewer_days_than_the_one_before(left: int) -> None:
+    """From a first notice at any moment (a certificate installed with `left` µs to go),
+    the days-left each later notice says only go down: a notice given between two points
+    (e.g. 4 days and 24 s left, found by hand after a renewal: "4 days") is not repeated at
+    the next point (the 4-day point: "4 days" again)."""
+    end = 1000 * DAY
+    said, since = [left // DAY], end - left
+    while (at := alert_after(end, since)) is not None:
+        said.append((end - at) // DAY)
+        since = at
+    assert said == sorted(set(said), reverse=True), said
+    assert alert_after(end, end - 4 * DAY - 24_000_000) == end - 3 * DAY
 
 
 def test_router_and_ca_certificates_are_notified(device: Engine, tmp_path: Path,
@@ -262,3 +280,29 @@ def test_a_notice_waits_for_a_rollover_fetch_but_not_for_a_daily_recheck() -> No
                                                     next_attempt_at=begin))
     assert alert_due(cfg, rechecking, "general", rc.der) == begin + 5 * DAY - 60 * DAY
     assert alert_due(replace(cfg, auto_enroll=None), st, "general", rc.der) is not None
+
+
+def test_a_notice_that_comes_after_the_end_says_the_certificate_expired(
+        device: Engine, clock: FakeClock, tmp_path: Path,
+        scep_network: InProcessTransport) -> None:
+    """A device that was down past its router certificate's end runs the notice it missed
+    when it comes back: the notice says the certificate expired (it said "expires in 0
+    days" for one that had ended three weeks before, found by hand after a `clock set` walk
+    stopped at its job limit)."""
+    ca, server, _ = following_ca(tmp_path / "ca", device, scep_network, days=120,
+                                 certificate_days=10)
+    enrolled(device, ca, server)
+    clock_set(device, T0 + 9 * DAY - HOUR)  # the 1-day notice is due at T0 + 9 days
+    clock.advance(30 * 86_400)  # down for a month: the engine clock moves with the system's
+    results = device.run_due()
+    notices = [line for r in results for line in r.output.splitlines() if "Router" in line]
+    assert notices == [
+        "%PKI-1-CERT_EXPIRY_ALERT: Trustpoint myca: Router certificate (General Purpose) "
+        f"serial {ios_serial(_router(device))} issued by {ios_name(_router(device).issuer)} "
+        "expired at 2025-12-07T00:00:00Z; auto-enroll off"], notices
+    assert "expired at 2025-12-07T00:00:00Z" in device.execute("show logging").output
+    assert_replays(device)
+
+
+def _router(device: Engine) -> x509.Certificate:
+    return x509.load_der_x509_certificate(status(device).certificates[0].der)

@@ -7,11 +7,14 @@ state at every step."""
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from pathlib import Path
 
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from engine import Engine
 from engine.adapters.scep_inprocess import InProcessTransport
@@ -159,11 +162,14 @@ def test_one_ca_rollover_with_no_operator_action(device: Engine, tmp_path: Path,
 
 class _Impostor:
     """The built-in CA's SCEP application, except that GetCACaps advertises GetNextCACert and
-    GetNextCACert answers a CA certificate signed by a key the device does not trust."""
+    GetNextCACert answers `next_ca` (default: the signer's own certificate), signed by
+    `signer` (a key the device may not trust)."""
 
-    def __init__(self, real: object, signer: Credential) -> None:
+    def __init__(self, real: object, signer: Credential,
+                 next_ca: x509.Certificate | None = None) -> None:
         self._real = real
         self._signer = signer
+        self._next = next_ca or signer.certificate  # the CA certificate it answers
 
     def __getattr__(self, name: str) -> object:
         return getattr(self._real, name)
@@ -173,7 +179,7 @@ class _Impostor:
         return type(caps)(caps.keywords | {Capability.GET_NEXT_CA_CERT}).render()
 
     def get_next_ca_cert(self) -> tuple[str, bytes]:
-        return build_next_ca_certificates([self._signer.certificate], signer=self._signer)
+        return build_next_ca_certificates([self._next], signer=self._signer)
 
 
 def test_a_next_ca_certificate_signed_by_another_key_is_refused(
@@ -203,6 +209,66 @@ def test_a_next_ca_certificate_signed_by_another_key_is_refused(
             "not verify (nothing was accepted)\n") in device.execute(
                 "show crypto ca trustpoint").output
     assert _timer(at + RETRY, at, "SHADOW myca") in _timer_lines(device)
+    assert_replays(device)
+
+
+def test_a_next_ca_certificate_that_ends_before_the_switch_is_refused(
+        device: Engine, tmp_path: Path, scep_network: InProcessTransport) -> None:
+    """Signed by the current CA key, but it would be expired when it takes over: refused and
+    retried, as a reply signed by another key is (it was held, then made the trustpoint's CA
+    certificate at the switch, already expired)."""
+    ca, server, _ = following_ca(tmp_path / "ca", device, scep_network, days=1000,
+                                 certificate_days=2000)
+    enrolled(device, ca, server)
+    current = Credential(*ca.ca_credentials()[0])
+    st = status(device)
+    assert st.ca_certificate is not None
+    at = shadow_point(st.ca_certificate)
+    k = rsa.generate_private_key(65537, 2048)  # SCEP envelopes to an RSA key
+    start = dt.datetime.fromtimestamp(at // 1_000_000, dt.UTC)
+    short = (x509.CertificateBuilder().subject_name(current.certificate.subject)
+             .issuer_name(current.certificate.subject).public_key(k.public_key())
+             .serial_number(x509.random_serial_number())
+             .not_valid_before(start).not_valid_after(start + dt.timedelta(days=30))
+             .add_extension(x509.BasicConstraints(True, None), critical=True)
+             .sign(k, hashes.SHA256()))
+    scep_network.attach(URL, _Impostor(ScepFrontend(ca, Policy()), current,  # type: ignore[arg-type]
+                                       short))
+    r = clock_set(device, at)
+    assert due_types(r) == [["ShadowCAFetchFailed"]]
+    (job,) = jobs(r)
+    assert "is not valid when the current one expires" in job.output, job.output
+    assert job.output.endswith(f"(nothing was accepted). Next attempt at {iso(at + RETRY)}.\n")
+    assert status(device).shadow_ca_certificate is None
+    assert_replays(device)
+
+
+def test_a_next_ca_certificate_with_an_ec_key_is_refused(
+        device: Engine, tmp_path: Path, scep_network: InProcessTransport) -> None:
+    """No SCEP request can be enveloped to an ECDSA key: refused at once (it was held, and
+    the shadow enrollment that followed raised ValueError out of the job)."""
+    ca, server, _ = following_ca(tmp_path / "ca", device, scep_network, days=1000,
+                                 certificate_days=2000)
+    enrolled(device, ca, server)
+    current = Credential(*ca.ca_credentials()[0])
+    st = status(device)
+    assert st.ca_certificate is not None
+    at = shadow_point(st.ca_certificate)
+    k = ec.generate_private_key(ec.SECP256R1())
+    start = dt.datetime.fromtimestamp(at // 1_000_000, dt.UTC)
+    ec_ca = (x509.CertificateBuilder().subject_name(current.certificate.subject)
+             .issuer_name(current.certificate.subject).public_key(k.public_key())
+             .serial_number(x509.random_serial_number())
+             .not_valid_before(start).not_valid_after(start + dt.timedelta(days=3000))
+             .add_extension(x509.BasicConstraints(True, None), critical=True)
+             .sign(k, hashes.SHA256()))
+    scep_network.attach(URL, _Impostor(ScepFrontend(ca, Policy()), current,  # type: ignore[arg-type]
+                                       ec_ca))
+    r = clock_set(device, at)
+    assert due_types(r) == [["ShadowCAFetchFailed"]]
+    (job,) = jobs(r)
+    assert "the next CA certificate's key is not RSA" in job.output, job.output
+    assert status(device).shadow_ca_certificate is None
     assert_replays(device)
 
 

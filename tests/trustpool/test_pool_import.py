@@ -142,6 +142,11 @@ def test_https_is_verified_against_the_pool_and_the_trustpoints(
         assert not untrusted.ok and not untrusted.events
         assert "does not verify against the trustpool" in untrusted.output
         assert dev.execute(IMPORT + f"file://{tmp_path / 'tls-root.pem'}").ok
+        # trusted now, but for 127.0.0.1 only: the host name is what is wrong, and said so
+        by_name = url.replace("https://127.0.0.1:", "https://localhost:")
+        wrong = dev.execute(IMPORT + by_name)
+        assert not wrong.ok and not wrong.events
+        assert "the server's certificate does not name the host of the url" in wrong.output
         result = dev.execute(IMPORT + url)
         assert result.ok, result.output
         assert _imported(result).url == url
@@ -248,6 +253,17 @@ def test_truncated_der_and_pem(good: Engine, http_server: BundleServer,
              "The PEM certificate 1 is not a valid X.509 certificate")
 
 
+def test_a_pem_bundle_cut_inside_a_later_block(good: Engine, http_server: BundleServer,
+                                               peer_bundles: Path) -> None:
+    """A download cut short inside a certificate half-way through is refused whole, not
+    imported as the complete blocks before the cut."""
+    text = (peer_bundles / "mozilla-bundle.pem").read_bytes()
+    cut = text[: text.index(b"-----END", len(text) // 2)]
+    whole = cut.count(b"-----END")
+    _refused(good, http_server.serve("/cut-late.pem", cut),
+             f"has {whole + 1} BEGIN lines but {whole} complete BEGIN/END blocks (truncated?)")
+
+
 def test_an_unsupported_scheme_is_a_caret(good: Engine) -> None:
     result = good.execute(IMPORT + "ftp://127.0.0.1/x.p7b")
     assert not result.ok and "Invalid input detected at '^' marker." in result.output
@@ -267,6 +283,24 @@ def test_duplicates_keep_the_later_expiring(good: Engine, http_server: BundleSer
     assert ("% duplicate CN=Twice,O=Example: kept the certificate expiring 2035-01-01, "
             "dropped the one expiring 2030-01-01.") in result.output
     assert ev.notes and "duplicate CN=Twice" in ev.notes[0]
+
+
+def test_a_rekeyed_ca_keeps_both_certificates(good: Engine, http_server: BundleServer
+                                             ) -> None:
+    """A CA that made a new key kept its name: what its old key issued chains to the old
+    certificate only, so both stay in the pool (one of them was dropped as a duplicate)."""
+    old_key, new_key = key(), key()
+    old = ca("Rekeyed", *years(2020, 2030), k=old_key)[0]
+    new = ca("Rekeyed", *years(2024, 2035), k=new_key)[0]
+    result = good.execute(IMPORT + http_server.serve("/rekeyed.pem", pem([new, old])))
+    assert result.ok, result.output
+    assert _imported(result).certificates == (der(new), der(old))
+    assert "duplicate" not in result.output
+    at = good.ports.clock.now_us()
+    for issuer, k in ((old, old_key), (new, new_key)):
+        leaf = ca("peer.example", *years(2025, 2027), issuer=(issuer, k), is_ca=False)[0]
+        verdict = good.validate_peer([der(leaf)], "any", at)
+        assert verdict.anchor is not None and verdict.anchor.source == "trustpool", verdict
 
 
 def test_invalid_certificates_are_kept_and_shown(good: Engine, http_server: BundleServer

@@ -91,12 +91,14 @@ def test_json_has_stable_keys_and_an_invalid_chain_is_exit_1(
     (["missing.pem"], "% Cannot read"),
     (["garbage.pem"], "not a certificate chain (the PEM does not parse"),
     (["empty.pem"], "holds no certificate"),
+    (["cut.pem"], "2 CERTIFICATE blocks but only 1 complete ones (truncated?)"),
     (["chain.pem", "--at", "yesterday"], "% --at 'yesterday' is not an ISO-8601 time"),
 ])
 def test_bad_input_is_exit_2_and_records_nothing(
         tmp_path: Path, data: Path, pki: Pki, capsys: pytest.CaptureFixture[str],
         args: list[str], message: str) -> None:
-    _chain(tmp_path, pki)
+    whole = _chain(tmp_path, pki).read_bytes()  # the leaf, then the issuer cut short:
+    (tmp_path / "cut.pem").write_bytes(whole[: whole.index(b"-----END", whole.index(b"BEGIN", 20))])
     (tmp_path / "garbage.pem").write_bytes(b"-----BEGIN CERTIFICATE-----\nAAAA\n"
                                            b"-----END CERTIFICATE-----\n")
     (tmp_path / "empty.pem").write_bytes(b"")

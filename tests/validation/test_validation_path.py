@@ -18,6 +18,7 @@ from tests.validation.validation_support import (
     EKU,
     IPSEC_IKE,
     T0,
+    Key,
     Pki,
     Spec,
     issue,
@@ -207,3 +208,30 @@ def test_an_intermediate_anchor_ends_the_path_there(pki: Pki) -> None:
     leaf = pki.leaf()
     got = _check(pki, [leaf], anchor=pki.inter)
     assert got.codes == () and got.path == (leaf, pki.inter)
+
+
+def _constrained(pki: Pki, permitted: str) -> tuple[x509.Certificate, Key]:
+    """A CA under the root whose critical nameConstraints permit only DNS names in
+    `permitted` (RFC 5280 §4.2.1.10)."""
+    k = key()
+    b = (x509.CertificateBuilder().subject_name(x509.Name.from_rfc4514_string("CN=NC CA"))
+         .issuer_name(pki.root.subject).public_key(k.public_key())
+         .serial_number(x509.random_serial_number())
+         .not_valid_before(T0).not_valid_after(T0 + dt.timedelta(days=1000))
+         .add_extension(x509.BasicConstraints(True, None), critical=True)
+         .add_extension(CA_KU, critical=True)
+         .add_extension(x509.NameConstraints([x509.DNSName(permitted)], None), critical=True))
+    return b.sign(pki.root_key, hashes.SHA256()), k
+
+
+def test_a_name_outside_the_name_constraints_is_invalid_path_with_the_library_words(
+        pki: Pki) -> None:
+    """A refusal no rule of `diagnose` explains still has a reason code: a verdict is never
+    INVALID with no reason (it was: reasons [] from strongSwan pki's --nc-permitted chain)."""
+    nc, k = _constrained(pki, "good.example")
+    outside = issue(Spec("x.bad.example", dns=["x.bad.example"]), key(), (nc, k))
+    got = _check(pki, [outside, nc])
+    assert got.path == () and got.codes == (Code.INVALID_PATH,)
+    assert "name constraints" in got.detail and got.detail.startswith("RFC 5280 path")
+    inside = issue(Spec("x.good.example", dns=["x.good.example"]), key(), (nc, k))
+    assert _check(pki, [inside, nc]).codes == ()

@@ -10,6 +10,7 @@ import pytest
 
 from engine import Engine
 from engine.ports import FakeClock
+from engine.validation.decide import decide_validation
 from tests.support.crl_support import FakeCrlFetcher
 from tests.validation.validation_support import (
     AT_US,
@@ -24,6 +25,8 @@ from tests.validation.validation_support import (
 
 DOWN_CDP = "http://127.0.0.1/crl/down.crl"
 FORGED = "http://127.0.0.1/crl/forged.crl"
+FORGED_LEAF = "http://127.0.0.1/crl/forged-leaf.crl"
+BARE_CDP = "http://127.0.0.1/crl/no-next-update.crl"
 
 
 def _device(tmp_path: Path, pki: Pki, fetcher: FakeCrlFetcher) -> Engine:
@@ -81,6 +84,45 @@ def test_a_source_not_asked_again_is_named_in_the_detail(tmp_path: Path) -> None
         assert len(fetcher.asked) == asked  # within the minute: not asked again
         assert again.detail == first.detail
         assert f"(the last fetch from {DOWN_CDP} failed at " in again.detail
+        # and why, in the attempt's own words (before: only where and when)
+        assert " UTC: the server answered HTTP 404; validations ask it again" in again.detail
+
+
+def test_the_detail_says_why_the_crl_that_came_was_not_used(tmp_path: Path) -> None:
+    """A distribution point that answers a CRL signed by another key: the verdict says so
+    (the operator running `trustledger validate` sees the cause), and the same words come
+    back when the verdict is decided again from the log alone."""
+    pki, fetcher, dev = _setup(tmp_path)
+    chain = [_leaf(pki, FORGED_LEAF, 16), der(pki.inter)]
+    fetcher.answers[FORGED_LEAF] = good_crl(pki.inter, pki.root_key)  # its name, another key
+    with dev:
+        v = dev.validate_peer(chain, "ike", AT_US)
+        assert not v.ok and v.reasons == ("CRL_UNAVAILABLE",)
+        assert (f"the last fetch from {FORGED_LEAF} failed at " in v.detail
+                and " UTC: the CRL's signature does not verify with the issuer's key; "
+                in v.detail), v.detail
+        assert decide_validation(dev.state, dev.crl_blobs, chain, "ike", AT_US) == v
+
+
+def test_a_crl_without_next_update_is_stale_and_fetched_once_a_minute(tmp_path: Path) -> None:
+    """RFC 5280 §5.1.2.5: conforming issuers MUST include nextUpdate. A CDP serving a CRL
+    without one: CRL_STALE, named as such, and not fetched again by the next validation
+    within the minute (every validation fetched it: it was taken as current at the fetch)."""
+    from tests.support.crl_support import Issuer, without_next_update
+
+    pki, fetcher, dev = _setup(tmp_path)
+    fetcher.answers[BARE_CDP] = without_next_update(good_crl(pki.inter, pki.inter_key),
+                                                    Issuer(pki.inter_key, pki.inter))  # type: ignore[arg-type]
+    chain = [_leaf(pki, BARE_CDP, 17), der(pki.inter)]
+    with dev:
+        first = dev.validate_peer(chain, "ike", AT_US)
+        asked = [uri for uri, _ in fetcher.asked].count(BARE_CDP)
+        again = dev.validate_peer(chain, "ike", AT_US)
+    assert first.reasons == again.reasons == ("CRL_STALE",)
+    assert first.detail.startswith("only a CRL that is not current (past its nextUpdate, or "
+                                   "without one) covers certificate serial 11 "), first.detail
+    assert "UTC: the CRL has no next update (RFC 5280 5.1.2.5); " in first.detail
+    assert asked == 1 and [uri for uri, _ in fetcher.asked].count(BARE_CDP) == 1
 
 
 def test_an_issuer_name_encoded_differently_is_not_called_a_bad_signature(

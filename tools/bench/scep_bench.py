@@ -35,7 +35,10 @@ What is measured, and what is not. Both servers are treated exactly alike:
   processes from /proc (ours: `ca serve`, i.e. the decider, and its workers; micromdm's: the
   scepserver process); the socat relays apart, as "relays". On a shared machine the rate
   moves with the neighbours' load (printed at the end); CPU per enrollment is the steadier
-  figure, and 1000 / CPU ms is what one fully available core would issue.
+  figure, and 1000 / CPU ms is what one fully available core would issue. Context switches
+  per enrollment: those of every thread of the server's processes over the window
+  (`tree_switches`), a count of the hand-offs (thread wake-ups, GIL and lock waits, syncs)
+  an enrollment costs.
 - Not measured: TLS (SCEP runs over plain HTTP), client-side CMS work, key generation,
   connection set-up (connections are kept alive), and for micromdm its network namespace's
   own cost beyond the two relays both servers pay.
@@ -144,10 +147,9 @@ def _stat(pid: int) -> tuple[str, int, float, float] | None:
             (int(fields[13]) + int(fields[14])) / _TICK)
 
 
-def tree_cpu(root: int, only: str | None = None, *, reaped: bool = False) -> float:
-    """CPU seconds used so far by `root` and its descendants (only those whose command
-    name is `only`, if given), with what their reaped children used if `reaped` (socat's
-    per-connection forks end when their connection does)."""
+def _tree(root: int, only: str | None) -> dict[int, tuple[str, int, float, float]]:
+    """`_stat` of `root` and each of its descendants (only those whose command name is
+    `only`, if given)."""
     stats = {}
     for entry in os.listdir("/proc"):
         if entry.isdigit() and (st := _stat(int(entry))) is not None:
@@ -155,12 +157,34 @@ def tree_cpu(root: int, only: str | None = None, *, reaped: bool = False) -> flo
     children: dict[int, list[int]] = {}
     for pid, (_, ppid, _, _) in stats.items():
         children.setdefault(ppid, []).append(pid)
-    total, todo = 0.0, [root]
+    found, todo = {}, [root]
     while todo:
         pid = todo.pop()
         if pid in stats and (only is None or stats[pid][0] == only):
-            total += stats[pid][2] + (stats[pid][3] if reaped else 0.0)
+            found[pid] = stats[pid]
         todo += children.get(pid, [])
+    return found
+
+
+def tree_cpu(root: int, only: str | None = None, *, reaped: bool = False) -> float:
+    """CPU seconds used so far by `root` and its descendants (only those whose command
+    name is `only`, if given), with what their reaped children used if `reaped` (socat's
+    per-connection forks end when their connection does)."""
+    return sum(st[2] + (st[3] if reaped else 0.0) for st in _tree(root, only).values())
+
+
+def tree_switches(root: int, only: str | None = None) -> int:
+    """Context switches (voluntary and not) so far of every thread of `root` and its
+    descendants: each time one of them stopped running, to wait (a lock, the GIL, a queue,
+    a condition, the disk, the network) or because the scheduler took the CPU."""
+    total = 0
+    for pid in _tree(root, only):
+        with contextlib.suppress(OSError):  # a thread or process that has just ended
+            for task in os.listdir(f"/proc/{pid}/task"):
+                with contextlib.suppress(OSError), \
+                        open(f"/proc/{pid}/task/{task}/status") as f:
+                    total += sum(int(line.split()[1]) for line in f
+                                 if "ctxt_switches:" in line)
     return total
 
 
@@ -176,6 +200,9 @@ class Server:
 
     def cpu(self) -> float:
         return tree_cpu(self.pid, self.only)
+
+    def switches(self) -> int:
+        return tree_switches(self.pid, self.only)
 
     def root_cpu(self) -> float:
         """CPU seconds of the root process alone (ours: the decider, without its workers)."""
@@ -425,6 +452,7 @@ class Result:
     root_ms: float  # of which the root process (ours: the decider; scepserver: all of it)
     client_ms: float  # the load generator's CPU per enrollment
     relay_ms: float  # the two socat relays' CPU per enrollment (0 with --direct)
+    switches: float  # the server's context switches per enrollment (`tree_switches`)
 
     @property
     def issued(self) -> float:
@@ -439,15 +467,18 @@ def measure(server: Server, keys: list[rsa.RSAPrivateKey],
     msgs, signer = prepare(port, keys, args.enrollments, name, signer_certs)
     drive(port, warm, args.concurrency)
     cpu0, root0, relay0 = server.cpu(), server.root_cpu(), server.relay_cpu()
+    switches0 = server.switches()
     seconds, lat, answers, client, passed = drive(port, msgs, args.concurrency)
     cpu, relay = server.cpu() - cpu0, server.relay_cpu() - relay0
+    switches = server.switches() - switches0
     root = server.root_cpu() - root0
     ok, wrong = verify_answers(msgs, answers, signer)
     lat.sort()
     n = len(msgs)
     return Result(name, n / seconds, statistics.median(lat) * 1000,
                   lat[int(n * 0.95) - 1] * 1000, ok, n, passed, wrong + abs(passed - ok),
-                  cpu * 1000 / n, root * 1000 / n, client * 1000 / n, relay * 1000 / n)
+                  cpu * 1000 / n, root * 1000 / n, client * 1000 / n, relay * 1000 / n,
+                  switches / n)
 
 
 def _median(results: list[Result]) -> Result:
@@ -903,6 +934,8 @@ def report(rounds: dict[str, list[Result]], args: argparse.Namespace) -> int:
           f"{ours.cpu_ms / theirs.cpu_ms:>7.2f}")
     print(f"{'  issued per server CPU-second':<36}{1000 / ours.cpu_ms:>10.1f}"
           f"{1000 / theirs.cpu_ms:>10.1f}{theirs.cpu_ms / ours.cpu_ms:>7.2f}")
+    print(f"{'  context switches per enrollment':<36}{ours.switches:>10.1f}"
+          f"{theirs.switches:>10.1f}{ours.switches / max(theirs.switches, 0.1):>7.2f}")
     for name, r in results.items():  # where a server with workers spends its CPU
         if name != "scepserver" and r.cpu_ms - r.root_ms > 0.005:
             print(f"{'  ' + name + ': decider / workers (ms)':<36}{r.root_ms:>10.2f}"
