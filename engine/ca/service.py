@@ -346,6 +346,18 @@ class BuiltinCA:
         self._durability.close()
         self._log.close()  # its last marker step writes the audit trail
 
+    def write_out_audit(self) -> None:
+        """Write the audit trail out now if it changed, up to what is durable (`ca serve`
+        calls it every half second): `audit prove` and `audit export` then see a checkpoint
+        within a second of the certificate or CRL it covers, not only at the next command's
+        marker step. A failure is logged; the next step writes it."""
+        if self.audit is None:
+            return
+        try:
+            self.audit.persist(self._durability.durable)
+        except OSError as e:
+            log.warning("audit trail not written; the log holds every event", error=str(e))
+
     def _open_audit(self, create: bool) -> None:
         """Check the log against its audit trail (AuditMismatch refuses, as a CAError); make
         the audit key (sealed in DIR/keystore) if the log has none: see engine/audit/."""
