@@ -284,8 +284,9 @@ def enroll(ctx: Ctx) -> Generator[Effect, Any, Outcome]:
     if cfg.scep_url is None:
         raise OperatorError(Reason.NOT_ALLOWED,
                            f"Trustpoint {name} has no enrollment url.")
-    from engine.scep_client import ScepEnroll
+    from engine.scep_client import ScepEnroll, check_envelope_recipient
 
+    check_envelope_recipient(ca_view(status), name)
     yield Say(START)
     challenge = yield from _password()
     who = identity(ctx.state, cfg)
