@@ -25,6 +25,7 @@ from engine.grammar import (
     ArgSpec,
     Handler,
     Mode,
+    no_userinfo,
     well_formed_authority,
 )
 from engine.schedule import Job
@@ -46,7 +47,8 @@ def _bundle_url(s: str) -> str:
     raise ValueError(s)
 
 
-BUNDLE_URL = ArgSpec(ArgKind("WORD", _bundle_url), "http://, https:// or file: url of the bundle")
+BUNDLE_URL = ArgSpec(ArgKind("WORD", _bundle_url, screen=no_userinfo),
+                     "http://, https:// or file: url of the bundle")
 
 G.describe({"trustpool": "CA trustpool", "import": "Import certificates into the trustpool"})
 
