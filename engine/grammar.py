@@ -145,6 +145,24 @@ def no_userinfo(url: str) -> None:
                      "'user:password@'.")
 
 
+def ldap_only(url: str) -> None:
+    """`query url` names the directory CRLs are read from: an LDAP URL (the reference's
+    `query url LDAP-URL`; RFC 4516), never http:// or another scheme."""
+    no_userinfo(url)
+    if url.partition("://")[0].lower() != "ldap":
+        raise ArgRefused("The query url is an LDAP URL (ldap://host[:port][/dn]): the "
+                         "directory certificates and CRLs are read from.")
+
+
+DESCRIPTION_MAX = 80
+
+
+def up_to_80(text: str) -> None:
+    if len(text) > DESCRIPTION_MAX:
+        raise ArgRefused(f"A description is up to {DESCRIPTION_MAX} characters; this one has "
+                         f"{len(text)}.")
+
+
 def _ip(s: str) -> str:
     return str(ipaddress.ip_address(s))
 
@@ -155,6 +173,8 @@ HOSTNAME = ArgKind("WORD", _hostname)
 DOMAIN = ArgKind("WORD", _domain)
 URL = ArgKind("WORD", _url, screen=no_userinfo)
 ENROLLMENT_URL = ArgKind("WORD", _enrollment_url, screen=no_userinfo)
+LDAP_URL = ArgKind("WORD", _url, screen=ldap_only)
+DESCRIPTION = ArgKind("LINE", _word, rest_of_line=True, screen=up_to_80)
 IP_ADDRESS = ArgKind("A.B.C.D|X:X::X", _ip)
 
 

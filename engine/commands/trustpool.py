@@ -18,8 +18,8 @@ from __future__ import annotations
 import re
 
 from engine.grammar import (
+    DESCRIPTION,
     GRAMMAR,
-    LINE,
     WORD,
     ArgKind,
     ArgSpec,
@@ -68,7 +68,7 @@ G.config("crl optional", key="crl optional", mode=POOL,
          words={"crl": "Revocation checking of chains anchored in the trustpool",
                 "optional": "Do not require a CRL"})
 G.config("description <text>", key="description", mode=POOL, help="Trustpool policy description",
-         args={"text": ArgSpec(LINE, "Up to 80 characters")},
+         args={"text": ArgSpec(DESCRIPTION, "Up to 80 characters")},
          words={"description": "Trustpool policy description"})
 G.config("vrf <name>", key="vrf", mode=POOL, help="VRF the bundle is fetched in (recorded; "
          "VRFs are not used)", args={"name": ArgSpec(WORD, "VRF name")},
