@@ -493,7 +493,7 @@ def cmd_log_verify(src: LogSource) -> int:
     print("chain     : OK")
     with src.open() as log:
         _check_folded(log)
-        if src.data is not None and not _verify_crl_blobs(src.data, log):
+        if not _verify_crl_blobs(src.data, log):
             return 1
         if src.data is not None:
             _verify_snapshots(src.data, log)
@@ -511,13 +511,16 @@ def _verified(src: LogSource) -> VerifyReport:
     return verify(src.log_dir)
 
 
-def _verify_crl_blobs(data: Path, log: DeviceLog) -> bool:
-    """Every CRL an event names is stored beside the log and hashes to its name
-    (engine/revocation/store.py): a missing or altered one is damage, named by its seq."""
+def _verify_crl_blobs(data: Path | None, log: DeviceLog) -> bool:
+    """Every CRL an event names is stored beside the log (DATA/crls, or a shared store's)
+    and hashes to its name (engine/revocation/store.py): a missing or altered one is
+    damage, named by its seq. Nothing to check where there is no such place."""
     from engine.messages import plural
-    from engine.revocation.store import CRL_DIR, BlobMissing, FileCrlBlobs
+    from engine.revocation.store import BlobMissing
 
-    blobs = FileCrlBlobs(data / CRL_DIR)
+    blobs = _crl_blobs_of(data, log)
+    if blobs is None:
+        return True
     checked: set[str] = set()
     for row in log.read_rows():
         if row[2] != "CrlFetched" or row[7]["sha256"] in checked:
@@ -616,36 +619,55 @@ def cmd_log_show(src: LogSource, from_seq: int, as_json: bool) -> int:
 
 def cmd_log_export(src: LogSource, out: str) -> int:
     """`log export`: the whole log as a stream (engine/logexport.py) on stdout or in FILE
-    (written to FILE.tmp, then renamed: a failed export leaves no partial FILE)."""
+    (written to FILE.tmp, then renamed: a failed export leaves no partial FILE), with the
+    CRLs its events name (kept beside it: DATA/crls, or the store's)."""
     from engine.logexport import write_export
     from engine.messages import plural
 
     with src.open() as log:
         report_pending_repair(log)
+        blobs = _crl_blobs_of(src.data, log)
         if out == "-":
-            count = write_export(log, sys.stdout.buffer, src.name)
+            written = write_export(log, sys.stdout.buffer, src.name, blobs)
             sys.stdout.buffer.flush()
         else:
             path = Path(out)
             tmp = path.with_name(path.name + ".tmp")
             try:
                 with open(tmp, "wb") as f:
-                    count = write_export(log, f, src.name)
+                    written = write_export(log, f, src.name, blobs)
                     f.flush()
                     os.fsync(f.fileno())
                 os.replace(tmp, path)
             finally:
                 tmp.unlink(missing_ok=True)
-    print(f"% Exported {plural(count, 'event')} of {src.name}.",
+    for seq, name in written.missing:
+        print(f"% seq {seq} names the CRL {name}, which is not stored beside the log: the "
+              "stream does not carry it.", file=sys.stderr)
+    count, crls = written.events, written.blobs
+    with_crls = f" and {plural(crls, 'CRL')}" if crls else ""
+    print(f"% Exported {plural(count, 'event')}{with_crls} of {src.name}.",
           file=sys.stderr)
     return 0
 
 
+def _crl_blobs_of(data: Path | None, log: DeviceLog) -> Any:
+    """Where the CRLs a log names are kept: its data directory's `crls/`, and for a shared
+    store's log the store too (engine/sharedlog.py); None if nowhere."""
+    from engine.revocation.store import CRL_DIR, FileCrlBlobs
+
+    local = FileCrlBlobs(data / CRL_DIR) if data is not None else None
+    shared = getattr(log, "crl_blobs", None)
+    return shared(local) if shared is not None else local
+
+
 def cmd_log_import(args: argparse.Namespace) -> int:
     """`log import`: check the whole stream first, then append what the target log lacks
-    (engine/logexport.py); the target is the store's device (`--store`/`--device`, or what
-    `--data DIR`'s STORE names) or `--data DIR`'s own file log."""
+    (engine/logexport.py), its CRLs stored first; the target is the store's device
+    (`--store`/`--device`, or what `--data DIR`'s STORE names) or `--data DIR`'s own file
+    log."""
     from engine.logexport import ExportRefused, import_into, read_export
+    from engine.messages import plural
 
     try:
         data = sys.stdin.buffer.read() if args.file == "-" else Path(args.file).read_bytes()
@@ -654,22 +676,28 @@ def cmd_log_import(args: argparse.Namespace) -> int:
                                f"{e.strerror or e}.") from None
     try:
         export = read_export(data)
-        with _import_target(args, export.kind) as (log, where):
-            first, count = import_into(log, export, where)
+        with _import_target(args, export.kind) as (log, where, blobs):
+            done = import_into(log, export, where, blobs)
     except ExportRefused as err:
         raise CommandLineError(err.reason, err.text) from None
+    first, count = done.first, done.appended
     if count:
         print(f"% Imported seq {first}-{first + count - 1} into {where}.", file=sys.stderr)
     else:
         print(f"% Nothing imported: {where} already holds seq {export.first}-{export.last} "
               "of this stream.", file=sys.stderr)
+    if done.blobs:
+        print(f"% Stored the {plural(done.blobs, 'CRL')} the stream carries.", file=sys.stderr)
     return 0
 
 
 @contextlib.contextmanager
-def _import_target(args: argparse.Namespace, kind: str) -> Iterator[tuple[Any, str]]:
+def _import_target(args: argparse.Namespace, kind: str) -> Iterator[tuple[Any, str, Any]]:
     """The log `log import` writes, opened for writing, inside one group commit (a shared
-    store: one transaction; a file log: one fdatasync), and how to name it."""
+    store: one transaction; a file log: one fdatasync), how to name it, and where its CRLs
+    go (DIR/crls; a store's: the store, and DIR/crls if given)."""
+    from engine.revocation.store import CRL_DIR, FileCrlBlobs
+
     root = args.data
     if root is not None and root.exists() and not root.is_dir():
         raise CommandLineError(Reason.INVALID_VALUE, f"{root} is not a directory.")
@@ -682,8 +710,9 @@ def _import_target(args: argparse.Namespace, kind: str) -> Iterator[tuple[Any, s
         assert root is not None
         with _new_dirs(root / "log") as log_dir, FileEventLog.open(log_dir) as log, \
                 log.group_commit():
-            yield log, str(log_dir)
+            yield log, str(log_dir), FileCrlBlobs(root / CRL_DIR)
         return
+    from engine.sharedlog import StoreCrlBlobs
     from events.pgstore import PostgresEventStore
 
     if kind not in ("device", "ca"):
@@ -693,7 +722,9 @@ def _import_target(args: argparse.Namespace, kind: str) -> Iterator[tuple[Any, s
         _refuse_own_log(root)  # before the import: DIR could not be bound after it
     with PostgresEventStore.open(binding.url, binding.device, kind=kind) as store, \
             store.group_commit():
-        yield store, f"device {binding.device} in {binding.shown}"
+        local = FileCrlBlobs(root / CRL_DIR) if root is not None and root.is_dir() else None
+        yield (store, f"device {binding.device} in {binding.shown}",
+               StoreCrlBlobs(lambda: store, local))
     if root is not None:  # bound once the import is in: a refused one records nothing
         root.mkdir(mode=0o700, parents=True, exist_ok=True)
         _record(root, binding)

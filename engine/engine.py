@@ -92,6 +92,14 @@ class Result:
         return self.error is None
 
 
+
+def _crl_blobs(log: DeviceLog, local: CrlBlobs) -> CrlBlobs:
+    """Where a device keeps its CRLs: its data directory's `crls/`, and a shared store's log
+    beside it too (engine/sharedlog.py `crl_blobs`)."""
+    shared: Callable[[CrlBlobs], CrlBlobs] | None = getattr(log, "crl_blobs", None)
+    return shared(local) if shared is not None else local
+
+
 class Engine:
     def __init__(self, store: EventStore, state: DeviceState, ports: Ports,
                  data_dir: Path | None, user: str) -> None:
@@ -161,7 +169,7 @@ class Engine:
         ports = Ports(data_dir=root, clock=EngineClock(clock or SystemClock(),
                                                        state.clock_offset_us),
                       prompter=prompter, render=render, write=write, keygen=keygen, scep=scep,
-                      crl_blobs=FileCrlBlobs(root / CRL_DIR))
+                      crl_blobs=_crl_blobs(log, FileCrlBlobs(root / CRL_DIR)))
         engine = cls(log, state, ports, root, user or _default_user())
         engine.log = log
         try:
@@ -678,7 +686,8 @@ class Engine:
         finally:
             before, self._grouped = self._grouped, None
             if self.state.seq != log.head[0]:  # the log cut back what it could not sync
-                self.state = replay_rows(before, log.read_rows(before.seq + 1, typed=True))
+                self.state = before if log.head[0] == before.seq else replay_rows(
+                    before, log.read_rows(before.seq + 1, typed=True))  # (a lost store: no read)
                 self._forget_unlogged_audit(log)
         if conflict is not None:
             raise self._conflict(conflict) from conflict

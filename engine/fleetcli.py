@@ -4,6 +4,7 @@
     trustledger fleet trustpoints --store URL [--state STATE] [--json]
     trustledger fleet devices --store URL [--json]
     trustledger fleet follow --store URL      keep the views current until Ctrl-C
+    trustledger fleet release DEVICE --store URL   lift a quarantine once the log is repaired
 
 `$TRUSTLEDGER_STORE` stands for `--store`. Each query first folds whatever the store holds
 beyond the views' position (so it never answers from stale views), then answers.
@@ -11,7 +12,9 @@ beyond the views' position (so it never answers from stale views), then answers.
 Exit status: 0 answered (a quarantined log, engine/fleet/follower.py, is named in one `%`
 line on stderr); 2 a usage error (a `%` line: a bad duration, state, DN or URL, no store
 given); 1 the store failed (down, not a trustledger store). `fleet follow` outlives a store
-that goes away: it says so once and retries with back-off until it is back.
+that goes away: it says so once and retries with back-off until it is back. `fleet release`:
+0 released; 1 the log still fails its re-check, or the store failed; 2 a usage error or a
+log that is not quarantined (each a `%` line; nothing changed).
 """
 
 from __future__ import annotations
@@ -50,7 +53,15 @@ def register(sub: Any) -> None:
                    help=f"only trustpoints in STATE ({'|'.join(STATES)})")
     d = fsub.add_parser("devices", help="one line per device (and CA) log")
     f = fsub.add_parser("follow", help="keep the views current (LISTEN/NOTIFY); Ctrl-C stops")
-    for p in (c, t, d, f):
+    r = fsub.add_parser(
+        "release", help="lift a log's quarantine once it was repaired (re-checked first)",
+        description="Re-check the quarantined log DEVICE up to the views' position (chain, "
+        "hashes, and a device's fold) and, if it is whole, fold it into the views again and "
+        "lift its quarantine; refused with a % line, changing nothing, if it still fails. "
+        "`fleet devices` lists the quarantined logs (Status).")
+    r.add_argument("device", metavar="DEVICE", help="the quarantined log (as fleet devices "
+                   "names it)")
+    for p in (c, t, d, f, r):
         p.add_argument("--store", metavar="URL", default=None, help=STORE_HELP)
     for p in (c, t, d):
         p.add_argument("--json", action="store_true", help="one JSON object")
@@ -81,6 +92,8 @@ def run(args: argparse.Namespace) -> int:
         with FleetFollower(url) as follower:
             if args.fleet_command == "follow":
                 return _follow(follower, url)
+            if args.fleet_command == "release":
+                return _release(follower, args.device)
             follower.catch_up()
             answer = follower.answer(ask, time.time_ns() // 1000)
             held = follower.quarantined()
@@ -99,6 +112,24 @@ def run(args: argparse.Namespace) -> int:
     sys.stdout.write(render(answer))
     if held:
         print(quarantine_warning(held), file=sys.stderr)
+    return 0
+
+
+def _release(follower: Any, device: str) -> int:
+    """`fleet release DEVICE`: catch the views up, then lift DEVICE's quarantine if its log
+    now re-checks whole (engine/fleet/follower.py `release`)."""
+    from engine.fleet.follower import ReleaseRefused
+
+    follower.catch_up()
+    try:
+        seq, position = follower.release(device)
+    except ReleaseRefused as err:
+        print(f"% {err.text}" + (" Repair its log (`trustledger log verify --store URL "
+                                 f"--device {device}` says where), then release it again."
+                                 if err.still_bad else ""), file=sys.stderr)
+        return 1 if err.still_bad else 2
+    print(f"Released {device}: its log re-checked whole and folded to seq {seq} (views at "
+          f"position {position}); its later events are folded as any log's.")
     return 0
 
 

@@ -2,12 +2,23 @@
 device's history between stores (a data directory's file log, a PostgreSQL store) with its
 chain, hashes and seqs unchanged.
 
-The stream (version 1)
+The stream (version 2)
 ----------------------
-    trustledger-log-export v1\\n
+    trustledger-log-export v2\\n
     {"log": NAME, "kind": KIND, "first": F, "last": L, "prev": HEX, "head": HEX}\\n
     L - F + 1 records, each:  length u32 (big-endian) | core (length bytes) | hash (32 bytes)
+    then blob records, each:  name (32 bytes: the SHA-256 of the data) | length u32 | data
     end SHA256HEX\\n
+
+Blobs are the bytes the events name by content rather than carry: a device's CRLs
+(`CrlFetched.sha256`; engine/revocation/store.py keeps them beside the log, and `log verify`
+checks them), one record per CRL, in the order the events first name them. A CRL the source
+does not have (a damaged data directory) is left out and said by `write_export`'s caller;
+the importing log's `log verify` then says it is missing, as the source's did. Private keys
+are never blobs: the keystore stays in its data directory.
+
+Why a new version: a version 1 reader refuses bytes after the last event record, so a stream
+with blobs must not claim to be one. Version 1 streams (no blobs) are still read, as before.
 
 The header line is JSON: the log it came from (a file log's directory, or `device ID in
 URL` without a password; informational), its kind (the stream of its first event: device,
@@ -22,7 +33,8 @@ last 0) and the trailer.
 Reading (`read_export`) checks everything before anything is written: the magic, the header,
 each record's seq (F, F+1, ... without a gap), its hash over its core chained from `prev`,
 that its core decodes and re-encodes to the same bytes, that the last hash is `head`, the
-trailer's digest, and that nothing follows it. Any byte changed, a cut tail, a gap, or input
+trailer's digest, that each blob hashes to its name and is named by one of the stream's
+events (once), and that nothing follows them. Any byte changed, a cut tail, a gap, or input
 that is not an export is refused (`ExportRefused`) and nothing is written.
 
 Importing (`import_into`): the export fixes the chain hash at every seq from F - 1 to L. A
@@ -32,6 +44,9 @@ its head, appended with their stored form (`events.store.StoredEvent`: the same 
 the same hashes; checked after the append). A log already holding all of it (its hash at L
 is `head`) gets nothing: importing the same export twice is a no-op, said as such. Any other
 log (a different history, or one the stream does not reach) is refused: a foreign stream.
+The blobs are stored (`put`, durable when it returns) after those checks and before the
+events that name them, as a device stores a CRL before the event naming it; a re-import
+stores the ones the target lacks (a target filled from a version 1 stream).
 A file log takes the records in frames of at most CHUNK_BYTES made durable together at the
 end (one group commit); a shared store takes them in one transaction.
 """
@@ -40,10 +55,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import struct
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, BinaryIO, Protocol
+from typing import Any, BinaryIO, NamedTuple, Protocol
 
 import msgpack
 
@@ -51,8 +67,10 @@ from engine.errors import OperatorError, Reason
 from events.codec import encode_core
 from events.store import GENESIS, PendingEvent, Recorded, StoredEvent, chain_hash
 
-MAGIC = b"trustledger-log-export v1\n"
+MAGIC = b"trustledger-log-export v2\n"
+MAGIC_V1 = b"trustledger-log-export v1\n"  # events only; still read
 _LEN = struct.Struct(">I")
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _TRAILER = b"end "  # then the SHA-256 of every byte before it, in hex, and a newline
 MAX_CORE = 64 * 1024 * 1024  # no event is larger than a file log frame
 CHUNK_BYTES = 4 * 1024 * 1024  # a file log frame of imported records holds at most this
@@ -71,6 +89,30 @@ class _Log(Protocol):
     def read(self, from_seq: int = 1) -> Iterator[Recorded]: ...
 
 
+class _Blobs(Protocol):  # engine.revocation.store.CrlBlobs
+    def put(self, der: bytes) -> str: ...
+
+    def get(self, sha256: str) -> bytes: ...
+
+
+class Written(NamedTuple):
+    """What `write_export` wrote: events, blobs, and the blobs the source lacked (seq of
+    the first event naming each, its name)."""
+
+    events: int
+    blobs: int
+    missing: list[tuple[int, str]]
+
+
+class Imported(NamedTuple):
+    """What `import_into` did: the first seq appended, how many (0: it held them all), how
+    many blobs were stored."""
+
+    first: int
+    appended: int
+    blobs: int
+
+
 @dataclass(frozen=True)
 class Export:
     """A checked export: its header and its records (seq, decoded core, core bytes, hash)."""
@@ -82,6 +124,7 @@ class Export:
     prev: bytes
     head: bytes
     records: list[tuple[list[Any], bytes, bytes]]
+    blobs: dict[str, bytes]  # hex SHA-256 -> bytes
 
     def hash_at(self, seq: int) -> bytes:
         """The chain hash after `seq` (first - 1 <= seq <= last)."""
@@ -91,9 +134,10 @@ class Export:
 # -- writing -------------------------------------------------------------------------------------
 
 
-def write_export(log: _Log, out: BinaryIO, name: str) -> int:
-    """Write the whole of `log` to `out`; how many events. The head is read once, first:
-    a writer appending meanwhile adds nothing to the stream."""
+def write_export(log: _Log, out: BinaryIO, name: str, blobs: _Blobs | None = None
+                 ) -> Written:
+    """Write the whole of `log` to `out`, and the blobs its events name that `blobs` holds.
+    The head is read once, first: a writer appending meanwhile adds nothing to the stream."""
     seq, head = log.head
     records = (r for r in log.read(1) if r.seq <= seq)
     first = next(records, None)
@@ -108,6 +152,7 @@ def write_export(log: _Log, out: BinaryIO, name: str) -> int:
 
     put(MAGIC + json.dumps(header, sort_keys=True).encode() + b"\n")
     prev, count = GENESIS, 0
+    named: dict[str, int] = {}
     for rec in (first, *records) if first is not None else ():
         core = encode_core(rec.core())
         if rec.seq != count + 1 or rec.prev != prev or chain_hash(prev, core) != rec.hash:
@@ -116,11 +161,42 @@ def write_export(log: _Log, out: BinaryIO, name: str) -> int:
                                 "where it is damaged).")
         put(_LEN.pack(len(core)) + core + rec.hash)
         prev, count = rec.hash, count + 1
+        for blob in _names(rec.type, rec.payload):
+            named.setdefault(blob, rec.seq)
     if count != seq or prev != head:
         raise ExportRefused(Reason.BAD_DATA, f"The log {name} ends at seq {count}, not at its "
                             f"head {seq}: not exported.")
+    carried, missing = 0, []
+    for blob, at in named.items():
+        data = _blob(blobs, blob)
+        if data is None:
+            missing.append((at, blob))
+            continue
+        put(bytes.fromhex(blob) + _LEN.pack(len(data)) + data)
+        carried += 1
     out.write(_TRAILER + digest.hexdigest().encode() + b"\n")
-    return count
+    return Written(count, carried, missing)
+
+
+def _names(type_: str, payload: Any) -> tuple[str, ...]:
+    """The blobs an event names: a fetched CRL's bytes (events/revocation.py)."""
+    if type_ == "CrlFetched" and isinstance(payload, dict):
+        name = payload.get("sha256")
+        if isinstance(name, str) and _HEX64.match(name):
+            return (name,)
+    return ()
+
+
+def _blob(blobs: _Blobs | None, name: str) -> bytes | None:
+    """The checked bytes of `name`, or None if `blobs` does not have them whole."""
+    from engine.revocation.store import BlobMissing
+
+    if blobs is None:
+        return None
+    try:
+        return blobs.get(name)
+    except BlobMissing:
+        return None
 
 
 # -- reading -------------------------------------------------------------------------------------
@@ -131,22 +207,56 @@ def read_export(data: bytes) -> Export:
     naming the first thing wrong."""
     if not data:
         raise _refused("there was no input")
-    if not data.startswith(MAGIC):
+    magic = next((m for m in (MAGIC, MAGIC_V1) if data.startswith(m)), None)
+    if magic is None:
         raise _refused("it does not start with the export header (not a `trustledger log "
                        "export` stream)")
     end = len(data) - len(_TRAILER) - 64 - 1
-    if end < len(MAGIC) or data[end:end + len(_TRAILER)] != _TRAILER:
+    if end < len(magic) or data[end:end + len(_TRAILER)] != _TRAILER:
         raise _refused("it has no trailer: the stream was cut short")
     if hashlib.sha256(data[:end]).hexdigest().encode() + b"\n" != data[end + len(_TRAILER):]:
         raise _refused("its trailer does not match its contents: a byte was changed, or the "
                        "stream was cut short")
-    line_end = data.find(b"\n", len(MAGIC), end)
+    line_end = data.find(b"\n", len(magic), end)
     if line_end < 0:
         raise _refused("its header is not an export header")
-    header = _header(data[len(MAGIC):line_end])
-    records = list(_records(data, line_end + 1, end, header))
+    header = _header(data[len(magic):line_end])
+    at = [line_end + 1]
+    records = list(_records(data, at, end, header))
+    named = {n for c, _, _ in records for n in _names(c[2], c[7])}
+    blobs = _blob_records(data, at[0], end, named) if magic == MAGIC else {}
+    if at[0] != end and magic == MAGIC_V1:
+        raise _refused("it holds bytes after its last record")
+    if (records[-1][2] if records else bytes.fromhex(header["prev"])) != bytes.fromhex(
+            header["head"]):
+        raise _refused("its last record is not the head its header names")
     return Export(header["log"], header["kind"], header["first"], header["last"],
-                  bytes.fromhex(header["prev"]), bytes.fromhex(header["head"]), records)
+                  bytes.fromhex(header["prev"]), bytes.fromhex(header["head"]), records,
+                  blobs)
+
+
+def _blob_records(data: bytes, at: int, end: int, named: set[str]) -> dict[str, bytes]:
+    """The blob records from `at` to the trailer: each hashes to its name, which one of the
+    stream's events names, once."""
+    blobs: dict[str, bytes] = {}
+    while at < end:
+        if at + 32 + _LEN.size > end:
+            raise _refused("it ends inside a blob record")
+        name = data[at:at + 32].hex()
+        (size,) = _LEN.unpack_from(data, at + 32)
+        blob = data[at + 36:at + 36 + size]
+        at += 36 + size
+        if size > MAX_CORE or at > end:
+            raise _refused(f"it ends inside the blob {name}")
+        if hashlib.sha256(blob).hexdigest() != name:
+            raise _refused(f"the blob it carries as {name} does not hash to that name (the "
+                           "CRL an event names by it)")
+        if name not in named:
+            raise _refused(f"it carries a blob ({name}) that none of its events names")
+        if name in blobs:
+            raise _refused(f"it carries the blob {name} twice")
+        blobs[name] = blob
+    return blobs
 
 
 def _header(line: bytes) -> dict[str, Any]:
@@ -164,9 +274,10 @@ def _header(line: bytes) -> dict[str, Any]:
     return h  # type: ignore[no-any-return]
 
 
-def _records(data: bytes, at: int, end: int,
+def _records(data: bytes, where: list[int], end: int,
              header: dict[str, Any]) -> Iterator[tuple[list[Any], bytes, bytes]]:
-    prev = bytes.fromhex(header["prev"])
+    """The event records from `where[0]`, checked; `where[0]` is left after the last."""
+    prev, at = bytes.fromhex(header["prev"]), where[0]
     for seq in range(header["first"], header["last"] + 1):
         if at + _LEN.size > end:
             raise _refused(f"it ends before seq {seq} (its header says {header['last']})")
@@ -190,10 +301,7 @@ def _records(data: bytes, at: int, end: int,
                            f"event of a {decoded[1]!r} log")
         prev = h
         yield decoded, core, h
-    if at != end:
-        raise _refused("it holds bytes after its last record")
-    if prev != bytes.fromhex(header["head"]):
-        raise _refused("its last record is not the head its header names")
+    where[0] = at
 
 
 def _refused(why: str) -> ExportRefused:
@@ -203,22 +311,44 @@ def _refused(why: str) -> ExportRefused:
 # -- importing -----------------------------------------------------------------------------------
 
 
-def import_into(log: _Log, export: Export, where: str) -> tuple[int, int]:
-    """Append what `log` lacks of `export` (see the module docstring): (first seq appended,
-    how many; 0 if it already held all of it). ExportRefused for a foreign stream."""
+def import_into(log: _Log, export: Export, where: str, blobs: _Blobs | None = None
+                ) -> Imported:
+    """Append what `log` lacks of `export` (see the module docstring), storing its blobs in
+    `blobs` first. ExportRefused for a foreign stream, before anything is written."""
     seq, head = log.head
     if seq > export.last:
         held = next(iter(log.read(export.last)), None) if export.last else None
         if export.last == 0 or (held is not None and held.hash == export.head):
-            return seq + 1, 0
+            return Imported(seq + 1, 0, _store_blobs(blobs, export))
     elif export.first - 1 <= seq and export.hash_at(seq) == head:
+        stored = _store_blobs(blobs, export)
         todo = export.records[seq + 1 - export.first:]
         _append(log, todo, export)
-        return seq + 1, len(todo)
+        return Imported(seq + 1, len(todo), stored)
     raise ExportRefused(Reason.NOT_ALLOWED, (
         f"Not imported: {where} is at seq {seq} (chain hash {head.hex()[:16]}...), which the "
         f"stream (seq {export.first}-{export.last} of {export.name}) does not continue: a "
         "foreign stream. Nothing was written."))
+
+
+def _store_blobs(blobs: _Blobs | None, export: Export) -> int:
+    """Store the export's blobs the target lacks whole (each durable when `put` returns);
+    how many."""
+    from engine.revocation.store import BlobMissing
+
+    if blobs is None:
+        return 0
+    stored = 0
+    for name, data in export.blobs.items():
+        try:
+            blobs.get(name)
+            continue  # already there, whole
+        except BlobMissing:
+            pass
+        if blobs.put(data) != name:  # a bug: read_export checked every name
+            raise AssertionError("a blob was stored under another name")
+        stored += 1
+    return stored
 
 
 def _append(log: _Log, todo: list[tuple[list[Any], bytes, bytes]], export: Export) -> None:

@@ -19,23 +19,40 @@ What differs from the file log, and how it is met:
   same head: a `StoreLost` that changed nothing. Other events there: a `LogConflict`, and the
   engine catches up. Still unreachable: a `StoreLost` whose outcome is unknown, and the NEXT
   append reconnects first and answers the same question for the lost batch before its own.
+- CRLs (the blobs `CrlFetched` names by SHA-256): `crl_blobs(local)` keeps them in the data
+  directory as a file log's device does AND in the store beside the log (`trustledger_blobs`),
+  and reads the local copy first, then the store's (checked by its name, then copied to the
+  data directory): a device's log in the store is whole without its first data directory
+  (`log import` into a store, `log export` from one, a data directory adopted elsewhere).
 - One writer only (`exclusive`, the built-in CA's log): the log's single-writer lock
   (events/pgstore.py `WriterLock`) is held from `open` to `close`, so a second writer is
   refused at open (`WriterLocked`, a `LogLocked`) as a second writer of a file log is.
+  Before each append, and every KEEPALIVE_S between them, the lock is checked
+  (`WriterLock.held`: no round trip while its session is quiet); a lock the server dropped is
+  taken again only if nobody holds it and the store's head is still this log's own (nobody
+  wrote while it was free); otherwise the append is refused (`WriterLockLost`, nothing
+  written) and so is every later one: the writer stops (the CA answers nothing more until
+  restarted).
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import re
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from engine.devicelog import DeviceLog, LogConflict, StoreLost
+from engine.errors import OperatorError, Reason
+from engine.revocation.store import BlobMissing, CrlBlobs, FileCrlBlobs, MemoryCrlBlobs
 from events.filelog import (
     MARK_EVERY,
     LogCorrupted,
+    LogError,
     Position,
     TailMismatch,
     VerifyReport,
@@ -45,12 +62,17 @@ from events.pgstore import (
     StoreUnavailable,
     StreamConflict,
     WriterLock,
+    WriterLocked,
+    WriterLockLost,
     list_logs,
     writer_lock,
 )
 from events.store import GENESIS, PendingEvent, Recorded, seal
 
 Row = Sequence[Any]
+GENESIS_HEAD = (0, GENESIS)
+KEEPALIVE_S = 1.0  # how often an exclusive log checks its writer lock between appends
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")  # a CRL's name (engine/revocation/store.py)
 
 
 class _Unavailable(Exception):
@@ -65,6 +87,11 @@ class SharedLog:
         self.store = store
         self.root = root
         self._lock = lock  # the single-writer lock of an `exclusive` log, until close
+        self._lock_lost: str | None = None  # why this process may not write any more
+        # Appends, refreshes, group commits and the lock's keepalive take turns (an RLock:
+        # a group commit's appends are in its block).
+        self._turn = threading.RLock()
+        self._closing = threading.Event()
         self.on_mark: Callable[[int], None] | None = None
         # Around a commit's wait for the store (engine/audit/signer.py signs meanwhile).
         self.on_sync: Callable[[bool], None] | None = None
@@ -75,6 +102,10 @@ class SharedLog:
         # group's, not known here) and why; the next append reconnects first.
         self._lost: tuple[tuple[int, bytes], Sequence[PendingEvent] | None, str] | None = None
         self._grouped = 0  # inside group_commit(): appends are not committed yet
+        # The outermost group's head before it and its events so far: what to ask the
+        # store about if it is lost at the group's commit.
+        self._group_head: tuple[int, bytes] = GENESIS_HEAD
+        self._group_events: list[PendingEvent] = []
 
     @classmethod
     def open(cls, url: str, log_id: str, root: Path, *, kind: str | None = "device",
@@ -92,7 +123,11 @@ class SharedLog:
             store = PostgresEventStore.open(url, log_id, kind=kind, readonly=readonly)
             if not readonly:  # only once the store answered: a refused open leaves nothing
                 root.mkdir(mode=0o700, parents=True, exist_ok=True)
-            return cls(store, root, lock)
+            log = cls(store, root, lock)
+            if lock is not None:
+                threading.Thread(target=log._keepalive, name=f"writer lock {log_id}",
+                                 daemon=True).start()
+            return log
         except BaseException:
             if lock is not None:
                 lock.release()
@@ -122,6 +157,12 @@ class SharedLog:
         return None
 
     def append(self, batch: Sequence[PendingEvent]) -> list[Recorded]:
+        with self._turn:
+            return self._append(batch)
+
+    def _append(self, batch: Sequence[PendingEvent]) -> list[Recorded]:
+        if self._lock is not None or self._lock_lost is not None:
+            self._still_the_writer()
         if self._lost is not None:
             self._come_back()
         window = self.on_sync if not self._grouped else None
@@ -133,10 +174,12 @@ class SharedLog:
         except StoreLost:
             if self._grouped:
                 raise
-            records = self._ask_after_loss()
+            records = self._ask_after_loss("this command")
         finally:
             if window is not None:
                 window(False)
+        if self._grouped:
+            self._group_events.extend(batch)
         self._mark_if_due()
         return records
 
@@ -157,26 +200,80 @@ class SharedLog:
             raise StoreLost(_Unavailable(why), False, "Whether the store committed it is "
                             "not known: the next command reconnects and finds out.") from None
 
-    def _ask_after_loss(self) -> list[Recorded]:
-        """Right after losing the store mid-append: reconnect and find out what became of
-        the batch (its records if the store committed it); a StoreLost if it cannot say."""
+    def _keepalive(self) -> None:
+        """An exclusive log's lock, checked every KEEPALIVE_S between appends too, so that
+        a lock the server dropped is taken back (when that is safe) before another process
+        finds it free and writes (`ca challenge` with no server holding the lock appends
+        itself). A failure is kept for the next append to raise."""
+        while not self._closing.wait(KEEPALIVE_S):
+            with self._turn:
+                if self._closing.is_set() or self._lock is None:
+                    return
+                if self._grouped or self._lost is not None:
+                    continue  # the head is in doubt: the next append checks
+                with contextlib.suppress(WriterLockLost):
+                    self._still_the_writer()
+
+    def _still_the_writer(self) -> None:
+        """An exclusive log's lock, checked before an append: held, or taken again when that
+        is provably safe (module doc); WriterLockLost, for good, otherwise."""
+        if self._lock_lost is not None:
+            raise WriterLockLost(self._lock_lost, sentence=True)
+        assert self._lock is not None
+        if self._lock.held():
+            return
+        log_id, why = self.store.log_id, ""
+        self._lock.release()
+        self._lock = None
+        try:
+            lock = writer_lock(self.store.url, log_id)
+        except WriterLocked:
+            why = "another process holds it now"
+        except StoreUnavailable as err:
+            why = f"it could not be taken again ({err.text.rstrip('.')})"
+        else:
+            try:
+                head = self.store.stored_head()
+            except StoreUnavailable as err:
+                head, why = None, f"the log's head could not be read ({err.text.rstrip('.')})"
+            if head == self.store.head:
+                self._lock = lock
+                return
+            lock.release()
+            if head is not None:
+                why = f"another process appended seq {self.store.head[0] + 1}-{head[0]} meanwhile"
+        self._lock_lost = (f"The single-writer lock of the event log {log_id} was lost (the "
+                           f"server ended its session) and {why}: this process writes no "
+                           "more to it (nothing was written).")
+        raise WriterLockLost(self._lock_lost, sentence=True)
+
+    def _ask_after_loss(self, what: str) -> list[Recorded]:
+        """Right after losing the store mid-append (`what`: this command, or this block, a
+        group commit's): reconnect and find out what became of the batch (its records if
+        the store committed it); a StoreLost if it cannot say."""
         assert self._lost is not None
-        (seq, _), _, why = self._lost
+        (seq, _), batch, why = self._lost
         try:
             self._reopen()
         except StoreUnavailable:
             raise StoreLost(_Unavailable(why), False, "The store could not be reached again "
-                            "to find out whether it committed this command: the next "
-                            "command reconnects and finds out.") from None
+                            f"to find out whether it committed {what}: the next command "
+                            "reconnects and finds out.") from None
         committed = self._settle()
         if committed is not None:
             return committed
         if self.store.head[0] != seq:
             raise LogConflict(f"{why}; reconnected, the store holds seq {seq + 1}-"
                               f"{self.store.head[0]} that another writer appended: nothing "
-                              "of this command was written.")
-        raise StoreLost(_Unavailable(why), True, "Reconnected: the store holds nothing of "
-                        "this command. Nothing was changed.")
+                              f"of {what} was written.")
+        if what == "this command":
+            held = "nothing of this command"
+        else:
+            n = len(batch or ())
+            held = f"none of the {n} event{'s' if n != 1 else ''} of {what}: they were not " \
+                "committed"
+        raise StoreLost(_Unavailable(why), True, f"Reconnected: the store holds {held}. "
+                        "Nothing was changed.")
 
     def _come_back(self) -> None:
         """Before an append, after a loss: reconnect (a StoreLost that changed nothing if the
@@ -217,7 +314,8 @@ class SharedLog:
             self.mark_head()
 
     def refresh(self) -> None:
-        self._reopen()
+        with self._turn:
+            self._reopen()
 
     def _reopen(self) -> None:
         """A fresh handle on the same log: its head is what the store holds now."""
@@ -253,13 +351,30 @@ class SharedLog:
 
     @contextlib.contextmanager
     def _group(self) -> Iterator[None]:
-        self._grouped += 1
-        try:
-            with self._store_errors(None), self.store.group_commit():
-                yield
-        finally:
-            self._grouped -= 1
-        self._mark_if_due()
+        """One transaction for the block's appends. The store lost at its commit is asked,
+        as after a lost command, whether it committed them: yes, and the block succeeded;
+        no, a StoreLost saying they were not; unreachable, a StoreLost saying it is not known
+        (the next append asks again). A loss inside (an append after an earlier loss) is
+        raised as it is."""
+        with self._turn:
+            outer = not self._grouped
+            if outer:
+                self._group_head, self._group_events = self.store.head, []
+            self._grouped += 1
+            try:
+                with self._store_errors(self._group_events if outer else None,
+                                        self._group_head if outer else None), \
+                        self.store.group_commit():
+                    yield
+            except StoreLost:
+                if not outer or self._lost is None or self._lost[1] is not self._group_events:
+                    raise
+                self._ask_after_loss("this block")
+            finally:
+                self._grouped -= 1
+                if outer:
+                    self._group_events = []
+            self._mark_if_due()
 
     @contextlib.contextmanager
     def reader(self) -> Iterator[DeviceLog]:
@@ -271,20 +386,90 @@ class SharedLog:
     def notice(self) -> str | None:
         return None
 
+    def crl_blobs(self, local: CrlBlobs | None) -> CrlBlobs:
+        """The CRLs of this log: in `local` (the data directory's, None: memory only) and in
+        the store (see the module docstring). A writer first copies to the store the CRLs
+        the data directory holds and the store lacks (a device whose CRLs were kept only
+        locally, before the store kept them)."""
+        blobs = StoreCrlBlobs(lambda: self.store, local)
+        if not self.store.readonly:
+            blobs.backfill()
+        return blobs
+
     def close(self) -> None:
-        try:
-            if self._lost is None:
-                self.mark_head()
-        finally:
-            self.store.close()
-            if self._lock is not None:
-                self._lock.release()
+        self._closing.set()
+        with self._turn:
+            try:
+                if self._lost is None:
+                    self.mark_head()
+            finally:
+                self.store.close()
+                if self._lock is not None:
+                    self._lock.release()
+                    self._lock = None
 
     def __enter__(self) -> SharedLog:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class StoreCrlBlobs:
+    """A shared log's CRLs (`CrlBlobs`): the local copy first, then the store's. `store`
+    gives the log's current store handle (a SharedLog opens a new one after a loss); `local`
+    None: the store's only."""
+
+    def __init__(self, store: Callable[[], PostgresEventStore],
+                 local: CrlBlobs | None) -> None:
+        self.store, self.local = store, local if local is not None else MemoryCrlBlobs()
+
+    def put(self, der: bytes) -> str:
+        name = self.local.put(der)
+        if not self.store().readonly:
+            try:
+                self.store().put_blobs([der])
+            except LogError as err:  # as FileCrlBlobs says a disk that refused it
+                raise OperatorError(Reason.BAD_DATA, "The CRL could not be stored in the "
+                                    f"event store: {err.text.rstrip('.')}.") from None
+        return name
+
+    def backfill(self) -> None:
+        """Copy to the store the CRLs of a data directory's `crls/` it lacks, each checked
+        against its name. Best effort (a store away, an unreadable file: the next open tries
+        again); one round trip when there is nothing to copy."""
+        local = self.local
+        if not isinstance(local, FileCrlBlobs):
+            return
+        with contextlib.suppress(OSError, LogError):
+            names = [p.name for p in local.directory.iterdir() if _HEX64.match(p.name)]
+            if not names:
+                return
+            have = self.store().blob_names(names)
+            for name in sorted(set(names) - have):
+                with contextlib.suppress(BlobMissing):
+                    self.store().put_blobs([local.get(name)])
+
+    def get(self, sha256: str) -> bytes:
+        try:
+            return self.local.get(sha256)
+        except BlobMissing as missing:
+            if missing.why != "missing":
+                raise
+        try:
+            data = self.store().get_blob(sha256)
+        except LogError as err:
+            raise BlobMissing(sha256, f"unreadable ({err.text.rstrip('.')})") from None
+        if data is None:
+            raise BlobMissing(sha256, "missing (neither in the data directory nor in the "
+                              "store)")
+        if hashlib.sha256(data).hexdigest() != sha256:
+            raise BlobMissing(sha256, "altered in the store (its bytes do not hash to its "
+                              "name)")
+        if not self.store().readonly:  # a cache: the store keeps it either way
+            with contextlib.suppress(OSError, OperatorError):
+                self.local.put(data)
+        return data
 
 
 def _conflict(err: StreamConflict) -> LogConflict:

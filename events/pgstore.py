@@ -11,6 +11,7 @@ advisory lock so two first opens do not race)::
                        type text, v int, at bigint, actor text, correlation text,
                        core bytea, prev bytea, hash bytea, tx xid8,
                        PRIMARY KEY (log_id, seq))
+    trustledger_blobs(log_id text, name text, data bytea, PRIMARY KEY (log_id, name))
     sequence trustledger_position; function trustledger_append_v1(...)
 
 A log is the rows of one `log_id`, numbered by `seq` from 1 without gaps. `core` is exactly
@@ -85,6 +86,15 @@ connection release it too. Two log ids whose hashes
 collide share a lock (refused as "in use" though they are not; never two writers on one log).
 Readers take no lock. Devices do not take it.
 
+A lock lost under the writer (the server ended its session: `pg_terminate_backend`, a
+restart, a cut network that the keepalives notice) is found before the writer's next append
+(`WriterLock.held`: a zero-timeout poll of the lock session's socket, which the server's
+goodbye or a dead connection makes readable, then one `SELECT 1` to be sure; an idle session
+that is still there costs no round trip). The writer then takes the lock again if nobody
+holds it AND the log's head is still the one it knows: nobody appended while it was unlocked,
+so it is still the only writer of this history. Otherwise (`WriterLockLost`) it must stop
+writing: another process holds the lock, or wrote meanwhile.
+
 Connection trouble is a `StoreUnavailable` (a `LogError`) with a sentence, never a psycopg
 traceback. A connection that drops during an append leaves the batch in doubt (the COMMIT may
 have happened): the store reconnects, makes sure the old backend is gone (so the transaction
@@ -95,6 +105,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import select
 import time
 import weakref
 from collections.abc import Callable, Iterator, Sequence
@@ -130,6 +141,12 @@ CREATE TABLE IF NOT EXISTS trustledger_logs (
     created_at timestamptz NOT NULL DEFAULT now()
 );
 CREATE SEQUENCE IF NOT EXISTS trustledger_position AS bigint;
+CREATE TABLE IF NOT EXISTS trustledger_blobs (
+    log_id text NOT NULL,
+    name text NOT NULL,
+    data bytea NOT NULL,
+    PRIMARY KEY (log_id, name)
+);
 CREATE TABLE IF NOT EXISTS trustledger_events (
     position bigint NOT NULL UNIQUE,
     log_id text NOT NULL,
@@ -263,11 +280,12 @@ def connect(url: str) -> psycopg.Connection[Any]:
 
 
 def ensure_schema(conn: psycopg.Connection[Any]) -> None:
-    """Create the tables, sequence and append function if missing (idempotent)."""
+    """Create the tables, sequence and append function if missing (idempotent; a store
+    made before `trustledger_blobs` existed gets it at its next writable open)."""
     row = conn.execute("SELECT to_regprocedure('trustledger_append_v1(text, bigint, text[], "
-                       "int[], bigint[], text[], text[], bytea[], bytea[], bytea[])')"
-                       ).fetchone()
-    if row is not None and row[0] is not None:
+                       "int[], bigint[], text[], text[], bytea[], bytea[], bytea[])') IS NOT "
+                       "NULL AND to_regclass('trustledger_blobs') IS NOT NULL").fetchone()
+    if row is not None and row[0]:
         return
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
@@ -488,6 +506,52 @@ class PostgresEventStore:
             raise _corrupted(self.log_id, 0, expect, f"the log ends before seq {expect} "
                              f"(its head is {head})")
 
+    # -- blobs: bytes the log's events name by their SHA-256 (a device's CRLs) -------------
+
+    def put_blobs(self, blobs: Sequence[bytes]) -> list[str]:
+        """Store `blobs` beside this log, each named by its hex SHA-256 (once: the same bytes
+        are the same name); committed when this returns (one statement, in autocommit even
+        inside a group commit, so an event naming one can follow). Their names."""
+        if self.readonly:
+            raise LogError("event log is open read-only")
+        names = [hashlib.sha256(b).hexdigest() for b in blobs]
+        if names:
+            with _translated(self.url, "store a blob"):
+                self._connection().execute(
+                    "INSERT INTO trustledger_blobs (log_id, name, data) SELECT %s, n, d FROM "
+                    "unnest(%s::text[], %s::bytea[]) AS b(n, d) ON CONFLICT DO NOTHING",
+                    (self.log_id, names, list(blobs)))
+        return names
+
+    def blob_names(self, names: Sequence[str]) -> set[str]:
+        """Which of `names` are stored beside this log."""
+        with _translated(self.url, "read the blob names"):
+            try:
+                rows = self._connection().execute(
+                    "SELECT name FROM trustledger_blobs WHERE log_id = %s AND name = ANY(%s)",
+                    (self.log_id, list(names))).fetchall()
+            except pg_errors.UndefinedTable:
+                return set()
+        return {str(r[0]) for r in rows}
+
+    def get_blob(self, name: str) -> bytes | None:
+        """The bytes stored beside this log under `name`, unchecked; None if there are none
+        (or the store predates blobs)."""
+        with _translated(self.url, "read a blob"):
+            try:
+                row = self._connection().execute(
+                    "SELECT data FROM trustledger_blobs WHERE log_id = %s AND name = %s",
+                    (self.log_id, name), binary=True).fetchone()
+            except pg_errors.UndefinedTable:
+                return None
+        return None if row is None else bytes(row[0])
+
+    def stored_head(self) -> tuple[int, bytes]:
+        """The head the store holds now (another writer's appends included); this handle's
+        own head is unchanged."""
+        with _translated(self.url, "read the event log head"):
+            return _read_head(self._connection(), self.log_id)
+
     def close(self) -> None:
         self._conn.close()
 
@@ -615,6 +679,10 @@ class WriterLocked(LogLocked):
     """Another session holds the log's single-writer lock (see `WriterLock`)."""
 
 
+class WriterLockLost(LogError):
+    """The single-writer lock was lost and could not be taken back safely: stop writing."""
+
+
 class WriterLock:
     """The single-writer lock of one log (module doc, "Single writers"), held on a connection
     of its own from `acquire` until `release` (or the session's end)."""
@@ -639,6 +707,26 @@ class WriterLock:
             raise WriterLocked(f"The event log {log_id} is open for writing by another "
                                "process.", sentence=True)
         return cls(conn, log_id)
+
+    def held(self) -> bool:
+        """Whether the lock's session is still there (so it still holds the lock): see the
+        module doc, "Single writers". False once released."""
+        conn = self._conn
+        if conn is None or conn.closed:
+            return False
+        try:
+            quiet = not select.select([conn.fileno()], [], [], 0)[0]
+        except (OSError, ValueError, psycopg.Error):
+            quiet = False
+        if quiet:
+            return True
+        try:
+            conn.execute("SELECT 1")
+        except psycopg.Error:
+            with contextlib.suppress(psycopg.Error):
+                conn.close()
+            return False
+        return True
 
     def release(self) -> None:
         """Unlock, then end the lock's session. The explicit unlock is what makes the release

@@ -490,7 +490,8 @@ def _serve(args: argparse.Namespace) -> int:
                           file=sys.stderr)
                     return 1
                 if ca.unavailable is not None:  # restarting reopens (recovers) the log
-                    print(f"{ca.unavailable.message}; stopped serving", file=sys.stderr)
+                    said = ca.unavailable.message.rstrip(".")  # a sentence may end in '.'
+                    print(f"{said}; stopped serving.", file=sys.stderr)
                     return 1
         finally:
             server.stop()

@@ -38,6 +38,13 @@ Quarantine. One bad log never stops the others. A log is quarantined (a row in
 - its rows no longer rebuild (damaged after they were folded): its views stay as they were.
 A quarantined log's later events are skipped (never folded onto a state that missed one);
 its device row stays, and `fleet devices` shows why (engine/fleet/queries.py `devices`).
+
+Release (`release`, `trustledger fleet release DEVICE`), once the log was repaired: in one
+transaction that holds the position row (so no step runs meanwhile), the log's events up to
+the views' position are read again and checked as a step checks them (numbered, chained,
+hashed, and for a device folded with its fold table); only if all of it holds are its rows
+rewritten from that fold and its quarantine row deleted. Its later events are then folded
+by the next step like any other log's. Still damaged: `ReleaseRefused`, nothing changed.
 """
 
 from __future__ import annotations
@@ -79,6 +86,14 @@ def database(url: str) -> str:
 
 class NotAStore(Exception):
     """The database holds no trustledger event store (no `trustledger_events` table)."""
+
+
+class ReleaseRefused(Exception):
+    """A quarantine not lifted (the text says why); `still_bad`: the log still fails."""
+
+    def __init__(self, text: str, still_bad: bool) -> None:
+        super().__init__(text)
+        self.text, self.still_bad = text, still_bad
 
 
 class _Moved(Exception):
@@ -143,6 +158,29 @@ class FleetFollower:
         """The logs the views stopped folding (engine/fleet/queries.py `quarantined`)."""
         with self._writer.transaction():
             return quarantined(self._writer)
+
+    def release(self, log_id: str) -> tuple[int, int]:
+        """Lift `log_id`'s quarantine if its log, re-checked up to the views' position, is
+        whole and folds (module doc, "Release"): (the seq it is folded to, the position).
+        ReleaseRefused if it is not quarantined or still fails; nothing changes then."""
+        w = self._writer
+        with w.transaction():
+            row = w.execute("SELECT position FROM trustledger_fleet_position WHERE name = %s "
+                            "FOR UPDATE", (self.name,)).fetchone()
+            at = int(row[0]) if row else 0
+            held = w.execute("SELECT seq, reason FROM trustledger_fleet_quarantine WHERE "
+                             "device = %s", (log_id,)).fetchone()
+            if held is None:
+                known = w.execute("SELECT 1 FROM trustledger_logs WHERE log_id = %s",
+                                  (log_id,)).fetchone()
+                raise ReleaseRefused(f"{log_id} is not quarantined: nothing to release "
+                                     "(fleet devices shows each log's status)." if known else
+                                     f"The store has no log {log_id}.", False)
+            dev = _recheck(w, self.url, log_id, at)
+            _write(w, {log_id: dev}, [log_id])
+            w.execute("DELETE FROM trustledger_fleet_quarantine WHERE device = %s", (log_id,))
+        self._cache.pop(log_id, None)
+        return dev.seq, at
 
     # -- stepping ----------------------------------------------------------------------------
 
@@ -301,6 +339,46 @@ class FleetFollower:
             self._cache.move_to_end(log_id)
         while len(self._cache) > self.cache_size:
             self._cache.popitem(last=False)
+
+
+def _recheck(conn: Any, url: str, log_id: str, at: int) -> Device:
+    """`log_id` as the views would hold it had it never been quarantined: its events up to
+    position `at`, checked and (a device's) folded; ReleaseRefused(still_bad) naming the
+    first thing still wrong."""
+    from engine.fleet.devices import Device, rebuild
+    from engine.folds import UnfoldedEvent
+    from events.pgstore import PostgresEventStore
+    from events.registry import UnknownEventType
+
+    row = conn.execute(
+        "SELECT l.kind, (SELECT max(seq) FROM trustledger_events e WHERE e.log_id = l.log_id "
+        "AND e.position <= %s) FROM trustledger_logs l WHERE l.log_id = %s",
+        (at, log_id)).fetchone()
+    kind, upto = (str(row[0]), int(row[1] or 0)) if row else ("device", 0)
+    try:
+        if kind == "device":
+            state = rebuild(conn, {log_id: upto})[log_id] if upto else None
+        else:  # a CA's log: counted, not folded; its chain checked as a store read does
+            with PostgresEventStore.open(url, log_id, kind=kind, readonly=True) as log:
+                for _ in log.read_rows():
+                    pass
+            state = None
+    except LogCorrupted as e:
+        raise ReleaseRefused(f"{log_id} is still damaged at seq {e.damage.seq}: "
+                             f"{e.damage.reason}.", True) from None
+    except UnfoldedEvent as e:
+        raise ReleaseRefused(f"{log_id} still holds at seq {e.seq} an event of type "
+                             f"{e.type_name}, which this build does not fold as a device's.",
+                             True) from None
+    except UnknownEventType as e:
+        raise ReleaseRefused(f"{log_id} still holds an event this build does not know "
+                             f"({e}).", True) from None
+    last = conn.execute("SELECT at FROM trustledger_events WHERE log_id = %s AND seq = %s",
+                        (log_id, upto)).fetchone()
+    dev = Device.start(kind, upto, int(last[0]) if last else 0)
+    if state is not None:
+        dev.set_state(state)
+    return dev
 
 
 # -- writing the rows ------------------------------------------------------------------------

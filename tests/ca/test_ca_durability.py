@@ -175,7 +175,8 @@ def test_ca_serve_exits_non_zero_once_the_log_cannot_be_made_durable(tmp_path: P
         assert refused.returncode == 1 and "could not be made durable" in refused.stderr
         assert proc.wait(timeout=20) == 1
         assert proc.stderr is not None
-        assert "stopped serving" in proc.stderr.read()
+        last = proc.stderr.read().splitlines()[-1]
+        assert last.endswith("; stopped serving.") and ".;" not in last, last
     finally:
         if proc.poll() is None:
             proc.kill()

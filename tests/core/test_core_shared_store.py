@@ -302,3 +302,72 @@ def test_a_group_commit_refused_by_another_writer_leaves_no_phantom_checkpoint(
         second.close()
     with _open(pg_url, tmp_path / "a", audit=True) as again:  # the trail is the log's
         assert again.audit is not None and again.audit.size == again.state.seq
+
+
+def _group_chain() -> list[object]:
+    from tests.validation.validation_support import Pki, Spec
+
+    pki = Pki.make("Lost")
+    return [pki.leaf(Spec("peer.example", dns=["peer.example"])), pki.inter]
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("away", [False, True], ids=["back-at-once", "still-away"])
+def test_a_store_lost_inside_a_group_commit_is_a_clean_refusal(
+        pg_url: str, tmp_path: Path, away: bool) -> None:
+    """The store is lost while a group commit's block runs: the block ends in one `%`
+    refusal saying its events were not committed (never a psycopg error or a read from a
+    dead connection), the state is what the store holds, and the next commands reconnect."""
+    from engine.errors import OperatorError
+    from tests.validation.validation_support import AT_US
+
+    chain = _group_chain()
+    with _open(pg_url, tmp_path / "dev") as eng:
+        run(eng, "configure", "hostname before", "commit", "end")
+        acknowledged = eng.state.seq
+        try:
+            with pytest.raises(OperatorError) as refused, eng.group_commit():
+                eng.validate_peer(chain, "any", AT_US)
+                eng.validate_peer(chain, "any", AT_US)
+                assert eng.state.seq == acknowledged + 2
+                _kill_sessions(pg_url, allow=False if away else None)
+            text = refused.value.render()
+            assert text.startswith("% Could not write the event log: Lost the connection to "
+                                   "the event store postgresql://"), text
+            assert text.endswith(
+                "the next command reconnects and finds out." if away else
+                "Reconnected: the store holds none of the 2 events of this block: they were "
+                "not committed. Nothing was changed."), text
+            assert eng.state.seq == acknowledged and eng.state.hostname == "before"
+        finally:
+            if away:  # (the engine has no session left to kill)
+                _kill_sessions(pg_url, allow=True)
+        run(eng, "configure", "hostname after")
+        again = eng.execute("commit")
+        assert again.ok and eng.state.hostname == "after", again.output
+    report = verify_log(pg_url, "r1")
+    assert report.damage is None and report.head_seq == acknowledged + 1
+
+
+@pytest.mark.integration
+def test_a_group_the_store_committed_before_the_loss_is_found_and_kept(
+        pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from events.pgstore import PostgresEventStore, StoreUnavailable
+    from tests.validation.validation_support import AT_US
+
+    real = PostgresEventStore._commit
+
+    def committed_then_lost(self: PostgresEventStore, records: object, cores: object) -> None:
+        real(self, records, cores)  # type: ignore[arg-type]
+        raise StoreUnavailable("Lost the connection to the event store (test)")
+
+    chain = _group_chain()
+    with _open(pg_url, tmp_path / "dev") as eng:
+        monkeypatch.setattr(PostgresEventStore, "_commit", committed_then_lost)
+        with eng.group_commit():
+            eng.validate_peer(chain, "any", AT_US)
+        monkeypatch.setattr(PostgresEventStore, "_commit", real)
+        kept = eng.state.seq
+        assert eng.catch_up() == 0
+        run(eng, "configure", "hostname after", "commit", "end")
+    assert verify_log(pg_url, "r1").head_seq == kept + 1

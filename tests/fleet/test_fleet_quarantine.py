@@ -131,3 +131,59 @@ def test_a_folded_log_damaged_since_is_quarantined_when_it_must_be_rebuilt(
     got = _devices(pg_url)
     assert got["edge-6"] == (2, 2, "damaged at seq 1: hash chain broken")  # as folded before
     assert got["edge-7"] == (2, 2, "ok")
+
+
+def _repair(url: str, log_id: str, seq: int) -> None:
+    """Put back the hash `_damage` broke (the row restored from a backup)."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("UPDATE trustledger_events SET hash = sha256(prev || core) WHERE log_id "
+                     "= %s AND seq = %s", (log_id, seq))
+
+
+def test_release_lifts_a_quarantine_only_once_the_log_rechecks_whole(
+        pg_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    _append(pg_url, "dmg3", 0, 1, 2)
+    _damage(pg_url, "dmg3", 2)
+    _append(pg_url, "dmg3", 3)  # skipped while quarantined
+    _append(pg_url, "edge-6", 4)
+    assert _devices(pg_url)["dmg3"] == (1, 1, "damaged at seq 2: hash chain broken")
+    capsys.readouterr()
+    assert main(["fleet", "release", "dmg3", "--store", pg_url]) == 1  # still damaged
+    assert capsys.readouterr() == ("", (
+        "% dmg3 is still damaged at seq 2: hash chain broken. Repair its log (`trustledger "
+        "log verify --store URL --device dmg3` says where), then release it again.\n"))
+    assert _devices(pg_url)["dmg3"] == (1, 1, "damaged at seq 2: hash chain broken")
+    _repair(pg_url, "dmg3", 2)
+    assert main(["fleet", "release", "dmg3", "--store", pg_url]) == 0
+    out, err = capsys.readouterr()
+    assert out.startswith("Released dmg3: its log re-checked whole and folded to seq 4 "
+                          "(views at position ") and err == ""
+    assert _devices(pg_url) == {"dmg3": (4, 4, "ok"), "edge-6": (1, 1, "ok")}
+    _append(pg_url, "dmg3", 5)  # and it is followed again
+    assert _devices(pg_url)["dmg3"] == (5, 5, "ok")
+    assert main(["fleet", "trustpoints", "--store", pg_url]) == 0
+    out, err = capsys.readouterr()
+    assert err == "" and [ln.split()[1] for ln in out.splitlines()[1:] if
+                          ln.startswith("dmg3")] == ["tp0", "tp1", "tp2", "tp3", "tp5"]
+
+
+def test_release_of_a_log_that_is_not_quarantined_is_refused(
+        pg_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    _append(pg_url, "edge-7", 0)
+    assert main(["fleet", "release", "edge-7", "--store", pg_url]) == 2
+    assert capsys.readouterr().err == ("% edge-7 is not quarantined: nothing to release "
+                                       "(fleet devices shows each log's status).\n")
+    assert _devices(pg_url) == {"edge-7": (1, 1, "ok")}
+    assert main(["fleet", "release", "edge-9", "--store", pg_url]) == 2
+    assert capsys.readouterr().err == "% The store has no log edge-9.\n"
+
+
+def test_release_of_a_log_with_an_event_this_build_cannot_fold_is_refused(
+        pg_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    _append(pg_url, "edge-8", 0)
+    _append_foreign(pg_url, "edge-8")
+    assert _devices(pg_url)["edge-8"][2] == f"damaged at seq 2: {UNFOLDED}"
+    capsys.readouterr()
+    assert main(["fleet", "release", "edge-8", "--store", pg_url]) == 1
+    assert capsys.readouterr().err.startswith("% edge-8 still holds")
+    assert _devices(pg_url)["edge-8"][2] == f"damaged at seq 2: {UNFOLDED}"
