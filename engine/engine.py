@@ -394,7 +394,7 @@ class Engine:
         first_error: TrustledgerError | None = None
         for pops, (mode, _path) in enumerate(reversed(self.session.modes)):
             try:
-                return parse(self.grammar, mode, line), pops
+                return parse(self.grammar, mode, line, typed=True), pops
             except TrustledgerError as err:
                 if first_error is None:
                     first_error = err
@@ -450,7 +450,7 @@ class Engine:
     def _do(self, line: str) -> list[Recorded]:
         """`do <exec command>` from a configuration mode: run it as exec, stay in the mode."""
         try:
-            match = parse(self.grammar, Mode.EXEC, line)
+            match = parse(self.grammar, Mode.EXEC, line, typed=True)
         except TrustledgerError as err:
             if err.caret is not None:  # point into the whole line, not the part after `do`
                 err.caret += max(self._line.rfind(line), 0)
