@@ -32,6 +32,7 @@ from cryptography import x509
 
 from engine.errors import PeerError, PeerReason, TrustledgerError
 from engine.keyformats import Encoding
+from engine.messages import plural
 from engine.pki import load_certificate, spki
 from engine.trustpool.pool import quiet
 
@@ -96,8 +97,8 @@ def _from_pem(data: bytes, anchors: Sequence[x509.Certificate], now: int
     if begins != len(blocks):
         # A download cut short keeps its complete blocks and loses the rest: never a pool
         # of whatever happened to arrive.
-        raise BundleRefused(f"the PEM bundle has {begins} BEGIN lines but {len(blocks)} "
-                            "complete BEGIN/END blocks (truncated?)")
+        raise BundleRefused(f"the PEM bundle has {plural(begins, 'BEGIN line')} but "
+                            f"{plural(len(blocks), 'complete BEGIN/END block')} (truncated?)")
     if len(blocks) == 1 and blocks[0][0] in (b"PKCS7", b"CMS"):
         return _from_pkcs7(_base64(blocks[0][1], "PKCS7 block"), "the PEM PKCS#7 bundle",
                            "not a PKCS#7 SignedData", anchors, now)

@@ -288,6 +288,14 @@ def test_a_pem_bundle_cut_inside_a_later_block(good: Engine, http_server: Bundle
              f"has {whole + 1} BEGIN lines but {whole} complete BEGIN/END blocks (truncated?)")
 
 
+def test_a_pem_bundle_cut_in_its_second_block_counts_in_good_english(
+        good: Engine, http_server: BundleServer) -> None:
+    first, second = (pem([ca(n, *years(2020, 2040))[0]]) for n in ("One", "Two"))
+    cut = first + second[: second.index(b"-----END")]
+    _refused(good, http_server.serve("/cut-second.pem", cut),
+             "the PEM bundle has 2 BEGIN lines but 1 complete BEGIN/END block (truncated?).")
+
+
 def test_an_unsupported_scheme_is_a_caret(good: Engine) -> None:
     result = good.execute(IMPORT + "ftp://127.0.0.1/x.p7b")
     assert not result.ok and "Invalid input detected at '^' marker." in result.output
