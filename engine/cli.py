@@ -483,12 +483,15 @@ def harden_stdio() -> None:
 
 
 def cmd_log_verify(src: LogSource) -> int:
+    from events.filelog import InterruptedAppend
+
     report = _verified(src)
     print(f"events    : {report.events}")
     print(f"head seq  : {report.head_seq}")
     print(f"head hash : {report.head_hash.hex()}")
-    if report.damage is not None:
-        print(f"DAMAGED   : {report.damage}")
+    if report.damage is not None:  # an interrupted append too: the files are not clean
+        label = "TORN TAIL" if isinstance(report.damage, InterruptedAppend) else "DAMAGED"
+        print(f"{label:<10}: {report.damage}")
         return 1
     print("chain     : OK")
     with src.open() as log:

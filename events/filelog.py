@@ -200,6 +200,26 @@ class Damage:
         return f"{self.reason} ({at}segment {self.segment}, offset {self.offset})"
 
 
+@dataclass(frozen=True)
+class InterruptedAppend(Damage):
+    """What `verify` finds when the newest segment ends inside a frame that the head marker
+    does not cover: an append a crash interrupted before it was acknowledged, which the next
+    open for writing cuts (`Repair`). Not damage to any acknowledged event: every one before
+    it verified. `cut` bytes at `offset`; `seq` is unset."""
+
+    cut: int = 0
+    acknowledged: int = 0  # the events before it, all verified
+
+    def __str__(self) -> str:
+        n = self.acknowledged
+        before = ("no event was acknowledged before it" if n == 0 else
+                  "the acknowledged event before it verifies" if n == 1 else
+                  f"all {n} acknowledged events before it verify")
+        return (f"an interrupted append, never acknowledged ({self.cut} bytes at segment "
+                f"{self.segment}, offset {self.offset}): the next open for writing cuts it; "
+                f"{before}")
+
+
 class LogCorrupted(LogError):
     def __init__(self, damage: Damage) -> None:
         super().__init__(f"event log is damaged: {damage}")
@@ -1364,6 +1384,9 @@ def _check_marker(head: int, marker: tuple[int, bytes], found: bytes | None) -> 
 # -- audit -----------------------------------------------------------------------------------
 
 
+_TORN_TAIL = "incomplete frame (torn tail)"  # scrub passes over one at the newest segment's end
+
+
 @dataclass(frozen=True)
 class VerifyReport:
     events: int
@@ -1375,13 +1398,34 @@ class VerifyReport:
 def verify(root: str | os.PathLike[str]) -> VerifyReport:
     """Walk every frame and the whole hash chain; report the first damage found. Each row's
     hash is checked over its stored bytes (`_verified_frame`); a frame that fails that is
-    walked again the careful way (decode, re-encode) to name its first problem."""
+    walked again the careful way (decode, re-encode) to name its first problem. A crash's
+    torn tail that opening would cut is reported as an `InterruptedAppend`."""
     log = FileEventLog(Path(root), True, DEFAULT_SEGMENT_BYTES)
-    report = _walk(log.segments(), GENESIS, 1)
+    segs = log.segments()
+    report = _walk(segs, GENESIS, 1)
+    torn = report.damage
+    if torn is not None and torn.reason == _TORN_TAIL and torn.segment == segs[-1].name:
+        return VerifyReport(report.events, report.head_seq, report.head_hash,
+                            _interrupted(log, torn, segs[-1], report.head_seq))
     if report.damage is not None:
         return report
     return VerifyReport(report.events, report.head_seq, report.head_hash,
                         _marker_damage(log, report.head_seq))
+
+
+def _interrupted(log: FileEventLog, torn: Damage, seg: Path, head: int) -> Damage:
+    """A chain that ends inside the newest segment's last frame: an `InterruptedAppend` if
+    opening agrees (the head marker is within the whole frames, and the repair it would make
+    is exactly this cut); else what opening says (acknowledged events lost), or `torn`."""
+    cut = seg.stat().st_size - torn.offset
+    try:
+        with FileEventLog.open(log.root, readonly=True) as opened:
+            pending = opened.repair_pending
+    except LogError as e:
+        return Damage(torn.segment, torn.offset, head + 1, e.text)
+    if pending != str(Repair(torn.segment, torn.offset, cut)):
+        return torn
+    return InterruptedAppend(torn.segment, torn.offset, None, _TORN_TAIL, cut, head)
 
 
 def _walk(segs: Sequence[Path], prev: bytes, expect: int) -> VerifyReport:
@@ -1400,7 +1444,7 @@ def _walk(segs: Sequence[Path], prev: bytes, expect: int) -> VerifyReport:
                 prev, expect = _careful_walk(seg, start, prev, expect)
         except _Torn as torn:
             return VerifyReport(expect - 1, expect - 1, prev,
-                                Damage(seg.name, torn.offset, None, "incomplete frame (torn tail)"))
+                                Damage(seg.name, torn.offset, None, _TORN_TAIL))
         except _Damaged as bad:
             return VerifyReport(bad.expect - 1, bad.expect - 1, bad.prev, bad.damage)
         except LogCorrupted as bad:

@@ -34,11 +34,11 @@ from engine.keyformats import Encoding
 from engine.keys import KeyAlgorithm
 from engine.revocation.cache import crl_timeout
 from engine.revocation.index import remember
-from engine.revocation.ldap import LdapUrlError, resolve_dn
+from engine.revocation.ldap import CrlValues, LdapUrlError, resolve_dn
 from engine.revocation.model import CachedCrl
 from engine.revocation.own import own_certificates_revoked
 from engine.revocation.transport import FetchCRL, StoreCrl
-from engine.revocation.verify import CrlRefused, VerifiedCrl, verify_crl
+from engine.revocation.verify import CrlRefused, VerifiedCrl, newest_verified, verify_crl
 from engine.state import DeviceState
 from engine.trustpoints import status_of, trustpoint_config, trustpoint_names
 from events.registry import Event
@@ -78,8 +78,8 @@ def fetch_crl(state: DeviceState, cert: x509.Certificate, issuer: x509.Certifica
             attempts.append((src.uri, src.error))
             continue
         try:
-            data: bytes = yield FetchCRL(src.uri, timeout, src.scep)
-            got = verify_crl(data, issuer, cert, now=now)
+            answer: bytes | CrlValues = yield FetchCRL(src.uri, timeout, src.scep)
+            got = newest_verified(answer, lambda d: verify_crl(d, issuer, cert, now=now))
         except PeerError as e:  # an OperatorError (e.g. fetching in a replay) is no attempt
             attempts.append((src.uri, e.text.rstrip(".")))
             continue

@@ -12,10 +12,12 @@ DN) is read from the server the trustpoint's `query url` names.
 
 The attribute is multi-valued (RFC 4523 §2.2 does not make it SINGLE-VALUE): a CA that
 publishes its new CRL beside the old one leaves both in the entry, in no order the directory
-promises. Of several values the newest complete CRL is taken (the higher cRLNumber, then the
-later thisUpdate; a value that is no CRL, or a delta CRL, is taken only when nothing else
-is), so a stale first value never hides a newer revocation. The choice is no verification:
-what is taken is then verified as any fetched CRL is.
+promises. A read therefore answers every value (`CrlValues`), ranked newest first (a complete
+CRL before a delta CRL before a value that is no CRL; then the higher cRLNumber, then the
+later thisUpdate), and the caller takes the first that verifies against the issuer
+(engine.revocation.verify `newest_verified`): so a stale first value never hides a newer
+revocation, and a bogus value with a high cRLNumber (anyone who can write the entry can add
+one) never hides the genuine CRL. When none verifies, the newest value's refusal is given.
 """
 
 from __future__ import annotations
@@ -28,6 +30,13 @@ from urllib.parse import quote, unquote
 CRL_ATTRIBUTE = "certificateRevocationList;binary"
 DEFAULT_PORT = 389
 MAX_CRL = 64 << 20  # a CRL larger than 64 MiB is refused
+
+
+@dataclass(frozen=True, slots=True)
+class CrlValues:
+    """An LDAP entry's CRL values, newest first (see the module docstring)."""
+
+    values: tuple[bytes, ...]
 
 
 class LdapUrlError(ValueError):
@@ -126,11 +135,12 @@ def resolve_dn(dn: str, query_url: str | None) -> LdapTarget:
     return LdapTarget(host or "localhost", port, dn)
 
 
-def read_crl(target: LdapTarget, timeout_s: float) -> bytes:
-    """The entry's first `certificateRevocationList;binary` value, within `timeout_s` in all
-    (connect, bind, search: ldap3's timeouts are per operation, so the read runs in a
-    helper thread that is abandoned at the deadline and ends at its own socket timeout)."""
-    result: list[bytes | BaseException] = []
+def read_crl(target: LdapTarget, timeout_s: float) -> CrlValues:
+    """The entry's `certificateRevocationList;binary` values, newest first, within
+    `timeout_s` in all (connect, bind, search: ldap3's timeouts are per operation, so the
+    read runs in a helper thread that is abandoned at the deadline and ends at its own
+    socket timeout)."""
+    result: list[CrlValues | BaseException] = []
     worker = threading.Thread(target=_read_into, args=(target, timeout_s, result),
                               name="crl-ldap", daemon=True)
     worker.start()
@@ -143,15 +153,15 @@ def read_crl(target: LdapTarget, timeout_s: float) -> bytes:
     return got
 
 
-def _read_into(target: LdapTarget, timeout_s: float, result: list[bytes | BaseException]
-               ) -> None:
+def _read_into(target: LdapTarget, timeout_s: float,
+               result: list[CrlValues | BaseException]) -> None:
     try:
         result.append(_read(target, timeout_s))
     except BaseException as e:
         result.append(e)
 
 
-def _read(target: LdapTarget, timeout_s: float) -> bytes:
+def _read(target: LdapTarget, timeout_s: float) -> CrlValues:
     import ldap3  # loaded by the first LDAP fetch only
     from ldap3.core.exceptions import LDAPException
 
@@ -181,13 +191,13 @@ def _read(target: LdapTarget, timeout_s: float) -> bytes:
     values = [bytes(v) for v in raw[key] if len(v) <= MAX_CRL]
     if not values:
         raise LdapReadError(f"the CRL is larger than {MAX_CRL >> 20} MiB")
-    return newest_crl(values)
+    return CrlValues(ranked(values))
 
 
-def newest_crl(values: list[bytes]) -> bytes:
-    """Of an entry's CRL values, the newest complete CRL (see the module docstring); the
-    first value when none parses."""
-    return values[0] if len(values) == 1 else max(values, key=_rank)  # the first of equals
+def ranked(values: list[bytes]) -> tuple[bytes, ...]:
+    """An entry's CRL values, newest first (see the module docstring; equals keep the
+    directory's order)."""
+    return tuple(sorted(values, key=_rank, reverse=True)) if len(values) > 1 else tuple(values)
 
 
 def _rank(value: bytes) -> tuple[int, int, float]:

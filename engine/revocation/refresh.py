@@ -17,9 +17,13 @@ its CA certificate `ca`):
   (`RETRY_MINUTES`), until a fresh CRL comes in. Soon at first (a CA publishing late, a
   directory restarting), then rarely: a CA that stopped publishing is not asked every hour
   for months, and a peer's validation does not wait for this timer (it fetches a missing or
-  stale CRL itself);
-- a cached CRL without a nextUpdate: never (RFC 5280 §5.1.2.5: conforming issuers MUST
-  include nextUpdate; one without it gives no time to refresh at).
+  stale CRL itself, from a source at most once a minute: engine.validation.folded);
+- a cached CRL without a nextUpdate: as one past it, since the fetch that brought it (RFC
+  5280 §5.1.2.5: "Conforming CRL issuers MUST include the nextUpdate time in all CRLs"; the
+  cache and validation never take such a CRL as current, engine.revocation.verify), so it is
+  retried on the same schedule until a CRL with a nextUpdate comes in. Not once a minute, as
+  a validation may: that back-off spaces fetches a handshake asks for; this timer runs
+  whether anyone validates or not.
 
 Fetching is `engine.revocation.fetch.fetch_crl` with the trustpoint named, so what it finds
 (the CRL, a failure, the router's own certificate on the CRL) becomes events the one way.
@@ -72,9 +76,9 @@ def refresh_due_at(state: DeviceState, st: TrustpointStatus) -> int | None:
     if st.crl_fetched_at < rc.installed_at:
         return rc.installed_at
     cached = crl_for(state, cert, ca)
-    if cached is None or cached.next_update is None:
+    if cached is None:
         return None
-    if st.crl_fetched_at >= cached.next_update:
+    if cached.next_update is None or st.crl_fetched_at >= cached.next_update:
         return st.crl_fetched_at + retry_delay(st.crl_failures)
     return cached.next_update
 

@@ -5,9 +5,11 @@ store before the event naming them is appended.
 One URI per effect: `http://...` (httpx, a TOTAL deadline of `timeout_s` for the whole fetch,
 redirects included, so a server that trickles its answer is cut off at it; only 200 taken;
 at most MAX_CRL bytes), `ldap://host[:port]/dn...` (engine.revocation.ldap, the same total
-deadline), or `scep:<trustpoint>`, a SCEP GetCRL to the trustpoint's CA through the SCEP
-transport (engine.scep_client.get_crl) with the request the effect carries. Whatever goes
-wrong is a `CrlUnavailable` naming the cause, thrown into the handler at its `yield`.
+deadline; the entry's CRL values, newest first, which the caller verifies in turn:
+engine.revocation.verify `newest_verified`), or `scep:<trustpoint>`, a SCEP GetCRL to the
+trustpoint's CA through the SCEP transport (engine.scep_client.get_crl) with the request the
+effect carries. Whatever goes wrong is a `CrlUnavailable` naming the cause, thrown into the
+handler at its `yield`.
 """
 
 from __future__ import annotations
@@ -18,7 +20,13 @@ from urllib.parse import urljoin, urlsplit
 
 from engine.effects import Effect, performs
 from engine.errors import PeerError, PeerReason, TrustledgerError
-from engine.revocation.ldap import LdapReadError, LdapUrlError, parse_ldap_url, read_crl
+from engine.revocation.ldap import (
+    CrlValues,
+    LdapReadError,
+    LdapUrlError,
+    parse_ldap_url,
+    read_crl,
+)
 from engine.runtime import Ports
 
 if TYPE_CHECKING:
@@ -40,7 +48,7 @@ class CrlUnavailable(PeerError):
 @dataclass(frozen=True)
 class FetchCRL(Effect):
     """The bytes at `uri` within `timeout_s` seconds in all (`scep:<trustpoint>`: a GetCRL
-    with `scep`)."""
+    with `scep`); an ldap:// entry's values are answered as `CrlValues`."""
 
     uri: str
     timeout_s: float
@@ -55,13 +63,14 @@ class StoreCrl(Effect):
 
 
 class CrlFetcher(Protocol):
-    def fetch(self, uri: str, timeout_s: float) -> bytes:
-        """The bytes at an http:// or ldap:// `uri`, or CrlUnavailable naming why not."""
+    def fetch(self, uri: str, timeout_s: float) -> bytes | CrlValues:
+        """The bytes at an http:// `uri`, the CRL values of an ldap:// one, or
+        CrlUnavailable naming why not."""
         ...
 
 
 @performs(FetchCRL)
-def _fetch(ports: Ports, eff: FetchCRL) -> bytes:
+def _fetch(ports: Ports, eff: FetchCRL) -> bytes | CrlValues:
     if eff.uri.startswith("scep:"):
         if eff.scep is None:
             raise CrlUnavailable(f"{eff.uri}: the trustpoint cannot ask its CA (no "
@@ -91,7 +100,7 @@ def _store(ports: Ports, eff: StoreCrl) -> str:
 class NetworkCrlFetcher:
     """http:// through httpx, ldap:// through ldap3; each under one total deadline."""
 
-    def fetch(self, uri: str, timeout_s: float) -> bytes:
+    def fetch(self, uri: str, timeout_s: float) -> bytes | CrlValues:
         scheme = uri.partition(":")[0].lower()
         if scheme == "ldap":
             try:

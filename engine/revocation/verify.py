@@ -34,7 +34,9 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from cryptography import x509
 from cryptography.x509.oid import ExtensionOID
@@ -42,6 +44,7 @@ from cryptography.x509.oid import ExtensionOID
 from engine.keyformats import Encoding
 from engine.revocation.cache import cdp_uris, is_ca, spki_sha256
 from engine.revocation.index import CrlIndex, CrlShape, build_index
+from engine.revocation.ldap import CrlValues
 
 # The CRL extensions we process (or that change nothing when critical and understood).
 _KNOWN = {
@@ -52,8 +55,32 @@ _KNOWN = {
 }
 
 
+T = TypeVar("T")
+
+
 class CrlRefused(ValueError):
     """A fetched CRL that must not be used; the text says why (no `%`, no final period)."""
+
+
+def newest_verified(answer: bytes | CrlValues, verify: Callable[[bytes], T]) -> T:
+    """`verify` of the first of `answer`'s values it accepts: an LDAP entry's values are
+    tried newest first (engine.revocation.ldap), so a bogus value ranked above the genuine
+    CRL is passed over; an http or SCEP answer is one value. When every value is refused,
+    the refusal of the newest is raised (naming how many values there were)."""
+    if isinstance(answer, bytes):
+        return verify(answer)
+    refusal: CrlRefused | None = None
+    for value in answer.values:
+        try:
+            return verify(value)
+        except CrlRefused as e:
+            refusal = refusal or e
+    if refusal is None:
+        raise CrlRefused("the entry holds no CRL value")
+    if len(answer.values) == 1:
+        raise refusal
+    raise CrlRefused(f"none of the entry's {len(answer.values)} CRL values is usable; "
+                     f"the newest: {refusal}")
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,6 +32,7 @@ from cryptography import x509
 
 from engine.errors import PeerError, PeerReason, TrustledgerError
 from engine.keyformats import Encoding
+from engine.messages import plural
 from engine.pki import load_certificate, spki
 from engine.trustpool.pool import quiet
 
@@ -73,7 +74,8 @@ def _parse(data: bytes, anchors: Sequence[x509.Certificate], now: int) -> Bundle
     if not data.lstrip().startswith(b"\x30") and b"-----BEGIN" in data:
         certs, signer = _from_pem(data, anchors, now)
     else:
-        certs, signer = _from_pkcs7(data, "the bundle", anchors, now)
+        certs, signer = _from_pkcs7(data, "the bundle", "neither a PEM bundle nor a PKCS#7 "
+                                    "DER bundle", anchors, now)
     if not certs:
         raise BundleRefused("the bundle holds no certificate")
     for n, cert in enumerate(certs, 1):
@@ -95,11 +97,11 @@ def _from_pem(data: bytes, anchors: Sequence[x509.Certificate], now: int
     if begins != len(blocks):
         # A download cut short keeps its complete blocks and loses the rest: never a pool
         # of whatever happened to arrive.
-        raise BundleRefused(f"the PEM bundle has {begins} BEGIN lines but {len(blocks)} "
-                            "complete BEGIN/END blocks (truncated?)")
+        raise BundleRefused(f"the PEM bundle has {plural(begins, 'BEGIN line')} but "
+                            f"{plural(len(blocks), 'complete BEGIN/END block')} (truncated?)")
     if len(blocks) == 1 and blocks[0][0] in (b"PKCS7", b"CMS"):
         return _from_pkcs7(_base64(blocks[0][1], "PKCS7 block"), "the PEM PKCS#7 bundle",
-                           anchors, now)
+                           "not a PKCS#7 SignedData", anchors, now)
     certs = []
     for n, (label, body) in enumerate(blocks, 1):
         if label not in (b"CERTIFICATE", b"X509 CERTIFICATE", b"TRUSTED CERTIFICATE"):
@@ -124,10 +126,15 @@ def _load(der: bytes, what: str) -> x509.Certificate:
         raise BundleRefused(e.text.rstrip(".")) from e
 
 
-def _from_pkcs7(der: bytes, what: str, anchors: Sequence[x509.Certificate], now: int
-                ) -> tuple[list[x509.Certificate], x509.Certificate | None]:
-    from engine.trustpool.signed import read_pkcs7
+def _from_pkcs7(der: bytes, what: str, not_a: str, anchors: Sequence[x509.Certificate],
+                now: int) -> tuple[list[x509.Certificate], x509.Certificate | None]:
+    """The PKCS#7 bundle `what` in `der`; bytes whose outer shape is no PKCS#7 at all are
+    refused in our words (`what` is `not_a`: why), not the ASN.1 parser's."""
+    from engine.trustpool.signed import outer_problem, read_pkcs7
 
+    problem = outer_problem(der)
+    if problem is not None:
+        raise BundleRefused(f"{what} is {not_a} ({problem})")
     return read_pkcs7(der, what, anchors, now)
 
 

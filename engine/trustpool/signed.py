@@ -22,6 +22,44 @@ from engine.trustpool.bundle import BundleRefused
 MAX_PATH = 6  # certificates from the signer to its anchor, at most
 
 
+def outer_problem(der: bytes) -> str | None:
+    """Why `der` is no PKCS#7 ContentInfo at all, in our words (None when its outer shape is
+    one; what is inside is read_pkcs7's to judge): not DER, DER cut short or with bytes after
+    it, or DER of something else (one certificate, say)."""
+    if der[:1] != b"\x30":
+        return "no BEGIN line, and not DER"
+    end = _declared_end(der)
+    if end is not None and end > len(der):
+        return f"cut short: {len(der)} of the {end} bytes its DER declares"
+    if end is not None and end < len(der):
+        return f"{len(der) - end} bytes follow its DER"
+    try:
+        cms.ContentInfo.load(der, strict=True)["content_type"].dotted  # noqa: B018 (parses)
+    except (ValueError, TypeError, KeyError):
+        pass
+    else:
+        return None
+    try:
+        x509.load_der_x509_certificate(der)
+    except ValueError:
+        return "DER, but not a PKCS#7 ContentInfo"
+    return "one DER certificate, not a bundle of them"
+
+
+def _declared_end(der: bytes) -> int | None:
+    """Where the outer element's length says it ends (X.690 §8.1.3), or None when it has no
+    definite length we read (indefinite BER, over four length octets): the parser decides."""
+    first = der[1] if len(der) > 1 else 0x80
+    if first < 0x80:
+        return 2 + first
+    count = first & 0x7F
+    if count == 0 or count > 4:
+        return None
+    if len(der) < 2 + count:
+        return 2 + count  # the length itself is cut
+    return 2 + count + int.from_bytes(der[2:2 + count], "big")
+
+
 def read_pkcs7(der: bytes, what: str, anchors: Sequence[x509.Certificate], now: int
                ) -> tuple[list[x509.Certificate], x509.Certificate | None]:
     """The bundle's certificates (the signer's excluded) and its verified signer, if signed."""

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from cryptography import x509
 
 from engine.keyformats import Encoding
+from engine.messages import plural
 from engine.trustpool.pool import quiet
 
 ChainInput = bytes | str | x509.Certificate | Sequence[bytes | str | x509.Certificate]
@@ -68,6 +69,6 @@ def _complete(data: bytes, certs: list[x509.Certificate]) -> list[x509.Certifica
     END line) is dropped by the PEM reader, which would judge what is left instead."""
     begins = data.count(b"-----BEGIN CERTIFICATE-----")
     if begins > len(certs):
-        raise ChainMalformed(f"the PEM has {begins} CERTIFICATE blocks but only {len(certs)} "
-                             "complete ones (truncated?)")
+        raise ChainMalformed(f"the PEM has {plural(begins, 'CERTIFICATE block')} but only "
+                             f"{plural(len(certs), 'complete one')} (truncated?)")
     return certs

@@ -88,8 +88,8 @@ def judge(state: DeviceState, blobs: CrlBlobs, given: ChainInput, purpose: Purpo
     codes = list(checked.codes) + [c for s in statuses if (c := _CODE_OF.get(s.status))
                                    and (not checked.codes or c is Code.REVOKED)]
     ok = all(c is Code.CRL_BYPASSED for c in codes)
-    detail = checked.detail or _revocation_detail(statuses, anchor, _failed_fetches(state,
-                                                                                   missing))
+    detail = checked.detail or _revocation_detail(state, statuses, anchor,
+                                                  _failed_fetches(state, missing))
     verdict = Verdict(ok, tuple(dict.fromkeys(codes)), purpose, at, name, chain.fingerprints,
                       ref, tuple(fingerprint(c) for c in path), statuses, detail)
     return verdict, missing if not checked.codes else []  # a CRL cannot save it: no fetch
@@ -177,8 +177,11 @@ def _failed_fetches(state: DeviceState, missing: Sequence[Missing]) -> dict[str,
     return notes
 
 
-def _revocation_detail(statuses: Sequence[Revocation], anchor: Anchor,
+def _revocation_detail(state: DeviceState, statuses: Sequence[Revocation], anchor: Anchor,
                        notes: dict[str, str]) -> str:
+    """The first revocation refusal in words (or what `crl optional` let go): which
+    certificate, whether a CRL was had at all and, if one was, why it is not current; then
+    the last failed fetch of its CRL (`notes`)."""
     for s in statuses:
         if s.status is Status.REVOKED:
             return f"certificate serial {s.serial:X} is revoked ({s.revocation_reason})"
@@ -187,10 +190,25 @@ def _revocation_detail(statuses: Sequence[Revocation], anchor: Anchor,
         if s.status is Status.UNAVAILABLE:
             return f"no CRL could be had for certificate serial {s.serial:X}{note}"
         if s.status is Status.STALE:
-            return (f"only a CRL that is not current (past its nextUpdate, or without one) "
-                    f"covers certificate serial {s.serial:X}{note}")
+            return (f"only a CRL {_not_current(state, s)} covers certificate serial "
+                    f"{s.serial:X}{note}")
     for s in statuses:
         if s.status is Status.BYPASSED:
-            return (f"no current CRL for certificate serial {s.serial:X}: accepted, "
-                    f"`crl optional` ({anchor.name})")
+            had = (f"only one {_not_current(state, s)}" if s.crl_sha256 else
+                   "none could be had")
+            return (f"no current CRL for certificate serial {s.serial:X}, {had}"
+                    f"{notes.get(s.fingerprint, '')}: accepted, `crl optional` ({anchor.name})")
     return ""
+
+
+def _not_current(state: DeviceState, s: Revocation) -> str:
+    """Why the CRL that decided `s` is not current: past its nextUpdate (when), or without
+    one (RFC 5280 5.1.2.5: "Conforming CRL issuers MUST include the nextUpdate time in all
+    CRLs"; such a CRL is never current)."""
+    crl = next((c for c in state.crls.crls if c.sha256 == s.crl_sha256), None)
+    if crl is None:  # not in the state `s` was decided from: no more to say
+        return "that is not current"
+    if crl.next_update is None:
+        return "without a nextUpdate (never current: RFC 5280 5.1.2.5)"
+    when = dt.datetime.fromtimestamp(crl.next_update / 1_000_000, dt.UTC)
+    return f"past its nextUpdate ({when:%Y-%m-%d %H:%M:%S} UTC)"

@@ -20,6 +20,7 @@ from events.filelog import (
     MAGIC,
     SEG_HEADER,
     FileEventLog,
+    InterruptedAppend,
     LogCorrupted,
     LogError,
     LogWriteFailed,
@@ -136,6 +137,39 @@ def test_torn_tail_is_reported_but_not_repaired_by_a_reader(crashed: Crashed,
         assert [r[0] for r in log.read_rows()] == [e[0] for e in crashed.prefix]
     assert (root / crashed.last_segment.name).stat().st_size == cut  # file untouched
     assert verify(root).damage is not None  # the auditor still sees the torn tail
+
+
+def test_verify_calls_a_torn_tail_an_interrupted_append_not_damage(
+        crashed: Crashed, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """An ordinary crash tail: `log verify` says it is an append never acknowledged that the
+    next open cuts, with every acknowledged event verified (its exit status stays 1: the
+    files are not clean)."""
+    from engine.cli import main
+
+    cut = crashed.frame_start + FRAME_HEADER.size + 3
+    root = _tear(crashed, tmp_path / "torn", cut)
+    report = verify(root)
+    assert isinstance(report.damage, InterruptedAppend), report.damage
+    assert (report.damage.cut, report.damage.offset) == (cut - crashed.frame_start,
+                                                        crashed.frame_start)
+    assert report.head_seq == crashed.prefix_head[0] == report.damage.acknowledged
+    words = (f"an interrupted append, never acknowledged ({cut - crashed.frame_start} bytes at "
+             f"segment {crashed.last_segment.name}, offset {crashed.frame_start}): the next "
+             f"open for writing cuts it; all {report.head_seq} acknowledged events before it "
+             "verify")
+    assert str(report.damage) == words
+    assert main(["log", "verify", str(root)]) == 1
+    assert capsys.readouterr().out.splitlines()[-1] == f"TORN TAIL : {words}"
+    assert (root / crashed.last_segment.name).stat().st_size == cut  # verify changed nothing
+
+
+def test_a_torn_frame_the_head_marker_acknowledged_is_still_damage(crashed: Crashed,
+                                                                   tmp_path: Path) -> None:
+    """The marker says the torn frame was acknowledged: events were lost, which is damage."""
+    root = copy_log(crashed.root, tmp_path / "lost", marker=True)
+    os.truncate(root / crashed.last_segment.name, crashed.frame_start + FRAME_HEADER.size + 3)
+    damage = verify(root).damage
+    assert damage is not None and not isinstance(damage, InterruptedAppend), damage
 
 
 def test_header_only_segment_accepts_a_frame_larger_than_the_segment_limit(

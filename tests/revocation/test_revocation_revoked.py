@@ -24,7 +24,13 @@ from engine.ports import FakeClock
 from engine.revocation.refresh import refresh_due_at
 from engine.schedule import due_jobs
 from engine.state import DeviceState, replay_rows
-from tests.support.crl_support import FakeCrlFetcher
+from tests.support.crl_support import (
+    CrlSpec,
+    FakeCrlFetcher,
+    Issuer,
+    make_crl,
+    without_next_update,
+)
 from tests.support.slapd_support import ADMIN_DN, ADMIN_PASSWORD, running_slapd
 from tests.trustpoint.tp_support import (
     CAFactory,
@@ -324,6 +330,36 @@ def test_a_stale_crl_fetched_again_is_one_warning(device: Engine, ca_factory: CA
     assert status(device).crl_failures == 6  # still retried on the back-off
     replayed = replay_rows(DeviceState(), device.store.read_rows(typed=True))
     assert replayed.messages == device.state.messages
+
+
+def test_a_crl_without_next_update_is_retried_on_the_stale_schedule(
+        device: Engine, ca_factory: CAFactory, clock: FakeClock) -> None:
+    """A CRL without nextUpdate is never current (the cache and validation refetch it): the
+    refresh timer treats it as stale from its fetch on, instead of never asking again."""
+    from engine.ca.keyfile import load_private_key
+    from engine.ca.service import CA_KEY
+
+    ca, server = ca_factory()
+    mine = enrolled(device, server.url, ca)
+    (cached,) = device.state.crls.crls
+    nu = cached.next_update
+    assert nu is not None and cached.number is not None
+    key = load_private_key(ca.root / CA_KEY)
+    issuer = Issuer(key, ca.ca_certificate)  # type: ignore[arg-type]
+    endless = without_next_update(make_crl(issuer, CrlSpec(
+        this_update=clock.us + 60_000_000, number=int(cached.number, 16) + 100)), issuer)
+    server.stop()  # no GetCRL; the HTTP CDP serves the CRL without nextUpdate
+    (cdp,) = (u for p in mine.extensions.get_extension_for_class(
+        x509.CRLDistributionPoints).value for u in p.full_name or ())
+    assert isinstance(device.ports.crls, FakeCrlFetcher)
+    device.ports.crls.answers[cdp.value] = endless
+    walked = clock_set(device, nu + 2 * DAY)
+    assert walked == [(nu + m * MINUTE, ["CrlFetched"]) for m in (0, 5, 20, 80, 320, 1760)]
+    (now_cached,) = device.state.crls.crls
+    assert now_cached.next_update is None and now_cached.source == cdp.value
+    st = status(device)
+    assert st.crl_failures == 6 and refresh_due_at(device.state, st) == nu + 3200 * MINUTE
+    assert shown(device, "logging").count("has no next update (RFC 5280 5.1.2.5)") == 1
 
 
 def test_a_revocation_found_during_a_re_enrollment_is_recorded(

@@ -21,6 +21,7 @@ from cryptography.x509.oid import NameOID
 
 from engine.adapters.scep_inprocess import InProcessTransport
 from engine.errors import PeerReason
+from engine.revocation.ldap import CrlValues
 from engine.revocation.transport import CrlFetcher, CrlUnavailable, NetworkCrlFetcher
 from engine.scep_client import TransportError
 
@@ -146,13 +147,14 @@ def make_crl(ca: Issuer, spec: CrlSpec | None = None, **kw: object) -> bytes:
 
 
 class FakeCrlFetcher:
-    """The `CrlFetcher` port from a table: uri -> bytes, or the text of the failure."""
+    """The `CrlFetcher` port from a table: uri -> bytes (an LDAP entry's values: CrlValues),
+    or the text of the failure."""
 
-    def __init__(self, answers: Mapping[str, bytes | str] | None = None) -> None:
-        self.answers: dict[str, bytes | str] = dict(answers or {})
+    def __init__(self, answers: Mapping[str, bytes | CrlValues | str] | None = None) -> None:
+        self.answers: dict[str, bytes | CrlValues | str] = dict(answers or {})
         self.asked: list[tuple[str, float]] = []
 
-    def fetch(self, uri: str, timeout_s: float) -> bytes:
+    def fetch(self, uri: str, timeout_s: float) -> bytes | CrlValues:
         self.asked.append((uri, timeout_s))
         got = self.answers.get(uri, "the server answered HTTP 404")
         if isinstance(got, str):
@@ -173,7 +175,7 @@ class InProcessCrlFetcher:
         self.loopback = loopback if loopback is not None else NetworkCrlFetcher()
         self.asked: list[str] = []
 
-    def fetch(self, uri: str, timeout_s: float) -> bytes:
+    def fetch(self, uri: str, timeout_s: float) -> bytes | CrlValues:
         self.asked.append(uri)
         if uri.lower().startswith("http:") and self.network.serves(uri):
             try:

@@ -135,5 +135,5 @@ def test_exec_refusal_is_one_percent_line(tmp_path: Path, cli_locale: str) -> No
     out = done.stdout.decode("utf-8")
     assert done.returncode != 0 and b"Traceback" not in done.stderr
     errors = [line for line in out.splitlines() if line.startswith("%")]
-    assert len(errors) == 1 and "is not a PKCS#7 SignedData" in errors[0]
+    assert len(errors) == 1 and "is neither a PEM bundle nor a PKCS#7 DER bundle" in errors[0]
     assert errors[0].endswith("Nothing was changed.")

@@ -230,22 +230,46 @@ def test_a_non_ca_certificate(good: Engine, http_server: BundleServer) -> None:
              "certificate 2 of the bundle (CN=leaf.example,O=Example) is not a CA certificate")
 
 
+NOT_A_BUNDLE = "the bundle is neither a PEM bundle nor a PKCS#7 DER bundle"
+
+
 @pytest.mark.parametrize("body,cause", [
-    (b"\x30\x82\x01\x00garbage", "is not a PKCS#7 SignedData"),
-    (b"not a bundle at all", "is not a PKCS#7 SignedData"),
+    (b"\x30\x82\x01\x00garbage", f"{NOT_A_BUNDLE} (cut short: 11 of the 260 bytes its DER "
+                                  "declares)."),
+    (b"not a bundle at all", f"{NOT_A_BUNDLE} (no BEGIN line, and not DER)."),
+    (b"<html><body>Not Found</body></html>\n", f"{NOT_A_BUNDLE} (no BEGIN line, and not DER)."),
+    (b"\x30\x03\x02\x01\x01", f"{NOT_A_BUNDLE} (DER, but not a PKCS#7 ContentInfo)."),
+    (b"\x30\x03\x02\x01\x01\x00\x00", f"{NOT_A_BUNDLE} (2 bytes follow its DER)."),
     (b"-----BEGIN CERTIFICATE-----\n!!!!\n-----END CERTIFICATE-----\n", "is not valid base64"),
     (b"-----BEGIN CERTIFICATE-----\nMIIB\n", "no complete BEGIN/END block"),
-    (b"-----BEGIN PKCS7-----\nMIIB\n-----END PKCS7-----\n", "is not a PKCS#7 SignedData"),
+    (b"-----BEGIN PKCS7-----\nMIIB\n-----END PKCS7-----\n", "the PEM PKCS#7 bundle is not a "
+     "PKCS#7 SignedData (cut short: 3 of the 4 bytes its DER declares)."),
 ])
 def test_garbage(good: Engine, http_server: BundleServer, body: bytes, cause: str) -> None:
     _refused(good, http_server.serve("/garbage", body), cause)
+
+
+def test_what_is_not_a_bundle_is_said_in_our_words(good: Engine,
+                                                   http_server: BundleServer) -> None:
+    """One DER certificate where a bundle belongs: the line names what it is not and what it
+    is, never the ASN.1 parser's internals ("Error parsing asn1crypto.cms.ContentType",
+    "Insufficient data - 117 bytes requested")."""
+    one = der(ca("Single", *years(2020, 2040))[0])
+    url = http_server.serve("/one.cer", one)
+    result = good.execute(IMPORT + url)
+    assert result.output == (f"% Trustpool import from {url} failed: {NOT_A_BUNDLE} (one DER "
+                             "certificate, not a bundle of them). Nothing was changed.\n")
+    for body in (one[:3], b"\x30\x82\x01\x00garbage"):
+        out = good.execute(IMPORT + http_server.serve("/cut.p7b", body)).output
+        assert "asn1crypto" not in out and "Insufficient data" not in out, out
 
 
 def test_truncated_der_and_pem(good: Engine, http_server: BundleServer,
                                peer_bundles: Path) -> None:
     p7 = (peer_bundles / "mozilla-bundle.p7b").read_bytes()
     _refused(good, http_server.serve("/cut.p7b", p7[: len(p7) // 2]),
-             "is not a PKCS#7 SignedData")
+             f"{NOT_A_BUNDLE} (cut short: {len(p7) // 2} of the {len(p7)} bytes its DER "
+             "declares)")
     first = der(ca("Cut", *years(2020, 2040))[0])
     body = base64.encodebytes(first[: len(first) - 30])
     cut = b"-----BEGIN CERTIFICATE-----\n" + body + b"-----END CERTIFICATE-----\n"
@@ -262,6 +286,14 @@ def test_a_pem_bundle_cut_inside_a_later_block(good: Engine, http_server: Bundle
     whole = cut.count(b"-----END")
     _refused(good, http_server.serve("/cut-late.pem", cut),
              f"has {whole + 1} BEGIN lines but {whole} complete BEGIN/END blocks (truncated?)")
+
+
+def test_a_pem_bundle_cut_in_its_second_block_counts_in_good_english(
+        good: Engine, http_server: BundleServer) -> None:
+    first, second = (pem([ca(n, *years(2020, 2040))[0]]) for n in ("One", "Two"))
+    cut = first + second[: second.index(b"-----END")]
+    _refused(good, http_server.serve("/cut-second.pem", cut),
+             "the PEM bundle has 2 BEGIN lines but 1 complete BEGIN/END block (truncated?).")
 
 
 def test_an_unsupported_scheme_is_a_caret(good: Engine) -> None:

@@ -91,7 +91,7 @@ def test_json_has_stable_keys_and_an_invalid_chain_is_exit_1(
     (["missing.pem"], "% Cannot read"),
     (["garbage.pem"], "not a certificate chain (the PEM does not parse"),
     (["empty.pem"], "holds no certificate"),
-    (["cut.pem"], "2 CERTIFICATE blocks but only 1 complete ones (truncated?)"),
+    (["cut.pem"], "2 CERTIFICATE blocks but only 1 complete one (truncated?)"),
     (["chain.pem", "--at", "yesterday"], "% --at 'yesterday' is not an ISO-8601 time"),
 ])
 def test_bad_input_is_exit_2_and_records_nothing(

@@ -14,6 +14,7 @@ from engine.validation.decide import decide_validation
 from tests.support.crl_support import FakeCrlFetcher
 from tests.validation.validation_support import (
     AT_US,
+    DAY_US,
     INTER_CDP,
     LEAF_CDP,
     Pki,
@@ -119,8 +120,8 @@ def test_a_crl_without_next_update_is_stale_and_fetched_once_a_minute(tmp_path: 
         asked = [uri for uri, _ in fetcher.asked].count(BARE_CDP)
         again = dev.validate_peer(chain, "ike", AT_US)
     assert first.reasons == again.reasons == ("CRL_STALE",)
-    assert first.detail.startswith("only a CRL that is not current (past its nextUpdate, or "
-                                   "without one) covers certificate serial 11 "), first.detail
+    assert first.detail.startswith("only a CRL without a nextUpdate (never current: RFC 5280 "
+                                   "5.1.2.5) covers certificate serial 11 "), first.detail
     assert "UTC: the CRL has no next update (RFC 5280 5.1.2.5); " in first.detail
     assert asked == 1 and [uri for uri, _ in fetcher.asked].count(BARE_CDP) == 1
 
@@ -236,3 +237,50 @@ def test_the_report_names_the_pool_once_and_labels_unstructured_name(
     out = capsys.readouterr().out
     assert "  Anchor        : trustpool\n" in out
     assert "unstructuredName=r1.example.com" in out and "1.2.840.113549.1.9.2" not in out
+
+
+STALE_CDP = "http://127.0.0.1/crl/stale.crl"
+
+
+def _optional(dev: Engine) -> None:
+    for line in ("configure", "crypto ca trustpool policy", "crl optional", "commit", "end"):
+        assert dev.execute(line).ok, line
+
+
+def test_a_stale_crl_is_named_by_its_next_update(tmp_path: Path) -> None:
+    pki, fetcher, dev = _setup(tmp_path)
+    fetcher.answers[STALE_CDP] = good_crl(pki.inter, pki.inter_key, this_update=AT_US - 9 * DAY_US,
+                                          next_update=AT_US - 2 * DAY_US)
+    with dev:
+        v = dev.validate_peer([_leaf(pki, STALE_CDP, 18), der(pki.inter)], "ike", AT_US)
+    assert v.reasons == ("CRL_STALE",)
+    assert v.detail.startswith("only a CRL past its nextUpdate (2026-01-29 00:00:00 UTC) covers "
+                               "certificate serial 12 (the last fetch from "), v.detail
+
+
+def test_a_bypass_says_why_the_last_fetch_failed(tmp_path: Path) -> None:
+    """Under `crl optional` the verdict's detail says what CRL_UNAVAILABLE would: that none
+    could be had, and the last fetch's failure in its own words."""
+    pki, _, dev = _setup(tmp_path)
+    with dev:
+        _optional(dev)
+        v = dev.validate_peer([_leaf(pki, DOWN_CDP, 19), der(pki.inter)], "ike", AT_US)
+    assert v.ok and v.reasons == ("CRL_BYPASSED",)
+    assert v.detail.startswith("no current CRL for certificate serial 13, none could be had "
+                               f"(the last fetch from {DOWN_CDP} failed at "), v.detail
+    assert " UTC: the server answered HTTP 404; validations ask it again" in v.detail
+    assert v.detail.endswith("): accepted, `crl optional` (trustpool)")
+
+
+def test_a_bypass_over_a_stale_crl_names_its_next_update(tmp_path: Path) -> None:
+    pki, fetcher, dev = _setup(tmp_path)
+    fetcher.answers[STALE_CDP] = good_crl(pki.inter, pki.inter_key, this_update=AT_US - 9 * DAY_US,
+                                          next_update=AT_US - 2 * DAY_US)
+    with dev:
+        _optional(dev)
+        v = dev.validate_peer([_leaf(pki, STALE_CDP, 20), der(pki.inter)], "ike", AT_US)
+    assert v.ok and v.reasons == ("CRL_BYPASSED",)
+    assert v.detail.startswith("no current CRL for certificate serial 14, only one past its "
+                               "nextUpdate (2026-01-29 00:00:00 UTC) (the last fetch from "
+                               f"{STALE_CDP} failed at "), v.detail
+    assert " UTC: the CRL is past its next update; " in v.detail

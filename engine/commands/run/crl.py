@@ -24,11 +24,18 @@ from engine.messages import log_date
 from engine.revocation.cache import crl_timeout, key_of
 from engine.revocation.fetch import cached_of, fetched_events, trustpoint_of_issuer
 from engine.revocation.index import remember
+from engine.revocation.ldap import CrlValues
 from engine.revocation.messages import crl_number, summary
 from engine.revocation.model import CachedCrl
 from engine.revocation.own import revoked_lines
 from engine.revocation.transport import FetchCRL, StoreCrl
-from engine.revocation.verify import CrlRefused, VerifiedCrl, load_crl, verify_crl
+from engine.revocation.verify import (
+    CrlRefused,
+    VerifiedCrl,
+    load_crl,
+    newest_verified,
+    verify_crl,
+)
 from engine.state import DeviceState
 from engine.trustpoints import status_of, trustpoint_names
 from engine.trustpool.policy import rsa_1024_disabled
@@ -43,11 +50,11 @@ if TYPE_CHECKING:
 def request(ctx: Ctx) -> Generator[Effect, Any, Outcome]:
     uri = ctx.args["uri"]
     try:
-        data: bytes = yield FetchCRL(uri, crl_timeout(ctx.state))
+        answer: bytes | CrlValues = yield FetchCRL(uri, crl_timeout(ctx.state))
     except PeerError as e:  # an OperatorError (a replay fetches nothing) is raised as is
         return _failed(uri, e.text.rstrip("."))
     try:
-        got, issuer = _verified(ctx.state, data, ctx.now)
+        got, issuer = newest_verified(answer, lambda d: _verified(ctx.state, d, ctx.now))
     except CrlRefused as e:
         return _failed(uri, str(e))
     sha256: str = yield StoreCrl(got.der)
