@@ -23,10 +23,10 @@ from engine.machines.renewal import RenewalPhase, after, allows
 from engine.renewal.schedule import MINUTE
 from engine.state import DeviceState
 from engine.trustpoints import (
-    _TRUSTPOINT,
     RenewalState,
     RouterCertificate,
     put_status,
+    trustpoint_key,
     with_certificate,
 )
 from events.device import ConfigurationCommitted
@@ -157,13 +157,13 @@ def reconfigured(state: DeviceState, ev: ConfigurationCommitted, at: int) -> Dev
     may have fixed what failed: the URL, the retry period): the count of consecutive failures
     starts again, and a retry further away than one retry period from the commit is brought
     forward to it."""
-    touched = {path[0][len(_TRUSTPOINT):] for path, _old, _new in ev.changes
-               if path[0].startswith(_TRUSTPOINT)}
-    for name in touched:
-        st = state.trustpoints.get(name)
+    if not state.trustpoints:
+        return state
+    touched = {path[0] for path, _old, _new in ev.changes}
+    for name, st in list(state.trustpoints.items()):
         cfg = state.trustpoint_configs.get(name)
-        r = st.renewal if st is not None else None
-        if st is None or cfg is None or r is None or not r.failures:
+        r = st.renewal
+        if cfg is None or r is None or not r.failures or trustpoint_key(name) not in touched:
             continue
         retry_at = r.next_attempt_at
         if r.phase is RenewalPhase.RETRYING:

@@ -217,17 +217,31 @@ def history(draw: st.DrawFn) -> tuple[DeviceState, list[PendingEvent]]:
     at = 1_700_000_000_000_000
     for _ in range(draw(st.integers(1, 40))):
         at += draw(st.integers(0, 2_000_000))
-        if draw(st.booleans()):
-            ev: Event = draw(commit(state.config, state.next_commit_id))
+        kind = draw(st.integers(0, 5))
+        if kind < 3:
+            evs: list[Event] = [draw(commit(state.config, state.next_commit_id))]
+        elif kind == 3:  # a failed attempt, its request and answer: a renewal's back-off
+            evs = _failed_attempt(draw)
         else:
-            ev = other_event(draw)
-        try:
-            after = evolve(state, ev, at, state.seq + 1)
-        except IllegalTransition:
-            continue  # the engine would have refused the command: never recorded
-        state = after
-        accepted.append(PendingEvent(ev, "device", at, "admin", f"cmd-{len(accepted)}"))
+            evs = [other_event(draw)]
+        for ev in evs:
+            try:
+                after = evolve(state, ev, at, state.seq + 1)
+            except IllegalTransition:
+                continue  # the engine would have refused the command: never recorded
+            state = after
+            accepted.append(PendingEvent(ev, "device", at, "admin", f"cmd-{len(accepted)}"))
     return state, accepted
+
+
+def _failed_attempt(draw: st.DrawFn) -> list[Event]:
+    """A renewal attempt and its failure, retried before or after what follows."""
+    tp, purpose = draw(st.sampled_from(TRUSTPOINTS)), draw(st.sampled_from(PURPOSES))
+    key_id, txid = draw(st.sampled_from(KEY_IDS)), draw(st.sampled_from(TXIDS))
+    return [RenewalRequested(tp, purpose, (key_id,), ("general",), (txid,), "CN=r1", "pkcsreq",
+                             1, 3),
+            RenewalFailed(tp, purpose, txid, "peer", "", "unreachable",
+                          draw(st.sampled_from((9_000_000, 2**51))))]
 
 
 def fast_replay(events: list[PendingEvent], frame: int, gather: int) -> DeviceState:

@@ -84,7 +84,7 @@ def test_a_ca_down_for_a_day_backs_off_to_one_attempt_an_hour(
     assert times[-1] <= at + DAY < times[-1] + HOUR
     assert due_types(r) == [["RenewalRequested", "RenewalFailed"]] * len(times)  # 29, not 1,440
     assert [d.events[0].at for d in jobs(r)] == times
-    assert failures(failed_events(r)) == times[1:] + [times[-1] + HOUR]
+    assert failures(failed_events(r)) == [*times[1:], times[-1] + HOUR]
     # each line starts as before and says when the next attempt is
     assert [j.output.splitlines()[-1] for j in jobs(r)][:3] == [
         "%PKI-3-CERT_RENEW_FAIL: Certificate renewal for trustpoint myca failed: Unable to "
