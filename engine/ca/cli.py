@@ -263,11 +263,11 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
                         "(spaces as %%20), and name it in issued certificates' CDP")
     _bind_options(p)
     _clock_option(p)
-    p.add_argument("--workers", type=_positive, default=default_workers(os.cpu_count()),
+    p.add_argument("--workers", type=_positive, default=default_workers(usable_cpus()),
                    metavar="N",
-                   help="HTTP worker processes (default: one per CPU but one, here "
-                        f"{default_workers(os.cpu_count())}); 1 serves from this process "
-                        "alone")
+                   help="HTTP worker processes (default: one per CPU this process may run on "
+                        f"but one, here {default_workers(usable_cpus())}); 1 serves from this "
+                        "process alone")
     p.set_defaults(func=_serve)
 
 
@@ -383,6 +383,15 @@ def _read_challenge_file(path: Path, what: str = "challenge password") -> str:
         raise CAError(Reason.INVALID_VALUE, f"{path} holds no {what} (its first "
                                             "line is empty)")
     return password
+
+
+def usable_cpus() -> int | None:
+    """The CPUs this process may run on (its affinity mask: `taskset`, a container's cpuset),
+    not the machine's count, which would oversubscribe a confined `ca serve`."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # a platform without affinity masks
+        return os.cpu_count()
 
 
 def default_workers(cpus: int | None) -> int:

@@ -134,7 +134,8 @@ def serve(ca: BuiltinCA, host: str = "127.0.0.1", port: int = 0, *,
                                       name="ca-crl-upkeep", daemon=True)
     server._upkeep.start()
     log.info("ca serving", url=server.url, approval=approval.value, strict=strict,
-             static_challenge=challenge is not None, workers=workers)
+             static_challenge=challenge is not None,
+             workers=workers if workers > 1 else "none (one process)")
     return server
 
 

@@ -204,11 +204,23 @@ def test_serve_leaves_the_deciding_process_a_cpu_of_its_own(
     """`ca serve` without --workers: one worker process per CPU but one (on 2 CPUs, one
     process: measured faster than a decider beside 2 workers); it was one per CPU."""
     monkeypatch.setattr(os, "cpu_count", lambda: cpus)
+    monkeypatch.delattr(os, "sched_getaffinity", raising=False)
     parser = argparse.ArgumentParser()
     ca_cli.register(parser.add_subparsers())
     assert ca_cli.default_workers(cpus) == workers
     assert parser.parse_args(["ca", "serve", "DIR"]).workers == workers
     assert parser.parse_args(["ca", "serve", "DIR", "--workers", "3"]).workers == 3
+
+
+def test_the_default_counts_the_cpus_this_process_may_run_on(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under `taskset -c 0` (or a container's cpuset) on an 8-CPU machine, 8 - 1 workers
+    would oversubscribe the one CPU the server may use: the affinity mask counts."""
+    monkeypatch.setattr(os, "cpu_count", lambda: 8)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0}, raising=False)
+    parser = argparse.ArgumentParser()
+    ca_cli.register(parser.add_subparsers())
+    assert parser.parse_args(["ca", "serve", "DIR"]).workers == 1
 
 
 @pytest.mark.parametrize("port", ["99999", "-5", "http"])
