@@ -12,7 +12,8 @@ certificate arrives.
 The back-off of failed attempts (engine/renewal/schedule.py `retry_wait`) reads `failures`,
 the consecutive failed attempts of the renewal: `RenewalFailed` adds one; a retry keeps the
 count, a new renewal starts at none; a certificate received (success), `crypto ca enroll`,
-a cancel, and a commit that changes the trustpoint's lines (`reconfigured`) reset it.
+a cancel, the CA switch that ends a shadow enrollment (engine/rollover/folds.py) and a
+commit that changes the trustpoint's lines (`reconfigured`) reset it.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """Failed renewal attempts back off (engine/renewal/schedule.py `retry_wait`): against a CA
 that cannot be reached, consecutive failures of one renewal wait the retry period, then twice
 it, four times ..., at most 60 minutes; the count resets when a renewal succeeds and when a
-commit changes the trustpoint's lines. Each `%PKI-3-CERT_RENEW_FAIL` says when the next
+commit changes the trustpoint's lines (and at `crypto ca enroll`, and when the CA switch
+ends a shadow enrollment). Each `%PKI-3-CERT_RENEW_FAIL` says when the next
 attempt is, `show crypto ca timers` shows it, and the log replays to the live state."""
 
 from __future__ import annotations
@@ -162,3 +163,40 @@ def test_crypto_ca_enroll_resets_the_back_off(device: Engine, tmp_path: Path,
     assert st.renewal is not None and (st.renewal.phase, st.renewal.failures) == (
         RenewalPhase.IDLE, 0)
     assert_replays(device)
+
+
+def test_a_shadow_enrollment_ended_by_the_ca_switch_keeps_no_count() -> None:
+    """A shadow enrollment (CA rollover) still retrying when the CA's next certificate takes
+    over ends idle (engine/rollover/folds.py `ca_activated`) with its count reset, as every
+    idle renewal has it."""
+    from engine.config import Change
+    from engine.state import DeviceState, evolve
+    from events.device import ConfigurationCommitted
+    from events.renewal import RenewalRequested
+    from events.rollover import ShadowCAAccepted, ShadowCAActivated
+    from events.trustpoint import CACertificateAccepted, CertificateReceived, EnrollmentRequested
+    from tests.core.test_core_fast_replay import CERT
+
+    head = ("crypto ca trustpoint ca1",)
+    lines = (Change(head, None, head[0]),
+             Change((*head, "enrollment"), None, "enrollment url http://ca1.example"))
+    history = [
+        ConfigurationCommitted(1, "admin", "", "", tuple(c.to_wire() for c in lines), 0),
+        CACertificateAccepted("ca1", b"ca", (), ("POSTPKIOperation",), "scep"),
+        EnrollmentRequested("ca1", ("k1",), ("general",), ("t0",), "CN=r1", ("F1",), "scep",
+                            1, 3),
+        CertificateReceived("ca1", "k1", "general", b"cert", "t0"),
+        ShadowCAAccepted("ca1", CERT, 9_000_000),
+        RenewalRequested("ca1", "shadow", ("k1",), ("general",), ("t1",), "CN=r1", "pkcsreq",
+                         1, 3),
+        RenewalFailed("ca1", "shadow", "t1", "peer", "", "unreachable", 2**51),
+    ]
+    state, at = DeviceState(), 1_700_000_000_000_000
+    for ev in history:
+        at += 1_000
+        state = evolve(state, ev, at, state.seq + 1)
+    r = state.trustpoints["ca1"].renewal
+    assert r is not None and (r.phase, r.failures) == (RenewalPhase.RETRYING, 1)
+    state = evolve(state, ShadowCAActivated("ca1", "02", "01"), at + 1_000, state.seq + 1)
+    r = state.trustpoints["ca1"].renewal
+    assert r is not None and (r.phase, r.failures) == (RenewalPhase.IDLE, 0)
