@@ -23,7 +23,6 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import engine.commands  # noqa: F401  (registers every command into GRAMMAR)
 from engine import pipe, snapshot
-from engine.audit.key import create_audit_key
 from engine.audit.note import NoteError, verify_note
 from engine.audit.trail import AuditMismatch, AuditTrail, open_trail, read_saved
 from engine.config import Change, ConfigConflict
@@ -43,8 +42,9 @@ from engine.schedule import Job, due_jobs, walk, walk_cut_short
 from engine.session import Session
 from engine.state import DeviceState, evolve, replay_rows
 from engine.storebinding import STORE_FILE
+from engine.system import ACTOR, CORRELATION, make_audit_key, record_builtins
 from engine.trustpoints import trustpoint_names
-from engine.trustpool.builtin import BuiltinSource, builtins_event
+from engine.trustpool.builtin import BuiltinSource
 from events.filelog import FileEventLog, LogError, LogWriteFailed
 from events.memory import MemoryEventLog
 from events.registry import event_from
@@ -187,19 +187,25 @@ class Engine:
 
     def _record_builtins(self, source: BuiltinSource) -> None:
         """Record the shipped trustpool bundle if the log does not hold it yet (the first
-        open, or an upgrade brought another): one event, by the actor `system`."""
-        ev = builtins_event(self.state.trustpool.builtin_sha256, source)
-        if ev is None:
-            return
+        open, or an upgrade brought another): a system command (engine/system.py)."""
+        outcome = run(record_builtins(self.state, source), self.ports)
         try:
-            records = self.store.append([PendingEvent(ev, "device", self.ports.clock.now_us(),
-                                                      "system", "open")])
+            self._append_system(outcome)
         except LogWriteFailed as err:
             self.notices.append(f"%PKI-4-TRUSTPOOL_BUILTIN: the built-in CA bundle could not "
                                 f"be recorded ({err.reason}); it is tried again at the next "
                                 "open.")
-            return
+
+    def _append_system(self, outcome: Outcome) -> list[Recorded]:
+        """Append a system command's events (engine/system.py) as one batch, by the actor
+        `system`, at the time they are appended, and fold them."""
+        if not outcome.events:
+            return []
+        now = self.ports.clock.now_us()
+        records = self.store.append([PendingEvent(ev, outcome.stream, now, ACTOR, CORRELATION)
+                                     for ev in outcome.events])
         self.fold(records)
+        return records
 
     def _tidy_keystore(self, log: DeviceLog) -> None:
         """Finish what an interrupted key write or zeroize left, and move aside the data keys
@@ -388,7 +394,7 @@ class Engine:
         first_error: TrustledgerError | None = None
         for pops, (mode, _path) in enumerate(reversed(self.session.modes)):
             try:
-                return parse(self.grammar, mode, line), pops
+                return parse(self.grammar, mode, line, typed=True), pops
             except TrustledgerError as err:
                 if first_error is None:
                     first_error = err
@@ -444,7 +450,7 @@ class Engine:
     def _do(self, line: str) -> list[Recorded]:
         """`do <exec command>` from a configuration mode: run it as exec, stay in the mode."""
         try:
-            match = parse(self.grammar, Mode.EXEC, line)
+            match = parse(self.grammar, Mode.EXEC, line, typed=True)
         except TrustledgerError as err:
             if err.caret is not None:  # point into the whole line, not the part after `do`
                 err.caret += max(self._line.rfind(line), 0)
@@ -788,26 +794,27 @@ class Engine:
                            f"open: {err.text}\n")
 
     def _create_audit_key(self) -> None:
-        """Make, seal and record the audit key. If it cannot be (a keystore or log write
-        failed), the open goes on without it and says so; the next open tries again."""
+        """Make, seal and record the audit key: a system command (engine/system.py). If it
+        cannot be (a keystore or log write failed), the open goes on without it and says so;
+        the next open tries again."""
         try:
-            store = _keystore(self.ports)
-            ev, _ = create_audit_key(store, self.state.hostname)
+            outcome = run(make_audit_key(self.state), self.ports)
         except (OSError, TrustledgerError) as err:
             why = err.text if isinstance(err, TrustledgerError) else (err.strerror or str(err))
             self.notices.append(f"%AUDIT-4-NO_KEY: the audit key could not be made ({why}); "
                                 "it is tried again at the next open.")
             return
         try:
-            records = self.store.append([PendingEvent(ev, "device", self.ports.clock.now_us(),
-                                                      "system", "open")])
+            self._append_system(outcome)
         except LogWriteFailed as err:
+            from events.audit import AuditKeyCreated
+
             with contextlib.suppress(OSError, TrustledgerError):
-                store.discard(ev.key_id)
+                for ev in outcome.events:
+                    if isinstance(ev, AuditKeyCreated):  # no event names its data key
+                        _keystore(self.ports).discard(ev.key_id)
             self.notices.append(f"%AUDIT-4-NO_KEY: the audit key could not be recorded "
                                 f"({err.reason}); it is tried again at the next open.")
-            return
-        self.fold(records)
 
     def _checkpoint(self) -> None:
         """Sign a checkpoint of the tree as it is (after a trust decision), synchronously;

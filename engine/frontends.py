@@ -159,10 +159,14 @@ def run_interactive(engine: Engine, history_file: Path | None) -> int:
 
 
 def _key_bindings(engine: Engine) -> KeyBindings:
-    """`?` lists what may come next; Ctrl-Z in a configuration mode is `end`."""
+    """`?` lists what may come next; Ctrl-Z in a configuration mode is `end`; Ctrl-V (the IOS
+    convention) or Ctrl-Q types the next key as it is, so `?` can go into an LDAP URL's
+    `?attributes?scope` instead of opening help."""
     from prompt_toolkit.key_binding import KeyBindings, KeyPressEvent
+    from prompt_toolkit.key_binding.bindings.named_commands import get_by_name
 
     keys = KeyBindings()
+    keys.add("c-v")(get_by_name("quoted-insert"))
 
     @keys.add("c-z")
     def _end(event: KeyPressEvent) -> None:

@@ -48,11 +48,23 @@ CONFIG_MODES = (Mode.CONFIG, Mode.TRUSTP, Mode.TRUSTPOOL)
 
 @dataclass(frozen=True)
 class ArgKind:
-    """How one argument is shown in `?` help and what it accepts. `parse` raises ValueError."""
+    """How one argument is shown in `?` help and what it accepts. `parse` raises ValueError.
+    `screen`, if set, is a rule for what an operator types now, never applied to a line a
+    configuration already holds (an older build accepted it, and replay must read it): it
+    raises ArgRefused, whose reason the parser shows under its caret."""
 
     label: str
     parse: Callable[[str], Any]
     rest_of_line: bool = False
+    screen: Callable[[str], None] | None = None
+
+
+class ArgRefused(ValueError):
+    """A typed argument refused with a reason (shown instead of a bare "Invalid input")."""
+
+    def __init__(self, why: str) -> None:
+        super().__init__(why)
+        self.why = why
 
 
 def _word(s: str) -> str:
@@ -116,6 +128,41 @@ def well_formed_authority(url: str) -> str:
     return url
 
 
+_DN_START = re.compile(r"^[A-Za-z][A-Za-z0-9.-]*=")
+
+
+def no_userinfo(url: str) -> None:
+    """Refuse a URL with a user name or password (RFC 3986 §3.2.1 userinfo; that section
+    deprecates "user:password"): the configuration, the event log, snapshots and `show` would
+    keep it in clear. The reason never repeats the URL, so the password is not echoed. An
+    LDAP URL whose host position holds a DN (IOS's `ldap://CN=ca,O=x`) is no userinfo."""
+    authority = url.partition("://")[2].split("/", 1)[0].split("?", 1)[0].split("#", 1)[0]
+    userinfo, at, _ = authority.rpartition("@")
+    if not at or (_DN_START.match(userinfo) and ":" not in userinfo):
+        return
+    raise ArgRefused("A URL with a user name or password is refused: the configuration, the "
+                     "log and 'show' would keep the password in clear. Give the URL without "
+                     "'user:password@'.")
+
+
+def ldap_only(url: str) -> None:
+    """`query url` names the directory CRLs are read from: an LDAP URL (the reference's
+    `query url LDAP-URL`; RFC 4516), never http:// or another scheme."""
+    no_userinfo(url)
+    if url.partition("://")[0].lower() != "ldap":
+        raise ArgRefused("The query url is an LDAP URL (ldap://host[:port][/dn]): the "
+                         "directory certificates and CRLs are read from.")
+
+
+DESCRIPTION_MAX = 80
+
+
+def up_to_80(text: str) -> None:
+    if len(text) > DESCRIPTION_MAX:
+        raise ArgRefused(f"A description is up to {DESCRIPTION_MAX} characters; this one has "
+                         f"{len(text)}.")
+
+
 def _ip(s: str) -> str:
     return str(ipaddress.ip_address(s))
 
@@ -124,8 +171,10 @@ WORD = ArgKind("WORD", _word)
 LINE = ArgKind("LINE", _word, rest_of_line=True)
 HOSTNAME = ArgKind("WORD", _hostname)
 DOMAIN = ArgKind("WORD", _domain)
-URL = ArgKind("WORD", _url)
-ENROLLMENT_URL = ArgKind("WORD", _enrollment_url)
+URL = ArgKind("WORD", _url, screen=no_userinfo)
+ENROLLMENT_URL = ArgKind("WORD", _enrollment_url, screen=no_userinfo)
+LDAP_URL = ArgKind("WORD", _url, screen=ldap_only)
+DESCRIPTION = ArgKind("LINE", _word, rest_of_line=True, screen=up_to_80)
 IP_ADDRESS = ArgKind("A.B.C.D|X:X::X", _ip)
 
 

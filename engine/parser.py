@@ -15,8 +15,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from engine.errors import ambiguous, incomplete, invalid_input
-from engine.grammar import Arg, Command, Grammar, Kw, Mode, Token
+from engine.errors import OperatorError, Reason, ambiguous, incomplete, invalid_input
+from engine.grammar import Arg, ArgRefused, Command, Grammar, Kw, Mode, Token
 
 _WORD = re.compile(r"\S+")
 
@@ -107,8 +107,9 @@ def _step(c: _Cand, shown: str, tok: Token, value: Any = None) -> _Cand:
     return _Cand(c.command, c.variant, c.pos + 1, args, [*c.words, shown], c.done)
 
 
-def parse(grammar: Grammar, mode: Mode, line: str) -> Match | None:
-    """The command the line names in `mode`; None for an empty line or a `!` comment."""
+def parse(grammar: Grammar, mode: Mode, line: str, *, typed: bool = False) -> Match | None:
+    """The command the line names in `mode`; None for an empty line or a `!` comment.
+    `typed`: the operator typed it now, so its arguments' screens apply too."""
     stripped = line.strip()
     if not stripped or stripped.startswith("!"):
         return None
@@ -129,7 +130,20 @@ def parse(grammar: Grammar, mode: Mode, line: str) -> Match | None:
     if not complete:
         raise incomplete()
     best = min(complete, key=lambda c: (c.command.order, len(c.variant)))
+    if typed:
+        _screen(best, line)
     return Match(best.command, best.args, tuple(best.words))
+
+
+def _screen(c: _Cand, line: str) -> None:
+    """Apply the screens of the matched arguments (ArgKind.screen), caret under the refused
+    one."""
+    for tok, m in zip(c.variant, _WORD.finditer(line), strict=False):
+        if isinstance(tok, Arg) and tok.spec.kind.screen is not None:
+            try:
+                tok.spec.kind.screen(c.args[tok.name])
+            except ArgRefused as e:
+                raise OperatorError(Reason.INVALID_VALUE, e.why, caret=m.start()) from None
 
 
 # -- interactive help ----------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from engine import scep
 from engine.effects import Effect, performs
@@ -243,10 +244,33 @@ def _fetch_ca(ports: Ports, eff: FetchCA) -> CAFetched:
                      tuple(c.public_bytes(serialization.Encoding.DER) for c in found.chain))
 
 
-def _ca_certs(view: CAView) -> scep.CACertificates:
+def _ca_certs(view: CAView, trustpoint: str | None = None) -> scep.CACertificates:
+    """The CA's certificates by role; refused (OperatorError) when a request cannot be
+    encrypted to them. Every SCEP request (enroll, renewal, shadow, poll) goes through here."""
     certs = [x509.load_der_x509_certificate(view.ca_certificate)]
     certs += [x509.load_der_x509_certificate(d) for d in view.ra_certificates]
-    return scep.cacert.identify_roles(certs)
+    cas = scep.cacert.identify_roles(certs)
+    _check_recipient(cas, trustpoint)
+    return cas
+
+
+def check_envelope_recipient(view: CAView, trustpoint: str) -> None:
+    """Refuse, before anything is sent or recorded, a CA a SCEP request cannot be encrypted
+    to: the pkcsPKIEnvelope is RSA key transport to the CA or its RA (RFC 8894 §3), so a CA
+    with an EC key and no RSA RA certificate can only enroll by cut-and-paste."""
+    _ca_certs(view, trustpoint)
+
+
+def _check_recipient(cas: scep.CACertificates, trustpoint: str | None) -> None:
+    if isinstance(cas.recipient.public_key(), rsa.RSAPublicKey):
+        return
+    whose = f"The CA of trustpoint {trustpoint}" if trustpoint else "The CA"
+    raise OperatorError(Reason.NOT_ALLOWED,
+                        f"{whose} has no RSA certificate to encrypt a SCEP request to: SCEP "
+                        "envelopes requests with RSA key transport to the CA or its RA "
+                        "(RFC 8894 section 3), and this CA has another key type and no RA "
+                        "certificate. Use 'enrollment terminal' (cut-and-paste enrollment) "
+                        "instead.")
 
 
 def _subject(identity: Identity) -> x509.Name:
@@ -341,9 +365,9 @@ def _reply(rep: scep.CertRep, key: KeyPair, csr_der: bytes) -> ScepReply:
 
 @performs(ScepEnroll)
 def _enroll(ports: Ports, eff: ScepEnroll) -> ScepReply:
+    cas = _ca_certs(eff.ca)  # refused before the key is touched
     subject = _subject(eff.identity)
     signer = _signer(ports, eff.key, subject, eff.current_certificate)
-    cas = _ca_certs(eff.ca)
     csr = scep.build_csr(
         signer.private_key, subject, challenge_password=eff.challenge or None,
         dns_names=eff.identity.dns_names,

@@ -140,7 +140,11 @@ _new = tuple.__new__
 
 
 def _small_sha256() -> Callable[[bytes], Any]:
-    """CPython's own SHA-256 (`_sha2` from 3.12, `_sha256` before), hashlib's if neither."""
+    """CPython's own SHA-256 (`_sha2` from 3.12, `_sha256` before), hashlib's if neither, or
+    if OpenSSL runs in FIPS mode (every digest must then come from the validated module)."""
+    with contextlib.suppress(ImportError, AttributeError, ValueError):
+        if importlib.import_module("_hashlib").get_fips_mode():
+            return hashlib.sha256
     for name in ("_sha2", "_sha256"):
         with contextlib.suppress(ImportError):
             return importlib.import_module(name).sha256  # type: ignore[no-any-return]

@@ -56,9 +56,15 @@ def render_crl(crl: CachedCrl, now: int) -> str:
         f"Trustpoint : {crl.trustpoint or 'none (trustpool)'}",
         f"Scope : {_scope(crl)}",
         f"SHA-256 : {crl.sha256}",
-        f"Status : {'Fresh' if crl.fresh_at(now) else 'Stale (past its next update)'}",
+        f"Status : {_status(crl, now)}",
     ]
     return "\n".join(lines) + "\n"
+
+
+def _status(crl: CachedCrl, now: int) -> str:
+    if crl.fresh_at(now):
+        return "Fresh"
+    return "Stale (no next update)" if crl.next_update is None else "Stale (past its next update)"
 
 
 def render_crls(state: DeviceState, now: int) -> str:

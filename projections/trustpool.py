@@ -13,6 +13,7 @@ reference's). The golden file tests/trustpool/golden/show_crypto_ca_trustpool.tx
 
 from __future__ import annotations
 
+from engine.machines.trustpool import RETRYING
 from engine.messages import plural
 from engine.state import DeviceState
 from engine.trustpool.policy import policy_of, rsa_1024_disabled
@@ -93,8 +94,11 @@ def _next_update(state: DeviceState) -> str:
         warn = next_warning(pool)
         return ("none: no cabundle url is configured (a warning is logged daily, next at "
                 f"{ios_time(warn or at)})")
-    retry = f", retrying after {plural(pool.failures, 'failed attempt')}" if pool.failures else ""
-    return f"{ios_time(at)} ({pool.timer.value}{retry}; watching expiry {ios_time(pool.target)})"
+    timer = pool.timer.value
+    if pool.failures:
+        after = f"after {plural(pool.failures, 'failed attempt')}"
+        timer = f"{timer} {after}" if pool.timer is RETRYING else f"{timer}, {after}"
+    return f"{ios_time(at)} ({timer}; watching expiry {ios_time(pool.target)})"
 
 
 def render_policy(state: DeviceState, now: int) -> str:
@@ -102,7 +106,8 @@ def render_policy(state: DeviceState, now: int) -> str:
     policy = policy_of(state)
     all_entries = list(entries(pool, rsa_1024_disabled(state)))
     inactive = sum(1 for e in all_entries if e.inactive)
-    unusable = sum(1 for e in all_entries if not e.usable_at(now))
+    # An inactive built-in is replaced by its download, counted as inactive above, not here.
+    unusable = sum(1 for e in all_entries if not e.inactive and not e.usable_at(now))
     source = (f" ({pool.builtin_source}, SHA-256 {pool.builtin_sha256})"
               if pool.builtin_sha256 else "")
     lines = [

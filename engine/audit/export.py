@@ -110,7 +110,8 @@ def inclusion_text(tree: MerkleTree, chains: list[bytes], note: bytes, cp: Check
     if not 1 <= seq <= cp.size:
         raise AuditError(Reason.INVALID_VALUE, f"Seq {seq} is not covered by the latest "
                          f"checkpoint (seq 1-{cp.size}); `trustledger audit checkpoint` signs "
-                         "a newer one.")
+                         "a newer one of a device's log (a CA signs its next at its next "
+                         "certificate, revocation or CRL).")
     proof = tree.inclusion_proof(seq - 1, cp.size)
     lines = [TLOG_PROOF, f"extra {_b64(chains[seq - 1])}", f"index {seq - 1}",
              *(_b64(h) for h in proof)]

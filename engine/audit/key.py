@@ -5,16 +5,18 @@ so `verifier()` is what `trustledger audit key` prints and `audit verify --key` 
 
 from __future__ import annotations
 
+from collections.abc import Generator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from engine.audit.checkpoint import origin_for
 from engine.audit.note import Ed25519Verifier, ed25519_verifier, raw_public
 from engine.keys import SealedKey
 
 if TYPE_CHECKING:
+    from engine.effects import Effect
     from engine.keystore import Keystore
     from events.audit import AuditKeyCreated
 
@@ -52,15 +54,21 @@ class AuditKey:
         return key
 
 
-def create_audit_key(keystore: Keystore, hostname: str) -> tuple[AuditKeyCreated,
-                                                                 Ed25519PrivateKey]:
-    """A new audit key, sealed into `keystore`, and the event that records it. The caller
-    appends the event; if that fails it discards the data key (`keystore.discard`)."""
+def new_audit_key(hostname: str) -> Generator[Effect, Any, AuditKeyCreated]:
+    """Make the audit key through the kernel's ports (an Ed25519 key from the KeyGenerator,
+    sealed into the keystore by `GenerateKeyPairs`) and return the event that records it.
+    The caller appends the event; if that fails it discards the data key
+    (`keystore.discard`)."""
+    from cryptography.hazmat.primitives.serialization import load_der_public_key
+
+    from engine.keys import KeyAlgorithm, KeySpec
+    from engine.keystore import GenerateKeyPairs  # the key effects, when a key is made
     from events.audit import AuditKeyCreated  # event modules load when used (events.registry)
 
-    key = Ed25519PrivateKey.generate()
-    sealed = keystore.seal(key)
-    public = raw_public(key.public_key())
-    ev = AuditKeyCreated(origin_for(hostname, public), sealed.key_id, public, sealed.public_key,
-                         sealed.ciphertext, sealed.nonce, sealed.sealing)
-    return ev, key
+    (sealed,) = yield GenerateKeyPairs((KeySpec(KeyAlgorithm.ED25519, 256),))
+    public_key = load_der_public_key(sealed.public_key)
+    if not isinstance(public_key, Ed25519PublicKey):  # the effect checked the spec: a bug
+        raise TypeError("the audit key is not an Ed25519 key")
+    public = raw_public(public_key)
+    return AuditKeyCreated(origin_for(hostname, public), sealed.key_id, public,
+                           sealed.public_key, sealed.ciphertext, sealed.nonce, sealed.sealing)

@@ -494,6 +494,7 @@ def _serve(args: argparse.Namespace) -> int:
             while not stop.wait(0.5):
                 if publisher is not None:
                     publisher.retry_due()
+                ca.write_out_audit()
                 if failed.is_set():
                     print("% the CA's decider failed (see the log above); stopped serving",
                           file=sys.stderr)

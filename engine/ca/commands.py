@@ -1,11 +1,14 @@
 """The CA's commands, as handlers of the one kernel (engine/runtime.py).
 
 `decide(state, command)` is a generator: it yields effects (`Now`, `DrawRandom`,
-`DrawSerial`, `SignCertificate`, `SignCRL`) and returns a `Decided`: the events of one batch
-and the state they fold to. It runs the pure decisions of engine/ca/decide.py, folds their
-events into a tentative state where a later step needs it (an approved request is issued in
-the same batch; a revocation is followed by a new CRL), and asks the runtime for whatever
-comes from outside: the time, randomness, signatures by the CA key (the `Signer` port). It
+`DrawSerial`, `SignCertificate`, `SignCRL`; for `Initialize` and `RollOver` also
+`GenerateCAKey`, `SignCACertificate`, `HoldCAKey`, `SignRACertificate`; for `CreateAuditKey`
+the keystore's `GenerateKeyPairs`) and returns a `Decided`: the events of one batch, the state
+they fold to, and the new CA keys the service writes to files before it appends them. It
+runs the pure decisions of engine/ca/decide.py, folds their events into a tentative state
+where a later step needs it (an approved request is issued in the same batch; a revocation is
+followed by a new CRL), and asks the runtime for whatever comes from outside: the time,
+randomness, new keys (the KeyGenerator port), signatures by the CA key (the `Signer`). It
 performs nothing itself, so tests drive it with canned answers (given events, when command,
 then events). The service (engine/ca/service.py) drives it under its write lock and appends
 the batch.
@@ -22,30 +25,36 @@ from typing import TYPE_CHECKING, Any, Protocol
 import structlog
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from engine.ca import profile
 from engine.ca.decide import (
     Enroll,
     Policy,
     SignOffline,
+    check_rollover,
     decide_approve,
     decide_crl,
     decide_enrollment,
+    decide_init,
     decide_issue,
     decide_mint_challenge,
     decide_offline,
     decide_reject,
     decide_revoke,
+    decide_rollover,
     decide_unissuable,
 )
 from engine.ca.errors import CAError, FailInfo, ScepRefusal
 from engine.ca.generations import generation_at, issuing_generation
+from engine.ca.keyfile import key_spec
 from engine.ca.offline import OfflineRequest
 from engine.ca.state import CAState, RequestStatus, evolve
 from engine.effects import DrawRandom, Effect, Now, performs
 from engine.errors import Reason
+from engine.keys import KeyAlgorithm, KeySpec
 from engine.ports import PrivateKey, from_micros, to_micros
-from events.ca import CRLIssued
+from events.ca import CAInitialized, CARolledOver, CRLIssued
 from events.registry import Event
 
 if TYPE_CHECKING:
@@ -54,6 +63,12 @@ if TYPE_CHECKING:
 log = structlog.get_logger("trustledger.ca")
 
 Handler = Generator[Effect, Any, "Decided"]
+
+# The CA's key files in its directory (engine/ca/service.py); a rollover's is named in its event.
+CA_KEY = "ca.key"
+RA_SIGNING_KEY = "ra-signing.key"
+RA_ENCRYPTION_KEY = "ra-encryption.key"
+RA_KEY_SPEC = KeySpec(KeyAlgorithm.RSA, 2048)
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +81,9 @@ class Decided:
     at: int
     correlation: str = ""
     value: str = ""
+    # New CA keys, (file name in the CA directory, key): the service writes them (0600)
+    # before it appends the batch; the log never holds a private key.
+    keys: tuple[tuple[str, PrivateKey], ...] = ()
 
 
 # -- effects and the port that performs them --------------------------------------------------
@@ -101,6 +119,46 @@ class SignCRL(Effect):
     generation: int = 1
 
 
+@dataclass(frozen=True)
+class GenerateCAKey(Effect):
+    """A new private key of `spec` from the KeyGenerator port (the CA keeps it in a file, not
+    sealed in a keystore); the answer is the key."""
+
+    spec: KeySpec
+
+
+@dataclass(frozen=True)
+class SignCACertificate(Effect):
+    """Self-sign a CA certificate with `key` (engine/ca/profile.py); the answer is its DER."""
+
+    key: PrivateKey
+    subject: x509.Name
+    serial: int
+    not_before: datetime
+    not_after: datetime
+
+
+@dataclass(frozen=True)
+class HoldCAKey(Effect):
+    """From now on the Signer port signs for generation 1 with `key` and `certificate` (DER):
+    `ca init` signs its RA certificates and its first CRL with the key it just made."""
+
+    key: PrivateKey
+    certificate: bytes
+
+
+@dataclass(frozen=True)
+class SignRACertificate(Effect):
+    """Issue an RA certificate (`purpose` "signing" or "encryption") for `key` with the CA key
+    of generation 1; the answer is its DER."""
+
+    key: rsa.RSAPrivateKey
+    purpose: str
+    serial: int
+    not_before: datetime
+    not_after: datetime
+
+
 @dataclass(frozen=True, slots=True)
 class Signed:
     der: bytes
@@ -114,6 +172,8 @@ class Signer(Protocol):
     def sign_certificate(self, eff: SignCertificate) -> Signed: ...
 
     def sign_crl(self, eff: SignCRL) -> bytes: ...
+
+    def sign_ra_certificate(self, eff: SignRACertificate) -> bytes: ...
 
 
 class KeySigner:
@@ -150,6 +210,12 @@ class KeySigner:
                                                   eff.next_update, eff.entries)
         return crl.public_bytes(serialization.Encoding.DER)
 
+    def sign_ra_certificate(self, eff: SignRACertificate) -> bytes:
+        key, ca_cert = self._key(1)
+        cert = profile.ra_certificate(key, ca_cert, eff.key, eff.purpose, eff.serial,
+                                      eff.not_before, eff.not_after)
+        return cert.public_bytes(serialization.Encoding.DER)
+
 
 def _signer(ports: Ports) -> Signer:
     if ports.signer is None:
@@ -170,6 +236,34 @@ def _sign_certificate(ports: Ports, eff: SignCertificate) -> Signed:
 @performs(SignCRL)
 def _sign_crl(ports: Ports, eff: SignCRL) -> bytes:
     return _signer(ports).sign_crl(eff)
+
+
+@performs(GenerateCAKey)
+def _generate_ca_key(ports: Ports, eff: GenerateCAKey) -> PrivateKey:
+    from engine.keystore import keygen_of
+
+    key = keygen_of(ports).generate(eff.spec)
+    if not eff.spec.matches(key) or not isinstance(key, rsa.RSAPrivateKey
+                                                   | ec.EllipticCurvePrivateKey):
+        raise TypeError(f"the key generator returned a key that is not {eff.spec}")
+    return key
+
+
+@performs(SignCACertificate)
+def _sign_ca_certificate(ports: Ports, eff: SignCACertificate) -> bytes:
+    cert = profile.ca_certificate(eff.key, eff.subject, eff.serial, eff.not_before,
+                                  eff.not_after)
+    return cert.public_bytes(serialization.Encoding.DER)
+
+
+@performs(HoldCAKey)
+def _hold_ca_key(ports: Ports, eff: HoldCAKey) -> None:
+    ports.signer = KeySigner(eff.key, x509.load_der_x509_certificate(eff.certificate))
+
+
+@performs(SignRACertificate)
+def _sign_ra_certificate(ports: Ports, eff: SignRACertificate) -> bytes:
+    return _signer(ports).sign_ra_certificate(eff)
 
 
 # -- commands --------------------------------------------------------------------------------------
@@ -232,6 +326,35 @@ class SignRequest:
     days: int | None
     crl_url: str | None
     ldap_url: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Initialize:
+    """`ca init`: the CA key (`key`, one of engine/ca/keyfile.py KEY_SPECS), its self-signed
+    certificate valid `days`, RA keys and certificates with `ra`, and the first CRL."""
+
+    subject: x509.Name
+    key: str
+    days: int
+    certificate_days: int
+    ra: bool
+    crl_lifetime: timedelta
+
+
+@dataclass(frozen=True, slots=True)
+class RollOver:
+    """`ca rollover`: the next CA key and certificate, with the current one's `subject`, valid
+    until `days` after the current one expires (None: as long as the current one lasts)."""
+
+    subject: x509.Name
+    days: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class CreateAuditKey:
+    """The log's audit key (engine/audit/key.py), sealed in the CA directory's keystore."""
+
+    hostname: str = "ca"
 
 
 def decide(state: CAState, command: object) -> Handler:
@@ -324,6 +447,57 @@ def _sign_request(state: CAState, c: SignRequest) -> Handler:
     return Decided(events, fold(after, more, now), now, txid)
 
 
+def _initialize(state: CAState, c: Initialize) -> Handler:
+    now = yield Now()
+    at = from_micros(now)
+    not_before, not_after = at - profile.CLOCK_SKEW, at + timedelta(days=c.days)
+    ca_key: PrivateKey = yield GenerateCAKey(key_spec(c.key))
+    serial = yield DrawSerial()
+    ca_der: bytes = yield SignCACertificate(ca_key, c.subject, serial, not_before, not_after)
+    yield HoldCAKey(ca_key, ca_der)  # it signs the RA certificates and the first CRL
+    keys: tuple[tuple[str, PrivateKey], ...] = ((CA_KEY, ca_key),)
+    ra: list[bytes | None] = [None, None]
+    if c.ra:
+        signing: rsa.RSAPrivateKey = yield GenerateCAKey(RA_KEY_SPEC)
+        encryption: rsa.RSAPrivateKey = yield GenerateCAKey(RA_KEY_SPEC)
+        for i, (ra_key, purpose) in enumerate(((signing, "signing"),
+                                               (encryption, "encryption"))):
+            serial = yield DrawSerial()
+            ra[i] = yield SignRACertificate(ra_key, purpose, serial, not_before, not_after)
+        keys += ((RA_SIGNING_KEY, signing), (RA_ENCRYPTION_KEY, encryption))
+    initialized = CAInitialized(c.subject.rfc4514_string(), c.key, ca_der, ra[0], ra[1],
+                                c.certificate_days, int(c.crl_lifetime.total_seconds()))
+    crl = yield from next_crl(evolve(state, initialized, now), now)
+    events = decide_init(state, initialized, crl)
+    return Decided(events, fold(state, events, now), now, keys=keys)
+
+
+def _roll_over(state: CAState, c: RollOver) -> Handler:
+    now = yield Now()
+    current = check_rollover(state, now)
+    number = len(state.generations) + 1
+    lifetime = timedelta(microseconds=current.not_after - current.not_before)
+    key: PrivateKey = yield GenerateCAKey(key_spec(state.key_algorithm))
+    serial = yield DrawSerial()
+    not_after = (from_micros(current.not_after)
+                 + (timedelta(days=c.days) if c.days is not None else lifetime))
+    der: bytes = yield SignCACertificate(key, c.subject, serial,
+                                         from_micros(now) - profile.CLOCK_SKEW, not_after)
+    cert = x509.load_der_x509_certificate(der)
+    ev = CARolledOver(number, state.key_algorithm, f"ca-{number}.key", der,
+                      to_micros(cert.not_valid_before_utc), to_micros(cert.not_valid_after_utc))
+    events = decide_rollover(state, ev, now)
+    return Decided(events, fold(state, events, now), now, keys=((ev.key_file, key),))
+
+
+def _create_audit_key(state: CAState, c: CreateAuditKey) -> Handler:
+    from engine.audit.key import new_audit_key
+
+    ev = yield from new_audit_key(c.hostname)
+    now = yield Now()
+    return Decided([ev], evolve(state, ev, now), now, "open")
+
+
 _HANDLERS: dict[type, Callable[[CAState, Any], Handler]] = {
     Enrollment: _enroll,
     Approve: _approve,
@@ -333,6 +507,9 @@ _HANDLERS: dict[type, Callable[[CAState, Any], Handler]] = {
     RefreshCRL: _refresh_crl,
     MintChallenge: _mint_challenge,
     SignRequest: _sign_request,
+    Initialize: _initialize,
+    RollOver: _roll_over,
+    CreateAuditKey: _create_audit_key,
 }
 
 

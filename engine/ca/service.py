@@ -44,32 +44,38 @@ refuses to open, read-only too (events/filelog.py).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Self
 
 import structlog
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric import rsa
 
-from engine.audit.key import create_audit_key
 from engine.audit.trail import AuditMismatch, AuditTrail, open_trail, read_saved
 from engine.ca import commands, offline, profile
+from engine.ca.commands import CA_KEY as CA_KEY  # noqa: PLC0414 - the workers import it from here
+from engine.ca.commands import RA_ENCRYPTION_KEY as RA_ENCRYPTION_KEY  # noqa: PLC0414
+from engine.ca.commands import RA_SIGNING_KEY as RA_SIGNING_KEY  # noqa: PLC0414
 from engine.ca.commands import (
     Approve,
+    CreateAuditKey,
     Decided,
     Enrollment,
+    Initialize,
     IssueApproved,
     KeySigner,
     MintChallenge,
     RefreshCRL,
     Reject,
     Revoke,
+    RollOver,
     SignRequest,
 )
 from engine.ca.commands import challenge_digest as challenge_digest  # noqa: PLC0414 - frontends import it from here
@@ -78,16 +84,12 @@ from engine.ca.decide import (
     Enroll,
     Policy,
     ReplyStatus,
-    check_rollover,
-    decide_init,
-    decide_rollover,
     reply_status,
 )
 from engine.ca.errors import CAError, CAUnavailable, NotACA, ScepRefusal
 from engine.ca.generations import CAGeneration, generation_at, next_generation
 from engine.ca.keyfile import (
     KEY_SPECS,
-    key_spec,
     load_private_key,
     write_new_file,
     write_private_key,
@@ -104,7 +106,7 @@ from engine.ca.state import (
 from engine.devicelog import DeviceLog, LogConflict
 from engine.errors import Reason
 from engine.folds import UnfoldedEvent
-from engine.keystore import CryptographyKeyGenerator, DirectoryKeystore, KeyGenerator
+from engine.keystore import KeyGenerator, keystore_of
 from engine.ports import (
     Clock,
     PrivateKey,
@@ -112,7 +114,6 @@ from engine.ports import (
     SystemClock,
     SystemRandomness,
     from_micros,
-    to_micros,
 )
 from engine.runtime import Ports, drive
 from engine.storebinding import (
@@ -124,18 +125,16 @@ from engine.storebinding import (
     recorded,
     same_store,
 )
-from events.ca import STREAM, CAInitialized, CARolledOver
+from events.audit import AuditKeyCreated
+from events.ca import STREAM, CAInitialized
 from events.durable import fsync_directory
 from events.filelog import FileEventLog, LogError, LogLocked, LogWriteFailed
 from events.groupcommit import GroupCommit
 from events.registry import Event
 from events.store import PendingEvent, Recorded
 
-CA_KEY = "ca.key"
 CA_PEM = "ca.pem"
 CRL_FILE = "ca.crl"
-RA_SIGNING_KEY = "ra-signing.key"
-RA_ENCRYPTION_KEY = "ra-encryption.key"
 LOG_DIR = "log"
 DEFAULT_SUBJECT = "CN=trustledger CA,O=trustledger"
 DEFAULT_CA_DAYS = 3650
@@ -205,7 +204,11 @@ class BuiltinCA:
         for number, key in self._next_keys.items():
             assert self._key_signer is not None
             self._key_signer.add(number, key, self._generation_certificate(number))
-        self._ports = Ports(clock=clock, randomness=randomness, signer=self._key_signer)
+        # One set of ports for every command: the CA key as the Signer; real key generation
+        # (rollover, unless given a KeyGenerator; the audit key) and DIR/keystore (the audit
+        # key, sealed), made on first use.
+        self._ports = Ports(data_dir=root, clock=clock, randomness=randomness,
+                            signer=self._key_signer)
         self._lock = threading.Lock()
         self._durability = GroupCommit(log, self._lock, CAUnavailable)
         self._deferred = threading.local()  # .seq: highest seq to make durable, in a block
@@ -239,7 +242,6 @@ class BuiltinCA:
         (recorded in DIR/STORE once the store answered; the keys stay in DIR)."""
         clock = clock or SystemClock()
         randomness = randomness or SystemRandomness()
-        keys = keys or CryptographyKeyGenerator()
         if key not in KEY_SPECS:
             raise CAError(Reason.INVALID_VALUE,
                           f"unknown key type {key}; expected one of {', '.join(KEY_SPECS)}")
@@ -269,33 +271,19 @@ class BuiltinCA:
                               f"{rootp} holds {', '.join(leftovers)} but no CA log (an "
                               "interrupted `ca init`?); move them away and run init again")
             fresh = True
-            now = clock.now()
-            ca_key = _ca_key(keys.generate(key_spec(key)))
-            ca_cert = profile.ca_certificate(ca_key, name, profile.random_serial(randomness),
-                                             now - profile.CLOCK_SKEW, now + timedelta(days=days))
-            ra_keys, ra_certs = (_make_ra(keys, ca_key, ca_cert, randomness, now) if ra
-                                 else (None, None))
-            initialized = CAInitialized(
-                name.rfc4514_string(), key, ca_cert.public_bytes(serialization.Encoding.DER),
-                ra_certs[0] if ra_certs else None, ra_certs[1] if ra_certs else None,
-                certificate_days, int(crl_lifetime.total_seconds()))
-            state = evolve(CAState(), initialized, to_micros(now))
-            crl = drive(commands.next_crl(state, to_micros(now)),
-                        Ports(signer=KeySigner(ca_key, ca_cert)))
-            events = decide_init(CAState(), initialized, crl)
+            ports = Ports(clock=clock, randomness=randomness, keygen=keys)
+            decided = drive(commands.decide(CAState(), Initialize(
+                name, key, days, certificate_days, ra, crl_lifetime)), ports)
+            state = decided.state
             # Files first, the log last: its first frame, synced, is the commit point.
-            for name, secret in ((CA_KEY, ca_key), *(
-                    ((RA_SIGNING_KEY, ra_keys[0]), (RA_ENCRYPTION_KEY, ra_keys[1]))
-                    if ra_keys is not None else ())):
-                write_private_key(rootp / name, secret)
-                created.append(rootp / name)
+            for file_name, secret in decided.keys:
+                write_private_key(rootp / file_name, secret)
+                created.append(rootp / file_name)
+            ca_cert = x509.load_der_x509_certificate(state.ca_certificate)
             write_new_file(rootp / CA_PEM, ca_cert.public_bytes(serialization.Encoding.PEM),
                            0o644)
             created.append(rootp / CA_PEM)
-            state = CAState()
-            for rec in log.append([PendingEvent(ev, STREAM, to_micros(now), "operator")
-                                   for ev in events]):
-                state = evolve(state, rec.event, rec.at)
+            log.append(_batch(decided, "operator"))
         except BaseException as e:
             if fresh:
                 _undo_init(rootp, created)
@@ -304,7 +292,10 @@ class BuiltinCA:
                 raise CAError(Reason.NOT_ALLOWED, f"cannot create a CA in {rootp}: {e} "
                                                   "(nothing was left behind)") from e
             raise
-        ca = cls(rootp, log, state, clock=clock, randomness=randomness, ca_key=ca_key,
+        made = dict(decided.keys)
+        ra_keys = ((_rsa(made[RA_SIGNING_KEY]), _rsa(made[RA_ENCRYPTION_KEY])) if ra
+                   else None)
+        ca = cls(rootp, log, state, clock=clock, randomness=randomness, ca_key=made[CA_KEY],
                  ra_keys=ra_keys)
         ca._open_audit(audit)
         ca.publish_crl()
@@ -355,26 +346,39 @@ class BuiltinCA:
         self._durability.close()
         self._log.close()  # its last marker step writes the audit trail
 
+    def write_out_audit(self) -> None:
+        """Write the audit trail out now if it changed, up to what is durable (`ca serve`
+        calls it every half second): `audit prove` and `audit export` then see a checkpoint
+        within a second of the certificate or CRL it covers, not only at the next command's
+        marker step. A failure is logged; the next step writes it."""
+        if self.audit is None:
+            return
+        try:
+            self.audit.persist(self._durability.durable)
+        except OSError as e:
+            log.warning("audit trail not written; the log holds every event", error=str(e))
+
     def _open_audit(self, create: bool) -> None:
         """Check the log against its audit trail (AuditMismatch refuses, as a CAError); make
         the audit key (sealed in DIR/keystore) if the log has none: see engine/audit/."""
         log = self._log
-        keystore = DirectoryKeystore.in_data_dir(self.root)
+        keystore = keystore_of(self._ports)  # DIR/keystore
         if self._state.audit_key is None and read_saved(log.root) is not None:
             raise CAError(Reason.BAD_DATA, f"The CA log {log.root} has an audit trail beside it "
                           "but no audit key: it is not the log the trail was kept for.")
         if self._state.audit_key is None and not create:
             return
         if self._state.audit_key is None:
-            ev, _ = create_audit_key(keystore, "ca")
+            decided = drive(commands.decide(self._state, CreateAuditKey("ca")), self._ports)
             try:
-                (rec,) = log.append([PendingEvent(ev, STREAM, to_micros(self.clock.now()),
-                                                  "system", "open")])
+                log.append(_batch(decided, "system"))
             except (LogError, OSError) as e:
                 with contextlib.suppress(OSError):
-                    keystore.discard(ev.key_id)
+                    for ev in decided.events:
+                        if isinstance(ev, AuditKeyCreated):  # no event names its data key
+                            keystore.discard(ev.key_id)
                 raise CAError(Reason.NOT_ALLOWED, f"cannot record the audit key: {e}") from e
-            self._state = evolve(self._state, rec.event, rec.at)
+            self._state = decided.state
         key = self._state.audit_key
         assert key is not None
         try:
@@ -571,11 +575,9 @@ class BuiltinCA:
         events = decided.events
         if not events:
             return
-        batch = [PendingEvent(ev, STREAM, decided.at, actor, decided.correlation)
-                 for ev in events]
         before = self._state.crl
         try:
-            records = self._log.append(batch)
+            records = self._log.append(_batch(decided, actor))
         except LogConflict as e:  # nothing written: the log is whole, only we are behind
             self._catch_up()
             raise CAConflict(e) from None
@@ -659,36 +661,22 @@ class BuiltinCA:
         self._writable_key()
         if days is not None and days <= 0:
             raise CAError(Reason.INVALID_VALUE, "validity days must be positive")
+        ports = self._ports if keys is None else dataclasses.replace(self._ports, keygen=keys)
         with self._writing():
-            state = self._state
-            now = self.clock.now_us()
-            current = check_rollover(state, now)
-            number = len(state.generations) + 1
-            lifetime = timedelta(microseconds=current.not_after - current.not_before)
-            key_file = f"ca-{number}.key"
-            key = _ca_key((keys or CryptographyKeyGenerator()).generate(
-                key_spec(state.key_algorithm)))
-            not_before = from_micros(now) - profile.CLOCK_SKEW
-            not_after = (from_micros(current.not_after)
-                         + (timedelta(days=days) if days is not None else lifetime))
-            cert = profile.ca_certificate(key, self._ca_cert.subject,
-                                          profile.random_serial(self.randomness), not_before,
-                                          not_after)
-            ev = CARolledOver(number, state.key_algorithm, key_file,
-                              cert.public_bytes(serialization.Encoding.DER),
-                              to_micros(cert.not_valid_before_utc),
-                              to_micros(cert.not_valid_after_utc))
-            events = decide_rollover(state, ev, now)
+            decided = drive(commands.decide(self._state, RollOver(self._ca_cert.subject, days)),
+                            ports)
+            ((key_file, key),) = decided.keys
+            generation = decided.state.generations[-1]
             write_private_key(self.root / key_file, key)
-            pem = self.root / f"ca-{number}.pem"
+            pem = self.root / f"ca-{generation.number}.pem"
             pem.unlink(missing_ok=True)  # a convenience copy an interrupted rollover left
+            cert = x509.load_der_x509_certificate(generation.certificate)
             write_new_file(pem, cert.public_bytes(serialization.Encoding.PEM), 0o644)
-            after = evolve(state, ev, now)
-            self._commit(Decided(events, after, now), actor)
+            self._commit(decided, actor)
             assert self._key_signer is not None
-            self._next_keys[number] = key
-            self._key_signer.add(number, key, cert)
-        return after.generations[-1]
+            self._next_keys[generation.number] = key
+            self._key_signer.add(generation.number, key, cert)
+        return generation
 
     def mint_challenge(self, valid_for: timedelta = DEFAULT_CHALLENGE_LIFETIME) -> str:
         """A new one-time challenge password (only its SHA-256 is recorded)."""
@@ -784,6 +772,12 @@ class BuiltinCA:
         return issued
 
 
+def _batch(decided: Decided, actor: str) -> list[PendingEvent]:
+    """A command's events as one batch for the log, recorded at `decided.at` by `actor`."""
+    return [PendingEvent(ev, STREAM, decided.at, actor, decided.correlation)
+            for ev in decided.events]
+
+
 def _certificate_of(decided: Decided) -> IssuedCertificate | None:
     """The certificate the command's request got, if it has one."""
     serial = decided.state.requests[decided.correlation].serial
@@ -809,25 +803,6 @@ def _ca_records(root: Path, records: Iterable[Recorded]) -> Iterator[Recorded]:
                     else f"its log holds {rec.type} in stream {rec.stream!r} at seq {rec.seq}")
             raise NotACA(f"{root} holds no CA ({what}).")
         yield rec
-
-
-def _make_ra(keys: KeyGenerator, ca_key: PrivateKey, ca_cert: x509.Certificate,
-             randomness: Randomness, now: datetime,
-             ) -> tuple[tuple[rsa.RSAPrivateKey, rsa.RSAPrivateKey], tuple[bytes, bytes]]:
-    """RSA-2048 keys and CA-issued certificates for the RA (signing, encryption)."""
-    signing, encryption = (_rsa(keys.generate(key_spec("rsa:2048"))),
-                           _rsa(keys.generate(key_spec("rsa:2048"))))
-    certs = [profile.ra_certificate(ca_key, ca_cert, k, purpose, profile.random_serial(randomness),
-                                    now - profile.CLOCK_SKEW, ca_cert.not_valid_after_utc,
-                                    ).public_bytes(serialization.Encoding.DER)
-             for k, purpose in ((signing, "signing"), (encryption, "encryption"))]
-    return (signing, encryption), (certs[0], certs[1])
-
-
-def _ca_key(key: object) -> PrivateKey:
-    if not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
-        raise TypeError("the key generator returned a key a CA cannot sign with")
-    return key
 
 
 def _rsa(key: object) -> rsa.RSAPrivateKey:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from urllib.parse import urlsplit
 
-from engine.grammar import GRAMMAR, ArgKind, ArgSpec, int_range
+from engine.grammar import GRAMMAR, ArgKind, ArgSpec, int_range, no_userinfo
 from engine.revocation.cache import CURL_TIMEOUT_KEY
 
 G = GRAMMAR
@@ -43,7 +43,7 @@ def _crl_uri(s: str) -> str:
     raise ValueError(s)
 
 
-CRL_URI = ArgSpec(ArgKind("LINE", _crl_uri, rest_of_line=True),
+CRL_URI = ArgSpec(ArgKind("LINE", _crl_uri, rest_of_line=True, screen=no_userinfo),
                   "http:// or ldap:// url of the CRL")
 
 G.describe({"crl": "Certificate revocation lists"})

@@ -15,11 +15,12 @@ from engine.destruction import confirm
 from engine.effects import Ask, Effect, Outcome, ReadBlock, Say
 from engine.errors import OperatorError, PeerReason, Reason, ScepFailure, TrustledgerError
 from engine.grammar import (
+    DESCRIPTION,
     ENROLLMENT_URL,
     GRAMMAR,
     IP_ADDRESS,
+    LDAP_URL,
     LINE,
-    URL,
     WORD,
     ArgSpec,
     Mode,
@@ -93,7 +94,7 @@ G.config("enrollment retry count <count>", key="enrollment retry count", mode=TP
          help="Polls before giving up",
          args={"count": ArgSpec(int_range(1, 100), "Number of polls")})
 G.config("query url <url>", key="query url", mode=TP, help="LDAP URL of the CA's directory",
-         args={"url": ArgSpec(URL, "ldap://host[:port]/dn")})
+         args={"url": ArgSpec(LDAP_URL, "ldap://host[:port]/dn")})
 G.config("rsakeypair <label>", key="rsakeypair", mode=TP, help="RSA key pair for this trustpoint",
          args={"label": ArgSpec(WORD, "Key pair label", source="rsa")})
 G.config("subject-name <dn>", key="subject-name", mode=TP,
@@ -109,7 +110,7 @@ G.config("crl optional", key="crl optional", mode=TP,
 G.config("message-digest {digest: md5 | sha1 | sha256 | sha384 | sha512}", key="message-digest",
          mode=TP, help="Digest algorithm of the certificate request")
 G.config("description <text>", key="description", mode=TP, help="Trustpoint description",
-         args={"text": ArgSpec(LINE, "Up to 80 characters")})
+         args={"text": ArgSpec(DESCRIPTION, "Up to 80 characters")})
 
 
 # -- helpers --------------------------------------------------------------------------------------
@@ -284,8 +285,9 @@ def enroll(ctx: Ctx) -> Generator[Effect, Any, Outcome]:
     if cfg.scep_url is None:
         raise OperatorError(Reason.NOT_ALLOWED,
                            f"Trustpoint {name} has no enrollment url.")
-    from engine.scep_client import ScepEnroll
+    from engine.scep_client import ScepEnroll, check_envelope_recipient
 
+    check_envelope_recipient(ca_view(status), name)
     yield Say(START)
     challenge = yield from _password()
     who = identity(ctx.state, cfg)

@@ -18,13 +18,14 @@ from __future__ import annotations
 import re
 
 from engine.grammar import (
+    DESCRIPTION,
     GRAMMAR,
-    LINE,
     WORD,
     ArgKind,
     ArgSpec,
     Handler,
     Mode,
+    no_userinfo,
     well_formed_authority,
 )
 from engine.schedule import Job
@@ -46,7 +47,8 @@ def _bundle_url(s: str) -> str:
     raise ValueError(s)
 
 
-BUNDLE_URL = ArgSpec(ArgKind("WORD", _bundle_url), "http://, https:// or file: url of the bundle")
+BUNDLE_URL = ArgSpec(ArgKind("WORD", _bundle_url, screen=no_userinfo),
+                     "http://, https:// or file: url of the bundle")
 
 G.describe({"trustpool": "CA trustpool", "import": "Import certificates into the trustpool"})
 
@@ -66,7 +68,7 @@ G.config("crl optional", key="crl optional", mode=POOL,
          words={"crl": "Revocation checking of chains anchored in the trustpool",
                 "optional": "Do not require a CRL"})
 G.config("description <text>", key="description", mode=POOL, help="Trustpool policy description",
-         args={"text": ArgSpec(LINE, "Up to 80 characters")},
+         args={"text": ArgSpec(DESCRIPTION, "Up to 80 characters")},
          words={"description": "Trustpool policy description"})
 G.config("vrf <name>", key="vrf", mode=POOL, help="VRF the bundle is fetched in (recorded; "
          "VRFs are not used)", args={"name": ArgSpec(WORD, "VRF name")},

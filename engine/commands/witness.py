@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
-from engine.grammar import GRAMMAR, URL, ArgKind, ArgSpec, well_formed_authority
+from engine.grammar import GRAMMAR, URL, ArgKind, ArgSpec, no_userinfo, well_formed_authority
 
 if TYPE_CHECKING:
     from engine.audit.witness_client import Witness
@@ -34,7 +34,7 @@ GRAMMAR.describe({"audit": "Verifiable audit of the event log",
                   "witness": "A witness that co-signs the log's checkpoints"})
 GRAMMAR.config("audit witness url <url> key <key>", key="audit witness url {url}", rank=90,
                help="Have a witness co-sign every audit checkpoint",
-               args={"url": ArgSpec(ArgKind(URL.label, _witness_url),
+               args={"url": ArgSpec(ArgKind(URL.label, _witness_url, screen=no_userinfo),
                                     "http://host:port[/prefix] of the witness"),
                      "key": ArgSpec(ArgKind("WORD", _witness_key),
                                     "The witness's key (trustledger audit witness key)")},

@@ -101,6 +101,6 @@ def alert(state: DeviceState, name: str, now: int) -> Outcome:
             continue
         _, not_after, serial, issuer = certificate_facts(der)
         events.append(CertificateExpiryWarned(name, kind, serial, issuer, not_after,
-                                              max(0, (not_after - now) // schedule.DAY),
+                                              schedule.days_left(not_after, now),
                                               auto))
     return said(events, now)

@@ -106,12 +106,19 @@ def next_activation(st: TrustpointStatus) -> int | None:
     return min(certificate_facts(c.der)[0] for c in st.next_certificates)
 
 
+def days_left(not_after: int, at: int) -> int:
+    """The days a notice given at `at` says are left, rounded up (0 once ended): a notice due
+    at the 7-day point runs a moment later (the shell's clock ticks every second) and must
+    still say 7, or the next point (6) would look already said and be skipped."""
+    return max(0, -((at - not_after) // DAY))
+
+
 def alert_after(not_after: int, since: int) -> int | None:
     """The first alert point for a certificate ending at `not_after` later than `since` (its
-    last notice; 0: none yet) that has fewer whole days left than that notice said: one given
-    between two points (at once, for a certificate installed with 4.5 days left, saying "4
-    days") is not said again at the 4-day point."""
-    said = (not_after - since) // DAY if since else None
+    last notice; 0: none yet) that has fewer days left than that notice said: one given
+    between two points (at once, for a certificate installed with 4.5 days left, saying "5
+    days") is not said again before the 4-day point."""
+    said = days_left(not_after, since) if since else None
     for days in ALERT_DAYS:
         point = not_after - days * DAY
         if point > since and (said is None or days < said):

@@ -27,7 +27,7 @@ from collections.abc import Iterator
 from cryptography import x509
 
 from engine.certids import ios_serial_number
-from engine.machines.trustpoint import Lifecycle
+from engine.machines.trustpoint import LIFECYCLE, Lifecycle
 from engine.messages import certificate_revoked
 from engine.revocation.cache import covers, spki_sha256
 from engine.revocation.index import remembered
@@ -37,7 +37,10 @@ from engine.trustpoints import TrustpointStatus, usable_certificates
 from events.registry import Event
 from events.trustpoint import RouterCertificateRevoked
 
-REVOCABLE = (Lifecycle.ENROLLED, Lifecycle.REVOKED, Lifecycle.ENROLLING)
+# The lifecycles a CRL can revoke a router certificate in: where the trustpoint table's
+# `revoke` and `revoke_installed` edges start (engine/machines/trustpoint.py).
+REVOCABLE: frozenset[Lifecycle] = frozenset(
+    s for e in LIFECYCLE.edges if e.trigger in ("revoke", "revoke_installed") for s in e.sources)
 
 
 def own_certificates_revoked(state: DeviceState, cached: CachedCrl

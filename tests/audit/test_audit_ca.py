@@ -80,3 +80,19 @@ def test_export_of_a_ca_without_a_checkpoint_does_not_advise_audit_checkpoint(
     assert capsys.readouterr().err == (
         f"% The log {ca_dir / 'log'} has no checkpoint yet: the CA signs one after every "
         "certificate issued or revoked and every CRL.\n")
+
+
+def test_a_serving_ca_writes_its_checkpoints_out_while_idle(
+        ca_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`ca serve` calls write_out_audit every half second: a burst's checkpoints reach
+    log/CHECKPOINTS without waiting for the next enrollment's marker step (they waited)."""
+    import events.filelog
+
+    monkeypatch.setattr(events.filelog, "MARK_EVERY", 3600.0)  # no marker step meanwhile
+    with BuiltinCA.open(ca_dir) as ca:
+        ca.refresh_crl(force=True)
+        ca.refresh_crl(force=True)
+        signed = ca.audit.size if ca.audit is not None else 0
+        assert sizes(ca_dir)[-1] < signed  # signed, not yet written out
+        ca.write_out_audit()
+        assert sizes(ca_dir)[-1] == signed == 7

@@ -81,6 +81,19 @@ def test_ctrl_z_is_end_with_the_commit_question(shell: Screen) -> None:
     shell.expect("RP/0/RP0/CPU0:r2#")
 
 
+def test_ctrl_v_types_a_question_mark_into_an_ldap_url(shell: Screen) -> None:
+    """`?` opens help; after Ctrl-V (as on IOS) it is typed, as an LDAP URL needs."""
+    shell.send("configure\r")
+    shell.expect(CONFIG)
+    shell.send("crypto ca trustpoint myca\r")
+    shell.send("query url ldap://127.0.0.1/o=x\x16?cn\x16?base\r")
+    shell.send("commit\r")
+    shell.send("end\r")
+    shell.expect(EXEC)
+    shell.send("show running-config | include query\r")
+    shell.expect(" query url ldap://127.0.0.1/o=x?cn?base\r\n" + EXEC)
+
+
 def test_ctrl_c_at_a_question_aborts_and_changes_nothing(shell: Screen) -> None:
     shell.send("crypto key zeroize ecdsa spare\r")
     shell.expect("Do you really want to remove these keys? [yes/no]:")

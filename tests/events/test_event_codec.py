@@ -337,3 +337,16 @@ def test_one_event_appends_write_the_frames_the_generic_encoder_writes(
 @given(st.binary(max_size=300))
 def test_the_cold_sha256_is_sha256(data: bytes) -> None:
     assert COLD_SHA256(data).digest() == hashlib.sha256(data).digest()
+
+
+def test_a_fips_mode_openssl_keeps_every_chain_hash_in_openssl(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """In FIPS mode every digest must come from the validated module: no built-in SHA-256."""
+    import _hashlib
+
+    import events.store
+
+    monkeypatch.setattr(_hashlib, "get_fips_mode", lambda: 1)
+    assert events.store._small_sha256() is hashlib.sha256
+    monkeypatch.setattr(_hashlib, "get_fips_mode", lambda: 0)
+    assert events.store._small_sha256() is not hashlib.sha256

@@ -173,6 +173,18 @@ def test_a_crl_without_next_update_is_never_current_and_said_so(clock: FakeClock
             "1 entry; the CA has published no newer one") in logged, logged
 
 
+def test_a_requested_crl_without_next_update_says_so(clock: FakeClock) -> None:
+    """`crypto ca crl request` and `show crypto ca crls` name why such a CRL is stale, as
+    CRL_STALE does, not "past its next update" beside `Next Update : none`."""
+    e = device(clock, FakeCrlFetcher({HTTP: without_next_update(fresh(clock), CA)}))
+    trustpoint(e, "ca", CA)
+    out = ok(e, f"crypto ca crl request {HTTP}")
+    assert out.splitlines()[1] == ("% Warning: the CRL has no next update (RFC 5280 5.1.2.5), "
+                                   "so it is never current: it is cached, and shown as stale.")
+    shown = ok(e, "show crypto ca crls").splitlines()
+    assert "Next Update : none" in shown and shown[-1] == "Status : Stale (no next update)"
+
+
 def test_a_crl_is_kept_until_its_next_update_then_shown_stale(clock: FakeClock) -> None:
     e = device(clock, FakeCrlFetcher({HTTP: fresh(clock)}))
     leaf = make_leaf(CA, 1, [HTTP], clock.us)

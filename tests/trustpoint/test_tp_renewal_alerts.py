@@ -15,7 +15,7 @@ from engine import Engine
 from engine.adapters.scep_inprocess import InProcessTransport
 from engine.certids import ios_name, ios_serial
 from engine.ports import FakeClock
-from engine.renewal.schedule import ALERT_DAYS, alert_after
+from engine.renewal.schedule import ALERT_DAYS, alert_after, days_left
 from engine.trustpoints import trustpoint_config
 from events.renewal import CertificateExpiryWarned
 from tests.trustpoint.renewal_support import (
@@ -55,15 +55,28 @@ def test_the_schedule_of_notices() -> None:
 def test_each_notice_says_fewer_days_than_the_one_before(left: int) -> None:
     """From a first notice at any moment (a certificate installed with `left` µs to go),
     the days-left each later notice says only go down: a notice given between two points
-    (e.g. 4 days and 24 s left, found by hand after a renewal: "4 days") is not repeated at
-    the next point (the 4-day point: "4 days" again)."""
+    (e.g. 4 days and 24 s left, found by hand after a renewal) says "5 days", and the next
+    is the 4-day point's, not a second "5 days"."""
     end = 1000 * DAY
-    said, since = [left // DAY], end - left
+    said, since = [days_left(end, end - left)], end - left
     while (at := alert_after(end, since)) is not None:
-        said.append((end - at) // DAY)
+        said.append(days_left(end, at))
         since = at
     assert said == sorted(set(said), reverse=True), said
-    assert alert_after(end, end - 4 * DAY - 24_000_000) == end - 3 * DAY
+    assert alert_after(end, end - 4 * DAY - 24_000_000) == end - 4 * DAY
+
+
+@given(strategies.integers(min_value=1, max_value=3_600_000_000))
+def test_a_notice_given_late_says_its_points_days_and_skips_none(late: int) -> None:
+    """A running shell gives a notice at its next clock tick (a second or so after the
+    point): each still says its point's days, and no later point is skipped (rounding down
+    said "6 days" at the 7-day point, so the 6-day point looked said: 6, 4, 2 were lost)."""
+    end = 1000 * DAY
+    said, since = [], 0
+    while (at := alert_after(end, since)) is not None:
+        since = at + late
+        said.append(days_left(end, since))
+    assert said == list(ALERT_DAYS)
 
 
 def test_router_and_ca_certificates_are_notified(device: Engine, tmp_path: Path,

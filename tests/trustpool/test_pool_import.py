@@ -316,10 +316,18 @@ def test_invalid_certificates_are_kept_and_shown(good: Engine, http_server: Bund
 def test_a_builtin_with_a_downloaded_subject_is_inactive(
         device: Callable[..., Engine], http_server: BundleServer) -> None:
     with device() as dev:
+        def not_usable() -> str:
+            policy = dev.execute("show crypto ca trustpool policy").output
+            return next(x for x in policy.splitlines() if x.startswith("Not usable now"))
+
+        before = not_usable()
         # The vectors' built-in "Vector Root A" (O=Example): a download of the same subject.
         same = ca("Vector Root A", *years(2021, 2045))[0]
         result = dev.execute(IMPORT + http_server.serve("/same.pem", pem([same])))
         assert "1 built-in certificate inactive while they are there" in result.output
+        # Replaced, not unusable: the usable download takes its place (counted as inactive).
+        assert not_usable() == before
+        assert ", 1 inactive" in dev.execute("show crypto ca trustpool policy").output
         show = dev.execute("show crypto ca trustpool").output
         block = show.split("\n\n")[0]
         assert "Trustpool: Built-In" in block and "CN=Vector Root A" in block

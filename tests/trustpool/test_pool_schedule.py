@@ -82,7 +82,7 @@ def test_walk_the_whole_retry_schedule_across_restarts(tmp_path: Path) -> None:
             dev = _open(tmp_path, clock)
             assert dev.state.trustpool.failures == n
     policy = dev.execute("show crypto ca trustpool policy").output
-    assert "retrying after 11 failed attempts" in policy
+    assert "(retrying after 11 failed attempts; watching expiry" in policy, policy
     assert f"failed: cannot read {tmp_path / 'bundle.pem'}" in policy
     # The bundle appears: the next hourly attempt succeeds and the timer watches the new pool.
     (tmp_path / "bundle.pem").write_bytes((tmp_path / "renewed.pem").read_bytes())

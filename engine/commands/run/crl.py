@@ -64,8 +64,9 @@ def request(ctx: Ctx) -> Generator[Effect, Any, Outcome]:
                      f"({crl_number(kept.number)}, last update {log_date(kept.this_update)}): "
                      "it is kept, this one is not used.")
     elif got.expired_at(ctx.now):
-        lines.append("% Warning: the CRL is past its next update: it is cached, and shown "
-                     "as stale.")
+        why = ("has no next update (RFC 5280 5.1.2.5), so it is never current"
+               if got.next_update is None else "is past its next update")
+        lines.append(f"% Warning: the CRL {why}: it is cached, and shown as stale.")
     return Outcome(events=events, output="\n".join(lines) + "\n")
 
 
