@@ -201,7 +201,8 @@ def _log_rollover(state: DeviceState, ev: object, at: int) -> DeviceState:
 
 # -- the table -------------------------------------------------------------------------------------
 
-_AFTER_COMMIT = (tp._configs, tp._config, renewal.cancelled)  # a commit's folds after fold_commit
+_AFTER_COMMIT = (tp._configs, tp._config, renewal.cancelled,
+                 renewal.reconfigured)  # a commit's folds after fold_commit
 
 
 def _commits_to_fold(commits: Sequence[Iterable[WireChange]]) -> list[int]:

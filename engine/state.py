@@ -235,20 +235,21 @@ def device_folds() -> FoldTable[DeviceState]:
     return _TABLE[0]
 
 
-FOLD_VERSION = 12  # 2: `trustpoint_configs` folded at commit; 3: the chunked CommitHistory;
+FOLD_VERSION = 13  # 2: `trustpoint_configs` folded at commit; 3: the chunked CommitHistory;
 # 4: the CRL cache (`crls`); 5: `validations` (PeerValidated; CrlFetchFailed's back-off);
 # 6: the audit key (`audit_key`); 7: renewal state, next/shadow certificates and expiry
 # alerts in TrustpointStatus; 8: CA rollover (RolloverState, shadow CA folds); 9: the CRL
 # fetch back-off keyed by source URI; 10: router certificates carry their revocation,
 # trustpoints their CRL refresh record; 11: a commit cancels a renewal nothing will retry,
 # daily GetCACaps re-checks, a stale CRL said once, revocations during a re-enrollment;
-# 12: the CRL fetch back-off keeps why each source failed
+# 12: the CRL fetch back-off keeps why each source failed; 13: a renewal's consecutive
+# failures (the retry's back-off), reset by a commit that changes its trustpoint
 """Bump this when a fold's logic changes while the state's shape stays the same: snapshots
 written by the older folds then no longer fit this build (see `folds_fingerprint`)."""
 
 
 FOLDS_FINGERPRINT = bytes.fromhex(
-    "a4670f39febf76ec667489fb2355ab066cd4e15dca9f8dad805cfaa953c368d9")
+    "00c748442c8bbf2ac314274cc719d445751b1b0664e4f7944f8761c6f0dc1948")
 """`folds_fingerprint()` of this build, written out: snapshots record and check this value,
 so that opening from a snapshot loads neither the fold table nor the event modules to
 compute it (issue 12's start-up row). tests/core/test_core_fold_tables.py recomputes it and

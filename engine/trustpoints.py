@@ -194,6 +194,7 @@ class RenewalState:
     polls: int = 0  # CertPolls of the attempt in flight
     next_poll_at: int = 0  # µs (phase pending)
     received: tuple[str, ...] = ()  # key ids whose renewed certificate is in
+    failures: int = 0  # consecutive failed attempts: the retry's back-off (renewal/schedule.py)
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,7 +15,8 @@ batch: `issued` (the new certificates replace the current ones), `held` (one's v
 later: held as the next certificate until then, when `activate` installs it), `pending` (the
 CA holds the request: polled every retry period, `poll <trustpoint>`, up to the retry count),
 `received` (one key pair's certificate in, another still waiting) or `fail` (refused,
-unreachable, or PENDING past the retry count: retried one retry period later). `supersede` is
+unreachable, or PENDING past the retry count: retried after a wait that backs off, the
+retry period, then twice it, ... at most 60 minutes: engine/renewal/schedule.py). `supersede` is
 the operator's own `crypto ca enroll` (or a certificate installed by hand): the renewal in
 flight is dropped and the new certificate's lifetime starts the schedule again. `cancel` is a
 configuration commit that leaves a retrying renewal with nothing to retry it (`no auto-enroll`,

@@ -16,7 +16,8 @@ each CA needs for that:
 An attempt never moves the trustpoint's lifecycle (it stays enrolled, with its certificate in
 use); every outcome is an event of events/renewal.py. Anything that goes wrong (the CA
 unreachable or refusing, a reply we cannot accept, a key pair gone) ends the attempt as
-`RenewalFailed` with the next attempt one retry period later; nothing is raised past here,
+`RenewalFailed` with the next attempt after a wait that backs off (schedule.py `retry_wait`,
+from the consecutive failures the status holds); nothing is raised past here,
 so a job never stays due and reruns at once.
 """
 
@@ -35,6 +36,7 @@ from engine.messages import plural
 from engine.pki import bad, check_issued_by, load_certificate, spki
 from engine.ports import to_micros
 from engine.renewal import messages
+from engine.renewal.schedule import failures_so_far, retry_wait
 from engine.scep import PkiStatus
 from engine.state import DeviceState
 from engine.trustpoints import RouterCertificate, TrustpointConfig, TrustpointStatus, status_of
@@ -67,7 +69,7 @@ def renewal_exchange(state: DeviceState, trustpoint: str, now: int,
     requested = RenewalRequested(trustpoint, purpose, tuple(c.key_id for c in current),
                                  tuple(c.usage for c in current), (), "",
                                  cfg.renewal_message_type, cfg.retry_period, cfg.retry_count)
-    retry_at = now + cfg.retry_period * MINUTE
+    retry_at = now + retry_wait(cfg.retry_period, failures_so_far(status.renewal))
     try:
         pairs = _pairs(state, current)
         url = _url(cfg)
@@ -82,7 +84,8 @@ def renewal_exchange(state: DeviceState, trustpoint: str, now: int,
                                              == "renewalreq")))
         requested = replace(requested,
                             transaction_ids=tuple(r.transaction_id for r in replies))
-        answers = _answers(now, cfg, purpose, ca_der, pairs, replies, 0)
+        answers = _answers(cfg, purpose, ca_der, pairs, replies, 0,
+                           (now, now + cfg.retry_period * MINUTE, retry_at))
     except TrustledgerError as err:
         answers = [RenewalFailed(trustpoint, purpose, "", "peer", "", err.text, retry_at)]
     return messages.said([requested, *answers], now)
@@ -91,7 +94,7 @@ def renewal_exchange(state: DeviceState, trustpoint: str, now: int,
 def renewal_poll(state: DeviceState, trustpoint: str,
                  now: int) -> Generator[Effect, Any, Outcome]:
     """One CertPoll round (RFC 8894 §3.3.3) for every key pair of a PENDING renewal still
-    waiting; past the retry count, the attempt has failed (retried a retry period later)."""
+    waiting; past the retry count, the attempt has failed (retried after the back-off's wait)."""
     from engine.scep_client import Identity, ScepPoll
 
     cfg = state.trustpoint_configs.get(trustpoint)
@@ -100,7 +103,8 @@ def renewal_poll(state: DeviceState, trustpoint: str,
     if cfg is None or r is None or r.phase is not RenewalPhase.PENDING:
         return Outcome()
     polls = r.polls + 1
-    retry_at = now + r.retry_period * MINUTE
+    poll_at = now + r.retry_period * MINUTE
+    retry_at = now + retry_wait(r.retry_period, r.failures)
     waiting = [(k, t) for k, t in zip(r.key_ids, r.transaction_ids, strict=True)
                if k not in r.received]
     txid = waiting[0][1] if waiting else ""
@@ -115,14 +119,15 @@ def renewal_poll(state: DeviceState, trustpoint: str,
         for pair, (_, t) in zip(pairs, waiting, strict=True):
             replies.append((yield ScepPoll(url, pair, Identity(r.subject), view, t,
                                            cfg.message_digest)))
-        events = _answers(now, cfg, r.purpose, ca_der, pairs, replies, polls)
+        events = _answers(cfg, r.purpose, ca_der, pairs, replies, polls,
+                          (now, poll_at, retry_at))
     except TrustledgerError as err:
         if polls >= r.retry_count:
             events = [RenewalFailed(trustpoint, r.purpose, txid, "timeout", "",
                                     f"{plural(polls, 'poll')}, the last one failed: "
                                     f"{err.text}", retry_at)]
         else:
-            events = [RenewalPending(trustpoint, r.purpose, txid, polls, retry_at, err.text)]
+            events = [RenewalPending(trustpoint, r.purpose, txid, polls, poll_at, err.text)]
         return messages.said(events, now)
     if polls >= r.retry_count and any(isinstance(e, RenewalPending) for e in events):
         events = [e for e in events if not isinstance(e, RenewalPending)]
@@ -135,12 +140,14 @@ def renewal_poll(state: DeviceState, trustpoint: str,
 # -- answers -> events -------------------------------------------------------------------------
 
 
-def _answers(now: int, cfg: TrustpointConfig, purpose: str, ca_der: bytes,
-             pairs: tuple[KeyPair, ...], replies: list[ScepReply], polls: int) -> list[Any]:
+def _answers(cfg: TrustpointConfig, purpose: str, ca_der: bytes, pairs: tuple[KeyPair, ...],
+             replies: list[ScepReply], polls: int,
+             times: tuple[int, int, int]) -> list[Any]:
     """Events for a round of CA answers: certificates (checked first: ours, from that CA, not
-    expired; one whose validity begins later is held), PENDING, or the first FAILURE."""
+    expired; one whose validity begins later is held), PENDING (polled at `poll_at`), or the
+    first FAILURE (retried at `retry_at`); `times` is (now, poll_at, retry_at)."""
     name = cfg.name
-    retry_at = now + cfg.retry_period * MINUTE
+    now, poll_at, retry_at = times
     events: list[Any] = []
     for pair, reply in zip(pairs, replies, strict=True):
         if reply.status is PkiStatus.SUCCESS:
@@ -157,7 +164,7 @@ def _answers(now: int, cfg: TrustpointConfig, purpose: str, ca_der: bytes,
     pending = [r for r in replies if r.status is PkiStatus.PENDING]
     if pending:
         events.append(RenewalPending(name, purpose, pending[0].transaction_id, polls,
-                                     retry_at))
+                                     poll_at))
     return events
 
 

@@ -8,6 +8,12 @@ or after its notBefore, and is held in `next_certificates` otherwise, until
 `NextCertificateActivated`. An operator's `crypto ca enroll` supersedes a renewal in flight
 (the new certificate restarts the schedule) and drops any held certificate when its own
 certificate arrives.
+
+The back-off of failed attempts (engine/renewal/schedule.py `retry_wait`) reads `failures`,
+the consecutive failed attempts of the renewal: `RenewalFailed` adds one; a retry keeps the
+count, a new renewal starts at none; a certificate received (success), `crypto ca enroll`,
+a cancel, the CA switch that ends a shadow enrollment (engine/rollover/folds.py) and a
+commit that changes the trustpoint's lines (`reconfigured`) reset it.
 """
 
 from __future__ import annotations
@@ -15,8 +21,15 @@ from __future__ import annotations
 from dataclasses import replace
 
 from engine.machines.renewal import RenewalPhase, after, allows
+from engine.renewal.schedule import MINUTE
 from engine.state import DeviceState
-from engine.trustpoints import RenewalState, RouterCertificate, put_status, with_certificate
+from engine.trustpoints import (
+    RenewalState,
+    RouterCertificate,
+    put_status,
+    trustpoint_key,
+    with_certificate,
+)
 from events.device import ConfigurationCommitted
 from events.keys import KeyPairZeroized
 from events.renewal import (
@@ -42,7 +55,7 @@ def requested(state: DeviceState, ev: RenewalRequested, at: int) -> DeviceState:
         attempts=r.attempts + 1 if again and r is not None else 1, last_attempt_at=at,
         last_result="", subject=ev.subject, key_ids=ev.key_ids,
         transaction_ids=ev.transaction_ids, retry_period=ev.retry_period,
-        retry_count=ev.retry_count)
+        retry_count=ev.retry_count, failures=r.failures if again and r is not None else 0)
     return put_status(state, replace(st, renewal=renewal))
 
 
@@ -75,7 +88,8 @@ def received(state: DeviceState, ev: RenewalCertificateReceived, at: int) -> Dev
     held = bool(st.next_certificates) or ev.purpose == "shadow"
     trigger = "held" if held else "issued"
     return put_status(state, replace(st, renewal=replace(
-        r, phase=after(r.phase, trigger), received=got, next_poll_at=0, last_result=trigger)))
+        r, phase=after(r.phase, trigger), received=got, next_poll_at=0, last_result=trigger,
+        failures=0)))
 
 
 def failed(state: DeviceState, ev: RenewalFailed, at: int) -> DeviceState:
@@ -86,7 +100,7 @@ def failed(state: DeviceState, ev: RenewalFailed, at: int) -> DeviceState:
     result = ev.reason + (f" ({ev.fail_info})" if ev.fail_info else "") + f": {ev.detail}"
     return put_status(state, replace(st, renewal=replace(
         r, phase=after(r.phase, "fail"), next_attempt_at=ev.next_attempt_at, polls=0,
-        next_poll_at=0, received=(), last_result=result)))
+        next_poll_at=0, received=(), last_result=result, failures=r.failures + 1)))
 
 
 def activated(state: DeviceState, ev: NextCertificateActivated, at: int) -> DeviceState:
@@ -115,7 +129,7 @@ def superseded(state: DeviceState, ev: EnrollmentRequested, at: int) -> DeviceSt
         return state
     return put_status(state, replace(st, renewal=replace(
         r, phase=after(r.phase, "supersede"), next_poll_at=0, next_attempt_at=0,
-        last_result="superseded by crypto ca enroll")))
+        last_result="superseded by crypto ca enroll", failures=0)))
 
 
 def cancelled(state: DeviceState, ev: ConfigurationCommitted, at: int) -> DeviceState:
@@ -134,8 +148,29 @@ def cancelled(state: DeviceState, ev: ConfigurationCommitted, at: int) -> Device
         why = "auto-enroll is off" if cfg is None or cfg.auto_enroll is None else \
             "no enrollment url"
         state = put_status(state, replace(st, renewal=replace(
-            r, phase=after(r.phase, "cancel"), next_attempt_at=0,
+            r, phase=after(r.phase, "cancel"), next_attempt_at=0, failures=0,
             last_result=f"{r.last_result}; cancelled: {why}")))
+    return state
+
+
+def reconfigured(state: DeviceState, ev: ConfigurationCommitted, at: int) -> DeviceState:
+    """A commit that changes a trustpoint's lines resets its renewal's back-off (the operator
+    may have fixed what failed: the URL, the retry period): the count of consecutive failures
+    starts again, and a retry further away than one retry period from the commit is brought
+    forward to it."""
+    if not state.trustpoints:
+        return state
+    touched = {path[0] for path, _old, _new in ev.changes}
+    for name, st in list(state.trustpoints.items()):
+        cfg = state.trustpoint_configs.get(name)
+        r = st.renewal
+        if cfg is None or r is None or not r.failures or trustpoint_key(name) not in touched:
+            continue
+        retry_at = r.next_attempt_at
+        if r.phase is RenewalPhase.RETRYING:
+            retry_at = min(retry_at, at + cfg.retry_period * MINUTE)
+        state = put_status(state, replace(st, renewal=replace(
+            r, failures=0, next_attempt_at=retry_at)))
     return state
 
 

@@ -3,8 +3,9 @@ status (so a restarted engine resumes where the log says, and a replay shows eve
 
 Renewal (`auto-enroll P`): the first attempt is due when P percent of the router
 certificate's lifetime has passed (the earliest such point among the trustpoint's key usages);
-a failed attempt is retried one retry period after it (`RenewalFailed.next_attempt_at`), never
-at or past the certificate's expiry (a renewal signs with it); a PENDING one is polled
+a failed attempt is retried after a wait that backs off (`retry_wait`: the retry period after
+the first failure, then twice it, four times ..., at most `MAX_WAIT_MINUTES`), never at or past
+the certificate's expiry (a renewal signs with it); a PENDING one is polled
 (`next_poll_at`); a held certificate is activated at its notBefore. Nothing is due while the
 trustpoint is not enrolled (e.g. an operator's re-enrollment is running), nor for a trustpoint
 without an enrollment url (a renewal is a SCEP exchange: `enrollment terminal` cannot renew
@@ -28,11 +29,31 @@ from engine.machines.renewal import RenewalPhase
 from engine.machines.trustpoint import Lifecycle
 from engine.renewal.messages import certificate_facts
 from engine.rollover.schedule import Step, next_step
-from engine.trustpoints import TrustpointConfig, TrustpointStatus
+from engine.trustpoints import RenewalState, TrustpointConfig, TrustpointStatus
 
 DAY = 24 * 3600 * 1_000_000
 ALERT_DAYS = (60, 53, 46, 39, 32, 25, 18, 11, 7, 6, 5, 4, 3, 2, 1)
 WEEK_DAYS = 7  # at or under this many days left, a notification is an alert, not a warning
+MINUTE = 60_000_000
+MAX_WAIT_MINUTES = 60  # the largest retry period the reference allows: the back-off's cap
+
+
+def retry_wait(retry_period: int, failures: int) -> int:
+    """How long after a failed attempt the next one is due (µs), `failures` being the
+    consecutive failed attempts of the renewal before this one (RenewalState.failures): a CA
+    down for a day costs about 24 attempts and log lines, not 1,440. The count is folded from
+    the log (events' `RenewalFailed`), so replay gives the same schedule; success, a new
+    renewal, `crypto ca enroll` and a change to the trustpoint's configuration reset it
+    (engine/renewal/folds.py)."""
+    doubled = retry_period << min(failures, 6)  # 1 << 6 minutes is past the cap already
+    return min(doubled, max(retry_period, MAX_WAIT_MINUTES)) * MINUTE
+
+
+def failures_so_far(r: RenewalState | None) -> int:
+    """The consecutive failed attempts before one now running, as RenewalState has them:
+    a retry (from `retrying`) continues its renewal's count, a new renewal starts at none
+    (as engine/renewal/folds.py `requested` folds it)."""
+    return r.failures if r is not None and r.phase is RenewalPhase.RETRYING else 0
 
 
 def renewal_point(cfg: TrustpointConfig, st: TrustpointStatus) -> int | None:

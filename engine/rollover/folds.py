@@ -74,7 +74,8 @@ def ca_activated(state: DeviceState, ev: ShadowCAActivated, at: int) -> DeviceSt
         phase = after(r.phase, "activate") if allows(r.phase, "activate") else \
             after(r.phase, "supersede")
         st = replace(st, renewal=replace(r, phase=phase, next_attempt_at=0, next_poll_at=0,
-                                         last_result="rolled over to the CA's next certificate"))
+                                         last_result="rolled over to the CA's next certificate",
+                                         failures=0))
     return put_status(state, st)
 
 

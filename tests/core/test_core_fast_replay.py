@@ -103,6 +103,8 @@ LINES: dict[ConfigPath, tuple[str, ...]] = {
     **{(f"crypto ca trustpoint {tp}", "enrollment"): (f"enrollment url http://{tp}.example",
                                                       "enrollment terminal")
        for tp in TRUSTPOINTS},
+    # auto-enroll keeps a retrying renewal through a commit (its back-off is reset instead)
+    **{(f"crypto ca trustpoint {tp}", "auto-enroll"): ("auto-enroll 80",) for tp in TRUSTPOINTS},
 }
 
 
@@ -183,7 +185,8 @@ def _renewal_events(draw: st.DrawFn, tp: str, txid: str, key_id: str) -> list[Ev
         RenewalCertificateReceived(tp, purpose, key_id, usage, CERT, txid,
                                    draw(st.sampled_from((0, 2**51)))),  # installed or held
         RenewalFailed(tp, purpose, txid, draw(st.sampled_from(("failure", "peer"))),
-                      draw(st.sampled_from(("", "badRequest"))), "refused", 9_000_000),
+                      draw(st.sampled_from(("", "badRequest"))), "refused",
+                      draw(st.sampled_from((9_000_000, 2**51)))),  # a retry before/after a commit
         NextCertificateActivated(tp, key_id, usage, "1A2B"),
         CertificateExpiryWarned(tp, draw(st.sampled_from(("CA", usage))), "1A2B", "CN=r1",
                                 2**50, draw(st.integers(0, 60)), draw(st.booleans())),
@@ -214,17 +217,31 @@ def history(draw: st.DrawFn) -> tuple[DeviceState, list[PendingEvent]]:
     at = 1_700_000_000_000_000
     for _ in range(draw(st.integers(1, 40))):
         at += draw(st.integers(0, 2_000_000))
-        if draw(st.booleans()):
-            ev: Event = draw(commit(state.config, state.next_commit_id))
+        kind = draw(st.integers(0, 5))
+        if kind < 3:
+            evs: list[Event] = [draw(commit(state.config, state.next_commit_id))]
+        elif kind == 3:  # a failed attempt, its request and answer: a renewal's back-off
+            evs = _failed_attempt(draw)
         else:
-            ev = other_event(draw)
-        try:
-            after = evolve(state, ev, at, state.seq + 1)
-        except IllegalTransition:
-            continue  # the engine would have refused the command: never recorded
-        state = after
-        accepted.append(PendingEvent(ev, "device", at, "admin", f"cmd-{len(accepted)}"))
+            evs = [other_event(draw)]
+        for ev in evs:
+            try:
+                after = evolve(state, ev, at, state.seq + 1)
+            except IllegalTransition:
+                continue  # the engine would have refused the command: never recorded
+            state = after
+            accepted.append(PendingEvent(ev, "device", at, "admin", f"cmd-{len(accepted)}"))
     return state, accepted
+
+
+def _failed_attempt(draw: st.DrawFn) -> list[Event]:
+    """A renewal attempt and its failure, retried before or after what follows."""
+    tp, purpose = draw(st.sampled_from(TRUSTPOINTS)), draw(st.sampled_from(PURPOSES))
+    key_id, txid = draw(st.sampled_from(KEY_IDS)), draw(st.sampled_from(TXIDS))
+    return [RenewalRequested(tp, purpose, (key_id,), ("general",), (txid,), "CN=r1", "pkcsreq",
+                             1, 3),
+            RenewalFailed(tp, purpose, txid, "peer", "", "unreachable",
+                          draw(st.sampled_from((9_000_000, 2**51))))]
 
 
 def fast_replay(events: list[PendingEvent], frame: int, gather: int) -> DeviceState:
@@ -398,5 +415,46 @@ def test_a_run_of_commits_cancels_a_renewal_left_retrying_as_the_live_folds_do()
         events.append(PendingEvent(ev, "device", at, "admin", "cmd"))
     renewal = live.trustpoints[tp].renewal
     assert renewal is not None and renewal.phase.value == "idle"  # cancelled by commit 2
+    for frame in (1, 3):
+        assert fast_replay(events, frame, RUN_MAX) == live
+
+
+def test_a_commit_that_changes_the_trustpoint_resets_the_back_off_as_the_live_folds_do() -> None:
+    """Two failed attempts (the next one due four retry periods later), then a run of
+    commits: one that touches no trustpoint (the back-off stays), then one that changes the
+    trustpoint's lines (engine/renewal/folds.py `reconfigured`: the count starts again and
+    the retry is brought forward to one retry period after that commit)."""
+    def commit_of(commit_id: int, *changes: Change) -> ConfigurationCommitted:
+        return ConfigurationCommitted(commit_id, "admin", "", "",
+                                      tuple(c.to_wire() for c in changes), 0)
+
+    tp, key, head = "ca1", KEY_IDS[0], ("crypto ca trustpoint ca1",)
+    far = 2**51  # the backed-off retry, after the commits
+    history: list[Event] = [
+        commit_of(1, Change(head, None, "crypto ca trustpoint ca1"),
+                  Change((*head, "enrollment"), None, "enrollment url http://ca1.example"),
+                  Change((*head, "auto-enroll"), None, "auto-enroll 80")),
+        CACertificateAccepted(tp, b"ca", (), ("POSTPKIOperation",), "scep"),
+        EnrollmentRequested(tp, (key,), ("general",), ("t0",), "CN=r1", ("F1",), "scep", 1, 3),
+        CertificateReceived(tp, key, "general", b"cert", "t0"),
+        RenewalRequested(tp, "renew", (key,), ("general",), ("t1",), "CN=r1", "pkcsreq", 1, 3),
+        RenewalFailed(tp, "renew", "t1", "failure", "", "refused", 9_000_000),
+        RenewalRequested(tp, "renew", (key,), ("general",), ("t2",), "CN=r1", "pkcsreq", 1, 3),
+        RenewalFailed(tp, "renew", "t2", "failure", "", "refused", far),
+        commit_of(2, Change(("hostname",), None, "hostname r1")),
+        commit_of(3, Change((*head, "description"), None, "description fixed the CA")),
+    ]
+    live, events, at = DeviceState(), [], 1_700_000_000_000_000
+    states = []
+    for ev in history:
+        at += 1_000
+        live = evolve(live, ev, at, live.seq + 1)
+        events.append(PendingEvent(ev, "device", at, "admin", "cmd"))
+        states.append(live)
+    kept = states[-2].trustpoints[tp].renewal
+    assert kept is not None and (kept.failures, kept.next_attempt_at) == (2, far)
+    renewal = live.trustpoints[tp].renewal
+    assert renewal is not None and renewal.phase.value == "retrying"
+    assert (renewal.failures, renewal.next_attempt_at) == (0, at + 60_000_000)
     for frame in (1, 3):
         assert fast_replay(events, frame, RUN_MAX) == live
