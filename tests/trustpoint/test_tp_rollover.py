@@ -212,11 +212,11 @@ def test_a_next_ca_certificate_signed_by_another_key_is_refused(
     assert_replays(device)
 
 
-def test_a_next_ca_certificate_that_ends_before_the_switch_is_refused(
-        device: Engine, tmp_path: Path, scep_network: InProcessTransport) -> None:
-    """Signed by the current CA key, but it would be expired when it takes over: refused and
-    retried, as a reply signed by another key is (it was held, then made the trustpoint's CA
-    certificate at the switch, already expired)."""
+def _offered_next_ca(device: Engine, tmp_path: Path, scep_network: InProcessTransport,
+                     key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey,
+                     days: int) -> tuple[int, Result]:
+    """An enrolled device whose CA's GetNextCACert offers a certificate for `key`, signed by
+    the current CA key, valid `days` from the shadow point; the clock set to that point."""
     ca, server, _ = following_ca(tmp_path / "ca", device, scep_network, days=1000,
                                  certificate_days=2000)
     enrolled(device, ca, server)
@@ -224,17 +224,25 @@ def test_a_next_ca_certificate_that_ends_before_the_switch_is_refused(
     st = status(device)
     assert st.ca_certificate is not None
     at = shadow_point(st.ca_certificate)
-    k = rsa.generate_private_key(65537, 2048)  # SCEP envelopes to an RSA key
     start = dt.datetime.fromtimestamp(at // 1_000_000, dt.UTC)
-    short = (x509.CertificateBuilder().subject_name(current.certificate.subject)
-             .issuer_name(current.certificate.subject).public_key(k.public_key())
-             .serial_number(x509.random_serial_number())
-             .not_valid_before(start).not_valid_after(start + dt.timedelta(days=30))
-             .add_extension(x509.BasicConstraints(True, None), critical=True)
-             .sign(k, hashes.SHA256()))
+    offered = (x509.CertificateBuilder().subject_name(current.certificate.subject)
+               .issuer_name(current.certificate.subject).public_key(key.public_key())
+               .serial_number(x509.random_serial_number())
+               .not_valid_before(start).not_valid_after(start + dt.timedelta(days=days))
+               .add_extension(x509.BasicConstraints(True, None), critical=True)
+               .sign(key, hashes.SHA256()))
     scep_network.attach(URL, _Impostor(ScepFrontend(ca, Policy()), current,  # type: ignore[arg-type]
-                                       short))
-    r = clock_set(device, at)
+                                       offered))
+    return at, clock_set(device, at)
+
+
+def test_a_next_ca_certificate_that_ends_before_the_switch_is_refused(
+        device: Engine, tmp_path: Path, scep_network: InProcessTransport) -> None:
+    """Signed by the current CA key, but it would be expired when it takes over: refused and
+    retried, as a reply signed by another key is (it was held, then made the trustpoint's CA
+    certificate at the switch, already expired)."""
+    k = rsa.generate_private_key(65537, 2048)  # SCEP envelopes to an RSA key
+    at, r = _offered_next_ca(device, tmp_path, scep_network, k, days=30)
     assert due_types(r) == [["ShadowCAFetchFailed"]]
     (job,) = jobs(r)
     assert "is not valid when the current one expires" in job.output, job.output
@@ -247,24 +255,8 @@ def test_a_next_ca_certificate_with_an_ec_key_is_refused(
         device: Engine, tmp_path: Path, scep_network: InProcessTransport) -> None:
     """No SCEP request can be enveloped to an ECDSA key: refused at once (it was held, and
     the shadow enrollment that followed raised ValueError out of the job)."""
-    ca, server, _ = following_ca(tmp_path / "ca", device, scep_network, days=1000,
-                                 certificate_days=2000)
-    enrolled(device, ca, server)
-    current = Credential(*ca.ca_credentials()[0])
-    st = status(device)
-    assert st.ca_certificate is not None
-    at = shadow_point(st.ca_certificate)
-    k = ec.generate_private_key(ec.SECP256R1())
-    start = dt.datetime.fromtimestamp(at // 1_000_000, dt.UTC)
-    ec_ca = (x509.CertificateBuilder().subject_name(current.certificate.subject)
-             .issuer_name(current.certificate.subject).public_key(k.public_key())
-             .serial_number(x509.random_serial_number())
-             .not_valid_before(start).not_valid_after(start + dt.timedelta(days=3000))
-             .add_extension(x509.BasicConstraints(True, None), critical=True)
-             .sign(k, hashes.SHA256()))
-    scep_network.attach(URL, _Impostor(ScepFrontend(ca, Policy()), current,  # type: ignore[arg-type]
-                                       ec_ca))
-    r = clock_set(device, at)
+    _, r = _offered_next_ca(device, tmp_path, scep_network,
+                            ec.generate_private_key(ec.SECP256R1()), days=3000)
     assert due_types(r) == [["ShadowCAFetchFailed"]]
     (job,) = jobs(r)
     assert "the next CA certificate's key is not RSA" in job.output, job.output
