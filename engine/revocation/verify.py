@@ -19,9 +19,12 @@ naming the first rule broken:
 7. its scope covers the certificate (§5.2.5 issuing distribution point, §6.3.3 (b)(2)):
    distribution point names shared with the certificate's CRL distribution points,
    onlyContainsUserCerts / onlyContainsCACerts / onlyContainsAttributeCerts;
-8. its thisUpdate is not after `now` (the engine clock at the fetch): a CRL issued "in the
-   future" is not valid yet (OpenSSL's CRL_NOT_YET_VALID), and cached it would outrank
-   every CRL issued until then (the cache orders by thisUpdate when a CRL has no number).
+8. its thisUpdate is not after `now` (the engine clock at the fetch) by more than the clock
+   skew certificates are allowed (engine/pki.py CLOCK_SKEW_US, 5 minutes: a CA whose clock
+   runs a little ahead signs a CRL the router must take at once, as it takes the certificate
+   that CA just issued): a CRL issued further "in the future" is not valid yet (OpenSSL's
+   CRL_NOT_YET_VALID), and cached it would outrank every CRL issued until then (the cache
+   orders by thisUpdate when a CRL has no number).
 
 Whether it is still fresh (nextUpdate) is not a rule of acceptance: a verified CRL past its
 nextUpdate is `VerifiedCrl.expired_at(now)`, which the fetch weighs against other sources.
@@ -42,6 +45,7 @@ from cryptography import x509
 from cryptography.x509.oid import ExtensionOID
 
 from engine.keyformats import Encoding
+from engine.pki import CLOCK_SKEW_US
 from engine.revocation.cache import cdp_uris, is_ca, spki_sha256
 from engine.revocation.index import CrlIndex, CrlShape, build_index
 from engine.revocation.ldap import CrlValues
@@ -131,7 +135,7 @@ def verify_crl(data: bytes, issuer: x509.Certificate,
     exts = _check_extensions(crl)
     idp_uris, only = _scope(exts, cert)
     this_update = _us(crl.last_update_utc)
-    if now is not None and this_update > now:
+    if now is not None and this_update > now + CLOCK_SKEW_US:
         raise CrlRefused(f"the CRL's thisUpdate ({crl.last_update_utc:%Y-%m-%d %H:%M:%S} UTC) "
                          "is in the future: it is not valid yet")
     try:

@@ -102,6 +102,19 @@ def test_v1_events_with_an_int_crl_number_read_back_in_decimal() -> None:
 DAY_US = 86_400_000_000
 
 
+def test_a_crl_from_a_ca_whose_clock_runs_a_little_ahead_is_taken(tmp_path: Path) -> None:
+    """thisUpdate up to the certificates' 5-minute clock skew ahead is accepted (a CA 20 s
+    ahead signed the CRL right after the renewal it issued, and the fetch was refused)."""
+    pki = Pki.make("Ahead", kind="rsa2048", cdp=[INTER_CDP])
+    ahead = good_crl(pki.root, pki.root_key, number=3, this_update=AT_US + 20_000_000,
+                     next_update=AT_US + DAY_US)
+    with _pool_device(tmp_path, pki, {INTER_CDP: ahead}) as dev:
+        r = dev.execute(f"crypto ca crl request {INTER_CDP}")
+        assert r.ok, r.output
+        (cached,) = dev.state.crls.crls
+        assert cached.number == "3"
+
+
 def test_a_crl_issued_in_the_future_is_refused_and_does_not_hide_a_revocation(
         tmp_path: Path) -> None:
     pki = Pki.make("Future", kind="rsa2048", cdp=[INTER_CDP])
