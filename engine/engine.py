@@ -30,7 +30,7 @@ from engine.context import Ctx
 from engine.devicelog import DeviceLog, LogConflict, StoreLost
 from engine.effects import Outcome
 from engine.errors import OperatorError, Reason, TrustledgerError
-from engine.grammar import GRAMMAR, Mode
+from engine.grammar import GRAMMAR, Mode, hide_userinfo
 from engine.keys import KeyAlgorithm
 from engine.keytidy import KEYSTORE_DIR, ORPHANED_DIR, tidy_keystore
 from engine.logsetup import get_logger
@@ -948,9 +948,9 @@ def _check_no_form(current: str | None, key: str, rest: str | None) -> None:
     typed = rest.split()
     if len(typed) > len(have) or not all(h.lower().startswith(t.lower())
                                          for h, t in zip(have, typed, strict=False)):
-        raise OperatorError(Reason.INVALID_VALUE,
-                           f"The configuration holds '{current}', not "
-                           f"'{key} {rest.strip()}': nothing removed.")
+        raise OperatorError(Reason.INVALID_VALUE,  # a password typed is not echoed
+                           hide_userinfo(f"The configuration holds '{current}', not "
+                                         f"'{key} {rest.strip()}': nothing removed."))
 
 
 def _keystore(ports: Ports) -> Keystore:

@@ -145,6 +145,15 @@ def no_userinfo(url: str) -> None:
                      "'user:password@'.")
 
 
+_USERINFO = re.compile(r"(://)[^/\s@?#]*:[^/\s@?#]*@")
+
+
+def hide_userinfo(text: str) -> str:
+    """`text` with each URL's `user:password@` shown as `***@`: for messages that quote what
+    was typed or what an older configuration holds."""
+    return _USERINFO.sub(r"\1***@", text)
+
+
 def ldap_only(url: str) -> None:
     """`query url` names the directory CRLs are read from: an LDAP URL (the reference's
     `query url LDAP-URL`; RFC 4516), never http:// or another scheme."""

@@ -9,7 +9,8 @@ Two of them, each recorded by the actor `system` with correlation `open`, one ba
   port and sealed into the keystore (`GenerateKeyPairs`).
 
 Each is a generator that yields its effects and returns an `Outcome` whose events the engine
-(engine/engine.py `_run_system`) appends as one batch and folds. What happens when one fails
+(engine/engine.py `_append_system`, from `_record_builtins` and `_create_audit_key`)
+appends as one batch and folds. What happens when one fails
 (a notice, the next open tries again) is the engine's to say: these handlers decide only.
 """
 

@@ -252,7 +252,7 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
                            "until `ca approve`")
     mode.add_argument("--manual", dest="approval", action="store_const", const="manual",
                       help="same as --approval manual")
-    p.add_argument("--public-url", metavar="URL",
+    p.add_argument("--public-url", metavar="URL", type=_public_url,
                    help="base URL clients reach this server at (for the CRL distribution "
                         "point; default: the bound address)")
     p.add_argument("--log-json", action="store_true",
@@ -318,6 +318,21 @@ def _port(text: str) -> int:
     if not text.isdigit() or int(text) > 65535:
         raise argparse.ArgumentTypeError(f"not a TCP port (0-65535): {text!r}")
     return int(text)
+
+
+def _public_url(text: str) -> str:
+    """An http(s) base URL without a user name or password (it goes into every issued
+    certificate's CRL distribution point, which routers record and show), or argparse's
+    usage error; the message never repeats the URL."""
+    from engine.grammar import ArgRefused, no_userinfo
+
+    if not text.lower().startswith(("http://", "https://")):
+        raise argparse.ArgumentTypeError("an http:// or https:// base URL is needed")
+    try:
+        no_userinfo(text)
+    except ArgRefused as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return text
 
 
 def _iso_time(text: str) -> datetime:

@@ -36,7 +36,7 @@ from engine.messages import plural
 from engine.pki import bad, check_issued_by, load_certificate, spki
 from engine.ports import to_micros
 from engine.renewal import messages
-from engine.renewal.schedule import failures_so_far, retry_wait
+from engine.renewal.schedule import expiry, failures_so_far, retry_at
 from engine.scep import PkiStatus
 from engine.state import DeviceState
 from engine.trustpoints import RouterCertificate, TrustpointConfig, TrustpointStatus, status_of
@@ -69,7 +69,8 @@ def renewal_exchange(state: DeviceState, trustpoint: str, now: int,
     requested = RenewalRequested(trustpoint, purpose, tuple(c.key_id for c in current),
                                  tuple(c.usage for c in current), (), "",
                                  cfg.renewal_message_type, cfg.retry_period, cfg.retry_count)
-    retry_at = now + retry_wait(cfg.retry_period, failures_so_far(status.renewal))
+    retry = retry_at(now, cfg.retry_period, failures_so_far(status.renewal),
+                     expiry(status) if purpose == "renew" else None)
     try:
         pairs = _pairs(state, current)
         url = _url(cfg)
@@ -85,9 +86,9 @@ def renewal_exchange(state: DeviceState, trustpoint: str, now: int,
         requested = replace(requested,
                             transaction_ids=tuple(r.transaction_id for r in replies))
         answers = _answers(cfg, purpose, ca_der, pairs, replies, 0,
-                           (now, now + cfg.retry_period * MINUTE, retry_at))
+                           (now, now + cfg.retry_period * MINUTE, retry))
     except TrustledgerError as err:
-        answers = [RenewalFailed(trustpoint, purpose, "", "peer", "", err.text, retry_at)]
+        answers = [RenewalFailed(trustpoint, purpose, "", "peer", "", err.text, retry)]
     return messages.said([requested, *answers], now)
 
 
@@ -104,7 +105,8 @@ def renewal_poll(state: DeviceState, trustpoint: str,
         return Outcome()
     polls = r.polls + 1
     poll_at = now + r.retry_period * MINUTE
-    retry_at = now + retry_wait(r.retry_period, r.failures)
+    retry = retry_at(now, r.retry_period, r.failures,
+                     expiry(status) if r.purpose == "renew" and status.certificates else None)
     waiting = [(k, t) for k, t in zip(r.key_ids, r.transaction_ids, strict=True)
                if k not in r.received]
     txid = waiting[0][1] if waiting else ""
@@ -120,12 +122,12 @@ def renewal_poll(state: DeviceState, trustpoint: str,
             replies.append((yield ScepPoll(url, pair, Identity(r.subject), view, t,
                                            cfg.message_digest)))
         events = _answers(cfg, r.purpose, ca_der, pairs, replies, polls,
-                          (now, poll_at, retry_at))
+                          (now, poll_at, retry))
     except TrustledgerError as err:
         if polls >= r.retry_count:
             events = [RenewalFailed(trustpoint, r.purpose, txid, "timeout", "",
                                     f"{plural(polls, 'poll')}, the last one failed: "
-                                    f"{err.text}", retry_at)]
+                                    f"{err.text}", retry)]
         else:
             events = [RenewalPending(trustpoint, r.purpose, txid, polls, poll_at, err.text)]
         return messages.said(events, now)
@@ -133,7 +135,7 @@ def renewal_poll(state: DeviceState, trustpoint: str,
         events = [e for e in events if not isinstance(e, RenewalPending)]
         events.append(RenewalFailed(trustpoint, r.purpose, txid, "timeout", "",
                                     f"no certificate after {plural(polls, 'poll')}",
-                                    retry_at))
+                                    retry))
     return messages.said(events, now)
 
 

@@ -101,7 +101,7 @@ def _from_pem(data: bytes, anchors: Sequence[x509.Certificate], now: int
                             f"{plural(len(blocks), 'complete BEGIN/END block')} (truncated?)")
     if len(blocks) == 1 and blocks[0][0] in (b"PKCS7", b"CMS"):
         return _from_pkcs7(_base64(blocks[0][1], "PKCS7 block"), "the PEM PKCS#7 bundle",
-                           "not a PKCS#7 SignedData", anchors, now)
+                           "not a PKCS#7 SignedData", anchors, now, from_pem=True)
     certs = []
     for n, (label, body) in enumerate(blocks, 1):
         if label not in (b"CERTIFICATE", b"X509 CERTIFICATE", b"TRUSTED CERTIFICATE"):
@@ -127,12 +127,13 @@ def _load(der: bytes, what: str) -> x509.Certificate:
 
 
 def _from_pkcs7(der: bytes, what: str, not_a: str, anchors: Sequence[x509.Certificate],
-                now: int) -> tuple[list[x509.Certificate], x509.Certificate | None]:
+                now: int, *, from_pem: bool = False
+                ) -> tuple[list[x509.Certificate], x509.Certificate | None]:
     """The PKCS#7 bundle `what` in `der`; bytes whose outer shape is no PKCS#7 at all are
     refused in our words (`what` is `not_a`: why), not the ASN.1 parser's."""
     from engine.trustpool.signed import outer_problem, read_pkcs7
 
-    problem = outer_problem(der)
+    problem = outer_problem(der, from_pem=from_pem)
     if problem is not None:
         raise BundleRefused(f"{what} is {not_a} ({problem})")
     return read_pkcs7(der, what, anchors, now)

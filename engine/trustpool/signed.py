@@ -22,28 +22,33 @@ from engine.trustpool.bundle import BundleRefused
 MAX_PATH = 6  # certificates from the signer to its anchor, at most
 
 
-def outer_problem(der: bytes) -> str | None:
+def outer_problem(der: bytes, *, from_pem: bool = False) -> str | None:
     """Why `der` is no PKCS#7 ContentInfo at all, in our words (None when its outer shape is
     one; what is inside is read_pkcs7's to judge): not DER, DER cut short or with bytes after
-    it, or DER of something else (one certificate, say)."""
+    it, or DER of something else (one certificate, say). `from_pem`: `der` is a PEM block's
+    body (so it did have a BEGIN line)."""
     if der[:1] != b"\x30":
-        return "no BEGIN line, and not DER"
+        return "its body is not DER" if from_pem else "no BEGIN line, and not DER"
     end = _declared_end(der)
     if end is not None and end > len(der):
         return f"cut short: {len(der)} of the {end} bytes its DER declares"
     if end is not None and end < len(der):
         return f"{len(der) - end} bytes follow its DER"
-    try:
-        cms.ContentInfo.load(der, strict=True)["content_type"].dotted  # noqa: B018 (parses)
-    except (ValueError, TypeError, KeyError):
-        pass
-    else:
+    if _is_content_info(der):
         return None
     try:
         x509.load_der_x509_certificate(der)
     except ValueError:
         return "DER, but not a PKCS#7 ContentInfo"
     return "one DER certificate, not a bundle of them"
+
+
+def _is_content_info(der: bytes) -> bool:
+    try:
+        cms.ContentInfo.load(der, strict=True)["content_type"].dotted  # noqa: B018 (parses)
+    except (ValueError, TypeError, KeyError):
+        return False
+    return True
 
 
 def _declared_end(der: bytes) -> int | None:

@@ -232,6 +232,15 @@ def test_a_port_out_of_range_is_a_usage_error(tmp_path: Path, port: str) -> None
     assert "Traceback" not in done.stderr
 
 
+@pytest.mark.parametrize("url", ["http://admin:S3cretPw@127.0.0.1:8080", "ftp://127.0.0.1/"])
+def test_a_public_url_with_a_password_or_not_http_is_a_usage_error(tmp_path: Path,
+                                                                  url: str) -> None:
+    """It went into every issued certificate's CRL distribution point, password and all."""
+    done = cli("serve", tmp_path / "ca", "--public-url", url, check=False)
+    assert done.returncode == 2 and "argument --public-url: " in done.stderr, done.stderr
+    assert "S3cretPw" not in done.stderr and "Traceback" not in done.stderr
+
+
 def test_replay_of_a_ca_directory_says_it_is_a_ca(tmp_path: Path) -> None:
     """It named CAInitialized as an event type this build does not fold."""
     cli("init", tmp_path / "ca", "--subject", "/CN=Replay Test CA")

@@ -79,3 +79,14 @@ def test_an_old_log_with_such_a_url_still_replays(tmp_path: Path,
         assert not e.execute(f"enrollment url {URL}x").ok  # new input is refused
     finally:
         e.close()
+
+
+def test_a_no_form_that_does_not_match_does_not_echo_a_typed_password() -> None:
+    """`no enrollment url http://u:p@...` is not screened (an older configuration's line must
+    stay removable), but the refusal when it does not match shows `***@`, not the password."""
+    e = Engine.in_memory(clock=FakeClock())
+    for line in ("configure", "crypto ca trustpoint t", "enrollment url http://127.0.0.1/ca",
+                 "commit"):
+        assert e.execute(line).ok, line
+    r = e.execute(f"no enrollment url {URL}")
+    assert not r.ok and SECRET not in r.output and "http://***@127.0.0.1/ca" in r.output, r.output

@@ -14,7 +14,7 @@ import pytest
 from engine import Engine
 from engine.adapters.scep_inprocess import InProcessTransport
 from engine.machines.renewal import RenewalPhase
-from engine.renewal.schedule import next_attempt, retry_wait
+from engine.renewal.schedule import next_attempt, retry_at, retry_wait
 from events.renewal import RenewalFailed
 from tests.trustpoint.renewal_support import (
     DAY,
@@ -200,3 +200,15 @@ def test_a_shadow_enrollment_ended_by_the_ca_switch_keeps_no_count() -> None:
     state = evolve(state, ShadowCAActivated("ca1", "02", "01"), at + 1_000, state.seq + 1)
     r = state.trustpoints["ca1"].renewal
     assert r is not None and (r.phase, r.failures) == (RenewalPhase.IDLE, 0)
+
+
+def test_a_wait_that_would_reach_the_end_is_cut_to_a_last_attempt_before_it() -> None:
+    """The back-off never costs the last chance: a 60-minute wait from 30 minutes before the
+    certificate's end lands one retry period before the end instead (it landed past the end,
+    where no attempt runs, leaving the last half hour without one)."""
+    end = 1000 * DAY
+    assert retry_at(end - 90 * MINUTE, 1, 6, end) == end - 30 * MINUTE  # fits: the back-off's
+    assert retry_at(end - 30 * MINUTE, 1, 6, end) == end - MINUTE  # cut: a last attempt
+    assert retry_at(end - 30 * MINUTE, 5, 6, end) == end - 5 * MINUTE
+    assert retry_at(end - 30_000_000, 1, 6, end) == end - 30_000_000 + 60 * MINUTE  # too late
+    assert retry_at(end - 30 * MINUTE, 1, 6, None) == end + 30 * MINUTE  # a shadow's: as is

@@ -244,6 +244,8 @@ NOT_A_BUNDLE = "the bundle is neither a PEM bundle nor a PKCS#7 DER bundle"
     (b"-----BEGIN CERTIFICATE-----\nMIIB\n", "no complete BEGIN/END block"),
     (b"-----BEGIN PKCS7-----\nMIIB\n-----END PKCS7-----\n", "the PEM PKCS#7 bundle is not a "
      "PKCS#7 SignedData (cut short: 3 of the 4 bytes its DER declares)."),
+    (b"-----BEGIN PKCS7-----\nTUlJQg==\n-----END PKCS7-----\n", "the PEM PKCS#7 bundle is not "
+     "a PKCS#7 SignedData (its body is not DER)."),  # it said "no BEGIN line"
 ])
 def test_garbage(good: Engine, http_server: BundleServer, body: bytes, cause: str) -> None:
     _refused(good, http_server.serve("/garbage", body), cause)
