@@ -340,15 +340,21 @@ def _store_blobs(blobs: _Blobs | None, export: Export) -> int:
         return 0
     stored = 0
     for name, data in export.blobs.items():
-        try:
-            blobs.get(name)
+        if _held(blobs, name, BlobMissing):
             continue  # already there, whole
-        except BlobMissing:
-            pass
         if blobs.put(data) != name:  # a bug: read_export checked every name
             raise AssertionError("a blob was stored under another name")
         stored += 1
     return stored
+
+
+def _held(blobs: Any, name: str, missing: type[Exception]) -> bool:
+    """Whether `blobs` holds `name` whole (a damaged or absent one is `missing`)."""
+    try:
+        blobs.get(name)
+    except missing:
+        return False
+    return True
 
 
 def _append(log: _Log, todo: list[tuple[list[Any], bytes, bytes]], export: Export) -> None:

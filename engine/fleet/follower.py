@@ -50,7 +50,7 @@ by the next step like any other log's. Still damaged: `ReleaseRefused`, nothing 
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -360,8 +360,7 @@ def _recheck(conn: Any, url: str, log_id: str, at: int) -> Device:
             state = rebuild(conn, {log_id: upto})[log_id] if upto else None
         else:  # a CA's log: counted, not folded; its chain checked as a store read does
             with PostgresEventStore.open(url, log_id, kind=kind, readonly=True) as log:
-                for _ in log.read_rows():
-                    pass
+                deque(log.read_rows(), maxlen=0)  # every row read is checked
             state = None
     except LogCorrupted as e:
         raise ReleaseRefused(f"{log_id} is still damaged at seq {e.damage.seq}: "
