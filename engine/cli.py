@@ -655,13 +655,11 @@ def cmd_log_export(src: LogSource, out: str) -> int:
 
 
 def _crl_blobs_of(data: Path | None, log: DeviceLog) -> Any:
-    """Where the CRLs a log names are kept: its data directory's `crls/`, and for a shared
-    store's log the store too (engine/sharedlog.py); None if nowhere."""
-    from engine.revocation.store import CRL_DIR, FileCrlBlobs
+    """The CRLs of `log` (engine/revocation/store.py `crl_blobs_of`) with the data directory's
+    `crls/`, if there is one; None if kept nowhere."""
+    from engine.revocation.store import CRL_DIR, FileCrlBlobs, crl_blobs_of
 
-    local = FileCrlBlobs(data / CRL_DIR) if data is not None else None
-    shared = getattr(log, "crl_blobs", None)
-    return shared(local) if shared is not None else local
+    return crl_blobs_of(log, FileCrlBlobs(data / CRL_DIR) if data is not None else None)
 
 
 def cmd_log_import(args: argparse.Namespace) -> int:

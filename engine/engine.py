@@ -36,7 +36,7 @@ from engine.keytidy import KEYSTORE_DIR, ORPHANED_DIR, tidy_keystore
 from engine.logsetup import get_logger
 from engine.parser import Choice, Match, choices, parse, render_choices
 from engine.ports import Clock, EngineClock, FakeClock, PinnedClock, Prompter, SystemClock
-from engine.revocation.store import CRL_DIR, CrlBlobs, FileCrlBlobs, MemoryCrlBlobs
+from engine.revocation.store import CRL_DIR, CrlBlobs, FileCrlBlobs, MemoryCrlBlobs, crl_blobs_of
 from engine.runtime import Ports, drive, perform, queue, require_utf8, run
 from engine.schedule import Job, due_jobs, walk, walk_cut_short
 from engine.session import Session
@@ -91,13 +91,6 @@ class Result:
     def ok(self) -> bool:
         return self.error is None
 
-
-
-def _crl_blobs(log: DeviceLog, local: CrlBlobs) -> CrlBlobs:
-    """Where a device keeps its CRLs: its data directory's `crls/`, and a shared store's log
-    beside it too (engine/sharedlog.py `crl_blobs`)."""
-    shared: Callable[[CrlBlobs], CrlBlobs] | None = getattr(log, "crl_blobs", None)
-    return shared(local) if shared is not None else local
 
 
 class Engine:
@@ -169,7 +162,7 @@ class Engine:
         ports = Ports(data_dir=root, clock=EngineClock(clock or SystemClock(),
                                                        state.clock_offset_us),
                       prompter=prompter, render=render, write=write, keygen=keygen, scep=scep,
-                      crl_blobs=_crl_blobs(log, FileCrlBlobs(root / CRL_DIR)))
+                      crl_blobs=crl_blobs_of(log, FileCrlBlobs(root / CRL_DIR)))
         engine = cls(log, state, ports, root, user or _default_user())
         engine.log = log
         try:

@@ -106,7 +106,7 @@ def _url(s: str) -> str:
     return well_formed_authority(s)
 
 
-def _enrollment_url(s: str) -> str:
+def http_url(s: str) -> str:
     """What the SCEP client can reach: http:// or https:// (RFC 8894 §4.1 runs SCEP over
     HTTP), with a host."""
     if not re.match(r"^https?://[^\s/]+(/\S*)?$", s, re.IGNORECASE):
@@ -181,7 +181,7 @@ LINE = ArgKind("LINE", _word, rest_of_line=True)
 HOSTNAME = ArgKind("WORD", _hostname)
 DOMAIN = ArgKind("WORD", _domain)
 URL = ArgKind("WORD", _url, screen=no_userinfo)
-ENROLLMENT_URL = ArgKind("WORD", _enrollment_url, screen=no_userinfo)
+ENROLLMENT_URL = ArgKind("WORD", http_url, screen=no_userinfo)
 LDAP_URL = ArgKind("WORD", _url, screen=ldap_only)
 DESCRIPTION = ArgKind("LINE", _word, rest_of_line=True, screen=up_to_80)
 IP_ADDRESS = ArgKind("A.B.C.D|X:X::X", _ip)

@@ -324,10 +324,13 @@ def _public_url(text: str) -> str:
     """An http(s) base URL without a user name or password (it goes into every issued
     certificate's CRL distribution point, which routers record and show), or argparse's
     usage error; the message never repeats the URL."""
-    from engine.grammar import ArgRefused, no_userinfo
+    from engine.grammar import ArgRefused, http_url, no_userinfo
 
-    if not text.lower().startswith(("http://", "https://")):
-        raise argparse.ArgumentTypeError("an http:// or https:// base URL is needed")
+    try:
+        http_url(text)  # what an enrollment url must be: http(s), a host, a port that parses
+    except ValueError:
+        raise argparse.ArgumentTypeError("an http:// or https:// base URL with a host and a "
+                                         "valid port is needed") from None
     try:
         no_userinfo(text)
     except ArgRefused as e:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
@@ -45,6 +46,13 @@ class CrlBlobs(Protocol):
     def get(self, sha256: str) -> bytes:
         """The bytes named `sha256`, checked; BlobMissing if missing or altered."""
         ...
+
+
+def crl_blobs_of(log: object, local: CrlBlobs | None) -> CrlBlobs | None:
+    """Where the CRLs a log names are kept: `local` (a data directory's `crls/`, or None) and,
+    for a log in a shared store, the store too (engine/sharedlog.py `crl_blobs`)."""
+    shared: Callable[[CrlBlobs | None], CrlBlobs] | None = getattr(log, "crl_blobs", None)
+    return shared(local) if shared is not None else local
 
 
 def _checked(sha256: str, data: bytes | None) -> bytes:
