@@ -246,11 +246,7 @@ class Engine:
             said = self.witness_results()  # a round-trip still in flight is abandoned
             if said:
                 self.ports.say(said)
-            try:
-                self.audit.persist()
-            except OSError as e:
-                logger.warning("audit trail not written; the log holds every event",
-                               error=str(e))
+            self.audit.write_out()
         self.store.close()
 
     def __enter__(self) -> Engine:
@@ -871,10 +867,7 @@ class Engine:
         the next step writes it."""
         if self.audit is None or self.log is None or self._grouped is not None:
             return
-        try:
-            self.audit.persist(self.log.head[0])
-        except OSError as e:
-            logger.warning("audit trail not written; the log holds every event", error=str(e))
+        self.audit.write_out(self.log.head[0])
 
     def witness_results(self) -> str:
         """Apply what the witnesses answered since the last call (called between commands):

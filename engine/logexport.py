@@ -334,27 +334,16 @@ def import_into(log: _Log, export: Export, where: str, blobs: _Blobs | None = No
 def _store_blobs(blobs: _Blobs | None, export: Export) -> int:
     """Store the export's blobs the target lacks whole (each durable when `put` returns);
     how many."""
-    from engine.revocation.store import BlobMissing
-
     if blobs is None:
         return 0
     stored = 0
     for name, data in export.blobs.items():
-        if _held(blobs, name, BlobMissing):
+        if _blob(blobs, name) is not None:
             continue  # already there, whole
         if blobs.put(data) != name:  # a bug: read_export checked every name
             raise AssertionError("a blob was stored under another name")
         stored += 1
     return stored
-
-
-def _held(blobs: Any, name: str, missing: type[Exception]) -> bool:
-    """Whether `blobs` holds `name` whole (a damaged or absent one is `missing`)."""
-    try:
-        blobs.get(name)
-    except missing:
-        return False
-    return True
 
 
 def _append(log: _Log, todo: list[tuple[list[Any], bytes, bytes]], export: Export) -> None:

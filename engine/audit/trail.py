@@ -446,6 +446,15 @@ class AuditTrail:
         else:
             self._signing.hold()
 
+    def write_out(self, upto: int | None = None) -> None:
+        """`persist` for callers that go on whatever happens (the shell between commands,
+        `ca serve` while idle, closing): a failed write is logged, and the next step writes
+        it (the log holds every event)."""
+        try:
+            self.persist(upto)
+        except OSError as e:
+            logger.warning("audit trail not written; the log holds every event", error=str(e))
+
     def on_mark(self, seq: int) -> None:
         """The log's head-marker step (the marker will say `seq`): write the trail with it,
         up to what is acknowledged. A failure leaves the previous files, which are still
