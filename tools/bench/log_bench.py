@@ -132,28 +132,6 @@ def our_frames(count: int) -> list[bytes]:
     return frames
 
 
-def raw_sync_floor(path: Path, frames: list[bytes], per_sync: int) -> Result:
-    """append + fdatasync of our frames, one `os.write` each, `per_sync` writes per
-    fdatasync."""
-    groups = [frames[i:i + per_sync] for i in range(0, len(frames), per_sync)]
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_TRUNC, 0o600)
-    synced = 0.0
-    try:
-        t0 = time.perf_counter()
-        for group in groups:
-            for frame in group:
-                os.write(fd, frame)
-            t1 = time.perf_counter()
-            os.fdatasync(fd)
-            synced += time.perf_counter() - t1
-        seconds = time.perf_counter() - t0
-    finally:
-        os.close(fd)
-    size = sum(map(len, frames)) / len(frames)
-    return Result(f"raw append+fdatasync, {per_sync}/sync", len(frames), seconds,
-                  f"our frames, {size:.0f} B", sync_seconds=synced)
-
-
 def write_raw_frames(path: Path, count: int) -> int:
     """Our rows, each as its own length-prefixed msgpack frame; returns the file size."""
     packer = msgpack.Packer(use_bin_type=True)
@@ -184,15 +162,45 @@ def raw_decode(path: Path) -> int:
 # log's (the raw floors, likewise, write records that already exist).
 
 
-def ours_single_commits(root: Path, commits: int) -> Result:
+def single_commits_in_turn(raw_path: Path, root: Path, commits: int) -> tuple[Result, Result]:
+    """The one-command row's two sides, taking turns commit by commit: the raw floor's
+    `os.write` of our frame and one fdatasync, and our `append` of the same commit (durable
+    when it returns), the side that goes first alternating; each side's time is the sum of
+    its own commits (see `group_commits_in_turn` for why in turn)."""
+    frames = our_frames(commits)
     events = [pending(n) for n in range(commits + 1)]
-    with FileEventLog.open(root) as log:
-        log.append([events[0]])  # segment creation is not a commit
-        t0 = time.perf_counter()
-        for p in events[1:]:
-            log.append([p])
-        seconds = time.perf_counter() - t0
-    return Result("ours: 1-event commits (append, fdatasync)", commits, seconds)
+    spent = {"raw": 0.0, "raw sync": 0.0, "ours": 0.0}
+    fd = os.open(raw_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_TRUNC, 0o600)
+    try:
+        with FileEventLog.open(root) as log:
+            log.append([events[0]])  # segment creation is not a commit
+
+            def raw_commit(n: int) -> None:
+                t0 = time.perf_counter()
+                os.write(fd, frames[n - 1])
+                t1 = time.perf_counter()
+                os.fdatasync(fd)
+                t2 = time.perf_counter()
+                spent["raw"] += t2 - t0
+                spent["raw sync"] += t2 - t1
+
+            def our_commit(n: int) -> None:
+                t0 = time.perf_counter()
+                log.append([events[n]])
+                spent["ours"] += time.perf_counter() - t0
+
+            for n in range(1, commits + 1):
+                first, second = (raw_commit, our_commit) if n % 2 else (our_commit, raw_commit)
+                first(n)
+                second(n)
+    finally:
+        os.close(fd)
+    size = sum(map(len, frames)) / len(frames)
+    return (Result("raw append+fdatasync, 1/sync", commits, spent["raw"],
+                   f"our frames, {size:.0f} B; in turn with ours",
+                   sync_seconds=spent["raw sync"]),
+            Result("ours: 1-event commits (append, fdatasync)", commits, spent["ours"],
+                   "in turn with the raw floor"))
 
 
 def group_commits_in_turn(raw_path: Path, root: Path, groups: int) -> tuple[Result, Result]:
@@ -457,12 +465,13 @@ def run(args: argparse.Namespace) -> int:
         raw_path = work / "raw-frames"
         raw_bytes = write_raw_frames(raw_path, args.events)
         generated = generate_log(work / "ours-replay", args.events)
-        single_frames = our_frames(args.syncs)
         # Rounds interleave each floor with what is compared to it, so a burst of load
         # elsewhere on the machine hits both sides rather than one.
         for _ in range(args.rounds):
-            add("raw_sync1", raw_sync_floor(work / "raw-sync", single_frames, 1))
-            add("our_sync1", ours_single_commits(scratch("ours-single"), args.syncs))
+            raw_single, our_single = single_commits_in_turn(work / "raw-sync",
+                                                            scratch("ours-single"), args.syncs)
+            add("raw_sync1", raw_single)
+            add("our_sync1", our_single)
             raw_group, our_group = group_commits_in_turn(work / "raw-sync", scratch("ours-group"),
                                                          args.groups)
             add("raw_sync100", raw_group)
@@ -498,7 +507,7 @@ def run(args: argparse.Namespace) -> int:
     order = ["raw_sync1", "raw_sync100", "raw_decode", "msgspec_decode", "our_sync1",
              "our_group", "our_batch", "replay", "rows", "typed", "es_save1", "es_save100",
              "es_rebuild"]
-    in_turn = {"raw_sync100", "our_group"}  # one row's two sides, measured in turn
+    in_turn = {"raw_sync1", "our_sync1", "raw_sync100", "our_group"}  # pairs, in turn
     results = {k: summed(rounds[k]) if k in in_turn else best(rounds[k]) for k in order}
     results["generate"] = generated
     print()
@@ -590,7 +599,7 @@ def append_profile(root: Path, n: int, rounds: int = 5) -> dict[str, float]:
             timed("seal", lambda k: sealed_frame(events[k], k + 1, GENESIS), list(range(n)))
             timed("sha256", lambda c: hashlib.sha256(GENESIS + c).digest(), cores)
             timed("encode", lambda k: encode_core([k, "device", "ConfigurationCommitted", 1,
-                                                   EPOCH_US, "admin", "cmd", {}]), range(n))
+                                                   EPOCH_US, "admin", "cmd", {}]), list(range(n)))
             timed("crc", lambda b: crc32c.crc32c(crc32c.crc32c(b).to_bytes(16, "little")),
                   bodies)
             timed("write", lambda f: os.write(fd, f), frames)
