@@ -351,7 +351,7 @@ class Grammar:
                           words=dict(words or {})))
         if no_form:
             no_pattern = "no " + re.sub(r"\{(\w+)\}", r"<\1>", key) + " [<rest>]"
-            rest = {**(args or {}), "rest": ArgSpec(LINE, "")}
+            rest = {**(args or {}), "rest": ArgSpec(LINE, "The value configured now (optional)")}
             self._add(Command("no " + pattern, (mode,),
                               tuple(self._expand(no_pattern, rest, words)), help, None,
                               removes=key, order=order, words=dict(words or {})))

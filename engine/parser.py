@@ -184,9 +184,12 @@ def choices(grammar: Grammar, mode: Mode, text: str) -> list[Choice]:
             if tok.word.startswith(want):
                 commands.setdefault(tok.word, set()).add(c.command.name)
                 own = c.command.words.get(tok.word)
-                if own is None and len(commands[tok.word]) == 1 and c.command.help:
+                if (own is None and tok.binds is None and len(commands[tok.word]) == 1
+                        and c.command.help):
                     # A keyword that leads to one command only is described by that command
-                    # (`crypto ca import` imports a certificate, `crypto key import` a key).
+                    # (`crypto ca import` imports a certificate, `crypto key import` a key);
+                    # a choice among a command's keywords (`general-keys | usage-keys`)
+                    # says what that choice does, not what the command does.
                     seen[tok.word] = Choice(tok.word, c.command.help, True)
                 else:
                     seen[tok.word] = Choice(tok.word, own or tok.help or c.command.help, True)

@@ -202,7 +202,9 @@ _INTRO = {KeyUsage.GENERAL: "Enter the public key",
 
 
 @G.action("crypto key import authentication rsa [{usage: general-keys | usage-keys}] [<label>]",
-          help="Import a peer's RSA public key", args={"label": LABEL})
+          help="Import a peer's RSA public key", args={"label": LABEL},
+          words={"general-keys": "Import a general purpose RSA public key",
+                 "usage-keys": "Import separate signature and encryption RSA public keys"})
 def import_rsa(ctx: Ctx) -> Generator[Effect, Any, Outcome]:
     from engine.keyimport import parse_public_key
     from events.keys import PublicKeyImported, PublicKeyRemoved

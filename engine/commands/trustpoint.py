@@ -108,7 +108,9 @@ G.config("serial-number", key="serial-number", mode=TP,
 G.config("crl optional", key="crl optional", mode=TP,
          help="Accept certificates when no CRL can be had")
 G.config("message-digest {digest: md5 | sha1 | sha256 | sha384 | sha512}", key="message-digest",
-         mode=TP, help="Digest algorithm of the certificate request")
+         mode=TP, help="Digest algorithm of the certificate request",
+         words={"md5": "MD5 (weak)", "sha1": "SHA-1",
+                "sha256": "SHA-256", "sha384": "SHA-384", "sha512": "SHA-512"})
 G.config("description <text>", key="description", mode=TP, help="Trustpoint description",
          args={"text": ArgSpec(DESCRIPTION, "Up to 80 characters")})
 

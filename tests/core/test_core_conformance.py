@@ -1,0 +1,72 @@
+"""The operator's conformance pass: what the shell prints against the reference
+(../shared/reference/ca-interoperability.md) and, where the reference is silent, against what
+IOS XR prints. Each test is one finding of that pass."""
+
+from __future__ import annotations
+
+from engine import Engine
+from engine.grammar import GRAMMAR, Mode
+from engine.parser import choices
+
+
+def _run(e: Engine, *lines: str) -> None:
+    for line in lines:
+        res = e.execute(line)
+        assert res.error is None, (line, res.output)
+
+
+def _help(mode: Mode, text: str) -> dict[str, str]:
+    return {c.word: c.help for c in choices(GRAMMAR, mode, text)}
+
+
+def test_a_keyword_choice_is_described_by_what_it_chooses() -> None:
+    """`crypto key generate rsa ?` tells general-keys from usage-keys (it said "Generate RSA
+    keys" for both: the command's help, not the choice's)."""
+    gen = _help(Mode.EXEC, "crypto key generate rsa ")
+    assert gen["general-keys"] == "Generate a general purpose RSA key pair"
+    assert gen["usage-keys"] == "Generate separate signature and encryption RSA key pairs"
+    imp = _help(Mode.EXEC, "crypto key import authentication rsa ")
+    assert imp["general-keys"].startswith("Import a general purpose")
+    assert imp["usage-keys"].startswith("Import separate")
+    digests = _help(Mode.TRUSTP, "message-digest ")
+    assert digests["sha256"] == "SHA-256" and len(set(digests.values())) == len(digests)
+
+
+def test_a_no_form_describes_its_optional_value() -> None:
+    assert _help(Mode.TRUSTP, "no enrollment retry period ")["LINE"] != ""
+
+
+def test_an_empty_submode_is_closed_by_a_bang_as_ios_xr_shows_it() -> None:
+    e = Engine.in_memory()
+    _run(e, "configure", "crypto ca trustpoint empty", "exit", "crypto ca trustpool policy")
+    assert e.execute("show configuration").output == (
+        "Building configuration...\ncrypto ca trustpoint empty\n!\n"
+        "crypto ca trustpool policy\n!\nend\n")
+    _run(e, "commit", "end")
+    running = e.execute("show running-config").output.splitlines()
+    at = running.index("crypto ca trustpoint empty")
+    assert running[at:at + 4] == ["crypto ca trustpoint empty", "!",
+                                  "crypto ca trustpool policy", "!"]
+    assert running[-1] == "end" and running[-2] == "!"
+    assert e.execute("show running-config crypto ca trustpoint empty").output == (
+        "crypto ca trustpoint empty\n!\n")
+    assert e.execute("show configuration commit changes last 1").output.endswith(
+        "crypto ca trustpoint empty\n!\ncrypto ca trustpool policy\n!\nend\n")
+
+
+def test_show_configuration_lists_changes_in_running_config_order() -> None:
+    """Typed in any order, the target configuration reads like `show running-config`: the
+    reference's example types `retry count` before `retry period`, and running-config puts
+    period first; `show configuration` and a commit's changes now do too."""
+    e = Engine.in_memory()
+    _run(e, "configure", "crypto ca trustpoint myca", "enrollment retry count 25",
+         "enrollment retry period 2", "exit", "hostname myrouter")
+    target = e.execute("show configuration").output
+    assert target == ("Building configuration...\nhostname myrouter\n"
+                      "crypto ca trustpoint myca\n enrollment retry period 2\n"
+                      " enrollment retry count 25\n!\nend\n")
+    _run(e, "commit", "end")
+    body = e.execute("show running-config").output.split("!\n", 1)[1]
+    assert target.split("\n", 1)[1] == body
+    changes = e.execute("show configuration commit changes last 1").output
+    assert changes.split("\n", 2)[2] == target.split("\n", 1)[1]
