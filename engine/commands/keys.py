@@ -91,8 +91,10 @@ def _usages(ctx: Ctx) -> tuple[KeyUsage, ...]:
 
 
 def _rsa_spec(usage: KeyUsage) -> Generator[Effect, Any, KeySpec]:
+    # The reference's words: "... for your General Purpose Keypair" has no full stop. The
+    # range and default are today's (512-4096, 2048), not its 360-2048 and 1024.
     yield Say(f"Choose the size of the key modulus in the range of {RSA_MIN_BITS} to "
-              f"{RSA_MAX_BITS} for your {_PURPOSE[usage]}.\nChoosing a key modulus greater "
+              f"{RSA_MAX_BITS} for your {_PURPOSE[usage]}\nChoosing a key modulus greater "
               f"than {RSA_DEFAULT_BITS} may take a few minutes.\n")
     while True:  # a bad answer asks again, as IOS does; nothing is generated until then
         reply = str((yield Ask(f"How many bits in the modulus [{RSA_DEFAULT_BITS}]:",
