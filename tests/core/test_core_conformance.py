@@ -70,3 +70,15 @@ def test_show_configuration_lists_changes_in_running_config_order() -> None:
     assert target.split("\n", 1)[1] == body
     changes = e.execute("show configuration commit changes last 1").output
     assert changes.split("\n", 2)[2] == target.split("\n", 1)[1]
+
+
+def test_do_question_mark_lists_the_exec_commands() -> None:
+    """`do ?` in a configuration mode lists what `do` can run (it showed `LINE`), as
+    `do show ?` already listed what follows `show`."""
+    e = Engine.in_memory()
+    _run(e, "configure", "crypto ca trustpoint t")
+    listing = e.help("do ")
+    words = [line.split()[0] for line in listing.splitlines()]
+    assert {"show", "crypto", "clock", "rollback"} <= set(words) and "LINE" not in words
+    assert "hostname" not in words  # exec's commands, not the configuration's
+    assert e.help("do").splitlines()[0].split()[0] == "do"  # a partial word still completes
