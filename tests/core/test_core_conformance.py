@@ -82,3 +82,25 @@ def test_do_question_mark_lists_the_exec_commands() -> None:
     assert {"show", "crypto", "clock", "rollback"} <= set(words) and "LINE" not in words
     assert "hostname" not in words  # exec's commands, not the configuration's
     assert e.help("do").splitlines()[0].split()[0] == "do"  # a partial word still completes
+
+
+def test_rsakeypair_names_only_a_key_crypto_key_generate_can_make() -> None:
+    """`rsakeypair bad/label` was accepted, though `crypto key generate rsa bad/label` is
+    refused: the trustpoint could never get its key. Refused now, caret under the label."""
+    e = Engine.in_memory()
+    _run(e, "configure", "crypto ca trustpoint t")
+    res = e.execute("rsakeypair bad/label")
+    assert res.error is not None and res.error.caret == len("rsakeypair ")
+    assert "crypto key generate rsa" in res.output
+    _run(e, "rsakeypair good_1.x-y")
+    assert e.execute("show configuration").output == (
+        "Building configuration...\ncrypto ca trustpoint t\n rsakeypair good_1.x-y\n!\nend\n")
+
+
+def test_an_older_rsakeypair_line_still_replays() -> None:
+    """The label rule screens what is typed; a configuration line that holds an older label
+    still parses (replay reads it)."""
+    from engine.parser import parse
+
+    m = parse(GRAMMAR, Mode.TRUSTP, "rsakeypair bad/label")
+    assert m is not None and m.args == {"label": "bad/label"}
