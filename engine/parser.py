@@ -73,7 +73,7 @@ def _advance(cands: list[_Cand], word: str, column: int, line: str
         if isinstance(tok, Kw):
             if tok.word == lw:
                 exact.append(_step(c, tok.word, tok))
-            elif tok.word.startswith(lw):
+            elif tok.word.startswith(lw) and not tok.hidden:  # a spelling is typed whole
                 prefix.append(_step(c, tok.word, tok))
         else:
             if tok.spec.kind.rest_of_line:
@@ -100,11 +100,14 @@ def _advance(cands: list[_Cand], word: str, column: int, line: str
 
 def _step(c: _Cand, shown: str, tok: Token, value: Any = None) -> _Cand:
     args = dict(c.args)
+    words = [*c.words, shown]
     if isinstance(tok, Arg):
         args[tok.name] = value
-    elif tok.binds:
-        args[tok.binds] = tok.word
-    return _Cand(c.command, c.variant, c.pos + 1, args, [*c.words, shown], c.done)
+    elif tok.hidden:  # another spelling: the canonical words show the keyword it spells
+        words = [*c.words, tok.value] if tok.value else c.words
+    if isinstance(tok, Kw) and tok.binds:
+        args[tok.binds] = tok.value or tok.word
+    return _Cand(c.command, c.variant, c.pos + 1, args, words, c.done)
 
 
 def parse(grammar: Grammar, mode: Mode, line: str, *, typed: bool = False) -> Match | None:
@@ -180,6 +183,8 @@ def choices(grammar: Grammar, mode: Mode, text: str) -> list[Choice]:
                 seen.setdefault("<cr>", Choice("<cr>", "", False))
             continue
         tok = c.variant[c.pos]
+        if isinstance(tok, Kw) and tok.hidden:
+            continue  # another spelling is taken when typed, never offered
         if isinstance(tok, Kw):
             if tok.word.startswith(want):
                 commands.setdefault(tok.word, set()).add(c.command.name)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from engine import Engine
 from engine.grammar import GRAMMAR, Mode
+from engine.keys import KeyAlgorithm
 from engine.parser import choices
 
 
@@ -104,3 +105,39 @@ def test_an_older_rsakeypair_line_still_replays() -> None:
 
     m = parse(GRAMMAR, Mode.TRUSTP, "rsakeypair bad/label")
     assert m is not None and m.args == {"label": "bad/label"}
+
+
+def test_usage_keys_as_the_reference_spells_it() -> None:
+    """The reference writes `crypto key generate rsa [usage keys | general-keys]`: typed so,
+    it made usage keys labelled "keys". Both spellings now choose usage keys; `usage` alone
+    is still the abbreviation of `usage-keys`, `?` and Tab offer only `usage-keys`."""
+    from engine.parser import complete_word, parse
+
+    def args(line: str) -> dict[str, str]:
+        m = parse(GRAMMAR, Mode.EXEC, line)
+        assert m is not None
+        return dict(m.args)
+
+    assert args("crypto key generate rsa usage keys") == {"usage": "usage-keys"}
+    assert args("crypto key generate rsa usage keys vpn") == {"usage": "usage-keys",
+                                                              "label": "vpn"}
+    assert args("crypto key generate rsa usage vpn") == {"usage": "usage-keys", "label": "vpn"}
+    assert args("crypto key generate rsa usage") == {"usage": "usage-keys"}
+    assert args("crypto key generate rsa usage k") == {"usage": "usage-keys", "label": "k"}
+    assert args("crypto key generate rsa usage-keys keys") == {"usage": "usage-keys",
+                                                               "label": "keys"}
+    assert args("crypto key import authentication rsa usage keys peer") == {
+        "usage": "usage-keys", "label": "peer"}
+    words = [c.word for c in choices(GRAMMAR, Mode.EXEC, "crypto key generate rsa ")]
+    assert "usage" not in words and "keys" not in words and "usage-keys" in words
+    assert complete_word(GRAMMAR, Mode.EXEC, "crypto key generate rsa us") == "usage-keys "
+
+
+def test_usage_keys_typed_as_two_words_generates_two_pairs_under_the_default_label() -> None:
+    e = Engine.in_memory()
+    res = e.execute("crypto key generate rsa usage keys", answers=["2048", "2048"])
+    assert res.ok, res.output
+    assert "The name for the keys will be:the_default" in res.output
+    assert "for your Signature Keypair" in res.output
+    assert not e.state.keys.pairs_of(KeyAlgorithm.RSA, "keys")
+    assert len(e.state.keys.pairs_of(KeyAlgorithm.RSA, "the_default")) == 2
