@@ -138,6 +138,20 @@ def parse(grammar: Grammar, mode: Mode, line: str, *, typed: bool = False) -> Ma
     return Match(best.command, best.args, tuple(best.words))
 
 
+def section_words(grammar: Grammar, text: str) -> tuple[str, ...] | None:
+    """The words of `text`, the start of a configuration line, with each keyword in full
+    (`cry ca trustpoi myca` -> crypto ca trustpoint myca), as `show running-config SECTION`
+    names a section; None if a word is ambiguous or no configuration line starts so."""
+    cands = [_Cand(c, v, 0, {}, []) for c in grammar.in_mode(Mode.CONFIG) if c.key
+             for v in c.variants]
+    for m in _WORD.finditer(text):
+        cands, kws = _advance([c for c in cands if not c.done], m.group(), m.start(), text)
+        if len(kws) > 1 or not cands:
+            return None
+    spelled = {tuple(c.words) for c in cands}
+    return spelled.pop() if len(spelled) == 1 else None
+
+
 def _screen(c: _Cand, line: str) -> None:
     """Apply the screens of the matched arguments (ArgKind.screen), caret under the refused
     one."""

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from engine.config import Change, ConfigTree, Node, Path
 from engine.errors import TrustledgerError
 from engine.grammar import Grammar, Mode
-from engine.parser import parse
+from engine.parser import parse, section_words
 from engine.state import Commit, CommitHistory
 from projections.timefmt import stamp
 
@@ -50,7 +50,7 @@ def render_running(grammar: Grammar, tree: ConfigTree, commits: CommitHistory,
                    section: str | None = None) -> str:
     roots = dict(tree.roots)
     if section:
-        want = section.split()
+        want = list(section_words(grammar, section) or section.split())
         roots = {k: n for k, n in roots.items() if n.line.split()[: len(want)] == want}
         if not roots:
             return "% No such configuration item(s)\n"

@@ -141,3 +141,18 @@ def test_usage_keys_typed_as_two_words_generates_two_pairs_under_the_default_lab
     assert "for your Signature Keypair" in res.output
     assert not e.state.keys.pairs_of(KeyAlgorithm.RSA, "keys")
     assert len(e.state.keys.pairs_of(KeyAlgorithm.RSA, "the_default")) == 2
+
+
+def test_show_running_config_takes_a_section_abbreviated() -> None:
+    """`show run cry ca trustpoi myca` names the section as `show run crypto ca trustpoint
+    myca` does (it said "% No such configuration item(s)"); an ambiguous word still finds
+    nothing, and `do`, an exec escape, is no section."""
+    e = Engine.in_memory()
+    _run(e, "configure", "hostname r1", "domain name ex.com", "crypto ca trustpoint myca",
+         "enrollment terminal", "commit", "end")
+    full = e.execute("show running-config crypto ca trustpoint myca").output
+    assert full == "crypto ca trustpoint myca\n enrollment terminal\n!\n"
+    assert e.execute("show run cry ca trustpoi myca").output == full
+    assert e.execute("sh run host").output == "hostname r1\n"
+    assert e.execute("show run do").output == "domain name ex.com\n"
+    assert e.execute("show run cry ca trust").output == "% No such configuration item(s)\n"
