@@ -198,6 +198,10 @@ def zeroize(ctx: Ctx) -> Generator[Effect, Any, Outcome]:
 
 # -- import ----------------------------------------------------------------------------------------
 
+END_OF_PASTE = "End with a blank line or the word \"quit\" on a line by itself\n"
+"""The end marker every paste prompt says, as `crypto ca authenticate` and `crypto ca import`
+say it (one line for an operator's expect script to wait for)."""
+
 _INTRO = {KeyUsage.GENERAL: "Enter the public key",
           KeyUsage.SIGNATURE: "Enter the signature public key",
           KeyUsage.ENCRYPTION: "Enter the encryption public key"}
@@ -220,7 +224,7 @@ def import_rsa(ctx: Ctx) -> Generator[Effect, Any, Outcome]:
         events.append(PublicKeyRemoved(label, KeyAlgorithm.RSA.value, "replaced"))
     for usage in _usages(ctx):
         text = yield ReadBlock(f"{_INTRO[usage]} (base64 DER SubjectPublicKeyInfo, PKCS#1 or "
-                               "PEM); end with a blank line or 'quit':\n")
+                               f"PEM).\n{END_OF_PASTE}")
         parsed = parse_public_key(str(text), KeyAlgorithm.RSA)
         events.append(PublicKeyImported(label, KeyAlgorithm.RSA.value, usage.value, parsed.size,
                                         parsed.spki, parsed.pasted_format))

@@ -156,3 +156,18 @@ def test_show_running_config_takes_a_section_abbreviated() -> None:
     assert e.execute("sh run host").output == "hostname r1\n"
     assert e.execute("show run do").output == "domain name ex.com\n"
     assert e.execute("show run cry ca trust").output == "% No such configuration item(s)\n"
+
+
+def test_every_paste_prompt_ends_with_the_same_end_marker_line() -> None:
+    """`crypto ca authenticate` and `crypto ca import` say IOS's `End with a blank line or the
+    word "quit" on a line by itself`; `crypto key import authentication rsa` said "; end with
+    a blank line or 'quit':" on its first line. One line now, the same, for expect scripts."""
+    from engine.commands.paste import PASTE_CERT
+    from engine.commands.trustpoint import PASTE_CA
+
+    marker = 'End with a blank line or the word "quit" on a line by itself\n'
+    assert PASTE_CA.endswith(marker) and PASTE_CERT.endswith(marker)
+    e = Engine.in_memory()
+    out = e.execute("crypto key import authentication rsa peer", answers=["quit"]).output
+    assert out.splitlines()[1] + "\n" == marker
+    assert out.splitlines()[0].startswith("Enter the public key")
