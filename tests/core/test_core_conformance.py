@@ -171,3 +171,11 @@ def test_every_paste_prompt_ends_with_the_same_end_marker_line() -> None:
     out = e.execute("crypto key import authentication rsa peer", answers=["quit"]).output
     assert out.splitlines()[1] + "\n" == marker
     assert out.splitlines()[0].startswith("Enter the public key")
+
+
+def test_a_range_s_help_says_its_default() -> None:
+    """`enrollment retry period ?` said `Minutes (default 1)`; the count and the CRL
+    curl-timeout did not say theirs (10 and 5)."""
+    assert _help(Mode.TRUSTP, "enrollment retry period ")["<1-60>"] == "Minutes (default 1)"
+    assert _help(Mode.TRUSTP, "enrollment retry count ")["<1-100>"].endswith("(default 10)")
+    assert _help(Mode.CONFIG, "crypto ca crl curl-timeout ")["<5-50>"].endswith("(default 5)")
