@@ -334,13 +334,14 @@ def _chunked(buf: bytes, at: int) -> tuple[bytes | None, int]:
 
 
 def drive(port: int, messages: list[Prepared], concurrency: int,
-          ) -> tuple[float, list[float], list[bytes | None], float, int]:
+          at_end: Any = None) -> tuple[float, list[float], list[bytes | None], float, int]:
     """POST every message over `concurrency` keep-alive connections from one thread (a
     selector over non-blocking sockets, requests pre-built: the load generator shares the
     machine's cores with the servers, so it must cost them as little as possible); check
     each answer cheaply as it arrives (HTTP 200 and `cheap_check`). Returns (seconds,
     latencies, answers by index, the generator's own CPU seconds, answers that passed the
-    cheap check)."""
+    cheap check). `at_end()` runs once the last answer is in, before the connections close
+    (a server's per-connection threads end with them, and their counters with them)."""
     requests = [_request_bytes(port, m.der) for m in messages]
     expected = [m.expected for m in messages]
     passed = 0
@@ -393,6 +394,8 @@ def drive(port: int, messages: list[Prepared], concurrency: int,
                 sel.unregister(c.sock)
                 active -= 1
     seconds, cpu = perf() - t0, time.process_time() - cpu0
+    if at_end is not None:
+        at_end()
     for c in clients:
         c.sock.close()
     sel.close()
@@ -468,9 +471,11 @@ def measure(server: Server, keys: list[rsa.RSAPrivateKey],
     drive(port, warm, args.concurrency)
     cpu0, root0, relay0 = server.cpu(), server.root_cpu(), server.relay_cpu()
     switches0 = server.switches()
-    seconds, lat, answers, client, passed = drive(port, msgs, args.concurrency)
+    switched: list[int] = []
+    seconds, lat, answers, client, passed = drive(
+        port, msgs, args.concurrency, at_end=lambda: switched.append(server.switches()))
     cpu, relay = server.cpu() - cpu0, server.relay_cpu() - relay0
-    switches = server.switches() - switches0
+    switches = switched[0] - switches0
     root = server.root_cpu() - root0
     ok, wrong = verify_answers(msgs, answers, signer)
     lat.sort()
