@@ -37,7 +37,8 @@ What is measured, and what is not. Both servers are treated exactly alike:
   moves with the neighbours' load (printed at the end); CPU per enrollment is the steadier
   figure, and 1000 / CPU ms is what one fully available core would issue. Context switches
   per enrollment: those of every thread of the server's processes over the window
-  (`tree_switches`), a count of the hand-offs (thread wake-ups, GIL and lock waits, syncs)
+  (`tree_switches`, read before the connections close: one-process `ca serve`'s connection
+  threads end with them), a count of the hand-offs (thread wake-ups, GIL and lock waits, syncs)
   an enrollment costs.
 - Not measured: TLS (SCEP runs over plain HTTP), client-side CMS work, key generation,
   connection set-up (connections are kept alive), and for micromdm its network namespace's
