@@ -748,7 +748,7 @@ class _ThreadedListener:
         self._site = site
         self._name = name
         self._lock = threading.Lock()
-        self._open: set[socket.socket] = set()
+        self._open: dict[socket.socket, threading.Thread] = {}
         self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
         self._closed = False
         self._thread = threading.Thread(target=self._accept, name=name, daemon=True)
@@ -772,9 +772,9 @@ class _ThreadedListener:
                     conn.close()
                     self._slots.release()
                     return
-                self._open.add(conn)
-            threading.Thread(target=self._serve, args=(conn,), name=f"{self._name}-conn",
-                             daemon=True).start()
+                thread = self._open[conn] = threading.Thread(
+                    target=self._serve, args=(conn,), name=f"{self._name}-conn", daemon=True)
+            thread.start()
 
     def _serve(self, conn: socket.socket) -> None:
         try:
@@ -785,7 +785,7 @@ class _ThreadedListener:
             log.exception("http connection failed")
         finally:
             with self._lock:
-                self._open.discard(conn)
+                self._open.pop(conn, None)
             conn.close()
             self._slots.release()
 
@@ -824,17 +824,21 @@ class _ThreadedListener:
             deadline = time.monotonic() + REQUEST_TIMEOUT
 
     def stop(self) -> None:
-        """Stop accepting and close every connection (an answer in progress is cut off)."""
+        """Stop accepting and close every connection; wait (5 s at most) for the calls in
+        progress to return, so that whoever closes the application next does not close it
+        under them (their answers are cut off)."""
         with self._lock:
             self._closed = True
-            conns = list(self._open)
+            serving = dict(self._open)
         with contextlib.suppress(OSError):
             self._sock.shutdown(socket.SHUT_RDWR)
-        for conn in conns:  # each connection's thread closes its own socket
+        for conn in serving:  # each connection's thread closes its own socket
             with contextlib.suppress(OSError):
                 conn.shutdown(socket.SHUT_RDWR)
-        if self._thread.is_alive():
-            self._thread.join(timeout=5)
+        deadline = time.monotonic() + 5
+        for thread in (self._thread, *serving.values()):
+            if thread.is_alive():
+                thread.join(timeout=max(deadline - time.monotonic(), 0))
         self._sock.close()
 
 

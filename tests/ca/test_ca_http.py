@@ -384,3 +384,28 @@ def test_stop_closes_open_connections_and_the_listener() -> None:
         assert idle.recv(4096) == b""  # closed by the server, not left to the idle timeout
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", running.port), timeout=2).close()
+
+
+@pytest.mark.integration
+def test_stop_waits_for_a_call_in_progress() -> None:
+    """`stop` returns once the application calls in progress have (within 5 s): `ca serve`
+    closes the CA next, and must not close it under an enrollment being recorded."""
+    import threading
+
+    from engine.adapters import scep_server
+
+    app = _Recording()
+    app.gate.clear()
+    running = scep_server.start(app)
+    with socket.create_connection(("127.0.0.1", running.port), timeout=10) as s:
+        s.sendall(_CAPS)
+        deadline = time.monotonic() + 5
+        while not app.threads and time.monotonic() < deadline:
+            time.sleep(0.01)
+        stopping = threading.Thread(target=running.stop)
+        stopping.start()
+        stopping.join(0.3)
+        assert stopping.is_alive()  # the call holds it
+        app.gate.set()
+        stopping.join(5)
+        assert not stopping.is_alive()
