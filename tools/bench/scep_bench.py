@@ -50,9 +50,9 @@ What is measured, and what is not. Both servers are treated exactly alike:
                      process serving HTTP and owning the CA, a ProcessPoolExecutor running
                      the pure responder (parse/verify/decrypt, CertRep) (`serve_pool` below)
     --also-workers N also serve with `ca serve --workers N` in the same rounds ("workers N";
-                     1: one process, HTTP on an asyncio thread and PKIOperations in a thread
-                     pool, whose RSA operations release the GIL; N >= 2: a deciding process
-                     and N worker processes)
+                     1: one process, a thread per connection that reads, answers (its RSA
+                     operations release the GIL) and writes; N >= 2: a deciding process and
+                     N worker processes)
     --steps          also say where an enrollment's CPU goes: each step of the in-process
                      path timed alone (thread CPU, `steps` below), and what the server spends
                      besides (HTTP, the channel, the decider's loop: its CPU per enrollment
