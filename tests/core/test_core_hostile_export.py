@@ -19,6 +19,7 @@ import msgpack
 import pytest
 
 from engine import Engine
+from engine.errors import OperatorError
 from engine.logexport import _LEN, _TRAILER, MAGIC, ExportRefused, read_export, write_export
 from engine.ports import FakeClock
 from events.codec import encode_core
@@ -98,3 +99,48 @@ def test_an_honest_export_rehashed_the_same_still_imports_and_opens(tmp_path: Pa
 
     into = MemoryEventLog()
     assert import_into(into, export, "memory").appended == len(cores)
+
+
+# -- the same forgery written straight into a log (its frames' CRCs are anyone's to compute) ----
+
+
+def _forged_log(root: Path) -> None:
+    from events.filelog import FileEventLog
+    from events.keys import KeyPairGenerated
+    from events.store import PendingEvent
+
+    _honest_export(root)  # a device with history, closed
+    log = FileEventLog.open(root / "log")
+    forged = KeyPairGenerated("0" * 32, "k9", "dsa", "general", 1024, "", b"", b"", b"",
+                              "aes-256-gcm")
+    log.append([PendingEvent(forged, "device", 1_800_000_000_000_000, "forger")])
+    log.close()
+
+
+@pytest.mark.parametrize("snapshots", [True, False], ids=["from-snapshot", "full-replay"])
+def test_a_forged_event_in_the_log_refuses_to_open_naming_it(tmp_path: Path,
+                                                             snapshots: bool) -> None:
+    root = tmp_path / "device"
+    _forged_log(root)
+    with pytest.raises(OperatorError) as refused:
+        Engine.open(root, clock=FakeClock(), user="tester", use_snapshots=snapshots)
+    said = refused.value.render(0)
+    assert said.startswith("% The device log cannot be folded at seq "), said
+    assert "(ValueError: 'dsa' is not a valid KeyAlgorithm)" in said, said
+    assert said.endswith("Refusing to open."), said
+
+
+def test_exec_on_a_forged_log_is_one_percent_line(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    root = tmp_path / "device"
+    _forged_log(root)
+    (tmp_path / "script.txt").write_text("show clock\n")
+    done = subprocess.run([sys.executable, "-m", "engine.cli", "exec", "--data", str(root),
+                           "-f", str(tmp_path / "script.txt")], capture_output=True,
+                          text=True, timeout=120, check=False,
+                          cwd=Path(__file__).resolve().parents[2])
+    both = done.stdout + done.stderr
+    assert "Traceback" not in both, both
+    assert done.returncode == 2 and "% The device log cannot be folded at seq " in both, both
