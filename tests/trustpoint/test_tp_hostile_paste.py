@@ -9,9 +9,11 @@ from __future__ import annotations
 import base64
 from datetime import UTC, datetime, timedelta
 
+import hypothesis.strategies as st
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
+from hypothesis import HealthCheck, given, settings
 
 from engine import Engine
 from engine.machines.trustpoint import Lifecycle
@@ -164,3 +166,43 @@ def test_import_messy_and_wrong_pastes(device: Engine) -> None:
     r = device.execute(line, answers=crlf)
     assert event_types(r) == ["CertificateReceived"], r.output
     assert status(device).lifecycle is Lifecycle.ENROLLED
+
+
+# -- any clipboard at all -------------------------------------------------------------------------
+
+
+def _paste_lines(cert_der: bytes) -> st.SearchStrategy[list[str]]:
+    real = _pem(cert_der, "CERTIFICATE")[:-1]
+    line = st.one_of(
+        st.sampled_from(real), st.sampled_from(real).map(lambda s: s + "\r"),
+        st.sampled_from(real).map(lambda s: s[: len(s) // 2]),
+        st.sampled_from(["-----BEGIN CERTIFICATE-----", "-----END CERTIFICATE-----",
+                         "-----BEGIN PRIVATE KEY-----", "-----BEGIN -----", "-----",
+                         "-----BEGIN CERTIFICATE", "quit", "QUIT", " ", "====", "A" * 5000,
+                         "\u00e9\u00e9", "\ufeffMIIB", "MII\u0411"]),
+        st.text(max_size=80))
+    return st.lists(line, max_size=40).map(lambda lines: [*lines, ""])
+
+
+_CA_DER = der(self_signed_ca(ROOT_KEY, "Paste Root"))
+
+
+@settings(max_examples=150, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(paste=_paste_lines(_CA_DER))
+def test_any_clipboard_at_authenticate_is_a_result(device: Engine, paste: list[str]) -> None:
+    if "crypto ca trustpoint myca" not in device.execute("show running-config").output:
+        _terminal(device)  # (hypothesis runs every example on the one device)
+    head = device.store.head
+    r = device.execute("crypto ca authenticate myca", answers=[*paste, "yes"])
+    assert "Traceback" not in r.output
+    if not r.ok:
+        assert r.events == [] and device.store.head == head
+        assert r.output.rstrip("\n").splitlines()[-1].startswith("% "), r.output
+    else:  # only the real certificate's lines, in order, can get here
+        assert status(device).ca_certificate == _CA_DER
+        device.execute("configure")
+        device.execute("no crypto ca trustpoint myca", answers=["yes"])
+        device.execute("commit")
+        device.execute("end")
+
