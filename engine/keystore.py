@@ -334,7 +334,10 @@ class _WrappingKeystore(ABC):
 
     def holds(self, key_id: str) -> bool:
         _check_id(key_id)
-        return self._load(key_id) is not None
+        try:
+            return self._load(key_id) is not None
+        except KeystoreError:  # a data key file that cannot be read is not held
+            return False
 
     @abstractmethod
     def _master(self, *, create: bool) -> MasterKey: ...
