@@ -473,7 +473,7 @@ def get_crl(ports: Ports, query: CrlQuery, timeout_s: float) -> bytes:
         ports.scep = saved
 
 
-def peer_text(text: str, limit: int = 200) -> str:
+def _peer_text(text: str, limit: int = 200) -> str:
     """A peer's own words as we record and show them: control characters as '?', at most
     `limit` characters (the CA chose them, and their length)."""
     return "".join(c if c.isprintable() else "?" for c in text).strip()[:limit]
@@ -489,7 +489,7 @@ def _get_crl(ports: Ports, query: CrlQuery) -> bytes:
                                  random_bytes=ports.randomness.token_bytes)
     rep = _exchange(ports, query.url, message, params, cas, query.ca.capabilities)
     if rep.status is not scep.PkiStatus.SUCCESS or not rep.crls:
-        why = peer_text(rep.fail_info_text or "") or (
+        why = _peer_text(rep.fail_info_text or "") or (
             rep.fail_info.name if rep.fail_info is not None else rep.status.name)
         raise PeerError(PeerReason.REFUSED, f"GetCRL: the CA at {query.url} answered {why}")
     return rep.crls[0].public_bytes(serialization.Encoding.DER)
