@@ -1,5 +1,6 @@
 """Strict-DER elements by plain slicing: the one walker under the CRL index
-(engine/revocation/index.py) and SCEP's fast SignedData reader (engine/scep/_fastder.py).
+(engine/revocation/index.py) and SCEP's fast SignedData reader (engine/scep/_fastder.py);
+and `tlv`, its writer (the CA's certificate template, engine/ca/template.py).
 
 It reads what X.690 §10.1 leaves DER: definite lengths only (the long form in at most four
 octets), and single-octet tags, which is every tag of RFC 5280 and RFC 5652. Anything else, or
@@ -33,3 +34,14 @@ def element(buf: bytes, pos: int, end: int) -> tuple[int, int, int]:
     if start + length > end:
         raise DerShape("an element runs past its container")
     return tag, start, start + length
+
+
+def tlv(tag: int, *parts: bytes) -> bytes:
+    """One DER element: `tag` (a single octet), the definite length of the concatenated
+    `parts`, the parts."""
+    body = b"".join(parts)
+    length = len(body)
+    if length < 0x80:
+        return bytes((tag, length)) + body
+    octets = length.to_bytes((length.bit_length() + 7) // 8, "big")
+    return bytes((tag, 0x80 | len(octets))) + octets + body

@@ -141,8 +141,10 @@ class Engine:
             raise LogError(f"Data directory {root} keeps its log in a shared store ({bound} "
                            "names it): open it with that store (the CLI does; "
                            "engine/storebinding.py), not as a file log.", sentence=True)
-        for private in (root, root / "snapshots", *([root / "log"] if log is None else [])):
+        for private in (root, *([root / "log"] if log is None else [])):
             private.mkdir(mode=0o700, parents=True, exist_ok=True)  # whatever the umask
+        with contextlib.suppress(FileExistsError):  # a file there: no snapshot (a cache)
+            (root / "snapshots").mkdir(mode=0o700, exist_ok=True)
         if log is None:
             log = FileEventLog.open(root / "log")
         try:
@@ -372,9 +374,12 @@ class Engine:
 
     def _help_context(self, text: str) -> tuple[Mode, str]:
         words = text.split(maxsplit=1)
-        if (self.session.mode is not Mode.EXEC and len(words) == 2 and "do".startswith(
-                words[0].lower()) and words[0]):
+        if self.session.mode is Mode.EXEC:
+            return self.session.mode, text
+        if len(words) == 2 and "do".startswith(words[0].lower()):
             return Mode.EXEC, words[1] if not text[-1:].isspace() else words[1] + " "
+        if len(words) == 1 and words[0].lower() == "do" and text[-1:].isspace():
+            return Mode.EXEC, ""  # `do ?` lists what exec mode takes, as `do show ?` does
         return self.session.mode, text
 
     def _parse(self, line: str) -> tuple[Match | None, int]:

@@ -13,6 +13,9 @@ Patterns are expanded once into linear variants (every optional taken or not), s
 walks flat token lists. Keywords beat arguments at the same position (IOS does the same: `rsa
 usage` is the keyword, not a label called "usage").
 
+A choice keyword may have other spellings (SPELLINGS: the reference's `usage keys` for
+`usage-keys`): taken when typed in full, never abbreviated, never offered by `?` or Tab.
+
 Configuration commands name a *key* template (`hostname`, `crypto ca trustpoint {name}`): the
 line they produce replaces the line under that key, and `no <key words>` removes it.
 """
@@ -205,7 +208,33 @@ class Kw:
 
     word: str
     help: str
-    binds: str | None = None  # a `{name: a | b}` choice binds args[name] = word
+    binds: str | None = None  # a `{name: a | b}` choice binds args[name] = word (or value)
+    value: str | None = None  # what a hidden spelling binds (`usage` of `usage keys`)
+    hidden: bool = False  # accepted typed in full, never abbreviated nor offered (`?`, Tab)
+
+
+SPELLINGS: dict[str, tuple[str, ...]] = {
+    # The reference writes `crypto key generate rsa [usage keys | general-keys]` (and the same
+    # for `crypto key import authentication rsa`): IOS XR's keyword is `usage-keys`, and read
+    # literally `usage keys` would make usage keys labelled "keys". Both spellings are taken;
+    # `?` and Tab offer only `usage-keys`.
+    "usage-keys": ("usage keys",),
+}
+"""Other spellings of a choice keyword, as words typed one after the other."""
+
+
+def _spelled(choice: str, name: str, helps: Mapping[str, str]) -> list[tuple[Kw, ...]]:
+    """The token runs a `{name: ...}` choice accepts for `choice`: the keyword itself, and
+    each other spelling with every run of its leading words (`usage`, `usage keys`): a first
+    word typed in full beats the keyword it abbreviates, so the shorter run keeps `usage` the
+    abbreviation of `usage-keys` it always was."""
+    runs: list[tuple[Kw, ...]] = [(Kw(choice, helps.get(choice, ""), name),)]
+    for other in SPELLINGS.get(choice, ()):
+        first, *rest = other.split()
+        lead = Kw(first, "", name, value=choice, hidden=True)
+        runs += [(lead, *(Kw(w, "", hidden=True) for w in rest[:n]))
+                 for n in range(len(rest) + 1)]
+    return runs
 
 
 @dataclass(frozen=True)
@@ -243,8 +272,8 @@ def expand(pattern: str, args: Mapping[str, ArgSpec], helps: Mapping[str, str]) 
             elif it.startswith("{"):
                 name, _, alts = it[1:-1].partition(":")
                 choices = [a.strip() for a in alts.split("|")]
-                variants = [(*v, Kw(c, helps.get(c, ""), name.strip())) for v in variants
-                            for c in choices]
+                variants = [(*v, *run) for v in variants for c in choices
+                            for run in _spelled(c, name.strip(), helps)]
             elif it.startswith("<"):
                 name = it[1:-1]
                 if name not in args:
@@ -351,7 +380,7 @@ class Grammar:
                           words=dict(words or {})))
         if no_form:
             no_pattern = "no " + re.sub(r"\{(\w+)\}", r"<\1>", key) + " [<rest>]"
-            rest = {**(args or {}), "rest": ArgSpec(LINE, "")}
+            rest = {**(args or {}), "rest": ArgSpec(LINE, "The value configured now (optional)")}
             self._add(Command("no " + pattern, (mode,),
                               tuple(self._expand(no_pattern, rest, words)), help, None,
                               removes=key, order=order, words=dict(words or {})))

@@ -73,7 +73,7 @@ def _advance(cands: list[_Cand], word: str, column: int, line: str
         if isinstance(tok, Kw):
             if tok.word == lw:
                 exact.append(_step(c, tok.word, tok))
-            elif tok.word.startswith(lw):
+            elif tok.word.startswith(lw) and not tok.hidden:  # a spelling is typed whole
                 prefix.append(_step(c, tok.word, tok))
         else:
             if tok.spec.kind.rest_of_line:
@@ -100,11 +100,14 @@ def _advance(cands: list[_Cand], word: str, column: int, line: str
 
 def _step(c: _Cand, shown: str, tok: Token, value: Any = None) -> _Cand:
     args = dict(c.args)
+    words = [*c.words, shown]
     if isinstance(tok, Arg):
         args[tok.name] = value
-    elif tok.binds:
-        args[tok.binds] = tok.word
-    return _Cand(c.command, c.variant, c.pos + 1, args, [*c.words, shown], c.done)
+    elif tok.hidden:  # another spelling: the canonical words show the keyword it spells
+        words = [*c.words, tok.value] if tok.value else c.words
+    if isinstance(tok, Kw) and tok.binds:
+        args[tok.binds] = tok.value or tok.word
+    return _Cand(c.command, c.variant, c.pos + 1, args, words, c.done)
 
 
 def parse(grammar: Grammar, mode: Mode, line: str, *, typed: bool = False) -> Match | None:
@@ -133,6 +136,20 @@ def parse(grammar: Grammar, mode: Mode, line: str, *, typed: bool = False) -> Ma
     if typed:
         _screen(best, line)
     return Match(best.command, best.args, tuple(best.words))
+
+
+def section_words(grammar: Grammar, text: str) -> tuple[str, ...] | None:
+    """The words of `text`, the start of a configuration line, with each keyword in full
+    (`cry ca trustpoi myca` -> crypto ca trustpoint myca), as `show running-config SECTION`
+    names a section; None if a word is ambiguous or no configuration line starts so."""
+    cands = [_Cand(c, v, 0, {}, []) for c in grammar.in_mode(Mode.CONFIG) if c.key
+             for v in c.variants]
+    for m in _WORD.finditer(text):
+        cands, kws = _advance([c for c in cands if not c.done], m.group(), m.start(), text)
+        if len(kws) > 1 or not cands:
+            return None
+    spelled = {tuple(c.words) for c in cands}
+    return spelled.pop() if len(spelled) == 1 else None
 
 
 def _screen(c: _Cand, line: str) -> None:
@@ -180,13 +197,18 @@ def choices(grammar: Grammar, mode: Mode, text: str) -> list[Choice]:
                 seen.setdefault("<cr>", Choice("<cr>", "", False))
             continue
         tok = c.variant[c.pos]
+        if isinstance(tok, Kw) and tok.hidden:
+            continue  # another spelling is taken when typed, never offered
         if isinstance(tok, Kw):
             if tok.word.startswith(want):
                 commands.setdefault(tok.word, set()).add(c.command.name)
                 own = c.command.words.get(tok.word)
-                if own is None and len(commands[tok.word]) == 1 and c.command.help:
+                if (own is None and tok.binds is None and len(commands[tok.word]) == 1
+                        and c.command.help):
                     # A keyword that leads to one command only is described by that command
-                    # (`crypto ca import` imports a certificate, `crypto key import` a key).
+                    # (`crypto ca import` imports a certificate, `crypto key import` a key);
+                    # a choice among a command's keywords (`general-keys | usage-keys`)
+                    # says what that choice does, not what the command does.
                     seen[tok.word] = Choice(tok.word, c.command.help, True)
                 else:
                     seen[tok.word] = Choice(tok.word, own or tok.help or c.command.help, True)

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from engine.config import Change, ConfigTree, Node, Path
 from engine.errors import TrustledgerError
 from engine.grammar import Grammar, Mode
-from engine.parser import parse
+from engine.parser import parse, section_words
 from engine.state import Commit, CommitHistory
 from projections.timefmt import stamp
 
@@ -22,20 +22,26 @@ def _order(grammar: Grammar, mode: Mode, line: str) -> tuple[int, int, str]:
     return (m.command.rank, m.command.order, line)
 
 
-def _submode(grammar: Grammar, mode: Mode, line: str) -> Mode:
-    m = parse(grammar, mode, line)
-    return m.command.enters if m and m.command.enters else mode
+def _submode(grammar: Grammar, mode: Mode, line: str) -> Mode | None:
+    """The mode `line` opens (`crypto ca trustpoint x`: config-trustp), or None."""
+    try:
+        m = parse(grammar, mode, line)
+    except TrustledgerError:  # a line this build no longer knows opens nothing it knows
+        return None
+    return m.command.enters if m and m.command.enters else None
 
 
 def render_tree(grammar: Grammar, nodes: dict[str, Node] | ConfigTree, mode: Mode = Mode.CONFIG,
                 depth: int = 0) -> list[str]:
+    """The lines in running-config order; each submode closed by `!`, an empty one too (IOS
+    XR prints `crypto ca trustpoint x` then `!` for a trustpoint with nothing set)."""
     items = nodes.roots if isinstance(nodes, ConfigTree) else nodes
     out: list[str] = []
     for node in sorted(items.values(), key=lambda n: _order(grammar, mode, n.line)):
         out.append(" " * depth + node.line)
-        if node.children:
-            out.extend(render_tree(grammar, dict(node.children),
-                                   _submode(grammar, mode, node.line), depth + 1))
+        submode = _submode(grammar, mode, node.line)
+        if node.children or submode is not None:
+            out.extend(render_tree(grammar, dict(node.children), submode or mode, depth + 1))
             out.append(" " * depth + "!")
     return out
 
@@ -44,7 +50,7 @@ def render_running(grammar: Grammar, tree: ConfigTree, commits: CommitHistory,
                    section: str | None = None) -> str:
     roots = dict(tree.roots)
     if section:
-        want = section.split()
+        want = list(section_words(grammar, section) or section.split())
         roots = {k: n for k, n in roots.items() if n.line.split()[: len(want)] == want}
         if not roots:
             return "% No such configuration item(s)\n"
@@ -58,14 +64,31 @@ def render_running(grammar: Grammar, tree: ConfigTree, commits: CommitHistory,
     return "\n".join([*head, "!", *body, close, "end", ""]).replace("\n\n", "\n")
 
 
-def render_changes(changes: Sequence[Change]) -> str:
-    """Changes as configuration lines, nested under their parents; a removal shows as
-    `no <line>`, and the removal of a whole section only as the `no` of its head."""
+def _placed(grammar: Grammar, changes: Sequence[Change]) -> list[tuple[Change, bool]]:
+    """The changes in running-config order (a section's lines under its head, sections in
+    the order `show running-config` gives them), each with whether its line opens a submode."""
+    placed: list[tuple[tuple[tuple[int, int, str], ...], Change, bool]] = []
+    for ch in changes:
+        mode: Mode | None = Mode.CONFIG
+        key: list[tuple[int, int, str]] = []
+        for i in range(len(ch.path)):
+            line = _line_of(changes, ch.path[: i + 1])
+            at = mode or Mode.CONFIG
+            key.append(_order(grammar, at, line))
+            mode = _submode(grammar, at, line)
+        placed.append((tuple(key), ch, mode is not None))
+    placed.sort(key=lambda p: p[0])
+    return [(ch, opens) for _, ch, opens in placed]
+
+
+def render_changes(grammar: Grammar, changes: Sequence[Change]) -> str:
+    """Changes as configuration lines in running-config order, nested under their parents; a
+    removal shows as `no <line>`, and the removal of a whole section only as the `no` of its
+    head; an added section is closed by `!`, an empty one too."""
     removed = {ch.path for ch in changes if ch.new is None}
-    heads = {ch.path[:i] for ch in changes for i in range(1, len(ch.path))}
     out: list[str] = []
     shown: list[str] = []  # the section heads currently open, outermost first
-    for ch in changes:
+    for ch, opens in _placed(grammar, changes):
         if ch.new is None and any(ch.path[:i] in removed for i in range(1, len(ch.path))):
             continue  # inside a section removed as a whole
         parents = [_line_of(changes, ch.path[: i + 1]) for i in range(len(ch.path) - 1)]
@@ -79,7 +102,7 @@ def render_changes(changes: Sequence[Change]) -> str:
         depth = len(parents)
         line = ch.new if ch.new is not None else f"no {ch.old}"
         out.append(" " * depth + line)
-        shown = parents + ([line] if ch.path in heads and ch.new is not None else [])
+        shown = parents + ([line] if opens and ch.new is not None else [])
     for depth in range(len(shown) - 1, -1, -1):
         out.append(" " * depth + "!")
     return "\n".join(out)
@@ -93,8 +116,8 @@ def _line_of(changes: Sequence[Change], path: Path) -> str:
     return path[-1]
 
 
-def render_target(changes: Sequence[Change]) -> str:
-    body = render_changes(changes)
+def render_target(grammar: Grammar, changes: Sequence[Change]) -> str:
+    body = render_changes(grammar, changes)
     return "\n".join(["Building configuration...", *([body] if body else []), "end", ""])
 
 
@@ -108,9 +131,9 @@ def render_commit_list(commits: CommitHistory) -> str:
     return "\n".join(rows) + "\n"
 
 
-def render_commit_changes(commit: Commit) -> str:
+def render_commit_changes(grammar: Grammar, commit: Commit) -> str:
     head = ["Building configuration...", f"!! Commit {commit.commit_id} by {commit.user} "
             f"at {stamp(commit.at)}" + (f" label {commit.label}" if commit.label else "")]
     if commit.comment:
         head.append(f"!! Comment: {commit.comment}")
-    return "\n".join([*head, render_changes(commit.changes), "end", ""])
+    return "\n".join([*head, render_changes(grammar, commit.changes), "end", ""])

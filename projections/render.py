@@ -47,10 +47,11 @@ _RENDERERS: dict[str, Callable[[Any], str]] = {
     "CACertificateOffered": _later("trustpoints", "render_ca_offer", lambda v: (v.certificate,)),
     "KeyPairsView": lambda v: render_key_pairs(v.pairs),
     "ImportedKeysView": lambda v: render_imported_keys(v.keys),
-    "TargetConfigView": lambda v: render_target(v.changes),
+    "TargetConfigView": lambda v: render_target(v.grammar, v.changes),
     "RunningConfigView": lambda v: render_running(v.grammar, v.config, v.commits, v.section),
     "CommitListView": lambda v: render_commit_list(v.commits),
-    "CommitChangesView": lambda v: "".join(render_commit_changes(c) for c in v.commits),
+    "CommitChangesView": lambda v: "".join(render_commit_changes(v.grammar, c)
+                                           for c in v.commits),
     "LoggingView": lambda v: render_logging(v.messages),
     "TrustpoolView": _later("trustpool", "render_pool", lambda v: (v.state, v.now)),
     "TrustpoolPolicyView": _later("trustpool", "render_policy", lambda v: (v.state, v.now)),

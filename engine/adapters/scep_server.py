@@ -1,16 +1,22 @@
-"""The CA's HTTP edge: one HTTP/1.1 server on h11 and asyncio, for every way the CA is served.
+"""The CA's HTTP edge: one HTTP/1.1 server on h11, for every way the CA is served.
 
-    running = start(app, host, port, admin=AdminEndpoint(ca), admin_token=token)  # own thread
+    running = start(app, host, port, admin=AdminEndpoint(ca), admin_token=token)  # threads
     server = AsyncServer(app); server.adopt(sock)     # a `ca serve --workers N` worker's loop
 
 Theory of operation. h11 does the HTTP/1.1 framing (request line, headers, Content-Length,
-keep-alive, pipelining, 100-continue); this module adds the CA's rules on top and turns
-requests into calls on an application that speaks bytes. A connection answers one request
-at a time, in order: pipelined requests wait in h11's buffer (reading pauses once more than
-one request's worth waits). `start` runs the loop in a background thread and the
-application's blocking calls (signing, appending to the log) in a thread pool, so requests
-on different connections overlap and their log appends share commits; a worker process runs
-`AsyncServer` on its own loop and awaits the decider's answers.
+keep-alive, pipelining, 100-continue); `_Http` adds the CA's rules on top, without I/O, and
+turns requests into calls on an application that speaks bytes. A connection answers one
+request at a time, in order: pipelined requests wait unread (reading pauses once more than
+one request's worth waits). Two drivers move bytes between sockets and `_Http`:
+- `start` serves the SCEP application with a thread per connection and blocking sockets
+  (`_ThreadedListener`): the connection's thread reads a request, calls the application
+  (signing, appending to the log) and writes the answer, so requests on different
+  connections overlap (the RSA operations release the GIL) and their log appends share
+  commits, with no hand-off between threads per request; its admin endpoint (and
+  `start_site`'s sites) run on an asyncio loop in a background thread, their blocking calls
+  in a thread pool;
+- a worker process of `ca serve --workers N` runs `AsyncServer` on its own asyncio loop and
+  awaits the decider's answers.
 
 Routes (RFC 8894 §4.1: `GET|POST <path>?operation=OPERATION[&message=MESSAGE]`):
 
@@ -30,7 +36,8 @@ connection"); methods other than GET, POST and HEAD 501; malformed base64 or an 
 operation 400; what the application cannot answer (`Unanswerable`) 400, 413 or 503. Framing
 errors close the connection after the answer, so an unread body is never parsed as a request.
 A request must arrive whole within REQUEST_TIMEOUT seconds of its first byte, and an idle
-connection is closed after as long. The application answers PKIOperation failures it can
+connection is closed after as long; `start` serves at most MAX_CONNECTIONS connections at
+once (more wait in the listen backlog). The application answers PKIOperation failures it can
 attribute to a transaction with a CertRep FAILURE (HTTP 200) itself. A 500 means a bug here.
 """
 
@@ -45,7 +52,7 @@ import re
 import socket
 import threading
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from email.utils import formatdate
@@ -70,7 +77,9 @@ MAX_HEAD = 64 * 1024
 """Largest request line + headers accepted."""
 REQUEST_TIMEOUT = 30.0  # seconds for a whole request to arrive, and for an idle connection
 BACKLOG = 128
-BLOCKING_THREADS = 32  # application calls in progress at once under `start`
+BLOCKING_THREADS = 32  # blocking calls (the admin endpoint's) in progress at once
+MAX_CONNECTIONS = 256  # SCEP connections served at once under `start`, a thread each
+RECEIVE_SIZE = 64 * 1024
 
 _T = TypeVar("_T")
 
@@ -435,20 +444,145 @@ def _check_head(event: h11.Request, raw_head: bytes, site: Site) -> None:
                        f"body of {length} bytes is larger than {site.body_limit}")
 
 
+@dataclass(frozen=True, slots=True)
+class _NeedData:
+    """Read more: write `interim` first (a 100 Continue, or b""); `partial` says part of a
+    request has arrived (acknowledge it at once: `_ack_now`)."""
+
+    interim: bytes
+    partial: bool
+
+
+@dataclass(frozen=True, slots=True)
+class _Close:
+    """Write `out` (a refusal, or b"") and close the connection."""
+
+    out: bytes
+
+
+class _Http:
+    """One connection's HTTP/1.1 without I/O: h11 plus the CA's rules (module docstring).
+    Its driver feeds it bytes (`receive`), asks for the next step (`next_step`: a Request to
+    answer, _NeedData or _Close) and frames the answer (`answer`). The asyncio connection and
+    the blocking one (a thread per connection) are its two drivers."""
+
+    def __init__(self, site: Site, peer: str) -> None:
+        self.site = site
+        self.peer = peer
+        self._h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD)
+        self._request: h11.Request | None = None
+        self._body = bytearray()
+
+    def receive(self, data: bytes) -> None:
+        """Bytes from the peer; b"" once it closed its side."""
+        self._h11.receive_data(data)
+
+    def next_step(self) -> Request | _NeedData | _Close:
+        """Take events from h11 until a request is complete, more data is needed, or the
+        connection must close."""
+        while True:
+            idle = self._h11.their_state is h11.IDLE
+            unread = self._h11.trailing_data[0] if idle else b""
+            head_end = _HEAD_END.search(unread) if idle else None
+            if idle and (head_end.end() if head_end else len(unread)) > MAX_HEAD:
+                return self._refuse(_oversized_head(unread))
+            try:
+                event = self._h11.next_event()
+            except h11.RemoteProtocolError as e:
+                return self._refuse(_framing_refusal(e, unread or self._h11.trailing_data[0]))
+            if event is h11.NEED_DATA:
+                interim = b""
+                if self._h11.they_are_waiting_for_100_continue:
+                    interim = self._h11.send(h11.InformationalResponse(status_code=100,
+                                                                       headers=[])) or b""
+                return _NeedData(interim, bool(self._h11.trailing_data[0]))
+            if event is h11.PAUSED:
+                if self._h11.states == {h11.CLIENT: h11.DONE, h11.SERVER: h11.DONE}:
+                    self._h11.start_next_cycle()
+                    continue
+                return _Close(b"")  # they closed, or we must: nothing more to read
+            if isinstance(event, h11.Request):
+                try:
+                    _check_head(event, unread[:head_end.end()] if head_end else unread,
+                                self.site)
+                except _Refusal as refusal:
+                    return self._refuse(refusal, head=event.method == b"HEAD")
+                self._request = event
+                self._body.clear()
+            elif isinstance(event, h11.Data):
+                self._body += event.data
+            elif isinstance(event, h11.EndOfMessage):
+                return self._complete()
+            elif isinstance(event, h11.ConnectionClosed):
+                return _Close(b"")
+
+    def _complete(self) -> Request:
+        event = self._request
+        assert event is not None
+        headers = {name.decode("latin-1"): value.decode("latin-1")
+                   for name, value in event.headers}
+        return Request(event.method.decode("ascii"), event.target.decode("latin-1"),
+                       headers, bytes(self._body), self.peer)
+
+    def _refuse(self, refusal: _Refusal, *, head: bool = False) -> _Close:
+        out, _ = self.answer(self.site.error(refusal.status, refusal.message), head=head,
+                             keep_alive=False)
+        return _Close(out)
+
+    def answer(self, response: Response, *, head: bool, keep_alive: bool) -> tuple[bytes, bool]:
+        """(the bytes of `response`, whether to close the connection once they are written)."""
+        headers = [(b"Server", b"trustledger-scep"), (b"Date", _DATE.now()),
+                   (b"Content-Type", response.content_type.encode("latin-1")),
+                   (b"Content-Length", str(len(response.body)).encode("ascii"))]
+        if not keep_alive:
+            headers.append((b"Connection", b"close"))
+        try:
+            out = self._h11.send(h11.Response(status_code=int(response.status),
+                                              headers=headers,
+                                              reason=response.status.phrase.encode()))
+            if response.body and not head:
+                out = (out or b"") + (self._h11.send(h11.Data(data=response.body)) or b"")
+            out = (out or b"") + (self._h11.send(h11.EndOfMessage()) or b"")
+        except h11.LocalProtocolError:  # e.g. a refusal while we were mid-answer: just close
+            return b"", True
+        return out, self._h11.our_state is not h11.DONE  # MUST_CLOSE: no keep-alive
+
+
+async def _respond(site: Site, request: Request) -> tuple[Response, bool]:
+    """(the answer to `request`, keep the connection alive); a bug is answered 500."""
+    try:
+        return await site.respond(request), True
+    except HttpError as e:
+        return site.error(e.status, e.message), True
+    except asyncio.CancelledError:
+        raise
+    except Exception:  # a bug: answer 500, keep serving, log it with its traceback
+        log.exception("http request failed", path=request.target.split("?")[0])
+        return site.error(HTTPStatus.INTERNAL_SERVER_ERROR, "internal error"), False
+
+
+def _ack_now(sock: socket.socket | None) -> None:
+    """Acknowledge what arrived of an incomplete request at once. A sender with Nagle's
+    algorithm on (socat, many relays) holds the rest of the request until that ACK, and
+    the receiver's delayed ACK would make it wait up to 40 ms (Linux: TCP_QUICKACK sends
+    a pending ACK now)."""
+    quickack = getattr(socket, "TCP_QUICKACK", None)
+    if sock is not None and quickack is not None and sock.family != socket.AF_UNIX:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_TCP, quickack, 1)
+
+
 class _Connection(asyncio.Protocol):
-    """One HTTP/1.1 connection (see the module docstring)."""
+    """One HTTP/1.1 connection on an asyncio loop (see the module docstring)."""
 
     def __init__(self, site: Site, connections: set[_Connection],
                  on_closed: Callable[[], None] | None = None) -> None:
         self._site = site
         self._connections = connections
         self._on_closed = on_closed
-        self._h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD)
+        self._http = _Http(site, "")
         self._transport: asyncio.Transport | None = None
-        self._peer = ""
         self._timer: asyncio.TimerHandle | None = None
-        self._request: h11.Request | None = None
-        self._body = bytearray()
         self._task: asyncio.Task[None] | None = None  # the request being answered
         self._waiting = 0  # bytes received while busy
         self._paused = False
@@ -459,7 +593,7 @@ class _Connection(asyncio.Protocol):
         assert isinstance(transport, asyncio.Transport)
         self._transport = transport
         peer = transport.get_extra_info("peername")
-        self._peer = str(peer[0]) if isinstance(peer, tuple) else "local"
+        self._http.peer = str(peer[0]) if isinstance(peer, tuple) else "local"
         self._connections.add(self)
         self._arm_timer()
 
@@ -474,7 +608,7 @@ class _Connection(asyncio.Protocol):
             self._on_closed()
 
     def data_received(self, data: bytes) -> None:
-        self._h11.receive_data(data)
+        self._http.receive(data)
         if self.busy:
             self._waiting += len(data)
             if self._waiting > MAX_HEAD + MAX_MESSAGE and self._transport is not None:
@@ -484,7 +618,7 @@ class _Connection(asyncio.Protocol):
         self._advance()
 
     def eof_received(self) -> bool:
-        self._h11.receive_data(b"")
+        self._http.receive(b"")
         if not self.busy:
             self._advance()
         return True  # keep our half open until the answer in progress is written
@@ -505,129 +639,43 @@ class _Connection(asyncio.Protocol):
         loop = asyncio.get_running_loop()
         self._timer = loop.call_later(REQUEST_TIMEOUT, self.close)
 
-    # -- reading requests --
-
     def _advance(self) -> None:
-        """Take events from h11 until a request is complete (then answer it) or more data is
-        needed."""
-        while self._transport is not None and not self.busy:
-            idle = self._h11.their_state is h11.IDLE
-            unread = self._h11.trailing_data[0] if idle else b""
-            head_end = _HEAD_END.search(unread) if idle else None
-            if idle and (head_end.end() if head_end else len(unread)) > MAX_HEAD:
-                self._refuse(_oversized_head(unread))
-                return
-            try:
-                event = self._h11.next_event()
-            except h11.RemoteProtocolError as e:
-                self._refuse(_framing_refusal(e, unread or self._h11.trailing_data[0]))
-                return
-            if event is h11.NEED_DATA:
-                self._need_data()
-                return
-            if event is h11.PAUSED:
-                if self._h11.states == {h11.CLIENT: h11.DONE, h11.SERVER: h11.DONE}:
-                    self._h11.start_next_cycle()
-                    continue
-                self.close()  # they closed, or we must: nothing more to read
-                return
-            if isinstance(event, h11.Request):
-                try:
-                    _check_head(event, unread[:head_end.end()] if head_end else unread,
-                                self._site)
-                except _Refusal as refusal:
-                    self._refuse(refusal, head=event.method == b"HEAD")
-                    return
-                self._request = event
-                self._body.clear()
-            elif isinstance(event, h11.Data):
-                self._body += event.data
-            elif isinstance(event, h11.EndOfMessage):
-                self._dispatch()
-            elif isinstance(event, h11.ConnectionClosed):
-                self.close()
-                return
-
-    def _need_data(self) -> None:
-        if self._h11.they_are_waiting_for_100_continue:
-            self._write(self._h11.send(h11.InformationalResponse(status_code=100,
-                                                                 headers=[])) or b"")
-        if self._h11.trailing_data[0]:
-            self._ack_now()
-        if self._paused and self._transport is not None:
-            self._paused = False
-            self._transport.resume_reading()
-
-    def _ack_now(self) -> None:
-        """Acknowledge what arrived of an incomplete request at once. A sender with Nagle's
-        algorithm on (socat, many relays) holds the rest of the request until that ACK, and
-        the receiver's delayed ACK would make it wait up to 40 ms (Linux: TCP_QUICKACK sends
-        a pending ACK now)."""
-        sock = self._transport.get_extra_info("socket") if self._transport else None
-        quickack = getattr(socket, "TCP_QUICKACK", None)
-        if sock is not None and quickack is not None and sock.family != socket.AF_UNIX:
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.IPPROTO_TCP, quickack, 1)
-
-    # -- answering --
-
-    def _dispatch(self) -> None:
-        event = self._request
-        assert event is not None
-        headers = {name.decode("latin-1"): value.decode("latin-1")
-                   for name, value in event.headers}
-        request = Request(event.method.decode("ascii"), event.target.decode("latin-1"),
-                          headers, bytes(self._body), self._peer)
-        if self._timer is not None:
-            self._timer.cancel()
-        self._waiting = 0
-        self._task = asyncio.ensure_future(self._answer(request))
+        """Answer the next complete request, or wait for more data, or close."""
+        if self._transport is None or self.busy:
+            return
+        step = self._http.next_step()
+        if isinstance(step, _NeedData):
+            self._write(step.interim)
+            if step.partial:
+                _ack_now(self._transport.get_extra_info("socket"))
+            if self._paused:
+                self._paused = False
+                self._transport.resume_reading()
+        elif isinstance(step, _Close):
+            self._write(step.out)
+            self.close()
+        else:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._waiting = 0
+            self._task = asyncio.ensure_future(self._answer(step))
 
     async def _answer(self, request: Request) -> None:
-        keep = True
-        try:
-            response = await self._site.respond(request)
-        except HttpError as e:
-            response = self._site.error(e.status, e.message)
-        except asyncio.CancelledError:
-            raise
-        except Exception:  # a bug: answer 500, keep serving, log it with its traceback
-            log.exception("http request failed", path=request.target.split("?")[0])
-            response = self._site.error(HTTPStatus.INTERNAL_SERVER_ERROR, "internal error")
-            keep = False
+        response, keep = await _respond(self._site, request)
         self._task = None
-        self._send(response, head=request.method == "HEAD", keep_alive=keep)
+        if self._transport is None or self._transport.is_closing():
+            return
+        out, close = self._http.answer(response, head=request.method == "HEAD",
+                                       keep_alive=keep)
+        self._write(out)
+        if close:
+            self.close()
+            return
         self._arm_timer()
         self._advance()
 
-    def _refuse(self, refusal: _Refusal, *, head: bool = False) -> None:
-        self._send(self._site.error(refusal.status, refusal.message), head=head,
-                   keep_alive=False)
-
-    def _send(self, response: Response, *, head: bool, keep_alive: bool) -> None:
-        if self._transport is None or self._transport.is_closing():
-            return
-        headers = [(b"Server", b"trustledger-scep"), (b"Date", _DATE.now()),
-                   (b"Content-Type", response.content_type.encode("latin-1")),
-                   (b"Content-Length", str(len(response.body)).encode("ascii"))]
-        if not keep_alive:
-            headers.append((b"Connection", b"close"))
-        try:
-            out = self._h11.send(h11.Response(status_code=int(response.status),
-                                              headers=headers,
-                                              reason=response.status.phrase.encode()))
-            if response.body and not head:
-                out = (out or b"") + (self._h11.send(h11.Data(data=response.body)) or b"")
-            out = (out or b"") + (self._h11.send(h11.EndOfMessage()) or b"")
-        except h11.LocalProtocolError:  # e.g. a refusal while we were mid-answer: just close
-            self.close()
-            return
-        self._write(out)
-        if self._h11.our_state is not h11.DONE:  # MUST_CLOSE: no keep-alive
-            self.close()
-
     def _write(self, data: bytes) -> None:
-        if self._transport is not None:
+        if self._transport is not None and data:
             self._transport.write(data)
 
 
@@ -671,6 +719,127 @@ class AsyncServer:
         """Close every connection."""
         for conn in list(self._connections):
             conn.close()
+
+
+def _run_now(coro: Coroutine[Any, Any, _T]) -> _T:
+    """Run a coroutine that never suspends (a `ScepSite` over `InThreads` without an
+    executor awaits nothing that waits) in the calling thread."""
+    try:
+        coro.send(None)
+    except StopIteration as done:
+        result: _T = done.value
+        return result
+    coro.close()
+    raise RuntimeError("a site served by a thread per connection awaited something")
+
+
+class _ThreadedListener:
+    """A listening socket whose connections are each served by a thread of their own, with
+    blocking I/O over the same `_Http`, for a site that answers without awaiting (the SCEP
+    site over a blocking application). A request then costs no hand-off between threads:
+    the connection's thread reads it, answers it (the CA's RSA operations release the GIL,
+    its log appends share fdatasyncs with the other connections' threads) and writes the
+    answer; under asyncio the loop handed each request to a pool thread and took the answer
+    back, two wake-ups per request. At most MAX_CONNECTIONS are served at once; further
+    ones wait in the listen backlog until one closes (an idle one after REQUEST_TIMEOUT)."""
+
+    def __init__(self, sock: socket.socket, site: Site, name: str) -> None:
+        self._sock = sock
+        self._site = site
+        self._name = name
+        self._lock = threading.Lock()
+        self._open: dict[socket.socket, threading.Thread] = {}
+        self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+        self._closed = False
+        self._thread = threading.Thread(target=self._accept, name=name, daemon=True)
+
+    def start(self) -> None:
+        self._sock.settimeout(1.0)  # a backstop: `stop` wakes accept by shutting it down
+        self._thread.start()
+
+    def _accept(self) -> None:
+        while not self._closed:
+            self._slots.acquire()
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:  # timed out, shut down by `stop`, or out of descriptors
+                self._slots.release()
+                if not self._closed:
+                    time.sleep(0.01)
+                continue
+            with self._lock:
+                if self._closed:
+                    conn.close()
+                    self._slots.release()
+                    return
+                thread = self._open[conn] = threading.Thread(
+                    target=self._serve, args=(conn,), name=f"{self._name}-conn", daemon=True)
+            thread.start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        try:
+            self._converse(conn)
+        except OSError:  # reset, timed out, or shut down by `stop`
+            pass
+        except Exception:  # a bug: close this connection, keep serving the others
+            log.exception("http connection failed")
+        finally:
+            with self._lock:
+                self._open.pop(conn, None)
+            conn.close()
+            self._slots.release()
+
+    def _converse(self, conn: socket.socket) -> None:
+        """Answer requests on `conn` in order until it closes; a request must be whole within
+        REQUEST_TIMEOUT of the last answer (or of the connection), as under asyncio."""
+        if conn.family != socket.AF_UNIX:
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # as asyncio does
+        peer = conn.getpeername()
+        http = _Http(self._site, str(peer[0]) if isinstance(peer, tuple) else "local")
+        deadline = time.monotonic() + REQUEST_TIMEOUT
+        while True:
+            step = http.next_step()
+            if isinstance(step, _NeedData):
+                conn.settimeout(REQUEST_TIMEOUT)
+                if step.interim:
+                    conn.sendall(step.interim)
+                if step.partial:
+                    _ack_now(conn)
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return
+                conn.settimeout(left)
+                http.receive(conn.recv(RECEIVE_SIZE))
+                continue
+            conn.settimeout(REQUEST_TIMEOUT)
+            if isinstance(step, _Close):
+                if step.out:
+                    conn.sendall(step.out)
+                return
+            response, keep = _run_now(_respond(self._site, step))
+            out, close = http.answer(response, head=step.method == "HEAD", keep_alive=keep)
+            conn.sendall(out)
+            if close:
+                return
+            deadline = time.monotonic() + REQUEST_TIMEOUT
+
+    def stop(self) -> None:
+        """Stop accepting and close every connection; wait (5 s at most) for the calls in
+        progress to return, so that whoever closes the application next does not close it
+        under them (their answers are cut off)."""
+        with self._lock:
+            self._closed = True
+            serving = dict(self._open)
+        with contextlib.suppress(OSError):
+            self._sock.shutdown(socket.SHUT_RDWR)
+        for conn in serving:  # each connection's thread closes its own socket
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+        deadline = time.monotonic() + 5
+        for thread in (self._thread, *serving.values()):
+            if thread.is_alive():
+                thread.join(timeout=max(deadline - time.monotonic(), 0))
+        self._sock.close()
 
 
 class _LoopThread:
@@ -718,14 +887,18 @@ class _LoopThread:
 
 @dataclass
 class RunningServer:
-    """A SCEP server (and its admin endpoint) running on a loop in a background thread."""
+    """A SCEP server (and its admin endpoint) running in background threads: the SCEP
+    listener's (a thread per connection), and a loop for the admin endpoint."""
 
     url: str  # base URL, http://HOST:PORT
     admin_url: str | None
     port: int
     _loop: _LoopThread
+    _scep: _ThreadedListener | None = None
 
     def stop(self) -> None:
+        if self._scep is not None:
+            self._scep.stop()
         self._loop.stop()
 
 
@@ -746,19 +919,21 @@ def listen(host: str, port: int) -> tuple[socket.socket, str]:
 def start(app: ScepApplication | None, host: str = "127.0.0.1", port: int = 0, *,
           admin: AdminApplication | None = None, admin_token: str = "",
           before_serving: Callable[[str], None] | None = None) -> RunningServer:
-    """Bind and serve `app` on host:port (and `admin` on 127.0.0.1, an ephemeral port) from a
-    loop in a daemon thread. `before_serving(base_url)` runs once the port is bound and before
-    any request is served. With `app` None only the admin endpoint is served: `url` and
-    `admin_url` are then both its URL."""
+    """Bind and serve `app` on host:port (and `admin` on 127.0.0.1, an ephemeral port) from
+    background daemon threads: `app` with a thread per connection, which calls it directly
+    (`_ThreadedListener`), the admin endpoint from an asyncio loop. `before_serving(base_url)`
+    runs once the port is bound and before any request is served. With `app` None only the
+    admin endpoint is served: `url` and `admin_url` are then both its URL."""
     runner = _LoopThread("scep-http")
     sockets: list[socket.socket] = []
+    scep: _ThreadedListener | None = None
     try:
-        listeners: list[tuple[socket.socket, Site]] = []
         if app is not None:
             sock, base_url = listen(host, port)
             sockets.append(sock)
-            listeners.append((sock, ScepSite(InThreads(app, runner.executor))))
+            scep = _ThreadedListener(sock, ScepSite(InThreads(app, None)), "scep-http")
         admin_url = None
+        listeners: list[tuple[socket.socket, Site]] = []
         if admin is not None:
             site = AdminSite(admin, admin_token, runner.executor)
             sock, admin_url = listen("127.0.0.1", 0)
@@ -770,12 +945,14 @@ def start(app: ScepApplication | None, host: str = "127.0.0.1", port: int = 0, *
         if before_serving is not None:
             before_serving(base_url)
         runner.start(listeners)
+        if scep is not None:
+            scep.start()
     except BaseException:
         for sock in sockets:
             sock.close()
         runner.stop()
         raise
-    return RunningServer(base_url, admin_url, int(sockets[0].getsockname()[1]), runner)
+    return RunningServer(base_url, admin_url, int(sockets[0].getsockname()[1]), runner, scep)
 
 
 def start_site(make_site: Callable[[ThreadPoolExecutor], Site], host: str = "127.0.0.1",

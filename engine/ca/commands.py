@@ -50,6 +50,7 @@ from engine.ca.generations import generation_at, issuing_generation
 from engine.ca.keyfile import key_spec
 from engine.ca.offline import OfflineRequest
 from engine.ca.state import CAState, RequestStatus, evolve
+from engine.ca.template import CertificateTemplate
 from engine.effects import DrawRandom, Effect, Now, performs
 from engine.errors import Reason
 from engine.keys import KeyAlgorithm, KeySpec
@@ -181,10 +182,14 @@ class KeySigner:
     (`ca init`) and those of later rollovers (`add`), each effect naming its generation."""
 
     def __init__(self, key: PrivateKey, certificate: x509.Certificate) -> None:
-        self._keys: dict[int, tuple[PrivateKey, x509.Certificate]] = {1: (key, certificate)}
+        self._keys: dict[int, tuple[PrivateKey, x509.Certificate]] = {}
+        # Device certificates of an RSA CA key from DER parts (engine/ca/template.py).
+        self._templates: dict[int, CertificateTemplate | None] = {}
+        self.add(1, key, certificate)
 
     def add(self, generation: int, key: PrivateKey, certificate: x509.Certificate) -> None:
         self._keys[generation] = (key, certificate)
+        self._templates[generation] = CertificateTemplate.for_ca(key, certificate)
 
     def _key(self, generation: int) -> tuple[PrivateKey, x509.Certificate]:
         found = self._keys.get(generation)
@@ -195,6 +200,14 @@ class KeySigner:
 
     def sign_certificate(self, eff: SignCertificate) -> Signed:
         key, ca_cert = self._key(eff.generation)
+        template = self._templates[eff.generation]
+        if template is not None:
+            try:
+                issued = template.issue(eff.request, eff.serial, eff.not_before, eff.not_after,
+                                        eff.crl_url, eff.ldap_url)
+            except ValueError as e:
+                raise ScepRefusal(FailInfo.BAD_REQUEST, f"cannot issue: {e}") from None
+            return Signed(issued.der, to_micros(issued.not_before), to_micros(issued.not_after))
         try:
             cert = profile.end_entity_certificate(key, ca_cert, eff.request, eff.serial,
                                                   eff.not_before, eff.not_after, eff.crl_url,

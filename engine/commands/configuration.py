@@ -181,7 +181,7 @@ def do(ctx: Ctx) -> Outcome:
           words={"configuration": "Contents of the target configuration and the commit "
                                   "database"})
 def show_configuration(ctx: Ctx) -> Outcome:
-    return Outcome(output=TargetConfigView(ctx.session.pending()))
+    return Outcome(output=TargetConfigView(ctx.grammar, ctx.session.pending()))
 
 
 @G.action("show running-config [<section>]", modes=ANY_MODE,
@@ -205,7 +205,7 @@ def show_commit_list(ctx: Ctx) -> Outcome:
           help="Display the changes made by a commit", args={"id": COMMIT_REF},
           words=_COMMIT_DB)
 def show_commit_changes(ctx: Ctx) -> Outcome:
-    return Outcome(output=CommitChangesView([_find(ctx, ctx.args["id"])]))
+    return Outcome(output=CommitChangesView(ctx.grammar, [_find(ctx, ctx.args["id"])]))
 
 
 @G.action("show configuration commit changes last <n>", modes=ANY_MODE,
@@ -216,7 +216,7 @@ def show_last_changes(ctx: Ctx) -> Outcome:
     commits = list(ctx.state.commits)[: ctx.args["n"]]
     if not commits:
         raise OperatorError(Reason.NOT_FOUND, "No commits to show.")
-    return Outcome(output=CommitChangesView(commits[::-1]))
+    return Outcome(output=CommitChangesView(ctx.grammar, commits[::-1]))
 
 
 def _labelled(state: DeviceState, label: str) -> Commit | None:

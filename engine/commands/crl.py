@@ -50,7 +50,7 @@ G.describe({"crl": "Certificate revocation lists"})
 
 G.config("crypto ca crl curl-timeout <seconds>", key=CURL_TIMEOUT_KEY, rank=57,
          help="Time a CRL fetch may take in all (default 5 s)",
-         args={"seconds": ArgSpec(int_range(5, 50), "Seconds")},
+         args={"seconds": ArgSpec(int_range(5, 50), "Seconds (default 5)")},
          words={"curl-timeout": "Time a CRL fetch may take in all"})
 G.declare("crypto ca crl request <uri>", runs=f"{RUN}:request",
           help="Fetch a CRL now and cache it", args={"uri": CRL_URI},

@@ -91,8 +91,10 @@ def _usages(ctx: Ctx) -> tuple[KeyUsage, ...]:
 
 
 def _rsa_spec(usage: KeyUsage) -> Generator[Effect, Any, KeySpec]:
+    # The reference's words: "... for your General Purpose Keypair" has no full stop. The
+    # range and default are today's (512-4096, 2048), not its 360-2048 and 1024.
     yield Say(f"Choose the size of the key modulus in the range of {RSA_MIN_BITS} to "
-              f"{RSA_MAX_BITS} for your {_PURPOSE[usage]}.\nChoosing a key modulus greater "
+              f"{RSA_MAX_BITS} for your {_PURPOSE[usage]}\nChoosing a key modulus greater "
               f"than {RSA_DEFAULT_BITS} may take a few minutes.\n")
     while True:  # a bad answer asks again, as IOS does; nothing is generated until then
         reply = str((yield Ask(f"How many bits in the modulus [{RSA_DEFAULT_BITS}]:",
@@ -196,13 +198,19 @@ def zeroize(ctx: Ctx) -> Generator[Effect, Any, Outcome]:
 
 # -- import ----------------------------------------------------------------------------------------
 
+END_OF_PASTE = "End with a blank line or the word \"quit\" on a line by itself\n"
+"""The end marker every paste prompt says, as `crypto ca authenticate` and `crypto ca import`
+say it (one line for an operator's expect script to wait for)."""
+
 _INTRO = {KeyUsage.GENERAL: "Enter the public key",
           KeyUsage.SIGNATURE: "Enter the signature public key",
           KeyUsage.ENCRYPTION: "Enter the encryption public key"}
 
 
 @G.action("crypto key import authentication rsa [{usage: general-keys | usage-keys}] [<label>]",
-          help="Import a peer's RSA public key", args={"label": LABEL})
+          help="Import a peer's RSA public key", args={"label": LABEL},
+          words={"general-keys": "Import a general purpose RSA public key",
+                 "usage-keys": "Import separate signature and encryption RSA public keys"})
 def import_rsa(ctx: Ctx) -> Generator[Effect, Any, Outcome]:
     from engine.keyimport import parse_public_key
     from events.keys import PublicKeyImported, PublicKeyRemoved
@@ -216,7 +224,7 @@ def import_rsa(ctx: Ctx) -> Generator[Effect, Any, Outcome]:
         events.append(PublicKeyRemoved(label, KeyAlgorithm.RSA.value, "replaced"))
     for usage in _usages(ctx):
         text = yield ReadBlock(f"{_INTRO[usage]} (base64 DER SubjectPublicKeyInfo, PKCS#1 or "
-                               "PEM); end with a blank line or 'quit':\n")
+                               f"PEM).\n{END_OF_PASTE}")
         parsed = parse_public_key(str(text), KeyAlgorithm.RSA)
         events.append(PublicKeyImported(label, KeyAlgorithm.RSA.value, usage.value, parsed.size,
                                         parsed.spki, parsed.pasted_format))

@@ -11,6 +11,7 @@ from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any
 
 from engine.certids import ios_name, md5_words, sha256_hex
+from engine.commands.keys import LABEL as KEY_LABEL
 from engine.destruction import confirm
 from engine.effects import Ask, Effect, Outcome, ReadBlock, Say
 from engine.errors import OperatorError, PeerReason, Reason, ScepFailure, TrustledgerError
@@ -22,6 +23,8 @@ from engine.grammar import (
     LDAP_URL,
     LINE,
     WORD,
+    ArgKind,
+    ArgRefused,
     ArgSpec,
     Mode,
     int_range,
@@ -81,6 +84,19 @@ G.describe({
 
 # -- configuration --------------------------------------------------------------------------------
 
+def _generable(label: str) -> None:
+    """`rsakeypair` names a key `crypto key generate rsa LABEL` can make: a label that command
+    refuses would leave the trustpoint unable to enroll. A screen, not a parse: a line an
+    older build accepted still replays."""
+    try:
+        KEY_LABEL.kind.parse(label)
+    except ValueError:
+        raise ArgRefused("A key pair label is 1 to 64 letters, digits, '_', '.' or '-', as "
+                         "'crypto key generate rsa' takes it.") from None
+
+
+KEYPAIR_LABEL = ArgKind("WORD", str, screen=_generable)
+
 G.config("crypto ca trustpoint <name>", key="crypto ca trustpoint {name}", enters=TP,
          help="Define a CA trustpoint", args={"name": NAME})
 G.config("enrollment url <url>", key="enrollment", mode=TP, help="CA server enrollment URL",
@@ -92,11 +108,11 @@ G.config("enrollment retry period <minutes>", key="enrollment retry period", mod
          args={"minutes": ArgSpec(int_range(1, 60), "Minutes (default 1)")})
 G.config("enrollment retry count <count>", key="enrollment retry count", mode=TP,
          help="Polls before giving up",
-         args={"count": ArgSpec(int_range(1, 100), "Number of polls")})
+         args={"count": ArgSpec(int_range(1, 100), "Number of polls (default 10)")})
 G.config("query url <url>", key="query url", mode=TP, help="LDAP URL of the CA's directory",
          args={"url": ArgSpec(LDAP_URL, "ldap://host[:port]/dn")})
 G.config("rsakeypair <label>", key="rsakeypair", mode=TP, help="RSA key pair for this trustpoint",
-         args={"label": ArgSpec(WORD, "Key pair label", source="rsa")})
+         args={"label": ArgSpec(KEYPAIR_LABEL, "Key pair label", source="rsa")})
 G.config("subject-name <dn>", key="subject-name", mode=TP,
          help="Subject name in the certificate request",
          args={"dn": ArgSpec(LINE, "X.500 distinguished name, e.g. CN=r1,O=Example")})
@@ -108,7 +124,9 @@ G.config("serial-number", key="serial-number", mode=TP,
 G.config("crl optional", key="crl optional", mode=TP,
          help="Accept certificates when no CRL can be had")
 G.config("message-digest {digest: md5 | sha1 | sha256 | sha384 | sha512}", key="message-digest",
-         mode=TP, help="Digest algorithm of the certificate request")
+         mode=TP, help="Digest algorithm of the certificate request",
+         words={"md5": "MD5 (weak)", "sha1": "SHA-1",
+                "sha256": "SHA-256", "sha384": "SHA-384", "sha512": "SHA-512"})
 G.config("description <text>", key="description", mode=TP, help="Trustpoint description",
          args={"text": ArgSpec(DESCRIPTION, "Up to 80 characters")})
 

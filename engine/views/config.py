@@ -17,8 +17,10 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class TargetConfigView(View):
-    """`show configuration`: the uncommitted changes."""
+    """`show configuration`: the uncommitted changes (the grammar orders them as
+    `show running-config` does)."""
 
+    grammar: Grammar
     changes: Sequence[Change]
 
 
@@ -43,4 +45,5 @@ class CommitListView(View):
 class CommitChangesView(View):
     """`show configuration commit changes ...`: each commit's changes, oldest first."""
 
+    grammar: Grammar
     commits: Sequence[Commit]

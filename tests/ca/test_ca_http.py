@@ -268,3 +268,144 @@ def test_a_request_trickled_past_the_deadline_is_cut_off(tmp_path: Path,
             except OSError:  # reset: closed
                 closed = True
         assert closed and time.monotonic() - started < 4
+
+
+# -- the one-process server: a thread per connection --------------------------------------------
+
+
+class _Recording:
+    """A SCEP application that notes the thread each call runs in; `gate` holds the first
+    GetCACaps."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.threads: list[str] = []
+        self.gate = threading.Event()
+        self.gate.set()
+
+    def get_ca_caps(self) -> bytes:
+        import threading
+
+        self.threads.append(threading.current_thread().name)
+        if len(self.threads) == 1:
+            assert self.gate.wait(10)
+        return b"POSTPKIOperation\n"
+
+    def get_ca_cert(self) -> tuple[str, bytes]:
+        raise AssertionError("not asked")
+
+    def get_next_ca_cert(self) -> tuple[str, bytes]:
+        raise AssertionError("not asked")
+
+    def pki_operation(self, message: bytes, peer: str) -> bytes:
+        raise AssertionError("not asked")
+
+    def crl(self) -> bytes:
+        raise AssertionError("not asked")
+
+
+_CAPS = b"GET /scep?operation=GetCACaps HTTP/1.1\r\nHost: x\r\n\r\n"
+
+
+def _answer(s: socket.socket) -> bytes:
+    """One whole answer to GetCACaps (its body is 17 bytes)."""
+    data = b""
+    while not data.endswith(b"POSTPKIOperation\n"):
+        chunk = s.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+@pytest.mark.integration
+def test_a_connection_is_answered_by_its_own_thread_without_a_hand_off() -> None:
+    """`start` calls the application in the connection's thread (no pool to hand the request
+    to and take the answer back from), and one connection's slow request does not hold up
+    another's."""
+    from engine.adapters import scep_server
+
+    app = _Recording()
+    running = scep_server.start(app)
+    try:
+        with socket.create_connection(("127.0.0.1", running.port), timeout=10) as slow, \
+                socket.create_connection(("127.0.0.1", running.port), timeout=10) as quick:
+            app.gate.clear()
+            slow.sendall(_CAPS)
+            deadline = time.monotonic() + 5
+            while not app.threads and time.monotonic() < deadline:
+                time.sleep(0.01)
+            quick.sendall(_CAPS)
+            assert _answer(quick).startswith(b"HTTP/1.1 200")  # while `slow` is held
+            app.gate.set()
+            assert _answer(slow).startswith(b"HTTP/1.1 200")
+        assert len(app.threads) == 2
+        assert all(name == "scep-http-conn" for name in app.threads)
+    finally:
+        running.stop()
+
+
+@pytest.mark.integration
+def test_connections_beyond_the_limit_wait_until_one_closes(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """At most MAX_CONNECTIONS connections get a thread; the next is served once one closes."""
+    from engine.adapters import scep_server
+
+    monkeypatch.setattr(scep_server, "MAX_CONNECTIONS", 1)
+    running = scep_server.start(_Recording())
+    try:
+        with socket.create_connection(("127.0.0.1", running.port), timeout=10) as first, \
+                socket.create_connection(("127.0.0.1", running.port), timeout=10) as second:
+            first.sendall(_CAPS)
+            assert _answer(first).startswith(b"HTTP/1.1 200")
+            second.sendall(_CAPS)
+            second.settimeout(0.5)
+            with pytest.raises(TimeoutError):
+                second.recv(4096)  # waits in the backlog while `first` is open
+            first.close()
+            second.settimeout(10)
+            assert _answer(second).startswith(b"HTTP/1.1 200")
+    finally:
+        running.stop()
+
+
+@pytest.mark.integration
+def test_stop_closes_open_connections_and_the_listener() -> None:
+    from engine.adapters import scep_server
+
+    running = scep_server.start(_Recording())
+    with socket.create_connection(("127.0.0.1", running.port), timeout=10) as idle:
+        idle.sendall(_CAPS)
+        assert _answer(idle).startswith(b"HTTP/1.1 200")
+        started = time.monotonic()
+        running.stop()
+        assert time.monotonic() - started < 3
+        assert idle.recv(4096) == b""  # closed by the server, not left to the idle timeout
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", running.port), timeout=2).close()
+
+
+@pytest.mark.integration
+def test_stop_waits_for_a_call_in_progress() -> None:
+    """`stop` returns once the application calls in progress have (within 5 s): `ca serve`
+    closes the CA next, and must not close it under an enrollment being recorded."""
+    import threading
+
+    from engine.adapters import scep_server
+
+    app = _Recording()
+    app.gate.clear()
+    running = scep_server.start(app)
+    with socket.create_connection(("127.0.0.1", running.port), timeout=10) as s:
+        s.sendall(_CAPS)
+        deadline = time.monotonic() + 5
+        while not app.threads and time.monotonic() < deadline:
+            time.sleep(0.01)
+        stopping = threading.Thread(target=running.stop)
+        stopping.start()
+        stopping.join(0.3)
+        assert stopping.is_alive()  # the call holds it
+        app.gate.set()
+        stopping.join(5)
+        assert not stopping.is_alive()

@@ -130,11 +130,12 @@ def test_show_configuration_nests_sections_once_and_removes_them_whole() -> None
     e = Engine.in_memory()
     run(e, "configure", "hostname r1", "crypto ca trustpoint myca", "enrollment url http://a",
         "enrollment retry count 5", "exit", "crypto ca trustpoint b", "description hello")
+    # In running-config order (trustpoints by name), as IOS XR shows a target configuration.
     assert e.execute("show configuration").output == (
-        "Building configuration...\nhostname r1\ncrypto ca trustpoint myca\n"
-        " enrollment url http://a\n enrollment retry count 5\n!\ncrypto ca trustpoint b\n"
-        " description hello\n!\nend\n")
+        "Building configuration...\nhostname r1\ncrypto ca trustpoint b\n"
+        " description hello\n!\ncrypto ca trustpoint myca\n"
+        " enrollment url http://a\n enrollment retry count 5\n!\nend\n")
     run(e, "commit", "no crypto ca trustpoint myca", "crypto ca trustpoint b", "no description")
     assert e.execute("show configuration").output == (
-        "Building configuration...\nno crypto ca trustpoint myca\ncrypto ca trustpoint b\n"
-        " no description hello\n!\nend\n")
+        "Building configuration...\ncrypto ca trustpoint b\n no description hello\n!\n"
+        "no crypto ca trustpoint myca\nend\n")

@@ -20,7 +20,7 @@ from tests.keys.keys_support import only_pair
 
 DIALOGUE_1024 = """\
 The name for the keys will be:mykey
-Choose the size of the key modulus in the range of 512 to 4096 for your General Purpose Keypair.
+Choose the size of the key modulus in the range of 512 to 4096 for your General Purpose Keypair
 Choosing a key modulus greater than 2048 may take a few minutes.
 How many bits in the modulus [2048]:1024
 % Warning: a 1024-bit RSA key is weak; use 2048 bits or more.
@@ -114,7 +114,8 @@ def test_replace_yes_destroys_the_old_private_key_and_records_why(engine: Engine
 def test_usage_keys_are_two_pairs_under_one_label(engine: Engine) -> None:
     r = engine.execute("crypto key generate rsa usage-keys vpn", answers=["1024", "1024"])
     assert r.ok, r.output
-    assert "for your Signature Keypair." in r.output and "for your Encryption Keypair." in r.output
+    assert "for your Signature Keypair\n" in r.output
+    assert "for your Encryption Keypair\n" in r.output
     assert [rec.event.usage for rec in r.events] == ["signature", "encryption"]  # type: ignore[attr-defined]
     sig, enc = engine.state.keys.pairs_of(KeyAlgorithm.RSA, "vpn")
     assert (sig.usage, enc.usage) == (KeyUsage.SIGNATURE, KeyUsage.ENCRYPTION)

@@ -37,7 +37,8 @@ What is measured, and what is not. Both servers are treated exactly alike:
   moves with the neighbours' load (printed at the end); CPU per enrollment is the steadier
   figure, and 1000 / CPU ms is what one fully available core would issue. Context switches
   per enrollment: those of every thread of the server's processes over the window
-  (`tree_switches`), a count of the hand-offs (thread wake-ups, GIL and lock waits, syncs)
+  (`tree_switches`, read before the connections close: one-process `ca serve`'s connection
+  threads end with them), a count of the hand-offs (thread wake-ups, GIL and lock waits, syncs)
   an enrollment costs.
 - Not measured: TLS (SCEP runs over plain HTTP), client-side CMS work, key generation,
   connection set-up (connections are kept alive), and for micromdm its network namespace's
@@ -49,9 +50,9 @@ What is measured, and what is not. Both servers are treated exactly alike:
                      process serving HTTP and owning the CA, a ProcessPoolExecutor running
                      the pure responder (parse/verify/decrypt, CertRep) (`serve_pool` below)
     --also-workers N also serve with `ca serve --workers N` in the same rounds ("workers N";
-                     1: one process, HTTP on an asyncio thread and PKIOperations in a thread
-                     pool, whose RSA operations release the GIL; N >= 2: a deciding process
-                     and N worker processes)
+                     1: one process, a thread per connection that reads, answers (its RSA
+                     operations release the GIL) and writes; N >= 2: a deciding process and
+                     N worker processes)
     --steps          also say where an enrollment's CPU goes: each step of the in-process
                      path timed alone (thread CPU, `steps` below), and what the server spends
                      besides (HTTP, the channel, the decider's loop: its CPU per enrollment
@@ -334,13 +335,14 @@ def _chunked(buf: bytes, at: int) -> tuple[bytes | None, int]:
 
 
 def drive(port: int, messages: list[Prepared], concurrency: int,
-          ) -> tuple[float, list[float], list[bytes | None], float, int]:
+          at_end: Any = None) -> tuple[float, list[float], list[bytes | None], float, int]:
     """POST every message over `concurrency` keep-alive connections from one thread (a
     selector over non-blocking sockets, requests pre-built: the load generator shares the
     machine's cores with the servers, so it must cost them as little as possible); check
     each answer cheaply as it arrives (HTTP 200 and `cheap_check`). Returns (seconds,
     latencies, answers by index, the generator's own CPU seconds, answers that passed the
-    cheap check)."""
+    cheap check). `at_end()` runs once the last answer is in, before the connections close
+    (a server's per-connection threads end with them, and their counters with them)."""
     requests = [_request_bytes(port, m.der) for m in messages]
     expected = [m.expected for m in messages]
     passed = 0
@@ -393,6 +395,8 @@ def drive(port: int, messages: list[Prepared], concurrency: int,
                 sel.unregister(c.sock)
                 active -= 1
     seconds, cpu = perf() - t0, time.process_time() - cpu0
+    if at_end is not None:
+        at_end()
     for c in clients:
         c.sock.close()
     sel.close()
@@ -468,9 +472,11 @@ def measure(server: Server, keys: list[rsa.RSAPrivateKey],
     drive(port, warm, args.concurrency)
     cpu0, root0, relay0 = server.cpu(), server.root_cpu(), server.relay_cpu()
     switches0 = server.switches()
-    seconds, lat, answers, client, passed = drive(port, msgs, args.concurrency)
+    switched: list[int] = []
+    seconds, lat, answers, client, passed = drive(
+        port, msgs, args.concurrency, at_end=lambda: switched.append(server.switches()))
     cpu, relay = server.cpu() - cpu0, server.relay_cpu() - relay0
-    switches = server.switches() - switches0
+    switches = switched[0] - switches0
     root = server.root_cpu() - root0
     ok, wrong = verify_answers(msgs, answers, signer)
     lat.sort()
