@@ -141,8 +141,10 @@ class Engine:
             raise LogError(f"Data directory {root} keeps its log in a shared store ({bound} "
                            "names it): open it with that store (the CLI does; "
                            "engine/storebinding.py), not as a file log.", sentence=True)
-        for private in (root, root / "snapshots", *([root / "log"] if log is None else [])):
+        for private in (root, *([root / "log"] if log is None else [])):
             private.mkdir(mode=0o700, parents=True, exist_ok=True)  # whatever the umask
+        with contextlib.suppress(FileExistsError):  # a file there: no snapshot (a cache)
+            (root / "snapshots").mkdir(mode=0o700, exist_ok=True)
         if log is None:
             log = FileEventLog.open(root / "log")
         try:

@@ -235,11 +235,19 @@ def load_master_key(data_dir: Path, environ: Mapping[str, str], *,
         raise KeystoreError(KeystoreFailure.MASTER_KEY_MISSING,
                             f"No master key: {path} is missing and ${MASTER_KEY_ENV} is not "
                             "set.") from None
+    if not stat.S_ISREG(mode):  # a directory, or a FIFO whose read would block for ever
+        raise KeystoreError(KeystoreFailure.MASTER_KEY_INVALID,
+                            f"{path} is not a regular file; it must hold the master key.")
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise KeystoreError(KeystoreFailure.MASTER_KEY_EXPOSED,
                             f"{path} is accessible by others (mode {stat.S_IMODE(mode):04o}); "
                             "chmod 600 it.")
-    return parse_master_key(path.read_text("ascii", errors="replace"), str(path))
+    try:
+        text = path.read_text("ascii", errors="replace")
+    except OSError as e:
+        raise KeystoreError(KeystoreFailure.MASTER_KEY_INVALID,
+                            f"Cannot read the master key {path}: {e.strerror or e}.") from e
+    return parse_master_key(text, str(path))
 
 
 # -- the keystore port ---------------------------------------------------------------------------
@@ -326,7 +334,10 @@ class _WrappingKeystore(ABC):
 
     def holds(self, key_id: str) -> bool:
         _check_id(key_id)
-        return self._load(key_id) is not None
+        try:
+            return self._load(key_id) is not None
+        except KeystoreError:  # a data key file that cannot be read is not held
+            return False
 
     @abstractmethod
     def _master(self, *, create: bool) -> MasterKey: ...
@@ -378,10 +389,15 @@ class DirectoryKeystore(_WrappingKeystore):
             raise KeystoreWriteFailed(e) from e
 
     def _load(self, key_id: str) -> bytes | None:
+        path = self._path(key_id, ".dek")
         try:
-            return self._path(key_id, ".dek").read_bytes()
+            return path.read_bytes()
         except FileNotFoundError:
             return None
+        except OSError as e:  # a directory in its place, EIO: this key cannot be opened
+            raise KeystoreError(KeystoreFailure.DAMAGED,
+                                f"The data key of key {key_id} cannot be read ({path}: "
+                                f"{e.strerror or e}).") from e
 
     def _erase(self, key_id: str, *, tombstone: bool) -> None:
         path = self._path(key_id, ".dek")

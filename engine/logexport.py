@@ -32,7 +32,9 @@ last 0) and the trailer.
 
 Reading (`read_export`) checks everything before anything is written: the magic, the header,
 each record's seq (F, F+1, ... without a gap), its hash over its core chained from `prev`,
-that its core decodes and re-encodes to the same bytes, that the last hash is `head`, the
+that its core decodes and re-encodes to the same bytes, that its time is a time, that the
+last hash is `head`, that a device's whole history folds (the chain proves the stream intact,
+not that trustledger wrote it: anyone can re-hash a record they altered), the
 trailer's digest, that each blob hashes to its name and is named by one of the stream's
 events (once), and that nothing follows them. Any byte changed, a cut tail, a gap, or input
 that is not an export is refused (`ExportRefused`) and nothing is written.
@@ -74,6 +76,7 @@ _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _TRAILER = b"end "  # then the SHA-256 of every byte before it, in hex, and a newline
 MAX_CORE = 64 * 1024 * 1024  # no event is larger than a file log frame
 CHUNK_BYTES = 4 * 1024 * 1024  # a file log frame of imported records holds at most this
+MAX_AT = 253_402_300_800 * 1_000_000  # an event's time (µs since 1970) is before year 10000
 
 
 class ExportRefused(OperatorError):
@@ -230,6 +233,8 @@ def read_export(data: bytes) -> Export:
     if (records[-1][2] if records else bytes.fromhex(header["prev"])) != bytes.fromhex(
             header["head"]):
         raise _refused("its last record is not the head its header names")
+    if header["kind"] == "device" and header["first"] == 1:
+        _check_folds(records)
     return Export(header["log"], header["kind"], header["first"], header["last"],
                   bytes.fromhex(header["prev"]), bytes.fromhex(header["head"]), records,
                   blobs)
@@ -299,9 +304,47 @@ def _records(data: bytes, where: list[int], end: int,
         if decoded[1] != header["kind"]:  # the header is not hashed; every core is
             raise _refused(f"its header says a {header['kind']} log, but seq {seq} is an "
                            f"event of a {decoded[1]!r} log")
+        if type(decoded[4]) is not int or not 0 <= decoded[4] < MAX_AT:
+            raise _refused(f"the record of seq {seq} is dated {decoded[4]!r}, not a time")
         prev = h
         yield decoded, core, h
     where[0] = at
+
+
+def _check_folds(records: list[tuple[list[Any], bytes, bytes]]) -> None:
+    """A device's whole history must fold, as opening the device will fold it: the chain
+    proves the stream intact, not that its writer was trustledger (anyone can re-hash a
+    record they altered). Refused naming the first event that does not fold; the fast
+    replay first, and, only when it fails, event by event to find which."""
+    from engine.state import DeviceState, evolve, replay_rows
+    from events.registry import UnknownEventType, event_from
+
+    rows = []
+    for core, _, h in records:
+        seq, stream, type_, v, at, actor, correlation, payload = core
+        try:
+            ev = event_from(type_, v, dict(payload))
+        except UnknownEventType:
+            ev = payload  # the replay refuses it by name (UnfoldedEvent)
+        except (TypeError, ValueError, AttributeError) as e:
+            raise _unfoldable(seq, type_, e) from None
+        rows.append((seq, stream, type_, v, at, actor, correlation, ev, h))
+    try:
+        replay_rows(DeviceState(), rows)
+    except Exception:  # a forged event can make a fold raise anything
+        state = DeviceState()
+        for row in rows:
+            try:
+                state = evolve(state, row[7], row[4], row[0])
+            except Exception as e:  # the same: named, not raised
+                raise _unfoldable(row[0], row[2], e) from None
+        raise  # (the event-by-event folds took what the replay did not: a bug, not input)
+
+
+def _unfoldable(seq: int, type_: str, e: Exception) -> ExportRefused:
+    return _refused(f"the {type_} event at seq {seq} cannot be folded "
+                    f"({type(e).__name__}: {str(e)[:120]}): the stream was not written by "
+                    "trustledger, or was altered and re-hashed")
 
 
 def _refused(why: str) -> ExportRefused:

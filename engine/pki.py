@@ -151,10 +151,30 @@ def check_router_certificate(der: bytes, public_key: bytes, ca_der: bytes,
     return cert
 
 
+_CERTIFICATE_LABELS = ("CERTIFICATE", "X509 CERTIFICATE", "X.509 CERTIFICATE")  # RFC 7468 §5.1
+
+
 def decode_pasted(text: str, what: str = "certificate") -> bytes:
-    """A pasted PEM block or bare base64 (lines, BEGIN/END lines optional) -> DER."""
-    body = "".join(line.strip() for line in text.splitlines()
-                   if line.strip() and not line.lstrip().startswith("-----"))
+    """A pasted PEM block or bare base64 (lines, BEGIN/END lines optional) -> DER.
+
+    With a BEGIN line, only the lines of the block count: text around it (`openssl x509
+    -text` output, a `subject=` line) is ignored, as RFC 7468 §2 asks ("parsers MUST NOT
+    malfunction when processing such data"). A block of another kind (a request, a private
+    key) or a second block (a chain: which certificate to trust is the operator's choice) is
+    refused, naming it."""
+    lines = [line.strip() for line in text.splitlines()]
+    labels = [line[11:-5] for line in lines
+              if line.startswith("-----BEGIN ") and line.endswith("-----")]
+    if wrong := [label for label in labels if label not in _CERTIFICATE_LABELS]:
+        raise bad(f"The pasted text is a {wrong[0]}, not a {what}.")
+    if len(labels) > 1:
+        raise bad(f"{len(labels)} certificates were pasted: paste the {what} alone.")
+    if labels:
+        start = next(i for i, line in enumerate(lines) if line.startswith("-----BEGIN "))
+        end = next((i for i, line in enumerate(lines) if i > start and line.startswith("-----")),
+                   len(lines))
+        lines = lines[start + 1:end]
+    body = "".join(line for line in lines if line and not line.startswith("-----"))
     if not body:
         raise bad(f"No {what} was pasted.")
     try:

@@ -58,6 +58,26 @@ class TransportError(Exception):
     """The CA could not be reached or did not answer in time."""
 
 
+class ReplyTooLarge(TransportError):
+    """The CA answered, with more than MAX_REPLY bytes: no SCEP reply is that large."""
+
+
+def unreachable(url: str, e: TransportError) -> PeerError:
+    """The `%` error for an exchange with the CA at `url` that `e` cut short."""
+    if isinstance(e, ReplyTooLarge):
+        return PeerError(PeerReason.BAD_ANSWER, f"The CA at {url} sent {e}: not a SCEP reply.")
+    return PeerError(PeerReason.UNREACHABLE, f"Unable to reach the CA at {url}: {e}")
+
+
+def _http_failure(e: Exception) -> str:
+    """httpx's words for a failed exchange, without the Python repr of the peer's bytes that
+    h11 appends to a line it cannot read ("illegal status line: bytearray(b'...')")."""
+    text = str(e) or type(e).__name__
+    if ": bytearray(" in text:
+        return f"the answer is not HTTP ({text.split(': bytearray(')[0]})"
+    return text
+
+
 class HttpxTransport:
     """HTTP/1.1 through httpx: no proxies from the environment, no redirects, bounded bodies,
     and a total `deadline` (seconds) per exchange: authenticate (GetCACaps + GetCACert), an
@@ -85,7 +105,7 @@ class HttpxTransport:
                     raise TransportError(f"no complete answer within the "
                                          f"{self.deadline.seconds:g} s deadline of the "
                                          "exchange") from e
-                raise TransportError(str(e) or type(e).__name__) from e
+                raise TransportError(_http_failure(e)) from e
 
     def _receive(self, request: httpx.Request) -> HttpReply:
         with self.client.stream(request.method, request.url, content=request.content,
@@ -94,7 +114,7 @@ class HttpxTransport:
             for chunk in resp.iter_bytes():
                 body += chunk
                 if len(body) > MAX_REPLY:
-                    raise TransportError(f"reply larger than {MAX_REPLY} bytes")
+                    raise ReplyTooLarge(f"a reply larger than {MAX_REPLY} bytes")
             ctype = resp.headers.get("content-type", "").split(";")[0].strip().lower()
             return HttpReply(resp.status_code, ctype, bytes(body))
 
@@ -208,18 +228,23 @@ def _checked(reply: HttpReply, what: str, url: str) -> HttpReply:
     return reply
 
 
+def _named(what: str, detail: str) -> str:
+    """`detail` said of `what` once ("GetCACert: ...", not "GetCACert: GetCACert: ...")."""
+    return detail if detail.startswith(what) else f"{what}: {detail}"
+
+
 def _caps(ports: Ports, url: str) -> scep.Capabilities:
     try:
         reply = transport_of(ports).get(url, {"operation": "GetCACaps"})
     except TransportError as e:
-        raise PeerError(PeerReason.UNREACHABLE, f"Unable to reach the CA at {url}: {e}") from e
+        raise unreachable(url, e) from e
     if reply.status != 200:
         # RFC 8894 §3.5.2: a CA that does not answer GetCACaps is taken to support nothing.
         return scep.parse_capabilities(b"")
     try:
         return scep.parse_capabilities(reply.body)
     except scep.ScepError as e:
-        raise PeerError(PeerReason.BAD_ANSWER, f"GetCACaps: {e.detail}") from e
+        raise PeerError(PeerReason.BAD_ANSWER, _named("GetCACaps", e.detail)) from e
 
 
 @performs(FetchCA)
@@ -231,12 +256,11 @@ def _fetch_ca(ports: Ports, eff: FetchCA) -> CAFetched:
                                                                "message": "trustledger"}),
                              "GetCACert", eff.url)
         except TransportError as e:
-            raise PeerError(PeerReason.UNREACHABLE,
-                            f"Unable to reach the CA at {eff.url}: {e}") from e
+            raise unreachable(eff.url, e) from e
     try:
         found = scep.parse_ca_certificates(reply.content_type, reply.body)
     except scep.ScepError as e:
-        raise PeerError(PeerReason.BAD_ANSWER, f"GetCACert: {e.detail}") from e
+        raise PeerError(PeerReason.BAD_ANSWER, _named("GetCACert", e.detail)) from e
     ra_certs = [c for c in (found.ra_signing, found.ra_encryption) if c is not None]
     ra = tuple(dict.fromkeys(c.public_bytes(serialization.Encoding.DER) for c in ra_certs))
     return CAFetched(found.ca.public_bytes(serialization.Encoding.DER), ra,
@@ -340,7 +364,7 @@ def _exchange(ports: Ports, url: str, message: bytes, params: scep.RequestParame
             reply = transport_of(ports).get(url, {"operation": "PKIOperation",
                                                   "message": scep.encode_message_param(message)})
     except TransportError as e:
-        raise PeerError(PeerReason.UNREACHABLE, f"Unable to reach the CA at {url}: {e}") from e
+        raise unreachable(url, e) from e
     _checked(reply, "PKIOperation", url)
     if reply.content_type != scep.PKI_MESSAGE_CONTENT_TYPE:
         raise PeerError(PeerReason.BAD_ANSWER,
@@ -449,6 +473,12 @@ def get_crl(ports: Ports, query: CrlQuery, timeout_s: float) -> bytes:
         ports.scep = saved
 
 
+def _peer_text(text: str, limit: int = 200) -> str:
+    """A peer's own words as we record and show them: control characters as '?', at most
+    `limit` characters (the CA chose them, and their length)."""
+    return "".join(c if c.isprintable() else "?" for c in text).strip()[:limit]
+
+
 def _get_crl(ports: Ports, query: CrlQuery) -> bytes:
     cert = x509.load_der_x509_certificate(query.certificate)
     signer = _signer(ports, query.key, _subject(query.identity), query.current_certificate)
@@ -459,7 +489,7 @@ def _get_crl(ports: Ports, query: CrlQuery) -> bytes:
                                  random_bytes=ports.randomness.token_bytes)
     rep = _exchange(ports, query.url, message, params, cas, query.ca.capabilities)
     if rep.status is not scep.PkiStatus.SUCCESS or not rep.crls:
-        why = rep.fail_info_text or (rep.fail_info.name if rep.fail_info is not None
-                                     else rep.status.name)
+        why = _peer_text(rep.fail_info_text or "") or (
+            rep.fail_info.name if rep.fail_info is not None else rep.status.name)
         raise PeerError(PeerReason.REFUSED, f"GetCRL: the CA at {query.url} answered {why}")
     return rep.crls[0].public_bytes(serialization.Encoding.DER)

@@ -29,6 +29,8 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from engine.audit.key import AuditKey
 from engine.config import Change, ConfigTree, OwnedConfig
+from engine.errors import OperatorError, Reason, TrustledgerError
+from engine.folds import UnfoldedEvent
 from engine.keys import KeyRing
 from engine.revocation.cache import CrlCache
 from engine.trustpool.pool import TrustpoolState
@@ -317,18 +319,39 @@ def _fold_runs(seq: int, owned: DeviceState, runs: Iterable[Run]) -> tuple[int, 
     table = device_folds()
     folds, run_folds = table.by_name, table.runs
     for name, rows in runs:
-        if name in run_folds:
-            owned = run_folds[name](owned, rows)
-        elif name:
-            fold = folds.get(name) or table.require(name, rows[0][0])
-            for row in rows:
-                owned = fold(owned, row[7], row[4])
-        else:
-            for row in rows:
-                fold = folds.get(row[2]) or table.require(row[2], row[0])
-                owned = fold(owned, row[7], row[4])
+        try:
+            if name in run_folds:
+                owned = run_folds[name](owned, rows)
+            elif name:
+                fold = folds.get(name) or table.require(name, rows[0][0])
+                for row in rows:
+                    owned = fold(owned, row[7], row[4])
+            else:
+                for row in rows:
+                    fold = folds.get(row[2]) or table.require(row[2], row[0])
+                    owned = fold(owned, row[7], row[4])
+        except TrustledgerError:
+            raise
+        except Exception as e:  # an event this build never wrote (a forged frame or row)
+            raise UnfoldableLog(rows, e) from e
         seq = rows[-1][0]
     return seq, owned
+
+
+class UnfoldableLog(UnfoldedEvent):
+    """A stored event its fold cannot take: a record no trustledger wrote, chained and
+    checksummed anew by whoever altered it (the chain proves the bytes, not the writer).
+    An UnfoldedEvent, so that every reader refusing those (the CLI, the fleet's quarantine)
+    refuses this one too; `seq`, `type_name`: the first row of the run that failed."""
+
+    def __init__(self, rows: Sequence[Sequence[Any]], e: Exception) -> None:
+        first, last = rows[0][0], rows[-1][0]
+        where = f"seq {first}" if first == last else f"seq {first}-{last}"
+        OperatorError.__init__(self, Reason.BAD_DATA,
+                               f"The device log cannot be folded at {where} "
+                               f"({type(e).__name__}: {str(e)[:120]}): it holds an event "
+                               "trustledger did not write. Refusing to open.")
+        self.type_name, self.seq = rows[0][2], first
 
 
 def fold_commit(state: DeviceState, ev: ConfigurationCommitted, at: int) -> DeviceState:

@@ -46,6 +46,12 @@ class Checkpoint:
         return "".join(f"{line}\n" for line in lines)
 
 
+def checkpoint_body(origin_line: bytes, size: int, root: bytes) -> bytes:
+    """`Checkpoint(origin, size, root).format()`, encoded, for a signer of many checkpoints:
+    `origin_line` is the origin encoded once, its newline included."""
+    return b"%s%d\n%s\n" % (origin_line, size, base64.b64encode(root))
+
+
 def parse_checkpoint(text: str) -> Checkpoint:
     """Parse a checkpoint body; NoteError (a ValueError) saying what is wrong."""
     if not text.endswith("\n"):

@@ -3,17 +3,29 @@
 Theory of operation
 -------------------
 A checkpoint's statement (origin, size, root hash) is fixed on the command thread when it is
-asked for (engine/audit/trail.py); its Ed25519 signature and the signed note's encoding
-(~50 us of CPU, holding the GIL: cryptography does not release it to sign) are a job queued
-on a `Worker`. Jobs run only while the window is open: `release` opens it right before the
-log's next fdatasync and `hold` closes it when the fdatasync returns (`FileEventLog.on_sync`):
-the command thread then sleeps in the kernel without the GIL for the disk's ~100-1000 us, and
-the worker signs in that time instead of adding its CPU to a commit. A job the worker could
-not start in time (a busy machine schedules it late) waits for the next window: started
-later, it would take the GIL while the command thread encodes and writes the next batch, and
-the command would wait for it, or for a worker descheduled while holding the GIL, for
-milliseconds (measured: tools/bench/audit_bench.py; releasing jobs the moment they are queued
-was slower still).
+asked for (engine/audit/trail.py); its tree hashing, Ed25519 signature and the signed note's
+encoding (~45 us of CPU on a cold cache; cryptography lets the GIL go while it signs, but the
+job needs it before and after) are a job queued on a `Worker`. Jobs run only while the window
+is open: `release` opens it right before the log's next fdatasync and `hold` closes it when
+the fdatasync returns (`FileEventLog.on_sync`): the command thread then sleeps in the kernel
+without the GIL for the disk's ~100-1000 us, and the worker signs in that time instead of
+adding its CPU to a commit. A job the worker could not start in time (a busy machine
+schedules it late) waits for the next window: started later, it would take the GIL while the
+command thread encodes and writes the next batch, and the command would wait for it, or for a
+worker descheduled while holding the GIL, for milliseconds (measured: tools/bench/
+audit_bench.py; releasing jobs the moment they are queued was slower still). So a job is kept
+short: one that outlasts the fdatasync makes the command thread wait for the GIL when the
+disk answers (measured in the benchmark: 9-20% of the jobs did, when each built its note
+through `sign_note` and the range twice; about 1% since).
+
+Waking the thread is the commit path's own cost (a futex wake; in a virtual machine an
+inter-processor interrupt, ~3-12 us of the command thread's CPU when the worker's CPU is
+idle), so a release rings only a thread that is asleep: one still awake (running jobs, or
+rung and not yet running) looks at the queue and the window again before it waits (`_take`),
+and takes what was released meanwhile. And the thread moves itself to the CPU of the thread
+that releases it, which that thread leaves idle while it waits for the disk, so that a
+wake-up stays on one CPU (engine/audit/placement.py); a thread that fell behind (it went to
+sleep with jobs still queued) may run anywhere until it catches up.
 
 Jobs run one at a time on the one thread, in the order queued: none is skipped, merged or
 reordered, so every checkpoint asked for is signed, in order. Whoever reads what the jobs
@@ -34,6 +46,8 @@ import threading
 from collections import deque
 from collections.abc import Callable
 
+from engine.audit.placement import Placement
+
 IDLE = 1.0  # seconds without a wake-up before the thread ends
 
 Job = Callable[[], None]
@@ -44,14 +58,17 @@ class Worker:
 
     def __init__(self, name: str) -> None:
         self.name = name
-        self._cond = threading.Condition()  # guards what follows
+        self._cond = threading.Condition(threading.Lock())  # guards what follows
         self._queued: deque[Job] = deque()  # not yet run, in order
         self._open = False  # the window: jobs may start (`release` .. `hold`)
         self._draining = 0  # callers waiting in drain: jobs start whatever the window
         self._running = False  # the thread has taken a job and it has not returned
+        self._awake = False  # rung and not yet back to waiting: a release need not ring
         self._wake: queue.SimpleQueue[None] = queue.SimpleQueue()  # the thread's doorbell
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
+        self._placement = Placement()  # on the releasing thread's CPU (engine/audit/placement.py)
+        self._behind = False  # it went to sleep with jobs left: placed anywhere meanwhile
 
     def submit(self, job: Job) -> None:
         """Queue a job; it runs in the next window (or `drain`)."""
@@ -60,11 +77,14 @@ class Worker:
 
     def release(self) -> None:
         """Open the window: the thread runs what is queued until `hold` (cheap when there
-        is nothing queued)."""
+        is nothing queued, and no wake-up when the thread is awake: it looks again before
+        it waits, see `_take`)."""
         if not self._queued:  # unlocked: a job queued by another thread meanwhile waits a turn
             return
         self._open = True
-        self._ring()
+        self._placement.note()
+        if not self._awake:
+            self._ring()
 
     def hold(self) -> None:
         """Close the window: no job starts from now on (one running finishes)."""
@@ -89,6 +109,7 @@ class Worker:
 
     def _ring(self) -> None:
         with self._cond:  # under the lock: a thread ending for idleness sees the token
+            self._awake = True
             self._wake.put(None)
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
@@ -102,14 +123,11 @@ class Worker:
                 with self._cond:
                     if self._wake.empty():
                         self._thread = None  # under the lock: the next ring starts one
+                        self._placement.forget()
                         return
                 continue
-            while True:
-                with self._cond:
-                    if not self._queued or not (self._open or self._draining):
-                        break
-                    job = self._queued.popleft()
-                    self._running = True
+            self._placement.settle(self._behind)
+            while (job := self._take()) is not None:
                 error = None
                 try:
                     job()
@@ -120,3 +138,20 @@ class Worker:
                     self._error = self._error or error
                     if self._draining:
                         self._cond.notify_all()
+
+    def _take(self) -> Job | None:
+        """The next job the thread may start (marked running), or None: then it is no longer
+        awake, and waits for the next ring. `release` reads `_awake` without the lock, so
+        the queue and the window are looked at again once it is cleared: a release that saw
+        the thread awake has opened the window by then, and its job is taken here."""
+        with self._cond:
+            if not self._startable():
+                self._awake = False
+                if not self._startable():
+                    self._behind = len(self._queued) > 1  # one may be the next commit's
+                    return None
+            self._running = self._awake = True
+            return self._queued.popleft()
+
+    def _startable(self) -> bool:
+        return bool(self._queued) and (self._open or self._draining > 0)

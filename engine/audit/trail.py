@@ -71,11 +71,11 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from engine.audit.checkpoint import Checkpoint, parse_checkpoint
+from engine.audit.checkpoint import Checkpoint, checkpoint_body, parse_checkpoint
 from engine.audit.decisions import is_trust_decision
 from engine.audit.key import AuditKey
 from engine.audit.merkle import CompactRange, leaf_hash
-from engine.audit.note import NoteError, sign_note, verify_note
+from engine.audit.note import NoteError, NoteSigner, verify_note
 from engine.audit.signer import Worker
 from engine.devicelog import DeviceLog
 from engine.logsetup import get_logger
@@ -268,8 +268,9 @@ class AuditTrail:
         self.chain, self.at = tree.chain, tree.at
         self._latest = latest
         self._signer = signer
-        self._private: Ed25519PrivateKey | None = None
+        self._note_signer: NoteSigner | None = None  # the key, opened once (`_opened`)
         self._kid = key.verifier().key_id
+        self._origin_line = f"{key.origin}\n".encode()
         self._signing = Worker("audit-signer")  # engine/audit/signer.py
         self._unsaved: list[Signed] = []  # signed, not yet in CHECKPOINTS
         self._on_disk: Signed | None = latest  # the latest checkpoint AUDIT holds
@@ -335,16 +336,21 @@ class AuditTrail:
         written out. `latest` and `persist` have it made first if it is not. The key is
         opened here, the first time (its errors are raised here). The commit path: only
         the range's hashes and the leaves observed since are copied here; the leaf and node
-        hashing (`_range_at`) and the signature are the signer thread's."""
+        hashing (`_range_at`), the signature and the note (`_sign`) are the signer thread's,
+        kept short so that they end inside the fdatasync (engine/audit/signer.py)."""
         with self._lock:
-            private, rng = self._opened(), self._range
+            signer, rng = self._opened(), self._range
             base, leaves = (rng.size, tuple(rng.hashes)), tuple(self._leaves)
             chain, at = self.chain, self.at
-        self._signing.submit(
-            lambda: self._sign(self._range_at(base, leaves, chain, at), private))
 
-    def _range_at(self, base: tuple[int, tuple[bytes, ...]], leaves: tuple[bytes, ...],
-                  chain: bytes, at: Position | None) -> Bound:
+        def job() -> None:
+            rng = self._range_at(base, leaves)
+            self._sign(Bound(rng.size, tuple(rng.hashes), chain, at), rng.root(), signer)
+
+        self._signing.submit(job)
+
+    def _range_at(self, base: tuple[int, tuple[bytes, ...]],
+                  leaves: tuple[bytes, ...]) -> CompactRange:
         """The signer thread's part of `checkpoint`: the range `base` extended by `leaves`.
         It starts from the range its previous job made when that lies between (checkpoints
         queued together hash each leaf once), and the trail keeps the result in place of its
@@ -362,18 +368,18 @@ class AuditTrail:
             if kept <= rng.size <= kept + len(self._leaves):
                 self._range = CompactRange(rng.size, rng.hashes)
                 del self._leaves[:rng.size - kept]
-        return Bound(rng.size, tuple(rng.hashes), chain, at)
+        return rng
 
     def _request(self, tree: Bound) -> None:
         with self._lock:
-            private = self._opened()
-        self._signing.submit(lambda: self._sign(tree, private))
+            signer = self._opened()
+        self._signing.submit(lambda: self._sign(tree, tree.range().root(), signer))
 
-    def _opened(self) -> Ed25519PrivateKey:
-        """The private key, opened the first time it is needed (called under the lock)."""
-        if self._private is None:
-            self._private = self._signer()
-        return self._private
+    def _opened(self) -> NoteSigner:
+        """The key's signer, opened the first time it is needed (called under the lock)."""
+        if self._note_signer is None:
+            self._note_signer = NoteSigner(self.key.origin, self._signer(), self._kid)
+        return self._note_signer
 
     def sign_on_open(self) -> None:
         """What the open found unsigned: a checkpoint of each trust decision after the
@@ -389,14 +395,14 @@ class AuditTrail:
             self._request(tree)
         self.missed = []
 
-    def _sign(self, tree: Bound, private: Ed25519PrivateKey) -> None:
-        """The signer thread's job: sign the checkpoint of `tree`, keep it as the latest,
-        to be written out."""
-        cp = Checkpoint(self.key.origin, tree.size, tree.range().root())
-        note = sign_note(cp.format(), self.key.origin, private, kid=self._kid)
+    def _sign(self, tree: Bound, root: bytes, signer: NoteSigner) -> None:
+        """The signer thread's job: sign the checkpoint of `tree` (whose root is `root`),
+        keep it as the latest, to be written out."""
+        note = signer.sign(checkpoint_body(self._origin_line, tree.size, root))
+        signed = Signed(note, Checkpoint(self.key.origin, tree.size, root), tree)
         with self._lock:
-            self._latest = Signed(note, cp, tree)
-            self._unsaved.append(self._latest)
+            self._latest = signed
+            self._unsaved.append(signed)
             self._dirty = True
 
     def add_cosignatures(self, lines: bytes) -> None:

@@ -638,8 +638,16 @@ class BuiltinCA:
                 return
             path = self.root / CRL_FILE
             tmp = path.with_name(f".{CRL_FILE}.{os.getpid()}.{threading.get_ident()}")
-            tmp.write_bytes(crl.der)
-            os.replace(tmp, path)
+            try:
+                tmp.write_bytes(crl.der)
+                os.replace(tmp, path)
+            except OSError as e:  # the events are durable: their command succeeded
+                with contextlib.suppress(OSError):
+                    tmp.unlink(missing_ok=True)
+                self._unpublished.append((0, crl))  # tried again at the next release
+                log.warning("CRL file not written; the log holds the CRL", path=str(path),
+                            error=str(e))
+                return
             self._published = crl.number
         if self.console is not None:
             self.console.crl_published(crl.number,

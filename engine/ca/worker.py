@@ -73,7 +73,11 @@ class CRLFile:
             raise Unanswerable(Unanswerable.Kind.UNAVAILABLE, "no CRL is published") from None
         seen = (st.st_ino, st.st_mtime_ns, st.st_size)
         if seen != self._seen:
-            self._der = self.path.read_bytes()
+            try:
+                self._der = self.path.read_bytes()
+            except OSError as e:  # a directory in its place, EIO: as if none were published
+                raise Unanswerable(Unanswerable.Kind.UNAVAILABLE,
+                                   f"the CRL file cannot be read ({e.strerror or e})") from None
             self._seen = seen
         return self._der
 

@@ -45,12 +45,12 @@ class NextCAFetched:
 
 
 def _get(ports: Ports, url: str, operation: str) -> HttpReply:
-    from engine.scep_client import TransportError, transport_of  # loaded by an exchange only
+    from engine.scep_client import TransportError, transport_of, unreachable  # on exchange only
 
     try:
         return transport_of(ports).get(url, {"operation": operation})
     except TransportError as e:
-        raise PeerError(PeerReason.UNREACHABLE, f"Unable to reach the CA at {url}: {e}") from e
+        raise unreachable(url, e) from e
 
 
 @performs(FetchNextCA)

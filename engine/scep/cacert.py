@@ -35,6 +35,8 @@ __all__ = [
 
 CA_CERT_CONTENT_TYPE = "application/x-x509-ca-cert"
 CA_RA_CERT_CONTENT_TYPE = "application/x-x509-ca-ra-cert"
+MAX_CA_CERTIFICATES = 20
+"""More than any CA sends in one GetCACert answer (its own, its RAs', its chain)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +92,12 @@ def parse_ca_certificates(content_type: str, body: bytes) -> CACertificates:
 
 
 def identify_roles(certs: Sequence[x509.Certificate]) -> CACertificates:
-    """Work out CA, RA signing and RA encryption certificates in a bundle."""
+    """Work out CA, RA signing and RA encryption certificates in a bundle (of at most
+    MAX_CA_CERTIFICATES: telling the CA checks a signature per pair of them)."""
+    if len(certs) > MAX_CA_CERTIFICATES:
+        raise ScepError(ScepErrorReason.BAD_CA_CERTIFICATES,
+                        f"GetCACert: {len(certs)} certificates; a CA sends its own, its RAs' "
+                        f"and its chain (at most {MAX_CA_CERTIFICATES})")
     with contained("GetCACert certificates"):
         cas = [c for c in certs if _is_ca(c)]
         others = [c for c in certs if not _is_ca(c)]

@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from hypothesis import given
+from hypothesis import strategies as st
 
-from engine.audit.checkpoint import Checkpoint, origin_for, parse_checkpoint
+from engine.audit.checkpoint import Checkpoint, checkpoint_body, origin_for, parse_checkpoint
 from engine.audit.note import (
     NoteError,
+    NoteSigner,
     ed25519_verifier,
     parse_signer_key,
     parse_verifier_key,
@@ -32,6 +35,21 @@ def test_signing_the_go_example_gives_its_note_byte_for_byte() -> None:
     assert sign_note(GO_TEXT, name, key) == GO_NOTE
     assert signer_key(name, key) == GO_SIGNER
     assert verifier_key(name, key.public_key()) == GO_VERIFIER
+
+
+def test_a_signer_of_many_notes_gives_sign_notes_bytes() -> None:
+    """`NoteSigner` (the checkpoints' signer: name checked and line built once) makes the
+    same note as `sign_note`, the Go example's byte for byte."""
+    name, key = parse_signer_key(GO_SIGNER)
+    signer = NoteSigner(name, key, parse_verifier_key(GO_VERIFIER).key_id)
+    assert signer.sign(GO_TEXT.encode()) == GO_NOTE
+    other = Ed25519PrivateKey.generate()
+    origin = origin_for("r1", other.public_key().public_bytes_raw())
+    kid = ed25519_verifier(origin, other.public_key()).key_id
+    text = Checkpoint(origin, 5, bytes(32)).format()
+    assert NoteSigner(origin, other, kid).sign(text.encode()) == sign_note(text, origin, other)
+    with pytest.raises(NoteError):
+        NoteSigner("a name", other, kid)
 
 
 def test_the_go_example_verifies_with_its_verifier_key() -> None:
@@ -90,6 +108,13 @@ def test_checkpoint_body_round_trips_and_refuses_malformed_bodies() -> None:
                 "o\n8\n", "\n8\nAAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\n"):
         with pytest.raises(NoteError):
             parse_checkpoint(bad)
+
+
+@given(st.integers(0, 2**63), st.binary(min_size=32, max_size=32))
+def test_the_signers_checkpoint_body_is_the_checkpoints_format(size: int, root: bytes) -> None:
+    origin = "trustledger.example/r1/0123456789abcdef"
+    assert checkpoint_body(f"{origin}\n".encode(), size, root) == \
+        Checkpoint(origin, size, root).format().encode()
 
 
 def test_origin_names_host_and_the_audit_key() -> None:

@@ -108,6 +108,74 @@ def test_no_job_starts_once_the_window_is_held_until_the_next_release_or_drain()
     assert ran == ["slow", "next", "drained"]
 
 
+def test_a_release_rings_only_a_thread_that_sleeps(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Waking the thread costs the commit path (a futex wake; an inter-processor interrupt
+    in a VM): releases while it is awake do not ring, and it takes their jobs, in order,
+    before it waits again; once asleep, the next release rings."""
+    worker = Worker("w")
+    rings: list[int] = []
+    ring = worker._ring
+
+    def counted() -> None:
+        rings.append(1)
+        ring()
+
+    monkeypatch.setattr(worker, "_ring", counted)
+    ran: list[int] = []
+    started, go_on = threading.Event(), threading.Event()
+
+    def slow() -> None:
+        started.set()
+        go_on.wait(10)
+        ran.append(0)
+
+    worker.submit(slow)
+    worker.release()
+    assert started.wait(10)
+    for i in range(1, 4):  # the log's next fdatasyncs, while `slow` still runs
+        worker.submit(lambda i=i: ran.append(i))
+        worker.release()
+    assert len(rings) == 1
+    go_on.set()
+    deadline = time.monotonic() + 10
+    while ran != [0, 1, 2, 3] or worker._awake:  # taken without a ring (no drain here)
+        assert time.monotonic() < deadline, f"ran {ran}"
+        time.sleep(0.005)
+    assert len(rings) == 1
+    worker.submit(lambda: ran.append(4))
+    worker.release()
+    assert len(rings) == 2
+    worker.drain()
+    assert ran == [0, 1, 2, 3, 4]
+
+
+def test_a_job_released_as_the_thread_goes_to_sleep_is_taken(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """`release` reads whether the thread is awake without the lock: a job released after
+    the thread found nothing to do, but before it cleared `_awake`, is not rung for; the
+    thread looks again once it is cleared and takes it (else it would wait for the next
+    fdatasync, or a drain)."""
+    worker = Worker("w")
+    worker._awake = True  # rung: the thread is about to look at the queue
+    looks: list[bool] = []
+    startable = worker._startable
+
+    def look() -> bool:
+        found = startable()
+        if not looks:  # nothing yet; the log's next fdatasync releases a job now
+            worker._queued.append(job)  # as `submit` does (its lock is held by `_take`)
+            worker.release()
+        looks.append(found)
+        return found
+
+    def job() -> None:
+        pass
+
+    monkeypatch.setattr(worker, "_startable", look)
+    assert worker._take() is job
+    assert looks == [False, True] and worker._awake and worker._running
+
+
 def test_drain_runs_what_is_queued_and_raises_a_failed_job_once() -> None:
     worker = Worker("w")
     ran: list[int] = []

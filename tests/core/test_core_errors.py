@@ -27,6 +27,7 @@ import engine.keystore as keystore
 import engine.logexport as logexport
 import engine.machines.diagrams as diagrams
 import engine.scep.errors as scep_errors
+import engine.state as state
 import engine.storebinding as storebinding
 from engine.devicelog import LogConflict
 from engine.revocation.store import BlobMissing
@@ -72,6 +73,7 @@ FACTORIES: dict[type, Callable[[str], Any]] = {
     scep_errors.ScepError: lambda t: scep_errors.ScepError(
         scep_errors.ScepErrorReason.MALFORMED, t),
     folds.UnfoldedEvent: lambda t: folds.UnfoldedEvent("device", t, 7),
+    state.UnfoldableLog: lambda t: state.UnfoldableLog([(7, "device", "X")], ValueError(t)),
     diagrams.DiagramError: diagrams.DiagramError,
     BundleRefused: BundleRefused,
     CrlUnavailable: CrlUnavailable,

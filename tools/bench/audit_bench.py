@@ -16,7 +16,9 @@ measured in the same run (DESIGN.md: ratios, never absolute promises). Rows:
   the raw floor (`os.write` of the very frame bytes the log writes + `os.fdatasync`).
   Target: >= 0.9x the floor. The same commits without the audit are printed for reference,
   and the CPU each commit costs: the process's (both threads) and the command thread's
-  alone (the commit path).
+  alone (the commit path). A diagnostic repeats the three with a 200 us sleep in place of
+  every fdatasync (`stand_in_fdatasync`): the CPU's share of the ratio without a shared disk's
+  noise (its figures are not the row's).
 - verify: `audit verify` of an N-event export (`verify_bundle`: every chain hash recomputed, the
   tree rebuilt, the signature checked), in events/s, against `sha256sum` of the same bundle
   file (bytes/s turned into events/s at the bundle's bytes per event) and against replaying the
@@ -28,6 +30,7 @@ measured in the same run (DESIGN.md: ratios, never absolute promises). Rows:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import random
 import shutil
@@ -36,6 +39,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -158,6 +162,37 @@ def commits(root: Path, n: int, audited: bool) -> Timing:
                 time.thread_time() - h0)
 
 
+def interleaved(base: Path, frames: list[bytes], rounds: int) -> dict[str, list[Timing]]:
+    """Chunks of the floor, ours and ours without the audit, interleaved: load elsewhere
+    hits all three alike, each one first in turn."""
+    chunk = len(frames)
+    runs: dict[str, list[Timing]] = {"floor": [], "ours": [], "plain": []}
+    measure = {"floor": lambda: raw_floor(base / "raw", frames),
+               "ours": lambda: commits(base / "audited", chunk, True),
+               "plain": lambda: commits(base / "plain", chunk, False)}
+    order = ["floor", "ours", "plain"]
+    for i in range(rounds * 5):
+        for key in order[i % 3:] + order[:i % 3]:
+            runs[key].append(measure[key]())
+    return runs
+
+
+STAND_IN = 200e-6  # seconds: the diagnostic's fdatasync, a sleep without the GIL
+
+
+@contextlib.contextmanager
+def stand_in_fdatasync(seconds: float) -> Iterator[None]:
+    """`os.fdatasync` replaced by a sleep of `seconds` (the log's and the floor's alike):
+    what the audit costs the commit path, without a shared disk's noise. A diagnostic only:
+    the row's figure is the real disk's."""
+    real = os.fdatasync
+    os.fdatasync = lambda fd: time.sleep(seconds)
+    try:
+        yield
+    finally:
+        os.fdatasync = real
+
+
 def rate_of(count: int, seconds: float, *cpu: float) -> float:
     return count / seconds
 
@@ -250,15 +285,8 @@ def main() -> int:
         print(f"  {'tree append cost / bare leaf hash':<58} {sha / app:>14.2f} x")
         print("commits (1 event, 1 fdatasync each): best chunk of each, chunks interleaved")
         chunk = max(args.syncs // 5, 1)
-        runs: dict[str, list[Timing]] = {"floor": [], "ours": [], "plain": []}
         frames = our_frames(chunk)
-        measure = {"floor": lambda: raw_floor(base / "raw", frames),
-                   "ours": lambda: commits(base / "audited", chunk, True),
-                   "plain": lambda: commits(base / "plain", chunk, False)}
-        order = ["floor", "ours", "plain"]
-        for i in range(args.rounds * 5):  # interleaved: load elsewhere hits all three alike,
-            for key in order[i % 3:] + order[:i % 3]:  # each one first in turn
-                runs[key].append(measure[key]())
+        runs = interleaved(base, frames, args.rounds)
         floor, ours, plain = (max(rate_of(*t) for t in runs[k])
                               for k in ("floor", "ours", "plain"))
         row(f"baseline: raw append + fdatasync of our frames ({len(frames[-1])} B)",
@@ -282,6 +310,15 @@ def main() -> int:
               f"{paired:>14.2f} x")
         n, seconds = audit_cpu(2000)
         row("(diagnostic) observe + checkpoint alone, no disk", n, seconds, "commits/s")
+        with stand_in_fdatasync(STAND_IN):  # the CPU's share, without the disk's noise
+            runs = interleaved(base, frames, args.rounds)
+        for which, name in (("ours", "with checkpoints"), ("plain", "without the audit")):
+            best_of = max(rate_of(*t) for t in runs[which]) / \
+                max(rate_of(*t) for t in runs["floor"])
+            med = statistics.median(rate_of(*t) for t in runs[which]) / \
+                statistics.median(rate_of(*t) for t in runs["floor"])
+            print(f"  {f'(diagnostic) {STAND_IN * 1e6:.0f} us sleep for fdatasync: {name}':<58} "
+                  f"{best_of:>7.2f} x best, {med:.2f} x median")
         print(f"verify of a {args.events:,}-event export")
         t0 = time.perf_counter()
         key, note, cp, chains = build_log(base / "log", args.events)
