@@ -456,8 +456,8 @@ class _Close:
 class _Http:
     """One connection's HTTP/1.1 without I/O: h11 plus the CA's rules (module docstring).
     Its driver feeds it bytes (`receive`), asks for the next step (`next_step`: a Request to
-    answer, _NeedData or _Close) and frames the answer (`answer`). The asyncio connection and
-    the blocking one (a thread per connection) are its two drivers."""
+    answer, _NeedData or _Close) and frames the answer (`answer`); `_Connection` drives it
+    from an asyncio transport."""
 
     def __init__(self, site: Site, peer: str) -> None:
         self.site = site
