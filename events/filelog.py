@@ -222,8 +222,12 @@ class InterruptedAppend(Damage):
 
 
 class LogCorrupted(LogError):
+    """A frame that does not verify: an operator's refusal (`% ...`), saying where and what
+    to do, as the scrub's %LOG-1-SCRUB_DAMAGED does; `damage` says it as data."""
+
     def __init__(self, damage: Damage) -> None:
-        super().__init__(f"event log is damaged: {damage}")
+        super().__init__(f"The event log is damaged: {damage}. Run 'trustledger log verify' "
+                         "and restore the log from a backup.", sentence=True)
         self.damage = damage
 
 

@@ -1,22 +1,18 @@
-"""The CA's HTTP edge: one HTTP/1.1 server on h11, for every way the CA is served.
+"""The CA's HTTP edge: one HTTP/1.1 server on h11 and asyncio, for every way the CA is served.
 
-    running = start(app, host, port, admin=AdminEndpoint(ca), admin_token=token)  # threads
+    running = start(app, host, port, admin=AdminEndpoint(ca), admin_token=token)  # own thread
     server = AsyncServer(app); server.adopt(sock)     # a `ca serve --workers N` worker's loop
 
 Theory of operation. h11 does the HTTP/1.1 framing (request line, headers, Content-Length,
 keep-alive, pipelining, 100-continue); `_Http` adds the CA's rules on top, without I/O, and
-turns requests into calls on an application that speaks bytes. A connection answers one
-request at a time, in order: pipelined requests wait unread (reading pauses once more than
-one request's worth waits). Two drivers move bytes between sockets and `_Http`:
-- `start` serves the SCEP application with a thread per connection and blocking sockets
-  (`_ThreadedListener`): the connection's thread reads a request, calls the application
-  (signing, appending to the log) and writes the answer, so requests on different
-  connections overlap (the RSA operations release the GIL) and their log appends share
-  commits, with no hand-off between threads per request; its admin endpoint (and
-  `start_site`'s sites) run on an asyncio loop in a background thread, their blocking calls
-  in a thread pool;
-- a worker process of `ca serve --workers N` runs `AsyncServer` on its own asyncio loop and
-  awaits the decider's answers.
+turns requests into calls on an application that speaks bytes; `_Connection` moves the bytes
+between an asyncio transport and `_Http`. A connection answers one request at a time, in
+order: pipelined requests wait in h11's buffer (reading pauses once more than one request's
+worth waits). `start` runs the loop in a background thread and the application's blocking
+calls (signing, appending to the log) in a thread pool, so requests on different connections
+overlap and their log appends share commits, while an idle or slow connection costs the loop
+a few objects, never a thread; a worker process runs `AsyncServer` on its own loop and
+awaits the decider's answers.
 
 Routes (RFC 8894 §4.1: `GET|POST <path>?operation=OPERATION[&message=MESSAGE]`):
 
@@ -36,8 +32,7 @@ connection"); methods other than GET, POST and HEAD 501; malformed base64 or an 
 operation 400; what the application cannot answer (`Unanswerable`) 400, 413 or 503. Framing
 errors close the connection after the answer, so an unread body is never parsed as a request.
 A request must arrive whole within REQUEST_TIMEOUT seconds of its first byte, and an idle
-connection is closed after as long; `start` serves at most MAX_CONNECTIONS connections at
-once (more wait in the listen backlog). The application answers PKIOperation failures it can
+connection is closed after as long. The application answers PKIOperation failures it can
 attribute to a transaction with a CertRep FAILURE (HTTP 200) itself. A 500 means a bug here.
 """
 
@@ -52,7 +47,7 @@ import re
 import socket
 import threading
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from email.utils import formatdate
@@ -77,9 +72,7 @@ MAX_HEAD = 64 * 1024
 """Largest request line + headers accepted."""
 REQUEST_TIMEOUT = 30.0  # seconds for a whole request to arrive, and for an idle connection
 BACKLOG = 128
-BLOCKING_THREADS = 32  # blocking calls (the admin endpoint's) in progress at once
-MAX_CONNECTIONS = 256  # SCEP connections served at once under `start`, a thread each
-RECEIVE_SIZE = 64 * 1024
+BLOCKING_THREADS = 32  # application calls in progress at once under `start`
 
 _T = TypeVar("_T")
 
@@ -463,8 +456,8 @@ class _Close:
 class _Http:
     """One connection's HTTP/1.1 without I/O: h11 plus the CA's rules (module docstring).
     Its driver feeds it bytes (`receive`), asks for the next step (`next_step`: a Request to
-    answer, _NeedData or _Close) and frames the answer (`answer`). The asyncio connection and
-    the blocking one (a thread per connection) are its two drivers."""
+    answer, _NeedData or _Close) and frames the answer (`answer`); `_Connection` drives it
+    from an asyncio transport."""
 
     def __init__(self, site: Site, peer: str) -> None:
         self.site = site
@@ -721,127 +714,6 @@ class AsyncServer:
             conn.close()
 
 
-def _run_now(coro: Coroutine[Any, Any, _T]) -> _T:
-    """Run a coroutine that never suspends (a `ScepSite` over `InThreads` without an
-    executor awaits nothing that waits) in the calling thread."""
-    try:
-        coro.send(None)
-    except StopIteration as done:
-        result: _T = done.value
-        return result
-    coro.close()
-    raise RuntimeError("a site served by a thread per connection awaited something")
-
-
-class _ThreadedListener:
-    """A listening socket whose connections are each served by a thread of their own, with
-    blocking I/O over the same `_Http`, for a site that answers without awaiting (the SCEP
-    site over a blocking application). A request then costs no hand-off between threads:
-    the connection's thread reads it, answers it (the CA's RSA operations release the GIL,
-    its log appends share fdatasyncs with the other connections' threads) and writes the
-    answer; under asyncio the loop handed each request to a pool thread and took the answer
-    back, two wake-ups per request. At most MAX_CONNECTIONS are served at once; further
-    ones wait in the listen backlog until one closes (an idle one after REQUEST_TIMEOUT)."""
-
-    def __init__(self, sock: socket.socket, site: Site, name: str) -> None:
-        self._sock = sock
-        self._site = site
-        self._name = name
-        self._lock = threading.Lock()
-        self._open: dict[socket.socket, threading.Thread] = {}
-        self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
-        self._closed = False
-        self._thread = threading.Thread(target=self._accept, name=name, daemon=True)
-
-    def start(self) -> None:
-        self._sock.settimeout(1.0)  # a backstop: `stop` wakes accept by shutting it down
-        self._thread.start()
-
-    def _accept(self) -> None:
-        while not self._closed:
-            self._slots.acquire()
-            try:
-                conn, _ = self._sock.accept()
-            except OSError:  # timed out, shut down by `stop`, or out of descriptors
-                self._slots.release()
-                if not self._closed:
-                    time.sleep(0.01)
-                continue
-            with self._lock:
-                if self._closed:
-                    conn.close()
-                    self._slots.release()
-                    return
-                thread = self._open[conn] = threading.Thread(
-                    target=self._serve, args=(conn,), name=f"{self._name}-conn", daemon=True)
-            thread.start()
-
-    def _serve(self, conn: socket.socket) -> None:
-        try:
-            self._converse(conn)
-        except OSError:  # reset, timed out, or shut down by `stop`
-            pass
-        except Exception:  # a bug: close this connection, keep serving the others
-            log.exception("http connection failed")
-        finally:
-            with self._lock:
-                self._open.pop(conn, None)
-            conn.close()
-            self._slots.release()
-
-    def _converse(self, conn: socket.socket) -> None:
-        """Answer requests on `conn` in order until it closes; a request must be whole within
-        REQUEST_TIMEOUT of the last answer (or of the connection), as under asyncio."""
-        if conn.family != socket.AF_UNIX:
-            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # as asyncio does
-        peer = conn.getpeername()
-        http = _Http(self._site, str(peer[0]) if isinstance(peer, tuple) else "local")
-        deadline = time.monotonic() + REQUEST_TIMEOUT
-        while True:
-            step = http.next_step()
-            if isinstance(step, _NeedData):
-                conn.settimeout(REQUEST_TIMEOUT)
-                if step.interim:
-                    conn.sendall(step.interim)
-                if step.partial:
-                    _ack_now(conn)
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return
-                conn.settimeout(left)
-                http.receive(conn.recv(RECEIVE_SIZE))
-                continue
-            conn.settimeout(REQUEST_TIMEOUT)
-            if isinstance(step, _Close):
-                if step.out:
-                    conn.sendall(step.out)
-                return
-            response, keep = _run_now(_respond(self._site, step))
-            out, close = http.answer(response, head=step.method == "HEAD", keep_alive=keep)
-            conn.sendall(out)
-            if close:
-                return
-            deadline = time.monotonic() + REQUEST_TIMEOUT
-
-    def stop(self) -> None:
-        """Stop accepting and close every connection; wait (5 s at most) for the calls in
-        progress to return, so that whoever closes the application next does not close it
-        under them (their answers are cut off)."""
-        with self._lock:
-            self._closed = True
-            serving = dict(self._open)
-        with contextlib.suppress(OSError):
-            self._sock.shutdown(socket.SHUT_RDWR)
-        for conn in serving:  # each connection's thread closes its own socket
-            with contextlib.suppress(OSError):
-                conn.shutdown(socket.SHUT_RDWR)
-        deadline = time.monotonic() + 5
-        for thread in (self._thread, *serving.values()):
-            if thread.is_alive():
-                thread.join(timeout=max(deadline - time.monotonic(), 0))
-        self._sock.close()
-
-
 class _LoopThread:
     """An asyncio loop in a daemon thread, serving listening sockets with sites."""
 
@@ -880,25 +752,32 @@ class _LoopThread:
                 self.call(shut())
             self.loop.call_soon_threadsafe(self.loop.stop)
             self._thread.join(timeout=5)
-        self.executor.shutdown(wait=False, cancel_futures=True)
+        self._finish_calls(timeout=5)
         if not self._thread.is_alive():
             self.loop.close()
+
+    def _finish_calls(self, timeout: float) -> None:
+        """Drop the queued blocking calls and wait (`timeout` at most) for those in progress:
+        whoever closes the application next (`ca serve` closes the CA) must not close it
+        under an enrollment being recorded. Their answers are not written: the connections
+        are closed."""
+        waiter = threading.Thread(target=self.executor.shutdown,
+                                  kwargs={"wait": True, "cancel_futures": True},
+                                  name=f"{self._thread.name}-stop", daemon=True)
+        waiter.start()
+        waiter.join(timeout)
 
 
 @dataclass
 class RunningServer:
-    """A SCEP server (and its admin endpoint) running in background threads: the SCEP
-    listener's (a thread per connection), and a loop for the admin endpoint."""
+    """A SCEP server (and its admin endpoint) running on a loop in a background thread."""
 
     url: str  # base URL, http://HOST:PORT
     admin_url: str | None
     port: int
     _loop: _LoopThread
-    _scep: _ThreadedListener | None = None
 
     def stop(self) -> None:
-        if self._scep is not None:
-            self._scep.stop()
         self._loop.stop()
 
 
@@ -919,21 +798,19 @@ def listen(host: str, port: int) -> tuple[socket.socket, str]:
 def start(app: ScepApplication | None, host: str = "127.0.0.1", port: int = 0, *,
           admin: AdminApplication | None = None, admin_token: str = "",
           before_serving: Callable[[str], None] | None = None) -> RunningServer:
-    """Bind and serve `app` on host:port (and `admin` on 127.0.0.1, an ephemeral port) from
-    background daemon threads: `app` with a thread per connection, which calls it directly
-    (`_ThreadedListener`), the admin endpoint from an asyncio loop. `before_serving(base_url)`
-    runs once the port is bound and before any request is served. With `app` None only the
-    admin endpoint is served: `url` and `admin_url` are then both its URL."""
+    """Bind and serve `app` on host:port (and `admin` on 127.0.0.1, an ephemeral port) from a
+    loop in a daemon thread. `before_serving(base_url)` runs once the port is bound and before
+    any request is served. With `app` None only the admin endpoint is served: `url` and
+    `admin_url` are then both its URL."""
     runner = _LoopThread("scep-http")
     sockets: list[socket.socket] = []
-    scep: _ThreadedListener | None = None
     try:
+        listeners: list[tuple[socket.socket, Site]] = []
         if app is not None:
             sock, base_url = listen(host, port)
             sockets.append(sock)
-            scep = _ThreadedListener(sock, ScepSite(InThreads(app, None)), "scep-http")
+            listeners.append((sock, ScepSite(InThreads(app, runner.executor))))
         admin_url = None
-        listeners: list[tuple[socket.socket, Site]] = []
         if admin is not None:
             site = AdminSite(admin, admin_token, runner.executor)
             sock, admin_url = listen("127.0.0.1", 0)
@@ -945,14 +822,12 @@ def start(app: ScepApplication | None, host: str = "127.0.0.1", port: int = 0, *
         if before_serving is not None:
             before_serving(base_url)
         runner.start(listeners)
-        if scep is not None:
-            scep.start()
     except BaseException:
         for sock in sockets:
             sock.close()
         runner.stop()
         raise
-    return RunningServer(base_url, admin_url, int(sockets[0].getsockname()[1]), runner, scep)
+    return RunningServer(base_url, admin_url, int(sockets[0].getsockname()[1]), runner)
 
 
 def start_site(make_site: Callable[[ThreadPoolExecutor], Site], host: str = "127.0.0.1",

@@ -22,7 +22,9 @@ Two files beside the log (in the log directory) hold the trail:
   size, each bound as above: one line `trustledger-audit v1 <crc32c>` and a JSON body.
   Rewritten atomically (temp file, fsync, rename, directory fsync).
 - `CHECKPOINTS`: every checkpoint ever signed, signed notes one after the other, appended and
-  fdatasync'ed before `AUDIT` is replaced.
+  fdatasync'ed before `AUDIT` is replaced. `AUDIT` records how many bytes of it were written
+  and their CRC-32C (`Record`): the file only grows, so the open checks that it still begins
+  with exactly those bytes (see "Opening").
 
 Why a file and not an event per checkpoint: an event covering the tree up to the batch before
 it must be appended after that batch's hashes are known, so it would be a second append (a
@@ -56,6 +58,15 @@ aside) the range is rebuilt from every event once. Either way, if the newest che
 `CHECKPOINTS` (read from the file's end) is past the range `AUDIT` saved, it must verify and
 the log must reach its size with the root it signed (else the open is refused as above: the
 device would otherwise sign a second, different checkpoint for a size it already signed).
+
+The record itself is checked first (`check_record`, read once, in chunks): a `CHECKPOINTS`
+that is missing, shorter than `AUDIT` recorded, or whose first recorded bytes have another
+CRC-32C (emptied, cut, a flipped bit anywhere, not only in the newest note) refuses to open,
+as does one whose newest checkpoint is older than the latest in `AUDIT` (an `AUDIT` written
+before it recorded the file; every checkpoint is in `CHECKPOINTS` before `AUDIT` names it).
+A damaged record must not lower the bar: it is the trail's evidence, and its newest checkpoint
+is what binds a log whose `AUDIT` is lost. Bytes after the recorded ones are checkpoints a
+crash kept `AUDIT` from recording (see "Durability"): the newest must verify, as before.
 """
 
 from __future__ import annotations
@@ -88,6 +99,10 @@ AUDIT_FILE = "AUDIT"
 CHECKPOINTS_FILE = "CHECKPOINTS"
 _MAGIC = "trustledger-audit v1"
 FOLD_AFTER = 256  # leaves observed and not yet hashed, at most (`AuditTrail.observe`)
+_CHUNK = 1 << 20  # CHECKPOINTS is read in chunks of this size when its checksum is made
+_RECOVER = ("restore CHECKPOINTS from a backup; or move it and AUDIT aside to open the log "
+            "unchecked: the tree is then rebuilt from the log and signed again, without the "
+            "checkpoints lost")
 
 logger = get_logger("trustledger.audit")
 
@@ -139,9 +154,21 @@ class Signed:
 
 
 @dataclass(frozen=True)
+class Record:
+    """The first `size` bytes of `CHECKPOINTS` have CRC-32C `crc` (what `AUDIT` records)."""
+
+    size: int
+    crc: int
+
+    def extended(self, data: bytes) -> Record:
+        return Record(self.size + len(data), crc32c.crc32c(data, self.crc))
+
+
+@dataclass(frozen=True)
 class Saved:
     tree: Bound
     latest: Signed | None
+    record: Record | None = None  # None: an AUDIT written before it recorded CHECKPOINTS
 
 
 # -- the file ------------------------------------------------------------------------------------
@@ -166,8 +193,13 @@ def read_saved(root: Path) -> Saved | None:
             note = latest["note"].encode()
             signed = Signed(note, parse_checkpoint(note.decode().partition("\n\n")[0] + "\n"),
                             Bound.from_json(latest["tree"]))
-        return Saved(Bound.from_json(obj["tree"]), signed)
-    except (ValueError, KeyError, TypeError, UnicodeDecodeError) as e:
+        record = obj.get("checkpoints")
+        if record is not None:
+            record = Record(int(record[0]), int(record[1], 16))
+            if record.size < 0:
+                raise ValueError("a negative size of CHECKPOINTS")
+        return Saved(Bound.from_json(obj["tree"]), signed, record)
+    except (ValueError, KeyError, TypeError, IndexError, UnicodeDecodeError) as e:
         raise AuditMismatch(
             f"The audit state {path} is damaged ({e}): the log cannot be checked against its "
             "checkpoints. Refusing to open (move the file aside to open the log unchecked; the "
@@ -180,6 +212,8 @@ def _write_saved(root: Path, saved: Saved) -> None:
         "tree": saved.tree.to_json(),
         "checkpoint": None if latest is None else {"note": latest.note.decode(),
                                                    "tree": latest.tree.to_json()},
+        **({} if saved.record is None else
+           {"checkpoints": [saved.record.size, f"{saved.record.crc:08x}"]}),
     }, separators=(",", ":")).encode()
     data = f"{_MAGIC} {crc32c.crc32c(body):08x}\n".encode() + body
     tmp = root / (AUDIT_FILE + ".tmp")
@@ -194,15 +228,70 @@ def _write_saved(root: Path, saved: Saved) -> None:
     fsync_directory(root)
 
 
-def _append_checkpoints(root: Path, notes: Sequence[bytes]) -> None:
-    fd = os.open(root / CHECKPOINTS_FILE, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+def _append_checkpoints(root: Path, notes: Sequence[bytes], record: Record | None) -> Record:
+    """Append `notes` to CHECKPOINTS, which holds `record` (None: not known, read from the
+    file); the record of the file after them. Bytes past `record` are a failed append's (the
+    record grows only when one succeeds): they are cut first, never left inside the file."""
+    fd = os.open(root / CHECKPOINTS_FILE, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
     try:
+        size = os.fstat(fd).st_size
+        if record is None or size < record.size:
+            if record is not None:  # cut while the log was open: the next append goes on
+                logger.warning("CHECKPOINTS is shorter than what was written to it",
+                               size=size, written=record.size)
+            with open(fd, "rb", closefd=False) as f:
+                record = Record(*_crc_of(f, None))
+        elif size > record.size:
+            os.ftruncate(fd, record.size)
         data = b"".join(notes)
-        while data:
-            data = data[os.write(fd, data):]
+        rest = data
+        while rest:
+            rest = rest[os.write(fd, rest):]
         os.fdatasync(fd)
     finally:
         os.close(fd)
+    return record.extended(data)
+
+
+def _crc_of(f: Any, limit: int | None, crc: int = 0) -> tuple[int, int]:
+    """How many bytes `f` has from where it is (up to `limit`), and their CRC-32C from `crc`."""
+    n = 0
+    while limit is None or n < limit:
+        chunk = f.read(_CHUNK if limit is None else min(_CHUNK, limit - n))
+        if not chunk:
+            break
+        crc, n = crc32c.crc32c(chunk, crc), n + len(chunk)
+    return n, crc
+
+
+def check_record(root: Path, saved: Saved | None) -> Record:
+    """The record of CHECKPOINTS as it is, once it is found to begin with what `AUDIT`
+    recorded (`saved.record`); AuditMismatch naming the file if it does not."""
+    path, want = root / CHECKPOINTS_FILE, saved.record if saved is not None else None
+    try:
+        with open(path, "rb") as f:
+            if want is None:
+                return Record(*_crc_of(f, None))
+            size, crc = _crc_of(f, want.size)
+            if size == want.size and crc == want.crc:
+                more, crc = _crc_of(f, None, crc)  # a crash's, not yet recorded
+                return Record(size + more, crc)
+    except FileNotFoundError:
+        if want is None or want.size == 0:
+            return Record(0, 0)
+        size, crc = -1, 0
+    except OSError as e:
+        raise AuditMismatch(f"The checkpoint record {path} cannot be read ({e.strerror or e}): "
+                            "the log cannot be checked against its checkpoints. Refusing to "
+                            "open.") from None
+    held = "is missing" if size < 0 else f"holds {size} bytes"
+    if size < want.size:
+        raise AuditMismatch(f"The checkpoint record {path} {held}, but {want.size} bytes of "
+                            f"signed checkpoints were written to it ({AUDIT_FILE} says so): it "
+                            f"was cut or emptied. Refusing to open ({_RECOVER}).")
+    raise AuditMismatch(f"The checkpoint record {path} is damaged: its first {want.size} bytes "
+                        f"are not the signed checkpoints written to it (CRC-32C {crc:08x}, "
+                        f"{AUDIT_FILE} recorded {want.crc:08x}). Refusing to open ({_RECOVER}).")
 
 
 def read_checkpoints(root: Path) -> list[bytes]:
@@ -259,8 +348,9 @@ class AuditTrail:
     there while commands call `observe` and `checkpoint`."""
 
     def __init__(self, root: Path, key: AuditKey, signer: Callable[[], Ed25519PrivateKey],
-                 tree: Bound, latest: Signed | None) -> None:
+                 tree: Bound, latest: Signed | None, record: Record | None = None) -> None:
         self.root = root
+        self._record = record  # CHECKPOINTS as written (None: read at the first append)
         self.key = key
         self._range = tree.range()
         self._leaves: list[bytes] = []  # chain hashes observed, not yet in _range (`_fold`)
@@ -437,9 +527,10 @@ class AuditTrail:
             if tree is None:
                 return  # nothing acknowledged to say yet
             if ready:
-                _append_checkpoints(self.root, [c.note for c in ready])
+                self._record = _append_checkpoints(self.root, [c.note for c in ready],
+                                                   self._record)
                 del self._unsaved[:len(ready)]
-            _write_saved(self.root, Saved(tree, latest))
+            _write_saved(self.root, Saved(tree, latest, self._record))
             self._on_disk = latest
             self._dirty = size > limit or bool(self._unsaved)
 
@@ -482,6 +573,7 @@ def open_trail(root: Path, log: DeviceLog, key: AuditKey,
     trust decisions in the rows read whose checkpoints were never written out are left for
     `sign_on_open` (see "Durability" above)."""
     saved = read_saved(root)
+    record = check_record(root, saved)
     if saved is None:
         start, latest = Bound(0, (), GENESIS, None), None
         rows: Iterator[Sequence[Any]] = log.read_rows()
@@ -491,8 +583,10 @@ def open_trail(root: Path, log: DeviceLog, key: AuditKey,
             _check_signed(latest, key, log)
         rows = _continues(log, saved.tree, "the audit tree beside it")
     recorded = _newest_recorded(root, key, latest)
+    if latest is not None and (recorded is None or recorded.size < latest.checkpoint.size):
+        _lost_checkpoints(root, recorded, latest.checkpoint)
     signed = max(recorded.size if recorded else -1, latest.checkpoint.size if latest else -1)
-    trail = AuditTrail(root, key, signer, start, latest)
+    trail = AuditTrail(root, key, signer, start, latest, record)
     rng, recorded_root, last = trail.range, None, None
     for row in rows:
         rng.append(leaf_hash(row[8]))
@@ -522,8 +616,18 @@ def _newest_recorded(root: Path, key: AuditKey, latest: Signed | None) -> Checkp
         return parse_checkpoint(verify_note(note, [key.verifier()])[0])
     except NoteError as e:
         raise AuditMismatch(f"The newest checkpoint in {root / CHECKPOINTS_FILE} does not "
-                            f"verify with the log's audit key ({e}). Refusing to open."
-                            ) from None
+                            f"verify with the log's audit key ({e}). Refusing to open "
+                            f"({_RECOVER}).") from None
+
+
+def _lost_checkpoints(root: Path, recorded: Checkpoint | None, latest: Checkpoint) -> None:
+    """CHECKPOINTS holds every checkpoint before AUDIT names it: one that ends before the
+    latest in AUDIT was cut or emptied (an AUDIT that does not record its size says so)."""
+    ends = ("holds no checkpoint" if recorded is None
+            else f"ends at the checkpoint of tree size {recorded.size}")
+    raise AuditMismatch(f"The checkpoint record {root / CHECKPOINTS_FILE} {ends}, but the latest "
+                        f"checkpoint in {AUDIT_FILE} was signed at tree size {latest.size}: it "
+                        f"was cut or emptied. Refusing to open ({_RECOVER}).")
 
 
 def _check_recorded(cp: Checkpoint, head: int, root_there: bytes | None) -> None:

@@ -6,11 +6,10 @@
     server.crl_url      # http://127.0.0.1:PORT/crl/ca.crl (the CDP of issued certificates)
     server.stop()
 
-HTTP is engine/adapters/scep_server.py (h11; a thread per SCEP connection, which reads a
-request, runs the CA's work and writes the answer; the admin endpoint on an asyncio loop).
-Besides HTTP it runs the CRL upkeep: a thread re-issues the CRL once less than half of its
-lifetime is left before nextUpdate (checked every `crl_check_interval` seconds, and on every
-CRL download in one process).
+HTTP is engine/adapters/scep_server.py (h11 on an asyncio loop in a daemon thread; the CA's
+blocking work in a thread pool). Besides HTTP it runs the CRL upkeep: a thread re-issues the
+CRL once less than half of its lifetime is left before nextUpdate (checked every
+`crl_check_interval` seconds, and on every CRL download in one process).
 
 `workers=N` (N >= 2; `ca serve` defaults to one per CPU but one) serves HTTP from N worker processes
 instead of this one, which stays the decider: the only writer of the log, where the

@@ -270,26 +270,21 @@ def test_a_request_trickled_past_the_deadline_is_cut_off(tmp_path: Path,
         assert closed and time.monotonic() - started < 4
 
 
-# -- the one-process server: a thread per connection --------------------------------------------
+# -- the one-process server (`start`) --------------------------------------------------------------
 
 
 class _Recording:
-    """A SCEP application that notes the thread each call runs in; `gate` holds the first
-    GetCACaps."""
+    """A SCEP application that counts its blocking calls (CRL downloads); `gate` holds the
+    first one."""
 
     def __init__(self) -> None:
         import threading
 
-        self.threads: list[str] = []
+        self.calls = 0
         self.gate = threading.Event()
         self.gate.set()
 
     def get_ca_caps(self) -> bytes:
-        import threading
-
-        self.threads.append(threading.current_thread().name)
-        if len(self.threads) == 1:
-            assert self.gate.wait(10)
         return b"POSTPKIOperation\n"
 
     def get_ca_cert(self) -> tuple[str, bytes]:
@@ -302,16 +297,20 @@ class _Recording:
         raise AssertionError("not asked")
 
     def crl(self) -> bytes:
-        raise AssertionError("not asked")
+        self.calls += 1
+        if self.calls == 1:
+            assert self.gate.wait(10)
+        return b"CRL"
 
 
 _CAPS = b"GET /scep?operation=GetCACaps HTTP/1.1\r\nHost: x\r\n\r\n"
+_CRL = b"GET /crl/ca.crl HTTP/1.1\r\nHost: x\r\n\r\n"
 
 
-def _answer(s: socket.socket) -> bytes:
-    """One whole answer to GetCACaps (its body is 17 bytes)."""
+def _answer(s: socket.socket, body: bytes) -> bytes:
+    """One whole answer whose body is `body`."""
     data = b""
-    while not data.endswith(b"POSTPKIOperation\n"):
+    while not data.endswith(body):
         chunk = s.recv(4096)
         if not chunk:
             break
@@ -319,11 +318,17 @@ def _answer(s: socket.socket) -> bytes:
     return data
 
 
+def _wait_for_a_call(app: _Recording) -> None:
+    deadline = time.monotonic() + 5
+    while not app.calls and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
 @pytest.mark.integration
-def test_a_connection_is_answered_by_its_own_thread_without_a_hand_off() -> None:
-    """`start` calls the application in the connection's thread (no pool to hand the request
-    to and take the answer back from), and one connection's slow request does not hold up
-    another's."""
+def test_a_slow_call_does_not_hold_up_another_connection() -> None:
+    """The application's blocking calls run beside the connections and beside each other:
+    while one connection's call is held in the application, another connection's call is
+    made and answered."""
     from engine.adapters import scep_server
 
     app = _Recording()
@@ -332,41 +337,15 @@ def test_a_connection_is_answered_by_its_own_thread_without_a_hand_off() -> None
         with socket.create_connection(("127.0.0.1", running.port), timeout=10) as slow, \
                 socket.create_connection(("127.0.0.1", running.port), timeout=10) as quick:
             app.gate.clear()
-            slow.sendall(_CAPS)
-            deadline = time.monotonic() + 5
-            while not app.threads and time.monotonic() < deadline:
-                time.sleep(0.01)
-            quick.sendall(_CAPS)
-            assert _answer(quick).startswith(b"HTTP/1.1 200")  # while `slow` is held
+            slow.sendall(_CRL)
+            _wait_for_a_call(app)
+            quick.sendall(_CRL)
+            assert _answer(quick, b"CRL").startswith(b"HTTP/1.1 200")  # while `slow` is held
             app.gate.set()
-            assert _answer(slow).startswith(b"HTTP/1.1 200")
-        assert len(app.threads) == 2
-        assert all(name == "scep-http-conn" for name in app.threads)
+            assert _answer(slow, b"CRL").startswith(b"HTTP/1.1 200")
+        assert app.calls == 2
     finally:
-        running.stop()
-
-
-@pytest.mark.integration
-def test_connections_beyond_the_limit_wait_until_one_closes(
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    """At most MAX_CONNECTIONS connections get a thread; the next is served once one closes."""
-    from engine.adapters import scep_server
-
-    monkeypatch.setattr(scep_server, "MAX_CONNECTIONS", 1)
-    running = scep_server.start(_Recording())
-    try:
-        with socket.create_connection(("127.0.0.1", running.port), timeout=10) as first, \
-                socket.create_connection(("127.0.0.1", running.port), timeout=10) as second:
-            first.sendall(_CAPS)
-            assert _answer(first).startswith(b"HTTP/1.1 200")
-            second.sendall(_CAPS)
-            second.settimeout(0.5)
-            with pytest.raises(TimeoutError):
-                second.recv(4096)  # waits in the backlog while `first` is open
-            first.close()
-            second.settimeout(10)
-            assert _answer(second).startswith(b"HTTP/1.1 200")
-    finally:
+        app.gate.set()
         running.stop()
 
 
@@ -377,7 +356,7 @@ def test_stop_closes_open_connections_and_the_listener() -> None:
     running = scep_server.start(_Recording())
     with socket.create_connection(("127.0.0.1", running.port), timeout=10) as idle:
         idle.sendall(_CAPS)
-        assert _answer(idle).startswith(b"HTTP/1.1 200")
+        assert _answer(idle, b"POSTPKIOperation\n").startswith(b"HTTP/1.1 200")
         started = time.monotonic()
         running.stop()
         assert time.monotonic() - started < 3
@@ -398,10 +377,8 @@ def test_stop_waits_for_a_call_in_progress() -> None:
     app.gate.clear()
     running = scep_server.start(app)
     with socket.create_connection(("127.0.0.1", running.port), timeout=10) as s:
-        s.sendall(_CAPS)
-        deadline = time.monotonic() + 5
-        while not app.threads and time.monotonic() < deadline:
-            time.sleep(0.01)
+        s.sendall(_CRL)
+        _wait_for_a_call(app)
         stopping = threading.Thread(target=running.stop)
         stopping.start()
         stopping.join(0.3)

@@ -37,8 +37,9 @@ What is measured, and what is not. Both servers are treated exactly alike:
   moves with the neighbours' load (printed at the end); CPU per enrollment is the steadier
   figure, and 1000 / CPU ms is what one fully available core would issue. Context switches
   per enrollment: those of every thread of the server's processes over the window
-  (`tree_switches`, read before the connections close: one-process `ca serve`'s connection
-  threads end with them), a count of the hand-offs (thread wake-ups, GIL and lock waits, syncs)
+  (`tree_switches`, read before the connections close: a server that gives each connection
+  a thread of its own, as `ca serve` did at 4067a16 under --compare, loses a thread's
+  counters when it ends), a count of the hand-offs (thread wake-ups, GIL and lock waits, syncs)
   an enrollment costs.
 - Not measured: TLS (SCEP runs over plain HTTP), client-side CMS work, key generation,
   connection set-up (connections are kept alive), and for micromdm its network namespace's
@@ -50,9 +51,9 @@ What is measured, and what is not. Both servers are treated exactly alike:
                      process serving HTTP and owning the CA, a ProcessPoolExecutor running
                      the pure responder (parse/verify/decrypt, CertRep) (`serve_pool` below)
     --also-workers N also serve with `ca serve --workers N` in the same rounds ("workers N";
-                     1: one process, a thread per connection that reads, answers (its RSA
-                     operations release the GIL) and writes; N >= 2: a deciding process and
-                     N worker processes)
+                     1: one process, HTTP on an asyncio thread and PKIOperations in a thread
+                     pool, whose RSA operations release the GIL; N >= 2: a deciding process
+                     and N worker processes)
     --steps          also say where an enrollment's CPU goes: each step of the in-process
                      path timed alone (thread CPU, `steps` below), and what the server spends
                      besides (HTTP, the channel, the decider's loop: its CPU per enrollment
@@ -342,7 +343,7 @@ def drive(port: int, messages: list[Prepared], concurrency: int,
     each answer cheaply as it arrives (HTTP 200 and `cheap_check`). Returns (seconds,
     latencies, answers by index, the generator's own CPU seconds, answers that passed the
     cheap check). `at_end()` runs once the last answer is in, before the connections close
-    (a server's per-connection threads end with them, and their counters with them)."""
+    (a thread that serves one connection ends with it, and its counters with it)."""
     requests = [_request_bytes(port, m.der) for m in messages]
     expected = [m.expected for m in messages]
     passed = 0
