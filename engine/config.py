@@ -137,8 +137,10 @@ def _apply(nodes: Mapping[str, Node], path: Path, new: str | None) -> Mapping[st
 class OwnedConfig(ConfigTree):
     """A running configuration that one replay loop owns alone (engine.state.replay_rows):
     its top-level mapping is a private dict that `apply_wire` changes in place, instead of a
-    new tree per change. The nodes are the same immutable ones: below the top level a change
-    builds a new path as `apply` does, and the dict keeps the order `apply` would give it.
+    new tree per change. The nodes it was given are the same immutable ones, never changed:
+    a top-level line it sets is a node of its own (`_OwnedNode`), whose line a later change
+    sets in place; below the top level a change builds a new path as `apply` does, and the
+    dict keeps the order `apply` would give it.
     `frozen` turns it into a plain ConfigTree when the loop ends; nobody else ever sees it."""
 
     __slots__ = ()
@@ -159,7 +161,10 @@ class OwnedConfig(ConfigTree):
             if (node.line if node is not None else None) != old:
                 raise ConfigConflict(f"{path}: expected {old!r}, found {self.line(path)!r}")
             if new is not None:
-                roots[key] = Node(new, node.children if node is not None else _EMPTY)
+                if type(node) is _OwnedNode:  # made by this loop: its own to change
+                    node.line = new
+                else:
+                    roots[key] = _OwnedNode(new, node.children if node is not None else _EMPTY)
             elif node is not None:
                 if node.children:
                     raise ConfigConflict(f"{key!r} still has children; remove them first")
@@ -176,7 +181,24 @@ class OwnedConfig(ConfigTree):
         roots[path[0]] = Node(parent.line, _apply(parent.children, path[1:], new))
 
     def frozen(self) -> ConfigTree:
-        return ConfigTree(MappingProxyType(dict(self.roots)))
+        return ConfigTree(MappingProxyType({
+            key: Node(node.line, node.children) if type(node) is _OwnedNode else node
+            for key, node in self.roots.items()}))
+
+
+class _OwnedNode(Node):
+    """A top-level node an OwnedConfig made, which nobody else has seen: the next change of
+    its line changes it in place (a commit per hostname costs no new node). `frozen` hands
+    out plain Nodes in their place. Equal to a Node of the same line and children, as the
+    Node it stands for would be."""
+
+    __slots__ = ()
+    __hash__ = Node.__hash__  # none: a Node is mutable, so unhashable
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Node):
+            return NotImplemented
+        return self.line == other.line and self.children == other.children
 
 
 def diff(before: ConfigTree, after: ConfigTree) -> list[Change]:

@@ -121,10 +121,11 @@ def seal_encoded(pending: Sequence[PendingEvent], first_seq: int,
 
 def seal_one(p: PendingEvent, seq: int, prev: bytes,
              sha256: Callable[[bytes], Any] = hashlib.sha256) -> tuple[Recorded, bytes]:
-    """One event numbered `seq` and chained after `prev`: its record and its encoded core.
-    The append hot path (issue 12's group commit): one call per event, `chain_hash`
-    inlined, the record made as `Recorded._make` makes it without its length check (11
-    fields here). `sha256`: which implementation of SHA-256 hashes it (`COLD_SHA256`)."""
+    """One event numbered `seq` and chained after `prev`: its record and its encoded core,
+    `chain_hash` inlined, the record made as `Recorded._make` makes it without its length
+    check (11 fields here). `sha256`: which implementation of SHA-256 hashes it
+    (`COLD_SHA256`). The file log's one-event append makes the same record and its frame
+    in one pass (`events.filelog.sealed_frame`, issue 12's group commit)."""
     ev = p.event
     if type(ev) is StoredEvent:  # an imported event: its stored form, as it was
         typ, v, payload, cache = ev.name, ev.v, ev.payload, []

@@ -25,11 +25,12 @@ import pytest
 from hypothesis import given, settings
 
 from engine import snapshot
-from engine.config import Change, ConfigConflict, ConfigTree, OwnedConfig
+from engine.config import Change, ConfigConflict, ConfigTree, Node, OwnedConfig
 from engine.config import Path as ConfigPath
 from engine.device_folds import DEVICE_FOLDS
 from engine.machines.table import IllegalTransition
 from engine.state import MAX_COMMITS, CommitHistory, DeviceState, evolve, replay_rows
+from engine.trustpoints import touching
 from events import filelog
 from events.audit import AuditKeyCreated
 from events.clock import ClockSet
@@ -385,6 +386,43 @@ def test_the_owned_configuration_applies_changes_as_the_tree_does(
         owned.apply_wire(changes)
         assert list(owned.walk()) == list(tree.walk())
     assert owned.frozen() == tree and type(owned.frozen()) is ConfigTree
+
+
+_TOPS = ("hostname", "crypto ca trustpoint a", "crypto ca trustpoint ", "crypto ca trustpoin",
+         "x\ncrypto ca trustpoint b", "description crypto ca trustpoint c", "")
+
+
+@settings(max_examples=300)
+@given(st.lists(st.lists(st.tuples(st.tuples(st.sampled_from(_TOPS)), st.none(),
+                                   st.just("l")), max_size=4), max_size=12))
+def test_a_run_of_commits_is_screened_for_trustpoint_changes_without_missing_one(
+        commits: list[list[tuple[ConfigPath, str | None, str | None]]]) -> None:
+    """The commits of a run whose folds replay runs (`touching`: any change of a line that
+    starts with `crypto ca trustpoint `, in any place of a commit) are exactly those the
+    change-by-change test finds, whatever else the lines hold."""
+    expected = [i for i, changes in enumerate(commits)
+                if any(path[0].startswith("crypto ca trustpoint ") for path, _, _ in changes)]
+    assert touching(commits) == expected
+
+
+def test_the_owned_configuration_changes_no_node_of_the_tree_it_started_from() -> None:
+    """Replay's configuration sets a line it set before in place (its own node): the nodes
+    of the state it started from (a snapshot's, shared with whoever holds that state) keep
+    their lines, and the configuration it hands out holds plain Nodes only."""
+    start = ConfigTree().apply_all([Change(("hostname",), None, "hostname a"),
+                                    Change(("domain name",), None, "domain name x")])
+    before = list(start.walk())
+    owned = OwnedConfig.of(start)
+    owned.apply_wire([(("hostname",), "hostname a", "hostname b")])
+    owned.apply_wire([(("hostname",), "hostname b", "hostname c"),
+                      (("domain name",), "domain name x", None),
+                      (("domain name",), None, "domain name y")])
+    owned.apply_wire([(("domain name",), "domain name y", "domain name z")])
+    assert list(start.walk()) == before and start.line(("hostname",)) == "hostname a"
+    frozen = owned.frozen()
+    assert [(p, n.line) for p, n in frozen.walk()] == [(("hostname",), "hostname c"),
+                                                       (("domain name",), "domain name z")]
+    assert {type(n) for _, n in frozen.walk()} == {Node}
 
 
 def test_a_run_of_commits_cancels_a_renewal_left_retrying_as_the_live_folds_do() -> None:
