@@ -43,8 +43,8 @@ def load_certificate(der: bytes, what: str = "certificate") -> x509.Certificate:
         _ = cert.subject.rdns, cert.issuer.rdns, list(cert.extensions)
         key = cert.public_key()
         _ = cert.not_valid_before_utc, cert.not_valid_after_utc, cert.serial_number
-    except (ValueError, TypeError, UnsupportedAlgorithm, x509.DuplicateExtension,
-            x509.UnsupportedGeneralNameType) as e:
+    except (ValueError, TypeError, UnsupportedAlgorithm, x509.InvalidVersion,
+            x509.DuplicateExtension, x509.UnsupportedGeneralNameType) as e:
         raise bad(f"The {what} is not a valid X.509 certificate ({_reason(e)}).") from e
     if not isinstance(key, rsa.RSAPublicKey | ec.EllipticCurvePublicKey):
         raise bad(f"The {what} has a {type(key).__name__.removesuffix('PublicKey')} key; "

@@ -38,3 +38,17 @@ def test_a_flipped_byte(which: int, at: int, mask: int) -> None:
 def test_a_cut(which: int, at: int) -> None:
     data = SAMPLES[which]
     _check(data[: at % len(data)])
+
+
+def test_a_certificate_version_out_of_range_is_refused() -> None:
+    """Found by the flipped-byte search: byte 44 of the PEM sample turns the first
+    certificate's version into 10, which cryptography refuses with InvalidVersion (not a
+    ValueError): a refusal with a cause, not a traceback."""
+    data = bytearray(SAMPLES[2])
+    data[44] ^= 2
+    try:
+        parse_bundle(bytes(data), [_ROOT[0]], NOW)
+    except BundleRefused as e:
+        assert "not a valid X.509 certificate" in e.cause
+    else:
+        raise AssertionError("a certificate with version 10 was accepted")
