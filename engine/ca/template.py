@@ -120,8 +120,11 @@ class CertificateTemplate:
         spki = public_key.public_bytes(serialization.Encoding.DER,
                                        serialization.PublicFormat.SubjectPublicKeyInfo)
         subject = name_from_der(request.subject)
+        not_after = min(not_after, self._ca_not_after)
+        if not_after < not_before:  # a CA past its end: refused as the builder refuses it
+            raise ValueError("The not valid after date must be after the not valid before date.")
         not_before = not_before.astimezone(UTC).replace(microsecond=0)
-        not_after = min(not_after, self._ca_not_after).astimezone(UTC).replace(microsecond=0)
+        not_after = not_after.astimezone(UTC).replace(microsecond=0)
         extensions = [self._basic_constraints,
                       self._key_usage[isinstance(public_key, rsa.RSAPublicKey)], self._eku,
                       _extension(ExtensionOID.SUBJECT_KEY_IDENTIFIER,

@@ -107,6 +107,23 @@ def test_a_request_the_profile_refuses_is_refused_alike() -> None:
     assert str(template.value) == str(builder.value)
 
 
+@pytest.mark.parametrize("after_end", [timedelta(seconds=1), timedelta(days=3)])
+def test_a_request_after_the_cas_end_is_refused_alike(after_end: timedelta) -> None:
+    """Found by review: the validity is clipped to the CA certificate's end, and a CA past
+    its end must refuse (the builder does) rather than issue a certificate whose notAfter
+    comes before its notBefore."""
+    assert TEMPLATE is not None
+    request = profile.EndEntityRequest(_name("late", asn1_core.UTF8String), spki(rsa_key(32)),
+                                       b"")
+    start = CA_CERT.not_valid_after_utc + after_end
+    with pytest.raises(ValueError) as builder:
+        profile.end_entity_certificate(CA_KEY, CA_CERT, request, 6, start,
+                                       start + timedelta(days=30), None)
+    with pytest.raises(ValueError) as template:
+        TEMPLATE.issue(request, 6, start, start + timedelta(days=30), None)
+    assert str(template.value) == str(builder.value)
+
+
 def test_a_ca_key_that_is_not_rsa_is_left_to_the_builder() -> None:
     key = ec_key(34)
     cert = profile.ca_certificate(key, x509.Name.from_rfc4514_string("CN=EC CA"), 9,
