@@ -264,12 +264,16 @@ def show_mypubkey(ctx: Ctx) -> Outcome:
 
     algorithm = KeyAlgorithm(ctx.args["algorithm"])
     label: str | None = ctx.args.get("label")
+    ring = ctx.state.keys
+    # The reference's "Import Public Key to the Router" checks an import with this command:
+    # imported public keys of the algorithm follow the device's own pairs.
     if label is None:
-        return Outcome(output=KeyPairsView(ctx.state.keys.all_pairs(algorithm)))
-    pairs = ctx.state.keys.pairs_of(algorithm, label)
-    if not pairs:
+        return Outcome(output=KeyPairsView(ring.all_pairs(algorithm),
+                                           ring.all_imported(algorithm)))
+    pairs, imported = ring.pairs_of(algorithm, label), ring.imported_of(algorithm, label)
+    if not pairs and not imported:
         raise OperatorError(Reason.NOT_FOUND, f"No {algorithm.shown} key pair named '{label}'.")
-    return Outcome(output=KeyPairsView(pairs))
+    return Outcome(output=KeyPairsView(pairs, imported))
 
 
 @G.action("show crypto key authentication rsa [<label>]",
