@@ -110,12 +110,13 @@ def run_interactive(engine: Engine, history_file: Path | None) -> int:
     # Questions get their own session: arguments given to PromptSession.prompt() stick to
     # the session, and the command line must keep its completer and never turn to `***`.
     questions: PromptSession[str] = PromptSession()
+    write = _writer(sys.stdout)
 
     class TerminalPrompter:
         def ask(self, prompt: str, secret: bool) -> str | None:
             try:
                 if secret:  # as on the router: nothing at all is echoed, not even `*`
-                    return _read_secret(prompt, engine.ports.write)
+                    return _read_secret(prompt, write)
                 return questions.prompt(prompt)
             except EOFError:
                 return None
@@ -123,7 +124,7 @@ def run_interactive(engine: Engine, history_file: Path | None) -> int:
                 raise OperatorError(Reason.CANCELLED, "Aborted.") from None
 
     engine.ports.prompter = TerminalPrompter()
-    engine.ports.write = _writer(sys.stdout)
+    engine.ports.write = write
 
     def width() -> int:  # asked per message: the terminal may have been resized
         return session.output.get_size().columns
