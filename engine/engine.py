@@ -757,7 +757,7 @@ class Engine:
             self._snapshot()  # never inside group_commit(): it would cover unsynced events
 
     def _snapshot(self) -> None:
-        """Save a snapshot; it is a cache, so failing to write one is logged, never raised
+        """Save a snapshot; it is a cache, so failing to write one is said, never raised
         (the command that triggered it is already durable). The one place that decides a
         snapshot was written: what must follow a written snapshot goes after `save`."""
         assert self.data_dir is not None and self.log is not None
@@ -766,9 +766,9 @@ class Engine:
             snapshot.save(self.data_dir / "snapshots", self.state, self.log.head,
                           self.log.position)
             self.log.mark_head()  # its step writes the audit trail too
-        except OSError as e:
-            logger.warning("snapshot not written; the log holds every event", error=str(e),
-                           seq=self.state.seq)
+        except OSError as e:  # said as the engine's other messages are (%AUDIT-3-...)
+            self.ports.say(f"%SNAPSHOT-4-NOT_WRITTEN: no snapshot written at event "
+                           f"{self.state.seq} ({e}); the event log holds every event\n")
         except snapshot.SnapshotUnencodable as e:
             logger.error("snapshot not written: a bug", error=str(e), seq=self.state.seq)
 
