@@ -33,16 +33,19 @@ last 0) and the trailer.
 Reading (`read_export`) checks everything before anything is written: the magic, the header,
 each record's seq (F, F+1, ... without a gap), its hash over its core chained from `prev`,
 that its core decodes and re-encodes to the same bytes, that its time is a time, that the
-last hash is `head`, that a device's whole history folds (the chain proves the stream intact,
-not that trustledger wrote it: anyone can re-hash a record they altered), the
-trailer's digest, that each blob hashes to its name and is named by one of the stream's
-events (once), and that nothing follows them. Any byte changed, a cut tail, a gap, or input
-that is not an export is refused (`ExportRefused`) and nothing is written.
+last hash is `head`, that a whole history (F = 1) folds from an empty log by its kind's fold
+table (a device's, a CA's; the chain proves the stream intact, not that trustledger wrote
+it: anyone can re-hash a record they altered), the trailer's digest, that each blob hashes
+to its name and is named by one of the stream's events (once), and that nothing follows
+them. Any byte changed, a cut tail, a gap, or input that is not an export is refused
+(`ExportRefused`) and nothing is written.
 
 Importing (`import_into`): the export fixes the chain hash at every seq from F - 1 to L. A
 log whose head is one of them (an empty log: seq 0 from a stream of F = 1; a log at F - 1
 whose head hash is `prev`; a log an interrupted import left part-way) gets the records after
-its head, appended with their stored form (`events.store.StoredEvent`: the same cores, so
+its head, folded first on top of the state the log's own events fold to (as opening it
+will fold them; refused naming the first that does not fold, before anything is written),
+then appended with their stored form (`events.store.StoredEvent`: the same cores, so
 the same hashes; checked after the append). A log already holding all of it (its hash at L
 is `head`) gets nothing: importing the same export twice is a no-op, said as such. Any other
 log (a different history, or one the stream does not reach) is refused: a foreign stream.
@@ -59,13 +62,14 @@ import hashlib
 import json
 import re
 import struct
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, BinaryIO, NamedTuple, Protocol
 
 import msgpack
 
 from engine.errors import OperatorError, Reason
+from engine.folds import FoldTable, UnfoldedEvent
 from events.codec import encode_core
 from events.store import GENESIS, PendingEvent, Recorded, StoredEvent, chain_hash
 
@@ -128,6 +132,7 @@ class Export:
     head: bytes
     records: list[tuple[list[Any], bytes, bytes]]
     blobs: dict[str, bytes]  # hex SHA-256 -> bytes
+    folded: bool = False  # read_export folded every record from an empty log
 
     def hash_at(self, seq: int) -> bytes:
         """The chain hash after `seq` (first - 1 <= seq <= last)."""
@@ -233,11 +238,12 @@ def read_export(data: bytes) -> Export:
     if (records[-1][2] if records else bytes.fromhex(header["prev"])) != bytes.fromhex(
             header["head"]):
         raise _refused("its last record is not the head its header names")
-    if header["kind"] == "device" and header["first"] == 1:
-        _check_folds(records)
+    from_empty = header["first"] == 1  # the whole history: it must fold from an empty log
+    if from_empty:
+        _check_folds(header["kind"], (), records, "an empty log")
     return Export(header["log"], header["kind"], header["first"], header["last"],
                   bytes.fromhex(header["prev"]), bytes.fromhex(header["head"]), records,
-                  blobs)
+                  blobs, from_empty)
 
 
 def _blob_records(data: bytes, at: int, end: int, named: set[str]) -> dict[str, bytes]:
@@ -311,12 +317,72 @@ def _records(data: bytes, where: list[int], end: int,
     where[0] = at
 
 
-def _check_folds(records: list[tuple[list[Any], bytes, bytes]]) -> None:
-    """A device's whole history must fold, as opening the device will fold it: the chain
+def _check_folds(kind: str, base: Iterable[Sequence[Any]],
+                 records: list[tuple[list[Any], bytes, bytes]], where: str) -> None:
+    """`records` must fold on top of `base` (the rows of the log they continue, folded to
+    the state the target will open with), as opening the target will fold them: the chain
     proves the stream intact, not that its writer was trustledger (anyone can re-hash a
-    record they altered). Refused naming the first event that does not fold; the fast
-    replay first, and, only when it fails, event by event to find which."""
-    from engine.state import DeviceState, evolve, replay_rows
+    record they altered). A device's log by the device's fold table (the fast replay first,
+    and, only when it fails, event by event to find which), a CA's by the CA's; a witness
+    log folds nothing. Refused naming the first event that does not fold."""
+    if kind == "device":
+        from engine.state import DeviceState, device_folds, evolve, replay_rows
+
+        state = _target_state(where, lambda: replay_rows(DeviceState(), base))
+        rows = _rows(records)
+        try:
+            replay_rows(state, rows)
+        except Exception:  # a forged event can make a fold raise anything
+            _fold_each(device_folds(), evolve, state, rows)
+            raise  # (the event-by-event folds took what the replay did not: a bug, not input)
+    elif kind == "ca":
+        from engine.ca.state import CA_FOLDS, CAState
+        from engine.ca.state import evolve as ca_evolve
+
+        state = _target_state(where, lambda: _fold_plain(CA_FOLDS, ca_evolve, CAState(), base))
+        _fold_each(CA_FOLDS, ca_evolve, state, _rows(records))
+
+
+def _target_state(where: str, fold: Callable[[], Any]) -> Any:
+    """The state the target's own log folds to; refused if it does not fold."""
+    try:
+        return fold()
+    except Exception as e:  # the target cannot open either: say so, write nothing
+        why = e.text.rstrip(".") if isinstance(e, OperatorError) else \
+            f"{type(e).__name__}: {str(e)[:120]}"
+        raise _refused(f"{where} itself does not fold in this build: {why}") from None
+
+
+def _fold_plain(table: FoldTable[Any], evolve: Callable[[Any, Any, int, int], Any],
+                state: Any, rows: Iterable[Sequence[Any]]) -> Any:
+    """`rows` folded into `state` by `table`, as opening folds them."""
+    for row in rows:
+        table.require(row[2], row[0])
+        state = evolve(state, row[7], row[4], row[0])
+    return state
+
+
+def _fold_each(table: FoldTable[Any], evolve: Callable[[Any, Any, int, int], Any], state: Any,
+               rows: Iterable[Sequence[Any]]) -> Any:
+    """`rows` folded one by one into `state` by `table`; refused naming the first that does
+    not fold (a type `table` does not know: as opening says it)."""
+    for row in rows:
+        seq, type_ = row[0], row[2]
+        try:
+            table.require(type_, seq)
+            state = evolve(state, row[7], row[4], seq)
+        except UnfoldedEvent:
+            raise _refused(f"the stream holds an event of type {type_} at seq {seq}, which "
+                           "this build does not fold (was it written by a newer "
+                           "trustledger?)") from None
+        except Exception as e:  # a forged event can make a fold raise anything
+            raise _unfoldable(seq, type_, e) from None
+    return state
+
+
+def _rows(records: list[tuple[list[Any], bytes, bytes]]) -> list[tuple[Any, ...]]:
+    """The records as typed rows `[seq, stream, type, v, at, actor, correlation, event,
+    hash]`; a type this build does not know keeps its payload (no table folds it)."""
     from events.registry import UnknownEventType, event_from
 
     rows = []
@@ -325,20 +391,20 @@ def _check_folds(records: list[tuple[list[Any], bytes, bytes]]) -> None:
         try:
             ev = event_from(type_, v, dict(payload))
         except UnknownEventType:
-            ev = payload  # the replay refuses it by name (UnfoldedEvent)
+            ev = payload  # `_fold_each` refuses it by name
         except (TypeError, ValueError, AttributeError) as e:
             raise _unfoldable(seq, type_, e) from None
         rows.append((seq, stream, type_, v, at, actor, correlation, ev, h))
-    try:
-        replay_rows(DeviceState(), rows)
-    except Exception:  # a forged event can make a fold raise anything
-        state = DeviceState()
-        for row in rows:
-            try:
-                state = evolve(state, row[7], row[4], row[0])
-            except Exception as e:  # the same: named, not raised
-                raise _unfoldable(row[0], row[2], e) from None
-        raise  # (the event-by-event folds took what the replay did not: a bug, not input)
+    return rows
+
+
+def _target_rows(log: _Log, head: int) -> Iterator[tuple[Any, ...]]:
+    """The typed rows of `log` up to seq `head` (what it folds to before an import)."""
+    for rec in log.read(1):
+        if rec.seq > head:
+            return
+        yield (rec.seq, rec.stream, rec.type, rec.v, rec.at, rec.actor, rec.correlation,
+               rec.event, rec.hash)
 
 
 def _unfoldable(seq: int, type_: str, e: Exception) -> ExportRefused:
@@ -364,8 +430,10 @@ def import_into(log: _Log, export: Export, where: str, blobs: _Blobs | None = No
         if export.last == 0 or (held is not None and held.hash == export.head):
             return Imported(seq + 1, 0, _store_blobs(blobs, export))
     elif export.first - 1 <= seq and export.hash_at(seq) == head:
-        stored = _store_blobs(blobs, export)
         todo = export.records[seq + 1 - export.first:]
+        if todo and not (seq == 0 and export.folded):  # on top of what the target holds
+            _check_folds(export.kind, _target_rows(log, seq), todo, where)
+        stored = _store_blobs(blobs, export)
         _append(log, todo, export)
         return Imported(seq + 1, len(todo), stored)
     raise ExportRefused(Reason.NOT_ALLOWED, (

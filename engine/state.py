@@ -319,6 +319,7 @@ def _fold_runs(seq: int, owned: DeviceState, runs: Iterable[Run]) -> tuple[int, 
     table = device_folds()
     folds, run_folds = table.by_name, table.runs
     for name, rows in runs:
+        row: Sequence[Any] | None = None  # the row folding (row by row): an error names it
         try:
             if name in run_folds:
                 owned = run_folds[name](owned, rows)
@@ -333,24 +334,29 @@ def _fold_runs(seq: int, owned: DeviceState, runs: Iterable[Run]) -> tuple[int, 
         except TrustledgerError:
             raise
         except Exception as e:  # an event this build never wrote (a forged frame or row)
-            raise UnfoldableLog(rows, e) from e
+            raise UnfoldableLog(rows if row is None else (row,), e) from e
         seq = rows[-1][0]
     return seq, owned
 
 
 class UnfoldableLog(UnfoldedEvent):
-    """A stored event its fold cannot take: a record no trustledger wrote, chained and
-    checksummed anew by whoever altered it (the chain proves the bytes, not the writer).
-    An UnfoldedEvent, so that every reader refusing those (the CLI, the fleet's quarantine)
-    refuses this one too; `seq`, `type_name`: the first row of the run that failed."""
+    """A stored event its fold cannot take. Either the record is not what its writer wrote
+    (altered, then chained and checksummed anew: the chain proves the bytes, not the writer;
+    or written by another build), or this build's fold has a bug: the refusal blames
+    neither. An UnfoldedEvent, so that every reader refusing those (the CLI, the fleet's
+    quarantine) refuses this one too; `seq`, `type_name`: the first row of the run that
+    failed."""
 
     def __init__(self, rows: Sequence[Sequence[Any]], e: Exception) -> None:
         first, last = rows[0][0], rows[-1][0]
-        where = f"seq {first}" if first == last else f"seq {first}-{last}"
+        what = (f"event {rows[0][2]} at seq {first} does" if first == last
+                else f"{rows[0][2]} events at seq {first}-{last} do")
         OperatorError.__init__(self, Reason.BAD_DATA,
-                               f"The device log cannot be folded at {where} "
-                               f"({type(e).__name__}: {str(e)[:120]}): it holds an event "
-                               "trustledger did not write. Refusing to open.")
+                               f"The device log's {what} not fold in this build "
+                               f"({type(e).__name__}: {str(e)[:120]}): "
+                               "the log holds an event this build cannot apply (altered, or "
+                               "written by another build), or this build has a bug. Refusing "
+                               "to open; 'trustledger log verify' checks the log's chain.")
         self.type_name, self.seq = rows[0][2], first
 
 
