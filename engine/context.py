@@ -23,6 +23,7 @@ class Ctx:
     user: str
     match: Match
     grammar: Grammar
+    line: str = ""  # the line as the operator typed it (for `% Ambiguous command: "..."`)
 
     @property
     def args(self) -> dict[str, Any]:

@@ -29,12 +29,20 @@ from engine.config import Change, ConfigConflict
 from engine.context import Ctx
 from engine.devicelog import DeviceLog, LogConflict, StoreLost
 from engine.effects import Outcome
-from engine.errors import OperatorError, Reason, TrustledgerError
+from engine.errors import OperatorError, Reason, TrustledgerError, ambiguous
 from engine.grammar import GRAMMAR, Mode, hide_userinfo
 from engine.keys import KeyAlgorithm
 from engine.keytidy import KEYSTORE_DIR, ORPHANED_DIR, tidy_keystore
 from engine.logsetup import get_logger
-from engine.parser import Choice, Match, choices, parse, render_choices
+from engine.parser import (
+    Choice,
+    Match,
+    choices,
+    complete_word,
+    help_ambiguous,
+    parse,
+    render_choices,
+)
 from engine.ports import Clock, EngineClock, FakeClock, PinnedClock, Prompter, SystemClock
 from engine.revocation.store import CRL_DIR, CrlBlobs, FileCrlBlobs, MemoryCrlBlobs, crl_blobs_of
 from engine.runtime import Ports, drive, perform, queue, require_utf8, run
@@ -91,6 +99,10 @@ class Result:
     def ok(self) -> bool:
         return self.error is None
 
+
+
+_NOT_BY_DO = ("configure", "exit")
+"""Exec commands `do` refuses from a configuration mode (`do ?` does not list them)."""
 
 
 class Engine:
@@ -326,7 +338,11 @@ class Engine:
 
     def help(self, text: str) -> str:
         """What `?` shows after `text` in the current mode (after `do `, in exec mode)."""
-        return render_choices(self._choices(text))
+        found = self._choices(text)
+        if not found and pipe.split(text) is None and help_ambiguous(self.grammar,
+                                                                     *self._help_context(text)):
+            return str(ambiguous(text))
+        return render_choices(found)
 
     def complete(self, text: str) -> str | None:
         """Tab: the word a unique partial last word completes to (with a trailing space)."""
@@ -350,6 +366,9 @@ class Engine:
             return pipe.help_after(text, piped[1])
         mode, rest = self._help_context(text)
         found = choices(self.grammar, mode, rest)
+        complete_words = rest.split() if rest[-1:].isspace() else rest.split()[:-1]
+        if mode is not self.session.mode and not complete_words:  # `do ?`: what `do` runs
+            found = [c for c in found if c.word not in _NOT_BY_DO]
         if pipe.is_show(text) and any(c.word == "<cr>" for c in found):
             found.append(pipe.PIPE_CHOICE)
         partial = bool(rest.strip()) and not rest[-1:].isspace()
@@ -376,7 +395,8 @@ class Engine:
         words = text.split(maxsplit=1)
         if self.session.mode is Mode.EXEC:
             return self.session.mode, text
-        if len(words) == 2 and "do".startswith(words[0].lower()):
+        if len(words) == 2 and (words[0].lower() == "do" or complete_word(  # not `d`: domain
+                self.grammar, self.session.mode, words[0]) == "do "):
             return Mode.EXEC, words[1] if not text[-1:].isspace() else words[1] + " "
         if len(words) == 1 and words[0].lower() == "do" and text[-1:].isspace():
             return Mode.EXEC, ""  # `do ?` lists what exec mode takes, as `do show ?` does
@@ -403,7 +423,8 @@ class Engine:
             self._edit_config(match)
             return []
         now = self.ports.clock.now_us()
-        ctx = Ctx(self.state, self.session, now, self.session.user, match, self.grammar)
+        ctx = Ctx(self.state, self.session, now, self.session.user, match, self.grammar,
+                  self._line)
         outcome = run(cmd.handler(ctx), self.ports)
         if "do" in outcome.extra:
             return self._do(outcome.extra["do"])
@@ -453,6 +474,9 @@ class Engine:
             return []
         if match.command.name.startswith("configure"):
             raise OperatorError(Reason.NOT_ALLOWED, "Already in configuration mode.")
+        if match.command.name == "exit":  # it would end nothing: the frontends end sessions
+            raise OperatorError(Reason.NOT_ALLOWED, "'exit' is not run with 'do': type 'exit' "
+                                                    "or 'end' to leave configuration mode.")
         saved = list(self.session.modes)
         self.session.modes = [(Mode.EXEC, ())]
         try:
@@ -733,7 +757,7 @@ class Engine:
             self._snapshot()  # never inside group_commit(): it would cover unsynced events
 
     def _snapshot(self) -> None:
-        """Save a snapshot; it is a cache, so failing to write one is logged, never raised
+        """Save a snapshot; it is a cache, so failing to write one is said, never raised
         (the command that triggered it is already durable). The one place that decides a
         snapshot was written: what must follow a written snapshot goes after `save`."""
         assert self.data_dir is not None and self.log is not None
@@ -742,9 +766,9 @@ class Engine:
             snapshot.save(self.data_dir / "snapshots", self.state, self.log.head,
                           self.log.position)
             self.log.mark_head()  # its step writes the audit trail too
-        except OSError as e:
-            logger.warning("snapshot not written; the log holds every event", error=str(e),
-                           seq=self.state.seq)
+        except OSError as e:  # said as the engine's other messages are (%AUDIT-3-...)
+            self.ports.say(f"%SNAPSHOT-4-NOT_WRITTEN: no snapshot written at event "
+                           f"{self.state.seq} ({e}); the event log holds every event\n")
         except snapshot.SnapshotUnencodable as e:
             logger.error("snapshot not written: a bug", error=str(e), seq=self.state.seq)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import sys
 import threading
+import unicodedata
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
@@ -109,14 +110,13 @@ def run_interactive(engine: Engine, history_file: Path | None) -> int:
     # Questions get their own session: arguments given to PromptSession.prompt() stick to
     # the session, and the command line must keep its completer and never turn to `***`.
     questions: PromptSession[str] = PromptSession()
+    write = _writer(sys.stdout)
 
     class TerminalPrompter:
         def ask(self, prompt: str, secret: bool) -> str | None:
             try:
                 if secret:  # as on the router: nothing at all is echoed, not even `*`
-                    from getpass import getpass  # the terminal shell only
-
-                    return getpass(prompt)
+                    return _read_secret(prompt, write)
                 return questions.prompt(prompt)
             except EOFError:
                 return None
@@ -124,7 +124,7 @@ def run_interactive(engine: Engine, history_file: Path | None) -> int:
                 raise OperatorError(Reason.CANCELLED, "Aborted.") from None
 
     engine.ports.prompter = TerminalPrompter()
-    engine.ports.write = _writer(sys.stdout)
+    engine.ports.write = write
 
     def width() -> int:  # asked per message: the terminal may have been resized
         return session.output.get_size().columns
@@ -156,6 +156,27 @@ def run_interactive(engine: Engine, history_file: Path | None) -> int:
         finally:
             stop.set()
             ticker.join()
+
+
+def _read_secret(prompt: str, write: Callable[[str], None]) -> str:
+    """A secret typed at the terminal, echoing nothing. Ctrl-C leaves the cursor after the
+    prompt (getpass ends the line only when Enter is typed): end the line, so the `% Aborted.`
+    that follows starts one."""
+    from getpass import getpass  # the terminal shell only
+
+    try:
+        return secret_text(getpass(prompt))
+    except KeyboardInterrupt:
+        write("\n")
+        raise
+
+
+def secret_text(typed: str) -> str:
+    """What a secret prompt keeps of a typed line: no control characters. The terminal's line
+    discipline has already applied the editing keys (erase, kill, word-erase); the others it
+    passes through (Ctrl-L, Ctrl-A, Tab...) IOS ignores at a password prompt, so they never
+    become part of a challenge password the operator cannot see."""
+    return "".join(ch for ch in typed if unicodedata.category(ch) != "Cc")
 
 
 def _key_bindings(engine: Engine) -> KeyBindings:

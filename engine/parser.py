@@ -142,14 +142,29 @@ def section_words(grammar: Grammar, text: str) -> tuple[str, ...] | None:
     """The words of `text`, the start of a configuration line, with each keyword in full
     (`cry ca trustpoi myca` -> crypto ca trustpoint myca), as `show running-config SECTION`
     names a section; None if a word is ambiguous or no configuration line starts so."""
+    cands, _ = _section_walk(grammar, text)
+    spelled = {tuple(c.words) for c in cands}
+    return spelled.pop() if len(spelled) == 1 else None
+
+
+def section_ambiguous(grammar: Grammar, text: str) -> bool:
+    """Whether a word of `text`, a section as `section_words` reads it, abbreviates two
+    keywords (`cry ca trustp`: trustpoint or trustpool)."""
+    return _section_walk(grammar, text)[1]
+
+
+def _section_walk(grammar: Grammar, text: str) -> tuple[list[_Cand], bool]:
+    """The configuration lines `text` may start, and whether a word was ambiguous (then
+    none)."""
     cands = [_Cand(c, v, 0, {}, []) for c in grammar.in_mode(Mode.CONFIG) if c.key
              for v in c.variants]
     for m in _WORD.finditer(text):
         cands, kws = _advance([c for c in cands if not c.done], m.group(), m.start(), text)
-        if len(kws) > 1 or not cands:
-            return None
-    spelled = {tuple(c.words) for c in cands}
-    return spelled.pop() if len(spelled) == 1 else None
+        if len(kws) > 1:
+            return [], True
+        if not cands:
+            break
+    return cands, False
 
 
 def _screen(c: _Cand, line: str) -> None:
@@ -176,16 +191,34 @@ class Choice:
     source: str = ""  # an argument whose values the engine can list (trustpoint names, ...)
 
 
+def _help_walk(grammar: Grammar, mode: Mode, text: str) -> tuple[list[_Cand], bool]:
+    """The commands still possible after the complete words of `text`, and whether one of
+    those words was ambiguous (then none)."""
+    words = list(_WORD.finditer(text))
+    upto = words[:-1] if words and not text[-1:].isspace() else words
+    cands = _start(grammar, mode)
+    for m in upto:
+        cands, kws = _advance([c for c in cands if not c.done], m.group(), m.start(), text)
+        if len(kws) > 1:
+            return [], True
+        if not cands:
+            break
+    return cands, False
+
+
+def help_ambiguous(grammar: Grammar, mode: Mode, text: str) -> bool:
+    """Whether a complete word of `text` abbreviates two keywords: `?` then says `% Ambiguous
+    command: "..."`, as IOS does, not `% Unrecognized command`."""
+    return _help_walk(grammar, mode, text)[1]
+
+
 def choices(grammar: Grammar, mode: Mode, text: str) -> list[Choice]:
     """What `?` lists after `text`: completions of a partial last word, or the next tokens."""
     words = list(_WORD.finditer(text))
     partial = bool(words) and not text[-1:].isspace()
-    cands = _start(grammar, mode)
-    upto = words[:-1] if partial else words
-    for m in upto:
-        cands, kws = _advance([c for c in cands if not c.done], m.group(), m.start(), text)
-        if len(kws) > 1 or not cands:
-            return []
+    cands, _ = _help_walk(grammar, mode, text)
+    if not cands:
+        return []
     seen: dict[str, Choice] = {}
     commands: dict[str, set[str]] = {}  # keyword -> the commands it leads to
     want = words[-1].group().lower() if partial else ""

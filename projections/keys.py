@@ -23,6 +23,11 @@ Types shown:
 - Ed25519: `ED25519 General purpose`, `Size :256`;
 - imported keys: `RSA public key authentication` (usage keys: `... (Signature)` / `(Encryption)`)
   with an `Imported` time instead of `Created`.
+
+`show crypto key mypubkey rsa` lists the imported keys too (the reference's "Import Public Key
+to the Router" checks an import with it), after the device's own pairs, in the same layout:
+their Type says what they are, `RSA Imported public key, no private key` (usage keys:
+`RSA Imported public key (Signature), no private key` / `(Encryption)`).
 """
 
 from __future__ import annotations
@@ -64,16 +69,23 @@ def render_key_pair(pair: KeyPair) -> list[str]:
     return _entry(pair.label, _pair_type(pair), size, "Created", pair.created, pair.public_key)
 
 
-def render_key_pairs(pairs: Iterable[KeyPair]) -> str:
-    """`show crypto key mypubkey <algorithm> [label]`: the entries, blank-line separated."""
+def render_key_pairs(pairs: Iterable[KeyPair], imported: Iterable[ImportedKey] = ()) -> str:
+    """`show crypto key mypubkey <algorithm> [label]`: the entries, blank-line separated; the
+    device's own pairs first, then the imported public keys."""
     blocks = ["\n".join(render_key_pair(p)) for p in pairs]
+    blocks += ["\n".join(_imported_entry(k, "Imported public key", ", no private key"))
+               for k in imported]
     return "\n\n".join(blocks) + "\n" if blocks else ""
 
 
-def render_imported_key(key: ImportedKey) -> list[str]:
-    type_ = f"{key.algorithm.shown} public key authentication" + _USAGE.get(key.usage, "")
+def _imported_entry(key: ImportedKey, kind: str, tail: str = "") -> list[str]:
+    type_ = f"{key.algorithm.shown} {kind}" + _USAGE.get(key.usage, "") + tail
     return _entry(key.label, type_, f"Size      :{key.size}", "Imported", key.imported,
                   key.public_key)
+
+
+def render_imported_key(key: ImportedKey) -> list[str]:
+    return _imported_entry(key, "public key authentication")
 
 
 def render_imported_keys(keys: Iterable[ImportedKey]) -> str:

@@ -45,7 +45,7 @@ _RENDERERS: dict[str, Callable[[Any], str]] = {
     "TrustpointsView": _later("trustpoints", "render_trustpoints",
                               lambda v: (v.state, list(v.names), v.now)),
     "CACertificateOffered": _later("trustpoints", "render_ca_offer", lambda v: (v.certificate,)),
-    "KeyPairsView": lambda v: render_key_pairs(v.pairs),
+    "KeyPairsView": lambda v: render_key_pairs(v.pairs, v.imported),
     "ImportedKeysView": lambda v: render_imported_keys(v.keys),
     "TargetConfigView": lambda v: render_target(v.grammar, v.changes),
     "RunningConfigView": lambda v: render_running(v.grammar, v.config, v.commits, v.section),

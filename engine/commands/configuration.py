@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from engine.config import Change, ConfigConflict
 from engine.destruction import confirm_removal, removal_events, removed_trustpoints
 from engine.effects import Ask, Effect, Outcome
-from engine.errors import OperatorError, Reason
+from engine.errors import OperatorError, Reason, ambiguous
 from engine.grammar import (
     CONFIG_MODES,
     GRAMMAR,
@@ -188,6 +188,11 @@ def show_configuration(ctx: Ctx) -> Outcome:
           help="Current operating configuration",
           args={"section": ArgSpec(LINE, "Configuration section (e.g. crypto ca trustpoint)")})
 def show_running(ctx: Ctx) -> Outcome:
+    from engine.parser import section_ambiguous
+
+    section = ctx.args.get("section")
+    if section and section_ambiguous(ctx.grammar, section):  # `cry ca trustp`: point or pool
+        raise ambiguous(ctx.line.strip())
     return Outcome(output=RunningConfigView(ctx.grammar, ctx.state.config, ctx.state.commits,
                                              ctx.args.get("section")))
 

@@ -52,9 +52,10 @@ class CACertificateOffered(View):
 
 @dataclass(frozen=True)
 class KeyPairsView(View):
-    """`show crypto key mypubkey`."""
+    """`show crypto key mypubkey`: the device's own pairs, then (rsa) the imported public keys."""
 
     pairs: Sequence[KeyPair]
+    imported: Sequence[ImportedKey] = ()
 
 
 @dataclass(frozen=True)

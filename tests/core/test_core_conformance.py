@@ -85,6 +85,40 @@ def test_do_question_mark_lists_the_exec_commands() -> None:
     assert e.help("do").splitlines()[0].split()[0] == "do"  # a partial word still completes
 
 
+def test_do_lists_and_runs_only_what_it_runs_usefully() -> None:
+    """`do ?` listed `exit` and `configure`: `do exit` did nothing at all and `do configure`
+    is refused. Neither is listed now, and `do exit` says why it does not run."""
+    e = Engine.in_memory()
+    _run(e, "configure")
+    words = [line.split()[0] for line in e.help("do ").splitlines()]
+    assert "exit" not in words and "configure" not in words and "show" in words
+    assert e.help("do ex") == "% Unrecognized command"
+    r = e.execute("do exit")
+    assert not r.ok and r.output == ("% 'exit' is not run with 'do': type 'exit' or 'end' to "
+                                     "leave configuration mode.\n")
+    assert e.session.mode is Mode.CONFIG
+    assert e.execute("do show running-config hostname").ok  # `do show ...` as before
+    assert "running-config" in e.help("do show ")
+
+
+def test_an_ambiguous_word_is_called_ambiguous_by_help_and_by_show_running() -> None:
+    """In `(config)`, `d` is `do` or `domain`: `d name ?` and `d ?` said `% Unrecognized
+    command` (`d name ?` was read as `do name ?`) while `d name example.org` said ambiguous;
+    `sh run cry ca trustp` (trustpoint or trustpool) said `% No such configuration item(s)`."""
+    e = Engine.in_memory()
+    _run(e, "configure")
+    assert e.help("d name ") == '% Ambiguous command: "d name "'
+    assert e.help("d ") == '% Ambiguous command: "d "'
+    assert e.execute("d name example.org").output == ('% Ambiguous command: "d name '
+                                                      'example.org"\n')
+    assert [ln.split()[0] for ln in e.help("d").splitlines()] == ["do", "domain"]
+    assert "name" in e.help("dom ")
+    assert e.help("nosuch ") == "% Unrecognized command"  # not ambiguous: unknown
+    _run(e, "end")
+    r = e.execute("sh run cry ca trustp")
+    assert not r.ok and r.output == '% Ambiguous command: "sh run cry ca trustp"\n'
+
+
 def test_rsakeypair_names_only_a_key_crypto_key_generate_can_make() -> None:
     """`rsakeypair bad/label` was accepted, though `crypto key generate rsa bad/label` is
     refused: the trustpoint could never get its key. Refused now, caret under the label."""
@@ -145,8 +179,8 @@ def test_usage_keys_typed_as_two_words_generates_two_pairs_under_the_default_lab
 
 def test_show_running_config_takes_a_section_abbreviated() -> None:
     """`show run cry ca trustpoi myca` names the section as `show run crypto ca trustpoint
-    myca` does (it said "% No such configuration item(s)"); an ambiguous word still finds
-    nothing, and `do`, an exec escape, is no section."""
+    myca` does (it said "% No such configuration item(s)"); an ambiguous word is ambiguous,
+    and `do`, an exec escape, is no section."""
     e = Engine.in_memory()
     _run(e, "configure", "hostname r1", "domain name ex.com", "crypto ca trustpoint myca",
          "enrollment terminal", "commit", "end")
@@ -155,7 +189,8 @@ def test_show_running_config_takes_a_section_abbreviated() -> None:
     assert e.execute("show run cry ca trustpoi myca").output == full
     assert e.execute("sh run host").output == "hostname r1\n"
     assert e.execute("show run do").output == "domain name ex.com\n"
-    assert e.execute("show run cry ca trust").output == "% No such configuration item(s)\n"
+    assert e.execute("show run cry ca trust").output == '% Ambiguous command: "show run cry ca ' \
+                                                        'trust"\n'
 
 
 def test_every_paste_prompt_ends_with_the_same_end_marker_line() -> None:

@@ -21,7 +21,7 @@ from tests.keys.keys_support import only_pair
 DIALOGUE_1024 = """\
 The name for the keys will be:mykey
 Choose the size of the key modulus in the range of 512 to 4096 for your General Purpose Keypair
-Choosing a key modulus greater than 2048 may take a few minutes.
+Choosing a key modulus greater than 512 may take a few minutes.
 How many bits in the modulus [2048]:1024
 % Warning: a 1024-bit RSA key is weak; use 2048 bits or more.
 Generating RSA keys ...

@@ -103,6 +103,37 @@ def test_zeroize_authentication_removes_imported_keys(engine: Engine,
     assert engine.execute("show crypto key authentication rsa").output == ""
 
 
+def test_show_mypubkey_rsa_lists_imported_keys_after_the_devices_own(
+        engine: Engine, pregenerated: list[AnyPrivateKey]) -> None:
+    # The reference's "Import Public Key to the Router", step 2: `show crypto key mypubkey rsa`.
+    assert engine.execute("crypto key generate rsa mine", answers=["1024"]).ok
+    own_only = engine.execute("show crypto key mypubkey rsa").output
+    a, b, c = (rsa_key(pregenerated, n) for n in (2, 3, 4))
+    assert engine.execute("crypto key import authentication rsa general-keys imp1",
+                          answers=[*forms(a)["spki"], ""]).ok
+    assert engine.execute("crypto key import authentication rsa usage-keys imp2",
+                          answers=[*forms(b)["spki"], "", *forms(c)["spki"], ""]).ok
+    out = engine.execute("show crypto key mypubkey rsa").output
+    blocks = out.split("\n\n")
+    assert out.startswith(own_only)  # the device's own blocks, byte for byte, first
+    assert [blk.splitlines()[:3] for blk in blocks[1:]] == [
+        ["Key label:imp1", "Type      :RSA Imported public key, no private key",
+         "Size      :1024"],
+        ["Key label:imp2", "Type      :RSA Imported public key (Signature), no private key",
+         "Size      :1024"],
+        ["Key label:imp2", "Type      :RSA Imported public key (Encryption), no private key",
+         "Size      :1024"]]
+    assert all(blk.splitlines()[3].startswith("Imported  :") for blk in blocks[1:])
+    spki = [k.public_key().public_bytes(Enc.DER, Pub.SubjectPublicKeyInfo) for k in (a, b, c)]
+    assert data_bytes(out)[1:] == spki
+    one = engine.execute("show crypto key mypubkey rsa imp1")
+    assert one.ok and one.output == blocks[1] + "\n"
+    assert engine.execute("show crypto key mypubkey rsa mine").output == own_only
+    none = engine.execute("show crypto key mypubkey rsa nosuch")
+    assert not none.ok and none.output == "% No RSA key pair named 'nosuch'.\n"
+    assert engine.execute("show crypto key mypubkey ecdsa").output == ""
+
+
 # -- refused pastes --------------------------------------------------------------------------------
 
 
