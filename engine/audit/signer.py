@@ -22,10 +22,10 @@ Waking the thread is the commit path's own cost (a futex wake; in a virtual mach
 inter-processor interrupt, ~3-12 us of the command thread's CPU when the worker's CPU is
 idle), so a release rings only a thread that is asleep: one still awake (running jobs, or
 rung and not yet running) looks at the queue and the window again before it waits (`_take`),
-and takes what was released meanwhile. And the thread moves itself to the CPU of the thread
-that releases it, which that thread leaves idle while it waits for the disk, so that a
-wake-up stays on one CPU (engine/audit/placement.py); a thread that fell behind (it went to
-sleep with jobs still queued) may run anywhere until it catches up.
+and takes what was released meanwhile. Where the thread runs is left to the OS: pinning it to
+the CPU of the thread that releases it (idle while that thread waits for the disk) was
+measured, and made commits slower on a quiet machine (more CPU per commit), faster only
+under load.
 
 Jobs run one at a time on the one thread, in the order queued: none is skipped, merged or
 reordered, so every checkpoint asked for is signed, in order. Whoever reads what the jobs
@@ -46,8 +46,6 @@ import threading
 from collections import deque
 from collections.abc import Callable
 
-from engine.audit.placement import Placement
-
 IDLE = 1.0  # seconds without a wake-up before the thread ends
 
 Job = Callable[[], None]
@@ -67,8 +65,6 @@ class Worker:
         self._wake: queue.SimpleQueue[None] = queue.SimpleQueue()  # the thread's doorbell
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
-        self._placement = Placement()  # on the releasing thread's CPU (engine/audit/placement.py)
-        self._behind = False  # it went to sleep with jobs left: placed anywhere meanwhile
 
     def submit(self, job: Job) -> None:
         """Queue a job; it runs in the next window (or `drain`)."""
@@ -82,7 +78,6 @@ class Worker:
         if not self._queued:  # unlocked: a job queued by another thread meanwhile waits a turn
             return
         self._open = True
-        self._placement.note()
         if not self._awake:
             self._ring()
 
@@ -123,10 +118,8 @@ class Worker:
                 with self._cond:
                     if self._wake.empty():
                         self._thread = None  # under the lock: the next ring starts one
-                        self._placement.forget()
                         return
                 continue
-            self._placement.settle(self._behind)
             while (job := self._take()) is not None:
                 error = None
                 try:
@@ -148,7 +141,6 @@ class Worker:
             if not self._startable():
                 self._awake = False
                 if not self._startable():
-                    self._behind = len(self._queued) > 1  # one may be the next commit's
                     return None
             self._running = self._awake = True
             return self._queued.popleft()
