@@ -83,16 +83,15 @@ from typing import IO, Any, NamedTuple
 from events.codec import count_rows, decode_body, encode_body, encode_core, row_spans
 from events.crc import crc32c
 from events.durable import fsync_directory
-from events.registry import payload_of
 from events.runs import RUN_MAX, RowRuns, Run, merged
 from events.store import (
     COLD_SHA256,
     GENESIS,
     PendingEvent,
     Recorded,
-    StoredEvent,
     chain_hash,
     seal_encoded,
+    seal_one,
 )
 
 MAGIC = b"TLSEG\x00\x01\n"
@@ -261,27 +260,15 @@ def _frame(first_seq: int, body: bytes) -> bytes:
 
 def sealed_frame(p: PendingEvent, seq: int, prev: bytes,
                  sha256: Callable[[bytes], Any] = hashlib.sha256) -> tuple[Recorded, bytes]:
-    """A one-event batch sealed and framed in one pass: its record, as `events.store.seal_one`
-    makes it, and its frame, `_frame` of `_body_from_cores`, byte for byte (the append hot
-    path, issue 12's group commit: one call per event, the core's bytes never handed from
-    one step to the next). The body is the core's array grown from 8 elements (0x98) to 9
-    (0x99) by the hash, bin 8 of 32 bytes (0xc4 0x20), in an array of one row (0x91).
+    """A one-event batch sealed (`events.store.seal_one`) and framed: `_frame` of
+    `_body_from_cores`, byte for byte, built from the core's bytes (the append hot path, issue
+    12's group commit). The body is the core's array grown from 8 elements (0x98) to 9 (0x99)
+    by the hash, bin 8 of 32 bytes (0xc4 0x20), in an array of one row (0x91).
     `sha256`: which implementation hashes it (`COLD_SHA256`)."""
-    ev = p.event
-    if type(ev) is StoredEvent:  # an imported event: its stored form, as it was
-        typ, v, payload, cache = ev.name, ev.v, ev.payload, []
-    else:
-        typ, v, payload, cache = ev.type_name, ev.version, payload_of(ev), [ev]
-    stream, at, actor, corr = p.stream, p.at, p.actor, p.correlation
-    core = encode_core([seq, stream, typ, v, at, actor, corr, payload])
-    h = sha256(prev + core).digest()
-    body = b"".join((b"\x91\x99", core[1:], b"\xc4\x20", h))
+    rec, core = seal_one(p, seq, prev, sha256)
+    body = b"".join((b"\x91\x99", core[1:], b"\xc4\x20", rec.hash))
     prefix = _FRAME_PREFIX.pack(len(body), seq, crc32c.crc32c(body))
-    return (_new_tuple(Recorded, (seq, stream, typ, v, at, actor, corr, payload, prev, h, cache)),
-            b"".join((prefix, _CRC.pack(crc32c.crc32c(prefix)), body)))
-
-
-_new_tuple = tuple.__new__  # Recorded._make without its length check (11 fields above)
+    return rec, b"".join((prefix, _CRC.pack(crc32c.crc32c(prefix)), body))
 
 
 def _body_from_cores(records: Sequence[Recorded], cores: Sequence[bytes]) -> bytes:

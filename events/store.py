@@ -124,8 +124,8 @@ def seal_one(p: PendingEvent, seq: int, prev: bytes,
     """One event numbered `seq` and chained after `prev`: its record and its encoded core,
     `chain_hash` inlined, the record made as `Recorded._make` makes it without its length
     check (11 fields here). `sha256`: which implementation of SHA-256 hashes it
-    (`COLD_SHA256`). The file log's one-event append makes the same record and its frame
-    in one pass (`events.filelog.sealed_frame`, issue 12's group commit)."""
+    (`COLD_SHA256`). The file log's one-event append frames it from the core's bytes
+    (`events.filelog.sealed_frame`)."""
     ev = p.event
     if type(ev) is StoredEvent:  # an imported event: its stored form, as it was
         typ, v, payload, cache = ev.name, ev.v, ev.payload, []
