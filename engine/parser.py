@@ -158,7 +158,14 @@ def _section_walk(grammar: Grammar, text: str) -> tuple[list[_Cand], bool]:
     none)."""
     cands = [_Cand(c, v, 0, {}, []) for c in grammar.in_mode(Mode.CONFIG) if c.key
              for v in c.variants]
-    for m in _WORD.finditer(text):
+    return _walk(cands, list(_WORD.finditer(text)), text)
+
+
+def _walk(cands: list[_Cand], words: list[re.Match[str]], text: str
+          ) -> tuple[list[_Cand], bool]:
+    """`cands` advanced over `words` of `text`, and whether a word was ambiguous (then
+    none)."""
+    for m in words:
         cands, kws = _advance([c for c in cands if not c.done], m.group(), m.start(), text)
         if len(kws) > 1:
             return [], True
@@ -196,14 +203,7 @@ def _help_walk(grammar: Grammar, mode: Mode, text: str) -> tuple[list[_Cand], bo
     those words was ambiguous (then none)."""
     words = list(_WORD.finditer(text))
     upto = words[:-1] if words and not text[-1:].isspace() else words
-    cands = _start(grammar, mode)
-    for m in upto:
-        cands, kws = _advance([c for c in cands if not c.done], m.group(), m.start(), text)
-        if len(kws) > 1:
-            return [], True
-        if not cands:
-            break
-    return cands, False
+    return _walk(_start(grammar, mode), upto, text)
 
 
 def help_ambiguous(grammar: Grammar, mode: Mode, text: str) -> bool:
