@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import sys
 import threading
-import unicodedata
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
@@ -175,8 +174,10 @@ def secret_text(typed: str) -> str:
     """What a secret prompt keeps of a typed line: no control characters. The terminal's line
     discipline has already applied the editing keys (erase, kill, word-erase); the others it
     passes through (Ctrl-L, Ctrl-A, Tab...) IOS ignores at a password prompt, so they never
-    become part of a challenge password the operator cannot see."""
-    return "".join(ch for ch in typed if unicodedata.category(ch) != "Cc")
+    become part of a challenge password the operator cannot see. The control characters are
+    Unicode's category Cc: C0 (U+0000-U+001F), DEL and C1 (U+007F-U+009F), tested here
+    without `unicodedata`, which a `show` would otherwise import at start-up."""
+    return "".join(ch for ch in typed if not (ch < " " or "\x7f" <= ch <= "\x9f"))
 
 
 def _key_bindings(engine: Engine) -> KeyBindings:

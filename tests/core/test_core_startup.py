@@ -24,6 +24,7 @@ REPO = Path(__file__).resolve().parents[2]
 NOT_FOR_A_SHOW = ("httpx", "httpcore", "engine.scep_client", "engine.adapters.http_deadline",
                   "asn1crypto", "engine.scep.cms", "engine.ca", "structlog",
                   "importlib.metadata", "logging", "certifi", "importlib.resources",
+                  "unicodedata",  # a password prompt's filter needs no Unicode database
                   "cryptography.hazmat.primitives.serialization",
                   "cryptography.hazmat.primitives.ciphers.aead",
                   # handlers declared with GRAMMAR.declare(runs=...) and what they import

@@ -34,6 +34,14 @@ def test_control_characters_are_dropped_from_a_typed_secret() -> None:
     assert secret_text("pässwörd") == "pässwörd"
 
 
+def test_the_dropped_characters_are_exactly_unicodes_control_characters() -> None:
+    import unicodedata
+
+    every = [chr(i) for i in range(0x110000)]
+    dropped = {ch for ch in every if secret_text(ch) == ""}
+    assert dropped == {ch for ch in every if unicodedata.category(ch) == "Cc"}
+
+
 def _shell_at_enroll(device: Engine, ca_factory: CAFactory, device_dir: Path) -> Screen:
     _, server = ca_factory(Approval.AUTO, challenge=CHALLENGE, http=True)
     identity_and_key(device)
