@@ -45,8 +45,7 @@ def test_a_ca_log_with_a_bad_frame_is_refused_with_a_percent_line(
 def test_a_ca_log_whose_only_frame_is_damaged_is_refused_at_open_the_same_way(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """The open's tail check finds it (a CAError: exit status 1, as before)."""
-    with make_ca(tmp_path / "ca"):
-        pass
+    make_ca(tmp_path / "ca").close()  # a CA with its first frame, closed
     flip_first_frame(tmp_path / "ca")
     assert main(["ca", "challenge", str(tmp_path / "ca")]) == 1
     assert capsys.readouterr().err == EXPECTED
