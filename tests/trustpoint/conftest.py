@@ -69,3 +69,15 @@ def ca_factory(tmp_path: Path, clock: FakeClock,
     f = CAFactory(tmp_path, clock, scep_network)
     yield f
     f.close()
+
+
+@pytest.fixture
+def crafting(tmp_path: Path, clock: FakeClock) -> Iterator[Any]:
+    """A real CA whose SCEP replies a test can spoil (test_tp_bad_peers.CraftingCA), for
+    the bad-peer and hostile-peer tests alike."""
+    from tests.trustpoint.test_tp_bad_peers import CraftingCA
+    from tests.trustpoint.tp_support import make_ca
+
+    ca = make_ca(tmp_path / "ca", clock)
+    yield CraftingCA(ca, clock)
+    ca.close()

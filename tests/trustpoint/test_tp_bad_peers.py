@@ -13,7 +13,6 @@ import threading
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -45,7 +44,6 @@ from tests.trustpoint.tp_support import (
     event_types,
     identity_and_key,
     issue,
-    make_ca,
     rsa_key,
     self_signed_ca,
     status,
@@ -146,13 +144,6 @@ class CraftingCA:
             return 200, "text/plain", self.caps
         ctype, body = build_ca_certificates(self.ca_cert)
         return 200, ctype, body
-
-
-@pytest.fixture
-def crafting(tmp_path: Path, clock: FakeClock) -> Iterator[CraftingCA]:
-    ca = make_ca(tmp_path / "ca", clock)
-    yield CraftingCA(ca, clock)
-    ca.close()
 
 
 @pytest.fixture

@@ -14,7 +14,6 @@ import socketserver
 import threading
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -46,7 +45,6 @@ from tests.trustpoint.tp_support import (
     enroll,
     event_types,
     identity_and_key,
-    make_ca,
     status,
 )
 
@@ -103,13 +101,6 @@ class RawServer:
     def stop(self) -> None:
         self.server.shutdown()
         self.server.server_close()
-
-
-@pytest.fixture
-def crafting(tmp_path: Path, clock: FakeClock) -> Iterator[CraftingCA]:
-    ca = make_ca(tmp_path / "ca", clock)
-    yield CraftingCA(ca, clock)
-    ca.close()
 
 
 @pytest.fixture
