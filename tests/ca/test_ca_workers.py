@@ -190,14 +190,22 @@ def test_workers_that_cannot_start_fail_serve_and_leave_nothing(tmp_path: Path) 
 
 
 def live_children() -> list[str]:
-    """Command lines of this process's live children."""
+    """Command lines of this process's live children. A thread or child that ends while
+    they are read is skipped (a thread's children pass to another of its threads)."""
     out = []
     for task in os.listdir(f"/proc/{os.getpid()}/task"):
-        with open(f"/proc/{os.getpid()}/task/{task}/children") as f:
-            for pid in f.read().split():
+        try:
+            with open(f"/proc/{os.getpid()}/task/{task}/children") as f:
+                pids = f.read().split()
+        except FileNotFoundError:  # the thread ended (e.g. an idle audit signer)
+            continue
+        for pid in pids:
+            try:
                 if alive(int(pid)):
                     with open(f"/proc/{pid}/cmdline", "rb") as cmd:
                         out.append(cmd.read().replace(b"\0", b" ").decode())
+            except FileNotFoundError:  # the child was reaped meanwhile
+                continue
     return out
 
 
