@@ -214,3 +214,21 @@ def test_a_range_s_help_says_its_default() -> None:
     assert _help(Mode.TRUSTP, "enrollment retry period ")["<1-60>"] == "Minutes (default 1)"
     assert _help(Mode.TRUSTP, "enrollment retry count ")["<1-100>"].endswith("(default 10)")
     assert _help(Mode.CONFIG, "crypto ca crl curl-timeout ")["<5-50>"].endswith("(default 5)")
+
+
+def test_help_right_after_part_of_an_argument_names_the_argument() -> None:
+    """`hostname ab?`, a URL up to its own `?` (an LDAP URL's attribute part): `?` named no
+    argument and said `% Unrecognized command` for a line that was right so far; IOS lists the
+    argument. A number is still typed in digits only."""
+    e = Engine.in_memory()
+    assert e.help("crypto ca crl request ldap://127.0.0.1:389/cn=Root%20CA,dc=example,dc=com") \
+        == "  LINE  http:// or ldap:// url of the CRL"
+    assert e.help("crypto ca trustpool import url c").splitlines() == [
+        "  clean  Remove the downloaded certificates",
+        "  WORD   http://, https:// or file: url of the bundle"]
+    _run(e, "configure")
+    assert e.help("hostname ab").split()[0] == "WORD"
+    _run(e, "crypto ca trustpoint tp")
+    assert e.help("enrollment retry period 7").split()[0] == "<1-60>"
+    assert e.help("enrollment retry period x") == "% Unrecognized command"
+    assert e.help("enrollment url http://ca.example/cgi-bin/pkiclient.exe").split()[0] == "WORD"
