@@ -232,3 +232,18 @@ def test_help_right_after_part_of_an_argument_names_the_argument() -> None:
     assert e.help("enrollment retry period 7").split()[0] == "<1-60>"
     assert e.help("enrollment retry period x") == "% Unrecognized command"
     assert e.help("enrollment url http://ca.example/cgi-bin/pkiclient.exe").split()[0] == "WORD"
+
+
+def test_a_crl_request_for_a_hostless_ldap_url_says_why_at_the_caret() -> None:
+    """README: a hostless `ldap:///DN` is read from a trustpoint's query url server, and
+    `crypto ca crl request` has none. Typed, it was a bare `% Invalid input detected at '^'
+    marker.`; now the caret line says why. Nothing is fetched or recorded."""
+    e = Engine.in_memory()
+    head = e.store.head[0]
+    res = e.execute("crypto ca crl request ldap:///cn=Root%20CA,dc=example,dc=com")
+    assert res.error is not None and res.events == []
+    assert res.output.splitlines()[-2:] == [
+        " " * len("RP/0/RP0/CPU0:ios#crypto ca crl request ") + "^",
+        "% 'crypto ca crl request' has no trustpoint whose query url could name the LDAP "
+        "server: give it in the url (ldap://host[:port]/DN)."]
+    assert e.store.head[0] == head
