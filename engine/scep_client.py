@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import ipaddress
+import re
 from collections.abc import Mapping
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
@@ -71,8 +72,9 @@ def unreachable(url: str, e: TransportError) -> PeerError:
 
 def _http_failure(e: Exception) -> str:
     """httpx's words for a failed exchange, without the Python repr of the peer's bytes that
-    h11 appends to a line it cannot read ("illegal status line: bytearray(b'...')")."""
-    text = str(e) or type(e).__name__
+    h11 appends to a line it cannot read ("illegal status line: bytearray(b'...')"), nor the
+    errno an OS error starts with ("[Errno 111] Connection refused": the words are enough)."""
+    text = re.sub(r"^\[Errno -?\d+\] ", "", str(e)) or type(e).__name__
     if ": bytearray(" in text:
         return f"the answer is not HTTP ({text.split(': bytearray(')[0]})"
     return text
