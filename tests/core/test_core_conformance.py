@@ -247,3 +247,18 @@ def test_a_crl_request_for_a_hostless_ldap_url_says_why_at_the_caret() -> None:
         "% 'crypto ca crl request' has no trustpoint whose query url could name the LDAP "
         "server: give it in the url (ldap://host[:port]/DN)."]
     assert e.store.head[0] == head
+
+
+def test_help_after_part_of_a_name_lists_the_names_and_the_argument() -> None:
+    """`crypto ca trustpoint ne?` (the reference's first step names a new trustpoint) and
+    `crypto key generate rsa newk?` said `% Unrecognized command`: a partial name listed only
+    the names that exist. The names that match come first, then the argument, as IOS lists it."""
+    e = Engine.in_memory()
+    _run(e, "configure", "crypto ca trustpoint ex", "commit", "end")
+    assert e.help("crypto ca authenticate e").splitlines() == [
+        "  ex    Trustpoint name", "  WORD  Trustpoint name"]
+    assert e.help("crypto ca authenticate ne") == "  WORD  Trustpoint name"
+    assert e.help("crypto key generate rsa newk") == "  WORD  RSA key pair label"
+    _run(e, "configure")
+    assert e.help("crypto ca trustpoint ne") == "  WORD  Trustpoint name"
+    assert e.complete("crypto ca trustpoint e") == "ex "  # Tab still completes a name
