@@ -15,6 +15,7 @@ import subprocess
 import time
 from pathlib import Path
 
+from asn1crypto import cms
 from cryptography import x509
 
 from tools.interop.matrix import cell
@@ -96,7 +97,8 @@ def issued(ws: Workspace, ca: OurCA, returncode: int, stderr: str, cert: Path) -
             _signature_verifies(ws, ca)  # ours must be right before the peer is blamed
             raise PeerFault(f"our CA answered SUCCESS signed with {reply.signature_oid} "
                             f"(openssl cms -verify: OK); pki: {why}", BUG_1615)
-        raise Failed(f"pki refused our SUCCESS CertRep: {why} ({ca.proxy.summary()})")
+        raise Failed(f"pki refused our SUCCESS CertRep: {why} ({ca.proxy.summary()}; "
+                     f"{_enveloped_to(ca)})")
     verified = openssl_verify(ws, ca.ca_pem, cert)
     signed = SIGNATURES.get(reply.signature_oid, reply.signature_oid)
     return f"issued {subject_of(cert)}; {verified}; CertRep signed {signed}; " \
@@ -252,6 +254,20 @@ def _signature_verifies(ws: Workspace, ca: OurCA) -> None:
                    "-in", str(der), "-out", str(ws.root / "certrep.content")])
     expect(done.returncode == 0, f"openssl cms -verify refuses our CertRep's signature: "
                                  f"{last_lines(done.stderr)}")
+
+
+def _enveloped_to(ca: OurCA) -> str:
+    """Whom our last CertRep's envelope names (RecipientInfo issuerAndSerialNumber, the serial
+    as its DER contents octets): what to compare with the request's signer when pki cannot
+    decrypt it."""
+    try:
+        signed = cms.ContentInfo.load(ca.proxy.operations()[-1].body)["content"]
+        enveloped = cms.ContentInfo.load(signed["encap_content_info"]["content"].native)
+        rid = enveloped["content"]["recipient_infos"][0].chosen["rid"].chosen
+        serial = rid["serial_number"].contents.hex().upper()
+        return f"enveloped to {rid['issuer'].human_friendly} serial DER {serial}"
+    except (ValueError, KeyError, IndexError, TypeError) as e:
+        return f"envelope unreadable: {e}"
 
 
 def _refused_alg(ws: Workspace, cn: str, *extra: str) -> str:
