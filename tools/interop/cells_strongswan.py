@@ -53,8 +53,8 @@ def pki(ws: Workspace, *args: str | Path, timeout: float = 60,
     return ws.run(["pki", *map(str, args)], timeout=timeout, env=_env())
 
 
-def new_key(ws: Workspace, name: str) -> Path:
-    done = pki(ws, "--gen", "--type", "rsa", "--size", "2048", "--outform", "pem")
+def new_key(ws: Workspace, name: str, size: int = 2048) -> Path:
+    done = pki(ws, "--gen", "--type", "rsa", "--size", str(size), "--outform", "pem")
     expect(done.returncode == 0, f"pki --gen failed: {last_lines(done.stderr)}")
     path = ws.root / f"{name}.key"
     path.write_text(done.stdout)
@@ -68,9 +68,11 @@ def scep_args(ca: OurCA, key: Path, cn: str, *extra: str | Path,
             "--cacert-sig", sig or ca.ca_pem, "--outform", "pem", *extra]
 
 
-def enroll(ws: Workspace, ca: OurCA, cn: str, *extra: str | Path, **kw: Path) -> str:
-    """One `pki --scep` run that must end with an issued certificate."""
-    key = new_key(ws, cn.split(".", maxsplit=1)[0])
+def enroll(ws: Workspace, ca: OurCA, cn: str, *extra: str | Path, size: int = 2048,
+           **kw: Path) -> str:
+    """One `pki --scep` run (a fresh RSA key of `size` bits) that must end with an issued
+    certificate."""
+    key = new_key(ws, cn.split(".", maxsplit=1)[0], size)
     done = pki(ws, *scep_args(ca, key, cn, *extra, **kw))
     cert = ws.root / f"{cn}.pem"
     cert.write_text(done.stdout)
@@ -87,8 +89,10 @@ def _with_san(cert: Path, extra: tuple[str | Path, ...], detail: str) -> str:
     return f"{first}; {expect_dns_name(cert, name)}; {rest}"
 
 
-def issued(ws: Workspace, ca: OurCA, returncode: int, stderr: str, cert: Path) -> str:
-    """Our CA answered SUCCESS, pki took the certificate, and openssl verifies it."""
+def issued(ws: Workspace, ca: OurCA, returncode: int, stderr: str, cert: Path,
+           anchor: Path | None = None) -> str:
+    """Our CA answered SUCCESS, pki took the certificate, and openssl verifies it (against
+    `anchor`, by default the CA certificate)."""
     reply = ca.answered("SUCCESS")
     if returncode != 0:
         why = last_lines(stderr)
@@ -99,7 +103,7 @@ def issued(ws: Workspace, ca: OurCA, returncode: int, stderr: str, cert: Path) -
                             f"(openssl cms -verify: OK); pki: {why}", BUG_1615)
         raise Failed(f"pki refused our SUCCESS CertRep: {why} ({ca.proxy.summary()}; "
                      f"{_enveloped_to(ca)})")
-    verified = openssl_verify(ws, ca.ca_pem, cert)
+    verified = openssl_verify(ws, anchor or ca.ca_pem, cert)
     signed = SIGNATURES.get(reply.signature_oid, reply.signature_oid)
     return f"issued {subject_of(cert)}; {verified}; CertRep signed {signed}; " \
            f"{ca.proxy.summary()}"
@@ -139,6 +143,12 @@ def sha384(ws: Workspace) -> str:
 @cell("strongswan", "sha512")
 def sha512(ws: Workspace) -> str:
     return enroll(ws, ws.our_ca(), "s7.example.com", "--digest", "sha512")
+
+
+@cell("strongswan", "rsa4096")
+def rsa4096(ws: Workspace) -> str:
+    # pki --scep takes RSA keys only (its --in is "RSA private key input file"): no EC cell.
+    return enroll(ws, ws.our_ca(), "s14.example.com", size=4096)
 
 
 @cell("strongswan", "des3-strict")
@@ -218,6 +228,33 @@ def scepca_ra(ws: Workspace) -> str:
         openssl_verify(ws, ca.ca_pem, ra)
     return (f"CA + RA certificates fetched ({', '.join(subject_of(r) for r in ras)}); "
             "openssl verify OK")
+
+
+@cell("strongswan", "rollover")
+def rollover(ws: Workspace) -> str:
+    """A CA that rolled over: pki --scepca still gets the current CA certificate; a client
+    that envelopes to the next one (from GetNextCACert, which pki cannot ask for) and checks
+    the CertRep against it is answered by, and issued under, the next certificate."""
+    ca = ws.our_ca(rollover=True)
+    got = ws.path("scepca")
+    done = pki(ws, "--scepca", "--url", ca.scep_url, "--caout", got / "ca.pem", "--outform",
+               "pem")
+    expect(done.returncode == 0, f"pki --scepca failed: {last_lines(done.stderr)}")
+    expect(_der(got / "ca.pem") == _der(ca.ca_pem),
+           "pki --scepca did not get the current CA certificate after a rollover")
+    nxt = ws.path("next") / "ca-2.pem"
+    nxt.write_bytes(ca.next_ca_pem())
+    expect(_der(nxt) == _der(ca.dir / "ca-2.pem"),
+           "GetNextCACert did not answer the next CA certificate (DIR/ca-2.pem)")
+    key = new_key(ws, "s15")
+    done = pki(ws, *scep_args(ca, key, "s15.example.com", enc=nxt, sig=nxt))
+    cert = ws.root / "s15.example.com.pem"
+    cert.write_text(done.stdout)
+    detail = issued(ws, ca, done.returncode, done.stderr, cert, anchor=nxt)
+    old = ws.run(["openssl", "verify", "-CAfile", str(ca.ca_pem), str(cert)])
+    expect(old.returncode != 0, "the shadow enrollment was issued under the current CA "
+                                "certificate, not the next one")
+    return f"scepca: current CA; GetNextCACert: ca-2.pem; enveloped to it: {detail}"
 
 
 # -- helpers ---------------------------------------------------------------------------------
