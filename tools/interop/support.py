@@ -145,8 +145,9 @@ class Workspace:
         return self.run([sys.executable, "-m", "engine.cli", *map(str, args)],
                         timeout=timeout, env={**os.environ, **_pythonpath(), **(env or {})})
 
-    def proxy(self, upstream: str, *, get_only: bool = False) -> RecordingProxy:
-        p = RecordingProxy(upstream, get_only=get_only)
+    def proxy(self, upstream: str, *, get_only: bool = False,
+              caps: tuple[str, ...] | None = None) -> RecordingProxy:
+        p = RecordingProxy(upstream, get_only=get_only, caps=caps)
         self._stack.callback(p.close)
         return p
 
@@ -176,9 +177,10 @@ class Workspace:
         return OurCA(self, root, url, self.proxy(url))
 
     def scepserver(self, *, challenge: str = CHALLENGE, flags: tuple[str, ...] = (),
-                   get_only: bool = False) -> PeerCA:
+                   get_only: bool = False, caps: tuple[str, ...] | None = None) -> PeerCA:
         """micromdm's scepserver (../shared/peers/scep-server.sh) on a free port, behind a
-        proxy (`get_only`: its caps without POSTPKIOperation)."""
+        proxy (`get_only`: its caps without POSTPKIOperation; `caps`: the proxy answers
+        GetCACaps with these keywords instead)."""
         need("scepserver", "socat", "unshare")
         work = self.path("mdm")
         for attempt in range(3):  # the free port may be taken by someone else meanwhile
@@ -193,7 +195,7 @@ class Workspace:
                     break
                 time.sleep(0.05)
             else:
-                return PeerCA(work, self.proxy(url, get_only=get_only))
+                return PeerCA(work, self.proxy(url, get_only=get_only, caps=caps))
             if proc.poll() is None or attempt == 2:
                 break
         log = work / "scepserver.log"
