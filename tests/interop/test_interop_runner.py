@@ -217,6 +217,7 @@ def test_the_matrix_has_every_cell_of_the_issue() -> None:
         "openssl-crl-download",
         # session 8: gaps met by outsiders
         "certmonger-renewal", "strongswan-rsa4096", "strongswan-rollover",
+        "strongswan-rollover-renewal",
         "scepserver-aes-sha256", "scepserver-aes-sha1", "scepserver-des3-sha256",
         "scepserver-des3-sha1",
     }

@@ -257,6 +257,30 @@ def rollover(ws: Workspace) -> str:
     return f"scepca: current CA; GetNextCACert: ca-2.pem; enveloped to it: {detail}"
 
 
+@cell("strongswan", "rollover-renewal")
+def rollover_renewal(ws: Workspace) -> str:
+    """During a rollover a device renews its certificate (issued under the current CA) with a
+    RenewalReq enveloped to the next CA certificate: issued under the next one."""
+    ca = ws.our_ca(rollover=True)
+    first = enroll(ws, ca, "s16.example.com")
+    nxt = ws.path("next") / "ca-2.pem"
+    nxt.write_bytes(ca.next_ca_pem())
+    new = new_key(ws, "s16-new")
+    done = pki(ws, "--scep", "--url", ca.scep_url, "--in", new,
+               "--cert", ws.root / "s16.example.com.pem", "--key", ws.root / "s16.key",
+               "--dn", "C=US, O=Example, CN=s16.example.com", "--cacert-enc", nxt,
+               "--cacert-sig", nxt, "--cacert", ca.ca_pem, "--outform", "pem")
+    cert = ws.root / "s16-renewed.pem"
+    cert.write_text(done.stdout)
+    detail = issued(ws, ca, done.returncode, done.stderr, cert, anchor=nxt)
+    expect(ca.message_types() == ["PKCSReq", "RenewalReq"],
+           f"expected PKCSReq then RenewalReq, saw {ca.message_types()}")
+    old = ws.run(["openssl", "verify", "-CAfile", str(ca.ca_pem), str(cert)])
+    expect(old.returncode != 0, "the renewal enveloped to the next CA certificate was issued "
+                                "under the current one")
+    return f"enrolled under CA 1 ({first.split(';')[0]}); renewed under CA 2: {detail}"
+
+
 # -- helpers ---------------------------------------------------------------------------------
 
 
