@@ -35,8 +35,6 @@ from tools.interop.support import peers_dir
 
 pytestmark = [pytest.mark.interop]
 
-NOW = datetime.now(UTC).replace(microsecond=0)
-KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 REFUSAL = "no private key found to decrypt PKCS#7"
 
 
@@ -52,10 +50,12 @@ def _pki() -> None:
 def _decrypt_with_pki(tmp: Path, serial: int) -> subprocess.CompletedProcess[str]:
     """`pki --pkcs7 --decrypt` of an envelope our CA would send to a certificate with
     `serial`, given that certificate and its key."""
-    cert = profile.ca_certificate(KEY, x509.Name.from_rfc4514_string("CN=s9.example.com"),
-                                  serial, NOW - timedelta(days=1), NOW + timedelta(days=1))
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    now = datetime.now(UTC).replace(microsecond=0)
+    cert = profile.ca_certificate(key, x509.Name.from_rfc4514_string("CN=s9.example.com"),
+                                  serial, now - timedelta(days=1), now + timedelta(days=1))
     (tmp / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    (tmp / "key.pem").write_bytes(KEY.private_bytes(
+    (tmp / "key.pem").write_bytes(key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
         serialization.NoEncryption()))
     (tmp / "env.p7").write_bytes(envelope(b"the issued certificate", recipient=cert,
