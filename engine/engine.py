@@ -378,6 +378,7 @@ class Engine:
             if c.source and partial:
                 out += [Choice(v, c.help, True) for v in self._values(c.source)
                         if v.startswith(want)]
+                out.append(c)  # the word may name a new one (`crypto ca trustpoint NEW`)
             else:
                 out.append(c)
         return out

@@ -27,6 +27,8 @@ import threading
 from dataclasses import dataclass
 from urllib.parse import quote, unquote
 
+from engine.errors import peer_words
+
 CRL_ATTRIBUTE = "certificateRevocationList;binary"
 DEFAULT_PORT = 389
 MAX_CRL = 64 << 20  # a CRL larger than 64 MiB is refused
@@ -179,7 +181,7 @@ def _read(target: LdapTarget, timeout_s: float) -> CrlValues:
     except LDAPException as e:
         if type(e).__name__ == "LDAPNoSuchObjectResult":
             raise LdapReadError(f"no entry {target.dn} in the directory") from None
-        raise LdapReadError(str(e) or type(e).__name__) from None
+        raise LdapReadError(peer_words(e)) from None
     entries = [r for r in response if r.get("type") == "searchResEntry"]
     if not entries:
         raise LdapReadError(f"no entry {target.dn} in the directory")

@@ -25,6 +25,7 @@ from urllib.parse import unquote, urljoin, urlsplit
 from cryptography.x509 import load_der_x509_certificate
 
 from engine.effects import Effect, performs
+from engine.errors import peer_words
 from engine.grammar import well_formed_authority
 from engine.keyformats import Encoding
 from engine.runtime import Ports
@@ -130,13 +131,13 @@ def _redirect(url: str, location: str, seen: list[str]) -> str:
 
 
 def _why(e: Exception) -> str:
-    text = str(e).split("\n")[0]
+    text = peer_words(e)
     if "CERTIFICATE_VERIFY_FAILED" in text and "Hostname mismatch" in text:
         return "the server's certificate does not name the host of the url"
     if "CERTIFICATE_VERIFY_FAILED" in text:
         return ("the server's certificate does not verify against the trustpool and the "
                 "trustpoints' CA certificates")
-    return text or type(e).__name__
+    return text
 
 
 def _trusting(anchors: tuple[bytes, ...]) -> ssl.SSLContext:
