@@ -163,9 +163,17 @@ class Syncer:
             try:
                 meanwhile()
             finally:
-                result = aio.wait()
-            if result < 0:
-                raise OSError(-result, os.strerror(-result))
+                self._wait(aio)
+
+    def _wait(self, aio: _Aio) -> None:
+        """The submitted fdatasync's answer, raised as os.fdatasync raises it."""
+        try:
+            result = aio.wait()
+        except OSError:  # the kernel gave no answer (a bug): no later wait may read this one's
+            self._discard()
+            raise
+        if result < 0:
+            raise OSError(-result, os.strerror(-result))
 
     def _context(self) -> _Aio | None:
         if self._unavailable or os.fdatasync is not _REAL_FDATASYNC:
