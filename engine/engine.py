@@ -791,7 +791,7 @@ class Engine:
         ports = self.ports
         self.audit = open_trail(log.root, log, key, lambda: key.open(_keystore(ports)))
         log.on_mark = self.audit.on_mark
-        log.on_sync = self.audit.on_sync
+        log.while_syncing = self.audit.sign_pending
         try:  # the first checkpoint (the key, the upgrade), or those a crash kept back
             self.audit.sign_on_open()
         except TrustledgerError as err:
@@ -808,7 +808,7 @@ class Engine:
         except (TrustledgerError, LogError) as err:
             self.audit = None
             log.on_mark = None
-            log.on_sync = None
+            log.while_syncing = None
             self.ports.say(f"%AUDIT-3-CHECKPOINT: the audit trail is closed until the next "
                            f"open: {err.text}\n")
 
