@@ -32,7 +32,9 @@ from engine.rollover.schedule import Step, next_step
 from engine.trustpoints import RenewalState, TrustpointConfig, TrustpointStatus
 
 DAY = 24 * 3600 * 1_000_000
-ALERT_DAYS = (60, 53, 46, 39, 32, 25, 18, 11, 7, 6, 5, 4, 3, 2, 1)
+# ... and 0: the certificate's end, said once as it happens ("expired at"): renewal stops
+# there, and an operator watching the log learns it then, not from `show` alone.
+ALERT_DAYS = (60, 53, 46, 39, 32, 25, 18, 11, 7, 6, 5, 4, 3, 2, 1, 0)
 WEEK_DAYS = 7  # at or under this many days left, a notification is an alert, not a warning
 MINUTE = 60_000_000
 MAX_WAIT_MINUTES = 60  # the largest retry period the reference allows: the back-off's cap

@@ -33,7 +33,7 @@ from tests.trustpoint.tp_support import configure, status
 
 T0 = 1_764_201_600_000_000  # 2025-11-27 00:00:00 UTC
 WEEKLY = [60, 53, 46, 39, 32, 25, 18, 11]
-DAILY = [7, 6, 5, 4, 3, 2, 1]
+DAILY = [7, 6, 5, 4, 3, 2, 1, 0]  # 0: at the end itself ("expired at")
 
 
 def test_the_schedule_of_notices() -> None:
@@ -48,7 +48,8 @@ def test_the_schedule_of_notices() -> None:
     # passed), then on the schedule after that: 18, 11, 7, ... days.
     assert alert_after(end, 0) == end - 60 * DAY
     assert alert_after(end, end - 20 * DAY) == end - 18 * DAY
-    assert alert_after(end, end - DAY) is None  # none after the last day's
+    assert alert_after(end, end - DAY) == end  # the end itself: said as it happens
+    assert alert_after(end, end) is None  # none after it
 
 
 @given(strategies.integers(min_value=1, max_value=70 * DAY))
@@ -109,7 +110,7 @@ def test_router_and_ca_certificates_are_notified(device: Engine, tmp_path: Path,
     mine = [ev for ev in warned if ev.certificate_type == "general"]
     theirs = [ev for ev in warned if ev.certificate_type == "CA"]
     assert [ev.days_left for ev in mine] == WEEKLY + DAILY
-    assert [ev.days_left for ev in theirs] == WEEKLY + DAILY
+    assert [ev.days_left for ev in theirs] == WEEKLY + DAILY[:-1]  # its end is a day on
     assert {(ev.serial, ev.issuer) for ev in mine} == {(ios_serial(router),
                                                         ios_name(router.issuer))}
     assert {(ev.serial, ev.issuer) for ev in theirs} == {(ios_serial(ca_cert),
@@ -126,12 +127,19 @@ def test_router_and_ca_certificates_are_notified(device: Engine, tmp_path: Path,
         f"%PKI-1-CERT_EXPIRY_ALERT: Trustpoint myca: CA certificate serial "
         f"{ios_serial(ca_cert)} issued by {ios_name(ca_cert.issuer)} expires in 1 day "
         "(2026-03-27T00:00:00Z); auto-enroll off\n")
+    ended = next(o for o in outputs if "(General Purpose)" in o and "expired" in o)
+    assert ended == (  # the router certificate's end, said as it happens (renewal stops)
+        "%PKI-1-CERT_EXPIRY_ALERT: Trustpoint myca: Router certificate (General Purpose) "
+        f"serial {ios_serial(router)} issued by {ios_name(router.issuer)} expired at "
+        "2026-03-07T00:00:00Z; auto-enroll off\n")
     logged = device.execute("show logging").output
     assert logged.count("%PKI-4-CERT_EXPIRY_WARNING") == 16
-    assert logged.count("%PKI-1-CERT_EXPIRY_ALERT") == 14
+    assert logged.count("%PKI-1-CERT_EXPIRY_ALERT") == 15
     assert_replays(device)
-    # Each notice ran once: going on does not repeat them (the last daily re-check runs).
-    assert due_types(clock_set(device, T0 + 121 * DAY)) == [["ShadowCARechecked"]]
+    # Each notice ran once: going on does not repeat them (the last daily re-check runs,
+    # and the CA certificate's end is said as it happens).
+    assert due_types(clock_set(device, T0 + 121 * DAY)) == [["ShadowCARechecked"],
+                                                            ["CertificateExpiryWarned"]]
 
 
 def test_configuration(device: Engine) -> None:
