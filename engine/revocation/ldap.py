@@ -205,11 +205,13 @@ def _rank(value: bytes) -> tuple[int, int, float]:
     from cryptography import x509
     from cryptography.x509.oid import ExtensionOID
 
+    from engine.revocation.verify import CrlRefused, load_crl
+
     try:
-        crl = x509.load_der_x509_crl(value)
-        exts = {e.oid: e.value for e in crl.extensions}
-    except ValueError:
+        crl = load_crl(value)
+    except CrlRefused:
         return 0, -1, 0.0
+    exts = {e.oid: e.value for e in crl.extensions}
     number = exts.get(ExtensionOID.CRL_NUMBER)
     return (1 if ExtensionOID.DELTA_CRL_INDICATOR in exts else 2,
             number.crl_number if isinstance(number, x509.CRLNumber) else -1,

@@ -42,6 +42,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.x509.oid import ExtensionOID
 
 from engine.keyformats import Encoding
@@ -111,13 +112,41 @@ def _us(t: dt.datetime) -> int:
     return int(t.timestamp()) * 1_000_000 + t.microsecond
 
 
+# What cryptography raises on a malformed CRL (InvalidVersion, DuplicateExtension and
+# UnsupportedGeneralNameType are not ValueErrors; a bad attribute type is a TypeError).
+_PARSE_ERRORS = (ValueError, TypeError, UnsupportedAlgorithm, x509.InvalidVersion,
+                 x509.DuplicateExtension, x509.UnsupportedGeneralNameType)
+
+
 def load_crl(data: bytes) -> x509.CertificateRevocationList:
+    """The CRL in `data` (PEM or DER), its issuer, times, signature algorithm and extensions
+    read here: cryptography parses them lazily, so a CRL that loads can still fail when a
+    field is first read, and bytes from a CDP must be refused, never fail a caller later.
+    (The revoked entries are read by engine.revocation.index's walker.)"""
     try:
         if data.lstrip().startswith(b"-----BEGIN"):
-            return x509.load_pem_x509_crl(data)
-        return x509.load_der_x509_crl(data)
-    except ValueError:
+            crl = x509.load_pem_x509_crl(data)
+        else:
+            crl = x509.load_der_x509_crl(data)
+    except ValueError:  # not even the outer shape of a CRL
         raise CrlRefused("the answer is not a CRL") from None
+    except _PARSE_ERRORS as e:
+        raise CrlRefused(f"the answer is not a CRL ({_reason(e)})") from None
+    try:
+        _ = crl.issuer.rfc4514_string(), crl.issuer.public_bytes()
+        _ = crl.last_update_utc, crl.next_update_utc, crl.signature_algorithm_oid
+        _ = [ext.value for ext in crl.extensions]
+    except _PARSE_ERRORS as e:
+        raise CrlRefused(f"the answer is not a CRL ({_reason(e)})") from None
+    return crl
+
+
+def _reason(e: Exception) -> str:
+    """The parser's complaint in a few words (not its internal structures)."""
+    text = str(e).split("\n")[0]
+    if not text or "ParseError" in text or len(text) > 80:
+        return f"malformed DER ({type(e).__name__})"
+    return text
 
 
 def verify_crl(data: bytes, issuer: x509.Certificate,

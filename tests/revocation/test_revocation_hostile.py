@@ -1,0 +1,87 @@
+"""Hostile CRLs from a distribution point: bytes that load as a CRL but fail when a field is
+first read (cryptography parses the issuer, the extensions and the version lazily, and raises
+more than ValueError). A CDP is plain http or ldap, answered by whoever is on the path: each
+such answer must be a refused attempt on record (`% CRL request failed: ...`), never a
+traceback, and a bad value among an LDAP entry's values must not stop the others being read."""
+
+from __future__ import annotations
+
+import pytest
+
+from engine.errors import PeerError
+from engine.ports import FakeClock
+from engine.revocation.ldap import ranked
+from engine.revocation.verify import CrlRefused, verify_crl
+from events.revocation import CrlFetchFailed
+from tests.revocation.revocation_support import device, trustpoint
+from tests.support.crl_support import CrlSpec, FakeCrlFetcher, make_ca, make_crl
+
+URI = "http://crl.example.com/hostile.crl"
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+def _good(clock: FakeClock) -> bytes:
+    return make_crl(CA, CrlSpec(this_update=clock.us, number=7))
+
+
+CA = make_ca("Hostile Root CA", now=FakeClock().us)
+
+
+def _version(der: bytes, value: int) -> bytes:
+    """The CRL with its TBS version INTEGER (v2: 1) set to `value` (the first `02 01 01`
+    inside the TBS)."""
+    at = der.index(b"\x02\x01\x01", 4)
+    return der[:at + 2] + bytes([value]) + der[at + 3:]
+
+
+def _issuer_value_tag(der: bytes, tag: int) -> bytes:
+    """The CRL with the tag of its issuer's O=Example value replaced by `tag` (same length:
+    the name still loads, and fails when first read)."""
+    at = der.index(b"Example") - 2
+    return der[:at] + bytes([tag]) + der[at + 1:]
+
+
+def _hostile(clock: FakeClock) -> list[tuple[str, bytes]]:
+    good = _good(clock)
+    return [
+        ("version 91", _version(good, 0x5A)),  # x509.InvalidVersion, not a ValueError
+        ("issuer value [5]", _issuer_value_tag(good, 0xA5)),  # ValueError on first read
+        ("issuer value BIT STRING", _issuer_value_tag(good, 0x03)),  # a TypeError
+    ]
+
+
+@pytest.mark.parametrize("case", range(3), ids=["version", "issuer-tag", "issuer-bitstring"])
+def test_a_crl_that_fails_when_first_read_is_a_refused_request(clock: FakeClock,
+                                                                case: int) -> None:
+    what, data = _hostile(clock)[case]
+    e = device(clock, FakeCrlFetcher({URI: data}))
+    trustpoint(e, "myca", CA)
+    r = e.execute(f"crypto ca crl request {URI}")
+    assert isinstance(r.error, PeerError), (what, r.output)
+    assert r.output.startswith(f"% CRL request failed: {URI}: the answer is not a CRL ("), \
+        (what, r.output)
+    assert r.output.endswith(". Nothing was cached.\n") and "Traceback" not in r.output
+    (rec,) = r.events
+    assert isinstance(rec.event, CrlFetchFailed)
+    assert e.state.crls.crls == ()
+
+
+def test_verify_crl_refuses_each_and_takes_the_good_one(clock: FakeClock) -> None:
+    for what, data in _hostile(clock):
+        with pytest.raises(CrlRefused, match="the answer is not a CRL"):
+            verify_crl(data, CA.cert, now=clock.us)
+        assert what
+    assert verify_crl(_good(clock), CA.cert, now=clock.us).number == 7
+
+
+def test_an_ldap_entry_with_hostile_values_ranks_them_last(clock: FakeClock) -> None:
+    """The directory's values are ranked before any is verified: a value that fails when
+    first read is ranked as no CRL (after the genuine one), not an exception out of the
+    read."""
+    good = _good(clock)
+    values = [data for _, data in _hostile(clock)] + [good]
+    assert ranked(values)[0] == good
