@@ -23,7 +23,7 @@ so a job never stays due and reruns at once.
 
 from __future__ import annotations
 
-from collections.abc import Generator
+from collections.abc import Generator, Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -34,8 +34,9 @@ from engine.keys import KeyPair
 from engine.machines.renewal import RenewalPhase
 from engine.messages import plural
 from engine.pki import bad, check_issued_by, load_certificate, spki
-from engine.ports import to_micros
+from engine.ports import from_micros, to_micros
 from engine.renewal import messages
+from engine.renewal.messages import certificate_facts
 from engine.renewal.schedule import expiry, failures_so_far, retry_at
 from engine.scep import PkiStatus
 from engine.state import DeviceState
@@ -86,7 +87,7 @@ def renewal_exchange(state: DeviceState, trustpoint: str, now: int,
         requested = replace(requested,
                             transaction_ids=tuple(r.transaction_id for r in replies))
         answers = _answers(cfg, purpose, ca_der, pairs, replies, 0,
-                           (now, now + cfg.retry_period * MINUTE, retry))
+                           (now, now + cfg.retry_period * MINUTE, retry), _ends(status, purpose))
     except TrustledgerError as err:
         answers = [RenewalFailed(trustpoint, purpose, "", "peer", "", err.text, retry)]
     return messages.said([requested, *answers], now)
@@ -122,7 +123,7 @@ def renewal_poll(state: DeviceState, trustpoint: str,
             replies.append((yield ScepPoll(url, pair, Identity(r.subject), view, t,
                                            cfg.message_digest)))
         events = _answers(cfg, r.purpose, ca_der, pairs, replies, polls,
-                          (now, poll_at, retry))
+                          (now, poll_at, retry), _ends(status, r.purpose))
     except TrustledgerError as err:
         if polls >= r.retry_count:
             events = [RenewalFailed(trustpoint, r.purpose, txid, "timeout", "",
@@ -144,16 +145,18 @@ def renewal_poll(state: DeviceState, trustpoint: str,
 
 def _answers(cfg: TrustpointConfig, purpose: str, ca_der: bytes, pairs: tuple[KeyPair, ...],
              replies: list[ScepReply], polls: int,
-             times: tuple[int, int, int]) -> list[Any]:
+             times: tuple[int, int, int], ends: Mapping[str, int]) -> list[Any]:
     """Events for a round of CA answers: certificates (checked first: ours, from that CA, not
-    expired; one whose validity begins later is held), PENDING (polled at `poll_at`), or the
-    first FAILURE (retried at `retry_at`); `times` is (now, poll_at, retry_at)."""
+    expired; one whose validity begins later is held, unless it begins after the certificate
+    it renews ends: `ends`, by key id), PENDING (polled at `poll_at`), or the first FAILURE
+    (retried at `retry_at`); `times` is (now, poll_at, retry_at)."""
     name = cfg.name
     now, poll_at, retry_at = times
     events: list[Any] = []
     for pair, reply in zip(pairs, replies, strict=True):
         if reply.status is PkiStatus.SUCCESS:
-            der, not_before = _checked(reply.certificate, pair, ca_der, now)
+            der, not_before = _checked(reply.certificate, pair, ca_der, now,
+                                       ends.get(pair.key_id))
             events.append(RenewalCertificateReceived(name, purpose, pair.key_id,
                                                      pair.usage.value, der,
                                                      reply.transaction_id, not_before))
@@ -170,11 +173,14 @@ def _answers(cfg: TrustpointConfig, purpose: str, ca_der: bytes, pairs: tuple[Ke
     return events
 
 
-def _checked(der: bytes | None, pair: KeyPair, ca_der: bytes,
-             now: int) -> tuple[bytes, int]:
+def _checked(der: bytes | None, pair: KeyPair, ca_der: bytes, now: int,
+             end: int | None) -> tuple[bytes, int]:
     """(DER, notBefore µs) of a renewed certificate we accept:
     for this key pair, issued by the CA, not expired. Its notBefore may be later than now
-    (the CA dated it to follow the current one): then it is held, not refused."""
+    (the CA dated it to follow the current one): then it is held, not refused, unless it
+    begins after `end` (when the certificate it renews ends): held, it would stop the
+    renewals (one is held) and leave the router without a valid certificate between the two,
+    so it is a failed attempt, retried."""
     if der is None:
         raise bad("The CA answered SUCCESS without a certificate for our key.")
     cert = load_certificate(der)
@@ -184,7 +190,20 @@ def _checked(der: bytes | None, pair: KeyPair, ca_der: bytes,
     if now > to_micros(cert.not_valid_after_utc):
         raise bad(f"The renewed certificate has expired "
                   f"({cert.not_valid_after_utc:%Y-%m-%d %H:%M:%S} UTC).")
+    if end is not None and to_micros(cert.not_valid_before_utc) > end:
+        raise bad(f"The renewed certificate begins after the current certificate ends (valid "
+                  f"from {cert.not_valid_before_utc:%Y-%m-%d %H:%M:%S} UTC, the current one "
+                  f"ends {from_micros(end):%Y-%m-%d %H:%M:%S} UTC): the router would be left "
+                  "without a valid certificate.")
     return der, to_micros(cert.not_valid_before_utc)
+
+
+def _ends(status: TrustpointStatus, purpose: str) -> dict[str, int]:
+    """When each current router certificate ends (µs), by key id, for a renewal; nothing for
+    a shadow certificate (it follows the CA's switch, not the current certificate)."""
+    if purpose != "renew":
+        return {}
+    return {c.key_id: certificate_facts(c.der)[1] for c in status.certificates}
 
 
 # -- what an attempt needs -----------------------------------------------------------------------
