@@ -180,6 +180,12 @@ def _read(target: LdapTarget, timeout_s: float) -> CrlValues:
         if type(e).__name__ == "LDAPNoSuchObjectResult":
             raise LdapReadError(f"no entry {target.dn} in the directory") from None
         raise LdapReadError(str(e) or type(e).__name__) from None
+    except Exception as e:
+        # ldap3's BER decoder raises whatever Python raises on bytes that are no LDAP message
+        # (KeyError, IndexError...: a CDP naming a port where something else answers): the
+        # peer's answer, never a traceback.
+        raise LdapReadError(f"the server's answer is not LDAP ({type(e).__name__} in the "
+                            "decoder)") from None
     entries = [r for r in response if r.get("type") == "searchResEntry"]
     if not entries:
         raise LdapReadError(f"no entry {target.dn} in the directory")

@@ -6,11 +6,17 @@ traceback, and a bad value among an LDAP entry's values must not stop the others
 
 from __future__ import annotations
 
+import contextlib
+import socket
+import threading
+from collections.abc import Iterator
+
 import pytest
 
 from engine.errors import PeerError
 from engine.ports import FakeClock
 from engine.revocation.ldap import ranked
+from engine.revocation.transport import NetworkCrlFetcher
 from engine.revocation.verify import CrlRefused, verify_crl
 from events.revocation import CrlFetchFailed
 from tests.revocation.revocation_support import device, trustpoint
@@ -85,3 +91,50 @@ def test_an_ldap_entry_with_hostile_values_ranks_them_last(clock: FakeClock) -> 
     good = _good(clock)
     values = [data for _, data in _hostile(clock)] + [good]
     assert ranked(values)[0] == good
+
+
+@contextlib.contextmanager
+def _answering(payload: bytes) -> Iterator[int]:
+    """A TCP server on 127.0.0.1 (an ephemeral port) that answers every connection's first
+    read with `payload` and closes it; yields the port."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.05)  # accept wakes up to see `stop`
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            with contextlib.suppress(OSError):  # (a timeout is an OSError)
+                conn, _ = listener.accept()
+                with conn:
+                    conn.settimeout(2)
+                    conn.recv(4096)
+                    conn.sendall(payload)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield listener.getsockname()[1]
+    finally:
+        stop.set()
+        thread.join(5)
+        listener.close()
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("payload", ["30050203ffffff", "3006020101460100"],
+                         ids=["IndexError", "KeyError"])
+def test_an_ldap_cdp_where_something_else_answers_is_a_refused_request(
+        clock: FakeClock, payload: str) -> None:
+    """A message ldap3's decoder cannot read raised IndexError or KeyError out of the fetch
+    (a traceback for `crypto ca crl request`, and for a validation or the refresh timer)."""
+    e = device(clock, FakeCrlFetcher())
+    e.ports.crls = NetworkCrlFetcher()
+    trustpoint(e, "myca", CA)
+    with _answering(bytes.fromhex(payload)) as port:
+        uri = f"ldap://127.0.0.1:{port}/cn=Hostile Root CA,o=Example"
+        r = e.execute(f"crypto ca crl request {uri}")
+    assert isinstance(r.error, PeerError), r.output
+    assert r.output.startswith(f"% CRL request failed: {uri}: the server's answer is not "
+                               "LDAP ("), r.output
+    (rec,) = r.events
+    assert isinstance(rec.event, CrlFetchFailed) and e.state.crls.crls == ()
