@@ -138,3 +138,41 @@ def test_an_ldap_cdp_where_something_else_answers_is_a_refused_request(
                                "LDAP ("), r.output
     (rec,) = r.events
     assert isinstance(rec.event, CrlFetchFailed) and e.state.crls.crls == ()
+
+
+def _listing_twice(clock: FakeClock, first: tuple[int, str], second: tuple[int, str]) -> bytes:
+    """A CRL by CA listing serial 5 twice: (days before now it was revoked, reason) each."""
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+
+    now = dt.datetime.fromtimestamp(clock.us / 1e6, dt.UTC)
+    b = (x509.CertificateRevocationListBuilder().issuer_name(CA.cert.subject)
+         .last_update(now).next_update(now + dt.timedelta(days=1))
+         .add_extension(x509.CRLNumber(8), critical=False))
+    for days, reason in (first, second):
+        b = b.add_revoked_certificate(
+            x509.RevokedCertificateBuilder().serial_number(5)
+            .revocation_date(now - dt.timedelta(days=days))
+            .add_extension(x509.CRLReason(x509.ReasonFlags[reason]), critical=False).build())
+    return b.sign(CA.key, hashes.SHA256()).public_bytes(serialization.Encoding.DER)
+
+
+@pytest.mark.parametrize(("first", "second", "kept"), [
+    ((3, "key_compromise"), (1, "remove_from_crl"), (3, "keyCompromise")),
+    ((1, "remove_from_crl"), (3, "key_compromise"), (3, "keyCompromise")),
+    ((1, "superseded"), (4, "key_compromise"), (4, "keyCompromise")),
+    ((4, "key_compromise"), (1, "superseded"), (4, "keyCompromise")),
+], ids=["removal-listed-after", "removal-listed-before", "later-first", "earlier-first"])
+def test_a_serial_listed_twice_is_read_the_safe_way(clock: FakeClock, first: tuple[int, str],
+                                                    second: tuple[int, str],
+                                                    kept: tuple[int, str]) -> None:
+    """The entry that revokes, and the earlier revocation: a second entry must not unrevoke
+    a certificate (the index once kept whichever came last)."""
+    got = verify_crl(_listing_twice(clock, first, second), CA.cert, now=clock.us).index
+    entry = got.lookup(5)
+    assert entry is not None and len(got) == 1
+    days, reason = kept
+    assert (entry.reason, entry.revoked_at) == (reason, (clock.us // 1_000_000 - days * 86_400)
+                                                * 1_000_000)
