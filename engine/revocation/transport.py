@@ -140,7 +140,9 @@ def _http(uri: str, timeout_s: float) -> bytes:
             if deadline.expired() or isinstance(e, httpx.TimeoutException):
                 raise CrlUnavailable(f"no complete answer within the {timeout_s:g} s "
                                      "curl-timeout", PeerReason.TIMED_OUT) from None
-            raise CrlUnavailable(str(e).split("\n")[0] or type(e).__name__) from None
+            from engine.scep_client import http_failure  # (never a repr of the peer's bytes)
+
+            raise CrlUnavailable(http_failure(e).split("\n")[0]) from None
 
 
 def _get(client: httpx.Client, uri: str) -> tuple[int, str, bytes]:

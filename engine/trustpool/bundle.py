@@ -162,8 +162,17 @@ def _without_duplicates(certs: list[x509.Certificate]) -> tuple[list[x509.Certif
         keep, drop = ((cert, have) if cert.not_valid_after_utc > have.not_valid_after_utc
                       else (have, cert))
         best[key] = keep
-        notes.append(f"duplicate {cert.subject.rfc4514_string()}: kept the certificate "
-                     f"expiring {keep.not_valid_after_utc:%Y-%m-%d}, dropped the one expiring "
-                     f"{drop.not_valid_after_utc:%Y-%m-%d}")
+        notes.append(f"duplicate {cert.subject.rfc4514_string()}: {_kept(keep, drop)}")
     order = {id(c): n for n, c in enumerate(certs)}
     return sorted(best.values(), key=lambda c: order[id(c)]), notes
+
+
+def _kept(keep: x509.Certificate, drop: x509.Certificate) -> str:
+    """Which of two certificates of one CA (same names and key) was kept, in words."""
+    if keep == drop:  # byte for byte (cryptography compares the DER)
+        return "the same certificate twice, kept once"
+    if keep.not_valid_after_utc == drop.not_valid_after_utc:
+        return (f"two certificates expiring {keep.not_valid_after_utc:%Y-%m-%d}, kept the "
+                "first")
+    return (f"kept the certificate expiring {keep.not_valid_after_utc:%Y-%m-%d}, dropped the "
+            f"one expiring {drop.not_valid_after_utc:%Y-%m-%d}")

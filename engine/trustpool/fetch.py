@@ -130,7 +130,9 @@ def _redirect(url: str, location: str, seen: list[str]) -> str:
 
 
 def _why(e: Exception) -> str:
-    text = str(e).split("\n")[0]
+    from engine.scep_client import http_failure  # (the peer's bytes never shown as a repr)
+
+    text = http_failure(e).split("\n")[0]
     if "CERTIFICATE_VERIFY_FAILED" in text and "Hostname mismatch" in text:
         return "the server's certificate does not name the host of the url"
     if "CERTIFICATE_VERIFY_FAILED" in text:

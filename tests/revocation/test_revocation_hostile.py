@@ -176,3 +176,17 @@ def test_a_serial_listed_twice_is_read_the_safe_way(clock: FakeClock, first: tup
     days, reason = kept
     assert (entry.reason, entry.revoked_at) == (reason, (clock.us // 1_000_000 - days * 86_400)
                                                 * 1_000_000)
+
+
+@pytest.mark.integration
+def test_an_http_cdp_answer_that_is_not_http_is_named_in_our_words(clock: FakeClock) -> None:
+    """h11's complaint about a line it cannot read ends in a Python repr of the peer's bytes
+    (`illegal chunk header: bytearray(b'zz\\r\\n')`): not for an operator."""
+    e = device(clock, FakeCrlFetcher())
+    e.ports.crls = NetworkCrlFetcher()
+    trustpoint(e, "myca", CA)
+    with _answering(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nxx\r\n") as port:
+        uri = f"http://127.0.0.1:{port}/ca.crl"
+        r = e.execute(f"crypto ca crl request {uri}")
+    assert r.output == (f"% CRL request failed: {uri}: the answer is not HTTP (illegal chunk "
+                        "header). Nothing was cached.\n"), r.output

@@ -1,0 +1,108 @@
+"""Hostile bundle servers and bundles: an HTTP answer a parser cannot read is named in our
+words (never a Python repr of the peer's bytes), the same certificate twice is said as such,
+and an automatic update whose server now answers garbage leaves the pool as it was, with the
+failure where the operator looks (`show logging`, `show crypto ca trustpool policy`)."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from engine import Engine
+from engine.trustpool.fetch import HttpBundleFetcher
+from events.trustpool import TrustpoolUpdateFailed
+from tests.trustpool.pool_certs import ca, pem, years
+from tests.trustpool.pool_support import BundleServer, Route
+from tests.trustpool.test_pool_schedule import EXPIRY, T0, _builtins, _configure, _open
+
+pytestmark = pytest.mark.integration
+
+IMPORT = "crypto ca trustpool import url "
+
+
+@contextlib.contextmanager
+def _raw(answer: bytes) -> Iterator[str]:
+    """A TCP server on 127.0.0.1 that reads a request and writes `answer` (bytes as they are,
+    status line and headers included), then closes; yields its url."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.05)  # accept wakes up to see `stop`
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            with contextlib.suppress(OSError):  # (a timeout is an OSError)
+                conn, _ = listener.accept()
+                with conn:
+                    conn.settimeout(2)
+                    conn.recv(65536)
+                    conn.sendall(answer)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}/bundle.pem"
+    finally:
+        stop.set()
+        thread.join(5)
+        listener.close()
+
+
+@pytest.mark.parametrize(("answer", "words"), [
+    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nxx\r\n",
+     "the answer is not HTTP (illegal chunk header)"),
+    (b"HTTP/1.1 200 OK\r\nContent-Length: 99999\r\n\r\n-----BEGIN CERTIFICATE-----\n",
+     "peer closed connection without sending complete message body"),
+    (b"HTTP/1.1 302 Found\r\nLocation: file:///etc/passwd\r\nContent-Length: 0\r\n\r\n",
+     "the server redirected to file:///etc/passwd, which is not http or https"),
+], ids=["bad-chunk", "closed-mid-body", "redirect-to-file"])
+def test_an_answer_we_cannot_read_is_named_and_changes_nothing(
+        device: Callable[..., Engine], answer: bytes, words: str) -> None:
+    with device() as dev, _raw(answer) as url:
+        dev.ports.bundles = HttpBundleFetcher(deadline=5, timeout=3)
+        pool = dev.state.trustpool
+        r = dev.execute(IMPORT + url)
+        assert not r.ok and not r.events
+        assert r.output.startswith(f"% Trustpool import from {url} failed: "), r.output
+        assert words in r.output and "bytearray" not in r.output, r.output
+        assert r.output.endswith("Nothing was changed.\n")
+        assert dev.state.trustpool == pool
+
+
+def test_the_same_certificate_twice_is_said_so(device: Callable[..., Engine],
+                                               http_server: BundleServer) -> None:
+    a = ca("Twice Alike", *years(2020, 2040))[0]
+    with device() as dev:
+        r = dev.execute(IMPORT + http_server.serve("/twice.pem", pem([a, a])))
+        assert r.ok, r.output
+        assert ("% duplicate CN=Twice Alike,O=Example: the same certificate twice, kept once."
+                in r.output), r.output
+        assert len(dev.state.trustpool.downloaded) == 1
+
+
+def test_an_update_whose_server_now_answers_garbage_leaves_the_pool(
+        tmp_path: Path, http_server: BundleServer) -> None:
+    from engine.ports import FakeClock
+
+    _builtins(tmp_path)
+    clock = FakeClock(T0)
+    url = http_server.serve("/pool.pem", (tmp_path / "renewed.pem").read_bytes())
+    with _open(tmp_path, clock) as dev:
+        assert dev.execute(IMPORT + url).ok
+        _configure(dev, url)
+        pool = dev.state.trustpool
+        http_server.routes["/pool.pem"] = Route(body=b"\x30\x82\xff\xffnot a bundle")
+        clock.us = EXPIRY + 3650 * 86_400_000_000 - 20 * 86_400_000_000  # the first point
+        results = dev.run_due()
+        events = [rec.event for res in results for rec in res.events]
+        assert len(events) == 1 and isinstance(events[0], TrustpoolUpdateFailed), events
+        assert dev.state.trustpool.downloaded == pool.downloaded
+        logged = dev.execute("show logging").output
+        assert (f"%PKI-3-TRUSTPOOL_DOWNLOAD_FAIL: Automatic trustpool update from {url} "
+                "failed: the bundle is neither a PEM bundle nor a PKCS#7 DER bundle") in logged
+        policy = dev.execute("show crypto ca trustpool policy").output
+        assert "(retrying after 1 failed attempt;" in policy, policy
