@@ -46,6 +46,7 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.x509.oid import ExtensionOID
 
 from engine.keyformats import Encoding
+from engine.messages import printable_text
 from engine.pki import CLOCK_SKEW_US
 from engine.revocation.cache import cdp_uris, is_ca, spki_sha256
 from engine.revocation.index import CrlIndex, CrlShape, build_index
@@ -156,7 +157,8 @@ def verify_crl(data: bytes, issuer: x509.Certificate,
     crl = load_crl(data)
     der = data if data[:1] == b"\x30" else crl.public_bytes(Encoding.DER)  # PEM: stored as DER
     if crl.issuer != issuer.subject:
-        raise CrlRefused(f"the CRL is issued by {crl.issuer.rfc4514_string() or '(empty)'}, "
+        raise CrlRefused(f"the CRL is issued by "
+                         f"{printable_text(crl.issuer.rfc4514_string()) or '(empty)'}, "
                          f"not by {issuer.subject.rfc4514_string()}")
     _check_crl_sign(issuer)
     if not _signature_valid(crl, issuer):

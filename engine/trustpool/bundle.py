@@ -32,7 +32,7 @@ from cryptography import x509
 
 from engine.errors import PeerError, PeerReason, TrustledgerError
 from engine.keyformats import Encoding
-from engine.messages import plural
+from engine.messages import plural, printable_text
 from engine.pki import load_certificate, spki
 from engine.trustpool.pool import quiet
 
@@ -80,10 +80,10 @@ def _parse(data: bytes, anchors: Sequence[x509.Certificate], now: int) -> Bundle
         raise BundleRefused("the bundle holds no certificate")
     for n, cert in enumerate(certs, 1):
         if not _is_ca(cert):
-            raise BundleRefused(f"certificate {n} of the bundle ({cert.subject.rfc4514_string()})"
+            raise BundleRefused(f"certificate {n} of the bundle ({_name(cert)})"
                                 " is not a CA certificate (basicConstraints cA is not TRUE)")
     kept, notes = _without_duplicates(certs)
-    signature = "unsigned" if signer is None else f"signed by {signer.subject.rfc4514_string()}"
+    signature = "unsigned" if signer is None else f"signed by {_name(signer)}"
     return Bundle(tuple(kept), tuple(c.public_bytes(Encoding.DER) for c in kept), signature,
                   tuple(notes))
 
@@ -162,7 +162,7 @@ def _without_duplicates(certs: list[x509.Certificate]) -> tuple[list[x509.Certif
         keep, drop = ((cert, have) if cert.not_valid_after_utc > have.not_valid_after_utc
                       else (have, cert))
         best[key] = keep
-        notes.append(f"duplicate {cert.subject.rfc4514_string()}: {_kept(keep, drop)}")
+        notes.append(f"duplicate {_name(cert)}: {_kept(keep, drop)}")
     order = {id(c): n for n, c in enumerate(certs)}
     return sorted(best.values(), key=lambda c: order[id(c)]), notes
 
@@ -176,3 +176,8 @@ def _kept(keep: x509.Certificate, drop: x509.Certificate) -> str:
                 "first")
     return (f"kept the certificate expiring {keep.not_valid_after_utc:%Y-%m-%d}, dropped the "
             f"one expiring {drop.not_valid_after_utc:%Y-%m-%d}")
+
+
+def _name(cert: x509.Certificate) -> str:
+    """The certificate's subject as the bundle's messages say it (its server chose it)."""
+    return printable_text(cert.subject.rfc4514_string())

@@ -72,6 +72,7 @@ from cryptography.x509.verification import (
     VerificationError,
 )
 
+from engine.messages import printable_text
 from engine.pki import issued_by
 from engine.trustpool.anchor import same_key
 from engine.validation.verdict import Code, Purpose
@@ -384,4 +385,4 @@ def _key(cert: x509.Certificate) -> PublicKeyTypes | None:
 
 
 def _who(cert: x509.Certificate) -> str:
-    return cert.subject.rfc4514_string() or f"serial {cert.serial_number:X}"
+    return printable_text(cert.subject.rfc4514_string()) or f"serial {cert.serial_number:X}"

@@ -190,3 +190,13 @@ def test_an_http_cdp_answer_that_is_not_http_is_named_in_our_words(clock: FakeCl
         r = e.execute(f"crypto ca crl request {uri}")
     assert r.output == (f"% CRL request failed: {uri}: the answer is not HTTP (illegal chunk "
                         "header). Nothing was cached.\n"), r.output
+
+
+def test_the_name_of_a_crl_from_another_issuer_is_shown_printable(clock: FakeClock) -> None:
+    """A CDP's CRL is unverified when its issuer is named in the refusal (recorded in
+    CrlFetchFailed, shown by `show logging`): its control characters are '?'."""
+    other = make_ca("\x1b[2J\nforged\u202e", now=clock.us)
+    with pytest.raises(CrlRefused) as refused:
+        verify_crl(make_crl(other, CrlSpec(this_update=clock.us)), CA.cert, now=clock.us)
+    assert str(refused.value) == ("the CRL is issued by CN=?[2J?forged?,O=Example, not by "
+                                  "CN=Hostile Root CA,O=Example")

@@ -106,3 +106,22 @@ def test_an_update_whose_server_now_answers_garbage_leaves_the_pool(
                 "failed: the bundle is neither a PEM bundle nor a PKCS#7 DER bundle") in logged
         policy = dev.execute("show crypto ca trustpool policy").output
         assert "(retrying after 1 failed attempt;" in policy, policy
+
+
+def test_subjects_a_bundle_chose_reach_no_terminal(device: Callable[..., Engine],
+                                                   http_server: BundleServer) -> None:
+    """An unsigned bundle's names are its server's choice: escape sequences and newlines in
+    them are shown as '?', in `show crypto ca trustpool` and in a refusal alike."""
+    forging = "\x1b[2J\nTrustpool: Built-In\u202e"
+    good = ca(forging, *years(2020, 2040))[0]
+    leaf = ca(forging, *years(2020, 2040), is_ca=False)[0]
+    with device() as dev:
+        refused = dev.execute(IMPORT + http_server.serve("/leaf.pem", pem([leaf])))
+        assert "certificate 1 of the bundle (CN=?[2J?Trustpool: Built-In?,O=Example) is not" \
+            in refused.output, refused.output
+        assert dev.execute(IMPORT + http_server.serve("/odd.pem", pem([good]))).ok
+        shown = dev.execute("show crypto ca trustpool").output
+        assert "\x1b" not in shown and "\u202e" not in shown
+        assert "CN=?[2J?Trustpool: Built-In?,O=Example" in [x.strip() for x in
+                                                            shown.splitlines()], shown
+        assert shown.count("Trustpool: Downloaded") == 1

@@ -169,3 +169,25 @@ def test_mutated_peer_certificates_never_raise(dev: Engine, pki: Pki) -> None:
                                     "tls-server", AT_US, "peer.example")
         codes.update(verdict.codes)
     assert Code.MALFORMED in codes
+
+
+FORGING = "\x1b]0;owned\x07\x1b[2J\n  Reasons       : NONE\u202e"
+
+
+def test_a_peer_name_with_control_characters_forges_no_report_line(
+        dev: Engine, pki: Pki, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The peer chose its subject: an escape sequence or a newline in it must not reach the
+    terminal or start a line of the report (the path line and the detail both name it)."""
+    dev.close()
+    leaf = issue(Spec(FORGING, dns=["peer.example"]), key(), (pki.inter, pki.inter_key))
+    (tmp_path / "chain.pem").write_bytes(pem([leaf, pki.inter]))
+    code = main(["validate", "--data", str(tmp_path / "dev"), str(tmp_path / "chain.pem"),
+                 "--at", AT.isoformat(), "--name", "other.example"])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert not any(c in out for c in "\x1b\x07\u202e"), repr(out)
+    lines = out.splitlines()
+    assert [x for x in lines if x.startswith("  Reasons")] == ["  Reasons       : NAME_MISMATCH"]
+    assert "    [0] CN=?]0\\;owned??[2J?  Reasons       : NONE?,O=Example" in lines, lines
+    assert ("  Detail        : CN=?]0\\;owned??[2J?  Reasons       : NONE?,O=Example does not "
+            "name 'other.example'") in lines, lines
