@@ -14,9 +14,10 @@ from pathlib import Path
 import pytest
 
 from engine import Engine
+from engine.trustpool.bundle import MAX_CERTIFICATES
 from engine.trustpool.fetch import HttpBundleFetcher
 from events.trustpool import TrustpoolUpdateFailed
-from tests.trustpool.pool_certs import ca, pem, years
+from tests.trustpool.pool_certs import ca, key, p7b, pem, years
 from tests.trustpool.pool_support import BundleServer, Route
 from tests.trustpool.test_pool_schedule import EXPIRY, T0, _builtins, _configure, _open
 
@@ -125,3 +126,24 @@ def test_subjects_a_bundle_chose_reach_no_terminal(device: Callable[..., Engine]
         assert "CN=?[2J?Trustpool: Built-In?,O=Example" in [x.strip() for x in
                                                             shown.splitlines()], shown
         assert shown.count("Trustpool: Downloaded") == 1
+
+
+def test_a_bundle_of_more_than_max_certificates_is_refused(device: Callable[..., Engine],
+                                                            http_server: BundleServer) -> None:
+    """Every validation whose issuer name matches tries each pool certificate of that name
+    (3,000 of one name made one validation cost 0.66 s of CPU): a bundle is a few hundred
+    roots, and more than MAX_CERTIFICATES is refused, in either format, before the pool
+    changes."""
+    k = key()
+    many = [ca(f"Many {n}", *years(2020, 2040), k=k)[0] for n in range(MAX_CERTIFICATES + 1)]
+    with device() as dev:
+        pool = dev.state.trustpool
+        for path, body in (("/many.pem", pem(many)), ("/many.p7b", p7b(many))):
+            r = dev.execute(IMPORT + http_server.serve(path, body))
+            assert not r.ok and not r.events, r.output
+            assert (f"failed: the bundle holds {MAX_CERTIFICATES + 1} certificates; a trustpool "
+                    f"bundle may hold at most {MAX_CERTIFICATES}. Nothing was changed."
+                    in r.output), r.output
+            assert dev.state.trustpool == pool
+        r = dev.execute(IMPORT + http_server.serve("/enough.pem", pem(many[1:])))
+        assert r.ok and len(dev.state.trustpool.downloaded) == MAX_CERTIFICATES, r.output
