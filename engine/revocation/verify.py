@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
@@ -119,18 +120,24 @@ _PARSE_ERRORS = (ValueError, TypeError, UnsupportedAlgorithm, x509.InvalidVersio
                  x509.DuplicateExtension, x509.UnsupportedGeneralNameType)
 
 
+_PEM_CRL = b"-----BEGIN X509 CRL-----"
+_PEM_LABEL = re.compile(rb"-----BEGIN ([A-Z0-9 ]{1,40})-----")
+
+
 def load_crl(data: bytes) -> x509.CertificateRevocationList:
     """The CRL in `data` (PEM or DER), its issuer, times, signature algorithm and extensions
     read here: cryptography parses them lazily, so a CRL that loads can still fail when a
     field is first read, and bytes from a CDP must be refused, never fail a caller later.
     (The revoked entries are read by engine.revocation.index's walker.)"""
     try:
-        if data.lstrip().startswith(b"-----BEGIN"):
-            crl = x509.load_pem_x509_crl(data)
+        if not data.lstrip().startswith(b"\x30") and b"-----BEGIN" in data:
+            # PEM may have text around its block (RFC 7468 §2: `openssl crl -text` output)
+            at = data.find(_PEM_CRL)
+            crl = x509.load_pem_x509_crl(data[at:] if at > 0 else data)
         else:
             crl = x509.load_der_x509_crl(data)
     except ValueError:  # not even the outer shape of a CRL
-        raise CrlRefused("the answer is not a CRL") from None
+        raise CrlRefused(f"the answer is not a CRL{_instead(data)}") from None
     except _PARSE_ERRORS as e:
         raise CrlRefused(f"the answer is not a CRL ({_reason(e)})") from None
     try:
@@ -140,6 +147,20 @@ def load_crl(data: bytes) -> x509.CertificateRevocationList:
     except _PARSE_ERRORS as e:
         raise CrlRefused(f"the answer is not a CRL ({_reason(e)})") from None
     return crl
+
+
+def _instead(data: bytes) -> str:
+    """What the answer is, when it is a certificate or another PEM block instead: a CDP url
+    that names the CA's certificate file (`ca.crt` for `ca.crl`) is an operator's common
+    slip."""
+    label = _PEM_LABEL.search(data)
+    if label is not None:
+        return "" if label.group(1) == b"X509 CRL" else f" (it is a PEM {label.group(1).decode()})"
+    try:
+        x509.load_der_x509_certificate(data)
+    except _PARSE_ERRORS:
+        return ""
+    return " (it is a DER certificate)"
 
 
 def _reason(e: Exception) -> str:

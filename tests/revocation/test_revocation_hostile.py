@@ -12,6 +12,7 @@ import threading
 from collections.abc import Iterator
 
 import pytest
+from cryptography.hazmat.primitives.serialization import Encoding
 
 from engine.errors import PeerError
 from engine.ports import FakeClock
@@ -200,3 +201,33 @@ def test_the_name_of_a_crl_from_another_issuer_is_shown_printable(clock: FakeClo
         verify_crl(make_crl(other, CrlSpec(this_update=clock.us)), CA.cert, now=clock.us)
     assert str(refused.value) == ("the CRL is issued by CN=?[2J?forged?,O=Example, not by "
                                   "CN=Hostile Root CA,O=Example")
+
+
+@pytest.mark.parametrize(("answer", "why"), [
+    (CA.der, "the answer is not a CRL (it is a DER certificate)"),
+    (b"subject=CN = Hostile Root CA\n" + CA.cert.public_bytes(Encoding.PEM),
+     "the answer is not a CRL (it is a PEM CERTIFICATE)"),
+], ids=["der-certificate", "pem-certificate"])
+def test_a_cdp_serving_the_ca_certificate_says_so(clock: FakeClock, answer: bytes,
+                                                  why: str) -> None:
+    """A CDP url naming the CA's certificate file (ca.crt for ca.crl) is a common slip."""
+    e = device(clock, FakeCrlFetcher({URI: answer}))
+    trustpoint(e, "myca", CA)
+    r = e.execute(f"crypto ca crl request {URI}")
+    assert r.output == f"% CRL request failed: {URI}: {why}. Nothing was cached.\n"
+
+
+def test_a_pem_crl_with_text_before_it_is_taken(clock: FakeClock) -> None:
+    """RFC 7468 §2: text outside the encapsulation boundaries (what `openssl crl -text`
+    prints before the block) is ignored."""
+    import base64
+
+    good = _good(clock)
+    answer = (b"Certificate Revocation List (CRL):\n        Version 2 (0x1)\n"
+              b"-----BEGIN X509 CRL-----\n" + base64.encodebytes(good)
+              + b"-----END X509 CRL-----\n")
+    e = device(clock, FakeCrlFetcher({URI: answer}))
+    trustpoint(e, "myca", CA)
+    r = e.execute(f"crypto ca crl request {URI}")
+    assert r.ok and r.output.startswith(f"% CRL fetched from {URI}: "), r.output
+    assert e.state.crls.crls and e.state.crls.crls[0].number == "7"
