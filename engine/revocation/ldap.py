@@ -161,6 +161,9 @@ def _read_into(target: LdapTarget, timeout_s: float,
         result.append(e)
 
 
+_REFERRAL = 10  # LDAP resultCode referral (RFC 4511 §4.1.10)
+
+
 def _read(target: LdapTarget, timeout_s: float) -> CrlValues:
     import ldap3  # loaded by the first LDAP fetch only
     from ldap3.core.exceptions import LDAPException
@@ -168,12 +171,16 @@ def _read(target: LdapTarget, timeout_s: float) -> CrlValues:
     try:
         server = ldap3.Server(target.host, port=target.port, get_info=ldap3.NONE,
                               connect_timeout=timeout_s)
+        # A referral is not followed: the CDP names the directory to ask, and a referral
+        # would send the router to whatever host the answer names.
         conn = ldap3.Connection(server, auto_bind=True, raise_exceptions=True,
-                                receive_timeout=max(1, int(timeout_s)))
+                                receive_timeout=max(1, int(timeout_s)), auto_referrals=False)
         try:
             conn.search(target.dn, target.filter, search_scope=ldap3.BASE,
                         attributes=[CRL_ATTRIBUTE])
             response = list(conn.response or [])
+            referred = (conn.result or {}).get("result") == _REFERRAL or any(
+                r.get("type") == "searchResRef" for r in response)
         finally:
             conn.unbind()
     except LDAPException as e:
@@ -187,6 +194,9 @@ def _read(target: LdapTarget, timeout_s: float) -> CrlValues:
         raise LdapReadError(f"the server's answer is not LDAP ({type(e).__name__} in the "
                             "decoder)") from None
     entries = [r for r in response if r.get("type") == "searchResEntry"]
+    if not entries and referred:
+        raise LdapReadError(f"the directory refers {target.dn} to another server, which is "
+                            "not asked (a referral is not followed)")
     if not entries:
         raise LdapReadError(f"no entry {target.dn} in the directory")
     raw = entries[0].get("raw_attributes", {})

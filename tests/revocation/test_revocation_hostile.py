@@ -231,3 +231,70 @@ def test_a_pem_crl_with_text_before_it_is_taken(clock: FakeClock) -> None:
     r = e.execute(f"crypto ca crl request {URI}")
     assert r.ok and r.output.startswith(f"% CRL fetched from {URI}: "), r.output
     assert e.state.crls.crls and e.state.crls.crls[0].number == "7"
+
+
+def _ber(tag: int, content: bytes) -> bytes:
+    assert len(content) < 128
+    return bytes([tag, len(content)]) + content
+
+
+@contextlib.contextmanager
+def _referring_directory(to: str) -> Iterator[int]:
+    """An LDAP server on 127.0.0.1 that accepts the anonymous bind, then answers the search
+    with resultCode referral (10) to `to`; yields its port."""
+    def answer(request: bytes, op: bytes) -> bytes:
+        """`op` as the answer to `request`, under its messageID (ldap3 numbers messages for
+        the whole process: no ID can be assumed)."""
+        at = 2 if request[1] < 0x80 else 2 + (request[1] & 0x7F)  # past the SEQUENCE header
+        message_id = request[at:at + 2 + request[at + 1]]
+        return _ber(0x30, message_id + op)
+
+    bind_ok = _ber(0x61, _ber(0x0A, b"\x00") + _ber(0x04, b"") + _ber(0x04, b""))
+    referral = _ber(0x65, _ber(0x0A, b"\x0a") + _ber(0x04, b"") + _ber(0x04, b"")
+                    + _ber(0xA3, _ber(0x04, to.encode())))
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.05)
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            with contextlib.suppress(OSError):
+                conn, _ = listener.accept()
+                with conn:
+                    conn.settimeout(2)
+                    for op in (bind_ok, referral):
+                        conn.sendall(answer(conn.recv(4096), op))
+                    conn.recv(4096)  # the unbind
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield listener.getsockname()[1]
+    finally:
+        stop.set()
+        thread.join(5)
+        listener.close()
+
+
+@pytest.mark.integration
+def test_an_ldap_referral_is_not_followed(clock: FakeClock) -> None:
+    """A referral would send the router to whatever host the directory names (ldap3 follows
+    them by default); the CDP names the directory to ask. The referred-to server must see no
+    connection, and the failure says what happened."""
+    elsewhere = socket.create_server(("127.0.0.1", 0))
+    elsewhere.settimeout(0.5)
+    try:
+        to = f"ldap://127.0.0.1:{elsewhere.getsockname()[1]}/cn=Elsewhere"
+        e = device(clock, FakeCrlFetcher())
+        e.ports.crls = NetworkCrlFetcher()
+        trustpoint(e, "myca", CA)
+        with _referring_directory(to) as port:
+            uri = f"ldap://127.0.0.1:{port}/cn=Hostile Root CA,o=Example"
+            r = e.execute(f"crypto ca crl request {uri}")
+        assert r.output == (f"% CRL request failed: {uri}: the directory refers cn=Hostile "
+                            "Root CA,o=Example to another server, which is not asked (a "
+                            "referral is not followed). Nothing was cached.\n"), r.output
+        with pytest.raises(TimeoutError):
+            elsewhere.accept()
+    finally:
+        elsewhere.close()
