@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from asn1crypto import cms
 from cryptography import x509
 
+from engine.messages import printable_text
 from engine.pki import issued_by
 from engine.scep.cms import read_certs_only, read_signed, verify_signed
 from engine.scep.errors import ScepError
@@ -98,7 +99,7 @@ def _signer_count(der: bytes) -> int:
 
 def _chain_to_anchor(signer: x509.Certificate, bundle: list[x509.Certificate],
                      anchors: Sequence[x509.Certificate], now: int) -> None:
-    subject = signer.subject.rfc4514_string()
+    subject = printable_text(signer.subject.rfc4514_string())  # the bundle's words
     if not _valid(signer, now):
         raise BundleRefused(f"the bundle's signer ({subject}) is outside its validity period")
     cert = signer

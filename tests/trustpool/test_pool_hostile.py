@@ -147,3 +147,22 @@ def test_a_bundle_of_more_than_max_certificates_is_refused(device: Callable[...,
             assert dev.state.trustpool == pool
         r = dev.execute(IMPORT + http_server.serve("/enough.pem", pem(many[1:])))
         assert r.ok and len(dev.state.trustpool.downloaded) == MAX_CERTIFICATES, r.output
+
+
+def test_a_signer_name_with_control_characters_is_shown_printable(
+        device: Callable[..., Engine], http_server: BundleServer) -> None:
+    """A signed bundle whose signer does not chain names the signer: its server chose the
+    name."""
+    from engine.scep import Credential, DigestAlgorithm
+    from engine.scep.cms import sign
+
+    a = ca("Signed Content", *years(2020, 2040))[0]
+    signer, signer_key = ca("\x1b[31mSigner\n% 1 CA certificate", *years(2020, 2040),
+                            is_ca=False)
+    body = sign(b"bundle", signer=Credential(signer, signer_key),  # type: ignore[arg-type]
+                digest=DigestAlgorithm.SHA256, attributes=(), certificates=[a, signer])
+    with device() as dev:
+        r = dev.execute(IMPORT + http_server.serve("/signed.p7b", body))
+        assert not r.ok and "\x1b" not in r.output, repr(r.output)
+        assert ("the bundle's signer (CN=?[31mSigner?% 1 CA certificate,O=Example) does not "
+                "chain to a certificate of the trustpool") in r.output, r.output
