@@ -166,3 +166,33 @@ def test_a_signer_name_with_control_characters_is_shown_printable(
         assert not r.ok and "\x1b" not in r.output, repr(r.output)
         assert ("the bundle's signer (CN=?[31mSigner?% 1 CA certificate,O=Example) does not "
                 "chain to a certificate of the trustpool") in r.output, r.output
+
+
+def test_a_fifo_or_a_device_is_refused_without_blocking(device: Callable[..., Engine],
+                                                        tmp_path: Path) -> None:
+    """`file:` on a FIFO blocked in open() until a writer came (for ever, for the update
+    timer of a `cabundle url`, and the engine with it); /dev/zero read 10 MB of zeros."""
+    import os
+
+    fifo = tmp_path / "bundle.fifo"
+    os.mkfifo(fifo)
+    results: list[str] = []
+    with device() as dev:
+        def run() -> None:
+            results.append(dev.execute(IMPORT + f"file://{fifo}").output)
+            results.append(dev.execute(IMPORT + "file:///dev/zero").output)
+
+        worker = threading.Thread(target=run, daemon=True)
+        worker.start()
+        worker.join(10)
+        blocked = worker.is_alive()
+        if blocked:  # the old behaviour: release the open() so the thread ends
+            with open(fifo, "wb"):
+                pass
+            worker.join(10)
+        assert not blocked, "the import blocked on the FIFO"
+    assert results == [
+        f"% Trustpool import from file://{fifo} failed: cannot read {fifo}: not a regular "
+        "file. Nothing was changed.\n",
+        "% Trustpool import from file:///dev/zero failed: cannot read /dev/zero: not a "
+        "regular file. Nothing was changed.\n"]
