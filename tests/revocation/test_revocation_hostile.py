@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from engine.errors import PeerError
 from engine.ports import FakeClock
 from engine.revocation.ldap import ranked
-from engine.revocation.transport import NetworkCrlFetcher
+from engine.revocation.transport import CrlUnavailable, NetworkCrlFetcher
 from engine.revocation.verify import CrlRefused, verify_crl
 from events.revocation import CrlFetchFailed
 from tests.revocation.revocation_support import device, trustpoint
@@ -298,3 +298,57 @@ def test_an_ldap_referral_is_not_followed(clock: FakeClock) -> None:
             elsewhere.accept()
     finally:
         elsewhere.close()
+
+
+@contextlib.contextmanager
+def _flooding_directory(seconds: float) -> Iterator[int]:
+    """An LDAP server on 127.0.0.1 that accepts the bind, then answers the search with an
+    entry that claims 2 GB and sends filler for `seconds`; yields its port."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.05)
+    stop = threading.Event()
+
+    def flood(conn: socket.socket) -> None:
+        with conn, contextlib.suppress(OSError):
+            conn.settimeout(2)
+            request = conn.recv(4096)
+            conn.sendall(_ber(0x30, request[2:5] + _ber(0x61, _ber(0x0A, b"\x00")
+                                                        + _ber(0x04, b"") + _ber(0x04, b""))))
+            request = conn.recv(4096)
+            conn.sendall(b"\x30\x84\x7f\xff\xff\xff" + request[2:5] + b"\x64\x84\x7f\xff\xff\xf0")
+            until = threading.Event()
+            threading.Timer(seconds, until.set).start()
+            while not until.is_set() and not stop.is_set():
+                conn.sendall(b"A" * 4096)
+
+    def serve() -> None:
+        while not stop.is_set():
+            with contextlib.suppress(OSError):
+                conn, _ = listener.accept()
+                threading.Thread(target=flood, args=(conn,), daemon=True).start()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield listener.getsockname()[1]
+    finally:
+        stop.set()
+        thread.join(5)
+        listener.close()
+
+
+@pytest.mark.integration
+def test_a_directory_that_keeps_sending_is_cut_off_at_the_timeout() -> None:
+    """A trickle never trips ldap3's per-receive timeout: the helper thread that reads the
+    directory went on reading after the fetch had given up (one more per fetch). Now its
+    connection is shut down at the deadline and it ends."""
+    def helpers() -> list[threading.Thread]:
+        return [t for t in threading.enumerate() if t.name == "crl-ldap"]
+
+    assert helpers() == []
+    with _flooding_directory(10.0) as port:
+        with pytest.raises(CrlUnavailable, match="no complete answer within the 1 s"):
+            NetworkCrlFetcher().fetch(f"ldap://127.0.0.1:{port}/cn=Hostile Root CA", 1.0)
+        for thread in helpers():
+            thread.join(3)
+        assert helpers() == [], "the LDAP helper thread is still reading"
