@@ -102,3 +102,36 @@ def test_a_hostile_next_ca_answer_holds_nothing_and_is_retried(
     assert st.rollover is not None and st.rollover.attempts == 1
     assert failed.next_attempt_at == at + RETRY
     assert_replays(device)
+
+
+def test_a_shadow_certificate_not_valid_at_the_switch_is_refused(
+        device: Engine, tmp_path: Path, scep_network: InProcessTransport) -> None:
+    """The shadow router certificate is installed when the CA's next certificate takes over,
+    whatever its dates: one that ends before then was held, and would have been installed
+    expired. Now the shadow enrollment fails (retried) and nothing is held."""
+    from tests.trustpoint.test_tp_bad_peers import CraftingCA
+    from tests.trustpoint.test_tp_hostile_renewal import Spoiling, _DeviceTime, _success
+    from tests.trustpoint.test_tp_rollover import _serve_again
+
+    ca, server, _ = following_ca(tmp_path / "ca", device, scep_network, days=1000,
+                                 certificate_days=2000)
+    enrolled(device, ca, server, "auto-enroll 99")
+    before = status(device)
+    assert before.ca_certificate is not None
+    at = shadow_point(before.ca_certificate)
+    clock_set(device, at - 100 * 86_400_000_000)
+    ca.rollover()
+    _serve_again(ca, scep_network)
+    crafting = CraftingCA(ca, _DeviceTime(device))  # type: ignore[arg-type]
+    crafting.cred = Credential(*ca.ca_credentials()[-1])  # the next CA answers the shadow
+    device.ports.scep = Spoiling(scep_network, crafting, _success((-1, 10)))
+    r = clock_set(device, at)
+    assert due_types(r) == [["ShadowCAAccepted", "RenewalRequested", "RenewalFailed"]], \
+        [j.output for j in jobs(r)]
+    failed = jobs(r)[0].events[-1].event
+    assert "The shadow certificate is not valid when the CA's next certificate takes over" \
+        in failed.detail, failed  # type: ignore[attr-defined]
+    st = status(device)
+    assert st.shadow_ca_certificate is not None and st.shadow_certificates == ()
+    assert st.certificates == before.certificates
+    assert_replays(device)
