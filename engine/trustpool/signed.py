@@ -9,6 +9,7 @@ alone vouches for).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 from asn1crypto import cms
@@ -73,7 +74,7 @@ def read_pkcs7(der: bytes, what: str, anchors: Sequence[x509.Certificate], now: 
         certs, _crls = read_certs_only(der, what)
         signers = _signer_count(der)
     except ScepError as e:
-        raise BundleRefused(f"{what} is not a PKCS#7 SignedData ({e.args[0]})") from e
+        raise BundleRefused(f"{what} is not a PKCS#7 SignedData ({_plain(e.args[0])})") from e
     except (ValueError, TypeError, KeyError) as e:  # asn1crypto parses lazily
         raise BundleRefused(f"{what} is not a PKCS#7 SignedData (malformed DER)") from e
     if signers == 0:
@@ -90,6 +91,18 @@ def read_pkcs7(der: bytes, what: str, anchors: Sequence[x509.Certificate], now: 
         raise BundleRefused(f"the signature of {what} does not verify (malformed)") from e
     _chain_to_anchor(signer, list(certs), anchors, now)
     return [c for c in certs if c != signer], signer
+
+
+def _plain(text: str) -> str:
+    """The SCEP layer's words without the ASN.1 parser's internal structures: `malformed
+    (error parsing asn1 value: ParseError { ... location: [..., "Validity::not_before"] })`
+    becomes `malformed DER at Validity::not_before`."""
+    head, found, rest = text.partition("(error parsing asn1 value:")
+    if not found:
+        return text
+    fields = re.findall(r'"([A-Za-z_:]+)"', rest)
+    where = f" at {fields[-1]}" if fields else ""
+    return f"{head.rstrip().removesuffix('malformed').rstrip()} malformed DER{where}".strip()
 
 
 def _signer_count(der: bytes) -> int:

@@ -196,3 +196,21 @@ def test_a_fifo_or_a_device_is_refused_without_blocking(device: Callable[..., En
         "file. Nothing was changed.\n",
         "% Trustpool import from file:///dev/zero failed: cannot read /dev/zero: not a "
         "regular file. Nothing was changed.\n"]
+
+
+def test_a_malformed_certificate_in_a_pkcs7_bundle_is_said_without_parser_internals(
+        device: Callable[..., Engine], http_server: BundleServer) -> None:
+    """The Rust parser's `ParseError { kind: UnexpectedTag { actual: Tag { ... } } }` is not
+    for an operator: the field it stopped at is."""
+    from tests.trustpool.pool_certs import der, p7b
+
+    a, b = (ca(f"Parsed {n}", *years(2020, 2040))[0] for n in "AB")
+    body, inner = p7b([a, b]), der(a)
+    at = body.index(inner) + inner.index(b"\x17\x0d")  # notBefore's UTCTime tag
+    with device() as dev:
+        r = dev.execute(IMPORT + http_server.serve("/bad.p7b", body[:at] + b"\x04"
+                                                   + body[at + 1:]))
+        assert not r.ok and not r.events
+        assert "the bundle is not a PKCS#7 SignedData (the bundle certificate: malformed DER " \
+            "at Validity::not_before)" in r.output, r.output
+        assert "ParseError" not in r.output
