@@ -9,6 +9,7 @@ one-time challenge password the CA administrator minted, and the `show` outputs.
 
 from __future__ import annotations
 
+import os
 import tempfile
 from pathlib import Path
 from typing import TextIO
@@ -71,11 +72,18 @@ def run_demo(out: TextIO, workdir: Path | None = None) -> int:
                                  builtins=certifi_bundle) as eng:
                     status = run_batch(eng, iter(script.splitlines(keepends=True)), out, False)
                 if workdir is not None:
-                    out.write(f"! kept: trustledger shell --data {root / 'device'}  |  "
-                              f"trustledger log verify {root / 'device'}  |  "
-                              f"trustledger ca list {root / 'ca'}\n")
+                    run = _command_name()
+                    out.write(f"! kept: {run} shell --data {root / 'device'}  |  "
+                              f"{run} log verify {root / 'device'}  |  "
+                              f"{run} ca list {root / 'ca'}\n")
                     out.write(f"! the CA again, on the URL the trustpoint enrolls at: "
-                              f"trustledger ca serve {root / 'ca'} --port {server.port}\n")
+                              f"{run} ca serve {root / 'ca'} --port {server.port}\n")
                 return status
             finally:
                 server.stop()
+
+
+def _command_name() -> str:
+    """How the reader types trustledger: `sh tools/run.sh` when the demo was started by it
+    (it says so in TRUSTLEDGER_RUN: `trustledger` is on PATH only in an activated venv)."""
+    return os.environ.get("TRUSTLEDGER_RUN") or "trustledger"

@@ -60,7 +60,7 @@ class DeviceLog(Protocol):
 
     root: Path
     on_mark: Callable[[int], None] | None
-    on_sync: Callable[[bool], None] | None  # True: about to wait for durability; False: back
+    while_syncing: Callable[[], None] | None  # work done while the log waits for durability
     recovered: str | None
 
     @property

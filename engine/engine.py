@@ -378,6 +378,7 @@ class Engine:
             if c.source and partial:
                 out += [Choice(v, c.help, True) for v in self._values(c.source)
                         if v.startswith(want)]
+                out.append(c)  # the word may name a new one (`crypto ca trustpoint NEW`)
             else:
                 out.append(c)
         return out
@@ -790,7 +791,7 @@ class Engine:
         ports = self.ports
         self.audit = open_trail(log.root, log, key, lambda: key.open(_keystore(ports)))
         log.on_mark = self.audit.on_mark
-        log.on_sync = self.audit.on_sync
+        log.while_syncing = self.audit.sign_pending
         try:  # the first checkpoint (the key, the upgrade), or those a crash kept back
             self.audit.sign_on_open()
         except TrustledgerError as err:
@@ -807,7 +808,7 @@ class Engine:
         except (TrustledgerError, LogError) as err:
             self.audit = None
             log.on_mark = None
-            log.on_sync = None
+            log.while_syncing = None
             self.ports.say(f"%AUDIT-3-CHECKPOINT: the audit trail is closed until the next "
                            f"open: {err.text}\n")
 

@@ -23,6 +23,7 @@ same `text`/`render()` protocol: events/ imports nothing from engine/.
 from __future__ import annotations
 
 import enum
+import re
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # engine.scep is heavy: imported only where SCEP is spoken
@@ -122,3 +123,13 @@ def ambiguous(line: str) -> OperatorError:
 
 def not_allowed(text: str) -> OperatorError:
     return OperatorError(Reason.NOT_ALLOWED, text)
+
+
+_ERRNO = re.compile(r"\[Errno -?\d+\] ")
+
+
+def peer_words(e: BaseException) -> str:
+    """What a failed exchange with a peer says to an operator: the exception's first line
+    without the `[Errno 111] ` an OS error puts before its words (`Connection refused`), or its
+    type's name when it has no words."""
+    return _ERRNO.sub("", str(e).split("\n")[0]) or type(e).__name__

@@ -109,7 +109,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, runtime_checkable
 
 from cryptography.exceptions import InvalidTag, UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
@@ -117,7 +117,15 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from engine.effects import Effect, performs
 from engine.errors import OperatorError, Reason
 from engine.keyformats import Encoding, NoEncryption, PrivateFormat
-from engine.keys import CURVES, KeyAlgorithm, KeySpec, PrivateKey, SealedKey, spki_of
+from engine.keys import (
+    CURVES,
+    RSA_MIN_BITS,
+    KeyAlgorithm,
+    KeySpec,
+    PrivateKey,
+    SealedKey,
+    spki_of,
+)
 from engine.keytidy import KEY_ID, KEYSTORE_DIR, MASTER_KEY_FILE, TMP_SUFFIX, key_ids
 from events.durable import fsync_directory, write_all
 
@@ -550,6 +558,14 @@ class KeyGenerator(Protocol):
         ...
 
 
+@runtime_checkable
+class SaysItsRsaFloor(Protocol):
+    """A key generator that cannot make every RSA size the IOS range offers says its smallest,
+    so the modulus question offers only what it makes and refuses the rest at the answer."""
+
+    smallest_rsa_bits: int
+
+
 class KeyGenerationRefused(OperatorError):
     """The key generator cannot make a key of this spec (nothing was generated or stored)."""
 
@@ -564,7 +580,10 @@ class CryptographyKeyGenerator:
     """Real key generation (pyca/cryptography, OpenSSL's CSPRNG); RSA uses e = 65537.
 
     pyca/cryptography refuses RSA moduli under 1024 bits, so the 512..1023 part of the IOS
-    range is refused here with a clear message (such keys are broken anyway)."""
+    range is offered by no question (`smallest_rsa_bits`, asked through `SmallestRsaModulus`)
+    and refused here too with a clear message (such keys are broken anyway)."""
+
+    smallest_rsa_bits = CRYPTOGRAPHY_MIN_RSA_BITS
 
     def generate(self, spec: KeySpec) -> PrivateKey:
         if spec.algorithm is KeyAlgorithm.RSA:
@@ -610,6 +629,13 @@ class GenerateKeyPairs(Effect):
     (never the keys). If any generation fails, nothing was sealed or stored."""
 
     specs: tuple[KeySpec, ...]
+
+
+@dataclass(frozen=True)
+class SmallestRsaModulus(Effect):
+    """The smallest RSA modulus, in bits, the key generator makes: `engine.keys.RSA_MIN_BITS`
+    unless the generator says a larger one (`SaysItsRsaFloor`). Asked before the modulus
+    question, so an answer the generator would refuse is refused where it is typed."""
 
 
 @dataclass(frozen=True)
@@ -659,6 +685,13 @@ def _generate(ports: Ports, eff: GenerateKeyPairs) -> tuple[SealedKey, ...]:
                 store.discard(done.key_id)
         raise
     return tuple(sealed)
+
+
+@performs(SmallestRsaModulus)
+def _smallest_rsa(ports: Ports, eff: SmallestRsaModulus) -> int:
+    keygen = keygen_of(ports)
+    floor = keygen.smallest_rsa_bits if isinstance(keygen, SaysItsRsaFloor) else RSA_MIN_BITS
+    return max(RSA_MIN_BITS, floor)
 
 
 @performs(DestroyKeys)

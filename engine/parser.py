@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine.errors import OperatorError, Reason, ambiguous, incomplete, invalid_input
-from engine.grammar import Arg, ArgRefused, Command, Grammar, Kw, Mode, Token
+from engine.grammar import Arg, ArgKind, ArgRefused, Command, Grammar, Kw, Mode, Token
 
 _WORD = re.compile(r"\S+")
 
@@ -245,11 +245,18 @@ def choices(grammar: Grammar, mode: Mode, text: str) -> list[Choice]:
                     seen[tok.word] = Choice(tok.word, c.command.help, True)
                 else:
                     seen[tok.word] = Choice(tok.word, own or tok.help or c.command.help, True)
-        elif not partial or tok.spec.source:
+        elif not partial or tok.spec.source or _may_become(tok.spec.kind, want):
             label = tok.spec.kind.label
             seen.setdefault(label + tok.name, Choice(label, tok.spec.help, False,
                                                      tok.spec.source))
     return sorted(seen.values(), key=lambda ch: (not ch.keyword, ch.word == "<cr>", ch.word))
+
+
+def _may_become(kind: ArgKind, partial: str) -> bool:
+    """Whether more typing could make `partial` an argument of `kind`: `?` right after part of
+    an argument (`hostname ab?`, a URL up to its own `?`) names the argument, as IOS does, where
+    it said `% Unrecognized command`. A number is typed in digits only."""
+    return partial.isdigit() if kind.label.startswith("<") else True
 
 
 def render_choices(found: Sequence[Choice]) -> str:

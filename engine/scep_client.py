@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from engine import scep
 from engine.effects import Effect, performs
-from engine.errors import OperatorError, PeerError, PeerReason, Reason
+from engine.errors import OperatorError, PeerError, PeerReason, Reason, peer_words
 from engine.keys import KeyPair
 from engine.keystore import keystore_of
 from engine.pki import parse_rfc4514
@@ -71,8 +71,9 @@ def unreachable(url: str, e: TransportError) -> PeerError:
 
 def http_failure(e: Exception) -> str:
     """httpx's words for a failed exchange, without the Python repr of the peer's bytes that
-    h11 appends to a line it cannot read ("illegal status line: bytearray(b'...')")."""
-    text = str(e) or type(e).__name__
+    h11 appends to a line it cannot read ("illegal status line: bytearray(b'...')"), nor the
+    errno an OS error starts with ("[Errno 111] Connection refused": the words are enough)."""
+    text = peer_words(e)
     if ": bytearray(" in text:
         return f"the answer is not HTTP ({text.split(': bytearray(')[0]})"
     return text

@@ -94,7 +94,7 @@ class SharedLog:
         self._closing = threading.Event()
         self.on_mark: Callable[[int], None] | None = None
         # Around a commit's wait for the store (engine/audit/signer.py signs meanwhile).
-        self.on_sync: Callable[[bool], None] | None = None
+        self.while_syncing: Callable[[], None] | None = None
         self.recovered: str | None = None  # a shared store repairs nothing at open
         self._marked_at = time.monotonic()
         self._marked = store.head[0]
@@ -165,9 +165,8 @@ class SharedLog:
             self._still_the_writer()
         if self._lost is not None:
             self._come_back()
-        window = self.on_sync if not self._grouped else None
-        if window is not None:
-            window(True)
+        if self.while_syncing is not None and not self._grouped:
+            self.while_syncing()  # psycopg waits for the server on this thread: done first
         try:
             with self._store_errors(batch, self.store.head):
                 records = self.store.append(batch)
@@ -175,9 +174,6 @@ class SharedLog:
             if self._grouped:
                 raise
             records = self._ask_after_loss("this command")
-        finally:
-            if window is not None:
-                window(False)
         if self._grouped:
             self._group_events.extend(batch)
         self._mark_if_due()

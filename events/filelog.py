@@ -83,6 +83,7 @@ from typing import IO, Any, NamedTuple
 from events.codec import count_rows, decode_body, encode_body, encode_core, row_spans
 from events.crc import crc32c
 from events.durable import fsync_directory
+from events.fdsync import Syncer
 from events.runs import RUN_MAX, RowRuns, Run, merged
 from events.store import (
     COLD_SHA256,
@@ -547,10 +548,11 @@ class FileEventLog:
         # Called with the seq the marker is about to record, in the marker's step: what must
         # be durable with the marker writes itself here (engine/audit/trail.py).
         self.on_mark: Callable[[int], None] | None = None
-        # Called with True right before each fdatasync of appended frames and with False when
-        # it returned: work that can run while the writer waits for the disk without the
-        # GIL runs then (engine/audit/signer.py).
-        self.on_sync: Callable[[bool], None] | None = None
+        # Called while each fdatasync of appended frames runs in the kernel (events/fdsync.py;
+        # or right before it): work that can be done while the writer waits for the disk
+        # (the audit trail's signatures, engine/audit/signer.py). It must not use the log.
+        self.while_syncing: Callable[[], None] | None = None
+        self._syncer = Syncer()
 
     # -- opening ---------------------------------------------------------------------------
 
@@ -749,15 +751,7 @@ class FileEventLog:
         `_guarded`: a failure cuts the log back to the previous acknowledgement point."""
         self._write_out()
         assert self._fd is not None
-        on_sync = self.on_sync
-        if on_sync is None:
-            os.fdatasync(self._fd)
-        else:
-            on_sync(True)
-            try:
-                os.fdatasync(self._fd)
-            finally:
-                on_sync(False)
+        self._syncer.fdatasync(self._fd, self.while_syncing)
         self._pending_sync = False
         self._durable = self._head_seq, self._head_hash
         self._durable_at = self._head_at
@@ -775,18 +769,19 @@ class FileEventLog:
             return None
         self._guarded(self._write_out)
         self._pending_sync = False  # appends from now on need the next sync
-        if self.on_sync is not None:
-            self.on_sync(True)
         return SyncTicket(os.dup(self._fd), (self._head_seq, self._head_hash), self._head_at,
                           self._segment, self._segment_size)
+
+    def sync_ticket(self, ticket: SyncTicket) -> None:
+        """The fdatasync of a ticket (without the lock), `while_syncing` run meanwhile;
+        OSError if it failed (hand it to `finish_sync`)."""
+        self._syncer.fdatasync(ticket.fd, self.while_syncing)
 
     def finish_sync(self, ticket: SyncTicket, error: OSError | None) -> None:
         """The second half (under the lock): the frames up to `ticket.head` are acknowledged,
         or, if the fdatasync failed, everything not acknowledged before is forgotten as for
         any failed sync (see the module docstring) and LogWriteFailed is raised."""
         os.close(ticket.fd)
-        if self.on_sync is not None:
-            self.on_sync(False)
         if error is not None:
             raise LogWriteFailed(error, self._roll_back(error)) from error
         if ticket.head[0] > self._durable[0]:  # a rotation may have synced further meanwhile
@@ -999,6 +994,7 @@ class FileEventLog:
             if self._broken is None:
                 self.mark_head()
         finally:
+            self._syncer.close()
             if self._fd is not None:
                 os.close(self._fd)
                 self._fd = None

@@ -21,7 +21,6 @@ cleared the error, so a later sync succeeding would prove nothing.
 from __future__ import annotations
 
 import contextlib
-import os
 import threading
 from collections.abc import Callable
 
@@ -115,7 +114,7 @@ class GroupCommit:
                 return log.head[0]
         error: OSError | None = None
         try:
-            os.fdatasync(ticket.fd)
+            log.sync_ticket(ticket)  # the audit's signatures are made meanwhile
         except OSError as e:
             error = e
         with self._write_lock:

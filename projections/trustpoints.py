@@ -6,9 +6,10 @@ from __future__ import annotations
 from cryptography import x509
 
 from engine.machines.renewal import RenewalPhase
+from engine.machines.trustpoint import Lifecycle
 from engine.messages import plural
 from engine.renewal.messages import certificate_facts
-from engine.renewal.schedule import next_attempt
+from engine.renewal.schedule import expiry, next_attempt
 from engine.state import DeviceState
 from engine.trustpoints import (
     RouterCertificate,
@@ -183,6 +184,12 @@ def _renewal_lines(cfg: TrustpointConfig, st: TrustpointStatus, now: int) -> lis
     at = next_attempt(cfg, st)
     if at is not None:
         out.append(f"Next renewal        :in {_duration(at - now)} ({ios_time(at)})")
+    elif (cfg.auto_enroll is not None and st.lifecycle is Lifecycle.ENROLLED
+          and st.certificates and not st.next_certificates and expiry(st) <= now):
+        # Renewal never tries past the certificate's end: say so, or a renewal left
+        # `retrying` reads as if it still were.
+        out.append(f"Next renewal        :none: the router certificate expired at "
+                   f"{ios_time(expiry(st))}; enter 'crypto ca enroll {cfg.name}'")
     return out
 
 

@@ -6,13 +6,14 @@ A writer keeps the tree as a `CompactRange` (O(log n) hashes) bound to the log: 
 covers seq 1..size, the event at `size` has chain hash `chain`, and the frames after it start
 at `at` (a `Position`). Each appended batch extends it (`observe`: on the command path
 only its chain hashes are kept; their leaf and node hashes are made by whoever needs the
-range next: a checkpoint's job on the signer thread, or a reader); a batch holding a trust
+range next: a checkpoint's signing job, or a reader); a batch holding a trust
 decision (engine/audit/decisions.py) is followed by a checkpoint: the C2SP tlog-checkpoint of
 the range (origin, size, root) signed by the audit key (`checkpoint`). What a checkpoint says
 is fixed when it is asked for (after the device's batch is acknowledged; the CA, whose group
 commit acknowledges batches later, asks when it appends); the Ed25519 signature is made on the
-signer thread while the log waits for its next fdatasync (`on_sync`, engine/audit/signer.py),
-or when someone reads `latest` or the trail is written out, whichever comes first. Either way a
+log's thread while its next fdatasync is in the kernel (`sign_pending`, the log's
+`while_syncing`: engine/audit/signer.py), or when someone reads `latest` or the trail is
+written out, whichever comes first. Either way a
 checkpoint is written out (below) only once every event it covers is acknowledged, so no file
 ever holds a checkpoint of events that may be lost.
 
@@ -87,7 +88,7 @@ from engine.audit.decisions import is_trust_decision
 from engine.audit.key import AuditKey
 from engine.audit.merkle import CompactRange, leaf_hash
 from engine.audit.note import NoteError, NoteSigner, verify_note
-from engine.audit.signer import Worker
+from engine.audit.signer import Jobs
 from engine.devicelog import DeviceLog
 from engine.logsetup import get_logger
 from events.crc import crc32c
@@ -354,14 +355,14 @@ class AuditTrail:
         self.key = key
         self._range = tree.range()
         self._leaves: list[bytes] = []  # chain hashes observed, not yet in _range (`_fold`)
-        self._computed: CompactRange | None = None  # the signer thread's last (`_range_at`)
+        self._computed: CompactRange | None = None  # the last job's range (`_range_at`)
         self.chain, self.at = tree.chain, tree.at
         self._latest = latest
         self._signer = signer
         self._note_signer: NoteSigner | None = None  # the key, opened once (`_opened`)
         self._kid = key.verifier().key_id
         self._origin_line = f"{key.origin}\n".encode()
-        self._signing = Worker("audit-signer")  # engine/audit/signer.py
+        self._signing = Jobs()  # engine/audit/signer.py
         self._unsaved: list[Signed] = []  # signed, not yet in CHECKPOINTS
         self._on_disk: Signed | None = latest  # the latest checkpoint AUDIT holds
         self._dirty = False
@@ -402,7 +403,7 @@ class AuditTrail:
     def observe(self, records: Sequence[Recorded], at: Position | None) -> bool:
         """Extend the tree by an appended batch; whether it holds a trust decision. Only the
         chain hashes are kept here: the leaf and node hashes are made by whoever needs the
-        range next (`_fold`), for a checkpoint on the signer thread (`checkpoint`)."""
+        range next (`_fold`), for a checkpoint its signing job (`checkpoint`)."""
         decision = False
         with self._lock:
             leaves = self._leaves
@@ -421,12 +422,12 @@ class AuditTrail:
 
     def checkpoint(self) -> None:
         """Checkpoint the tree as it is: what it signs is fixed now; the signature is made on
-        the signer thread (engine/audit/signer.py) while the log waits for its next
-        fdatasync (`on_sync`), after which the signed note is `latest` and waits to be
+        the log's thread while its next fdatasync is in the kernel (`sign_pending`,
+        engine/audit/signer.py), after which the signed note is `latest` and waits to be
         written out. `latest` and `persist` have it made first if it is not. The key is
         opened here, the first time (its errors are raised here). The commit path: only
         the range's hashes and the leaves observed since are copied here; the leaf and node
-        hashing (`_range_at`), the signature and the note (`_sign`) are the signer thread's,
+        hashing (`_range_at`), the signature and the note (`_sign`) are the signing job's,
         kept short so that they end inside the fdatasync (engine/audit/signer.py)."""
         with self._lock:
             signer, rng = self._opened(), self._range
@@ -441,12 +442,12 @@ class AuditTrail:
 
     def _range_at(self, base: tuple[int, tuple[bytes, ...]],
                   leaves: tuple[bytes, ...]) -> CompactRange:
-        """The signer thread's part of `checkpoint`: the range `base` extended by `leaves`.
+        """The signing job's part of `checkpoint`: the range `base` extended by `leaves`.
         It starts from the range its previous job made when that lies between (checkpoints
         queued together hash each leaf once), and the trail keeps the result in place of its
         own range and the leaves it covers (sparing `_fold` the hashing) when it can."""
         start, hashes = base
-        done = self._computed  # the signer thread's alone: jobs run one at a time
+        done = self._computed  # the jobs' alone: they run one at a time
         if done is not None and start <= done.size <= start + len(leaves):
             rng, todo = CompactRange(done.size, done.hashes), leaves[done.size - start:]
         else:
@@ -486,7 +487,7 @@ class AuditTrail:
         self.missed = []
 
     def _sign(self, tree: Bound, root: bytes, signer: NoteSigner) -> None:
-        """The signer thread's job: sign the checkpoint of `tree` (whose root is `root`),
+        """The signing job: sign the checkpoint of `tree` (whose root is `root`),
         keep it as the latest, to be written out."""
         note = signer.sign(checkpoint_body(self._origin_line, tree.size, root))
         signed = Signed(note, Checkpoint(self.key.origin, tree.size, root), tree)
@@ -534,14 +535,10 @@ class AuditTrail:
             self._on_disk = latest
             self._dirty = size > limit or bool(self._unsaved)
 
-    def on_sync(self, waiting: bool) -> None:
-        """The log is about to wait for its fdatasync (True), or it returned (False): the
-        signatures asked for are made meanwhile, on the signer thread (engine/audit/
-        signer.py)."""
-        if waiting:
-            self._signing.release()
-        else:
-            self._signing.hold()
+    def sign_pending(self) -> None:
+        """The log's `while_syncing`: make the signatures asked for while its fdatasync is in
+        the kernel (engine/audit/signer.py). A job's error waits for the next `drain`."""
+        self._signing.run()
 
     def write_out(self, upto: int | None = None) -> None:
         """`persist` for callers that go on whatever happens (the shell between commands,

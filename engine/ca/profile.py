@@ -107,10 +107,18 @@ def name_from_der(der: bytes) -> x509.Name:
 def random_serial(randomness: Randomness) -> int:
     """A positive serial with 127 random bits (RFC 5280 §4.1.2.2: "The serial number MUST be a
     positive integer ... Conforming CAs MUST NOT use serialNumber values longer than 20
-    octets"; CA/B Forum asks for at least 64 bits of randomness)."""
+    octets"; CA/B Forum asks for at least 64 bits of randomness).
+
+    A draw whose DER needs a leading 0x00 octet (its bit length a multiple of 8, about 1 in
+    256) is drawn again. That DER is correct, but strongSwan 5.9.8's openssl plugin cannot open
+    an envelope addressed to such a certificate: its PKCS#7 decryption looks the recipient's
+    serial up with the 0x00 and its X.509 certificates report it without, so `pki --scep`
+    renewing such a certificate fails with "no private key found to decrypt PKCS#7" (RFC 8894
+    §3.3.2 envelopes the CertRep to the request's signer: the old certificate).
+    tests/interop/test_interop_serials.py shows the quirk with the real peer."""
     while True:
         value = int.from_bytes(randomness.token_bytes(16), "big") >> 1
-        if value >= 1 << 64:
+        if value >= 1 << 64 and value.bit_length() % 8:
             return value
 
 

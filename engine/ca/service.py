@@ -382,7 +382,7 @@ class BuiltinCA:
         except AuditMismatch as e:
             raise CAError(Reason.BAD_DATA, e.text) from None
         log.on_mark = self.audit.on_mark
-        log.on_sync = self.audit.on_sync
+        log.while_syncing = self.audit.sign_pending
         # the first checkpoint (the key, the upgrade), or those a crash kept back
         self.audit.sign_on_open()
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from urllib.parse import urlsplit
 
-from engine.grammar import GRAMMAR, ArgKind, ArgSpec, int_range, no_userinfo
+from engine.grammar import GRAMMAR, ArgKind, ArgRefused, ArgSpec, int_range, no_userinfo
 from engine.revocation.cache import CURL_TIMEOUT_KEY
 
 G = GRAMMAR
@@ -17,10 +17,9 @@ RUN = "engine.commands.run.crl"
 
 
 def _crl_uri(s: str) -> str:
-    """http://host[:port]/path, or an RFC 4516 ldap:// URL naming its server (spaces allowed
-    in the DN, as some CAs write their distribution points). A hostless `ldap:///DN` is
-    refused: only a certificate's distribution point has a trustpoint whose `query url`
-    could name the server. Anything malformed is refused here, before any fetch or event."""
+    """http://host[:port]/path, or an RFC 4516 ldap:// URL (spaces allowed in the DN, as some
+    CAs write their distribution points). Anything malformed is refused here, before any
+    fetch or event; a hostless `ldap:///DN` by `_names_its_server`, with the reason."""
     if re.match(r"^http://[^\s/]+(/\S*)?$", s, re.IGNORECASE):
         try:
             parts = urlsplit(s)
@@ -37,13 +36,21 @@ def _crl_uri(s: str) -> str:
             parse_ldap_url(s)
         except LdapUrlError:
             raise ValueError(s) from None
-        if not s[len("ldap://"):].partition("/")[0]:
-            raise ValueError(s)
         return s
     raise ValueError(s)
 
 
-CRL_URI = ArgSpec(ArgKind("LINE", _crl_uri, rest_of_line=True, screen=no_userinfo),
+def _names_its_server(s: str) -> None:
+    """A hostless `ldap:///DN` (or a bare DN) is read from a trustpoint's `query url` server,
+    and only a certificate's distribution point has a trustpoint: the request must name the
+    server. Said at the caret (it was a bare `Invalid input`)."""
+    no_userinfo(s)
+    if s[:len("ldap://")].lower() == "ldap://" and not s[len("ldap://"):].partition("/")[0]:
+        raise ArgRefused("'crypto ca crl request' has no trustpoint whose query url could "
+                         "name the LDAP server: give it in the url (ldap://host[:port]/DN).")
+
+
+CRL_URI = ArgSpec(ArgKind("LINE", _crl_uri, rest_of_line=True, screen=_names_its_server),
                   "http:// or ldap:// url of the CRL")
 
 G.describe({"crl": "Certificate revocation lists"})

@@ -96,23 +96,35 @@ def _usages(ctx: Ctx) -> tuple[KeyUsage, ...]:
 
 def _rsa_spec(usage: KeyUsage) -> Generator[Effect, Any, KeySpec]:
     # The reference's words: "... for your General Purpose Keypair" has no full stop, and
-    # "greater than 512 may take a few minutes" (512 is in our range too). The range and
-    # default are today's (512-4096, 2048), not its 360-2048 and 1024.
-    yield Say(f"Choose the size of the key modulus in the range of {RSA_MIN_BITS} to "
+    # "greater than 512 may take a few minutes". The range and default are today's (up to
+    # 4096, 2048), not its 360-2048 and 1024; the range starts where the key generator does
+    # (pyca/cryptography: 1024), so an answer it would refuse is refused here and asked again.
+    from engine.keystore import SmallestRsaModulus  # the key effects, when used
+
+    low: int = yield SmallestRsaModulus()
+    yield Say(f"Choose the size of the key modulus in the range of {low} to "
               f"{RSA_MAX_BITS} for your {_PURPOSE[usage]}\nChoosing a key modulus greater "
               f"than {_SLOW_ABOVE_BITS} may take a few minutes.\n")
     while True:  # a bad answer asks again, as IOS does; nothing is generated until then
         reply = str((yield Ask(f"How many bits in the modulus [{RSA_DEFAULT_BITS}]:",
                                default=str(RSA_DEFAULT_BITS)))).strip()
-        if reply.isdigit() and RSA_MIN_BITS <= int(reply) <= RSA_MAX_BITS:
+        if reply.isdigit() and low <= int(reply) <= RSA_MAX_BITS:
             break
-        yield Say(f"% Invalid modulus size {reply!r}: choose {RSA_MIN_BITS} to "
-                  f"{RSA_MAX_BITS} bits.\n")
+        yield Say(_bad_modulus(reply, low))
     bits = int(reply)
     if bits < RSA_WEAK_BELOW:
         yield Say(f"% Warning: a {bits}-bit RSA key is weak; use {RSA_WEAK_BELOW} bits or "
                   "more.\n")
     return KeySpec(KeyAlgorithm.RSA, bits)
+
+
+def _bad_modulus(reply: str, low: int) -> str:
+    """The line before the modulus question is asked again: a size in IOS's range that this
+    build's key generator cannot make says so."""
+    why = ""
+    if reply.isdigit() and RSA_MIN_BITS <= int(reply) < low:
+        why = f" this build's crypto library makes RSA keys of {low} bits or more;"
+    return f"% Invalid modulus size {reply!r}:{why} choose {low} to {RSA_MAX_BITS} bits.\n"
 
 
 def _generate(ctx: Ctx, algorithm: KeyAlgorithm, usages: tuple[KeyUsage, ...],

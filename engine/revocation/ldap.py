@@ -29,6 +29,8 @@ import threading
 from dataclasses import dataclass
 from urllib.parse import quote, unquote
 
+from engine.errors import peer_words
+
 CRL_ATTRIBUTE = "certificateRevocationList;binary"
 DEFAULT_PORT = 389
 MAX_CRL = 64 << 20  # a CRL larger than 64 MiB is refused
@@ -197,7 +199,7 @@ def _read(target: LdapTarget, timeout_s: float, sockets: list[socket.socket]) ->
     except LDAPException as e:
         if type(e).__name__ == "LDAPNoSuchObjectResult":
             raise LdapReadError(f"no entry {target.dn} in the directory") from None
-        raise LdapReadError(str(e) or type(e).__name__) from None
+        raise LdapReadError(peer_words(e)) from None
     except Exception as e:
         # ldap3's BER decoder raises whatever Python raises on bytes that are no LDAP message
         # (KeyError, IndexError...: a CDP naming a port where something else answers): the

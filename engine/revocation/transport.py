@@ -142,7 +142,7 @@ def _http(uri: str, timeout_s: float) -> bytes:
                                      "curl-timeout", PeerReason.TIMED_OUT) from None
             from engine.scep_client import http_failure  # (never a repr of the peer's bytes)
 
-            raise CrlUnavailable(http_failure(e).split("\n")[0]) from None
+            raise CrlUnavailable(http_failure(e)) from None
 
 
 def _get(client: httpx.Client, uri: str) -> tuple[int, str, bytes]:

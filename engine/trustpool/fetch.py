@@ -135,13 +135,13 @@ def _redirect(url: str, location: str, seen: list[str]) -> str:
 def _why(e: Exception) -> str:
     from engine.scep_client import http_failure  # (the peer's bytes never shown as a repr)
 
-    text = http_failure(e).split("\n")[0]
+    text = http_failure(e)
     if "CERTIFICATE_VERIFY_FAILED" in text and "Hostname mismatch" in text:
         return "the server's certificate does not name the host of the url"
     if "CERTIFICATE_VERIFY_FAILED" in text:
         return ("the server's certificate does not verify against the trustpool and the "
                 "trustpoints' CA certificates")
-    return text or type(e).__name__
+    return text
 
 
 def _trusting(anchors: tuple[bytes, ...]) -> ssl.SSLContext:

@@ -34,7 +34,7 @@ def die(*args, **kw):
 
 events.filelog.MARK_EVERY = 1e9
 point = sys.argv[2]
-if point == "sign":  # the signer thread, about to sign the first of the two checkpoints
+if point == "sign":  # at the next fdatasync, about to sign the first of the two checkpoints
     trail.AuditTrail._sign = die
 elif point == "checkpoints":  # signed, nothing written out
     trail._append_checkpoints = die

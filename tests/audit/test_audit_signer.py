@@ -1,14 +1,13 @@
 """Checkpoints are signed off the command path (engine/audit/signer.py, issue 18 item 8):
-the signature waits for the log's next fdatasync and is made on the signer thread while the
-log waits for the disk; every checkpoint asked for is signed, in order, and whoever reads
-the latest one or writes the trail out has it made first."""
+the signature waits for the log's next fdatasync and is made by the log's thread while the
+kernel syncs (events/fdsync.py); every checkpoint asked for is signed, in order, and whoever
+reads the latest one or writes the trail out has it made first."""
 
 from __future__ import annotations
 
 import contextlib
-import os
 import threading
-import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -16,13 +15,12 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import engine.audit.signer
 import engine.audit.trail
 from engine.audit.checkpoint import origin_for, parse_checkpoint
 from engine.audit.key import AuditKey
 from engine.audit.merkle import CompactRange, leaf_hash
 from engine.audit.note import raw_public, verify_note
-from engine.audit.signer import Worker
+from engine.audit.signer import Jobs
 from engine.audit.trail import (
     AuditTrail,
     Bound,
@@ -30,6 +28,7 @@ from engine.audit.trail import (
     read_checkpoints,
     read_saved,
 )
+from events import fdsync
 from events.device import ConfigurationCommitted
 from events.filelog import FileEventLog
 from events.store import GENESIS, PendingEvent
@@ -41,11 +40,11 @@ class WatchedKey:
     def __init__(self) -> None:
         self.key = Ed25519PrivateKey.generate()
         self.threads: list[str] = []
-        self.signed = threading.Event()
+        self.sign_hook: Callable[[], None] = lambda: None
 
     def sign(self, data: bytes) -> bytes:
         self.threads.append(threading.current_thread().name)
-        self.signed.set()
+        self.sign_hook()
         return self.key.sign(data)
 
 
@@ -63,169 +62,102 @@ def commit(n: int) -> PendingEvent:
 def trail_on(log: FileEventLog, key: WatchedKey) -> AuditTrail:
     trail = AuditTrail(log.root, audit_key(key.key), lambda: key,  # type: ignore[arg-type,return-value]
                        Bound(0, (), GENESIS, None), None)
-    log.on_mark, log.on_sync = trail.on_mark, trail.on_sync
+    log.on_mark, log.while_syncing = trail.on_mark, trail.sign_pending
     return trail
 
 
-def test_jobs_wait_for_a_release_and_run_in_order_on_one_thread() -> None:
-    worker = Worker("w")
-    ran: list[tuple[int, str]] = []
-    for i in range(5):
-        worker.submit(lambda i=i: ran.append((i, threading.current_thread().name)))
-    time.sleep(0.05)
-    assert ran == []  # queued: nothing runs before the log syncs (or someone drains)
-    worker.release()
-    worker.drain()
-    assert ran == [(i, "w") for i in range(5)]
-
-
-def test_no_job_starts_once_the_window_is_held_until_the_next_release_or_drain() -> None:
-    """The log holds the window when its fdatasync returns: a job the thread has not started
-    by then waits for the next fdatasync, never taking the GIL from the command thread."""
-    worker = Worker("w")
-    ran: list[str] = []
-    started, go_on = threading.Event(), threading.Event()
-
-    def slow() -> None:
-        started.set()
-        go_on.wait(10)
-        ran.append("slow")
-
-    worker.submit(slow)
-    worker.submit(lambda: ran.append("next"))
-    worker.release()
-    assert started.wait(10)
-    worker.hold()  # while `slow` runs: it finishes, `next` does not start
-    go_on.set()
-    time.sleep(0.1)
-    assert ran == ["slow"]
-    worker.release()
-    worker.drain()
-    assert ran == ["slow", "next"]
-    worker.hold()
-    worker.submit(lambda: ran.append("drained"))
-    worker.drain()  # whatever the window
-    assert ran == ["slow", "next", "drained"]
-
-
-def test_a_release_rings_only_a_thread_that_sleeps(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Waking the thread costs the commit path (a futex wake; an inter-processor interrupt
-    in a VM): releases while it is awake do not ring, and it takes their jobs, in order,
-    before it waits again; once asleep, the next release rings."""
-    worker = Worker("w")
-    rings: list[int] = []
-    ring = worker._ring
-
-    def counted() -> None:
-        rings.append(1)
-        ring()
-
-    monkeypatch.setattr(worker, "_ring", counted)
+def test_jobs_wait_for_the_next_sync_and_run_in_order() -> None:
+    jobs = Jobs()
     ran: list[int] = []
-    started, go_on = threading.Event(), threading.Event()
-
-    def slow() -> None:
-        started.set()
-        go_on.wait(10)
-        ran.append(0)
-
-    worker.submit(slow)
-    worker.release()
-    assert started.wait(10)
-    for i in range(1, 4):  # the log's next fdatasyncs, while `slow` still runs
-        worker.submit(lambda i=i: ran.append(i))
-        worker.release()
-    assert len(rings) == 1
-    go_on.set()
-    deadline = time.monotonic() + 10
-    while ran != [0, 1, 2, 3] or worker._awake:  # taken without a ring (no drain here)
-        assert time.monotonic() < deadline, f"ran {ran}"
-        time.sleep(0.005)
-    assert len(rings) == 1
-    worker.submit(lambda: ran.append(4))
-    worker.release()
-    assert len(rings) == 2
-    worker.drain()
-    assert ran == [0, 1, 2, 3, 4]
-
-
-def test_a_job_released_as_the_thread_goes_to_sleep_is_taken(
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    """`release` reads whether the thread is awake without the lock: a job released after
-    the thread found nothing to do, but before it cleared `_awake`, is not rung for; the
-    thread looks again once it is cleared and takes it (else it would wait for the next
-    fdatasync, or a drain)."""
-    worker = Worker("w")
-    worker._awake = True  # rung: the thread is about to look at the queue
-    looks: list[bool] = []
-    startable = worker._startable
-
-    def look() -> bool:
-        found = startable()
-        if not looks:  # nothing yet; the log's next fdatasync releases a job now
-            worker._queued.append(job)  # as `submit` does (its lock is held by `_take`)
-            worker.release()
-        looks.append(found)
-        return found
-
-    def job() -> None:
-        return None  # a job that does nothing: the test is about which job is taken
-
-    monkeypatch.setattr(worker, "_startable", look)
-    assert worker._take() is job
-    assert looks == [False, True] and worker._awake and worker._running
+    for i in range(5):
+        jobs.submit(lambda i=i: ran.append(i))
+    assert ran == [] and jobs  # queued: nothing runs before the log syncs (or a drain)
+    jobs.run()
+    assert ran == [0, 1, 2, 3, 4] and not jobs
 
 
 def test_drain_runs_what_is_queued_and_raises_a_failed_job_once() -> None:
-    worker = Worker("w")
+    jobs = Jobs()
     ran: list[int] = []
 
     def fail() -> None:
         raise RuntimeError("a bug")
 
-    worker.submit(fail)
-    worker.submit(lambda: ran.append(1))  # a failed job stops none after it
+    jobs.submit(fail)
+    jobs.submit(lambda: ran.append(1))  # a failed job stops none after it
+    jobs.run()  # the log's sync: never raised there
+    assert ran == [1]
     with pytest.raises(RuntimeError, match="a bug"):
-        worker.drain()
-    assert ran == [1]
-    worker.drain()  # said once
+        jobs.drain()
+    jobs.drain()  # said once
 
 
-def test_the_thread_ends_when_idle_and_the_next_release_starts_one(
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(engine.audit.signer, "IDLE", 0.01)
-    worker = Worker("audit-signer-idle-test")
-    worker.submit(lambda: None)
-    worker.drain()
-    deadline = time.monotonic() + 10
-    while any(t.name == worker.name for t in threading.enumerate()):
-        assert time.monotonic() < deadline, "the idle thread never ended"
-        time.sleep(0.01)
+def test_a_job_cut_short_by_an_interrupt_runs_again_first() -> None:
+    jobs = Jobs()
+    ran: list[str] = []
+    cut = [True]
+
+    def first() -> None:
+        if cut.pop() if cut else False:
+            raise KeyboardInterrupt
+        ran.append("first")
+
+    jobs.submit(first)
+    jobs.submit(lambda: ran.append("second"))
+    with pytest.raises(KeyboardInterrupt):
+        jobs.run()
+    assert ran == []
+    jobs.drain()
+    assert ran == ["first", "second"]  # none lost, the order kept
+
+
+def test_two_threads_running_jobs_keep_their_order() -> None:
+    """The log's thread (at its fdatasync) and a reader (drain) may run jobs at once: one
+    runs them, in order, each once."""
+    jobs = Jobs()
     ran: list[int] = []
-    worker.submit(lambda: ran.append(1))
-    worker.drain()
-    assert ran == [1]
+    for i in range(2000):
+        jobs.submit(lambda i=i: ran.append(i))
+    threads = [threading.Thread(target=jobs.run) for _ in range(4)]
+    for t in threads:
+        t.start()
+    jobs.drain()
+    for t in threads:
+        t.join()
+    assert ran == list(range(2000))
 
 
 def test_a_checkpoint_is_signed_while_the_log_waits_for_its_next_fdatasync(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Signed on the log's thread between the submission of the next fdatasync to the
+    kernel and the wait for it (events/fdsync.py), not on the command path."""
     key = WatchedKey()
+    steps: list[str] = []
+    submit, wait = fdsync._Aio.submit, fdsync._Aio.wait
+
+    def submitted(self: fdsync._Aio, fd: int) -> None:
+        steps.append("submit")
+        submit(self, fd)
+
+    def waited(self: fdsync._Aio) -> int:
+        steps.append("wait")
+        return wait(self)
+
+    monkeypatch.setattr(fdsync._Aio, "submit", submitted)
+    monkeypatch.setattr(fdsync._Aio, "wait", waited)
     with FileEventLog.open(tmp_path / "log") as log:
         trail = trail_on(log, key)
         trail.observe(log.append([commit(1)]), log.position)
         trail.checkpoint()
         assert key.threads == []  # not signed on the command path
-        waited: list[bool] = []
-        fdatasync = os.fdatasync
-
-        def slow_disk(fd: int) -> None:  # the disk answers only once the signature is made
-            waited.append(key.signed.wait(10))
-            fdatasync(fd)
-
-        monkeypatch.setattr(os, "fdatasync", slow_disk)
+        steps.clear()
+        key.sign_hook = lambda: steps.append("sign")
         trail.observe(log.append([commit(2)]), log.position)
-        monkeypatch.undo()
-        assert waited == [True] and key.threads == ["audit-signer"]
+        assert key.threads == [threading.current_thread().name]
+        if fdsync.Syncer()._context() is not None:  # Linux AIO here: inside the fdatasync
+            assert steps == ["submit", "sign", "wait"]
+        else:  # the same signature, made right before the fdatasync
+            assert steps == ["sign"]
         latest = trail.latest
         assert latest is not None and latest.checkpoint.size == 1
         verify_note(latest.note, [trail.key.verifier()])
@@ -313,27 +245,36 @@ def test_a_signature_job_that_raises_never_fails_the_log(tmp_path: Path,
     assert saved.latest.checkpoint.size == 2
 
 
-def test_the_tree_is_hashed_on_the_signer_thread_not_the_command_path(
+def test_the_tree_is_hashed_while_the_log_syncs_not_in_observe_or_checkpoint(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """`observe` and `checkpoint` only copy hashes: the leaf and node hashes of a checkpoint
-    are made with its signature, while the log waits for the disk."""
-    hashed_on: list[str] = []
+    are made with its signature, while the log waits for the disk (or when read)."""
+    phase = ["command"]
+    hashed_in: list[str] = []
 
     def watched(data: bytes) -> bytes:
-        hashed_on.append(threading.current_thread().name)
+        hashed_in.append(phase[0])
         return leaf_hash(data)
 
     monkeypatch.setattr(engine.audit.trail, "leaf_hash", watched)
     key = WatchedKey()
     with FileEventLog.open(tmp_path / "log") as log:
         trail = trail_on(log, key)
+
+        def syncing() -> None:
+            phase[0] = "sync"
+            trail.sign_pending()
+            phase[0] = "command"
+
+        log.while_syncing = syncing
         for i in range(1, 4):
             trail.observe(log.append([commit(i)]), log.position)
             trail.checkpoint()
-        assert threading.current_thread().name not in hashed_on
+        phase[0] = "read"
         latest = trail.latest
     assert latest is not None and latest.checkpoint.size == 3
-    assert set(hashed_on) == {"audit-signer"}
+    assert hashed_in and "command" not in hashed_in
+    assert set(hashed_in) == {"sync", "read"}  # the last one's, with no fdatasync after it
 
 
 @settings(max_examples=40, deadline=None)

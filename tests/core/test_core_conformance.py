@@ -214,3 +214,51 @@ def test_a_range_s_help_says_its_default() -> None:
     assert _help(Mode.TRUSTP, "enrollment retry period ")["<1-60>"] == "Minutes (default 1)"
     assert _help(Mode.TRUSTP, "enrollment retry count ")["<1-100>"].endswith("(default 10)")
     assert _help(Mode.CONFIG, "crypto ca crl curl-timeout ")["<5-50>"].endswith("(default 5)")
+
+
+def test_help_right_after_part_of_an_argument_names_the_argument() -> None:
+    """`hostname ab?`, a URL up to its own `?` (an LDAP URL's attribute part): `?` named no
+    argument and said `% Unrecognized command` for a line that was right so far; IOS lists the
+    argument. A number is still typed in digits only."""
+    e = Engine.in_memory()
+    assert e.help("crypto ca crl request ldap://127.0.0.1:389/cn=Root%20CA,dc=example,dc=com") \
+        == "  LINE  http:// or ldap:// url of the CRL"
+    assert e.help("crypto ca trustpool import url c").splitlines() == [
+        "  clean  Remove the downloaded certificates",
+        "  WORD   http://, https:// or file: url of the bundle"]
+    _run(e, "configure")
+    assert e.help("hostname ab").split()[0] == "WORD"
+    _run(e, "crypto ca trustpoint tp")
+    assert e.help("enrollment retry period 7").split()[0] == "<1-60>"
+    assert e.help("enrollment retry period x") == "% Unrecognized command"
+    assert e.help("enrollment url http://ca.example/cgi-bin/pkiclient.exe").split()[0] == "WORD"
+
+
+def test_a_crl_request_for_a_hostless_ldap_url_says_why_at_the_caret() -> None:
+    """README: a hostless `ldap:///DN` is read from a trustpoint's query url server, and
+    `crypto ca crl request` has none. Typed, it was a bare `% Invalid input detected at '^'
+    marker.`; now the caret line says why. Nothing is fetched or recorded."""
+    e = Engine.in_memory()
+    head = e.store.head[0]
+    res = e.execute("crypto ca crl request ldap:///cn=Root%20CA,dc=example,dc=com")
+    assert res.error is not None and res.events == []
+    assert res.output.splitlines()[-2:] == [
+        " " * len("RP/0/RP0/CPU0:ios#crypto ca crl request ") + "^",
+        "% 'crypto ca crl request' has no trustpoint whose query url could name the LDAP "
+        "server: give it in the url (ldap://host[:port]/DN)."]
+    assert e.store.head[0] == head
+
+
+def test_help_after_part_of_a_name_lists_the_names_and_the_argument() -> None:
+    """`crypto ca trustpoint ne?` (the reference's first step names a new trustpoint) and
+    `crypto key generate rsa newk?` said `% Unrecognized command`: a partial name listed only
+    the names that exist. The names that match come first, then the argument, as IOS lists it."""
+    e = Engine.in_memory()
+    _run(e, "configure", "crypto ca trustpoint ex", "commit", "end")
+    assert e.help("crypto ca authenticate e").splitlines() == [
+        "  ex    Trustpoint name", "  WORD  Trustpoint name"]
+    assert e.help("crypto ca authenticate ne") == "  WORD  Trustpoint name"
+    assert e.help("crypto key generate rsa newk") == "  WORD  RSA key pair label"
+    _run(e, "configure")
+    assert e.help("crypto ca trustpoint ne") == "  WORD  Trustpoint name"
+    assert e.complete("crypto ca trustpoint e") == "ex "  # Tab still completes a name

@@ -113,10 +113,12 @@ def test_exit_at_the_exec_prompt_ends_a_script(tmp_path: Path) -> None:
 
 
 @pytest.mark.integration
-def test_demo_keeps_its_data_with_dir(tmp_path: Path) -> None:
+def test_demo_keeps_its_data_with_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The main job: the reference session against the built-in CA; --dir keeps the device
     so a newcomer can open it afterwards, and a used directory is refused."""
     from engine.demo import run_demo
+
+    monkeypatch.delenv("TRUSTLEDGER_RUN", raising=False)
 
     out = io.StringIO()
     assert run_demo(out, tmp_path / "demo") == 0
@@ -127,3 +129,19 @@ def test_demo_keeps_its_data_with_dir(tmp_path: Path) -> None:
         assert again.state.hostname == "myrouter"
         assert again.state.trustpoints["myca"].certificates
     assert run_demo(io.StringIO(), tmp_path / "demo") == 2
+    assert f"! kept: trustledger shell --data {tmp_path / 'demo' / 'device'}" in text
+
+
+@pytest.mark.integration
+def test_the_demo_started_by_run_sh_names_it_in_its_hints(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`trustledger` is on PATH only in an activated venv: after `sh tools/run.sh demo
+    --dir D` the hints say `sh tools/run.sh shell --data D/device`, which works as typed."""
+    from engine.demo import run_demo
+
+    monkeypatch.setenv("TRUSTLEDGER_RUN", "sh tools/run.sh")
+    out = io.StringIO()
+    assert run_demo(out, tmp_path / "demo") == 0
+    text = out.getvalue()
+    assert f"! kept: sh tools/run.sh shell --data {tmp_path / 'demo' / 'device'}  |  " in text
+    assert f"sh tools/run.sh ca serve {tmp_path / 'demo' / 'ca'} --port " in text

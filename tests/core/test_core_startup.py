@@ -25,6 +25,7 @@ NOT_FOR_A_SHOW = ("httpx", "httpcore", "engine.scep_client", "engine.adapters.ht
                   "asn1crypto", "engine.scep.cms", "engine.ca", "structlog",
                   "importlib.metadata", "logging", "certifi", "importlib.resources",
                   "unicodedata",  # a password prompt's filter needs no Unicode database
+                  "ctypes",  # the log's asynchronous fdatasync (events/fdsync.py), for writers
                   "cryptography.hazmat.primitives.serialization",
                   "cryptography.hazmat.primitives.ciphers.aead",
                   # handlers declared with GRAMMAR.declare(runs=...) and what they import

@@ -65,14 +65,22 @@ def test_a_bad_modulus_asks_again_and_nothing_is_generated_until_a_good_one(
     assert only_pair(engine, KeyAlgorithm.RSA, "k").size == 1024
 
 
-def test_512_bits_is_in_range_but_the_real_generator_refuses_it_cleanly(engine: Engine) -> None:
-    engine.ports.keygen = None  # CryptographyKeyGenerator
+def test_a_size_the_real_generator_cannot_make_is_not_offered_and_is_refused_at_the_answer(
+        engine: Engine) -> None:
+    engine.ports.keygen = None  # CryptographyKeyGenerator: 1024 bits and up
+    question = "How many bits in the modulus [2048]:"
     r = engine.execute("crypto key generate rsa usage-keys k", answers=["1024", "512"])
     assert not r.ok and r.events == [] and engine.store.head[0] == 0
-    assert "% Warning: a 512-bit RSA key is weak" in r.output
-    assert "% Cannot generate a 512-bit RSA key" in r.output
+    assert r.output.count("in the range of 1024 to 4096 for your") == 2
+    assert (f"{question}512\n% Invalid modulus size '512': this build's crypto library makes "
+            f"RSA keys of 1024 bits or more; choose 1024 to 4096 bits.\n"
+            f"% No answer to '{question}': input ended.\n") in r.output  # asked again
+    assert "weak" not in r.output.split(f"{question}512")[1]  # no warning for a refused size
     store = keystore_of(engine.ports)
-    assert isinstance(store, MemoryKeystore) and store.key_ids() == []  # the 1024 one unsealed
+    assert isinstance(store, MemoryKeystore) and store.key_ids() == []  # nothing generated
+    r = engine.execute("crypto key generate rsa usage-keys k", answers=["1024", "1023", "1024"])
+    assert r.ok, r.output
+    assert [p.size for p in engine.state.keys.pairs_of(KeyAlgorithm.RSA, "k")] == [1024, 1024]
 
 
 def test_weak_warning_absent_at_2048(engine: Engine) -> None:

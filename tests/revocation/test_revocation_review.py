@@ -156,8 +156,7 @@ def test_the_cache_orders_crls_of_one_scope_by_crl_number() -> None:
     "http://:80/x",
     "ldap://127.0.0.1:28389/cn=Root%20CA,dc=example,dc=com??base?(((",
     "ldap://127.0.0.1:28389/%ZZ",
-    "ldap:///cn=Root%20CA,dc=example,dc=com",
-])
+])  # a hostless ldap:///DN is refused with its reason: tests/core/test_core_conformance.py
 def test_a_malformed_request_url_is_invalid_input_and_records_nothing(uri: str) -> None:
     e = Engine.in_memory(clock=FakeClock(AT_US))
     e.ports.crls = FakeCrlFetcher({})

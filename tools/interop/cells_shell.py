@@ -169,6 +169,45 @@ def get_only(ws: Workspace) -> str:
     return f"{installed(ws, mdm, s)}; {mdm.proxy.summary()}"
 
 
+# micromdm 2.1.0 offers AES and DES3, SHA-1 and SHA-256 (and answers in DES + SHA-1 whatever it
+# is sent). The proxy narrows GetCACaps to one cipher and one digest; our client must pick them
+# (engine/scep/caps.py: the strongest advertised) and micromdm must issue.
+CIPHERS = {"AES": "aes128_cbc", "DES3": "tripledes_3key"}  # asn1crypto's names
+DIGESTS = {"SHA-256": "sha256", "SHA-1": "sha1"}
+
+
+def _algorithms(ws: Workspace, cipher: str, digest: str, hostname: str) -> str:
+    mdm = ws.scepserver(caps=(cipher, digest, "POSTPKIOperation", "Renewal"))
+    s = session(ws, mdm, hostname=hostname)
+    detail = installed(ws, mdm, s)
+    sent = {(x.request.cipher, x.request.digest) for x in mdm.proxy.operations()
+            if x.request is not None}
+    want = (CIPHERS[cipher], DIGESTS[digest])
+    expect(sent == {want}, f"GetCACaps offered only {cipher} and {digest}; our requests used "
+                           f"{sorted(sent)} ({mdm.proxy.summary()})")
+    return f"caps {cipher} {digest}: requests {want[0]} + {want[1]}; {detail}"
+
+
+@cell("scepserver", "aes-sha256")
+def aes_sha256(ws: Workspace) -> str:
+    return _algorithms(ws, "AES", "SHA-256", "alg1")
+
+
+@cell("scepserver", "aes-sha1")
+def aes_sha1(ws: Workspace) -> str:
+    return _algorithms(ws, "AES", "SHA-1", "alg2")
+
+
+@cell("scepserver", "des3-sha256")
+def des3_sha256(ws: Workspace) -> str:
+    return _algorithms(ws, "DES3", "SHA-256", "alg3")
+
+
+@cell("scepserver", "des3-sha1")
+def des3_sha1(ws: Workspace) -> str:
+    return _algorithms(ws, "DES3", "SHA-1", "alg4")
+
+
 @cell("scepserver", "wrong-challenge")
 def wrong_challenge(ws: Workspace) -> str:
     mdm = ws.scepserver()

@@ -15,6 +15,7 @@ import subprocess
 import time
 from pathlib import Path
 
+from asn1crypto import cms
 from cryptography import x509
 
 from tools.interop.matrix import cell
@@ -52,8 +53,8 @@ def pki(ws: Workspace, *args: str | Path, timeout: float = 60,
     return ws.run(["pki", *map(str, args)], timeout=timeout, env=_env())
 
 
-def new_key(ws: Workspace, name: str) -> Path:
-    done = pki(ws, "--gen", "--type", "rsa", "--size", "2048", "--outform", "pem")
+def new_key(ws: Workspace, name: str, size: int = 2048) -> Path:
+    done = pki(ws, "--gen", "--type", "rsa", "--size", str(size), "--outform", "pem")
     expect(done.returncode == 0, f"pki --gen failed: {last_lines(done.stderr)}")
     path = ws.root / f"{name}.key"
     path.write_text(done.stdout)
@@ -67,9 +68,11 @@ def scep_args(ca: OurCA, key: Path, cn: str, *extra: str | Path,
             "--cacert-sig", sig or ca.ca_pem, "--outform", "pem", *extra]
 
 
-def enroll(ws: Workspace, ca: OurCA, cn: str, *extra: str | Path, **kw: Path) -> str:
-    """One `pki --scep` run that must end with an issued certificate."""
-    key = new_key(ws, cn.split(".", maxsplit=1)[0])
+def enroll(ws: Workspace, ca: OurCA, cn: str, *extra: str | Path, size: int = 2048,
+           **kw: Path) -> str:
+    """One `pki --scep` run (a fresh RSA key of `size` bits) that must end with an issued
+    certificate."""
+    key = new_key(ws, cn.split(".", maxsplit=1)[0], size)
     done = pki(ws, *scep_args(ca, key, cn, *extra, **kw))
     cert = ws.root / f"{cn}.pem"
     cert.write_text(done.stdout)
@@ -86,8 +89,10 @@ def _with_san(cert: Path, extra: tuple[str | Path, ...], detail: str) -> str:
     return f"{first}; {expect_dns_name(cert, name)}; {rest}"
 
 
-def issued(ws: Workspace, ca: OurCA, returncode: int, stderr: str, cert: Path) -> str:
-    """Our CA answered SUCCESS, pki took the certificate, and openssl verifies it."""
+def issued(ws: Workspace, ca: OurCA, returncode: int, stderr: str, cert: Path,
+           anchor: Path | None = None) -> str:
+    """Our CA answered SUCCESS, pki took the certificate, and openssl verifies it (against
+    `anchor`, by default the CA certificate)."""
     reply = ca.answered("SUCCESS")
     if returncode != 0:
         why = last_lines(stderr)
@@ -96,8 +101,9 @@ def issued(ws: Workspace, ca: OurCA, returncode: int, stderr: str, cert: Path) -
             _signature_verifies(ws, ca)  # ours must be right before the peer is blamed
             raise PeerFault(f"our CA answered SUCCESS signed with {reply.signature_oid} "
                             f"(openssl cms -verify: OK); pki: {why}", BUG_1615)
-        raise Failed(f"pki refused our SUCCESS CertRep: {why} ({ca.proxy.summary()})")
-    verified = openssl_verify(ws, ca.ca_pem, cert)
+        raise Failed(f"pki refused our SUCCESS CertRep: {why} ({ca.proxy.summary()}; "
+                     f"{_enveloped_to(ca)})")
+    verified = openssl_verify(ws, anchor or ca.ca_pem, cert)
     signed = SIGNATURES.get(reply.signature_oid, reply.signature_oid)
     return f"issued {subject_of(cert)}; {verified}; CertRep signed {signed}; " \
            f"{ca.proxy.summary()}"
@@ -137,6 +143,12 @@ def sha384(ws: Workspace) -> str:
 @cell("strongswan", "sha512")
 def sha512(ws: Workspace) -> str:
     return enroll(ws, ws.our_ca(), "s7.example.com", "--digest", "sha512")
+
+
+@cell("strongswan", "rsa4096")
+def rsa4096(ws: Workspace) -> str:
+    # pki --scep takes RSA keys only (its --in is "RSA private key input file"): no EC cell.
+    return enroll(ws, ws.our_ca(), "s14.example.com", size=4096)
 
 
 @cell("strongswan", "des3-strict")
@@ -218,6 +230,57 @@ def scepca_ra(ws: Workspace) -> str:
             "openssl verify OK")
 
 
+@cell("strongswan", "rollover")
+def rollover(ws: Workspace) -> str:
+    """A CA that rolled over: pki --scepca still gets the current CA certificate; a client
+    that envelopes to the next one (from GetNextCACert, which pki cannot ask for) and checks
+    the CertRep against it is answered by, and issued under, the next certificate."""
+    ca = ws.our_ca(rollover=True)
+    got = ws.path("scepca")
+    done = pki(ws, "--scepca", "--url", ca.scep_url, "--caout", got / "ca.pem", "--outform",
+               "pem")
+    expect(done.returncode == 0, f"pki --scepca failed: {last_lines(done.stderr)}")
+    expect(_der(got / "ca.pem") == _der(ca.ca_pem),
+           "pki --scepca did not get the current CA certificate after a rollover")
+    nxt = ws.path("next") / "ca-2.pem"
+    nxt.write_bytes(ca.next_ca_pem())
+    expect(_der(nxt) == _der(ca.dir / "ca-2.pem"),
+           "GetNextCACert did not answer the next CA certificate (DIR/ca-2.pem)")
+    key = new_key(ws, "s15")
+    done = pki(ws, *scep_args(ca, key, "s15.example.com", enc=nxt, sig=nxt))
+    cert = ws.root / "s15.example.com.pem"
+    cert.write_text(done.stdout)
+    detail = issued(ws, ca, done.returncode, done.stderr, cert, anchor=nxt)
+    old = ws.run(["openssl", "verify", "-CAfile", str(ca.ca_pem), str(cert)])
+    expect(old.returncode != 0, "the shadow enrollment was issued under the current CA "
+                                "certificate, not the next one")
+    return f"scepca: current CA; GetNextCACert: ca-2.pem; enveloped to it: {detail}"
+
+
+@cell("strongswan", "rollover-renewal")
+def rollover_renewal(ws: Workspace) -> str:
+    """During a rollover a device renews its certificate (issued under the current CA) with a
+    RenewalReq enveloped to the next CA certificate: issued under the next one."""
+    ca = ws.our_ca(rollover=True)
+    first = enroll(ws, ca, "s16.example.com")
+    nxt = ws.path("next") / "ca-2.pem"
+    nxt.write_bytes(ca.next_ca_pem())
+    new = new_key(ws, "s16-new")
+    done = pki(ws, "--scep", "--url", ca.scep_url, "--in", new,
+               "--cert", ws.root / "s16.example.com.pem", "--key", ws.root / "s16.key",
+               "--dn", "C=US, O=Example, CN=s16.example.com", "--cacert-enc", nxt,
+               "--cacert-sig", nxt, "--cacert", ca.ca_pem, "--outform", "pem")
+    cert = ws.root / "s16-renewed.pem"
+    cert.write_text(done.stdout)
+    detail = issued(ws, ca, done.returncode, done.stderr, cert, anchor=nxt)
+    expect(ca.message_types() == ["PKCSReq", "RenewalReq"],
+           f"expected PKCSReq then RenewalReq, saw {ca.message_types()}")
+    old = ws.run(["openssl", "verify", "-CAfile", str(ca.ca_pem), str(cert)])
+    expect(old.returncode != 0, "the renewal enveloped to the next CA certificate was issued "
+                                "under the current one")
+    return f"enrolled under CA 1 ({first.split(';')[0]}); renewed under CA 2: {detail}"
+
+
 # -- helpers ---------------------------------------------------------------------------------
 
 
@@ -252,6 +315,20 @@ def _signature_verifies(ws: Workspace, ca: OurCA) -> None:
                    "-in", str(der), "-out", str(ws.root / "certrep.content")])
     expect(done.returncode == 0, f"openssl cms -verify refuses our CertRep's signature: "
                                  f"{last_lines(done.stderr)}")
+
+
+def _enveloped_to(ca: OurCA) -> str:
+    """Whom our last CertRep's envelope names (RecipientInfo issuerAndSerialNumber, the serial
+    as its DER contents octets): what to compare with the request's signer when pki cannot
+    decrypt it."""
+    try:
+        signed = cms.ContentInfo.load(ca.proxy.operations()[-1].body)["content"]
+        enveloped = cms.ContentInfo.load(signed["encap_content_info"]["content"].native)
+        rid = enveloped["content"]["recipient_infos"][0].chosen["rid"].chosen
+        serial = rid["serial_number"].contents.hex().upper()
+        return f"enveloped to {rid['issuer'].human_friendly} serial DER {serial}"
+    except (ValueError, KeyError, IndexError, TypeError) as e:
+        return f"envelope unreadable: {e}"
 
 
 def _refused_alg(ws: Workspace, cn: str, *extra: str) -> str:

@@ -9,7 +9,8 @@ request's messageType (PKCSReq, RenewalReq, CertPoll, ...).
 `get_only=True` makes the server look like a CA without POSTPKIOperation (micromdm's scepserver
 cannot be configured so): that line, and SCEPStandard (which implies it), are dropped from the
 GetCACaps answer and a POST PKIOperation is refused with 405, so a client that POSTs anyway fails
-visibly.
+visibly. `caps=(...)` makes it answer GetCACaps with only those keywords (a CA that offers one
+cipher and one digest, say), whatever the server advertises.
 
 The decoding here is deliberately independent of engine/scep: a bug there must not hide itself.
 """
@@ -53,6 +54,9 @@ class Signed:
     fail_info_text: str = ""
     text_oid: str = ""  # the OID the failure text came under
     signature_oid: str = ""  # SignerInfo.signatureAlgorithm, dotted
+    digest: str = ""  # SignerInfo.digestAlgorithm ("sha256", ...)
+    cipher: str = ""  # the pkcsPKIEnvelope's content cipher ("aes128_cbc", "tripledes_3key",
+    #                   ...; "" when there is none, as in PENDING and FAILURE)
     error: str = ""  # why it could not be read
 
 
@@ -62,6 +66,8 @@ def read_pki_message(der: bytes) -> Signed:
         signer = info["content"]["signer_infos"][0]
         attrs = {a["type"].dotted: a["values"] for a in signer["signed_attrs"]}
         sig_oid = signer["signature_algorithm"]["algorithm"].dotted
+        digest = str(signer["digest_algorithm"]["algorithm"].native)
+        cipher = _envelope_cipher(info["content"]["encap_content_info"]["content"].native)
     except (ValueError, TypeError, KeyError, IndexError) as e:
         return Signed(error=f"not a SignedData pkiMessage ({e})")
 
@@ -82,7 +88,17 @@ def read_pki_message(der: bytes) -> Signed:
     return Signed(message_type=MESSAGE_TYPES.get(mt, mt),
                   pki_status=PKI_STATUSES.get(text(PKI_STATUS), text(PKI_STATUS)),
                   fail_info=FAIL_INFOS.get(text(FAIL_INFO), text(FAIL_INFO)),
-                  fail_info_text=failure_text, text_oid=text_oid, signature_oid=sig_oid)
+                  fail_info_text=failure_text, text_oid=text_oid, signature_oid=sig_oid,
+                  digest=digest, cipher=cipher)
+
+
+def _envelope_cipher(content: bytes | None) -> str:
+    """The content cipher of the EnvelopedData a pkiMessage signs ("" for none)."""
+    if not content:
+        return ""
+    enveloped = cms.ContentInfo.load(content)["content"]
+    algorithm = enveloped["encrypted_content_info"]["content_encryption_algorithm"]
+    return str(algorithm["algorithm"].native)
 
 
 @dataclass(frozen=True)
@@ -111,11 +127,13 @@ class Exchange:
 class RecordingProxy:
     """Forwards 127.0.0.1:port -> `upstream` (http://127.0.0.1:PORT), recording exchanges."""
 
-    def __init__(self, upstream: str, *, get_only: bool = False) -> None:
+    def __init__(self, upstream: str, *, get_only: bool = False,
+                 caps: tuple[str, ...] | None = None) -> None:
         u = urlsplit(upstream)
         assert u.hostname in ("127.0.0.1", "::1") and u.port is not None, upstream
         self.upstream = (u.hostname, u.port)
         self.get_only = get_only
+        self.caps = caps  # when set, the GetCACaps answer's keywords are only these
         self.exchanges: list[Exchange] = []
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -193,6 +211,8 @@ class RecordingProxy:
                 if proxy.get_only and op == "GetCACaps" and status == 200:
                     answer = b"\n".join(c for c in answer.splitlines()
                                         if c.strip() not in GET_ONLY_DROPS)
+                if proxy.caps is not None and op == "GetCACaps" and status == 200:
+                    answer = "".join(f"{c}\n" for c in proxy.caps).encode()
                 reply = (read_pki_message(answer) if op == "PKIOperation" and status == 200
                          else None)
                 proxy._record(Exchange(self.command, op, status, ctype, request, reply,

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
+from asn1crypto import cms, pem
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
@@ -144,21 +145,27 @@ class Workspace:
         return self.run([sys.executable, "-m", "engine.cli", *map(str, args)],
                         timeout=timeout, env={**os.environ, **_pythonpath(), **(env or {})})
 
-    def proxy(self, upstream: str, *, get_only: bool = False) -> RecordingProxy:
-        p = RecordingProxy(upstream, get_only=get_only)
+    def proxy(self, upstream: str, *, get_only: bool = False,
+              caps: tuple[str, ...] | None = None) -> RecordingProxy:
+        p = RecordingProxy(upstream, get_only=get_only, caps=caps)
         self._stack.callback(p.close)
         return p
 
     # -- servers -----------------------------------------------------------------------------
 
     def our_ca(self, *, ra: bool = False, approval: str = "auto", strict: bool = False,
-               challenge: str | None = CHALLENGE, name: str = "ca") -> OurCA:
-        """`trustledger ca init` + `ca serve` on a free loopback port, behind a proxy."""
+               challenge: str | None = CHALLENGE, name: str = "ca", rollover: bool = False,
+               ) -> OurCA:
+        """`trustledger ca init` (+ `ca rollover`: a next CA certificate, DIR/ca-2.pem, offered
+        by GetNextCACert) + `ca serve` on a free loopback port, behind a proxy."""
         root = self.root / name
         subject = f"CN=Interop {'RA ' if ra else ''}CA,O=Example"
         done = self.trustledger("ca", "init", root, "--subject", subject,
                                 *(["--ra"] if ra else []))
         expect(done.returncode == 0, f"ca init failed: {last_lines(done.stderr)}")
+        if rollover:
+            done = self.trustledger("ca", "rollover", root)
+            expect(done.returncode == 0, f"ca rollover failed: {last_lines(done.stderr)}")
         log = self.root / f"{name}-serve.log"
         env = {**os.environ, **_pythonpath()}
         if challenge is not None:
@@ -170,9 +177,10 @@ class Workspace:
         return OurCA(self, root, url, self.proxy(url))
 
     def scepserver(self, *, challenge: str = CHALLENGE, flags: tuple[str, ...] = (),
-                   get_only: bool = False) -> PeerCA:
+                   get_only: bool = False, caps: tuple[str, ...] | None = None) -> PeerCA:
         """micromdm's scepserver (../shared/peers/scep-server.sh) on a free port, behind a
-        proxy (`get_only`: its caps without POSTPKIOperation)."""
+        proxy (`get_only`: its caps without POSTPKIOperation; `caps`: the proxy answers
+        GetCACaps with these keywords instead)."""
         need("scepserver", "socat", "unshare")
         work = self.path("mdm")
         for attempt in range(3):  # the free port may be taken by someone else meanwhile
@@ -187,7 +195,7 @@ class Workspace:
                     break
                 time.sleep(0.05)
             else:
-                return PeerCA(work, self.proxy(url, get_only=get_only))
+                return PeerCA(work, self.proxy(url, get_only=get_only, caps=caps))
             if proc.poll() is None or attempt == 2:
                 break
         log = work / "scepserver.log"
@@ -209,6 +217,22 @@ class OurCA:
     @property
     def ca_pem(self) -> Path:
         return self.dir / "ca.pem"
+
+    def next_ca_pem(self) -> bytes:
+        """GetNextCACert through the proxy (RFC 8894 §4.7: a SignedData, signed by the current
+        CA, over a certificates-only SignedData with the next CA certificate): that one
+        certificate, PEM (the signature is not checked here). Read with asn1crypto,
+        not engine/scep."""
+        with urllib.request.urlopen(f"{self.scep_url}?operation=GetNextCACert",
+                                    timeout=30) as answer:
+            kind, body = answer.headers.get("Content-Type", ""), answer.read()
+        expect(kind == "application/x-x509-next-ca-cert",
+               f"GetNextCACert answered Content-Type {kind!r}")
+        signed = cms.ContentInfo.load(body)["content"]  # its certificates: the signer's
+        inner = cms.ContentInfo.load(signed["encap_content_info"]["content"].native)
+        certs = inner["content"]["certificates"]  # §3.4 degenerate certificates-only
+        expect(len(certs) == 1, f"GetNextCACert carried {len(certs)} certificates, expected 1")
+        return pem.armor("CERTIFICATE", certs[0].chosen.dump())
 
     def admin(self, *args: str) -> subprocess.CompletedProcess[str]:
         """`trustledger ca COMMAND DIR ARGS` (through the running server's admin endpoint)."""
