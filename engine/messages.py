@@ -67,6 +67,13 @@ def certificate_revoked(trustpoint: str, serial: str, reason: str, revoked_at: i
             f"Enter 'crypto ca enroll {trustpoint}' to enroll again.")
 
 
+def printable_text(text: str) -> str:
+    """`text` chosen by a peer (a certificate's or a CRL's name) as we may print and record it:
+    each control or format character (an escape sequence, a newline that would forge the next
+    line of a report, a right-to-left override) as '?'."""
+    return text if text.isprintable() else "".join(c if c.isprintable() else "?" for c in text)
+
+
 def plural(n: int, word: str, many: str = "") -> str:
     """`1 poll`, `3 polls`; `1 entry`, `3 entries` (`many`: the plural, when not word + s)."""
     return f"{n} {word}" if n == 1 else f"{n} {many or word + 's'}"

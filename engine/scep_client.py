@@ -69,7 +69,7 @@ def unreachable(url: str, e: TransportError) -> PeerError:
     return PeerError(PeerReason.UNREACHABLE, f"Unable to reach the CA at {url}: {e}")
 
 
-def _http_failure(e: Exception) -> str:
+def http_failure(e: Exception) -> str:
     """httpx's words for a failed exchange, without the Python repr of the peer's bytes that
     h11 appends to a line it cannot read ("illegal status line: bytearray(b'...')"), nor the
     errno an OS error starts with ("[Errno 111] Connection refused": the words are enough)."""
@@ -106,7 +106,7 @@ class HttpxTransport:
                     raise TransportError(f"no complete answer within the "
                                          f"{self.deadline.seconds:g} s deadline of the "
                                          "exchange") from e
-                raise TransportError(_http_failure(e)) from e
+                raise TransportError(http_failure(e)) from e
 
     def _receive(self, request: httpx.Request) -> HttpReply:
         with self.client.stream(request.method, request.url, content=request.content,

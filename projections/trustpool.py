@@ -14,7 +14,7 @@ reference's). The golden file tests/trustpool/golden/show_crypto_ca_trustpool.tx
 from __future__ import annotations
 
 from engine.machines.trustpool import RETRYING
-from engine.messages import plural
+from engine.messages import plural, printable_text
 from engine.state import DeviceState
 from engine.trustpool.policy import policy_of, rsa_1024_disabled
 from engine.trustpool.pool import Entry, TrustpoolState, active, entries, quiet
@@ -44,8 +44,8 @@ def _block(entry: Entry, now: int) -> list[str]:
     return [f"Trustpool: {entry.origin}", "=====", "CA certificate",
             *([f"Status : {status}"] if status else []),
             f"Serial Number : {colon_serial(cert)}",
-            "Subject:", INDENT + cert.subject.rfc4514_string(),
-            "Issued By :", INDENT + cert.issuer.rfc4514_string(),
+            "Subject:", INDENT + printable_text(cert.subject.rfc4514_string()),
+            "Issued By :", INDENT + printable_text(cert.issuer.rfc4514_string()),
             f"Validity Start : {ios_time(entry.cert.not_before)}",
             f"Validity End : {ios_time(entry.cert.not_after)}",
             f"SHA1 Fingerprint: {sha1_hex(entry.cert.der)}"]
@@ -71,7 +71,7 @@ def _earliest(pool: TrustpoolState, now: int) -> str:
         return "none (no certificate of the trustpool expires after now)"
     first = min(certs, key=lambda c: c.not_after)
     with quiet():
-        subject = first.certificate().subject.rfc4514_string()
+        subject = printable_text(first.certificate().subject.rfc4514_string())
     return f"{ios_time(first.not_after)} ({subject})"
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
+from engine.messages import printable_text
 from projections.timefmt import ios_time
 
 if TYPE_CHECKING:  # a verdict's types load with the first verdict, not with every `show`
@@ -57,14 +58,14 @@ def render_verdict(verdict: Verdict, subjects: Mapping[str, str]) -> str:
              f"  Purpose       : {v.purpose.value}",
              f"  At            : {ios_time(v.at)}"]
     if v.peer_name is not None:
-        lines.append(f"  Peer name     : {v.peer_name}")
+        lines.append(f"  Peer name     : {printable_text(v.peer_name)}")
     if v.anchor is None:
         lines.append("  Anchor        : none")
     else:
         where = v.anchor.source if v.anchor.source == "trustpool" else (
             f"{v.anchor.source} {v.anchor.name}")  # the pool has no name of its own
         lines.append(f"  Anchor        : {where}")
-        lines.append(f"                  {subjects.get(v.anchor.fingerprint, '')}".rstrip())
+        lines.append(f"                  {_subject(subjects, v.anchor.fingerprint, '')}".rstrip())
     if v.path:
         lines.append("  Path          :")
         for i, r in enumerate(v.revocation):
@@ -74,12 +75,12 @@ def render_verdict(verdict: Verdict, subjects: Mapping[str, str]) -> str:
     if v.codes:
         lines.append(f"  Reasons       : {' '.join(v.reasons)}")
     if v.detail:
-        lines.append(f"  Detail        : {v.detail}")
+        lines.append(f"  Detail        : {printable_text(v.detail)}")
     return "\n".join(lines) + "\n"
 
 
 def _cert_lines(i: int, r: Revocation, subjects: Mapping[str, str]) -> list[str]:
-    out = [f"    [{i}] {subjects.get(r.fingerprint, '(subject unknown)')}",
+    out = [f"    [{i}] {_subject(subjects, r.fingerprint, '(subject unknown)')}",
            f"        SHA-256     : {r.fingerprint}",
            f"        Revocation  : {_status(r)}"]
     if r.crl_sha256:
@@ -88,6 +89,12 @@ def _cert_lines(i: int, r: Revocation, subjects: Mapping[str, str]) -> list[str]
         out.append(f"        CRL         : number {number}, thisUpdate {this_update}")
         out.append(f"                      SHA-256 {r.crl_sha256}")
     return out
+
+
+def _subject(subjects: Mapping[str, str], fingerprint: str, unknown: str) -> str:
+    """A certificate's subject as the report prints it: a peer chose it, and a newline or an
+    escape sequence in it must not forge a line of the report or drive the terminal."""
+    return printable_text(subjects.get(fingerprint, unknown))
 
 
 def _status(r: Revocation) -> str:

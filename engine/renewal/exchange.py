@@ -23,9 +23,9 @@ so a job never stays due and reruns at once.
 
 from __future__ import annotations
 
-from collections.abc import Generator
+from collections.abc import Generator, Mapping
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from engine.commands.trustpoint import explain_failure, fail_name, identity
 from engine.effects import Effect, Outcome
@@ -34,8 +34,9 @@ from engine.keys import KeyPair
 from engine.machines.renewal import RenewalPhase
 from engine.messages import plural
 from engine.pki import bad, check_issued_by, load_certificate, spki
-from engine.ports import to_micros
+from engine.ports import from_micros, to_micros
 from engine.renewal import messages
+from engine.renewal.messages import certificate_facts
 from engine.renewal.schedule import expiry, failures_so_far, retry_at
 from engine.scep import PkiStatus
 from engine.state import DeviceState
@@ -48,6 +49,8 @@ from events.renewal import (
 )
 
 if TYPE_CHECKING:
+    from cryptography import x509
+
     from engine.scep_client import CAView, ScepReply
 
 MINUTE = 60_000_000
@@ -86,7 +89,7 @@ def renewal_exchange(state: DeviceState, trustpoint: str, now: int,
         requested = replace(requested,
                             transaction_ids=tuple(r.transaction_id for r in replies))
         answers = _answers(cfg, purpose, ca_der, pairs, replies, 0,
-                           (now, now + cfg.retry_period * MINUTE, retry))
+                           (now, now + cfg.retry_period * MINUTE, retry), _windows(status, purpose))
     except TrustledgerError as err:
         answers = [RenewalFailed(trustpoint, purpose, "", "peer", "", err.text, retry)]
     return messages.said([requested, *answers], now)
@@ -122,7 +125,7 @@ def renewal_poll(state: DeviceState, trustpoint: str,
             replies.append((yield ScepPoll(url, pair, Identity(r.subject), view, t,
                                            cfg.message_digest)))
         events = _answers(cfg, r.purpose, ca_der, pairs, replies, polls,
-                          (now, poll_at, retry))
+                          (now, poll_at, retry), _windows(status, r.purpose))
     except TrustledgerError as err:
         if polls >= r.retry_count:
             events = [RenewalFailed(trustpoint, r.purpose, txid, "timeout", "",
@@ -144,16 +147,18 @@ def renewal_poll(state: DeviceState, trustpoint: str,
 
 def _answers(cfg: TrustpointConfig, purpose: str, ca_der: bytes, pairs: tuple[KeyPair, ...],
              replies: list[ScepReply], polls: int,
-             times: tuple[int, int, int]) -> list[Any]:
+             times: tuple[int, int, int], windows: Mapping[str, Window]) -> list[Any]:
     """Events for a round of CA answers: certificates (checked first: ours, from that CA, not
-    expired; one whose validity begins later is held), PENDING (polled at `poll_at`), or the
-    first FAILURE (retried at `retry_at`); `times` is (now, poll_at, retry_at)."""
+    expired, in its window: `windows`, by key id; one whose validity begins later is held),
+    PENDING (polled at `poll_at`), or the first FAILURE (retried at `retry_at`); `times` is
+    (now, poll_at, retry_at)."""
     name = cfg.name
     now, poll_at, retry_at = times
     events: list[Any] = []
     for pair, reply in zip(pairs, replies, strict=True):
         if reply.status is PkiStatus.SUCCESS:
-            der, not_before = _checked(reply.certificate, pair, ca_der, now)
+            der, not_before = _checked(reply.certificate, pair, ca_der, now,
+                                       windows.get(pair.key_id))
             events.append(RenewalCertificateReceived(name, purpose, pair.key_id,
                                                      pair.usage.value, der,
                                                      reply.transaction_id, not_before))
@@ -170,11 +175,12 @@ def _answers(cfg: TrustpointConfig, purpose: str, ca_der: bytes, pairs: tuple[Ke
     return events
 
 
-def _checked(der: bytes | None, pair: KeyPair, ca_der: bytes,
-             now: int) -> tuple[bytes, int]:
+def _checked(der: bytes | None, pair: KeyPair, ca_der: bytes, now: int,
+             window: Window | None) -> tuple[bytes, int]:
     """(DER, notBefore µs) of a renewed certificate we accept:
-    for this key pair, issued by the CA, not expired. Its notBefore may be later than now
-    (the CA dated it to follow the current one): then it is held, not refused."""
+    for this key pair, issued by the CA, not expired, and in its `window` (`_windows`). Its
+    notBefore may be later than now (the CA dated it to follow the current one): then it is
+    held, not refused."""
     if der is None:
         raise bad("The CA answered SUCCESS without a certificate for our key.")
     cert = load_certificate(der)
@@ -184,7 +190,50 @@ def _checked(der: bytes | None, pair: KeyPair, ca_der: bytes,
     if now > to_micros(cert.not_valid_after_utc):
         raise bad(f"The renewed certificate has expired "
                   f"({cert.not_valid_after_utc:%Y-%m-%d %H:%M:%S} UTC).")
+    if window is not None:
+        _check_window(cert, window)
     return der, to_micros(cert.not_valid_before_utc)
+
+
+class Window(NamedTuple):
+    """When a received certificate must be valid: beginning by `starts_by` (µs), and, for a
+    shadow certificate, still valid after `lasts_past` (µs: the CA switch)."""
+
+    starts_by: int
+    lasts_past: int | None
+
+
+def _check_window(cert: x509.Certificate, window: Window) -> None:
+    """A renewed certificate that begins after the one it renews ends would be held, which
+    stops the renewals, and leave the router without a valid certificate between the two; a
+    shadow certificate is installed at the CA switch whatever its dates, so it must be valid
+    then. Either is a failed attempt, retried."""
+    begins, ends = cert.not_valid_before_utc, cert.not_valid_after_utc
+    at = from_micros(window.starts_by)
+    if window.lasts_past is None:
+        if to_micros(begins) > window.starts_by:
+            raise bad(f"The renewed certificate begins after the current certificate ends "
+                      f"(valid from {begins:%Y-%m-%d %H:%M:%S} UTC, the current one ends "
+                      f"{at:%Y-%m-%d %H:%M:%S} UTC): the router would be left without a "
+                      "valid certificate.")
+        return
+    if not to_micros(begins) <= window.starts_by < to_micros(ends):
+        raise bad(f"The shadow certificate is not valid when the CA's next certificate takes "
+                  f"over (valid {begins:%Y-%m-%d %H:%M:%S} to {ends:%Y-%m-%d %H:%M:%S} UTC, "
+                  f"the switch at {at:%Y-%m-%d %H:%M:%S} UTC): it would be installed then.")
+
+
+def _windows(status: TrustpointStatus, purpose: str) -> dict[str, Window]:
+    """By key id, the window of each certificate an attempt may receive: a renewal's must
+    begin by the end of the current certificate of its key; a shadow certificate must be
+    valid at the switch (the current CA certificate's end)."""
+    if purpose == "renew":
+        return {c.key_id: Window(certificate_facts(c.der)[1], None)
+                for c in status.certificates}
+    if status.ca_certificate is None:
+        return {}
+    switch = certificate_facts(status.ca_certificate)[1]
+    return {c.key_id: Window(switch, switch) for c in status.certificates}
 
 
 # -- what an attempt needs -----------------------------------------------------------------------

@@ -15,6 +15,9 @@ MUST NOT use that CRL to determine the status of any certificates." We process r
 and invalidityDate (and ignore holdInstructionCode, never critical); certificateIssuer
 belongs to indirect CRLs, which we do not use.
 
+A serial listed twice (a CA's bug: RFC 5280 lists a certificate once) is indexed at the entry
+that revokes, and of two that do, the earlier one (`_weightier`): never the later in the list.
+
 Indexes are memoized by the CRL's SHA-256 (its content), at most MAX_INDEXES of them.
 """
 
@@ -116,7 +119,9 @@ def build_index(der: bytes) -> CrlIndex:
         itag, i_start, i_end = _element(der, e_start, e_end)
         if itag != _INT:
             raise CrlShape("a revoked entry without a serial number")
-        offsets[int.from_bytes(der[i_start:i_end], "big", signed=True)] = pos
+        serial = int.from_bytes(der[i_start:i_end], "big", signed=True)
+        offsets[serial] = pos if serial not in offsets else _weightier(der, offsets[serial],
+                                                                       pos, serial)
         after_date = _element(der, i_end, e_end)[2]
         if after_date < e_end:
             exts = der[after_date:e_end]
@@ -125,6 +130,17 @@ def build_index(der: bytes) -> CrlIndex:
                 checked[exts] = None
         pos = e_end
     return CrlIndex(der, offsets)
+
+
+def _weightier(der: bytes, kept: int, other: int, serial: int) -> int:
+    """Of two entries for one serial (RFC 5280 lists a certificate once; a CA that lists it
+    twice is read the safe way): the offset of the one that revokes (a removeFromCRL entry
+    does not: `revocation_of`), and of two that do, the one revoked earlier. Never the order
+    of the list: a later entry must not unrevoke a certificate."""
+    a, b = _entry(der, kept, serial), _entry(der, other, serial)
+    if (a.reason == "removeFromCRL") != (b.reason == "removeFromCRL"):
+        return kept if b.reason == "removeFromCRL" else other
+    return kept if a.revoked_at <= b.revoked_at else other
 
 
 def _extensions(exts: bytes) -> list[tuple[bytes, bool, bytes]]:

@@ -22,7 +22,9 @@ one) never hides the genuine CRL. When none verifies, the newest value's refusal
 
 from __future__ import annotations
 
+import contextlib
 import re
+import socket
 import threading
 from dataclasses import dataclass
 from urllib.parse import quote, unquote
@@ -140,14 +142,20 @@ def resolve_dn(dn: str, query_url: str | None) -> LdapTarget:
 def read_crl(target: LdapTarget, timeout_s: float) -> CrlValues:
     """The entry's `certificateRevocationList;binary` values, newest first, within
     `timeout_s` in all (connect, bind, search: ldap3's timeouts are per operation, so the
-    read runs in a helper thread that is abandoned at the deadline and ends at its own
-    socket timeout)."""
+    read runs in a helper thread). At the deadline the helper's connection is shut down, so
+    the helper ends then: a directory that keeps sending (a trickle never trips a socket
+    timeout) would otherwise keep it reading for as long as it likes, one more thread per
+    fetch."""
     result: list[CrlValues | BaseException] = []
-    worker = threading.Thread(target=_read_into, args=(target, timeout_s, result),
+    sockets: list[socket.socket] = []  # the helper's connection, once open
+    worker = threading.Thread(target=_read_into, args=(target, timeout_s, result, sockets),
                               name="crl-ldap", daemon=True)
     worker.start()
     worker.join(timeout_s)
     if not result:
+        for sock in sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)  # the helper's recv returns: it ends
         raise LdapReadError(f"no complete answer within the {timeout_s:g} s curl-timeout")
     got = result[0]
     if isinstance(got, BaseException):
@@ -155,34 +163,53 @@ def read_crl(target: LdapTarget, timeout_s: float) -> CrlValues:
     return got
 
 
-def _read_into(target: LdapTarget, timeout_s: float,
-               result: list[CrlValues | BaseException]) -> None:
+def _read_into(target: LdapTarget, timeout_s: float, result: list[CrlValues | BaseException],
+               sockets: list[socket.socket]) -> None:
     try:
-        result.append(_read(target, timeout_s))
+        result.append(_read(target, timeout_s, sockets))
     except BaseException as e:
         result.append(e)
 
 
-def _read(target: LdapTarget, timeout_s: float) -> CrlValues:
+_REFERRAL = 10  # LDAP resultCode referral (RFC 4511 §4.1.10)
+
+
+def _read(target: LdapTarget, timeout_s: float, sockets: list[socket.socket]) -> CrlValues:
     import ldap3  # loaded by the first LDAP fetch only
     from ldap3.core.exceptions import LDAPException
 
     try:
         server = ldap3.Server(target.host, port=target.port, get_info=ldap3.NONE,
                               connect_timeout=timeout_s)
-        conn = ldap3.Connection(server, auto_bind=True, raise_exceptions=True,
-                                receive_timeout=max(1, int(timeout_s)))
+        # A referral is not followed: the CDP names the directory to ask, and a referral
+        # would send the router to whatever host the answer names.
+        conn = ldap3.Connection(server, raise_exceptions=True,
+                                receive_timeout=max(1, int(timeout_s)), auto_referrals=False)
         try:
+            conn.open()
+            sockets.append(conn.socket)  # before the bind: read_crl cuts it at the deadline
+            conn.bind()
             conn.search(target.dn, target.filter, search_scope=ldap3.BASE,
                         attributes=[CRL_ATTRIBUTE])
             response = list(conn.response or [])
+            referred = (conn.result or {}).get("result") == _REFERRAL or any(
+                r.get("type") == "searchResRef" for r in response)
         finally:
             conn.unbind()
     except LDAPException as e:
         if type(e).__name__ == "LDAPNoSuchObjectResult":
             raise LdapReadError(f"no entry {target.dn} in the directory") from None
         raise LdapReadError(peer_words(e)) from None
+    except Exception as e:
+        # ldap3's BER decoder raises whatever Python raises on bytes that are no LDAP message
+        # (KeyError, IndexError...: a CDP naming a port where something else answers): the
+        # peer's answer, never a traceback.
+        raise LdapReadError(f"the server's answer is not LDAP ({type(e).__name__} in the "
+                            "decoder)") from None
     entries = [r for r in response if r.get("type") == "searchResEntry"]
+    if not entries and referred:
+        raise LdapReadError(f"the directory refers {target.dn} to another server, which is "
+                            "not asked (a referral is not followed)")
     if not entries:
         raise LdapReadError(f"no entry {target.dn} in the directory")
     raw = entries[0].get("raw_attributes", {})
@@ -207,11 +234,13 @@ def _rank(value: bytes) -> tuple[int, int, float]:
     from cryptography import x509
     from cryptography.x509.oid import ExtensionOID
 
+    from engine.revocation.verify import CrlRefused, load_crl
+
     try:
-        crl = x509.load_der_x509_crl(value)
-        exts = {e.oid: e.value for e in crl.extensions}
-    except ValueError:
+        crl = load_crl(value)
+    except CrlRefused:
         return 0, -1, 0.0
+    exts = {e.oid: e.value for e in crl.extensions}
     number = exts.get(ExtensionOID.CRL_NUMBER)
     return (1 if ExtensionOID.DELTA_CRL_INDICATOR in exts else 2,
             number.crl_number if isinstance(number, x509.CRLNumber) else -1,

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Protocol
 from urllib.parse import urljoin, urlsplit
 
 from engine.effects import Effect, performs
-from engine.errors import PeerError, PeerReason, TrustledgerError, peer_words
+from engine.errors import PeerError, PeerReason, TrustledgerError
 from engine.revocation.ldap import (
     CrlValues,
     LdapReadError,
@@ -140,7 +140,9 @@ def _http(uri: str, timeout_s: float) -> bytes:
             if deadline.expired() or isinstance(e, httpx.TimeoutException):
                 raise CrlUnavailable(f"no complete answer within the {timeout_s:g} s "
                                      "curl-timeout", PeerReason.TIMED_OUT) from None
-            raise CrlUnavailable(peer_words(e)) from None
+            from engine.scep_client import http_failure  # (never a repr of the peer's bytes)
+
+            raise CrlUnavailable(http_failure(e)) from None
 
 
 def _get(client: httpx.Client, uri: str) -> tuple[int, str, bytes]:

@@ -37,14 +37,17 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.x509.oid import ExtensionOID
 
 from engine.keyformats import Encoding
+from engine.messages import printable_text
 from engine.pki import CLOCK_SKEW_US
 from engine.revocation.cache import cdp_uris, is_ca, spki_sha256
 from engine.revocation.index import CrlIndex, CrlShape, build_index
@@ -111,13 +114,61 @@ def _us(t: dt.datetime) -> int:
     return int(t.timestamp()) * 1_000_000 + t.microsecond
 
 
+# What cryptography raises on a malformed CRL (InvalidVersion, DuplicateExtension and
+# UnsupportedGeneralNameType are not ValueErrors; a bad attribute type is a TypeError).
+_PARSE_ERRORS = (ValueError, TypeError, UnsupportedAlgorithm, x509.InvalidVersion,
+                 x509.DuplicateExtension, x509.UnsupportedGeneralNameType)
+
+
+_PEM_CRL = b"-----BEGIN X509 CRL-----"
+_PEM_LABEL = re.compile(rb"-----BEGIN ([A-Z0-9 ]{1,40})-----")
+
+
 def load_crl(data: bytes) -> x509.CertificateRevocationList:
+    """The CRL in `data` (PEM or DER), its issuer, times, signature algorithm and extensions
+    read here: cryptography parses them lazily, so a CRL that loads can still fail when a
+    field is first read, and bytes from a CDP must be refused, never fail a caller later.
+    (The revoked entries are read by engine.revocation.index's walker.)"""
     try:
-        if data.lstrip().startswith(b"-----BEGIN"):
-            return x509.load_pem_x509_crl(data)
-        return x509.load_der_x509_crl(data)
-    except ValueError:
-        raise CrlRefused("the answer is not a CRL") from None
+        if not data.lstrip().startswith(b"\x30") and b"-----BEGIN" in data:
+            # PEM may have text around its block (RFC 7468 §2: `openssl crl -text` output)
+            at = data.find(_PEM_CRL)
+            crl = x509.load_pem_x509_crl(data[at:] if at > 0 else data)
+        else:
+            crl = x509.load_der_x509_crl(data)
+    except ValueError:  # not even the outer shape of a CRL
+        raise CrlRefused(f"the answer is not a CRL{_instead(data)}") from None
+    except _PARSE_ERRORS as e:
+        raise CrlRefused(f"the answer is not a CRL ({_reason(e)})") from None
+    try:
+        _ = crl.issuer.rfc4514_string(), crl.issuer.public_bytes()
+        _ = crl.last_update_utc, crl.next_update_utc, crl.signature_algorithm_oid
+        _ = [ext.value for ext in crl.extensions]
+    except _PARSE_ERRORS as e:
+        raise CrlRefused(f"the answer is not a CRL ({_reason(e)})") from None
+    return crl
+
+
+def _instead(data: bytes) -> str:
+    """What the answer is, when it is a certificate or another PEM block instead: a CDP url
+    that names the CA's certificate file (`ca.crt` for `ca.crl`) is an operator's common
+    slip."""
+    label = _PEM_LABEL.search(data)
+    if label is not None:
+        return "" if label.group(1) == b"X509 CRL" else f" (it is a PEM {label.group(1).decode()})"
+    try:
+        x509.load_der_x509_certificate(data)
+    except _PARSE_ERRORS:
+        return ""
+    return " (it is a DER certificate)"
+
+
+def _reason(e: Exception) -> str:
+    """The parser's complaint in a few words (not its internal structures)."""
+    text = str(e).split("\n")[0]
+    if not text or "ParseError" in text or len(text) > 80:
+        return f"malformed DER ({type(e).__name__})"
+    return text
 
 
 def verify_crl(data: bytes, issuer: x509.Certificate,
@@ -127,7 +178,8 @@ def verify_crl(data: bytes, issuer: x509.Certificate,
     crl = load_crl(data)
     der = data if data[:1] == b"\x30" else crl.public_bytes(Encoding.DER)  # PEM: stored as DER
     if crl.issuer != issuer.subject:
-        raise CrlRefused(f"the CRL is issued by {crl.issuer.rfc4514_string() or '(empty)'}, "
+        raise CrlRefused(f"the CRL is issued by "
+                         f"{printable_text(crl.issuer.rfc4514_string()) or '(empty)'}, "
                          f"not by {issuer.subject.rfc4514_string()}")
     _check_crl_sign(issuer)
     if not _signature_valid(crl, issuer):

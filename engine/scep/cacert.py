@@ -91,14 +91,16 @@ def parse_ca_certificates(content_type: str, body: bytes) -> CACertificates:
                     f"GetCACert: unexpected Content-Type {content_type!r}")
 
 
-def identify_roles(certs: Sequence[x509.Certificate]) -> CACertificates:
+def identify_roles(certs: Sequence[x509.Certificate],
+                   what: str = "GetCACert") -> CACertificates:
     """Work out CA, RA signing and RA encryption certificates in a bundle (of at most
-    MAX_CA_CERTIFICATES: telling the CA checks a signature per pair of them)."""
+    MAX_CA_CERTIFICATES: telling the CA checks a signature per pair of them); `what` names
+    the answer in a refusal (GetCACert or GetNextCACert)."""
     if len(certs) > MAX_CA_CERTIFICATES:
         raise ScepError(ScepErrorReason.BAD_CA_CERTIFICATES,
-                        f"GetCACert: {len(certs)} certificates; a CA sends its own, its RAs' "
+                        f"{what}: {len(certs)} certificates; a CA sends its own, its RAs' "
                         f"and its chain (at most {MAX_CA_CERTIFICATES})")
-    with contained("GetCACert certificates"):
+    with contained(f"{what} certificates"):
         cas = [c for c in certs if _is_ca(c)]
         others = [c for c in certs if not _is_ca(c)]
         ras: list[x509.Certificate] = []
@@ -108,13 +110,13 @@ def identify_roles(certs: Sequence[x509.Certificate]) -> CACertificates:
             if issued:
                 if issuer is not None:
                     raise ScepError(ScepErrorReason.BAD_CA_CERTIFICATES,
-                                    "GetCACert: RA certificates from more than one CA")
+                                    f"{what}: RA certificates from more than one CA")
                 issuer, ras = ca, issued
         if issuer is None:
             bottom = [c for c in cas if not any(issued_by(o, c) for o in cas if o is not c)]
             if len(bottom) != 1:
                 raise ScepError(ScepErrorReason.BAD_CA_CERTIFICATES,
-                                f"GetCACert: cannot tell the CA among {len(cas)} CA "
+                                f"{what}: cannot tell the CA among {len(cas)} CA "
                                 "certificates")
             issuer = bottom[0]
         signing = _pick(ras, digital_signature=True)

@@ -64,7 +64,7 @@ def parse_next_ca_certificates(content_type: str, body: bytes,
         raise ScepError(ScepErrorReason.WRONG_CONTENT_TYPE,
                         f"{WHAT}: the signed content is not a certificates-only SignedData")
     certs, _ = read_certs_only(msg.content, f"{WHAT} certificates")
-    found = identify_roles(certs)
+    found = identify_roles(certs, WHAT)
     with contained(WHAT):
         same = (found.ca.public_bytes(serialization.Encoding.DER)
                 == current_ca.public_bytes(serialization.Encoding.DER))

@@ -19,6 +19,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 
 from engine.pki import issued_by
 from engine.state import DeviceState
@@ -58,8 +59,17 @@ def _trustpoint_cas(state: DeviceState) -> Iterator[tuple[str, bytes]]:
 
 def _anchors(anchor: x509.Certificate, chain: Sequence[x509.Certificate]) -> bool:
     for cert in chain:
-        if cert.subject == anchor.subject and cert.public_key() == anchor.public_key():
+        if cert.subject == anchor.subject and same_key(cert, anchor):
             return True
         if cert.issuer == anchor.subject and issued_by(cert, anchor):
             return True
     return False
+
+
+def same_key(a: x509.Certificate, b: x509.Certificate) -> bool:
+    """Whether `a` and `b` hold the same public key; a key whose algorithm cryptography does
+    not know (or that does not parse: a peer's chain is anyone's bytes) is no match."""
+    try:
+        return a.public_key() == b.public_key()
+    except (UnsupportedAlgorithm, ValueError):
+        return False

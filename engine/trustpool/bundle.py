@@ -10,7 +10,10 @@ to a certificate the device already trusts (the built-ins and the pool, usable n
 bundle is refused. The signer's own certificate signs the bundle, it is not part of it. An
 unsigned bundle is accepted; the caller says so.
 
-Refused, whole: more than MAX_BUNDLE bytes, no certificate, garbage or truncated DER/PEM, a
+Refused, whole: more than MAX_BUNDLE bytes or MAX_CERTIFICATES certificates (a bundle is a
+few hundred roots; every validation whose issuer name matches tries each pool certificate of
+that name, so a pool of thousands from a hostile server would make each peer's validation
+cost seconds), no certificate, garbage or truncated DER/PEM, a
 certificate that is not a CA (RFC 5280 §4.2.1.9: cA TRUE; or an X.509 v1 self-issued root,
 which predates the extension), a signature that does not verify. Kept: certificates outside
 their validity (shown as such, never an anchor while invalid). Two certificates with the same
@@ -32,11 +35,12 @@ from cryptography import x509
 
 from engine.errors import PeerError, PeerReason, TrustledgerError
 from engine.keyformats import Encoding
-from engine.messages import plural
+from engine.messages import plural, printable_text
 from engine.pki import load_certificate, spki
 from engine.trustpool.pool import quiet
 
 MAX_BUNDLE = 10 * 1024 * 1024  # bytes: a larger download is refused
+MAX_CERTIFICATES = 1000  # a bundle holding more is refused (Mozilla's holds ~150)
 _PEM = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----(.*?)-----END \1-----", re.DOTALL)
 
 
@@ -78,12 +82,13 @@ def _parse(data: bytes, anchors: Sequence[x509.Certificate], now: int) -> Bundle
                                     "DER bundle", anchors, now)
     if not certs:
         raise BundleRefused("the bundle holds no certificate")
+    _check_count(len(certs))
     for n, cert in enumerate(certs, 1):
         if not _is_ca(cert):
-            raise BundleRefused(f"certificate {n} of the bundle ({cert.subject.rfc4514_string()})"
+            raise BundleRefused(f"certificate {n} of the bundle ({_name(cert)})"
                                 " is not a CA certificate (basicConstraints cA is not TRUE)")
     kept, notes = _without_duplicates(certs)
-    signature = "unsigned" if signer is None else f"signed by {signer.subject.rfc4514_string()}"
+    signature = "unsigned" if signer is None else f"signed by {_name(signer)}"
     return Bundle(tuple(kept), tuple(c.public_bytes(Encoding.DER) for c in kept), signature,
                   tuple(notes))
 
@@ -102,12 +107,19 @@ def _from_pem(data: bytes, anchors: Sequence[x509.Certificate], now: int
     if len(blocks) == 1 and blocks[0][0] in (b"PKCS7", b"CMS"):
         return _from_pkcs7(_base64(blocks[0][1], "PKCS7 block"), "the PEM PKCS#7 bundle",
                            "not a PKCS#7 SignedData", anchors, now, from_pem=True)
+    _check_count(len(blocks))  # before any block is decoded
     certs = []
     for n, (label, body) in enumerate(blocks, 1):
         if label not in (b"CERTIFICATE", b"X509 CERTIFICATE", b"TRUSTED CERTIFICATE"):
             raise BundleRefused(f"PEM block {n} is a {label.decode()}, not a CERTIFICATE")
         certs.append(_load(_base64(body, f"PEM block {n}"), f"PEM certificate {n}"))
     return certs, None
+
+
+def _check_count(n: int) -> None:
+    if n > MAX_CERTIFICATES:
+        raise BundleRefused(f"the bundle holds {n} certificates; a trustpool bundle may hold "
+                            f"at most {MAX_CERTIFICATES}")
 
 
 def _base64(body: bytes, what: str) -> bytes:
@@ -162,8 +174,22 @@ def _without_duplicates(certs: list[x509.Certificate]) -> tuple[list[x509.Certif
         keep, drop = ((cert, have) if cert.not_valid_after_utc > have.not_valid_after_utc
                       else (have, cert))
         best[key] = keep
-        notes.append(f"duplicate {cert.subject.rfc4514_string()}: kept the certificate "
-                     f"expiring {keep.not_valid_after_utc:%Y-%m-%d}, dropped the one expiring "
-                     f"{drop.not_valid_after_utc:%Y-%m-%d}")
+        notes.append(f"duplicate {_name(cert)}: {_kept(keep, drop)}")
     order = {id(c): n for n, c in enumerate(certs)}
     return sorted(best.values(), key=lambda c: order[id(c)]), notes
+
+
+def _kept(keep: x509.Certificate, drop: x509.Certificate) -> str:
+    """Which of two certificates of one CA (same names and key) was kept, in words."""
+    if keep == drop:  # byte for byte (cryptography compares the DER)
+        return "the same certificate twice, kept once"
+    if keep.not_valid_after_utc == drop.not_valid_after_utc:
+        return (f"two certificates expiring {keep.not_valid_after_utc:%Y-%m-%d}, kept the "
+                "first")
+    return (f"kept the certificate expiring {keep.not_valid_after_utc:%Y-%m-%d}, dropped the "
+            f"one expiring {drop.not_valid_after_utc:%Y-%m-%d}")
+
+
+def _name(cert: x509.Certificate) -> str:
+    """The certificate's subject as the bundle's messages say it (its server chose it)."""
+    return printable_text(cert.subject.rfc4514_string())

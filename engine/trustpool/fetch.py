@@ -11,12 +11,15 @@ The handler stays pure: it yields `FetchBundle(url, anchors)` and gets the bytes
   only 200 accepted, the body cut off past MAX_BUNDLE bytes.
 - `https://` verifies the server against the device's own trust: the trustpool's usable
   certificates and the trustpoints' CA certificates (`anchors`), with the host name checked.
-- `file:` (`file:///abs/path` or `file:/abs/path`) reads a local file, same size limit. A
+- `file:` (`file:///abs/path` or `file:/abs/path`) reads a local regular file (never a FIFO
+  or a device: a timer must not block on one), same size limit. A
   redirect to `file:` is refused.
 """
 
 from __future__ import annotations
 
+import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -25,7 +28,6 @@ from urllib.parse import unquote, urljoin, urlsplit
 from cryptography.x509 import load_der_x509_certificate
 
 from engine.effects import Effect, performs
-from engine.errors import peer_words
 from engine.grammar import well_formed_authority
 from engine.keyformats import Encoding
 from engine.runtime import Ports
@@ -131,7 +133,9 @@ def _redirect(url: str, location: str, seen: list[str]) -> str:
 
 
 def _why(e: Exception) -> str:
-    text = peer_words(e)
+    from engine.scep_client import http_failure  # (the peer's bytes never shown as a repr)
+
+    text = http_failure(e)
     if "CERTIFICATE_VERIFY_FAILED" in text and "Hostname mismatch" in text:
         return "the server's certificate does not name the host of the url"
     if "CERTIFICATE_VERIFY_FAILED" in text:
@@ -161,7 +165,12 @@ def _read_file(url: str) -> bytes:
         raise BundleRefused(f"file url {url} names a host; only local paths are read")
     path = Path(unquote(parts.path))
     try:
-        with path.open("rb") as f:
+        # Not blocking on open: a FIFO (or a device) named by a `cabundle url` would hang the
+        # update timer, and the engine with it, for ever. Only a regular file is read.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        with os.fdopen(fd, "rb") as f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                raise BundleRefused(f"cannot read {path}: not a regular file")
             data = f.read(MAX_BUNDLE + 1)
     except OSError as e:
         raise BundleRefused(f"cannot read {path}: {e.strerror or e}") from e

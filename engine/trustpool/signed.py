@@ -9,11 +9,13 @@ alone vouches for).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 from asn1crypto import cms
 from cryptography import x509
 
+from engine.messages import printable_text
 from engine.pki import issued_by
 from engine.scep.cms import read_certs_only, read_signed, verify_signed
 from engine.scep.errors import ScepError
@@ -72,7 +74,7 @@ def read_pkcs7(der: bytes, what: str, anchors: Sequence[x509.Certificate], now: 
         certs, _crls = read_certs_only(der, what)
         signers = _signer_count(der)
     except ScepError as e:
-        raise BundleRefused(f"{what} is not a PKCS#7 SignedData ({e.args[0]})") from e
+        raise BundleRefused(f"{what} is not a PKCS#7 SignedData ({_plain(e.args[0])})") from e
     except (ValueError, TypeError, KeyError) as e:  # asn1crypto parses lazily
         raise BundleRefused(f"{what} is not a PKCS#7 SignedData (malformed DER)") from e
     if signers == 0:
@@ -91,6 +93,18 @@ def read_pkcs7(der: bytes, what: str, anchors: Sequence[x509.Certificate], now: 
     return [c for c in certs if c != signer], signer
 
 
+def _plain(text: str) -> str:
+    """The SCEP layer's words without the ASN.1 parser's internal structures: `malformed
+    (error parsing asn1 value: ParseError { ... location: [..., "Validity::not_before"] })`
+    becomes `malformed DER at Validity::not_before`."""
+    head, found, rest = text.partition("(error parsing asn1 value:")
+    if not found:
+        return text
+    fields = re.findall(r'"([A-Za-z_:]+)"', rest)
+    where = f" at {fields[-1]}" if fields else ""
+    return f"{head.rstrip().removesuffix('malformed').rstrip()} malformed DER{where}".strip()
+
+
 def _signer_count(der: bytes) -> int:
     info = cms.ContentInfo.load(der)
     return len(list(info["content"]["signer_infos"]))
@@ -98,7 +112,7 @@ def _signer_count(der: bytes) -> int:
 
 def _chain_to_anchor(signer: x509.Certificate, bundle: list[x509.Certificate],
                      anchors: Sequence[x509.Certificate], now: int) -> None:
-    subject = signer.subject.rfc4514_string()
+    subject = printable_text(signer.subject.rfc4514_string())  # the bundle's words
     if not _valid(signer, now):
         raise BundleRefused(f"the bundle's signer ({subject}) is outside its validity period")
     cert = signer

@@ -62,6 +62,7 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, ObjectIdentifier
 from cryptography.x509.verification import (
     Criticality,
@@ -71,7 +72,9 @@ from cryptography.x509.verification import (
     VerificationError,
 )
 
+from engine.messages import printable_text
 from engine.pki import issued_by
+from engine.trustpool.anchor import same_key
 from engine.validation.verdict import Code, Purpose
 
 E = TypeVar("E", bound=x509.ExtensionType)
@@ -160,8 +163,12 @@ def _leaf_problems(leaf: x509.Certificate, purpose: Purpose,
         out.append((Code.BAD_BASIC_CONSTRAINTS, f"{_who(leaf)} is a CA certificate "
                                                 "(basicConstraints cA), not a peer's own "
                                                 "certificate (is the chain leaf first?)"))
-    key = leaf.public_key()
-    if isinstance(key, rsa.RSAPublicKey) and key.key_size < MIN_RSA_BITS:
+    key = _key(leaf)
+    if key is None:
+        out.append((Code.UNSUPPORTED_ALGORITHM, f"{_who(leaf)}: its key's algorithm "
+                                                f"{leaf.public_key_algorithm_oid.dotted_string}"
+                                                " is not one this validation knows"))
+    elif isinstance(key, rsa.RSAPublicKey) and key.key_size < MIN_RSA_BITS:
         out.append((Code.WEAK_KEY, f"{_who(leaf)}: RSA key of {key.key_size} bits "
                                    f"(at least {MIN_RSA_BITS})"))
     if purpose is not Purpose.ANY:
@@ -242,7 +249,10 @@ def diagnose(chain: Sequence[x509.Certificate], anchor: x509.Certificate,
     rule checked in turn. ([], "") when none explains it."""
     path, missing = _walk(chain, anchor)
     problems: list[tuple[Code, str]] = []
-    if missing is not None:
+    if missing is _TOO_LONG:
+        problems.append((Code.INVALID_PATH, f"the path from the peer's certificate to the "
+                                            f"anchor is longer than {MAX_DEPTH} intermediates"))
+    elif missing is not None:
         problems.append((Code.UNKNOWN_CA, f"no certificate of the chain issued {missing}"))
     for i, cert in enumerate(path):
         problems += _validity(cert, at) + _critical(cert)
@@ -258,12 +268,13 @@ def diagnose(chain: Sequence[x509.Certificate], anchor: x509.Certificate,
 def _walk(chain: Sequence[x509.Certificate], anchor: x509.Certificate
           ) -> tuple[list[x509.Certificate], str | None]:
     """The path by names (an issuer whose signature verifies preferred); the subject whose
-    issuer is missing, if the walk stops short of the anchor."""
+    issuer is missing, if the walk stops short of the anchor, or _TOO_LONG when it has not
+    met the anchor after MAX_DEPTH intermediates."""
     path = [chain[0]]
     rest = list(chain[1:])
     while len(path) <= MAX_DEPTH + 1:
         cur = path[-1]
-        if cur.subject == anchor.subject and cur.public_key() == anchor.public_key():
+        if cur.subject == anchor.subject and same_key(cur, anchor):
             return path, None
         if cur.issuer == anchor.subject:
             path.append(anchor)
@@ -272,7 +283,10 @@ def _walk(chain: Sequence[x509.Certificate], anchor: x509.Certificate
         if not found:
             return path, _who(cur)
         path.append(next((c for c in found if issued_by(cur, c)), found[0]))
-    return path, _who(path[-1])
+    return path, _TOO_LONG
+
+
+_TOO_LONG = "(more than MAX_DEPTH intermediates)"  # _walk's answer, compared by identity
 
 
 def _validity(cert: x509.Certificate, at: int) -> list[tuple[Code, str]]:
@@ -299,8 +313,9 @@ _WEAK_HASHES = (hashes.SHA1, hashes.MD5)
 def _link(cert: x509.Certificate, issuer: x509.Certificate) -> list[tuple[Code, str]]:
     """The signature on `cert` by `issuer`: the algorithms cryptography accepts, then the
     signature itself."""
-    key = issuer.public_key()
-    if isinstance(key, (ed25519.Ed25519PublicKey, ed448.Ed448PublicKey, dsa.DSAPublicKey)):
+    key = _key(issuer)
+    if key is None or isinstance(key, (ed25519.Ed25519PublicKey, ed448.Ed448PublicKey,
+                                       dsa.DSAPublicKey)):
         return [(Code.UNSUPPORTED_ALGORITHM, f"{_who(issuer)}: its key type signs nothing "
                                              "this validation accepts (RSA or ECDSA only)")]
     if isinstance(key, rsa.RSAPublicKey) and key.key_size < MIN_RSA_BITS:
@@ -360,5 +375,14 @@ def _ca_rules(cert: x509.Certificate, below: int) -> list[tuple[Code, str]]:
     return []
 
 
+def _key(cert: x509.Certificate) -> PublicKeyTypes | None:
+    """The certificate's public key; None for an algorithm cryptography does not know (the
+    chain's parse, engine.validation.chain, already refused a key that does not parse)."""
+    try:
+        return cert.public_key()
+    except UnsupportedAlgorithm:
+        return None
+
+
 def _who(cert: x509.Certificate) -> str:
-    return cert.subject.rfc4514_string() or f"serial {cert.serial_number:X}"
+    return printable_text(cert.subject.rfc4514_string()) or f"serial {cert.serial_number:X}"
