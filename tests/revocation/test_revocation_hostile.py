@@ -22,6 +22,7 @@ from engine.revocation.verify import CrlRefused, verify_crl
 from events.revocation import CrlFetchFailed
 from tests.revocation.revocation_support import device, trustpoint
 from tests.support.crl_support import CrlSpec, FakeCrlFetcher, make_ca, make_crl
+from tests.support.peer_support import tcp_server
 
 URI = "http://crl.example.com/hostile.crl"
 
@@ -94,31 +95,14 @@ def test_an_ldap_entry_with_hostile_values_ranks_them_last(clock: FakeClock) -> 
     assert ranked(values)[0] == good
 
 
-@contextlib.contextmanager
-def _answering(payload: bytes) -> Iterator[int]:
-    """A TCP server on 127.0.0.1 (an ephemeral port) that answers every connection's first
-    read with `payload` and closes it; yields the port."""
-    listener = socket.create_server(("127.0.0.1", 0))
-    listener.settimeout(0.05)  # accept wakes up to see `stop`
-    stop = threading.Event()
+def _answering(payload: bytes) -> contextlib.AbstractContextManager[int]:
+    """A TCP server on 127.0.0.1 that answers every connection's first read with `payload`
+    and closes it; yields the port."""
+    def answer(conn: socket.socket) -> None:
+        conn.recv(4096)
+        conn.sendall(payload)
 
-    def serve() -> None:
-        while not stop.is_set():
-            with contextlib.suppress(OSError):  # (a timeout is an OSError)
-                conn, _ = listener.accept()
-                with conn:
-                    conn.settimeout(2)
-                    conn.recv(4096)
-                    conn.sendall(payload)
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    try:
-        yield listener.getsockname()[1]
-    finally:
-        stop.set()
-        thread.join(5)
-        listener.close()
+    return tcp_server(answer)
 
 
 @pytest.mark.integration
@@ -252,28 +236,13 @@ def _referring_directory(to: str) -> Iterator[int]:
     bind_ok = _ber(0x61, _ber(0x0A, b"\x00") + _ber(0x04, b"") + _ber(0x04, b""))
     referral = _ber(0x65, _ber(0x0A, b"\x0a") + _ber(0x04, b"") + _ber(0x04, b"")
                     + _ber(0xA3, _ber(0x04, to.encode())))
-    listener = socket.create_server(("127.0.0.1", 0))
-    listener.settimeout(0.05)
-    stop = threading.Event()
+    def directory(conn: socket.socket) -> None:
+        for op in (bind_ok, referral):
+            conn.sendall(answer(conn.recv(4096), op))
+        conn.recv(4096)  # the unbind
 
-    def serve() -> None:
-        while not stop.is_set():
-            with contextlib.suppress(OSError):
-                conn, _ = listener.accept()
-                with conn:
-                    conn.settimeout(2)
-                    for op in (bind_ok, referral):
-                        conn.sendall(answer(conn.recv(4096), op))
-                    conn.recv(4096)  # the unbind
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    try:
-        yield listener.getsockname()[1]
-    finally:
-        stop.set()
-        thread.join(5)
-        listener.close()
+    with tcp_server(directory) as port:
+        yield port
 
 
 @pytest.mark.integration
@@ -304,37 +273,24 @@ def test_an_ldap_referral_is_not_followed(clock: FakeClock) -> None:
 def _flooding_directory(seconds: float) -> Iterator[int]:
     """An LDAP server on 127.0.0.1 that accepts the bind, then answers the search with an
     entry that claims 2 GB and sends filler for `seconds`; yields its port."""
-    listener = socket.create_server(("127.0.0.1", 0))
-    listener.settimeout(0.05)
     stop = threading.Event()
 
     def flood(conn: socket.socket) -> None:
-        with conn, contextlib.suppress(OSError):
-            conn.settimeout(2)
-            request = conn.recv(4096)
-            conn.sendall(_ber(0x30, request[2:5] + _ber(0x61, _ber(0x0A, b"\x00")
-                                                        + _ber(0x04, b"") + _ber(0x04, b""))))
-            request = conn.recv(4096)
-            conn.sendall(b"\x30\x84\x7f\xff\xff\xff" + request[2:5] + b"\x64\x84\x7f\xff\xff\xf0")
-            until = threading.Event()
-            threading.Timer(seconds, until.set).start()
-            while not until.is_set() and not stop.is_set():
-                conn.sendall(b"A" * 4096)
+        request = conn.recv(4096)
+        conn.sendall(_ber(0x30, request[2:5] + _ber(0x61, _ber(0x0A, b"\x00")
+                                                    + _ber(0x04, b"") + _ber(0x04, b""))))
+        request = conn.recv(4096)
+        conn.sendall(b"\x30\x84\x7f\xff\xff\xff" + request[2:5] + b"\x64\x84\x7f\xff\xff\xf0")
+        until = threading.Event()
+        threading.Timer(seconds, until.set).start()
+        while not until.is_set() and not stop.is_set():
+            conn.sendall(b"A" * 4096)
 
-    def serve() -> None:
-        while not stop.is_set():
-            with contextlib.suppress(OSError):
-                conn, _ = listener.accept()
-                threading.Thread(target=flood, args=(conn,), daemon=True).start()
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
     try:
-        yield listener.getsockname()[1]
+        with tcp_server(flood, threaded=True) as port:
+            yield port
     finally:
         stop.set()
-        thread.join(5)
-        listener.close()
 
 
 @pytest.mark.integration

@@ -17,6 +17,7 @@ from engine import Engine
 from engine.trustpool.bundle import MAX_CERTIFICATES
 from engine.trustpool.fetch import HttpBundleFetcher
 from events.trustpool import TrustpoolUpdateFailed
+from tests.support.peer_support import tcp_server
 from tests.trustpool.pool_certs import ca, key, p7b, pem, years
 from tests.trustpool.pool_support import BundleServer, Route
 from tests.trustpool.test_pool_schedule import EXPIRY, T0, _builtins, _configure, _open
@@ -30,27 +31,12 @@ IMPORT = "crypto ca trustpool import url "
 def _raw(answer: bytes) -> Iterator[str]:
     """A TCP server on 127.0.0.1 that reads a request and writes `answer` (bytes as they are,
     status line and headers included), then closes; yields its url."""
-    listener = socket.create_server(("127.0.0.1", 0))
-    listener.settimeout(0.05)  # accept wakes up to see `stop`
-    stop = threading.Event()
+    def reply(conn: socket.socket) -> None:
+        conn.recv(65536)
+        conn.sendall(answer)
 
-    def serve() -> None:
-        while not stop.is_set():
-            with contextlib.suppress(OSError):  # (a timeout is an OSError)
-                conn, _ = listener.accept()
-                with conn:
-                    conn.settimeout(2)
-                    conn.recv(65536)
-                    conn.sendall(answer)
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{listener.getsockname()[1]}/bundle.pem"
-    finally:
-        stop.set()
-        thread.join(5)
-        listener.close()
+    with tcp_server(reply) as port:
+        yield f"http://127.0.0.1:{port}/bundle.pem"
 
 
 @pytest.mark.parametrize(("answer", "words"), [

@@ -213,15 +213,21 @@ def scepca(ws: Workspace) -> str:
     return f"CA certificate {subject_of(ca.ca_pem)} fetched, identical to ca.pem"
 
 
-@cell("strongswan", "scepca-ra")
-def scepca_ra(ws: Workspace) -> str:
-    ca = ws.our_ca(ra=True)
+def _scepca(ws: Workspace, ca: OurCA, differs: str) -> Path:
+    """`pki --scepca` against `ca`: the directory it wrote into, once it holds the CA's
+    current certificate as ca.pem (`differs` says otherwise)."""
     got = ws.path("scepca")
     done = pki(ws, "--scepca", "--url", ca.scep_url, "--caout", got / "ca.pem", "--outform",
                "pem")
     expect(done.returncode == 0, f"pki --scepca failed: {last_lines(done.stderr)}")
-    expect(_der(got / "ca.pem") == _der(ca.ca_pem),
-           "pki --scepca wrote a different CA certificate than the CA's")
+    expect(_der(got / "ca.pem") == _der(ca.ca_pem), differs)
+    return got
+
+
+@cell("strongswan", "scepca-ra")
+def scepca_ra(ws: Workspace) -> str:
+    ca = ws.our_ca(ra=True)
+    got = _scepca(ws, ca, "pki --scepca wrote a different CA certificate than the CA's")
     ras = sorted(got.glob("ca-ra*.pem"))
     expect(len(ras) == 2, f"expected 2 RA certificates, pki wrote {len(ras)}")
     for ra in ras:
@@ -236,12 +242,7 @@ def rollover(ws: Workspace) -> str:
     that envelopes to the next one (from GetNextCACert, which pki cannot ask for) and checks
     the CertRep against it is answered by, and issued under, the next certificate."""
     ca = ws.our_ca(rollover=True)
-    got = ws.path("scepca")
-    done = pki(ws, "--scepca", "--url", ca.scep_url, "--caout", got / "ca.pem", "--outform",
-               "pem")
-    expect(done.returncode == 0, f"pki --scepca failed: {last_lines(done.stderr)}")
-    expect(_der(got / "ca.pem") == _der(ca.ca_pem),
-           "pki --scepca did not get the current CA certificate after a rollover")
+    _scepca(ws, ca, "pki --scepca did not get the current CA certificate after a rollover")
     nxt = ws.path("next") / "ca-2.pem"
     nxt.write_bytes(ca.next_ca_pem())
     expect(_der(nxt) == _der(ca.dir / "ca-2.pem"),
