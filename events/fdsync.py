@@ -24,8 +24,9 @@ same way, so a fault injected there is met whatever the kernel offers.
 The wait is made safe from signals: a KeyboardInterrupt (or any exception a signal handler
 raises) while the fdatasync is in flight is held until the kernel has answered, then raised;
 the completion is read from the event the kernel wrote (its `obj` is set), never from a
-return value a signal could have cut off; an exception while submitting destroys the context,
-which waits for anything the kernel took (io_destroy cannot cancel an fdatasync). One context
+return value a signal could have cut off, and each answer carries its submission's tag
+(`aio_data`): a wait cut short by a signal before it began leaves an answer in the context,
+which the next wait reads and passes over, never taking it for its own. One context
 per `Syncer` (one per log), one fdatasync in flight at a time (a lock), set up at first use in
 each process (a child after fork gets its own) and destroyed when the syncer is closed or
 collected.
@@ -37,6 +38,7 @@ import errno
 import functools
 import os
 import posix
+import struct
 import threading
 import types
 import weakref
@@ -77,7 +79,8 @@ class _Aio:
     """One Linux AIO context and the system calls on it (raises OSError when unavailable)."""
 
     def __init__(self) -> None:
-        numbers = _SYSCALLS.get(os.uname().machine)
+        # the numbers of this process's ABI: a 32-bit Python on a 64-bit kernel has others
+        numbers = _SYSCALLS.get(os.uname().machine) if struct.calcsize("P") == 8 else None
         abi = self._abi = _abi()
         if numbers is None or abi.ctypes.sizeof(abi.Iocb) != 64:
             raise OSError(errno.ENOSYS, "Linux native AIO is not known on this machine")
@@ -87,6 +90,7 @@ class _Aio:
             raise self._error("io_setup")
         self.ctx, self.pid = int(ctx.value), os.getpid()
         self.iocb = abi.Iocb(aio_lio_opcode=IOCB_CMD_FDSYNC)
+        self.submitted = 0  # the tag of the latest submission (`aio_data`, see `wait`)
         self._list = (abi.ctypes.POINTER(abi.Iocb) * 1)(abi.ctypes.pointer(self.iocb))
         self.event = abi.Event()
 
@@ -101,18 +105,24 @@ class _Aio:
         return OSError(code, f"{call}: {os.strerror(code)}")
 
     def submit(self, fd: int) -> None:
-        self.iocb.aio_fildes = fd
+        self.submitted += 1
+        self.iocb.aio_fildes, self.iocb.aio_data = fd, self.submitted
         self.event.obj = 0  # set by the kernel when it answers (see `wait`)
         if self._call(self._submit, self.ctx, 1, self._list) != 1:
             raise self._error("io_submit")
 
     def wait(self) -> int:
-        """Wait until the fdatasync submitted has completed; its result (0 or -errno). An
-        exception a signal handler raises meanwhile is raised once the kernel has answered."""
+        """Wait until the latest fdatasync submitted has completed; its result (0 or
+        -errno). An exception a signal handler raises meanwhile is raised once the kernel has
+        answered. The answer of an earlier submission whose wait a signal cut short (before
+        this method's first line) is read here too, and passed over: each answer carries its
+        submission's tag."""
         held: BaseException | None = None
         event, failed = self.event, 0
         while True:
             try:
+                if event.obj and event.data != self.submitted:  # a cut-short wait's answer
+                    event.obj = 0
                 if event.obj or failed:
                     break
                 if self._call(self._getevents, self.ctx, 1, 1,
@@ -153,9 +163,6 @@ class Syncer:
                     aio.submit(fd)
                 except OSError:
                     aio = None  # refused for this file: the plain call below
-                except BaseException:  # a signal's, maybe after the kernel took it:
-                    self._discard()  # io_destroy waits for what it took; a new one next
-                    raise
             if aio is None:
                 meanwhile()
                 os.fdatasync(fd)

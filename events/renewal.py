@@ -76,7 +76,7 @@ class RenewalFailed(Event):
     reason: str  # "failure" | "timeout" | "peer"
     fail_info: str  # SCEP failInfo name when the CA said FAILURE, else ""
     detail: str
-    next_attempt_at: int  # µs since the epoch
+    next_attempt_at: int  # µs since the epoch; 0: none is left before the certificate ends
 
 
 @event("NextCertificateActivated", version=1)

@@ -185,11 +185,17 @@ def _renewal_lines(cfg: TrustpointConfig, st: TrustpointStatus, now: int) -> lis
     if at is not None:
         out.append(f"Next renewal        :in {_duration(at - now)} ({ios_time(at)})")
     elif (cfg.auto_enroll is not None and st.lifecycle is Lifecycle.ENROLLED
-          and st.certificates and not st.next_certificates and expiry(st) <= now):
+          and st.certificates and not st.next_certificates):
         # Renewal never tries past the certificate's end: say so, or a renewal left
         # `retrying` reads as if it still were.
-        out.append(f"Next renewal        :none: the router certificate expired at "
-                   f"{ios_time(expiry(st))}; enter 'crypto ca enroll {cfg.name}'")
+        end = expiry(st)
+        if end <= now:
+            out.append(f"Next renewal        :none: the router certificate expired at "
+                       f"{ios_time(end)}; enter 'crypto ca enroll {cfg.name}'")
+        elif r is not None and r.phase is RenewalPhase.RETRYING and not r.next_attempt_at:
+            out.append(f"Next renewal        :none: no attempt is left before the router "
+                       f"certificate expires at {ios_time(end)}; enter 'crypto ca enroll "
+                       f"{cfg.name}'")
     return out
 
 

@@ -22,8 +22,9 @@ run them): none is skipped, merged or reordered, so every checkpoint asked for i
 order. Whoever reads what the jobs produced calls `drain` first, which runs what is queued on
 its own thread: with no later fdatasync (the last command, an idle device) the signature is
 made then. A job that raises is a bug: kept and raised by the next `drain` (once), never in
-the log's fdatasync. A job cut short by a KeyboardInterrupt is put back first in the queue
-(its effects are made at its end, under the trail's lock) and the interrupt goes on. Nothing
+the log's fdatasync. A job leaves the queue only once it has run: one a KeyboardInterrupt cut
+short (or that ran, the interrupt coming before it left) runs again at the next turn, so a
+job must be idempotent (the trail's are: each knows whether its checkpoint was kept). Nothing
 is written out by a job itself: a process that dies with a job still queued loses only that
 signature, as it loses a checkpoint not yet written out in the log's marker step (the events
 it covers are durable; the next open signs the tree again).
@@ -59,14 +60,12 @@ class Jobs:
         with self._running:
             queued = self._queued
             while queued:
-                job = queued.popleft()
+                job = queued[0]  # taken off once it ran: an interrupt never loses it
                 try:
                     job()
                 except Exception as e:  # a bug: kept for drain, the log's sync goes on
                     self._error = self._error or e
-                except BaseException:
-                    queued.appendleft(job)  # cut short: it runs again, whole, next time
-                    raise
+                queued.popleft()
 
     def drain(self) -> None:
         """Run what is queued on this thread; a job that raised is raised here (once)."""

@@ -434,9 +434,13 @@ class AuditTrail:
             base, leaves = (rng.size, tuple(rng.hashes)), tuple(self._leaves)
             chain, at = self.chain, self.at
 
+        kept: list[Signed] = []  # the job's checkpoint, once kept (a re-run does nothing)
+
         def job() -> None:
-            rng = self._range_at(base, leaves)
-            self._sign(Bound(rng.size, tuple(rng.hashes), chain, at), rng.root(), signer)
+            if not kept:
+                rng = self._range_at(base, leaves)
+                self._sign(Bound(rng.size, tuple(rng.hashes), chain, at), rng.root(), signer,
+                           kept)
 
         self._signing.submit(job)
 
@@ -464,7 +468,9 @@ class AuditTrail:
     def _request(self, tree: Bound) -> None:
         with self._lock:
             signer = self._opened()
-        self._signing.submit(lambda: self._sign(tree, tree.range().root(), signer))
+        kept: list[Signed] = []
+        self._signing.submit(lambda: None if kept else
+                             self._sign(tree, tree.range().root(), signer, kept))
 
     def _opened(self) -> NoteSigner:
         """The key's signer, opened the first time it is needed (called under the lock)."""
@@ -486,15 +492,17 @@ class AuditTrail:
             self._request(tree)
         self.missed = []
 
-    def _sign(self, tree: Bound, root: bytes, signer: NoteSigner) -> None:
+    def _sign(self, tree: Bound, root: bytes, signer: NoteSigner, kept: list[Signed]) -> None:
         """The signing job: sign the checkpoint of `tree` (whose root is `root`),
-        keep it as the latest, to be written out."""
+        keep it as the latest, to be written out, and say so in `kept` (with it, under the
+        lock: a job run again after an interrupt keeps nothing twice)."""
         note = signer.sign(checkpoint_body(self._origin_line, tree.size, root))
         signed = Signed(note, Checkpoint(self.key.origin, tree.size, root), tree)
         with self._lock:
             self._latest = signed
             self._unsaved.append(signed)
             self._dirty = True
+            kept.append(signed)
 
     def add_cosignatures(self, lines: bytes) -> None:
         """Witnesses' cosignature lines on the latest checkpoint (engine/audit/

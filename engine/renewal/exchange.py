@@ -210,14 +210,17 @@ def _check_window(cert: x509.Certificate, window: Window) -> None:
     then. Either is a failed attempt, retried."""
     begins, ends = cert.not_valid_before_utc, cert.not_valid_after_utc
     at = from_micros(window.starts_by)
+    # RFC 5280 §4.1.2.5: a certificate is valid through its notAfter second, so a successor
+    # that begins the second after leaves no gap (a CA may date it so).
+    starts_by = window.starts_by + 1_000_000
     if window.lasts_past is None:
-        if to_micros(begins) > window.starts_by:
+        if to_micros(begins) > starts_by:
             raise bad(f"The renewed certificate begins after the current certificate ends "
                       f"(valid from {begins:%Y-%m-%d %H:%M:%S} UTC, the current one ends "
                       f"{at:%Y-%m-%d %H:%M:%S} UTC): the router would be left without a "
                       "valid certificate.")
         return
-    if not to_micros(begins) <= window.starts_by < to_micros(ends):
+    if not (to_micros(begins) <= starts_by and window.starts_by < to_micros(ends)):
         raise bad(f"The shadow certificate is not valid when the CA's next certificate takes "
                   f"over (valid {begins:%Y-%m-%d %H:%M:%S} to {ends:%Y-%m-%d %H:%M:%S} UTC, "
                   f"the switch at {at:%Y-%m-%d %H:%M:%S} UTC): it would be installed then.")

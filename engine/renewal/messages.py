@@ -73,9 +73,11 @@ def received(ev: RenewalCertificateReceived, at: int) -> str:
 
 def failed(ev: RenewalFailed) -> str:
     why = f"{ev.fail_info}: {ev.detail}" if ev.fail_info else ev.detail
+    then = (f"next attempt at {iso(ev.next_attempt_at)}" if ev.next_attempt_at else
+            f"no attempt is left before it expires (enter 'crypto ca enroll "
+            f"{ev.trustpoint}' to enroll again)")
     return (f"%PKI-3-CERT_RENEW_FAIL: Certificate renewal for trustpoint {ev.trustpoint} "
-            f"failed: {why.rstrip('.')}. The current certificate stays in use; next attempt "
-            f"at {iso(ev.next_attempt_at)}.")
+            f"failed: {why.rstrip('.')}. The current certificate stays in use; {then}.")
 
 
 def activated(ev: NextCertificateActivated) -> str:

@@ -54,13 +54,15 @@ def retry_wait(retry_period: int, failures: int) -> int:
 def retry_at(now: int, retry_period: int, failures: int, end: int | None) -> int:
     """When the next attempt after a failure at `now` is due (µs): after `retry_wait`, but a
     wait that would reach the certificate's `end` is cut to one retry period before it, so
-    the back-off never costs the last chance to renew (the due function drops an attempt at
-    or past the end). `end`: None for a shadow enrollment, whose deadline is the rollover's."""
+    the back-off never costs the last chance to renew. 0 when that last chance has passed
+    too: no attempt runs at or past the end (`next_attempt`), so none is promised (the
+    failure's message says so). `end`: None for a shadow enrollment, whose deadline is the
+    rollover's."""
     at = now + retry_wait(retry_period, failures)
     if end is None or at < end - retry_period * MINUTE:
         return at
     last = end - retry_period * MINUTE
-    return last if last > now else at
+    return last if last > now else 0
 
 
 def failures_so_far(r: RenewalState | None) -> int:

@@ -111,6 +111,32 @@ def test_a_job_cut_short_by_an_interrupt_runs_again_first() -> None:
     assert ran == ["first", "second"]  # none lost, the order kept
 
 
+def test_a_checkpoint_job_run_again_after_an_interrupt_keeps_its_checkpoint_once(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An interrupt as the job returns (its checkpoint already kept): the job stays queued
+    and runs again, and keeps nothing twice (CHECKPOINTS held two identical notes)."""
+    key = WatchedKey()
+    with FileEventLog.open(tmp_path / "log") as log:
+        trail = trail_on(log, key)
+        trail.observe(log.append([commit(1)]), log.position)
+        trail.checkpoint()
+        sign = AuditTrail._sign
+        interrupted: list[int] = []
+
+        def then_interrupted(*args: object, **kw: object) -> None:
+            sign(*args, **kw)  # type: ignore[arg-type]
+            if not interrupted:
+                interrupted.append(1)
+                raise KeyboardInterrupt
+
+        monkeypatch.setattr(AuditTrail, "_sign", then_interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            trail.sign_pending()
+        monkeypatch.undo()
+        trail.persist()
+    assert len(read_checkpoints(tmp_path / "log")) == 1 and len(key.threads) == 1
+
+
 def test_two_threads_running_jobs_keep_their_order() -> None:
     """The log's thread (at its fdatasync) and a reader (drain) may run jobs at once: one
     runs them, in order, each once."""

@@ -223,28 +223,50 @@ def _eio(fd: int) -> None:
 
 
 @pytest.mark.skipif(not AIO, reason="submission needs Linux AIO")
-def test_an_interrupt_right_after_the_submission_waits_for_it_and_starts_afresh(
+def test_the_answer_of_a_wait_a_signal_cut_short_is_never_taken_for_a_later_one(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """io_submit took the fdatasync, then a signal's exception: the context is destroyed
-    (io_destroy waits for the fdatasync) and the next call makes a new one, so no later
-    wait can read this fdatasync's answer as its own."""
-    submit = fdsync._Aio.submit
+    """A signal's exception as `wait` is entered (before it reads anything) leaves the
+    kernel's answer in the context; the next fdatasync reads it, sees another submission's
+    tag, and waits for its own (it returned at once, one sync behind, before the tags)."""
+    wait, call = fdsync._Aio.wait, fdsync._Aio._call
+    entered: list[int] = []
+    answers: list[int] = []
 
-    def cut(aio: fdsync._Aio, fd: int) -> None:
-        submit(aio, fd)
-        raise KeyboardInterrupt
+    def cut_short(aio: fdsync._Aio) -> int:
+        entered.append(1)
+        if len(entered) == 1:
+            raise KeyboardInterrupt
+        return wait(aio)
 
+    def counted(aio: fdsync._Aio, number: int, *args: object) -> int:
+        got = call(aio, number, *args)
+        if number == aio._getevents:
+            answers.append(int(aio.event.data))
+        return got
+
+    monkeypatch.setattr(fdsync._Aio, "wait", cut_short)
+    monkeypatch.setattr(fdsync._Aio, "_call", counted)
     fd = data_file(tmp_path)
     syncer = fdsync.Syncer()
     try:
-        first = syncer._context()
-        monkeypatch.setattr(fdsync._Aio, "submit", cut)
         with pytest.raises(KeyboardInterrupt):
             syncer.fdatasync(fd, lambda: None)
-        monkeypatch.undo()
-        assert syncer._aio is None
         syncer.fdatasync(fd, lambda: None)
-        assert syncer._aio is not None and syncer._aio is not first
     finally:
+        monkeypatch.undo()
         syncer.close()
         os.close(fd)
+    assert answers == [1, 2]  # the first submission's answer read and passed over
+
+
+@pytest.mark.skipif(not AIO, reason="a 64-bit process's system call numbers")
+def test_a_32_bit_process_does_not_use_the_64_bit_system_call_numbers(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """i386 numbers 206-209 are setgroups32, fchown32, ...: a 32-bit Python on an x86_64
+    kernel must not call them as io_setup and the rest."""
+    real = fdsync.struct.calcsize
+    monkeypatch.setattr(fdsync.struct, "calcsize",
+                        lambda fmt: 4 if fmt == "P" else real(fmt))
+    with pytest.raises(OSError, match="not known"):
+        fdsync._Aio()
+    assert fdsync.Syncer()._context() is None

@@ -136,3 +136,33 @@ def _iso(us: int) -> str:
     from datetime import UTC, datetime
 
     return f"{datetime.fromtimestamp(us // 1_000_000, UTC):%Y-%m-%dT%H:%M:%SZ}"
+
+
+@pytest.mark.parametrize(("gap", "refused"), [(0, False), (1, False), (2, True)])
+def test_a_successor_that_begins_the_second_after_the_end_leaves_no_gap(gap: int,
+                                                                        refused: bool) -> None:
+    """RFC 5280 §4.1.2.5: a certificate is valid through its notAfter second; a renewed one
+    dated from the second after (some CAs date it so) is contiguous, not a gap."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.x509.oid import NameOID
+
+    from engine.errors import TrustledgerError
+    from engine.ports import to_micros
+    from engine.renewal.exchange import Window, _check_window
+
+    end = datetime.datetime(2027, 1, 1, tzinfo=datetime.UTC)
+    key = rsa_key(0)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "r1")])
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(7)
+            .not_valid_before(end + datetime.timedelta(seconds=gap))
+            .not_valid_after(end + datetime.timedelta(days=365)).sign(key, hashes.SHA256()))
+    for window in (Window(to_micros(end), None), Window(to_micros(end), to_micros(end))):
+        if refused:
+            with pytest.raises(TrustledgerError):
+                _check_window(cert, window)
+        else:
+            _check_window(cert, window)

@@ -210,5 +210,17 @@ def test_a_wait_that_would_reach_the_end_is_cut_to_a_last_attempt_before_it() ->
     assert retry_at(end - 90 * MINUTE, 1, 6, end) == end - 30 * MINUTE  # fits: the back-off's
     assert retry_at(end - 30 * MINUTE, 1, 6, end) == end - MINUTE  # cut: a last attempt
     assert retry_at(end - 30 * MINUTE, 5, 6, end) == end - 5 * MINUTE
-    assert retry_at(end - 30_000_000, 1, 6, end) == end - 30_000_000 + 60 * MINUTE  # too late
+    assert retry_at(end - 30_000_000, 1, 6, end) == 0  # too late: no attempt is promised
     assert retry_at(end - 30 * MINUTE, 1, 6, None) == end + 30 * MINUTE  # a shadow's: as is
+
+
+def test_a_failure_with_no_attempt_left_before_the_end_promises_none() -> None:
+    """The last attempt's failure said `next attempt at T`, T after the certificate's end,
+    where no attempt runs (review9): it says none is left, and what to do."""
+    from engine.renewal.messages import failed
+
+    ev = RenewalFailed("ca1", "renew", "", "peer", "", "Unable to reach the CA.", 0)
+    assert failed(ev) == (
+        "%PKI-3-CERT_RENEW_FAIL: Certificate renewal for trustpoint ca1 failed: Unable to "
+        "reach the CA. The current certificate stays in use; no attempt is left before it "
+        "expires (enter 'crypto ca enroll ca1' to enroll again).")

@@ -33,3 +33,24 @@ def test_show_trustpoint_says_renewal_ended_with_the_certificate(
     assert shown[-1] == (f"Next renewal        :none: the router certificate expired at "
                          f"{ios_time(ends)}; enter 'crypto ca enroll myca'")
     assert shown[-3].startswith("Renewal             :retrying, ")
+
+
+def test_the_last_failure_before_the_end_promises_no_attempt_past_it(
+        device: Engine, tmp_path: Path, scep_network: InProcessTransport) -> None:
+    """The attempt that fails one retry period before the end has no attempt after it: its
+    %PKI-3-CERT_RENEW_FAIL said `next attempt at T`, T past the end, where none runs; it
+    says none is left, and `show` says so until the end (review9)."""
+    ca, server, _ = following_ca(tmp_path / "ca", device, scep_network, certificate_days=10)
+    enrolled(device, ca, server, "auto-enroll 80", period=1)
+    device.ports.scep = DownTransport()
+    ends = expiry(status(device))
+    clock_set(device, ends - 30_000_000)  # half a minute before the end
+    logged = device.execute("show logging").output
+    last = [line for line in logged.splitlines() if "CERT_RENEW_FAIL" in line][-1]
+    assert last.endswith("The current certificate stays in use; no attempt is left before "
+                         "it expires (enter 'crypto ca enroll myca' to enroll again)."), last
+    assert "next attempt at" not in last
+    shown = device.execute("show crypto ca trustpoint myca").output.splitlines()
+    assert shown[-1] == (f"Next renewal        :none: no attempt is left before the router "
+                         f"certificate expires at {ios_time(ends)}; enter 'crypto ca enroll "
+                         f"myca'")
