@@ -166,9 +166,11 @@ def _walk(cands: list[_Cand], words: list[re.Match[str]], text: str
     """`cands` advanced over `words` of `text`, and whether a word was ambiguous (then
     none)."""
     for m in words:
+        done = [c for c in cands if c.done]  # a rest-of-line argument took this word too
         cands, kws = _advance([c for c in cands if not c.done], m.group(), m.start(), text)
         if len(kws) > 1:
             return [], True
+        cands = done + cands
         if not cands:
             break
     return cands, False
@@ -223,7 +225,13 @@ def choices(grammar: Grammar, mode: Mode, text: str) -> list[Choice]:
     commands: dict[str, set[str]] = {}  # keyword -> the commands it leads to
     want = words[-1].group().lower() if partial else ""
     for c in cands:
-        if c.done:
+        if c.done:  # a rest-of-line argument: more words may follow, or the line may end
+            tok = c.variant[c.pos - 1]
+            assert isinstance(tok, Arg)
+            seen.setdefault(tok.spec.kind.label + tok.name,
+                            Choice(tok.spec.kind.label, tok.spec.help, False))
+            if not partial:
+                seen.setdefault("<cr>", Choice("<cr>", "", False))
             continue
         if c.pos == len(c.variant):
             if not partial:

@@ -234,6 +234,20 @@ def test_help_right_after_part_of_an_argument_names_the_argument() -> None:
     assert e.help("enrollment url http://ca.example/cgi-bin/pkiclient.exe").split()[0] == "WORD"
 
 
+def test_help_after_whole_words_of_a_rest_of_line_argument_lists_it_and_the_end() -> None:
+    """`show running-config crypto ?` (a section of several words): `?` said `% Unrecognized
+    command` after the section's first word, though the line was right and runs; it lists
+    the argument (more words may follow), <cr> and the output modifiers, as after
+    `show running-config ?`."""
+    e = Engine.in_memory()
+    want = e.help("show running-config ")
+    assert want.splitlines()[0].split()[0] == "LINE" and "<cr>" in want
+    for typed in ("show running-config crypto ", "show running-config crypto ca trustpoint ",
+                  "show running-config hostname "):
+        assert e.help(typed) == want, typed
+    assert e.help("show running-config crypto ca tr").split()[0] == "LINE"  # no <cr> yet
+
+
 def test_a_crl_request_for_a_hostless_ldap_url_says_why_at_the_caret() -> None:
     """README: a hostless `ldap:///DN` is read from a trustpoint's query url server, and
     `crypto ca crl request` has none. Typed, it was a bare `% Invalid input detected at '^'
