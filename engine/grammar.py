@@ -60,6 +60,9 @@ class ArgKind:
     parse: Callable[[str], Any]
     rest_of_line: bool = False
     screen: Callable[[str], None] | None = None
+    # Whether more typing could make a partial word one (`?` after part of it names the
+    # argument, engine/parser.py); None: any word may, a <number> if it is digits.
+    may_become: Callable[[str], bool] | None = None
 
 
 class ArgRefused(ValueError):

@@ -263,7 +263,9 @@ def choices(grammar: Grammar, mode: Mode, text: str) -> list[Choice]:
 def _may_become(kind: ArgKind, partial: str) -> bool:
     """Whether more typing could make `partial` an argument of `kind`: `?` right after part of
     an argument (`hostname ab?`, a URL up to its own `?`) names the argument, as IOS does, where
-    it said `% Unrecognized command`. A number is typed in digits only."""
+    it said `% Unrecognized command`. A number is typed in digits only, a month by its name."""
+    if kind.may_become is not None:
+        return kind.may_become(partial)
     return partial.isdigit() if kind.label.startswith("<") else True
 
 

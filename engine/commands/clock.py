@@ -64,7 +64,8 @@ def _month(s: str) -> int:
 
 
 TIME_OF_DAY = ArgKind("hh:mm:ss", _time_of_day)
-MONTH = ArgKind("MONTH", _month)
+MONTH = ArgKind("MONTH", _month,
+                may_become=lambda s: any(m.lower().startswith(s.lower()) for m in MONTHS))
 
 _ARGS = {
     "time": ArgSpec(TIME_OF_DAY, "Current Time"),

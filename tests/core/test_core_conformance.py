@@ -232,6 +232,10 @@ def test_help_right_after_part_of_an_argument_names_the_argument() -> None:
     assert e.help("enrollment retry period 7").split()[0] == "<1-60>"
     assert e.help("enrollment retry period x") == "% Unrecognized command"
     assert e.help("enrollment url http://ca.example/cgi-bin/pkiclient.exe").split()[0] == "WORD"
+    e = Engine.in_memory()  # a month is typed by its name: a digit may be a day, not a month
+    assert e.help("clock set 12:00:00 1") == "  <1-31>  Day of the month"
+    assert e.help("clock set 12:00:00 ju") == "  MONTH  Month of the year"
+    assert e.help("clock set 12:00:00 x") == "% Unrecognized command"
 
 
 def test_help_after_whole_words_of_a_rest_of_line_argument_lists_it_and_the_end() -> None:
