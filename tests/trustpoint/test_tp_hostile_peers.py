@@ -316,11 +316,9 @@ PKI_CASES = ["unknown-fail-info", "success-without-content", "failure-with-hosti
              "trickled"]
 
 
-@pytest.mark.parametrize("case", PKI_CASES)
-def test_enroll_against_hostile_certrep(device: Engine, crafting: CraftingCA,
-                                        raw_server: Callable[[RawHandler], RawServer],
-                                        case: str) -> None:
-    pki, words = _pki_writers(crafting)[case]
+def _ca_front(crafting: CraftingCA, pki: Callable[[bytes], Writer]) -> RawHandler:
+    """A CA that answers GetCACaps and GetCACert as it should, and PKIOperation with
+    `pki(request body)`."""
     ctype, cacert = build_ca_certificates(crafting.ca_cert)
 
     def handler(op: str, body: bytes) -> Writer:
@@ -330,7 +328,15 @@ def test_enroll_against_hostile_certrep(device: Engine, crafting: CraftingCA,
             return sends(answer("200 OK", ctype, cacert))
         return pki(body)
 
-    server = raw_server(handler)
+    return handler
+
+
+@pytest.mark.parametrize("case", PKI_CASES)
+def test_enroll_against_hostile_certrep(device: Engine, crafting: CraftingCA,
+                                        raw_server: Callable[[RawHandler], RawServer],
+                                        case: str) -> None:
+    pki, words = _pki_writers(crafting)[case]
+    server = raw_server(_ca_front(crafting, pki))
     identity_and_key(device)
     declare(device, url=server.url)
     assert event_types(authenticate(device)) == ["CACertificateAccepted"]
@@ -349,18 +355,12 @@ def test_enroll_against_hostile_certrep(device: Engine, crafting: CraftingCA,
 def test_pending_forever_gives_up_after_the_retry_count(
         device: Engine, crafting: CraftingCA, raw_server: Callable[[RawHandler], RawServer],
         clock: FakeClock) -> None:
-    ctype, cacert = build_ca_certificates(crafting.ca_cert)
-
-    def handler(op: str, body: bytes) -> Writer:
-        if op == "GetCACaps":
-            return sends(answer("200 OK", "text/plain", crafting.caps))
-        if op == "GetCACert":
-            return sends(answer("200 OK", ctype, cacert))
+    def pending(body: bytes) -> Writer:
         req = crafting.open(body)
         return sends(answer("200 OK", PKI, build_cert_rep_pending(
             req.reply_to, signer=crafting.cred, sender_nonce=new_nonce(os.urandom))))
 
-    server = raw_server(handler)
+    server = raw_server(_ca_front(crafting, pending))
     identity_and_key(device)
     declare(device, url=server.url, period=1, count=3)
     authenticate(device)
@@ -383,14 +383,9 @@ def test_a_getcrl_failure_text_is_shown_as_text(device: Engine, crafting: Crafti
     """GetCRL answered FAILURE with a failInfoText full of terminal escapes and 5000 bytes
     long: the attempt the log records names it printable and cut at 200 characters, as the
     enrollment's refusal does."""
-    ctype, cacert = build_ca_certificates(crafting.ca_cert)
     mode = ["enroll"]
 
-    def handler(op: str, body: bytes) -> Writer:
-        if op == "GetCACaps":
-            return sends(answer("200 OK", "text/plain", crafting.caps))
-        if op == "GetCACert":
-            return sends(answer("200 OK", ctype, cacert))
+    def pki(body: bytes) -> Writer:
         req = crafting.open(body)
         if mode[0] == "enroll":
             return sends(answer("200 OK", PKI, crafting.success(req, crafting.certificate(req))))
@@ -399,7 +394,7 @@ def test_a_getcrl_failure_text_is_shown_as_text(device: Engine, crafting: Crafti
             fail_info=FailInfo.BAD_CERT_ID,
             fail_info_text="\x1b]0;owned\x07no CRL\r\n" + "y" * 5000)))
 
-    server = raw_server(handler)
+    server = raw_server(_ca_front(crafting, pki))
     identity_and_key(device)
     declare(device, url=server.url)
     authenticate(device)
