@@ -99,12 +99,7 @@ def test_a_request_the_profile_refuses_is_refused_alike() -> None:
     ed = ed25519.Ed25519PrivateKey.generate().public_key().public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
     request = profile.EndEntityRequest(_name("r1", asn1_core.UTF8String), ed, b"")
-    with pytest.raises(ValueError) as builder:
-        profile.end_entity_certificate(CA_KEY, CA_CERT, request, 5, NOW,
-                                       NOW + timedelta(days=1), None)
-    with pytest.raises(ValueError) as template:
-        TEMPLATE.issue(request, 5, NOW, NOW + timedelta(days=1), None)
-    assert str(template.value) == str(builder.value)
+    _refused_alike(request, 5, NOW, NOW + timedelta(days=1))
 
 
 @pytest.mark.parametrize("after_end", [timedelta(seconds=1), timedelta(days=3)])
@@ -116,11 +111,17 @@ def test_a_request_after_the_cas_end_is_refused_alike(after_end: timedelta) -> N
     request = profile.EndEntityRequest(_name("late", asn1_core.UTF8String), spki(rsa_key(32)),
                                        b"")
     start = CA_CERT.not_valid_after_utc + after_end
+    _refused_alike(request, 6, start, start + timedelta(days=30))
+
+
+def _refused_alike(request: profile.EndEntityRequest, serial: int, start: datetime,
+                   end: datetime) -> None:
+    """The builder and the template refuse `request` with the same words."""
+    assert TEMPLATE is not None
     with pytest.raises(ValueError) as builder:
-        profile.end_entity_certificate(CA_KEY, CA_CERT, request, 6, start,
-                                       start + timedelta(days=30), None)
+        profile.end_entity_certificate(CA_KEY, CA_CERT, request, serial, start, end, None)
     with pytest.raises(ValueError) as template:
-        TEMPLATE.issue(request, 6, start, start + timedelta(days=30), None)
+        TEMPLATE.issue(request, serial, start, end, None)
     assert str(template.value) == str(builder.value)
 
 
