@@ -39,6 +39,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from unittest import mock
 
@@ -129,14 +130,16 @@ def our_frames(n: int) -> list[bytes]:
     return frames
 
 
-def raw_floor(path: Path, frames: list[bytes]) -> Timing:
+def raw_floor(path: Path, frames: list[bytes],
+              sync: Callable[[int], None] = os.fdatasync) -> Timing:
+    """`os.write` of each frame, then `sync` (os.fdatasync: the floor)."""
     n = len(frames)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_TRUNC, 0o600)
     try:
         t0, c0, h0 = time.perf_counter(), time.process_time(), time.thread_time()
         for frame in frames:
             os.write(fd, frame)
-            os.fdatasync(fd)
+            sync(fd)
         return (n, time.perf_counter() - t0, time.process_time() - c0,
                 time.thread_time() - h0)
     finally:
@@ -146,18 +149,10 @@ def raw_floor(path: Path, frames: list[bytes]) -> Timing:
 def aio_floor(path: Path, frames: list[bytes]) -> Timing:
     """The floor with the fdatasync submitted to the kernel and waited for (events/fdsync.py
     with nothing to do meanwhile)."""
-    n = len(frames)
     syncer = Syncer()
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_TRUNC, 0o600)
     try:
-        t0, c0, h0 = time.perf_counter(), time.process_time(), time.thread_time()
-        for frame in frames:
-            os.write(fd, frame)
-            syncer.fdatasync(fd, _nothing)
-        return (n, time.perf_counter() - t0, time.process_time() - c0,
-                time.thread_time() - h0)
+        return raw_floor(path, frames, lambda fd: syncer.fdatasync(fd, _nothing))
     finally:
-        os.close(fd)
         syncer.close()
 
 
