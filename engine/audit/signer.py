@@ -47,10 +47,6 @@ class Jobs:
         self._running = threading.Lock()  # one runner at a time: the order is kept
         self._error: BaseException | None = None
 
-    def __bool__(self) -> bool:
-        """Whether a job is queued."""
-        return bool(self._queued)
-
     def submit(self, job: Job) -> None:
         """Queue a job; it runs at the log's next fdatasync, or at `drain`."""
         self._queued.append(job)

@@ -71,9 +71,11 @@ def test_jobs_wait_for_the_next_sync_and_run_in_order() -> None:
     ran: list[int] = []
     for i in range(5):
         jobs.submit(lambda i=i: ran.append(i))
-    assert ran == [] and jobs  # queued: nothing runs before the log syncs (or a drain)
+    assert ran == []  # queued: nothing runs before the log syncs (or a drain)
     jobs.run()
-    assert ran == [0, 1, 2, 3, 4] and not jobs
+    assert ran == [0, 1, 2, 3, 4]
+    jobs.drain()
+    assert ran == [0, 1, 2, 3, 4]  # each ran once: none was left queued
 
 
 def test_drain_runs_what_is_queued_and_raises_a_failed_job_once() -> None:
