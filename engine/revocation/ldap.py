@@ -178,13 +178,17 @@ def _read(target: LdapTarget, timeout_s: float, sockets: list[socket.socket]) ->
     import ldap3  # loaded by the first LDAP fetch only
     from ldap3.core.exceptions import LDAPException
 
+    # ldap3's own timeouts lie a second past the deadline, so read_crl's deadline is the one
+    # that ends a silent directory and the operator reads one message for it, not whichever
+    # of the two timers fired first.
+    past_deadline = int(timeout_s) + 1
     try:
         server = ldap3.Server(target.host, port=target.port, get_info=ldap3.NONE,
-                              connect_timeout=timeout_s)
+                              connect_timeout=past_deadline)
         # A referral is not followed: the CDP names the directory to ask, and a referral
         # would send the router to whatever host the answer names.
         conn = ldap3.Connection(server, raise_exceptions=True,
-                                receive_timeout=max(1, int(timeout_s)), auto_referrals=False)
+                                receive_timeout=past_deadline, auto_referrals=False)
         try:
             conn.open()
             sockets.append(conn.socket)  # before the bind: read_crl cuts it at the deadline
