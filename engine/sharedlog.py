@@ -310,7 +310,16 @@ class SharedLog:
             self.mark_head()
 
     def refresh(self) -> None:
+        """Learn the head other writers made. One query on the open connection when nothing
+        changed (the engine asks before each command in EXEC mode); a fresh handle when the
+        head moved or the connection is gone. While a lost append's outcome is unknown,
+        nothing: the next append asks the store about it first (`_come_back`)."""
         with self._turn:
+            if self._lost is not None or self._grouped:
+                return
+            with contextlib.suppress(StoreUnavailable):
+                if self.store.stored_head() == self.store.head:
+                    return
             self._reopen()
 
     def _reopen(self) -> None:

@@ -109,6 +109,48 @@ def test_two_engines_on_one_device_conflict_and_the_second_catches_up(
 
 
 @pytest.mark.integration
+def test_an_exec_mode_command_sees_what_another_engine_of_the_device_committed(
+        pg_url: str, tmp_path: Path) -> None:
+    """Two shells on one device: what the idle one shows (and decides on) next is what the
+    log says, not its older view; its open configuration session keeps its base (the commit
+    conflict refuses it, as before)."""
+    first, second = _open(pg_url, tmp_path / "a"), _open(pg_url, tmp_path / "b")
+    try:
+        run(second, "configure", "hostname from-b")  # a session open on the old config
+        run(first, "configure", "hostname from-a", "commit", "end")
+        assert second.state.seq == 0  # config mode: not caught up under the edit
+        assert not second.execute("commit").ok
+        run(second, "end")
+        run(first, "configure", "domain name example.org", "commit", "end")
+        shown = second.execute("show running-config")
+        assert shown.ok and "hostname from-a" in shown.output
+        assert "domain name example.org" in shown.output, shown.output
+        assert second.prompt.startswith("RP/0/RP0/CPU0:from-a")
+        assert second.state.seq == first.state.seq
+    finally:
+        first.close()
+        second.close()
+
+
+@pytest.mark.integration
+def test_a_show_still_answers_from_the_engine_while_the_store_is_away(
+        pg_url: str, tmp_path: Path) -> None:
+    """The EXEC-mode catch-up is best effort: a store that cannot be reached refuses no
+    `show`; the next write says what failed, and once the store is back the engine follows."""
+    with _open(pg_url, tmp_path / "dev") as eng:
+        run(eng, "configure", "hostname before", "commit", "end")
+        _kill_sessions(pg_url, allow=False)
+        try:
+            shown = eng.execute("show running-config")
+            assert shown.ok and "hostname before" in shown.output, shown.output
+        finally:
+            _kill_sessions(pg_url, allow=True)
+        with _open(pg_url, tmp_path / "other") as other:
+            run(other, "configure", "hostname after", "commit", "end")
+        assert "hostname after" in eng.execute("show running-config").output
+
+
+@pytest.mark.integration
 def test_a_conflicted_commit_in_a_script_leaves_no_question_to_swallow_its_next_lines(
         pg_url: str, tmp_path: Path) -> None:
     """Two `exec` scripts on one device: the other one commits while this one is in a
@@ -190,7 +232,14 @@ def test_a_lost_connection_reconnects_and_says_the_command_changed_nothing(
     finds the command not committed, says so, and the next command just works."""
     with _open(pg_url, tmp_path / "dev") as eng:
         run(eng, "configure", "hostname before", "commit", "end")
-        _kill_sessions(pg_url)
+        log = eng.log
+        assert isinstance(log, SharedLog) and log.while_syncing is None
+
+        def kill_once() -> None:  # inside the command, after its EXEC-mode catch-up
+            log.while_syncing = None
+            _kill_sessions(pg_url)
+
+        log.while_syncing = kill_once
         lost = eng.execute("crypto key generate ed25519 k1")
         assert not lost.ok and lost.events == []
         assert "\n% Could not write the event log: Lost the connection to the event store " \
