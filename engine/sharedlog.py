@@ -338,7 +338,16 @@ class SharedLog:
 
     def tail(self, at: Position, seq: int, chain: bytes, *,
              typed: bool = False) -> Iterator[Row]:
-        raise TailMismatch("a shared store has no file positions (found by seq instead)")
+        """The rows after (seq, chain hash). `at`, a file log's position, means nothing here:
+        it comes from a snapshot or audit tree made while the device's log was a file (before
+        `log import` moved it into the store). The row is found by its seq instead and its
+        chain hash checked, as for a record made with no position."""
+        row = next(iter(self.store.read_rows(seq)), None)
+        if row is None or row[0] != seq:
+            raise TailMismatch(f"the log ends at seq {self.head[0]}, before seq {seq}")
+        if row[8] != chain:
+            raise TailMismatch(f"seq {seq} has another chain hash")
+        return self.store.read_rows(seq + 1, typed=typed)
 
     def mark_head(self) -> None:
         """The "durable now" step: every append is committed when it returns, so the head is

@@ -151,6 +151,33 @@ def test_a_show_still_answers_from_the_engine_while_the_store_is_away(
 
 
 @pytest.mark.integration
+def test_a_device_moved_from_its_file_log_into_the_store_keeps_its_snapshot(
+        pg_url: str, tmp_path: Path) -> None:
+    """`log export DIR | log import --store`, then the same directory on the store: the
+    file log's snapshot (which records a file position) is found by seq and chain hash, not
+    ignored with a warning; one of another history still is."""
+    from engine.cli import main
+
+    data = tmp_path / "dev"
+    with open_engine(data) as eng:
+        run(eng, "configure", "hostname moved", "domain name example.net", "commit", "end")
+        before, seq = views(eng), eng.state.seq
+    export = tmp_path / "dev.export"
+    assert main(["log", "export", str(data), "-o", str(export)]) == 0
+    assert main(["log", "import", "--store", pg_url, "--device", "r1", str(export)]) == 0
+    (data / "log").rename(tmp_path / "log.moved")
+    assert [p.name for p in (data / "snapshots").iterdir()] == [f"{seq:020d}.snap"]
+    with _open(pg_url, data) as eng:
+        assert eng.snapshots_ignored == []
+        assert eng.state.seq == seq and views(eng) == before
+    with _open(pg_url, tmp_path / "other", "r2") as eng:
+        run(eng, "configure", "hostname other", "commit", "end")
+    with _open(pg_url, data, "r2") as eng:
+        assert [i.reason for i in eng.snapshots_ignored] == ["seq 1 has another chain hash"]
+        assert eng.state.hostname == "other"
+
+
+@pytest.mark.integration
 def test_a_conflicted_commit_in_a_script_leaves_no_question_to_swallow_its_next_lines(
         pg_url: str, tmp_path: Path) -> None:
     """Two `exec` scripts on one device: the other one commits while this one is in a
