@@ -53,6 +53,7 @@ from events.filelog import (
     MARK_EVERY,
     LogCorrupted,
     LogError,
+    LogWriteFailed,
     Position,
     TailMismatch,
     VerifyReport,
@@ -185,7 +186,8 @@ class SharedLog:
         """The store's refusals as the engine's: another writer's append is a LogConflict
         (the command changed nothing); a lost store a StoreLost, remembered with the head
         before it (a failed group's: the store's head again) and the batch, so that the
-        store can be asked what became of it."""
+        store can be asked what became of it; a statement the server refused (a read-only
+        database or role, a revoked privilege) a LogWriteFailed that changed nothing."""
         try:
             yield
         except StreamConflict as err:
@@ -195,6 +197,11 @@ class SharedLog:
             self._lost = (before or self.store.head, batch, why)
             raise StoreLost(_Unavailable(why), False, "Whether the store committed it is "
                             "not known: the next command reconnects and finds out.") from None
+        except LogCorrupted:
+            raise
+        except LogError as err:  # the server refused the statement (read-only, permissions,
+            # a timeout...): its transaction rolled back, nothing of the batch is stored
+            raise LogWriteFailed(_Unavailable(err.text.rstrip(".")), True) from None
 
     def _keepalive(self) -> None:
         """An exclusive log's lock, checked every KEEPALIVE_S between appends too, so that

@@ -178,6 +178,39 @@ def test_a_device_moved_from_its_file_log_into_the_store_keeps_its_snapshot(
 
 
 @pytest.mark.integration
+def test_a_store_that_refuses_the_append_is_a_clean_refusal_not_a_traceback(
+        pg_url: str, tmp_path: Path) -> None:
+    """The database turned read-only under a running engine (a failover to a standby, a
+    maintenance switch): the append is refused by the server, the command says so in one `%`
+    line and changes nothing (no event, no key left behind); once writable, it just works."""
+    name = pg_url.rsplit("/", 1)[1]
+    with _open(pg_url, tmp_path / "dev") as eng:
+        run(eng, "configure", "hostname before", "commit", "end",
+            "crypto key generate ed25519 k0")
+        keystore = tmp_path / "dev" / "keystore"
+        seq, keys = eng.state.seq, sorted(p.name for p in keystore.iterdir())
+        with psycopg.connect(pg_url, autocommit=True) as admin:
+            admin.execute(f'ALTER DATABASE "{name}" SET default_transaction_read_only = on')
+        _kill_sessions(pg_url)  # its next connection is read-only
+        try:
+            refused = eng.execute("crypto key generate ed25519 k1")
+            assert not refused.ok and refused.events == [] and eng.state.seq == seq
+            assert refused.output.endswith(
+                f"\n% Could not write the event log: The event store {pg_url} refused the "
+                "append to r1: cannot execute INSERT in a read-only transaction. Nothing was "
+                "changed.\n"), refused.output
+            assert sorted(p.name for p in keystore.iterdir()) == keys
+        finally:
+            with psycopg.connect(pg_url, autocommit=True,
+                                 options="-c default_transaction_read_only=off") as admin:
+                admin.execute(f'ALTER DATABASE "{name}" RESET default_transaction_read_only')
+            _kill_sessions(pg_url)
+        again = eng.execute("crypto key generate ed25519 k1")
+        assert again.ok and eng.state.seq == seq + 1, again.output
+    assert verify_log(pg_url, "r1").damage is None
+
+
+@pytest.mark.integration
 def test_a_conflicted_commit_in_a_script_leaves_no_question_to_swallow_its_next_lines(
         pg_url: str, tmp_path: Path) -> None:
     """Two `exec` scripts on one device: the other one commits while this one is in a
