@@ -122,6 +122,25 @@ def test_a_device_moved_into_the_store_as_the_refusal_says_keeps_its_keys(
 
 
 @pytest.mark.integration
+def test_a_read_only_store_is_a_runtime_failure_not_a_usage_error(pg_url: str,
+                                                                   tmp_path: Path) -> None:
+    """A database the server keeps read-only (a standby, a maintenance switch) refuses the
+    open of a new device: one `%` line, exit 1 (as an unreachable store), no directory made."""
+    import psycopg
+
+    name = pg_url.rsplit("/", 1)[1]
+    with psycopg.connect(pg_url, autocommit=True) as admin:
+        admin.execute(f'ALTER DATABASE "{name}" SET default_transaction_read_only = on')
+    data = tmp_path / "dev"
+    done = _cli("exec", "--data", data, "--store", pg_url, "--device", "ro-1", "-f", "-",
+                stdin=SETUP)
+    assert (done.returncode, done.stdout) == (1, "")
+    assert done.stderr == (f"% The event store {pg_url} failed to open the event store: "
+                           "cannot execute CREATE TABLE in a read-only transaction.\n")
+    assert not data.exists()
+
+
+@pytest.mark.integration
 def test_an_unreachable_store_is_one_percent_line(tmp_path: Path) -> None:
     from tests.support.peer_support import free_port
 
