@@ -233,7 +233,8 @@ def _lost() -> tuple[type[Exception], ...]:
 
     from events.pgstore import StoreUnavailable
 
-    return (StoreUnavailable, psycopg.OperationalError)
+    # A database turned read-only (a failover to a standby, maintenance) is waited out too.
+    return (StoreUnavailable, psycopg.OperationalError, psycopg.errors.ReadOnlySqlTransaction)
 
 
 def _until_back(url: str, err: Exception, stop: threading.Event) -> Any:
