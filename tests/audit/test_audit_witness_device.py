@@ -283,3 +283,32 @@ def test_the_shell_prints_a_witness_answer_as_an_asynchronous_message(
             printed and "HTTP 503: busy" in printed
     finally:
         dev.engine.close()
+
+
+@pytest.mark.integration
+def test_a_trickling_witness_is_cut_off_with_one_message(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each byte comes well inside the 5 s read timeout; the exchange's deadline ends it. The
+    socket read it cuts used to say `timed out` and a cut between reads `...deadline ...
+    passed`: whichever came first. Now it is always the deadline's message."""
+    import socket
+    import time
+
+    from engine.audit import witness_client
+    from engine.errors import PeerError, PeerReason
+    from tests.support.peer_support import tcp_server
+
+    def trickle(conn: socket.socket) -> None:
+        conn.recv(65536)
+        for byte in b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n" + b"x" * 1000:
+            conn.sendall(bytes([byte]))
+            time.sleep(0.05)
+
+    monkeypatch.setattr(witness_client, "DEADLINE", 1.0)
+    with tcp_server(trickle, threaded=True) as port:
+        url = f"http://127.0.0.1:{port}/add-checkpoint"
+        with pytest.raises(PeerError) as caught:
+            witness_client.HttpxWitnessTransport().post(url, b"old 0\n")
+    assert caught.value.reason is PeerReason.TIMED_OUT
+    assert caught.value.text == (f"{url}: no complete answer within the 1 s deadline of the "
+                                 "exchange")
