@@ -10,6 +10,7 @@ test that takes more than a few seconds. `pytest -m "not integration"` is the fa
 
 from __future__ import annotations
 
+import signal
 import socket
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -26,6 +27,13 @@ from hypothesis import HealthCheck, settings
 settings.register_profile("trustledger", deadline=None,
                           suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("trustledger")
+
+# Tests stop children (`fleet follow`, shells) with SIGINT, as Ctrl-C does. An ignored signal
+# stays ignored across exec: a pytest started in the background by a non-interactive shell
+# (`cmd &`, nohup, some CI runners) has SIGINT ignored, and so had every child, which then
+# never stopped (3 fleet tests hung 30 s and failed). Children get SIGINT as from a terminal.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(autouse=True)

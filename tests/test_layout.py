@@ -65,3 +65,11 @@ def test_no_hypothesis_example_is_timed() -> None:
                           if k.arg == "deadline" and not (isinstance(k.value, ast.Constant)
                                                           and k.value.value is None)]
     assert timed == [], timed
+
+
+def test_children_get_sigint_as_from_a_terminal() -> None:
+    """tests/conftest.py: however pytest was started, a child reacts to Ctrl-C (SIGINT)."""
+    done = subprocess.run([sys.executable, "-c", "import signal; print(signal.getsignal("
+                           "signal.SIGINT) is signal.default_int_handler)"],
+                          capture_output=True, text=True, timeout=60, check=True)
+    assert done.stdout == "True\n"
