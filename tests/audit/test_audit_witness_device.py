@@ -173,8 +173,9 @@ def test_audit_checkpoint_prints_the_cosigned_checkpoint(
 
 
 class _StalledWitness:
-    """A witness transport that answers only once the test releases it (at most 5 s), and
-    notes whether the command that led to the post had returned by then."""
+    """A witness transport that answers only once the test releases it (60 s at most: a
+    guard, not a bound; 5 s raced a busy machine's commit), and notes whether the command
+    that led to the post had returned by then."""
 
     def __init__(self) -> None:
         self.release = threading.Event()
@@ -182,7 +183,7 @@ class _StalledWitness:
         self.answered: list[bool] = []
 
     def post(self, url: str, body: bytes) -> WitnessReply:
-        self.release.wait(5)
+        self.release.wait(60)
         self.answered.append(self.command_returned)
         return WitnessReply(503, "text/plain", b"busy")
 
