@@ -678,7 +678,8 @@ def cmd_log_import(args: argparse.Namespace) -> int:
     try:
         export = read_export(data)
         with _import_target(args, export.kind) as (log, where, blobs):
-            done = import_into(log, export, where, blobs)
+            snapshots = args.data / "snapshots" if isinstance(log, FileEventLog) else None
+            done = import_into(log, export, where, blobs, snapshots)
     except ExportRefused as err:
         raise CommandLineError(err.reason, err.text) from None
     first, count = done.first, done.appended
