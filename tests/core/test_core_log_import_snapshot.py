@@ -151,3 +151,26 @@ def test_log_import_into_a_data_directory_starts_from_its_snapshot(
     assert main(["log", "import", "--data", str(root), str(tmp_path / "next.tlx")]) == 0
     assert capsys.readouterr().err == f"% Imported seq 4-{len(cores)} into {root / 'log'}.\n"
     assert 1 not in reads, reads
+
+
+def test_a_tail_that_does_not_fold_is_said_as_before(tmp_path: Path) -> None:
+    """The target's events after its snapshot are folded as opening folds them: one that
+    does not fold in this build refuses the import, naming it, as it did from seq 1."""
+    from events.keys import KeyPairGenerated
+    from events.store import PendingEvent
+
+    header, cores = _cores(_device_export(tmp_path / "source"))
+    root = _data_dir(tmp_path / "d", header, cores, 3)
+    forged = KeyPairGenerated("0" * 32, "k9", "dsa", "general", 1024, "", b"", b"", b"",
+                              "aes-256-gcm")
+    with FileEventLog.open(root / "log") as log:
+        log.append([PendingEvent(forged, "device", cores[2][4], "forger")])
+        held = [*cores[:3], next(iter(log.read(4))).core()]
+    with pytest.raises(ExportRefused) as refused:
+        _import(root, _stream(header, [*held, [5, *cores[3][1:]]], 5))
+    assert refused.value.render(0).startswith(
+        "% Not imported: d itself does not fold in this build: The device log's event "
+        "KeyPairGenerated at seq 4 does not fold in this build (ValueError: 'dsa' is not a "
+        "valid KeyAlgorithm)"), refused.value.render(0)
+    with FileEventLog.open(root / "log", readonly=True) as log:
+        assert log.head[0] == 4
