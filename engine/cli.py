@@ -496,7 +496,7 @@ def cmd_log_verify(src: LogSource) -> int:
     print("chain     : OK")
     with src.open() as log:
         _check_folded(log)
-        if not _verify_crl_blobs(src.data, log):
+        if not _verify_crl_blobs(src.data, log) or not _verify_checkpoints(log):
             return 1
         if src.data is not None:
             _verify_snapshots(src.data, log)
@@ -537,6 +537,21 @@ def _verify_crl_blobs(data: Path | None, log: DeviceLog) -> bool:
     if checked:
         print(f"crls      : {plural(len(checked), 'stored CRL')} OK")
     return True
+
+
+def _verify_checkpoints(log: DeviceLog) -> bool:
+    """The audit trail's record of signed checkpoints holds exactly the bytes its AUDIT
+    recorded (engine/audit/trail.py `verify_record`: the open reads only its newest); said
+    only when it does not."""
+    from engine.audit.trail import AuditMismatch, verify_record
+
+    try:
+        problem = verify_record(log.root)
+    except AuditMismatch as e:
+        problem = e.text
+    if problem is not None:
+        print(f"DAMAGED   : {problem}")
+    return problem is None
 
 
 def _check_folded(log: DeviceLog) -> None:
@@ -678,7 +693,8 @@ def cmd_log_import(args: argparse.Namespace) -> int:
     try:
         export = read_export(data)
         with _import_target(args, export.kind) as (log, where, blobs):
-            done = import_into(log, export, where, blobs)
+            snapshots = args.data / "snapshots" if isinstance(log, FileEventLog) else None
+            done = import_into(log, export, where, blobs, snapshots)
     except ExportRefused as err:
         raise CommandLineError(err.reason, err.text) from None
     first, count = done.first, done.appended
