@@ -39,7 +39,7 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, TextIO
 
 from engine.devicelog import DeviceLog
 from engine.errors import OperatorError, Reason
@@ -934,17 +934,28 @@ def cmd_exec(args: argparse.Namespace) -> int:
         from engine.trustpool.builtin import certifi_bundle
 
     file, keep_going = args.file, args.keep_going
-    if file != "-" and not os.path.isfile(file):
-        raise CommandLineError(Reason.NOT_FOUND, f"Script {file}: no such file.")
-    root, log = device_dir(args.data, args.store, args.device, args.adopt)
-    with collections_paused():
-        eng = Engine.open(root, builtins=certifi_bundle, audit=True, log=log)
-    with eng:
-        _report_recovery(eng)
-        if file == "-":
-            return run_batch(eng, iter(sys.stdin.readline, ""), sys.stdout, keep_going)
-        with open(file, encoding="utf-8", errors="surrogateescape") as f:
-            return run_batch(eng, iter(f.readline, ""), sys.stdout, keep_going)
+    script = sys.stdin if file == "-" else _open_script(file)
+    with script if script is not sys.stdin else contextlib.nullcontext():
+        root, log = device_dir(args.data, args.store, args.device, args.adopt)
+        with collections_paused():
+            eng = Engine.open(root, builtins=certifi_bundle, audit=True, log=log)
+        with eng:
+            _report_recovery(eng)
+            return run_batch(eng, iter(script.readline, ""), sys.stdout, keep_going)
+
+
+def _open_script(file: str) -> TextIO:
+    """`exec -f FILE`'s script, opened before the data directory is: a file, or whatever
+    reads as one (a pipe, `<(...)`, /dev/stdin); a directory or a missing path is one `%`."""
+    if os.path.isdir(file):
+        raise CommandLineError(Reason.INVALID_INPUT, f"Script {file}: is a directory.")
+    try:
+        return open(file, encoding="utf-8", errors="surrogateescape")  # noqa: SIM115
+    except FileNotFoundError:
+        raise CommandLineError(Reason.NOT_FOUND, f"Script {file}: no such file.") from None
+    except OSError as e:
+        raise CommandLineError(Reason.INVALID_INPUT,
+                               f"Script {file}: cannot be read ({e.strerror}).") from None
 
 
 def _report_recovery(eng: Any) -> None:
