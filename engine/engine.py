@@ -125,6 +125,7 @@ class Engine:
         self.audit: AuditTrail | None = None  # the log's audit trail, once it has a key
         self.log: DeviceLog | None = None  # the store as a data directory's log (not memory)
         self._cosigner: Cosigner | None = None  # co-signs checkpoints, once one is asked
+        self._closed = False  # close() ran: the log's writer lock is released
 
     # -- opening -------------------------------------------------------------------------------
 
@@ -254,6 +255,11 @@ class Engine:
         return cls(_ReadOnlyStore(state.seq), state, ports, None, "auditor")
 
     def close(self) -> None:
+        """Snapshot, write the audit trail out, release the log. A second close does nothing;
+        executing on a closed engine raises ValueError (its log is no longer locked for it)."""
+        if self._closed:
+            return
+        self._closed = True
         if self.log is not None and self._since_snapshot:
             self._snapshot()
         if self.audit is not None:
@@ -265,6 +271,10 @@ class Engine:
 
     def __enter__(self) -> Engine:
         return self
+
+    def _require_open(self) -> None:
+        if self._closed:
+            raise ValueError("this Engine is closed: open the data directory again")
 
     def __exit__(self, *exc: object) -> None:
         self.close()
@@ -284,6 +294,7 @@ class Engine:
 
     def execute(self, line: str, answers: Iterable[str] | None = None) -> Result:
         """Run one line as typed at the prompt. Errors come back in `Result.error`."""
+        self._require_open()
         self.ports.out = []
         self.ports.answers = queue(answers)
         width = len(self.prompt)
@@ -621,6 +632,7 @@ class Engine:
     def run_due(self) -> list[Result]:
         """Run the scheduled work due at the engine clock's now (enrollment polls, ...), each
         job as one command by the actor `scheduler`. Frontends call this between commands."""
+        self._require_open()
         results = []
         said = self.witness_results()  # asynchronous messages: the witnesses' answers
         if said:
@@ -662,6 +674,7 @@ class Engine:
         """Append what a performed job decided, as a command by the actor `scheduler`, and
         print its output. A job performed against a state that has moved on since (a command
         ran meanwhile) is dropped: None; it runs again if it is still due."""
+        self._require_open()
         if work.seq != self.state.seq:
             return None
         self.ports.out = []
@@ -731,6 +744,7 @@ class Engine:
         from engine.validation.validate import moment_us, validate
         from engine.validation.verdict import Purpose
 
+        self._require_open()
         when, kind = moment_us(at), Purpose(purpose)
         if self.ports.offline:
             return decide_validation(self.state, self.crl_blobs, chain, kind, when, peer_name)
