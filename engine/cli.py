@@ -18,7 +18,7 @@
     trustledger audit ...                     audit key, checkpoints, proofs, export, verify
                                               (see engine/auditcli.py)
     trustledger log export [DIR] [-o FILE|-]  the log as a self-describing stream
-    trustledger log import [DIR] [FILE|-]     append such a stream (engine/logexport.py)
+    trustledger log import [--data DIR] [FILE|-]  append such a stream (engine/logexport.py)
 
 shell, exec, log verify|show|export|import and replay take `--store postgresql://... --device
 ID` (or $TRUSTLEDGER_STORE, or the data directory's STORE file naming them): the device's log
