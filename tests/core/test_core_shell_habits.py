@@ -12,7 +12,7 @@ from pathlib import Path
 import pexpect
 import pytest
 
-from engine.frontends import async_message, run_batch
+from engine.frontends import PastedLines, async_message, run_batch
 from engine.ports import FakeClock
 from events.store import PendingEvent
 from tests.core.engine_support import open_engine
@@ -111,6 +111,35 @@ def test_ctrl_c_at_a_question_aborts_and_changes_nothing(shell: Screen) -> None:
     shell.expect(CONFIG)  # still configuring, the change still pending
     shell.send("show configuration\r")
     shell.expect("hostname r3")
+
+
+def test_a_pasted_block_runs_line_by_line(shell: Screen) -> None:
+    """A terminal in bracketed-paste mode hands a pasted block over whole: it was one line
+    with newlines in it (`% Control characters are not allowed.`). Each line is a command or
+    the answer to the question before it; text after the last newline stays to be edited."""
+    shell.send("\x1b[200~configure\r\nhostname r9\r\nend\nno\n"
+               "show running-config hostname\nshow cl\x1b[201~")
+    shell.expect("Uncommitted changes found, commit them? [yes]:no\r\n")
+    shell.expect(EXEC + "show running-config hostname\r\nhostname r1\r\n")
+    shell.expect(EXEC)
+    shell.send("ock\r")
+    shell.expect("show clock")
+    shell.expect(" UTC ")
+    shell.send("\x1b[200~crypto key zeroize ecdsa spare\ny\nshow crypto key mypubkey ecdsa "
+               "| include label\n\x1b[201~")
+    shell.expect("Do you really want to remove these keys? [yes/no]:y\r\n")
+    shell.expect("Key label:edge-key\r\n" + EXEC)
+
+
+def test_pasted_lines_split_at_any_line_end() -> None:
+    pasted = PastedLines()
+    assert pasted.paste("no line end") is None
+    assert pasted.paste("a\r\nb\rc\n\nd") == "a"
+    assert [pasted.next_line() for _ in range(4)] == ["b", "c", "", None]
+    assert pasted.take_fragment() == "d" and pasted.take_fragment() == ""
+    assert pasted.paste("x\ny\n") == "x"
+    pasted.drop()
+    assert pasted.next_line() is None and pasted.take_fragment() == ""
 
 
 def test_help_and_tab_know_exit_end_trustpoints_and_key_labels(shell: Screen) -> None:
