@@ -149,7 +149,7 @@ def run_interactive(engine: Engine, history_file: Path | None) -> int:
 
     # Questions get their own session: arguments given to PromptSession.prompt() stick to
     # the session, and the command line must keep its completer and never turn to `***`.
-    questions: PromptSession[str] = PromptSession()
+    questions: PromptSession[str] = PromptSession(key_bindings=_paste_binding(pasted))
     write = _writer(sys.stdout)
 
     class TerminalPrompter:
@@ -161,7 +161,7 @@ def run_interactive(engine: Engine, history_file: Path | None) -> int:
             try:
                 if secret:  # as on the router: nothing at all is echoed, not even `*`
                     return _read_secret(prompt, write)
-                return questions.prompt(prompt)
+                return questions.prompt(prompt, default=pasted.take_fragment())
             except EOFError:
                 return None
             except KeyboardInterrupt:  # Ctrl-C at a question: the command changes nothing
@@ -234,22 +234,11 @@ def _key_bindings(engine: Engine, pasted: PastedLines) -> KeyBindings:
     """`?` lists what may come next; Ctrl-Z in a configuration mode is `end`; Ctrl-V (the IOS
     convention) or Ctrl-Q types the next key as it is, so `?` can go into an LDAP URL's
     `?attributes?scope` instead of opening help; a pasted block runs line by line."""
-    from prompt_toolkit.key_binding import KeyBindings, KeyPressEvent
+    from prompt_toolkit.key_binding import KeyPressEvent
     from prompt_toolkit.key_binding.bindings.named_commands import get_by_name
-    from prompt_toolkit.keys import Keys
 
-    keys = KeyBindings()
+    keys = _paste_binding(pasted)
     keys.add("c-v")(get_by_name("quoted-insert"))
-
-    @keys.add(Keys.BracketedPaste)
-    def _paste(event: KeyPressEvent) -> None:
-        buf = event.app.current_buffer
-        first = pasted.paste(event.data)
-        if first is None:
-            buf.insert_text(event.data)
-            return
-        buf.insert_text(first)
-        buf.validate_and_handle()
 
     @keys.add("c-z")
     def _end(event: KeyPressEvent) -> None:
@@ -271,6 +260,27 @@ def _key_bindings(engine: Engine, pasted: PastedLines) -> KeyBindings:
         from prompt_toolkit.application import run_in_terminal
 
         run_in_terminal(show)
+
+    return keys
+
+
+def _paste_binding(pasted: PastedLines) -> KeyBindings:
+    """A bracketed paste (the whole pasted block at once): its first line is entered at once,
+    the rest are queued in `pasted` (at the prompt and at questions alike)."""
+    from prompt_toolkit.key_binding import KeyBindings, KeyPressEvent
+    from prompt_toolkit.keys import Keys
+
+    keys = KeyBindings()
+
+    @keys.add(Keys.BracketedPaste)
+    def _paste(event: KeyPressEvent) -> None:
+        buf = event.app.current_buffer
+        first = pasted.paste(event.data)
+        if first is None:
+            buf.insert_text(event.data)
+            return
+        buf.insert_text(first)
+        buf.validate_and_handle()
 
     return keys
 

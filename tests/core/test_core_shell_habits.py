@@ -131,6 +131,22 @@ def test_a_pasted_block_runs_line_by_line(shell: Screen) -> None:
     shell.expect("Key label:edge-key\r\n" + EXEC)
 
 
+def test_a_block_pasted_at_a_question_ends_at_its_blank_line(shell: Screen,
+                                                             tmp_path: Path) -> None:
+    """A key pasted with the blank line that ends it and a command after: the command runs
+    at the prompt (it was read as part of the key: not base64)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    pem = rsa.generate_private_key(65537, 2048).public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    shell.send("crypto key import authentication rsa peer\r")
+    shell.expect('End with a blank line or the word "quit" on a line by itself')
+    shell.send("\x1b[200~" + pem + "\nshow running-config hostname\n\x1b[201~")
+    after = shell.expect(EXEC + "show running-config hostname\r\nhostname r1\r\n")
+    assert after.endswith("-----END PUBLIC KEY-----\r\n\r\n[OK]\r\n"), after[-200:]
+
+
 def test_pasted_lines_split_at_any_line_end() -> None:
     pasted = PastedLines()
     assert pasted.paste("no line end") is None
