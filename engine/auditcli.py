@@ -123,9 +123,8 @@ def cmd_key(args: argparse.Namespace) -> int:
 
 
 def cmd_checkpoint(args: argparse.Namespace) -> int:
-    from engine.engine import Engine
-
     from engine.cli import default_data_dir
+    from engine.engine import Engine
     from engine.storebinding import STORE_FILE
 
     root: Path = args.dir or default_data_dir()

@@ -950,7 +950,7 @@ def _open_script(file: str) -> TextIO:
     if os.path.isdir(file):
         raise CommandLineError(Reason.INVALID_INPUT, f"Script {file}: is a directory.")
     try:
-        return open(file, encoding="utf-8", errors="surrogateescape")  # noqa: SIM115
+        return open(file, encoding="utf-8", errors="surrogateescape")
     except FileNotFoundError:
         raise CommandLineError(Reason.NOT_FOUND, f"Script {file}: no such file.") from None
     except OSError as e:

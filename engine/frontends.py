@@ -200,11 +200,24 @@ def run_interactive(engine: Engine, history_file: Path | None) -> int:
                     except KeyboardInterrupt:
                         # The command was abandoned: it appended nothing unless its batch
                         # was already durable (the log refuses to go on after a cut write).
-                        print("^C")
+                        print(interrupted_mark())
                         pasted.drop()
         finally:
             stop.set()
             ticker.join()
+
+
+def interrupted_mark() -> str:
+    """What ends the line of a command Ctrl-C stopped: `^C`, unless the terminal echoed it
+    already (a tty with ECHO and ECHOCTL, the default: it printed `^C` as the key was typed,
+    and a second one read `^C^C`)."""
+    import termios  # the terminal shell only
+
+    try:
+        flags = termios.tcgetattr(sys.stdin.fileno())[3]
+    except (termios.error, OSError, ValueError):
+        return "^C"
+    return "" if flags & termios.ECHO and flags & termios.ECHOCTL else "^C"
 
 
 def _read_secret(prompt: str, write: Callable[[str], None]) -> str:

@@ -35,7 +35,6 @@ def report(d: Path | None, out: Path, store: str | None = None,
     from engine.machines.trustpoint import LIFECYCLE
     from engine.ports import SystemClock
     from engine.state import device_folds
-    from engine.storebinding import STORE_FILE
     from projections.audit_report import collect, lifecycle_dot, render
 
     device_folds()  # imports the feature modules, so their event types decode (lazy CLI)

@@ -29,9 +29,9 @@ def test_readme_examples_run_as_printed(tmp_path: Path, capsys: pytest.CaptureFi
     examples = readme_examples()
     assert len(examples) >= 2
     monkeypatch.chdir(tmp_path)
-    for code in examples:
-        code = code.replace("/var/lib/trustledger", str(tmp_path / "device"))
-        exec(compile(code, "README.md", "exec"), {})  # noqa: S102
+    for example in examples:
+        code = example.replace("/var/lib/trustledger", str(tmp_path / "device"))
+        exec(compile(code, "README.md", "exec"), {})
     out = capsys.readouterr().out
     assert out.splitlines()[:5] == ["['ConfigurationCommitted']", "True [OK]", "True []",
                                     "False NOT_FOUND", "Key label:edge-key"]

@@ -5,7 +5,10 @@ in batch mode where they do not need a terminal."""
 from __future__ import annotations
 
 import io
+import socket
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +19,7 @@ from engine.frontends import PastedLines, async_message, run_batch
 from engine.ports import FakeClock
 from events.store import PendingEvent
 from tests.core.engine_support import open_engine
+from tests.support.peer_support import tcp_server
 from tests.support.pty_support import Screen, shell_env, spawn_shell
 
 EXEC, CONFIG = "RP/0/RP0/CPU0:r1#", "RP/0/RP0/CPU0:r1(config)#"
@@ -156,6 +160,37 @@ def test_pasted_lines_split_at_any_line_end() -> None:
     assert pasted.paste("x\ny\n") == "x"
     pasted.drop()
     assert pasted.next_line() is None and pasted.take_fragment() == ""
+
+
+@pytest.mark.integration
+def test_ctrl_c_stopping_a_command_shows_one_caret_c(tmp_path: Path) -> None:
+    """The terminal echoes ^C itself (ECHOCTL) while a command runs: the shell printed a
+    second one (`^C^C`)."""
+    reached = threading.Event()
+
+    def silent(conn: socket.socket) -> None:
+        reached.set()
+        time.sleep(5)
+
+    with tcp_server(silent, threaded=True) as port:
+        setup = tmp_path / "setup.txt"
+        setup.write_text(f"configure\nhostname r1\ncrypto ca trustpoint slow\n"
+                         f"enrollment url http://127.0.0.1:{port}\ncommit\nend\n")
+        done = pexpect.run(f"{sys.executable} -m engine.cli exec --data {tmp_path / 'd'} "
+                           f"-f {setup}", env=shell_env(), withexitstatus=True, timeout=30)
+        assert done[1] == 0, done[0]
+        child = spawn_shell(tmp_path / "d")
+        try:
+            shell = Screen(child)
+            shell.expect(EXEC)
+            shell.send("crypto ca authenticate slow\r")
+            shell.expect("crypto ca authenticate slow")
+            assert reached.wait(10)
+            shell.send("\x03")
+            before = shell.expect("^C\r\n" + EXEC)
+            assert "^C" not in before, before
+        finally:
+            child.terminate(force=True)
 
 
 def test_help_and_tab_know_exit_end_trustpoints_and_key_labels(shell: Screen) -> None:
