@@ -105,6 +105,23 @@ class Parser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)
 
 
+class _Version(argparse.Action):
+    """`trustledger --version`: the installed distribution's version (importlib.metadata is
+    loaded only when asked: a `show` never pays for it)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any) -> None:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            print(f"trustledger {version('trustledger')}")
+        except PackageNotFoundError:
+            print("trustledger (not installed: run from a checkout)")
+        parser.exit(0)
+
+
 DATA_HELP = "data directory (default: $TRUSTLEDGER_DATA, else ~/.local/state/trustledger)"
 LOG_DIR_HELP = ("a data directory (its log/ subdirectory) or a log directory (default: "
                 "$TRUSTLEDGER_DATA, else ~/.local/state/trustledger)")
@@ -120,6 +137,7 @@ def _parser(command: str | None = None) -> argparse.ArgumentParser:
         prog="trustledger",
         description="A router-side PKI engine: Cisco IOS XR CA interoperability, "
                     "event-sourced.")
+    p.add_argument("--version", action=_Version, help="print the installed version and exit")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (text, add_arguments) in SUBCOMMANDS.items():
         if command in (name, None) or command not in (*SUBCOMMANDS, "ca", "audit", "fleet"):
