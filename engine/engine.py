@@ -30,6 +30,7 @@ from engine.context import Ctx
 from engine.devicelog import DeviceLog, LogConflict, StoreLost
 from engine.effects import Outcome
 from engine.errors import OperatorError, Reason, TrustledgerError, ambiguous
+from engine.folds import UnfoldedEvent
 from engine.grammar import GRAMMAR, Mode, hide_userinfo
 from engine.keys import KeyAlgorithm
 from engine.keytidy import KEYSTORE_DIR, ORPHANED_DIR, tidy_keystore
@@ -171,6 +172,12 @@ class Engine:
             state, rows = found or (DeviceState(), log.read_rows(typed=True))
             covered = state.seq
             state = replay_rows(state, rows)
+        except UnfoldedEvent as err:
+            foreign = _foreign_log(root, log)
+            log.close()
+            if foreign is not None:
+                raise foreign from err
+            raise
         except BaseException:
             log.close()
             raise
@@ -967,6 +974,31 @@ def _newest_snapshot(root: Path, log: DeviceLog, ignored: list[snapshot.Ignored]
             f"event log {root / 'log'} ends at seq {log.head[0]}, but a snapshot of "
             f"seq {e.seq} exists: acknowledged events are missing. Restore the log "
             f"from a backup (or move {directory} aside to accept the loss).") from None
+
+
+class ForeignLog(UnfoldedEvent):
+    """A data directory whose log is a CA's or a witness's: said as such, not as events of a
+    newer build (an UnfoldedEvent, so every reader refusing those refuses this too)."""
+
+    def __init__(self, root: Path, stream: str, type_name: str, seq: int) -> None:
+        owner, users = {"ca": ("a CA's", "`trustledger ca` commands"),
+                        "witness": ("a witness's", "`trustledger audit witness` commands")
+                        }.get(stream, (f"a {stream}'s", "another program"))
+        OperatorError.__init__(self, Reason.INVALID_VALUE,
+                               f"{root} is not a device's data directory: its log is "
+                               f"{owner} (seq {seq} is {type_name}); {users} use it.")
+        self.type_name, self.seq = type_name, seq
+
+
+def _foreign_log(root: Path, log: DeviceLog) -> ForeignLog | None:
+    """Why a log refused to fold, when its first event is not a device's."""
+    try:
+        first = next(iter(log.read_rows()), None)
+    except (TrustledgerError, LogError):
+        return None
+    if first is None or first[1] == "device":
+        return None
+    return ForeignLog(root, first[1], first[2], first[0])
 
 
 def _check_no_form(current: str | None, key: str, rest: str | None) -> None:

@@ -85,3 +85,19 @@ def test_answers_run_out_and_a_prompter_takes_over(tmp_path: Path) -> None:
     assert result.ok and [r.type for r in result.events] == ["ConfigurationCommitted"]
     assert operator.asked == ["Uncommitted changes found, commit them? [yes]:"]
     assert result.prompt == "RP/0/RP0/CPU0:edge1#"
+
+
+def test_a_cas_directory_is_named_as_one(tmp_path: Path) -> None:
+    """`shell --data CADIR` said the CA's first event was 'written by a newer trustledger?'."""
+    from engine.ca.service import BuiltinCA
+    from engine.folds import UnfoldedEvent
+
+    with BuiltinCA.init(tmp_path / "ca", subject="CN=Test CA"):
+        pass
+    with pytest.raises(UnfoldedEvent) as refused:
+        Engine.open(tmp_path / "ca")
+    assert str(refused.value) == (f"% {tmp_path / 'ca'} is not a device's data directory: its "
+                                  "log is a CA's (seq 1 is CAInitialized); `trustledger ca` "
+                                  "commands use it.")
+    with pytest.raises(UnfoldedEvent):  # the same again: the refusal left no lock behind
+        Engine.open(tmp_path / "ca")
