@@ -1,4 +1,5 @@
-"""structlog set-up for the command line: key=value lines on stderr, secrets redacted first.
+"""structlog set-up for the command line: key=value lines on stderr, secrets redacted first;
+Python's warnings silenced (see `configure`).
 
 The level comes from $TRUSTLEDGER_LOG_LEVEL (debug, info, warning, error; default warning, so
 transcripts on stdout stay exactly what the operator typed and read).
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from collections.abc import MutableMapping
 from typing import Any
 
@@ -36,6 +38,11 @@ def redact_secrets(logger: Any, method: str, event_dict: MutableMapping[str, Any
 def configure(default: str = "warning", *, defer: bool = False) -> None:
     """Set structlog up (now, or with the first log line if `defer` and structlog is not
     loaded yet)."""
+    if not sys.warnoptions:
+        # A library's Python warning is not for the operator: cryptography warns on every
+        # read of a name attribute a peer made too short or long, ldap3 about its own
+        # deprecations. Whoever asks with -W or PYTHONWARNINGS still sees them.
+        warnings.simplefilter("ignore")
     name = os.environ.get("TRUSTLEDGER_LOG_LEVEL", default).upper()
     level = LEVELS.get(name, LEVELS["WARNING"])
     _deferred.clear()

@@ -268,3 +268,41 @@ def test_audit_commands_default_to_the_data_directory_like_exec(tmp_path: Path) 
                     "show running-config hostname"], env=env, capture_output=True, text=True,
                    check=False)
     assert replayed.returncode == 0 and "hostname audited" in replayed.stdout
+
+
+# -- a library's warnings --------------------------------------------------------------------------
+
+
+def test_a_peer_name_that_makes_cryptography_warn_prints_no_python_warning(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A CA certificate with an empty CN (cryptography warns on each read of such a name) is
+    imported and shown: the operator reads the show, not `UserWarning: Attribute's length`."""
+    import datetime
+    import warnings
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "", _validate=False)])
+    key = ec.generate_private_key(ec.SECP256R1())
+    start = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(1).not_valid_before(start)
+            .not_valid_after(start + datetime.timedelta(days=3650))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    bundle = tmp_path / "empty-cn.pem"
+    bundle.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    script = tmp_path / "s.txt"
+    script.write_text(f"crypto ca trustpool import url file://{bundle}\n"
+                      "show crypto ca trustpool\n")
+    monkeypatch.delenv("PYTHONWARNINGS", raising=False)
+    done = trustledger("exec", "--data", tmp_path / "d", "-f", script)
+    out, err = done.stdout.decode("utf-8", "replace"), done.stderr.decode("utf-8", "replace")
+    assert done.returncode == 0, err
+    assert "1 CA certificate downloaded into the trustpool" in out
+    assert "Warning" not in err.replace("% Warning", ""), err
