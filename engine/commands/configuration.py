@@ -265,8 +265,12 @@ def _rollback(ctx: Ctx, undo: list[Commit], back_to: int
         *_removal_lines(removed)]))
 
 
+_ROLLBACK_WORDS = {"configuration": "Roll back to the configuration of an earlier commit"}
+
+
 @G.action("rollback configuration last <n>", help="Roll back the last N commits",
-          args={"n": ArgSpec(int_range(1, 100), "Number of commits to roll back")})
+          args={"n": ArgSpec(int_range(1, 100), "Number of commits to roll back")},
+          words=_ROLLBACK_WORDS)
 def rollback_last(ctx: Ctx) -> Generator[Effect, Any, Outcome]:
     commits = list(ctx.state.commits)
     n = ctx.args["n"]
@@ -279,7 +283,8 @@ def rollback_last(ctx: Ctx) -> Generator[Effect, Any, Outcome]:
 
 
 @G.action("rollback configuration to <id>",
-          help="Roll back to the configuration right after a commit", args={"id": COMMIT_REF})
+          help="Roll back to the configuration right after a commit", args={"id": COMMIT_REF},
+          words=_ROLLBACK_WORDS)
 def rollback_to(ctx: Ctx) -> Generator[Effect, Any, Outcome]:
     target = _find(ctx, ctx.args["id"])
     undo = []

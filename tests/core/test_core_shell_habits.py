@@ -290,6 +290,14 @@ def test_help_texts_of_show_configuration_are_their_own(tmp_path: Path) -> None:
     assert "  |     Output modifiers\n" in text
 
 
+def test_help_of_rollback_configuration_is_its_own(tmp_path: Path) -> None:
+    """It was `show configuration`'s ('Contents of the configuration (target, commits)')."""
+    text = batch(tmp_path, "rollback ?\nconfigure\ndo rollback ?\n")
+    assert text.count("  configuration  Roll back to the configuration of an earlier "
+                      "commit\n") == 2
+    assert "Contents of the configuration" not in text
+
+
 def test_enrollment_url_the_client_cannot_use_is_refused_when_typed(tmp_path: Path) -> None:
     text = batch(tmp_path, "configure\ncrypto ca trustpoint t\nenrollment url ftp://ca/\n"
                            "enrollment url https://ca.example/scep\ncommit\n"
