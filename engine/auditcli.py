@@ -178,7 +178,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         report_pending_repair(log)
         key = find_key(log)
         if args.until:
-            max_seq, max_at = _export_until(args.until)
+            max_seq, max_at = _until(args.until)
             note, cp = checkpoint_until(log, key, max_seq, max_at)
         else:
             note, cp = latest_checkpoint(log, key)
@@ -187,13 +187,6 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def _export_until(spec: str) -> tuple[int | None, int | None]:
-    """`--until SEQ|TIME` as `replay --until` reads it, refused with a `%` line."""
-    try:
-        return _until(spec)
-    except SystemExit:
-        raise CommandLineError(Reason.INVALID_VALUE, f"--until {spec!r} is neither a seq nor "
-                               "an ISO time.") from None
 
 
 def _key(text: str) -> Ed25519Verifier:

@@ -772,8 +772,8 @@ def _until(spec: str) -> tuple[int | None, int | None]:
     try:
         t = datetime.fromisoformat(spec.replace("Z", "+00:00"))
     except ValueError:
-        raise SystemExit(f"trustledger replay: --until {spec!r} is neither a seq nor an ISO "
-                         "time") from None
+        raise CommandLineError(Reason.INVALID_VALUE, f"--until {spec!r} is neither a seq nor "
+                               "an ISO time.") from None
     if t.tzinfo is None:
         t = t.replace(tzinfo=UTC)
     return None, int(t.timestamp() * 1_000_000)
