@@ -190,7 +190,9 @@ def run_interactive(engine: Engine, history_file: Path | None) -> int:
                     except KeyboardInterrupt:
                         continue
                     except EOFError:
-                        return 0
+                        if _ends_session(scheduler):
+                            return 0
+                        continue
                 if line.strip() in ("exit", "quit", "logout") and \
                         engine.session.mode is Mode.EXEC:
                     return 0
@@ -205,6 +207,19 @@ def run_interactive(engine: Engine, history_file: Path | None) -> int:
         finally:
             stop.set()
             ticker.join()
+
+
+def _ends_session(scheduler: Scheduler) -> bool:
+    """Ctrl-D (end of input) at the prompt: in a configuration mode it is `end` first, so
+    uncommitted changes are asked about, not dropped without a word. The session ends unless
+    the operator chose to stay (`cancel`, Ctrl-C); a second Ctrl-D at the question ends it,
+    dropping them."""
+    engine = scheduler.engine
+    if engine.session.mode is not Mode.EXEC:
+        result = scheduler.execute("end")
+        if result.error is not None and result.error.reason is Reason.NO_INPUT:
+            return True
+    return engine.session.mode is Mode.EXEC
 
 
 def interrupted_mark() -> str:

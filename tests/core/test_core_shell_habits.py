@@ -151,6 +151,24 @@ def test_a_block_pasted_at_a_question_ends_at_its_blank_line(shell: Screen,
     assert after.endswith("-----END PUBLIC KEY-----\r\n\r\n[OK]\r\n"), after[-200:]
 
 
+def test_ctrl_d_in_a_configuration_mode_asks_about_uncommitted_changes(
+        shell: Screen, tmp_path: Path) -> None:
+    """Ctrl-D ended the session at once, dropping uncommitted changes without a word: it is
+    `end` first (cancel stays; yes commits, then the session ends)."""
+    shell.send("configure\rhostname r5\r")
+    shell.expect(CONFIG + "hostname r5")
+    shell.send("\x04")  # Ctrl-D
+    shell.expect("Uncommitted changes found, commit them? [yes]:")
+    shell.send("cancel\r")
+    shell.expect(CONFIG)
+    shell.send("\x04")
+    shell.expect("Uncommitted changes found, commit them? [yes]:")
+    shell.send("yes\r")
+    shell.child.expect(pexpect.EOF, timeout=15)
+    out = batch(tmp_path / "d", "show running-config hostname\n")
+    assert "\nhostname r5\n" in out, out
+
+
 def test_pasted_lines_split_at_any_line_end() -> None:
     pasted = PastedLines()
     assert pasted.paste("no line end") is None
