@@ -202,7 +202,7 @@ def run_interactive(engine: Engine, history_file: Path | None) -> int:
                     except KeyboardInterrupt:
                         # The command was abandoned: it appended nothing unless its batch
                         # was already durable (the log refuses to go on after a cut write).
-                        print(interrupted_mark())
+                        write(interrupted_mark() + "\n")  # before the next prompt
                         pasted.drop()
         finally:
             stop.set()
