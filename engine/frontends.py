@@ -156,7 +156,7 @@ def run_interactive(engine: Engine, history_file: Path | None) -> int:
         def ask(self, prompt: str, secret: bool) -> str | None:
             line = pasted.next_line()
             if line is not None:  # the next line of a paste answers, as typed
-                write(prompt + ("" if secret else line) + "\n")
+                write(prompt + ("" if secret else printable(line)) + "\n")
                 return line
             try:
                 if secret:  # as on the router: nothing at all is echoed, not even `*`
@@ -183,7 +183,7 @@ def run_interactive(engine: Engine, history_file: Path | None) -> int:
             while True:
                 line = pasted.next_line()
                 if line is not None:
-                    write(engine.prompt + line + "\n")  # a pasted line, shown as typed
+                    write(engine.prompt + printable(line) + "\n")  # shown as typed
                 else:
                     try:
                         line = session.prompt(engine.prompt, default=pasted.take_fragment())
