@@ -184,6 +184,7 @@ def run_interactive(engine: Engine, history_file: Path | None) -> int:
                 line = pasted.next_line()
                 if line is not None:
                     write(engine.prompt + printable(line) + "\n")  # shown as typed
+                    session.history.append_string(line)  # Up finds it, as a typed one
                 else:
                     try:
                         line = session.prompt(engine.prompt, default=pasted.take_fragment())

@@ -133,6 +133,9 @@ def test_a_pasted_block_runs_line_by_line(shell: Screen) -> None:
                "| include label\n\x1b[201~")
     shell.expect("Do you really want to remove these keys? [yes/no]:y\r\n")
     shell.expect("Key label:edge-key\r\n" + EXEC)
+    shell.send("\x1b[A\r")  # Up: the history has the pasted lines too
+    shell.expect("show crypto key mypubkey ecdsa | include label")
+    shell.expect("Key label:edge-key\r\n")
 
 
 def test_a_block_pasted_at_a_question_ends_at_its_blank_line(shell: Screen,
