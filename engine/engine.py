@@ -267,14 +267,16 @@ class Engine:
         if self._closed:
             return
         self._closed = True
-        if self.log is not None and self._since_snapshot:
-            self._snapshot()
-        if self.audit is not None:
-            said = self.witness_results()  # a round-trip still in flight is abandoned
-            if said:
-                self.ports.say(said)
-            self.audit.write_out()
-        self.store.close()
+        try:
+            if self.log is not None and self._since_snapshot:
+                self._snapshot()
+            if self.audit is not None:
+                said = self.witness_results()  # a round-trip still in flight is abandoned
+                if said:
+                    self.ports.say(said)
+                self.audit.write_out()
+        finally:  # the writer lock is given back whatever failed before
+            self.store.close()
 
     def __enter__(self) -> Engine:
         return self
@@ -600,6 +602,7 @@ class Engine:
     def catch_up(self) -> int:
         """Fold what other writers of a shared log appended since this engine's head; how
         many events that was. The open session's uncommitted edits stay as they are."""
+        self._require_open()
         if self.log is None:
             return 0
         self.log.refresh()
@@ -657,6 +660,7 @@ class Engine:
         """Perform the jobs due now (their CA exchanges, bounded by the transport's deadline)
         and append nothing; `commit_due` appends each one later. Safe to call from another
         thread while a command runs: it reads the state once and uses ports of its own."""
+        self._require_open()
         now = self.ports.clock.now_us()
         jobs = due_jobs(self.state, now)
         if jobs:
@@ -899,6 +903,7 @@ class Engine:
     def cosign_latest(self, timeout: float | None = None) -> str:
         """Have the witnesses co-sign the latest checkpoint and wait for them (`audit
         checkpoint`); what they said, as `witness_results` returns it."""
+        self._require_open()
         said = self.witnesses_settled(timeout)  # a round-trip in flight may co-sign it
         if self._submit_cosign():
             said += self.witnesses_settled(timeout)

@@ -40,7 +40,8 @@ def test_readme_examples_run_as_printed(tmp_path: Path, capsys: pytest.CaptureFi
 def test_a_closed_engine_runs_nothing(tmp_path: Path) -> None:
     engine = Engine.open(tmp_path / "d", clock=FakeClock(1_800_000_000_000_000))
     engine.close()
-    for call in (lambda: engine.execute("show running-config"), engine.run_due):
+    for call in (lambda: engine.execute("show running-config"), engine.run_due,
+                 engine.catch_up, engine.perform_due, engine.cosign_latest):
         with pytest.raises(ValueError, match="closed"):
             call()
     engine.close()  # a second close does nothing
@@ -61,6 +62,21 @@ def test_a_closed_engine_appended_without_the_lock(tmp_path: Path) -> None:
         assert second.state.hostname != "stale"
     with Engine.open(tmp_path / "d") as third:
         assert third.state.seq == 0
+
+
+def test_close_gives_the_lock_back_when_writing_the_audit_trail_out_fails(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    engine = Engine.open(tmp_path / "d", clock=FakeClock(1_800_000_000_000_000), audit=True)
+    assert engine.audit is not None
+
+    def full_disk() -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(engine.audit, "write_out", full_disk)
+    with pytest.raises(OSError):
+        engine.close()
+    with Engine.open(tmp_path / "d") as again:  # not LogLocked
+        assert again.state.seq == engine.state.seq
 
 
 def test_answers_run_out_and_a_prompter_takes_over(tmp_path: Path) -> None:
