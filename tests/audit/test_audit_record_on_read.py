@@ -72,6 +72,7 @@ def test_an_older_checkpoint_flipped_opens_and_is_refused_where_it_is_read(
     assert main(["log", "verify", str(device)]) == 1
     said = capsys.readouterr().out
     assert f"DAMAGED   : {damaged_sentence(path, saved.record.size)}" in said, said
+    assert "snapshot  : " in said, said  # the damage hides no other check's line
 
 
 def test_the_cas_older_checkpoint_flipped_is_said_by_log_verify(
