@@ -63,7 +63,9 @@ passed over, and without one the log folds from seq 1. A log that ends before it
 snapshot (events lost, which opening refuses) folds from seq 1 too: an import may be what
 restores them. A whole-history stream (F = 1) that `read_export` folded from an empty log is
 not folded again: the target holds the same events up to its head (the chain hashes match),
-so it folds to the state the stream's own fold passed through.
+so it folds to the state the stream's own fold passed through. Like opening, an import does
+not re-read the target's frames before its snapshot or its head: a frame damaged there is
+found by `trustledger log verify` (and the scheduled scrub), not by the import.
 """
 
 from __future__ import annotations
