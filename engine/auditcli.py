@@ -60,16 +60,20 @@ def register(sub: Any) -> None:
     au = sub.add_parser("audit", help=AUDIT_HELP)
     asub = au.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
     k = asub.add_parser("key", help="print the log's audit key (C2SP verifier key)")
-    k.add_argument("dir", type=Path, metavar="DIR", help=LOG_DIR_HELP)
+    k.add_argument("dir", type=Path, metavar="DIR", nargs="?", default=None,
+                   help=LOG_DIR_HELP)
     _store_arguments(k)
     k.set_defaults(func=cmd_key)
     c = asub.add_parser("checkpoint", help="sign a checkpoint of the device's log now")
-    c.add_argument("dir", type=Path, metavar="DIR", help="the device's data directory")
+    c.add_argument("dir", type=Path, metavar="DIR", nargs="?", default=None,
+                   help="the device's data directory (default: $TRUSTLEDGER_DATA, else "
+                        "~/.local/state/trustledger)")
     _store_arguments(c)
     c.set_defaults(func=cmd_checkpoint)
     p = asub.add_parser("prove", help="inclusion or consistency proof against the latest "
                                       "checkpoint")
-    p.add_argument("dir", type=Path, metavar="DIR", help=LOG_DIR_HELP)
+    p.add_argument("dir", type=Path, metavar="DIR", nargs="?", default=None,
+                   help=LOG_DIR_HELP)
     _store_arguments(p)
     which = p.add_mutually_exclusive_group(required=True)
     which.add_argument("--seq", type=int, metavar="N", help="the event to prove included")
@@ -77,7 +81,8 @@ def register(sub: Any) -> None:
                        help="the older tree size to prove consistent with")
     p.set_defaults(func=cmd_prove)
     e = asub.add_parser("export", help="write a self-contained bundle for `audit verify`")
-    e.add_argument("dir", type=Path, metavar="DIR", help=LOG_DIR_HELP)
+    e.add_argument("dir", type=Path, metavar="DIR", nargs="?", default=None,
+                   help=LOG_DIR_HELP)
     _store_arguments(e)
     e.add_argument("--until", metavar="SEQ|TIME",
                    help="export up to the newest checkpoint at or before this seq or ISO time "
@@ -118,10 +123,11 @@ def cmd_key(args: argparse.Namespace) -> int:
 
 
 def cmd_checkpoint(args: argparse.Namespace) -> int:
+    from engine.cli import default_data_dir
     from engine.engine import Engine
-
-    root: Path = args.dir
     from engine.storebinding import STORE_FILE
+
+    root: Path = args.dir or default_data_dir()
 
     stored = (root / STORE_FILE).is_file() or args.store is not None or args.device is not None
     if not stored and not (root / "log").is_dir():
@@ -172,7 +178,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         report_pending_repair(log)
         key = find_key(log)
         if args.until:
-            max_seq, max_at = _export_until(args.until)
+            max_seq, max_at = _until(args.until)
             note, cp = checkpoint_until(log, key, max_seq, max_at)
         else:
             note, cp = latest_checkpoint(log, key)
@@ -181,13 +187,6 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def _export_until(spec: str) -> tuple[int | None, int | None]:
-    """`--until SEQ|TIME` as `replay --until` reads it, refused with a `%` line."""
-    try:
-        return _until(spec)
-    except SystemExit:
-        raise CommandLineError(Reason.INVALID_VALUE, f"--until {spec!r} is neither a seq nor "
-                               "an ISO time.") from None
 
 
 def _key(text: str) -> Ed25519Verifier:

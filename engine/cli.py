@@ -18,7 +18,7 @@
     trustledger audit ...                     audit key, checkpoints, proofs, export, verify
                                               (see engine/auditcli.py)
     trustledger log export [DIR] [-o FILE|-]  the log as a self-describing stream
-    trustledger log import [DIR] [FILE|-]     append such a stream (engine/logexport.py)
+    trustledger log import [--data DIR] [FILE|-]  append such a stream (engine/logexport.py)
 
 shell, exec, log verify|show|export|import and replay take `--store postgresql://... --device
 ID` (or $TRUSTLEDGER_STORE, or the data directory's STORE file naming them): the device's log
@@ -39,7 +39,7 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, TextIO
 
 from engine.devicelog import DeviceLog
 from engine.errors import OperatorError, Reason
@@ -105,6 +105,23 @@ class Parser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)
 
 
+class _Version(argparse.Action):
+    """`trustledger --version`: the installed distribution's version (importlib.metadata is
+    loaded only when asked: a `show` never pays for it)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any) -> None:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            print(f"trustledger {version('trustledger')}")
+        except PackageNotFoundError:
+            print("trustledger (not installed: run from a checkout)")
+        parser.exit(0)
+
+
 DATA_HELP = "data directory (default: $TRUSTLEDGER_DATA, else ~/.local/state/trustledger)"
 LOG_DIR_HELP = ("a data directory (its log/ subdirectory) or a log directory (default: "
                 "$TRUSTLEDGER_DATA, else ~/.local/state/trustledger)")
@@ -120,6 +137,7 @@ def _parser(command: str | None = None) -> argparse.ArgumentParser:
         prog="trustledger",
         description="A router-side PKI engine: Cisco IOS XR CA interoperability, "
                     "event-sourced.")
+    p.add_argument("--version", action=_Version, help="print the installed version and exit")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (text, add_arguments) in SUBCOMMANDS.items():
         if command in (name, None) or command not in (*SUBCOMMANDS, "ca", "audit", "fleet"):
@@ -496,11 +514,11 @@ def cmd_log_verify(src: LogSource) -> int:
     print("chain     : OK")
     with src.open() as log:
         _check_folded(log)
-        if not _verify_crl_blobs(src.data, log):
-            return 1
+        # every check runs and says what it found: one kind of damage hides no other
+        whole = [_verify_crl_blobs(src.data, log), _verify_checkpoints(log)]
         if src.data is not None:
             _verify_snapshots(src.data, log)
-    return 0
+    return 0 if all(whole) else 1
 
 
 def _verified(src: LogSource) -> VerifyReport:
@@ -537,6 +555,21 @@ def _verify_crl_blobs(data: Path | None, log: DeviceLog) -> bool:
     if checked:
         print(f"crls      : {plural(len(checked), 'stored CRL')} OK")
     return True
+
+
+def _verify_checkpoints(log: DeviceLog) -> bool:
+    """The audit trail's record of signed checkpoints holds exactly the bytes its AUDIT
+    recorded (engine/audit/trail.py `verify_record`: the open reads only its newest); said
+    only when it does not."""
+    from engine.audit.trail import AuditMismatch, verify_record
+
+    try:
+        problem = verify_record(log.root)
+    except AuditMismatch as e:
+        problem = e.text
+    if problem is not None:
+        print(f"DAMAGED   : {problem}")
+    return problem is None
 
 
 def _check_folded(log: DeviceLog) -> None:
@@ -678,7 +711,8 @@ def cmd_log_import(args: argparse.Namespace) -> int:
     try:
         export = read_export(data)
         with _import_target(args, export.kind) as (log, where, blobs):
-            done = import_into(log, export, where, blobs)
+            snapshots = args.data / "snapshots" if isinstance(log, FileEventLog) else None
+            done = import_into(log, export, where, blobs, snapshots)
     except ExportRefused as err:
         raise CommandLineError(err.reason, err.text) from None
     first, count = done.first, done.appended
@@ -754,8 +788,8 @@ def _until(spec: str) -> tuple[int | None, int | None]:
     try:
         t = datetime.fromisoformat(spec.replace("Z", "+00:00"))
     except ValueError:
-        raise SystemExit(f"trustledger replay: --until {spec!r} is neither a seq nor an ISO "
-                         "time") from None
+        raise CommandLineError(Reason.INVALID_VALUE, f"--until {spec!r} is neither a seq nor "
+                               "an ISO time.") from None
     if t.tzinfo is None:
         t = t.replace(tzinfo=UTC)
     return None, int(t.timestamp() * 1_000_000)
@@ -934,17 +968,28 @@ def cmd_exec(args: argparse.Namespace) -> int:
         from engine.trustpool.builtin import certifi_bundle
 
     file, keep_going = args.file, args.keep_going
-    if file != "-" and not os.path.isfile(file):
-        raise CommandLineError(Reason.NOT_FOUND, f"Script {file}: no such file.")
-    root, log = device_dir(args.data, args.store, args.device, args.adopt)
-    with collections_paused():
-        eng = Engine.open(root, builtins=certifi_bundle, audit=True, log=log)
-    with eng:
-        _report_recovery(eng)
-        if file == "-":
-            return run_batch(eng, iter(sys.stdin.readline, ""), sys.stdout, keep_going)
-        with open(file, encoding="utf-8", errors="surrogateescape") as f:
-            return run_batch(eng, iter(f.readline, ""), sys.stdout, keep_going)
+    script = sys.stdin if file == "-" else _open_script(file)
+    with script if script is not sys.stdin else contextlib.nullcontext():
+        root, log = device_dir(args.data, args.store, args.device, args.adopt)
+        with collections_paused():
+            eng = Engine.open(root, builtins=certifi_bundle, audit=True, log=log)
+        with eng:
+            _report_recovery(eng)
+            return run_batch(eng, iter(script.readline, ""), sys.stdout, keep_going)
+
+
+def _open_script(file: str) -> TextIO:
+    """`exec -f FILE`'s script, opened before the data directory is: a file, or whatever
+    reads as one (a pipe, `<(...)`, /dev/stdin); a directory or a missing path is one `%`."""
+    if os.path.isdir(file):
+        raise CommandLineError(Reason.INVALID_INPUT, f"Script {file}: is a directory.")
+    try:
+        return open(file, encoding="utf-8", errors="surrogateescape")
+    except FileNotFoundError:
+        raise CommandLineError(Reason.NOT_FOUND, f"Script {file}: no such file.") from None
+    except OSError as e:
+        raise CommandLineError(Reason.INVALID_INPUT,
+                               f"Script {file}: cannot be read ({e.strerror}).") from None
 
 
 def _report_recovery(eng: Any) -> None:

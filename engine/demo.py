@@ -68,8 +68,8 @@ def run_demo(out: TextIO, workdir: Path | None = None) -> int:
                           f"{'' if workdir else ' (removed when the demo ends; --dir keeps it)'}"
                           "\n")
                 script = SESSION.format(url=server.url, challenge=challenge)
-                with Engine.open(root / "device", user="demo",
-                                 builtins=certifi_bundle) as eng:
+                with Engine.open(root / "device", user="demo", builtins=certifi_bundle,
+                                 audit=True) as eng:  # as `trustledger shell` opens it
                     status = run_batch(eng, iter(script.splitlines(keepends=True)), out, False)
                 if workdir is not None:
                     run = _command_name()

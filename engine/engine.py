@@ -30,6 +30,7 @@ from engine.context import Ctx
 from engine.devicelog import DeviceLog, LogConflict, StoreLost
 from engine.effects import Outcome
 from engine.errors import OperatorError, Reason, TrustledgerError, ambiguous
+from engine.folds import UnfoldedEvent
 from engine.grammar import GRAMMAR, Mode, hide_userinfo
 from engine.keys import KeyAlgorithm
 from engine.keytidy import KEYSTORE_DIR, ORPHANED_DIR, tidy_keystore
@@ -125,6 +126,7 @@ class Engine:
         self.audit: AuditTrail | None = None  # the log's audit trail, once it has a key
         self.log: DeviceLog | None = None  # the store as a data directory's log (not memory)
         self._cosigner: Cosigner | None = None  # co-signs checkpoints, once one is asked
+        self._closed = False  # close() ran: the log's writer lock is released
 
     # -- opening -------------------------------------------------------------------------------
 
@@ -170,6 +172,12 @@ class Engine:
             state, rows = found or (DeviceState(), log.read_rows(typed=True))
             covered = state.seq
             state = replay_rows(state, rows)
+        except UnfoldedEvent as err:
+            foreign = _foreign_log(root, log)
+            log.close()
+            if foreign is not None:
+                raise foreign from err
+            raise
         except BaseException:
             log.close()
             raise
@@ -254,17 +262,28 @@ class Engine:
         return cls(_ReadOnlyStore(state.seq), state, ports, None, "auditor")
 
     def close(self) -> None:
-        if self.log is not None and self._since_snapshot:
-            self._snapshot()
-        if self.audit is not None:
-            said = self.witness_results()  # a round-trip still in flight is abandoned
-            if said:
-                self.ports.say(said)
-            self.audit.write_out()
-        self.store.close()
+        """Snapshot, write the audit trail out, release the log. A second close does nothing;
+        executing on a closed engine raises ValueError (its log is no longer locked for it)."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            if self.log is not None and self._since_snapshot:
+                self._snapshot()
+            if self.audit is not None:
+                said = self.witness_results()  # a round-trip still in flight is abandoned
+                if said:
+                    self.ports.say(said)
+                self.audit.write_out()
+        finally:  # the writer lock is given back whatever failed before
+            self.store.close()
 
     def __enter__(self) -> Engine:
         return self
+
+    def _require_open(self) -> None:
+        if self._closed:
+            raise ValueError("this Engine is closed: open the data directory again")
 
     def __exit__(self, *exc: object) -> None:
         self.close()
@@ -284,6 +303,7 @@ class Engine:
 
     def execute(self, line: str, answers: Iterable[str] | None = None) -> Result:
         """Run one line as typed at the prompt. Errors come back in `Result.error`."""
+        self._require_open()
         self.ports.out = []
         self.ports.answers = queue(answers)
         width = len(self.prompt)
@@ -596,6 +616,7 @@ class Engine:
     def catch_up(self) -> int:
         """Fold what other writers of a shared log appended since this engine's head; how
         many events that was. The open session's uncommitted edits stay as they are."""
+        self._require_open()
         if self.log is None:
             return 0
         self.log.refresh()
@@ -637,6 +658,7 @@ class Engine:
     def run_due(self) -> list[Result]:
         """Run the scheduled work due at the engine clock's now (enrollment polls, ...), each
         job as one command by the actor `scheduler`. Frontends call this between commands."""
+        self._require_open()
         results = []
         said = self.witness_results()  # asynchronous messages: the witnesses' answers
         if said:
@@ -654,6 +676,7 @@ class Engine:
         """Perform the jobs due now (their CA exchanges, bounded by the transport's deadline)
         and append nothing; `commit_due` appends each one later. Safe to call from another
         thread while a command runs: it reads the state once and uses ports of its own."""
+        self._require_open()
         now = self.ports.clock.now_us()
         jobs = due_jobs(self.state, now)
         if jobs:
@@ -678,6 +701,7 @@ class Engine:
         """Append what a performed job decided, as a command by the actor `scheduler`, and
         print its output. A job performed against a state that has moved on since (a command
         ran meanwhile) is dropped: None; it runs again if it is still due."""
+        self._require_open()
         if work.seq != self.state.seq:
             return None
         self.ports.out = []
@@ -747,6 +771,7 @@ class Engine:
         from engine.validation.validate import moment_us, validate
         from engine.validation.verdict import Purpose
 
+        self._require_open()
         when, kind = moment_us(at), Purpose(purpose)
         if self.ports.offline:
             return decide_validation(self.state, self.crl_blobs, chain, kind, when, peer_name)
@@ -894,6 +919,7 @@ class Engine:
     def cosign_latest(self, timeout: float | None = None) -> str:
         """Have the witnesses co-sign the latest checkpoint and wait for them (`audit
         checkpoint`); what they said, as `witness_results` returns it."""
+        self._require_open()
         said = self.witnesses_settled(timeout)  # a round-trip in flight may co-sign it
         if self._submit_cosign():
             said += self.witnesses_settled(timeout)
@@ -969,6 +995,31 @@ def _newest_snapshot(root: Path, log: DeviceLog, ignored: list[snapshot.Ignored]
             f"event log {root / 'log'} ends at seq {log.head[0]}, but a snapshot of "
             f"seq {e.seq} exists: acknowledged events are missing. Restore the log "
             f"from a backup (or move {directory} aside to accept the loss).") from None
+
+
+class ForeignLog(UnfoldedEvent):
+    """A data directory whose log is a CA's or a witness's: said as such, not as events of a
+    newer build (an UnfoldedEvent, so every reader refusing those refuses this too)."""
+
+    def __init__(self, root: Path, stream: str, type_name: str, seq: int) -> None:
+        owner, users = {"ca": ("a CA's", "`trustledger ca` commands"),
+                        "witness": ("a witness's", "`trustledger audit witness` commands")
+                        }.get(stream, (f"a {stream}'s", "another program"))
+        OperatorError.__init__(self, Reason.INVALID_VALUE,
+                               f"{root} is not a device's data directory: its log is "
+                               f"{owner} (seq {seq} is {type_name}); {users} use it.")
+        self.type_name, self.seq = type_name, seq
+
+
+def _foreign_log(root: Path, log: DeviceLog) -> ForeignLog | None:
+    """Why a log refused to fold, when its first event is not a device's."""
+    try:
+        first = next(iter(log.read_rows()), None)
+    except (TrustledgerError, LogError):
+        return None
+    if first is None or first[1] == "device":
+        return None
+    return ForeignLog(root, first[1], first[2], first[0])
 
 
 def _check_no_form(current: str | None, key: str, rest: str | None) -> None:

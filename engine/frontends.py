@@ -84,6 +84,46 @@ def private_file(path: Path) -> Path:
     return path
 
 
+class PastedLines:
+    """The lines of a multi-line paste, run one by one as if typed.
+
+    A terminal in bracketed-paste mode (xterm, GNOME Terminal, iTerm2, Windows Terminal, tmux;
+    prompt_toolkit turns it on) hands a pasted block over as one piece, newlines and all: the
+    way an operator configures a router is to paste a block of configuration, and each of its
+    lines is a command (or the answer to the question the command before it asked), as on
+    IOS. The first line is run at once; the rest wait here and are taken, in order, by the
+    prompt and by questions, each echoed after its prompt. Text after the last newline is
+    left on the next prompt to be edited. CR LF and CR end lines as LF does. Ctrl-C drops what
+    is left."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self.fragment = ""
+
+    def paste(self, data: str) -> str | None:
+        """Take a pasted block: the first line to run now, or None for a paste with no line
+        end (typed into the line as it is)."""
+        text = data.replace("\r\n", "\n").replace("\r", "\n")
+        if "\n" not in text:
+            return None
+        first, *rest = text.split("\n")
+        self.lines += rest[:-1]
+        self.fragment = rest[-1]
+        return first
+
+    def next_line(self) -> str | None:
+        """The next whole pasted line, or None when none is left."""
+        return self.lines.pop(0) if self.lines else None
+
+    def take_fragment(self) -> str:
+        """What follows the paste's last line end (once no whole line is left)."""
+        text, self.fragment = self.fragment, ""
+        return text
+
+    def drop(self) -> None:
+        self.lines, self.fragment = [], ""
+
+
 def run_interactive(engine: Engine, history_file: Path | None) -> int:
     from prompt_toolkit import PromptSession
     from prompt_toolkit.completion import CompleteEvent, Completer, Completion
@@ -100,7 +140,8 @@ def run_interactive(engine: Engine, history_file: Path | None) -> int:
                 yield Completion(ch.word + " ", start_position=-len(word),
                                  display=ch.word, display_meta=ch.help)
 
-    keys = _key_bindings(engine)
+    pasted = PastedLines()
+    keys = _key_bindings(engine, pasted)
     history = FileHistory(str(private_file(history_file))) if history_file \
         else InMemoryHistory()
     session: PromptSession[str] = PromptSession(history=history, completer=GrammarCompleter(),
@@ -108,15 +149,19 @@ def run_interactive(engine: Engine, history_file: Path | None) -> int:
 
     # Questions get their own session: arguments given to PromptSession.prompt() stick to
     # the session, and the command line must keep its completer and never turn to `***`.
-    questions: PromptSession[str] = PromptSession()
+    questions: PromptSession[str] = PromptSession(key_bindings=_paste_binding(pasted))
     write = _writer(sys.stdout)
 
     class TerminalPrompter:
         def ask(self, prompt: str, secret: bool) -> str | None:
+            line = pasted.next_line()
+            if line is not None:  # the next line of a paste answers, as typed
+                write(prompt + ("" if secret else printable(line)) + "\n")
+                return line
             try:
                 if secret:  # as on the router: nothing at all is echoed, not even `*`
                     return _read_secret(prompt, write)
-                return questions.prompt(prompt)
+                return questions.prompt(prompt, default=pasted.take_fragment())
             except EOFError:
                 return None
             except KeyboardInterrupt:  # Ctrl-C at a question: the command changes nothing
@@ -136,12 +181,19 @@ def run_interactive(engine: Engine, history_file: Path | None) -> int:
         ticker.start()
         try:
             while True:
-                try:
-                    line = session.prompt(engine.prompt)
-                except KeyboardInterrupt:
-                    continue
-                except EOFError:
-                    return 0
+                line = pasted.next_line()
+                if line is not None:
+                    write(engine.prompt + printable(line) + "\n")  # shown as typed
+                    session.history.append_string(line)  # Up finds it, as a typed one
+                else:
+                    try:
+                        line = session.prompt(engine.prompt, default=pasted.take_fragment())
+                    except KeyboardInterrupt:
+                        continue
+                    except EOFError:
+                        if _ends_session(scheduler):
+                            return 0
+                        continue
                 if line.strip() in ("exit", "quit", "logout") and \
                         engine.session.mode is Mode.EXEC:
                     return 0
@@ -151,10 +203,37 @@ def run_interactive(engine: Engine, history_file: Path | None) -> int:
                     except KeyboardInterrupt:
                         # The command was abandoned: it appended nothing unless its batch
                         # was already durable (the log refuses to go on after a cut write).
-                        print("^C")
+                        write(interrupted_mark() + "\n")  # before the next prompt
+                        pasted.drop()
         finally:
             stop.set()
             ticker.join()
+
+
+def _ends_session(scheduler: Scheduler) -> bool:
+    """Ctrl-D (end of input) at the prompt: in a configuration mode it is `end` first, so
+    uncommitted changes are asked about, not dropped without a word. The session ends unless
+    the operator chose to stay (`cancel`, Ctrl-C); a second Ctrl-D at the question ends it,
+    dropping them."""
+    engine = scheduler.engine
+    if engine.session.mode is not Mode.EXEC:
+        result = scheduler.execute("end")
+        if result.error is not None and result.error.reason is Reason.NO_INPUT:
+            return True
+    return engine.session.mode is Mode.EXEC
+
+
+def interrupted_mark() -> str:
+    """What ends the line of a command Ctrl-C stopped: `^C`, unless the terminal echoed it
+    already (a tty with ECHO and ECHOCTL, the default: it printed `^C` as the key was typed,
+    and a second one read `^C^C`)."""
+    import termios  # the terminal shell only
+
+    try:
+        flags = termios.tcgetattr(sys.stdin.fileno())[3]
+    except (termios.error, OSError, ValueError):
+        return "^C"
+    return "" if flags & termios.ECHO and flags & termios.ECHOCTL else "^C"
 
 
 def _read_secret(prompt: str, write: Callable[[str], None]) -> str:
@@ -180,14 +259,14 @@ def secret_text(typed: str) -> str:
     return "".join(ch for ch in typed if not (ch < " " or "\x7f" <= ch <= "\x9f"))
 
 
-def _key_bindings(engine: Engine) -> KeyBindings:
+def _key_bindings(engine: Engine, pasted: PastedLines) -> KeyBindings:
     """`?` lists what may come next; Ctrl-Z in a configuration mode is `end`; Ctrl-V (the IOS
     convention) or Ctrl-Q types the next key as it is, so `?` can go into an LDAP URL's
-    `?attributes?scope` instead of opening help."""
-    from prompt_toolkit.key_binding import KeyBindings, KeyPressEvent
+    `?attributes?scope` instead of opening help; a pasted block runs line by line."""
+    from prompt_toolkit.key_binding import KeyPressEvent
     from prompt_toolkit.key_binding.bindings.named_commands import get_by_name
 
-    keys = KeyBindings()
+    keys = _paste_binding(pasted)
     keys.add("c-v")(get_by_name("quoted-insert"))
 
     @keys.add("c-z")
@@ -210,6 +289,27 @@ def _key_bindings(engine: Engine) -> KeyBindings:
         from prompt_toolkit.application import run_in_terminal
 
         run_in_terminal(show)
+
+    return keys
+
+
+def _paste_binding(pasted: PastedLines) -> KeyBindings:
+    """A bracketed paste (the whole pasted block at once): its first line is entered at once,
+    the rest are queued in `pasted` (at the prompt and at questions alike)."""
+    from prompt_toolkit.key_binding import KeyBindings, KeyPressEvent
+    from prompt_toolkit.keys import Keys
+
+    keys = KeyBindings()
+
+    @keys.add(Keys.BracketedPaste)
+    def _paste(event: KeyPressEvent) -> None:
+        buf = event.app.current_buffer
+        first = pasted.paste(event.data)
+        if first is None:
+            buf.insert_text(event.data)
+            return
+        buf.insert_text(first)
+        buf.validate_and_handle()
 
     return keys
 

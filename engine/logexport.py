@@ -54,6 +54,18 @@ events that name them, as a device stores a CRL before the event naming it; a re
 stores the ones the target lacks (a target filled from a version 1 stream).
 A file log takes the records in frames of at most CHUNK_BYTES made durable together at the
 end (one group commit); a shared store takes them in one transaction.
+
+The target's state, which the records are folded on top of, is found as opening finds it
+(engine/snapshot.py `load_with_tail`): the newest snapshot in the data directory's
+`snapshots/` that passes every check against the log (digest, this build's folds, the log
+continuing its seq and chain hash), and the log's rows after it; a snapshot that fails one is
+passed over, and without one the log folds from seq 1. A log that ends before its newest
+snapshot (events lost, which opening refuses) folds from seq 1 too: an import may be what
+restores them. A whole-history stream (F = 1) that `read_export` folded from an empty log is
+not folded again: the target holds the same events up to its head (the chain hashes match),
+so it folds to the state the stream's own fold passed through. Like opening, an import does
+not re-read the target's frames before its snapshot or its head: a frame damaged there is
+found by `trustledger log verify` (and the scheduled scrub), not by the import.
 """
 
 from __future__ import annotations
@@ -64,6 +76,7 @@ import re
 import struct
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, BinaryIO, NamedTuple, Protocol
 
 import msgpack
@@ -240,7 +253,7 @@ def read_export(data: bytes) -> Export:
         raise _refused("its last record is not the head its header names")
     from_empty = header["first"] == 1  # the whole history: it must fold from an empty log
     if from_empty:
-        _check_folds(header["kind"], (), records, "an empty log")
+        _check_folds(header["kind"], None, records, "an empty log")
     return Export(header["log"], header["kind"], header["first"], header["last"],
                   bytes.fromhex(header["prev"]), bytes.fromhex(header["head"]), records,
                   blobs, from_empty)
@@ -317,18 +330,27 @@ def _records(data: bytes, where: list[int], end: int,
     where[0] = at
 
 
-def _check_folds(kind: str, base: Iterable[Sequence[Any]],
+class _Target(NamedTuple):
+    """The log an import continues: its head seq, and its data directory's snapshots
+    (None: it keeps none, so it folds from seq 1)."""
+
+    log: _Log
+    head: int
+    snapshots: Path | None
+
+
+def _check_folds(kind: str, target: _Target | None,
                  records: list[tuple[list[Any], bytes, bytes]], where: str) -> None:
-    """`records` must fold on top of `base` (the rows of the log they continue, folded to
-    the state the target will open with), as opening the target will fold them: the chain
+    """`records` must fold on top of the state `target` folds to (None: an empty log), as
+    opening the target will fold them: the chain
     proves the stream intact, not that its writer was trustledger (anyone can re-hash a
     record they altered). A device's log by the device's fold table (the fast replay first,
     and, only when it fails, event by event to find which), a CA's by the CA's; a witness
     log folds nothing. Refused naming the first event that does not fold."""
     if kind == "device":
-        from engine.state import DeviceState, device_folds, evolve, replay_rows
+        from engine.state import device_folds, evolve, replay_rows
 
-        state = _target_state(where, lambda: replay_rows(DeviceState(), base))
+        state = _target_state(where, lambda: _device_state(target))
         rows = _rows(records)
         try:
             replay_rows(state, rows)
@@ -339,8 +361,36 @@ def _check_folds(kind: str, base: Iterable[Sequence[Any]],
         from engine.ca.state import CA_FOLDS, CAState
         from engine.ca.state import evolve as ca_evolve
 
+        base = _target_rows(target.log, target.head) if target is not None else ()
         state = _target_state(where, lambda: _fold_plain(CA_FOLDS, ca_evolve, CAState(), base))
         _fold_each(CA_FOLDS, ca_evolve, state, _rows(records))
+
+
+def _device_state(target: _Target | None) -> Any:
+    """The device state `target` folds to at its head (see the module docstring): from
+    its newest usable snapshot and the log's rows after it, else from seq 1."""
+    from engine.state import DeviceState, replay_rows
+
+    if target is None:
+        return DeviceState()
+    found = _from_snapshot(target)
+    state, rows = found or (DeviceState(), _target_rows(target.log, target.head))
+    return replay_rows(state, rows)
+
+
+def _from_snapshot(target: _Target) -> tuple[Any, Iterable[Sequence[Any]]] | None:
+    """The state of `target`'s newest snapshot that passes opening's checks against its
+    log, and the log's rows after it (to its head: the importer holds the writer's lock);
+    None if there is none. A log short of a snapshot folds from seq 1 (None), where opening
+    refuses: the import may be what brings the missing events back."""
+    if target.snapshots is None:
+        return None
+    from engine import snapshot
+
+    try:
+        return snapshot.load_with_tail(target.snapshots, target.log)  # type: ignore[arg-type]
+    except snapshot.LogBehind:
+        return None
 
 
 def _target_state(where: str, fold: Callable[[], Any]) -> Any:
@@ -420,10 +470,12 @@ def _refused(why: str) -> ExportRefused:
 # -- importing -----------------------------------------------------------------------------------
 
 
-def import_into(log: _Log, export: Export, where: str, blobs: _Blobs | None = None
-                ) -> Imported:
+def import_into(log: _Log, export: Export, where: str, blobs: _Blobs | None = None,
+                snapshots: Path | None = None) -> Imported:
     """Append what `log` lacks of `export` (see the module docstring), storing its blobs in
-    `blobs` first. ExportRefused for a foreign stream, before anything is written."""
+    `blobs` first; `snapshots`: the target data directory's snapshots, where its state is
+    found (a file log's; None: fold the log from seq 1). ExportRefused for a foreign
+    stream, before anything is written."""
     seq, head = log.head
     if seq > export.last:
         held = next(iter(log.read(export.last)), None) if export.last else None
@@ -431,8 +483,8 @@ def import_into(log: _Log, export: Export, where: str, blobs: _Blobs | None = No
             return Imported(seq + 1, 0, _store_blobs(blobs, export))
     elif export.first - 1 <= seq and export.hash_at(seq) == head:
         todo = export.records[seq + 1 - export.first:]
-        if todo and not (seq == 0 and export.folded):  # on top of what the target holds
-            _check_folds(export.kind, _target_rows(log, seq), todo, where)
+        if todo and not export.folded:  # on top of what the target holds
+            _check_folds(export.kind, _Target(log, seq, snapshots), todo, where)
         stored = _store_blobs(blobs, export)
         _append(log, todo, export)
         return Imported(seq + 1, len(todo), stored)

@@ -142,13 +142,44 @@ def check_issued_by(cert: x509.Certificate, ca: x509.Certificate, what: str) -> 
 
 def check_router_certificate(der: bytes, public_key: bytes, ca_der: bytes,
                              now_us: int) -> x509.Certificate:
-    """A certificate the CA returned for one of our key pairs: ours, from our CA, valid."""
+    """A certificate the CA returned for one of our key pairs (SCEP CertRep, `crypto ca
+    import`): ours, from our CA, an end-entity certificate, valid now. What the CA chose
+    for the subject and the extensions otherwise is its policy, not checked."""
     cert = load_certificate(der)
     if spki(cert) != public_key:
         raise bad("The certificate is for another key, not the trustpoint's key pair.")
     check_issued_by(cert, load_certificate(ca_der, "CA certificate"), "certificate")
+    check_end_entity(cert, "certificate")
+    check_period(cert, "certificate")
     check_validity(cert, now_us, "certificate", skew_us=CLOCK_SKEW_US)
     return cert
+
+
+def check_end_entity(cert: x509.Certificate, what: str) -> None:
+    """A certificate issued for a router's key pair must not be a CA certificate: RFC 5280
+    §4.2.1.9, cA TRUE says its key may verify certificate signatures, so the router (or
+    whoever holds its key) would issue certificates that chain to the trustpoint's CA. The
+    request asked for no such thing (an end-entity certificate for the router's identity);
+    a CA that grants it is broken or hostile. Without the extension, or with cA FALSE, the
+    key MUST NOT verify certificate signatures (§4.2.1.9): an end-entity certificate."""
+    try:
+        is_ca = cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+    except x509.ExtensionNotFound:
+        return
+    if is_ca:
+        raise bad(f"The {what} is a CA certificate (basicConstraints cA is TRUE), not the "
+                  "end-entity certificate requested for the trustpoint's key pair.")
+
+
+def check_period(cert: x509.Certificate, what: str) -> None:
+    """RFC 5280 §4.1.2.5: the validity period is notBefore through notAfter; one that ends
+    before it begins is valid at no time (a renewal would hold it until it begins, then
+    install it expired)."""
+    begins, ends = cert.not_valid_before_utc, cert.not_valid_after_utc
+    if ends < begins:
+        raise bad(f"The {what} ends before it begins (valid from "
+                  f"{begins:%Y-%m-%d %H:%M:%S} to {ends:%Y-%m-%d %H:%M:%S} UTC): it is valid "
+                  "at no time.")
 
 
 _CERTIFICATE_LABELS = ("CERTIFICATE", "X509 CERTIFICATE", "X.509 CERTIFICATE")  # RFC 7468 §5.1

@@ -14,8 +14,9 @@ def register(audit_sub: Any) -> None:
     """Add `report` to the `audit` group's subparsers."""
     rp = audit_sub.add_parser("report", help="the device log as one static HTML page: "
                                              "timeline, state machines, trustpoint lifecycles")
-    rp.add_argument("dir", type=Path, metavar="DIR",
-                    help="a device's data directory (or its log directory)")
+    rp.add_argument("dir", type=Path, metavar="DIR", nargs="?", default=None,
+                    help="a device's data directory (or its log directory) (default: "
+                         "$TRUSTLEDGER_DATA, else ~/.local/state/trustledger)")
     rp.add_argument("-o", "--out", type=Path, required=True, metavar="FILE",
                     help="the HTML file to write")
     from engine.cli import _store_arguments
@@ -24,23 +25,22 @@ def register(audit_sub: Any) -> None:
     rp.set_defaults(func=lambda args: report(args.dir, args.out, args.store, args.device))
 
 
-def report(d: Path, out: Path, store: str | None = None, device: str | None = None) -> int:
-    """Write the audit report of the device log in `d` to `out` (whole, or not at all)."""
+def report(d: Path | None, out: Path, store: str | None = None,
+           device: str | None = None) -> int:
+    """Write the audit report of the device log in `d` (None: the default data directory) to
+    `out` (whole, or not at all)."""
     from engine.audit.outfile import write_out
-    from engine.cli import log_source
+    from engine.cli import default_data_dir, log_source
     from engine.machines.diagrams import MACHINES, dot_source, svg_of
     from engine.machines.trustpoint import LIFECYCLE
     from engine.ports import SystemClock
     from engine.state import device_folds
-    from engine.storebinding import STORE_FILE
     from projections.audit_report import collect, lifecycle_dot, render
 
     device_folds()  # imports the feature modules, so their event types decode (lazy CLI)
+    d = d or default_data_dir()
+    src = log_source(d, store, device)  # a missing directory, or one with no log, is a `%`
     log_dir = d / "log" if (d / "log").is_dir() else d
-    bound = store is not None or device is not None or (d / STORE_FILE).is_file()
-    if not bound and not (log_dir / "LOCK").exists() and not any(log_dir.glob("*.seg")):
-        raise OperatorError(Reason.NOT_FOUND, f"{d} holds no event log.")
-    src = log_source(d, store, device)
     with src.open() as log:
         first = next(log.read(), None)
         if first is not None and first.stream != "device":

@@ -10,12 +10,30 @@ test that takes more than a few seconds. `pytest -m "not integration"` is the fa
 
 from __future__ import annotations
 
+import signal
 import socket
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 import structlog
+from hypothesis import HealthCheck, settings
+
+# Hypothesis times each example (200 ms by default) and fails a test whose example ran over
+# once but not when replayed ("Unreliable test timings", Flaky), and its too_slow health check
+# fails a test whose data took long to draw: both are verdicts on the machine's load (a
+# lazy import in the first example, a busy CI core), never on the code. Tests assert no
+# performance (tools/bench/ measures it), so no example is timed: the same verdict on any load.
+settings.register_profile("trustledger", deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("trustledger")
+
+# Tests stop children (`fleet follow`, shells) with SIGINT, as Ctrl-C does. An ignored signal
+# stays ignored across exec: a pytest started in the background by a non-interactive shell
+# (`cmd &`, nohup, some CI runners) has SIGINT ignored, and so had every child, which then
+# never stopped (3 fleet tests hung 30 s and failed). Children get SIGINT as from a terminal.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(autouse=True)

@@ -47,3 +47,29 @@ def test_one_file_from_every_directory_collects_in_one_run_in_either_order() -> 
                               capture_output=True, text=True, cwd=REPO, timeout=120,
                               env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}, check=False)
         assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+
+
+def test_no_hypothesis_example_is_timed() -> None:
+    """Hypothesis's per-example deadline and too_slow health check judge the machine's load
+    (tests/conftest.py turns both off for the suite): no test turns a deadline back on."""
+    from hypothesis import HealthCheck, settings
+
+    assert settings.default.deadline is None
+    assert HealthCheck.too_slow in settings.default.suppress_health_check
+    timed = []
+    for path in _modules():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+                    and node.func.id == "settings"):
+                timed += [f"{path.relative_to(REPO)}:{node.lineno}" for k in node.keywords
+                          if k.arg == "deadline" and not (isinstance(k.value, ast.Constant)
+                                                          and k.value.value is None)]
+    assert timed == [], timed
+
+
+def test_children_get_sigint_as_from_a_terminal() -> None:
+    """tests/conftest.py: however pytest was started, a child reacts to Ctrl-C (SIGINT)."""
+    done = subprocess.run([sys.executable, "-c", "import signal; print(signal.getsignal("
+                           "signal.SIGINT) is signal.default_int_handler)"],
+                          capture_output=True, text=True, timeout=60, check=True)
+    assert done.stdout == "True\n"

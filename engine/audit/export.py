@@ -22,7 +22,7 @@ from engine.audit.checkpoint import Checkpoint, parse_checkpoint
 from engine.audit.key import AuditKey
 from engine.audit.merkle import MerkleTree, leaf_hash
 from engine.audit.note import NoteError, verify_note
-from engine.audit.trail import read_checkpoints, read_saved
+from engine.audit.trail import AuditMismatch, checked_checkpoints, read_saved
 from engine.devicelog import DeviceLog
 from engine.errors import OperatorError, Reason
 from events.audit import AuditKeyCreated
@@ -79,8 +79,16 @@ def _checked(note: bytes, key: AuditKey) -> Checkpoint:
 
 
 def recorded_checkpoints(log: DeviceLog, key: AuditKey) -> list[tuple[bytes, Checkpoint]]:
-    """Every checkpoint in CHECKPOINTS, oldest first, each signature checked."""
-    return [(note, _checked(note, key)) for note in read_checkpoints(log.root)]
+    """Every checkpoint in CHECKPOINTS, oldest first, the file checked against the record
+    AUDIT keeps of it and each signature checked."""
+    try:
+        notes = checked_checkpoints(log.root)
+    except AuditMismatch as e:  # AUDIT itself damaged
+        raise AuditError(Reason.BAD_DATA, e.text) from None
+    if isinstance(notes, str):
+        raise AuditError(Reason.BAD_DATA, f"{notes} Its checkpoints are not used (restore "
+                         "CHECKPOINTS from a backup).")
+    return [(note, _checked(note, key)) for note in notes]
 
 
 def tree_of(log: DeviceLog, cp: Checkpoint) -> tuple[MerkleTree, list[bytes]]:

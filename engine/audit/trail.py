@@ -60,14 +60,24 @@ aside) the range is rebuilt from every event once. Either way, if the newest che
 the log must reach its size with the root it signed (else the open is refused as above: the
 device would otherwise sign a second, different checkpoint for a size it already signed).
 
-The record itself is checked first (`check_record`, read once, in chunks): a `CHECKPOINTS`
-that is missing, shorter than `AUDIT` recorded, or whose first recorded bytes have another
-CRC-32C (emptied, cut, a flipped bit anywhere, not only in the newest note) refuses to open,
-as does one whose newest checkpoint is older than the latest in `AUDIT` (an `AUDIT` written
-before it recorded the file; every checkpoint is in `CHECKPOINTS` before `AUDIT` names it).
-A damaged record must not lower the bar: it is the trail's evidence, and its newest checkpoint
+The record itself is checked first (`check_record`): a `CHECKPOINTS` that is missing or
+shorter than `AUDIT` recorded (emptied, cut) refuses to open, as does one whose newest
+checkpoint does not verify or is older than the latest in `AUDIT` (an `AUDIT` written before
+it recorded the file; every checkpoint is in `CHECKPOINTS` before `AUDIT` names it). A
+damaged record must not lower the bar: it is the trail's evidence, and its newest checkpoint
 is what binds a log whose `AUDIT` is lost. Bytes after the recorded ones are checkpoints a
 crash kept `AUDIT` from recording (see "Durability"): the newest must verify, as before.
+
+What the open does not read: the recorded bytes before the newest checkpoint, whose CRC-32C
+`AUDIT` holds. Checking them means reading the whole file, every checkpoint ever signed (22 MB
+at 100,000, one per trust decision), on every open, where the open otherwise reads a snapshot
+and the log's tail: the log's own older events are not re-read at open either, but by `log
+verify`. The open uses none of those bytes (only the newest checkpoint, checked above), so
+they are checked where they are read (`verify_record`): by `checked_checkpoints`, the one
+reader of older checkpoints (`audit export --until`), before any is used, and by `trustledger
+log verify`. A flipped bit there is caught however many checkpoints were appended since:
+the record `AUDIT` keeps is extended from the CRC-32C recorded, never recomputed from the
+file (`check_record`, `_append_checkpoints`), so damage is never taken into it.
 """
 
 from __future__ import annotations
@@ -266,33 +276,76 @@ def _crc_of(f: Any, limit: int | None, crc: int = 0) -> tuple[int, int]:
 
 
 def check_record(root: Path, saved: Saved | None) -> Record:
-    """The record of CHECKPOINTS as it is, once it is found to begin with what `AUDIT`
-    recorded (`saved.record`); AuditMismatch naming the file if it does not."""
+    """The record of CHECKPOINTS as it is, once it is found to hold at least the bytes
+    `AUDIT` recorded (`saved.record`): the recorded CRC-32C extended over the bytes after
+    them, which alone are read (see "What the open does not read"); AuditMismatch naming
+    the file if it is shorter. Without a record, the whole file's."""
     path, want = root / CHECKPOINTS_FILE, saved.record if saved is not None else None
     try:
         with open(path, "rb") as f:
             if want is None:
                 return Record(*_crc_of(f, None))
-            size, crc = _crc_of(f, want.size)
-            if size == want.size and crc == want.crc:
-                more, crc = _crc_of(f, None, crc)  # a crash's, not yet recorded
-                return Record(size + more, crc)
+            size = os.fstat(f.fileno()).st_size
+            if size >= want.size:
+                f.seek(want.size)
+                more, crc = _crc_of(f, None, want.crc)  # a crash's, not yet recorded
+                return Record(want.size + more, crc)
     except FileNotFoundError:
         if want is None or want.size == 0:
             return Record(0, 0)
-        size, crc = -1, 0
+        size = -1
     except OSError as e:
         raise AuditMismatch(f"The checkpoint record {path} cannot be read ({e.strerror or e}): "
                             "the log cannot be checked against its checkpoints. Refusing to "
                             "open.") from None
+    raise AuditMismatch(_short(path, size, want) + f" Refusing to open ({_RECOVER}).")
+
+
+def _short(path: Path, size: int, want: Record) -> str:
     held = "is missing" if size < 0 else f"holds {size} bytes"
-    if size < want.size:
-        raise AuditMismatch(f"The checkpoint record {path} {held}, but {want.size} bytes of "
-                            f"signed checkpoints were written to it ({AUDIT_FILE} says so): it "
-                            f"was cut or emptied. Refusing to open ({_RECOVER}).")
-    raise AuditMismatch(f"The checkpoint record {path} is damaged: its first {want.size} bytes "
-                        f"are not the signed checkpoints written to it (CRC-32C {crc:08x}, "
-                        f"{AUDIT_FILE} recorded {want.crc:08x}). Refusing to open ({_RECOVER}).")
+    return (f"The checkpoint record {path} {held}, but {want.size} bytes of signed "
+            f"checkpoints were written to it ({AUDIT_FILE} says so): it was cut or emptied.")
+
+
+def verify_record(root: Path, data: bytes | None = None, saved: Saved | None = None
+                  ) -> str | None:
+    """What is wrong with CHECKPOINTS (`data`: its bytes, read here if None) against the
+    record `AUDIT` holds (`saved`: read here if None, before the file): every recorded byte
+    read and its CRC-32C compared, for the readers of older checkpoints (see "What the open
+    does not read"); None if nothing is (or nothing is recorded: no `AUDIT`, or one from
+    before the record). AuditMismatch if `AUDIT` itself is damaged."""
+    saved = saved if saved is not None else read_saved(root)
+    want = saved.record if saved is not None else None
+    if want is None:
+        return None
+    path = root / CHECKPOINTS_FILE
+    if data is None:
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            return None if want.size == 0 else _short(path, -1, want)
+    if len(data) < want.size:
+        return _short(path, len(data), want)
+    crc = crc32c.crc32c(data[:want.size])
+    if crc != want.crc:
+        return (f"The checkpoint record {path} is damaged: its first {want.size} bytes are "
+                f"not the signed checkpoints written to it (CRC-32C {crc:08x}, {AUDIT_FILE} "
+                f"recorded {want.crc:08x}).")
+    return None
+
+
+def checked_checkpoints(root: Path) -> list[bytes] | str:
+    """Every signed note in `CHECKPOINTS`, oldest first (signatures not verified), once
+    the file is found to hold exactly the bytes `AUDIT` recorded (`verify_record`); else
+    what is wrong, naming the file."""
+    saved_first = read_saved(root)  # before the file, which only grows after AUDIT says it
+    try:
+        data = (root / CHECKPOINTS_FILE).read_bytes()
+    except FileNotFoundError:
+        data = None
+    problem = verify_record(root, data, saved_first)
+    return problem if problem is not None else _split_notes((data or b"").decode(
+        "utf-8", "replace"))
 
 
 def read_checkpoints(root: Path) -> list[bytes]:

@@ -70,20 +70,25 @@ class HttpxWitnessTransport:
     def post(self, url: str, body: bytes) -> WitnessReply:
         import httpx
 
-        try:
-            with self.deadline.exchange():
+        with self.deadline.exchange():
+            try:
                 resp = self.client.post(url, content=body,
                                         headers={"content-type": "text/plain"})
-        except (httpx.HTTPError, ValueError) as e:
-            tls = _tls_error(e)
-            if tls is not None:
-                raise PeerError(PeerReason.UNREACHABLE, f"{url}: the TLS handshake failed "
-                                f"({tls}): no HTTPS server with a trusted certificate there "
-                                "(a `trustledger audit witness serve` speaks plain HTTP)"
-                                ) from e
-            raise PeerError(PeerReason.UNREACHABLE, f"{url}: {e or type(e).__name__}") from e
+            except (httpx.HTTPError, ValueError) as e:
+                raise self._failure(url, e) from e
         ctype = resp.headers.get("content-type", "").split(";")[0].strip().lower()
         return WitnessReply(resp.status_code, ctype, resp.content[:MAX_ANSWER])
+
+    def _failure(self, url: str, e: Exception) -> PeerError:
+        if self.deadline.expired():  # whichever socket call the deadline cut: one message
+            return PeerError(PeerReason.TIMED_OUT, f"{url}: no complete answer within the "
+                             f"{self.deadline.seconds:g} s deadline of the exchange")
+        tls = _tls_error(e)
+        if tls is not None:
+            return PeerError(PeerReason.UNREACHABLE, f"{url}: the TLS handshake failed "
+                             f"({tls}): no HTTPS server with a trusted certificate there "
+                             "(a `trustledger audit witness serve` speaks plain HTTP)")
+        return PeerError(PeerReason.UNREACHABLE, f"{url}: {e or type(e).__name__}")
 
 
 def _tls_error(e: BaseException) -> str | None:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from engine.config import Change, ConfigConflict
 from engine.destruction import confirm_removal, removal_events, removed_trustpoints
-from engine.effects import Ask, Effect, Outcome
+from engine.effects import Ask, Effect, Outcome, Say
 from engine.errors import OperatorError, Reason, ambiguous
 from engine.grammar import (
     CONFIG_MODES,
@@ -136,10 +136,12 @@ def _leave(ctx: Ctx, how: str) -> Generator[Effect, Any, Outcome]:
     uncommitted changes), else after asking whether to commit the changes first."""
     if session_machine.fire(ctx.session, "end" if how == "exec" else "exit") is not None:
         return Outcome(leave=how)
-    reply = ""
-    while reply not in ("yes", "no", "cancel"):
+    while True:
         reply = (yield Ask("Uncommitted changes found, commit them? [yes]:", default="yes"))
         reply = {"y": "yes", "n": "no", "c": "cancel"}.get(reply.lower(), reply.lower())
+        if reply in ("yes", "no", "cancel"):
+            break
+        yield Say("% Please answer 'yes', 'no' or 'cancel' (stay in configuration mode).\n")
     if reply == "cancel":
         return Outcome()
     if reply == "no":
@@ -263,8 +265,12 @@ def _rollback(ctx: Ctx, undo: list[Commit], back_to: int
         *_removal_lines(removed)]))
 
 
+_ROLLBACK_WORDS = {"configuration": "Roll back to the configuration of an earlier commit"}
+
+
 @G.action("rollback configuration last <n>", help="Roll back the last N commits",
-          args={"n": ArgSpec(int_range(1, 100), "Number of commits to roll back")})
+          args={"n": ArgSpec(int_range(1, 100), "Number of commits to roll back")},
+          words=_ROLLBACK_WORDS)
 def rollback_last(ctx: Ctx) -> Generator[Effect, Any, Outcome]:
     commits = list(ctx.state.commits)
     n = ctx.args["n"]
@@ -277,7 +283,8 @@ def rollback_last(ctx: Ctx) -> Generator[Effect, Any, Outcome]:
 
 
 @G.action("rollback configuration to <id>",
-          help="Roll back to the configuration right after a commit", args={"id": COMMIT_REF})
+          help="Roll back to the configuration right after a commit", args={"id": COMMIT_REF},
+          words=_ROLLBACK_WORDS)
 def rollback_to(ctx: Ctx) -> Generator[Effect, Any, Outcome]:
     target = _find(ctx, ctx.args["id"])
     undo = []

@@ -291,9 +291,8 @@ def enroll(ctx: Ctx) -> Generator[Effect, Any, Outcome]:
         status.lifecycle, "Trustpoint {name} cannot enroll now.").format(name=name))
     pairs = key_pairs(ctx.state, cfg)
     if status.certificates:
-        answer = (yield Ask(f"% Trustpoint {name} already has a router certificate.\n"
-                            "Re-enroll to replace it? [yes/no]:")).lower()
-        if answer not in ("y", "yes"):
+        yield Say(f"% Trustpoint {name} already has a router certificate.\n")
+        if not (yield from confirm("Re-enroll to replace it? [yes/no]:")):
             return Outcome(output="% Enrollment cancelled.")
     if cfg.terminal:
         from engine.commands.paste import enroll_terminal

@@ -136,8 +136,12 @@ def test_the_report_is_one_self_contained_page(device: Path, tmp_path: Path,
 def test_report_refuses_a_directory_without_a_log(tmp_path: Path,
                                                   capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["audit", "report", str(tmp_path), "-o", str(tmp_path / "r.html")]) == 2
-    assert capsys.readouterr().err == f"% {tmp_path} holds no event log.\n"
+    assert capsys.readouterr().err == (f"% {tmp_path} holds no event log (neither "
+                                       f"{tmp_path / 'log'} nor log segments).\n")
     assert not (tmp_path / "r.html").exists()
+    missing = tmp_path / "missing"  # as every other reading command says it
+    assert main(["audit", "report", str(missing), "-o", str(tmp_path / "r.html")]) == 2
+    assert capsys.readouterr().err == f"% {missing}: no such directory.\n"
 
 
 def _chromium(*args: str, profile: Path) -> subprocess.CompletedProcess[bytes]:

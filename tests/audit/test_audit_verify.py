@@ -92,6 +92,24 @@ def test_key_is_the_verifier_key_of_the_logs_audit_key(device: Path,
     e.close()
 
 
+def test_dir_defaults_to_trustledger_data_as_help_says(
+        device: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each audit command's --help says DIR defaults to $TRUSTLEDGER_DATA (as `log verify`'s
+    does): it was a required argument."""
+    monkeypatch.setenv("TRUSTLEDGER_DATA", str(device))
+    key = key_of(device, capsys)
+    assert run(capsys, "audit", "key") == (0, key + "\n", "")
+    rc, out, _ = run(capsys, "audit", "prove", "--seq", "1")
+    assert rc == 0 and out.startswith("c2sp.org/tlog-proof@v1\n")
+    assert run(capsys, "audit", "export", "-o", str(tmp_path / "b"))[0] == 0
+    assert run(capsys, "audit", "report", "-o", str(tmp_path / "r.html"))[0] == 0
+    monkeypatch.setenv("TRUSTLEDGER_DATA", str(tmp_path / "none"))
+    rc, _, err = run(capsys, "audit", "checkpoint")
+    assert rc == 2 and err == (f"% {tmp_path / 'none'} is not a device's data directory (it "
+                               f"has no {tmp_path / 'none' / 'log'}).\n")
+
+
 def test_checkpoint_signs_the_log_now_and_records_it(tmp_path: Path,
                                                      capsys: pytest.CaptureFixture[str]) -> None:
     e = open_engine(tmp_path / "dev", audit=True)

@@ -173,8 +173,9 @@ def test_audit_checkpoint_prints_the_cosigned_checkpoint(
 
 
 class _StalledWitness:
-    """A witness transport that answers only once the test releases it (at most 5 s), and
-    notes whether the command that led to the post had returned by then."""
+    """A witness transport that answers only once the test releases it (60 s at most: a
+    guard, not a bound; 5 s raced a busy machine's commit), and notes whether the command
+    that led to the post had returned by then."""
 
     def __init__(self) -> None:
         self.release = threading.Event()
@@ -182,7 +183,7 @@ class _StalledWitness:
         self.answered: list[bool] = []
 
     def post(self, url: str, body: bytes) -> WitnessReply:
-        self.release.wait(5)
+        self.release.wait(60)
         self.answered.append(self.command_returned)
         return WitnessReply(503, "text/plain", b"busy")
 
@@ -283,3 +284,32 @@ def test_the_shell_prints_a_witness_answer_as_an_asynchronous_message(
             printed and "HTTP 503: busy" in printed
     finally:
         dev.engine.close()
+
+
+@pytest.mark.integration
+def test_a_trickling_witness_is_cut_off_with_one_message(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each byte comes well inside the 5 s read timeout; the exchange's deadline ends it. The
+    socket read it cuts used to say `timed out` and a cut between reads `...deadline ...
+    passed`: whichever came first. Now it is always the deadline's message."""
+    import socket
+    import time
+
+    from engine.audit import witness_client
+    from engine.errors import PeerError, PeerReason
+    from tests.support.peer_support import tcp_server
+
+    def trickle(conn: socket.socket) -> None:
+        conn.recv(65536)
+        for byte in b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n" + b"x" * 1000:
+            conn.sendall(bytes([byte]))
+            time.sleep(0.05)
+
+    monkeypatch.setattr(witness_client, "DEADLINE", 1.0)
+    with tcp_server(trickle, threaded=True) as port:
+        url = f"http://127.0.0.1:{port}/add-checkpoint"
+        with pytest.raises(PeerError) as caught:
+            witness_client.HttpxWitnessTransport().post(url, b"old 0\n")
+    assert caught.value.reason is PeerReason.TIMED_OUT
+    assert caught.value.text == (f"{url}: no complete answer within the 1 s deadline of the "
+                                 "exchange")

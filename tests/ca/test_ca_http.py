@@ -241,7 +241,9 @@ def test_a_subject_that_cannot_be_read_is_bad_request(server: CAServer) -> None:
 def test_a_request_trickled_past_the_deadline_is_cut_off(tmp_path: Path,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     """A request must arrive whole within REQUEST_TIMEOUT of its first byte: a peer sending a
-    byte now and then (each well inside the timeout) no longer holds the connection forever."""
+    byte now and then (each well inside the timeout) no longer holds the connection forever.
+    The bound under test: closed at the 1 s deadline, long before the >= 12 s the request
+    takes to trickle in; 8 s leaves a busy machine its slack."""
     from engine.adapters import scep_server
 
     monkeypatch.setattr(scep_server, "REQUEST_TIMEOUT", 1.0)
@@ -257,7 +259,7 @@ def test_a_request_trickled_past_the_deadline_is_cut_off(tmp_path: Path,
                 closed = True
                 break
             time.sleep(0.05)
-            if time.monotonic() - started > 4:
+            if time.monotonic() - started > 8:
                 break
         if not closed:
             s.settimeout(5)
@@ -267,7 +269,7 @@ def test_a_request_trickled_past_the_deadline_is_cut_off(tmp_path: Path,
                 closed = False
             except OSError:  # reset: closed
                 closed = True
-        assert closed and time.monotonic() - started < 4
+        assert closed and time.monotonic() - started < 8
 
 
 # -- the one-process server (`start`) --------------------------------------------------------------

@@ -116,6 +116,12 @@ def test_scepclient_with_manual_approval(tmp_path: Path) -> None:
                 if not txid:
                     time.sleep(0.2)
             assert txid, "the request never showed up as pending"
+            # The CA logs the request before it answers: scepclient may not have read PENDING
+            # yet when `requests` lists it.
+            while "PENDING" not in (tmp_path / "scepclient.log").read_text():
+                assert proc.poll() is None and time.monotonic() < deadline + 30, \
+                    (tmp_path / "scepclient.log").read_text()
+                time.sleep(0.05)
             assert proc.poll() is None  # scepclient got PENDING and waits to re-send
         finally:
             proc.kill()

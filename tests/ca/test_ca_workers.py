@@ -43,11 +43,12 @@ def wait_for(condition: object, timeout: float = 15.0) -> None:
 
 
 def alive(pid: int) -> bool:
-    """True while `pid` runs (a zombie waiting for its reaper counts as gone)."""
+    """True while `pid` runs (a zombie waiting for its reaper counts as gone). A process
+    reaped between the open and the read makes the read fail with ESRCH: gone too."""
     try:
         with open(f"/proc/{pid}/stat") as f:
             return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
+    except (FileNotFoundError, ProcessLookupError):
         return False
 
 
@@ -197,14 +198,14 @@ def live_children() -> list[str]:
         try:
             with open(f"/proc/{os.getpid()}/task/{task}/children") as f:
                 pids = f.read().split()
-        except FileNotFoundError:  # the thread ended (e.g. an idle audit signer)
+        except (FileNotFoundError, ProcessLookupError):  # the thread ended meanwhile
             continue
         for pid in pids:
             try:
                 if alive(int(pid)):
                     with open(f"/proc/{pid}/cmdline", "rb") as cmd:
                         out.append(cmd.read().replace(b"\0", b" ").decode())
-            except FileNotFoundError:  # the child was reaped meanwhile
+            except (FileNotFoundError, ProcessLookupError):  # the child was reaped meanwhile
                 continue
     return out
 

@@ -66,6 +66,16 @@ def test_replay_until_seq_and_time(device: Path, capsys: pytest.CaptureFixture[s
     assert "! state at seq 1" in out and "hostname r1" in out
 
 
+def test_replay_until_neither_seq_nor_time_is_a_usage_error(
+        device: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """It was `trustledger replay: ...` (no `%`) with exit 1, the status of a refused --show;
+    `audit export --until` said the same thing as a `%` line, exit 2."""
+    for until in ("yesterday", "-5"):
+        assert main(["replay", str(device), "--until", until]) == 2
+        assert capsys.readouterr() == ("", f"% --until {until!r} is neither a seq nor an "
+                                           "ISO time.\n")
+
+
 def test_replay_show_of_a_bad_line_exits_1_after_every_show(
         device: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["replay", str(device), "--until", "3", "--show", "show bogus", "--show",

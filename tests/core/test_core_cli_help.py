@@ -63,3 +63,15 @@ def test_ca_serve_strict_help_names_everything_strict_refuses() -> None:
     [strict] = [a for a in serve._actions if "--strict" in a.option_strings]
     assert strict.help is not None
     assert "badAlg" in strict.help and "another key" in strict.help
+
+
+def test_version_prints_the_installed_version(capsys: pytest.CaptureFixture[str]) -> None:
+    """`trustledger --version` said 'the following arguments are required: COMMAND'."""
+    from importlib.metadata import version
+
+    from engine.cli import main
+
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0
+    assert capsys.readouterr() == (f"trustledger {version('trustledger')}\n", "")

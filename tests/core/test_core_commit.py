@@ -38,6 +38,18 @@ def test_end_asks_and_yes_commits_no_discards_cancel_stays() -> None:
     assert len(res.events) == 1 and e.state.hostname == "r2"
 
 
+def test_end_says_what_it_takes_after_an_answer_it_does_not() -> None:
+    """It asked again without a word, and 'cancel' was nowhere to be read."""
+    e = Engine.in_memory()
+    run(e, "configure", "hostname r1")
+    res = e.execute("end", answers=["maybe", "c"])
+    assert res.output == ("Uncommitted changes found, commit them? [yes]:maybe\n"
+                          "% Please answer 'yes', 'no' or 'cancel' (stay in configuration "
+                          "mode).\n"
+                          "Uncommitted changes found, commit them? [yes]:c\n")
+    assert e.session.mode.value == "config" and res.events == []
+
+
 def test_exit_leaves_one_mode_and_asks_only_from_config() -> None:
     e = Engine.in_memory()
     run(e, "configure", "hostname r1", "exit")

@@ -20,6 +20,7 @@ import engine.audit.export as audit_export
 import engine.ca.errors as ca_errors
 import engine.ca.service as ca_service
 import engine.cli as cli
+import engine.engine as engine_app
 import engine.errors as errors
 import engine.folds as folds
 import engine.keyimport as keyimport
@@ -74,6 +75,7 @@ FACTORIES: dict[type, Callable[[str], Any]] = {
         scep_errors.ScepErrorReason.MALFORMED, t),
     folds.UnfoldedEvent: lambda t: folds.UnfoldedEvent("device", t, 7),
     state.UnfoldableLog: lambda t: state.UnfoldableLog([(7, "device", "X")], ValueError(t)),
+    engine_app.ForeignLog: lambda t: engine_app.ForeignLog(pathlib.Path(t), "ca", "X", 1),
     diagrams.DiagramError: diagrams.DiagramError,
     BundleRefused: BundleRefused,
     CrlUnavailable: CrlUnavailable,

@@ -128,6 +128,8 @@ def test_demo_keeps_its_data_with_dir(tmp_path: Path, monkeypatch: pytest.Monkey
     with open_engine(tmp_path / "demo" / "device") as again:
         assert again.state.hostname == "myrouter"
         assert again.state.trustpoints["myca"].certificates
+        # made at the first open, as the shell makes it: `audit key DIR` works afterwards
+        assert again.audit is not None and "/ios/" in again.audit.key.origin
     assert run_demo(io.StringIO(), tmp_path / "demo") == 2
     assert f"! kept: trustledger shell --data {tmp_path / 'demo' / 'device'}" in text
 

@@ -179,6 +179,16 @@ def test_data_naming_a_file_or_an_unwritable_path(tmp_path: Path) -> None:
 def test_exec_on_a_missing_script(tmp_path: Path) -> None:
     line = one_error_line(trustledger("exec", "--data", tmp_path / "d", "-f", tmp_path / "no"))
     assert line == f"% Script {tmp_path / 'no'}: no such file."
+    line = one_error_line(trustledger("exec", "--data", tmp_path / "d", "-f", tmp_path))
+    assert line == f"% Script {tmp_path}: is a directory."
+
+
+def test_exec_reads_a_script_that_is_not_a_regular_file(tmp_path: Path) -> None:
+    """`-f <(...)`, a FIFO or /dev/stdin is a script too (they were 'no such file')."""
+    done = trustledger("exec", "--data", tmp_path / "d", "-f", "/dev/stdin",
+                       stdin=b"show running-config hostname\n")
+    assert done.returncode == 0, done.stderr
+    assert b"#show running-config hostname\n" in done.stdout
 
 
 def test_new_data_directory_is_announced(tmp_path: Path) -> None:

@@ -5,17 +5,21 @@ in batch mode where they do not need a terminal."""
 from __future__ import annotations
 
 import io
+import socket
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pexpect
 import pytest
 
-from engine.frontends import async_message, run_batch
+from engine.frontends import PastedLines, async_message, run_batch
 from engine.ports import FakeClock
 from events.store import PendingEvent
 from tests.core.engine_support import open_engine
+from tests.support.peer_support import tcp_server
 from tests.support.pty_support import Screen, shell_env, spawn_shell
 
 EXEC, CONFIG = "RP/0/RP0/CPU0:r1#", "RP/0/RP0/CPU0:r1(config)#"
@@ -113,6 +117,106 @@ def test_ctrl_c_at_a_question_aborts_and_changes_nothing(shell: Screen) -> None:
     shell.expect("hostname r3")
 
 
+def test_a_pasted_block_runs_line_by_line(shell: Screen) -> None:
+    """A terminal in bracketed-paste mode hands a pasted block over whole: it was one line
+    with newlines in it (`% Control characters are not allowed.`). Each line is a command or
+    the answer to the question before it; text after the last newline stays to be edited."""
+    shell.send("\x1b[200~configure\r\nhostname r9\r\nend\nno\n"
+               "show running-config hostname\nshow cl\x1b[201~")
+    shell.expect("Uncommitted changes found, commit them? [yes]:no\r\n")
+    shell.expect(EXEC + "show running-config hostname\r\nhostname r1\r\n")
+    shell.expect(EXEC)
+    shell.send("ock\r")
+    shell.expect("show clock")
+    shell.expect(" UTC ")
+    shell.send("\x1b[200~crypto key zeroize ecdsa spare\ny\nshow crypto key mypubkey ecdsa "
+               "| include label\n\x1b[201~")
+    shell.expect("Do you really want to remove these keys? [yes/no]:y\r\n")
+    shell.expect("Key label:edge-key\r\n" + EXEC)
+    shell.send("\x1b[A\r")  # Up: the history has the pasted lines too
+    shell.expect("show crypto key mypubkey ecdsa | include label")
+    shell.expect("Key label:edge-key\r\n")
+
+
+def test_a_block_pasted_at_a_question_ends_at_its_blank_line(shell: Screen,
+                                                             tmp_path: Path) -> None:
+    """A key pasted with the blank line that ends it and a command after: the command runs
+    at the prompt (it was read as part of the key: not base64)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    pem = rsa.generate_private_key(65537, 2048).public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    shell.send("crypto key import authentication rsa peer\r")
+    shell.expect('End with a blank line or the word "quit" on a line by itself')
+    shell.send("\x1b[200~" + pem + "\nshow running-config hostname\n\x1b[201~")
+    after = shell.expect(EXEC + "show running-config hostname\r\nhostname r1\r\n")
+    assert after.endswith("-----END PUBLIC KEY-----\r\n\r\n[OK]\r\n"), after[-200:]
+
+
+def test_ctrl_d_in_a_configuration_mode_asks_about_uncommitted_changes(
+        shell: Screen, tmp_path: Path) -> None:
+    """Ctrl-D ended the session at once, dropping uncommitted changes without a word: it is
+    `end` first (cancel stays; yes commits, then the session ends)."""
+    shell.send("configure\rhostname r5\r")
+    shell.expect(CONFIG + "hostname r5")
+    shell.send("\x04")  # Ctrl-D
+    shell.expect("Uncommitted changes found, commit them? [yes]:")
+    shell.send("cancel\r")
+    shell.expect(CONFIG)
+    shell.send("\x04")
+    shell.expect("Uncommitted changes found, commit them? [yes]:")
+    shell.send("yes\r")
+    shell.child.expect(pexpect.EOF, timeout=15)
+    out = batch(tmp_path / "d", "show running-config hostname\n")
+    assert "\nhostname r5\n" in out, out
+
+
+def test_pasted_lines_split_at_any_line_end() -> None:
+    pasted = PastedLines()
+    assert pasted.paste("no line end") is None
+    assert pasted.paste("a\r\nb\rc\n\nd") == "a"
+    assert [pasted.next_line() for _ in range(4)] == ["b", "c", "", None]
+    assert pasted.take_fragment() == "d" and pasted.take_fragment() == ""
+    assert pasted.paste("x\ny\n") == "x"
+    pasted.drop()
+    assert pasted.next_line() is None and pasted.take_fragment() == ""
+
+
+@pytest.mark.integration
+def test_ctrl_c_stopping_a_command_shows_one_caret_c(tmp_path: Path) -> None:
+    """The terminal echoes ^C itself (ECHOCTL) while a command runs: the shell printed a
+    second one (`^C^C`)."""
+    reached = threading.Event()
+
+    def silent(conn: socket.socket) -> None:
+        reached.set()
+        time.sleep(5)
+
+    with tcp_server(silent, threaded=True) as port:
+        setup = tmp_path / "setup.txt"
+        setup.write_text(f"configure\nhostname r1\ncrypto ca trustpoint slow\n"
+                         f"enrollment url http://127.0.0.1:{port}\ncommit\nend\n")
+        done = pexpect.run(f"{sys.executable} -m engine.cli exec --data {tmp_path / 'd'} "
+                           f"-f {setup}", env=shell_env(), withexitstatus=True, timeout=30)
+        assert done[1] == 0, done[0]
+        child = spawn_shell(tmp_path / "d")
+        try:
+            shell = Screen(child)
+            shell.expect(EXEC)
+            shell.send("crypto ca authenticate slow\r")
+            shell.expect("crypto ca authenticate slow")
+            assert reached.wait(10)
+            shell.send("\x03")
+            shell.expect("^C")  # the terminal's echo
+            after = shell.expect(EXEC)
+            shell.send("show clock\r")
+            after += shell.expect(" UTC ")
+            assert "^C" not in after, after
+        finally:
+            child.terminate(force=True)
+
+
 def test_help_and_tab_know_exit_end_trustpoints_and_key_labels(shell: Screen) -> None:
     shell.send("?")
     shell.expect("exit       Exit from the EXEC (end this session)")
@@ -208,6 +312,14 @@ def test_help_texts_of_show_configuration_are_their_own(tmp_path: Path) -> None:
     assert "  last                          Changes made by the last N commits\n" in text
     assert "  <1000000001-2000000000>|WORD  Commit ID or label\n" in text
     assert "  |     Output modifiers\n" in text
+
+
+def test_help_of_rollback_configuration_is_its_own(tmp_path: Path) -> None:
+    """It was `show configuration`'s ('Contents of the configuration (target, commits)')."""
+    text = batch(tmp_path, "rollback ?\nconfigure\ndo rollback ?\n")
+    assert text.count("  configuration  Roll back to the configuration of an earlier "
+                      "commit\n") == 2
+    assert "Contents of the configuration" not in text
 
 
 def test_enrollment_url_the_client_cannot_use_is_refused_when_typed(tmp_path: Path) -> None:

@@ -147,6 +147,49 @@ def test_proxy_records_answers_and_server_errors(upstream: str) -> None:
 
 
 @pytest.mark.integration
+def test_settle_waits_for_the_answer_in_flight_to_be_recorded() -> None:
+    """Our CA logs a request (a cell sees it pending) before its answer is back through the
+    proxy: a cell that then read the proxy's record could find no CertRep yet. `settle`
+    waits until every request taken is recorded."""
+    certrep = (VECTORS / "certrep_failure_badrequest_ours.der").read_bytes()
+    arrived, release = threading.Event(), threading.Event()
+
+    class Held(BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            arrived.set()
+            release.wait(30)
+            self.send_response(200)
+            self.send_header("Content-Type", "application/x-pki-message")
+            self.send_header("Content-Length", str(len(certrep)))
+            self.end_headers()
+            self.wfile.write(certrep)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Held)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    proxy = RecordingProxy(f"http://127.0.0.1:{server.server_address[1]}")
+    request = (VECTORS / "pkcsreq_wrong_challenge_micromdm.der").read_bytes()
+    posting = threading.Thread(target=_post, args=(f"{proxy.url}/scep?operation=PKIOperation",
+                                                   request))
+    try:
+        posting.start()
+        assert arrived.wait(30)  # the server has it: the proxy took it and waits
+        assert not proxy.settle(0.1) and proxy.replies() == []
+        release.set()
+        assert proxy.settle(30)
+        assert [r.pki_status for r in proxy.replies()] == ["FAILURE"]
+    finally:
+        release.set()
+        posting.join(30)
+        proxy.close()
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.integration
 def test_get_only_proxy_hides_post_and_refuses_it(upstream: str) -> None:
     proxy = RecordingProxy(upstream, get_only=True)
     try:

@@ -39,7 +39,10 @@ class Directory:
 
 
 def _wait(what: str, port: int, proc: subprocess.Popen[bytes]) -> None:
-    for _ in range(200):
+    """Until the peer listens, 60 s at most (a peer's start-up on a busy machine is no
+    bound under test: 200 tries of 0.05 s were some 10 s)."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
         if proc.poll() is not None:
             pytest.fail(f"{what} exited with {proc.returncode}")
         try:
@@ -191,7 +194,10 @@ def test_a_server_that_trickles_is_cut_off_at_the_curl_timeout(device: Engine) -
         server.close()
     assert r.output == (f"% CRL request failed: {url}: no complete answer within the 5 s "
                         "curl-timeout. Nothing was cached.\n")
-    assert 4.5 < took < 7  # each read was far shorter than 5 s: the total deadline cut it
+    # Each read was far shorter than 5 s: the total deadline cut it. The bound under test is
+    # "at the curl-timeout, not when the peer is done" (1 MB at a byte per 0.4 s); 10 s leaves a
+    # busy machine its slack (the fetch appends its failure, an fdatasync).
+    assert 4.5 < took < 10
 
 
 @pytest.mark.slow
@@ -209,4 +215,4 @@ def test_a_directory_that_never_answers_is_cut_off_at_the_curl_timeout(device: E
         silent.close()
     assert r.output == (f"% CRL request failed: {url}: no complete answer within the 5 s "
                         "curl-timeout. Nothing was cached.\n")
-    assert 4.5 < took < 7
+    assert 4.5 < took < 10  # the deadline's message, not ldap3's (6 s): slack as above

@@ -121,8 +121,8 @@ class CraftingCA:
         return req
 
     def certificate(self, req: ScepRequest, *, public_key: object = None,
-                    signer: Credential | None = None, days: tuple[int, int] = (-1, 365)
-                    ) -> x509.Certificate:
+                    signer: Credential | None = None, days: tuple[int, int] = (-1, 365),
+                    ca: bool = False) -> x509.Certificate:
         # A CertPoll carries no CSR: it asks about the PKCSReq we saw first.
         csr = req.csr if req.csr is not None else self.seen[0].csr
         assert csr is not None
@@ -130,7 +130,7 @@ class CraftingCA:
         key = public_key if public_key is not None else csr.csr.public_key()
         return issue(who.private_key, who.certificate, key,  # type: ignore[arg-type]
                      csr.subject, self.now() + timedelta(days=days[0]),
-                     self.now() + timedelta(days=days[1]))
+                     self.now() + timedelta(days=days[1]), ca=ca)
 
     def success(self, req: ScepRequest, cert: x509.Certificate, *,
                 signer: Credential | None = None, **reply_changes: object) -> bytes:
@@ -280,13 +280,18 @@ def _enroll_cases(c: CraftingCA) -> dict[str, tuple[Callable[[bytes], Reply], st
         "expired-certificate": (
             with_req(lambda req: c.success(req, c.certificate(req, days=(-400, -35)))),
             "has expired"),
+        "a-ca-certificate-for-our-key": (
+            with_req(lambda req: c.success(req, c.certificate(req, ca=True))),
+            "is a CA certificate (basicConstraints cA is TRUE), not the end-entity "
+            "certificate requested"),
     }
 
 
 ENROLL_CASES = ["http-500", "wrong-content-type", "garbage", "truncated-pkcs7",
                 "signed-by-another-certificate", "signed-by-impostor-with-ca-name",
                 "transaction-id-mismatch", "recipient-nonce-mismatch",
-                "certificate-for-another-key", "our-key-but-another-ca", "expired-certificate"]
+                "certificate-for-another-key", "our-key-but-another-ca", "expired-certificate",
+                "a-ca-certificate-for-our-key"]
 
 
 def _authenticated(device: Engine, crafting: CraftingCA,

@@ -584,6 +584,22 @@ def test_reenrollment_is_a_renewal_signed_by_the_current_certificate(
     assert req.signer_certificate.public_bytes(serialization.Encoding.DER) == old.der
 
 
+def test_reenroll_question_asks_again_after_an_answer_it_does_not_take(
+        device: Engine, ca_factory: CAFactory) -> None:
+    """'Re-enroll to replace it?' took any answer but yes as no (`abc`: cancelled); every other
+    [yes/no] question says `% Please answer 'yes' or 'no'.` and asks again."""
+    _, server = ca_factory(Approval.AUTO, challenge=CHALLENGE)
+    ready(device, server.url)
+    assert event_types(enroll(device)) == ["EnrollmentRequested", "CertificateReceived"]
+    r = device.execute("crypto ca enroll myca", answers=["abc", "no"])
+    assert r.output == ("% Trustpoint myca already has a router certificate.\n"
+                        "Re-enroll to replace it? [yes/no]:abc\n"
+                        "% Please answer 'yes' or 'no'.\n"
+                        "Re-enroll to replace it? [yes/no]:no\n"
+                        "% Enrollment cancelled.\n")
+    assert r.events == []
+
+
 def test_usage_keys_keep_the_certificate_the_ca_issued_when_the_other_fails(
         device: Engine, ca_factory: CAFactory) -> None:
     """A one-time challenge is spent by the first of the two usage-key requests: the second

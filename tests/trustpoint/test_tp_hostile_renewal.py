@@ -32,7 +32,7 @@ from tests.trustpoint.renewal_support import (
     jobs,
 )
 from tests.trustpoint.test_tp_bad_peers import PKI, CraftingCA
-from tests.trustpoint.tp_support import rsa_key, status
+from tests.trustpoint.tp_support import backwards, rsa_key, status
 
 MINUTE = 60_000_000
 Answer = Callable[[CraftingCA, ScepRequest], HttpReply]
@@ -68,10 +68,12 @@ class _DeviceTime:
 
 
 def _success(days: tuple[int, int] = (-1, 365), *, other_key: bool = False,
-             other_ca: bool = False) -> Answer:
+             other_ca: bool = False, ca: bool = False, swapped: bool = False) -> Answer:
     def answer(c: CraftingCA, req: ScepRequest) -> HttpReply:
         cert = c.certificate(req, public_key=rsa_key(7).public_key() if other_key else None,
-                             signer=c.other if other_ca else None, days=days)
+                             signer=c.other if other_ca else None, days=days, ca=ca)
+        if swapped:  # notBefore and notAfter exchanged
+            cert = backwards(cert, c.cred.private_key)  # type: ignore[arg-type]
         return HttpReply(200, PKI, c.success(req, cert))
     return answer
 
@@ -94,6 +96,11 @@ CASES: dict[str, tuple[Answer, str]] = {
     "another-key": (_success(other_key=True), "without a certificate for our key"),
     "another-ca": (_success(other_ca=True), "not issued by the trustpoint's CA"),
     "expired": (_success((-30, -1)), "has expired"),
+    "a-ca-certificate": (_success(ca=True), "is a CA certificate (basicConstraints cA is "
+                         "TRUE), not the end-entity certificate requested"),
+    # Not expired, begins before the current one ends: the old checks held it, to install
+    # it expired when it began.
+    "ends-before-it-begins": (_success((1, 2), swapped=True), "ends before it begins"),
     "begins-after-the-current-ends": (_success((800, 1200)),
                                       "begins after the current certificate ends"),
     "unknown-fail-info": (_unknown_fail_info, "99"),

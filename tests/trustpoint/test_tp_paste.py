@@ -29,6 +29,7 @@ from engine.scep import parse_csr
 from events.trustpoint import CACertificateAccepted, CertificateReceived, EnrollmentRequested
 from tests.trustpoint.tp_support import (
     authenticate,
+    backwards,
     declare,
     der,
     event_types,
@@ -321,6 +322,54 @@ def test_refuse_expired_and_not_yet_valid(waiting: tuple[Engine, OfflineCA, byte
                    now + timedelta(days=2), now + timedelta(days=60))
     refused(device, der(future), "not valid yet")
     assert status(device).certificates == ()
+
+
+def test_refuse_a_ca_certificate_or_one_valid_at_no_time(
+        waiting: tuple[Engine, OfflineCA, bytes]) -> None:
+    """RFC 5280 §4.2.1.9: a certificate whose cA is TRUE makes the router's key a
+    certificate signer under the trustpoint's CA, which the request did not ask for; one
+    that ends before it begins (§4.1.2.5) is valid at no time."""
+    device, ca, _ = waiting
+    now = _now(device)
+    subject = x509.Name.from_rfc4514_string("CN=myrouter.mydomain.com")
+    as_ca = issue(ca.key, ca.certificate, _our_key(device), subject, now - timedelta(1),
+                  now + timedelta(30), ca=True)
+    refused(device, der(as_ca), "% The certificate is a CA certificate (basicConstraints cA "
+            "is TRUE), not the end-entity certificate requested for the trustpoint's key pair.")
+    swapped = backwards(issue(ca.key, ca.certificate, _our_key(device), subject,
+                              now - timedelta(1), now + timedelta(1)), ca.key)
+    assert swapped.not_valid_after_utc < swapped.not_valid_before_utc
+    refused(device, der(swapped), "% The certificate ends before it begins (valid from ")
+    assert status(device).certificates == ()
+
+
+def test_what_a_ca_may_choose_is_accepted(waiting: tuple[Engine, OfflineCA, bytes]) -> None:
+    """The subject rewritten by the CA, extensions the request did not ask for (key usage,
+    EKU, a policy, a private non-critical one), no basicConstraints at all: the CA's policy;
+    imported."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.x509.oid import ExtendedKeyUsageOID
+
+    device, ca, _ = waiting
+    now = _now(device)
+    cert = (x509.CertificateBuilder()
+            .subject_name(x509.Name.from_rfc4514_string("CN=r-0042,OU=Routers,O=Example"))
+            .issuer_name(ca.certificate.subject).public_key(_our_key(device))
+            .serial_number(0x4242).not_valid_before(now - timedelta(1))
+            .not_valid_after(now + timedelta(30))
+            .add_extension(x509.KeyUsage(True, False, True, False, False, False, False, False,
+                                         False), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH,
+                                                  ExtendedKeyUsageOID.CLIENT_AUTH]),
+                           critical=False)
+            .add_extension(x509.CertificatePolicies([x509.PolicyInformation(
+                x509.ObjectIdentifier("1.3.6.1.4.1.9.21.1"), None)]), critical=False)
+            .add_extension(x509.UnrecognizedExtension(x509.ObjectIdentifier(
+                "1.3.6.1.4.1.311.20.2"), b"\x1e\x00"), critical=False)
+            .sign(ca.key, hashes.SHA256()))
+    out = paste_certificate(device, der(cert))
+    assert out.endswith("% Certificate successfully imported.\n"), out
+    assert [c.der for c in status(device).certificates] == [der(cert)]
 
 
 def test_refuse_junk_ca_at_authenticate(device: Engine, offline_ca: OfflineCA) -> None:

@@ -210,13 +210,32 @@ def self_signed_ca(key: rsa.RSAPrivateKey, cn: str, now_us: int = T0_US,
 
 def issue(ca_key: rsa.RSAPrivateKey, ca_cert: x509.Certificate, public_key: rsa.RSAPublicKey,
           subject: x509.Name, not_before: datetime, not_after: datetime,
-          serial: int = 0x1234) -> x509.Certificate:
-    """An end-entity certificate signed by `ca_key` (for cases the real CAs would not make)."""
+          serial: int = 0x1234, *, ca: bool = False) -> x509.Certificate:
+    """An end-entity certificate signed by `ca_key` (for cases the real CAs would not make);
+    `ca`: a CA certificate instead (basicConstraints cA TRUE)."""
     return (x509.CertificateBuilder().subject_name(subject).issuer_name(ca_cert.subject)
             .public_key(public_key).serial_number(serial)
             .not_valid_before(not_before).not_valid_after(not_after)
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
             .sign(ca_key, hashes.SHA256()))
+
+
+def backwards(cert: x509.Certificate, ca_key: rsa.RSAPrivateKey) -> x509.Certificate:
+    """`cert` with its notBefore and notAfter swapped, signed again by `ca_key`: a period
+    that ends before it begins (cryptography's builder refuses to make one; a broken CA
+    need not)."""
+    from asn1crypto import x509 as asn1
+    from cryptography.hazmat.primitives.asymmetric import padding
+
+    parsed = asn1.Certificate.load(der(cert))
+    tbs = parsed["tbs_certificate"]
+    period = tbs["validity"]
+    tbs["validity"] = asn1.Validity({
+        "not_before": asn1.Time({"utc_time": period["not_after"].native}),
+        "not_after": asn1.Time({"utc_time": period["not_before"].native})})
+    signed = ca_key.sign(tbs.dump(force=True), padding.PKCS1v15(), hashes.SHA256())
+    parsed["signature_value"] = signed
+    return x509.load_der_x509_certificate(parsed.dump(force=True))
 
 
 def der(cert: x509.Certificate) -> bytes:

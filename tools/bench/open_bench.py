@@ -16,7 +16,11 @@ best of R rounds, each row printed as ours / baseline / ratio / target / PASS|FA
   segment files, rounds alternating, each side's CPU time (user + system; sha256sum's as a
   waited-for child); target: at least 0.4x its rate;
 - `replay --until SEQ` with SEQ 1,000 events before the end (the CLI, in process); target:
-  at most 0.5 s.
+  at most 0.5 s;
+- `log import` of a 10-event continuation (seq N+1..N+10) into a copy of the big directory:
+  `import_into` finding the target's state from its snapshot and tail (as `log import`
+  does) against the same call folding the target from seq 1 (as it did before), rounds
+  alternating, each side's CPU time, a fresh copy each round; target: at most 0.1x.
 
 Timings vary with other load on the machine; the table says what the best round measured.
 """
@@ -45,7 +49,9 @@ from log_bench import pending  # noqa: E402
 from engine import snapshot  # noqa: E402
 from engine.cli import main as trustledger  # noqa: E402
 from engine.engine import Engine  # noqa: E402
+from engine.logexport import Export, import_into, read_export  # noqa: E402
 from engine.state import DeviceState, replay_rows  # noqa: E402
+from events.codec import encode_core  # noqa: E402
 from events.filelog import FileEventLog, verify  # noqa: E402
 
 TRUSTLEDGER = str(Path(sys.executable).with_name("trustledger"))  # the venv's entry point
@@ -62,6 +68,45 @@ def build(root: Path, events: int) -> None:
                     log.append([pending(n)])
             state = replay_rows(state, log.read_rows(state.seq + 1, typed=True))
             snapshot.save(snaps, state, log.head, log.position)
+
+
+def continuation(root: Path, commits: int, more: int) -> Export:
+    """A `log export` stream of the `more` commits that would follow `root`'s `commits`
+    (appended to a copy of its log, which is then removed): seq head+1..head+`more`."""
+    import hashlib
+    import json
+
+    from engine.logexport import _LEN, _TRAILER, MAGIC
+
+    longer = root.with_name("longer")
+    shutil.copytree(root / "log", longer)
+    with FileEventLog.open(longer) as log:
+        events, prev = log.head
+        log.append([pending(n) for n in range(commits, commits + more)])
+        records = [(encode_core(r.core()), r.hash) for r in log.read(events + 1)]
+    shutil.rmtree(longer)
+    header = {"log": "bench", "kind": "device", "first": events + 1, "last": events + more,
+              "prev": prev.hex(), "head": records[-1][1].hex()}
+    data = MAGIC + json.dumps(header, sort_keys=True).encode() + b"\n" + b"".join(
+        _LEN.pack(len(core)) + core + h for core, h in records)
+    return read_export(data + _TRAILER + hashlib.sha256(data).hexdigest().encode() + b"\n")
+
+
+def import_cpu(root: Path, stream: Export, from_snapshot: bool) -> float:
+    """The CPU seconds of `import_into` (the stream checked beforehand) into a fresh copy
+    of `root`'s log and snapshots."""
+    target = root.with_name("import-target")
+    shutil.rmtree(target, ignore_errors=True)
+    shutil.copytree(root / "log", target / "log")
+    shutil.copytree(root / "snapshots", target / "snapshots")
+    try:
+        with FileEventLog.open(target / "log") as log:
+            snaps = target / "snapshots" if from_snapshot else None
+            t0 = time.process_time()  # os.times() ticks in 10 ms steps
+            import_into(log, stream, "bench", None, snaps)
+            return time.process_time() - t0
+    finally:
+        shutil.rmtree(target)
 
 
 def best_of(rounds: int, fn: Callable[[], object]) -> float:
@@ -170,6 +215,15 @@ def run(args: argparse.Namespace) -> int:
             "exec_small": best_of(args.rounds, lambda: exec_show(small, script)),
             "until": best_of(args.rounds, lambda: replay_until(big, args.events - 1000)),
         }
+        stream = continuation(big, args.events, 10)
+        imports: dict[bool, list[float]] = {True: [], False: []}
+        for _ in range(args.rounds):
+            for side in (True, False):
+                imports[side].append(import_cpu(big, stream, side))
+        results["import"], results["import_full"] = min(imports[True]), min(imports[False])
+        print("  log import CPU ms, from the snapshot: "
+              + " ".join(f"{t * 1e3:.1f}" for t in imports[True]) + "; folding from seq 1: "
+              + " ".join(f"{t * 1e3:.1f}" for t in imports[False]))
         report = verify(big / "log")
         assert report.damage is None and report.events == expected, report
         segments = len(list((big / "log").glob("*.seg")))
@@ -188,6 +242,8 @@ def run(args: argparse.Namespace) -> int:
             n / r["sha256sum"] / 1e3,
             " k/s", 0.4, False, True),
         row(f"replay --until {n - 1000} (s)", r["until"], r["until"], " s", 0.5, True, False),
+        row("log import +10: snapshot / seq 1 (CPU ms)", r["import"] * 1e3,
+            r["import_full"] * 1e3, " ms", 0.1, True, True),
     ]
     print(f"\n  (log: {log_bytes / 1e6:.0f} MB in {segments} segments; verify "
           f"{log_bytes / r['verify'] / 1e6:.0f} MB per CPU s, sha256sum "

@@ -135,7 +135,8 @@ class RecordingProxy:
         self.get_only = get_only
         self.caps = caps  # when set, the GetCACaps answer's keywords are only these
         self.exchanges: list[Exchange] = []
-        self._lock = threading.Lock()
+        self._lock = threading.Condition()
+        self._in_flight = 0  # requests taken and not yet recorded
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
@@ -163,6 +164,13 @@ class RecordingProxy:
     def replies(self) -> list[Signed]:
         return [x.reply for x in self.operations() if x.reply is not None]
 
+    def settle(self, timeout: float) -> bool:
+        """Wait (`timeout` at most) until every request taken so far is recorded. The server
+        acts on a request (appends it to its log) before its answer comes back through here:
+        what the server shows is not yet what the proxy recorded."""
+        with self._lock:
+            return self._lock.wait_for(lambda: self._in_flight == 0, timeout)
+
     def summary(self) -> str:
         """The PKIOperations seen, a repeated one counted: `POST PKIOperation -> 200 [CertPoll
         -> PENDING] x3`."""
@@ -181,6 +189,11 @@ class RecordingProxy:
         with self._lock:
             self.exchanges.append(x)
 
+    def _taken(self, delta: int) -> None:
+        with self._lock:
+            self._in_flight += delta
+            self._lock.notify_all()
+
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         proxy = self
 
@@ -189,11 +202,19 @@ class RecordingProxy:
                 pass  # the exchanges are recorded instead
 
             def do_GET(self) -> None:
-                self._forward(b"")
+                proxy._taken(1)
+                try:
+                    self._forward(b"")
+                finally:
+                    proxy._taken(-1)
 
             def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                self._forward(self.rfile.read(length))
+                proxy._taken(1)
+                try:
+                    length = int(self.headers.get("Content-Length") or 0)
+                    self._forward(self.rfile.read(length))
+                finally:
+                    proxy._taken(-1)
 
             def _forward(self, body: bytes) -> None:
                 query = parse_qs(urlsplit(self.path).query)

@@ -251,6 +251,9 @@ class OurCA:
                              f"PENDING ({self.proxy.summary()})")
             for line in self.admin("requests").stdout.splitlines():
                 if subject_part in line and " pending " in line:
+                    # logged before it is answered: let the answer reach the proxy's record
+                    expect(self.proxy.settle(max(0.0, deadline - time.monotonic())),
+                           f"the proxy is still relaying a request ({self.proxy.summary()})")
                     return line.split()[0]
             time.sleep(0.2)
         raise Failed(f"no pending request for {subject_part} after {timeout:g} s "
