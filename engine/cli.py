@@ -1083,11 +1083,13 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 
 def _unreachable(err: LogError) -> bool:
-    """A shared store that could not be reached: a runtime failure (exit 1, as `ca` and
+    """A shared store that could not be reached or refused a statement (read-only,
+    permissions): a runtime failure (exit 1, as `ca` and
     `fleet` say it), not a usage error (2). Only a command that loaded the store module
     can have met one."""
     pgstore = sys.modules.get("events.pgstore")
-    return pgstore is not None and isinstance(err, pgstore.StoreUnavailable)
+    return pgstore is not None and isinstance(err, (pgstore.StoreUnavailable,
+                                                    pgstore.StoreRefused))
 
 
 def _dispatch_log(args: argparse.Namespace) -> int:

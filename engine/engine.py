@@ -328,6 +328,7 @@ class Engine:
             self.ports.say(self.help(line.rstrip()[:-1]) + "\n")
             return []
         self._line = line
+        self._follow_other_writers()
         piped = pipe.split(line)
         if piped is not None:
             return self._piped(line, *piped)
@@ -599,6 +600,19 @@ class Engine:
                              f"caught up to seq {self.state.seq}. Its uncommitted changes "
                              "were discarded: enter them again if they still apply.")
 
+    def _follow_other_writers(self) -> None:
+        """Before a command in EXEC mode, fold what other engines of this device appended to
+        a shared log meanwhile (a second shell's commit, `exec` or `validate`), so that what
+        `show` prints and what the command decides on is what the log says, not this
+        engine's older view. A configuration session keeps the running configuration it
+        started from: its commit is refused if another writer appended meanwhile
+        (`_conflict`). A store that cannot be reached is not a reason to refuse a `show`:
+        the command runs on what this engine has folded, and an append says what failed."""
+        if self.log is None or self.session.base is not None:
+            return
+        with contextlib.suppress(LogError):
+            self.catch_up()
+
     def catch_up(self) -> int:
         """Fold what other writers of a shared log appended since this engine's head; how
         many events that was. The open session's uncommitted edits stay as they are."""
@@ -606,6 +620,8 @@ class Engine:
         if self.log is None:
             return 0
         self.log.refresh()
+        if self.log.head[0] == self.state.seq:
+            return 0
         records = list(self.log.read(self.state.seq + 1))
         if records:
             self.fold(records)

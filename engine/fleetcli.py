@@ -133,9 +133,17 @@ def _release(follower: Any, device: str) -> int:
     return 0
 
 
+NAMED_AT_MOST = 10  # quarantined logs the `%` line names; `fleet devices` lists them all
+
+
 def quarantine_warning(held: Sequence[Any]) -> str:
-    """One `%` line naming the quarantined logs (the views hold them only up to there)."""
-    logs = ", ".join(f"{q.device} at seq {q.seq} ({q.reason})" for q in held)
+    """One `%` line naming the quarantined logs (the views hold them only up to there): the
+    first NAMED_AT_MOST, then how many more, so that a fleet with hundreds quarantined does
+    not get a line of kilobytes on every query."""
+    logs = ", ".join(f"{q.device} at seq {q.seq} ({q.reason})" for q in held[:NAMED_AT_MOST])
+    more = len(held) - NAMED_AT_MOST
+    if more > 0:
+        logs += f", and {more} more log{'s' if more != 1 else ''}"
     return (f"% Quarantined, not folded from there on (see fleet devices): {logs}.")
 
 
@@ -189,7 +197,9 @@ def _follow(follower: Any, url: str) -> int:
         nonlocal at
         if applied is not None:
             at = applied.position
-        new = [q for q in follower.quarantined() if q.device not in told]
+        held = follower.quarantined()
+        told.intersection_update(q.device for q in held)  # a released log is told again
+        new = [q for q in held if q.device not in told]
         if new:
             told.update(q.device for q in new)
             print(quarantine_warning(new), file=sys.stderr, flush=True)
@@ -223,7 +233,8 @@ def _lost() -> tuple[type[Exception], ...]:
 
     from events.pgstore import StoreUnavailable
 
-    return (StoreUnavailable, psycopg.OperationalError)
+    # A database turned read-only (a failover to a standby, maintenance) is waited out too.
+    return (StoreUnavailable, psycopg.OperationalError, psycopg.errors.ReadOnlySqlTransaction)
 
 
 def _until_back(url: str, err: Exception, stop: threading.Event) -> Any:

@@ -53,6 +53,7 @@ from events.filelog import (
     MARK_EVERY,
     LogCorrupted,
     LogError,
+    LogWriteFailed,
     Position,
     TailMismatch,
     VerifyReport,
@@ -87,6 +88,7 @@ class SharedLog:
         self.store = store
         self.root = root
         self._lock = lock  # the single-writer lock of an `exclusive` log, until close
+        self._exclusive = lock is not None  # None later: dropped, taken back when safe
         self._lock_lost: str | None = None  # why this process may not write any more
         # Appends, refreshes, group commits and the lock's keepalive take turns (an RLock:
         # a group commit's appends are in its block).
@@ -161,7 +163,7 @@ class SharedLog:
             return self._append(batch)
 
     def _append(self, batch: Sequence[PendingEvent]) -> list[Recorded]:
-        if self._lock is not None or self._lock_lost is not None:
+        if self._exclusive:
             self._still_the_writer()
         if self._lost is not None:
             self._come_back()
@@ -185,7 +187,8 @@ class SharedLog:
         """The store's refusals as the engine's: another writer's append is a LogConflict
         (the command changed nothing); a lost store a StoreLost, remembered with the head
         before it (a failed group's: the store's head again) and the batch, so that the
-        store can be asked what became of it."""
+        store can be asked what became of it; a statement the server refused (a read-only
+        database or role, a revoked privilege) a LogWriteFailed that changed nothing."""
         try:
             yield
         except StreamConflict as err:
@@ -195,6 +198,11 @@ class SharedLog:
             self._lost = (before or self.store.head, batch, why)
             raise StoreLost(_Unavailable(why), False, "Whether the store committed it is "
                             "not known: the next command reconnects and finds out.") from None
+        except LogCorrupted:
+            raise
+        except LogError as err:  # the server refused the statement (read-only, permissions,
+            # a timeout...): its transaction rolled back, nothing of the batch is stored
+            raise LogWriteFailed(_Unavailable(err.text.rstrip(".")), True) from None
 
     def _keepalive(self) -> None:
         """An exclusive log's lock, checked every KEEPALIVE_S between appends too, so that
@@ -203,7 +211,7 @@ class SharedLog:
         itself). A failure is kept for the next append to raise."""
         while not self._closing.wait(KEEPALIVE_S):
             with self._turn:
-                if self._closing.is_set() or self._lock is None:
+                if self._closing.is_set() or self._lock_lost is not None:
                     return
                 if self._grouped or self._lost is not None:
                     continue  # the head is in doubt: the next append checks
@@ -212,36 +220,55 @@ class SharedLog:
 
     def _still_the_writer(self) -> None:
         """An exclusive log's lock, checked before an append: held, or taken again when that
-        is provably safe (module doc); WriterLockLost, for good, otherwise."""
+        is provably safe (module doc); WriterLockLost, for good, otherwise. A store that
+        cannot be reached to take it again (PostgreSQL restarting) decides nothing: this
+        append is refused (nothing written) and the next check, or the keepalive's, tries
+        again; the lock is taken back only if nobody wrote meanwhile, as always."""
         if self._lock_lost is not None:
             raise WriterLockLost(self._lock_lost, sentence=True)
-        assert self._lock is not None
-        if self._lock.held():
+        if self._lock is not None and self._lock.held():
             return
         log_id, why = self.store.log_id, ""
-        self._lock.release()
-        self._lock = None
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
         try:
             lock = writer_lock(self.store.url, log_id)
         except WriterLocked:
             why = "another process holds it now"
         except StoreUnavailable as err:
-            why = f"it could not be taken again ({err.text.rstrip('.')})"
+            raise self._not_yet(f"it could not be taken again yet "
+                                f"({err.text.rstrip('.')})") from None
         else:
             try:
-                head = self.store.stored_head()
+                head = self._stored_head()
             except StoreUnavailable as err:
-                head, why = None, f"the log's head could not be read ({err.text.rstrip('.')})"
+                lock.release()
+                raise self._not_yet(f"the log's head could not be read "
+                                    f"({err.text.rstrip('.')})") from None
             if head == self.store.head:
                 self._lock = lock
                 return
             lock.release()
-            if head is not None:
-                why = f"another process appended seq {self.store.head[0] + 1}-{head[0]} meanwhile"
+            why = f"another process appended seq {self.store.head[0] + 1}-{head[0]} meanwhile"
         self._lock_lost = (f"The single-writer lock of the event log {log_id} was lost (the "
                            f"server ended its session) and {why}: this process writes no "
                            "more to it (nothing was written).")
         raise WriterLockLost(self._lock_lost, sentence=True)
+
+    def _stored_head(self) -> tuple[int, bytes]:
+        """The store's head; asked once more on a new connection if the server had ended
+        this one (as it ends every session when it restarts)."""
+        try:
+            return self.store.stored_head()
+        except StoreUnavailable:
+            return self.store.stored_head()
+
+    def _not_yet(self, why: str) -> WriterLockLost:
+        """The lock is dropped and the store cannot say yet whether it is safe to take back."""
+        return WriterLockLost(f"The single-writer lock of the event log {self.store.log_id} "
+                              f"was lost (the server ended its session) and {why}: nothing was "
+                              "written; the next append tries to take it again.", sentence=True)
 
     def _ask_after_loss(self, what: str) -> list[Recorded]:
         """Right after losing the store mid-append (`what`: this command, or this block, a
@@ -310,7 +337,16 @@ class SharedLog:
             self.mark_head()
 
     def refresh(self) -> None:
+        """Learn the head other writers made. One query on the open connection when nothing
+        changed (the engine asks before each command in EXEC mode); a fresh handle when the
+        head moved or the connection is gone. While a lost append's outcome is unknown,
+        nothing: the next append asks the store about it first (`_come_back`)."""
         with self._turn:
+            if self._lost is not None or self._grouped:
+                return
+            with contextlib.suppress(StoreUnavailable):
+                if self.store.stored_head() == self.store.head:
+                    return
             self._reopen()
 
     def _reopen(self) -> None:
@@ -329,7 +365,16 @@ class SharedLog:
 
     def tail(self, at: Position, seq: int, chain: bytes, *,
              typed: bool = False) -> Iterator[Row]:
-        raise TailMismatch("a shared store has no file positions (found by seq instead)")
+        """The rows after (seq, chain hash). `at`, a file log's position, means nothing here:
+        it comes from a snapshot or audit tree made while the device's log was a file (before
+        `log import` moved it into the store). The row is found by its seq instead and its
+        chain hash checked, as for a record made with no position."""
+        row = next(iter(self.store.read_rows(seq)), None)
+        if row is None or row[0] != seq:
+            raise TailMismatch(f"the log ends at seq {self.head[0]}, before seq {seq}")
+        if row[8] != chain:
+            raise TailMismatch(f"seq {seq} has another chain hash")
+        return self.store.read_rows(seq + 1, typed=typed)
 
     def mark_head(self) -> None:
         """The "durable now" step: every append is committed when it returns, so the head is

@@ -190,6 +190,8 @@ def refuse_own_log(root: Path) -> None:
     log = root / "log"
     if log.is_dir() and any(log.glob("*.seg")):
         raise BindingError(Reason.NOT_ALLOWED, f"Data directory {root} keeps its own event log "
-                           f"({log}): it cannot use --store. Copy the log into the store with "
-                           f"`trustledger log export {root} | trustledger log import --store "
-                           "URL --device ID` and use a new data directory.")
+                           f"({log}): it cannot use --store. To move the device into the "
+                           f"store with its keys (they stay in {root}; a new data directory "
+                           f"would have none of them): `trustledger log export {root} | "
+                           "trustledger log import --store URL --device ID`, move "
+                           f"{log} aside, then use {root} with --store URL --device ID --adopt.")

@@ -210,6 +210,12 @@ class StoreUnavailable(LogError):
     """The server cannot be reached, refused the login, or the connection dropped."""
 
 
+class StoreRefused(LogError):
+    """The server answered but refused the statement (a read-only database or role, a
+    missing privilege, a timeout): a runtime failure, as an unreachable store is; nothing
+    the statement would have written is stored."""
+
+
 class StreamConflict(LogError):
     """Another writer appended to the same log since this store's head."""
 
@@ -402,7 +408,7 @@ class PostgresEventStore:
         except psycopg.OperationalError as e:
             self._in_doubt(e, pid, records[-1])
         except psycopg.Error as e:
-            raise LogError(f"The event store {redacted(self.url)} refused the append to "
+            raise StoreRefused(f"The event store {redacted(self.url)} refused the append to "
                            f"{self.log_id}: {_why(e)}.", sentence=True) from None
         self._durable = records[-1].seq, records[-1].hash
         self._notify()
@@ -668,8 +674,8 @@ def _translated(url: str, doing: str) -> Iterator[None]:
         raise StoreUnavailable(f"Lost the event store {redacted(url)} trying to {doing}: "
                                f"{_why(e)}.", sentence=True) from None
     except psycopg.Error as e:
-        raise LogError(f"The event store {redacted(url)} failed to {doing}: {_why(e)}.",
-                       sentence=True) from None
+        raise StoreRefused(f"The event store {redacted(url)} failed to {doing}: {_why(e)}.",
+                           sentence=True) from None
 
 
 # -- single writers ----------------------------------------------------------------------------

@@ -109,6 +109,108 @@ def test_two_engines_on_one_device_conflict_and_the_second_catches_up(
 
 
 @pytest.mark.integration
+def test_an_exec_mode_command_sees_what_another_engine_of_the_device_committed(
+        pg_url: str, tmp_path: Path) -> None:
+    """Two shells on one device: what the idle one shows (and decides on) next is what the
+    log says, not its older view; its open configuration session keeps its base (the commit
+    conflict refuses it, as before)."""
+    first, second = _open(pg_url, tmp_path / "a"), _open(pg_url, tmp_path / "b")
+    try:
+        run(second, "configure", "hostname from-b")  # a session open on the old config
+        run(first, "configure", "hostname from-a", "commit", "end")
+        assert second.state.seq == 0  # config mode: not caught up under the edit
+        assert not second.execute("commit").ok
+        run(second, "end")
+        run(first, "configure", "domain name example.org", "commit", "end")
+        shown = second.execute("show running-config")
+        assert shown.ok and "hostname from-a" in shown.output
+        assert "domain name example.org" in shown.output, shown.output
+        assert second.prompt.startswith("RP/0/RP0/CPU0:from-a")
+        assert second.state.seq == first.state.seq
+    finally:
+        first.close()
+        second.close()
+
+
+@pytest.mark.integration
+def test_a_show_still_answers_from_the_engine_while_the_store_is_away(
+        pg_url: str, tmp_path: Path) -> None:
+    """The EXEC-mode catch-up is best effort: a store that cannot be reached refuses no
+    `show`; the next write says what failed, and once the store is back the engine follows."""
+    with _open(pg_url, tmp_path / "dev") as eng:
+        run(eng, "configure", "hostname before", "commit", "end")
+        _kill_sessions(pg_url, allow=False)
+        try:
+            shown = eng.execute("show running-config")
+            assert shown.ok and "hostname before" in shown.output, shown.output
+        finally:
+            _kill_sessions(pg_url, allow=True)
+        with _open(pg_url, tmp_path / "other") as other:
+            run(other, "configure", "hostname after", "commit", "end")
+        assert "hostname after" in eng.execute("show running-config").output
+
+
+@pytest.mark.integration
+def test_a_device_moved_from_its_file_log_into_the_store_keeps_its_snapshot(
+        pg_url: str, tmp_path: Path) -> None:
+    """`log export DIR | log import --store`, then the same directory on the store: the
+    file log's snapshot (which records a file position) is found by seq and chain hash, not
+    ignored with a warning; one of another history still is."""
+    from engine.cli import main
+
+    data = tmp_path / "dev"
+    with open_engine(data) as eng:
+        run(eng, "configure", "hostname moved", "domain name example.net", "commit", "end")
+        before, seq = views(eng), eng.state.seq
+    export = tmp_path / "dev.export"
+    assert main(["log", "export", str(data), "-o", str(export)]) == 0
+    assert main(["log", "import", "--store", pg_url, "--device", "r1", str(export)]) == 0
+    (data / "log").rename(tmp_path / "log.moved")
+    assert [p.name for p in (data / "snapshots").iterdir()] == [f"{seq:020d}.snap"]
+    with _open(pg_url, data) as eng:
+        assert eng.snapshots_ignored == []
+        assert eng.state.seq == seq and views(eng) == before
+    with _open(pg_url, tmp_path / "other", "r2") as eng:
+        run(eng, "configure", "hostname other", "commit", "end")
+    with _open(pg_url, data, "r2") as eng:
+        assert [i.reason for i in eng.snapshots_ignored] == ["seq 1 has another chain hash"]
+        assert eng.state.hostname == "other"
+
+
+@pytest.mark.integration
+def test_a_store_that_refuses_the_append_is_a_clean_refusal_not_a_traceback(
+        pg_url: str, tmp_path: Path) -> None:
+    """The database turned read-only under a running engine (a failover to a standby, a
+    maintenance switch): the append is refused by the server, the command says so in one `%`
+    line and changes nothing (no event, no key left behind); once writable, it just works."""
+    name = pg_url.rsplit("/", 1)[1]
+    with _open(pg_url, tmp_path / "dev") as eng:
+        run(eng, "configure", "hostname before", "commit", "end",
+            "crypto key generate ed25519 k0")
+        keystore = tmp_path / "dev" / "keystore"
+        seq, keys = eng.state.seq, sorted(p.name for p in keystore.iterdir())
+        with psycopg.connect(pg_url, autocommit=True) as admin:
+            admin.execute(f'ALTER DATABASE "{name}" SET default_transaction_read_only = on')
+        _kill_sessions(pg_url)  # its next connection is read-only
+        try:
+            refused = eng.execute("crypto key generate ed25519 k1")
+            assert not refused.ok and refused.events == [] and eng.state.seq == seq
+            assert refused.output.endswith(
+                f"\n% Could not write the event log: The event store {pg_url} refused the "
+                "append to r1: cannot execute INSERT in a read-only transaction. Nothing was "
+                "changed.\n"), refused.output
+            assert sorted(p.name for p in keystore.iterdir()) == keys
+        finally:
+            with psycopg.connect(pg_url, autocommit=True,
+                                 options="-c default_transaction_read_only=off") as admin:
+                admin.execute(f'ALTER DATABASE "{name}" RESET default_transaction_read_only')
+            _kill_sessions(pg_url)
+        again = eng.execute("crypto key generate ed25519 k1")
+        assert again.ok and eng.state.seq == seq + 1, again.output
+    assert verify_log(pg_url, "r1").damage is None
+
+
+@pytest.mark.integration
 def test_a_conflicted_commit_in_a_script_leaves_no_question_to_swallow_its_next_lines(
         pg_url: str, tmp_path: Path) -> None:
     """Two `exec` scripts on one device: the other one commits while this one is in a
@@ -190,7 +292,14 @@ def test_a_lost_connection_reconnects_and_says_the_command_changed_nothing(
     finds the command not committed, says so, and the next command just works."""
     with _open(pg_url, tmp_path / "dev") as eng:
         run(eng, "configure", "hostname before", "commit", "end")
-        _kill_sessions(pg_url)
+        log = eng.log
+        assert isinstance(log, SharedLog) and log.while_syncing is None
+
+        def kill_once() -> None:  # inside the command, after its EXEC-mode catch-up
+            log.while_syncing = None
+            _kill_sessions(pg_url)
+
+        log.while_syncing = kill_once
         lost = eng.execute("crypto key generate ed25519 k1")
         assert not lost.ok and lost.events == []
         assert "\n% Could not write the event log: Lost the connection to the event store " \

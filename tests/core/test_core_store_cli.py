@@ -90,6 +90,57 @@ def test_a_data_directory_of_another_device_or_store_is_refused(pg_url: str,
 
 
 @pytest.mark.integration
+def test_a_device_moved_into_the_store_as_the_refusal_says_keeps_its_keys(
+        pg_url: str, tmp_path: Path) -> None:
+    """The refusal of --store on a directory with a file log names the way that keeps the
+    device's keys (a new data directory would have none); following it word for word works."""
+    dev = tmp_path / "filedev"
+    made = _cli("exec", "--data", dev, "-f", "-", stdin=SETUP + "crypto key generate "
+                "ed25519 k1\n")
+    assert made.returncode == 0, made.stderr
+    refused = _cli("exec", "--data", dev, "--store", pg_url, "--device", "m1", "-f", "-",
+                   stdin="show running-config\n")
+    assert refused.returncode == 2
+    assert refused.stderr == (
+        f"% Data directory {dev} keeps its own event log ({dev}/log): it cannot use --store. "
+        f"To move the device into the store with its keys (they stay in {dev}; a new data "
+        f"directory would have none of them): `trustledger log export {dev} | trustledger log "
+        f"import --store URL --device ID`, move {dev}/log aside, then use {dev} with --store "
+        "URL --device ID --adopt.\n")
+    export = subprocess.run(f"{sys.executable} -m engine.cli log export {dev} | "
+                            f"{sys.executable} -m engine.cli log import --store {pg_url} "
+                            "--device m1", shell=True, cwd=REPO, capture_output=True, text=True,
+                            timeout=120, check=False)
+    assert export.returncode == 0, export.stderr
+    (dev / "log").rename(tmp_path / "log.moved")
+    moved = _cli("exec", "--data", dev, "--store", pg_url, "--device", "m1", "--adopt", "-f",
+                 "-", stdin="show crypto key mypubkey ed25519\nshow running-config\n")
+    assert moved.returncode == 0, moved.stderr
+    assert "Key label:k1" in moved.stdout and "hostname pg-edge" in moved.stdout
+    assert moved.stderr == ""  # no snapshot ignored, nothing rebuilt
+    assert json.loads((dev / "STORE").read_text()) == {"store": pg_url, "device": "m1"}
+
+
+@pytest.mark.integration
+def test_a_read_only_store_is_a_runtime_failure_not_a_usage_error(pg_url: str,
+                                                                   tmp_path: Path) -> None:
+    """A database the server keeps read-only (a standby, a maintenance switch) refuses the
+    open of a new device: one `%` line, exit 1 (as an unreachable store), no directory made."""
+    import psycopg
+
+    name = pg_url.rsplit("/", 1)[1]
+    with psycopg.connect(pg_url, autocommit=True) as admin:
+        admin.execute(f'ALTER DATABASE "{name}" SET default_transaction_read_only = on')
+    data = tmp_path / "dev"
+    done = _cli("exec", "--data", data, "--store", pg_url, "--device", "ro-1", "-f", "-",
+                stdin=SETUP)
+    assert (done.returncode, done.stdout) == (1, "")
+    assert done.stderr == (f"% The event store {pg_url} failed to open the event store: "
+                           "cannot execute CREATE TABLE in a read-only transaction.\n")
+    assert not data.exists()
+
+
+@pytest.mark.integration
 def test_an_unreachable_store_is_one_percent_line(tmp_path: Path) -> None:
     from tests.support.peer_support import free_port
 

@@ -87,3 +87,59 @@ def test_a_ca_log_is_counted_not_folded(pg_url: str) -> None:
         rows = f.answer(queries.devices, T0).rows
     assert [(d.device, d.kind, d.events, d.last_at, d.trustpoints) for d in rows] == [
         ("ca-main", "ca", 2, T0 + 6, 0), ("edge-1", "device", 1, T0, 1)]
+
+
+def test_follow_names_a_released_log_again_when_it_is_quarantined_again(pg_url: str) -> None:
+    """`fleet follow` names each quarantined log once; once released, a new quarantine of
+    the same log is news and is named again."""
+    import psycopg
+
+    from engine.cli import main
+    from tests.fleet.test_fleet_quarantine import _append_foreign
+
+    def damage(seq: int) -> None:
+        with psycopg.connect(pg_url, autocommit=True) as conn:
+            conn.execute("UPDATE trustledger_events SET hash = %s WHERE log_id = 'dmg' AND "
+                         "seq = %s", (bytes(32), seq))
+
+    def repair(seq: int) -> None:
+        with psycopg.connect(pg_url, autocommit=True) as conn:
+            conn.execute("UPDATE trustledger_events SET hash = sha256(prev || core) WHERE "
+                         "log_id = 'dmg' AND seq = %s", (seq,))
+
+    with PostgresEventStore.open(pg_url, "dmg") as s:
+        s.append([_declare(0, "tp0")])
+        s.append([_declare(1, "tp1")])
+    damage(2)
+    child = subprocess.Popen([sys.executable, "-m", "engine.cli", "fleet", "follow"],
+                             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True, env={**os.environ, "PYTHONPATH": str(REPO),
+                                             "TRUSTLEDGER_STORE": pg_url})
+    import queue
+    import threading
+
+    lines: queue.Queue[str] = queue.Queue()
+    assert child.stderr is not None
+    threading.Thread(target=lambda: [lines.put(ln) for ln in child.stderr],  # type: ignore[union-attr]
+                     daemon=True).start()
+    try:
+        first = lines.get(timeout=30)
+        assert first == ("% Quarantined, not folded from there on (see fleet devices): dmg "
+                         "at seq 2 (hash chain broken).\n")
+        repair(2)
+        assert main(["fleet", "release", "dmg", "--store", pg_url]) == 0
+        with PostgresEventStore.open(pg_url, "dmg") as s:
+            s.append([_declare(2, "tp2")])
+        _append_foreign(pg_url, "dmg")  # seq 4, a newer writer's: quarantined again
+        with PostgresEventStore.open(pg_url, "edge") as s:  # a wake-up after it
+            s.append([_declare(0, "tp0")])
+        again = lines.get(timeout=30)
+        assert again == ("% Quarantined, not folded from there on (see fleet devices): dmg "
+                         "at seq 4 (event type FromTheFuture is not one this build folds as "
+                         "a device's).\n")
+        child.send_signal(signal.SIGINT)
+        child.wait(timeout=30)
+    finally:
+        child.kill()
+        child.wait()
+    assert child.returncode == 0

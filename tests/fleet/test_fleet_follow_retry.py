@@ -129,3 +129,51 @@ def test_follow_waits_for_a_lost_store_and_goes_on_when_it_is_back(pg_url: str) 
     assert child.returncode == 0, err
     assert out.splitlines() == ["Stopped at position 2."]
     assert "Traceback" not in err and "Lost" not in err  # said once
+
+
+def test_follow_waits_out_a_store_turned_read_only(pg_url: str) -> None:
+    """The database turned read-only under `fleet follow` (a failover to a standby, a
+    maintenance switch): it says so once and waits, as for a store that went away, instead
+    of exiting; writable again, it goes on from the views' position."""
+    name = pg_url.rsplit("/", 1)[1]
+
+    def read_only(on: bool) -> None:
+        with psycopg.connect(pg_url, autocommit=True,
+                             options="-c default_transaction_read_only=off") as admin:
+            admin.execute(f'ALTER DATABASE "{name}" '
+                          + ("SET default_transaction_read_only = on" if on else
+                             "RESET default_transaction_read_only"))
+            admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE "
+                          "datname = %s AND pid <> pg_backend_pid()", (name,))
+
+    with PostgresEventStore.open(pg_url, "edge-1") as s:
+        s.append([_declare(0)])
+    child = subprocess.Popen([sys.executable, "-m", "engine.cli", "fleet", "follow",
+                              "--store", pg_url], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True,
+                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        assert child.stdout is not None and child.stderr is not None
+        assert child.stdout.readline().startswith("Following postgresql://")
+        _until(lambda: _seq(pg_url, "edge-1") == 1)
+        read_only(True)  # its sessions end; every new one is read-only
+        said = child.stderr.readline()
+        assert said.startswith("% Lost the event store postgresql://"), said
+        assert said.endswith("Retrying every 1 s to 30 s until it is back; Ctrl-C stops.\n")
+        time.sleep(2.5)  # retries meet the read-only database (it used to exit here)
+        assert child.poll() is None  # still there, waiting
+        read_only(False)
+        with PostgresEventStore.open(pg_url, "edge-1") as s:
+            s.append([_declare(1)])
+        back = child.stderr.readline()
+        assert back.startswith("The event store postgresql://") and " is back; " in back
+        _until(lambda: _seq(pg_url, "edge-1") == 2)
+        child.send_signal(signal.SIGINT)
+        out, err = child.communicate(timeout=30)
+        assert out.splitlines()[-1].startswith("Stopped at position ")
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    assert child.returncode == 0, err
+    assert "Traceback" not in err

@@ -187,3 +187,19 @@ def test_release_of_a_log_with_an_event_this_build_cannot_fold_is_refused(
     assert main(["fleet", "release", "edge-8", "--store", pg_url]) == 1
     assert capsys.readouterr().err.startswith("% edge-8 still holds")
     assert _devices(pg_url)["edge-8"][2] == f"damaged at seq 2: {UNFOLDED}"
+
+
+def test_hundreds_quarantined_are_named_ten_then_counted(
+        pg_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """The `%` line every query prints names the first ten quarantined logs and counts the
+    rest (`fleet devices` lists them all), not a line of kilobytes."""
+    for i in range(13):
+        _append(pg_url, f"dmg-{i:02d}", 0, 1)
+        _damage(pg_url, f"dmg-{i:02d}", 2)
+    assert main(["fleet", "devices", "--store", pg_url]) == 0
+    out, err = capsys.readouterr()
+    named = ", ".join(f"dmg-{i:02d} at seq 2 (hash chain broken)" for i in range(10))
+    assert err == ("% Quarantined, not folded from there on (see fleet devices): "
+                   f"{named}, and 3 more logs.\n")
+    assert sum(ln.endswith("damaged at seq 2: hash chain broken")
+               for ln in out.splitlines()) == 13
