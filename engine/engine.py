@@ -56,7 +56,7 @@ from engine.trustpoints import trustpoint_names
 from engine.trustpool.builtin import BuiltinSource
 from events.filelog import FileEventLog, LogError, LogWriteFailed
 from events.memory import MemoryEventLog
-from events.registry import event_from
+from events.registry import UnknownEventType, event_from
 from events.store import EventStore, PendingEvent, Recorded
 from projections.render import render
 
@@ -528,6 +528,7 @@ class Engine:
                                                     "commit (what it does must follow a "
                                                     "durable append).")
         if outcome.events:
+            self._require_folded()
             corr = f"cmd:{self.store.head[0] + 1}"
             batch = [PendingEvent(ev, outcome.stream, now, self.session.user, corr)
                      for ev in outcome.events]
@@ -566,6 +567,17 @@ class Engine:
             self.ports.say(output if output.endswith("\n") else output + "\n")
         self._failure = outcome.failure
         return records
+
+    def _require_folded(self) -> None:
+        """Nothing is appended on top of events this engine has not folded (a shared log's
+        catch-up that could not read them): the command would decide on an older state
+        than the log's, and the store would take its events after the others'."""
+        head = self.store.head[0]
+        if head != self.state.seq:
+            raise OperatorError(Reason.NOT_ALLOWED, (
+                f"Another engine of this device appended seq {self.state.seq + 1}-{head}, "
+                "which this one could not read yet: nothing was written. Enter the command "
+                "again once the event store answers."))
 
     def _unencodable(self, err: Exception) -> TrustledgerError:
         """An event holds a value the log's encoding cannot carry (a bug: event fields are
@@ -610,8 +622,19 @@ class Engine:
         the command runs on what this engine has folded, and an append says what failed."""
         if self.log is None or self.session.base is not None:
             return
-        with contextlib.suppress(LogError):
+        try:
             self.catch_up()
+        except (LogError, UnknownEventType, TrustledgerError) as err:
+            from events.pgstore import StoreUnavailable  # only a shared log raises it
+
+            if isinstance(err, StoreUnavailable):
+                return  # `_apply` refuses an append while events stay unfolded
+            # damaged, or written by a newer trustledger
+            why = err.text if isinstance(err, (LogError, TrustledgerError)) else str(err)
+            raise OperatorError(Reason.NOT_ALLOWED, (
+                f"Another engine of this device appended events this one cannot fold "
+                f"({why.rstrip('.')}): nothing was run. Open the device again to see what "
+                "its log holds.")) from None
 
     def catch_up(self) -> int:
         """Fold what other writers of a shared log appended since this engine's head; how

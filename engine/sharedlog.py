@@ -65,6 +65,7 @@ from events.pgstore import (
     WriterLock,
     WriterLocked,
     WriterLockLost,
+    WriterLockPending,
     list_logs,
     writer_lock,
 )
@@ -264,9 +265,9 @@ class SharedLog:
         except StoreUnavailable:
             return self.store.stored_head()
 
-    def _not_yet(self, why: str) -> WriterLockLost:
+    def _not_yet(self, why: str) -> WriterLockPending:
         """The lock is dropped and the store cannot say yet whether it is safe to take back."""
-        return WriterLockLost(f"The single-writer lock of the event log {self.store.log_id} "
+        return WriterLockPending(f"The single-writer lock of the event log {self.store.log_id} "
                               f"was lost (the server ended its session) and {why}: nothing was "
                               "written; the next append tries to take it again.", sentence=True)
 

@@ -689,6 +689,12 @@ class WriterLockLost(LogError):
     """The single-writer lock was lost and could not be taken back safely: stop writing."""
 
 
+class WriterLockPending(WriterLockLost):
+    """The lock was dropped (the server ended its session) and the store cannot be reached
+    yet to take it back: this append is refused, nothing written; a later append, or the
+    keepalive, takes it back once that is provably safe."""
+
+
 class WriterLock:
     """The single-writer lock of one log (module doc, "Single writers"), held on a connection
     of its own from `acquire` until `release` (or the session's end)."""

@@ -130,6 +130,7 @@ from events.ca import STREAM, CAInitialized
 from events.durable import fsync_directory
 from events.filelog import FileEventLog, LogError, LogLocked, LogWriteFailed
 from events.groupcommit import GroupCommit
+from events.pgstore import WriterLockPending
 from events.registry import Event
 from events.store import PendingEvent, Recorded
 
@@ -577,6 +578,8 @@ class BuiltinCA:
         except LogConflict as e:  # nothing written: the log is whole, only we are behind
             self._catch_up()
             raise CAConflict(e) from None
+        except WriterLockPending as e:  # the store is away: nothing written, and the lock
+            raise CAUnavailable(e) from None  # is taken back later: this request only (503)
         except (LogError, OSError) as e:  # the log is broken until reopened
             raise self._durability.fail(e) from e
         state = self._state = decided.state

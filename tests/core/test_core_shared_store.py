@@ -480,3 +480,59 @@ def test_a_group_the_store_committed_before_the_loss_is_found_and_kept(
         assert eng.catch_up() == 0
         run(eng, "configure", "hostname after", "commit", "end")
     assert verify_log(pg_url, "r1").head_seq == kept + 1
+
+
+@pytest.mark.integration
+def test_a_catch_up_that_could_not_read_refuses_the_next_append(
+        pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The store answered the head query but was lost before the rows were read: the command
+    runs on what the engine has, but appends nothing on top of the events it has not folded
+    (they would land after them, and the engine would disagree with its log's replay)."""
+    from events.pgstore import StoreUnavailable
+
+    first, second = _open(pg_url, tmp_path / "a"), _open(pg_url, tmp_path / "b")
+    try:
+        run(first, "configure", "hostname first", "commit", "end")
+        run(second, "configure", "hostname second", "commit", "end")
+        real, failed = first.log.read, []  # type: ignore[union-attr]
+
+        def lost_once(from_seq: int = 1) -> object:
+            if not failed:
+                failed.append(from_seq)
+                raise StoreUnavailable("Lost the event store (test)", sentence=True)
+            return real(from_seq)
+
+        monkeypatch.setattr(first.log, "read", lost_once)
+        refused = first.execute("clock set 10:00:00 1 December 2025")
+        assert failed and not refused.ok
+        assert refused.output == (
+            f"% Another engine of this device appended seq 2-2, which this one could not "
+            "read yet: nothing was written. Enter the command again once the event store "
+            "answers.\n")
+        assert first.execute("clock set 10:00:00 1 December 2025").ok  # caught up first
+        assert first.state.hostname == "second" and first.state.seq == 3
+    finally:
+        first.close()
+        second.close()
+    with _open(pg_url, tmp_path / "c") as fresh:
+        assert (fresh.state.seq, fresh.state.hostname) == (3, "second")
+
+
+@pytest.mark.integration
+def test_an_event_another_engine_appended_that_this_build_cannot_fold_is_a_refusal(
+        pg_url: str, tmp_path: Path) -> None:
+    """A newer trustledger appended a type this build does not know: the next EXEC command
+    is refused with one `%` line (it escaped `execute` as a traceback), nothing appended."""
+    from tests.fleet.test_fleet_quarantine import _append_foreign
+
+    with _open(pg_url, tmp_path / "a") as eng:
+        run(eng, "configure", "hostname first", "commit", "end")
+        _append_foreign(pg_url, "r1")
+        for line in ("show clock", "clock set 10:00:00 1 December 2025"):
+            refused = eng.execute(line)
+            assert not refused.ok
+            assert refused.output.startswith(
+                "% Another engine of this device appended events this one cannot fold ("), \
+                refused.output
+            assert "FromTheFuture" in refused.output
+        assert eng.state.seq == 1
