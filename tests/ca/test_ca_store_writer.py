@@ -119,3 +119,39 @@ def test_ca_commands_go_through_the_server_of_a_store_ca(pg_url: str, tmp_path: 
         assert "Status             :Available" in done.stdout, done.stdout
         assert srv.proc.poll() is None  # still serving
     assert json.loads((ca_dir / "STORE").read_text())["device"] == "ca1"
+
+
+def test_a_request_while_the_store_restarts_is_refused_alone_and_the_ca_goes_on(
+        pg_url: str, tmp_path: Path) -> None:
+    """PostgreSQL restarting under a store CA: a request meanwhile finds the lock dropped and
+    the store away. That request is refused (CAUnavailable, HTTP 503 at SCEP), nothing
+    written; the CA is not marked unavailable for good (it was, while its keepalive took the
+    lock back: a CA that answered nothing held every other writer off). Once the store is
+    back, the next request takes the lock back (nobody wrote) and is recorded."""
+    import time
+
+    import psycopg
+
+    base, name = pg_url.rsplit("/", 1)
+
+    def allow(yes: bool) -> None:
+        with psycopg.connect(f"{base}/postgres", autocommit=True) as admin:
+            admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS {str(yes).lower()}')
+            if not yes:  # and end every session of it: the lock's among them
+                admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE "
+                              "datname = %s AND pid <> pg_backend_pid()", (name,))
+
+    with make_ca(tmp_path / "ca", store=Binding(pg_url, "ca1")) as ca:
+        ca.mint_challenge(timedelta(minutes=5))
+        allow(False)
+        try:
+            time.sleep(0.5)  # the lock's session ended: its socket says so
+            with pytest.raises(CAUnavailable, match="the next append tries to take it again"):
+                ca.mint_challenge(timedelta(minutes=5))
+            assert ca.unavailable is None
+        finally:
+            allow(True)
+        ca.mint_challenge(timedelta(minutes=5))
+        assert ca.unavailable is None
+        with pytest.raises(WriterLocked):  # held again, by this CA
+            writer_lock(pg_url, "ca1")
