@@ -54,7 +54,7 @@ from engine.storebinding import STORE_FILE
 from engine.system import ACTOR, CORRELATION, make_audit_key, record_builtins
 from engine.trustpoints import trustpoint_names
 from engine.trustpool.builtin import BuiltinSource
-from events.filelog import FileEventLog, LogError, LogWriteFailed
+from events.filelog import FileEventLog, LogCorrupted, LogError, LogWriteFailed
 from events.memory import MemoryEventLog
 from events.registry import UnknownEventType, event_from
 from events.store import EventStore, PendingEvent, Recorded
@@ -624,17 +624,14 @@ class Engine:
             return
         try:
             self.catch_up()
-        except (LogError, UnknownEventType, TrustledgerError) as err:
-            from events.pgstore import StoreUnavailable  # only a shared log raises it
-
-            if isinstance(err, StoreUnavailable):
-                return  # `_apply` refuses an append while events stay unfolded
-            # damaged, or written by a newer trustledger
+        except (LogCorrupted, UnknownEventType, TrustledgerError) as err:  # damaged, or newer
             why = err.text if isinstance(err, (LogError, TrustledgerError)) else str(err)
             raise OperatorError(Reason.NOT_ALLOWED, (
                 f"Another engine of this device appended events this one cannot fold "
                 f"({why.rstrip('.')}): nothing was run. Open the device again to see what "
                 "its log holds.")) from None
+        except LogError:  # the store is away or refused: `_apply` appends nothing on top of
+            return        # what stays unfolded, and says what failed
 
     def catch_up(self) -> int:
         """Fold what other writers of a shared log appended since this engine's head; how

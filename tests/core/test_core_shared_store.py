@@ -536,3 +536,29 @@ def test_an_event_another_engine_appended_that_this_build_cannot_fold_is_a_refus
                 refused.output
             assert "FromTheFuture" in refused.output
         assert eng.state.seq == 1
+
+
+@pytest.mark.integration
+def test_a_damaged_row_another_engine_appended_refuses_the_next_command(
+        pg_url: str, tmp_path: Path) -> None:
+    """A row after this engine's head does not verify: the next EXEC command is refused and
+    nothing is appended on top of it (the catch-up's failure was ignored, and the command's
+    events were sealed after the damaged row)."""
+    from tests.fleet.test_fleet_quarantine import _damage
+
+    first, second = _open(pg_url, tmp_path / "a"), _open(pg_url, tmp_path / "b")
+    try:
+        run(first, "configure", "hostname first", "commit", "end")
+        run(second, "configure", "hostname second", "commit", "end")
+        _damage(pg_url, "r1", 2)
+        for line in ("show clock", "clock set 10:00:00 1 December 2025"):
+            refused = first.execute(line)
+            assert refused.output.startswith(
+                "% Another engine of this device appended events this one cannot fold ("), \
+                refused.output
+        assert first.state.seq == 1
+        with PostgresEventStore.open(pg_url, "r1") as store:
+            assert store.head[0] == 2
+    finally:
+        first.close()
+        second.close()
