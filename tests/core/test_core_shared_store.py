@@ -506,7 +506,7 @@ def test_a_catch_up_that_could_not_read_refuses_the_next_append(
         refused = first.execute("clock set 10:00:00 1 December 2025")
         assert failed and not refused.ok
         assert refused.output == (
-            f"% Another engine of this device appended seq 2-2, which this one could not "
+            "% Another engine of this device appended seq 2-2, which this one could not "
             "read yet: nothing was written. Enter the command again once the event store "
             "answers.\n")
         assert first.execute("clock set 10:00:00 1 December 2025").ok  # caught up first
