@@ -130,27 +130,18 @@ def test_a_request_while_the_store_restarts_is_refused_alone_and_the_ca_goes_on(
     back, the next request takes the lock back (nobody wrote) and is recorded."""
     import time
 
-    import psycopg
-
-    base, name = pg_url.rsplit("/", 1)
-
-    def allow(yes: bool) -> None:
-        with psycopg.connect(f"{base}/postgres", autocommit=True) as admin:
-            admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS {str(yes).lower()}')
-            if not yes:  # and end every session of it: the lock's among them
-                admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE "
-                              "datname = %s AND pid <> pg_backend_pid()", (name,))
+    from tests.support.postgres import end_sessions
 
     with make_ca(tmp_path / "ca", store=Binding(pg_url, "ca1")) as ca:
         ca.mint_challenge(timedelta(minutes=5))
-        allow(False)
+        end_sessions(pg_url, allow=False)  # the lock's session among them
         try:
             time.sleep(0.5)  # the lock's session ended: its socket says so
             with pytest.raises(CAUnavailable, match="the next append tries to take it again"):
                 ca.mint_challenge(timedelta(minutes=5))
             assert ca.unavailable is None
         finally:
-            allow(True)
+            end_sessions(pg_url, allow=True)
         ca.mint_challenge(timedelta(minutes=5))
         assert ca.unavailable is None
         with pytest.raises(WriterLocked):  # held again, by this CA

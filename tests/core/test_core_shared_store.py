@@ -18,6 +18,7 @@ from engine.trustpool.builtin import certifi_bundle
 from events.filelog import LogError
 from events.pgstore import PostgresEventStore, verify_log
 from tests.core.engine_support import open_engine, run, views
+from tests.support.postgres import end_sessions
 
 pytestmark = pytest.mark.integration
 
@@ -139,12 +140,12 @@ def test_a_show_still_answers_from_the_engine_while_the_store_is_away(
     `show`; the next write says what failed, and once the store is back the engine follows."""
     with _open(pg_url, tmp_path / "dev") as eng:
         run(eng, "configure", "hostname before", "commit", "end")
-        _kill_sessions(pg_url, allow=False)
+        end_sessions(pg_url, allow=False)
         try:
             shown = eng.execute("show running-config")
             assert shown.ok and "hostname before" in shown.output, shown.output
         finally:
-            _kill_sessions(pg_url, allow=True)
+            end_sessions(pg_url, allow=True)
         with _open(pg_url, tmp_path / "other") as other:
             run(other, "configure", "hostname after", "commit", "end")
         assert "hostname after" in eng.execute("show running-config").output
@@ -191,7 +192,7 @@ def test_a_store_that_refuses_the_append_is_a_clean_refusal_not_a_traceback(
         seq, keys = eng.state.seq, sorted(p.name for p in keystore.iterdir())
         with psycopg.connect(pg_url, autocommit=True) as admin:
             admin.execute(f'ALTER DATABASE "{name}" SET default_transaction_read_only = on')
-        _kill_sessions(pg_url)  # its next connection is read-only
+        end_sessions(pg_url)  # its next connection is read-only
         try:
             refused = eng.execute("crypto key generate ed25519 k1")
             assert not refused.ok and refused.events == [] and eng.state.seq == seq
@@ -204,7 +205,7 @@ def test_a_store_that_refuses_the_append_is_a_clean_refusal_not_a_traceback(
             with psycopg.connect(pg_url, autocommit=True,
                                  options="-c default_transaction_read_only=off") as admin:
                 admin.execute(f'ALTER DATABASE "{name}" RESET default_transaction_read_only')
-            _kill_sessions(pg_url)
+            end_sessions(pg_url)
         again = eng.execute("crypto key generate ed25519 k1")
         assert again.ok and eng.state.seq == seq + 1, again.output
     assert verify_log(pg_url, "r1").damage is None
@@ -273,18 +274,6 @@ def test_the_shell_schedules_no_segment_scrub_for_a_store(pg_url: str, tmp_path:
     assert not (tmp_path / "dev" / "log").exists()
 
 
-def _kill_sessions(url: str, *, allow: bool | None = None) -> None:
-    """Drop every other connection to the test database; `allow` False/True closes/opens the
-    database to new connections first (the server "away", without stopping the cluster
-    other tests share)."""
-    base, name = url.rsplit("/", 1)
-    with psycopg.connect(f"{base}/postgres", autocommit=True) as admin:
-        if allow is not None:
-            admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS {str(allow).lower()}')
-        admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE "
-                      "datname = %s AND pid <> pg_backend_pid()", (name,))
-
-
 @pytest.mark.integration
 def test_a_lost_connection_reconnects_and_says_the_command_changed_nothing(
         pg_url: str, tmp_path: Path) -> None:
@@ -297,7 +286,7 @@ def test_a_lost_connection_reconnects_and_says_the_command_changed_nothing(
 
         def kill_once() -> None:  # inside the command, after its EXEC-mode catch-up
             log.while_syncing = None
-            _kill_sessions(pg_url)
+            end_sessions(pg_url)
 
         log.while_syncing = kill_once
         lost = eng.execute("crypto key generate ed25519 k1")
@@ -321,7 +310,7 @@ def test_a_store_still_away_is_retried_by_each_command_until_it_is_back(
         pg_url: str, tmp_path: Path) -> None:
     with _open(pg_url, tmp_path / "dev") as eng:
         run(eng, "configure", "hostname before", "commit", "end")
-        _kill_sessions(pg_url, allow=False)
+        end_sessions(pg_url, allow=False)
         try:
             lost = eng.execute("crypto key generate ed25519 k1")
             assert not lost.ok and lost.output.endswith(
@@ -333,7 +322,7 @@ def test_a_store_still_away_is_retried_by_each_command_until_it_is_back(
             assert away.output.endswith("This command changed nothing; the next one tries "
                                         "to reconnect again.\n")
         finally:
-            _kill_sessions(pg_url, allow=True)
+            end_sessions(pg_url, allow=True)
         run(eng, "configure", "hostname after")
         back = eng.execute("commit")
         assert back.ok and eng.state.hostname == "after", back.output
@@ -439,7 +428,7 @@ def test_a_store_lost_inside_a_group_commit_is_a_clean_refusal(
                 eng.validate_peer(chain, "any", AT_US)
                 eng.validate_peer(chain, "any", AT_US)
                 assert eng.state.seq == acknowledged + 2
-                _kill_sessions(pg_url, allow=False if away else None)
+                end_sessions(pg_url, allow=False if away else None)
             text = refused.value.render()
             assert text.startswith("% Could not write the event log: Lost the connection to "
                                    "the event store postgresql://"), text
@@ -450,7 +439,7 @@ def test_a_store_lost_inside_a_group_commit_is_a_clean_refusal(
             assert eng.state.seq == acknowledged and eng.state.hostname == "before"
         finally:
             if away:  # (the engine has no session left to kill)
-                _kill_sessions(pg_url, allow=True)
+                end_sessions(pg_url, allow=True)
         run(eng, "configure", "hostname after")
         again = eng.execute("commit")
         assert again.ok and eng.state.hostname == "after", again.output

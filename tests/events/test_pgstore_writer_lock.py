@@ -19,6 +19,7 @@ from events.ca import STREAM, ChallengeMinted
 from events.pgstore import PostgresEventStore, WriterLocked, WriterLockLost, writer_lock
 from events.store import PendingEvent
 from tests.ca.ca_support import make_ca
+from tests.support.postgres import end_sessions
 
 pytestmark = pytest.mark.integration
 
@@ -130,24 +131,15 @@ def test_a_lock_dropped_while_the_store_restarts_is_taken_back_once_it_is_up(
     connection is possible. That decides nothing (the keepalive and an append meanwhile are
     refused, nothing written); once the store is back the lock is taken again, since nobody
     wrote, and the writer goes on. It used to stop for good at the first failed try."""
-    base, name = pg_url.rsplit("/", 1)
-
-    def allow(yes: bool) -> None:
-        with psycopg.connect(f"{base}/postgres", autocommit=True) as admin:
-            admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS {str(yes).lower()}')
-            if not yes:  # and end every session of it: the lock's among them
-                admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE "
-                              "datname = %s AND pid <> pg_backend_pid()", (name,))
-
     with _open(pg_url, tmp_path) as log:
         log.append([_event(1)])
-        allow(False)
+        end_sessions(pg_url, allow=False)  # the lock's session among them
         try:
             time.sleep(2.5 * 1.0)  # the keepalive (every KEEPALIVE_S) fails meanwhile
             with pytest.raises(WriterLockLost, match="the next append tries to take it again"):
                 log.append([_event(2)])
         finally:
-            allow(True)
+            end_sessions(pg_url, allow=True)
         log.append([_event(3)])  # taken back: the head was still ours
         assert log.head[0] == 2
         with pytest.raises(WriterLocked):

@@ -92,6 +92,21 @@ def _until(what, timeout: float = 60.0) -> None:  # type: ignore[no-untyped-def]
         time.sleep(0.05)
 
 
+def _follow(store: str) -> subprocess.Popen[str]:
+    """`trustledger fleet follow --store STORE`, once it has said what it follows."""
+    child = subprocess.Popen([sys.executable, "-m", "engine.cli", "fleet", "follow",
+                              "--store", store], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True,
+                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    assert child.stdout is not None
+    first = child.stdout.readline()
+    if not first.startswith("Following postgresql://"):
+        child.kill()
+        child.wait()
+        raise AssertionError(first)
+    return child
+
+
 def test_follow_waits_for_a_lost_store_and_goes_on_when_it_is_back(pg_url: str) -> None:
     parts = urlsplit(pg_url)
     port = free_port()
@@ -99,13 +114,9 @@ def test_follow_waits_for_a_lost_store_and_goes_on_when_it_is_back(pg_url: str) 
     relay = Relay(port, ("127.0.0.1", parts.port or 5432))
     with PostgresEventStore.open(pg_url, "edge-1") as s:
         s.append([_declare(0)])
-    child = subprocess.Popen([sys.executable, "-m", "engine.cli", "fleet", "follow",
-                              "--store", relayed], stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True,
-                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    child = _follow(relayed)
     try:
         assert child.stdout is not None and child.stderr is not None
-        assert child.stdout.readline().startswith("Following postgresql://")
         _until(lambda: _seq(pg_url, "edge-1") == 1)
         relay.close()  # the store goes away
         lost = child.stderr.readline()
@@ -148,13 +159,9 @@ def test_follow_waits_out_a_store_turned_read_only(pg_url: str) -> None:
 
     with PostgresEventStore.open(pg_url, "edge-1") as s:
         s.append([_declare(0)])
-    child = subprocess.Popen([sys.executable, "-m", "engine.cli", "fleet", "follow",
-                              "--store", pg_url], stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True,
-                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    child = _follow(pg_url)
     try:
         assert child.stdout is not None and child.stderr is not None
-        assert child.stdout.readline().startswith("Following postgresql://")
         _until(lambda: _seq(pg_url, "edge-1") == 1)
         read_only(True)  # its sessions end; every new one is read-only
         said = child.stderr.readline()

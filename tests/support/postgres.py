@@ -177,6 +177,20 @@ def fresh_database(cluster: Cluster) -> Iterator[str]:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+def end_sessions(url: str, *, allow: bool | None = None) -> None:
+    """Drop every other connection to the database at `url`; `allow` False/True closes/opens
+    it to new connections first (the server "away", without stopping the cluster other tests
+    share)."""
+    import psycopg
+
+    base, name = url.rsplit("/", 1)
+    with psycopg.connect(f"{base}/postgres", autocommit=True) as admin:
+        if allow is not None:
+            admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS {str(allow).lower()}')
+        admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE "
+                      "datname = %s AND pid <> pg_backend_pid()", (name,))
+
+
 @pytest.fixture(scope="session")
 def pg_cluster() -> Iterator[Cluster]:
     """A PostgreSQL server for the whole session (see the module docstring)."""
