@@ -571,8 +571,9 @@ class Engine:
     def _require_folded(self) -> None:
         """Nothing is appended on top of events this engine has not folded (a shared log's
         catch-up that could not read them): the command would decide on an older state
-        than the log's, and the store would take its events after the others'."""
-        head = self.store.head[0]
+        than the log's, and the store would take its events after the others'. (A replay's
+        read-only store has no log: its refusal is its own.)"""
+        head = self.log.head[0] if self.log is not None else self.state.seq
         if head != self.state.seq:
             raise OperatorError(Reason.NOT_ALLOWED, (
                 f"Another engine of this device appended seq {self.state.seq + 1}-{head}, "
