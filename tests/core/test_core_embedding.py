@@ -108,8 +108,7 @@ def test_a_cas_directory_is_named_as_one(tmp_path: Path) -> None:
     from engine.ca.service import BuiltinCA
     from engine.folds import UnfoldedEvent
 
-    with BuiltinCA.init(tmp_path / "ca", subject="CN=Test CA"):
-        pass
+    BuiltinCA.init(tmp_path / "ca", subject="CN=Test CA").close()
     with pytest.raises(UnfoldedEvent) as refused:
         Engine.open(tmp_path / "ca")
     assert str(refused.value) == (f"% {tmp_path / 'ca'} is not a device's data directory: its "

@@ -81,7 +81,7 @@ def upstream() -> Iterator[str]:
 
     class Handler(BaseHTTPRequestHandler):
         def log_message(self, *args: object) -> None:
-            pass
+            """Quiet: the test reads the proxy's record, not the server's log lines."""
 
         def do_GET(self) -> None:
             if "GetCACaps" in self.path:
@@ -156,7 +156,7 @@ def test_settle_waits_for_the_answer_in_flight_to_be_recorded() -> None:
 
     class Held(BaseHTTPRequestHandler):
         def log_message(self, *args: object) -> None:
-            pass
+            """Quiet: the test reads the proxy's record, not the server's log lines."""
 
         def do_POST(self) -> None:
             self.rfile.read(int(self.headers["Content-Length"]))
