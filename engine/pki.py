@@ -146,13 +146,21 @@ def check_router_certificate(der: bytes, public_key: bytes, ca_der: bytes,
     import`): ours, from our CA, an end-entity certificate, valid now. What the CA chose
     for the subject and the extensions otherwise is its policy, not checked."""
     cert = load_certificate(der)
-    if spki(cert) != public_key:
-        raise bad("The certificate is for another key, not the trustpoint's key pair.")
-    check_issued_by(cert, load_certificate(ca_der, "CA certificate"), "certificate")
-    check_end_entity(cert, "certificate")
-    check_period(cert, "certificate")
+    check_issued_for(cert, public_key, ca_der, "certificate")
     check_validity(cert, now_us, "certificate", skew_us=CLOCK_SKEW_US)
     return cert
+
+
+def check_issued_for(cert: x509.Certificate, public_key: bytes, ca_der: bytes,
+                     what: str) -> None:
+    """What makes `cert` the router's own, whenever it is to be valid (enrollment and
+    renewal alike): for `public_key`, issued by the CA certificate `ca_der`, an end-entity
+    certificate, with a validity period that is a period."""
+    if spki(cert) != public_key:
+        raise bad(f"The {what} is for another key, not the trustpoint's key pair.")
+    check_issued_by(cert, load_certificate(ca_der, "CA certificate"), what)
+    check_end_entity(cert, what)
+    check_period(cert, what)
 
 
 def check_end_entity(cert: x509.Certificate, what: str) -> None:

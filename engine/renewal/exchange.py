@@ -33,14 +33,7 @@ from engine.errors import TrustledgerError
 from engine.keys import KeyPair
 from engine.machines.renewal import RenewalPhase
 from engine.messages import plural
-from engine.pki import (
-    bad,
-    check_end_entity,
-    check_issued_by,
-    check_period,
-    load_certificate,
-    spki,
-)
+from engine.pki import bad, check_issued_for, load_certificate
 from engine.ports import from_micros, to_micros
 from engine.renewal import messages
 from engine.renewal.messages import certificate_facts
@@ -186,17 +179,12 @@ def _checked(der: bytes | None, pair: KeyPair, ca_der: bytes, now: int,
              window: Window | None) -> tuple[bytes, int]:
     """(DER, notBefore µs) of a renewed certificate we accept: for this key pair, issued by
     the CA, an end-entity certificate, valid at some time and not expired, and in its
-    `window` (`_windows`). Its
-    notBefore may be later than now (the CA dated it to follow the current one): then it is
-    held, not refused."""
+    `window` (`_windows`). Its notBefore may be later than now (the CA dated it to follow
+    the current one): then it is held, not refused."""
     if der is None:
         raise bad("The CA answered SUCCESS without a certificate for our key.")
     cert = load_certificate(der)
-    if spki(cert) != pair.public_key:
-        raise bad("The renewed certificate is for another key, not the trustpoint's key pair.")
-    check_issued_by(cert, load_certificate(ca_der, "CA certificate"), "renewed certificate")
-    check_end_entity(cert, "renewed certificate")
-    check_period(cert, "renewed certificate")
+    check_issued_for(cert, pair.public_key, ca_der, "renewed certificate")
     if now > to_micros(cert.not_valid_after_utc):
         raise bad(f"The renewed certificate has expired "
                   f"({cert.not_valid_after_utc:%Y-%m-%d %H:%M:%S} UTC).")
