@@ -307,45 +307,44 @@ def _short(path: Path, size: int, want: Record) -> str:
             f"checkpoints were written to it ({AUDIT_FILE} says so): it was cut or emptied.")
 
 
-def verify_record(root: Path, data: bytes | None = None, saved: Saved | None = None
-                  ) -> str | None:
-    """What is wrong with CHECKPOINTS (`data`: its bytes, read here if None) against the
-    record `AUDIT` holds (`saved`: read here if None, before the file): every recorded byte
-    read and its CRC-32C compared, for the readers of older checkpoints (see "What the open
-    does not read"); None if nothing is (or nothing is recorded: no `AUDIT`, or one from
-    before the record). AuditMismatch if `AUDIT` itself is damaged."""
-    saved = saved if saved is not None else read_saved(root)
-    want = saved.record if saved is not None else None
-    if want is None:
-        return None
-    path = root / CHECKPOINTS_FILE
-    if data is None:
-        try:
-            data = path.read_bytes()
-        except FileNotFoundError:
-            return None if want.size == 0 else _short(path, -1, want)
-    if len(data) < want.size:
-        return _short(path, len(data), want)
-    crc = crc32c.crc32c(data[:want.size])
-    if crc != want.crc:
-        return (f"The checkpoint record {path} is damaged: its first {want.size} bytes are "
-                f"not the signed checkpoints written to it (CRC-32C {crc:08x}, {AUDIT_FILE} "
-                f"recorded {want.crc:08x}).")
-    return None
+def verify_record(root: Path) -> str | None:
+    """What is wrong with CHECKPOINTS against the record `AUDIT` holds of it (every recorded
+    byte read and its CRC-32C compared, for the readers of older checkpoints: see "What the
+    open does not read"); None if nothing is (or nothing is recorded: no `AUDIT`, or one
+    from before the record). AuditMismatch if `AUDIT` itself is damaged."""
+    return _read_record(root)[1]
 
 
 def checked_checkpoints(root: Path) -> list[bytes] | str:
     """Every signed note in `CHECKPOINTS`, oldest first (signatures not verified), once
     the file is found to hold exactly the bytes `AUDIT` recorded (`verify_record`); else
     what is wrong, naming the file."""
-    saved_first = read_saved(root)  # before the file, which only grows after AUDIT says it
+    data, problem = _read_record(root)
+    return problem if problem is not None else _split_notes(data.decode("utf-8", "replace"))
+
+
+def _read_record(root: Path) -> tuple[bytes, str | None]:
+    """CHECKPOINTS' bytes (none if it is missing) and what is wrong with them (`verify_record`).
+    `AUDIT` is read first: the file only grows after `AUDIT` records it."""
+    saved = read_saved(root)
+    path = root / CHECKPOINTS_FILE
     try:
-        data = (root / CHECKPOINTS_FILE).read_bytes()
+        data = path.read_bytes()
     except FileNotFoundError:
         data = None
-    problem = verify_record(root, data, saved_first)
-    return problem if problem is not None else _split_notes((data or b"").decode(
-        "utf-8", "replace"))
+    want = saved.record if saved is not None else None
+    if want is None:
+        return data or b"", None
+    if data is None:
+        return b"", None if want.size == 0 else _short(path, -1, want)
+    if len(data) < want.size:
+        return data, _short(path, len(data), want)
+    crc = crc32c.crc32c(data[:want.size])
+    if crc != want.crc:
+        return data, (f"The checkpoint record {path} is damaged: its first {want.size} bytes "
+                      f"are not the signed checkpoints written to it (CRC-32C {crc:08x}, "
+                      f"{AUDIT_FILE} recorded {want.crc:08x}).")
+    return data, None
 
 
 def read_checkpoints(root: Path) -> list[bytes]:
