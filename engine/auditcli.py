@@ -187,8 +187,6 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-
-
 def _key(text: str) -> Ed25519Verifier:
     try:
         return parse_verifier_key(text)

@@ -968,8 +968,7 @@ def cmd_exec(args: argparse.Namespace) -> int:
         from engine.trustpool.builtin import certifi_bundle
 
     file, keep_going = args.file, args.keep_going
-    script = sys.stdin if file == "-" else _open_script(file)
-    with script if script is not sys.stdin else contextlib.nullcontext():
+    with contextlib.nullcontext(sys.stdin) if file == "-" else _open_script(file) as script:
         root, log = device_dir(args.data, args.store, args.device, args.adopt)
         with collections_paused():
             eng = Engine.open(root, builtins=certifi_bundle, audit=True, log=log)
